@@ -1,0 +1,42 @@
+# The few verbs everyone uses. `make dev` and `make test` work on a fresh machine.
+PY ?= python3
+STAMP := .make/installed
+
+.PHONY: install dev test test-fast lint bench services-up services-down clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m pip install -q -e '.[test]'
+	@mkdir -p .make && touch $(STAMP)
+
+install: $(STAMP)
+
+## Run every service in one process on the embedded backend (http://127.0.0.1:8080).
+dev: $(STAMP)
+	dealreg dev
+
+## The whole suite. Real Kafka and PostgreSQL are started by the test fixtures
+## (environment settings, else testcontainers, else deploy/ scripts) unless already up.
+test: $(STAMP)
+	bash deploy/kafka.sh fetch
+	$(PY) -m pytest
+
+## Unit tests only: no servers, seconds.
+test-fast: $(STAMP)
+	$(PY) -m pytest tests/unit
+
+lint: $(STAMP)
+	ruff check .
+	mypy
+
+## Benchmarks print their numbers and write them under bench-results/.
+bench: $(STAMP)
+	$(PY) tests/bench/run.py
+
+services-up:
+	bash deploy/services.sh up
+
+services-down:
+	bash deploy/services.sh down
+
+clean:
+	rm -rf .make dealreg-data bench-results .pytest_cache .mypy_cache .ruff_cache

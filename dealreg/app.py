@@ -1,0 +1,91 @@
+"""The FastAPI application factory: routers of the components this process runs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from dealreg.runtime import ALL, Component, Runtime
+from services.projections.api.routes import router as query_router
+from services.registration.api.routes import router as command_router
+from shared.api.problems import install_problem_handlers
+from shared.api.resources import Health
+from shared.ids import new_id
+from shared.settings import Settings
+
+
+class RequestContext:
+    """Binds a request id to every log line of a request and echoes it in `X-Request-ID`."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope.get("headers") or []).get(b"x-request-id")
+        request_id = incoming.decode()[:100] if incoming else new_id("req")
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def create_app(settings: Settings, components: frozenset[Component] = ALL) -> FastAPI:
+    runtime = Runtime.build(settings, components)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(
+        title="dealreg",
+        version="1.0.0",
+        summary="Deal registration and channel-conflict resolution",
+        description="Who owns this customer deal? See the README for the rules of engagement.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    app.state.authenticator = runtime.authenticator
+    install_problem_handlers(app)
+    app.add_middleware(RequestContext)
+    if "registration" in components:
+        app.include_router(command_router)
+    if "projections" in components:
+        app.include_router(query_router)
+
+    @app.get("/healthz", response_model=Health, tags=["operations"])
+    async def healthz() -> Health:
+        return Health(status="ok")
+
+    @app.get("/readyz", response_model=Health, tags=["operations"],
+             responses={503: {"model": Health}})
+    async def readyz(response: Response) -> Health:
+        workers = {name: ("running" if not t.done() else "stopped")
+                   for name, t in runtime.tasks.items()}
+        ok = runtime.ready and all(v == "running" for v in workers.values())
+        if not ok:
+            response.status_code = 503
+        return Health(status="ok" if ok else "starting",
+                      detail={"backend": settings.backend, "workers": workers})
+
+    @app.get("/metrics", tags=["operations"], include_in_schema=False)
+    async def metrics(_: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,128 @@
+"""`dealreg`: run the service (embedded or distributed) and operate it."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+import uvicorn
+from rich.console import Console
+
+from dealreg.runtime import Component
+from shared.logging import configure_logging
+from shared.settings import Settings
+
+app = typer.Typer(help="Deal registration and channel-conflict resolution.",
+                  no_args_is_help=True, add_completion=False)
+topics_app = typer.Typer(help="Kafka topic provisioning.", no_args_is_help=True)
+db_app = typer.Typer(help="Read-model store schema.", no_args_is_help=True)
+app.add_typer(topics_app, name="topics")
+app.add_typer(db_app, name="db")
+console = Console(stderr=True)
+
+
+def _settings(**overrides: object) -> Settings:
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+
+
+def _serve_http(settings: Settings, components: frozenset[Component]) -> None:
+    from dealreg.app import create_app
+
+    configure_logging(settings.log_level, settings.log_format)
+    uvicorn.run(
+        create_app(settings, components),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_config=None,
+        limit_concurrency=2000,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@app.command()
+def dev(
+    host: Annotated[str, typer.Option(help="Bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port")] = 8080,
+    data_dir: Annotated[Path, typer.Option(help="Where the embedded log and read models live")]
+    = Path("./dealreg-data"),
+) -> None:
+    """Run every service in one process on the embedded backend (SQLite files)."""
+    settings = _settings(backend="embedded", host=host, port=port, data_dir=data_dir)
+    if settings.admin_token is None:
+        settings.admin_token = "drk_admin_" + secrets.token_urlsafe(32)
+        console.print(f"[bold]Admin token (shown once):[/bold] {settings.admin_token}")
+    console.print(f"dealreg dev on http://{host}:{port}  (API docs: http://{host}:{port}/docs, "
+                  f"data: {data_dir.resolve()})")
+    _serve_http(settings, frozenset({"registration", "adjudication", "projections"}))
+
+
+@app.command()
+def serve(
+    service: Annotated[Literal["registration", "adjudication", "projections"],
+                       typer.Argument(help="Which service this process runs")],
+    host: Annotated[str | None, typer.Option(help="Bind address")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port")] = None,
+) -> None:
+    """Run one service against Kafka and PostgreSQL (settings from DEALREG_* variables)."""
+    settings = _settings(backend="distributed", host=host, port=port)
+    _serve_http(settings, frozenset({service}))
+
+
+@topics_app.command("create")
+def topics_create(
+    partitions: Annotated[int | None, typer.Option(help="Partitions of new topics")] = None,
+) -> None:
+    """Create the intake and decisions topics on Kafka (existing topics are kept)."""
+    from dealreg.runtime import build_eventlog
+    from shared.eventlog.topics import Topics
+
+    settings = _settings(backend="distributed", topic_partitions=partitions)
+
+    async def run() -> None:
+        log = build_eventlog(settings)
+        await log.start()
+        try:
+            specs = Topics.named(settings.topic_prefix).specs(settings.topic_partitions)
+            await log.create_topics(specs)
+            for spec in specs:
+                console.print(f"{spec.name}: {await log.partitions(spec.name)} partitions")
+        finally:
+            await log.close()
+
+    _run(run())
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the read-model store to the newest schema."""
+    from shared.readmodel.store import create_engine, migrate
+
+    settings = _settings()
+
+    async def run() -> None:
+        engine = create_engine(settings.readmodel_url)
+        try:
+            await migrate(engine)
+        finally:
+            await engine.dispose()
+        console.print(f"read-model schema is current ({settings.backend})")
+
+    _run(run())
+
+
+def _run(coro: object) -> None:
+    try:
+        asyncio.run(coro)  # type: ignore[arg-type]
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    except (OSError, KeyError, RuntimeError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+

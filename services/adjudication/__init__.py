@@ -1,0 +1,1 @@
+"""Adjudication: applies the rules of engagement to the intake log, exactly once."""

@@ -1,0 +1,1 @@
+"""Projections: fold the log into read models and serve the query API."""

@@ -1,0 +1,1 @@
+"""Registration: the command side. Validates, resolves the account key, stamps, appends."""

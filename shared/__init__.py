@@ -1,0 +1,1 @@
+"""dealreg common package: event catalogue, event log, read-model store, settings, logging."""

@@ -1,0 +1,32 @@
+"""Account identity and matching: who is the end customer behind a registration?
+
+Pure functions and in-memory structures (no I/O, clock or randomness) shared by the
+registration service, which resolves a submitted account to a canonical account key before
+appending, and by the adjudicator and read side, which find registrations that collide on
+the same account.
+"""
+
+from shared.accounts.identity import AccountIdentity, derive_account_key
+from shared.accounts.index import AccountIndex, AccountMatch, MatchedBy
+from shared.accounts.normalize import (
+    is_freemail_domain,
+    name_similarity,
+    normalize_country,
+    normalize_name,
+    registrable_domain,
+    sort_name_tokens,
+)
+
+__all__ = [
+    "AccountIdentity",
+    "AccountIndex",
+    "AccountMatch",
+    "MatchedBy",
+    "derive_account_key",
+    "is_freemail_domain",
+    "name_similarity",
+    "normalize_country",
+    "normalize_name",
+    "registrable_domain",
+    "sort_name_tokens",
+]

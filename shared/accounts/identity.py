@@ -1,0 +1,100 @@
+"""The identity of an end-customer account and the canonical key a new account gets.
+
+An :class:`AccountIdentity` is what a registration or claim says about its customer, held
+in normalised form so two spellings of the same facts compare equal. The account key is
+the stable name under which the event log and every read model file the account; it is
+derived once, when an account is first seen, and reused afterwards through the index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.accounts.normalize import (
+    is_freemail_domain,
+    normalize_country,
+    normalize_name,
+    registrable_domain,
+)
+
+__all__ = ["AccountIdentity", "derive_account_key"]
+
+
+@dataclass(frozen=True, slots=True)
+class AccountIdentity:
+    """Normalised facts identifying one account; any of them may be unknown.
+
+    Build it with :meth:`from_raw` unless the values are already normalised (for example
+    when read back from an event that stored them).
+    """
+
+    crm_account_id: str | None
+    domain: str | None
+    name: str | None
+    country: str | None
+
+    @classmethod
+    def from_raw(
+        cls,
+        name: str | None = None,
+        domain: str | None = None,
+        website: str | None = None,
+        email: str | None = None,
+        country: str | None = None,
+        crm_account_id: str | None = None,
+        *,
+        allow_freemail: bool = False,
+    ) -> AccountIdentity:
+        """Normalise raw submitted values.
+
+        The domain comes from the first of ``domain``, ``website``, ``email`` that yields a
+        registrable domain. Free-mail domains (gmail.com, web.de, ...) are skipped unless
+        ``allow_freemail``: an address at gmail.com says nothing about the employer, and
+        keying accounts on it would merge every such customer into one account.
+        Unrecognised values become None rather than errors; validation of what is required
+        belongs to the caller.
+        """
+        found: str | None = None
+        for raw in (domain, website, email):
+            if not raw:
+                continue
+            candidate = registrable_domain(raw)
+            if candidate is not None and (allow_freemail or not is_freemail_domain(candidate)):
+                found = candidate
+                break
+        crm = crm_account_id.strip() if crm_account_id else ""
+        norm_name = normalize_name(name) if name else ""
+        return cls(
+            crm_account_id=crm or None,
+            domain=found,
+            name=norm_name or None,
+            country=normalize_country(country) if country else None,
+        )
+
+    def is_empty(self) -> bool:
+        """True when nothing usable identifies the account."""
+        return not (self.crm_account_id or self.domain or (self.name and self.country))
+
+
+def derive_account_key(identity: AccountIdentity) -> str:
+    """The canonical key for a NEW account with this identity.
+
+    ``dom:<domain>`` when a domain is known (the most stable public identifier), else
+    ``crm:<crm id>``, else ``name:<CC>:<normalised name with '-' for spaces>``. A name
+    alone is not enough: the same name in two countries is usually two companies, so a
+    name-only key needs the country. Raises ValueError when neither is available.
+
+    Only call this when :meth:`shared.accounts.index.AccountIndex.resolve` found no
+    existing account; an existing account keeps the key it was created with even when it
+    later gains a domain.
+    """
+    if identity.domain:
+        return f"dom:{identity.domain}"
+    if identity.crm_account_id:
+        return f"crm:{identity.crm_account_id}"
+    if identity.name and identity.country:
+        # Normalised names contain no punctuation, so '-' cannot clash with a name char.
+        return f"name:{identity.country}:{identity.name.replace(' ', '-')}"
+    if identity.name:
+        raise ValueError("an account identified only by name needs a country")
+    raise ValueError("an account needs a domain, a CRM account id, or a name and country")

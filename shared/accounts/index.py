@@ -1,0 +1,306 @@
+"""In-memory index answering "which known accounts is this customer?".
+
+The registration service asks it to resolve a submitted account to an existing account key
+before appending; the adjudicator and the ownership read side ask it which accounts a
+registration or query collides with. Both hold every account in memory (a million is the
+design point) and ask thousands of times a second, so every look-up goes through a hash
+index: exact dictionaries for CRM ids and domains, and a blocked (country, key) -> postings
+index for fuzzy names, so a fuzzy query scores a few thousand candidates at most instead of
+every name in the country.
+
+Pure and deterministic: the same set of ``add`` calls, in any order, gives the same
+answers.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final, Literal, TypeAlias
+
+from rapidfuzz import fuzz, process
+
+from shared.accounts.identity import AccountIdentity
+from shared.accounts.normalize import sort_name_tokens
+
+__all__ = ["AccountIndex", "AccountMatch", "MatchedBy"]
+
+MatchedBy = Literal["crm_account_id", "domain", "name"]
+
+# Exact identifiers outrank a name even when the name matches perfectly: two companies can
+# share a name, they cannot share a CRM record.
+_EVIDENCE_RANK: Final[dict[str, int]] = {"crm_account_id": 2, "domain": 1, "name": 0}
+
+# Scores are floats from rapidfuzz; a name whose score is 0.9 on paper may come back as
+# 0.8999999999. The tolerance keeps threshold comparisons from hinging on that last bit.
+_EPSILON: Final = 1e-9
+
+# Tokens at least this long also get prefix and suffix blocking keys so that a typo inside
+# a token ("mircosoft" for "microsoft") still shares a key with the right name.
+_AFFIX_MIN_TOKEN: Final = 5
+_AFFIX_LEN: Final = 4
+
+_Postings: TypeAlias = "int | array[int]"
+"""Text ids under one blocking key: a bare int for the (very common) single posting, so a
+rare token costs one dict slot instead of an array object."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccountMatch:
+    """One known account that the queried identity may be.
+
+    ``confident`` is False for a name match inside the review band: a possible duplicate
+    that a person should look at, never to be merged or ignored silently.
+    """
+
+    account_key: str
+    matched_by: MatchedBy
+    score: float
+    confident: bool
+
+
+def _strength(match: AccountMatch) -> tuple[bool, float, int]:
+    return (match.confident, match.score, _EVIDENCE_RANK[match.matched_by])
+
+
+def _sort_key(match: AccountMatch) -> tuple[bool, float, int, str]:
+    return (not match.confident, -match.score, -_EVIDENCE_RANK[match.matched_by], match.account_key)
+
+
+def _blocking_keys(sorted_name: str) -> set[str]:
+    """Keys under which a name is filed: each token, plus ^prefix / suffix$ of long tokens.
+
+    Normalised names hold only letters, digits and spacing marks, so ``^`` and ``$`` cannot
+    collide with a real token.
+    """
+    keys: set[str] = set()
+    for token in sorted_name.split():
+        keys.add(token)
+        if len(token) >= _AFFIX_MIN_TOKEN:
+            keys.add("^" + token[:_AFFIX_LEN])
+            keys.add(token[-_AFFIX_LEN:] + "$")
+    return keys
+
+
+def _add_ordinal(mapping: dict[str, int | tuple[int, ...]], key: str, ordinal: int) -> None:
+    current = mapping.get(key)
+    if current is None:
+        mapping[key] = ordinal
+    elif isinstance(current, int):
+        if current != ordinal:
+            mapping[key] = (current, ordinal)
+    elif ordinal not in current:
+        mapping[key] = (*current, ordinal)
+
+
+def _ordinals(value: int | tuple[int, ...] | None) -> tuple[int, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, int):
+        return (value,)
+    return value
+
+
+@dataclass(slots=True)
+class _CountryNames:
+    """The names of one country, deduplicated, with their blocking postings."""
+
+    texts: list[str] = field(default_factory=list)  # text id -> token-sorted name
+    text_ids: dict[str, int] = field(default_factory=dict)
+    owners: array[int] = field(default_factory=lambda: array("I"))  # text id -> first owner
+    extra_owners: dict[int, list[int]] = field(default_factory=dict)  # rare shared names
+    postings: dict[str, _Postings] = field(default_factory=dict)
+
+    def add(self, sorted_name: str, ordinal: int) -> None:
+        text_id = self.text_ids.get(sorted_name)
+        if text_id is not None:
+            if self.owners[text_id] != ordinal:
+                extra = self.extra_owners.setdefault(text_id, [])
+                if ordinal not in extra:
+                    extra.append(ordinal)
+            return
+        text_id = len(self.texts)
+        self.texts.append(sorted_name)
+        self.text_ids[sorted_name] = text_id
+        self.owners.append(ordinal)
+        postings = self.postings
+        for key in _blocking_keys(sorted_name):
+            current = postings.get(key)
+            if current is None:
+                postings[key] = text_id
+            elif isinstance(current, int):
+                postings[key] = array("I", (current, text_id))
+            else:
+                current.append(text_id)
+
+    def owners_of(self, text_id: int) -> list[int]:
+        return [self.owners[text_id], *self.extra_owners.get(text_id, ())]
+
+    def candidates(self, sorted_name: str, budget: int) -> list[int]:
+        """Text ids sharing a blocking key with ``sorted_name``, rarest keys first.
+
+        Keys are taken from the rarest up while the running total of postings stays within
+        ``budget``; the rarest key is always taken, so a name made only of common words
+        still finds its peers. A token shared by a large part of the country ("solutions",
+        "group") is skipped whenever the name has rarer ones -- a name that shares nothing
+        but such a token with the query cannot score high anyway.
+        """
+        postings = self.postings
+        by_rarity: list[tuple[int, str, _Postings]] = []
+        for key in _blocking_keys(sorted_name):
+            found = postings.get(key)
+            if found is not None:
+                by_rarity.append((1 if isinstance(found, int) else len(found), key, found))
+        if not by_rarity:
+            return []
+        by_rarity.sort(key=lambda item: (item[0], item[1]))
+        chosen: set[int] = set()
+        total = 0
+        for size, _, found in by_rarity:
+            if total and total + size > budget:
+                break
+            total += size
+            if isinstance(found, int):
+                chosen.add(found)
+            else:
+                chosen.update(found)
+        return list(chosen)
+
+
+class AccountIndex:
+    """Accounts by CRM id, registrable domain and (country, normalised name).
+
+    An account accumulates facets: every ``add`` with the same key files further CRM ids,
+    domains and names under it; adding the same facts again changes nothing.
+
+    Memory: roughly 550 bytes per account on CPython 3.11 for an account with one CRM id,
+    one domain and one two-to-three-word name (about 0.55 GB for a million; measured by
+    ``tests/bench/bench_accounts.py``). The largest parts are the strings themselves and
+    the dict slots of the key, domain, CRM-id and name maps; name postings are packed
+    4-byte arrays.
+    """
+
+    __slots__ = ("_by_crm", "_by_domain", "_candidate_budget", "_countries", "_keys", "_ordinal")
+
+    def __init__(self, *, candidate_budget: int = 4000) -> None:
+        """``candidate_budget`` caps the postings gathered per fuzzy query (see
+        :meth:`_CountryNames.candidates`): the knob between recall for names made only of
+        very common words and worst-case latency."""
+        if candidate_budget < 1:
+            raise ValueError("candidate_budget must be positive")
+        self._candidate_budget = candidate_budget
+        self._keys: list[str] = []  # ordinal -> account key
+        self._ordinal: dict[str, int] = {}  # account key -> ordinal
+        self._by_crm: dict[str, int | tuple[int, ...]] = {}
+        self._by_domain: dict[str, int | tuple[int, ...]] = {}
+        self._countries: dict[str, _CountryNames] = {}
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, account_key: object) -> bool:
+        return account_key in self._ordinal
+
+    def add(self, account_key: str, identity: AccountIdentity) -> None:
+        """File ``identity``'s facets under ``account_key`` (creating the account if new).
+
+        A name is only indexed together with a country: names are compared within a
+        country, so a name without one could never be matched.
+        """
+        ordinal = self._ordinal.get(account_key)
+        if ordinal is None:
+            ordinal = len(self._keys)
+            self._keys.append(account_key)
+            self._ordinal[account_key] = ordinal
+        if identity.crm_account_id:
+            _add_ordinal(self._by_crm, identity.crm_account_id, ordinal)
+        if identity.domain:
+            _add_ordinal(self._by_domain, identity.domain, ordinal)
+        if identity.name and identity.country:
+            names = self._countries.get(identity.country)
+            if names is None:
+                names = self._countries[identity.country] = _CountryNames()
+            names.add(sort_name_tokens(identity.name), ordinal)
+
+    def match(
+        self, identity: AccountIdentity, name_threshold: float, review_band: float = 0.1
+    ) -> list[AccountMatch]:
+        """Every known account ``identity`` may be, strongest evidence first.
+
+        Exact CRM id and exact domain matches score 1.0. Names are compared only within the
+        identity's country (no country, no name matching) with
+        :func:`shared.accounts.normalize.name_similarity`: a score at or above
+        ``name_threshold`` is confident; one in ``[name_threshold - review_band,
+        name_threshold)`` is returned with ``confident=False`` for review. Each account
+        appears once, with its strongest evidence; ties are ordered by account key.
+        """
+        if not 0.0 < name_threshold <= 1.0:
+            raise ValueError("name_threshold must be in (0, 1]")
+        if not 0.0 <= review_band < name_threshold:
+            raise ValueError("review_band must be in [0, name_threshold)")
+        best: dict[int, AccountMatch] = {}
+
+        def offer(ordinal: int, candidate: AccountMatch) -> None:
+            current = best.get(ordinal)
+            if current is None or _strength(candidate) > _strength(current):
+                best[ordinal] = candidate
+
+        keys = self._keys
+        if identity.crm_account_id:
+            for ordinal in _ordinals(self._by_crm.get(identity.crm_account_id)):
+                offer(ordinal, AccountMatch(keys[ordinal], "crm_account_id", 1.0, True))
+        if identity.domain:
+            for ordinal in _ordinals(self._by_domain.get(identity.domain)):
+                offer(ordinal, AccountMatch(keys[ordinal], "domain", 1.0, True))
+        if identity.name and identity.country:
+            names = self._countries.get(identity.country)
+            if names is not None:
+                self._match_names(names, identity.name, name_threshold, review_band, offer)
+        return sorted(best.values(), key=_sort_key)
+
+    def _match_names(
+        self,
+        names: _CountryNames,
+        name: str,
+        name_threshold: float,
+        review_band: float,
+        offer: Callable[[int, AccountMatch], None],
+    ) -> None:
+        query = sort_name_tokens(name)
+        candidate_ids = names.candidates(query, self._candidate_budget)
+        if not candidate_ids:
+            return
+        floor = name_threshold - review_band - _EPSILON
+        texts = names.texts
+        # fuzz.ratio on token-sorted strings is exactly name_similarity(); extract runs the
+        # whole candidate list in C with the cutoff's length filter, limit=None keeps all.
+        scored = process.extract(
+            query,
+            [texts[text_id] for text_id in candidate_ids],
+            scorer=fuzz.ratio,
+            score_cutoff=floor * 100.0,
+            limit=None,
+        )
+        keys = self._keys
+        for _, raw_score, position in scored:
+            score = raw_score / 100.0
+            confident = score >= name_threshold - _EPSILON
+            for ordinal in names.owners_of(candidate_ids[position]):
+                offer(ordinal, AccountMatch(keys[ordinal], "name", score, confident))
+
+    def resolve(self, identity: AccountIdentity, name_threshold: float) -> AccountMatch | None:
+        """The existing account to reuse for ``identity``, or None to create a new one.
+
+        Only confident evidence counts, taken in order CRM id, then domain, then name;
+        within one kind the highest score wins, then the smallest account key. When more
+        than one account qualifies (see :meth:`match`), the choice is still deterministic,
+        and the others remain visible to whoever calls :meth:`match`.
+        """
+        confident = [m for m in self.match(identity, name_threshold, 0.0) if m.confident]
+        if not confident:
+            return None
+        return min(
+            confident,
+            key=lambda m: (-_EVIDENCE_RANK[m.matched_by], -m.score, m.account_key),
+        )

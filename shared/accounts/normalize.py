@@ -1,0 +1,374 @@
+"""Normalisation of the raw facts that identify an end-customer account.
+
+Partners, reps and CRMs describe the same customer in many spellings: a website with a
+path, an e-mail address, "ACME Corp.", "Acme Corporation", "Acmé GmbH & Co. KG". This
+module turns each fact into one canonical, comparable form -- the registrable web domain,
+the normalised legal name, the ISO country code -- and scores how alike two names are.
+
+Everything here is pure: no I/O (the public suffix list is the snapshot bundled with
+tldextract, never fetched), no clock, no randomness. Results are memoised because the same
+few thousand domains and names recur constantly in a registration stream.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import unicodedata
+from email.utils import parseaddr
+from functools import lru_cache
+from typing import Final
+from urllib.parse import urlsplit
+
+import idna
+import pycountry
+import tldextract
+from rapidfuzz import fuzz
+
+__all__ = [
+    "is_freemail_domain",
+    "name_similarity",
+    "normalize_country",
+    "normalize_name",
+    "registrable_domain",
+    "sort_name_tokens",
+]
+
+# --------------------------------------------------------------------------------------
+# Domains
+# --------------------------------------------------------------------------------------
+
+
+def _build_extractor() -> tldextract.TLDExtract:
+    """An extractor that can only ever use the suffix list bundled in the wheel.
+
+    ``suffix_list_urls=()`` leaves nothing to fetch, so tldextract falls straight back to
+    its packaged snapshot; ``cache_dir=None`` keeps it from touching the disk. Private PSL
+    entries (github.io, blogspot.com, herokuapp.com, ...) are honoured because every
+    customer under such a suffix is a different owner: ``a.github.io`` and ``b.github.io``
+    must not collapse into one account.
+    """
+    return tldextract.TLDExtract(
+        suffix_list_urls=(),
+        cache_dir=None,
+        fallback_to_snapshot=True,
+        include_psl_private_domains=True,
+    )
+
+
+_EXTRACT: Final = _build_extractor()
+
+# Separators browsers treat as a dot in host names (ideographic / full-width full stops).
+_DOT_VARIANTS: Final = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
+
+
+@lru_cache(maxsize=65_536)
+def registrable_domain(value: str) -> str | None:
+    """The lower-case registrable domain (eTLD+1, A-label form) behind a domain, URL or e-mail.
+
+    >>> registrable_domain("https://www.shop.Acme.co.uk:8443/path?q=1")
+    'acme.co.uk'
+    >>> registrable_domain("Jane Doe <jane@sales.acme.com>")
+    'acme.com'
+
+    Returns None for anything that is not a host under a public suffix: garbage, IP
+    addresses, single-label hosts such as ``localhost``, bare public suffixes (``co.uk``).
+    Internationalised names come back as punycode so ``bücher.de`` and
+    ``xn--bcher-kva.de`` are the same domain. Free-mail providers are NOT filtered here --
+    see :func:`is_freemail_domain`; whether gmail.com may identify an account is the
+    caller's decision.
+    """
+    host = _host_of(value)
+    if host is None:
+        return None
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return None
+    try:
+        # UTS #46 mapping lower-cases, folds full-width forms and validates every label
+        # (hyphens, lengths, bad A-labels, underscores), so whatever survives is a
+        # syntactically valid host name.
+        ascii_host = idna.encode(host, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return None
+    parts = _EXTRACT(ascii_host)
+    if not parts.domain or not parts.suffix:
+        return None
+    return f"{parts.domain}.{parts.suffix}"
+
+
+def _host_of(value: str) -> str | None:
+    """The host part of a bare domain, URL or e-mail address, or None if there is none."""
+    text = value.strip().translate(_DOT_VARIANTS)
+    if not text or ("@" not in text and any(ch.isspace() for ch in text)):
+        return None
+    if "://" not in text and "@" in text:
+        # An e-mail address, possibly "Name <addr>" or "mailto:addr".
+        _, address = parseaddr(text.removeprefix("mailto:"))
+        if "@" not in address:
+            return None
+        text = address.rsplit("@", 1)[1]
+    if "://" not in text and not text.startswith("//"):
+        # Scheme-less "acme.com/about" or "acme.com:8080": make it parse as a netloc.
+        text = "//" + text
+    try:
+        host = urlsplit(text).hostname
+    except ValueError:  # e.g. an unbalanced "[" from a mangled IPv6 literal
+        return None
+    if not host:
+        return None
+    host = host.rstrip(".")
+    if not host or any(ch.isspace() for ch in host):
+        return None
+    return host
+
+
+# Consumer mailbox providers: an address at one of these says nothing about which company
+# the person works for. Registrable domains only (what registrable_domain() returns).
+_FREEMAIL_DOMAINS: Final = frozenset(
+    {
+        # global
+        "gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "live.com", "msn.com",
+        "yahoo.com", "ymail.com", "rocketmail.com", "aol.com", "icloud.com", "me.com",
+        "mac.com", "proton.me", "protonmail.com", "protonmail.ch", "pm.me", "tutanota.com",
+        "tutanota.de", "tuta.io", "tuta.com", "zoho.com", "zohomail.com", "fastmail.com",
+        "fastmail.fm", "hey.com", "mail.com", "email.com", "gmx.com", "gmx.net", "yandex.com",
+        "yandex.ru", "hushmail.com", "inbox.com", "mailbox.org", "posteo.de", "posteo.net",
+        # regional variants of the big providers
+        "hotmail.co.uk", "hotmail.de", "hotmail.fr", "hotmail.it", "hotmail.es",
+        "live.co.uk", "live.de", "live.fr", "outlook.de", "outlook.fr",
+        "yahoo.co.uk", "yahoo.de", "yahoo.fr", "yahoo.it", "yahoo.es", "yahoo.co.jp",
+        "yahoo.com.au", "yahoo.com.br", "yahoo.co.in", "yahoo.ca",
+        # national providers
+        "gmx.de", "gmx.at", "gmx.ch", "web.de", "t-online.de", "freenet.de", "arcor.de",
+        "orange.fr", "wanadoo.fr", "free.fr", "laposte.net", "sfr.fr", "libero.it",
+        "virgilio.it", "seznam.cz", "wp.pl", "o2.pl", "onet.pl", "interia.pl", "mail.ru",
+        "bk.ru", "list.ru", "inbox.ru", "rambler.ru", "ukr.net", "qq.com", "163.com",
+        "126.com", "sina.com", "naver.com", "daum.net", "hanmail.net", "rediffmail.com",
+        "uol.com.br", "bol.com.br", "terra.com.br", "btinternet.com", "sky.com",
+        "virginmedia.com", "comcast.net", "verizon.net", "att.net", "sbcglobal.net",
+        "bigpond.com", "optusnet.com.au", "shaw.ca", "telus.net", "bluewin.ch",
+    }
+)  # fmt: skip
+
+
+def is_freemail_domain(domain: str) -> bool:
+    """Whether ``domain`` (or the registrable domain of a URL / e-mail) is a free-mail provider."""
+    registrable = registrable_domain(domain)
+    return (registrable or domain.strip().lower()) in _FREEMAIL_DOMAINS
+
+
+# --------------------------------------------------------------------------------------
+# Names
+# --------------------------------------------------------------------------------------
+
+# Letters that have no Unicode decomposition but do have an obvious ASCII reading; without
+# this "Øresund" and "Oresund" (or "Łódź" and "Lodz") would never meet.
+_FOLD_LETTERS: Final = {
+    "ø": "o", "ł": "l", "đ": "d", "ð": "d", "ħ": "h", "ŧ": "t", "\u0131": "i", "ŀ": "l",
+    "æ": "ae", "œ": "oe", "þ": "th", "ŋ": "n", "ĸ": "k",
+}  # fmt: skip
+
+# Characters removed without leaving a gap, so that "L.L.C." reads "llc", "S.A." reads
+# "sa" and "McDonald's" reads "mcdonalds". Every other punctuation mark or symbol becomes a
+# space ("Hewlett-Packard" -> "hewlett packard").
+_JOINERS: Final = frozenset(".'\u2018\u2019\u02bc`\u00b4")
+
+# A slash between single letters is an abbreviation ("A/S", "c/o"), not a separator.
+_LETTER_SLASH_LETTER: Final = re.compile(r"(?<![^\W\d_])([^\W\d_])/(?=[^\W\d_](?![^\W\d_]))")
+
+# Abbreviations expanded so that "Globex Intl" and "Globex International" are one name.
+# Kept deliberately short: only words that are unambiguous in company names.
+_ABBREVIATIONS: Final = {
+    "intl": "international", "mfg": "manufacturing", "bros": "brothers",
+    "natl": "national", "assn": "association", "svcs": "services", "mgmt": "management",
+}  # fmt: skip
+
+_LEGAL_FORMS: Final = """
+inc|incorporated|corp|corporation|co|cos|company|companies|and co|and company
+llc|lc|pllc|ltd|limited|plc|llp|lllp|lp|pc|ulc|co ltd|co limited|corp ltd|co inc
+pty|pty ltd|pty limited|proprietary limited|pte|pte ltd|pvt|pvt ltd|private limited
+sdn bhd|bhd|berhad|tbk
+gmbh|mbh|ggmbh|gesmbh|gesellschaft mit beschrankter haftung|ag|aktiengesellschaft|kg|kgaa
+ohg|gbr|ug|ug haftungsbeschrankt|ev|eg|se|gmbh and co kg|gmbh and co kgaa|gmbh and co ohg
+sa|sas|sasu|sarl|sa rl|eurl|sca|scs|snc|sci|scop|selarl|and cie|et cie|societe anonyme
+societe par actions simplifiee|societe a responsabilite limitee
+srl|srls|spa|sapa|scarl|scrl|societa per azioni|societa a responsabilita limitata
+sl|slu|sll|sociedad anonima|sociedad limitada|and cia|y cia|cia|ltda|lda|eireli|sgps
+sa de cv|de cv|s de rl|s de rl de cv|sapi de cv|sab de cv
+bv|nv|vof|cv|bvba|cvba|sprl|asbl|vzw|besloten vennootschap|naamloze vennootschap
+oy|oyj|ab|ab publ|as|asa|aps|is|amba|hf|ehf
+sp z oo|spzoo|sp j|sp k|spolka z ograniczona odpowiedzialnoscia|sro|spol s ro|vos
+kft|zrt|nyrt|bt|doo|dd|ood|eood|ou|uab|sia|ae|epe|ike|anonim sirketi
+kk|kabushiki kaisha|kabushikigaisha|gk|godo kaisha|yk|yugen kaisha
+"""
+
+# Legal forms as token tuples; the stripper tries the longest first so that
+# "S.A. de C.V." goes as one unit rather than leaving a stray "de".
+_LEGAL_SUFFIXES: Final = frozenset(
+    tuple(form.split()) for line in _LEGAL_FORMS.strip().splitlines() for form in line.split("|")
+)
+_MAX_SUFFIX_TOKENS: Final = max(len(s) for s in _LEGAL_SUFFIXES)
+
+# Japanese and Chinese legal forms are written without a space, before or after the name.
+_CJK_LEGAL_FORMS: Final = ("股份有限公司", "有限公司", "株式会社", "有限会社", "合同会社")
+
+
+def _fold_char(ch: str) -> str:
+    if ch in _JOINERS:
+        return ""
+    if ch == "&":
+        return " and "
+    folded = _FOLD_LETTERS.get(ch)
+    if folded is not None:
+        return folded
+    category = unicodedata.category(ch)
+    if category == "Mn":  # accents and other non-spacing marks
+        return ""
+    if category[0] in "LN" or category == "Mc":
+        return ch
+    return " "  # punctuation, symbols, separators, control characters
+
+
+# Per-character results memoised in a plain dict (cheaper than lru_cache per call); the
+# size cap only guards against adversarial input cycling through the whole code space.
+_CHAR_CACHE: Final[dict[str, str]] = {}
+
+
+def _fold_char_cached(ch: str) -> str:
+    folded = _CHAR_CACHE.get(ch)
+    if folded is None:
+        folded = _fold_char(ch)
+        if len(_CHAR_CACHE) < 20_000:
+            _CHAR_CACHE[ch] = folded
+    return folded
+
+
+def _fold_text(text: str) -> str:
+    # NFKD first so decomposed accents can be dropped and compatibility forms (full-width
+    # letters, ligatures) become plain letters; casefold afterwards may itself produce
+    # decomposable characters, hence the second NFKD.
+    text = unicodedata.normalize("NFKD", text)
+    text = unicodedata.normalize("NFKD", text.casefold())
+    text = _LETTER_SLASH_LETTER.sub(r"\1", text)
+    return "".join(map(_fold_char_cached, text))
+
+
+def _strip_cjk_forms(tokens: list[str]) -> list[str]:
+    first, last = tokens[0], tokens[-1]
+    for form in _CJK_LEGAL_FORMS:
+        if last.endswith(form) and len(last) > len(form):
+            tokens = [*tokens[:-1], last[: -len(form)]]
+            break
+        if first.startswith(form) and len(first) > len(form):
+            tokens = [first[len(form) :], *tokens[1:]]
+            break
+    return tokens
+
+
+def _strip_legal_suffixes(tokens: list[str]) -> list[str]:
+    end = len(tokens)
+    stripped = True
+    while stripped:
+        stripped = False
+        for width in range(min(_MAX_SUFFIX_TOKENS, end), 0, -1):
+            if tuple(tokens[end - width : end]) in _LEGAL_SUFFIXES:
+                end -= width
+                stripped = True
+                break
+    return tokens[:end]
+
+
+@lru_cache(maxsize=65_536)
+def normalize_name(name: str) -> str:
+    """A company name reduced to the tokens that identify it.
+
+    Accents stripped, case folded, ``&`` read as "and", punctuation removed, whitespace
+    collapsed, a leading "The" dropped, a few unambiguous abbreviations expanded ("Intl"),
+    and trailing legal-entity forms removed in many languages, repeatedly ("Acme Holdings
+    GmbH & Co. KG" -> "acme holdings"). Legal forms are only removed at the end, and never
+    so that nothing is left: "Limited Company" stays "limited company".
+
+    The function is idempotent: ``normalize_name(normalize_name(x)) == normalize_name(x)``.
+    """
+    tokens = _fold_text(name).split()
+    if not tokens:
+        return ""
+    tokens = [_ABBREVIATIONS.get(token, token) for token in tokens]
+    while len(tokens) > 1 and tokens[0] == "the":
+        tokens = tokens[1:]
+    tokens = _strip_cjk_forms(tokens)
+    core = _strip_legal_suffixes(tokens)
+    return " ".join(core or tokens)
+
+
+def sort_name_tokens(normalized_name: str) -> str:
+    """The tokens of a normalised name in sorted order: the form names are compared in."""
+    return " ".join(sorted(normalized_name.split()))
+
+
+def name_similarity(a_norm: str, b_norm: str) -> float:
+    """Similarity in [0, 1] of two names already passed through :func:`normalize_name`.
+
+    The measure is rapidfuzz's token-sort ratio: the normalised Indel similarity of the two
+    names with their tokens sorted. Why this one:
+
+    * word order does not matter ("Bank Acme" / "Acme Bank") but every token counts, so
+      "acme" vs "acme holdings" scores 0.47 rather than the 0.9-1.0 that ``WRatio`` or
+      ``token_set_ratio`` give -- those treat a name contained in another as a match, which
+      would merge every "Acme Something" into "Acme";
+    * a one-letter typo costs in proportion to the name's length ("acme"/"acne" 0.75,
+      "microsoft"/"mircosoft" 0.89), so short names need to be exact to pass a 0.9
+      threshold while long names tolerate a slip;
+    * it is symmetric and cheap, and because names are pre-sorted once when indexed the
+      index can score with the plain ``ratio`` and get exactly this number.
+    """
+    if a_norm == b_norm:
+        return 1.0
+    return fuzz.ratio(sort_name_tokens(a_norm), sort_name_tokens(b_norm)) / 100.0
+
+
+# --------------------------------------------------------------------------------------
+# Countries
+# --------------------------------------------------------------------------------------
+
+# Everyday names that pycountry's ISO names do not cover.
+_COUNTRY_ALIASES: Final = {
+    "uk": "GB", "u k": "GB", "great britain": "GB", "britain": "GB", "england": "GB",
+    "scotland": "GB", "wales": "GB", "northern ireland": "GB", "u s": "US", "u s a": "US",
+    "america": "US", "united states of america": "US", "holland": "NL",
+    "the netherlands": "NL", "russia": "RU", "south korea": "KR", "korea": "KR",
+    "republic of korea": "KR", "north korea": "KP", "turkey": "TR", "turkiye": "TR",
+    "ivory coast": "CI", "cote d ivoire": "CI", "czech republic": "CZ", "czechia": "CZ",
+    "vatican": "VA", "macedonia": "MK", "swaziland": "SZ", "burma": "MM", "uae": "AE",
+    "deutschland": "DE", "osterreich": "AT", "schweiz": "CH", "suisse": "CH",
+    "espana": "ES", "italia": "IT", "brasil": "BR", "mexico": "MX", "polska": "PL",
+    "nederland": "NL", "sverige": "SE", "norge": "NO", "danmark": "DK", "suomi": "FI",
+    "nippon": "JP", "hong kong": "HK", "macau": "MO", "laos": "LA", "syria": "SY",
+    "moldova": "MD", "palestine": "PS", "cape verde": "CV", "east timor": "TL",
+}  # fmt: skip
+
+
+@lru_cache(maxsize=1024)
+def normalize_country(value: str) -> str | None:
+    """ISO 3166-1 alpha-2 code (upper case) for an alpha-2/alpha-3/numeric code or a name.
+
+    None when the value is not recognisably a country.
+    """
+    text = value.strip()
+    if not text:
+        return None
+    key = " ".join(_fold_text(text).split())
+    alias = _COUNTRY_ALIASES.get(key)
+    if alias is not None:
+        return alias
+    for candidate in (text, key):
+        try:
+            country = pycountry.countries.lookup(candidate)
+        except LookupError:
+            continue
+        return str(country.alpha_2).upper()
+    return None

@@ -1,0 +1,1 @@
+"""HTTP plumbing both APIs share: problem responses, bearer auth, resource shapes, health."""

@@ -1,0 +1,170 @@
+"""The event-log interface: what the services need from Kafka, and what the embedded log copies.
+
+Two backends implement it (`kafka.KafkaEventLog`, `embedded.EmbeddedEventLog`) and one
+contract test suite (`tests/integration/test_eventlog_contract.py`) runs against both.
+
+Vocabulary follows Kafka: a topic has partitions, each partition is an append-only sequence
+of records with offsets; a record's partition is chosen from its key (the account key) with
+Kafka's murmur2 partitioner on both backends, so an account lands on the same partition
+number everywhere. A *position* is the next offset to read (last processed + 1).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
+
+FOREVER = -1
+
+
+class TopicPartition(NamedTuple):
+    topic: str
+    partition: int
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A record read from the log."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str
+    value: bytes
+    timestamp_ms: int
+
+    @property
+    def tp(self) -> TopicPartition:
+        return TopicPartition(self.topic, self.partition)
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingRecord:
+    """A record to append. The partition is derived from `key`."""
+
+    topic: str
+    key: str
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """Where an appended record landed: proof that it is durable (a 2xx may now be sent)."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    retention_ms: int = FOREVER
+    compacted: bool = False
+    extra_config: Mapping[str, str] = field(default_factory=dict)
+
+
+class Processor(Protocol):
+    """Consume-process-produce logic run exactly once by `EventLog.run_transactional`.
+
+    The backend calls `assigned` before it hands over any record of a new partition, with
+    the committed position of each; `process` turns one partition's records, in offset
+    order, into outputs that are appended atomically with the new input position; `revoked`
+    is called after the last transaction of a partition this member gives up.
+    """
+
+    async def assigned(self, positions: Mapping[TopicPartition, int]) -> None: ...
+
+    async def revoked(self, partitions: Sequence[TopicPartition]) -> None: ...
+
+    def process(self, tp: TopicPartition, records: Sequence[Record]) -> list[OutgoingRecord]: ...
+
+
+StartPositions = Callable[[Sequence[TopicPartition]], Awaitable[Mapping[TopicPartition, int]]]
+
+
+class Subscription(abc.ABC):
+    """A member of a consumer group that reads committed records only."""
+
+    @abc.abstractmethod
+    async def poll(self, max_records: int = 1000, timeout: float = 0.5) -> list[Record]:
+        """Up to `max_records` records across assigned partitions, each partition in order."""
+
+    @abc.abstractmethod
+    async def commit(self, positions: Mapping[TopicPartition, int]) -> None:
+        """Store the group's positions on the log (consumers that keep their own may skip)."""
+
+    @abc.abstractmethod
+    def assignment(self) -> set[TopicPartition]: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+
+class EventLog(abc.ABC):
+    """An append-only, partitioned, durable log with consumer groups and transactions."""
+
+    @abc.abstractmethod
+    async def start(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def create_topics(self, specs: Sequence[TopicSpec]) -> None:
+        """Create the topics that do not exist yet; existing topics are left as they are."""
+
+    @abc.abstractmethod
+    async def partitions(self, topic: str) -> int: ...
+
+    @abc.abstractmethod
+    async def append(self, records: Sequence[OutgoingRecord]) -> list[Appended]:
+        """Append durably (acks=all / fsync'd commit) and say where each record landed."""
+
+    @abc.abstractmethod
+    async def end_positions(self, topic: str) -> dict[TopicPartition, int]:
+        """The position after the last committed record of each partition."""
+
+    @abc.abstractmethod
+    async def committed(self, group_id: str, topic: str) -> dict[TopicPartition, int]:
+        """A consumer group's committed positions (0 where it has none)."""
+
+    @abc.abstractmethod
+    def read(
+        self, tp: TopicPartition, start: int, end: int, batch: int = 5000
+    ) -> ReadIterator:
+        """Committed records of one partition with `start <= offset < end`, in batches."""
+
+    @abc.abstractmethod
+    async def subscribe(
+        self,
+        group_id: str,
+        topics: Sequence[str],
+        *,
+        start_positions: StartPositions | None = None,
+    ) -> Subscription:
+        """Join `group_id`. With `start_positions`, the member starts each newly assigned
+        partition where that callback says (a consumer that stores positions with its own
+        writes); without it, at the group's committed position, else the beginning."""
+
+    @abc.abstractmethod
+    async def run_transactional(
+        self,
+        group_id: str,
+        topics: Sequence[str],
+        processor: Processor,
+        *,
+        max_records: int = 5000,
+        stopping: Callable[[], bool],
+    ) -> None:
+        """Run `processor` until `stopping()` is true: each batch's outputs and the group's
+        new input positions commit in one transaction, or neither does."""
+
+
+class ReadIterator(Protocol):
+    def __aiter__(self) -> ReadIterator: ...
+
+    async def __anext__(self) -> list[Record]: ...

@@ -1,0 +1,460 @@
+"""The embedded event log: Kafka's model (topics, partitions, offsets, consumer groups,
+transactions) on one SQLite file, for `dealreg dev`, demos, small programs and fast tests.
+
+Design:
+- One writer task owns the only write connection. Concurrent appends and transactions that
+  arrive while a commit is in flight are committed together in the next SQLite transaction
+  (group commit), so the fsync that makes a record durable is shared, not paid per record.
+- Offsets are assigned by that writer in memory and restored if a commit fails, so a
+  partition never has a gap or a record that was reported but not written.
+- Committed end positions are kept in memory; an idle consumer waits on an asyncio event
+  and never queries the file.
+- A transaction (outputs + a consumer group's new positions) is one SQLite transaction:
+  the embedded equivalent of Kafka's consume-process-produce transaction.
+- One process owns the file (an exclusive lock says so loudly); a consumer group has one
+  member, which is assigned every partition of its topics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import sqlite3
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from shared.eventlog.base import (
+    Appended,
+    EventLog,
+    OutgoingRecord,
+    Processor,
+    ReadIterator,
+    Record,
+    StartPositions,
+    Subscription,
+    TopicPartition,
+    TopicSpec,
+)
+from shared.eventlog.partitioner import partition_for
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS topics (
+    name TEXT PRIMARY KEY, partitions INTEGER NOT NULL,
+    retention_ms INTEGER NOT NULL, compacted INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS records (
+    topic TEXT NOT NULL, partition INTEGER NOT NULL, "offset" INTEGER NOT NULL,
+    key TEXT NOT NULL, value BLOB NOT NULL, ts INTEGER NOT NULL,
+    PRIMARY KEY (topic, partition, "offset")
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS group_positions (
+    group_id TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    PRIMARY KEY (group_id, topic, partition)
+) WITHOUT ROWID;
+"""
+
+
+class EventLogLocked(RuntimeError):
+    """Another process has this embedded log open."""
+
+
+@dataclass
+class _Write:
+    records: Sequence[OutgoingRecord]
+    positions: Sequence[tuple[str, TopicPartition, int]]
+    future: asyncio.Future[list[Appended]]
+
+
+@dataclass
+class _Member:
+    group_id: str
+    topics: tuple[str, ...]
+    positions: dict[TopicPartition, int] = field(default_factory=dict)
+
+
+class EmbeddedEventLog(EventLog):
+    def __init__(
+        self, path: Path | str, *, synchronous: str = "FULL", max_batch_records: int = 20_000
+    ) -> None:
+        self.path = Path(path)
+        self._synchronous = synchronous
+        self._max_batch_records = max_batch_records
+        self._writer_pool: ThreadPoolExecutor | None = None
+        self._reader_pool: ThreadPoolExecutor | None = None
+        self._writer: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._lock_fd: int | None = None
+        self._topics: dict[str, int] = {}
+        self._ends: dict[TopicPartition, int] = defaultdict(int)
+        self._queue: asyncio.Queue[_Write] = asyncio.Queue()
+        self._writer_task: asyncio.Task[None] | None = None
+        self._appended = asyncio.Event()
+        self._members: dict[str, EmbeddedSubscription] = {}
+
+    # lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(f"{self.path}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            raise EventLogLocked(
+                f"{self.path} is in use by another dealreg process; stop it or use another "
+                "--data-dir"
+            ) from exc
+        self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="eventlog-writer")
+        self._reader_pool = ThreadPoolExecutor(1, thread_name_prefix="eventlog-reader")
+        self._queue = asyncio.Queue()
+        self._writer = await self._on_writer(self._open, True)
+        self._reader = await self._on_reader(self._open, False)
+        topics, ends = await self._on_reader(self._load_state)
+        self._topics = topics
+        self._ends.update(ends)
+        self._writer_task = asyncio.create_task(self._write_loop(), name="eventlog-writer")
+
+    async def close(self) -> None:
+        for member in list(self._members.values()):
+            await member.close()
+        if self._writer_task is not None:
+            self._writer_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer_task
+            self._writer_task = None
+        for conn, pool in ((self._writer, self._writer_pool), (self._reader, self._reader_pool)):
+            if conn is not None and pool is not None:
+                await asyncio.get_running_loop().run_in_executor(pool, conn.close)
+                pool.shutdown(wait=True)
+        self._writer = self._reader = None
+        self._writer_pool = self._reader_pool = None
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _open(self, writer: bool) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute("PRAGMA busy_timeout=5000")
+        if writer:
+            conn.executescript(_SCHEMA)
+        return conn
+
+    def _load_state(self) -> tuple[dict[str, int], dict[TopicPartition, int]]:
+        assert self._reader is not None
+        topics = dict(self._reader.execute("SELECT name, partitions FROM topics").fetchall())
+        ends = {
+            TopicPartition(t, p): end + 1
+            for t, p, end in self._reader.execute(
+                'SELECT topic, partition, MAX("offset") FROM records GROUP BY topic, partition'
+            )
+        }
+        return topics, ends
+
+    async def _on_writer(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._writer_pool is None:
+            raise RuntimeError("the embedded event log is not started")
+        return await asyncio.get_running_loop().run_in_executor(self._writer_pool, fn, *args)
+
+    async def _on_reader(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._reader_pool is None:
+            raise RuntimeError("the embedded event log is not started")
+        return await asyncio.get_running_loop().run_in_executor(self._reader_pool, fn, *args)
+
+    # topics ------------------------------------------------------------------------------
+
+    async def create_topics(self, specs: Sequence[TopicSpec]) -> None:
+        new = [s for s in specs if s.name not in self._topics]
+        if not new:
+            return
+
+        def write() -> None:
+            assert self._writer is not None
+            self._writer.executemany(
+                "INSERT OR IGNORE INTO topics VALUES (?, ?, ?, ?)",
+                [(s.name, s.partitions, s.retention_ms, int(s.compacted)) for s in new],
+            )
+
+        await self._on_writer(write)
+        for spec in new:
+            self._topics[spec.name] = spec.partitions
+
+    async def partitions(self, topic: str) -> int:
+        try:
+            return self._topics[topic]
+        except KeyError:
+            raise KeyError(f"unknown topic {topic!r}; run `dealreg topics create`") from None
+
+    # writing -----------------------------------------------------------------------------
+
+    async def append(self, records: Sequence[OutgoingRecord]) -> list[Appended]:
+        return await self._submit(records, ())
+
+    async def _submit(
+        self,
+        records: Sequence[OutgoingRecord],
+        positions: Sequence[tuple[str, TopicPartition, int]],
+    ) -> list[Appended]:
+        if self._writer_task is None:
+            raise RuntimeError("the embedded event log is not started")
+        for record in records:
+            if record.topic not in self._topics:
+                raise KeyError(f"unknown topic {record.topic!r}")
+        future: asyncio.Future[list[Appended]] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Write(records, positions, future))
+        return await future
+
+    async def _write_loop(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            count = len(batch[0].records)
+            while not self._queue.empty() and count < self._max_batch_records:
+                item = self._queue.get_nowait()
+                batch.append(item)
+                count += len(item.records)
+            await self._commit_batch(batch)
+
+    async def _commit_batch(self, batch: list[_Write]) -> None:
+        before = dict(self._ends)
+        now_ms = int(time.time() * 1000)
+        rows: list[tuple[str, int, int, str, bytes, int]] = []
+        results: list[list[Appended]] = []
+        positions: list[tuple[str, str, int, int]] = []
+        for item in batch:
+            landed = []
+            for rec in item.records:
+                tp = TopicPartition(rec.topic, partition_for(rec.key, self._topics[rec.topic]))
+                offset = self._ends[tp]
+                self._ends[tp] = offset + 1
+                rows.append((rec.topic, tp.partition, offset, rec.key, rec.value, now_ms))
+                landed.append(Appended(rec.topic, tp.partition, offset))
+            results.append(landed)
+            positions.extend((g, tp.topic, tp.partition, pos) for g, tp, pos in item.positions)
+        try:
+            await self._on_writer(self._write_rows, rows, positions)
+        except BaseException as exc:
+            # Nothing of this batch is in the file: give the offsets back.
+            self._ends.clear()
+            self._ends.update(before)
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(
+                        exc if isinstance(exc, Exception) else RuntimeError("write cancelled")
+                    )
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for item, landed in zip(batch, results, strict=True):
+            if not item.future.done():
+                item.future.set_result(landed)
+        self._appended.set()
+        self._appended = asyncio.Event()
+
+    def _write_rows(
+        self,
+        rows: list[tuple[str, int, int, str, bytes, int]],
+        positions: list[tuple[str, str, int, int]],
+    ) -> None:
+        assert self._writer is not None
+        conn = self._writer
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if rows:
+                conn.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)", rows)
+            if positions:
+                conn.executemany(
+                    "INSERT INTO group_positions VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (group_id, topic, partition) "
+                    "DO UPDATE SET position = excluded.position",
+                    positions,
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    # reading -----------------------------------------------------------------------------
+
+    async def end_positions(self, topic: str) -> dict[TopicPartition, int]:
+        n = await self.partitions(topic)
+        return {TopicPartition(topic, p): self._ends.get(TopicPartition(topic, p), 0)
+                for p in range(n)}
+
+    async def committed(self, group_id: str, topic: str) -> dict[TopicPartition, int]:
+        n = await self.partitions(topic)
+
+        def query() -> dict[TopicPartition, int]:
+            assert self._reader is not None
+            found = dict(
+                self._reader.execute(
+                    "SELECT partition, position FROM group_positions "
+                    "WHERE group_id = ? AND topic = ?",
+                    (group_id, topic),
+                ).fetchall()
+            )
+            return {TopicPartition(topic, p): found.get(p, 0) for p in range(n)}
+
+        return await self._on_reader(query)
+
+    def _fetch(self, tp: TopicPartition, start: int, end: int, limit: int) -> list[Record]:
+        assert self._reader is not None
+        rows = self._reader.execute(
+            'SELECT "offset", key, value, ts FROM records WHERE topic = ? AND partition = ? '
+            'AND "offset" >= ? AND "offset" < ? ORDER BY "offset" LIMIT ?',
+            (tp.topic, tp.partition, start, end, limit),
+        ).fetchall()
+        return [Record(tp.topic, tp.partition, o, k, v, ts) for o, k, v, ts in rows]
+
+    def read(self, tp: TopicPartition, start: int, end: int, batch: int = 5000) -> ReadIterator:
+        return _RangeReader(self, tp, start, end, batch)
+
+    async def wait_for_append(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._appended.wait(), timeout)
+
+    # consumer groups ---------------------------------------------------------------------
+
+    async def subscribe(
+        self,
+        group_id: str,
+        topics: Sequence[str],
+        *,
+        start_positions: StartPositions | None = None,
+    ) -> EmbeddedSubscription:
+        if group_id in self._members:
+            raise RuntimeError(
+                f"consumer group {group_id!r} already has a member: the embedded log runs one "
+                "member per group"
+            )
+        assignment = [
+            TopicPartition(t, p) for t in topics for p in range(await self.partitions(t))
+        ]
+        if start_positions is not None:
+            positions = dict(await start_positions(assignment))
+        else:
+            positions = {}
+            for t in topics:
+                positions.update(await self.committed(group_id, t))
+        member = EmbeddedSubscription(self, group_id, {tp: positions.get(tp, 0)
+                                                       for tp in assignment})
+        self._members[group_id] = member
+        return member
+
+    async def run_transactional(
+        self,
+        group_id: str,
+        topics: Sequence[str],
+        processor: Processor,
+        *,
+        max_records: int = 5000,
+        stopping: Callable[[], bool],
+    ) -> None:
+        member = await self.subscribe(group_id, topics)
+        try:
+            await processor.assigned(dict(member.positions))
+            while not stopping():
+                records = await member.poll(max_records, timeout=0.2)
+                if not records:
+                    continue
+                by_tp: dict[TopicPartition, list[Record]] = defaultdict(list)
+                for rec in records:
+                    by_tp[rec.tp].append(rec)
+                outputs: list[OutgoingRecord] = []
+                for tp, recs in by_tp.items():
+                    outputs.extend(processor.process(tp, recs))
+                await self._submit(
+                    outputs, [(group_id, tp, recs[-1].offset + 1) for tp, recs in by_tp.items()]
+                )
+        finally:
+            await processor.revoked(sorted(member.positions))
+            await member.close()
+
+
+class EmbeddedSubscription(Subscription):
+    def __init__(
+        self, log: EmbeddedEventLog, group_id: str, positions: dict[TopicPartition, int]
+    ) -> None:
+        self._log = log
+        self.group_id = group_id
+        self.positions = positions
+        self._closed = False
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.positions)
+
+    async def poll(self, max_records: int = 1000, timeout: float = 0.5) -> list[Record]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not self._closed:
+            ready = [
+                (tp, pos, self._log._ends.get(tp, 0))
+                for tp, pos in self.positions.items()
+                if pos < self._log._ends.get(tp, 0)
+            ]
+            if ready:
+                share = max(1, max_records // len(ready))
+                records = await self._log._on_reader(self._fetch_all, ready, share)
+                for tp, recs in _group(records).items():
+                    self.positions[tp] = recs[-1].offset + 1
+                return records
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return []
+            await self._log.wait_for_append(remaining)
+        return []
+
+    def _fetch_all(
+        self, ready: list[tuple[TopicPartition, int, int]], share: int
+    ) -> list[Record]:
+        out: list[Record] = []
+        for tp, pos, end in ready:
+            out.extend(self._log._fetch(tp, pos, end, share))
+        return out
+
+    async def commit(self, positions: Mapping[TopicPartition, int]) -> None:
+        await self._log._submit((), [(self.group_id, tp, p) for tp, p in positions.items()])
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._log._members.get(self.group_id) is self:
+            del self._log._members[self.group_id]
+
+
+class _RangeReader:
+    def __init__(
+        self, log: EmbeddedEventLog, tp: TopicPartition, start: int, end: int, batch: int
+    ) -> None:
+        self._log, self._tp, self._next, self._end, self._batch = log, tp, start, end, batch
+
+    def __aiter__(self) -> _RangeReader:
+        return self
+
+    async def __anext__(self) -> list[Record]:
+        if self._next >= self._end:
+            raise StopAsyncIteration
+        records = await self._log._on_reader(
+            self._log._fetch, self._tp, self._next, self._end, self._batch
+        )
+        if not records:
+            raise StopAsyncIteration
+        self._next = records[-1].offset + 1
+        return records
+
+
+def _group(records: Sequence[Record]) -> dict[TopicPartition, list[Record]]:
+    by_tp: dict[TopicPartition, list[Record]] = defaultdict(list)
+    for rec in records:
+        by_tp[rec.tp].append(rec)
+    return by_tp

@@ -1,0 +1,398 @@
+"""The Kafka event log (aiokafka 0.14): the production backend.
+
+- Appends go through one idempotent producer with `acks=all`; the record key is the account
+  key and the partition is chosen explicitly with Kafka's murmur2 (`partitioner.py`).
+- Consumers read `read_committed` and never auto-commit.
+- `run_transactional` is the consume-process-produce loop of the adjudicator. aiokafka has
+  no KIP-447 fencing by consumer generation (aio-libs/aiokafka#844), so a single producer per
+  member could commit offsets for partitions a rebalance already gave away. Instead, as
+  Faust does, every input partition has its own transactional producer whose
+  `transactional_id` names the partition: whichever member owns the partition next calls
+  `init_transactions` with the same id, which aborts the previous owner's open transaction
+  and fences it for good. Each batch of a partition commits its outputs and its input
+  offset in that partition's transaction.
+- Transactions stay short (`transaction_timeout_ms`, default 10 s) because a stuck open
+  transaction blocks every `read_committed` reader of its partitions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka import TopicPartition as KafkaTP
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from shared.eventlog.base import (
+    Appended,
+    EventLog,
+    OutgoingRecord,
+    Processor,
+    ReadIterator,
+    Record,
+    StartPositions,
+    Subscription,
+    TopicPartition,
+    TopicSpec,
+)
+from shared.eventlog.partitioner import partition_for
+
+
+def _tp(tp: KafkaTP) -> TopicPartition:
+    return TopicPartition(tp.topic, tp.partition)
+
+
+def _ktp(tp: TopicPartition) -> KafkaTP:
+    return KafkaTP(tp.topic, tp.partition)
+
+
+def _record(r: Any) -> Record:
+    return Record(r.topic, r.partition, r.offset, r.key.decode(), r.value, r.timestamp)
+
+
+class KafkaEventLog(EventLog):
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        client_id: str = "dealreg",
+        replication_factor: int = 1,
+        linger_ms: int = 2,
+        transaction_timeout_ms: int = 10_000,
+    ) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.client_id = client_id
+        self.replication_factor = replication_factor
+        self.linger_ms = linger_ms
+        self.transaction_timeout_ms = transaction_timeout_ms
+        self._producer: AIOKafkaProducer | None = None
+        self._admin: AIOKafkaAdminClient | None = None
+        self._partitions: dict[str, int] = {}
+
+    async def start(self) -> None:
+        self._admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.bootstrap_servers, client_id=f"{self.client_id}-admin"
+        )
+        await self._admin.start()
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap_servers,
+            client_id=f"{self.client_id}-append",
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=self.linger_ms,
+            max_batch_size=256 * 1024,
+        )
+        await self._producer.start()
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+        if self._admin is not None:
+            await self._admin.close()
+            self._admin = None
+
+    # topics ------------------------------------------------------------------------------
+
+    async def create_topics(self, specs: Sequence[TopicSpec]) -> None:
+        assert self._admin is not None, "start() first"
+        existing = set(await self._admin.list_topics())
+        new = [
+            NewTopic(
+                s.name,
+                num_partitions=s.partitions,
+                replication_factor=self.replication_factor,
+                topic_configs={
+                    "retention.ms": str(s.retention_ms),
+                    "cleanup.policy": "compact" if s.compacted else "delete",
+                    **s.extra_config,
+                },
+            )
+            for s in specs
+            if s.name not in existing
+        ]
+        if new:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await self._admin.create_topics(new)
+        # Metadata propagates asynchronously; wait until every topic is visible.
+        for spec in specs:
+            await self._wait_for_topic(spec.name)
+
+    async def _wait_for_topic(self, topic: str, timeout: float = 30.0) -> int:
+        assert self._producer is not None
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            await self._producer.client.force_metadata_update()
+            parts = self._producer.client.cluster.partitions_for_topic(topic)
+            if parts:
+                self._partitions[topic] = len(parts)
+                return len(parts)
+            if asyncio.get_running_loop().time() > deadline:
+                raise KeyError(f"topic {topic!r} does not exist; run `dealreg topics create`")
+            await asyncio.sleep(0.1)
+
+    async def partitions(self, topic: str) -> int:
+        known = self._partitions.get(topic)
+        if known is not None:
+            return known
+        return await self._wait_for_topic(topic, timeout=5.0)
+
+    # writing -----------------------------------------------------------------------------
+
+    async def _send_all(
+        self, producer: AIOKafkaProducer, records: Sequence[OutgoingRecord]
+    ) -> list[asyncio.Future[Any]]:
+        futures = []
+        for rec in records:
+            n = await self.partitions(rec.topic)
+            futures.append(
+                await producer.send(
+                    rec.topic,
+                    rec.value,
+                    key=rec.key.encode(),
+                    partition=partition_for(rec.key, n),
+                    headers=[("content-type", b"application/cloudevents+json")],
+                )
+            )
+        return futures
+
+    async def append(self, records: Sequence[OutgoingRecord]) -> list[Appended]:
+        assert self._producer is not None, "start() first"
+        futures = await self._send_all(self._producer, records)
+        metas = await asyncio.gather(*futures)
+        return [Appended(m.topic, m.partition, m.offset) for m in metas]
+
+    # reading -----------------------------------------------------------------------------
+
+    def _consumer(self, group_id: str | None, **kw: Any) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap_servers,
+            client_id=f"{self.client_id}-{group_id or 'reader'}",
+            group_id=group_id,
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_bytes=16 * 1024 * 1024,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            **kw,
+        )
+
+    async def end_positions(self, topic: str) -> dict[TopicPartition, int]:
+        n = await self.partitions(topic)
+        consumer = self._consumer(None)
+        await consumer.start()
+        try:
+            ends = await consumer.end_offsets([KafkaTP(topic, p) for p in range(n)])
+            return {_tp(tp): off for tp, off in ends.items()}
+        finally:
+            await consumer.stop()
+
+    async def committed(self, group_id: str, topic: str) -> dict[TopicPartition, int]:
+        assert self._admin is not None
+        n = await self.partitions(topic)
+        tps = [KafkaTP(topic, p) for p in range(n)]
+        found = await self._admin.list_consumer_group_offsets(group_id, partitions=tps)
+        return {
+            _tp(tp): max(0, found[tp].offset) if tp in found else 0
+            for tp in tps
+        }
+
+    def read(self, tp: TopicPartition, start: int, end: int, batch: int = 5000) -> ReadIterator:
+        return _KafkaRangeReader(self, tp, start, end, batch)
+
+    # consumer groups ---------------------------------------------------------------------
+
+    async def subscribe(
+        self,
+        group_id: str,
+        topics: Sequence[str],
+        *,
+        start_positions: StartPositions | None = None,
+    ) -> KafkaSubscription:
+        for topic in topics:
+            await self.partitions(topic)
+        consumer = self._consumer(group_id)
+        sub = KafkaSubscription(consumer, start_positions)
+        consumer.subscribe(list(topics), listener=sub)
+        await consumer.start()
+        return sub
+
+    async def run_transactional(
+        self,
+        group_id: str,
+        topics: Sequence[str],
+        processor: Processor,
+        *,
+        max_records: int = 5000,
+        stopping: Callable[[], bool],
+    ) -> None:
+        loop = _TransactionalLoop(self, group_id, processor, max_records)
+        for topic in topics:
+            await self.partitions(topic)
+        await loop.run(list(topics), stopping)
+
+
+class KafkaSubscription(Subscription, ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, consumer: AIOKafkaConsumer, start_positions: StartPositions | None):
+        self._consumer = consumer
+        self._start_positions = start_positions
+
+    async def on_partitions_revoked(self, revoked: list[KafkaTP]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: list[KafkaTP]) -> None:
+        if self._start_positions is None or not assigned:
+            return
+        positions = await self._start_positions([_tp(tp) for tp in assigned])
+        for tp in assigned:
+            self._consumer.seek(tp, positions.get(_tp(tp), 0))
+
+    async def poll(self, max_records: int = 1000, timeout: float = 0.5) -> list[Record]:
+        batches = await self._consumer.getmany(
+            timeout_ms=int(timeout * 1000), max_records=max_records
+        )
+        return [_record(r) for recs in batches.values() for r in recs]
+
+    async def commit(self, positions: Mapping[TopicPartition, int]) -> None:
+        await self._consumer.commit({_ktp(tp): p for tp, p in positions.items()})
+
+    def assignment(self) -> set[TopicPartition]:
+        return {_tp(tp) for tp in self._consumer.assignment()}
+
+    async def close(self) -> None:
+        await self._consumer.stop()
+
+
+class _TransactionalLoop(ConsumerRebalanceListener):  # type: ignore[misc]
+    """One member's consume-process-produce loop with a producer per input partition."""
+
+    def __init__(
+        self, log: KafkaEventLog, group_id: str, processor: Processor, max_records: int
+    ) -> None:
+        self.log = log
+        self.group_id = group_id
+        self.processor = processor
+        self.max_records = max_records
+        self.consumer = log._consumer(group_id, max_poll_records=max_records)
+        self.producers: dict[TopicPartition, AIOKafkaProducer] = {}
+        # Held while a batch is in flight, so a rebalance waits for it to commit or abort.
+        self.lock = asyncio.Lock()
+        # Bumped on every rebalance: a batch fetched before one is thrown away, because its
+        # partitions were re-read from their committed positions by `assigned`.
+        self.generation = 0
+
+    async def on_partitions_revoked(self, revoked: list[KafkaTP]) -> None:
+        async with self.lock:
+            self.generation += 1
+            gone = [_tp(tp) for tp in revoked if _tp(tp) in self.producers]
+            await asyncio.gather(*(self.producers.pop(tp).stop() for tp in gone))
+            if gone:
+                await self.processor.revoked(gone)
+
+    async def on_partitions_assigned(self, assigned: list[KafkaTP]) -> None:
+        async with self.lock:
+            self.generation += 1
+            new = [_tp(tp) for tp in assigned if _tp(tp) not in self.producers]
+            producers = {tp: self._producer_for(tp) for tp in new}
+            # init_transactions: fences the partition's previous owner and completes (aborts)
+            # whatever transaction it left open, before we read the committed offset.
+            await asyncio.gather(*(p.start() for p in producers.values()))
+            self.producers.update(producers)
+            # aiokafka starts each partition at the group's committed offset by itself; the
+            # processor rebuilds its state up to that same offset. (An explicit seek here
+            # raced with the fetcher and re-delivered committed records.)
+            positions: dict[TopicPartition, int] = {}
+            for tp in new:
+                committed = await self.consumer.committed(_ktp(tp))
+                positions[tp] = committed or 0
+            if positions:
+                await self.processor.assigned(positions)
+
+    def _producer_for(self, tp: TopicPartition) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self.log.bootstrap_servers,
+            client_id=f"{self.log.client_id}-{self.group_id}-{tp.topic}-{tp.partition}",
+            transactional_id=f"{self.group_id}.{tp.topic}.{tp.partition}",
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=self.log.linger_ms,
+            max_batch_size=256 * 1024,
+            transaction_timeout_ms=self.log.transaction_timeout_ms,
+        )
+
+    async def run(self, topics: list[str], stopping: Callable[[], bool]) -> None:
+        self.consumer.subscribe(topics, listener=self)
+        await self.consumer.start()
+        try:
+            while not stopping():
+                generation = self.generation
+                batches = await self.consumer.getmany(
+                    timeout_ms=200, max_records=self.max_records
+                )
+                if not batches:
+                    continue
+                async with self.lock:
+                    if generation != self.generation:
+                        continue
+                    work = []
+                    for ktp, recs in batches.items():
+                        tp = _tp(ktp)
+                        records = [_record(r) for r in recs]
+                        outputs = self.processor.process(tp, records)
+                        work.append(self._commit(tp, records, outputs))
+                    await asyncio.gather(*work)
+        finally:
+            async with self.lock:
+                owned = list(self.producers)
+                await asyncio.gather(*(p.stop() for p in self.producers.values()))
+                self.producers.clear()
+                if owned:
+                    await self.processor.revoked(owned)
+            await self.consumer.stop()
+
+    async def _commit(
+        self, tp: TopicPartition, records: list[Record], outputs: list[OutgoingRecord]
+    ) -> None:
+        producer = self.producers[tp]
+        async with producer.transaction():
+            futures = await self.log._send_all(producer, outputs)
+            await producer.send_offsets_to_transaction(
+                {_ktp(tp): records[-1].offset + 1}, self.group_id
+            )
+        for future in futures:
+            future.result()
+
+
+class _KafkaRangeReader:
+    def __init__(
+        self, log: KafkaEventLog, tp: TopicPartition, start: int, end: int, batch: int
+    ) -> None:
+        self._log, self._tp, self._start, self._end, self._batch = log, tp, start, end, batch
+        self._consumer: AIOKafkaConsumer | None = None
+
+    def __aiter__(self) -> _KafkaRangeReader:
+        return self
+
+    async def __anext__(self) -> list[Record]:
+        ktp = _ktp(self._tp)
+        if self._consumer is None:
+            if self._start >= self._end:
+                raise StopAsyncIteration
+            self._consumer = self._log._consumer(None)
+            await self._consumer.start()
+            self._consumer.assign([ktp])
+            self._consumer.seek(ktp, self._start)
+        consumer = self._consumer
+        # Offsets have gaps (transaction markers, aborted records): stop on position, not on
+        # a count of records.
+        while await consumer.position(ktp) < self._end:
+            batches = await consumer.getmany(ktp, timeout_ms=500, max_records=self._batch)
+            records = [_record(r) for r in batches.get(ktp, []) if r.offset < self._end]
+            if records:
+                return records
+        await consumer.stop()
+        raise StopAsyncIteration

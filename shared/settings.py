@@ -1,0 +1,55 @@
+"""One settings object per process, from the environment (prefix `DEALREG_`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DEALREG_", env_file=None, extra="ignore")
+
+    backend: Literal["embedded", "distributed"] = Field(
+        "embedded", description="`embedded` (SQLite files) or `distributed` (Kafka + PostgreSQL)"
+    )
+    data_dir: Path = Field(Path("./dealreg-data"), description="Embedded backend's files")
+    host: str = Field("127.0.0.1", description="HTTP bind address")
+    port: int = Field(8080, description="HTTP port")
+    admin_token: str | None = Field(
+        None, description="Accepted as an admin bearer token; generated and printed by `dev`"
+    )
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka brokers")
+    kafka_replication_factor: int = Field(1, description="Replication factor of new topics")
+    kafka_transaction_timeout_ms: int = Field(10_000, description="Adjudicator transactions")
+    topic_partitions: int = Field(12, description="Partitions of new topics")
+    database_url: str = Field(
+        "postgresql+asyncpg://postgres@127.0.0.1:5432/dealreg",
+        description="Read-model store (distributed backend)",
+    )
+    embedded_synchronous: Literal["FULL", "NORMAL"] = Field(
+        "FULL", description="SQLite fsync level of the embedded log (FULL: durable on 2xx)"
+    )
+    log_level: str = Field("INFO", description="Log level")
+    log_format: Literal["json", "console"] = Field("json", description="Log renderer")
+    topic_prefix: str = Field(
+        "dealreg", description="Topic names: <prefix>.intake, <prefix>.decisions"
+    )
+    source: str = Field("urn:dealreg", description="CloudEvents `source` of events we write")
+    adjudicator_group: str = Field("dealreg-adjudicator", description="Consumer group")
+    projections_group: str = Field("dealreg-projections", description="Consumer group")
+    max_wait_seconds: float = Field(30.0, description="Upper bound for `Prefer: wait=N`")
+
+    @property
+    def embedded_log_path(self) -> Path:
+        return self.data_dir / "eventlog.sqlite3"
+
+    @property
+    def embedded_readmodel_url(self) -> str:
+        return f"sqlite+aiosqlite:///{self.data_dir / 'readmodel.sqlite3'}"
+
+    @property
+    def readmodel_url(self) -> str:
+        return self.embedded_readmodel_url if self.backend == "embedded" else self.database_url

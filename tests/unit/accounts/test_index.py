@@ -1,0 +1,339 @@
+"""Account identities, canonical keys, and matching through the in-memory account index."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shared.accounts import (
+    AccountIdentity,
+    AccountIndex,
+    AccountMatch,
+    derive_account_key,
+    name_similarity,
+    normalize_name,
+)
+
+THRESHOLD = 0.9
+
+
+def ident(
+    name: str | None = None,
+    country: str | None = None,
+    domain: str | None = None,
+    crm: str | None = None,
+) -> AccountIdentity:
+    return AccountIdentity.from_raw(name=name, domain=domain, country=country, crm_account_id=crm)
+
+
+def keys(matches: list[AccountMatch]) -> list[str]:
+    return [m.account_key for m in matches]
+
+
+# --- AccountIdentity -------------------------------------------------------------------------
+
+
+def test_from_raw_normalises_every_facet() -> None:
+    identity = AccountIdentity.from_raw(
+        name="The Acme Corporation",
+        website="https://www.Acme.co.uk/about",
+        country="United Kingdom",
+        crm_account_id="  001ABC  ",
+    )
+    assert identity == AccountIdentity(
+        crm_account_id="001ABC", domain="acme.co.uk", name="acme", country="GB"
+    )
+
+
+def test_domain_comes_from_domain_then_website_then_email() -> None:
+    both = AccountIdentity.from_raw(domain="acme.com", website="globex.com", email="x@initech.com")
+    assert both.domain == "acme.com"
+    assert AccountIdentity.from_raw(domain="not a domain", website="globex.com").domain == (
+        "globex.com"
+    )
+    assert AccountIdentity.from_raw(email="jane@sales.initech.com").domain == "initech.com"
+
+
+def test_freemail_address_is_not_used_as_the_account_domain() -> None:
+    assert AccountIdentity.from_raw(email="jane@gmail.com").domain is None
+    assert AccountIdentity.from_raw(website="acme.com", email="jane@gmail.com").domain == "acme.com"
+    assert AccountIdentity.from_raw(email="jane@web.de", allow_freemail=True).domain == "web.de"
+
+
+def test_unrecognised_values_become_none() -> None:
+    identity = AccountIdentity.from_raw(name=" ,. ", domain="???", country="Atlantis")
+    assert identity == AccountIdentity(None, None, None, None)
+    assert identity.is_empty()
+
+
+def test_identity_is_immutable() -> None:
+    identity = ident("Acme", "US")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        identity.name = "globex"  # type: ignore[misc]
+
+
+def test_account_key_prefers_domain_then_crm_id_then_name() -> None:
+    assert derive_account_key(ident("Acme", "US", "acme.com", "001")) == "dom:acme.com"
+    assert derive_account_key(ident("Acme", "US", crm="001")) == "crm:001"
+    assert derive_account_key(ident("Acme Widgets Inc.", "us")) == "name:US:acme-widgets"
+
+
+def test_account_key_for_internationalised_domain_uses_punycode() -> None:
+    assert derive_account_key(ident(domain="bücher.de")) == "dom:xn--bcher-kva.de"
+
+
+def test_identity_without_any_facet_has_no_key() -> None:
+    with pytest.raises(ValueError):
+        derive_account_key(AccountIdentity(None, None, None, None))
+
+
+def test_name_without_country_has_no_key() -> None:
+    with pytest.raises(ValueError, match="country"):
+        derive_account_key(ident("Acme"))
+
+
+# --- AccountIndex: exact matches ---------------------------------------------------------------
+
+
+@pytest.fixture
+def index() -> AccountIndex:
+    idx = AccountIndex()
+    idx.add("dom:acme.com", ident("Acme Corporation", "US", "acme.com", "001-ACME"))
+    idx.add("dom:globex.de", ident("Globex GmbH", "DE", "globex.de"))
+    idx.add("crm:002-INIT", ident("Initech LLC", "US", crm="002-INIT"))
+    idx.add("name:FR:societe-generale", ident("Société Générale S.A.", "FR"))
+    return idx
+
+
+def test_exact_crm_id_matches(index: AccountIndex) -> None:
+    assert index.match(ident(crm="002-INIT"), THRESHOLD) == [
+        AccountMatch("crm:002-INIT", "crm_account_id", 1.0, True)
+    ]
+
+
+def test_domain_from_an_email_address_matches_exactly(index: AccountIndex) -> None:
+    query = AccountIdentity.from_raw(email="buyer@procurement.acme.com")
+    assert index.match(query, THRESHOLD) == [AccountMatch("dom:acme.com", "domain", 1.0, True)]
+
+
+def test_unknown_identity_matches_nothing(index: AccountIndex) -> None:
+    assert index.match(ident("Umbrella", "US", "umbrella.com", "999"), THRESHOLD) == []
+    assert index.resolve(ident("Umbrella", "US", "umbrella.com", "999"), THRESHOLD) is None
+
+
+# --- AccountIndex: names -------------------------------------------------------------------------
+
+
+def test_legal_suffix_variants_match_the_same_account(index: AccountIndex) -> None:
+    assert keys(index.match(ident("ACME Corp.", "US"), THRESHOLD)) == ["dom:acme.com"]
+    assert keys(index.match(ident("Globex AG", "Germany"), THRESHOLD)) == ["dom:globex.de"]
+
+
+def test_accents_do_not_prevent_a_match(index: AccountIndex) -> None:
+    [match] = index.match(ident("Societe Generale", "FR"), THRESHOLD)
+    assert match == AccountMatch("name:FR:societe-generale", "name", 1.0, True)
+
+
+def test_similar_name_in_another_country_does_not_match(index: AccountIndex) -> None:
+    assert index.match(ident("Acme Corporation", "CA"), THRESHOLD) == []
+    assert index.match(ident("Globex GmbH", "AT"), THRESHOLD) == []
+
+
+def test_name_without_country_is_not_name_matched(index: AccountIndex) -> None:
+    assert index.match(ident("Acme Corporation"), THRESHOLD) == []
+
+
+def test_near_miss_below_threshold_is_flagged_for_review() -> None:
+    idx = AccountIndex()
+    idx.add("k:microsoft", ident("Microsoft Corporation", "US"))
+    # "mircosoft" vs "microsoft": one transposition -> 0.89, just under 0.9
+    [match] = idx.match(ident("Mircosoft", "US"), THRESHOLD, review_band=0.1)
+    assert match.account_key == "k:microsoft"
+    assert match.matched_by == "name"
+    assert THRESHOLD - 0.1 <= match.score < THRESHOLD
+    assert match.confident is False
+    assert idx.resolve(ident("Mircosoft", "US"), THRESHOLD) is None
+
+
+def test_near_miss_is_not_returned_without_a_review_band() -> None:
+    idx = AccountIndex()
+    idx.add("k:microsoft", ident("Microsoft", "US"))
+    assert idx.match(ident("Mircosoft", "US"), THRESHOLD, review_band=0.0) == []
+
+
+def test_name_far_below_the_review_band_is_not_returned() -> None:
+    idx = AccountIndex()
+    idx.add("k:acme", ident("Acme", "US"))
+    assert idx.match(ident("Acne", "US"), THRESHOLD, review_band=0.1) == []  # 0.75
+
+
+def test_typo_inside_a_long_name_is_a_confident_match() -> None:
+    idx = AccountIndex()
+    idx.add("k:cont", ident("Continental Logistics Group", "DE"))
+    [match] = idx.match(ident("Continentel Logistics Group GmbH", "DE"), THRESHOLD)
+    assert (match.account_key, match.confident) == ("k:cont", True)
+
+
+def test_words_run_together_are_found_through_prefix_blocking() -> None:
+    idx = AccountIndex()
+    idx.add("k:hp", ident("Hewlett Packard", "US"))
+    [match] = idx.match(ident("HewlettPackard", "US"), THRESHOLD)
+    assert match.account_key == "k:hp"
+    assert match.score == pytest.approx(name_similarity("hewlettpackard", "hewlett packard"))
+
+
+def test_name_score_is_the_name_similarity_of_the_normalised_names() -> None:
+    idx = AccountIndex()
+    idx.add("k:1", ident("Globex Industrial Systems", "US"))
+    query = ident("Globex Industrial System", "US")
+    [match] = idx.match(query, THRESHOLD)
+    assert match.score == name_similarity(
+        normalize_name("Globex Industrial Systems"), normalize_name("Globex Industrial System")
+    )
+
+
+def test_common_words_do_not_drown_the_distinctive_one() -> None:
+    # 300 names share "solutions"; a budget of 50 postings forces the index to block on the
+    # rare token alone, and the right account must still be found.
+    idx = AccountIndex(candidate_budget=50)
+    for i in range(300):
+        idx.add(f"k:{i:03}", ident(f"Vendor{i:03} Solutions", "US"))
+    idx.add("k:zyx", ident("Zyxwerk Solutions", "US"))
+    assert keys(idx.match(ident("Zyxwerk Solutions Inc", "US"), THRESHOLD)) == ["k:zyx"]
+
+
+def test_name_made_only_of_common_words_still_finds_its_peer() -> None:
+    idx = AccountIndex(candidate_budget=10)
+    for i in range(100):
+        idx.add(f"k:{i:03}", ident(f"Global Solutions {i:03}", "US"))
+    idx.add("k:gs", ident("Global Solutions", "US"))
+    assert keys(idx.match(ident("Global Solutions Ltd", "US"), THRESHOLD))[0] == "k:gs"
+
+
+# --- AccountIndex: combining evidence ------------------------------------------------------------
+
+
+def test_each_account_appears_once_with_its_strongest_evidence(index: AccountIndex) -> None:
+    query = ident("Acme Corp", "US", "acme.com", "001-ACME")
+    assert index.match(query, THRESHOLD) == [
+        AccountMatch("dom:acme.com", "crm_account_id", 1.0, True)
+    ]
+
+
+def test_matches_are_ordered_strongest_first_then_by_account_key() -> None:
+    idx = AccountIndex()
+    idx.add("k:b-name", ident("Umbrella Corporation", "US"))
+    idx.add("k:a-name", ident("Umbrella Corp", "US"))
+    idx.add("k:z-domain", ident(domain="umbrella.com"))
+    idx.add("k:y-crm", ident(crm="U-1"))
+    idx.add("k:review", ident("Ubmrella Corp", "US"))  # 0.875: in the review band
+    result = idx.match(ident("Umbrella", "US", "umbrella.com", "U-1"), THRESHOLD)
+    assert [(m.account_key, m.matched_by, m.confident) for m in result] == [
+        ("k:y-crm", "crm_account_id", True),
+        ("k:z-domain", "domain", True),
+        ("k:a-name", "name", True),
+        ("k:b-name", "name", True),
+        ("k:review", "name", False),
+    ]
+
+
+def test_resolve_prefers_crm_id_over_domain_over_name() -> None:
+    idx = AccountIndex()
+    idx.add("k:name", ident("Umbrella", "US"))
+    idx.add("k:domain", ident(domain="umbrella.com"))
+    idx.add("k:crm", ident(crm="U-1"))
+    assert idx.resolve(ident("Umbrella", "US", "umbrella.com", "U-1"), THRESHOLD) == AccountMatch(
+        "k:crm", "crm_account_id", 1.0, True
+    )
+    resolved = idx.resolve(ident("Umbrella", "US", "umbrella.com"), THRESHOLD)
+    assert resolved is not None and resolved.account_key == "k:domain"
+    resolved = idx.resolve(ident("Umbrella Inc", "US"), THRESHOLD)
+    assert resolved is not None and resolved.account_key == "k:name"
+
+
+def test_resolve_between_equal_name_matches_is_deterministic() -> None:
+    idx = AccountIndex()
+    idx.add("k:2", ident("Umbrella", "US"))
+    idx.add("k:1", ident("Umbrella Inc", "US"))
+    resolved = idx.resolve(ident("Umbrella", "US"), THRESHOLD)
+    assert resolved is not None and resolved.account_key == "k:1"
+
+
+def test_account_accumulates_facets_over_time() -> None:
+    idx = AccountIndex()
+    idx.add("dom:acme.com", ident("Acme", "US", "acme.com"))
+    idx.add("dom:acme.com", ident("Acme Deutschland GmbH", "DE", "acme.de", "CRM-7"))
+    assert len(idx) == 1
+    for query in (
+        ident(domain="acme.de"),
+        ident(crm="CRM-7"),
+        ident("Acme Deutschland", "DE"),
+        ident("Acme", "US"),
+    ):
+        assert keys(idx.match(query, THRESHOLD)) == ["dom:acme.com"]
+
+
+def test_adding_the_same_facts_twice_changes_nothing() -> None:
+    idx = AccountIndex()
+    for _ in range(3):
+        idx.add("k:1", ident("Acme", "US", "acme.com", "C1"))
+    assert len(idx) == 1
+    assert "k:1" in idx
+    assert idx.match(ident("Acme", "US", "acme.com", "C1"), THRESHOLD) == [
+        AccountMatch("k:1", "crm_account_id", 1.0, True)
+    ]
+
+
+def test_two_accounts_sharing_a_domain_are_both_reported() -> None:
+    idx = AccountIndex()
+    idx.add("k:1", ident(domain="acme.com"))
+    idx.add("k:2", ident(domain="acme.com"))
+    assert keys(idx.match(ident(domain="acme.com"), THRESHOLD)) == ["k:1", "k:2"]
+
+
+@pytest.mark.parametrize(("threshold", "band"), [(0.0, 0.0), (1.1, 0.1), (0.9, -0.1), (0.5, 0.5)])
+def test_invalid_threshold_or_band_is_rejected(threshold: float, band: float) -> None:
+    with pytest.raises(ValueError):
+        AccountIndex().match(ident("Acme", "US"), threshold, band)
+
+
+# --- determinism ---------------------------------------------------------------------------
+
+_WORDS = ["acme", "acne", "globex", "global", "solutions", "group", "systems", "umbrella", "init"]
+_NAMES = st.lists(st.sampled_from(_WORDS), min_size=1, max_size=3).map(" ".join)
+_ACCOUNTS = st.lists(
+    st.tuples(
+        st.integers(0, 15).map(lambda i: f"k:{i:02}"),
+        _NAMES,
+        st.sampled_from(["US", "DE"]),
+        st.one_of(st.none(), st.sampled_from(["acme.com", "globex.de", "init.io"])),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_ACCOUNTS, st.randoms(use_true_random=False), _NAMES, st.sampled_from(["US", "DE"]))
+def test_match_does_not_depend_on_insertion_order(
+    accounts: list[tuple[str, str, str, str | None]],
+    rnd: random.Random,
+    query_name: str,
+    query_country: str,
+) -> None:
+    def build(rows: list[tuple[str, str, str, str | None]]) -> AccountIndex:
+        idx = AccountIndex(candidate_budget=5)
+        for key, name, country, domain in rows:
+            idx.add(key, ident(name, country, domain))
+        return idx
+
+    shuffled = list(accounts)
+    rnd.shuffle(shuffled)
+    query = ident(query_name, query_country, "acme.com")
+    forward = build(accounts).match(query, 0.8, 0.2)
+    assert forward == build(shuffled).match(query, 0.8, 0.2)
+    assert forward == build(list(reversed(accounts))).match(query, 0.8, 0.2)
+    assert len({m.account_key for m in forward}) == len(forward)

@@ -1,0 +1,391 @@
+"""Normalisation of account facts: registrable domains, legal names, countries, similarity."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shared.accounts import (
+    is_freemail_domain,
+    name_similarity,
+    normalize_country,
+    normalize_name,
+    registrable_domain,
+)
+from shared.accounts import normalize as normalize_module
+
+# --- registrable_domain ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "jane.doe@acme.com",
+        "Jane.Doe@Sales.ACME.com",
+        "Jane Doe <jane@acme.com>",
+        "mailto:jane@acme.com",
+        " jane+deals@mail.acme.com ",
+    ],
+)
+def test_email_address_resolves_to_registrable_domain(email: str) -> None:
+    assert registrable_domain(email) == "acme.com"
+
+
+@pytest.mark.parametrize(
+    "website",
+    [
+        "acme.com",
+        "ACME.COM",
+        "www.acme.com",
+        "https://www.acme.com",
+        "http://shop.eu.acme.com:8443/products/x?ref=partner#top",
+        "ftp://files.acme.com/",
+        "acme.com/about-us",
+        "acme.com:8080",
+        "//acme.com",
+        "https://user:secret@portal.acme.com/login",
+        "acme.com.",
+    ],
+)
+def test_website_or_url_resolves_to_registrable_domain(website: str) -> None:
+    assert registrable_domain(website) == "acme.com"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("www.bbc.co.uk", "bbc.co.uk"),
+        ("https://shop.tesco.co.uk/groceries", "tesco.co.uk"),
+        ("buyer@finance.acme.co.uk", "acme.co.uk"),
+    ],
+)
+def test_co_uk_suffix_keeps_the_company_label(value: str, expected: str) -> None:
+    assert registrable_domain(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("www.woolworths.com.au", "woolworths.com.au"),
+        ("portal.acme.co.jp", "acme.co.jp"),
+        ("acme.com.br", "acme.com.br"),
+        ("sales.acme.gov.uk", "acme.gov.uk"),
+    ],
+)
+def test_multi_label_public_suffixes_keep_the_company_label(value: str, expected: str) -> None:
+    assert registrable_domain(value) == expected
+
+
+def test_unicode_and_punycode_spellings_give_the_same_domain() -> None:
+    assert registrable_domain("bücher.de") == "xn--bcher-kva.de"
+    assert registrable_domain("https://www.BÜCHER.de/shop") == "xn--bcher-kva.de"
+    assert registrable_domain("xn--bcher-kva.de") == "xn--bcher-kva.de"
+    assert registrable_domain("info@bücher.de") == "xn--bcher-kva.de"
+
+
+def test_internationalised_top_level_domain_is_returned_as_punycode() -> None:
+    assert registrable_domain("www.пример.рф") == registrable_domain("xn--e1afmkfd.xn--p1ai")
+    assert registrable_domain("例え。jp") == "xn--r8jz45g.jp"
+
+
+def test_hosts_under_a_private_suffix_are_separate_domains() -> None:
+    assert registrable_domain("https://acme.github.io/docs") == "acme.github.io"
+    assert registrable_domain("globex.github.io") != registrable_domain("acme.github.io")
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["192.168.0.1", "http://10.0.0.1:8080/x", "http://[::1]/", "[2001:db8::1]", "jane@127.0.0.1"],
+)
+def test_ip_addresses_are_not_domains(value: str) -> None:
+    assert registrable_domain(value) is None
+
+
+@pytest.mark.parametrize("value", ["com", "co.uk", "com.au", "github.io", ".co.uk"])
+def test_bare_public_suffix_is_not_a_domain(value: str) -> None:
+    assert registrable_domain(value) is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "   ",
+        "Acme Corp",
+        "localhost",
+        "http://",
+        "@",
+        "jane@",
+        "a..b.com",
+        "-acme.com",
+        "acme_corp.com",
+        "http://[acme.com",
+        "not a domain.com",
+        "x" * 64 + ".com",
+        "N/A",
+    ],
+)
+def test_garbage_is_not_a_domain(value: str) -> None:
+    assert registrable_domain(value) is None
+
+
+def test_domain_extraction_never_touches_the_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_network(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(socket, "socket", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    extract = normalize_module._build_extractor()  # a fresh one loads its suffix list now
+    result = extract("https://www.acme.co.uk/x")
+    assert (result.domain, result.suffix) == ("acme", "co.uk")
+
+
+@pytest.mark.parametrize(
+    "domain",
+    ["gmail.com", "outlook.com", "hotmail.com", "yahoo.com", "icloud.com", "gmx.de", "web.de"],
+)
+def test_freemail_providers_are_recognised(domain: str) -> None:
+    assert is_freemail_domain(domain)
+
+
+def test_freemail_is_recognised_from_addresses_and_subdomains() -> None:
+    assert is_freemail_domain("Jane@GMail.com")
+    assert is_freemail_domain("proton.me")
+    assert is_freemail_domain("mail.yahoo.co.uk")
+
+
+def test_company_domain_is_not_freemail() -> None:
+    assert not is_freemail_domain("acme.com")
+    assert not is_freemail_domain("google.com")
+
+
+# --- normalize_name ------------------------------------------------------------------------
+
+
+def test_case_punctuation_and_whitespace_are_normalised() -> None:
+    assert normalize_name("  ACME,   Widgets!!  ") == "acme widgets"
+    assert normalize_name("Hewlett-Packard") == "hewlett packard"
+    assert normalize_name("McDonald's") == "mcdonalds"
+
+
+def test_ampersand_reads_as_and() -> None:
+    assert normalize_name("Johnson & Johnson") == "johnson and johnson"
+    assert normalize_name("Johnson&Johnson") == "johnson and johnson"
+
+
+def test_leading_the_is_dropped() -> None:
+    assert normalize_name("The Acme Company") == "acme"
+    assert normalize_name("THE HOME DEPOT, INC.") == "home depot"
+
+
+def test_accents_and_special_letters_are_folded() -> None:
+    assert normalize_name("Société Générale") == "societe generale"
+    assert normalize_name("Øresund Łódź") == "oresund lodz"
+    assert normalize_name("Müller Straße") == "muller strasse"
+
+
+def test_full_width_characters_are_folded() -> None:
+    full_width = "".join(chr(ord(ch) + 0xFEE0) for ch in "ACME") + "\u3000" + "\uff23orp"
+    assert normalize_name(full_width) == "acme"
+
+
+def test_german_gmbh_suffix_is_removed() -> None:
+    assert normalize_name("Müller Maschinenbau GmbH") == "muller maschinenbau"
+
+
+def test_repeated_legal_suffixes_are_removed() -> None:
+    assert normalize_name("Acme Holdings GmbH & Co. KG") == "acme holdings"
+    assert normalize_name("Acme Co., Ltd.") == "acme"
+    assert normalize_name("Acme Pty. Ltd.") == "acme"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "Acme Inc",
+        "Acme, Inc.",
+        "Acme Incorporated",
+        "Acme Corp.",
+        "Acme Corporation",
+        "Acme Co",
+        "Acme Company",
+        "Acme LLC",
+        "Acme L.L.C.",
+        "Acme Ltd",
+        "Acme Limited",
+        "Acme PLC",
+        "Acme LLP",
+        "Acme LP",
+        "Acme GmbH",
+        "Acme AG",
+        "Acme KG",
+        "Acme SE",
+        "Acme S.A.",
+        "Acme SA",
+        "Acme S.A.S.",
+        "Acme SAS",
+        "Acme SARL",
+        "Acme S.à r.l.",
+        "Acme S.r.l.",
+        "Acme SRL",
+        "Acme S.p.A.",
+        "Acme SpA",
+        "Acme B.V.",
+        "Acme BV",
+        "Acme N.V.",
+        "Acme NV",
+        "Acme Oy",
+        "Acme AB",
+        "Acme AB (publ)",
+        "Acme A/S",
+        "Acme AS",
+        "Acme ApS",
+        "Acme Pty Ltd",
+        "Acme K.K.",
+        "Acme Kabushiki Kaisha",
+        "Acme S.L.",
+        "Acme S.A. de C.V.",
+        "Acme Sp. z o.o.",
+        "Acme s.r.o.",
+        "Acme Kft.",
+        "Acme Ltda.",
+        "Acme Pte. Ltd.",
+        "Acme Sdn. Bhd.",
+        "Acme Private Limited",
+    ],
+)
+def test_legal_suffixes_in_several_languages_are_removed(raw: str) -> None:
+    assert normalize_name(raw) == "acme"
+
+
+def test_japanese_legal_form_written_without_space_is_removed() -> None:
+    assert normalize_name("トヨタ自動車株式会社") == normalize_name("株式会社トヨタ自動車")
+
+
+def test_legal_suffix_is_only_removed_at_the_end() -> None:
+    assert normalize_name("AG Barr plc") == "ag barr"
+    assert normalize_name("Co-operative Bank") == "co operative bank"
+    assert normalize_name("Limited Brands Inc") == "limited brands"
+
+
+def test_name_made_only_of_legal_words_is_kept() -> None:
+    assert normalize_name("Limited Company") == "limited company"
+    assert normalize_name("The Company") == "company"
+    assert normalize_name("Inc.") == "inc"
+
+
+def test_common_abbreviations_are_expanded() -> None:
+    assert normalize_name("Globex Intl.") == normalize_name("Globex International")
+
+
+def test_empty_or_punctuation_only_name_normalises_to_empty() -> None:
+    assert normalize_name("") == ""
+    assert normalize_name(" ,.- ") == ""
+
+
+@settings(max_examples=400)
+@given(st.text(max_size=40))
+def test_normalize_name_is_idempotent(raw: str) -> None:
+    once = normalize_name(raw)
+    assert normalize_name(once) == once
+
+
+_LEGALISH = st.sampled_from(["Inc", "GmbH & Co. KG", "S.A.", "Ltd", "The", "&", "Co", "AG"])
+
+
+@settings(max_examples=300)
+@given(st.lists(st.one_of(_LEGALISH, st.text(min_size=1, max_size=8)), max_size=6))
+def test_normalize_name_is_idempotent_on_legal_words(parts: list[str]) -> None:
+    once = normalize_name(" ".join(parts))
+    assert normalize_name(once) == once
+
+
+_LABEL = st.from_regex(r"[a-z0-9ßäöüéñçøå-]{1,20}", fullmatch=True)
+_SUFFIX = st.sampled_from(["com", "co.uk", "de", "com.au", "jp", "github.io", "рф", "", "xx"])
+
+
+@settings(max_examples=300)
+@given(
+    st.one_of(
+        st.builds(
+            lambda labels, sfx: ".".join([*labels, sfx]), st.lists(_LABEL, max_size=3), _SUFFIX
+        ),
+        st.text(max_size=30),
+    )
+)
+def test_registrable_domain_is_idempotent_on_its_own_output(value: str) -> None:
+    domain = registrable_domain(value)
+    if domain is not None:
+        assert registrable_domain(domain) == domain
+        assert domain == domain.lower()
+        assert domain.isascii()
+
+
+# --- normalize_country -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("us", "US"),
+        ("US", "US"),
+        ("USA", "US"),
+        ("United States", "US"),
+        ("deu", "DE"),
+        ("Germany", "DE"),
+        ("Deutschland", "DE"),
+        ("United Kingdom", "GB"),
+        ("UK", "GB"),
+        ("gb", "GB"),
+        ("Côte d'Ivoire", "CI"),
+        ("South Korea", "KR"),
+        ("  fr ", "FR"),
+    ],
+)
+def test_country_codes_and_names_become_alpha2(value: str, expected: str) -> None:
+    assert normalize_country(value) == expected
+
+
+@pytest.mark.parametrize("value", ["", "XX", "Atlantis", "EU", "123456"])
+def test_unknown_country_is_none(value: str) -> None:
+    assert normalize_country(value) is None
+
+
+# --- name_similarity -----------------------------------------------------------------------
+
+
+def test_name_with_legal_suffix_is_identical_after_normalisation() -> None:
+    assert name_similarity(normalize_name("Acme"), normalize_name("Acme Corp")) == 1.0
+
+
+def test_one_letter_difference_in_a_short_name_is_not_similar_enough() -> None:
+    assert name_similarity("acme", "acne") < 0.9
+
+
+def test_abbreviated_word_still_scores_fairly_high() -> None:
+    # Even without the abbreviation table the raw spellings stay well above noise.
+    assert name_similarity("globex international", "globex intl") >= 0.7
+    expanded = normalize_name("Globex International"), normalize_name("Globex Intl")
+    assert name_similarity(*expanded) == 1.0
+
+
+def test_word_order_does_not_matter_but_extra_words_do() -> None:
+    assert name_similarity("bank acme", "acme bank") == 1.0
+    assert name_similarity("acme", "acme holdings") < 0.6
+
+
+def test_unrelated_names_score_low() -> None:
+    assert name_similarity("acme", "globex") < 0.3
+
+
+@given(st.text(max_size=20), st.text(max_size=20))
+def test_name_similarity_is_symmetric_and_bounded(a: str, b: str) -> None:
+    a_norm, b_norm = normalize_name(a), normalize_name(b)
+    score = name_similarity(a_norm, b_norm)
+    assert 0.0 <= score <= 1.0
+    assert score == name_similarity(b_norm, a_norm)
