@@ -1,0 +1,5 @@
+"""`python -m dealreg` runs the CLI."""
+
+from dealreg.cli import app
+
+app()
