@@ -11,8 +11,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dealreg.runtime import ALL, Component, Runtime
-from services.projections.api.routes import router as query_router
-from services.registration.api.routes import router as command_router
+from services.projections.api import routers as query_routers
+from services.registration.api import routers as command_routers
 from shared.api.problems import install_problem_handlers
 from shared.api.resources import Health
 from shared.ids import new_id
@@ -65,9 +65,11 @@ def create_app(settings: Settings, components: frozenset[Component] = ALL) -> Fa
     install_problem_handlers(app)
     app.add_middleware(RequestContext)
     if "registration" in components:
-        app.include_router(command_router)
+        for router in command_routers:
+            app.include_router(router)
     if "projections" in components:
-        app.include_router(query_router)
+        for router in query_routers:
+            app.include_router(router)
 
     @app.get("/healthz", response_model=Health, tags=["operations"])
     async def healthz() -> Health:

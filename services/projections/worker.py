@@ -20,12 +20,13 @@ from services.projections.adapters.repository import (
     upsert,
 )
 from services.projections.domain.registrations import apply_decided, apply_submitted, empty_row
+from shared.accounts import normalize_name
 from shared.eventlog import EventLog, Record, TopicPartition
 from shared.eventlog.topics import Topics
 from shared.events import RegistrationDecided, RegistrationSubmitted
 from shared.events.codec import decode
 from shared.logging import get_logger
-from shared.readmodel.schema import account_crm_ids, account_domains, registrations
+from shared.readmodel.schema import account_crm_ids, account_domains, account_names, registrations
 
 log = get_logger(__name__)
 
@@ -94,6 +95,7 @@ class ProjectionWorker:
         }
         domains: list[dict[str, Any]] = []
         crm_ids: list[dict[str, Any]] = []
+        names: list[dict[str, Any]] = []
         async with self.engine.begin() as conn:
             rows = await load_registrations(conn, touched)
             for event in decoded:
@@ -103,6 +105,10 @@ class ProjectionWorker:
                     if event.account.domain:
                         domains.append({"domain": event.account.domain,
                                         "account_key": event.account_key})
+                    if event.account.name and event.account.country:
+                        names.append({"country": event.account.country,
+                                      "name": normalize_name(event.account.name),
+                                      "account_key": event.account_key})
                     if event.account.crm_account_id:
                         crm_ids.append({"crm_account_id": event.account.crm_account_id,
                                         "account_key": event.account_key})
@@ -115,6 +121,10 @@ class ProjectionWorker:
                          overwrite=False)
             await upsert(conn, account_crm_ids, _unique(crm_ids, "crm_account_id"),
                          ("crm_account_id",), overwrite=False)
+            await upsert(conn, account_names,
+                         list({(r["country"], r["name"], r["account_key"]): r
+                               for r in names}.values()),
+                         ("country", "name", "account_key"), overwrite=False)
             await save_positions(conn, PROJECTION, new_positions)
         self.positions = new_positions
         if self.on_applied is not None and touched:

@@ -17,14 +17,19 @@ class Topics:
     """Accepted commands and the adjudicator's own timer firings, keyed by account key."""
     decisions: str
     """Adjudication decisions, keyed by account key."""
+    reference: str
+    """Reference data every adjudicator needs whole (policy versions): one partition, so
+    versions are totally ordered; keyed by the document (`policy`)."""
 
     @classmethod
     def named(cls, prefix: str = "dealreg") -> Topics:
-        return cls(intake=f"{prefix}.intake", decisions=f"{prefix}.decisions")
+        return cls(intake=f"{prefix}.intake", decisions=f"{prefix}.decisions",
+                   reference=f"{prefix}.reference")
 
     def specs(self, partitions: int) -> list[TopicSpec]:
         # Intake and decisions are the system of record: retained forever (invariant 8).
         return [
             TopicSpec(self.intake, partitions, retention_ms=FOREVER),
             TopicSpec(self.decisions, partitions, retention_ms=FOREVER),
+            TopicSpec(self.reference, 1, retention_ms=FOREVER),
         ]

@@ -80,6 +80,14 @@ account_domains = Table(
     Column("account_key", String(300), nullable=False, index=True),
 )
 
+account_names = Table(
+    "account_names",
+    metadata,
+    Column("country", String(2), primary_key=True),
+    Column("name", String(300), primary_key=True, doc="normalized (shared.accounts)"),
+    Column("account_key", String(300), primary_key=True),
+)
+
 account_crm_ids = Table(
     "account_crm_ids",
     metadata,

@@ -40,10 +40,12 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 async def migrate(engine: AsyncEngine) -> None:
-    """Bring the schema to the newest revision (idempotent)."""
+    """Bring the schema to the newest revision of every branch (idempotent).
+
+    Each service owns a branch of revisions for its own tables; `heads` applies them all."""
 
     def upgrade(connection: Connection) -> None:
-        command.upgrade(alembic_config(connection), "head")
+        command.upgrade(alembic_config(connection), "heads")
 
     async with engine.begin() as conn:
         await conn.run_sync(upgrade)
