@@ -1,0 +1,141 @@
+"""Adjudicator backlog drain rate and partition recovery time, on both backends.
+
+    python tests/bench/bench_adjudicator.py [--events 100000] [--backend embedded|kafka|both]
+
+A backlog of registrations (a fifth of them colliding with an earlier one) is appended to
+the intake topic first; then one adjudicator drains it. Reported: events/s from start until
+the last decision is committed, and the time a fresh member needs to rebuild the state of
+all partitions from the log (recovery).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from services.adjudication.worker import Adjudicator, run_adjudicator  # noqa: E402
+from shared.eventlog import EventLog, OutgoingRecord  # noqa: E402
+from shared.eventlog.embedded import EmbeddedEventLog  # noqa: E402
+from shared.eventlog.kafka import KafkaEventLog  # noqa: E402
+from shared.eventlog.topics import Topics  # noqa: E402
+from shared.events import (  # noqa: E402
+    Account,
+    Amount,
+    Opportunity,
+    PartnerSnapshot,
+    RegistrationSubmitted,
+    encode,
+    new_envelope,
+)
+from tests.bench.common import record  # noqa: E402
+
+PARTITIONS = 12
+
+
+def backlog(topics: Topics, n: int) -> list[OutgoingRecord]:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    accounts = max(1, int(n * 0.8))
+    out = []
+    for i in range(n):
+        a = i % accounts
+        key = f"dom:account-{a}.example"
+        at = start + timedelta(milliseconds=10 * i)
+        event = RegistrationSubmitted(
+            registration_id=f"reg_{i:08d}", partner_id=f"p-{i % 50}",
+            partner=PartnerSnapshot(partner_id=f"p-{i % 50}", tier="gold"),
+            account_key=key, account=Account(name=f"Account {a} Inc", domain=key[4:],
+                                             country="US"),
+            opportunity=Opportunity(title="Platform deal", products=("analytics", "cloud"),
+                                    amount=Amount(value="125000.00", currency="USD")),
+            motion="resell", external_ref=f"PRM-{i}", submitted_at=at, policy_version=0,
+        )
+        out.append(OutgoingRecord(topics.intake, key, encode(new_envelope(
+            event, id=f"evt_{i:08d}", source="urn:bench", subject=key, time=at))))
+    return out
+
+
+async def decided(log: EventLog, topics: Topics) -> int:
+    total = 0
+    for tp, end in (await log.end_positions(topics.decisions)).items():
+        if isinstance(log, EmbeddedEventLog):
+            total += end
+        else:
+            async for batch in log.read(tp, 0, end):
+                total += len(batch)
+    return total
+
+
+async def run(log: EventLog, name: str, n: int) -> dict[str, float]:
+    topics = Topics.named(f"bench-{int(time.time())}")
+    await log.create_topics(topics.specs(PARTITIONS))
+    records = backlog(topics, n)
+    t0 = time.perf_counter()
+    for i in range(0, n, 5000):
+        await log.append(records[i:i + 5000])
+    append_s = time.perf_counter() - t0
+
+    stop = asyncio.Event()
+    group = f"bench-adj-{int(time.time())}"
+    started = time.perf_counter()
+    task = asyncio.create_task(run_adjudicator(log, topics, group_id=group,
+                                               source="urn:bench", stopping=stop.is_set))
+    # Poll the committed group positions: cheap on both backends.
+    while True:
+        committed = await log.committed(group, topics.intake)
+        if sum(committed.values()) >= n:
+            break
+        await asyncio.sleep(0.05)
+    drain_s = time.perf_counter() - started
+    stop.set()
+    await task
+    assert await decided(log, topics) == n, "not every registration was decided once"
+
+    adjudicator = Adjudicator(log, topics, "urn:bench")
+    t1 = time.perf_counter()
+    await adjudicator.assigned(await log.committed(group, topics.intake))
+    recovery_s = time.perf_counter() - t1
+    return {
+        f"{name}_events": float(n),
+        f"{name}_append_events_per_s": n / append_s,
+        f"{name}_drain_events_per_s": n / drain_s,
+        f"{name}_recovery_s_all_partitions": recovery_s,
+        f"{name}_recovery_events_per_s": n / recovery_s,
+    }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--backend", choices=["embedded", "kafka", "both"], default="both")
+    args = parser.parse_args()
+    results: dict[str, float] = {}
+    if args.backend in ("embedded", "both"):
+        with tempfile.TemporaryDirectory() as tmp:
+            log = EmbeddedEventLog(Path(tmp) / "log.sqlite3")
+            await log.start()
+            try:
+                results.update(await run(log, "embedded", args.events))
+            finally:
+                await log.close()
+    if args.backend in ("kafka", "both"):
+        from tests.support.servers import start_kafka
+
+        with start_kafka() as server:
+            klog = KafkaEventLog(server.url)
+            await klog.start()
+            try:
+                results.update(await run(klog, "kafka", args.events))
+            finally:
+                await klog.close()
+    record("adjudicator", results)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,36 @@
+"""Helpers for the benchmark scripts: timing, percentiles, and writing results."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parents[2] / "bench-results"
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def record(name: str, results: dict[str, Any]) -> None:
+    """Print the numbers and append them, with the machine, to bench-results/NAME.json."""
+    RESULTS.mkdir(exist_ok=True)
+    entry = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+             "machine": f"{platform.node()} ({platform.processor() or platform.machine()})",
+             **results}
+    path = RESULTS / f"{name}.json"
+    history = json.loads(path.read_text()) if path.exists() else []
+    history.append(entry)
+    path.write_text(json.dumps(history, indent=2, default=str))
+    width = max(len(k) for k in results)
+    print(f"== {name}")
+    for key, value in results.items():
+        shown = f"{value:,.2f}" if isinstance(value, float) else str(value)
+        print(f"  {key:<{width}}  {shown}")
