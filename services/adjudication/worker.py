@@ -1,89 +1,237 @@
 """The adjudicator process: the pure core driven by the log's transactional loop.
 
-Per-partition state lives in memory. On assignment a partition's state is rebuilt by
-re-deciding its intake history up to the committed position (decisions discarded): because
-`decide` is deterministic, that reproduces exactly the state the previous owner had.
-Decision envelopes get ids derived from the input event id, so a decision is recognisable
-as the same decision wherever and however often it is computed.
+- Per-partition state lives in memory. On assignment a partition's state is rebuilt by
+  re-deciding its intake history up to the committed position (decisions discarded):
+  `decide` is deterministic, so that reproduces exactly the state the previous owner had.
+- Policies come from the reference topic: every version ever stamped on an event is there
+  (the registration service appends a version before it stamps it). Before a batch is
+  decided, `prepare` makes sure every version it names is known, re-reading the topic if
+  needed and failing loudly if a version never appears.
+- Each decision is keyed by its own account key (a deadline passed while deciding one
+  account's event may concern another account of the partition); its envelope id derives
+  from the input event id, so a decision is recognisable wherever it is computed.
+- Time: when the wall clock passes a deadline the state holds, a `TimerFired` is appended to
+  the intake log (in the same transaction as the batch, or on a periodic tick for a quiet
+  partition) and decided like any other event. Lateness (firing time - deadline) is exported.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 
-from services.adjudication.domain import AdjudicationState, DecisionContext, decide
+from prometheus_client import Counter, Gauge, Histogram
+
+from services.adjudication.domain import (
+    AdjudicationState,
+    DecisionContext,
+    decide,
+    due_timers,
+    policy_version_of,
+)
 from shared.eventlog import EventLog, OutgoingRecord, Record, TopicPartition
 from shared.eventlog.topics import Topics
-from shared.events import encode, new_envelope
+from shared.events import DomainEvent, Envelope, TimerFired, encode, new_envelope
 from shared.events.codec import decode
+from shared.events.reference import PolicyPublished
+from shared.ids import new_id
 from shared.logging import get_logger
+from shared.policy import Policy
 
 log = get_logger(__name__)
+
+EVENTS = Counter("dealreg_adjudicator_events_total", "Intake events decided")
+DECISIONS = Counter("dealreg_adjudicator_decisions_total", "Decision events written")
+TIMERS = Counter("dealreg_adjudicator_timers_fired_total", "Timer firings appended")
+LATENESS = Histogram("dealreg_timer_lateness_seconds",
+                     "Wall-clock time a timer firing was appended after its deadline",
+                     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300))
+RECOVERY = Gauge("dealreg_adjudicator_recovery_seconds",
+                 "Time the last state rebuild of a partition took", ["partition"])
+
+
+class UnknownPolicyVersion(RuntimeError):
+    """An event names a policy version the reference topic does not hold."""
+
+
+class PolicyBook:
+    """Every published policy version, read from the reference topic."""
+
+    def __init__(self, eventlog: EventLog, topic: str) -> None:
+        self.eventlog = eventlog
+        self.topic = topic
+        self.versions: dict[int, Policy] = {}
+        self._position = 0
+
+    async def refresh(self) -> None:
+        tp = TopicPartition(self.topic, 0)
+        end = (await self.eventlog.end_positions(self.topic))[tp]
+        async for batch in self.eventlog.read(tp, self._position, end):
+            for record in batch:
+                try:
+                    _, event = decode(record.value)
+                except ValueError:
+                    continue  # a reference event of a type this build does not know
+                if isinstance(event, PolicyPublished):
+                    self.versions[event.version] = Policy.model_validate(event.document)
+        self._position = end
+
+    async def require(self, version: int, attempts: int = 20) -> None:
+        for attempt in range(attempts):
+            if version in self.versions:
+                return
+            await self.refresh()
+            if version in self.versions:
+                return
+            if version == 1:
+                # Version 1 is the built-in defaults until someone publishes otherwise.
+                self.versions[1] = Policy.default(1)
+                return
+            await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
+        raise UnknownPolicyVersion(
+            f"policy version {version} is stamped on an event but not on {self.topic}"
+        )
+
+    def get(self, version: int | None) -> Policy | None:
+        return None if version is None else self.versions[version]
 
 
 class Adjudicator:
     """Implements `shared.eventlog.Processor` over the pure `decide`."""
 
-    def __init__(self, eventlog: EventLog, topics: Topics, source: str) -> None:
+    def __init__(
+        self,
+        eventlog: EventLog,
+        topics: Topics,
+        source: str,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.eventlog = eventlog
         self.topics = topics
         self.source = source
+        self.clock = clock
+        self.policies = PolicyBook(eventlog, topics.reference)
         self.states: dict[TopicPartition, AdjudicationState] = {}
         self.recovery_seconds: dict[TopicPartition, float] = {}
+        # Decoded in `prepare`, consumed by `process` (decode once per record).
+        self._decoded: dict[TopicPartition, list[tuple[Record, Envelope, DomainEvent] | None]]
+        self._decoded = {}
+        # Timer ids appended and not yet seen back, so a deadline is appended once.
+        self._pending_timers: dict[TopicPartition, set[str]] = {}
+
+    # lifecycle ---------------------------------------------------------------------------
 
     async def assigned(self, positions: Mapping[TopicPartition, int]) -> None:
+        await self.policies.refresh()
         for tp, position in positions.items():
             started = time.perf_counter()
             state = AdjudicationState()
             replayed = 0
             async for batch in self.eventlog.read(tp, 0, position):
-                for record in batch:
-                    self._decide(state, record)
+                decoded = await self._decode_all(batch)
+                for item in decoded:
+                    if item is not None:
+                        self._decide(state, *item)
                 replayed += len(batch)
             self.states[tp] = state
-            self.recovery_seconds[tp] = time.perf_counter() - started
+            self._pending_timers[tp] = set()
+            seconds = time.perf_counter() - started
+            self.recovery_seconds[tp] = seconds
+            RECOVERY.labels(str(tp.partition)).set(seconds)
             log.info("partition_recovered", topic=tp.topic, partition=tp.partition,
-                     position=position, replayed=replayed,
-                     seconds=round(self.recovery_seconds[tp], 3))
+                     position=position, replayed=replayed, seconds=round(seconds, 3))
 
     async def revoked(self, partitions: Sequence[TopicPartition]) -> None:
         for tp in partitions:
             self.states.pop(tp, None)
+            self._decoded.pop(tp, None)
+            self._pending_timers.pop(tp, None)
+
+    # the loop ----------------------------------------------------------------------------
+
+    async def prepare(self, tp: TopicPartition, records: Sequence[Record]) -> None:
+        self._decoded[tp] = await self._decode_all(records)
 
     def process(self, tp: TopicPartition, records: Sequence[Record]) -> list[OutgoingRecord]:
         state = self.states.setdefault(tp, AdjudicationState())
+        pending = self._pending_timers.setdefault(tp, set())
+        decoded = self._decoded.pop(tp, None)
+        if decoded is None or len(decoded) != len(records):
+            raise RuntimeError("process() called without prepare() for this batch")
         outputs: list[OutgoingRecord] = []
-        for record in records:
-            outputs.extend(self._decide(state, record))
+        for item in decoded:
+            if item is None:
+                continue
+            _, envelope, event = item
+            if isinstance(event, TimerFired):
+                pending.discard(event.timer_id)
+            outputs.extend(self._decide(state, item[0], envelope, event))
+        EVENTS.inc(len(records))
+        outputs.extend(self._due(tp, state))
         return outputs
 
-    def _decide(self, state: AdjudicationState, record: Record) -> list[OutgoingRecord]:
-        try:
-            envelope, event = decode(record.value)
-        except ValueError as exc:
-            # The edge validates everything it appends, so this is a foreign or corrupt
-            # record: skipping it is the only choice that keeps the partition moving.
-            log.error("undecodable_intake_record", topic=record.topic,
-                      partition=record.partition, offset=record.offset, error=str(exc))
-            return []
-        _, decisions = decide(state, event, DecisionContext(envelope.id, envelope.time))
-        return [
-            OutgoingRecord(
-                self.topics.decisions,
-                record.key,
-                encode(
-                    new_envelope(
-                        decision,
-                        id=f"{envelope.id}.d{i}",
-                        source=self.source,
-                        subject=envelope.subject,
-                        time=envelope.time,
-                    )
-                ),
-            )
-            for i, decision in enumerate(decisions)
-        ]
+    def tick(self, tp: TopicPartition) -> list[OutgoingRecord]:
+        state = self.states.get(tp)
+        return self._due(tp, state) if state is not None else []
+
+    # helpers -----------------------------------------------------------------------------
+
+    async def _decode_all(
+        self, records: Sequence[Record]
+    ) -> list[tuple[Record, Envelope, DomainEvent] | None]:
+        out: list[tuple[Record, Envelope, DomainEvent] | None] = []
+        for record in records:
+            try:
+                envelope, event = decode(record.value)
+            except ValueError as exc:
+                # The edge validates everything it appends, so this is a foreign or corrupt
+                # record: skipping it is the only choice that keeps the partition moving.
+                log.error("undecodable_intake_record", topic=record.topic,
+                          partition=record.partition, offset=record.offset, error=str(exc))
+                out.append(None)
+                continue
+            version = policy_version_of(event)
+            if version is not None:
+                await self.policies.require(version)
+            out.append((record, envelope, event))
+        return out
+
+    def _decide(
+        self, state: AdjudicationState, record: Record, envelope: Envelope, event: DomainEvent
+    ) -> list[OutgoingRecord]:
+        context = DecisionContext(envelope.id, envelope.time,
+                                  self.policies.get(policy_version_of(event)))
+        _, decisions = decide(state, event, context)
+        if decisions:
+            DECISIONS.inc(len(decisions))
+        outputs = []
+        for i, decision in enumerate(decisions):
+            key = getattr(decision, "account_key", None) or record.key
+            outputs.append(OutgoingRecord(
+                self.topics.decisions, key,
+                encode(new_envelope(decision, id=f"{envelope.id}.d{i}", source=self.source,
+                                    subject=key, time=envelope.time)),
+            ))
+        return outputs
+
+    def _due(self, tp: TopicPartition, state: AdjudicationState) -> list[OutgoingRecord]:
+        now = self.clock()
+        pending = self._pending_timers.setdefault(tp, set())
+        outputs = []
+        for firing in due_timers(state, now):
+            if firing.timer_id in pending:
+                continue
+            pending.add(firing.timer_id)
+            LATENESS.observe(max(0.0, (now - firing.deadline).total_seconds()))
+            TIMERS.inc()
+            outputs.append(OutgoingRecord(
+                self.topics.intake, firing.account_key,
+                encode(new_envelope(firing, id=new_id("tmr"), source=self.source,
+                                    subject=firing.account_key, time=now)),
+            ))
+        return outputs
 
 
 async def run_adjudicator(

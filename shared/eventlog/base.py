@@ -42,11 +42,13 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class OutgoingRecord:
-    """A record to append. The partition is derived from `key`."""
+    """A record to append. The partition is derived from `key` unless given: a fact that is
+    not about one account (a partner's status change) is copied to every partition."""
 
     topic: str
     key: str
     value: bytes
+    partition: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,16 +73,23 @@ class Processor(Protocol):
     """Consume-process-produce logic run exactly once by `EventLog.run_transactional`.
 
     The backend calls `assigned` before it hands over any record of a new partition, with
-    the committed position of each; `process` turns one partition's records, in offset
-    order, into outputs that are appended atomically with the new input position; `revoked`
-    is called after the last transaction of a partition this member gives up.
+    the committed position of each; `prepare` may await whatever `process` will need for a
+    batch (reference data); `process` turns one partition's records, in offset order, into
+    outputs that are appended atomically with the new input position; `tick` is called
+    every `tick_interval` seconds for each owned partition, and its outputs are appended
+    in a transaction of that partition without moving its position (time-driven work);
+    `revoked` is called after the last transaction of a partition this member gives up.
     """
 
     async def assigned(self, positions: Mapping[TopicPartition, int]) -> None: ...
 
     async def revoked(self, partitions: Sequence[TopicPartition]) -> None: ...
 
+    async def prepare(self, tp: TopicPartition, records: Sequence[Record]) -> None: ...
+
     def process(self, tp: TopicPartition, records: Sequence[Record]) -> list[OutgoingRecord]: ...
+
+    def tick(self, tp: TopicPartition) -> list[OutgoingRecord]: ...
 
 
 StartPositions = Callable[[Sequence[TopicPartition]], Awaitable[Mapping[TopicPartition, int]]]
@@ -158,6 +167,7 @@ class EventLog(abc.ABC):
         processor: Processor,
         *,
         max_records: int = 5000,
+        tick_interval: float = 0.25,
         stopping: Callable[[], bool],
     ) -> None:
         """Run `processor` until `stopping()` is true: each batch's outputs and the group's

@@ -213,6 +213,10 @@ class EmbeddedEventLog(EventLog):
         for record in records:
             if record.topic not in self._topics:
                 raise KeyError(f"unknown topic {record.topic!r}")
+            if record.partition is not None and not 0 <= record.partition < self._topics[
+                record.topic
+            ]:
+                raise ValueError(f"{record.topic} has no partition {record.partition}")
         future: asyncio.Future[list[Appended]] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Write(records, positions, future))
         return await future
@@ -236,7 +240,9 @@ class EmbeddedEventLog(EventLog):
         for item in batch:
             landed = []
             for rec in item.records:
-                tp = TopicPartition(rec.topic, partition_for(rec.key, self._topics[rec.topic]))
+                partition = (rec.partition if rec.partition is not None
+                             else partition_for(rec.key, self._topics[rec.topic]))
+                tp = TopicPartition(rec.topic, partition)
                 offset = self._ends[tp]
                 self._ends[tp] = offset + 1
                 rows.append((rec.topic, tp.partition, offset, rec.key, rec.value, now_ms))
@@ -360,24 +366,33 @@ class EmbeddedEventLog(EventLog):
         processor: Processor,
         *,
         max_records: int = 5000,
+        tick_interval: float = 0.25,
         stopping: Callable[[], bool],
     ) -> None:
         member = await self.subscribe(group_id, topics)
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time() + tick_interval
         try:
             await processor.assigned(dict(member.positions))
             while not stopping():
-                records = await member.poll(max_records, timeout=0.2)
-                if not records:
-                    continue
+                records = await member.poll(max_records, timeout=min(0.2, tick_interval))
                 by_tp: dict[TopicPartition, list[Record]] = defaultdict(list)
                 for rec in records:
                     by_tp[rec.tp].append(rec)
                 outputs: list[OutgoingRecord] = []
                 for tp, recs in by_tp.items():
+                    await processor.prepare(tp, recs)
                     outputs.extend(processor.process(tp, recs))
-                await self._submit(
-                    outputs, [(group_id, tp, recs[-1].offset + 1) for tp, recs in by_tp.items()]
-                )
+                if loop.time() >= next_tick:
+                    next_tick = loop.time() + tick_interval
+                    for tp in member.positions:
+                        if tp not in by_tp:
+                            outputs.extend(processor.tick(tp))
+                if by_tp or outputs:
+                    await self._submit(
+                        outputs,
+                        [(group_id, tp, recs[-1].offset + 1) for tp, recs in by_tp.items()],
+                    )
         finally:
             await processor.revoked(sorted(member.positions))
             await member.close()

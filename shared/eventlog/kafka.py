@@ -154,7 +154,8 @@ class KafkaEventLog(EventLog):
                     rec.topic,
                     rec.value,
                     key=rec.key.encode(),
-                    partition=partition_for(rec.key, n),
+                    partition=rec.partition if rec.partition is not None
+                    else partition_for(rec.key, n),
                     headers=[("content-type", b"application/cloudevents+json")],
                 )
             )
@@ -228,9 +229,10 @@ class KafkaEventLog(EventLog):
         processor: Processor,
         *,
         max_records: int = 5000,
+        tick_interval: float = 0.25,
         stopping: Callable[[], bool],
     ) -> None:
-        loop = _TransactionalLoop(self, group_id, processor, max_records)
+        loop = _TransactionalLoop(self, group_id, processor, max_records, tick_interval)
         for topic in topics:
             await self.partitions(topic)
         await loop.run(list(topics), stopping)
@@ -271,9 +273,15 @@ class _TransactionalLoop(ConsumerRebalanceListener):  # type: ignore[misc]
     """One member's consume-process-produce loop with a producer per input partition."""
 
     def __init__(
-        self, log: KafkaEventLog, group_id: str, processor: Processor, max_records: int
+        self,
+        log: KafkaEventLog,
+        group_id: str,
+        processor: Processor,
+        max_records: int,
+        tick_interval: float,
     ) -> None:
         self.log = log
+        self.tick_interval = tick_interval
         self.group_id = group_id
         self.processor = processor
         self.max_records = max_records
@@ -327,23 +335,36 @@ class _TransactionalLoop(ConsumerRebalanceListener):  # type: ignore[misc]
     async def run(self, topics: list[str], stopping: Callable[[], bool]) -> None:
         self.consumer.subscribe(topics, listener=self)
         await self.consumer.start()
+        clock = asyncio.get_running_loop()
+        next_tick = clock.time() + self.tick_interval
         try:
             while not stopping():
                 generation = self.generation
                 batches = await self.consumer.getmany(
-                    timeout_ms=200, max_records=self.max_records
+                    timeout_ms=int(min(200, self.tick_interval * 1000)),
+                    max_records=self.max_records,
                 )
-                if not batches:
-                    continue
                 async with self.lock:
                     if generation != self.generation:
                         continue
                     work = []
+                    done = set()
                     for ktp, recs in batches.items():
                         tp = _tp(ktp)
+                        if tp not in self.producers:
+                            continue
                         records = [_record(r) for r in recs]
+                        await self.processor.prepare(tp, records)
                         outputs = self.processor.process(tp, records)
                         work.append(self._commit(tp, records, outputs))
+                        done.add(tp)
+                    if clock.time() >= next_tick:
+                        next_tick = clock.time() + self.tick_interval
+                        for tp in self.producers:
+                            if tp not in done:
+                                outputs = self.processor.tick(tp)
+                                if outputs:
+                                    work.append(self._commit(tp, [], outputs))
                     await asyncio.gather(*work)
         finally:
             async with self.lock:
@@ -360,9 +381,10 @@ class _TransactionalLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         producer = self.producers[tp]
         async with producer.transaction():
             futures = await self.log._send_all(producer, outputs)
-            await producer.send_offsets_to_transaction(
-                {_ktp(tp): records[-1].offset + 1}, self.group_id
-            )
+            if records:
+                await producer.send_offsets_to_transaction(
+                    {_ktp(tp): records[-1].offset + 1}, self.group_id
+                )
         for future in futures:
             future.result()
 

@@ -1,6 +1,40 @@
 """Every event type the system knows, importable from one place."""
 
+from shared.events.account_links import (
+    AccountLinkReported,
+    AccountsLinked,
+    ReportedRegistration,
+)
 from shared.events.base import CATALOGUE, DomainEvent, event_type
+from shared.events.claims import (
+    ClaimDecided,
+    ClaimFiled,
+    ClaimReleased,
+)
+from shared.events.disputes import (
+    DisputeAcknowledged,
+    DisputeAcknowledgementRecorded,
+    DisputeActionRejected,
+    DisputeEscalated,
+    DisputeFiled,
+    DisputeJoined,
+    DisputeOpened,
+    DisputeReminderDue,
+    DisputeResolutionSubmitted,
+    DisputeResolved,
+    DisputeSlaBreached,
+    Split,
+)
+from shared.events.lifecycle import (
+    OpportunityClosed,
+    PartnerStatusChanged,
+    ProtectionEnded,
+    ProtectionExtended,
+    RegistrationActionRejected,
+    RegistrationExtensionRequested,
+    RegistrationWithdrawn,
+)
+from shared.events.reference import OwnerUpdated, PartnerUpdated, PolicyPublished
 from shared.events.registration import (
     Account,
     Amount,
@@ -10,16 +44,48 @@ from shared.events.registration import (
     RegistrationDecided,
     RegistrationSubmitted,
 )
+from shared.events.timers import (
+    TimerFired,
+)
 
 __all__ = [
     "CATALOGUE",
     "Account",
+    "AccountLinkReported",
+    "AccountsLinked",
     "Amount",
+    "ClaimDecided",
+    "ClaimFiled",
+    "ClaimReleased",
     "ConflictEvidence",
+    "DisputeAcknowledged",
+    "DisputeAcknowledgementRecorded",
+    "DisputeActionRejected",
+    "DisputeEscalated",
+    "DisputeFiled",
+    "DisputeJoined",
+    "DisputeOpened",
+    "DisputeReminderDue",
+    "DisputeResolutionSubmitted",
+    "DisputeResolved",
+    "DisputeSlaBreached",
     "DomainEvent",
     "Opportunity",
+    "OpportunityClosed",
+    "OwnerUpdated",
     "PartnerSnapshot",
+    "PartnerStatusChanged",
+    "PartnerUpdated",
+    "PolicyPublished",
+    "ProtectionEnded",
+    "ProtectionExtended",
+    "RegistrationActionRejected",
     "RegistrationDecided",
+    "RegistrationExtensionRequested",
     "RegistrationSubmitted",
+    "RegistrationWithdrawn",
+    "ReportedRegistration",
+    "Split",
+    "TimerFired",
     "event_type",
 ]

@@ -20,12 +20,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from services.adjudication.worker import Adjudicator, run_adjudicator  # noqa: E402
-from shared.eventlog import EventLog, OutgoingRecord  # noqa: E402
-from shared.eventlog.embedded import EmbeddedEventLog  # noqa: E402
-from shared.eventlog.kafka import KafkaEventLog  # noqa: E402
-from shared.eventlog.topics import Topics  # noqa: E402
-from shared.events import (  # noqa: E402
+from services.adjudication.worker import Adjudicator, run_adjudicator
+from shared.eventlog import EventLog, OutgoingRecord
+from shared.eventlog.embedded import EmbeddedEventLog
+from shared.eventlog.kafka import KafkaEventLog
+from shared.eventlog.topics import Topics
+from shared.events import (
     Account,
     Amount,
     Opportunity,
@@ -34,7 +34,7 @@ from shared.events import (  # noqa: E402
     encode,
     new_envelope,
 )
-from tests.bench.common import record  # noqa: E402
+from tests.bench.common import record
 
 PARTITIONS = 12
 
@@ -54,7 +54,7 @@ def backlog(topics: Topics, n: int) -> list[OutgoingRecord]:
                                              country="US"),
             opportunity=Opportunity(title="Platform deal", products=("analytics", "cloud"),
                                     amount=Amount(value="125000.00", currency="USD")),
-            motion="resell", external_ref=f"PRM-{i}", submitted_at=at, policy_version=0,
+            motion="resell", external_ref=f"PRM-{i}", submitted_at=at, policy_version=1,
         )
         out.append(OutgoingRecord(topics.intake, key, encode(new_envelope(
             event, id=f"evt_{i:08d}", source="urn:bench", subject=key, time=at))))
@@ -114,7 +114,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--backend", choices=["embedded", "kafka", "both"], default="both")
-    args = parser.parse_args()
+    args, _ = parser.parse_known_args()
     results: dict[str, float] = {}
     if args.backend in ("embedded", "both"):
         with tempfile.TemporaryDirectory() as tmp:

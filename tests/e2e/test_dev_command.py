@@ -87,5 +87,6 @@ async def test_dev_serves_decisions_and_remembers_them_across_a_restart(tmp_path
         # The adjudicator rebuilt its state from the log: the account is still taken.
         rival = await _post(base, match.group(1), "p-2")
         assert rival.status_code == 201
-        assert rival.json()["status"] == "rejected"
+        assert rival.json()["status"] == "in_review"
+        assert rival.json()["decision"]["rule"] == "tie"
         assert rival.json()["decision"]["conflicts"][0]["registration_id"] == first.json()["id"]

@@ -55,17 +55,22 @@ async def test_first_registration_is_approved_and_visible_through_the_api(
     assert [o["registration_id"] for o in owners.json()["owners"]] == [decided["id"]]
 
 
-async def test_rival_for_the_same_account_is_rejected_by_first_submitted(
+async def test_rival_within_the_tie_window_opens_a_dispute_and_keeps_the_approval(
     system: System,
 ) -> None:
     first = await submit(system, registration("p-1", domain="globex.com"))
     rival = await submit(system, registration("p-2", domain="sales@globex.com"))
     assert first["status"] == "approved"
-    assert rival["status"] == "rejected"
+    assert rival["status"] == "in_review"
     assert rival["account_key"] == first["account_key"] == "dom:globex.com"
-    assert rival["decision"]["rule"] == "first_submitted"
+    assert rival["decision"]["rule"] == "tie"
+    assert rival["decision"]["policy_version"] == 1
+    assert rival["dispute_id"] is not None
     assert rival["decision"]["conflicts"][0]["registration_id"] == first["id"]
-    assert "protected by another partner" in rival["decision"]["explanation"]
+    assert "tie window" in rival["decision"]["explanation"]
+    # Approved registrations are never taken away without a person.
+    still = await system.queries.get(f"/v1/registrations/{first['id']}")
+    assert still.json()["status"] == "approved"
 
 
 async def test_without_wait_the_command_is_accepted_and_decided_later(system: System) -> None:

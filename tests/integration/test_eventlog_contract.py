@@ -138,6 +138,12 @@ class Doubler:
         for tp in partitions:
             self.assigned_positions.pop(tp, None)
 
+    async def prepare(self, tp: TopicPartition, records: Sequence[Record]) -> None:
+        return None
+
+    def tick(self, tp: TopicPartition) -> list[OutgoingRecord]:
+        return []
+
     def process(self, tp: TopicPartition, records: Sequence[Record]) -> list[OutgoingRecord]:
         self.processed += len(records)
         if self.fail_after is not None and self.processed > self.fail_after:

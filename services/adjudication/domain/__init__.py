@@ -1,8 +1,20 @@
 """The pure adjudication core: no I/O, no clock, no randomness (invariant 3).
 
-`decide(state, event, context) -> (state, decisions)` is the whole contract with the worker.
+`decide(state, event, context) -> (state, decisions)` is the whole contract with the worker;
+`due_timers(state, now)` tells the worker which timer firings to append to the intake log
+when the wall clock passes a deadline, and `next_deadline(state)` when to look again.
+Design notes: `services/adjudication/DESIGN.md`.
 """
 
-from services.adjudication.domain.decide import AdjudicationState, DecisionContext, decide
+from services.adjudication.domain.decide import DecisionContext, decide, policy_version_of
+from services.adjudication.domain.state import AdjudicationState
+from services.adjudication.domain.timers import due_timers, next_deadline
 
-__all__ = ["AdjudicationState", "DecisionContext", "decide"]
+__all__ = [
+    "AdjudicationState",
+    "DecisionContext",
+    "decide",
+    "due_timers",
+    "next_deadline",
+    "policy_version_of",
+]

@@ -1,86 +1,129 @@
-"""Rules of engagement as a pure function of the events (the walking skeleton's rule:
-approve unless the account already has an approved registration)."""
+"""`decide(state, event, context) -> (state, decisions)`: the whole contract with the worker.
+
+Per event: remember the policy the worker looked up, let time pass up to the event's
+envelope time (deadlines fire first, see `timers.py`), then apply the event's own rule.
+No I/O, no clock, no randomness: the same events in the same order give the same
+decisions, byte for byte (invariant 3).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
 
-from shared.events import DomainEvent, RegistrationDecided, RegistrationSubmitted
-from shared.events.registration import ConflictEvidence
-
-DEFAULT_PROTECTION = timedelta(days=90)
-
-
-@dataclass
-class AdjudicationState:
-    """What one partition's adjudicator remembers. Mutated in place for speed: `decide`
-    returns it so callers never depend on that."""
-
-    # account key -> (registration id, partner id, submitted at) of the approved owner
-    approved: dict[str, tuple[str, str, datetime]] = field(default_factory=dict)
+from services.adjudication.domain import disputes, lifecycle, links
+from services.adjudication.domain.adjudicate import (
+    adjudicate,
+    claim_entry,
+    identity_of,
+    registration_entry,
+)
+from services.adjudication.domain.instants import to_us
+from services.adjudication.domain.state import AdjudicationState
+from services.adjudication.domain.timers import advance
+from shared.events import (
+    AccountLinkReported,
+    ClaimFiled,
+    ClaimReleased,
+    DisputeAcknowledged,
+    DisputeFiled,
+    DisputeResolutionSubmitted,
+    DomainEvent,
+    OpportunityClosed,
+    PartnerStatusChanged,
+    RegistrationExtensionRequested,
+    RegistrationSubmitted,
+    RegistrationWithdrawn,
+    TimerFired,
+)
+from shared.policy import Policy
 
 
 @dataclass(frozen=True, slots=True)
 class DecisionContext:
-    """Facts about the event being decided that come from its envelope."""
+    """What the worker knows about the event beyond its data.
+
+    `time` is the envelope time (for a TimerFired: when it was fired). `policy` is the
+    policy document whose version is stamped on the event (`policy_version_of(event)`);
+    for an event that carries none, pass None and the newest version this state has seen
+    applies. An unknown version is the worker's error to report, not a rule to guess.
+    """
 
     event_id: str
     time: datetime
+    policy: Policy | None = None
+
+
+Out = list[DomainEvent]
+
+
+def _registration(state: AdjudicationState, event: RegistrationSubmitted, policy: Policy,
+                  out: Out) -> None:
+    entry = registration_entry(state, event, policy)
+    # The latest status this partition saw for the partner wins over the stamped snapshot:
+    # the log order says which came first.
+    status = state.partner_status.get(event.partner_id, event.partner.status)
+    adjudicate(state, out, entry, identity_of(event.account), policy, status)
+
+
+def _claim(state: AdjudicationState, event: ClaimFiled, policy: Policy, out: Out) -> None:
+    adjudicate(state, out, claim_entry(state, event, policy), identity_of(event.account), policy)
+
+
+def _timer(state: AdjudicationState, event: TimerFired, policy: Policy, out: Out) -> None:
+    """Nothing beyond advancing the clock, which `decide` did already."""
+
+
+_HANDLERS: Final[dict[type[DomainEvent], Callable[[AdjudicationState, Any, Policy, Out], None]]] = {
+    RegistrationSubmitted: _registration,
+    ClaimFiled: _claim,
+    TimerFired: _timer,
+    RegistrationWithdrawn: lambda s, e, p, o: lifecycle.withdraw(s, o, e, p),
+    RegistrationExtensionRequested: lambda s, e, p, o: lifecycle.extend(s, o, e, p),
+    OpportunityClosed: lambda s, e, p, o: lifecycle.close(s, o, e, p),
+    ClaimReleased: lambda s, e, p, o: lifecycle.release(s, o, e, p),
+    PartnerStatusChanged: lambda s, e, p, o: lifecycle.partner_status(s, o, e, p),
+    DisputeFiled: lambda s, e, p, o: disputes.file(s, o, e, p),
+    DisputeAcknowledged: lambda s, e, p, o: disputes.acknowledge(s, o, e, p),
+    DisputeResolutionSubmitted: lambda s, e, p, o: disputes.submit_resolution(s, o, e, p),
+    AccountLinkReported: lambda s, e, p, o: links.report(s, o, e, p),
+}
+
+
+_STAMPED: dict[type[DomainEvent], bool] = {}
+
+
+def policy_version_of(event: DomainEvent) -> int | None:
+    """The policy version stamped on an intake event, if it carries one."""
+    cls = type(event)
+    stamped = _STAMPED.get(cls)
+    if stamped is None:
+        stamped = _STAMPED[cls] = "policy_version" in cls.model_fields
+    if not stamped:
+        return None
+    version = event.__dict__["policy_version"]
+    return version if isinstance(version, int) else None
 
 
 def decide(
     state: AdjudicationState, event: DomainEvent, context: DecisionContext
 ) -> tuple[AdjudicationState, list[DomainEvent]]:
-    if isinstance(event, RegistrationSubmitted):
-        return state, [_decide_registration(state, event)]
-    return state, []
+    """Apply one intake event; return the state (mutated in place) and the decisions.
 
-
-def _decide_registration(
-    state: AdjudicationState, event: RegistrationSubmitted
-) -> RegistrationDecided:
-    owner = state.approved.get(event.account_key)
-    if owner is None:
-        state.approved[event.account_key] = (
-            event.registration_id, event.partner_id, event.submitted_at
-        )
-        return RegistrationDecided(
-            registration_id=event.registration_id,
-            partner_id=event.partner_id,
-            account_key=event.account_key,
-            status="approved",
-            rule="no_conflict",
-            policy_version=event.policy_version,
-            explanation=(
-                f"Approved: no other active registration for the account {event.account_key} "
-                f"(policy v{event.policy_version})."
-            ),
-            decided_at=event.submitted_at,
-            protected_until=event.submitted_at + DEFAULT_PROTECTION,
-        )
-    owner_id, owner_partner, owner_submitted = owner
-    days = (event.submitted_at - owner_submitted).days
-    return RegistrationDecided(
-        registration_id=event.registration_id,
-        partner_id=event.partner_id,
-        account_key=event.account_key,
-        status="rejected",
-        rule="first_submitted",
-        policy_version=event.policy_version,
-        explanation=(
-            f"Rejected: the account {event.account_key} is protected by another partner's "
-            f"registration submitted {days} days earlier (first_submitted, "
-            f"policy v{event.policy_version})."
-        ),
-        conflicts=(
-            ConflictEvidence(
-                registration_id=owner_id,
-                party_type="partner",
-                party_id=owner_partner,
-                matched_by="domain",
-                score=1.0,
-            ),
-        ),
-        decided_at=event.submitted_at,
-    )
+    Every decision event carries the `account_key` it is about: key it by that on the
+    decisions topic (a deadline reached while deciding one account's event may concern
+    another account of the same partition).
+    """
+    policy = state.remember_policy(context.policy)
+    out: Out = []
+    moment = to_us(context.time)
+    if isinstance(event, TimerFired):
+        moment = max(moment, to_us(event.deadline))
+    advance(state, out, moment)
+    handler = _HANDLERS.get(type(event))
+    if handler is not None:
+        version = policy_version_of(event)
+        handler(state, event, state.policy(version) if version is not None else policy, out)
+    return state, out

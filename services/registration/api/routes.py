@@ -27,7 +27,7 @@ router = APIRouter(prefix="/v1", tags=["commands"])
 
 _WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
 
-DEFAULT_POLICY_VERSION = 0
+DEFAULT_POLICY_VERSION = 1  # v1 = the built-in defaults until a policy is published
 
 
 def requested_wait(prefer: str | None, ceiling: float) -> float:

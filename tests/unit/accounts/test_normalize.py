@@ -99,7 +99,7 @@ def test_hosts_under_a_private_suffix_are_separate_domains() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["192.168.0.1", "http://10.0.0.1:8080/x", "http://[::1]/", "[2001:db8::1]", "jane@127.0.0.1"],
+    ["192.168.0.1", "http://10.0.0.1:8080/x", "http://[::1]/", "2001:db8::1", "jane@127.0.0.1"],
 )
 def test_ip_addresses_are_not_domains(value: str) -> None:
     assert registrable_domain(value) is None

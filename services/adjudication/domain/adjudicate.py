@@ -1,0 +1,234 @@
+"""The first decision on a new registration or claim: "Semantics of a decision" (api-v1).
+
+A new entry R is compared with every active (approved or in-review) entry C at the same
+customer whose scope overlaps R's:
+
+- R's partner is suspended or exited -> rejected `partner_inactive`;
+- a C of the same party -> rejected `duplicate` (a party never holds two overlapping
+  protections of the same kind);
+- R's motion is not exclusive (referral, influence) -> approved `non_exclusive`: recorded
+  beside the owner for credit and reporting, never competing with exclusive ones;
+- otherwise, against each exclusive C the policy's precedence is walked; if any C beats R,
+  R is rejected with the rule that decided (the strongest rule among those that beat it)
+  and those Cs as evidence;
+- if R beats an approved C, or nothing separates R from some C, R goes in review and a
+  dispute opens over all of them (approved registrations are never taken away without a
+  person);
+- with no confident C but a name match in the review band, R goes in review with a
+  `possible_duplicate` flag and a review dispute (a person says whether it is the same
+  customer: `distinct` approves it, the other outcomes settle it as a collision);
+- no C at all -> approved `no_conflict`, protected for `protection_period`.
+
+A confident match with an entry filed under a different account key also yields an
+`AccountsLinked` decision (the cross-key race, see DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from services.adjudication.domain import explain, outcomes
+from services.adjudication.domain.disputes import draw_into_dispute
+from services.adjudication.domain.instants import from_us, to_us
+from services.adjudication.domain.lifecycle import INACTIVE_PARTNER
+from services.adjudication.domain.matching import Collision, find_collisions, is_exclusive
+from services.adjudication.domain.precedence import compare, rule_rank
+from services.adjudication.domain.protection import grant, hold_for_review, retire
+from services.adjudication.domain.state import AdjudicationState, Entry
+from shared.accounts import AccountIdentity
+from shared.events import (
+    AccountsLinked,
+    ClaimFiled,
+    DomainEvent,
+    RegistrationSubmitted,
+)
+from shared.events.disputes import OpenReason
+from shared.events.registration import Account
+from shared.policy import Policy
+
+Out = list[DomainEvent]
+
+
+def identity_of(account: Account) -> AccountIdentity:
+    return AccountIdentity.from_raw(
+        name=account.name,
+        domain=account.domain,
+        country=account.country,
+        crm_account_id=account.crm_account_id,
+    )
+
+
+def registration_entry(
+    state: AdjudicationState, event: RegistrationSubmitted, policy: Policy
+) -> Entry:
+    products = event.opportunity.products
+    return Entry(
+        id=event.registration_id,
+        account_key=sys.intern(event.account_key),
+        party_type="partner",
+        party_id=sys.intern(event.partner_id),
+        kind="registration",
+        motion=event.motion,
+        products=state.intern_products(products) if products else None,
+        submitted_at=to_us(event.submitted_at),
+        tier=sys.intern(event.partner.tier),
+        policy_version=event.policy_version,
+        status="submitted",
+    )
+
+
+def claim_entry(state: AdjudicationState, event: ClaimFiled, policy: Policy) -> Entry:
+    products = event.products if event.kind == "opportunity" else ()
+    return Entry(
+        id=event.claim_id,
+        account_key=sys.intern(event.account_key),
+        party_type="direct",
+        party_id=sys.intern(event.rep_id),
+        kind=event.kind,
+        motion="direct",
+        products=state.intern_products(products) if products else None,
+        submitted_at=to_us(event.filed_at),
+        tier="",
+        policy_version=event.policy_version,
+        status="submitted",
+    )
+
+
+def adjudicate(
+    state: AdjudicationState,
+    out: Out,
+    entry: Entry,
+    identity: AccountIdentity,
+    policy: Policy,
+    partner_status: str | None = None,
+) -> None:
+    """Decide a new entry (already built, not yet in the state). Exactly one decision."""
+    if entry.id in state.entries:
+        return  # the same submission logged twice: it was decided the first time
+    at = state.clock
+    state.entries[entry.id] = entry
+    if not identity.is_empty():
+        state.index_account(entry.account_key, identity)
+    label = explain.account_label(entry.account_key, identity)
+    version = entry.policy_version
+
+    if partner_status in INACTIVE_PARTNER:
+        retire(state, entry, "rejected", policy, at)
+        out.append(outcomes.decision(entry, "partner_inactive", version,
+                                     explain.partner_inactive(partner_status or "", version),
+                                     at))
+        return
+
+    collisions = find_collisions(state, entry, identity, policy)
+    exclusive = is_exclusive(entry, policy)
+    _link_keys(state, out, entry, collisions, version, at)
+
+    duplicates = [
+        c for c in collisions
+        if c.confident and _same_party(c.entry, entry)
+        and is_exclusive(c.entry, policy) == exclusive
+        and (exclusive or c.entry.motion == entry.motion)
+    ]
+    if duplicates:
+        _reject(state, out, entry, duplicates, "duplicate", label, policy, at)
+        return
+    if not exclusive:
+        grant(state, entry, policy, at)
+        out.append(outcomes.decision(entry, "non_exclusive", version,
+                                     explain.non_exclusive(entry, label, version), at))
+        return
+
+    rivals = [c for c in collisions
+              if is_exclusive(c.entry, policy) and not _same_party(c.entry, entry)]
+    confident = [c for c in rivals if c.confident]
+    near = [c for c in rivals if not c.confident]
+    # Near matches never decide when confident ones do, but they are never silently
+    # ignored either: they travel as flagged evidence.
+    flags = ("possible_duplicate",) if near else ()
+    if confident:
+        verdicts = [(c, *compare(state, entry, c.entry, policy)) for c in confident]
+        beaten_by = [(c, rule) for c, verdict, rule in verdicts if verdict < 0]
+        if beaten_by:
+            beaten_by.sort(key=lambda item: (rule_rank(policy, item[1]),
+                                             item[0].entry.submitted_at, item[0].entry.id))
+            rule = beaten_by[0][1]
+            _reject(state, out, entry, [c for c, _ in beaten_by], rule, label, policy, at,
+                    near, flags)
+            return
+        ties = [c for c, verdict, _ in verdicts if verdict == 0]
+        rule = "tie" if ties else min(
+            (r for _, _, r in verdicts), key=lambda r: rule_rank(policy, r))
+        _review(state, out, entry, confident, "tie" if ties else "challenger", rule, label,
+                policy, at, flags, near)
+        return
+    if near:
+        _review(state, out, entry, near, "possible_duplicate", "possible_duplicate", label,
+                policy, at, flags=("possible_duplicate",))
+        return
+    grant(state, entry, policy, at)
+    out.append(outcomes.decision(entry, "no_conflict", version,
+                                 explain.approved(entry, label, version), at))
+
+
+def _same_party(a: Entry, b: Entry) -> bool:
+    return a.party_type == b.party_type and a.party_id == b.party_id
+
+
+def _reject(
+    state: AdjudicationState, out: Out, entry: Entry, by: list[Collision], rule: str,
+    label: str, policy: Policy, at: int, near: list[Collision] | None = None,
+    flags: tuple[str, ...] = (),
+) -> None:
+    retire(state, entry, "rejected", policy, at)
+    entry.beaten_by = tuple(c.entry.id for c in by) if rule != "duplicate" else ()
+    out.append(outcomes.decision(
+        entry, rule, entry.policy_version,
+        explain.rejected(entry, by[0].entry, rule, label, policy), at,
+        [outcomes.evidence(c, entry.account_key) for c in (*by, *(near or ()))], flags))
+
+
+def _review(
+    state: AdjudicationState, out: Out, entry: Entry, rivals: list[Collision], reason: str,
+    rule: str, label: str, policy: Policy, at: int, flags: tuple[str, ...] = (),
+    near: list[Collision] | None = None,
+) -> None:
+    hold_for_review(state, entry, at)
+    evidence = [outcomes.evidence(c, entry.account_key) for c in (*rivals, *(near or ()))]
+    open_reason: OpenReason = (
+        "tie" if reason == "tie" else "challenger" if reason == "challenger"
+        else "possible_duplicate"
+    )
+    dispute = draw_into_dispute(state, out, entry, [c.entry for c in rivals], open_reason,
+                                rule, policy, at, evidence)
+    out.append(outcomes.decision(
+        entry, rule, entry.policy_version,
+        explain.in_review(entry, [c.entry for c in rivals], rule, label, dispute.id,
+                          dispute.owner_id, dispute.due_at, policy),
+        at, evidence, flags))
+
+
+def _link_keys(
+    state: AdjudicationState, out: Out, entry: Entry, collisions: list[Collision],
+    version: int, at: int,
+) -> None:
+    for c in collisions:
+        other = c.entry.account_key
+        if not c.confident or other == entry.account_key:
+            continue
+        if state.link(entry.account_key, other):
+            out.append(
+                AccountsLinked(
+                    account_key=entry.account_key,
+                    canonical_key=other,
+                    matched_by=outcomes.evidence(c, entry.account_key).matched_by,
+                    score=round(c.score, 4),
+                    registration_id=entry.id,
+                    linked_at=from_us(at),
+                    policy_version=version,
+                    explanation=(
+                        f"The accounts {entry.account_key} and {other} are the same customer "
+                        f"(matched by {c.matched_by}, score {c.score:.2f}); new commands "
+                        f"should use {other} {explain.tag('accounts_linked', version)}."
+                    ),
+                )
+            )

@@ -1,0 +1,135 @@
+"""Sentences a person can read for every decision (invariant 6).
+
+The structured evidence (rule, policy version, matched_by, score) travels beside the
+sentence in the decision event; the sentence says the same thing in words. Sentences about
+a competitor never name it or its partner tier (invariant 7): a partner learns that the
+account is protected by another party, since when, and which rule decided.
+"""
+
+from __future__ import annotations
+
+from services.adjudication.domain.instants import from_us, human_span, span_us
+from services.adjudication.domain.state import Entry
+from shared.accounts import AccountIdentity
+from shared.policy import Policy
+
+
+def account_label(account_key: str, identity: AccountIdentity | None = None) -> str:
+    """The most recognisable name of an account: its domain, else its name, else its key."""
+    if identity is not None:
+        if identity.domain:
+            return identity.domain
+        if identity.name:
+            return identity.name
+        if identity.crm_account_id:
+            return f"CRM account {identity.crm_account_id}"
+    kind, _, rest = account_key.partition(":")
+    if kind == "dom":
+        return rest
+    if kind == "crm":
+        return f"CRM account {rest}"
+    if kind == "name":
+        return rest.partition(":")[2].replace("-", " ") or account_key
+    return account_key
+
+
+def party(entry: Entry) -> str:
+    """How a rival is described to the other side."""
+    if entry.kind == "named_account":
+        return "a direct named-account claim"
+    if entry.kind == "opportunity":
+        return "a direct opportunity claim"
+    return "another partner's registration"
+
+
+def scope(entry: Entry) -> str:
+    if entry.products is None:
+        return ""
+    return " for " + ", ".join(sorted(entry.products))
+
+
+def tag(rule: str, policy_version: int) -> str:
+    return f"({rule}, policy v{policy_version})"
+
+
+def day(us: int) -> str:
+    return from_us(us).isoformat(" ", "minutes")[:16] + " UTC"
+
+
+def approved(entry: Entry, label: str, version: int) -> str:
+    until = f"; protected until {day(entry.protected_until)}" if entry.protected_until else ""
+    return (
+        f"Approved: no other active registration or claim covers the account {label}"
+        f"{scope(entry)}{until} {tag('no_conflict', version)}."
+    )
+
+
+def non_exclusive(entry: Entry, label: str, version: int) -> str:
+    return (
+        f"Approved: {entry.motion} is not an exclusive motion, so it is recorded beside any "
+        f"owner of the account {label}{scope(entry)} without competing with it "
+        f"{tag('non_exclusive', version)}."
+    )
+
+
+def rejected(r: Entry, c: Entry, rule: str, label: str, policy: Policy) -> str:
+    version = policy.version
+    if rule == "duplicate":
+        return (
+            f"Rejected: the same party already holds {c.id} on the account {label}"
+            f"{scope(c)} {tag('duplicate', version)}."
+        )
+    if rule == "direct_named_account":
+        return (
+            f"Rejected: the account {label} is a named account of the direct sales team "
+            f"{tag(rule, version)}."
+        )
+    if rule == "incumbent":
+        return (
+            f"Rejected: the account {label} is protected by {party(c)} whose party won this "
+            f"account within the last {human_span(span_us(policy.incumbency_window))} "
+            f"{tag(rule, version)}."
+        )
+    if rule == "tier":
+        return (
+            f"Rejected: the account {label} is protected by {party(c)} submitted within the "
+            f"tie window by a partner of a higher tier {tag(rule, version)}."
+        )
+    gap = human_span(r.submitted_at - c.submitted_at)
+    return (
+        f"Rejected: the account {label} is protected by {party(c)} submitted {gap} earlier "
+        f"{tag(rule, version)}."
+    )
+
+
+def partner_inactive(status: str, version: int) -> str:
+    return (
+        f"Rejected: the partner's status is {status}, so it cannot hold protection "
+        f"{tag('partner_inactive', version)}."
+    )
+
+
+def in_review(
+    r: Entry, rivals: list[Entry], rule: str, label: str, dispute_id: str, owner: str,
+    due_at: int, policy: Policy,
+) -> str:
+    who = party(rivals[0]) if len(rivals) == 1 else f"{len(rivals)} other parties"
+    where = f"dispute {dispute_id} is with {owner}, due {day(due_at)}"
+    if rule == "tie":
+        window = human_span(span_us(policy.tie_window))
+        return (
+            f"In review: the account {label} is also claimed by {who}; nothing in the policy "
+            f"separates them (submitted within the {window} tie window), so {where} "
+            f"{tag('tie', policy.version)}."
+        )
+    if rule == "possible_duplicate":
+        return (
+            f"In review: the account {label} may be the same customer as an account "
+            f"claimed by {who} (a name match below the policy threshold); {where} "
+            f"{tag(rule, policy.version)}."
+        )
+    return (
+        f"In review: this outranks {who} on the account {label} by {rule}, but an approved "
+        f"registration is never taken away without a person, so {where} "
+        f"{tag(rule, policy.version)}."
+    )

@@ -1,0 +1,111 @@
+"""Decision events built from entries: the one place that turns state into output."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from services.adjudication.domain.instants import from_us
+from services.adjudication.domain.matching import Collision, key_evidence
+from services.adjudication.domain.state import Entry
+from shared.events import (
+    ClaimDecided,
+    ConflictEvidence,
+    DomainEvent,
+    RegistrationDecided,
+)
+from shared.events.claims import ClaimKind
+from shared.events.registration import MatchedBy, PartyType, RegistrationStatus
+
+
+def evidence(collision: Collision, decided_key: str) -> ConflictEvidence:
+    entry = collision.entry
+    matched_by: MatchedBy = _matched_by(collision.matched_by)
+    return ConflictEvidence(
+        registration_id=entry.id,
+        party_type=_party_type(entry.party_type),
+        party_id=entry.party_id,
+        matched_by=matched_by,
+        score=round(collision.score, 4),
+        account_key=entry.account_key if entry.account_key != decided_key else None,
+        confident=collision.confident,
+    )
+
+
+def member_evidence(entry: Entry, decided_key: str) -> ConflictEvidence:
+    """Evidence for a fellow member of a dispute (matched when the dispute formed)."""
+    return evidence(Collision(entry, key_evidence(entry.account_key), 1.0, True), decided_key)
+
+
+def decision(
+    entry: Entry,
+    rule: str,
+    policy_version: int,
+    explanation: str,
+    at: int,
+    conflicts: Sequence[ConflictEvidence] = (),
+    flags: tuple[str, ...] = (),
+) -> DomainEvent:
+    """A RegistrationDecided (partners) or ClaimDecided (direct) with the entry's status."""
+    status: RegistrationStatus = _status(entry.status)
+    until = from_us(entry.protected_until) if entry.protected_until is not None else None
+    products = tuple(sorted(entry.products)) if entry.products is not None else None
+    if entry.party_type == "partner":
+        return RegistrationDecided(
+            registration_id=entry.id,
+            partner_id=entry.party_id,
+            account_key=entry.account_key,
+            status=status,
+            rule=rule,
+            policy_version=policy_version,
+            explanation=explanation,
+            conflicts=tuple(conflicts),
+            decided_at=from_us(at),
+            protected_until=until,
+            dispute_id=entry.dispute_id,
+            scope_products=products,
+            credit_percent=entry.credit_percent,
+            extensions=entry.extensions,
+            flags=flags,
+        )
+    kind: ClaimKind = "named_account" if entry.kind == "named_account" else "opportunity"
+    return ClaimDecided(
+        claim_id=entry.id,
+        kind=kind,
+        rep_id=entry.party_id,
+        account_key=entry.account_key,
+        status=status,
+        rule=rule,
+        policy_version=policy_version,
+        explanation=explanation,
+        conflicts=tuple(conflicts),
+        decided_at=from_us(at),
+        protected_until=until,
+        dispute_id=entry.dispute_id,
+        scope_products=products,
+        credit_percent=entry.credit_percent,
+        flags=flags,
+    )
+
+
+def _matched_by(value: str) -> MatchedBy:
+    if value == "crm_account_id":
+        return "crm_account_id"
+    if value == "name":
+        return "name"
+    return "domain"
+
+
+def _party_type(value: str) -> PartyType:
+    return "direct" if value == "direct" else "partner"
+
+
+def _status(value: str) -> RegistrationStatus:
+    statuses: dict[str, RegistrationStatus] = {
+        "submitted": "submitted", "approved": "approved", "rejected": "rejected",
+        "in_review": "in_review", "expired": "expired", "withdrawn": "withdrawn",
+        "won": "won", "lost": "lost",
+    }
+    return statuses[value]
+
+
+party_type = _party_type

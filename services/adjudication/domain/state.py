@@ -1,0 +1,206 @@
+"""What one partition's adjudicator remembers between events.
+
+Everything here is rebuilt by re-deciding the partition's intake history, so it holds only
+what the rules need: the registrations and claims (one `Entry` each) that are active or
+recently ended, the accounts they were filed under (an `AccountIndex` matching by CRM id,
+domain and fuzzy name regardless of account key), the open and recently resolved disputes,
+recent wins (incumbency), and one heap of deadlines.
+
+Memory matters because a partition may hold hundreds of thousands of active registrations:
+entries are `__slots__` dataclasses with instants as ints, shared (interned) strings and
+product sets, and no per-entry containers beyond the product set. Ended entries are kept for
+one protection period (so a partner can still contest a rejection, and a late CRM close still
+counts) and then forgotten by a deadline on the heap.
+"""
+
+from __future__ import annotations
+
+import heapq
+import sys
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Final
+
+from shared.accounts import AccountIdentity, AccountIndex
+from shared.policy import Policy
+
+ACTIVE: Final = frozenset({"approved", "in_review"})
+_INDEX_MEMO: Final = 16_384
+
+# Heap item kinds. Deadlines are validated against the target when they come due, so a
+# superseded deadline (extension, escalation, resolution) is simply skipped: no deletes.
+EXPIRY: Final = "protection_expiry"
+REMINDER: Final = "dispute_reminder"
+DEADLINE: Final = "dispute_deadline"
+FORGET_ENTRY: Final = "forget_entry"
+FORGET_DISPUTE: Final = "forget_dispute"
+
+TimerItem = tuple[int, str, str, int]
+"""(deadline µs, kind, target id, level): totally ordered (ids are unique per kind), so the
+order of equal deadlines is deterministic without a sequence number."""
+
+
+@dataclass(slots=True, eq=False)
+class Entry:
+    """A registration or a direct claim: a party's claim on (part of) an account."""
+
+    id: str
+    account_key: str
+    party_type: str  # "partner" | "direct"
+    party_id: str  # partner id, or the rep id for a direct claim
+    kind: str  # "registration" | "named_account" | "opportunity"
+    motion: str  # a registration's motion; "direct" for claims (always exclusive)
+    products: frozenset[str] | None  # None: the whole account
+    submitted_at: int
+    tier: str  # the partner's tier at submission; "" for direct claims
+    policy_version: int
+    status: str
+    protected_until: int | None = None
+    extensions: int = 0
+    dispute_id: str | None = None
+    credit_percent: Decimal | None = None
+    beaten_by: tuple[str, ...] = ()  # who a rejection named, for a later contest
+    retain_until: int = 0
+    mirror: bool = False  # reported from another partition's key (cross-key link)
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+    @property
+    def incumbency_party(self) -> str:
+        # The direct team wins and holds accounts as one party, whichever rep closed.
+        return self.party_id if self.party_type == "partner" else "direct"
+
+
+@dataclass(slots=True, eq=False)
+class Dispute:
+    id: str
+    account_key: str
+    member_ids: list[str]
+    reason: str
+    policy_version: int
+    opened_at: int
+    level: int
+    owner_id: str
+    due_at: int
+    reminder_at: int | None
+    acknowledged: bool = False
+    breached: bool = False
+    status: str = "open"
+    resolved_at: int = 0
+
+
+@dataclass(slots=True)
+class AdjudicationState:
+    """One partition's memory. `decide` mutates it in place (for speed) and returns it."""
+
+    entries: dict[str, Entry] = field(default_factory=dict)
+    active_by_key: dict[str, list[Entry]] = field(default_factory=dict)
+    index: AccountIndex = field(default_factory=AccountIndex)
+    disputes: dict[str, Dispute] = field(default_factory=dict)
+    timers: list[TimerItem] = field(default_factory=list)
+    incumbents: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    """account key -> [(incumbency party, won at µs)], most recent last."""
+    links: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """account key -> other keys known to be the same customer (both directions)."""
+    partner_status: dict[str, str] = field(default_factory=dict)
+    policies: dict[int, Policy] = field(default_factory=dict)
+    policy_version: int | None = None
+    """The newest policy version seen: used for events that carry none (timer firings)."""
+    clock: int = 0
+    """The partition clock: the latest event time seen, never going back."""
+    _products: dict[frozenset[str], frozenset[str]] = field(default_factory=dict)
+    _indexed: dict[tuple[str, AccountIdentity], None] = field(default_factory=dict)
+    """A bounded memo of (key, identity) pairs already filed in the index: most
+    registrations repeat a known account, and re-filing it would change nothing."""
+
+    # --- policies -------------------------------------------------------------------------
+
+    def remember_policy(self, policy: Policy | None) -> Policy:
+        """Keep `policy` under its version; return the policy for the current event."""
+        if policy is not None:
+            self.policies.setdefault(policy.version, policy)
+            if self.policy_version is None or policy.version > self.policy_version:
+                self.policy_version = policy.version
+            return self.policies[policy.version]
+        if self.policy_version is not None:
+            return self.policies[self.policy_version]
+        default = Policy.default()
+        self.policies[default.version] = default
+        self.policy_version = default.version
+        return default
+
+    def policy(self, version: int) -> Policy:
+        """The policy an entity was decided under (it was seen when the entity was)."""
+        found = self.policies.get(version)
+        if found is not None:
+            return found
+        return self.remember_policy(None)
+
+    # --- entries --------------------------------------------------------------------------
+
+    def intern_products(self, products: tuple[str, ...] | frozenset[str]) -> frozenset[str]:
+        key = frozenset(sys.intern(p) for p in products)
+        return self._products.setdefault(key, key)
+
+    def index_account(self, account_key: str, identity: AccountIdentity) -> None:
+        marker = (account_key, identity)
+        if marker in self._indexed:
+            return
+        if len(self._indexed) >= _INDEX_MEMO:
+            self._indexed.clear()
+        self._indexed[marker] = None
+        self.index.add(account_key, identity)
+
+    def activate(self, entry: Entry) -> None:
+        bucket = self.active_by_key.get(entry.account_key)
+        if bucket is None:
+            self.active_by_key[entry.account_key] = [entry]
+        elif entry not in bucket:
+            bucket.append(entry)
+
+    def deactivate(self, entry: Entry) -> None:
+        bucket = self.active_by_key.get(entry.account_key)
+        if bucket is None:
+            return
+        try:
+            bucket.remove(entry)
+        except ValueError:
+            return
+        if not bucket:
+            del self.active_by_key[entry.account_key]
+
+    def active_under(self, account_key: str) -> list[Entry]:
+        return self.active_by_key.get(account_key, [])
+
+    def active_count(self) -> int:
+        return sum(len(bucket) for bucket in self.active_by_key.values())
+
+    def link(self, a: str, b: str) -> bool:
+        """Record that keys `a` and `b` are one customer; False if already known."""
+        if a == b or b in self.links.get(a, ()):
+            return False
+        self.links[a] = (*self.links.get(a, ()), b)
+        self.links[b] = (*self.links.get(b, ()), a)
+        return True
+
+    # --- incumbency -----------------------------------------------------------------------
+
+    def record_win(self, account_key: str, party: str, at: int) -> None:
+        wins = self.incumbents.setdefault(account_key, [])
+        wins.append((party, at))
+        if len(wins) > 8:  # only recent wins can matter; the window is bounded
+            del wins[0]
+
+    def won_within(self, keys: tuple[str, ...], party: str, since: int, until: int) -> bool:
+        for key in keys:
+            for who, at in self.incumbents.get(key, ()):
+                if who == party and since <= at <= until:
+                    return True
+        return False
+
+    # --- timers ---------------------------------------------------------------------------
+
+    def schedule(self, deadline: int, kind: str, target: str, level: int = 0) -> None:
+        heapq.heappush(self.timers, (deadline, kind, target, level))

@@ -1,0 +1,235 @@
+"""Events about disputes: a collision a person must settle, and its escalation ladder.
+
+Intake events are what parties and escalation owners ask for; the adjudicator answers with
+the decision events below, or with `DisputeActionRejected` when it refuses (the API maps
+`unknown_dispute` to 404, `not_assigned`/`not_party` to 403, the rest to 409).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.events.base import DomainEvent, event_type
+from shared.events.registration import ConflictEvidence
+
+ActorRole = Literal["owner", "admin"]
+Outcome = Literal["award", "split", "co_sell", "reject_all", "distinct"]
+"""`distinct` settles a possible-duplicate review: the accounts are different customers,
+so every registration in the dispute stands on its own (approved)."""
+ResolvedOutcome = Literal[
+    "award", "split", "co_sell", "reject_all", "distinct", "final_breach_fallback", "moot",
+    "merged",
+]
+OpenReason = Literal["tie", "challenger", "possible_duplicate", "contested", "cross_key"]
+DisputeAction = Literal["file", "acknowledge", "resolve"]
+DisputeRefusal = Literal[
+    "unknown_dispute", "unknown_registration", "not_assigned", "not_party",
+    "already_resolved", "already_acknowledged", "already_disputed", "not_disputable",
+    "invalid_resolution",
+]
+
+
+class Split(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    registration_id: str
+    percent: Decimal = Field(gt=0, le=100)
+
+
+# --- intake ------------------------------------------------------------------------------
+
+
+@event_type
+class DisputeFiled(DomainEvent):
+    """A partner contests the decision on its own registration (`POST .../disputes`)."""
+
+    TYPE: ClassVar[str] = "dealreg.dispute.filed.v1"
+
+    dispute_id: str
+    registration_id: str
+    partner_id: str
+    account_key: str
+    reason: str
+    filed_at: datetime
+    policy_version: int
+
+
+@event_type
+class DisputeAcknowledged(DomainEvent):
+    """The assigned owner (or an admin) took the dispute in hand."""
+
+    TYPE: ClassVar[str] = "dealreg.dispute.acknowledged.v1"
+
+    dispute_id: str
+    account_key: str
+    actor_id: str
+    actor_role: ActorRole
+    acknowledged_at: datetime
+    policy_version: int | None = None
+
+
+@event_type
+class DisputeResolutionSubmitted(DomainEvent):
+    """The assigned owner (or an admin) settles the dispute."""
+
+    TYPE: ClassVar[str] = "dealreg.dispute.resolution_submitted.v1"
+
+    dispute_id: str
+    account_key: str
+    actor_id: str
+    actor_role: ActorRole
+    outcome: Outcome
+    registration_id: str | None = None
+    splits: tuple[Split, ...] = ()
+    note: str = ""
+    submitted_at: datetime
+    policy_version: int | None = None
+
+
+# --- decisions ---------------------------------------------------------------------------
+
+
+@event_type
+class DisputeOpened(DomainEvent):
+    TYPE: ClassVar[str] = "dealreg.dispute.opened.v1"
+
+    dispute_id: str
+    account_key: str
+    registration_ids: tuple[str, ...]
+    reason: OpenReason
+    level: int
+    owner_id: str
+    opened_at: datetime
+    due_at: datetime
+    reminder_at: datetime | None = None
+    policy_version: int
+    rule: str
+    explanation: str
+    evidence: tuple[ConflictEvidence, ...] = ()
+
+
+@event_type
+class DisputeJoined(DomainEvent):
+    """More registrations were drawn into an open dispute (a later rival, or a merge)."""
+
+    TYPE: ClassVar[str] = "dealreg.dispute.joined.v1"
+
+    dispute_id: str
+    account_key: str
+    added_ids: tuple[str, ...]
+    registration_ids: tuple[str, ...]
+    joined_at: datetime
+    policy_version: int
+    explanation: str
+    evidence: tuple[ConflictEvidence, ...] = ()
+
+
+@event_type
+class DisputeAcknowledgementRecorded(DomainEvent):
+    TYPE: ClassVar[str] = "dealreg.dispute.acknowledgement_recorded.v1"
+
+    dispute_id: str
+    account_key: str
+    level: int
+    owner_id: str
+    actor_id: str
+    acknowledged_at: datetime
+    policy_version: int
+
+
+@event_type
+class DisputeReminderDue(DomainEvent):
+    """The current level's deadline is near and the owner has not acknowledged."""
+
+    TYPE: ClassVar[str] = "dealreg.dispute.reminder_due.v1"
+
+    dispute_id: str
+    account_key: str
+    level: int
+    owner_id: str
+    reminder_at: datetime
+    due_at: datetime
+    policy_version: int
+
+
+@event_type
+class DisputeEscalated(DomainEvent):
+    """A level's deadline passed: the next level's owner has the dispute now."""
+
+    TYPE: ClassVar[str] = "dealreg.dispute.escalated.v1"
+
+    dispute_id: str
+    account_key: str
+    from_level: int
+    to_level: int
+    owner_id: str
+    breached_deadline: datetime
+    due_at: datetime
+    reminder_at: datetime | None = None
+    policy_version: int
+    explanation: str
+
+
+@event_type
+class DisputeSlaBreached(DomainEvent):
+    """The last level's deadline passed and policy says `keep_open`: nobody is left to
+    escalate to, the dispute stays with the last owner and is reported as breached."""
+
+    TYPE: ClassVar[str] = "dealreg.dispute.sla_breached.v1"
+
+    dispute_id: str
+    account_key: str
+    level: int
+    owner_id: str
+    breached_deadline: datetime
+    policy_version: int
+    explanation: str
+
+
+@event_type
+class DisputeResolved(DomainEvent):
+    """Settled: by a person (`award`, `split`, `co_sell`, `reject_all`, `distinct`), by the
+    final-breach fallback, because it became moot (its rivals withdrew, expired or closed),
+    or by being merged into another open dispute (`merged_into`). The per-registration
+    results follow as RegistrationDecided / ClaimDecided events."""
+
+    TYPE: ClassVar[str] = "dealreg.dispute.resolved.v1"
+
+    dispute_id: str
+    account_key: str
+    outcome: ResolvedOutcome
+    registration_ids: tuple[str, ...]
+    awarded_registration_id: str | None = None
+    splits: tuple[Split, ...] = ()
+    approved_ids: tuple[str, ...] = ()
+    rejected_ids: tuple[str, ...] = ()
+    resolved_by: str | None = None
+    actor_role: ActorRole | None = None
+    note: str = ""
+    merged_into: str | None = None
+    level: int
+    resolved_at: datetime
+    rule: str
+    policy_version: int
+    explanation: str
+
+
+@event_type
+class DisputeActionRejected(DomainEvent):
+    """Adjudication refused a dispute action; nothing changed."""
+
+    TYPE: ClassVar[str] = "dealreg.dispute.action_rejected.v1"
+
+    dispute_id: str
+    account_key: str
+    action: DisputeAction
+    actor_id: str
+    reason: DisputeRefusal
+    rule: str
+    policy_version: int
+    explanation: str
+    decided_at: datetime

@@ -1,0 +1,170 @@
+"""Decision latency through the HTTP API at a steady 200 registrations/s.
+
+    python tests/bench/bench_api_latency.py [--rate 200] [--seconds 20] [--backend ...]
+
+Runs the real processes: `dealreg dev` (embedded), or `dealreg serve registration|
+adjudication|projections` against Kafka + PostgreSQL (distributed). An open-loop client sends
+POST /v1/registrations with `Prefer: wait=5` at a fixed rate (a third collide with an earlier
+account) and measures, per request, the time until the decided registration came back.
+Targets: p99 < 100 ms embedded, < 250 ms distributed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.bench.common import percentile, record
+
+TOKEN = "bench-admin"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def process(args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    # Closed in the finally below, after the process it logs for has ended.
+    log = open(Path(tempfile.gettempdir()) / f"dealreg-bench-{args[0]}.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "dealreg", *args], env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+async def wait_ready(url: str) -> None:
+    async with httpx.AsyncClient() as client:
+        for _ in range(600):
+            try:
+                if (await client.get(f"{url}/readyz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} never became ready")
+
+
+def body(i: int) -> dict[str, object]:
+    account = i if i % 3 else i // 3  # a third of the registrations collide
+    return {
+        "partner_id": f"p-{i % 40}",
+        "account": {"name": f"Bench Account {account}", "domain": f"bench{account}.com",
+                    "country": "US"},
+        "opportunity": {"title": "Deal", "products": ["analytics"],
+                        "amount": {"value": "50000.00", "currency": "USD"}},
+        "motion": "resell",
+    }
+
+
+async def load(url: str, rate: float, seconds: float) -> dict[str, float]:
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30,
+                                 headers={"Authorization": f"Bearer {TOKEN}",
+                                          "Prefer": "wait=5"}) as client:
+        async def one(i: int) -> None:
+            started = time.perf_counter()
+            response = await client.post("/v1/registrations", json=body(i))
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+            if response.status_code == 201:
+                latencies.append((time.perf_counter() - started) * 1000)
+
+        for i in range(50):  # warm-up, not measured
+            await one(10_000_000 + i)
+        latencies.clear()
+        statuses.clear()
+        total = int(rate * seconds)
+        t0 = time.perf_counter()
+        tasks = []
+        for i in range(total):
+            # Open loop: send on schedule whatever the previous requests are doing.
+            delay = t0 + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i)))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - t0
+    return {
+        "requests": float(total), "achieved_rate_per_s": total / elapsed,
+        "decided_201": float(statuses.get(201, 0)),
+        "not_decided_in_time_202": float(statuses.get(202, 0)),
+        "errors": float(sum(v for k, v in statuses.items() if k >= 400)),
+        "p50_ms": percentile(latencies, 50), "p95_ms": percentile(latencies, 95),
+        "p99_ms": percentile(latencies, 99), "max_ms": max(latencies, default=float("nan")),
+    }
+
+
+async def embedded(rate: float, seconds: float) -> dict[str, float]:
+    port = free_port()
+    env = {**os.environ, "DEALREG_ADMIN_TOKEN": TOKEN, "DEALREG_LOG_LEVEL": "WARNING"}
+    with tempfile.TemporaryDirectory() as tmp, \
+            process(["dev", "--port", str(port), "--data-dir", tmp], env):
+        url = f"http://127.0.0.1:{port}"
+        await wait_ready(url)
+        return await load(url, rate, seconds)
+
+
+async def distributed(rate: float, seconds: float) -> dict[str, float]:
+    from tests.support.servers import create_database, start_kafka, start_postgres
+
+    with ExitStack() as stack:
+        kafka = stack.enter_context(start_kafka())
+        postgres = stack.enter_context(start_postgres())
+        database = await create_database(postgres.url, f"bench_{int(time.time())}")
+        suffix = str(int(time.time()))
+        env = {**os.environ, "DEALREG_ADMIN_TOKEN": TOKEN, "DEALREG_LOG_LEVEL": "WARNING",
+               "DEALREG_KAFKA_BOOTSTRAP_SERVERS": kafka.url, "DEALREG_DATABASE_URL": database,
+               "DEALREG_TOPIC_PREFIX": f"bench-{suffix}",
+               "DEALREG_ADJUDICATOR_GROUP": f"adj-{suffix}",
+               "DEALREG_PROJECTIONS_GROUP": f"proj-{suffix}"}
+        ports = {name: free_port() for name in ("registration", "adjudication", "projections")}
+        for name in ("projections", "adjudication", "registration"):
+            stack.enter_context(process(["serve", name, "--port", str(ports[name])], env))
+            await wait_ready(f"http://127.0.0.1:{ports[name]}")
+        return await load(f"http://127.0.0.1:{ports['registration']}", rate, seconds)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rate", type=float, default=200)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--backend", choices=["embedded", "distributed", "both"],
+                        default="both")
+    args, _ = parser.parse_known_args()
+    results: dict[str, float] = {"rate_target_per_s": args.rate}
+    if args.backend in ("embedded", "both"):
+        results.update({f"embedded_{k}": v
+                        for k, v in (await embedded(args.rate, args.seconds)).items()})
+    if args.backend in ("distributed", "both"):
+        results.update({f"distributed_{k}": v
+                        for k, v in (await distributed(args.rate, args.seconds)).items()})
+    record("api_latency", results)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

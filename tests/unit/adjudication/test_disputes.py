@@ -1,0 +1,173 @@
+"""Disputes: outcomes, who may act, refusals the API maps to 403/404/409, contests, moot."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from adjudication_driver import Driver, decisions, only
+
+from shared.events import (
+    DisputeAcknowledgementRecorded,
+    DisputeActionRejected,
+    DisputeJoined,
+    DisputeOpened,
+    DisputeReminderDue,
+    DisputeResolved,
+)
+
+
+def tie() -> Driver:
+    d = Driver()
+    d.register("r1", "p-1")
+    d.later(hours=1)
+    d.register("r2", "p-2")
+    d.later(hours=1)
+    return d
+
+
+def status_of(out: list, rid: str) -> tuple[str, str]:  # type: ignore[type-arg]
+    [decision] = decisions(out, rid)
+    return decision.status, decision.rule
+
+
+def test_award_approves_the_winner_and_rejects_the_rest() -> None:
+    d = tie()
+    out = d.resolve("dsp-r2", "award", registration_id="r2")
+    [resolved] = only(out, DisputeResolved)
+    assert (resolved.outcome, resolved.awarded_registration_id, resolved.resolved_by) == (
+        "award", "r2", "cm-1")
+    assert status_of(out, "r2") == ("approved", "dispute_resolution")
+    assert status_of(out, "r1") == ("rejected", "dispute_resolution")
+    assert decisions(out, "r2")[0].protected_until is not None
+    assert d.status("r1") == "rejected"
+
+
+def test_split_approves_everyone_named_with_their_credit_percent() -> None:
+    d = tie()
+    out = d.resolve("dsp-r2", "split", splits={"r1": 60, "r2": 40})
+    credit = {x.registration_id: (x.status, x.credit_percent) for x in decisions(out)}
+    assert credit == {"r1": ("approved", Decimal(60)), "r2": ("approved", Decimal(40))}
+
+
+def test_split_not_summing_to_100_is_refused() -> None:
+    d = tie()
+    out = d.resolve("dsp-r2", "split", splits={"r1": 60, "r2": 30})
+    [refused] = only(out, DisputeActionRejected)
+    assert refused.reason == "invalid_resolution"
+    assert d.state.disputes["dsp-r2"].status == "open"
+
+
+def test_split_naming_an_outsider_is_refused() -> None:
+    d = tie()
+    out = d.resolve("dsp-r2", "split", splits={"r1": 50, "zz": 50})
+    assert only(out, DisputeActionRejected)[0].reason == "invalid_resolution"
+
+
+def test_co_sell_approves_every_member() -> None:
+    d = tie()
+    out = d.resolve("dsp-r2", "co_sell")
+    assert {x.status for x in decisions(out)} == {"approved"}
+    assert only(out, DisputeResolved)[0].approved_ids == ("r2", "r1")
+
+
+def test_reject_all_rejects_every_member() -> None:
+    d = tie()
+    out = d.resolve("dsp-r2", "reject_all")
+    assert {x.status for x in decisions(out)} == {"rejected"}
+    assert d.state.active_count() == 0
+
+
+def test_acting_on_a_resolved_dispute_is_refused_as_already_resolved() -> None:
+    d = tie()
+    d.resolve("dsp-r2", "co_sell")
+    for out in (d.resolve("dsp-r2", "reject_all"), d.acknowledge("dsp-r2", "cm-1")):
+        [refused] = only(out, DisputeActionRejected)
+        assert refused.reason == "already_resolved"
+        assert decisions(out) == []
+
+
+def test_only_the_assigned_owner_or_an_admin_may_act() -> None:
+    d = tie()
+    [refused] = only(d.resolve("dsp-r2", "reject_all", actor="dir-1"), DisputeActionRejected)
+    assert (refused.reason, refused.action) == ("not_assigned", "resolve")
+    [refused] = only(d.acknowledge("dsp-r2", "someone"), DisputeActionRejected)
+    assert refused.reason == "not_assigned"
+    out = d.resolve("dsp-r2", "reject_all", actor="root", role="admin")
+    assert only(out, DisputeResolved)[0].actor_role == "admin"
+
+
+def test_unknown_dispute_is_refused() -> None:
+    d = tie()
+    assert only(d.resolve("nope", "co_sell"), DisputeActionRejected)[0].reason == (
+        "unknown_dispute")
+
+
+def test_distinct_is_only_for_possible_duplicate_reviews() -> None:
+    d = tie()
+    assert only(d.resolve("dsp-r2", "distinct"), DisputeActionRejected)[0].reason == (
+        "invalid_resolution")
+
+
+def test_acknowledgement_is_recorded_once_and_silences_the_reminder() -> None:
+    d = tie()
+    [ack] = only(d.acknowledge("dsp-r2", "cm-1"), DisputeAcknowledgementRecorded)
+    assert (ack.level, ack.owner_id) == (1, "cm-1")
+    assert only(d.acknowledge("dsp-r2", "cm-1"), DisputeActionRejected)[0].reason == (
+        "already_acknowledged")
+    out = d.run_until(d.now.replace(day=d.now.day + 1, hour=23))
+    assert only(out, DisputeReminderDue) == []
+
+
+def test_a_third_rival_joins_the_open_dispute() -> None:
+    d = tie()
+    out = d.register("r3", "p-3")
+    [joined] = only(out, DisputeJoined)
+    assert joined.dispute_id == "dsp-r2"
+    assert joined.added_ids == ("r3",)
+    assert joined.registration_ids == ("r2", "r1", "r3")
+    assert only(out, DisputeOpened) == []
+    assert decisions(out, "r3")[0].dispute_id == "dsp-r2"
+
+
+def test_withdrawn_challenger_makes_the_dispute_moot() -> None:
+    d = tie()
+    out = d.withdraw("r2", "p-2")
+    [resolved] = only(out, DisputeResolved)
+    assert resolved.outcome == "moot"
+    assert d.status("r1") == "approved"
+
+
+def test_withdrawn_defender_leaves_the_challenger_approved() -> None:
+    d = tie()
+    out = d.withdraw("r1", "p-1")
+    assert only(out, DisputeResolved)[0].outcome == "moot"
+    assert status_of(out, "r2") == ("approved", "no_conflict")
+
+
+def test_partner_contests_its_rejection_and_wins_by_award() -> None:
+    d = Driver()
+    d.register("r1", "p-1")
+    d.later(days=3)
+    d.register("r2", "p-2")
+    out = d.contest("r2", "p-2", "dsp-c1")
+    [opened] = only(out, DisputeOpened)
+    assert (opened.dispute_id, opened.reason) == ("dsp-c1", "contested")
+    assert set(opened.registration_ids) == {"r1", "r2"}
+    assert status_of(out, "r2") == ("in_review", "contested")
+    out = d.resolve("dsp-c1", "award", registration_id="r2")
+    assert status_of(out, "r2") == ("approved", "dispute_resolution")
+    assert status_of(out, "r1") == ("rejected", "dispute_resolution")
+
+
+def test_contest_refusals() -> None:
+    d = Driver()
+    d.register("r1", "p-1")
+    d.later(days=3)
+    d.register("r2", "p-2")
+    assert only(d.contest("r2", "p-9"), DisputeActionRejected)[0].reason == "not_party"
+    assert only(d.contest("r1", "p-1"), DisputeActionRejected)[0].reason == "not_disputable"
+    assert only(d.contest("rx", "p-1"), DisputeActionRejected)[0].reason == (
+        "unknown_registration")
+    d.contest("r2", "p-2", "dsp-c1")
+    assert only(d.contest("r2", "p-2", "dsp-c2"), DisputeActionRejected)[0].reason == (
+        "already_disputed")
