@@ -107,6 +107,7 @@ class Adjudicator:
         topics: Topics,
         source: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        timer_interval: float = 0.25,
     ) -> None:
         self.eventlog = eventlog
         self.topics = topics
@@ -120,6 +121,10 @@ class Adjudicator:
         self._decoded = {}
         # Timer ids appended and not yet seen back, so a deadline is appended once.
         self._pending_timers: dict[TopicPartition, set[str]] = {}
+        # Looking for due deadlines walks every due item, so a partition looks at most once
+        # per interval, however many batches it decides in between.
+        self.timer_interval = timer_interval
+        self._looked: dict[TopicPartition, float] = {}
 
     # lifecycle ---------------------------------------------------------------------------
 
@@ -148,6 +153,7 @@ class Adjudicator:
             self.states.pop(tp, None)
             self._decoded.pop(tp, None)
             self._pending_timers.pop(tp, None)
+            self._looked.pop(tp, None)
 
     # the loop ----------------------------------------------------------------------------
 
@@ -217,6 +223,10 @@ class Adjudicator:
         return outputs
 
     def _due(self, tp: TopicPartition, state: AdjudicationState) -> list[OutgoingRecord]:
+        looked = time.monotonic()
+        if looked - self._looked.get(tp, 0.0) < self.timer_interval:
+            return []
+        self._looked[tp] = looked
         now = self.clock()
         pending = self._pending_timers.setdefault(tp, set())
         outputs = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import sys
 import tempfile
 import time
@@ -34,24 +35,43 @@ from shared.events import (
     encode,
     new_envelope,
 )
+from shared.events.codec import decode
 from tests.bench.common import record
 
 PARTITIONS = 12
 
 
+SYLLABLES = ("ka", "lo", "mi", "zen", "tor", "vex", "ra", "qui", "bel", "dor", "an", "sy",
+             "mar", "tek", "ul", "fi", "gro", "ne", "pax", "hal")
+COMMON = ("systems", "global", "partners", "labs", "industries", "group", "solutions")
+LEGAL = ("Inc", "GmbH", "Ltd", "LLC", "S.A.", "AG", "B.V.")
+
+
+def account(a: int) -> tuple[str, str, str]:
+    """A realistic-looking account: varied names (a shared word is common, as in life),
+    its own domain, one of three countries."""
+    rng = random.Random(a)
+    word = "".join(rng.choice(SYLLABLES) for _ in range(rng.choice((2, 3, 3, 4))))
+    common = rng.choice(COMMON) if rng.random() < 0.6 else ""
+    name = " ".join(p for p in (word.title(), common.title(), rng.choice(LEGAL)) if p)
+    return name, f"{word}{a}.com", rng.choice(("US", "DE", "GB"))
+
+
 def backlog(topics: Topics, n: int) -> list[OutgoingRecord]:
-    start = datetime(2026, 1, 1, tzinfo=UTC)
+    # A backlog of the last few minutes: deadlines (protection, disputes) lie in the future,
+    # as they do when a real backlog builds up behind a slow or stopped adjudicator.
+    start = datetime.now(UTC) - timedelta(milliseconds=10 * n)
     accounts = max(1, int(n * 0.8))
     out = []
     for i in range(n):
         a = i % accounts
-        key = f"dom:account-{a}.example"
+        name, domain, country = account(a)
+        key = f"dom:{domain}"
         at = start + timedelta(milliseconds=10 * i)
         event = RegistrationSubmitted(
             registration_id=f"reg_{i:08d}", partner_id=f"p-{i % 50}",
             partner=PartnerSnapshot(partner_id=f"p-{i % 50}", tier="gold"),
-            account_key=key, account=Account(name=f"Account {a} Inc", domain=key[4:],
-                                             country="US"),
+            account_key=key, account=Account(name=name, domain=domain, country=country),
             opportunity=Opportunity(title="Platform deal", products=("analytics", "cloud"),
                                     amount=Amount(value="125000.00", currency="USD")),
             motion="resell", external_ref=f"PRM-{i}", submitted_at=at, policy_version=1,
@@ -61,15 +81,13 @@ def backlog(topics: Topics, n: int) -> list[OutgoingRecord]:
     return out
 
 
-async def decided(log: EventLog, topics: Topics) -> int:
-    total = 0
+async def initial_decisions(log: EventLog, topics: Topics) -> int:
+    """Registrations whose first decision is written (decision ids start with the input's)."""
+    ids = set()
     for tp, end in (await log.end_positions(topics.decisions)).items():
-        if isinstance(log, EmbeddedEventLog):
-            total += end
-        else:
-            async for batch in log.read(tp, 0, end):
-                total += len(batch)
-    return total
+        async for batch in log.read(tp, 0, end):
+            ids.update(decode(r.value)[0].id.split(".d")[0] for r in batch)
+    return sum(1 for i in ids if i.startswith("evt_"))
 
 
 async def run(log: EventLog, name: str, n: int) -> dict[str, float]:
@@ -95,7 +113,7 @@ async def run(log: EventLog, name: str, n: int) -> dict[str, float]:
     drain_s = time.perf_counter() - started
     stop.set()
     await task
-    assert await decided(log, topics) == n, "not every registration was decided once"
+    assert await initial_decisions(log, topics) == n, "a registration was not decided"
 
     adjudicator = Adjudicator(log, topics, "urn:bench")
     t1 = time.perf_counter()

@@ -35,7 +35,7 @@ from services.adjudication.domain.matching import Collision, find_collisions, is
 from services.adjudication.domain.precedence import compare, rule_rank
 from services.adjudication.domain.protection import grant, hold_for_review, retire
 from services.adjudication.domain.state import AdjudicationState, Entry
-from shared.accounts import AccountIdentity
+from shared.accounts import AccountIdentity, normalize_country, normalize_name
 from shared.events import (
     AccountsLinked,
     ClaimFiled,
@@ -50,11 +50,17 @@ Out = list[DomainEvent]
 
 
 def identity_of(account: Account) -> AccountIdentity:
-    return AccountIdentity.from_raw(
-        name=account.name,
-        domain=account.domain,
-        country=account.country,
-        crm_account_id=account.crm_account_id,
+    """The account's identity from the facets stamped at the edge. The edge resolved the
+    domain to its registrable form already (public-suffix parsing is the costliest step of
+    normalization, so it is not repeated per event); names and countries are normalized
+    again through cached functions, which keeps the core robust to hand-written events."""
+    name = normalize_name(account.name) if account.name else ""
+    crm = account.crm_account_id.strip() if account.crm_account_id else ""
+    return AccountIdentity(
+        crm_account_id=crm or None,
+        domain=account.domain.strip().lower() if account.domain else None,
+        name=name or None,
+        country=normalize_country(account.country) if account.country else None,
     )
 
 

@@ -105,7 +105,7 @@ def draw_into_dispute(
     existing.sort(key=lambda d: (d.opened_at, d.id))
     if dispute_id is None and existing:
         target = existing.pop(0)
-        before = list(target.member_ids)
+        before = set(target.member_ids)
         _merge(state, out, target, existing, drawn, policy, at)
         out.append(
             DisputeJoined(

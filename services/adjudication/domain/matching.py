@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.adjudication.domain.state import AdjudicationState, Entry
-from shared.accounts import AccountIdentity
+from shared.accounts import AccountIdentity, AccountMatch
 from shared.policy import Policy
 
 _KEY_EVIDENCE = {"crm": "crm_account_id", "dom": "domain", "name": "name"}
@@ -45,6 +45,38 @@ def overlaps(a: frozenset[str] | None, b: frozenset[str] | None, policy: Policy)
     return not a.isdisjoint(b)
 
 
+def different_identifiers(identity: AccountIdentity, account_key: str) -> bool:
+    """Whether `identity` and the account under `account_key` carry different identifiers of
+    the same kind (two registrable domains, two CRM ids): then they are different customers
+    however alike their names are. A name decides only where an identifier is missing;
+    otherwise "Acme Systems" (acme.com) and "Acne Systems" (acne.io) would be flagged as one
+    customer, and every such pair would chain unrelated accounts into one review."""
+    kind, _, value = account_key.partition(":")
+    if kind == "dom" and identity.domain:
+        return identity.domain != value
+    if kind == "crm" and identity.crm_account_id:
+        return identity.crm_account_id != value
+    return False
+
+
+def _matches(
+    state: AdjudicationState, identity: AccountIdentity, policy: Policy
+) -> list[AccountMatch]:
+    threshold, band = policy.match.name_threshold, policy.match.review_band
+    if not identity.domain or not identity.name:
+        return state.index.match(identity, threshold, band)
+    # With a domain, a name can only match an account whose key is not a domain (any other
+    # domain would be a different customer), so names are looked up among those alone: the
+    # common case then costs two exact look-ups instead of a fuzzy search.
+    exact = state.index.match(
+        AccountIdentity(identity.crm_account_id, identity.domain, None, None), threshold, band
+    )
+    names = state.loose_index.match(
+        AccountIdentity(None, None, identity.name, identity.country), threshold, band
+    )
+    return exact + names
+
+
 def find_collisions(
     state: AdjudicationState, new: Entry, identity: AccountIdentity | None, policy: Policy
 ) -> list[Collision]:
@@ -54,11 +86,12 @@ def find_collisions(
         new.account_key: (key_evidence(new.account_key), 1.0, True)
     }
     if identity is not None and not identity.is_empty():
-        for match in state.index.match(
-            identity, policy.match.name_threshold, policy.match.review_band
-        ):
-            if match.account_key not in evidence:
-                evidence[match.account_key] = (match.matched_by, match.score, match.confident)
+        for match in _matches(state, identity, policy):
+            if match.account_key in evidence:
+                continue
+            if match.matched_by == "name" and different_identifiers(identity, match.account_key):
+                continue
+            evidence[match.account_key] = (match.matched_by, match.score, match.confident)
     for key in list(evidence):
         matched_by, score, confident = evidence[key]
         for linked in state.links.get(key, ()):

@@ -98,6 +98,9 @@ class AdjudicationState:
     entries: dict[str, Entry] = field(default_factory=dict)
     active_by_key: dict[str, list[Entry]] = field(default_factory=dict)
     index: AccountIndex = field(default_factory=AccountIndex)
+    loose_index: AccountIndex = field(default_factory=AccountIndex)
+    """Accounts whose key is not derived from a domain: the only ones a registration that
+    has a domain can still match by name (see matching.different_identifiers)."""
     disputes: dict[str, Dispute] = field(default_factory=dict)
     timers: list[TimerItem] = field(default_factory=list)
     incumbents: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
@@ -152,6 +155,8 @@ class AdjudicationState:
             self._indexed.clear()
         self._indexed[marker] = None
         self.index.add(account_key, identity)
+        if not account_key.startswith("dom:"):
+            self.loose_index.add(account_key, identity)
 
     def activate(self, entry: Entry) -> None:
         bucket = self.active_by_key.get(entry.account_key)

@@ -130,3 +130,25 @@ def test_near_match_beside_a_confident_one_is_flagged_not_ignored() -> None:
     first = decision.conflicts[0]
     assert (first.registration_id, first.confident) == ("r1", True)
     assert any(not c.confident for c in decision.conflicts)
+
+
+def test_alike_names_with_different_domains_are_different_customers() -> None:
+    d = Driver()
+    d.register("r1", "p-1", domain="acme.com", name="Acme Systems", country="US")
+    d.later(days=2)
+    out = d.register("r2", "p-2", domain="acne.io", name="Acne Systems", country="US")
+    [decision] = decisions(out)
+    assert (decision.status, decision.rule) == ("approved", "no_conflict")
+    assert decision.flags == ()
+    assert only(out, DisputeOpened) == []
+
+
+def test_alike_name_without_a_domain_is_still_judged_by_its_name() -> None:
+    d = Driver()
+    d.register("r1", "p-1", domain="acme.com", name="Acme Systems", country="US")
+    d.later(days=2)
+    out = d.register("r2", "p-2", domain=None, name="Acme Systems Inc", country="US",
+                     key="name:US:acme-systems")
+    [decision] = decisions(out)
+    assert decision.rule == "first_submitted"
+    assert decision.conflicts[0].matched_by == "name"
