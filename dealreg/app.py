@@ -83,8 +83,11 @@ def create_app(settings: Settings, components: frozenset[Component] = ALL) -> Fa
         ok = runtime.ready and all(v == "running" for v in workers.values())
         if not ok:
             response.status_code = 503
-        return Health(status="ok" if ok else "starting",
-                      detail={"backend": settings.backend, "workers": workers})
+        detail: dict[str, object] = {"backend": settings.backend, "workers": workers}
+        if runtime.projection_worker is not None:
+            # Per-partition lag of the read models (also exported on /metrics).
+            detail["projections"] = runtime.projection_worker.lag.report.detail()
+        return Health(status="ok" if ok else "starting", detail=detail)
 
     @app.get("/metrics", tags=["operations"], include_in_schema=False)
     async def metrics(_: Request) -> Response:

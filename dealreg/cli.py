@@ -126,3 +126,75 @@ def _run(coro: object) -> None:
         raise typer.Exit(1) from None
 
 
+# --- projections ------------------------------------------------------------------------
+
+projections_app = typer.Typer(help="Read models: rebuild from the log.", no_args_is_help=True)
+app.add_typer(projections_app, name="projections")
+
+
+@projections_app.command("rebuild")
+def projections_rebuild(
+    model: Annotated[list[str] | None, typer.Option(
+        "--model", help="A read model to rebuild (repeatable): registrations, ownership, "
+                        "directory, disputes, timelines. Default: all.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        help="The embedded backend's data directory")] = None,
+    batch: Annotated[int, typer.Option(min=100, help="Records per transaction")] = 20_000,
+) -> None:
+    """Empty read models and replay the log from the beginning into them.
+
+    Stop the projection workers of this store first (`dealreg dev` holds the embedded data
+    directory's lock, so it must be stopped anyway)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from dealreg.runtime import build_eventlog
+    from services.projections.adapters.rebuild import log_size, rebuild
+    from services.projections.domain.batch import MODELS
+    from shared.eventlog.topics import Topics
+    from shared.readmodel.store import create_engine, migrate
+
+    models = tuple(dict.fromkeys(model or MODELS))
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        raise typer.BadParameter(f"unknown read model {unknown[0]!r}; one of "
+                                 f"{', '.join(MODELS)}", param_hint="--model")
+    settings = _settings(data_dir=data_dir)
+
+    async def run() -> None:
+        eventlog = build_eventlog(settings)
+        await eventlog.start()
+        engine = create_engine(settings.readmodel_url)
+        try:
+            await migrate(engine)
+            topics = Topics.named(settings.topic_prefix)
+            ends = await log_size(eventlog, topics)
+            with Progress(TextColumn("[bold]replaying[/bold] {task.description}"), BarColumn(),
+                          MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                          TimeElapsedColumn(), TimeRemainingColumn(), console=console) as bar:
+                task = bar.add_task(", ".join(models), total=sum(ends.values()) or 1, rate="")
+                started = asyncio.get_running_loop().time()
+
+                def advance(n: int) -> None:
+                    bar.advance(task, n)
+                    elapsed = asyncio.get_running_loop().time() - started
+                    done = bar.tasks[0].completed
+                    bar.update(task, rate=f"{done / elapsed:,.0f} events/s" if elapsed else "")
+
+                result = await rebuild(eventlog, engine, topics, models, batch_records=batch,
+                                       progress=advance, ends=ends)
+        finally:
+            await engine.dispose()
+            await eventlog.close()
+        console.print(
+            f"rebuilt {', '.join(result.models)} ({settings.backend}): {result.records:,} "
+            f"records in {result.seconds:.1f} s, "
+            f"[bold]{result.events_per_second:,.0f} events/s[/bold]")
+
+    _run(run())

@@ -68,7 +68,8 @@ class Runtime:
             eventlog=eventlog,
             engine=engine,
             waiter=DecisionWaiter(engine, in_process=co_located),
-            authenticator=Authenticator(settings.admin_token),
+            authenticator=Authenticator(settings.admin_token, engine,
+                                        cache_seconds=settings.api_key_cache_seconds),
             topics=Topics.named(settings.topic_prefix),
         )
         if co_located:

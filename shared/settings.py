@@ -41,6 +41,34 @@ class Settings(BaseSettings):
     adjudicator_group: str = Field("dealreg-adjudicator", description="Consumer group")
     projections_group: str = Field("dealreg-projections", description="Consumer group")
     max_wait_seconds: float = Field(30.0, description="Upper bound for `Prefer: wait=N`")
+    # --- registration service (commands, reference data, auth) -------------------------
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest accepted request body (413 above it)"
+    )
+    idempotency_ttl_seconds: float = Field(
+        86_400.0, gt=0, description="How long an `Idempotency-Key` is remembered"
+    )
+    idempotency_lease_seconds: float = Field(
+        60.0, gt=0,
+        description="A key still in progress after this long is taken as abandoned (crash)",
+    )
+    api_key_cache_seconds: float = Field(
+        30.0, ge=0, description="How long a verified API key is trusted from memory"
+    )
+    reference_cache_seconds: float = Field(
+        1.0, ge=0, description="How long the current policy and partner snapshots are cached"
+    )
+    unknown_partners: Literal["accept", "reject"] = Field(
+        "accept",
+        description="A registration for a partner never PUT: `accept` (stamped as an active "
+        "registered-tier reseller) or `reject` (422)",
+    )
+    directory_rewarm_seconds: float = Field(
+        600.0, gt=0, description="How often the in-memory account index is rebuilt"
+    )
+    max_batch_events: int = Field(
+        1000, ge=1, description="Most CloudEvents accepted in one batch request"
+    )
 
     @property
     def embedded_log_path(self) -> Path:

@@ -1,37 +1,120 @@
 """The projection worker: folds intake and decisions into the read models, effectively once.
 
 Each polled batch is applied in one database transaction that also stores the consumed
-positions, so a crash between the two is impossible and a redelivered record is skipped.
-Rows touched by a batch are loaded once, folded in memory, and written back in bulk.
+positions, so a crash between the two is impossible. Every model keeps its own positions
+(so one model can be rebuilt alone); a record is folded into the models whose stored
+position has not passed it. The positions are read (and on PostgreSQL locked) inside the
+batch's transaction, so a record another process applied in the meantime (a consumer-group
+rebalance moved the partition) is skipped instead of applied twice. Rows touched by a batch
+are loaded once, folded in memory by the pure core (`domain/`), and written back in bulk.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+import contextlib
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+import orjson
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.projections.adapters.repository import (
-    load_positions,
-    load_registrations,
-    save_positions,
-    upsert,
+from services.projections.adapters import repository
+from services.projections.adapters.lag import (
+    APPLIED,
+    BATCH_SECONDS,
+    LAST_APPLIED,
+    LagMonitor,
 )
-from services.projections.domain.registrations import apply_decided, apply_submitted, empty_row
-from shared.accounts import normalize_name
+from services.projections.domain.batch import MODELS, Batch, Item, Loaded, needs
 from shared.eventlog import EventLog, Record, TopicPartition
 from shared.eventlog.topics import Topics
-from shared.events import RegistrationDecided, RegistrationSubmitted
+from shared.events import CATALOGUE, DomainEvent, upcasters
 from shared.events.codec import decode
 from shared.logging import get_logger
-from shared.readmodel.schema import account_crm_ids, account_domains, account_names, registrations
+from shared.readmodel.waiter import PositionWaiter
 
 log = get_logger(__name__)
 
-PROJECTION = "core"
 Listener = Callable[[Iterable[str]], None]
+LAG_INTERVAL_SECONDS = 5.0
+
+
+def decode_value(raw: bytes) -> tuple[str, datetime, DomainEvent, dict[str, Any]]:
+    """An envelope's id and time, its upcast event, and the event's JSON data.
+
+    The fast path validates the event only (the envelope was validated by whoever appended
+    it); anything unexpected goes through the codec, which raises a precise ValueError."""
+    try:
+        obj = orjson.loads(raw)
+        base, _, version = obj["type"].rpartition(".v")
+        version_n, data = upcasters.upcast(base, int(version), dict(obj["data"]))
+        event = CATALOGUE[f"{base}.v{version_n}"].model_validate(data)
+        moment = datetime.fromisoformat(obj["time"])
+        if moment.tzinfo is None:
+            raise ValueError("naive envelope time")
+        return str(obj["id"]), moment, event, data
+    except Exception:
+        envelope, event = decode(raw)
+        return envelope.id, envelope.time, event, event.to_data()
+
+
+def decode_records(
+    records: Sequence[Record], positions: repository.Positions, models: Sequence[str]
+) -> list[Item]:
+    """Decoded items for the models that have not applied each record yet."""
+    items: list[Item] = []
+    by_model = [(m, positions[m]) for m in models]
+    all_models = frozenset(models)
+    for record in records:
+        tp = TopicPartition(record.topic, record.partition)
+        offset = record.offset
+        wanted = [m for m, by_tp in by_model if offset >= by_tp.get(tp, 0)]
+        if not wanted:
+            continue  # every model applied it already (a redelivery)
+        try:
+            event_id, moment, event, data = decode_value(record.value)
+        except ValueError as exc:
+            log.error("undecodable_record", topic=record.topic, partition=record.partition,
+                      offset=record.offset, error=str(exc))
+            continue
+        models_of = all_models if len(wanted) == len(by_model) else frozenset(wanted)
+        items.append(Item(event_id, moment, event, models_of, data))
+    return items
+
+
+def advanced(
+    positions: repository.Positions, records: Sequence[Record]
+) -> repository.Positions:
+    """Positions after `records` (never moving backwards)."""
+    ends: dict[TopicPartition, int] = {}
+    for record in records:
+        ends[record.tp] = max(ends.get(record.tp, 0), record.offset + 1)
+    return {
+        model: {**by_tp, **{tp: max(by_tp.get(tp, 0), end) for tp, end in ends.items()}}
+        for model, by_tp in positions.items()
+    }
+
+
+async def load_and_fold(conn: AsyncConnection, items: Sequence[Item],
+                        carry: Loaded | None = None) -> Batch:
+    """Load what `items` touch and fold them in order (nothing written). `carry`: rows
+    known to be what the store holds (or will hold), not read again."""
+    wanted = needs(items)
+    if carry is None:
+        loaded = await repository.load(conn, wanted)
+    else:
+        loaded = carry.merged(await repository.load(conn, carry.without(wanted)), wanted)
+    return Batch(loaded).fold_all(items)
+
+
+async def fold_into(conn: AsyncConnection, items: Sequence[Item]) -> Batch:
+    """Load what `items` touch, fold them in order, write the changes (no commit)."""
+    batch = await load_and_fold(conn, items)
+    await repository.write(conn, batch)
+    return batch
 
 
 class ProjectionWorker:
@@ -44,6 +127,7 @@ class ProjectionWorker:
         group_id: str,
         on_applied: Listener | None = None,
         max_records: int = 5000,
+        models: Sequence[str] = MODELS,
     ) -> None:
         self.eventlog = eventlog
         self.engine = engine
@@ -51,15 +135,20 @@ class ProjectionWorker:
         self.group_id = group_id
         self.on_applied = on_applied
         self.max_records = max_records
-        self.positions: dict[TopicPartition, int] = {}
+        self.models = tuple(models)
+        self.positions: repository.Positions = {m: {} for m in self.models}
+        self.position_waiter = PositionWaiter(engine, self.models)
+        self.lag = LagMonitor(eventlog, engine, (topics.intake, topics.decisions), self.models)
 
     async def _start_positions(
         self, partitions: Sequence[TopicPartition]
-    ) -> dict[TopicPartition, int]:
+    ) -> Mapping[TopicPartition, int]:
         async with self.engine.connect() as conn:
-            found = await load_positions(conn, PROJECTION, partitions)
-        self.positions.update(found)
-        return found
+            found = await repository.load_positions(conn, self.models, partitions)
+        for model, by_tp in found.items():
+            self.positions[model].update(by_tp)
+        # Start where the model furthest behind is; the others skip what they have.
+        return {tp: min(found[m][tp] for m in self.models) for tp in partitions}
 
     async def run(self, stopping: Callable[[], bool]) -> None:
         subscription = await self.eventlog.subscribe(
@@ -67,75 +156,43 @@ class ProjectionWorker:
             [self.topics.intake, self.topics.decisions],
             start_positions=self._start_positions,
         )
+        lag_task = asyncio.create_task(self._watch_lag(stopping), name="projection-lag")
         try:
             while not stopping():
                 records = await subscription.poll(self.max_records, timeout=0.2)
                 if records:
                     await self.apply(records)
         finally:
+            lag_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await lag_task
             await subscription.close()
 
-    async def apply(self, records: Sequence[Record]) -> None:
-        decoded = []
-        for record in records:
-            if record.offset < self.positions.get(record.tp, 0):
-                continue  # already applied (redelivery after a rebalance)
-            try:
-                decoded.append(decode(record.value)[1])
-            except ValueError as exc:
-                log.error("undecodable_record", topic=record.topic, partition=record.partition,
-                          offset=record.offset, error=str(exc))
-        new_positions = dict(self.positions)
-        for record in records:
-            new_positions[record.tp] = max(new_positions.get(record.tp, 0), record.offset + 1)
+    async def _watch_lag(self, stopping: Callable[[], bool]) -> None:
+        while not stopping():
+            await self.lag.refresh()
+            await asyncio.sleep(LAG_INTERVAL_SECONDS)
 
-        touched = {
-            e.registration_id for e in decoded
-            if isinstance(e, RegistrationSubmitted | RegistrationDecided)
-        }
-        domains: list[dict[str, Any]] = []
-        crm_ids: list[dict[str, Any]] = []
-        names: list[dict[str, Any]] = []
+    async def apply(self, records: Sequence[Record]) -> Batch | None:
+        started = time.perf_counter()
+        partitions = {r.tp for r in records}
         async with self.engine.begin() as conn:
-            rows = await load_registrations(conn, touched)
-            for event in decoded:
-                if isinstance(event, RegistrationSubmitted):
-                    row = rows.setdefault(event.registration_id, empty_row(event.registration_id))
-                    apply_submitted(row, event)
-                    if event.account.domain:
-                        domains.append({"domain": event.account.domain,
-                                        "account_key": event.account_key})
-                    if event.account.name and event.account.country:
-                        names.append({"country": event.account.country,
-                                      "name": normalize_name(event.account.name),
-                                      "account_key": event.account_key})
-                    if event.account.crm_account_id:
-                        crm_ids.append({"crm_account_id": event.account.crm_account_id,
-                                        "account_key": event.account_key})
-                elif isinstance(event, RegistrationDecided):
-                    row = rows.setdefault(event.registration_id, empty_row(event.registration_id))
-                    apply_decided(row, event)
-            await upsert(conn, registrations, list(rows.values()), ("id",))
-            # First writer wins: a domain keeps the account key it was first resolved to.
-            await upsert(conn, account_domains, _unique(domains, "domain"), ("domain",),
-                         overwrite=False)
-            await upsert(conn, account_crm_ids, _unique(crm_ids, "crm_account_id"),
-                         ("crm_account_id",), overwrite=False)
-            await upsert(conn, account_names,
-                         list({(r["country"], r["name"], r["account_key"]): r
-                               for r in names}.values()),
-                         ("country", "name", "account_key"), overwrite=False)
-            await save_positions(conn, PROJECTION, new_positions)
-        self.positions = new_positions
-        if self.on_applied is not None and touched:
-            self.on_applied(touched)
-
-
-def _unique(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
-    seen: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        seen.setdefault(row[key], row)
-    return list(seen.values())
+            stored = await repository.load_positions(conn, self.models, partitions, lock=True)
+            items = decode_records(records, stored, self.models)
+            batch = await fold_into(conn, items) if items else None
+            new_positions = advanced(stored, records)
+            await repository.save_positions(conn, new_positions)
+        for model, by_tp in new_positions.items():
+            self.positions[model].update(by_tp)
+        APPLIED.inc(len(items))
+        BATCH_SECONDS.observe(time.perf_counter() - started)
+        LAST_APPLIED.set(time.time())
+        self.position_waiter.notify()
+        if batch is not None and self.on_applied is not None:
+            touched = batch.touched_registrations()
+            if touched:
+                self.on_applied(touched)
+        return batch
 
 
 async def run_projections(worker: ProjectionWorker, stopping: Callable[[], bool]) -> None:

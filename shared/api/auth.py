@@ -1,23 +1,60 @@
-"""Bearer-token authentication and role checks.
+"""Bearer-token authentication and role checks, shared by the command and query APIs.
 
-A principal is a role bound to a subject (a partner id, a rep id, an owner id). The admin
-token from the settings is compared in constant time; API keys (minted by an admin) are
-looked up by their id prefix and verified by hash.
+A principal is a role bound to a subject (a partner id, a rep id, an owner id). Two kinds of
+token are accepted:
+
+- the admin token from the settings (`DEALREG_ADMIN_TOKEN`), compared in constant time;
+- API keys minted by an admin: `drk.<key id>.<secret>` where the secret is 256 random bits
+  (base64url). Only SHA-256(secret) is stored. A request costs one dictionary look-up by key
+  id, one SHA-256 of 32 bytes and one constant-time compare (~1-2 microseconds); the key's
+  row is read from the store only when it is not in the in-memory cache (short TTL, so a
+  revocation reaches every process within `api_key_cache_seconds`).
+
+Why not argon2/bcrypt: those are for low-entropy passwords, where slowing every guess is the
+only defence. A 256-bit random secret cannot be guessed, so a fast preimage-resistant hash is
+as safe and keeps authentication off the latency budget (argon2 costs tens of milliseconds by
+design, on every request).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
+import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Column, String, Table, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.api.problems import Problem
+from shared.ids import new_id
+from shared.readmodel.schema import UTCDateTime, metadata
 
 Role = Literal["admin", "integration", "partner", "rep", "owner", "channel_manager"]
 ROLES: tuple[Role, ...] = ("admin", "integration", "partner", "rep", "owner", "channel_manager")
+SUBJECT_ROLES: frozenset[str] = frozenset({"partner", "rep", "owner"})
+"""Roles whose keys are bound to one subject id (the partner, rep or owner they act as)."""
+
+TOKEN_PREFIX = "drk"
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("role", String(20), nullable=False),
+    Column("subject_id", String(200), nullable=True),
+    Column("name", String(200), nullable=True),
+    Column("secret_sha256", String(64), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,15 +63,123 @@ class Principal:
     subject_id: str | None = None
     key_id: str | None = None
 
+    @property
+    def actor_id(self) -> str:
+        """Who acted, for events and audit: the subject, else the key, else `admin`."""
+        return self.subject_id or self.key_id or "admin"
+
+    @property
+    def scope(self) -> str:
+        """The namespace of this caller's idempotency keys."""
+        return f"key:{self.key_id}" if self.key_id else f"{self.role}:token"
+
+
+@dataclass(frozen=True, slots=True)
+class MintedKey:
+    id: str
+    token: str
+    role: Role
+    subject_id: str | None
+    name: str | None
+    created_at: datetime
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def split_token(token: str) -> tuple[str, str] | None:
+    """`(key id, secret)` of an API-key token, or None if it is not shaped like one."""
+    prefix, _, rest = token.partition(".")
+    key_id, _, secret = rest.partition(".")
+    if prefix != TOKEN_PREFIX or not key_id or len(secret) < 40 or len(key_id) > 40:
+        return None
+    return key_id, secret
+
+
+@dataclass(slots=True)
+class _Cached:
+    principal: Principal | None  # None: unknown or revoked
+    digest: str
+    until: float
+
 
 class Authenticator:
-    def __init__(self, admin_token: str | None) -> None:
+    """Resolves bearer tokens to principals; mints and revokes API keys."""
+
+    _NEGATIVE_LIMIT = 10_000
+
+    def __init__(
+        self,
+        admin_token: str | None,
+        engine: AsyncEngine | None = None,
+        *,
+        cache_seconds: float = 30.0,
+    ) -> None:
         self._admin = admin_token.encode() if admin_token else None
+        self._engine = engine
+        self._ttl = cache_seconds
+        self._cache: dict[str, _Cached] = {}
 
     async def authenticate(self, token: str) -> Principal | None:
         if self._admin is not None and hmac.compare_digest(token.encode(), self._admin):
             return Principal("admin")
-        return None
+        parts = split_token(token)
+        if parts is None or self._engine is None:
+            return None
+        key_id, secret = parts
+        now = time.monotonic()
+        cached = self._cache.get(key_id)
+        if cached is None or cached.until < now:
+            cached = await self._load(key_id, now)
+        if cached.principal is None:
+            return None
+        return cached.principal if hmac.compare_digest(_digest(secret), cached.digest) else None
+
+    async def _load(self, key_id: str, now: float) -> _Cached:
+        assert self._engine is not None
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(api_keys).where(api_keys.c.id == key_id))).first()
+        if row is None or row.revoked_at is not None:
+            # Cache misses too (bounded) so a flood of made-up key ids cannot hammer the store.
+            if len(self._cache) >= self._NEGATIVE_LIMIT:
+                self._cache.clear()
+            entry = _Cached(None, "", now + self._ttl)
+        else:
+            entry = _Cached(Principal(row.role, row.subject_id, row.id), row.secret_sha256,
+                            now + self._ttl)
+        if self._ttl > 0:
+            self._cache[key_id] = entry
+        return entry
+
+    async def mint(self, role: Role, subject_id: str | None, name: str | None) -> MintedKey:
+        """Create an API key; the token is returned once and never stored."""
+        if self._engine is None:
+            raise RuntimeError("API keys need the read-model store")
+        key_id = new_id("key")
+        secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
+        created = datetime.now(UTC)
+        async with self._engine.begin() as conn:
+            await conn.execute(api_keys.insert().values(
+                id=key_id, role=role, subject_id=subject_id, name=name,
+                secret_sha256=_digest(secret), created_at=created, revoked_at=None,
+            ))
+        return MintedKey(key_id, f"{TOKEN_PREFIX}.{key_id}.{secret}", role, subject_id, name,
+                         created)
+
+    async def revoke(self, key_id: str) -> bool:
+        """Revoke a key; True if it existed and was active. Other processes follow within
+        their cache TTL."""
+        if self._engine is None:
+            return False
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                update(api_keys)
+                .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=datetime.now(UTC))
+            )
+        self._cache.pop(key_id, None)
+        return bool(result.rowcount)
 
 
 def _bearer(request: Request) -> str:
@@ -49,11 +194,20 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
-def require(*roles: Role) -> Callable[[Request], Awaitable[Principal]]:
+# Declares the scheme in the OpenAPI document; the header is checked by `_bearer` below, so
+# a missing or malformed one is a 401 problem rather than FastAPI's plain 403.
+BEARER = HTTPBearer(auto_error=False, scheme_name="bearer",
+                    description="An API key (`drk.<id>.<secret>`) or the admin token")
+
+
+def require(*roles: Role) -> Callable[..., Awaitable[Principal]]:
     """A FastAPI dependency admitting the given roles (admin is always admitted)."""
     allowed = set(roles) | {"admin"}
 
-    async def dependency(request: Request) -> Principal:
+    async def dependency(
+        request: Request,
+        _: HTTPAuthorizationCredentials | None = Security(BEARER),
+    ) -> Principal:
         authenticator: Authenticator = request.app.state.authenticator
         principal = await authenticator.authenticate(_bearer(request))
         if principal is None:
@@ -62,6 +216,7 @@ def require(*roles: Role) -> Callable[[Request], Awaitable[Principal]]:
         if principal.role not in allowed:
             raise Problem(403, "Forbidden",
                           f"The role {principal.role!r} may not do this.")
+        request.state.principal = principal
         return principal
 
     return dependency

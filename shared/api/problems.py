@@ -1,6 +1,8 @@
 """RFC 9457 problem details for every error, with a field list for validation failures.
 
-Bad input is answered with a 4xx problem, never a 500 and never a stack trace.
+Bad input is answered with a 4xx problem, never a 500 and never a stack trace. The request
+limits live here too (`RequestLimits`): bodies over the configured size are 413, bodies in a
+media type other than JSON are 415, and malformed JSON is 400, before any handler runs.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.logging import get_logger
 
@@ -84,6 +87,9 @@ def _field(loc: tuple[Any, ...]) -> str:
 
 
 def install_problem_handlers(app: FastAPI) -> None:
+    """Problem responses for every error, and the request limits (`RequestLimits`)."""
+    app.add_middleware(RequestLimits)
+
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem) -> Response:
         return problem_response(exc)
@@ -120,3 +126,98 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     for code, title in _TITLES.items()
     if code in (400, 401, 403, 404, 409, 413, 415, 422)
 }
+
+
+def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the given problem status codes."""
+    return {
+        code: {"model": ProblemDetail, "content": {PROBLEM_JSON: {}},
+               "description": _TITLES.get(code, "Error")}
+        for code in codes
+    }
+
+
+# --- request limits ----------------------------------------------------------------------
+
+DEFAULT_MAX_BODY = 1_048_576
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class BodyTooLarge(StarletteHTTPException):
+    """Raised from `receive` when a streamed body passes the limit: FastAPI re-raises HTTP
+    exceptions met while reading the body, so the problem handler answers 413."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"The request body is larger than {limit} bytes.")
+
+
+def is_json_media_type(content_type: str) -> bool:
+    """`application/json` or any `application/*+json` (problem, cloudevents, batch)."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+class RequestLimits:
+    """Pure ASGI middleware: body size limit (413) and JSON-only bodies (415).
+
+    On the hot path it costs a header scan; the body is counted chunk by chunk as the
+    handler reads it, so a chunked upload without `Content-Length` is cut off at the limit
+    instead of being buffered whole. The limit is `Settings.max_body_bytes` of the app's
+    runtime when there is one.
+    """
+
+    def __init__(self, app: ASGIApp, max_body: int | None = None) -> None:
+        self.app = app
+        self._max = max_body
+
+    def _limit(self, scope: Scope) -> int:
+        if self._max is None:
+            runtime = getattr(getattr(scope.get("app"), "state", None), "runtime", None)
+            settings = getattr(runtime, "settings", None)
+            self._max = int(getattr(settings, "max_body_bytes", DEFAULT_MAX_BODY))
+        return self._max
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        limit = self._limit(scope)
+        length: int | None = None
+        content_type: str | None = None
+        for name, value in scope.get("headers") or ():
+            if name == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    length = -1
+            elif name == b"content-type":
+                content_type = value.decode("latin-1")
+        if length is not None and length < 0:
+            await problem_response(Problem(400, "Bad request", "Invalid Content-Length."))(
+                scope, receive, send)
+            return
+        if length is not None and length > limit:
+            await problem_response(Problem(
+                413, "Payload too large", f"The request body is larger than {limit} bytes."
+            ))(scope, receive, send)
+            return
+        if content_type is not None and length != 0 and not is_json_media_type(content_type):
+            await problem_response(Problem(
+                415, "Unsupported media type",
+                f"Send JSON (`application/json`), not {content_type.split(';')[0]!r}.",
+            ))(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        await self.app(scope, limited, send)

@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.events.registration import MatchedBy, PartyType, RegistrationStatus
 
@@ -23,6 +23,8 @@ class DecisionView(BaseModel):
     policy_version: int
     explanation: str
     conflicts: list[ConflictView] = Field(default_factory=list)
+    flags: list[str] = Field(default_factory=list,
+                             description="Extra findings, e.g. `possible_duplicate`")
 
 
 class RegistrationView(BaseModel):
@@ -48,6 +50,10 @@ class RegistrationView(BaseModel):
 
 
 class OwnerView(BaseModel):
+    """One party protecting (part of) an account. `products` empty: the whole account.
+    For a partner caller, a competitor's `party_id`, `registration_id`, `motion` and
+    `credit_percent` are null."""
+
     party_type: PartyType
     party_id: str | None
     registration_id: str | None
@@ -56,12 +62,102 @@ class OwnerView(BaseModel):
     status: str
     protected_until: datetime | None
     credit_percent: Decimal | None = None
+    since: datetime | None = Field(None, description="When this protection took effect")
+
+
+class IncumbentView(BaseModel):
+    """A party that won the account recently (`incumbent` precedence), until when."""
+
+    party_type: PartyType
+    party_id: str | None
+    since: datetime
+    until: datetime | None
+
+
+class AccountMatchView(BaseModel):
+    matched_by: Literal["account_key", "crm_account_id", "domain", "name"]
+    score: float = 1.0
 
 
 class OwnershipView(BaseModel):
     account_key: str | None
     owners: list[OwnerView]
-    open_disputes: list[str] = Field(default_factory=list)
+    open_disputes: list[str] = Field(
+        default_factory=list,
+        description="Open disputes on the account (for a partner: only those it is party to)")
+    open_dispute_count: int = 0
+    incumbents: list[IncumbentView] = Field(default_factory=list)
+    as_of: datetime | None = None
+    match: AccountMatchView | None = None
+    linked_keys: list[str] = Field(
+        default_factory=list, description="Other keys found to be the same customer")
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "account_key": "dom:acme.com",
+        "owners": [{"party_type": "partner", "party_id": None, "registration_id": None,
+                    "products": ["analytics"], "motion": None, "status": "approved",
+                    "protected_until": "2027-04-06T09:00:00Z", "credit_percent": None,
+                    "since": "2027-01-06T09:00:00Z"}],
+        "open_disputes": [], "open_dispute_count": 0, "incumbents": [],
+        "as_of": "2027-02-01T00:00:00Z", "match": {"matched_by": "domain", "score": 1.0},
+        "linked_keys": [],
+    }]})
+
+
+class SplitView(BaseModel):
+    registration_id: str | None
+    percent: Decimal
+
+
+class ResolutionView(BaseModel):
+    outcome: str = Field(description="award | split | co_sell | reject_all | distinct | "
+                                     "final_breach_fallback | moot | merged")
+    registration_id: str | None = Field(None, description="The awarded registration")
+    splits: list[SplitView] = Field(default_factory=list)
+    approved_ids: list[str | None] = Field(default_factory=list)
+    rejected_ids: list[str | None] = Field(default_factory=list)
+    resolved_by: str | None = None
+    note: str = ""
+    merged_into: str | None = None
+    resolved_at: datetime | None = None
+    rule: str | None = None
+    explanation: str | None = None
+
+
+class BreachView(BaseModel):
+    level: int
+    deadline: datetime
+    outcome: Literal["escalated", "kept_open", "fallback"]
+
+
+class DisputeView(BaseModel):
+    """A dispute. For a partner caller, registrations of other parties are null."""
+
+    id: str
+    status: Literal["open", "resolved"]
+    level: int
+    owner_id: str | None
+    due_at: datetime | None
+    acknowledged_at: datetime | None
+    registration_ids: list[str | None]
+    resolution: ResolutionView | None = None
+    account_key: str | None = None
+    reason: str | None = None
+    opened_at: datetime | None = None
+    reminder_at: datetime | None = None
+    resolved_at: datetime | None = None
+    breached: bool = Field(False, description="Past the last level's deadline, kept open")
+    breaches: list[BreachView] = Field(default_factory=list)
+    explanation: str | None = None
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "id": "dsp-reg_01jd2x", "status": "open", "level": 1, "owner_id": "cm-1",
+        "due_at": "2027-01-08T09:00:00Z", "acknowledged_at": None,
+        "registration_ids": ["reg_01jd2x", "reg_01jd1y"], "resolution": None,
+        "account_key": "dom:acme.com", "reason": "tie",
+        "opened_at": "2027-01-06T09:00:00Z", "reminder_at": "2027-01-07T09:00:00Z",
+        "resolved_at": None, "breached": False, "breaches": [], "explanation": "...",
+    }]})
 
 
 class Health(BaseModel):

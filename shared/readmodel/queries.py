@@ -1,5 +1,10 @@
 """Read queries more than one service needs (the registration service reads the directory
-and waits for decisions; the query API serves them)."""
+and waits for decisions; the query API serves them).
+
+Directory look-ups answer with the *canonical* key: when the adjudicator found two keys to
+be one customer (`AccountsLinked`), the alias resolves to the canonical key, so later
+commands converge on one key.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.readmodel.schema import account_crm_ids, account_domains, registrations
+from shared.readmodel.schema import (
+    account_crm_ids,
+    account_domains,
+    account_links,
+    registrations,
+)
+
+_MAX_LINK_HOPS = 8
 
 
 async def get_registration(conn: AsyncConnection, registration_id: str) -> dict[str, Any] | None:
@@ -18,19 +30,53 @@ async def get_registration(conn: AsyncConnection, registration_id: str) -> dict[
     return dict(row._mapping) if row is not None else None
 
 
+async def canonical_key(conn: AsyncConnection, account_key: str) -> str:
+    """The key `account_key` is linked to (following links), else itself."""
+    seen = {account_key}
+    key = account_key
+    for _ in range(_MAX_LINK_HOPS):
+        target = (
+            await conn.execute(select(account_links.c.canonical_key)
+                               .where(account_links.c.account_key == key))
+        ).scalar_one_or_none()
+        if target is None or target in seen:
+            break
+        seen.add(target)
+        key = target
+    return key
+
+
+async def linked_keys(conn: AsyncConnection, canonical: str) -> list[str]:
+    """Every key that resolves to `canonical` (itself first, then its aliases)."""
+    keys = [canonical]
+    frontier = [canonical]
+    for _ in range(_MAX_LINK_HOPS):
+        if not frontier:
+            break
+        aliases = (
+            await conn.execute(select(account_links.c.account_key)
+                               .where(account_links.c.canonical_key.in_(frontier)))
+        ).scalars().all()
+        frontier = sorted(a for a in aliases if a not in keys)
+        keys.extend(frontier)
+    return keys
+
+
 async def account_key_for_domain(conn: AsyncConnection, domain: str) -> str | None:
-    return (
+    key = (
         await conn.execute(
             select(account_domains.c.account_key).where(account_domains.c.domain == domain)
         )
     ).scalar_one_or_none()
+    return await canonical_key(conn, key) if key is not None else None
 
 
 async def account_key_for_crm_id(conn: AsyncConnection, crm_account_id: str) -> str | None:
-    return (
+    key = (
         await conn.execute(
             select(account_crm_ids.c.account_key).where(
                 account_crm_ids.c.crm_account_id == crm_account_id
             )
         )
     ).scalar_one_or_none()
+    return await canonical_key(conn, key) if key is not None else None

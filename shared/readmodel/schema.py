@@ -1,4 +1,20 @@
-"""Tables of the read models. Migrations in `migrations/versions` create exactly these."""
+"""Tables of the read models. Migrations in `migrations/versions` create exactly these.
+
+Every table belongs to one projection model (see `services/projections/models.py`), which
+stores its consumed log positions in `projection_positions` in the same transaction as its
+rows; `dealreg projections rebuild --model NAME` empties a model's tables and replays.
+
+- registrations model: `registrations`, `claims`, `pipeline_totals`,
+  `pipeline_product_totals` (current state, pipeline aggregates, metrics inputs);
+- ownership model: `ownership_intervals` (who held which account when: `as_of` reads);
+- directory model: `account_domains`, `account_crm_ids`, `account_names`,
+  `account_name_keys`, `account_links` (account resolution, exact and fuzzy);
+- disputes model: `disputes`, `dispute_members`, `dispute_breaches`;
+- timelines model: `timeline_entries`.
+
+Money is stored as integers in ten-thousandths (`*_e4`), exact on both backends (the API
+accepts at most four decimal places), so sums never go through floating point.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +23,16 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
+    Index,
     Integer,
     MetaData,
     Numeric,
     String,
     Table,
+    Text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -52,12 +71,14 @@ projection_positions = Table(
     Column("position", BigInteger, nullable=False),
 )
 
+# --- registrations model ---------------------------------------------------------------
+
 registrations = Table(
     "registrations",
     metadata,
     Column("id", String(64), primary_key=True),
-    Column("partner_id", String(100), nullable=True, index=True),
-    Column("account_key", String(300), nullable=True, index=True),
+    Column("partner_id", String(100), nullable=True),
+    Column("account_key", String(300), nullable=True),
     Column("account", Json, nullable=True),
     Column("opportunity", Json, nullable=True),
     Column("motion", String(20), nullable=True),
@@ -71,7 +92,95 @@ registrations = Table(
     Column("credit_percent", Numeric(5, 2), nullable=True),
     Column("decision", Json, nullable=True),
     Column("policy_version", Integer, nullable=True),
+    # Added by 0004: scope, money, lifecycle end and the program-metrics inputs.
+    Column("scope_products", Json, nullable=True, doc="None: the whole account"),
+    Column("amount_e4", BigInteger, nullable=True),
+    Column("currency", String(3), nullable=True),
+    Column("ended_at", UTCDateTime(), nullable=True),
+    Column("end_reason", String(20), nullable=True),
+    Column("closed_amount_e4", BigInteger, nullable=True),
+    Column("closed_currency", String(3), nullable=True),
+    Column("incumbent_until", UTCDateTime(), nullable=True),
+    Column("first_decided_at", UTCDateTime(), nullable=True),
+    Column("first_rule", String(40), nullable=True),
+    Column("collided", Boolean, nullable=True),
+    Column("decision_latency_ms", BigInteger, nullable=True),
+    Index("ix_registrations_account_key", "account_key"),
+    Index("ix_registrations_partner_id_id", "partner_id", "id"),
+    Index("ix_registrations_status_id", "status", "id"),
+    Index("ix_registrations_submitted_at", "submitted_at"),
+    Index("ix_registrations_decision_latency_ms", "decision_latency_ms"),
 )
+
+claims = Table(
+    "claims",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("kind", String(20), nullable=True),
+    Column("rep_id", String(100), nullable=True),
+    Column("account_key", String(300), nullable=True),
+    Column("account", Json, nullable=True),
+    Column("products", Json, nullable=True),
+    Column("status", String(20), nullable=False),
+    Column("filed_at", UTCDateTime(), nullable=True),
+    Column("decided_at", UTCDateTime(), nullable=True),
+    Column("protected_until", UTCDateTime(), nullable=True),
+    Column("extensions", Integer, nullable=False, server_default="0"),
+    Column("dispute_id", String(64), nullable=True),
+    Column("credit_percent", Numeric(5, 2), nullable=True),
+    Column("decision", Json, nullable=True),
+    Column("policy_version", Integer, nullable=True),
+    Column("scope_products", Json, nullable=True),
+    Column("ended_at", UTCDateTime(), nullable=True),
+    Column("end_reason", String(20), nullable=True),
+    Index("ix_claims_rep_id_id", "rep_id", "id"),
+    Index("ix_claims_account_key", "account_key"),
+)
+
+pipeline_totals = Table(
+    "pipeline_totals",
+    metadata,
+    Column("partner_id", String(100), primary_key=True),
+    Column("status", String(20), primary_key=True),
+    Column("motion", String(20), primary_key=True),
+    Column("currency", String(3), primary_key=True, doc="'' when the deal has no amount"),
+    Column("count", BigInteger, nullable=False),
+    Column("amount_e4", BigInteger, nullable=False),
+)
+
+pipeline_product_totals = Table(
+    "pipeline_product_totals",
+    metadata,
+    Column("product", String(100), primary_key=True, doc="'' for a deal naming no product"),
+    Column("partner_id", String(100), primary_key=True),
+    Column("status", String(20), primary_key=True),
+    Column("motion", String(20), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("count", BigInteger, nullable=False),
+    Column("amount_e4", BigInteger, nullable=False),
+)
+
+# --- ownership model -------------------------------------------------------------------
+
+ownership_intervals = Table(
+    "ownership_intervals",
+    metadata,
+    Column("holder_id", String(64), primary_key=True, doc="registration or claim id"),
+    Column("opened_by", String(250), primary_key=True, doc="id of the decision event"),
+    Column("account_key", String(300), nullable=False),
+    Column("kind", String(12), nullable=False, doc="protection | incumbency"),
+    Column("party_type", String(10), nullable=False),
+    Column("party_id", String(100), nullable=False),
+    Column("products", Json, nullable=True, doc="None: the whole account"),
+    Column("status", String(20), nullable=False),
+    Column("credit_percent", Numeric(5, 2), nullable=True),
+    Column("valid_from", UTCDateTime(), nullable=False),
+    Column("valid_to", UTCDateTime(), nullable=True, doc="None: still current"),
+    Column("protected_until", UTCDateTime(), nullable=True),
+    Index("ix_ownership_intervals_account_key_valid_from", "account_key", "valid_from"),
+)
+
+# --- directory model -------------------------------------------------------------------
 
 account_domains = Table(
     "account_domains",
@@ -88,9 +197,91 @@ account_names = Table(
     Column("account_key", String(300), primary_key=True),
 )
 
+account_name_keys = Table(
+    "account_name_keys",
+    metadata,
+    Column("country", String(2), primary_key=True),
+    Column("key", String(300), primary_key=True, doc="a blocking key of the sorted name"),
+    Column("name", String(300), primary_key=True, doc="normalized name"),
+)
+
 account_crm_ids = Table(
     "account_crm_ids",
     metadata,
     Column("crm_account_id", String(200), primary_key=True),
     Column("account_key", String(300), nullable=False, index=True),
+)
+
+account_links = Table(
+    "account_links",
+    metadata,
+    Column("account_key", String(300), primary_key=True, doc="the alias"),
+    Column("canonical_key", String(300), nullable=False),
+    Column("matched_by", String(20), nullable=False),
+    Column("score", Numeric(6, 4), nullable=False),
+    Column("linked_at", UTCDateTime(), nullable=False),
+    Index("ix_account_links_canonical_key", "canonical_key"),
+)
+
+# --- disputes model --------------------------------------------------------------------
+
+disputes = Table(
+    "disputes",
+    metadata,
+    Column("id", String(100), primary_key=True),
+    Column("account_key", String(300), nullable=True),
+    Column("status", String(10), nullable=False),
+    Column("reason", String(30), nullable=True),
+    Column("level", Integer, nullable=False),
+    Column("owner_id", String(100), nullable=True),
+    Column("owners", Json, nullable=False, doc="every owner it was assigned to, in order"),
+    Column("opened_at", UTCDateTime(), nullable=True),
+    Column("due_at", UTCDateTime(), nullable=True),
+    Column("reminder_at", UTCDateTime(), nullable=True),
+    Column("acknowledged_at", UTCDateTime(), nullable=True),
+    Column("acknowledged_by", String(100), nullable=True),
+    Column("registration_ids", Json, nullable=False),
+    Column("breached", Boolean, nullable=False),
+    Column("resolution", Json, nullable=True),
+    Column("outcome", String(30), nullable=True),
+    Column("resolved_at", UTCDateTime(), nullable=True),
+    Column("resolve_ms", BigInteger, nullable=True),
+    Column("rule", String(40), nullable=True),
+    Column("explanation", String(4000), nullable=True),
+    Column("policy_version", Integer, nullable=True),
+    Index("ix_disputes_owner_id_status_id", "owner_id", "status", "id"),
+    Index("ix_disputes_status_id", "status", "id"),
+    Index("ix_disputes_account_key", "account_key"),
+    Index("ix_disputes_opened_at", "opened_at"),
+    Index("ix_disputes_resolve_ms", "resolve_ms"),
+)
+
+dispute_members = Table(
+    "dispute_members",
+    metadata,
+    Column("dispute_id", String(100), primary_key=True),
+    Column("member_id", String(64), primary_key=True, doc="registration or claim id"),
+    Index("ix_dispute_members_member_id", "member_id"),
+)
+
+dispute_breaches = Table(
+    "dispute_breaches",
+    metadata,
+    Column("dispute_id", String(100), primary_key=True),
+    Column("level", Integer, primary_key=True),
+    Column("deadline", UTCDateTime(), nullable=False),
+    Column("outcome", String(20), nullable=False, doc="escalated | kept_open | fallback"),
+)
+
+# --- timelines model -------------------------------------------------------------------
+
+timeline_entries = Table(
+    "timeline_entries",
+    metadata,
+    Column("subject_id", String(100), primary_key=True, doc="registration, claim or dispute"),
+    Column("event_id", String(250), primary_key=True),
+    Column("at_us", BigInteger, nullable=False, doc="the event's own time, µs since epoch"),
+    Column("type", String(100), nullable=False),
+    Column("data", Text, nullable=False,
+           doc="the event's data as compact JSON text, without empty fields"),
 )

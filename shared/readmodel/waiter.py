@@ -1,4 +1,5 @@
-"""Waiting for a registration's decision to reach the read model (`Prefer: wait=N`).
+"""Waiting for the read model: a registration's decision (`Prefer: wait=N`), or a log
+position (read your writes).
 
 In one process (`dealreg dev`, or a registration service co-located with projections) the
 projection worker wakes waiters directly after its transaction commits. A registration
@@ -12,9 +13,11 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.readmodel.queries import get_registration
+from shared.readmodel.schema import projection_positions
 
 DECIDED = {"approved", "rejected", "in_review", "expired", "withdrawn", "won", "lost"}
 
@@ -67,3 +70,64 @@ class DecisionWaiter:
             waiting.remove(event)
             if not waiting:
                 del self._events[registration_id]
+
+
+class PositionWaiter:
+    """Read your writes: wait until every projection model applied a log position.
+
+    A command answers with `X-Log-Position: <topic>/<partition>/<offset>`; a read that sends
+    it back (`X-Wait-For-Position` or `min_position`) waits here until all `models` stored a
+    position past that offset for that partition. Positions live in `projection_positions`
+    (written in the same transaction as the rows), so the check is right whichever process
+    owns the partition; a co-located worker calls `notify()` after each commit so a waiter
+    re-checks at once instead of at its next poll (5-50 ms back-off otherwise).
+    """
+
+    def __init__(self, engine: AsyncEngine, models: Iterable[str]) -> None:
+        self.engine = engine
+        self.models = tuple(models)
+        self._changed = asyncio.Event()
+
+    def notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def behind(self, wanted: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
+        """The wanted `(topic, partition) -> offset` not applied yet by every model,
+        each with the lowest stored position."""
+        if not wanted:
+            return {}
+        topics = {topic for topic, _ in wanted}
+        async with self.engine.connect() as conn:
+            result = await conn.execute(
+                select(projection_positions.c.projection, projection_positions.c.topic,
+                       projection_positions.c.partition, projection_positions.c.position)
+                .where(projection_positions.c.topic.in_(topics),
+                       projection_positions.c.projection.in_(self.models))
+            )
+            stored: dict[tuple[str, str, int], int] = {
+                (m, t, p): pos for m, t, p, pos in result
+            }
+        lagging: dict[tuple[str, int], int] = {}
+        for tp, offset in wanted.items():
+            lowest = min(stored.get((m, *tp), 0) for m in self.models)
+            if lowest <= offset:
+                lagging[tp] = lowest
+        return lagging
+
+    async def wait(self, wanted: dict[tuple[str, int], int], timeout: float) -> bool:
+        """True once every wanted offset is applied; False after `timeout` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        delay = 0.005
+        while True:
+            changed = self._changed
+            if not await self.behind(wanted):
+                return True
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(changed.wait(), min(delay, remaining))
+            except TimeoutError:
+                delay = min(delay * 2, 0.05)

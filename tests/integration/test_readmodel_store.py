@@ -10,6 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
+import services.registration.adapters.tables  # noqa: F401  (registers its tables)
 from shared.readmodel.schema import metadata
 from shared.readmodel.store import create_engine, migrate
 from tests.support.servers import ServerHandle, create_database

@@ -2,6 +2,9 @@
 
 from fastapi import APIRouter
 
-from services.projections.api.routes import router as queries
+from services.projections.api.disputes import router as disputes
+from services.projections.api.ownership import router as ownership
+from services.projections.api.pipeline import router as pipeline
+from services.projections.api.registrations import router as registrations
 
-routers: list[APIRouter] = [queries]
+routers: list[APIRouter] = [registrations, ownership, disputes, pipeline]

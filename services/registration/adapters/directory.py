@@ -1,26 +1,229 @@
-"""Account resolution against the account directory read model.
+"""Account resolution against the account directory, fast.
 
-Exact look-ups on CRM id and domain reuse the key the account already has; otherwise a new
-key is derived. Two first registrations of one account racing each other can still get
-different keys; adjudication catches that (see the README's design notes).
+Each registration process keeps an in-memory `AccountIndex` (exact CRM id and domain maps,
+blocked fuzzy names per country), warmed from the directory read model (`account_domains`,
+`account_crm_ids`, `account_names`, filled by the projections) and updated at once with
+every account this process appends. A resolution is a few dictionary look-ups plus one
+rapidfuzz pass over a small candidate block: microseconds, no round trip.
+
+When other processes append too (the distributed backend), the index can lag what they
+added since it was warmed; there a miss in memory falls back to indexed queries (CRM id and
+domain by primary key, names by country and first-token prefix) and whatever they find is
+added to the index. The index is rebuilt in the background every
+`directory_rewarm_seconds`. What still slips through -- two first registrations of one new
+customer accepted at the same moment by two processes, or a near name that shares no first
+token -- is caught downstream: the adjudicator matches registrations by their account facts,
+not by key, and links the keys (`AccountsLinked`); across partitions this service reports the
+link (`AccountLinkReported`) when it meets an identity that matches two keys.
 """
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+import asyncio
+import contextlib
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
 
-from shared.accounts import AccountIdentity, derive_account_key
+from sqlalchemy import Table, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.registration.domain.resolution import Resolution, choose
+from shared.accounts import AccountIdentity, AccountIndex, AccountMatch, sort_name_tokens
+from shared.accounts.index import _blocking_keys as blocking_keys
+from shared.logging import get_logger
+from shared.policy import MatchPolicy
+from shared.readmodel import queries
 from shared.readmodel.queries import account_key_for_crm_id, account_key_for_domain
+from shared.readmodel.schema import account_crm_ids, account_domains, account_names, metadata
+
+log = get_logger(__name__)
+
+_NAME_FALLBACK_LIMIT = 2000
 
 
-async def resolve_account_key(engine: AsyncEngine, identity: AccountIdentity) -> str:
-    async with engine.connect() as conn:
-        if identity.crm_account_id:
-            key = await account_key_for_crm_id(conn, identity.crm_account_id)
-            if key:
+def _links_table() -> Table | None:
+    """The projections' account links (alias -> canonical), when this build has them."""
+    return metadata.tables.get("account_links")
+
+
+async def canonical_key(conn: AsyncConnection, account_key: str) -> str:
+    follow = getattr(queries, "canonical_key", None)
+    return await follow(conn, account_key) if follow is not None else account_key
+
+
+@dataclass(frozen=True, slots=True)
+class KnownEntity:
+    """A registration or claim this process accepted, for follow-up commands that arrive
+    before the projections have caught up."""
+
+    id: str
+    account_key: str
+    party_id: str
+
+
+class AccountDirectory:
+    def __init__(self, engine: AsyncEngine, *, complete: bool, rewarm_seconds: float,
+                 recent_size: int = 50_000) -> None:
+        """`complete`: every append goes through this process (embedded backend), so the
+        warmed index plus own appends is the whole directory and misses need no query."""
+        self.engine = engine
+        self.complete = complete
+        self.rewarm_seconds = rewarm_seconds
+        self._index = AccountIndex()
+        self._warmed_at: float | None = None
+        self._warm_lock = asyncio.Lock()
+        self._rewarm: asyncio.Task[None] | None = None
+        self._added_during_rewarm: list[tuple[str, AccountIdentity]] | None = None
+        self._recent: OrderedDict[str, KnownEntity] = OrderedDict()
+        self._recent_size = recent_size
+
+    # --- warming -------------------------------------------------------------------------
+
+    async def _load(self) -> AccountIndex:
+        index = AccountIndex()
+        async with self.engine.connect() as conn:
+            links = _links_table()
+            aliases: dict[str, str] = {}
+            if links is not None:
+                aliases = {a: c for a, c in await conn.execute(
+                    select(links.c.account_key, links.c.canonical_key))}
+
+            def canonical(key: str) -> str:
+                for _ in range(8):  # links form short chains; a cycle must not hang us
+                    if key not in aliases:
+                        break
+                    key = aliases[key]
                 return key
-        if identity.domain:
-            key = await account_key_for_domain(conn, identity.domain)
-            if key:
-                return key
-    return derive_account_key(identity)
+
+            for domain, key in await conn.execute(
+                    select(account_domains.c.domain, account_domains.c.account_key)):
+                index.add(canonical(key), AccountIdentity(None, domain, None, None))
+            for crm, key in await conn.execute(
+                    select(account_crm_ids.c.crm_account_id, account_crm_ids.c.account_key)):
+                index.add(canonical(key), AccountIdentity(crm, None, None, None))
+            for country, name, key in await conn.execute(
+                    select(account_names.c.country, account_names.c.name,
+                           account_names.c.account_key)):
+                index.add(canonical(key), AccountIdentity(None, None, name, country))
+        return index
+
+    async def warm(self) -> None:
+        async with self._warm_lock:
+            if self._warmed_at is not None:
+                return
+            started = time.perf_counter()
+            self._index = await self._load()
+            self._warmed_at = time.monotonic()
+            log.info("account_directory_warmed", accounts=len(self._index),
+                     seconds=round(time.perf_counter() - started, 3))
+
+    def _maybe_rewarm(self) -> None:
+        if (self._warmed_at is None or self._rewarm is not None
+                or time.monotonic() - self._warmed_at < self.rewarm_seconds):
+            return
+        self._rewarm = asyncio.create_task(self._rebuild(), name="account-directory-rewarm")
+
+    async def _rebuild(self) -> None:
+        self._added_during_rewarm = []
+        try:
+            index = await self._load()
+            for key, identity in self._added_during_rewarm:
+                index.add(key, identity)
+            self._index = index
+        except Exception:
+            log.exception("account_directory_rewarm_failed")
+        finally:
+            self._added_during_rewarm = None
+            self._warmed_at = time.monotonic()
+            self._rewarm = None
+
+    async def close(self) -> None:
+        if self._rewarm is not None:
+            self._rewarm.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._rewarm
+
+    # --- resolving -----------------------------------------------------------------------
+
+    async def resolve(self, identity: AccountIdentity, match: MatchPolicy) -> Resolution:
+        if self._warmed_at is None:
+            await self.warm()
+        self._maybe_rewarm()
+        matches = self._index.match(identity, match.name_threshold, match.review_band)
+        if not self.complete and await self._fill_misses(identity, matches):
+            matches = self._index.match(identity, match.name_threshold, match.review_band)
+        resolution = choose(identity, matches)
+        if _links_table() is None or resolution.is_new:
+            return resolution
+        # The adjudicator may have linked the key to another since the index was built.
+        async with self.engine.connect() as conn:
+            key = await canonical_key(conn, resolution.account_key)
+        if key == resolution.account_key:
+            return resolution
+        self.remember(key, identity)
+        return Resolution(key, resolution.matched,
+                          tuple(a for a in resolution.aliases if a.account_key != key),
+                          resolution.possible_duplicates)
+
+    async def _fill_misses(self, identity: AccountIdentity, matches: list[AccountMatch]) -> bool:
+        """Ask the directory tables for what memory did not know; True if anything new."""
+        kinds = {m.matched_by for m in matches}
+        confident = any(m.confident for m in matches)
+        added = False
+        async with self.engine.connect() as conn:
+            if identity.crm_account_id and "crm_account_id" not in kinds:
+                key = await account_key_for_crm_id(conn, identity.crm_account_id)
+                if key:
+                    self.remember(key, AccountIdentity(identity.crm_account_id, None, None,
+                                                       None))
+                    added = True
+            if identity.domain and "domain" not in kinds:
+                key = await account_key_for_domain(conn, identity.domain)
+                if key:
+                    self.remember(key, AccountIdentity(None, identity.domain, None, None))
+                    added = True
+            if not confident and not added and identity.name and identity.country:
+                for name, key in await self._candidate_names(conn, identity.name,
+                                                             identity.country):
+                    self.remember(key, AccountIdentity(None, None, name, identity.country))
+                    added = True
+        return added
+
+    async def _candidate_names(self, conn: AsyncConnection, name: str, country: str
+                               ) -> list[tuple[str, str]]:
+        """(name, key) rows that may score against `name`: through the projections'
+        blocking-key table when there is one, else names sharing the first token."""
+        blocks = metadata.tables.get("account_name_keys")
+        if blocks is not None:
+            keys = sorted(blocking_keys(sort_name_tokens(name)))
+            names = select(blocks.c.name).where(blocks.c.country == country,
+                                                blocks.c.key.in_(keys)).distinct()
+            query = (select(account_names.c.name, account_names.c.account_key)
+                     .where(account_names.c.country == country,
+                            account_names.c.name.in_(names.limit(_NAME_FALLBACK_LIMIT))))
+        else:
+            first = name.split()[0]
+            query = (select(account_names.c.name, account_names.c.account_key)
+                     .where(account_names.c.country == country,
+                            account_names.c.name >= first,
+                            account_names.c.name < first + "\uffff")
+                     .limit(_NAME_FALLBACK_LIMIT))
+        return [(n, k) for n, k in await conn.execute(query)]
+
+    def remember(self, account_key: str, identity: AccountIdentity) -> None:
+        """File an identity under its key (after an append, or what a query found)."""
+        self._index.add(account_key, identity)
+        if self._added_during_rewarm is not None:
+            self._added_during_rewarm.append((account_key, identity))
+
+    # --- entities this process accepted ----------------------------------------------------
+
+    def remember_entity(self, entity: KnownEntity) -> None:
+        self._recent[entity.id] = entity
+        self._recent.move_to_end(entity.id)
+        while len(self._recent) > self._recent_size:
+            self._recent.popitem(last=False)
+
+    def recent(self, entity_id: str) -> KnownEntity | None:
+        return self._recent.get(entity_id)

@@ -1,120 +1,228 @@
-"""Command endpoints: every accepted command is an event durable in the log before a 2xx."""
+"""Command endpoints: every accepted command is an event durable in the log before a 2xx.
+
+Routes only translate HTTP (auth, `Prefer`, `Idempotency-Key`, path ids) and call the
+handlers in `services/registration/handlers.py`, the same ones CloudEvents ingestion uses.
+"""
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-import structlog
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 
-from services.registration.adapters.directory import resolve_account_key
-from services.registration.api.schemas import RegistrationRequest
-from services.registration.domain.intake import (
-    InvalidAccount,
-    identity_of,
-    registration_submitted,
+from services.registration.api.deps import (
+    IdempotencyKey,
+    get_commands,
+    idempotent,
+    lifespan,
+    prefer_wait,
+)
+from services.registration.domain import access
+from services.registration.domain.validation import IDENTIFIER_PATTERN
+from services.registration.handlers import Commands
+from services.registration.models import (
+    ClaimRequest,
+    ClaimView,
+    CloseRequest,
+    DisputeCommandView,
+    DisputeRequest,
+    OpportunityClosedRequest,
+    RegistrationRequest,
+    ResolutionRequest,
 )
 from shared.api.auth import Principal, require
-from shared.api.problems import PROBLEM_RESPONSES, Problem
+from shared.api.problems import problem_responses
 from shared.api.resources import RegistrationView
-from shared.eventlog import OutgoingRecord
-from shared.events import PartnerSnapshot, encode, new_envelope
-from shared.ids import new_id
 
-router = APIRouter(prefix="/v1", tags=["commands"])
+router = APIRouter(prefix="/v1", tags=["commands"], lifespan=lifespan)
 
-_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
+EntityId = Annotated[str, Path(pattern=IDENTIFIER_PATTERN, max_length=100,
+                               examples=["reg_01jd2v6x3k8m0q9r7s5t4w2y1z"])]
+CommandsDep = Annotated[Commands, Depends(get_commands)]
+Wait = Annotated[float, Depends(prefer_wait)]
 
-DEFAULT_POLICY_VERSION = 1  # v1 = the built-in defaults until a policy is published
+_REGISTRATION_EXAMPLE: dict[str, Any] = {
+    "id": "reg_01jd2v6x3k8m0q9r7s5t4w2y1z", "partner_id": "p-1", "account_key": "dom:acme.com",
+    "account": {"name": "Acme Corp", "domain": "acme.com", "country": "US",
+                "crm_account_id": None},
+    "opportunity": {"title": "Analytics rollout", "products": ["analytics"],
+                    "amount": {"value": "120000.00", "currency": "USD"},
+                    "expected_close": "2027-03-31"},
+    "motion": "resell", "external_ref": "PRM-123", "status": "approved",
+    "submitted_at": "2026-11-23T09:00:00Z", "decided_at": "2026-11-23T09:00:00.120000Z",
+    "protected_until": "2027-02-21T09:00:00Z", "extensions": 0, "dispute_id": None,
+    "credit_percent": None,
+    "decision": {"rule": "no_conflict", "policy_version": 1,
+                 "explanation": "No other party holds this account.", "conflicts": []},
+}
+_DISPUTE_EXAMPLE: dict[str, Any] = {
+    "id": "dsp_01jd2v9a1b2c3d4e5f6g7h8j9k", "status": "open", "level": 1, "owner_id": "cm-1",
+    "due_at": "2026-11-25T09:00:00Z", "acknowledged_at": None,
+    "registration_ids": ["reg_01jd2v6x3k8m0q9r7s5t4w2y1z"], "resolution": None,
+}
 
 
-def requested_wait(prefer: str | None, ceiling: float) -> float:
-    """Seconds asked for by `Prefer: wait=N` (RFC 7240), capped by the configured ceiling."""
-    if not prefer:
-        return 0.0
-    match = _WAIT.search(prefer)
-    return min(float(match.group(1)), ceiling) if match else 0.0
+def _example(model: type, example: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"model": model, "description": description,
+            "content": {"application/json": {"example": example}}}
 
 
-@router.post(
-    "/registrations",
-    status_code=201,
-    response_model=RegistrationView,
-    responses={
-        202: {"model": RegistrationView,
-              "description": "Accepted and durable; not decided within the wait"},
-        **PROBLEM_RESPONSES,
-    },
-    summary="Register a deal",
-)
+REGISTRATION_ANSWERS: dict[int | str, dict[str, Any]] = {
+    201: _example(RegistrationView, _REGISTRATION_EXAMPLE,
+                  "Durable and decided within the `Prefer: wait`"),
+    202: _example(RegistrationView, {**_REGISTRATION_EXAMPLE, "status": "submitted",
+                                     "decided_at": None, "protected_until": None,
+                                     "decision": None},
+                  "Durable; not decided within the wait (or no wait asked)"),
+    **problem_responses(400, 401, 403, 409, 413, 415, 422, 503),
+}
+
+
+@router.post("/registrations", status_code=201, response_model=RegistrationView,
+             responses=REGISTRATION_ANSWERS, summary="Register a deal",
+             description="A partner registers for itself; an integration or admin names the "
+             "`partner_id`. The account key is resolved (exact CRM id / domain, fuzzy name "
+             "within the country), the policy version and partner snapshot are stamped, and "
+             "the event is appended before the answer.")
 async def submit_registration(
-    body: RegistrationRequest,
-    request: Request,
-    response: Response,
-    principal: Annotated[Principal, Depends(require("partner", "integration"))],
-    prefer: Annotated[str | None, Header()] = None,
-) -> RegistrationView:
-    runtime = request.app.state.runtime
-    partner_id = body.partner_id
-    if principal.role == "partner":
-        if partner_id is not None and partner_id != principal.subject_id:
-            raise Problem(403, "Forbidden", "A partner registers deals only for itself.")
-        partner_id = principal.subject_id
-    if not partner_id:
-        raise Problem(422, "Validation failed", "The request has invalid fields.",
-                      errors=[{"field": "partner_id", "message": "Field required"}])
-    try:
-        identity = identity_of(body.account.name, body.account.domain, body.account.country,
-                               body.account.crm_account_id)
-    except InvalidAccount as exc:
-        raise Problem(422, "Validation failed", "The request has invalid fields.",
-                      errors=[{"field": "account", "message": str(exc)}]) from exc
-    account_key = await resolve_account_key(runtime.engine, identity)
-    now = datetime.now(UTC)
-    registration_id = new_id("reg")
-    event = registration_submitted(
-        registration_id=registration_id,
-        partner=PartnerSnapshot(partner_id=partner_id),
-        account_key=account_key,
-        raw_account_name=body.account.name,
-        identity=identity,
-        title=body.opportunity.title,
-        products=body.opportunity.products,
-        amount=(str(body.opportunity.amount.value), body.opportunity.amount.currency)
-        if body.opportunity.amount else None,
-        expected_close=body.opportunity.expected_close,
-        motion=body.motion,
-        external_ref=body.external_ref,
-        submitted_at=now,
-        policy_version=DEFAULT_POLICY_VERSION,
-    )
-    envelope = new_envelope(event, id=new_id("evt"), source=f"{runtime.settings.source}/api",
-                            subject=account_key, time=now)
-    structlog.contextvars.bind_contextvars(event_id=envelope.id, account_key=account_key)
-    [appended] = await runtime.eventlog.append(
-        [OutgoingRecord(runtime.topics.intake, account_key, encode(envelope))]
-    )
-    response.headers["Location"] = f"/v1/registrations/{registration_id}"
-    response.headers["X-Log-Position"] = (
-        f"{appended.topic}/{appended.partition}/{appended.offset}"
-    )
-    wait = requested_wait(prefer, runtime.settings.max_wait_seconds)
-    if wait > 0:
-        response.headers["Preference-Applied"] = f"wait={prefer_value(wait)}"
-        row = await runtime.waiter.wait_decided(registration_id, wait)
-        if row is not None:
-            return RegistrationView.from_row(row)
-    response.status_code = 202
-    return RegistrationView(
-        id=registration_id, partner_id=partner_id, account_key=account_key,
-        account=event.account.model_dump(mode="json"),
-        opportunity=event.opportunity.model_dump(mode="json"), motion=event.motion,
-        external_ref=event.external_ref, status="submitted", submitted_at=now,
-        decided_at=None, protected_until=None,
-    )
+    body: RegistrationRequest, request: Request, commands: CommandsDep, wait: Wait,
+    principal: Annotated[Principal, Depends(require(*access.REGISTRANTS))],
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    return await idempotent(request, principal, commands, idempotency_key,
+                            lambda: commands.submit_registration(principal, body, wait))
 
 
-def prefer_value(seconds: float) -> str:
-    return str(int(seconds)) if seconds == int(seconds) else str(seconds)
+LIFECYCLE_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: _example(RegistrationView, _REGISTRATION_EXAMPLE,
+                  "Durable and applied within the `Prefer: wait`"),
+    202: _example(RegistrationView, _REGISTRATION_EXAMPLE,
+                  "Durable; the registration as the read model shows it now"),
+    **problem_responses(400, 401, 404, 409, 413, 415, 422, 503),
+}
+
+
+@router.post("/registrations/{registration_id}/withdraw", status_code=202,
+             response_model=RegistrationView, responses=LIFECYCLE_ANSWERS,
+             summary="Withdraw a registration",
+             description="The owning partner, an integration or an admin ends the "
+             "registration's protection. Another partner's registration is 404.")
+async def withdraw(
+    registration_id: EntityId, request: Request, commands: CommandsDep, wait: Wait,
+    principal: Annotated[Principal, Depends(require(*access.REGISTRANTS))],
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    return await idempotent(request, principal, commands, idempotency_key,
+                            lambda: commands.withdraw(principal, registration_id, wait))
+
+
+@router.post("/registrations/{registration_id}/extend", status_code=202,
+             response_model=RegistrationView, responses=LIFECYCLE_ANSWERS,
+             summary="Extend a registration's protection",
+             description="One more `extension.period`, up to the policy's "
+             "`max_extensions`; only an approved registration can be extended.")
+async def extend(
+    registration_id: EntityId, request: Request, commands: CommandsDep, wait: Wait,
+    principal: Annotated[Principal, Depends(require(*access.REGISTRANTS))],
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    return await idempotent(request, principal, commands, idempotency_key,
+                            lambda: commands.extend(principal, registration_id, wait))
+
+
+@router.post("/registrations/{registration_id}/close", status_code=202,
+             response_model=RegistrationView, responses=LIFECYCLE_ANSWERS,
+             summary="Close the opportunity (won or lost)",
+             description="What a CRM reports with `crm.opportunity.closed.v1`, as a "
+             "command: protection ends, and a win makes the party the account's incumbent.")
+async def close(
+    registration_id: EntityId, body: CloseRequest, request: Request, commands: CommandsDep,
+    wait: Wait, principal: Annotated[Principal, Depends(require("integration"))],
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    command = OpportunityClosedRequest(registration_id=registration_id, outcome=body.outcome,
+                                       amount=body.amount)
+    return await idempotent(request, principal, commands, idempotency_key,
+                            lambda: commands.close(principal, command, wait))
+
+
+@router.post("/claims", status_code=201, response_model=ClaimView, responses={
+    201: _example(ClaimView, {
+        "id": "clm_01jd2vb0c1d2e3f4g5h6j7k8m9", "kind": "named_account", "rep_id": "rep-7",
+        "account_key": "dom:globex.de",
+        "account": {"name": "Globex GmbH", "domain": "globex.de", "country": "DE",
+                    "crm_account_id": None},
+        "products": [], "status": "submitted", "filed_at": "2026-11-23T09:00:00Z",
+        "decided_at": None, "protected_until": None, "decision": None},
+        "Durable; decided fields filled when decided within the `Prefer: wait`"),
+    **problem_responses(400, 401, 403, 409, 413, 415, 422, 503)},
+    summary="File a direct claim",
+    description="A rep claims a named account (all products) or an opportunity (its "
+    "products) for itself; an integration or admin names the `rep_id`.")
+async def file_claim(
+    body: ClaimRequest, request: Request, commands: CommandsDep, wait: Wait,
+    principal: Annotated[Principal, Depends(require(*access.CLAIMANTS))],
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    return await idempotent(request, principal, commands, idempotency_key,
+                            lambda: commands.file_claim(principal, body, wait))
+
+
+DISPUTE_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: _example(DisputeCommandView, _DISPUTE_EXAMPLE, "Applied within the `Prefer: wait`"),
+    202: _example(DisputeCommandView, _DISPUTE_EXAMPLE,
+                  "Durable; the dispute as the read model shows it now"),
+    **problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 503),
+}
+
+
+@router.post("/registrations/{registration_id}/disputes", status_code=201,
+             response_model=DisputeCommandView, responses={
+                 201: _example(DisputeCommandView, _DISPUTE_EXAMPLE,
+                               "Durable; filled in when opened within the `Prefer: wait`"),
+                 **problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 503)},
+             summary="Contest a rejection",
+             description="The owning partner (or an integration / admin for it) contests a "
+             "registration rejected by a precedence rule; a dispute opens at level 1.")
+async def file_dispute(
+    registration_id: EntityId, body: DisputeRequest, request: Request,
+    commands: CommandsDep, wait: Wait,
+    principal: Annotated[Principal, Depends(require(*access.REGISTRANTS))],
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    return await idempotent(request, principal, commands, idempotency_key,
+                            lambda: commands.file_dispute(principal, registration_id, body,
+                                                          wait))
+
+
+DisputeId = Annotated[str, Path(pattern=IDENTIFIER_PATTERN, max_length=100,
+                                examples=["dsp_01jd2v9a1b2c3d4e5f6g7h8j9k"])]
+
+
+@router.post("/disputes/{dispute_id}/acknowledge", status_code=202,
+             response_model=DisputeCommandView, responses=DISPUTE_ANSWERS,
+             summary="Acknowledge a dispute",
+             description="The owner the dispute is assigned to (or an admin) takes it in "
+             "hand; reminders stop for this level.")
+async def acknowledge(
+    dispute_id: DisputeId, request: Request, commands: CommandsDep, wait: Wait,
+    principal: Annotated[Principal, Depends(require(*access.DISPUTE_ACTORS))],
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    return await idempotent(request, principal, commands, idempotency_key,
+                            lambda: commands.acknowledge(principal, dispute_id, wait))
+
+
+@router.post("/disputes/{dispute_id}/resolve", status_code=202,
+             response_model=DisputeCommandView, responses=DISPUTE_ANSWERS,
+             summary="Resolve a dispute",
+             description="The assigned owner (or an admin) settles it: `award` one "
+             "registration, `split` the credit, `co_sell`, `reject_all`, or `distinct` "
+             "(different customers after all).")
+async def resolve(
+    dispute_id: DisputeId, body: ResolutionRequest, request: Request, commands: CommandsDep,
+    wait: Wait, principal: Annotated[Principal, Depends(require(*access.DISPUTE_ACTORS))],
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    return await idempotent(request, principal, commands, idempotency_key,
+                            lambda: commands.resolve(principal, dispute_id, body, wait))

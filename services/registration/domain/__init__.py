@@ -1,1 +1,2 @@
-"""The pure part of intake: turning a validated command into the event the log keeps."""
+"""The pure part of the command side: validation rules, account resolution choices, access
+rules, request fingerprints and CloudEvents parsing. No I/O, clock or randomness here."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from shared.accounts import AccountIdentity
+from shared.accounts import AccountIdentity, is_freemail_domain, registrable_domain
 from shared.events import Account, Amount, Opportunity, PartnerSnapshot, RegistrationSubmitted
 
 
@@ -13,15 +13,22 @@ class InvalidAccount(ValueError):
 
 
 def identity_of(name: str | None, domain: str | None, country: str | None,
-                crm_account_id: str | None) -> AccountIdentity:
+                crm_account_id: str | None, *, website: str | None = None,
+                email: str | None = None) -> AccountIdentity:
+    """The normalized identity of a submitted account; `domain` may be a URL or e-mail."""
     identity = AccountIdentity.from_raw(
-        name=name, domain=domain, email=domain if domain and "@" in domain else None,
+        name=name, domain=domain, website=website,
+        email=email or (domain if domain and "@" in domain else None),
         country=country, crm_account_id=crm_account_id,
     )
     if identity.is_empty():
+        freemail = [v for v in (domain, website, email)
+                    if v and (found := registrable_domain(v)) and is_freemail_domain(found)]
+        hint = (f" ({freemail[0]!r} is a free-mail address, which identifies no company)"
+                if freemail else "")
         raise InvalidAccount(
             "identify the account by a domain (website or e-mail), a CRM account id, "
-            "or a name with a country"
+            f"or a name with a country{hint}"
         )
     return identity
 

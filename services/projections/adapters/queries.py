@@ -1,0 +1,297 @@
+"""Read-side SQL of the query API: lists with keyset pagination, timelines, disputes,
+pipeline totals and program metrics (ownership look-ups: `ownership_reader.py`).
+
+Every query works on PostgreSQL and SQLite. Percentiles are exact and computed in the
+database by nearest rank over an indexed column (`ORDER BY x LIMIT 1 OFFSET k`), so a
+metrics request never pulls a million rows into Python.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, case, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.readmodel.schema import (
+    claims,
+    dispute_breaches,
+    dispute_members,
+    disputes,
+    pipeline_product_totals,
+    pipeline_totals,
+    registrations,
+    timeline_entries,
+)
+
+Row = dict[str, Any]
+
+NAME_POSTINGS_PER_KEY = 2000
+NAME_CANDIDATE_BUDGET = 4000
+
+
+# --- registrations ---------------------------------------------------------------------
+
+
+async def registration_page(
+    conn: AsyncConnection, *, partner_id: str | None, statuses: Sequence[str],
+    account_key: str | None, before: str | None, limit: int,
+) -> list[Row]:
+    """Newest first, keyset on the id (time-ordered ULIDs): a page never repeats or skips
+    a row that existed when the first page was read, whatever is written meanwhile."""
+    r = registrations.c
+    query = select(registrations)
+    if partner_id is not None:
+        query = query.where(r.partner_id == partner_id)
+    if statuses:
+        query = query.where(r.status.in_(list(statuses)))
+    if account_key is not None:
+        query = query.where(r.account_key == account_key)
+    if before is not None:
+        query = query.where(r.id < before)
+    rows = (await conn.execute(query.order_by(r.id.desc()).limit(limit + 1))).mappings()
+    return [dict(row) for row in rows]
+
+
+async def get_claim(conn: AsyncConnection, claim_id: str) -> Row | None:
+    row = (await conn.execute(select(claims).where(claims.c.id == claim_id))).mappings().first()
+    return dict(row) if row is not None else None
+
+
+async def current_disputes(conn: AsyncConnection, member_ids: Iterable[str]) -> dict[str, str]:
+    """For each member, the dispute it was most recently drawn into."""
+    ids = list(member_ids)
+    if not ids:
+        return {}
+    rows = (await conn.execute(
+        select(dispute_members.c.member_id, disputes.c.id)
+        .join(disputes, disputes.c.id == dispute_members.c.dispute_id)
+        .where(dispute_members.c.member_id.in_(ids), disputes.c.opened_at.is_not(None))
+        .order_by(disputes.c.opened_at, disputes.c.id)
+    )).all()
+    return {member: dispute for member, dispute in rows}
+
+
+async def owners_of(conn: AsyncConnection, ids: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """`id -> (party_type, party_id)` for registrations and claims among `ids`."""
+    ids = list(set(ids))
+    found: dict[str, tuple[str, str]] = {}
+    if not ids:
+        return found
+    for rid, partner in (await conn.execute(
+        select(registrations.c.id, registrations.c.partner_id)
+        .where(registrations.c.id.in_(ids))
+    )).all():
+        if partner is not None:
+            found[rid] = ("partner", partner)
+    for cid, rep in (await conn.execute(
+        select(claims.c.id, claims.c.rep_id).where(claims.c.id.in_(ids))
+    )).all():
+        if rep is not None:
+            found[cid] = ("direct", rep)
+    return found
+
+
+async def timeline(conn: AsyncConnection, subject_id: str) -> list[Row]:
+    """Entries about the subject and about every dispute it was a member of."""
+    dispute_ids = (await conn.execute(
+        select(dispute_members.c.dispute_id).where(dispute_members.c.member_id == subject_id)
+    )).scalars().all()
+    subjects = [subject_id, *dispute_ids]
+    rows = (await conn.execute(
+        select(timeline_entries).where(timeline_entries.c.subject_id.in_(subjects))
+    )).mappings()
+    unique: dict[str, Row] = {}
+    for row in rows:
+        unique.setdefault(row["event_id"], dict(row))
+    return list(unique.values())
+
+
+# --- disputes --------------------------------------------------------------------------
+
+
+def disputes_involving(party_type: str, party_id: str) -> Select[tuple[str]]:
+    if party_type == "partner":
+        owned = select(registrations.c.id).where(registrations.c.partner_id == party_id)
+    else:
+        owned = select(claims.c.id).where(claims.c.rep_id == party_id)
+    return (select(dispute_members.c.dispute_id)
+            .where(dispute_members.c.member_id.in_(owned.scalar_subquery())))
+
+
+async def dispute_page(
+    conn: AsyncConnection, *, owner_id: str | None, statuses: Sequence[str],
+    account_key: str | None, involving: tuple[str, str] | None, after: str | None,
+    limit: int,
+) -> list[Row]:
+    """The queue: oldest first (keyset on id within the filters)."""
+    d = disputes.c
+    query = select(disputes)
+    if owner_id is not None:
+        query = query.where(d.owner_id == owner_id)
+    if statuses:
+        query = query.where(d.status.in_(list(statuses)))
+    if account_key is not None:
+        query = query.where(d.account_key == account_key)
+    if involving is not None:
+        query = query.where(d.id.in_(disputes_involving(*involving)))
+    if after is not None:
+        query = query.where(d.id > after)
+    rows = (await conn.execute(query.order_by(d.id).limit(limit + 1))).mappings()
+    return [dict(r) for r in rows]
+
+
+async def get_dispute(conn: AsyncConnection, dispute_id: str) -> Row | None:
+    row = (await conn.execute(select(disputes).where(disputes.c.id == dispute_id))
+           ).mappings().first()
+    return dict(row) if row is not None else None
+
+
+async def breaches_of(conn: AsyncConnection, dispute_ids: Iterable[str]) -> dict[str, list[Row]]:
+    ids = list(dispute_ids)
+    found: dict[str, list[Row]] = {i: [] for i in ids}
+    if not ids:
+        return found
+    for row in (await conn.execute(
+        select(dispute_breaches).where(dispute_breaches.c.dispute_id.in_(ids))
+        .order_by(dispute_breaches.c.dispute_id, dispute_breaches.c.level)
+    )).mappings():
+        found[row["dispute_id"]].append(dict(row))
+    return found
+
+
+async def members_of(conn: AsyncConnection, dispute_id: str) -> list[str]:
+    return list((await conn.execute(
+        select(dispute_members.c.member_id).where(dispute_members.c.dispute_id == dispute_id)
+    )).scalars().all())
+
+
+# --- pipeline --------------------------------------------------------------------------
+
+GROUPINGS = ("partner", "stage", "product", "motion")
+
+
+async def pipeline(
+    conn: AsyncConnection, group_by: str, *, partner_id: str | None,
+    statuses: Sequence[str], motions: Sequence[str],
+) -> list[tuple[str, str, str, int, int]]:
+    """`(group, motion, currency, count, amount_e4)` rows of the chosen grouping."""
+    table = pipeline_product_totals if group_by == "product" else pipeline_totals
+    t = table.c
+    group = {"partner": t.partner_id, "stage": t.status, "product": t.get("product"),
+             "motion": t.motion}[group_by]
+    assert group is not None
+    query = select(group, t.motion, t.currency, func.sum(t.count), func.sum(t.amount_e4))
+    if partner_id is not None:
+        query = query.where(t.partner_id == partner_id)
+    if statuses:
+        query = query.where(t.status.in_(list(statuses)))
+    if motions:
+        query = query.where(t.motion.in_(list(motions)))
+    query = query.group_by(group, t.motion, t.currency).order_by(group, t.motion, t.currency)
+    return [(g, m, c, int(n), int(a)) for g, m, c, n, a in (await conn.execute(query)).all()]
+
+
+# --- program metrics -------------------------------------------------------------------
+
+
+def nearest_rank(count: int, p: float) -> int:
+    """The 0-based index of the p-quantile among `count` sorted values (nearest rank)."""
+    return max(0, min(count - 1, math.ceil(p * count) - 1))
+
+
+async def percentiles(
+    conn: AsyncConnection, column: Any, where: Sequence[ColumnElement[bool]],
+    ps: Sequence[float],
+) -> tuple[int, dict[float, int | None]]:
+    count = int((await conn.execute(
+        select(func.count()).where(column.is_not(None), *where))).scalar_one())
+    values: dict[float, int | None] = {}
+    for p in ps:
+        if count == 0:
+            values[p] = None
+            continue
+        values[p] = (await conn.execute(
+            select(column).where(column.is_not(None), *where)
+            .order_by(column).limit(1).offset(nearest_rank(count, p))
+        )).scalar_one()
+    return count, values
+
+
+def window(column: Any, since: datetime | None, until: datetime | None
+           ) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if since is not None:
+        conditions.append(column >= since)
+    if until is not None:
+        conditions.append(column < until)
+    return conditions
+
+
+async def registration_metrics(
+    conn: AsyncConnection, since: datetime | None, until: datetime | None
+) -> tuple[dict[str, int], tuple[int, dict[float, int | None]]]:
+    r = registrations.c
+    submitted = window(r.submitted_at, since, until)
+    counts = (await conn.execute(
+        select(
+            func.count(r.submitted_at),
+            func.count(r.first_decided_at),
+            func.sum(_flag(r.first_rule.in_(["no_conflict", "non_exclusive"]))),
+            func.sum(_flag(r.collided.is_(True))),
+        ).where(r.submitted_at.is_not(None), *submitted)
+    )).one()
+    latency = await percentiles(conn, r.decision_latency_ms, submitted, (0.5, 0.95, 0.99))
+    return {
+        "submitted": int(counts[0] or 0), "decided": int(counts[1] or 0),
+        "auto_approved": int(counts[2] or 0), "collided": int(counts[3] or 0),
+    }, latency
+
+
+def _flag(condition: ColumnElement[bool]) -> Any:
+    return case((condition, 1), else_=0)
+
+
+async def dispute_metrics(
+    conn: AsyncConnection, since: datetime | None, until: datetime | None
+) -> tuple[dict[str, int], tuple[int, dict[float, int | None]], list[tuple[int, str, int]]]:
+    d = disputes.c
+    opened = int((await conn.execute(
+        select(func.count()).where(d.opened_at.is_not(None),
+                                   *window(d.opened_at, since, until)))).scalar_one())
+    settled = [d.resolved_at.is_not(None), or_(d.outcome.is_(None), d.outcome != "merged"),
+               *window(d.resolved_at, since, until)]
+    resolved = int((await conn.execute(select(func.count()).where(*settled))).scalar_one())
+    merged = int((await conn.execute(select(func.count()).where(
+        d.outcome == "merged", *window(d.resolved_at, since, until)))).scalar_one())
+    still_open = int((await conn.execute(
+        select(func.count()).where(d.status == "open"))).scalar_one())
+    to_resolve = await percentiles(conn, d.resolve_ms, settled, (0.5, 0.9))
+    b = dispute_breaches.c
+    breaches = [(int(level), outcome, int(n)) for level, outcome, n in (await conn.execute(
+        select(b.level, b.outcome, func.count())
+        .where(*window(b.deadline, since, until))
+        .group_by(b.level, b.outcome).order_by(b.level, b.outcome)
+    )).all()]
+    return ({"opened": opened, "resolved": resolved, "merged": merged, "open": still_open},
+            to_resolve, breaches)
+
+
+async def partner_results(
+    conn: AsyncConnection, since: datetime | None, until: datetime | None
+) -> list[tuple[str, str, str, str, int, int]]:
+    """`(partner, status, motion, currency, count, amount_e4)` of won and lost deals."""
+    r = registrations.c
+    value = func.coalesce(r.closed_amount_e4, r.amount_e4, 0)
+    currency = func.coalesce(r.closed_currency, r.currency, "")
+    rows = (await conn.execute(
+        select(r.partner_id, r.status, r.motion, currency, func.count(), func.sum(value))
+        .where(r.status.in_(["won", "lost"]), r.partner_id.is_not(None),
+               *window(r.ended_at, since, until))
+        .group_by(r.partner_id, r.status, r.motion, currency)
+        .order_by(r.partner_id, r.status, r.motion, currency)
+    )).all()
+    return [(p, s, m or "", c, int(n), int(a or 0)) for p, s, m, c, n, a in rows]

@@ -1,0 +1,102 @@
+"""Dependencies shared by the query routes: who is asking, read-your-writes, cursors."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Annotated
+
+from fastapi import Depends, Header, Query, Request
+
+from services.projections.domain.batch import MODELS
+from services.projections.domain.redaction import Viewer
+from shared.api.auth import Principal, require
+from shared.api.problems import Problem
+from shared.readmodel.waiter import PositionWaiter
+
+READERS = ("integration", "partner", "rep", "owner", "channel_manager")
+DEFAULT_POSITION_WAIT_SECONDS = 5.0
+
+_TOKEN = re.compile(r"^\s*([A-Za-z0-9._-]+)/(\d{1,6})/(\d{1,19})\s*$")
+_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
+
+
+async def viewer(principal: Annotated[Principal, Depends(require(*READERS))]) -> Viewer:
+    return Viewer(principal.role, principal.subject_id)
+
+
+def parse_positions(raw: str) -> dict[tuple[str, int], int]:
+    """`topic/partition/offset[, ...]` (what commands return in `X-Log-Position`)."""
+    wanted: dict[tuple[str, int], int] = {}
+    for token in raw.split(","):
+        if not token.strip():
+            continue
+        match = _TOKEN.match(token)
+        if match is None:
+            raise ValueError(token.strip())
+        tp = (match.group(1), int(match.group(2)))
+        wanted[tp] = max(wanted.get(tp, -1), int(match.group(3)))
+    return wanted
+
+
+async def read_your_writes(
+    request: Request,
+    min_position: Annotated[str | None, Query(
+        max_length=2000,
+        description="Wait until the read models applied this log position "
+                    "(`topic/partition/offset`, as a command's `X-Log-Position`; several "
+                    "comma-separated). Bounded by `Prefer: wait=N` (default 5 s); 503 "
+                    "with `Retry-After` if not reached in time.")] = None,
+    x_wait_for_position: Annotated[str | None, Header(
+        max_length=2000, description="Same as `min_position`")] = None,
+    prefer: Annotated[str | None, Header(max_length=200)] = None,
+) -> None:
+    raw = ",".join(v for v in (min_position, x_wait_for_position) if v)
+    if not raw:
+        return
+    try:
+        wanted = parse_positions(raw)
+    except ValueError as exc:
+        raise Problem(422, "Validation failed", "A position is `topic/partition/offset`.",
+                      errors=[{"field": "min_position", "message": f"bad token {exc}"}]
+                      ) from exc
+    runtime = request.app.state.runtime
+    known = {runtime.topics.intake, runtime.topics.decisions}
+    unknown = sorted({topic for topic, _ in wanted} - known)
+    if unknown:
+        raise Problem(422, "Validation failed", "Positions name the intake or decisions topic.",
+                      errors=[{"field": "min_position", "message": f"unknown topic {unknown[0]}"}])
+    ceiling = float(runtime.settings.max_wait_seconds)
+    match = _WAIT.search(prefer or "")
+    timeout = min(float(match.group(1)), ceiling) if match else min(
+        DEFAULT_POSITION_WAIT_SECONDS, ceiling)
+    worker = runtime.projection_worker
+    waiter: PositionWaiter = (worker.position_waiter if worker is not None
+                              else PositionWaiter(runtime.engine, MODELS))
+    if not await waiter.wait(wanted, timeout):
+        behind = await waiter.behind(wanted)
+        raise Problem(
+            503, "Read model behind",
+            "The read models have not applied these positions yet: "
+            + ", ".join(f"{t}/{p} at {pos}" for (t, p), pos in sorted(behind.items())),
+            headers={"Retry-After": "1"},
+        )
+
+
+def encode_cursor(value: str) -> str:
+    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> str | None:
+    if cursor is None:
+        return None
+    try:
+        value = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise Problem(422, "Validation failed", "The cursor is not one we issued.",
+                      errors=[{"field": "cursor", "message": "invalid cursor"}]) from exc
+    if not value or len(value) > 200:
+        raise Problem(422, "Validation failed", "The cursor is not one we issued.",
+                      errors=[{"field": "cursor", "message": "invalid cursor"}])
+    return value

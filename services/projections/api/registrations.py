@@ -1,0 +1,117 @@
+"""`GET /v1/registrations/{id}`, the registration list, and timelines."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request
+
+from services.projections.adapters import queries
+from services.projections.api.deps import (
+    decode_cursor,
+    encode_cursor,
+    read_your_writes,
+    viewer,
+)
+from services.projections.api.schemas import RegistrationPage, TimelineEntry, TimelineView
+from services.projections.domain import redaction
+from services.projections.domain.redaction import Viewer
+from services.projections.domain.timeline import from_us, order_key
+from shared.api.problems import PROBLEM_RESPONSES, Problem
+from shared.api.resources import RegistrationView
+from shared.events.registration import RegistrationStatus
+from shared.readmodel.queries import get_registration
+
+router = APIRouter(prefix="/v1", tags=["queries"], dependencies=[Depends(read_your_writes)])
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **PROBLEM_RESPONSES, 503: {"description": "`min_position` not reached in time"}}
+
+
+def registration_view(row: dict[str, Any], who: Viewer,
+                      dispute_id: str | None = None) -> RegistrationView:
+    data = dict(row)
+    if dispute_id is not None:
+        data["dispute_id"] = dispute_id
+    return RegistrationView.model_validate(redaction.registration(data, who))
+
+
+def _not_found(kind: str, ident: str) -> Problem:
+    return Problem(404, "Not found", f"No {kind} {ident}.")
+
+
+@router.get("/registrations/{registration_id}", response_model=RegistrationView,
+            responses=_RESPONSES, summary="A registration")
+async def read_registration(
+    registration_id: str, request: Request, who: Annotated[Viewer, Depends(viewer)],
+) -> RegistrationView:
+    async with request.app.state.runtime.engine.connect() as conn:
+        row = await get_registration(conn, registration_id)
+        # A partner must not learn that another partner's registration exists: 404.
+        if row is None or (who.restricted and row["partner_id"] != who.subject_id):
+            raise _not_found("registration", registration_id)
+        current = await queries.current_disputes(conn, [registration_id])
+    return registration_view(row, who, current.get(registration_id))
+
+
+@router.get("/registrations", response_model=RegistrationPage, responses=_RESPONSES,
+            summary="Registrations, newest first (cursor pagination)")
+async def list_registrations(
+    request: Request,
+    who: Annotated[Viewer, Depends(viewer)],
+    partner_id: Annotated[str | None, Query(max_length=100)] = None,
+    status: Annotated[list[RegistrationStatus] | None, Query(
+        description="One or more statuses (repeat the parameter)")] = None,
+    account_key: Annotated[str | None, Query(max_length=300)] = None,
+    cursor: Annotated[str | None, Query(max_length=400,
+                                        description="`next_cursor` of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> RegistrationPage:
+    if who.restricted:
+        if partner_id is not None and partner_id != who.subject_id:
+            raise Problem(403, "Forbidden", "A partner lists only its own registrations.")
+        partner_id = who.subject_id
+    async with request.app.state.runtime.engine.connect() as conn:
+        rows = await queries.registration_page(
+            conn, partner_id=partner_id, statuses=status or [], account_key=account_key,
+            before=decode_cursor(cursor), limit=limit)
+        page = rows[:limit]
+        current = await queries.current_disputes(conn, [r["id"] for r in page])
+    return RegistrationPage(
+        items=[registration_view(r, who, current.get(r["id"])) for r in page],
+        next_cursor=encode_cursor(page[-1]["id"]) if len(rows) > limit else None,
+    )
+
+
+@router.get("/registrations/{registration_id}/timeline", response_model=TimelineView,
+            responses=_RESPONSES, summary="Every event and decision about a registration, "
+                                         "oldest first")
+async def read_timeline(
+    registration_id: str, request: Request, who: Annotated[Viewer, Depends(viewer)],
+) -> TimelineView:
+    async with request.app.state.runtime.engine.connect() as conn:
+        row = await get_registration(conn, registration_id)
+        if row is None:
+            claim = None if who.restricted else await queries.get_claim(conn, registration_id)
+            if claim is None:
+                raise _not_found("registration", registration_id)
+        elif who.restricted and row["partner_id"] != who.subject_id:
+            raise _not_found("registration", registration_id)
+        entries = sorted(await queries.timeline(conn, registration_id), key=order_key)
+        for entry in entries:
+            entry["data"] = orjson.loads(entry["data"])
+        own: set[str] = set()
+        mentioned: set[str] = set()
+        if who.restricted:
+            for entry in entries:
+                mentioned |= redaction.mentioned_ids(entry["data"])
+            mentioned.add(registration_id)
+            own = {i for i, (kind, party) in (await queries.owners_of(conn, mentioned)).items()
+                   if who.is_party(kind, party)}
+    return TimelineView(id=registration_id, entries=[
+        TimelineEntry(at=from_us(e["at_us"]), type=e["type"], event_id=e["event_id"],
+                      subject_id=e["subject_id"],
+                      data=redaction.data(e["data"], who, own, mentioned))
+        for e in entries
+    ])

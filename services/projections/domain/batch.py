@@ -1,0 +1,374 @@
+"""One batch of log records folded into read-model rows, in memory.
+
+The worker (and the rebuild) decodes a batch, asks `needs()` which existing rows to load,
+loads them once, runs `Batch.fold` over every event in log order, and writes back only what
+changed, in bulk. Each event is folded into the models that have not applied its record
+yet (every model keeps its own positions, so one model can be rebuilt alone).
+
+Models and what feeds them:
+
+- `registrations`: registration and claim rows, pipeline totals, metrics inputs;
+- `ownership`: ownership intervals (decisions only);
+- `directory`: domains, CRM ids, names and name keys of submitted accounts, account links;
+- `disputes`: dispute rows, members, SLA breaches (decisions; a filing adds a member);
+- `timelines`: every event about a registration, claim or dispute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from services.projections.domain import directory, disputes, ownership, timeline
+from services.projections.domain import registrations as regs
+from services.projections.domain.pipeline import Deltas, snapshot
+from shared.events import (
+    AccountsLinked,
+    ClaimDecided,
+    ClaimFiled,
+    DisputeAcknowledgementRecorded,
+    DisputeEscalated,
+    DisputeFiled,
+    DisputeJoined,
+    DisputeOpened,
+    DisputeReminderDue,
+    DisputeResolved,
+    DisputeSlaBreached,
+    DomainEvent,
+    ProtectionEnded,
+    ProtectionExtended,
+    RegistrationDecided,
+    RegistrationSubmitted,
+)
+
+Row = dict[str, Any]
+
+REGISTRATIONS: Final = "registrations"
+OWNERSHIP: Final = "ownership"
+DIRECTORY: Final = "directory"
+DISPUTES: Final = "disputes"
+TIMELINES: Final = "timelines"
+MODELS: Final = (REGISTRATIONS, OWNERSHIP, DIRECTORY, DISPUTES, TIMELINES)
+
+_DISPUTE_DECISIONS: Final = (DisputeOpened, DisputeJoined, DisputeAcknowledgementRecorded,
+                             DisputeReminderDue, DisputeEscalated, DisputeSlaBreached,
+                             DisputeResolved)
+_HOLDER_DECISIONS: Final = (RegistrationDecided, ClaimDecided, ProtectionExtended,
+                            ProtectionEnded)
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """A decoded record: the envelope's id and time, the event, the models it feeds, and
+    the event's JSON data as logged (upcast), which timelines store as it is."""
+
+    event_id: str
+    time: datetime
+    event: DomainEvent
+    models: frozenset[str]
+    data: dict[str, Any] | None = None
+
+
+@dataclass
+class Needs:
+    """Existing rows a batch must load before folding."""
+
+    registrations: set[str] = field(default_factory=set)
+    claims: set[str] = field(default_factory=set)
+    disputes: set[str] = field(default_factory=set)
+    holders: set[str] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.registrations or self.claims or self.disputes or self.holders)
+
+
+def _is_claim(event: ProtectionEnded | ProtectionExtended) -> bool:
+    return event.party_type == "direct"
+
+
+def needs(items: Iterable[Item]) -> Needs:
+    found = Needs()
+    for item in items:
+        event = item.event
+        if REGISTRATIONS in item.models:
+            if isinstance(event, RegistrationSubmitted | RegistrationDecided):
+                found.registrations.add(event.registration_id)
+            elif isinstance(event, ClaimFiled | ClaimDecided):
+                found.claims.add(event.claim_id)
+            elif isinstance(event, ProtectionEnded | ProtectionExtended):
+                (found.claims if _is_claim(event) else found.registrations).add(
+                    event.registration_id)
+        if OWNERSHIP in item.models and isinstance(event, _HOLDER_DECISIONS):
+            found.holders.add(event.claim_id if isinstance(event, ClaimDecided)
+                              else event.registration_id)
+        if DISPUTES in item.models and isinstance(event, _DISPUTE_DECISIONS):
+            found.disputes.add(event.dispute_id)
+    return found
+
+
+@dataclass
+class Loaded:
+    """Rows read from the store for a batch (keyed by id; intervals by holder id)."""
+
+    registrations: dict[str, Row] = field(default_factory=dict)
+    claims: dict[str, Row] = field(default_factory=dict)
+    disputes: dict[str, Row] = field(default_factory=dict)
+    open_intervals: dict[str, Row | None] = field(default_factory=dict)
+    """Holder -> its open protection interval; None: known to have none."""
+
+    def without(self, wanted: Needs) -> Needs:
+        """What of `wanted` is not here (and must be read from the store)."""
+        return Needs(registrations=wanted.registrations - self.registrations.keys(),
+                     claims=wanted.claims - self.claims.keys(),
+                     disputes=wanted.disputes - self.disputes.keys(),
+                     holders=wanted.holders - self.open_intervals.keys())
+
+    def merged(self, other: Loaded, wanted: Needs) -> Loaded:
+        """These rows (the wanted ones) completed by `other`."""
+        return Loaded(
+            registrations={**{i: self.registrations[i] for i in wanted.registrations
+                              if i in self.registrations}, **other.registrations},
+            claims={**{i: self.claims[i] for i in wanted.claims if i in self.claims},
+                    **other.claims},
+            disputes={**{i: self.disputes[i] for i in wanted.disputes if i in self.disputes},
+                      **other.disputes},
+            open_intervals={**{i: self.open_intervals[i] for i in wanted.holders
+                               if i in self.open_intervals}, **other.open_intervals},
+        )
+
+
+class Batch:
+    """Folds events into rows; `changes()` says what to write."""
+
+    def __init__(self, loaded: Loaded) -> None:
+        self.registrations = loaded.registrations
+        self.claims = loaded.claims
+        self.disputes = loaded.disputes
+        self.open_intervals: dict[str, Row | None] = dict(loaded.open_intervals)
+        self._before = {rid: snapshot(row) for rid, row in loaded.registrations.items()}
+        self.dirty_registrations: set[str] = set()
+        self.dirty_claims: set[str] = set()
+        self.dirty_disputes: set[str] = set()
+        self.intervals: dict[tuple[str, str], Row] = {}
+        self.members: dict[tuple[str, str], Row] = {}
+        self.breaches: dict[tuple[str, int], Row] = {}
+        self.timeline: dict[tuple[str, str], Row] = {}
+        self.domains: dict[str, Row] = {}
+        self.crm_ids: dict[str, Row] = {}
+        self.names: dict[tuple[str, str, str], Row] = {}
+        self.name_keys: dict[tuple[str, str, str], Row] = {}
+        self.links: dict[str, Row] = {}
+        self.events = 0
+
+    # --- folding ------------------------------------------------------------------------
+
+    def fold(self, item: Item) -> None:
+        self.events += 1
+        event, models = item.event, item.models
+        for model, handler in _DISPATCH.get(type(event), ()):
+            if model in models:
+                handler(self, item.event_id, event)
+        if TIMELINES in models:
+            for row in timeline.entries(item.event_id, item.time, event, item.data):
+                self.timeline.setdefault((row["subject_id"], row["event_id"]), row)
+
+    def fold_all(self, items: Sequence[Item]) -> Batch:
+        for item in items:
+            self.fold(item)
+        return self
+
+    def _registration(self, registration_id: str) -> Row:
+        self.dirty_registrations.add(registration_id)
+        row = self.registrations.get(registration_id)
+        if row is None:
+            row = self.registrations[registration_id] = regs.empty_row(registration_id)
+        return row
+
+    def _claim(self, claim_id: str) -> Row:
+        self.dirty_claims.add(claim_id)
+        row = self.claims.get(claim_id)
+        if row is None:
+            row = self.claims[claim_id] = regs.empty_claim(claim_id)
+        return row
+
+    # registrations model
+
+    def _submitted(self, _: str, event: RegistrationSubmitted) -> None:
+        regs.apply_submitted(self._registration(event.registration_id), event)
+
+    def _decided(self, _: str, event: RegistrationDecided) -> None:
+        regs.apply_decided(self._registration(event.registration_id), event)
+
+    def _claim_filed(self, _: str, event: ClaimFiled) -> None:
+        regs.apply_claim_filed(self._claim(event.claim_id), event)
+
+    def _claim_decided(self, _: str, event: ClaimDecided) -> None:
+        regs.apply_claim_decided(self._claim(event.claim_id), event)
+
+    def _extended(self, _: str, event: ProtectionExtended) -> None:
+        row = (self._claim if _is_claim(event) else self._registration)(event.registration_id)
+        regs.apply_extended(row, event)
+
+    def _ended(self, _: str, event: ProtectionEnded) -> None:
+        if _is_claim(event):
+            regs.apply_ended(self._claim(event.registration_id), event, claim=True)
+        else:
+            regs.apply_ended(self._registration(event.registration_id), event)
+
+    # ownership model
+
+    def _holding_decided(self, event_id: str, event: RegistrationDecided) -> None:
+        holding = ownership.Holding(
+            event.registration_id, event.account_key, "partner", event.partner_id,
+            event.status, _list(event.scope_products), event.credit_percent,
+            event.protected_until)
+        self._interval_rows(event.registration_id, ownership.change(
+            self.open_intervals.get(event.registration_id), holding, event_id,
+            event.decided_at))
+
+    def _holding_claim(self, event_id: str, event: ClaimDecided) -> None:
+        holding = ownership.Holding(
+            event.claim_id, event.account_key, "direct", event.rep_id, event.status,
+            _list(event.scope_products), event.credit_percent, event.protected_until)
+        self._interval_rows(event.claim_id, ownership.change(
+            self.open_intervals.get(event.claim_id), holding, event_id, event.decided_at))
+
+    def _holding_extended(self, event_id: str, event: ProtectionExtended) -> None:
+        self._interval_rows(event.registration_id, ownership.extend(
+            self.open_intervals.get(event.registration_id), event.protected_until,
+            event_id, event.decided_at))
+
+    def _holding_ended(self, event_id: str, event: ProtectionEnded) -> None:
+        self._interval_rows(event.registration_id, ownership.end(
+            self.open_intervals.get(event.registration_id), event_id, event.ended_at,
+            holder_id=event.registration_id, account_key=event.account_key,
+            party_type=event.party_type, party_id=event.party_id,
+            incumbent_until=event.incumbent_until))
+
+    def _interval_rows(self, holder_id: str, rows: list[Row]) -> None:
+        current: Row | None = None
+        for row in rows:
+            self.intervals[(row["holder_id"], row["opened_by"])] = row
+            if row["kind"] == ownership.PROTECTION and row["valid_to"] is None:
+                current = row
+        if rows:
+            self.open_intervals[holder_id] = current
+
+    # directory model
+
+    def _account(self, _: str, event: RegistrationSubmitted | ClaimFiled) -> None:
+        domains, crm_ids, names, keys = directory.facts(event.account_key, event.account)
+        for row in domains:
+            self.domains.setdefault(row["domain"], row)
+        for row in crm_ids:
+            self.crm_ids.setdefault(row["crm_account_id"], row)
+        for row in names:
+            self.names.setdefault((row["country"], row["name"], row["account_key"]), row)
+        for row in keys:
+            self.name_keys.setdefault((row["country"], row["key"], row["name"]), row)
+
+    def _linked(self, _: str, event: AccountsLinked) -> None:
+        self.links[event.account_key] = directory.link(event)
+
+    # disputes model
+
+    def _dispute(self, dispute_id: str) -> Row:
+        self.dirty_disputes.add(dispute_id)
+        row = self.disputes.get(dispute_id)
+        if row is None:
+            row = self.disputes[dispute_id] = disputes.empty_dispute(dispute_id)
+        return row
+
+    def _members(self, dispute_id: str, ids: Iterable[str]) -> None:
+        for member in ids:
+            self.members.setdefault((dispute_id, member),
+                                    {"dispute_id": dispute_id, "member_id": member})
+
+    def _breach(self, row: Row | None) -> None:
+        if row is not None:
+            self.breaches[(row["dispute_id"], row["level"])] = row
+
+    def _filed(self, _: str, event: DisputeFiled) -> None:
+        self._members(event.dispute_id, (event.registration_id,))
+
+    def _opened(self, _: str, event: DisputeOpened) -> None:
+        disputes.apply_opened(self._dispute(event.dispute_id), event)
+        self._members(event.dispute_id, event.registration_ids)
+
+    def _joined(self, _: str, event: DisputeJoined) -> None:
+        disputes.apply_joined(self._dispute(event.dispute_id), event)
+        self._members(event.dispute_id, event.registration_ids)
+
+    def _acknowledged(self, _: str, event: DisputeAcknowledgementRecorded) -> None:
+        disputes.apply_acknowledged(self._dispute(event.dispute_id), event)
+
+    def _reminded(self, _: str, event: DisputeReminderDue) -> None:
+        disputes.apply_reminder(self._dispute(event.dispute_id), event)
+
+    def _escalated(self, _: str, event: DisputeEscalated) -> None:
+        self._breach(disputes.apply_escalated(self._dispute(event.dispute_id), event)[1])
+
+    def _sla_breached(self, _: str, event: DisputeSlaBreached) -> None:
+        self._breach(disputes.apply_sla_breached(self._dispute(event.dispute_id), event)[1])
+
+    def _resolved(self, _: str, event: DisputeResolved) -> None:
+        self._breach(disputes.apply_resolved(self._dispute(event.dispute_id), event)[1])
+        self._members(event.dispute_id, event.registration_ids)
+
+    # --- results ------------------------------------------------------------------------
+
+    def changed_registrations(self) -> list[Row]:
+        return [self.registrations[r] for r in sorted(self.dirty_registrations)]
+
+    def changed_claims(self) -> list[Row]:
+        return [self.claims[c] for c in sorted(self.dirty_claims)]
+
+    def changed_disputes(self) -> list[Row]:
+        return [self.disputes[d] for d in sorted(self.dirty_disputes)]
+
+    def pipeline(self) -> Deltas:
+        deltas = Deltas()
+        for rid in self.dirty_registrations:
+            deltas.change(self._before.get(rid), self.registrations[rid])
+        return deltas
+
+    def carry(self) -> Loaded:
+        """This batch's rows as the next batch would load them (valid once committed, for
+        a process that is the only writer, like a rebuild)."""
+        return Loaded(registrations=self.registrations, claims=self.claims,
+                      disputes=self.disputes, open_intervals=dict(self.open_intervals))
+
+    def touched_registrations(self) -> set[str]:
+        """Ids whose rows changed: waiters for a decision (`Prefer: wait`) are woken."""
+        return self.dirty_registrations | self.dirty_claims
+
+
+def _list(products: tuple[str, ...] | None) -> list[str] | None:
+    return list(products) if products is not None else None
+
+
+Handler = Callable[[Batch, str, Any], None]
+_DISPATCH: Final[dict[type[DomainEvent], tuple[tuple[str, Handler], ...]]] = {
+    RegistrationSubmitted: ((REGISTRATIONS, Batch._submitted), (DIRECTORY, Batch._account)),
+    RegistrationDecided: ((REGISTRATIONS, Batch._decided), (OWNERSHIP, Batch._holding_decided)),
+    ClaimFiled: ((REGISTRATIONS, Batch._claim_filed), (DIRECTORY, Batch._account)),
+    ClaimDecided: ((REGISTRATIONS, Batch._claim_decided), (OWNERSHIP, Batch._holding_claim)),
+    ProtectionExtended: ((REGISTRATIONS, Batch._extended),
+                         (OWNERSHIP, Batch._holding_extended)),
+    ProtectionEnded: ((REGISTRATIONS, Batch._ended), (OWNERSHIP, Batch._holding_ended)),
+    AccountsLinked: ((DIRECTORY, Batch._linked),),
+    DisputeFiled: ((DISPUTES, Batch._filed),),
+    DisputeOpened: ((DISPUTES, Batch._opened),),
+    DisputeJoined: ((DISPUTES, Batch._joined),),
+    DisputeAcknowledgementRecorded: ((DISPUTES, Batch._acknowledged),),
+    DisputeReminderDue: ((DISPUTES, Batch._reminded),),
+    DisputeEscalated: ((DISPUTES, Batch._escalated),),
+    DisputeSlaBreached: ((DISPUTES, Batch._sla_breached),),
+    DisputeResolved: ((DISPUTES, Batch._resolved),),
+}
+"""Which handler folds which event type into which model. Event types not listed here
+(lifecycle requests, timer firings, refusals, partner status) only reach timelines."""
+
+FOLDED: Final = frozenset(_DISPATCH)

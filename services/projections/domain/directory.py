@@ -1,0 +1,64 @@
+"""The account directory: which account key a domain, CRM id or company name belongs to.
+
+Rows are facts of submissions (first writer wins: a domain keeps the key it was first filed
+under, which is what the edge resolved it to) and the adjudicator's `AccountsLinked`
+decisions (an alias key and its canonical key). Look-ups follow links to the canonical key.
+
+Fuzzy name look-ups block on keys of the token-sorted normalized name, the same scheme as
+`shared.accounts.AccountIndex`: every token, plus `^prefix` and `suffix$` of tokens of five
+characters or more, so a typo inside a token still shares a key with the right name. A
+query reads the postings of its keys (bounded per key) and scores the candidates with
+`shared.accounts.name_similarity`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from shared.accounts import normalize_country, normalize_name, sort_name_tokens
+from shared.events import Account, AccountsLinked
+
+Row = dict[str, Any]
+
+_AFFIX_MIN_TOKEN: Final = 5
+_AFFIX_LEN: Final = 4
+
+
+def blocking_keys(normalized_name: str) -> set[str]:
+    keys: set[str] = set()
+    for token in sort_name_tokens(normalized_name).split():
+        keys.add(token)
+        if len(token) >= _AFFIX_MIN_TOKEN:
+            keys.add("^" + token[:_AFFIX_LEN])
+            keys.add(token[-_AFFIX_LEN:] + "$")
+    return keys
+
+
+def facts(account_key: str, account: Account) -> tuple[list[Row], list[Row], list[Row],
+                                                       list[Row]]:
+    """Directory rows of one submitted account: domains, CRM ids, names, name keys."""
+    domains: list[Row] = []
+    crm_ids: list[Row] = []
+    names: list[Row] = []
+    keys: list[Row] = []
+    if account.domain:
+        domains.append({"domain": account.domain, "account_key": account_key})
+    if account.crm_account_id:
+        crm_ids.append({"crm_account_id": account.crm_account_id, "account_key": account_key})
+    country = normalize_country(account.country) if account.country else None
+    name = normalize_name(account.name) if account.name else ""
+    if name and country:
+        names.append({"country": country, "name": name, "account_key": account_key})
+        keys.extend({"country": country, "key": key, "name": name}
+                    for key in blocking_keys(name))
+    return domains, crm_ids, names, keys
+
+
+def link(event: AccountsLinked) -> Row:
+    return {
+        "account_key": event.account_key,
+        "canonical_key": event.canonical_key,
+        "matched_by": event.matched_by,
+        "score": event.score,
+        "linked_at": event.linked_at,
+    }

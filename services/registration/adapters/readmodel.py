@@ -1,0 +1,120 @@
+"""What the command side reads from the read models: the registration or dispute a command
+names (for its account key, its party, its state) and, for `Prefer: wait`, whether the
+command's effect has arrived.
+
+The read models lag the log by the projection delay; checks made here are a courtesy to the
+caller (a clear 404/403/409 at once), and adjudication checks everything again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Table, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.readmodel.queries import get_registration
+from shared.readmodel.schema import metadata, registrations
+
+T = TypeVar("T")
+
+ACTIVE = ("submitted", "approved", "in_review")
+
+
+@dataclass(frozen=True, slots=True)
+class DisputeFacts:
+    id: str
+    account_key: str
+    status: str
+    owner_id: str | None
+    level: int | None
+    due_at: datetime | None
+    acknowledged_at: datetime | None
+    registration_ids: list[str]
+    resolution: dict[str, Any] | None
+
+
+def _disputes_table() -> Table | None:
+    """The projections' dispute read model, when this build has one."""
+    table = metadata.tables.get("disputes")
+    if table is None or not {"id", "account_key", "status"} <= set(table.c.keys()):
+        return None
+    return table
+
+
+class ReadModel:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def registration(self, registration_id: str) -> dict[str, Any] | None:
+        async with self.engine.connect() as conn:
+            return await get_registration(conn, registration_id)
+
+    async def claim(self, claim_id: str) -> dict[str, Any] | None:
+        """A claim's row: the projections' `claims` table when there is one, else the
+        registrations table (where early builds filed claims too)."""
+        table = metadata.tables.get("claims")
+        if table is None:
+            return await self.registration(claim_id)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(table).where(table.c.id == claim_id))).first()
+        return dict(row._mapping) if row is not None else None
+
+    async def by_external_ref(self, external_ref: str) -> list[dict[str, Any]]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(registrations).where(registrations.c.external_ref == external_ref)
+                .limit(2))
+            return [dict(r._mapping) for r in rows]
+
+    async def active_under(self, account_key: str, limit: int = 200) -> list[dict[str, Any]]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(registrations).where(registrations.c.account_key == account_key,
+                                            registrations.c.status.in_(ACTIVE))
+                .limit(limit))
+            return [dict(r._mapping) for r in rows]
+
+    async def dispute(self, dispute_id: str) -> DisputeFacts | None:
+        table = _disputes_table()
+        async with self.engine.connect() as conn:
+            if table is not None:
+                row = (await conn.execute(select(table).where(table.c.id == dispute_id))).first()
+                if row is not None:
+                    m = dict(row._mapping)
+                    ids = m.get("registration_ids") or []
+                    return DisputeFacts(
+                        id=dispute_id, account_key=m["account_key"], status=m["status"],
+                        owner_id=m.get("owner_id"), level=m.get("level"),
+                        due_at=m.get("due_at"), acknowledged_at=m.get("acknowledged_at"),
+                        registration_ids=list(ids) if isinstance(ids, list | tuple) else [],
+                        resolution=m.get("resolution"))
+            # Without (or before) a dispute read model: the registrations it holds name it.
+            rows = (await conn.execute(
+                select(registrations.c.id, registrations.c.account_key, registrations.c.status)
+                .where(registrations.c.dispute_id == dispute_id).limit(100))).all()
+        if not rows:
+            return None
+        open_ = any(r.status == "in_review" for r in rows)
+        return DisputeFacts(dispute_id, rows[0].account_key, "open" if open_ else "resolved",
+                            None, None, None, None, [r.id for r in rows], None)
+
+
+async def wait_for(fetch: Callable[[], Awaitable[T | None]], timeout: float) -> T | None:
+    """Poll `fetch` with a 5-50 ms back-off until it returns something or time is up."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    delay = 0.005
+    while True:
+        found = await fetch()
+        if found is not None:
+            return found
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return None
+        await asyncio.sleep(min(delay, remaining))
+        delay = min(delay * 2, 0.05)

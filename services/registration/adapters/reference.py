@@ -1,0 +1,325 @@
+"""Reference data: policy versions, partners and escalation owners.
+
+The reference topic is the system of record; the `ref_*` tables are its fold, kept with the
+topic position they reflect (`reference_positions`). Every write takes one lock (a row lock
+on PostgreSQL, plus an in-process lock), folds whatever other processes appended since, then
+appends its own event and folds it: so versions are assigned without gaps or duplicates, a
+crash between append and table write is repaired by the next writer, and a policy version is
+in the tables (and can be stamped on a command) only once it is durable on the topic.
+
+Reads for stamping come from a small in-process cache (`reference_cache_seconds`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+import shared.events.reference  # noqa: F401  (registers the reference event types)
+from services.registration.adapters.sql import insert_if_absent, upsert
+from services.registration.adapters.tables import (
+    ref_owners,
+    ref_partners,
+    ref_policies,
+    reference_positions,
+)
+from shared.eventlog import Appended, EventLog, OutgoingRecord, Record, TopicPartition
+from shared.events import DomainEvent, encode, new_envelope
+from shared.events.codec import decode
+from shared.events.reference import (
+    POLICY_KEY,
+    OwnerUpdated,
+    PartnerUpdated,
+    PolicyPublished,
+    owner_key,
+    partner_key,
+)
+from shared.ids import new_id
+from shared.logging import get_logger
+from shared.policy import Policy
+
+log = get_logger(__name__)
+
+
+PartnerHook = Callable[[dict[str, Any] | None, dict[str, Any]], Awaitable[None]]
+
+
+class VersionConflict(Exception):
+    """The caller expected another next version (optimistic check on `PUT /v1/policy`)."""
+
+    def __init__(self, expected: int) -> None:
+        super().__init__(f"the next policy version is {expected}")
+        self.expected = expected
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedPolicy:
+    policy: Policy
+    published_at: datetime
+    created: bool
+
+
+def new_webhook_secret() -> str:
+    """A Standard Webhooks signing secret: `whsec_` + base64 of 32 random bytes."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+class ReferenceData:
+    def __init__(
+        self,
+        eventlog: EventLog,
+        engine: AsyncEngine,
+        topic: str,
+        *,
+        source: str,
+        cache_seconds: float,
+    ) -> None:
+        self.eventlog = eventlog
+        self.engine = engine
+        self.topic = topic
+        self.source = source
+        self.cache_seconds = cache_seconds
+        self._tp = TopicPartition(topic, 0)
+        self._lock = asyncio.Lock()
+        self._current: tuple[float, Policy] | None = None
+        self._policies: dict[int, Policy] = {}
+        self._partners: dict[str, tuple[float, dict[str, Any] | None]] = {}
+        self.on_partner_change: PartnerHook | None = None
+        """Called with (before, after) before a partner change is recorded."""
+
+    # --- the write protocol ----------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _writing(self) -> AsyncIterator[tuple[AsyncConnection, list[int]]]:
+        """Hold the reference lock inside one transaction, caught up with the topic."""
+        async with self._lock, self.engine.begin() as conn:
+            key = {"topic": self.topic, "partition": 0}
+            await insert_if_absent(conn, reference_positions, {**key, "position": 0},
+                                   ("topic", "partition"))
+            position = (await conn.execute(
+                select(reference_positions.c.position)
+                .where(reference_positions.c.topic == self.topic,
+                       reference_positions.c.partition == 0)
+                .with_for_update()
+            )).scalar_one()
+            cursor = [position]
+            await self._catch_up(conn, cursor)
+            yield conn, cursor
+            await upsert(conn, reference_positions, [{**key, "position": cursor[0]}],
+                         ("topic", "partition"))
+        self._forget_caches()
+
+    async def _catch_up(self, conn: AsyncConnection, cursor: list[int],
+                        until: int | None = None) -> None:
+        end = (await self.eventlog.end_positions(self.topic)).get(self._tp, 0)
+        if until is not None:
+            end = max(end, until)
+        if cursor[0] >= end:
+            return
+        async for batch in self.eventlog.read(self._tp, cursor[0], end):
+            for record in batch:
+                await self._fold(conn, record)
+                cursor[0] = record.offset + 1
+
+    async def _fold(self, conn: AsyncConnection, record: Record) -> None:
+        try:
+            _, event = decode(record.value)
+        except ValueError as exc:
+            log.error("undecodable_reference_record", offset=record.offset, error=str(exc))
+            return
+        await self._apply(conn, event)
+
+    async def _apply(self, conn: AsyncConnection, event: DomainEvent) -> None:
+        if isinstance(event, PolicyPublished):
+            # Versions are immutable: the first record of a version wins.
+            await insert_if_absent(conn, ref_policies, {
+                "version": event.version, "document": event.document,
+                "published_at": event.published_at, "published_by": event.published_by,
+            }, ("version",))
+        elif isinstance(event, PartnerUpdated):
+            await upsert(conn, ref_partners, [{
+                "id": event.partner_id, "name": event.name, "type": event.type,
+                "tier": event.tier, "region": event.region, "status": event.status,
+                "updated_at": event.updated_at,
+            }], ("id",))
+        elif isinstance(event, OwnerUpdated):
+            await upsert(conn, ref_owners, [{
+                "id": event.owner_id, "name": event.name, "email": event.email,
+                "webhook_url": event.webhook_url, "webhook_secret": event.webhook_secret,
+                "updated_at": event.updated_at,
+            }], ("id",))
+
+    async def _append(self, conn: AsyncConnection, cursor: list[int], key: str,
+                      event: DomainEvent, at: datetime) -> Appended:
+        envelope = new_envelope(event, id=new_id("evt"), source=f"{self.source}/reference",
+                                subject=key, time=at)
+        [appended] = await self.eventlog.append(
+            [OutgoingRecord(self.topic, key, encode(envelope))])
+        if appended.offset == cursor[0]:
+            await self._apply(conn, event)
+            cursor[0] = appended.offset + 1
+        else:  # someone appended without the lock (or a gap): fold in log order
+            await self._catch_up(conn, cursor, until=appended.offset + 1)
+        return appended
+
+    def _forget_caches(self) -> None:
+        self._current = None
+        self._partners.clear()
+
+    async def sync(self) -> None:
+        """Fold what other processes appended (at start; cheap when nothing is new)."""
+        async with self._writing():
+            pass
+
+    # --- policy ------------------------------------------------------------------------------
+
+    async def current_policy(self) -> Policy:
+        """The policy in force: cached briefly; version 1 (the defaults) is published the
+        first time one is needed, so every stamped version is on the reference topic."""
+        now = time.monotonic()
+        if self._current is not None and self._current[0] > now:
+            return self._current[1]
+        async with self.engine.connect() as conn:
+            latest = await self._latest(conn)
+        if latest is None:
+            latest = (await self.publish(Policy.default(), published_by="system",
+                                         only_if_none=True)).policy
+        self._current = (now + self.cache_seconds, latest)
+        return latest
+
+    async def _latest(self, conn: AsyncConnection) -> Policy | None:
+        row = (await conn.execute(
+            select(ref_policies.c.version, ref_policies.c.document)
+            .order_by(ref_policies.c.version.desc()).limit(1)
+        )).first()
+        if row is None:
+            return None
+        return self._policy_of(row.version, row.document)
+
+    def _policy_of(self, version: int, document: dict[str, Any]) -> Policy:
+        cached = self._policies.get(version)
+        if cached is None:
+            cached = Policy.model_validate({**document, "version": version})
+            self._policies[version] = cached
+        return cached
+
+    async def policy(self, version: int) -> tuple[Policy, datetime] | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(
+                select(ref_policies).where(ref_policies.c.version == version)
+            )).first()
+        if row is None:
+            return None
+        return self._policy_of(row.version, row.document), row.published_at
+
+    async def published_at(self, version: int) -> datetime | None:
+        found = await self.policy(version)
+        return found[1] if found else None
+
+    async def publish(self, document: Policy, *, published_by: str | None,
+                      expected_version: int | None = None,
+                      only_if_none: bool = False) -> PublishedPolicy:
+        """Publish `document` as the next version, unless it equals the current one (then
+        the current version is returned, `created=False`: PUT stays idempotent)."""
+        async with self._writing() as (conn, cursor):
+            latest = await self._latest(conn)
+            if latest is not None:
+                same = latest.model_dump(mode="json", exclude={"version"}) == \
+                    document.model_dump(mode="json", exclude={"version"})
+                if only_if_none or (same and expected_version in (None, latest.version)):
+                    at = await self._published_at(conn, latest.version)
+                    return PublishedPolicy(latest, at, False)
+            version = (latest.version if latest is not None else 0) + 1
+            if expected_version is not None and expected_version != version:
+                raise VersionConflict(version)
+            policy = document.model_copy(update={"version": version})
+            at = datetime.now(UTC)
+            event = PolicyPublished(version=version, document=policy.model_dump(mode="json"),
+                                    published_at=at, published_by=published_by)
+            await self._append(conn, cursor, POLICY_KEY, event, at)
+            log.info("policy_published", version=version, by=published_by)
+            return PublishedPolicy(policy, at, True)
+
+    async def _published_at(self, conn: AsyncConnection, version: int) -> datetime:
+        at: datetime = (await conn.execute(
+            select(ref_policies.c.published_at).where(ref_policies.c.version == version)
+        )).scalar_one()
+        return at
+
+    # --- partners ------------------------------------------------------------------------------
+
+    async def partner(self, partner_id: str) -> dict[str, Any] | None:
+        now = time.monotonic()
+        cached = self._partners.get(partner_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(
+                select(ref_partners).where(ref_partners.c.id == partner_id))).first()
+        found = dict(row._mapping) if row is not None else None
+        if len(self._partners) > 100_000:
+            self._partners.clear()
+        self._partners[partner_id] = (now + self.cache_seconds, found)
+        return found
+
+    async def put_partner(
+        self, partner_id: str, fields: dict[str, Any], *, by: str | None,
+    ) -> tuple[dict[str, Any], bool, bool]:
+        """Create or replace a partner: (row, created, changed).
+
+        `on_partner_change(before, after)` (the status fan-out to the intake partitions)
+        runs under the lock BEFORE the reference event is appended: if the process dies in
+        between, the partner table still shows the old values, so the client's retry of
+        this idempotent PUT fans out again (a repeated status is harmless downstream) and
+        then records the change. The other order could lose the fan-out for good."""
+        async with self._writing() as (conn, cursor):
+            before_row = (await conn.execute(
+                select(ref_partners).where(ref_partners.c.id == partner_id))).first()
+            before = dict(before_row._mapping) if before_row is not None else None
+            if before is not None and all(before[k] == v for k, v in fields.items()):
+                return before, False, False
+            at = datetime.now(UTC)
+            if self.on_partner_change is not None:
+                await self.on_partner_change(before, {"id": partner_id, **fields,
+                                                      "updated_at": at})
+            event = PartnerUpdated(partner_id=partner_id, updated_at=at, updated_by=by,
+                                   **fields)
+            await self._append(conn, cursor, partner_key(partner_id), event, at)
+            return {"id": partner_id, **fields, "updated_at": at}, before is None, True
+
+    # --- owners --------------------------------------------------------------------------------
+
+    async def owner(self, owner_id: str) -> dict[str, Any] | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(
+                select(ref_owners).where(ref_owners.c.id == owner_id))).first()
+        return dict(row._mapping) if row is not None else None
+
+    async def put_owner(self, owner_id: str, fields: dict[str, Any], *,
+                        by: str | None) -> tuple[dict[str, Any], bool]:
+        """Create or replace an owner: (row, created). A missing secret is generated for a
+        new owner and kept for an existing one."""
+        async with self._writing() as (conn, cursor):
+            before_row = (await conn.execute(
+                select(ref_owners).where(ref_owners.c.id == owner_id))).first()
+            before = dict(before_row._mapping) if before_row is not None else None
+            wanted = dict(fields)
+            if not wanted.get("webhook_secret"):
+                wanted["webhook_secret"] = (before or {}).get("webhook_secret") \
+                    or new_webhook_secret()
+            if before is not None and all(before[k] == v for k, v in wanted.items()):
+                return before, False
+            at = datetime.now(UTC)
+            event = OwnerUpdated(owner_id=owner_id, updated_at=at, updated_by=by, **wanted)
+            await self._append(conn, cursor, owner_key(owner_id), event, at)
+            return {"id": owner_id, **wanted, "updated_at": at}, before is None

@@ -1,0 +1,116 @@
+"""What every command route shares: the process's `Commands`, `Prefer: wait`, and the
+`Idempotency-Key` wrapper that stores and replays responses."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Header, Request, Response
+
+from services.registration.domain.idempotency import Verdict, fingerprint, valid_key
+from services.registration.handlers import Commands, Outcome
+from shared.api.auth import Principal
+from shared.api.problems import Problem
+
+_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
+REPLAYED_HEADERS = ("location", "x-log-position", "preference-applied", "content-type")
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Runs inside the runtime's lifespan (after migrations): the command side's adapters."""
+    commands = Commands(app.state.runtime)
+    await commands.start()
+    app.state.commands = commands
+    try:
+        yield
+    finally:
+        await commands.stop()
+
+
+def get_commands(request: Request) -> Commands:
+    commands: Commands = request.app.state.commands
+    return commands
+
+
+def requested_wait(prefer: str | None, ceiling: float) -> float:
+    """Seconds asked for by `Prefer: wait=N` (RFC 7240), capped by the configured ceiling."""
+    if not prefer:
+        return 0.0
+    match = _WAIT.search(prefer)
+    return min(float(match.group(1)), ceiling) if match else 0.0
+
+
+def prefer_wait(
+    request: Request,
+    prefer: Annotated[str | None, Header(
+        description="RFC 7240 `wait=N`: wait up to N seconds for the effect to be decided",
+        examples=["wait=5"])] = None,
+) -> float:
+    return requested_wait(prefer, request.app.state.runtime.settings.max_wait_seconds)
+
+
+IdempotencyKey = Annotated[str | None, Header(
+    alias="Idempotency-Key", max_length=255,
+    description="Repeats with the same key and body return the first response; another "
+    "body with the same key is 422. Remembered for 24 h (configurable).",
+    examples=["4f6c5f0e-8d7a-4d7e-9d51-0b8e6f3a9c21"])]
+
+
+def render(outcome: Outcome) -> Response:
+    return Response(outcome.body.model_dump_json(), status_code=outcome.status_code,
+                    media_type="application/json", headers=outcome.headers)
+
+
+async def idempotent(request: Request, principal: Principal, commands: Commands,
+                     key: str | None, run: Callable[[], Awaitable[Outcome]],
+                     remember: Callable[[Outcome], Outcome] | None = None) -> Response:
+    """Run a command at most once per `Idempotency-Key`.
+
+    Only 2xx answers are remembered: a 4xx appended nothing and a 5xx may be retried, so
+    their reservations are dropped and a retry runs the command again. `remember` turns
+    the answer into what is stored for replays (to keep secrets out of the store)."""
+    if key is None:
+        return render(await run())
+    if not valid_key(key):
+        raise Problem(422, "Validation failed", "The Idempotency-Key header is invalid.",
+                      errors=[{"field": "Idempotency-Key",
+                               "message": "1-255 printable ASCII characters, no spaces"}])
+    body = await request.body()
+    print_ = fingerprint(request.method, request.url.path, body)
+    store = commands.idempotency
+    claim = await store.claim(principal.scope, key, print_)
+    if claim.verdict is Verdict.REPLAY and claim.response is not None:
+        stored = claim.response
+        return Response(stored.body, status_code=stored.status_code,
+                        headers={**stored.headers, "Idempotent-Replayed": "true"})
+    if claim.verdict is Verdict.MISMATCH:
+        raise Problem(422, "Idempotency key reused",
+                      "This Idempotency-Key was used with a different request.",
+                      errors=[{"field": "Idempotency-Key",
+                               "message": "already used with another request body"}])
+    if claim.verdict is Verdict.IN_PROGRESS:
+        raise Problem(409, "Conflict",
+                      "A request with this Idempotency-Key is still being processed.",
+                      headers={"Retry-After": "1"})
+    try:
+        outcome = await run()
+    except BaseException:
+        await store.release(principal.scope, key)
+        raise
+    response = render(outcome)
+    kept = render(remember(outcome)) if remember is not None else response
+    headers: dict[str, Any] = {k: v for k, v in kept.headers.items()
+                               if k.lower() in REPLAYED_HEADERS}
+    try:
+        await store.complete(principal.scope, key, outcome.status_code,
+                             bytes(kept.body).decode(), headers)
+    except Exception:
+        # The event is durable; failing to remember the answer must not turn it into an
+        # error (a retry would then run again: the adjudicator's `duplicate` rule catches it).
+        await store.release(principal.scope, key)
+    return response
+

@@ -1,0 +1,208 @@
+"""Reference data and credentials: API keys, partners, escalation owners, policy versions.
+
+Partners, owners and policy versions are appended to the reference topic before they are
+stored or served (see `adapters/reference.py`); API keys live only in the store (hashed).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Request, Response
+
+from services.registration.adapters.reference import VersionConflict
+from services.registration.api.deps import IdempotencyKey, get_commands, idempotent
+from services.registration.domain import access
+from services.registration.domain.validation import IDENTIFIER_PATTERN
+from services.registration.handlers import Commands, Outcome
+from services.registration.models import (
+    ApiKeyCreated,
+    ApiKeyRequest,
+    EscalationOwnerView,
+    OwnerRequest,
+    PartnerRequest,
+    PartnerView,
+)
+from shared.api.auth import SUBJECT_ROLES, Authenticator, Principal, require
+from shared.api.problems import Problem, problem_responses
+from shared.policy import Policy
+
+router = APIRouter(prefix="/v1", tags=["reference data"])
+
+CommandsDep = Annotated[Commands, Depends(get_commands)]
+Admin = Annotated[Principal, Depends(require())]
+RefId = Annotated[str, Path(pattern=IDENTIFIER_PATTERN, max_length=100, examples=["p-1"])]
+
+_PARTNER = {"id": "p-1", "name": "Acme Reseller", "type": "reseller", "tier": "gold",
+            "region": "EMEA", "status": "active", "updated_at": "2026-11-23T09:00:00Z"}
+_OWNER = {"id": "cm-1", "name": "EMEA channel manager", "email": "cm-emea@vendor.example",
+          "webhook_url": "https://hooks.vendor.example/dealreg",
+          "webhook_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+          "updated_at": "2026-11-23T09:00:00Z"}
+_POLICY = Policy.default().model_dump(mode="json")
+
+
+def _ok(model: type, example: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"model": model, "description": description,
+            "content": {"application/json": {"example": example}}}
+
+
+@router.post("/api-keys", status_code=201, response_model=ApiKeyCreated, responses={
+    201: _ok(ApiKeyCreated, {"id": "key_01jd2vc3m4n5p6q7r8s9t0v1w2",
+                             "token": "drk.key_01jd2vc3m4n5p6q7r8s9t0v1w2.3q2-7wVd0b5Yy1v4n"
+                                      "V9cX6rK8mP2sT0uW4eA7iO1lHjG",
+                             "role": "partner", "subject_id": "p-1",
+                             "name": "Acme PRM portal", "created_at": "2026-11-23T09:00:00Z"},
+             "The key; its token is shown this once"),
+    **problem_responses(400, 401, 403, 409, 413, 415, 422)},
+    summary="Mint an API key", tags=["auth"],
+    description="Admin only. Partner, rep and owner keys are bound to `subject_id`. The "
+    "token (`drk.<id>.<secret>`, 256 random bits) is returned once; only its SHA-256 is "
+    "stored.")
+async def create_api_key(body: ApiKeyRequest, request: Request, principal: Admin,
+                         commands: CommandsDep, idempotency_key: IdempotencyKey = None
+                         ) -> Response:
+    if body.role in SUBJECT_ROLES and not body.subject_id:
+        raise Problem(422, "Validation failed", "The request has invalid fields.", errors=[
+            {"field": "subject_id", "message": f"a {body.role} key acts as one subject_id"}])
+    authenticator: Authenticator = request.app.state.authenticator
+
+    async def mint() -> Outcome:
+        key = await authenticator.mint(body.role, body.subject_id, body.name)
+        return Outcome(201, ApiKeyCreated(id=key.id, token=key.token, role=key.role,
+                                          subject_id=key.subject_id, name=key.name,
+                                          created_at=key.created_at),
+                       {"Location": f"/v1/api-keys/{key.id}"})
+
+    def without_token(outcome: Outcome) -> Outcome:
+        # A replay names the key it minted but never stores or shows the token again.
+        assert isinstance(outcome.body, ApiKeyCreated)
+        return Outcome(outcome.status_code, outcome.body.model_copy(update={
+            "token": "(shown once, to the first request)"}), outcome.headers)
+
+    return await idempotent(request, principal, commands, idempotency_key, mint,
+                            remember=without_token)
+
+
+@router.delete("/api-keys/{key_id}", status_code=204, tags=["auth"],
+               responses=problem_responses(401, 403, 404), summary="Revoke an API key",
+               description="Admin only. Other processes stop accepting it within "
+               "`DEALREG_API_KEY_CACHE_SECONDS`.")
+async def revoke_api_key(key_id: RefId, request: Request, principal: Admin) -> Response:
+    authenticator: Authenticator = request.app.state.authenticator
+    if not await authenticator.revoke(key_id):
+        raise Problem(404, "Not found", f"No active API key {key_id}.")
+    return Response(status_code=204)
+
+
+@router.put("/partners/{partner_id}", status_code=200, response_model=PartnerView, responses={
+    200: _ok(PartnerView, _PARTNER, "Replaced (or unchanged)"),
+    201: _ok(PartnerView, _PARTNER, "Created"),
+    **problem_responses(400, 401, 403, 413, 415, 422, 503)},
+    summary="Create or replace a partner",
+    description="Admin or integration. A change of status or tier reaches every "
+    "adjudicator in order with the registrations it decides; an exited partner's "
+    "protections end.")
+async def put_partner(
+    partner_id: RefId, body: PartnerRequest, commands: CommandsDep,
+    principal: Annotated[Principal, Depends(require(*access.PARTNER_EDITORS))],
+) -> Response:
+    row, created, _ = await commands.reference.put_partner(partner_id, body.model_dump(),
+                                                           by=principal.actor_id)
+    view = PartnerView.model_validate(row)
+    return Response(view.model_dump_json(), status_code=201 if created else 200,
+                    media_type="application/json")
+
+
+@router.get("/partners/{partner_id}", response_model=PartnerView,
+            responses={200: _ok(PartnerView, _PARTNER, "The partner"),
+                       **problem_responses(401, 403, 404)},
+            summary="A partner", description="Admin, integration, channel managers, and a "
+            "partner for itself.")
+async def get_partner(
+    partner_id: RefId, commands: CommandsDep,
+    principal: Annotated[Principal, Depends(require("integration", "channel_manager",
+                                                    "partner"))],
+) -> PartnerView:
+    row = await commands.reference.partner(partner_id)
+    if row is None or (principal.role == "partner" and principal.subject_id != partner_id):
+        raise Problem(404, "Not found", f"No partner {partner_id}.")
+    return PartnerView.model_validate(row)
+
+
+@router.put("/owners/{owner_id}", status_code=200, response_model=EscalationOwnerView,
+            responses={200: _ok(EscalationOwnerView, _OWNER, "Replaced (or unchanged)"),
+                       201: _ok(EscalationOwnerView, _OWNER, "Created"),
+                       **problem_responses(400, 401, 403, 413, 415, 422, 503)},
+            summary="Create or replace an escalation owner",
+            description="Admin only. The Standard Webhooks signing secret (`whsec_...`) is "
+            "generated when not given, kept when an existing owner is replaced without one, "
+            "and returned.")
+async def put_owner(owner_id: RefId, body: OwnerRequest, principal: Admin,
+                    commands: CommandsDep) -> Response:
+    row, created = await commands.reference.put_owner(owner_id, body.model_dump(),
+                                                      by=principal.actor_id)
+    view = EscalationOwnerView.model_validate(row)
+    return Response(view.model_dump_json(), status_code=201 if created else 200,
+                    media_type="application/json")
+
+
+@router.get("/owners/{owner_id}", response_model=EscalationOwnerView,
+            responses={200: _ok(EscalationOwnerView, _OWNER, "The owner"),
+                       **problem_responses(401, 403, 404)},
+            summary="An escalation owner", description="Admin only (it shows the secret).")
+async def get_owner(owner_id: RefId, principal: Admin,
+                    commands: CommandsDep) -> EscalationOwnerView:
+    row = await commands.reference.owner(owner_id)
+    if row is None:
+        raise Problem(404, "Not found", f"No owner {owner_id}.")
+    return EscalationOwnerView.model_validate(row)
+
+
+@router.put("/policy", status_code=201, response_model=Policy, responses={
+    200: _ok(Policy, _POLICY, "Identical to the current version: nothing published"),
+    201: _ok(Policy, _POLICY, "Published as the next version"),
+    **problem_responses(400, 401, 403, 409, 413, 415, 422, 503)},
+    summary="Publish a policy version",
+    description="Admin only. Every field is optional (defaults as documented). The server "
+    "assigns `version` (the current one plus one); a `version` in the body is an "
+    "optimistic check (409 if it is not the next one). Versions are immutable. The document "
+    "is durable on the reference topic before it is served or stamped.")
+async def put_policy(body: Policy, principal: Admin, commands: CommandsDep) -> Response:
+    expected = body.version if "version" in body.model_fields_set else None
+    try:
+        published = await commands.reference.publish(body, published_by=principal.actor_id,
+                                                      expected_version=expected)
+    except VersionConflict as exc:
+        raise Problem(409, "Conflict", f"The next policy version is {exc.expected}.") from exc
+    return Response(published.policy.model_dump_json(),
+                    status_code=201 if published.created else 200,
+                    media_type="application/json",
+                    headers={"Location": f"/v1/policy/{published.policy.version}"})
+
+
+READERS = access.READERS
+
+
+@router.get("/policy", response_model=Policy,
+            responses={200: _ok(Policy, _POLICY, "The policy in force"),
+                       **problem_responses(401, 403)},
+            summary="The current policy", description="Every role.")
+async def current_policy(
+    commands: CommandsDep, principal: Annotated[Principal, Depends(require(*READERS))],
+) -> Policy:
+    return await commands.reference.current_policy()
+
+
+@router.get("/policy/{version}", response_model=Policy,
+            responses={200: _ok(Policy, _POLICY, "That version"),
+                       **problem_responses(401, 403, 404, 422)},
+            summary="A policy version", description="Every role. Versions never change.")
+async def policy_version(
+    version: Annotated[int, Path(ge=1, le=2_147_483_647)], commands: CommandsDep,
+    principal: Annotated[Principal, Depends(require(*READERS))],
+) -> Policy:
+    found = await commands.reference.policy(version)
+    if found is None:
+        raise Problem(404, "Not found", f"No policy version {version}.")
+    return found[0]

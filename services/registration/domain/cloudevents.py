@@ -1,0 +1,104 @@
+"""CloudEvents 1.0 ingestion, structured and batch JSON: parsing and envelope checks.
+
+Each event is checked on its own, so one bad event in a batch is rejected alone. What an
+accepted event *means* is the command handler's business: the type decides which one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from services.registration.domain.validation import CONTROL_CHARS
+
+REGISTRATION_SUBMITTED: Final = "dealreg.registration.submitted.v1"
+CLAIM_FILED: Final = "dealreg.claim.filed.v1"
+OPPORTUNITY_CLOSED: Final = "crm.opportunity.closed.v1"
+SUPPORTED_TYPES: Final = (REGISTRATION_SUBMITTED, CLAIM_FILED, OPPORTUNITY_CLOSED)
+
+STRUCTURED: Final = "application/cloudevents+json"
+BATCH: Final = "application/cloudevents-batch+json"
+
+
+class NotCloudEvents(ValueError):
+    """The body as a whole is not a CloudEvent (structured) or an array of them (batch)."""
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingEvent:
+    index: int
+    id: str | None
+    source: str | None
+    type: str | None
+    data: Any = None
+    time: datetime | None = None
+    errors: list[dict[str, str]] = field(default_factory=list)
+    """Envelope problems: the event is rejected without being de-duplicated or applied."""
+
+    @property
+    def valid(self) -> bool:
+        return not self.errors
+
+
+def _text(raw: dict[str, Any], name: str, limit: int,
+          errors: list[dict[str, str]]) -> str | None:
+    value = raw.get(name)
+    if value is None:
+        errors.append({"field": name, "message": "required CloudEvents attribute"})
+        return None
+    if not isinstance(value, str) or not value or len(value) > limit:
+        errors.append({"field": name, "message": f"a non-empty string of at most {limit}"})
+        return None
+    if CONTROL_CHARS.search(value):
+        errors.append({"field": name, "message": "control characters are not allowed"})
+        return None
+    return value
+
+
+def parse_event(index: int, raw: Any) -> IncomingEvent:
+    if not isinstance(raw, dict):
+        return IncomingEvent(index, None, None, None,
+                             errors=[{"field": "event", "message": "an event is a JSON object"}])
+    errors: list[dict[str, str]] = []
+    if raw.get("specversion") != "1.0":
+        errors.append({"field": "specversion", "message": 'must be "1.0"'})
+    id_ = _text(raw, "id", 200, errors)
+    source = _text(raw, "source", 500, errors)
+    type_ = _text(raw, "type", 200, errors)
+    content_type = raw.get("datacontenttype")
+    if content_type is not None and (
+        not isinstance(content_type, str)
+        or content_type.split(";")[0].strip().lower() != "application/json"
+    ):
+        errors.append({"field": "datacontenttype", "message": "only application/json data"})
+    if "data_base64" in raw:
+        errors.append({"field": "data_base64", "message": "binary data is not accepted"})
+    when: datetime | None = None
+    if raw.get("time") is not None:
+        try:
+            when = datetime.fromisoformat(str(raw["time"]).replace("Z", "+00:00"))
+            if when.tzinfo is None:
+                raise ValueError
+        except ValueError:
+            errors.append({"field": "time", "message": "an RFC 3339 timestamp with offset"})
+    data = raw.get("data")
+    if not isinstance(data, dict):
+        errors.append({"field": "data", "message": "a JSON object is required"})
+    if type_ is not None and type_ not in SUPPORTED_TYPES:
+        errors.append({"field": "type",
+                       "message": f"unknown type; supported: {', '.join(SUPPORTED_TYPES)}"})
+    return IncomingEvent(index, id_, source, type_, data, when, errors)
+
+
+def parse(payload: Any, *, batch: bool, limit: int) -> list[IncomingEvent]:
+    """The events of a structured (one object) or batch (array) body."""
+    if batch:
+        if not isinstance(payload, list):
+            raise NotCloudEvents("a batch is a JSON array of CloudEvents")
+        if len(payload) > limit:
+            raise NotCloudEvents(f"a batch holds at most {limit} events")
+        return [parse_event(i, raw) for i, raw in enumerate(payload)]
+    if not isinstance(payload, dict):
+        raise NotCloudEvents("a structured CloudEvent is a JSON object")
+    return [parse_event(0, payload)]

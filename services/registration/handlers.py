@@ -1,0 +1,663 @@
+"""Command handlers: the one code path behind the HTTP endpoints and CloudEvents ingestion.
+
+Each handler checks who may act (domain/access.py), validates what the models could not,
+resolves the account key, stamps the policy version (and partner snapshot), appends one
+event to the intake topic keyed by the account key, and only then answers. Nothing is
+appended before every check passed, so a rejected command leaves no trace in the log.
+Errors are raised as `Problem`s; the HTTP layer renders them, ingestion reports them per
+event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from services.registration.adapters.directory import AccountDirectory, KnownEntity
+from services.registration.adapters.idempotency import IdempotencyStore
+from services.registration.adapters.ingested import IngestedEvents
+from services.registration.adapters.readmodel import DisputeFacts, ReadModel, wait_for
+from services.registration.adapters.reference import ReferenceData
+from services.registration.domain import access
+from services.registration.domain.cloudevents import (
+    CLAIM_FILED,
+    OPPORTUNITY_CLOSED,
+    REGISTRATION_SUBMITTED,
+    IncomingEvent,
+)
+from services.registration.domain.intake import InvalidAccount, identity_of, registration_submitted
+from services.registration.domain.resolution import Resolution
+from services.registration.models import (
+    AmountIn,
+    ClaimRequest,
+    ClaimView,
+    DisputeCommandView,
+    DisputeRequest,
+    EventResult,
+    OpportunityClosedRequest,
+    RegistrationRequest,
+    ResolutionRequest,
+)
+from shared.accounts import AccountIdentity
+from shared.api.auth import Principal
+from shared.api.problems import Problem
+from shared.api.resources import RegistrationView
+from shared.eventlog import Appended, OutgoingRecord
+from shared.eventlog.partitioner import partition_for
+from shared.events import (
+    Account,
+    AccountLinkReported,
+    Amount,
+    ClaimFiled,
+    DisputeAcknowledged,
+    DisputeFiled,
+    DisputeResolutionSubmitted,
+    DomainEvent,
+    OpportunityClosed,
+    PartnerSnapshot,
+    PartnerStatusChanged,
+    RegistrationExtensionRequested,
+    RegistrationWithdrawn,
+    ReportedRegistration,
+    Split,
+    encode,
+    new_envelope,
+)
+from shared.ids import new_id
+from shared.logging import get_logger
+from shared.policy import Policy
+from shared.readmodel.waiter import DECIDED
+
+if TYPE_CHECKING:
+    from dealreg.runtime import Runtime
+
+log = get_logger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+
+ENDED = ("rejected", "expired", "withdrawn", "won", "lost")
+
+
+@dataclass
+class Outcome:
+    """A command's answer: status, body and headers (Location, X-Log-Position, ...)."""
+
+    status_code: int
+    body: BaseModel
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def invalid(field_: str, message: str, detail: str = "The request has invalid fields."
+            ) -> Problem:
+    return Problem(422, "Validation failed", detail, errors=[{"field": field_,
+                                                              "message": message}])
+
+
+def field_errors(exc: ValidationError, prefix: str = "") -> list[dict[str, str]]:
+    out = []
+    for error in exc.errors():
+        loc = ".".join(str(p) for p in error.get("loc", ()))
+        out.append({"field": ".".join(p for p in (prefix, loc) if p) or "body",
+                    "message": str(error.get("msg"))})
+    return out
+
+
+def parse_body(model: type[M], data: Any, prefix: str = "data") -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise Problem(422, "Validation failed", "The request has invalid fields.",
+                      errors=field_errors(exc, prefix)) from exc
+
+
+def _denied(exc: access.Denied) -> Problem:
+    return Problem(exc.status, "Forbidden" if exc.status == 403 else "Not found", exc.detail)
+
+
+def _position(appended: Appended) -> str:
+    return f"{appended.topic}/{appended.partition}/{appended.offset}"
+
+
+def redact(view: RegistrationView, principal: Principal) -> RegistrationView:
+    """A partner learns of a competitor only that it exists (invariant 7)."""
+    if principal.role != "partner" or view.decision is None:
+        return view
+    raw = view.model_dump()
+    for conflict in raw["decision"]["conflicts"]:
+        conflict["registration_id"] = None
+    return RegistrationView.model_validate(raw)
+
+
+class Commands:
+    """The command side of one process: its adapters, and one method per command."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        settings = runtime.settings
+        self.settings = settings
+        self.reference = ReferenceData(runtime.eventlog, runtime.engine,
+                                       runtime.topics.reference, source=settings.source,
+                                       cache_seconds=settings.reference_cache_seconds)
+        self.directory = AccountDirectory(runtime.engine,
+                                          complete=settings.backend == "embedded",
+                                          rewarm_seconds=settings.directory_rewarm_seconds)
+        self.readmodel = ReadModel(runtime.engine)
+        self.idempotency = IdempotencyStore(runtime.engine,
+                                            ttl_seconds=settings.idempotency_ttl_seconds,
+                                            lease_seconds=settings.idempotency_lease_seconds)
+        self.ingested = IngestedEvents(runtime.engine,
+                                       lease_seconds=settings.idempotency_lease_seconds)
+        self._reported_links: set[tuple[str, str]] = set()
+        self.reference.on_partner_change = self.partner_changed
+
+    async def start(self) -> None:
+        await self.reference.sync()
+        await self.reference.current_policy()
+        await self.directory.warm()
+
+    async def stop(self) -> None:
+        await self.directory.close()
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    async def append(self, records: list[tuple[str, str, DomainEvent]], at: datetime,
+                     via: str) -> list[Appended]:
+        """Append envelopes durably; a log that does not confirm is a 503 (retry safely
+        with the same Idempotency-Key)."""
+        out = [
+            OutgoingRecord(topic, key, encode(new_envelope(
+                event, id=new_id("evt"), source=f"{self.settings.source}/{via}",
+                subject=key, time=at)))
+            for topic, key, event in records
+        ]
+        try:
+            return await self.runtime.eventlog.append(out)
+        except Exception as exc:
+            log.exception("append_failed", error=repr(exc))
+            raise Problem(503, "Service unavailable",
+                          "The event log did not confirm the write. Retry with the same "
+                          "Idempotency-Key.", headers={"Retry-After": "1"}) from exc
+
+    async def _intake(self, key: str, event: DomainEvent, at: datetime, via: str) -> Appended:
+        [appended] = await self.append([(self.runtime.topics.intake, key, event)], at, via)
+        return appended
+
+    def _identity(self, account: Any, prefix: str = "account") -> AccountIdentity:
+        try:
+            return identity_of(account.name, account.domain, account.country,
+                               account.crm_account_id, website=account.website,
+                               email=account.email)
+        except InvalidAccount as exc:
+            raise invalid(prefix, str(exc)) from exc
+
+    async def _wait(self, fetch: Callable[[], Awaitable[Any]], wait: float) -> Any:
+        return await wait_for(fetch, wait) if wait > 0 else None
+
+    # --- registrations -----------------------------------------------------------------
+
+    async def submit_registration(self, principal: Principal, body: RegistrationRequest,
+                                  wait: float = 0.0, via: str = "api") -> Outcome:
+        try:
+            partner_id = access.acting_partner(principal.role, principal.subject_id,
+                                               body.partner_id)
+        except access.Denied as exc:
+            raise _denied(exc) from exc
+        if not partner_id:
+            raise invalid("partner_id", "required when an integration or admin registers")
+        identity = self._identity(body.account)
+        policy = await self.reference.current_policy()
+        partner = await self.reference.partner(partner_id)
+        if partner is None and self.settings.unknown_partners == "reject":
+            raise invalid("partner_id", f"no partner {partner_id!r}; PUT /v1/partners first")
+        snapshot = (PartnerSnapshot(partner_id=partner_id, tier=partner["tier"],
+                                    status=partner["status"], type=partner["type"])
+                    if partner else PartnerSnapshot(partner_id=partner_id))
+        resolution = await self.directory.resolve(identity, policy.match)
+        now = datetime.now(UTC)
+        registration_id = new_id("reg")
+        amount = body.opportunity.amount
+        event = registration_submitted(
+            registration_id=registration_id, partner=snapshot,
+            account_key=resolution.account_key, raw_account_name=body.account.name,
+            identity=identity, title=body.opportunity.title,
+            products=list(body.opportunity.products),
+            amount=(str(amount.value), amount.currency) if amount else None,
+            expected_close=body.opportunity.expected_close, motion=body.motion,
+            external_ref=body.external_ref, submitted_at=now, policy_version=policy.version,
+        )
+        appended = await self._intake(resolution.account_key, event, now, via)
+        self.directory.remember(resolution.account_key, identity)
+        self.directory.remember_entity(KnownEntity(registration_id, resolution.account_key,
+                                                   partner_id))
+        await self._report_links(resolution, policy, now, via)
+        headers = {"Location": f"/v1/registrations/{registration_id}",
+                   "X-Log-Position": _position(appended)}
+        if wait > 0:
+            headers["Preference-Applied"] = f"wait={_seconds(wait)}"
+            row = await self.runtime.waiter.wait_decided(registration_id, wait)
+            if row is not None:
+                return Outcome(201, redact(RegistrationView.from_row(row), principal), headers)
+        view = RegistrationView(
+            id=registration_id, partner_id=partner_id, account_key=resolution.account_key,
+            account=event.account.model_dump(mode="json"),
+            opportunity=event.opportunity.model_dump(mode="json"), motion=event.motion,
+            external_ref=event.external_ref, status="submitted", submitted_at=now,
+            decided_at=None, protected_until=None,
+        )
+        return Outcome(202, view, headers)
+
+    async def _report_links(self, resolution: Resolution, policy: Policy, at: datetime,
+                            via: str) -> None:
+        """The edge's part in catching one customer under two keys: when an identity
+        matches keys on different intake partitions, tell the canonical key's adjudicator
+        what the other key holds (`AccountLinkReported`). Best effort: the registration is
+        already durable, and the adjudicator links same-partition keys by itself."""
+        if not resolution.aliases:
+            return
+        try:
+            partitions = await self.runtime.eventlog.partitions(self.runtime.topics.intake)
+            canonical = resolution.account_key
+            for alias in resolution.aliases:
+                pair = (canonical, alias.account_key)
+                if pair in self._reported_links or partition_for(
+                        canonical, partitions) == partition_for(alias.account_key, partitions):
+                    continue
+                rows = await self.readmodel.active_under(alias.account_key)
+                reported = tuple(
+                    ReportedRegistration(
+                        registration_id=r["id"], party_type="partner", party_id=r["partner_id"],
+                        motion=r["motion"], products=tuple((r["opportunity"] or {})
+                                                           .get("products", ())),
+                        status=r["status"], submitted_at=r["submitted_at"],
+                        protected_until=r["protected_until"])
+                    for r in rows if r["partner_id"] and r["motion"] and r["submitted_at"])
+                await self._intake(canonical, AccountLinkReported(
+                    account_key=canonical, alias_key=alias.account_key,
+                    matched_by=alias.matched_by, score=alias.score, registrations=reported,
+                    reported_at=at, policy_version=policy.version), at, via)
+                self._reported_links.add(pair)
+        except Exception:
+            log.exception("account_link_report_failed", account_key=resolution.account_key)
+
+    async def _registration(self, principal: Principal, registration_id: str
+                            ) -> tuple[str, str, dict[str, Any] | None]:
+        """(account key, partner id, read-model row or None) of a registration the caller
+        may act on; 404 when unknown or, for a partner, not its own."""
+        row = await self.readmodel.registration(registration_id)
+        if row is not None and row.get("account_key") and row.get("partner_id"):
+            account_key, partner_id = row["account_key"], row["partner_id"]
+        else:
+            recent = self.directory.recent(registration_id)
+            if recent is None:
+                raise Problem(404, "Not found", f"No registration {registration_id}.")
+            account_key, partner_id, row = recent.account_key, recent.party_id, None
+        try:
+            access.check_owns_registration(principal.role, principal.subject_id, partner_id,
+                                           registration_id)
+        except access.Denied as exc:
+            raise _denied(exc) from exc
+        return account_key, partner_id, row
+
+    async def _registration_view(self, registration_id: str, principal: Principal,
+                                 row: dict[str, Any] | None) -> RegistrationView:
+        row = row or await self.readmodel.registration(registration_id)
+        if row is None:
+            recent = self.directory.recent(registration_id)
+            return RegistrationView(
+                id=registration_id, partner_id=recent.party_id if recent else None,
+                account_key=recent.account_key if recent else None, account=None,
+                opportunity=None, motion=None, status="submitted", submitted_at=None,
+                decided_at=None, protected_until=None)
+        return redact(RegistrationView.from_row(row), principal)
+
+    async def withdraw(self, principal: Principal, registration_id: str, wait: float = 0.0,
+                       via: str = "api") -> Outcome:
+        account_key, partner_id, row = await self._registration(principal, registration_id)
+        if row is not None and row["status"] in ENDED:
+            raise Problem(409, "Conflict",
+                          f"Registration {registration_id} is {row['status']}; only an "
+                          "active registration can be withdrawn.")
+        policy = await self.reference.current_policy()
+        now = datetime.now(UTC)
+        appended = await self._intake(account_key, RegistrationWithdrawn(
+            registration_id=registration_id, partner_id=partner_id, account_key=account_key,
+            withdrawn_at=now, policy_version=policy.version), now, via)
+        return await self._lifecycle_answer(
+            principal, registration_id, appended, wait,
+            lambda r: r["status"] == "withdrawn")
+
+    async def extend(self, principal: Principal, registration_id: str, wait: float = 0.0,
+                     via: str = "api") -> Outcome:
+        account_key, partner_id, row = await self._registration(principal, registration_id)
+        if row is not None:
+            if row["status"] != "approved" or row["protected_until"] is None:
+                raise Problem(409, "Conflict",
+                              f"Registration {registration_id} is {row['status']}; only an "
+                              "approved, time-limited protection can be extended.")
+            own = None
+            if row.get("policy_version"):
+                found = await self.reference.policy(row["policy_version"])
+                own = found[0] if found else None
+            if own is not None and row["extensions"] >= own.extension.max_extensions:
+                raise Problem(409, "Conflict",
+                              f"Registration {registration_id} was extended "
+                              f"{row['extensions']} time(s); policy version {own.version} "
+                              f"allows {own.extension.max_extensions}.")
+        before = row["extensions"] if row is not None else 0
+        policy = await self.reference.current_policy()
+        now = datetime.now(UTC)
+        appended = await self._intake(account_key, RegistrationExtensionRequested(
+            registration_id=registration_id, partner_id=partner_id, account_key=account_key,
+            requested_at=now, policy_version=policy.version), now, via)
+        return await self._lifecycle_answer(
+            principal, registration_id, appended, wait,
+            lambda r: r["extensions"] > before)
+
+    async def close(self, principal: Principal, body: OpportunityClosedRequest,
+                    wait: float = 0.0, via: str = "api") -> Outcome:
+        registration_id = body.registration_id
+        if registration_id is None:
+            if not body.external_ref:
+                raise invalid("registration_id", "give registration_id or external_ref")
+            rows = await self.readmodel.by_external_ref(body.external_ref)
+            if not rows:
+                raise Problem(404, "Not found",
+                              f"No registration with external_ref {body.external_ref!r}.")
+            if len(rows) > 1:
+                raise invalid("external_ref", "more than one registration has this "
+                              "external_ref; send registration_id")
+            registration_id = rows[0]["id"]
+        account_key, _, row = await self._registration(principal, registration_id)
+        if row is not None and row["status"] not in ("approved", "in_review", "submitted",
+                                                     "expired"):
+            raise Problem(409, "Conflict", f"Registration {registration_id} is {row['status']}.")
+        policy = await self.reference.current_policy()
+        now = datetime.now(UTC)
+        appended = await self._intake(account_key, OpportunityClosed(
+            registration_id=registration_id, account_key=account_key, outcome=body.outcome,
+            amount=_amount(body.amount), closed_at=now, policy_version=policy.version),
+            now, via)
+        return await self._lifecycle_answer(
+            principal, registration_id, appended, wait,
+            lambda r: r["status"] == body.outcome)
+
+    async def _lifecycle_answer(self, principal: Principal, registration_id: str,
+                                appended: Appended, wait: float,
+                                done: Callable[[dict[str, Any]], bool]) -> Outcome:
+        headers = {"Location": f"/v1/registrations/{registration_id}",
+                   "X-Log-Position": _position(appended)}
+        if wait > 0:
+            headers["Preference-Applied"] = f"wait={_seconds(wait)}"
+
+            async def changed() -> dict[str, Any] | None:
+                row = await self.readmodel.registration(registration_id)
+                return row if row is not None and done(row) else None
+
+            row = await self._wait(changed, wait)
+            if row is not None:
+                return Outcome(200, redact(RegistrationView.from_row(row), principal),
+                               headers)
+        return Outcome(202, await self._registration_view(registration_id, principal, None),
+                       headers)
+
+    # --- claims --------------------------------------------------------------------------
+
+    async def file_claim(self, principal: Principal, body: ClaimRequest, wait: float = 0.0,
+                         via: str = "api") -> Outcome:
+        try:
+            rep_id = access.acting_rep(principal.role, principal.subject_id, body.rep_id)
+        except access.Denied as exc:
+            raise _denied(exc) from exc
+        if not rep_id:
+            raise invalid("rep_id", "required when an integration or admin files a claim")
+        identity = self._identity(body.account)
+        policy = await self.reference.current_policy()
+        resolution = await self.directory.resolve(identity, policy.match)
+        now = datetime.now(UTC)
+        claim_id = new_id("clm")
+        products = tuple(sorted(set(body.products))) if body.kind == "opportunity" else ()
+        account = Account(name=body.account.name, domain=identity.domain,
+                          country=identity.country, crm_account_id=identity.crm_account_id)
+        event = ClaimFiled(claim_id=claim_id, kind=body.kind, rep_id=rep_id,
+                           account_key=resolution.account_key, account=account,
+                           products=products, filed_at=now, policy_version=policy.version)
+        appended = await self._intake(resolution.account_key, event, now, via)
+        self.directory.remember(resolution.account_key, identity)
+        self.directory.remember_entity(KnownEntity(claim_id, resolution.account_key, rep_id))
+        await self._report_links(resolution, policy, now, via)
+        headers = {"Location": f"/v1/registrations/{claim_id}",
+                   "X-Log-Position": _position(appended)}
+        view = ClaimView(id=claim_id, kind=body.kind, rep_id=rep_id,
+                         account_key=resolution.account_key,
+                         account=account.model_dump(mode="json"), products=list(products),
+                         status="submitted", filed_at=now)
+        if wait > 0:
+            headers["Preference-Applied"] = f"wait={_seconds(wait)}"
+
+            async def decided() -> dict[str, Any] | None:
+                row = await self.readmodel.claim(claim_id)
+                return row if row is not None and row["status"] in DECIDED else None
+
+            row = await self._wait(decided, wait)
+            if row is not None:
+                view = view.model_copy(update={
+                    "status": row["status"], "decided_at": row["decided_at"],
+                    "protected_until": row["protected_until"], "decision": row["decision"]})
+        return Outcome(201, view, headers)
+
+    # --- disputes ------------------------------------------------------------------------
+
+    async def file_dispute(self, principal: Principal, registration_id: str,
+                           body: DisputeRequest, wait: float = 0.0, via: str = "api"
+                           ) -> Outcome:
+        account_key, partner_id, row = await self._registration(principal, registration_id)
+        if row is not None:
+            if row["status"] == "in_review" and row.get("dispute_id"):
+                raise Problem(409, "Conflict", f"Registration {registration_id} is already "
+                              f"in dispute {row['dispute_id']}.")
+            if row["status"] != "rejected":
+                raise Problem(409, "Conflict", f"Registration {registration_id} is "
+                              f"{row['status']}; only a rejection can be disputed.")
+        policy = await self.reference.current_policy()
+        now = datetime.now(UTC)
+        dispute_id = new_id("dsp")
+        appended = await self._intake(account_key, DisputeFiled(
+            dispute_id=dispute_id, registration_id=registration_id, partner_id=partner_id,
+            account_key=account_key, reason=body.reason, filed_at=now,
+            policy_version=policy.version), now, via)
+        headers = {"Location": f"/v1/disputes/{dispute_id}",
+                   "X-Log-Position": _position(appended)}
+        view = DisputeCommandView(id=dispute_id, status="open",
+                                  registration_ids=[registration_id])
+        if wait > 0:
+            headers["Preference-Applied"] = f"wait={_seconds(wait)}"
+            facts = await self._wait(lambda: self.readmodel.dispute(dispute_id), wait)
+            if facts is not None:
+                view = _dispute_view(facts)
+        return Outcome(201, view, headers)
+
+    async def _dispute(self, principal: Principal, dispute_id: str) -> DisputeFacts:
+        facts = await self.readmodel.dispute(dispute_id)
+        if facts is None:
+            raise Problem(404, "Not found", f"No dispute {dispute_id}.")
+        try:
+            access.check_assigned(principal.role, principal.subject_id, facts.owner_id,
+                                  dispute_id)
+        except access.Denied as exc:
+            raise _denied(exc) from exc
+        if facts.status != "open":
+            raise Problem(409, "Conflict", f"Dispute {dispute_id} is already {facts.status}.")
+        return facts
+
+    async def acknowledge(self, principal: Principal, dispute_id: str, wait: float = 0.0,
+                          via: str = "api") -> Outcome:
+        facts = await self._dispute(principal, dispute_id)
+        if facts.acknowledged_at is not None:
+            raise Problem(409, "Conflict", f"Dispute {dispute_id} was acknowledged already.")
+        policy = await self.reference.current_policy()
+        now = datetime.now(UTC)
+        appended = await self._intake(facts.account_key, DisputeAcknowledged(
+            dispute_id=dispute_id, account_key=facts.account_key,
+            actor_id=principal.actor_id, actor_role=_actor_role(principal),
+            acknowledged_at=now, policy_version=policy.version), now, via)
+        return await self._dispute_answer(dispute_id, facts, appended, wait,
+                                          lambda f: f.acknowledged_at is not None)
+
+    async def resolve(self, principal: Principal, dispute_id: str, body: ResolutionRequest,
+                      wait: float = 0.0, via: str = "api") -> Outcome:
+        facts = await self._dispute(principal, dispute_id)
+        named = ([body.registration_id] if body.registration_id else []) + \
+            [s.registration_id for s in body.splits or ()]
+        strangers = [r for r in named if facts.registration_ids and
+                     r not in facts.registration_ids]
+        if strangers:
+            raise invalid("registration_id", f"not in dispute {dispute_id}: "
+                          f"{', '.join(strangers)}")
+        policy = await self.reference.current_policy()
+        now = datetime.now(UTC)
+        appended = await self._intake(facts.account_key, DisputeResolutionSubmitted(
+            dispute_id=dispute_id, account_key=facts.account_key,
+            actor_id=principal.actor_id, actor_role=_actor_role(principal),
+            outcome=body.outcome, registration_id=body.registration_id,
+            splits=tuple(Split(registration_id=s.registration_id, percent=s.percent)
+                         for s in body.splits or ()),
+            note=body.note, submitted_at=now, policy_version=policy.version), now, via)
+        return await self._dispute_answer(dispute_id, facts, appended, wait,
+                                          lambda f: f.status == "resolved")
+
+    async def _dispute_answer(self, dispute_id: str, facts: DisputeFacts, appended: Appended,
+                              wait: float, done: Callable[[DisputeFacts], bool]) -> Outcome:
+        headers = {"Location": f"/v1/disputes/{dispute_id}",
+                   "X-Log-Position": _position(appended)}
+        if wait > 0:
+            headers["Preference-Applied"] = f"wait={_seconds(wait)}"
+
+            async def changed() -> DisputeFacts | None:
+                found = await self.readmodel.dispute(dispute_id)
+                return found if found is not None and done(found) else None
+
+            found = await self._wait(changed, wait)
+            if found is not None:
+                return Outcome(200, _dispute_view(found), headers)
+        return Outcome(202, _dispute_view(facts), headers)
+
+    # --- partners (status fan-out) -------------------------------------------------------
+
+    async def partner_changed(self, before: dict[str, Any] | None, after: dict[str, Any]
+                              ) -> None:
+        """Tell every adjudicator when a partner's status or tier changed: one
+        `PartnerStatusChanged` per intake partition, so each sees it in order with the
+        registrations it decides."""
+        if before is not None and before["status"] == after["status"] \
+                and before["tier"] == after["tier"]:
+            return
+        if before is None and after["status"] == "active":
+            return  # a new, active partner changes nothing for registrations already decided
+        topic = self.runtime.topics.intake
+        partitions = await self.runtime.eventlog.partitions(topic)
+        at = after["updated_at"]
+        records: list[tuple[str, str, DomainEvent]] = []
+        for key in partition_keys(f"partner:{after['id']}", partitions):
+            records.append((topic, key, PartnerStatusChanged(
+                partner_id=after["id"], status=after["status"], tier=after["tier"],
+                account_key=key, changed_at=at)))
+        await self.append(records, at, "reference")
+
+    # --- CloudEvents ---------------------------------------------------------------------
+
+    async def ingest(self, principal: Principal, incoming: IncomingEvent) -> EventResult:
+        """Apply one ingested CloudEvent through the same handlers as HTTP, exactly once
+        per `source` + `id`."""
+        base = {"index": incoming.index, "id": incoming.id, "source": incoming.source,
+                "type": incoming.type}
+        if not incoming.valid or incoming.id is None or incoming.source is None \
+                or incoming.type is None:
+            # A well-formed event of a type we do not know is 422; a broken envelope 400.
+            status = 422 if all(e["message"].startswith("unknown type")
+                                for e in incoming.errors) else 400
+            return EventResult(**base, status="rejected", http_status=status, problem={
+                "type": "https://dealreg.dev/problems/invalid-cloudevent",
+                "title": "Invalid CloudEvent", "status": status,
+                "detail": "The event is not a CloudEvent this service accepts.",
+                "errors": incoming.errors})
+        owned, first = await self.ingested.reserve(incoming.source, incoming.id, incoming.type)
+        if not owned:
+            return EventResult(**base, status="duplicate",
+                               http_status=(first or {}).get("http_status", 409),
+                               resource=(first or {}).get("resource"),
+                               problem=(first or {}).get("problem"))
+        try:
+            outcome = await self._dispatch(principal, incoming)
+        except Problem as problem:
+            if problem.status >= 500:
+                await self.ingested.release(incoming.source, incoming.id)
+                return EventResult(**base, status="rejected", http_status=problem.status,
+                                   problem=_problem_dict(problem))
+            result = EventResult(**base, status="rejected", http_status=problem.status,
+                                 problem=_problem_dict(problem))
+        except Exception:
+            await self.ingested.release(incoming.source, incoming.id)
+            raise
+        else:
+            result = EventResult(**base, status="accepted", http_status=outcome.status_code,
+                                 resource=outcome.body.model_dump(mode="json"))
+        await self.ingested.complete(incoming.source, incoming.id, result.model_dump(
+            mode="json", include={"status", "http_status", "resource", "problem"}))
+        return result
+
+    async def _dispatch(self, principal: Principal, incoming: IncomingEvent) -> Outcome:
+        if incoming.type == REGISTRATION_SUBMITTED:
+            return await self.submit_registration(
+                principal, parse_body(RegistrationRequest, incoming.data), via="events")
+        if incoming.type == CLAIM_FILED:
+            return await self.file_claim(principal, parse_body(ClaimRequest, incoming.data),
+                                         via="events")
+        if incoming.type == OPPORTUNITY_CLOSED:
+            return await self.close(principal,
+                                    parse_body(OpportunityClosedRequest, incoming.data),
+                                    via="events")
+        raise invalid("type", f"unsupported type {incoming.type}")
+
+
+def partition_keys(base: str, partitions: int) -> list[str]:
+    """One record key per partition (`<base>#<n>`, smallest n per partition): the log
+    places records by key, so this is how one event reaches every partition."""
+    keys: dict[int, str] = {}
+    n = 0
+    while len(keys) < partitions and n < partitions * 1000:
+        key = f"{base}#{n}"
+        keys.setdefault(partition_for(key, partitions), key)
+        n += 1
+    return [keys[p] for p in sorted(keys)]
+
+
+def _amount(amount: AmountIn | None) -> Amount | None:
+    return Amount(value=amount.value, currency=amount.currency) if amount else None
+
+
+def _actor_role(principal: Principal) -> Any:
+    return "admin" if principal.role == "admin" else "owner"
+
+
+def _dispute_view(facts: DisputeFacts) -> DisputeCommandView:
+    return DisputeCommandView(
+        id=facts.id, status="resolved" if facts.status == "resolved" else "open",
+        level=facts.level, owner_id=facts.owner_id, due_at=facts.due_at,
+        acknowledged_at=facts.acknowledged_at, registration_ids=facts.registration_ids,
+        resolution=facts.resolution)
+
+
+def _problem_dict(problem: Problem) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": problem.type, "title": problem.title,
+                           "status": problem.status, "detail": problem.detail}
+    if problem.errors is not None:
+        out["errors"] = problem.errors
+    return out
+
+
+def _seconds(seconds: float) -> str:
+    return str(int(seconds)) if seconds == int(seconds) else str(seconds)

@@ -1,0 +1,354 @@
+"""Request and response bodies of the command API (the commands themselves), validated at
+the edge.
+
+Every constraint is in the models (and so in the OpenAPI document): ISO codes, money
+precision, dates, enumerations, lengths, no control characters. A violation becomes one
+422 problem listing every bad field.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from services.registration.domain.validation import (
+    IDENTIFIER_PATTERN,
+    TEXT_PATTERN,
+    check_amount,
+    check_domain,
+    country_code,
+    currency_code,
+)
+from shared.api.auth import Role
+from shared.events.reference import PartnerStatus, PartnerTier, PartnerType
+
+Motion = Literal["resell", "referral", "co_sell", "influence"]
+
+Identifier = Annotated[str, Field(min_length=1, max_length=100, pattern=IDENTIFIER_PATTERN)]
+Product = Annotated[str, Field(min_length=1, max_length=100, pattern=TEXT_PATTERN)]
+
+
+def _text(max_length: int, min_length: int = 1, **kw: Any) -> Any:
+    return Field(min_length=min_length, max_length=max_length, pattern=TEXT_PATTERN, **kw)
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+# --- registrations and claims ------------------------------------------------------------
+
+
+class AccountIn(_Body):
+    """The end customer. Identify it by a domain (or website / e-mail), a CRM account id, or
+    a name with a country; give as many as you know."""
+
+    name: str | None = _text(300, default=None, description="Legal or trading name")
+    domain: str | None = _text(
+        500, default=None, description="A domain, website URL or e-mail address")
+    website: str | None = _text(500, default=None, description="The customer's website URL")
+    email: str | None = _text(320, default=None, description="A contact's e-mail address")
+    country: str | None = Field(
+        None, min_length=2, max_length=60, pattern=TEXT_PATTERN,
+        description="ISO 3166-1 alpha-2 (alpha-3 and English names are accepted)")
+    crm_account_id: str | None = _text(200, default=None, description="The CRM's account id")
+
+    @field_validator("country")
+    @classmethod
+    def _country(cls, value: str | None) -> str | None:
+        return country_code(value) if value is not None else None
+
+    @field_validator("domain", "website", "email")
+    @classmethod
+    def _domain(cls, value: str | None) -> str | None:
+        return check_domain(value) if value is not None else None
+
+
+class AmountIn(_Body):
+    currency: str = Field(min_length=3, max_length=3, pattern=r"^[A-Za-z]{3}$",
+                          description="ISO 4217 code", examples=["USD"])
+    value: Decimal = Field(
+        gt=0, max_digits=18, decimal_places=4, allow_inf_nan=False,
+        description="Positive, with no more decimals than the currency has (JPY 0, USD 2, "
+        "KWD 3)", examples=["120000.00"])
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        return currency_code(value)
+
+    @field_validator("value")
+    @classmethod
+    def _precision(cls, value: Decimal, info: ValidationInfo) -> Decimal:
+        currency = info.data.get("currency")
+        return check_amount(value, currency) if currency else value
+
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _iso_date(value: Any) -> Any:
+    # Only the ISO 8601 calendar date: no timestamps, no numbers read as epochs.
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str) and _ISO_DATE.match(value):
+        return date.fromisoformat(value)
+    raise ValueError("an ISO 8601 date, YYYY-MM-DD")
+
+
+def _sane_date(value: date) -> date:
+    if not date(2000, 1, 1) <= value <= date(2199, 12, 31):
+        raise ValueError("must be between 2000-01-01 and 2199-12-31")
+    return value
+
+
+CloseDate = Annotated[date, BeforeValidator(_iso_date), AfterValidator(_sane_date)]
+
+
+class OpportunityIn(_Body):
+    title: str = _text(300)
+    products: list[Product] = Field(default_factory=list, max_length=50)
+    amount: AmountIn | None = None
+    expected_close: CloseDate | None = Field(None, description="ISO 8601 date (YYYY-MM-DD)")
+
+
+_REGISTRATION_EXAMPLE: dict[str, Any] = {
+    "partner_id": "p-1",
+    "account": {"name": "Acme Corp", "domain": "acme.com", "country": "US",
+                "crm_account_id": None},
+    "opportunity": {"title": "Analytics rollout", "products": ["analytics"],
+                    "amount": {"value": "120000.00", "currency": "USD"},
+                    "expected_close": "2027-03-31"},
+    "motion": "resell",
+    "external_ref": "PRM-123",
+}
+
+
+class RegistrationRequest(_Body):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True,
+                              json_schema_extra={"examples": [_REGISTRATION_EXAMPLE]})
+
+    partner_id: Identifier | None = Field(
+        None, description="Required for integrations and admins; a partner's own id")
+    account: AccountIn
+    opportunity: OpportunityIn
+    motion: Motion
+    external_ref: str | None = _text(200, default=None, description="The PRM/CRM's reference")
+
+
+_CLAIM_EXAMPLE: dict[str, Any] = {
+    "kind": "named_account", "rep_id": "rep-7",
+    "account": {"name": "Globex GmbH", "domain": "globex.de", "country": "DE"},
+    "products": [],
+}
+
+
+class ClaimRequest(_Body):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True,
+                              json_schema_extra={"examples": [_CLAIM_EXAMPLE]})
+
+    kind: Literal["named_account", "opportunity"]
+    rep_id: Identifier | None = Field(None, description="Required for integrations; a rep's "
+                                      "own id")
+    account: AccountIn
+    products: list[Product] = Field(
+        default_factory=list, max_length=50,
+        description="An opportunity claim's products (empty: all); ignored for named accounts")
+
+
+class DisputeRequest(_Body):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra={
+        "examples": [{"reason": "We introduced the customer at the March summit."}]})
+
+    reason: str = _text(2000)
+
+
+class SplitIn(_Body):
+    registration_id: Identifier
+    percent: Decimal = Field(gt=0, le=100, max_digits=5, decimal_places=2,
+                             allow_inf_nan=False)
+
+
+class ResolutionRequest(_Body):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra={
+        "examples": [
+            {"outcome": "award", "registration_id": "reg_01j0000000000000000000000a",
+             "note": "First introduction documented."},
+            {"outcome": "split", "note": "Both contributed.", "splits": [
+                {"registration_id": "reg_01j0000000000000000000000a", "percent": "60"},
+                {"registration_id": "reg_01j0000000000000000000000b", "percent": "40"}]},
+        ]})
+
+    outcome: Literal["award", "split", "co_sell", "reject_all", "distinct"]
+    registration_id: Identifier | None = Field(None, description="The winner of an `award`")
+    splits: list[SplitIn] | None = Field(None, max_length=20,
+                                         description="`split` only; percents add up to 100")
+    note: str = _text(2000, min_length=0, default="")
+
+    @model_validator(mode="after")
+    def _shape(self) -> ResolutionRequest:
+        if self.outcome == "award" and not self.registration_id:
+            raise ValueError("an award names the winning registration_id")
+        if self.outcome != "award" and self.registration_id:
+            raise ValueError("registration_id is only for an award")
+        if self.outcome == "split":
+            if not self.splits or len(self.splits) < 2:
+                raise ValueError("a split names at least two registrations")
+            ids = [s.registration_id for s in self.splits]
+            if len(set(ids)) != len(ids):
+                raise ValueError("a registration appears once in a split")
+            if sum(s.percent for s in self.splits) != 100:
+                raise ValueError("split percents must add up to 100")
+        elif self.splits:
+            raise ValueError("splits are only for a split")
+        return self
+
+
+class OpportunityClosedRequest(_Body):
+    """`crm.opportunity.closed.v1` data, and the body of `POST .../close`."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra={
+        "examples": [{"external_ref": "PRM-123", "outcome": "won",
+                      "amount": {"value": "118000.00", "currency": "USD"}}]})
+
+    registration_id: Identifier | None = None
+    external_ref: str | None = _text(200, default=None)
+    outcome: Literal["won", "lost"]
+    amount: AmountIn | None = None
+
+
+class CloseRequest(_Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"outcome": "won", "amount": {"value": "118000.00", "currency": "USD"}}]})
+
+    outcome: Literal["won", "lost"]
+    amount: AmountIn | None = None
+
+
+# --- reference data and keys -------------------------------------------------------------
+
+
+class ApiKeyRequest(_Body):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra={
+        "examples": [{"role": "partner", "subject_id": "p-1", "name": "Acme PRM portal"}]})
+
+    role: Role
+    subject_id: Identifier | None = Field(
+        None, description="Required for partner, rep and owner keys: who the key acts as")
+    name: str | None = _text(200, default=None, description="What the key is for")
+
+
+class ApiKeyCreated(BaseModel):
+    id: str
+    token: str = Field(description="Shown once; only its hash is stored")
+    role: Role
+    subject_id: str | None
+    name: str | None
+    created_at: datetime
+
+
+class PartnerRequest(_Body):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra={
+        "examples": [{"name": "Acme Reseller", "type": "reseller", "tier": "gold",
+                      "region": "EMEA", "status": "active"}]})
+
+    name: str = _text(300)
+    type: PartnerType
+    tier: PartnerTier
+    region: str | None = _text(100, default=None)
+    status: PartnerStatus = "active"
+
+
+class PartnerView(BaseModel):
+    id: str
+    name: str
+    type: PartnerType
+    tier: PartnerTier
+    region: str | None
+    status: PartnerStatus
+    updated_at: datetime
+
+
+class OwnerRequest(_Body):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra={
+        "examples": [{"name": "EMEA channel manager", "email": "cm-emea@vendor.example",
+                      "webhook_url": "https://hooks.vendor.example/dealreg"}]})
+
+    name: str = _text(300)
+    email: str | None = Field(None, max_length=320,
+                              pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")
+    webhook_url: str | None = Field(None, max_length=2000,
+                                    pattern=r"^https?://[^\s\x00-\x1f\x7f]+$")
+    webhook_secret: str | None = Field(
+        None, max_length=200, pattern=r"^whsec_[A-Za-z0-9+/]{32,}={0,2}$",
+        description="Standard Webhooks secret (`whsec_` + base64 of 24-64 bytes); generated "
+        "when absent (an existing owner keeps its secret)")
+
+
+class EscalationOwnerView(BaseModel):
+    id: str
+    name: str
+    email: str | None
+    webhook_url: str | None
+    webhook_secret: str = Field(description="The Standard Webhooks signing secret")
+    updated_at: datetime
+
+
+class DisputeCommandView(BaseModel):
+    """A dispute as the command side knows it right after accepting a command: the id and
+    what the read model showed when answering (null where not known yet)."""
+
+    id: str
+    status: Literal["open", "resolved"]
+    level: int | None = None
+    owner_id: str | None = None
+    due_at: datetime | None = None
+    acknowledged_at: datetime | None = None
+    registration_ids: list[str] = Field(default_factory=list)
+    resolution: dict[str, Any] | None = None
+
+
+class ClaimView(BaseModel):
+    id: str
+    kind: Literal["named_account", "opportunity"]
+    rep_id: str
+    account_key: str
+    account: dict[str, Any]
+    products: list[str]
+    status: str = Field(description="`submitted` until adjudicated")
+    filed_at: datetime
+    decided_at: datetime | None = None
+    protected_until: datetime | None = None
+    decision: dict[str, Any] | None = None
+
+
+class EventResult(BaseModel):
+    index: int = Field(description="Position in the request (0 for a structured event)")
+    id: str | None
+    source: str | None
+    type: str | None
+    status: Literal["accepted", "duplicate", "rejected"]
+    http_status: int = Field(description="What the equivalent HTTP command answered")
+    resource: dict[str, Any] | None = Field(
+        None, description="The resource the command created or acted on")
+    problem: dict[str, Any] | None = Field(None, description="Why it was rejected (RFC 9457)")
+
+
+class EventsReport(BaseModel):
+    accepted: int
+    duplicates: int
+    rejected: int
+    results: list[EventResult]

@@ -1,0 +1,43 @@
+"""Helpers for projection tests on real stores: putting a workload on a log, reading the
+read models back whole."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.projections.adapters.repository import TABLES
+from shared.eventlog import EventLog, OutgoingRecord
+from shared.eventlog.topics import Topics
+from shared.events import encode
+from shared.readmodel.schema import projection_positions
+from tests.unit.projections.projection_workload import Workload
+
+
+async def append_workload(log: EventLog, topics: Topics, workload: Workload,
+                          chunk: int = 2000) -> None:
+    records = [OutgoingRecord(topics.intake if r.topic == "intake" else topics.decisions,
+                              r.key, encode(r.envelope)) for r in workload.records]
+    for start in range(0, len(records), chunk):
+        await log.append(records[start:start + chunk])
+
+
+async def snapshot(engine: AsyncEngine, models: tuple[str, ...] | None = None
+                   ) -> dict[str, list[dict[str, Any]]]:
+    """Every row of every read-model table, in primary-key order."""
+    tables = [t for m, ts in TABLES.items() if models is None or m in models for t in ts]
+    found: dict[str, list[dict[str, Any]]] = {}
+    async with engine.connect() as conn:
+        for table in tables:
+            order = list(table.primary_key.columns)
+            rows = (await conn.execute(select(table).order_by(*order))).mappings().all()
+            found[table.name] = [dict(r) for r in rows]
+    return found
+
+
+async def positions(engine: AsyncEngine) -> dict[tuple[str, str, int], int]:
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(projection_positions))).all()
+    return {(p, t, n): pos for p, t, n, pos in rows}

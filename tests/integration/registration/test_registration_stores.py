@@ -1,0 +1,105 @@
+"""The command side's stores against real PostgreSQL (and Kafka for the reference topic):
+account resolution from the directory tables, and policy versions under concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.registration.adapters.directory import AccountDirectory
+from services.registration.adapters.reference import ReferenceData
+from services.registration.domain.intake import identity_of
+from shared.accounts.index import _blocking_keys as blocking_keys
+from shared.eventlog.kafka import KafkaEventLog
+from shared.eventlog.topics import Topics
+from shared.policy import MatchPolicy, Policy
+from shared.readmodel.schema import account_crm_ids, account_domains, account_names, metadata
+from shared.readmodel.store import create_engine, migrate
+from tests.support.servers import ServerHandle
+
+MATCH = MatchPolicy(name_threshold=0.9, review_band=0.1)
+
+
+@pytest.fixture
+async def engine(fresh_database: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(fresh_database)
+    await migrate(engine)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+async def test_resolution_finds_what_other_processes_filed(engine: AsyncEngine) -> None:
+    directory = AccountDirectory(engine, complete=False, rewarm_seconds=3600)
+    await directory.warm()  # empty: everything below arrives after the warm-up
+    async with engine.begin() as conn:
+        await conn.execute(account_domains.insert(), [
+            {"domain": "acme.co.uk", "account_key": "dom:acme.co.uk"}])
+        await conn.execute(account_crm_ids.insert(), [
+            {"crm_account_id": "001XYZ", "account_key": "crm:001XYZ"}])
+        await conn.execute(account_names.insert(), [
+            {"country": "DE", "name": "muller maschinenbau", "account_key": "name:DE:mm"}])
+        blocks = metadata.tables.get("account_name_keys")
+        if blocks is not None:  # the projections' blocking keys, as they file them
+            await conn.execute(blocks.insert(), [
+                {"country": "DE", "key": key, "name": "muller maschinenbau"}
+                for key in blocking_keys("maschinenbau muller")])
+    by_url = await directory.resolve(
+        identity_of(None, "https://shop.acme.co.uk/en", None, None), MATCH)
+    assert (by_url.account_key, by_url.matched and by_url.matched.matched_by) == \
+        ("dom:acme.co.uk", "domain")
+    by_crm = await directory.resolve(identity_of("Whatever", None, "US", "001XYZ"), MATCH)
+    assert by_crm.account_key == "crm:001XYZ"
+    by_name = await directory.resolve(
+        identity_of("Müller Maschinenbau GmbH", None, "Germany", None), MATCH)
+    assert by_name.account_key == "name:DE:mm"
+    elsewhere = await directory.resolve(
+        identity_of("Müller Maschinenbau GmbH", None, "AT", None), MATCH)
+    assert elsewhere.is_new and elsewhere.account_key == "name:AT:muller-maschinenbau"
+    # Both a known domain and a known CRM id: the CRM id wins, the domain's key is an alias.
+    both = await directory.resolve(identity_of(None, "acme.co.uk", None, "001XYZ"), MATCH)
+    assert both.account_key == "crm:001XYZ"
+    assert [a.account_key for a in both.aliases] == ["dom:acme.co.uk"]
+
+
+async def test_a_warm_index_answers_from_memory(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(account_names.insert(), [
+            {"country": "US", "name": "initech", "account_key": "dom:initech.com"}])
+    directory = AccountDirectory(engine, complete=True, rewarm_seconds=3600)
+    await directory.warm()
+    typo = await directory.resolve(identity_of("Initech, Inc.", None, "US", None), MATCH)
+    assert typo.account_key == "dom:initech.com"
+    directory.remember("dom:globex.com", identity_of("Globex Corporation", "globex.com",
+                                                     "US", None))
+    assert (await directory.resolve(identity_of("GLOBEX corp", None, "us", None), MATCH)
+            ).account_key == "dom:globex.com"
+
+
+async def test_concurrent_publishers_get_consecutive_versions(
+    engine: AsyncEngine, kafka_server: ServerHandle, unique: str,
+) -> None:
+    topics = Topics.named(f"ref-{unique}")
+    logs = [KafkaEventLog(kafka_server.url) for _ in range(2)]
+    for log in logs:
+        await log.start()
+    try:
+        await logs[0].create_topics(topics.specs(1))
+        stores = [ReferenceData(log, engine, topics.reference, source="urn:test",
+                                cache_seconds=0) for log in logs]
+        documents = [Policy.model_validate({"tie_window": f"PT{i + 1}H"}) for i in range(6)]
+        published = await asyncio.gather(*[
+            stores[i % 2].publish(doc, published_by="test") for i, doc in enumerate(documents)])
+        assert sorted(p.policy.version for p in published) == [1, 2, 3, 4, 5, 6]
+        latest = await stores[1].current_policy()
+        assert latest.version == 6
+        for p in published:
+            found = await stores[0].policy(p.policy.version)
+            assert found is not None and found[0].tie_window == p.policy.tie_window
+    finally:
+        for log in logs:
+            await log.close()

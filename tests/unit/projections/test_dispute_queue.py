@@ -1,0 +1,70 @@
+"""Dispute rows: level, owner and deadline as the ladder moves; breaches; resolution."""
+
+from __future__ import annotations
+
+from services.projections.domain.batch import Batch, Loaded
+from shared.events import DisputeAcknowledgementRecorded, DisputeFiled, DisputeSlaBreached
+from tests.unit.projections.builders import at, escalated, item, opened, resolved
+
+
+def fold(*events: object) -> Batch:
+    return Batch(Loaded()).fold_all([item(e, f"evt_{i}") for i, e in enumerate(events)])  # type: ignore[arg-type]
+
+
+def test_an_opened_dispute_is_in_its_level_one_owners_queue() -> None:
+    row = fold(opened(minutes=0, due_minutes=60)).disputes["dsp-1"]
+    assert (row["status"], row["level"], row["owner_id"], row["due_at"]) == (
+        "open", 1, "cm-1", at(60))
+    assert row["registration_ids"] == ["reg_1", "reg_2"]
+
+
+def test_escalation_moves_the_dispute_to_the_next_owner_and_records_the_breach() -> None:
+    batch = fold(
+        opened(minutes=0, due_minutes=60),
+        DisputeAcknowledgementRecorded(dispute_id="dsp-1", account_key="dom:acme.com",
+                                       level=1, owner_id="cm-1", actor_id="cm-1",
+                                       acknowledged_at=at(5), policy_version=1),
+        escalated(minutes=60, owner="dir-1", due_minutes=200),
+    )
+    row = batch.disputes["dsp-1"]
+    assert (row["level"], row["owner_id"], row["due_at"]) == (2, "dir-1", at(200))
+    assert row["owners"] == ["cm-1", "dir-1"]
+    assert row["acknowledged_at"] is None  # the new owner has not acknowledged yet
+    assert list(batch.breaches.values()) == [
+        {"dispute_id": "dsp-1", "level": 1, "deadline": at(60), "outcome": "escalated"}]
+
+
+def test_a_last_level_breach_kept_open_is_flagged() -> None:
+    batch = fold(opened(), DisputeSlaBreached(
+        dispute_id="dsp-1", account_key="dom:acme.com", level=1, owner_id="cm-1",
+        breached_deadline=at(60), policy_version=1, explanation="kept open"))
+    assert batch.disputes["dsp-1"]["breached"] is True
+    assert [b["outcome"] for b in batch.breaches.values()] == ["kept_open"]
+
+
+def test_resolution_records_outcome_and_time_to_resolve() -> None:
+    row = fold(opened(minutes=0), resolved(minutes=90)).disputes["dsp-1"]
+    assert row["status"] == "resolved"
+    assert row["resolve_ms"] == 90 * 60 * 1000
+    assert row["resolution"]["registration_id"] == "reg_1"
+    assert row["outcome"] == "award"
+
+
+def test_the_final_breach_fallback_counts_as_a_breach_of_the_last_level() -> None:
+    batch = fold(opened(), resolved(minutes=60, outcome="final_breach_fallback"))
+    assert [b["outcome"] for b in batch.breaches.values()] == ["fallback"]
+
+
+def test_a_merged_dispute_has_no_time_to_resolve_of_its_own() -> None:
+    row = fold(opened(), resolved(minutes=10, outcome="merged", awarded=None,
+                                  merged_into="dsp-0")).disputes["dsp-1"]
+    assert row["resolve_ms"] is None
+    assert row["resolution"]["merged_into"] == "dsp-0"
+
+
+def test_a_partners_contest_links_its_registration_to_the_dispute_id() -> None:
+    batch = fold(DisputeFiled(dispute_id="dsp-c", registration_id="reg_9", partner_id="p-9",
+                              account_key="dom:acme.com", reason="first", filed_at=at(0),
+                              policy_version=1))
+    assert list(batch.members) == [("dsp-c", "reg_9")]
+    assert batch.disputes == {}

@@ -1,0 +1,195 @@
+"""The pure rules of the command side: access, idempotency, CloudEvents, key choice."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.registration.domain import access
+from services.registration.domain.cloudevents import NotCloudEvents, parse, parse_event
+from services.registration.domain.idempotency import Stored, Verdict, fingerprint, judge
+from services.registration.domain.intake import InvalidAccount, identity_of
+from services.registration.domain.resolution import choose
+from services.registration.handlers import partition_keys
+from shared.accounts import AccountMatch
+from shared.api.auth import split_token
+from shared.eventlog.partitioner import partition_for
+
+NOW = datetime(2026, 11, 23, 9, tzinfo=UTC)
+
+
+# --- access ------------------------------------------------------------------------------
+
+def test_a_partner_registers_only_for_itself() -> None:
+    assert access.acting_partner("partner", "p-1", None) == "p-1"
+    assert access.acting_partner("partner", "p-1", "p-1") == "p-1"
+    with pytest.raises(access.Denied) as denied:
+        access.acting_partner("partner", "p-1", "p-2")
+    assert denied.value.status == 403
+    assert access.acting_partner("integration", None, "p-2") == "p-2"
+
+
+def test_a_rep_claims_only_for_itself() -> None:
+    assert access.acting_rep("rep", "r-1", None) == "r-1"
+    with pytest.raises(access.Denied):
+        access.acting_rep("rep", "r-1", "r-2")
+
+
+def test_another_partners_registration_does_not_exist_for_a_partner() -> None:
+    access.check_owns_registration("partner", "p-1", "p-1", "reg_1")
+    access.check_owns_registration("integration", None, "p-1", "reg_1")
+    with pytest.raises(access.Denied) as denied:
+        access.check_owns_registration("partner", "p-2", "p-1", "reg_1")
+    assert denied.value.status == 404
+
+
+def test_an_owner_acts_only_on_disputes_assigned_to_it() -> None:
+    access.check_assigned("owner", "cm-1", "cm-1", "dsp_1")
+    access.check_assigned("owner", "cm-1", None, "dsp_1")  # unknown: adjudication decides
+    access.check_assigned("admin", None, "cm-1", "dsp_1")
+    with pytest.raises(access.Denied) as denied:
+        access.check_assigned("owner", "cm-2", "cm-1", "dsp_1")
+    assert denied.value.status == 403
+
+
+# --- idempotency ---------------------------------------------------------------------------
+
+def test_fingerprints_ignore_json_formatting_but_not_content() -> None:
+    a = fingerprint("POST", "/v1/x", b'{"a": 1, "b": [1, 2]}')
+    assert a == fingerprint("post", "/v1/x", b'{"b":[1,2],"a":1}')
+    assert a != fingerprint("POST", "/v1/x", b'{"a": 2, "b": [1, 2]}')
+    assert a != fingerprint("POST", "/v1/y", b'{"a": 1, "b": [1, 2]}')
+    assert fingerprint("POST", "/v1/x", b"{not json") != fingerprint("POST", "/v1/x", b"")
+
+
+def stored(done: bool, age: float = 1.0, ttl: float = 3600.0, fp: str = "f") -> Stored:
+    created = NOW - timedelta(seconds=age)
+    return Stored(fp, done, created, created + timedelta(seconds=ttl))
+
+
+@pytest.mark.parametrize(("entry", "fp", "verdict"), [
+    (None, "f", Verdict.PROCEED),
+    (stored(True), "f", Verdict.REPLAY),
+    (stored(True), "g", Verdict.MISMATCH),
+    (stored(False), "f", Verdict.IN_PROGRESS),
+    (stored(False, age=120), "f", Verdict.PROCEED),  # abandoned by a crashed process
+    (stored(True, age=7200), "g", Verdict.PROCEED),  # expired
+])
+def test_idempotency_verdicts(entry: Stored | None, fp: str, verdict: Verdict) -> None:
+    assert judge(entry, fp, NOW, lease_seconds=60) is verdict
+
+
+# --- CloudEvents ---------------------------------------------------------------------------
+
+def event(**overrides: object) -> dict[str, object]:
+    raw: dict[str, object] = {"specversion": "1.0", "id": "1", "source": "urn:prm",
+                              "type": "dealreg.registration.submitted.v1", "data": {}}
+    raw.update(overrides)
+    return raw
+
+
+def test_a_valid_structured_event_parses() -> None:
+    [parsed] = parse(event(time="2026-11-23T09:00:00Z"), batch=False, limit=10)
+    assert parsed.valid and parsed.id == "1" and parsed.time == NOW
+
+
+@pytest.mark.parametrize(("overrides", "field"), [
+    ({"specversion": "0.3"}, "specversion"),
+    ({"id": ""}, "id"),
+    ({"source": None}, "source"),
+    ({"type": "com.example.unknown.v1"}, "type"),
+    ({"data": "text"}, "data"),
+    ({"datacontenttype": "text/plain"}, "datacontenttype"),
+    ({"time": "yesterday"}, "time"),
+    ({"data_base64": "AAAA"}, "data_base64"),
+])
+def test_each_envelope_problem_is_reported(overrides: dict[str, object], field: str) -> None:
+    parsed = parse_event(0, event(**overrides))
+    assert not parsed.valid
+    assert field in [e["field"] for e in parsed.errors]
+
+
+def test_a_batch_is_judged_event_by_event() -> None:
+    results = parse([event(), event(type="nope.v1"), 42], batch=True, limit=10)
+    assert [r.valid for r in results] == [True, False, False]
+    assert [r.index for r in results] == [0, 1, 2]
+
+
+def test_batch_shape_and_size_are_checked() -> None:
+    with pytest.raises(NotCloudEvents):
+        parse({"not": "a list"}, batch=True, limit=10)
+    with pytest.raises(NotCloudEvents):
+        parse([event()] * 3, batch=True, limit=2)
+    with pytest.raises(NotCloudEvents):
+        parse([event()], batch=False, limit=10)
+
+
+# --- account identity and key choice -------------------------------------------------------
+
+@pytest.mark.parametrize(("domain", "expected"), [
+    ("https://www.Shop.Acme.co.uk/about?x=1", "acme.co.uk"),
+    ("jane.doe@sales.acme.com", "acme.com"),
+    ("WWW.ACME.COM", "acme.com"),
+    ("bücher.de", "xn--bcher-kva.de"),
+])
+def test_domains_come_from_urls_and_emails(domain: str, expected: str) -> None:
+    assert identity_of(None, domain, None, None).domain == expected
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    ("Acme Corp", "ACME Corporation"),
+    ("Müller GmbH", "Muller"),
+    ("Société Générale S.A.", "societe generale"),
+    ("Globex B.V.", "Globex"),
+    ("Initech, Inc.", "initech"),
+])
+def test_legal_suffixes_accents_and_case_normalise_away(a: str, b: str) -> None:
+    assert identity_of(a, None, "US", None).name == identity_of(b, None, "US", None).name
+
+
+def test_free_mail_does_not_identify_a_company() -> None:
+    with pytest.raises(InvalidAccount, match="free-mail"):
+        identity_of(None, "bob@gmail.com", None, None)
+    assert identity_of("Acme", "bob@gmail.com", "US", None).domain is None
+
+
+def test_new_accounts_get_a_derived_key() -> None:
+    identity = identity_of("Acme Corp", "acme.com", "US", None)
+    assert choose(identity, []).account_key == "dom:acme.com"
+    assert choose(identity_of("Acme Corp", None, "US", None), []).account_key == \
+        "name:US:acme"
+
+
+def test_exact_evidence_beats_names_and_other_keys_become_aliases() -> None:
+    identity = identity_of("Acme", "acme.com", "US", "crm-1")
+    matches = [
+        AccountMatch("name:US:acme", "name", 0.95, True),
+        AccountMatch("dom:acme.com", "domain", 1.0, True),
+        AccountMatch("crm:crm-1", "crm_account_id", 1.0, True),
+        AccountMatch("name:US:acmex", "name", 0.85, False),
+    ]
+    resolution = choose(identity, matches)
+    assert resolution.account_key == "crm:crm-1"
+    assert [a.account_key for a in resolution.aliases] == ["dom:acme.com", "name:US:acme"]
+    assert [m.account_key for m in resolution.possible_duplicates] == ["name:US:acmex"]
+
+
+def test_a_name_in_the_review_band_never_reuses_a_key() -> None:
+    identity = identity_of("Acme", None, "US", None)
+    resolution = choose(identity, [AccountMatch("name:US:acmee", "name", 0.85, False)])
+    assert resolution.is_new and resolution.account_key == "name:US:acme"
+
+
+# --- tokens and fan-out --------------------------------------------------------------------
+
+def test_api_key_tokens_split_into_id_and_secret() -> None:
+    assert split_token("drk.key_1." + "s" * 43) == ("key_1", "s" * 43)
+    assert split_token("drk.key_1.short") is None
+    assert split_token("admin-token") is None
+
+
+def test_one_key_per_partition_reaches_every_partition() -> None:
+    keys = partition_keys("partner:p-1", 12)
+    assert sorted(partition_for(k, 12) for k in keys) == list(range(12))
+    assert keys == partition_keys("partner:p-1", 12)
