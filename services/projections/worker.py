@@ -193,14 +193,3 @@ class ProjectionWorker:
             if touched:
                 self.on_applied(touched)
         return batch
-
-
-async def run_projections(worker: ProjectionWorker, stopping: Callable[[], bool]) -> None:
-    while not stopping():
-        try:
-            await worker.run(stopping)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("projection_worker_crashed_restarting")
-            await asyncio.sleep(1.0)

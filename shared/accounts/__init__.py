@@ -7,7 +7,7 @@ the same account.
 """
 
 from shared.accounts.identity import AccountIdentity, derive_account_key
-from shared.accounts.index import AccountIndex, AccountMatch, MatchedBy
+from shared.accounts.index import AccountIndex, AccountMatch, MatchedBy, blocking_keys
 from shared.accounts.normalize import (
     is_freemail_domain,
     name_similarity,
@@ -22,6 +22,7 @@ __all__ = [
     "AccountIndex",
     "AccountMatch",
     "MatchedBy",
+    "blocking_keys",
     "derive_account_key",
     "is_freemail_domain",
     "name_similarity",

@@ -71,8 +71,11 @@ def _sort_key(match: AccountMatch) -> tuple[bool, float, int, str]:
     return (not match.confident, -match.score, -_EVIDENCE_RANK[match.matched_by], match.account_key)
 
 
-def _blocking_keys(sorted_name: str) -> set[str]:
+def blocking_keys(sorted_name: str) -> set[str]:
     """Keys under which a name is filed: each token, plus ^prefix / suffix$ of long tokens.
+
+    Public because the read side files names under the same keys in the database
+    (`account_name_keys`), and the edge looks them up there: one function, one truth.
 
     Normalised names hold only letters, digits and spacing marks, so ``^`` and ``$`` cannot
     collide with a real token.
@@ -125,7 +128,7 @@ class _CountryNames:
         self.text_ids[sorted_name] = len(self.owners)
         self.owners.append(ordinal)
         postings = self.postings
-        for key in _blocking_keys(sorted_name):
+        for key in blocking_keys(sorted_name):
             current = postings.get(key)
             if current is None:
                 postings[key] = sorted_name
@@ -150,7 +153,7 @@ class _CountryNames:
         """
         postings = self.postings
         by_rarity: list[tuple[int, str, _Postings]] = []
-        for key in _blocking_keys(sorted_name):
+        for key in blocking_keys(sorted_name):
             found = postings.get(key)
             if found is not None:
                 by_rarity.append((1 if isinstance(found, str) else len(found), key, found))

@@ -21,7 +21,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, and_, event, func, or_
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.projections.domain.directory import blocking_keys
+from services.projections.domain.directory import name_keys
 from shared.accounts import normalize_country, normalize_name, sort_name_tokens
 from shared.readmodel.schema import (
     account_crm_ids,
@@ -147,7 +147,7 @@ def _name_candidates(conn: Connection, country: str, normalized: str) -> set[str
     are counted (capped, in the index) before any name is fetched."""
     k = account_name_keys.c
     sized: list[tuple[int, str]] = []
-    for key in sorted(blocking_keys(normalized)):
+    for key in sorted(name_keys(normalized)):
         capped = (select(k.name).where(k.country == country, k.key == key)
                   .limit(NAME_POSTINGS_PER_KEY + 1).subquery())
         size = conn.execute(select(func.count()).select_from(capped)).scalar_one()

@@ -13,25 +13,17 @@ query reads the postings of its keys (bounded per key) and scores the candidates
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 
-from shared.accounts import normalize_country, normalize_name, sort_name_tokens
+from shared.accounts import blocking_keys, normalize_country, normalize_name, sort_name_tokens
 from shared.events import Account, AccountsLinked
 
 Row = dict[str, Any]
 
-_AFFIX_MIN_TOKEN: Final = 5
-_AFFIX_LEN: Final = 4
-
-
-def blocking_keys(normalized_name: str) -> set[str]:
-    keys: set[str] = set()
-    for token in sort_name_tokens(normalized_name).split():
-        keys.add(token)
-        if len(token) >= _AFFIX_MIN_TOKEN:
-            keys.add("^" + token[:_AFFIX_LEN])
-            keys.add(token[-_AFFIX_LEN:] + "$")
-    return keys
+def name_keys(normalized_name: str) -> set[str]:
+    """The blocking keys of a normalized name: the same keys the in-memory index uses, so
+    the edge and the ownership look-up find what this model filed."""
+    return blocking_keys(sort_name_tokens(normalized_name))
 
 
 def facts(account_key: str, account: Account) -> tuple[list[Row], list[Row], list[Row],
@@ -50,7 +42,7 @@ def facts(account_key: str, account: Account) -> tuple[list[Row], list[Row], lis
     if name and country:
         names.append({"country": country, "name": name, "account_key": account_key})
         keys.extend({"country": country, "key": key, "name": name}
-                    for key in blocking_keys(name))
+                    for key in name_keys(name))
     return domains, crm_ids, names, keys
 
 

@@ -29,8 +29,13 @@ from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.registration.domain.resolution import Resolution, choose
-from shared.accounts import AccountIdentity, AccountIndex, AccountMatch, sort_name_tokens
-from shared.accounts.index import _blocking_keys as blocking_keys
+from shared.accounts import (
+    AccountIdentity,
+    AccountIndex,
+    AccountMatch,
+    blocking_keys,
+    sort_name_tokens,
+)
 from shared.logging import get_logger
 from shared.policy import MatchPolicy
 from shared.readmodel import queries

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.registration.adapters.directory import AccountDirectory
 from services.registration.adapters.reference import ReferenceData
 from services.registration.domain.intake import identity_of
-from shared.accounts.index import _blocking_keys as blocking_keys
+from shared.accounts import blocking_keys
 from shared.eventlog.kafka import KafkaEventLog
 from shared.eventlog.topics import Topics
 from shared.policy import MatchPolicy, Policy

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from services.projections.domain.directory import blocking_keys, facts
+from services.projections.domain.directory import facts, name_keys
+from shared.accounts import blocking_keys, sort_name_tokens
 from shared.events import Account
 
 
@@ -21,5 +22,11 @@ def test_a_name_without_country_is_not_filed() -> None:
 
 
 def test_long_tokens_also_block_on_prefix_and_suffix() -> None:
-    assert blocking_keys("microsoft") == {"microsoft", "^micr", "soft$"}
-    assert blocking_keys("mircosoft") & blocking_keys("microsoft") == {"soft$"}
+    assert name_keys("microsoft") == {"microsoft", "^micr", "soft$"}
+    assert name_keys("mircosoft") & name_keys("microsoft") == {"soft$"}
+
+
+def test_the_directory_files_names_under_the_keys_the_in_memory_index_uses() -> None:
+    # The edge looks names up in this table with shared.accounts.blocking_keys: one truth.
+    assert name_keys("globex international") == blocking_keys(
+        sort_name_tokens("globex international"))
