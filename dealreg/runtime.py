@@ -15,6 +15,8 @@ from typing import Literal
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.adjudication.worker import run_adjudicator
+from services.projections.domain.batch import MODELS, NOTIFICATIONS
+from services.projections.notifications import NotificationSender
 from services.projections.worker import ProjectionWorker
 from shared.api.auth import Authenticator
 from shared.eventlog import EventLog
@@ -53,6 +55,7 @@ class Runtime:
     authenticator: Authenticator
     topics: Topics
     projection_worker: ProjectionWorker | None = None
+    notification_sender: NotificationSender | None = None
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     ready: bool = False
     _stopping: bool = False
@@ -75,8 +78,9 @@ class Runtime:
         if co_located:
             runtime.projection_worker = ProjectionWorker(
                 eventlog, engine, runtime.topics, group_id=settings.projections_group,
-                on_applied=runtime.waiter.notify,
+                on_applied=runtime.waiter.notify, models=(*MODELS, NOTIFICATIONS),
             )
+            runtime.notification_sender = NotificationSender(engine, settings)
         return runtime
 
     def stopping(self) -> bool:
@@ -95,6 +99,9 @@ class Runtime:
         if self.projection_worker is not None:
             worker = self.projection_worker
             self._supervise("projections", lambda: worker.run(self.stopping))
+        if self.notification_sender is not None:
+            sender = self.notification_sender
+            self._supervise("notifications", lambda: sender.run(self.stopping))
         self.ready = True
         log.info("runtime_started", backend=self.settings.backend,
                  components=sorted(self.components))

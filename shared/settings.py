@@ -81,3 +81,33 @@ class Settings(BaseSettings):
     @property
     def readmodel_url(self) -> str:
         return self.embedded_readmodel_url if self.backend == "embedded" else self.database_url
+
+    # --- notifications (delivery worker, runs with the projections) ----------------------
+    notification_schedule_seconds: list[float] = Field(
+        [0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400], min_length=1,
+        description="Delay before each delivery attempt (Standard Webhooks guidance); after "
+        "the last one fails the delivery is dead-lettered",
+    )
+    notification_jitter: float = Field(
+        0.1, ge=0, le=1, description="Each retry delay is scaled by 1 ± this (random)")
+    notification_timeout_seconds: float = Field(
+        15.0, gt=0, description="Webhook request / SMTP timeout")
+    notification_lease_seconds: float = Field(
+        60.0, gt=0, description="A claimed delivery not finished after this long (a crashed "
+        "sender) is retried")
+    notification_poll_seconds: float = Field(
+        0.2, gt=0, description="How often the delivery worker looks for due deliveries")
+    notification_endpoint_concurrency: int = Field(
+        4, ge=1, description="Concurrent deliveries per endpoint (URL origin or SMTP)")
+    notification_max_in_flight: int = Field(
+        64, ge=1, description="Concurrent deliveries per delivery worker")
+    webhook_allowed_networks: list[str] = Field(
+        [], description="Private / loopback networks (CIDR) webhooks may target; link-local "
+        "and cloud metadata addresses are always refused")
+    smtp_host: str | None = Field(None, description="SMTP server; unset: e-mail disabled")
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_tls: Literal["none", "starttls", "tls"] = Field(
+        "none", description="`tls`: implicit TLS (465); `starttls`: upgrade (587)")
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = Field("dealreg@localhost", description="Sender of notification e-mail")

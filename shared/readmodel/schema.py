@@ -285,3 +285,50 @@ timeline_entries = Table(
     Column("data", Text, nullable=False,
            doc="the event's data as compact JSON text, without empty fields"),
 )
+
+# --- notifications model (the outbox; never rebuilt) ------------------------------------
+
+notification_outbox = Table(
+    "notification_outbox",
+    metadata,
+    Column("id", String(64), primary_key=True, doc="delivery id = Standard Webhooks id"),
+    Column("event_id", String(250), nullable=False, doc="the decision event"),
+    Column("dispute_id", String(100), nullable=False),
+    Column("type", String(40), nullable=False, doc="dispute.opened | .reminder | ..."),
+    Column("recipient_kind", String(10), nullable=False, doc="owner | partner"),
+    Column("recipient_id", String(200), nullable=False),
+    Column("channel", String(10), nullable=False, doc="webhook | email"),
+    Column("payload", Json, nullable=False, doc='{"type", "timestamp", "data"}'),
+    Column("status", String(10), nullable=False, doc="pending | delivered | dead | disabled"),
+    Column("attempts", Integer, nullable=False, doc="attempts made, ever"),
+    Column("retry_from", Integer, nullable=False,
+           doc="`attempts` when last (re)queued: the schedule restarts there"),
+    Column("next_attempt_at", UTCDateTime(), nullable=True),
+    Column("lease_until", UTCDateTime(), nullable=True,
+           doc="claimed by a sender until then (a crashed sender's claim expires)"),
+    Column("last_error", String(2000), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("delivered_at", UTCDateTime(), nullable=True),
+    Index("ix_notification_outbox_status_next_attempt_at", "status", "next_attempt_at"),
+    Index("ix_notification_outbox_recipient", "recipient_kind", "recipient_id", "created_at"),
+)
+
+notification_attempts = Table(
+    "notification_attempts",
+    metadata,
+    Column("delivery_id", String(64), primary_key=True),
+    Column("attempt", Integer, primary_key=True, autoincrement=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("outcome", String(20), nullable=False,
+           doc="delivered | failed | dead | disabled"),
+    Column("status_code", Integer, nullable=True),
+    Column("error", String(2000), nullable=True),
+    Column("duration_ms", Integer, nullable=False),
+)
+
+notification_disabled_endpoints = Table(
+    "notification_disabled_endpoints",
+    metadata,
+    Column("url", String(2000), primary_key=True, doc="a webhook URL that answered 410"),
+    Column("disabled_at", UTCDateTime(), nullable=False),
+)

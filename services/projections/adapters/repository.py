@@ -50,6 +50,7 @@ from shared.readmodel.schema import (
     dispute_breaches,
     dispute_members,
     disputes,
+    notification_outbox,
     ownership_intervals,
     pipeline_product_totals,
     pipeline_totals,
@@ -355,6 +356,8 @@ def prepare(dialect: str, batch: Batch) -> list[Step]:
     add(dispute_members, _sorted(batch.members), ("dispute_id", "member_id"), "nothing")
     add(dispute_breaches, _sorted(batch.breaches), ("dispute_id", "level"), "update")
     add(timeline_entries, _sorted(batch.timeline), ("subject_id", "event_id"), "nothing")
+    # A replay never resets a delivery's state: the first row written stays.
+    add(notification_outbox, _sorted(batch.outbox), ("id",), "nothing")
     return steps
 
 

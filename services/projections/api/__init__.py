@@ -2,9 +2,10 @@
 
 from fastapi import APIRouter
 
+from services.projections.api.deliveries import router as deliveries
 from services.projections.api.disputes import router as disputes
 from services.projections.api.ownership import router as ownership
 from services.projections.api.pipeline import router as pipeline
 from services.projections.api.registrations import router as registrations
 
-routers: list[APIRouter] = [registrations, ownership, disputes, pipeline]
+routers: list[APIRouter] = [registrations, ownership, disputes, pipeline, deliveries]

@@ -11,7 +11,9 @@ Models and what feeds them:
 - `ownership`: ownership intervals (decisions only);
 - `directory`: domains, CRM ids, names and name keys of submitted accounts, account links;
 - `disputes`: dispute rows, members, SLA breaches (decisions; a filing adds a member);
-- `timelines`: every event about a registration, claim or dispute.
+- `timelines`: every event about a registration, claim or dispute;
+- `notifications` (not in `MODELS`: never rebuilt, a replay must not notify again): the
+  outbox of dispute notifications (`domain/notifications.py`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from services.projections.domain import directory, disputes, ownership, timeline
+from services.projections.domain import directory, disputes, notifications, ownership, timeline
 from services.projections.domain import registrations as regs
 from services.projections.domain.pipeline import Deltas, snapshot
 from shared.events import (
@@ -51,6 +53,9 @@ DIRECTORY: Final = "directory"
 DISPUTES: Final = "disputes"
 TIMELINES: Final = "timelines"
 MODELS: Final = (REGISTRATIONS, OWNERSHIP, DIRECTORY, DISPUTES, TIMELINES)
+NOTIFICATIONS: Final = "notifications"
+"""The outbox model: folded by the runtime's projection worker, outside `MODELS` so that a
+rebuild neither empties nor replays it (that would send every notification again)."""
 
 _DISPUTE_DECISIONS: Final = (DisputeOpened, DisputeJoined, DisputeAcknowledgementRecorded,
                              DisputeReminderDue, DisputeEscalated, DisputeSlaBreached,
@@ -105,6 +110,9 @@ def needs(items: Iterable[Item]) -> Needs:
                               else event.registration_id)
         if DISPUTES in item.models and isinstance(event, _DISPUTE_DECISIONS):
             found.disputes.add(event.dispute_id)
+        if NOTIFICATIONS in item.models and isinstance(event, DisputeEscalated
+                                                       | DisputeResolved):
+            found.disputes.add(event.dispute_id)  # the previous / current owner
     return found
 
 
@@ -160,6 +168,7 @@ class Batch:
         self.names: dict[tuple[str, str, str], Row] = {}
         self.name_keys: dict[tuple[str, str, str], Row] = {}
         self.links: dict[str, Row] = {}
+        self.outbox: dict[str, Row] = {}
         self.events = 0
 
     # --- folding ------------------------------------------------------------------------
@@ -167,6 +176,12 @@ class Batch:
     def fold(self, item: Item) -> None:
         self.events += 1
         event, models = item.event, item.models
+        if NOTIFICATIONS in models and isinstance(event, notifications.NOTIFIED):
+            # Before the disputes fold: an escalation's previous owner is still on the row.
+            dispute = self.disputes.get(getattr(event, "dispute_id", ""))
+            for row in notifications.rows(item.event_id, item.time, event, item.data,
+                                          dispute):
+                self.outbox.setdefault(row["id"], row)
         for model, handler in _DISPATCH.get(type(event), ()):
             if model in models:
                 handler(self, item.event_id, event)

@@ -1,0 +1,96 @@
+"""`GET /v1/owners/{id}/deliveries` (the notification delivery log) and
+`POST /v1/deliveries/{id}/redeliver` (admin)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from services.projections.notifications import redeliver
+from shared.api.auth import Principal, require
+from shared.api.problems import PROBLEM_RESPONSES, Problem
+from shared.readmodel.schema import notification_attempts, notification_outbox
+
+router = APIRouter(prefix="/v1", tags=["notifications"])
+
+
+class AttemptView(BaseModel):
+    attempt: int
+    at: datetime
+    outcome: Literal["delivered", "failed", "dead", "disabled"]
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+
+class DeliveryView(BaseModel):
+    id: str
+    event_id: str
+    dispute_id: str
+    type: str
+    recipient_kind: str
+    recipient_id: str
+    channel: Literal["webhook", "email"]
+    status: Literal["pending", "delivered", "dead", "disabled"]
+    attempts: int
+    next_attempt_at: datetime | None
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+    payload: dict[str, Any]
+    attempt_log: list[AttemptView]
+
+
+class DeliveryPage(BaseModel):
+    items: list[DeliveryView]
+
+
+@router.get("/owners/{owner_id}/deliveries", response_model=DeliveryPage,
+            responses=PROBLEM_RESPONSES, summary="An escalation owner's notification log",
+            description="Admin, or the owner itself. Newest first, with every attempt.")
+async def list_deliveries(
+    owner_id: str, request: Request,
+    principal: Annotated[Principal, Depends(require("owner"))],
+    status: Annotated[Literal["pending", "delivered", "dead", "disabled"] | None,
+                      Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> DeliveryPage:
+    if principal.role == "owner" and principal.subject_id != owner_id:
+        raise Problem(403, "Forbidden", "An escalation owner reads its own deliveries.")
+    o = notification_outbox.c
+    query = (select(notification_outbox)
+             .where(o.recipient_kind == "owner", o.recipient_id == owner_id)
+             .order_by(o.created_at.desc(), o.id).limit(limit))
+    if status is not None:
+        query = query.where(o.status == status)
+    async with request.app.state.runtime.engine.connect() as conn:
+        rows = [dict(r) for r in (await conn.execute(query)).mappings()]
+        ids = [r["id"] for r in rows]
+        attempts: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+        if ids:
+            a = notification_attempts.c
+            for r in (await conn.execute(select(notification_attempts).where(
+                    a.delivery_id.in_(ids)).order_by(a.delivery_id, a.attempt))).mappings():
+                attempts[r["delivery_id"]].append(dict(r))
+    return DeliveryPage(items=[DeliveryView.model_validate(
+        {**r, "attempt_log": attempts[r["id"]]}) for r in rows])
+
+
+@router.post("/deliveries/{delivery_id}/redeliver", status_code=202,
+             responses=PROBLEM_RESPONSES, summary="Queue a delivery again (admin)")
+async def redeliver_delivery(
+    delivery_id: str, request: Request,
+    _: Annotated[Principal, Depends(require())],
+) -> dict[str, str]:
+    runtime = request.app.state.runtime
+    async with runtime.engine.begin() as conn:
+        if not await redeliver(conn, delivery_id):
+            raise Problem(404, "Not found", f"No delivery {delivery_id}.")
+    sender = getattr(runtime, "notification_sender", None)
+    if sender is not None:
+        sender.wake.set()
+    return {"id": delivery_id, "status": "pending"}

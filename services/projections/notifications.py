@@ -1,0 +1,331 @@
+"""The delivery worker: sends the notification outbox (webhooks and e-mail), at least once.
+
+Loop: claim due deliveries (`status = pending`, `next_attempt_at <= now`, no live lease;
+`FOR UPDATE SKIP LOCKED` on PostgreSQL so several workers share the work) by setting a
+lease, send each in its own task under a per-endpoint semaphore (a slow receiver delays
+only itself), then record the outcome and the attempt in one transaction. A worker killed
+mid-delivery leaves a lease that expires: the delivery is retried with the same
+`webhook-id`, so receivers de-duplicate.
+
+Outcomes: a 2xx is success; a 410 disables the URL (every later delivery to it is
+`disabled` until an admin redelivers); 429 and 503 retry after `Retry-After` when given;
+anything else retries on the schedule with jitter, and after its last attempt the
+delivery is `dead` (visible in the log, redeliverable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import random
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiosmtplib
+import httpx
+import orjson
+from sqlalchemy import column, delete, select, table, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from standardwebhooks import Webhook
+
+from shared.logging import get_logger
+from shared.readmodel.schema import (
+    notification_attempts,
+    notification_disabled_endpoints,
+    notification_outbox,
+)
+from shared.settings import Settings
+
+log = get_logger(__name__)
+
+# The registration service's owner table (services do not import each other).
+ref_owners = table("ref_owners", column("id"), column("email"), column("webhook_url"),
+                   column("webhook_secret"))
+
+METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in (
+    "169.254.169.254", "169.254.170.2", "100.100.100.200", "fd00:ec2::254"))
+METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata", "instance-data"})
+MAX_RETRY_AFTER_SECONDS = 86_400.0
+
+
+class UnsafeUrl(ValueError):
+    pass
+
+
+def check_address(address: str, allowed: Sequence[str]) -> None:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if ip in METADATA_ADDRESSES or ip.is_link_local:
+        raise UnsafeUrl(f"{ip} is link-local or a cloud metadata address")
+    if ip.is_multicast or ip.is_unspecified or ip.is_reserved:
+        raise UnsafeUrl(f"{ip} is not a unicast address")
+    if (ip.is_private or ip.is_loopback or not ip.is_global) and not any(
+            ip in ipaddress.ip_network(n, strict=False) for n in allowed):
+        raise UnsafeUrl(f"{ip} is private; allow it with DEALREG_WEBHOOK_ALLOWED_NETWORKS")
+
+
+async def check_url(url: str, allowed: Sequence[str]) -> None:
+    """Refuse what a webhook must not reach: other schemes, link-local and metadata
+    addresses, private ranges outside the allow-list. Every resolved address is checked."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UnsafeUrl("only http and https URLs with a host")
+    host = parts.hostname.rstrip(".").lower()
+    if host in METADATA_HOSTS:
+        raise UnsafeUrl(f"{host} is a cloud metadata host")
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host, parts.port or (443 if parts.scheme == "https" else 80),
+            type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise UnsafeUrl(f"cannot resolve {host}: {exc}") from exc
+    for info in infos:
+        check_address(str(info[4][0]), allowed)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: str  # delivered | retry | disabled
+    status_code: int | None = None
+    error: str | None = None
+    retry_after: float | None = None
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return min(max(float(value), 0.0), MAX_RETRY_AFTER_SECONDS)
+    except ValueError:
+        pass
+    with contextlib.suppress(TypeError, ValueError):
+        from email.utils import parsedate_to_datetime
+        return min(max((parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds(),
+                       0.0), MAX_RETRY_AFTER_SECONDS)
+    return None
+
+
+def next_delay(schedule: Sequence[float], done: int, jitter: float,
+               retry_after: float | None = None) -> float | None:
+    """Seconds until the next attempt after `done` attempts of this round; None: dead."""
+    if done >= len(schedule):
+        return None
+    if retry_after is not None:
+        return retry_after
+    return schedule[done] * (1 + random.uniform(-jitter, jitter))
+
+
+class NotificationSender:
+    def __init__(self, engine: AsyncEngine, settings: Settings,
+                 *, http: httpx.AsyncClient | None = None) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.http = http
+        self.in_flight: dict[str, asyncio.Task[None]] = {}
+        self.semaphores: dict[str, asyncio.Semaphore] = {}
+        self.wake = asyncio.Event()
+
+    # --- the loop ---------------------------------------------------------------------
+
+    async def run(self, stopping: Callable[[], bool]) -> None:
+        own_client = self.http is None
+        self.http = self.http or httpx.AsyncClient(
+            timeout=self.settings.notification_timeout_seconds, follow_redirects=False)
+        try:
+            while not stopping():
+                room = self.settings.notification_max_in_flight - len(self.in_flight)
+                claimed = await self.claim(room) if room > 0 else []
+                for row in claimed:
+                    self._start(row)
+                if not claimed:
+                    self.wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.wake.wait(),
+                                               self.settings.notification_poll_seconds)
+        finally:
+            tasks = list(self.in_flight.values())
+            for task in tasks:
+                task.cancel()  # their leases expire; the deliveries are retried
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if own_client and self.http is not None:
+                await self.http.aclose()
+
+    def _start(self, row: dict[str, Any]) -> None:
+        delivery = str(row["id"])
+        task = asyncio.create_task(self._deliver(row), name=f"deliver-{delivery}")
+        self.in_flight[delivery] = task
+
+        def done(_: asyncio.Task[None]) -> None:
+            self.in_flight.pop(delivery, None)
+        task.add_done_callback(done)
+
+    async def claim(self, limit: int) -> list[dict[str, Any]]:
+        now = datetime.now(UTC)
+        o = notification_outbox.c
+        async with self.engine.begin() as conn:
+            query = (select(notification_outbox)
+                     .where(o.status == "pending", o.next_attempt_at <= now,
+                            (o.lease_until.is_(None)) | (o.lease_until < now))
+                     .order_by(o.next_attempt_at).limit(limit))
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            rows = [dict(r) for r in (await conn.execute(query)).mappings()
+                    if r["id"] not in self.in_flight]
+            if rows:
+                lease = now + timedelta(seconds=self.settings.notification_lease_seconds)
+                await conn.execute(update(notification_outbox)
+                                   .where(o.id.in_([r["id"] for r in rows]))
+                                   .values(lease_until=lease))
+        return rows
+
+    # --- one delivery -----------------------------------------------------------------
+
+    async def _deliver(self, row: dict[str, Any]) -> None:
+        started = time.perf_counter()
+        try:
+            async with self.engine.connect() as conn:
+                owner = (await conn.execute(select(ref_owners).where(
+                    ref_owners.c.id == row["recipient_id"]))).mappings().first()
+            endpoint = self._endpoint(row, owner)
+            semaphore = self.semaphores.setdefault(
+                endpoint, asyncio.Semaphore(self.settings.notification_endpoint_concurrency))
+            async with semaphore:
+                if row["channel"] == "webhook":
+                    outcome = await self._webhook(row, owner)
+                else:
+                    outcome = await self._email(row, owner)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug must not stop the worker; retried like a failure
+            log.exception("notification_delivery_failed", delivery_id=row["id"])
+            outcome = Outcome("retry", error=f"internal error: {exc}"[:2000])
+        await self._record(row, outcome, int((time.perf_counter() - started) * 1000))
+
+    def _endpoint(self, row: dict[str, Any], owner: Any) -> str:
+        if row["channel"] == "email":
+            return f"smtp://{self.settings.smtp_host}:{self.settings.smtp_port}"
+        parts = urlsplit((owner or {}).get("webhook_url") or "")
+        return f"{parts.scheme}://{parts.netloc}"
+
+    async def _webhook(self, row: dict[str, Any], owner: Any) -> Outcome:
+        url = owner["webhook_url"] if owner is not None else None
+        if not url:
+            return Outcome("disabled", error="the recipient has no webhook URL")
+        try:
+            await check_url(url, self.settings.webhook_allowed_networks)
+        except UnsafeUrl as exc:
+            return Outcome("disabled", error=f"unsafe webhook URL: {exc}")
+        async with self.engine.connect() as conn:
+            gone = (await conn.execute(select(notification_disabled_endpoints.c.url).where(
+                notification_disabled_endpoints.c.url == url))).first()
+        if gone is not None:
+            return Outcome("disabled", error="the endpoint answered 410 Gone earlier")
+        body = orjson.dumps(row["payload"]).decode()
+        now = datetime.now(UTC)
+        signatures = " ".join(Webhook(secret).sign(row["id"], now, body)
+                              for secret in owner["webhook_secret"].split())
+        headers = {"content-type": "application/json", "webhook-id": row["id"],
+                   "webhook-timestamp": str(int(now.timestamp())),
+                   "webhook-signature": signatures, "user-agent": "dealreg-webhooks/1"}
+        assert self.http is not None
+        try:
+            response = await self.http.post(url, content=body, headers=headers,
+                                             timeout=self.settings.notification_timeout_seconds)
+        except httpx.HTTPError as exc:
+            return Outcome("retry", error=f"{type(exc).__name__}: {exc}"[:2000])
+        code = response.status_code
+        if 200 <= code < 300:
+            return Outcome("delivered", code)
+        if code == 410:
+            async with self.engine.begin() as conn:
+                await conn.execute(delete(notification_disabled_endpoints).where(
+                    notification_disabled_endpoints.c.url == url))
+                await conn.execute(notification_disabled_endpoints.insert().values(
+                    url=url, disabled_at=datetime.now(UTC)))
+            return Outcome("disabled", code, "410 Gone: endpoint disabled")
+        retry_after = (_retry_after(response.headers.get("retry-after"))
+                       if code in (429, 503) else None)
+        return Outcome("retry", code, f"HTTP {code}", retry_after)
+
+    async def _email(self, row: dict[str, Any], owner: Any) -> Outcome:
+        address = owner["email"] if owner is not None else None
+        if not address:
+            return Outcome("disabled", error="the recipient has no e-mail address")
+        s = self.settings
+        if not s.smtp_host:
+            return Outcome("disabled", error="SMTP is not configured (DEALREG_SMTP_HOST)")
+        payload = row["payload"]
+        message = EmailMessage()
+        message["From"] = s.smtp_from
+        message["To"] = address
+        message["Subject"] = f"[dealreg] {payload['type']}: {row['dispute_id']}"
+        message["Message-ID"] = f"<{row['id']}@dealreg>"
+        message.set_content(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode())
+        try:
+            await aiosmtplib.send(
+                message, hostname=s.smtp_host, port=s.smtp_port,
+                use_tls=s.smtp_tls == "tls", start_tls=s.smtp_tls == "starttls",
+                username=s.smtp_username, password=s.smtp_password,
+                timeout=s.notification_timeout_seconds)
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            return Outcome("retry", error=f"{type(exc).__name__}: {exc}"[:2000])
+        return Outcome("delivered")
+
+    async def _record(self, row: dict[str, Any], outcome: Outcome, duration_ms: int) -> None:
+        now = datetime.now(UTC)
+        o = notification_outbox.c
+        async with self.engine.begin() as conn:
+            current = (await conn.execute(select(o.attempts, o.retry_from).where(
+                o.id == row["id"]))).first()
+            if current is None:
+                return
+            attempts, retry_from = current
+            attempt = attempts + 1
+            values: dict[str, Any] = {"attempts": attempt, "lease_until": None,
+                                      "last_error": outcome.error}
+            label = outcome.kind
+            if outcome.kind == "delivered":
+                values.update(status="delivered", delivered_at=now, next_attempt_at=None)
+            elif outcome.kind == "disabled":
+                values.update(status="disabled", next_attempt_at=None)
+            else:
+                s = self.settings
+                delay = next_delay(s.notification_schedule_seconds, attempt - retry_from,
+                                   s.notification_jitter, outcome.retry_after)
+                if delay is None:
+                    values.update(status="dead", next_attempt_at=None)
+                    label = "dead"
+                else:
+                    values.update(next_attempt_at=now + timedelta(seconds=delay))
+                    label = "failed"
+            await conn.execute(update(notification_outbox).where(o.id == row["id"])
+                               .values(**values))
+            await conn.execute(notification_attempts.insert().values(
+                delivery_id=row["id"], attempt=attempt, at=now, outcome=label,
+                status_code=outcome.status_code, error=outcome.error,
+                duration_ms=duration_ms))
+        log.info("notification_attempt", delivery_id=row["id"], channel=row["channel"],
+                 recipient=row["recipient_id"], outcome=label, status=outcome.status_code)
+
+
+async def redeliver(conn: AsyncConnection, delivery_id: str) -> bool:
+    """Queue a delivery again now, with a fresh schedule (a 410-disabled URL is enabled
+    again). False: no such delivery."""
+    o = notification_outbox.c
+    row = (await conn.execute(select(o.attempts).where(o.id == delivery_id))).first()
+    if row is None:
+        return False
+    await conn.execute(update(notification_outbox).where(o.id == delivery_id).values(
+        status="pending", next_attempt_at=datetime.now(UTC), lease_until=None,
+        retry_from=row[0], delivered_at=None))
+    owner_urls = select(ref_owners.c.webhook_url).where(
+        ref_owners.c.id == select(o.recipient_id).where(o.id == delivery_id).scalar_subquery())
+    await conn.execute(delete(notification_disabled_endpoints).where(
+        notification_disabled_endpoints.c.url.in_(owner_urls)))
+    return True
