@@ -20,12 +20,22 @@ from shared.eventlog.kafka import KafkaEventLog
 from tests.support.servers import ServerHandle, create_database, start_kafka, start_postgres
 
 BACKENDS = ["embedded", "kafka"]
+_USED: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say which real servers the session ran against, so a CI log proves it."""
+    if _USED:
+        terminalreporter.write_sep("=", "real servers used")
+        for line in _USED:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
 def kafka_server() -> Iterator[ServerHandle]:
     """A real Kafka broker; ``kafka_server.url`` is its bootstrap ``host:port``."""
     handle = start_kafka()
+    _USED.append(f"kafka {handle.url} ({handle.source})")
     try:
         yield handle
     finally:
@@ -36,6 +46,7 @@ def kafka_server() -> Iterator[ServerHandle]:
 def postgres_server() -> Iterator[ServerHandle]:
     """A real PostgreSQL server; ``postgres_server.url`` is a ``postgresql+asyncpg://`` URL."""
     handle = start_postgres()
+    _USED.append(f"postgresql {handle.url.rsplit('@', 1)[-1]} ({handle.source})")
     try:
         yield handle
     finally:
