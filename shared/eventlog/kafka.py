@@ -347,25 +347,25 @@ class _TransactionalLoop(ConsumerRebalanceListener):  # type: ignore[misc]
                 async with self.lock:
                     if generation != self.generation:
                         continue
-                    work = []
-                    done = set()
+                    # Every partition is processed before any transaction starts, so a
+                    # processor that fails leaves nothing half-committed (or un-awaited).
+                    work: list[tuple[TopicPartition, list[Record], list[OutgoingRecord]]] = []
                     for ktp, recs in batches.items():
                         tp = _tp(ktp)
                         if tp not in self.producers:
                             continue
                         records = [_record(r) for r in recs]
                         await self.processor.prepare(tp, records)
-                        outputs = self.processor.process(tp, records)
-                        work.append(self._commit(tp, records, outputs))
-                        done.add(tp)
+                        work.append((tp, records, self.processor.process(tp, records)))
                     if clock.time() >= next_tick:
                         next_tick = clock.time() + self.tick_interval
+                        done = {tp for tp, _, _ in work}
                         for tp in self.producers:
                             if tp not in done:
                                 outputs = self.processor.tick(tp)
                                 if outputs:
-                                    work.append(self._commit(tp, [], outputs))
-                    await asyncio.gather(*work)
+                                    work.append((tp, [], outputs))
+                    await asyncio.gather(*(self._commit(*item) for item in work))
         finally:
             async with self.lock:
                 owned = list(self.producers)
