@@ -111,3 +111,6 @@ class Settings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: str | None = None
     smtp_from: str = Field("dealreg@localhost", description="Sender of notification e-mail")
+    webhook_secret_grace_seconds: float = Field(
+        86_400.0, ge=0, description="After `rotate_secret`, how long the previous webhook "
+        "secret keeps signing deliveries (next to the new one)")

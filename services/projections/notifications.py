@@ -37,6 +37,7 @@ from standardwebhooks import Webhook
 
 from shared.logging import get_logger
 from shared.readmodel.schema import (
+    UTCDateTime,
     notification_attempts,
     notification_disabled_endpoints,
     notification_outbox,
@@ -45,9 +46,25 @@ from shared.settings import Settings
 
 log = get_logger(__name__)
 
-# The registration service's owner table (services do not import each other).
+# The registration service's owner and partner tables (services do not import each other).
 ref_owners = table("ref_owners", column("id"), column("email"), column("webhook_url"),
-                   column("webhook_secret"))
+                   column("webhook_secret"), column("webhook_previous_secret"),
+                   column("webhook_previous_secret_until", UTCDateTime()))
+ref_partners = table("ref_partners", column("id"), column("webhook_url"),
+                     column("webhook_secret"), column("webhook_previous_secret"),
+                     column("webhook_previous_secret_until", UTCDateTime()))
+RECIPIENTS = {"owner": ref_owners, "partner": ref_partners}
+
+
+def signing_secrets(recipient: Any, now: datetime) -> list[str]:
+    """Every secret a delivery is signed with: the current one(s) (whitespace-separated),
+    and the one a rotation replaced while its grace period lasts."""
+    found = list((recipient["webhook_secret"] or "").split())
+    previous = recipient.get("webhook_previous_secret")
+    until = recipient.get("webhook_previous_secret_until")
+    if previous and until is not None and until > now:
+        found.extend(s for s in previous.split() if s not in found)
+    return found
 
 METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in (
     "169.254.169.254", "169.254.170.2", "100.100.100.200", "fd00:ec2::254"))
@@ -189,9 +206,10 @@ class NotificationSender:
     async def _deliver(self, row: dict[str, Any]) -> None:
         started = time.perf_counter()
         try:
+            recipients = RECIPIENTS.get(row["recipient_kind"], ref_owners)
             async with self.engine.connect() as conn:
-                owner = (await conn.execute(select(ref_owners).where(
-                    ref_owners.c.id == row["recipient_id"]))).mappings().first()
+                owner = (await conn.execute(select(recipients).where(
+                    recipients.c.id == row["recipient_id"]))).mappings().first()
             endpoint = self._endpoint(row, owner)
             semaphore = self.semaphores.setdefault(
                 endpoint, asyncio.Semaphore(self.settings.notification_endpoint_concurrency))
@@ -228,8 +246,10 @@ class NotificationSender:
             return Outcome("disabled", error="the endpoint answered 410 Gone earlier")
         body = orjson.dumps(row["payload"]).decode()
         now = datetime.now(UTC)
-        signatures = " ".join(Webhook(secret).sign(row["id"], now, body)
-                              for secret in owner["webhook_secret"].split())
+        secrets = signing_secrets(owner, now)
+        if not secrets:
+            return Outcome("disabled", error="the recipient has no webhook secret")
+        signatures = " ".join(Webhook(secret).sign(row["id"], now, body) for secret in secrets)
         headers = {"content-type": "application/json", "webhook-id": row["id"],
                    "webhook-timestamp": str(int(now.timestamp())),
                    "webhook-signature": signatures, "user-agent": "dealreg-webhooks/1"}
@@ -254,7 +274,7 @@ class NotificationSender:
         return Outcome("retry", code, f"HTTP {code}", retry_after)
 
     async def _email(self, row: dict[str, Any], owner: Any) -> Outcome:
-        address = owner["email"] if owner is not None else None
+        address = owner.get("email") if owner is not None else None
         if not address:
             return Outcome("disabled", error="the recipient has no e-mail address")
         s = self.settings
@@ -324,8 +344,10 @@ async def redeliver(conn: AsyncConnection, delivery_id: str) -> bool:
     await conn.execute(update(notification_outbox).where(o.id == delivery_id).values(
         status="pending", next_attempt_at=datetime.now(UTC), lease_until=None,
         retry_from=row[0], delivered_at=None))
-    owner_urls = select(ref_owners.c.webhook_url).where(
-        ref_owners.c.id == select(o.recipient_id).where(o.id == delivery_id).scalar_subquery())
+    recipient = select(o.recipient_id).where(o.id == delivery_id).scalar_subquery()
+    kind = (await conn.execute(select(o.recipient_kind).where(o.id == delivery_id))).scalar()
+    recipients = RECIPIENTS.get(str(kind), ref_owners)
+    urls = select(recipients.c.webhook_url).where(recipients.c.id == recipient)
     await conn.execute(delete(notification_disabled_endpoints).where(
-        notification_disabled_endpoints.c.url.in_(owner_urls)))
+        notification_disabled_endpoints.c.url.in_(urls)))
     return True

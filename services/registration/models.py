@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     AfterValidator,
@@ -260,16 +260,43 @@ class ApiKeyCreated(BaseModel):
     created_at: datetime
 
 
+WEBHOOK_URL_PATTERN: Final = r"^https?://[^\s\x00-\x1f\x7f]+$"
+WEBHOOK_SECRET_PATTERN: Final = r"^whsec_[A-Za-z0-9+/]{32,}={0,2}$"
+_ROTATE = ("Generate a new secret (or use `webhook_secret`) and keep the current one active "
+           "for signing for `DEALREG_WEBHOOK_SECRET_GRACE_SECONDS` (default 24 h): during "
+           "that time deliveries carry two `v1,` signatures. Not idempotent: each such PUT "
+           "rotates again")
+_RETIRE = "Stop signing with the previous secret now (ends a rotation's grace period)"
+
+
 class PartnerRequest(_Body):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra={
         "examples": [{"name": "Acme Reseller", "type": "reseller", "tier": "gold",
-                      "region": "EMEA", "status": "active"}]})
+                      "region": "EMEA", "status": "active",
+                      "webhook_url": "https://hooks.acme.example/dealreg"}]})
 
     name: str = _text(300)
     type: PartnerType
     tier: PartnerTier
     region: str | None = _text(100, default=None)
     status: PartnerStatus = "active"
+    webhook_url: str | None = Field(
+        None, max_length=2000, pattern=WEBHOOK_URL_PATTERN,
+        description="Receives `dispute.resolved` about the partner's own registrations")
+    webhook_secret: str | None = Field(
+        None, max_length=200, pattern=WEBHOOK_SECRET_PATTERN,
+        description="Standard Webhooks secret; generated when a webhook URL is first set "
+        "(an existing partner keeps its secret)")
+    rotate_secret: bool = Field(False, description=_ROTATE)
+    retire_previous_secret: bool = Field(False, description=_RETIRE)
+
+
+class WebhookSecretView(BaseModel):
+    id: str = Field(description="A stable, non-secret name of the secret")
+    secret: str
+    status: Literal["current", "previous"]
+    expires_at: datetime | None = Field(
+        description="When a previous secret stops being used (null for the current one)")
 
 
 class PartnerView(BaseModel):
@@ -279,6 +306,13 @@ class PartnerView(BaseModel):
     tier: PartnerTier
     region: str | None
     status: PartnerStatus
+    webhook_url: str | None = Field(
+        None, description="Shown to admins, integrations and the partner itself")
+    webhook_secret: str | None = Field(
+        None, description="The current signing secret: in the PUT response and to admins")
+    webhook_secrets: list[WebhookSecretView] = Field(
+        default_factory=list, description="Every active secret (two during a rotation): in "
+        "the PUT response and to admins")
     updated_at: datetime
 
 
@@ -290,12 +324,14 @@ class OwnerRequest(_Body):
     name: str = _text(300)
     email: str | None = Field(None, max_length=320,
                               pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")
-    webhook_url: str | None = Field(None, max_length=2000,
-                                    pattern=r"^https?://[^\s\x00-\x1f\x7f]+$")
+    webhook_url: str | None = Field(None, max_length=2000, pattern=WEBHOOK_URL_PATTERN)
     webhook_secret: str | None = Field(
-        None, max_length=200, pattern=r"^whsec_[A-Za-z0-9+/]{32,}={0,2}$",
+        None, max_length=200, pattern=WEBHOOK_SECRET_PATTERN,
         description="Standard Webhooks secret (`whsec_` + base64 of 24-64 bytes); generated "
-        "when absent (an existing owner keeps its secret)")
+        "when absent (an existing owner keeps its secret). Given without `rotate_secret`, "
+        "it replaces the current secret at once")
+    rotate_secret: bool = Field(False, description=_ROTATE)
+    retire_previous_secret: bool = Field(False, description=_RETIRE)
 
 
 class EscalationOwnerView(BaseModel):
@@ -303,7 +339,9 @@ class EscalationOwnerView(BaseModel):
     name: str
     email: str | None
     webhook_url: str | None
-    webhook_secret: str = Field(description="The Standard Webhooks signing secret")
+    webhook_secret: str = Field(description="The current Standard Webhooks signing secret")
+    webhook_secrets: list[WebhookSecretView] = Field(
+        default_factory=list, description="Every active secret (two during a rotation)")
     updated_at: datetime
 
 

@@ -53,7 +53,11 @@ class PolicyPublished(DomainEvent):
 
 @event_type
 class PartnerUpdated(DomainEvent):
-    """A partner was created or changed in the partner directory (`PUT /v1/partners/{id}`)."""
+    """A partner was created or changed in the partner directory (`PUT /v1/partners/{id}`).
+
+    The webhook fields (added later, all optional so earlier events stay readable) subscribe
+    the partner to `dispute.resolved`; the secrets follow `OwnerUpdated`'s rules.
+    """
 
     TYPE: ClassVar[str] = "dealreg.partner.updated.v1"
 
@@ -65,6 +69,10 @@ class PartnerUpdated(DomainEvent):
     status: PartnerStatus
     updated_at: datetime
     updated_by: str | None = None
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    webhook_previous_secret: str | None = None
+    webhook_previous_secret_until: datetime | None = None
 
 
 @event_type
@@ -74,6 +82,10 @@ class OwnerUpdated(DomainEvent):
     `webhook_secret` is the Standard Webhooks signing secret (`whsec_...`): the notification
     sender needs it to sign, and the log is the system of record, so it is carried here.
     The reference topic therefore needs the same access control as the database.
+
+    During a rotation (`rotate_secret`) the replaced secret stays active for signing as
+    `webhook_previous_secret` until `webhook_previous_secret_until` (optional fields, added
+    later: earlier events read as "no previous secret").
     """
 
     TYPE: ClassVar[str] = "dealreg.owner.updated.v1"
@@ -85,3 +97,5 @@ class OwnerUpdated(DomainEvent):
     webhook_secret: str
     updated_at: datetime
     updated_by: str | None = None
+    webhook_previous_secret: str | None = None
+    webhook_previous_secret_until: datetime | None = None

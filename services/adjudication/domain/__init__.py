@@ -7,6 +7,7 @@ Design notes: `services/adjudication/DESIGN.md`.
 """
 
 from services.adjudication.domain.decide import DecisionContext, decide, policy_version_of
+from services.adjudication.domain.disputes import dispute_id_for
 from services.adjudication.domain.state import AdjudicationState
 from services.adjudication.domain.timers import due_timers, next_deadline
 
@@ -14,6 +15,7 @@ __all__ = [
     "AdjudicationState",
     "DecisionContext",
     "decide",
+    "dispute_id_for",
     "due_timers",
     "next_deadline",
     "policy_version_of",

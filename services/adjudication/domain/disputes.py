@@ -25,6 +25,7 @@ the remaining member is approved if it was waiting in review.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from decimal import Decimal
 
@@ -152,8 +153,15 @@ def draw_into_dispute(
     return target
 
 
+def dispute_id_for(registration_id: str) -> str:
+    """The id of a dispute opened by `registration_id`: deterministic (a replay opens the
+    same dispute) yet revealing nothing about it, because partners see dispute ids and must
+    never learn a competitor's registration id (invariant 7)."""
+    return "dsp_" + hashlib.sha256(f"dispute:{registration_id}".encode()).hexdigest()[:26]
+
+
 def _fresh_id(state: AdjudicationState, challenger: Entry) -> str:
-    base = f"dsp-{challenger.id}"
+    base = dispute_id_for(challenger.id)
     candidate, n = base, 1
     while candidate in state.disputes:
         n += 1

@@ -113,6 +113,8 @@ def needs(items: Iterable[Item]) -> Needs:
         if NOTIFICATIONS in item.models and isinstance(event, DisputeEscalated
                                                        | DisputeResolved):
             found.disputes.add(event.dispute_id)  # the previous / current owner
+            if isinstance(event, DisputeResolved):  # their partners
+                found.registrations.update(event.registration_ids)
     return found
 
 
@@ -180,7 +182,7 @@ class Batch:
             # Before the disputes fold: an escalation's previous owner is still on the row.
             dispute = self.disputes.get(getattr(event, "dispute_id", ""))
             for row in notifications.rows(item.event_id, item.time, event, item.data,
-                                          dispute):
+                                          dispute, self.registrations):
                 self.outbox.setdefault(row["id"], row)
         for model, handler in _DISPATCH.get(type(event), ()):
             if model in models:

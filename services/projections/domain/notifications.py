@@ -7,11 +7,18 @@ NOTHING`): a delivery is created effectively once, in the transaction that store
 projection positions. The delivery worker (`services/projections/notifications.py`) sends
 them. Addresses and secrets are not copied here: they are read at send time, so a changed
 URL or a rotated secret applies to every pending delivery.
+
+Partners hear about `dispute.resolved` only, over webhook only, and only about their own
+registrations (invariant 7): the payload is built from an allow-list (the dispute's id,
+outcome and when; the partner's own registrations with their result) and never carries a
+competitor's partner id, registration ids or the free text that may name them. Which
+partner a registration belongs to comes from the registrations read model.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
 
@@ -67,10 +74,70 @@ def _previous_owner(dispute: Row | None, new_owner: str) -> str | None:
     return owners[-1] if owners else None
 
 
+def _row(event_id: str, at: datetime, kind: str, dispute_id: str, recipient_kind: str,
+         recipient_id: str, channel: str, body: dict[str, Any]) -> Row:
+    return {
+        "id": delivery_id(event_id, recipient_kind, recipient_id, channel),
+        "event_id": event_id,
+        "dispute_id": dispute_id,
+        "type": kind,
+        "recipient_kind": recipient_kind,
+        "recipient_id": recipient_id,
+        "channel": channel,
+        "payload": body,
+        "status": "pending",
+        "attempts": 0,
+        "retry_from": 0,
+        "next_attempt_at": at,
+        "lease_until": None,
+        "last_error": None,
+        "created_at": at,
+        "delivered_at": None,
+    }
+
+
+def _result(event: DisputeResolved, registration_id: str) -> dict[str, Any]:
+    credit = next((str(s.percent) for s in event.splits
+                   if s.registration_id == registration_id), None)
+    if registration_id in event.rejected_ids:
+        status: str | None = "rejected"
+    elif credit is not None or registration_id in event.approved_ids \
+            or registration_id == event.awarded_registration_id:
+        status = "approved"
+    else:
+        status = None  # unchanged by this resolution (e.g. merged into another dispute)
+    return {"id": registration_id, "status": status, "credit_percent": credit}
+
+
+def partner_rows(event_id: str, at: datetime, event: DisputeResolved,
+                 registrations: Mapping[str, Row]) -> list[Row]:
+    """One redacted `dispute.resolved` webhook per partner with a registration in the
+    dispute (the sender skips partners without a webhook URL)."""
+    own: dict[str, list[str]] = {}
+    for registration_id in event.registration_ids:
+        partner = (registrations.get(registration_id) or {}).get("partner_id")
+        if partner:
+            own.setdefault(str(partner), []).append(registration_id)
+    out: list[Row] = []
+    for partner_id, ids in own.items():
+        body = {"type": "dispute.resolved", "timestamp": at.isoformat(), "data": {
+            "dispute": {"id": event.dispute_id, "outcome": event.outcome,
+                        "resolved_at": event.resolved_at.isoformat(), "level": event.level,
+                        "rule": event.rule, "policy_version": event.policy_version,
+                        "merged_into": event.merged_into},
+            "account_key": event.account_key,
+            "registrations": [_result(event, i) for i in ids],
+            "role": "partner"}}
+        out.append(_row(event_id, at, "dispute.resolved", event.dispute_id, "partner",
+                        partner_id, "webhook", body))
+    return out
+
+
 def rows(event_id: str, at: datetime, event: DomainEvent, data: dict[str, Any] | None,
-         dispute: Row | None) -> list[Row]:
+         dispute: Row | None, registrations: Mapping[str, Row] | None = None) -> list[Row]:
     """The deliveries a decision event causes. `dispute` is the dispute's read-model row
-    as loaded (for the previous owner of an escalation and the owner of a resolution)."""
+    as loaded (for the previous owner of an escalation and the owner of a resolution);
+    `registrations` the rows of a resolved dispute's registrations (for their partners)."""
     kind = _TYPES.get(type(event))
     if kind is None:
         return []
@@ -94,22 +161,7 @@ def rows(event_id: str, at: datetime, event: DomainEvent, data: dict[str, Any] |
         body = payload(kind, at, {"dispute": {"id": dispute_id, **fields},
                                   "account_key": account_key, **extra})
         for channel in CHANNELS:
-            out.append({
-                "id": delivery_id(event_id, "owner", owner_id, channel),
-                "event_id": event_id,
-                "dispute_id": dispute_id,
-                "type": kind,
-                "recipient_kind": "owner",
-                "recipient_id": owner_id,
-                "channel": channel,
-                "payload": body,
-                "status": "pending",
-                "attempts": 0,
-                "retry_from": 0,
-                "next_attempt_at": at,
-                "lease_until": None,
-                "last_error": None,
-                "created_at": at,
-                "delivered_at": None,
-            })
+            out.append(_row(event_id, at, kind, dispute_id, "owner", owner_id, channel, body))
+    if isinstance(event, DisputeResolved):
+        out.extend(partner_rows(event_id, at, event, registrations or {}))
     return out

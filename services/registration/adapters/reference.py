@@ -15,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -72,6 +73,65 @@ class PublishedPolicy:
 def new_webhook_secret() -> str:
     """A Standard Webhooks signing secret: `whsec_` + base64 of 32 random bytes."""
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def secret_id(secret: str) -> str:
+    """A stable, non-secret name for a secret (shown next to it, usable in logs)."""
+    return "sec_" + hashlib.sha256(secret.encode()).hexdigest()[:16]
+
+
+def active_secrets(row: dict[str, Any], now: datetime | None = None) -> list[dict[str, Any]]:
+    """The secrets deliveries are signed with now: the current one, then the previous one
+    while its grace period lasts."""
+    now = now or datetime.now(UTC)
+    out: list[dict[str, Any]] = []
+    if row.get("webhook_secret"):
+        out.append({"id": secret_id(row["webhook_secret"]), "secret": row["webhook_secret"],
+                    "status": "current", "expires_at": None})
+    previous, until = row.get("webhook_previous_secret"), row.get("webhook_previous_secret_until")
+    if previous and until is not None and until > now:
+        out.append({"id": secret_id(previous), "secret": previous, "status": "previous",
+                    "expires_at": until})
+    return out
+
+
+def webhook_secrets(before: dict[str, Any] | None, fields: dict[str, Any], *, at: datetime,
+                    grace_seconds: float, required: bool) -> dict[str, Any]:
+    """`fields` (a PUT body) with the secret columns decided; pops `rotate_secret` and
+    `retire_previous_secret`.
+
+    - No secret given: the current one is kept; a new one is generated for a new owner
+      (`required`) or when a webhook URL is first set (partners).
+    - A secret given without rotation replaces the current one at once (a compromised
+      secret): a previous one is dropped too.
+    - `rotate_secret`: a new secret (the given one, or generated) becomes current and the
+      old one stays active for signing for `grace_seconds`.
+    - `retire_previous_secret`: the previous secret stops now. An expired one is dropped.
+    """
+    wanted = dict(fields)
+    rotate = bool(wanted.pop("rotate_secret", False))
+    retire = bool(wanted.pop("retire_previous_secret", False))
+    before = before or {}
+    current: str | None = before.get("webhook_secret")
+    previous: str | None = before.get("webhook_previous_secret")
+    until: datetime | None = before.get("webhook_previous_secret_until")
+    if previous is None or until is None or until <= at:
+        previous, until = None, None
+    given: str | None = wanted.get("webhook_secret") or None
+    if rotate:
+        new = given or new_webhook_secret()
+        if current and current != new:
+            previous, until = current, at + timedelta(seconds=grace_seconds)
+        current = new
+    elif given and given != current:
+        current, previous, until = given, None, None
+    elif not current and (required or wanted.get("webhook_url")):
+        current = new_webhook_secret()
+    if retire:
+        previous, until = None, None
+    wanted.update(webhook_secret=current, webhook_previous_secret=previous,
+                  webhook_previous_secret_until=until)
+    return wanted
 
 
 class ReferenceData:
@@ -150,13 +210,18 @@ class ReferenceData:
             await upsert(conn, ref_partners, [{
                 "id": event.partner_id, "name": event.name, "type": event.type,
                 "tier": event.tier, "region": event.region, "status": event.status,
-                "updated_at": event.updated_at,
+                "updated_at": event.updated_at, "webhook_url": event.webhook_url,
+                "webhook_secret": event.webhook_secret,
+                "webhook_previous_secret": event.webhook_previous_secret,
+                "webhook_previous_secret_until": event.webhook_previous_secret_until,
             }], ("id",))
         elif isinstance(event, OwnerUpdated):
             await upsert(conn, ref_owners, [{
                 "id": event.owner_id, "name": event.name, "email": event.email,
                 "webhook_url": event.webhook_url, "webhook_secret": event.webhook_secret,
                 "updated_at": event.updated_at,
+                "webhook_previous_secret": event.webhook_previous_secret,
+                "webhook_previous_secret_until": event.webhook_previous_secret_until,
             }], ("id",))
 
     async def _append(self, conn: AsyncConnection, cursor: list[int], key: str,
@@ -274,6 +339,7 @@ class ReferenceData:
 
     async def put_partner(
         self, partner_id: str, fields: dict[str, Any], *, by: str | None,
+        grace_seconds: float = 86_400.0,
     ) -> tuple[dict[str, Any], bool, bool]:
         """Create or replace a partner: (row, created, changed).
 
@@ -286,9 +352,11 @@ class ReferenceData:
             before_row = (await conn.execute(
                 select(ref_partners).where(ref_partners.c.id == partner_id))).first()
             before = dict(before_row._mapping) if before_row is not None else None
+            at = datetime.now(UTC)
+            fields = webhook_secrets(before, fields, at=at, grace_seconds=grace_seconds,
+                                     required=False)
             if before is not None and all(before[k] == v for k, v in fields.items()):
                 return before, False, False
-            at = datetime.now(UTC)
             if self.on_partner_change is not None:
                 await self.on_partner_change(before, {"id": partner_id, **fields,
                                                       "updated_at": at})
@@ -305,21 +373,19 @@ class ReferenceData:
                 select(ref_owners).where(ref_owners.c.id == owner_id))).first()
         return dict(row._mapping) if row is not None else None
 
-    async def put_owner(self, owner_id: str, fields: dict[str, Any], *,
-                        by: str | None) -> tuple[dict[str, Any], bool]:
+    async def put_owner(self, owner_id: str, fields: dict[str, Any], *, by: str | None,
+                        grace_seconds: float = 86_400.0) -> tuple[dict[str, Any], bool]:
         """Create or replace an owner: (row, created). A missing secret is generated for a
-        new owner and kept for an existing one."""
+        new owner and kept for an existing one; see `webhook_secrets` for rotation."""
         async with self._writing() as (conn, cursor):
             before_row = (await conn.execute(
                 select(ref_owners).where(ref_owners.c.id == owner_id))).first()
             before = dict(before_row._mapping) if before_row is not None else None
-            wanted = dict(fields)
-            if not wanted.get("webhook_secret"):
-                wanted["webhook_secret"] = (before or {}).get("webhook_secret") \
-                    or new_webhook_secret()
+            at = datetime.now(UTC)
+            wanted = webhook_secrets(before, fields, at=at, grace_seconds=grace_seconds,
+                                     required=True)
             if before is not None and all(before[k] == v for k, v in wanted.items()):
                 return before, False
-            at = datetime.now(UTC)
             event = OwnerUpdated(owner_id=owner_id, updated_at=at, updated_by=by, **wanted)
             await self._append(conn, cursor, owner_key(owner_id), event, at)
             return {"id": owner_id, **wanted, "updated_at": at}, before is None

@@ -59,6 +59,11 @@ ref_partners = Table(
     Column("region", String(100), nullable=True),
     Column("status", String(20), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    # Added by 0006: partners subscribe to `dispute.resolved`.
+    Column("webhook_url", String(2000), nullable=True),
+    Column("webhook_secret", String(200), nullable=True),
+    Column("webhook_previous_secret", String(200), nullable=True),
+    Column("webhook_previous_secret_until", UTCDateTime(), nullable=True),
 )
 
 ref_owners = Table(
@@ -70,6 +75,9 @@ ref_owners = Table(
     Column("webhook_url", String(2000), nullable=True),
     Column("webhook_secret", String(200), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    # Added by 0006: the secret a rotation replaced, active for signing until `_until`.
+    Column("webhook_previous_secret", String(200), nullable=True),
+    Column("webhook_previous_secret_until", UTCDateTime(), nullable=True),
 )
 
 ref_policies = Table(

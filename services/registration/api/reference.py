@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 
-from services.registration.adapters.reference import VersionConflict
+from services.registration.adapters.reference import VersionConflict, active_secrets
 from services.registration.api.deps import IdempotencyKey, get_commands, idempotent
 from services.registration.domain import access
 from services.registration.domain.validation import IDENTIFIER_PATTERN
@@ -33,12 +33,30 @@ CommandsDep = Annotated[Commands, Depends(get_commands)]
 Admin = Annotated[Principal, Depends(require())]
 RefId = Annotated[str, Path(pattern=IDENTIFIER_PATTERN, max_length=100, examples=["p-1"])]
 
+_SECRETS = [{"id": "sec_3f1c0a9b2d4e6f70", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+             "status": "current", "expires_at": None}]
 _PARTNER = {"id": "p-1", "name": "Acme Reseller", "type": "reseller", "tier": "gold",
-            "region": "EMEA", "status": "active", "updated_at": "2026-11-23T09:00:00Z"}
+            "region": "EMEA", "status": "active",
+            "webhook_url": "https://hooks.acme.example/dealreg",
+            "webhook_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "webhook_secrets": _SECRETS, "updated_at": "2026-11-23T09:00:00Z"}
 _OWNER = {"id": "cm-1", "name": "EMEA channel manager", "email": "cm-emea@vendor.example",
           "webhook_url": "https://hooks.vendor.example/dealreg",
           "webhook_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-          "updated_at": "2026-11-23T09:00:00Z"}
+          "webhook_secrets": _SECRETS, "updated_at": "2026-11-23T09:00:00Z"}
+
+
+def _partner_view(row: dict[str, Any], *, url: bool, secrets: bool) -> PartnerView:
+    """A partner as one caller may see it: secrets only on PUT and to admins, the webhook
+    URL also to integrations and the partner itself."""
+    return PartnerView.model_validate({
+        **row, "webhook_url": row.get("webhook_url") if url else None,
+        "webhook_secret": row.get("webhook_secret") if secrets else None,
+        "webhook_secrets": active_secrets(row) if secrets else []})
+
+
+def _owner_view(row: dict[str, Any]) -> EscalationOwnerView:
+    return EscalationOwnerView.model_validate({**row, "webhook_secrets": active_secrets(row)})
 _POLICY = Policy.default().model_dump(mode="json")
 
 
@@ -102,14 +120,18 @@ async def revoke_api_key(key_id: RefId, request: Request, principal: Admin) -> R
     summary="Create or replace a partner",
     description="Admin or integration. A change of status or tier reaches every "
     "adjudicator in order with the registrations it decides; an exited partner's "
-    "protections end.")
+    "protections end. A `webhook_url` subscribes the partner to `dispute.resolved` about "
+    "its own registrations (redacted); its Standard Webhooks secret is generated when the "
+    "URL is first set and returned here. `rotate_secret` / `retire_previous_secret` work as "
+    "for owners.")
 async def put_partner(
     partner_id: RefId, body: PartnerRequest, commands: CommandsDep,
     principal: Annotated[Principal, Depends(require(*access.PARTNER_EDITORS))],
 ) -> Response:
-    row, created, _ = await commands.reference.put_partner(partner_id, body.model_dump(),
-                                                           by=principal.actor_id)
-    view = PartnerView.model_validate(row)
+    row, created, _ = await commands.reference.put_partner(
+        partner_id, body.model_dump(), by=principal.actor_id,
+        grace_seconds=commands.settings.webhook_secret_grace_seconds)
+    view = _partner_view(row, url=True, secrets=True)
     return Response(view.model_dump_json(), status_code=201 if created else 200,
                     media_type="application/json")
 
@@ -127,7 +149,8 @@ async def get_partner(
     row = await commands.reference.partner(partner_id)
     if row is None or (principal.role == "partner" and principal.subject_id != partner_id):
         raise Problem(404, "Not found", f"No partner {partner_id}.")
-    return PartnerView.model_validate(row)
+    return _partner_view(row, url=principal.role in ("admin", "integration", "partner"),
+                         secrets=principal.role == "admin")
 
 
 @router.put("/owners/{owner_id}", status_code=200, response_model=EscalationOwnerView,
@@ -137,12 +160,15 @@ async def get_partner(
             summary="Create or replace an escalation owner",
             description="Admin only. The Standard Webhooks signing secret (`whsec_...`) is "
             "generated when not given, kept when an existing owner is replaced without one, "
-            "and returned.")
+            "and returned. `rotate_secret: true` makes a new secret current and keeps the "
+            "old one signing for `DEALREG_WEBHOOK_SECRET_GRACE_SECONDS` (24 h) or until "
+            "`retire_previous_secret: true`; `webhook_secrets` lists the active ones.")
 async def put_owner(owner_id: RefId, body: OwnerRequest, principal: Admin,
                     commands: CommandsDep) -> Response:
-    row, created = await commands.reference.put_owner(owner_id, body.model_dump(),
-                                                      by=principal.actor_id)
-    view = EscalationOwnerView.model_validate(row)
+    row, created = await commands.reference.put_owner(
+        owner_id, body.model_dump(), by=principal.actor_id,
+        grace_seconds=commands.settings.webhook_secret_grace_seconds)
+    view = _owner_view(row)
     return Response(view.model_dump_json(), status_code=201 if created else 200,
                     media_type="application/json")
 
@@ -156,7 +182,7 @@ async def get_owner(owner_id: RefId, principal: Admin,
     row = await commands.reference.owner(owner_id)
     if row is None:
         raise Problem(404, "Not found", f"No owner {owner_id}.")
-    return EscalationOwnerView.model_validate(row)
+    return _owner_view(row)
 
 
 @router.put("/policy", status_code=201, response_model=Policy, responses={

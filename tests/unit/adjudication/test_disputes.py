@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from adjudication_driver import Driver, decisions, only
 
+from services.adjudication.domain import dispute_id_for
 from shared.events import (
     DisputeAcknowledgementRecorded,
     DisputeActionRejected,
@@ -32,7 +33,7 @@ def status_of(out: list, rid: str) -> tuple[str, str]:  # type: ignore[type-arg]
 
 def test_award_approves_the_winner_and_rejects_the_rest() -> None:
     d = tie()
-    out = d.resolve("dsp-r2", "award", registration_id="r2")
+    out = d.resolve(dispute_id_for("r2"), "award", registration_id="r2")
     [resolved] = only(out, DisputeResolved)
     assert (resolved.outcome, resolved.awarded_registration_id, resolved.resolved_by) == (
         "award", "r2", "cm-1")
@@ -44,43 +45,44 @@ def test_award_approves_the_winner_and_rejects_the_rest() -> None:
 
 def test_split_approves_everyone_named_with_their_credit_percent() -> None:
     d = tie()
-    out = d.resolve("dsp-r2", "split", splits={"r1": 60, "r2": 40})
+    out = d.resolve(dispute_id_for("r2"), "split", splits={"r1": 60, "r2": 40})
     credit = {x.registration_id: (x.status, x.credit_percent) for x in decisions(out)}
     assert credit == {"r1": ("approved", Decimal(60)), "r2": ("approved", Decimal(40))}
 
 
 def test_split_not_summing_to_100_is_refused() -> None:
     d = tie()
-    out = d.resolve("dsp-r2", "split", splits={"r1": 60, "r2": 30})
+    out = d.resolve(dispute_id_for("r2"), "split", splits={"r1": 60, "r2": 30})
     [refused] = only(out, DisputeActionRejected)
     assert refused.reason == "invalid_resolution"
-    assert d.state.disputes["dsp-r2"].status == "open"
+    assert d.state.disputes[dispute_id_for("r2")].status == "open"
 
 
 def test_split_naming_an_outsider_is_refused() -> None:
     d = tie()
-    out = d.resolve("dsp-r2", "split", splits={"r1": 50, "zz": 50})
+    out = d.resolve(dispute_id_for("r2"), "split", splits={"r1": 50, "zz": 50})
     assert only(out, DisputeActionRejected)[0].reason == "invalid_resolution"
 
 
 def test_co_sell_approves_every_member() -> None:
     d = tie()
-    out = d.resolve("dsp-r2", "co_sell")
+    out = d.resolve(dispute_id_for("r2"), "co_sell")
     assert {x.status for x in decisions(out)} == {"approved"}
     assert only(out, DisputeResolved)[0].approved_ids == ("r2", "r1")
 
 
 def test_reject_all_rejects_every_member() -> None:
     d = tie()
-    out = d.resolve("dsp-r2", "reject_all")
+    out = d.resolve(dispute_id_for("r2"), "reject_all")
     assert {x.status for x in decisions(out)} == {"rejected"}
     assert d.state.active_count() == 0
 
 
 def test_acting_on_a_resolved_dispute_is_refused_as_already_resolved() -> None:
     d = tie()
-    d.resolve("dsp-r2", "co_sell")
-    for out in (d.resolve("dsp-r2", "reject_all"), d.acknowledge("dsp-r2", "cm-1")):
+    d.resolve(dispute_id_for("r2"), "co_sell")
+    dispute = dispute_id_for("r2")
+    for out in (d.resolve(dispute, "reject_all"), d.acknowledge(dispute, "cm-1")):
         [refused] = only(out, DisputeActionRejected)
         assert refused.reason == "already_resolved"
         assert decisions(out) == []
@@ -88,11 +90,12 @@ def test_acting_on_a_resolved_dispute_is_refused_as_already_resolved() -> None:
 
 def test_only_the_assigned_owner_or_an_admin_may_act() -> None:
     d = tie()
-    [refused] = only(d.resolve("dsp-r2", "reject_all", actor="dir-1"), DisputeActionRejected)
+    refusals = d.resolve(dispute_id_for("r2"), "reject_all", actor="dir-1")
+    [refused] = only(refusals, DisputeActionRejected)
     assert (refused.reason, refused.action) == ("not_assigned", "resolve")
-    [refused] = only(d.acknowledge("dsp-r2", "someone"), DisputeActionRejected)
+    [refused] = only(d.acknowledge(dispute_id_for("r2"), "someone"), DisputeActionRejected)
     assert refused.reason == "not_assigned"
-    out = d.resolve("dsp-r2", "reject_all", actor="root", role="admin")
+    out = d.resolve(dispute_id_for("r2"), "reject_all", actor="root", role="admin")
     assert only(out, DisputeResolved)[0].actor_role == "admin"
 
 
@@ -104,15 +107,15 @@ def test_unknown_dispute_is_refused() -> None:
 
 def test_distinct_is_only_for_possible_duplicate_reviews() -> None:
     d = tie()
-    assert only(d.resolve("dsp-r2", "distinct"), DisputeActionRejected)[0].reason == (
+    assert only(d.resolve(dispute_id_for("r2"), "distinct"), DisputeActionRejected)[0].reason == (
         "invalid_resolution")
 
 
 def test_acknowledgement_is_recorded_once_and_silences_the_reminder() -> None:
     d = tie()
-    [ack] = only(d.acknowledge("dsp-r2", "cm-1"), DisputeAcknowledgementRecorded)
+    [ack] = only(d.acknowledge(dispute_id_for("r2"), "cm-1"), DisputeAcknowledgementRecorded)
     assert (ack.level, ack.owner_id) == (1, "cm-1")
-    assert only(d.acknowledge("dsp-r2", "cm-1"), DisputeActionRejected)[0].reason == (
+    assert only(d.acknowledge(dispute_id_for("r2"), "cm-1"), DisputeActionRejected)[0].reason == (
         "already_acknowledged")
     out = d.run_until(d.now.replace(day=d.now.day + 1, hour=23))
     assert only(out, DisputeReminderDue) == []
@@ -122,11 +125,11 @@ def test_a_third_rival_joins_the_open_dispute() -> None:
     d = tie()
     out = d.register("r3", "p-3")
     [joined] = only(out, DisputeJoined)
-    assert joined.dispute_id == "dsp-r2"
+    assert joined.dispute_id == dispute_id_for("r2")
     assert joined.added_ids == ("r3",)
     assert joined.registration_ids == ("r2", "r1", "r3")
     assert only(out, DisputeOpened) == []
-    assert decisions(out, "r3")[0].dispute_id == "dsp-r2"
+    assert decisions(out, "r3")[0].dispute_id == dispute_id_for("r2")
 
 
 def test_withdrawn_challenger_makes_the_dispute_moot() -> None:
@@ -171,3 +174,13 @@ def test_contest_refusals() -> None:
     d.contest("r2", "p-2", "dsp-c1")
     assert only(d.contest("r2", "p-2", "dsp-c2"), DisputeActionRejected)[0].reason == (
         "already_disputed")
+
+
+def test_a_dispute_id_reveals_none_of_its_registrations() -> None:
+    # Partners see dispute ids; a competitor's registration id must not show through.
+    d = tie()
+    dispute = dispute_id_for("r2")
+    assert dispute in d.state.disputes
+    assert "r1" not in dispute and "r2" not in dispute
+    assert "reg_01jd2v9a1b2c" not in dispute_id_for("reg_01jd2v9a1b2c")
+    assert dispute == dispute_id_for("r2")  # deterministic: a replay opens the same one

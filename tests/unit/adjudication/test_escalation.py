@@ -7,7 +7,13 @@ from zoneinfo import ZoneInfo
 
 from adjudication_driver import Driver, decisions, only, policy
 
-from services.adjudication.domain import DecisionContext, decide, due_timers, next_deadline
+from services.adjudication.domain import (
+    DecisionContext,
+    decide,
+    dispute_id_for,
+    due_timers,
+    next_deadline,
+)
 from services.adjudication.domain.escalation import add_business_time, business_length_us
 from services.adjudication.domain.instants import from_us, to_us
 from shared.events import (
@@ -126,7 +132,7 @@ def test_final_breach_keep_open_leaves_the_dispute_with_the_last_owner() -> None
     assert only(out, DisputeResolved) == []
     pending = due_timers(d.state, datetime(2026, 1, 1, tzinfo=UTC))
     assert [t.kind for t in pending] == ["protection_expiry"]  # r1's; the dispute has none
-    out = d.resolve("dsp-r2", "award", actor="dir-1", registration_id="r2")
+    out = d.resolve(dispute_id_for("r2"), "award", actor="dir-1", registration_id="r2")
     assert only(out, DisputeResolved)[0].level == 2
 
 
@@ -135,8 +141,8 @@ def test_escalated_owner_takes_over_the_right_to_act() -> None:
         "levels": [{"owner_id": "cm-1", "sla": "PT5S"}, {"owner_id": "dir-1", "sla": "PT5S"}]}))
     open_tie(d)
     d.run_until(d.now + timedelta(seconds=6))
-    assert only(d.resolve("dsp-r2", "co_sell", actor="cm-1"), DisputeResolved) == []
-    assert only(d.resolve("dsp-r2", "co_sell", actor="dir-1"), DisputeResolved)
+    assert only(d.resolve(dispute_id_for("r2"), "co_sell", actor="cm-1"), DisputeResolved) == []
+    assert only(d.resolve(dispute_id_for("r2"), "co_sell", actor="dir-1"), DisputeResolved)
 
 
 def test_stale_and_duplicate_timer_firings_change_nothing() -> None:
@@ -153,9 +159,9 @@ def test_stale_and_duplicate_timer_firings_change_nothing() -> None:
     assert only(first, DisputeEscalated)[0].due_at == deadline.deadline + timedelta(seconds=50)
     assert d.feed(deadline, late) == []  # duplicate
     assert d.feed(reminder, late) == []  # stale: already handled on the way
-    d.resolve("dsp-r2", "co_sell", actor="dir-1")
+    d.resolve(dispute_id_for("r2"), "co_sell", actor="dir-1")
     stale = TimerFired(timer_id="x", kind="dispute_deadline", deadline=late, account_key="k",
-                       dispute_id="dsp-r2", level=2)
+                       dispute_id=dispute_id_for("r2"), level=2)
     assert d.feed(stale, late + timedelta(minutes=5)) == []
 
 

@@ -12,6 +12,7 @@ from services.registration.domain.validation import check_amount, country_code, 
 from services.registration.models import (
     ClaimRequest,
     OwnerRequest,
+    PartnerRequest,
     RegistrationRequest,
     ResolutionRequest,
 )
@@ -139,3 +140,16 @@ def test_owner_secrets_follow_standard_webhooks() -> None:
         OwnerRequest.model_validate({"name": "cm", "webhook_secret": "hunter2"})
     with pytest.raises(ValidationError):
         OwnerRequest.model_validate({"name": "cm", "webhook_url": "ftp://x"})
+
+
+def test_partner_webhook_fields_are_validated_like_owners() -> None:
+    base = {"name": "P", "type": "reseller", "tier": "gold"}
+    ok = PartnerRequest.model_validate({**base, "webhook_url": "https://h.example/x",
+                                        "rotate_secret": True})
+    assert ok.rotate_secret and not ok.retire_previous_secret
+    for bad in ({"webhook_url": "ftp://x"}, {"webhook_url": "http://a b"},
+                {"webhook_secret": "hunter2"}, {"rotate_secret": "maybe"}):
+        with pytest.raises(ValidationError):
+            PartnerRequest.model_validate({**base, **bad})
+    with pytest.raises(ValidationError):
+        OwnerRequest.model_validate({"name": "cm", "retire_previous_secret": "later"})
