@@ -92,6 +92,11 @@ class Settings(BaseSettings):
         0.1, ge=0, le=1, description="Each retry delay is scaled by 1 ± this (random)")
     notification_timeout_seconds: float = Field(
         15.0, gt=0, description="Webhook request / SMTP timeout")
+    notification_max_age_seconds: float = Field(
+        86_400.0,
+        description="A delivery for an event older than this, never attempted, is not sent "
+        "(status `stale`): a read model rebuilt from an old log must not replay history",
+    )
     notification_lease_seconds: float = Field(
         60.0, gt=0, description="A claimed delivery not finished after this long (a crashed "
         "sender) is retried")

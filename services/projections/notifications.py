@@ -108,7 +108,7 @@ async def check_url(url: str, allowed: Sequence[str]) -> None:
 
 @dataclass(frozen=True)
 class Outcome:
-    kind: str  # delivered | retry | disabled
+    kind: str  # delivered | retry | disabled | stale
     status_code: int | None = None
     error: str | None = None
     retry_after: float | None = None
@@ -203,8 +203,23 @@ class NotificationSender:
 
     # --- one delivery -----------------------------------------------------------------
 
+    def _stale(self, row: dict[str, Any]) -> bool:
+        """Never attempted (its first attempt is still due at the event's own time) and older
+        than the configured age: a new database replaying an old log, not news."""
+        created = row["created_at"]
+        return bool(
+            row["next_attempt_at"] == created
+            and datetime.now(UTC) - created
+            > timedelta(seconds=self.settings.notification_max_age_seconds)
+        )
+
     async def _deliver(self, row: dict[str, Any]) -> None:
         started = time.perf_counter()
+        if self._stale(row):
+            await self._record(row, Outcome("stale", error=(
+                "not sent: the event is older than DEALREG_NOTIFICATION_MAX_AGE_SECONDS "
+                "(history replayed into a new read model); redeliver to send it anyway")), 0)
+            return
         try:
             recipients = RECIPIENTS.get(row["recipient_kind"], ref_owners)
             async with self.engine.connect() as conn:
@@ -314,6 +329,8 @@ class NotificationSender:
                 values.update(status="delivered", delivered_at=now, next_attempt_at=None)
             elif outcome.kind == "disabled":
                 values.update(status="disabled", next_attempt_at=None)
+            elif outcome.kind == "stale":
+                values.update(status="stale", next_attempt_at=None)
             else:
                 s = self.settings
                 delay = next_delay(s.notification_schedule_seconds, attempt - retry_from,

@@ -21,7 +21,7 @@ router = APIRouter(prefix="/v1", tags=["notifications"])
 class AttemptView(BaseModel):
     attempt: int
     at: datetime
-    outcome: Literal["delivered", "failed", "dead", "disabled"]
+    outcome: Literal["delivered", "failed", "dead", "disabled", "stale"]
     status_code: int | None
     error: str | None
     duration_ms: int
@@ -35,7 +35,7 @@ class DeliveryView(BaseModel):
     recipient_kind: str
     recipient_id: str
     channel: Literal["webhook", "email"]
-    status: Literal["pending", "delivered", "dead", "disabled"]
+    status: Literal["pending", "delivered", "dead", "disabled", "stale"]
     attempts: int
     next_attempt_at: datetime | None
     last_error: str | None
@@ -55,7 +55,7 @@ class DeliveryPage(BaseModel):
 async def list_deliveries(
     owner_id: str, request: Request,
     principal: Annotated[Principal, Depends(require("owner"))],
-    status: Annotated[Literal["pending", "delivered", "dead", "disabled"] | None,
+    status: Annotated[Literal["pending", "delivered", "dead", "disabled", "stale"] | None,
                       Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> DeliveryPage:

@@ -228,3 +228,27 @@ async def test_private_ranges_pass_only_through_the_allow_list() -> None:
     await check_url("http://127.0.0.1:9/x", ["127.0.0.0/8"])
     with pytest.raises(UnsafeUrl):
         await check_url("http://169.254.169.254/", ["169.254.0.0/16"])
+
+
+async def test_history_replayed_into_a_new_read_model_is_not_sent_but_can_be(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    # Max age 0: every delivery looks like old history the moment it is folded (as when a
+    # new database replays an old log). Nothing is sent until an admin asks for it.
+    async with _env(request, tmp_path, notification_max_age_seconds=0) as env:
+        await open_dispute(env.system)
+
+        async def stale() -> bool:
+            found = await deliveries(env.system)
+            return bool(found) and all(d["status"] == "stale" for d in found)
+        await until(stale)
+        await asyncio.sleep(0.3)
+        assert env.hook.requests == [] and env.mail == []
+        [hook] = [d for d in await deliveries(env.system, status="stale")
+                  if d["channel"] == "webhook"]
+        assert "DEALREG_NOTIFICATION_MAX_AGE_SECONDS" in hook["last_error"]
+        queued = await (await env.system.queries("admin")).post(
+            f"/v1/deliveries/{hook['id']}/redeliver")
+        assert queued.status_code == 202
+        [sent] = await env.hook.wait_for(1)
+        assert sent.headers["webhook-id"] == hook["id"]
