@@ -162,6 +162,7 @@ class ProjectionWorker:
                 records = await subscription.poll(self.max_records, timeout=0.2)
                 if records:
                     await self.apply(records)
+                self.lag.consumed = await subscription.positions()
         finally:
             lag_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -109,6 +109,11 @@ class Subscription(abc.ABC):
     @abc.abstractmethod
     def assignment(self) -> set[TopicPartition]: ...
 
+    async def positions(self) -> dict[TopicPartition, int]:
+        """The member's fetch position of each assigned partition: the offset after the last
+        record handed out, past transaction markers (which no consumer receives)."""
+        return {}
+
     @abc.abstractmethod
     async def close(self) -> None: ...
 

@@ -373,7 +373,7 @@ class EmbeddedEventLog(EventLog):
         loop = asyncio.get_running_loop()
         next_tick = loop.time() + tick_interval
         try:
-            await processor.assigned(dict(member.positions))
+            await processor.assigned(dict(member.fetch_positions))
             while not stopping():
                 records = await member.poll(max_records, timeout=min(0.2, tick_interval))
                 by_tp: dict[TopicPartition, list[Record]] = defaultdict(list)
@@ -385,7 +385,7 @@ class EmbeddedEventLog(EventLog):
                     outputs.extend(processor.process(tp, recs))
                 if loop.time() >= next_tick:
                     next_tick = loop.time() + tick_interval
-                    for tp in member.positions:
+                    for tp in member.fetch_positions:
                         if tp not in by_tp:
                             outputs.extend(processor.tick(tp))
                 if by_tp or outputs:
@@ -394,7 +394,7 @@ class EmbeddedEventLog(EventLog):
                         [(group_id, tp, recs[-1].offset + 1) for tp, recs in by_tp.items()],
                     )
         finally:
-            await processor.revoked(sorted(member.positions))
+            await processor.revoked(sorted(member.fetch_positions))
             await member.close()
 
 
@@ -404,25 +404,28 @@ class EmbeddedSubscription(Subscription):
     ) -> None:
         self._log = log
         self.group_id = group_id
-        self.positions = positions
+        self.fetch_positions = positions
         self._closed = False
 
     def assignment(self) -> set[TopicPartition]:
-        return set(self.positions)
+        return set(self.fetch_positions)
+
+    async def positions(self) -> dict[TopicPartition, int]:
+        return dict(self.fetch_positions)
 
     async def poll(self, max_records: int = 1000, timeout: float = 0.5) -> list[Record]:
         deadline = asyncio.get_running_loop().time() + timeout
         while not self._closed:
             ready = [
                 (tp, pos, self._log._ends.get(tp, 0))
-                for tp, pos in self.positions.items()
+                for tp, pos in self.fetch_positions.items()
                 if pos < self._log._ends.get(tp, 0)
             ]
             if ready:
                 share = max(1, max_records // len(ready))
                 records = await self._log._on_reader(self._fetch_all, ready, share)
                 for tp, recs in _group(records).items():
-                    self.positions[tp] = recs[-1].offset + 1
+                    self.fetch_positions[tp] = recs[-1].offset + 1
                 return records
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:

@@ -265,6 +265,10 @@ class KafkaSubscription(Subscription, ConsumerRebalanceListener):  # type: ignor
     def assignment(self) -> set[TopicPartition]:
         return {_tp(tp) for tp in self._consumer.assignment()}
 
+    async def positions(self) -> dict[TopicPartition, int]:
+        return {_tp(tp): await self._consumer.position(tp)
+                for tp in self._consumer.assignment()}
+
     async def close(self) -> None:
         await self._consumer.stop()
 

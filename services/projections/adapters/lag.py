@@ -68,6 +68,10 @@ class LagMonitor:
         self.topics = tuple(topics)
         self.models = tuple(models)
         self.report = LagReport()
+        # The worker's consumer positions, snapshotted right after an applied batch or an
+        # empty poll: they equal what is applied, plus transaction markers skipped, which
+        # the stored positions (last record + 1) cannot see.
+        self.consumed: dict[TopicPartition, int] = {}
 
     async def measure(self) -> LagReport:
         ends: dict[TopicPartition, int] = {}
@@ -78,6 +82,9 @@ class LagMonitor:
         report = LagReport(measured_at=time.time())
         for tp, end in ends.items():
             position = min(stored[m][tp] for m in self.models)
+            consumed = self.consumed.get(tp)
+            if consumed is not None and position < consumed <= end:
+                position = consumed
             report.partitions[tp] = (position, end)
             labels = (tp.topic, str(tp.partition))
             LAG.labels(*labels).set(max(0, end - position))
