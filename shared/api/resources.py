@@ -151,7 +151,7 @@ class DisputeView(BaseModel):
     explanation: str | None = None
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "id": "dsp-reg_01jd2x", "status": "open", "level": 1, "owner_id": "cm-1",
+        "id": "dsp_5f0c1e9a7b2d4c6e8a0b1c2d3e", "status": "open", "level": 1, "owner_id": "cm-1",
         "due_at": "2027-01-08T09:00:00Z", "acknowledged_at": None,
         "registration_ids": ["reg_01jd2x", "reg_01jd1y"], "resolution": None,
         "account_key": "dom:acme.com", "reason": "tie",
