@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,14 +28,9 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.bench.common import percentile, record
+from tests.support.processes import free_port, wait_ready
 
 TOKEN = "bench-admin"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
@@ -54,18 +48,6 @@ def process(args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[b
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
-
-
-async def wait_ready(url: str) -> None:
-    async with httpx.AsyncClient() as client:
-        for _ in range(600):
-            try:
-                if (await client.get(f"{url}/readyz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"{url} never became ready")
 
 
 def body(i: int) -> dict[str, object]:
@@ -125,7 +107,7 @@ async def embedded(rate: float, seconds: float) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp, \
             process(["dev", "--port", str(port), "--data-dir", tmp], env):
         url = f"http://127.0.0.1:{port}"
-        await wait_ready(url)
+        await wait_ready(url, timeout=60)
         return await load(url, rate, seconds)
 
 
@@ -145,7 +127,7 @@ async def distributed(rate: float, seconds: float) -> dict[str, float]:
         ports = {name: free_port() for name in ("registration", "adjudication", "projections")}
         for name in ("projections", "adjudication", "registration"):
             stack.enter_context(process(["serve", name, "--port", str(ports[name])], env))
-            await wait_ready(f"http://127.0.0.1:{ports[name]}")
+            await wait_ready(f"http://127.0.0.1:{ports[name]}", timeout=60)
         return await load(f"http://127.0.0.1:{ports['registration']}", rate, seconds)
 
 

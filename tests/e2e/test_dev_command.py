@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,12 +14,7 @@ from pathlib import Path
 import httpx
 
 from tests.e2e.test_registration_slice import registration
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support.processes import free_port, wait_ready
 
 
 @contextmanager
@@ -46,18 +39,6 @@ def dealreg_dev(data_dir: Path, port: int, token: str | None) -> Iterator[subpro
             proc.wait()
 
 
-async def _ready(base: str) -> None:
-    async with httpx.AsyncClient() as client:
-        for _ in range(300):
-            try:
-                if (await client.get(f"{base}/readyz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError("dealreg dev never became ready")
-
-
 async def _post(base: str, token: str, partner: str) -> httpx.Response:
     async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as client:
         return await client.post(f"{base}/v1/registrations", json=registration(partner),
@@ -65,17 +46,17 @@ async def _post(base: str, token: str, partner: str) -> httpx.Response:
 
 
 async def test_dev_serves_decisions_and_remembers_them_across_a_restart(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     with dealreg_dev(tmp_path, port, token="given-token") as proc:
-        await _ready(base)
+        await wait_ready(base)
         first = await _post(base, "given-token", "p-1")
         assert first.status_code == 201 and first.json()["status"] == "approved"
         assert proc.poll() is None
 
     # No token in the environment: one is generated and printed once.
     with dealreg_dev(tmp_path, port, token=None) as proc:
-        await _ready(base)
+        await wait_ready(base)
         assert proc.stdout is not None
         proc.send_signal(signal.SIGTERM)
         output = proc.communicate(timeout=20)[0]
@@ -83,7 +64,7 @@ async def test_dev_serves_decisions_and_remembers_them_across_a_restart(tmp_path
     assert match, output
 
     with dealreg_dev(tmp_path, port, token=match.group(1)):
-        await _ready(base)
+        await wait_ready(base)
         # The adjudicator rebuilt its state from the log: the account is still taken.
         rival = await _post(base, match.group(1), "p-2")
         assert rival.status_code == 201

@@ -22,7 +22,6 @@ import concurrent.futures
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -30,6 +29,8 @@ import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
+
+from tests.support.processes import free_port
 
 __all__ = [
     "DATABASE_URL_ENV",
@@ -125,7 +126,7 @@ def _start_kafka_docker() -> ServerHandle:
     # scripts and does not work with apache/kafka, so configure that image directly. The
     # broker must advertise the address clients use, so the container listens on the same
     # port number as the host side of the mapping.
-    port = _free_port()
+    port = free_port()
     container = DockerContainer(KAFKA_IMAGE)
     host = container.get_docker_client().host()
     container.with_bind_ports(port, port)
@@ -348,12 +349,6 @@ def _docker_available() -> bool:
             client.close()
     except Exception:
         return False
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _run_coroutine(factory: Callable[[], Coroutine[Any, Any, _T]]) -> _T:

@@ -28,24 +28,20 @@ from shared.events import (
     Account,
     ClaimFiled,
     DisputeAcknowledged,
-    DisputeEscalated,
     DisputeFiled,
-    DisputeJoined,
-    DisputeOpened,
     DisputeResolutionSubmitted,
-    DisputeResolved,
     DomainEvent,
     Opportunity,
     OpportunityClosed,
     PartnerSnapshot,
     PartnerStatusChanged,
-    RegistrationDecided,
     RegistrationExtensionRequested,
     RegistrationSubmitted,
     RegistrationWithdrawn,
     Split,
 )
 from shared.policy import Policy
+from tests.support.workloads import Contestable, OpenDisputes, track
 
 START = datetime(2025, 3, 3, 8, 0, tzinfo=UTC)
 PRODUCTS = ("analytics", "storage", "compute", "network", "security")
@@ -140,8 +136,8 @@ def generate(events: int, seed: int = 7, n_accounts: int = 400,
     tiers = {f"p-{i}": rng.choice(TIERS) for i in range(partners)}
     exited: set[str] = set()
     submitted: list[tuple[str, str, str]] = []  # (id, partner, account key)
-    disputes: dict[str, tuple[str, list[str], str]] = {}  # id -> (owner, members, key)
-    rejected: list[tuple[str, str, str]] = []
+    disputes: OpenDisputes = {}
+    rejected: Contestable = []
     version = 4
     now = START
     n = 0
@@ -245,20 +241,7 @@ def generate(events: int, seed: int = 7, n_accounts: int = 400,
                                                 changed_at=now), now)
         else:
             continue
-        for e in out:
-            if isinstance(e, DisputeOpened):
-                disputes[e.dispute_id] = (e.owner_id, list(e.registration_ids), e.account_key)
-            elif isinstance(e, DisputeJoined) and e.dispute_id in disputes:
-                owner, _, key = disputes[e.dispute_id]
-                disputes[e.dispute_id] = (owner, list(e.registration_ids), key)
-            elif isinstance(e, DisputeEscalated) and e.dispute_id in disputes:
-                _, members, key = disputes[e.dispute_id]
-                disputes[e.dispute_id] = (e.owner_id, members, key)
-            elif isinstance(e, DisputeResolved):
-                disputes.pop(e.dispute_id, None)
-            elif (isinstance(e, RegistrationDecided) and e.status == "rejected"
-                  and e.rule in ("first_submitted", "tier", "incumbent")):
-                rejected.append((e.registration_id, e.partner_id, e.account_key))
+        track(out, disputes, rejected)
     return rec.log, rec.decisions
 
 

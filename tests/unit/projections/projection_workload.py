@@ -29,18 +29,13 @@ from shared.events import (
     Amount,
     ClaimFiled,
     DisputeAcknowledged,
-    DisputeEscalated,
     DisputeFiled,
-    DisputeJoined,
-    DisputeOpened,
     DisputeResolutionSubmitted,
-    DisputeResolved,
     DomainEvent,
     Envelope,
     Opportunity,
     OpportunityClosed,
     PartnerSnapshot,
-    RegistrationDecided,
     RegistrationExtensionRequested,
     RegistrationSubmitted,
     RegistrationWithdrawn,
@@ -48,6 +43,7 @@ from shared.events import (
     new_envelope,
 )
 from shared.policy import Policy
+from tests.support.workloads import Contestable, OpenDisputes, track
 
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 PRODUCTS = ("analytics", "storage", "compute", "network", "security")
@@ -160,8 +156,8 @@ def generate(events: int, *, seed: int = 11, accounts: int = 200, partners: int 
     rec = _Recorder(policy())
     universe = _accounts(rng, accounts)
     submitted: list[tuple[str, str, str]] = []
-    disputes: dict[str, tuple[str, list[str], str]] = {}
-    rejected: list[tuple[str, str, str]] = []
+    disputes: OpenDisputes = {}
+    rejected: Contestable = []
     now = START
     n = 0
     while rec.n < events:
@@ -245,20 +241,7 @@ def generate(events: int, *, seed: int = 11, accounts: int = 200, partners: int 
                                         policy_version=3), now)
         else:
             continue
-        for e in out:
-            if isinstance(e, DisputeOpened):
-                disputes[e.dispute_id] = (e.owner_id, list(e.registration_ids), e.account_key)
-            elif isinstance(e, DisputeJoined) and e.dispute_id in disputes:
-                owner, _, key = disputes[e.dispute_id]
-                disputes[e.dispute_id] = (owner, list(e.registration_ids), key)
-            elif isinstance(e, DisputeEscalated) and e.dispute_id in disputes:
-                _, members, key = disputes[e.dispute_id]
-                disputes[e.dispute_id] = (e.owner_id, members, key)
-            elif isinstance(e, DisputeResolved):
-                disputes.pop(e.dispute_id, None)
-            elif (isinstance(e, RegistrationDecided) and e.status == "rejected"
-                  and e.rule in ("first_submitted", "tier", "incumbent")):
-                rejected.append((e.registration_id, e.partner_id, e.account_key))
+        track(out, disputes, rejected)
     return rec.workload
 
 
