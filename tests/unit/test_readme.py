@@ -26,3 +26,7 @@ def test_the_configuration_table_names_real_settings() -> None:
     documented = set(re.findall(r"`DEALREG_([A-Z_]+)`", _section("Configuration")))
     fields = {name.upper() for name in Settings.model_fields}
     assert documented - fields == set(), "documented but not a setting"
+    # The SMTP row names its siblings as `_PORT`, `_TLS`, ...
+    documented |= {f"SMTP{suffix}" for suffix in
+                   re.findall(r"`(_[A-Z]+)`", _section("Configuration"))}
+    assert fields - documented == set(), "a setting the README does not document"
