@@ -39,6 +39,7 @@ from shared.events import (
     DisputeSlaBreached,
     DomainEvent,
     OpportunityClosed,
+    PartnerStatusChanged,
     ProtectionEnded,
     ProtectionExtended,
     RegistrationActionRejected,
@@ -48,6 +49,8 @@ from shared.events import (
     RegistrationWithdrawn,
     TimerFired,
 )
+from shared.events.base import UnhandledEventType
+from shared.events.reference import OwnerUpdated, PartnerUpdated, PolicyPublished
 
 Row = dict[str, Any]
 
@@ -78,6 +81,13 @@ _SUBJECT_AND_TIME: Final[dict[type[DomainEvent], tuple[str, str | None]]] = {
     AccountsLinked: ("registration_id", "linked_at"),
 }
 
+
+IGNORED: Final[frozenset[type[DomainEvent]]] = frozenset({
+    PartnerStatusChanged,  # about a partner, not a registration
+    PolicyPublished, PartnerUpdated, OwnerUpdated,  # reference topic: not read here
+})
+HANDLED: Final[frozenset[type[DomainEvent]]] = frozenset(
+    {*_SUBJECT_AND_TIME, TimerFired, AccountLinkReported})
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -115,7 +125,9 @@ def entries(event_id: str, time: datetime, event: DomainEvent,
                 for r in event.registrations]
     known = _SUBJECT_AND_TIME.get(type(event))
     if known is None:
-        return []  # e.g. a partner's status change: about a partner, not a registration
+        if type(event) in IGNORED:
+            return []  # e.g. a partner's status change: about a partner, not a registration
+        raise UnhandledEventType("the timelines", event)
     field, time_field = known
     subject = getattr(event, field)
     if subject is None:
