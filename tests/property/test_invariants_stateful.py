@@ -31,6 +31,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, Phase, event, settings
 from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
@@ -68,10 +69,11 @@ from shared.readmodel.schema import registrations as registrations_table
 from tests.support.companies import Registration, generate
 from tests.support.pipeline import ADMIN, Pipeline, SimClock, simulated_time
 
-POOL = generate(seed=12, registrations=24, collision_share=0.5, partners=5)
-_HOT = {r.company_id for r in POOL.registrations if r.collision}
-SPECS = tuple(r for r in POOL.registrations if r.company_id in _HOT)
-"""Registrations of the companies registered more than once: collisions are the point."""
+POOL = generate(seed=12, registrations=24, collision_share=0.5, partners=5,
+                same_name_share=0.35, subsidiary_share=0.2)
+"""Twelve companies, five of them "Wells International" (different domains, one country),
+subsidiaries, name-only ones, multi-domain ones with their CRM id."""
+SPECS = POOL.registrations
 PARTNERS = [p for p, _ in POOL.partners]
 TIER_OF = dict(POOL.partners)
 PRODUCTS = ("analytics", "crm", "security")
@@ -199,7 +201,8 @@ class Invariants(RuleBasedStateMachine):
         for envelope, decision in decisions:
             self.fold(envelope, decision)
             label = getattr(decision, "rule", None) or getattr(decision, "outcome", "")
-            event(f"{type(decision).__name__} {label}")  # --hypothesis-show-statistics
+            if currently_in_test_context():  # --hypothesis-show-statistics
+                event(f"{type(decision).__name__} {label}")
         self.report()
 
     @initialize()
@@ -636,3 +639,62 @@ TestInvariants.settings = settings(
     stateful_step_count=30, deadline=None, derandomize=True, database=None,
     phases=tuple(Phase) if _SHRINK else (Phase.explicit, Phase.generate),
     suppress_health_check=list(HealthCheck), print_blob=False)
+
+
+# --- the issue's observations, replayed through the same machine ---------------------------
+# Deterministic step lists the random search may take long to hit: each must break no
+# invariant (they fail while the defect they name is there).
+
+def _replay(steps: Any) -> None:
+    machine = Invariants()
+    try:
+        machine.partners()
+        steps(machine)
+        machine.invariants_hold()
+    finally:
+        machine.teardown()
+
+
+def _ids(machine: Invariants) -> list[str]:
+    return list(machine.model.regs)
+
+
+def test_an_award_keeps_the_approvals_that_never_conflicted_with_the_winner() -> None:
+    spec = SPECS[0]
+
+    def steps(m: Invariants) -> None:
+        m.register(spec, "p-01", {"analytics"}, "resell")  # gold: approved {analytics}
+        m.register(spec, "p-02", {"crm"}, "resell")  # silver: approved {crm}
+        m.register(spec, "p-04", {"analytics", "crm"}, "resell")  # platinum: one dispute
+        dispute = next(iter(m.model.disputes.values()))
+        m.resolve(0, dispute.members.index(_ids(m)[0]), "award")  # award the {analytics} one
+
+    _replay(steps)
+
+
+def test_a_contest_after_the_winner_withdrew_opens_no_dispute_of_one() -> None:
+    spec = SPECS[0]
+
+    def steps(m: Invariants) -> None:
+        m.register(spec, "p-04", {"analytics"}, "resell")  # platinum, approved
+        m.time_passes(30)  # beyond the tie window
+        m.register(spec, "p-01", {"analytics"}, "resell")  # rejected first_submitted
+        m.withdraw(0)  # the winner lets go
+        m.contest(0)  # the loser contests its rejection
+
+    _replay(steps)
+
+
+def test_an_exited_partner_never_wins_a_co_sell() -> None:
+    spec = SPECS[0]
+
+    def steps(m: Invariants) -> None:
+        m.register(spec, "p-04", {"analytics"}, "resell")
+        m.time_passes(30)
+        m.register(spec, "p-01", {"analytics"}, "resell")  # rejected first_submitted
+        m.partner_status("p-01", "exited")
+        m.contest(0)
+        if any(d.open for d in m.model.disputes.values()):
+            m.resolve(0, 0, "co_sell")
+
+    _replay(steps)
