@@ -65,6 +65,7 @@ from shared.events import (
 )
 from shared.events.codec import decode
 from shared.policy import Escalation, EscalationLevel, Policy
+from shared.readmodel.schema import disputes as disputes_table
 from shared.readmodel.schema import registrations as registrations_table
 from tests.support.companies import Registration, generate
 from tests.support.pipeline import ADMIN, Pipeline, SimClock, simulated_time
@@ -571,21 +572,26 @@ class Invariants(RuleBasedStateMachine):
                 f"{[(r.id, r.partner, r.status) for r in known]}")
 
     def read_model_agrees(self) -> None:
-        """Invariant 8: the registrations read model shows what the decisions say."""
-        async def rows() -> dict[str, str]:
+        """Invariant 8: the read models show what the decisions say (registration status,
+        dispute open or resolved)."""
+        async def rows() -> tuple[dict[str, str], dict[str, str]]:
             async with self.pipeline.runtime.engine.connect() as conn:
-                result = await conn.execute(select(registrations_table.c.id,
-                                                   registrations_table.c.status))
-                return {i: s for i, s in result}
+                regs = await conn.execute(select(registrations_table.c.id,
+                                                 registrations_table.c.status))
+                disputes = await conn.execute(select(disputes_table.c.id,
+                                                     disputes_table.c.status))
+                return {i: s for i, s in regs}, {i: s for i, s in disputes}
 
-        shown = self.run(rows())
+        shown, disputes = self.run(rows())
         for reg in self.model.regs.values():
-            if reg.status == "submitted":
-                continue
-            if shown.get(reg.id) != reg.status:
-                self.violation(8,
-                f"read model shows {reg.id} {shown.get(reg.id)}, decisions "
-                f"say {reg.status}")
+            if reg.status != "submitted" and shown.get(reg.id) != reg.status:
+                self.violation(8, f"read model shows {reg.id} {shown.get(reg.id)}, decisions "
+                               f"say {reg.status}")
+        for d in self.model.disputes.values():
+            status = disputes.get(d.id)
+            if (status == "open") != d.open:
+                self.violation(8, f"read model shows dispute {d.id} {status}, decisions say "
+                               f"{'open' if d.open else 'resolved'}")
 
     # --- invariant 7: replay reproduces every decision ---------------------------------------
 
