@@ -170,6 +170,7 @@ class Invariants(RuleBasedStateMachine):
         self.pipeline = Pipeline(self.dir / "data", self.clock, partitions=3,
                                  template_root=_TEMPLATE_ROOT)
         self.model = Model()
+        self.pending_ends: list[tuple[Reg, dict[str, Any], Dispute]] = []
         self.run(self.pipeline.start())
 
     def run(self, coro: Any) -> Any:
@@ -204,6 +205,7 @@ class Invariants(RuleBasedStateMachine):
             label = getattr(decision, "rule", None) or getattr(decision, "outcome", "")
             if currently_in_test_context():  # --hypothesis-show-statistics
                 event(f"{type(decision).__name__} {label}")
+        self.check_resolution_ends()
         self.report()
 
     @initialize()
@@ -402,7 +404,8 @@ class Invariants(RuleBasedStateMachine):
         elif isinstance(event, ProtectionExtended):
             reg = m.regs.get(event.registration_id)
             if reg is not None:
-                self.check_gain(reg, "extended")
+                if event.rule == "extension":  # a pause for a dispute keeps, not gains
+                    self.check_gain(reg, "extended")
                 reg.protected_until = event.protected_until
         elif isinstance(event, DisputeOpened):
             m.disputes[event.dispute_id] = Dispute(event.dispute_id, list(event.registration_ids))
@@ -438,19 +441,27 @@ class Invariants(RuleBasedStateMachine):
             if reg.id in d.members and not d.open:
                 if d.outcome in ("reject_all", "split", "merged"):
                     return
-                winner = m.regs.get(d.awarded or "")
-                if winner is None and d.outcome == "final_breach_fallback":
-                    winner = next((m.regs[r] for r in d.members if r in m.regs
-                                   and m.regs[r].status == "approved" and r != reg.id), None)
-                if winner is not None and overlap(winner.scope, reg.scope):
-                    return
-                self.violation(2, f"approved {reg.id} (scope {reg.scope}) rejected by "
-                               f"{d.outcome} of {d.id}; winner {d.awarded} (scope "
-                               f"{winner.scope if winner else None}) does not conflict")
+                # Judged once the step's decisions are all in: the winner's own decision
+                # may follow the loser's.
+                self.pending_ends.append((reg, dict(scope=reg.scope), d))
                 return
         self.violation(2, f"approved {reg.id} became {status} (reason {reason}, rule {rule},"
                        f" dispute {dispute_id}); withdrawn={reg.withdrawn} "
                        f"closed={reg.closed} partner={m.partner_status.get(reg.partner)}")
+
+    def check_resolution_ends(self) -> None:
+        """An award or fallback rejected an approval: some winner of that dispute must now
+        hold an approval whose scope overlaps the one taken away."""
+        pending, self.pending_ends = self.pending_ends, []
+        for reg, before, d in pending:
+            winners = [self.model.regs[r] for r in d.members
+                       if r != reg.id and r in self.model.regs
+                       and self.model.regs[r].status == "approved"
+                       and (d.awarded is None or r == d.awarded)]
+            if not any(overlap(w.scope, before["scope"]) for w in winners):
+                self.violation(2, f"approved {reg.id} (scope {before['scope']}) rejected by "
+                               f"{d.outcome} of {d.id}; the winners "
+                               f"{[(w.id, w.scope) for w in winners]} do not conflict with it")
 
     # --- invariant 4: an inactive partner never gains protection -----------------------------
 
