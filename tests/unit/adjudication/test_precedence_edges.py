@@ -71,3 +71,19 @@ def test_incumbency_won_under_a_linked_key_of_the_same_customer_counts() -> None
     [decision] = decisions(out, "r3")
     assert (decision.status, decision.rule) == ("in_review", "incumbent")
     assert timedelta(0) < d.now - START
+
+
+def test_with_no_tie_window_one_microsecond_earlier_wins() -> None:
+    d = Driver(policy=policy(tie_window="PT0S"))
+    d.register("r1", "p-1")
+    d.later(microseconds=1)
+    [decision] = decisions(d.register("r2", "p-2"))
+    assert (decision.status, decision.rule) == ("rejected", "first_submitted")
+
+
+def test_two_tiers_the_policy_does_not_rank_do_not_separate_partners() -> None:
+    d = Driver(policy=policy(precedence=["tier", "first_submitted"]))
+    d.register("r1", "p-1", tier="bronze")  # neither tier is in tier_order: equal rank
+    d.later(hours=1)
+    [decision] = decisions(d.register("r2", "p-2", tier="copper"))
+    assert (decision.status, decision.rule) == ("in_review", "tie")

@@ -27,3 +27,14 @@ def test_a_new_account_keeps_its_possible_duplicates_in_order_of_strength() -> N
     assert resolution.is_new and resolution.aliases == ()
     assert [m.account_key for m in resolution.possible_duplicates] == [
         "name:US:acmes", "name:US:acmee"]
+
+
+def test_a_key_matched_twice_is_one_alias_and_never_a_possible_duplicate() -> None:
+    identity = identity_of("Acme", "acme.com", "US", "crm-1")
+    matches = [AccountMatch("crm:crm-1", "crm_account_id", 1.0, True),
+               AccountMatch("dom:acme.com", "domain", 1.0, True),
+               AccountMatch("dom:acme.com", "name", 0.95, True),
+               AccountMatch("dom:acme.com", "name", 0.85, False)]
+    resolution = choose(identity, matches)
+    assert [a.account_key for a in resolution.aliases] == ["dom:acme.com"]
+    assert resolution.possible_duplicates == ()
