@@ -23,6 +23,7 @@ from rapidfuzz import fuzz, process
 
 from shared.accounts.identity import AccountIdentity
 from shared.accounts.normalize import sort_name_tokens
+from shared.accounts.sameness import Identifiers
 
 __all__ = ["AccountIndex", "AccountMatch", "MatchedBy"]
 
@@ -98,6 +99,23 @@ def _add_ordinal(mapping: dict[str, int | tuple[int, ...]], key: str, ordinal: i
             mapping[key] = (current, ordinal)
     elif ordinal not in current:
         mapping[key] = (*current, ordinal)
+
+
+def _add_value(values: list[str | tuple[str, ...] | None], ordinal: int, value: str) -> None:
+    current = values[ordinal]
+    if current is None:
+        values[ordinal] = value
+    elif isinstance(current, str):
+        if current != value:
+            values[ordinal] = (current, value)
+    elif value not in current:
+        values[ordinal] = (*current, value)
+
+
+def _values(value: str | tuple[str, ...] | None) -> frozenset[str]:
+    if value is None:
+        return frozenset()
+    return frozenset((value,)) if isinstance(value, str) else frozenset(value)
 
 
 def _ordinals(value: int | tuple[int, ...] | None) -> tuple[int, ...]:
@@ -192,7 +210,8 @@ class AccountIndex:
     postings cost a pointer each, and a key with a single posting no list at all.
     """
 
-    __slots__ = ("_by_crm", "_by_domain", "_candidate_budget", "_countries", "_keys", "_ordinal")
+    __slots__ = ("_by_crm", "_by_domain", "_candidate_budget", "_countries", "_crm_of",
+                 "_domains_of", "_keys", "_ordinal")
 
     def __init__(self, *, candidate_budget: int = 4000) -> None:
         """``candidate_budget`` caps the postings gathered per fuzzy query (see
@@ -206,6 +225,10 @@ class AccountIndex:
         self._by_crm: dict[str, int | tuple[int, ...]] = {}
         self._by_domain: dict[str, int | tuple[int, ...]] = {}
         self._countries: dict[str, _CountryNames] = {}
+        # ordinal -> the identifiers filed under the key (None, one string, or a tuple):
+        # what sameness.sort_out compares. The strings are the ones the maps above hold.
+        self._crm_of: list[str | tuple[str, ...] | None] = []
+        self._domains_of: list[str | tuple[str, ...] | None] = []
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -224,15 +247,31 @@ class AccountIndex:
             ordinal = len(self._keys)
             self._keys.append(account_key)
             self._ordinal[account_key] = ordinal
+            self._crm_of.append(None)
+            self._domains_of.append(None)
         if identity.crm_account_id:
             _add_ordinal(self._by_crm, identity.crm_account_id, ordinal)
+            _add_value(self._crm_of, ordinal, identity.crm_account_id)
         if identity.domain:
             _add_ordinal(self._by_domain, identity.domain, ordinal)
+            _add_value(self._domains_of, ordinal, identity.domain)
         if identity.name and identity.country:
             names = self._countries.get(identity.country)
             if names is None:
                 names = self._countries[identity.country] = _CountryNames()
             names.add(sort_name_tokens(identity.name), ordinal)
+
+    def identifiers(self, account_key: str) -> Identifiers:
+        """The identifiers filed under `account_key` (plus what its form says: ``dom:x``
+        always carries x). O(1)."""
+        own = Identifiers.of_key(account_key)
+        ordinal = self._ordinal.get(account_key)
+        if ordinal is None:
+            return own
+        crm, domains = self._crm_of[ordinal], self._domains_of[ordinal]
+        if crm is None and domains is None:
+            return own
+        return own | Identifiers(_values(crm), _values(domains))
 
     def match(
         self, identity: AccountIdentity, name_threshold: float, review_band: float = 0.1

@@ -158,7 +158,8 @@ class AccountDirectory:
         matches = self._index.match(identity, match.name_threshold, match.review_band)
         if not self.complete and await self._fill_misses(identity, matches):
             matches = self._index.match(identity, match.name_threshold, match.review_band)
-        resolution = choose(identity, matches)
+        index = self._index
+        resolution = choose(identity, matches, index.identifiers, index.__contains__)
         if _links_table() is None or resolution.is_new:
             return resolution
         # The adjudicator may have linked the key to another since the index was built.

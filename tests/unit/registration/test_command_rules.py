@@ -12,7 +12,7 @@ from services.registration.domain.idempotency import Stored, Verdict, fingerprin
 from services.registration.domain.intake import InvalidAccount, identity_of
 from services.registration.domain.resolution import choose
 from services.registration.handlers import partition_keys
-from shared.accounts import AccountMatch
+from shared.accounts import AccountIndex, AccountMatch
 from shared.api.auth import split_token
 from shared.eventlog.partitioner import partition_for
 
@@ -179,6 +179,60 @@ def test_a_name_in_the_review_band_never_reuses_a_key() -> None:
     identity = identity_of("Acme", None, "US", None)
     resolution = choose(identity, [AccountMatch("name:US:acmee", "name", 0.85, False)])
     assert resolution.is_new and resolution.account_key == "name:US:acme"
+
+
+def _resolve(index: AccountIndex, name: str | None, domain: str | None, country: str | None,
+             crm: str | None = None) -> str:
+    """Resolve like the edge's directory does, then file the account like after an append."""
+    identity = identity_of(name, domain, country, crm)
+    matches = index.match(identity, 0.9, 0.1)
+    key = choose(identity, matches, index.identifiers, index.__contains__).account_key
+    index.add(key, identity)
+    return key
+
+
+def test_similar_names_with_different_domains_get_different_keys() -> None:
+    # Issue 12, defect 1: "Bench Account 406" (bench406.com) was filed under dom:bench0.com.
+    index = AccountIndex()
+    keys = [_resolve(index, f"Bench Account {n}", f"bench{n}.com", "US") for n in range(500)]
+    assert keys == [f"dom:bench{n}.com" for n in range(500)]
+
+
+def test_a_throwaway_domain_cannot_squat_a_popular_name() -> None:
+    # "Initech 7 Inc" at junk-7.example.org must not capture the real initech-7.com.
+    index = AccountIndex()
+    assert _resolve(index, "Initech 7 Inc", "junk-7.example.org", "US") == "dom:example.org"
+    assert _resolve(index, "Initech 7 Inc", "initech-7.com", "US") == "dom:initech-7.com"
+
+
+def test_legal_form_variants_with_different_domains_are_two_customers() -> None:
+    index = AccountIndex()
+    assert _resolve(index, "Anderson Ltd", "anderson-ltd.com", "GB") == "dom:anderson-ltd.com"
+    assert _resolve(index, "Anderson Inc", "anderson.com", "GB") == "dom:anderson.com"
+    assert _resolve(index, "Jones PLC", "jones.co.uk", "GB") == "dom:jones.co.uk"
+    assert _resolve(index, "Jones Inc", "jonesinc.com", "GB") == "dom:jonesinc.com"
+
+
+def test_a_name_still_decides_where_one_side_has_no_identifier() -> None:
+    index = AccountIndex()
+    assert _resolve(index, "Anderson Ltd", "anderson.com", "GB") == "dom:anderson.com"
+    assert _resolve(index, "Anderson Inc", None, "GB") == "dom:anderson.com"
+    assert _resolve(index, "Globex Corp", None, "US") == "name:US:globex"
+    assert _resolve(index, "Globex Inc", "globex.com", "US") == "name:US:globex"
+
+
+def test_a_name_only_key_that_gained_a_domain_no_longer_matches_another_domain() -> None:
+    index = AccountIndex()
+    assert _resolve(index, "Acme Corp", None, "US") == "name:US:acme"
+    assert _resolve(index, "Acme Corp", "acme.com", "US") == "name:US:acme"
+    assert _resolve(index, "Acme Corp", "acme.io", "US") == "dom:acme.io"
+
+
+def test_a_domain_under_another_crm_id_is_another_customer() -> None:
+    index = AccountIndex()
+    assert _resolve(index, "Acme", "acme.com", "US", "crm-1") == "dom:acme.com"
+    assert _resolve(index, "Acme", "acme.com", "US", "crm-2") == "crm:crm-2"
+    assert _resolve(index, "Acme", "acme.io", "US", "crm-1") == "dom:acme.com"
 
 
 # --- tokens and fan-out --------------------------------------------------------------------
