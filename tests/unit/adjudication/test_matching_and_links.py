@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from adjudication_driver import Driver, decisions, only
+from adjudication_workload import generate, replay
 
 from services.adjudication.domain import DecisionContext, decide
 from shared.events import (
     AccountLinkReported,
     AccountsLinked,
+    AccountsUnlinked,
     DisputeOpened,
     ReportedRegistration,
 )
@@ -18,14 +20,14 @@ from shared.events import (
 def test_same_customer_under_two_keys_is_caught_by_name_and_linked() -> None:
     d = Driver()
     d.register("r1", "p-1", domain="globex.com", name="Globex Corporation", country="US")
-    d.later(days=2)
+    d.later(hours=1)  # within the tie window: r2 stays active (in review)
     out = d.register("r2", "p-2", domain=None, name="GLOBEX Corp.", country="USA",
                      key="name:US:globex")
     [link] = only(out, AccountsLinked)
-    assert (link.account_key, link.canonical_key, link.matched_by) == (
-        "name:US:globex", "dom:globex.com", "name")
+    assert (link.account_key, link.canonical_key, link.matched_by, link.registration_id) == (
+        "name:US:globex", "dom:globex.com", "name", "r2")
     [decision] = decisions(out)
-    assert (decision.status, decision.rule) == ("rejected", "first_submitted")
+    assert (decision.status, decision.rule) == ("in_review", "tie")
     [conflict] = decision.conflicts
     assert conflict.account_key == "dom:globex.com"
     assert conflict.matched_by == "name"
@@ -35,14 +37,25 @@ def test_same_customer_under_two_keys_is_caught_by_name_and_linked() -> None:
                            key="name:US:globex"), AccountsLinked) == []
 
 
+def test_a_rejected_registration_links_nothing() -> None:
+    d = Driver()
+    d.register("r1", "p-1", domain="globex.com", name="Globex Corporation", country="US")
+    d.later(days=2)
+    out = d.register("r2", "p-2", domain=None, name="GLOBEX Corp.", country="USA",
+                     key="name:US:globex")
+    assert decisions(out)[0].rule == "first_submitted"
+    assert only(out, AccountsLinked) == []
+    assert d.state.links == {}
+
+
 def test_same_crm_id_under_two_keys_is_one_customer() -> None:
     d = Driver()
     d.register("r1", "p-1", domain="initech.com", crm="CRM-7")
     d.later(days=2)
     out = d.register("r2", "p-2", domain=None, name="Something Else", crm="CRM-7",
                      key="crm:CRM-7")
-    assert only(out, AccountsLinked)[0].matched_by == "crm_account_id"
     assert decisions(out)[0].rule == "first_submitted"
+    assert decisions(out)[0].conflicts[0].matched_by == "crm_account_id"
 
 
 def test_same_name_in_another_country_is_another_customer() -> None:
@@ -152,3 +165,93 @@ def test_alike_name_without_a_domain_is_still_judged_by_its_name() -> None:
     [decision] = decisions(out)
     assert decision.rule == "first_submitted"
     assert decision.conflicts[0].matched_by == "name"
+
+
+# --- issue 12, defect 2: links are facts with a lifetime, followed transitively -----------
+
+
+def _acme_corp_linked_to_acme_com() -> Driver:
+    """A name-only "Acme Corp" registration held in review beside acme.com's: the name key
+    is linked to dom:acme.com, justified by r2."""
+    d = Driver()
+    d.register("r1", "p-1", domain="acme.com", name="Acme Corp", country="US")
+    d.later(hours=1)
+    out = d.register("r2", "p-2", domain=None, name="Acme Corp", country="US",
+                     key="name:US:acme")
+    assert [(x.account_key, x.canonical_key) for x in only(out, AccountsLinked)] == [
+        ("name:US:acme", "dom:acme.com")]
+    return d
+
+
+def test_a_name_linked_to_one_domain_does_not_capture_another_domain() -> None:
+    d = _acme_corp_linked_to_acme_com()
+    d.later(days=2)
+    out = d.register("r3", "p-3", domain="acme.io", name="Acme Corp", country="US")
+    [decision] = decisions(out)
+    assert (decision.status, decision.rule) == ("approved", "no_conflict")
+    assert decision.conflicts == ()
+    assert only(out, AccountsLinked) == []
+    assert d.state.cluster("dom:acme.io") == ["dom:acme.io"]
+
+
+def test_a_link_ends_with_the_registration_that_justified_it() -> None:
+    d = _acme_corp_linked_to_acme_com()
+    d.later(hours=2)
+    out = d.withdraw("r2", "p-2")
+    [unlinked] = only(out, AccountsUnlinked)
+    assert (unlinked.account_key, unlinked.canonical_key, unlinked.registration_id) == (
+        "name:US:acme", "dom:acme.com", "r2")
+    assert d.state.links == {} and d.state.link_facts == {}
+    assert d.state.cluster("name:US:acme") == ["name:US:acme"]
+
+
+def test_a_link_another_active_registration_also_shows_survives_the_first() -> None:
+    d = _acme_corp_linked_to_acme_com()
+    d.later(hours=1)
+    d.register("r3", "p-3", domain=None, name="Acme Corp", country="US", key="name:US:acme",
+               motion="referral")
+    out = d.withdraw("r2", "p-2")
+    assert only(out, AccountsUnlinked) == []
+    assert d.state.cluster("name:US:acme") == ["name:US:acme", "dom:acme.com"]
+
+
+def test_links_are_followed_through_a_chain_of_keys() -> None:
+    # name:US:zeta <-> crm:C1 <-> dom:acme.com, each link shown by an active referral.
+    d = Driver()
+    d.register("r1", "p-1", domain="acme.com", name="Omega Systems", crm="C1")
+    d.later(days=1)
+    d.register("r2", "p-2", domain=None, name="Zeta", crm="C1", key="crm:C1",
+               motion="referral")
+    d.register("r3", "p-3", domain=None, name="Zeta", key="name:US:zeta", motion="referral")
+    assert d.state.cluster("name:US:zeta") == ["name:US:zeta", "crm:C1", "dom:acme.com"]
+    d.later(days=1)
+    # A registration filed under the name key whose own facts match nothing else: only
+    # the chain of links says it is acme.com's customer, where r1 is the exclusive owner.
+    [decision] = decisions(d.register("r4", "p-4", domain=None, name="Zeta Group Holdings",
+                                      key="name:US:zeta"))
+    assert (decision.status, decision.rule) == ("rejected", "first_submitted")
+    assert [c.registration_id for c in decision.conflicts] == ["r1"]
+
+
+def test_a_link_never_joins_two_domains() -> None:
+    d = Driver()
+    d.register("r1", "p-1", domain="acme.com", name="Acme Corp", country="US")
+    d.register("r2", "p-2", domain="acme.io", name="Acme Corp", country="US")
+    d.later(hours=1)
+    # A name-only Acme Corp matches both by name; it may join one, never both.
+    out = d.register("r3", "p-3", domain=None, name="Acme Corp", country="US",
+                     key="name:US:acme", motion="referral")
+    links = only(out, AccountsLinked)
+    assert [x.canonical_key for x in links] == ["dom:acme.com"]
+    assert "dom:acme.io" not in d.state.cluster("name:US:acme")
+    assert not d.state.link("name:US:acme", "dom:acme.io")
+
+
+def test_no_link_in_a_random_workload_joins_different_identifiers() -> None:
+    log, _ = generate(4000, seed=7)
+    state, recorded = replay(log)
+    assert any(isinstance(e, AccountsLinked) for e in recorded)
+    for key in state.links:
+        customer = state.customer(key)
+        assert len(customer.crm_ids) <= 1, (key, state.cluster(key), customer)
+        assert len(customer.domains) <= 1 or customer.crm_ids, (key, state.cluster(key))
