@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from adjudication_driver import Driver, decisions, only
 from adjudication_workload import generate, replay
@@ -255,3 +255,87 @@ def test_no_link_in_a_random_workload_joins_different_identifiers() -> None:
         customer = state.customer(key)
         assert len(customer.crm_ids) <= 1, (key, state.cluster(key), customer)
         assert len(customer.domains) <= 1 or customer.crm_ids, (key, state.cluster(key))
+
+
+# --- issue 12, defect 4: cross-partition copies follow their original ---------------------
+
+
+def _report(d: Driver, *copies: tuple[str, str, str], tier: str = "gold",
+            protected_days: float | None = None) -> AccountLinkReported:
+    """A snapshot of crm:U-1's registrations (id, partner, status) for dom:umbrella.com."""
+    return AccountLinkReported(
+        account_key="dom:umbrella.com", alias_key="crm:U-1", matched_by="crm_account_id",
+        registrations=tuple(
+            ReportedRegistration(
+                registration_id=rid, party_type="partner", party_id=partner, motion="resell",
+                products=("analytics",), status=status,  # type: ignore[arg-type]
+                submitted_at=d.now - timedelta(hours=1), tier=tier,
+                protected_until=(d.now + timedelta(days=protected_days)
+                                 if protected_days is not None else None))
+            for rid, partner, status in copies),
+        reported_at=d.now, policy_version=4)
+
+
+def test_a_copy_reported_in_review_does_not_guard_forever() -> None:
+    d = Driver()
+    d.feed(_report(d, ("x1", "p-9", "in_review")))
+    d.later(days=400)
+    [decision] = decisions(d.register("r1", "p-1", domain="umbrella.com", name="Umbrella"))
+    assert (decision.status, decision.rule) == ("approved", "no_conflict")
+    assert "x1" not in {e.id for e in d.state.active_under("crm:U-1")}
+
+
+def test_an_approved_copy_ends_at_its_protection_end() -> None:
+    d = Driver()
+    d.feed(_report(d, ("x1", "p-9", "approved"), protected_days=30))
+    d.later(days=10)
+    [early] = decisions(d.register("r1", "p-1", domain="umbrella.com", name="Umbrella"))
+    assert (early.status, early.rule) == ("rejected", "first_submitted")
+    d.later(days=21)
+    [late] = decisions(d.register("r2", "p-2", domain="umbrella.com", name="Umbrella"))
+    assert (late.status, late.rule) == ("approved", "no_conflict")
+
+
+def test_withdrawing_the_original_frees_its_copy() -> None:
+    d = Driver()
+    d.feed(_report(d, ("x1", "p-9", "approved"), protected_days=90))
+    d.later(days=2)
+    # The next snapshot (the edge reports ahead of every registration on the canonical key,
+    # and at once on a withdrawal) no longer lists x1, or lists it withdrawn.
+    for snapshot in (_report(d), _report(d, ("x1", "p-9", "withdrawn"))):
+        d.feed(snapshot)
+        assert d.state.active_under("crm:U-1") == []
+    [decision] = decisions(d.register("r1", "p-1", domain="umbrella.com", name="Umbrella"))
+    assert (decision.status, decision.rule) == ("approved", "no_conflict")
+    assert d.state.links == {}  # nothing active shows the two keys to be one any more
+
+
+def test_a_withdrawn_copy_leaves_the_cross_key_dispute_it_was_drawn_into() -> None:
+    d = Driver()
+    d.register("r1", "p-1", domain="umbrella.com", name="Umbrella")
+    [opened] = only(d.feed(_report(d, ("x1", "p-9", "approved"), protected_days=90)),
+                    DisputeOpened)
+    assert set(opened.registration_ids) == {"r1", "x1"}
+    d.later(hours=3)
+    out = d.feed(_report(d))
+    assert [x.registration_id for x in decisions(out)] == ["r1"]
+    assert d.state.disputes[opened.dispute_id].status != "open"
+
+
+def test_a_copy_carries_its_partners_real_tier() -> None:
+    d = Driver()
+    d.feed(_report(d, ("x1", "p-9", "approved"), tier="platinum", protected_days=90))
+    [decision] = decisions(d.register("r1", "p-1", domain="umbrella.com", name="Umbrella",
+                                      tier="registered"))
+    assert (decision.status, decision.rule) == ("rejected", "tier")
+    assert "outranks" not in decision.explanation
+    assert d.state.entries["x1"].tier == "platinum"
+
+
+def test_reporting_the_same_snapshot_again_changes_nothing() -> None:
+    d = Driver()
+    d.register("r1", "p-1", domain="umbrella.com", name="Umbrella")
+    first = d.feed(_report(d, ("x1", "p-9", "approved"), protected_days=90))
+    assert only(first, DisputeOpened)
+    d.later(minutes=5)
+    assert d.feed(_report(d, ("x1", "p-9", "approved"), protected_days=90)) == []
