@@ -14,7 +14,9 @@ added to the index. The index is rebuilt in the background every
 customer accepted at the same moment by two processes, or a near name that shares no first
 token -- is caught downstream: the adjudicator matches registrations by their account facts,
 not by key, and links the keys (`AccountsLinked`); across partitions this service reports the
-link (`AccountLinkReported`) when it meets an identity that matches two keys.
+other key's registrations (`AccountLinkReported`, see handlers.Commands._copy_reports).
+Which matches are the submitted account's customer is decided by
+`shared.accounts.sameness` against the identifiers the index holds for each key.
 """
 
 from __future__ import annotations
