@@ -13,7 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.adjudication.domain.state import AdjudicationState, Entry
-from shared.accounts import AccountIdentity, AccountMatch, Identifiers, sort_out
+from shared.accounts import (
+    AccountIdentity,
+    AccountMatch,
+    Identifiers,
+    different_customers,
+    sort_out,
+)
 from shared.policy import Policy
 
 _KEY_EVIDENCE = {"crm": "crm_account_id", "dom": "domain", "name": "name"}
@@ -77,12 +83,15 @@ def find_collisions(
     against the customer of `new`'s key (its cluster's identifiers) and `identity`: a
     name never joins a customer carrying other identifiers, directly or through links."""
     own = state.cluster(new.account_key)
+    query = Identifiers.of(identity) if identity is not None else None
+    if query and len(own) > 1 and different_customers(query, state.customer(new.account_key)):
+        own = own[:1]  # the key's links join identifiers other than this account's
     kind = key_evidence(new.account_key)
     evidence: dict[str, tuple[str, float, bool, bool]] = {
         key: (kind, 1.0, True, key != new.account_key) for key in own
     }
     if identity is not None and not identity.is_empty():
-        found = sort_out(Identifiers.of(identity), _matches(state, identity, policy),
+        found = sort_out(query or Identifiers(), _matches(state, identity, policy),
                          state.customer, state.customer(new.account_key))
         for match in (*found.same, *found.possible):
             known = evidence.get(match.account_key)

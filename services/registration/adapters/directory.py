@@ -35,7 +35,9 @@ from shared.accounts import (
     AccountIdentity,
     AccountIndex,
     AccountMatch,
+    Identifiers,
     blocking_keys,
+    different_customers,
     sort_name_tokens,
 )
 from shared.logging import get_logger
@@ -161,18 +163,26 @@ class AccountDirectory:
         if not self.complete and await self._fill_misses(identity, matches):
             matches = self._index.match(identity, match.name_threshold, match.review_band)
         index = self._index
-        resolution = choose(identity, matches, index.identifiers, index.__contains__)
-        if _links_table() is None or resolution.is_new:
-            return resolution
-        # The adjudicator may have linked the key to another since the index was built.
-        async with self.engine.connect() as conn:
-            key = await canonical_key(conn, resolution.account_key)
-        if key == resolution.account_key:
-            return resolution
-        self.remember(key, identity)
-        return Resolution(key, resolution.matched,
-                          tuple(a for a in resolution.aliases if a.account_key != key),
-                          resolution.possible_duplicates)
+        query = Identifiers.of(identity)
+        for _ in range(4):
+            resolution = choose(identity, matches, index.identifiers, index.__contains__)
+            if _links_table() is None or resolution.is_new:
+                return resolution
+            # The adjudicator may have linked the key to another since the index was built.
+            async with self.engine.connect() as conn:
+                key = await canonical_key(conn, resolution.account_key)
+            if key == resolution.account_key:
+                return resolution
+            if different_customers(query, index.identifiers(key)):
+                # The key belongs to a customer with other identifiers (its links were
+                # not yet folded into memory): it is not this customer's key.
+                matches = [m for m in matches if m.account_key != resolution.account_key]
+                continue
+            self.remember(key, identity)
+            return Resolution(key, resolution.matched,
+                              tuple(a for a in resolution.aliases if a.account_key != key),
+                              resolution.possible_duplicates)
+        return choose(identity, [], index.identifiers, index.__contains__)
 
     async def _fill_misses(self, identity: AccountIdentity, matches: list[AccountMatch]) -> bool:
         """Ask the directory tables for what memory did not know; True if anything new."""
