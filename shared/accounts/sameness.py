@@ -110,8 +110,9 @@ class Sorted:
     use, the others are its keys too (links)."""
     possible: tuple[AccountMatch, ...]
     """Matches a person should look at (``confident=False``): names in the review band,
-    and confident names that fit the query but not the customer the stronger matches
-    already make up (ambiguous between two customers)."""
+    confident names that fit the query but not the customer the stronger matches already
+    make up (ambiguous between two customers), and identifier matches another identifier
+    contradicts."""
     customer: Identifiers
     """The identifiers of the query and of every key in `same`."""
 
@@ -127,9 +128,10 @@ def sort_out(
     ``identifiers_of(key)`` gives the identifiers of the customer behind a key (the key's
     own facets and those of every key linked to it). ``anchor`` is what the customer is
     already known to carry (the adjudicator passes the new entry's own key's customer).
-    A match whose customer has different identifiers than the query is dropped: whatever
-    the name says, it is another customer. One that fits the query but not the customer
-    built so far is demoted to a possible duplicate: never merged, never silently ignored.
+    A match whose customer has different identifiers than the query is another customer:
+    dropped when only a name matched, a possible duplicate when an identifier matched (the
+    same domain under another CRM id). One that fits the query but not the customer built
+    so far is demoted to a possible duplicate: never merged, never silently ignored.
     """
     customer = query if different_customers(query, anchor) else query | anchor
     same: list[AccountMatch] = []
@@ -141,6 +143,11 @@ def sort_out(
         seen.add(match.account_key)
         theirs = identifiers_of(match.account_key)
         if different_customers(query, theirs):
+            if match.matched_by != "name":
+                # One identifier agrees and another contradicts it (the same domain under
+                # another CRM id): another customer by the rule, but for a person to see --
+                # else a made-up CRM id would walk past the domain's owner.
+                possible.append(replace(match, confident=False))
             continue
         if not match.confident:
             possible.append(match)

@@ -339,3 +339,17 @@ def test_reporting_the_same_snapshot_again_changes_nothing() -> None:
     assert only(first, DisputeOpened)
     d.later(minutes=5)
     assert d.feed(_report(d, ("x1", "p-9", "approved"), protected_days=90)) == []
+
+
+def test_a_made_up_crm_id_does_not_walk_past_the_domains_owner() -> None:
+    # Different CRM ids are different customers (the second gets its own key at the edge),
+    # but the shared domain is shown to a person rather than ignored.
+    d = Driver()
+    d.register("r1", "p-1", domain="initech.com", name="Initech", crm="CRM-REAL")
+    d.later(days=2)
+    out = d.register("r2", "p-2", domain="initech.com", name="Initech", crm="CRM-FAKE",
+                     key="crm:CRM-FAKE")
+    [decision] = decisions(out)
+    assert (decision.status, decision.rule) == ("in_review", "possible_duplicate")
+    assert [(c.registration_id, c.confident) for c in decision.conflicts] == [("r1", False)]
+    assert only(out, AccountsLinked) == []
