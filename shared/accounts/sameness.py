@@ -70,7 +70,7 @@ class Identifiers:
         return NONE
 
     def __or__(self, other: Identifiers) -> Identifiers:
-        if not other.crm_ids and not other.domains:
+        if other is self or (other.crm_ids <= self.crm_ids and other.domains <= self.domains):
             return self
         if not self.crm_ids and not self.domains:
             return other

@@ -83,16 +83,18 @@ def find_collisions(
     against the customer of `new`'s key (its cluster's identifiers) and `identity`: a
     name never joins a customer carrying other identifiers, directly or through links."""
     own = state.cluster(new.account_key)
-    query = Identifiers.of(identity) if identity is not None else None
-    if query and len(own) > 1 and different_customers(query, state.customer(new.account_key)):
-        own = own[:1]  # the key's links join identifiers other than this account's
+    query = Identifiers.of(identity) if identity is not None else Identifiers()
+    anchor = state.customer(new.account_key)
+    if query and len(own) > 1 and different_customers(query, anchor):
+        # The key's links join identifiers other than this account's: not followed.
+        own = own[:1]
+        anchor = state.index.identifiers(new.account_key)
     kind = key_evidence(new.account_key)
     evidence: dict[str, tuple[str, float, bool, bool]] = {
         key: (kind, 1.0, True, key != new.account_key) for key in own
     }
     if identity is not None and not identity.is_empty():
-        found = sort_out(query or Identifiers(), _matches(state, identity, policy),
-                         state.customer, state.customer(new.account_key))
+        found = sort_out(query, _matches(state, identity, policy), state.customer, anchor)
         for match in (*found.same, *found.possible):
             known = evidence.get(match.account_key)
             if known is not None:
