@@ -173,7 +173,8 @@ class AccountDirectory:
                 key = await canonical_key(conn, resolution.account_key)
             if key == resolution.account_key:
                 return resolution
-            if different_customers(query, index.identifiers(key)):
+            if different_customers(query, index.identifiers(key)
+                                   | index.identifiers(resolution.account_key)):
                 # The key belongs to a customer with other identifiers (its links were
                 # not yet folded into memory): it is not this customer's key.
                 matches = [m for m in matches if m.account_key != resolution.account_key]

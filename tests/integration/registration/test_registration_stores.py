@@ -104,6 +104,22 @@ async def test_a_name_linked_to_one_domain_never_resolves_another_domain(
     assert same.account_key == "dom:acme.com"
 
 
+async def test_a_shared_crm_id_follows_its_link_to_a_key_with_another_domain(
+    engine: AsyncEngine,
+) -> None:
+    directory = AccountDirectory(engine, complete=True, rewarm_seconds=3600)
+    await directory.warm()
+    directory.remember("crm:X1", identity_of(None, None, None, "X1"))
+    directory.remember("dom:acme.com", identity_of(None, "acme.com", None, None))
+    async with engine.begin() as conn:  # the adjudicator linked them since the warm-up
+        await conn.execute(account_links.insert(), [
+            {"account_key": "crm:X1", "canonical_key": "dom:acme.com",
+             "matched_by": "crm_account_id", "score": 1.0, "linked_at": datetime.now(UTC)}])
+    # crm X1 joins acme.io to the customer of acme.com: the link is followed.
+    joined = await directory.resolve(identity_of(None, "acme.io", None, "X1"), MATCH)
+    assert joined.account_key == "dom:acme.com"
+
+
 async def test_a_warm_index_answers_from_memory(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         await conn.execute(account_names.insert(), [
