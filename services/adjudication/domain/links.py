@@ -65,13 +65,13 @@ def report(
             if existing is not None and existing.active:
                 _end_copy(state, out, existing, reported.status, at)
             continue
+        starting = existing is None or not existing.active
         if existing is None:
             existing = _copy(state, reported, alias, policy)
             state.entries[existing.id] = existing
-            fresh.append(existing)
-        elif not existing.active:
-            fresh.append(existing)  # lapsed here, still active there: guard again
-        _refresh(state, existing, reported, lease)
+        if starting:
+            fresh.append(existing)  # new, or lapsed here and still active there: guard
+        _refresh(state, existing, reported, lease, starting)
     # Copies of this alias the snapshot no longer lists ended on their own partition.
     for entry in list(state.active_under(alias)):
         if entry.mirror and entry.id not in listed:
@@ -131,7 +131,7 @@ def _copy(state: AdjudicationState, reported: ReportedRegistration, alias: str,
 
 
 def _refresh(state: AdjudicationState, copy: Entry, reported: ReportedRegistration,
-             lease: int) -> None:
+             lease: int, starting: bool) -> None:
     """Bring a copy up to what its partition reported, and (re)start its lease."""
     copy.status = reported.status
     copy.tier = sys.intern(reported.tier) if reported.tier else copy.tier
@@ -140,9 +140,12 @@ def _refresh(state: AdjudicationState, copy: Entry, reported: ReportedRegistrati
     if protected_until is not None and protected_until != copy.protected_until:
         state.schedule(protected_until, EXPIRY, copy.id)
     copy.protected_until = protected_until
-    # The lease lives in retain_until while the copy is active (retire() reuses it).
+    # The lease lives in retain_until while the copy is active (retire() reuses it). One
+    # lease timer per copy: a refresh only moves retain_until, and the timer, when it comes
+    # due, moves itself there (so frequent reports do not pile timers on the heap).
+    if starting:
+        state.schedule(lease, COPY_LEASE, copy.id)
     copy.retain_until = lease
-    state.schedule(lease, COPY_LEASE, copy.id)
     state.activate(copy)
 
 
@@ -161,7 +164,10 @@ def on_lease_end(
     """A copy nobody refreshed for a protection period lapses: its own partition may have
     decided, extended or ended it since, and a stale copy must not guard forever."""
     copy = state.entries.get(target)
-    if copy is None or not copy.mirror or not copy.active or copy.retain_until != deadline:
+    if copy is None or not copy.mirror or not copy.active:
+        return
+    if copy.retain_until > deadline:  # refreshed since: the lease runs on
+        state.schedule(copy.retain_until, COPY_LEASE, copy.id)
         return
     _end_copy(state, out, copy, "expired", deadline)
 

@@ -353,3 +353,15 @@ def test_a_made_up_crm_id_does_not_walk_past_the_domains_owner() -> None:
     assert (decision.status, decision.rule) == ("in_review", "possible_duplicate")
     assert [(c.registration_id, c.confident) for c in decision.conflicts] == [("r1", False)]
     assert only(out, AccountsLinked) == []
+
+
+def test_a_refreshed_copy_keeps_guarding_with_one_lease_timer() -> None:
+    d = Driver()
+    for _ in range(10):
+        d.feed(_report(d, ("x1", "p-9", "in_review")))
+        d.later(days=6)
+    assert sum(1 for item in d.state.timers if item[1:3] == ("copy_lease", "x1")) == 1
+    d.later(days=80)  # 140 days after the first report, 86 after the last
+    [decision] = decisions(d.register("r1", "p-1", domain="umbrella.com", name="Umbrella"))
+    assert decision.status == "in_review"  # the copy, in review, still stands
+    assert [c.registration_id for c in decision.conflicts] == ["x1"]
