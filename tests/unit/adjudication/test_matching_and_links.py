@@ -363,5 +363,5 @@ def test_a_refreshed_copy_keeps_guarding_with_one_lease_timer() -> None:
     assert sum(1 for item in d.state.timers if item[1:3] == ("copy_lease", "x1")) == 1
     d.later(days=80)  # 140 days after the first report, 86 after the last
     [decision] = decisions(d.register("r1", "p-1", domain="umbrella.com", name="Umbrella"))
-    assert decision.status == "in_review"  # the copy, in review, still stands
+    assert (decision.status, decision.rule) == ("rejected", "first_submitted")
     assert [c.registration_id for c in decision.conflicts] == ["x1"]
