@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.registration.domain import access
 from services.registration.domain.cloudevents import NotCloudEvents, parse, parse_event
@@ -247,3 +249,22 @@ def test_one_key_per_partition_reaches_every_partition() -> None:
     keys = partition_keys("partner:p-1", 12)
     assert sorted(partition_for(k, 12) for k in keys) == list(range(12))
     assert keys == partition_keys("partner:p-1", 12)
+
+
+_NAMES = st.sampled_from(["Acme", "Acme Inc", "Acme Corp", "Acme Systems", "Acne Systems",
+                          "Globex", "Globex GmbH", "AB", "AB Inc"])
+_IDENTITY = st.tuples(_NAMES, st.sampled_from([None, "acme.com", "acme.io", "globex.com"]),
+                      st.sampled_from([None, "C1", "C2"]))
+
+
+@settings(max_examples=300)
+@given(st.lists(_IDENTITY, min_size=1, max_size=25))
+def test_different_identifiers_never_share_an_account_key(
+    submitted: list[tuple[str, str | None, str | None]],
+) -> None:
+    index = AccountIndex()
+    keys = [_resolve(index, name, domain, "US", crm) for name, domain, crm in submitted]
+    for key in keys:
+        carried = index.identifiers(key)
+        assert len(carried.crm_ids) <= 1, (key, carried)
+        assert len(carried.domains) <= 1 or carried.crm_ids, (key, carried)
