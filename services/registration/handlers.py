@@ -71,6 +71,7 @@ from shared.events import (
     encode,
     new_envelope,
 )
+from shared.events.registration import RegistrationStatus
 from shared.ids import new_id
 from shared.logging import get_logger
 from shared.policy import Policy
@@ -281,10 +282,11 @@ class Commands:
                 if alias == canonical or partition_for(alias, partitions) == home:
                     continue
                 matched_by, score, by_identity = others[alias]
+                reported, partial = await self._reported(alias)
                 records.append((topic, canonical, AccountLinkReported(
                     account_key=canonical, alias_key=alias,
                     matched_by=matched_by,
-                    score=score, registrations=await self._reported(alias),
+                    score=score, registrations=reported, partial=partial,
                     reported_at=at, policy_version=policy.version,
                     registration_id=registration_id if by_identity else None)))
             return records
@@ -292,27 +294,32 @@ class Commands:
             log.exception("account_link_report_failed", account_key=resolution.account_key)
             return []
 
-    async def _reported(self, account_key: str, ended: str | None = None
-                        ) -> tuple[ReportedRegistration, ...]:
-        """The active registrations under `account_key` as the read model has them (less
-        `ended`, a registration a command just ended), with their partner's tier."""
-        rows = await self.readmodel.active_under(account_key)
+    async def _reported(self, account_key: str, ended: str | None = None,
+                        ended_as: RegistrationStatus = "withdrawn"
+                        ) -> tuple[tuple[ReportedRegistration, ...], bool]:
+        """The active registrations under `account_key` as the read model has them, with
+        their partner's tier (`ended`, a registration a command just ended, reported as
+        `ended_as`); and whether the list is partial (the read model's answer was
+        capped)."""
+        limit = 200
+        rows = await self.readmodel.active_under(account_key, limit)
         reported = []
         for r in rows:
-            if r["id"] == ended or not (r["partner_id"] and r["motion"] and r["submitted_at"]):
+            if not (r["partner_id"] and r["motion"] and r["submitted_at"]):
                 continue
             partner = await self.reference.partner(r["partner_id"])
             reported.append(ReportedRegistration(
                 registration_id=r["id"], party_type="partner", party_id=r["partner_id"],
                 motion=r["motion"],
                 products=tuple((r["opportunity"] or {}).get("products", ())),
-                status=r["status"], submitted_at=r["submitted_at"],
-                protected_until=r["protected_until"],
+                status=ended_as if r["id"] == ended else r["status"],
+                submitted_at=r["submitted_at"], protected_until=r["protected_until"],
                 tier=(partner or {}).get("tier") or ""))
-        return tuple(reported)
+        return tuple(reported), len(rows) >= limit
 
     async def _release_copies(self, account_key: str, registration_id: str,
-                              policy: Policy, at: datetime, via: str) -> None:
+                              ended_as: RegistrationStatus, policy: Policy, at: datetime,
+                              via: str) -> None:
         """A registration under an alias key ended by command (withdrawn, closed): tell the
         canonical key's partition at once, so its copy stops guarding there. Best effort:
         otherwise the next registration there re-reports, or the copy's lease runs out."""
@@ -326,10 +333,10 @@ class Commands:
             partitions = await self.runtime.eventlog.partitions(topic)
             if partition_for(canonical, partitions) == partition_for(account_key, partitions):
                 return
+            reported, partial = await self._reported(account_key, registration_id, ended_as)
             await self._intake(canonical, AccountLinkReported(
                 account_key=canonical, alias_key=account_key,
-                matched_by=link[0], score=link[1],
-                registrations=await self._reported(account_key, ended=registration_id),
+                matched_by=link[0], score=link[1], registrations=reported, partial=partial,
                 reported_at=at, policy_version=policy.version), at, via)
         except Exception:
             log.exception("account_link_report_failed", account_key=account_key)
@@ -377,7 +384,7 @@ class Commands:
         appended = await self._intake(account_key, RegistrationWithdrawn(
             registration_id=registration_id, partner_id=partner_id, account_key=account_key,
             withdrawn_at=now, policy_version=policy.version), now, via)
-        await self._release_copies(account_key, registration_id, policy, now, via)
+        await self._release_copies(account_key, registration_id, "withdrawn", policy, now, via)
         return await self._lifecycle_answer(
             principal, registration_id, appended, wait,
             lambda r: r["status"] == "withdrawn")
@@ -433,7 +440,8 @@ class Commands:
             registration_id=registration_id, account_key=account_key, outcome=body.outcome,
             amount=_amount(body.amount), closed_at=now, policy_version=policy.version),
             now, via)
-        await self._release_copies(account_key, registration_id, policy, now, via)
+        await self._release_copies(account_key, registration_id,
+                                   "won" if body.outcome == "won" else "lost", policy, now, via)
         return await self._lifecycle_answer(
             principal, registration_id, appended, wait,
             lambda r: r["status"] == body.outcome)

@@ -97,3 +97,6 @@ class AccountLinkReported(DomainEvent):
     registration_id: str | None = None
     """The registration (under `account_key`) whose account matched both keys, appended
     right after this report: with the copies, what justifies the link."""
+    partial: bool = False
+    """True when the read model held more active registrations than were listed: copies
+    not listed are then not taken to have ended."""

@@ -24,6 +24,7 @@ sides may hold an approval, and only a person may take one away.
 from __future__ import annotations
 
 import sys
+from typing import Final
 
 from services.adjudication.domain import outcomes
 from services.adjudication.domain.disputes import draw_into_dispute
@@ -59,8 +60,8 @@ def report(
     for reported in event.registrations:
         listed.add(reported.registration_id)
         existing = state.entries.get(reported.registration_id)
-        if existing is not None and not existing.mirror:
-            continue  # decided here: the entry itself, not a copy
+        if existing is not None and (not existing.mirror or existing.status in _FINAL):
+            continue  # decided here (not a copy), or reported ended for good already
         if reported.status not in ACTIVE:
             if existing is not None and existing.active:
                 _end_copy(state, out, existing, reported.status, at)
@@ -73,9 +74,9 @@ def report(
             fresh.append(existing)  # new, or lapsed here and still active there: guard
         _refresh(state, existing, reported, lease, starting)
     # Copies of this alias the snapshot no longer lists ended on their own partition.
-    for entry in list(state.active_under(alias)):
+    for entry in [] if event.partial else list(state.active_under(alias)):
         if entry.mirror and entry.id not in listed:
-            _end_copy(state, out, entry, "withdrawn", at)
+            _end_copy(state, out, entry, "expired", at)
     justifiers = [e.id for e in state.active_under(alias) if e.mirror]
     if event.registration_id is not None:
         justifiers.append(event.registration_id)
@@ -149,11 +150,17 @@ def _refresh(state: AdjudicationState, copy: Entry, reported: ReportedRegistrati
     state.activate(copy)
 
 
+_FINAL: Final = frozenset({"withdrawn", "rejected"})
+"""How a copy ends for good: its partition reported it ended (withdrawn, closed, rejected).
+A copy that only lapsed, expired or went missing from a snapshot ends `expired` and comes
+back if a later snapshot lists it active again (extended; a read model catching up)."""
+
+
 def _end_copy(state: AdjudicationState, out: list[DomainEvent], copy: Entry, status: str,
               at: int) -> None:
     final: RegistrationStatus = (
-        "withdrawn" if status == "withdrawn" else "rejected" if status == "rejected"
-        else "expired")
+        "rejected" if status == "rejected"
+        else "withdrawn" if status in ("withdrawn", "won", "lost") else "expired")
     end(state, out, copy, "expired", final, "cross_key",
         "The copy of another partition's registration ended.", at)
 

@@ -365,3 +365,31 @@ def test_a_refreshed_copy_keeps_guarding_with_one_lease_timer() -> None:
     [decision] = decisions(d.register("r1", "p-1", domain="umbrella.com", name="Umbrella"))
     assert (decision.status, decision.rule) == ("rejected", "first_submitted")
     assert [c.registration_id for c in decision.conflicts] == ["x1"]
+
+
+def test_a_copy_reported_ended_is_not_revived_by_a_lagging_snapshot() -> None:
+    d = Driver()
+    d.feed(_report(d, ("x1", "p-9", "approved"), protected_days=90))
+    d.feed(_report(d, ("x1", "p-9", "withdrawn")))
+    d.later(minutes=1)  # the read model behind the next report has not seen it yet
+    d.feed(_report(d, ("x1", "p-9", "approved"), protected_days=90))
+    assert d.state.active_under("crm:U-1") == []
+
+
+def test_a_partial_snapshot_ends_no_copy_it_does_not_list() -> None:
+    d = Driver()
+    d.feed(_report(d, ("x1", "p-9", "approved"), protected_days=90))
+    partial = _report(d, ("x2", "p-8", "approved"), protected_days=90).model_copy(
+        update={"partial": True})
+    d.feed(partial)
+    assert [e.id for e in d.state.active_under("crm:U-1")] == ["x1", "x2"]
+
+
+def test_an_extended_original_brings_its_expired_copy_back() -> None:
+    d = Driver()
+    d.feed(_report(d, ("x1", "p-9", "approved"), protected_days=10))
+    d.later(days=11)
+    assert decisions(d.register("r1", "p-1", domain="umbrella.com", name="Umbrella")
+                     )[0].rule == "no_conflict"
+    d.feed(_report(d, ("x1", "p-9", "approved"), protected_days=30))  # extended there
+    assert [e.id for e in d.state.active_under("crm:U-1")] == ["x1"]
