@@ -26,6 +26,7 @@ from services.adjudication.domain.timers import advance
 from shared.events import (
     AccountLinkReported,
     AccountsLinked,
+    AccountsUnlinked,
     ClaimDecided,
     ClaimFiled,
     ClaimReleased,
@@ -112,6 +113,7 @@ IGNORED: Final[frozenset[type[DomainEvent]]] = frozenset({
     # The adjudicator's own decisions: they are written to the decisions topic, never to
     # intake, so meeting one here changes nothing.
     RegistrationDecided, ClaimDecided, ProtectionExtended, ProtectionEnded, AccountsLinked,
+    AccountsUnlinked,
     DisputeOpened, DisputeJoined, DisputeAcknowledgementRecorded, DisputeReminderDue,
     DisputeEscalated, DisputeSlaBreached, DisputeResolved, DisputeActionRejected,
     RegistrationActionRejected,
@@ -158,7 +160,9 @@ def decide(
     if isinstance(event, TimerFired):
         moment = max(moment, to_us(event.deadline))
     advance(state, out, moment)
+    links.revisit(state, out)
     if handler is not None:
         version = policy_version_of(event)
         handler(state, event, state.policy(version) if version is not None else policy, out)
+        links.revisit(state, out)
     return state, out

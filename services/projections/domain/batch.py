@@ -29,6 +29,7 @@ from services.projections.domain.pipeline import Deltas, snapshot
 from shared.events import (
     AccountLinkReported,
     AccountsLinked,
+    AccountsUnlinked,
     ClaimDecided,
     ClaimFiled,
     ClaimReleased,
@@ -183,6 +184,8 @@ class Batch:
         self.names: dict[tuple[str, str, str], Row] = {}
         self.name_keys: dict[tuple[str, str, str], Row] = {}
         self.links: dict[str, Row] = {}
+        self.unlinks: dict[tuple[str, str], Row] = {}
+        """(alias, canonical) links that ended: deleted before `links` are written."""
         self.outbox: dict[str, Row] = {}
         self.events = 0
 
@@ -303,6 +306,14 @@ class Batch:
 
     def _linked(self, _: str, event: AccountsLinked) -> None:
         self.links[event.account_key] = directory.link(event)
+        self.unlinks.pop((event.account_key, event.canonical_key), None)
+
+    def _unlinked(self, _: str, event: AccountsUnlinked) -> None:
+        pair = (event.account_key, event.canonical_key)
+        row = self.links.get(event.account_key)
+        if row is not None and row["canonical_key"] == event.canonical_key:
+            del self.links[event.account_key]
+        self.unlinks[pair] = directory.unlink(event)
 
     # disputes model
 
@@ -391,6 +402,7 @@ _DISPATCH: Final[dict[type[DomainEvent], tuple[tuple[str, Handler], ...]]] = {
                          (OWNERSHIP, Batch._holding_extended)),
     ProtectionEnded: ((REGISTRATIONS, Batch._ended), (OWNERSHIP, Batch._holding_ended)),
     AccountsLinked: ((DIRECTORY, Batch._linked),),
+    AccountsUnlinked: ((DIRECTORY, Batch._unlinked),),
     DisputeFiled: ((DISPUTES, Batch._filed),),
     DisputeOpened: ((DISPUTES, Batch._opened),),
     DisputeJoined: ((DISPUTES, Batch._joined),),
@@ -420,16 +432,15 @@ _REFERENCE: Final[frozenset[type[DomainEvent]]] = frozenset({
 _SUBMISSIONS: Final[frozenset[type[DomainEvent]]] = frozenset({RegistrationSubmitted,
                                                                ClaimFiled})
 _HOLDERS: Final[frozenset[type[DomainEvent]]] = frozenset(_HOLDER_DECISIONS)
+_LINKS: Final[frozenset[type[DomainEvent]]] = frozenset({AccountsLinked, AccountsUnlinked})
 _DISPUTING: Final[frozenset[type[DomainEvent]]] = frozenset(_DISPUTE_DECISIONS)
 IGNORED: Final[dict[str, frozenset[type[DomainEvent]]]] = {
-    REGISTRATIONS: _TIMELINE_ONLY | _REFERENCE | {AccountsLinked, DisputeFiled,
-                                                  *_DISPUTING},
-    OWNERSHIP: _TIMELINE_ONLY | _REFERENCE | _SUBMISSIONS | {AccountsLinked, DisputeFiled,
-                                                             *_DISPUTING},
+    REGISTRATIONS: _TIMELINE_ONLY | _REFERENCE | _LINKS | {DisputeFiled, *_DISPUTING},
+    OWNERSHIP: _TIMELINE_ONLY | _REFERENCE | _SUBMISSIONS | _LINKS | {DisputeFiled,
+                                                                      *_DISPUTING},
     DIRECTORY: _TIMELINE_ONLY | _REFERENCE | {*_HOLDERS, DisputeFiled,
                                               *_DISPUTING},
-    DISPUTES: _TIMELINE_ONLY | _REFERENCE | _SUBMISSIONS | {AccountsLinked,
-                                                            *_HOLDERS},
+    DISPUTES: _TIMELINE_ONLY | _REFERENCE | _SUBMISSIONS | _LINKS | _HOLDERS,
     TIMELINES: timeline.IGNORED,
     NOTIFICATIONS: notifications.IGNORED,
 }

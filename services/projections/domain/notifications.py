@@ -27,6 +27,7 @@ import orjson
 from shared.events import (
     AccountLinkReported,
     AccountsLinked,
+    AccountsUnlinked,
     ClaimDecided,
     ClaimFiled,
     ClaimReleased,
@@ -72,7 +73,8 @@ IGNORED: Final[frozenset[type[DomainEvent]]] = frozenset({
     RegistrationSubmitted, RegistrationDecided, RegistrationWithdrawn,
     RegistrationExtensionRequested, RegistrationActionRejected, OpportunityClosed,
     ProtectionExtended, ProtectionEnded, ClaimFiled, ClaimDecided, ClaimReleased,
-    AccountsLinked, AccountLinkReported, DisputeFiled, DisputeJoined, DisputeAcknowledged,
+    AccountsLinked, AccountsUnlinked, AccountLinkReported, DisputeFiled, DisputeJoined,
+    DisputeAcknowledged,
     DisputeAcknowledgementRecorded, DisputeResolutionSubmitted, DisputeActionRejected,
     DisputeSlaBreached, PartnerStatusChanged, TimerFired,
     PolicyPublished, PartnerUpdated, OwnerUpdated,
