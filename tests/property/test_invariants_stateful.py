@@ -463,6 +463,16 @@ class Invariants(RuleBasedStateMachine):
                                f"{d.outcome} of {d.id}; the winners "
                                f"{[(w.id, w.scope) for w in winners]} do not conflict with it")
 
+    def customer_of(self, reg: Reg) -> list[Registration]:
+        """What the registrations filed under `reg`'s key, or a key linked to it, said."""
+        m = self.model
+        key = next((k for k, ids in m.keys.items() if reg.id in ids), None)
+        if key is None:
+            return [reg.spec]
+        root = m.canonical(key)
+        return [m.regs[r].spec for k, ids in m.keys.items() if m.canonical(k) == root
+                for r in ids]
+
     # --- invariant 4: an inactive partner never gains protection -----------------------------
 
     def check_gain(self, reg: Reg, how: str) -> None:
@@ -485,14 +495,19 @@ class Invariants(RuleBasedStateMachine):
             rival = self.model.regs.get(c.registration_id or "")
             if rival is None:
                 continue
-            mine, theirs = reg.spec, rival.spec
-            if c.matched_by == "domain" and (mine.domain is None or mine.domain != theirs.domain):
+            # The evidence says how this registration was recognised as the rival's
+            # customer: by an identifier it shares with some registration of that customer.
+            mine, theirs = reg.spec, self.customer_of(rival)
+            if c.matched_by == "domain" and (mine.domain is None or mine.domain not in
+                                             {t.domain for t in theirs}):
                 self.violation(6, f"{reg.id} says matched_by domain with {rival.id}: "
-                               f"{mine.domain} vs {theirs.domain}")
+                               f"{mine.domain} vs {sorted({str(t.domain) for t in theirs})}")
             if c.matched_by == "crm_account_id" and (
-                    mine.crm_account_id is None or mine.crm_account_id != theirs.crm_account_id):
+                    mine.crm_account_id is None
+                    or mine.crm_account_id not in {t.crm_account_id for t in theirs}):
                 self.violation(6, f"{reg.id} says matched_by crm with {rival.id}: "
-                               f"{mine.crm_account_id} vs {theirs.crm_account_id}")
+                               f"{mine.crm_account_id} vs "
+                               f"{sorted({str(t.crm_account_id) for t in theirs})}")
         if "within the" in text and "tie window" in text and policy is not None \
                 and reg.submitted_at is not None:
             for rival in rivals:

@@ -31,7 +31,12 @@ from services.adjudication.domain import explain, outcomes
 from services.adjudication.domain.disputes import draw_into_dispute
 from services.adjudication.domain.instants import from_us, to_us
 from services.adjudication.domain.lifecycle import INACTIVE_PARTNER
-from services.adjudication.domain.matching import Collision, find_collisions, is_exclusive
+from services.adjudication.domain.matching import (
+    Collision,
+    find_collisions,
+    is_exclusive,
+    own_key_evidence,
+)
 from services.adjudication.domain.precedence import compare, rule_rank
 from services.adjudication.domain.protection import grant, hold_for_review, retire
 from services.adjudication.domain.state import AdjudicationState, Entry
@@ -128,6 +133,8 @@ def _decide(
 ) -> list[Collision]:
     at = state.clock
     state.entries[entry.id] = entry
+    # How it matches its own key's customer, before its own facts are filed there.
+    own = own_key_evidence(state, entry.account_key, identity, policy)
     if not identity.is_empty():
         state.index_account(entry.account_key, identity)
     label = explain.account_label(entry.account_key, identity)
@@ -140,7 +147,7 @@ def _decide(
                                      at))
         return []
 
-    collisions = find_collisions(state, entry, identity, policy)
+    collisions = find_collisions(state, entry, identity, policy, own)
     exclusive = is_exclusive(entry, policy)
 
     duplicates = [

@@ -72,8 +72,31 @@ def _matches(
     return exact + names
 
 
+_RANK = {"crm_account_id": 2, "domain": 1, "name": 0}
+
+
+def own_key_evidence(
+    state: AdjudicationState, account_key: str, identity: AccountIdentity, policy: Policy
+) -> tuple[str, float]:
+    """How `identity` matches the customer already filed under its own key (call it before
+    the identity is indexed there): the strongest confident match, CRM id over domain over
+    name. An account filed under a `dom:` key by its name is matched by name, not by that
+    domain. With nothing filed under the key yet: the key's own kind."""
+    best: AccountMatch | None = None
+    if not identity.is_empty():
+        for match in _matches(state, identity, policy):
+            if match.account_key == account_key and match.confident and (
+                    best is None or (_RANK[match.matched_by], match.score)
+                    > (_RANK[best.matched_by], best.score)):
+                best = match
+    if best is None:
+        return key_evidence(account_key), 1.0
+    return best.matched_by, best.score
+
+
 def find_collisions(
-    state: AdjudicationState, new: Entry, identity: AccountIdentity | None, policy: Policy
+    state: AdjudicationState, new: Entry, identity: AccountIdentity | None, policy: Policy,
+    own_evidence: tuple[str, float] | None = None,
 ) -> list[Collision]:
     """Active entries at the same customer whose scope overlaps `new`'s, in a stable order:
     the new entry's own key (and the keys linked to it) first, then keys by strength of
@@ -89,9 +112,9 @@ def find_collisions(
         # The key's links join identifiers other than this account's: not followed.
         own = own[:1]
         anchor = state.index.identifiers(new.account_key)
-    kind = key_evidence(new.account_key)
+    kind, score = own_evidence or (key_evidence(new.account_key), 1.0)
     evidence: dict[str, tuple[str, float, bool, bool]] = {
-        key: (kind, 1.0, True, key != new.account_key) for key in own
+        key: (kind, score, True, key != new.account_key) for key in own
     }
     if identity is not None and not identity.is_empty():
         found = sort_out(query, _matches(state, identity, policy), state.customer, anchor)
