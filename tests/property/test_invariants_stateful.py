@@ -463,15 +463,16 @@ class Invariants(RuleBasedStateMachine):
                                f"{d.outcome} of {d.id}; the winners "
                                f"{[(w.id, w.scope) for w in winners]} do not conflict with it")
 
-    def customer_of(self, reg: Reg) -> list[Registration]:
-        """What the registrations filed under `reg`'s key, or a key linked to it, said."""
+    def customer_of(self, reg: Reg, without: str) -> list[Registration]:
+        """What the registrations filed under `reg`'s key, or a key linked to it, said
+        (leaving out the registration `without`, the one being decided)."""
         m = self.model
         key = next((k for k, ids in m.keys.items() if reg.id in ids), None)
         if key is None:
             return [reg.spec]
         root = m.canonical(key)
         return [m.regs[r].spec for k, ids in m.keys.items() if m.canonical(k) == root
-                for r in ids]
+                for r in ids if r != without]
 
     # --- invariant 4: an inactive partner never gains protection -----------------------------
 
@@ -497,7 +498,7 @@ class Invariants(RuleBasedStateMachine):
                 continue
             # The evidence says how this registration was recognised as the rival's
             # customer: by an identifier it shares with some registration of that customer.
-            mine, theirs = reg.spec, self.customer_of(rival)
+            mine, theirs = reg.spec, self.customer_of(rival, without=reg.id)
             if c.matched_by == "domain" and (mine.domain is None or mine.domain not in
                                              {t.domain for t in theirs}):
                 self.violation(6, f"{reg.id} says matched_by domain with {rival.id}: "

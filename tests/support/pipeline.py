@@ -17,6 +17,7 @@ reference data and the adjudicator's timer loop, so a test can move weeks ahead.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,7 @@ from typing import Any
 from unittest import mock
 
 from dealreg.runtime import Runtime
+from services.adjudication import worker as worker_module
 from services.adjudication.worker import Adjudicator
 from services.projections.domain.batch import MODELS
 from services.projections.worker import ProjectionWorker
@@ -64,10 +66,20 @@ def _clocked(clock: SimClock) -> type[datetime]:
 
 @contextlib.contextmanager
 def simulated_time(clock: SimClock) -> Iterator[None]:
-    """The edge's wall clock reads `clock` (command stamps, policy and partner updates)."""
+    """The edge's wall clock reads `clock` (command stamps, policy and partner updates), and
+    ids are a counter instead of time + randomness (still ordered by creation), so a run
+    is the same run every time: Hypothesis's derandomized examples take the same paths."""
     fake = _clocked(clock)
+    counter = itertools.count(1)
+
+    def new_id(prefix: str) -> str:
+        return f"{prefix}_{next(counter):026d}"
+
     with mock.patch.object(handlers_module, "datetime", fake), \
-            mock.patch.object(reference_module, "datetime", fake):
+            mock.patch.object(reference_module, "datetime", fake), \
+            mock.patch.object(handlers_module, "new_id", new_id), \
+            mock.patch.object(reference_module, "new_id", new_id), \
+            mock.patch.object(worker_module, "new_id", new_id):
         yield
 
 
