@@ -45,6 +45,7 @@ from services.adjudication.domain import AdjudicationState, DecisionContext, dec
 from services.adjudication.domain import policy_version_of as stamped_version
 from services.adjudication.domain.instants import human_span, to_us
 from services.registration.models import (
+    ClaimRequest,
     DisputeRequest,
     OpportunityClosedRequest,
     RegistrationRequest,
@@ -54,6 +55,7 @@ from shared.api.auth import Principal
 from shared.api.problems import Problem
 from shared.events import (
     AccountsLinked,
+    ClaimDecided,
     DisputeJoined,
     DisputeOpened,
     DisputeResolved,
@@ -65,6 +67,7 @@ from shared.events import (
 )
 from shared.events.codec import decode
 from shared.policy import Escalation, EscalationLevel, Policy
+from shared.readmodel.schema import claims as claims_table
 from shared.readmodel.schema import disputes as disputes_table
 from shared.readmodel.schema import registrations as registrations_table
 from tests.support.companies import Registration, generate
@@ -90,7 +93,9 @@ POLICIES: dict[str, Policy] = {
     "keep_open": Policy(escalation=Escalation(on_final_breach="keep_open")),
     "short_ladder": Policy(escalation=_SHORT_LADDER, protection_period=timedelta(days=30)),
 }
-EXCLUSIVE = ("resell", "co_sell")
+EXCLUSIVE = ("resell", "co_sell", "direct")
+DIRECT = "direct"
+"""The party of every direct claim: the direct team is one party, whichever rep filed."""
 _COLLECT = os.environ.get("DEALREG_PROPERTY_COLLECT") == "1"
 FOUND: dict[str, str] = {}
 """Exploring: one example message per kind of violation (ids and numbers masked)."""
@@ -243,8 +248,25 @@ class Invariants(RuleBasedStateMachine):
         regs = list(self.model.regs.values())
         first = regs[index % len(regs)]
         same = [r for r in SPECS if r.company_id == first.company]
-        rival = PARTNERS[(PARTNERS.index(first.partner) + partner) % len(PARTNERS)]
+        start = PARTNERS.index(first.partner) if first.partner in PARTNERS else 0
+        rival = PARTNERS[(start + partner) % len(PARTNERS)]
         self.register(same[pick % len(same)], rival, products, "resell")
+
+    @rule(spec=st.sampled_from(SPECS), rep=st.sampled_from(("rep-1", "rep-2")),
+          kind=st.sampled_from(("opportunity", "opportunity", "named_account")),
+          products=st.sets(st.sampled_from(PRODUCTS), min_size=1, max_size=2))
+    def file_claim(self, spec: Registration, rep: str, kind: str, products: set[str]) -> None:
+        """A direct rep claims the customer: the direct team is one party."""
+        outcome = self.command(self.pipeline.commands.file_claim(ADMIN, ClaimRequest(
+            kind=kind, rep_id=rep, account=spec.account(),  # type: ignore[arg-type]
+            products=sorted(products))))
+        if outcome is not None:
+            cid = outcome.body.id
+            scope = tuple(sorted(products)) if kind == "opportunity" else ()
+            self.model.regs[cid] = Reg(cid, spec, DIRECT, scope, "direct",
+                                       submitted_at=self.clock.now)
+            self.model.keys[outcome.body.account_key].add(cid)
+        self.settle()
 
     @rule(hours=st.sampled_from((1, 1, 7, 30, 24 * 8, 24 * 31, 24 * 92)))
     def time_passes(self, hours: int) -> None:
@@ -252,8 +274,8 @@ class Invariants(RuleBasedStateMachine):
         self.settle()
 
     def _pick(self, index: int, statuses: tuple[str, ...] | None = None) -> Reg | None:
-        regs = [r for r in self.model.regs.values()
-                if statuses is None or r.status in statuses]
+        regs = [r for r in self.model.regs.values() if r.motion != "direct"
+                and (statuses is None or r.status in statuses)]
         return regs[index % len(regs)] if regs else None
 
     @precondition(lambda self: self.model.regs)
@@ -371,8 +393,9 @@ class Invariants(RuleBasedStateMachine):
 
     def fold(self, envelope: Envelope, event: DomainEvent) -> None:
         m = self.model
-        if isinstance(event, RegistrationDecided):
-            reg = m.regs.get(event.registration_id)
+        if isinstance(event, RegistrationDecided | ClaimDecided):
+            reg = m.regs.get(event.registration_id if isinstance(event, RegistrationDecided)
+                             else event.claim_id)
             if reg is None:
                 return
             self.check_explanation(reg, event)
@@ -483,7 +506,7 @@ class Invariants(RuleBasedStateMachine):
 
     # --- invariant 6: explanations come from the deciding data -------------------------------
 
-    def check_explanation(self, reg: Reg, event: RegistrationDecided) -> None:
+    def check_explanation(self, reg: Reg, event: RegistrationDecided | ClaimDecided) -> None:
         text = event.explanation
         tag = f"({event.rule}, policy v{event.policy_version})"
         if tag not in text:
@@ -527,11 +550,11 @@ class Invariants(RuleBasedStateMachine):
                 self.violation(6, f"{reg.id}: {parties} counterparts in evidence, "
                                f"text: {text!r}")
         if event.rule == "tier" and event.status == "rejected":
+            tiers = [TIER_OF.get(r.partner, "direct") for r in rivals]
             mine_rank = TIER_RANK[TIER_OF[reg.partner]]
-            if not any(TIER_RANK[TIER_OF[r.partner]] < mine_rank for r in rivals):
+            if not any(TIER_RANK.get(t, len(TIER_RANK)) < mine_rank for t in tiers):
                 self.violation(6, f"{reg.id} ({TIER_OF[reg.partner]}) rejected by tier, but "
-                               f"no counterpart has a higher tier: "
-                               f"{[TIER_OF[r.partner] for r in rivals]}")
+                               f"no counterpart has a higher tier: {tiers}")
         if event.rule == "first_submitted" and event.status == "rejected" and rivals \
                 and reg.submitted_at is not None:
             gaps = {human_span(to_us(reg.submitted_at) - to_us(r.submitted_at))
@@ -605,9 +628,11 @@ class Invariants(RuleBasedStateMachine):
             async with self.pipeline.runtime.engine.connect() as conn:
                 regs = await conn.execute(select(registrations_table.c.id,
                                                  registrations_table.c.status))
+                claims = await conn.execute(select(claims_table.c.id, claims_table.c.status))
                 disputes = await conn.execute(select(disputes_table.c.id,
                                                      disputes_table.c.status))
-                return {i: s for i, s in regs}, {i: s for i, s in disputes}
+                return ({i: s for i, s in [*regs, *claims]},
+                        {i: s for i, s in disputes})
 
         shown, disputes = self.run(rows())
         for reg in self.model.regs.values():

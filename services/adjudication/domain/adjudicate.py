@@ -134,7 +134,7 @@ def _decide(
     at = state.clock
     state.entries[entry.id] = entry
     # How it matches its own key's customer, before its own facts are filed there.
-    own = own_key_evidence(state, entry.account_key, identity, policy)
+    own = entry.evidence = own_key_evidence(state, entry.account_key, identity, policy)
     if not identity.is_empty():
         state.index_account(entry.account_key, identity)
     label = explain.account_label(entry.account_key, identity)

@@ -77,11 +77,11 @@ _RANK = {"crm_account_id": 2, "domain": 1, "name": 0}
 
 def own_key_evidence(
     state: AdjudicationState, account_key: str, identity: AccountIdentity, policy: Policy
-) -> tuple[str, float]:
+) -> tuple[str, float] | None:
     """How `identity` matches the customer already filed under its own key (call it before
     the identity is indexed there): the strongest confident match, CRM id over domain over
     name. An account filed under a `dom:` key by its name is matched by name, not by that
-    domain. With nothing filed under the key yet: the key's own kind."""
+    domain. None when it matches nothing there (it opens the key)."""
     best: AccountMatch | None = None
     if not identity.is_empty():
         for match in _matches(state, identity, policy):
@@ -89,9 +89,7 @@ def own_key_evidence(
                     best is None or (_RANK[match.matched_by], match.score)
                     > (_RANK[best.matched_by], best.score)):
                 best = match
-    if best is None:
-        return key_evidence(account_key), 1.0
-    return best.matched_by, best.score
+    return (best.matched_by, best.score) if best is not None else None
 
 
 def find_collisions(

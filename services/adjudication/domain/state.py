@@ -63,6 +63,9 @@ class Entry:
     beaten_by: tuple[str, ...] = ()  # who a rejection named, for a later contest
     retain_until: int = 0  # ended: when it is forgotten; an active copy: its lease end
     mirror: bool = False  # a copy reported from another partition's key (links.py)
+    evidence: tuple[str, float] | None = None
+    """How it matched the customer already under its key when decided (matched_by, score);
+    None: it opened the key (or is a copy), the key's own kind."""
 
     @property
     def active(self) -> bool:
