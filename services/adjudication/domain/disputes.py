@@ -282,7 +282,7 @@ def file(state: AdjudicationState, out: Out, event: DisputeFiled, policy: Policy
         if other not in rivals and is_exclusive(other, entry_policy):
             rivals.append(other)
     hold_for_review(state, entry, at)
-    evidence = tuple(outcomes.member_evidence(r, entry) for r in rivals)
+    evidence = tuple(outcomes.member_evidence(r, entry.account_key, entry) for r in rivals)
     # The rivals it lost to are drawn in: the person deciding must weigh them together.
     dispute = draw_into_dispute(state, out, entry, rivals, "contested", "contested", policy,
                                 at, evidence, dispute_id=event.dispute_id)
@@ -425,7 +425,8 @@ def settle(
     )
     for entry in live:
         entry_policy = state.policy(entry.policy_version)
-        others = [outcomes.member_evidence(m, entry) for m in live if m is not entry]
+        others = [outcomes.member_evidence(m, entry.account_key, entry)
+                  for m in live if m is not entry]
         if entry.id in approved:
             entry.credit_percent = approved[entry.id]
             if entry.status != "approved":
