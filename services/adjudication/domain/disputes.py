@@ -289,7 +289,7 @@ def file(state: AdjudicationState, out: Out, event: DisputeFiled, policy: Policy
     out.append(outcomes.decision(
         entry, "contested", entry_policy.version,
         f"In review: the partner contests this rejection ({event.reason}); dispute "
-        f"{dispute.id} decides {explain.tag('contested', policy.version)}.", at, evidence))
+        f"{dispute.id} decides {explain.tag('contested', entry_policy.version)}.", at, evidence))
 
 
 # --- acknowledgement and resolution -------------------------------------------------------

@@ -4,7 +4,7 @@ property tests (invariant 6)."""
 
 from __future__ import annotations
 
-from adjudication_driver import Driver, decisions
+from adjudication_driver import Driver, decisions, policy
 
 
 def test_a_name_only_registration_filed_under_a_domain_key_is_matched_by_name() -> None:
@@ -60,3 +60,14 @@ def test_a_contest_names_the_crm_id_that_joined_the_customer() -> None:
     assert decision.status == "in_review"
     [conflict] = decision.conflicts
     assert (conflict.registration_id, conflict.matched_by) == ("r1", "crm_account_id")
+
+
+def test_a_contest_decision_names_the_policy_version_it_carries() -> None:
+    d = Driver()
+    d.register("r1", "p-1", tier="platinum")
+    d.later(days=3)
+    d.register("r2", "p-2")  # rejected under v4
+    d.publish(policy(version=5))
+    [decision] = decisions(d.contest("r2", "p-2"), "r2")
+    assert decision.rule == "contested"
+    assert f"(contested, policy v{decision.policy_version})" in decision.explanation
