@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     webhook_allowed_networks: list[str] = Field(
         [], description="Private / loopback networks (CIDR) webhooks may target; link-local "
         "and cloud metadata addresses are always refused")
+    webhook_allow_loopback: bool = Field(
+        False, description="Webhooks may target loopback addresses (127.0.0.0/8, ::1, "
+        "localhost); `dealreg dev` turns it on unless set, `serve` keeps it off")
     smtp_host: str | None = Field(None, description="SMTP server; unset: e-mail disabled")
     smtp_port: int = Field(25, ge=1, le=65535)
     smtp_tls: Literal["none", "starttls", "tls"] = Field(

@@ -260,7 +260,8 @@ class ApiKeyCreated(BaseModel):
     created_at: datetime
 
 
-WEBHOOK_URL_PATTERN: Final = r"^https?://[^\s\x00-\x1f\x7f]+$"
+WEBHOOK_URL_PATTERN: Final = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s\x00-\x1f\x7f]+$"
+"""The form only (the scheme in any case); `shared.webhooks.url_policy` decides the rest."""
 WEBHOOK_SECRET_PATTERN: Final = r"^whsec_[A-Za-z0-9+/]{32,}={0,2}$"
 _ROTATE = ("Generate a new secret (or use `webhook_secret`) and keep the current one active "
            "for signing for `DEALREG_WEBHOOK_SECRET_GRACE_SECONDS` (default 24 h): during "
