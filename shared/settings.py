@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -69,6 +70,13 @@ class Settings(BaseSettings):
     max_batch_events: int = Field(
         1000, ge=1, description="Most CloudEvents accepted in one batch request"
     )
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)  # ValueError: refused at start
+        return value
 
     @property
     def embedded_log_path(self) -> Path:
