@@ -11,6 +11,7 @@ import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 import pytest
 
 from shared.settings import Settings
@@ -199,3 +200,42 @@ async def test_a_position_beyond_the_end_is_422_while_a_reachable_one_waits(
                                            params={"min_position": written},
                                            headers={"Prefer": "wait=10"})
         assert applied.status_code == 200, applied.text
+
+
+@pytest.mark.parametrize("field", ["protection_period", "tie_window", "incumbency_window"])
+async def test_a_negative_duration_in_a_policy_is_422_and_nothing_is_published(
+        harness: Harness, field: str) -> None:
+    # Found by the policy fuzzer (tests/e2e/test_fuzz_inputs.py): a number is read as
+    # seconds, a negative one was published and then answered 500.
+    before = (await harness.client.get("/v1/policy")).json()["version"]
+    await _refused(harness, "PUT", "/v1/policy", {field: -68_000_000}, field,
+                   harness.runtime.topics.reference)
+    assert (await harness.client.get("/v1/policy")).json()["version"] == before
+
+
+@pytest.mark.parametrize(("event", "field"), [
+    ({"id": "e-\u202e1"}, "id"),
+    ({"source": "urn:crm\u0085"}, "source"),
+    ({"data": {**registration("p-1", "ce.com"),
+               "account": {"name": "Ce\u0085Corp", "domain": "ce.com", "country": "US"}}},
+     "account.name"),
+    ({"data": {**registration("p-1", "ce2.com"), "opportunity": {
+        "title": "x", "amount": {"value": "1_000", "currency": "USD"}}}},
+     "opportunity.amount.value"),
+])
+async def test_cloudevents_with_garbage_are_rejected_alone_and_append_nothing(
+        harness: Harness, event: dict[str, Any], field: str) -> None:
+    body = {"specversion": "1.0", "id": "e-1", "source": "urn:crm",
+            "type": "dealreg.registration.submitted.v1",
+            "data": registration("p-1", "ce.com"), **event}
+    intake = harness.runtime.topics.intake
+    before = await log_size(harness, intake)
+    response = await harness.client.post(
+        "/v1/events", content=orjson.dumps(body),
+        headers={"content-type": "application/cloudevents+json",
+                 **await harness.as_("integration")})
+    assert response.status_code == 202, response.text
+    [result] = response.json()["results"]
+    assert result["status"] == "rejected" and result["http_status"] in (400, 422), result
+    assert field in [e["field"] for e in result["problem"]["errors"]], result
+    assert await log_size(harness, intake) == before
