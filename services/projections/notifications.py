@@ -41,6 +41,7 @@ from shared.readmodel.schema import (
 )
 from shared.settings import Settings
 from shared.webhooks.url_policy import (
+    ResolvedTarget,
     Resolver,
     Unresolvable,
     UnsafeUrl,
@@ -73,6 +74,25 @@ def signing_secrets(recipient: Any, now: datetime) -> list[str]:
     return found
 
 MAX_RETRY_AFTER_SECONDS = 86_400.0
+
+
+async def post_pinned(http: httpx.AsyncClient, resolved: ResolvedTarget, content: bytes,
+                      headers: dict[str, str], timeout: float) -> httpx.Response:
+    """POST to an address `resolve_webhook` checked, never to a fresh resolution of the name:
+    the URL carries the address, the name goes in `Host` and (https) in TLS SNI, which is
+    also the name the certificate is verified against. Addresses are tried in order while
+    the connection fails; the last error is raised."""
+    target = resolved.target
+    extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+    failure: httpx.HTTPError | None = None
+    for address in resolved.addresses:
+        try:
+            return await http.post(target.url_for(address), content=content,
+                                   headers={**headers, "host": target.host_header},
+                                   extensions=extensions, timeout=timeout)
+        except httpx.ConnectError as exc:
+            failure = exc
+    raise failure or httpx.ConnectError("no checked address to connect to")
 
 
 @dataclass(frozen=True)
@@ -246,26 +266,15 @@ class NotificationSender:
         if not secrets:
             return Outcome("disabled", error="the recipient has no webhook secret")
         signatures = " ".join(Webhook(secret).sign(row["id"], now, body) for secret in secrets)
-        target = resolved.target
-        headers = {"host": target.host_header, "content-type": "application/json",
+        headers = {"content-type": "application/json",
                    "webhook-id": row["id"], "webhook-timestamp": str(int(now.timestamp())),
                    "webhook-signature": signatures, "user-agent": "dealreg-webhooks/1"}
-        extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
         assert self.http is not None
-        response: httpx.Response | None = None
-        failure = "no address"
-        for address in resolved.addresses:  # every one was checked; the first that answers
-            try:
-                response = await self.http.post(
-                    target.url_for(address), content=body, headers=headers,
-                    extensions=extensions, timeout=self.settings.notification_timeout_seconds)
-                break
-            except httpx.ConnectError as exc:
-                failure = f"{type(exc).__name__} ({address}): {exc}"
-            except httpx.HTTPError as exc:
-                return Outcome("retry", error=f"{type(exc).__name__}: {exc}"[:2000])
-        if response is None:
-            return Outcome("retry", error=failure[:2000])
+        try:
+            response = await post_pinned(self.http, resolved, body.encode(), headers,
+                                         self.settings.notification_timeout_seconds)
+        except httpx.HTTPError as exc:
+            return Outcome("retry", error=f"{type(exc).__name__}: {exc}"[:2000])
         code = response.status_code
         if 200 <= code < 300:
             return Outcome("delivered", code)
