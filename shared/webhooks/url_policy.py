@@ -207,15 +207,19 @@ def _split_port(authority: str, default: int) -> tuple[str, int]:
 
 
 def _host_name(text: str) -> str:
-    name = text[:-1] if text.endswith(".") else text  # one trailing dot: the DNS root
-    if not name:
-        raise UnsafeUrl("the URL has no host")
-    if not name.isascii():
+    name = text
+    if not name.isascii():  # UTS 46 maps full-width digits and dots (U+3002) to ASCII
         try:
-            name = idna.encode(name, uts46=True, transitional=False).decode("ascii")
+            mapped = idna.uts46_remap(name, std3_rules=False, transitional=False)
+            root = mapped.endswith(".")
+            name = idna.encode(mapped[:-1] if root else mapped).decode("ascii")
         except (idna.IDNAError, UnicodeError, ValueError) as exc:
             raise UnsafeUrl(f"the host is not a valid internationalized domain name "
                             f"(IDNA: {exc})"[:300]) from exc
+        name += "." if root else ""
+    name = name[:-1] if name.endswith(".") else name  # one trailing dot: the DNS root
+    if not name:
+        raise UnsafeUrl("the URL has no host")
     name = name.lower()
     if len(name) > 253:
         raise UnsafeUrl("the host name is longer than 253 characters")

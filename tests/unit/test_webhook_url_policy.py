@@ -234,7 +234,12 @@ def _encoded_v4(draw: st.DrawFn) -> tuple[str, IPAddress]:
         if style == "HEX":
             return "0X" + format(n, "X")
         return str(n)
-    return ".".join(write(n) for n in numbers), ip
+    text = ".".join(write(n) for n in numbers)
+    if draw(st.booleans()):  # the same after IDNA (UTS 46) mapping: full-width forms
+        wide = {**{c: chr(0xFF10 + int(c)) for c in "0123456789"}, "x": "\uff58",
+                "X": "\uff38", ".": draw(st.sampled_from(["\u3002", "\uff0e", "\uff61"]))}
+        text = "".join(wide.get(c, c) if draw(st.booleans()) else c for c in text)
+    return text, ip
 
 
 _hosts = st.one_of(
@@ -255,7 +260,7 @@ def test_no_encoding_of_a_non_public_address_is_ever_accepted(
         trailing_dot: bool) -> None:
     text, ip = host
     if trailing_dot and not text.startswith("["):
-        text += "."
+        text += "." if text.isascii() else "\u3002"  # an ideographic full stop
     url = f"{scheme}://{text}{'' if port is None else f':{port}'}/hook"
     if port is None or 1 <= port <= 65535:  # read as the resolver reads it
         assert parse_webhook_url(url).ip == ip, url
