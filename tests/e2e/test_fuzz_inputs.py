@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import event as note_event
 from hypothesis import strategies as st
-from starlette.testclient import TestClient
+
+with warnings.catch_warnings():  # starlette suggests httpx2; httpx is what we ship
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
 
 from dealreg.app import create_app
 from services.registration.domain.cloudevents import NotCloudEvents, parse
