@@ -104,6 +104,9 @@ FOUND: dict[str, str] = {}
 def _shape(text: str) -> str:
     return re.sub(r"(reg|dsp|clm)_\w+|\d+", "#", text)[:90]
 ACTIVE = ("approved", "in_review")
+CONTESTABLE = ("first_submitted", "tier", "incumbent", "direct_named_account")
+"""Rejections a partner may contest, once (a possible-duplicate flag is contested through
+its review dispute)."""
 PRECEDENCE_RULES = ("tie", "first_submitted", "tier", "incumbent", "direct_named_account")
 TIER_RANK = {t: i for i, t in enumerate(("platinum", "gold", "silver", "registered"))}
 
@@ -124,6 +127,8 @@ class Reg:
     """Dispute whose co_sell / split / distinct resolution approved it beside others."""
     withdrawn: bool = False
     closed: bool = False
+    contestable: bool = False
+    """Its latest decision is a rejection by a precedence rule not contested yet."""
 
     @property
     def company(self) -> str:
@@ -405,6 +410,9 @@ class Invariants(RuleBasedStateMachine):
                                         dispute_id=event.dispute_id)
             if event.status == "approved" and before != "approved":
                 self.check_gain(reg, "approved")
+            if event.rule == "contested":
+                self.check_contest(reg)
+            reg.contestable = (event.status == "rejected" and event.rule in CONTESTABLE)
             reg.status, reg.rule = event.status, event.rule
             reg.protected_until = event.protected_until
             reg.scope = event.scope_products
@@ -496,6 +504,16 @@ class Invariants(RuleBasedStateMachine):
         root = m.canonical(key)
         return [m.regs[r].spec for k, ids in m.keys.items() if m.canonical(k) == root
                 for r in ids if r != without]
+
+    # --- invariant 9: a contest is one appeal ------------------------------------------------
+
+    def check_contest(self, reg: Reg) -> None:
+        status = self.model.partner_status.get(reg.partner, "active")
+        if not reg.contestable:
+            self.violation(9, f"{reg.id} contested again, or a decision that was no "
+                           f"precedence rejection (last rule {reg.rule}, status {reg.status})")
+        if status != "active":
+            self.violation(9, f"{reg.id} contested by its {status} partner {reg.partner}")
 
     # --- invariant 4: an inactive partner never gains protection -----------------------------
 
@@ -754,5 +772,20 @@ def test_an_exited_partner_never_wins_a_co_sell() -> None:
         m.contest(0)
         if any(d.open for d in m.model.disputes.values()):
             m.resolve(0, 0, "co_sell")
+
+    _replay(steps)
+
+
+def test_a_rejection_is_contested_once_and_an_award_is_final() -> None:
+    spec = SPECS[0]
+
+    def steps(m: Invariants) -> None:
+        m.register(spec, "p-04", {"analytics"}, "resell")
+        m.time_passes(30)
+        m.register(spec, "p-01", {"analytics"}, "resell")  # rejected first_submitted
+        m.contest(0)
+        dispute = next(d for d in m.model.disputes.values() if d.open)
+        m.resolve(0, dispute.members.index(_ids(m)[0]), "award")  # the first one wins
+        m.contest(0)  # and the loser contests the award
 
     _replay(steps)
