@@ -128,6 +128,8 @@ class Reg:
     withdrawn: bool = False
     closed: bool = False
     contestable: bool = False
+    policy_version: int = 0
+    """The version its first decision carried (the one it was submitted under)."""
     """Its latest decision is a rejection by a precedence rule not contested yet."""
 
     @property
@@ -416,6 +418,7 @@ class Invariants(RuleBasedStateMachine):
             reg.status, reg.rule = event.status, event.rule
             reg.protected_until = event.protected_until
             reg.scope = event.scope_products
+            reg.policy_version = reg.policy_version or event.policy_version
             if event.status == "approved" and event.dispute_id:
                 d = m.disputes.get(event.dispute_id)
                 if d is not None and d.outcome in ("co_sell", "split", "distinct"):
@@ -489,7 +492,7 @@ class Invariants(RuleBasedStateMachine):
                        if r != reg.id and r in self.model.regs
                        and self.model.regs[r].status == "approved"
                        and (d.awarded is None or r == d.awarded)]
-            if not any(overlap(w.scope, before["scope"]) for w in winners):
+            if not any(self.conflict(w, reg, before["scope"]) for w in winners):
                 self.violation(2, f"approved {reg.id} (scope {before['scope']}) rejected by "
                                f"{d.outcome} of {d.id}; the winners "
                                f"{[(w.id, w.scope) for w in winners]} do not conflict with it")
@@ -504,6 +507,15 @@ class Invariants(RuleBasedStateMachine):
         root = m.canonical(key)
         return [m.regs[r].spec for k, ids in m.keys.items() if m.canonical(k) == root
                 for r in ids if r != without]
+
+    def conflict(self, a: Reg, b: Reg, b_scope: tuple[str, ...] | None = None) -> bool:
+        """Whether two scopes overlap, as the adjudicator compares them: under the policy of
+        the later submission (`scope: account` makes any two overlap), else by products."""
+        later = max((a, b), key=lambda r: (r.submitted_at is not None, r.submitted_at))
+        policy = self.model.policies.get(later.policy_version)
+        if policy is not None and policy.scope == "account":
+            return True
+        return overlap(a.scope, b_scope if b_scope is not None else b.scope)
 
     # --- invariant 9: a contest is one appeal ------------------------------------------------
 
@@ -601,7 +613,7 @@ class Invariants(RuleBasedStateMachine):
                 for b in regs[i + 1:]:
                     if a.shared_by is not None and a.shared_by == b.shared_by:
                         continue  # co_sell / split / distinct: a person shared it
-                    if overlap(a.scope, b.scope):
+                    if self.conflict(a, b):
                         self.violation(1,
                             f"{company} ({POOL.company(company).name}) has two "
                             f"exclusive owners: {a.id} ({a.partner}, {a.scope}, {a.rule}) and "
