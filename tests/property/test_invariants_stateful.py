@@ -144,6 +144,8 @@ class Dispute:
     open: bool = True
     outcome: str | None = None
     awarded: str | None = None
+    winners: list[str] = field(default_factory=list)
+    """Members its settlement approved (their decisions name it)."""
 
 
 @dataclass
@@ -419,6 +421,9 @@ class Invariants(RuleBasedStateMachine):
             reg.protected_until = event.protected_until
             reg.scope = event.scope_products
             reg.policy_version = reg.policy_version or event.policy_version
+            if event.status == "approved" and event.dispute_id in m.disputes \
+                    and not m.disputes[event.dispute_id].open:
+                m.disputes[event.dispute_id].winners.append(reg.id)
             if event.status == "approved" and event.dispute_id:
                 d = m.disputes.get(event.dispute_id)
                 if d is not None and d.outcome in ("co_sell", "split", "distinct"):
@@ -488,9 +493,8 @@ class Invariants(RuleBasedStateMachine):
         hold an approval whose scope overlaps the one taken away."""
         pending, self.pending_ends = self.pending_ends, []
         for reg, before, d in pending:
-            winners = [self.model.regs[r] for r in d.members
+            winners = [self.model.regs[r] for r in d.winners
                        if r != reg.id and r in self.model.regs
-                       and self.model.regs[r].status == "approved"
                        and (d.awarded is None or r == d.awarded)]
             if not any(self.conflict(w, reg, before["scope"]) for w in winners):
                 self.violation(2, f"approved {reg.id} (scope {before['scope']}) rejected by "
