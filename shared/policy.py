@@ -183,11 +183,15 @@ class _Part(BaseModel):
 class ExtensionPolicy(_Part):
     period: Duration = timedelta(days=30)
     max_extensions: int = Field(default=1, ge=0, le=100)
+    window: Duration | None = timedelta(days=30)
+    """An extension is accepted only within this long before the protection expires (as
+    channel programs do: extend a deal that is still alive near its end, not pre-emptively);
+    None: any time while approved."""
 
-    @field_validator("period")
+    @field_validator("period", "window")
     @classmethod
-    def _positive(cls, value: timedelta) -> timedelta:
-        if value <= timedelta(0):
+    def _positive(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
             raise ValueError("must be a positive duration")
         return value
 
@@ -302,7 +306,12 @@ class Escalation(_Part):
     calendar: BusinessCalendar | None = None
     """None: SLAs run 24x7."""
     levels: tuple[EscalationLevel, ...] = Field(default_factory=_default_levels)
-    on_final_breach: Literal["first_submitted", "keep_open"] = "first_submitted"
+    on_final_breach: Literal["precedence", "first_submitted", "keep_open"] = "precedence"
+    """Past the last level: `precedence` settles by the policy's precedence with the tie
+    window ignored, then first submitted; `first_submitted` by submission time alone;
+    `keep_open` leaves it with the last owner. Either fallback settles an unreviewed
+    possible duplicate as `distinct` (two customers) and never takes away an approval that
+    does not conflict with the winners."""
     reminder_before: Reminder = timedelta(hours=4)
 
     @field_validator("levels")
@@ -341,9 +350,21 @@ class Policy(BaseModel):
     tier_order: tuple[str, ...] = KNOWN_TIERS
     match: MatchPolicy = Field(default_factory=MatchPolicy)
     escalation: Escalation = Field(default_factory=Escalation)
+    on_release: Literal["promote_next", "free"] = "promote_next"
+    """When an owner lets go (withdrawn, expired, lost, partner exited, lost a dispute):
+    `promote_next` approves the next in line among the registrations it beat within
+    `release_window` (by the policy's precedence, rule `promoted_on_release`); `free`
+    leaves the account to the next newcomer."""
+    release_window: Duration = timedelta(days=30)
+    contest_window: Duration = timedelta(days=14)
+    """A rejection can be contested only this long after it was decided (once)."""
+    dispute_protection: Literal["extend", "off"] = "extend"
+    """`extend`: an approved member's protection does not run out while its dispute is
+    open; at the resolution it lasts at least `dispute_grace` more. `off`: it expires on
+    schedule, dispute or not."""
+    dispute_grace: Duration = timedelta(days=14)
 
-
-    @field_validator("protection_period")
+    @field_validator("protection_period", "release_window", "contest_window", "dispute_grace")
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):

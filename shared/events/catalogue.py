@@ -23,6 +23,7 @@ from shared.events.disputes import (
     DisputeResolutionSubmitted,
     DisputeResolved,
     DisputeSlaBreached,
+    ProductAward,
     Split,
 )
 from shared.events.lifecycle import (
@@ -77,6 +78,7 @@ __all__ = [
     "PartnerStatusChanged",
     "PartnerUpdated",
     "PolicyPublished",
+    "ProductAward",
     "ProtectionEnded",
     "ProtectionExtended",
     "RegistrationActionRejected",

@@ -56,6 +56,30 @@ def day(us: int) -> str:
     return from_us(us).isoformat(" ", "minutes")[:16] + " UTC"
 
 
+def protected_until(entry: Entry) -> str:
+    """"; protected until ..." when the entry has a time-limited protection."""
+    if entry.status != "approved" or entry.protected_until is None:
+        return ""
+    return f"; protected until {day(entry.protected_until)}"
+
+
+def precedence_words(policy: Policy) -> str:
+    """The fallback order in words: the policy's precedence, tie window ignored."""
+    rules = [r for r in policy.precedence if r != "first_submitted"]
+    return ", ".join([*rules, "then first submitted"]) if rules else "first submitted"
+
+
+def _within_tie_window(r: Entry, c: Entry, rule: str, policy: Policy) -> bool:
+    """Whether first_submitted was weighed before `rule` and found them within the window:
+    only then may a sentence say so."""
+    order = policy.precedence
+    if "first_submitted" not in order or rule not in order:
+        return False
+    if order.index("first_submitted") > order.index(rule):
+        return False
+    return abs(r.submitted_at - c.submitted_at) <= span_us(policy.tie_window)
+
+
 def approved(entry: Entry, label: str, version: int) -> str:
     until = f"; protected until {day(entry.protected_until)}" if entry.protected_until else ""
     return (
@@ -75,6 +99,12 @@ def non_exclusive(entry: Entry, label: str, version: int) -> str:
 def rejected(r: Entry, c: Entry, rule: str, label: str, policy: Policy) -> str:
     version = policy.version
     if rule == "duplicate":
+        if r.party_type == "direct" and c.party_type == "direct" and r.party_id != c.party_id:
+            return (
+                f"Rejected: the direct team already holds {c.id} on the account {label}"
+                f"{scope(c)} (another rep's claim: the direct team is one party) "
+                f"{tag('duplicate', version)}."
+            )
         return (
             f"Rejected: the same party already holds {c.id} on the account {label}"
             f"{scope(c)} {tag('duplicate', version)}."
@@ -91,9 +121,11 @@ def rejected(r: Entry, c: Entry, rule: str, label: str, policy: Policy) -> str:
             f"{tag(rule, version)}."
         )
     if rule == "tier":
+        when = (f" submitted within the {human_span(span_us(policy.tie_window))} tie window"
+                if _within_tie_window(r, c, rule, policy) else "")
         return (
-            f"Rejected: the account {label} is protected by {party(c)} submitted within the "
-            f"tie window by a partner of a higher tier {tag(rule, version)}."
+            f"Rejected: the account {label} is protected by {party(c)}{when} by a partner "
+            f"of a higher tier {tag(rule, version)}."
         )
     gap = human_span(r.submitted_at - c.submitted_at)
     return (
@@ -117,10 +149,12 @@ def in_review(
     where = f"dispute {dispute_id} is with {owner}, due {day(due_at)}"
     if rule == "tie":
         window = human_span(span_us(policy.tie_window))
+        when = (f" (submitted within the {window} tie window)"
+                if "first_submitted" in policy.precedence else "")
         return (
-            f"In review: the account {label} is also claimed by {who}; nothing in the policy "
-            f"separates them (submitted within the {window} tie window), so {where} "
-            f"{tag('tie', policy.version)}."
+            f"In review: the account {label} is also claimed by {who}; nothing in the policy's "
+            f"precedence ({', '.join(policy.precedence) or 'none'}) separates them{when}, "
+            f"so {where} {tag('tie', policy.version)}."
         )
     if rule == "possible_duplicate":
         return (

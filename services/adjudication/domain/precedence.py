@@ -6,7 +6,8 @@ not separate them); the first non-zero answer decides.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import cmp_to_key
 from typing import Final
 
 from services.adjudication.domain.instants import span_us
@@ -47,6 +48,13 @@ def _first_submitted(state: AdjudicationState, r: Entry, c: Entry, policy: Polic
     return -1 if gap > 0 else 1
 
 
+def _strictly_first(r: Entry, c: Entry) -> int:
+    """first_submitted with the tie window ignored (the fallback's last word)."""
+    if r.submitted_at == c.submitted_at:
+        return 0
+    return 1 if r.submitted_at < c.submitted_at else -1
+
+
 def _tier(state: AdjudicationState, r: Entry, c: Entry, policy: Policy) -> int:
     # Tiers rank partners (by the deciding policy's tier_order); a direct claim has none,
     # so tier cannot separate it.
@@ -73,6 +81,35 @@ def compare(state: AdjudicationState, r: Entry, c: Entry, policy: Policy) -> tup
         if verdict:
             return verdict, name
     return 0, "tie"
+
+
+def in_line(
+    state: AdjudicationState, entries: Sequence[Entry], policy: Policy, mode: str,
+) -> list[Entry]:
+    """`entries` best first when no person decides; always a stable, total order.
+
+    - `"precedence"` (promotion on release): the policy's precedence as adjudication walks
+      it (tie window included), then first submitted, then id;
+    - `"fallback"` (the final-breach fallback): the policy's precedence without
+      first_submitted (the tie window is ignored: time comes last), then first submitted,
+      then id;
+    - `"first_submitted"`: by submission alone, then id.
+    """
+    names = () if mode == "first_submitted" else tuple(
+        n for n in policy.precedence if mode == "precedence" or n != "first_submitted")
+
+    def order(a: Entry, b: Entry) -> int:
+        for name in names:
+            verdict = RULES[name](state, a, b, policy)
+            if verdict:
+                return -verdict
+        verdict = _strictly_first(a, b)
+        if verdict:
+            return -verdict
+        return -1 if a.id < b.id else (1 if a.id > b.id else 0)
+
+    base = sorted(entries, key=lambda e: (e.submitted_at, e.id))
+    return sorted(base, key=cmp_to_key(order))
 
 
 def rule_rank(policy: Policy, rule: str) -> int:

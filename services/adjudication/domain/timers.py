@@ -2,10 +2,12 @@
 
 Time advances only through events: each event's envelope time moves the partition clock
 forward (never back), and every deadline at or before the clock takes effect, in deadline
-order, before the event itself is decided. So an expiry or an escalation lands at the same
-point of the decision stream on every replay, whether a `TimerFired` or some other event
-carried the clock past it. The adapter's job is only to make sure time passes on a quiet
-partition: `due_timers` lists the firings it must append to the intake log.
+order (deadlines at the same instant by meaning, `state.ORDER`: expiries, reminders,
+dispute deadlines, forgetting), before the event itself is decided. So an expiry or an
+escalation lands at the same point of the decision stream on every replay, whether a
+`TimerFired` or some other event carried the clock past it. The adapter's job is only to
+make sure time passes on a quiet partition: `due_timers` lists the firings it must append
+to the intake log.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Final
 from services.adjudication.domain.disputes import on_deadline, on_reminder
 from services.adjudication.domain.instants import from_us, to_us
 from services.adjudication.domain.lifecycle import on_expiry, on_forget, on_forget_dispute
+from services.adjudication.domain.protection import held_by_dispute
 from services.adjudication.domain.state import (
     DEADLINE,
     EXPIRY,
@@ -53,16 +56,17 @@ def advance(state: AdjudicationState, out: list[DomainEvent], to: int) -> None:
     heap = state.timers
     clock = state.clock
     while heap and heap[0][0] <= clock:
-        deadline, kind, target, level = heapq.heappop(heap)
+        deadline, _, kind, target, level = heapq.heappop(heap)
         _HANDLERS[kind](state, out, deadline, target, level)
 
 
 def _live(state: AdjudicationState, item: TimerItem) -> bool:
-    deadline, kind, target, level = item
+    deadline, _, kind, target, level = item
     if kind == EXPIRY:
         entry = state.entries.get(target)
         return (entry is not None and entry.status == "approved"
-                and entry.protected_until == deadline and not entry.mirror)
+                and entry.protected_until == deadline and not entry.mirror
+                and not held_by_dispute(state, entry))
     if kind in (REMINDER, DEADLINE):
         dispute = state.disputes.get(target)
         if dispute is None or dispute.status != "open" or dispute.level != level:
@@ -74,7 +78,7 @@ def _live(state: AdjudicationState, item: TimerItem) -> bool:
 
 
 def timer_id(item: TimerItem) -> str:
-    deadline, kind, target, level = item
+    deadline, _, kind, target, level = item
     return f"{_KINDS[kind]}:{target}:{level}:{deadline}"
 
 
@@ -104,7 +108,7 @@ def due_timers(state: AdjudicationState, now: datetime, limit: int = 1000) -> li
     found.sort()
     firings: list[TimerFired] = []
     for item in found[:limit]:
-        deadline, kind, target, level = item
+        deadline, _, kind, target, level = item
         is_entry = kind == EXPIRY
         key = (state.entries[target].account_key if is_entry
                else state.disputes[target].account_key)

@@ -45,13 +45,16 @@ def test_default_policy_matches_the_published_example() -> None:
     dumped = policy.model_dump(mode="json")
     assert dumped["scope"] == "account_product"
     assert dumped["protection_period"] == "P90D"
-    assert dumped["extension"] == {"period": "P30D", "max_extensions": 1}
+    assert dumped["extension"] == {"period": "P30D", "max_extensions": 1, "window": "P30D"}
     assert dumped["tie_window"] == "P1D"
     assert dumped["precedence"] == ["direct_named_account", "incumbent", "first_submitted",
                                     "tier"]
     assert dumped["match"] == {"name_threshold": 0.9, "review_band": 0.1}
     assert dumped["escalation"]["calendar"] is None
-    assert dumped["escalation"]["on_final_breach"] == "first_submitted"
+    assert dumped["escalation"]["on_final_breach"] == "precedence"
+    assert (dumped["on_release"], dumped["release_window"]) == ("promote_next", "P30D")
+    assert dumped["contest_window"] == "P14D"
+    assert (dumped["dispute_protection"], dumped["dispute_grace"]) == ("extend", "P14D")
     assert Policy.model_validate(dumped) == policy
 
 
