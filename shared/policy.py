@@ -22,7 +22,7 @@ working time (16 hours with `hours: 09:00-17:00`), hours and smaller units are w
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import cached_property, lru_cache
 from typing import Annotated, Any, Final, Literal
@@ -187,6 +187,12 @@ class ExtensionPolicy(_Part):
     """An extension is accepted only within this long before the protection expires (as
     channel programs do: extend a deal that is still alive near its end, not pre-emptively);
     None: any time while approved."""
+
+    def opens(self, protected_until: datetime) -> datetime | None:
+        """The first instant an extension is accepted for a protection ending at
+        `protected_until` (None: any time). The one rule, for the edge's 409 and the
+        adjudicator's refusal alike."""
+        return protected_until - self.window if self.window is not None else None
 
     @field_validator("period", "window")
     @classmethod
@@ -409,6 +415,10 @@ class Policy(BaseModel):
     @cached_property
     def _exclusive(self) -> frozenset[str]:
         return frozenset(self.exclusive_motions)
+
+    def contest_closes(self, decided_at: datetime) -> datetime:
+        """The last instant a rejection decided at `decided_at` can be contested."""
+        return decided_at + self.contest_window
 
     def tier_rank(self, tier: str) -> int:
         """0 for the best tier; unknown tiers rank below every known one."""

@@ -31,7 +31,7 @@ from decimal import Decimal
 
 from services.adjudication.domain import explain, outcomes, release
 from services.adjudication.domain.escalation import last_level, level_times
-from services.adjudication.domain.instants import from_us, human_span, span_us
+from services.adjudication.domain.instants import from_us, human_span, span_us, to_us
 from services.adjudication.domain.matching import find_collisions, is_exclusive, overlaps
 from services.adjudication.domain.precedence import in_line
 from services.adjudication.domain.protection import (
@@ -350,10 +350,10 @@ def file(state: AdjudicationState, out: Out, event: DisputeFiled, policy: Policy
     if entry.contested:
         return refuse("not_disputable", "this rejection was contested once already")
     entry_policy = state.policy(entry.policy_version)
-    window = span_us(entry_policy.contest_window)
-    if at > entry.decided_at + window:
+    if at > to_us(entry_policy.contest_closes(from_us(entry.decided_at))):
         return refuse("contest_window_passed",
-                      f"a rejection can be contested within {human_span(window)} of "
+                      f"a rejection can be contested within "
+                      f"{human_span(span_us(entry_policy.contest_window))} of "
                       f"{explain.day(entry.decided_at)}")
     # Whoever it lost to, plus whatever took the scope since: all must be weighed together,
     # or an award could leave two owners. Never the party's own registrations.

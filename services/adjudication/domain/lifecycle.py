@@ -21,7 +21,7 @@ from __future__ import annotations
 from services.adjudication.domain import explain
 from services.adjudication.domain import release as releasing
 from services.adjudication.domain.disputes import remove_member
-from services.adjudication.domain.instants import from_us, human_span, span_us
+from services.adjudication.domain.instants import from_us, human_span, span_us, to_us
 from services.adjudication.domain.outcomes import party_type
 from services.adjudication.domain.protection import held_by_dispute, retire
 from services.adjudication.domain.state import EXPIRY, AdjudicationState, Entry
@@ -185,7 +185,7 @@ def extend(state: AdjudicationState, out: Out, event: RegistrationExtensionReque
                 f"{own.extension.max_extensions}", own.version, at)
         return
     opens = extension_opens(entry.protected_until, own)
-    if at < opens:
+    if opens is not None and at < opens:
         _refuse(out, entry.id, entry.account_key, "extend", "outside_extension_window",
                 f"an extension is accepted only in the last "
                 f"{human_span(entry.protected_until - opens)} before the protection ends "
@@ -214,11 +214,10 @@ def extend(state: AdjudicationState, out: Out, event: RegistrationExtensionReque
     )
 
 
-def extension_opens(protected_until: int, policy: Policy) -> int:
-    """The first instant an extension is accepted: `extension.window` before the end of
-    the protection (any time when the policy sets no window)."""
-    window = policy.extension.window
-    return protected_until - span_us(window) if window is not None else 0
+def extension_opens(protected_until: int, policy: Policy) -> int | None:
+    """The first instant an extension is accepted (`ExtensionPolicy.opens`); None: any."""
+    opens = policy.extension.opens(from_us(protected_until))
+    return to_us(opens) if opens is not None else None
 
 
 def close(state: AdjudicationState, out: Out, event: OpportunityClosed, policy: Policy) -> None:
