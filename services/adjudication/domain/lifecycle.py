@@ -270,10 +270,39 @@ def on_expiry(state: AdjudicationState, out: Out, deadline: int, target: str, le
     if entry is None or entry.status != "approved" or entry.protected_until != deadline:
         return  # extended, withdrawn, closed or rejected since: a stale deadline
     if held_by_dispute(state, entry):
-        return  # its open dispute holds it; the resolution extends it (dispute_grace)
+        _hold(state, out, entry, deadline)
+        return
     end(state, out, entry, "expired", "expired", "expired",
         f"Protection expired on {explain.day(deadline)} "
         f"{explain.tag('expired', entry.policy_version)}.", deadline)
+
+
+def _hold(state: AdjudicationState, out: Out, entry: Entry, deadline: int) -> None:
+    """An approved member's protection reaches its end while its dispute is open
+    (`dispute_protection: extend`): it rolls on by `dispute_grace` (the resolution then
+    gives it at least `dispute_grace` more), so the read models never show the account
+    ownerless while a person is still deciding."""
+    own = state.policy(entry.policy_version)
+    entry.protected_until = deadline + span_us(own.dispute_grace)
+    state.schedule(entry.protected_until, EXPIRY, entry.id)
+    out.append(
+        ProtectionExtended(
+            registration_id=entry.id,
+            party_type=party_type(entry.party_type),
+            party_id=entry.party_id,
+            account_key=entry.account_key,
+            protected_until=from_us(entry.protected_until),
+            extensions=entry.extensions,
+            policy_version=own.version,
+            explanation=(
+                f"Protection held while dispute {entry.dispute_id} is open: protected until "
+                f"{explain.day(entry.protected_until)}, and at least "
+                f"{human_span(span_us(own.dispute_grace))} after the resolution "
+                f"{explain.tag('dispute_protection', own.version)}."
+            ),
+            decided_at=from_us(deadline),
+        )
+    )
 
 
 def on_forget(state: AdjudicationState, out: Out, deadline: int, target: str, level: int) -> None:

@@ -20,7 +20,6 @@ from typing import Final
 from services.adjudication.domain.disputes import on_deadline, on_reminder
 from services.adjudication.domain.instants import from_us, to_us
 from services.adjudication.domain.lifecycle import on_expiry, on_forget, on_forget_dispute
-from services.adjudication.domain.protection import held_by_dispute
 from services.adjudication.domain.state import (
     DEADLINE,
     EXPIRY,
@@ -65,8 +64,7 @@ def _live(state: AdjudicationState, item: TimerItem) -> bool:
     if kind == EXPIRY:
         entry = state.entries.get(target)
         return (entry is not None and entry.status == "approved"
-                and entry.protected_until == deadline and not entry.mirror
-                and not held_by_dispute(state, entry))
+                and entry.protected_until == deadline and not entry.mirror)
     if kind in (REMINDER, DEADLINE):
         dispute = state.disputes.get(target)
         if dispute is None or dispute.status != "open" or dispute.level != level:

@@ -395,9 +395,14 @@ def test_expiry_and_partner_exit_promote_but_never_an_inactive_partner() -> None
 
 def test_an_approved_members_protection_does_not_run_out_while_its_dispute_is_open() -> None:
     d = tie(protection_period="PT3H", dispute_grace="P7D")
+    start = d.now - timedelta(hours=2)
     out = d.run_until(d.now + timedelta(hours=4))
     assert only(out, ProtectionEnded) == []
     assert d.status("r1") == "approved"
+    # The read models learn it: the protection rolls on by dispute_grace while held.
+    [held] = only(out, ProtectionExtended)
+    assert held.protected_until == start + timedelta(hours=3, days=7)
+    assert held.extensions == 0 and "held while dispute" in held.explanation
     out = d.resolve(dispute_id_for("r2"), "award", registration_id="r1")
     [decision] = decisions(out, "r1")
     assert decision.protected_until == d.now + timedelta(days=7)
