@@ -313,8 +313,9 @@ class Escalation(_Part):
     """None: SLAs run 24x7."""
     levels: tuple[EscalationLevel, ...] = Field(default_factory=_default_levels)
     on_final_breach: Literal["precedence", "first_submitted", "keep_open"] = "precedence"
-    """Past the last level: `precedence` settles by the policy's precedence with the tie
-    window ignored, then first submitted; `first_submitted` by submission time alone;
+    """Past the last level: `precedence` settles by the policy's precedence as adjudication
+    walks it, a tie (nothing separates them) broken by the earlier submission;
+    `first_submitted` by submission time alone;
     `keep_open` leaves it with the last owner. Either fallback settles an unreviewed
     possible duplicate as `distinct` (two customers) and never takes away an approval that
     does not conflict with the winners."""

@@ -797,15 +797,14 @@ def on_deadline(state: AdjudicationState, out: Out, deadline: int, target: str, 
 def fallback_winners(state: AdjudicationState, live: Sequence[Entry], policy: Policy
                      ) -> list[Entry]:
     """Who the final-breach fallback approves: members in line (`precedence.in_line`: the
-    policy's precedence without first_submitted — the tie window is ignored — then first
-    submitted; or submission alone for `on_final_breach: first_submitted`), each taken
+    policy's precedence as adjudication walks it, a tie broken by the earlier submission;
+    or submission alone for `on_final_breach: first_submitted`), each taken
     unless it overlaps one taken before it, so a dispute bridging two scopes keeps an owner
     for each. A member whose
     partner is inactive and that holds no approval is never taken."""
-    mode = ("fallback" if policy.escalation.on_final_breach == "precedence"
-            else "first_submitted")
+    by_precedence = policy.escalation.on_final_breach == "precedence"
     taken: list[Entry] = []
-    for entry in in_line(state, live, policy, mode):
+    for entry in in_line(state, live, policy, by_precedence=by_precedence):
         if entry.status != "approved" and inactive(state, entry):
             continue
         if any(overlaps(entry.products, t.products, policy) for t in taken):

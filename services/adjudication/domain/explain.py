@@ -64,9 +64,9 @@ def protected_until(entry: Entry) -> str:
 
 
 def precedence_words(policy: Policy) -> str:
-    """The fallback order in words: the policy's precedence, tie window ignored."""
-    rules = [r for r in policy.precedence if r != "first_submitted"]
-    return ", ".join([*rules, "then first submitted"]) if rules else "first submitted"
+    """The order of a line in words: the policy's precedence, a tie broken by time."""
+    rules = list(policy.precedence)
+    return ", ".join([*rules, "then the earlier submission"]) if rules else "submission time"
 
 
 def _within_tie_window(r: Entry, c: Entry, rule: str, policy: Policy) -> bool:

@@ -84,19 +84,18 @@ def compare(state: AdjudicationState, r: Entry, c: Entry, policy: Policy) -> tup
 
 
 def in_line(
-    state: AdjudicationState, entries: Sequence[Entry], policy: Policy, mode: str,
+    state: AdjudicationState, entries: Sequence[Entry], policy: Policy, *,
+    by_precedence: bool = True,
 ) -> list[Entry]:
-    """`entries` best first when no person decides; always a stable, total order.
+    """`entries` best first when no person decides (the final-breach fallback, promotion on
+    release), in a stable, total order: the policy's precedence as adjudication walks it;
+    where it finds nothing between two (a tie: the tie window is not left undecided), the
+    earlier submission, then the id. `by_precedence=False`: submission alone, then id.
 
-    - `"precedence"` (promotion on release): the policy's precedence as adjudication walks
-      it (tie window included), then first submitted, then id;
-    - `"fallback"` (the final-breach fallback): the policy's precedence without
-      first_submitted (the tie window is ignored: time comes last), then first submitted,
-      then id;
-    - `"first_submitted"`: by submission alone, then id.
-    """
-    names = () if mode == "first_submitted" else tuple(
-        n for n in policy.precedence if mode == "precedence" or n != "first_submitted")
+    The rules are walked as adjudication walks them, so the order never contradicts a
+    decision already made: a registration rejected by first_submitted that contests stays
+    behind the one it lost to, whatever its tier."""
+    names = policy.precedence if by_precedence else ()
 
     def order(a: Entry, b: Entry) -> int:
         for name in names:

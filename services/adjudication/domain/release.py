@@ -23,12 +23,16 @@ from services.adjudication.domain.state import AdjudicationState, Entry
 from shared.events import DomainEvent
 
 RULE = "promoted_on_release"
+_PRUNE_AT = 64
 
 
 def remember_beaten(state: AdjudicationState, loser: Entry) -> None:
     """`loser` was rejected by precedence in favour of its `beaten_by`: it is in their line."""
     for winner in loser.beaten_by:
         line = state.beaten.setdefault(winner, [])
+        if len(line) >= _PRUNE_AT:
+            # A long-lived owner (a named account) beats many: drop the forgotten ones.
+            line[:] = [i for i in line if i in state.entries]
         if loser.id not in line:
             line.append(loser.id)
 
@@ -53,7 +57,7 @@ def let_go(state: AdjudicationState, out: list[DomainEvent], owner: Entry, why: 
         and e.decided_at >= since and not e.mirror
     ]
     waiting = len(line)
-    for candidate in in_line(state, line, policy, "precedence"):
+    for candidate in in_line(state, line, policy):
         own = state.policy(candidate.policy_version)
         if inactive(state, candidate):
             continue

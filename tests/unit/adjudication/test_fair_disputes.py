@@ -146,8 +146,9 @@ def test_award_to_a_suspended_partners_registration_in_review_is_refused() -> No
 
 
 def test_fallback_applies_precedence_and_never_awards_an_inactive_partner() -> None:
-    # r2 (platinum) outranks r1 (gold) by tier: with the tie window ignored the fallback
-    # still weighs tier before time ... unless r2's partner is suspended.
+    # r2 (platinum) ties r1 (gold) on time and outranks it by tier: the fallback walks the
+    # policy's precedence (time came first but could not separate them) ... unless r2's
+    # partner is suspended.
     d = Driver()
     d.register("r1", "p-1", tier="gold")
     d.later(hours=1)
@@ -161,6 +162,22 @@ def test_fallback_applies_precedence_and_never_awards_an_inactive_partner() -> N
     d.partner("p-2", "suspended")
     out = d.run_until(d.now + timedelta(days=6))
     assert only(out, DisputeResolved)[0].approved_ids == ("r1",)
+    assert d.status("r2") == "rejected"
+
+
+def test_fallback_on_a_contest_never_overturns_the_decision_it_contests() -> None:
+    # r2 (platinum) lost to r1 (gold) by first_submitted, 3 days apart. Nobody acts on its
+    # contest: the fallback must not hand it the account by tier (a rival's way to take a
+    # customer by contesting and waiting).
+    d = Driver()
+    d.register("r1", "p-1", tier="gold")
+    d.later(days=3)
+    assert last(d.register("r2", "p-2", tier="platinum"), "r2") == ("rejected",
+                                                                     "first_submitted")
+    d.contest("r2", "p-2", "dsp-c1")
+    out = d.run_until(d.now + timedelta(days=6))
+    [resolved] = only(out, DisputeResolved)
+    assert (resolved.outcome, resolved.approved_ids) == ("final_breach_fallback", ("r1",))
     assert d.status("r2") == "rejected"
 
 
