@@ -161,6 +161,35 @@ async def test_an_award_by_product_settles_a_dispute_bridging_two_scopes(
     assert contest.status_code == 409, contest.text
 
 
+async def test_contests_the_rules_refuse_are_answered_409(system: Running) -> None:
+    published = await system.admin.put("/v1/policy", json={"contest_window": "PT3S"})
+    assert published.status_code in (200, 201), published.text
+    try:
+        for partner, tier in (("p-11", "platinum"), ("p-12", "gold")):
+            put = await system.admin.put(f"/v1/partners/{partner}", json={
+                "name": partner, "type": "reseller", "tier": tier})
+            assert put.status_code in (200, 201), put.text
+        domain = f"{fresh('contest')}.com"
+        await submit(system.admin, registration("p-11", domain))
+        lost = await submit(system.admin, registration("p-12", domain))
+        assert (lost["status"], lost["decision"]["rule"]) == ("rejected", "tier"), lost
+        await system.settle()
+        partner = (await system.as_("partner", "p-12"))[0]
+        path = f"/v1/registrations/{lost['id']}/disputes"
+        suspended = await system.admin.put("/v1/partners/p-12", json={
+            "name": "p-12", "type": "reseller", "tier": "gold", "status": "suspended"})
+        assert suspended.status_code in (200, 201), suspended.text
+        refused = await partner.post(path, json={"reason": "we were first"})
+        assert refused.status_code == 409 and "suspended" in refused.json()["detail"]
+        await system.admin.put("/v1/partners/p-12", json={
+            "name": "p-12", "type": "reseller", "tier": "gold", "status": "active"})
+        await asyncio.sleep(3.5)
+        late = await partner.post(path, json={"reason": "we were first"})
+        assert late.status_code == 409 and "PT3S" in late.json()["detail"], late.text
+    finally:
+        await system.admin.put("/v1/policy", json={})
+
+
 async def test_a_missed_deadline_escalates_to_the_next_owner(system: Running) -> None:
     published = await system.admin.put("/v1/policy", json={"escalation": {"levels": [
         {"owner_id": "cm-fast", "sla": "PT1S"}, {"owner_id": "dir-fast", "sla": "PT1H"}]}})
