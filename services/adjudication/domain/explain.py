@@ -42,6 +42,12 @@ def party(entry: Entry) -> str:
     return "another partner's registration"
 
 
+def held_by(entry: Entry) -> str:
+    """How a rival holds the account: protected once approved; while in review it only
+    claims it (a sentence must not call a pending claim a protection)."""
+    return "is protected by" if entry.status == "approved" else "is claimed (in review) by"
+
+
 def scope(entry: Entry) -> str:
     if entry.products is None:
         return ""
@@ -116,7 +122,7 @@ def rejected(r: Entry, c: Entry, rule: str, label: str, policy: Policy) -> str:
         )
     if rule == "incumbent":
         return (
-            f"Rejected: the account {label} is protected by {party(c)} whose party won this "
+            f"Rejected: the account {label} {held_by(c)} {party(c)} whose party won this "
             f"account within the last {human_span(span_us(policy.incumbency_window))} "
             f"{tag(rule, version)}."
         )
@@ -124,12 +130,12 @@ def rejected(r: Entry, c: Entry, rule: str, label: str, policy: Policy) -> str:
         when = (f" submitted within the {human_span(span_us(policy.tie_window))} tie window"
                 if _within_tie_window(r, c, rule, policy) else "")
         return (
-            f"Rejected: the account {label} is protected by {party(c)}{when} by a partner "
+            f"Rejected: the account {label} {held_by(c)} {party(c)}{when} by a partner "
             f"of a higher tier {tag(rule, version)}."
         )
     gap = human_span(r.submitted_at - c.submitted_at)
     return (
-        f"Rejected: the account {label} is protected by {party(c)} submitted {gap} earlier "
+        f"Rejected: the account {label} {held_by(c)} {party(c)} submitted {gap} earlier "
         f"{tag(rule, version)}."
     )
 

@@ -460,3 +460,17 @@ def test_extension_is_accepted_only_within_the_window_before_expiry() -> None:
     anytime = Driver(policy=policy(extension={"window": None}))
     anytime.register("r1", "p-1")
     assert only(anytime.extend("r1"), ProtectionExtended)
+
+
+def test_a_rejection_by_a_registration_in_review_does_not_call_it_a_protection() -> None:
+    d = Driver()
+    d.register("r1", "p-1", domain="microsoft.com", name="Microsoft", country="US")
+    d.register("r2", "p-2", domain=None, name="Mircosoft", country="US",
+               key="name:US:mircosoft")
+    assert d.status("r2") == "in_review"
+    d.later(days=3)
+    [decision] = decisions(d.register("r3", "p-3", domain=None, name="Mircosoft",
+                                      country="US", key="name:US:mircosoft"))
+    assert decision.rule == "first_submitted"
+    assert "is claimed (in review) by another partner's registration" in decision.explanation
+    assert "protected" not in decision.explanation
