@@ -89,8 +89,8 @@ def _within_tie_window(r: Entry, c: Entry, rule: str, policy: Policy) -> bool:
 def approved(entry: Entry, label: str, version: int) -> str:
     until = f"; protected until {day(entry.protected_until)}" if entry.protected_until else ""
     return (
-        f"Approved: no other active registration or claim covers the account {label}"
-        f"{scope(entry)}{until} {tag('no_conflict', version)}."
+        f"Approved: no other party holds or claims the account {label}"
+        f"{scope(entry)} exclusively{until} {tag('no_conflict', version)}."
     )
 
 
@@ -157,9 +157,10 @@ def in_review(
         window = human_span(span_us(policy.tie_window))
         when = (f" (submitted within the {window} tie window)"
                 if "first_submitted" in policy.precedence else "")
+        them = "them" if len(rivals) == 1 else "it from at least one of them"
         return (
             f"In review: the account {label} is also claimed by {who}; nothing in the policy's "
-            f"precedence ({', '.join(policy.precedence) or 'none'}) separates them{when}, "
+            f"precedence ({', '.join(policy.precedence) or 'none'}) separates {them}{when}, "
             f"so {where} {tag('tie', policy.version)}."
         )
     if rule == "possible_duplicate":
