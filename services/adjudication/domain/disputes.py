@@ -689,7 +689,8 @@ def _settled_sentence(
 
 def remove_member(state: AdjudicationState, out: Out, entry: Entry, at: int) -> None:
     """`entry` left the active set (withdrawn, expired, closed, partner exit) while in an
-    open dispute; a dispute left with a single member is moot."""
+    open dispute; a dispute left with a single party (one member, or several of one party
+    that only the leaver stood between) is moot: nobody is left to dispute with."""
     dispute = open_dispute_of(state, entry)
     if dispute is None:
         return
@@ -697,9 +698,10 @@ def remove_member(state: AdjudicationState, out: Out, entry: Entry, at: int) -> 
         dispute.member_ids.remove(entry.id)
     remaining = [state.entries[m] for m in dispute.member_ids
                  if m in state.entries and state.entries[m].active]
-    if len(remaining) > 1:
+    if len({(m.party_type, m.incumbency_party) for m in remaining}) > 1:
         return
-    # The survivor (if any) keeps what it had; one waiting in review had no rival left.
+    # The survivors (if any) keep what they had; those waiting in review have no rival left
+    # (one party's own entries never overlap: the later would have been a duplicate).
     settle(state, out, dispute, "moot", {m.id: m.credit_percent for m in remaining},
            "no_conflict", at)
 

@@ -474,3 +474,19 @@ def test_a_rejection_by_a_registration_in_review_does_not_call_it_a_protection()
     assert decision.rule == "first_submitted"
     assert "is claimed (in review) by another partner's registration" in decision.explanation
     assert "protected" not in decision.explanation
+
+
+def test_a_dispute_left_with_one_party_is_moot() -> None:
+    # Found by a random-walk check of "a dispute always has >= 2 live parties or is closed":
+    # a named-account claim challenged two registrations of one partner (different products);
+    # once the claim was released the partner was left disputing with itself.
+    d = Driver()
+    d.register("r1", "p-1", products=("a",))
+    d.register("r2", "p-1", products=("b",))
+    d.later(hours=1)
+    [opened] = only(d.claim("c1", "rep-1"), DisputeOpened)
+    assert set(opened.registration_ids) == {"c1", "r1", "r2"}
+    out = d.release("c1")
+    [resolved] = only(out, DisputeResolved)
+    assert (resolved.outcome, set(resolved.approved_ids)) == ("moot", {"r1", "r2"})
+    assert d.state.disputes[opened.dispute_id].status == "resolved"
