@@ -101,8 +101,8 @@ def draw_into_dispute(
 ) -> Dispute:
     """Put `challenger` and `rivals` in one open dispute.
 
-    Without a `dispute_id` they join the oldest open dispute any of them is already in (or
-    a new one when there is none); with one (a partner's contest, whose id the API already
+    Without a `dispute_id` they join the open dispute any of them is already in that is
+    furthest up the ladder, then the oldest (or a new one when there is none); with one (a partner's contest, whose id the API already
     returned) a dispute opens under that id, and if some of them were already in an open
     dispute it carries on that dispute's level, owner and deadlines (a contest joins a
     dispute where it stands, never resets its SLA). Any other open dispute they are in is
@@ -117,7 +117,9 @@ def draw_into_dispute(
         found = open_dispute_of(state, entry)
         if found is not None and found not in existing:
             existing.append(found)
-    existing.sort(key=lambda d: (d.opened_at, d.id))
+    # The one furthest up the ladder carries on (then the oldest): drawing disputes together
+    # never resets a level or an SLA already running.
+    existing.sort(key=lambda d: (-d.level, d.opened_at, d.id))
     reasons = [reason, *(d.reason for d in existing)]
     if dispute_id is None and existing:
         target = existing.pop(0)
