@@ -370,6 +370,9 @@ class Policy(BaseModel):
     open; at the resolution it lasts at least `dispute_grace` more. `off`: it expires on
     schedule, dispute or not."""
     dispute_grace: Duration = timedelta(days=14)
+    direct_team: Literal["one_party", "rivals"] = "one_party"
+    """`one_party`: the direct team is one party, so a second rep's claim on an account the
+    team already holds is rejected `duplicate`; `rivals`: reps compete like partners."""
 
     @field_validator("protection_period", "release_window", "contest_window", "dispute_grace")
     @classmethod

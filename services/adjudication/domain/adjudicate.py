@@ -130,7 +130,7 @@ def adjudicate(
 
     duplicates = [
         c for c in collisions
-        if c.confident and _same_party(c.entry, entry)
+        if c.confident and _same_party(c.entry, entry, policy)
         and is_exclusive(c.entry, policy) == exclusive
         and (exclusive or c.entry.motion == entry.motion)
     ]
@@ -144,7 +144,7 @@ def adjudicate(
         return
 
     rivals = [c for c in collisions
-              if is_exclusive(c.entry, policy) and not _same_party(c.entry, entry)]
+              if is_exclusive(c.entry, policy) and not _same_party(c.entry, entry, policy)]
     confident = [c for c in rivals if c.confident]
     near = [c for c in rivals if not c.confident]
     # Near matches never decide when confident ones do, but they are never silently
@@ -175,9 +175,12 @@ def adjudicate(
                                  explain.approved(entry, label, version), at))
 
 
-def _same_party(a: Entry, b: Entry) -> bool:
-    # The direct team is one party: a second rep's claim on an account the team already
-    # holds is a duplicate, not a rival for the channel ladder.
+def _same_party(a: Entry, b: Entry, policy: Policy) -> bool:
+    # The direct team is one party (policy `direct_team: one_party`): a second rep's claim
+    # on an account the team already holds is a duplicate, not a rival for the channel
+    # ladder. `rivals`: each rep is a party of its own.
+    if policy.direct_team == "rivals":
+        return a.party_type == b.party_type and a.party_id == b.party_id
     return same_party(a, b)
 
 

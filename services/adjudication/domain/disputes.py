@@ -102,11 +102,12 @@ def draw_into_dispute(
     """Put `challenger` and `rivals` in one open dispute.
 
     Without a `dispute_id` they join the open dispute any of them is already in that is
-    furthest up the ladder, then the oldest (or a new one when there is none); with one (a partner's contest, whose id the API already
-    returned) a dispute opens under that id, and if some of them were already in an open
-    dispute it carries on that dispute's level, owner and deadlines (a contest joins a
-    dispute where it stands, never resets its SLA). Any other open dispute they are in is
-    merged into the target, so an entry is never in two open disputes.
+    furthest up the ladder, then the oldest (or a new one when there is none). With one (a
+    partner's contest, whose id the API already returned) a dispute opens under that id;
+    if some of them were already in an open dispute it carries on that dispute's level,
+    owner and deadlines (a contest joins a dispute where it stands, never resets its SLA).
+    Any other open dispute they are in is merged into the target, so an entry is never in
+    two open disputes.
 
     A confident collision drawn into a possible-duplicate or cross-key review makes it a
     collision: its reason changes (so `distinct`, which approves everyone, is no longer

@@ -446,6 +446,10 @@ def test_two_reps_claims_on_one_account_are_one_party() -> None:
     assert only(out, DisputeOpened) == []
     assert last(out, "c2") == ("rejected", "duplicate")
     assert "direct team is one party" in decisions(out, "c2")[0].explanation
+    rivals = Driver(policy=policy(direct_team="rivals"))
+    rivals.claim("c1", "rep-1")
+    rivals.later(hours=1)
+    assert only(rivals.claim("c2", "rep-2"), DisputeOpened)  # the old behaviour, by choice
 
 
 def test_extension_is_accepted_only_within_the_window_before_expiry() -> None:
