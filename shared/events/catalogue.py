@@ -3,6 +3,7 @@
 from shared.events.account_links import (
     AccountLinkReported,
     AccountsLinked,
+    AccountsUnlinked,
     ReportedRegistration,
 )
 from shared.events.base import CATALOGUE, DomainEvent, event_type
@@ -54,6 +55,7 @@ __all__ = [
     "Account",
     "AccountLinkReported",
     "AccountsLinked",
+    "AccountsUnlinked",
     "Amount",
     "ClaimDecided",
     "ClaimFiled",
