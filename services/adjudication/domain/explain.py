@@ -169,8 +169,10 @@ def in_review(
             f"claimed by {who} (a name match below the policy threshold); {where} "
             f"{tag(rule, policy.version)}."
         )
+    why = ("an approved registration is never taken away without a person"
+           if any(c.status == "approved" for c in rivals)
+           else "what it outranks is itself awaiting a decision")
     return (
-        f"In review: this outranks {who} on the account {label} by {rule}, but an approved "
-        f"registration is never taken away without a person, so {where} "
-        f"{tag(rule, policy.version)}."
+        f"In review: this outranks {who} on the account {label} by {rule}, but {why}, so "
+        f"{where} {tag(rule, policy.version)}."
     )

@@ -494,3 +494,21 @@ def test_a_dispute_left_with_one_party_is_moot() -> None:
     [resolved] = only(out, DisputeResolved)
     assert (resolved.outcome, set(resolved.approved_ids)) == ("moot", {"r1", "r2"})
     assert d.state.disputes[opened.dispute_id].status == "resolved"
+
+
+def test_a_challenger_of_a_registration_in_review_is_not_told_an_approval_is_at_stake() -> None:
+    d = Driver()
+    d.register("r0", "p-3", products=("c",))
+    d.close("r0", "won")  # p-3 is the account's incumbent
+    d.later(days=1)
+    d.register("r1", "p-1", products=("a",), tier="gold")
+    d.later(hours=1)
+    assert last(d.register("r2", "p-2", products=("a", "b"), tier="platinum"), "r2") == (
+        "in_review", "tier")
+    assert "an approved registration is never taken away" in decisions(
+        d.log, "r2")[-1].explanation
+    d.later(hours=1)
+    [decision] = decisions(d.register("r3", "p-3", products=("b",)))
+    assert (decision.status, decision.rule) == ("in_review", "incumbent")
+    assert "itself awaiting a decision" in decision.explanation
+    assert "approved registration" not in decision.explanation
