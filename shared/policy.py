@@ -433,6 +433,28 @@ class Policy(BaseModel):
         return motion in self._exclusive
 
     @classmethod
+    def from_published(cls, document: dict[str, Any]) -> Policy:
+        """A document read back from a `PolicyPublished` event (or the table folded from
+        them). Published documents are whole dumps, so a rule a document does not mention
+        did not exist when it was published: it keeps the behaviour from before that rule
+        (`_BEFORE`), and a replay applies exactly the rules that were in force. A new
+        document (`PUT /v1/policy`) gets the current defaults."""
+        data = {**_BEFORE, **document}
+        extension = data.get("extension")
+        if isinstance(extension, dict) and "window" not in extension:
+            data["extension"] = {**extension, "window": None}
+        return cls.model_validate(data)
+
+    @classmethod
     def default(cls, version: int = 1) -> Policy:
         """The built-in rules of engagement, used until an admin publishes a policy."""
         return cls(version=version)
+
+
+_BEFORE: Final[dict[str, Any]] = {
+    # What each rule added by issue 12 meant before it existed (see Policy.from_published).
+    "on_release": "free",
+    "contest_window": "P36500D",
+    "dispute_protection": "off",
+    "direct_team": "rivals",
+}

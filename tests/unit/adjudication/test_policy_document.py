@@ -106,3 +106,20 @@ def test_tier_rank_orders_known_tiers_and_puts_unknown_last() -> None:
     policy = Policy.default()
     assert policy.tier_rank("platinum") < policy.tier_rank("gold") < policy.tier_rank("registered")
     assert policy.tier_rank("mystery") > policy.tier_rank("registered")
+
+
+def test_a_document_published_before_a_rule_existed_keeps_its_old_meaning() -> None:
+    # Published documents are whole dumps: one without the issue-12 rules predates them,
+    # and a replay must apply what was in force then (invariant 3).
+    old = Policy.default().model_dump(mode="json")
+    for key in ("on_release", "contest_window", "dispute_protection", "direct_team"):
+        del old[key]
+    del old["extension"]["window"]
+    before = Policy.from_published(old)
+    assert (before.on_release, before.dispute_protection, before.direct_team) == (
+        "free", "off", "rivals")
+    assert before.extension.window is None
+    assert before.contest_window.days == 36500
+    # A current document reads back exactly as published.
+    now = Policy.default()
+    assert Policy.from_published(now.model_dump(mode="json")) == now
