@@ -87,3 +87,23 @@ def test_two_tiers_the_policy_does_not_rank_do_not_separate_partners() -> None:
     d.later(hours=1)
     [decision] = decisions(d.register("r2", "p-2", tier="copper"))
     assert (decision.status, decision.rule) == ("in_review", "tie")
+
+
+def test_the_fallback_puts_the_earlier_submission_first_whatever_the_ids() -> None:
+    d = Driver(policy=policy(escalation={"on_final_breach": "first_submitted"}))
+    d.register("z1", "p-1")
+    d.later(hours=1)  # within the tie window: a tie, which the fallback must still break
+    d.register("a2", "p-2")
+    out = d.run_until(d.now + timedelta(days=6))
+    [resolved] = [e for e in out if type(e).__name__ == "DisputeResolved"]
+    assert resolved.approved_ids == ("z1",)
+    assert (d.status("z1"), d.status("a2")) == ("approved", "rejected")
+
+
+def test_the_fallback_breaks_a_tie_to_the_microsecond_by_id() -> None:
+    d = Driver(policy=policy(escalation={"on_final_breach": "first_submitted"}))
+    d.register("b1", "p-1")
+    d.register("a1", "p-2")  # the same instant, the same standing
+    out = d.run_until(d.now + timedelta(days=6))
+    [resolved] = [e for e in out if type(e).__name__ == "DisputeResolved"]
+    assert resolved.approved_ids == ("a1",)
