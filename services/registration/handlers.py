@@ -416,6 +416,11 @@ class Commands:
                               f"last {format_duration(window)} before its protection ends "
                               f"({row['protected_until'].isoformat()}): from "
                               f"{opens.isoformat()} (policy version {own.version}).")
+        partner = await self.reference.partner(partner_id)
+        if partner is not None and partner["status"] in ("suspended", "exited"):
+            raise Problem(409, "Conflict",
+                          f"Partner {partner_id} is {partner['status']}: it keeps what it "
+                          "holds but cannot extend it.")
         before = row["extensions"] if row is not None else 0
         policy = await self.reference.current_policy()
         now = datetime.now(UTC)

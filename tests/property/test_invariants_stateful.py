@@ -805,3 +805,16 @@ def test_a_rejection_is_contested_once_and_an_award_is_final() -> None:
         m.contest(0)  # and the loser contests the award
 
     _replay(steps)
+
+
+def test_a_suspended_partner_gains_no_time() -> None:
+    spec = SPECS[0]
+
+    def steps(m: Invariants) -> None:
+        m.register(spec, "p-01", {"analytics"}, "resell")
+        for _ in range(11):
+            m.time_passes(24 * 8)  # 88 days: inside the extension window
+        m.partner_status("p-01", "suspended")
+        m.extend(0)
+
+    _replay(steps)

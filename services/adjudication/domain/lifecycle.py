@@ -23,7 +23,7 @@ from services.adjudication.domain import release as releasing
 from services.adjudication.domain.disputes import remove_member
 from services.adjudication.domain.instants import from_us, human_span, span_us, to_us
 from services.adjudication.domain.outcomes import party_type
-from services.adjudication.domain.protection import held_by_dispute, retire
+from services.adjudication.domain.protection import held_by_dispute, inactive, retire
 from services.adjudication.domain.state import EXPIRY, AdjudicationState, Entry
 from shared.events import (
     ClaimReleased,
@@ -178,6 +178,12 @@ def extend(state: AdjudicationState, out: Out, event: RegistrationExtensionReque
         _refuse(out, entry.id, entry.account_key, "extend", "not_active",
                 f"only an approved, time-limited protection can be extended; it is "
                 f"{entry.status}", own.version, at)
+        return
+    if inactive(state, entry):
+        status = state.partner_status.get(entry.party_id, "inactive")
+        _refuse(out, entry.id, entry.account_key, "extend", "partner_inactive",
+                f"the partner is {status}: it keeps what it holds but gains no more time",
+                own.version, at)
         return
     if entry.extensions >= own.extension.max_extensions:
         _refuse(out, entry.id, entry.account_key, "extend", "max_extensions",

@@ -1,5 +1,6 @@
-"""Precedence at its edges: found by mutation testing (`make mutation`), each test kills
-mutants of `precedence.py` that changed a decision and no other test noticed."""
+"""Precedence and lifecycle at their edges, found by mutation testing (`make mutation`:
+each test kills a mutant of `precedence.py` that changed a decision unnoticed) and by the
+stateful property tests (the suspended partner's extension, invariant 4)."""
 
 from __future__ import annotations
 
@@ -107,3 +108,15 @@ def test_the_fallback_breaks_a_tie_to_the_microsecond_by_id() -> None:
     out = d.run_until(d.now + timedelta(days=6))
     [resolved] = [e for e in out if type(e).__name__ == "DisputeResolved"]
     assert resolved.approved_ids == ("a1",)
+
+
+def test_a_suspended_partner_keeps_its_protection_but_cannot_extend_it() -> None:
+    d = Driver()
+    d.register("r1", "p-1")
+    d.later(days=80)  # inside the extension window
+    d.partner("p-1", "suspended")
+    out = d.extend("r1")
+    [refused] = [e for e in out if type(e).__name__ == "RegistrationActionRejected"]
+    assert refused.reason == "partner_inactive"
+    assert not [e for e in out if type(e).__name__ == "ProtectionExtended"]
+    assert d.status("r1") == "approved"
