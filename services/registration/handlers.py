@@ -347,6 +347,11 @@ class Commands:
                               f"Registration {registration_id} was extended "
                               f"{row['extensions']} time(s); policy version {own.version} "
                               f"allows {own.extension.max_extensions}.")
+        partner = await self.reference.partner(partner_id)
+        if partner is not None and partner["status"] in ("suspended", "exited"):
+            raise Problem(409, "Conflict",
+                          f"Partner {partner_id} is {partner['status']}; an inactive "
+                          "partner's protection is not extended (partner_inactive).")
         before = row["extensions"] if row is not None else 0
         policy = await self.reference.current_policy()
         now = datetime.now(UTC)

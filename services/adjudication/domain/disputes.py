@@ -32,7 +32,7 @@ from decimal import Decimal
 from services.adjudication.domain import explain, outcomes
 from services.adjudication.domain.escalation import last_level, level_times
 from services.adjudication.domain.instants import from_us, span_us
-from services.adjudication.domain.matching import find_collisions, is_exclusive
+from services.adjudication.domain.matching import find_collisions, held_exclusively
 from services.adjudication.domain.protection import grant, hold_for_review, retire
 from services.adjudication.domain.state import (
     DEADLINE,
@@ -279,7 +279,7 @@ def file(state: AdjudicationState, out: Out, event: DisputeFiled, policy: Policy
     ]
     for collision in find_collisions(state, entry, None, entry_policy):
         other = collision.entry
-        if other not in rivals and is_exclusive(other, entry_policy):
+        if other not in rivals and held_exclusively(state, other):
             rivals.append(other)
     hold_for_review(state, entry, at)
     evidence = tuple(outcomes.member_evidence(r, entry.account_key) for r in rivals)

@@ -18,7 +18,7 @@ was decided under, so a later policy never changes an existing protection.
 
 from __future__ import annotations
 
-from services.adjudication.domain import explain
+from services.adjudication.domain import cooloff, explain
 from services.adjudication.domain.disputes import remove_member
 from services.adjudication.domain.instants import from_us, human_span, span_us
 from services.adjudication.domain.outcomes import party_type
@@ -61,6 +61,7 @@ def end(
         state.record_win(entry.account_key, entry.incumbency_party, at)
         incumbent_until = from_us(at + span_us(policy.incumbency_window))
     retire(state, entry, status, policy, at)
+    cooloff.record(state, entry, reason, at)
     if was_active:
         remove_member(state, out, entry, at)
     if entry.mirror:
@@ -163,6 +164,13 @@ def extend(state: AdjudicationState, out: Out, event: RegistrationExtensionReque
                 f"only an approved, time-limited protection can be extended; it is "
                 f"{entry.status}", own.version, at)
         return
+    standing = state.partner_status.get(entry.party_id) if entry.party_type == "partner" \
+        else None
+    if standing in INACTIVE_PARTNER:
+        _refuse(out, entry.id, entry.account_key, "extend", "partner_inactive",
+                f"the partner is {standing}; an inactive partner's protection is not "
+                "extended", own.version, at)
+        return
     if entry.extensions >= own.extension.max_extensions:
         _refuse(out, entry.id, entry.account_key, "extend", "max_extensions",
                 f"it was extended {entry.extensions} time(s), the policy allows "
@@ -248,6 +256,7 @@ def on_forget(state: AdjudicationState, out: Out, deadline: int, target: str, le
     entry = state.entries.get(target)
     if entry is not None and not entry.active and entry.retain_until == deadline:
         del state.entries[target]
+        cooloff.forget(state, entry)
 
 
 def on_forget_dispute(

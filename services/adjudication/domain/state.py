@@ -108,6 +108,9 @@ class AdjudicationState:
     links: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """account key -> other keys known to be the same customer (both directions)."""
     partner_status: dict[str, str] = field(default_factory=dict)
+    let_go: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    """account key -> [(entry id, ended at µs)]: partner registrations withdrawn or expired,
+    while remembered (the re-registration cool-off, cooloff.py)."""
     policies: dict[int, Policy] = field(default_factory=dict)
     policy_version: int | None = None
     """The newest policy version seen: used for events that carry none (timer firings)."""
