@@ -25,6 +25,7 @@ from services.registration.adapters.reference import ReferenceData
 from services.registration.domain import access
 from services.registration.domain.cloudevents import (
     CLAIM_FILED,
+    CLAIM_RELEASED,
     OPPORTUNITY_CLOSED,
     REGISTRATION_SUBMITTED,
     IncomingEvent,
@@ -33,6 +34,7 @@ from services.registration.domain.intake import InvalidAccount, identity_of, reg
 from services.registration.domain.resolution import Resolution
 from services.registration.models import (
     AmountIn,
+    ClaimReleasedRequest,
     ClaimRequest,
     ClaimView,
     DisputeCommandView,
@@ -53,6 +55,7 @@ from shared.events import (
     AccountLinkReported,
     Amount,
     ClaimFiled,
+    ClaimReleased,
     DisputeAcknowledged,
     DisputeFiled,
     DisputeResolutionSubmitted,
@@ -80,6 +83,7 @@ log = get_logger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
 ENDED = ("rejected", "expired", "withdrawn", "won", "lost")
+CLAIM_PREFIX = "clm_"
 
 
 @dataclass
@@ -316,6 +320,10 @@ class Commands:
 
     async def withdraw(self, principal: Principal, registration_id: str, wait: float = 0.0,
                        via: str = "api") -> Outcome:
+        if registration_id.startswith(CLAIM_PREFIX):
+            # Claims are addressed as registrations too (their Location): withdrawing one
+            # is releasing it.
+            return await self.release_claim(principal, registration_id, wait, via)
         account_key, partner_id, row = await self._registration(principal, registration_id)
         if row is not None and row["status"] in ENDED:
             raise Problem(409, "Conflict",
@@ -453,6 +461,57 @@ class Commands:
                     "status": row["status"], "decided_at": row["decided_at"],
                     "protected_until": row["protected_until"], "decision": row["decision"]})
         return Outcome(201, view, headers)
+
+    async def _claim(self, principal: Principal, claim_id: str
+                     ) -> tuple[str, str, dict[str, Any] | None]:
+        """(account key, rep id, read-model row or None) of a claim the caller may act on;
+        404 when unknown or, for a rep, not its own. The read model is the source (it
+        survives restarts); a claim filed a moment ago is found in this process's memory."""
+        row = await self.readmodel.claim(claim_id)
+        if row is not None and row.get("account_key") and row.get("rep_id"):
+            account_key, rep_id = row["account_key"], row["rep_id"]
+        else:
+            recent = self.directory.recent(claim_id)
+            if recent is None or not claim_id.startswith(CLAIM_PREFIX):
+                raise Problem(404, "Not found", f"No claim {claim_id}.")
+            account_key, rep_id, row = recent.account_key, recent.party_id, None
+        try:
+            access.check_owns_claim(principal.role, principal.subject_id, rep_id, claim_id)
+        except access.Denied as exc:
+            raise _denied(exc) from exc
+        return account_key, rep_id, row
+
+    async def release_claim(self, principal: Principal, claim_id: str, wait: float = 0.0,
+                            via: str = "api") -> Outcome:
+        """The claim's rep (or an integration / admin) gives a direct claim up: its
+        protection ends (status `withdrawn`, reason `released`) and the account is free."""
+        account_key, rep_id, row = await self._claim(principal, claim_id)
+        if row is not None and row["status"] in ENDED:
+            raise Problem(409, "Conflict", f"Claim {claim_id} is {row['status']}; only an "
+                          "active claim can be released.")
+        policy = await self.reference.current_policy()
+        now = datetime.now(UTC)
+        appended = await self._intake(account_key, ClaimReleased(
+            claim_id=claim_id, rep_id=rep_id, account_key=account_key, released_at=now,
+            policy_version=policy.version), now, via)
+        headers = {"Location": f"/v1/registrations/{claim_id}",
+                   "X-Log-Position": _position(appended)}
+        if wait > 0:
+            headers["Preference-Applied"] = f"wait={_seconds(wait)}"
+
+            async def released() -> dict[str, Any] | None:
+                found = await self.readmodel.claim(claim_id)
+                return found if found is not None and found["status"] in ENDED else None
+
+            found = await self._wait(released, wait)
+            if found is not None:
+                return Outcome(200, _claim_view(found), headers)
+        row = await self.readmodel.claim(claim_id) or row
+        if row is not None and row.get("kind"):
+            return Outcome(202, _claim_view(row), headers)
+        return Outcome(202, ClaimView(
+            id=claim_id, kind=None, rep_id=rep_id, account_key=account_key, account=None,
+            products=[], status="submitted", filed_at=None), headers)
 
     # --- disputes ------------------------------------------------------------------------
 
@@ -621,6 +680,9 @@ class Commands:
         if incoming.type == CLAIM_FILED:
             return await self.file_claim(principal, parse_body(ClaimRequest, incoming.data),
                                          via="events")
+        if incoming.type == CLAIM_RELEASED:
+            released = parse_body(ClaimReleasedRequest, incoming.data)
+            return await self.release_claim(principal, released.claim_id, via="events")
         if incoming.type == OPPORTUNITY_CLOSED:
             return await self.close(principal,
                                     parse_body(OpportunityClosedRequest, incoming.data),
@@ -654,6 +716,14 @@ def _dispute_view(facts: DisputeFacts) -> DisputeCommandView:
         level=facts.level, owner_id=facts.owner_id, due_at=facts.due_at,
         acknowledged_at=facts.acknowledged_at, registration_ids=facts.registration_ids,
         resolution=facts.resolution)
+
+
+def _claim_view(row: dict[str, Any]) -> ClaimView:
+    return ClaimView(
+        id=row["id"], kind=row["kind"], rep_id=row["rep_id"], account_key=row["account_key"],
+        account=row.get("account") or {}, products=list(row.get("products") or ()),
+        status=row["status"], filed_at=row["filed_at"], decided_at=row.get("decided_at"),
+        protected_until=row.get("protected_until"), decision=row.get("decision"))
 
 
 def _problem_dict(problem: Problem) -> dict[str, Any]:

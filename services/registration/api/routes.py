@@ -168,6 +168,37 @@ async def file_claim(
                             lambda: commands.file_claim(principal, body, wait))
 
 
+_RELEASED_CLAIM: dict[str, Any] = {
+    "id": "clm_01jd2vb0c1d2e3f4g5h6j7k8m9", "kind": "named_account", "rep_id": "rep-7",
+    "account_key": "dom:globex.de",
+    "account": {"name": "Globex GmbH", "domain": "globex.de", "country": "DE",
+                "crm_account_id": None},
+    "products": [], "status": "withdrawn", "filed_at": "2026-11-23T09:00:00Z",
+    "decided_at": "2026-11-23T09:00:00.080000Z", "protected_until": None,
+    "decision": {"rule": "no_conflict", "policy_version": 1,
+                 "explanation": "No other party holds this account.", "conflicts": []}}
+
+
+@router.post("/claims/{claim_id}/release", status_code=202, response_model=ClaimView,
+             responses={
+                 200: _example(ClaimView, _RELEASED_CLAIM, "Released within the `Prefer: wait`"),
+                 202: _example(ClaimView, _RELEASED_CLAIM,
+                               "Durable; the claim as the read model shows it now"),
+                 **problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 503)},
+             summary="Release a direct claim",
+             description="The claim's rep, an integration or an admin gives a named-account "
+             "or opportunity claim up: its protection ends (status `withdrawn`, reason "
+             "`released`) and the account is free for partners. Another rep's claim is 404. "
+             "CRMs send `dealreg.claim.released.v1` to `POST /v1/events` instead.")
+async def release_claim(
+    claim_id: EntityId, request: Request, commands: CommandsDep, wait: Wait,
+    principal: Annotated[Principal, Depends(require(*access.CLAIMANTS))],
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    return await idempotent(request, principal, commands, idempotency_key,
+                            lambda: commands.release_claim(principal, claim_id, wait))
+
+
 DISPUTE_ANSWERS: dict[int | str, dict[str, Any]] = {
     200: _example(DisputeCommandView, _DISPUTE_EXAMPLE, "Applied within the `Prefer: wait`"),
     202: _example(DisputeCommandView, _DISPUTE_EXAMPLE,

@@ -8,6 +8,7 @@
 | withdraw / extend a registration         | yes   | yes     | its own | -      | -        |
 | close an opportunity                     | yes   | yes     | -       | -      | -        |
 | POST /v1/claims                          | yes   | yes     | -       | itself | -        |
+| release a claim                          | yes   | yes     | -       | its own| -        |
 | file a dispute on a registration         | yes   | yes     | its own | -      | -        |
 | acknowledge / resolve a dispute          | yes   | -       | -       | -      | assigned |
 | POST /v1/events                          | yes   | yes     | -       | -      | -        |
@@ -65,6 +66,13 @@ def check_owns_registration(role: str, subject_id: str | None, owner_partner_id:
     """A partner may act only on its own registrations; to others they do not exist."""
     if role == "partner" and owner_partner_id != subject_id:
         raise Denied(404, f"No registration {registration_id}.")
+
+
+def check_owns_claim(role: str, subject_id: str | None, rep_id: str | None,
+                     claim_id: str) -> None:
+    """A rep may act only on its own claims; to partners and other reps they do not exist."""
+    if role == "partner" or (role == "rep" and rep_id != subject_id):
+        raise Denied(404, f"No claim {claim_id}.")
 
 
 def check_assigned(role: str, subject_id: str | None, assigned_owner: str | None,
