@@ -115,6 +115,9 @@ async def test_acknowledging_and_resolving_show_in_the_dispute(system: Running) 
 
 
 async def test_a_missed_deadline_escalates_to_the_next_owner(system: Running) -> None:
+    for owner in ("cm-fast", "dir-fast", "cm-1", "dir-1"):  # a policy names known owners
+        created = await system.admin.put(f"/v1/owners/{owner}", json={"name": owner})
+        assert created.status_code in (200, 201), created.text
     published = await system.admin.put("/v1/policy", json={"escalation": {"levels": [
         {"owner_id": "cm-fast", "sla": "PT1S"}, {"owner_id": "dir-fast", "sla": "PT1H"}]}})
     assert published.status_code in (200, 201), published.text
@@ -135,4 +138,7 @@ async def test_a_missed_deadline_escalates_to_the_next_owner(system: Running) ->
         assert {"level": 1, "outcome": "escalated"}.items() <= next(
             b for b in metrics["disputes"]["sla_breaches"] if b["level"] == 1).items()
     finally:
-        await system.admin.put("/v1/policy", json={})
+        default = (await system.admin.get("/v1/policy/1")).json()
+        restored = await system.admin.put("/v1/policy", json={
+            "escalation": {"levels": default["escalation"]["levels"]}})
+        assert restored.status_code in (200, 201), restored.text
