@@ -70,7 +70,7 @@ from shared.events import (
     encode,
     new_envelope,
 )
-from shared.ids import new_id
+from shared.ids import new_id, opaque_id
 from shared.logging import get_logger
 from shared.policy import Policy
 from shared.readmodel.waiter import DECIDED
@@ -341,6 +341,11 @@ class Commands:
     async def extend(self, principal: Principal, registration_id: str, wait: float = 0.0,
                      via: str = "api") -> Outcome:
         account_key, partner_id, row = await self._registration(principal, registration_id)
+        partner = await self.reference.partner(partner_id)
+        if partner is not None and partner["status"] in ("suspended", "exited"):
+            raise Problem(409, "Conflict",
+                          f"Partner {partner_id} is {partner['status']}; an inactive "
+                          "partner's protection is not extended (partner_inactive).")
         if row is not None:
             if row["status"] != "approved" or row["protected_until"] is None:
                 raise Problem(409, "Conflict",
@@ -355,11 +360,6 @@ class Commands:
                               f"Registration {registration_id} was extended "
                               f"{row['extensions']} time(s); policy version {own.version} "
                               f"allows {own.extension.max_extensions}.")
-        partner = await self.reference.partner(partner_id)
-        if partner is not None and partner["status"] in ("suspended", "exited"):
-            raise Problem(409, "Conflict",
-                          f"Partner {partner_id} is {partner['status']}; an inactive "
-                          "partner's protection is not extended (partner_inactive).")
         before = row["extensions"] if row is not None else 0
         policy = await self.reference.current_policy()
         now = datetime.now(UTC)
@@ -528,21 +528,35 @@ class Commands:
                               f"{row['status']}; only a rejection can be disputed.")
         policy = await self.reference.current_policy()
         now = datetime.now(UTC)
-        dispute_id = new_id("dsp")
+        dispute_id = opaque_id("dsp")  # partners see it: it must reveal nothing
         appended = await self._intake(account_key, DisputeFiled(
             dispute_id=dispute_id, registration_id=registration_id, partner_id=partner_id,
             account_key=account_key, reason=body.reason, filed_at=now,
             policy_version=policy.version), now, via)
         headers = {"Location": f"/v1/disputes/{dispute_id}",
                    "X-Log-Position": _position(appended)}
-        view = DisputeCommandView(id=dispute_id, status="open",
-                                  registration_ids=[registration_id])
         if wait > 0:
             headers["Preference-Applied"] = f"wait={_seconds(wait)}"
-            facts = await self._wait(lambda: self.readmodel.dispute(dispute_id), wait)
-            if facts is not None:
-                view = _dispute_view(facts)
-        return Outcome(201, view, headers)
+
+            async def decided() -> DisputeFacts | dict[str, Any] | None:
+                refused = await self.readmodel.dispute_refusal(dispute_id)
+                if refused is not None:
+                    return refused
+                facts = await self.readmodel.dispute(dispute_id)
+                if facts is None:  # the contest may have joined the dispute it is in now
+                    row = await self.readmodel.registration(registration_id)
+                    if row is not None and row["status"] == "in_review" and row["dispute_id"]:
+                        facts = await self.readmodel.dispute(row["dispute_id"])
+                return facts
+
+            found = await self._wait(decided, wait)
+            if isinstance(found, dict):
+                raise _contest_refused(registration_id, found)
+            if found is not None:
+                headers["Location"] = f"/v1/disputes/{found.id}"
+                return Outcome(201, _dispute_view(found), headers)
+        return Outcome(202, DisputeCommandView(id=dispute_id, status="pending",
+                                               registration_ids=[registration_id]), headers)
 
     async def _dispute(self, principal: Principal, dispute_id: str) -> DisputeFacts:
         facts = await self.readmodel.dispute(dispute_id)
@@ -550,7 +564,7 @@ class Commands:
             raise Problem(404, "Not found", f"No dispute {dispute_id}.")
         try:
             access.check_assigned(principal.role, principal.subject_id, facts.owner_id,
-                                  dispute_id)
+                                  dispute_id, facts.owners)
         except access.Denied as exc:
             raise _denied(exc) from exc
         if facts.status != "open":
@@ -724,6 +738,16 @@ def _claim_view(row: dict[str, Any]) -> ClaimView:
         account=row.get("account") or {}, products=list(row.get("products") or ()),
         status=row["status"], filed_at=row["filed_at"], decided_at=row.get("decided_at"),
         protected_until=row.get("protected_until"), decision=row.get("decision"))
+
+
+def _contest_refused(registration_id: str, refusal: dict[str, Any]) -> Problem:
+    """Adjudication's refusal of a contest, as the API's problem (DESIGN.md: unknown → 404,
+    the rest 409); the explanation says why."""
+    reason = str(refusal.get("reason", ""))
+    status = 404 if reason == "unknown_registration" else 409
+    return Problem(status, "Not found" if status == 404 else "Conflict",
+                   f"The contest of {registration_id} was refused ({reason}): "
+                   f"{refusal.get('explanation', '')}")
 
 
 def _problem_dict(problem: Problem) -> dict[str, Any]:

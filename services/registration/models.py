@@ -359,7 +359,8 @@ class DisputeCommandView(BaseModel):
     what the read model showed when answering (null where not known yet)."""
 
     id: str
-    status: Literal["open", "resolved"]
+    status: Literal["pending", "open", "resolved"] = Field(
+        description="`pending`: a contest accepted into the log, not yet adjudicated")
     level: int | None = None
     owner_id: str | None = None
     due_at: datetime | None = None

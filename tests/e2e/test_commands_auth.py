@@ -79,6 +79,9 @@ def _expected(endpoint: str) -> dict[str, Any]:
     # Another partner's registration does not exist for p-2.
     if endpoint in ("withdraw", "extend", "dispute"):
         denied["partner:p-2"] = 404
+    # A dispute never assigned to cm-2 does not exist for it (as when it reads it).
+    if endpoint in ("acknowledge", "resolve"):
+        denied["owner:cm-2"] = 404
     # Another rep's claim does not exist for r-2.
     if endpoint == "release":
         denied["rep:r-2"] = 404

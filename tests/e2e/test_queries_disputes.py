@@ -52,6 +52,12 @@ async def test_a_tie_lands_in_the_level_one_owners_queue(system: Running) -> Non
     assert forbidden.status_code == 403
     hidden = await get(system, "owner", "dir-1", f"/v1/disputes/{dispute}")
     assert hidden.status_code == 404
+    # Acting on it does not reveal it either: the same 404 as reading.
+    stranger = (await system.as_("owner", "dir-1"))[0]
+    for action in ("acknowledge", "resolve"):
+        acted = await stranger.post(f"/v1/disputes/{dispute}/{action}",
+                                    json={"outcome": "reject_all"})
+        assert acted.status_code == 404, acted.text
     vendor = (await get(system, "channel_manager", "cm", "/v1/disputes",
                         owner_id="cm-1", status="open")).json()
     assert dispute in [d["id"] for d in vendor["items"]]
@@ -134,6 +140,9 @@ async def test_a_missed_deadline_escalates_to_the_next_owner(system: Running) ->
         # The first owner keeps read access to a dispute it was assigned.
         assert (await get(system, "owner", "cm-fast",
                           f"/v1/disputes/{dispute}")).status_code == 200
+        # ... so acting on it is 403 (no longer assigned), not 404.
+        former = (await system.as_("owner", "cm-fast"))[0]
+        assert (await former.post(f"/v1/disputes/{dispute}/acknowledge")).status_code == 403
         metrics = (await get(system, "channel_manager", "cm", "/v1/metrics/program")).json()
         assert {"level": 1, "outcome": "escalated"}.items() <= next(
             b for b in metrics["disputes"]["sla_breaches"] if b["level"] == 1).items()

@@ -56,7 +56,7 @@ _REGISTRATION_EXAMPLE: dict[str, Any] = {
                  "explanation": "No other party holds this account.", "conflicts": []},
 }
 _DISPUTE_EXAMPLE: dict[str, Any] = {
-    "id": "dsp_01jd2v9a1b2c3d4e5f6g7h8j9k", "status": "open", "level": 1, "owner_id": "cm-1",
+    "id": "dsp_5f0c1e9a7b2d4c6e8a0b1c2d3e", "status": "open", "level": 1, "owner_id": "cm-1",
     "due_at": "2026-11-25T09:00:00Z", "acknowledged_at": None,
     "registration_ids": ["reg_01jd2v6x3k8m0q9r7s5t4w2y1z"], "resolution": None,
 }
@@ -210,11 +210,18 @@ DISPUTE_ANSWERS: dict[int | str, dict[str, Any]] = {
 @router.post("/registrations/{registration_id}/disputes", status_code=201,
              response_model=DisputeCommandView, responses={
                  201: _example(DisputeCommandView, _DISPUTE_EXAMPLE,
-                               "Durable; filled in when opened within the `Prefer: wait`"),
+                               "Opened (or joined) within the `Prefer: wait`"),
+                 202: _example(DisputeCommandView, {
+                     "id": "dsp_5f0c1e9a7b2d4c6e8a0b1c2d3e", "status": "pending",
+                     "registration_ids": ["reg_01jd2v6x3k8m0q9r7s5t4w2y1z"]},
+                     "Durable, not adjudicated yet (no wait asked, or it ran out)"),
                  **problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 503)},
              summary="Contest a rejection",
              description="The owning partner (or an integration / admin for it) contests a "
-             "registration rejected by a precedence rule; a dispute opens at level 1.")
+             "registration rejected by a precedence rule; a dispute opens at level 1. With "
+             "`Prefer: wait` the answer is adjudication's: 201 with the dispute, or the "
+             "refusal as a problem (409, with the reason, e.g. `not_disputable` for a "
+             "`duplicate` rejection); otherwise 202 `pending`. Dispute ids are opaque.")
 async def file_dispute(
     registration_id: EntityId, body: DisputeRequest, request: Request,
     commands: CommandsDep, wait: Wait,
@@ -227,7 +234,7 @@ async def file_dispute(
 
 
 DisputeId = Annotated[str, Path(pattern=IDENTIFIER_PATTERN, max_length=100,
-                                examples=["dsp_01jd2v9a1b2c3d4e5f6g7h8j9k"])]
+                                examples=["dsp_5f0c1e9a7b2d4c6e8a0b1c2d3e"])]
 
 
 @router.post("/disputes/{dispute_id}/acknowledge", status_code=202,
