@@ -7,8 +7,9 @@ exclusive registration on the same customer (its account key or a key linked to 
 overlapping scope is rejected `reregistration_cooloff` until the cool-off of the policy the
 ended registration was decided under has passed (`Policy.cooloff`, at most one protection
 period: the ended entry is remembered exactly that long). Other partners are not affected:
-the account is free for them at once. Wins, losses, rejections and a partner's exit start
-no cool-off.
+the account is free for them at once. Only an approved protection starts a cool-off (not a
+registration withdrawn while in review); wins, losses, rejections and a partner's exit
+start none.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ keep it: an expired deal later closed won in the CRM starts none)."""
 
 
 def record(state: AdjudicationState, entry: Entry, reason: str, at: int) -> None:
-    """Remember that `entry` let go at `at` (called when its protection ends)."""
-    if reason in STARTS_COOLOFF and entry.party_type == "partner" and not entry.mirror \
+    """Remember that `entry` let go at `at` (called as it ends, before it is retired): only
+    a protection held (approved) starts a cool-off, not a registration waiting in review."""
+    if reason in STARTS_COOLOFF and entry.status == "approved" \
+            and entry.party_type == "partner" and not entry.mirror \
             and held_exclusively(state, entry):
         state.let_go.setdefault(entry.account_key, []).append((entry.id, at))
 

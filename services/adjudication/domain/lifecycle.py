@@ -60,8 +60,8 @@ def end(
     if status == "won":
         state.record_win(entry.account_key, entry.incumbency_party, at)
         incumbent_until = from_us(at + span_us(policy.incumbency_window))
-    retire(state, entry, status, policy, at)
     cooloff.record(state, entry, reason, at)
+    retire(state, entry, status, policy, at)
     if was_active:
         remove_member(state, out, entry, at)
     if entry.mirror:

@@ -120,3 +120,15 @@ def test_cooloff_can_be_turned_off_and_a_win_starts_none() -> None:
     d2.close("r1", "won")
     assert decisions(d2.register("r2", "p-1"))[0].rule == "no_conflict"
 
+
+
+def test_withdrawing_a_registration_still_in_review_starts_no_cooloff() -> None:
+    d = Driver()
+    d.register("r1", "p-1")
+    d.later(hours=1)
+    assert decisions(d.register("r2", "p-2"))[0].status == "in_review"  # a tie
+    d.withdraw("r2", "p-2")
+    d.later(days=3)
+    d.withdraw("r1", "p-1")  # r1 was approved: p-1 cools off, p-2 does not
+    assert decisions(d.register("r3", "p-2"))[0].rule == "no_conflict"
+    assert decisions(d.register("r4", "p-1"))[0].rule == "reregistration_cooloff"
