@@ -58,6 +58,10 @@ async def test_a_named_account_claim_is_released_after_a_restart(tmp_path: Path)
                 ).status_code == 409  # released already
         freed = await _register(second, "p-1", "named-one.com")
         assert (freed["status"], freed["decision"]["rule"]) == ("approved", "no_conflict")
+        owners = (await client.get("/v1/ownership", params={"domain": "named-one.com"})
+                  ).json()["owners"]
+        assert [(o["party_type"], o["registration_id"]) for o in owners] == [
+            ("partner", freed["id"])]
 
         # The CRM releases one with a CloudEvent.
         integration = await second.as_("integration")
