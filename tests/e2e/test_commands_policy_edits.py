@@ -3,6 +3,7 @@ version, through HTTP; a refused edit appends nothing."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -74,3 +75,17 @@ async def test_a_partial_body_changes_only_what_it_names(harness: Harness) -> No
     back = await client.put("/v1/policy", json=default)
     assert back.status_code == 201
     assert {k: v for k, v in back.json().items() if k != "version"} == default
+
+
+async def test_concurrent_partial_edits_never_lose_one_another(harness: Harness) -> None:
+    client = harness.client
+    for n in range(5):
+        a, b = await asyncio.gather(
+            client.put("/v1/policy", json={"tie_window": f"PT{n + 2}H"}),
+            client.put("/v1/policy", json={"protection_period": f"P{n + 40}D"}))
+        assert {a.status_code, b.status_code} <= {201, 409}, (a.text, b.text)
+        doc = (await client.get("/v1/policy")).json()
+        if a.status_code == 201:
+            assert doc["tie_window"] == f"PT{n + 2}H"
+        if b.status_code == 201:
+            assert doc["protection_period"] == f"P{n + 40}D"

@@ -201,7 +201,7 @@ async def get_owner(owner_id: RefId, principal: Admin,
     "is durable on the reference topic before it is served or stamped.")
 async def put_policy(body: Policy, principal: Admin, commands: CommandsDep) -> Response:
     expected = body.version if "version" in body.model_fields_set else None
-    current = await commands.reference.current_policy()
+    current = await commands.reference.latest_policy()
     try:
         document = Policy.model_validate(policy_edits.merged_document(current, body))
     except ValidationError as exc:
@@ -216,6 +216,11 @@ async def put_policy(body: Policy, principal: Admin, commands: CommandsDep) -> R
         raise Problem(422, "Validation failed", "The policy was not published: "
                       + "; ".join(f"{e['field']}: {e['message']}" for e in errors),
                       errors=errors)
+    if expected is None and document.model_dump(exclude={"version"}) != \
+            current.model_dump(exclude={"version"}):
+        # Merged onto `current`: if another edit was published meanwhile, 409, not a lost
+        # update.
+        expected = current.version + 1
     try:
         published = await commands.reference.publish(document,
                                                       published_by=principal.actor_id,

@@ -5,7 +5,9 @@ operator mistakes refused before anything is appended.
   version's values (objects merge field by field; lists and scalars are replaced as a
   whole; an explicit `null` sets null). Before this, a partial body silently reset every
   other field to its default. To return to the defaults, send them: `GET /v1/policy/1` is
-  the default document.
+  the default document. The merge is onto the newest version read from the store, and is
+  published only as the version after it: an edit published meanwhile makes it a 409
+  (retry), never a lost update.
 - **Empty lists are refused** (422): `exclusive_motions: []` makes every motion
   non-exclusive (nobody is ever protected) and `precedence: []` leaves every rival pair
   tied; both are typos far more often than intent.
