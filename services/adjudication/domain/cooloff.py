@@ -3,10 +3,11 @@
 Without it a partner extends to `max_extensions`, withdraws the day before expiry, and
 registers the same account again for a fresh `protection_period`, for ever. When a
 partner's exclusive registration ends by withdrawal or expiry, the same partner's new
-exclusive registration on the same customer (its account key or a key linked to it) and an
-overlapping scope is rejected `reregistration_cooloff` until the cool-off of the policy the
-ended registration was decided under has passed (`Policy.cooloff`, at most one protection
-period: the ended entry is remembered exactly that long). Other partners are not affected:
+exclusive registration on the same customer (its account key and every key linked to it,
+`state.cluster`) and an overlapping scope is rejected `reregistration_cooloff` until the
+cool-off of the policy the ended registration was decided under has passed
+(`Policy.cooloff`, at most one protection period: the ended entry is remembered exactly
+that long). Other partners are not affected:
 the account is free for them at once. Only an approved protection starts a cool-off (not a
 registration withdrawn while in review); wins, losses, rejections and a partner's exit
 start none.
@@ -54,7 +55,7 @@ def cooling(state: AdjudicationState, new: Entry, policy: Policy, at: int
     if new.party_type != "partner" or not held_exclusively(state, new):
         return None
     found: tuple[Entry, int] | None = None
-    for key in (new.account_key, *state.links.get(new.account_key, ())):
+    for key in state.cluster(new.account_key):
         for entry_id, ended_at in state.let_go.get(key, ()):
             old = state.entries.get(entry_id)
             if old is None or old.party_id != new.party_id or old.status not in STARTS_COOLOFF:
