@@ -29,7 +29,9 @@ async def harness(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Har
                         admin_token="test-admin-token")
     async with serve(settings) as running:
         # Outside the tie window the earlier registration wins (a precedence rejection).
-        published = await running.client.put("/v1/policy", json={"tie_window": "PT0.001S"})
+        # A withdrawn owner frees the account (no promotion of the next in line).
+        published = await running.client.put("/v1/policy", json={"tie_window": "PT0.001S",
+                                                                  "on_release": "free"})
         assert published.status_code == 201, published.text
         for partner in ("p-1", "p-2", "p-3"):
             assert (await running.client.put(f"/v1/partners/{partner}", json={
@@ -48,6 +50,28 @@ async def _register(harness: Harness, partner: str, domain: str) -> dict[str, An
 async def test_a_contest_adjudication_refuses_is_a_problem_not_an_open_dispute(
     harness: Harness,
 ) -> None:
+    # p-1 lost to p-2 by first_submitted (contestable, as far as the edge can see), then
+    # took the account itself once p-2 withdrew: adjudication refuses the contest (a party
+    # never holds two overlapping protections), which the edge cannot know.
+    await _register(harness, "p-2", "own-contest.com")
+    lost = await _register(harness, "p-1", "own-contest.com")
+    assert lost["decision"]["rule"] == "first_submitted"
+    holder = (await harness.client.get(f"/v1/registrations/{lost['id']}")).json()
+    rival = holder["decision"]["conflicts"][0]["registration_id"]
+    withdrawn = await harness.client.post(f"/v1/registrations/{rival}/withdraw", headers=WAIT)
+    assert withdrawn.status_code == 200, withdrawn.text
+    assert (await _register(harness, "p-1", "own-contest.com"))["status"] == "approved"
+    contested = await harness.client.post(
+        f"/v1/registrations/{lost['id']}/disputes", json={"reason": "mine"},
+        headers={**WAIT, **await harness.as_("partner", "p-1")})
+    assert contested.status_code == 409, contested.text
+    assert contested.headers["content-type"].startswith("application/problem+json")
+    assert "(not_disputable)" in contested.json()["detail"]
+    row = (await harness.client.get(f"/v1/registrations/{lost['id']}")).json()
+    assert (row["status"], row["dispute_id"]) == ("rejected", None)
+
+
+async def test_a_contest_of_a_duplicate_is_refused(harness: Harness) -> None:
     await _register(harness, "p-1", "dup-contest.com")
     duplicate = await _register(harness, "p-1", "dup-contest.com")
     assert duplicate["decision"]["rule"] == "duplicate"
@@ -55,10 +79,6 @@ async def test_a_contest_adjudication_refuses_is_a_problem_not_an_open_dispute(
         f"/v1/registrations/{duplicate['id']}/disputes", json={"reason": "mine"},
         headers={**WAIT, **await harness.as_("partner", "p-1")})
     assert contested.status_code == 409, contested.text
-    assert contested.headers["content-type"].startswith("application/problem+json")
-    assert "not_disputable" in contested.json()["detail"]
-    row = (await harness.client.get(f"/v1/registrations/{duplicate['id']}")).json()
-    assert (row["status"], row["dispute_id"]) == ("rejected", None)
 
 
 async def test_a_contest_answers_with_the_dispute_it_opened(harness: Harness) -> None:
