@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from shared.settings import Settings
-from tests.integration.registration.harness import Harness, registration, serve
+from tests.integration.registration.harness import Harness, eventually, registration, serve
 
 WAIT = {"Prefer": "wait=10"}
 CLOUDEVENTS = {"content-type": "application/cloudevents+json"}
@@ -56,12 +56,17 @@ async def test_a_named_account_claim_is_released_after_a_restart(tmp_path: Path)
         assert (released.json()["id"], released.json()["status"]) == (by_rep["id"], "withdrawn")
         assert (await client.post(path, headers=await second.as_("rep", "r-1"))
                 ).status_code == 409  # released already
-        freed = await _register(second, "p-1", "named-one.com")
-        assert (freed["status"], freed["decision"]["rule"]) == ("approved", "no_conflict")
+        # The account is free: the partner the claim beat is next in line (on_release).
+
+        async def promoted() -> dict[str, Any] | None:
+            row = (await client.get(f"/v1/registrations/{blocked['id']}")).json()
+            return row if row["status"] == "approved" else None
+
+        assert (await eventually(promoted))["decision"]["rule"] == "promoted_on_release"
         owners = (await client.get("/v1/ownership", params={"domain": "named-one.com"})
                   ).json()["owners"]
         assert [(o["party_type"], o["registration_id"]) for o in owners] == [
-            ("partner", freed["id"])]
+            ("partner", blocked["id"])]
 
         # The CRM releases one with a CloudEvent.
         integration = await second.as_("integration")
