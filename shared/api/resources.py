@@ -70,7 +70,8 @@ class IncumbentView(BaseModel):
 
     party_type: PartyType
     party_id: str | None
-    since: datetime
+    since: datetime | None = Field(description="Null for a partner caller when it is "
+                                   "another party's")
     until: datetime | None
 
 
@@ -117,7 +118,10 @@ class ResolutionView(BaseModel):
     approved_ids: list[str | None] = Field(default_factory=list)
     rejected_ids: list[str | None] = Field(default_factory=list)
     resolved_by: str | None = None
-    note: str = ""
+    note: str = Field("", description="Internal: owners, channel roles and admins only")
+    partner_note: str | None = Field(
+        None, description="Written for the involved partners (the only resolution text "
+        "partners receive)")
     merged_into: str | None = None
     resolved_at: datetime | None = None
     rule: str | None = None

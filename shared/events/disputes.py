@@ -86,6 +86,9 @@ class DisputeResolutionSubmitted(DomainEvent):
     registration_id: str | None = None
     splits: tuple[Split, ...] = ()
     note: str = ""
+    """Internal: escalation owners, channel roles and admins only."""
+    partner_note: str | None = None
+    """For the involved partners (optional; added later, absent from older events)."""
     submitted_at: datetime
     policy_version: int | None = None
 
@@ -210,6 +213,9 @@ class DisputeResolved(DomainEvent):
     resolved_by: str | None = None
     actor_role: ActorRole | None = None
     note: str = ""
+    """Internal: escalation owners, channel roles and admins only."""
+    partner_note: str | None = None
+    """For the involved partners (optional; added later, absent from older events)."""
     merged_into: str | None = None
     level: int
     resolved_at: datetime

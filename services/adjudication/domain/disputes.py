@@ -362,6 +362,7 @@ def submit_resolution(
         approved = dict.fromkeys(members)
     settle(state, out, dispute, event.outcome, approved, "dispute_resolution", at,
            resolved_by=event.actor_id, actor_role=event.actor_role, note=event.note,
+           partner_note=event.partner_note,
            splits=event.splits, awarded=event.registration_id)
 
 
@@ -393,6 +394,7 @@ def settle(
     resolved_by: str | None = None,
     actor_role: ActorRole | None = None,
     note: str = "",
+    partner_note: str | None = None,
     splits: Sequence[Split] = (),
     awarded: str | None = None,
 ) -> None:
@@ -416,6 +418,7 @@ def settle(
             resolved_by=resolved_by,
             actor_role=actor_role,
             note=note,
+            partner_note=partner_note,
             level=dispute.level,
             resolved_at=from_us(at),
             rule=rule,
