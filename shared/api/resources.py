@@ -51,8 +51,8 @@ class RegistrationView(BaseModel):
 
 class OwnerView(BaseModel):
     """One party protecting (part of) an account. `products` empty: the whole account.
-    For a partner caller, a competitor's `party_id`, `registration_id`, `motion` and
-    `credit_percent` are null."""
+    For a partner caller, a competitor's `party_id`, `registration_id`, `motion`,
+    `credit_percent` and `since` are null, and equal competitor scopes are one entry."""
 
     party_type: PartyType
     party_id: str | None
@@ -86,7 +86,8 @@ class OwnershipView(BaseModel):
     open_disputes: list[str] = Field(
         default_factory=list,
         description="Open disputes on the account (for a partner: only those it is party to)")
-    open_dispute_count: int = 0
+    open_dispute_count: int = Field(
+        0, description="How many open disputes (for a partner: of those it is party to)")
     incumbents: list[IncumbentView] = Field(default_factory=list)
     as_of: datetime | None = None
     match: AccountMatchView | None = None
@@ -135,7 +136,9 @@ class BreachView(BaseModel):
 
 
 class DisputeView(BaseModel):
-    """A dispute. For a partner caller, registrations of other parties are null."""
+    """A dispute. For a partner caller (the partner view, `shared/api/partner_view.py`):
+    only its own registrations are listed, the resolution shows `partner_note` but not
+    `note` or `resolved_by`, and text names no other party."""
 
     id: str
     status: Literal["open", "resolved"]
