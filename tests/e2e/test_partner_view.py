@@ -221,3 +221,21 @@ async def test_the_owning_partner_cannot_close_its_registration_the_crm_can(
     closed = await crm.post(f"/v1/registrations/{held['id']}/close",
                             headers={"Prefer": "wait=15"}, json={"outcome": "won"})
     assert closed.status_code == 200 and closed.json()["status"] == "won", closed.text
+
+
+async def test_a_partners_own_duplicate_keeps_its_id_in_the_answer_and_the_query(
+        system: Running) -> None:
+    partner = fresh("p1")
+    domain = f"{fresh('dup')}.com"
+    commands, queries = await system.as_("partner", partner)
+    first = await commands.post("/v1/registrations", headers={"Prefer": "wait=15"},
+                                json=registration(None, domain))
+    again = await commands.post("/v1/registrations", headers={"Prefer": "wait=15"},
+                                json=registration(None, domain))
+    assert (first.status_code, again.status_code) == (201, 201), again.text
+    decision = again.json()["decision"]
+    assert decision["rule"] == "duplicate", decision
+    assert [c["registration_id"] for c in decision["conflicts"]] == [first.json()["id"]]
+    await system.settle()
+    got = await queries.get(f"/v1/registrations/{again.json()['id']}")
+    assert got.json()["decision"] == decision
