@@ -109,19 +109,6 @@ async def holders_of(conn: AsyncConnection, ids: Iterable[str]
     return found
 
 
-async def keys_of_partner(conn: AsyncConnection, partner_id: str, keys: Iterable[str]
-                          ) -> set[str]:
-    """Which of `keys` the partner registered under (any status)."""
-    wanted = list(set(keys))
-    if not wanted:
-        return set()
-    return set((await conn.execute(
-        select(registrations.c.account_key).distinct()
-        .where(registrations.c.partner_id == partner_id,
-               registrations.c.account_key.in_(wanted))
-    )).scalars().all())
-
-
 # The registration service owns the policy table (a fold of the reference topic); readers
 # elsewhere need only the current document.
 _policies = table("ref_policies", column("version"), column("document", Json))

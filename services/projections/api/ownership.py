@@ -110,10 +110,14 @@ async def ownership(
 
 
 async def _name_threshold(request: Request) -> float:
-    """The current policy's `match.name_threshold` (the default policy's before any)."""
+    """The current policy's `match.name_threshold` (the default policy's before any; exact
+    names only if the stored document cannot be read: fail closed)."""
     async with request.app.state.runtime.engine.connect() as conn:
         document = await current_policy_document(conn)
-    policy = Policy.model_validate(document) if document else Policy.default()
+    try:
+        policy = Policy.model_validate(document) if document else Policy.default()
+    except ValueError:
+        return 1.0
     return float(policy.match.name_threshold)
 
 
