@@ -256,11 +256,12 @@ SPLITS: Final = Parties(SPLIT, None)
 RESOLUTION: Final[Shape] = {
     "outcome": SHOW, "registration_id": ID, "splits": SPLITS, "approved_ids": IDS,
     "rejected_ids": IDS, "resolved_by": NULL, "actor_role": HIDE, "note": HIDE,
-    "partner_note": SHOW, "merged_into": SHOW, "resolved_at": SHOW, "rule": SHOW,
+    "partner_note": TEXT, "merged_into": SHOW, "resolved_at": SHOW, "rule": SHOW,
     "policy_version": SHOW, "explanation": TEXT,
 }
-"""Partners get `partner_note` (written for the involved partners), never the internal
-`note` nor who resolved the dispute."""
+"""Partners get `partner_note` (written for the involved partners; scrubbed like any text,
+in case it names another party's registration), never the internal `note` nor who
+resolved the dispute."""
 
 BREACH: Final[Shape] = {"level": SHOW, "deadline": SHOW, "outcome": SHOW}
 
@@ -366,7 +367,7 @@ TIMELINE_DATA: Final[Mapping[str, Shape]] = {
         "dispute_id": SHOW, "account_key": KEY, "outcome": SHOW, "registration_ids": IDS,
         "awarded_registration_id": ID, "splits": SPLITS, "approved_ids": IDS,
         "rejected_ids": IDS, "resolved_by": HIDE, "actor_role": HIDE, "note": HIDE,
-        "partner_note": SHOW, "merged_into": SHOW, "level": SHOW, "resolved_at": SHOW,
+        "partner_note": TEXT, "merged_into": SHOW, "level": SHOW, "resolved_at": SHOW,
         "rule": SHOW, "policy_version": SHOW, "explanation": TEXT},
     "dealreg.account.linked.v1": {
         "registration_id": ID, "account_key": KEY, "canonical_key": KEY,
@@ -393,7 +394,7 @@ dispute is not news a partner may have: it would count the rivals)."""
 
 WEBHOOK_DISPUTE: Final[Shape] = {
     "id": SHOW, "outcome": SHOW, "resolved_at": SHOW, "level": SHOW, "rule": SHOW,
-    "policy_version": SHOW, "merged_into": SHOW, "partner_note": SHOW,
+    "policy_version": SHOW, "merged_into": SHOW, "partner_note": TEXT,
 }
 WEBHOOK_RESULT: Final[Shape] = {"id": ID, "status": SHOW, "credit_percent": SHOW}
 WEBHOOK_DATA: Final[Shape] = {

@@ -333,6 +333,11 @@ def test_a_partner_webhook_carries_the_partner_note_and_only_its_own_results() -
     body = pv.resolved_webhook("2027-01-01T00:00:00+00:00", data, results,
                                Scope.of(P1, HOLDERS, ["reg_own1", "reg_rival1"]))
     assert body["data"]["dispute"]["partner_note"] == "Awarded on the first introduction."
+    data["partner_note"] = "reg_rival1 showed the first introduction."
+    scrubbed = pv.resolved_webhook("2027-01-01T00:00:00+00:00", data, results,
+                                   Scope.of(P1, HOLDERS, ["reg_own1", "reg_rival1"]))
+    assert scrubbed["data"]["dispute"]["partner_note"] == (
+        f"{pv.ANOTHER} showed the first introduction.")
     assert body["data"]["registrations"] == results
     assert body["data"]["account_key"] == "dom:acme.com"
     text = _raw(body)
