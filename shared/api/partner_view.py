@@ -132,10 +132,14 @@ class Parties(Rule):
 
 Shape = Mapping[str, Rule]
 
-ANOTHER: Final = "another party's registration"
+ANOTHER: Final = "another party"
 _RUN: Final = re.compile(re.escape(ANOTHER) + r"(?:(?:, | and )" + re.escape(ANOTHER) + ")+")
 _IDS_IN_TEXT: Final = re.compile(r"\b(?:reg|clm)_[0-9A-Za-z]+\b")
-_COUNT_OF_PARTIES: Final = re.compile(r"\b\d+ other (parties|registrations)\b")
+# How the adjudicator's sentences describe rivals: one ("another partner's registration",
+# "a direct ... claim") or several ("3 other parties"). Both read "another party", so the
+# wording does not tell one rival from many.
+_RIVALS: Final = re.compile(r"another partner's registration|a direct (?:named-account|"
+                            r"opportunity) claim|\b(?:\d+ )?other (?:parties|registrations)\b")
 _COUNT_OF_REGISTRATIONS: Final = re.compile(r"\bover \d+ registrations?\b")
 
 _ID_KEYS: Final = ("registration_id", "claim_id", "holder_id", "awarded_registration_id")
@@ -144,8 +148,9 @@ _DROP: Final = object()
 
 
 def scrub(text: Any, scope: Scope) -> Any:
-    """Free text with every registration or claim id that is not the viewer's replaced by
-    a neutral phrase (runs of them by one), and counts of rivals taken out."""
+    """Free text with every registration or claim id that is not the viewer's, and every
+    description of rivals, replaced by "another party" (a run of them by one), and counts
+    of registrations taken out: the text tells neither who nor how many."""
     if not isinstance(text, str):
         return text
     for rid in sorted(scope.foreign_ids, key=len, reverse=True):
@@ -153,8 +158,8 @@ def scrub(text: Any, scope: Scope) -> Any:
             text = text.replace(rid, ANOTHER)
     text = _IDS_IN_TEXT.sub(lambda m: m.group(0) if m.group(0) in scope.own_ids else ANOTHER,
                             text)
-    text = _RUN.sub("other parties' registrations", text)
-    text = _COUNT_OF_PARTIES.sub(lambda m: f"other {m.group(1)}", text)
+    text = _RIVALS.sub(ANOTHER, text)
+    text = _RUN.sub(ANOTHER, text)
     return _COUNT_OF_REGISTRATIONS.sub("over the registrations", text)
 
 

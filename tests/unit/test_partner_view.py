@@ -174,8 +174,7 @@ def test_a_partner_keeps_its_own_conflict_and_learns_only_that_rivals_exist() ->
     text = _raw(out)
     for secret in ("reg_rival1", "reg_rival2", "p-2", "p-3", "rival.com", "2 other"):
         assert secret not in text, secret
-    assert out["decision"]["explanation"] == (
-        "Rejected: other parties' registrations hold it; other parties")
+    assert out["decision"]["explanation"] == "Rejected: another party hold it; another party"
     assert RegistrationView.model_validate(out).decision is not None
 
 
@@ -309,6 +308,19 @@ def test_ownership_merges_rivals_and_keeps_disputes_and_keys_to_the_partner() ->
     for secret in ("p-2", "p-3", "reg_rival", "rival-customer", "MARKER-crm", "dsp_theirs"):
         assert secret not in text, secret
     OwnershipView.model_validate(out)
+
+
+def test_one_rival_and_many_read_the_same() -> None:
+    scope = Scope(P1, own_ids=frozenset({"reg_own1"}))
+    one = ("In review: the account acme.com is also claimed by another partner's "
+           "registration; nothing in the policy separates them")
+    many = ("In review: the account acme.com is also claimed by 3 other parties; nothing in "
+            "the policy separates them")
+    direct = ("In review: the account acme.com is also claimed by a direct named-account "
+              "claim; nothing in the policy separates them")
+    assert pv.scrub(one, scope) == pv.scrub(many, scope) == pv.scrub(direct, scope)
+    listed = pv.scrub("approved: reg_a1, reg_b2 and clm_c3; rejected: reg_own1", scope)
+    assert listed == "approved: another party; rejected: reg_own1"
 
 
 def test_text_scrubbing_replaces_every_foreign_id_and_counts_of_rivals() -> None:
