@@ -5,8 +5,8 @@ every partner webhook goes through this module when the caller is a partner. It 
 **allow-list**: each resource has a shape naming every field a partner may receive and how
 (`SHOW`, the caller's own ids only, scrubbed text, ...). A field that is not listed is
 dropped, so a field added to a view model or an event stays invisible to partners until
-someone lists it here (`tests/unit/test_partner_view.py` fails until every field of every
-view model and event is classified).
+someone lists it here (`tests/unit/test_partner_view_allow_list.py` fails until every
+field of every view model and event is classified).
 
 What a partner learns:
 - its own registrations, disputes entries and outcomes in full (its own ids, its own
