@@ -378,8 +378,12 @@ TIMELINE_DATA: Final[Mapping[str, Shape]] = {
         "registration_id": ID, "account_key": KEY, "canonical_key": KEY,
         "matched_by": SHOW, "score": SHOW, "linked_at": SHOW, "policy_version": SHOW,
         "rule": SHOW, "explanation": HIDE},
+    "dealreg.account.unlinked.v1": {
+        "registration_id": ID, "account_key": KEY, "canonical_key": KEY,
+        "unlinked_at": SHOW, "policy_version": SHOW, "rule": SHOW, "explanation": HIDE},
 }
-"""Timeline entries a partner sees, per event type, and which of their fields."""
+"""Timeline entries a partner sees, per event type, and which of their fields (the link
+events' sentences name both keys: left out)."""
 
 TIMELINE_HIDDEN_TYPES: Final = frozenset({
     "dealreg.claim.filed.v1", "dealreg.claim.decided.v1", "dealreg.claim.released.v1",
