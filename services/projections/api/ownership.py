@@ -15,6 +15,7 @@ from shared.api import partner_view
 from shared.api.partner_view import Viewer
 from shared.api.problems import PROBLEM_RESPONSES, Problem
 from shared.api.resources import OwnershipView
+from shared.inputs import Instant
 from shared.policy import Policy
 from shared.readmodel.queries import current_policy_document
 
@@ -50,7 +51,7 @@ async def ownership(
     crm_account_id: Annotated[str | None, Query(max_length=200)] = None,
     account_key: Annotated[str | None, Query(max_length=300)] = None,
     product: Annotated[str | None, Query(max_length=100)] = None,
-    as_of: Annotated[datetime | None, Query(description="ISO 8601 with offset")] = None,
+    as_of: Annotated[Instant | None, Query(description="ISO 8601 with offset")] = None,
     min_score: Annotated[float, Query(
         ge=0.5, le=1.0, description="Fuzzy name threshold (for a partner, never below the "
         "policy's `match.name_threshold`)")] = 0.9,
