@@ -257,9 +257,15 @@ REGISTRATION: Final[Shape] = {
 
 SPLIT: Final[Shape] = {"registration_id": SHOW, "percent": SHOW}
 SPLITS: Final = Parties(SPLIT, None)
+AWARD_OWN: Final[Shape] = {"product": SHOW, "registration_id": SHOW}
+AWARD_FOREIGN: Final[Shape] = {"product": SHOW, "registration_id": NULL}
+AWARDS: Final = Parties(AWARD_OWN, AWARD_FOREIGN, collapse=("product",))
+"""An award by product: which products the viewer won; of the others only that another
+party won them (what it is protected for)."""
 
 RESOLUTION: Final[Shape] = {
-    "outcome": SHOW, "registration_id": ID, "splits": SPLITS, "approved_ids": IDS,
+    "outcome": SHOW, "registration_id": ID, "splits": SPLITS, "awards": AWARDS,
+    "approved_ids": IDS,
     "rejected_ids": IDS, "resolved_by": NULL, "actor_role": HIDE, "note": HIDE,
     "partner_note": TEXT, "merged_into": SHOW, "resolved_at": SHOW, "rule": SHOW,
     "policy_version": SHOW, "explanation": TEXT,
@@ -357,7 +363,7 @@ TIMELINE_DATA: Final[Mapping[str, Shape]] = {
     "dealreg.dispute.joined.v1": {
         "dispute_id": SHOW, "account_key": KEY, "added_ids": IDS, "registration_ids": IDS,
         "joined_at": SHOW, "policy_version": SHOW, "explanation": TEXT,
-        "evidence": _EVIDENCE},
+        "evidence": _EVIDENCE, "reason": SHOW},
     "dealreg.dispute.acknowledgement_recorded.v1": {
         "dispute_id": SHOW, "account_key": KEY, "level": SHOW, "owner_id": SHOW,
         "actor_id": HIDE, "acknowledged_at": SHOW, "policy_version": SHOW},
@@ -370,7 +376,8 @@ TIMELINE_DATA: Final[Mapping[str, Shape]] = {
         "breached_deadline": SHOW, "policy_version": SHOW, "explanation": TEXT},
     "dealreg.dispute.resolved.v1": {
         "dispute_id": SHOW, "account_key": KEY, "outcome": SHOW, "registration_ids": IDS,
-        "awarded_registration_id": ID, "splits": SPLITS, "approved_ids": IDS,
+        "awarded_registration_id": ID, "splits": SPLITS, "awards": AWARDS,
+        "approved_ids": IDS,
         "rejected_ids": IDS, "resolved_by": HIDE, "actor_role": HIDE, "note": HIDE,
         "partner_note": TEXT, "merged_into": SHOW, "level": SHOW, "resolved_at": SHOW,
         "rule": SHOW, "policy_version": SHOW, "explanation": TEXT},
@@ -403,7 +410,7 @@ dispute is not news a partner may have: it would count the rivals)."""
 
 WEBHOOK_DISPUTE: Final[Shape] = {
     "id": SHOW, "outcome": SHOW, "resolved_at": SHOW, "level": SHOW, "rule": SHOW,
-    "policy_version": SHOW, "merged_into": SHOW, "partner_note": TEXT,
+    "policy_version": SHOW, "merged_into": SHOW, "partner_note": TEXT, "awards": AWARDS,
 }
 WEBHOOK_RESULT: Final[Shape] = {"id": ID, "status": SHOW, "credit_percent": SHOW}
 WEBHOOK_DATA: Final[Shape] = {

@@ -36,6 +36,7 @@ from shared.api.resources import (
     IncumbentView,
     OwnershipView,
     OwnerView,
+    ProductAwardView,
     RegistrationView,
     ResolutionView,
     SplitView,
@@ -56,6 +57,7 @@ CLASSIFIED: dict[type[BaseModel], tuple[Mapping[str, pv.Rule], ...]] = {
     DisputeCommandView: (pv.DISPUTE,),
     ResolutionView: (pv.RESOLUTION,),
     SplitView: (pv.SPLIT,),
+    ProductAwardView: (pv.AWARD_OWN, pv.AWARD_FOREIGN),
     BreachView: (pv.BREACH,),
     OwnershipView: (pv.OWNERSHIP,),
     OwnerView: (pv.OWNER_OWN, pv.OWNER_FOREIGN),
@@ -355,3 +357,15 @@ def test_a_partner_webhook_carries_the_partner_note_and_only_its_own_results() -
     text = _raw(body)
     for secret in ("MARKER-note", "cm-1", "reg_rival1"):
         assert secret not in text, secret
+
+
+def test_an_award_by_product_shows_which_products_another_party_won_not_who() -> None:
+    view = {**dispute_row(), "resolution": {"outcome": "award", "awards": [
+        {"product": "analytics", "registration_id": "reg_own1"},
+        {"product": "crm", "registration_id": "reg_rival1"}]}}
+    out = pv.dispute(view, p1_scope(view))
+    assert out["resolution"]["awards"] == [
+        {"product": "analytics", "registration_id": "reg_own1"},
+        {"product": "crm", "registration_id": None}]
+    assert "reg_rival1" not in _raw(out)
+    DisputeView.model_validate(out)
