@@ -49,6 +49,7 @@ from services.registration.models import (
     ResolutionRequest,
 )
 from shared.accounts import AccountIdentity
+from shared.api import partner_view
 from shared.api.auth import Principal
 from shared.api.problems import Problem
 from shared.api.resources import RegistrationView
@@ -132,14 +133,14 @@ def _position(appended: Appended) -> str:
     return f"{appended.topic}/{appended.partition}/{appended.offset}"
 
 
-def redact(view: RegistrationView, principal: Principal) -> RegistrationView:
-    """A partner learns of a competitor only that it exists (invariant 7)."""
-    if principal.role != "partner" or view.decision is None:
-        return view
-    raw = view.model_dump()
-    for conflict in raw["decision"]["conflicts"]:
-        conflict["registration_id"] = None
-    return RegistrationView.model_validate(raw)
+def _viewer(principal: Principal) -> partner_view.Viewer:
+    return partner_view.Viewer(principal.role, principal.subject_id)
+
+
+def shown(row: dict[str, Any], principal: Principal) -> RegistrationView:
+    """A registration as the caller may see it: the one partner view (invariant 7), applied
+    to the read-model row (its evidence names each conflict's party)."""
+    return RegistrationView.model_validate(partner_view.registration(row, _viewer(principal)))
 
 
 class Commands:
@@ -250,7 +251,7 @@ class Commands:
             headers["Preference-Applied"] = f"wait={_seconds(wait)}"
             row = await self.runtime.waiter.wait_decided(registration_id, wait)
             if row is not None:
-                return Outcome(201, redact(RegistrationView.from_row(row), principal), headers)
+                return Outcome(201, shown(row, principal), headers)
         view = RegistrationView(
             id=registration_id, partner_id=partner_id, account_key=resolution.account_key,
             account=event.account.model_dump(mode="json"),
@@ -258,7 +259,7 @@ class Commands:
             external_ref=event.external_ref, status="submitted", submitted_at=now,
             decided_at=None, protected_until=None,
         )
-        return Outcome(202, view, headers)
+        return Outcome(202, shown(view.model_dump(), principal), headers)
 
     async def _copy_reports(self, resolution: Resolution, registration_id: str,
                             policy: Policy, at: datetime
@@ -370,12 +371,12 @@ class Commands:
         row = row or await self.readmodel.registration(registration_id)
         if row is None:
             recent = self.directory.recent(registration_id)
-            return RegistrationView(
+            row = RegistrationView(
                 id=registration_id, partner_id=recent.party_id if recent else None,
                 account_key=recent.account_key if recent else None, account=None,
                 opportunity=None, motion=None, status="submitted", submitted_at=None,
-                decided_at=None, protected_until=None)
-        return redact(RegistrationView.from_row(row), principal)
+                decided_at=None, protected_until=None).model_dump()
+        return shown(row, principal)
 
     async def withdraw(self, principal: Principal, registration_id: str, wait: float = 0.0,
                        via: str = "api") -> Outcome:
@@ -483,8 +484,7 @@ class Commands:
 
             row = await self._wait(changed, wait)
             if row is not None:
-                return Outcome(200, redact(RegistrationView.from_row(row), principal),
-                               headers)
+                return Outcome(200, shown(row, principal), headers)
         return Outcome(202, await self._registration_view(registration_id, principal, None),
                        headers)
 
@@ -627,9 +627,31 @@ class Commands:
                 raise _contest_refused(registration_id, found)
             if found is not None:
                 headers["Location"] = f"/v1/disputes/{found.id}"
-                return Outcome(201, _dispute_view(found), headers)
-        return Outcome(202, DisputeCommandView(id=dispute_id, status="pending",
-                                               registration_ids=[registration_id]), headers)
+                return Outcome(201, await self._dispute_view(found, principal), headers)
+        pending = await self._dispute_shown({"id": dispute_id, "status": "pending",
+                                             "registration_ids": [registration_id]}, principal)
+        return Outcome(202, pending, headers)
+
+    async def _dispute_view(self, facts: DisputeFacts, principal: Principal
+                            ) -> DisputeCommandView:
+        return await self._dispute_shown({
+            "id": facts.id, "status": "resolved" if facts.status == "resolved" else "open",
+            "level": facts.level, "owner_id": facts.owner_id, "due_at": facts.due_at,
+            "acknowledged_at": facts.acknowledged_at,
+            "registration_ids": facts.registration_ids, "resolution": facts.resolution,
+        }, principal)
+
+    async def _dispute_shown(self, data: dict[str, Any], principal: Principal
+                             ) -> DisputeCommandView:
+        """A dispute as the caller may see it: the same partner view as
+        `GET /v1/disputes/{id}` (invariant 7)."""
+        viewer = _viewer(principal)
+        if viewer.restricted:
+            mentioned = partner_view.mentioned_ids(data)
+            scope = partner_view.Scope.of(viewer, await self.readmodel.holders(mentioned),
+                                          mentioned)
+            data = partner_view.dispute(data, scope)
+        return DisputeCommandView.model_validate(data)
 
     async def _contestable(self, registration_id: str, partner_id: str,
                            row: dict[str, Any]) -> None:
@@ -678,7 +700,7 @@ class Commands:
             dispute_id=dispute_id, account_key=facts.account_key,
             actor_id=principal.actor_id, actor_role=_actor_role(principal),
             acknowledged_at=now, policy_version=policy.version), now, via)
-        return await self._dispute_answer(dispute_id, facts, appended, wait,
+        return await self._dispute_answer(principal, dispute_id, facts, appended, wait,
                                           lambda f: f.acknowledged_at is not None)
 
     async def resolve(self, principal: Principal, dispute_id: str, body: ResolutionRequest,
@@ -701,12 +723,14 @@ class Commands:
                          for p, r in (body.awards or {}).items()),
             splits=tuple(Split(registration_id=s.registration_id, percent=s.percent)
                          for s in body.splits or ()),
-            note=body.note, submitted_at=now, policy_version=policy.version), now, via)
-        return await self._dispute_answer(dispute_id, facts, appended, wait,
+            note=body.note, partner_note=body.partner_note, submitted_at=now,
+            policy_version=policy.version), now, via)
+        return await self._dispute_answer(principal, dispute_id, facts, appended, wait,
                                           lambda f: f.status == "resolved")
 
-    async def _dispute_answer(self, dispute_id: str, facts: DisputeFacts, appended: Appended,
-                              wait: float, done: Callable[[DisputeFacts], bool]) -> Outcome:
+    async def _dispute_answer(self, principal: Principal, dispute_id: str,
+                              facts: DisputeFacts, appended: Appended, wait: float,
+                              done: Callable[[DisputeFacts], bool]) -> Outcome:
         headers = {"Location": f"/v1/disputes/{dispute_id}",
                    "X-Log-Position": _position(appended)}
         if wait > 0:
@@ -718,8 +742,8 @@ class Commands:
 
             found = await self._wait(changed, wait)
             if found is not None:
-                return Outcome(200, _dispute_view(found), headers)
-        return Outcome(202, _dispute_view(facts), headers)
+                return Outcome(200, await self._dispute_view(found, principal), headers)
+        return Outcome(202, await self._dispute_view(facts, principal), headers)
 
     # --- partners (status fan-out) -------------------------------------------------------
 
@@ -820,14 +844,6 @@ def _amount(amount: AmountIn | None) -> Amount | None:
 
 def _actor_role(principal: Principal) -> Any:
     return "admin" if principal.role == "admin" else "owner"
-
-
-def _dispute_view(facts: DisputeFacts) -> DisputeCommandView:
-    return DisputeCommandView(
-        id=facts.id, status="resolved" if facts.status == "resolved" else "open",
-        level=facts.level, owner_id=facts.owner_id, due_at=facts.due_at,
-        acknowledged_at=facts.acknowledged_at, registration_ids=facts.registration_ids,
-        resolution=facts.resolution)
 
 
 def _claim_view(row: dict[str, Any]) -> ClaimView:

@@ -201,7 +201,8 @@ class ResolutionRequest(_Body):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra={
         "examples": [
             {"outcome": "award", "registration_id": "reg_01j0000000000000000000000a",
-             "note": "First introduction documented."},
+             "note": "Partner p-1 (Acme Reseller) showed the first introduction.",
+             "partner_note": "Awarded on the documented first introduction."},
             {"outcome": "split", "note": "Both contributed.", "splits": [
                 {"registration_id": "reg_01j0000000000000000000000a", "percent": "60"},
                 {"registration_id": "reg_01j0000000000000000000000b", "percent": "40"}]},
@@ -219,7 +220,12 @@ class ResolutionRequest(_Body):
         "no winner keep their approval.")
     splits: list[SplitIn] | None = Field(None, max_length=20,
                                          description="`split` only; percents add up to 100")
-    note: str = _text(2000, min_length=0, default="")
+    note: str = _text(2000, min_length=0, default="",
+                      description="Internal: escalation owners, channel roles and admins "
+                      "read it; partners never do")
+    partner_note: str | None = _text(
+        2000, default=None, description="Optional text for the involved partners (the "
+        "only resolution text they receive)")
 
     @model_validator(mode="after")
     def _shape(self) -> ResolutionRequest:

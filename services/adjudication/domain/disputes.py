@@ -512,6 +512,7 @@ def submit_resolution(
         approved = dict.fromkeys(members)
     settle(state, out, dispute, event.outcome, approved, "dispute_resolution", at,
            resolved_by=event.actor_id, actor_role=event.actor_role, note=event.note,
+           partner_note=event.partner_note,
            splits=event.splits, awarded=event.registration_id, awards=event.awards,
            scopes=scopes, keep_unconflicted=event.outcome in ("award", "split"))
 
@@ -575,6 +576,7 @@ def settle(
     resolved_by: str | None = None,
     actor_role: ActorRole | None = None,
     note: str = "",
+    partner_note: str | None = None,
     splits: Sequence[Split] = (),
     awarded: str | None = None,
     awards: Sequence[ProductAward] = (),
@@ -630,6 +632,7 @@ def settle(
             resolved_by=resolved_by,
             actor_role=actor_role,
             note=note,
+            partner_note=partner_note,
             level=dispute.level,
             resolved_at=from_us(at),
             rule=rule,

@@ -19,7 +19,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.events import DisputeActionRejected
-from shared.readmodel.queries import get_registration
+from shared.readmodel.queries import get_registration, holders_of
 from shared.readmodel.schema import metadata, registrations, timeline_entries
 
 T = TypeVar("T")
@@ -57,6 +57,11 @@ class ReadModel:
     async def registration(self, registration_id: str) -> dict[str, Any] | None:
         async with self.engine.connect() as conn:
             return await get_registration(conn, registration_id)
+
+    async def holders(self, ids: set[str]) -> dict[str, tuple[str, str, str | None]]:
+        """Whose registrations and claims these are (for the partner view)."""
+        async with self.engine.connect() as conn:
+            return await holders_of(conn, ids)
 
     async def claim(self, claim_id: str) -> dict[str, Any] | None:
         """A claim's row: the projections' `claims` table when there is one, else the

@@ -135,10 +135,12 @@ async def extend(
              response_model=RegistrationView, responses=LIFECYCLE_ANSWERS,
              summary="Close the opportunity (won or lost)",
              description="What a CRM reports with `crm.opportunity.closed.v1`, as a "
-             "command: protection ends, and a win makes the party the account's incumbent.")
+             "command: protection ends, and a win makes the party the account's incumbent. "
+             "Integration and admin only: a close is a CRM fact (the owning partner "
+             "withdraws instead).")
 async def close(
     registration_id: EntityId, body: CloseRequest, request: Request, commands: CommandsDep,
-    wait: Wait, principal: Annotated[Principal, Depends(require("integration"))],
+    wait: Wait, principal: Annotated[Principal, Depends(require(*access.CLOSERS))],
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     command = OpportunityClosedRequest(registration_id=registration_id, outcome=body.outcome,

@@ -14,6 +14,11 @@
 | POST /v1/events                          | yes   | yes     | -       | -      | -        |
 
 `channel_manager` reads across partners and issues no commands.
+
+Closing is a CRM fact, not a partner's claim: a won close makes the party the account's
+incumbent (a precedence rule against every later rival) and counts as partner-sourced
+revenue, so only the system of record (integration) or an admin reports it. A partner
+that wants out of its protection withdraws.
 "-" is 403. A partner naming another partner's registration gets 404 (existence must not
 leak between partners); an owner naming a dispute assigned to someone else gets 404 unless
 it was assigned to that owner before (then 403): the same disputes `GET /v1/disputes/{id}`
@@ -28,6 +33,7 @@ from typing import Final
 
 REGISTRANTS: Final = ("partner", "integration")
 CLAIMANTS: Final = ("rep", "integration")
+CLOSERS: Final = ("integration",)
 PARTNER_EDITORS: Final = ("integration",)
 DISPUTE_ACTORS: Final = ("owner",)
 INGESTERS: Final = ("integration",)
