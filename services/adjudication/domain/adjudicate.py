@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import sys
 
-from services.adjudication.domain import explain, outcomes, release
+from services.adjudication.domain import cooloff, explain, outcomes, release
 from services.adjudication.domain.disputes import draw_into_dispute, same_party
 from services.adjudication.domain.instants import from_us, to_us
 from services.adjudication.domain.matching import (
     Collision,
     find_collisions,
+    held_exclusively,
     is_exclusive,
     own_key_evidence,
 )
@@ -146,13 +147,18 @@ def _decide(
                                      at))
         return []
 
+    barred = cooloff.cooling(state, entry, policy, at)
+    if barred is not None:
+        cooloff.reject(state, out, entry, *barred, label, at)
+        return []
+
     collisions = find_collisions(state, entry, identity, policy, own)
     exclusive = is_exclusive(entry, policy)
 
     duplicates = [
         c for c in collisions
         if c.confident and _same_party(c.entry, entry, policy)
-        and is_exclusive(c.entry, policy) == exclusive
+        and held_exclusively(state, c.entry) == exclusive
         and (exclusive or c.entry.motion == entry.motion)
     ]
     if duplicates:
@@ -165,7 +171,7 @@ def _decide(
         return collisions
 
     rivals = [c for c in collisions
-              if is_exclusive(c.entry, policy) and not _same_party(c.entry, entry, policy)]
+              if held_exclusively(state, c.entry) and not _same_party(c.entry, entry, policy)]
     confident = [c for c in rivals if c.confident]
     near = [c for c in rivals if not c.confident]
     # Near matches never decide when confident ones do, but they are never silently
