@@ -29,6 +29,7 @@ from services.registration.adapters.reference import ReferenceData
 from services.registration.domain import access
 from services.registration.domain.cloudevents import (
     CLAIM_FILED,
+    CLAIM_RELEASED,
     OPPORTUNITY_CLOSED,
     REGISTRATION_SUBMITTED,
     IncomingEvent,
@@ -37,6 +38,7 @@ from services.registration.domain.intake import InvalidAccount, identity_of, reg
 from services.registration.domain.resolution import Resolution
 from services.registration.models import (
     AmountIn,
+    ClaimReleasedRequest,
     ClaimRequest,
     ClaimView,
     DisputeCommandView,
@@ -58,6 +60,7 @@ from shared.events import (
     AccountLinkReported,
     Amount,
     ClaimFiled,
+    ClaimReleased,
     DisputeAcknowledged,
     DisputeFiled,
     DisputeResolutionSubmitted,
@@ -74,7 +77,7 @@ from shared.events import (
     new_envelope,
 )
 from shared.events.registration import RegistrationStatus
-from shared.ids import new_id
+from shared.ids import new_id, opaque_id
 from shared.logging import get_logger
 from shared.policy import KNOWN_PRECEDENCE_RULES, Policy, format_duration
 from shared.readmodel.waiter import DECIDED
@@ -87,6 +90,7 @@ log = get_logger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
 ENDED = ("rejected", "expired", "withdrawn", "won", "lost")
+CLAIM_PREFIX = "clm_"
 
 
 @dataclass
@@ -376,6 +380,10 @@ class Commands:
 
     async def withdraw(self, principal: Principal, registration_id: str, wait: float = 0.0,
                        via: str = "api") -> Outcome:
+        if registration_id.startswith(CLAIM_PREFIX):
+            # Claims are addressed as registrations too (their Location): withdrawing one
+            # is releasing it.
+            return await self.release_claim(principal, registration_id, wait, via)
         account_key, partner_id, row = await self._registration(principal, registration_id)
         if row is not None and row["status"] in ENDED:
             raise Problem(409, "Conflict",
@@ -394,6 +402,11 @@ class Commands:
     async def extend(self, principal: Principal, registration_id: str, wait: float = 0.0,
                      via: str = "api") -> Outcome:
         account_key, partner_id, row = await self._registration(principal, registration_id)
+        partner = await self.reference.partner(partner_id)
+        if partner is not None and partner["status"] in ("suspended", "exited"):
+            raise Problem(409, "Conflict",
+                          f"Partner {partner_id} is {partner['status']}; an inactive "
+                          "partner's protection is not extended (partner_inactive).")
         if row is not None:
             if row["status"] != "approved" or row["protected_until"] is None:
                 raise Problem(409, "Conflict",
@@ -521,6 +534,57 @@ class Commands:
                     "protected_until": row["protected_until"], "decision": row["decision"]})
         return Outcome(201, view, headers)
 
+    async def _claim(self, principal: Principal, claim_id: str
+                     ) -> tuple[str, str, dict[str, Any] | None]:
+        """(account key, rep id, read-model row or None) of a claim the caller may act on;
+        404 when unknown or, for a rep, not its own. The read model is the source (it
+        survives restarts); a claim filed a moment ago is found in this process's memory."""
+        row = await self.readmodel.claim(claim_id)
+        if row is not None and row.get("account_key") and row.get("rep_id"):
+            account_key, rep_id = row["account_key"], row["rep_id"]
+        else:
+            recent = self.directory.recent(claim_id)
+            if recent is None or not claim_id.startswith(CLAIM_PREFIX):
+                raise Problem(404, "Not found", f"No claim {claim_id}.")
+            account_key, rep_id, row = recent.account_key, recent.party_id, None
+        try:
+            access.check_owns_claim(principal.role, principal.subject_id, rep_id, claim_id)
+        except access.Denied as exc:
+            raise _denied(exc) from exc
+        return account_key, rep_id, row
+
+    async def release_claim(self, principal: Principal, claim_id: str, wait: float = 0.0,
+                            via: str = "api") -> Outcome:
+        """The claim's rep (or an integration / admin) gives a direct claim up: its
+        protection ends (status `withdrawn`, reason `released`) and the account is free."""
+        account_key, rep_id, row = await self._claim(principal, claim_id)
+        if row is not None and row["status"] in ENDED:
+            raise Problem(409, "Conflict", f"Claim {claim_id} is {row['status']}; only an "
+                          "active claim can be released.")
+        policy = await self.reference.current_policy()
+        now = datetime.now(UTC)
+        appended = await self._intake(account_key, ClaimReleased(
+            claim_id=claim_id, rep_id=rep_id, account_key=account_key, released_at=now,
+            policy_version=policy.version), now, via)
+        headers = {"Location": f"/v1/registrations/{claim_id}",
+                   "X-Log-Position": _position(appended)}
+        if wait > 0:
+            headers["Preference-Applied"] = f"wait={_seconds(wait)}"
+
+            async def released() -> dict[str, Any] | None:
+                found = await self.readmodel.claim(claim_id)
+                return found if found is not None and found["status"] in ENDED else None
+
+            found = await self._wait(released, wait)
+            if found is not None:
+                return Outcome(200, _claim_view(found), headers)
+        row = await self.readmodel.claim(claim_id) or row
+        if row is not None and row.get("kind"):
+            return Outcome(202, _claim_view(row), headers)
+        return Outcome(202, ClaimView(
+            id=claim_id, kind=None, rep_id=rep_id, account_key=account_key, account=None,
+            products=[], status="submitted", filed_at=None), headers)
+
     # --- disputes ------------------------------------------------------------------------
 
     async def file_dispute(self, principal: Principal, registration_id: str,
@@ -537,21 +601,36 @@ class Commands:
             await self._contestable(registration_id, partner_id, row)
         policy = await self.reference.current_policy()
         now = datetime.now(UTC)
-        dispute_id = new_id("dsp")
+        dispute_id = opaque_id("dsp")  # partners see it: it must reveal nothing
         appended = await self._intake(account_key, DisputeFiled(
             dispute_id=dispute_id, registration_id=registration_id, partner_id=partner_id,
             account_key=account_key, reason=body.reason, filed_at=now,
             policy_version=policy.version), now, via)
         headers = {"Location": f"/v1/disputes/{dispute_id}",
                    "X-Log-Position": _position(appended)}
-        view = await self._dispute_shown({"id": dispute_id, "status": "open",
-                                          "registration_ids": [registration_id]}, principal)
         if wait > 0:
             headers["Preference-Applied"] = f"wait={_seconds(wait)}"
-            facts = await self._wait(lambda: self.readmodel.dispute(dispute_id), wait)
-            if facts is not None:
-                view = await self._dispute_view(facts, principal)
-        return Outcome(201, view, headers)
+
+            async def decided() -> DisputeFacts | dict[str, Any] | None:
+                refused = await self.readmodel.dispute_refusal(dispute_id)
+                if refused is not None:
+                    return refused
+                facts = await self.readmodel.dispute(dispute_id)
+                if facts is None:  # the contest may have joined the dispute it is in now
+                    row = await self.readmodel.registration(registration_id)
+                    if row is not None and row["status"] == "in_review" and row["dispute_id"]:
+                        facts = await self.readmodel.dispute(row["dispute_id"])
+                return facts
+
+            found = await self._wait(decided, wait)
+            if isinstance(found, dict):
+                raise _contest_refused(registration_id, found, _viewer(principal))
+            if found is not None:
+                headers["Location"] = f"/v1/disputes/{found.id}"
+                return Outcome(201, await self._dispute_view(found, principal), headers)
+        return Outcome(202, await self._dispute_shown(
+            {"id": dispute_id, "status": "pending", "registration_ids": [registration_id]},
+            principal), headers)
 
     async def _dispute_view(self, facts: DisputeFacts, principal: Principal
                             ) -> DisputeCommandView:
@@ -603,7 +682,7 @@ class Commands:
             raise Problem(404, "Not found", f"No dispute {dispute_id}.")
         try:
             access.check_assigned(principal.role, principal.subject_id, facts.owner_id,
-                                  dispute_id)
+                                  dispute_id, facts.owners)
         except access.Denied as exc:
             raise _denied(exc) from exc
         if facts.status != "open":
@@ -737,6 +816,9 @@ class Commands:
         if incoming.type == CLAIM_FILED:
             return await self.file_claim(principal, parse_body(ClaimRequest, incoming.data),
                                          via="events")
+        if incoming.type == CLAIM_RELEASED:
+            released = parse_body(ClaimReleasedRequest, incoming.data)
+            return await self.release_claim(principal, released.claim_id, via="events")
         if incoming.type == OPPORTUNITY_CLOSED:
             return await self.close(principal,
                                     parse_body(OpportunityClosedRequest, incoming.data),
@@ -762,6 +844,29 @@ def _amount(amount: AmountIn | None) -> Amount | None:
 
 def _actor_role(principal: Principal) -> Any:
     return "admin" if principal.role == "admin" else "owner"
+
+
+def _claim_view(row: dict[str, Any]) -> ClaimView:
+    return ClaimView(
+        id=row["id"], kind=row["kind"], rep_id=row["rep_id"], account_key=row["account_key"],
+        account=row.get("account") or {}, products=list(row.get("products") or ()),
+        status=row["status"], filed_at=row["filed_at"], decided_at=row.get("decided_at"),
+        protected_until=row.get("protected_until"), decision=row.get("decision"))
+
+
+def _contest_refused(registration_id: str, refusal: dict[str, Any],
+                     viewer: partner_view.Viewer) -> Problem:
+    """Adjudication's refusal of a contest, as the API's problem (DESIGN.md: unknown → 404,
+    the rest 409); the explanation says why (for a partner, in the partner view: no id
+    but its own)."""
+    reason = str(refusal.get("reason", ""))
+    status = 404 if reason == "unknown_registration" else 409
+    explanation = refusal.get("explanation", "")
+    if viewer.restricted:
+        explanation = partner_view.scrub(
+            explanation, partner_view.Scope(viewer, own_ids=frozenset({registration_id})))
+    return Problem(status, "Not found" if status == 404 else "Conflict",
+                   f"The contest of {registration_id} was refused ({reason}): {explanation}")
 
 
 def _problem_dict(problem: Problem) -> dict[str, Any]:

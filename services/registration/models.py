@@ -249,6 +249,15 @@ class ResolutionRequest(_Body):
         return self
 
 
+class ClaimReleasedRequest(_Body):
+    """`dealreg.claim.released.v1` data: the CRM (or a person) gives a direct claim up."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra={
+        "examples": [{"claim_id": "clm_01jd2vb0c1d2e3f4g5h6j7k8m9"}]})
+
+    claim_id: Identifier
+
+
 class OpportunityClosedRequest(_Body):
     """`crm.opportunity.closed.v1` data, and the body of `POST .../close`."""
 
@@ -383,7 +392,8 @@ class DisputeCommandView(BaseModel):
     what the read model showed when answering (null where not known yet)."""
 
     id: str
-    status: Literal["open", "resolved"]
+    status: Literal["pending", "open", "resolved"] = Field(
+        description="`pending`: a contest accepted into the log, not yet adjudicated")
     level: int | None = None
     owner_id: str | None = None
     due_at: datetime | None = None
@@ -394,13 +404,14 @@ class DisputeCommandView(BaseModel):
 
 class ClaimView(BaseModel):
     id: str
-    kind: Literal["named_account", "opportunity"]
+    kind: Literal["named_account", "opportunity"] | None = Field(
+        description="null only in a release answered before the claim reached the read model")
     rep_id: str
     account_key: str
-    account: dict[str, Any]
+    account: dict[str, Any] | None
     products: list[str]
-    status: str = Field(description="`submitted` until adjudicated")
-    filed_at: datetime
+    status: str = Field(description="`submitted` until adjudicated; `withdrawn` once released")
+    filed_at: datetime | None
     decided_at: datetime | None = None
     protected_until: datetime | None = None
     decision: dict[str, Any] | None = None
