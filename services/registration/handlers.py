@@ -628,9 +628,9 @@ class Commands:
             if found is not None:
                 headers["Location"] = f"/v1/disputes/{found.id}"
                 return Outcome(201, await self._dispute_view(found, principal), headers)
-        return Outcome(202, await self._dispute_shown(
-            {"id": dispute_id, "status": "pending", "registration_ids": [registration_id]},
-            principal), headers)
+        pending = await self._dispute_shown({"id": dispute_id, "status": "pending",
+                                             "registration_ids": [registration_id]}, principal)
+        return Outcome(202, pending, headers)
 
     async def _dispute_view(self, facts: DisputeFacts, principal: Principal
                             ) -> DisputeCommandView:
