@@ -11,9 +11,10 @@ asserted:
 2. nothing a partner receives (response bodies and headers of every cell, and every webhook
    delivered to it) contains another party's registration id, claim id or partner id, the
    external reference of another partner's registration (seeded as `MARKER-<partner>-n`),
-   another partner's dispute reason (`MARKER-REASON-...`) or an internal resolution note
-   (`MARKER-NOTE-...`). The raw bytes are searched; a value the caller itself sent in that
-   request (an echo) is not a leak. Callers without a key must receive none of it at all.
+   another partner's dispute reason (`MARKER-REASON-...`), an internal resolution note
+   (`MARKER-NOTE-...`) or the id of a dispute it is not party to. The raw bytes are
+   searched; a value the caller itself sent in that request (an echo) is not a leak.
+   Callers without a key must receive none of it at all.
 
 World: partners P1, P2, P3 (and P4, which has no key), rep R1, owners cm-1 (level 1 of the
 policy, so assigned every new dispute) and cm-2. The policy has a zero tie window, so of
@@ -170,7 +171,11 @@ TABLE: dict[str, dict[str, dict[str, int]]] = {
     # operations (open; the detail of /readyz needs the ops token, see test_auth_first)
     "GET /healthz": {ANY: {role: 200 for role in ROLES}},
     "GET /readyz": {ANY: {role: 200 for role in ROLES}},
+    # Not in the document (`include_in_schema=False`), so listed in UNDOCUMENTED: the ops
+    # token or an admin credential (required by default).
+    "GET /metrics": {ANY: cells(401, admin=200)},
 }
+UNDOCUMENTED = {"GET /metrics"}
 
 
 # --- the deployment ----------------------------------------------------------------------------
@@ -642,6 +647,7 @@ BUILDERS: dict[str, Builder] = {
     "POST /v1/deliveries/{delivery_id}/redeliver": _redeliver,
     "GET /healthz": simple("/healthz"),
     "GET /readyz": simple("/readyz"),
+    "GET /metrics": simple("/metrics"),
 }
 
 
@@ -686,6 +692,9 @@ def forbidden_for(world: World, partner: str | None) -> dict[str, str]:
             out[reason] = f"dispute reason of {owner}"
     for note in world.notes:
         out[note] = "internal resolution note"
+    for dispute, parties in world.dispute_parties.items():
+        if partner not in parties:
+            out[dispute] = f"dispute of {sorted(parties)}"
     return out
 
 
@@ -705,7 +714,7 @@ def _wire(response: httpx.Response) -> bytes:
 
 async def run_matrix(world: World) -> Run:
     operations = {f"{method.upper()} {path}" for path, item in world.deployment.paths.items()
-                  for method in item}
+                  for method in item} | UNDOCUMENTED
     done: list[Cell] = []
     for operation in sorted(operations & TABLE.keys() & BUILDERS.keys()):
         for target, statuses in TABLE[operation].items():
