@@ -57,13 +57,13 @@ def dev(
     if settings.admin_token is None:
         settings.admin_token = "drk_admin_" + secrets.token_urlsafe(32)
         console.print(f"[bold]Admin token (shown once):[/bold] {settings.admin_token}")
+    console.print(f"dealreg dev on http://{host}:{port}  (API docs: http://{host}:{port}/docs, "
+                  f"data: {data_dir.resolve()})")
     if settings.ops_token_required is None:
         # A first look should see /metrics and /readyz detail; `serve` requires a token.
         settings.ops_token_required = False
         console.print("/metrics and /readyz detail are open (DEALREG_OPS_TOKEN_REQUIRED=true "
                       "protects them)")
-    console.print(f"dealreg dev on http://{host}:{port}  (API docs: http://{host}:{port}/docs, "
-                  f"data: {data_dir.resolve()})")
     _serve_http(settings, frozenset({"registration", "adjudication", "projections"}))
 
 

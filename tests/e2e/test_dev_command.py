@@ -52,11 +52,11 @@ async def test_dev_serves_decisions_and_remembers_them_across_a_restart(tmp_path
         await wait_ready(base)
         first = await _post(base, "given-token", "p-1")
         assert first.status_code == 201 and first.json()["status"] == "approved"
+        assert proc.poll() is None
         # `dev` leaves the operations endpoints open by default (`serve` requires a token).
         async with httpx.AsyncClient() as client:
             assert (await client.get(f"{base}/metrics")).status_code == 200
             assert "projections" in (await client.get(f"{base}/readyz")).json()["detail"]
-        assert proc.poll() is None
 
     # No token in the environment: one is generated and printed once.
     with dealreg_dev(tmp_path, port, token=None) as proc:
