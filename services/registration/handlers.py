@@ -17,7 +17,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from services.registration.adapters.directory import AccountDirectory, KnownEntity
+from services.registration.adapters.directory import (
+    AccountDirectory,
+    KnownEntity,
+    canonical_key,
+)
 from services.registration.adapters.idempotency import IdempotencyStore
 from services.registration.adapters.ingested import IngestedEvents
 from services.registration.adapters.readmodel import DisputeFacts, ReadModel, wait_for
@@ -67,6 +71,7 @@ from shared.events import (
     encode,
     new_envelope,
 )
+from shared.events.registration import RegistrationStatus
 from shared.ids import new_id
 from shared.logging import get_logger
 from shared.policy import Policy
@@ -151,7 +156,6 @@ class Commands:
                                             lease_seconds=settings.idempotency_lease_seconds)
         self.ingested = IngestedEvents(runtime.engine,
                                        lease_seconds=settings.idempotency_lease_seconds)
-        self._reported_links: set[tuple[str, str]] = set()
         self.reference.on_partner_change = self.partner_changed
 
     async def start(self) -> None:
@@ -229,11 +233,12 @@ class Commands:
             expected_close=body.opportunity.expected_close, motion=body.motion,
             external_ref=body.external_ref, submitted_at=now, policy_version=policy.version,
         )
-        appended = await self._intake(resolution.account_key, event, now, via)
+        copies = await self._copy_reports(resolution, registration_id, policy, now)
+        appended = (await self.append(
+            [*copies, (self.runtime.topics.intake, resolution.account_key, event)], now, via))[-1]
         self.directory.remember(resolution.account_key, identity)
         self.directory.remember_entity(KnownEntity(registration_id, resolution.account_key,
                                                    partner_id))
-        await self._report_links(resolution, policy, now, via)
         headers = {"Location": f"/v1/registrations/{registration_id}",
                    "X-Log-Position": _position(appended)}
         if wait > 0:
@@ -250,38 +255,91 @@ class Commands:
         )
         return Outcome(202, view, headers)
 
-    async def _report_links(self, resolution: Resolution, policy: Policy, at: datetime,
-                            via: str) -> None:
-        """The edge's part in catching one customer under two keys: when an identity
-        matches keys on different intake partitions, tell the canonical key's adjudicator
-        what the other key holds (`AccountLinkReported`). Best effort: the registration is
-        already durable, and the adjudicator links same-partition keys by itself."""
-        if not resolution.aliases:
-            return
+    async def _copy_reports(self, resolution: Resolution, registration_id: str,
+                            policy: Policy, at: datetime
+                            ) -> list[tuple[str, str, DomainEvent]]:
+        """The edge's part in the cross-key race (DESIGN.md): for every other key of this
+        customer on another intake partition -- keys this identity matched too, and keys
+        already linked to the canonical one -- an `AccountLinkReported` snapshot of that
+        key's active registrations, appended just ahead of the new registration on the
+        canonical key's partition. So the canonical key's adjudicator decides with fresh
+        copies: whatever the other partition decided since (approval, extension,
+        withdrawal, expiry) arrives before it matters. Reports are idempotent snapshots;
+        nothing is remembered in this process. Best effort: a failure to gather them never
+        fails the registration (copies then lapse by their lease)."""
         try:
-            partitions = await self.runtime.eventlog.partitions(self.runtime.topics.intake)
+            topic = self.runtime.topics.intake
+            partitions = await self.runtime.eventlog.partitions(topic)
             canonical = resolution.account_key
-            for alias in resolution.aliases:
-                pair = (canonical, alias.account_key)
-                if pair in self._reported_links or partition_for(
-                        canonical, partitions) == partition_for(alias.account_key, partitions):
+            home = partition_for(canonical, partitions)
+            others: dict[str, tuple[str, float, bool]] = {
+                a.account_key: (a.matched_by, a.score, True) for a in resolution.aliases}
+            if not resolution.is_new:
+                for alias, matched_by, score in await self.readmodel.aliases_of(canonical):
+                    others.setdefault(alias, (matched_by, score, False))
+            records: list[tuple[str, str, DomainEvent]] = []
+            for alias in sorted(others):
+                if alias == canonical or partition_for(alias, partitions) == home:
                     continue
-                rows = await self.readmodel.active_under(alias.account_key)
-                reported = tuple(
-                    ReportedRegistration(
-                        registration_id=r["id"], party_type="partner", party_id=r["partner_id"],
-                        motion=r["motion"], products=tuple((r["opportunity"] or {})
-                                                           .get("products", ())),
-                        status=r["status"], submitted_at=r["submitted_at"],
-                        protected_until=r["protected_until"])
-                    for r in rows if r["partner_id"] and r["motion"] and r["submitted_at"])
-                await self._intake(canonical, AccountLinkReported(
-                    account_key=canonical, alias_key=alias.account_key,
-                    matched_by=alias.matched_by, score=alias.score, registrations=reported,
-                    reported_at=at, policy_version=policy.version), at, via)
-                self._reported_links.add(pair)
+                matched_by, score, by_identity = others[alias]
+                reported, partial = await self._reported(alias)
+                records.append((topic, canonical, AccountLinkReported(
+                    account_key=canonical, alias_key=alias,
+                    matched_by=matched_by,
+                    score=score, registrations=reported, partial=partial,
+                    reported_at=at, policy_version=policy.version,
+                    registration_id=registration_id if by_identity else None)))
+            return records
         except Exception:
             log.exception("account_link_report_failed", account_key=resolution.account_key)
+            return []
+
+    async def _reported(self, account_key: str, ended: str | None = None,
+                        ended_as: RegistrationStatus = "withdrawn"
+                        ) -> tuple[tuple[ReportedRegistration, ...], bool]:
+        """The active registrations under `account_key` as the read model has them, with
+        their partner's tier (`ended`, a registration a command just ended, reported as
+        `ended_as`); and whether the list is partial (the read model's answer was
+        capped)."""
+        limit = 200
+        rows = await self.readmodel.active_under(account_key, limit)
+        reported = []
+        for r in rows:
+            if not (r["partner_id"] and r["motion"] and r["submitted_at"]):
+                continue
+            partner = await self.reference.partner(r["partner_id"])
+            reported.append(ReportedRegistration(
+                registration_id=r["id"], party_type="partner", party_id=r["partner_id"],
+                motion=r["motion"],
+                products=tuple((r["opportunity"] or {}).get("products", ())),
+                status=ended_as if r["id"] == ended else r["status"],
+                submitted_at=r["submitted_at"], protected_until=r["protected_until"],
+                tier=(partner or {}).get("tier") or ""))
+        return tuple(reported), len(rows) >= limit
+
+    async def _release_copies(self, account_key: str, registration_id: str,
+                              ended_as: RegistrationStatus, policy: Policy, at: datetime,
+                              via: str) -> None:
+        """A registration under an alias key ended by command (withdrawn, closed): tell the
+        canonical key's partition at once, so its copy stops guarding there. Best effort:
+        otherwise the next registration there re-reports, or the copy's lease runs out."""
+        try:
+            link = await self.readmodel.link_of(account_key)
+            if link is None:
+                return
+            async with self.runtime.engine.connect() as conn:
+                canonical = await canonical_key(conn, account_key)
+            topic = self.runtime.topics.intake
+            partitions = await self.runtime.eventlog.partitions(topic)
+            if partition_for(canonical, partitions) == partition_for(account_key, partitions):
+                return
+            reported, partial = await self._reported(account_key, registration_id, ended_as)
+            await self._intake(canonical, AccountLinkReported(
+                account_key=canonical, alias_key=account_key,
+                matched_by=link[0], score=link[1], registrations=reported, partial=partial,
+                reported_at=at, policy_version=policy.version), at, via)
+        except Exception:
+            log.exception("account_link_report_failed", account_key=account_key)
 
     async def _registration(self, principal: Principal, registration_id: str
                             ) -> tuple[str, str, dict[str, Any] | None]:
@@ -326,6 +384,7 @@ class Commands:
         appended = await self._intake(account_key, RegistrationWithdrawn(
             registration_id=registration_id, partner_id=partner_id, account_key=account_key,
             withdrawn_at=now, policy_version=policy.version), now, via)
+        await self._release_copies(account_key, registration_id, "withdrawn", policy, now, via)
         return await self._lifecycle_answer(
             principal, registration_id, appended, wait,
             lambda r: r["status"] == "withdrawn")
@@ -381,6 +440,8 @@ class Commands:
             registration_id=registration_id, account_key=account_key, outcome=body.outcome,
             amount=_amount(body.amount), closed_at=now, policy_version=policy.version),
             now, via)
+        await self._release_copies(account_key, registration_id,
+                                   "won" if body.outcome == "won" else "lost", policy, now, via)
         return await self._lifecycle_answer(
             principal, registration_id, appended, wait,
             lambda r: r["status"] == body.outcome)
@@ -425,10 +486,11 @@ class Commands:
         event = ClaimFiled(claim_id=claim_id, kind=body.kind, rep_id=rep_id,
                            account_key=resolution.account_key, account=account,
                            products=products, filed_at=now, policy_version=policy.version)
-        appended = await self._intake(resolution.account_key, event, now, via)
+        copies = await self._copy_reports(resolution, claim_id, policy, now)
+        appended = (await self.append(
+            [*copies, (self.runtime.topics.intake, resolution.account_key, event)], now, via))[-1]
         self.directory.remember(resolution.account_key, identity)
         self.directory.remember_entity(KnownEntity(claim_id, resolution.account_key, rep_id))
-        await self._report_links(resolution, policy, now, via)
         headers = {"Location": f"/v1/registrations/{claim_id}",
                    "X-Log-Position": _position(appended)}
         view = ClaimView(id=claim_id, kind=body.kind, rep_id=rep_id,

@@ -16,18 +16,23 @@ from shared.accounts.normalize import (
     registrable_domain,
     sort_name_tokens,
 )
+from shared.accounts.sameness import Identifiers, Sorted, different_customers, sort_out
 
 __all__ = [
     "AccountIdentity",
     "AccountIndex",
     "AccountMatch",
+    "Identifiers",
     "MatchedBy",
+    "Sorted",
     "blocking_keys",
     "derive_account_key",
+    "different_customers",
     "is_freemail_domain",
     "name_similarity",
     "normalize_country",
     "normalize_name",
     "registrable_domain",
     "sort_name_tokens",
+    "sort_out",
 ]

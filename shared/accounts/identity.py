@@ -8,6 +8,7 @@ derived once, when an account is first seen, and reused afterwards through the i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from shared.accounts.normalize import (
@@ -76,7 +77,9 @@ class AccountIdentity:
         return not (self.crm_account_id or self.domain or (self.name and self.country))
 
 
-def derive_account_key(identity: AccountIdentity) -> str:
+def derive_account_key(
+    identity: AccountIdentity, taken: Callable[[str], bool] | None = None
+) -> str:
     """The canonical key for a NEW account with this identity.
 
     ``dom:<domain>`` when a domain is known (the most stable public identifier), else
@@ -84,17 +87,29 @@ def derive_account_key(identity: AccountIdentity) -> str:
     alone is not enough: the same name in two countries is usually two companies, so a
     name-only key needs the country. Raises ValueError when neither is available.
 
+    ``taken(key)`` says a key already belongs to another customer: the one case is a
+    domain filed under a different CRM id (different CRM ids are different customers, see
+    :mod:`shared.accounts.sameness`), and then the CRM id names the new account. Keys
+    never carry two different identifiers of one kind.
+
     Only call this when :meth:`shared.accounts.index.AccountIndex.resolve` found no
     existing account; an existing account keeps the key it was created with even when it
     later gains a domain.
     """
+    candidates: list[str] = []
     if identity.domain:
-        return f"dom:{identity.domain}"
+        candidates.append(f"dom:{identity.domain}")
     if identity.crm_account_id:
-        return f"crm:{identity.crm_account_id}"
+        candidates.append(f"crm:{identity.crm_account_id}")
     if identity.name and identity.country:
         # Normalised names contain no punctuation, so '-' cannot clash with a name char.
-        return f"name:{identity.country}:{identity.name.replace(' ', '-')}"
-    if identity.name:
-        raise ValueError("an account identified only by name needs a country")
-    raise ValueError("an account needs a domain, a CRM account id, or a name and country")
+        candidates.append(f"name:{identity.country}:{identity.name.replace(' ', '-')}")
+    if not candidates:
+        if identity.name:
+            raise ValueError("an account identified only by name needs a country")
+        raise ValueError("an account needs a domain, a CRM account id, or a name and country")
+    if taken is not None:
+        for key in candidates:
+            if not taken(key):
+                return key
+    return candidates[0]

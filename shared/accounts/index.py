@@ -23,6 +23,7 @@ from rapidfuzz import fuzz, process
 
 from shared.accounts.identity import AccountIdentity
 from shared.accounts.normalize import sort_name_tokens
+from shared.accounts.sameness import Identifiers
 
 __all__ = ["AccountIndex", "AccountMatch", "MatchedBy"]
 
@@ -38,6 +39,8 @@ _EPSILON: Final = 1e-9
 
 # Tokens at least this long also get prefix and suffix blocking keys so that a typo inside
 # a token ("mircosoft" for "microsoft") still shares a key with the right name.
+_IDENTIFIERS_MEMO: Final = 16_384
+
 _AFFIX_MIN_TOKEN: Final = 5
 _AFFIX_LEN: Final = 4
 
@@ -98,6 +101,28 @@ def _add_ordinal(mapping: dict[str, int | tuple[int, ...]], key: str, ordinal: i
             mapping[key] = (current, ordinal)
     elif ordinal not in current:
         mapping[key] = (*current, ordinal)
+
+
+def _add_value(values: list[str | tuple[str, ...] | None], ordinal: int, value: str) -> bool:
+    """File `value` for `ordinal`; True if it was new."""
+    current = values[ordinal]
+    if current is None:
+        values[ordinal] = value
+    elif isinstance(current, str):
+        if current == value:
+            return False
+        values[ordinal] = (current, value)
+    elif value not in current:
+        values[ordinal] = (*current, value)
+    else:
+        return False
+    return True
+
+
+def _values(value: str | tuple[str, ...] | None) -> frozenset[str]:
+    if value is None:
+        return frozenset()
+    return frozenset((value,)) if isinstance(value, str) else frozenset(value)
 
 
 def _ordinals(value: int | tuple[int, ...] | None) -> tuple[int, ...]:
@@ -189,10 +214,13 @@ class AccountIndex:
     for accounts with a domain (90%), a CRM id (60%) and a two-to-four-word name --
     roughly 0.6 GB for a million (``tests/bench/bench_accounts.py``). Most of it is the
     strings themselves and the dict slots of the key, domain, CRM-id and name maps; name
-    postings cost a pointer each, and a key with a single posting no list at all.
+    postings cost a pointer each, and a key with a single posting no list at all. Keeping
+    each key's identifiers for `identifiers` (what the same-customer rule compares) adds
+    two list slots per account, 16 bytes (RSS +27 bytes/account measured at 200,000).
     """
 
-    __slots__ = ("_by_crm", "_by_domain", "_candidate_budget", "_countries", "_keys", "_ordinal")
+    __slots__ = ("_by_crm", "_by_domain", "_candidate_budget", "_countries", "_crm_of",
+                 "_domains_of", "_identifiers", "_keys", "_ordinal")
 
     def __init__(self, *, candidate_budget: int = 4000) -> None:
         """``candidate_budget`` caps the postings gathered per fuzzy query (see
@@ -206,6 +234,13 @@ class AccountIndex:
         self._by_crm: dict[str, int | tuple[int, ...]] = {}
         self._by_domain: dict[str, int | tuple[int, ...]] = {}
         self._countries: dict[str, _CountryNames] = {}
+        # ordinal -> the identifiers filed under the key (None, one string, or a tuple):
+        # what sameness.sort_out compares. The strings are the ones the maps above hold.
+        self._crm_of: list[str | tuple[str, ...] | None] = []
+        self._domains_of: list[str | tuple[str, ...] | None] = []
+        # A bounded memo of `identifiers` answers: hot accounts are asked about on every
+        # registration, and building the sets each time measured ~15% of a decision.
+        self._identifiers: dict[str, Identifiers] = {}
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -224,15 +259,38 @@ class AccountIndex:
             ordinal = len(self._keys)
             self._keys.append(account_key)
             self._ordinal[account_key] = ordinal
+            self._crm_of.append(None)
+            self._domains_of.append(None)
         if identity.crm_account_id:
             _add_ordinal(self._by_crm, identity.crm_account_id, ordinal)
+            if _add_value(self._crm_of, ordinal, identity.crm_account_id):
+                self._identifiers.pop(account_key, None)
         if identity.domain:
             _add_ordinal(self._by_domain, identity.domain, ordinal)
+            if _add_value(self._domains_of, ordinal, identity.domain):
+                self._identifiers.pop(account_key, None)
         if identity.name and identity.country:
             names = self._countries.get(identity.country)
             if names is None:
                 names = self._countries[identity.country] = _CountryNames()
             names.add(sort_name_tokens(identity.name), ordinal)
+
+    def identifiers(self, account_key: str) -> Identifiers:
+        """The identifiers filed under `account_key` (plus what its form says: ``dom:x``
+        always carries x). O(1)."""
+        found = self._identifiers.get(account_key)
+        if found is not None:
+            return found
+        found = Identifiers.of_key(account_key)
+        ordinal = self._ordinal.get(account_key)
+        if ordinal is not None:
+            crm, domains = self._crm_of[ordinal], self._domains_of[ordinal]
+            if crm is not None or domains is not None:
+                found = found | Identifiers(_values(crm), _values(domains))
+        if len(self._identifiers) >= _IDENTIFIERS_MEMO:
+            self._identifiers.clear()
+        self._identifiers[account_key] = found
+        return found
 
     def match(
         self, identity: AccountIdentity, name_threshold: float, review_band: float = 0.1

@@ -286,11 +286,14 @@ def _strip_cjk_forms(tokens: list[str]) -> list[str]:
 
 
 def _strip_legal_suffixes(tokens: list[str]) -> list[str]:
+    """Drop trailing legal forms, longest first, repeatedly -- but never the last word:
+    a name made only of legal-form words keeps its first one ("AB Inc" -> "ab", the same
+    as "AB"), so such a name still compares equal to its variants with another suffix."""
     end = len(tokens)
     stripped = True
     while stripped:
         stripped = False
-        for width in range(min(_MAX_SUFFIX_TOKENS, end), 0, -1):
+        for width in range(min(_MAX_SUFFIX_TOKENS, end - 1), 0, -1):
             if tuple(tokens[end - width : end]) in _LEGAL_SUFFIXES:
                 end -= width
                 stripped = True
@@ -306,7 +309,8 @@ def normalize_name(name: str) -> str:
     collapsed, a leading "The" dropped, a few unambiguous abbreviations expanded ("Intl"),
     and trailing legal-entity forms removed in many languages, repeatedly ("Acme Holdings
     GmbH & Co. KG" -> "acme holdings"). Legal forms are only removed at the end, and never
-    so that nothing is left: "Limited Company" stays "limited company".
+    so that nothing is left: a name made only of legal-form words keeps its first word
+    ("AB Inc" -> "ab", like "AB"; "Limited Company" -> "limited").
 
     The function is idempotent: ``normalize_name(normalize_name(x)) == normalize_name(x)``.
     """
@@ -317,8 +321,7 @@ def normalize_name(name: str) -> str:
     while len(tokens) > 1 and tokens[0] == "the":
         tokens = tokens[1:]
     tokens = _strip_cjk_forms(tokens)
-    core = _strip_legal_suffixes(tokens)
-    return " ".join(core or tokens)
+    return " ".join(_strip_legal_suffixes(tokens))
 
 
 def sort_name_tokens(normalized_name: str) -> str:

@@ -10,7 +10,9 @@ commands converge on one key, and projections show the two as one account.
 When the two keys live on different partitions no single adjudicator sees both; the
 registration service then appends `AccountLinkReported` (keyed by the canonical key) with
 what it knows of the other key's active registrations, and the canonical key's adjudicator
-opens a `cross_key` dispute if they collide with its own.
+opens a `cross_key` dispute if they collide with its own. Reports are snapshots, repeated
+ahead of every new registration on the canonical key; `AccountsUnlinked` says a link
+ended with the registrations that justified it (services/adjudication/DESIGN.md).
 """
 
 from __future__ import annotations
@@ -41,6 +43,24 @@ class AccountsLinked(DomainEvent):
     explanation: str
 
 
+@event_type
+class AccountsUnlinked(DomainEvent):
+    """Decision: the link between `account_key` and `canonical_key` (an earlier
+    `AccountsLinked`) no longer holds: every registration that showed the two keys to be
+    one customer has ended (`registration_id` is the last of them). Readers drop the link;
+    the facts filed under each key stay."""
+
+    TYPE: ClassVar[str] = "dealreg.account.unlinked.v1"
+
+    account_key: str
+    canonical_key: str
+    registration_id: str | None = None
+    unlinked_at: datetime
+    policy_version: int
+    rule: str = "accounts_unlinked"
+    explanation: str
+
+
 class ReportedRegistration(BaseModel):
     """What the edge's read model knows of a registration filed under the alias key."""
 
@@ -54,6 +74,8 @@ class ReportedRegistration(BaseModel):
     status: RegistrationStatus
     submitted_at: datetime
     protected_until: datetime | None = None
+    tier: str = ""
+    """The partner's tier at submission ("" when unknown: reports before it was carried)."""
 
 
 @event_type
@@ -68,5 +90,13 @@ class AccountLinkReported(DomainEvent):
     matched_by: MatchedBy
     score: float = 1.0
     registrations: tuple[ReportedRegistration, ...] = ()
+    """Every active registration under `alias_key` as the edge's read model knows it: a
+    snapshot, so a copy reported earlier and missing now (or reported ended) has ended."""
     reported_at: datetime
     policy_version: int
+    registration_id: str | None = None
+    """The registration (under `account_key`) whose account matched both keys, appended
+    right after this report: with the copies, what justifies the link."""
+    partial: bool = False
+    """True when the read model held more active registrations than were listed: copies
+    not listed are then not taken to have ended."""

@@ -3,6 +3,7 @@
 from shared.events.account_links import (
     AccountLinkReported,
     AccountsLinked,
+    AccountsUnlinked,
     ReportedRegistration,
 )
 from shared.events.base import CATALOGUE, DomainEvent, event_type
@@ -53,6 +54,7 @@ __all__ = [
     "Account",
     "AccountLinkReported",
     "AccountsLinked",
+    "AccountsUnlinked",
     "Amount",
     "ClaimDecided",
     "ClaimFiled",

@@ -183,3 +183,16 @@ async def test_an_unknown_account_has_no_owners_and_bad_questions_are_422(
     anonymous = await client.get("/v1/ownership", params={"domain": "acme.com"},
                                  headers={"Authorization": ""})
     assert anonymous.status_code == 401
+
+
+async def test_a_name_never_answers_for_an_account_with_another_domain(system: Running) -> None:
+    # Issue 12: the look-up follows the same-customer rule as the edge and the adjudicator.
+    word = "".join(c for c in uuid.uuid4().hex if c.isalpha())[:5] or "qzxwv"
+    name = f"Pendant{word} Publishing"
+    domain = f"{fresh('pendant')}.com"
+    mine = await submit(system.admin, registration("p-1", domain, name=name, country="US"))
+    by_name = await owners_seen_by(system, "channel_manager", "cm-x", name=name, country="US")
+    assert by_name["account_key"] == mine["account_key"]
+    elsewhere = await owners_seen_by(system, "channel_manager", "cm-x", name=name,
+                                     country="US", domain=f"{fresh('other')}.com")
+    assert elsewhere["account_key"] is None and elsewhere["owners"] == []

@@ -145,3 +145,25 @@ async def test_the_kafka_path_writes_the_event_to_the_broker(system: System) -> 
     assert envelope["specversion"] == "1.0"
     assert envelope["subject"] == "dom:umbrella.com"
     assert dict(record.headers)["content-type"] == b"application/cloudevents+json"
+
+
+async def test_alike_names_with_different_domains_are_two_customers_both_approved(
+    system: System,
+) -> None:
+    # Issue 12, defect 1: the edge merged these by name under one key.
+    pairs = [("Anderson Ltd", "anderson-ltd.com", "Anderson Inc", "anderson.com"),
+             ("Initech 7 Inc", "junk-7.example.org", "Initech 7 Inc", "initech-7.com"),
+             ("Bench Account 0", "bench0.com", "Bench Account 406", "bench406.com")]
+    for first_name, first_domain, second_name, second_domain in pairs:
+        first = await submit(system, registration(
+            "p-1", domain=first_domain,
+            account={"name": first_name, "domain": first_domain, "country": "US"}))
+        second = await submit(system, registration(
+            "p-2", domain=second_domain,
+            account={"name": second_name, "domain": second_domain, "country": "US"}))
+        for decided in (first, second):
+            assert (decided["status"], decided["decision"]["rule"]) == (
+                "approved", "no_conflict"), decided["decision"]
+            assert decided["decision"]["conflicts"] == []
+        assert first["account_key"] != second["account_key"]
+        assert second["account_key"] == f"dom:{second_domain}"

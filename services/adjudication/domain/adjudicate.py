@@ -108,9 +108,24 @@ def adjudicate(
     policy: Policy,
     partner_status: str | None = None,
 ) -> None:
-    """Decide a new entry (already built, not yet in the state). Exactly one decision."""
+    """Decide a new entry (already built, not yet in the state). Exactly one decision; an
+    entry that stays active links its key to the other keys it matched (not one that was
+    rejected: a link lives only as long as a registration that shows it)."""
     if entry.id in state.entries:
         return  # the same submission logged twice: it was decided the first time
+    collisions = _decide(state, out, entry, identity, policy, partner_status)
+    if entry.active and collisions:
+        _link_keys(state, out, entry, collisions, entry.policy_version, state.clock)
+
+
+def _decide(
+    state: AdjudicationState,
+    out: Out,
+    entry: Entry,
+    identity: AccountIdentity,
+    policy: Policy,
+    partner_status: str | None,
+) -> list[Collision]:
     at = state.clock
     state.entries[entry.id] = entry
     if not identity.is_empty():
@@ -123,11 +138,10 @@ def adjudicate(
         out.append(outcomes.decision(entry, "partner_inactive", version,
                                      explain.partner_inactive(partner_status or "", version),
                                      at))
-        return
+        return []
 
     collisions = find_collisions(state, entry, identity, policy)
     exclusive = is_exclusive(entry, policy)
-    _link_keys(state, out, entry, collisions, version, at)
 
     duplicates = [
         c for c in collisions
@@ -137,12 +151,12 @@ def adjudicate(
     ]
     if duplicates:
         _reject(state, out, entry, duplicates, "duplicate", label, policy, at)
-        return
+        return collisions
     if not exclusive:
         grant(state, entry, policy, at)
         out.append(outcomes.decision(entry, "non_exclusive", version,
                                      explain.non_exclusive(entry, label, version), at))
-        return
+        return collisions
 
     rivals = [c for c in collisions
               if is_exclusive(c.entry, policy) and not _same_party(c.entry, entry)]
@@ -160,20 +174,21 @@ def adjudicate(
             rule = beaten_by[0][1]
             _reject(state, out, entry, [c for c, _ in beaten_by], rule, label, policy, at,
                     near, flags)
-            return
+            return collisions
         ties = [c for c, verdict, _ in verdicts if verdict == 0]
         rule = "tie" if ties else min(
             (r for _, _, r in verdicts), key=lambda r: rule_rank(policy, r))
         _review(state, out, entry, confident, "tie" if ties else "challenger", rule, label,
                 policy, at, flags, near)
-        return
+        return collisions
     if near:
         _review(state, out, entry, near, "possible_duplicate", "possible_duplicate", label,
                 policy, at, flags=("possible_duplicate",))
-        return
+        return collisions
     grant(state, entry, policy, at)
     out.append(outcomes.decision(entry, "no_conflict", version,
                                  explain.approved(entry, label, version), at))
+    return collisions
 
 
 def _same_party(a: Entry, b: Entry) -> bool:
@@ -219,14 +234,15 @@ def _link_keys(
 ) -> None:
     for c in collisions:
         other = c.entry.account_key
-        if not c.confident or other == entry.account_key:
+        if not c.confident or c.via_link or other == entry.account_key:
             continue
-        if state.link(entry.account_key, other):
+        matched_by = outcomes.evidence(c, entry.account_key).matched_by
+        if state.link(entry.account_key, other, matched_by, round(c.score, 4), entry.id, at):
             out.append(
                 AccountsLinked(
                     account_key=entry.account_key,
                     canonical_key=other,
-                    matched_by=outcomes.evidence(c, entry.account_key).matched_by,
+                    matched_by=matched_by,
                     score=round(c.score, 4),
                     registration_id=entry.id,
                     linked_at=from_us(at),

@@ -122,8 +122,10 @@ def decide(
     if isinstance(event, TimerFired):
         moment = max(moment, to_us(event.deadline))
     advance(state, out, moment)
+    links.revisit(state, out)
     handler = _HANDLERS.get(type(event))
     if handler is not None:
         version = policy_version_of(event)
         handler(state, event, state.policy(version) if version is not None else policy, out)
+        links.revisit(state, out)
     return state, out

@@ -13,7 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.adjudication.domain.state import AdjudicationState, Entry
-from shared.accounts import AccountIdentity, AccountMatch
+from shared.accounts import (
+    AccountIdentity,
+    AccountMatch,
+    Identifiers,
+    different_customers,
+    sort_out,
+)
 from shared.policy import Policy
 
 _KEY_EVIDENCE = {"crm": "crm_account_id", "dom": "domain", "name": "name"}
@@ -25,6 +31,8 @@ class Collision:
     matched_by: str
     score: float
     confident: bool
+    via_link: bool = False
+    """Found under a key linked to the matched one, not by the account's own facts."""
 
 
 def key_evidence(account_key: str) -> str:
@@ -45,29 +53,16 @@ def overlaps(a: frozenset[str] | None, b: frozenset[str] | None, policy: Policy)
     return not a.isdisjoint(b)
 
 
-def different_identifiers(identity: AccountIdentity, account_key: str) -> bool:
-    """Whether `identity` and the account under `account_key` carry different identifiers of
-    the same kind (two registrable domains, two CRM ids): then they are different customers
-    however alike their names are. A name decides only where an identifier is missing;
-    otherwise "Acme Systems" (acme.com) and "Acne Systems" (acne.io) would be flagged as one
-    customer, and every such pair would chain unrelated accounts into one review."""
-    kind, _, value = account_key.partition(":")
-    if kind == "dom" and identity.domain:
-        return identity.domain != value
-    if kind == "crm" and identity.crm_account_id:
-        return identity.crm_account_id != value
-    return False
-
-
 def _matches(
     state: AdjudicationState, identity: AccountIdentity, policy: Policy
 ) -> list[AccountMatch]:
     threshold, band = policy.match.name_threshold, policy.match.review_band
     if not identity.domain or not identity.name:
         return state.index.match(identity, threshold, band)
-    # With a domain, a name can only match an account whose key is not a domain (any other
-    # domain would be a different customer), so names are looked up among those alone: the
-    # common case then costs two exact look-ups instead of a fuzzy search.
+    # With a domain, a name can only match an account whose key is not a domain (a dom: key
+    # carries its domain: any other is a different customer, see sameness), so names are
+    # looked up among those alone: the common case then costs two exact look-ups instead
+    # of a fuzzy search.
     exact = state.index.match(
         AccountIdentity(identity.crm_account_id, identity.domain, None, None), threshold, band
     )
@@ -81,26 +76,42 @@ def find_collisions(
     state: AdjudicationState, new: Entry, identity: AccountIdentity | None, policy: Policy
 ) -> list[Collision]:
     """Active entries at the same customer whose scope overlaps `new`'s, in a stable order:
-    the new entry's own key first, then keys by strength of evidence."""
-    evidence: dict[str, tuple[str, float, bool]] = {
-        new.account_key: (key_evidence(new.account_key), 1.0, True)
+    the new entry's own key (and the keys linked to it) first, then keys by strength of
+    evidence, each followed by the keys linked to it.
+
+    Whether a matched key is the same customer is `shared.accounts.sameness.sort_out`
+    against the customer of `new`'s key (its cluster's identifiers) and `identity`: a
+    name never joins a customer carrying other identifiers, directly or through links."""
+    own = state.cluster(new.account_key)
+    query = Identifiers.of(identity) if identity is not None else Identifiers()
+    anchor = state.customer(new.account_key)
+    if query and len(own) > 1 and different_customers(query, anchor):
+        # The key's links join identifiers other than this account's: not followed.
+        own = own[:1]
+        anchor = state.index.identifiers(new.account_key)
+    kind = key_evidence(new.account_key)
+    evidence: dict[str, tuple[str, float, bool, bool]] = {
+        key: (kind, 1.0, True, key != new.account_key) for key in own
     }
     if identity is not None and not identity.is_empty():
-        for match in _matches(state, identity, policy):
-            if match.account_key in evidence:
+        found = sort_out(query, _matches(state, identity, policy), state.customer, anchor)
+        for match in (*found.same, *found.possible):
+            known = evidence.get(match.account_key)
+            if known is not None:
+                if known[3] and match.confident:  # linked already, and shown again directly
+                    evidence[match.account_key] = (*known[:3], False)
                 continue
-            if match.matched_by == "name" and different_identifiers(identity, match.account_key):
+            evidence[match.account_key] = (match.matched_by, match.score, match.confident,
+                                           False)
+            if not match.confident:
                 continue
-            evidence[match.account_key] = (match.matched_by, match.score, match.confident)
-    for key in list(evidence):
-        matched_by, score, confident = evidence[key]
-        for linked in state.links.get(key, ()):
-            if linked not in evidence and confident:
-                evidence[linked] = (matched_by, score, True)
-    found: list[Collision] = []
-    for key, (matched_by, score, confident) in evidence.items():
+            for linked in state.cluster(match.account_key)[1:]:
+                if linked not in evidence:
+                    evidence[linked] = (match.matched_by, match.score, True, True)
+    found_entries: list[Collision] = []
+    for key, (matched_by, score, confident, via_link) in evidence.items():
         for entry in state.active_under(key):
             if entry is new or not overlaps(new.products, entry.products, policy):
                 continue
-            found.append(Collision(entry, matched_by, score, confident))
-    return found
+            found_entries.append(Collision(entry, matched_by, score, confident, via_link))
+    return found_entries

@@ -36,5 +36,7 @@ def retire(state: AdjudicationState, entry: Entry, status: str, policy: Policy, 
     """Leave the active set with `status`; forget the entry one protection period later."""
     state.deactivate(entry)
     entry.status = status
+    if entry.id in state.justifies:
+        state.ended.append(entry.id)  # its links are revisited (links.revisit)
     entry.retain_until = at + span_us(policy.protection_period)
     state.schedule(entry.retain_until, FORGET_ENTRY, entry.id)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Final
 
-from shared.accounts import AccountIdentity, AccountIndex
+from shared.accounts import AccountIdentity, AccountIndex, Identifiers, different_customers
 from shared.policy import Policy
 
 ACTIVE: Final = frozenset({"approved", "in_review"})
@@ -34,6 +34,7 @@ REMINDER: Final = "dispute_reminder"
 DEADLINE: Final = "dispute_deadline"
 FORGET_ENTRY: Final = "forget_entry"
 FORGET_DISPUTE: Final = "forget_dispute"
+COPY_LEASE: Final = "copy_lease"
 
 TimerItem = tuple[int, str, str, int]
 """(deadline µs, kind, target id, level): totally ordered (ids are unique per kind), so the
@@ -60,8 +61,8 @@ class Entry:
     dispute_id: str | None = None
     credit_percent: Decimal | None = None
     beaten_by: tuple[str, ...] = ()  # who a rejection named, for a later contest
-    retain_until: int = 0
-    mirror: bool = False  # reported from another partition's key (cross-key link)
+    retain_until: int = 0  # ended: when it is forgotten; an active copy: its lease end
+    mirror: bool = False  # a copy reported from another partition's key (links.py)
 
     @property
     def active(self) -> bool:
@@ -91,6 +92,19 @@ class Dispute:
     resolved_at: int = 0
 
 
+@dataclass(slots=True, eq=False)
+class Link:
+    """A fact: keys `alias` and `canonical` are one customer, for as long as one of the
+    registrations that showed it (`justified_by`, oldest first) is active."""
+
+    alias: str
+    canonical: str
+    matched_by: str
+    score: float
+    linked_at: int
+    justified_by: list[str]
+
+
 @dataclass(slots=True)
 class AdjudicationState:
     """One partition's memory. `decide` mutates it in place (for speed) and returns it."""
@@ -106,7 +120,14 @@ class AdjudicationState:
     incumbents: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     """account key -> [(incumbency party, won at µs)], most recent last."""
     links: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    """account key -> other keys known to be the same customer (both directions)."""
+    """account key -> keys linked to it directly (both directions); `cluster` follows
+    them transitively."""
+    link_facts: dict[tuple[str, str], Link] = field(default_factory=dict)
+    """(smaller key, larger key) -> the link's provenance and lifetime."""
+    justifies: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    """registration id -> the links it justifies (see `Link.justified_by`)."""
+    ended: list[str] = field(default_factory=list)
+    """Registrations that justify links and ended since links were last revisited."""
     partner_status: dict[str, str] = field(default_factory=dict)
     policies: dict[int, Policy] = field(default_factory=dict)
     policy_version: int | None = None
@@ -182,13 +203,72 @@ class AdjudicationState:
     def active_count(self) -> int:
         return sum(len(bucket) for bucket in self.active_by_key.values())
 
-    def link(self, a: str, b: str) -> bool:
-        """Record that keys `a` and `b` are one customer; False if already known."""
-        if a == b or b in self.links.get(a, ()):
+    # --- links: which keys are one customer ------------------------------------------------
+
+    def cluster(self, account_key: str) -> list[str]:
+        """`account_key` and every key linked to it, directly or through other links, in a
+        deterministic order (breadth first, links in the order they were made)."""
+        links = self.links
+        if account_key not in links:
+            return [account_key]
+        found = [account_key]
+        seen = {account_key}
+        i = 0
+        while i < len(found):
+            for other in links.get(found[i], ()):
+                if other not in seen:
+                    seen.add(other)
+                    found.append(other)
+            i += 1
+        return found
+
+    def customer(self, account_key: str) -> Identifiers:
+        """The identifiers of the customer behind `account_key`: filed under any key of
+        its cluster (what `shared.accounts.sameness` compares)."""
+        index = self.index
+        if account_key not in self.links:
+            return index.identifiers(account_key)
+        carried = index.identifiers(account_key)
+        for key in self.cluster(account_key)[1:]:
+            carried = carried | index.identifiers(key)
+        return carried
+
+    def link(self, a: str, b: str, matched_by: str = "name", score: float = 1.0,
+             justified_by: str | None = None, at: int = 0) -> bool:
+        """Record that keys `a` (the alias) and `b` are one customer, as shown by the
+        registration `justified_by`; True if the link is new. Refused (False, nothing
+        recorded) when the two keys' customers carry different identifiers: a link never
+        bridges them, however it was found."""
+        if a == b:
             return False
-        self.links[a] = (*self.links.get(a, ()), b)
-        self.links[b] = (*self.links.get(b, ()), a)
-        return True
+        pair = (a, b) if a < b else (b, a)
+        fact = self.link_facts.get(pair)
+        if fact is None:
+            if b not in self.cluster(a) and different_customers(self.customer(a),
+                                                                self.customer(b)):
+                return False
+            fact = self.link_facts[pair] = Link(a, b, matched_by, score, at, [])
+            self.links[a] = (*self.links.get(a, ()), b)
+            self.links[b] = (*self.links.get(b, ()), a)
+            new = True
+        else:
+            new = False
+        if justified_by is not None and justified_by not in fact.justified_by:
+            fact.justified_by.append(justified_by)
+            self.justifies.setdefault(justified_by, []).append(pair)
+        return new
+
+    def unlink(self, pair: tuple[str, str]) -> Link | None:
+        fact = self.link_facts.pop(pair, None)
+        if fact is None:
+            return None
+        for key, other in ((pair[0], pair[1]), (pair[1], pair[0])):
+            rest = tuple(k for k in self.links.get(key, ()) if k != other)
+            if rest:
+                self.links[key] = rest
+            else:
+                self.links.pop(key, None)
+        return fact
 
     # --- incumbency -----------------------------------------------------------------------
 

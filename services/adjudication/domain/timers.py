@@ -18,7 +18,9 @@ from typing import Final
 from services.adjudication.domain.disputes import on_deadline, on_reminder
 from services.adjudication.domain.instants import from_us, to_us
 from services.adjudication.domain.lifecycle import on_expiry, on_forget, on_forget_dispute
+from services.adjudication.domain.links import on_lease_end
 from services.adjudication.domain.state import (
+    COPY_LEASE,
     DEADLINE,
     EXPIRY,
     FORGET_DISPUTE,
@@ -38,6 +40,7 @@ _HANDLERS: Final[dict[str, Handler]] = {
     DEADLINE: on_deadline,
     FORGET_ENTRY: on_forget,
     FORGET_DISPUTE: on_forget_dispute,
+    COPY_LEASE: on_lease_end,
 }
 _KINDS: Final[dict[str, TimerKind]] = {
     EXPIRY: "protection_expiry",

@@ -12,6 +12,7 @@ is the same SQLAlchemy Core on both.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -22,7 +23,13 @@ from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.projections.domain.directory import name_keys
-from shared.accounts import normalize_country, normalize_name, sort_name_tokens
+from shared.accounts import (
+    Identifiers,
+    different_customers,
+    normalize_country,
+    normalize_name,
+    sort_name_tokens,
+)
 from shared.readmodel.schema import (
     account_crm_ids,
     account_domains,
@@ -94,14 +101,22 @@ def _resolve(conn: Connection, q: Question, answer: Answer) -> str | None:
         if key is not None:
             answer.matched_by = "crm_account_id"
             return str(key)
+    query = Identifiers(frozenset((q.crm_account_id,)) if q.crm_account_id else frozenset(),
+                        frozenset((q.domain,)) if q.domain else frozenset())
+
+    def admits(key: str) -> bool:
+        """The same customer rule (shared.accounts.sameness): the account's customer must
+        not carry identifiers other than the question's."""
+        return not query or not different_customers(query, _customer(conn, key))
+
     if q.domain:
         key = conn.execute(select(account_domains.c.account_key)
                            .where(account_domains.c.domain == q.domain)).scalar_one_or_none()
-        if key is not None:
+        if key is not None and admits(str(key)):
             answer.matched_by = "domain"
             return str(key)
     if q.name and q.country:
-        found = account_for_name(conn, q.name, q.country, q.min_score)
+        found = account_for_name(conn, q.name, q.country, q.min_score, admits)
         if found is not None:
             answer.matched_by = "name"
             answer.score = found[1]
@@ -109,29 +124,45 @@ def _resolve(conn: Connection, q: Question, answer: Answer) -> str | None:
     return None
 
 
-def account_for_name(conn: Connection, name: str, country: str, min_score: float
+def account_for_name(conn: Connection, name: str, country: str, min_score: float,
+                     admits: Callable[[str], bool] | None = None
                      ) -> tuple[str, float] | None:
     """The account a company name designates within a country: the exact normalized name
     first, else the best fuzzy match scoring at least `min_score` (token-sort similarity,
-    as the adjudicator matches); ties go to the smallest key."""
+    as the adjudicator matches); ties go to the smallest key. `admits(key)` filters out
+    accounts that are another customer by their identifiers (a name never bridges them)."""
     normalized = normalize_name(name)
     code = normalize_country(country)
     if not normalized or code is None:
         return None
-    exact = _keys_named(conn, code, normalized)
-    if exact:
-        return exact[0], 1.0
+    for key in _keys_named(conn, code, normalized):
+        if admits is None or admits(key):
+            return key, 1.0
     candidates = _name_candidates(conn, code, normalized)
     if not candidates:
         return None
     by_sorted = {sort_name_tokens(c): c for c in candidates}
     scored = process.extract(sort_name_tokens(normalized), list(by_sorted), scorer=fuzz.ratio,
                              score_cutoff=min_score * 100.0 - 1e-7, limit=None)
-    if not scored:
-        return None
     scored.sort(key=lambda s: (-s[1], s[0]))
-    keys = _keys_named(conn, code, by_sorted[scored[0][0]])
-    return (keys[0], round(scored[0][1] / 100.0, 4)) if keys else None
+    for text, score, _ in scored:
+        for key in _keys_named(conn, code, by_sorted[text]):
+            if admits is None or admits(key):
+                return key, round(score / 100.0, 4)
+    return None
+
+
+def _customer(conn: Connection, key: str) -> Identifiers:
+    """The identifiers filed under `key` and the keys linked to it."""
+    _, keys = _account_keys(conn, key)
+    domains = conn.execute(select(account_domains.c.domain)
+                           .where(account_domains.c.account_key.in_(keys))).scalars().all()
+    crm_ids = conn.execute(select(account_crm_ids.c.crm_account_id)
+                           .where(account_crm_ids.c.account_key.in_(keys))).scalars().all()
+    carried = Identifiers(frozenset(crm_ids), frozenset(domains))
+    for linked in keys:
+        carried = carried | Identifiers.of_key(linked)
+    return carried
 
 
 def _keys_named(conn: Connection, country: str, name: str) -> list[str]:

@@ -131,6 +131,11 @@ def _bulk_statement(dialect: str, table: Table, columns: tuple[str, ...],
     else:
         marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
     conflict = ", ".join(f'"{k}"' for k in keys)
+    if mode == "delete":
+        where = " AND ".join(
+            f'"{c}" = {m}' for c, m in zip(columns, marks.split(", "), strict=True))
+        return (f'DELETE FROM "{table.name}" WHERE {where}',
+                tuple(_converter(table.c[c], dialect) for c in columns))
     if mode == "nothing":
         action = "DO NOTHING"
     elif mode == "add":
@@ -351,6 +356,7 @@ def prepare(dialect: str, batch: Batch) -> list[Step]:
     add(account_crm_ids, _sorted(batch.crm_ids), ("crm_account_id",), "nothing")
     add(account_names, _sorted(batch.names), ("country", "name", "account_key"), "nothing")
     add(account_name_keys, _sorted(batch.name_keys), ("country", "key", "name"), "nothing")
+    add(account_links, _sorted(batch.unlinks), ("account_key", "canonical_key"), "delete")
     add(account_links, _sorted(batch.links), ("account_key",), "update")
     add(disputes, batch.changed_disputes(), ("id",), "update")
     add(dispute_members, _sorted(batch.members), ("dispute_id", "member_id"), "nothing")

@@ -28,6 +28,7 @@ from services.projections.domain import registrations as regs
 from services.projections.domain.pipeline import Deltas, snapshot
 from shared.events import (
     AccountsLinked,
+    AccountsUnlinked,
     ClaimDecided,
     ClaimFiled,
     DisputeAcknowledgementRecorded,
@@ -170,6 +171,8 @@ class Batch:
         self.names: dict[tuple[str, str, str], Row] = {}
         self.name_keys: dict[tuple[str, str, str], Row] = {}
         self.links: dict[str, Row] = {}
+        self.unlinks: dict[tuple[str, str], Row] = {}
+        """(alias, canonical) links that ended: deleted before `links` are written."""
         self.outbox: dict[str, Row] = {}
         self.events = 0
 
@@ -288,6 +291,14 @@ class Batch:
 
     def _linked(self, _: str, event: AccountsLinked) -> None:
         self.links[event.account_key] = directory.link(event)
+        self.unlinks.pop((event.account_key, event.canonical_key), None)
+
+    def _unlinked(self, _: str, event: AccountsUnlinked) -> None:
+        pair = (event.account_key, event.canonical_key)
+        row = self.links.get(event.account_key)
+        if row is not None and row["canonical_key"] == event.canonical_key:
+            del self.links[event.account_key]
+        self.unlinks[pair] = directory.unlink(event)
 
     # disputes model
 
@@ -376,6 +387,7 @@ _DISPATCH: Final[dict[type[DomainEvent], tuple[tuple[str, Handler], ...]]] = {
                          (OWNERSHIP, Batch._holding_extended)),
     ProtectionEnded: ((REGISTRATIONS, Batch._ended), (OWNERSHIP, Batch._holding_ended)),
     AccountsLinked: ((DIRECTORY, Batch._linked),),
+    AccountsUnlinked: ((DIRECTORY, Batch._unlinked),),
     DisputeFiled: ((DISPUTES, Batch._filed),),
     DisputeOpened: ((DISPUTES, Batch._opened),),
     DisputeJoined: ((DISPUTES, Batch._joined),),

@@ -2,7 +2,8 @@
 
 Rows are facts of submissions (first writer wins: a domain keeps the key it was first filed
 under, which is what the edge resolved it to) and the adjudicator's `AccountsLinked`
-decisions (an alias key and its canonical key). Look-ups follow links to the canonical key.
+decisions (an alias key and its canonical key), until an `AccountsUnlinked` ends the link.
+Look-ups follow links to the canonical key.
 
 Fuzzy name look-ups block on keys of the token-sorted normalized name, the same scheme as
 `shared.accounts.AccountIndex`: every token, plus `^prefix` and `suffix$` of tokens of five
@@ -16,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.accounts import blocking_keys, normalize_country, normalize_name, sort_name_tokens
-from shared.events import Account, AccountsLinked
+from shared.events import Account, AccountsLinked, AccountsUnlinked
 
 Row = dict[str, Any]
 
@@ -54,3 +55,8 @@ def link(event: AccountsLinked) -> Row:
         "score": event.score,
         "linked_at": event.linked_at,
     }
+
+
+def unlink(event: AccountsUnlinked) -> Row:
+    """The link row to delete: only this alias's link to this canonical key."""
+    return {"account_key": event.account_key, "canonical_key": event.canonical_key}

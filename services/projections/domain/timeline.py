@@ -23,6 +23,7 @@ import orjson
 from shared.events import (
     AccountLinkReported,
     AccountsLinked,
+    AccountsUnlinked,
     ClaimDecided,
     ClaimFiled,
     ClaimReleased,
@@ -76,6 +77,7 @@ _SUBJECT_AND_TIME: Final[dict[type[DomainEvent], tuple[str, str | None]]] = {
     DisputeResolved: ("dispute_id", "resolved_at"),
     DisputeActionRejected: ("dispute_id", "decided_at"),
     AccountsLinked: ("registration_id", "linked_at"),
+    AccountsUnlinked: ("registration_id", "unlinked_at"),
 }
 
 

@@ -14,7 +14,9 @@ added to the index. The index is rebuilt in the background every
 customer accepted at the same moment by two processes, or a near name that shares no first
 token -- is caught downstream: the adjudicator matches registrations by their account facts,
 not by key, and links the keys (`AccountsLinked`); across partitions this service reports the
-link (`AccountLinkReported`) when it meets an identity that matches two keys.
+other key's registrations (`AccountLinkReported`, see handlers.Commands._copy_reports).
+Which matches are the submitted account's customer is decided by
+`shared.accounts.sameness` against the identifiers the index holds for each key.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ from shared.accounts import (
     AccountIdentity,
     AccountIndex,
     AccountMatch,
+    Identifiers,
     blocking_keys,
+    different_customers,
     sort_name_tokens,
 )
 from shared.logging import get_logger
@@ -158,18 +162,28 @@ class AccountDirectory:
         matches = self._index.match(identity, match.name_threshold, match.review_band)
         if not self.complete and await self._fill_misses(identity, matches):
             matches = self._index.match(identity, match.name_threshold, match.review_band)
-        resolution = choose(identity, matches)
-        if _links_table() is None or resolution.is_new:
-            return resolution
-        # The adjudicator may have linked the key to another since the index was built.
-        async with self.engine.connect() as conn:
-            key = await canonical_key(conn, resolution.account_key)
-        if key == resolution.account_key:
-            return resolution
-        self.remember(key, identity)
-        return Resolution(key, resolution.matched,
-                          tuple(a for a in resolution.aliases if a.account_key != key),
-                          resolution.possible_duplicates)
+        index = self._index
+        query = Identifiers.of(identity)
+        for _ in range(4):
+            resolution = choose(identity, matches, index.identifiers, index.__contains__)
+            if _links_table() is None or resolution.is_new:
+                return resolution
+            # The adjudicator may have linked the key to another since the index was built.
+            async with self.engine.connect() as conn:
+                key = await canonical_key(conn, resolution.account_key)
+            if key == resolution.account_key:
+                return resolution
+            if different_customers(query, index.identifiers(key)
+                                   | index.identifiers(resolution.account_key)):
+                # The key belongs to a customer with other identifiers (its links were
+                # not yet folded into memory): it is not this customer's key.
+                matches = [m for m in matches if m.account_key != resolution.account_key]
+                continue
+            self.remember(key, identity)
+            return Resolution(key, resolution.matched,
+                              tuple(a for a in resolution.aliases if a.account_key != key),
+                              resolution.possible_duplicates)
+        return choose(identity, [], index.identifiers, index.__contains__)
 
     async def _fill_misses(self, identity: AccountIdentity, matches: list[AccountMatch]) -> bool:
         """Ask the directory tables for what memory did not know; True if anything new."""

@@ -79,6 +79,41 @@ class ReadModel:
                 .limit(limit))
             return [dict(r._mapping) for r in rows]
 
+    async def link_of(self, alias: str) -> tuple[str, float] | None:
+        """(matched_by, score) of the link making `alias` another key's alias, if any."""
+        links = metadata.tables.get("account_links")
+        if links is None:
+            return None
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(links.c.matched_by, links.c.score)
+                                      .where(links.c.account_key == alias))).first()
+        return (str(row[0]), float(row[1])) if row is not None else None
+
+    async def aliases_of(self, canonical: str, limit: int = 8) -> list[tuple[str, str, float]]:
+        """(alias, matched_by, score) of every key linked to `canonical`, directly or
+        through other aliases, breadth first (at most `limit` rounds)."""
+        links = metadata.tables.get("account_links")
+        if links is None:
+            return []
+        found: list[tuple[str, str, float]] = []
+        seen = {canonical}
+        frontier = [canonical]
+        async with self.engine.connect() as conn:
+            for _ in range(limit):
+                rows = (await conn.execute(
+                    select(links.c.account_key, links.c.matched_by, links.c.score)
+                    .where(links.c.canonical_key.in_(frontier))
+                    .order_by(links.c.account_key))).all()
+                frontier = []
+                for alias, matched_by, score in rows:
+                    if alias not in seen:
+                        seen.add(alias)
+                        frontier.append(alias)
+                        found.append((alias, matched_by, float(score)))
+                if not frontier:
+                    break
+        return found
+
     async def dispute(self, dispute_id: str) -> DisputeFacts | None:
         table = _disputes_table()
         async with self.engine.connect() as conn:

@@ -16,10 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.projections.adapters import repository
 from services.projections.adapters.rebuild import rebuild
+from services.projections.domain.batch import MODELS, Batch, Item, Loaded
 from services.projections.worker import ProjectionWorker
 from shared.eventlog import EventLog, Record, TopicPartition
 from shared.eventlog.topics import Topics
-from shared.readmodel.schema import ownership_intervals, registrations
+from shared.events import AccountsLinked, AccountsUnlinked
+from shared.readmodel.schema import account_links, ownership_intervals, registrations
 from shared.readmodel.store import create_engine, migrate
 from tests.conftest import make_eventlog
 from tests.integration.projections.projection_support import (
@@ -268,3 +270,44 @@ async def test_bulk_writes_of_a_rebuild_batch_stay_inside_its_transaction(
         # Timelines read nothing before writing: the first statement of each batch is a
         # bulk write.
         await rebuild(log, engine, topics, ["timelines"], batch_records=300)
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+async def test_an_ended_account_link_is_deleted_from_the_directory(
+    store: str, request: pytest.FixtureRequest, tmp_path: Path, unique: str,
+) -> None:
+    if store == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'links.sqlite3'}"
+    else:
+        server: ServerHandle = request.getfixturevalue("postgres_server")
+        url = await create_database(server.url, f"links_{unique}")
+    engine = create_engine(url)
+    await migrate(engine)
+    moment = datetime(2026, 1, 2, tzinfo=UTC)
+
+    def linked(alias: str, canonical: str) -> AccountsLinked:
+        return AccountsLinked(account_key=alias, canonical_key=canonical, matched_by="name",
+                              score=1.0, linked_at=moment, policy_version=1,
+                              explanation="linked")
+
+    def batch(*events: AccountsLinked | AccountsUnlinked) -> Batch:
+        return Batch(Loaded()).fold_all([
+            Item(f"evt_{i}", moment, e, frozenset(MODELS), e.to_data())
+            for i, e in enumerate(events)])
+
+    try:
+        async with engine.begin() as conn:
+            await repository.write(conn, batch(linked("name:US:a", "dom:a.com"),
+                                               linked("crm:1", "dom:b.com")))
+        async with engine.begin() as conn:
+            await repository.write(conn, batch(AccountsUnlinked(
+                account_key="name:US:a", canonical_key="dom:a.com", unlinked_at=moment,
+                policy_version=1, explanation="unlinked"), AccountsUnlinked(
+                account_key="crm:1", canonical_key="dom:other.com", unlinked_at=moment,
+                policy_version=1, explanation="not this link")))
+        async with engine.connect() as conn:
+            rows = (await conn.execute(select(account_links.c.account_key,
+                                              account_links.c.canonical_key))).all()
+        assert [tuple(r) for r in rows] == [("crm:1", "dom:b.com")]
+    finally:
+        await engine.dispose()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -16,7 +17,13 @@ from shared.accounts import blocking_keys
 from shared.eventlog.kafka import KafkaEventLog
 from shared.eventlog.topics import Topics
 from shared.policy import MatchPolicy, Policy
-from shared.readmodel.schema import account_crm_ids, account_domains, account_names, metadata
+from shared.readmodel.schema import (
+    account_crm_ids,
+    account_domains,
+    account_links,
+    account_names,
+    metadata,
+)
 from shared.readmodel.store import create_engine, migrate
 from tests.support.servers import ServerHandle
 
@@ -64,6 +71,53 @@ async def test_resolution_finds_what_other_processes_filed(engine: AsyncEngine) 
     both = await directory.resolve(identity_of(None, "acme.co.uk", None, "001XYZ"), MATCH)
     assert both.account_key == "crm:001XYZ"
     assert [a.account_key for a in both.aliases] == ["dom:acme.co.uk"]
+
+
+@pytest.mark.parametrize("complete", [True, False])
+async def test_a_name_linked_to_one_domain_never_resolves_another_domain(
+    engine: AsyncEngine, complete: bool
+) -> None:
+    # Issue 12: a name-only key linked to acme.com carries acme.com, so "Acme Corp" at
+    # acme.io is another customer -- whether the links are folded into memory at warm-up
+    # (complete) or found by the fallback queries (distributed).
+    directory = AccountDirectory(engine, complete=complete, rewarm_seconds=3600)
+    if not complete:
+        await directory.warm()  # empty: everything below arrives after the warm-up
+    async with engine.begin() as conn:
+        await conn.execute(account_domains.insert(), [
+            {"domain": "acme.com", "account_key": "dom:acme.com"}])
+        await conn.execute(account_names.insert(), [
+            {"country": "US", "name": "acme", "account_key": "name:US:acme"}])
+        await conn.execute(account_links.insert(), [
+            {"account_key": "name:US:acme", "canonical_key": "dom:acme.com",
+             "matched_by": "name", "score": 1.0, "linked_at": datetime.now(UTC)}])
+        blocks = metadata.tables.get("account_name_keys")
+        if blocks is not None:
+            await conn.execute(blocks.insert(), [
+                {"country": "US", "key": key, "name": "acme"}
+                for key in blocking_keys("acme")])
+    if complete:
+        await directory.warm()
+    other = await directory.resolve(identity_of("Acme Corp", "acme.io", "US", None), MATCH)
+    assert other.is_new and other.account_key == "dom:acme.io"
+    same = await directory.resolve(identity_of("Acme Corp", None, "US", None), MATCH)
+    assert same.account_key == "dom:acme.com"
+
+
+async def test_a_shared_crm_id_follows_its_link_to_a_key_with_another_domain(
+    engine: AsyncEngine,
+) -> None:
+    directory = AccountDirectory(engine, complete=True, rewarm_seconds=3600)
+    await directory.warm()
+    directory.remember("crm:X1", identity_of(None, None, None, "X1"))
+    directory.remember("dom:acme.com", identity_of(None, "acme.com", None, None))
+    async with engine.begin() as conn:  # the adjudicator linked them since the warm-up
+        await conn.execute(account_links.insert(), [
+            {"account_key": "crm:X1", "canonical_key": "dom:acme.com",
+             "matched_by": "crm_account_id", "score": 1.0, "linked_at": datetime.now(UTC)}])
+    # crm X1 joins acme.io to the customer of acme.com: the link is followed.
+    joined = await directory.resolve(identity_of(None, "acme.io", None, "X1"), MATCH)
+    assert joined.account_key == "dom:acme.com"
 
 
 async def test_a_warm_index_answers_from_memory(engine: AsyncEngine) -> None:

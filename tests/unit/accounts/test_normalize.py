@@ -274,9 +274,16 @@ def test_legal_suffix_is_only_removed_at_the_end() -> None:
 
 
 def test_name_made_only_of_legal_words_is_kept() -> None:
-    assert normalize_name("Limited Company") == "limited company"
+    assert normalize_name("Limited Company") == "limited"
     assert normalize_name("The Company") == "company"
     assert normalize_name("Inc.") == "inc"
+
+
+def test_legal_form_only_name_matches_its_variant_with_another_suffix() -> None:
+    # Issue 12: "AB" vs "AB Inc" scored 0.50 because stripping emptied one of them.
+    assert normalize_name("AB Inc") == normalize_name("AB") == "ab"
+    assert name_similarity(normalize_name("AB"), normalize_name("AB Inc")) == 1.0
+    assert normalize_name("SA Ltd") == normalize_name("S.A.")
 
 
 def test_common_abbreviations_are_expanded() -> None:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from adjudication_driver import Driver, decisions, only
+from adjudication_workload import generate, replay
 
 from services.adjudication.domain import DecisionContext, decide
 from shared.events import (
     AccountLinkReported,
     AccountsLinked,
+    AccountsUnlinked,
     DisputeOpened,
     ReportedRegistration,
 )
@@ -18,14 +20,14 @@ from shared.events import (
 def test_same_customer_under_two_keys_is_caught_by_name_and_linked() -> None:
     d = Driver()
     d.register("r1", "p-1", domain="globex.com", name="Globex Corporation", country="US")
-    d.later(days=2)
+    d.later(hours=1)  # within the tie window: r2 stays active (in review)
     out = d.register("r2", "p-2", domain=None, name="GLOBEX Corp.", country="USA",
                      key="name:US:globex")
     [link] = only(out, AccountsLinked)
-    assert (link.account_key, link.canonical_key, link.matched_by) == (
-        "name:US:globex", "dom:globex.com", "name")
+    assert (link.account_key, link.canonical_key, link.matched_by, link.registration_id) == (
+        "name:US:globex", "dom:globex.com", "name", "r2")
     [decision] = decisions(out)
-    assert (decision.status, decision.rule) == ("rejected", "first_submitted")
+    assert (decision.status, decision.rule) == ("in_review", "tie")
     [conflict] = decision.conflicts
     assert conflict.account_key == "dom:globex.com"
     assert conflict.matched_by == "name"
@@ -35,14 +37,25 @@ def test_same_customer_under_two_keys_is_caught_by_name_and_linked() -> None:
                            key="name:US:globex"), AccountsLinked) == []
 
 
+def test_a_rejected_registration_links_nothing() -> None:
+    d = Driver()
+    d.register("r1", "p-1", domain="globex.com", name="Globex Corporation", country="US")
+    d.later(days=2)
+    out = d.register("r2", "p-2", domain=None, name="GLOBEX Corp.", country="USA",
+                     key="name:US:globex")
+    assert decisions(out)[0].rule == "first_submitted"
+    assert only(out, AccountsLinked) == []
+    assert d.state.links == {}
+
+
 def test_same_crm_id_under_two_keys_is_one_customer() -> None:
     d = Driver()
     d.register("r1", "p-1", domain="initech.com", crm="CRM-7")
     d.later(days=2)
     out = d.register("r2", "p-2", domain=None, name="Something Else", crm="CRM-7",
                      key="crm:CRM-7")
-    assert only(out, AccountsLinked)[0].matched_by == "crm_account_id"
     assert decisions(out)[0].rule == "first_submitted"
+    assert decisions(out)[0].conflicts[0].matched_by == "crm_account_id"
 
 
 def test_same_name_in_another_country_is_another_customer() -> None:
@@ -152,3 +165,231 @@ def test_alike_name_without_a_domain_is_still_judged_by_its_name() -> None:
     [decision] = decisions(out)
     assert decision.rule == "first_submitted"
     assert decision.conflicts[0].matched_by == "name"
+
+
+# --- issue 12, defect 2: links are facts with a lifetime, followed transitively -----------
+
+
+def _acme_corp_linked_to_acme_com() -> Driver:
+    """A name-only "Acme Corp" registration held in review beside acme.com's: the name key
+    is linked to dom:acme.com, justified by r2."""
+    d = Driver()
+    d.register("r1", "p-1", domain="acme.com", name="Acme Corp", country="US")
+    d.later(hours=1)
+    out = d.register("r2", "p-2", domain=None, name="Acme Corp", country="US",
+                     key="name:US:acme")
+    assert [(x.account_key, x.canonical_key) for x in only(out, AccountsLinked)] == [
+        ("name:US:acme", "dom:acme.com")]
+    return d
+
+
+def test_a_name_linked_to_one_domain_does_not_capture_another_domain() -> None:
+    d = _acme_corp_linked_to_acme_com()
+    d.later(days=2)
+    out = d.register("r3", "p-3", domain="acme.io", name="Acme Corp", country="US")
+    [decision] = decisions(out)
+    assert (decision.status, decision.rule) == ("approved", "no_conflict")
+    assert decision.conflicts == ()
+    assert only(out, AccountsLinked) == []
+    assert d.state.cluster("dom:acme.io") == ["dom:acme.io"]
+
+
+def test_a_link_ends_with_the_registration_that_justified_it() -> None:
+    d = _acme_corp_linked_to_acme_com()
+    d.later(hours=2)
+    out = d.withdraw("r2", "p-2")
+    [unlinked] = only(out, AccountsUnlinked)
+    assert (unlinked.account_key, unlinked.canonical_key, unlinked.registration_id) == (
+        "name:US:acme", "dom:acme.com", "r2")
+    assert d.state.links == {} and d.state.link_facts == {}
+    assert d.state.cluster("name:US:acme") == ["name:US:acme"]
+
+
+def test_a_link_another_active_registration_also_shows_survives_the_first() -> None:
+    d = _acme_corp_linked_to_acme_com()
+    d.later(hours=1)
+    d.register("r3", "p-3", domain=None, name="Acme Corp", country="US", key="name:US:acme",
+               motion="referral")
+    out = d.withdraw("r2", "p-2")
+    assert only(out, AccountsUnlinked) == []
+    assert d.state.cluster("name:US:acme") == ["name:US:acme", "dom:acme.com"]
+
+
+def test_links_are_followed_through_a_chain_of_keys() -> None:
+    # name:US:zeta <-> crm:C1 <-> dom:acme.com, each link shown by an active referral.
+    d = Driver()
+    d.register("r1", "p-1", domain="acme.com", name="Omega Systems", crm="C1")
+    d.later(days=1)
+    d.register("r2", "p-2", domain=None, name="Zeta", crm="C1", key="crm:C1",
+               motion="referral")
+    d.register("r3", "p-3", domain=None, name="Zeta", key="name:US:zeta", motion="referral")
+    assert d.state.cluster("name:US:zeta") == ["name:US:zeta", "crm:C1", "dom:acme.com"]
+    d.later(days=1)
+    # A registration filed under the name key whose own facts match nothing else: only
+    # the chain of links says it is acme.com's customer, where r1 is the exclusive owner.
+    [decision] = decisions(d.register("r4", "p-4", domain=None, name="Zeta Group Holdings",
+                                      key="name:US:zeta"))
+    assert (decision.status, decision.rule) == ("rejected", "first_submitted")
+    assert [c.registration_id for c in decision.conflicts] == ["r1"]
+
+
+def test_a_link_never_joins_two_domains() -> None:
+    d = Driver()
+    d.register("r1", "p-1", domain="acme.com", name="Acme Corp", country="US")
+    d.register("r2", "p-2", domain="acme.io", name="Acme Corp", country="US")
+    d.later(hours=1)
+    # A name-only Acme Corp matches both by name; it may join one, never both.
+    out = d.register("r3", "p-3", domain=None, name="Acme Corp", country="US",
+                     key="name:US:acme", motion="referral")
+    links = only(out, AccountsLinked)
+    assert [x.canonical_key for x in links] == ["dom:acme.com"]
+    assert "dom:acme.io" not in d.state.cluster("name:US:acme")
+    assert not d.state.link("name:US:acme", "dom:acme.io")
+
+
+def test_no_link_in_a_random_workload_joins_different_identifiers() -> None:
+    log, _ = generate(4000, seed=7)
+    state, recorded = replay(log)
+    assert any(isinstance(e, AccountsLinked) for e in recorded)
+    for key in state.links:
+        customer = state.customer(key)
+        assert len(customer.crm_ids) <= 1, (key, state.cluster(key), customer)
+        assert len(customer.domains) <= 1 or customer.crm_ids, (key, state.cluster(key))
+
+
+# --- issue 12, defect 4: cross-partition copies follow their original ---------------------
+
+
+def _report(d: Driver, *copies: tuple[str, str, str], tier: str = "gold",
+            protected_days: float | None = None) -> AccountLinkReported:
+    """A snapshot of crm:U-1's registrations (id, partner, status) for dom:umbrella.com."""
+    return AccountLinkReported(
+        account_key="dom:umbrella.com", alias_key="crm:U-1", matched_by="crm_account_id",
+        registrations=tuple(
+            ReportedRegistration(
+                registration_id=rid, party_type="partner", party_id=partner, motion="resell",
+                products=("analytics",), status=status,  # type: ignore[arg-type]
+                submitted_at=d.now - timedelta(hours=1), tier=tier,
+                protected_until=(d.now + timedelta(days=protected_days)
+                                 if protected_days is not None else None))
+            for rid, partner, status in copies),
+        reported_at=d.now, policy_version=4)
+
+
+def test_a_copy_reported_in_review_does_not_guard_forever() -> None:
+    d = Driver()
+    d.feed(_report(d, ("x1", "p-9", "in_review")))
+    d.later(days=400)
+    [decision] = decisions(d.register("r1", "p-1", domain="umbrella.com", name="Umbrella"))
+    assert (decision.status, decision.rule) == ("approved", "no_conflict")
+    assert "x1" not in {e.id for e in d.state.active_under("crm:U-1")}
+
+
+def test_an_approved_copy_ends_at_its_protection_end() -> None:
+    d = Driver()
+    d.feed(_report(d, ("x1", "p-9", "approved"), protected_days=30))
+    d.later(days=10)
+    [early] = decisions(d.register("r1", "p-1", domain="umbrella.com", name="Umbrella"))
+    assert (early.status, early.rule) == ("rejected", "first_submitted")
+    d.later(days=21)
+    [late] = decisions(d.register("r2", "p-2", domain="umbrella.com", name="Umbrella"))
+    assert (late.status, late.rule) == ("approved", "no_conflict")
+
+
+def test_withdrawing_the_original_frees_its_copy() -> None:
+    d = Driver()
+    d.feed(_report(d, ("x1", "p-9", "approved"), protected_days=90))
+    d.later(days=2)
+    # The next snapshot (the edge reports ahead of every registration on the canonical key,
+    # and at once on a withdrawal) no longer lists x1, or lists it withdrawn.
+    for snapshot in (_report(d), _report(d, ("x1", "p-9", "withdrawn"))):
+        d.feed(snapshot)
+        assert d.state.active_under("crm:U-1") == []
+    [decision] = decisions(d.register("r1", "p-1", domain="umbrella.com", name="Umbrella"))
+    assert (decision.status, decision.rule) == ("approved", "no_conflict")
+    assert d.state.links == {}  # nothing active shows the two keys to be one any more
+
+
+def test_a_withdrawn_copy_leaves_the_cross_key_dispute_it_was_drawn_into() -> None:
+    d = Driver()
+    d.register("r1", "p-1", domain="umbrella.com", name="Umbrella")
+    [opened] = only(d.feed(_report(d, ("x1", "p-9", "approved"), protected_days=90)),
+                    DisputeOpened)
+    assert set(opened.registration_ids) == {"r1", "x1"}
+    d.later(hours=3)
+    out = d.feed(_report(d))
+    assert [x.registration_id for x in decisions(out)] == ["r1"]
+    assert d.state.disputes[opened.dispute_id].status != "open"
+
+
+def test_a_copy_carries_its_partners_real_tier() -> None:
+    d = Driver()
+    d.feed(_report(d, ("x1", "p-9", "approved"), tier="platinum", protected_days=90))
+    [decision] = decisions(d.register("r1", "p-1", domain="umbrella.com", name="Umbrella",
+                                      tier="registered"))
+    assert (decision.status, decision.rule) == ("rejected", "tier")
+    assert "outranks" not in decision.explanation
+    assert d.state.entries["x1"].tier == "platinum"
+
+
+def test_reporting_the_same_snapshot_again_changes_nothing() -> None:
+    d = Driver()
+    d.register("r1", "p-1", domain="umbrella.com", name="Umbrella")
+    first = d.feed(_report(d, ("x1", "p-9", "approved"), protected_days=90))
+    assert only(first, DisputeOpened)
+    d.later(minutes=5)
+    assert d.feed(_report(d, ("x1", "p-9", "approved"), protected_days=90)) == []
+
+
+def test_a_made_up_crm_id_does_not_walk_past_the_domains_owner() -> None:
+    # Different CRM ids are different customers (the second gets its own key at the edge),
+    # but the shared domain is shown to a person rather than ignored.
+    d = Driver()
+    d.register("r1", "p-1", domain="initech.com", name="Initech", crm="CRM-REAL")
+    d.later(days=2)
+    out = d.register("r2", "p-2", domain="initech.com", name="Initech", crm="CRM-FAKE",
+                     key="crm:CRM-FAKE")
+    [decision] = decisions(out)
+    assert (decision.status, decision.rule) == ("in_review", "possible_duplicate")
+    assert [(c.registration_id, c.confident) for c in decision.conflicts] == [("r1", False)]
+    assert only(out, AccountsLinked) == []
+
+
+def test_a_refreshed_copy_keeps_guarding_with_one_lease_timer() -> None:
+    d = Driver()
+    for _ in range(10):
+        d.feed(_report(d, ("x1", "p-9", "in_review")))
+        d.later(days=6)
+    assert sum(1 for item in d.state.timers if item[1:3] == ("copy_lease", "x1")) == 1
+    d.later(days=80)  # 140 days after the first report, 86 after the last
+    [decision] = decisions(d.register("r1", "p-1", domain="umbrella.com", name="Umbrella"))
+    assert (decision.status, decision.rule) == ("rejected", "first_submitted")
+    assert [c.registration_id for c in decision.conflicts] == ["x1"]
+
+
+def test_a_copy_reported_ended_is_not_revived_by_a_lagging_snapshot() -> None:
+    d = Driver()
+    d.feed(_report(d, ("x1", "p-9", "approved"), protected_days=90))
+    d.feed(_report(d, ("x1", "p-9", "withdrawn")))
+    d.later(minutes=1)  # the read model behind the next report has not seen it yet
+    d.feed(_report(d, ("x1", "p-9", "approved"), protected_days=90))
+    assert d.state.active_under("crm:U-1") == []
+
+
+def test_a_partial_snapshot_ends_no_copy_it_does_not_list() -> None:
+    d = Driver()
+    d.feed(_report(d, ("x1", "p-9", "approved"), protected_days=90))
+    partial = _report(d, ("x2", "p-8", "approved"), protected_days=90).model_copy(
+        update={"partial": True})
+    d.feed(partial)
+    assert [e.id for e in d.state.active_under("crm:U-1")] == ["x1", "x2"]
+
+
+def test_an_extended_original_brings_its_expired_copy_back() -> None:
+    d = Driver()
+    d.feed(_report(d, ("x1", "p-9", "approved"), protected_days=10))
+    d.later(days=11)
+    assert decisions(d.register("r1", "p-1", domain="umbrella.com", name="Umbrella")
+                     )[0].rule == "no_conflict"
+    d.feed(_report(d, ("x1", "p-9", "approved"), protected_days=30))  # extended there
+    assert [e.id for e in d.state.active_under("crm:U-1")] == ["x1"]

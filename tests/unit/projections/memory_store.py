@@ -70,6 +70,9 @@ class MemoryStore:
                                (batch.members, self.members), (batch.timeline, self.timeline)):
             for key, row in source.items():
                 target.setdefault(key, dict(row))
+        for alias, canonical in batch.unlinks:
+            if self.links.get(alias, {}).get("canonical_key") == canonical:
+                del self.links[alias]
         self.links.update(batch.links)
         self.breaches.update(batch.breaches)
 

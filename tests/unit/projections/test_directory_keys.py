@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from services.projections.domain.batch import Batch, Loaded
 from services.projections.domain.directory import facts, name_keys
 from shared.accounts import blocking_keys, sort_name_tokens
-from shared.events import Account
+from shared.events import Account, AccountsLinked, AccountsUnlinked
+from tests.unit.projections.builders import at, item
+from tests.unit.projections.memory_store import MemoryStore
 
 
 def test_names_are_filed_normalized_by_country_with_their_blocking_keys() -> None:
@@ -30,3 +33,33 @@ def test_the_directory_files_names_under_the_keys_the_in_memory_index_uses() -> 
     # The edge looks names up in this table with shared.accounts.blocking_keys: one truth.
     assert name_keys("globex international") == blocking_keys(
         sort_name_tokens("globex international"))
+
+
+def _linked(alias: str, canonical: str) -> AccountsLinked:
+    return AccountsLinked(account_key=alias, canonical_key=canonical, matched_by="name",
+                          score=1.0, registration_id="reg_2", linked_at=at(1),
+                          policy_version=1, explanation="linked")
+
+
+def _unlinked(alias: str, canonical: str) -> AccountsUnlinked:
+    return AccountsUnlinked(account_key=alias, canonical_key=canonical,
+                            registration_id="reg_2", unlinked_at=at(2), policy_version=1,
+                            explanation="unlinked")
+
+
+def test_an_ended_link_leaves_the_directory_in_any_batching() -> None:
+    events = [_linked("name:US:acme", "dom:acme.com"), _unlinked("name:US:acme", "dom:acme.com")]
+    one = MemoryStore()
+    one.write(Batch(Loaded()).fold_all([item(e, f"evt_{i}") for i, e in enumerate(events)]))
+    apart = MemoryStore()
+    for i, e in enumerate(events):
+        apart.write(Batch(Loaded()).fold_all([item(e, f"evt_{i}")]))
+    assert one.links == apart.links == {}
+
+
+def test_unlinking_another_pair_keeps_the_current_link() -> None:
+    store = MemoryStore()
+    for i, e in enumerate([_linked("name:US:acme", "dom:acme.com"),
+                           _unlinked("name:US:acme", "dom:other.com")]):
+        store.write(Batch(Loaded()).fold_all([item(e, f"evt_{i}")]))
+    assert store.links["name:US:acme"]["canonical_key"] == "dom:acme.com"

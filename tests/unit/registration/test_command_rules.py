@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.registration.domain import access
 from services.registration.domain.cloudevents import NotCloudEvents, parse, parse_event
@@ -12,7 +14,7 @@ from services.registration.domain.idempotency import Stored, Verdict, fingerprin
 from services.registration.domain.intake import InvalidAccount, identity_of
 from services.registration.domain.resolution import choose
 from services.registration.handlers import partition_keys
-from shared.accounts import AccountMatch
+from shared.accounts import AccountIndex, AccountMatch
 from shared.api.auth import split_token
 from shared.eventlog.partitioner import partition_for
 
@@ -181,6 +183,60 @@ def test_a_name_in_the_review_band_never_reuses_a_key() -> None:
     assert resolution.is_new and resolution.account_key == "name:US:acme"
 
 
+def _resolve(index: AccountIndex, name: str | None, domain: str | None, country: str | None,
+             crm: str | None = None) -> str:
+    """Resolve like the edge's directory does, then file the account like after an append."""
+    identity = identity_of(name, domain, country, crm)
+    matches = index.match(identity, 0.9, 0.1)
+    key = choose(identity, matches, index.identifiers, index.__contains__).account_key
+    index.add(key, identity)
+    return key
+
+
+def test_similar_names_with_different_domains_get_different_keys() -> None:
+    # Issue 12, defect 1: "Bench Account 406" (bench406.com) was filed under dom:bench0.com.
+    index = AccountIndex()
+    keys = [_resolve(index, f"Bench Account {n}", f"bench{n}.com", "US") for n in range(500)]
+    assert keys == [f"dom:bench{n}.com" for n in range(500)]
+
+
+def test_a_throwaway_domain_cannot_squat_a_popular_name() -> None:
+    # "Initech 7 Inc" at junk-7.example.org must not capture the real initech-7.com.
+    index = AccountIndex()
+    assert _resolve(index, "Initech 7 Inc", "junk-7.example.org", "US") == "dom:example.org"
+    assert _resolve(index, "Initech 7 Inc", "initech-7.com", "US") == "dom:initech-7.com"
+
+
+def test_legal_form_variants_with_different_domains_are_two_customers() -> None:
+    index = AccountIndex()
+    assert _resolve(index, "Anderson Ltd", "anderson-ltd.com", "GB") == "dom:anderson-ltd.com"
+    assert _resolve(index, "Anderson Inc", "anderson.com", "GB") == "dom:anderson.com"
+    assert _resolve(index, "Jones PLC", "jones.co.uk", "GB") == "dom:jones.co.uk"
+    assert _resolve(index, "Jones Inc", "jonesinc.com", "GB") == "dom:jonesinc.com"
+
+
+def test_a_name_still_decides_where_one_side_has_no_identifier() -> None:
+    index = AccountIndex()
+    assert _resolve(index, "Anderson Ltd", "anderson.com", "GB") == "dom:anderson.com"
+    assert _resolve(index, "Anderson Inc", None, "GB") == "dom:anderson.com"
+    assert _resolve(index, "Globex Corp", None, "US") == "name:US:globex"
+    assert _resolve(index, "Globex Inc", "globex.com", "US") == "name:US:globex"
+
+
+def test_a_name_only_key_that_gained_a_domain_no_longer_matches_another_domain() -> None:
+    index = AccountIndex()
+    assert _resolve(index, "Acme Corp", None, "US") == "name:US:acme"
+    assert _resolve(index, "Acme Corp", "acme.com", "US") == "name:US:acme"
+    assert _resolve(index, "Acme Corp", "acme.io", "US") == "dom:acme.io"
+
+
+def test_a_domain_under_another_crm_id_is_another_customer() -> None:
+    index = AccountIndex()
+    assert _resolve(index, "Acme", "acme.com", "US", "crm-1") == "dom:acme.com"
+    assert _resolve(index, "Acme", "acme.com", "US", "crm-2") == "crm:crm-2"
+    assert _resolve(index, "Acme", "acme.io", "US", "crm-1") == "dom:acme.com"
+
+
 # --- tokens and fan-out --------------------------------------------------------------------
 
 def test_api_key_tokens_split_into_id_and_secret() -> None:
@@ -193,3 +249,22 @@ def test_one_key_per_partition_reaches_every_partition() -> None:
     keys = partition_keys("partner:p-1", 12)
     assert sorted(partition_for(k, 12) for k in keys) == list(range(12))
     assert keys == partition_keys("partner:p-1", 12)
+
+
+_NAMES = st.sampled_from(["Acme", "Acme Inc", "Acme Corp", "Acme Systems", "Acne Systems",
+                          "Globex", "Globex GmbH", "AB", "AB Inc"])
+_IDENTITY = st.tuples(_NAMES, st.sampled_from([None, "acme.com", "acme.io", "globex.com"]),
+                      st.sampled_from([None, "C1", "C2"]))
+
+
+@settings(max_examples=300)
+@given(st.lists(_IDENTITY, min_size=1, max_size=25))
+def test_different_identifiers_never_share_an_account_key(
+    submitted: list[tuple[str, str | None, str | None]],
+) -> None:
+    index = AccountIndex()
+    keys = [_resolve(index, name, domain, "US", crm) for name, domain, crm in submitted]
+    for key in keys:
+        carried = index.identifiers(key)
+        assert len(carried.crm_ids) <= 1, (key, carried)
+        assert len(carried.domains) <= 1 or carried.crm_ids, (key, carried)

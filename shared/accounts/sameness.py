@@ -1,0 +1,159 @@
+"""The same customer: the one rule deciding whether an identity is an account's customer.
+
+Used by the edge (which key a submitted account gets), by the adjudicator (which
+registrations collide, which keys it links) and by the ownership read side (which account a
+look-up designates). Nowhere else is this decided.
+
+The rule (README, "The same customer"; DESIGN.md, "Rules of engagement"):
+
+- identifiers decide: a shared CRM id or registrable domain makes two accounts one customer;
+- different CRM ids are always different customers; different domains are different
+  customers unless a shared CRM id joins them;
+- a name decides only where one side has no identifier of a kind the other has, and never
+  bridges two different identifiers, directly or through links.
+
+The unit compared is the *customer*, not a key: the cluster of keys linked together and
+every identifier filed under any of them. A name-only key linked to acme.com carries
+acme.com, so "Acme Corp" at acme.io does not match it by name. And the customer grows as
+matches are taken in: once a match has brought acme.com in, a later one carrying acme.io
+is a different customer even if each alone was compatible with the query (a name-only
+"Acme Corp" must not join the Acme Corps of acme.com and acme.io into one).
+
+Pure and deterministic (no set iteration decides anything: matches are walked in a total
+order and sets are only tested for membership).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from shared.accounts.identity import AccountIdentity
+    from shared.accounts.index import AccountMatch
+
+__all__ = [
+    "Identifiers",
+    "Sorted",
+    "different_customers",
+    "evidence_order",
+    "sort_out",
+]
+
+_EVIDENCE_RANK: Final[dict[str, int]] = {"crm_account_id": 2, "domain": 1, "name": 0}
+
+
+@dataclass(frozen=True, slots=True)
+class Identifiers:
+    """The identifiers a customer carries: CRM ids and registrable domains."""
+
+    crm_ids: frozenset[str] = frozenset()
+    domains: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, identity: AccountIdentity) -> Identifiers:
+        return cls(
+            frozenset((identity.crm_account_id,)) if identity.crm_account_id else frozenset(),
+            frozenset((identity.domain,)) if identity.domain else frozenset(),
+        )
+
+    @classmethod
+    def of_key(cls, account_key: str) -> Identifiers:
+        """What a key says by its form alone (``dom:x`` carries domain x, ``crm:y`` CRM id
+        y): true of every key whatever else was filed under it."""
+        kind, _, value = account_key.partition(":")
+        if kind == "dom" and value:
+            return cls(frozenset(), frozenset((value,)))
+        if kind == "crm" and value:
+            return cls(frozenset((value,)), frozenset())
+        return NONE
+
+    def __or__(self, other: Identifiers) -> Identifiers:
+        if other is self or (other.crm_ids <= self.crm_ids and other.domains <= self.domains):
+            return self
+        if not self.crm_ids and not self.domains:
+            return other
+        return Identifiers(self.crm_ids | other.crm_ids, self.domains | other.domains)
+
+    def __bool__(self) -> bool:
+        return bool(self.crm_ids or self.domains)
+
+
+NONE: Final = Identifiers()
+
+
+def different_customers(a: Identifiers, b: Identifiers) -> bool:
+    """Whether identifiers alone say `a` and `b` are different customers: two different CRM
+    ids, or two different domains that no shared CRM id joins. Where either side lacks
+    every identifier of a kind the other has, identifiers say nothing (and a name may
+    decide)."""
+    if a.crm_ids and b.crm_ids and a.crm_ids != b.crm_ids:
+        return True
+    if a.domains and b.domains and a.domains.isdisjoint(b.domains):
+        return not (a.crm_ids and b.crm_ids)  # equal here: a shared CRM id joins them
+    return False
+
+
+def evidence_order(match: AccountMatch) -> tuple[int, float, str]:
+    """Identifiers before names (CRM id, domain, name), then score, then key: a total
+    order, so the walk below is the same on every replay."""
+    return (-_EVIDENCE_RANK[match.matched_by], -match.score, match.account_key)
+
+
+@dataclass(frozen=True, slots=True)
+class Sorted:
+    """Matches sorted out against one customer."""
+
+    same: tuple[AccountMatch, ...]
+    """Confident matches that are this customer, strongest first: the first is the key to
+    use, the others are its keys too (links)."""
+    possible: tuple[AccountMatch, ...]
+    """Matches a person should look at (``confident=False``): names in the review band,
+    confident names that fit the query but not the customer the stronger matches already
+    make up (ambiguous between two customers), and identifier matches another identifier
+    contradicts."""
+    customer: Identifiers
+    """The identifiers of the query and of every key in `same`."""
+
+
+def sort_out(
+    query: Identifiers,
+    matches: Iterable[AccountMatch],
+    identifiers_of: Callable[[str], Identifiers],
+    anchor: Identifiers = NONE,
+) -> Sorted:
+    """Which of `matches` are the query's customer, walked strongest evidence first.
+
+    ``identifiers_of(key)`` gives the identifiers of the customer behind a key (the key's
+    own facets and those of every key linked to it). ``anchor`` is what the customer is
+    already known to carry (the adjudicator passes the new entry's own key's customer).
+    A match whose customer has different identifiers than the query is another customer:
+    dropped when only a name matched, a possible duplicate when an identifier matched (the
+    same domain under another CRM id). One that fits the query but not the customer built
+    so far is demoted to a possible duplicate: never merged, never silently ignored.
+    """
+    customer = query if different_customers(query, anchor) else query | anchor
+    same: list[AccountMatch] = []
+    possible: list[AccountMatch] = []
+    seen: set[str] = set()
+    for match in sorted(matches, key=evidence_order):
+        if match.account_key in seen:
+            continue
+        seen.add(match.account_key)
+        theirs = identifiers_of(match.account_key)
+        if different_customers(query, theirs):
+            if match.matched_by != "name":
+                # One identifier agrees and another contradicts it (the same domain under
+                # another CRM id): another customer by the rule, but for a person to see --
+                # else a made-up CRM id would walk past the domain's owner.
+                possible.append(replace(match, confident=False))
+            continue
+        if not match.confident:
+            possible.append(match)
+        elif different_customers(customer, theirs):
+            possible.append(replace(match, confident=False))
+        else:
+            customer = customer | theirs
+            same.append(match)
+    return Sorted(tuple(same), tuple(possible), customer)

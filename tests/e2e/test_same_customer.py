@@ -1,0 +1,95 @@
+"""One customer under keys on two intake partitions, through the HTTP API on the embedded
+backend (issue 12, defect 4): the edge reports the other key's registrations ahead of every
+registration on the canonical key, with the real tier, from no per-process memory, and a
+withdrawal frees the copy."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from dealreg.app import create_app
+from shared.eventlog.partitioner import partition_for
+from shared.settings import Settings
+from tests.e2e.conftest import ADMIN, _serve
+
+WAIT = {"Prefer": "wait=15"}
+REPORTED = "dealreg.account.link_reported.v1"
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    async with AsyncExitStack() as stack:
+        settings = Settings(backend="embedded", data_dir=tmp_path, admin_token=ADMIN)
+        yield await _serve(stack, create_app(settings))
+
+
+def body(partner: str, **account: Any) -> dict[str, Any]:
+    return {"partner_id": partner, "account": {"country": "US", **account},
+            "opportunity": {"title": "Rollout", "products": ["analytics"]},
+            "motion": "resell"}
+
+
+async def submit(client: httpx.AsyncClient, partner: str, **account: Any) -> dict[str, Any]:
+    response = await client.post("/v1/registrations", json=body(partner, **account),
+                                 headers=WAIT)
+    assert response.status_code == 201, response.text
+    decided: dict[str, Any] = response.json()
+    return decided
+
+
+async def reports_of(client: httpx.AsyncClient, registration_id: str) -> list[dict[str, Any]]:
+    for _ in range(100):
+        response = await client.get(f"/v1/registrations/{registration_id}/timeline")
+        assert response.status_code == 200, response.text
+        found = [e for e in response.json()["entries"] if e["type"] == REPORTED]
+        if found:
+            return found
+        await asyncio.sleep(0.05)
+    return []
+
+
+def keys_on_two_partitions(partitions: int) -> tuple[str, str]:
+    n = 0
+    while partition_for(f"crm:CRM-{n}", partitions) == partition_for(f"dom:zed{n}.com",
+                                                                      partitions):
+        n += 1
+    return f"CRM-{n}", f"zed{n}.com"
+
+
+async def test_copies_on_the_other_partition_are_reported_fresh_and_freed_by_withdrawal(
+    client: httpx.AsyncClient,
+) -> None:
+    partitions = Settings().topic_partitions
+    crm, domain = keys_on_two_partitions(partitions)
+    assert (await client.put("/v1/partners/p-plat", json={
+        "name": "Plat", "type": "reseller", "tier": "platinum"})).status_code == 201
+    alpha = await submit(client, "p-1", name="Zed Alpha", crm_account_id=crm)
+    beta = await submit(client, "p-plat", name="Quux Beta", domain=domain)
+    assert (alpha["account_key"], beta["account_key"]) == (f"crm:{crm}", f"dom:{domain}")
+    assert alpha["status"] == beta["status"] == "approved"
+
+    # An account carrying both identifiers: one customer under two keys on two partitions.
+    both = await submit(client, "p-3", name="Zed", crm_account_id=crm, domain=domain)
+    assert both["account_key"] == f"crm:{crm}"
+    assert beta["id"] in [c["registration_id"] for c in both["decision"]["conflicts"]]
+    [report] = await reports_of(client, beta["id"])
+    assert report["data"]["registration_id"] == both["id"]
+    assert report["data"]["registrations"][0]["tier"] == "platinum"
+
+    # Reported again ahead of the next registration: nothing is remembered per process.
+    again = await submit(client, "p-4", name="Zed", crm_account_id=crm, domain=domain)
+    assert len(await reports_of(client, beta["id"])) == 2
+    assert beta["id"] in [c["registration_id"] for c in again["decision"]["conflicts"]]
+
+    withdrawn = await client.post(f"/v1/registrations/{beta['id']}/withdraw", headers=WAIT)
+    assert withdrawn.status_code == 200 and withdrawn.json()["status"] == "withdrawn"
+    later = await submit(client, "p-5", name="Zed", crm_account_id=crm)
+    assert later["account_key"] == f"crm:{crm}"
+    assert beta["id"] not in [c["registration_id"] for c in later["decision"]["conflicts"]]
