@@ -57,6 +57,11 @@ def dev(
     if settings.admin_token is None:
         settings.admin_token = "drk_admin_" + secrets.token_urlsafe(32)
         console.print(f"[bold]Admin token (shown once):[/bold] {settings.admin_token}")
+    if "webhook_allow_loopback" not in settings.model_fields_set:
+        settings.webhook_allow_loopback = True  # a first look points webhooks at localhost
+    console.print("Webhooks may target loopback addresses: "
+                  f"{'yes' if settings.webhook_allow_loopback else 'no'} "
+                  "(DEALREG_WEBHOOK_ALLOW_LOOPBACK; `serve` refuses them by default)")
     console.print(f"dealreg dev on http://{host}:{port}  (API docs: http://{host}:{port}/docs, "
                   f"data: {data_dir.resolve()})")
     if settings.ops_token_required is None:

@@ -29,6 +29,7 @@ from typing import Annotated, Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -141,9 +142,18 @@ def _to_timedelta(value: Any) -> Any:
     return value
 
 
+def _not_negative(value: timedelta) -> timedelta:
+    # A number is read as seconds by pydantic; a negative one was accepted, published, and
+    # then failed to serialize (a 500 after the append). Found by the policy fuzzer.
+    if value < timedelta(0):
+        raise ValueError("durations are never negative")
+    return value
+
+
 Duration = Annotated[
     timedelta,
     BeforeValidator(_to_timedelta),
+    AfterValidator(_not_negative),
     PlainSerializer(format_duration, return_type=str),
     WithJsonSchema({"type": "string", "format": "duration", "examples": ["P90D", "PT5S"]}),
 ]

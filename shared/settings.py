@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -87,6 +88,13 @@ class Settings(BaseSettings):
         None, description="Whether `/metrics` and `/readyz` detail need a token; unset: "
         "`dev` leaves them open, `serve` (and any other app) requires it")
 
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)  # ValueError: refused at start
+        return value
+
     @property
     def embedded_log_path(self) -> Path:
         return self.data_dir / "eventlog.sqlite3"
@@ -126,6 +134,9 @@ class Settings(BaseSettings):
     webhook_allowed_networks: list[str] = Field(
         [], description="Private / loopback networks (CIDR) webhooks may target; link-local "
         "and cloud metadata addresses are always refused")
+    webhook_allow_loopback: bool = Field(
+        False, description="Webhooks may target loopback addresses (127.0.0.0/8, ::1, "
+        "localhost); `dealreg dev` turns it on unless set, `serve` keeps it off")
     smtp_host: str | None = Field(None, description="SMTP server; unset: e-mail disabled")
     smtp_port: int = Field(25, ge=1, le=65535)
     smtp_tls: Literal["none", "starttls", "tls"] = Field(

@@ -17,16 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import random
-import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiosmtplib
 import httpx
@@ -43,6 +40,16 @@ from shared.readmodel.schema import (
     notification_outbox,
 )
 from shared.settings import Settings
+from shared.webhooks.url_policy import (
+    ResolvedTarget,
+    Resolver,
+    Unresolvable,
+    UnsafeUrl,
+    UrlPolicy,
+    parse_webhook_url,
+    resolve_webhook,
+    system_resolver,
+)
 
 log = get_logger(__name__)
 
@@ -66,44 +73,26 @@ def signing_secrets(recipient: Any, now: datetime) -> list[str]:
         found.extend(s for s in previous.split() if s not in found)
     return found
 
-METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in (
-    "169.254.169.254", "169.254.170.2", "100.100.100.200", "fd00:ec2::254"))
-METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata", "instance-data"})
 MAX_RETRY_AFTER_SECONDS = 86_400.0
 
 
-class UnsafeUrl(ValueError):
-    pass
-
-
-def check_address(address: str, allowed: Sequence[str]) -> None:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if ip in METADATA_ADDRESSES or ip.is_link_local:
-        raise UnsafeUrl(f"{ip} is link-local or a cloud metadata address")
-    if ip.is_multicast or ip.is_unspecified or ip.is_reserved:
-        raise UnsafeUrl(f"{ip} is not a unicast address")
-    if (ip.is_private or ip.is_loopback or not ip.is_global) and not any(
-            ip in ipaddress.ip_network(n, strict=False) for n in allowed):
-        raise UnsafeUrl(f"{ip} is private; allow it with DEALREG_WEBHOOK_ALLOWED_NETWORKS")
-
-
-async def check_url(url: str, allowed: Sequence[str]) -> None:
-    """Refuse what a webhook must not reach: other schemes, link-local and metadata
-    addresses, private ranges outside the allow-list. Every resolved address is checked."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UnsafeUrl("only http and https URLs with a host")
-    host = parts.hostname.rstrip(".").lower()
-    if host in METADATA_HOSTS:
-        raise UnsafeUrl(f"{host} is a cloud metadata host")
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(
-            host, parts.port or (443 if parts.scheme == "https" else 80),
-            type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise UnsafeUrl(f"cannot resolve {host}: {exc}") from exc
-    for info in infos:
-        check_address(str(info[4][0]), allowed)
+async def post_pinned(http: httpx.AsyncClient, resolved: ResolvedTarget, content: bytes,
+                      headers: dict[str, str], timeout: float) -> httpx.Response:
+    """POST to an address `resolve_webhook` checked, never to a fresh resolution of the name:
+    the URL carries the address, the name goes in `Host` and (https) in TLS SNI, which is
+    also the name the certificate is verified against. Addresses are tried in order while
+    the connection fails; the last error is raised."""
+    target = resolved.target
+    extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+    failure: httpx.HTTPError | None = None
+    for address in resolved.addresses:
+        try:
+            return await http.post(target.url_for(address), content=content,
+                                   headers={**headers, "host": target.host_header},
+                                   extensions=extensions, timeout=timeout)
+        except httpx.ConnectError as exc:
+            failure = exc
+    raise failure or httpx.ConnectError("no checked address to connect to")
 
 
 @dataclass(frozen=True)
@@ -140,10 +129,13 @@ def next_delay(schedule: Sequence[float], done: int, jitter: float,
 
 class NotificationSender:
     def __init__(self, engine: AsyncEngine, settings: Settings,
-                 *, http: httpx.AsyncClient | None = None) -> None:
+                 *, http: httpx.AsyncClient | None = None,
+                 resolver: Resolver = system_resolver) -> None:
         self.engine = engine
         self.settings = settings
         self.http = http
+        self.url_policy = UrlPolicy.from_settings(settings)
+        self.resolver = resolver
         self.in_flight: dict[str, asyncio.Task[None]] = {}
         self.semaphores: dict[str, asyncio.Semaphore] = {}
         self.wake = asyncio.Event()
@@ -152,8 +144,12 @@ class NotificationSender:
 
     async def run(self, stopping: Callable[[], bool]) -> None:
         own_client = self.http is None
+        # No proxies from the environment (they would resolve again) and no kept-alive
+        # connections: a connection is opened to a checked address for one delivery, with
+        # that delivery's host name as SNI, and never reused for another name.
         self.http = self.http or httpx.AsyncClient(
-            timeout=self.settings.notification_timeout_seconds, follow_redirects=False)
+            timeout=self.settings.notification_timeout_seconds, follow_redirects=False,
+            trust_env=False, limits=httpx.Limits(max_keepalive_connections=0))
         try:
             while not stopping():
                 room = self.settings.notification_max_in_flight - len(self.in_flight)
@@ -243,17 +239,22 @@ class NotificationSender:
     def _endpoint(self, row: dict[str, Any], owner: Any) -> str:
         if row["channel"] == "email":
             return f"smtp://{self.settings.smtp_host}:{self.settings.smtp_port}"
-        parts = urlsplit((owner or {}).get("webhook_url") or "")
-        return f"{parts.scheme}://{parts.netloc}"
+        try:
+            target = parse_webhook_url((owner or {}).get("webhook_url") or "")
+        except UnsafeUrl:
+            return "unsafe"  # refused by _webhook before anything is sent
+        return f"{target.scheme}://{target.host_header}"
 
     async def _webhook(self, row: dict[str, Any], owner: Any) -> Outcome:
         url = owner["webhook_url"] if owner is not None else None
         if not url:
             return Outcome("disabled", error="the recipient has no webhook URL")
-        try:
-            await check_url(url, self.settings.webhook_allowed_networks)
+        try:  # resolve once, check every address, connect only to those (no rebinding)
+            resolved = await resolve_webhook(url, self.url_policy, self.resolver)
         except UnsafeUrl as exc:
-            return Outcome("disabled", error=f"unsafe webhook URL: {exc}")
+            return Outcome("disabled", error=f"unsafe webhook URL: {exc.reason}"[:2000])
+        except Unresolvable as exc:
+            return Outcome("retry", error=str(exc)[:2000])
         async with self.engine.connect() as conn:
             gone = (await conn.execute(select(notification_disabled_endpoints.c.url).where(
                 notification_disabled_endpoints.c.url == url))).first()
@@ -265,13 +266,13 @@ class NotificationSender:
         if not secrets:
             return Outcome("disabled", error="the recipient has no webhook secret")
         signatures = " ".join(Webhook(secret).sign(row["id"], now, body) for secret in secrets)
-        headers = {"content-type": "application/json", "webhook-id": row["id"],
-                   "webhook-timestamp": str(int(now.timestamp())),
+        headers = {"content-type": "application/json",
+                   "webhook-id": row["id"], "webhook-timestamp": str(int(now.timestamp())),
                    "webhook-signature": signatures, "user-agent": "dealreg-webhooks/1"}
         assert self.http is not None
         try:
-            response = await self.http.post(url, content=body, headers=headers,
-                                             timeout=self.settings.notification_timeout_seconds)
+            response = await post_pinned(self.http, resolved, body.encode(), headers,
+                                         self.settings.notification_timeout_seconds)
         except httpx.HTTPError as exc:
             return Outcome("retry", error=f"{type(exc).__name__}: {exc}"[:2000])
         code = response.status_code

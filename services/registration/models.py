@@ -34,19 +34,40 @@ from services.registration.domain.validation import (
 )
 from shared.api.auth import Role
 from shared.events.reference import PartnerStatus, PartnerTier, PartnerType
+from shared.inputs import CanonicalDecimal, check_text, sane_date, single_line
 
 Motion = Literal["resell", "referral", "co_sell", "influence"]
 
 Identifier = Annotated[str, Field(min_length=1, max_length=100, pattern=IDENTIFIER_PATTERN)]
-Product = Annotated[str, Field(min_length=1, max_length=100, pattern=TEXT_PATTERN)]
+Product = Annotated[str, Field(min_length=1, max_length=100, pattern=TEXT_PATTERN),
+                    AfterValidator(single_line)]
 
 
 def _text(max_length: int, min_length: int = 1, **kw: Any) -> Any:
-    return Field(min_length=min_length, max_length=max_length, pattern=TEXT_PATTERN, **kw)
+    # Which characters are allowed is `shared.inputs`'s rule, applied by `_Body` to every
+    # text field (one line, or several for the MULTILINE_FIELDS).
+    return Field(min_length=min_length, max_length=max_length, **kw)
+
+
+MULTILINE_FIELDS: Final = frozenset({"reason", "note", "partner_note"})
+"""Free text that may span lines (line breaks and tabs allowed); every other field is one
+line."""
 
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_control_characters(cls, value: Any, info: ValidationInfo) -> Any:
+        multiline = info.field_name in MULTILINE_FIELDS
+        if isinstance(value, str):
+            return check_text(value, multiline=multiline)
+        if isinstance(value, list):
+            for item in value:
+                if isinstance(item, str):
+                    check_text(item, multiline=multiline)
+        return value
 
 
 # --- registrations and claims ------------------------------------------------------------
@@ -80,7 +101,7 @@ class AccountIn(_Body):
 class AmountIn(_Body):
     currency: str = Field(min_length=3, max_length=3, pattern=r"^[A-Za-z]{3}$",
                           description="ISO 4217 code", examples=["USD"])
-    value: Decimal = Field(
+    value: CanonicalDecimal = Field(
         gt=0, max_digits=18, decimal_places=4, allow_inf_nan=False,
         description="Positive, with no more decimals than the currency has (JPY 0, USD 2, "
         "KWD 3)", examples=["120000.00"])
@@ -109,13 +130,7 @@ def _iso_date(value: Any) -> Any:
     raise ValueError("an ISO 8601 date, YYYY-MM-DD")
 
 
-def _sane_date(value: date) -> date:
-    if not date(2000, 1, 1) <= value <= date(2199, 12, 31):
-        raise ValueError("must be between 2000-01-01 and 2199-12-31")
-    return value
-
-
-CloseDate = Annotated[date, BeforeValidator(_iso_date), AfterValidator(_sane_date)]
+CloseDate = Annotated[date, BeforeValidator(_iso_date), AfterValidator(sane_date)]
 
 
 class OpportunityIn(_Body):
@@ -178,7 +193,7 @@ class DisputeRequest(_Body):
 
 class SplitIn(_Body):
     registration_id: Identifier
-    percent: Decimal = Field(gt=0, le=100, max_digits=5, decimal_places=2,
+    percent: CanonicalDecimal = Field(gt=0, le=100, max_digits=5, decimal_places=2,
                              allow_inf_nan=False)
 
 
@@ -260,7 +275,8 @@ class ApiKeyCreated(BaseModel):
     created_at: datetime
 
 
-WEBHOOK_URL_PATTERN: Final = r"^https?://[^\s\x00-\x1f\x7f]+$"
+WEBHOOK_URL_PATTERN: Final = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s\x00-\x1f\x7f]+$"
+"""The form only (the scheme in any case); `shared.webhooks.url_policy` decides the rest."""
 WEBHOOK_SECRET_PATTERN: Final = r"^whsec_[A-Za-z0-9+/]{32,}={0,2}$"
 _ROTATE = ("Generate a new secret (or use `webhook_secret`) and keep the current one active "
            "for signing for `DEALREG_WEBHOOK_SECRET_GRACE_SECONDS` (default 24 h): during "

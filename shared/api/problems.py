@@ -82,7 +82,8 @@ _TITLES = {
 
 
 def _field(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body",)]
+    # A body field is named by its path, a query parameter by its name (`as_of`).
+    parts = [str(p) for i, p in enumerate(loc) if not (i == 0 and p in ("body", "query"))]
     return ".".join(parts) if parts else "body"
 
 

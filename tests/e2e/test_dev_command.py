@@ -52,6 +52,14 @@ async def test_dev_serves_decisions_and_remembers_them_across_a_restart(tmp_path
         await wait_ready(base)
         first = await _post(base, "given-token", "p-1")
         assert first.status_code == 201 and first.json()["status"] == "approved"
+        # A first look points webhooks at a local receiver: dev allows loopback targets.
+        async with httpx.AsyncClient(headers={"Authorization": "Bearer given-token"}) as c:
+            owner = await c.put(f"{base}/v1/owners/cm-local", json={
+                "name": "Local", "webhook_url": "http://127.0.0.1:9999/hook"}, timeout=20)
+            assert owner.status_code == 201, owner.text
+            metadata = await c.put(f"{base}/v1/owners/cm-local", json={
+                "name": "Local", "webhook_url": "http://169.254.169.254/"}, timeout=20)
+            assert metadata.status_code == 422, metadata.text
         assert proc.poll() is None
         # `dev` leaves the operations endpoints open by default (`serve` requires a token).
         async with httpx.AsyncClient() as client:
@@ -66,6 +74,7 @@ async def test_dev_serves_decisions_and_remembers_them_across_a_restart(tmp_path
         output = proc.communicate(timeout=20)[0]
     match = re.search(r"Admin token \(shown once\):\s*(\S+)", output)
     assert match, output
+    assert "Webhooks may target loopback addresses: yes" in output, output
 
     with dealreg_dev(tmp_path, port, token=match.group(1)):
         await wait_ready(base)

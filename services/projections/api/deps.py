@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import re
 from typing import Annotated
 
@@ -13,6 +15,7 @@ from services.projections.domain.batch import MODELS
 from services.projections.domain.redaction import Viewer
 from shared.api.auth import Principal, require
 from shared.api.problems import Problem
+from shared.eventlog import EventLog
 from shared.readmodel.waiter import PositionWaiter
 
 READERS = ("integration", "partner", "rep", "owner", "channel_manager")
@@ -74,6 +77,8 @@ async def read_your_writes(
     worker = runtime.projection_worker
     waiter: PositionWaiter = (worker.position_waiter if worker is not None
                               else PositionWaiter(runtime.engine, MODELS))
+    if await waiter.behind(wanted):
+        await _reachable(runtime.eventlog, wanted)
     if not await waiter.wait(wanted, timeout):
         behind = await waiter.behind(wanted)
         raise Problem(
@@ -84,19 +89,68 @@ async def read_your_writes(
         )
 
 
+# A cursor is the last id of a page with a checksum, base64url: a cursor we did not issue
+# (tampered, truncated, `AAAA`) is a 422, never a page that starts somewhere arbitrary.
+# The checksum is not a secret (what a caller can read is decided by who it is, not by the
+# cursor); it makes a garbage cursor detectable, the pattern keeps its content an id.
+_CURSOR_KEY = b"dealreg-cursor-v1"
+_CURSOR_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}$")
+_CURSOR_CHECK_BYTES = 8
+
+
+def _cursor_check(value: bytes) -> bytes:
+    return hashlib.blake2s(value, key=_CURSOR_KEY, digest_size=_CURSOR_CHECK_BYTES).digest()
+
+
+async def _reachable(log: EventLog, wanted: dict[tuple[str, int], int]) -> None:
+    """A position the log has not reached was never issued (commands answer with the
+    offset of a record they appended): waiting for it can only time out, so it is a 422,
+    not a 503. Asked only when the read models are behind, so a satisfied read costs
+    nothing extra."""
+    for topic in sorted({t for t, _ in wanted}):
+        ends = {tp.partition: end for tp, end in (await log.end_positions(topic)).items()}
+        for (t, partition), offset in sorted(wanted.items()):
+            if t != topic:
+                continue
+            if partition not in ends:
+                raise Problem(422, "Validation failed", "No such partition.", errors=[{
+                    "field": "min_position",
+                    "message": f"{topic} has no partition {partition}"}])
+            if offset >= ends[partition]:
+                raise Problem(422, "Validation failed",
+                              "That position was never written: it cannot be waited for.",
+                              errors=[{"field": "min_position", "message":
+                                       f"{topic}/{partition}/{offset} is beyond the end of "
+                                       f"the log ({topic}/{partition} ends at "
+                                       f"{ends[partition]})"}])
+
+
 def encode_cursor(value: str) -> str:
-    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+    raw = value.encode()
+    return base64.urlsafe_b64encode(raw + _cursor_check(raw)).decode().rstrip("=")
+
+
+def _bad_cursor() -> Problem:
+    return Problem(422, "Validation failed", "The cursor is not one we issued.",
+                   errors=[{"field": "cursor", "message": "invalid cursor: pass the "
+                            "`next_cursor` of the previous page unchanged"}])
 
 
 def decode_cursor(cursor: str | None) -> str | None:
     if cursor is None:
         return None
     try:
-        value = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise Problem(422, "Validation failed", "The cursor is not one we issued.",
-                      errors=[{"field": "cursor", "message": "invalid cursor"}]) from exc
-    if not value or len(value) > 200:
-        raise Problem(422, "Validation failed", "The cursor is not one we issued.",
-                      errors=[{"field": "cursor", "message": "invalid cursor"}])
-    return value
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise _bad_cursor() from exc
+    value, check = raw[:-_CURSOR_CHECK_BYTES], raw[-_CURSOR_CHECK_BYTES:]
+    if len(raw) <= _CURSOR_CHECK_BYTES or not hmac.compare_digest(check,
+                                                                  _cursor_check(value)):
+        raise _bad_cursor()
+    try:
+        text = value.decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise _bad_cursor() from exc
+    if not _CURSOR_ID.match(text):
+        raise _bad_cursor()
+    return text

@@ -15,6 +15,7 @@ from services.projections.domain.redaction import Viewer
 from shared.accounts import registrable_domain
 from shared.api.problems import PROBLEM_RESPONSES, Problem
 from shared.api.resources import AccountMatchView, IncumbentView, OwnershipView, OwnerView
+from shared.inputs import Instant
 
 router = APIRouter(prefix="/v1", tags=["queries"], dependencies=[Depends(read_your_writes)])
 
@@ -46,7 +47,7 @@ async def ownership(
     crm_account_id: Annotated[str | None, Query(max_length=200)] = None,
     account_key: Annotated[str | None, Query(max_length=300)] = None,
     product: Annotated[str | None, Query(max_length=100)] = None,
-    as_of: Annotated[datetime | None, Query(description="ISO 8601 with offset")] = None,
+    as_of: Annotated[Instant | None, Query(description="ISO 8601 with offset")] = None,
     min_score: Annotated[float, Query(ge=0.5, le=1.0,
                                       description="Fuzzy name threshold")] = 0.9,
 ) -> OwnershipView:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -27,6 +26,7 @@ from services.projections.domain.registrations import from_e4, sourced
 from shared.api.auth import Principal, require
 from shared.api.problems import PROBLEM_RESPONSES, Problem
 from shared.events.registration import Motion, RegistrationStatus
+from shared.inputs import Instant
 
 router = APIRouter(prefix="/v1", tags=["queries"], dependencies=[Depends(read_your_writes)])
 
@@ -137,8 +137,8 @@ def _seconds(count: int, values: dict[float, int | None]) -> Quantiles:
 async def program_metrics(
     request: Request,
     _: Annotated[Principal, Depends(require(*PROGRAM_READERS))],
-    since: Annotated[datetime | None, Query(description="Window start (inclusive)")] = None,
-    until: Annotated[datetime | None, Query(description="Window end (exclusive)")] = None,
+    since: Annotated[Instant | None, Query(description="Window start (inclusive)")] = None,
+    until: Annotated[Instant | None, Query(description="Window end (exclusive)")] = None,
 ) -> ProgramMetricsView:
     for name, value in (("since", since), ("until", until)):
         if value is not None and value.tzinfo is None:

@@ -26,6 +26,8 @@ from services.registration.models import (
 from shared.api.auth import SUBJECT_ROLES, Authenticator, Principal, require
 from shared.api.problems import Problem, problem_responses
 from shared.policy import Policy
+from shared.settings import Settings
+from shared.webhooks.url_policy import Unresolvable, UnsafeUrl, UrlPolicy, resolve_webhook
 
 router = APIRouter(prefix="/v1", tags=["reference data"])
 
@@ -44,6 +46,21 @@ _OWNER = {"id": "cm-1", "name": "EMEA channel manager", "email": "cm-emea@vendor
           "webhook_url": "https://hooks.vendor.example/dealreg",
           "webhook_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
           "webhook_secrets": _SECRETS, "updated_at": "2026-11-23T09:00:00Z"}
+
+
+async def check_webhook_url(url: str | None, settings: Settings) -> None:
+    """The webhook URL policy at the door (the sender applies the same one at send time):
+    422 naming the reason. A name that does not resolve yet is accepted; the sender checks
+    it again when it sends."""
+    if url is None:
+        return
+    try:
+        await resolve_webhook(url, UrlPolicy.from_settings(settings))
+    except Unresolvable:
+        pass
+    except UnsafeUrl as exc:
+        raise Problem(422, "Validation failed", "The webhook URL is not allowed.",
+                      errors=[{"field": "webhook_url", "message": exc.reason}]) from exc
 
 
 def _partner_view(row: dict[str, Any], *, url: bool, secrets: bool) -> PartnerView:
@@ -128,6 +145,7 @@ async def put_partner(
     partner_id: RefId, body: PartnerRequest, commands: CommandsDep,
     principal: Annotated[Principal, Depends(require(*access.PARTNER_EDITORS))],
 ) -> Response:
+    await check_webhook_url(body.webhook_url, commands.settings)
     row, created, _ = await commands.reference.put_partner(
         partner_id, body.model_dump(), by=principal.actor_id,
         grace_seconds=commands.settings.webhook_secret_grace_seconds)
@@ -165,6 +183,7 @@ async def get_partner(
             "`retire_previous_secret: true`; `webhook_secrets` lists the active ones.")
 async def put_owner(owner_id: RefId, body: OwnerRequest, principal: Admin,
                     commands: CommandsDep) -> Response:
+    await check_webhook_url(body.webhook_url, commands.settings)
     row, created = await commands.reference.put_owner(
         owner_id, body.model_dump(), by=principal.actor_id,
         grace_seconds=commands.settings.webhook_secret_grace_seconds)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from services.registration.domain.validation import CONTROL_CHARS
+from shared.inputs import check_text
 
 REGISTRATION_SUBMITTED: Final = "dealreg.registration.submitted.v1"
 CLAIM_FILED: Final = "dealreg.claim.filed.v1"
@@ -50,10 +50,11 @@ def _text(raw: dict[str, Any], name: str, limit: int,
     if not isinstance(value, str) or not value or len(value) > limit:
         errors.append({"field": name, "message": f"a non-empty string of at most {limit}"})
         return None
-    if CONTROL_CHARS.search(value):
-        errors.append({"field": name, "message": "control characters are not allowed"})
+    try:
+        return check_text(value)
+    except ValueError as exc:
+        errors.append({"field": name, "message": str(exc)})
         return None
-    return value
 
 
 def parse_event(index: int, raw: Any) -> IncomingEvent:

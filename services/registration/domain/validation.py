@@ -7,7 +7,6 @@ response's field list.
 
 from __future__ import annotations
 
-import re
 from decimal import Decimal
 from typing import Final
 
@@ -33,9 +32,9 @@ _NOT_A_DEAL_CURRENCY: Final = frozenset(
      "XXX", "XAD"}
 )
 
-CONTROL_CHARS: Final = re.compile(r"[\x00-\x1f\x7f]")
 TEXT_PATTERN: Final = r"^[^\x00-\x1f\x7f]*$"
-"""No control characters: they break logs, CSV exports and PostgreSQL text (NUL)."""
+"""No ASCII control characters, in the OpenAPI document; the full rule (Unicode control
+and format characters) is `shared.inputs.check_text`, applied to every text field."""
 IDENTIFIER_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,99}$"
 """Ids of partners, reps, owners, registrations, disputes: printable, no spaces."""
 
@@ -85,8 +84,3 @@ def check_domain(value: str) -> str:
         )
     return value
 
-
-def check_text(value: str) -> str:
-    if CONTROL_CHARS.search(value):
-        raise ValueError("control characters are not allowed")
-    return value

@@ -14,9 +14,10 @@ from typing import Any
 
 import orjson
 import pytest
+from sqlalchemy import update
 from standardwebhooks import Webhook
 
-from services.projections.notifications import NotificationSender, UnsafeUrl, check_url
+from services.projections.notifications import NotificationSender, ref_owners
 from tests.integration.projections.system_support import Running, registration, running, submit
 from tests.support.receivers import HttpReceiver, Reply, http_receiver, smtp_receiver
 
@@ -216,18 +217,70 @@ async def _webhook_delivered(system: Running) -> bool:
                for d in await deliveries(system))
 
 
-@pytest.mark.parametrize("url", [
-    "ftp://example.com/x", "http://169.254.169.254/latest", "http://[fe80::1]/x",
-    "http://metadata.google.internal/x", "http://10.0.0.5/x", "http://127.0.0.1/x"])
-async def test_unsafe_webhook_urls_are_refused(url: str) -> None:
-    with pytest.raises(UnsafeUrl):
-        await check_url(url, [])
+@pytest.mark.parametrize("stored", [
+    "http://hooks.example.com:99999/x",            # a port out of range
+    "http://hooks.exa\u202emple.com/x",            # a right-to-left override in the host
+    "http://" + "a" * 64 + ".example.com/x",       # a label over 63 characters
+    "http://169.254.169.254/latest/meta-data",     # stored before the check at the door
+], ids=["port-99999", "rtl-override", "64-char-label", "metadata"])
+async def test_an_unsafe_stored_url_disables_the_delivery_with_the_reason_never_a_crash(
+        request: pytest.FixtureRequest, tmp_path: Path, stored: str) -> None:
+    # URLs the PUT now refuses can still be in a database from before the check at the
+    # door: the sender refuses them with the reason, once, and never retries.
+    async with _env(request, tmp_path) as env:
+        runtime = env.system.query_app.state.runtime
+        async with runtime.engine.begin() as conn:
+            await conn.execute(update(ref_owners).where(ref_owners.c.id == "cm-1")
+                               .values(webhook_url=stored))
+        await open_dispute(env.system)
+
+        async def settled() -> list[dict[str, Any]]:
+            return [d for d in await deliveries(env.system) if d["channel"] == "webhook"
+                    and d["status"] != "pending"]
+        await until(settled)
+        await asyncio.sleep(0.5)  # time for retries, were there any
+        [hook] = [d for d in await deliveries(env.system) if d["channel"] == "webhook"]
+        assert hook["status"] == "disabled", hook
+        assert hook["last_error"].startswith("unsafe webhook URL: "), hook
+        assert "internal error" not in hook["last_error"]
+        assert hook["attempts"] == 1 and len(hook["attempt_log"]) == 1
+        assert env.hook.requests == []
 
 
-async def test_private_ranges_pass_only_through_the_allow_list() -> None:
-    await check_url("http://127.0.0.1:9/x", ["127.0.0.0/8"])
-    with pytest.raises(UnsafeUrl):
-        await check_url("http://169.254.169.254/", ["169.254.0.0/16"])
+async def test_the_sender_connects_to_the_address_it_checked_with_the_name_as_host(
+        request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    # The name resolves to the local receiver once; every later look-up would answer the
+    # metadata address (DNS rebinding). One look-up per delivery, checked, connected to.
+    async with _env(request, tmp_path, webhook_allowed_networks=[],
+                    webhook_allow_loopback=True) as env:
+        looked_up: list[str] = []
+
+        async def rebinding(host: str, port: int) -> list[str]:
+            looked_up.append(host)
+            return ["127.0.0.1"] if len(looked_up) == 1 else ["169.254.169.254"]
+        runtime = env.system.query_app.state.runtime
+        task = runtime.tasks["notifications"]
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        port = env.hook.url.split(":")[2].split("/")[0]
+        named = f"http://hooks.rebind.test:{port}/hook"
+        put = await env.system.admin.put("/v1/owners/cm-1", json={
+            "name": "CM 1", "email": "cm1@vendor.example", "webhook_url": named})
+        assert put.status_code == 200, put.text  # a name that does not resolve yet is fine
+        await _owner_visible(env.system, named)
+        stop = asyncio.Event()
+        sender = NotificationSender(runtime.engine, runtime.settings, resolver=rebinding)
+        running_task = asyncio.create_task(sender.run(stop.is_set))
+        try:
+            await open_dispute(env.system)
+            [received] = await env.hook.wait_for(1)
+            await until(lambda: _webhook_delivered(env.system))
+        finally:
+            stop.set()
+            await running_task
+        assert looked_up == ["hooks.rebind.test"]
+        assert received.headers["host"] == f"hooks.rebind.test:{port}"
+        Webhook(env.secret).verify(received.body, received.headers)
 
 
 async def test_history_replayed_into_a_new_read_model_is_not_sent_but_can_be(

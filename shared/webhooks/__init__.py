@@ -1,0 +1,1 @@
+"""Webhooks: the URL policy shared by the API that stores URLs and the sender."""
