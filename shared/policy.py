@@ -22,7 +22,7 @@ working time (16 hours with `hours: 09:00-17:00`), hours and smaller units are w
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import cached_property, lru_cache
 from typing import Annotated, Any, Final, Literal
@@ -193,11 +193,21 @@ class _Part(BaseModel):
 class ExtensionPolicy(_Part):
     period: Duration = timedelta(days=30)
     max_extensions: int = Field(default=1, ge=0, le=100)
+    window: Duration | None = timedelta(days=30)
+    """An extension is accepted only within this long before the protection expires (as
+    channel programs do: extend a deal that is still alive near its end, not pre-emptively);
+    None: any time while approved."""
 
-    @field_validator("period")
+    def opens(self, protected_until: datetime) -> datetime | None:
+        """The first instant an extension is accepted for a protection ending at
+        `protected_until` (None: any time). The one rule, for the edge's 409 and the
+        adjudicator's refusal alike."""
+        return protected_until - self.window if self.window is not None else None
+
+    @field_validator("period", "window")
     @classmethod
-    def _positive(cls, value: timedelta) -> timedelta:
-        if value <= timedelta(0):
+    def _positive(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
             raise ValueError("must be a positive duration")
         return value
 
@@ -312,7 +322,13 @@ class Escalation(_Part):
     calendar: BusinessCalendar | None = None
     """None: SLAs run 24x7."""
     levels: tuple[EscalationLevel, ...] = Field(default_factory=_default_levels)
-    on_final_breach: Literal["first_submitted", "keep_open"] = "first_submitted"
+    on_final_breach: Literal["precedence", "first_submitted", "keep_open"] = "precedence"
+    """Past the last level: `precedence` settles by the policy's precedence as adjudication
+    walks it, a tie (nothing separates them) broken by the earlier submission;
+    `first_submitted` by submission time alone;
+    `keep_open` leaves it with the last owner. Either fallback settles an unreviewed
+    possible duplicate as `distinct` (two customers) and never takes away an approval that
+    does not conflict with the winners."""
     reminder_before: Reminder = timedelta(hours=4)
 
     @field_validator("levels")
@@ -351,9 +367,24 @@ class Policy(BaseModel):
     tier_order: tuple[str, ...] = KNOWN_TIERS
     match: MatchPolicy = Field(default_factory=MatchPolicy)
     escalation: Escalation = Field(default_factory=Escalation)
+    on_release: Literal["promote_next", "free"] = "promote_next"
+    """When an owner lets go (withdrawn, expired, lost, partner exited, lost a dispute):
+    `promote_next` approves the next in line among the registrations it beat within
+    `release_window` (by the policy's precedence, rule `promoted_on_release`); `free`
+    leaves the account to the next newcomer."""
+    release_window: Duration = timedelta(days=30)
+    contest_window: Duration = timedelta(days=14)
+    """A rejection can be contested only this long after it was decided (once)."""
+    dispute_protection: Literal["extend", "off"] = "extend"
+    """`extend`: an approved member's protection does not run out while its dispute is
+    open; at the resolution it lasts at least `dispute_grace` more. `off`: it expires on
+    schedule, dispute or not."""
+    dispute_grace: Duration = timedelta(days=14)
+    direct_team: Literal["one_party", "rivals"] = "one_party"
+    """`one_party`: the direct team is one party, so a second rep's claim on an account the
+    team already holds is rejected `duplicate`; `rivals`: reps compete like partners."""
 
-
-    @field_validator("protection_period")
+    @field_validator("protection_period", "release_window", "contest_window", "dispute_grace")
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):
@@ -399,6 +430,10 @@ class Policy(BaseModel):
     def _exclusive(self) -> frozenset[str]:
         return frozenset(self.exclusive_motions)
 
+    def contest_closes(self, decided_at: datetime) -> datetime:
+        """The last instant a rejection decided at `decided_at` can be contested."""
+        return decided_at + self.contest_window
+
     def tier_rank(self, tier: str) -> int:
         """0 for the best tier; unknown tiers rank below every known one."""
         ranks = self._tier_ranks
@@ -408,6 +443,28 @@ class Policy(BaseModel):
         return motion in self._exclusive
 
     @classmethod
+    def from_published(cls, document: dict[str, Any]) -> Policy:
+        """A document read back from a `PolicyPublished` event (or the table folded from
+        them). Published documents are whole dumps, so a rule a document does not mention
+        did not exist when it was published: it keeps the behaviour from before that rule
+        (`_BEFORE`), and a replay applies exactly the rules that were in force. A new
+        document (`PUT /v1/policy`) gets the current defaults."""
+        data = {**_BEFORE, **document}
+        extension = data.get("extension")
+        if isinstance(extension, dict) and "window" not in extension:
+            data["extension"] = {**extension, "window": None}
+        return cls.model_validate(data)
+
+    @classmethod
     def default(cls, version: int = 1) -> Policy:
         """The built-in rules of engagement, used until an admin publishes a policy."""
         return cls(version=version)
+
+
+_BEFORE: Final[dict[str, Any]] = {
+    # What each rule added by issue 12 meant before it existed (see Policy.from_published).
+    "on_release": "free",
+    "contest_window": "P36500D",
+    "dispute_protection": "off",
+    "direct_team": "rivals",
+}

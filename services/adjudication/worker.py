@@ -75,7 +75,7 @@ class PolicyBook:
                 except ValueError:
                     continue  # a reference event of a type this build does not know
                 if isinstance(event, PolicyPublished):
-                    self.versions[event.version] = Policy.model_validate(event.document)
+                    self.versions[event.version] = Policy.from_published(event.document)
         self._position = end
 
     async def require(self, version: int, attempts: int = 20) -> None:

@@ -64,6 +64,7 @@ from shared.events import (
     OpportunityClosed,
     PartnerSnapshot,
     PartnerStatusChanged,
+    ProductAward,
     RegistrationExtensionRequested,
     RegistrationWithdrawn,
     ReportedRegistration,
@@ -74,7 +75,7 @@ from shared.events import (
 from shared.events.registration import RegistrationStatus
 from shared.ids import new_id
 from shared.logging import get_logger
-from shared.policy import Policy
+from shared.policy import KNOWN_PRECEDENCE_RULES, Policy, format_duration
 from shared.readmodel.waiter import DECIDED
 
 if TYPE_CHECKING:
@@ -406,6 +407,15 @@ class Commands:
                               f"Registration {registration_id} was extended "
                               f"{row['extensions']} time(s); policy version {own.version} "
                               f"allows {own.extension.max_extensions}.")
+            window = own.extension.window if own is not None else None
+            opens = row["protected_until"] - window if window is not None else None
+            if own is not None and window is not None and opens is not None \
+                    and datetime.now(UTC) < opens:
+                raise Problem(409, "Conflict",
+                              f"Registration {registration_id} can be extended only in the "
+                              f"last {format_duration(window)} before its protection ends "
+                              f"({row['protected_until'].isoformat()}): from "
+                              f"{opens.isoformat()} (policy version {own.version}).")
         before = row["extensions"] if row is not None else 0
         policy = await self.reference.current_policy()
         now = datetime.now(UTC)
@@ -524,6 +534,7 @@ class Commands:
             if row["status"] != "rejected":
                 raise Problem(409, "Conflict", f"Registration {registration_id} is "
                               f"{row['status']}; only a rejection can be disputed.")
+            await self._contestable(registration_id, partner_id, row)
         policy = await self.reference.current_policy()
         now = datetime.now(UTC)
         dispute_id = new_id("dsp")
@@ -541,6 +552,29 @@ class Commands:
             if facts is not None:
                 view = _dispute_view(facts)
         return Outcome(201, view, headers)
+
+    async def _contestable(self, registration_id: str, partner_id: str,
+                           row: dict[str, Any]) -> None:
+        """The contest rules the edge can see (the adjudicator enforces them all): only a
+        rejection a precedence rule decided, once, within the policy's contest_window,
+        by an active partner."""
+        rule = (row.get("decision") or {}).get("rule")
+        if row.get("dispute_id") or rule not in KNOWN_PRECEDENCE_RULES:
+            raise Problem(409, "Conflict", f"Registration {registration_id} cannot be "
+                          "contested: only a rejection decided by a precedence rule can be, "
+                          "once (a dispute's resolution is final).")
+        partner = await self.reference.partner(partner_id)
+        if partner is not None and partner["status"] in ("suspended", "exited"):
+            raise Problem(409, "Conflict", f"Partner {partner_id} is {partner['status']} and "
+                          "cannot contest.")
+        found = (await self.reference.policy(row["policy_version"])
+                 if row.get("policy_version") else None)
+        own = found[0] if found else None
+        if own is not None and row.get("decided_at") is not None \
+                and datetime.now(UTC) > own.contest_closes(row["decided_at"]):
+            raise Problem(409, "Conflict", f"Registration {registration_id} was rejected at "
+                          f"{row['decided_at'].isoformat()}; policy version {own.version} "
+                          f"allows a contest within {format_duration(own.contest_window)}.")
 
     async def _dispute(self, principal: Principal, dispute_id: str) -> DisputeFacts:
         facts = await self.readmodel.dispute(dispute_id)
@@ -573,7 +607,7 @@ class Commands:
                       wait: float = 0.0, via: str = "api") -> Outcome:
         facts = await self._dispute(principal, dispute_id)
         named = ([body.registration_id] if body.registration_id else []) + \
-            [s.registration_id for s in body.splits or ()]
+            [s.registration_id for s in body.splits or ()] + list((body.awards or {}).values())
         strangers = [r for r in named if facts.registration_ids and
                      r not in facts.registration_ids]
         if strangers:
@@ -585,6 +619,8 @@ class Commands:
             dispute_id=dispute_id, account_key=facts.account_key,
             actor_id=principal.actor_id, actor_role=_actor_role(principal),
             outcome=body.outcome, registration_id=body.registration_id,
+            awards=tuple(ProductAward(product=p, registration_id=r)
+                         for p, r in (body.awards or {}).items()),
             splits=tuple(Split(registration_id=s.registration_id, percent=s.percent)
                          for s in body.splits or ()),
             note=body.note, submitted_at=now, policy_version=policy.version), now, via)

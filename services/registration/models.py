@@ -205,20 +205,31 @@ class ResolutionRequest(_Body):
             {"outcome": "split", "note": "Both contributed.", "splits": [
                 {"registration_id": "reg_01j0000000000000000000000a", "percent": "60"},
                 {"registration_id": "reg_01j0000000000000000000000b", "percent": "40"}]},
+            {"outcome": "award", "note": "Each keeps the product it introduced.", "awards": {
+                "analytics": "reg_01j0000000000000000000000a",
+                "crm": "reg_01j0000000000000000000000b"}},
         ]})
 
     outcome: Literal["award", "split", "co_sell", "reject_all", "distinct"]
     registration_id: Identifier | None = Field(None, description="The winner of an `award`")
+    awards: dict[Product, Identifier] | None = Field(
+        None, max_length=50,
+        description="An `award` by product instead of one `registration_id`: product -> the "
+        "registration that wins it (policy scope `account_product`). Members that overlap "
+        "no winner keep their approval.")
     splits: list[SplitIn] | None = Field(None, max_length=20,
                                          description="`split` only; percents add up to 100")
     note: str = _text(2000, min_length=0, default="")
 
     @model_validator(mode="after")
     def _shape(self) -> ResolutionRequest:
-        if self.outcome == "award" and not self.registration_id:
-            raise ValueError("an award names the winning registration_id")
-        if self.outcome != "award" and self.registration_id:
-            raise ValueError("registration_id is only for an award")
+        if self.outcome == "award" and not self.registration_id and not self.awards:
+            raise ValueError("an award names the winning registration_id, or awards by "
+                             "product")
+        if self.registration_id and self.awards:
+            raise ValueError("an award names either registration_id or awards, not both")
+        if self.outcome != "award" and (self.registration_id or self.awards):
+            raise ValueError("registration_id and awards are only for an award")
         if self.outcome == "split":
             if not self.splits or len(self.splits) < 2:
                 raise ValueError("a split names at least two registrations")

@@ -109,11 +109,18 @@ class SplitView(BaseModel):
     percent: Decimal
 
 
+class ProductAwardView(BaseModel):
+    product: str
+    registration_id: str | None
+
+
 class ResolutionView(BaseModel):
     outcome: str = Field(description="award | split | co_sell | reject_all | distinct | "
                                      "final_breach_fallback | moot | merged")
     registration_id: str | None = Field(None, description="The awarded registration")
     splits: list[SplitView] = Field(default_factory=list)
+    awards: list[ProductAwardView] = Field(
+        default_factory=list, description="An award by product: who won which product")
     approved_ids: list[str | None] = Field(default_factory=list)
     rejected_ids: list[str | None] = Field(default_factory=list)
     resolved_by: str | None = None

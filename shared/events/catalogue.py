@@ -24,6 +24,7 @@ from shared.events.disputes import (
     DisputeResolutionSubmitted,
     DisputeResolved,
     DisputeSlaBreached,
+    ProductAward,
     Split,
 )
 from shared.events.lifecycle import (
@@ -79,6 +80,7 @@ __all__ = [
     "PartnerStatusChanged",
     "PartnerUpdated",
     "PolicyPublished",
+    "ProductAward",
     "ProtectionEnded",
     "ProtectionExtended",
     "RegistrationActionRejected",

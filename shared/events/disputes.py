@@ -29,8 +29,17 @@ DisputeAction = Literal["file", "acknowledge", "resolve"]
 DisputeRefusal = Literal[
     "unknown_dispute", "unknown_registration", "not_assigned", "not_party",
     "already_resolved", "already_acknowledged", "already_disputed", "not_disputable",
-    "invalid_resolution",
+    "invalid_resolution", "partner_inactive", "contest_window_passed",
 ]
+
+
+class ProductAward(BaseModel):
+    """One product of a partial award: `registration_id` owns `product` from now on."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    product: str
+    registration_id: str
 
 
 class Split(BaseModel):
@@ -85,6 +94,9 @@ class DisputeResolutionSubmitted(DomainEvent):
     outcome: Outcome
     registration_id: str | None = None
     splits: tuple[Split, ...] = ()
+    awards: tuple[ProductAward, ...] = ()
+    """An `award` by product (instead of one `registration_id`): each named registration
+    wins the products given, so a dispute that bridges two scopes settles exactly."""
     note: str = ""
     submitted_at: datetime
     policy_version: int | None = None
@@ -126,6 +138,9 @@ class DisputeJoined(DomainEvent):
     policy_version: int
     explanation: str
     evidence: tuple[ConflictEvidence, ...] = ()
+    reason: OpenReason | None = None
+    """The dispute's reason from now on, when the join changed it (a confident rival
+    joining a possible-duplicate or cross-key review makes it a collision); None: unchanged."""
 
 
 @event_type
@@ -205,6 +220,7 @@ class DisputeResolved(DomainEvent):
     registration_ids: tuple[str, ...]
     awarded_registration_id: str | None = None
     splits: tuple[Split, ...] = ()
+    awards: tuple[ProductAward, ...] = ()
     approved_ids: tuple[str, ...] = ()
     rejected_ids: tuple[str, ...] = ()
     resolved_by: str | None = None

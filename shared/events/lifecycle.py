@@ -17,7 +17,8 @@ from shared.events.registration import Amount, PartyType, RegistrationStatus
 PartnerStatus = Literal["onboarding", "active", "suspended", "exited"]
 EndReason = Literal["expired", "withdrawn", "won", "lost", "partner_exited", "released"]
 LifecycleAction = Literal["extend", "withdraw", "close"]
-LifecycleRefusal = Literal["unknown_registration", "not_party", "not_active", "max_extensions"]
+LifecycleRefusal = Literal["unknown_registration", "not_party", "not_active", "max_extensions",
+                           "outside_extension_window"]
 
 # --- intake ------------------------------------------------------------------------------
 

@@ -46,12 +46,22 @@ async def test_the_command_side_of_the_contract(system: System) -> None:
     assert first.status_code == 201, first.text
     reg = first.json()
     assert reg["status"] == "approved" and reg["decision"]["policy_version"] == 1
-    extended = await client.post(f"/v1/registrations/{reg['id']}/extend",
+    # 90 days of protection and extension.window P30D: too early to extend.
+    early = await client.post(f"/v1/registrations/{reg['id']}/extend", headers={**p1, **WAIT})
+    assert early.status_code == 409, early.text
+    assert "only in the last P30D" in early.json()["detail"]
+    # With 20 days of protection the window is open at once.
+    assert (await client.put("/v1/policy", json={"protection_period": "P20D"})
+            ).status_code in (200, 201)
+    short = await client.post("/v1/registrations", json=registration(None, "life2.com"),
+                              headers={**p1, **WAIT})
+    assert short.json()["status"] == "approved", short.text
+    extended = await client.post(f"/v1/registrations/{short.json()['id']}/extend",
                                  headers={**p1, **WAIT})
     assert extended.status_code == 200, extended.text
     assert extended.json()["extensions"] == 1
     assert extended.headers["preference-applied"] == "wait=15"
-    refused = await client.post(f"/v1/registrations/{reg['id']}/extend", headers=p1)
+    refused = await client.post(f"/v1/registrations/{short.json()['id']}/extend", headers=p1)
     assert refused.status_code == 409
     withdrawn = await client.post(f"/v1/registrations/{reg['id']}/withdraw",
                                   headers={**p1, **WAIT})

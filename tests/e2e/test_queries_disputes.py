@@ -114,6 +114,82 @@ async def test_acknowledging_and_resolving_show_in_the_dispute(system: Running) 
     assert dispute in [d["id"] for d in resolved["items"]]
 
 
+async def test_an_award_by_product_settles_a_dispute_bridging_two_scopes(
+        system: Running) -> None:
+    domain = f"{fresh('bridge')}.com"
+    first = await submit(system.admin, registration("p-7", domain, products=("a",)))
+    second = await submit(system.admin, registration("p-8", domain, products=("b",)))
+    third = await submit(system.admin, registration("p-9", domain, products=("a", "b")))
+    assert (first["status"], second["status"], third["status"]) == (
+        "approved", "approved", "in_review"), (first, second, third)
+    dispute = third["dispute_id"]
+    await system.settle()
+    owner = (await system.as_("owner", "cm-1"))[0]
+    both = await owner.post(f"/v1/disputes/{dispute}/resolve", json={
+        "outcome": "award", "registration_id": third["id"], "awards": {"a": third["id"]}})
+    assert both.status_code == 422, both.text
+    resolve = await owner.post(f"/v1/disputes/{dispute}/resolve", headers={"Prefer": "wait=15"},
+                               json={"outcome": "award",
+                                     "awards": {"a": third["id"], "b": second["id"]}})
+    assert resolve.status_code in (200, 202), resolve.text
+    await system.settle()
+    settled = (await get(system, "owner", "cm-1", f"/v1/disputes/{dispute}")).json()
+    assert settled["resolution"]["awards"] == [
+        {"product": "a", "registration_id": third["id"]},
+        {"product": "b", "registration_id": second["id"]}]
+    rows = {r["id"]: (await get(system, "channel_manager", "cm",
+                                f"/v1/registrations/{r['id']}")).json()
+            for r in (first, second, third)}
+    assert rows[first["id"]]["status"] == "rejected"
+    assert rows[second["id"]]["status"] == "approved"
+    assert rows[third["id"]]["status"] == "approved"
+    # The ownership read model shows each product with its one owner.
+    client = await system.queries("channel_manager", "cm")
+    for product, holder in (("a", third["id"]), ("b", second["id"])):
+        found = (await client.get("/v1/ownership", params={"domain": domain,
+                                                            "product": product})).json()
+        assert [o["registration_id"] for o in found["owners"]] == [holder], found
+    # A partner sees which product its own registration won, not who won the other.
+    seen = (await get(system, "partner", "p-9", f"/v1/disputes/{dispute}")).json()
+    assert seen["resolution"]["awards"] == [
+        {"product": "a", "registration_id": third["id"]},
+        {"product": "b", "registration_id": None}]
+    # The loser cannot contest a person's resolution.
+    loser = (await system.as_("partner", "p-7"))[0]
+    contest = await loser.post(f"/v1/registrations/{first['id']}/disputes",
+                               json={"reason": "again"})
+    assert contest.status_code == 409, contest.text
+
+
+async def test_contests_the_rules_refuse_are_answered_409(system: Running) -> None:
+    published = await system.admin.put("/v1/policy", json={"contest_window": "PT3S"})
+    assert published.status_code in (200, 201), published.text
+    try:
+        for partner, tier in (("p-11", "platinum"), ("p-12", "gold")):
+            put = await system.admin.put(f"/v1/partners/{partner}", json={
+                "name": partner, "type": "reseller", "tier": tier})
+            assert put.status_code in (200, 201), put.text
+        domain = f"{fresh('contest')}.com"
+        await submit(system.admin, registration("p-11", domain))
+        lost = await submit(system.admin, registration("p-12", domain))
+        assert (lost["status"], lost["decision"]["rule"]) == ("rejected", "tier"), lost
+        await system.settle()
+        partner = (await system.as_("partner", "p-12"))[0]
+        path = f"/v1/registrations/{lost['id']}/disputes"
+        suspended = await system.admin.put("/v1/partners/p-12", json={
+            "name": "p-12", "type": "reseller", "tier": "gold", "status": "suspended"})
+        assert suspended.status_code in (200, 201), suspended.text
+        refused = await partner.post(path, json={"reason": "we were first"})
+        assert refused.status_code == 409 and "suspended" in refused.json()["detail"]
+        await system.admin.put("/v1/partners/p-12", json={
+            "name": "p-12", "type": "reseller", "tier": "gold", "status": "active"})
+        await asyncio.sleep(3.5)
+        late = await partner.post(path, json={"reason": "we were first"})
+        assert late.status_code == 409 and "PT3S" in late.json()["detail"], late.text
+    finally:
+        await system.admin.put("/v1/policy", json={})
+
+
 async def test_a_missed_deadline_escalates_to_the_next_owner(system: Running) -> None:
     published = await system.admin.put("/v1/policy", json={"escalation": {"levels": [
         {"owner_id": "cm-fast", "sla": "PT1S"}, {"owner_id": "dir-fast", "sla": "PT1H"}]}})
@@ -136,3 +212,4 @@ async def test_a_missed_deadline_escalates_to_the_next_owner(system: Running) ->
             b for b in metrics["disputes"]["sla_breaches"] if b["level"] == 1).items()
     finally:
         await system.admin.put("/v1/policy", json={})
+

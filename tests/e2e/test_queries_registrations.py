@@ -117,10 +117,16 @@ async def test_pages_neither_repeat_nor_skip_while_registrations_keep_arriving(
 
 async def test_a_timeline_lists_every_event_and_decision_oldest_first(system: Running) -> None:
     domain = f"{fresh('timeline')}.com"
-    mine = await submit(system.admin, registration("p-1", domain))
-    extended = await system.admin.post(f"/v1/registrations/{mine['id']}/extend",
-                                       headers={"Prefer": "wait=15"})
-    assert extended.status_code in (200, 202), extended.text
+    # Extensions are accepted any time under this policy (default: the last 30 days only).
+    published = await system.admin.put("/v1/policy", json={"extension": {"window": None}})
+    assert published.status_code in (200, 201), published.text
+    try:
+        mine = await submit(system.admin, registration("p-1", domain))
+        extended = await system.admin.post(f"/v1/registrations/{mine['id']}/extend",
+                                           headers={"Prefer": "wait=15"})
+        assert extended.status_code in (200, 202), extended.text
+    finally:
+        await system.admin.put("/v1/policy", json={})
     await system.settle()
     timeline = (await (await system.queries("partner", "p-1")).get(
         f"/v1/registrations/{mine['id']}/timeline")).json()

@@ -5,7 +5,7 @@ customer whose scope overlaps R's:
 
 - R's partner is suspended or exited -> rejected `partner_inactive`;
 - a C of the same party -> rejected `duplicate` (a party never holds two overlapping
-  protections of the same kind);
+  protections of the same kind; the direct team is one party, whichever rep files);
 - R's motion is not exclusive (referral, influence) -> approved `non_exclusive`: recorded
   beside the owner for credit and reporting, never competing with exclusive ones;
 - otherwise, against each exclusive C the policy's precedence is walked; if any C beats R,
@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import sys
 
-from services.adjudication.domain import explain, outcomes
-from services.adjudication.domain.disputes import draw_into_dispute
+from services.adjudication.domain import explain, outcomes, release
+from services.adjudication.domain.disputes import draw_into_dispute, same_party
 from services.adjudication.domain.instants import from_us, to_us
-from services.adjudication.domain.lifecycle import INACTIVE_PARTNER
 from services.adjudication.domain.matching import Collision, find_collisions, is_exclusive
 from services.adjudication.domain.precedence import compare, rule_rank
-from services.adjudication.domain.protection import grant, hold_for_review, retire
+from services.adjudication.domain.protection import INACTIVE_PARTNER, grant, hold_for_review, retire
 from services.adjudication.domain.state import AdjudicationState, Entry
 from shared.accounts import AccountIdentity, normalize_country, normalize_name
 from shared.events import (
@@ -145,7 +144,7 @@ def _decide(
 
     duplicates = [
         c for c in collisions
-        if c.confident and _same_party(c.entry, entry)
+        if c.confident and _same_party(c.entry, entry, policy)
         and is_exclusive(c.entry, policy) == exclusive
         and (exclusive or c.entry.motion == entry.motion)
     ]
@@ -159,7 +158,7 @@ def _decide(
         return collisions
 
     rivals = [c for c in collisions
-              if is_exclusive(c.entry, policy) and not _same_party(c.entry, entry)]
+              if is_exclusive(c.entry, policy) and not _same_party(c.entry, entry, policy)]
     confident = [c for c in rivals if c.confident]
     near = [c for c in rivals if not c.confident]
     # Near matches never decide when confident ones do, but they are never silently
@@ -191,8 +190,13 @@ def _decide(
     return collisions
 
 
-def _same_party(a: Entry, b: Entry) -> bool:
-    return a.party_type == b.party_type and a.party_id == b.party_id
+def _same_party(a: Entry, b: Entry, policy: Policy) -> bool:
+    # The direct team is one party (policy `direct_team: one_party`): a second rep's claim
+    # on an account the team already holds is a duplicate, not a rival for the channel
+    # ladder. `rivals`: each rep is a party of its own.
+    if policy.direct_team == "rivals":
+        return a.party_type == b.party_type and a.party_id == b.party_id
+    return same_party(a, b)
 
 
 def _reject(
@@ -202,6 +206,8 @@ def _reject(
 ) -> None:
     retire(state, entry, "rejected", policy, at)
     entry.beaten_by = tuple(c.entry.id for c in by) if rule != "duplicate" else ()
+    entry.decided_at = at
+    release.remember_beaten(state, entry)
     out.append(outcomes.decision(
         entry, rule, entry.policy_version,
         explain.rejected(entry, by[0].entry, rule, label, policy), at,

@@ -29,11 +29,18 @@ import hashlib
 from collections.abc import Sequence
 from decimal import Decimal
 
-from services.adjudication.domain import explain, outcomes
+from services.adjudication.domain import explain, outcomes, release
 from services.adjudication.domain.escalation import last_level, level_times
-from services.adjudication.domain.instants import from_us, span_us
-from services.adjudication.domain.matching import find_collisions, is_exclusive
-from services.adjudication.domain.protection import grant, hold_for_review, retire
+from services.adjudication.domain.instants import from_us, human_span, span_us, to_us
+from services.adjudication.domain.matching import find_collisions, is_exclusive, overlaps
+from services.adjudication.domain.precedence import in_line
+from services.adjudication.domain.protection import (
+    extend_after_dispute,
+    grant,
+    hold_for_review,
+    inactive,
+    retire,
+)
 from services.adjudication.domain.state import (
     DEADLINE,
     FORGET_DISPUTE,
@@ -56,6 +63,7 @@ from shared.events import (
     DisputeResolved,
     DisputeSlaBreached,
     DomainEvent,
+    ProductAward,
     Split,
 )
 from shared.events.disputes import (
@@ -93,20 +101,31 @@ def draw_into_dispute(
 ) -> Dispute:
     """Put `challenger` and `rivals` in one open dispute.
 
-    Without a `dispute_id` they join the oldest open dispute any of them is already in (or
-    a new one when there is none); with one (a partner's contest, whose id the API already
-    returned) a new dispute opens under that id. Any other open dispute they are in is
-    merged into the target, so an entry is never in two open disputes."""
+    Without a `dispute_id` they join the open dispute any of them is already in that is
+    furthest up the ladder, then the oldest (or a new one when there is none). With one (a
+    partner's contest, whose id the API already returned) a dispute opens under that id;
+    if some of them were already in an open dispute it carries on that dispute's level,
+    owner and deadlines (a contest joins a dispute where it stands, never resets its SLA).
+    Any other open dispute they are in is merged into the target, so an entry is never in
+    two open disputes.
+
+    A confident collision drawn into a possible-duplicate or cross-key review makes it a
+    collision: its reason changes (so `distinct`, which approves everyone, is no longer
+    an outcome that could leave two owners of one customer)."""
     drawn = [challenger, *rivals]
     existing: list[Dispute] = []
     for entry in drawn:
         found = open_dispute_of(state, entry)
         if found is not None and found not in existing:
             existing.append(found)
-    existing.sort(key=lambda d: (d.opened_at, d.id))
+    # The one furthest up the ladder carries on (then the oldest): drawing disputes together
+    # never resets a level or an SLA already running.
+    existing.sort(key=lambda d: (-d.level, d.opened_at, d.id))
+    reasons = [reason, *(d.reason for d in existing)]
     if dispute_id is None and existing:
         target = existing.pop(0)
         before = set(target.member_ids)
+        changed = _upgrade_reason(target, reasons)
         _merge(state, out, target, existing, drawn, policy, at)
         out.append(
             DisputeJoined(
@@ -118,39 +137,67 @@ def draw_into_dispute(
                 policy_version=policy.version,
                 explanation=(
                     f"{challenger.id} collides with registrations already in dispute "
-                    f"{target.id}, so it joins that dispute {explain.tag(rule, policy.version)}."
+                    f"{target.id}, so it joins that dispute"
+                    + (f", which is now a {target.reason} collision rather than a review"
+                       if changed else "")
+                    + f" {explain.tag(rule, policy.version)}."
                 ),
                 evidence=tuple(evidence),
+                reason=target.reason if changed else None,
             )
         )
         return target
+    carried = existing[0] if existing else None
     target = _open(state, challenger, dispute_id or _fresh_id(state, challenger), reason,
-                   policy, at)
+                   policy, at, carried)
+    _upgrade_reason(target, reasons)
     _merge(state, out, target, existing, drawn, policy, at)
+    where = (f"it carries on dispute {carried.id} at level {target.level} with "
+             f"{target.owner_id}, due {explain.day(target.due_at)}" if carried is not None
+             else f"level 1 is with {target.owner_id}, due {explain.day(target.due_at)}")
     out.append(
         DisputeOpened(
             dispute_id=target.id,
             account_key=target.account_key,
             registration_ids=tuple(target.member_ids),
-            reason=reason,
-            level=1,
+            reason=_reason(target.reason),
+            level=target.level,
             owner_id=target.owner_id,
             opened_at=from_us(at),
             due_at=from_us(target.due_at),
             reminder_at=from_us(target.reminder_at) if target.reminder_at else None,
-            policy_version=policy.version,
+            policy_version=target.policy_version,
             rule=rule,
             explanation=(
-                f"Dispute {target.id} opened ({reason}) over {len(target.member_ids)} "
+                f"Dispute {target.id} opened ({target.reason}) over {len(target.member_ids)} "
                 f"registration{'s' if len(target.member_ids) != 1 else ''} on the account "
-                f"{explain.account_label(target.account_key)}; level 1 is with "
-                f"{target.owner_id}, due {explain.day(target.due_at)} "
+                f"{explain.account_label(target.account_key)}; {where} "
                 f"{explain.tag(rule, policy.version)}."
             ),
             evidence=tuple(evidence),
         )
     )
     return target
+
+
+def _reason(value: str) -> OpenReason:
+    reasons: dict[str, OpenReason] = {
+        "tie": "tie", "challenger": "challenger", "possible_duplicate": "possible_duplicate",
+        "contested": "contested", "cross_key": "cross_key",
+    }
+    return reasons[value]
+
+
+def _upgrade_reason(target: Dispute, reasons: Sequence[str]) -> bool:
+    """A review (possible duplicate, cross key) that a collision joins becomes that
+    collision; True if the reason changed."""
+    if target.reason not in _REVIEW_REASONS:
+        return False
+    collision = next((r for r in reasons if r not in _REVIEW_REASONS), None)
+    if collision is None:
+        return False
+    target.reason = collision
+    return True
 
 
 def dispute_id_for(registration_id: str) -> str:
@@ -216,7 +263,30 @@ def _open(
     reason: str,
     policy: Policy,
     at: int,
+    carried: Dispute | None = None,
 ) -> Dispute:
+    if carried is not None:
+        # Carry on where the open dispute stands: its policy, level, owner and deadlines
+        # (a reminder already past was sent, or silenced by an acknowledgement).
+        reminder = carried.reminder_at
+        dispute = Dispute(
+            id=dispute_id,
+            account_key=carried.account_key,
+            member_ids=[],
+            reason=reason,
+            policy_version=carried.policy_version,
+            opened_at=at,
+            level=carried.level,
+            owner_id=carried.owner_id,
+            due_at=carried.due_at,
+            reminder_at=reminder if reminder is not None and reminder > at else None,
+            acknowledged=carried.acknowledged,
+            breached=carried.breached,
+        )
+        state.disputes[dispute_id] = dispute
+        if not dispute.breached:
+            _schedule_level(state, dispute)
+        return dispute
     times = level_times(policy.escalation, 1, at)
     dispute = Dispute(
         id=dispute_id,
@@ -252,6 +322,11 @@ def _close(state: AdjudicationState, dispute: Dispute, at: int) -> None:
 
 
 def file(state: AdjudicationState, out: Out, event: DisputeFiled, policy: Policy) -> None:
+    """A partner contests its own rejection. Contests end: only a rejection a precedence
+    rule decided (not a duplicate, an inactive partner, or a person's resolution), once,
+    within the entry's policy's `contest_window`, by an active partner, and never against
+    the party's own registrations. With no live rival left the contest does not open a
+    one-member dispute: the registration is approved at once."""
     at = state.clock
     entry = state.entries.get(event.registration_id)
 
@@ -267,20 +342,43 @@ def file(state: AdjudicationState, out: Out, event: DisputeFiled, policy: Policy
         return refuse("already_disputed", f"dispute {event.dispute_id} exists already")
     if open_dispute_of(state, entry) is not None:
         return refuse("already_disputed", f"{entry.id} is already in dispute {entry.dispute_id}")
+    if inactive(state, entry):
+        return refuse("partner_inactive",
+                      f"the partner is {state.partner_status.get(entry.party_id)}, so it "
+                      "cannot contest")
     if entry.status != "rejected" or not entry.beaten_by:
         return refuse("not_disputable",
-                      "only a rejection decided by a precedence rule can be contested")
+                      "only a rejection decided by a precedence rule can be contested "
+                      "(a dispute's resolution is final)")
+    if entry.contested:
+        return refuse("not_disputable", "this rejection was contested once already")
     entry_policy = state.policy(entry.policy_version)
+    if at > to_us(entry_policy.contest_closes(from_us(entry.decided_at))):
+        return refuse("contest_window_passed",
+                      f"a rejection can be contested within "
+                      f"{human_span(span_us(entry_policy.contest_window))} of "
+                      f"{explain.day(entry.decided_at)}")
     # Whoever it lost to, plus whatever took the scope since: all must be weighed together,
-    # or an award could leave two owners.
+    # or an award could leave two owners. Never the party's own registrations.
     rivals = [
         state.entries[rid] for rid in entry.beaten_by
         if rid in state.entries and state.entries[rid].active
+        and not same_party(state.entries[rid], entry)
     ]
-    for collision in find_collisions(state, entry, None, entry_policy):
-        other = collision.entry
-        if other not in rivals and is_exclusive(other, entry_policy):
+    collisions = [c.entry for c in find_collisions(state, entry, None, entry_policy)
+                  if is_exclusive(c.entry, entry_policy)]
+    own = [c for c in collisions if same_party(c, entry)]
+    if own:
+        return refuse("not_disputable",
+                      f"the partner already holds {own[0].id}, which overlaps it: a party "
+                      "never holds two overlapping protections")
+    for other in collisions:
+        if other not in rivals:
             rivals.append(other)
+    entry.contested = True
+    if not rivals:
+        _contest_unopposed(state, out, entry, event, entry_policy, at)
+        return
     hold_for_review(state, entry, at)
     evidence = tuple(outcomes.member_evidence(r, entry.account_key) for r in rivals)
     # The rivals it lost to are drawn in: the person deciding must weigh them together.
@@ -290,6 +388,52 @@ def file(state: AdjudicationState, out: Out, event: DisputeFiled, policy: Policy
         entry, "contested", entry_policy.version,
         f"In review: the partner contests this rejection ({event.reason}); dispute "
         f"{dispute.id} decides {explain.tag('contested', policy.version)}.", at, evidence))
+
+
+def _contest_unopposed(state: AdjudicationState, out: Out, entry: Entry, event: DisputeFiled,
+                       policy: Policy, at: int) -> None:
+    """Everything the registration lost to has ended and nothing else overlaps it: the
+    contest is moot at once and the registration approved (a fresh protection period)."""
+    dispute = Dispute(
+        id=event.dispute_id, account_key=entry.account_key, member_ids=[entry.id],
+        reason="contested", policy_version=policy.version, opened_at=at, level=1,
+        owner_id="", due_at=at, reminder_at=None,
+    )
+    state.disputes[dispute.id] = dispute
+    entry.dispute_id = dispute.id
+    entry.beaten_by = ()
+    grant(state, entry, policy, at)
+    _close(state, dispute, at)
+    out.append(
+        DisputeResolved(
+            dispute_id=dispute.id,
+            account_key=dispute.account_key,
+            outcome="moot",
+            registration_ids=(entry.id,),
+            approved_ids=(entry.id,),
+            level=1,
+            resolved_at=from_us(at),
+            rule="no_conflict",
+            policy_version=policy.version,
+            explanation=(
+                f"Dispute {dispute.id} needs no decision: what {entry.id} lost to is no longer "
+                f"active and nothing else overlaps it, so it is approved "
+                f"{explain.tag('no_conflict', policy.version)}."
+            ),
+        )
+    )
+    out.append(outcomes.decision(
+        entry, "no_conflict", policy.version,
+        f"Approved on contest ({event.reason}): the registration it lost to is no longer "
+        f"active and nothing else covers the account "
+        f"{explain.account_label(entry.account_key)}{explain.scope(entry)}"
+        f"{explain.protected_until(entry)} {explain.tag('no_conflict', policy.version)}.",
+        at))
+
+
+def same_party(a: Entry, b: Entry) -> bool:
+    """One party: the same partner, or the direct team (whichever rep)."""
+    return a.party_type == b.party_type and a.incumbency_party == b.incumbency_party
 
 
 # --- acknowledgement and resolution -------------------------------------------------------
@@ -343,7 +487,7 @@ def submit_resolution(
     dispute = state.disputes.get(event.dispute_id)
     refusal = _actor_refusal(dispute, event.actor_id, event.actor_role)
     if refusal is None and dispute is not None:
-        problem = _invalid_resolution(dispute, event)
+        problem = _invalid_resolution(state, dispute, event)
         if problem is not None:
             refusal = ("invalid_resolution", problem)
     if refusal is not None or dispute is None:
@@ -353,7 +497,13 @@ def submit_resolution(
         return
     members = dispute.member_ids
     approved: dict[str, Decimal | None] = {}
-    if event.outcome == "award":
+    scopes: dict[str, frozenset[str]] = {}
+    if event.outcome == "award" and event.awards:
+        for award in event.awards:
+            approved[award.registration_id] = None
+            scopes[award.registration_id] = scopes.get(
+                award.registration_id, frozenset()) | {award.product}
+    elif event.outcome == "award":
         assert event.registration_id is not None
         approved[event.registration_id] = None
     elif event.outcome == "split":
@@ -362,22 +512,54 @@ def submit_resolution(
         approved = dict.fromkeys(members)
     settle(state, out, dispute, event.outcome, approved, "dispute_resolution", at,
            resolved_by=event.actor_id, actor_role=event.actor_role, note=event.note,
-           splits=event.splits, awarded=event.registration_id)
+           splits=event.splits, awarded=event.registration_id, awards=event.awards,
+           scopes=scopes, keep_unconflicted=event.outcome in ("award", "split"))
 
 
-def _invalid_resolution(dispute: Dispute, event: DisputeResolutionSubmitted) -> str | None:
+def _invalid_resolution(
+    state: AdjudicationState, dispute: Dispute, event: DisputeResolutionSubmitted
+) -> str | None:
     members = dispute.member_ids
-    if event.outcome == "award":
+    live = {m: state.entries[m] for m in members if m in state.entries
+            and state.entries[m].active}
+    named: list[str] = []
+    if event.outcome == "award" and event.awards:
+        if event.registration_id is not None:
+            return "an award names either registration_id or awards by product, not both"
+        if state.policy(dispute.policy_version).scope != "account_product":
+            return "awards by product need the policy scope account_product"
+        products = [a.product for a in event.awards]
+        if len(set(products)) != len(products):
+            return "each product is awarded once"
+        for award in event.awards:
+            winner = live.get(award.registration_id)
+            if winner is None:
+                return f"awards name live registrations of the dispute, among {list(live)}"
+            if winner.products is not None and award.product not in winner.products:
+                return f"{award.registration_id} does not cover the product {award.product}"
+        named = [a.registration_id for a in event.awards]
+    elif event.outcome == "award":
         if event.registration_id not in members:
             return f"award needs registration_id, one of {members}"
+        named = [event.registration_id]
+    elif event.awards:
+        return "awards by product are only for an award"
     elif event.outcome == "split":
         ids = [s.registration_id for s in event.splits]
         if not ids or len(set(ids)) != len(ids) or any(i not in members for i in ids):
             return f"splits must name distinct registrations of the dispute, among {members}"
         if sum((s.percent for s in event.splits), Decimal(0)) != Decimal(100):
             return "split percentages must sum to 100"
+        named = ids
     elif event.outcome == "distinct" and dispute.reason not in _REVIEW_REASONS:
-        return "distinct settles only possible-duplicate and cross-key reviews"
+        return ("distinct settles only possible-duplicate and cross-key reviews"
+                + (f"; this one is a {dispute.reason} collision"
+                   if dispute.reason not in _REVIEW_REASONS else ""))
+    for rid in named:
+        entry = live.get(rid)
+        if entry is not None and entry.status != "approved" and inactive(state, entry):
+            return (f"{rid}'s partner is {state.partner_status.get(entry.party_id)}: it "
+                    "cannot gain protection")
     return None
 
 
@@ -395,14 +577,45 @@ def settle(
     note: str = "",
     splits: Sequence[Split] = (),
     awarded: str | None = None,
+    awards: Sequence[ProductAward] = (),
+    scopes: dict[str, frozenset[str]] | None = None,
+    keep_unconflicted: bool = False,
 ) -> None:
-    """Close `dispute`: members in `approved` are approved (with their credit share), the
-    rest rejected; one decision per member follows the DisputeResolved."""
+    """Close `dispute`: members in `approved` are approved (with their credit share; with
+    `scopes`, narrowed to the products awarded to them), the rest rejected — except, with
+    `keep_unconflicted` (awards, splits, fallbacks), members that do not overlap any
+    winner: an approval that never conflicted with a winner stays, and one in review that
+    overlaps neither a winner nor an approval that stays is approved (nothing is left to
+    weigh it against). A member whose partner is inactive never gains protection here.
+    One decision per member follows the DisputeResolved."""
     _close(state, dispute, at)
+    policy = state.policy(dispute.policy_version)
     members = [state.entries[m] for m in dispute.member_ids if m in state.entries]
     live = [m for m in members if m.active]
-    approved_ids = tuple(m.id for m in live if m.id in approved)
-    rejected_ids = tuple(m.id for m in live if m.id not in approved)
+    for entry in live:
+        if scopes and entry.id in scopes:
+            entry.products = state.intern_products(scopes[entry.id])
+    winners = [m for m in live if m.id in approved]
+    verdict: dict[str, str] = {}  # id -> "won" | "kept" | "freed" | "lost" | "inactive"
+    for entry in live:
+        if entry.id in approved:
+            fresh = entry.status != "approved"
+            verdict[entry.id] = "inactive" if fresh and inactive(state, entry) else "won"
+        elif keep_unconflicted and not any(overlaps(entry.products, w.products, policy)
+                                           for w in winners):
+            verdict[entry.id] = "kept" if entry.status == "approved" else ""
+        else:
+            verdict[entry.id] = "lost"
+    standing = [m for m in live if verdict[m.id] in ("won", "kept")]
+    for entry in live:
+        if verdict[entry.id] == "":
+            clear = not inactive(state, entry) and not any(
+                overlaps(entry.products, o.products, policy) for o in standing)
+            verdict[entry.id] = "freed" if clear else "lost"
+            if clear:
+                standing.append(entry)
+    approved_ids = tuple(m.id for m in live if verdict[m.id] in ("won", "kept", "freed"))
+    rejected_ids = tuple(m.id for m in live if m.id not in approved_ids)
     out.append(
         DisputeResolved(
             dispute_id=dispute.id,
@@ -411,6 +624,7 @@ def settle(
             registration_ids=tuple(dispute.member_ids),
             awarded_registration_id=awarded,
             splits=tuple(splits),
+            awards=tuple(awards),
             approved_ids=approved_ids,
             rejected_ids=rejected_ids,
             resolved_by=resolved_by,
@@ -423,25 +637,45 @@ def settle(
             explanation=_settled_sentence(dispute, outcome, approved_ids, rejected_ids, rule),
         )
     )
+    released: list[Entry] = []
     for entry in live:
         entry_policy = state.policy(entry.policy_version)
         others = [outcomes.member_evidence(m, entry.account_key) for m in live if m is not entry]
-        if entry.id in approved:
-            entry.credit_percent = approved[entry.id]
+        why = verdict[entry.id]
+        settled = f"dispute {dispute.id} was settled as {outcome}"
+        if why in ("won", "kept", "freed"):
+            entry.credit_percent = approved.get(entry.id)
             if entry.status != "approved":
                 grant(state, entry, entry_policy, at)
+            else:
+                extend_after_dispute(state, entry, at)
             share = (f" with {entry.credit_percent}% of the credit"
                      if entry.credit_percent is not None else "")
-            verb = "Approved"
+            products = (f" for {', '.join(sorted(scopes[entry.id]))}"
+                        if scopes and entry.id in scopes else "")
+            reason = {
+                "won": f"{settled}{products}",
+                "kept": f"{settled} and this registration does not overlap what was "
+                        f"awarded, so it keeps its protection",
+                "freed": f"{settled} and nothing that stands overlaps this registration",
+            }[why]
+            sentence = (f"Approved{share}: {reason}{explain.protected_until(entry)} "
+                        f"{explain.tag(rule, dispute.policy_version)}.")
         else:
+            was_owner = entry.status == "approved"
             entry.credit_percent = None
+            entry.beaten_by = ()  # a person's resolution is final: nothing to contest
             retire(state, entry, "rejected", entry_policy, at)
             entry.protected_until = None
-            share = ""
-            verb = "Rejected"
-        sentence = (f"{verb}{share}: dispute {dispute.id} was settled as {outcome} "
-                    f"{explain.tag(rule, dispute.policy_version)}.")
+            if was_owner:
+                released.append(entry)
+            detail = (f"; the partner is {state.partner_status.get(entry.party_id)}, so it "
+                      f"cannot gain protection" if why == "inactive" else "")
+            sentence = (f"Rejected: {settled}{detail} "
+                        f"{explain.tag(rule, dispute.policy_version)}.")
         out.append(outcomes.decision(entry, rule, dispute.policy_version, sentence, at, others))
+    for entry in released:
+        release.let_go(state, out, entry, f"lost dispute {dispute.id}", at)
 
 
 def _settled_sentence(
@@ -458,7 +692,8 @@ def _settled_sentence(
 
 def remove_member(state: AdjudicationState, out: Out, entry: Entry, at: int) -> None:
     """`entry` left the active set (withdrawn, expired, closed, partner exit) while in an
-    open dispute; a dispute left with a single member is moot."""
+    open dispute; a dispute left with a single party (one member, or several of one party
+    that only the leaver stood between) is moot: nobody is left to dispute with."""
     dispute = open_dispute_of(state, entry)
     if dispute is None:
         return
@@ -466,9 +701,10 @@ def remove_member(state: AdjudicationState, out: Out, entry: Entry, at: int) -> 
         dispute.member_ids.remove(entry.id)
     remaining = [state.entries[m] for m in dispute.member_ids
                  if m in state.entries and state.entries[m].active]
-    if len(remaining) > 1:
+    if len({(m.party_type, m.incumbency_party) for m in remaining}) > 1:
         return
-    # The survivor (if any) keeps what it had; one waiting in review had no rival left.
+    # The survivors (if any) keep what they had; those waiting in review have no rival left
+    # (one party's own entries never overlap: the later would have been a duplicate).
     settle(state, out, dispute, "moot", {m.id: m.credit_percent for m in remaining},
            "no_conflict", at)
 
@@ -552,9 +788,34 @@ def on_deadline(state: AdjudicationState, out: Out, deadline: int, target: str, 
     if not live:
         settle(state, out, dispute, "moot", {}, "no_conflict", deadline)
         return
-    winner = min(live, key=lambda e: (e.submitted_at, e.id))
-    settle(state, out, dispute, "final_breach_fallback", {winner.id: None},
-           "final_breach_fallback", deadline, awarded=winner.id)
+    if dispute.reason == "possible_duplicate":
+        # Nobody said they are the same customer: two customers, each keeps its own.
+        settle(state, out, dispute, "final_breach_fallback", dict.fromkeys(m.id for m in live),
+               "final_breach_fallback", deadline)
+        return
+    winners = fallback_winners(state, live, policy)
+    settle(state, out, dispute, "final_breach_fallback", dict.fromkeys(w.id for w in winners),
+           "final_breach_fallback", deadline,
+           awarded=winners[0].id if len(winners) == 1 else None, keep_unconflicted=True)
+
+
+def fallback_winners(state: AdjudicationState, live: Sequence[Entry], policy: Policy
+                     ) -> list[Entry]:
+    """Who the final-breach fallback approves: members in line (`precedence.in_line`: the
+    policy's precedence as adjudication walks it, a tie broken by the earlier submission;
+    or submission alone for `on_final_breach: first_submitted`), each taken
+    unless it overlaps one taken before it, so a dispute bridging two scopes keeps an owner
+    for each. A member whose
+    partner is inactive and that holds no approval is never taken."""
+    by_precedence = policy.escalation.on_final_breach == "precedence"
+    taken: list[Entry] = []
+    for entry in in_line(state, live, policy, by_precedence=by_precedence):
+        if entry.status != "approved" and inactive(state, entry):
+            continue
+        if any(overlaps(entry.products, t.products, policy) for t in taken):
+            continue
+        taken.append(entry)
+    return taken
 
 
 def _refusal(

@@ -42,6 +42,12 @@ def party(entry: Entry) -> str:
     return "another partner's registration"
 
 
+def held_by(entry: Entry) -> str:
+    """How a rival holds the account: protected once approved; while in review it only
+    claims it (a sentence must not call a pending claim a protection)."""
+    return "is protected by" if entry.status == "approved" else "is claimed (in review) by"
+
+
 def scope(entry: Entry) -> str:
     if entry.products is None:
         return ""
@@ -56,11 +62,35 @@ def day(us: int) -> str:
     return from_us(us).isoformat(" ", "minutes")[:16] + " UTC"
 
 
+def protected_until(entry: Entry) -> str:
+    """"; protected until ..." when the entry has a time-limited protection."""
+    if entry.status != "approved" or entry.protected_until is None:
+        return ""
+    return f"; protected until {day(entry.protected_until)}"
+
+
+def precedence_words(policy: Policy) -> str:
+    """The order of a line in words: the policy's precedence, a tie broken by time."""
+    rules = list(policy.precedence)
+    return ", ".join([*rules, "then the earlier submission"]) if rules else "submission time"
+
+
+def _within_tie_window(r: Entry, c: Entry, rule: str, policy: Policy) -> bool:
+    """Whether first_submitted was weighed before `rule` and found them within the window:
+    only then may a sentence say so."""
+    order = policy.precedence
+    if "first_submitted" not in order or rule not in order:
+        return False
+    if order.index("first_submitted") > order.index(rule):
+        return False
+    return abs(r.submitted_at - c.submitted_at) <= span_us(policy.tie_window)
+
+
 def approved(entry: Entry, label: str, version: int) -> str:
     until = f"; protected until {day(entry.protected_until)}" if entry.protected_until else ""
     return (
-        f"Approved: no other active registration or claim covers the account {label}"
-        f"{scope(entry)}{until} {tag('no_conflict', version)}."
+        f"Approved: no other party holds or claims the account {label}"
+        f"{scope(entry)} exclusively{until} {tag('no_conflict', version)}."
     )
 
 
@@ -75,6 +105,12 @@ def non_exclusive(entry: Entry, label: str, version: int) -> str:
 def rejected(r: Entry, c: Entry, rule: str, label: str, policy: Policy) -> str:
     version = policy.version
     if rule == "duplicate":
+        if r.party_type == "direct" and c.party_type == "direct" and r.party_id != c.party_id:
+            return (
+                f"Rejected: the direct team already holds {c.id} on the account {label}"
+                f"{scope(c)} (another rep's claim: the direct team is one party) "
+                f"{tag('duplicate', version)}."
+            )
         return (
             f"Rejected: the same party already holds {c.id} on the account {label}"
             f"{scope(c)} {tag('duplicate', version)}."
@@ -86,18 +122,20 @@ def rejected(r: Entry, c: Entry, rule: str, label: str, policy: Policy) -> str:
         )
     if rule == "incumbent":
         return (
-            f"Rejected: the account {label} is protected by {party(c)} whose party won this "
+            f"Rejected: the account {label} {held_by(c)} {party(c)} whose party won this "
             f"account within the last {human_span(span_us(policy.incumbency_window))} "
             f"{tag(rule, version)}."
         )
     if rule == "tier":
+        when = (f" submitted within the {human_span(span_us(policy.tie_window))} tie window"
+                if _within_tie_window(r, c, rule, policy) else "")
         return (
-            f"Rejected: the account {label} is protected by {party(c)} submitted within the "
-            f"tie window by a partner of a higher tier {tag(rule, version)}."
+            f"Rejected: the account {label} {held_by(c)} {party(c)}{when} by a partner "
+            f"of a higher tier {tag(rule, version)}."
         )
     gap = human_span(r.submitted_at - c.submitted_at)
     return (
-        f"Rejected: the account {label} is protected by {party(c)} submitted {gap} earlier "
+        f"Rejected: the account {label} {held_by(c)} {party(c)} submitted {gap} earlier "
         f"{tag(rule, version)}."
     )
 
@@ -117,10 +155,13 @@ def in_review(
     where = f"dispute {dispute_id} is with {owner}, due {day(due_at)}"
     if rule == "tie":
         window = human_span(span_us(policy.tie_window))
+        when = (f" (submitted within the {window} tie window)"
+                if "first_submitted" in policy.precedence else "")
+        them = "them" if len(rivals) == 1 else "it from at least one of them"
         return (
-            f"In review: the account {label} is also claimed by {who}; nothing in the policy "
-            f"separates them (submitted within the {window} tie window), so {where} "
-            f"{tag('tie', policy.version)}."
+            f"In review: the account {label} is also claimed by {who}; nothing in the policy's "
+            f"precedence ({', '.join(policy.precedence) or 'none'}) separates {them}{when}, "
+            f"so {where} {tag('tie', policy.version)}."
         )
     if rule == "possible_duplicate":
         return (
@@ -128,8 +169,10 @@ def in_review(
             f"claimed by {who} (a name match below the policy threshold); {where} "
             f"{tag(rule, policy.version)}."
         )
+    why = ("an approved registration is never taken away without a person"
+           if any(c.status == "approved" for c in rivals)
+           else "what it outranks is itself awaiting a decision")
     return (
-        f"In review: this outranks {who} on the account {label} by {rule}, but an approved "
-        f"registration is never taken away without a person, so {where} "
-        f"{tag(rule, policy.version)}."
+        f"In review: this outranks {who} on the account {label} by {rule}, but {why}, so "
+        f"{where} {tag(rule, policy.version)}."
     )

@@ -19,10 +19,11 @@ was decided under, so a later policy never changes an existing protection.
 from __future__ import annotations
 
 from services.adjudication.domain import explain
+from services.adjudication.domain import release as releasing
 from services.adjudication.domain.disputes import remove_member
-from services.adjudication.domain.instants import from_us, human_span, span_us
+from services.adjudication.domain.instants import from_us, human_span, span_us, to_us
 from services.adjudication.domain.outcomes import party_type
-from services.adjudication.domain.protection import retire
+from services.adjudication.domain.protection import held_by_dispute, retire
 from services.adjudication.domain.state import EXPIRY, AdjudicationState, Entry
 from shared.events import (
     ClaimReleased,
@@ -40,7 +41,6 @@ from shared.events.registration import Amount, RegistrationStatus
 from shared.policy import Policy
 
 Out = list[DomainEvent]
-INACTIVE_PARTNER = frozenset({"suspended", "exited"})
 
 
 def end(
@@ -56,15 +56,22 @@ def end(
 ) -> None:
     policy = state.policy(entry.policy_version)
     was_active = entry.active
+    was_owner = entry.status == "approved"
     incumbent_until = None
     if status == "won":
-        state.record_win(entry.account_key, entry.incumbency_party, at)
+        longest = max(span_us(p.incumbency_window) for p in state.policies.values())
+        state.record_win(entry.account_key, entry.incumbency_party, at, at - longest)
         incumbent_until = from_us(at + span_us(policy.incumbency_window))
     retire(state, entry, status, policy, at)
     if was_active:
         remove_member(state, out, entry, at)
     if entry.mirror:
         return  # its own partition reports it; this copy only guarded against collisions
+    if was_owner and status != "won":
+        # Emitted after the ProtectionEnded below: the owner lets go, then the next steps up.
+        promote: Entry | None = entry
+    else:
+        promote = None
     out.append(
         ProtectionEnded(
             registration_id=entry.id,
@@ -82,6 +89,15 @@ def end(
             credit_percent=entry.credit_percent,
         )
     )
+    if promote is not None:
+        releasing.let_go(state, out, promote, _LET_GO[reason], at)
+
+
+_LET_GO: dict[str, str] = {
+    "expired": "expired", "withdrawn": "was withdrawn", "won": "was won",
+    "lost": "was lost in the CRM", "partner_exited": "ended when its partner exited",
+    "released": "was released",
+}
 
 
 def _refuse(
@@ -168,6 +184,14 @@ def extend(state: AdjudicationState, out: Out, event: RegistrationExtensionReque
                 f"it was extended {entry.extensions} time(s), the policy allows "
                 f"{own.extension.max_extensions}", own.version, at)
         return
+    opens = extension_opens(entry.protected_until, own)
+    if opens is not None and at < opens:
+        _refuse(out, entry.id, entry.account_key, "extend", "outside_extension_window",
+                f"an extension is accepted only in the last "
+                f"{human_span(entry.protected_until - opens)} before the protection ends "
+                f"({explain.day(entry.protected_until)}), from {explain.day(opens)}",
+                own.version, at)
+        return
     entry.extensions += 1
     entry.protected_until += span_us(own.extension.period)
     state.schedule(entry.protected_until, EXPIRY, entry.id)
@@ -188,6 +212,12 @@ def extend(state: AdjudicationState, out: Out, event: RegistrationExtensionReque
             decided_at=from_us(at),
         )
     )
+
+
+def extension_opens(protected_until: int, policy: Policy) -> int | None:
+    """The first instant an extension is accepted (`ExtensionPolicy.opens`); None: any."""
+    opens = policy.extension.opens(from_us(protected_until))
+    return to_us(opens) if opens is not None else None
 
 
 def close(state: AdjudicationState, out: Out, event: OpportunityClosed, policy: Policy) -> None:
@@ -239,15 +269,47 @@ def on_expiry(state: AdjudicationState, out: Out, deadline: int, target: str, le
     entry = state.entries.get(target)
     if entry is None or entry.status != "approved" or entry.protected_until != deadline:
         return  # extended, withdrawn, closed or rejected since: a stale deadline
+    if held_by_dispute(state, entry):
+        _hold(state, out, entry, deadline)
+        return
     end(state, out, entry, "expired", "expired", "expired",
         f"Protection expired on {explain.day(deadline)} "
         f"{explain.tag('expired', entry.policy_version)}.", deadline)
+
+
+def _hold(state: AdjudicationState, out: Out, entry: Entry, deadline: int) -> None:
+    """An approved member's protection reaches its end while its dispute is open
+    (`dispute_protection: extend`): it rolls on by `dispute_grace` (the resolution then
+    gives it at least `dispute_grace` more), so the read models never show the account
+    ownerless while a person is still deciding."""
+    own = state.policy(entry.policy_version)
+    entry.protected_until = deadline + span_us(own.dispute_grace)
+    state.schedule(entry.protected_until, EXPIRY, entry.id)
+    out.append(
+        ProtectionExtended(
+            registration_id=entry.id,
+            party_type=party_type(entry.party_type),
+            party_id=entry.party_id,
+            account_key=entry.account_key,
+            protected_until=from_us(entry.protected_until),
+            extensions=entry.extensions,
+            policy_version=own.version,
+            explanation=(
+                f"Protection held while dispute {entry.dispute_id} is open: protected until "
+                f"{explain.day(entry.protected_until)}, and at least "
+                f"{human_span(span_us(own.dispute_grace))} after the resolution "
+                f"{explain.tag('dispute_protection', own.version)}."
+            ),
+            decided_at=from_us(deadline),
+        )
+    )
 
 
 def on_forget(state: AdjudicationState, out: Out, deadline: int, target: str, level: int) -> None:
     entry = state.entries.get(target)
     if entry is not None and not entry.active and entry.retain_until == deadline:
         del state.entries[target]
+        releasing.forget(state, target)
 
 
 def on_forget_dispute(

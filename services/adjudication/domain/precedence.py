@@ -6,7 +6,8 @@ not separate them); the first non-zero answer decides.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import cmp_to_key
 from typing import Final
 
 from services.adjudication.domain.instants import span_us
@@ -47,6 +48,13 @@ def _first_submitted(state: AdjudicationState, r: Entry, c: Entry, policy: Polic
     return -1 if gap > 0 else 1
 
 
+def _strictly_first(r: Entry, c: Entry) -> int:
+    """first_submitted with the tie window ignored (the fallback's last word)."""
+    if r.submitted_at == c.submitted_at:
+        return 0
+    return 1 if r.submitted_at < c.submitted_at else -1
+
+
 def _tier(state: AdjudicationState, r: Entry, c: Entry, policy: Policy) -> int:
     # Tiers rank partners (by the deciding policy's tier_order); a direct claim has none,
     # so tier cannot separate it.
@@ -73,6 +81,34 @@ def compare(state: AdjudicationState, r: Entry, c: Entry, policy: Policy) -> tup
         if verdict:
             return verdict, name
     return 0, "tie"
+
+
+def in_line(
+    state: AdjudicationState, entries: Sequence[Entry], policy: Policy, *,
+    by_precedence: bool = True,
+) -> list[Entry]:
+    """`entries` best first when no person decides (the final-breach fallback, promotion on
+    release), in a stable, total order: the policy's precedence as adjudication walks it;
+    where it finds nothing between two (a tie: the tie window is not left undecided), the
+    earlier submission, then the id. `by_precedence=False`: submission alone, then id.
+
+    The rules are walked as adjudication walks them, so the order never contradicts a
+    decision already made: a registration rejected by first_submitted that contests stays
+    behind the one it lost to, whatever its tier."""
+    names = policy.precedence if by_precedence else ()
+
+    def order(a: Entry, b: Entry) -> int:
+        for name in names:
+            verdict = RULES[name](state, a, b, policy)
+            if verdict:
+                return -verdict
+        verdict = _strictly_first(a, b)
+        if verdict:
+            return -verdict
+        return -1 if a.id < b.id else (1 if a.id > b.id else 0)
+
+    base = sorted(entries, key=lambda e: (e.submitted_at, e.id))
+    return sorted(base, key=cmp_to_key(order))
 
 
 def rule_rank(policy: Policy, rule: str) -> int:

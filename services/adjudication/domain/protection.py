@@ -4,6 +4,8 @@ retiring an entry that is no longer active (kept for one protection period, then
 
 from __future__ import annotations
 
+from typing import Final
+
 from services.adjudication.domain.instants import span_us
 from services.adjudication.domain.state import (
     EXPIRY,
@@ -12,6 +14,16 @@ from services.adjudication.domain.state import (
     Entry,
 )
 from shared.policy import Policy
+
+INACTIVE_PARTNER: Final = frozenset({"suspended", "exited"})
+
+
+def inactive(state: AdjudicationState, entry: Entry) -> bool:
+    """Whether `entry`'s partner is suspended or exited by the latest status this partition
+    saw: such a partner keeps what it holds (until exit) but gains nothing new — no
+    approval by a contest, a co-sell, a fallback or a promotion."""
+    return (entry.party_type == "partner"
+            and state.partner_status.get(entry.party_id, "active") in INACTIVE_PARTNER)
 
 
 def grant(state: AdjudicationState, entry: Entry, policy: Policy, at: int) -> None:
@@ -24,6 +36,33 @@ def grant(state: AdjudicationState, entry: Entry, policy: Policy, at: int) -> No
         return
     entry.protected_until = at + span_us(policy.protection_period)
     state.schedule(entry.protected_until, EXPIRY, entry.id)
+
+
+def held_by_dispute(state: AdjudicationState, entry: Entry) -> bool:
+    """Whether `entry`'s protection is held open by its open dispute: with the policy's
+    `dispute_protection: extend`, an approved member does not expire while a person is
+    still deciding (the dispute may well leave it the owner)."""
+    if entry.dispute_id is None:
+        return False
+    dispute = state.disputes.get(entry.dispute_id)
+    if dispute is None or dispute.status != "open":
+        return False
+    return state.policy(entry.policy_version).dispute_protection == "extend"
+
+
+def extend_after_dispute(state: AdjudicationState, entry: Entry, at: int) -> bool:
+    """An approved member that keeps its approval when its dispute closes at `at`: with
+    `dispute_protection: extend`, protected at least `dispute_grace` more. True if changed."""
+    policy = state.policy(entry.policy_version)
+    if (policy.dispute_protection != "extend" or entry.status != "approved"
+            or entry.protected_until is None):
+        return False
+    floor = at + span_us(policy.dispute_grace)
+    if entry.protected_until >= floor:
+        return False
+    entry.protected_until = floor
+    state.schedule(floor, EXPIRY, entry.id)
+    return True
 
 
 def hold_for_review(state: AdjudicationState, entry: Entry, at: int) -> None:

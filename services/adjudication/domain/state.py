@@ -36,9 +36,17 @@ FORGET_ENTRY: Final = "forget_entry"
 FORGET_DISPUTE: Final = "forget_dispute"
 COPY_LEASE: Final = "copy_lease"
 
-TimerItem = tuple[int, str, str, int]
-"""(deadline µs, kind, target id, level): totally ordered (ids are unique per kind), so the
-order of equal deadlines is deterministic without a sequence number."""
+ORDER: Final[dict[str, int]] = {
+    EXPIRY: 0, COPY_LEASE: 0, REMINDER: 1, DEADLINE: 2, FORGET_ENTRY: 3, FORGET_DISPUTE: 4,
+}
+"""What happens first when deadlines fall on the same instant, by meaning: protections end
+(an expiry, a copy's lease running out) before a dispute's deadline is weighed (so a
+fallback sees who is still there and never awards a protection ending that very
+microsecond), reminders before the escalation they announce, forgetting last."""
+
+TimerItem = tuple[int, int, str, str, int]
+"""(deadline µs, order, kind, target id, level): totally ordered (ids are unique per kind),
+so the order of equal deadlines is deterministic without a sequence number."""
 
 
 @dataclass(slots=True, eq=False)
@@ -61,6 +69,8 @@ class Entry:
     dispute_id: str | None = None
     credit_percent: Decimal | None = None
     beaten_by: tuple[str, ...] = ()  # who a rejection named, for a later contest
+    decided_at: int = 0  # when the precedence rejection in `beaten_by` was decided
+    contested: bool = False  # its rejection was contested once already
     retain_until: int = 0  # ended: when it is forgotten; an active copy: its lease end
     mirror: bool = False  # a copy reported from another partition's key (links.py)
 
@@ -119,6 +129,9 @@ class AdjudicationState:
     timers: list[TimerItem] = field(default_factory=list)
     incumbents: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     """account key -> [(incumbency party, won at µs)], most recent last."""
+    beaten: dict[str, list[str]] = field(default_factory=dict)
+    """entry id -> ids of the registrations a precedence rule rejected in its favour: the
+    line that `on_release: promote_next` looks at when it lets go (see release.py)."""
     links: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """account key -> keys linked to it directly (both directions); `cluster` follows
     them transitively."""
@@ -272,11 +285,13 @@ class AdjudicationState:
 
     # --- incumbency -----------------------------------------------------------------------
 
-    def record_win(self, account_key: str, party: str, at: int) -> None:
-        wins = self.incumbents.setdefault(account_key, [])
+    def record_win(self, account_key: str, party: str, at: int, keep_since: int) -> None:
+        """Remember that `party` won the account at `at`; wins before `keep_since` (the
+        longest incumbency window of any policy seen) can no longer matter. Bounded by
+        time, not by count: one party's win must not be pushed out by others' wins."""
+        wins = [w for w in self.incumbents.get(account_key, ()) if w[1] >= keep_since]
         wins.append((party, at))
-        if len(wins) > 8:  # only recent wins can matter; the window is bounded
-            del wins[0]
+        self.incumbents[account_key] = wins
 
     def won_within(self, keys: tuple[str, ...], party: str, since: int, until: int) -> bool:
         for key in keys:
@@ -288,4 +303,4 @@ class AdjudicationState:
     # --- timers ---------------------------------------------------------------------------
 
     def schedule(self, deadline: int, kind: str, target: str, level: int = 0) -> None:
-        heapq.heappush(self.timers, (deadline, kind, target, level))
+        heapq.heappush(self.timers, (deadline, ORDER[kind], kind, target, level))

@@ -2,10 +2,12 @@
 
 Time advances only through events: each event's envelope time moves the partition clock
 forward (never back), and every deadline at or before the clock takes effect, in deadline
-order, before the event itself is decided. So an expiry or an escalation lands at the same
-point of the decision stream on every replay, whether a `TimerFired` or some other event
-carried the clock past it. The adapter's job is only to make sure time passes on a quiet
-partition: `due_timers` lists the firings it must append to the intake log.
+order (deadlines at the same instant by meaning, `state.ORDER`: expiries, reminders,
+dispute deadlines, forgetting), before the event itself is decided. So an expiry or an
+escalation lands at the same point of the decision stream on every replay, whether a
+`TimerFired` or some other event carried the clock past it. The adapter's job is only to
+make sure time passes on a quiet partition: `due_timers` lists the firings it must append
+to the intake log.
 """
 
 from __future__ import annotations
@@ -56,12 +58,12 @@ def advance(state: AdjudicationState, out: list[DomainEvent], to: int) -> None:
     heap = state.timers
     clock = state.clock
     while heap and heap[0][0] <= clock:
-        deadline, kind, target, level = heapq.heappop(heap)
+        deadline, _, kind, target, level = heapq.heappop(heap)
         _HANDLERS[kind](state, out, deadline, target, level)
 
 
 def _live(state: AdjudicationState, item: TimerItem) -> bool:
-    deadline, kind, target, level = item
+    deadline, _, kind, target, level = item
     if kind == EXPIRY:
         entry = state.entries.get(target)
         return (entry is not None and entry.status == "approved"
@@ -77,7 +79,7 @@ def _live(state: AdjudicationState, item: TimerItem) -> bool:
 
 
 def timer_id(item: TimerItem) -> str:
-    deadline, kind, target, level = item
+    deadline, _, kind, target, level = item
     return f"{_KINDS[kind]}:{target}:{level}:{deadline}"
 
 
@@ -107,7 +109,7 @@ def due_timers(state: AdjudicationState, now: datetime, limit: int = 1000) -> li
     found.sort()
     firings: list[TimerFired] = []
     for item in found[:limit]:
-        deadline, kind, target, level = item
+        deadline, _, kind, target, level = item
         is_entry = kind == EXPIRY
         key = (state.entries[target].account_key if is_entry
                else state.disputes[target].account_key)

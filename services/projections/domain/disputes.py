@@ -94,6 +94,8 @@ def apply_opened(row: Row, event: DisputeOpened) -> Row:
 
 def apply_joined(row: Row, event: DisputeJoined) -> Row:
     row["account_key"] = row["account_key"] or event.account_key
+    if event.reason is not None:  # a review that a collision joined is a collision now
+        row["reason"] = event.reason
     _members(row, event.registration_ids)
     return row
 
@@ -126,6 +128,7 @@ def apply_resolved(row: Row, event: DisputeResolved) -> tuple[Row, Row | None]:
     """Settled (or merged into another dispute). A final-breach fallback is also a breach
     of the last level, reported with it."""
     _members(row, event.registration_ids)
+    row["account_key"] = row["account_key"] or event.account_key
     row.update(
         status="resolved",
         level=event.level,
@@ -135,6 +138,9 @@ def apply_resolved(row: Row, event: DisputeResolved) -> tuple[Row, Row | None]:
             "outcome": event.outcome,
             "registration_id": event.awarded_registration_id,
             "splits": [s.model_dump(mode="json") for s in event.splits],
+            # A list of {product, registration_id}: redaction nulls a competitor's id there
+            # like any other registration_id (a {product: id} map would leak it).
+            "awards": [a.model_dump(mode="json") for a in event.awards],
             "approved_ids": list(event.approved_ids),
             "rejected_ids": list(event.rejected_ids),
             "resolved_by": event.resolved_by,

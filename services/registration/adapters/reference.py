@@ -274,7 +274,7 @@ class ReferenceData:
     def _policy_of(self, version: int, document: dict[str, Any]) -> Policy:
         cached = self._policies.get(version)
         if cached is None:
-            cached = Policy.model_validate({**document, "version": version})
+            cached = Policy.from_published({**document, "version": version})
             self._policies[version] = cached
         return cached
 

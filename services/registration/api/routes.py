@@ -120,7 +120,8 @@ async def withdraw(
              response_model=RegistrationView, responses=LIFECYCLE_ANSWERS,
              summary="Extend a registration's protection",
              description="One more `extension.period`, up to the policy's "
-             "`max_extensions`; only an approved registration can be extended.")
+             "`max_extensions`, and only within `extension.window` before the protection "
+             "ends (409 otherwise); only an approved registration can be extended.")
 async def extend(
     registration_id: EntityId, request: Request, commands: CommandsDep, wait: Wait,
     principal: Annotated[Principal, Depends(require(*access.REGISTRANTS))],
@@ -217,8 +218,9 @@ async def acknowledge(
              response_model=DisputeCommandView, responses=DISPUTE_ANSWERS,
              summary="Resolve a dispute",
              description="The assigned owner (or an admin) settles it: `award` one "
-             "registration, `split` the credit, `co_sell`, `reject_all`, or `distinct` "
-             "(different customers after all).")
+             "registration (or `awards` by product), `split` the credit, `co_sell`, "
+             "`reject_all`, or `distinct` (different customers after all). Members that "
+             "overlap no winner keep their approval.")
 async def resolve(
     dispute_id: DisputeId, body: ResolutionRequest, request: Request, commands: CommandsDep,
     wait: Wait, principal: Annotated[Principal, Depends(require(*access.DISPUTE_ACTORS))],

@@ -32,6 +32,7 @@ from shared.events import (
     OpportunityClosed,
     PartnerSnapshot,
     PartnerStatusChanged,
+    ProductAward,
     RegistrationDecided,
     RegistrationExtensionRequested,
     RegistrationSubmitted,
@@ -186,6 +187,7 @@ class Driver:
     def resolve(
         self, dispute_id: str, outcome: str, actor: str = "cm-1", role: str = "owner",
         registration_id: str | None = None, splits: dict[str, int] | None = None,
+        awards: dict[str, str] | None = None,
     ) -> list[DomainEvent]:
         return self.feed(DisputeResolutionSubmitted(
             dispute_id=dispute_id, account_key="dom:acme.com", actor_id=actor,
@@ -194,6 +196,8 @@ class Driver:
             registration_id=registration_id,
             splits=tuple(Split(registration_id=r, percent=Decimal(p))
                          for r, p in (splits or {}).items()),
+            awards=tuple(ProductAward(product=p, registration_id=r)
+                         for p, r in (awards or {}).items()),
             note="settled", submitted_at=self.now))
 
     # --- reading the decision stream ------------------------------------------------------

@@ -131,7 +131,8 @@ def test_final_breach_keep_open_leaves_the_dispute_with_the_last_owner() -> None
     assert (breached.level, breached.owner_id) == (2, "dir-1")
     assert only(out, DisputeResolved) == []
     pending = due_timers(d.state, datetime(2026, 1, 1, tzinfo=UTC))
-    assert [t.kind for t in pending] == ["protection_expiry"]  # r1's; the dispute has none
+    # r1's expiry (rolled on by dispute_grace while the dispute is open); the dispute has none
+    assert [t.kind for t in pending] == ["protection_expiry"]
     out = d.resolve(dispute_id_for("r2"), "award", actor="dir-1", registration_id="r2")
     assert only(out, DisputeResolved)[0].level == 2
 

@@ -360,7 +360,7 @@ def test_a_refreshed_copy_keeps_guarding_with_one_lease_timer() -> None:
     for _ in range(10):
         d.feed(_report(d, ("x1", "p-9", "in_review")))
         d.later(days=6)
-    assert sum(1 for item in d.state.timers if item[1:3] == ("copy_lease", "x1")) == 1
+    assert sum(1 for item in d.state.timers if item[2:4] == ("copy_lease", "x1")) == 1
     d.later(days=80)  # 140 days after the first report, 86 after the last
     [decision] = decisions(d.register("r1", "p-1", domain="umbrella.com", name="Umbrella"))
     assert (decision.status, decision.rule) == ("rejected", "first_submitted")

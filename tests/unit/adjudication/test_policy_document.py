@@ -45,13 +45,16 @@ def test_default_policy_matches_the_published_example() -> None:
     dumped = policy.model_dump(mode="json")
     assert dumped["scope"] == "account_product"
     assert dumped["protection_period"] == "P90D"
-    assert dumped["extension"] == {"period": "P30D", "max_extensions": 1}
+    assert dumped["extension"] == {"period": "P30D", "max_extensions": 1, "window": "P30D"}
     assert dumped["tie_window"] == "P1D"
     assert dumped["precedence"] == ["direct_named_account", "incumbent", "first_submitted",
                                     "tier"]
     assert dumped["match"] == {"name_threshold": 0.9, "review_band": 0.1}
     assert dumped["escalation"]["calendar"] is None
-    assert dumped["escalation"]["on_final_breach"] == "first_submitted"
+    assert dumped["escalation"]["on_final_breach"] == "precedence"
+    assert (dumped["on_release"], dumped["release_window"]) == ("promote_next", "P30D")
+    assert dumped["contest_window"] == "P14D"
+    assert (dumped["dispute_protection"], dumped["dispute_grace"]) == ("extend", "P14D")
     assert Policy.model_validate(dumped) == policy
 
 
@@ -103,3 +106,20 @@ def test_tier_rank_orders_known_tiers_and_puts_unknown_last() -> None:
     policy = Policy.default()
     assert policy.tier_rank("platinum") < policy.tier_rank("gold") < policy.tier_rank("registered")
     assert policy.tier_rank("mystery") > policy.tier_rank("registered")
+
+
+def test_a_document_published_before_a_rule_existed_keeps_its_old_meaning() -> None:
+    # Published documents are whole dumps: one without the issue-12 rules predates them,
+    # and a replay must apply what was in force then (invariant 3).
+    old = Policy.default().model_dump(mode="json")
+    for key in ("on_release", "contest_window", "dispute_protection", "direct_team"):
+        del old[key]
+    del old["extension"]["window"]
+    before = Policy.from_published(old)
+    assert (before.on_release, before.dispute_protection, before.direct_team) == (
+        "free", "off", "rivals")
+    assert before.extension.window is None
+    assert before.contest_window.days == 36500
+    # A current document reads back exactly as published.
+    now = Policy.default()
+    assert Policy.from_published(now.model_dump(mode="json")) == now

@@ -42,7 +42,8 @@ def test_extension_moves_the_end_and_the_old_deadline_is_ignored() -> None:
 def test_extensions_beyond_the_maximum_are_refused() -> None:
     d = Driver()
     d.register("r1", "p-1")
-    d.extend("r1")
+    d.later(days=70)  # inside the last 30 days (extension.window) of the 90-day protection
+    assert only(d.extend("r1"), ProtectionExtended)
     [refused] = only(d.extend("r1"), RegistrationActionRejected)
     assert (refused.action, refused.reason) == ("extend", "max_extensions")
 

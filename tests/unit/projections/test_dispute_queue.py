@@ -68,3 +68,27 @@ def test_a_partners_contest_links_its_registration_to_the_dispute_id() -> None:
                               policy_version=1))
     assert list(batch.members) == [("dsp-c", "reg_9")]
     assert batch.disputes == {}
+
+
+def test_a_review_joined_by_a_collision_shows_the_collision_reason() -> None:
+    from shared.events import DisputeJoined
+
+    joined = DisputeJoined(dispute_id="dsp-1", account_key="dom:acme.com",
+                           added_ids=("reg_3",), registration_ids=("reg_1", "reg_2", "reg_3"),
+                           joined_at=at(5), policy_version=1, explanation="joined",
+                           reason="tie")
+    review = opened().model_copy(update={"reason": "possible_duplicate"})
+    assert fold(review).disputes["dsp-1"]["reason"] == "possible_duplicate"
+    assert fold(review, joined).disputes["dsp-1"]["reason"] == "tie"
+    unchanged = joined.model_copy(update={"reason": None})
+    assert fold(review, unchanged).disputes["dsp-1"]["reason"] == "possible_duplicate"
+
+
+def test_an_award_by_product_records_who_won_which_product() -> None:
+    from shared.events import ProductAward
+
+    awards = (ProductAward(product="a", registration_id="reg_2"),
+              ProductAward(product="b", registration_id="reg_1"))
+    row = fold(opened(), resolved(minutes=30, awarded=None, awards=awards)).disputes["dsp-1"]
+    assert row["resolution"]["awards"] == [{"product": "a", "registration_id": "reg_2"},
+                                           {"product": "b", "registration_id": "reg_1"}]

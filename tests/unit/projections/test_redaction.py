@@ -113,3 +113,12 @@ def test_registrations_reported_under_another_key_keep_only_the_partners_own() -
 
 def test_mentioned_ids_finds_every_registration_reference() -> None:
     assert redaction.mentioned_ids(dispute_view()) == {"reg_1", "reg_2", "clm_1"}
+
+
+def test_an_award_by_product_hides_the_competitor_that_won_a_product() -> None:
+    view = {"resolution": {"outcome": "award", "awards": [
+        {"product": "a", "registration_id": "reg_1"},
+        {"product": "b", "registration_id": "reg_2"}]}}
+    out = redaction.data(view, P1, {"reg_1"})
+    assert out["resolution"]["awards"] == [{"product": "a", "registration_id": "reg_1"},
+                                           {"product": "b", "registration_id": None}]

@@ -124,6 +124,13 @@ def test_claims_need_a_known_kind() -> None:
                                      {"registration_id": "a", "percent": "50"}]}, False),
     ({"outcome": "co_sell", "splits": [{"registration_id": "a", "percent": "50"},
                                        {"registration_id": "b", "percent": "50"}]}, False),
+    # An award by product (issue 12): either it or registration_id, only for an award.
+    ({"outcome": "award", "awards": {"analytics": "reg_1", "crm": "reg_2"}}, True),
+    ({"outcome": "award", "awards": {}}, False),
+    ({"outcome": "award", "registration_id": "reg_1", "awards": {"analytics": "reg_1"}},
+     False),
+    ({"outcome": "co_sell", "awards": {"analytics": "reg_1"}}, False),
+    ({"outcome": "award", "awards": {"analytics": "not an id!"}}, False),
 ])
 def test_resolutions_must_be_coherent(data: dict[str, Any], ok: bool) -> None:
     if ok:

@@ -1,0 +1,81 @@
+"""When an owner lets go: promote the next in line, or leave the account free.
+
+An approved registration or claim lets go when it is withdrawn or released, expires, is
+lost in the CRM, its partner exits, or it loses a dispute. With the policy's
+`on_release: promote_next` (the owner's own policy version decides), the registrations a
+precedence rule rejected in its favour within `release_window` are the line: they are
+ordered by the policy's precedence as adjudication walks it, then first submitted
+(`precedence.in_line`), and each in turn is approved (rule `promoted_on_release`, a fresh
+protection period) if nothing active and exclusive now overlaps it and its partner is still
+active. Several may be promoted when their products do not overlap. With `free`, nothing
+happens: the next newcomer gets the account. A win in the CRM is not a release: the
+customer bought, and the winner is the incumbent.
+"""
+
+from __future__ import annotations
+
+from services.adjudication.domain import explain, outcomes
+from services.adjudication.domain.instants import human_span, span_us
+from services.adjudication.domain.matching import find_collisions, is_exclusive
+from services.adjudication.domain.precedence import in_line
+from services.adjudication.domain.protection import grant, inactive
+from services.adjudication.domain.state import AdjudicationState, Entry
+from shared.events import DomainEvent
+
+RULE = "promoted_on_release"
+_PRUNE_AT = 64
+
+
+def remember_beaten(state: AdjudicationState, loser: Entry) -> None:
+    """`loser` was rejected by precedence in favour of its `beaten_by`: it is in their line."""
+    for winner in loser.beaten_by:
+        line = state.beaten.setdefault(winner, [])
+        if len(line) >= _PRUNE_AT:
+            # A long-lived owner (a named account) beats many: drop the forgotten ones.
+            line[:] = [i for i in line if i in state.entries]
+        if loser.id not in line:
+            line.append(loser.id)
+
+
+def forget(state: AdjudicationState, entry_id: str) -> None:
+    state.beaten.pop(entry_id, None)
+
+
+def let_go(state: AdjudicationState, out: list[DomainEvent], owner: Entry, why: str,
+           at: int) -> None:
+    """`owner` (an approved, exclusive entry) just stopped owning; `why` says how."""
+    line_ids = state.beaten.pop(owner.id, None)
+    if not line_ids or owner.mirror:
+        return
+    policy = state.policy(owner.policy_version)
+    if policy.on_release != "promote_next":
+        return
+    since = at - span_us(policy.release_window)
+    line = [
+        e for e in (state.entries.get(i) for i in line_ids)
+        if e is not None and e.status == "rejected" and owner.id in e.beaten_by
+        and e.decided_at >= since and not e.mirror
+    ]
+    waiting = len(line)
+    for candidate in in_line(state, line, policy):
+        own = state.policy(candidate.policy_version)
+        if inactive(state, candidate):
+            continue
+        blocked = any(
+            is_exclusive(c.entry, own) and c.confident
+            for c in find_collisions(state, candidate, None, own)
+        )
+        if blocked:
+            continue
+        grant(state, candidate, own, at)
+        candidate.beaten_by = ()
+        candidate.dispute_id = None
+        window = human_span(span_us(policy.release_window))
+        out.append(outcomes.decision(
+            candidate, RULE, policy.version,
+            f"Approved: the registration this one lost to on the account "
+            f"{explain.account_label(candidate.account_key)}{explain.scope(candidate)} "
+            f"{why}; this one is next in line among the {waiting} it had beaten within the "
+            f"last {window} (by {explain.precedence_words(policy)})"
+            f"{explain.protected_until(candidate)} {explain.tag(RULE, policy.version)}.",
+            at, [outcomes.member_evidence(owner, candidate.account_key)]))
