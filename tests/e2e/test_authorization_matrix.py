@@ -19,7 +19,8 @@ asserted:
 World: partners P1, P2, P3 (and P4, which has no key), rep R1, owners cm-1 (level 1 of the
 policy, so assigned every new dispute) and cm-2. The policy has a zero tie window, so of
 two registrations of one customer the later is rejected (`first_submitted`) and may be
-contested. Objects that an admitted call would change are made fresh for its cell.
+contested, and extensions are accepted any time while approved. Objects that an admitted
+call would change are made fresh for its cell.
 """
 
 from __future__ import annotations
@@ -379,7 +380,9 @@ def partner_body(hook: HttpReceiver | None) -> dict[str, Any]:
 
 async def build_world(deployment: Deployment, hooks: dict[str, HttpReceiver]) -> World:
     world = World(deployment, hooks)
-    policy = {"tie_window": "PT0S"}
+    # A zero tie window (the later of two is rejected and may contest) and extensions at any
+    # time while approved (so a fresh registration can be extended).
+    policy = {"tie_window": "PT0S", "extension": {"window": None}}
     put = await world.admin.put("/v1/policy", json=policy)
     assert put.status_code == 201, put.text
     world.policy = policy
