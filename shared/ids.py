@@ -16,3 +16,9 @@ def new_id(prefix: str) -> str:
         chars.append(_ALPHABET[value & 31])
         value >>= 5
     return f"{prefix}_{''.join(reversed(chars))}"
+
+
+def opaque_id(prefix: str) -> str:
+    """`prefix_` + 26 hex chars, all random: an id that reveals nothing, not even when it
+    was made (the shape of the adjudicator's hashed dispute ids)."""
+    return f"{prefix}_{os.urandom(13).hex()}"

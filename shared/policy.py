@@ -358,6 +358,13 @@ class Policy(BaseModel):
     scope: Literal["account", "account_product"] = "account_product"
     protection_period: Duration = timedelta(days=90)
     extension: ExtensionPolicy = Field(default_factory=ExtensionPolicy)
+    reregistration_cooloff: Duration | None = timedelta(days=30)
+    """After a partner's own registration ended by withdrawal or expiry, that partner's new
+    registration on the same customer and an overlapping scope is rejected
+    `reregistration_cooloff` for this long (the policy the ended registration was decided
+    under applies), so withdraw + re-register cannot renew protection past
+    `max_extensions`. Capped at `protection_period` (what the adjudicator remembers of an
+    ended registration); None: off."""
     exclusive_motions: tuple[Literal["resell", "referral", "co_sell", "influence"], ...] = (
         "resell", "co_sell",
     )
@@ -390,6 +397,19 @@ class Policy(BaseModel):
         if value <= timedelta(0):
             raise ValueError("must be a positive duration")
         return value
+
+    @field_validator("reregistration_cooloff")
+    @classmethod
+    def _positive_cooloff(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError("must be a positive duration (or null: off)")
+        return value
+
+    @property
+    def cooloff(self) -> timedelta | None:
+        """The re-registration cool-off in force: at most one protection period."""
+        cooloff = self.reregistration_cooloff
+        return min(cooloff, self.protection_period) if cooloff is not None else None
 
     @field_validator("precedence")
     @classmethod
@@ -467,4 +487,5 @@ _BEFORE: Final[dict[str, Any]] = {
     "contest_window": "P36500D",
     "dispute_protection": "off",
     "direct_team": "rivals",
+    "reregistration_cooloff": None,
 }

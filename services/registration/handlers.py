@@ -29,6 +29,7 @@ from services.registration.adapters.reference import ReferenceData
 from services.registration.domain import access
 from services.registration.domain.cloudevents import (
     CLAIM_FILED,
+    CLAIM_RELEASED,
     OPPORTUNITY_CLOSED,
     REGISTRATION_SUBMITTED,
     IncomingEvent,
@@ -37,6 +38,7 @@ from services.registration.domain.intake import InvalidAccount, identity_of, reg
 from services.registration.domain.resolution import Resolution
 from services.registration.models import (
     AmountIn,
+    ClaimReleasedRequest,
     ClaimRequest,
     ClaimView,
     DisputeCommandView,
@@ -47,6 +49,7 @@ from services.registration.models import (
     ResolutionRequest,
 )
 from shared.accounts import AccountIdentity
+from shared.api import partner_view
 from shared.api.auth import Principal
 from shared.api.problems import Problem
 from shared.api.resources import RegistrationView
@@ -57,6 +60,7 @@ from shared.events import (
     AccountLinkReported,
     Amount,
     ClaimFiled,
+    ClaimReleased,
     DisputeAcknowledged,
     DisputeFiled,
     DisputeResolutionSubmitted,
@@ -73,7 +77,7 @@ from shared.events import (
     new_envelope,
 )
 from shared.events.registration import RegistrationStatus
-from shared.ids import new_id
+from shared.ids import new_id, opaque_id
 from shared.logging import get_logger
 from shared.policy import KNOWN_PRECEDENCE_RULES, Policy, format_duration
 from shared.readmodel.waiter import DECIDED
@@ -86,6 +90,7 @@ log = get_logger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
 ENDED = ("rejected", "expired", "withdrawn", "won", "lost")
+CLAIM_PREFIX = "clm_"
 
 
 @dataclass
@@ -128,14 +133,14 @@ def _position(appended: Appended) -> str:
     return f"{appended.topic}/{appended.partition}/{appended.offset}"
 
 
-def redact(view: RegistrationView, principal: Principal) -> RegistrationView:
-    """A partner learns of a competitor only that it exists (invariant 7)."""
-    if principal.role != "partner" or view.decision is None:
-        return view
-    raw = view.model_dump()
-    for conflict in raw["decision"]["conflicts"]:
-        conflict["registration_id"] = None
-    return RegistrationView.model_validate(raw)
+def _viewer(principal: Principal) -> partner_view.Viewer:
+    return partner_view.Viewer(principal.role, principal.subject_id)
+
+
+def shown(row: dict[str, Any], principal: Principal) -> RegistrationView:
+    """A registration as the caller may see it: the one partner view (invariant 7), applied
+    to the read-model row (its evidence names each conflict's party)."""
+    return RegistrationView.model_validate(partner_view.registration(row, _viewer(principal)))
 
 
 class Commands:
@@ -246,7 +251,7 @@ class Commands:
             headers["Preference-Applied"] = f"wait={_seconds(wait)}"
             row = await self.runtime.waiter.wait_decided(registration_id, wait)
             if row is not None:
-                return Outcome(201, redact(RegistrationView.from_row(row), principal), headers)
+                return Outcome(201, shown(row, principal), headers)
         view = RegistrationView(
             id=registration_id, partner_id=partner_id, account_key=resolution.account_key,
             account=event.account.model_dump(mode="json"),
@@ -254,7 +259,7 @@ class Commands:
             external_ref=event.external_ref, status="submitted", submitted_at=now,
             decided_at=None, protected_until=None,
         )
-        return Outcome(202, view, headers)
+        return Outcome(202, shown(view.model_dump(), principal), headers)
 
     async def _copy_reports(self, resolution: Resolution, registration_id: str,
                             policy: Policy, at: datetime
@@ -366,15 +371,19 @@ class Commands:
         row = row or await self.readmodel.registration(registration_id)
         if row is None:
             recent = self.directory.recent(registration_id)
-            return RegistrationView(
+            row = RegistrationView(
                 id=registration_id, partner_id=recent.party_id if recent else None,
                 account_key=recent.account_key if recent else None, account=None,
                 opportunity=None, motion=None, status="submitted", submitted_at=None,
-                decided_at=None, protected_until=None)
-        return redact(RegistrationView.from_row(row), principal)
+                decided_at=None, protected_until=None).model_dump()
+        return shown(row, principal)
 
     async def withdraw(self, principal: Principal, registration_id: str, wait: float = 0.0,
                        via: str = "api") -> Outcome:
+        if registration_id.startswith(CLAIM_PREFIX):
+            # Claims are addressed as registrations too (their Location): withdrawing one
+            # is releasing it.
+            return await self.release_claim(principal, registration_id, wait, via)
         account_key, partner_id, row = await self._registration(principal, registration_id)
         if row is not None and row["status"] in ENDED:
             raise Problem(409, "Conflict",
@@ -393,6 +402,11 @@ class Commands:
     async def extend(self, principal: Principal, registration_id: str, wait: float = 0.0,
                      via: str = "api") -> Outcome:
         account_key, partner_id, row = await self._registration(principal, registration_id)
+        partner = await self.reference.partner(partner_id)
+        if partner is not None and partner["status"] in ("suspended", "exited"):
+            raise Problem(409, "Conflict",
+                          f"Partner {partner_id} is {partner['status']}; an inactive "
+                          "partner's protection is not extended (partner_inactive).")
         if row is not None:
             if row["status"] != "approved" or row["protected_until"] is None:
                 raise Problem(409, "Conflict",
@@ -470,8 +484,7 @@ class Commands:
 
             row = await self._wait(changed, wait)
             if row is not None:
-                return Outcome(200, redact(RegistrationView.from_row(row), principal),
-                               headers)
+                return Outcome(200, shown(row, principal), headers)
         return Outcome(202, await self._registration_view(registration_id, principal, None),
                        headers)
 
@@ -521,6 +534,57 @@ class Commands:
                     "protected_until": row["protected_until"], "decision": row["decision"]})
         return Outcome(201, view, headers)
 
+    async def _claim(self, principal: Principal, claim_id: str
+                     ) -> tuple[str, str, dict[str, Any] | None]:
+        """(account key, rep id, read-model row or None) of a claim the caller may act on;
+        404 when unknown or, for a rep, not its own. The read model is the source (it
+        survives restarts); a claim filed a moment ago is found in this process's memory."""
+        row = await self.readmodel.claim(claim_id)
+        if row is not None and row.get("account_key") and row.get("rep_id"):
+            account_key, rep_id = row["account_key"], row["rep_id"]
+        else:
+            recent = self.directory.recent(claim_id)
+            if recent is None or not claim_id.startswith(CLAIM_PREFIX):
+                raise Problem(404, "Not found", f"No claim {claim_id}.")
+            account_key, rep_id, row = recent.account_key, recent.party_id, None
+        try:
+            access.check_owns_claim(principal.role, principal.subject_id, rep_id, claim_id)
+        except access.Denied as exc:
+            raise _denied(exc) from exc
+        return account_key, rep_id, row
+
+    async def release_claim(self, principal: Principal, claim_id: str, wait: float = 0.0,
+                            via: str = "api") -> Outcome:
+        """The claim's rep (or an integration / admin) gives a direct claim up: its
+        protection ends (status `withdrawn`, reason `released`) and the account is free."""
+        account_key, rep_id, row = await self._claim(principal, claim_id)
+        if row is not None and row["status"] in ENDED:
+            raise Problem(409, "Conflict", f"Claim {claim_id} is {row['status']}; only an "
+                          "active claim can be released.")
+        policy = await self.reference.current_policy()
+        now = datetime.now(UTC)
+        appended = await self._intake(account_key, ClaimReleased(
+            claim_id=claim_id, rep_id=rep_id, account_key=account_key, released_at=now,
+            policy_version=policy.version), now, via)
+        headers = {"Location": f"/v1/registrations/{claim_id}",
+                   "X-Log-Position": _position(appended)}
+        if wait > 0:
+            headers["Preference-Applied"] = f"wait={_seconds(wait)}"
+
+            async def released() -> dict[str, Any] | None:
+                found = await self.readmodel.claim(claim_id)
+                return found if found is not None and found["status"] in ENDED else None
+
+            found = await self._wait(released, wait)
+            if found is not None:
+                return Outcome(200, _claim_view(found), headers)
+        row = await self.readmodel.claim(claim_id) or row
+        if row is not None and row.get("kind"):
+            return Outcome(202, _claim_view(row), headers)
+        return Outcome(202, ClaimView(
+            id=claim_id, kind=None, rep_id=rep_id, account_key=account_key, account=None,
+            products=[], status="submitted", filed_at=None), headers)
+
     # --- disputes ------------------------------------------------------------------------
 
     async def file_dispute(self, principal: Principal, registration_id: str,
@@ -537,21 +601,57 @@ class Commands:
             await self._contestable(registration_id, partner_id, row)
         policy = await self.reference.current_policy()
         now = datetime.now(UTC)
-        dispute_id = new_id("dsp")
+        dispute_id = opaque_id("dsp")  # partners see it: it must reveal nothing
         appended = await self._intake(account_key, DisputeFiled(
             dispute_id=dispute_id, registration_id=registration_id, partner_id=partner_id,
             account_key=account_key, reason=body.reason, filed_at=now,
             policy_version=policy.version), now, via)
         headers = {"Location": f"/v1/disputes/{dispute_id}",
                    "X-Log-Position": _position(appended)}
-        view = DisputeCommandView(id=dispute_id, status="open",
-                                  registration_ids=[registration_id])
         if wait > 0:
             headers["Preference-Applied"] = f"wait={_seconds(wait)}"
-            facts = await self._wait(lambda: self.readmodel.dispute(dispute_id), wait)
-            if facts is not None:
-                view = _dispute_view(facts)
-        return Outcome(201, view, headers)
+
+            async def decided() -> DisputeFacts | dict[str, Any] | None:
+                refused = await self.readmodel.dispute_refusal(dispute_id)
+                if refused is not None:
+                    return refused
+                facts = await self.readmodel.dispute(dispute_id)
+                if facts is None:  # the contest may have joined the dispute it is in now
+                    row = await self.readmodel.registration(registration_id)
+                    if row is not None and row["status"] == "in_review" and row["dispute_id"]:
+                        facts = await self.readmodel.dispute(row["dispute_id"])
+                return facts
+
+            found = await self._wait(decided, wait)
+            if isinstance(found, dict):
+                raise _contest_refused(registration_id, found)
+            if found is not None:
+                headers["Location"] = f"/v1/disputes/{found.id}"
+                return Outcome(201, await self._dispute_view(found, principal), headers)
+        pending = await self._dispute_shown({"id": dispute_id, "status": "pending",
+                                             "registration_ids": [registration_id]}, principal)
+        return Outcome(202, pending, headers)
+
+    async def _dispute_view(self, facts: DisputeFacts, principal: Principal
+                            ) -> DisputeCommandView:
+        return await self._dispute_shown({
+            "id": facts.id, "status": "resolved" if facts.status == "resolved" else "open",
+            "level": facts.level, "owner_id": facts.owner_id, "due_at": facts.due_at,
+            "acknowledged_at": facts.acknowledged_at,
+            "registration_ids": facts.registration_ids, "resolution": facts.resolution,
+        }, principal)
+
+    async def _dispute_shown(self, data: dict[str, Any], principal: Principal
+                             ) -> DisputeCommandView:
+        """A dispute as the caller may see it: the same partner view as
+        `GET /v1/disputes/{id}` (invariant 7)."""
+        viewer = _viewer(principal)
+        if viewer.restricted:
+            mentioned = partner_view.mentioned_ids(data)
+            scope = partner_view.Scope.of(viewer, await self.readmodel.holders(mentioned),
+                                          mentioned)
+            data = partner_view.dispute(data, scope)
+        return DisputeCommandView.model_validate(data)
 
     async def _contestable(self, registration_id: str, partner_id: str,
                            row: dict[str, Any]) -> None:
@@ -582,7 +682,7 @@ class Commands:
             raise Problem(404, "Not found", f"No dispute {dispute_id}.")
         try:
             access.check_assigned(principal.role, principal.subject_id, facts.owner_id,
-                                  dispute_id)
+                                  dispute_id, facts.owners)
         except access.Denied as exc:
             raise _denied(exc) from exc
         if facts.status != "open":
@@ -600,7 +700,7 @@ class Commands:
             dispute_id=dispute_id, account_key=facts.account_key,
             actor_id=principal.actor_id, actor_role=_actor_role(principal),
             acknowledged_at=now, policy_version=policy.version), now, via)
-        return await self._dispute_answer(dispute_id, facts, appended, wait,
+        return await self._dispute_answer(principal, dispute_id, facts, appended, wait,
                                           lambda f: f.acknowledged_at is not None)
 
     async def resolve(self, principal: Principal, dispute_id: str, body: ResolutionRequest,
@@ -623,12 +723,14 @@ class Commands:
                          for p, r in (body.awards or {}).items()),
             splits=tuple(Split(registration_id=s.registration_id, percent=s.percent)
                          for s in body.splits or ()),
-            note=body.note, submitted_at=now, policy_version=policy.version), now, via)
-        return await self._dispute_answer(dispute_id, facts, appended, wait,
+            note=body.note, partner_note=body.partner_note, submitted_at=now,
+            policy_version=policy.version), now, via)
+        return await self._dispute_answer(principal, dispute_id, facts, appended, wait,
                                           lambda f: f.status == "resolved")
 
-    async def _dispute_answer(self, dispute_id: str, facts: DisputeFacts, appended: Appended,
-                              wait: float, done: Callable[[DisputeFacts], bool]) -> Outcome:
+    async def _dispute_answer(self, principal: Principal, dispute_id: str,
+                              facts: DisputeFacts, appended: Appended, wait: float,
+                              done: Callable[[DisputeFacts], bool]) -> Outcome:
         headers = {"Location": f"/v1/disputes/{dispute_id}",
                    "X-Log-Position": _position(appended)}
         if wait > 0:
@@ -640,8 +742,8 @@ class Commands:
 
             found = await self._wait(changed, wait)
             if found is not None:
-                return Outcome(200, _dispute_view(found), headers)
-        return Outcome(202, _dispute_view(facts), headers)
+                return Outcome(200, await self._dispute_view(found, principal), headers)
+        return Outcome(202, await self._dispute_view(facts, principal), headers)
 
     # --- partners (status fan-out) -------------------------------------------------------
 
@@ -714,6 +816,9 @@ class Commands:
         if incoming.type == CLAIM_FILED:
             return await self.file_claim(principal, parse_body(ClaimRequest, incoming.data),
                                          via="events")
+        if incoming.type == CLAIM_RELEASED:
+            released = parse_body(ClaimReleasedRequest, incoming.data)
+            return await self.release_claim(principal, released.claim_id, via="events")
         if incoming.type == OPPORTUNITY_CLOSED:
             return await self.close(principal,
                                     parse_body(OpportunityClosedRequest, incoming.data),
@@ -741,12 +846,22 @@ def _actor_role(principal: Principal) -> Any:
     return "admin" if principal.role == "admin" else "owner"
 
 
-def _dispute_view(facts: DisputeFacts) -> DisputeCommandView:
-    return DisputeCommandView(
-        id=facts.id, status="resolved" if facts.status == "resolved" else "open",
-        level=facts.level, owner_id=facts.owner_id, due_at=facts.due_at,
-        acknowledged_at=facts.acknowledged_at, registration_ids=facts.registration_ids,
-        resolution=facts.resolution)
+def _claim_view(row: dict[str, Any]) -> ClaimView:
+    return ClaimView(
+        id=row["id"], kind=row["kind"], rep_id=row["rep_id"], account_key=row["account_key"],
+        account=row.get("account") or {}, products=list(row.get("products") or ()),
+        status=row["status"], filed_at=row["filed_at"], decided_at=row.get("decided_at"),
+        protected_until=row.get("protected_until"), decision=row.get("decision"))
+
+
+def _contest_refused(registration_id: str, refusal: dict[str, Any]) -> Problem:
+    """Adjudication's refusal of a contest, as the API's problem (DESIGN.md: unknown → 404,
+    the rest 409); the explanation says why."""
+    reason = str(refusal.get("reason", ""))
+    status = 404 if reason == "unknown_registration" else 409
+    return Problem(status, "Not found" if status == 404 else "Conflict",
+                   f"The contest of {registration_id} was refused ({reason}): "
+                   f"{refusal.get('explanation', '')}")
 
 
 def _problem_dict(problem: Problem) -> dict[str, Any]:

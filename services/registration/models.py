@@ -201,7 +201,8 @@ class ResolutionRequest(_Body):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra={
         "examples": [
             {"outcome": "award", "registration_id": "reg_01j0000000000000000000000a",
-             "note": "First introduction documented."},
+             "note": "Partner p-1 (Acme Reseller) showed the first introduction.",
+             "partner_note": "Awarded on the documented first introduction."},
             {"outcome": "split", "note": "Both contributed.", "splits": [
                 {"registration_id": "reg_01j0000000000000000000000a", "percent": "60"},
                 {"registration_id": "reg_01j0000000000000000000000b", "percent": "40"}]},
@@ -219,7 +220,12 @@ class ResolutionRequest(_Body):
         "no winner keep their approval.")
     splits: list[SplitIn] | None = Field(None, max_length=20,
                                          description="`split` only; percents add up to 100")
-    note: str = _text(2000, min_length=0, default="")
+    note: str = _text(2000, min_length=0, default="",
+                      description="Internal: escalation owners, channel roles and admins "
+                      "read it; partners never do")
+    partner_note: str | None = _text(
+        2000, default=None, description="Optional text for the involved partners (the "
+        "only resolution text they receive)")
 
     @model_validator(mode="after")
     def _shape(self) -> ResolutionRequest:
@@ -241,6 +247,15 @@ class ResolutionRequest(_Body):
         elif self.splits:
             raise ValueError("splits are only for a split")
         return self
+
+
+class ClaimReleasedRequest(_Body):
+    """`dealreg.claim.released.v1` data: the CRM (or a person) gives a direct claim up."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra={
+        "examples": [{"claim_id": "clm_01jd2vb0c1d2e3f4g5h6j7k8m9"}]})
+
+    claim_id: Identifier
 
 
 class OpportunityClosedRequest(_Body):
@@ -377,7 +392,8 @@ class DisputeCommandView(BaseModel):
     what the read model showed when answering (null where not known yet)."""
 
     id: str
-    status: Literal["open", "resolved"]
+    status: Literal["pending", "open", "resolved"] = Field(
+        description="`pending`: a contest accepted into the log, not yet adjudicated")
     level: int | None = None
     owner_id: str | None = None
     due_at: datetime | None = None
@@ -388,13 +404,14 @@ class DisputeCommandView(BaseModel):
 
 class ClaimView(BaseModel):
     id: str
-    kind: Literal["named_account", "opportunity"]
+    kind: Literal["named_account", "opportunity"] | None = Field(
+        description="null only in a release answered before the claim reached the read model")
     rep_id: str
     account_key: str
-    account: dict[str, Any]
+    account: dict[str, Any] | None
     products: list[str]
-    status: str = Field(description="`submitted` until adjudicated")
-    filed_at: datetime
+    status: str = Field(description="`submitted` until adjudicated; `withdrawn` once released")
+    filed_at: datetime | None
     decided_at: datetime | None = None
     protected_until: datetime | None = None
     decision: dict[str, Any] | None = None

@@ -51,8 +51,8 @@ class RegistrationView(BaseModel):
 
 class OwnerView(BaseModel):
     """One party protecting (part of) an account. `products` empty: the whole account.
-    For a partner caller, a competitor's `party_id`, `registration_id`, `motion` and
-    `credit_percent` are null."""
+    For a partner caller, a competitor's `party_id`, `registration_id`, `motion`,
+    `credit_percent` and `since` are null, and equal competitor scopes are one entry."""
 
     party_type: PartyType
     party_id: str | None
@@ -70,7 +70,8 @@ class IncumbentView(BaseModel):
 
     party_type: PartyType
     party_id: str | None
-    since: datetime
+    since: datetime | None = Field(description="Null for a partner caller when it is "
+                                   "another party's")
     until: datetime | None
 
 
@@ -85,7 +86,8 @@ class OwnershipView(BaseModel):
     open_disputes: list[str] = Field(
         default_factory=list,
         description="Open disputes on the account (for a partner: only those it is party to)")
-    open_dispute_count: int = 0
+    open_dispute_count: int = Field(
+        0, description="How many open disputes (for a partner: of those it is party to)")
     incumbents: list[IncumbentView] = Field(default_factory=list)
     as_of: datetime | None = None
     match: AccountMatchView | None = None
@@ -124,7 +126,10 @@ class ResolutionView(BaseModel):
     approved_ids: list[str | None] = Field(default_factory=list)
     rejected_ids: list[str | None] = Field(default_factory=list)
     resolved_by: str | None = None
-    note: str = ""
+    note: str = Field("", description="Internal: owners, channel roles and admins only")
+    partner_note: str | None = Field(
+        None, description="Written for the involved partners (the only resolution text "
+        "partners receive)")
     merged_into: str | None = None
     resolved_at: datetime | None = None
     rule: str | None = None
@@ -138,7 +143,9 @@ class BreachView(BaseModel):
 
 
 class DisputeView(BaseModel):
-    """A dispute. For a partner caller, registrations of other parties are null."""
+    """A dispute. For a partner caller (the partner view, `shared/api/partner_view.py`):
+    only its own registrations are listed, the resolution shows `partner_note` but not
+    `note` or `resolved_by`, and text names no other party."""
 
     id: str
     status: Literal["open", "resolved"]

@@ -98,6 +98,9 @@ class DisputeResolutionSubmitted(DomainEvent):
     """An `award` by product (instead of one `registration_id`): each named registration
     wins the products given, so a dispute that bridges two scopes settles exactly."""
     note: str = ""
+    """Internal: escalation owners, channel roles and admins only."""
+    partner_note: str | None = None
+    """For the involved partners (optional; added later, absent from older events)."""
     submitted_at: datetime
     policy_version: int | None = None
 
@@ -226,6 +229,9 @@ class DisputeResolved(DomainEvent):
     resolved_by: str | None = None
     actor_role: ActorRole | None = None
     note: str = ""
+    """Internal: escalation owners, channel roles and admins only."""
+    partner_note: str | None = None
+    """For the involved partners (optional; added later, absent from older events)."""
     merged_into: str | None = None
     level: int
     resolved_at: datetime

@@ -18,7 +18,7 @@ PartnerStatus = Literal["onboarding", "active", "suspended", "exited"]
 EndReason = Literal["expired", "withdrawn", "won", "lost", "partner_exited", "released"]
 LifecycleAction = Literal["extend", "withdraw", "close"]
 LifecycleRefusal = Literal["unknown_registration", "not_party", "not_active", "max_extensions",
-                           "outside_extension_window"]
+                           "outside_extension_window", "partner_inactive"]
 
 # --- intake ------------------------------------------------------------------------------
 

@@ -8,15 +8,19 @@ commands converge on one key.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
+import orjson
+from sqlalchemy import column, select, table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.readmodel.schema import (
+    Json,
     account_crm_ids,
     account_domains,
     account_links,
+    claims,
     registrations,
 )
 
@@ -80,3 +84,44 @@ async def account_key_for_crm_id(conn: AsyncConnection, crm_account_id: str) -> 
         )
     ).scalar_one_or_none()
     return await canonical_key(conn, key) if key is not None else None
+
+
+async def holders_of(conn: AsyncConnection, ids: Iterable[str]
+                     ) -> dict[str, tuple[str, str, str | None]]:
+    """`id -> (party_type, party_id, account_key)` for the registrations and claims among
+    `ids`: which of the ids a view mentions are the viewer's (`shared.api.partner_view`)."""
+    wanted = list(set(ids))
+    found: dict[str, tuple[str, str, str | None]] = {}
+    if not wanted:
+        return found
+    for rid, partner, key in (await conn.execute(
+        select(registrations.c.id, registrations.c.partner_id, registrations.c.account_key)
+        .where(registrations.c.id.in_(wanted))
+    )).all():
+        if partner is not None:
+            found[rid] = ("partner", partner, key)
+    for cid, rep, key in (await conn.execute(
+        select(claims.c.id, claims.c.rep_id, claims.c.account_key)
+        .where(claims.c.id.in_(wanted))
+    )).all():
+        if rep is not None:
+            found[cid] = ("direct", rep, key)
+    return found
+
+
+# The registration service owns the policy table (a fold of the reference topic); readers
+# elsewhere need only the current document.
+_policies = table("ref_policies", column("version"), column("document", Json))
+
+
+async def current_policy_document(conn: AsyncConnection) -> dict[str, Any] | None:
+    """The newest published policy document (None before the first publication)."""
+    row = (await conn.execute(
+        select(_policies.c.document).order_by(_policies.c.version.desc()).limit(1)
+    )).first()
+    if row is None:
+        return None
+    document = row[0]
+    if isinstance(document, str | bytes):
+        document = orjson.loads(document)
+    return dict(document) if isinstance(document, dict) else None

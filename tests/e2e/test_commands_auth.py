@@ -41,8 +41,12 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict[
         await client.post("/v1/registrations", json=registration("p-4", "tie.com"),
                           headers=wait)
         dispute_id = await eventually(lambda: _dispute_of(harness, tie["id"]))
+        mine = await client.post("/v1/claims", headers=wait, json={
+            "kind": "named_account", "rep_id": "r-1",
+            "account": {"name": "Mine", "domain": "mine.com", "country": "US"}})
+        assert mine.status_code == 201, mine.text
         yield {"harness": harness, "owned": owned["id"], "lost": lost["id"],
-               "dispute": dispute_id}
+               "dispute": dispute_id, "claim": mine.json()["id"]}
 
 
 async def _dispute_of(harness: Harness, registration_id: str) -> str | None:
@@ -60,6 +64,7 @@ def _expected(endpoint: str) -> dict[str, Any]:
         "extend": ["admin", "integration", "partner:p-1"],
         "close": ["admin", "integration"],
         "claim": ["admin", "integration", "rep:r-1"],
+        "release": ["admin", "integration", "rep:r-1"],
         "dispute": ["admin", "integration", "partner:p-1"],
         "acknowledge": ["admin", "owner:cm-1"],
         "resolve": ["admin", "owner:cm-1"],
@@ -74,6 +79,12 @@ def _expected(endpoint: str) -> dict[str, Any]:
     # Another partner's registration does not exist for p-2.
     if endpoint in ("withdraw", "extend", "dispute"):
         denied["partner:p-2"] = 404
+    # A dispute never assigned to cm-2 does not exist for it (as when it reads it).
+    if endpoint in ("acknowledge", "resolve"):
+        denied["owner:cm-2"] = 404
+    # Another rep's claim does not exist for r-2.
+    if endpoint == "release":
+        denied["rep:r-2"] = 404
     return denied
 
 
@@ -87,6 +98,7 @@ def _request(endpoint: str, world: dict[str, Any]) -> tuple[str, str, dict[str, 
         "claim": ("POST", "/v1/claims", {"kind": "opportunity", "rep_id": "r-1",
                                          "account": {"domain": "claimed.com"},
                                          "products": ["analytics"]}),
+        "release": ("POST", f"/v1/claims/{world['claim']}/release", None),
         "dispute": ("POST", f"/v1/registrations/{lost}/disputes", {"reason": "we were first"}),
         "acknowledge": ("POST", f"/v1/disputes/{dispute}/acknowledge", None),
         "resolve": ("POST", f"/v1/disputes/{dispute}/resolve", {"outcome": "reject_all"}),
@@ -100,7 +112,7 @@ def _request(endpoint: str, world: dict[str, Any]) -> tuple[str, str, dict[str, 
 
 
 ENDPOINTS = ["register", "claim", "events", "api_key", "partner", "owner", "policy",
-             "dispute", "acknowledge", "resolve", "extend", "close", "withdraw"]
+             "dispute", "acknowledge", "resolve", "extend", "close", "withdraw", "release"]
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)

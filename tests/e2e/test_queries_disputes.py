@@ -52,6 +52,12 @@ async def test_a_tie_lands_in_the_level_one_owners_queue(system: Running) -> Non
     assert forbidden.status_code == 403
     hidden = await get(system, "owner", "dir-1", f"/v1/disputes/{dispute}")
     assert hidden.status_code == 404
+    # Acting on it does not reveal it either: the same 404 as reading.
+    stranger = (await system.as_("owner", "dir-1"))[0]
+    for action in ("acknowledge", "resolve"):
+        acted = await stranger.post(f"/v1/disputes/{dispute}/{action}",
+                                    json={"outcome": "reject_all"})
+        assert acted.status_code == 404, acted.text
     vendor = (await get(system, "channel_manager", "cm", "/v1/disputes",
                         owner_id="cm-1", status="open")).json()
     assert dispute in [d["id"] for d in vendor["items"]]
@@ -60,7 +66,7 @@ async def test_a_tie_lands_in_the_level_one_owners_queue(system: Running) -> Non
 async def test_a_partner_sees_its_own_disputes_with_rivals_hidden(system: Running) -> None:
     first, second, dispute = await tie(system, "p-1", "p-2")
     seen = (await get(system, "partner", "p-2", f"/v1/disputes/{dispute}")).json()
-    assert sorted(seen["registration_ids"], key=str) == sorted([second["id"], None], key=str)
+    assert seen["registration_ids"] == [second["id"]]  # rivals: neither ids nor a count
     assert first["id"] not in str(seen)
     listed = (await get(system, "partner", "p-2", "/v1/disputes")).json()["items"]
     assert dispute in [d["id"] for d in listed]
@@ -107,7 +113,8 @@ async def test_acknowledging_and_resolving_show_in_the_dispute(system: Running) 
     assert settled["resolution"]["note"] == "documented introduction"
     loser = (await get(system, "partner", "p-3", f"/v1/disputes/{dispute}")).json()
     assert loser["resolution"]["registration_id"] is None
-    assert loser["resolution"]["approved_ids"] == [None]
+    assert loser["resolution"]["approved_ids"] == []
+    assert loser["resolution"]["note"] == "" and loser["resolution"]["resolved_by"] is None
     winner = (await get(system, "partner", "p-4", f"/v1/registrations/{second['id']}")).json()
     assert winner["status"] == "approved" and winner["dispute_id"] == dispute
     resolved = (await get(system, "owner", "cm-1", "/v1/disputes", status="resolved")).json()
@@ -191,6 +198,9 @@ async def test_contests_the_rules_refuse_are_answered_409(system: Running) -> No
 
 
 async def test_a_missed_deadline_escalates_to_the_next_owner(system: Running) -> None:
+    for owner in ("cm-fast", "dir-fast", "cm-1", "dir-1"):  # a policy names known owners
+        created = await system.admin.put(f"/v1/owners/{owner}", json={"name": owner})
+        assert created.status_code in (200, 201), created.text
     published = await system.admin.put("/v1/policy", json={"escalation": {"levels": [
         {"owner_id": "cm-fast", "sla": "PT1S"}, {"owner_id": "dir-fast", "sla": "PT1H"}]}})
     assert published.status_code in (200, 201), published.text
@@ -207,9 +217,14 @@ async def test_a_missed_deadline_escalates_to_the_next_owner(system: Running) ->
         # The first owner keeps read access to a dispute it was assigned.
         assert (await get(system, "owner", "cm-fast",
                           f"/v1/disputes/{dispute}")).status_code == 200
+        # ... so acting on it is 403 (no longer assigned), not 404.
+        former = (await system.as_("owner", "cm-fast"))[0]
+        assert (await former.post(f"/v1/disputes/{dispute}/acknowledge")).status_code == 403
         metrics = (await get(system, "channel_manager", "cm", "/v1/metrics/program")).json()
         assert {"level": 1, "outcome": "escalated"}.items() <= next(
             b for b in metrics["disputes"]["sla_breaches"] if b["level"] == 1).items()
     finally:
-        await system.admin.put("/v1/policy", json={})
-
+        default = (await system.admin.get("/v1/policy/1")).json()
+        restored = await system.admin.put("/v1/policy", json={
+            "escalation": {"levels": default["escalation"]["levels"]}})
+        assert restored.status_code in (200, 201), restored.text

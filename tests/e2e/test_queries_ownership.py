@@ -135,7 +135,7 @@ async def test_as_of_answers_for_any_moment_across_ownership_changes(system: Run
         system, "channel_manager", "cm-x", domain=domain))["owners"]] == ["p-3"]
 
 
-async def test_open_disputes_are_listed_for_the_parties_and_counted_for_everyone(
+async def test_open_disputes_are_listed_and_counted_for_their_parties_only(
     system: Running,
 ) -> None:
     domain = f"{fresh('soylent')}.com"
@@ -150,7 +150,7 @@ async def test_open_disputes_are_listed_for_the_parties_and_counted_for_everyone
     party = await owners_seen_by(system, "partner", "p-2", domain=domain)
     assert party["open_disputes"] == [dispute]
     outsider = await owners_seen_by(system, "partner", "p-5", domain=domain)
-    assert outsider["open_disputes"] == [] and outsider["open_dispute_count"] == 1
+    assert outsider["open_disputes"] == [] and outsider["open_dispute_count"] == 0
 
 
 async def test_a_win_makes_the_party_the_incumbent(system: Running) -> None:

@@ -30,3 +30,13 @@ def test_the_configuration_table_names_real_settings() -> None:
     documented |= {f"SMTP{suffix}" for suffix in
                    re.findall(r"`(_[A-Z]+)`", _section("Configuration"))}
     assert fields - documented == set(), "a setting the README does not document"
+
+
+def test_the_readme_says_who_may_close_as_access_does() -> None:
+    from services.registration.domain import access
+
+    row = next(line for line in _section("API").splitlines()
+               if line.startswith("| `POST /v1/registrations/{id}/close`"))
+    who = row.split("|")[2]
+    assert "owning partner" not in who and "partner" not in access.CLOSERS
+    assert all(role in who for role in (*access.CLOSERS, "admin"))

@@ -27,10 +27,15 @@ from __future__ import annotations
 
 import sys
 
-from services.adjudication.domain import explain, outcomes, release
+from services.adjudication.domain import cooloff, explain, outcomes, release
 from services.adjudication.domain.disputes import draw_into_dispute, same_party
 from services.adjudication.domain.instants import from_us, to_us
-from services.adjudication.domain.matching import Collision, find_collisions, is_exclusive
+from services.adjudication.domain.matching import (
+    Collision,
+    find_collisions,
+    held_exclusively,
+    is_exclusive,
+)
 from services.adjudication.domain.precedence import compare, rule_rank
 from services.adjudication.domain.protection import INACTIVE_PARTNER, grant, hold_for_review, retire
 from services.adjudication.domain.state import AdjudicationState, Entry
@@ -139,13 +144,18 @@ def _decide(
                                      at))
         return []
 
+    barred = cooloff.cooling(state, entry, policy, at)
+    if barred is not None:
+        cooloff.reject(state, out, entry, *barred, label, at)
+        return []
+
     collisions = find_collisions(state, entry, identity, policy)
     exclusive = is_exclusive(entry, policy)
 
     duplicates = [
         c for c in collisions
         if c.confident and _same_party(c.entry, entry, policy)
-        and is_exclusive(c.entry, policy) == exclusive
+        and held_exclusively(state, c.entry) == exclusive
         and (exclusive or c.entry.motion == entry.motion)
     ]
     if duplicates:
@@ -158,7 +168,7 @@ def _decide(
         return collisions
 
     rivals = [c for c in collisions
-              if is_exclusive(c.entry, policy) and not _same_party(c.entry, entry, policy)]
+              if held_exclusively(state, c.entry) and not _same_party(c.entry, entry, policy)]
     confident = [c for c in rivals if c.confident]
     near = [c for c in rivals if not c.confident]
     # Near matches never decide when confident ones do, but they are never silently

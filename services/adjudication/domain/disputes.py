@@ -32,7 +32,7 @@ from decimal import Decimal
 from services.adjudication.domain import explain, outcomes, release
 from services.adjudication.domain.escalation import last_level, level_times
 from services.adjudication.domain.instants import from_us, human_span, span_us, to_us
-from services.adjudication.domain.matching import find_collisions, is_exclusive, overlaps
+from services.adjudication.domain.matching import find_collisions, held_exclusively, overlaps
 from services.adjudication.domain.precedence import in_line
 from services.adjudication.domain.protection import (
     extend_after_dispute,
@@ -366,7 +366,7 @@ def file(state: AdjudicationState, out: Out, event: DisputeFiled, policy: Policy
         and not same_party(state.entries[rid], entry)
     ]
     collisions = [c.entry for c in find_collisions(state, entry, None, entry_policy)
-                  if is_exclusive(c.entry, entry_policy)]
+                  if held_exclusively(state, c.entry)]
     own = [c for c in collisions if same_party(c, entry)]
     if own:
         return refuse("not_disputable",
@@ -512,6 +512,7 @@ def submit_resolution(
         approved = dict.fromkeys(members)
     settle(state, out, dispute, event.outcome, approved, "dispute_resolution", at,
            resolved_by=event.actor_id, actor_role=event.actor_role, note=event.note,
+           partner_note=event.partner_note,
            splits=event.splits, awarded=event.registration_id, awards=event.awards,
            scopes=scopes, keep_unconflicted=event.outcome in ("award", "split"))
 
@@ -575,6 +576,7 @@ def settle(
     resolved_by: str | None = None,
     actor_role: ActorRole | None = None,
     note: str = "",
+    partner_note: str | None = None,
     splits: Sequence[Split] = (),
     awarded: str | None = None,
     awards: Sequence[ProductAward] = (),
@@ -630,6 +632,7 @@ def settle(
             resolved_by=resolved_by,
             actor_role=actor_role,
             note=note,
+            partner_note=partner_note,
             level=dispute.level,
             resolved_at=from_us(at),
             rule=rule,

@@ -18,12 +18,12 @@ was decided under, so a later policy never changes an existing protection.
 
 from __future__ import annotations
 
-from services.adjudication.domain import explain
+from services.adjudication.domain import cooloff, explain
 from services.adjudication.domain import release as releasing
 from services.adjudication.domain.disputes import remove_member
 from services.adjudication.domain.instants import from_us, human_span, span_us, to_us
 from services.adjudication.domain.outcomes import party_type
-from services.adjudication.domain.protection import held_by_dispute, retire
+from services.adjudication.domain.protection import held_by_dispute, inactive, retire
 from services.adjudication.domain.state import EXPIRY, AdjudicationState, Entry
 from shared.events import (
     ClaimReleased,
@@ -62,6 +62,7 @@ def end(
         longest = max(span_us(p.incumbency_window) for p in state.policies.values())
         state.record_win(entry.account_key, entry.incumbency_party, at, at - longest)
         incumbent_until = from_us(at + span_us(policy.incumbency_window))
+    cooloff.record(state, entry, reason, at)
     retire(state, entry, status, policy, at)
     if was_active:
         remove_member(state, out, entry, at)
@@ -178,6 +179,11 @@ def extend(state: AdjudicationState, out: Out, event: RegistrationExtensionReque
         _refuse(out, entry.id, entry.account_key, "extend", "not_active",
                 f"only an approved, time-limited protection can be extended; it is "
                 f"{entry.status}", own.version, at)
+        return
+    if inactive(state, entry):
+        _refuse(out, entry.id, entry.account_key, "extend", "partner_inactive",
+                f"the partner is {state.partner_status[entry.party_id]}; an inactive "
+                "partner's protection is not extended", own.version, at)
         return
     if entry.extensions >= own.extension.max_extensions:
         _refuse(out, entry.id, entry.account_key, "extend", "max_extensions",
@@ -309,6 +315,7 @@ def on_forget(state: AdjudicationState, out: Out, deadline: int, target: str, le
     entry = state.entries.get(target)
     if entry is not None and not entry.active and entry.retain_until == deadline:
         del state.entries[target]
+        cooloff.forget(state, entry)
         releasing.forget(state, target)
 
 

@@ -30,7 +30,12 @@ from services.adjudication.domain import outcomes
 from services.adjudication.domain.disputes import draw_into_dispute
 from services.adjudication.domain.instants import from_us, span_us, to_us
 from services.adjudication.domain.lifecycle import end
-from services.adjudication.domain.matching import Collision, find_collisions, is_exclusive
+from services.adjudication.domain.matching import (
+    Collision,
+    find_collisions,
+    held_exclusively,
+    is_exclusive,
+)
 from services.adjudication.domain.state import (
     ACTIVE,
     COPY_LEASE,
@@ -104,7 +109,7 @@ def report(
             continue
         rivals: list[Collision] = [
             c for c in find_collisions(state, mirror, None, policy)
-            if is_exclusive(c.entry, policy) and not c.entry.mirror
+            if held_exclusively(state, c.entry) and not c.entry.mirror
         ]
         if rivals:
             evidence = [outcomes.evidence(c, mirror.account_key) for c in rivals]

@@ -45,10 +45,21 @@ def is_exclusive(entry: Entry, policy: Policy) -> bool:
     return entry.motion == "direct" or policy.is_exclusive(entry.motion)
 
 
-def overlaps(a: frozenset[str] | None, b: frozenset[str] | None, policy: Policy) -> bool:
-    """Whether two scopes overlap: always under `account` scope, else by products
-    (no products, or a named-account claim, means the whole account)."""
-    if policy.scope == "account" or a is None or b is None:
+def held_exclusively(state: AdjudicationState, entry: Entry) -> bool:
+    """Whether an entry already decided holds (or seeks) exclusive protection, judged by
+    the policy it was decided under: a later policy never changes an existing protection
+    (DESIGN.md, "A policy edit never changes an existing protection")."""
+    return is_exclusive(entry, state.policy(entry.policy_version))
+
+
+def overlaps(a: frozenset[str] | None, b: frozenset[str] | None, policy: Policy,
+             other: Policy | None = None) -> bool:
+    """Whether two scopes overlap: always when either side's policy (`policy`, and the
+    existing entry's own `other`) says `account` scope, else by products (no products, or
+    a named-account claim, means the whole account). Symmetric: a protection granted on the
+    whole account stays whole-account after the policy narrows the scope."""
+    if policy.scope == "account" or (other is not None and other.scope == "account") \
+            or a is None or b is None:
         return True
     return not a.isdisjoint(b)
 
@@ -111,7 +122,8 @@ def find_collisions(
     found_entries: list[Collision] = []
     for key, (matched_by, score, confident, via_link) in evidence.items():
         for entry in state.active_under(key):
-            if entry is new or not overlaps(new.products, entry.products, policy):
+            if entry is new or not overlaps(new.products, entry.products, policy,
+                                            state.policy(entry.policy_version)):
                 continue
             found_entries.append(Collision(entry, matched_by, score, confident, via_link))
     return found_entries

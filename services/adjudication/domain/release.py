@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from services.adjudication.domain import explain, outcomes
 from services.adjudication.domain.instants import human_span, span_us
-from services.adjudication.domain.matching import find_collisions, is_exclusive
+from services.adjudication.domain.matching import find_collisions, held_exclusively
 from services.adjudication.domain.precedence import in_line
 from services.adjudication.domain.protection import grant, inactive
 from services.adjudication.domain.state import AdjudicationState, Entry
@@ -62,7 +62,7 @@ def let_go(state: AdjudicationState, out: list[DomainEvent], owner: Entry, why: 
         if inactive(state, candidate):
             continue
         blocked = any(
-            is_exclusive(c.entry, own) and c.confident
+            held_exclusively(state, c.entry) and c.confident
             for c in find_collisions(state, candidate, None, own)
         )
         if blocked:

@@ -142,6 +142,9 @@ class AdjudicationState:
     ended: list[str] = field(default_factory=list)
     """Registrations that justify links and ended since links were last revisited."""
     partner_status: dict[str, str] = field(default_factory=dict)
+    let_go: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    """account key -> [(entry id, ended at µs)]: partner registrations withdrawn or expired,
+    while remembered (the re-registration cool-off, cooloff.py)."""
     policies: dict[int, Policy] = field(default_factory=dict)
     policy_version: int | None = None
     """The newest policy version seen: used for events that carry none (timer firings)."""

@@ -59,7 +59,8 @@ class Question:
     country: str | None = None
     min_score: float = 0.9
     partner_id: str | None = None
-    """Set for a partner caller: which open disputes it is party to."""
+    """Set for a partner caller: which open disputes it is party to, which of the account's
+    keys it registered under."""
 
 
 @dataclass
@@ -71,6 +72,7 @@ class Answer:
     holdings: list[Row] = field(default_factory=list)
     open_disputes: list[str] = field(default_factory=list)
     partner_disputes: set[str] = field(default_factory=set)
+    partner_keys: set[str] = field(default_factory=set)
 
 
 # --- the unit of work ------------------------------------------------------------------
@@ -84,9 +86,14 @@ def look_up(conn: Connection, question: Question, moment: datetime) -> Answer:
     answer.account_key, answer.keys = _account_keys(conn, key)
     answer.holdings = _holdings(conn, answer.keys, moment)
     answer.open_disputes = _open_disputes(conn, answer.keys, moment)
-    if question.partner_id is not None and answer.open_disputes:
-        answer.partner_disputes = _disputes_of_partner(conn, answer.open_disputes,
-                                                       question.partner_id)
+    if question.partner_id is not None:
+        if answer.open_disputes:
+            answer.partner_disputes = _disputes_of_partner(conn, answer.open_disputes,
+                                                           question.partner_id)
+        answer.partner_keys = set(conn.execute(
+            select(registrations.c.account_key).distinct()
+            .where(registrations.c.partner_id == question.partner_id,
+                   registrations.c.account_key.in_(answer.keys))).scalars().all())
     return answer
 
 

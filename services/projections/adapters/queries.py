@@ -75,26 +75,6 @@ async def current_disputes(conn: AsyncConnection, member_ids: Iterable[str]) -> 
     return {member: dispute for member, dispute in rows}
 
 
-async def owners_of(conn: AsyncConnection, ids: Iterable[str]) -> dict[str, tuple[str, str]]:
-    """`id -> (party_type, party_id)` for registrations and claims among `ids`."""
-    ids = list(set(ids))
-    found: dict[str, tuple[str, str]] = {}
-    if not ids:
-        return found
-    for rid, partner in (await conn.execute(
-        select(registrations.c.id, registrations.c.partner_id)
-        .where(registrations.c.id.in_(ids))
-    )).all():
-        if partner is not None:
-            found[rid] = ("partner", partner)
-    for cid, rep in (await conn.execute(
-        select(claims.c.id, claims.c.rep_id).where(claims.c.id.in_(ids))
-    )).all():
-        if rep is not None:
-            found[cid] = ("direct", rep)
-    return found
-
-
 async def timeline(conn: AsyncConnection, subject_id: str) -> list[Row]:
     """Entries about the subject and about every dispute it was a member of."""
     dispute_ids = (await conn.execute(

@@ -12,8 +12,8 @@ from typing import Annotated
 from fastapi import Depends, Header, Query, Request
 
 from services.projections.domain.batch import MODELS
-from services.projections.domain.redaction import Viewer
 from shared.api.auth import Principal, require
+from shared.api.partner_view import Viewer
 from shared.api.problems import Problem
 from shared.eventlog import EventLog
 from shared.readmodel.waiter import PositionWaiter

@@ -20,10 +20,11 @@ from services.projections.api.deps import (
     viewer,
 )
 from services.projections.api.schemas import DisputePage
-from services.projections.domain import redaction
-from services.projections.domain.redaction import Viewer
+from shared.api import partner_view
+from shared.api.partner_view import Viewer
 from shared.api.problems import PROBLEM_RESPONSES, Problem
 from shared.api.resources import DisputeView
+from shared.readmodel.queries import holders_of
 
 router = APIRouter(prefix="/v1", tags=["queries"], dependencies=[Depends(read_your_writes)])
 
@@ -50,10 +51,9 @@ async def _view(conn: AsyncConnection, row: dict[str, Any], breaches: list[dict[
                       "outcome": b["outcome"]} for b in breaches],
     }
     if who.restricted:
-        mentioned = redaction.mentioned_ids(data)
-        owners = await queries.owners_of(conn, mentioned)
-        own = {i for i, (kind, party) in owners.items() if who.is_party(kind, party)}
-        data = redaction.data(data, who, own, mentioned)
+        mentioned = partner_view.mentioned_ids(data)
+        scope = partner_view.Scope.of(who, await holders_of(conn, mentioned), mentioned)
+        data = partner_view.dispute(data, scope)
     return DisputeView.model_validate(data)
 
 
@@ -105,5 +105,5 @@ async def _may_read(conn: AsyncConnection, row: dict[str, Any], who: Viewer) -> 
     if party is None:
         return True
     members = await queries.members_of(conn, row["id"])
-    owners = await queries.owners_of(conn, members)
-    return any(owner == party for owner in owners.values())
+    holders = await holders_of(conn, members)
+    return any((kind, who_) == party for kind, who_, _ in holders.values())

@@ -9,13 +9,15 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from services.projections.adapters.ownership_reader import OwnershipReader, Question
 from services.projections.api.deps import read_your_writes, viewer
-from services.projections.domain import redaction
 from services.projections.domain.ownership import INCUMBENCY, covers
-from services.projections.domain.redaction import Viewer
 from shared.accounts import registrable_domain
+from shared.api import partner_view
+from shared.api.partner_view import Viewer
 from shared.api.problems import PROBLEM_RESPONSES, Problem
-from shared.api.resources import AccountMatchView, IncumbentView, OwnershipView, OwnerView
+from shared.api.resources import OwnershipView
 from shared.inputs import Instant
+from shared.policy import Policy
+from shared.readmodel.queries import current_policy_document
 
 router = APIRouter(prefix="/v1", tags=["queries"], dependencies=[Depends(read_your_writes)])
 
@@ -35,7 +37,9 @@ def _invalid(field: str, message: str, detail: str = "The request has invalid fi
         "first, else the best fuzzy match scoring at least `min_score`). `product` keeps "
         "the owners whose scope covers it; `as_of` answers for a past moment. Accounts "
         "found to be one customer (linked keys) answer together. A partner sees its own "
-        "protections in full and only the scope and end of everyone else's."
+        "protections in full and only the scope and end of everyone else's, only its own "
+        "open disputes, and account keys only it registered under or asked with; its name "
+        "look-ups match only at or above the policy's `match.name_threshold`."
     ),
 )
 async def ownership(
@@ -48,8 +52,9 @@ async def ownership(
     account_key: Annotated[str | None, Query(max_length=300)] = None,
     product: Annotated[str | None, Query(max_length=100)] = None,
     as_of: Annotated[Instant | None, Query(description="ISO 8601 with offset")] = None,
-    min_score: Annotated[float, Query(ge=0.5, le=1.0,
-                                      description="Fuzzy name threshold")] = 0.9,
+    min_score: Annotated[float, Query(
+        ge=0.5, le=1.0, description="Fuzzy name threshold (for a partner, never below the "
+        "policy's `match.name_threshold`)")] = 0.9,
 ) -> OwnershipView:
     if not (domain or crm_account_id or account_key or name):
         raise _invalid("domain", "give one of domain, name + country, crm_account_id, "
@@ -64,9 +69,14 @@ async def ownership(
         normalized = registrable_domain(domain)
         if normalized is None:
             raise _invalid("domain", "not a domain", "The domain is not a registrable domain.")
+    crm = crm_account_id.strip() if crm_account_id else None
+    if name and who.restricted:
+        # A partner's name look-up answers only the matches the program itself acts on:
+        # a lower `min_score` would let it probe other partners' customers.
+        min_score = max(min_score, await _name_threshold(request))
     question = Question(
-        account_key=account_key, crm_account_id=crm_account_id.strip() if crm_account_id
-        else None, domain=normalized, name=name, country=country, min_score=min_score,
+        account_key=account_key, crm_account_id=crm, domain=normalized, name=name,
+        country=country, min_score=min_score,
         partner_id=who.subject_id if who.restricted else None)
     answer = await _reader(request).look_up(question, moment)
     if answer.account_key is None:
@@ -75,22 +85,41 @@ async def ownership(
     incumbents = []
     for row in answer.holdings:
         if row["kind"] == INCUMBENCY:
-            incumbents.append(IncumbentView.model_validate(redaction.owner({
-                "party_type": row["party_type"], "party_id": row["party_id"],
-                "since": row["valid_from"], "until": row["protected_until"]}, who)))
-            continue
-        if not covers(row, product):
-            continue
-        owners.append(OwnerView.model_validate(redaction.owner(_owner(row), who)))
-    visible = ([d for d in answer.open_disputes if d in answer.partner_disputes]
-               if who.restricted else answer.open_disputes)
-    return OwnershipView(
-        account_key=answer.account_key, owners=owners, open_disputes=visible,
-        open_dispute_count=len(answer.open_disputes), incumbents=incumbents, as_of=as_of,
-        match=AccountMatchView.model_validate({"matched_by": answer.matched_by,
-                                               "score": answer.score}),
-        linked_keys=[k for k in answer.keys if k != answer.account_key],
-    )
+            incumbents.append({"party_type": row["party_type"], "party_id": row["party_id"],
+                               "since": row["valid_from"], "until": row["protected_until"]})
+        elif covers(row, product):
+            owners.append(_owner(row))
+    view: dict[str, Any] = {
+        "account_key": answer.account_key, "owners": owners,
+        "open_disputes": answer.open_disputes,
+        "open_dispute_count": len(answer.open_disputes), "incumbents": incumbents,
+        "as_of": as_of, "match": {"matched_by": answer.matched_by, "score": answer.score},
+        "linked_keys": [k for k in answer.keys if k != answer.account_key],
+    }
+    if who.restricted:
+        # Keys name the customer (domain, CRM id, name): a partner gets the ones it asked
+        # with or registered under, never those of a customer it only matched.
+        asked = {account_key, f"dom:{normalized}" if normalized else None,
+                 f"crm:{crm}" if crm else None}
+        if answer.matched_by == "name" and answer.score >= 1.0 \
+                and answer.account_key.startswith("name:"):
+            asked.add(answer.account_key)
+        scope = partner_view.Scope(who, own_keys=frozenset(
+            k for k in asked | answer.partner_keys if k))
+        view = partner_view.ownership(view, scope, answer.partner_disputes)
+    return OwnershipView.model_validate(view)
+
+
+async def _name_threshold(request: Request) -> float:
+    """The current policy's `match.name_threshold` (the default policy's before any; exact
+    names only if the stored document cannot be read: fail closed)."""
+    async with request.app.state.runtime.engine.connect() as conn:
+        document = await current_policy_document(conn)
+    try:
+        policy = Policy.model_validate(document) if document else Policy.default()
+    except ValueError:
+        return 1.0
+    return float(policy.match.name_threshold)
 
 
 def _reader(request: Request) -> OwnershipReader:

@@ -21,9 +21,10 @@ from services.projections.api.schemas import (
     Quantiles,
     RegistrationMetrics,
 )
-from services.projections.domain.redaction import Viewer
 from services.projections.domain.registrations import from_e4, sourced
+from shared.api import partner_view
 from shared.api.auth import Principal, require
+from shared.api.partner_view import Viewer
 from shared.api.problems import PROBLEM_RESPONSES, Problem
 from shared.events.registration import Motion, RegistrationStatus
 from shared.inputs import Instant
@@ -105,9 +106,10 @@ async def read_pipeline(
                     conn, "motion", partner_id=partner_id, statuses=status or [],
                     motions=motion or []):
                 total.add(row_motion, currency, count, amount)
-    return PipelineView(group_by=group_by,
+    view = PipelineView(group_by=group_by,
                         groups=[groups[k].view(k) for k in sorted(groups)],
                         total=total.view("total"))
+    return PipelineView.model_validate(partner_view.pipeline(view.model_dump(), who))
 
 
 PROGRAM_READERS = ("integration", "channel_manager", "owner")

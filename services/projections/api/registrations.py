@@ -15,13 +15,13 @@ from services.projections.api.deps import (
     viewer,
 )
 from services.projections.api.schemas import RegistrationPage, TimelineEntry, TimelineView
-from services.projections.domain import redaction
-from services.projections.domain.redaction import Viewer
 from services.projections.domain.timeline import from_us, order_key
+from shared.api import partner_view
+from shared.api.partner_view import Viewer
 from shared.api.problems import PROBLEM_RESPONSES, Problem
 from shared.api.resources import RegistrationView
 from shared.events.registration import RegistrationStatus
-from shared.readmodel.queries import get_registration
+from shared.readmodel.queries import get_registration, holders_of
 
 router = APIRouter(prefix="/v1", tags=["queries"], dependencies=[Depends(read_your_writes)])
 
@@ -34,7 +34,7 @@ def registration_view(row: dict[str, Any], who: Viewer,
     data = dict(row)
     if dispute_id is not None:
         data["dispute_id"] = dispute_id
-    return RegistrationView.model_validate(redaction.registration(data, who))
+    return RegistrationView.model_validate(partner_view.registration(data, who))
 
 
 def _not_found(kind: str, ident: str) -> Problem:
@@ -98,20 +98,14 @@ async def read_timeline(
                 raise _not_found("registration", registration_id)
         elif who.restricted and row["partner_id"] != who.subject_id:
             raise _not_found("registration", registration_id)
-        entries = sorted(await queries.timeline(conn, registration_id), key=order_key)
-        for entry in entries:
-            entry["data"] = orjson.loads(entry["data"])
-        own: set[str] = set()
-        mentioned: set[str] = set()
+        entries = [{"at": from_us(e["at_us"]), "type": e["type"], "event_id": e["event_id"],
+                    "subject_id": e["subject_id"], "data": orjson.loads(e["data"])}
+                   for e in sorted(await queries.timeline(conn, registration_id),
+                                   key=order_key)]
+        scope = partner_view.Scope(who)
         if who.restricted:
-            for entry in entries:
-                mentioned |= redaction.mentioned_ids(entry["data"])
+            mentioned = partner_view.mentioned_ids([e["data"] for e in entries])
             mentioned.add(registration_id)
-            own = {i for i, (kind, party) in (await queries.owners_of(conn, mentioned)).items()
-                   if who.is_party(kind, party)}
+            scope = partner_view.Scope.of(who, await holders_of(conn, mentioned), mentioned)
     return TimelineView(id=registration_id, entries=[
-        TimelineEntry(at=from_us(e["at_us"]), type=e["type"], event_id=e["event_id"],
-                      subject_id=e["subject_id"],
-                      data=redaction.data(e["data"], who, own, mentioned))
-        for e in entries
-    ])
+        TimelineEntry.model_validate(e) for e in partner_view.timeline(entries, scope)])

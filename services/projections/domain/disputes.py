@@ -146,6 +146,7 @@ def apply_resolved(row: Row, event: DisputeResolved) -> tuple[Row, Row | None]:
             "resolved_by": event.resolved_by,
             "actor_role": event.actor_role,
             "note": event.note,
+            "partner_note": event.partner_note,
             "merged_into": event.merged_into,
             "resolved_at": event.resolved_at.isoformat(),
             "rule": event.rule,

@@ -9,10 +9,11 @@ them. Addresses and secrets are not copied here: they are read at send time, so 
 URL or a rotated secret applies to every pending delivery.
 
 Partners hear about `dispute.resolved` only, over webhook only, and only about their own
-registrations (invariant 7): the payload is built from an allow-list (the dispute's id,
-outcome and when; the partner's own registrations with their result) and never carries a
-competitor's partner id, registration ids or the free text that may name them. Which
-partner a registration belongs to comes from the registrations read model.
+registrations (invariant 7): the payload is the partner view's (`shared.api.partner_view`,
+`WEBHOOK_DATA`): the dispute's id, outcome and when, the `partner_note`, the partner's own
+registrations with their result; never a competitor's partner id, registration ids, the
+internal note or who resolved. Which partner a registration belongs to comes from the
+registrations read model.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any, Final
 
 import orjson
 
+from shared.api import partner_view
 from shared.events import (
     DisputeEscalated,
     DisputeOpened,
@@ -111,23 +113,23 @@ def _result(event: DisputeResolved, registration_id: str) -> dict[str, Any]:
 
 def partner_rows(event_id: str, at: datetime, event: DisputeResolved,
                  registrations: Mapping[str, Row]) -> list[Row]:
-    """One redacted `dispute.resolved` webhook per partner with a registration in the
-    dispute (the sender skips partners without a webhook URL)."""
+    """One `dispute.resolved` webhook per partner with a registration in the dispute, in the
+    partner view (the sender skips partners without a webhook URL)."""
     own: dict[str, list[str]] = {}
+    holders: dict[str, partner_view.Holder] = {}
     for registration_id in event.registration_ids:
-        partner = (registrations.get(registration_id) or {}).get("partner_id")
+        row = registrations.get(registration_id) or {}
+        partner = row.get("partner_id")
         if partner:
             own.setdefault(str(partner), []).append(registration_id)
+            holders[registration_id] = ("partner", str(partner), row.get("account_key"))
+    data = {**event.to_data(), "dispute_id": event.dispute_id}
     out: list[Row] = []
     for partner_id, ids in own.items():
-        body = {"type": "dispute.resolved", "timestamp": at.isoformat(), "data": {
-            "dispute": {"id": event.dispute_id, "outcome": event.outcome,
-                        "resolved_at": event.resolved_at.isoformat(), "level": event.level,
-                        "rule": event.rule, "policy_version": event.policy_version,
-                        "merged_into": event.merged_into},
-            "account_key": event.account_key,
-            "registrations": [_result(event, i) for i in ids],
-            "role": "partner"}}
+        scope = partner_view.Scope.of(partner_view.Viewer("partner", partner_id), holders,
+                                      event.registration_ids)
+        body = partner_view.resolved_webhook(at.isoformat(), data,
+                                             [_result(event, i) for i in ids], scope)
         out.append(_row(event_id, at, "dispute.resolved", event.dispute_id, "partner",
                         partner_id, "webhook", body))
     return out

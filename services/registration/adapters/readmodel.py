@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
+import orjson
 from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.readmodel.queries import get_registration
-from shared.readmodel.schema import metadata, registrations
+from shared.events import DisputeActionRejected
+from shared.readmodel.queries import get_registration, holders_of
+from shared.readmodel.schema import metadata, registrations, timeline_entries
 
 T = TypeVar("T")
 
@@ -36,6 +38,8 @@ class DisputeFacts:
     acknowledged_at: datetime | None
     registration_ids: list[str]
     resolution: dict[str, Any] | None
+    owners: tuple[str, ...] = ()
+    """Every owner the dispute was ever assigned to (who may read it)."""
 
 
 def _disputes_table() -> Table | None:
@@ -53,6 +57,11 @@ class ReadModel:
     async def registration(self, registration_id: str) -> dict[str, Any] | None:
         async with self.engine.connect() as conn:
             return await get_registration(conn, registration_id)
+
+    async def holders(self, ids: set[str]) -> dict[str, tuple[str, str, str | None]]:
+        """Whose registrations and claims these are (for the partner view)."""
+        async with self.engine.connect() as conn:
+            return await holders_of(conn, ids)
 
     async def claim(self, claim_id: str) -> dict[str, Any] | None:
         """A claim's row: the projections' `claims` table when there is one, else the
@@ -78,6 +87,11 @@ class ReadModel:
                                             registrations.c.status.in_(ACTIVE))
                 .limit(limit))
             return [dict(r._mapping) for r in rows]
+
+    async def dispute_refusal(self, dispute_id: str) -> dict[str, Any] | None:
+        """Why adjudication refused a command naming `dispute_id` (reason, explanation),
+        if it did."""
+        return await _refusal(self.engine, dispute_id)
 
     async def link_of(self, alias: str) -> tuple[str, float] | None:
         """(matched_by, score) of the link making `alias` another key's alias, if any."""
@@ -127,7 +141,7 @@ class ReadModel:
                         owner_id=m.get("owner_id"), level=m.get("level"),
                         due_at=m.get("due_at"), acknowledged_at=m.get("acknowledged_at"),
                         registration_ids=list(ids) if isinstance(ids, list | tuple) else [],
-                        resolution=m.get("resolution"))
+                        resolution=m.get("resolution"), owners=tuple(m.get("owners") or ()))
             # Without (or before) a dispute read model: the registrations it holds name it.
             rows = (await conn.execute(
                 select(registrations.c.id, registrations.c.account_key, registrations.c.status)
@@ -137,6 +151,21 @@ class ReadModel:
         open_ = any(r.status == "in_review" for r in rows)
         return DisputeFacts(dispute_id, rows[0].account_key, "open" if open_ else "resolved",
                             None, None, None, None, [r.id for r in rows], None)
+
+
+async def _refusal(engine: AsyncEngine, dispute_id: str) -> dict[str, Any] | None:
+    """The data of adjudication's refusal of a command on `dispute_id`, from the timelines
+    read model (it records every `DisputeActionRejected` under the dispute id)."""
+    table = timeline_entries
+    async with engine.connect() as conn:
+        row = (await conn.execute(
+            select(table.c.data).where(table.c.subject_id == dispute_id,
+                                       table.c.type == DisputeActionRejected.TYPE)
+            .limit(1))).first()
+    if row is None:
+        return None
+    data: dict[str, Any] = orjson.loads(row.data)
+    return data
 
 
 async def wait_for(fetch: Callable[[], Awaitable[T | None]], timeout: float) -> T | None:

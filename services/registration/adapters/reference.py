@@ -262,6 +262,12 @@ class ReferenceData:
         self._current = (now + self.cache_seconds, latest)
         return latest
 
+    async def latest_policy(self) -> Policy:
+        """The newest published version, read now (not cached): what an edit merges onto."""
+        async with self.engine.connect() as conn:
+            latest = await self._latest(conn)
+        return latest if latest is not None else await self.current_policy()
+
     async def _latest(self, conn: AsyncConnection) -> Policy | None:
         row = (await conn.execute(
             select(ref_policies.c.version, ref_policies.c.document)

@@ -51,13 +51,14 @@ _CLOUDEVENT_SCHEMA: dict[str, Any] = {
         "source": {"type": "string", "minLength": 1, "maxLength": 500},
         "type": {"type": "string", "enum": [
             "dealreg.registration.submitted.v1", "dealreg.claim.filed.v1",
-            "crm.opportunity.closed.v1"]},
+            "dealreg.claim.released.v1", "crm.opportunity.closed.v1"]},
         "time": {"type": "string", "format": "date-time"},
         "subject": {"type": "string"},
         "datacontenttype": {"type": "string", "enum": ["application/json"]},
         "data": {"type": "object", "description":
                  "registration.submitted: a registration body (POST /v1/registrations); "
-                 "claim.filed: a claim body (POST /v1/claims); opportunity.closed: "
+                 "claim.filed: a claim body (POST /v1/claims); claim.released: "
+                 '{"claim_id"} (POST /v1/claims/{id}/release); opportunity.closed: '
                  '{"registration_id"|"external_ref", "outcome": "won|lost", "amount"?}'},
     },
 }
@@ -85,9 +86,9 @@ _REPORT_EXAMPLE = {
     description="Integration or admin. CloudEvents 1.0 in structured mode "
     f"(`{STRUCTURED}`, one event) or batch mode (`{BATCH}`, an array). Known types: "
     "`dealreg.registration.submitted.v1`, `dealreg.claim.filed.v1`, "
-    "`crm.opportunity.closed.v1`. An event whose `source` + `id` was seen before is "
-    "reported as a duplicate (with the first result) and not applied again; an unknown type "
-    "or invalid data rejects that event only.",
+    "`dealreg.claim.released.v1`, `crm.opportunity.closed.v1`. An event whose `source` + "
+    "`id` was seen before is reported as a duplicate (with the first result) and not "
+    "applied again; an unknown type or invalid data rejects that event only.",
     openapi_extra={"requestBody": {"required": True, "content": {
         STRUCTURED: {"schema": _CLOUDEVENT_SCHEMA, "example": _EVENT_EXAMPLE},
         BATCH: {"schema": {"type": "array", "items": _CLOUDEVENT_SCHEMA, "maxItems": 1000},

@@ -9,12 +9,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
+from pydantic import ValidationError
 
 from services.registration.adapters.reference import VersionConflict, active_secrets
 from services.registration.api.deps import IdempotencyKey, get_commands, idempotent
-from services.registration.domain import access
+from services.registration.domain import access, policy_edits
 from services.registration.domain.validation import IDENTIFIER_PATTERN
-from services.registration.handlers import Commands, Outcome
+from services.registration.handlers import Commands, Outcome, field_errors
 from services.registration.models import (
     ApiKeyCreated,
     ApiKeyRequest,
@@ -209,14 +210,39 @@ async def get_owner(owner_id: RefId, principal: Admin,
     201: _ok(Policy, _POLICY, "Published as the next version"),
     **problem_responses(400, 401, 403, 409, 413, 415, 422, 503)},
     summary="Publish a policy version",
-    description="Admin only. Every field is optional (defaults as documented). The server "
+    description="Admin only. The body is merged onto the current version: fields it omits "
+    "keep their current values (objects merge field by field, lists and scalars are "
+    "replaced); send the defaults (`GET /v1/policy/1`) to return to them. 422 for an empty "
+    "`exclusive_motions` or `precedence` and for escalation owners that do not exist "
+    "(`PUT /v1/owners/{id}` first); nothing is published then. The server "
     "assigns `version` (the current one plus one); a `version` in the body is an "
     "optimistic check (409 if it is not the next one). Versions are immutable. The document "
     "is durable on the reference topic before it is served or stamped.")
 async def put_policy(body: Policy, principal: Admin, commands: CommandsDep) -> Response:
     expected = body.version if "version" in body.model_fields_set else None
+    current = await commands.reference.latest_policy()
     try:
-        published = await commands.reference.publish(body, published_by=principal.actor_id,
+        document = Policy.model_validate(policy_edits.merged_document(current, body))
+    except ValidationError as exc:
+        raise Problem(422, "Validation failed", "The merged policy is invalid.",
+                      errors=field_errors(exc)) from exc
+    errors = policy_edits.edit_errors(document)
+    for field, owner_id in policy_edits.named_owners(current, body):
+        if await commands.reference.owner(owner_id) is None:
+            errors.append({"field": field, "message": f"no escalation owner {owner_id!r}; "
+                           f"PUT /v1/owners/{owner_id} first"})
+    if errors:
+        raise Problem(422, "Validation failed", "The policy was not published: "
+                      + "; ".join(f"{e['field']}: {e['message']}" for e in errors),
+                      errors=errors)
+    if expected is None and document.model_dump(exclude={"version"}) != \
+            current.model_dump(exclude={"version"}):
+        # Merged onto `current`: if another edit was published meanwhile, 409, not a lost
+        # update.
+        expected = current.version + 1
+    try:
+        published = await commands.reference.publish(document,
+                                                      published_by=principal.actor_id,
                                                       expected_version=expected)
     except VersionConflict as exc:
         raise Problem(409, "Conflict", f"The next policy version is {exc.expected}.") from exc

@@ -56,7 +56,7 @@ _REGISTRATION_EXAMPLE: dict[str, Any] = {
                  "explanation": "No other party holds this account.", "conflicts": []},
 }
 _DISPUTE_EXAMPLE: dict[str, Any] = {
-    "id": "dsp_01jd2v9a1b2c3d4e5f6g7h8j9k", "status": "open", "level": 1, "owner_id": "cm-1",
+    "id": "dsp_5f0c1e9a7b2d4c6e8a0b1c2d3e", "status": "open", "level": 1, "owner_id": "cm-1",
     "due_at": "2026-11-25T09:00:00Z", "acknowledged_at": None,
     "registration_ids": ["reg_01jd2v6x3k8m0q9r7s5t4w2y1z"], "resolution": None,
 }
@@ -135,10 +135,12 @@ async def extend(
              response_model=RegistrationView, responses=LIFECYCLE_ANSWERS,
              summary="Close the opportunity (won or lost)",
              description="What a CRM reports with `crm.opportunity.closed.v1`, as a "
-             "command: protection ends, and a win makes the party the account's incumbent.")
+             "command: protection ends, and a win makes the party the account's incumbent. "
+             "Integration and admin only: a close is a CRM fact (the owning partner "
+             "withdraws instead).")
 async def close(
     registration_id: EntityId, body: CloseRequest, request: Request, commands: CommandsDep,
-    wait: Wait, principal: Annotated[Principal, Depends(require("integration"))],
+    wait: Wait, principal: Annotated[Principal, Depends(require(*access.CLOSERS))],
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     command = OpportunityClosedRequest(registration_id=registration_id, outcome=body.outcome,
@@ -169,6 +171,37 @@ async def file_claim(
                             lambda: commands.file_claim(principal, body, wait))
 
 
+_RELEASED_CLAIM: dict[str, Any] = {
+    "id": "clm_01jd2vb0c1d2e3f4g5h6j7k8m9", "kind": "named_account", "rep_id": "rep-7",
+    "account_key": "dom:globex.de",
+    "account": {"name": "Globex GmbH", "domain": "globex.de", "country": "DE",
+                "crm_account_id": None},
+    "products": [], "status": "withdrawn", "filed_at": "2026-11-23T09:00:00Z",
+    "decided_at": "2026-11-23T09:00:00.080000Z", "protected_until": None,
+    "decision": {"rule": "no_conflict", "policy_version": 1,
+                 "explanation": "No other party holds this account.", "conflicts": []}}
+
+
+@router.post("/claims/{claim_id}/release", status_code=202, response_model=ClaimView,
+             responses={
+                 200: _example(ClaimView, _RELEASED_CLAIM, "Released within the `Prefer: wait`"),
+                 202: _example(ClaimView, _RELEASED_CLAIM,
+                               "Durable; the claim as the read model shows it now"),
+                 **problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 503)},
+             summary="Release a direct claim",
+             description="The claim's rep, an integration or an admin gives a named-account "
+             "or opportunity claim up: its protection ends (status `withdrawn`, reason "
+             "`released`) and the account is free for partners. Another rep's claim is 404. "
+             "CRMs send `dealreg.claim.released.v1` to `POST /v1/events` instead.")
+async def release_claim(
+    claim_id: EntityId, request: Request, commands: CommandsDep, wait: Wait,
+    principal: Annotated[Principal, Depends(require(*access.CLAIMANTS))],
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    return await idempotent(request, principal, commands, idempotency_key,
+                            lambda: commands.release_claim(principal, claim_id, wait))
+
+
 DISPUTE_ANSWERS: dict[int | str, dict[str, Any]] = {
     200: _example(DisputeCommandView, _DISPUTE_EXAMPLE, "Applied within the `Prefer: wait`"),
     202: _example(DisputeCommandView, _DISPUTE_EXAMPLE,
@@ -180,11 +213,18 @@ DISPUTE_ANSWERS: dict[int | str, dict[str, Any]] = {
 @router.post("/registrations/{registration_id}/disputes", status_code=201,
              response_model=DisputeCommandView, responses={
                  201: _example(DisputeCommandView, _DISPUTE_EXAMPLE,
-                               "Durable; filled in when opened within the `Prefer: wait`"),
+                               "Opened (or joined) within the `Prefer: wait`"),
+                 202: _example(DisputeCommandView, {
+                     "id": "dsp_5f0c1e9a7b2d4c6e8a0b1c2d3e", "status": "pending",
+                     "registration_ids": ["reg_01jd2v6x3k8m0q9r7s5t4w2y1z"]},
+                     "Durable, not adjudicated yet (no wait asked, or it ran out)"),
                  **problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 503)},
              summary="Contest a rejection",
              description="The owning partner (or an integration / admin for it) contests a "
-             "registration rejected by a precedence rule; a dispute opens at level 1.")
+             "registration rejected by a precedence rule; a dispute opens at level 1. With "
+             "`Prefer: wait` the answer is adjudication's: 201 with the dispute, or the "
+             "refusal as a problem (409, with the reason, e.g. `not_disputable` for a "
+             "`duplicate` rejection); otherwise 202 `pending`. Dispute ids are opaque.")
 async def file_dispute(
     registration_id: EntityId, body: DisputeRequest, request: Request,
     commands: CommandsDep, wait: Wait,
@@ -197,7 +237,7 @@ async def file_dispute(
 
 
 DisputeId = Annotated[str, Path(pattern=IDENTIFIER_PATTERN, max_length=100,
-                                examples=["dsp_01jd2v9a1b2c3d4e5f6g7h8j9k"])]
+                                examples=["dsp_5f0c1e9a7b2d4c6e8a0b1c2d3e"])]
 
 
 @router.post("/disputes/{dispute_id}/acknowledge", status_code=202,

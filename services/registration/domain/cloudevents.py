@@ -14,8 +14,10 @@ from shared.inputs import check_text
 
 REGISTRATION_SUBMITTED: Final = "dealreg.registration.submitted.v1"
 CLAIM_FILED: Final = "dealreg.claim.filed.v1"
+CLAIM_RELEASED: Final = "dealreg.claim.released.v1"
 OPPORTUNITY_CLOSED: Final = "crm.opportunity.closed.v1"
-SUPPORTED_TYPES: Final = (REGISTRATION_SUBMITTED, CLAIM_FILED, OPPORTUNITY_CLOSED)
+SUPPORTED_TYPES: Final = (REGISTRATION_SUBMITTED, CLAIM_FILED, CLAIM_RELEASED,
+                          OPPORTUNITY_CLOSED)
 
 STRUCTURED: Final = "application/cloudevents+json"
 BATCH: Final = "application/cloudevents-batch+json"

@@ -41,8 +41,12 @@ async def _resolve(system: Running, dispute: str, winner: str) -> None:
     resolved = await owner.post(f"/v1/disputes/{dispute}/resolve",
                                 headers={"Prefer": "wait=15"},
                                 json={"outcome": "award", "registration_id": winner,
-                                      "note": "documented introduction"})
+                                      "note": "documented introduction",
+                                      "partner_note": PARTNER_NOTE})
     assert resolved.status_code in (200, 202), resolved.text
+
+
+PARTNER_NOTE = "Awarded on the evidence both sides gave (MARKER-pnote)."
 
 
 async def _resolved(hook: HttpReceiver, count: int = 1) -> list[Any]:
@@ -81,7 +85,9 @@ async def test_a_subscribed_partner_hears_its_own_outcome_only(env: Env) -> None
         # Nothing about the competitor, not even inside the dispute id (a hash).
         raw = request.body.decode()
         assert theirs not in raw and "pw-2" not in raw
-        assert "documented introduction" not in raw  # nor free text that may name it
+        assert "documented introduction" not in raw  # nor the internal note
+        assert payload["data"]["dispute"]["partner_note"] == PARTNER_NOTE
+        assert "cm-1" not in raw  # nor who resolved it
 
         # The owner was told too; pw-2 (no webhook) got a delivery marked disabled only.
         await until(lambda: _owner_got_resolution(env))
@@ -114,6 +120,8 @@ async def test_a_subscribed_partner_hears_its_own_outcome_only(env: Env) -> None
             {"id": b, "status": "rejected", "credit_percent": None}]
         loser_text = loser_raw.decode().replace(dispute2, "<dispute>")
         assert a not in loser_text and "pw-1" not in loser_text
+        assert "documented introduction" not in loser_text
+        assert loser["data"]["dispute"]["partner_note"] == PARTNER_NOTE
 
 
 async def _owner_got_resolution(env: Env) -> bool:

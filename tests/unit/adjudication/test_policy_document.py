@@ -112,7 +112,8 @@ def test_a_document_published_before_a_rule_existed_keeps_its_old_meaning() -> N
     # Published documents are whole dumps: one without the issue-12 rules predates them,
     # and a replay must apply what was in force then (invariant 3).
     old = Policy.default().model_dump(mode="json")
-    for key in ("on_release", "contest_window", "dispute_protection", "direct_team"):
+    for key in ("on_release", "contest_window", "dispute_protection", "direct_team",
+                "reregistration_cooloff"):
         del old[key]
     del old["extension"]["window"]
     before = Policy.from_published(old)
@@ -120,6 +121,7 @@ def test_a_document_published_before_a_rule_existed_keeps_its_old_meaning() -> N
         "free", "off", "rivals")
     assert before.extension.window is None
     assert before.contest_window.days == 36500
+    assert before.reregistration_cooloff is None  # no cool-off before the rule
     # A current document reads back exactly as published.
     now = Policy.default()
     assert Policy.from_published(now.model_dump(mode="json")) == now

@@ -51,8 +51,14 @@ def test_an_owner_acts_only_on_disputes_assigned_to_it() -> None:
     access.check_assigned("owner", "cm-1", None, "dsp_1")  # unknown: adjudication decides
     access.check_assigned("admin", None, "cm-1", "dsp_1")
     with pytest.raises(access.Denied) as denied:
-        access.check_assigned("owner", "cm-2", "cm-1", "dsp_1")
-    assert denied.value.status == 403
+        access.check_assigned("owner", "cm-2", "cm-1", "dsp_1", ("cm-2", "cm-1"))
+    assert denied.value.status == 403  # it was assigned to cm-2 before: cm-2 may read it
+
+
+def test_a_dispute_never_assigned_to_an_owner_does_not_exist_for_it() -> None:
+    with pytest.raises(access.Denied) as denied:
+        access.check_assigned("owner", "cm-2", "cm-1", "dsp_1", ("cm-1",))
+    assert denied.value.status == 404
 
 
 # --- idempotency ---------------------------------------------------------------------------

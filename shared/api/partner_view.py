@@ -1,0 +1,557 @@
+"""The one partner view (invariant 7): what a partner may see of every resource.
+
+Every response of every endpoint (command answers, `Prefer: wait` answers, queries) and
+every partner webhook goes through this module when the caller is a partner. It is an
+**allow-list**: each resource has a shape naming every field a partner may receive and how
+(`SHOW`, the caller's own ids only, scrubbed text, ...). A field that is not listed is
+dropped, so a field added to a view model or an event stays invisible to partners until
+someone lists it here (`tests/unit/test_partner_view_allow_list.py` fails until every
+field of every view model and event is classified).
+
+What a partner learns:
+- its own registrations, disputes entries and outcomes in full (its own ids, its own
+  conflicts, its own share of a split);
+- of a competitor only that the account is protected by another party (partner or direct),
+  for which products, until when, and that it may contest a rejection (a dispute): never a
+  competitor's registration, claim or partner id, its motion, credit share or since when it
+  holds the account, never how many rivals there are (foreign entries are dropped from id
+  lists and collapsed in evidence and ownership), and never text naming them;
+- of a resolution, the optional `partner_note` written for the involved partners, never
+  the internal `note` nor who resolved it.
+
+Vendor roles (admin, integration, rep, owner, channel manager) see what their routes
+return; *which* objects a role may read at all is decided by the routes. Pure: no I/O, the
+callers look up which mentioned ids are the viewer's (`shared.readmodel.queries.holders_of`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    role: str
+    subject_id: str | None = None
+
+    @property
+    def restricted(self) -> bool:
+        """Partners are the only callers whose view of others is cut to the partner view."""
+        return self.role == "partner"
+
+    def is_party(self, party_type: str | None, party_id: str | None) -> bool:
+        return (party_type in (None, "partner") and party_id is not None
+                and party_id == self.subject_id)
+
+
+Holder = tuple[str, str, str | None]
+"""`(party_type, party_id, account_key)` of a registration or claim."""
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What the viewer owns among what a view mentions."""
+
+    viewer: Viewer
+    own_ids: frozenset[str] = frozenset()
+    foreign_ids: frozenset[str] = frozenset()
+    own_keys: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, viewer: Viewer, holders: Mapping[str, Holder], mentioned: Iterable[str],
+           known_keys: Iterable[str] = ()) -> Scope:
+        own = {i for i, (kind, party, _) in holders.items() if viewer.is_party(kind, party)}
+        keys = {key for i, (_, _, key) in holders.items() if i in own and key}
+        return cls(viewer, frozenset(own), frozenset(set(mentioned) - own),
+                   frozenset(keys | set(known_keys)))
+
+
+# --- rules -------------------------------------------------------------------------------
+
+
+class Rule:
+    """How one field is shown to a partner."""
+
+
+@dataclass(frozen=True)
+class _Named(Rule):
+    name: str
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+SHOW: Final = _Named("SHOW")
+"""As is (nested values included: only for fields that cannot name another party)."""
+NULL: Final = _Named("NULL")
+"""Classified as not for partners; present as null (for required nullable fields)."""
+HIDE: Final = _Named("HIDE")
+"""Classified as not for partners; left out (the model's default applies)."""
+ID: Final = _Named("ID")
+"""A registration or claim id: the viewer's own, else null."""
+IDS: Final = _Named("IDS")
+"""A list of registration or claim ids: only the viewer's own (no count of the others)."""
+PARTY: Final = _Named("PARTY")
+"""A partner id: the viewer's own, else null."""
+KEY: Final = _Named("KEY")
+"""An account key (it names the customer's domain, CRM id or name): one the viewer
+registered under or asked with, else null."""
+KEYS: Final = _Named("KEYS")
+"""A list of account keys: only the viewer's known ones."""
+TEXT: Final = _Named("TEXT")
+"""Free text: every id that is not the viewer's is replaced, counts of rivals removed."""
+
+
+@dataclass(frozen=True)
+class Nested(Rule):
+    shape: Mapping[str, Rule]
+
+
+@dataclass(frozen=True)
+class Each(Rule):
+    """A list of objects of one shape (they name no party)."""
+
+    shape: Mapping[str, Rule]
+
+
+@dataclass(frozen=True)
+class Parties(Rule):
+    """A list of objects about parties: the viewer's own shown with `own`, everyone else's
+    with `foreign` (None: left out), collapsed so that equal `collapse` fields give one
+    entry (no count of rivals)."""
+
+    own: Mapping[str, Rule]
+    foreign: Mapping[str, Rule] | None
+    collapse: tuple[str, ...] = ()
+
+
+Shape = Mapping[str, Rule]
+
+ANOTHER: Final = "another party"
+_RUN: Final = re.compile(re.escape(ANOTHER) + r"(?:(?:, | and )" + re.escape(ANOTHER) + ")+")
+_IDS_IN_TEXT: Final = re.compile(r"\b(?:reg|clm)_[0-9A-Za-z]+\b")
+# How the adjudicator's sentences describe rivals: one ("another partner's registration",
+# "a direct ... claim") or several ("3 other parties"). Both read "another party", so the
+# wording does not tell one rival from many.
+_RIVALS: Final = re.compile(r"another partner's registration|a direct (?:named-account|"
+                            r"opportunity) claim|\b(?:\d+ )?other (?:parties|registrations)\b")
+_COUNT_OF_REGISTRATIONS: Final = re.compile(r"\bover \d+ registrations?\b")
+
+_ID_KEYS: Final = ("registration_id", "claim_id", "holder_id", "awarded_registration_id")
+_ID_LIST_KEYS: Final = ("registration_ids", "added_ids", "approved_ids", "rejected_ids")
+_DROP: Final = object()
+
+
+def scrub(text: Any, scope: Scope) -> Any:
+    """Free text with every registration or claim id that is not the viewer's, and every
+    description of rivals, replaced by "another party" (a run of them by one), and counts
+    of registrations taken out: the text tells neither who nor how many."""
+    if not isinstance(text, str):
+        return text
+    for rid in sorted(scope.foreign_ids, key=len, reverse=True):
+        if rid:
+            text = text.replace(rid, ANOTHER)
+    text = _IDS_IN_TEXT.sub(lambda m: m.group(0) if m.group(0) in scope.own_ids else ANOTHER,
+                            text)
+    text = _RIVALS.sub(ANOTHER, text)
+    text = _RUN.sub(ANOTHER, text)
+    return _COUNT_OF_REGISTRATIONS.sub("over the registrations", text)
+
+
+def owns(item: Mapping[str, Any], scope: Scope) -> bool:
+    """Whether an object about a party (evidence, an owner, a split) is the viewer's."""
+    if any(item.get(k) in scope.own_ids for k in _ID_KEYS if isinstance(item.get(k), str)):
+        return True
+    return scope.viewer.is_party(item.get("party_type"), item.get("party_id"))
+
+
+def apply(value: Mapping[str, Any], shape: Shape, scope: Scope) -> Row:
+    """`value` cut to `shape`: unlisted fields are dropped."""
+    out: Row = {}
+    for key, rule in shape.items():
+        if key not in value:
+            continue
+        shown = _field(rule, value[key], scope)
+        if shown is not _DROP:
+            out[key] = shown
+    return out
+
+
+def _field(rule: Rule, value: Any, scope: Scope) -> Any:
+    if rule is SHOW:
+        return value
+    if rule is NULL:
+        return None
+    if rule is HIDE:
+        return _DROP
+    if rule is ID:
+        return value if isinstance(value, str) and value in scope.own_ids else None
+    if rule is IDS:
+        return [i for i in value or () if i in scope.own_ids]
+    if rule is PARTY:
+        return value if value is not None and value == scope.viewer.subject_id else None
+    if rule is KEY:
+        return value if value in scope.own_keys else None
+    if rule is KEYS:
+        return [k for k in value or () if k in scope.own_keys]
+    if rule is TEXT:
+        return scrub(value, scope)
+    if isinstance(rule, Nested):
+        return apply(value, rule.shape, scope) if isinstance(value, Mapping) else None
+    if isinstance(rule, Each):
+        return [apply(v, rule.shape, scope) for v in value or () if isinstance(v, Mapping)]
+    if isinstance(rule, Parties):
+        return _parties(rule, value or (), scope)
+    raise TypeError(f"unknown rule {rule!r}")
+
+
+def _parties(rule: Parties, items: Iterable[Any], scope: Scope) -> list[Row]:
+    out: list[Row] = []
+    seen: set[tuple[Any, ...]] = set()
+    for item in items:
+        if not isinstance(item, Mapping):
+            continue
+        if owns(item, scope):
+            out.append(apply(item, rule.own, scope))
+            continue
+        if rule.foreign is None:
+            continue
+        shown = apply(item, rule.foreign, scope)
+        marker = tuple(repr(shown.get(k)) for k in rule.collapse) if rule.collapse else \
+            tuple(sorted((k, repr(v)) for k, v in shown.items()))
+        if marker not in seen:
+            seen.add(marker)
+            out.append(shown)
+    return out
+
+
+# --- shapes ------------------------------------------------------------------------------
+
+CONFLICT_OWN: Final[Shape] = {
+    "registration_id": SHOW, "party_type": SHOW, "party_id": SHOW, "matched_by": SHOW,
+    "score": SHOW, "account_key": KEY, "confident": SHOW,
+}
+CONFLICT_FOREIGN: Final[Shape] = {
+    "registration_id": NULL, "party_type": SHOW, "party_id": NULL, "matched_by": SHOW,
+    "score": SHOW, "account_key": HIDE, "confident": SHOW,
+}
+CONFLICTS: Final = Parties(CONFLICT_OWN, CONFLICT_FOREIGN, collapse=("party_type",))
+
+DECISION: Final[Shape] = {
+    "rule": SHOW, "policy_version": SHOW, "explanation": TEXT, "conflicts": CONFLICTS,
+    "flags": SHOW,
+}
+
+REGISTRATION: Final[Shape] = {
+    "id": SHOW, "partner_id": PARTY, "account_key": KEY, "account": SHOW,
+    "opportunity": SHOW, "motion": SHOW, "external_ref": SHOW, "status": SHOW,
+    "submitted_at": SHOW, "decided_at": SHOW, "protected_until": SHOW, "extensions": SHOW,
+    "dispute_id": SHOW, "credit_percent": SHOW, "decision": Nested(DECISION),
+}
+"""A registration: partners read only their own (the routes answer 404 otherwise)."""
+
+SPLIT: Final[Shape] = {"registration_id": SHOW, "percent": SHOW}
+SPLITS: Final = Parties(SPLIT, None)
+AWARD_OWN: Final[Shape] = {"product": SHOW, "registration_id": SHOW}
+AWARD_FOREIGN: Final[Shape] = {"product": SHOW, "registration_id": NULL}
+AWARDS: Final = Parties(AWARD_OWN, AWARD_FOREIGN, collapse=("product",))
+"""An award by product: which products the viewer won; of the others only that another
+party won them (what it is protected for)."""
+
+RESOLUTION: Final[Shape] = {
+    "outcome": SHOW, "registration_id": ID, "splits": SPLITS, "awards": AWARDS,
+    "approved_ids": IDS,
+    "rejected_ids": IDS, "resolved_by": NULL, "actor_role": HIDE, "note": HIDE,
+    "partner_note": TEXT, "merged_into": SHOW, "resolved_at": SHOW, "rule": SHOW,
+    "policy_version": SHOW, "explanation": TEXT,
+}
+"""Partners get `partner_note` (written for the involved partners; scrubbed like any text,
+in case it names another party's registration), never the internal `note` nor who
+resolved the dispute."""
+
+BREACH: Final[Shape] = {"level": SHOW, "deadline": SHOW, "outcome": SHOW}
+
+DISPUTE: Final[Shape] = {
+    "id": SHOW, "status": SHOW, "level": SHOW, "owner_id": SHOW, "due_at": SHOW,
+    "acknowledged_at": SHOW, "registration_ids": IDS, "resolution": Nested(RESOLUTION),
+    "account_key": KEY, "reason": SHOW, "opened_at": SHOW, "reminder_at": SHOW,
+    "resolved_at": SHOW, "breached": SHOW, "breaches": Each(BREACH), "explanation": TEXT,
+}
+"""A dispute (query and command answers alike); partners read only their own."""
+
+OWNER_OWN: Final[Shape] = {
+    "party_type": SHOW, "party_id": SHOW, "registration_id": SHOW, "products": SHOW,
+    "motion": SHOW, "status": SHOW, "protected_until": SHOW, "credit_percent": SHOW,
+    "since": SHOW,
+}
+OWNER_FOREIGN: Final[Shape] = {
+    "party_type": SHOW, "party_id": NULL, "registration_id": NULL, "products": SHOW,
+    "motion": NULL, "status": SHOW, "protected_until": SHOW, "credit_percent": NULL,
+    "since": NULL,
+}
+INCUMBENT_OWN: Final[Shape] = {"party_type": SHOW, "party_id": SHOW, "since": SHOW,
+                               "until": SHOW}
+INCUMBENT_FOREIGN: Final[Shape] = {"party_type": SHOW, "party_id": NULL, "since": NULL,
+                                   "until": SHOW}
+MATCH: Final[Shape] = {"matched_by": SHOW, "score": SHOW}
+OWNERSHIP: Final[Shape] = {
+    "account_key": KEY, "owners": Parties(OWNER_OWN, OWNER_FOREIGN),
+    "open_disputes": SHOW, "open_dispute_count": SHOW,
+    "incumbents": Parties(INCUMBENT_OWN, INCUMBENT_FOREIGN), "as_of": SHOW,
+    "match": Nested(MATCH), "linked_keys": KEYS,
+}
+"""`open_disputes` and `open_dispute_count` are cut to the viewer's disputes by
+`ownership()`; competitors' protections are merged per party type and scope."""
+
+MONEY: Final[Shape] = {"currency": SHOW, "value": SHOW}
+BUCKET: Final[Shape] = {"count": SHOW, "amounts": Each(MONEY)}
+PIPELINE_GROUP: Final[Shape] = {"key": SHOW, "count": SHOW, "amounts": Each(MONEY),
+                                "sourced": Nested(BUCKET), "influenced": Nested(BUCKET)}
+PIPELINE: Final[Shape] = {"group_by": SHOW, "groups": Each(PIPELINE_GROUP),
+                          "total": Nested(PIPELINE_GROUP)}
+"""A partner's pipeline counts only its own registrations (the route filters)."""
+
+TIMELINE_ENTRY: Final[Shape] = {"at": SHOW, "type": SHOW, "event_id": SHOW,
+                                "subject_id": SHOW, "data": SHOW}
+"""`data` is cut per event type by `TIMELINE_DATA`."""
+
+_EVIDENCE: Final = CONFLICTS
+TIMELINE_DATA: Final[Mapping[str, Shape]] = {
+    "dealreg.registration.submitted.v1": {
+        "registration_id": ID, "partner_id": PARTY, "partner": SHOW, "account_key": KEY,
+        "account": SHOW, "opportunity": SHOW, "motion": SHOW, "external_ref": SHOW,
+        "submitted_at": SHOW, "policy_version": SHOW},
+    "dealreg.registration.decided.v1": {
+        "registration_id": ID, "partner_id": PARTY, "account_key": KEY, "status": SHOW,
+        "rule": SHOW, "policy_version": SHOW, "explanation": TEXT, "conflicts": CONFLICTS,
+        "decided_at": SHOW, "protected_until": SHOW, "dispute_id": SHOW,
+        "scope_products": SHOW, "credit_percent": SHOW, "extensions": SHOW, "flags": SHOW},
+    "dealreg.registration.withdrawn.v1": {
+        "registration_id": ID, "partner_id": PARTY, "account_key": KEY,
+        "withdrawn_at": SHOW, "policy_version": SHOW},
+    "dealreg.registration.extension_requested.v1": {
+        "registration_id": ID, "partner_id": PARTY, "account_key": KEY,
+        "requested_at": SHOW, "policy_version": SHOW},
+    "dealreg.registration.action_rejected.v1": {
+        "registration_id": ID, "account_key": KEY, "action": SHOW, "reason": SHOW,
+        "rule": SHOW, "policy_version": SHOW, "explanation": TEXT, "decided_at": SHOW},
+    "dealreg.opportunity.closed.v1": {
+        "registration_id": ID, "account_key": KEY, "outcome": SHOW, "amount": SHOW,
+        "closed_at": SHOW, "policy_version": SHOW},
+    "dealreg.protection.extended.v1": {
+        "registration_id": ID, "party_type": SHOW, "party_id": PARTY, "account_key": KEY,
+        "protected_until": SHOW, "extensions": SHOW, "rule": SHOW, "policy_version": SHOW,
+        "explanation": TEXT, "decided_at": SHOW},
+    "dealreg.protection.ended.v1": {
+        "registration_id": ID, "party_type": SHOW, "party_id": PARTY, "account_key": KEY,
+        "reason": SHOW, "status": SHOW, "rule": SHOW, "policy_version": SHOW,
+        "explanation": TEXT, "ended_at": SHOW, "amount": SHOW, "incumbent_until": SHOW,
+        "credit_percent": SHOW},
+    "dealreg.dispute.filed.v1": {
+        "dispute_id": SHOW, "registration_id": ID, "partner_id": PARTY, "account_key": KEY,
+        "reason": TEXT, "filed_at": SHOW, "policy_version": SHOW},
+    "dealreg.dispute.opened.v1": {
+        "dispute_id": SHOW, "account_key": KEY, "registration_ids": IDS, "reason": SHOW,
+        "level": SHOW, "owner_id": SHOW, "opened_at": SHOW, "due_at": SHOW,
+        "reminder_at": SHOW, "policy_version": SHOW, "rule": SHOW, "explanation": TEXT,
+        "evidence": _EVIDENCE},
+    "dealreg.dispute.joined.v1": {
+        "dispute_id": SHOW, "account_key": KEY, "added_ids": IDS, "registration_ids": IDS,
+        "joined_at": SHOW, "policy_version": SHOW, "explanation": TEXT,
+        "evidence": _EVIDENCE, "reason": SHOW},
+    "dealreg.dispute.acknowledgement_recorded.v1": {
+        "dispute_id": SHOW, "account_key": KEY, "level": SHOW, "owner_id": SHOW,
+        "actor_id": HIDE, "acknowledged_at": SHOW, "policy_version": SHOW},
+    "dealreg.dispute.escalated.v1": {
+        "dispute_id": SHOW, "account_key": KEY, "from_level": SHOW, "to_level": SHOW,
+        "owner_id": SHOW, "breached_deadline": SHOW, "due_at": SHOW, "reminder_at": HIDE,
+        "policy_version": SHOW, "explanation": TEXT},
+    "dealreg.dispute.sla_breached.v1": {
+        "dispute_id": SHOW, "account_key": KEY, "level": SHOW, "owner_id": SHOW,
+        "breached_deadline": SHOW, "policy_version": SHOW, "explanation": TEXT},
+    "dealreg.dispute.resolved.v1": {
+        "dispute_id": SHOW, "account_key": KEY, "outcome": SHOW, "registration_ids": IDS,
+        "awarded_registration_id": ID, "splits": SPLITS, "awards": AWARDS,
+        "approved_ids": IDS,
+        "rejected_ids": IDS, "resolved_by": HIDE, "actor_role": HIDE, "note": HIDE,
+        "partner_note": TEXT, "merged_into": SHOW, "level": SHOW, "resolved_at": SHOW,
+        "rule": SHOW, "policy_version": SHOW, "explanation": TEXT},
+    "dealreg.account.linked.v1": {
+        "registration_id": ID, "account_key": KEY, "canonical_key": KEY,
+        "matched_by": SHOW, "score": SHOW, "linked_at": SHOW, "policy_version": SHOW,
+        "rule": SHOW, "explanation": HIDE},
+    "dealreg.account.unlinked.v1": {
+        "registration_id": ID, "account_key": KEY, "canonical_key": KEY,
+        "unlinked_at": SHOW, "policy_version": SHOW, "rule": SHOW, "explanation": HIDE},
+}
+"""Timeline entries a partner sees, per event type, and which of their fields (the link
+events' sentences name both keys: left out)."""
+
+TIMELINE_HIDDEN_TYPES: Final = frozenset({
+    "dealreg.claim.filed.v1", "dealreg.claim.decided.v1", "dealreg.claim.released.v1",
+    "dealreg.dispute.acknowledged.v1", "dealreg.dispute.resolution_submitted.v1",
+    "dealreg.dispute.reminder_due.v1", "dealreg.dispute.action_rejected.v1",
+    "dealreg.account.link_reported.v1", "dealreg.timer.fired.v1",
+    "dealreg.partner.status_changed.v1", "dealreg.policy.published.v1",
+    "dealreg.partner.updated.v1", "dealreg.owner.updated.v1",
+})
+"""Event types partners never see in a timeline: a rep's claims, an owner's requests and
+their refusals (the internal note, who acted), reminders to owners, the edge's link
+reports, timers and reference data."""
+
+_ONLY_WHEN_OWN: Final[Mapping[str, str]] = {"dealreg.dispute.joined.v1": "added_ids"}
+"""Entries shown only when they concern the viewer's own registrations (a rival joining a
+dispute is not news a partner may have: it would count the rivals)."""
+
+WEBHOOK_DISPUTE: Final[Shape] = {
+    "id": SHOW, "outcome": SHOW, "resolved_at": SHOW, "level": SHOW, "rule": SHOW,
+    "policy_version": SHOW, "merged_into": SHOW, "partner_note": TEXT, "awards": AWARDS,
+}
+WEBHOOK_RESULT: Final[Shape] = {"id": ID, "status": SHOW, "credit_percent": SHOW}
+WEBHOOK_DATA: Final[Shape] = {
+    "dispute": Nested(WEBHOOK_DISPUTE), "account_key": KEY,
+    "registrations": Each(WEBHOOK_RESULT), "role": SHOW,
+}
+"""`dispute.resolved` to a partner: the dispute's outcome, the `partner_note`, and the
+partner's own registrations' results."""
+
+
+# --- resources ---------------------------------------------------------------------------
+
+
+def mentioned_ids(value: Any) -> set[str]:
+    """Every registration or claim id a view mentions (to ask which are the viewer's)."""
+    found: set[str] = set()
+    if isinstance(value, list | tuple):
+        for item in value:
+            found |= mentioned_ids(item)
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            if key in _ID_KEYS and isinstance(item, str):
+                found.add(item)
+            elif key in _ID_LIST_KEYS and isinstance(item, list | tuple):
+                found.update(i for i in item if isinstance(i, str))
+            elif key == "splits" and isinstance(item, list | tuple):
+                found.update(s["registration_id"] for s in item
+                             if isinstance(s, Mapping) and isinstance(s.get("registration_id"),
+                                                                      str))
+            else:
+                found |= mentioned_ids(item)
+    return found
+
+
+def registration_scope(view: Mapping[str, Any], viewer: Viewer) -> Scope:
+    """A registration names its own parties: the conflicts carry their party."""
+    if not viewer.is_party("partner", view.get("partner_id")):
+        raise PermissionError("a partner reads only its own registrations")
+    own: set[str] = {view["id"]}
+    own_keys: set[str] = {view["account_key"]} if view.get("account_key") else set()
+    foreign: set[str] = set()
+    for conflict in (view.get("decision") or {}).get("conflicts") or ():
+        rid, key = conflict.get("registration_id"), conflict.get("account_key")
+        if viewer.is_party(conflict.get("party_type"), conflict.get("party_id")):
+            own.update([rid] if rid else [])
+            own_keys.update([key] if key else [])
+        elif rid:
+            foreign.add(rid)
+    return Scope(viewer, frozenset(own), frozenset(foreign - own), frozenset(own_keys))
+
+
+def registration(view: Mapping[str, Any], viewer: Viewer) -> Row:
+    """A registration (query or command answer), for its owning partner."""
+    if not viewer.restricted:
+        return dict(view)
+    return apply(view, REGISTRATION, registration_scope(view, viewer))
+
+
+def dispute(view: Mapping[str, Any], scope: Scope) -> Row:
+    """A dispute the viewer is party to (`GET /v1/disputes...` and command answers)."""
+    if not scope.viewer.restricted:
+        return dict(view)
+    return apply(view, DISPUTE, scope)
+
+
+def timeline(entries: Iterable[Mapping[str, Any]], scope: Scope) -> list[Row]:
+    """A timeline's entries, each with its data cut to its type's shape; entries of types
+    partners never see are left out."""
+    if not scope.viewer.restricted:
+        return [dict(e) for e in entries]
+    out: list[Row] = []
+    for entry in entries:
+        shape = TIMELINE_DATA.get(entry["type"])
+        if shape is None:
+            continue
+        data = entry.get("data") or {}
+        relevant = _ONLY_WHEN_OWN.get(entry["type"])
+        if relevant is not None and not any(i in scope.own_ids for i in data.get(relevant) or ()):
+            continue
+        shown = apply(entry, TIMELINE_ENTRY, scope)
+        shown["data"] = apply(data, shape, scope)
+        out.append(shown)
+    return out
+
+
+def _latest(values: Iterable[Any]) -> Any:
+    """The latest end among protections (None: no end, the latest of all)."""
+    ends = list(values)
+    if any(v is None for v in ends):
+        return None
+    return max(ends) if ends else None
+
+
+def ownership(view: Mapping[str, Any], scope: Scope, own_disputes: Iterable[str]) -> Row:
+    """`GET /v1/ownership`: the viewer's protections in full; competitors' merged per party
+    type and scope (products, status) with the latest end; account keys only the viewer
+    registered under or asked with; open disputes only the viewer's, and their count."""
+    if not scope.viewer.restricted:
+        return dict(view)
+    out = apply(view, OWNERSHIP, scope)
+    out["owners"] = _merge(out.get("owners", []), scope,
+                           lambda o: (o["party_type"], o["status"], tuple(o["products"])),
+                           "protected_until")
+    out["incumbents"] = _merge(out.get("incumbents", []), scope,
+                               lambda o: (o["party_type"],), "until")
+    mine = set(own_disputes)
+    out["open_disputes"] = [d for d in view.get("open_disputes") or () if d in mine]
+    out["open_dispute_count"] = len(out["open_disputes"])
+    return out
+
+
+def _merge(rows: list[Row], scope: Scope, key: Any, end: str) -> list[Row]:
+    merged: dict[Any, Row] = {}
+    out: list[Row] = []
+    for row in rows:
+        if owns(row, scope):
+            out.append(row)
+            continue
+        found = merged.get(key(row))
+        if found is None:
+            merged[key(row)] = row
+            out.append(row)
+        else:
+            found[end] = _latest([found[end], row[end]])
+    return out
+
+
+def pipeline(view: Mapping[str, Any], viewer: Viewer) -> Row:
+    """`GET /v1/pipeline`: a partner's own pipeline (the route filters by partner)."""
+    if not viewer.restricted:
+        return dict(view)
+    return apply(view, PIPELINE, Scope(viewer))
+
+
+def resolved_webhook(at: str, data: Mapping[str, Any], results: list[Row],
+                     scope: Scope) -> Row:
+    """The `dispute.resolved` webhook to one involved partner: `data` is the
+    DisputeResolved event's data (with `dispute_id`), `results` the partner's own
+    registrations' results."""
+    dispute_fields = {**data, "id": data.get("dispute_id")}
+    body = {"dispute": dispute_fields, "account_key": data.get("account_key"),
+            "registrations": results, "role": "partner"}
+    return {"type": "dispute.resolved", "timestamp": at,
+            "data": apply(body, WEBHOOK_DATA, scope)}

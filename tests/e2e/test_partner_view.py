@@ -1,0 +1,249 @@
+"""The one partner view over a running system, on both backends: a partner learns of a
+competitor only that it exists, never its ids, names, notes or how many there are, and the
+command answers say exactly what the queries say (issue 13, items 1, 2, 6 and 7).
+
+Each test seeds unique marker strings (a competitor's external_ref, an internal note, a
+CRM id) and searches the raw response bytes for them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from rapidfuzz import fuzz
+
+from shared.accounts import normalize_name, sort_name_tokens
+from tests.integration.projections.system_support import Running, registration, running, submit
+
+
+@pytest.fixture(scope="module", params=["embedded", "distributed"])
+async def system(request: pytest.FixtureRequest,
+                 tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Running]:
+    async with running(request.param, request, tmp_path_factory.mktemp("pview")) as system:
+        yield system
+
+
+def fresh(label: str) -> str:
+    return f"{label}-{uuid.uuid4().hex[:8]}"
+
+
+def assert_absent(response: httpx.Response, *secrets: str) -> None:
+    raw = response.content + str(dict(response.headers)).encode()
+    leaked = [s for s in secrets if s.encode() in raw]
+    assert leaked == [], f"{leaked} in {response.text}"
+
+
+async def partners(system: Running, **tiers: str) -> None:
+    for partner, tier in tiers.items():
+        put = await system.admin.put(f"/v1/partners/{partner}", json={
+            "name": f"MARKER-name-{partner}", "type": "reseller", "tier": tier,
+            "status": "active"})
+        assert put.status_code in (200, 201), put.text
+
+
+async def outranked(system: Running) -> dict[str, Any]:
+    """p1 and p3 (gold) hold two products of one account; p2 (silver) then registers both
+    and loses to each by tier: p2 may contest."""
+    p1, p2, p3 = fresh("p1"), fresh("p2"), fresh("p3")
+    await partners(system, **{p1: "gold", p3: "gold", p2: "silver"})
+    domain = f"{fresh('acct')}.com"
+    marker = fresh("MARKER-ref-p1")
+    first = await submit(system.admin, {**registration(p1, domain, products=("analytics",)),
+                                        "external_ref": marker})
+    third = await submit(system.admin, registration(p3, domain, products=("crm",)))
+    assert (first["status"], third["status"]) == ("approved", "approved"), (first, third)
+    commands = (await system.as_("partner", p2))[0]
+    answer = await commands.post("/v1/registrations", headers={"Prefer": "wait=15"},
+                                 json=registration(None, domain, products=("analytics", "crm")))
+    assert answer.status_code == 201, answer.text
+    second = answer.json()
+    assert second["status"] == "rejected", second
+    return {"p1": p1, "p2": p2, "p3": p3, "first": first, "second": second, "third": third,
+            "marker": marker, "answer": answer, "commands": commands}
+
+
+async def test_a_rejected_partner_learns_only_that_another_party_protects_the_account(
+        system: Running) -> None:
+    world = await outranked(system)
+    secrets = (world["first"]["id"], world["third"]["id"], world["p1"], world["p3"],
+               world["marker"], "MARKER-name")
+    assert_absent(world["answer"], *secrets)
+    conflicts = world["answer"].json()["decision"]["conflicts"]
+    assert conflicts == [{"registration_id": None, "party_type": "partner",
+                          "matched_by": "domain", "score": 1.0}]  # one, however many rivals
+    await system.settle()
+    queries = await system.queries("partner", world["p2"])
+    got = await queries.get(f"/v1/registrations/{world['second']['id']}")
+    assert_absent(got, *secrets)
+    assert got.json()["decision"] == world["answer"].json()["decision"]
+    timeline = await queries.get(f"/v1/registrations/{world['second']['id']}/timeline")
+    assert timeline.status_code == 200 and timeline.json()["entries"]
+    assert_absent(timeline, *secrets)
+
+
+async def test_filing_a_contest_with_wait_answers_what_get_answers(system: Running) -> None:
+    world = await outranked(system)
+    filed = await world["commands"].post(
+        f"/v1/registrations/{world['second']['id']}/disputes",
+        headers={"Prefer": "wait=15"}, json={"reason": "We met the customer first."})
+    assert filed.status_code == 201, filed.text
+    body = filed.json()
+    assert body["level"] == 1, body  # the dispute was opened within the wait
+    secrets = (world["first"]["id"], world["third"]["id"], world["p1"], world["p3"],
+               world["marker"])
+    assert_absent(filed, *secrets)
+    assert body["registration_ids"] == [world["second"]["id"]]
+    await system.settle()
+    got = await (await system.queries("partner", world["p2"])).get(f"/v1/disputes/{body['id']}")
+    assert got.status_code == 200, got.text
+    assert_absent(got, *secrets)
+    assert {k: got.json()[k] for k in body} == body
+    # The vendor side sees every party.
+    vendor = await (await system.queries("channel_manager", "cm")).get(
+        f"/v1/disputes/{body['id']}")
+    assert set(vendor.json()["registration_ids"]) >= {world["first"]["id"],
+                                                      world["second"]["id"]}
+
+
+async def test_partners_read_the_partner_note_never_the_internal_note(system: Running) -> None:
+    p1, p2 = fresh("p1"), fresh("p2")
+    domain = f"{fresh('tie')}.com"
+    first = await submit(system.admin, registration(p1, domain))
+    second = await submit(system.admin, registration(p2, domain))
+    assert second["status"] == "in_review", second
+    dispute = second["dispute_id"]
+    await system.settle()
+    note = fresh(f"MARKER-note Partner {p1} (Acme Reseller) wins; {p2} had no proof")
+    partner_note = fresh("MARKER-pnote Awarded on the documented first introduction")
+    owner = (await system.as_("owner", "cm-1"))[0]
+    resolved = await owner.post(f"/v1/disputes/{dispute}/resolve",
+                                headers={"Prefer": "wait=15"},
+                                json={"outcome": "award", "registration_id": first["id"],
+                                      "note": note, "partner_note": partner_note})
+    assert resolved.status_code == 200, resolved.text
+    assert resolved.json()["resolution"]["note"] == note
+    await system.settle()
+    vendor = (await (await system.queries("owner", "cm-1")).get(f"/v1/disputes/{dispute}")
+              ).json()["resolution"]
+    assert (vendor["note"], vendor["partner_note"], vendor["resolved_by"]) == (
+        note, partner_note, "cm-1")
+    for partner, mine, theirs in ((p2, second, first), (p1, first, second)):
+        queries = await system.queries("partner", partner)
+        other = p1 if partner == p2 else p2
+        got = await queries.get(f"/v1/disputes/{dispute}")
+        assert_absent(got, "MARKER-note", theirs["id"], other)
+        resolution = got.json()["resolution"]
+        assert resolution["partner_note"] == partner_note
+        assert resolution["resolved_by"] is None and resolution["note"] == ""
+        timeline = await queries.get(f"/v1/registrations/{mine['id']}/timeline")
+        assert_absent(timeline, "MARKER-note", theirs["id"], other)
+        resolved_entry = next(e for e in timeline.json()["entries"]
+                              if e["type"] == "dealreg.dispute.resolved.v1")
+        assert resolved_entry["data"]["partner_note"] == partner_note
+    # Channel roles read the internal note in the timeline.
+    staff = await (await system.queries("channel_manager", "cm")).get(
+        f"/v1/registrations/{second['id']}/timeline")
+    assert note in staff.text
+
+
+async def test_ownership_tells_an_uninvolved_partner_nothing_about_disputes(
+        system: Running) -> None:
+    p1, p2, outsider = fresh("p1"), fresh("p2"), fresh("p9")
+    domain = f"{fresh('dsp')}.com"
+    first = await submit(system.admin, registration(p1, domain))
+    second = await submit(system.admin, registration(p2, domain))
+    dispute = second["dispute_id"]
+    assert dispute, second
+    await system.settle()
+    seen = await (await system.queries("partner", outsider)).get(
+        "/v1/ownership", params={"domain": domain})
+    assert seen.status_code == 200, seen.text
+    assert (seen.json()["open_disputes"], seen.json()["open_dispute_count"]) == ([], 0)
+    assert_absent(seen, dispute, first["id"], second["id"], p1, p2)
+    assert [o["party_id"] for o in seen.json()["owners"]] == [None]
+    involved = (await (await system.queries("partner", p1)).get(
+        "/v1/ownership", params={"domain": domain})).json()
+    assert (involved["open_disputes"], involved["open_dispute_count"]) == ([dispute], 1)
+    vendor = (await (await system.queries("channel_manager", "cm")).get(
+        "/v1/ownership", params={"domain": domain})).json()
+    assert vendor["open_dispute_count"] == 1
+
+
+def _score(a: str, b: str) -> float:
+    return fuzz.ratio(sort_name_tokens(normalize_name(a)),
+                      sort_name_tokens(normalize_name(b))) / 100
+
+
+async def test_a_partners_name_look_up_answers_only_at_the_threshold_without_identifiers(
+        system: Running) -> None:
+    owner, prober = fresh("p1"), fresh("p9")
+    token = uuid.uuid4().hex[:6].translate(str.maketrans("0123456789", "ghijklmnop"))
+    name = f"Zyntrix {token} Logistics"
+    domain, crm = f"{fresh('zyn')}.com", fresh("MARKER-crm")
+    held = await submit(system.admin, registration(owner, domain, name=name, crm=crm))
+    await system.settle()
+    close, far = f"Zyntrix {token} Logistic", f"Zyntrix {token} Analytics"
+    assert _score(name, close) >= 0.9 > _score(name, far) >= 0.5
+    queries = await system.queries("partner", prober)
+    low = await queries.get("/v1/ownership", params={"name": far, "country": "US",
+                                                     "min_score": 0.5})
+    assert low.status_code == 200, low.text
+    assert (low.json()["account_key"], low.json()["owners"]) == (None, [])
+    assert_absent(low, domain, crm, held["id"], owner)
+    staff = (await (await system.queries("channel_manager", "cm")).get(
+        "/v1/ownership", params={"name": far, "country": "US", "min_score": 0.5})).json()
+    assert staff["account_key"] == f"dom:{domain}"  # vendor roles keep their min_score
+    match = await queries.get("/v1/ownership", params={"name": close, "country": "US",
+                                                       "min_score": 0.5})
+    assert match.json()["match"]["matched_by"] == "name"
+    assert [o["protected_until"] is not None for o in match.json()["owners"]] == [True]
+    assert match.json()["account_key"] is None and match.json()["linked_keys"] == []
+    assert_absent(match, domain, crm, held["id"], owner)
+    # The partner that registered the customer sees its own key.
+    mine = (await (await system.queries("partner", owner)).get(
+        "/v1/ownership", params={"name": close, "country": "US"})).json()
+    assert mine["account_key"] == f"dom:{domain}"
+    assert mine["owners"][0]["registration_id"] == held["id"]
+    # The threshold is the policy's: a stricter one applies to partners at once.
+    strict = await system.admin.put("/v1/policy", json={"match": {"name_threshold": 0.99}})
+    assert strict.status_code in (200, 201), strict.text
+    try:
+        again = await queries.get("/v1/ownership", params={"name": close, "country": "US"})
+        assert (again.json()["account_key"], again.json()["owners"]) == (None, [])
+    finally:
+        await system.admin.put("/v1/policy", json={})
+
+
+async def test_the_owning_partner_cannot_close_its_registration_the_crm_can(
+        system: Running) -> None:
+    partner = fresh("p1")
+    held = await submit(system.admin, registration(partner, f"{fresh('close')}.com"))
+    await system.settle()
+    mine = (await system.as_("partner", partner))[0]
+    refused = await mine.post(f"/v1/registrations/{held['id']}/close", json={"outcome": "won"})
+    assert refused.status_code == 403, refused.text
+    crm = (await system.as_("integration"))[0]
+    closed = await crm.post(f"/v1/registrations/{held['id']}/close",
+                            headers={"Prefer": "wait=15"}, json={"outcome": "won"})
+    assert closed.status_code == 200 and closed.json()["status"] == "won", closed.text
+
+
+async def test_a_partners_own_duplicate_keeps_its_id_in_the_answer_and_the_query(
+        system: Running) -> None:
+    partner = fresh("p1")
+    domain = f"{fresh('dup')}.com"
+    commands, queries = await system.as_("partner", partner)
+    first = await commands.post("/v1/registrations", headers={"Prefer": "wait=15"},
+                                json=registration(None, domain))
+    again = await commands.post("/v1/registrations", headers={"Prefer": "wait=15"},
+                                json=registration(None, domain))
+    assert (first.status_code, again.status_code) == (201, 201), again.text
+    decision = again.json()["decision"]
+    assert decision["rule"] == "duplicate", decision
+    assert [c["registration_id"] for c in decision["conflicts"]] == [first.json()["id"]]
+    await system.settle()
+    got = await queries.get(f"/v1/registrations/{again.json()['id']}")
+    assert got.json()["decision"] == decision

@@ -1,0 +1,371 @@
+"""The one partner view (invariant 7): an allow-list per resource, and every field of every
+view model and event classified, so a new field stays invisible to partners until listed."""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+import pytest
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
+
+from services.projections.api import routers as query_routers
+from services.projections.api.schemas import (
+    DisputePage,
+    Money,
+    PipelineBucket,
+    PipelineGroup,
+    PipelineView,
+    RegistrationPage,
+    TimelineEntry,
+    TimelineView,
+)
+from services.registration.api.routes import router as command_router
+from services.registration.models import DisputeCommandView
+from shared.api import partner_view as pv
+from shared.api.partner_view import Scope, Viewer
+from shared.api.resources import (
+    AccountMatchView,
+    BreachView,
+    ConflictView,
+    DecisionView,
+    DisputeView,
+    IncumbentView,
+    OwnershipView,
+    OwnerView,
+    ProductAwardView,
+    RegistrationView,
+    ResolutionView,
+    SplitView,
+)
+from shared.events.base import CATALOGUE
+from shared.events.disputes import DisputeResolved
+
+P1 = Viewer("partner", "p-1")
+VENDORS = [Viewer(role, "x") for role in ("admin", "integration", "rep", "owner",
+                                           "channel_manager")]
+
+# Every view model a partner can receive, with the shapes that decide what it sees.
+CLASSIFIED: dict[type[BaseModel], tuple[Mapping[str, pv.Rule], ...]] = {
+    RegistrationView: (pv.REGISTRATION,),
+    DecisionView: (pv.DECISION,),
+    ConflictView: (pv.CONFLICT_OWN, pv.CONFLICT_FOREIGN),
+    DisputeView: (pv.DISPUTE,),
+    DisputeCommandView: (pv.DISPUTE,),
+    ResolutionView: (pv.RESOLUTION,),
+    SplitView: (pv.SPLIT,),
+    ProductAwardView: (pv.AWARD_OWN, pv.AWARD_FOREIGN),
+    BreachView: (pv.BREACH,),
+    OwnershipView: (pv.OWNERSHIP,),
+    OwnerView: (pv.OWNER_OWN, pv.OWNER_FOREIGN),
+    IncumbentView: (pv.INCUMBENT_OWN, pv.INCUMBENT_FOREIGN),
+    AccountMatchView: (pv.MATCH,),
+    TimelineEntry: (pv.TIMELINE_ENTRY,),
+    PipelineView: (pv.PIPELINE,),
+    PipelineGroup: (pv.PIPELINE_GROUP,),
+    PipelineBucket: (pv.BUCKET,),
+    Money: (pv.MONEY,),
+}
+# Pages only wrap classified items; their own fields are a cursor or the timeline's id.
+CONTAINERS: dict[type[BaseModel], set[str]] = {
+    RegistrationPage: {"items", "next_cursor"}, DisputePage: {"items", "next_cursor"},
+    TimelineView: {"id", "entries"},
+}
+
+
+@pytest.mark.parametrize("model", list(CLASSIFIED), ids=lambda m: m.__name__)
+def test_every_field_of_a_view_model_is_classified_for_partners(model: type[BaseModel]
+                                                                ) -> None:
+    for shape in CLASSIFIED[model]:
+        unclassified = set(model.model_fields) - set(shape)
+        assert unclassified == set(), (
+            f"{model.__name__} has fields the partner view does not classify: "
+            f"{sorted(unclassified)}; list them in shared/api/partner_view.py")
+
+
+def _models_in(annotation: Any) -> set[type[BaseModel]]:
+    found: set[type[BaseModel]] = set()
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        found.add(annotation)
+        for info in annotation.model_fields.values():
+            found |= _models_in(info.annotation)
+    for arg in typing.get_args(annotation):
+        found |= _models_in(arg)
+    return found
+
+
+# Response models partners never receive (the routes admit no partner): claims (reps),
+# program metrics (vendor roles), the delivery log (admin and owners).
+NOT_FOR_PARTNERS = {"ClaimView", "ProgramMetricsView", "RegistrationMetrics",
+                    "DisputeMetrics", "Quantiles", "BreachCount", "PartnerResults",
+                    "DeliveryView", "DeliveryPage", "AttemptView"}
+
+
+def test_every_model_the_partner_facing_routes_answer_with_is_classified() -> None:
+    routers = [*query_routers, command_router]
+    models: set[type[BaseModel]] = set()
+    for router in routers:
+        for route in router.routes:
+            if isinstance(route, APIRoute) and route.response_model is not None:
+                models |= _models_in(route.response_model)
+    unknown = {m.__name__ for m in models
+               if m not in CLASSIFIED and m not in CONTAINERS} - NOT_FOR_PARTNERS
+    assert unknown == set()
+    for container, fields in CONTAINERS.items():
+        assert set(container.model_fields) == fields, container.__name__
+
+
+def test_every_event_type_is_listed_or_hidden_in_partner_timelines() -> None:
+    listed, hidden = set(pv.TIMELINE_DATA), set(pv.TIMELINE_HIDDEN_TYPES)
+    assert listed & hidden == set()
+    assert set(CATALOGUE) - listed - hidden == set(), "an event type nobody classified"
+    assert (listed | hidden) - set(CATALOGUE) == set(), "a classified type that is gone"
+    for name, shape in pv.TIMELINE_DATA.items():
+        fields = set(CATALOGUE[name].model_fields)
+        assert fields - set(shape) == set(), f"{name}: unclassified {fields - set(shape)}"
+        assert set(shape) - fields == set(), f"{name}: classifies fields it lacks"
+
+
+def test_the_partner_webhook_shows_only_listed_fields_of_the_resolution() -> None:
+    assert set(pv.WEBHOOK_DISPUTE) - {"id"} <= set(DisputeResolved.model_fields)
+    assert not {"note", "resolved_by", "actor_role", "explanation", "registration_ids",
+                "approved_ids", "rejected_ids", "splits"} & set(pv.WEBHOOK_DISPUTE)
+
+
+# --- behaviour ---------------------------------------------------------------------------
+
+
+def _raw(value: Any) -> str:
+    return orjson.dumps(value, default=str).decode()
+
+
+def registration_row(**extra: Any) -> dict[str, Any]:
+    return {
+        "id": "reg_own1", "partner_id": "p-1", "account_key": "dom:acme.com",
+        "account": {"domain": "acme.com"}, "opportunity": {"title": "x"}, "motion": "resell",
+        "external_ref": "PRM-1", "status": "rejected", "submitted_at": None,
+        "decided_at": None, "protected_until": None, "extensions": 0, "dispute_id": None,
+        "credit_percent": None,
+        "decision": {
+            "rule": "first_submitted", "policy_version": 1, "flags": [],
+            "explanation": "Rejected: reg_rival1 and reg_rival2 hold it; 2 other parties",
+            "conflicts": [
+                {"registration_id": "reg_rival1", "party_type": "partner", "party_id": "p-2",
+                 "matched_by": "domain", "score": 1.0, "account_key": "dom:rival.com"},
+                {"registration_id": "reg_rival2", "party_type": "partner", "party_id": "p-3",
+                 "matched_by": "name", "score": 0.93},
+                {"registration_id": "reg_own0", "party_type": "partner", "party_id": "p-1",
+                 "matched_by": "domain", "score": 1.0},
+            ]}, **extra}
+
+
+def test_a_field_nobody_listed_never_reaches_a_partner() -> None:
+    out = pv.registration(registration_row(internal_margin="MARKER-margin"), P1)
+    assert "MARKER-margin" not in _raw(out) and "internal_margin" not in out
+
+
+def test_a_partner_keeps_its_own_conflict_and_learns_only_that_rivals_exist() -> None:
+    out = pv.registration(registration_row(), P1)
+    conflicts = out["decision"]["conflicts"]
+    assert [c["registration_id"] for c in conflicts] == [None, "reg_own0"]
+    assert conflicts[0] == {"registration_id": None, "party_type": "partner",
+                            "party_id": None, "matched_by": "domain", "score": 1.0}
+    text = _raw(out)
+    for secret in ("reg_rival1", "reg_rival2", "p-2", "p-3", "rival.com", "2 other"):
+        assert secret not in text, secret
+    assert out["decision"]["explanation"] == "Rejected: another party hold it; another party"
+    assert RegistrationView.model_validate(out).decision is not None
+
+
+def test_a_partner_never_gets_another_partners_registration() -> None:
+    with pytest.raises(PermissionError):
+        pv.registration(registration_row(partner_id="p-2"), P1)
+
+
+@pytest.mark.parametrize("viewer", VENDORS, ids=lambda v: v.role)
+def test_vendor_roles_see_everything(viewer: Viewer) -> None:
+    row = registration_row()
+    assert pv.registration(row, viewer) == row
+    scope = Scope(viewer)
+    assert pv.dispute(dispute_row(), scope) == dispute_row()
+
+
+def dispute_row() -> dict[str, Any]:
+    return {
+        "id": "dsp_1", "status": "resolved", "level": 1, "owner_id": "cm-1", "due_at": None,
+        "acknowledged_at": None, "registration_ids": ["reg_own1", "reg_rival1", "clm_9"],
+        "account_key": "dom:acme.com", "reason": "tie", "breaches": [],
+        "explanation": "Dispute dsp_1 opened (tie) over 3 registrations",
+        "resolution": {
+            "outcome": "split", "registration_id": None,
+            "splits": [{"registration_id": "reg_own1", "percent": "40"},
+                       {"registration_id": "reg_rival1", "percent": "60"}],
+            "approved_ids": ["reg_own1", "reg_rival1"], "rejected_ids": ["clm_9"],
+            "resolved_by": "cm-1", "actor_role": "owner",
+            "note": "MARKER-note Partner p-2 (Rival Reseller) brought more",
+            "partner_note": "Shared on the evidence both sides gave.",
+            "explanation": "approved: reg_own1, reg_rival1; rejected: clm_9",
+        },
+    }
+
+
+HOLDERS: dict[str, pv.Holder] = {
+    "reg_own1": ("partner", "p-1", "dom:acme.com"),
+    "reg_rival1": ("partner", "p-2", "dom:acme.com"),
+    "clm_9": ("direct", "rep-4", "dom:acme.com"),
+}
+
+
+def p1_scope(value: Any) -> Scope:
+    mentioned = pv.mentioned_ids(value)
+    return Scope.of(P1, HOLDERS, mentioned)
+
+
+def test_a_dispute_shows_its_own_registration_share_and_the_partner_note_only() -> None:
+    out = pv.dispute(dispute_row(), p1_scope(dispute_row()))
+    assert out["registration_ids"] == ["reg_own1"]
+    resolution = out["resolution"]
+    assert resolution["splits"] == [{"registration_id": "reg_own1", "percent": "40"}]
+    assert resolution["approved_ids"] == ["reg_own1"] and resolution["rejected_ids"] == []
+    assert resolution["resolved_by"] is None and "note" not in resolution
+    assert resolution["partner_note"] == "Shared on the evidence both sides gave."
+    text = _raw(out)
+    for secret in ("reg_rival1", "clm_9", "p-2", "rep-4", "MARKER-note", "3 registrations"):
+        assert secret not in text, secret
+    assert DisputeView.model_validate(out).resolution.note == ""  # type: ignore[union-attr]
+    DisputeCommandView.model_validate(out)
+
+
+def entry(type_: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {"at": "2027-01-01T00:00:00Z", "type": type_, "event_id": "evt_1",
+            "subject_id": "dsp_1", "data": data}
+
+
+def test_a_timeline_hides_owner_requests_notes_and_rivals_joining() -> None:
+    entries = [
+        entry("dealreg.dispute.resolution_submitted.v1",
+              {"actor_id": "cm-1", "note": "MARKER-note", "outcome": "award"}),
+        entry("dealreg.dispute.joined.v1", {"added_ids": ["reg_rival1"],
+                                            "registration_ids": ["reg_own1", "reg_rival1"]}),
+        entry("dealreg.dispute.joined.v1", {"added_ids": ["reg_own1"],
+                                            "registration_ids": ["reg_own1", "reg_rival1"]}),
+        entry("dealreg.dispute.resolved.v1", {
+            "outcome": "award", "awarded_registration_id": "reg_rival1",
+            "resolved_by": "cm-1", "note": "MARKER-note", "partner_note": "For you",
+            "rejected_ids": ["reg_own1"], "registration_ids": ["reg_own1", "reg_rival1"],
+            "explanation": "rejected: reg_own1; approved: reg_rival1"}),
+        entry("dealreg.timer.fired.v1", {"kind": "deadline"}),
+    ]
+    scope = p1_scope([e["data"] for e in entries])
+    out = pv.timeline(entries, scope)
+    assert [e["type"] for e in out] == ["dealreg.dispute.joined.v1",
+                                        "dealreg.dispute.resolved.v1"]
+    assert out[0]["data"]["added_ids"] == ["reg_own1"]
+    resolved = out[1]["data"]
+    assert resolved["awarded_registration_id"] is None
+    assert resolved["partner_note"] == "For you" and "note" not in resolved
+    text = _raw(out)
+    assert "MARKER-note" not in text and "reg_rival1" not in text and "cm-1" not in text
+    assert pv.timeline(entries, Scope(VENDORS[0])) == entries
+
+
+def ownership_view() -> dict[str, Any]:
+    owner = {"party_type": "partner", "products": ["analytics"], "status": "approved",
+             "motion": "co_sell", "credit_percent": "50"}
+    return {
+        "account_key": "dom:rival-customer.com",
+        "owners": [
+            {**owner, "party_id": "p-2", "registration_id": "reg_rival1",
+             "protected_until": "2027-03-01", "since": "2026-01-01"},
+            {**owner, "party_id": "p-3", "registration_id": "reg_rival2",
+             "protected_until": "2027-05-01", "since": "2026-02-01"},
+            {**owner, "party_id": "p-1", "registration_id": "reg_own1",
+             "protected_until": "2027-04-01", "since": "2026-03-01"},
+        ],
+        "open_disputes": ["dsp_mine", "dsp_theirs"], "open_dispute_count": 2,
+        "incumbents": [{"party_type": "partner", "party_id": "p-2", "since": "2025-01-01",
+                        "until": "2026-01-01"}],
+        "as_of": None, "match": {"matched_by": "name", "score": 0.91},
+        "linked_keys": ["crm:MARKER-crm", "dom:acme.com"],
+    }
+
+
+def test_ownership_merges_rivals_and_keeps_disputes_and_keys_to_the_partner() -> None:
+    scope = Scope(P1, own_keys=frozenset({"dom:acme.com"}))
+    out = pv.ownership(ownership_view(), scope, {"dsp_mine"})
+    rivals = [o for o in out["owners"] if o["party_id"] is None]
+    assert rivals == [{"party_type": "partner", "party_id": None, "registration_id": None,
+                       "products": ["analytics"], "motion": None, "status": "approved",
+                       "protected_until": "2027-05-01", "credit_percent": None,
+                       "since": None}]
+    assert [o["registration_id"] for o in out["owners"] if o["party_id"]] == ["reg_own1"]
+    assert out["open_disputes"] == ["dsp_mine"] and out["open_dispute_count"] == 1
+    assert out["account_key"] is None and out["linked_keys"] == ["dom:acme.com"]
+    assert out["incumbents"] == [{"party_type": "partner", "party_id": None, "since": None,
+                                  "until": "2026-01-01"}]
+    text = _raw(out)
+    for secret in ("p-2", "p-3", "reg_rival", "rival-customer", "MARKER-crm", "dsp_theirs"):
+        assert secret not in text, secret
+    OwnershipView.model_validate(out)
+
+
+def test_one_rival_and_many_read_the_same() -> None:
+    scope = Scope(P1, own_ids=frozenset({"reg_own1"}))
+    one = ("In review: the account acme.com is also claimed by another partner's "
+           "registration; nothing in the policy separates them")
+    many = ("In review: the account acme.com is also claimed by 3 other parties; nothing in "
+            "the policy separates them")
+    direct = ("In review: the account acme.com is also claimed by a direct named-account "
+              "claim; nothing in the policy separates them")
+    assert pv.scrub(one, scope) == pv.scrub(many, scope) == pv.scrub(direct, scope)
+    listed = pv.scrub("approved: reg_a1, reg_b2 and clm_c3; rejected: reg_own1", scope)
+    assert listed == "approved: another party; rejected: reg_own1"
+
+
+def test_text_scrubbing_replaces_every_foreign_id_and_counts_of_rivals() -> None:
+    scope = Scope(P1, own_ids=frozenset({"reg_own1"}),
+                  foreign_ids=frozenset({"odd-id-7"}))
+    text = ("In review: the account is claimed by 3 other parties; reg_own1 joins "
+            "reg_x1, clm_y2 and odd-id-7; dispute opened over 4 registrations")
+    out = pv.scrub(text, scope)
+    assert "reg_own1" in out
+    for secret in ("reg_x1", "clm_y2", "odd-id-7", "3 other", "4 registrations"):
+        assert secret not in out, secret
+
+
+def test_a_partner_webhook_carries_the_partner_note_and_only_its_own_results() -> None:
+    data = {"dispute_id": "dsp_1", "account_key": "dom:acme.com", "outcome": "award",
+            "resolved_at": "2027-01-01T00:00:00Z", "level": 1, "rule": "dispute_resolution",
+            "policy_version": 1, "merged_into": None, "note": "MARKER-note",
+            "partner_note": "Awarded on the first introduction.", "resolved_by": "cm-1",
+            "registration_ids": ["reg_own1", "reg_rival1"],
+            "explanation": "approved: reg_rival1"}
+    results = [{"id": "reg_own1", "status": "rejected", "credit_percent": None}]
+    body = pv.resolved_webhook("2027-01-01T00:00:00+00:00", data, results,
+                               Scope.of(P1, HOLDERS, ["reg_own1", "reg_rival1"]))
+    assert body["data"]["dispute"]["partner_note"] == "Awarded on the first introduction."
+    data["partner_note"] = "reg_rival1 showed the first introduction."
+    scrubbed = pv.resolved_webhook("2027-01-01T00:00:00+00:00", data, results,
+                                   Scope.of(P1, HOLDERS, ["reg_own1", "reg_rival1"]))
+    assert scrubbed["data"]["dispute"]["partner_note"] == (
+        f"{pv.ANOTHER} showed the first introduction.")
+    assert body["data"]["registrations"] == results
+    assert body["data"]["account_key"] == "dom:acme.com"
+    text = _raw(body)
+    for secret in ("MARKER-note", "cm-1", "reg_rival1"):
+        assert secret not in text, secret
+
+
+def test_an_award_by_product_shows_which_products_another_party_won_not_who() -> None:
+    view = {**dispute_row(), "resolution": {"outcome": "award", "awards": [
+        {"product": "analytics", "registration_id": "reg_own1"},
+        {"product": "crm", "registration_id": "reg_rival1"}]}}
+    out = pv.dispute(view, p1_scope(view))
+    assert out["resolution"]["awards"] == [
+        {"product": "analytics", "registration_id": "reg_own1"},
+        {"product": "crm", "registration_id": None}]
+    assert "reg_rival1" not in _raw(out)
+    DisputeView.model_validate(out)
