@@ -12,7 +12,8 @@ asserted:
    delivered to it) contains another party's registration id, claim id or partner id, the
    external reference of another partner's registration (seeded as `MARKER-<partner>-n`),
    another partner's dispute reason (`MARKER-REASON-...`), an internal resolution note
-   (`MARKER-NOTE-...`) or the id of a dispute it is not party to. The raw bytes are
+   (`MARKER-NOTE-...`), a resolution's `partner_note` (`MARKER-PNOTE-...`) of a dispute it
+   is not party to, or the id of such a dispute. The raw bytes are
    searched; a value the caller itself sent in that request (an echo) is not a leak.
    Callers without a key must receive none of it at all.
 
@@ -114,13 +115,21 @@ TABLE: dict[str, dict[str, dict[str, int]]] = {
         OWN: cells(403, admin=201, integration=201, rep=201),       # for the rep itself
         OTHER: cells(403, admin=201, integration=201),              # for another rep
     },
+    # A claim (OWN: the rep's, OTHER: another rep's) given up; to another rep it does not
+    # exist.
+    "POST /v1/claims/{claim_id}/release": {
+        OWN: cells(403, admin=202, integration=202, rep=202),
+        OTHER: cells(403, admin=202, integration=202, rep=404),
+    },
+    # The assigned owner acts; to an owner it was never assigned to, the dispute does not
+    # exist (as when read).
     "POST /v1/disputes/{dispute_id}/acknowledge": {
-        OWN: cells(403, admin=202, owner=202),      # P1 is a party
-        OTHER: cells(403, admin=202, owner=202),    # P1 is not
+        OWN: cells(403, admin=202, owner=202, other_owner=404),     # P1 is a party
+        OTHER: cells(403, admin=202, owner=202, other_owner=404),   # P1 is not
     },
     "POST /v1/disputes/{dispute_id}/resolve": {
-        OWN: cells(403, admin=202, owner=202),
-        OTHER: cells(403, admin=202, owner=202),
+        OWN: cells(403, admin=202, owner=202, other_owner=404),
+        OTHER: cells(403, admin=202, owner=202, other_owner=404),
     },
     "POST /v1/events": {ANY: cells(403, admin=202, integration=202)},
     # keys and reference data
@@ -286,6 +295,7 @@ class World:
     refs: dict[str, str] = field(default_factory=dict)              # marker → partner
     reasons: dict[str, str] = field(default_factory=dict)           # marker → partner
     notes: set[str] = field(default_factory=set)
+    partner_notes: dict[str, set[str]] = field(default_factory=dict)  # marker → its readers
     named: dict[str, str] = field(default_factory=dict)             # well-known objects
     policy: dict[str, Any] = field(default_factory=dict)
     counter: itertools.count[int] = field(default_factory=itertools.count)
@@ -341,6 +351,14 @@ class World:
         lost = await self.register(second, domain)
         assert lost["status"] == "rejected", lost
         return won["id"], lost["id"], await self.contest(lost["id"])
+
+    def resolution_notes(self, dispute: str) -> tuple[str, str]:
+        """An internal note (no partner may read it) and a note for the involved partners
+        (only they may)."""
+        note, partner_note = f"MARKER-NOTE-{self.n()}", f"MARKER-PNOTE-{self.n()}"
+        self.notes.add(note)
+        self.partner_notes[partner_note] = set(self.dispute_parties[dispute])
+        return note, partner_note
 
     async def claim(self, rep: str, domain: str | None = None) -> str:
         response = await self.admin.post("/v1/claims", headers={"Prefer": "wait=15"}, json={
@@ -420,12 +438,11 @@ async def build_world(deployment: Deployment, hooks: dict[str, HttpReceiver]) ->
                                    ).json()["account"]["domain"]
     # The owner settles the first contest with an internal note: every involved partner
     # hears the outcome by webhook, none may read the note.
-    note = f"MARKER-NOTE-{world.n()}"
-    world.notes.add(note)
+    note, partner_note = world.resolution_notes(d1)
     resolved = await world.admin.post(f"/v1/disputes/{d1}/resolve",
                                       headers={"Prefer": "wait=15"},
                                       json={"outcome": "award", "registration_id": r1["id"],
-                                            "note": note})
+                                            "note": note, "partner_note": partner_note})
     assert resolved.status_code in (200, 202), resolved.text
     return world
 
@@ -503,21 +520,25 @@ async def _claim(world: World, role: str, target: str) -> Call:
         "account": {"name": f"Claim {world.n()}", "domain": fresh_domain(), "country": "US"}})
 
 
-async def _dispute_action(world: World, target: str, action: str, body: Any = None) -> Call:
+async def _release(world: World, role: str, target: str) -> Call:
+    claim = await world.claim(REP if target == OWN else OTHER_REP)
+    return Call("POST", f"/v1/claims/{claim}/release")
+
+
+async def _contested(world: World, target: str) -> str:
     # OWN: P1 holds and P2 contests; OTHER: P3 holds and P4 contests.
-    _, _, dispute = await world.rivalry(*((P1, P2) if target == OWN else (P3, P4)))
-    return Call("POST", f"/v1/disputes/{dispute}/{action}", json=body)
+    return (await world.rivalry(*((P1, P2) if target == OWN else (P3, P4))))[2]
 
 
 async def _acknowledge(world: World, role: str, target: str) -> Call:
-    return await _dispute_action(world, target, "acknowledge")
+    return Call("POST", f"/v1/disputes/{await _contested(world, target)}/acknowledge")
 
 
 async def _resolve(world: World, role: str, target: str) -> Call:
-    note = f"MARKER-NOTE-{world.n()}"
-    world.notes.add(note)
-    return await _dispute_action(world, target, "resolve",
-                                 {"outcome": "reject_all", "note": note})
+    dispute = await _contested(world, target)
+    note, partner_note = world.resolution_notes(dispute)
+    return Call("POST", f"/v1/disputes/{dispute}/resolve", json={
+        "outcome": "reject_all", "note": note, "partner_note": partner_note})
 
 
 async def _events(world: World, role: str, target: str) -> Call:
@@ -626,6 +647,7 @@ BUILDERS: dict[str, Builder] = {
     "POST /v1/registrations/{registration_id}/close": _close,
     "POST /v1/registrations/{registration_id}/disputes": _file_dispute,
     "POST /v1/claims": _claim,
+    "POST /v1/claims/{claim_id}/release": _release,
     "POST /v1/disputes/{dispute_id}/acknowledge": _acknowledge,
     "POST /v1/disputes/{dispute_id}/resolve": _resolve,
     "POST /v1/events": _events,
@@ -695,6 +717,9 @@ def forbidden_for(world: World, partner: str | None) -> dict[str, str]:
             out[reason] = f"dispute reason of {owner}"
     for note in world.notes:
         out[note] = "internal resolution note"
+    for note, readers in world.partner_notes.items():
+        if partner not in readers:
+            out[note] = f"partner note for {sorted(readers)}"
     for dispute, parties in world.dispute_parties.items():
         if partner not in parties:
             out[dispute] = f"dispute of {sorted(parties)}"
@@ -822,3 +847,7 @@ def test_the_markers_are_where_they_belong(run: Run) -> None:
     assert any(cid.encode() in seen for cid in run.world.claims)
     mine = b"".join(c.received for c in run.cells if c.role == "partner")
     assert any(ref.encode() in mine for ref, p in run.world.refs.items() if p == P1)
+    # The note written for the involved partners reaches them, by API and by webhook.
+    for_p1 = [n.encode() for n, readers in run.world.partner_notes.items() if P1 in readers]
+    assert any(n in mine for n in for_p1)
+    assert any(n in body for n in for_p1 for body in run.webhooks[P1])
