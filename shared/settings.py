@@ -70,6 +70,23 @@ class Settings(BaseSettings):
     max_batch_events: int = Field(
         1000, ge=1, description="Most CloudEvents accepted in one batch request"
     )
+    # --- abuse limits and operations endpoints -------------------------------------------
+    rate_limit_per_second: float = Field(
+        100.0, ge=0, description="Requests per second each API key may make to one process "
+        "(token bucket; 0 disables). The admin token is not limited")
+    rate_limit_burst: int = Field(
+        200, ge=1, description="Requests an idle API key may make at once (bucket size)")
+    auth_failure_limit_per_second: float = Field(
+        10.0, ge=0, description="Failed authentications per second per client address "
+        "before they are answered 429 instead of 401 (0 disables)")
+    auth_failure_burst: int = Field(
+        100, ge=1, description="Failed authentications a client address may make at once")
+    ops_token: str | None = Field(
+        None, description="Bearer token for `/metrics` and the detail of `/readyz` (the "
+        "admin token and admin API keys are accepted too)")
+    ops_token_required: bool | None = Field(
+        None, description="Whether `/metrics` and `/readyz` detail need a token; unset: "
+        "`dev` leaves them open, `serve` (and any other app) requires it")
 
     @field_validator("webhook_allowed_networks")
     @classmethod
