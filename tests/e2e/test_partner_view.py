@@ -247,3 +247,50 @@ async def test_a_partners_own_duplicate_keeps_its_id_in_the_answer_and_the_query
     await system.settle()
     got = await queries.get(f"/v1/registrations/{again.json()['id']}")
     assert got.json()["decision"] == decision
+
+
+def _letters() -> str:
+    return uuid.uuid4().hex[:8].translate(str.maketrans("0123456789", "ghijklmnop"))
+
+
+async def test_a_name_only_registration_never_shows_the_competitors_crm_id_or_domain(
+        system: Running) -> None:
+    p1, p2 = fresh("p1"), fresh("p2")
+    token = _letters()
+    crm_name, dom_name = f"Umbrella {token} Holdings", f"Hooli {token} Systems"
+    crm, domain = fresh("SECRETCRM"), f"{fresh('hooli-secret')}.com"
+    await submit(system.admin, {**registration(p1, f"{fresh('unused')}.com", name=crm_name),
+                                "account": {"name": crm_name, "country": "US",
+                                            "crm_account_id": crm}})
+    await submit(system.admin, registration(p1, domain, name=dom_name))
+    commands, queries = await system.as_("partner", p2)
+    answers = []
+    for name in (crm_name, dom_name):
+        answer = await commands.post("/v1/registrations", headers={"Prefer": "wait=15"},
+                                     json={**registration(None, "x.com", name=name),
+                                           "account": {"name": name, "country": "US"}})
+        assert answer.status_code == 201, answer.text
+        assert_absent(answer, crm, domain, p1)
+        body = answer.json()
+        assert body["account_key"] == f"name:US:{name.lower().replace(' ', '-')}", body
+        assert {c["matched_by"] for c in body["decision"]["conflicts"]} == {"same_customer"}
+        answers.append(body)
+    await system.settle()
+    for body in answers:
+        got = await queries.get(f"/v1/registrations/{body['id']}")
+        assert_absent(got, crm, domain, p1)
+        assert got.json()["account_key"] == body["account_key"]
+        timeline = await queries.get(f"/v1/registrations/{body['id']}/timeline")
+        assert_absent(timeline, crm, domain, p1)
+        if body.get("dispute_id"):
+            dispute = await queries.get(f"/v1/disputes/{body['dispute_id']}")
+            assert dispute.status_code == 200, dispute.text
+            assert_absent(dispute, crm, domain, p1)
+        for params in ({"name": crm_name, "country": "US"},
+                       {"name": dom_name, "country": "US"}):
+            seen = await queries.get("/v1/ownership", params=params)
+            assert_absent(seen, crm, domain, p1)
+    # The vendor side sees the key the registration is filed under.
+    staff = (await (await system.queries("channel_manager", "cm")).get(
+        f"/v1/registrations/{answers[0]['id']}")).json()
+    assert staff["account_key"] == f"crm:{crm}"
