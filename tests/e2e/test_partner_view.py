@@ -294,3 +294,42 @@ async def test_a_name_only_registration_never_shows_the_competitors_crm_id_or_do
     staff = (await (await system.queries("channel_manager", "cm")).get(
         f"/v1/registrations/{answers[0]['id']}")).json()
     assert staff["account_key"] == f"crm:{crm}"
+
+
+async def test_a_partner_gets_sealed_log_positions_and_cannot_probe_offsets(
+        system: Running) -> None:
+    partner = fresh("p1")
+    commands, queries = await system.as_("partner", partner)
+    first = await commands.post("/v1/registrations",
+                                json=registration(None, f"{fresh('pos')}.com"))
+    rival = await system.admin.post("/v1/registrations",
+                                    json=registration(fresh("p2"), f"{fresh('pos')}.com"))
+    second = await commands.post("/v1/registrations",
+                                 json=registration(None, f"{fresh('pos')}.com"))
+    assert (first.status_code, second.status_code) == (202, 202), second.text
+    vendor_position = rival.headers["x-log-position"]
+    topic, partition, _offset = vendor_position.split("/")  # vendor roles: plain positions
+    tokens = [r.headers["x-log-position"] for r in (first, second)]
+    for token in tokens:
+        assert token.startswith("lp1.") and topic not in token and "/" not in token, token
+    assert len(tokens[0]) == len(tokens[1])  # the length says nothing about the offset
+    # The token is a read-your-writes token the server opens.
+    for token, answer in zip(tokens, (first, second), strict=True):
+        got = await queries.get(f"/v1/registrations/{answer.json()['id']}",
+                                params={"min_position": token}, headers={"Prefer": "wait=10"})
+        assert got.status_code == 200, got.text
+        header = await queries.get(f"/v1/registrations/{answer.json()['id']}",
+                                   headers={"X-Wait-For-Position": token})
+        assert header.status_code == 200, header.text
+    # A partner cannot wait on a plain position, nor on a token we did not issue, and the
+    # refusal names no offset.
+    for probe in (f"{topic}/{partition}/999999", vendor_position, f"{topic}/0/0",
+                  tokens[0][:-2] + ("AA" if not tokens[0].endswith("AA") else "BB")):
+        refused = await queries.get("/v1/registrations", params={"min_position": probe},
+                                    headers={"Prefer": "wait=1"})
+        assert refused.status_code == 422, (probe, refused.text)
+        assert_absent(refused, topic, "999999", f"/{partition}/", "ends at")
+    # Vendor roles keep plain positions.
+    staff = await (await system.queries("integration")).get(
+        "/v1/registrations", params={"min_position": vendor_position})
+    assert staff.status_code == 200, staff.text
