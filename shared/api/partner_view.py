@@ -407,17 +407,19 @@ OWNER_FOREIGN: Final[Shape] = {
 }
 INCUMBENT_OWN: Final[Shape] = {"party_type": SHOW, "party_id": SHOW, "since": SHOW,
                                "until": SHOW}
-INCUMBENT_FOREIGN: Final[Shape] = {"party_type": SHOW, "party_id": NULL, "since": NULL,
-                                   "until": SHOW}
+
 MATCH: Final[Shape] = {"matched_by": SHOW, "score": SHOW}
 OWNERSHIP: Final[Shape] = {
     "account_key": KEY, "owners": Parties(OWNER_OWN, OWNER_FOREIGN),
     "open_disputes": SHOW, "open_dispute_count": SHOW,
-    "incumbents": Parties(INCUMBENT_OWN, INCUMBENT_FOREIGN), "as_of": SHOW,
+    "incumbents": Parties(INCUMBENT_OWN, None), "as_of": SHOW,
     "match": Nested(MATCH), "linked_keys": KEYS,
 }
 """`open_disputes` and `open_dispute_count` are cut to the viewer's disputes by
-`ownership()`; competitors' protections are merged per party type and scope."""
+`ownership()`; competitors' protections are merged per party type and scope, without
+`since`; `incumbents` lists only the viewer's own incumbency (that a competitor won the
+account, and when, is not a partner's to know: its effect shows as a rejection by
+`incumbent`, which it may contest)."""
 
 MONEY: Final[Shape] = {"currency": SHOW, "value": SHOW}
 BUCKET: Final[Shape] = {"count": SHOW, "amounts": Each(MONEY)}

@@ -72,8 +72,8 @@ async def test_a_rejected_partner_learns_only_that_another_party_protects_the_ac
                world["marker"], "MARKER-name")
     assert_absent(world["answer"], *secrets)
     conflicts = world["answer"].json()["decision"]["conflicts"]
-    assert conflicts == [{"registration_id": None, "party_type": "partner",
-                          "matched_by": "domain", "score": 1.0}]  # one, however many rivals
+    assert conflicts == [{"registration_id": None, "party_type": "partner",  # one, however
+                          "matched_by": "same_customer", "score": 1.0}]  # many rivals
     await system.settle()
     queries = await system.queries("partner", world["p2"])
     got = await queries.get(f"/v1/registrations/{world['second']['id']}")
@@ -333,3 +333,29 @@ async def test_a_partner_gets_sealed_log_positions_and_cannot_probe_offsets(
     staff = await (await system.queries("integration")).get(
         "/v1/registrations", params={"min_position": vendor_position})
     assert staff.status_code == 200, staff.text
+
+
+async def test_ownership_tells_an_uninvolved_partner_only_until_when_another_party_protects(
+        system: Running) -> None:
+    p1, outsider = fresh("p1"), fresh("p9")
+    domain = f"{fresh('inc')}.com"
+    won = await submit(system.admin, registration(p1, domain, products=("crm",)))
+    crm = (await system.as_("integration"))[0]
+    closed = await crm.post(f"/v1/registrations/{won['id']}/close",
+                            headers={"Prefer": "wait=15"}, json={"outcome": "won"})
+    assert closed.status_code == 200, closed.text
+    held = await submit(system.admin, registration(p1, domain))
+    assert held["status"] == "approved", held
+    await system.settle()
+    seen = await (await system.queries("partner", outsider)).get(
+        "/v1/ownership", params={"domain": domain})
+    assert seen.status_code == 200, seen.text
+    body = seen.json()
+    assert body["incumbents"] == [], body
+    assert [(o["party_id"], o["since"], o["protected_until"] is not None)
+            for o in body["owners"]] == [(None, None, True)]
+    assert_absent(seen, p1, won["id"], held["id"], held["submitted_at"][:19],
+                  str(closed.json().get("decided_at") or "never")[:19])
+    mine = (await (await system.queries("partner", p1)).get(
+        "/v1/ownership", params={"domain": domain})).json()
+    assert [i["party_id"] for i in mine["incumbents"]] == [p1]

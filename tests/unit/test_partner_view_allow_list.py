@@ -61,7 +61,7 @@ CLASSIFIED: dict[type[BaseModel], tuple[Mapping[str, pv.Rule], ...]] = {
     BreachView: (pv.BREACH,),
     OwnershipView: (pv.OWNERSHIP,),
     OwnerView: (pv.OWNER_OWN, pv.OWNER_FOREIGN),
-    IncumbentView: (pv.INCUMBENT_OWN, pv.INCUMBENT_FOREIGN),
+    IncumbentView: (pv.INCUMBENT_OWN,),
     AccountMatchView: (pv.MATCH,),
     TimelineEntry: (pv.TIMELINE_ENTRY,),
     PipelineView: (pv.PIPELINE,),
@@ -304,8 +304,12 @@ def test_ownership_merges_rivals_and_keeps_disputes_and_keys_to_the_partner() ->
     assert [o["registration_id"] for o in out["owners"] if o["party_id"]] == ["reg_own1"]
     assert out["open_disputes"] == ["dsp_mine"] and out["open_dispute_count"] == 1
     assert out["account_key"] is None and out["linked_keys"] == ["dom:acme.com"]
-    assert out["incumbents"] == [{"party_type": "partner", "party_id": None, "since": None,
-                                  "until": "2026-01-01"}]
+    assert out["incumbents"] == []  # that a competitor won it, and when, is not shown
+    mine = pv.ownership({**ownership_view(), "incumbents": [
+        {"party_type": "partner", "party_id": "p-1", "since": "2025-01-01",
+         "until": "2026-01-01"}]}, scope, set())
+    assert mine["incumbents"] == [{"party_type": "partner", "party_id": "p-1",
+                                   "since": "2025-01-01", "until": "2026-01-01"}]
     text = _raw(out)
     for secret in ("p-2", "p-3", "reg_rival", "rival-customer", "MARKER-crm", "dsp_theirs"):
         assert secret not in text, secret
