@@ -29,6 +29,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from shared.accounts.identity import AccountIdentity, derive_account_key
@@ -517,9 +518,11 @@ TIMELINE_HIDDEN_TYPES: Final = frozenset({
 their refusals (the internal note, who acted), reminders to owners, the edge's link
 reports, timers and reference data."""
 
-_ONLY_WHEN_OWN: Final[Mapping[str, str]] = {"dealreg.dispute.joined.v1": "added_ids"}
+_ONLY_WHEN_OWN: Final[Mapping[str, str]] = {"dealreg.dispute.joined.v1": "added_ids",
+                                            "dealreg.dispute.opened.v1": "registration_ids"}
 """Entries shown only when they concern the viewer's own registrations (a rival joining a
-dispute is not news a partner may have: it would count the rivals)."""
+dispute is not news a partner may have: it would count the rivals; a dispute opened over
+rivals before the viewer joined it tells when they registered)."""
 
 WEBHOOK_DISPUTE: Final[Shape] = {
     "id": SHOW, "outcome": SHOW, "resolved_at": SHOW, "level": SHOW, "rule": SHOW,
@@ -590,11 +593,44 @@ def registration(view: Mapping[str, Any], viewer: Viewer) -> Row:
     return out
 
 
-def dispute(view: Mapping[str, Any], scope: Scope) -> Row:
-    """A dispute the viewer is party to (`GET /v1/disputes...` and command answers)."""
+def dispute(view: Mapping[str, Any], scope: Scope, joined_at: Any = None) -> Row:
+    """A dispute the viewer is party to (`GET /v1/disputes...` and command answers).
+    `joined_at`: when the viewer's first registration in it was decided; a dispute opened
+    before that shows `opened_at` as that moment (the real one is a rival's submission)."""
     if not scope.viewer.restricted:
         return dict(view)
-    return apply(view, DISPUTE, scope.knowing(view))
+    out = apply(view, DISPUTE, scope.knowing(view))
+    opened = out.get("opened_at")
+    if joined_at is not None and opened is not None and _later(joined_at, opened):
+        # Opened over rivals before the viewer joined: its times count from a rival's
+        # submission. Shown: when the viewer joined, and deadlines rounded up to the hour.
+        out["opened_at"] = joined_at
+        out["reminder_at"] = None
+        due = _moment(out.get("due_at"))
+        if isinstance(due, datetime):
+            shown = _hour_up(due)
+            out["due_at"] = shown
+            if isinstance(out.get("explanation"), str):
+                out["explanation"] = out["explanation"].replace(
+                    due.strftime("%Y-%m-%d %H:%M"), shown.strftime("%Y-%m-%d %H:%M"))
+    return out
+
+
+def _hour_up(moment: datetime) -> datetime:
+    floor = moment.replace(minute=0, second=0, microsecond=0)
+    return floor if floor == moment else floor + timedelta(hours=1)
+
+
+def _moment(v: Any) -> Any:
+    return datetime.fromisoformat(v.replace("Z", "+00:00")) if isinstance(v, str) else v
+
+
+def _later(a: Any, b: Any) -> bool:
+    """`a` after `b` (datetimes or ISO 8601 strings)."""
+    try:
+        return bool(_moment(a) > _moment(b))
+    except TypeError:
+        return False
 
 
 def timeline(entries: Iterable[Mapping[str, Any]], scope: Scope) -> list[Row]:
@@ -602,10 +638,17 @@ def timeline(entries: Iterable[Mapping[str, Any]], scope: Scope) -> list[Row]:
     partners never see are left out."""
     if not scope.viewer.restricted:
         return [dict(e) for e in entries]
+    entries = list(entries)
+    # Nothing from before the viewer's own first event (its registration's submission):
+    # what happened on the account earlier is other parties' activity.
+    start = next((e.get("at") for e in entries if mentioned_ids(e.get("data") or {})
+                  & scope.own_ids), None)
     out: list[Row] = []
     for entry in entries:
         shape = TIMELINE_DATA.get(entry["type"])
         if shape is None:
+            continue
+        if start is not None and _later(start, entry.get("at")):
             continue
         data = entry.get("data") or {}
         relevant = _ONLY_WHEN_OWN.get(entry["type"])

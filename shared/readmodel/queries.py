@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
-from sqlalchemy import column, select, table
+from sqlalchemy import column, func, select, table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.api import partner_view
@@ -110,6 +110,19 @@ async def holders_of(conn: AsyncConnection, ids: Iterable[str]
         if rep is not None:
             found[cid] = ("direct", rep, key)
     return found
+
+
+async def first_decided(conn: AsyncConnection, ids: Iterable[str]) -> Any:
+    """When the earliest of these registrations was first decided (None: none was): when
+    a partner's registration entered a dispute it may be shown (`partner_view.dispute`)."""
+    wanted = list(set(ids))
+    if not wanted:
+        return None
+    moments = [m for (m,) in (await conn.execute(
+        select(func.coalesce(registrations.c.first_decided_at, registrations.c.decided_at,
+                             registrations.c.submitted_at))
+        .where(registrations.c.id.in_(wanted)))).all() if m is not None]
+    return min(moments) if moments else None
 
 
 # The registration service owns the policy table (a fold of the reference topic); readers

@@ -359,3 +359,42 @@ async def test_ownership_tells_an_uninvolved_partner_only_until_when_another_par
     mine = (await (await system.queries("partner", p1)).get(
         "/v1/ownership", params={"domain": domain})).json()
     assert [i["party_id"] for i in mine["incumbents"]] == [p1]
+
+
+async def test_a_partner_joining_a_dispute_learns_neither_how_many_rivals_nor_when(
+        system: Running) -> None:
+    p1, p2, p3 = fresh("p1"), fresh("p2"), fresh("p3")
+    domain = f"{fresh('join')}.com"
+    first = await submit(system.admin, registration(p1, domain))
+    second = await submit(system.admin, registration(p2, domain))
+    assert second["status"] == "in_review", second
+    dispute = second["dispute_id"]
+    await system.settle()
+    third = await submit(system.admin, registration(p3, domain))
+    assert third["dispute_id"] == dispute, third
+    await system.settle()
+    queries = await system.queries("partner", p3)
+    seen = await queries.get(f"/v1/disputes/{dispute}")
+    assert seen.status_code == 200, seen.text
+    body = seen.json()
+    secrets = (first["id"], second["id"], p1, p2, second["submitted_at"][:23],
+               first["submitted_at"][:23], "2 other", "over 2", "over 3")
+    assert_absent(seen, *secrets)
+    assert body["registration_ids"] == [third["id"]]
+    assert body["opened_at"] >= third["submitted_at"][:19], body
+    # Deadlines count from the opening: shown to the hour, so they do not date it either.
+    assert body["due_at"][14:19] == "00:00" and body["reminder_at"] is None, body
+    staff = (await (await system.queries("channel_manager", "cm")).get(
+        f"/v1/disputes/{dispute}")).json()
+    if staff["due_at"][14:19] != "00:00":
+        assert_absent(seen, staff["due_at"][:16], staff["due_at"][:16].replace("T", " "))
+    timeline = await queries.get(f"/v1/registrations/{third['id']}/timeline")
+    assert_absent(timeline, *secrets)
+    entries = timeline.json()["entries"]
+    assert entries[0]["type"] == "dealreg.registration.submitted.v1", entries
+    assert "dealreg.dispute.opened.v1" not in {e["type"] for e in entries}
+    for entry in entries:
+        assert len(entry["data"].get("evidence") or ()) <= 1, entry
+    # The vendor side still sees when the dispute opened and over whom.
+    assert set(staff["registration_ids"]) == {first["id"], second["id"], third["id"]}
+    assert staff["opened_at"] < third["submitted_at"]
