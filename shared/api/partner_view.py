@@ -16,6 +16,10 @@ What a partner learns:
   competitor's registration, claim or partner id, its motion, credit share or since when it
   holds the account, never how many rivals there are (foreign entries are dropped from id
   lists and collapsed in evidence and ownership), and never text naming them;
+- no account key its own submitted identifiers do not derive (a name-only registration
+  resolved to a competitor's `crm:`/`dom:` key reads as the key of what it submitted), and
+  of a rival match only `matched_by: "same_customer"`; no competitor's incumbency; of a
+  dispute it joined late neither the opening time nor entries from before it joined;
 - of a resolution, the optional `partner_note` written for the involved partners, never
   the internal `note` nor who resolved it.
 
