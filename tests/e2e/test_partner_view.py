@@ -16,7 +16,13 @@ import pytest
 from rapidfuzz import fuzz
 
 from shared.accounts import normalize_name, sort_name_tokens
-from tests.integration.projections.system_support import Running, registration, running, submit
+from tests.integration.projections.system_support import (
+    Running,
+    registration,
+    restore_policy,
+    running,
+    submit,
+)
 
 
 @pytest.fixture(scope="module", params=["embedded", "distributed"])
@@ -208,13 +214,14 @@ async def test_a_partners_name_look_up_answers_only_at_the_threshold_without_ide
     assert mine["account_key"] == f"dom:{domain}"
     assert mine["owners"][0]["registration_id"] == held["id"]
     # The threshold is the policy's: a stricter one applies to partners at once.
+    before = (await system.admin.get("/v1/policy")).json()
     strict = await system.admin.put("/v1/policy", json={"match": {"name_threshold": 0.99}})
     assert strict.status_code in (200, 201), strict.text
     try:
         again = await queries.get("/v1/ownership", params={"name": close, "country": "US"})
         assert (again.json()["account_key"], again.json()["owners"]) == (None, [])
     finally:
-        await system.admin.put("/v1/policy", json={})
+        await restore_policy(system.admin, before)
 
 
 async def test_the_owning_partner_cannot_close_its_registration_the_crm_can(
