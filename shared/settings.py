@@ -22,6 +22,10 @@ class Settings(BaseSettings):
     admin_token: str | None = Field(
         None, description="Accepted as an admin bearer token; generated and printed by `dev`"
     )
+    position_secret: str | None = Field(
+        None, description="Key of the sealed log positions partners get (`X-Log-Position`); "
+        "unset: derived from the admin token, else from the connection settings. Set the "
+        "same value on every process")
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka brokers")
     kafka_replication_factor: int = Field(1, description="Replication factor of new topics")
     kafka_transaction_timeout_ms: int = Field(10_000, description="Adjudicator transactions")

@@ -650,7 +650,8 @@ class Commands:
             mentioned = partner_view.mentioned_ids(data)
             scope = partner_view.Scope.of(viewer, await self.readmodel.holders(mentioned),
                                           mentioned)
-            data = partner_view.dispute(data, scope)
+            data = partner_view.dispute(data, scope,
+                                        await self.readmodel.first_decided(scope.own_ids))
         return DisputeCommandView.model_validate(data)
 
     async def _contestable(self, registration_id: str, partner_id: str,
