@@ -118,6 +118,7 @@ def adjudicate(
     if entry.id in state.entries:
         return  # the same submission logged twice: it was decided the first time
     collisions = _decide(state, out, entry, identity, policy, partner_status)
+    state.suspects.pop(entry.id, None)
     if entry.active and collisions:
         _link_keys(state, out, entry, collisions, entry.policy_version, state.clock)
 

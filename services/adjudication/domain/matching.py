@@ -119,6 +119,9 @@ def find_collisions(
             for linked in state.cluster(match.account_key)[1:]:
                 if linked not in evidence:
                     evidence[linked] = (match.matched_by, match.score, True, True)
+    for key, matched_by, score in state.suspects.get(new.id, ()):
+        # Reported by the edge from another partition as possibly this customer.
+        evidence.setdefault(key, (matched_by, score, False, False))
     found_entries: list[Collision] = []
     for key, (matched_by, score, confident, via_link) in evidence.items():
         for entry in state.active_under(key):

@@ -142,6 +142,10 @@ class AdjudicationState:
     ended: list[str] = field(default_factory=list)
     """Registrations that justify links and ended since links were last revisited."""
     partner_status: dict[str, str] = field(default_factory=dict)
+    suspects: dict[str, list[tuple[str, str, float]]] = field(default_factory=dict)
+    """registration id (not yet decided) -> [(key, matched by, score)]: keys on another
+    partition the edge reported as possible duplicates of its account (links.report);
+    consumed when that registration is decided."""
     let_go: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     """account key -> [(entry id, ended at µs)]: partner registrations withdrawn or expired,
     while remembered (the re-registration cool-off, cooloff.py)."""

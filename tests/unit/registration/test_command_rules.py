@@ -274,3 +274,15 @@ def test_different_identifiers_never_share_an_account_key(
         carried = index.identifiers(key)
         assert len(carried.crm_ids) <= 1, (key, carried)
         assert len(carried.domains) <= 1 or carried.crm_ids, (key, carried)
+
+
+def test_a_made_up_crm_id_on_a_known_domain_gets_its_own_key_and_the_owner_as_possible() -> None:
+    index = AccountIndex()
+    owner = _resolve(index, "Soylent Corp", "soylent.com", "US", "001SOY")
+    identity = identity_of("Soylent Corp", "soylent.com", "US", "FAKE-99")
+    resolution = choose(identity, index.match(identity, 0.9, 0.1), index.identifiers,
+                        index.__contains__)
+    # Its own key (handlers._copy_reports then reports the owner's registrations, flagged
+    # possible_duplicate, when the two keys live on different partitions).
+    assert resolution.is_new and resolution.account_key != owner
+    assert [m.account_key for m in resolution.possible_duplicates] == [owner]
