@@ -145,7 +145,7 @@ def _decide(
                                      at))
         return []
 
-    barred = cooloff.cooling(state, entry, policy, at)
+    barred = cooloff.cooling(state, entry, identity, policy, at)
     if barred is not None:
         cooloff.reject(state, out, entry, *barred, label, at)
         return []

@@ -86,6 +86,31 @@ def _matches(
 def find_collisions(
     state: AdjudicationState, new: Entry, identity: AccountIdentity | None, policy: Policy
 ) -> list[Collision]:
+    """Active entries at the same customer whose scope overlaps `new`'s (see `_evidence`)."""
+    found_entries: list[Collision] = []
+    for key, (matched_by, score, confident, via_link) in _evidence(
+            state, new, identity, policy).items():
+        for entry in state.active_under(key):
+            if entry is new or not overlaps(new.products, entry.products, policy,
+                                            state.policy(entry.policy_version)):
+                continue
+            found_entries.append(Collision(entry, matched_by, score, confident, via_link))
+    return found_entries
+
+
+def customer_keys(
+    state: AdjudicationState, new: Entry, identity: AccountIdentity | None, policy: Policy
+) -> list[str]:
+    """Every key that is confidently `new`'s customer by the same rule `find_collisions`
+    uses (its own key and links, and keys its account matched): e.g. for the cool-off,
+    which must not be dodged by filing the same customer under another key."""
+    return [key for key, (_, _, confident, _) in _evidence(state, new, identity, policy).items()
+            if confident]
+
+
+def _evidence(
+    state: AdjudicationState, new: Entry, identity: AccountIdentity | None, policy: Policy
+) -> dict[str, tuple[str, float, bool, bool]]:
     """Active entries at the same customer whose scope overlaps `new`'s, in a stable order:
     the new entry's own key (and the keys linked to it) first, then keys by strength of
     evidence, each followed by the keys linked to it.
@@ -122,11 +147,4 @@ def find_collisions(
     for key, matched_by, score in state.suspects.get(new.id, ()):
         # Reported by the edge from another partition as possibly this customer.
         evidence.setdefault(key, (matched_by, score, False, False))
-    found_entries: list[Collision] = []
-    for key, (matched_by, score, confident, via_link) in evidence.items():
-        for entry in state.active_under(key):
-            if entry is new or not overlaps(new.products, entry.products, policy,
-                                            state.policy(entry.policy_version)):
-                continue
-            found_entries.append(Collision(entry, matched_by, score, confident, via_link))
-    return found_entries
+    return evidence

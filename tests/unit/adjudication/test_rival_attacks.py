@@ -96,6 +96,21 @@ def test_withdraw_and_re_register_is_rejected_during_the_cooloff() -> None:
     assert (rival.status, rival.rule) == ("approved", "no_conflict")
 
 
+def test_the_cooloff_is_not_dodged_by_re_registering_the_customer_under_another_key() -> None:
+    d = Driver()
+    _extended_to_the_max_then_withdrawn(d)
+    d.later(hours=1)
+    # Name-only "Acme Corp" is the acme.com customer by name: a name:US: key, same cool-off.
+    [again] = decisions(d.register("r2", "p-1", domain=None, name="Acme Corp", country="US"))
+    assert (again.status, again.rule) == ("rejected", "reregistration_cooloff")
+    assert [c.registration_id for c in again.conflicts] == ["r1"]
+    [by_crm] = decisions(d.register("r3", "p-1", crm="CRM-ACME", key="crm:CRM-ACME"))
+    assert (by_crm.status, by_crm.rule) == ("rejected", "reregistration_cooloff")
+    # Another partner registering it name-only is not barred.
+    [rival] = decisions(d.register("r4", "p-2", domain=None, name="Acme Corp", country="US"))
+    assert (rival.status, rival.rule) == ("approved", "no_conflict")
+
+
 def test_re_registering_after_expiry_waits_for_the_cooloff_then_is_decided_normally() -> None:
     d = Driver(policy=policy(reregistration_cooloff="P10D"))
     d.register("r1", "p-1", products=("a",))
