@@ -651,7 +651,7 @@ def settle(
             if entry.status != "approved":
                 grant(state, entry, entry_policy, at)
             else:
-                extend_after_dispute(state, entry, at)
+                extend_after_dispute(state, entry, dispute.id, at)
             share = (f" with {entry.credit_percent}% of the credit"
                      if entry.credit_percent is not None else "")
             products = (f" for {', '.join(sorted(scopes[entry.id]))}"

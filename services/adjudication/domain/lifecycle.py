@@ -289,6 +289,7 @@ def _hold(state: AdjudicationState, out: Out, entry: Entry, deadline: int) -> No
     gives it at least `dispute_grace` more), so the read models never show the account
     ownerless while a person is still deciding."""
     own = state.policy(entry.policy_version)
+    entry.held_by = entry.dispute_id
     entry.protected_until = deadline + span_us(own.dispute_grace)
     state.schedule(entry.protected_until, EXPIRY, entry.id)
     out.append(

@@ -73,6 +73,7 @@ class Entry:
     contested: bool = False  # its rejection was contested once already
     retain_until: int = 0  # ended: when it is forgotten; an active copy: its lease end
     mirror: bool = False  # a copy reported from another partition's key (links.py)
+    held_by: str | None = None  # the one dispute allowed to carry this protection past its end
 
     @property
     def active(self) -> bool:

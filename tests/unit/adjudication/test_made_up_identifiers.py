@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from adjudication_driver import Driver, decisions, only
+
 from shared.events import AccountLinkReported, AccountsLinked, DisputeOpened, ReportedRegistration
-from tests.unit.adjudication.adjudication_driver import Driver, decisions, only
 
 
 def _owner(d: Driver) -> None:

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from adjudication_driver import Driver, decisions, only, policy
 
-from shared.events import RegistrationActionRejected
+from shared.events import ProtectionEnded, ProtectionExtended, RegistrationActionRejected
 
 # --- a policy edit never changes an existing protection ----------------------------------
 
@@ -147,3 +147,23 @@ def test_withdrawing_a_registration_still_in_review_starts_no_cooloff() -> None:
     d.withdraw("r1", "p-1")  # r1 was approved: p-1 cools off, p-2 does not
     assert decisions(d.register("r3", "p-2"))[0].rule == "no_conflict"
     assert decisions(d.register("r4", "p-1"))[0].rule == "reregistration_cooloff"
+
+
+def test_repeated_contests_do_not_keep_a_protection_alive() -> None:
+    # From day 80 a rival files a throwaway registration every 12 days and contests its
+    # rejection: each open dispute used to hold reg-a, each resolution to add the grace.
+    d = Driver()
+    d.register("reg-a", "p-1")
+    start = d.now
+    d.later(days=80)
+    for i in range(15):
+        d.register(f"t{i}", "p-2")
+        d.contest(f"t{i}", "p-2", f"dsp-c{i}")
+        d.later(days=12)
+    d.run_until(d.now)
+    [ended] = [e for e in only(d.log, ProtectionEnded) if e.registration_id == "reg-a"]
+    # One dispute may carry it past its end (the first: resolved, then dispute_grace).
+    bound = start + d.policy.protection_period + d.policy.dispute_grace
+    assert ended.ended_at <= bound
+    held = [e for e in only(d.log, ProtectionExtended) if e.registration_id == "reg-a"]
+    assert all(e.protected_until <= bound for e in held)
