@@ -678,7 +678,7 @@ def settle(
                         f"{explain.tag(rule, dispute.policy_version)}.")
         out.append(outcomes.decision(entry, rule, dispute.policy_version, sentence, at, others))
     for entry in released:
-        release.let_go(state, out, entry, f"lost dispute {dispute.id}", at)
+        release.let_go(state, out, entry, at)
 
 
 def _settled_sentence(

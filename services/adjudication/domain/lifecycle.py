@@ -91,14 +91,7 @@ def end(
         )
     )
     if promote is not None:
-        releasing.let_go(state, out, promote, _LET_GO[reason], at)
-
-
-_LET_GO: dict[str, str] = {
-    "expired": "expired", "withdrawn": "was withdrawn", "won": "was won",
-    "lost": "was lost in the CRM", "partner_exited": "ended when its partner exited",
-    "released": "was released",
-}
+        releasing.let_go(state, out, promote, at)
 
 
 def _refuse(

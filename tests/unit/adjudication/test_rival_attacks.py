@@ -167,3 +167,17 @@ def test_repeated_contests_do_not_keep_a_protection_alive() -> None:
     assert ended.ended_at <= bound
     held = [e for e in only(d.log, ProtectionExtended) if e.registration_id == "reg-a"]
     assert all(e.protected_until <= bound for e in held)
+
+
+def test_tie_explanations_do_not_tell_how_many_rivals_there_are() -> None:
+    texts = []
+    for rivals in (1, 3):
+        d = Driver()
+        for i in range(rivals):
+            d.register(f"r{i}", f"p-{i + 1}")
+            d.later(minutes=5)
+        [decision] = decisions(d.register("new", "p-9"))
+        assert decision.rule == "tie"
+        texts.append(decision.explanation.replace(decision.dispute_id, "D"))
+    assert texts[0].split(" so dispute")[0] == texts[1].split(" so dispute")[0]
+    assert "3" not in texts[1].split(" so dispute")[0]
