@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,7 +14,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dealreg.runtime import ALL, Component, Runtime
 from services.projections.api import routers as query_routers
 from services.registration.api import routers as command_routers
-from shared.api.problems import install_problem_handlers
+from shared.api.auth import AuthenticateFirst, Authenticator, bearer_token
+from shared.api.problems import Problem, install_problem_handlers, problem_responses
+from shared.api.ratelimit import TokenBuckets
 from shared.api.resources import Health
 from shared.ids import new_id
 from shared.settings import Settings
@@ -42,6 +45,41 @@ class RequestContext:
         await self.app(scope, receive, send_with_id)
 
 
+def ops_required(settings: Settings) -> bool:
+    """Whether `/metrics` and the detail of `/readyz` need a token (unset: yes; `dev` sets
+    it to no unless configured)."""
+    return settings.ops_token_required is not False
+
+
+async def ops_authorized(request: Request, settings: Settings,
+                         authenticator: Authenticator) -> bool:
+    """The caller may see operations detail: the endpoints are open, or it sent the ops
+    token or an admin credential."""
+    if not ops_required(settings):
+        return True
+    header = request.headers.get("authorization")
+    if not header:
+        return False
+    try:
+        token = bearer_token(header)
+    except Problem:
+        return False
+    if settings.ops_token and hmac.compare_digest(token.encode(), settings.ops_token.encode()):
+        return True
+    principal = await authenticator.authenticate(token)
+    return principal is not None and principal.role == "admin"
+
+
+def rate_limits(settings: Settings) -> tuple[TokenBuckets | None, TokenBuckets | None]:
+    """(per API key, per client address for failed authentications); None: disabled."""
+    keys = (TokenBuckets(settings.rate_limit_per_second, settings.rate_limit_burst)
+            if settings.rate_limit_per_second > 0 else None)
+    failures = (TokenBuckets(settings.auth_failure_limit_per_second,
+                             settings.auth_failure_burst)
+                if settings.auth_failure_limit_per_second > 0 else None)
+    return keys, failures
+
+
 def create_app(settings: Settings, components: frozenset[Component] = ALL) -> FastAPI:
     runtime = Runtime.build(settings, components)
 
@@ -63,26 +101,37 @@ def create_app(settings: Settings, components: frozenset[Component] = ALL) -> Fa
     app.state.runtime = runtime
     app.state.authenticator = runtime.authenticator
     install_problem_handlers(app)
+    # Outermost first on the way in: request id, then authentication (before the body
+    # limits, parameter validation, look-ups and waits of everything under /v1).
+    keys, failures = rate_limits(settings)
+    app.add_middleware(AuthenticateFirst, authenticator=runtime.authenticator, keys=keys,
+                       auth_failures=failures)
     app.add_middleware(RequestContext)
+    # Every /v1 operation can answer these two before its own code runs.
+    guarded = problem_responses(401, 429)
     if "registration" in components:
         for router in command_routers:
-            app.include_router(router)
+            app.include_router(router, responses=guarded)
     if "projections" in components:
         for router in query_routers:
-            app.include_router(router)
+            app.include_router(router, responses=guarded)
 
     @app.get("/healthz", response_model=Health, tags=["operations"])
     async def healthz() -> Health:
         return Health(status="ok")
 
     @app.get("/readyz", response_model=Health, tags=["operations"],
-             responses={503: {"model": Health}})
-    async def readyz(response: Response) -> Health:
+             responses={503: {"model": Health}},
+             description="Readiness. The detail (workers, backend, projection lag) only "
+                         "with the operations token when `DEALREG_OPS_TOKEN_REQUIRED`.")
+    async def readyz(request: Request, response: Response) -> Health:
         workers = {name: ("running" if not t.done() else "stopped")
                    for name, t in runtime.tasks.items()}
         ok = runtime.ready and all(v == "running" for v in workers.values())
         if not ok:
             response.status_code = 503
+        if not await ops_authorized(request, settings, runtime.authenticator):
+            return Health(status="ok" if ok else "starting")
         detail: dict[str, object] = {"backend": settings.backend, "workers": workers}
         if runtime.projection_worker is not None:
             # Per-partition lag of the read models (also exported on /metrics).
@@ -90,7 +139,11 @@ def create_app(settings: Settings, components: frozenset[Component] = ALL) -> Fa
         return Health(status="ok" if ok else "starting", detail=detail)
 
     @app.get("/metrics", tags=["operations"], include_in_schema=False)
-    async def metrics(_: Request) -> Response:
+    async def metrics(request: Request) -> Response:
+        if not await ops_authorized(request, settings, runtime.authenticator):
+            raise Problem(401, "Unauthorized",
+                          "Send `Authorization: Bearer <ops token>` (DEALREG_OPS_TOKEN).",
+                          headers={"WWW-Authenticate": "Bearer"})
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -64,6 +64,11 @@ def dev(
                   "(DEALREG_WEBHOOK_ALLOW_LOOPBACK; `serve` refuses them by default)")
     console.print(f"dealreg dev on http://{host}:{port}  (API docs: http://{host}:{port}/docs, "
                   f"data: {data_dir.resolve()})")
+    if settings.ops_token_required is None:
+        # A first look should see /metrics and /readyz detail; `serve` requires a token.
+        settings.ops_token_required = False
+        console.print("/metrics and /readyz detail are open (DEALREG_OPS_TOKEN_REQUIRED=true "
+                      "protects them)")
     _serve_http(settings, frozenset({"registration", "adjudication", "projections"}))
 
 

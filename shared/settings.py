@@ -22,6 +22,10 @@ class Settings(BaseSettings):
     admin_token: str | None = Field(
         None, description="Accepted as an admin bearer token; generated and printed by `dev`"
     )
+    position_secret: str | None = Field(
+        None, description="Key of the sealed log positions partners get (`X-Log-Position`); "
+        "unset: derived from the admin token, else from the connection settings. Set the "
+        "same value on every process")
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka brokers")
     kafka_replication_factor: int = Field(1, description="Replication factor of new topics")
     kafka_transaction_timeout_ms: int = Field(10_000, description="Adjudicator transactions")
@@ -70,6 +74,23 @@ class Settings(BaseSettings):
     max_batch_events: int = Field(
         1000, ge=1, description="Most CloudEvents accepted in one batch request"
     )
+    # --- abuse limits and operations endpoints -------------------------------------------
+    rate_limit_per_second: float = Field(
+        100.0, ge=0, description="Requests per second each API key may make to one process "
+        "(token bucket; 0 disables). The admin token is not limited")
+    rate_limit_burst: int = Field(
+        200, ge=1, description="Requests an idle API key may make at once (bucket size)")
+    auth_failure_limit_per_second: float = Field(
+        10.0, ge=0, description="Failed authentications per second per client address "
+        "before they are answered 429 instead of 401 (0 disables)")
+    auth_failure_burst: int = Field(
+        100, ge=1, description="Failed authentications a client address may make at once")
+    ops_token: str | None = Field(
+        None, description="Bearer token for `/metrics` and the detail of `/readyz` (the "
+        "admin token and admin API keys are accepted too)")
+    ops_token_required: bool | None = Field(
+        None, description="Whether `/metrics` and `/readyz` detail need a token; unset: "
+        "`dev` leaves them open, `serve` (and any other app) requires it")
 
     @field_validator("webhook_allowed_networks")
     @classmethod

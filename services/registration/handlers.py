@@ -631,7 +631,7 @@ class Commands:
 
             found = await self._wait(decided, wait)
             if isinstance(found, dict):
-                raise _contest_refused(registration_id, found)
+                raise _contest_refused(registration_id, found, _viewer(principal))
             if found is not None:
                 headers["Location"] = f"/v1/disputes/{found.id}"
                 return Outcome(201, await self._dispute_view(found, principal), headers)
@@ -657,7 +657,8 @@ class Commands:
             mentioned = partner_view.mentioned_ids(data)
             scope = partner_view.Scope.of(viewer, await self.readmodel.holders(mentioned),
                                           mentioned)
-            data = partner_view.dispute(data, scope)
+            data = partner_view.dispute(data, scope,
+                                        await self.readmodel.first_decided(scope.own_ids))
         return DisputeCommandView.model_validate(data)
 
     async def _contestable(self, registration_id: str, partner_id: str,
@@ -861,14 +862,19 @@ def _claim_view(row: dict[str, Any]) -> ClaimView:
         protected_until=row.get("protected_until"), decision=row.get("decision"))
 
 
-def _contest_refused(registration_id: str, refusal: dict[str, Any]) -> Problem:
+def _contest_refused(registration_id: str, refusal: dict[str, Any],
+                     viewer: partner_view.Viewer) -> Problem:
     """Adjudication's refusal of a contest, as the API's problem (DESIGN.md: unknown → 404,
-    the rest 409); the explanation says why."""
+    the rest 409); the explanation says why (for a partner, in the partner view: no id
+    but its own)."""
     reason = str(refusal.get("reason", ""))
     status = 404 if reason == "unknown_registration" else 409
+    explanation = refusal.get("explanation", "")
+    if viewer.restricted:
+        explanation = partner_view.scrub(
+            explanation, partner_view.Scope(viewer, own_ids=frozenset({registration_id})))
     return Problem(status, "Not found" if status == 404 else "Conflict",
-                   f"The contest of {registration_id} was refused ({reason}): "
-                   f"{refusal.get('explanation', '')}")
+                   f"The contest of {registration_id} was refused ({reason}): {explanation}")
 
 
 def _problem_dict(problem: Problem) -> dict[str, Any]:

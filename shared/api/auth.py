@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -32,9 +33,12 @@ from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Column, String, Table, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from shared.api.problems import Problem
+from shared.api.problems import Problem, problem_response
+from shared.api.ratelimit import TokenBuckets
 from shared.ids import new_id
+from shared.logging import get_logger
 from shared.readmodel.schema import UTCDateTime, metadata
 
 Role = Literal["admin", "integration", "partner", "rep", "owner", "channel_manager"]
@@ -43,6 +47,8 @@ SUBJECT_ROLES: frozenset[str] = frozenset({"partner", "rep", "owner"})
 """Roles whose keys are bound to one subject id (the partner, rep or owner they act as)."""
 
 TOKEN_PREFIX = "drk"
+
+log = get_logger(__name__)
 
 api_keys = Table(
     "api_keys",
@@ -182,8 +188,8 @@ class Authenticator:
         return bool(result.rowcount)
 
 
-def _bearer(request: Request) -> str:
-    header = request.headers.get("authorization")
+def bearer_token(header: str | None) -> str:
+    """The token of an `Authorization: Bearer <token>` header, else a 401 problem."""
     if not header:
         raise Problem(401, "Unauthorized", "Send `Authorization: Bearer <token>`.",
                       headers={"WWW-Authenticate": "Bearer"})
@@ -194,8 +200,92 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
-# Declares the scheme in the OpenAPI document; the header is checked by `_bearer` below, so
+def _unknown_token() -> Problem:
+    return Problem(401, "Unauthorized", "The token is unknown or revoked.",
+                   headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+def _too_many(wait: float, detail: str) -> Problem:
+    return Problem(429, "Too many requests", detail,
+                   headers={"Retry-After": str(max(1, math.ceil(wait)))})
+
+
+class AuthenticateFirst:
+    """Pure ASGI middleware: every request under `/v1` is authenticated, and rate limited,
+    before anything else looks at it (body limits, parameter validation, look-ups,
+    `Prefer: wait`). The principal is left in the request state for `require()`, which
+    checks the role.
+
+    - no or malformed header, unknown or revoked token: 401 problem with
+      `WWW-Authenticate: Bearer`;
+    - failed authentications are also counted per client address: past the
+      `auth_failures` bucket they answer 429 (so made-up key ids cannot hammer the store);
+    - an API key past its bucket in `keys`: 429 with `Retry-After`. The admin token (one
+      operator secret, not a party's key) is not limited.
+    """
+
+    def __init__(self, app: ASGIApp, authenticator: Authenticator,
+                 keys: TokenBuckets | None = None,
+                 auth_failures: TokenBuckets | None = None,
+                 prefix: str = "/v1",
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.app = app
+        self.authenticator = authenticator
+        self.keys = keys
+        self.auth_failures = auth_failures
+        self.prefix = prefix
+        self.clock = clock
+
+    def _guarded(self, path: str) -> bool:
+        return path == self.prefix or path.startswith(self.prefix + "/")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self._guarded(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        try:
+            principal = await self._principal(scope)
+        except Problem as problem:
+            await problem_response(problem)(scope, receive, send)
+            return
+        except Exception as exc:  # the key store is unreachable
+            log.exception("authentication_failed", error=repr(exc))
+            await problem_response(Problem(
+                503, "Service unavailable", "Authentication is unavailable; retry.",
+                headers={"Retry-After": "1"}))(scope, receive, send)
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)
+
+    async def _principal(self, scope: Scope) -> Principal:
+        header: str | None = None
+        for name, value in scope.get("headers") or ():
+            if name == b"authorization":
+                header = value.decode("latin-1")
+                break
+        try:
+            principal = await self.authenticator.authenticate(bearer_token(header))
+            if principal is None:
+                raise _unknown_token()
+        except Problem:
+            if self.auth_failures is not None:
+                client = scope.get("client")
+                wait = self.auth_failures.take(client[0] if client else "-", self.clock())
+                if wait > 0:
+                    raise _too_many(wait, "Too many failed authentications from this "
+                                          "address.") from None
+            raise
+        if self.keys is not None and principal.key_id is not None:
+            wait = self.keys.take(principal.key_id, self.clock())
+            if wait > 0:
+                raise _too_many(wait, "This API key is over its rate limit "
+                                      f"({self.keys.rate:g}/s, burst {self.keys.burst:g}).")
+        return principal
+
+
+# Declares the scheme in the OpenAPI document; the header is checked by `bearer_token` above, so
 # a missing or malformed one is a 401 problem rather than FastAPI's plain 403.
+# Behind `AuthenticateFirst` the principal is already resolved.
 BEARER = HTTPBearer(auto_error=False, scheme_name="bearer",
                     description="An API key (`drk.<id>.<secret>`) or the admin token")
 
@@ -208,11 +298,13 @@ def require(*roles: Role) -> Callable[..., Awaitable[Principal]]:
         request: Request,
         _: HTTPAuthorizationCredentials | None = Security(BEARER),
     ) -> Principal:
-        authenticator: Authenticator = request.app.state.authenticator
-        principal = await authenticator.authenticate(_bearer(request))
-        if principal is None:
-            raise Problem(401, "Unauthorized", "The token is unknown or revoked.",
-                          headers={"WWW-Authenticate": "Bearer"})
+        principal: Principal | None = getattr(request.state, "principal", None)
+        if principal is None:  # an app without the middleware (benchmarks)
+            authenticator: Authenticator = request.app.state.authenticator
+            principal = await authenticator.authenticate(
+                bearer_token(request.headers.get("authorization")))
+            if principal is None:
+                raise _unknown_token()
         if principal.role not in allowed:
             raise Problem(403, "Forbidden",
                           f"The role {principal.role!r} may not do this.")

@@ -16,6 +16,10 @@ What a partner learns:
   competitor's registration, claim or partner id, its motion, credit share or since when it
   holds the account, never how many rivals there are (foreign entries are dropped from id
   lists and collapsed in evidence and ownership), and never text naming them;
+- no account key its own submitted identifiers do not derive (a name-only registration
+  resolved to a competitor's `crm:`/`dom:` key reads as the key of what it submitted), and
+  of a rival match only `matched_by: "same_customer"`; no competitor's incumbency; of a
+  dispute it joined late neither the opening time nor entries from before it joined;
 - of a resolution, the optional `partner_note` written for the involved partners, never
   the internal `note` nor who resolved it.
 
@@ -29,7 +33,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Final
+
+from shared.accounts.identity import AccountIdentity, derive_account_key
 
 Row = dict[str, Any]
 
@@ -50,7 +57,61 @@ class Viewer:
 
 
 Holder = tuple[str, str, str | None]
-"""`(party_type, party_id, account_key)` of a registration or claim."""
+"""`(party_type, party_id, account_key)` of a registration or claim; the key only when the
+holder's own submission derives it (`holder()`), else None."""
+
+
+def _identity(account: Any) -> AccountIdentity | None:
+    if not isinstance(account, Mapping):
+        return None
+    def text(name: str) -> str | None:
+        value = account.get(name)
+        return value if isinstance(value, str) else None
+    return AccountIdentity.from_raw(name=text("name"), domain=text("domain"),
+                                    website=text("website"), email=text("email"),
+                                    country=text("country"),
+                                    crm_account_id=text("crm_account_id"))
+
+
+def submitted_keys(account: Any) -> frozenset[str]:
+    """Every account key the identifiers a party submitted derive by themselves (its domain,
+    CRM id, name and country). A registration may be filed under another key (the edge
+    resolved it to an existing customer, perhaps through a competitor's CRM id or domain):
+    that key is not the submitter's to see."""
+    identity = _identity(account)
+    if identity is None:
+        return frozenset()
+    keys: set[str] = set()
+    if identity.domain:
+        keys.add(f"dom:{identity.domain}")
+    if identity.crm_account_id:
+        keys.add(f"crm:{identity.crm_account_id}")
+    if identity.name and identity.country:
+        keys.add(f"name:{identity.country}:{identity.name.replace(' ', '-')}")
+    return frozenset(keys)
+
+
+def own_key(account_key: str | None, account: Any) -> str | None:
+    """`account_key` when the submitted `account` derives it by itself, else None."""
+    return account_key if account_key in submitted_keys(account) else None
+
+
+def submitted_key(account: Any) -> str | None:
+    """The key the submitted account would have had on its own: what a partner is shown in
+    place of a key derived from someone else's identifiers."""
+    identity = _identity(account)
+    if identity is None:
+        return None
+    try:
+        return derive_account_key(identity)
+    except ValueError:
+        return None
+
+
+def holder(party_type: str, party_id: str, account_key: str | None, account: Any) -> Holder:
+    """A registration's or claim's holder, its key kept only when its own submission
+    derives it."""
+    return (party_type, party_id, own_key(account_key, account))
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +122,16 @@ class Scope:
     own_ids: frozenset[str] = frozenset()
     foreign_ids: frozenset[str] = frozenset()
     own_keys: frozenset[str] = frozenset()
+    foreign_keys: frozenset[str] = frozenset()
+
+    def knowing(self, value: Any) -> Scope:
+        """This scope aware of every account key `value` mentions that is not the
+        viewer's (so that text naming them can be scrubbed)."""
+        foreign = frozenset(mentioned_keys(value) - self.own_keys)
+        if foreign <= self.foreign_keys:
+            return self
+        return Scope(self.viewer, self.own_ids, self.foreign_ids, self.own_keys,
+                     self.foreign_keys | foreign)
 
     @classmethod
     def of(cls, viewer: Viewer, holders: Mapping[str, Holder], mentioned: Iterable[str],
@@ -104,7 +175,11 @@ registered under or asked with, else null."""
 KEYS: Final = _Named("KEYS")
 """A list of account keys: only the viewer's known ones."""
 TEXT: Final = _Named("TEXT")
-"""Free text: every id that is not the viewer's is replaced, counts of rivals removed."""
+"""Free text: every id that is not the viewer's is replaced, counts of rivals removed, and
+every account key (or its domain, CRM id, name) the viewer did not submit replaced."""
+SAME_CUSTOMER: Final = _Named("SAME_CUSTOMER")
+"""How a competitor's entry matched: only "same_customer" (which identifier matched would
+tell what the competitor filed, e.g. a CRM id the viewer never sent)."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +217,41 @@ _RIVALS: Final = re.compile(r"another partner's registration|a direct (?:named-a
                             r"opportunity) claim|\b(?:\d+ )?other (?:parties|registrations)\b")
 _COUNT_OF_REGISTRATIONS: Final = re.compile(r"\bover \d+ registrations?\b")
 
+THE_ACCOUNT: Final = "the account"
+_KEY_FIELDS: Final = ("account_key", "canonical_key", "alias_key")
+_KEY_LIST_FIELDS: Final = ("linked_keys",)
+
+
+def _key_labels(key: str) -> tuple[str, ...]:
+    """How text may name an account key: the key, and its domain, CRM id or name."""
+    kind, _, rest = key.partition(":")
+    if kind == "dom" and rest:
+        return (key, rest)
+    if kind == "crm" and rest:
+        return (key, f"CRM account {rest}", rest)
+    if kind == "name" and rest:
+        name = rest.partition(":")[2].replace("-", " ")
+        return (key, name) if name else (key,)
+    return (key,)
+
+
+def mentioned_keys(value: Any) -> set[str]:
+    """Every account key a view mentions."""
+    found: set[str] = set()
+    if isinstance(value, list | tuple):
+        for item in value:
+            found |= mentioned_keys(item)
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            if key in _KEY_FIELDS and isinstance(item, str) and item:
+                found.add(item)
+            elif key in _KEY_LIST_FIELDS and isinstance(item, list | tuple):
+                found.update(k for k in item if isinstance(k, str) and k)
+            else:
+                found |= mentioned_keys(item)
+    return found
+
+
 _ID_KEYS: Final = ("registration_id", "claim_id", "holder_id", "awarded_registration_id")
 _ID_LIST_KEYS: Final = ("registration_ids", "added_ids", "approved_ids", "rejected_ids")
 _DROP: Final = object()
@@ -153,6 +263,10 @@ def scrub(text: Any, scope: Scope) -> Any:
     of registrations taken out: the text tells neither who nor how many."""
     if not isinstance(text, str):
         return text
+    for label in sorted({lb for k in scope.foreign_keys for lb in _key_labels(k)},
+                        key=len, reverse=True):
+        text = re.sub(r"(?<![\w.-])" + re.escape(label) + r"(?![\w-]|\.\w)", THE_ACCOUNT, text,
+                      flags=re.IGNORECASE)
     for rid in sorted(scope.foreign_ids, key=len, reverse=True):
         if rid:
             text = text.replace(rid, ANOTHER)
@@ -201,6 +315,8 @@ def _field(rule: Rule, value: Any, scope: Scope) -> Any:
         return [k for k in value or () if k in scope.own_keys]
     if rule is TEXT:
         return scrub(value, scope)
+    if rule is SAME_CUSTOMER:
+        return "same_customer" if value is not None else None
     if isinstance(rule, Nested):
         return apply(value, rule.shape, scope) if isinstance(value, Mapping) else None
     if isinstance(rule, Each):
@@ -237,8 +353,8 @@ CONFLICT_OWN: Final[Shape] = {
     "score": SHOW, "account_key": KEY, "confident": SHOW,
 }
 CONFLICT_FOREIGN: Final[Shape] = {
-    "registration_id": NULL, "party_type": SHOW, "party_id": NULL, "matched_by": SHOW,
-    "score": SHOW, "account_key": HIDE, "confident": SHOW,
+    "registration_id": NULL, "party_type": SHOW, "party_id": NULL,
+    "matched_by": SAME_CUSTOMER, "score": SHOW, "account_key": HIDE, "confident": SHOW,
 }
 CONFLICTS: Final = Parties(CONFLICT_OWN, CONFLICT_FOREIGN, collapse=("party_type",))
 
@@ -296,17 +412,19 @@ OWNER_FOREIGN: Final[Shape] = {
 }
 INCUMBENT_OWN: Final[Shape] = {"party_type": SHOW, "party_id": SHOW, "since": SHOW,
                                "until": SHOW}
-INCUMBENT_FOREIGN: Final[Shape] = {"party_type": SHOW, "party_id": NULL, "since": NULL,
-                                   "until": SHOW}
+
 MATCH: Final[Shape] = {"matched_by": SHOW, "score": SHOW}
 OWNERSHIP: Final[Shape] = {
     "account_key": KEY, "owners": Parties(OWNER_OWN, OWNER_FOREIGN),
     "open_disputes": SHOW, "open_dispute_count": SHOW,
-    "incumbents": Parties(INCUMBENT_OWN, INCUMBENT_FOREIGN), "as_of": SHOW,
+    "incumbents": Parties(INCUMBENT_OWN, None), "as_of": SHOW,
     "match": Nested(MATCH), "linked_keys": KEYS,
 }
 """`open_disputes` and `open_dispute_count` are cut to the viewer's disputes by
-`ownership()`; competitors' protections are merged per party type and scope."""
+`ownership()`; competitors' protections are merged per party type and scope, without
+`since`; `incumbents` lists only the viewer's own incumbency (that a competitor won the
+account, and when, is not a partner's to know: its effect shows as a rejection by
+`incumbent`, which it may contest)."""
 
 MONEY: Final[Shape] = {"currency": SHOW, "value": SHOW}
 BUCKET: Final[Shape] = {"count": SHOW, "amounts": Each(MONEY)}
@@ -404,9 +522,11 @@ TIMELINE_HIDDEN_TYPES: Final = frozenset({
 their refusals (the internal note, who acted), reminders to owners, the edge's link
 reports, timers and reference data."""
 
-_ONLY_WHEN_OWN: Final[Mapping[str, str]] = {"dealreg.dispute.joined.v1": "added_ids"}
+_ONLY_WHEN_OWN: Final[Mapping[str, str]] = {"dealreg.dispute.joined.v1": "added_ids",
+                                            "dealreg.dispute.opened.v1": "registration_ids"}
 """Entries shown only when they concern the viewer's own registrations (a rival joining a
-dispute is not news a partner may have: it would count the rivals)."""
+dispute is not news a partner may have: it would count the rivals; a dispute opened over
+rivals before the viewer joined it tells when they registered)."""
 
 WEBHOOK_DISPUTE: Final[Shape] = {
     "id": SHOW, "outcome": SHOW, "resolved_at": SHOW, "level": SHOW, "rule": SHOW,
@@ -446,34 +566,75 @@ def mentioned_ids(value: Any) -> set[str]:
 
 
 def registration_scope(view: Mapping[str, Any], viewer: Viewer) -> Scope:
-    """A registration names its own parties: the conflicts carry their party."""
+    """A registration names its own parties: the conflicts carry their party. Its own keys
+    are those its submitted account derives (not the key the edge may have resolved it to
+    through a competitor's identifiers)."""
     if not viewer.is_party("partner", view.get("partner_id")):
         raise PermissionError("a partner reads only its own registrations")
     own: set[str] = {view["id"]}
-    own_keys: set[str] = {view["account_key"]} if view.get("account_key") else set()
+    own_keys: set[str] = set(submitted_keys(view.get("account")))
     foreign: set[str] = set()
     for conflict in (view.get("decision") or {}).get("conflicts") or ():
-        rid, key = conflict.get("registration_id"), conflict.get("account_key")
+        rid = conflict.get("registration_id")
         if viewer.is_party(conflict.get("party_type"), conflict.get("party_id")):
             own.update([rid] if rid else [])
-            own_keys.update([key] if key else [])
         elif rid:
             foreign.add(rid)
-    return Scope(viewer, frozenset(own), frozenset(foreign - own), frozenset(own_keys))
+    return Scope(viewer, frozenset(own), frozenset(foreign - own),
+                 frozenset(own_keys)).knowing(view)
 
 
 def registration(view: Mapping[str, Any], viewer: Viewer) -> Row:
-    """A registration (query or command answer), for its owning partner."""
+    """A registration (query or command answer), for its owning partner: its `account_key`
+    is the one the registration is filed under when the partner's own identifiers derive
+    it, else the key of the account as the partner submitted it."""
     if not viewer.restricted:
         return dict(view)
-    return apply(view, REGISTRATION, registration_scope(view, viewer))
+    scope = registration_scope(view, viewer)
+    out = apply(view, REGISTRATION, scope)
+    if "account_key" in view and out.get("account_key") is None:
+        out["account_key"] = submitted_key(view.get("account"))
+    return out
 
 
-def dispute(view: Mapping[str, Any], scope: Scope) -> Row:
-    """A dispute the viewer is party to (`GET /v1/disputes...` and command answers)."""
+def dispute(view: Mapping[str, Any], scope: Scope, joined_at: Any = None) -> Row:
+    """A dispute the viewer is party to (`GET /v1/disputes...` and command answers).
+    `joined_at`: when the viewer's first registration in it was decided; a dispute opened
+    before that shows `opened_at` as that moment (the real one is a rival's submission)."""
     if not scope.viewer.restricted:
         return dict(view)
-    return apply(view, DISPUTE, scope)
+    out = apply(view, DISPUTE, scope.knowing(view))
+    opened = out.get("opened_at")
+    if joined_at is not None and opened is not None and _later(joined_at, opened):
+        # Opened over rivals before the viewer joined: its times count from a rival's
+        # submission. Shown: when the viewer joined, and deadlines rounded up to the hour.
+        out["opened_at"] = joined_at
+        out["reminder_at"] = None
+        due = _moment(out.get("due_at"))
+        if isinstance(due, datetime):
+            shown = _hour_up(due)
+            out["due_at"] = shown
+            if isinstance(out.get("explanation"), str):
+                out["explanation"] = out["explanation"].replace(
+                    due.strftime("%Y-%m-%d %H:%M"), shown.strftime("%Y-%m-%d %H:%M"))
+    return out
+
+
+def _hour_up(moment: datetime) -> datetime:
+    floor = moment.replace(minute=0, second=0, microsecond=0)
+    return floor if floor == moment else floor + timedelta(hours=1)
+
+
+def _moment(v: Any) -> Any:
+    return datetime.fromisoformat(v.replace("Z", "+00:00")) if isinstance(v, str) else v
+
+
+def _later(a: Any, b: Any) -> bool:
+    """`a` after `b` (datetimes or ISO 8601 strings)."""
+    try:
+        return bool(_moment(a) > _moment(b))
+    except TypeError:
+        return False
 
 
 def timeline(entries: Iterable[Mapping[str, Any]], scope: Scope) -> list[Row]:
@@ -481,17 +642,25 @@ def timeline(entries: Iterable[Mapping[str, Any]], scope: Scope) -> list[Row]:
     partners never see are left out."""
     if not scope.viewer.restricted:
         return [dict(e) for e in entries]
+    entries = list(entries)
+    # Nothing from before the viewer's own first event (its registration's submission):
+    # what happened on the account earlier is other parties' activity.
+    start = next((e.get("at") for e in entries if mentioned_ids(e.get("data") or {})
+                  & scope.own_ids), None)
     out: list[Row] = []
     for entry in entries:
         shape = TIMELINE_DATA.get(entry["type"])
         if shape is None:
             continue
+        if start is not None and _later(start, entry.get("at")):
+            continue
         data = entry.get("data") or {}
         relevant = _ONLY_WHEN_OWN.get(entry["type"])
         if relevant is not None and not any(i in scope.own_ids for i in data.get(relevant) or ()):
             continue
-        shown = apply(entry, TIMELINE_ENTRY, scope)
-        shown["data"] = apply(data, shape, scope)
+        seen = scope.knowing(data)
+        shown = apply(entry, TIMELINE_ENTRY, seen)
+        shown["data"] = apply(data, shape, seen)
         out.append(shown)
     return out
 
@@ -510,6 +679,7 @@ def ownership(view: Mapping[str, Any], scope: Scope, own_disputes: Iterable[str]
     registered under or asked with; open disputes only the viewer's, and their count."""
     if not scope.viewer.restricted:
         return dict(view)
+    scope = scope.knowing(view)
     out = apply(view, OWNERSHIP, scope)
     out["owners"] = _merge(out.get("owners", []), scope,
                            lambda o: (o["party_type"], o["status"], tuple(o["products"])),
@@ -554,4 +724,4 @@ def resolved_webhook(at: str, data: Mapping[str, Any], results: list[Row],
     body = {"dispute": dispute_fields, "account_key": data.get("account_key"),
             "registrations": results, "role": "partner"}
     return {"type": "dispute.resolved", "timestamp": at,
-            "data": apply(body, WEBHOOK_DATA, scope)}
+            "data": apply(body, WEBHOOK_DATA, scope.knowing(body))}

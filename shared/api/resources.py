@@ -14,7 +14,8 @@ from shared.events.registration import MatchedBy, PartyType, RegistrationStatus
 class ConflictView(BaseModel):
     registration_id: str | None
     party_type: PartyType
-    matched_by: MatchedBy
+    matched_by: MatchedBy | Literal["same_customer"] = Field(
+        description="`same_customer` for a competitor's entry shown to a partner")
     score: float
 
 

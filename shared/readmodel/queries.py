@@ -12,9 +12,10 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
-from sqlalchemy import column, select, table
+from sqlalchemy import column, func, select, table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared.api import partner_view
 from shared.readmodel.schema import (
     Json,
     account_crm_ids,
@@ -89,17 +90,19 @@ async def account_key_for_crm_id(conn: AsyncConnection, crm_account_id: str) -> 
 async def holders_of(conn: AsyncConnection, ids: Iterable[str]
                      ) -> dict[str, tuple[str, str, str | None]]:
     """`id -> (party_type, party_id, account_key)` for the registrations and claims among
-    `ids`: which of the ids a view mentions are the viewer's (`shared.api.partner_view`)."""
+    `ids`: which of the ids a view mentions are the viewer's (`shared.api.partner_view`).
+    A registration's key is given only when its own submitted account derives it."""
     wanted = list(set(ids))
     found: dict[str, tuple[str, str, str | None]] = {}
     if not wanted:
         return found
-    for rid, partner, key in (await conn.execute(
-        select(registrations.c.id, registrations.c.partner_id, registrations.c.account_key)
+    for rid, partner, key, account in (await conn.execute(
+        select(registrations.c.id, registrations.c.partner_id, registrations.c.account_key,
+               registrations.c.account)
         .where(registrations.c.id.in_(wanted))
     )).all():
         if partner is not None:
-            found[rid] = ("partner", partner, key)
+            found[rid] = partner_view.holder("partner", partner, key, account)
     for cid, rep, key in (await conn.execute(
         select(claims.c.id, claims.c.rep_id, claims.c.account_key)
         .where(claims.c.id.in_(wanted))
@@ -107,6 +110,19 @@ async def holders_of(conn: AsyncConnection, ids: Iterable[str]
         if rep is not None:
             found[cid] = ("direct", rep, key)
     return found
+
+
+async def first_decided(conn: AsyncConnection, ids: Iterable[str]) -> Any:
+    """When the earliest of these registrations was first decided (None: none was): when
+    a partner's registration entered a dispute it may be shown (`partner_view.dispute`)."""
+    wanted = list(set(ids))
+    if not wanted:
+        return None
+    moments = [m for (m,) in (await conn.execute(
+        select(func.coalesce(registrations.c.first_decided_at, registrations.c.decided_at,
+                             registrations.c.submitted_at))
+        .where(registrations.c.id.in_(wanted)))).all() if m is not None]
+    return min(moments) if moments else None
 
 
 # The registration service owns the policy table (a fold of the reference topic); readers

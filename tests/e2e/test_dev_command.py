@@ -61,6 +61,10 @@ async def test_dev_serves_decisions_and_remembers_them_across_a_restart(tmp_path
                 "name": "Local", "webhook_url": "http://169.254.169.254/"}, timeout=20)
             assert metadata.status_code == 422, metadata.text
         assert proc.poll() is None
+        # `dev` leaves the operations endpoints open by default (`serve` requires a token).
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(f"{base}/metrics")).status_code == 200
+            assert "projections" in (await client.get(f"{base}/readyz")).json()["detail"]
 
     # No token in the environment: one is generated and printed once.
     with dealreg_dev(tmp_path, port, token=None) as proc:

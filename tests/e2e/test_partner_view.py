@@ -16,7 +16,13 @@ import pytest
 from rapidfuzz import fuzz
 
 from shared.accounts import normalize_name, sort_name_tokens
-from tests.integration.projections.system_support import Running, registration, running, submit
+from tests.integration.projections.system_support import (
+    Running,
+    registration,
+    restore_policy,
+    running,
+    submit,
+)
 
 
 @pytest.fixture(scope="module", params=["embedded", "distributed"])
@@ -72,8 +78,8 @@ async def test_a_rejected_partner_learns_only_that_another_party_protects_the_ac
                world["marker"], "MARKER-name")
     assert_absent(world["answer"], *secrets)
     conflicts = world["answer"].json()["decision"]["conflicts"]
-    assert conflicts == [{"registration_id": None, "party_type": "partner",
-                          "matched_by": "domain", "score": 1.0}]  # one, however many rivals
+    assert conflicts == [{"registration_id": None, "party_type": "partner",  # one, however
+                          "matched_by": "same_customer", "score": 1.0}]  # many rivals
     await system.settle()
     queries = await system.queries("partner", world["p2"])
     got = await queries.get(f"/v1/registrations/{world['second']['id']}")
@@ -208,13 +214,14 @@ async def test_a_partners_name_look_up_answers_only_at_the_threshold_without_ide
     assert mine["account_key"] == f"dom:{domain}"
     assert mine["owners"][0]["registration_id"] == held["id"]
     # The threshold is the policy's: a stricter one applies to partners at once.
+    before = (await system.admin.get("/v1/policy")).json()
     strict = await system.admin.put("/v1/policy", json={"match": {"name_threshold": 0.99}})
     assert strict.status_code in (200, 201), strict.text
     try:
         again = await queries.get("/v1/ownership", params={"name": close, "country": "US"})
         assert (again.json()["account_key"], again.json()["owners"]) == (None, [])
     finally:
-        await system.admin.put("/v1/policy", json={})
+        await restore_policy(system.admin, before)
 
 
 async def test_the_owning_partner_cannot_close_its_registration_the_crm_can(
@@ -247,3 +254,154 @@ async def test_a_partners_own_duplicate_keeps_its_id_in_the_answer_and_the_query
     await system.settle()
     got = await queries.get(f"/v1/registrations/{again.json()['id']}")
     assert got.json()["decision"] == decision
+
+
+def _letters() -> str:
+    return uuid.uuid4().hex[:8].translate(str.maketrans("0123456789", "ghijklmnop"))
+
+
+async def test_a_name_only_registration_never_shows_the_competitors_crm_id_or_domain(
+        system: Running) -> None:
+    p1, p2 = fresh("p1"), fresh("p2")
+    token = _letters()
+    crm_name, dom_name = f"Umbrella {token} Holdings", f"Hooli {token} Systems"
+    crm, domain = fresh("SECRETCRM"), f"{fresh('hooli-secret')}.com"
+    await submit(system.admin, {**registration(p1, f"{fresh('unused')}.com", name=crm_name),
+                                "account": {"name": crm_name, "country": "US",
+                                            "crm_account_id": crm}})
+    await submit(system.admin, registration(p1, domain, name=dom_name))
+    commands, queries = await system.as_("partner", p2)
+    answers = []
+    for name in (crm_name, dom_name):
+        answer = await commands.post("/v1/registrations", headers={"Prefer": "wait=15"},
+                                     json={**registration(None, "x.com", name=name),
+                                           "account": {"name": name, "country": "US"}})
+        assert answer.status_code == 201, answer.text
+        assert_absent(answer, crm, domain, p1)
+        body = answer.json()
+        assert body["account_key"] == f"name:US:{name.lower().replace(' ', '-')}", body
+        assert {c["matched_by"] for c in body["decision"]["conflicts"]} == {"same_customer"}
+        answers.append(body)
+    await system.settle()
+    for body in answers:
+        got = await queries.get(f"/v1/registrations/{body['id']}")
+        assert_absent(got, crm, domain, p1)
+        assert got.json()["account_key"] == body["account_key"]
+        timeline = await queries.get(f"/v1/registrations/{body['id']}/timeline")
+        assert_absent(timeline, crm, domain, p1)
+        if body.get("dispute_id"):
+            dispute = await queries.get(f"/v1/disputes/{body['dispute_id']}")
+            assert dispute.status_code == 200, dispute.text
+            assert_absent(dispute, crm, domain, p1)
+        for params in ({"name": crm_name, "country": "US"},
+                       {"name": dom_name, "country": "US"}):
+            seen = await queries.get("/v1/ownership", params=params)
+            assert_absent(seen, crm, domain, p1)
+    # The vendor side sees the key the registration is filed under.
+    staff = (await (await system.queries("channel_manager", "cm")).get(
+        f"/v1/registrations/{answers[0]['id']}")).json()
+    assert staff["account_key"] == f"crm:{crm}"
+
+
+async def test_a_partner_gets_sealed_log_positions_and_cannot_probe_offsets(
+        system: Running) -> None:
+    partner = fresh("p1")
+    commands, queries = await system.as_("partner", partner)
+    first = await commands.post("/v1/registrations",
+                                json=registration(None, f"{fresh('pos')}.com"))
+    rival = await system.admin.post("/v1/registrations",
+                                    json=registration(fresh("p2"), f"{fresh('pos')}.com"))
+    second = await commands.post("/v1/registrations",
+                                 json=registration(None, f"{fresh('pos')}.com"))
+    assert (first.status_code, second.status_code) == (202, 202), second.text
+    vendor_position = rival.headers["x-log-position"]
+    topic, partition, _offset = vendor_position.split("/")  # vendor roles: plain positions
+    tokens = [r.headers["x-log-position"] for r in (first, second)]
+    for token in tokens:
+        assert token.startswith("lp1.") and topic not in token and "/" not in token, token
+    assert len(tokens[0]) == len(tokens[1])  # the length says nothing about the offset
+    # The token is a read-your-writes token the server opens.
+    for token, answer in zip(tokens, (first, second), strict=True):
+        got = await queries.get(f"/v1/registrations/{answer.json()['id']}",
+                                params={"min_position": token}, headers={"Prefer": "wait=10"})
+        assert got.status_code == 200, got.text
+        header = await queries.get(f"/v1/registrations/{answer.json()['id']}",
+                                   headers={"X-Wait-For-Position": token})
+        assert header.status_code == 200, header.text
+    # A partner cannot wait on a plain position, nor on a token we did not issue, and the
+    # refusal names no offset.
+    for probe in (f"{topic}/{partition}/999999", vendor_position, f"{topic}/0/0",
+                  tokens[0][:-2] + ("AA" if not tokens[0].endswith("AA") else "BB")):
+        refused = await queries.get("/v1/registrations", params={"min_position": probe},
+                                    headers={"Prefer": "wait=1"})
+        assert refused.status_code == 422, (probe, refused.text)
+        assert_absent(refused, topic, "999999", f"/{partition}/", "ends at")
+    # Vendor roles keep plain positions.
+    staff = await (await system.queries("integration")).get(
+        "/v1/registrations", params={"min_position": vendor_position})
+    assert staff.status_code == 200, staff.text
+
+
+async def test_ownership_tells_an_uninvolved_partner_only_until_when_another_party_protects(
+        system: Running) -> None:
+    p1, outsider = fresh("p1"), fresh("p9")
+    domain = f"{fresh('inc')}.com"
+    won = await submit(system.admin, registration(p1, domain, products=("crm",)))
+    crm = (await system.as_("integration"))[0]
+    closed = await crm.post(f"/v1/registrations/{won['id']}/close",
+                            headers={"Prefer": "wait=15"}, json={"outcome": "won"})
+    assert closed.status_code == 200, closed.text
+    held = await submit(system.admin, registration(p1, domain))
+    assert held["status"] == "approved", held
+    await system.settle()
+    seen = await (await system.queries("partner", outsider)).get(
+        "/v1/ownership", params={"domain": domain})
+    assert seen.status_code == 200, seen.text
+    body = seen.json()
+    assert body["incumbents"] == [], body
+    assert [(o["party_id"], o["since"], o["protected_until"] is not None)
+            for o in body["owners"]] == [(None, None, True)]
+    assert_absent(seen, p1, won["id"], held["id"], held["submitted_at"][:19],
+                  str(closed.json().get("decided_at") or "never")[:19])
+    mine = (await (await system.queries("partner", p1)).get(
+        "/v1/ownership", params={"domain": domain})).json()
+    assert [i["party_id"] for i in mine["incumbents"]] == [p1]
+
+
+async def test_a_partner_joining_a_dispute_learns_neither_how_many_rivals_nor_when(
+        system: Running) -> None:
+    p1, p2, p3 = fresh("p1"), fresh("p2"), fresh("p3")
+    domain = f"{fresh('join')}.com"
+    first = await submit(system.admin, registration(p1, domain))
+    second = await submit(system.admin, registration(p2, domain))
+    assert second["status"] == "in_review", second
+    dispute = second["dispute_id"]
+    await system.settle()
+    third = await submit(system.admin, registration(p3, domain))
+    assert third["dispute_id"] == dispute, third
+    await system.settle()
+    queries = await system.queries("partner", p3)
+    seen = await queries.get(f"/v1/disputes/{dispute}")
+    assert seen.status_code == 200, seen.text
+    body = seen.json()
+    secrets = (first["id"], second["id"], p1, p2, second["submitted_at"][:23],
+               first["submitted_at"][:23], "2 other", "over 2", "over 3")
+    assert_absent(seen, *secrets)
+    assert body["registration_ids"] == [third["id"]]
+    assert body["opened_at"] >= third["submitted_at"][:19], body
+    # Deadlines count from the opening: shown to the hour, so they do not date it either.
+    assert body["due_at"][14:19] == "00:00" and body["reminder_at"] is None, body
+    staff = (await (await system.queries("channel_manager", "cm")).get(
+        f"/v1/disputes/{dispute}")).json()
+    if staff["due_at"][14:19] != "00:00":
+        assert_absent(seen, staff["due_at"][:16], staff["due_at"][:16].replace("T", " "))
+    timeline = await queries.get(f"/v1/registrations/{third['id']}/timeline")
+    assert_absent(timeline, *secrets)
+    entries = timeline.json()["entries"]
+    assert entries[0]["type"] == "dealreg.registration.submitted.v1", entries
+    assert "dealreg.dispute.opened.v1" not in {e["type"] for e in entries}
+    for entry in entries:
+        assert len(entry["data"].get("evidence") or ()) <= 1, entry
+    # The vendor side still sees when the dispute opened and over whom.
+    assert set(staff["registration_ids"]) == {first["id"], second["id"], third["id"]}
+    assert staff["opened_at"] < third["submitted_at"]

@@ -10,7 +10,13 @@ from typing import Any
 
 import pytest
 
-from tests.integration.projections.system_support import Running, registration, running, submit
+from tests.integration.projections.system_support import (
+    Running,
+    registration,
+    restore_policy,
+    running,
+    submit,
+)
 
 
 @pytest.fixture(scope="module", params=["embedded", "distributed"])
@@ -169,6 +175,7 @@ async def test_an_award_by_product_settles_a_dispute_bridging_two_scopes(
 
 
 async def test_contests_the_rules_refuse_are_answered_409(system: Running) -> None:
+    before = (await system.admin.get("/v1/policy")).json()
     published = await system.admin.put("/v1/policy", json={"contest_window": "PT3S"})
     assert published.status_code in (200, 201), published.text
     try:
@@ -194,7 +201,7 @@ async def test_contests_the_rules_refuse_are_answered_409(system: Running) -> No
         late = await partner.post(path, json={"reason": "we were first"})
         assert late.status_code == 409 and "PT3S" in late.json()["detail"], late.text
     finally:
-        await system.admin.put("/v1/policy", json={})
+        await restore_policy(system.admin, before)
 
 
 async def test_a_missed_deadline_escalates_to_the_next_owner(system: Running) -> None:

@@ -103,8 +103,11 @@ async def test_lag_is_shown_in_readyz_and_exported_as_a_metric(
             if report.total == 0:
                 break
             await asyncio.sleep(0.05)
+        # Operations detail needs the ops token (or an admin credential) by default.
         client = await system.queries("integration")
-        ready = (await client.get("/readyz")).json()
+        assert (await client.get("/metrics")).status_code == 401
+        ops = {"Authorization": f"Bearer {system.settings.admin_token}"}
+        ready = (await client.get("/readyz", headers=ops)).json()
         detail: dict[str, Any] = ready["detail"]["projections"]
         topics = system.query_app.state.runtime.topics
         assert set(detail["partitions"]) == {f"{t}/{p}" for t in (topics.intake,
@@ -115,6 +118,6 @@ async def test_lag_is_shown_in_readyz_and_exported_as_a_metric(
         assert all(v["lag"] == 0 for v in intake)
         # Exact on Kafka too: the commit marker after the last decision is not lag.
         assert report.total == 0, report.partitions
-        metrics = (await client.get("/metrics")).text
+        metrics = (await client.get("/metrics", headers=ops)).text
         assert f'dealreg_projection_lag_records{{partition="0",topic="{topics.intake}"}} 0.0' \
             in metrics

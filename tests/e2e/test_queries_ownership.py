@@ -163,8 +163,13 @@ async def test_a_win_makes_the_party_the_incumbent(system: Running) -> None:
     vendor = await owners_seen_by(system, "channel_manager", "cm-x", domain=domain)
     assert vendor["owners"] == []
     assert [i["party_id"] for i in vendor["incumbents"]] == ["p-4"]
+    own = await owners_seen_by(system, "partner", "p-4", domain=domain)
+    assert [i["party_id"] for i in own["incumbents"]] == ["p-4"]
+    # An uninvolved partner learns neither that a competitor won the account nor when
+    # (issue 13 follow-up): only its own incumbency is listed.
     rival = await owners_seen_by(system, "partner", "p-1", domain=domain)
-    assert [i["party_id"] for i in rival["incumbents"]] == [None]
+    assert rival["incumbents"] == [], rival
+    assert all(o.get("since") is None for o in rival["owners"])
 
 
 async def test_an_unknown_account_has_no_owners_and_bad_questions_are_422(

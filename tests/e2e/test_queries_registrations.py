@@ -11,7 +11,13 @@ from typing import Any
 
 import pytest
 
-from tests.integration.projections.system_support import Running, registration, running, submit
+from tests.integration.projections.system_support import (
+    Running,
+    registration,
+    restore_policy,
+    running,
+    submit,
+)
 
 
 @pytest.fixture(scope="module", params=["embedded", "distributed"])
@@ -118,6 +124,7 @@ async def test_pages_neither_repeat_nor_skip_while_registrations_keep_arriving(
 async def test_a_timeline_lists_every_event_and_decision_oldest_first(system: Running) -> None:
     domain = f"{fresh('timeline')}.com"
     # Extensions are accepted any time under this policy (default: the last 30 days only).
+    before = (await system.admin.get("/v1/policy")).json()
     published = await system.admin.put("/v1/policy", json={"extension": {"window": None}})
     assert published.status_code in (200, 201), published.text
     try:
@@ -126,7 +133,7 @@ async def test_a_timeline_lists_every_event_and_decision_oldest_first(system: Ru
                                            headers={"Prefer": "wait=15"})
         assert extended.status_code in (200, 202), extended.text
     finally:
-        await system.admin.put("/v1/policy", json={})
+        await restore_policy(system.admin, before)
     await system.settle()
     timeline = (await (await system.queries("partner", "p-1")).get(
         f"/v1/registrations/{mine['id']}/timeline")).json()

@@ -61,7 +61,7 @@ CLASSIFIED: dict[type[BaseModel], tuple[Mapping[str, pv.Rule], ...]] = {
     BreachView: (pv.BREACH,),
     OwnershipView: (pv.OWNERSHIP,),
     OwnerView: (pv.OWNER_OWN, pv.OWNER_FOREIGN),
-    IncumbentView: (pv.INCUMBENT_OWN, pv.INCUMBENT_FOREIGN),
+    IncumbentView: (pv.INCUMBENT_OWN,),
     AccountMatchView: (pv.MATCH,),
     TimelineEntry: (pv.TIMELINE_ENTRY,),
     PipelineView: (pv.PIPELINE,),
@@ -172,7 +172,7 @@ def test_a_partner_keeps_its_own_conflict_and_learns_only_that_rivals_exist() ->
     conflicts = out["decision"]["conflicts"]
     assert [c["registration_id"] for c in conflicts] == [None, "reg_own0"]
     assert conflicts[0] == {"registration_id": None, "party_type": "partner",
-                            "party_id": None, "matched_by": "domain", "score": 1.0}
+                            "party_id": None, "matched_by": "same_customer", "score": 1.0}
     text = _raw(out)
     for secret in ("reg_rival1", "reg_rival2", "p-2", "p-3", "rival.com", "2 other"):
         assert secret not in text, secret
@@ -304,8 +304,12 @@ def test_ownership_merges_rivals_and_keeps_disputes_and_keys_to_the_partner() ->
     assert [o["registration_id"] for o in out["owners"] if o["party_id"]] == ["reg_own1"]
     assert out["open_disputes"] == ["dsp_mine"] and out["open_dispute_count"] == 1
     assert out["account_key"] is None and out["linked_keys"] == ["dom:acme.com"]
-    assert out["incumbents"] == [{"party_type": "partner", "party_id": None, "since": None,
-                                  "until": "2026-01-01"}]
+    assert out["incumbents"] == []  # that a competitor won it, and when, is not shown
+    mine = pv.ownership({**ownership_view(), "incumbents": [
+        {"party_type": "partner", "party_id": "p-1", "since": "2025-01-01",
+         "until": "2026-01-01"}]}, scope, set())
+    assert mine["incumbents"] == [{"party_type": "partner", "party_id": "p-1",
+                                   "since": "2025-01-01", "until": "2026-01-01"}]
     text = _raw(out)
     for secret in ("p-2", "p-3", "reg_rival", "rival-customer", "MARKER-crm", "dsp_theirs"):
         assert secret not in text, secret
@@ -369,3 +373,35 @@ def test_an_award_by_product_shows_which_products_another_party_won_not_who() ->
         {"product": "crm", "registration_id": None}]
     assert "reg_rival1" not in _raw(out)
     DisputeView.model_validate(out)
+
+
+def test_a_key_derived_from_a_competitors_identifiers_is_never_shown() -> None:
+    row = registration_row(account={"name": "Umbrella Holdings", "country": "US"},
+                           account_key="crm:001SECRETCRM")
+    row["decision"]["explanation"] = ("In review: CRM account 001SECRETCRM (crm:001SECRETCRM)"
+                                      " is also claimed by another party")
+    out = pv.registration(row, P1)
+    assert "001SECRETCRM" not in _raw(out)
+    assert out["account_key"] == "name:US:umbrella-holdings"
+    # Its own key, derived from what it submitted, stays.
+    mine = pv.registration(registration_row(account={"domain": "acme.com"},
+                                            account_key="dom:acme.com"), P1)
+    assert mine["account_key"] == "dom:acme.com"
+
+
+def test_a_dispute_and_webhook_show_no_key_the_partner_did_not_submit() -> None:
+    holders = {"reg_own0": pv.holder("partner", "p-1", "dom:hooli-secret.com",
+                                     {"name": "Hooli Systems", "country": "US"}),
+               "reg_rival1": pv.holder("partner", "p-2", "dom:hooli-secret.com",
+                                       {"domain": "hooli-secret.com"})}
+    scope = pv.Scope.of(P1, holders, ["reg_own0", "reg_rival1"])
+    view = {"id": "dsp_1", "status": "open", "level": 1, "account_key": "dom:hooli-secret.com",
+            "registration_ids": ["reg_rival1", "reg_own0"],
+            "explanation": "a tie on the account hooli-secret.com over 2 registrations"}
+    out = pv.dispute(view, scope)
+    assert "hooli-secret" not in _raw(out), out
+    assert out["account_key"] is None and out["registration_ids"] == ["reg_own0"]
+    hook = pv.resolved_webhook("2026-01-01T00:00:00Z", {
+        "dispute_id": "dsp_1", "account_key": "dom:hooli-secret.com", "outcome": "award",
+        "partner_note": "hooli-secret.com goes to another party"}, [], scope)
+    assert "hooli-secret" not in _raw(hook), hook

@@ -60,7 +60,10 @@ def end(
     incumbent_until = None
     if status == "won":
         longest = max(span_us(p.incumbency_window) for p in state.policies.values())
-        state.record_win(entry.account_key, entry.incumbency_party, at, at - longest)
+        # A win is the customer's: recorded under every key linked to the entry's now, as
+        # links end with the registrations that justified them (this close among them).
+        for key in state.cluster(entry.account_key):
+            state.record_win(key, entry.incumbency_party, at, at - longest)
         incumbent_until = from_us(at + span_us(policy.incumbency_window))
     cooloff.record(state, entry, reason, at)
     retire(state, entry, status, policy, at)

@@ -33,7 +33,9 @@ def _incumbent(state: AdjudicationState, r: Entry, c: Entry, policy: Policy) -> 
     # Evaluated at R's submission: the moment the question was asked.
     at = r.submitted_at
     since = at - span_us(policy.incumbency_window)
-    keys = (r.account_key,) if r.account_key == c.account_key else (r.account_key, c.account_key)
+    # The customer, not the key: a win recorded under a key linked to R's or C's (the same
+    # customer, shared/accounts/sameness.py) counts, in a deterministic order.
+    keys = tuple(dict.fromkeys((*state.cluster(r.account_key), *state.cluster(c.account_key))))
     r_inc = state.won_within(keys, r.incumbency_party, since, at)
     c_inc = state.won_within(keys, c.incumbency_party, since, at)
     if r_inc == c_inc:

@@ -30,6 +30,7 @@ from shared.accounts import (
     normalize_name,
     sort_name_tokens,
 )
+from shared.api import partner_view
 from shared.readmodel.schema import (
     account_crm_ids,
     account_domains,
@@ -90,10 +91,14 @@ def look_up(conn: Connection, question: Question, moment: datetime) -> Answer:
         if answer.open_disputes:
             answer.partner_disputes = _disputes_of_partner(conn, answer.open_disputes,
                                                            question.partner_id)
-        answer.partner_keys = set(conn.execute(
-            select(registrations.c.account_key).distinct()
-            .where(registrations.c.partner_id == question.partner_id,
-                   registrations.c.account_key.in_(answer.keys))).scalars().all())
+        # Only keys the partner's own identifiers derive: a registration resolved to a
+        # key through a competitor's CRM id or domain does not make that key the partner's.
+        answer.partner_keys = {
+            key for key, account in conn.execute(
+                select(registrations.c.account_key, registrations.c.account)
+                .where(registrations.c.partner_id == question.partner_id,
+                       registrations.c.account_key.in_(answer.keys)))
+            if partner_view.own_key(key, account) is not None}
     return answer
 
 

@@ -16,6 +16,7 @@ from shared.api.auth import Principal, require
 from shared.api.partner_view import Viewer
 from shared.api.problems import Problem
 from shared.eventlog import EventLog
+from shared.positions import is_sealed, position_key, unseal
 from shared.readmodel.waiter import PositionWaiter
 
 READERS = ("integration", "partner", "rep", "owner", "channel_manager")
@@ -43,8 +44,28 @@ def parse_positions(raw: str) -> dict[tuple[str, int], int]:
     return wanted
 
 
+def _unsealed(raw: str, key: bytes, partner: bool) -> str:
+    """The positions `raw` names: sealed tokens opened; a partner may pass only sealed
+    ones (the tokens its commands returned), so it cannot probe offsets."""
+    out: list[str] = []
+    for token in raw.split(","):
+        if not token.strip():
+            continue
+        if is_sealed(token):
+            try:
+                out.append(unseal(token, key))
+            except ValueError:
+                raise ValueError("(not a token we issued)") from None
+        elif partner:
+            raise ValueError("(pass the X-Log-Position of a command unchanged)")
+        else:
+            out.append(token)
+    return ",".join(out)
+
+
 async def read_your_writes(
     request: Request,
+    who: Annotated[Viewer, Depends(viewer)],
     min_position: Annotated[str | None, Query(
         max_length=2000,
         description="Wait until the read models applied this log position "
@@ -58,13 +79,16 @@ async def read_your_writes(
     raw = ",".join(v for v in (min_position, x_wait_for_position) if v)
     if not raw:
         return
-    try:
-        wanted = parse_positions(raw)
-    except ValueError as exc:
-        raise Problem(422, "Validation failed", "A position is `topic/partition/offset`.",
-                      errors=[{"field": "min_position", "message": f"bad token {exc}"}]
-                      ) from exc
     runtime = request.app.state.runtime
+    partner = who.restricted
+    try:
+        wanted = parse_positions(_unsealed(raw, position_key(runtime.settings), partner))
+    except ValueError as exc:
+        raise Problem(422, "Validation failed",
+                      "A position is the `X-Log-Position` a command returned.",
+                      errors=[{"field": "min_position",
+                               "message": "bad token" if partner else f"bad token {exc}"}]
+                      ) from exc
     known = {runtime.topics.intake, runtime.topics.decisions}
     unknown = sorted({topic for topic, _ in wanted} - known)
     if unknown:
@@ -78,11 +102,13 @@ async def read_your_writes(
     waiter: PositionWaiter = (worker.position_waiter if worker is not None
                               else PositionWaiter(runtime.engine, MODELS))
     if await waiter.behind(wanted):
-        await _reachable(runtime.eventlog, wanted)
+        await _reachable(runtime.eventlog, wanted, partner)
     if not await waiter.wait(wanted, timeout):
         behind = await waiter.behind(wanted)
+        # Applied positions are offsets: a partner is told only that it must retry.
         raise Problem(
             503, "Read model behind",
+            "The read models have not applied this position yet." if partner else
             "The read models have not applied these positions yet: "
             + ", ".join(f"{t}/{p} at {pos}" for (t, p), pos in sorted(behind.items())),
             headers={"Retry-After": "1"},
@@ -102,7 +128,8 @@ def _cursor_check(value: bytes) -> bytes:
     return hashlib.blake2s(value, key=_CURSOR_KEY, digest_size=_CURSOR_CHECK_BYTES).digest()
 
 
-async def _reachable(log: EventLog, wanted: dict[tuple[str, int], int]) -> None:
+async def _reachable(log: EventLog, wanted: dict[tuple[str, int], int],
+                     partner: bool = False) -> None:
     """A position the log has not reached was never issued (commands answer with the
     offset of a record they appended): waiting for it can only time out, so it is a 422,
     not a 503. Asked only when the read models are behind, so a satisfied read costs
@@ -120,6 +147,7 @@ async def _reachable(log: EventLog, wanted: dict[tuple[str, int], int]) -> None:
                 raise Problem(422, "Validation failed",
                               "That position was never written: it cannot be waited for.",
                               errors=[{"field": "min_position", "message":
+                                       "never written" if partner else
                                        f"{topic}/{partition}/{offset} is beyond the end of "
                                        f"the log ({topic}/{partition} ends at "
                                        f"{ends[partition]})"}])

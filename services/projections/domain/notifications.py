@@ -122,7 +122,8 @@ def partner_rows(event_id: str, at: datetime, event: DisputeResolved,
         partner = row.get("partner_id")
         if partner:
             own.setdefault(str(partner), []).append(registration_id)
-            holders[registration_id] = ("partner", str(partner), row.get("account_key"))
+            holders[registration_id] = partner_view.holder(
+                "partner", str(partner), row.get("account_key"), row.get("account"))
     data = {**event.to_data(), "dispute_id": event.dispute_id}
     out: list[Row] = []
     for partner_id, ids in own.items():

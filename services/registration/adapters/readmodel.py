@@ -9,7 +9,7 @@ caller (a clear 404/403/409 at once), and adjudication checks everything again.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -19,7 +19,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.events import DisputeActionRejected
-from shared.readmodel.queries import get_registration, holders_of
+from shared.readmodel.queries import first_decided, get_registration, holders_of
 from shared.readmodel.schema import metadata, registrations, timeline_entries
 
 T = TypeVar("T")
@@ -62,6 +62,11 @@ class ReadModel:
         """Whose registrations and claims these are (for the partner view)."""
         async with self.engine.connect() as conn:
             return await holders_of(conn, ids)
+
+    async def first_decided(self, ids: Iterable[str]) -> Any:
+        """When the earliest of these registrations was first decided."""
+        async with self.engine.connect() as conn:
+            return await first_decided(conn, ids)
 
     async def claim(self, claim_id: str) -> dict[str, Any] | None:
         """A claim's row: the projections' `claims` table when there is one, else the

@@ -14,6 +14,7 @@ from services.registration.domain.idempotency import Verdict, fingerprint, valid
 from services.registration.handlers import Commands, Outcome
 from shared.api.auth import Principal
 from shared.api.problems import Problem
+from shared.positions import position_key, seal
 
 _WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
 REPLAYED_HEADERS = ("location", "x-log-position", "preference-applied", "content-type")
@@ -60,6 +61,19 @@ IdempotencyKey = Annotated[str | None, Header(
     examples=["4f6c5f0e-8d7a-4d7e-9d51-0b8e6f3a9c21"])]
 
 
+def _sealing(run: Callable[[], Awaitable[Outcome]], key: bytes
+             ) -> Callable[[], Awaitable[Outcome]]:
+    """A partner's `X-Log-Position` is sealed (`shared.positions`): offsets would count
+    the competitors' events on the partition."""
+    async def sealed() -> Outcome:
+        outcome = await run()
+        position = outcome.headers.get("X-Log-Position")
+        if position:
+            outcome.headers["X-Log-Position"] = seal(position, key)
+        return outcome
+    return sealed
+
+
 def render(outcome: Outcome) -> Response:
     return Response(outcome.body.model_dump_json(), status_code=outcome.status_code,
                     media_type="application/json", headers=outcome.headers)
@@ -73,6 +87,8 @@ async def idempotent(request: Request, principal: Principal, commands: Commands,
     Only 2xx answers are remembered: a 4xx appended nothing and a 5xx may be retried, so
     their reservations are dropped and a retry runs the command again. `remember` turns
     the answer into what is stored for replays (to keep secrets out of the store)."""
+    if principal.role == "partner":
+        run = _sealing(run, position_key(request.app.state.runtime.settings))
     if key is None:
         return render(await run())
     if not valid_key(key):

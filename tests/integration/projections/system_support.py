@@ -148,3 +148,12 @@ async def submit(client: httpx.AsyncClient, body: dict[str, Any], wait: int = 15
     assert response.status_code in (201, 202), response.text
     result: dict[str, Any] = response.json()
     return result
+
+
+async def restore_policy(admin: httpx.AsyncClient, document: dict[str, Any]) -> None:
+    """Publish `document` (a `GET /v1/policy` answer) again, so a test that changed the
+    policy leaves the one it found: a `PUT` body merges onto the current version, so `{}`
+    would change nothing."""
+    body = {field: value for field, value in document.items() if field != "version"}
+    restored = await admin.put("/v1/policy", json=body)
+    assert restored.status_code in (200, 201), restored.text

@@ -402,3 +402,24 @@ def test_an_extended_original_brings_its_expired_copy_back() -> None:
                      )[0].rule == "no_conflict"
     d.feed(_report(d, ("x1", "p-9", "approved"), protected_days=30))  # extended there
     assert [e.id for e in d.state.active_under("crm:U-1")] == ["x1"]
+
+
+def test_incumbency_follows_the_account_links_of_the_customer() -> None:
+    """A win recorded under dom:acme.com makes p-1 the incumbent of the customer, also
+    when a later registration is filed under the name key linked to it."""
+    d = Driver()
+    d.register("r1", "p-3", domain=None, name="Acme Corp", country="US")
+    out = d.register("rx", "p-1")
+    assert only(out, AccountsLinked), out
+    [opened] = only(out, DisputeOpened)
+    d.later(hours=1)
+    d.resolve(opened.dispute_id, "award", registration_id="rx")
+    assert d.status("rx") == "approved"
+    d.close("rx", "won")
+    assert d.state.won_within(("dom:acme.com",), "p-1", 0, 2**62)
+    d.later(days=30)
+    [second] = decisions(d.register("r2", "p-2", domain=None, name="Acme Corp", country="US"))
+    assert second.status == "approved", second
+    d.later(days=2)
+    [third] = decisions(d.register("r3", "p-1", domain=None, name="Acme Corp", country="US"))
+    assert (third.status, third.rule) == ("in_review", "incumbent"), third

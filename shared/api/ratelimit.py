@@ -1,0 +1,58 @@
+"""Token buckets, one per key (an API key id, or a client address for failed
+authentications). Pure: the caller passes the clock, so the tests need no sleeping.
+
+A bucket holds at most `burst` tokens and gains `rate` per second; a request takes one. An
+empty bucket answers how long until the next token, which the API sends as `Retry-After`.
+Buckets live in the memory of one process: with N processes behind a load balancer a key
+gets up to N times the rate (documented in the README).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    at: float
+
+
+class TokenBuckets:
+    """`take(key, now)` → 0.0 when admitted, else the seconds until a token is available."""
+
+    def __init__(self, rate: float, burst: int, *, max_keys: int = 100_000) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("a token bucket needs rate > 0 and burst >= 1")
+        self.rate = rate
+        self.burst = float(burst)
+        self._max_keys = max_keys
+        self._buckets: dict[str, _Bucket] = {}
+
+    def take(self, key: str, now: float) -> float:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= self._max_keys:
+                self._forget_full(now)
+            bucket = self._buckets[key] = _Bucket(self.burst, now)
+        else:
+            elapsed = max(0.0, now - bucket.at)
+            bucket.tokens = min(self.burst, bucket.tokens + elapsed * self.rate)
+            bucket.at = now
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return 0.0
+        return (1.0 - bucket.tokens) / self.rate
+
+    def _forget_full(self, now: float) -> None:
+        """Drop buckets that have refilled (a new bucket would be identical); if none has,
+        drop all: bounded memory matters more than a moment of leniency."""
+        full = [k for k, b in self._buckets.items()
+                if b.tokens + (now - b.at) * self.rate >= self.burst]
+        for key in full:
+            del self._buckets[key]
+        if len(self._buckets) >= self._max_keys:
+            self._buckets.clear()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
