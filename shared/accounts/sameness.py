@@ -135,7 +135,10 @@ def sort_out(
     so far is demoted to a possible duplicate: never merged, never silently ignored.
     With ``name_only_review`` (policy `match.name_only: review`) a confident name match
     where exactly one side carries an identifier is a possible duplicate too: a name-only
-    account never decides for one with a CRM id or domain, nor the reverse.
+    account never decides for one with a CRM id or domain, nor the reverse. The matched
+    side is judged by its key's form (`Identifiers.of_key`): a name-only key that a link (a
+    person's or an older policy's decision) joined to a domain is still a name-only key,
+    and following that link is the link's business.
     """
     customer = query if different_customers(query, anchor) else query | anchor
     same: list[AccountMatch] = []
@@ -155,8 +158,9 @@ def sort_out(
             continue
         if not match.confident:
             possible.append(match)
-        elif (name_only_review and match.matched_by == "name" \
-                and bool(customer) != bool(theirs)) or different_customers(customer, theirs):
+        elif (name_only_review and match.matched_by == "name"
+              and bool(customer) != bool(Identifiers.of_key(match.account_key))) \
+                or different_customers(customer, theirs):
             possible.append(replace(match, confident=False))
         else:
             customer = customer | theirs
