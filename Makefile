@@ -2,7 +2,7 @@
 PY ?= python3
 STAMP := .make/installed
 
-.PHONY: install dev test test-fast lint bench services-up services-down clean
+.PHONY: install dev test test-fast lint bench mutation services-up services-down clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
@@ -32,6 +32,13 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) tests/bench/run.py
 
+## Mutation testing of the modules that decide against the fast unit tests (minutes, niced);
+## the score and the surviving mutants are printed, `mutmut show NAME` shows one.
+mutation: $(STAMP)
+	rm -rf mutants
+	nice -n 10 timeout 900 $(PY) -m mutmut run --max-children 2 || true
+	$(PY) -m mutmut results
+
 services-up:
 	bash deploy/services.sh up
 
@@ -39,4 +46,4 @@ services-down:
 	bash deploy/services.sh down
 
 clean:
-	rm -rf .make dealreg-data bench-results .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .make dealreg-data bench-results .pytest_cache .mypy_cache .ruff_cache mutants

@@ -30,3 +30,12 @@ def event_type(cls: E) -> E:
         raise ValueError(f"event type {name} registered twice")
     CATALOGUE[name] = cls
     return cls
+
+
+class UnhandledEventType(TypeError):
+    """A consumer met a catalogue event type it neither handles nor explicitly ignores: a
+    programming error (a new event type without its consumers), never skipped silently."""
+
+    def __init__(self, consumer: str, event: DomainEvent) -> None:
+        super().__init__(f"{consumer} has no rule for {type(event).__name__} "
+                         f"({event.TYPE}): handle it or list it as ignored")

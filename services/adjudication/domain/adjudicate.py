@@ -35,6 +35,7 @@ from services.adjudication.domain.matching import (
     find_collisions,
     held_exclusively,
     is_exclusive,
+    own_key_evidence,
 )
 from services.adjudication.domain.precedence import compare, rule_rank
 from services.adjudication.domain.protection import INACTIVE_PARTNER, grant, hold_for_review, retire
@@ -133,6 +134,8 @@ def _decide(
 ) -> list[Collision]:
     at = state.clock
     state.entries[entry.id] = entry
+    # How it matches its own key's customer, before its own facts are filed there.
+    own = entry.evidence = own_key_evidence(state, entry.account_key, identity, policy)
     if not identity.is_empty():
         state.index_account(entry.account_key, identity)
     label = explain.account_label(entry.account_key, identity)
@@ -150,7 +153,7 @@ def _decide(
         cooloff.reject(state, out, entry, *barred, label, at)
         return []
 
-    collisions = find_collisions(state, entry, identity, policy)
+    collisions = find_collisions(state, entry, identity, policy, own)
     exclusive = is_exclusive(entry, policy)
 
     duplicates = [

@@ -25,19 +25,36 @@ from services.adjudication.domain.state import AdjudicationState
 from services.adjudication.domain.timers import advance
 from shared.events import (
     AccountLinkReported,
+    AccountsLinked,
+    AccountsUnlinked,
+    ClaimDecided,
     ClaimFiled,
     ClaimReleased,
     DisputeAcknowledged,
+    DisputeAcknowledgementRecorded,
+    DisputeActionRejected,
+    DisputeEscalated,
     DisputeFiled,
+    DisputeJoined,
+    DisputeOpened,
+    DisputeReminderDue,
     DisputeResolutionSubmitted,
+    DisputeResolved,
+    DisputeSlaBreached,
     DomainEvent,
     OpportunityClosed,
     PartnerStatusChanged,
+    ProtectionEnded,
+    ProtectionExtended,
+    RegistrationActionRejected,
+    RegistrationDecided,
     RegistrationExtensionRequested,
     RegistrationSubmitted,
     RegistrationWithdrawn,
     TimerFired,
 )
+from shared.events.base import UnhandledEventType
+from shared.events.reference import OwnerUpdated, PartnerUpdated, PolicyPublished
 from shared.policy import Policy
 
 
@@ -92,6 +109,24 @@ _HANDLERS: Final[dict[type[DomainEvent], Callable[[AdjudicationState, Any, Polic
 }
 
 
+IGNORED: Final[frozenset[type[DomainEvent]]] = frozenset({
+    # The adjudicator's own decisions: they are written to the decisions topic, never to
+    # intake, so meeting one here changes nothing.
+    RegistrationDecided, ClaimDecided, ProtectionExtended, ProtectionEnded, AccountsLinked,
+    AccountsUnlinked,
+    DisputeOpened, DisputeJoined, DisputeAcknowledgementRecorded, DisputeReminderDue,
+    DisputeEscalated, DisputeSlaBreached, DisputeResolved, DisputeActionRejected,
+    RegistrationActionRejected,
+    # Reference data: policies reach `decide` through the context, partner status through
+    # `PartnerStatusChanged`; owners and partner details decide nothing.
+    PolicyPublished, PartnerUpdated, OwnerUpdated,
+})
+"""Catalogue types `decide` deliberately does nothing with. Every other catalogue type has
+a handler; a type in neither raises `UnhandledEventType` (checked against the catalogue
+by tests/unit/test_exhaustive_dispatch.py)."""
+
+HANDLED: Final = frozenset(_HANDLERS)
+
 _STAMPED: dict[type[DomainEvent], bool] = {}
 
 
@@ -116,6 +151,9 @@ def decide(
     decisions topic (a deadline reached while deciding one account's event may concern
     another account of the same partition).
     """
+    handler = _HANDLERS.get(type(event))
+    if handler is None and type(event) not in IGNORED:
+        raise UnhandledEventType("the adjudicator", event)  # before anything changed
     policy = state.remember_policy(context.policy)
     out: Out = []
     moment = to_us(context.time)
@@ -123,7 +161,6 @@ def decide(
         moment = max(moment, to_us(event.deadline))
     advance(state, out, moment)
     links.revisit(state, out)
-    handler = _HANDLERS.get(type(event))
     if handler is not None:
         version = policy_version_of(event)
         handler(state, event, state.policy(version) if version is not None else policy, out)

@@ -380,14 +380,14 @@ def file(state: AdjudicationState, out: Out, event: DisputeFiled, policy: Policy
         _contest_unopposed(state, out, entry, event, entry_policy, at)
         return
     hold_for_review(state, entry, at)
-    evidence = tuple(outcomes.member_evidence(r, entry.account_key) for r in rivals)
+    evidence = tuple(outcomes.member_evidence(r, entry.account_key, entry) for r in rivals)
     # The rivals it lost to are drawn in: the person deciding must weigh them together.
     dispute = draw_into_dispute(state, out, entry, rivals, "contested", "contested", policy,
                                 at, evidence, dispute_id=event.dispute_id)
     out.append(outcomes.decision(
         entry, "contested", entry_policy.version,
         f"In review: the partner contests this rejection ({event.reason}); dispute "
-        f"{dispute.id} decides {explain.tag('contested', policy.version)}.", at, evidence))
+        f"{dispute.id} decides {explain.tag('contested', entry_policy.version)}.", at, evidence))
 
 
 def _contest_unopposed(state: AdjudicationState, out: Out, entry: Entry, event: DisputeFiled,
@@ -643,7 +643,8 @@ def settle(
     released: list[Entry] = []
     for entry in live:
         entry_policy = state.policy(entry.policy_version)
-        others = [outcomes.member_evidence(m, entry.account_key) for m in live if m is not entry]
+        others = [outcomes.member_evidence(m, entry.account_key, entry)
+                  for m in live if m is not entry]
         why = verdict[entry.id]
         settled = f"dispute {dispute.id} was settled as {outcome}"
         if why in ("won", "kept", "freed"):

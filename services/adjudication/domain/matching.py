@@ -83,8 +83,29 @@ def _matches(
     return exact + names
 
 
+_RANK = {"crm_account_id": 2, "domain": 1, "name": 0}
+
+
+def own_key_evidence(
+    state: AdjudicationState, account_key: str, identity: AccountIdentity, policy: Policy
+) -> tuple[str, float] | None:
+    """How `identity` matches the customer already filed under its own key (call it before
+    the identity is indexed there): the strongest confident match, CRM id over domain over
+    name. An account filed under a `dom:` key by its name is matched by name, not by that
+    domain. None when it matches nothing there (it opens the key)."""
+    best: AccountMatch | None = None
+    if not identity.is_empty():
+        for match in _matches(state, identity, policy):
+            if match.account_key == account_key and match.confident and (
+                    best is None or (_RANK[match.matched_by], match.score)
+                    > (_RANK[best.matched_by], best.score)):
+                best = match
+    return (best.matched_by, best.score) if best is not None else None
+
+
 def find_collisions(
-    state: AdjudicationState, new: Entry, identity: AccountIdentity | None, policy: Policy
+    state: AdjudicationState, new: Entry, identity: AccountIdentity | None, policy: Policy,
+    own_evidence: tuple[str, float] | None = None,
 ) -> list[Collision]:
     """Active entries at the same customer whose scope overlaps `new`'s (see `_evidence`)."""
     found_entries: list[Collision] = []
@@ -129,9 +150,9 @@ def _evidence(
         # The key's links join identifiers other than this account's: not followed.
         own = own[:1]
         anchor = state.index.identifiers(new.account_key)
-    kind = key_evidence(new.account_key)
+    kind, score = own_evidence or (key_evidence(new.account_key), 1.0)
     evidence: dict[str, tuple[str, float, bool, bool]] = {
-        key: (kind, 1.0, True, key != new.account_key) for key in own
+        key: (kind, score, True, key != new.account_key) for key in own
     }
     if identity is not None and not identity.is_empty():
         found = sort_out(query, _matches(state, identity, policy), state.customer, anchor,

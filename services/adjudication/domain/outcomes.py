@@ -31,9 +31,18 @@ def evidence(collision: Collision, decided_key: str) -> ConflictEvidence:
     )
 
 
-def member_evidence(entry: Entry, decided_key: str) -> ConflictEvidence:
-    """Evidence for a fellow member of a dispute (matched when the dispute formed)."""
-    return evidence(Collision(entry, key_evidence(entry.account_key), 1.0, True), decided_key)
+def member_evidence(entry: Entry, decided_key: str,
+                    decided: Entry | None = None) -> ConflictEvidence:
+    """Evidence for a fellow member `entry` of a dispute, in a decision about `decided`
+    (filed under `decided_key`): how they were found to be one customer. A name match on
+    either side makes it a name match (the weakest link); otherwise it is how `decided`
+    matched its key's customer, or, when it opened the key (or is not given), how `entry`
+    did."""
+    theirs = entry.evidence or (key_evidence(entry.account_key), 1.0)
+    mine = (decided.evidence if decided is not None else None) or theirs
+    names = [score for kind, score in (mine, theirs) if kind == "name"]
+    kind, score = ("name", min(names)) if names else mine
+    return evidence(Collision(entry, kind, score, True), decided_key)
 
 
 def decision(

@@ -74,6 +74,9 @@ class Entry:
     retain_until: int = 0  # ended: when it is forgotten; an active copy: its lease end
     mirror: bool = False  # a copy reported from another partition's key (links.py)
     held_by: str | None = None  # the one dispute allowed to carry this protection past its end
+    evidence: tuple[str, float] | None = None
+    """How it matched the customer already under its key when decided (matched_by, score);
+    None: it opened the key (or is a copy), the key's own kind."""
 
     @property
     def active(self) -> bool:

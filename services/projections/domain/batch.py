@@ -27,24 +27,37 @@ from services.projections.domain import directory, disputes, notifications, owne
 from services.projections.domain import registrations as regs
 from services.projections.domain.pipeline import Deltas, snapshot
 from shared.events import (
+    AccountLinkReported,
     AccountsLinked,
     AccountsUnlinked,
     ClaimDecided,
     ClaimFiled,
+    ClaimReleased,
+    DisputeAcknowledged,
     DisputeAcknowledgementRecorded,
+    DisputeActionRejected,
     DisputeEscalated,
     DisputeFiled,
     DisputeJoined,
     DisputeOpened,
     DisputeReminderDue,
+    DisputeResolutionSubmitted,
     DisputeResolved,
     DisputeSlaBreached,
     DomainEvent,
+    OpportunityClosed,
+    PartnerStatusChanged,
     ProtectionEnded,
     ProtectionExtended,
+    RegistrationActionRejected,
     RegistrationDecided,
+    RegistrationExtensionRequested,
     RegistrationSubmitted,
+    RegistrationWithdrawn,
+    TimerFired,
 )
+from shared.events.base import UnhandledEventType
+from shared.events.reference import OwnerUpdated, PartnerUpdated, PolicyPublished
 
 Row = dict[str, Any]
 
@@ -187,6 +200,8 @@ class Batch:
             for row in notifications.rows(item.event_id, item.time, event, item.data,
                                           dispute, self.registrations):
                 self.outbox.setdefault(row["id"], row)
+        if type(event) not in _ACCOUNTED:
+            raise UnhandledEventType("the projections", event)
         for model, handler in _DISPATCH.get(type(event), ()):
             if model in models:
                 handler(self, item.event_id, event)
@@ -401,3 +416,47 @@ _DISPATCH: Final[dict[type[DomainEvent], tuple[tuple[str, Handler], ...]]] = {
 (lifecycle requests, timer firings, refusals, partner status) only reach timelines."""
 
 FOLDED: Final = frozenset(_DISPATCH)
+
+_TIMELINE_ONLY: Final[frozenset[type[DomainEvent]]] = frozenset({
+    # Requests the adjudicator answers with a decision (which the models fold), refusals,
+    # clock ticks, partner status (about a partner, not an account) and the edge's link
+    # reports (the adjudicator's AccountsLinked is what the directory folds).
+    RegistrationWithdrawn, RegistrationExtensionRequested, OpportunityClosed, ClaimReleased,
+    DisputeAcknowledged, DisputeResolutionSubmitted, DisputeActionRejected,
+    RegistrationActionRejected, TimerFired, PartnerStatusChanged, AccountLinkReported,
+})
+_REFERENCE: Final[frozenset[type[DomainEvent]]] = frozenset({
+    # On the reference topic, which the projection worker does not read.
+    PolicyPublished, PartnerUpdated, OwnerUpdated,
+})
+_SUBMISSIONS: Final[frozenset[type[DomainEvent]]] = frozenset({RegistrationSubmitted,
+                                                               ClaimFiled})
+_HOLDERS: Final[frozenset[type[DomainEvent]]] = frozenset(_HOLDER_DECISIONS)
+_LINKS: Final[frozenset[type[DomainEvent]]] = frozenset({AccountsLinked, AccountsUnlinked})
+_DISPUTING: Final[frozenset[type[DomainEvent]]] = frozenset(_DISPUTE_DECISIONS)
+IGNORED: Final[dict[str, frozenset[type[DomainEvent]]]] = {
+    REGISTRATIONS: _TIMELINE_ONLY | _REFERENCE | _LINKS | {DisputeFiled, *_DISPUTING},
+    OWNERSHIP: _TIMELINE_ONLY | _REFERENCE | _SUBMISSIONS | _LINKS | {DisputeFiled,
+                                                                      *_DISPUTING},
+    DIRECTORY: _TIMELINE_ONLY | _REFERENCE | {*_HOLDERS, DisputeFiled,
+                                              *_DISPUTING},
+    DISPUTES: _TIMELINE_ONLY | _REFERENCE | _SUBMISSIONS | _LINKS | _HOLDERS,
+    TIMELINES: timeline.IGNORED,
+    NOTIFICATIONS: notifications.IGNORED,
+}
+"""Per model, the catalogue types it deliberately does not fold. With `handled()` they
+cover the catalogue exactly (tests/unit/test_exhaustive_dispatch.py); an event of a type
+some model neither handles nor ignores raises `UnhandledEventType` instead of vanishing."""
+
+
+def handled(model: str) -> frozenset[type[DomainEvent]]:
+    """The event types `model` folds."""
+    if model == TIMELINES:
+        return timeline.HANDLED
+    if model == NOTIFICATIONS:
+        notified: frozenset[type[DomainEvent]] = frozenset(notifications.NOTIFIED)
+        return notified
+    return frozenset(t for t, pairs in _DISPATCH.items() if any(m == model for m, _ in pairs))
+
+
+_ACCOUNTED: Final = frozenset.intersection(*(handled(m) | IGNORED[m] for m in IGNORED))

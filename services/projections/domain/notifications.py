@@ -27,12 +27,36 @@ import orjson
 
 from shared.api import partner_view
 from shared.events import (
+    AccountLinkReported,
+    AccountsLinked,
+    AccountsUnlinked,
+    ClaimDecided,
+    ClaimFiled,
+    ClaimReleased,
+    DisputeAcknowledged,
+    DisputeAcknowledgementRecorded,
+    DisputeActionRejected,
     DisputeEscalated,
+    DisputeFiled,
+    DisputeJoined,
     DisputeOpened,
     DisputeReminderDue,
+    DisputeResolutionSubmitted,
     DisputeResolved,
+    DisputeSlaBreached,
     DomainEvent,
+    OpportunityClosed,
+    PartnerStatusChanged,
+    ProtectionEnded,
+    ProtectionExtended,
+    RegistrationActionRejected,
+    RegistrationDecided,
+    RegistrationExtensionRequested,
+    RegistrationSubmitted,
+    RegistrationWithdrawn,
+    TimerFired,
 )
+from shared.events.reference import OwnerUpdated, PartnerUpdated, PolicyPublished
 
 Row = dict[str, Any]
 
@@ -45,6 +69,18 @@ _TYPES: Final[dict[type[DomainEvent], str]] = {
     DisputeEscalated: "dispute.escalated",
     DisputeResolved: "dispute.resolved",
 }
+IGNORED: Final[frozenset[type[DomainEvent]]] = frozenset({
+    # Nobody is notified of these: only a dispute's opening, reminder, escalation and
+    # resolution reach its owner (and a resolution the partners involved).
+    RegistrationSubmitted, RegistrationDecided, RegistrationWithdrawn,
+    RegistrationExtensionRequested, RegistrationActionRejected, OpportunityClosed,
+    ProtectionExtended, ProtectionEnded, ClaimFiled, ClaimDecided, ClaimReleased,
+    AccountsLinked, AccountsUnlinked, AccountLinkReported, DisputeFiled, DisputeJoined,
+    DisputeAcknowledged,
+    DisputeAcknowledgementRecorded, DisputeResolutionSubmitted, DisputeActionRejected,
+    DisputeSlaBreached, PartnerStatusChanged, TimerFired,
+    PolicyPublished, PartnerUpdated, OwnerUpdated,
+})
 _TRIMMABLE: Final = ("evidence", "explanation", "note", "splits")
 
 

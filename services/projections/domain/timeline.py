@@ -40,6 +40,7 @@ from shared.events import (
     DisputeSlaBreached,
     DomainEvent,
     OpportunityClosed,
+    PartnerStatusChanged,
     ProtectionEnded,
     ProtectionExtended,
     RegistrationActionRejected,
@@ -49,6 +50,8 @@ from shared.events import (
     RegistrationWithdrawn,
     TimerFired,
 )
+from shared.events.base import UnhandledEventType
+from shared.events.reference import OwnerUpdated, PartnerUpdated, PolicyPublished
 
 Row = dict[str, Any]
 
@@ -80,6 +83,13 @@ _SUBJECT_AND_TIME: Final[dict[type[DomainEvent], tuple[str, str | None]]] = {
     AccountsUnlinked: ("registration_id", "unlinked_at"),
 }
 
+
+IGNORED: Final[frozenset[type[DomainEvent]]] = frozenset({
+    PartnerStatusChanged,  # about a partner, not a registration
+    PolicyPublished, PartnerUpdated, OwnerUpdated,  # reference topic: not read here
+})
+HANDLED: Final[frozenset[type[DomainEvent]]] = frozenset(
+    {*_SUBJECT_AND_TIME, TimerFired, AccountLinkReported})
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -117,7 +127,9 @@ def entries(event_id: str, time: datetime, event: DomainEvent,
                 for r in event.registrations]
     known = _SUBJECT_AND_TIME.get(type(event))
     if known is None:
-        return []  # e.g. a partner's status change: about a partner, not a registration
+        if type(event) in IGNORED:
+            return []  # e.g. a partner's status change: about a partner, not a registration
+        raise UnhandledEventType("the timelines", event)
     field, time_field = known
     subject = getattr(event, field)
     if subject is None:

@@ -1,0 +1,90 @@
+"""A realistic workload through the real edge and adjudicator: one key per company, and
+exactly the collisions the generator meant.
+
+The generator (tests/support/companies.py) knows the truth: which registrations are for the
+same company and which are true collisions (another partner registered the company first).
+Every registration goes through the registration handlers (account resolution at the edge),
+the embedded intake log, the adjudicator worker and the projections. Then:
+
+- the number of distinct account keys the edge assigned equals the number of distinct
+  companies, and no key holds two companies (names never merge different customers);
+- the observed collision rate (registrations whose first decision is anything but
+  `no_conflict`) equals the intended one.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from datetime import timedelta
+from pathlib import Path
+
+from services.registration.models import RegistrationRequest
+from shared.events import RegistrationDecided, RegistrationSubmitted
+from shared.events.codec import decode
+from tests.support.companies import generate
+from tests.support.pipeline import ADMIN, Pipeline, SimClock, simulated_time
+
+SEED = 20261126
+REGISTRATIONS = 300
+COLLISION_SHARE = 0.2
+
+
+async def test_realistic_workload_one_key_per_company_and_intended_collisions(
+        tmp_path: Path) -> None:
+    workload = generate(SEED, REGISTRATIONS, collision_share=COLLISION_SHARE)
+    clock = SimClock()
+    pipeline = Pipeline(tmp_path / "data", clock)
+    company_of: dict[str, str] = {}
+    with simulated_time(clock):
+        await pipeline.start()
+        try:
+            for partner, tier in workload.partners:
+                await pipeline.commands.reference.put_partner(partner, {
+                    "name": partner, "type": "reseller", "tier": tier, "status": "active"},
+                    by="test")
+            for n, spec in enumerate(workload.registrations, start=1):
+                clock.advance(timedelta(minutes=7))
+                outcome = await pipeline.commands.submit_registration(
+                    ADMIN, RegistrationRequest.model_validate(spec.request()))
+                company_of[outcome.body.id] = spec.company_id  # type: ignore[attr-defined]
+                if n % 10 == 0:
+                    await pipeline.pump()
+            await pipeline.pump()
+            intake = await pipeline.all_records(pipeline.topics.intake)
+            decisions = await pipeline.new_decisions()
+        finally:
+            await pipeline.close()
+
+    keys: dict[str, set[str]] = defaultdict(set)  # account key -> companies
+    key_of_company: dict[str, set[str]] = defaultdict(set)
+    for records in intake.values():
+        for record in records:
+            _, event = decode(record.value)
+            if isinstance(event, RegistrationSubmitted):
+                company = company_of[event.registration_id]
+                keys[event.account_key].add(company)
+                key_of_company[company].add(event.account_key)
+    first: dict[str, RegistrationDecided] = {}
+    for _, event in decisions:
+        if isinstance(event, RegistrationDecided):
+            first.setdefault(event.registration_id, event)
+    rules = Counter(d.rule for d in first.values())
+    observed = sum(d.rule != "no_conflict" for d in first.values()) / len(company_of)
+    merged = {k: sorted(v) for k, v in keys.items() if len(v) > 1}
+    merged_names = [(k, [workload.company(c).name for c in v])
+                    for k, v in list(merged.items())[:3]]
+    split = {c: sorted(v) for c, v in key_of_company.items() if len(v) > 1}
+    report = (f"workload {workload.summary()}\n"
+              f"distinct account keys {len(keys)} vs distinct companies "
+              f"{workload.distinct_companies}; keys holding >1 company {len(merged)}, "
+              f"companies under >1 key {len(split)}\n"
+              f"observed collision rate {observed:.4f} vs intended "
+              f"{workload.intended_collision_share:.4f}; first decisions by rule "
+              f"{dict(rules)}\n"
+              f"merged e.g. {merged_names}\n"
+              f"split e.g. {list(split.items())[:3]}")
+    print(report)
+    assert len(first) == len(company_of), report
+    assert not merged and not split, report
+    assert len(keys) == workload.distinct_companies, report
+    assert observed == workload.intended_collision_share, report

@@ -1,0 +1,366 @@
+"""One seeded, realistic registration workload: who the customers really are, and how
+partners type them.
+
+Used by the realistic-workload test (tests/unit/registration/test_realistic_workload.py),
+the stateful property tests (tests/property/) and the benchmarks (tests/bench/). The
+generator knows the truth (which registrations are for the same company), so a test can
+compare what dealreg concluded with what was meant.
+
+What it makes (deterministic for a given seed and Faker version):
+
+- **Companies** with Faker names from four locales (US, GB, DE, FR) and a mix of countries,
+  many of them built from words companies share ("Global", "Solutions", "Systems",
+  "Group", ...), so unrelated companies look alike; some with the same name as another in
+  the same country ("Anderson Ltd" and "Anderson Inc"); **subsidiaries** ("X Holdings",
+  "X Labs") as separate companies with their own domains and CRM ids.
+- Every company has a CRM id and one to three registrable domains (`.com`, `.io`, the
+  country's TLD, ...). No two companies share a domain or a CRM id.
+- **Registrations** type the company's name as it comes: exact, in another case, with
+  another legal form ("Acme Corp" / "ACME Inc." / "Acme LLC"), or with a typo.
+
+The conventions that keep "the same company" decidable (documented in the README, "How we
+prove it"):
+
+1. A registration names one of the company's domains, or (name-only) none.
+2. **A company with more than one domain is always registered with its CRM id**: the CRM id
+   is what says `acme.io` and `acme.com` are one customer; without it nobody could know.
+   Single-domain companies carry their CRM id on about half of their registrations.
+3. **Name-only** registrations (name + country, no domain, no CRM id) are made only for
+   companies whose name is unambiguous in their country: no other company there has a name
+   within the matching review band (similarity >= threshold - review band, by the product's
+   own `name_similarity`). Their names are typed exactly or in another case / legal form,
+   never with a typo, and no other company's typo'd name comes near them.
+4. A **true collision** is a registration of a company that another partner registered
+   before (same products, so the scopes overlap); every later registration of a company
+   comes from a partner that has not registered it yet. So
+   `collisions = registrations - companies` and the intended collision share is exact.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from faker import Faker
+from rapidfuzz import fuzz, process
+
+from shared.accounts import name_similarity, normalize_name, sort_name_tokens
+
+SHARED_WORDS = ("Global", "Solutions", "Systems", "Group", "Technologies", "Partners",
+                "International", "Digital", "Consulting", "Networks", "Dynamics", "Data")
+SUBSIDIARY_WORDS = ("Holdings", "Labs", "Digital", "Services", "Capital")
+COUNTRIES = {  # country -> (Faker locale, weight, legal forms, national TLD)
+    "US": ("en_US", 5, ("Inc", "Inc.", "Corp", "Corporation", "LLC"), "com"),
+    "GB": ("en_GB", 2, ("Ltd", "Limited", "PLC", "Ltd."), "co.uk"),
+    "DE": ("de_DE", 2, ("GmbH", "AG", "GmbH & Co. KG"), "de"),
+    "FR": ("fr_FR", 1, ("SA", "SAS", "SARL"), "fr"),
+}
+PRODUCTS = ("analytics", "crm", "security", "storage", "networking", "support")
+TIERS = ("platinum", "gold", "silver", "registered")
+NAME_THRESHOLD = 0.9
+REVIEW_BAND = 0.1
+"""The default `match` policy: name-only companies keep clear of this band."""
+
+
+@dataclass(frozen=True)
+class Company:
+    id: str
+    name: str
+    """The canonical name (with a legal form)."""
+    country: str
+    crm_account_id: str
+    domains: tuple[str, ...]
+    products: tuple[str, ...]
+    parent: str | None = None
+    name_only: bool = False
+    """True when this company may be registered by name alone (unambiguous name)."""
+
+
+@dataclass(frozen=True)
+class Registration:
+    seq: int
+    company_id: str
+    partner_id: str
+    name: str
+    """The name as the partner typed it."""
+    variant: str
+    """canonical | case | legal_form | typo"""
+    country: str
+    domain: str | None
+    crm_account_id: str | None
+    products: tuple[str, ...]
+    collision: bool
+    """Another partner registered this company earlier in the workload."""
+
+    @property
+    def name_only(self) -> bool:
+        return self.domain is None and self.crm_account_id is None
+
+    def account(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "country": self.country}
+        if self.domain is not None:
+            out["domain"] = self.domain
+        if self.crm_account_id is not None:
+            out["crm_account_id"] = self.crm_account_id
+        return out
+
+    def request(self, motion: str = "resell", title: str | None = None) -> dict[str, Any]:
+        """The body of `POST /v1/registrations` (a `RegistrationRequest`)."""
+        return {"partner_id": self.partner_id, "account": self.account(),
+                "opportunity": {"title": title or f"Opportunity {self.seq}",
+                                "products": list(self.products)},
+                "motion": motion}
+
+
+@dataclass(frozen=True)
+class Workload:
+    seed: int
+    companies: tuple[Company, ...]
+    registrations: tuple[Registration, ...]
+    partners: tuple[tuple[str, str], ...]
+    """(partner id, tier)"""
+    by_id: dict[str, Company] = field(repr=False, compare=False, default_factory=dict)
+
+    def company(self, company_id: str) -> Company:
+        return self.by_id[company_id]
+
+    @property
+    def distinct_companies(self) -> int:
+        return len({r.company_id for r in self.registrations})
+
+    @property
+    def collisions(self) -> int:
+        return sum(r.collision for r in self.registrations)
+
+    @property
+    def intended_collision_share(self) -> float:
+        return self.collisions / len(self.registrations) if self.registrations else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        regs = self.registrations
+        return {
+            "seed": self.seed,
+            "registrations": len(regs),
+            "distinct_companies": self.distinct_companies,
+            "intended_collisions": self.collisions,
+            "intended_collision_share": round(self.intended_collision_share, 4),
+            "subsidiaries": sum(c.parent is not None for c in self.companies),
+            "multi_domain_companies": sum(len(c.domains) > 1 for c in self.companies),
+            "name_only_registrations": sum(r.name_only for r in regs),
+            "typo_registrations": sum(r.variant == "typo" for r in regs),
+            "countries": sorted({c.country for c in self.companies}),
+        }
+
+
+def _slug(text: str) -> str:
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", folded.lower()).strip("-") or "co"
+
+
+def _strip_form(name: str, country: str) -> str:
+    base = name
+    for form in sorted((f for c in COUNTRIES.values() for f in c[2]), key=len, reverse=True):
+        if base.endswith(" " + form):
+            return base[: -len(form) - 1]
+    return base
+
+
+class _Names:
+    def __init__(self, rng: random.Random, seed: int) -> None:
+        self.rng = rng
+        self.fake = Faker([v[0] for v in COUNTRIES.values()])
+        self.fake.seed_instance(seed)
+
+    def base(self, country: str) -> str:
+        """A name without legal form: Faker's, or built from words companies share."""
+        locale = COUNTRIES[country][0]
+        fake = self.fake[locale]
+        roll = self.rng.random()
+        if roll < 0.35:
+            name = _strip_form(str(fake.company()), country)
+            # Faker's own suffixes ("Group", "e.V.", "GmbH & Co. KGaA") stay: realistic.
+            return re.sub(r"\s+(GmbH & Co\. KGaA|GmbH & Co\. KG|GmbH|AG|SA|Inc|Ltd|PLC)$", "",
+                          name)
+        last = str(fake.last_name())
+        words = self.rng.sample(SHARED_WORDS, self.rng.choice((1, 1, 2)))
+        if roll < 0.5:
+            return " ".join(words)  # "Global Solutions": shared by many, keyed by country
+        return " ".join([last, *words])
+
+    def with_form(self, base: str, country: str) -> str:
+        return f"{base} {self.rng.choice(COUNTRIES[country][2])}"
+
+
+def _typo(rng: random.Random, name: str) -> str:
+    tokens = name.split()
+    index = max(range(len(tokens)), key=lambda i: len(tokens[i]))
+    word = tokens[index]
+    if len(word) < 5:
+        return name
+    i = rng.randrange(1, len(word) - 2)
+    kind = rng.randrange(3)
+    if kind == 0:
+        word = word[:i] + word[i + 1] + word[i] + word[i + 2:]  # swap
+    elif kind == 1:
+        word = word[:i] + word[i + 1:]  # drop
+    else:
+        word = word[:i] + word[i] + word[i:]  # double
+    tokens[index] = word
+    return " ".join(tokens)
+
+
+def _recase(rng: random.Random, name: str) -> str:
+    return rng.choice((name.upper(), name.lower(), name.title()))
+
+
+def _unambiguous(companies: list[Company], floor: float) -> list[bool]:
+    """Per company: no other company of its country has a name scoring >= `floor` (the
+    product's `name_similarity`: token-sort ratio of normalised names, via rapidfuzz)."""
+    clear = [True] * len(companies)
+    by_country: dict[str, list[int]] = {}
+    for i, c in enumerate(companies):
+        by_country.setdefault(c.country, []).append(i)
+    for members in by_country.values():
+        names = [sort_name_tokens(normalize_name(companies[i].name)) for i in members]
+        for a, name in enumerate(names):
+            near = process.extract(name, names, scorer=fuzz.ratio, limit=None,
+                                   score_cutoff=floor * 100)
+            if any(b != a for _, _, b in near):
+                clear[members[a]] = False
+    return clear
+
+
+def generate(
+    seed: int = 0,
+    registrations: int = 400,
+    *,
+    collision_share: float = 0.2,
+    partners: int = 12,
+    name_only_share: float = 0.1,
+    subsidiary_share: float = 0.12,
+    same_name_share: float = 0.06,
+    typo_share: float = 0.1,
+    max_per_company: int = 4,
+) -> Workload:
+    """A workload of `registrations` registrations, `collision_share` of them true collisions
+    (exactly, up to rounding to whole registrations). Deterministic for `seed`."""
+    if not 0 <= collision_share < 1:
+        raise ValueError("collision_share must be in [0, 1)")
+    rng = random.Random(seed)
+    names = _Names(rng, seed)
+    n_companies = max(1, round(registrations * (1 - collision_share)))
+    extra = registrations - n_companies
+    cap = min(max_per_company, partners)
+    if extra > n_companies * (cap - 1):
+        raise ValueError("too many collisions for the number of partners per company")
+
+    countries = list(COUNTRIES)
+    weights = [COUNTRIES[c][1] for c in countries]
+    used_domains: set[str] = set()
+    companies: list[Company] = []
+
+    def new_domains(base: str, country: str, count: int) -> tuple[str, ...]:
+        slug = _slug(base)[:40]
+        tlds = ["com", "io", COUNTRIES[country][3], "net", "group"]
+        out: list[str] = []
+        for tld in tlds:
+            candidate = f"{slug}.{tld}"
+            n = 2
+            while candidate in used_domains:
+                candidate = f"{slug}{n}.{tld}"
+                n += 1
+            used_domains.add(candidate)
+            out.append(candidate)
+            if len(out) == count:
+                break
+        return tuple(out)
+
+    def add(base: str, country: str, parent: str | None = None) -> Company:
+        index = len(companies) + 1
+        count = rng.choices((1, 2, 3), weights=(6, 3, 1))[0]
+        company = Company(
+            id=f"co-{index:05d}", name=names.with_form(base, country), country=country,
+            crm_account_id=f"CRM-{seed}-{index:05d}", domains=new_domains(base, country, count),
+            products=tuple(sorted(rng.sample(PRODUCTS, rng.choice((1, 1, 2))))),
+            parent=parent)
+        companies.append(company)
+        return company
+
+    while len(companies) < n_companies:
+        country = rng.choices(countries, weights)[0]
+        roll = rng.random()
+        if companies and roll < subsidiary_share:
+            parent = rng.choice(companies)
+            root = re.split(r"[^\w]+", _strip_form(parent.name, parent.country))[0]
+            add(f"{root} {rng.choice(SUBSIDIARY_WORDS)}", parent.country, parent.id)
+        elif companies and roll < subsidiary_share + same_name_share:
+            twin = rng.choice(companies)  # another company with the same name
+            add(_strip_form(twin.name, twin.country), twin.country)
+        else:
+            add(names.base(country), country)
+
+    # Which names are unambiguous in their country (name-only registrations allowed).
+    floor = NAME_THRESHOLD - REVIEW_BAND
+    clear = _unambiguous(companies, floor)
+    name_only_ids = {c.id for c, ok in zip(companies, clear, strict=True)
+                     if ok and rng.random() < name_only_share * 3}
+    companies = [Company(**{**c.__dict__, "name_only": c.id in name_only_ids})
+                 for c in companies]
+    guarded = [(normalize_name(c.name), c) for c in companies if c.name_only]
+
+    def safe_typo(name: str, company: Company) -> bool:
+        typed = normalize_name(name)
+        return all(other.id == company.id or other.country != company.country
+                   or name_similarity(typed, norm) < floor for norm, other in guarded)
+
+    # How many registrations each company gets.
+    counts = [1] * len(companies)
+    open_slots = [i for i in range(len(companies))]
+    for _ in range(extra):
+        i = rng.choice(open_slots)
+        counts[i] += 1
+        if counts[i] == cap:
+            open_slots.remove(i)
+    order = [i for i, n in enumerate(counts) for _ in range(n)]
+    rng.shuffle(order)
+
+    partner_ids = [(f"p-{n:02d}", TIERS[n % len(TIERS)]) for n in range(1, partners + 1)]
+    seen: dict[str, list[str]] = {}
+    out: list[Registration] = []
+    for seq, i in enumerate(order, start=1):
+        c = companies[i]
+        used = seen.setdefault(c.id, [])
+        partner = rng.choice([p for p, _ in partner_ids if p not in used])
+        collision = bool(used)
+        used.append(partner)
+        base = _strip_form(c.name, c.country)
+        if c.name_only and rng.random() < 0.5:
+            domain = crm = None
+        else:
+            domain = rng.choice(c.domains)
+            crm = c.crm_account_id if (len(c.domains) > 1 or rng.random() < 0.5) else None
+        roll = rng.random()
+        if roll < 0.25:
+            name, variant = _recase(rng, c.name), "case"
+        elif roll < 0.5:
+            name, variant = names.with_form(base, c.country), "legal_form"
+        elif roll < 0.5 + typo_share and not c.name_only and domain is not None:
+            name, variant = _typo(rng, c.name), "typo"
+            if name == c.name or not safe_typo(name, c):
+                name, variant = c.name, "canonical"
+        else:
+            name, variant = c.name, "canonical"
+        out.append(Registration(seq, c.id, partner, name, variant, c.country, domain, crm,
+                                c.products, collision))
+    return Workload(seed, tuple(companies), tuple(out), tuple(partner_ids),
+                    {c.id: c for c in companies})
+
+
+def accounts(seed: int = 0, count: int = 1000) -> Iterator[Registration]:
+    """`count` registrations of `count` distinct companies (no collisions): for benchmarks
+    that want every registration approved `no_conflict`."""
+    yield from generate(seed, count, collision_share=0.0, partners=4).registrations
