@@ -111,7 +111,7 @@ def find_collisions(
     found_entries: list[Collision] = []
     review_names = policy.match.name_only == "review"
     for key, (matched_by, score, confident, via_link) in _evidence(
-            state, new, identity, policy, review_names).items():
+            state, new, identity, policy, review_names, own_evidence).items():
         for entry in state.active_under(key):
             if entry is new or not overlaps(new.products, entry.products, policy,
                                             state.policy(entry.policy_version)):
@@ -134,7 +134,7 @@ def customer_keys(
 
 def _evidence(
     state: AdjudicationState, new: Entry, identity: AccountIdentity | None, policy: Policy,
-    review_names: bool = False,
+    review_names: bool = False, own_evidence: tuple[str, float] | None = None,
 ) -> dict[str, tuple[str, float, bool, bool]]:
     """Active entries at the same customer whose scope overlaps `new`'s, in a stable order:
     the new entry's own key (and the keys linked to it) first, then keys by strength of
