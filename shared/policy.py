@@ -215,6 +215,13 @@ class ExtensionPolicy(_Part):
 class MatchPolicy(_Part):
     name_threshold: float = Field(default=0.9, gt=0.0, le=1.0)
     review_band: float = Field(default=0.1, ge=0.0, lt=1.0)
+    name_only: Literal["review", "decide"] = "review"
+    """A confident name match where exactly one side carries an identifier (CRM id or
+    domain) and the other none. `review`: only a possible duplicate -- the edge never
+    files the identified account under the name-only key (nor the reverse), and the
+    adjudicator sends the newcomer to a `possible_duplicate` review instead of walking
+    precedence, so a name-only registration cannot squat every same-name company.
+    `decide` (policies published before this option): the name makes them one customer."""
 
     @model_validator(mode="after")
     def _band_below_threshold(self) -> MatchPolicy:
@@ -473,6 +480,11 @@ class Policy(BaseModel):
         extension = data.get("extension")
         if isinstance(extension, dict) and "window" not in extension:
             data["extension"] = {**extension, "window": None}
+        match = data.get("match")
+        if isinstance(match, dict) and "name_only" not in match:
+            data["match"] = {**match, "name_only": "decide"}
+        elif match is None:
+            data["match"] = {"name_only": "decide"}
         return cls.model_validate(data)
 
     @classmethod

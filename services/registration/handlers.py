@@ -278,23 +278,30 @@ class Commands:
             partitions = await self.runtime.eventlog.partitions(topic)
             canonical = resolution.account_key
             home = partition_for(canonical, partitions)
-            others: dict[str, tuple[str, float, bool]] = {
-                a.account_key: (a.matched_by, a.score, True) for a in resolution.aliases}
+            others: dict[str, tuple[str, float, bool, bool]] = {
+                a.account_key: (a.matched_by, a.score, True, False) for a in resolution.aliases}
             if not resolution.is_new:
                 for alias, matched_by, score in await self.readmodel.aliases_of(canonical):
-                    others.setdefault(alias, (matched_by, score, False))
+                    others.setdefault(alias, (matched_by, score, False, False))
+            # Possible duplicates on another partition (the same domain under another CRM
+            # id, a name in the review band): their adjudicator would never see this
+            # registration, so their registrations are reported too -- flagged, so the
+            # canonical key's adjudicator sends this one to a person instead of linking.
+            for p in resolution.possible_duplicates:
+                others.setdefault(p.account_key, (p.matched_by, p.score, True, True))
             records: list[tuple[str, str, DomainEvent]] = []
             for alias in sorted(others):
                 if alias == canonical or partition_for(alias, partitions) == home:
                     continue
-                matched_by, score, by_identity = others[alias]
+                matched_by, score, by_identity, possible = others[alias]
                 reported, partial = await self._reported(alias)
                 records.append((topic, canonical, AccountLinkReported(
                     account_key=canonical, alias_key=alias,
                     matched_by=matched_by,
                     score=score, registrations=reported, partial=partial,
                     reported_at=at, policy_version=policy.version,
-                    registration_id=registration_id if by_identity else None)))
+                    registration_id=registration_id if by_identity else None,
+                    possible_duplicate=possible)))
             return records
         except Exception:
             log.exception("account_link_report_failed", account_key=resolution.account_key)

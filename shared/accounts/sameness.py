@@ -122,6 +122,7 @@ def sort_out(
     matches: Iterable[AccountMatch],
     identifiers_of: Callable[[str], Identifiers],
     anchor: Identifiers = NONE,
+    name_only_review: bool = False,
 ) -> Sorted:
     """Which of `matches` are the query's customer, walked strongest evidence first.
 
@@ -132,6 +133,12 @@ def sort_out(
     dropped when only a name matched, a possible duplicate when an identifier matched (the
     same domain under another CRM id). One that fits the query but not the customer built
     so far is demoted to a possible duplicate: never merged, never silently ignored.
+    With ``name_only_review`` (policy `match.name_only: review`) a confident name match
+    where exactly one side carries an identifier is a possible duplicate too: a name-only
+    account never decides for one with a CRM id or domain, nor the reverse. The matched
+    side is judged by its key's form (`Identifiers.of_key`): a name-only key that a link (a
+    person's or an older policy's decision) joined to a domain is still a name-only key,
+    and following that link is the link's business.
     """
     customer = query if different_customers(query, anchor) else query | anchor
     same: list[AccountMatch] = []
@@ -151,7 +158,9 @@ def sort_out(
             continue
         if not match.confident:
             possible.append(match)
-        elif different_customers(customer, theirs):
+        elif (name_only_review and match.matched_by == "name"
+              and bool(customer) != bool(Identifiers.of_key(match.account_key))) \
+                or different_customers(customer, theirs):
             possible.append(replace(match, confident=False))
         else:
             customer = customer | theirs

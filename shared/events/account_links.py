@@ -100,3 +100,8 @@ class AccountLinkReported(DomainEvent):
     partial: bool = False
     """True when the read model held more active registrations than were listed: copies
     not listed are then not taken to have ended."""
+    possible_duplicate: bool = False
+    """True when the edge found `alias_key` only a *possible* duplicate of the account of
+    `registration_id` (an identifier agrees and another contradicts it -- the same domain
+    under another CRM id -- or a name in the review band): the copies guard, nothing is
+    linked, and that registration goes to a person (`possible_duplicate` review)."""

@@ -297,10 +297,13 @@ async def test_a_name_only_registration_never_shows_the_competitors_crm_id_or_do
                        {"name": dom_name, "country": "US"}):
             seen = await queries.get("/v1/ownership", params=params)
             assert_absent(seen, crm, domain, p1)
-    # The vendor side sees the key the registration is filed under.
+    # The vendor side sees the key the registration is filed under: its own name-only key
+    # (`match.name_only: review`: a name never files it under the identified customer's
+    # key; the match is a possible duplicate for a person).
     staff = (await (await system.queries("channel_manager", "cm")).get(
         f"/v1/registrations/{answers[0]['id']}")).json()
-    assert staff["account_key"] == f"crm:{crm}"
+    assert staff["account_key"] == answers[0]["account_key"] != f"crm:{crm}"
+    assert staff["status"] == "in_review"
 
 
 async def test_a_partner_gets_sealed_log_positions_and_cannot_probe_offsets(

@@ -93,3 +93,32 @@ async def test_copies_on_the_other_partition_are_reported_fresh_and_freed_by_wit
     later = await submit(client, "p-5", name="Zed", crm_account_id=crm)
     assert later["account_key"] == f"crm:{crm}"
     assert beta["id"] not in [c["registration_id"] for c in later["decision"]["conflicts"]]
+
+
+async def test_a_made_up_crm_id_on_another_partition_goes_to_review_not_approval(
+    client: httpx.AsyncClient,
+) -> None:
+    partitions = Settings().topic_partitions
+    owner = await submit(client, "p-1", name="Soylent Corp", domain="soylent.com",
+                         crm_account_id="001SOY")
+    assert owner["status"] == "approved"
+    home = partition_for(owner["account_key"], partitions)
+    fakes = [f"FAKE-{n}" for n in range(200)
+             if partition_for(f"crm:FAKE-{n}", partitions) != home][:2]
+    for partner, fake in zip(("p-2", "p-3"), fakes, strict=True):
+        squat = await submit(client, partner, name="Soylent Corp", domain="soylent.com",
+                             crm_account_id=fake)
+        assert squat["account_key"] == f"crm:{fake}"
+        assert (squat["status"], squat["decision"]["rule"]) == (
+            "in_review", "possible_duplicate"), squat
+
+
+async def test_a_name_only_registration_does_not_capture_a_later_identified_one(
+    client: httpx.AsyncClient,
+) -> None:
+    squat = await submit(client, "p-2", name="Stark Industries")
+    assert squat["status"] == "approved"
+    real = await submit(client, "p-1", name="Stark Industries", domain="stark.com")
+    assert real["account_key"] == "dom:stark.com"
+    assert (real["status"], real["decision"]["rule"]) == (
+        "in_review", "possible_duplicate"), real

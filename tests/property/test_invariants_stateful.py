@@ -580,9 +580,12 @@ class Invariants(RuleBasedStateMachine):
             said = "another partner's registration" in text or "direct" in text
             if parties == 1 and not said and "1 other" not in text:
                 self.violation(6, f"{reg.id}: one counterpart, text says otherwise: {text!r}")
-            if parties > 1 and f"{parties} other parties" not in text:
+            # Count-free (issue 12): the text never tells a partner how many rivals it has;
+            # the evidence carries them.
+            if parties > 1 and (f"{parties} other" in text or not (said or "another party"
+                                                                     in text)):
                 self.violation(6, f"{reg.id}: {parties} counterparts in evidence, "
-                               f"text: {text!r}")
+                               f"text counts them or names none: {text!r}")
         if event.rule == "tier" and event.status == "rejected":
             tiers = [TIER_OF.get(r.partner, "direct") for r in rivals]
             mine_rank = TIER_RANK[TIER_OF[reg.partner]]

@@ -119,6 +119,7 @@ def adjudicate(
     if entry.id in state.entries:
         return  # the same submission logged twice: it was decided the first time
     collisions = _decide(state, out, entry, identity, policy, partner_status)
+    state.suspects.pop(entry.id, None)
     if entry.active and collisions:
         _link_keys(state, out, entry, collisions, entry.policy_version, state.clock)
 
@@ -147,7 +148,7 @@ def _decide(
                                      at))
         return []
 
-    barred = cooloff.cooling(state, entry, policy, at)
+    barred = cooloff.cooling(state, entry, identity, policy, at)
     if barred is not None:
         cooloff.reject(state, out, entry, *barred, label, at)
         return []

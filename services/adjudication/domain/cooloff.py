@@ -3,8 +3,9 @@
 Without it a partner extends to `max_extensions`, withdraws the day before expiry, and
 registers the same account again for a fresh `protection_period`, for ever. When a
 partner's exclusive registration ends by withdrawal or expiry, the same partner's new
-exclusive registration on the same customer (its account key and every key linked to it,
-`state.cluster`) and an overlapping scope is rejected `reregistration_cooloff` until the
+exclusive registration on the same customer (its account key, every key linked to it, and
+every key its account confidently matches: the same-customer rule collisions use) and an
+overlapping scope is rejected `reregistration_cooloff` until the
 cool-off of the policy the ended registration was decided under has passed
 (`Policy.cooloff`, at most one protection period: the ended entry is remembered exactly
 that long). Other partners are not affected:
@@ -17,9 +18,10 @@ from __future__ import annotations
 
 from services.adjudication.domain import explain, outcomes
 from services.adjudication.domain.instants import span_us
-from services.adjudication.domain.matching import held_exclusively, overlaps
+from services.adjudication.domain.matching import customer_keys, held_exclusively, overlaps
 from services.adjudication.domain.protection import retire
 from services.adjudication.domain.state import AdjudicationState, Entry
+from shared.accounts import AccountIdentity
 from shared.events import DomainEvent
 from shared.policy import Policy
 
@@ -48,14 +50,16 @@ def forget(state: AdjudicationState, entry: Entry) -> None:
         del state.let_go[entry.account_key]
 
 
-def cooling(state: AdjudicationState, new: Entry, policy: Policy, at: int
-            ) -> tuple[Entry, int] | None:
+def cooling(state: AdjudicationState, new: Entry, identity: AccountIdentity | None,
+            policy: Policy, at: int) -> tuple[Entry, int] | None:
     """The same party's ended registration whose cool-off still bars `new`, with the
-    instant it lifts; None when `new` may be decided normally."""
+    instant it lifts; None when `new` may be decided normally. The customer is matched as
+    for collisions (`matching.customer_keys`): re-filing it under another key (a name-only
+    "Acme Corp" after withdrawing at acme.com) does not dodge the cool-off."""
     if new.party_type != "partner" or not held_exclusively(state, new):
         return None
     found: tuple[Entry, int] | None = None
-    for key in state.cluster(new.account_key):
+    for key in customer_keys(state, new, identity, policy):
         for entry_id, ended_at in state.let_go.get(key, ()):
             old = state.entries.get(entry_id)
             if old is None or old.party_id != new.party_id or old.status not in STARTS_COOLOFF:

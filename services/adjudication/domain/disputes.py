@@ -652,7 +652,7 @@ def settle(
             if entry.status != "approved":
                 grant(state, entry, entry_policy, at)
             else:
-                extend_after_dispute(state, entry, at)
+                extend_after_dispute(state, entry, dispute.id, at)
             share = (f" with {entry.credit_percent}% of the credit"
                      if entry.credit_percent is not None else "")
             products = (f" for {', '.join(sorted(scopes[entry.id]))}"
@@ -679,7 +679,7 @@ def settle(
                         f"{explain.tag(rule, dispute.policy_version)}.")
         out.append(outcomes.decision(entry, rule, dispute.policy_version, sentence, at, others))
     for entry in released:
-        release.let_go(state, out, entry, f"lost dispute {dispute.id}", at)
+        release.let_go(state, out, entry, at)
 
 
 def _settled_sentence(

@@ -151,22 +151,24 @@ def in_review(
     r: Entry, rivals: list[Entry], rule: str, label: str, dispute_id: str, owner: str,
     due_at: int, policy: Policy,
 ) -> str:
-    who = party(rivals[0]) if len(rivals) == 1 else f"{len(rivals)} other parties"
+    # Count-free (a partner is not told how many rivals it has, nor their outcomes; the
+    # structured evidence carries the detail for those allowed to see it).
+    kinds = {party(c) for c in rivals}
+    who = party(rivals[0]) if len(kinds) == 1 else "another party"
     where = f"dispute {dispute_id} is with {owner}, due {day(due_at)}"
     if rule == "tie":
         window = human_span(span_us(policy.tie_window))
         when = (f" (submitted within the {window} tie window)"
                 if "first_submitted" in policy.precedence else "")
-        them = "them" if len(rivals) == 1 else "it from at least one of them"
         return (
             f"In review: the account {label} is also claimed by {who}; nothing in the policy's "
-            f"precedence ({', '.join(policy.precedence) or 'none'}) separates {them}{when}, "
+            f"precedence ({', '.join(policy.precedence) or 'none'}) separates them{when}, "
             f"so {where} {tag('tie', policy.version)}."
         )
     if rule == "possible_duplicate":
         return (
             f"In review: the account {label} may be the same customer as an account "
-            f"claimed by {who} (a name match below the policy threshold); {where} "
+            f"claimed by {who} (a near match a person must confirm); {where} "
             f"{tag(rule, policy.version)}."
         )
     why = ("an approved registration is never taken away without a person"

@@ -94,14 +94,7 @@ def end(
         )
     )
     if promote is not None:
-        releasing.let_go(state, out, promote, _LET_GO[reason], at)
-
-
-_LET_GO: dict[str, str] = {
-    "expired": "expired", "withdrawn": "was withdrawn", "won": "was won",
-    "lost": "was lost in the CRM", "partner_exited": "ended when its partner exited",
-    "released": "was released",
-}
+        releasing.let_go(state, out, promote, at)
 
 
 def _refuse(
@@ -292,6 +285,7 @@ def _hold(state: AdjudicationState, out: Out, entry: Entry, deadline: int) -> No
     gives it at least `dispute_grace` more), so the read models never show the account
     ownerless while a person is still deciding."""
     own = state.policy(entry.policy_version)
+    entry.held_by = entry.dispute_id
     entry.protected_until = deadline + span_us(own.dispute_grace)
     state.schedule(entry.protected_until, EXPIRY, entry.id)
     out.append(

@@ -82,6 +82,13 @@ def report(
     for entry in [] if event.partial else list(state.active_under(alias)):
         if entry.mirror and entry.id not in listed:
             _end_copy(state, out, entry, "expired", at)
+    if event.possible_duplicate:
+        # Only possibly the same customer: the copies guard, nothing is linked, and the
+        # registration that matched goes to a person (adjudicate: `possible_duplicate`).
+        if event.registration_id is not None and event.registration_id not in state.entries:
+            state.suspects.setdefault(event.registration_id, []).append(
+                (alias, event.matched_by, event.score))
+        return
     justifiers = [e.id for e in state.active_under(alias) if e.mirror]
     if event.registration_id is not None:
         justifiers.append(event.registration_id)

@@ -107,6 +107,35 @@ def find_collisions(
     state: AdjudicationState, new: Entry, identity: AccountIdentity | None, policy: Policy,
     own_evidence: tuple[str, float] | None = None,
 ) -> list[Collision]:
+    """Active entries at the same customer whose scope overlaps `new`'s (see `_evidence`)."""
+    found_entries: list[Collision] = []
+    review_names = policy.match.name_only == "review"
+    for key, (matched_by, score, confident, via_link) in _evidence(
+            state, new, identity, policy, review_names, own_evidence).items():
+        for entry in state.active_under(key):
+            if entry is new or not overlaps(new.products, entry.products, policy,
+                                            state.policy(entry.policy_version)):
+                continue
+            found_entries.append(Collision(entry, matched_by, score, confident, via_link))
+    return found_entries
+
+
+def customer_keys(
+    state: AdjudicationState, new: Entry, identity: AccountIdentity | None, policy: Policy
+) -> list[str]:
+    """Every key that is confidently `new`'s customer by the same rule `find_collisions`
+    uses (its own key and links, and keys its account matched): e.g. for the cool-off,
+    which must not be dodged by filing the same customer under another key. A name match
+    counts here whatever `match.name_only` says: that option keeps a name from deciding
+    between *rivals*; the same partner re-filing its own customer is not a rival."""
+    return [key for key, (_, _, confident, _) in _evidence(state, new, identity, policy).items()
+            if confident]
+
+
+def _evidence(
+    state: AdjudicationState, new: Entry, identity: AccountIdentity | None, policy: Policy,
+    review_names: bool = False, own_evidence: tuple[str, float] | None = None,
+) -> dict[str, tuple[str, float, bool, bool]]:
     """Active entries at the same customer whose scope overlaps `new`'s, in a stable order:
     the new entry's own key (and the keys linked to it) first, then keys by strength of
     evidence, each followed by the keys linked to it.
@@ -126,7 +155,8 @@ def find_collisions(
         key: (kind, score, True, key != new.account_key) for key in own
     }
     if identity is not None and not identity.is_empty():
-        found = sort_out(query, _matches(state, identity, policy), state.customer, anchor)
+        found = sort_out(query, _matches(state, identity, policy), state.customer, anchor,
+                         review_names)
         for match in (*found.same, *found.possible):
             known = evidence.get(match.account_key)
             if known is not None:
@@ -140,11 +170,7 @@ def find_collisions(
             for linked in state.cluster(match.account_key)[1:]:
                 if linked not in evidence:
                     evidence[linked] = (match.matched_by, match.score, True, True)
-    found_entries: list[Collision] = []
-    for key, (matched_by, score, confident, via_link) in evidence.items():
-        for entry in state.active_under(key):
-            if entry is new or not overlaps(new.products, entry.products, policy,
-                                            state.policy(entry.policy_version)):
-                continue
-            found_entries.append(Collision(entry, matched_by, score, confident, via_link))
-    return found_entries
+    for key, matched_by, score in state.suspects.get(new.id, ()):
+        # Reported by the edge from another partition as possibly this customer.
+        evidence.setdefault(key, (matched_by, score, False, False))
+    return evidence

@@ -30,6 +30,7 @@ def grant(state: AdjudicationState, entry: Entry, policy: Policy, at: int) -> No
     """Approve `entry` from `at`: protected for the policy's period (a named-account claim
     is protected until released: it is the rep's territory, not a deal)."""
     entry.status = "approved"
+    entry.held_by = None  # a fresh protection: a dispute may hold it once (held_by_dispute)
     state.activate(entry)
     if entry.kind == "named_account":
         entry.protected_until = None
@@ -42,7 +43,7 @@ def held_by_dispute(state: AdjudicationState, entry: Entry) -> bool:
     """Whether `entry`'s protection is held open by its open dispute: with the policy's
     `dispute_protection: extend`, an approved member does not expire while a person is
     still deciding (the dispute may well leave it the owner)."""
-    if entry.dispute_id is None:
+    if entry.dispute_id is None or not may_hold(entry, entry.dispute_id):
         return False
     dispute = state.disputes.get(entry.dispute_id)
     if dispute is None or dispute.status != "open":
@@ -50,16 +51,27 @@ def held_by_dispute(state: AdjudicationState, entry: Entry) -> bool:
     return state.policy(entry.policy_version).dispute_protection == "extend"
 
 
-def extend_after_dispute(state: AdjudicationState, entry: Entry, at: int) -> bool:
+def may_hold(entry: Entry, dispute_id: str) -> bool:
+    """At most one dispute carries a protection past its end (the hold while open, the
+    grace after): otherwise a rival filing a throwaway registration and contesting it every
+    few days would keep the owner protected for ever (DESIGN.md, "Disputes hold a
+    protection once"). A later dispute leaves the protection to end on its date."""
+    return entry.held_by is None or entry.held_by == dispute_id
+
+
+def extend_after_dispute(state: AdjudicationState, entry: Entry, dispute_id: str,
+                         at: int) -> bool:
     """An approved member that keeps its approval when its dispute closes at `at`: with
-    `dispute_protection: extend`, protected at least `dispute_grace` more. True if changed."""
+    `dispute_protection: extend`, protected at least `dispute_grace` more -- unless another
+    dispute carried it past its end already (`may_hold`). True if changed."""
     policy = state.policy(entry.policy_version)
     if (policy.dispute_protection != "extend" or entry.status != "approved"
-            or entry.protected_until is None):
+            or entry.protected_until is None or not may_hold(entry, dispute_id)):
         return False
     floor = at + span_us(policy.dispute_grace)
     if entry.protected_until >= floor:
         return False
+    entry.held_by = dispute_id
     entry.protected_until = floor
     state.schedule(floor, EXPIRY, entry.id)
     return True

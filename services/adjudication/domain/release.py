@@ -15,7 +15,7 @@ customer bought, and the winner is the incumbent.
 from __future__ import annotations
 
 from services.adjudication.domain import explain, outcomes
-from services.adjudication.domain.instants import human_span, span_us
+from services.adjudication.domain.instants import span_us
 from services.adjudication.domain.matching import find_collisions, held_exclusively
 from services.adjudication.domain.precedence import in_line
 from services.adjudication.domain.protection import grant, inactive
@@ -41,9 +41,10 @@ def forget(state: AdjudicationState, entry_id: str) -> None:
     state.beaten.pop(entry_id, None)
 
 
-def let_go(state: AdjudicationState, out: list[DomainEvent], owner: Entry, why: str,
-           at: int) -> None:
-    """`owner` (an approved, exclusive entry) just stopped owning; `why` says how."""
+def let_go(state: AdjudicationState, out: list[DomainEvent], owner: Entry, at: int) -> None:
+    """`owner` (an approved, exclusive entry) just stopped owning. The promotion's
+    explanation says neither how it ended nor how many were in line (a partner learns no
+    rival's outcome or count from it); the evidence names the owner."""
     line_ids = state.beaten.pop(owner.id, None)
     if not line_ids or owner.mirror:
         return
@@ -56,7 +57,6 @@ def let_go(state: AdjudicationState, out: list[DomainEvent], owner: Entry, why: 
         if e is not None and e.status == "rejected" and owner.id in e.beaten_by
         and e.decided_at >= since and not e.mirror
     ]
-    waiting = len(line)
     for candidate in in_line(state, line, policy):
         own = state.policy(candidate.policy_version)
         if inactive(state, candidate):
@@ -70,12 +70,10 @@ def let_go(state: AdjudicationState, out: list[DomainEvent], owner: Entry, why: 
         grant(state, candidate, own, at)
         candidate.beaten_by = ()
         candidate.dispute_id = None
-        window = human_span(span_us(policy.release_window))
         out.append(outcomes.decision(
             candidate, RULE, policy.version,
-            f"Approved: the registration this one lost to on the account "
+            f"Approved: the registration that protected the account "
             f"{explain.account_label(candidate.account_key)}{explain.scope(candidate)} "
-            f"{why}; this one is next in line among the {waiting} it had beaten within the "
-            f"last {window} (by {explain.precedence_words(policy)})"
+            f"has ended; this one is next in line (by {explain.precedence_words(policy)})"
             f"{explain.protected_until(candidate)} {explain.tag(RULE, policy.version)}.",
             at, [outcomes.member_evidence(owner, candidate.account_key, candidate)]))

@@ -73,6 +73,7 @@ class Entry:
     contested: bool = False  # its rejection was contested once already
     retain_until: int = 0  # ended: when it is forgotten; an active copy: its lease end
     mirror: bool = False  # a copy reported from another partition's key (links.py)
+    held_by: str | None = None  # the one dispute allowed to carry this protection past its end
     evidence: tuple[str, float] | None = None
     """How it matched the customer already under its key when decided (matched_by, score);
     None: it opened the key (or is a copy), the key's own kind."""
@@ -145,6 +146,10 @@ class AdjudicationState:
     ended: list[str] = field(default_factory=list)
     """Registrations that justify links and ended since links were last revisited."""
     partner_status: dict[str, str] = field(default_factory=dict)
+    suspects: dict[str, list[tuple[str, str, float]]] = field(default_factory=dict)
+    """registration id (not yet decided) -> [(key, matched by, score)]: keys on another
+    partition the edge reported as possible duplicates of its account (links.report);
+    consumed when that registration is decided."""
     let_go: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     """account key -> [(entry id, ended at µs)]: partner registrations withdrawn or expired,
     while remembered (the re-registration cool-off, cooloff.py)."""

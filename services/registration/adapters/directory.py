@@ -164,8 +164,10 @@ class AccountDirectory:
             matches = self._index.match(identity, match.name_threshold, match.review_band)
         index = self._index
         query = Identifiers.of(identity)
+        review_names = match.name_only == "review"
         for _ in range(4):
-            resolution = choose(identity, matches, index.identifiers, index.__contains__)
+            resolution = choose(identity, matches, index.identifiers, index.__contains__,
+                                review_names)
             if _links_table() is None or resolution.is_new:
                 return resolution
             # The adjudicator may have linked the key to another since the index was built.

@@ -38,13 +38,17 @@ def choose(
     matches: list[AccountMatch],
     identifiers_of: Callable[[str], Identifiers] = Identifiers.of_key,
     taken: Callable[[str], bool] | None = None,
+    name_only_review: bool = False,
 ) -> Resolution:
     """Pick the key for `identity` from `matches` (any order). Deterministic.
 
     ``identifiers_of(key)`` is what the directory knows the key's customer carries (the
     key's form alone by default); ``taken(key)`` whether a key exists already, so a new
-    account never gets the key of a different customer (see `derive_account_key`)."""
-    found = sort_out(Identifiers.of(identity), matches, identifiers_of)
+    account never gets the key of a different customer (see `derive_account_key`).
+    ``name_only_review`` (policy `match.name_only: review`): an identified account never
+    gets a name-only key by name (nor the reverse); the match is a possible duplicate."""
+    found = sort_out(Identifiers.of(identity), matches, identifiers_of,
+                     name_only_review=name_only_review)
     if not found.same:
         return Resolution(derive_account_key(identity, taken), None, (), found.possible)
     best, *aliases = found.same

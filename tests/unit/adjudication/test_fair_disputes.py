@@ -374,7 +374,12 @@ def test_withdrawn_owner_promotes_the_next_in_line_by_precedence() -> None:
     out = d.withdraw("r1")
     assert last(out, "r2") == ("approved", "promoted_on_release")
     assert d.status("r3") == "rejected"  # r2 stands in its way now
-    assert "was withdrawn" in decisions(out, "r2")[-1].explanation
+    # Count-free and outcome-free: not how r1 ended, not how many were in line; the
+    # evidence names the registration that let go.
+    promoted = decisions(out, "r2")[-1]
+    assert "has ended; this one is next in line" in promoted.explanation
+    assert "withdrawn" not in promoted.explanation and "among the" not in promoted.explanation
+    assert [c.registration_id for c in promoted.conflicts] == ["r1"]
     d = line_behind_r1(precedence=["tier", "first_submitted"])
     out = d.withdraw("r1")
     assert last(out, "r3") == ("approved", "promoted_on_release")
@@ -404,7 +409,7 @@ def test_expiry_and_partner_exit_promote_but_never_an_inactive_partner() -> None
     d = line_behind_r1(release_window="P90D")
     out = d.run_until(d.now + timedelta(days=90))
     assert last(out, "r2") == ("approved", "promoted_on_release")
-    assert "expired" in decisions(out, "r2")[-1].explanation
+    assert "has ended; this one is next in line" in decisions(out, "r2")[-1].explanation
 
 
 # --- protection during a dispute -----------------------------------------------------------

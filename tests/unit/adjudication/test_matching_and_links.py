@@ -1,10 +1,15 @@
-"""Account matching inside adjudication: fuzzy names, the review band, the cross-key race."""
+"""Account matching inside adjudication: fuzzy names, the review band, the cross-key race.
+
+These exercise linking by name, so they run under `match.name_only: decide` (a name decides
+between a name-only and an identified account, as before that option); the default
+`review` is covered in test_name_only_matches.py."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from adjudication_driver import Driver, decisions, only
+from adjudication_driver import Driver as _Driver
+from adjudication_driver import decisions, only, policy
 from adjudication_workload import generate, replay
 
 from services.adjudication.domain import DecisionContext, decide
@@ -15,6 +20,10 @@ from shared.events import (
     DisputeOpened,
     ReportedRegistration,
 )
+
+
+def Driver() -> _Driver:
+    return _Driver(policy=policy(match={"name_only": "decide"}))
 
 
 def test_same_customer_under_two_keys_is_caught_by_name_and_linked() -> None:

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from adjudication_driver import Driver, decisions, only, policy
 
-from shared.events import RegistrationActionRejected
+from shared.events import ProtectionEnded, ProtectionExtended, RegistrationActionRejected
 
 # --- a policy edit never changes an existing protection ----------------------------------
 
@@ -96,6 +96,21 @@ def test_withdraw_and_re_register_is_rejected_during_the_cooloff() -> None:
     assert (rival.status, rival.rule) == ("approved", "no_conflict")
 
 
+def test_the_cooloff_is_not_dodged_by_re_registering_the_customer_under_another_key() -> None:
+    d = Driver()
+    _extended_to_the_max_then_withdrawn(d)
+    d.later(hours=1)
+    # Name-only "Acme Corp" is the acme.com customer by name: a name:US: key, same cool-off.
+    [again] = decisions(d.register("r2", "p-1", domain=None, name="Acme Corp", country="US"))
+    assert (again.status, again.rule) == ("rejected", "reregistration_cooloff")
+    assert [c.registration_id for c in again.conflicts] == ["r1"]
+    [by_crm] = decisions(d.register("r3", "p-1", crm="CRM-ACME", key="crm:CRM-ACME"))
+    assert (by_crm.status, by_crm.rule) == ("rejected", "reregistration_cooloff")
+    # Another partner registering it name-only is not barred.
+    [rival] = decisions(d.register("r4", "p-2", domain=None, name="Acme Corp", country="US"))
+    assert (rival.status, rival.rule) == ("approved", "no_conflict")
+
+
 def test_re_registering_after_expiry_waits_for_the_cooloff_then_is_decided_normally() -> None:
     d = Driver(policy=policy(reregistration_cooloff="P10D"))
     d.register("r1", "p-1", products=("a",))
@@ -132,3 +147,37 @@ def test_withdrawing_a_registration_still_in_review_starts_no_cooloff() -> None:
     d.withdraw("r1", "p-1")  # r1 was approved: p-1 cools off, p-2 does not
     assert decisions(d.register("r3", "p-2"))[0].rule == "no_conflict"
     assert decisions(d.register("r4", "p-1"))[0].rule == "reregistration_cooloff"
+
+
+def test_repeated_contests_do_not_keep_a_protection_alive() -> None:
+    # From day 80 a rival files a throwaway registration every 12 days and contests its
+    # rejection: each open dispute used to hold reg-a, each resolution to add the grace.
+    d = Driver()
+    d.register("reg-a", "p-1")
+    start = d.now
+    d.later(days=80)
+    for i in range(15):
+        d.register(f"t{i}", "p-2")
+        d.contest(f"t{i}", "p-2", f"dsp-c{i}")
+        d.later(days=12)
+    d.run_until(d.now)
+    [ended] = [e for e in only(d.log, ProtectionEnded) if e.registration_id == "reg-a"]
+    # One dispute may carry it past its end (the first: resolved, then dispute_grace).
+    bound = start + d.policy.protection_period + d.policy.dispute_grace
+    assert ended.ended_at <= bound
+    held = [e for e in only(d.log, ProtectionExtended) if e.registration_id == "reg-a"]
+    assert all(e.protected_until <= bound for e in held)
+
+
+def test_tie_explanations_do_not_tell_how_many_rivals_there_are() -> None:
+    texts = []
+    for rivals in (1, 3):
+        d = Driver()
+        for i in range(rivals):
+            d.register(f"r{i}", f"p-{i + 1}")
+            d.later(minutes=5)
+        [decision] = decisions(d.register("new", "p-9"))
+        assert decision.rule == "tie"
+        texts.append(decision.explanation.replace(decision.dispute_id, "D"))
+    assert texts[0].split(" so dispute")[0] == texts[1].split(" so dispute")[0]
+    assert "3" not in texts[1].split(" so dispute")[0]

@@ -274,3 +274,35 @@ def test_different_identifiers_never_share_an_account_key(
         carried = index.identifiers(key)
         assert len(carried.crm_ids) <= 1, (key, carried)
         assert len(carried.domains) <= 1 or carried.crm_ids, (key, carried)
+
+
+def test_a_made_up_crm_id_on_a_known_domain_gets_its_own_key_and_the_owner_as_possible() -> None:
+    index = AccountIndex()
+    owner = _resolve(index, "Soylent Corp", "soylent.com", "US", "001SOY")
+    identity = identity_of("Soylent Corp", "soylent.com", "US", "FAKE-99")
+    resolution = choose(identity, index.match(identity, 0.9, 0.1), index.identifiers,
+                        index.__contains__)
+    # Its own key (handlers._copy_reports then reports the owner's registrations, flagged
+    # possible_duplicate, when the two keys live on different partitions).
+    assert resolution.is_new and resolution.account_key != owner
+    assert [m.account_key for m in resolution.possible_duplicates] == [owner]
+
+
+def test_an_identified_account_never_gets_a_name_only_key_by_name_under_review() -> None:
+    index = AccountIndex()
+    squat = _resolve(index, "Stark Industries", None, "US")
+    assert squat.startswith("name:")
+    identity = identity_of("Stark Industries", "stark.com", "US", None)
+    matches = index.match(identity, 0.9, 0.1)
+    reviewed = choose(identity, matches, index.identifiers, index.__contains__, True)
+    assert reviewed.account_key == "dom:stark.com"
+    assert [m.account_key for m in reviewed.possible_duplicates] == [squat]
+    # Under `decide` (older policies) the name still resolves it onto the name-only key.
+    assert choose(identity, matches, index.identifiers, index.__contains__).account_key == squat
+    # Nor the reverse: a name-only account does not take the identified key by name.
+    index.add("dom:stark.com", identity)
+    alone = identity_of("Stark Industries", None, "US", None)
+    back = choose(alone, [m for m in index.match(alone, 0.9, 0.1)
+                          if m.account_key != squat], index.identifiers, index.__contains__,
+                  True)
+    assert back.is_new and back.account_key != "dom:stark.com"

@@ -1,0 +1,69 @@
+"""A made-up CRM id must not walk past the owner of the domain (review CRITICAL #1).
+
+The same domain under another CRM id is another customer by the identifier rule, but one a
+person must look at: the newcomer goes to a `possible_duplicate` review whether the two
+keys land on the same intake partition (the adjudicator matches the facts itself) or on
+different ones (the edge reports the domain owner's registrations, flagged)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from adjudication_driver import Driver, decisions, only
+
+from shared.events import AccountLinkReported, AccountsLinked, DisputeOpened, ReportedRegistration
+
+
+def _owner(d: Driver) -> None:
+    [first] = decisions(d.register("reg-a", "p-1", domain="soylent.com", name="Soylent Corp",
+                                   crm="001SOY", key="crm:001SOY"))
+    assert first.status == "approved"
+
+
+def test_a_made_up_crm_id_on_an_owned_domain_goes_to_review_on_the_same_partition() -> None:
+    d = Driver()
+    _owner(d)
+    d.later(days=2)
+    [decision] = decisions(d.register("reg-b", "p-2", domain="soylent.com",
+                                      name="Soylent Corp", crm="FAKE-99", key="crm:FAKE-99"))
+    assert (decision.status, decision.rule) == ("in_review", "possible_duplicate")
+    assert "possible_duplicate" in decision.flags
+
+
+def _report_of_owner(d: Driver, rid: str) -> AccountLinkReported:
+    return AccountLinkReported(
+        account_key=f"crm:FAKE-{rid}", alias_key="crm:001SOY", matched_by="domain",
+        registrations=(ReportedRegistration(
+            registration_id="reg-a", party_type="partner", party_id="p-1", motion="resell",
+            products=("analytics",), status="approved",
+            submitted_at=d.now - timedelta(days=2),
+            protected_until=d.now + timedelta(days=88), tier="gold"),),
+        reported_at=d.now, policy_version=4, registration_id=rid, possible_duplicate=True)
+
+
+def test_a_made_up_crm_id_on_an_owned_domain_goes_to_review_across_partitions() -> None:
+    d = Driver()  # this partition never saw reg-a: the edge reports it, flagged
+    out = d.feed(_report_of_owner(d, "reg-b"))
+    assert only(out, AccountsLinked) == [] and only(out, DisputeOpened) == []
+    out = d.register("reg-b", "p-2", domain="soylent.com", name="Soylent Corp",
+                     crm="FAKE-99", key="crm:FAKE-reg-b")
+    [decision] = decisions(out)
+    assert (decision.status, decision.rule) == ("in_review", "possible_duplicate")
+    [opened] = only(out, DisputeOpened)
+    assert opened.reason == "possible_duplicate"
+    assert set(opened.registration_ids) == {"reg-a", "reg-b"}
+    assert d.state.suspects == {}  # consumed by the decision
+    # The third made-up id is caught the same way: never three exclusive owners.
+    d.later(days=1)
+    d.feed(_report_of_owner(d, "reg-c"))
+    [third] = decisions(d.register("reg-c", "p-3", domain="soylent.com", name="Soylent Corp",
+                                   crm="FAKE-98", key="crm:FAKE-reg-c"))
+    assert third.status != "approved"
+
+
+def test_a_possible_duplicate_report_does_not_touch_a_registration_it_does_not_name() -> None:
+    d = Driver()
+    d.feed(_report_of_owner(d, "reg-b"))
+    [other] = decisions(d.register("reg-x", "p-4", domain="initech.com", name="Initech",
+                                   key="dom:initech.com"))
+    assert (other.status, other.rule) == ("approved", "no_conflict")
