@@ -94,7 +94,7 @@ async def test_filing_a_contest_with_wait_answers_what_get_answers(system: Runni
     world = await outranked(system)
     filed = await world["commands"].post(
         f"/v1/registrations/{world['second']['id']}/disputes",
-        headers={"Prefer": "wait=15"}, json={"reason": "We met the customer first."})
+        headers={"Prefer": "wait=30"}, json={"reason": "We met the customer first."})
     assert filed.status_code == 201, filed.text
     body = filed.json()
     assert body["level"] == 1, body  # the dispute was opened within the wait
