@@ -37,9 +37,13 @@ def member_evidence(entry: Entry, decided_key: str,
     (filed under `decided_key`): how they were found to be one customer. A name match on
     either side makes it a name match (the weakest link); otherwise it is how `decided`
     matched its key's customer, or, when it opened the key (or is not given), how `entry`
-    did."""
+    did. A `decided` that opened a key of its own (another key than `entry`'s) matched
+    through that key's form: a name key can only have matched by name."""
     theirs = entry.evidence or (key_evidence(entry.account_key), 1.0)
     mine = (decided.evidence if decided is not None else None) or theirs
+    if (decided is not None and decided.evidence is None
+            and decided.account_key != entry.account_key):
+        mine = (key_evidence(decided.account_key), 1.0)
     names = [score for kind, score in (mine, theirs) if kind == "name"]
     kind, score = ("name", min(names)) if names else mine
     return evidence(Collision(entry, kind, score, True), decided_key)

@@ -83,3 +83,18 @@ def test_a_blocked_candidate_does_not_stop_the_line() -> None:
     out = d.withdraw("r1")
     assert decisions(out, "r2") == []  # r4 holds c
     assert [e.rule for e in decisions(out, "r3")] == ["promoted_on_release"]
+
+
+def test_a_name_only_promotion_under_its_own_key_says_name() -> None:
+    # r2 has no domain: it opened its own name key and lost to r1 by name; promoted after r1
+    # ends, its evidence must still say how it matched (by name), not r1's key form.
+    d = Driver(policy=policy(match={"name_threshold": 0.9, "review_band": 0.1,
+                                    "name_only": "decide"}))
+    d.register("r1", "p-1", tier="platinum")
+    d.later(days=3)
+    [lost] = decisions(d.register("r2", "p-2", tier="gold", domain=None))
+    assert (lost.account_key, lost.conflicts[0].matched_by) == ("name:US:Acme Corp", "name")
+    [promoted] = decisions(d.withdraw("r1"), "r2")
+    assert promoted.rule == "promoted_on_release"
+    [ev] = promoted.conflicts
+    assert (ev.registration_id, ev.matched_by) == ("r1", "name")
