@@ -36,7 +36,7 @@ bench: $(STAMP)
 ## the score and the surviving mutants are printed, `mutmut show NAME` shows one.
 mutation: $(STAMP)
 	rm -rf mutants
-	nice -n 10 timeout 900 $(PY) -m mutmut run --max-children 2 || true
+	nice -n 10 timeout 1800 $(PY) -m mutmut run --max-children 2 || true
 	$(PY) -m mutmut results
 
 services-up:
