@@ -195,25 +195,10 @@ def extend(state: AdjudicationState, out: Out, event: RegistrationExtensionReque
                 own.version, at)
         return
     entry.extensions += 1
-    entry.protected_until += span_us(own.extension.period)
-    state.schedule(entry.protected_until, EXPIRY, entry.id)
-    out.append(
-        ProtectionExtended(
-            registration_id=entry.id,
-            party_type=party_type(entry.party_type),
-            party_id=entry.party_id,
-            account_key=entry.account_key,
-            protected_until=from_us(entry.protected_until),
-            extensions=entry.extensions,
-            policy_version=own.version,
-            explanation=(
-                f"Extended ({entry.extensions} of {own.extension.max_extensions}): protected "
-                f"until {explain.day(entry.protected_until)} "
-                f"{explain.tag('extension', own.version)}."
-            ),
-            decided_at=from_us(at),
-        )
-    )
+    until = entry.protected_until + span_us(own.extension.period)
+    out.append(_prolong(state, entry, until, own.version, at, (
+        f"Extended ({entry.extensions} of {own.extension.max_extensions}): protected "
+        f"until {explain.day(until)} {explain.tag('extension', own.version)}.")))
 
 
 def extension_opens(protected_until: int, policy: Policy) -> int | None:
@@ -286,25 +271,29 @@ def _hold(state: AdjudicationState, out: Out, entry: Entry, deadline: int) -> No
     ownerless while a person is still deciding."""
     own = state.policy(entry.policy_version)
     entry.held_by = entry.dispute_id
-    entry.protected_until = deadline + span_us(own.dispute_grace)
-    state.schedule(entry.protected_until, EXPIRY, entry.id)
-    out.append(
-        ProtectionExtended(
-            registration_id=entry.id,
-            party_type=party_type(entry.party_type),
-            party_id=entry.party_id,
-            account_key=entry.account_key,
-            protected_until=from_us(entry.protected_until),
-            extensions=entry.extensions,
-            policy_version=own.version,
-            explanation=(
-                f"Protection held while dispute {entry.dispute_id} is open: protected until "
-                f"{explain.day(entry.protected_until)}, and at least "
-                f"{human_span(span_us(own.dispute_grace))} after the resolution "
-                f"{explain.tag('dispute_protection', own.version)}."
-            ),
-            decided_at=from_us(deadline),
-        )
+    until = deadline + span_us(own.dispute_grace)
+    out.append(_prolong(state, entry, until, own.version, deadline, (
+        f"Protection held while dispute {entry.dispute_id} is open: protected until "
+        f"{explain.day(until)}, and at least {human_span(span_us(own.dispute_grace))} "
+        f"after the resolution {explain.tag('dispute_protection', own.version)}.")))
+
+
+def _prolong(state: AdjudicationState, entry: Entry, until: int, policy_version: int,
+             at: int, explanation: str) -> ProtectionExtended:
+    """Move `entry`'s protection end to `until`, schedule its expiry there (the old
+    deadline becomes stale), and say so: the one way an extension or a hold shows."""
+    entry.protected_until = until
+    state.schedule(until, EXPIRY, entry.id)
+    return ProtectionExtended(
+        registration_id=entry.id,
+        party_type=party_type(entry.party_type),
+        party_id=entry.party_id,
+        account_key=entry.account_key,
+        protected_until=from_us(until),
+        extensions=entry.extensions,
+        policy_version=policy_version,
+        explanation=explanation,
+        decided_at=from_us(at),
     )
 
 
