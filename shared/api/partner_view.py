@@ -31,7 +31,7 @@ callers look up which mentioned ids are the viewer's (`shared.readmodel.queries.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -237,18 +237,25 @@ def _key_labels(key: str) -> tuple[str, ...]:
 
 def mentioned_keys(value: Any) -> set[str]:
     """Every account key a view mentions."""
+    return _collect(value, _KEY_FIELDS, _KEY_LIST_FIELDS, nonempty=True)
+
+
+def _collect(value: Any, fields: Collection[str], list_fields: Collection[str], *,
+             nonempty: bool) -> set[str]:
+    """Every string a view holds under one of `fields` (or in a list under one of
+    `list_fields`), at any depth."""
     found: set[str] = set()
     if isinstance(value, list | tuple):
         for item in value:
-            found |= mentioned_keys(item)
+            found |= _collect(item, fields, list_fields, nonempty=nonempty)
     elif isinstance(value, Mapping):
         for key, item in value.items():
-            if key in _KEY_FIELDS and isinstance(item, str) and item:
+            if key in fields and isinstance(item, str) and (item or not nonempty):
                 found.add(item)
-            elif key in _KEY_LIST_FIELDS and isinstance(item, list | tuple):
-                found.update(k for k in item if isinstance(k, str) and k)
+            elif key in list_fields and isinstance(item, list | tuple):
+                found.update(i for i in item if isinstance(i, str) and (i or not nonempty))
             else:
-                found |= mentioned_keys(item)
+                found |= _collect(item, fields, list_fields, nonempty=nonempty)
     return found
 
 
@@ -545,24 +552,9 @@ partner's own registrations' results."""
 
 
 def mentioned_ids(value: Any) -> set[str]:
-    """Every registration or claim id a view mentions (to ask which are the viewer's)."""
-    found: set[str] = set()
-    if isinstance(value, list | tuple):
-        for item in value:
-            found |= mentioned_ids(item)
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            if key in _ID_KEYS and isinstance(item, str):
-                found.add(item)
-            elif key in _ID_LIST_KEYS and isinstance(item, list | tuple):
-                found.update(i for i in item if isinstance(i, str))
-            elif key == "splits" and isinstance(item, list | tuple):
-                found.update(s["registration_id"] for s in item
-                             if isinstance(s, Mapping) and isinstance(s.get("registration_id"),
-                                                                      str))
-            else:
-                found |= mentioned_ids(item)
-    return found
+    """Every registration or claim id a view mentions (to ask which are the viewer's);
+    a split's `registration_id` is found like any other."""
+    return _collect(value, _ID_KEYS, _ID_LIST_KEYS, nonempty=False)
 
 
 def registration_scope(view: Mapping[str, Any], viewer: Viewer) -> Scope:
