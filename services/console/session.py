@@ -179,7 +179,8 @@ def signin_csrf(request: Request) -> str:
 async def check_signin_csrf(request: Request) -> None:
     expected = request.cookies.get(SIGNIN_COOKIE)
     if not expected:
-        raise CsrfRefused("Sign-in needs cookies: reload the page and try again.")
+        raise CsrfRefused("The form's security token is missing (sign-in needs cookies). "
+                          "Reload the page and try again.")
     await _check_csrf(request, expected)
 
 
