@@ -126,3 +126,38 @@ def test_a_partner_withdraws_and_an_early_extension_shows_the_apis_reason(
     assert console.text("#status") == "withdrawn"
     assert "registration withdrawn" in console.text("#timeline")
     assert console.find_all("#withdraw") == []
+
+
+def test_a_partner_outranked_by_a_rival_contests_and_never_sees_who_the_rival_is(
+        console: Console, dev_server: DevServer, keys: dict[str, str]) -> None:
+    domain = f"{_company()}.com"
+    account = {"name": "Adventure Works", "domain": domain, "country": "US"}
+    # Gold Northwind first, silver Contoso minutes later: the tier rule rejects Contoso.
+    rival = dev_server.register(keys["partner"], {
+        "account": account, "opportunity": {"title": "Northwind's deal"}, "motion": "resell"})
+    assert rival["status"] == "approved", rival
+    mine = dev_server.register(keys["partner2"], {
+        "account": account, "opportunity": {"title": "Contoso's deal"}, "motion": "resell"})
+    assert mine["status"] == "rejected", mine
+
+    console.sign_in(keys["partner2"])
+    console.go(f"/console/partner/registrations/{mine['id']}")
+    assert console.text("#status") == "rejected"
+    explanation = console.text("#explanation")
+    assert explanation.startswith("Rejected:") and mine["decision"]["rule"] in explanation
+    assert "another partner" in console.text("#conflicts")
+    page = console.driver.page_source
+    for secret in (rival["id"], "p-northwind", "Northwind"):
+        assert secret not in page, secret
+
+    # An empty reason is the API's field error, next to the reason.
+    console.find("#contest").click()
+    assert console.wait_for("#reason-error").text
+    console.fill({"reason": "We introduced Adventure Works at the spring summit."})
+    console.find("#contest").click()
+    console.wait_for("#done")
+    assert "Decision contested" in console.text("#done")
+    assert console.find_all("#contest") == []
+    assert "dispute" in console.text("#timeline")
+    for secret in (rival["id"], "p-northwind", "Northwind"):
+        assert secret not in console.driver.page_source, secret
