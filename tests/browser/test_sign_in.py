@@ -94,3 +94,35 @@ def _field(html: str, name: str) -> str:
     marker = f'name="{name}" value="'
     start = html.index(marker) + len(marker)
     return html[start:html.index('"', start)]
+
+
+def test_the_keyboard_reaches_everything_with_a_visible_focus(console: Console,
+                                                              keys: dict[str, str]) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    console.sign_in(keys["admin"])
+    body = console.find("body")
+    body.send_keys(Keys.TAB)
+    first = console.driver.switch_to.active_element
+    assert first.text == "Skip to content" and first.is_displayed()
+    outline = first.value_of_css_property("outline-style")
+    assert outline == "solid", outline  # the focus ring (:focus-visible) shows
+    first.send_keys(Keys.ENTER)
+    assert console.driver.switch_to.active_element.get_attribute("id") == "main"
+    # Tabbing from the top walks the brand, every nav entry, then sign-out.
+    console.go("/console/partner/")
+    seen: list[str] = []
+    for _ in range(8):
+        console.driver.switch_to.active_element.send_keys(Keys.TAB)
+        active = console.driver.switch_to.active_element
+        seen.append(active.get_attribute("data-area") or active.get_attribute("id") or "")
+    assert seen[2:6] == ["partner", "owner", "manager", "program"], seen
+    assert "sign-out" in seen, seen
+
+
+def test_an_unknown_console_page_is_an_html_404(console: Console,
+                                                keys: dict[str, str]) -> None:
+    console.sign_in(keys["partner"])
+    console.go("/console/no-such-page")
+    assert console.text("h1") == "Not found"
+    assert console.nav() == ["partner"]
