@@ -28,6 +28,11 @@ STATUSES = ("submitted", "approved", "in_review", "rejected", "expired", "withdr
 MOTIONS = ("resell", "referral", "co_sell", "influence")
 REGISTRANTS = frozenset({"partner", "admin"})
 """Roles the API lets register, extend, withdraw and contest (a rep claims instead)."""
+CLAIMANTS = frozenset({"rep", "admin"})
+"""Roles the API lets file and release direct claims."""
+CLAIM_KINDS = ("named_account", "opportunity")
+CLAIM_FIELDS = ("rep_id", "kind", "account.name", "account.domain", "account.country",
+                "account.crm_account_id", "products")
 WAIT_SECONDS = 10
 
 FORM_FIELDS = (
@@ -45,6 +50,8 @@ DONE = {
     "extended": "Protection extended.",
     "withdrawn": "Registration withdrawn.",
     "contested": "Decision contested: a dispute is open and an escalation owner will decide.",
+    "claimed": "Claim filed.",
+    "released": "Claim released: the account is free for partners.",
 }
 
 
@@ -82,7 +89,7 @@ def place_errors(problem: ApiProblem) -> tuple[dict[str, str], list[str]]:
     general: list[str] = []
     for error in problem.errors:
         name, message = error["field"], error["message"].removeprefix("Value error, ")
-        target = next((f for f in (*FORM_FIELDS, *FIELDSETS, "reason")
+        target = next((f for f in (*FORM_FIELDS, *CLAIM_FIELDS, *FIELDSETS, "reason")
                        if name == f or name.startswith(f + ".")), None)
         if target is None:
             general.append(f"{name}: {message}" if name not in ("", "body") else message)
@@ -100,7 +107,8 @@ async def registrations(request: Request, session: Annotated[Session, Depends(AR
     chosen = status if status in STATUSES else None
     page = await api.get("/v1/registrations", status=chosen, cursor=cursor, limit=25)
     return render(request, "partner/list.html", session, page=page, statuses=STATUSES,
-                  status=chosen, can_register=session.role in REGISTRANTS)
+                  status=chosen, can_register=session.role in REGISTRANTS,
+                  can_claim=session.role in CLAIMANTS)
 
 
 def _register_page(request: Request, session: Session, values: dict[str, str], *,
@@ -194,3 +202,92 @@ async def contest(registration_id: str, request: Request,
     reason = (await read_form(request)).get("reason") or ""
     return await _act(request, session, registration_id, "disputes", "contested",
                       body={"reason": reason.strip()}, reason=reason)
+
+
+# --- direct claims (reps) ----------------------------------------------------------------
+
+
+def claim_body(form: ImmutableMultiDict[str, str], role: str) -> dict[str, Any]:
+    """The POST /v1/claims body the form describes."""
+    account = _compact({k: _text(form, f"account.{k}")
+                        for k in ("name", "domain", "country", "crm_account_id")})
+    products = [p.strip() for p in (form.get("products") or "").split(",") if p.strip()]
+    return _compact({"rep_id": _text(form, "rep_id") if role != "rep" else None,
+                     "kind": _text(form, "kind"), "account": account, "products": products})
+
+
+def _claim_form(request: Request, session: Session, values: dict[str, str], *,
+                problem: ApiProblem | None = None) -> Response:
+    errors, general = place_errors(problem) if problem else ({}, [])
+    return render(request, "partner/claim_form.html", session,
+                  status_code=problem.status if problem else 200, values=values,
+                  errors=errors, general=general, kinds=CLAIM_KINDS)
+
+
+@router.get("/claim")
+async def claim_form(request: Request,
+                     session: Annotated[Session, Depends(AREA.guard)]) -> Response:
+    return _claim_form(request, session, {"kind": "named_account"})
+
+
+@router.post("/claim")
+async def file_claim(request: Request,
+                     session: Annotated[Session, Depends(AREA.guard)]) -> Response:
+    form = await read_form(request)
+    values = {name: form.get(name) or "" for name in CLAIM_FIELDS}
+    try:
+        created = await ConsoleApi.of(request, session).post(
+            "/v1/claims", claim_body(form, session.role), wait=WAIT_SECONDS)
+    except ApiProblem as problem:
+        if problem.status == 401:
+            raise
+        return _claim_form(request, session, values, problem=problem)
+    return RedirectResponse(f"/console/partner/claims/{quote(created['id'], safe='')}"
+                            "?done=claimed", status_code=303)
+
+
+def claim_state(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """A claim as its timeline tells it (the API has no claim read): the account and kind
+    it was filed with, its latest status, and the decision's explanation."""
+    state: dict[str, Any] = {}
+    for entry in entries:
+        data = entry.get("data") or {}
+        for key in ("kind", "rep_id", "account", "account_key", "filed_at", "status",
+                    "rule", "explanation", "protected_until", "products"):
+            if data.get(key) not in (None, "", []):
+                state[key] = data[key]
+        if entry.get("type", "").startswith("dealreg.claim.released"):
+            state["status"] = "withdrawn"
+    return state
+
+
+async def _claim_page(request: Request, session: Session, claim_id: str, *,
+                      problem: ApiProblem | None = None) -> Response:
+    timeline = await ConsoleApi.of(request, session).get(
+        f"/v1/registrations/{quote(claim_id, safe='')}/timeline")
+    _, general = place_errors(problem) if problem else ({}, [])
+    return render(request, "partner/claim.html", session,
+                  status_code=problem.status if problem else 200, claim_id=claim_id,
+                  c=claim_state(timeline["entries"]), entries=timeline["entries"],
+                  facts=_facts, done=DONE.get(request.query_params.get("done") or ""),
+                  general=general, can_act=session.role in CLAIMANTS)
+
+
+@router.get("/claims/{claim_id}")
+async def claim(claim_id: str, request: Request,
+                session: Annotated[Session, Depends(AREA.guard)]) -> Response:
+    return await _claim_page(request, session, claim_id)
+
+
+@router.post("/claims/{claim_id}/release")
+async def release(claim_id: str, request: Request,
+                  session: Annotated[Session, Depends(AREA.guard)]) -> Response:
+    try:
+        await ConsoleApi.of(request, session).post(
+            f"/v1/claims/{quote(claim_id, safe='')}/release", wait=WAIT_SECONDS)
+    except ApiProblem as problem:
+        if problem.status in (401, 404):
+            raise
+        return await _claim_page(request, session, claim_id, problem=problem)
+    return RedirectResponse(f"/console/partner/claims/{quote(claim_id, safe='')}"
+                            "?done=released", status_code=303)

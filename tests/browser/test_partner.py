@@ -161,3 +161,28 @@ def test_a_partner_outranked_by_a_rival_contests_and_never_sees_who_the_rival_is
     assert "dispute" in console.text("#timeline")
     for secret in (rival["id"], "p-northwind", "Northwind"):
         assert secret not in console.driver.page_source, secret
+
+
+def test_a_rep_claims_an_account_sees_the_decision_and_releases_it(
+        console: Console, keys: dict[str, str]) -> None:
+    domain = f"{_company()}.com"
+    console.sign_in(keys["rep"])
+    assert console.find_all("#register-link") == []  # reps claim; partners register
+    console.find("#claim-link").click()
+    console.fill({"account.name": "Proseware", "account.domain": "proseware",
+                  "account.country": "US"})
+    console.find("#submit-claim").click()
+    assert "not a domain" in console.wait_for("#account-domain-error").text
+    assert console.find("[name='account.name']").get_attribute("value") == "Proseware"
+    console.fill({"account.domain": domain})
+    console.find("#submit-claim").click()
+    console.wait_for("#done")
+    assert console.path.startswith("/console/partner/claims/clm_")
+    assert console.text("#status") == "approved"
+    assert console.text("#explanation").startswith("Approved:")
+    console.driver.execute_script(
+        "document.querySelector('form[data-confirm]').removeAttribute('data-confirm')")
+    console.find("#release").click()
+    assert "Claim released" in console.wait_for("#done").text
+    assert console.text("#status") == "withdrawn"
+    assert console.find_all("#release") == []
