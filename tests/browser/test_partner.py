@@ -10,8 +10,9 @@ import httpx
 from tests.browser.conftest import Console, DevServer
 
 
-def _company() -> str:
-    return f"fabrikam-{uuid.uuid4().hex[:8]}"
+def _company(name: str = "fabrikam") -> str:
+    """A domain label no other test uses (one dev server serves the whole session)."""
+    return f"{name}-{uuid.uuid4().hex[:6]}"
 
 
 def test_a_partner_registers_and_sees_the_decision_and_its_explanation(
@@ -47,7 +48,6 @@ def test_a_partner_registers_and_sees_the_decision_and_its_explanation(
     row = console.find("#registrations tbody tr")
     assert "Fabrikam Inc" in row.text and "approved" in row.text
     assert "Approved:" in row.find_element("css selector", "td.explanation").text
-    console.screenshot("partner-registrations")
 
 
 def test_field_errors_appear_next_to_their_fields_and_nothing_typed_is_lost(
@@ -84,7 +84,7 @@ def test_field_errors_appear_next_to_their_fields_and_nothing_typed_is_lost(
 
 def test_a_partner_cannot_reach_another_partners_registration(
         console: Console, dev_server: DevServer, keys: dict[str, str]) -> None:
-    company = _company()
+    company = _company("wingtip")
     theirs = dev_server.register(keys["partner2"], {
         "account": {"name": "Wingtip", "domain": f"{company}.com", "country": "DE"},
         "opportunity": {"title": "Contoso only"}, "motion": "resell"})
@@ -112,7 +112,7 @@ def test_a_partner_cannot_reach_another_partners_registration(
 def test_a_partner_withdraws_and_an_early_extension_shows_the_apis_reason(
         console: Console, dev_server: DevServer, keys: dict[str, str]) -> None:
     mine = dev_server.register(keys["partner"], {
-        "account": {"name": "Litware", "domain": f"{_company()}.com", "country": "US"},
+        "account": {"name": "Litware", "domain": f"{_company('litware')}.com", "country": "US"},
         "opportunity": {"title": "Litware renewal"}, "motion": "resell"})
     console.sign_in(keys["partner"])
     console.go(f"/console/partner/registrations/{mine['id']}")
@@ -130,7 +130,7 @@ def test_a_partner_withdraws_and_an_early_extension_shows_the_apis_reason(
 
 def test_a_partner_outranked_by_a_rival_contests_and_never_sees_who_the_rival_is(
         console: Console, dev_server: DevServer, keys: dict[str, str]) -> None:
-    domain = f"{_company()}.com"
+    domain = f"{_company('adventure-works')}.com"
     account = {"name": "Adventure Works", "domain": domain, "country": "US"}
     # Gold Northwind first, silver Contoso minutes later: the tier rule rejects Contoso.
     rival = dev_server.register(keys["partner"], {
@@ -165,7 +165,7 @@ def test_a_partner_outranked_by_a_rival_contests_and_never_sees_who_the_rival_is
 
 def test_a_rep_claims_an_account_sees_the_decision_and_releases_it(
         console: Console, keys: dict[str, str]) -> None:
-    domain = f"{_company()}.com"
+    domain = f"{_company('proseware')}.com"
     console.sign_in(keys["rep"])
     assert console.find_all("#register-link") == []  # reps claim; partners register
     console.find("#claim-link").click()
@@ -186,3 +186,35 @@ def test_a_rep_claims_an_account_sees_the_decision_and_releases_it(
     assert "Claim released" in console.wait_for("#done").text
     assert console.text("#status") == "withdrawn"
     assert console.find_all("#release") == []
+
+
+def test_my_registrations_list_status_protection_and_explanation_and_filter_by_status(
+        console: Console, dev_server: DevServer, keys: dict[str, str]) -> None:
+    made = [dev_server.register(keys["partner"], {
+        "account": {"name": name, "domain": f"{_company(name.split()[0].lower())}.com",
+                    "country": "US"},
+        "opportunity": {"title": title, "products": ["analytics"],
+                        "amount": {"value": amount, "currency": "USD"}},
+        "motion": "resell"}) for name, title, amount in (
+            ("Woodgrove Bank", "Fraud analytics", "480000.00"),
+            ("Alpine Ski House", "Booking platform", "95000.00"))]
+    with dev_server.api(keys["partner"]) as api:
+        assert api.post(f"/v1/registrations/{made[1]['id']}/withdraw").status_code in (200,
+                                                                                        202)
+    console.sign_in(keys["partner"])
+    rows = {r.get_attribute("data-id"): r.text
+            for r in console.find_all("#registrations tbody tr")}
+    assert "approved" in rows[made[0]["id"]] and "Approved:" in rows[made[0]["id"]]
+    assert "withdrawn" in rows[made[1]["id"]]
+    # Only this partner's registrations, never Contoso's.
+    with dev_server.api(keys["partner"]) as api:
+        own = {r["id"] for r in api.get("/v1/registrations", params={"limit": 100})
+               .json()["items"]}
+    assert set(rows) == own
+    console.screenshot("partner-registrations")
+    console.fill({"status": "withdrawn"})
+    console.find("#filter").click()
+    console.wait_for("#registrations")
+    shown = [r.get_attribute("data-id") for r in console.find_all("#registrations tbody tr")]
+    assert made[1]["id"] in shown and made[0]["id"] not in shown
+    assert all("withdrawn" in r.text for r in console.find_all("#registrations tbody tr"))
