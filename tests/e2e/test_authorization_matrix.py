@@ -149,6 +149,13 @@ TABLE: dict[str, dict[str, dict[str, int]]] = {
     "GET /v1/policy": {ANY: READ_ALL},
     "PUT /v1/policy": {ANY: admin_only(200)},  # the current document again: no new version
     "GET /v1/policy/{version}": {OWN: READ_ALL, OTHER: cells(404)},
+    # Directory lists (no secrets in any): partners for the vendor's roles, owners for
+    # admins and channel managers, keys for admins; policy versions and diffs for all.
+    "GET /v1/partners": {ANY: cells(403, admin=200, integration=200, channel_manager=200)},
+    "GET /v1/owners": {ANY: cells(403, admin=200, channel_manager=200)},
+    "GET /v1/api-keys": {ANY: admin_only(200)},
+    "GET /v1/policy/versions": {ANY: READ_ALL},
+    "GET /v1/policy/diff": {ANY: READ_ALL},
     # queries
     # Lists filtered by partner (OWN: P1, OTHER: P3): a partner lists only its own.
     "GET /v1/registrations": {
@@ -660,6 +667,11 @@ BUILDERS: dict[str, Builder] = {
     "GET /v1/policy": simple("/v1/policy"),
     "PUT /v1/policy": _put_policy,
     "GET /v1/policy/{version}": _policy_version,
+    "GET /v1/partners": simple("/v1/partners"),
+    "GET /v1/owners": simple("/v1/owners"),
+    "GET /v1/api-keys": simple("/v1/api-keys", include_revoked="true"),
+    "GET /v1/policy/versions": simple("/v1/policy/versions"),
+    "GET /v1/policy/diff": simple("/v1/policy/diff"),
     "GET /v1/registrations": _list_registrations,
     "GET /v1/registrations/{registration_id}": _read_registration,
     "GET /v1/registrations/{registration_id}/timeline": _timeline,
