@@ -84,6 +84,32 @@ def add_business_time(start: int, amount_us: int, calendar: BusinessCalendar | N
     raise ValueError("the business calendar has no working time within ten years")
 
 
+def business_time_between(start: int, end: int, calendar: BusinessCalendar | None) -> int:
+    """The working time from `start` to `end` in µs (0 when `end` is not later): the
+    inverse of `add_business_time` (for a deadline `e = add_business_time(s, a)`,
+    `business_time_between(s, e) == a`). The console shows an owner the working time left
+    before a deadline with it."""
+    if end <= start:
+        return 0
+    if calendar is None:
+        return end - start
+    zone = _zone(calendar.timezone)
+    holidays = _holidays(calendar.holidays)
+    open_minute, close_minute = calendar.day_minutes
+    day = from_us(start).astimezone(zone).date()
+    last = from_us(end).astimezone(zone).date()
+    total = 0
+    for _ in range(_MAX_DAYS_SCANNED):
+        if day > last:
+            break
+        if day.isoweekday() in calendar.working_days and day not in holidays:
+            begin = max(_local_us(day, open_minute, zone), start)
+            finish = min(_local_us(day, close_minute, zone), end)
+            total += max(0, finish - begin)
+        day += timedelta(days=1)
+    return total
+
+
 def _local_us(day: date, minute: int, zone: ZoneInfo) -> int:
     if minute >= 24 * 60:
         return _local_us(day + timedelta(days=1), 0, zone)
@@ -122,6 +148,7 @@ __all__ = [
     "LevelTimes",
     "add_business_time",
     "business_length_us",
+    "business_time_between",
     "last_level",
     "level_times",
 ]
