@@ -43,4 +43,12 @@ def day_start(value: str | None, *, end: bool = False) -> str | None:
     return datetime.combine(day, time(0), tzinfo=UTC).isoformat()
 
 
-TEMPLATES.env.filters.update(event_label=event_label, as_json=as_json)
+def account_name(account_key: Any) -> str:
+    """`dom:acme.com` -> `acme.com`: an account key as people read it."""
+    text = str(account_key or "")
+    kind, sep, rest = text.partition(":")
+    return rest if sep and kind in ("dom", "crm", "name") else text
+
+
+TEMPLATES.env.filters.update(event_label=event_label, as_json=as_json,
+                             account_name=account_name)

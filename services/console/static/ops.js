@@ -22,6 +22,8 @@
       var left = due - now;
       el.textContent = left > 0 ? span(left) + " left" : "overdue by " + span(-left);
       el.classList.toggle("overdue", left <= 0);
+      var working = el.parentNode && el.parentNode.querySelector(".working");
+      if (working && left <= 0) { working.hidden = true; }
       var row = el.closest("tr");
       if (row) { row.classList.toggle("overdue", left <= 0); }
     });
