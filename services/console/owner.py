@@ -22,12 +22,11 @@ import orjson
 from fastapi import Depends, Request
 from starlette.responses import RedirectResponse, Response
 
-from services.adjudication.domain.escalation import business_time_between
-from services.adjudication.domain.instants import to_us
 from services.console import ops  # noqa: F401  (registers the template filters)
 from services.console.client import ApiProblem, ConsoleApi
 from services.console.pages import Area, render
 from services.console.session import Session, read_form
+from shared.business_time import business_time_between, to_us
 from shared.policy import BusinessCalendar
 
 AREA = Area("owner", "Dispute queue", frozenset({"owner"}))

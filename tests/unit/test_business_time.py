@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.adjudication.domain.escalation import add_business_time, business_time_between
 from services.adjudication.domain.instants import to_us
+from shared.business_time import add_business_time, business_time_between
 from shared.policy import BusinessCalendar
 
 CALENDAR = BusinessCalendar.model_validate({
