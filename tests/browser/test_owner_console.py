@@ -94,9 +94,9 @@ def test_bulk_acknowledge_acknowledges_every_selected_dispute(
 
 def test_the_queue_shows_a_new_dispute_and_an_overdue_one_without_a_reload(
         console: Console, keys: dict[str, str], dev_server: DevServer) -> None:
-    collide(dev_server, keys)
+    ticked = collide(dev_server, keys)[2]
     console.sign_in(keys["owner"])
-    console.wait_for("#queue-table")
+    console.wait_for(f"#pick-{ticked}").click()
     console.driver.execute_script("window.__notReloaded = 'still here';")
 
     arrived = collide(dev_server, keys)[2]
@@ -110,6 +110,7 @@ def test_the_queue_shows_a_new_dispute_and_an_overdue_one_without_a_reload(
         lambda d: d.find_elements(By.CSS_SELECTOR, f"tr[data-id='{arrived}']")
         and d.find_elements(By.CSS_SELECTOR, f"tr.overdue[data-id='{late}']"))
     assert console.driver.execute_script("return window.__notReloaded") == "still here"
+    assert console.find(f"#pick-{ticked}").is_selected(), "a refresh dropped the ticked box"
     overdue = console.find(f"tr[data-id='{late}'] .countdown")
     assert overdue.text.startswith("overdue by")
     assert "overdue" in (overdue.get_attribute("class") or "")
