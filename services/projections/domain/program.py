@@ -169,15 +169,6 @@ def decision_time(bins: Mapping[int, int], count: int, p50_ms: int | None,
     return series
 
 
-def bin_of(latency_ms: int) -> int:
-    """The DECISION_BINS index of a latency (the adapter does the same in SQL)."""
-    index = 0
-    for i, (_, low) in enumerate(DECISION_BINS):
-        if latency_ms >= low * 1000:
-            index = i
-    return index
-
-
 def decisions(span: Period, counts: Mapping[date, tuple[int, int, int, int]],
               quantiles: Quantiles) -> Series:
     """`counts`: bucket -> (submitted, decided, auto_approved, collided)."""
