@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dealreg.runtime import ALL, Component, Runtime
+from services.console.app import mount_console
 from services.projections.api import routers as query_routers
 from services.registration.api import routers as command_routers
 from shared.api.auth import AuthenticateFirst, Authenticator, bearer_token
@@ -115,6 +116,11 @@ def create_app(settings: Settings, components: frozenset[Component] = ALL) -> Fa
     if "projections" in components:
         for router in query_routers:
             app.include_router(router, responses=guarded)
+
+    if "projections" in components:
+        # The console (web UI) reads and acts through /v1 (in-process, or
+        # DEALREG_CONSOLE_API_URL): served wherever the queries are.
+        mount_console(app, settings)
 
     @app.get("/healthz", response_model=Health, tags=["operations"])
     async def healthz() -> Health:
