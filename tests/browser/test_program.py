@@ -60,7 +60,9 @@ def workload(dev_server: DevServer, keys: dict[str, str]) -> Iterator[dict[str, 
                     "currency": rng.choice(("USD",) * 5 + ("EUR",))}
                 ids.append(dev_server.register(keys["integration"], body)["id"])
             # Resolve one open dispute by hand; the others breach level 1 and 2.
-            queue = _ok(admin.get("/v1/disputes", params={"status": "open"}))["items"]
+            mine = set(ids)
+            queue = [d for d in _ok(admin.get("/v1/disputes", params={
+                "status": "open", "limit": 100}))["items"] if mine & set(d["registration_ids"])]
             assert queue, "the workload opened no dispute"
             _ok(admin.post(f"/v1/disputes/{queue[0]['id']}/resolve", headers={
                 "Prefer": "wait=10"}, json={"outcome": "award", "note": "first in",
@@ -81,14 +83,17 @@ def workload(dev_server: DevServer, keys: dict[str, str]) -> Iterator[dict[str, 
             while time.monotonic() < deadline:
                 metrics = _ok(admin.get("/v1/program/metrics"))
                 breaches = {s["name"]: s for s in metrics["series"]}["sla_breaches"]
-                still_open = _ok(admin.get("/v1/disputes", params={"status": "open"}))
-                if {r["level"] for r in breaches["rows"]} >= {1, 2} and not still_open[
-                        "items"]:
-                    break  # every dispute settled: the numbers stay put from here
+                # Every dispute of this workload settled (other tests' may stay open):
+                # the numbers stay put from here.
+                still_open = [d for d in _ok(admin.get(
+                    "/v1/disputes", params={"status": "open", "limit": 100}))["items"]
+                    if mine & set(d["registration_ids"])]
+                if {r["level"] for r in breaches["rows"]} >= {1, 2} and not still_open:
+                    break
                 time.sleep(0.5)
             else:
-                raise AssertionError(f"no breach at both levels: {breaches['summary']} "
-                                     f"{_ok(admin.get('/v1/disputes'))}")
+                raise AssertionError(f"not settled: breaches {breaches['summary']}, "
+                                     f"{len(still_open)} open disputes of the workload")
         finally:
             _ok(admin.put("/v1/policy", json={"escalation": before["escalation"]}))
     yield {"registrations": ids}

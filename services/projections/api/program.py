@@ -124,7 +124,7 @@ Accept = Annotated[str | None, Header(max_length=500)]
             response_model_by_alias=True,
             summary="Program series over a date range (every series)",
             description=_DESCRIPTION)
-async def program_series(
+async def list_program_series(
     request: Request,
     _: Annotated[Principal, Depends(require(*PROGRAM_LEADERS))],
     start: From = None, to: To = None, bucket: BucketQuery = "day",
@@ -146,7 +146,7 @@ async def program_series(
                         "description": "The series (CSV: its columns and rows)"}},
             summary="One program series over a date range, JSON or CSV",
             description=_DESCRIPTION)
-async def one_series(
+async def get_program_series(
     request: Request,
     _: Annotated[Principal, Depends(require(*PROGRAM_LEADERS))],
     series: Annotated[str, Path(max_length=40)],
