@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from dealreg import __version__
+from dealreg.admin import admin_app
 from dealreg.preflight import (
     OperatorError,
     bind_port,
@@ -34,6 +35,7 @@ topics_app = typer.Typer(help="Kafka topic provisioning.", no_args_is_help=True)
 db_app = typer.Typer(help="Read-model store schema.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 app.add_typer(db_app, name="db")
+app.add_typer(admin_app, name="admin")
 console = Console(stderr=True, soft_wrap=True)
 
 
