@@ -333,3 +333,78 @@ def projections_rebuild(
             f"[bold]{result.events_per_second:,.0f} events/s[/bold]")
 
     _run(run())
+
+
+# --- moving an embedded program ------------------------------------------------------------
+
+DataDir = Annotated[Path | None, typer.Option(
+    help="The embedded backend's data directory [env DEALREG_DATA_DIR; default "
+         "./dealreg-data]")]
+
+
+@app.command("export")
+def export(
+    archive: Annotated[Path, typer.Argument(help="The archive to write (.tar.gz)")],
+    data_dir: DataDir = None,
+) -> None:
+    """Archive the embedded data directory consistently, with a manifest (stop `dev`)."""
+    from dealreg.moving import export_data_dir
+
+    settings = _settings(data_dir=data_dir)
+    console.print(f"exporting {settings.data_dir.resolve()} to {archive}")
+    try:
+        manifest = export_data_dir(settings.data_dir, archive, console.print)
+    except OperatorError as exc:
+        _fail(exc)
+    console.print(f"exported {manifest.records:,} records of "
+                  f"{len(manifest.data['topics'])} topics to {archive}")
+
+
+@app.command("import")
+def import_(
+    archive: Annotated[Path, typer.Argument(help="An archive `dealreg export` wrote")],
+    data_dir: DataDir = None,
+) -> None:
+    """Unpack an export into a new (or empty) data directory, verifying it first."""
+    from dealreg.moving import import_archive
+
+    settings = _settings(data_dir=data_dir)
+    console.print(f"importing {archive} into {settings.data_dir.resolve()}")
+    try:
+        manifest = import_archive(archive, settings.data_dir, console.print)
+    except OperatorError as exc:
+        _fail(exc)
+    console.print(f"imported {manifest.records:,} records (exported "
+                  f"{manifest.data['created_at']} by dealreg {manifest.data['dealreg_version']})")
+
+
+@app.command("migrate-to-kafka")
+def migrate_to_kafka(
+    data_dir: DataDir = None,
+    database: Annotated[bool, typer.Option(
+        help="Also move the store into DEALREG_DATABASE_URL and rebuild the read models "
+             "there")] = True,
+) -> None:
+    """Copy an embedded program's history into new Kafka topics (same partitions, offsets
+    and events) and its store into PostgreSQL, so `dealreg serve` takes over. Stop `dev`."""
+    from dealreg.moving import locked
+    from dealreg.moving import migrate_to_kafka as move
+
+    settings = _settings(data_dir=data_dir)
+    settings.backend = "distributed"
+    target = describe_store(settings) if database \
+        else f"Kafka {settings.kafka_bootstrap_servers}"
+    console.print(f"from the embedded data directory {settings.data_dir.resolve()} to {target}")
+
+    async def run() -> None:
+        await check_servers(settings, kafka=True, database=database)
+        moved = await move(settings, settings.data_dir, console.print, database=database)
+        console.print(f"moved {sum(moved.records.values()):,} records; start "
+                      "`dealreg serve` with these settings")
+
+    try:
+        with locked(settings.data_dir):
+            pass
+    except OperatorError as exc:
+        _fail(exc)
+    _run(run())
