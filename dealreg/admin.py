@@ -179,11 +179,13 @@ def keys_mint(
 
 
 @keys_app.command("list")
-def keys_list(ctx: typer.Context, *, as_json: JsonFlag = False,
-        limit: Limit = 100) -> None:
+def keys_list(ctx: typer.Context, *, as_json: JsonFlag = False, limit: Limit = 100,
+              include_revoked: Annotated[bool, typer.Option(help="Also revoked keys")]
+              = False) -> None:
     """Every API key (never a token or secret)."""
     client = _client(ctx, as_json)
-    show(client, list(client.pages("/v1/api-keys", limit)),
+    show(client, list(client.pages("/v1/api-keys", limit,
+                                   include_revoked=str(include_revoked).lower())),
          None if client.as_json else
          ("id", "role", "subject_id", "name", "created_at", "revoked_at"))
 
@@ -351,24 +353,35 @@ def policy_publish(
 def dead_list(
     ctx: typer.Context, *, as_json: JsonFlag = False,
     owner: Annotated[list[str] | None, typer.Option(
-        "--owner", help="Only this escalation owner's (repeatable); default: every owner")]
-    = None,
-    limit: Annotated[int, typer.Option(min=1, max=500, help="Most per owner")] = 100,
+        "--owner", help="Only this escalation owner's (repeatable)")] = None,
+    partner: Annotated[list[str] | None, typer.Option(
+        "--partner", help="Only this partner's (repeatable)")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="Most per recipient")] = 100,
 ) -> None:
-    """Notifications that exhausted their retries (status `dead`), newest first."""
+    """Notifications that exhausted their retries (status `dead`), newest first: every
+    owner's and every partner's, or only those named."""
     client = _client(ctx, as_json)
-    owners = owner or [o["id"] for o in client.pages("/v1/owners", 100)]
+    everything = owner is None and partner is None
+    if everything:
+        owner = [o["id"] for o in client.pages("/v1/owners", 500)]
+        partner = [p["id"] for p in client.pages("/v1/partners", 500)]
+    recipients = [("owners", o) for o in owner or []] + \
+        [("partners", p) for p in partner or []]
     rows: list[dict[str, Any]] = []
-    for owner_id in owners:
-        page = client.get(f"/v1/owners/{owner_id}/deliveries", status="dead", limit=limit)
-        rows.extend(page["items"])
+    for kind, recipient in recipients:
+        # Listing everything, a partner deleted meanwhile (404) is skipped.
+        found = client.request("GET", f"/v1/{kind}/{recipient}/deliveries",
+                               params={"status": "dead", "limit": limit},
+                               allow=(404,) if everything else ())
+        if found.status_code == 200:
+            rows.extend(found.json()["items"])
     if client.as_json:
         show(client, rows)
         return
     show(client, [{**r, "last_attempt": (r.get("attempt_log") or [{}])[-1].get("at")}
                   for r in rows],
-         ("id", "recipient_id", "type", "channel", "attempts", "last_error", "last_attempt"),
-         title="dead letters")
+         ("id", "recipient_kind", "recipient_id", "type", "channel", "attempts",
+          "last_error", "last_attempt"), title="dead letters")
 
 
 @dead_app.command("redeliver")
