@@ -104,6 +104,9 @@ class Settings(BaseSettings):
         "process, so sign-ins end when the process restarts and are not shared by replicas")
     session_max_age_seconds: int = Field(
         8 * 3600, ge=60, description="How long a console sign-in lasts")
+    session_cookie_secure: bool | None = Field(
+        None, description="Mark the session cookie `Secure`; unset: when the request came "
+        "over https (set `true` behind a proxy that terminates TLS)")
     console_api_url: str | None = Field(
         None, description="Where the console sends its /v1 calls (the one front door of a "
         "distributed deployment); unset: the same process, in memory")
