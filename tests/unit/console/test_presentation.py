@@ -58,3 +58,21 @@ def test_every_screenshot_the_readme_shows_exists() -> None:
     shown = re.findall(r"!\[[^\]]*\]\((docs/images/[^)]+)\)", (ROOT / "README.md").read_text())
     assert shown, "the README shows the console's screens"
     assert [path for path in shown if not (ROOT / path).is_file()] == []
+
+
+def test_every_template_and_static_file_ships_in_the_package() -> None:
+    # `pip install .` (the image, a wheel) must carry what the console serves.
+    import tomllib
+    from fnmatch import fnmatch
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    patterns = config["tool"]["setuptools"]["package-data"]["services.console"]
+    base = ROOT / "services" / "console"
+    files = [p.relative_to(base).as_posix()
+             for folder in ("templates", "static") for p in (base / folder).rglob("*")
+             if p.is_file()]
+    assert files
+    # fnmatch's `*` crosses `/`, setuptools' does not: compare segment counts too.
+    missing = [f for f in files if not any(
+        fnmatch(f, pattern) and f.count("/") == pattern.count("/") for pattern in patterns)]
+    assert missing == []
