@@ -11,8 +11,8 @@ from typing import Any
 
 from tests.browser.conftest import DevServer
 
-OWNER = "own-lee"   # the `owner` key's subject (tests/browser/conftest.py)
-LEVEL2 = "own-rio"
+OWNER = "cm-1"     # the `owner` key's subject (tests/browser/conftest.py)
+LEVEL2 = "dir-1"   # the `owner2` key's subject
 LADDER = {"escalation": {
     "levels": [{"owner_id": OWNER, "sla": "P2D"}, {"owner_id": LEVEL2, "sla": "P3D"}],
     "calendar": {"timezone": "America/New_York", "working_days": [1, 2, 3, 4, 5],
