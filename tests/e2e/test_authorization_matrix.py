@@ -180,6 +180,9 @@ TABLE: dict[str, dict[str, dict[str, int]]] = {
         OWN: cells(200, other_partner=403), OTHER: cells(200, partner=403, other_partner=403)},
     "GET /v1/metrics/program": {ANY: cells(403, admin=200, integration=200,
                                             channel_manager=200, owner=200, other_owner=200)},
+    # The program leader's series: channel managers and admins only.
+    "GET /v1/program/metrics": {ANY: cells(403, admin=200, channel_manager=200)},
+    "GET /v1/program/metrics/{series}": {ANY: cells(403, admin=200, channel_manager=200)},
     # notifications
     "GET /v1/owners/{owner_id}/deliveries": {
         OWN: cells(403, admin=200, owner=200), OTHER: cells(403, admin=200, other_owner=200)},
@@ -688,6 +691,9 @@ BUILDERS: dict[str, Builder] = {
     "GET /v1/disputes/{dispute_id}": _read_dispute,
     "GET /v1/pipeline": _pipeline,
     "GET /v1/metrics/program": simple("/v1/metrics/program"),
+    "GET /v1/program/metrics": simple("/v1/program/metrics"),
+    "GET /v1/program/metrics/{series}": simple("/v1/program/metrics/pipeline_by_partner",
+                                               format="csv"),
     "GET /v1/owners/{owner_id}/deliveries": _deliveries,
     "GET /v1/partners/{partner_id}/deliveries": _partner_deliveries,
     "POST /v1/deliveries/{delivery_id}/redeliver": _redeliver,
