@@ -11,8 +11,8 @@ from typing import Any
 
 from tests.browser.conftest import DevServer
 
-OWNER = "cm-1"      # the `owner` key's subject (tests/browser/conftest.py)
-LEVEL2 = "dir-1"    # the `owner2` key's
+OWNER = "cm-1"     # the `owner` key's subject (tests/browser/conftest.py)
+LEVEL2 = "dir-1"   # the `owner2` key's subject
 LADDER = {"escalation": {
     "levels": [{"owner_id": OWNER, "sla": "P2D"}, {"owner_id": LEVEL2, "sla": "P3D"}],
     "calendar": {"timezone": "America/New_York", "working_days": [1, 2, 3, 4, 5],
@@ -46,12 +46,8 @@ def policy(server: DevServer, change: dict[str, Any]) -> Iterator[dict[str, Any]
 
 @contextmanager
 def ladder(server: DevServer) -> Iterator[dict[str, Any]]:
-    """The default owners with a business calendar (deadlines in working time) and
-    `keep_open` past the last level."""
-    with server.api() as api:
-        for owner in (OWNER, LEVEL2):
-            if api.get(f"/v1/owners/{owner}").status_code == 404:
-                put_ok(server, f"/v1/owners/{owner}", {"name": owner})
+    put_ok(server, f"/v1/owners/{OWNER}", {"name": "Lee Park", "email": "lee@vendor.example"})
+    put_ok(server, f"/v1/owners/{LEVEL2}", {"name": "Rio Santos"})
     with policy(server, LADDER) as published:
         yield published
 
