@@ -138,10 +138,10 @@ def test_an_admin_edits_the_directories_and_redelivers_a_notification(
     assert console.find("#p-webhook").get_attribute("aria-invalid") == "true"
 
     console.go(f"/console/manager/owners/{LEVEL2}")
-    console.fill({"email": "director@vendor.example"})
+    console.fill({"email": "rio@vendor.example"})
     console.find("#save-owner").click()
     assert console.wait_for("#flash").text == "Saved."
-    assert "director@vendor.example" in console.text()
+    assert "rio@vendor.example" in console.text()
 
     # Northwind has no webhook: its dispute.resolved delivery is logged as disabled and
     # can be sent again (after a URL is set, say).
