@@ -249,6 +249,10 @@ async def test_the_owner_queue_sorts_by_due_and_filters_by_level_and_acknowledge
     crossed = await owner.get("/v1/disputes", params={"sort": "due",
                                                       "cursor": first["next_cursor"]})
     assert crossed.status_code == 422
+    by_due = (await owner.get("/v1/disputes", params={"limit": 1, "sort": "due"})).json()
+    assert by_due["next_cursor"] is not None
+    crossed_back = await owner.get("/v1/disputes", params={"cursor": by_due["next_cursor"]})
+    assert crossed_back.status_code == 422, crossed_back.text
     # A partner sees some due times rounded: no ordering or filtering by the exact one.
     partner = await system.queries("partner", "p-2")
     for params in ({"sort": "due"}, {"due_before": now.isoformat()}):
