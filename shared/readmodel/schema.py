@@ -105,11 +105,15 @@ registrations = Table(
     Column("first_rule", String(40), nullable=True),
     Column("collided", Boolean, nullable=True),
     Column("decision_latency_ms", BigInteger, nullable=True),
+    # Added by 0007: the first decision that settled it (anything but in_review).
+    Column("settled_at", UTCDateTime(), nullable=True),
+    Column("settle_ms", BigInteger, nullable=True),
     Index("ix_registrations_account_key", "account_key"),
     Index("ix_registrations_partner_id_id", "partner_id", "id"),
     Index("ix_registrations_status_id", "status", "id"),
     Index("ix_registrations_submitted_at", "submitted_at"),
     Index("ix_registrations_decision_latency_ms", "decision_latency_ms"),
+    Index("ix_registrations_settle_ms", "settle_ms"),
 )
 
 claims = Table(
