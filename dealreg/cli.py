@@ -12,7 +12,7 @@ import uvicorn
 from rich.console import Console
 
 from dealreg.runtime import Component
-from shared.logging import configure_logging
+from shared.logging import LogFormat, configure_logging
 from shared.settings import Settings
 
 app = typer.Typer(help="Deal registration and channel-conflict resolution.",
@@ -28,10 +28,14 @@ def _settings(**overrides: object) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
 
 
-def _serve_http(settings: Settings, components: frozenset[Component]) -> None:
+def _serve_http(settings: Settings, components: frozenset[Component],
+                log_format: LogFormat = "json") -> None:
     from dealreg.app import create_app
+    from shared.tracing import configure_otel
 
-    configure_logging(settings.log_level, settings.log_format)
+    # `dev` is read by a person (console), `serve` by a log pipeline (JSON).
+    configure_logging(settings.log_level, settings.log_format or log_format)
+    configure_otel(settings.otel, service=f"dealreg-{'-'.join(sorted(components))}")
     uvicorn.run(
         create_app(settings, components),
         host=settings.host,
@@ -69,7 +73,8 @@ def dev(
         settings.ops_token_required = False
         console.print("/metrics and /readyz detail are open (DEALREG_OPS_TOKEN_REQUIRED=true "
                       "protects them)")
-    _serve_http(settings, frozenset({"registration", "adjudication", "projections"}))
+    _serve_http(settings, frozenset({"registration", "adjudication", "projections"}),
+                log_format="console")
 
 
 @app.command()
