@@ -10,11 +10,12 @@ multiply the series. Requests for the probes and `/metrics` are logged at DEBUG.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
 import structlog
-from starlette.routing import Match
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import metrics, tracing
@@ -30,27 +31,47 @@ UNMATCHED = "(unmatched)"
 def route_template(scope: Scope) -> str:
     """The route template that served (or would have served) the request, e.g.
     `/v1/registrations/{registration_id}`; `(unmatched)` for paths no route has. A request
-    answered before routing (a 401 under `/v1`) is matched against the routes here."""
+    answered before routing (a 401 or 429 under `/v1`) is matched against the templates of
+    the app's OpenAPI document."""
     route = scope.get("route")
     path = getattr(route, "path", None)
     if isinstance(path, str):
         return path
-    app = scope.get("app")
-    router = getattr(app, "router", None)
-    partial: str | None = None
-    for candidate in getattr(router, "routes", ()):
+    return _Templates.of(scope.get("app")).match(str(scope.get("path", "")),
+                                                 str(scope.get("method", "GET")))
+
+
+class _Templates:
+    """The app's documented path templates as regular expressions (built once per app)."""
+
+    def __init__(self, app: Any) -> None:
+        self.paths: list[tuple[re.Pattern[str], str, frozenset[str]]] = []
         try:
-            match, _ = candidate.matches(scope)
-        except Exception:  # a route type that cannot match this scope
-            continue
-        template = getattr(candidate, "path", None)
-        if not isinstance(template, str):
-            continue
-        if match == Match.FULL:
-            return template
-        if match == Match.PARTIAL and partial is None:
-            partial = template  # the path exists, the method does not (405)
-    return partial or UNMATCHED
+            document = app.openapi() if app is not None else {}
+        except Exception:  # no document: every unrouted request stays unmatched
+            document = {}
+        for template, operations in (document.get("paths") or {}).items():
+            regex, _, _ = compile_path(template)
+            self.paths.append((regex, template, frozenset(m.upper() for m in operations)))
+
+    @classmethod
+    def of(cls, app: Any) -> _Templates:
+        state = getattr(app, "state", None)
+        found = getattr(state, "route_templates", None)
+        if not isinstance(found, cls):
+            found = cls(app)
+            if state is not None:
+                state.route_templates = found
+        return found
+
+    def match(self, path: str, method: str) -> str:
+        other: str | None = None
+        for regex, template, methods in self.paths:
+            if regex.match(path):
+                if method.upper() in methods:
+                    return template
+                other = other or template  # the path exists, the method does not (405)
+        return other or UNMATCHED
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -88,13 +109,15 @@ class RequestContext:
         with structlog.contextvars.bound_contextvars(request_id=request_id), \
                 tracing.span("http.request", parent or tracing.TraceContext.new(), "server",
                              **{"http.request.method": method,
-                                "url.path": scope.get("path")}):
+                                "url.path": scope.get("path")}) as trace:
             try:
                 await self.app(scope, receive, send_with_id)
             finally:
-                self._done(scope, method, status, time.perf_counter() - started)
+                self._done(scope, method, status, time.perf_counter() - started,
+                           trace.trace_id if trace is not None else None)
 
-    def _done(self, scope: Scope, method: str, status: int, seconds: float) -> None:
+    def _done(self, scope: Scope, method: str, status: int, seconds: float,
+              trace_id: str | None) -> None:
         route = route_template(scope)
         metrics.observe_request(method, route, status, seconds)
         principal: Any = (scope.get("state") or {}).get("principal")
@@ -104,7 +127,7 @@ class RequestContext:
             "duration_ms": round(seconds * 1000, 2),
             "role": getattr(principal, "role", None),
             "subject": getattr(principal, "subject_id", None),
-            "client": client[0] if client else None,
+            "client": client[0] if client else None, "trace_id": trace_id,
         }
         if status >= 500:
             log.error("http_request", **fields)
