@@ -138,20 +138,26 @@ class DependencyChecks:
             if (self.checked_at is not None
                     and now - self.checked_at < settings.readiness_cache_seconds):
                 return self.results
-            results: dict[str, str | None] = {}
-            for name in self._wanted():
-                probe = self._eventlog if name == "eventlog" else self._database
-                try:
-                    await asyncio.wait_for(probe(), settings.readiness_timeout_seconds)
-                    results[name] = None
-                except TimeoutError:
-                    results[name] = (f"no answer within {settings.readiness_timeout_seconds:g} s"
-                                     f" ({self._target(name)})")
-                except Exception as exc:
-                    results[name] = f"{type(exc).__name__}: {exc} ({self._target(name)})"[:500]
-                metrics.DEPENDENCY_UP.labels(name).set(0 if results[name] else 1)
+            names = self._wanted()
+            found = await asyncio.gather(*(self._check(name) for name in names))
+            results = dict(zip(names, found, strict=True))
             self.results, self.checked_at = results, time.monotonic()
             return results
+
+    async def _check(self, name: str) -> str | None:
+        """None when `name` answered in time, else what went wrong (and where)."""
+        timeout = self.runtime.settings.readiness_timeout_seconds
+        probe = self._eventlog if name == "eventlog" else self._database
+        try:
+            await asyncio.wait_for(probe(), timeout)
+            why = None
+        except TimeoutError:
+            why = f"no answer within {timeout:g} s ({self._target(name)})"
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            why = f"{type(exc).__name__}: {first} ({self._target(name)})"
+        metrics.DEPENDENCY_UP.labels(name).set(0 if why else 1)
+        return why
 
     def _target(self, name: str) -> str:
         s = self.runtime.settings

@@ -49,7 +49,11 @@ def _processors() -> list[structlog.typing.Processor]:
 def _renderer(fmt: str) -> structlog.typing.Processor:
     if fmt == "json":
         return structlog.processors.JSONRenderer()
-    return structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    # Tracebacks without local variables: they would print secrets (settings, tokens) and
+    # take long to render for a crash-looping worker.
+    return structlog.dev.ConsoleRenderer(
+        colors=sys.stderr.isatty(),
+        exception_formatter=structlog.dev.RichTracebackFormatter(show_locals=False))
 
 
 def _drop_color_message(_: Any, __: str, event_dict: MutableMapping[str, Any]
