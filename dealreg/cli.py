@@ -239,7 +239,7 @@ def gateway(
     from dealreg.gateway import Gateway
 
     settings = _settings(host=host, port=port)
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format or "json")
     uvicorn.run(Gateway(commands, queries, timeout=timeout), host=settings.host,
                 port=settings.port, loop="uvloop", http="httptools", access_log=False,
                 log_config=None, limit_concurrency=4000, timeout_graceful_shutdown=10)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
@@ -388,3 +389,31 @@ async def test_readiness_fails_while_the_database_or_kafka_is_unreachable(
             while (await queries.get("/readyz")).status_code != 200:
                 assert time.monotonic() < deadline, "not ready after Kafka returned"
                 await asyncio.sleep(0.1)
+
+
+# --- ingested CloudEvents bring their own trace ---------------------------------------------
+
+async def test_an_ingested_cloudevents_trace_is_the_one_its_event_carries(env: Env) -> None:
+    other = "00-11111111111111111111111111111111-2222222222222222-01"
+    structured = {"specversion": "1.0", "id": "prm-1", "source": "urn:prm:test",
+                  "type": "dealreg.registration.submitted.v1", "traceparent": TRACE,
+                  "tracestate": "prm=1", "data": registration("p-1", "ingested-one.com")}
+    response = await env.system.admin.post(
+        "/v1/events", content=orjson.dumps(structured),
+        headers={"content-type": "application/cloudevents+json", "traceparent": other})
+    assert response.status_code == 202, response.text
+    [first] = response.json()["results"]
+    binary = await env.system.admin.post(
+        "/v1/events", content=orjson.dumps(registration("p-1", "ingested-two.com")),
+        headers={"content-type": "application/json", "ce-specversion": "1.0",
+                 "ce-id": "prm-2", "ce-source": "urn:prm:test",
+                 "ce-type": "dealreg.registration.submitted.v1", "ce-traceparent": TRACE,
+                 "traceparent": other})
+    assert binary.status_code == 202, binary.text
+    [second] = binary.json()["results"]
+    events = await _decisions_and_intake(env.system)
+    by_registration = {e.data.get("registration_id"): e for t, e, _ in events
+                       if t.endswith("intake")}
+    assert by_registration[first["resource"]["id"]].traceparent == TRACE
+    assert by_registration[first["resource"]["id"]].tracestate == "prm=1"
+    assert by_registration[second["resource"]["id"]].traceparent == TRACE
