@@ -14,7 +14,7 @@ from dealreg.runtime import ALL, Component, Runtime
 from services.console.app import mount_console
 from services.projections.api import routers as query_routers
 from services.registration.api import routers as command_routers
-from shared.api.access import RequestContext
+from shared.api.access import RequestContext, RouteTemplates
 from shared.api.auth import AuthenticateFirst, Authenticator, bearer_token
 from shared.api.openapi import install_docs, install_openapi, operation_id
 from shared.api.problems import Problem, install_problem_handlers, problem_responses
@@ -97,6 +97,9 @@ def create_app(settings: Settings, components: frozenset[Component] = ALL) -> Fa
     if "projections" in components:
         for router in query_routers:
             app.include_router(router, responses=guarded)
+    # Route templates of requests answered before routing (401, 429) for logs and metrics.
+    RouteTemplates.install(app, [*(command_routers if "registration" in components else ()),
+                                 *(query_routers if "projections" in components else ())])
 
     if "projections" in components:
         # The console (web UI) reads and acts through /v1 (in-process, or

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import structlog
@@ -31,38 +32,34 @@ UNMATCHED = "(unmatched)"
 def route_template(scope: Scope) -> str:
     """The route template that served (or would have served) the request, e.g.
     `/v1/registrations/{registration_id}`; `(unmatched)` for paths no route has. A request
-    answered before routing (a 401 or 429 under `/v1`) is matched against the templates of
-    the app's OpenAPI document."""
+    answered before routing (a 401 or 429 under `/v1`) is matched against the templates
+    the app registered (`RouteTemplates.install`)."""
     route = scope.get("route")
     path = getattr(route, "path", None)
     if isinstance(path, str):
         return path
-    return _Templates.of(scope.get("app")).match(str(scope.get("path", "")),
-                                                 str(scope.get("method", "GET")))
+    templates = getattr(getattr(scope.get("app"), "state", None), "route_templates", None)
+    if isinstance(templates, RouteTemplates):
+        return templates.match(str(scope.get("path", "")), str(scope.get("method", "GET")))
+    return UNMATCHED
 
 
-class _Templates:
-    """The app's documented path templates as regular expressions (built once per app)."""
+class RouteTemplates:
+    """Path templates as regular expressions, for requests answered before routing."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, routes: Iterable[Any]) -> None:
         self.paths: list[tuple[re.Pattern[str], str, frozenset[str]]] = []
-        try:
-            document = app.openapi() if app is not None else {}
-        except Exception:  # no document: every unrouted request stays unmatched
-            document = {}
-        for template, operations in (document.get("paths") or {}).items():
-            regex, _, _ = compile_path(template)
-            self.paths.append((regex, template, frozenset(m.upper() for m in operations)))
+        for route in routes:
+            template, methods = getattr(route, "path", None), getattr(route, "methods", None)
+            if isinstance(template, str):
+                regex, _, _ = compile_path(template)
+                self.paths.append((regex, template, frozenset(methods or ())))
 
     @classmethod
-    def of(cls, app: Any) -> _Templates:
-        state = getattr(app, "state", None)
-        found = getattr(state, "route_templates", None)
-        if not isinstance(found, cls):
-            found = cls(app)
-            if state is not None:
-                state.route_templates = found
-        return found
+    def install(cls, app: Any, routers: Iterable[Any]) -> None:
+        """Register the routes of the routers `app` includes (each route's path has its
+        router's prefix)."""
+        app.state.route_templates = cls(r for router in routers for r in router.routes)
 
     def match(self, path: str, method: str) -> str:
         other: str | None = None
