@@ -26,7 +26,7 @@ from dealreg.preflight import (
     describe_store,
 )
 from dealreg.runtime import Component
-from shared.logging import configure_logging, get_logger
+from shared.logging import LogFormat, configure_logging, get_logger
 from shared.settings import Settings
 
 app = typer.Typer(help="Deal registration and channel-conflict resolution.",
@@ -82,10 +82,13 @@ def _require_backend(settings: Settings, backend: str, command: str) -> None:
                else ".")))
 
 
-def _serve_http(settings: Settings, components: frozenset[Component]) -> None:
+def _serve_http(settings: Settings, components: frozenset[Component],
+                log_format: LogFormat = "json") -> None:
     """Bind the port, check the servers, then run: each failure is one clear line and a
-    non-zero exit, before any migration runs."""
+    non-zero exit, before any migration runs. `dev` is read by a person (console format),
+    `serve` by a log pipeline (JSON); `DEALREG_LOG_FORMAT` overrides both."""
     from dealreg.app import create_app
+    from shared.tracing import configure_otel
 
     try:
         sock = bind_port(settings.host, settings.port)
@@ -97,7 +100,8 @@ def _serve_http(settings: Settings, components: frozenset[Component]) -> None:
                 database=bool(components & {"registration", "projections"})))
     except OperatorError as exc:
         _fail(exc)
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format or log_format)
+    configure_otel(settings.otel, service=f"dealreg-{'-'.join(sorted(components))}")
     get_logger("dealreg").info("starting", components=sorted(components),
                                listen=f"{settings.host}:{settings.port}",
                                store=describe_store(settings))
@@ -157,7 +161,8 @@ def dev(
         settings.ops_token_required = False
         console.print("/metrics and /readyz detail are open (DEALREG_OPS_TOKEN_REQUIRED=true "
                       "protects them)")
-    _serve_http(settings, frozenset({"registration", "adjudication", "projections"}))
+    _serve_http(settings, frozenset({"registration", "adjudication", "projections"}),
+                log_format="console")
 
 
 @app.command()
@@ -365,7 +370,7 @@ def gateway(
         sock = bind_port(settings.host, settings.port)
     except OperatorError as exc:
         _fail(exc)
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format or "json")
     uvicorn.Server(uvicorn.Config(
         Gateway(commands, queries, timeout=timeout), loop="uvloop", http="httptools",
         access_log=False, log_config=None, limit_concurrency=4000,

@@ -38,7 +38,9 @@ class Settings(BaseSettings):
         "FULL", description="SQLite fsync level of the embedded log (FULL: durable on 2xx)"
     )
     log_level: str = Field("INFO", description="Log level")
-    log_format: Literal["json", "console"] = Field("json", description="Log renderer")
+    log_format: Literal["json", "console"] | None = Field(
+        None, description="Log renderer: `json` (one object per line) or `console` (for a "
+        "person); unset: `console` under `dev`, `json` under `serve`")
     topic_prefix: str = Field(
         "dealreg", description="Topic names: <prefix>.intake, <prefix>.decisions"
     )
@@ -170,3 +172,25 @@ class Settings(BaseSettings):
     webhook_secret_grace_seconds: float = Field(
         86_400.0, ge=0, description="After `rotate_secret`, how long the previous webhook "
         "secret keeps signing deliveries (next to the new one)")
+    # --- observability: worker supervision, readiness, tracing ---------------------------
+    worker_backoff_initial_seconds: float = Field(
+        0.5, gt=0, description="Back-off before restarting a worker after its first crash "
+        "(doubled for each further crash in a row, with jitter)")
+    worker_backoff_max_seconds: float = Field(
+        60.0, gt=0, description="Longest back-off between two restarts of a worker")
+    worker_healthy_seconds: float = Field(
+        60.0, gt=0, description="A worker that ran this long is healthy again (its back-off "
+        "restarts from the beginning); also the window in which crashes are counted")
+    worker_crash_limit: int = Field(
+        3, ge=1, description="Crashes of one worker within `DEALREG_WORKER_HEALTHY_SECONDS` "
+        "that make `/readyz` fail (crash-looping)")
+    readiness_timeout_seconds: float = Field(
+        2.0, gt=0, description="Time limit of each dependency check (event log, database) "
+        "of `/readyz` and of each gauge measured for `/metrics`")
+    readiness_cache_seconds: float = Field(
+        2.0, ge=0, description="How long a dependency check's result is reused")
+    otel: Literal["off", "console", "otlp"] | None = Field(
+        None, description="OpenTelemetry spans: `console` (printed), `otlp` (to "
+        "`OTEL_EXPORTER_OTLP_ENDPOINT`), `off`; unset: `otlp` when that variable is set, "
+        "else off. Needs the `otel` extra")
+

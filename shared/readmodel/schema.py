@@ -314,6 +314,9 @@ notification_outbox = Table(
     Column("last_error", String(2000), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("delivered_at", UTCDateTime(), nullable=True),
+    Column("traceparent", String(200), nullable=True,
+           doc="W3C trace context of the decision event, sent as the webhook's header"),
+    Column("tracestate", String(600), nullable=True),
     Index("ix_notification_outbox_status_next_attempt_at", "status", "next_attempt_at"),
     Index("ix_notification_outbox_recipient", "recipient_kind", "recipient_id", "created_at"),
 )
