@@ -18,6 +18,7 @@ one that does not answer in time a 504 problem. The gateway holds no state: run 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -263,6 +264,7 @@ class Gateway:
             scope["method"], url, headers=headers,
             content=_body(receive) if has_body else None)
         service = SERVICES[upstream]
+        started = time.perf_counter()
         try:
             response = await self.client.send(request, stream=True)
         except httpx.TimeoutException:
@@ -299,6 +301,9 @@ class Gateway:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             await response.aclose()
+            log.info("gateway_request", method=scope["method"], path=scope["path"],
+                     upstream=service, status=response.status_code, request_id=request_id,
+                     duration_ms=round((time.perf_counter() - started) * 1000, 1))
 
 
 async def _body(receive: Receive) -> AsyncIterator[bytes]:

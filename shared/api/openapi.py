@@ -467,9 +467,6 @@ def finish(document: dict[str, Any]) -> dict[str, Any]:
         for example in schema["examples"] if "examples" in schema else [schema["example"]]:
             complete(example, schema, schemas)
     document["webhooks"] = _webhooks()
-    tags = document.setdefault("tags", [])
-    if not any(t.get("name") == "webhooks" for t in tags):
-        tags.append({"name": "webhooks", "description": "Notifications dealreg sends"})
     return document
 
 
