@@ -8,11 +8,12 @@ by the query service (projections component) of a distributed deployment.
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from services.console import manager, owner, partner, program
@@ -150,6 +151,23 @@ async def _api_problem(request: Request, exc: Exception) -> Response:
                   detail=exc.detail)
 
 
+def _html_not_found(fallback: Any) -> Any:
+    """A console URL that matches no page gets an HTML page; anything else the app's
+    problem response."""
+
+    async def handler(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, StarletteHTTPException) and request.url.path.startswith("/console") \
+                and exc.status_code in (404, 405):
+            session = await optional_session(request)
+            return render(request, "error.html", session, status_code=exc.status_code,
+                          title="Not found" if exc.status_code == 404 else "Not allowed",
+                          detail="There is no such console page.")
+        response: Response = await fallback(request, exc)
+        return response
+
+    return handler
+
+
 def mount_console(app: FastAPI, settings: Settings) -> None:
     """Serve the console on `app` (sessions keyed by `DEALREG_SESSION_SECRET`)."""
     app.state.console_sessions = Sessions(SessionCodec(settings.session_secret), settings)
@@ -162,6 +180,8 @@ def mount_console(app: FastAPI, settings: Settings) -> None:
     app.add_exception_handler(AreaForbidden, _forbidden)
     app.add_exception_handler(CsrfRefused, _csrf)
     app.add_exception_handler(ApiProblem, _api_problem)
+    app.add_exception_handler(StarletteHTTPException, _html_not_found(
+        app.exception_handlers[StarletteHTTPException]))
 
     @app.get("/", include_in_schema=False)
     async def root() -> Response:

@@ -35,7 +35,9 @@ TEMPLATES = Jinja2Templates(directory=HERE / "templates")
 STATIC = HERE / "static"
 
 SECURITY_HEADERS = {
-    # Only our own files: no inline script, no CDN, nothing framed.
+    # Only our own files: no inline script or style (not even `style=` attributes: use a
+    # class, or SVG presentation attributes for charts), no CDN, nothing framed. The
+    # browser tests fail on any violation (`Console.browser_errors`).
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
                                "img-src 'self' data:; frame-ancestors 'none'; "
                                "form-action 'self'; base-uri 'none'",

@@ -38,6 +38,7 @@ IMAGES = ROOT / "docs" / "images"
 CHROMIUM = os.environ.get("DEALREG_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("DEALREG_TEST_CHROMEDRIVER", "/usr/bin/chromedriver")
 WIDTH, HEIGHT = 1280, 800
+VIEWER_TZ = "America/New_York"
 
 
 @dataclass
@@ -146,7 +147,10 @@ def driver() -> Iterator[webdriver.Chrome]:
                      "--disable-gpu", f"--window-size={WIDTH},{HEIGHT}", "--lang=en-US",
                      "--disable-extensions", "--no-first-run", "--hide-scrollbars"):
         options.add_argument(argument)
-    chrome = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # The viewer is somewhere other than UTC, so the tests see times converted to it.
+    service = Service(executable_path=CHROMEDRIVER, env={**os.environ, "TZ": VIEWER_TZ})
+    chrome = webdriver.Chrome(service=service, options=options)
     chrome.set_page_load_timeout(30)
     # The viewport (what screenshots show) is exactly WIDTH x HEIGHT.
     chrome.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
@@ -218,6 +222,11 @@ class Console:
 
     def nav(self) -> list[str]:
         return [a.get_attribute("data-area") or "" for a in self.find_all("nav a[data-area]")]
+
+    def browser_errors(self) -> list[str]:
+        """Script errors and Content-Security-Policy violations logged since the last call."""
+        return [entry["message"] for entry in self.driver.get_log("browser")
+                if entry["level"] == "SEVERE"]
 
     def screenshot(self, name: str) -> Path:
         """docs/images/console-<name>.png (the README shows these)."""

@@ -87,10 +87,61 @@ def test_a_form_post_without_the_csrf_token_is_refused(dev_server: DevServer,
             assert refused.status_code == 403, refused.text
             assert "security token" in refused.text
         # Still signed in: the refused sign-outs did nothing.
-        assert browser.get("/console/partner/").status_code == 200
+        listing = browser.get("/console/partner/")
+        assert listing.status_code == 200
+        # What htmx sends (the session's token in X-CSRF-Token) is accepted.
+        accepted = browser.post("/console/sign-out",
+                                headers={"X-CSRF-Token": _field(listing.text, "csrf")})
+        assert accepted.status_code == 303
+        assert browser.get("/console/partner/").status_code == 303
 
 
 def _field(html: str, name: str) -> str:
     marker = f'name="{name}" value="'
     start = html.index(marker) + len(marker)
     return html[start:html.index('"', start)]
+
+
+def test_the_keyboard_reaches_everything_with_a_visible_focus(console: Console,
+                                                              keys: dict[str, str]) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    console.sign_in(keys["admin"])
+    body = console.find("body")
+    body.send_keys(Keys.TAB)
+    first = console.driver.switch_to.active_element
+    assert first.text == "Skip to content" and first.is_displayed()
+    outline = first.value_of_css_property("outline-style")
+    assert outline == "solid", outline  # the focus ring (:focus-visible) shows
+    first.send_keys(Keys.ENTER)
+    assert console.driver.switch_to.active_element.get_attribute("id") == "main"
+    # Tabbing from the top walks the brand, every nav entry, then sign-out.
+    console.go("/console/partner/")
+    seen: list[str] = []
+    for _ in range(8):
+        console.driver.switch_to.active_element.send_keys(Keys.TAB)
+        active = console.driver.switch_to.active_element
+        seen.append(active.get_attribute("data-area") or active.get_attribute("id") or "")
+    assert seen[2:6] == ["partner", "owner", "manager", "program"], seen
+    assert "sign-out" in seen, seen
+
+
+def test_an_unknown_console_page_is_an_html_404(console: Console,
+                                                keys: dict[str, str]) -> None:
+    console.sign_in(keys["partner"])
+    console.go("/console/no-such-page")
+    assert console.text("h1") == "Not found"
+    assert console.nav() == ["partner"]
+
+
+def test_pages_run_without_script_errors_or_policy_violations(
+        console: Console, keys: dict[str, str]) -> None:
+    console.browser_errors()
+    console.go("/console/sign-in")
+    console.sign_in(keys["admin"])
+    for path in ("/console/partner/", "/console/partner/register", "/console/partner/claim",
+                 "/console/owner/", "/console/manager/", "/console/program/"):
+        console.go(path)
+        # htmx loaded from our own origin and picked up the CSRF header.
+        assert console.driver.execute_script("return typeof htmx") == "object", path
+    assert console.browser_errors() == []

@@ -23,7 +23,17 @@
     if (question && !window.confirm(question)) { event.preventDefault(); }
   });
 
-  document.addEventListener("DOMContentLoaded", function () { localTimes(document); });
+  // An error summary or confirmation takes the focus, so keyboard and screen-reader users
+  // land on what happened.
+  function focusNotice(root) {
+    var notice = root.querySelector("[data-focus]");
+    if (notice) { notice.setAttribute("tabindex", "-1"); notice.focus(); }
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    localTimes(document);
+    focusNotice(document);
+  });
   document.addEventListener("htmx:afterSettle", function (event) { localTimes(event.target); });
   window.dealregConsole = { localTimes: localTimes };
 })();
