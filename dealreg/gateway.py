@@ -197,10 +197,13 @@ class Gateway:
             await self._respond(send, 200, [(b"content-type", b"application/json"), rid],
                                 b'{"status":"ok","detail":{}}')
         elif path == "/readyz":
+            # Ready while either service answers: with one of them down the other half of
+            # the API still works, and an unready gateway would close the door on it too.
             detail = {name: await self._healthy(name) for name in self.upstreams}
-            ok = all(v == "ok" for v in detail.values())
-            body = orjson.dumps({"status": "ok" if ok else "degraded", "detail": detail})
-            await self._respond(send, 200 if ok else 503,
+            answering = [v == "ok" for v in detail.values()]
+            status = "ok" if all(answering) else "degraded" if any(answering) else "down"
+            body = orjson.dumps({"status": status, "detail": detail})
+            await self._respond(send, 200 if any(answering) else 503,
                                 [(b"content-type", b"application/json"), rid], body)
         elif path == "/openapi.json":
             await self._respond(send, 200, [(b"content-type", b"application/json"), rid],
