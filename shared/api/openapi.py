@@ -239,9 +239,8 @@ def _string(schema: dict[str, Any]) -> str:
 def example_of(schema: dict[str, Any], components: dict[str, Any],
                seen: frozenset[str] = frozenset()) -> Any:
     """An example that satisfies `schema`: its own, else one composed from its parts."""
-    for key in ("examples",):
-        if isinstance(schema.get(key), list) and schema[key]:
-            return copy.deepcopy(schema[key][0])
+    if isinstance(schema.get("examples"), list) and schema["examples"]:
+        return copy.deepcopy(schema["examples"][0])
     if "example" in schema:
         return copy.deepcopy(schema["example"])
     if "const" in schema:
