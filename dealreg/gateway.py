@@ -105,18 +105,24 @@ def _routes(app: FastAPI) -> list[Route]:
     return [r for r in candidates if isinstance(r, Route) and not isinstance(r, Mount)]
 
 
+def _describing() -> Settings:
+    """Settings for apps that are only looked at (routes, document), never started: explicit
+    connection values, so the gateway needs neither the database's nor Kafka's secrets."""
+    return Settings(backend="distributed", kafka_bootstrap_servers="127.0.0.1:9092",
+                    database_url="postgresql+asyncpg://gateway@127.0.0.1:5432/unused")
+
+
 def _service_app(service: str) -> FastAPI:
     from dealreg.app import create_app
 
-    return create_app(Settings(backend="distributed"), frozenset({service}))  # type: ignore[arg-type]
+    return create_app(_describing(), frozenset({service}))  # type: ignore[arg-type]
 
 
 def whole_document() -> dict[str, Any]:
     """The OpenAPI document of the whole API (commands and queries)."""
     from dealreg.app import create_app
 
-    app = create_app(Settings(backend="distributed"),
-                     frozenset({"registration", "projections"}))
+    app = create_app(_describing(), frozenset({"registration", "projections"}))
     return app.openapi()
 
 
