@@ -32,17 +32,15 @@ def _serve_http(settings: Settings, components: frozenset[Component]) -> None:
     from dealreg.app import create_app
 
     configure_logging(settings.log_level, settings.log_format)
-    uvicorn.run(
-        create_app(settings, components),
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_config=None,
-        limit_concurrency=2000,
-        timeout_graceful_shutdown=10,
-    )
+    uvicorn.run(create_app(settings, components), **server_options(settings))
+
+
+def server_options(settings: Settings) -> dict[str, object]:
+    """uvicorn's settings for every dealreg process (the bench's bare-endpoint ceiling runs
+    with the same ones)."""
+    return {"host": settings.host, "port": settings.port, "loop": "uvloop",
+            "http": "httptools", "access_log": False, "log_config": None,
+            "limit_concurrency": 2000, "timeout_graceful_shutdown": 10}
 
 
 @app.command()
