@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 import uvicorn
@@ -35,12 +35,14 @@ def _serve_http(settings: Settings, components: frozenset[Component]) -> None:
     uvicorn.run(create_app(settings, components), **server_options(settings))
 
 
-def server_options(settings: Settings) -> dict[str, object]:
+def server_options(settings: Settings) -> dict[str, Any]:
     """uvicorn's settings for every dealreg process (the bench's bare-endpoint ceiling runs
     with the same ones)."""
     return {"host": settings.host, "port": settings.port, "loop": "uvloop",
             "http": "httptools", "access_log": False, "log_config": None,
-            "limit_concurrency": 2000, "timeout_graceful_shutdown": 10}
+            # Above the app's own in-flight limit, which answers 503 with Retry-After first.
+            "limit_concurrency": max(2000, 2 * settings.max_in_flight_requests + 100),
+            "timeout_graceful_shutdown": 10}
 
 
 @app.command()

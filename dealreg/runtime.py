@@ -62,7 +62,9 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: Settings, components: frozenset[Component] = ALL) -> Runtime:
-        engine = create_engine(settings.readmodel_url)
+        engine = create_engine(settings.readmodel_url, pool_size=settings.db_pool_size,
+                               max_overflow=settings.db_pool_max_overflow,
+                               pool_timeout=settings.db_pool_timeout_seconds)
         eventlog = build_eventlog(settings)
         co_located = "projections" in components
         runtime = cls(

@@ -5,6 +5,7 @@ ownership directory. Real processes and sockets, no mocks."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import sys
 import threading
@@ -71,7 +72,7 @@ STALL_AT, STALL = 20, 1.0
 
 
 def test_a_stall_is_charged_to_every_request_that_queued_behind_it(stalling_server):
-    url, arrivals = stalling_server
+    url, _arrivals = stalling_server
     # 100/s for 2 s over one connection: the 1 s stall holds up ~100 requests' schedule.
     plan = loadgen.Plan(url, [loadgen.Request("POST", "/x", b"{}")], rate=100, seconds=2,
                         processes=1, concurrency=1, timeout=5)
@@ -92,7 +93,7 @@ def test_open_loop_keeps_the_schedule_when_the_server_is_fast(stalling_server):
                         processes=2, concurrency=4, timeout=5)
     result = loadgen.run(plan)  # 15 requests, all before the stall
     assert result.completed == 15
-    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
     assert max(gaps) < 0.1 and sum(gaps) == pytest.approx(14 / 50, abs=0.06)
     assert result.valid and result.client_cpu_per_process < loadgen.CPU_LIMIT
     assert len(result.cpu_seconds) == 2  # its own processes, each reporting its CPU
