@@ -208,3 +208,33 @@ def projections_rebuild(
             f"[bold]{result.events_per_second:,.0f} events/s[/bold]")
 
     _run(run())
+
+
+# --- the front door ---------------------------------------------------------------------
+
+
+@app.command()
+def gateway(
+    commands: Annotated[str, typer.Option(
+        envvar="DEALREG_GATEWAY_COMMANDS_URL",
+        help="Base URL of the registration service(s) (commands)")] = "http://127.0.0.1:8081",
+    queries: Annotated[str, typer.Option(
+        envvar="DEALREG_GATEWAY_QUERIES_URL",
+        help="Base URL of the projections service(s) (queries)")] = "http://127.0.0.1:8082",
+    timeout: Annotated[float, typer.Option(
+        envvar="DEALREG_GATEWAY_TIMEOUT_SECONDS", min=1.0,
+        help="Longest wait for an upstream's answer (above DEALREG_MAX_WAIT_SECONDS)")]
+    = 60.0,
+    host: Annotated[str | None, typer.Option(help="Bind address")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port")] = None,
+) -> None:
+    """One front door for the distributed deployment: routes each request to the
+    registration or projections service by method and path, and serves one /openapi.json
+    and /docs for the whole API."""
+    from dealreg.gateway import Gateway
+
+    settings = _settings(host=host, port=port)
+    configure_logging(settings.log_level, settings.log_format)
+    uvicorn.run(Gateway(commands, queries, timeout=timeout), host=settings.host,
+                port=settings.port, loop="uvloop", http="httptools", access_log=False,
+                log_config=None, limit_concurrency=4000, timeout_graceful_shutdown=10)

@@ -107,6 +107,16 @@ class Settings(BaseSettings):
         None, description="Whether `/metrics` and `/readyz` detail need a token; unset: "
         "`dev` leaves them open, `serve` (and any other app) requires it")
 
+    # --- console (the web UI under /console) ---------------------------------------------
+    session_secret: str | None = Field(
+        None, description="Key of the console's session cookies; unset: a random key per "
+        "process, so sign-ins end when the process restarts and are not shared by replicas")
+    session_max_age_seconds: int = Field(
+        8 * 3600, ge=60, description="How long a console sign-in lasts")
+    console_api_url: str | None = Field(
+        None, description="Where the console sends its /v1 calls (the one front door of a "
+        "distributed deployment); unset: the same process, in memory")
+
     @field_validator("webhook_allowed_networks")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:

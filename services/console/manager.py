@@ -1,0 +1,23 @@
+"""The Channel area: registrations search, ownership look-up, directories and policy.
+
+A placeholder: its screens come next.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from starlette.responses import Response
+
+from services.console.pages import Area, render
+from services.console.session import Session
+
+AREA = Area("manager", "Channel", frozenset({"channel_manager"}))
+router = AREA.router()
+
+
+@router.get("/")
+async def index(request: Request, session: Annotated[Session, Depends(AREA.guard)]) -> Response:
+    return render(request, "placeholder.html", session, area=AREA,
+                  what="Registrations search, ownership look-up, directories and policy")
