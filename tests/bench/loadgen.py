@@ -307,13 +307,15 @@ async def _worker(plan: Plan, index: int, t0: float) -> dict[str, Any]:
             "wall": wall, **counts}
 
 
-def _process_main(plan: Plan, index: int, t0: float, out: Any) -> None:
+def _process_main(plan: Plan, index: int, start: Any, t0: Any, out: Any) -> None:
     with contextlib.suppress(ImportError):
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     try:
-        out.put((index, asyncio.run(_worker(plan, index, t0))))
+        out.put((index, "ready"))
+        start.wait()  # every process is up: the schedule starts at the same instant
+        out.put((index, asyncio.run(_worker(plan, index, t0.value))))
     except BaseException as exc:  # reported, never a silent hang of the parent
         out.put((index, {"failed": repr(exc)}))
 
@@ -322,15 +324,19 @@ def run(plan: Plan) -> Result:
     """Drive `plan` from `plan.processes` processes; blocks until they report."""
     ctx = mp.get_context("fork")
     out = ctx.Queue()
-    t0 = time.time() + 0.3  # every process starts its schedule at the same instant
-    procs = [ctx.Process(target=_process_main, args=(plan, i, t0, out), daemon=True)
+    start, t0 = ctx.Event(), ctx.Value("d", 0.0)
+    procs = [ctx.Process(target=_process_main, args=(plan, i, start, t0, out), daemon=True)
              for i in range(plan.processes)]
     for proc in procs:
         proc.start()
     result = Result(target_rate=plan.rate, seconds=plan.seconds)
-    deadline = time.time() + plan.seconds + plan.timeout * 3 + 10
     reports = []
     try:
+        for _ in procs:  # forking on a loaded machine can take a while: wait for all
+            out.get(timeout=60)
+        t0.value = time.time() + 0.05
+        start.set()
+        deadline = time.time() + plan.seconds + plan.timeout * 3 + 10
         for _ in procs:
             reports.append(out.get(timeout=max(1.0, deadline - time.time()))[1])
     finally:

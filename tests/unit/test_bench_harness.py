@@ -57,6 +57,10 @@ def stalling_server() -> Iterator[tuple[str, list[float]]]:
         ready.set()
         loop.run_forever()
         server.close()
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.close()
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
