@@ -30,9 +30,12 @@ def record(name: str, results: dict[str, Any]) -> None:
     history = json.loads(path.read_text()) if path.exists() else []
     history.append(entry)
     path.write_text(json.dumps(history, indent=2, default=str))
-    # This run's numbers alone, for run.py's table and charts.
+    # This run's numbers alone, for run.py's table and charts. A bench records after each
+    # phase: what it measured survives a later phase's timeout.
     LATEST.mkdir(parents=True, exist_ok=True)
-    (LATEST / f"{name}.json").write_text(json.dumps(entry, indent=2, default=str))
+    latest = LATEST / f"{name}.json"
+    merged = {**(json.loads(latest.read_text()) if latest.exists() else {}), **entry}
+    latest.write_text(json.dumps(merged, indent=2, default=str))
     width = max(len(k) for k in results)
     print(f"== {name}")
     for key, value in results.items():
