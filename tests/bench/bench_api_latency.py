@@ -154,9 +154,22 @@ def downsample(points: list[tuple[float, float]], n: int = 200) -> list[list[flo
     return [list(points[int(i * step)]) for i in range(n)] + [list(points[-1])]
 
 
+def settle(pids: list[int], limit: float = 60.0) -> float:
+    """Wait until the server processes are idle (under 0.15 cores over a second): the
+    backlog of a saturated run must not count against the next one. Returns seconds."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < limit:
+        cpu0 = sum(loadgen.process_cpu_seconds(p) for p in pids)
+        time.sleep(1.0)
+        if sum(loadgen.process_cpu_seconds(p) for p in pids) - cpu0 < 0.15:
+            break
+    return time.perf_counter() - started
+
+
 def intake_ceiling(url: str, pid: int, reqs: list[loadgen.Request], seconds: float,
                    prefix: str) -> dict[str, Any]:
     """Closed-loop intake (no wait) against dealreg, then the bare endpoint, same client."""
+    settle([pid])
     intake, intake_cores = drive(url, reqs, 0, seconds, [pid], wait=False, closed=True,
                                  concurrency=32)
     port = free_port()
@@ -226,6 +239,7 @@ def distributed(args: argparse.Namespace, workload: Workload, extra: Workload
             asyncio.run(wait_ready(f"http://127.0.0.1:{ports[name]}", timeout=90))
         url = f"http://127.0.0.1:{ports['registration']}"
         total = int(args.rate * args.seconds)
+        settle(pids, 30)
         drive(url, requests(workload, 0, WARM_UP), 50, WARM_UP / 50, pids)
         result, cores = drive(url, requests(workload, WARM_UP, total), args.rate,
                               args.seconds, pids)
@@ -241,10 +255,10 @@ def distributed(args: argparse.Namespace, workload: Workload, extra: Workload
                             pids)
             start += count
             steps[f"{rate:.0f}"] = step.ms(99)
+            settle(pids, 20)
             if step.ms(99) >= 250 or step.timeouts or not step.valid:
                 break
             best = rate
-            time.sleep(2)
         out["distributed_step_p99_ms"] = steps
         out["distributed_highest_rate_p99_under_250ms"] = best
     return out

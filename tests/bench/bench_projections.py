@@ -107,6 +107,7 @@ async def bench_rebuild(events: int, postgres_url: str | None) -> dict[str, Any]
         results[f"rebuild_{name}_events_per_second"] = round(result.events_per_second)
         print(f"rebuild into {name}: {records:,} records in {result.seconds:.1f} s "
               f"= {result.events_per_second:,.0f} events/s", flush=True)
+        record("projections", results)  # kept if the next phase runs out of time
     await log.close()
     return results
 
@@ -401,7 +402,6 @@ async def main() -> None:
         server = start_postgres()
         postgres_url = await create_database(server.url, "bench_projections")
     results.update(await bench_rebuild(args.rebuild_events, postgres_url))
-    record("projections", results)  # kept if the look-ups run out of time
     results.update(await bench_lookups(args.registrations, args.rate, args.seconds,
                                        args.keep))
     record("projections", results)

@@ -52,13 +52,14 @@ class Bench:
 
 
 BENCHES: tuple[Bench, ...] = (
-    Bench("decide", "bench_decide.py", (), ("--events", "5000", "--registrations", "2000"),
-          100, 20, output="decide.json"),
-    Bench("accounts", "bench_accounts.py", ("--accounts", "300000", "--queries", "10000"),
-          ("--accounts", "20000", "--queries", "1000"), 100, 15, output="accounts.json"),
-    Bench("adjudicator", "bench_adjudicator.py", ("--events", "100000"),
-          ("--quick", "--backend", "embedded"), 240, 35),
-    Bench("projections", "bench_projections.py", ("--postgres",), ("--quick",), 200, 35),
+    Bench("decide", "bench_decide.py", ("--events", "60000", "--registrations", "20000"),
+          ("--events", "5000", "--registrations", "2000"), 110, 20, output="decide.json"),
+    Bench("accounts", "bench_accounts.py", ("--accounts", "200000", "--queries", "10000"),
+          ("--accounts", "20000", "--queries", "1000"), 80, 15, output="accounts.json"),
+    Bench("adjudicator", "bench_adjudicator.py", ("--events", "40000"),
+          ("--quick", "--backend", "embedded"), 200, 35),
+    Bench("projections", "bench_projections.py", ("--postgres", "--rebuild-events", "50000"),
+          ("--quick",), 200, 35),
     Bench("api_latency", "bench_api_latency.py", (), ("--quick", "--backend", "embedded"),
           330, 55),
 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import event
@@ -21,6 +22,14 @@ from shared.readmodel.waiter import (
     notify_registrations,
 )
 from tests.support.servers import ServerHandle, create_database
+
+
+async def eventually(check: Callable[[], bool], timeout: float) -> bool:
+    for _ in range(int(timeout / 0.05)):
+        if check():
+            return True
+        await asyncio.sleep(0.05)
+    return check()
 
 
 def decided_row(rid: str) -> dict[str, object]:
@@ -51,10 +60,7 @@ async def test_a_waiting_request_is_woken_by_notify_and_holds_no_connection(
     stop = asyncio.Event()
     listening = asyncio.create_task(listener.run(stop.is_set))
     try:
-        deadline = time.monotonic() + 10
-        while not waiter.listening and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        assert waiter.listening
+        assert await eventually(lambda: waiter.listening, 10)
         rid = f"reg_{unique}"
         waiting = asyncio.create_task(waiter.wait_decided(rid, timeout=10))
         await asyncio.sleep(0.8)  # waiting, below RECHECK_SECONDS: no polling
@@ -91,13 +97,10 @@ async def test_notify_payloads_stay_under_the_postgresql_limit(
     listening = asyncio.create_task(DecisionListener(url, waiter).run(stop.is_set))
     ids = [f"reg_{i:026d}" for i in range(1000)]  # ~28 KB of ids: several notifications
     try:
-        while not waiter.listening:
-            await asyncio.sleep(0.05)
+        assert await eventually(lambda: waiter.listening, 10)
         async with engine.begin() as conn:
             await notify_registrations(conn, ids)
-        deadline = time.monotonic() + 5
-        while len(got) < len(ids) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        await eventually(lambda: len(got) >= len(ids), 5)
     finally:
         stop.set()
         await listening
