@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     adjudicator_group: str = Field("dealreg-adjudicator", description="Consumer group")
     projections_group: str = Field("dealreg-projections", description="Consumer group")
     max_wait_seconds: float = Field(30.0, description="Upper bound for `Prefer: wait=N`")
+    connect_timeout_seconds: float = Field(
+        10.0, gt=0, description="How long a command waits for Kafka or PostgreSQL to answer "
+        "at start before it exits naming the unreachable one")
+    seed_default_owners: bool | None = Field(
+        None, description="Create the escalation owners the policy names (`cm-1`, `dir-1` "
+        "in the default policy) when missing; unset: `dev` does, `serve` only warns")
     # --- registration service (commands, reference data, auth) -------------------------
     max_body_bytes: int = Field(
         1_048_576, ge=1024, description="Largest accepted request body (413 above it)"

@@ -101,6 +101,14 @@ class ConsoleApi:
     async def get(self, path: str, **params: Any) -> Any:
         return await self.call("GET", path, params=params)
 
+    async def download(self, path: str, accept: str, **params: Any) -> httpx.Response:
+        """A 2xx answer as it came (e.g. a CSV the API rendered), else raises `ApiProblem`."""
+        response = await self._client.get(path, params=_clean(params),
+                                          headers={**self._headers, "Accept": accept})
+        if response.status_code >= 400:
+            raise ApiProblem.of(response)
+        return response
+
     async def post(self, path: str, json: Any = None, *, wait: float | None = None) -> Any:
         headers = {"Prefer": f"wait={wait:g}"} if wait else None
         return await self.call("POST", path, json=json, headers=headers)

@@ -67,6 +67,9 @@ OPERATION_IDS: Final[dict[str, str]] = {
     "GET /v1/policy": "getCurrentPolicy",
     "PUT /v1/policy": "publishPolicy",
     "GET /v1/policy/{version}": "getPolicyVersion",
+    "GET /v1/policy/versions": "listPolicyVersions",
+    "GET /v1/policy/diff": "diffPolicyVersions",
+    "GET /v1/partners/{partner_id}/deliveries": "listPartnerDeliveries",
     "GET /healthz": "getHealth",
     "GET /readyz": "getReadiness",
 }

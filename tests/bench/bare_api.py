@@ -37,4 +37,4 @@ async def readyz() -> dict[str, str]:
 
 if __name__ == "__main__":
     settings = Settings(port=int(sys.argv[1]))
-    uvicorn.run(app, **server_options(settings))  # type: ignore[arg-type]
+    uvicorn.run(app, host="127.0.0.1", port=settings.port, **server_options(settings))

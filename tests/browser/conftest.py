@@ -121,8 +121,9 @@ PARTNERS = {"p-northwind": ("Northwind Systems", "gold"), "p-contoso": ("Contoso
 
 @pytest.fixture(scope="session")
 def keys(dev_server: DevServer) -> dict[str, str]:
-    """A key per role: `partner` (p-northwind), `partner2` (p-contoso), `rep`, `owner`,
-    `channel_manager`, `integration`, and the `admin` token."""
+    """A key per role: `partner` (p-northwind, gold), `partner2` (p-contoso, silver), `rep`
+    (rep-ava), `owner` (cm-1, level 1 of the default policy's escalation), `owner2` (dir-1,
+    level 2), `channel_manager`, `integration`, and the `admin` token."""
     with dev_server.api() as api:
         for partner_id, (name, tier) in PARTNERS.items():
             answer = api.put(f"/v1/partners/{partner_id}", json={
@@ -133,7 +134,8 @@ def keys(dev_server: DevServer) -> dict[str, str]:
         "partner": dev_server.mint("partner", "p-northwind"),
         "partner2": dev_server.mint("partner", "p-contoso"),
         "rep": dev_server.mint("rep", "rep-ava"),
-        "owner": dev_server.mint("owner", "own-lee"),
+        "owner": dev_server.mint("owner", "cm-1"),
+        "owner2": dev_server.mint("owner", "dir-1"),
         "channel_manager": dev_server.mint("channel_manager", None),
         "integration": dev_server.mint("integration", None),
     }

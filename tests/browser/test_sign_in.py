@@ -145,3 +145,21 @@ def test_pages_run_without_script_errors_or_policy_violations(
         # htmx loaded from our own origin and picked up the CSRF header.
         assert console.driver.execute_script("return typeof htmx") == "object", path
     assert console.browser_errors() == []
+
+
+def test_revoking_a_key_ends_its_console_sessions(dev_server: DevServer) -> None:
+    with dev_server.api() as admin:
+        minted = admin.post("/v1/api-keys", json={"role": "partner", "subject_id": "p-gone"})
+        assert minted.status_code == 201, minted.text
+        key = minted.json()
+    with httpx.Client(base_url=dev_server.base) as browser:
+        page = browser.get("/console/sign-in")
+        signed = browser.post("/console/sign-in", data={
+            "api_key": key["token"], "csrf": _field(page.text, "csrf")})
+        assert signed.status_code == 303
+        assert browser.get("/console/partner/").status_code == 200
+        with dev_server.api() as admin:
+            assert admin.delete(f"/v1/api-keys/{key['id']}").status_code == 204
+        gone = browser.get("/console/partner/")
+        assert gone.status_code == 303
+        assert gone.headers["location"].startswith("/console/sign-in?next=")
