@@ -16,6 +16,7 @@ from services.projections.api import routers as query_routers
 from services.registration.api import routers as command_routers
 from shared.api.access import RequestContext, RouteTemplates
 from shared.api.auth import AuthenticateFirst, Authenticator, bearer_token
+from shared.api.backpressure import LoadShedding
 from shared.api.openapi import install_docs, install_openapi, operation_id
 from shared.api.problems import Problem, install_problem_handlers, problem_responses
 from shared.api.ratelimit import TokenBuckets
@@ -89,6 +90,9 @@ def create_app(settings: Settings, components: frozenset[Component] = ALL) -> Fa
     app.add_middleware(AuthenticateFirst, authenticator=runtime.authenticator, keys=keys,
                        auth_failures=failures)
     app.add_middleware(RequestContext)
+    # Outermost: an overloaded process refuses at the door (503 + Retry-After), not later.
+    app.add_middleware(LoadShedding, limit=settings.max_in_flight_requests,
+                       retry_after=settings.overload_retry_after_seconds)
     # Every /v1 operation can answer these two before its own code runs.
     guarded = problem_responses(401, 429)
     if "registration" in components:

@@ -105,20 +105,21 @@ def _serve_http(settings: Settings, components: frozenset[Component],
     get_logger("dealreg").info("starting", components=sorted(components),
                                listen=f"{settings.host}:{settings.port}",
                                store=describe_store(settings))
-    config = uvicorn.Config(
-        create_app(settings, components),
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_config=None,
-        limit_concurrency=2000,
-        timeout_graceful_shutdown=10,
-    )
+    config = uvicorn.Config(create_app(settings, components), **server_options(settings))
     server = uvicorn.Server(config)
     server.run(sockets=[sock])
     if not server.started:
         console.print("[red]error:[/red] dealreg did not start (see the log above)")
         raise typer.Exit(3)
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's settings for every dealreg process (the bench's bare-endpoint ceiling runs
+    with the same ones)."""
+    return {"loop": "uvloop", "http": "httptools", "access_log": False, "log_config": None,
+            # Above the app's own in-flight limit, which answers 503 with Retry-After first.
+            "limit_concurrency": max(2000, 2 * settings.max_in_flight_requests + 100),
+            "timeout_graceful_shutdown": 10}
 
 
 @app.command()

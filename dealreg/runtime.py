@@ -30,7 +30,7 @@ from shared.eventlog.kafka import KafkaEventLog
 from shared.eventlog.topics import Topics
 from shared.logging import get_logger
 from shared.readmodel.store import create_engine, migrate
-from shared.readmodel.waiter import DecisionWaiter
+from shared.readmodel.waiter import DecisionListener, DecisionWaiter
 from shared.settings import Settings
 
 log = get_logger(__name__)
@@ -242,7 +242,9 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: Settings, components: frozenset[Component] = ALL) -> Runtime:
-        engine = create_engine(settings.readmodel_url)
+        engine = create_engine(settings.readmodel_url, pool_size=settings.db_pool_size,
+                               max_overflow=settings.db_pool_max_overflow,
+                               pool_timeout=settings.db_pool_timeout_seconds)
         eventlog = build_eventlog(settings)
         co_located = "projections" in components
         runtime = cls(
@@ -277,6 +279,11 @@ class Runtime:
                 self.eventlog, self.topics, group_id=self.settings.adjudicator_group,
                 source=f"{self.settings.source}/adjudication", stopping=self.stopping,
             ))
+        if ("registration" in self.components and not self.waiter.in_process
+                and self.engine.dialect.name == "postgresql"):
+            # `Prefer: wait` is woken by the projections' NOTIFY, holding no connection.
+            listener = DecisionListener(self.settings.database_url, self.waiter)
+            self._supervise("decision_listener", lambda: listener.run(self.stopping))
         if self.projection_worker is not None:
             worker = self.projection_worker
             self._supervise("projections", lambda: worker.run(self.stopping))

@@ -82,6 +82,21 @@ class Settings(BaseSettings):
     max_batch_events: int = Field(
         1000, ge=1, description="Most CloudEvents accepted in one batch request"
     )
+    # --- capacity and backpressure ------------------------------------------------------
+    max_in_flight_requests: int = Field(
+        256, ge=0, description="Requests one process handles at once; the next is answered "
+        "503 with `Retry-After` at the door (0 disables). Waiting requests (`Prefer: wait`) "
+        "count, but hold no database connection")
+    overload_retry_after_seconds: int = Field(
+        1, ge=1, description="`Retry-After` of a 503 from an overloaded process")
+    db_pool_size: int = Field(
+        10, ge=1, description="Read-model store connections kept per process (the workers "
+        "of a process take at most two at a time; requests take one briefly)")
+    db_pool_max_overflow: int = Field(
+        10, ge=0, description="Extra connections a process may open above the pool size")
+    db_pool_timeout_seconds: float = Field(
+        5.0, gt=0, description="How long a request waits for a pooled connection before it "
+        "is answered 503 with `Retry-After`")
     # --- abuse limits and operations endpoints -------------------------------------------
     rate_limit_per_second: float = Field(
         100.0, ge=0, description="Requests per second each API key may make to one process "

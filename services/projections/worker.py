@@ -36,7 +36,7 @@ from shared.eventlog.topics import Topics
 from shared.events import CATALOGUE, DomainEvent, upcasters
 from shared.events.codec import decode
 from shared.logging import get_logger
-from shared.readmodel.waiter import PositionWaiter
+from shared.readmodel.waiter import PositionWaiter, notify_registrations
 
 log = get_logger(__name__)
 
@@ -195,6 +195,8 @@ class ProjectionWorker:
             batch = await fold_into(conn, items) if items else None
             new_positions = advanced(stored, records)
             await repository.save_positions(conn, new_positions)
+            if batch is not None:  # PostgreSQL: wakes waiting registration services
+                await notify_registrations(conn, batch.touched_registrations())
         for model, by_tp in new_positions.items():
             self.positions[model].update(by_tp)
         _log_items(items, batch)
