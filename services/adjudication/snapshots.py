@@ -44,13 +44,14 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import gc
 import hashlib
 import io
 import os
 import pickle
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -135,6 +136,19 @@ class _StateUnpickler(pickle.Unpickler):
         return found
 
 
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """Building or walking a few hundred thousand objects triggers the cyclic collector
+    over and over for nothing (none of them is garbage yet): pause it meanwhile."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 # --- the blob -------------------------------------------------------------------------------
 
 
@@ -143,7 +157,8 @@ def encode(state: AdjudicationState, tp: TopicPartition, covers: int) -> bytes:
     memo = state._indexed
     state._indexed = {}  # a bounded memo of the index: re-filing is a no-op, so not state
     try:
-        body = zlib.compress(pickle.dumps(state, protocol=5), 1)
+        with _no_gc():
+            body = zlib.compress(pickle.dumps(state, protocol=5), 1)
     finally:
         state._indexed = memo
     header = {
@@ -191,7 +206,8 @@ def decode(blob: bytes, tp: TopicPartition, position: int) -> tuple[Adjudication
     ):
         raise SnapshotRejected("snapshot body does not match its checksum")
     try:
-        state = _StateUnpickler(io.BytesIO(zlib.decompress(body))).load()
+        with _no_gc():
+            state = _StateUnpickler(io.BytesIO(zlib.decompress(body))).load()
     except SnapshotRejected:
         raise
     except Exception as exc:  # a body that passed its checksum but not this build

@@ -159,6 +159,6 @@ def test_files_newer_than_the_committed_position_are_skipped_for_the_one_before(
         newest = store._files(TP)[0][1]
         newest.write_bytes(_reheader(newest.read_bytes(), schema=99))
         assert (await store.load(TP, 300) or (None, 0))[1] == 200
-        assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind
 
     asyncio.run(scenario())
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind
