@@ -15,6 +15,14 @@ COPY services ./services
 RUN pip install . \
     && useradd --create-home --uid 10001 dealreg
 
+# Reachable from outside the container; `docker run -p 8080:8080 dealreg serve ...`.
+ENV DEALREG_HOST=0.0.0.0 \
+    DEALREG_PORT=8080
+EXPOSE 8080
+# Liveness without curl: the image has Python. Follows DEALREG_PORT if it is changed.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('DEALREG_PORT', '8080') + '/healthz', timeout=2)"]
+
 USER dealreg
 ENTRYPOINT ["dealreg"]
 CMD ["--help"]

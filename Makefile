@@ -1,6 +1,8 @@
 # The few verbs everyone uses. `make dev` and `make test` work on a fresh machine.
 PY ?= python3
 STAMP := .make/installed
+LINT_STAMP := .make/lint-tools
+LINT_CONSTRAINTS := constraints/lint.txt
 
 .PHONY: install dev test test-fast lint bench mutation services-up services-down clean
 
@@ -24,9 +26,16 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest tests/unit
 
-lint: $(STAMP)
-	ruff check .
-	mypy
+## ruff and mypy at the versions pinned in constraints/lint.txt (CI runs this too).
+$(LINT_STAMP): $(LINT_CONSTRAINTS)
+	$(PY) -m pip install -q -c $(LINT_CONSTRAINTS) ruff mypy
+	@mkdir -p .make && touch $(LINT_STAMP)
+
+lint: $(STAMP) $(LINT_STAMP)
+	$(PY) -m ruff --version
+	$(PY) -m ruff check .
+	$(PY) -m mypy --version
+	$(PY) -m mypy
 
 ## Benchmarks print their numbers and write them under bench-results/.
 bench: $(STAMP)

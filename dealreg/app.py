@@ -12,9 +12,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dealreg.runtime import ALL, Component, Runtime
+from services.console.app import mount_console
 from services.projections.api import routers as query_routers
 from services.registration.api import routers as command_routers
 from shared.api.auth import AuthenticateFirst, Authenticator, bearer_token
+from shared.api.openapi import install_docs, install_openapi, operation_id
 from shared.api.problems import Problem, install_problem_handlers, problem_responses
 from shared.api.ratelimit import TokenBuckets
 from shared.api.resources import Health
@@ -97,7 +99,11 @@ def create_app(settings: Settings, components: frozenset[Component] = ALL) -> Fa
         summary="Deal registration and channel-conflict resolution",
         description="Who owns this customer deal? See the README for the rules of engagement.",
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
+        docs_url=None, redoc_url=None,  # served from local files (install_docs)
     )
+    install_openapi(app)
+    install_docs(app)
     app.state.runtime = runtime
     app.state.authenticator = runtime.authenticator
     install_problem_handlers(app)
@@ -115,6 +121,11 @@ def create_app(settings: Settings, components: frozenset[Component] = ALL) -> Fa
     if "projections" in components:
         for router in query_routers:
             app.include_router(router, responses=guarded)
+
+    if "projections" in components:
+        # The console (web UI) reads and acts through /v1 (in-process, or
+        # DEALREG_CONSOLE_API_URL): served wherever the queries are.
+        mount_console(app, settings)
 
     @app.get("/healthz", response_model=Health, tags=["operations"])
     async def healthz() -> Health:

@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, NoReturn
 
 import typer
 import uvicorn
+from pydantic import ValidationError
 from rich.console import Console
 
+from dealreg import __version__
+from dealreg.admin import admin_app
+from dealreg.preflight import (
+    OperatorError,
+    bind_port,
+    check_backend,
+    check_data_dir_free,
+    check_database,
+    check_kafka,
+    check_servers,
+    describe_store,
+)
 from dealreg.runtime import Component
-from shared.logging import configure_logging
+from shared.logging import configure_logging, get_logger
 from shared.settings import Settings
 
 app = typer.Typer(help="Deal registration and channel-conflict resolution.",
@@ -21,21 +35,74 @@ topics_app = typer.Typer(help="Kafka topic provisioning.", no_args_is_help=True)
 db_app = typer.Typer(help="Read-model store schema.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 app.add_typer(db_app, name="db")
-console = Console(stderr=True)
+app.add_typer(admin_app, name="admin")
+console = Console(stderr=True, soft_wrap=True)
 
 
 def _settings(**overrides: object) -> Settings:
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    """The environment's settings (`DEALREG_*`) with the flags that were given on top."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items()  # type: ignore[arg-type]
+                           if v is not None})
+    except ValidationError as exc:
+        errors = "; ".join(f"DEALREG_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}"
+                           for e in exc.errors())
+        console.print(f"[red]error:[/red] invalid settings: {errors}")
+        raise typer.Exit(2) from None
+
+
+def _fail(exc: OperatorError) -> NoReturn:
+    console.print(f"[red]error:[/red] {exc}")
+    raise typer.Exit(exc.exit_code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"dealreg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True,
+        help="Print the version and exit")] = False,
+) -> None:
+    """Deal registration and channel-conflict resolution."""
+
+
+def _require_backend(settings: Settings, backend: str, command: str) -> None:
+    """`serve` and `topics create` are distributed-only: an explicit other backend is a
+    contradiction, not something to override silently."""
+    if "backend" in settings.model_fields_set and settings.backend != backend:
+        _fail(OperatorError(
+            f"`dealreg {command}` runs on the {backend} backend but DEALREG_BACKEND="
+            f"{settings.backend} is set; unset it"
+            + (" (or use `dealreg dev` for the embedded backend)." if backend == "distributed"
+               else ".")))
 
 
 def _serve_http(settings: Settings, components: frozenset[Component]) -> None:
+    """Bind the port, check the servers, then run: each failure is one clear line and a
+    non-zero exit, before any migration runs."""
     from dealreg.app import create_app
 
+    try:
+        sock = bind_port(settings.host, settings.port)
+        if settings.backend == "embedded":
+            check_data_dir_free(settings)
+        else:
+            asyncio.run(check_servers(
+                settings, kafka=True,
+                database=bool(components & {"registration", "projections"})))
+    except OperatorError as exc:
+        _fail(exc)
     configure_logging(settings.log_level, settings.log_format)
-    uvicorn.run(
+    get_logger("dealreg").info("starting", components=sorted(components),
+                               listen=f"{settings.host}:{settings.port}",
+                               store=describe_store(settings))
+    config = uvicorn.Config(
         create_app(settings, components),
-        host=settings.host,
-        port=settings.port,
         loop="uvloop",
         http="httptools",
         access_log=False,
@@ -43,27 +110,48 @@ def _serve_http(settings: Settings, components: frozenset[Component]) -> None:
         limit_concurrency=2000,
         timeout_graceful_shutdown=10,
     )
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])
+    if not server.started:
+        console.print("[red]error:[/red] dealreg did not start (see the log above)")
+        raise typer.Exit(3)
 
 
 @app.command()
 def dev(
-    host: Annotated[str, typer.Option(help="Bind address")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="HTTP port")] = 8080,
-    data_dir: Annotated[Path, typer.Option(help="Where the embedded log and read models live")]
-    = Path("./dealreg-data"),
+    host: Annotated[str | None, typer.Option(
+        help="Bind address [env DEALREG_HOST; default 127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(
+        help="HTTP port [env DEALREG_PORT; default 8080]")] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        help="Where the embedded log and read models live "
+             "[env DEALREG_DATA_DIR; default ./dealreg-data]")] = None,
 ) -> None:
     """Run every service in one process on the embedded backend (SQLite files)."""
-    settings = _settings(backend="embedded", host=host, port=port, data_dir=data_dir)
+    settings = _settings(host=host, port=port, data_dir=data_dir)
+    ignored = [f"DEALREG_{n.upper()}" for n in ("backend", "database_url",
+                                                  "kafka_bootstrap_servers")
+               if n in settings.model_fields_set and not (
+                   n == "backend" and settings.backend == "embedded")]
+    if ignored:
+        console.print(f"[yellow]note:[/yellow] `dev` always runs on the embedded backend; "
+                      f"{', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} ignored "
+                      "(`dealreg serve` uses Kafka + PostgreSQL)")
+    settings.backend = "embedded"
     if settings.admin_token is None:
         settings.admin_token = "drk_admin_" + secrets.token_urlsafe(32)
         console.print(f"[bold]Admin token (shown once):[/bold] {settings.admin_token}")
     if "webhook_allow_loopback" not in settings.model_fields_set:
         settings.webhook_allow_loopback = True  # a first look points webhooks at localhost
+    if settings.seed_default_owners is None:
+        settings.seed_default_owners = True  # the default policy's owners exist after `dev`
     console.print("Webhooks may target loopback addresses: "
                   f"{'yes' if settings.webhook_allow_loopback else 'no'} "
                   "(DEALREG_WEBHOOK_ALLOW_LOOPBACK; `serve` refuses them by default)")
-    console.print(f"dealreg dev on http://{host}:{port}  (API docs: http://{host}:{port}/docs, "
-                  f"data: {data_dir.resolve()})")
+    where = settings.data_dir.resolve()
+    console.print(f"dealreg dev on http://{settings.host}:{settings.port}  (API docs: "
+                  f"http://{settings.host}:{settings.port}/docs, data: {where}"
+                  f"{'' if settings.embedded_log_path.exists() else ', new'})")
     if settings.ops_token_required is None:
         # A first look should see /metrics and /readyz detail; `serve` requires a token.
         settings.ops_token_required = False
@@ -76,25 +164,36 @@ def dev(
 def serve(
     service: Annotated[Literal["registration", "adjudication", "projections"],
                        typer.Argument(help="Which service this process runs")],
-    host: Annotated[str | None, typer.Option(help="Bind address")] = None,
-    port: Annotated[int | None, typer.Option(help="HTTP port")] = None,
+    host: Annotated[str | None, typer.Option(
+        help="Bind address [env DEALREG_HOST; default 127.0.0.1, 0.0.0.0 in the image]")]
+    = None,
+    port: Annotated[int | None, typer.Option(
+        help="HTTP port [env DEALREG_PORT; default 8080]")] = None,
 ) -> None:
     """Run one service against Kafka and PostgreSQL (settings from DEALREG_* variables)."""
-    settings = _settings(backend="distributed", host=host, port=port)
+    settings = _settings(host=host, port=port)
+    _require_backend(settings, "distributed", f"serve {service}")
+    settings.backend = "distributed"
     _serve_http(settings, frozenset({service}))
 
 
 @topics_app.command("create")
 def topics_create(
-    partitions: Annotated[int | None, typer.Option(help="Partitions of new topics")] = None,
+    partitions: Annotated[int | None, typer.Option(
+        help="Partitions of new topics [env DEALREG_TOPIC_PARTITIONS; default 12]")] = None,
 ) -> None:
     """Create the intake and decisions topics on Kafka (existing topics are kept)."""
     from dealreg.runtime import build_eventlog
     from shared.eventlog.topics import Topics
 
-    settings = _settings(backend="distributed", topic_partitions=partitions)
+    settings = _settings(topic_partitions=partitions)
+    _require_backend(settings, "distributed", "topics create")
+    settings.backend = "distributed"
+    console.print(f"Kafka {settings.kafka_bootstrap_servers}, topic prefix "
+                  f"{settings.topic_prefix!r}")
 
     async def run() -> None:
+        await check_kafka(settings)
         log = build_eventlog(settings)
         await log.start()
         try:
@@ -109,28 +208,47 @@ def topics_create(
 
 
 @db_app.command("upgrade")
-def db_upgrade() -> None:
-    """Migrate the read-model store to the newest schema."""
+def db_upgrade(
+    data_dir: Annotated[Path | None, typer.Option(
+        help="The embedded backend's data directory [env DEALREG_DATA_DIR]")] = None,
+) -> None:
+    """Migrate the read-model store to the newest schema (PostgreSQL: under an advisory
+    lock, so concurrent upgrades take turns)."""
     from shared.readmodel.store import create_engine, migrate
 
-    settings = _settings()
+    settings = _settings(data_dir=data_dir)
+    try:
+        check_backend(settings, data_dir_must_exist=True)
+    except OperatorError as exc:
+        _fail(exc)
+    console.print(f"read-model store: {describe_store(settings, kafka=False)}")
 
     async def run() -> None:
+        if settings.backend == "distributed":
+            await check_database(settings)
         engine = create_engine(settings.readmodel_url)
         try:
-            await migrate(engine)
+            result = await migrate(engine, on_wait=lambda: console.print(
+                "another process is upgrading this schema; waiting for its lock"))
         finally:
             await engine.dispose()
-        console.print(f"read-model schema is current ({settings.backend})")
+        if result.changed:
+            console.print(f"read-model schema upgraded from "
+                          f"{', '.join(result.before) or '(empty)'} to "
+                          f"{', '.join(result.after)}")
+        else:
+            console.print(f"read-model schema is current ({', '.join(result.after)})")
 
     _run(run())
 
 
-def _run(coro: object) -> None:
+def _run(coro: Coroutine[Any, Any, None]) -> None:
     try:
-        asyncio.run(coro)  # type: ignore[arg-type]
+        asyncio.run(coro)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
+    except OperatorError as exc:
+        _fail(exc)
     except (OSError, KeyError, RuntimeError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
@@ -148,7 +266,7 @@ def projections_rebuild(
         "--model", help="A read model to rebuild (repeatable): registrations, ownership, "
                         "directory, disputes, timelines. Default: all.")] = None,
     data_dir: Annotated[Path | None, typer.Option(
-        help="The embedded backend's data directory")] = None,
+        help="The embedded backend's data directory [env DEALREG_DATA_DIR]")] = None,
     batch: Annotated[int, typer.Option(min=100, help="Records per transaction")] = 20_000,
 ) -> None:
     """Empty read models and replay the log from the beginning into them.
@@ -176,8 +294,15 @@ def projections_rebuild(
         raise typer.BadParameter(f"unknown read model {unknown[0]!r}; one of "
                                  f"{', '.join(MODELS)}", param_hint="--model")
     settings = _settings(data_dir=data_dir)
+    try:
+        check_backend(settings, data_dir_must_exist=True)
+    except OperatorError as exc:
+        _fail(exc)
+    console.print(f"rebuilding in {describe_store(settings)}")
 
     async def run() -> None:
+        if settings.backend == "distributed":
+            await check_servers(settings, database=True, kafka=True)
         eventlog = build_eventlog(settings)
         await eventlog.start()
         engine = create_engine(settings.readmodel_url)
@@ -207,4 +332,116 @@ def projections_rebuild(
             f"records in {result.seconds:.1f} s, "
             f"[bold]{result.events_per_second:,.0f} events/s[/bold]")
 
+    _run(run())
+
+
+# --- the front door ---------------------------------------------------------------------
+
+
+@app.command()
+def gateway(
+    commands: Annotated[str, typer.Option(
+        envvar="DEALREG_GATEWAY_COMMANDS_URL",
+        help="Base URL of the registration service(s) (commands)")] = "http://127.0.0.1:8081",
+    queries: Annotated[str, typer.Option(
+        envvar="DEALREG_GATEWAY_QUERIES_URL",
+        help="Base URL of the projections service(s) (queries)")] = "http://127.0.0.1:8082",
+    timeout: Annotated[float, typer.Option(
+        envvar="DEALREG_GATEWAY_TIMEOUT_SECONDS", min=1.0,
+        help="Longest wait for an upstream's answer (above DEALREG_MAX_WAIT_SECONDS)")]
+    = 60.0,
+    host: Annotated[str | None, typer.Option(
+        help="Bind address [env DEALREG_HOST; default 127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(
+        help="HTTP port [env DEALREG_PORT; default 8080]")] = None,
+) -> None:
+    """One front door for the distributed deployment: routes each request to the
+    registration or projections service by method and path, and serves one /openapi.json
+    and /docs for the whole API."""
+    from dealreg.gateway import Gateway
+
+    settings = _settings(host=host, port=port)
+    try:
+        sock = bind_port(settings.host, settings.port)
+    except OperatorError as exc:
+        _fail(exc)
+    configure_logging(settings.log_level, settings.log_format)
+    uvicorn.Server(uvicorn.Config(
+        Gateway(commands, queries, timeout=timeout), loop="uvloop", http="httptools",
+        access_log=False, log_config=None, limit_concurrency=4000,
+        timeout_graceful_shutdown=10)).run(sockets=[sock])
+
+
+# --- moving an embedded program ------------------------------------------------------------
+
+DataDir = Annotated[Path | None, typer.Option(
+    help="The embedded backend's data directory [env DEALREG_DATA_DIR; default "
+         "./dealreg-data]")]
+
+
+@app.command("export")
+def export(
+    archive: Annotated[Path, typer.Argument(help="The archive to write (.tar.gz)")],
+    data_dir: DataDir = None,
+) -> None:
+    """Archive the embedded data directory consistently, with a manifest (stop `dev`)."""
+    from dealreg.moving import export_data_dir
+
+    settings = _settings(data_dir=data_dir)
+    console.print(f"exporting {settings.data_dir.resolve()} to {archive}")
+    try:
+        manifest = export_data_dir(settings.data_dir, archive, console.print)
+    except OperatorError as exc:
+        _fail(exc)
+    console.print(f"exported {manifest.records:,} records of "
+                  f"{len(manifest.data['topics'])} topics to {archive}")
+
+
+@app.command("import")
+def import_(
+    archive: Annotated[Path, typer.Argument(help="An archive `dealreg export` wrote")],
+    data_dir: DataDir = None,
+) -> None:
+    """Unpack an export into a new (or empty) data directory, verifying it first."""
+    from dealreg.moving import import_archive
+
+    settings = _settings(data_dir=data_dir)
+    console.print(f"importing {archive} into {settings.data_dir.resolve()}")
+    try:
+        manifest = import_archive(archive, settings.data_dir, console.print)
+    except OperatorError as exc:
+        _fail(exc)
+    console.print(f"imported {manifest.records:,} records (exported "
+                  f"{manifest.data['created_at']} by dealreg {manifest.data['dealreg_version']})")
+
+
+@app.command("migrate-to-kafka")
+def migrate_to_kafka(
+    data_dir: DataDir = None,
+    database: Annotated[bool, typer.Option(
+        help="Also move the store into DEALREG_DATABASE_URL and rebuild the read models "
+             "there")] = True,
+) -> None:
+    """Copy an embedded program's history into new Kafka topics (same partitions, offsets
+    and events) and its store into PostgreSQL, so `dealreg serve` takes over. Stop `dev`."""
+    from dealreg.moving import locked
+    from dealreg.moving import migrate_to_kafka as move
+
+    settings = _settings(data_dir=data_dir)
+    settings.backend = "distributed"
+    target = describe_store(settings) if database \
+        else f"Kafka {settings.kafka_bootstrap_servers}"
+    console.print(f"from the embedded data directory {settings.data_dir.resolve()} to {target}")
+
+    async def run() -> None:
+        await check_servers(settings, kafka=True, database=database)
+        moved = await move(settings, settings.data_dir, console.print, database=database)
+        console.print(f"moved {sum(moved.records.values()):,} records; start "
+                      "`dealreg serve` with these settings")
+
+    try:
+        with locked(settings.data_dir):
+            pass
+    except OperatorError as exc:
+        _fail(exc)
     _run(run())

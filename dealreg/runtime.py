@@ -90,7 +90,8 @@ class Runtime:
         await self.eventlog.start()
         await self.eventlog.create_topics(self.topics.specs(self.settings.topic_partitions))
         if self.components & {"registration", "projections"}:
-            await migrate(self.engine)
+            await migrate(self.engine, on_wait=lambda: log.info(
+                "migration_waiting", detail="another process is upgrading the schema"))
         if "adjudication" in self.components:
             self._supervise("adjudicator", lambda: run_adjudicator(
                 self.eventlog, self.topics, group_id=self.settings.adjudicator_group,

@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     snapshot_every_seconds: float = Field(
         60.0, gt=0, description="... or after this many seconds with events, whichever first")
     max_wait_seconds: float = Field(30.0, description="Upper bound for `Prefer: wait=N`")
+    connect_timeout_seconds: float = Field(
+        10.0, gt=0, description="How long a command waits for Kafka or PostgreSQL to answer "
+        "at start before it exits naming the unreachable one")
+    seed_default_owners: bool | None = Field(
+        None, description="Create the escalation owners the policy names (`cm-1`, `dir-1` "
+        "in the default policy) when missing; unset: `dev` does, `serve` only warns")
     # --- registration service (commands, reference data, auth) -------------------------
     max_body_bytes: int = Field(
         1_048_576, ge=1024, description="Largest accepted request body (413 above it)"
@@ -96,6 +102,16 @@ class Settings(BaseSettings):
     ops_token_required: bool | None = Field(
         None, description="Whether `/metrics` and `/readyz` detail need a token; unset: "
         "`dev` leaves them open, `serve` (and any other app) requires it")
+
+    # --- console (the web UI under /console) ---------------------------------------------
+    session_secret: str | None = Field(
+        None, description="Key of the console's session cookies; unset: a random key per "
+        "process, so sign-ins end when the process restarts and are not shared by replicas")
+    session_max_age_seconds: int = Field(
+        8 * 3600, ge=60, description="How long a console sign-in lasts")
+    console_api_url: str | None = Field(
+        None, description="Where the console sends its /v1 calls (the one front door of a "
+        "distributed deployment); unset: the same process, in memory")
 
     @field_validator("webhook_allowed_networks")
     @classmethod

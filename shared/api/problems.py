@@ -141,6 +141,8 @@ def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 # --- request limits ----------------------------------------------------------------------
 
 DEFAULT_MAX_BODY = 1_048_576
+FORM_PATHS = ("/console/",)
+"""Where HTML forms are posted (`application/x-www-form-urlencoded`): exempt from JSON-only."""
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
@@ -161,7 +163,8 @@ def is_json_media_type(content_type: str) -> bool:
 
 
 class RequestLimits:
-    """Pure ASGI middleware: body size limit (413) and JSON-only bodies (415).
+    """Pure ASGI middleware: body size limit (413) and JSON-only bodies (415, except the
+    console's forms under `FORM_PATHS`).
 
     On the hot path it costs a header scan; the body is counted chunk by chunk as the
     handler reads it, so a chunked upload without `Content-Length` is cut off at the limit
@@ -204,7 +207,8 @@ class RequestLimits:
                 413, "Payload too large", f"The request body is larger than {limit} bytes."
             ))(scope, receive, send)
             return
-        if content_type is not None and length != 0 and not is_json_media_type(content_type):
+        if content_type is not None and length != 0 and not is_json_media_type(content_type) \
+                and not scope["path"].startswith(FORM_PATHS):
             await problem_response(Problem(
                 415, "Unsupported media type",
                 f"Send JSON (`application/json`), not {content_type.split(';')[0]!r}.",

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -39,13 +41,55 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return cfg
 
 
-async def migrate(engine: AsyncEngine) -> None:
+MIGRATION_LOCK = 0x6465616C72656701
+"""PostgreSQL advisory lock key ("dealreg" + 1) held by every schema upgrade."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """What one `migrate` call did: revisions before and after, and whether it waited for
+    another process's upgrade."""
+
+    before: tuple[str, ...]
+    after: tuple[str, ...]
+    waited: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+
+def _heads(connection: Connection) -> tuple[str, ...]:
+    from alembic.runtime.migration import MigrationContext
+
+    return tuple(sorted(MigrationContext.configure(connection).get_current_heads()))
+
+
+async def migrate(engine: AsyncEngine,
+                  on_wait: Callable[[], None] | None = None) -> Migration:
     """Bring the schema to the newest revision of every branch (idempotent).
 
-    Each service owns a branch of revisions for its own tables; `heads` applies them all."""
+    Each service owns a branch of revisions for its own tables; `heads` applies them all.
+    On PostgreSQL the upgrade runs under a transaction-scoped advisory lock: processes that
+    start together (several replicas, a migration Job) take turns, the first upgrades and
+    the others find the schema current once the lock is theirs. `on_wait` is called when
+    another process holds the lock."""
+    waited = False
 
-    def upgrade(connection: Connection) -> None:
+    def upgrade(connection: Connection) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        before = _heads(connection)
         command.upgrade(alembic_config(connection), "heads")
+        return before, _heads(connection)
 
     async with engine.begin() as conn:
-        await conn.run_sync(upgrade)
+        if conn.dialect.name == "postgresql":
+            got = (await conn.execute(text("SELECT pg_try_advisory_xact_lock(:key)"),
+                                      {"key": MIGRATION_LOCK})).scalar_one()
+            if not got:
+                waited = True
+                if on_wait is not None:
+                    on_wait()
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                   {"key": MIGRATION_LOCK})
+        before, after = await conn.run_sync(upgrade)
+    return Migration(before, after, waited)

@@ -139,16 +139,23 @@ TABLE: dict[str, dict[str, dict[str, int]]] = {
         OWN: cells(403, admin=200, integration=200), OTHER: cells(403, admin=200,
                                                                   integration=200)},
     "GET /v1/partners/{partner_id}": {   # another partner does not exist for a partner
-        OWN: cells(403, admin=200, integration=200, channel_manager=200, partner=200,
-                   other_partner=404),
-        OTHER: cells(403, admin=200, integration=200, channel_manager=200, partner=404,
-                     other_partner=404),
+        OWN: cells(403, admin=200, integration=200, channel_manager=200, owner=200,
+                   other_owner=200, partner=200, other_partner=404),
+        OTHER: cells(403, admin=200, integration=200, channel_manager=200, owner=200,
+                     other_owner=200, partner=404, other_partner=404),
     },
     "PUT /v1/owners/{owner_id}": {OWN: admin_only(200), OTHER: admin_only(200)},
     "GET /v1/owners/{owner_id}": {OWN: admin_only(200), OTHER: admin_only(200)},
     "GET /v1/policy": {ANY: READ_ALL},
     "PUT /v1/policy": {ANY: admin_only(200)},  # the current document again: no new version
     "GET /v1/policy/{version}": {OWN: READ_ALL, OTHER: cells(404)},
+    # Directory lists (no secrets in any): partners for the vendor's roles, owners for
+    # admins and channel managers, keys for admins; policy versions and diffs for all.
+    "GET /v1/partners": {ANY: cells(403, admin=200, integration=200, channel_manager=200)},
+    "GET /v1/owners": {ANY: cells(403, admin=200, channel_manager=200)},
+    "GET /v1/api-keys": {ANY: admin_only(200)},
+    "GET /v1/policy/versions": {ANY: READ_ALL},
+    "GET /v1/policy/diff": {ANY: READ_ALL},
     # queries
     # Lists filtered by partner (OWN: P1, OTHER: P3): a partner lists only its own.
     "GET /v1/registrations": {
@@ -173,9 +180,16 @@ TABLE: dict[str, dict[str, dict[str, int]]] = {
         OWN: cells(200, other_partner=403), OTHER: cells(200, partner=403, other_partner=403)},
     "GET /v1/metrics/program": {ANY: cells(403, admin=200, integration=200,
                                             channel_manager=200, owner=200, other_owner=200)},
+    # The program leader's series: channel managers and admins only.
+    "GET /v1/program/metrics": {ANY: cells(403, admin=200, channel_manager=200)},
+    "GET /v1/program/metrics/{series}": {ANY: cells(403, admin=200, channel_manager=200)},
     # notifications
     "GET /v1/owners/{owner_id}/deliveries": {
         OWN: cells(403, admin=200, owner=200), OTHER: cells(403, admin=200, other_owner=200)},
+    # A partner's log (OWN: P1's, OTHER: P3's): another partner's does not exist for it.
+    "GET /v1/partners/{partner_id}/deliveries": {
+        OWN: cells(403, admin=200, partner=200, other_partner=404),
+        OTHER: cells(403, admin=200, partner=404, other_partner=404)},
     "POST /v1/deliveries/{delivery_id}/redeliver": {
         OWN: admin_only(202), OTHER: admin_only(202)},
     # operations (open; the detail of /readyz needs the ops token, see test_auth_first)
@@ -630,6 +644,10 @@ async def _deliveries(world: World, role: str, target: str) -> Call:
     return Call("GET", f"/v1/owners/{OWNER if target == OWN else OTHER_OWNER}/deliveries")
 
 
+async def _partner_deliveries(world: World, role: str, target: str) -> Call:
+    return Call("GET", f"/v1/partners/{target_partner(target)}/deliveries")
+
+
 async def _redeliver(world: World, role: str, target: str) -> Call:
     kind, recipient = ("owner", OWNER) if target == OWN else ("partner", P1)
     async with world.deployment.engine.connect() as conn:
@@ -660,6 +678,11 @@ BUILDERS: dict[str, Builder] = {
     "GET /v1/policy": simple("/v1/policy"),
     "PUT /v1/policy": _put_policy,
     "GET /v1/policy/{version}": _policy_version,
+    "GET /v1/partners": simple("/v1/partners"),
+    "GET /v1/owners": simple("/v1/owners"),
+    "GET /v1/api-keys": simple("/v1/api-keys", include_revoked="true"),
+    "GET /v1/policy/versions": simple("/v1/policy/versions"),
+    "GET /v1/policy/diff": simple("/v1/policy/diff"),
     "GET /v1/registrations": _list_registrations,
     "GET /v1/registrations/{registration_id}": _read_registration,
     "GET /v1/registrations/{registration_id}/timeline": _timeline,
@@ -668,7 +691,11 @@ BUILDERS: dict[str, Builder] = {
     "GET /v1/disputes/{dispute_id}": _read_dispute,
     "GET /v1/pipeline": _pipeline,
     "GET /v1/metrics/program": simple("/v1/metrics/program"),
+    "GET /v1/program/metrics": simple("/v1/program/metrics"),
+    "GET /v1/program/metrics/{series}": simple("/v1/program/metrics/pipeline_by_partner",
+                                               format="csv"),
     "GET /v1/owners/{owner_id}/deliveries": _deliveries,
+    "GET /v1/partners/{partner_id}/deliveries": _partner_deliveries,
     "POST /v1/deliveries/{delivery_id}/redeliver": _redeliver,
     "GET /healthz": simple("/healthz"),
     "GET /readyz": simple("/readyz"),

@@ -125,3 +125,49 @@ async def test_program_metrics_are_for_program_roles_only(system: Running) -> No
                                   ("owner", "cm-1", 200), ("integration", None, 200)):
         response = await (await system.queries(role, subject)).get("/v1/metrics/program")
         assert response.status_code == status, role
+
+
+async def test_program_series_count_per_bucket_on_both_backends(system: Running) -> None:
+    """The bucket expressions and per-bucket quantiles are dialect-specific SQL: the same
+    registrations give the same series on SQLite and PostgreSQL."""
+    leader = await system.queries("channel_manager", "cm")
+    today = datetime.now(UTC).date().isoformat()
+
+    async def series(bucket: str) -> dict[str, Any]:
+        response = await leader.get("/v1/program/metrics", params={
+            "from": today, "to": today, "bucket": bucket})
+        assert response.status_code == 200, response.text
+        return {s["name"]: s for s in response.json()["series"]}
+
+    before = {bucket: await series(bucket) for bucket in ("day", "week")}
+    first, second = fresh("p"), fresh("p")
+    domain = f"{fresh('s')}.com"
+    won = await submit(system.admin, registration(first, domain, amount="300.00",
+                                                  products=("analytics", "storage")))
+    await submit(system.admin, registration(second, domain, amount="10.00"))
+    await submit(system.admin, registration(second, f"{fresh('t')}.com", amount="20.50",
+                                            currency="EUR", motion="referral"))
+    closed = await system.admin.post(f"/v1/registrations/{won['id']}/close",
+                                     json={"outcome": "won"}, headers={"Prefer": "wait=15"})
+    assert closed.status_code in (200, 202), closed.text
+    await system.settle()
+    for bucket in ("day", "week"):
+        after = await series(bucket)
+        [row], [old] = after["decisions"]["rows"][-1:], before[bucket]["decisions"]["rows"][-1:]
+        assert row["bucket"] <= today
+        assert (row["submitted"] - old["submitted"], row["decided"] - old["decided"],
+                row["collided"] - old["collided"]) == (3, 3, 1)
+        assert row["p50_seconds"] is not None and row["p90_seconds"] >= row["p50_seconds"]
+        assert sum(r["registrations"] for r in after["decision_time"]["rows"]) == (
+            after["decision_time"]["summary"]["count"])
+        mine = {(r["partner"], r["currency"]): r for r in after["pipeline_by_partner"]["rows"]
+                if r["partner"] in (first, second)}
+        assert (mine[(first, "USD")]["sourced_count"],
+                mine[(first, "USD")]["sourced_amount"]) == (1, "300.00")
+        assert (mine[(second, "EUR")]["influenced_count"],
+                mine[(second, "EUR")]["influenced_amount"]) == (1, "20.50")
+        products = {r["product"] for r in after["pipeline_by_product"]["rows"]}
+        assert {"analytics", "storage"} <= products
+        rates = {r["partner"]: r for r in after["win_rates"]["rows"]}
+        assert (rates[first]["won"], rates[first]["win_rate"]) == (1, 1.0)
+        assert after["disputes"]["rows"][-1]["opened"] >= 1

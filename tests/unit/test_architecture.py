@@ -29,11 +29,14 @@ def _imports(path: Path) -> set[str]:
 
 
 def _modules(folder: Path) -> list[Path]:
+    if folder.is_file():
+        return [folder]
     return sorted(p for p in folder.rglob("*.py") if "__pycache__" not in p.parts)
 
 
 PURE = [ROOT / "services" / s / "domain" for s in SERVICES] + [
     ROOT / "shared" / "accounts", ROOT / "shared" / "events",
+    ROOT / "shared" / "business_time.py", ROOT / "shared" / "policy_diff.py",
 ]
 
 

@@ -101,7 +101,8 @@ def _models_in(annotation: Any) -> set[type[BaseModel]]:
 # program metrics (vendor roles), the delivery log (admin and owners).
 NOT_FOR_PARTNERS = {"ClaimView", "ProgramMetricsView", "RegistrationMetrics",
                     "DisputeMetrics", "Quantiles", "BreachCount", "PartnerResults",
-                    "DeliveryView", "DeliveryPage", "AttemptView"}
+                    "DeliveryView", "DeliveryPage", "AttemptView",
+                    "ProgramSeriesView", "SeriesView"}
 
 
 def test_every_model_the_partner_facing_routes_answer_with_is_classified() -> None:

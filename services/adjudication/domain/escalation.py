@@ -9,46 +9,18 @@ a calendar SLAs run 24x7.
 A level starts when the dispute opens or when the previous level's deadline passed (the
 deadline itself, not the moment the late timer was noticed: escalation timing never depends
 on how late a firing was). Everything is a pure function of the policy and an instant.
+The calendar arithmetic itself (`add_business_time`) is `shared/business_time.py`, which the
+console also uses to show the working time left.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from datetime import time as clock_time
-from functools import lru_cache
-from typing import Protocol
-from zoneinfo import ZoneInfo
+from datetime import timedelta
 
-from services.adjudication.domain.instants import from_us, span_us, to_us
+from services.adjudication.domain.instants import span_us
+from shared.business_time import add_business_time, business_time_between
 from shared.policy import BusinessCalendar, Escalation, EscalationLevel
-
-_MAX_DAYS_SCANNED = 3660  # a calendar is validated to have working days; this only bounds
-
-
-class _Holidays(Protocol):
-    def __contains__(self, day: object) -> bool: ...
-
-
-class _NoHolidays:
-    def __contains__(self, day: object) -> bool:
-        return False
-
-
-@lru_cache(maxsize=64)
-def _holidays(code: str | None) -> _Holidays:
-    if code is None:
-        return _NoHolidays()
-    import holidays
-
-    country, _, subdiv = code.partition("-")
-    found: _Holidays = holidays.country_holidays(country, subdiv=subdiv or None)
-    return found
-
-
-@lru_cache(maxsize=64)
-def _zone(name: str) -> ZoneInfo:
-    return ZoneInfo(name)
 
 
 def business_length_us(span: timedelta, calendar: BusinessCalendar | None) -> int:
@@ -58,37 +30,6 @@ def business_length_us(span: timedelta, calendar: BusinessCalendar | None) -> in
     start, end = calendar.day_minutes
     day_us = (end - start) * 60_000_000
     return span.days * day_us + span_us(span - timedelta(days=span.days))
-
-
-def add_business_time(start: int, amount_us: int, calendar: BusinessCalendar | None) -> int:
-    """The instant when `amount_us` of working time has passed since `start`."""
-    if calendar is None or amount_us <= 0:
-        return start + max(amount_us, 0)
-    zone = _zone(calendar.timezone)
-    holidays = _holidays(calendar.holidays)
-    open_minute, close_minute = calendar.day_minutes
-    working_days = calendar.working_days
-    day = from_us(start).astimezone(zone).date()
-    remaining = amount_us
-    for _ in range(_MAX_DAYS_SCANNED):
-        if day.isoweekday() in working_days and day not in holidays:
-            opens = _local_us(day, open_minute, zone)
-            closes = _local_us(day, close_minute, zone)
-            begin = max(opens, start)
-            if begin < closes:
-                available = closes - begin
-                if remaining <= available:
-                    return begin + remaining
-                remaining -= available
-        day += timedelta(days=1)
-    raise ValueError("the business calendar has no working time within ten years")
-
-
-def _local_us(day: date, minute: int, zone: ZoneInfo) -> int:
-    if minute >= 24 * 60:
-        return _local_us(day + timedelta(days=1), 0, zone)
-    local = datetime.combine(day, clock_time(minute // 60, minute % 60), tzinfo=zone)
-    return to_us(local)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +63,7 @@ __all__ = [
     "LevelTimes",
     "add_business_time",
     "business_length_us",
+    "business_time_between",
     "last_level",
     "level_times",
 ]

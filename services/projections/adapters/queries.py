@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, case, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.readmodel.schema import (
@@ -39,6 +39,7 @@ NAME_CANDIDATE_BUDGET = 4000
 async def registration_page(
     conn: AsyncConnection, *, partner_id: str | None, statuses: Sequence[str],
     account_key: str | None, before: str | None, limit: int,
+    submitted_from: datetime | None = None, submitted_to: datetime | None = None,
 ) -> list[Row]:
     """Newest first, keyset on the id (time-ordered ULIDs): a page never repeats or skips
     a row that existed when the first page was read, whatever is written meanwhile."""
@@ -50,10 +51,74 @@ async def registration_page(
         query = query.where(r.status.in_(list(statuses)))
     if account_key is not None:
         query = query.where(r.account_key == account_key)
+    if submitted_from is not None:
+        query = query.where(r.submitted_at >= submitted_from)
+    if submitted_to is not None:
+        query = query.where(r.submitted_at < submitted_to)
     if before is not None:
         query = query.where(r.id < before)
     rows = (await conn.execute(query.order_by(r.id.desc()).limit(limit + 1))).mappings()
     return [dict(row) for row in rows]
+
+
+SEARCH_SCAN_BUDGET = 5000
+"""Rows a filtered search reads at most for one page (filters SQL cannot index portably:
+product, account text). A page may then be short, with a `next_cursor` to go on."""
+
+
+def matches(row: Row, *, product: str | None, account: str | None) -> bool:
+    """The search filters SQL does not apply: a product of the opportunity (exact, case
+    blind) and an account text (part of the name, domain or CRM id, case blind)."""
+    if product is not None:
+        products = (row.get("opportunity") or {}).get("products") or []
+        if product.casefold() not in {str(p).casefold() for p in products}:
+            return False
+    if account is not None:
+        wanted = account.casefold()
+        facts = row.get("account") or {}
+        fields = [facts.get("name"), facts.get("domain"), facts.get("crm_account_id")]
+        if not any(isinstance(f, str) and wanted in f.casefold() for f in fields):
+            return False
+    return True
+
+
+async def registration_search(
+    conn: AsyncConnection, *, partner_id: str | None, statuses: Sequence[str],
+    account_key: str | None, before: str | None, limit: int,
+    submitted_from: datetime | None = None, submitted_to: datetime | None = None,
+    product: str | None = None, account: str | None = None,
+    budget: int = SEARCH_SCAN_BUDGET,
+) -> tuple[list[Row], str | None]:
+    """A page of `registration_page` with the `matches` filters too: `(rows, last id read
+    when more may follow)`. Reads pages of the SQL-filtered list until `limit` rows
+    matched or `budget` rows were read."""
+    if product is None and account is None:
+        rows = await registration_page(
+            conn, partner_id=partner_id, statuses=statuses, account_key=account_key,
+            before=before, limit=limit, submitted_from=submitted_from,
+            submitted_to=submitted_to)
+        return rows[:limit], (rows[limit - 1]["id"] if len(rows) > limit else None)
+    found: list[Row] = []
+    read = 0
+    cursor = before
+    chunk = min(max(limit * 4, 100), budget)
+    while True:
+        rows = await registration_page(
+            conn, partner_id=partner_id, statuses=statuses, account_key=account_key,
+            before=cursor, limit=chunk, submitted_from=submitted_from,
+            submitted_to=submitted_to)
+        for index, row in enumerate(rows[:chunk]):
+            read += 1
+            cursor = row["id"]
+            if matches(row, product=product, account=account):
+                found.append(row)
+                if len(found) == limit:
+                    # Another row follows this one (the page's extra row counts): more.
+                    return found, cursor if index + 1 < len(rows) else None
+        if len(rows) <= chunk:
+            return found, None
+        if read >= budget:
+            return found, cursor
 
 
 async def get_claim(conn: AsyncConnection, claim_id: str) -> Row | None:
@@ -105,9 +170,12 @@ def disputes_involving(party_type: str, party_id: str) -> Select[tuple[str]]:
 async def dispute_page(
     conn: AsyncConnection, *, owner_id: str | None, statuses: Sequence[str],
     account_key: str | None, involving: tuple[str, str] | None, after: str | None,
-    limit: int,
+    limit: int, levels: Sequence[int] = (), acknowledged: bool | None = None,
+    due_before: datetime | None = None, by_due: bool = False,
+    after_due: tuple[datetime | None, str] | None = None,
 ) -> list[Row]:
-    """The queue: oldest first (keyset on id within the filters)."""
+    """The queue: oldest first (keyset on id within the filters), or soonest due first
+    (`by_due`: keyset on `(due_at, id)`, disputes without a due time last)."""
     d = disputes.c
     query = select(disputes)
     if owner_id is not None:
@@ -118,9 +186,27 @@ async def dispute_page(
         query = query.where(d.account_key == account_key)
     if involving is not None:
         query = query.where(d.id.in_(disputes_involving(*involving)))
-    if after is not None:
-        query = query.where(d.id > after)
-    rows = (await conn.execute(query.order_by(d.id).limit(limit + 1))).mappings()
+    if levels:
+        query = query.where(d.level.in_(list(levels)))
+    if acknowledged is not None:
+        query = query.where(d.acknowledged_at.is_not(None) if acknowledged
+                            else d.acknowledged_at.is_(None))
+    if due_before is not None:
+        query = query.where(d.due_at < due_before)
+    if not by_due:
+        if after is not None:
+            query = query.where(d.id > after)
+        rows = (await conn.execute(query.order_by(d.id).limit(limit + 1))).mappings()
+        return [dict(r) for r in rows]
+    if after_due is not None:
+        due, last = after_due
+        if due is None:
+            query = query.where(d.due_at.is_(None), d.id > last)
+        else:
+            query = query.where(or_(d.due_at > due, and_(d.due_at == due, d.id > last),
+                                    d.due_at.is_(None)))
+    rows = (await conn.execute(
+        query.order_by(d.due_at.is_(None), d.due_at, d.id).limit(limit + 1))).mappings()
     return [dict(r) for r in rows]
 
 

@@ -1,5 +1,5 @@
-"""`GET /v1/owners/{id}/deliveries` (the notification delivery log) and
-`POST /v1/deliveries/{id}/redeliver` (admin)."""
+"""`GET /v1/owners/{id}/deliveries` and `GET /v1/partners/{id}/deliveries` (the
+notification delivery logs) and `POST /v1/deliveries/{id}/redeliver` (admin)."""
 
 from __future__ import annotations
 
@@ -49,21 +49,44 @@ class DeliveryPage(BaseModel):
     items: list[DeliveryView]
 
 
+Status = Literal["pending", "delivered", "dead", "disabled", "stale"]
+
+
 @router.get("/owners/{owner_id}/deliveries", response_model=DeliveryPage,
             responses=PROBLEM_RESPONSES, summary="An escalation owner's notification log",
             description="Admin, or the owner itself. Newest first, with every attempt.")
 async def list_deliveries(
     owner_id: str, request: Request,
     principal: Annotated[Principal, Depends(require("owner"))],
-    status: Annotated[Literal["pending", "delivered", "dead", "disabled", "stale"] | None,
-                      Query()] = None,
+    status: Annotated[Status | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> DeliveryPage:
     if principal.role == "owner" and principal.subject_id != owner_id:
         raise Problem(403, "Forbidden", "An escalation owner reads its own deliveries.")
+    return await _log(request, "owner", owner_id, status, limit)
+
+
+@router.get("/partners/{partner_id}/deliveries", response_model=DeliveryPage,
+            responses=PROBLEM_RESPONSES, summary="A partner's notification log",
+            description="Admin, or the partner itself (another partner's log does not "
+            "exist for it: 404). Newest first, with every attempt; the payloads are the "
+            "redacted ones the partner was sent.")
+async def list_partner_deliveries(
+    partner_id: str, request: Request,
+    principal: Annotated[Principal, Depends(require("partner"))],
+    status: Annotated[Status | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> DeliveryPage:
+    if principal.role == "partner" and principal.subject_id != partner_id:
+        raise Problem(404, "Not found", f"No partner {partner_id}.")
+    return await _log(request, "partner", partner_id, status, limit)
+
+
+async def _log(request: Request, kind: str, recipient: str, status: Status | None,
+               limit: int) -> DeliveryPage:
     o = notification_outbox.c
     query = (select(notification_outbox)
-             .where(o.recipient_kind == "owner", o.recipient_id == owner_id)
+             .where(o.recipient_kind == kind, o.recipient_id == recipient)
              .order_by(o.created_at.desc(), o.id).limit(limit))
     if status is not None:
         query = query.where(o.status == status)

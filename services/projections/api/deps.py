@@ -1,11 +1,8 @@
-"""Dependencies shared by the query routes: who is asking, read-your-writes, cursors."""
+"""Dependencies shared by the query routes: who is asking, read-your-writes, cursors
+(`shared.api.cursors`, re-exported)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 import re
 from typing import Annotated
 
@@ -13,6 +10,8 @@ from fastapi import Depends, Header, Query, Request
 
 from services.projections.domain.batch import MODELS
 from shared.api.auth import Principal, require
+from shared.api.cursors import decode_cursor as decode_cursor  # re-exported
+from shared.api.cursors import encode_cursor as encode_cursor
 from shared.api.partner_view import Viewer
 from shared.api.problems import Problem
 from shared.eventlog import EventLog
@@ -115,19 +114,6 @@ async def read_your_writes(
         )
 
 
-# A cursor is the last id of a page with a checksum, base64url: a cursor we did not issue
-# (tampered, truncated, `AAAA`) is a 422, never a page that starts somewhere arbitrary.
-# The checksum is not a secret (what a caller can read is decided by who it is, not by the
-# cursor); it makes a garbage cursor detectable, the pattern keeps its content an id.
-_CURSOR_KEY = b"dealreg-cursor-v1"
-_CURSOR_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}$")
-_CURSOR_CHECK_BYTES = 8
-
-
-def _cursor_check(value: bytes) -> bytes:
-    return hashlib.blake2s(value, key=_CURSOR_KEY, digest_size=_CURSOR_CHECK_BYTES).digest()
-
-
 async def _reachable(log: EventLog, wanted: dict[tuple[str, int], int],
                      partner: bool = False) -> None:
     """A position the log has not reached was never issued (commands answer with the
@@ -151,34 +137,3 @@ async def _reachable(log: EventLog, wanted: dict[tuple[str, int], int],
                                        f"{topic}/{partition}/{offset} is beyond the end of "
                                        f"the log ({topic}/{partition} ends at "
                                        f"{ends[partition]})"}])
-
-
-def encode_cursor(value: str) -> str:
-    raw = value.encode()
-    return base64.urlsafe_b64encode(raw + _cursor_check(raw)).decode().rstrip("=")
-
-
-def _bad_cursor() -> Problem:
-    return Problem(422, "Validation failed", "The cursor is not one we issued.",
-                   errors=[{"field": "cursor", "message": "invalid cursor: pass the "
-                            "`next_cursor` of the previous page unchanged"}])
-
-
-def decode_cursor(cursor: str | None) -> str | None:
-    if cursor is None:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-    except (binascii.Error, ValueError) as exc:
-        raise _bad_cursor() from exc
-    value, check = raw[:-_CURSOR_CHECK_BYTES], raw[-_CURSOR_CHECK_BYTES:]
-    if len(raw) <= _CURSOR_CHECK_BYTES or not hmac.compare_digest(check,
-                                                                  _cursor_check(value)):
-        raise _bad_cursor()
-    try:
-        text = value.decode("ascii")
-    except UnicodeDecodeError as exc:
-        raise _bad_cursor() from exc
-    if not _CURSOR_ID.match(text):
-        raise _bad_cursor()
-    return text

@@ -7,9 +7,11 @@ claims are party to; channel managers, integrations and admins every dispute.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
+from pydantic import AwareDatetime, Field
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.projections.adapters import queries
@@ -58,8 +60,37 @@ async def _view(conn: AsyncConnection, row: dict[str, Any], breaches: list[dict[
     return DisputeView.model_validate(data)
 
 
+def _due_cursor(due: datetime | None, dispute_id: str) -> str:
+    """`<due in microseconds since the epoch, or n>:<id>` (the keyset of `sort=due`)."""
+    micros = "n" if due is None else str(
+        (due - _EPOCH) // timedelta(microseconds=1))
+    return encode_cursor(f"{micros}:{dispute_id}")
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _after_due(cursor: str | None) -> tuple[datetime | None, str] | None:
+    raw = decode_cursor(cursor)
+    if raw is None:
+        return None
+    micros, _, dispute_id = raw.partition(":")
+    if not dispute_id or not (micros == "n" or micros.isdigit()):
+        raise Problem(422, "Validation failed", "The cursor is not one we issued.",
+                      errors=[{"field": "cursor",
+                               "message": "not a `sort=due` cursor: pass the `next_cursor` "
+                                          "of a page with the same `sort`"}])
+    due = None if micros == "n" else _EPOCH + timedelta(microseconds=int(micros))
+    return due, dispute_id
+
+
 @router.get("/disputes", response_model=DisputePage, responses=_RESPONSES,
-            summary="Disputes (an escalation owner's queue), oldest first")
+            summary="Disputes (an escalation owner's queue), oldest first or soonest due",
+            description="`sort=id` (default): oldest first. `sort=due`: soonest due first "
+            "(overdue ones lead), disputes without a due time last. Filters combine: "
+            "`level` (repeat), `acknowledged`, `due_before` (e.g. now: the overdue ones). "
+            "A cursor continues the `sort` it was issued for. `sort=due` and `due_before` "
+            "are not offered to partners (they see some due times rounded).")
 async def list_disputes(
     request: Request,
     who: Annotated[Viewer, Depends(viewer)],
@@ -67,6 +98,13 @@ async def list_disputes(
                                           description="The owner currently assigned")] = None,
     status: Annotated[list[Literal["open", "resolved"]] | None, Query()] = None,
     account_key: Annotated[str | None, Query(max_length=300)] = None,
+    level: Annotated[list[Annotated[int, Field(ge=1, le=100)]] | None, Query(
+        description="Escalation level (repeat the parameter)")] = None,
+    acknowledged: Annotated[bool | None, Query(
+        description="true: acknowledged ones only; false: not yet acknowledged")] = None,
+    due_before: Annotated[AwareDatetime | None, Query(
+        description="Only those due before this instant (with an offset)")] = None,
+    sort: Annotated[Literal["id", "due"], Query()] = "id",
     cursor: Annotated[str | None, Query(max_length=400)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> DisputePage:
@@ -74,15 +112,30 @@ async def list_disputes(
         if owner_id is not None and owner_id != who.subject_id:
             raise Problem(403, "Forbidden", "An escalation owner lists its own queue.")
         owner_id = who.subject_id
+    if who.restricted and (sort == "due" or due_before is not None):
+        # A partner sees some due times rounded (`partner_view.dispute`); ordering by, or
+        # filtering on, the exact one would let it find the rival's submission time.
+        raise Problem(422, "Validation failed", "Not available to partners.",
+                      errors=[{"field": "sort" if sort == "due" else "due_before",
+                               "message": "ordering and filtering by the exact due time "
+                                          "is for escalation owners and channel roles"}])
+    by_due = sort == "due"
     async with request.app.state.runtime.engine.connect() as conn:
         rows = await queries.dispute_page(
             conn, owner_id=owner_id, statuses=status or [], account_key=account_key,
-            involving=_party(who), after=decode_cursor(cursor), limit=limit)
+            involving=_party(who), after=None if by_due else decode_cursor(cursor),
+            limit=limit, levels=level or [], acknowledged=acknowledged,
+            due_before=due_before, by_due=by_due,
+            after_due=_after_due(cursor) if by_due else None)
         page = rows[:limit]
         breaches = await queries.breaches_of(conn, [r["id"] for r in page])
         items = [await _view(conn, r, breaches[r["id"]], who) for r in page]
-    return DisputePage(items=items,
-                       next_cursor=encode_cursor(page[-1]["id"]) if len(rows) > limit else None)
+    following = None
+    if len(rows) > limit:
+        last = page[-1]
+        following = (_due_cursor(last["due_at"], last["id"]) if by_due
+                     else encode_cursor(last["id"]))
+    return DisputePage(items=items, next_cursor=following)
 
 
 @router.get("/disputes/{dispute_id}", response_model=DisputeView, responses=_RESPONSES,

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
+from pydantic import AwareDatetime
 
 from services.projections.adapters import queries
 from services.projections.api.deps import (
@@ -56,7 +57,10 @@ async def read_registration(
 
 
 @router.get("/registrations", response_model=RegistrationPage, responses=_RESPONSES,
-            summary="Registrations, newest first (cursor pagination)")
+            summary="Registrations, newest first (cursor pagination)",
+            description="Filters combine. `product` and `account` are matched on at most "
+            "5000 rows per page: a page may then hold fewer than `limit` items and still "
+            "have a `next_cursor`.")
 async def list_registrations(
     request: Request,
     who: Annotated[Viewer, Depends(viewer)],
@@ -64,6 +68,15 @@ async def list_registrations(
     status: Annotated[list[RegistrationStatus] | None, Query(
         description="One or more statuses (repeat the parameter)")] = None,
     account_key: Annotated[str | None, Query(max_length=300)] = None,
+    product: Annotated[str | None, Query(
+        max_length=100, description="A product of the opportunity (exact, any case)")] = None,
+    account: Annotated[str | None, Query(
+        min_length=2, max_length=300,
+        description="Part of the account's name, domain or CRM id (any case)")] = None,
+    submitted_from: Annotated[AwareDatetime | None, Query(
+        description="Submitted at or after this instant")] = None,
+    submitted_to: Annotated[AwareDatetime | None, Query(
+        description="Submitted before this instant")] = None,
     cursor: Annotated[str | None, Query(max_length=400,
                                         description="`next_cursor` of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -73,14 +86,14 @@ async def list_registrations(
             raise Problem(403, "Forbidden", "A partner lists only its own registrations.")
         partner_id = who.subject_id
     async with request.app.state.runtime.engine.connect() as conn:
-        rows = await queries.registration_page(
+        page, last = await queries.registration_search(
             conn, partner_id=partner_id, statuses=status or [], account_key=account_key,
-            before=decode_cursor(cursor), limit=limit)
-        page = rows[:limit]
+            before=decode_cursor(cursor), limit=limit, submitted_from=submitted_from,
+            submitted_to=submitted_to, product=product, account=account)
         current = await queries.current_disputes(conn, [r["id"] for r in page])
     return RegistrationPage(
         items=[registration_view(r, who, current.get(r["id"])) for r in page],
-        next_cursor=encode_cursor(page[-1]["id"]) if len(rows) > limit else None,
+        next_cursor=encode_cursor(last) if last is not None else None,
     )
 
 

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Request, Response
 
+from services.registration.adapters.policy_owners import check_policy_owners
 from services.registration.domain.idempotency import Verdict, fingerprint, valid_key
 from services.registration.handlers import Commands, Outcome
 from shared.api.auth import Principal
@@ -25,6 +26,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Runs inside the runtime's lifespan (after migrations): the command side's adapters."""
     commands = Commands(app.state.runtime)
     await commands.start()
+    await check_policy_owners(commands.reference,
+                              seed=bool(app.state.runtime.settings.seed_default_owners))
     app.state.commands = commands
     try:
         yield

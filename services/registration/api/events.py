@@ -1,4 +1,4 @@
-"""CloudEvents ingestion: `POST /v1/events`, structured and batch JSON mode.
+"""CloudEvents ingestion: `POST /v1/events`, structured, batch and binary JSON mode.
 
 Each event is validated, de-duplicated on `source` + `id` and applied through the same
 handler as the equivalent HTTP command, on its own: the answer is 202 with one result per
@@ -17,8 +17,14 @@ from services.registration.domain import access
 from services.registration.domain.cloudevents import (
     BATCH,
     STRUCTURED,
+    SUPPORTED_TYPES,
+    IncomingEvent,
     NotCloudEvents,
+    binary_field,
+    from_binary,
+    is_binary,
     parse,
+    parse_event,
 )
 from services.registration.handlers import Commands
 from services.registration.models import EventsReport
@@ -88,29 +94,64 @@ _REPORT_EXAMPLE = {
     "`dealreg.registration.submitted.v1`, `dealreg.claim.filed.v1`, "
     "`dealreg.claim.released.v1`, `crm.opportunity.closed.v1`. An event whose `source` + "
     "`id` was seen before is reported as a duplicate (with the first result) and not "
-    "applied again; an unknown type or invalid data rejects that event only.",
-    openapi_extra={"requestBody": {"required": True, "content": {
-        STRUCTURED: {"schema": _CLOUDEVENT_SCHEMA, "example": _EVENT_EXAMPLE},
-        BATCH: {"schema": {"type": "array", "items": _CLOUDEVENT_SCHEMA, "maxItems": 1000},
-                "example": [_EVENT_EXAMPLE, _CLOSED_EXAMPLE]},
-    }}},
+    "applied again; an unknown type or invalid data rejects that event only. "
+    "**Binary mode** (the CloudEvents HTTP binding): the attributes in `ce-specversion`, "
+    "`ce-id`, `ce-source`, `ce-type` (and optionally `ce-time`, `ce-subject`) headers, the "
+    "`data` as an `application/json` body; it is the same event as in structured mode, "
+    "but a binary request whose attributes are missing or invalid is a 422 naming the "
+    "header (it is one event, so there is no batch to report on).",
+    openapi_extra={
+        "requestBody": {"required": True, "content": {
+            STRUCTURED: {"schema": _CLOUDEVENT_SCHEMA, "example": _EVENT_EXAMPLE},
+            BATCH: {"schema": {"type": "array", "items": _CLOUDEVENT_SCHEMA,
+                               "maxItems": 1000},
+                    "example": [_EVENT_EXAMPLE, _CLOSED_EXAMPLE]},
+            "application/json": {"schema": _CLOUDEVENT_SCHEMA["properties"]["data"],
+                                 "example": _DATA_EXAMPLE},
+        }},
+        "parameters": [
+            {"name": "ce-specversion", "in": "header", "required": False,
+             "description": "Binary mode: `1.0`", "schema": {"type": "string",
+                                                              "enum": ["1.0"]},
+             "example": "1.0"},
+            {"name": "ce-id", "in": "header", "required": False,
+             "description": "Binary mode: the event id (with `ce-source`, de-duplicated)",
+             "schema": {"type": "string", "maxLength": 200}, "example": "prm-evt-1001"},
+            {"name": "ce-source", "in": "header", "required": False,
+             "description": "Binary mode: the event source", "example": "urn:prm:acme-portal",
+             "schema": {"type": "string", "maxLength": 500}},
+            {"name": "ce-type", "in": "header", "required": False,
+             "description": "Binary mode: one of the known types",
+             "schema": {"type": "string", "enum": list(SUPPORTED_TYPES)},
+             "example": "dealreg.registration.submitted.v1"},
+            {"name": "ce-time", "in": "header", "required": False,
+             "description": "Binary mode: RFC 3339 time of the occurrence",
+             "schema": {"type": "string", "format": "date-time"},
+             "example": "2026-11-23T09:00:00Z"},
+        ],
+    },
 )
 async def ingest(
     request: Request, commands: Annotated[Commands, Depends(get_commands)],
     principal: Annotated[Principal, Depends(require(*access.INGESTERS))],
 ) -> EventsReport:
     media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
-    if media not in (STRUCTURED, BATCH):
+    binary = media not in (STRUCTURED, BATCH) and is_binary(request.headers.keys())
+    if media not in (STRUCTURED, BATCH) and not binary:
         raise Problem(415, "Unsupported media type",
-                      f"Send CloudEvents as {STRUCTURED} or {BATCH}.")
+                      f"Send CloudEvents as {STRUCTURED} or {BATCH}, or in binary mode "
+                      "(`ce-*` headers with an application/json body).")
     body = await request.body()
     try:
-        payload = orjson.loads(body)
+        payload = orjson.loads(body) if body or not binary else None
     except orjson.JSONDecodeError as exc:
         raise Problem(400, "Malformed JSON", "The request body is not valid JSON.") from exc
     try:
-        events = parse(payload, batch=media == BATCH,
-                       limit=commands.settings.max_batch_events)
+        if binary:
+            events = [binary_event(request, media, payload)]
+        else:
+            events = parse(payload, batch=media == BATCH,
+                           limit=commands.settings.max_batch_events)
     except NotCloudEvents as exc:
         raise Problem(422, "Validation failed", str(exc),
                       errors=[{"field": "body", "message": str(exc)}]) from exc
@@ -121,3 +162,17 @@ async def ingest(
         rejected=sum(r.status == "rejected" for r in results),
         results=results,
     )
+
+
+def binary_event(request: Request, media: str, payload: object) -> IncomingEvent:
+    """The one event of a binary-mode request; its envelope problems are the request's
+    (422 naming the `ce-*` header), not a rejected entry in a report."""
+    raw = from_binary(request.headers.items(), media, payload)
+    event = parse_event(0, raw)
+    if not event.valid:
+        errors = [{"field": binary_field(e["field"]), "message": e["message"]}
+                  for e in event.errors]
+        raise Problem(422, "Validation failed", "The binary-mode CloudEvent is invalid: "
+                      + "; ".join(f"{e['field']}: {e['message']}" for e in errors),
+                      errors=errors)
+    return event

@@ -158,12 +158,13 @@ async def put_partner(
 @router.get("/partners/{partner_id}", response_model=PartnerView,
             responses={200: _ok(PartnerView, _PARTNER, "The partner"),
                        **problem_responses(401, 403, 404)},
-            summary="A partner", description="Admin, integration, channel managers, and a "
+            summary="A partner", description="Admin, integration, channel managers, "
+            "escalation owners (the parties of their disputes: tier and type), and a "
             "partner for itself.")
 async def get_partner(
     partner_id: RefId, commands: CommandsDep,
     principal: Annotated[Principal, Depends(require("integration", "channel_manager",
-                                                    "partner"))],
+                                                    "owner", "partner"))],
 ) -> PartnerView:
     row = await commands.reference.partner(partner_id)
     if row is None or (principal.role == "partner" and principal.subject_id != partner_id):

@@ -1,4 +1,8 @@
-"""CloudEvents 1.0 ingestion, structured and batch JSON: parsing and envelope checks.
+"""CloudEvents 1.0 ingestion, structured, batch and binary JSON: parsing and envelope checks.
+
+Binary content mode (the HTTP binding) carries the attributes in `ce-*` headers and the
+`data` as the body; `from_binary` turns it into the structured form, so both modes are
+checked and applied by the same code.
 
 Each event is checked on its own, so one bad event in a batch is rejected alone. What an
 accepted event *means* is the command handler's business: the type decides which one.
@@ -6,9 +10,11 @@ accepted event *means* is the command handler's business: the type decides which
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
+from urllib.parse import unquote
 
 from shared.inputs import check_text
 
@@ -21,6 +27,8 @@ SUPPORTED_TYPES: Final = (REGISTRATION_SUBMITTED, CLAIM_FILED, CLAIM_RELEASED,
 
 STRUCTURED: Final = "application/cloudevents+json"
 BATCH: Final = "application/cloudevents-batch+json"
+BINARY_PREFIX: Final = "ce-"
+REQUIRED_ATTRIBUTES: Final = ("specversion", "id", "source", "type")
 
 
 class NotCloudEvents(ValueError):
@@ -105,3 +113,39 @@ def parse(payload: Any, *, batch: bool, limit: int) -> list[IncomingEvent]:
     if not isinstance(payload, dict):
         raise NotCloudEvents("a structured CloudEvent is a JSON object")
     return [parse_event(0, payload)]
+
+
+def is_binary(header_names: Iterable[str]) -> bool:
+    """A request in binary content mode names at least one `ce-` attribute header."""
+    return any(name.lower().startswith(BINARY_PREFIX) for name in header_names)
+
+
+def from_binary(headers: Iterable[tuple[str, str]], content_type: str,
+                data: Any) -> dict[str, Any]:
+    """The structured form of a binary-mode event: every `ce-<name>` header becomes the
+    attribute `<name>` (values are percent-decoded, as the HTTP binding encodes them), the
+    request's media type is `datacontenttype` and the body is `data`."""
+    event: dict[str, Any] = {}
+    for name, value in headers:
+        lower = name.lower()
+        if not lower.startswith(BINARY_PREFIX) or len(lower) == len(BINARY_PREFIX):
+            continue
+        attribute = lower[len(BINARY_PREFIX):]
+        if attribute in ("data", "data_base64", "datacontenttype"):
+            raise NotCloudEvents(f"{name} is not an attribute header: the body is the data "
+                                 "and Content-Type its media type")
+        if attribute in event:
+            raise NotCloudEvents(f"{name} is given more than once")
+        event[attribute] = unquote(value)
+    event["datacontenttype"] = content_type
+    event["data"] = data
+    return event
+
+
+def binary_field(field: str) -> str:
+    """Where a binary-mode request carried an attribute: for error messages."""
+    if field in ("data", "event"):
+        return "body"
+    if field == "datacontenttype":
+        return "Content-Type"
+    return BINARY_PREFIX + field

@@ -175,3 +175,37 @@ async def test_the_grace_period_ends_by_itself(
         Webhook(new).verify(request_.body, request_.headers)
         with pytest.raises(WebhookVerificationError):
             Webhook(env.secret).verify(request_.body, request_.headers)
+
+
+async def test_a_partner_reads_its_own_delivery_log_and_no_other(env: Env) -> None:
+    system = env.system
+    async with http_receiver() as partner_hook:
+        for partner in ("pl-1", "pl-2"):
+            put = await system.admin.put(f"/v1/partners/{partner}", json=_partner(
+                webhook_url=partner_hook.url))
+            assert put.status_code in (200, 201), put.text
+        mine, theirs, dispute = await _tie(system, "pl-1", "pl-2")
+        await _resolve(system, dispute, mine)
+        await partner_hook.wait_for(2)
+
+        async def logged() -> bool:
+            admin = await system.queries("admin")
+            items = (await admin.get("/v1/partners/pl-1/deliveries")).json()["items"]
+            return bool(items) and items[0]["status"] == "delivered"
+        await until(logged)
+        own = await (await system.queries("partner", "pl-1")).get(
+            "/v1/partners/pl-1/deliveries")
+        assert own.status_code == 200, own.text
+        [delivery] = own.json()["items"]
+        assert (delivery["recipient_kind"], delivery["recipient_id"], delivery["type"]) == (
+            "partner", "pl-1", "dispute.resolved")
+        assert delivery["attempt_log"][0]["outcome"] == "delivered"
+        # What it was sent, redacted: nothing of the rival, nor the internal note.
+        assert theirs not in own.text and "pl-2" not in own.text
+        assert "documented introduction" not in own.text
+        stranger = await (await system.queries("partner", "pl-2")).get(
+            "/v1/partners/pl-1/deliveries")
+        assert stranger.status_code == 404
+        owner = await (await system.queries("owner", "cm-1")).get(
+            "/v1/partners/pl-1/deliveries")
+        assert owner.status_code == 403

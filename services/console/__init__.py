@@ -1,0 +1,1 @@
+"""The console: a web UI over the public /v1 API (see app.py)."""

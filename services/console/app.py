@@ -1,0 +1,188 @@
+"""The console: server-rendered pages under `/console`, mounted on the FastAPI app.
+
+`mount_console(app, settings)` adds the static files, the sign-in/sign-out pages, every
+area's router and the error pages; `/` redirects to `/console/`. Served by `dealreg dev` and
+by the query service (projections component) of a distributed deployment.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from services.console import manager, owner, partner, program
+from services.console.client import ApiProblem
+from services.console.pages import STATIC, Area, AreaForbidden, areas_for, render
+from services.console.session import (
+    CsrfRefused,
+    Session,
+    SessionCodec,
+    Sessions,
+    SignInRequired,
+    check_signin_csrf,
+    next_param,
+    optional_session,
+    read_form,
+    safe_next,
+    sessions,
+    set_signin_cookie,
+    signed_in,
+    signin_csrf,
+)
+from shared.api.auth import Authenticator
+from shared.api.ratelimit import TokenBuckets
+from shared.settings import Settings
+
+AREAS: list[tuple[Area, APIRouter]] = [
+    (partner.AREA, partner.router),
+    (owner.AREA, owner.router),
+    (manager.AREA, manager.router),
+    (program.AREA, program.router),
+]
+"""Every area, in nav order."""
+
+router = APIRouter(prefix="/console", include_in_schema=False)
+
+
+@router.get("")
+async def console_root() -> Response:
+    return RedirectResponse("/console/", status_code=302)
+
+
+@router.get("/")
+async def home(request: Request,
+               session: Annotated[Session | None, Depends(optional_session)]) -> Response:
+    if session is None:
+        return RedirectResponse("/console/sign-in", status_code=303)
+    allowed = areas_for(session.role)
+    if allowed:
+        return RedirectResponse(allowed[0].path, status_code=303)
+    return render(request, "home.html", session)
+
+
+def _signin_page(request: Request, *, error: str | None = None, status_code: int = 200,
+                 message: str | None = None) -> Response:
+    token = signin_csrf(request)
+    response = render(request, "signin.html", None, status_code=status_code, error=error,
+                      message=message, signin_csrf=token,
+                      next=safe_next(request.query_params.get("next")))
+    set_signin_cookie(response, request, token)
+    return response
+
+
+@router.get("/sign-in")
+async def signin_form(request: Request,
+                      session: Annotated[Session | None, Depends(optional_session)]) -> Response:
+    if session is not None:
+        return RedirectResponse(safe_next(request.query_params.get("next")), status_code=303)
+    signed_out = request.query_params.get("signed_out") == "1"
+    return _signin_page(request, message="You are signed out." if signed_out else None)
+
+
+@router.post("/sign-in", dependencies=[Depends(check_signin_csrf)])
+async def signin(request: Request) -> Response:
+    form = await read_form(request)
+    token = (form.get("api_key") or "").strip()
+    authenticator: Authenticator = request.app.state.authenticator
+    principal = await authenticator.authenticate(token) if token else None
+    if principal is None:
+        # Failed sign-ins are counted per address, like failed API authentications.
+        failures: TokenBuckets | None = request.app.state.console_signin_failures
+        client = request.client.host if request.client else "-"
+        if failures is not None and failures.take(client, time.monotonic()) > 0:
+            return _signin_page(request, status_code=429, error="Too many failed sign-ins "
+                                "from this address; wait a moment and try again.")
+        return _signin_page(request, status_code=401,
+                            error="That API key is unknown or revoked.")
+    response = RedirectResponse(safe_next(form.get("next")), status_code=303)
+    sessions(request).start(response, request, token, principal.role, principal.subject_id)
+    return response
+
+
+@router.post("/sign-out")
+async def signout(request: Request, _: Annotated[Session, Depends(signed_in)]) -> Response:
+    response = RedirectResponse("/console/sign-in?signed_out=1", status_code=303)
+    Sessions.end(response)
+    return response
+
+
+for _area, _router in AREAS:
+    router.include_router(_router)
+
+
+# --- error pages -------------------------------------------------------------------------
+
+
+async def _sign_in_required(request: Request, _: Exception) -> Response:
+    target = f"/console/sign-in?next={next_param(request)}"
+    if request.headers.get("hx-request"):
+        return Response(status_code=401, headers={"HX-Redirect": target})
+    response = RedirectResponse(target, status_code=303)
+    Sessions.end(response)
+    return response
+
+
+async def _forbidden(request: Request, exc: Exception) -> Response:
+    session = await optional_session(request)
+    area = exc.area if isinstance(exc, AreaForbidden) else None
+    return render(request, "error.html", session, status_code=403, title="Not for your role",
+                  detail=f"The {area.label if area else 'requested'} area is not available "
+                         f"to the {session.role.replace('_', ' ') if session else ''} role.")
+
+
+async def _csrf(request: Request, exc: Exception) -> Response:
+    session = await optional_session(request)
+    return render(request, "error.html", session, status_code=403,
+                  title="Request refused", detail=str(exc))
+
+
+async def _api_problem(request: Request, exc: Exception) -> Response:
+    session = await optional_session(request)
+    assert isinstance(exc, ApiProblem)
+    if exc.status == 401:
+        return await _sign_in_required(request, exc)
+    return render(request, "error.html", session, status_code=exc.status, title=exc.title,
+                  detail=exc.detail)
+
+
+def _html_not_found(fallback: Any) -> Any:
+    """A console URL that matches no page gets an HTML page; anything else the app's
+    problem response."""
+
+    async def handler(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, StarletteHTTPException) and request.url.path.startswith("/console") \
+                and exc.status_code in (404, 405):
+            session = await optional_session(request)
+            return render(request, "error.html", session, status_code=exc.status_code,
+                          title="Not found" if exc.status_code == 404 else "Not allowed",
+                          detail="There is no such console page.")
+        response: Response = await fallback(request, exc)
+        return response
+
+    return handler
+
+
+def mount_console(app: FastAPI, settings: Settings) -> None:
+    """Serve the console on `app` (sessions keyed by `DEALREG_SESSION_SECRET`)."""
+    app.state.console_sessions = Sessions(SessionCodec(settings.session_secret), settings)
+    app.state.console_signin_failures = (
+        TokenBuckets(settings.auth_failure_limit_per_second, settings.auth_failure_burst)
+        if settings.auth_failure_limit_per_second > 0 else None)
+    app.mount("/console/static", StaticFiles(directory=STATIC), name="console-static")
+    app.include_router(router)
+    app.add_exception_handler(SignInRequired, _sign_in_required)
+    app.add_exception_handler(AreaForbidden, _forbidden)
+    app.add_exception_handler(CsrfRefused, _csrf)
+    app.add_exception_handler(ApiProblem, _api_problem)
+    app.add_exception_handler(StarletteHTTPException, _html_not_found(
+        app.exception_handlers[StarletteHTTPException]))
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> Response:
+        return RedirectResponse("/console/", status_code=302)

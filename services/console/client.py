@@ -1,0 +1,120 @@
+"""`ConsoleApi`: the console's only way to read or change anything.
+
+Every screen calls the public /v1 API with the signed-in user's own API key, so roles, the
+partner view (what a partner may learn about competitors) and problem details are exactly
+the API's: there is one authorization and redaction path, not a second one for the UI.
+In-process the calls go through `httpx.ASGITransport` to the same app (no socket, no second
+server); with `DEALREG_CONSOLE_API_URL` they go over HTTP to that front door instead (the
+query service of a distributed deployment, which has no command routes of its own).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import httpx
+from fastapi import FastAPI, Request
+
+from services.console.session import Session
+
+_INTERNAL_BASE = "http://console.internal"
+
+
+@dataclass(slots=True)
+class ApiProblem(Exception):
+    """A /v1 answer outside 2xx, as its RFC 9457 problem: shown to the user, with
+    `errors[]` next to the form fields they name."""
+
+    status: int
+    title: str
+    detail: str | None = None
+    errors: list[dict[str, str]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, response: httpx.Response) -> ApiProblem:
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if not isinstance(body, dict):
+            body = {}
+        errors = [e for e in body.get("errors") or [] if isinstance(e, dict)]
+        return cls(response.status_code, str(body.get("title") or response.reason_phrase),
+                   body.get("detail"), [{"field": str(e.get("field", "")),
+                                         "message": str(e.get("message", ""))}
+                                        for e in errors])
+
+    def field_errors(self, prefix: str = "") -> dict[str, str]:
+        """`{field path: message}`, e.g. `{"account.domain": "..."}` (first message per
+        field; `prefix` is stripped)."""
+        out: dict[str, str] = {}
+        for e in self.errors:
+            name = e["field"].removeprefix(prefix)
+            out.setdefault(name, e["message"])
+        return out
+
+
+def shared_client(app: FastAPI, base_url: str | None) -> httpx.AsyncClient:
+    """One pooled client per app (kept on `app.state`)."""
+    client = getattr(app.state, "console_http", None)
+    if client is None:
+        if base_url:
+            client = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=35.0)
+        else:
+            client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                       base_url=_INTERNAL_BASE, timeout=35.0)
+        app.state.console_http = client
+    return cast(httpx.AsyncClient, client)
+
+
+class ConsoleApi:
+    """The /v1 API as the signed-in user."""
+
+    def __init__(self, client: httpx.AsyncClient, session: Session,
+                 request_id: str | None = None) -> None:
+        self._client = client
+        self._headers = {"Authorization": f"Bearer {session.token}",
+                         "Accept": "application/json"}
+        if request_id:
+            self._headers["X-Request-ID"] = request_id
+
+    @classmethod
+    def of(cls, request: Request, session: Session) -> ConsoleApi:
+        settings = request.app.state.runtime.settings
+        return cls(shared_client(request.app, settings.console_api_url), session,
+                   request.headers.get("x-request-id"))
+
+    async def call(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+                   json: Any = None, headers: Mapping[str, str] | None = None) -> Any:
+        """The JSON body of a 2xx answer (None when empty), else raises `ApiProblem`."""
+        response = await self._client.request(
+            method, path, params=_clean(params), json=json,
+            headers={**self._headers, **(headers or {})})
+        if response.status_code >= 400:
+            raise ApiProblem.of(response)
+        if not response.content:
+            return None
+        return response.json()
+
+    async def get(self, path: str, **params: Any) -> Any:
+        return await self.call("GET", path, params=params)
+
+    async def download(self, path: str, accept: str, **params: Any) -> httpx.Response:
+        """A 2xx answer as it came (e.g. a CSV the API rendered), else raises `ApiProblem`."""
+        response = await self._client.get(path, params=_clean(params),
+                                          headers={**self._headers, "Accept": accept})
+        if response.status_code >= 400:
+            raise ApiProblem.of(response)
+        return response
+
+    async def post(self, path: str, json: Any = None, *, wait: float | None = None) -> Any:
+        headers = {"Prefer": f"wait={wait:g}"} if wait else None
+        return await self.call("POST", path, json=json, headers=headers)
+
+
+def _clean(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if params is None:
+        return None
+    return {k: v for k, v in params.items() if v not in (None, "", [])}

@@ -1,0 +1,203 @@
+"""Console sign-in: an API key exchanged for a session cookie, and CSRF protection.
+
+The cookie holds the signed-in key, its role and subject, a CSRF token and an expiry,
+encrypted and authenticated with AES-GCM under a key derived from `DEALREG_SESSION_SECRET`
+(unset: a random key per process, so sign-ins end with the process). The browser cannot read
+it (`HttpOnly`), never sends it from another site (`SameSite=Strict`), and only over https
+when the console is reached over https (`Secure`). The key is checked again by the app's
+`Authenticator` on every request, so a revoked key ends its sessions within the key cache.
+
+Every non-GET console request must carry the session's CSRF token, as the `csrf` form field
+or the `X-CSRF-Token` header (htmx sends it through `hx-headers` on `<body>`). The sign-in
+form, which has no session yet, uses a double-submit cookie.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+import time
+from dataclasses import asdict, dataclass
+from typing import Annotated, cast
+from urllib.parse import parse_qsl, quote
+
+import orjson
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from fastapi import Depends, Request
+from starlette.datastructures import ImmutableMultiDict
+from starlette.responses import Response
+
+from shared.api.auth import ROLES, Authenticator, Role
+from shared.settings import Settings
+
+COOKIE = "dealreg_session"
+SIGNIN_COOKIE = "dealreg_signin"
+CSRF_FIELD = "csrf"
+CSRF_HEADER = "x-csrf-token"
+_AAD = b"dealreg-console-session-v1"
+MAX_FORM_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A signed-in console user."""
+
+    token: str
+    role: Role
+    subject_id: str | None
+    csrf: str
+    expires: int  # unix seconds
+
+    @property
+    def who(self) -> str:
+        """How the user is named in the header."""
+        return f"{self.role.replace('_', ' ')} {self.subject_id}" if self.subject_id \
+            else self.role.replace("_", " ")
+
+
+class SessionCodec:
+    """Seals and opens session cookies (AES-GCM, random 96-bit nonce)."""
+
+    def __init__(self, secret: str | None) -> None:
+        material = secret.encode() if secret else os.urandom(32)
+        self._aead = AESGCM(hashlib.sha256(b"dealreg console session\0" + material).digest())
+
+    def seal(self, session: Session) -> str:
+        nonce = os.urandom(12)
+        sealed = self._aead.encrypt(nonce, orjson.dumps(asdict(session)), _AAD)
+        return base64.urlsafe_b64encode(nonce + sealed).rstrip(b"=").decode()
+
+    def open(self, cookie: str | None, now: float) -> Session | None:
+        if not cookie or len(cookie) > 4000:
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(cookie + "=" * (-len(cookie) % 4))
+            data = orjson.loads(self._aead.decrypt(raw[:12], raw[12:], _AAD))
+            session = Session(**data)
+        except (ValueError, TypeError, InvalidTag, orjson.JSONDecodeError):
+            return None
+        if session.expires <= now or session.role not in ROLES:
+            return None
+        return session
+
+
+class SignInRequired(Exception):
+    """No (valid) session: the user is sent to the sign-in page."""
+
+
+class CsrfRefused(Exception):
+    """A state-changing request without the right CSRF token (answered 403)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sessions:
+    codec: SessionCodec
+    settings: Settings
+
+    def start(self, response: Response, request: Request, token: str, role: Role,
+              subject_id: str | None) -> Session:
+        session = Session(token, role, subject_id, secrets.token_urlsafe(24),
+                          int(time.time()) + self.settings.session_max_age_seconds)
+        response.set_cookie(COOKIE, self.codec.seal(session), path="/console",
+                            max_age=self.settings.session_max_age_seconds, httponly=True,
+                            samesite="strict", secure=request.url.scheme == "https")
+        response.delete_cookie(SIGNIN_COOKIE, path="/console")
+        return session
+
+    @staticmethod
+    def end(response: Response) -> None:
+        response.delete_cookie(COOKIE, path="/console", httponly=True, samesite="strict")
+
+
+def sessions(request: Request) -> Sessions:
+    return cast(Sessions, request.app.state.console_sessions)
+
+
+async def read_form(request: Request) -> ImmutableMultiDict[str, str]:
+    """An `application/x-www-form-urlencoded` body (what console forms and htmx send),
+    read once and kept on the request."""
+    cached = getattr(request.state, "console_form", None)
+    if cached is not None:
+        return cast(ImmutableMultiDict[str, str], cached)
+    body = await request.body()
+    if len(body) > MAX_FORM_BYTES:
+        raise CsrfRefused("The form is too large.")
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    pairs = (parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+             if media == "application/x-www-form-urlencoded" else [])
+    form: ImmutableMultiDict[str, str] = ImmutableMultiDict(pairs)
+    request.state.console_form = form
+    return form
+
+
+async def optional_session(request: Request) -> Session | None:
+    """The signed-in user, or None (no cookie, expired, tampered, or the key was revoked)."""
+    cached = getattr(request.state, "console_session", False)
+    if cached is not False:
+        return cast(Session | None, cached)
+    session = sessions(request).codec.open(request.cookies.get(COOKIE), time.time())
+    if session is not None:
+        authenticator: Authenticator = request.app.state.authenticator
+        principal = await authenticator.authenticate(session.token)
+        if principal is None or principal.role != session.role:
+            session = None
+    request.state.console_session = session
+    return session
+
+
+async def _check_csrf(request: Request, expected: str) -> None:
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    sent = request.headers.get(CSRF_HEADER)
+    if sent is None:
+        sent = (await read_form(request)).get(CSRF_FIELD)
+    if not sent or not hmac.compare_digest(sent.encode(), expected.encode()):
+        raise CsrfRefused("The form's security token is missing or stale. Reload the page "
+                          "and try again.")
+
+
+async def signed_in(
+    request: Request, session: Annotated[Session | None, Depends(optional_session)],
+) -> Session:
+    """The signed-in user (else the sign-in page); on a non-GET request, CSRF is checked."""
+    if session is None:
+        raise SignInRequired()
+    await _check_csrf(request, session.csrf)
+    return session
+
+
+def signin_csrf(request: Request) -> str:
+    """The sign-in form's token (double-submit cookie): the existing one, or a new one."""
+    current = request.cookies.get(SIGNIN_COOKIE)
+    return current if current and len(current) <= 64 else secrets.token_urlsafe(24)
+
+
+async def check_signin_csrf(request: Request) -> None:
+    expected = request.cookies.get(SIGNIN_COOKIE)
+    if not expected:
+        raise CsrfRefused("The form's security token is missing (sign-in needs cookies). "
+                          "Reload the page and try again.")
+    await _check_csrf(request, expected)
+
+
+def set_signin_cookie(response: Response, request: Request, token: str) -> None:
+    response.set_cookie(SIGNIN_COOKIE, token, path="/console", max_age=3600, httponly=True,
+                        samesite="strict", secure=request.url.scheme == "https")
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after sign-in: a console path only (no open redirect)."""
+    if target and target.startswith("/console/") and not target.startswith("/console//") \
+            and "\\" not in target:
+        return target
+    return "/console/"
+
+
+def next_param(request: Request) -> str:
+    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return quote(safe_next(path), safe="")
+
