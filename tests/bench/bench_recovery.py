@@ -172,6 +172,7 @@ async def build(logs: list[tuple[str, EventLog, Topics]], events: int, active: i
     for name, log, topics in logs:
         tp = TopicPartition(topics.intake, 0)
         store = snapshots.store_for(log, topics)
+        await store.load(tp, 0)  # (a Kafka store learns the state topic's partitions)
         outputs = store.save(tp, cut, blob_by[name])
         if outputs:
             await log.append(outputs)
