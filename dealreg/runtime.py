@@ -278,6 +278,8 @@ class Runtime:
             self._supervise("adjudicator", lambda: run_adjudicator(
                 self.eventlog, self.topics, group_id=self.settings.adjudicator_group,
                 source=f"{self.settings.source}/adjudication", stopping=self.stopping,
+                snapshot_every_events=self.settings.snapshot_every_events,
+                snapshot_every_seconds=self.settings.snapshot_every_seconds,
             ))
         if ("registration" in self.components and not self.waiter.in_process
                 and self.engine.dialect.name == "postgresql"):

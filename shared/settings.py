@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     source: str = Field("urn:dealreg", description="CloudEvents `source` of events we write")
     adjudicator_group: str = Field("dealreg-adjudicator", description="Consumer group")
     projections_group: str = Field("dealreg-projections", description="Consumer group")
+    snapshot_every_events: int = Field(
+        20_000, ge=0, description="The adjudicator snapshots a partition's state after this "
+        "many events (0: never; recovery then replays the whole history)")
+    snapshot_every_seconds: float = Field(
+        60.0, gt=0, description="... or after this many seconds with events, whichever first")
     max_wait_seconds: float = Field(30.0, description="Upper bound for `Prefer: wait=N`")
     connect_timeout_seconds: float = Field(
         10.0, gt=0, description="How long a command waits for Kafka or PostgreSQL to answer "

@@ -3,6 +3,10 @@
 - Per-partition state lives in memory. On assignment a partition's state is rebuilt by
   re-deciding its intake history up to the committed position (decisions discarded):
   `decide` is deterministic, so that reproduces exactly the state the previous owner had.
+  With a snapshot store (snapshots.py) it starts from the newest snapshot at or before that
+  position and re-decides only the tail; partitions recover concurrently. A snapshot is
+  taken every `snapshot_every_events` events or `snapshot_every_seconds` seconds of a
+  partition (whichever first), never more often than 20 times its own cost.
 - Policies come from the reference topic: every version ever stamped on an event is there
   (the registration service appends a version before it stamps it). Before a batch is
   decided, `prepare` makes sure every version it names is known, re-reading the topic if
@@ -24,6 +28,7 @@ from datetime import UTC, datetime
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from services.adjudication import snapshots as snapshot_codec
 from services.adjudication.domain import (
     AdjudicationState,
     DecisionContext,
@@ -31,6 +36,7 @@ from services.adjudication.domain import (
     due_timers,
     policy_version_of,
 )
+from services.adjudication.snapshots import SnapshotStore
 from shared import metrics
 from shared.eventlog import EventLog, OutgoingRecord, Record, TopicPartition
 from shared.eventlog.topics import Topics
@@ -51,6 +57,15 @@ LATENESS = Histogram("dealreg_timer_lateness_seconds",
                      buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300))
 RECOVERY = Gauge("dealreg_adjudicator_recovery_seconds",
                  "Time the last state rebuild of a partition took", ["partition"])
+REPLAYED = Gauge("dealreg_adjudicator_recovery_replayed_events",
+                 "Events the last state rebuild of a partition re-decided", ["partition"])
+SNAPSHOTS = Counter("dealreg_adjudicator_snapshots_total", "State snapshots taken")
+SNAPSHOT_BYTES = Gauge("dealreg_adjudicator_snapshot_bytes",
+                       "Size of the last state snapshot of a partition", ["partition"])
+
+SNAPSHOT_COST_SHARE = 20
+"""A snapshot is taken at most once per this many times its own cost (time), so a large
+state is snapshotted less often instead of slowing the drain."""
 
 
 class UnknownPolicyVersion(RuntimeError):
@@ -109,6 +124,10 @@ class Adjudicator:
         source: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         timer_interval: float = 0.25,
+        *,
+        snapshots: SnapshotStore | None = None,
+        snapshot_every_events: int = 20_000,
+        snapshot_every_seconds: float = 60.0,
     ) -> None:
         self.eventlog = eventlog
         self.topics = topics
@@ -126,28 +145,51 @@ class Adjudicator:
         # per interval, however many batches it decides in between.
         self.timer_interval = timer_interval
         self._looked: dict[TopicPartition, float] = {}
+        self.snapshots = snapshots
+        self.snapshot_every_events = snapshot_every_events
+        self.snapshot_every_seconds = snapshot_every_seconds
+        # Per partition: events decided since the last snapshot, when it was taken
+        # (monotonic), and the earliest time the next one may be (its cost budget).
+        self._since_snapshot: dict[TopicPartition, int] = {}
+        self._snapshot_at: dict[TopicPartition, float] = {}
+        self._snapshot_not_before: dict[TopicPartition, float] = {}
+        self.replayed: dict[TopicPartition, int] = {}
+        self.recovered_from: dict[TopicPartition, int | None] = {}
 
     # lifecycle ---------------------------------------------------------------------------
 
     async def assigned(self, positions: Mapping[TopicPartition, int]) -> None:
         await self.policies.refresh()
-        for tp, position in positions.items():
-            started = time.perf_counter()
-            state = AdjudicationState()
-            replayed = 0
-            async for batch in self.eventlog.read(tp, 0, position):
-                decoded = await self._decode_all(batch)
-                for item in decoded:
-                    if item is not None:
-                        self._decide(state, *item)
-                replayed += len(batch)
-            self.states[tp] = state
-            self._pending_timers[tp] = set()
-            seconds = time.perf_counter() - started
-            self.recovery_seconds[tp] = seconds
-            RECOVERY.labels(str(tp.partition)).set(seconds)
-            log.info("partition_recovered", topic=tp.topic, partition=tp.partition,
-                     position=position, replayed=replayed, seconds=round(seconds, 3))
+        await asyncio.gather(*(self._recover(tp, position)
+                               for tp, position in positions.items()))
+
+    async def _recover(self, tp: TopicPartition, position: int) -> None:
+        started = time.perf_counter()
+        found = None
+        if self.snapshots is not None:
+            found = await self.snapshots.load(tp, position)
+        state, start = found if found is not None else (AdjudicationState(), 0)
+        replayed = 0
+        async for batch in self.eventlog.read(tp, start, position):
+            for item in await self._decode_all(batch):
+                if item is not None:
+                    _, envelope, event = item
+                    decide(state, event, DecisionContext(
+                        envelope.id, envelope.time, self.policies.get(policy_version_of(event))))
+            replayed += len(batch)
+        self.states[tp] = state
+        self._pending_timers[tp] = set()
+        self._since_snapshot[tp] = replayed
+        self._snapshot_at[tp] = time.monotonic()
+        seconds = time.perf_counter() - started
+        self.recovery_seconds[tp] = seconds
+        self.replayed[tp] = replayed
+        self.recovered_from[tp] = start if found is not None else None
+        RECOVERY.labels(str(tp.partition)).set(seconds)
+        REPLAYED.labels(str(tp.partition)).set(replayed)
+        log.info("partition_recovered", topic=tp.topic, partition=tp.partition,
+                 position=position, snapshot=start if found is not None else None,
+                 replayed=replayed, seconds=round(seconds, 3))
 
     async def revoked(self, partitions: Sequence[TopicPartition]) -> None:
         for tp in partitions:
@@ -155,6 +197,9 @@ class Adjudicator:
             self._decoded.pop(tp, None)
             self._pending_timers.pop(tp, None)
             self._looked.pop(tp, None)
+            self._since_snapshot.pop(tp, None)
+            self._snapshot_at.pop(tp, None)
+            self._snapshot_not_before.pop(tp, None)
 
     # the loop ----------------------------------------------------------------------------
 
@@ -177,6 +222,8 @@ class Adjudicator:
             outputs.extend(self._decide(state, item[0], envelope, event, live=True))
         EVENTS.inc(len(records))
         outputs.extend(self._due(tp, state))
+        if records:
+            outputs.extend(self._snapshot(tp, state, records[-1].offset + 1, len(records)))
         return outputs
 
     def tick(self, tp: TopicPartition) -> list[OutgoingRecord]:
@@ -229,6 +276,30 @@ class Adjudicator:
             ))
         return outputs
 
+    def _snapshot(self, tp: TopicPartition, state: AdjudicationState, position: int,
+                  decided: int) -> list[OutgoingRecord]:
+        """A snapshot of `state` (which covers `[0, position)`) when one is due: its records
+        go into this batch's transaction (Kafka) or its file is written meanwhile (embedded)."""
+        since = self._since_snapshot.get(tp, 0) + decided
+        self._since_snapshot[tp] = since
+        if self.snapshots is None:
+            return []
+        now = time.monotonic()
+        due = (since >= self.snapshot_every_events
+               or now - self._snapshot_at.setdefault(tp, now) >= self.snapshot_every_seconds)
+        if not due or now < self._snapshot_not_before.get(tp, 0.0) or self.snapshots.busy(tp):
+            return []
+        started = time.perf_counter()
+        blob = snapshot_codec.encode(state, tp, position)
+        outputs = self.snapshots.save(tp, position, blob)
+        cost = time.perf_counter() - started
+        self._since_snapshot[tp] = 0
+        self._snapshot_at[tp] = now
+        self._snapshot_not_before[tp] = now + SNAPSHOT_COST_SHARE * cost
+        SNAPSHOTS.inc()
+        SNAPSHOT_BYTES.labels(str(tp.partition)).set(len(blob))
+        return outputs
+
     def _due(self, tp: TopicPartition, state: AdjudicationState) -> list[OutgoingRecord]:
         looked = time.monotonic()
         if looked - self._looked.get(tp, 0.0) < self.timer_interval:
@@ -259,8 +330,24 @@ async def run_adjudicator(
     source: str,
     stopping: Callable[[], bool],
     max_records: int = 5000,
+    snapshots: SnapshotStore | None = None,
+    snapshot_every_events: int = 20_000,
+    snapshot_every_seconds: float = 60.0,
 ) -> None:
-    await eventlog.run_transactional(
-        group_id, [topics.intake], Adjudicator(eventlog, topics, source),
-        max_records=max_records, stopping=stopping,
-    )
+    """The adjudicator's transactional loop. Snapshots go to the backend's store
+    (`snapshots.store_for`) unless another is given; `snapshot_every_events=0` turns
+    them off (recovery then replays the whole history)."""
+    if snapshot_every_events <= 0:
+        snapshots = None
+    elif snapshots is None:
+        snapshots = snapshot_codec.store_for(eventlog, topics)
+    adjudicator = Adjudicator(eventlog, topics, source, snapshots=snapshots,
+                              snapshot_every_events=snapshot_every_events,
+                              snapshot_every_seconds=snapshot_every_seconds)
+    try:
+        await eventlog.run_transactional(
+            group_id, [topics.intake], adjudicator, max_records=max_records, stopping=stopping,
+        )
+    finally:
+        if snapshots is not None:
+            await snapshots.close()

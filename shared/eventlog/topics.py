@@ -20,11 +20,14 @@ class Topics:
     reference: str
     """Reference data every adjudicator needs whole (policy versions): one partition, so
     versions are totally ordered; keyed by the document (`policy`)."""
+    state: str = ""
+    """Snapshots of the adjudicator's per-partition state (Kafka; compacted): partition N
+    holds intake partition N's, so recovery replays only the tail (adjudication/snapshots.py)."""
 
     @classmethod
     def named(cls, prefix: str = "dealreg") -> Topics:
         return cls(intake=f"{prefix}.intake", decisions=f"{prefix}.decisions",
-                   reference=f"{prefix}.reference")
+                   reference=f"{prefix}.reference", state=f"{prefix}.adjudicator-state")
 
     def specs(self, partitions: int) -> list[TopicSpec]:
         # Intake and decisions are the system of record: retained forever (invariant 8).
@@ -32,4 +35,9 @@ class Topics:
             TopicSpec(self.intake, partitions, retention_ms=FOREVER),
             TopicSpec(self.decisions, partitions, retention_ms=FOREVER),
             TopicSpec(self.reference, 1, retention_ms=FOREVER),
+            # Only the newest snapshot of each partition matters: compacted, and cleaned
+            # soon (small segments, low dirty ratio) so the tail a recovery reads stays short.
+            *([TopicSpec(self.state, partitions, compacted=True, extra_config={
+                "segment.ms": "600000", "min.cleanable.dirty.ratio": "0.1",
+                "max.message.bytes": str(2 * 1024 * 1024)})] if self.state else []),
         ]

@@ -5,6 +5,10 @@ a load and the first leaves later, so partitions move twice while transactions a
 flight. Embedded: the adjudicator is killed in the middle of the load and restarted.
 Either way every registration must get exactly one initial decision, and the decisions
 must equal what a fresh, pure replay of the intake log decides.
+
+State snapshots are taken every few dozen events (into the backend's real store: the
+compacted state topic on Kafka, files on the embedded log), so the members that take over
+recover from a snapshot plus the tail, and the test checks they did.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from pathlib import Path
 import pytest
 
 from services.adjudication.domain import AdjudicationState, DecisionContext, decide
+from services.adjudication.domain.state import AdjudicationState as State
+from services.adjudication.snapshots import SnapshotStore, store_for
 from services.adjudication.worker import run_adjudicator
 from shared.eventlog import EventLog, OutgoingRecord, Record, TopicPartition
 from shared.eventlog.topics import Topics
@@ -99,10 +105,39 @@ def _replay(intake: list[Record]) -> dict[str, dict[str, object]]:
     return expected
 
 
-def _start(log: EventLog, topics: Topics, group: str, stop: asyncio.Event) -> asyncio.Task[None]:
+SNAPSHOT_EVERY = 60
+
+
+class Recovered:
+    """The backend's own snapshot store, noting which snapshots recoveries started from."""
+
+    def __init__(self, store: SnapshotStore) -> None:
+        self.store = store
+        self.loaded: list[tuple[TopicPartition, int, int]] = []  # (tp, position, covers)
+
+    def save(self, tp: TopicPartition, covers: int, blob: bytes) -> list[OutgoingRecord]:
+        return self.store.save(tp, covers, blob)
+
+    def busy(self, tp: TopicPartition) -> bool:
+        return self.store.busy(tp)
+
+    async def load(self, tp: TopicPartition, position: int) -> tuple[State, int] | None:
+        found = await self.store.load(tp, position)
+        if found is not None:
+            self.loaded.append((tp, position, found[1]))
+        return found
+
+    async def close(self) -> None:
+        await self.store.close()
+
+
+def _start(log: EventLog, topics: Topics, group: str, stop: asyncio.Event,
+           recovered: Recovered | None = None) -> asyncio.Task[None]:
     return asyncio.create_task(run_adjudicator(
         log, topics, group_id=group, source="urn:test/adjudication",
         stopping=stop.is_set, max_records=100,
+        snapshots=recovered or Recovered(store_for(log, topics)),
+        snapshot_every_events=SNAPSHOT_EVERY,
     ))
 
 
@@ -139,7 +174,8 @@ async def test_every_registration_is_decided_exactly_once_through_rebalances_and
         await second_log.start()
         second_stop = asyncio.Event()
         await _wait_for(lambda: fed(0.25), 60, "a quarter of the load")
-        second = _start(second_log, topics, group, second_stop)
+        recovered = Recovered(store_for(second_log, topics))
+        second = _start(second_log, topics, group, second_stop, recovered)
         await _wait_for(lambda: fed(0.6), 60, "most of the load")
         decided_before_leave = await _decided(eventlog, topics)
         first_stop.set()
@@ -159,7 +195,8 @@ async def test_every_registration_is_decided_exactly_once_through_rebalances_and
         with pytest.raises(asyncio.CancelledError):
             await first
         restart_stop = asyncio.Event()
-        restarted = _start(eventlog, topics, group, restart_stop)
+        recovered = Recovered(store_for(eventlog, topics))
+        restarted = _start(eventlog, topics, group, restart_stop, recovered)
         await feeder
         await _wait_for(lambda: _count_at_least(eventlog, topics, REGISTRATIONS),
                         60, "all decisions")
@@ -167,6 +204,9 @@ async def test_every_registration_is_decided_exactly_once_through_rebalances_and
         await asyncio.wait_for(restarted, 30)
         assert 0 < decided_before_kill < REGISTRATIONS, "the kill did not hit the load"
 
+    # The member that took over recovered partitions from snapshots plus their tail.
+    assert recovered.loaded, "no recovery started from a snapshot"
+    assert all(0 < covers <= position for _, position, covers in recovered.loaded)
     written = [decode(r.value) for r in await _read_all(eventlog, topics.decisions)]
     # Exactly once: no decision was written twice, none is missing, none is invented.
     duplicates = Counter(envelope.id for envelope, _ in written)

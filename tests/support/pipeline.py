@@ -8,7 +8,8 @@ does (`prepare` + `process`, outputs appended), timers due on the simulated cloc
 appended by `tick` and decided, then the projection worker folds the new intake and
 decision records. `restart()` throws the in-memory state of the adjudicator and the
 registration service away and rebuilds it from the log and read model, as a new process
-would.
+would: the adjudicator from its newest state snapshot (taken every few events, in the
+embedded backend's real snapshot files) plus the tail of the log.
 
 Time is simulated: `SimClock` replaces the wall clock of the command handlers, the
 reference data and the adjudicator's timer loop, so a test can move weeks ahead.
@@ -27,6 +28,7 @@ from unittest import mock
 
 from dealreg.runtime import Runtime
 from services.adjudication import worker as worker_module
+from services.adjudication.snapshots import store_for
 from services.adjudication.worker import Adjudicator
 from services.projections.domain.batch import MODELS
 from services.projections.worker import ProjectionWorker
@@ -41,6 +43,8 @@ from shared.readmodel.store import migrate
 from shared.settings import Settings
 
 ADMIN = Principal("admin")
+SNAPSHOT_EVERY = 5
+"""Events between the adjudicator's state snapshots: small, so restarts recover from one."""
 EPOCH = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 
@@ -144,7 +148,9 @@ class Pipeline:
 
     async def _start_adjudicator(self) -> None:
         self.adjudicator = Adjudicator(self.eventlog, self.topics, "test/adjudication",
-                                       clock=self.clock, timer_interval=0.0)
+                                       clock=self.clock, timer_interval=0.0,
+                                       snapshots=store_for(self.eventlog, self.topics),
+                                       snapshot_every_events=SNAPSHOT_EVERY)
         ends = await self.eventlog.end_positions(self.topics.intake)
         positions = {tp: self.adjudicated.get(tp, 0) for tp in ends}
         await self.adjudicator.assigned(positions)
@@ -153,6 +159,8 @@ class Pipeline:
         """A new adjudicator (state rebuilt from the intake log up to its position) and a
         new registration service (directory re-warmed from the read model)."""
         await self.adjudicator.revoked(list(self.adjudicator.states))
+        if self.adjudicator.snapshots is not None:
+            await self.adjudicator.snapshots.close()
         await self.commands.stop()
         await self._start_edge()
         await self._start_adjudicator()

@@ -56,8 +56,8 @@ def cooling(state: AdjudicationState, new: Entry, identity: AccountIdentity | No
     instant it lifts; None when `new` may be decided normally. The customer is matched as
     for collisions (`matching.customer_keys`): re-filing it under another key (a name-only
     "Acme Corp" after withdrawing at acme.com) does not dodge the cool-off."""
-    if new.party_type != "partner" or not held_exclusively(state, new):
-        return None
+    if not state.let_go or new.party_type != "partner" or not held_exclusively(state, new):
+        return None  # nothing let go in memory: no customer matching needed to know it
     found: tuple[Entry, int] | None = None
     for key in customer_keys(state, new, identity, policy):
         for entry_id, ended_at in state.let_go.get(key, ()):
