@@ -51,7 +51,11 @@ def _ktp(tp: TopicPartition) -> KafkaTP:
 
 
 def _record(r: Any) -> Record:
-    return Record(r.topic, r.partition, r.offset, r.key.decode(), r.value, r.timestamp)
+    # A foreign record may have no key, key bytes that are not UTF-8, or no value: it must
+    # still reach the consumer, which dead-letters what it cannot decode.
+    key = r.key.decode("utf-8", "replace") if r.key is not None else ""
+    return Record(r.topic, r.partition, r.offset, key,
+                  r.value if r.value is not None else b"", r.timestamp)
 
 
 class KafkaEventLog(EventLog):
