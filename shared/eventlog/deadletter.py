@@ -15,8 +15,8 @@ original bytes, and moves on:
   again with the same `id` on redelivery (at least once; readers de-duplicate by `id`).
 
 The value is deterministic (no wall clock): re-processing a batch writes the same bytes.
-Inspect with `dealreg admin poison list`; after an upgrade that can read them, put them
-back on their origin partition with `dealreg admin poison replay` (docs/runbook.md).
+Inspect with `dealreg poison list`; after an upgrade that can read them, put them
+back on their origin partition with `dealreg poison replay` (docs/runbook.md).
 """
 
 from __future__ import annotations

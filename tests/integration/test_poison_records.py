@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -222,3 +226,48 @@ async def test_the_projection_worker_dead_letters_poison_records_and_projects_wh
     async with _running(worker):
         await _until(five, "a registration after the restart to be projected")
     assert len(await _read(log, topics.dead_letters)) == 3
+
+
+async def test_the_poison_cli_lists_dead_letters_and_replays_them_onto_their_partition(
+    kafka_server: ServerHandle, unique: str,
+) -> None:
+    """`dealreg poison list` shows each record once (the adjudicator's and the projections'
+    letters of one record are one origin); `replay` refuses what still does not decode
+    unless forced, then appends the original bytes to the origin partition."""
+    from shared.eventlog.deadletter import dead_letter
+    from shared.eventlog.kafka import KafkaEventLog
+
+    log = KafkaEventLog(kafka_server.url)
+    await log.start()
+    try:
+        topics = Topics.named(f"pcli-{unique}")
+        await log.create_topics(topics.specs(3))
+        [landed] = await log.append([OutgoingRecord(topics.intake, KEY, b"\xffgarbage")])
+        origin = Record(landed.topic, landed.partition, landed.offset, KEY, b"\xffgarbage", 0)
+        await log.append([
+            dead_letter(origin, topic=topics.dead_letters, consumer=c, group="g", error="bad")
+            for c in ("adjudicator", "projections", "projections")])
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DEALREG_")}
+        env.update(DEALREG_BACKEND="distributed", DEALREG_TOPIC_PREFIX=f"pcli-{unique}",
+                   DEALREG_KAFKA_BOOTSTRAP_SERVERS=kafka_server.url)
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "dealreg", "poison", *args],
+                                  env=env, capture_output=True, text=True, timeout=120)
+
+        listed = await asyncio.to_thread(cli, "list", "--json")
+        assert listed.returncode == 0, listed.stderr
+        shown = json.loads(listed.stdout)
+        assert sorted(d["consumer"] for d in shown) == ["adjudicator", "projections"]
+        assert {(d["topic"], d["partition"], d["offset"]) for d in shown} == {
+            (landed.topic, landed.partition, landed.offset)}
+        refused = await asyncio.to_thread(cli, "replay", "--all")
+        assert "still undecodable" in refused.stdout
+        assert (await log.end_positions(topics.intake))[
+            TopicPartition(topics.intake, landed.partition)] == landed.offset + 1
+        forced = await asyncio.to_thread(cli, "replay", "--all", "--force")
+        assert forced.returncode == 0, forced.stderr
+        records = [r for r in await _read(log, topics.intake) if r.partition == landed.partition]
+        assert [r.value for r in records] == [b"\xffgarbage", b"\xffgarbage"]
+    finally:
+        await log.close()
