@@ -44,8 +44,15 @@ async def _member(bootstrap: str, prefix: str, group: str) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     try:
-        await run_adjudicator(log, Topics.named(prefix), group_id=group, source="urn:bench",
-                              stopping=lambda: stopping)
+        while not stopping:
+            # As `Runtime._supervise` does: a member fenced by a rebalance (ProducerFenced)
+            # starts over and recovers its partitions.
+            try:
+                await run_adjudicator(log, Topics.named(prefix), group_id=group,
+                                      source="urn:bench", stopping=lambda: stopping)
+            except Exception as exc:
+                print(f"member restarting after {exc!r}", flush=True)
+                await asyncio.sleep(1.0)
     finally:
         await log.close()
 
