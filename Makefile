@@ -37,9 +37,10 @@ lint: $(STAMP) $(LINT_STAMP)
 	$(PY) -m mypy --version
 	$(PY) -m mypy
 
-## Benchmarks print their numbers and write them under bench-results/.
+## Benchmarks, each under a hard timeout (< 15 min; QUICK=1: < 3 min). Writes
+## bench-results/{results.json,targets.md,latency-cdf.png,drain.png}.
 bench: $(STAMP)
-	$(PY) tests/bench/run.py
+	$(PY) tests/bench/run.py $(if $(filter-out 0,$(QUICK)),--quick,)
 
 ## Mutation testing of the modules that decide against the fast unit tests (minutes, niced);
 ## the score and the surviving mutants are printed, `mutmut show NAME` shows one.

@@ -316,13 +316,14 @@ def policy_show(
 
 @policy_app.command("versions")
 def policy_versions(ctx: typer.Context, *, as_json: JsonFlag = False) -> None:
-    """Every published version, oldest first, with its escalation owners."""
+    """Every published version, oldest first: when, by whom, its escalation owners."""
     client = _client(ctx, as_json)
-    current = client.get("/v1/policy")
     rows = []
-    for version in range(1, int(current["version"]) + 1):
-        doc = current if version == current["version"] else client.get(f"/v1/policy/{version}")
-        rows.append({"version": version, "in_force": version == current["version"],
+    for item in sorted(client.pages("/v1/policy/versions", 500), key=lambda v: v["version"]):
+        doc = client.get(f"/v1/policy/{item['version']}")
+        rows.append({"version": item["version"], "in_force": item["current"],
+                     "published_at": item["published_at"],
+                     "published_by": item.get("published_by"),
                      "escalation_owners": ", ".join(
                          level["owner_id"] for level in doc["escalation"]["levels"]),
                      "precedence": ", ".join(doc.get("precedence", []))})

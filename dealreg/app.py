@@ -3,48 +3,25 @@
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import structlog
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dealreg.runtime import ALL, Component, Runtime
 from services.console.app import mount_console
 from services.projections.api import routers as query_routers
 from services.registration.api import routers as command_routers
+from shared.api.access import RequestContext, RouteTemplates
 from shared.api.auth import AuthenticateFirst, Authenticator, bearer_token
+from shared.api.backpressure import LoadShedding
 from shared.api.openapi import install_docs, install_openapi, operation_id
 from shared.api.problems import Problem, install_problem_handlers, problem_responses
 from shared.api.ratelimit import TokenBuckets
 from shared.api.resources import Health
-from shared.ids import new_id
 from shared.settings import Settings
-
-
-class RequestContext:
-    """Binds a request id to every log line of a request and echoes it in `X-Request-ID`."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        incoming = dict(scope.get("headers") or []).get(b"x-request-id")
-        request_id = incoming.decode()[:100] if incoming else new_id("req")
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
 
 
 def ops_required(settings: Settings) -> bool:
@@ -113,6 +90,9 @@ def create_app(settings: Settings, components: frozenset[Component] = ALL) -> Fa
     app.add_middleware(AuthenticateFirst, authenticator=runtime.authenticator, keys=keys,
                        auth_failures=failures)
     app.add_middleware(RequestContext)
+    # Outermost: an overloaded process refuses at the door (503 + Retry-After), not later.
+    app.add_middleware(LoadShedding, limit=settings.max_in_flight_requests,
+                       retry_after=settings.overload_retry_after_seconds)
     # Every /v1 operation can answer these two before its own code runs.
     guarded = problem_responses(401, 429)
     if "registration" in components:
@@ -121,6 +101,9 @@ def create_app(settings: Settings, components: frozenset[Component] = ALL) -> Fa
     if "projections" in components:
         for router in query_routers:
             app.include_router(router, responses=guarded)
+    # Route templates of requests answered before routing (401, 429) for logs and metrics.
+    RouteTemplates.install(app, [*(command_routers if "registration" in components else ()),
+                                 *(query_routers if "projections" in components else ())])
 
     if "projections" in components:
         # The console (web UI) reads and acts through /v1 (in-process, or
@@ -136,18 +119,28 @@ def create_app(settings: Settings, components: frozenset[Component] = ALL) -> Fa
              description="Readiness. The detail (workers, backend, projection lag) only "
                          "with the operations token when `DEALREG_OPS_TOKEN_REQUIRED`.")
     async def readyz(request: Request, response: Response) -> Health:
-        workers = {name: ("running" if not t.done() else "stopped")
-                   for name, t in runtime.tasks.items()}
-        ok = runtime.ready and all(v == "running" for v in workers.values())
+        # Not ready: starting or stopping, a worker crash-looping (or waiting to restart),
+        # or the event log / database not answering (time-bounded, cached briefly).
+        unhealthy = runtime.unhealthy_workers()
+        dependencies = await runtime.checks.dependencies() if runtime.ready else {}
+        down = {name: why for name, why in dependencies.items() if why is not None}
+        ok = runtime.ready and not unhealthy and not down
+        status = "ok" if ok else ("starting" if not runtime.ready else "degraded")
         if not ok:
             response.status_code = 503
         if not await ops_authorized(request, settings, runtime.authenticator):
-            return Health(status="ok" if ok else "starting")
-        detail: dict[str, object] = {"backend": settings.backend, "workers": workers}
+            return Health(status=status)
+        now = time.monotonic()
+        workers = {name: {**health.detail(now), "ready": name not in unhealthy}
+                   for name, health in runtime.workers.items()}
+        detail: dict[str, object] = {
+            "backend": settings.backend, "workers": workers,
+            "dependencies": {name: {"ok": why is None, "error": why}
+                             for name, why in dependencies.items()}}
         if runtime.projection_worker is not None:
             # Per-partition lag of the read models (also exported on /metrics).
             detail["projections"] = runtime.projection_worker.lag.report.detail()
-        return Health(status="ok" if ok else "starting", detail=detail)
+        return Health(status=status, detail=detail)
 
     @app.get("/metrics", tags=["operations"], include_in_schema=False)
     async def metrics(request: Request) -> Response:
@@ -155,6 +148,8 @@ def create_app(settings: Settings, components: frozenset[Component] = ALL) -> Fa
             raise Problem(401, "Unauthorized",
                           "Send `Authorization: Bearer <ops token>` (DEALREG_OPS_TOKEN).",
                           headers={"WWW-Authenticate": "Bearer"})
+        if runtime.ready:
+            await runtime.checks.measure()  # gauges of stored state, bounded and cached
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -26,7 +26,7 @@ from dealreg.preflight import (
     describe_store,
 )
 from dealreg.runtime import Component
-from shared.logging import configure_logging, get_logger
+from shared.logging import LogFormat, configure_logging, get_logger
 from shared.settings import Settings
 
 app = typer.Typer(help="Deal registration and channel-conflict resolution.",
@@ -82,10 +82,13 @@ def _require_backend(settings: Settings, backend: str, command: str) -> None:
                else ".")))
 
 
-def _serve_http(settings: Settings, components: frozenset[Component]) -> None:
+def _serve_http(settings: Settings, components: frozenset[Component],
+                log_format: LogFormat = "json") -> None:
     """Bind the port, check the servers, then run: each failure is one clear line and a
-    non-zero exit, before any migration runs."""
+    non-zero exit, before any migration runs. `dev` is read by a person (console format),
+    `serve` by a log pipeline (JSON); `DEALREG_LOG_FORMAT` overrides both."""
     from dealreg.app import create_app
+    from shared.tracing import configure_otel
 
     try:
         sock = bind_port(settings.host, settings.port)
@@ -97,24 +100,26 @@ def _serve_http(settings: Settings, components: frozenset[Component]) -> None:
                 database=bool(components & {"registration", "projections"})))
     except OperatorError as exc:
         _fail(exc)
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format or log_format)
+    configure_otel(settings.otel, service=f"dealreg-{'-'.join(sorted(components))}")
     get_logger("dealreg").info("starting", components=sorted(components),
                                listen=f"{settings.host}:{settings.port}",
                                store=describe_store(settings))
-    config = uvicorn.Config(
-        create_app(settings, components),
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_config=None,
-        limit_concurrency=2000,
-        timeout_graceful_shutdown=10,
-    )
+    config = uvicorn.Config(create_app(settings, components), **server_options(settings))
     server = uvicorn.Server(config)
     server.run(sockets=[sock])
     if not server.started:
         console.print("[red]error:[/red] dealreg did not start (see the log above)")
         raise typer.Exit(3)
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's settings for every dealreg process (the bench's bare-endpoint ceiling runs
+    with the same ones)."""
+    return {"loop": "uvloop", "http": "httptools", "access_log": False, "log_config": None,
+            # Above the app's own in-flight limit, which answers 503 with Retry-After first.
+            "limit_concurrency": max(2000, 2 * settings.max_in_flight_requests + 100),
+            "timeout_graceful_shutdown": 10}
 
 
 @app.command()
@@ -157,7 +162,8 @@ def dev(
         settings.ops_token_required = False
         console.print("/metrics and /readyz detail are open (DEALREG_OPS_TOKEN_REQUIRED=true "
                       "protects them)")
-    _serve_http(settings, frozenset({"registration", "adjudication", "projections"}))
+    _serve_http(settings, frozenset({"registration", "adjudication", "projections"}),
+                log_format="console")
 
 
 @app.command()
@@ -365,7 +371,7 @@ def gateway(
         sock = bind_port(settings.host, settings.port)
     except OperatorError as exc:
         _fail(exc)
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format or "json")
     uvicorn.Server(uvicorn.Config(
         Gateway(commands, queries, timeout=timeout), loop="uvloop", http="httptools",
         access_log=False, log_config=None, limit_concurrency=4000,

@@ -18,6 +18,7 @@ one that does not answer in time a 504 problem. The gateway holds no state: run 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -104,18 +105,24 @@ def _routes(app: FastAPI) -> list[Route]:
     return [r for r in candidates if isinstance(r, Route) and not isinstance(r, Mount)]
 
 
+def _describing() -> Settings:
+    """Settings for apps that are only looked at (routes, document), never started: explicit
+    connection values, so the gateway needs neither the database's nor Kafka's secrets."""
+    return Settings(backend="distributed", kafka_bootstrap_servers="127.0.0.1:9092",
+                    database_url="postgresql+asyncpg://gateway@127.0.0.1:5432/unused")
+
+
 def _service_app(service: str) -> FastAPI:
     from dealreg.app import create_app
 
-    return create_app(Settings(backend="distributed"), frozenset({service}))  # type: ignore[arg-type]
+    return create_app(_describing(), frozenset({service}))  # type: ignore[arg-type]
 
 
 def whole_document() -> dict[str, Any]:
     """The OpenAPI document of the whole API (commands and queries)."""
     from dealreg.app import create_app
 
-    app = create_app(Settings(backend="distributed"),
-                     frozenset({"registration", "projections"}))
+    app = create_app(_describing(), frozenset({"registration", "projections"}))
     return app.openapi()
 
 
@@ -196,10 +203,13 @@ class Gateway:
             await self._respond(send, 200, [(b"content-type", b"application/json"), rid],
                                 b'{"status":"ok","detail":{}}')
         elif path == "/readyz":
+            # Ready while either service answers: with one of them down the other half of
+            # the API still works, and an unready gateway would close the door on it too.
             detail = {name: await self._healthy(name) for name in self.upstreams}
-            ok = all(v == "ok" for v in detail.values())
-            body = orjson.dumps({"status": "ok" if ok else "degraded", "detail": detail})
-            await self._respond(send, 200 if ok else 503,
+            answering = [v == "ok" for v in detail.values()]
+            status = "ok" if all(answering) else "degraded" if any(answering) else "down"
+            body = orjson.dumps({"status": status, "detail": detail})
+            await self._respond(send, 200 if any(answering) else 503,
                                 [(b"content-type", b"application/json"), rid], body)
         elif path == "/openapi.json":
             await self._respond(send, 200, [(b"content-type", b"application/json"), rid],
@@ -263,6 +273,7 @@ class Gateway:
             scope["method"], url, headers=headers,
             content=_body(receive) if has_body else None)
         service = SERVICES[upstream]
+        started = time.perf_counter()
         try:
             response = await self.client.send(request, stream=True)
         except httpx.TimeoutException:
@@ -299,6 +310,9 @@ class Gateway:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             await response.aclose()
+            log.info("gateway_request", method=scope["method"], path=scope["path"],
+                     upstream=service, status=response.status_code, request_id=request_id,
+                     duration_ms=round((time.perf_counter() - started) * 1000, 1))
 
 
 async def _body(receive: Receive) -> AsyncIterator[bytes]:

@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.adjudication.worker import run_adjudicator
 from services.projections.domain.batch import MODELS, NOTIFICATIONS
 from services.projections.notifications import NotificationSender
 from services.projections.worker import ProjectionWorker
+from shared import metrics
 from shared.api.auth import Authenticator
 from shared.eventlog import EventLog
 from shared.eventlog.embedded import EmbeddedEventLog
@@ -25,13 +30,185 @@ from shared.eventlog.kafka import KafkaEventLog
 from shared.eventlog.topics import Topics
 from shared.logging import get_logger
 from shared.readmodel.store import create_engine, migrate
-from shared.readmodel.waiter import DecisionWaiter
+from shared.readmodel.waiter import DecisionListener, DecisionWaiter
 from shared.settings import Settings
 
 log = get_logger(__name__)
 
 Component = Literal["registration", "adjudication", "projections"]
 ALL: frozenset[Component] = frozenset({"registration", "adjudication", "projections"})
+
+
+@dataclass
+class Backoff:
+    """Exponential back-off with jitter for restarting a crashed worker: the n-th crash in
+    a row waits a random time in [d/2, d], d = min(maximum, initial * 2**(n-1)); a run
+    that lasted `healthy_after` seconds or more starts the sequence again."""
+
+    initial: float
+    maximum: float
+    healthy_after: float
+    attempt: int = 0
+
+    def next_delay(self, ran_for: float, rand: Callable[[], float] = random.random) -> float:
+        if ran_for >= self.healthy_after:
+            self.attempt = 0
+        ceiling = min(self.maximum, self.initial * float(2 ** min(self.attempt, 60)))
+        self.attempt += 1
+        return ceiling / 2 + rand() * ceiling / 2
+
+
+@dataclass
+class WorkerHealth:
+    """What `/readyz` and `/metrics` know about one supervised worker."""
+
+    name: str
+    backoff: Backoff
+    state: Literal["starting", "running", "backoff", "stopped"] = "starting"
+    restarts: int = 0
+    started_at: float = 0.0
+    last_error: str | None = None
+    next_start_at: float | None = None
+    crashes: deque[float] = field(default_factory=lambda: deque(maxlen=100))
+
+    def running(self) -> None:
+        self.state = "running"
+        self.started_at = time.monotonic()
+        self.next_start_at = None
+        metrics.WORKER_UP.labels(self.name).set(1)
+        metrics.WORKER_BACKOFF.labels(self.name).set(0)
+
+    def crashed(self, exc: BaseException) -> float:
+        """Record a crash; the seconds to wait before the next start."""
+        now = time.monotonic()
+        delay = self.backoff.next_delay(now - self.started_at)
+        self.state = "backoff"
+        self.restarts += 1
+        self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+        self.next_start_at = now + delay
+        self.crashes.append(now)
+        metrics.WORKER_RESTARTS.labels(self.name).inc()
+        metrics.WORKER_UP.labels(self.name).set(0)
+        metrics.WORKER_BACKOFF.labels(self.name).set(delay)
+        return delay
+
+    def stopped(self) -> None:
+        self.state = "stopped"
+        metrics.WORKER_UP.labels(self.name).set(0)
+
+    def problem(self, now: float, crash_limit: int) -> str | None:
+        """Why this worker makes the process unready: it is waiting to restart after a
+        crash, or it crashed `crash_limit` times within the healthy period (crash-looping)."""
+        if self.state == "backoff":
+            return "restarting"
+        window = self.backoff.healthy_after
+        recent = sum(1 for at in self.crashes if now - at <= window)
+        if recent >= crash_limit:
+            return "crash-looping"
+        return None
+
+    def detail(self, now: float) -> dict[str, object]:
+        return {"state": self.state, "restarts": self.restarts, "last_error": self.last_error,
+                "restarting_in_seconds": (round(max(0.0, self.next_start_at - now), 3)
+                                          if self.next_start_at is not None else None)}
+
+
+class DependencyChecks:
+    """Cheap, time-bounded checks of the event log and the database, cached briefly, and
+    the gauges measured when `/metrics` is scraped (adjudicator lag, outbox depth)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.lock = asyncio.Lock()
+        self.checked_at: float | None = None
+        self.results: dict[str, str | None] = {}
+        self.measured_at: float | None = None
+
+    def _wanted(self) -> list[str]:
+        wanted = ["eventlog"]
+        if self.runtime.components & {"registration", "projections"}:
+            wanted.append("database")
+        return wanted
+
+    async def dependencies(self) -> dict[str, str | None]:
+        """Each dependency: None when it answered, else what went wrong."""
+        settings = self.runtime.settings
+        async with self.lock:
+            now = time.monotonic()
+            if (self.checked_at is not None
+                    and now - self.checked_at < settings.readiness_cache_seconds):
+                return self.results
+            names = self._wanted()
+            found = await asyncio.gather(*(self._check(name) for name in names))
+            results = dict(zip(names, found, strict=True))
+            self.results, self.checked_at = results, time.monotonic()
+            return results
+
+    async def _check(self, name: str) -> str | None:
+        """None when `name` answered in time, else what went wrong (and where)."""
+        timeout = self.runtime.settings.readiness_timeout_seconds
+        probe = self._eventlog if name == "eventlog" else self._database
+        try:
+            await asyncio.wait_for(probe(), timeout)
+            why = None
+        except TimeoutError:
+            why = f"no answer within {timeout:g} s ({self._target(name)})"
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            why = f"{type(exc).__name__}: {first} ({self._target(name)})"
+        metrics.DEPENDENCY_UP.labels(name).set(0 if why else 1)
+        return why
+
+    def _target(self, name: str) -> str:
+        s = self.runtime.settings
+        if name == "eventlog":
+            return (f"Kafka {s.kafka_bootstrap_servers}" if s.backend == "distributed"
+                    else f"embedded log {s.embedded_log_path}")
+        return ("the read-model store" if s.backend == "embedded"
+                else f"PostgreSQL {self.runtime.engine.url.render_as_string(hide_password=True)}")
+
+    async def _eventlog(self) -> None:
+        await self.runtime.eventlog.end_positions(self.runtime.topics.intake)
+
+    async def _database(self) -> None:
+        async with self.runtime.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def measure(self) -> None:
+        """Refresh the scrape-time gauges (each part bounded and failing alone)."""
+        runtime, settings = self.runtime, self.runtime.settings
+        await self.dependencies()
+        now = time.monotonic()
+        fresh = settings.readiness_cache_seconds
+        if self.measured_at is not None and now - self.measured_at < fresh:
+            return
+        self.measured_at = now
+        timeout = settings.readiness_timeout_seconds
+        if "adjudication" in runtime.components:
+            try:
+                await asyncio.wait_for(self._adjudicator_lag(), timeout)
+            except Exception as exc:
+                log.warning("metric_unavailable", metric="adjudicator_lag", error=repr(exc))
+        if runtime.notification_sender is not None:
+            try:
+                await asyncio.wait_for(self._outbox(), timeout)
+            except Exception as exc:
+                log.warning("metric_unavailable", metric="notification_outbox",
+                            error=repr(exc))
+
+    async def _adjudicator_lag(self) -> None:
+        runtime = self.runtime
+        topic = runtime.topics.intake
+        ends = await runtime.eventlog.end_positions(topic)
+        done = await runtime.eventlog.committed(runtime.settings.adjudicator_group, topic)
+        metrics.set_adjudicator_lag({tp.partition: max(0, end - done.get(tp, 0))
+                                     for tp, end in ends.items()})
+
+    async def _outbox(self) -> None:
+        async with self.runtime.engine.connect() as conn:
+            rows = (await conn.execute(text(
+                "SELECT status, count(*) FROM notification_outbox GROUP BY status"))).all()
+        metrics.set_outbox({str(status): int(n) for status, n in rows})
 
 
 def build_eventlog(settings: Settings) -> EventLog:
@@ -57,12 +234,17 @@ class Runtime:
     projection_worker: ProjectionWorker | None = None
     notification_sender: NotificationSender | None = None
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    workers: dict[str, WorkerHealth] = field(default_factory=dict)
     ready: bool = False
     _stopping: bool = False
+    _checks: DependencyChecks | None = None
+    _stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
     def build(cls, settings: Settings, components: frozenset[Component] = ALL) -> Runtime:
-        engine = create_engine(settings.readmodel_url)
+        engine = create_engine(settings.readmodel_url, pool_size=settings.db_pool_size,
+                               max_overflow=settings.db_pool_max_overflow,
+                               pool_timeout=settings.db_pool_timeout_seconds)
         eventlog = build_eventlog(settings)
         co_located = "projections" in components
         runtime = cls(
@@ -99,6 +281,11 @@ class Runtime:
                 snapshot_every_events=self.settings.snapshot_every_events,
                 snapshot_every_seconds=self.settings.snapshot_every_seconds,
             ))
+        if ("registration" in self.components and not self.waiter.in_process
+                and self.engine.dialect.name == "postgresql"):
+            # `Prefer: wait` is woken by the projections' NOTIFY, holding no connection.
+            listener = DecisionListener(self.settings.database_url, self.waiter)
+            self._supervise("decision_listener", lambda: listener.run(self.stopping))
         if self.projection_worker is not None:
             worker = self.projection_worker
             self._supervise("projections", lambda: worker.run(self.stopping))
@@ -109,22 +296,65 @@ class Runtime:
         log.info("runtime_started", backend=self.settings.backend,
                  components=sorted(self.components))
 
+    def supervise(self, name: str, make: Callable[[], Awaitable[None]]) -> None:
+        """Run `make()` as a background worker: restarted with back-off when it crashes
+        (or returns before the runtime stops), its health on `/readyz` and `/metrics`."""
+        self._supervise(name, make)
+
     def _supervise(self, name: str, make: Callable[[], Awaitable[None]]) -> None:
+        s = self.settings
+        health = self.workers[name] = WorkerHealth(name, Backoff(
+            s.worker_backoff_initial_seconds, s.worker_backoff_max_seconds,
+            s.worker_healthy_seconds))
+
         async def loop() -> None:
             while not self._stopping:
+                health.running()
                 try:
                     await make()
+                    if self._stopping:
+                        break
+                    raise RuntimeError("the worker returned while the runtime runs")
                 except asyncio.CancelledError:
                     raise
-                except Exception:
+                except Exception as exc:
                     # Crash-only: state is rebuilt from the log on the next run.
-                    log.exception("worker_crashed_restarting", worker=name)
-                    await asyncio.sleep(1.0)
+                    delay = health.crashed(exc)
+                    log.exception("worker_crashed_restarting", worker=name,
+                                  restarts=health.restarts, backoff_seconds=round(delay, 3))
+                    await self._sleep_unless_stopping(delay)
+            health.stopped()
 
         self.tasks[name] = asyncio.create_task(loop(), name=name)
 
+    async def _sleep_unless_stopping(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopped.wait(), seconds)
+
+    # --- readiness and measured metrics ------------------------------------------------
+
+    @property
+    def checks(self) -> DependencyChecks:
+        if self._checks is None:
+            self._checks = DependencyChecks(self)
+        return self._checks
+
+    def unhealthy_workers(self) -> dict[str, str]:
+        """Workers that make the process unready, with why (crash-looping or stopped)."""
+        now = time.monotonic()
+        found = {}
+        for name, health in self.workers.items():
+            why = health.problem(now, self.settings.worker_crash_limit)
+            task = self.tasks.get(name)
+            if why is None and task is not None and task.done() and not self._stopping:
+                why = "stopped"
+            if why is not None:
+                found[name] = why
+        return found
+
     async def stop(self) -> None:
         self._stopping = True
+        self._stopped.set()
         self.ready = False
         if self.tasks:
             _, pending = await asyncio.wait(self.tasks.values(), timeout=10)

@@ -38,7 +38,9 @@ class Settings(BaseSettings):
         "FULL", description="SQLite fsync level of the embedded log (FULL: durable on 2xx)"
     )
     log_level: str = Field("INFO", description="Log level")
-    log_format: Literal["json", "console"] = Field("json", description="Log renderer")
+    log_format: Literal["json", "console"] | None = Field(
+        None, description="Log renderer: `json` (one object per line) or `console` (for a "
+        "person); unset: `console` under `dev`, `json` under `serve`")
     topic_prefix: str = Field(
         "dealreg", description="Topic names: <prefix>.intake, <prefix>.decisions"
     )
@@ -85,6 +87,21 @@ class Settings(BaseSettings):
     max_batch_events: int = Field(
         1000, ge=1, description="Most CloudEvents accepted in one batch request"
     )
+    # --- capacity and backpressure ------------------------------------------------------
+    max_in_flight_requests: int = Field(
+        256, ge=0, description="Requests one process handles at once; the next is answered "
+        "503 with `Retry-After` at the door (0 disables). Waiting requests (`Prefer: wait`) "
+        "count, but hold no database connection")
+    overload_retry_after_seconds: int = Field(
+        1, ge=1, description="`Retry-After` of a 503 from an overloaded process")
+    db_pool_size: int = Field(
+        10, ge=1, description="Read-model store connections kept per process (the workers "
+        "of a process take at most two at a time; requests take one briefly)")
+    db_pool_max_overflow: int = Field(
+        10, ge=0, description="Extra connections a process may open above the pool size")
+    db_pool_timeout_seconds: float = Field(
+        5.0, gt=0, description="How long a request waits for a pooled connection before it "
+        "is answered 503 with `Retry-After`")
     # --- abuse limits and operations endpoints -------------------------------------------
     rate_limit_per_second: float = Field(
         100.0, ge=0, description="Requests per second each API key may make to one process "
@@ -109,6 +126,9 @@ class Settings(BaseSettings):
         "process, so sign-ins end when the process restarts and are not shared by replicas")
     session_max_age_seconds: int = Field(
         8 * 3600, ge=60, description="How long a console sign-in lasts")
+    session_cookie_secure: bool | None = Field(
+        None, description="Mark the session cookie `Secure`; unset: when the request came "
+        "over https (set `true` behind a proxy that terminates TLS)")
     console_api_url: str | None = Field(
         None, description="Where the console sends its /v1 calls (the one front door of a "
         "distributed deployment); unset: the same process, in memory")
@@ -172,3 +192,25 @@ class Settings(BaseSettings):
     webhook_secret_grace_seconds: float = Field(
         86_400.0, ge=0, description="After `rotate_secret`, how long the previous webhook "
         "secret keeps signing deliveries (next to the new one)")
+    # --- observability: worker supervision, readiness, tracing ---------------------------
+    worker_backoff_initial_seconds: float = Field(
+        0.5, gt=0, description="Back-off before restarting a worker after its first crash "
+        "(doubled for each further crash in a row, with jitter)")
+    worker_backoff_max_seconds: float = Field(
+        60.0, gt=0, description="Longest back-off between two restarts of a worker")
+    worker_healthy_seconds: float = Field(
+        60.0, gt=0, description="A worker that ran this long is healthy again (its back-off "
+        "restarts from the beginning); also the window in which crashes are counted")
+    worker_crash_limit: int = Field(
+        3, ge=1, description="Crashes of one worker within `DEALREG_WORKER_HEALTHY_SECONDS` "
+        "that make `/readyz` fail (crash-looping)")
+    readiness_timeout_seconds: float = Field(
+        2.0, gt=0, description="Time limit of each dependency check (event log, database) "
+        "of `/readyz` and of each gauge measured for `/metrics`")
+    readiness_cache_seconds: float = Field(
+        2.0, ge=0, description="How long a dependency check's result is reused")
+    otel: Literal["off", "console", "otlp"] | None = Field(
+        None, description="OpenTelemetry spans: `console` (printed), `otlp` (to "
+        "`OTEL_EXPORTER_OTLP_ENDPOINT`), `off`; unset: `otlp` when that variable is set, "
+        "else off. Needs the `otel` extra")
+

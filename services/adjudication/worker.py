@@ -37,6 +37,7 @@ from services.adjudication.domain import (
     policy_version_of,
 )
 from services.adjudication.snapshots import SnapshotStore
+from shared import metrics
 from shared.eventlog import EventLog, OutgoingRecord, Record, TopicPartition
 from shared.eventlog.topics import Topics
 from shared.events import DomainEvent, Envelope, TimerFired, encode, new_envelope
@@ -218,7 +219,7 @@ class Adjudicator:
             _, envelope, event = item
             if isinstance(event, TimerFired):
                 pending.discard(event.timer_id)
-            outputs.extend(self._decide(state, item[0], envelope, event))
+            outputs.extend(self._decide(state, item[0], envelope, event, live=True))
         EVENTS.inc(len(records))
         outputs.extend(self._due(tp, state))
         if records:
@@ -252,20 +253,26 @@ class Adjudicator:
         return out
 
     def _decide(
-        self, state: AdjudicationState, record: Record, envelope: Envelope, event: DomainEvent
+        self, state: AdjudicationState, record: Record, envelope: Envelope, event: DomainEvent,
+        live: bool = False,
     ) -> list[OutgoingRecord]:
+        """`live`: decisions that will be written (counted in the metrics), not a replay."""
         context = DecisionContext(envelope.id, envelope.time,
                                   self.policies.get(policy_version_of(event)))
         _, decisions = decide(state, event, context)
-        if decisions:
+        if decisions and live:
             DECISIONS.inc(len(decisions))
+            metrics.count_decisions(decisions)
         outputs = []
         for i, decision in enumerate(decisions):
             key = getattr(decision, "account_key", None) or record.key
             outputs.append(OutgoingRecord(
                 self.topics.decisions, key,
                 encode(new_envelope(decision, id=f"{envelope.id}.d{i}", source=self.source,
-                                    subject=key, time=envelope.time)),
+                                    subject=key, time=envelope.time,
+                                    # the input's trace, unchanged: replays stay identical
+                                    traceparent=envelope.traceparent,
+                                    tracestate=envelope.tracestate)),
             ))
         return outputs
 

@@ -147,7 +147,8 @@ def panel(series: dict[str, Any]) -> Panel:
     name, rows, summary = series["name"], series["rows"], series["summary"]
     out = Panel(name, series["title"], "", [], list(series["columns"]), rows)
     if name == "decision_time":
-        out.caption = (f"{summary['count']} registrations decided; median "
+        out.caption = (f"{summary['count']} registrations settled (approved or rejected; "
+                       f"in review counts as waiting); median "
                        f"{_human(summary['p50_seconds'])}, 90th percentile "
                        f"{_human(summary['p90_seconds'])}.")
         out.charts.append(Chart(

@@ -104,9 +104,15 @@ class Sessions:
                           int(time.time()) + self.settings.session_max_age_seconds)
         response.set_cookie(COOKIE, self.codec.seal(session), path="/console",
                             max_age=self.settings.session_max_age_seconds, httponly=True,
-                            samesite="strict", secure=request.url.scheme == "https")
-        response.delete_cookie(SIGNIN_COOKIE, path="/console")
+                            samesite="strict", secure=self.secure(request))
+        response.delete_cookie(SIGNIN_COOKIE, path="/console", httponly=True, samesite="strict",
+                               secure=self.secure(request))
         return session
+
+    def secure(self, request: Request) -> bool:
+        """`Secure` cookies: as configured, else when the request came over https."""
+        configured = self.settings.session_cookie_secure
+        return request.url.scheme == "https" if configured is None else configured
 
     @staticmethod
     def end(response: Response) -> None:
@@ -186,7 +192,7 @@ async def check_signin_csrf(request: Request) -> None:
 
 def set_signin_cookie(response: Response, request: Request, token: str) -> None:
     response.set_cookie(SIGNIN_COOKIE, token, path="/console", max_age=3600, httponly=True,
-                        samesite="strict", secure=request.url.scheme == "https")
+                        samesite="strict", secure=sessions(request).secure(request))
 
 
 def safe_next(target: str | None) -> str:

@@ -32,6 +32,7 @@ from sqlalchemy import column, delete, select, table, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from standardwebhooks import Webhook
 
+from shared import metrics, tracing
 from shared.logging import get_logger
 from shared.readmodel.schema import (
     UTCDateTime,
@@ -270,11 +271,18 @@ class NotificationSender:
                    "webhook-id": row["id"], "webhook-timestamp": str(int(now.timestamp())),
                    "webhook-signature": signatures, "user-agent": "dealreg-webhooks/1"}
         assert self.http is not None
-        try:
-            response = await post_pinned(self.http, resolved, body.encode(), headers,
-                                         self.settings.notification_timeout_seconds)
-        except httpx.HTTPError as exc:
-            return Outcome("retry", error=f"{type(exc).__name__}: {exc}"[:2000])
+        # The decision's trace context goes with the webhook (a span of its own when
+        # OpenTelemetry is on); none for deliveries of untraced events.
+        cause = tracing.TraceContext.parse(row.get("traceparent"), row.get("tracestate"))
+        with tracing.span("webhook.deliver", cause, "client", delivery_id=row["id"],
+                          **{"http.request.method": "POST"}) as trace:
+            if trace is not None:
+                headers.update(trace.headers())
+            try:
+                response = await post_pinned(self.http, resolved, body.encode(), headers,
+                                             self.settings.notification_timeout_seconds)
+            except httpx.HTTPError as exc:
+                return Outcome("retry", error=f"{type(exc).__name__}: {exc}"[:2000])
         code = response.status_code
         if 200 <= code < 300:
             return Outcome("delivered", code)
@@ -348,8 +356,10 @@ class NotificationSender:
                 delivery_id=row["id"], attempt=attempt, at=now, outcome=label,
                 status_code=outcome.status_code, error=outcome.error,
                 duration_ms=duration_ms))
+        metrics.delivery_outcome(row["channel"], label)
         log.info("notification_attempt", delivery_id=row["id"], channel=row["channel"],
-                 recipient=row["recipient_id"], outcome=label, status=outcome.status_code)
+                 recipient=row["recipient_id"], outcome=label, status=outcome.status_code,
+                 trace_id=tracing.trace_id_of(row.get("traceparent")))
 
 
 async def redeliver(conn: AsyncConnection, delivery_id: str) -> bool:

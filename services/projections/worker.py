@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
@@ -29,12 +30,13 @@ from services.projections.adapters.lag import (
     LagMonitor,
 )
 from services.projections.domain.batch import MODELS, Batch, Item, Loaded, needs
+from shared import tracing
 from shared.eventlog import EventLog, Record, TopicPartition
 from shared.eventlog.topics import Topics
 from shared.events import CATALOGUE, DomainEvent, upcasters
 from shared.events.codec import decode
 from shared.logging import get_logger
-from shared.readmodel.waiter import PositionWaiter
+from shared.readmodel.waiter import PositionWaiter, notify_registrations
 
 log = get_logger(__name__)
 
@@ -42,8 +44,12 @@ Listener = Callable[[Iterable[str]], None]
 LAG_INTERVAL_SECONDS = 5.0
 
 
-def decode_value(raw: bytes) -> tuple[str, datetime, DomainEvent, dict[str, Any]]:
-    """An envelope's id and time, its upcast event, and the event's JSON data.
+Decoded = tuple[str, datetime, DomainEvent, dict[str, Any], str | None, str | None]
+
+
+def decode_value(raw: bytes) -> Decoded:
+    """An envelope's id and time, its upcast event, the event's JSON data, and its trace
+    context (`traceparent`, `tracestate`; None when the event has none).
 
     The fast path validates the event only (the envelope was validated by whoever appended
     it); anything unexpected goes through the codec, which raises a precise ValueError."""
@@ -55,10 +61,16 @@ def decode_value(raw: bytes) -> tuple[str, datetime, DomainEvent, dict[str, Any]
         moment = datetime.fromisoformat(obj["time"])
         if moment.tzinfo is None:
             raise ValueError("naive envelope time")
-        return str(obj["id"]), moment, event, data
+        return (str(obj["id"]), moment, event, data, _text(obj.get("traceparent")),
+                _text(obj.get("tracestate")))
     except Exception:
         envelope, event = decode(raw)
-        return envelope.id, envelope.time, event, event.to_data()
+        return (envelope.id, envelope.time, event, event.to_data(), envelope.traceparent,
+                envelope.tracestate)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def decode_records(
@@ -75,13 +87,13 @@ def decode_records(
         if not wanted:
             continue  # every model applied it already (a redelivery)
         try:
-            event_id, moment, event, data = decode_value(record.value)
+            event_id, moment, event, data, traceparent, tracestate = decode_value(record.value)
         except ValueError as exc:
             log.error("undecodable_record", topic=record.topic, partition=record.partition,
                       offset=record.offset, error=str(exc))
             continue
         models_of = all_models if len(wanted) == len(by_model) else frozenset(wanted)
-        items.append(Item(event_id, moment, event, models_of, data))
+        items.append(Item(event_id, moment, event, models_of, data, traceparent, tracestate))
     return items
 
 
@@ -183,8 +195,11 @@ class ProjectionWorker:
             batch = await fold_into(conn, items) if items else None
             new_positions = advanced(stored, records)
             await repository.save_positions(conn, new_positions)
+            if batch is not None:  # PostgreSQL: wakes waiting registration services
+                await notify_registrations(conn, batch.touched_registrations())
         for model, by_tp in new_positions.items():
             self.positions[model].update(by_tp)
+        _log_items(items, batch)
         APPLIED.inc(len(items))
         BATCH_SECONDS.observe(time.perf_counter() - started)
         LAST_APPLIED.set(time.time())
@@ -194,3 +209,17 @@ class ProjectionWorker:
             if touched:
                 self.on_applied(touched)
         return batch
+
+
+def _log_items(items: Sequence[Item], batch: Batch | None) -> None:
+    """The projection's log lines about events, each with the trace id of its event:
+    every folded event at DEBUG, every queued notification at INFO."""
+    if log.is_enabled_for(logging.DEBUG):
+        for item in items:
+            log.debug("projected", event_id=item.event_id, type=item.event.TYPE,
+                      trace_id=tracing.trace_id_of(item.traceparent))
+    if batch is not None:
+        for row in batch.outbox.values():
+            log.info("notification_queued", delivery_id=row["id"], type=row["type"],
+                     event_id=row["event_id"], recipient=row["recipient_id"],
+                     channel=row["channel"], trace_id=tracing.trace_id_of(row["traceparent"]))

@@ -48,6 +48,7 @@ from services.registration.models import (
     RegistrationRequest,
     ResolutionRequest,
 )
+from shared import tracing
 from shared.accounts import AccountIdentity
 from shared.api import partner_view
 from shared.api.auth import Principal
@@ -178,10 +179,13 @@ class Commands:
                      via: str) -> list[Appended]:
         """Append envelopes durably; a log that does not confirm is a 503 (retry safely
         with the same Idempotency-Key)."""
+        trace = tracing.current()  # the request's W3C trace context, carried by the event
         out = [
             OutgoingRecord(topic, key, encode(new_envelope(
                 event, id=new_id("evt"), source=f"{self.settings.source}/{via}",
-                subject=key, time=at)))
+                subject=key, time=at,
+                traceparent=trace.traceparent if trace else None,
+                tracestate=trace.tracestate if trace else None)))
             for topic, key, event in records
         ]
         try:

@@ -242,9 +242,8 @@ def _string(schema: dict[str, Any]) -> str:
 def example_of(schema: dict[str, Any], components: dict[str, Any],
                seen: frozenset[str] = frozenset()) -> Any:
     """An example that satisfies `schema`: its own, else one composed from its parts."""
-    for key in ("examples",):
-        if isinstance(schema.get(key), list) and schema[key]:
-            return copy.deepcopy(schema[key][0])
+    if isinstance(schema.get("examples"), list) and schema["examples"]:
+        return copy.deepcopy(schema["examples"][0])
     if "example" in schema:
         return copy.deepcopy(schema["example"])
     if "const" in schema:
@@ -470,9 +469,6 @@ def finish(document: dict[str, Any]) -> dict[str, Any]:
         for example in schema["examples"] if "examples" in schema else [schema["example"]]:
             complete(example, schema, schemas)
     document["webhooks"] = _webhooks()
-    tags = document.setdefault("tags", [])
-    if not any(t.get("name") == "webhooks" for t in tags):
-        tags.append({"name": "webhooks", "description": "Notifications dealreg sends"})
     return document
 
 

@@ -351,6 +351,10 @@ class EmbeddedEventLog(EventLog):
         if start_positions is not None:
             positions = dict(await start_positions(assignment))
         else:
+            # Fencing: a previous member cancelled mid-transaction may still have its batch
+            # queued; it commits before this barrier, so the positions read next include it
+            # (else its records would be processed again: duplicate outputs).
+            await self._submit((), ())
             positions = {}
             for t in topics:
                 positions.update(await self.committed(group_id, t))

@@ -185,8 +185,8 @@ class KafkaEventLog(EventLog):
     async def end_positions(self, topic: str) -> dict[TopicPartition, int]:
         n = await self.partitions(topic)
         consumer = self._consumer(None)
-        await consumer.start()
-        try:
+        try:  # a broker that does not answer start() must not leave the consumer open
+            await consumer.start()
             ends = await consumer.end_offsets([KafkaTP(topic, p) for p in range(n)])
             return {_tp(tp): off for tp, off in ends.items()}
         finally:

@@ -20,14 +20,25 @@ class UnknownEventType(ValueError):
 
 
 def new_envelope(
-    event: DomainEvent, *, id: str, source: str, subject: str, time: datetime
+    event: DomainEvent, *, id: str, source: str, subject: str, time: datetime,
+    traceparent: str | None = None, tracestate: str | None = None,
 ) -> Envelope:
+    """`traceparent` / `tracestate`: the W3C trace context the event belongs to (the
+    CloudEvents distributed-tracing extension), if any."""
     return Envelope(id=id, source=source, type=event.TYPE, time=time, subject=subject,
-                    data=event.to_data())
+                    data=event.to_data(), traceparent=traceparent,
+                    tracestate=tracestate if traceparent else None)
+
+
+_TRACE_FIELDS = ("traceparent", "tracestate")
 
 
 def encode(envelope: Envelope) -> bytes:
-    return orjson.dumps(envelope.model_dump(mode="json"))
+    body = envelope.model_dump(mode="json")
+    for name in _TRACE_FIELDS:  # absent rather than null: untraced events stay as they were
+        if body.get(name) is None:
+            body.pop(name, None)
+    return orjson.dumps(body)
 
 
 def decode_envelope(raw: bytes) -> Envelope:

@@ -27,6 +27,10 @@ class Envelope(BaseModel):
     subject: str = Field(min_length=1, max_length=500)
     datacontenttype: Literal["application/json"] = "application/json"
     data: dict[str, Any]
+    # CloudEvents distributed-tracing extension (W3C Trace Context). Optional with a default
+    # (events-forever): events written before it, or without a trace, simply have none.
+    traceparent: str | None = Field(None, max_length=200)
+    tracestate: str | None = Field(None, max_length=600)
 
     @property
     def base_type(self) -> str:

@@ -105,11 +105,15 @@ registrations = Table(
     Column("first_rule", String(40), nullable=True),
     Column("collided", Boolean, nullable=True),
     Column("decision_latency_ms", BigInteger, nullable=True),
+    # Added by 0007: the first decision that settled it (anything but in_review).
+    Column("settled_at", UTCDateTime(), nullable=True),
+    Column("settle_ms", BigInteger, nullable=True),
     Index("ix_registrations_account_key", "account_key"),
     Index("ix_registrations_partner_id_id", "partner_id", "id"),
     Index("ix_registrations_status_id", "status", "id"),
     Index("ix_registrations_submitted_at", "submitted_at"),
     Index("ix_registrations_decision_latency_ms", "decision_latency_ms"),
+    Index("ix_registrations_settle_ms", "settle_ms"),
 )
 
 claims = Table(
@@ -310,6 +314,9 @@ notification_outbox = Table(
     Column("last_error", String(2000), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("delivered_at", UTCDateTime(), nullable=True),
+    Column("traceparent", String(200), nullable=True,
+           doc="W3C trace context of the decision event, sent as the webhook's header"),
+    Column("tracestate", String(600), nullable=True),
     Index("ix_notification_outbox_status_next_attempt_at", "status", "next_attempt_at"),
     Index("ix_notification_outbox_recipient", "recipient_kind", "recipient_id", "created_at"),
 )

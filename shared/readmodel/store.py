@@ -16,10 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10,
+                  pool_timeout: float = 30.0, **kwargs: Any) -> AsyncEngine:
+    """The read-model engine; pool sizes are `Settings.db_pool_*` in a running process."""
+    pool = {"pool_size": pool_size, "max_overflow": max_overflow, "pool_timeout": pool_timeout}
     if url.startswith("sqlite"):
         Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, **kwargs)
+        in_memory = url.rstrip("/").endswith(":memory:") or url.endswith("///")
+        engine = create_async_engine(url, **({} if in_memory else pool), **kwargs)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -30,7 +34,7 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
             cursor.close()
 
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, **kwargs)
+    return create_async_engine(url, **pool, **kwargs)
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

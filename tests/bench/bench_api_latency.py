@@ -1,19 +1,28 @@
-"""Decision latency through the HTTP API at a steady 200 registrations/s.
+"""Decision latency through the HTTP API, the intake ceiling, and idle memory.
 
-    python tests/bench/bench_api_latency.py [--rate 200] [--seconds 20] [--backend ...]
+    python tests/bench/bench_api_latency.py [--rate 200] [--seconds 60] [--quick]
+                                            [--backend embedded|distributed|both]
 
-Runs the real processes: `dealreg dev` (embedded), or `dealreg serve registration|
-adjudication|projections` against Kafka + PostgreSQL (distributed). An open-loop client sends
-POST /v1/registrations with `Prefer: wait=5` at a fixed rate and measures, per request, the
-time until the decided registration came back. Targets: p99 < 100 ms embedded, < 250 ms
-distributed.
+Runs the real processes: `dealreg dev` (embedded), or three `dealreg serve` processes
+(registration, adjudication, projections) against Kafka + PostgreSQL (distributed). The
+load generator (tests/bench/loadgen.py: its own processes, open loop, HdrHistogram with
+coordinated-omission correction) sends `POST /v1/registrations` with `Prefer: wait=5` at a
+fixed rate; a request's latency runs from its *intended* send time until the decided
+registration came back. Targets: p99 < 100 ms embedded, < 250 ms distributed, at 200/s.
 
-The registrations come from the seeded company generator (tests/support/companies.py):
-realistic names that share words, subsidiaries, typos and legal-form variants, several
-domains per company, and a known share of true collisions (`--collisions`, default 0.3).
-Next to the latencies it prints the observed collision rate (decisions other than
-`no_conflict`) and the number of distinct account keys, beside the intended ones: a bench
-whose accounts merge wrongly measures the wrong thing.
+Also measured, in the same run:
+- **idle RSS** of `dealreg dev` once ready (target <= 150 MB);
+- **intake / ceiling**: closed-loop `POST /v1/registrations` (no wait) against dealreg, and
+  the same client against a bare FastAPI endpoint with dealreg's uvicorn settings
+  (tests/bench/bare_api.py);
+- distributed only: the **highest rate keeping p99 < 250 ms** (rate steps, each its own
+  open-loop run).
+
+Workload: the seeded Faker companies of tests/support/companies.py with a known share of
+true collisions (`--collisions`, default 0.3). Next to the latencies it prints the observed
+collision rate (decisions other than `no_conflict`) and the number of distinct account keys
+beside the intended ones: a bench whose accounts merge wrongly measures the wrong thing.
+A run whose client was saturated is marked invalid (`*_valid: false`).
 """
 
 from __future__ import annotations
@@ -29,23 +38,33 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
-import httpx
+import orjson
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
 
-from tests.bench.common import percentile, record
-from tests.support.companies import Workload, generate
-from tests.support.processes import free_port, wait_ready
+from tests.bench import loadgen  # noqa: E402
+from tests.bench.common import record  # noqa: E402
+from tests.support.companies import Workload, generate  # noqa: E402
+from tests.support.processes import free_port, wait_ready  # noqa: E402
 
 TOKEN = "bench-admin"
+SEED = 406
+WARM_UP = 100
+AUTH = (("Authorization", f"Bearer {TOKEN}"),)
+BASE_ENV = {"DEALREG_ADMIN_TOKEN": TOKEN, "DEALREG_LOG_LEVEL": "WARNING",
+            # The bench's one client is the admin: not rate limited either way.
+            "DEALREG_RATE_LIMIT_PER_SECOND": "0"}
 
 
 @contextmanager
-def process(args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+def process(args: list[str], env: dict[str, str],
+            python: list[str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
     # Closed in the finally below, after the process it logs for has ended.
-    log = open(Path(tempfile.gettempdir()) / f"dealreg-bench-{args[0]}.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "dealreg", *args], env=env,
+    log = open(Path(tempfile.gettempdir()) / f"dealreg-bench-{Path(args[-1]).name}.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, *(python or ["-m", "dealreg"]), *args], env=env,
                             stdout=log, stderr=subprocess.STDOUT)
     try:
         yield proc
@@ -58,127 +77,221 @@ def process(args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[b
         log.close()
 
 
-WARM_UP = 50
-SEED = 406
-
-
-def body(workload: Workload, i: int) -> dict[str, object]:
-    out = workload.registrations[i].request(title="Deal")
-    out["opportunity"]["amount"] = {"value": "50000.00", "currency": "USD"}  # type: ignore[index]
+def requests(workload: Workload, start: int, count: int) -> list[loadgen.Request]:
+    out = []
+    for registration in workload.registrations[start:start + count]:
+        body = registration.request(title="Deal")
+        body["opportunity"]["amount"] = {"value": "50000.00", "currency": "USD"}
+        out.append(loadgen.Request("POST", "/v1/registrations", orjson.dumps(body)))
     return out
 
 
-def accounts_report(workload: Workload, decided: dict[int, tuple[str, str]]) -> dict[str, float]:
+def decided(_k: int, status: int, body: bytes) -> tuple[str, str] | None:
+    """(account key, rule) of a decided registration in the answer."""
+    if status != 201:
+        return None
+    view = orjson.loads(body)
+    decision = view.get("decision")
+    return (view["account_key"], decision["rule"]) if decision else None
+
+
+def accounts_report(workload: Workload, start: int,
+                    extracts: dict[int, tuple[str, str]]) -> dict[str, float]:
     """Observed against intended, over the measured registrations that were decided."""
-    measured = [workload.registrations[i] for i in decided]
-    companies = {r.company_id for r in measured}
-    keys = {key for key, _ in decided.values()}
-    collided = sum(rule != "no_conflict" for _, rule in decided.values())
+    measured = [workload.registrations[start + k] for k in extracts]
+    keys = {key for key, _ in extracts.values()}
+    collided = sum(rule != "no_conflict" for _, rule in extracts.values())
     return {
-        "intended_collision_share": sum(r.collision for r in measured) / max(1, len(measured)),
-        "observed_collision_rate": collided / max(1, len(decided)),
-        "distinct_companies": float(len(companies)),
-        "distinct_account_keys": float(len(keys)),
+        "intended_collision_share": round(sum(r.collision for r in measured)
+                                          / max(1, len(measured)), 4),
+        "observed_collision_rate": round(collided / max(1, len(extracts)), 4),
+        "intended_distinct_companies": len({r.company_id for r in measured}),
+        "observed_distinct_account_keys": len(keys),
     }
 
 
-async def load(url: str, rate: float, seconds: float, collisions: float) -> dict[str, float]:
-    total = int(rate * seconds)
-    workload = generate(SEED, WARM_UP + total, collision_share=collisions)
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    decided: dict[int, tuple[str, str]] = {}
-    limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30,
-                                 headers={"Authorization": f"Bearer {TOKEN}",
-                                          "Prefer": "wait=5"}) as client:
-        async def one(i: int) -> None:
-            started = time.perf_counter()
-            response = await client.post("/v1/registrations", json=body(workload, i))
-            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
-            if response.status_code == 201:
-                latencies.append((time.perf_counter() - started) * 1000)
-                view = response.json()
-                if view.get("decision"):
-                    decided[i] = (view["account_key"], view["decision"]["rule"])
-
-        for i in range(WARM_UP):  # warm-up, not measured
-            await one(i)
-        latencies.clear()
-        statuses.clear()
-        decided.clear()
-        t0 = time.perf_counter()
-        tasks = []
-        for i in range(WARM_UP, WARM_UP + total):
-            # Open loop: send on schedule whatever the previous requests are doing.
-            delay = t0 + (i - WARM_UP) / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i)))
-        await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - t0
-    return {
-        "requests": float(total), "achieved_rate_per_s": total / elapsed,
-        "decided_201": float(statuses.get(201, 0)),
-        "not_decided_in_time_202": float(statuses.get(202, 0)),
-        "errors": float(sum(v for k, v in statuses.items() if k >= 400)),
-        "p50_ms": percentile(latencies, 50), "p95_ms": percentile(latencies, 95),
-        "p99_ms": percentile(latencies, 99), "max_ms": max(latencies, default=float("nan")),
-        **accounts_report(workload, decided),
-    }
+def drive(url: str, reqs: list[loadgen.Request], rate: float, seconds: float,
+          pids: list[int], *, wait: bool = True, closed: bool = False,
+          concurrency: int = 128) -> tuple[loadgen.Result, float]:
+    """One load run; returns the result and the server processes' CPU (cores) during it."""
+    headers = (*AUTH, ("Prefer", "wait=5")) if wait else AUTH
+    plan = loadgen.Plan(url=url, requests=reqs, rate=rate, seconds=seconds, processes=2,
+                        concurrency=concurrency, timeout=10, headers=headers,
+                        extract=decided if wait else None)
+    cpu0 = sum(loadgen.process_cpu_seconds(p) for p in pids)
+    result = loadgen.closed_loop(plan) if closed else loadgen.run(plan)
+    server_cores = (sum(loadgen.process_cpu_seconds(p) for p in pids) - cpu0) \
+        / max(1e-9, result.wall_seconds)
+    print(f"  {'closed loop' if closed else f'{rate:.0f}/s'} {url}: "
+          f"{result.achieved_rate:,.0f}/s done, p50 {result.ms(50):.1f} ms, "
+          f"p99 {result.ms(99):.1f} ms, statuses {result.statuses}, timeouts "
+          f"{result.timeouts}; client CPU {result.client_cores:.2f} cores (busiest process "
+          f"{result.client_cpu_per_process:.0%}), server {server_cores:.2f} cores"
+          f"{'' if result.valid else '  INVALID: ' + str(result.saturated)}", flush=True)
+    return result, server_cores
 
 
-async def embedded(rate: float, seconds: float, collisions: float) -> dict[str, float]:
+def latency_results(prefix: str, result: loadgen.Result, server_cores: float,
+                    workload: Workload, start: int) -> dict[str, Any]:
+    out = result.summary(prefix)
+    out[f"{prefix}server_cores_used"] = round(server_cores, 3)
+    decided_n = len(result.extracts)
+    out[f"{prefix}decided_in_time"] = decided_n
+    report = accounts_report(workload, start, result.extracts)
+    out.update({f"{prefix}{k}": v for k, v in report.items()})
+    print(f"  collisions intended {report['intended_collision_share']:.1%} / observed "
+          f"{report['observed_collision_rate']:.1%}; distinct companies "
+          f"{report['intended_distinct_companies']} / account keys "
+          f"{report['observed_distinct_account_keys']}", flush=True)
+    out[f"{prefix}cdf"] = downsample(result.cdf())
+    return out
+
+
+def downsample(points: list[tuple[float, float]], n: int = 200) -> list[list[float]]:
+    if len(points) <= n:
+        return [list(p) for p in points]
+    step = len(points) / n
+    return [list(points[int(i * step)]) for i in range(n)] + [list(points[-1])]
+
+
+def settle(pids: list[int], limit: float = 60.0) -> float:
+    """Wait until the server processes are idle (under 0.15 cores over a second): the
+    backlog of a saturated run must not count against the next one. Returns seconds."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < limit:
+        cpu0 = sum(loadgen.process_cpu_seconds(p) for p in pids)
+        time.sleep(1.0)
+        if sum(loadgen.process_cpu_seconds(p) for p in pids) - cpu0 < 0.15:
+            break
+    return time.perf_counter() - started
+
+
+def intake_ceiling(url: str, pid: int, reqs: list[loadgen.Request], seconds: float,
+                   prefix: str) -> dict[str, Any]:
+    """Closed-loop intake (no wait) against dealreg, then the bare endpoint, same client."""
+    settle([pid])
+    intake, intake_cores = drive(url, reqs, 0, seconds, [pid], wait=False, closed=True,
+                                 concurrency=32)
     port = free_port()
-    env = {**os.environ, "DEALREG_ADMIN_TOKEN": TOKEN, "DEALREG_LOG_LEVEL": "WARNING"}
+    with process([str(port)], {**os.environ}, python=[str(ROOT / "tests/bench/bare_api.py")]) \
+            as bare:
+        asyncio.run(wait_ready(f"http://127.0.0.1:{port}", timeout=60))
+        ceiling, ceiling_cores = drive(f"http://127.0.0.1:{port}", reqs, 0, seconds,
+                                       [bare.pid], wait=False, closed=True, concurrency=32)
+    ok = {s: n for s, n in intake.statuses.items() if s < 300}
+    rate = sum(ok.values()) / max(1e-9, intake.wall_seconds)
+    return {
+        f"{prefix}intake_per_s": round(rate, 1),
+        f"{prefix}intake_statuses": {str(k): v for k, v in intake.statuses.items()},
+        f"{prefix}intake_server_cores": round(intake_cores, 3),
+        f"{prefix}intake_ceiling_per_s": round(ceiling.achieved_rate, 1),
+        f"{prefix}intake_ceiling_server_cores": round(ceiling_cores, 3),
+        f"{prefix}intake_over_ceiling": round(rate / max(1e-9, ceiling.achieved_rate), 4),
+        f"{prefix}intake_valid": intake.valid and ceiling.valid,
+    }
+
+
+def embedded(args: argparse.Namespace, workload: Workload, extra: Workload) -> dict[str, Any]:
+    port = free_port()
+    env = {**os.environ, **BASE_ENV}
+    total = int(args.rate * args.seconds)
+    out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp, \
-            process(["dev", "--port", str(port), "--data-dir", tmp], env):
+            process(["dev", "--port", str(port), "--data-dir", tmp], env) as proc:
         url = f"http://127.0.0.1:{port}"
-        await wait_ready(url, timeout=60)
-        return await load(url, rate, seconds, collisions)
+        asyncio.run(wait_ready(url, timeout=60))
+        time.sleep(2)
+        out["embedded_idle_rss_mb"] = round(loadgen.process_rss_bytes(proc.pid) / 2**20, 1)
+        print(f"  idle RSS of dealreg dev: {out['embedded_idle_rss_mb']} MB", flush=True)
+        drive(url, requests(workload, 0, WARM_UP), 50, WARM_UP / 50, [proc.pid])
+        result, cores = drive(url, requests(workload, WARM_UP, total), args.rate,
+                              args.seconds, [proc.pid])
+        out.update(latency_results("embedded_", result, cores, workload, WARM_UP))
+        out["embedded_rss_after_load_mb"] = round(loadgen.process_rss_bytes(proc.pid) / 2**20,
+                                                  1)
+        record("api_latency", out)  # kept if the ceiling runs out of time
+        out.update(intake_ceiling(url, proc.pid, requests(extra, 0, 3_000),
+                                  args.ceiling_seconds, "embedded_"))
+    return out
 
 
-async def distributed(rate: float, seconds: float, collisions: float) -> dict[str, float]:
+def distributed(args: argparse.Namespace, workload: Workload, extra: Workload
+                ) -> dict[str, Any]:
     from tests.support.servers import create_database, start_kafka, start_postgres
 
+    out: dict[str, Any] = {}
     with ExitStack() as stack:
         kafka = stack.enter_context(start_kafka())
         postgres = stack.enter_context(start_postgres())
-        database = await create_database(postgres.url, f"bench_{int(time.time())}")
         suffix = str(int(time.time()))
-        env = {**os.environ, "DEALREG_ADMIN_TOKEN": TOKEN, "DEALREG_LOG_LEVEL": "WARNING",
+        database = asyncio.run(create_database(postgres.url, f"bench_{suffix}"))
+        env = {**os.environ, **BASE_ENV,
                "DEALREG_KAFKA_BOOTSTRAP_SERVERS": kafka.url, "DEALREG_DATABASE_URL": database,
                "DEALREG_TOPIC_PREFIX": f"bench-{suffix}",
                "DEALREG_ADJUDICATOR_GROUP": f"adj-{suffix}",
                "DEALREG_PROJECTIONS_GROUP": f"proj-{suffix}"}
         ports = {name: free_port() for name in ("registration", "adjudication", "projections")}
+        pids = []
         for name in ("projections", "adjudication", "registration"):
-            stack.enter_context(process(["serve", name, "--port", str(ports[name])], env))
-            await wait_ready(f"http://127.0.0.1:{ports[name]}", timeout=60)
-        return await load(f"http://127.0.0.1:{ports['registration']}", rate, seconds,
-                          collisions)
+            proc = stack.enter_context(process(["serve", name, "--port", str(ports[name])],
+                                               env))
+            pids.append(proc.pid)
+            asyncio.run(wait_ready(f"http://127.0.0.1:{ports[name]}", timeout=90))
+        url = f"http://127.0.0.1:{ports['registration']}"
+        total = int(args.rate * args.seconds)
+        settle(pids, 30)
+        drive(url, requests(workload, 0, WARM_UP), 50, WARM_UP / 50, pids)
+        result, cores = drive(url, requests(workload, WARM_UP, total), args.rate,
+                              args.seconds, pids)
+        out.update(latency_results("distributed_", result, cores, workload, WARM_UP))
+        record("api_latency", out)  # kept if the rate steps run out of time
+        # The highest rate keeping p99 < 250 ms: rising steps until one misses.
+        best = 0.0
+        start = 3_000
+        steps: dict[str, float] = {}
+        for rate in args.steps:
+            count = int(rate * args.step_seconds)
+            step, _ = drive(url, requests(extra, start, count), rate, args.step_seconds,
+                            pids)
+            start += count
+            steps[f"{rate:.0f}"] = step.ms(99)
+            settle(pids, 20)
+            if step.ms(99) >= 250 or step.timeouts or not step.valid:
+                break
+            best = rate
+        out["distributed_step_p99_ms"] = steps
+        out["distributed_highest_rate_p99_under_250ms"] = best
+    return out
 
 
-async def main() -> None:
+def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rate", type=float, default=200)
-    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--ceiling-seconds", type=float, default=5)
+    parser.add_argument("--step-seconds", type=float, default=10)
+    parser.add_argument("--steps", type=float, nargs="*", default=[100, 200, 300, 400, 600])
     parser.add_argument("--collisions", type=float, default=0.3,
                         help="intended share of true collisions")
     parser.add_argument("--backend", choices=["embedded", "distributed", "both"],
                         default="both")
+    parser.add_argument("--quick", action="store_true", help="short runs (make bench QUICK=1)")
     args, _ = parser.parse_known_args()
-    results: dict[str, float] = {"rate_target_per_s": args.rate}
+    if args.quick:
+        args.seconds, args.ceiling_seconds, args.step_seconds = 10, 3, 5
+        args.steps = [200, 400]
+    total = int(args.rate * args.seconds)
+    # The measured run's own workload (its intended collision share holds over it), and
+    # another for the intake ceiling and the rate steps.
+    workload = generate(SEED, WARM_UP + total, collision_share=args.collisions)
+    extra = generate(SEED + 1, int(sum(s * args.step_seconds for s in args.steps)) + 3_000,
+                     collision_share=args.collisions)
+    results: dict[str, Any] = {"rate_target_per_s": args.rate, "seconds": args.seconds}
     if args.backend in ("embedded", "both"):
-        results.update({f"embedded_{k}": v
-                        for k, v in (await embedded(args.rate, args.seconds,
-                                                        args.collisions)).items()})
+        record("api_latency", {**results, **embedded(args, workload, extra)})
     if args.backend in ("distributed", "both"):
-        results.update({f"distributed_{k}": v
-                        for k, v in (await distributed(args.rate, args.seconds,
-                                                           args.collisions)).items()})
-    record("api_latency", results)
+        record("api_latency", {**results, **distributed(args, workload, extra)})
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

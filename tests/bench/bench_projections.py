@@ -25,7 +25,9 @@ import asyncio
 import gc
 import os
 import random
-import statistics
+import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,21 +35,20 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # runnable from a checkout without `pip install -e`
     sys.path.insert(0, str(ROOT))
 
-import httpx  # noqa: E402
-from fastapi import FastAPI  # noqa: E402
+import orjson  # noqa: E402
 
 from services.projections.adapters import repository  # noqa: E402
 from services.projections.adapters.rebuild import rebuild  # noqa: E402
-from services.projections.api import routers  # noqa: E402
 from services.projections.domain.directory import facts  # noqa: E402
 from services.projections.domain.registrations import empty_row, to_e4  # noqa: E402
+from shared.accounts import normalize_name  # noqa: E402
 from shared.api.auth import Authenticator  # noqa: E402
-from shared.api.problems import install_problem_handlers  # noqa: E402
 from shared.eventlog.embedded import EmbeddedEventLog  # noqa: E402
 from shared.eventlog.topics import Topics  # noqa: E402
 from shared.events import Account  # noqa: E402
@@ -61,8 +62,10 @@ from shared.readmodel.schema import (  # noqa: E402
 )
 from shared.readmodel.store import create_engine, migrate  # noqa: E402
 from shared.settings import Settings  # noqa: E402
-from tests.bench.common import percentile, record  # noqa: E402
+from tests.bench import loadgen  # noqa: E402
+from tests.bench.common import record  # noqa: E402
 from tests.integration.projections.projection_support import append_workload  # noqa: E402
+from tests.support.processes import free_port, wait_ready  # noqa: E402
 from tests.unit.projections.projection_workload import generate  # noqa: E402
 
 SYLLABLES = ("ac", "me", "glo", "bex", "ini", "tech", "um", "bre", "la", "hoo", "li", "stark",
@@ -104,6 +107,7 @@ async def bench_rebuild(events: int, postgres_url: str | None) -> dict[str, Any]
         results[f"rebuild_{name}_events_per_second"] = round(result.events_per_second)
         print(f"rebuild into {name}: {records:,} records in {result.seconds:.1f} s "
               f"= {result.events_per_second:,.0f} events/s", flush=True)
+        record("projections", results)  # kept if the next phase runs out of time
     await log.close()
     return results
 
@@ -182,6 +186,88 @@ async def fill_directory(engine: Any, count: int, rng: random.Random) -> list[tu
     return samples
 
 
+BASE = 20_000
+"""Registrations built by the product's own code (`facts`, `empty_row`, bulk upserts); a
+bigger directory is copies of this base made in SQL (`replicate`)."""
+
+
+def token(copy: int) -> str:
+    """A name word of copy `copy` that normalization keeps as it is (checked in the unit
+    tests): `qz` and two letters."""
+    return "qz" + chr(97 + copy // 26 % 26) + chr(97 + copy % 26)
+
+
+def replicate(path: Path, copies: int) -> None:
+    """Make copies 1..copies-1 of every directory row in the SQLite read model at `path`,
+    in SQL (seconds for a million rows, where the product's code path takes many minutes
+    on a loaded machine). The schema is the real one; copy c of a registration has its own
+    id, domain (`cC-<domain>`), CRM id (`<id>-cC`), account key (`dom:cC-<domain>`) and
+    name (the normalized name plus the word `token(c)`), with the name keys the product
+    would file for that name: the base name's keys plus the word's own
+    (`blocking_keys` is per word; checked in the unit tests)."""
+    import sqlite3
+
+    from shared.accounts import blocking_keys
+
+    tables = ("registrations", "ownership_intervals", "account_domains", "account_crm_ids",
+              "account_names", "account_name_keys")
+    db = sqlite3.connect(path)
+    # A bulk load: no journal, no fsync, a big cache, and the secondary indexes dropped
+    # while the rows go in and built once afterwards (sorting beats a million updates).
+    db.execute("PRAGMA journal_mode=OFF")
+    db.execute("PRAGMA synchronous=OFF")
+    db.execute("PRAGMA cache_size=-200000")
+    columns = {t: [r[1] for r in db.execute(f"PRAGMA table_info({t})")] for t in tables}
+    marks = ", ".join("?" * len(tables))
+    indexes = db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND "
+                         f"sql IS NOT NULL AND tbl_name IN ({marks})", tables).fetchall()
+    for name, _ in indexes:
+        db.execute(f"DROP INDEX {name}")
+    for t in tables:
+        db.execute(f"CREATE TEMP TABLE base_{t} AS SELECT * FROM {t}")
+    key = "'dom:' || :p || substr(account_key, 5)"
+    changed = {
+        "registrations": {
+            "id": "id || :s", "account_key": key,
+            "account": "json_set(account, '$.domain', :p || json_extract(account, "
+                       "'$.domain'), '$.crm_account_id', CASE WHEN json_extract(account, "
+                       "'$.crm_account_id') IS NULL THEN NULL ELSE json_extract(account, "
+                       "'$.crm_account_id') || :s END, '$.name', json_extract(account, "
+                       "'$.name') || ' ' || :t)"},
+        "ownership_intervals": {"holder_id": "holder_id || :s", "opened_by": "opened_by || :s",
+                                "account_key": key},
+        "account_domains": {"domain": ":p || domain", "account_key": key},
+        "account_crm_ids": {"crm_account_id": "crm_account_id || :s", "account_key": key},
+        "account_names": {"name": "name || ' ' || :t", "account_key": key},
+        "account_name_keys": {"name": "name || ' ' || :t"},
+    }
+    with db:
+        for c in range(1, copies):
+            params = {"s": f"-c{c}", "p": f"c{c}-", "t": token(c)}
+            for t in tables:
+                exprs = ", ".join(changed[t].get(col, col) for col in columns[t])
+                db.execute(f"INSERT INTO {t} ({', '.join(columns[t])}) "
+                           f"SELECT {exprs} FROM base_{t}", params)
+            for k in sorted(blocking_keys(token(c))):
+                db.execute("INSERT OR IGNORE INTO account_name_keys (country, key, name) "
+                           "SELECT country, :k, name || ' ' || :t FROM base_account_names",
+                           {**params, "k": k})
+        for _, sql in indexes:
+            db.execute(sql)
+    db.execute("ANALYZE")
+    db.execute("PRAGMA journal_mode=WAL")
+    db.close()
+
+
+def copy_sample(sample: tuple[Any, ...], copy: int) -> tuple[Any, ...]:
+    """What to look up for copy `copy` of a base registration's sample."""
+    if copy == 0:
+        return sample
+    name, country, domain, crm, rid, partner = sample
+    return (f"{normalize_name(name)} {token(copy)}", country, f"c{copy}-{domain}",
+            None if crm is None else f"{crm}-c{copy}", f"{rid}-c{copy}", partner)
+
+
 def misspell(name: str, rng: random.Random) -> str:
     words = name.split()
     longest = max(range(len(words)), key=lambda j: len(words[j]))
@@ -193,85 +279,104 @@ def misspell(name: str, rng: random.Random) -> str:
     return " ".join(words)
 
 
-class _Runtime:
-    def __init__(self, engine: Any, settings: Settings) -> None:
-        self.engine = engine
-        self.settings = settings
-        self.topics = Topics.named("bench")
-        self.projection_worker = None
+def lookup_requests(samples: list[tuple[Any, ...]], rng: random.Random, count: int,
+                    admin: str, partner: str) -> list[loadgen.Request]:
+    """The look-up mix: 70 % by domain, 10 % by CRM id, 10 % by exact name + country,
+    10 % by a misspelt name (fuzzy); a third as a partner (redacted answers)."""
+    out = []
+    for n in range(count):
+        name, country, domain, crm, _rid, _partner = rng.choice(samples)
+        roll = rng.random()
+        if roll < 0.7 or (roll < 0.8 and crm is None):
+            params = {"domain": domain}
+        elif roll < 0.8:
+            params = {"crm_account_id": crm}
+        elif roll < 0.9:
+            params = {"name": name, "country": country}
+        else:
+            params = {"name": misspell(name, rng), "country": country}
+        token = partner if n % 3 == 0 else admin
+        out.append(loadgen.Request("GET", f"/v1/ownership?{urlencode(params)}",
+                                   headers=(("Authorization", f"Bearer {token}"),)))
+    return out
 
 
-async def bench_lookups(count: int, lookups: int) -> dict[str, Any]:
-    directory = Path(tempfile.mkdtemp(prefix="bench-own-"))
-    engine = create_engine(f"sqlite+aiosqlite:///{directory / 'readmodel.sqlite3'}")
-    await migrate(engine)
+def first_owner(_k: int, status: int, body: bytes) -> int | None:
+    if status != 200:
+        return None
+    return len(orjson.loads(body)["owners"])
+
+
+async def bench_lookups(count: int, rate: float, seconds: float,
+                        keep: Path | None = None) -> dict[str, Any]:
+    """`count` registrations in the real read-model schema, then `GET /v1/ownership`
+    through HTTP against a real `dealreg dev` on that data directory, open loop."""
+    directory = keep or Path(tempfile.mkdtemp(prefix="bench-own-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    settings = Settings(backend="embedded", data_dir=directory, admin_token=ADMIN)
     rng = random.Random(17)
     started = time.perf_counter()
-    samples = await fill_directory(engine, count, rng)
+    saved = directory / "bench-samples.json"
+    if saved.exists():  # --keep of an earlier run: the same directory again
+        count, partner_token, raw = orjson.loads(saved.read_bytes())
+        samples = [tuple(s) for s in raw]
+    else:
+        engine = create_engine(settings.embedded_readmodel_url)
+        await migrate(engine)
+        copies = max(1, count // BASE)
+        samples = await fill_directory(engine, min(count, BASE), rng)
+        partner_token = (await Authenticator(ADMIN, engine).mint("partner", "p-1",
+                                                                  "bench")).token
+        await engine.dispose()
+        await asyncio.to_thread(replicate, directory / "readmodel.sqlite3", copies)
+        samples = [copy_sample(s, rng.randrange(copies)) for s in samples for _ in range(3)]
+        count = min(count, BASE) * copies
+        if keep is not None:
+            saved.write_bytes(orjson.dumps([count, partner_token, samples]))
     filled = time.perf_counter() - started
     print(f"directory of {count:,} registrations filled in {filled:.0f} s", flush=True)
 
-    app = FastAPI()
-    settings = Settings(backend="embedded", data_dir=directory, admin_token=ADMIN)
-    app.state.runtime = _Runtime(engine, settings)
-    authenticator = Authenticator(ADMIN, engine) if _accepts_engine() else Authenticator(ADMIN)
-    app.state.authenticator = authenticator
-    install_problem_handlers(app)
-    for router in routers:
-        app.include_router(router)
-    partner_token = ADMIN
-    if hasattr(authenticator, "mint"):
-        partner_token = (await authenticator.mint("partner", "p-1", "bench")).token
-    kinds: dict[str, list[float]] = {"domain": [], "crm_account_id": [], "name": [],
-                                     "fuzzy_name": []}
-    misses = 0
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://bench") as client:
-        for n in range(lookups + 200):
-            name, country, domain, crm, _rid, _partner = rng.choice(samples)
-            roll = rng.random()
-            if roll < 0.7 or (roll < 0.8 and crm is None):
-                kind, params = "domain", {"domain": domain}
-            elif roll < 0.8:
-                kind, params = "crm_account_id", {"crm_account_id": crm}
-            elif roll < 0.9:
-                kind, params = "name", {"name": name, "country": country}
-            else:
-                kind, params = "fuzzy_name", {"name": misspell(name, rng), "country": country}
-            token = partner_token if n % 3 == 0 else ADMIN
-            t0 = time.perf_counter()
-            response = await client.get("/v1/ownership", params=params,
-                                        headers={"Authorization": f"Bearer {token}"})
-            elapsed = (time.perf_counter() - t0) * 1000
-            if response.status_code != 200:
-                raise RuntimeError(response.text)
-            owners = response.json()["owners"]
-            if kind != "fuzzy_name" and not owners:
-                misses += 1
-            if n >= 200:  # the first requests warm caches and code paths
-                kinds[kind].append(elapsed)
-    await engine.dispose()
-    every = [v for values in kinds.values() for v in values]
-    results: dict[str, Any] = {
+    port = free_port()
+    env = {**os.environ, "DEALREG_ADMIN_TOKEN": ADMIN, "DEALREG_LOG_LEVEL": "WARNING",
+           "DEALREG_RATE_LIMIT_PER_SECOND": "0"}
+    log = open(directory / "dev.log", "wb")  # noqa: SIM115, ASYNC230
+    command = [sys.executable, "-m", "dealreg", "dev", "--port", str(port), "--data-dir",
+               str(directory)]
+    proc = subprocess.Popen(command, env=env, stdout=log,  # noqa: ASYNC220
+                            stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        await wait_ready(url, timeout=120)
+        warm = lookup_requests(samples, rng, 300, ADMIN, partner_token)
+        await asyncio.to_thread(loadgen.run, loadgen.Plan(url, warm, rate=100, seconds=3,
+                                                          processes=1, concurrency=16))
+        reqs = lookup_requests(samples, rng, int(rate * seconds), ADMIN, partner_token)
+        cpu0 = loadgen.process_cpu_seconds(proc.pid)
+        result = await asyncio.to_thread(loadgen.run, loadgen.Plan(
+            url, reqs, rate=rate, seconds=seconds, processes=2, concurrency=32,
+            extract=first_owner))
+        server_cores = (loadgen.process_cpu_seconds(proc.pid) - cpu0) / result.wall_seconds
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+    found = sum(1 for v in result.extracts.values() if v)
+    print(f"ownership through HTTP at {rate:.0f}/s: p50 {result.ms(50):.2f} ms, p99 "
+          f"{result.ms(99):.2f} ms, statuses {result.statuses}, client "
+          f"{result.client_cores:.2f} cores, server {server_cores:.2f} cores"
+          f"{'' if result.valid else '  INVALID: ' + str(result.saturated)}", flush=True)
+    if keep is None:
+        shutil.rmtree(directory, ignore_errors=True)
+    return {
         "directory_registrations": count,
         "directory_fill_seconds": round(filled, 1),
-        "lookups": len(every),
-        "lookup_misses_exact": misses,
-        "ownership_p50_ms": round(percentile(every, 50), 3),
-        "ownership_p99_ms": round(percentile(every, 99), 3),
-        "ownership_mean_ms": round(statistics.fmean(every), 3),
+        "ownership_http_answers_with_owners": found,
+        "ownership_http_server_cores": round(server_cores, 3),
+        **result.summary("ownership_http_"),
     }
-    for kind, values in kinds.items():
-        if values:
-            results[f"ownership_{kind}_p50_ms"] = round(percentile(values, 50), 3)
-            results[f"ownership_{kind}_p99_ms"] = round(percentile(values, 99), 3)
-    return results
-
-
-def _accepts_engine() -> bool:
-    import inspect
-
-    return "engine" in inspect.signature(Authenticator.__init__).parameters
 
 
 async def main() -> None:
@@ -279,10 +384,16 @@ async def main() -> None:
     parser.add_argument("--registrations", type=int, default=1_000_000)
     parser.add_argument("--rebuild-events", type=int, default=100_000,
                         help="intake events of the rebuild workload (decisions come on top)")
-    parser.add_argument("--lookups", type=int, default=5_000)
+    parser.add_argument("--rate", type=float, default=200, help="look-ups per second")
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--quick", action="store_true", help="small (make bench QUICK=1)")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="data directory for the look-ups, kept afterwards")
     parser.add_argument("--postgres", action="store_true",
                         help="also rebuild into PostgreSQL (DEALREG_TEST_DATABASE_URL)")
     args, _ = parser.parse_known_args()
+    if args.quick:
+        args.registrations, args.rebuild_events, args.seconds = 20_000, 3_000, 4
     results: dict[str, Any] = {"cpus": os.cpu_count()}
     postgres_url = None
     if args.postgres:
@@ -291,7 +402,8 @@ async def main() -> None:
         server = start_postgres()
         postgres_url = await create_database(server.url, "bench_projections")
     results.update(await bench_rebuild(args.rebuild_events, postgres_url))
-    results.update(await bench_lookups(args.registrations, args.lookups))
+    results.update(await bench_lookups(args.registrations, args.rate, args.seconds,
+                                       args.keep))
     record("projections", results)
 
 

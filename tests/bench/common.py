@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parents[2] / "bench-results"
+LATEST = RESULTS / "latest"
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -29,8 +30,16 @@ def record(name: str, results: dict[str, Any]) -> None:
     history = json.loads(path.read_text()) if path.exists() else []
     history.append(entry)
     path.write_text(json.dumps(history, indent=2, default=str))
+    # This run's numbers alone, for run.py's table and charts. A bench records after each
+    # phase: what it measured survives a later phase's timeout.
+    LATEST.mkdir(parents=True, exist_ok=True)
+    latest = LATEST / f"{name}.json"
+    merged = {**(json.loads(latest.read_text()) if latest.exists() else {}), **entry}
+    latest.write_text(json.dumps(merged, indent=2, default=str))
     width = max(len(k) for k in results)
     print(f"== {name}")
     for key, value in results.items():
+        if isinstance(value, list) and len(value) > 10:
+            continue  # chart data (CDF, series): in the JSON only
         shown = f"{value:,.2f}" if isinstance(value, float) else str(value)
         print(f"  {key:<{width}}  {shown}")

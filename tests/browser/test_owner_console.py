@@ -114,9 +114,15 @@ def test_the_queue_shows_a_new_dispute_and_an_overdue_one_without_a_reload(
     overdue = console.find(f"tr[data-id='{late}'] .countdown")
     assert overdue.text.startswith("overdue by")
     assert "overdue" in (overdue.get_attribute("class") or "")
-    # Red: the overdue style, not the default ink.
-    assert console.driver.execute_script(
-        "return getComputedStyle(arguments[0]).color", overdue) == "rgb(179, 38, 30)"
+    # Red: the overdue style (the palette's `--bad`), not the ink of a countdown on time.
+    color = "return getComputedStyle(arguments[0]).color"
+    on_time = console.find(f"tr[data-id='{arrived}'] .countdown")
+    bad = console.driver.execute_script(
+        "return getComputedStyle(document.documentElement).getPropertyValue('--bad')")
+    red = console.driver.execute_script(color, overdue)
+    assert red != console.driver.execute_script(color, on_time)
+    assert bad.strip().lower() == "#{:02x}{:02x}{:02x}".format(
+        *map(int, red.removeprefix("rgb(").removesuffix(")").split(",")))
     # Soonest due first: the overdue one leads.
     ids = [r.get_attribute("data-id") for r in console.find_all("#queue-table tbody tr")]
     assert ids[0] == late

@@ -139,7 +139,7 @@ def test_policy_publish_from_a_file_shows_the_problem_or_the_new_version(
     assert api(dev_url, "GET", "/v1/policy").json()["version"] == published["version"] > 1
     code, versions = admin(dev_url, "policy", "versions", "--json")
     assert [v["version"] for v in versions] == list(range(1, published["version"] + 1))
-    assert versions[-1]["in_force"] is True
+    assert versions[-1]["in_force"] is True and versions[-1]["published_by"] == "admin"
 
 
 def test_dead_letters_are_listed_and_redelivered(dev_url: str) -> None:
@@ -159,6 +159,8 @@ def test_dead_letters_are_listed_and_redelivered(dev_url: str) -> None:
         assert code == 0, dead
         time.sleep(0.3)
     assert dead and all(d["status"] == "dead" for d in dead), dead
+    code, everyone = admin(dev_url, "dead-letters", "list", "--json")  # every recipient
+    assert code == 0 and {d["id"] for d in dead} <= {d["id"] for d in everyone}, everyone
     code, out = admin(dev_url, "dead-letters", "redeliver", dead[0]["id"], "--json")
     assert code == 0 and out == [{"id": dead[0]["id"], "status": "pending"}], out
     code, out = admin(dev_url, "dead-letters", "redeliver", "dlv_nope")
@@ -172,3 +174,34 @@ def test_a_wrong_token_or_an_unreachable_server_is_one_clear_error(dev_url: str)
     assert code == 1 and "no admin token" in out, out
     code, out = admin(f"http://127.0.0.1:{free_port()}", "owners", "show", "cm-1")
     assert code == 1 and "cannot reach dealreg" in out and "Traceback" not in out, out
+
+
+def test_lists_page_through_every_partner_owner_and_key_without_secrets(dev_url: str) -> None:
+    for i in range(7):
+        code, out = admin(dev_url, "partners", "put", f"p-list-{i}", "--name", f"L{i}",
+                          "--type", "reseller", "--tier", "gold", "--json")
+        assert code == 0, out
+    code, minted = admin(dev_url, "keys", "mint", "--role", "rep", "--subject", "rep-list",
+                         "--name", "listed", "--json")
+    assert code == 0, minted
+    # A page size of 2: the CLI follows next_cursor to the end.
+    code, partners = admin(dev_url, "partners", "list", "--limit", "2", "--json")
+    assert code == 0, partners
+    ids = [p["id"] for p in partners]
+    assert {f"p-list-{i}" for i in range(7)} <= set(ids) and len(ids) == len(set(ids))
+    assert all(not p.get("webhook_secret") for p in partners)
+    code, owners = admin(dev_url, "owners", "list", "--limit", "1", "--json")
+    assert code == 0 and {"cm-1", "dir-1"} <= {o["id"] for o in owners}, owners
+    assert all("webhook_secret" not in o for o in owners)
+    code, keys = admin(dev_url, "keys", "list", "--limit", "1", "--json")
+    assert code == 0, keys
+    listed = next(k for k in keys if k["id"] == minted["id"])
+    assert "token" not in listed and listed["subject_id"] == "rep-list"
+    code, out = admin(dev_url, "keys", "revoke", minted["id"], "--json")
+    assert code == 0, out
+    code, keys = admin(dev_url, "keys", "list", "--json")
+    assert minted["id"] not in {k["id"] for k in keys}
+    code, keys = admin(dev_url, "keys", "list", "--include-revoked", "--json")
+    assert next(k for k in keys if k["id"] == minted["id"])["revoked_at"] is not None
+    code, table = admin(dev_url, "partners", "list")
+    assert code == 0 and "p-list-6" in table and "reseller" in table, table

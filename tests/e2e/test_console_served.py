@@ -5,6 +5,7 @@ key."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import httpx
 
@@ -50,3 +51,33 @@ async def test_the_query_service_serves_the_console_through_the_api(system: Syst
         refused = await browser.post("/v1/registrations", data={"a": "b"},
                                      headers={"Authorization": f"Bearer {key}"})
         assert refused.status_code == 415
+
+
+async def test_session_cookies_are_secure_over_https_or_when_configured(tmp_path: Path) -> None:
+    from dealreg.app import create_app
+    from shared.settings import Settings
+
+    async def cookie_flags(secure: bool | None, scheme: str) -> tuple[str, str]:
+        """The Set-Cookie of the sign-in page and of a sign-in."""
+        settings = Settings(backend="embedded", data_dir=tmp_path / f"{secure}-{scheme}",
+                            admin_token="console-admin-token", session_cookie_secure=secure)
+        app = create_app(settings)
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url=f"{scheme}://dealreg") as c:
+            page = await c.get("/console/sign-in")
+            # The client keeps a Secure cookie from a plain-http page: a browser behind a
+            # TLS-terminating proxy talks https.
+            c.cookies.set("dealreg_signin", page.cookies["dealreg_signin"])
+            signed = await c.post("/console/sign-in", data={
+                "api_key": "console-admin-token", "csrf": _csrf(page.text)})
+            assert signed.status_code == 303, signed.text
+            return page.headers["set-cookie"], signed.headers["set-cookie"]
+
+    page, session = await cookie_flags(None, "http")
+    for cookie in (page, session):
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+        assert "Path=/console" in cookie and "Secure" not in cookie
+    assert session.startswith("dealreg_session=")
+    assert all("Secure" in c for c in await cookie_flags(None, "https"))
+    # Behind a TLS-terminating proxy the request looks like http: configured.
+    assert all("Secure" in c for c in await cookie_flags(True, "http"))

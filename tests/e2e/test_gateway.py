@@ -183,7 +183,7 @@ async def test_an_unreachable_upstream_is_502_and_a_silent_one_504() -> None:
                 assert slow.status_code == 504
                 assert slow.json()["title"] == "Gateway timeout"
                 ready = await client.get("/readyz")
-                assert ready.status_code == 503
+                assert ready.status_code == 503 and ready.json()["status"] == "down"
                 assert ready.json()["detail"]["commands"].startswith("unreachable")
     finally:
         server.close()

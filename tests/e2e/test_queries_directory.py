@@ -295,3 +295,17 @@ async def test_the_registration_search_filters_by_product_account_text_and_dates
     other = await system.queries("partner", "p-1")
     theirs = await every_page(other, "/v1/registrations", 50, account=label)
     assert theirs == []
+
+
+async def test_a_due_order_cursor_is_not_taken_for_an_id_cursor(system: Running) -> None:
+    # Regression: a `sort=due` cursor (`<µs>:<id>`) passed without `sort=due` was read as
+    # an id, and every dispute id sorts after it: the queue silently restarted.
+    for _ in range(2):
+        await _tie(system)
+    await system.settle()
+    owner = await system.queries("owner", "cm-1")
+    by_due = (await owner.get("/v1/disputes", params={"limit": 1, "sort": "due"})).json()
+    assert by_due["next_cursor"] is not None
+    crossed = await owner.get("/v1/disputes", params={"cursor": by_due["next_cursor"]})
+    assert crossed.status_code == 422, crossed.text
+    assert crossed.json()["errors"][0]["field"] == "cursor"

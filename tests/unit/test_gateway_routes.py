@@ -69,3 +69,36 @@ def test_the_front_door_document_describes_every_service(
     whole = operations(whole_document())
     assert whole == served["commands"] | served["queries"]
     assert ("POST", "/v1/registrations") in whole and ("GET", "/v1/registrations") in whole
+
+
+async def test_the_gateway_stays_ready_while_one_service_answers() -> None:
+    """One service down leaves the other half of the API usable: the door stays open."""
+    import asyncio
+
+    import httpx
+
+    from dealreg.gateway import Gateway
+    from tests.support.processes import free_port
+
+    async def healthy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(healthy, "127.0.0.1", 0)
+    up = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    down = f"http://127.0.0.1:{free_port()}"
+    try:
+        for commands, queries, status, state in ((up, down, 200, "degraded"),
+                                                 (up, up, 200, "ok"),
+                                                 (down, down, 503, "down")):
+            gateway = Gateway(commands, queries, table=RouteTable([]), document={})
+            gateway.client = httpx.AsyncClient(timeout=2)  # what its lifespan creates
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway),
+                                         base_url="http://door") as client:
+                ready = await client.get("/readyz")
+            await gateway.client.aclose()
+            assert (ready.status_code, ready.json()["status"]) == (status, state)
+    finally:
+        server.close()

@@ -156,7 +156,8 @@ def test_each_service_has_a_complete_deployment(rendered: list[dict[str, Any]]) 
         assert {"cpu", "memory"} <= set(container["resources"]["limits"])
         refs = container["envFrom"]
         assert {"configMapRef": {"name": "dealreg-config"}} in refs
-        assert {"secretRef": {"name": "dealreg-secrets"}} in refs
+        # The gateway authenticates nothing itself: it gets no secret.
+        assert ({"secretRef": {"name": "dealreg-secrets"}} in refs) == (component != "gateway")
         port = container["ports"][0]
         assert port["containerPort"] == int(config["DEALREG_PORT"])
         assert [b for b in budgets.values()

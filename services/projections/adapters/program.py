@@ -70,13 +70,13 @@ async def quantiles_per_bucket(
 async def decision_time(conn: AsyncConnection, span: Period) -> program.Series:
     r = registrations.c
     submitted = window(r.submitted_at, span.since, span.until)
-    bins = case(*((r.decision_latency_ms >= low * 1000, literal(i)) for i, (_, low)
+    bins = case(*((r.settle_ms >= low * 1000, literal(i)) for i, (_, low)
                   in reversed(list(enumerate(program.DECISION_BINS))) if low > 0),
                 else_=literal(0))
     counts = {int(i): int(n) for i, n in (await conn.execute(
-        select(bins, func.count()).where(r.decision_latency_ms.is_not(None), *submitted)
+        select(bins, func.count()).where(r.settle_ms.is_not(None), *submitted)
         .group_by(bins))).all()}
-    count, values = await percentiles(conn, r.decision_latency_ms, submitted, (0.5, 0.9))
+    count, values = await percentiles(conn, r.settle_ms, submitted, (0.5, 0.9))
     return program.decision_time(counts, count, values[0.5], values[0.9])
 
 
@@ -90,7 +90,7 @@ async def decisions(conn: AsyncConnection, span: Period) -> program.Series:
         .where(r.submitted_at.is_not(None), *window(r.submitted_at, span.since, span.until))
         .group_by(bucket))).all()
     counts = {_day(b): (int(s), int(d), int(a or 0), int(c or 0)) for b, s, d, a, c in rows}
-    quantiles = await quantiles_per_bucket(conn, r.decision_latency_ms, r.submitted_at,
+    quantiles = await quantiles_per_bucket(conn, r.settle_ms, r.submitted_at,
                                            span, [])
     return program.decisions(span, counts, quantiles)
 

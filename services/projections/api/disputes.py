@@ -120,10 +120,16 @@ async def list_disputes(
                                "message": "ordering and filtering by the exact due time "
                                           "is for escalation owners and channel roles"}])
     by_due = sort == "due"
+    after = None if by_due else decode_cursor(cursor)
+    if after is not None and ":" in after:   # a `sort=due` cursor; ids have no colon
+        raise Problem(422, "Validation failed", "The cursor is not one we issued.",
+                      errors=[{"field": "cursor",
+                               "message": "a `sort=due` cursor: pass the `next_cursor` of a "
+                                          "page with the same `sort`"}])
     async with request.app.state.runtime.engine.connect() as conn:
         rows = await queries.dispute_page(
             conn, owner_id=owner_id, statuses=status or [], account_key=account_key,
-            involving=_party(who), after=None if by_due else decode_cursor(cursor),
+            involving=_party(who), after=after,
             limit=limit, levels=level or [], acknowledged=acknowledged,
             due_before=due_before, by_due=by_due,
             after_due=_after_due(cursor) if by_due else None)

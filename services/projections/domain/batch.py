@@ -88,6 +88,10 @@ class Item:
     event: DomainEvent
     models: frozenset[str]
     data: dict[str, Any] | None = None
+    traceparent: str | None = None
+    """The envelope's W3C trace context (CloudEvents distributed-tracing extension), which
+    the notifications it causes carry to their webhooks."""
+    tracestate: str | None = None
 
 
 @dataclass
@@ -199,6 +203,7 @@ class Batch:
             dispute = self.disputes.get(getattr(event, "dispute_id", ""))
             for row in notifications.rows(item.event_id, item.time, event, item.data,
                                           dispute, self.registrations):
+                row["traceparent"], row["tracestate"] = item.traceparent, item.tracestate
                 self.outbox.setdefault(row["id"], row)
         if type(event) not in _ACCOUNTED:
             raise UnhandledEventType("the projections", event)

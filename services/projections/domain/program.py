@@ -11,8 +11,10 @@ and in CSV, so a chart, its accessible text table and its download show one set 
 
 Definitions (one place; the README's API section repeats them):
 
-- *time to decision*: first decision time - submission time of registrations submitted in
-  the range (`in_review` and dispute-opening decisions count: the partner heard back);
+- *time to decision*: the first decision that settled the registration (approved or
+  rejected; `in_review`, for a tie window, a possible duplicate or a dispute, is still
+  waiting) - its submission, for registrations submitted in the range (a first decision is
+  stamped with the time of the event it answers, so an instant decision takes 0 s);
 - *auto-approval rate*: first decisions by `no_conflict` or `non_exclusive` / first
   decisions; *collision rate*: first decisions that named a conflict / first decisions,
   by submission bucket;

@@ -72,6 +72,8 @@ def empty_row(registration_id: str) -> Row:
         "first_rule": None,
         "collided": None,
         "decision_latency_ms": None,
+        "settled_at": None,
+        "settle_ms": None,
     }
 
 
@@ -103,6 +105,9 @@ def _latency(row: Row) -> None:
     decided: datetime | None = row["first_decided_at"]
     if submitted is not None and decided is not None:
         row["decision_latency_ms"] = max(0, round((decided - submitted).total_seconds() * 1000))
+    settled: datetime | None = row.get("settled_at")
+    if submitted is not None and settled is not None:
+        row["settle_ms"] = max(0, round((settled - submitted).total_seconds() * 1000))
 
 
 def _decision(rule: str, policy_version: int, explanation: str, conflicts: Any,
@@ -141,6 +146,10 @@ def apply_decided(row: Row, event: RegistrationDecided) -> Row:
         row["first_decided_at"] = event.decided_at
         row["first_rule"] = event.rule
         row["collided"] = bool(event.conflicts)
+    if row.get("settled_at") is None and event.status != "in_review":
+        # Time to decision as the partner lives it: `in_review` (a tie window, a possible
+        # duplicate, a dispute) is still waiting; the first approval or rejection settles.
+        row["settled_at"] = event.decided_at
     row.update(
         partner_id=row["partner_id"] or event.partner_id,
         account_key=row["account_key"] or event.account_key,

@@ -28,6 +28,7 @@ from services.registration.domain.cloudevents import (
 )
 from services.registration.handlers import Commands
 from services.registration.models import EventsReport
+from shared import tracing
 from shared.api.auth import Principal, require
 from shared.api.problems import Problem, problem_responses
 
@@ -155,7 +156,12 @@ async def ingest(
     except NotCloudEvents as exc:
         raise Problem(422, "Validation failed", str(exc),
                       errors=[{"field": "body", "message": str(exc)}]) from exc
-    results = [await commands.ingest(principal, event) for event in events]
+    results = []
+    for event in events:
+        # An event's own trace context (distributed-tracing extension) wins over the request's.
+        trace = tracing.TraceContext.parse(event.traceparent, event.tracestate)
+        with tracing.using(trace or tracing.current()):
+            results.append(await commands.ingest(principal, event))
     return EventsReport(
         accepted=sum(r.status == "accepted" for r in results),
         duplicates=sum(r.status == "duplicate" for r in results),

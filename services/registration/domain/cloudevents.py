@@ -45,6 +45,11 @@ class IncomingEvent:
     time: datetime | None = None
     errors: list[dict[str, str]] = field(default_factory=list)
     """Envelope problems: the event is rejected without being de-duplicated or applied."""
+    traceparent: str | None = None
+    """The distributed-tracing extension (`traceparent`, `tracestate` attributes, or the
+    `ce-traceparent` / `ce-tracestate` headers in binary mode): the trace the event is
+    appended under, instead of the request's."""
+    tracestate: str | None = None
 
     @property
     def valid(self) -> bool:
@@ -99,7 +104,9 @@ def parse_event(index: int, raw: Any) -> IncomingEvent:
     if type_ is not None and type_ not in SUPPORTED_TYPES:
         errors.append({"field": "type",
                        "message": f"unknown type; supported: {', '.join(SUPPORTED_TYPES)}"})
-    return IncomingEvent(index, id_, source, type_, data, when, errors)
+    trace = [value if isinstance(value := raw.get(name), str) else None
+             for name in ("traceparent", "tracestate")]
+    return IncomingEvent(index, id_, source, type_, data, when, errors, *trace)
 
 
 def parse(payload: Any, *, batch: bool, limit: int) -> list[IncomingEvent]:

@@ -47,6 +47,17 @@ def test_decision_latency_is_measured_from_submission_to_the_first_decision() ->
     assert row["status"] == "rejected"
 
 
+def test_time_to_decision_waits_for_the_first_decision_that_is_not_in_review() -> None:
+    events = (submitted(minutes=0), decided(minutes=0, status="in_review", rule="tie_window"),
+              decided(minutes=90, status="approved", rule="dispute_resolution"),
+              decided(minutes=200, status="rejected", rule="dispute_resolution"))
+    row = fold(*events).registrations["reg_1"]
+    assert (row["decision_latency_ms"], row["settle_ms"]) == (0, 90 * 60_000)
+    # Whichever topic is folded first.
+    assert fold(*events[1:], events[0]).registrations["reg_1"]["settle_ms"] == 90 * 60_000
+    assert fold(*events[:2]).registrations["reg_1"]["settle_ms"] is None
+
+
 def test_an_extension_moves_the_end_of_protection() -> None:
     row = fold(submitted(), decided(until_minutes=600),
                extended(minutes=500, until_minutes=720, extensions=1)).registrations["reg_1"]

@@ -1,0 +1,102 @@
+"""The operations metrics of every process, in one place (Prometheus, served on `/metrics`).
+
+Counters and histograms are updated where things happen (a request finished, a decision
+was written, a delivery attempt ended, a worker restarted); gauges that describe stored
+state (adjudicator lag, outbox depth, dependency health) are measured when `/metrics` is
+scraped (`dealreg.runtime.Runtime.measure`), time-bounded and cached briefly. The
+projection metrics live with the projection worker (`services/projections/adapters/lag.py`)
+and the adjudicator's own counters with it (`services/adjudication/worker.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Final
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# --- HTTP ----------------------------------------------------------------------------------
+
+HTTP_REQUESTS: Final = Counter(
+    "dealreg_http_requests_total",
+    "HTTP requests answered, by method, route template and status code",
+    ["method", "route", "status"])
+HTTP_DURATION: Final = Histogram(
+    "dealreg_http_request_duration_seconds",
+    "Time from a request's arrival to the end of its response, by method and route template",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+
+# --- adjudicator ---------------------------------------------------------------------------
+
+ADJUDICATOR_LAG: Final = Gauge(
+    "dealreg_adjudicator_lag_records",
+    "Intake offsets the adjudicator group has not decided yet (end - committed), per partition",
+    ["partition"])
+DECISIONS_BY_RULE: Final = Counter(
+    "dealreg_adjudicator_decisions_by_rule_total",
+    "Decision events written, by event type and the rule that fired",
+    ["type", "rule"])
+
+# --- notifications -------------------------------------------------------------------------
+
+OUTBOX: Final = Gauge(
+    "dealreg_notification_outbox",
+    "Deliveries in the notification outbox by status (`pending` is the outbox depth, "
+    "`dead` the dead letters)",
+    ["status"])
+OUTBOX_STATUSES: Final = ("pending", "delivered", "dead", "disabled", "stale")
+DELIVERY_ATTEMPTS: Final = Counter(
+    "dealreg_notification_attempts_total",
+    "Delivery attempts by channel and outcome (delivered, failed, dead, disabled, stale)",
+    ["channel", "outcome"])
+DEAD_LETTERS: Final = Counter(
+    "dealreg_notification_dead_letters_total",
+    "Deliveries that failed their last scheduled attempt (status `dead`), by channel",
+    ["channel"])
+
+# --- workers and dependencies --------------------------------------------------------------
+
+WORKER_RESTARTS: Final = Counter(
+    "dealreg_worker_restarts_total", "Times a background worker crashed and was restarted",
+    ["worker"])
+WORKER_UP: Final = Gauge(
+    "dealreg_worker_up", "1 while a background worker runs, 0 while it waits to restart",
+    ["worker"])
+WORKER_BACKOFF: Final = Gauge(
+    "dealreg_worker_backoff_seconds", "The back-off before a crashed worker's next start",
+    ["worker"])
+DEPENDENCY_UP: Final = Gauge(
+    "dealreg_dependency_up",
+    "1 if the last readiness check reached the dependency (eventlog, database), else 0",
+    ["dependency"])
+
+
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    HTTP_REQUESTS.labels(method, route, str(status)).inc()
+    HTTP_DURATION.labels(method, route).observe(seconds)
+
+
+def count_decisions(decisions: Iterable[object]) -> None:
+    """Count decision events by type (without the `dealreg.` prefix and version) and rule."""
+    for decision in decisions:
+        kind = str(getattr(decision, "TYPE", type(decision).__name__))
+        kind = kind.removeprefix("dealreg.").rsplit(".v", 1)[0]
+        rule = getattr(decision, "rule", None)
+        DECISIONS_BY_RULE.labels(kind, str(rule) if rule else "-").inc()
+
+
+def delivery_outcome(channel: str, outcome: str) -> None:
+    DELIVERY_ATTEMPTS.labels(channel, outcome).inc()
+    if outcome == "dead":
+        DEAD_LETTERS.labels(channel).inc()
+
+
+def set_outbox(counts: Mapping[str, int]) -> None:
+    for status in (*OUTBOX_STATUSES, *counts):
+        OUTBOX.labels(status).set(counts.get(status, 0))
+
+
+def set_adjudicator_lag(lag: Mapping[int, int]) -> None:
+    for partition, records in lag.items():
+        ADJUDICATOR_LAG.labels(str(partition)).set(records)

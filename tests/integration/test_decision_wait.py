@@ -1,0 +1,108 @@
+"""`Prefer: wait` on real PostgreSQL, registration service in its own process: the waiter is
+woken by the projections' NOTIFY (sent inside their transaction) and holds no database
+connection while it waits."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sqlalchemy import event
+
+from services.projections.adapters import repository
+from services.projections.domain.registrations import empty_row
+from shared.readmodel.schema import registrations
+from shared.readmodel.store import create_engine, migrate
+from shared.readmodel.waiter import (
+    RECHECK_SECONDS,
+    DecisionListener,
+    DecisionWaiter,
+    notify_registrations,
+)
+from tests.support.servers import ServerHandle, create_database
+
+
+async def eventually(check: Callable[[], bool], timeout: float) -> bool:
+    for _ in range(int(timeout / 0.05)):
+        if check():
+            return True
+        await asyncio.sleep(0.05)
+    return check()
+
+
+def decided_row(rid: str) -> dict[str, object]:
+    at = datetime.now(UTC)
+    row = empty_row(rid)
+    row.update(partner_id="p-1", account_key="dom:example.com", motion="resell",
+               status="approved", submitted_at=at, decided_at=at, first_decided_at=at,
+               first_rule="no_conflict", account={"name": "Example", "domain": "example.com"},
+               opportunity={"title": "Deal", "products": ["crm"]})
+    return row
+
+
+async def test_a_waiting_request_is_woken_by_notify_and_holds_no_connection(
+        postgres_server: ServerHandle, unique: str) -> None:
+    url = await create_database(postgres_server.url, f"wait_{unique}")
+    engine = create_engine(url)  # the registration service's pool
+    writer = create_engine(url)  # the projections process
+    await migrate(engine)
+    checkouts = 0
+
+    def counted(*_: object) -> None:
+        nonlocal checkouts
+        checkouts += 1
+
+    event.listen(engine.sync_engine.pool, "checkout", counted)
+    waiter = DecisionWaiter(engine, in_process=False)
+    listener = DecisionListener(url, waiter)
+    stop = asyncio.Event()
+    listening = asyncio.create_task(listener.run(stop.is_set))
+    try:
+        assert await eventually(lambda: waiter.listening, 10)
+        rid = f"reg_{unique}"
+        waiting = asyncio.create_task(waiter.wait_decided(rid, timeout=10))
+        await asyncio.sleep(0.8)  # waiting, below RECHECK_SECONDS: no polling
+        assert not waiting.done()
+        held_while_waiting = engine.sync_engine.pool.checkedout()
+        reads_while_waiting = checkouts
+        async with writer.begin() as conn:  # what the projection worker does
+            await repository.upsert(conn, registrations, [decided_row(rid)], ("id",))
+            await notify_registrations(conn, [rid])
+        woken_at = time.monotonic()
+        row = await asyncio.wait_for(waiting, 5)
+        answered_in = time.monotonic() - woken_at
+    finally:
+        stop.set()
+        await listening
+        await engine.dispose()
+        await writer.dispose()
+    assert row is not None and row["status"] == "approved"
+    assert held_while_waiting == 0  # no connection held while waiting
+    assert reads_while_waiting == 1  # one read when it started, no polling since
+    assert answered_in < RECHECK_SECONDS / 2  # woken by the notification, not a re-check
+    assert not waiter.listening  # stopped cleanly
+
+
+async def test_notify_payloads_stay_under_the_postgresql_limit(
+        postgres_server: ServerHandle, unique: str) -> None:
+    url = await create_database(postgres_server.url, f"notify_{unique}")
+    engine = create_engine(url)
+    await migrate(engine)
+    waiter = DecisionWaiter(engine, in_process=False)
+    got: list[str] = []
+    waiter.notify = got.extend  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    listening = asyncio.create_task(DecisionListener(url, waiter).run(stop.is_set))
+    ids = [f"reg_{i:026d}" for i in range(1000)]  # ~28 KB of ids: several notifications
+    try:
+        assert await eventually(lambda: waiter.listening, 10)
+        async with engine.begin() as conn:
+            await notify_registrations(conn, ids)
+        await eventually(lambda: len(got) >= len(ids), 5)
+    finally:
+        stop.set()
+        await listening
+        await engine.dispose()
+    assert sorted(got) == ids

@@ -1,0 +1,81 @@
+"""Load shedding in the app's middleware: the in-flight limit and an exhausted database
+pool both answer 503 + Retry-After with an RFC 9457 body; operations endpoints are exempt."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from shared.api.backpressure import LoadShedding
+from shared.api.problems import install_problem_handlers
+from shared.readmodel.store import create_engine
+
+
+def app_with(engine, release: asyncio.Event, limit: int) -> FastAPI:
+    app = FastAPI()
+    install_problem_handlers(app)
+    app.add_middleware(LoadShedding, limit=limit, retry_after=3)
+
+    @app.get("/hold")
+    async def hold() -> dict[str, int]:
+        async with engine.connect() as conn:  # holds the pool's only connection
+            await conn.execute(text("SELECT 1"))
+            await release.wait()
+        return {"ok": 1}
+
+    @app.get("/query")
+    async def query() -> dict[str, int]:
+        async with engine.connect() as conn:
+            return {"ok": (await conn.execute(text("SELECT 1"))).scalar_one()}
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+async def test_an_exhausted_db_pool_answers_503_with_retry_after_not_500(tmp_path: Path):
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'x.sqlite3'}", pool_size=1,
+                           max_overflow=0, pool_timeout=0.2)
+    release = asyncio.Event()
+    app = app_with(engine, release, limit=100)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://t") as client:
+        holder = asyncio.create_task(client.get("/hold"))
+        await asyncio.sleep(0.2)
+        refused = await client.get("/query")
+        release.set()
+        assert (await holder).status_code == 200
+        after = await client.get("/query")
+    await engine.dispose()
+    assert refused.status_code == 503
+    assert refused.headers["retry-after"] == "3"
+    assert refused.headers["content-type"] == "application/problem+json"
+    body = refused.json()
+    assert body["status"] == 503 and "database connection" in body["detail"]
+    assert after.status_code == 200  # the pool recovered: nothing stuck
+
+
+async def test_in_flight_limit_refuses_at_the_door_but_never_operations(tmp_path: Path):
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'x.sqlite3'}")
+    release = asyncio.Event()
+    app = app_with(engine, release, limit=2)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://t") as client:
+        held = [asyncio.create_task(client.get("/hold")) for _ in range(2)]
+        await asyncio.sleep(0.2)
+        third = await client.get("/query")
+        health = await client.get("/healthz")
+        release.set()
+        assert [(await h).status_code for h in held] == [200, 200]
+        fourth = await client.get("/query")
+    await engine.dispose()
+    assert third.status_code == 503 and third.headers["retry-after"] == "3"
+    assert third.json()["title"] == "Service unavailable"
+    assert health.status_code == 200
+    assert fourth.status_code == 200  # the count went back down

@@ -1,0 +1,45 @@
+"""Which store a command uses is never a guess (dealreg/preflight.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dealreg.preflight import OperatorError, check_backend, describe_store, masked_url
+from shared.settings import Settings
+
+
+@pytest.mark.parametrize("given", [{"database_url": "postgresql+asyncpg://u:p@db/x"},
+                                   {"kafka_bootstrap_servers": "k:9092"}])
+def test_a_distributed_setting_without_a_backend_is_refused(
+        given: dict[str, str], tmp_path: Path) -> None:
+    with pytest.raises(OperatorError) as refused:
+        check_backend(Settings(data_dir=tmp_path, **given), data_dir_must_exist=False)
+    assert "DEALREG_BACKEND is not" in str(refused.value)
+    assert refused.value.exit_code == 2
+
+
+def test_an_explicit_backend_is_not_ambiguous(tmp_path: Path) -> None:
+    (tmp_path / "eventlog.sqlite3").touch()
+    for backend in ("embedded", "distributed"):
+        check_backend(Settings(backend=backend, data_dir=tmp_path,  # type: ignore[arg-type]
+                               database_url="postgresql+asyncpg://u:p@db/x"),
+                      data_dir_must_exist=True)
+
+
+def test_a_missing_embedded_data_directory_is_refused_not_created(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    with pytest.raises(OperatorError, match="no embedded data directory"):
+        check_backend(Settings(data_dir=missing), data_dir_must_exist=True)
+    assert not missing.exists()
+
+
+@pytest.mark.parametrize("url", ["postgresql+asyncpg://ops:s3cr%40t%3Ax@db.example:5433/dr",
+                                 "postgresql://ops:plain@db.example/dr"])
+def test_a_printed_database_url_never_shows_the_password(url: str) -> None:
+    shown = masked_url(url)
+    assert "***" in shown and "s3cr" not in shown and "plain" not in shown
+    assert "ops" in shown and "db.example" in shown
+    settings = Settings(backend="distributed", database_url=url)
+    assert "***" in describe_store(settings) and "plain" not in describe_store(settings)
