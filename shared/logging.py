@@ -74,8 +74,9 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     # Records of the standard library's loggers: the same processors, then the renderer.
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name, _drop_color_message,
-                           structlog.stdlib.ExtraAdder()],
+        # ExtraAdder first: uvicorn passes its ANSI-coloured copy as an `extra`.
+        foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name,
+                           structlog.stdlib.ExtraAdder(), _drop_color_message],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                     *exc, renderer],
     ))

@@ -144,6 +144,9 @@ _LIBRARIES = textwrap.dedent("""
     configure_logging("INFO", sys.argv[1])
     get_logger("dealreg.test").info("structlog_line", answer=42)
     logging.getLogger("uvicorn.error").info("Uvicorn running on %s", "http://x")
+    logging.getLogger("uvicorn.error").info(
+        "Started server process [%d]", 7,
+        extra={"color_message": "Started server process [\x1b[36m%d\x1b[0m]"})
     logging.getLogger("alembic.runtime.migration").info("Running upgrade  -> 0001")
     logging.getLogger("aiokafka.consumer").warning("Heartbeat failed")
     logging.getLogger("aiokafka.consumer").info("chatty join")
@@ -175,6 +178,13 @@ def test_every_library_logs_in_the_same_json_format() -> None:
     assert "a SQLAlchemy-style warning" in warning["event"]
     assert "ZeroDivisionError" in by_event["pool failure"]["exception"]
     assert all("timestamp" in r and "level" in r for r in records)
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_uvicorns_coloured_duplicate_of_its_message_is_not_logged(fmt: str) -> None:
+    lines = _run(fmt)
+    assert any("Started server process [7]" in line for line in lines), lines
+    assert not any("color_message" in line or "\x1b[36m" in line for line in lines), lines
 
 
 def test_the_console_format_is_for_people() -> None:
