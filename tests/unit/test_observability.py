@@ -192,3 +192,19 @@ def test_the_console_format_is_for_people() -> None:
     assert not any(line.lstrip().startswith("{") for line in lines), lines
     assert any("structlog_line" in line and "answer=42" in line for line in lines)
     assert any("Uvicorn running on http://x" in line for line in lines)
+
+
+# --- metric labels stay bounded ----------------------------------------------------------
+
+
+def test_a_made_up_http_method_does_not_make_a_new_metric_series() -> None:
+    from prometheus_client import REGISTRY
+
+    from shared.metrics import observe_request
+    for n in range(3):
+        observe_request(f"X-INVENTED-{n}", "(unmatched)", 405, 0.001)
+    methods = {sample.labels["method"] for metric in REGISTRY.collect()
+               if metric.name == "dealreg_http_requests"
+               for sample in metric.samples}
+    assert not any(m.startswith("X-INVENTED") for m in methods), methods
+    assert "OTHER" in methods
