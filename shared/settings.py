@@ -133,6 +133,20 @@ class Settings(BaseSettings):
         None, description="Where the console sends its /v1 calls (the one front door of a "
         "distributed deployment); unset: the same process, in memory")
 
+    @field_validator("database_url")
+    @classmethod
+    def _postgresql(cls, value: str) -> str:
+        """`postgresql://` (what people paste) means the async driver dealreg uses; any
+        other scheme would fail deep inside SQLAlchemy. The value is never echoed (it
+        holds the password)."""
+        scheme, sep, rest = value.partition("://")
+        if sep and scheme in ("postgresql", "postgres"):
+            return f"postgresql+asyncpg://{rest}"
+        if not sep or scheme != "postgresql+asyncpg":
+            raise ValueError("must be a PostgreSQL URL, "
+                             "postgresql+asyncpg://user:password@host:port/database")
+        return value
+
     @field_validator("webhook_allowed_networks")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from dealreg.preflight import OperatorError, check_backend, describe_store, masked_url
 from shared.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEALREG_")}
+    env["PYTHONPATH"] = str(ROOT)
+    return env
 
 
 @pytest.mark.parametrize("given", [{"database_url": "postgresql+asyncpg://u:p@db/x"},
@@ -43,3 +54,22 @@ def test_a_printed_database_url_never_shows_the_password(url: str) -> None:
     assert "ops" in shown and "db.example" in shown
     settings = Settings(backend="distributed", database_url=url)
     assert "***" in describe_store(settings) and "plain" not in describe_store(settings)
+
+
+@pytest.mark.parametrize("url", ["postgresql://ops:plain@db.example/dr",
+                                 "postgres://ops:plain@db.example/dr"])
+def test_a_plain_postgresql_url_uses_the_async_driver(url: str) -> None:
+    settings = Settings(backend="distributed", database_url=url)
+    assert settings.database_url == "postgresql+asyncpg://ops:plain@db.example/dr"
+
+
+@pytest.mark.parametrize("url", ["mysql://ops:plain@db.example/dr",
+                                 "postgresql+psycopg2://ops:plain@db.example/dr", "db.example"])
+def test_a_database_url_that_is_not_postgresql_is_refused_at_start(url: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "dealreg", "db", "upgrade"],
+                          capture_output=True, text=True, timeout=60,
+                          env={**_clean_env(), "DEALREG_BACKEND": "distributed",
+                               "DEALREG_DATABASE_URL": url})
+    assert done.returncode == 2, done.stderr
+    assert "DEALREG_DATABASE_URL" in done.stderr and "postgresql+asyncpg://" in done.stderr
+    assert "Traceback" not in done.stderr and "plain" not in done.stderr, done.stderr
