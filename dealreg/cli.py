@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 from collections.abc import Coroutine
 from pathlib import Path
@@ -25,6 +26,7 @@ from dealreg.preflight import (
     check_kafka,
     check_servers,
     describe_store,
+    unknown_variables,
 )
 from dealreg.runtime import Component
 from shared.logging import LogFormat, configure_logging, get_logger
@@ -43,6 +45,8 @@ console = Console(stderr=True, soft_wrap=True)
 
 def _settings(**overrides: object) -> Settings:
     """The environment's settings (`DEALREG_*`) with the flags that were given on top."""
+    for warning in unknown_variables(os.environ):
+        console.print(f"[yellow]warning:[/yellow] {warning}")
     try:
         return Settings(**{k: v for k, v in overrides.items()  # type: ignore[arg-type]
                            if v is not None})

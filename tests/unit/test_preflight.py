@@ -73,3 +73,24 @@ def test_a_database_url_that_is_not_postgresql_is_refused_at_start(url: str) -> 
     assert done.returncode == 2, done.stderr
     assert "DEALREG_DATABASE_URL" in done.stderr and "postgresql+asyncpg://" in done.stderr
     assert "Traceback" not in done.stderr and "plain" not in done.stderr, done.stderr
+
+
+def test_a_misspelt_setting_is_named_with_the_real_one() -> None:
+    done = subprocess.run([sys.executable, "-m", "dealreg", "db", "upgrade"],
+                          capture_output=True, text=True, timeout=60,
+                          env={**_clean_env(), "DEALREG_KAFKA_BOOTSTRAP": "k:9092",
+                               "DEALREG_BACKEND": "nonsense"})
+    assert done.returncode == 2, done.stderr
+    assert "DEALREG_KAFKA_BOOTSTRAP is not a dealreg setting" in done.stderr, done.stderr
+    assert "did you mean DEALREG_KAFKA_BOOTSTRAP_SERVERS?" in done.stderr, done.stderr
+
+
+def test_every_variable_the_project_reads_is_known() -> None:
+    import re
+    texts = [p.read_text() for p in (ROOT / "README.md", ROOT / "deploy" / "kafka.sh",
+                                      ROOT / "dealreg" / "cli.py")]
+    variable = re.compile(r"DEALREG_[A-Z_]*[A-Z](?![A-Z_*])")
+    names = {m for text in texts for m in variable.findall(text)}
+    env = {name: "x" for name in names}
+    from dealreg.preflight import unknown_variables
+    assert unknown_variables(env) == []
