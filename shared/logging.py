@@ -23,8 +23,9 @@ from shared.tracing import add_trace_id
 
 LogFormat = Literal["json", "console"]
 
-# Chatty at INFO (a line per consumer-group join, per connection); their warnings stay.
-_QUIET = ("aiokafka", "kafka", "asyncio")
+# Chatty at INFO (a line per consumer-group join, per connection; httpx a line per request
+# with its whole URL: query strings, webhook URLs whose path is a secret); warnings stay.
+_QUIET = ("aiokafka", "kafka", "asyncio", "httpx", "httpcore")
 
 
 def _logger_name(_: Any, __: str, event_dict: MutableMapping[str, Any]

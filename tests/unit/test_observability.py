@@ -150,6 +150,9 @@ _LIBRARIES = textwrap.dedent("""
     logging.getLogger("alembic.runtime.migration").info("Running upgrade  -> 0001")
     logging.getLogger("aiokafka.consumer").warning("Heartbeat failed")
     logging.getLogger("aiokafka.consumer").info("chatty join")
+    logging.getLogger("httpx").info(
+        "HTTP Request: GET http://q:8080/v1/registrations?api_key=LEAKED (200 OK)")
+    logging.getLogger("httpcore.connection").debug("connect_tcp.started host=LEAKED")
     warnings.warn("a SQLAlchemy-style warning", UserWarning, stacklevel=1)
     try:
         1 / 0
@@ -174,6 +177,9 @@ def test_every_library_logs_in_the_same_json_format() -> None:
     assert by_event["Running upgrade  -> 0001"]["logger"] == "alembic.runtime.migration"
     assert by_event["Heartbeat failed"]["level"] == "warning"
     assert "chatty join" not in by_event  # aiokafka's INFO chatter is kept out
+    # httpx logs every URL it requests (the gateway's proxied query strings, webhook URLs
+    # whose path is their secret): never at INFO.
+    assert not any("LEAKED" in line for line in lines), lines
     [warning] = [r for r in records if r["logger"] == "py.warnings"]
     assert "a SQLAlchemy-style warning" in warning["event"]
     assert "ZeroDivisionError" in by_event["pool failure"]["exception"]
