@@ -180,13 +180,18 @@ def import_archive(archive: Path, data_dir: Path, say: Say) -> Manifest:
             manifest = json.loads((staged / MANIFEST).read_text())
         except ValueError as exc:
             raise _corrupt(archive, f"unreadable manifest ({exc})") from None
+        if not isinstance(manifest, dict):
+            raise _corrupt(archive, "the manifest is not a JSON object")
         if manifest.get("format") != FORMAT \
                 or manifest.get("format_version") != FORMAT_VERSION:
             raise _corrupt(archive, f"format {manifest.get('format')!r} version "
                                     f"{manifest.get('format_version')!r}, this dealreg reads "
                                     f"{FORMAT!r} version {FORMAT_VERSION}")
         for name in FILES:
-            expected = manifest["files"][name]["sha256"]
+            try:
+                expected = manifest["files"][name]["sha256"]
+            except (KeyError, TypeError, IndexError):
+                raise _corrupt(archive, f"the manifest has no checksum of {name}") from None
             if _sha256(staged / name) != expected:
                 raise _corrupt(archive, f"the checksum of {name} does not match the manifest")
         say("checksums match")
@@ -195,7 +200,7 @@ def import_archive(archive: Path, data_dir: Path, say: Say) -> Manifest:
         except sqlite3.DatabaseError as exc:
             raise _corrupt(archive, f"eventlog.sqlite3: {exc}") from None
         for key in ("topics", "positions", "groups"):
-            if summary[key] != manifest[key]:
+            if summary[key] != manifest.get(key):
                 raise _corrupt(archive, f"the log's {key} are not the manifest's")
         (staged / MANIFEST).rename(Path(tmp) / MANIFEST)
         if data_dir.exists():
