@@ -87,8 +87,10 @@ def test_a_misspelt_setting_is_named_with_the_real_one() -> None:
 
 def test_every_variable_the_project_reads_is_known() -> None:
     import re
-    texts = [p.read_text() for p in (ROOT / "README.md", ROOT / "deploy" / "kafka.sh",
-                                      ROOT / "dealreg" / "cli.py")]
+    files = [ROOT / "README.md", ROOT / "deploy" / "kafka.sh", ROOT / "dealreg" / "cli.py",
+             ROOT / "Dockerfile", ROOT / "deploy" / "docker-compose.yml",
+             *sorted((ROOT / "deploy" / "k8s").rglob("*.yaml"))]
+    texts = [p.read_text() for p in files]
     variable = re.compile(r"DEALREG_[A-Z_]*[A-Z](?![A-Z_*])")
     names = {m for text in texts for m in variable.findall(text)}
     env = {name: "x" for name in names}
