@@ -66,8 +66,23 @@ from shared.events import (
     new_envelope,
 )
 from shared.policy import Policy
-from tests.bench.bench_adjudicator import account
 from tests.bench.common import record
+
+SYLLABLES = ("ka", "lo", "mi", "zen", "tor", "vex", "ra", "qui", "bel", "dor", "an", "sy",
+             "mar", "tek", "ul", "fi", "gro", "ne", "pax", "hal")
+COMMON = ("systems", "global", "partners", "labs", "industries", "group", "solutions")
+LEGAL = ("Inc", "GmbH", "Ltd", "LLC", "S.A.", "AG", "B.V.")
+
+
+def account(a: int) -> tuple[str, str, str]:
+    """Customer number `a` of the universe: a varied name (a shared word is common, as in
+    life), its own domain, one of three countries. (name, domain, country)"""
+    rng = random.Random(a)
+    word = "".join(rng.choice(SYLLABLES) for _ in range(rng.choice((2, 3, 3, 4))))
+    common = rng.choice(COMMON) if rng.random() < 0.6 else ""
+    name = " ".join(p for p in (word.title(), common.title(), rng.choice(LEGAL)) if p)
+    return name, f"{word}{a}.com", rng.choice(("US", "DE", "GB"))
+
 
 TARGET_SECONDS = 5.0
 SNAPSHOT_EVERY = 20_000  # the worker's default cadence (Settings.snapshot_every_events)
