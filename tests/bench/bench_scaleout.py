@@ -5,9 +5,9 @@
 The same backlog (bench_adjudicator's realistic one, 20 % collisions, 12 partitions) is
 drained twice on one Kafka broker: by one adjudicator process, then by two processes in one
 consumer group (fresh topics each time). Reported: events/s of each and the ratio two / one.
-Each adjudicator is its own OS process (`python -m tests.bench.bench_scaleout --member ...`), so the ratio
-says what a second process buys on this machine's cores (a 2-core machine also runs the
-broker and this client, so expect well under 2).
+Each adjudicator is its own OS process (`python -m tests.bench.bench_scaleout --member
+...`), so the ratio says what a second process buys on this machine's cores (a 2-core
+machine also runs the broker and this client, so expect well under 2).
 """
 
 from __future__ import annotations
