@@ -105,7 +105,7 @@ registrations = Table(
     Column("first_rule", String(40), nullable=True),
     Column("collided", Boolean, nullable=True),
     Column("decision_latency_ms", BigInteger, nullable=True),
-    # Added by 0007: the first decision that settled it (anything but in_review).
+    # Added by 0008: the first decision that settled it (anything but in_review).
     Column("settled_at", UTCDateTime(), nullable=True),
     Column("settle_ms", BigInteger, nullable=True),
     Index("ix_registrations_account_key", "account_key"),

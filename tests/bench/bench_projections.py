@@ -384,7 +384,7 @@ async def main() -> None:
     parser.add_argument("--registrations", type=int, default=1_000_000)
     parser.add_argument("--rebuild-events", type=int, default=100_000,
                         help="intake events of the rebuild workload (decisions come on top)")
-    parser.add_argument("--rate", type=float, default=200, help="look-ups per second")
+    parser.add_argument("--rate", type=float, default=100, help="look-ups per second")
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--quick", action="store_true", help="small (make bench QUICK=1)")
     parser.add_argument("--keep", type=Path, default=None,

@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -43,8 +44,15 @@ async def _member(bootstrap: str, prefix: str, group: str) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     try:
-        await run_adjudicator(log, Topics.named(prefix), group_id=group, source="urn:bench",
-                              stopping=lambda: stopping)
+        while not stopping:
+            # As `Runtime._supervise` does: a member fenced by a rebalance (ProducerFenced)
+            # starts over and recovers its partitions.
+            try:
+                await run_adjudicator(log, Topics.named(prefix), group_id=group,
+                                      source="urn:bench", stopping=lambda: stopping)
+            except Exception as exc:
+                print(f"member restarting after {exc!r}", flush=True)
+                await asyncio.sleep(1.0)
     finally:
         await log.close()
 
@@ -63,21 +71,27 @@ async def _drain(bootstrap: str, members: int, events: int) -> float:
         group = f"{prefix}-adj"
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         started = time.perf_counter()
+        logs = [tempfile.TemporaryFile() for _ in range(members)]  # noqa: SIM115 (closed by GC)
         procs = [await asyncio.create_subprocess_exec(
             sys.executable, "-m", "tests.bench.bench_scaleout", "--member", bootstrap, prefix,
-            group, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            for _ in range(members)]
+            group, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+            for out in logs]
         try:
             deadline = time.perf_counter() + 600
             while sum((await log.committed(group, topics.intake)).values()) < events:
                 if time.perf_counter() > deadline or any(p.returncode is not None
                                                          for p in procs):
-                    raise RuntimeError("the adjudicators did not drain the backlog")
+                    errors = []
+                    for out in logs:
+                        out.seek(0)
+                        errors.append(out.read().decode(errors="replace")[-2000:])
+                    raise RuntimeError(f"the adjudicators did not drain the backlog: {errors}")
                 await asyncio.sleep(0.1)
             seconds = time.perf_counter() - started
         finally:
             for p in procs:
-                p.send_signal(signal.SIGTERM)
+                if p.returncode is None:
+                    p.send_signal(signal.SIGTERM)
             for p in procs:
                 try:
                     await asyncio.wait_for(p.wait(), 60)

@@ -241,18 +241,29 @@ async def _worker(plan: Plan, index: int, t0: float) -> dict[str, Any]:
     clock = time.perf_counter  # uvloop's loop.time() ticks in whole milliseconds
     cpu0 = time.process_time()
 
+    async def exchange(conn: Connection | None, raw: bytes
+                       ) -> tuple[Connection, tuple[int, dict[bytes, bytes], bytes]]:
+        if conn is not None:
+            try:
+                return conn, await conn.exchange(raw)
+            except (OSError, asyncio.IncompleteReadError):
+                # A kept-alive connection the server closed while idle (its keep-alive
+                # timeout): nothing was answered on it; once more on a new connection.
+                conn.close()
+        conn = Connection(*await asyncio.open_connection(host, port))
+        return conn, await conn.exchange(raw)
+
     async def one(k: int, intended: float) -> None:
         async with slots:
-            conn = free.pop() if free else None
+            # Oldest first: every connection stays in use, none idles into the server's
+            # keep-alive timeout.
+            conn = free.pop(0) if free else None
             raw = encode(host, plan.requests[k % len(plan.requests)], plan.headers)
             sent = clock()
             counts["sent"] += 1
             try:
-                if conn is None:
-                    conn = Connection(*await asyncio.wait_for(
-                        asyncio.open_connection(host, port), plan.timeout))
-                status, headers, body = await asyncio.wait_for(conn.exchange(raw),
-                                                               plan.timeout)
+                conn, (status, headers, body) = await asyncio.wait_for(exchange(conn, raw),
+                                                                       plan.timeout)
             except TimeoutError:
                 counts["timeouts"] += 1
                 record(corrected, clock() - intended)

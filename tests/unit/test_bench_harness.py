@@ -206,3 +206,39 @@ def test_directory_copies_file_the_name_keys_the_product_would(copy: int, name: 
     assert normalize_name(copied) == copied
     assert blocking_keys(sort_name_tokens(copied)) == \
         blocking_keys(sort_name_tokens(base)) | blocking_keys(token(copy))
+
+
+def test_a_kept_alive_connection_the_server_closed_is_replaced_not_counted_as_an_error():
+    """Like a server whose keep-alive timeout closed an idle connection: this one closes
+    every connection after one answer, without saying so."""
+    ready = threading.Event()
+    box: dict[str, object] = {}
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(RESPONSE)
+        await writer.drain()
+        writer.close()
+
+    def serve() -> None:
+        loop = asyncio.new_event_loop()
+        server = loop.run_until_complete(asyncio.start_server(handle, "127.0.0.1", 0))
+        box["port"], box["loop"] = server.sockets[0].getsockname()[1], loop
+        ready.set()
+        loop.run_forever()
+        server.close()
+        loop.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    ready.wait(5)
+    try:
+        result = loadgen.run(loadgen.Plan(f"http://127.0.0.1:{box['port']}",
+                                          [loadgen.Request("GET", "/x")], rate=50, seconds=0.4,
+                                          processes=1, concurrency=2, timeout=5))
+    finally:
+        loop = box["loop"]
+        assert isinstance(loop, asyncio.AbstractEventLoop)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+    assert (result.completed, result.errors, result.statuses) == (20, 0, {200: 20})

@@ -25,7 +25,8 @@ from services.adjudication.domain import (
     policy_version_of,
 )
 from services.adjudication.snapshots import FileSnapshots, SnapshotRejected
-from shared.eventlog import TopicPartition
+from shared.eventlog import TopicPartition, TopicSpec
+from shared.eventlog.embedded import EmbeddedEventLog
 from shared.events import DomainEvent
 
 TP = TopicPartition("t.intake", 3)
@@ -162,3 +163,53 @@ def test_files_newer_than_the_committed_position_are_skipped_for_the_one_before(
 
     asyncio.run(scenario())
     assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind
+
+
+def test_every_process_computes_the_same_snapshot_fingerprint() -> None:
+    """A snapshot written by one adjudicator process is usable by the next owner of its
+    partition. The fingerprint once hashed validators' memory addresses ("<function f at
+    0x7f...>"), so every process ignored every other's snapshots and replayed the whole
+    partition (found by the fault suite: `snapshot_ignored` after each rebalance)."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from services.adjudication.snapshots import fingerprint; print(fingerprint())"
+    prints = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True, env={**os.environ, "PYTHONHASHSEED": seed}
+                             ).stdout.strip() for seed in ("1", "2")}
+    assert len(prints) == 1, prints
+
+
+def test_a_state_topic_snapshot_is_chunked_and_reassembled_and_the_newest_whole_one_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """KafkaSnapshots over a real log (the embedded one stands in for the broker here; the
+    integration tests run it on Kafka): a snapshot larger than a chunk travels in chunks,
+    the newest whole snapshot at or before the position is used, and a partition the
+    state topic does not have gets no snapshot rather than a failing transaction."""
+    monkeypatch.setattr(snapshots.KafkaSnapshots, "CHUNK_BYTES", 4096)
+    state, _ = _small_state()
+
+    async def scenario() -> None:
+        log = EmbeddedEventLog(tmp_path / "log.sqlite3")
+        await log.start()
+        try:
+            await log.create_topics([TopicSpec("t.state", 4, compacted=True)])
+            store = snapshots.KafkaSnapshots(log, "t.state")
+            assert store.save(TP, 100, b"x") == []  # partitions not known yet: none taken
+            assert await store.load(TP, 100) is None
+            for covers in (100, 200, 300):
+                records = store.save(TP, covers, snapshots.encode(state, TP, covers))
+                assert len(records) > 2 and {r.partition for r in records} == {TP.partition}
+                await log.append(records)
+            assert (await store.load(TP, 250) or (None, 0))[1] == 200
+            assert (await store.load(TP, 300) or (None, 0))[1] == 300
+            # A newer snapshot whose last chunk never arrived is not whole: the one before.
+            await log.append(store.save(TP, 400, snapshots.encode(state, TP, 400))[:-1])
+            assert (await store.load(TP, 400) or (None, 0))[1] == 300
+            assert store.save(TopicPartition(TP.topic, 7), 500, b"x") == []
+        finally:
+            await log.close()
+
+    asyncio.run(scenario())

@@ -6,15 +6,15 @@ Rows projected before this revision have no value until the registrations model 
 rebuilt (`dealreg projections rebuild --model registrations`): the read model alone does
 not remember when an `in_review` registration was first settled.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007 (0007 is the notifications' trace context, written at the same time)
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
