@@ -2,15 +2,15 @@
 delivery worker sends it as the webhook's `traceparent` header. Deliveries queued before
 this revision have none (the header is then omitted).
 
-Revision ID: 0008
-Revises: 0007 (two branches each wrote a 0007; this one follows `0007_settled`)
+Revision ID: 0007
+Revises: 0006
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
-down_revision = "0007"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
