@@ -182,3 +182,41 @@ def test_the_console_format_is_for_people() -> None:
     assert not any(line.lstrip().startswith("{") for line in lines), lines
     assert any("structlog_line" in line and "answer=42" in line for line in lines)
     assert any("Uvicorn running on http://x" in line for line in lines)
+
+
+# --- the schema the delivery worker reads exists after `migrate` -----------------------------
+
+def test_migration_revision_ids_are_unique() -> None:
+    """Two branches each adding a `0007` left one of them unapplied (alembic keeps one
+    script per id): the delivery worker then crash-looped on a missing column."""
+    import re
+
+    versions = ROOT / "shared" / "readmodel" / "migrations" / "versions"
+    revisions: dict[str, str | None] = {}
+    for path in sorted(versions.glob("*.py")):
+        text = path.read_text()
+        revision = re.search(r'^revision = "([^"]+)"', text, re.M)
+        down = re.search(r'^down_revision = (?:"([^"]+)"|None)', text, re.M)
+        assert revision and down, path.name
+        assert revision.group(1) not in revisions, f"revision {revision.group(1)} twice"
+        revisions[revision.group(1)] = down.group(1)
+    assert all(d is None or d in revisions for d in revisions.values())
+
+
+async def test_a_migrated_store_has_the_trace_columns_the_delivery_worker_reads(
+        tmp_path: Path) -> None:
+    from sqlalchemy import inspect
+
+    from shared.readmodel.schema import notification_outbox
+    from shared.readmodel.store import create_engine, migrate
+
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'readmodel.sqlite3'}")
+    try:
+        await migrate(engine)
+        async with engine.connect() as conn:
+            columns = await conn.run_sync(
+                lambda sync: {c["name"] for c in inspect(sync).get_columns(
+                    "notification_outbox")})
+    finally:
+        await engine.dispose()
+    assert {c.name for c in notification_outbox.columns} <= columns
