@@ -70,3 +70,48 @@ async def test_past_the_failed_sign_in_limit_even_the_right_key_is_not_tried(
     right = await _sign_in(console, ADMIN)
     assert right.status_code == 429, right.headers
     assert "dealreg_session" not in console.cookies
+
+
+async def test_a_partner_note_naming_a_party_is_refused_and_never_reaches_the_rival(
+        console: httpx.AsyncClient) -> None:
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    keys = {}
+    for pid, name in (("p-alpha", "Alpha Resellers"), ("p-beta", "Beta Partners")):
+        answer = await console.put(f"/v1/partners/{pid}", headers=admin, json={
+            "name": name, "tier": "gold", "type": "reseller", "status": "active"})
+        assert answer.status_code in (200, 201), answer.text
+        minted = await console.post("/v1/api-keys", headers=admin,
+                                    json={"role": "partner", "subject_id": pid})
+        keys[pid] = minted.json()["token"]
+    ids = {}
+    for pid, crm in (("p-alpha", "CRM-ALPHA-42"), ("p-beta", None)):
+        created = await console.post("/v1/registrations", headers={
+            "Authorization": f"Bearer {keys[pid]}", "Prefer": "wait=10"}, json={
+            "account": {"name": "Globex", "domain": "globex-rival.com", "country": "US",
+                        **({"crm_account_id": crm} if crm else {})},
+            "opportunity": {"title": "Same deal", "products": ["widget"]},
+            "motion": "resell"})
+        assert created.status_code == 201, created.text
+        ids[pid] = created.json()["id"]
+    disputes = (await console.get("/v1/disputes", headers=admin)).json()["items"]
+    dispute = next(d for d in disputes if ids["p-beta"] in d["registration_ids"])
+
+    # The owner's console form, as a tired owner fills it in: naming the winner.
+    assert (await _sign_in(console, ADMIN)).status_code == 303
+    page = await console.get(f"/console/owner/disputes/{dispute['id']}")
+    for note in ("Awarded to p-alpha.", "alpha resellers came first",
+                 "Their CRM id crm-alpha-42 was older"):
+        refused = await console.post(f"/console/owner/disputes/{dispute['id']}/resolve", data={
+            "csrf": _csrf(page.text), "outcome": "award", "winner": ids["p-alpha"],
+            "note": "internal", "partner_note": note})
+        assert refused.status_code == 422, (note, refused.status_code)
+        assert 'id="partner_note-error"' in refused.text
+    beta = await console.get(f"/v1/registrations/{ids['p-beta']}/timeline",
+                             headers={"Authorization": f"Bearer {keys['p-beta']}"})
+    assert "dispute.resolved" not in beta.text
+
+    settled = await console.post(f"/console/owner/disputes/{dispute['id']}/resolve", data={
+        "csrf": _csrf(page.text), "outcome": "award", "winner": ids["p-alpha"],
+        "note": "Alpha Resellers (p-alpha) showed the older CRM id",
+        "partner_note": "Awarded on the documented first introduction."})
+    assert settled.status_code == 303, settled.text[:2000]
