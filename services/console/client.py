@@ -10,6 +10,9 @@ query service of a distributed deployment, which has no command routes of its ow
 
 from __future__ import annotations
 
+import asyncio
+import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -20,6 +23,8 @@ from fastapi import FastAPI, Request
 from services.console.session import Session
 
 _INTERNAL_BASE = "http://console.internal"
+IDEMPOTENT_TWIN_WAIT = 5.0
+"""How long (beyond `Prefer: wait`) a resubmitted form waits for its first submission."""
 
 
 @dataclass(slots=True)
@@ -109,9 +114,29 @@ class ConsoleApi:
             raise ApiProblem.of(response)
         return response
 
-    async def post(self, path: str, json: Any = None, *, wait: float | None = None) -> Any:
-        headers = {"Prefer": f"wait={wait:g}"} if wait else None
-        return await self.call("POST", path, json=json, headers=headers)
+    async def post(self, path: str, json: Any = None, *, wait: float | None = None,
+                   idempotency_key: str | None = None) -> Any:
+        """POST; with `idempotency_key` a twin of a request still running is waited for
+        (the API answers 409 until the first finishes), then gets the first one's answer.
+        A key already used for another body (a form page kept from an earlier submission,
+        then changed) is a new request: it is sent once more under a fresh key."""
+        headers = {"Prefer": f"wait={wait:g}"} if wait else {}
+        if idempotency_key is None:
+            return await self.call("POST", path, json=json, headers=headers)
+        headers["Idempotency-Key"] = idempotency_key
+        deadline = time.monotonic() + (wait or 0) + IDEMPOTENT_TWIN_WAIT
+        while True:
+            try:
+                return await self.call("POST", path, json=json, headers=headers)
+            except ApiProblem as problem:
+                if problem.status == 422 and problem.title == "Idempotency key reused" \
+                        and headers["Idempotency-Key"] == idempotency_key:
+                    headers["Idempotency-Key"] = secrets.token_urlsafe(18)
+                    continue
+                if problem.status != 409 or "Idempotency-Key" not in (problem.detail or "") \
+                        or time.monotonic() >= deadline:
+                    raise
+            await asyncio.sleep(0.2)
 
 
 def _clean(params: Mapping[str, Any] | None) -> dict[str, Any] | None:

@@ -115,3 +115,37 @@ async def test_a_partner_note_naming_a_party_is_refused_and_never_reaches_the_ri
         "note": "Alpha Resellers (p-alpha) showed the older CRM id",
         "partner_note": "Awarded on the documented first introduction."})
     assert settled.status_code == 303, settled.text[:2000]
+
+
+async def test_a_register_form_submitted_twice_at_once_files_one_registration(
+        console: httpx.AsyncClient) -> None:
+    import asyncio
+
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    await console.put("/v1/partners/p-gamma", headers=admin, json={
+        "name": "Gamma", "tier": "gold", "type": "reseller", "status": "active"})
+    key = (await console.post("/v1/api-keys", headers=admin, json={
+        "role": "partner", "subject_id": "p-gamma"})).json()["token"]
+    assert (await _sign_in(console, key)).status_code == 303
+    page = await console.get("/console/partner/register")
+    form_key = re.search(r'name="idempotency_key" value="([^"]+)"', page.text)
+    assert form_key, "the register form carries no idempotency key"
+    form = {"csrf": _csrf(page.text), "idempotency_key": form_key.group(1),
+            "account.name": "Double Click Co", "account.domain": "double-click-co.com",
+            "account.country": "US", "opportunity.title": "One deal",
+            "opportunity.products": "widget", "motion": "resell"}
+
+    # A double click: the same form posted twice before the first answer came back.
+    first, second = await asyncio.gather(*(console.post("/console/partner/register",
+                                                        data=form) for _ in range(2)))
+    assert (first.status_code, second.status_code) == (303, 303), second.text[:1500]
+    assert first.headers["location"] == second.headers["location"]
+    mine = (await console.get("/v1/registrations", headers={
+        "Authorization": f"Bearer {key}"})).json()["items"]
+    assert [r["status"] for r in mine] == ["approved"]
+
+    # The same page changed and sent again is a new registration, not an error.
+    again = await console.post("/console/partner/register", data={
+        **form, "account.name": "Other Co", "account.domain": "other-co-rival.com"})
+    assert again.status_code == 303, again.text[:1500]
+    assert again.headers["location"] != first.headers["location"]
