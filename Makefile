@@ -4,7 +4,7 @@ STAMP := .make/installed
 LINT_STAMP := .make/lint-tools
 LINT_CONSTRAINTS := constraints/lint.txt
 
-.PHONY: install dev test test-fast lint bench mutation services-up services-down clean
+.PHONY: install dev test test-fast lint bench mutation screenshots services-up services-down clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
@@ -21,6 +21,10 @@ dev: $(STAMP)
 test: $(STAMP)
 	bash deploy/kafka.sh fetch
 	$(PY) -m pytest
+
+## The console's browser tests, writing their screenshots into docs/images (the README's).
+screenshots: $(STAMP)
+	DEALREG_SCREENSHOTS=$(CURDIR)/docs/images $(PY) -m pytest -q tests/browser
 
 ## Unit tests only: no servers, seconds.
 test-fast: $(STAMP)

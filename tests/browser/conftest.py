@@ -3,8 +3,9 @@ driven by Selenium, against a real `dealreg dev` process.
 
 One dev server and one browser per test session (starting either costs seconds); every
 test gets the browser signed out (`console` fixture). Keys are minted through the API for
-each role (`keys`). `console.screenshot("name")` writes docs/images/console-<name>.png at
-1280x800, the pictures the README shows.
+each role (`keys`). `console.screenshot("name")` writes console-<name>.png at 1280x800 into
+`DEALREG_SCREENSHOTS` when it is set (`make screenshots` sets docs/images, the pictures the
+README shows), else into a temporary directory, so a test run leaves the tree clean.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,7 +36,8 @@ from selenium.webdriver.support.wait import WebDriverWait
 from tests.support.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-IMAGES = ROOT / "docs" / "images"
+IMAGES = Path(os.environ.get("DEALREG_SCREENSHOTS")
+              or tempfile.mkdtemp(prefix="dealreg-screenshots-"))
 CHROMIUM = os.environ.get("DEALREG_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("DEALREG_TEST_CHROMEDRIVER", "/usr/bin/chromedriver")
 WIDTH, HEIGHT = 1280, 800
@@ -231,7 +234,7 @@ class Console:
                 if entry["level"] == "SEVERE"]
 
     def screenshot(self, name: str) -> Path:
-        """docs/images/console-<name>.png (the README shows these)."""
+        """IMAGES/console-<name>.png (with `make screenshots`: the README's pictures)."""
         IMAGES.mkdir(parents=True, exist_ok=True)
         target = IMAGES / f"console-{name}.png"
         assert self.driver.save_screenshot(str(target)), target

@@ -11,10 +11,12 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from typing import IO
 
 import httpx
 import pytest
@@ -29,18 +31,40 @@ AUTH = {"Authorization": f"Bearer {ADMIN}"}
 
 @contextmanager
 def dealreg(args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    """`python -m dealreg ARGS` as a real process, stopped (SIGTERM, then SIGKILL) after."""
-    proc = subprocess.Popen([sys.executable, "-m", "dealreg", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        yield proc
-    finally:
-        proc.send_signal(signal.SIGTERM)
+    """`python -m dealreg ARGS` as a real process, stopped (SIGTERM, then SIGKILL) after. Its
+    output goes to a file (a pipe nobody reads would fill and block it); the tail is kept in
+    `proc.args`' log for the failure message of `started`."""
+    with tempfile.TemporaryFile() as output:
+        proc = subprocess.Popen([sys.executable, "-m", "dealreg", *args], env=env,
+                                stdout=output, stderr=subprocess.STDOUT)
+        LOGS[proc.pid] = output
         try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            yield proc
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            LOGS.pop(proc.pid, None)
+
+
+LOGS: dict[int, IO[bytes]] = {}
+
+
+async def started(proc: subprocess.Popen[bytes], url: str, timeout: float) -> None:
+    """Wait for `url`/readyz; on a timeout, fail with the process's last output."""
+    try:
+        await wait_ready(url, timeout=timeout)
+    except TimeoutError:
+        log = LOGS[proc.pid]
+        log.seek(0)
+        lines = [line for line in log.read().decode(errors="replace").splitlines()
+                 if '"http_request"' not in line]  # the access log of our polling
+        tail = "\n".join(lines)[-3000:]
+        raise AssertionError(f"{proc.args} not ready at {url} (exit {proc.poll()}):\n{tail}"
+                             ) from None
 
 
 @dataclass
@@ -68,14 +92,14 @@ async def stack(kafka_server: ServerHandle, postgres_server: ServerHandle
     with ExitStack() as processes:
         # One at a time: each service migrates the schema at start.
         for service in ("projections", "registration", "adjudication"):
-            processes.enter_context(dealreg(
+            proc = processes.enter_context(dealreg(
                 ["serve", service, "--port", str(ports[service])], env))
-            await wait_ready(urls[service], timeout=90)
-        processes.enter_context(dealreg(
+            await started(proc, urls[service], timeout=90)
+        proc = processes.enter_context(dealreg(
             ["gateway", "--port", str(ports["gateway"])],
             {**env, "DEALREG_GATEWAY_COMMANDS_URL": urls["registration"],
              "DEALREG_GATEWAY_QUERIES_URL": urls["projections"]}))
-        await wait_ready(urls["gateway"], timeout=60)
+        await started(proc, urls["gateway"], timeout=60)
         yield Stack(urls["gateway"], urls["registration"], urls["projections"])
 
 
