@@ -61,6 +61,15 @@ class ApiProblem(Exception):
         return out
 
 
+def unreachable(exc: httpx.TransportError) -> ApiProblem:
+    """The API did not answer (down, refused, timed out): a 503 page, not a 500."""
+    what = "did not answer in time" if isinstance(exc, httpx.TimeoutException) \
+        else "could not be reached"
+    return ApiProblem(503, "Service unavailable",
+                      f"The dealreg API {what}; try again in a moment (a form you sent may or "
+                      "may not have been applied: look before sending it again).")
+
+
 def shared_client(app: FastAPI, base_url: str | None) -> httpx.AsyncClient:
     """One pooled client per app (kept on `app.state`)."""
     client = getattr(app.state, "console_http", None)
@@ -94,9 +103,12 @@ class ConsoleApi:
     async def call(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                    json: Any = None, headers: Mapping[str, str] | None = None) -> Any:
         """The JSON body of a 2xx answer (None when empty), else raises `ApiProblem`."""
-        response = await self._client.request(
-            method, path, params=_clean(params), json=json,
-            headers={**self._headers, **(headers or {})})
+        try:
+            response = await self._client.request(
+                method, path, params=_clean(params), json=json,
+                headers={**self._headers, **(headers or {})})
+        except httpx.TransportError as exc:
+            raise unreachable(exc) from exc
         if response.status_code >= 400:
             raise ApiProblem.of(response)
         if not response.content:
@@ -108,8 +120,11 @@ class ConsoleApi:
 
     async def download(self, path: str, accept: str, **params: Any) -> httpx.Response:
         """A 2xx answer as it came (e.g. a CSV the API rendered), else raises `ApiProblem`."""
-        response = await self._client.get(path, params=_clean(params),
-                                          headers={**self._headers, "Accept": accept})
+        try:
+            response = await self._client.get(path, params=_clean(params),
+                                              headers={**self._headers, "Accept": accept})
+        except httpx.TransportError as exc:
+            raise unreachable(exc) from exc
         if response.status_code >= 400:
             raise ApiProblem.of(response)
         return response

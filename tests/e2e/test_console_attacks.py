@@ -149,3 +149,24 @@ async def test_a_register_form_submitted_twice_at_once_files_one_registration(
         **form, "account.name": "Other Co", "account.domain": "other-co-rival.com"})
     assert again.status_code == 303, again.text[:1500]
     assert again.headers["location"] != first.headers["location"]
+
+
+async def test_when_the_api_cannot_be_reached_console_pages_say_so_with_a_503_page(
+        tmp_path: Path) -> None:
+    from dealreg.app import create_app
+    from shared.settings import Settings
+    from tests.support.processes import free_port
+
+    nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    app = create_app(Settings(backend="embedded", data_dir=tmp_path / "data",
+                              admin_token=ADMIN, console_api_url=nowhere))
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
+            base_url="http://dealreg") as client:
+        assert (await _sign_in(client, ADMIN)).status_code == 303
+        for page in ("/console/partner/", "/console/owner/", "/console/manager/",
+                     "/console/program/", "/console/program/csv/decisions"):
+            answer = await client.get(page)
+            assert answer.status_code == 503, (page, answer.status_code, answer.text[:300])
+            assert answer.headers["content-type"].startswith("text/html"), page
+            assert "could not be reached" in answer.text, page
