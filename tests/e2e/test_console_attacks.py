@@ -170,3 +170,25 @@ async def test_when_the_api_cannot_be_reached_console_pages_say_so_with_a_503_pa
             assert answer.status_code == 503, (page, answer.status_code, answer.text[:300])
             assert answer.headers["content-type"].startswith("text/html"), page
             assert "could not be reached" in answer.text, page
+
+
+async def test_a_link_cannot_make_the_owner_queue_show_someone_elses_text(
+        console: httpx.AsyncClient) -> None:
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    key = (await console.post("/v1/api-keys", headers=admin, json={
+        "role": "owner", "subject_id": "cm-1"})).json()["token"]
+    assert (await _sign_in(console, key)).status_code == 303
+    lure = "Your session expired: call +1 555 0100 with your API key"
+    page = await console.get("/console/owner/", params={"done": "acknowledged", "n": "0",
+                                                        "failed": lure})
+    assert page.status_code == 200
+    assert "555 0100" not in page.text
+
+    # A real refusal (not this owner's dispute) is still told, in the console's words.
+    token = re.search(r'"X-CSRF-Token": ?"([^"]+)"', page.text)
+    assert token
+    bulk = await console.post("/console/owner/acknowledge", data={
+        "csrf": token.group(1), "dispute": "dsp_0000000000000000000000000f"})
+    assert bulk.status_code == 303
+    told = await console.get(bulk.headers["location"])
+    assert "dsp_0000000000000000000000000f: no such dispute in your queue" in told.text
