@@ -4,7 +4,7 @@ STAMP := .make/installed
 LINT_STAMP := .make/lint-tools
 LINT_CONSTRAINTS := constraints/lint.txt
 
-.PHONY: install dev test test-fast lint bench mutation screenshots services-up services-down clean
+.PHONY: install dev test test-fast lint bench soak mutation screenshots services-up services-down clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
@@ -45,6 +45,14 @@ lint: $(STAMP) $(LINT_STAMP)
 ## bench-results/{results.json,targets.md,latency-cdf.png,drain.png}.
 bench: $(STAMP)
 	$(PY) tests/bench/run.py $(if $(filter-out 0,$(QUICK)),--quick,)
+
+## Faults in a loop under load for DURATION seconds (default 600) on real Kafka and
+## PostgreSQL, then the checker; prints the counts, fails on any discrepancy.
+DURATION ?= 600
+RATE ?= 6
+soak: $(STAMP)
+	bash deploy/kafka.sh fetch
+	$(PY) -m tests.faults.soak --duration $(DURATION) --rate $(RATE)
 
 ## Mutation testing of the modules that decide against the fast unit tests (minutes, niced);
 ## the score and the surviving mutants are printed, `mutmut show NAME` shows one.

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from dealreg import __version__
 from dealreg.admin import admin_app
+from dealreg.poison import poison_app
 from dealreg.preflight import (
     OperatorError,
     bind_port,
@@ -36,6 +37,7 @@ db_app = typer.Typer(help="Read-model store schema.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
+app.add_typer(poison_app, name="poison")
 console = Console(stderr=True, soft_wrap=True)
 
 

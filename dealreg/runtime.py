@@ -316,7 +316,16 @@ class Runtime:
                         break
                     raise RuntimeError("the worker returned while the runtime runs")
                 except asyncio.CancelledError:
-                    raise
+                    task = asyncio.current_task()
+                    if self._stopping or (task is not None and task.cancelling()):
+                        raise
+                    # Not our cancellation: a client library cancelled a future the worker
+                    # awaited (aiokafka does when its sender dies with the broker). That is
+                    # a crash like any other; propagating it ended the worker for good.
+                    delay = health.crashed(RuntimeError("cancelled from inside the worker"))
+                    log.error("worker_crashed_restarting", worker=name, error="cancelled",
+                              restarts=health.restarts, backoff_seconds=round(delay, 3))
+                    await self._sleep_unless_stopping(delay)
                 except Exception as exc:
                     # Crash-only: state is rebuilt from the log on the next run.
                     delay = health.crashed(exc)

@@ -55,6 +55,12 @@ DEAD_LETTERS: Final = Counter(
     "Deliveries that failed their last scheduled attempt (status `dead`), by channel",
     ["channel"])
 
+POISON_RECORDS: Final = Counter(
+    "dealreg_poison_records_total",
+    "Log records a consumer could not decode and wrote to the dead-letter topic, by "
+    "consumer (adjudicator, projections) and origin topic",
+    ["consumer", "topic"])
+
 # --- workers and dependencies --------------------------------------------------------------
 
 WORKER_RESTARTS: Final = Counter(

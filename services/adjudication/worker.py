@@ -39,6 +39,7 @@ from services.adjudication.domain import (
 from services.adjudication.snapshots import SnapshotStore
 from shared import metrics
 from shared.eventlog import EventLog, OutgoingRecord, Record, TopicPartition
+from shared.eventlog.deadletter import dead_letter
 from shared.eventlog.topics import Topics
 from shared.events import DomainEvent, Envelope, TimerFired, encode, new_envelope
 from shared.events.codec import decode
@@ -128,8 +129,10 @@ class Adjudicator:
         snapshots: SnapshotStore | None = None,
         snapshot_every_events: int = 20_000,
         snapshot_every_seconds: float = 60.0,
+        group_id: str = "",
     ) -> None:
         self.eventlog = eventlog
+        self.group_id = group_id
         self.topics = topics
         self.source = source
         self.clock = clock
@@ -139,6 +142,8 @@ class Adjudicator:
         # Decoded in `prepare`, consumed by `process` (decode once per record).
         self._decoded: dict[TopicPartition, list[tuple[Record, Envelope, DomainEvent] | None]]
         self._decoded = {}
+        # Dead letters of the batch `prepare` decoded, written with its outputs (`process`).
+        self._dead: dict[TopicPartition, list[OutgoingRecord]] = {}
         # Timer ids appended and not yet seen back, so a deadline is appended once.
         self._pending_timers: dict[TopicPartition, set[str]] = {}
         # Looking for due deadlines walks every due item, so a partition looks at most once
@@ -195,6 +200,7 @@ class Adjudicator:
         for tp in partitions:
             self.states.pop(tp, None)
             self._decoded.pop(tp, None)
+            self._dead.pop(tp, None)
             self._pending_timers.pop(tp, None)
             self._looked.pop(tp, None)
             self._since_snapshot.pop(tp, None)
@@ -204,7 +210,9 @@ class Adjudicator:
     # the loop ----------------------------------------------------------------------------
 
     async def prepare(self, tp: TopicPartition, records: Sequence[Record]) -> None:
-        self._decoded[tp] = await self._decode_all(records)
+        dead: list[OutgoingRecord] = []
+        self._decoded[tp] = await self._decode_all(records, dead)
+        self._dead[tp] = dead
 
     def process(self, tp: TopicPartition, records: Sequence[Record]) -> list[OutgoingRecord]:
         state = self.states.setdefault(tp, AdjudicationState())
@@ -212,7 +220,8 @@ class Adjudicator:
         decoded = self._decoded.pop(tp, None)
         if decoded is None or len(decoded) != len(records):
             raise RuntimeError("process() called without prepare() for this batch")
-        outputs: list[OutgoingRecord] = []
+        # Poison records' dead letters commit with the batch's offset (eventlog/deadletter.py).
+        outputs: list[OutgoingRecord] = self._dead.pop(tp, [])
         for item in decoded:
             if item is None:
                 continue
@@ -233,17 +242,22 @@ class Adjudicator:
     # helpers -----------------------------------------------------------------------------
 
     async def _decode_all(
-        self, records: Sequence[Record]
+        self, records: Sequence[Record], dead: list[OutgoingRecord] | None = None
     ) -> list[tuple[Record, Envelope, DomainEvent] | None]:
+        """`dead`: where the dead letters of undecodable records go (live batches; a
+        recovery skips them silently, their dead letters were written when first seen)."""
         out: list[tuple[Record, Envelope, DomainEvent] | None] = []
         for record in records:
             try:
                 envelope, event = decode(record.value)
             except ValueError as exc:
                 # The edge validates everything it appends, so this is a foreign or corrupt
-                # record: skipping it is the only choice that keeps the partition moving.
-                log.error("undecodable_intake_record", topic=record.topic,
-                          partition=record.partition, offset=record.offset, error=str(exc))
+                # record (or one from a newer build): it goes to the dead-letter topic and
+                # the partition moves on (retrying it would stall every account behind it).
+                if dead is not None and self.topics.dead_letters:
+                    dead.append(dead_letter(record, topic=self.topics.dead_letters,
+                                            consumer="adjudicator", group=self.group_id,
+                                            error=exc))
                 out.append(None)
                 continue
             version = policy_version_of(event)
@@ -343,7 +357,8 @@ async def run_adjudicator(
         snapshots = snapshot_codec.store_for(eventlog, topics)
     adjudicator = Adjudicator(eventlog, topics, source, snapshots=snapshots,
                               snapshot_every_events=snapshot_every_events,
-                              snapshot_every_seconds=snapshot_every_seconds)
+                              snapshot_every_seconds=snapshot_every_seconds,
+                              group_id=group_id)
     try:
         await eventlog.run_transactional(
             group_id, [topics.intake], adjudicator, max_records=max_records, stopping=stopping,

@@ -169,6 +169,9 @@ class NotificationSender:
             await asyncio.gather(*tasks, return_exceptions=True)
             if own_client and self.http is not None:
                 await self.http.aclose()
+                # A restarted run (the supervisor restarts a crashed worker) opens its own
+                # again: keeping the closed one failed every delivery from then on.
+                self.http = None
 
     def _start(self, row: dict[str, Any]) -> None:
         delivery = str(row["id"])

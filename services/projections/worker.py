@@ -32,6 +32,7 @@ from services.projections.adapters.lag import (
 from services.projections.domain.batch import MODELS, Batch, Item, Loaded, needs
 from shared import tracing
 from shared.eventlog import EventLog, Record, TopicPartition
+from shared.eventlog.deadletter import dead_letter
 from shared.eventlog.topics import Topics
 from shared.events import CATALOGUE, DomainEvent, upcasters
 from shared.events.codec import decode
@@ -74,9 +75,11 @@ def _text(value: Any) -> str | None:
 
 
 def decode_records(
-    records: Sequence[Record], positions: repository.Positions, models: Sequence[str]
+    records: Sequence[Record], positions: repository.Positions, models: Sequence[str],
+    poison: list[tuple[Record, ValueError]] | None = None,
 ) -> list[Item]:
-    """Decoded items for the models that have not applied each record yet."""
+    """Decoded items for the models that have not applied each record yet; `poison`
+    collects the records that cannot be decoded (with the error)."""
     items: list[Item] = []
     by_model = [(m, positions[m]) for m in models]
     all_models = frozenset(models)
@@ -89,8 +92,11 @@ def decode_records(
         try:
             event_id, moment, event, data, traceparent, tracestate = decode_value(record.value)
         except ValueError as exc:
-            log.error("undecodable_record", topic=record.topic, partition=record.partition,
-                      offset=record.offset, error=str(exc))
+            if poison is not None:
+                poison.append((record, exc))
+            else:
+                log.error("undecodable_record", topic=record.topic,
+                          partition=record.partition, offset=record.offset, error=str(exc))
             continue
         models_of = all_models if len(wanted) == len(by_model) else frozenset(wanted)
         items.append(Item(event_id, moment, event, models_of, data, traceparent, tracestate))
@@ -186,12 +192,28 @@ class ProjectionWorker:
             await self.lag.refresh()
             await asyncio.sleep(LAG_INTERVAL_SECONDS)
 
+    async def _dead_letter(self, poison: Sequence[tuple[Record, ValueError]]) -> None:
+        """Append the dead letters of undecodable records before the batch (and the position
+        past them) commits: a crash in between writes them again, with the same ids."""
+        if not self.topics.dead_letters:
+            for record, exc in poison:
+                log.error("undecodable_record", topic=record.topic,
+                          partition=record.partition, offset=record.offset, error=str(exc))
+            return
+        await self.eventlog.append([
+            dead_letter(record, topic=self.topics.dead_letters, consumer="projections",
+                        group=self.group_id, error=exc)
+            for record, exc in poison])
+
     async def apply(self, records: Sequence[Record]) -> Batch | None:
         started = time.perf_counter()
         partitions = {r.tp for r in records}
         async with self.engine.begin() as conn:
             stored = await repository.load_positions(conn, self.models, partitions, lock=True)
-            items = decode_records(records, stored, self.models)
+            poison: list[tuple[Record, ValueError]] = []
+            items = decode_records(records, stored, self.models, poison)
+            if poison:
+                await self._dead_letter(poison)
             batch = await fold_into(conn, items) if items else None
             new_positions = advanced(stored, records)
             await repository.save_positions(conn, new_positions)

@@ -51,7 +51,11 @@ def _ktp(tp: TopicPartition) -> KafkaTP:
 
 
 def _record(r: Any) -> Record:
-    return Record(r.topic, r.partition, r.offset, r.key.decode(), r.value, r.timestamp)
+    # A foreign record may have no key, key bytes that are not UTF-8, or no value: it must
+    # still reach the consumer, which dead-letters what it cannot decode.
+    key = r.key.decode("utf-8", "replace") if r.key is not None else ""
+    return Record(r.topic, r.partition, r.offset, key,
+                  r.value if r.value is not None else b"", r.timestamp)
 
 
 class KafkaEventLog(EventLog):
@@ -273,6 +277,25 @@ class KafkaSubscription(Subscription, ConsumerRebalanceListener):  # type: ignor
         await self._consumer.stop()
 
 
+class TransactionStuck(RuntimeError):
+    """A batch's transaction (or a client's shutdown) did not finish in time: the loop
+    gives up on this member so its supervisor starts a fresh one, whose producers fence
+    whatever the stuck ones still hold."""
+
+
+async def _within(awaitable: Any, seconds: float, what: str) -> Any:
+    """`awaitable`'s result, or TransactionStuck after `seconds`; a stuck client is left
+    behind, not awaited (aiokafka retries some broker errors forever, e.g. the
+    NOT_ENOUGH_REPLICAS a Kafka 4 broker answers while a transaction it aborted is still
+    being written to, and then even its stop() may not return)."""
+    task = asyncio.ensure_future(awaitable)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        raise TransactionStuck(f"{what} did not finish within {seconds:.0f} s")
+    return task.result()
+
+
 class _TransactionalLoop(ConsumerRebalanceListener):  # type: ignore[misc]
     """One member's consume-process-produce loop with a producer per input partition."""
 
@@ -296,6 +319,9 @@ class _TransactionalLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         # Bumped on every rebalance: a batch fetched before one is thrown away, because its
         # partitions were re-read from their committed positions by `assigned`.
         self.generation = 0
+        # A batch's transactions must end well within this (the broker aborts one open
+        # longer than `transaction_timeout_ms`); past it the member gives up (crashes).
+        self.stuck_after = max(30.0, 3 * log.transaction_timeout_ms / 1000)
 
     async def on_partitions_revoked(self, revoked: list[KafkaTP]) -> None:
         async with self.lock:
@@ -369,15 +395,21 @@ class _TransactionalLoop(ConsumerRebalanceListener):  # type: ignore[misc]
                                 outputs = self.processor.tick(tp)
                                 if outputs:
                                     work.append((tp, [], outputs))
-                    await asyncio.gather(*(self._commit(*item) for item in work))
+                    await _within(asyncio.gather(*(self._commit(*item) for item in work)),
+                                  self.stuck_after, "a batch's transactions")
         finally:
             async with self.lock:
                 owned = list(self.producers)
-                await asyncio.gather(*(p.stop() for p in self.producers.values()))
+                producers = list(self.producers.values())
                 self.producers.clear()
+                with contextlib.suppress(Exception):
+                    await _within(asyncio.gather(*(p.stop() for p in producers),
+                                                 return_exceptions=True),
+                                  self.stuck_after, "stopping the producers")
                 if owned:
                     await self.processor.revoked(owned)
-            await self.consumer.stop()
+            with contextlib.suppress(Exception):
+                await _within(self.consumer.stop(), self.stuck_after, "stopping the consumer")
 
     async def _commit(
         self, tp: TopicPartition, records: list[Record], outputs: list[OutgoingRecord]

@@ -324,6 +324,31 @@ async def test_one_crash_is_unready_only_until_the_restart(tmp_path: Path) -> No
         assert runs == 2
 
 
+async def test_a_worker_cancelled_from_inside_is_restarted_not_lost(tmp_path: Path) -> None:
+    """A client library may cancel a future the worker awaits (aiokafka does when its
+    sender routine dies with the broker): the worker then ends with CancelledError although
+    nobody cancelled it. It used to end the supervised worker for good, leaving the process
+    up and its partitions undecided (found by the fault suite, a Kafka restart)."""
+    settings = Settings(backend="embedded", data_dir=tmp_path, admin_token=ADMIN,
+                        **_settings(worker_backoff_initial_seconds=0.1))
+    async with _app(settings) as (app, client):
+        runs = 0
+
+        async def cancelled_inside() -> None:
+            nonlocal runs
+            runs += 1
+            if runs == 1:
+                raise asyncio.CancelledError()
+            await app.state.runtime._stopped.wait()
+
+        app.state.runtime.supervise("cancelled", cancelled_inside)
+        deadline = time.monotonic() + 10
+        while runs < 2 or (await client.get("/readyz")).status_code != 200:
+            assert time.monotonic() < deadline, f"not restarted (runs={runs})"
+            await asyncio.sleep(0.05)
+        assert app.state.runtime.workers["cancelled"].restarts == 1
+
+
 async def test_readiness_fails_while_the_database_or_kafka_is_unreachable(
         request: pytest.FixtureRequest, unique: str) -> None:
     kafka: ServerHandle = request.getfixturevalue("kafka_server")

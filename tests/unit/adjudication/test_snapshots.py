@@ -165,6 +165,22 @@ def test_files_newer_than_the_committed_position_are_skipped_for_the_one_before(
     assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind
 
 
+def test_every_process_computes_the_same_snapshot_fingerprint() -> None:
+    """A snapshot written by one adjudicator process is usable by the next owner of its
+    partition. The fingerprint once hashed validators' memory addresses ("<function f at
+    0x7f...>"), so every process ignored every other's snapshots and replayed the whole
+    partition (found by the fault suite: `snapshot_ignored` after each rebalance)."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from services.adjudication.snapshots import fingerprint; print(fingerprint())"
+    prints = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True, env={**os.environ, "PYTHONHASHSEED": seed}
+                             ).stdout.strip() for seed in ("1", "2")}
+    assert len(prints) == 1, prints
+
+
 def test_a_state_topic_snapshot_is_chunked_and_reassembled_and_the_newest_whole_one_wins(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
