@@ -133,6 +133,14 @@ class Settings(BaseSettings):
         None, description="Where the console sends its /v1 calls (the one front door of a "
         "distributed deployment); unset: the same process, in memory")
 
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
     @field_validator("database_url")
     @classmethod
     def _postgresql(cls, value: str) -> str:

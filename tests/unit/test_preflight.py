@@ -96,3 +96,14 @@ def test_every_variable_the_project_reads_is_known() -> None:
     env = {name: "x" for name in names}
     from dealreg.preflight import unknown_variables
     assert unknown_variables(env) == []
+
+
+def test_an_unknown_log_level_is_a_settings_error_not_a_traceback(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "dealreg", "dev", "--port", "1",
+                           "--data-dir", str(tmp_path / "d")],
+                          capture_output=True, text=True, timeout=60,
+                          env={**_clean_env(), "DEALREG_LOG_LEVEL": "verbose"})
+    assert done.returncode == 2, done.stderr
+    assert "DEALREG_LOG_LEVEL" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert not (tmp_path / "d").exists()
+    assert Settings(log_level="debug").log_level == "DEBUG"
