@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal, NoReturn
 import typer
 import uvicorn
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from rich.console import Console
 
 from dealreg import __version__
@@ -54,6 +55,9 @@ def _settings(**overrides: object) -> Settings:
         errors = "; ".join(f"DEALREG_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}"
                            for e in exc.errors())
         console.print(f"[red]error:[/red] invalid settings: {errors}")
+        raise typer.Exit(2) from None
+    except SettingsError as exc:  # a list or object variable that is not JSON
+        console.print(f"[red]error:[/red] invalid settings: {exc} (expected JSON, e.g. [0, 5])")
         raise typer.Exit(2) from None
 
 
@@ -160,6 +164,12 @@ def dev(
                   f"{'yes' if settings.webhook_allow_loopback else 'no'} "
                   "(DEALREG_WEBHOOK_ALLOW_LOOPBACK; `serve` refuses them by default)")
     where = settings.data_dir.resolve()
+    if not where.is_dir():
+        try:
+            where.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            _fail(OperatorError(f"cannot create the data directory {where}: {exc.strerror}; "
+                                "choose another --data-dir / DEALREG_DATA_DIR"))
     console.print(f"dealreg dev on http://{settings.host}:{settings.port}  (API docs: "
                   f"http://{settings.host}:{settings.port}/docs, data: {where}"
                   f"{'' if settings.embedded_log_path.exists() else ', new'})")

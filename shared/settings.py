@@ -18,7 +18,7 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(Path("./dealreg-data"), description="Embedded backend's files")
     host: str = Field("127.0.0.1", description="HTTP bind address")
-    port: int = Field(8080, description="HTTP port")
+    port: int = Field(8080, ge=0, le=65535, description="HTTP port")
     admin_token: str | None = Field(
         None, description="Accepted as an admin bearer token; generated and printed by `dev`"
     )
@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka brokers")
     kafka_replication_factor: int = Field(1, description="Replication factor of new topics")
     kafka_transaction_timeout_ms: int = Field(10_000, description="Adjudicator transactions")
-    topic_partitions: int = Field(12, description="Partitions of new topics")
+    topic_partitions: int = Field(12, ge=1, description="Partitions of new topics")
     database_url: str = Field(
         "postgresql+asyncpg://postgres@127.0.0.1:5432/dealreg",
         description="Read-model store (distributed backend)",

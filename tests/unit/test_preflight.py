@@ -107,3 +107,16 @@ def test_an_unknown_log_level_is_a_settings_error_not_a_traceback(tmp_path: Path
     assert "DEALREG_LOG_LEVEL" in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert not (tmp_path / "d").exists()
     assert Settings(log_level="debug").log_level == "DEBUG"
+
+
+@pytest.mark.parametrize("variable, value", [
+    ("DEALREG_PORT", "99999"), ("DEALREG_PORT", "-1"), ("DEALREG_TOPIC_PARTITIONS", "0"),
+    ("DEALREG_NOTIFICATION_SCHEDULE_SECONDS", "abc"), ("DEALREG_DATA_DIR", "/proc/nope")])
+def test_an_impossible_setting_is_one_line_and_exit_2(variable: str, value: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "dealreg", "dev"],
+                          capture_output=True, text=True, timeout=60,
+                          env={**_clean_env(), "DEALREG_PORT": "1", variable: value})
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "╭" not in done.stderr, done.stderr
+    assert variable.removeprefix("DEALREG_").lower() in done.stderr.lower().replace(
+        "-", "_"), done.stderr
