@@ -265,7 +265,7 @@ class FileSnapshots:
         """(covers, path) of `tp`'s snapshot files, newest first."""
         prefix = f"{tp.topic}.{tp.partition}."
         found = []
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # no directory (yet), or not one: no snapshots
             for path in self.directory.iterdir():
                 name = path.name
                 if name.startswith(prefix) and name.endswith(".snap"):
@@ -284,6 +284,14 @@ class FileSnapshots:
         return []
 
     def _write(self, tp: TopicPartition, covers: int, blob: bytes) -> None:
+        try:
+            self._write_file(tp, covers, blob)
+        except OSError as exc:
+            # A snapshot is an optimisation: a full disk must not stop deciding.
+            log.warning("snapshot_not_written", topic=tp.topic, partition=tp.partition,
+                        covers=covers, error=str(exc))
+
+    def _write_file(self, tp: TopicPartition, covers: int, blob: bytes) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         final = self.directory / self._name(tp, covers)
         temporary = self.directory / f".{final.name}.{os.getpid()}.tmp"

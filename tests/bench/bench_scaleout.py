@@ -2,12 +2,12 @@
 
     python tests/bench/bench_scaleout.py [--quick] [--events N]
 
-The same backlog (bench_adjudicator's, 12 partitions) is drained twice on one Kafka
-broker: by one adjudicator process, then by two processes in one consumer group (fresh
-topics each time). Reported: events/s of each and the ratio two / one. Each adjudicator
-is its own OS process (`python -m tests.bench.bench_scaleout --member ...`), so the ratio
-says what a second process buys on this machine's cores (a 2-core machine also runs the
-broker and this client, so expect well under 2).
+The same backlog (bench_adjudicator's realistic one, 20 % collisions, 12 partitions) is
+drained twice on one Kafka broker: by one adjudicator process, then by two processes in one
+consumer group (fresh topics each time). Reported: events/s of each and the ratio two / one.
+Each adjudicator is its own OS process (`python -m tests.bench.bench_scaleout --member
+...`), so the ratio says what a second process buys on this machine's cores (a 2-core
+machine also runs the broker and this client, so expect well under 2).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from services.adjudication.worker import run_adjudicator  # noqa: E402
 from shared.eventlog.kafka import KafkaEventLog  # noqa: E402
 from shared.eventlog.topics import Topics  # noqa: E402
-from tests.bench.bench_adjudicator import PARTITIONS, backlog  # noqa: E402
+from tests.bench.bench_adjudicator import PARTITIONS, backlog, registrations  # noqa: E402
 from tests.bench.common import record  # noqa: E402
 
 
@@ -64,7 +64,7 @@ async def _drain(bootstrap: str, members: int, events: int) -> float:
     await log.start()
     try:
         await log.create_topics(topics.specs(PARTITIONS))
-        records = backlog(topics, events)
+        records, _ = backlog(topics, registrations(events, 0.2)[0])
         for i in range(0, events, 5000):
             await log.append(records[i:i + 5000])
         del records

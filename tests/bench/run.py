@@ -62,6 +62,10 @@ BENCHES: tuple[Bench, ...] = (
           ("--quick",), 200, 35),
     Bench("api_latency", "bench_api_latency.py", (), ("--quick", "--backend", "embedded"),
           330, 55),
+    # Recovery depends on the state and the tail, not on the history's length: `make bench`
+    # uses 100,000 events; `python tests/bench/bench_recovery.py` alone measures 1,000,000.
+    Bench("recovery", "bench_recovery.py", ("--events", "100000", "--backend", "both"),
+          ("--events", "25000", "--backend", "embedded"), 240, 40),
 )
 BUDGET, QUICK_BUDGET = 850.0, 160.0
 """The whole run's wall-time budget: a benchmark gets at most what is left of it."""

@@ -213,3 +213,17 @@ def test_a_state_topic_snapshot_is_chunked_and_reassembled_and_the_newest_whole_
             await log.close()
 
     asyncio.run(scenario())
+
+
+def test_a_snapshot_file_that_cannot_be_written_is_skipped_not_fatal(tmp_path: Path) -> None:
+    _, blob = _small_state()
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the snapshot directory should be")
+    store = FileSnapshots(blocked)
+
+    async def scenario() -> None:
+        store.save(TP, 300, blob)
+        await store.close()  # the write failed and was logged; nothing raised
+        assert await store.load(TP, 300) is None
+
+    asyncio.run(scenario())
