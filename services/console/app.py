@@ -85,19 +85,26 @@ async def signin_form(request: Request,
     return _signin_page(request, message="You are signed out." if signed_out else None)
 
 
+def _too_many_signins(request: Request) -> Response:
+    return _signin_page(request, status_code=429, error="Too many failed sign-ins from this "
+                        "address; wait a moment and try again.")
+
+
 @router.post("/sign-in", dependencies=[Depends(check_signin_csrf)])
 async def signin(request: Request) -> Response:
     form = await read_form(request)
     token = (form.get("api_key") or "").strip()
     authenticator: Authenticator = request.app.state.authenticator
+    # Failed sign-ins are counted per address. Past the limit no key is even tried, so a
+    # right guess among the refused ones does not sign in (a weak admin token included).
+    failures: TokenBuckets | None = request.app.state.console_signin_failures
+    client = request.client.host if request.client else "-"
+    if failures is not None and failures.wait(client, time.monotonic()) > 0:
+        return _too_many_signins(request)
     principal = await authenticator.authenticate(token) if token else None
     if principal is None:
-        # Failed sign-ins are counted per address, like failed API authentications.
-        failures: TokenBuckets | None = request.app.state.console_signin_failures
-        client = request.client.host if request.client else "-"
         if failures is not None and failures.take(client, time.monotonic()) > 0:
-            return _signin_page(request, status_code=429, error="Too many failed sign-ins "
-                                "from this address; wait a moment and try again.")
+            return _too_many_signins(request)
         return _signin_page(request, status_code=401,
                             error="That API key is unknown or revoked.")
     response = RedirectResponse(safe_next(form.get("next")), status_code=303)
@@ -106,9 +113,10 @@ async def signin(request: Request) -> Response:
 
 
 @router.post("/sign-out")
-async def signout(request: Request, _: Annotated[Session, Depends(signed_in)]) -> Response:
+async def signout(request: Request,
+                  session: Annotated[Session, Depends(signed_in)]) -> Response:
     response = RedirectResponse("/console/sign-in?signed_out=1", status_code=303)
-    Sessions.end(response)
+    sessions(request).sign_out(response, session, time.time())
     return response
 
 

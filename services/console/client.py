@@ -10,6 +10,9 @@ query service of a distributed deployment, which has no command routes of its ow
 
 from __future__ import annotations
 
+import asyncio
+import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -20,6 +23,8 @@ from fastapi import FastAPI, Request
 from services.console.session import Session
 
 _INTERNAL_BASE = "http://console.internal"
+IDEMPOTENT_TWIN_WAIT = 5.0
+"""How long (beyond `Prefer: wait`) a resubmitted form waits for its first submission."""
 
 
 @dataclass(slots=True)
@@ -56,6 +61,15 @@ class ApiProblem(Exception):
         return out
 
 
+def unreachable(exc: httpx.TransportError) -> ApiProblem:
+    """The API did not answer (down, refused, timed out): a 503 page, not a 500."""
+    what = "did not answer in time" if isinstance(exc, httpx.TimeoutException) \
+        else "could not be reached"
+    return ApiProblem(503, "Service unavailable",
+                      f"The dealreg API {what}; try again in a moment (a form you sent may or "
+                      "may not have been applied: look before sending it again).")
+
+
 def shared_client(app: FastAPI, base_url: str | None) -> httpx.AsyncClient:
     """One pooled client per app (kept on `app.state`)."""
     client = getattr(app.state, "console_http", None)
@@ -89,9 +103,12 @@ class ConsoleApi:
     async def call(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                    json: Any = None, headers: Mapping[str, str] | None = None) -> Any:
         """The JSON body of a 2xx answer (None when empty), else raises `ApiProblem`."""
-        response = await self._client.request(
-            method, path, params=_clean(params), json=json,
-            headers={**self._headers, **(headers or {})})
+        try:
+            response = await self._client.request(
+                method, path, params=_clean(params), json=json,
+                headers={**self._headers, **(headers or {})})
+        except httpx.TransportError as exc:
+            raise unreachable(exc) from exc
         if response.status_code >= 400:
             raise ApiProblem.of(response)
         if not response.content:
@@ -103,15 +120,38 @@ class ConsoleApi:
 
     async def download(self, path: str, accept: str, **params: Any) -> httpx.Response:
         """A 2xx answer as it came (e.g. a CSV the API rendered), else raises `ApiProblem`."""
-        response = await self._client.get(path, params=_clean(params),
-                                          headers={**self._headers, "Accept": accept})
+        try:
+            response = await self._client.get(path, params=_clean(params),
+                                              headers={**self._headers, "Accept": accept})
+        except httpx.TransportError as exc:
+            raise unreachable(exc) from exc
         if response.status_code >= 400:
             raise ApiProblem.of(response)
         return response
 
-    async def post(self, path: str, json: Any = None, *, wait: float | None = None) -> Any:
-        headers = {"Prefer": f"wait={wait:g}"} if wait else None
-        return await self.call("POST", path, json=json, headers=headers)
+    async def post(self, path: str, json: Any = None, *, wait: float | None = None,
+                   idempotency_key: str | None = None) -> Any:
+        """POST; with `idempotency_key` a twin of a request still running is waited for
+        (the API answers 409 until the first finishes), then gets the first one's answer.
+        A key already used for another body (a form page kept from an earlier submission,
+        then changed) is a new request: it is sent once more under a fresh key."""
+        headers = {"Prefer": f"wait={wait:g}"} if wait else {}
+        if idempotency_key is None:
+            return await self.call("POST", path, json=json, headers=headers)
+        headers["Idempotency-Key"] = idempotency_key
+        deadline = time.monotonic() + (wait or 0) + IDEMPOTENT_TWIN_WAIT
+        while True:
+            try:
+                return await self.call("POST", path, json=json, headers=headers)
+            except ApiProblem as problem:
+                if problem.status == 422 and problem.title == "Idempotency key reused" \
+                        and headers["Idempotency-Key"] == idempotency_key:
+                    headers["Idempotency-Key"] = secrets.token_urlsafe(18)
+                    continue
+                if problem.status != 409 or "Idempotency-Key" not in (problem.detail or "") \
+                        or time.monotonic() >= deadline:
+                    raise
+            await asyncio.sleep(0.2)
 
 
 def _clean(params: Mapping[str, Any] | None) -> dict[str, Any] | None:

@@ -12,11 +12,12 @@ with the policy's business calendar (the adjudicator's own arithmetic).
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import orjson
 from fastapi import Depends, Request
@@ -218,7 +219,7 @@ async def queue_page(request: Request,
     count = request.query_params.get("n", "")
     return render(request, "owner/queue.html", session, area=AREA,
                   message=message.format(n=count if count.isdigit() else ""),
-                  failures=[f for f in request.query_params.getlist("failed") if f][:20],
+                  failures=ack_failures(request.query_params.getlist("failed")),
                   **_context(filters, queue))
 
 
@@ -242,15 +243,32 @@ async def acknowledge_many(request: Request,
     done, failed = 0, []
     for dispute_id in form.getlist("dispute")[:QUEUE_LIMIT]:
         try:
-            await api.post(f"/v1/disputes/{dispute_id}/acknowledge", wait=5)
+            await api.post(f"/v1/disputes/{quote(dispute_id, safe='')}/acknowledge", wait=5)
             done += 1
         except ApiProblem as problem:
-            failed.append(f"{dispute_id}: {problem.detail or problem.title}")
+            failed.append(f"{dispute_id}:{problem.status}")
     query = urlencode([("done", "acknowledged"), ("n", str(done))]
                       + [("failed", f) for f in failed])
     back = form.get("back") or ""
     return RedirectResponse(f"/console/owner/?{query}{'&' + back if _safe_query(back) else ''}",
                             status_code=303)
+
+
+_FAILED = re.compile(r"(dsp_[A-Za-z0-9]{1,64}):(\d{3})")
+ACK_REFUSALS = {404: "no such dispute in your queue", 409: "acknowledged or closed already",
+                403: "not yours to acknowledge", 503: "the service was unavailable; retry"}
+
+
+def ack_failures(values: list[str]) -> list[str]:
+    """The bulk acknowledge's refusals, carried in the URL as `dispute id:status` only and
+    told in our own words: a link cannot make the queue show someone else's text."""
+    out = []
+    for value in values[:20]:
+        match = _FAILED.fullmatch(value)
+        if match:
+            status = int(match.group(2))
+            out.append(f"{match.group(1)}: {ACK_REFUSALS.get(status, f'refused ({status})')}")
+    return out
 
 
 def _safe_query(query: str) -> bool:

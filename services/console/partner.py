@@ -8,6 +8,8 @@ another partner is the API's 404, so it is the console's 404 too.
 
 from __future__ import annotations
 
+import re
+import secrets
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -34,6 +36,15 @@ CLAIM_KINDS = ("named_account", "opportunity")
 CLAIM_FIELDS = ("rep_id", "kind", "account.name", "account.domain", "account.country",
                 "account.crm_account_id", "products")
 WAIT_SECONDS = 10
+_FORM_KEY = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+
+def form_key(form: ImmutableMultiDict[str, str] | None = None) -> str:
+    """The `Idempotency-Key` of a register or claim form: drawn when the form is shown,
+    sent back with every submission of it, so a double click or a resubmitted page files
+    one registration, not two (the second would be rejected as a duplicate)."""
+    sent = (form.get("idempotency_key") or "") if form is not None else ""
+    return sent if _FORM_KEY.fullmatch(sent) else secrets.token_urlsafe(18)
 
 FORM_FIELDS = (
     "partner_id", "account.name", "account.domain", "account.country",
@@ -112,11 +123,12 @@ async def registrations(request: Request, session: Annotated[Session, Depends(AR
 
 
 def _register_page(request: Request, session: Session, values: dict[str, str], *,
-                   problem: ApiProblem | None = None) -> Response:
+                   problem: ApiProblem | None = None, key: str | None = None) -> Response:
     errors, general = place_errors(problem) if problem else ({}, [])
     return render(request, "partner/register.html", session,
                   status_code=problem.status if problem else 200, values=values,
-                  errors=errors, general=general, motions=MOTIONS)
+                  errors=errors, general=general, motions=MOTIONS,
+                  idempotency_key=key or form_key())
 
 
 @router.get("/register")
@@ -130,13 +142,15 @@ async def register(request: Request,
                    session: Annotated[Session, Depends(AREA.guard)]) -> Response:
     form = await read_form(request)
     values = {name: form.get(name) or "" for name in FORM_FIELDS}
+    key = form_key(form)
     try:
         created = await ConsoleApi.of(request, session).post(
-            "/v1/registrations", registration_body(form, session.role), wait=WAIT_SECONDS)
+            "/v1/registrations", registration_body(form, session.role), wait=WAIT_SECONDS,
+            idempotency_key=key)
     except ApiProblem as problem:
         if problem.status == 401:
             raise
-        return _register_page(request, session, values, problem=problem)
+        return _register_page(request, session, values, problem=problem, key=key)
     return RedirectResponse(f"/console/partner/registrations/{created['id']}?done=registered",
                             status_code=303)
 
@@ -217,11 +231,12 @@ def claim_body(form: ImmutableMultiDict[str, str], role: str) -> dict[str, Any]:
 
 
 def _claim_form(request: Request, session: Session, values: dict[str, str], *,
-                problem: ApiProblem | None = None) -> Response:
+                problem: ApiProblem | None = None, key: str | None = None) -> Response:
     errors, general = place_errors(problem) if problem else ({}, [])
     return render(request, "partner/claim_form.html", session,
                   status_code=problem.status if problem else 200, values=values,
-                  errors=errors, general=general, kinds=CLAIM_KINDS)
+                  errors=errors, general=general, kinds=CLAIM_KINDS,
+                  idempotency_key=key or form_key())
 
 
 @router.get("/claim")
@@ -235,13 +250,15 @@ async def file_claim(request: Request,
                      session: Annotated[Session, Depends(AREA.guard)]) -> Response:
     form = await read_form(request)
     values = {name: form.get(name) or "" for name in CLAIM_FIELDS}
+    key = form_key(form)
     try:
         created = await ConsoleApi.of(request, session).post(
-            "/v1/claims", claim_body(form, session.role), wait=WAIT_SECONDS)
+            "/v1/claims", claim_body(form, session.role), wait=WAIT_SECONDS,
+            idempotency_key=key)
     except ApiProblem as problem:
         if problem.status == 401:
             raise
-        return _claim_form(request, session, values, problem=problem)
+        return _claim_form(request, session, values, problem=problem, key=key)
     return RedirectResponse(f"/console/partner/claims/{quote(created['id'], safe='')}"
                             "?done=claimed", status_code=303)
 

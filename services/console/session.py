@@ -20,7 +20,7 @@ import hmac
 import os
 import secrets
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Annotated, cast
 from urllib.parse import parse_qsl, quote
 
@@ -97,6 +97,11 @@ class CsrfRefused(Exception):
 class Sessions:
     codec: SessionCodec
     settings: Settings
+    signed_out: dict[str, int] = field(default_factory=dict)
+    """Sessions ended by sign-out (their CSRF token, unique per sign-in -> expiry): a copy
+    of the cookie kept from before sign-out opens nothing. Kept in this process until the
+    session would have expired anyway."""
+    max_signed_out: int = 100_000
 
     def start(self, response: Response, request: Request, token: str, role: Role,
               subject_id: str | None) -> Session:
@@ -117,6 +122,20 @@ class Sessions:
     @staticmethod
     def end(response: Response) -> None:
         response.delete_cookie(COOKIE, path="/console", httponly=True, samesite="strict")
+
+    def sign_out(self, response: Response, session: Session, now: float) -> None:
+        """End `session` for good: the cookie is cleared and, should a copy of it come back,
+        refused until it expires."""
+        if len(self.signed_out) >= self.max_signed_out:
+            for ident in [k for k, expires in self.signed_out.items() if expires <= now]:
+                del self.signed_out[ident]
+            while len(self.signed_out) >= self.max_signed_out:  # the earliest to expire go
+                del self.signed_out[min(self.signed_out, key=self.signed_out.__getitem__)]
+        self.signed_out[session.csrf] = session.expires
+        self.end(response)
+
+    def is_signed_out(self, session: Session) -> bool:
+        return session.csrf in self.signed_out
 
 
 def sessions(request: Request) -> Sessions:
@@ -145,7 +164,10 @@ async def optional_session(request: Request) -> Session | None:
     cached = getattr(request.state, "console_session", False)
     if cached is not False:
         return cast(Session | None, cached)
-    session = sessions(request).codec.open(request.cookies.get(COOKIE), time.time())
+    known = sessions(request)
+    session = known.codec.open(request.cookies.get(COOKIE), time.time())
+    if session is not None and known.is_signed_out(session):
+        session = None
     if session is not None:
         authenticator: Authenticator = request.app.state.authenticator
         principal = await authenticator.authenticate(session.token)

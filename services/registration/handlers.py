@@ -10,6 +10,7 @@ event.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -725,6 +726,12 @@ class Commands:
         if strangers:
             raise invalid("registration_id", f"not in dispute {dispute_id}: "
                           f"{', '.join(strangers)}")
+        if body.partner_note:
+            named_parties = await self._parties_named(facts, body.partner_note)
+            if named_parties:
+                raise invalid("partner_note", "names a party of the dispute ("
+                              f"{', '.join(named_parties)}); every involved partner reads "
+                              "this note and must not learn who the others are")
         policy = await self.reference.current_policy()
         now = datetime.now(UTC)
         appended = await self._intake(facts.account_key, DisputeResolutionSubmitted(
@@ -739,6 +746,30 @@ class Commands:
             policy_version=policy.version), now, via)
         return await self._dispute_answer(principal, dispute_id, facts, appended, wait,
                                           lambda f: f.status == "resolved")
+
+    async def _parties_named(self, facts: DisputeFacts, note: str) -> list[str]:
+        """Which of the dispute's parties `note` names: a partner's (or rep's) id, a
+        partner's name, a registration's CRM account id. The partner view scrubs registration
+        ids and rival account keys from text, but it cannot know the rest, so a partner note
+        naming them is refused rather than shown to the other parties."""
+        terms: set[str] = set()
+        for rid in facts.registration_ids:
+            row = await self.readmodel.registration(rid) or await self.readmodel.claim(rid)
+            if row is None:
+                continue
+            for party in (row.get("partner_id"), row.get("rep_id")):
+                if isinstance(party, str):
+                    terms.add(party)
+            if isinstance(row.get("partner_id"), str):
+                partner = await self.reference.partner(row["partner_id"])
+                if partner is not None and isinstance(partner.get("name"), str):
+                    terms.add(partner["name"].strip())
+            account = row.get("account")
+            crm = account.get("crm_account_id") if isinstance(account, dict) else None
+            if isinstance(crm, str):
+                terms.add(crm)
+        return sorted(t for t in terms if len(t) >= 3 and re.search(
+            r"(?<!\w)" + re.escape(t) + r"(?!\w)", note, flags=re.IGNORECASE))
 
     async def _dispute_answer(self, principal: Principal, dispute_id: str,
                               facts: DisputeFacts, appended: Appended, wait: float,

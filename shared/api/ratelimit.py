@@ -44,6 +44,14 @@ class TokenBuckets:
             return 0.0
         return (1.0 - bucket.tokens) / self.rate
 
+    def wait(self, key: str, now: float) -> float:
+        """What `take` would answer, without taking: 0.0 when a token is available."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return 0.0
+        tokens = min(self.burst, bucket.tokens + max(0.0, now - bucket.at) * self.rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
     def _forget_full(self, now: float) -> None:
         """Drop buckets that have refilled (a new bucket would be identical); if none has,
         drop all: bounded memory matters more than a moment of leniency."""

@@ -322,33 +322,52 @@ class _TransactionalLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         # A batch's transactions must end well within this (the broker aborts one open
         # longer than `transaction_timeout_ms`); past it the member gives up (crashes).
         self.stuck_after = max(30.0, 3 * log.transaction_timeout_ms / 1000)
+        # A rebalance callback that failed or hung (aiokafka only logs a listener's
+        # exception): the loop raises it, so the member restarts instead of idling.
+        self.broken: BaseException | None = None
 
     async def on_partitions_revoked(self, revoked: list[KafkaTP]) -> None:
         async with self.lock:
             self.generation += 1
             gone = [_tp(tp) for tp in revoked if _tp(tp) in self.producers]
-            await asyncio.gather(*(self.producers.pop(tp).stop() for tp in gone))
+            stopping = [self.producers.pop(tp) for tp in gone]
+            try:
+                await _within(asyncio.gather(*(p.stop() for p in stopping)),
+                              self.stuck_after, "giving partitions up")
+            except Exception as exc:
+                self.broken = exc
             if gone:
                 await self.processor.revoked(gone)
 
     async def on_partitions_assigned(self, assigned: list[KafkaTP]) -> None:
         async with self.lock:
             self.generation += 1
-            new = [_tp(tp) for tp in assigned if _tp(tp) not in self.producers]
-            producers = {tp: self._producer_for(tp) for tp in new}
-            # init_transactions: fences the partition's previous owner and completes (aborts)
-            # whatever transaction it left open, before we read the committed offset.
-            await asyncio.gather(*(p.start() for p in producers.values()))
-            self.producers.update(producers)
-            # aiokafka starts each partition at the group's committed offset by itself; the
-            # processor rebuilds its state up to that same offset. (An explicit seek here
-            # raced with the fetcher and re-delivered committed records.)
-            positions: dict[TopicPartition, int] = {}
-            for tp in new:
-                committed = await self.consumer.committed(_ktp(tp))
-                positions[tp] = committed or 0
-            if positions:
-                await self.processor.assigned(positions)
+            try:
+                await self._assign(assigned)
+            except Exception as exc:
+                self.broken = exc
+
+    async def _assign(self, assigned: list[KafkaTP]) -> None:
+        """Producers for the new partitions (fencing their previous owner), then the
+        processor's state up to their committed positions."""
+        new = [_tp(tp) for tp in assigned if _tp(tp) not in self.producers]
+        producers = {tp: self._producer_for(tp) for tp in new}
+        # init_transactions: fences the partition's previous owner and completes (aborts)
+        # whatever transaction it left open, before we read the committed offset.
+        try:
+            await _within(asyncio.gather(*(p.start() for p in producers.values())),
+                          self.stuck_after, "starting the partitions' producers")
+        finally:
+            self.producers.update(producers)  # stopped with the others if this failed
+        # aiokafka starts each partition at the group's committed offset by itself; the
+        # processor rebuilds its state up to that same offset. (An explicit seek here
+        # raced with the fetcher and re-delivered committed records.)
+        positions: dict[TopicPartition, int] = {}
+        for tp in new:
+            committed = await self.consumer.committed(_ktp(tp))
+            positions[tp] = committed or 0
+        if positions:
+            await self.processor.assigned(positions)
 
     def _producer_for(self, tp: TopicPartition) -> AIOKafkaProducer:
         return AIOKafkaProducer(
@@ -369,6 +388,8 @@ class _TransactionalLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         next_tick = clock.time() + self.tick_interval
         try:
             while not stopping():
+                if self.broken is not None:
+                    raise self.broken
                 generation = self.generation
                 batches = await self.consumer.getmany(
                     timeout_ms=int(min(200, self.tick_interval * 1000)),
