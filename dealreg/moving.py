@@ -239,7 +239,7 @@ async def migrate_to_kafka(settings: Any, data_dir: Path, say: Say, *,
     logging.getLogger("aiokafka").setLevel(logging.ERROR)  # leader moves on new topics
     summary = log_summary(data_dir / "eventlog.sqlite3")
     named = Topics.named(settings.topic_prefix)
-    expected = {named.intake, named.decisions, named.reference}
+    expected = {named.intake, named.decisions, named.reference, named.dead_letters}
     # The embedded log keeps adjudicator snapshots in files, so its state topic is empty:
     # not copied (Kafka's is created compacted when the adjudicator starts; its first
     # recovery there replays the whole history once).
@@ -276,7 +276,7 @@ async def migrate_to_kafka(settings: Any, data_dir: Path, say: Say, *,
                 if len(ends) != partitions:
                     raise OperatorError(f"Kafka topic {topic} has {len(ends)} partitions, the "
                                         f"embedded log {partitions}; delete it first")
-        await target.create_topics([TopicSpec(t, n) for t, n in topics.items()])
+        await target.create_topics([TopicSpec(t, n) for t, n in topics.items()])  # forever
         for topic, partitions in topics.items():
             copied = 0
             for partition in range(partitions):
