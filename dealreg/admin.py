@@ -19,6 +19,7 @@ from typing import Annotated, Any, NoReturn
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 admin_app = typer.Typer(help="Operate a running dealreg through its API (admin token).",
@@ -50,13 +51,16 @@ class Client:
     timeout: float
 
     def _fail(self, message: str) -> NoReturn:
-        err.print(f"[red]error:[/red] {message}")
+        err.print(f"[red]error:[/red] {escape(message)}")
         raise typer.Exit(1)
 
     def request(self, method: str, path: str, *, body: Any = None,
                 params: dict[str, Any] | None = None, allow: Sequence[int] = ()) -> httpx.Response:
         if not self.token:
             self._fail("no admin token: pass --token or set DEALREG_ADMIN_TOKEN")
+        if not (self.token.isascii() and self.token.isprintable()):
+            self._fail("the admin token has characters an HTTP header cannot carry "
+                       "(check --token / DEALREG_ADMIN_TOKEN)")
         headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
         try:
             response = httpx.request(method, self.url.rstrip("/") + path, json=body,
@@ -68,6 +72,11 @@ class Client:
                        "check --url / DEALREG_URL")
         if response.status_code >= 400 and response.status_code not in allow:
             self._fail(problem_text(method, path, response))
+        kind = response.headers.get("content-type", "")
+        if response.content and "json" not in kind:
+            self._fail(f"{method} {path}: the answer of {self.url} is not JSON "
+                       f"({kind or 'no content type'}, HTTP {response.status_code}); "
+                       "is --url / DEALREG_URL the base URL of a dealreg API?")
         return response
 
     def get(self, path: str, **params: Any) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 from collections.abc import Coroutine
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Annotated, Any, Literal, NoReturn
 import typer
 import uvicorn
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from rich.console import Console
 
 from dealreg import __version__
@@ -25,6 +27,7 @@ from dealreg.preflight import (
     check_kafka,
     check_servers,
     describe_store,
+    unknown_variables,
 )
 from dealreg.runtime import Component
 from shared.logging import LogFormat, configure_logging, get_logger
@@ -43,6 +46,8 @@ console = Console(stderr=True, soft_wrap=True)
 
 def _settings(**overrides: object) -> Settings:
     """The environment's settings (`DEALREG_*`) with the flags that were given on top."""
+    for warning in unknown_variables(os.environ):
+        console.print(f"[yellow]warning:[/yellow] {warning}")
     try:
         return Settings(**{k: v for k, v in overrides.items()  # type: ignore[arg-type]
                            if v is not None})
@@ -50,6 +55,9 @@ def _settings(**overrides: object) -> Settings:
         errors = "; ".join(f"DEALREG_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}"
                            for e in exc.errors())
         console.print(f"[red]error:[/red] invalid settings: {errors}")
+        raise typer.Exit(2) from None
+    except SettingsError as exc:  # a list or object variable that is not JSON
+        console.print(f"[red]error:[/red] invalid settings: {exc} (expected JSON, e.g. [0, 5])")
         raise typer.Exit(2) from None
 
 
@@ -156,6 +164,12 @@ def dev(
                   f"{'yes' if settings.webhook_allow_loopback else 'no'} "
                   "(DEALREG_WEBHOOK_ALLOW_LOOPBACK; `serve` refuses them by default)")
     where = settings.data_dir.resolve()
+    if not where.is_dir():
+        try:
+            where.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            _fail(OperatorError(f"cannot create the data directory {where}: {exc.strerror}; "
+                                "choose another --data-dir / DEALREG_DATA_DIR"))
     console.print(f"dealreg dev on http://{settings.host}:{settings.port}  (API docs: "
                   f"http://{settings.host}:{settings.port}/docs, data: {where}"
                   f"{'' if settings.embedded_log_path.exists() else ', new'})")

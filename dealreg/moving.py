@@ -180,13 +180,18 @@ def import_archive(archive: Path, data_dir: Path, say: Say) -> Manifest:
             manifest = json.loads((staged / MANIFEST).read_text())
         except ValueError as exc:
             raise _corrupt(archive, f"unreadable manifest ({exc})") from None
+        if not isinstance(manifest, dict):
+            raise _corrupt(archive, "the manifest is not a JSON object")
         if manifest.get("format") != FORMAT \
                 or manifest.get("format_version") != FORMAT_VERSION:
             raise _corrupt(archive, f"format {manifest.get('format')!r} version "
                                     f"{manifest.get('format_version')!r}, this dealreg reads "
                                     f"{FORMAT!r} version {FORMAT_VERSION}")
         for name in FILES:
-            expected = manifest["files"][name]["sha256"]
+            try:
+                expected = manifest["files"][name]["sha256"]
+            except (KeyError, TypeError, IndexError):
+                raise _corrupt(archive, f"the manifest has no checksum of {name}") from None
             if _sha256(staged / name) != expected:
                 raise _corrupt(archive, f"the checksum of {name} does not match the manifest")
         say("checksums match")
@@ -195,7 +200,7 @@ def import_archive(archive: Path, data_dir: Path, say: Say) -> Manifest:
         except sqlite3.DatabaseError as exc:
             raise _corrupt(archive, f"eventlog.sqlite3: {exc}") from None
         for key in ("topics", "positions", "groups"):
-            if summary[key] != manifest[key]:
+            if summary[key] != manifest.get(key):
                 raise _corrupt(archive, f"the log's {key} are not the manifest's")
         (staged / MANIFEST).rename(Path(tmp) / MANIFEST)
         if data_dir.exists():
@@ -234,7 +239,7 @@ async def migrate_to_kafka(settings: Any, data_dir: Path, say: Say, *,
     logging.getLogger("aiokafka").setLevel(logging.ERROR)  # leader moves on new topics
     summary = log_summary(data_dir / "eventlog.sqlite3")
     named = Topics.named(settings.topic_prefix)
-    expected = {named.intake, named.decisions, named.reference}
+    expected = {named.intake, named.decisions, named.reference, named.dead_letters}
     # The embedded log keeps adjudicator snapshots in files, so its state topic is empty:
     # not copied (Kafka's is created compacted when the adjudicator starts; its first
     # recovery there replays the whole history once).
@@ -271,7 +276,7 @@ async def migrate_to_kafka(settings: Any, data_dir: Path, say: Say, *,
                 if len(ends) != partitions:
                     raise OperatorError(f"Kafka topic {topic} has {len(ends)} partitions, the "
                                         f"embedded log {partitions}; delete it first")
-        await target.create_topics([TopicSpec(t, n) for t, n in topics.items()])
+        await target.create_topics([TopicSpec(t, n) for t, n in topics.items()])  # forever
         for topic, partitions in topics.items():
             copied = 0
             for partition in range(partitions):

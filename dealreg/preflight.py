@@ -26,6 +26,30 @@ class OperatorError(Exception):
         self.exit_code = exit_code
 
 
+# `DEALREG_*` variables that are not `Settings` fields but are read elsewhere: `dealreg
+# admin` (URL), `dealreg gateway`, deploy/kafka.sh, and the test suite's own.
+_OTHER_VARIABLES = frozenset({"URL", "GATEWAY_COMMANDS_URL", "GATEWAY_QUERIES_URL",
+                              "GATEWAY_TIMEOUT_SECONDS", "CACHE_DIR", "SCREENSHOTS"})
+_OTHER_PREFIXES = ("TEST_", "PROPERTY_")
+
+
+def unknown_variables(environ: dict[str, str] | os._Environ[str]) -> list[str]:
+    """One warning per `DEALREG_*` variable no part of dealreg reads (a typo is otherwise
+    silently ignored and its default used), with the nearest real name."""
+    import difflib
+
+    known = {name.upper() for name in Settings.model_fields} | _OTHER_VARIABLES
+    warnings = []
+    for variable in sorted(environ):
+        name = variable.removeprefix("DEALREG_")
+        if (name == variable or name in known or name.startswith(_OTHER_PREFIXES)):
+            continue
+        near = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+        hint = f"; did you mean DEALREG_{near[0]}?" if near else ""
+        warnings.append(f"{variable} is not a dealreg setting and is ignored{hint}")
+    return warnings
+
+
 def masked_url(url: str) -> str:
     """The URL with its password replaced by `***` (safe to print and log)."""
     from sqlalchemy.engine import make_url

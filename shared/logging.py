@@ -23,8 +23,9 @@ from shared.tracing import add_trace_id
 
 LogFormat = Literal["json", "console"]
 
-# Chatty at INFO (a line per consumer-group join, per connection); their warnings stay.
-_QUIET = ("aiokafka", "kafka", "asyncio")
+# Chatty at INFO (a line per consumer-group join, per connection; httpx a line per request
+# with its whole URL: query strings, webhook URLs whose path is a secret); warnings stay.
+_QUIET = ("aiokafka", "kafka", "asyncio", "httpx", "httpcore")
 
 
 def _logger_name(_: Any, __: str, event_dict: MutableMapping[str, Any]
@@ -74,8 +75,9 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     # Records of the standard library's loggers: the same processors, then the renderer.
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name, _drop_color_message,
-                           structlog.stdlib.ExtraAdder()],
+        # ExtraAdder first: uvicorn passes its ANSI-coloured copy as an `extra`.
+        foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name,
+                           structlog.stdlib.ExtraAdder(), _drop_color_message],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                     *exc, renderer],
     ))

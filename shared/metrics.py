@@ -78,7 +78,12 @@ DEPENDENCY_UP: Final = Gauge(
     ["dependency"])
 
 
+# The method label: a client chooses the method, so anything else is `OTHER` (bounded).
+HTTP_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    method = method if method in HTTP_METHODS else "OTHER"
     HTTP_REQUESTS.labels(method, route, str(status)).inc()
     HTTP_DURATION.labels(method, route).observe(seconds)
 

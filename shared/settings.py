@@ -18,7 +18,7 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(Path("./dealreg-data"), description="Embedded backend's files")
     host: str = Field("127.0.0.1", description="HTTP bind address")
-    port: int = Field(8080, description="HTTP port")
+    port: int = Field(8080, ge=0, le=65535, description="HTTP port")
     admin_token: str | None = Field(
         None, description="Accepted as an admin bearer token; generated and printed by `dev`"
     )
@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka brokers")
     kafka_replication_factor: int = Field(1, description="Replication factor of new topics")
     kafka_transaction_timeout_ms: int = Field(10_000, description="Adjudicator transactions")
-    topic_partitions: int = Field(12, description="Partitions of new topics")
+    topic_partitions: int = Field(12, ge=1, description="Partitions of new topics")
     database_url: str = Field(
         "postgresql+asyncpg://postgres@127.0.0.1:5432/dealreg",
         description="Read-model store (distributed backend)",
@@ -132,6 +132,28 @@ class Settings(BaseSettings):
     console_api_url: str | None = Field(
         None, description="Where the console sends its /v1 calls (the one front door of a "
         "distributed deployment); unset: the same process, in memory")
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgresql(cls, value: str) -> str:
+        """`postgresql://` (what people paste) means the async driver dealreg uses; any
+        other scheme would fail deep inside SQLAlchemy. The value is never echoed (it
+        holds the password)."""
+        scheme, sep, rest = value.partition("://")
+        if sep and scheme in ("postgresql", "postgres"):
+            return f"postgresql+asyncpg://{rest}"
+        if not sep or scheme != "postgresql+asyncpg":
+            raise ValueError("must be a PostgreSQL URL, "
+                             "postgresql+asyncpg://user:password@host:port/database")
+        return value
 
     @field_validator("webhook_allowed_networks")
     @classmethod

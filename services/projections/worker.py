@@ -83,12 +83,18 @@ def decode_records(
     items: list[Item] = []
     by_model = [(m, positions[m]) for m in models]
     all_models = frozenset(models)
+    # No positions at all (a rebuild from the beginning): every model wants every record.
+    fresh = bool(by_model) and not any(by_tp for _, by_tp in by_model)
     for record in records:
-        tp = TopicPartition(record.topic, record.partition)
-        offset = record.offset
-        wanted = [m for m, by_tp in by_model if offset >= by_tp.get(tp, 0)]
-        if not wanted:
-            continue  # every model applied it already (a redelivery)
+        if fresh:
+            models_of = all_models
+        else:
+            tp = TopicPartition(record.topic, record.partition)
+            offset = record.offset
+            wanted = [m for m, by_tp in by_model if offset >= by_tp.get(tp, 0)]
+            if not wanted:
+                continue  # every model applied it already (a redelivery)
+            models_of = all_models if len(wanted) == len(by_model) else frozenset(wanted)
         try:
             event_id, moment, event, data, traceparent, tracestate = decode_value(record.value)
         except ValueError as exc:
@@ -98,7 +104,6 @@ def decode_records(
                 log.error("undecodable_record", topic=record.topic,
                           partition=record.partition, offset=record.offset, error=str(exc))
             continue
-        models_of = all_models if len(wanted) == len(by_model) else frozenset(wanted)
         items.append(Item(event_id, moment, event, models_of, data, traceparent, tracestate))
     return items
 

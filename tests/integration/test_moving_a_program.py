@@ -33,6 +33,7 @@ from shared.settings import Settings
 from tests.e2e.test_registration_slice import registration
 from tests.integration.projections.projection_support import snapshot
 from tests.support.servers import ServerHandle
+from tests.support.topic_configs import retention_ms
 
 REPO = Path(__file__).resolve().parents[2]
 ADMIN = "move-admin"
@@ -205,6 +206,9 @@ async def test_migrate_to_kafka_moves_the_history_and_the_distributed_services_t
             assert theirs == ours and ours, topic  # same partition, offset, key, event, time
             assert await kafka.committed("dealreg-adjudicator", topic) == \
                 await embedded.committed("dealreg-adjudicator", topic)
+        # History is kept forever on Kafka too (not the broker's default seven days).
+        copied = [f"{prefix}.{name}" for name in ("intake", "decisions", "reference")]
+        assert await retention_ms(kafka_server.url, copied) == dict.fromkeys(copied, "-1")
     finally:
         await kafka.close()
         await embedded.close()

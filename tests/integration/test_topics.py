@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-
 from shared.eventlog.kafka import KafkaEventLog
 from shared.eventlog.topics import Topics
 from tests.support.servers import ServerHandle
+from tests.support.topic_configs import retention_ms
 
 
 async def test_intake_and_decisions_are_created_with_infinite_retention(
@@ -22,19 +20,5 @@ async def test_intake_and_decisions_are_created_with_infinite_retention(
         assert await log.partitions(topics.intake) == 4
     finally:
         await log.close()
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_server.url)
-    await admin.start()
-    try:
-        described = await admin.describe_configs([
-            ConfigResource(ConfigResourceType.TOPIC, name)
-            for name in (topics.intake, topics.decisions)
-        ])
-    finally:
-        await admin.close()
-    retention = {}
-    for response in described:
-        for resource in response.resources:
-            # (error_code, error_message, resource_type, resource_name, config_entries)
-            name, entries = resource[3], resource[4]
-            retention[name] = {e[0]: e[1] for e in entries}["retention.ms"]
-    assert retention == {topics.intake: "-1", topics.decisions: "-1"}
+    assert await retention_ms(kafka_server.url, [topics.intake, topics.decisions]) == {
+        topics.intake: "-1", topics.decisions: "-1"}

@@ -144,9 +144,15 @@ _LIBRARIES = textwrap.dedent("""
     configure_logging("INFO", sys.argv[1])
     get_logger("dealreg.test").info("structlog_line", answer=42)
     logging.getLogger("uvicorn.error").info("Uvicorn running on %s", "http://x")
+    logging.getLogger("uvicorn.error").info(
+        "Started server process [%d]", 7,
+        extra={"color_message": "Started server process [\x1b[36m%d\x1b[0m]"})
     logging.getLogger("alembic.runtime.migration").info("Running upgrade  -> 0001")
     logging.getLogger("aiokafka.consumer").warning("Heartbeat failed")
     logging.getLogger("aiokafka.consumer").info("chatty join")
+    logging.getLogger("httpx").info(
+        "HTTP Request: GET http://q:8080/v1/registrations?api_key=LEAKED (200 OK)")
+    logging.getLogger("httpcore.connection").debug("connect_tcp.started host=LEAKED")
     warnings.warn("a SQLAlchemy-style warning", UserWarning, stacklevel=1)
     try:
         1 / 0
@@ -171,10 +177,20 @@ def test_every_library_logs_in_the_same_json_format() -> None:
     assert by_event["Running upgrade  -> 0001"]["logger"] == "alembic.runtime.migration"
     assert by_event["Heartbeat failed"]["level"] == "warning"
     assert "chatty join" not in by_event  # aiokafka's INFO chatter is kept out
+    # httpx logs every URL it requests (the gateway's proxied query strings, webhook URLs
+    # whose path is their secret): never at INFO.
+    assert not any("LEAKED" in line for line in lines), lines
     [warning] = [r for r in records if r["logger"] == "py.warnings"]
     assert "a SQLAlchemy-style warning" in warning["event"]
     assert "ZeroDivisionError" in by_event["pool failure"]["exception"]
     assert all("timestamp" in r and "level" in r for r in records)
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_uvicorns_coloured_duplicate_of_its_message_is_not_logged(fmt: str) -> None:
+    lines = _run(fmt)
+    assert any("Started server process [7]" in line for line in lines), lines
+    assert not any("color_message" in line or "\x1b[36m" in line for line in lines), lines
 
 
 def test_the_console_format_is_for_people() -> None:
@@ -182,3 +198,19 @@ def test_the_console_format_is_for_people() -> None:
     assert not any(line.lstrip().startswith("{") for line in lines), lines
     assert any("structlog_line" in line and "answer=42" in line for line in lines)
     assert any("Uvicorn running on http://x" in line for line in lines)
+
+
+# --- metric labels stay bounded ----------------------------------------------------------
+
+
+def test_a_made_up_http_method_does_not_make_a_new_metric_series() -> None:
+    from prometheus_client import REGISTRY
+
+    from shared.metrics import observe_request
+    for n in range(3):
+        observe_request(f"X-INVENTED-{n}", "(unmatched)", 405, 0.001)
+    methods = {sample.labels["method"] for metric in REGISTRY.collect()
+               if metric.name == "dealreg_http_requests"
+               for sample in metric.samples}
+    assert not any(m.startswith("X-INVENTED") for m in methods), methods
+    assert "OTHER" in methods

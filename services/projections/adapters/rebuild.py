@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.projections.adapters import repository
 from services.projections.domain.batch import MODELS, Item, Loaded
-from services.projections.worker import advanced, decode_records, load_and_fold
+from services.projections.worker import decode_records, load_and_fold
 from shared.eventlog import EventLog, Record, TopicPartition
 from shared.eventlog.base import ReadIterator
 from shared.eventlog.topics import Topics
@@ -52,8 +52,9 @@ async def log_size(eventlog: EventLog, topics: Topics) -> dict[TopicPartition, i
 async def _batches(
     eventlog: EventLog, groups: dict[int, list[TopicPartition]],
     ends: dict[TopicPartition, int], batch_records: int, models: tuple[str, ...],
-) -> AsyncIterator[tuple[list[Record], list[Item]]]:
-    """Decoded batches, partition group after partition group."""
+) -> AsyncIterator[tuple[list[Record], list[Item], dict[TopicPartition, int]]]:
+    """Decoded batches, partition group after partition group, each with the next offset
+    of every partition it read (a chunk holds one partition's records in offset order)."""
     for partition in sorted(groups):
         tps = groups[partition]
         total = sum(ends[tp] for tp in tps)
@@ -62,15 +63,18 @@ async def _batches(
             for tp in tps}
         while readers:
             records: list[Record] = []
+            read_to: dict[TopicPartition, int] = {}
             for tp in list(readers):
                 chunk = await anext(readers[tp], None)
                 if chunk is None:
                     del readers[tp]
-                else:
+                elif chunk:
                     records.extend(chunk)
+                    read_to[tp] = chunk[-1].offset + 1
             if records:
                 # Replaying from the beginning: nothing is applied yet, every record counts.
-                yield records, decode_records(records, {m: {} for m in models}, models)
+                yield (records, decode_records(records, {m: {} for m in models}, models),
+                       read_to)
 
 
 async def rebuild(
@@ -96,7 +100,6 @@ async def rebuild(
     started = time.perf_counter()
     async with engine.begin() as conn:
         await repository.empty(conn, models)
-    positions: repository.Positions = {m: {} for m in models}
     seen = events = 0
     groups: dict[int, list[TopicPartition]] = {}
     for tp in sorted(ends):
@@ -115,7 +118,7 @@ async def rebuild(
         carry: Loaded | None = None
         dialect = engine.dialect.name
         while (batch := await pending) is not None:
-            records, items = batch
+            records, items, read_to = batch
             pending = asyncio.ensure_future(anext(batches, None))
             async with engine.begin() as conn:
                 if items:
@@ -124,10 +127,7 @@ async def rebuild(
                     folded = await load_and_fold(conn, items, carry)
                     carry = folded.carry()
                     await repository.execute(conn, repository.prepare(dialect, folded))
-                positions = advanced(positions, records)
-                touched = {r.tp for r in records}
-                await repository.save_positions(
-                    conn, {m: {tp: positions[m][tp] for tp in touched} for m in models})
+                await repository.save_positions(conn, dict.fromkeys(models, read_to))
             seen += len(records)
             events += len(items)
             if progress is not None:

@@ -87,9 +87,10 @@ def _sqlite_time(value: datetime | None) -> str | None:
         return None
     if value.tzinfo is None:
         raise ValueError("naive datetime given to a UTC column")
-    v = value.astimezone(UTC)
-    return (f"{v.year:04d}-{v.month:02d}-{v.day:02d} {v.hour:02d}:{v.minute:02d}:"
-            f"{v.second:02d}.{v.microsecond:06d}")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    # `YYYY-MM-DD HH:MM:SS.ffffff` (always with microseconds) without the "+00:00".
+    return value.isoformat(" ", "microseconds")[:26]
 
 
 def _sqlite_json(value: Any) -> str | None:
@@ -103,7 +104,7 @@ def _sqlite_number(value: Any) -> float | None:
 def _postgres_time(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("naive datetime given to a UTC column")
-    return value.astimezone(UTC)
+    return value if value.tzinfo is UTC else value.astimezone(UTC)
 
 
 def _postgres_number(value: Any) -> Decimal:

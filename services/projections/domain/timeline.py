@@ -103,10 +103,15 @@ def from_us(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
 
 
+_EMPTIABLE: Final = (str, list, dict)
+
+
 def _compact(data: dict[str, Any], drop: str) -> str:
+    """The data without `drop`, nulls and empty strings, lists and objects (false and 0
+    stay). Written for speed: it runs once per timeline row, in every rebuild."""
     return orjson.dumps({
         k: v for k, v in data.items()
-        if v is not None and k != drop and (v or not isinstance(v, str | list | dict))
+        if (v or (v is not None and not isinstance(v, _EMPTIABLE))) and k != drop
     }).decode()
 
 
