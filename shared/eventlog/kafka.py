@@ -10,7 +10,8 @@
   `transactional_id` names the partition: whichever member owns the partition next calls
   `init_transactions` with the same id, which aborts the previous owner's open transaction
   and fences it for good. Each batch of a partition commits its outputs and its input
-  offset in that partition's transaction.
+  offset in that partition's transaction. A batch fetched across a rebalance is discarded
+  and its partitions are sought back to where their state is (aiokafka moved past it).
 - Transactions stay short (`transaction_timeout_ms`, default 10 s) because a stuck open
   transaction blocks every `read_committed` reader of its partitions.
 """
@@ -319,6 +320,9 @@ class _TransactionalLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         # Bumped on every rebalance: a batch fetched before one is thrown away, because its
         # partitions were re-read from their committed positions by `assigned`.
         self.generation = 0
+        # Per owned partition: the input position the processor's state has decided up to
+        # (its committed offset when assigned, then each committed batch's end).
+        self.decided_to: dict[TopicPartition, int] = {}
         # A batch's transactions must end well within this (the broker aborts one open
         # longer than `transaction_timeout_ms`); past it the member gives up (crashes).
         self.stuck_after = max(30.0, 3 * log.transaction_timeout_ms / 1000)
@@ -331,6 +335,8 @@ class _TransactionalLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             self.generation += 1
             gone = [_tp(tp) for tp in revoked if _tp(tp) in self.producers]
             stopping = [self.producers.pop(tp) for tp in gone]
+            for tp in gone:
+                self.decided_to.pop(tp, None)
             try:
                 await _within(asyncio.gather(*(p.stop() for p in stopping)),
                               self.stuck_after, "giving partitions up")
@@ -368,6 +374,7 @@ class _TransactionalLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             positions[tp] = committed or 0
         if positions:
             await self.processor.assigned(positions)
+            self.decided_to.update(positions)
 
     def _producer_for(self, tp: TopicPartition) -> AIOKafkaProducer:
         return AIOKafkaProducer(
@@ -397,6 +404,15 @@ class _TransactionalLoop(ConsumerRebalanceListener):  # type: ignore[misc]
                 )
                 async with self.lock:
                     if generation != self.generation:
+                        # A rebalance finished while this fetch waited, so these records
+                        # may already come from the new assignment, and returning them
+                        # moved the consumer past them: put every partition we still own
+                        # back where its state is, or they would never be decided while
+                        # the next batch commits an offset past them.
+                        for ktp in batches:
+                            position = self.decided_to.get(_tp(ktp))
+                            if position is not None and _tp(ktp) in self.producers:
+                                self.consumer.seek(ktp, position)
                         continue
                     # Every partition is processed before any transaction starts, so a
                     # processor that fails leaves nothing half-committed (or un-awaited).
@@ -444,6 +460,8 @@ class _TransactionalLoop(ConsumerRebalanceListener):  # type: ignore[misc]
                 )
         for future in futures:
             future.result()
+        if records:
+            self.decided_to[tp] = records[-1].offset + 1
 
 
 class _KafkaRangeReader:

@@ -14,11 +14,6 @@ from tests.faults.campaign import KINDS, Campaign
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "open defect this suite found: under adjudicator kills/pauses and rebalances on Kafka "
-    "(aiokafka 0.14, Kafka 4.1) some inputs end with their offsets committed but no "
-    "decision (12-60 per run), and a few later decisions differ from a replay; the checker "
-    "prints them by partition and offset. Remove this mark with the fix."))
 async def test_every_fault_kind_under_load_loses_nothing_and_doubles_nothing() -> None:
     campaign = Campaign(rate=5.0, say=lambda line: print(line, flush=True))
     report = None
