@@ -63,6 +63,17 @@ def _drop_color_message(_: Any, __: str, event_dict: MutableMapping[str, Any]
     return event_dict
 
 
+def _one_line(_: Any, __: str, event_dict: MutableMapping[str, Any]
+              ) -> MutableMapping[str, Any]:
+    """Console format: a message cannot start a line of its own (a request path with `%0A`
+    in a library's message would forge a log line), so its line breaks are shown escaped.
+    Other values are printed with repr() already, and JSON escapes everything."""
+    event = event_dict.get("event")
+    if isinstance(event, str) and ("\n" in event or "\r" in event):
+        event_dict["event"] = event.replace("\r", "\\r").replace("\n", "\\n")
+    return event_dict
+
+
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
@@ -71,7 +82,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     shared = _processors()
     # JSON gets the traceback as a string field; the console renderer prints it itself.
     exc: list[structlog.typing.Processor] = (
-        [structlog.processors.format_exc_info] if fmt == "json" else [])
+        [structlog.processors.format_exc_info] if fmt == "json" else [_one_line])
     # Records of the standard library's loggers: the same processors, then the renderer.
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(

@@ -143,6 +143,7 @@ _LIBRARIES = textwrap.dedent("""
     from shared.logging import configure_logging, get_logger
     configure_logging("INFO", sys.argv[1])
     get_logger("dealreg.test").info("structlog_line", answer=42)
+    logging.getLogger("uvicorn.error").warning("Invalid path %s", "/v1/x\\n2026 [info] forged=1")
     logging.getLogger("uvicorn.error").info("Uvicorn running on %s", "http://x")
     logging.getLogger("uvicorn.error").info(
         "Started server process [%d]", 7,
@@ -195,6 +196,9 @@ def test_uvicorns_coloured_duplicate_of_its_message_is_not_logged(fmt: str) -> N
 
 def test_the_console_format_is_for_people() -> None:
     lines = _run("console")
+    # A value cannot forge a line of its own (a path with %0A in it): shown escaped.
+    assert not any(line.startswith("2026 [info] forged") for line in lines), lines
+    assert any("Invalid path /v1/x\\n2026 [info] forged=1" in line for line in lines), lines
     assert not any(line.lstrip().startswith("{") for line in lines), lines
     assert any("structlog_line" in line and "answer=42" in line for line in lines)
     assert any("Uvicorn running on http://x" in line for line in lines)
