@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
 from services.registration.adapters.directory import (
     AccountDirectory,
@@ -88,6 +89,20 @@ if TYPE_CHECKING:
     from dealreg.runtime import Runtime
 
 log = get_logger(__name__)
+
+
+async def wait_after_append(fetch: Callable[[], Awaitable[Any]], wait: float) -> Any:
+    """`Prefer: wait` once the command is durable: a read model that cannot be read (its
+    database restarting) means "not decided within the wait" (202). A 5xx here would be
+    retried with the same Idempotency-Key, whose reservation a 5xx drops, and the retry
+    would append the command a second time (found by the soak)."""
+    if wait <= 0:
+        return None
+    try:
+        return await wait_for(fetch, wait)
+    except (SQLAlchemyError, OSError) as exc:
+        log.warning("wait_unreadable", error=type(exc).__name__)
+        return None
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -210,7 +225,7 @@ class Commands:
             raise invalid(prefix, str(exc)) from exc
 
     async def _wait(self, fetch: Callable[[], Awaitable[Any]], wait: float) -> Any:
-        return await wait_for(fetch, wait) if wait > 0 else None
+        return await wait_after_append(fetch, wait)
 
     # --- registrations -----------------------------------------------------------------
 
