@@ -12,8 +12,9 @@ only; an API refusal would say the same.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import Depends, Request
 from starlette.responses import RedirectResponse, Response
@@ -207,6 +208,24 @@ async def _partner_page(request: Request, session: Session, partner_id: str, *,
                  errors=problem.field_errors() if problem else {}, status_code=status_code)
 
 
+async def _save(request: Request, session: Session, directory: str, entry_id: str,
+                body: Callable[[Any], dict[str, Any]],
+                page: Callable[..., Awaitable[Response]]) -> Response:
+    """A directory entry (partner or owner) saved through `PUT /v1/<directory>/{id}`; a
+    refusal shows the page again with the typed values and the API's field errors."""
+    form = await read_form(request)
+    try:
+        await ConsoleApi.of(request, session).call(
+            "PUT", f"/v1/{directory}/{quote(entry_id, safe='')}", json=body(form))
+    except ApiProblem as problem:
+        if problem.status in (401, 404):
+            raise
+        return await page(request, session, entry_id, problem=problem,
+                          form=dict(form.items()), status_code=problem.status)
+    return RedirectResponse(f"/console/manager/{directory}/{quote(entry_id, safe='')}"
+                            "?done=saved", status_code=303)
+
+
 @router.get("/partners/{partner_id}")
 async def partner(partner_id: str, request: Request,
                   session: Annotated[Session, Depends(AREA.guard)]) -> Response:
@@ -216,17 +235,8 @@ async def partner(partner_id: str, request: Request,
 @router.post("/partners/{partner_id}")
 async def edit_partner(partner_id: str, request: Request,
                        session: Annotated[Session, Depends(AREA.guard)]) -> Response:
-    form = await read_form(request)
-    api = ConsoleApi.of(request, session)
-    try:
-        await api.call("PUT", f"/v1/partners/{partner_id}", json=_partner_body(form))
-    except ApiProblem as problem:
-        if problem.status in (401, 404):
-            raise
-        return await _partner_page(request, session, partner_id, problem=problem,
-                                   form=dict(form.items()), status_code=problem.status)
-    return RedirectResponse(f"/console/manager/partners/{partner_id}?done=saved",
-                            status_code=303)
+    return await _save(request, session, "partners", partner_id, _partner_body,
+                       _partner_page)
 
 
 # --- escalation owners ---------------------------------------------------------------------
@@ -301,17 +311,7 @@ async def owner(owner_id: str, request: Request,
 @router.post("/owners/{owner_id}")
 async def edit_owner(owner_id: str, request: Request,
                      session: Annotated[Session, Depends(AREA.guard)]) -> Response:
-    form = await read_form(request)
-    api = ConsoleApi.of(request, session)
-    try:
-        await api.call("PUT", f"/v1/owners/{owner_id}", json=_owner_body(form))
-    except ApiProblem as problem:
-        if problem.status in (401, 404):
-            raise
-        return await _owner_page(request, session, owner_id, problem=problem,
-                                 form=dict(form.items()), status_code=problem.status)
-    return RedirectResponse(f"/console/manager/owners/{owner_id}?done=saved",
-                            status_code=303)
+    return await _save(request, session, "owners", owner_id, _owner_body, _owner_page)
 
 
 @router.post("/deliveries/{delivery_id}/redeliver")

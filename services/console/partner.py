@@ -122,13 +122,22 @@ async def registrations(request: Request, session: Annotated[Session, Depends(AR
                   can_claim=session.role in CLAIMANTS)
 
 
+def _form_page(request: Request, session: Session, template: str, values: dict[str, str],
+               *, problem: ApiProblem | None = None, key: str | None = None,
+               **context: Any) -> Response:
+    """A command form: the API's problem placed next to its fields, every value kept, and
+    the same Idempotency-Key again when the form is sent back after a refusal."""
+    errors, general = place_errors(problem) if problem else ({}, [])
+    return render(request, template, session,
+                  status_code=problem.status if problem else 200, values=values,
+                  errors=errors, general=general, idempotency_key=key or form_key(),
+                  **context)
+
+
 def _register_page(request: Request, session: Session, values: dict[str, str], *,
                    problem: ApiProblem | None = None, key: str | None = None) -> Response:
-    errors, general = place_errors(problem) if problem else ({}, [])
-    return render(request, "partner/register.html", session,
-                  status_code=problem.status if problem else 200, values=values,
-                  errors=errors, general=general, motions=MOTIONS,
-                  idempotency_key=key or form_key())
+    return _form_page(request, session, "partner/register.html", values, problem=problem,
+                      key=key, motions=MOTIONS)
 
 
 @router.get("/register")
@@ -232,11 +241,8 @@ def claim_body(form: ImmutableMultiDict[str, str], role: str) -> dict[str, Any]:
 
 def _claim_form(request: Request, session: Session, values: dict[str, str], *,
                 problem: ApiProblem | None = None, key: str | None = None) -> Response:
-    errors, general = place_errors(problem) if problem else ({}, [])
-    return render(request, "partner/claim_form.html", session,
-                  status_code=problem.status if problem else 200, values=values,
-                  errors=errors, general=general, kinds=CLAIM_KINDS,
-                  idempotency_key=key or form_key())
+    return _form_page(request, session, "partner/claim_form.html", values, problem=problem,
+                      key=key, kinds=CLAIM_KINDS)
 
 
 @router.get("/claim")
