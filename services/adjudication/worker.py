@@ -420,7 +420,7 @@ async def run_adjudicator(
     group_id: str,
     source: str,
     stopping: Callable[[], bool],
-    max_records: int = 5000,
+    max_records: int = 2000,
     snapshots: SnapshotStore | None = None,
     snapshot_every_events: int = 20_000,
     snapshot_every_seconds: float = 60.0,
