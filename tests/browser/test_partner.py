@@ -4,10 +4,12 @@ on it, and never reaches another partner's registration."""
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
 from tests.browser.conftest import Console, DevServer
+from tests.browser.ops_support import policy
 
 
 def _company(name: str = "fabrikam") -> str:
@@ -218,3 +220,72 @@ def test_my_registrations_list_status_protection_and_explanation_and_filter_by_s
     shown = [r.get_attribute("data-id") for r in console.find_all("#registrations tbody tr")]
     assert made[1]["id"] in shown and made[0]["id"] not in shown
     assert all("withdrawn" in r.text for r in console.find_all("#registrations tbody tr"))
+
+
+def _twice(console: Console, dev_server: DevServer, page: str, form: str,
+           data: dict[str, str]) -> list[httpx.Response]:
+    """Sends the form `form` of `page` (as the browser shows it: its CSRF token and its
+    Idempotency-Key) twice at once, as a double click does, then once more, as a browser
+    retrying the POST does."""
+    console.go(page)
+    element = console.find(form)
+    fields = {i.get_attribute("name"): i.get_attribute("value") or ""
+              for i in element.find_elements("css selector", "input[type=hidden]")}
+    assert fields.get("idempotency_key"), f"{form} carries no Idempotency-Key"
+    action = element.get_attribute("action")
+    cookies = {c["name"]: c["value"] for c in console.driver.get_cookies()}
+
+    def post(_: int) -> httpx.Response:
+        with httpx.Client(base_url=dev_server.base, cookies=cookies, timeout=30) as browser:
+            return browser.post(action, data={**fields, **data})
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(post, range(2)))
+    return [*answers, post(2)]
+
+
+def _count(dev_server: DevServer, token: str, registration_id: str, kind: str) -> int:
+    with dev_server.api(token) as api:
+        entries = api.get(f"/v1/registrations/{registration_id}/timeline").json()["entries"]
+    return sum(1 for e in entries if e["type"] == kind)
+
+
+def test_a_double_submitted_extend_withdraw_or_contest_applies_once(
+        console: Console, dev_server: DevServer, keys: dict[str, str]) -> None:
+    with policy(dev_server, {"extension": {"window": None, "max_extensions": 3}}):
+        mine = dev_server.register(keys["partner"], {
+            "account": {"name": "Coho Winery", "domain": f"{_company('coho')}.com",
+                        "country": "US"},
+            "opportunity": {"title": "Coho cellar"}, "motion": "resell"})
+        assert mine["status"] == "approved", mine
+        domain = f"{_company('fourth-coffee')}.com"
+        account = {"name": "Fourth Coffee", "domain": domain, "country": "US"}
+        rival = dev_server.register(keys["partner"], {
+            "account": account, "opportunity": {"title": "Beans"}, "motion": "resell"})
+        lost = dev_server.register(keys["partner2"], {
+            "account": account, "opportunity": {"title": "More beans"}, "motion": "resell"})
+        assert (rival["status"], lost["status"]) == ("approved", "rejected"), (rival, lost)
+    console.sign_in(keys["partner"])
+    page = f"/console/partner/registrations/{mine['id']}"
+
+    answers = _twice(console, dev_server, page, "form[action$='/extend']", {})
+    assert [a.status_code for a in answers] == [303] * 3, [a.text[:300] for a in answers]
+    assert {a.headers["location"] for a in answers} == {f"{page}?done=extended"}
+    assert _count(dev_server, keys["partner"], mine["id"],
+                  "dealreg.protection.extended.v1") == 1
+    with dev_server.api(keys["partner"]) as api:
+        assert api.get(f"/v1/registrations/{mine['id']}").json()["extensions"] == 1
+
+    console.driver.refresh()
+    answers = _twice(console, dev_server, page, "form[action$='/withdraw']", {})
+    assert [a.status_code for a in answers] == [303] * 3, [a.text[:300] for a in answers]
+    assert _count(dev_server, keys["partner"], mine["id"],
+                  "dealreg.registration.withdrawn.v1") == 1
+    console.sign_out()
+
+    console.sign_in(keys["partner2"])
+    answers = _twice(console, dev_server, f"/console/partner/registrations/{lost['id']}",
+                     "#contest-form", {"reason": "We met them at the spring fair."})
+    assert [a.status_code for a in answers] == [303] * 3, [a.text[:300] for a in answers]
+    assert _count(dev_server, keys["partner2"], lost["id"], "dealreg.dispute.filed.v1") == 1
+    console.sign_out()
