@@ -21,14 +21,14 @@ def test_a_partner_registers_and_sees_the_decision_and_its_explanation(
         console: Console, keys: dict[str, str]) -> None:
     company = _company()
     console.sign_in(keys["partner"])
-    console.find("#register-link").click()
+    console.submit("#register-link")
     console.wait_for("#submit-registration")
     console.fill({"account.name": "Fabrikam Inc", "account.domain": f"{company}.com",
                   "account.country": "US", "opportunity.title": "Data platform rollout",
                   "opportunity.products": "analytics, storage",
                   "opportunity.amount.value": "250000.00",
                   "opportunity.amount.currency": "USD", "external_ref": "NW-1042"})
-    console.find("#submit-registration").click()
+    console.submit("#submit-registration")
     console.wait_for("#explanation")
     assert console.path.startswith("/console/partner/registrations/reg_")
     assert console.text("#done") == "Registered."
@@ -61,7 +61,7 @@ def test_field_errors_appear_next_to_their_fields_and_nothing_typed_is_lost(
              "opportunity.products": "analytics", "opportunity.amount.value": "10.123",
              "opportunity.amount.currency": "USD", "external_ref": "NW-7"}
     console.fill(typed)
-    console.find("#submit-registration").click()
+    console.submit("#submit-registration")
     console.wait_for("#form-errors")
     domain_error = console.text("#account-domain-error")
     assert "not a domain" in domain_error
@@ -79,7 +79,7 @@ def test_field_errors_appear_next_to_their_fields_and_nothing_typed_is_lost(
     # shows at its fieldset.
     console.fill({"account.domain": "", "account.country": "",
                   "opportunity.amount.value": "10.12"})
-    console.find("#submit-registration").click()
+    console.submit("#submit-registration")
     console.wait_for("#form-errors")
     assert "identify the account" in console.text("#account-error")
 
@@ -118,12 +118,12 @@ def test_a_partner_withdraws_and_an_early_extension_shows_the_apis_reason(
         "opportunity": {"title": "Litware renewal"}, "motion": "resell"})
     console.sign_in(keys["partner"])
     console.go(f"/console/partner/registrations/{mine['id']}")
-    console.find("#extend").click()
-    error = console.wait_for("#action-error").text
+    console.submit("#extend")
+    error = console.wait_text("#action-error")
     assert "can be extended only in the last" in error
     console.driver.execute_script(
         "document.querySelector('form[data-confirm]').removeAttribute('data-confirm')")
-    console.find("#withdraw").click()
+    console.submit("#withdraw")
     console.wait_for("#done")
     assert console.text("#status") == "withdrawn"
     assert "registration withdrawn" in console.text("#timeline")
@@ -153,10 +153,10 @@ def test_a_partner_outranked_by_a_rival_contests_and_never_sees_who_the_rival_is
         assert secret not in page, secret
 
     # An empty reason is the API's field error, next to the reason.
-    console.find("#contest").click()
-    assert console.wait_for("#reason-error").text
+    console.submit("#contest")
+    assert console.wait_text("#reason-error")
     console.fill({"reason": "We introduced Adventure Works at the spring summit."})
-    console.find("#contest").click()
+    console.submit("#contest")
     console.wait_for("#done")
     assert "Decision contested" in console.text("#done")
     assert console.find_all("#contest") == []
@@ -170,22 +170,22 @@ def test_a_rep_claims_an_account_sees_the_decision_and_releases_it(
     domain = f"{_company('proseware')}.com"
     console.sign_in(keys["rep"])
     assert console.find_all("#register-link") == []  # reps claim; partners register
-    console.find("#claim-link").click()
+    console.submit("#claim-link")
     console.fill({"account.name": "Proseware", "account.domain": "proseware",
                   "account.country": "US"})
-    console.find("#submit-claim").click()
-    assert "not a domain" in console.wait_for("#account-domain-error").text
+    console.submit("#submit-claim")
+    assert "not a domain" in console.wait_text("#account-domain-error")
     assert console.find("[name='account.name']").get_attribute("value") == "Proseware"
     console.fill({"account.domain": domain})
-    console.find("#submit-claim").click()
+    console.submit("#submit-claim")
     console.wait_for("#done")
     assert console.path.startswith("/console/partner/claims/clm_")
     assert console.text("#status") == "approved"
     assert console.text("#explanation").startswith("Approved:")
     console.driver.execute_script(
         "document.querySelector('form[data-confirm]').removeAttribute('data-confirm')")
-    console.find("#release").click()
-    assert "Claim released" in console.wait_for("#done").text
+    console.submit("#release")
+    assert "Claim released" in console.wait_text("#done")
     assert console.text("#status") == "withdrawn"
     assert console.find_all("#release") == []
 
@@ -215,7 +215,7 @@ def test_my_registrations_list_status_protection_and_explanation_and_filter_by_s
     assert set(rows) == own
     console.screenshot("partner-registrations")
     console.fill({"status": "withdrawn"})
-    console.find("#filter").click()
+    console.submit("#filter")
     console.wait_for("#registrations")
     shown = [r.get_attribute("data-id") for r in console.find_all("#registrations tbody tr")]
     assert made[1]["id"] in shown and made[0]["id"] not in shown
