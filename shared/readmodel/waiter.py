@@ -12,10 +12,10 @@ A command registers its interest before it appends (`DecisionWaiter.expect`), so
 no read of its own: the rows the projections just wrote are read back for every waiter
 notified together in one batched query, and each waiter gets its row once it is decided.
 A batched read that failed is retried shortly. In process nothing else is read; woken by
-`DecisionListener`, a waiter also re-checks alone every `RECHECK_SECONDS` (a notification
-lost while the listener reconnected). `wait_decided` (a registration appended earlier)
-reads the row once first. Without notifications a waiter polls the read model with a short
-back-off.
+`DecisionListener`, a waiter also re-checks every `RECHECK_SECONDS` (a notification lost
+while the listener reconnected), and without notifications it polls with a short back-off
+-- both by joining the next batched read, so hundreds of waiters cost one query, not one
+each. `wait_decided` (a registration appended earlier) reads the row once first.
 """
 
 from __future__ import annotations
@@ -81,13 +81,13 @@ class Expected:
     async def wait(self, timeout: float) -> dict[str, Any] | None:
         """The decided row, or None when no decision arrived within `timeout` seconds.
 
-        In process: no read of its own at all (the co-located projection worker's
+        In process: no re-check at all (the co-located projection worker's
         notifications are not lost, and a batched read that failed is retried by the
         waiter). Woken by `DecisionListener`: a re-check every `RECHECK_SECONDS` (a
         notification lost while it reconnected). Without notifications: polls with a
-        short back-off. A read model that cannot be read counts as "not decided yet": the
-        command is durable already, and an error here would be a 5xx for a command that
-        was taken."""
+        short back-off. Re-checks and polls join the batched read of notified rows. A
+        read model that cannot be read counts as "not decided yet": the command is
+        durable already, and an error here would be a 5xx for a command that was taken."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         delay = 0.005
@@ -105,9 +105,10 @@ class Expected:
             if in_process:
                 return None
             delay = min(delay * 2, 0.05)
-            row = await self.waiter.read_decided(self.registration_id)
-            if row is not None:
-                return row
+            # Re-checked with every other waiter's re-check in one batched read: hundreds
+            # waiting on slow decisions each read alone every second otherwise, which ran
+            # the pool of a distributed registration service dry.
+            self.waiter.recheck(self.registration_id)
 
 
 class DecisionWaiter:
@@ -137,6 +138,11 @@ class DecisionWaiter:
         self._pending.update(wanted)
         if self._reader is None or self._reader.done():
             self._reader = asyncio.get_running_loop().create_task(self._read_pending())
+
+    def recheck(self, registration_id: str) -> None:
+        """Read this registration's row again (a waiter's periodic re-check or poll),
+        batched with every other id read at the same time."""
+        self.notify([registration_id])
 
     @contextlib.contextmanager
     def expect(self, registration_id: str) -> Iterator[Expected]:

@@ -125,3 +125,20 @@ async def test_wait_decided_reads_once_for_a_registration_decided_earlier(
         await repository.upsert(conn, registrations, [row("reg_1", "approved")], ("id",))
     got = await waiter.wait_decided("reg_1", 1)
     assert got is not None and got["status"] == "approved" and waiter.reads == 1
+
+
+async def test_polling_waiters_share_their_reads(engine: AsyncEngine) -> None:
+    # A registration service without notifications (its listener down) polls; hundreds of
+    # waiters reading alone every few milliseconds ran its pool dry.
+    waiter = DecisionWaiter(engine, in_process=False)
+    ids = [f"reg_{i}" for i in range(40)]
+    with contextlib.ExitStack() as stack:
+        expected = [stack.enter_context(waiter.expect(rid)) for rid in ids]
+        waiting = [asyncio.create_task(e.wait(5)) for e in expected]
+        await asyncio.sleep(0.3)  # several polls each
+        async with engine.begin() as conn:  # decided, no notification
+            await repository.upsert(conn, registrations, [row(rid, "approved") for rid in ids],
+                                    ("id",))
+        got = await asyncio.wait_for(asyncio.gather(*waiting), 2)
+    assert [g["id"] for g in got if g is not None] == ids
+    assert waiter.reads < len(ids)  # batched: about one read per polling round
