@@ -130,9 +130,12 @@ class Adjudicator:
         snapshot_every_events: int = 20_000,
         snapshot_every_seconds: float = 60.0,
         group_id: str = "",
+        assignment: set[TopicPartition] | None = None,
     ) -> None:
         self.eventlog = eventlog
         self.group_id = group_id
+        # The partitions this member holds (shared with the runtime: per-replica lag).
+        self.assignment: set[TopicPartition] = assignment if assignment is not None else set()
         self.topics = topics
         self.source = source
         self.clock = clock
@@ -164,6 +167,7 @@ class Adjudicator:
     # lifecycle ---------------------------------------------------------------------------
 
     async def assigned(self, positions: Mapping[TopicPartition, int]) -> None:
+        self.assignment.update(positions)  # lagging while it recovers, too
         await self.policies.refresh()
         await asyncio.gather(*(self._recover(tp, position)
                                for tp, position in positions.items()))
@@ -197,6 +201,7 @@ class Adjudicator:
                  replayed=replayed, seconds=round(seconds, 3))
 
     async def revoked(self, partitions: Sequence[TopicPartition]) -> None:
+        self.assignment.difference_update(partitions)
         for tp in partitions:
             self.states.pop(tp, None)
             self._decoded.pop(tp, None)
@@ -347,10 +352,14 @@ async def run_adjudicator(
     snapshots: SnapshotStore | None = None,
     snapshot_every_events: int = 20_000,
     snapshot_every_seconds: float = 60.0,
+    assignment: set[TopicPartition] | None = None,
 ) -> None:
     """The adjudicator's transactional loop. Snapshots go to the backend's store
     (`snapshots.store_for`) unless another is given; `snapshot_every_events=0` turns
-    them off (recovery then replays the whole history)."""
+    them off (recovery then replays the whole history). `assignment`, if given, is kept
+    equal to the partitions this member holds (empty when it stops or crashed)."""
+    if assignment is not None:
+        assignment.clear()
     if snapshot_every_events <= 0:
         snapshots = None
     elif snapshots is None:
@@ -358,11 +367,12 @@ async def run_adjudicator(
     adjudicator = Adjudicator(eventlog, topics, source, snapshots=snapshots,
                               snapshot_every_events=snapshot_every_events,
                               snapshot_every_seconds=snapshot_every_seconds,
-                              group_id=group_id)
+                              group_id=group_id, assignment=assignment)
     try:
         await eventlog.run_transactional(
             group_id, [topics.intake], adjudicator, max_records=max_records, stopping=stopping,
         )
     finally:
+        adjudicator.assignment.clear()
         if snapshots is not None:
             await snapshots.close()
