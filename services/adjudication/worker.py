@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -37,7 +38,7 @@ from services.adjudication.domain import (
     policy_version_of,
 )
 from services.adjudication.snapshots import SnapshotStore
-from shared import metrics
+from shared import metrics, tracing
 from shared.eventlog import EventLog, OutgoingRecord, Record, TopicPartition
 from shared.eventlog.deadletter import dead_letter
 from shared.eventlog.topics import Topics
@@ -278,7 +279,8 @@ class Adjudicator:
         """`live`: decisions that will be written (counted in the metrics), not a replay."""
         context = DecisionContext(envelope.id, envelope.time,
                                   self.policies.get(policy_version_of(event)))
-        _, decisions = decide(state, event, context)
+        with _decide_span(record, envelope, event, live):
+            _, decisions = decide(state, event, context)
         if decisions and live:
             DECISIONS.inc(len(decisions))
             metrics.count_decisions(decisions)
@@ -339,6 +341,18 @@ class Adjudicator:
                                     subject=firing.account_key, time=now)),
             ))
         return outputs
+
+
+def _decide_span(record: Record, envelope: Envelope, event: DomainEvent,
+                 live: bool) -> contextlib.AbstractContextManager[object]:
+    """An `adjudicator.decide` span, child of the event's trace, for a live decision when
+    tracing is on (never for a recovery's replay; nothing to parse otherwise)."""
+    if not live or not tracing.enabled() or envelope.traceparent is None:
+        return contextlib.nullcontext()
+    return tracing.span("adjudicator.decide",
+                        tracing.TraceContext.parse(envelope.traceparent, envelope.tracestate),
+                        "consumer", event_id=envelope.id, type=event.TYPE,
+                        partition=record.partition, offset=record.offset)
 
 
 async def run_adjudicator(
