@@ -33,6 +33,7 @@ import contextvars
 import os
 import re
 import secrets
+import sys
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -140,7 +141,7 @@ def enabled() -> bool:
 def configure_otel(mode: str | None = None, service: str = "dealreg",
                    exporter: Any = None) -> bool:
     """Install an OpenTelemetry tracer provider when an exporter is configured: `console`
-    (spans printed to stderr) or OTLP (`OTEL_EXPORTER_OTLP_ENDPOINT`), or `exporter` (a
+    (spans printed to standard output) or OTLP (`OTEL_EXPORTER_OTLP_ENDPOINT`), or `exporter` (a
     `SpanExporter`, exported synchronously: the tests' in-memory one). Off otherwise, and
     off (with a warning) when the SDK is not installed (`pip install 'dealreg[otel]'`).
     True: spans are exported."""
@@ -168,7 +169,9 @@ def configure_otel(mode: str | None = None, service: str = "dealreg",
     if exporter is not None:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     elif mode == "console":
-        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
+        # The stream of now: the exporter's default is `sys.stdout` as it was when the SDK
+        # was first imported (a stream since replaced, e.g. by a test's capture).
+        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stdout)))
     else:
         try:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
