@@ -346,6 +346,16 @@ class Commands:
         rows = await self.readmodel.active_under(account_key, limit)
         reported = []
         for r in rows:
+            if r.get("rep_id") and r.get("filed_at"):
+                # A direct claim: the other partition must guard it too (a named account
+                # is the whole account: no products).
+                reported.append(ReportedRegistration(
+                    registration_id=r["id"], party_type="direct", party_id=r["rep_id"],
+                    motion="direct", products=() if r.get("kind") == "named_account"
+                    else tuple(r.get("products") or ()),
+                    status=ended_as if r["id"] == ended else r["status"],
+                    submitted_at=r["filed_at"], protected_until=r["protected_until"]))
+                continue
             if not (r["partner_id"] and r["motion"] and r["submitted_at"]):
                 continue
             partner = await self.reference.partner(r["partner_id"])
