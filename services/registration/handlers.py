@@ -193,6 +193,14 @@ class Commands:
 
     async def append(self, records: list[tuple[str, str, DomainEvent]], at: datetime,
                      via: str) -> list[Appended]:
+        """Append envelopes durably, in a `command.append` span (when tracing is on) whose
+        context the events carry."""
+        with tracing.span("command.append", tracing.current(), "producer", via=via,
+                          events=len(records), types=",".join(e.TYPE for _, _, e in records)):
+            return await self._append(records, at, via)
+
+    async def _append(self, records: list[tuple[str, str, DomainEvent]], at: datetime,
+                      via: str) -> list[Appended]:
         """Append envelopes durably; a log that does not confirm is a 503 (retry safely
         with the same Idempotency-Key)."""
         trace = tracing.current()  # the request's W3C trace context, carried by the event
