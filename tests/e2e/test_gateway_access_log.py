@@ -12,7 +12,9 @@ import signal
 import subprocess
 import sys
 import tempfile
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, Any
 
 import httpx
 
@@ -45,6 +47,22 @@ async def upstream() -> tuple[asyncio.Server, list[dict[str, str]]]:
     return await asyncio.start_server(answer, "127.0.0.1", 0), seen
 
 
+@contextmanager
+def gateway(port: int, env: dict[str, str], output: IO[bytes]) -> Iterator[None]:
+    """`dealreg gateway` as a real process writing to `output`, stopped with SIGTERM after."""
+    proc = subprocess.Popen([sys.executable, "-m", "dealreg", "gateway", "--port", str(port)],
+                            env=env, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def access_lines(output: bytes) -> list[dict[str, Any]]:
     out = []
     for line in output.decode(errors="replace").splitlines():
@@ -67,31 +85,28 @@ async def test_the_gateway_writes_one_access_line_per_request_without_secrets() 
                 "DEALREG_LOG_FORMAT": "json", "DEALREG_LOG_LEVEL": "INFO"})
     base = f"http://127.0.0.1:{gateway_port}"
     with tempfile.TemporaryFile() as output:
-        proc = subprocess.Popen([sys.executable, "-m", "dealreg", "gateway", "--port",
-                                 str(gateway_port)], env=env, stdout=output,
-                                stderr=subprocess.STDOUT)
-        try:
-            async with httpx.AsyncClient(base_url=base, timeout=10) as client:
-                deadline = asyncio.get_running_loop().time() + 60
-                while True:
-                    try:
-                        if (await client.get("/healthz")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    assert asyncio.get_running_loop().time() < deadline
-                    await asyncio.sleep(0.1)
-                made = await client.post(
-                    "/v1/registrations/reg_x1/withdraw?token=query-secret", json={},
-                    headers={"Authorization": f"Bearer {TOKEN}", "X-Request-ID": "req-gw-1"})
-                assert made.status_code == 201
-                down = await client.get("/v1/registrations?cursor=abc",
-                                        headers={"Authorization": f"Bearer {TOKEN}"})
-                assert down.status_code == 502
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=20)
-            server.close()
+        with gateway(gateway_port, env, output):
+            try:
+                async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+                    deadline = asyncio.get_running_loop().time() + 60
+                    while True:
+                        try:
+                            if (await client.get("/healthz")).status_code == 200:
+                                break
+                        except httpx.TransportError:
+                            pass
+                        assert asyncio.get_running_loop().time() < deadline
+                        await asyncio.sleep(0.1)
+                    made = await client.post(
+                        "/v1/registrations/reg_x1/withdraw?token=query-secret", json={},
+                        headers={"Authorization": f"Bearer {TOKEN}",
+                                 "X-Request-ID": "req-gw-1"})
+                    assert made.status_code == 201
+                    down = await client.get("/v1/registrations?cursor=abc",
+                                            headers={"Authorization": f"Bearer {TOKEN}"})
+                    assert down.status_code == 502
+            finally:
+                server.close()
         output.seek(0)
         text = output.read()
     lines = access_lines(text)
