@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from shared.api.problems import Problem
 from shared.eventlog import TopicPartition
-from shared.events import RegistrationSubmitted
+from shared.events import DisputeFiled, RegistrationSubmitted
 from shared.events.codec import decode
 from shared.settings import Settings
 from tests.integration.registration.harness import Harness, registration, serve
@@ -305,3 +306,32 @@ async def test_a_request_slower_than_its_lease_keeps_its_key(tmp_path: Path) -> 
         assert twin.status_code == 409
         assert (await first).status_code == 202
         assert (await submitted_ids(running)).count((await first).json()["id"]) == 1
+
+
+async def test_a_refusal_given_after_the_append_is_replayed_not_appended_again(
+    tmp_path: Path,
+) -> None:
+    """A contest adjudication refuses within the wait is a 409 given after its append: a
+    retry with the key replays the refusal; dropping the key would append it again."""
+    settings = Settings(backend="embedded", data_dir=tmp_path, admin_token="test-admin-token")
+    async with serve(settings, frozenset({"registration"})) as running:
+        made = await running.client.post("/v1/registrations",
+                                         json=registration("p-1", "refused-contest.com"))
+        rid = made.json()["id"]
+        commands = running.app.state.commands
+
+        async def refused(*_: object) -> object:
+            raise Problem(409, "Conflict", f"The contest of {rid} was refused (window).")
+
+        commands._contested = refused
+        key = {"Idempotency-Key": "k-refused-contest"}
+        path = f"/v1/registrations/{rid}/disputes"
+        first = await running.client.post(path, json={"reason": "We were first."},
+                                          headers=key)
+        again = await running.client.post(path, json={"reason": "We were first."},
+                                          headers=key)
+        assert first.status_code == again.status_code == 409
+        assert again.json() == first.json()
+        assert again.headers["idempotent-replayed"] == "true"
+        filed = [e for _, e in await intake_events(running) if isinstance(e, DisputeFiled)]
+        assert len(filed) == 1

@@ -21,7 +21,7 @@ from services.registration.domain.idempotency import (
 )
 from services.registration.handlers import COMMAND, CommandIdentity, Commands, Outcome
 from shared.api.auth import Principal
-from shared.api.problems import Problem
+from shared.api.problems import Problem, problem_response
 from shared.logging import get_logger
 from shared.positions import position_key, seal
 
@@ -104,8 +104,9 @@ async def idempotent(request: Request, principal: Principal, commands: Commands,
                      remember: Callable[[Outcome], Outcome] | None = None) -> Response:
     """Run a command at most once per `Idempotency-Key`, and append it at most once.
 
-    Only 2xx answers are remembered: a 4xx appended nothing and a 5xx may be retried, so
-    their reservations are dropped and a retry runs the command again -- unless the
+    2xx answers are remembered, and so is a 4xx given after the command was appended (a
+    contest adjudication refused). Another 4xx appended nothing and a 5xx may be retried,
+    so their reservations are dropped and a retry runs the command again -- unless the
     command may have reached the log already, then the reservation stays until its lease
     lapses. The command runs with its identity (`CommandIdentity`): its event id derives
     from the caller, the key, the request and the key's first use, so a retry that takes
@@ -155,6 +156,20 @@ async def idempotent(request: Request, principal: Principal, commands: Commands,
                 principal, request, lambda: commands.recovered(principal, found, wait))()
         else:
             outcome = await sealed()
+    except Problem as problem:
+        if command.attempted and problem.status < 500:
+            # The command is in the log and this is its answer (adjudication refused a
+            # contest within the wait): remembered like a 2xx, so a retry replays it
+            # instead of appending the command again.
+            refused = problem_response(problem)
+            with contextlib.suppress(Exception):
+                await store.complete(scope, key, problem.status, bytes(refused.body).decode(),
+                                     {k: v for k, v in refused.headers.items()
+                                      if k.lower() in REPLAYED_HEADERS}, first_used)
+        elif not command.attempted:
+            with contextlib.suppress(Exception):
+                await store.release(scope, key, first_used)
+        raise
     except BaseException:
         if not command.attempted:
             with contextlib.suppress(Exception):
