@@ -300,9 +300,16 @@ class Commands:
             except ValueError:
                 return False
 
-        return await self.runtime.eventlog.find(
-            self.runtime.topics.intake, command.first_used_ms - LOOKBACK_MS,
-            f'"{event_id}"'.encode(), is_it)
+        try:
+            return await self.runtime.eventlog.find(
+                self.runtime.topics.intake, command.first_used_ms - LOOKBACK_MS,
+                f'"{event_id}"'.encode(), is_it)
+        except Exception as exc:
+            log.warning("command_lookup_failed", event_id=event_id, error=repr(exc))
+            raise Problem(503, "Service unavailable",
+                          "The event log could not be read to find this command's earlier "
+                          "attempt. Retry with the same Idempotency-Key.",
+                          headers={"Retry-After": "1"}) from exc
 
     async def recovered(self, principal: Principal, record: Record, wait: float) -> Outcome:
         """The answer to a command found in the log (appended by an attempt that died before

@@ -335,3 +335,35 @@ async def test_a_refusal_given_after_the_append_is_replayed_not_appended_again(
         assert again.headers["idempotent-replayed"] == "true"
         filed = [e for _, e in await intake_events(running) if isinstance(e, DisputeFiled)]
         assert len(filed) == 1
+
+
+async def test_a_failed_look_up_keeps_the_stranded_reservation(tmp_path: Path) -> None:
+    """The retry that takes a stranded reservation over cannot read the log (a broker
+    restarting): it fails, and the reservation stays, so the next retry looks again. A
+    dropped reservation would give the next retry a new identity, and a second event."""
+    settings = Settings(backend="embedded", data_dir=tmp_path, admin_token="test-admin-token",
+                        idempotency_lease_seconds=0.5)
+    async with serve(settings, frozenset({"registration"})) as running:
+        body = registration("p-1", "lookup-fails.com")
+        key = {"Idempotency-Key": "k-lookup-fails"}
+        die_after_the_next_append(running)
+        with pytest.raises(Killed):
+            await running.client.post("/v1/registrations", json=body, headers=key)
+        log = running.runtime.eventlog
+        real = log.find
+
+        async def unreadable(*_: object) -> object:
+            log.find = real  # type: ignore[method-assign]
+            raise OSError("the log is restarting")
+
+        log.find = unreadable  # type: ignore[method-assign]
+        await asyncio.sleep(0.7)
+        failed = await running.client.post("/v1/registrations", json=body, headers=key)
+        assert failed.status_code == 503 and failed.headers["retry-after"] == "1"
+        await asyncio.sleep(0.7)
+        retried = await running.client.post("/v1/registrations", json=body, headers=key)
+        assert retried.status_code == 202, retried.text
+        titled = [e.registration_id for _, e in await intake_events(running)
+                  if isinstance(e, RegistrationSubmitted)
+                  and e.opportunity.title == body["opportunity"]["title"]]
+        assert titled == [retried.json()["id"]]

@@ -139,8 +139,10 @@ async def idempotent(request: Request, principal: Principal, commands: Commands,
                       "A request with this Idempotency-Key is still being processed.",
                       headers={"Retry-After": "1"})
     first_used = claim.first_used
+    # A stranded reservation's command may be in the log whatever this attempt does: its
+    # reservation is never dropped (a retry after a failed look-up must look again).
     command = CommandIdentity(command_seed(scope, key, print_, first_used),
-                              int(first_used.timestamp() * 1000))
+                              int(first_used.timestamp() * 1000), attempted=claim.stranded)
     lease = asyncio.create_task(store.keep_leased(scope, key, first_used),
                                 name="idempotency-lease")
     bound = COMMAND.set(command)
