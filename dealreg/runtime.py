@@ -219,6 +219,7 @@ def build_eventlog(settings: Settings) -> EventLog:
         settings.kafka_bootstrap_servers,
         replication_factor=settings.kafka_replication_factor,
         transaction_timeout_ms=settings.kafka_transaction_timeout_ms,
+        session_timeout_ms=settings.kafka_session_timeout_ms,
     )
 
 
@@ -280,6 +281,7 @@ class Runtime:
                 source=f"{self.settings.source}/adjudication", stopping=self.stopping,
                 snapshot_every_events=self.settings.snapshot_every_events,
                 snapshot_every_seconds=self.settings.snapshot_every_seconds,
+                max_records=self.settings.adjudicator_max_records,
             ))
         if ("registration" in self.components and not self.waiter.in_process
                 and self.engine.dialect.name == "postgresql"):

@@ -88,13 +88,26 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
     HTTP_DURATION.labels(method, route).observe(seconds)
 
 
+def decision_labels(decision: object) -> tuple[str, str]:
+    """A decision event's labels: its type (without the `dealreg.` prefix and version) and
+    its rule ("-" for events without one)."""
+    kind = str(getattr(decision, "TYPE", type(decision).__name__))
+    kind = kind.removeprefix("dealreg.").rsplit(".v", 1)[0]
+    rule = getattr(decision, "rule", None)
+    return kind, str(rule) if rule else "-"
+
+
 def count_decisions(decisions: Iterable[object]) -> None:
-    """Count decision events by type (without the `dealreg.` prefix and version) and rule."""
+    """Count decision events by type and rule (`decision_labels`)."""
     for decision in decisions:
-        kind = str(getattr(decision, "TYPE", type(decision).__name__))
-        kind = kind.removeprefix("dealreg.").rsplit(".v", 1)[0]
-        rule = getattr(decision, "rule", None)
-        DECISIONS_BY_RULE.labels(kind, str(rule) if rule else "-").inc()
+        DECISIONS_BY_RULE.labels(*decision_labels(decision)).inc()
+
+
+def count_decision_labels(counts: Mapping[tuple[str, str], int]) -> None:
+    """Add counts already summed by `decision_labels` (one increment per label pair: the
+    adjudicator counts a batch at a time)."""
+    for labels, n in counts.items():
+        DECISIONS_BY_RULE.labels(*labels).inc(n)
 
 
 def delivery_outcome(channel: str, outcome: str) -> None:

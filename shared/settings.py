@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka brokers")
     kafka_replication_factor: int = Field(1, description="Replication factor of new topics")
     kafka_transaction_timeout_ms: int = Field(10_000, description="Adjudicator transactions")
+    kafka_session_timeout_ms: int = Field(
+        30_000, ge=6_000, le=300_000, description="Consumer group session timeout: a member "
+        "silent this long is dropped from its group (heartbeats every tenth of it)")
     topic_partitions: int = Field(12, ge=1, description="Partitions of new topics")
     database_url: str = Field(
         "postgresql+asyncpg://postgres@127.0.0.1:5432/dealreg",
@@ -50,6 +53,9 @@ class Settings(BaseSettings):
     snapshot_every_events: int = Field(
         20_000, ge=0, description="The adjudicator snapshots a partition's state after this "
         "many events (0: never; recovery then replays the whole history)")
+    adjudicator_max_records: int = Field(
+        2_000, ge=1, description="Records the adjudicator decides per batch (one "
+        "transaction per partition of the batch)")
     snapshot_every_seconds: float = Field(
         60.0, gt=0, description="... or after this many seconds with events, whichever first")
     max_wait_seconds: float = Field(30.0, description="Upper bound for `Prefer: wait=N`")

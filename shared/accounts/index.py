@@ -92,6 +92,22 @@ def blocking_keys(sorted_name: str) -> set[str]:
     return keys
 
 
+_KEYS_MEMO: dict[str, tuple[str, ...]] = {}
+_KEYS_MEMO_SIZE: Final = 256
+
+
+def _keys_of(sorted_name: str) -> tuple[str, ...]:
+    """`blocking_keys`, memoised for the few names in flight: a registration asks for its
+    name's keys two or three times in a row (its own key's evidence, filing it, its
+    collisions). Bounded and cleared when full: a cache, never state."""
+    found = _KEYS_MEMO.get(sorted_name)
+    if found is None:
+        if len(_KEYS_MEMO) >= _KEYS_MEMO_SIZE:
+            _KEYS_MEMO.clear()
+        found = _KEYS_MEMO[sorted_name] = tuple(blocking_keys(sorted_name))
+    return found
+
+
 def _add_ordinal(mapping: dict[str, int | tuple[int, ...]], key: str, ordinal: int) -> None:
     current = mapping.get(key)
     if current is None:
@@ -153,7 +169,7 @@ class _CountryNames:
         self.text_ids[sorted_name] = len(self.owners)
         self.owners.append(ordinal)
         postings = self.postings
-        for key in blocking_keys(sorted_name):
+        for key in _keys_of(sorted_name):
             current = postings.get(key)
             if current is None:
                 postings[key] = sorted_name
@@ -178,13 +194,13 @@ class _CountryNames:
         """
         postings = self.postings
         by_rarity: list[tuple[int, str, _Postings]] = []
-        for key in blocking_keys(sorted_name):
+        for key in _keys_of(sorted_name):
             found = postings.get(key)
             if found is not None:
                 by_rarity.append((1 if isinstance(found, str) else len(found), key, found))
         if not by_rarity:
             return ()
-        by_rarity.sort(key=lambda item: (item[0], item[1]))
+        by_rarity.sort()  # by (size, key): keys are unique, so postings are never compared
         chosen: list[_Postings] = []
         total = 0
         for size, _, found in by_rarity:

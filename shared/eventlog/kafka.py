@@ -68,8 +68,14 @@ class KafkaEventLog(EventLog):
         replication_factor: int = 1,
         linger_ms: int = 2,
         transaction_timeout_ms: int = 10_000,
+        session_timeout_ms: int = 30_000,
     ) -> None:
+        """`session_timeout_ms`: a group member that sends no heartbeat for this long is
+        dropped (its partitions move, its producers are fenced); heartbeats go every tenth
+        of it. Longer than aiokafka's 10 s default so a member on a saturated machine is not
+        dropped for being slow (its worker yields the loop to heartbeats meanwhile)."""
         self.bootstrap_servers = bootstrap_servers
+        self.session_timeout_ms = session_timeout_ms
         self.client_id = client_id
         self.replication_factor = replication_factor
         self.linger_ms = linger_ms
@@ -184,6 +190,8 @@ class KafkaEventLog(EventLog):
             auto_offset_reset="earliest",
             fetch_max_bytes=16 * 1024 * 1024,
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            session_timeout_ms=self.session_timeout_ms,
+            heartbeat_interval_ms=max(1_000, self.session_timeout_ms // 10),
             **kw,
         )
 

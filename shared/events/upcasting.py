@@ -31,6 +31,10 @@ class UpcasterRegistry:
 
         return decorator
 
+    def applies(self, base_type: str, version: int) -> bool:
+        """Whether `version` of `base_type` has a step, i.e. is not the newest."""
+        return (base_type, version) in self._steps
+
     def upcast(self, base_type: str, version: int, data: Data) -> tuple[int, Data]:
         """Apply every known step from `version` on; return the final version and data."""
         step = self._steps.get((base_type, version))

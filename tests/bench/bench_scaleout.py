@@ -57,6 +57,11 @@ async def _member(bootstrap: str, prefix: str, group: str) -> None:
         await log.close()
 
 
+RESTARTS: dict[int, int] = {}
+"""Members count -> member restarts seen in that drain (a member dropped from the group and
+fenced restarts: each is a rebalance and a recovery)."""
+
+
 async def _drain(bootstrap: str, members: int, events: int) -> float:
     prefix = f"scale-{members}-{int(time.time() * 1000)}"
     topics = Topics.named(prefix)
@@ -97,6 +102,11 @@ async def _drain(bootstrap: str, members: int, events: int) -> float:
                     await asyncio.wait_for(p.wait(), 60)
                 except TimeoutError:
                     p.kill()
+            restarts = 0
+            for out in logs:
+                out.seek(0)
+                restarts += out.read().decode(errors="replace").count("member restarting")
+            RESTARTS[members] = restarts
         return events / seconds
     finally:
         await log.close()
@@ -111,7 +121,8 @@ def run(quick: bool = False, events: int | None = None) -> dict[str, Any]:
         two = asyncio.run(_drain(server.url, 2, n))
     results = {"events": float(n), "one_process_events_per_s": one,
                "two_processes_events_per_s": two, "two_over_one": two / one,
-               "cpus": float(os.cpu_count() or 0)}
+               "cpus": float(os.cpu_count() or 0),
+               "member_restarts_one": RESTARTS.get(1, 0), "member_restarts_two": RESTARTS.get(2, 0)}
     record("scaleout", results)
     return results
 

@@ -28,7 +28,9 @@ ADMIN = "faults-admin-token"
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
 PARTITIONS = 4
 SESSION_TIMEOUT_SECONDS = 10.0
-"""aiokafka's default consumer session timeout (the adjudicator does not change it)."""
+"""The consumer session timeout the campaign's processes run with
+(`DEALREG_KAFKA_SESSION_TIMEOUT_MS`; shorter than the default so a paused member is
+evicted quickly)."""
 
 
 class Service:
@@ -85,6 +87,7 @@ def service_env(bootstrap: str, database_url: str, prefix: str) -> dict[str, str
         "DEALREG_DATABASE_URL": database_url,
         "DEALREG_TOPIC_PREFIX": prefix,
         "DEALREG_TOPIC_PARTITIONS": str(PARTITIONS),
+        "DEALREG_KAFKA_SESSION_TIMEOUT_MS": str(int(SESSION_TIMEOUT_SECONDS * 1000)),
         "DEALREG_ADJUDICATOR_GROUP": f"{prefix}-adjudicator",
         "DEALREG_PROJECTIONS_GROUP": f"{prefix}-projections",
         "DEALREG_LOG_LEVEL": "WARNING",

@@ -1,0 +1,119 @@
+"""The codec's fast paths write and read exactly what the envelope model does.
+
+`encode_event` (the adjudicator's hot path) must give the bytes of
+`encode(new_envelope(...))` for every decision the core makes, or a replay would write
+different decisions than the first run (invariant 3); and `decode` must still upcast old
+versions and still refuse what the model refuses (the dead-letter path).
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, ClassVar
+
+import orjson
+import pytest
+from pydantic import ValidationError
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "adjudication"))
+
+from adjudication_workload import generate
+
+from shared.events import (
+    RegistrationDecided,
+    TimerFired,
+    encode,
+    new_envelope,
+)
+from shared.events.base import CATALOGUE, DomainEvent
+from shared.events.codec import decode, encode_event
+from shared.events.upcasting import UpcasterRegistry
+
+TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+TIMES = [
+    datetime(2026, 3, 1, 12, 0, tzinfo=UTC),
+    datetime(2026, 3, 1, 12, 0, 0, 450000, tzinfo=UTC),
+    datetime(2026, 3, 1, 12, 0, 0, 1, tzinfo=timezone(timedelta(hours=-5))),
+    datetime(2026, 3, 1, 12, 0),  # naive: written as the model writes it
+]
+TRACES: list[tuple[str | None, str | None]] = [
+    (None, None), (TRACE, None), (TRACE, "vendor=1"), (None, "vendor=1"), ("", "vendor=1"),
+]
+
+
+def _both(event: DomainEvent, **kw: Any) -> tuple[bytes, bytes]:
+    return encode_event(event, **kw), encode(new_envelope(event, **kw))
+
+
+def test_encode_event_writes_the_bytes_of_the_envelope_model_for_every_decision() -> None:
+    _, decisions = generate(400, seed=11)
+    kinds = {type(d) for d in decisions}
+    assert len(kinds) >= 6, kinds  # registrations, claims, disputes, links, expiries...
+    for i, decision in enumerate(decisions):
+        at = TIMES[i % len(TIMES)]
+        parent, state = TRACES[i % len(TRACES)]
+        fast, model = _both(decision, id=f"evt_{i}.d0", source="urn:dealreg/adjudication",
+                            subject=str(getattr(decision, "account_key", "k")), time=at,
+                            traceparent=parent, tracestate=state)
+        assert fast == model, (type(decision).__name__, fast, model)
+
+
+def test_encode_event_refuses_what_the_envelope_refuses() -> None:
+    event = TimerFired(timer_id="t1", kind="protection_expiry", registration_id="r1",
+                       account_key="dom:acme.com", deadline=TIMES[0])
+    for bad in ({"id": "x" * 201}, {"id": ""}, {"subject": "s" * 501}, {"source": ""},
+                {"traceparent": "p" * 201}):
+        kw: dict[str, Any] = {"id": "e1", "source": "urn:s", "subject": "dom:acme.com",
+                              "time": TIMES[0], **bad}
+        with pytest.raises(ValidationError):
+            encode_event(event, **kw)
+
+
+def test_decode_still_refuses_a_malformed_record_as_a_value_error() -> None:
+    good = orjson.loads(encode(new_envelope(
+        RegistrationDecided(registration_id="r1", partner_id="p1", account_key="dom:a.com",
+                            status="approved", rule="no_conflict", policy_version=1,
+                            explanation="ok", decided_at=TIMES[0]),
+        id="e1", source="urn:s", subject="dom:a.com", time=TIMES[0])))
+    assert decode(orjson.dumps(good))[1].registration_id == "r1"  # type: ignore[attr-defined]
+    for broken in ({**good, "time": "yesterday"}, {**good, "type": "Not A Type"},
+                   {**good, "data": {**good["data"], "status": "maybe"}},
+                   {**good, "data": {**good["data"], "surprise": 1}}):
+        with pytest.raises(ValueError):  # the worker's dead-letter path catches ValueError
+            decode(orjson.dumps(broken))
+    with pytest.raises(ValueError):
+        decode(b"not json")
+
+
+class _NoteV1(DomainEvent):
+    TYPE: ClassVar[str] = "test.fastpath.note.v1"
+    text: str
+
+
+class _NoteV2(DomainEvent):
+    TYPE: ClassVar[str] = "test.fastpath.note.v2"
+    text: str
+    shouted: bool
+
+
+def test_a_version_read_as_current_is_upcast_once_a_newer_version_appears() -> None:
+    """Decoding remembers how a type string parses, never that it is current: a registry
+    that gains a step upcasts the very type it read as-is before."""
+    registry = UpcasterRegistry()
+    raw = orjson.dumps({"specversion": "1.0", "id": "e1", "source": "s", "subject": "k",
+                        "type": _NoteV1.TYPE, "time": TIMES[0].isoformat(),
+                        "data": {"text": "hi"}})
+    CATALOGUE[_NoteV1.TYPE] = _NoteV1
+    try:
+        assert decode(raw, registry)[1] == _NoteV1(text="hi")
+        registry.register("test.fastpath.note", 1)(lambda d: {**d, "shouted": False})
+        CATALOGUE[_NoteV2.TYPE] = _NoteV2
+        envelope, event = decode(raw, registry)
+    finally:
+        CATALOGUE.pop(_NoteV1.TYPE, None)
+        CATALOGUE.pop(_NoteV2.TYPE, None)
+    assert event == _NoteV2(text="hi", shouted=False)
+    assert envelope.data == {"text": "hi"}  # the upcaster worked on a copy
