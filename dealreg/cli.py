@@ -129,7 +129,10 @@ def server_options(settings: Settings) -> dict[str, Any]:
     return {"loop": "uvloop", "http": "httptools", "access_log": False, "log_config": None,
             # Above the app's own in-flight limit, which answers 503 with Retry-After first.
             "limit_concurrency": max(2000, 2 * settings.max_in_flight_requests + 100),
-            "timeout_graceful_shutdown": 10}
+            "timeout_graceful_shutdown": 10,
+            # Believe X-Forwarded-For only from our proxies (the gateway, the ingress): behind
+            # them every client would otherwise share one address in the auth-failure limit.
+            "proxy_headers": True, "forwarded_allow_ips": settings.forwarded_allow_ips}
 
 
 @app.command()
@@ -391,7 +394,8 @@ def gateway(
     uvicorn.Server(uvicorn.Config(
         Gateway(commands, queries, timeout=timeout), loop="uvloop", http="httptools",
         access_log=False, log_config=None, limit_concurrency=4000,
-        timeout_graceful_shutdown=10)).run(sockets=[sock])
+        timeout_graceful_shutdown=10, proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips)).run(sockets=[sock])
 
 
 # --- moving an embedded program ------------------------------------------------------------

@@ -120,6 +120,13 @@ class Settings(BaseSettings):
         "before they are answered 429 instead of 401 (0 disables)")
     auth_failure_burst: int = Field(
         100, ge=1, description="Failed authentications a client address may make at once")
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1,::1", description="Addresses or networks (comma-separated) of the proxies "
+        "whose `X-Forwarded-For`/`-Proto` an HTTP process believes: the gateway's and the "
+        "ingress's. The client address (which keys the failed-authentication limit) is the "
+        "right-most one no trusted proxy added; a request from any other peer is keyed by "
+        "that peer, whatever it sends. Never `*` in production (a client would choose its "
+        "address)")
     ops_token: str | None = Field(
         None, description="Bearer token for `/metrics` and the detail of `/readyz` (the "
         "admin token and admin API keys are accepted too)")

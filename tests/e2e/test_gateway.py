@@ -85,6 +85,10 @@ async def stack(kafka_server: ServerHandle, postgres_server: ServerHandle
         "DEALREG_TOPIC_PREFIX": f"gw-{unique}", "DEALREG_TOPIC_PARTITIONS": "3",
         "DEALREG_ADJUDICATOR_GROUP": f"adj-{unique}",
         "DEALREG_PROJECTIONS_GROUP": f"proj-{unique}", "DEALREG_LOG_LEVEL": "WARNING",
+        # The services believe the gateway's X-Forwarded-For (it runs on loopback), the
+        # gateway nobody's; a small failed-authentication burst, slow refill.
+        "DEALREG_FORWARDED_ALLOW_IPS": "127.0.0.1",
+        "DEALREG_AUTH_FAILURE_BURST": "3", "DEALREG_AUTH_FAILURE_LIMIT_PER_SECOND": "0.01",
     })
     ports = {name: free_port() for name in ("projections", "registration", "adjudication",
                                             "gateway")}
@@ -97,7 +101,8 @@ async def stack(kafka_server: ServerHandle, postgres_server: ServerHandle
             await started(proc, urls[service], timeout=90)
         proc = processes.enter_context(dealreg(
             ["gateway", "--port", str(ports["gateway"])],
-            {**env, "DEALREG_GATEWAY_COMMANDS_URL": urls["registration"],
+            {**env, "DEALREG_FORWARDED_ALLOW_IPS": "",
+             "DEALREG_GATEWAY_COMMANDS_URL": urls["registration"],
              "DEALREG_GATEWAY_QUERIES_URL": urls["projections"]}))
         await started(proc, urls["gateway"], timeout=60)
         yield Stack(urls["gateway"], urls["registration"], urls["projections"])
@@ -134,6 +139,41 @@ async def test_one_base_url_serves_commands_and_queries_of_the_same_path(stack: 
         assert bare.status_code == 401
         assert bare.headers["content-type"] == "application/problem+json"
         assert bare.headers["www-authenticate"].startswith("Bearer")
+
+
+def _from(address: str, base_url: str) -> httpx.AsyncClient:
+    """A client whose connections leave from `address` (any of 127.0.0.0/8 on Linux)."""
+    return httpx.AsyncClient(base_url=base_url, timeout=30,
+                             transport=httpx.AsyncHTTPTransport(local_address=address))
+
+
+async def test_a_key_guesser_behind_the_gateway_locks_out_only_itself(stack: Stack) -> None:
+    """Behind the gateway every request reaches the services from the gateway's address;
+    the failed-authentication limit must still count each client, or one guesser locks
+    every partner out. Nor may a client pick its address with `X-Forwarded-For`, through
+    the gateway or straight to a service."""
+    bad = {"Authorization": "Bearer drk.key_nobody.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}
+    async with _from("127.0.0.2", stack.front) as guesser, \
+            _from("127.0.0.3", stack.front) as partner, \
+            _from("127.0.0.2", stack.queries) as guesser_direct:
+        answers = [(await guesser.get("/v1/registrations", headers=bad)).status_code
+                   for _ in range(4)]
+        assert answers == [401, 401, 401, 429], answers
+        locked = await guesser.get("/v1/registrations", headers=AUTH)
+        assert locked.status_code == 429 and int(locked.headers["retry-after"]) >= 1
+        # Claiming another address through the gateway: the gateway appends the peer it
+        # saw, and that is the address the service counts.
+        spoofed = await guesser.get("/v1/registrations",
+                                    headers={**AUTH, "X-Forwarded-For": "127.0.0.9"})
+        assert spoofed.status_code == 429
+        # Straight to the service: a peer that is not a trusted proxy is its own address.
+        direct = await guesser_direct.get("/v1/registrations",
+                                          headers={**AUTH, "X-Forwarded-For": "127.0.0.9"})
+        assert direct.status_code == 429
+        # Another client behind the same gateway is not locked out.
+        ok = await partner.get("/v1/registrations", headers=AUTH)
+        assert ok.status_code == 200, ok.text
+        assert (await partner.get("/v1/registrations", headers=bad)).status_code == 401
 
 
 async def test_one_document_describes_the_whole_api_and_docs_work_offline(stack: Stack

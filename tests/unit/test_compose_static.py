@@ -152,3 +152,24 @@ def test_the_services_reach_kafka_and_postgres_where_they_listen(path: Path) -> 
         assert (url.hostname, url.username, url.password, url.path.lstrip("/")) == (
             "postgres", pg_env["POSTGRES_USER"], pg_env["POSTGRES_PASSWORD"],
             pg_env["POSTGRES_DB"]), name
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_the_services_believe_forwarded_addresses_from_the_gateway_only(path: Path) -> None:
+    """The services see every request from the gateway's address: unless they believe its
+    `X-Forwarded-For`, one key-guesser locks every client out (the auth-failure limit is per
+    address). They believe it from the gateway's fixed address and nobody else; the
+    gateway, the published front door, believes nobody's."""
+    import ipaddress
+
+    compose = _load(path)
+    ours = _ours(compose)
+    gateway = ours["gateway"]
+    address = gateway["networks"]["default"]["ipv4_address"]
+    subnets = [ipaddress.ip_network(c["subnet"])
+               for c in compose["networks"]["default"]["ipam"]["config"]]
+    assert any(ipaddress.ip_address(address) in net for net in subnets)
+    for name in ("registration", "projections"):
+        trusted = ours[name]["environment"]["DEALREG_FORWARDED_ALLOW_IPS"]
+        assert trusted.split(",") == [address], name
+    assert gateway["environment"].get("DEALREG_FORWARDED_ALLOW_IPS") == ""

@@ -263,3 +263,18 @@ def test_compose_keeps_data_in_volumes_and_serves_the_api_on_one_port() -> None:
         after = services[name]["depends_on"]
         assert after["migrate"]["condition"] == "service_completed_successfully"
         assert after["topics"]["condition"] == "service_completed_successfully"
+
+
+def test_the_pods_believe_forwarded_addresses_from_cluster_proxies_only(
+        rendered: list[dict[str, Any]]) -> None:
+    """The ingress reaches the gateway, the gateway the services, each from a pod address:
+    unless they believe those proxies' `X-Forwarded-For`, every client shares a proxy's
+    address in the auth-failure limit and one key-guesser locks all of them out. Never
+    `*`: a client would choose its own address."""
+    import ipaddress
+
+    config = _by(rendered, "ConfigMap")["dealreg-config"]["data"]
+    trusted = config["DEALREG_FORWARDED_ALLOW_IPS"].split(",")
+    assert "*" not in trusted
+    networks = [ipaddress.ip_network(t.strip()) for t in trusted]
+    assert all(n.is_private for n in networks), networks
