@@ -36,7 +36,7 @@ from services.console.session import (
     signin_csrf,
 )
 from shared.api.auth import Authenticator
-from shared.api.ratelimit import TokenBuckets
+from shared.api.ratelimit import TokenBuckets, client_key
 from shared.settings import Settings
 
 AREAS: list[tuple[Area, APIRouter]] = [
@@ -98,7 +98,7 @@ async def signin(request: Request) -> Response:
     # Failed sign-ins are counted per address. Past the limit no key is even tried, so a
     # right guess among the refused ones does not sign in (a weak admin token included).
     failures: TokenBuckets | None = request.app.state.console_signin_failures
-    client = request.client.host if request.client else "-"
+    client = client_key(request.client.host) if request.client else "-"
     if failures is not None and failures.wait(client, time.monotonic()) > 0:
         return _too_many_signins(request)
     principal = await authenticator.authenticate(token) if token else None

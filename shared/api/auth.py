@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared.api.problems import Problem, problem_response
-from shared.api.ratelimit import TokenBuckets
+from shared.api.ratelimit import TokenBuckets, client_key
 from shared.ids import new_id
 from shared.logging import get_logger
 from shared.readmodel.schema import UTCDateTime, metadata
@@ -267,7 +267,7 @@ class AuthenticateFirst:
                 header = value.decode("latin-1")
                 break
         client = scope.get("client")
-        address = client[0] if client else "-"
+        address = client_key(client[0]) if client else "-"
         if self.auth_failures is not None:
             wait = self.auth_failures.wait(address, self.clock())
             if wait > 0:

@@ -9,7 +9,23 @@ gets up to N times the rate (documented in the README).
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
+
+
+def client_key(address: str) -> str:
+    """The key of a client address in a per-address limit: an IPv6 address's /64 (one host
+    holds a whole /64 and may rotate through it), an IPv4-mapped IPv6 address's IPv4
+    address, anything else (an IPv4 address, a name) as it is."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 @dataclass(slots=True)

@@ -99,3 +99,24 @@ async def test_memory_stays_bounded_under_failures_from_many_addresses(
         async with _client(middleware, f"10.0.{n // 250}.{n % 250}") as client:
             assert (await client.get("/v1/thing", headers=_bearer("nope"))).status_code == 401
     assert len(failures) <= 50
+
+
+async def test_rotating_ipv6_addresses_within_one_64_does_not_reset_the_limit(
+        setup: tuple[AuthenticateFirst, CountingAuthenticator, Clock, TokenBuckets]) -> None:
+    """One IPv6 host holds a whole /64 (SLAAC, privacy addresses): keyed by full address a
+    guesser gets a fresh bucket per request. The /64 is the client."""
+    middleware, _, _, _ = setup
+    answers = []
+    for i in range(5):
+        async with _client(middleware, f"2001:db8:1:2::{i + 1:x}") as client:
+            answers.append((await client.get("/v1/thing",
+                                             headers=_bearer(f"drk.key_{i}.guess"))).status_code)
+    assert answers == [401, 401, 401, 429, 429]
+    async with _client(middleware, "2001:db8:1:2:ffff::9") as same_64:
+        assert (await same_64.get("/v1/thing", headers=_bearer(GOOD))).status_code == 429
+    async with _client(middleware, "2001:db8:1:3::1") as other_64:
+        assert (await other_64.get("/v1/thing", headers=_bearer(GOOD))).status_code == 200
+    # An IPv4 client written as IPv4-mapped IPv6 is the IPv4 address (its own bucket).
+    async with _client(middleware, "::ffff:203.0.113.50") as mapped:
+        assert (await mapped.get("/v1/thing", headers=_bearer(GOOD))).status_code == 200
+
