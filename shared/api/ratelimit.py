@@ -3,6 +3,7 @@ authentications). Pure: the caller passes the clock, so the tests need no sleepi
 
 A bucket holds at most `burst` tokens and gains `rate` per second; a request takes one. An
 empty bucket answers how long until the next token, which the API sends as `Retry-After`.
+A full table drops refilled buckets, then the fuller half (over-limit keys are kept).
 Buckets live in the memory of one process: with N processes behind a load balancer a key
 gets up to N times the rate (documented in the README).
 """
@@ -69,14 +70,21 @@ class TokenBuckets:
         return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
 
     def _forget_full(self, now: float) -> None:
-        """Drop buckets that have refilled (a new bucket would be identical); if none has,
-        drop all: bounded memory matters more than a moment of leniency."""
-        full = [k for k, b in self._buckets.items()
-                if b.tokens + (now - b.at) * self.rate >= self.burst]
+        """Drop buckets that have refilled (a new bucket would be identical); if that frees
+        nothing, drop the fuller half: the keys that are over their limit are kept, so
+        many new keys (a botnet's addresses) evict each other, not a lockout. Clearing
+        everything would let them flush it."""
+        def tokens(bucket: _Bucket) -> float:
+            return bucket.tokens + max(0.0, now - bucket.at) * self.rate
+
+        full = [k for k, b in self._buckets.items() if tokens(b) >= self.burst]
         for key in full:
             del self._buckets[key]
         if len(self._buckets) >= self._max_keys:
-            self._buckets.clear()
+            by_fullness = sorted(self._buckets, key=lambda k: tokens(self._buckets[k]),
+                                 reverse=True)
+            for key in by_fullness[:max(1, len(by_fullness) // 2)]:
+                del self._buckets[key]
 
     def __len__(self) -> int:
         return len(self._buckets)

@@ -120,3 +120,20 @@ async def test_rotating_ipv6_addresses_within_one_64_does_not_reset_the_limit(
     async with _client(middleware, "::ffff:203.0.113.50") as mapped:
         assert (await mapped.get("/v1/thing", headers=_bearer(GOOD))).status_code == 200
 
+
+async def test_failures_from_many_new_addresses_do_not_lift_a_lockout(
+        setup: tuple[AuthenticateFirst, CountingAuthenticator, Clock, TokenBuckets]) -> None:
+    """Memory is capped (50 addresses here): filling the table with one failure from each
+    of many addresses must evict those barely-used entries, not forget the address that is
+    locked out (a botnet would otherwise flush its own lockouts)."""
+    middleware, _, _, failures = setup
+    async with _client(middleware, "203.0.113.7") as attacker:
+        for i in range(4):
+            await attacker.get("/v1/thing", headers=_bearer(f"drk.key_{i}.guess"))
+        assert (await attacker.get("/v1/thing", headers=_bearer(GOOD))).status_code == 429
+    for n in range(200):
+        async with _client(middleware, f"10.1.{n // 250}.{n % 250}") as client:
+            assert (await client.get("/v1/thing", headers=_bearer("nope"))).status_code == 401
+    assert len(failures) <= 50
+    async with _client(middleware, "203.0.113.7") as attacker:
+        assert (await attacker.get("/v1/thing", headers=_bearer(GOOD))).status_code == 429
