@@ -195,6 +195,14 @@ class Each(Rule):
 
 
 @dataclass(frozen=True)
+class OwnEach(Rule):
+    """A list of objects each about one registration or claim (its `id`): only the
+    viewer's own, so neither the others nor their count is shown."""
+
+    shape: Mapping[str, Rule]
+
+
+@dataclass(frozen=True)
 class Parties(Rule):
     """A list of objects about parties: the viewer's own shown with `own`, everyone else's
     with `foreign` (None: left out), collapsed so that equal `collapse` fields give one
@@ -328,6 +336,9 @@ def _field(rule: Rule, value: Any, scope: Scope) -> Any:
         return apply(value, rule.shape, scope) if isinstance(value, Mapping) else None
     if isinstance(rule, Each):
         return [apply(v, rule.shape, scope) for v in value or () if isinstance(v, Mapping)]
+    if isinstance(rule, OwnEach):
+        return [apply(v, rule.shape, scope) for v in value or ()
+                if isinstance(v, Mapping) and v.get("id") in scope.own_ids]
     if isinstance(rule, Parties):
         return _parties(rule, value or (), scope)
     raise TypeError(f"unknown rule {rule!r}")
@@ -542,7 +553,7 @@ WEBHOOK_DISPUTE: Final[Shape] = {
 WEBHOOK_RESULT: Final[Shape] = {"id": ID, "status": SHOW, "credit_percent": SHOW}
 WEBHOOK_DATA: Final[Shape] = {
     "dispute": Nested(WEBHOOK_DISPUTE), "account_key": KEY,
-    "registrations": Each(WEBHOOK_RESULT), "role": SHOW,
+    "registrations": OwnEach(WEBHOOK_RESULT), "role": SHOW,
 }
 """`dispute.resolved` to a partner: the dispute's outcome, the `partner_note`, and the
 partner's own registrations' results."""

@@ -452,10 +452,31 @@ def test_a_partners_delivery_log_shows_only_listed_fields_and_no_rival() -> None
     PartnerDeliveryView.model_validate(out)
     assert set(out) == set(PartnerDeliveryView.model_fields)
     assert set(out["attempt_log"][0]) == set(PartnerAttemptView.model_fields)
-    assert [r["id"] for r in out["payload"]["data"]["registrations"]] == ["reg_own1", None]
+    assert [r["id"] for r in out["payload"]["data"]["registrations"]] == ["reg_own1"]
     assert out["payload"]["data"]["dispute"]["partner_note"] == f"{pv.ANOTHER} was later"
     text = _raw(out)
     for secret in ("MARKER", "p-2", "reg_rival1", "internal"):
         assert secret not in text, secret
     for vendor in VENDORS:
         assert pv.delivery(row, Scope(vendor)) == row
+
+
+def test_a_partners_delivery_log_neither_counts_nor_shows_rivals_results() -> None:
+    """A stored payload with rivals' results (an older version's, or one queued before a
+    rule changed) re-cut for the log: the webhook itself carries only the partner's own
+    results, so the log must not show the others, not even id-less (that counts the
+    rivals and tells how each came out)."""
+    at = "2027-01-01T00:00:00+00:00"
+    results = [{"id": "reg_own1", "status": "approved", "credit_percent": 60},
+               {"id": "reg_rival1", "status": "approved", "credit_percent": 40},
+               {"id": "clm_9", "status": "rejected", "credit_percent": None}]
+    payload = {"type": "dispute.resolved", "timestamp": at, "data": {
+        "dispute": {"id": "dsp_1", "outcome": "split"}, "role": "partner",
+        "registrations": results}}
+    row = {"id": "ntf_2", "dispute_id": "dsp_1", "type": "dispute.resolved",
+           "recipient_kind": "partner", "recipient_id": "p-1", "channel": "webhook",
+           "status": "delivered", "attempts": 1, "next_attempt_at": None, "created_at": at,
+           "delivered_at": at, "payload": payload, "attempt_log": []}
+    out = pv.delivery(row, Scope.of(P1, HOLDERS, pv.delivery_mentions(payload)))
+    assert out["payload"]["data"]["registrations"] == [
+        {"id": "reg_own1", "status": "approved", "credit_percent": 60}]
