@@ -268,22 +268,26 @@ class AuthenticateFirst:
                 break
         client = scope.get("client")
         address = client_key(client[0]) if client else "-"
+        # A token is taken before the key is looked up (which may await the store) and
+        # given back when it is right: checking first and taking on failure let a wave of
+        # concurrent guesses all pass the check and all be tried.
         if self.auth_failures is not None:
-            wait = self.auth_failures.wait(address, self.clock())
+            wait = self.auth_failures.take(address, self.clock())
             if wait > 0:
                 raise _too_many(wait, "Too many failed authentications from this address; "
                                       "no key is tried until Retry-After.")
         try:
             principal = await self.authenticator.authenticate(bearer_token(header))
-            if principal is None:
-                raise _unknown_token()
         except Problem:
-            if self.auth_failures is not None:
-                wait = self.auth_failures.take(address, self.clock())
-                if wait > 0:
-                    raise _too_many(wait, "Too many failed authentications from this "
-                                          "address.") from None
             raise
+        except Exception:  # the store is unreachable (503): not the client's failure
+            if self.auth_failures is not None:
+                self.auth_failures.refund(address)
+            raise
+        if principal is None:
+            raise _unknown_token()
+        if self.auth_failures is not None:
+            self.auth_failures.refund(address)
         if self.keys is not None and principal.key_id is not None:
             wait = self.keys.take(principal.key_id, self.clock())
             if wait > 0:

@@ -61,6 +61,13 @@ class TokenBuckets:
             return 0.0
         return (1.0 - bucket.tokens) / self.rate
 
+    def refund(self, key: str) -> None:
+        """Give back the token a `take` took (the attempt did not count: a reservation
+        taken before an awaited check, returned when it passed)."""
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            bucket.tokens = min(self.burst, bucket.tokens + 1.0)
+
     def wait(self, key: str, now: float) -> float:
         """What `take` would answer, without taking: 0.0 when a token is available."""
         bucket = self._buckets.get(key)

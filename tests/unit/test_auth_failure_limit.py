@@ -137,3 +137,59 @@ async def test_failures_from_many_new_addresses_do_not_lift_a_lockout(
     assert len(failures) <= 50
     async with _client(middleware, "203.0.113.7") as attacker:
         assert (await attacker.get("/v1/thing", headers=_bearer(GOOD))).status_code == 429
+
+
+async def test_concurrent_guesses_are_tried_no_more_than_the_burst() -> None:
+    """A key look-up awaits the store: the limit must be taken before it, or a wave of
+    concurrent guesses all pass the check while none has failed yet, and every one of
+    them is tried (a burst of 3 let all 20 through)."""
+    import asyncio
+
+    class SlowAuthenticator(CountingAuthenticator):
+        async def authenticate(self, token: str) -> Principal | None:
+            await asyncio.sleep(0.01)  # the store's round trip
+            return await super().authenticate(token)
+
+    authenticator, clock = SlowAuthenticator(), Clock()
+    app = Starlette(routes=[Route("/v1/thing", _ok)])
+    middleware = AuthenticateFirst(app, authenticator,  # type: ignore[arg-type]
+                                   auth_failures=TokenBuckets(0.5, 3, max_keys=50), clock=clock)
+    async with _client(middleware, "203.0.113.7") as client:
+        answers = await asyncio.gather(*(client.get(
+            "/v1/thing", headers=_bearer(f"drk.key_{i}.guess")) for i in range(20)))
+    assert sorted(a.status_code for a in answers) == [401] * 3 + [429] * 17
+    assert len(authenticator.tried) == 3
+    # A correct key does not use up the address's allowance.
+    clock.now += 100
+    async with _client(middleware, "203.0.113.7") as client:
+        for _ in range(5):
+            assert (await client.get("/v1/thing", headers=_bearer(GOOD))).status_code == 200
+        answers = [await client.get("/v1/thing", headers=_bearer("drk.key_x.guess"))
+                   for _ in range(4)]
+    assert [a.status_code for a in answers] == [401, 401, 401, 429]
+
+
+async def test_an_unreachable_key_store_does_not_use_up_an_addresses_allowance() -> None:
+    """The limit's token is taken before the look-up; a look-up that fails for the store's
+    sake (503) gives it back, or an outage would turn into 429 for every client."""
+
+    class DownAuthenticator(CountingAuthenticator):
+        down = True
+
+        async def authenticate(self, token: str) -> Principal | None:
+            if self.down:
+                raise ConnectionError("store unreachable")
+            return await super().authenticate(token)
+
+    authenticator = DownAuthenticator()
+    app = Starlette(routes=[Route("/v1/thing", _ok)])
+    middleware = AuthenticateFirst(app, authenticator,  # type: ignore[arg-type]
+                                   auth_failures=TokenBuckets(0.5, 3, max_keys=50),
+                                   clock=Clock())
+    async with _client(middleware, "203.0.113.7") as client:
+        for _ in range(5):
+            assert (await client.get("/v1/thing", headers=_bearer(GOOD))).status_code == 503
+        authenticator.down = False
+        answers = [await client.get("/v1/thing", headers=_bearer("drk.key_x.guess"))
+                   for _ in range(4)]
+    assert [a.status_code for a in answers] == [401, 401, 401, 429]
