@@ -56,9 +56,19 @@ def decode_value(raw: bytes) -> Decoded:
     it); anything unexpected goes through the codec, which raises a precise ValueError."""
     try:
         obj = orjson.loads(raw)
-        base, _, version = obj["type"].rpartition(".v")
-        version_n, data = upcasters.upcast(base, int(version), dict(obj["data"]))
-        event = CATALOGUE[f"{base}.v{version_n}"].model_validate(data)
+        kind = obj["type"]
+        named = _TYPE_NAMES.get(kind)
+        if named is None:
+            base, _, version = kind.rpartition(".v")
+            named = (base, int(version))
+        # `obj` was just parsed: an upcaster may change its data in place, no copy needed.
+        version_n, data = upcasters.upcast(named[0], named[1], obj["data"])
+        if not isinstance(data, dict):
+            raise ValueError("event data is not an object")
+        event = CATALOGUE[kind if version_n == named[1] else
+                          f"{named[0]}.v{version_n}"].model_validate(data)
+        if kind not in _TYPE_NAMES:
+            _TYPE_NAMES[kind] = named  # a catalogue type: the cache stays small
         moment = datetime.fromisoformat(obj["time"])
         if moment.tzinfo is None:
             raise ValueError("naive envelope time")
@@ -68,6 +78,11 @@ def decode_value(raw: bytes) -> Decoded:
         envelope, event = decode(raw)
         return (envelope.id, envelope.time, event, event.to_data(), envelope.traceparent,
                 envelope.tracestate)
+
+
+_TYPE_NAMES: dict[str, tuple[str, int]] = {}
+"""Envelope type -> (base type, version), parsed once per type; only types the catalogue
+knows are kept (an undecodable record's type is not)."""
 
 
 def _text(value: Any) -> str | None:
@@ -212,6 +227,7 @@ class ProjectionWorker:
 
     async def apply(self, records: Sequence[Record]) -> Batch | None:
         started = time.perf_counter()
+        started_ns = time.time_ns()
         partitions = {r.tp for r in records}
         async with self.engine.begin() as conn:
             stored = await repository.load_positions(conn, self.models, partitions, lock=True)
@@ -227,6 +243,7 @@ class ProjectionWorker:
         for model, by_tp in new_positions.items():
             self.positions[model].update(by_tp)
         _log_items(items, batch)
+        _span_items(items, started_ns)
         APPLIED.inc(len(items))
         BATCH_SECONDS.observe(time.perf_counter() - started)
         LAST_APPLIED.set(time.time())
@@ -236,6 +253,19 @@ class ProjectionWorker:
             if touched:
                 self.on_applied(touched)
         return batch
+
+
+def _span_items(items: Sequence[Item], started_ns: int) -> None:
+    """A `projection.apply` span per folded event, child of its event's trace, spanning
+    the batch's transaction (committed: a rolled-back batch made none)."""
+    if not tracing.enabled():
+        return
+    ended_ns = time.time_ns()
+    for item in items:
+        tracing.record_span(
+            "projection.apply", tracing.TraceContext.parse(item.traceparent, item.tracestate),
+            started_ns, ended_ns, "consumer", event_id=item.event_id, type=item.event.TYPE,
+            batch_size=len(items))
 
 
 def _log_items(items: Sequence[Item], batch: Batch | None) -> None:
