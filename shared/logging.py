@@ -50,11 +50,13 @@ def _processors() -> list[structlog.typing.Processor]:
 def _renderer(fmt: str) -> structlog.typing.Processor:
     if fmt == "json":
         return structlog.processors.JSONRenderer()
-    # Tracebacks without local variables: they would print secrets (settings, tokens) and
-    # take long to render for a crash-looping worker.
+    # Plain tracebacks: no local variables (they would print secrets: settings, tokens),
+    # and no Rich panels -- syntax-highlighting one took 100+ ms of CPU on the event loop,
+    # so under overload every logged error (a pool time-out, a locked SQLite write) stalled
+    # every request and the process spiralled into time-outs (half the CPU of a saturated
+    # `dealreg dev` in a py-spy profile went to highlighting tracebacks).
     return structlog.dev.ConsoleRenderer(
-        colors=sys.stderr.isatty(),
-        exception_formatter=structlog.dev.RichTracebackFormatter(show_locals=False))
+        colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback)
 
 
 def _drop_color_message(_: Any, __: str, event_dict: MutableMapping[str, Any]

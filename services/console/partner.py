@@ -40,9 +40,10 @@ _FORM_KEY = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 
 def form_key(form: ImmutableMultiDict[str, str] | None = None) -> str:
-    """The `Idempotency-Key` of a register or claim form: drawn when the form is shown,
-    sent back with every submission of it, so a double click or a resubmitted page files
-    one registration, not two (the second would be rejected as a duplicate)."""
+    """The `Idempotency-Key` of a command form (register, claim, extend, withdraw, contest,
+    release): drawn when the form is shown, sent back with every submission of it, so a
+    double click or a resubmitted page applies the command once (a second registration
+    would be rejected as a duplicate, a second extension would use up another one)."""
     sent = (form.get("idempotency_key") or "") if form is not None else ""
     return sent if _FORM_KEY.fullmatch(sent) else secrets.token_urlsafe(18)
 
@@ -172,17 +173,23 @@ def _facts(data: dict[str, Any]) -> list[tuple[str, Any]]:
 
 
 async def _registration_page(request: Request, session: Session, registration_id: str, *,
-                             problem: ApiProblem | None = None, reason: str = "") -> Response:
+                             problem: ApiProblem | None = None, reason: str = "",
+                             kept: dict[str, str] | None = None) -> Response:
     api = ConsoleApi.of(request, session)
     ident = quote(registration_id, safe="")
     registration = await api.get(f"/v1/registrations/{ident}")
     timeline = await api.get(f"/v1/registrations/{ident}/timeline")
     errors, general = place_errors(problem) if problem else ({}, [])
     done = DONE.get(request.query_params.get("done") or "")
+    # One key per action form, drawn as the page is shown; a form sent back after a
+    # refusal keeps its key (nothing was applied under it: a retry is the same command).
+    keys = {verb: form_key() for verb in ("extend", "withdraw", "contest")}
+    keys.update(kept or {})
     return render(request, "partner/registration.html", session,
                   status_code=problem.status if problem else 200, r=registration,
                   entries=timeline["entries"], facts=_facts, done=done, errors=errors,
-                  general=general, reason=reason, can_act=session.role in REGISTRANTS)
+                  general=general, reason=reason, can_act=session.role in REGISTRANTS,
+                  keys=keys)
 
 
 @router.get("/registrations/{registration_id}")
@@ -193,15 +200,19 @@ async def registration(registration_id: str, request: Request,
 
 async def _act(request: Request, session: Session, registration_id: str, verb: str,
                done: str, body: Any = None, reason: str = "") -> Response:
+    """POST the action under its form's Idempotency-Key: a double submit or a retried
+    POST gets the first one's answer instead of applying the command twice."""
+    key = form_key(await read_form(request))
     try:
         await ConsoleApi.of(request, session).post(
             f"/v1/registrations/{quote(registration_id, safe='')}/{verb}", body,
-            wait=WAIT_SECONDS)
+            wait=WAIT_SECONDS, idempotency_key=key)
     except ApiProblem as problem:
         if problem.status in (401, 404):
             raise
+        form = {"disputes": "contest"}.get(verb, verb)
         return await _registration_page(request, session, registration_id, problem=problem,
-                                        reason=reason)
+                                        reason=reason, kept={form: key})
     return RedirectResponse(
         f"/console/partner/registrations/{quote(registration_id, safe='')}?done={done}",
         status_code=303)
@@ -285,7 +296,7 @@ def claim_state(entries: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def _claim_page(request: Request, session: Session, claim_id: str, *,
-                      problem: ApiProblem | None = None) -> Response:
+                      problem: ApiProblem | None = None, key: str | None = None) -> Response:
     timeline = await ConsoleApi.of(request, session).get(
         f"/v1/registrations/{quote(claim_id, safe='')}/timeline")
     _, general = place_errors(problem) if problem else ({}, [])
@@ -293,7 +304,8 @@ async def _claim_page(request: Request, session: Session, claim_id: str, *,
                   status_code=problem.status if problem else 200, claim_id=claim_id,
                   c=claim_state(timeline["entries"]), entries=timeline["entries"],
                   facts=_facts, done=DONE.get(request.query_params.get("done") or ""),
-                  general=general, can_act=session.role in CLAIMANTS)
+                  general=general, can_act=session.role in CLAIMANTS,
+                  release_key=key or form_key())
 
 
 @router.get("/claims/{claim_id}")
@@ -305,12 +317,14 @@ async def claim(claim_id: str, request: Request,
 @router.post("/claims/{claim_id}/release")
 async def release(claim_id: str, request: Request,
                   session: Annotated[Session, Depends(AREA.guard)]) -> Response:
+    key = form_key(await read_form(request))
     try:
         await ConsoleApi.of(request, session).post(
-            f"/v1/claims/{quote(claim_id, safe='')}/release", wait=WAIT_SECONDS)
+            f"/v1/claims/{quote(claim_id, safe='')}/release", wait=WAIT_SECONDS,
+            idempotency_key=key)
     except ApiProblem as problem:
         if problem.status in (401, 404):
             raise
-        return await _claim_page(request, session, claim_id, problem=problem)
+        return await _claim_page(request, session, claim_id, problem=problem, key=key)
     return RedirectResponse(f"/console/partner/claims/{quote(claim_id, safe='')}"
                             "?done=released", status_code=303)

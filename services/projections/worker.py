@@ -56,9 +56,19 @@ def decode_value(raw: bytes) -> Decoded:
     it); anything unexpected goes through the codec, which raises a precise ValueError."""
     try:
         obj = orjson.loads(raw)
-        base, _, version = obj["type"].rpartition(".v")
-        version_n, data = upcasters.upcast(base, int(version), dict(obj["data"]))
-        event = CATALOGUE[f"{base}.v{version_n}"].model_validate(data)
+        kind = obj["type"]
+        named = _TYPE_NAMES.get(kind)
+        if named is None:
+            base, _, version = kind.rpartition(".v")
+            named = (base, int(version))
+        # `obj` was just parsed: an upcaster may change its data in place, no copy needed.
+        version_n, data = upcasters.upcast(named[0], named[1], obj["data"])
+        if not isinstance(data, dict):
+            raise ValueError("event data is not an object")
+        event = CATALOGUE[kind if version_n == named[1] else
+                          f"{named[0]}.v{version_n}"].model_validate(data)
+        if kind not in _TYPE_NAMES:
+            _TYPE_NAMES[kind] = named  # a catalogue type: the cache stays small
         moment = datetime.fromisoformat(obj["time"])
         if moment.tzinfo is None:
             raise ValueError("naive envelope time")
@@ -68,6 +78,11 @@ def decode_value(raw: bytes) -> Decoded:
         envelope, event = decode(raw)
         return (envelope.id, envelope.time, event, event.to_data(), envelope.traceparent,
                 envelope.tracestate)
+
+
+_TYPE_NAMES: dict[str, tuple[str, int]] = {}
+"""Envelope type -> (base type, version), parsed once per type; only types the catalogue
+knows are kept (an undecodable record's type is not)."""
 
 
 def _text(value: Any) -> str | None:

@@ -260,18 +260,22 @@ class Commands:
             external_ref=body.external_ref, submitted_at=now, policy_version=policy.version,
         )
         copies = await self._copy_reports(resolution, registration_id, policy, now)
-        appended = (await self.append(
-            [*copies, (self.runtime.topics.intake, resolution.account_key, event)], now, via))[-1]
-        self.directory.remember(resolution.account_key, identity)
-        self.directory.remember_entity(KnownEntity(registration_id, resolution.account_key,
-                                                   partner_id))
-        headers = {"Location": f"/v1/registrations/{registration_id}",
-                   "X-Log-Position": _position(appended)}
-        if wait > 0:
-            headers["Preference-Applied"] = f"wait={_seconds(wait)}"
-            row = await self.runtime.waiter.wait_decided(registration_id, wait)
-            if row is not None:
-                return Outcome(201, shown(row, principal), headers)
+        # Waiting is registered before the append: the decision cannot slip in between,
+        # and the waiter needs no read of its own (shared/readmodel/waiter.py).
+        with self.runtime.waiter.expect(registration_id) as decision:
+            appended = (await self.append(
+                [*copies, (self.runtime.topics.intake, resolution.account_key, event)],
+                now, via))[-1]
+            self.directory.remember(resolution.account_key, identity)
+            self.directory.remember_entity(KnownEntity(registration_id, resolution.account_key,
+                                                       partner_id))
+            headers = {"Location": f"/v1/registrations/{registration_id}",
+                       "X-Log-Position": _position(appended)}
+            if wait > 0:
+                headers["Preference-Applied"] = f"wait={_seconds(wait)}"
+                row = await decision.wait(wait)
+                if row is not None:
+                    return Outcome(201, shown(row, principal), headers)
         view = RegistrationView(
             id=registration_id, partner_id=partner_id, account_key=resolution.account_key,
             account=event.account.model_dump(mode="json"),
@@ -338,6 +342,16 @@ class Commands:
         rows = await self.readmodel.active_under(account_key, limit)
         reported = []
         for r in rows:
+            if r.get("rep_id") and r.get("filed_at"):
+                # A direct claim: the other partition must guard it too (a named account
+                # is the whole account: no products).
+                reported.append(ReportedRegistration(
+                    registration_id=r["id"], party_type="direct", party_id=r["rep_id"],
+                    motion="direct", products=() if r.get("kind") == "named_account"
+                    else tuple(r.get("products") or ()),
+                    status=ended_as if r["id"] == ended else r["status"],
+                    submitted_at=r["filed_at"], protected_until=r["protected_until"]))
+                continue
             if not (r["partner_id"] and r["motion"] and r["submitted_at"]):
                 continue
             partner = await self.reference.partner(r["partner_id"])

@@ -6,10 +6,16 @@ projection worker wakes waiters directly after its transaction commits. A regist
 service in its own process on PostgreSQL is woken the same way by `DecisionListener`: the
 projection worker sends the ids it touched with `NOTIFY` inside its transaction (delivered
 on commit, so never before the rows are visible), and one dedicated connection per process
-`LISTEN`s. Either way a waiting request holds no database connection while it waits: it
-reads the row once when it starts and once when woken (and every `RECHECK_SECONDS`, in
-case a notification was lost while the listener reconnected). Without either it polls the
-read model with a short back-off.
+`LISTEN`s. Either way a waiting request holds no database connection while it waits.
+
+A command registers its interest before it appends (`DecisionWaiter.expect`), so it needs
+no read of its own: the rows the projections just wrote are read back for every waiter
+notified together in one batched query, and each waiter gets its row once it is decided.
+A batched read that failed is retried shortly. In process nothing else is read; woken by
+`DecisionListener`, a waiter also re-checks every `RECHECK_SECONDS` (a notification lost
+while the listener reconnected), and without notifications it polls with a short back-off
+-- both by joining the next batched read, so hundreds of waiters cost one query, not one
+each. `wait_decided` (a registration appended earlier) reads the row once first.
 """
 
 from __future__ import annotations
@@ -17,16 +23,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.logging import get_logger
-from shared.readmodel.queries import get_registration
-from shared.readmodel.schema import projection_positions
+from shared.readmodel.schema import projection_positions, registrations
 
 log = get_logger(__name__)
 
@@ -38,6 +44,8 @@ PAYLOAD_BYTES = 7000
 RECHECK_SECONDS = 1.0
 """A notified waiter re-reads its row this often anyway (a notification lost while the
 listener reconnected delays an answer by at most this)."""
+RETRY_SECONDS = 0.1
+"""A batched read of notified registrations that failed is retried after this."""
 
 
 async def notify_registrations(conn: AsyncConnection, registration_ids: Iterable[str]) -> None:
@@ -58,61 +66,143 @@ async def notify_registrations(conn: AsyncConnection, registration_ids: Iterable
         await conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": " ".join(chunk)})
 
 
+class Expected:
+    """One request's interest in a registration's decision, registered with the waiter
+    *before* the command is appended (`DecisionWaiter.expect`): a decision projected at
+    any time after that resolves it, so none can slip between the append and the wait,
+    and the request need not read the row first to catch an early one."""
+
+    def __init__(self, waiter: DecisionWaiter, registration_id: str) -> None:
+        self.waiter = waiter
+        self.registration_id = registration_id
+        self.future: asyncio.Future[dict[str, Any]] = \
+            asyncio.get_running_loop().create_future()
+
+    async def wait(self, timeout: float) -> dict[str, Any] | None:
+        """The decided row, or None when no decision arrived within `timeout` seconds.
+
+        In process: no re-check at all (the co-located projection worker's
+        notifications are not lost, and a batched read that failed is retried by the
+        waiter). Woken by `DecisionListener`: a re-check every `RECHECK_SECONDS` (a
+        notification lost while it reconnected). Without notifications: polls with a
+        short back-off. Re-checks and polls join the batched read of notified rows. A
+        read model that cannot be read counts as "not decided yet": the command is
+        durable already, and an error here would be a 5xx for a command that was taken."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        delay = 0.005
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return None
+            in_process = self.waiter.in_process
+            chunk = (remaining if in_process else
+                     min(RECHECK_SECONDS, remaining) if self.waiter.listening else
+                     min(delay, remaining))
+            done, _ = await asyncio.wait({self.future}, timeout=chunk)
+            if done:
+                return self.future.result()
+            if in_process:
+                return None
+            delay = min(delay * 2, 0.05)
+            # Re-checked with every other waiter's re-check in one batched read: hundreds
+            # waiting on slow decisions each read alone every second otherwise, which ran
+            # the pool of a distributed registration service dry.
+            self.waiter.recheck(self.registration_id)
+
+
 class DecisionWaiter:
     def __init__(self, engine: AsyncEngine, *, in_process: bool) -> None:
         self.engine = engine
         self.in_process = in_process
         self.listening = False
         """A `DecisionListener` is connected: notifications wake waiters."""
-        self._events: dict[str, list[asyncio.Event]] = defaultdict(list)
+        self._waiting: dict[str, list[Expected]] = defaultdict(list)
+        self._pending: set[str] = set()
+        self._reader: asyncio.Task[None] | None = None
+        self.reads = 0
+        """Read-model reads done for waiters (batched reads count once)."""
 
     @property
     def notified(self) -> bool:
         return self.in_process or self.listening
 
     def notify(self, registration_ids: Iterable[str]) -> None:
-        """Called by a co-located projection worker after it committed these rows."""
-        for rid in registration_ids:
-            for event in self._events.pop(rid, ()):
-                event.set()
+        """These registrations' rows changed (committed): called by a co-located projection
+        worker, or by `DecisionListener`. The ones someone waits for are read back in one
+        batched query (several notifications in a row share it) and their waiters get the
+        row once it is decided."""
+        wanted = [rid for rid in registration_ids if rid in self._waiting]
+        if not wanted:
+            return
+        self._pending.update(wanted)
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.get_running_loop().create_task(self._read_pending())
 
-    async def _decided(self, registration_id: str) -> dict[str, Any] | None:
-        async with self.engine.connect() as conn:
-            row = await get_registration(conn, registration_id)
-        return row if row is not None and row["status"] in DECIDED else None
+    def recheck(self, registration_id: str) -> None:
+        """Read this registration's row again (a waiter's periodic re-check or poll),
+        batched with every other id read at the same time."""
+        self.notify([registration_id])
+
+    @contextlib.contextmanager
+    def expect(self, registration_id: str) -> Iterator[Expected]:
+        """Register interest in `registration_id`'s decision (before appending it); the
+        registration is dropped when the block ends."""
+        expected = Expected(self, registration_id)
+        self._waiting[registration_id].append(expected)
+        try:
+            yield expected
+        finally:
+            waiting = self._waiting.get(registration_id)
+            if waiting and expected in waiting:
+                waiting.remove(expected)
+                if not waiting:
+                    del self._waiting[registration_id]
+            if not expected.future.done():
+                expected.future.cancel()
 
     async def wait_decided(self, registration_id: str, timeout: float) -> dict[str, Any] | None:
-        """The decided row, or None when no decision arrived within `timeout` seconds."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        delay = 0.005
-        while True:
-            event = asyncio.Event()
-            notified = self.notified
-            if notified:
-                self._events[registration_id].append(event)
-            row = await self._decided(registration_id)
-            if row is not None:
-                self._forget(registration_id, event)
-                return row
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                self._forget(registration_id, event)
-                return None
-            try:
-                await asyncio.wait_for(event.wait(), remaining if self.in_process else
-                                       min(RECHECK_SECONDS, remaining) if notified else
-                                       min(delay, remaining))
-            except TimeoutError:
-                delay = min(delay * 2, 0.05)
-            self._forget(registration_id, event)
+        """The decided row, or None when no decision arrived within `timeout` seconds (for
+        a registration appended earlier: reads the row once first)."""
+        with self.expect(registration_id) as expected:
+            row = await self.read_decided(registration_id)
+            return row if row is not None else await expected.wait(timeout)
 
-    def _forget(self, registration_id: str, event: asyncio.Event) -> None:
-        waiting = self._events.get(registration_id)
-        if waiting and event in waiting:
-            waiting.remove(event)
-            if not waiting:
-                del self._events[registration_id]
+    async def read_decided(self, registration_id: str) -> dict[str, Any] | None:
+        """The row if decided; None if not (or the read model cannot be read now)."""
+        rows = await self._read([registration_id])
+        return rows.get(registration_id) if rows is not None else None
+
+    async def _read(self, ids: list[str]) -> dict[str, dict[str, Any]] | None:
+        """The decided rows among `ids` (one query per 500); None when the read failed."""
+        self.reads += 1
+        found: dict[str, dict[str, Any]] = {}
+        try:
+            async with self.engine.connect() as conn:
+                for i in range(0, len(ids), 500):
+                    result = await conn.execute(
+                        select(registrations).where(registrations.c.id.in_(ids[i:i + 500])))
+                    for row in result:
+                        if row.status in DECIDED:
+                            found[row.id] = dict(row._mapping)
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("decision_read_failed", error=type(exc).__name__)
+            return None
+        return found
+
+    async def _read_pending(self) -> None:
+        while self._pending:
+            ids = sorted(self._pending)
+            self._pending.clear()
+            rows = await self._read(ids)
+            if rows is None:  # the read model cannot be read now: again, shortly
+                self._pending.update(rid for rid in ids if rid in self._waiting)
+                await asyncio.sleep(RETRY_SECONDS)
+                continue
+            for rid, row in rows.items():
+                for expected in self._waiting.get(rid, ()):
+                    if not expected.future.done():
+                        expected.future.set_result(row)
 
 
 class DecisionListener:

@@ -25,7 +25,12 @@ from typing import Any
 import httpx
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+    TimeoutException,
+    WebDriverException,
+)
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -182,14 +187,52 @@ class Console:
         return url.removeprefix(self.server.base)
 
     def find(self, css: str) -> WebElement:
+        """The element now (an htmx swap or a page load may replace it later: read it
+        with `text`/`wait_text`, act on it with `click`/`submit`, which find it again)."""
         return self.driver.find_element(By.CSS_SELECTOR, css)
+
+    def _settle(self, css: str, read: Any, timeout: float = 10) -> Any:
+        """`read(element)` of the element `css` matches, found afresh on every try: an
+        element replaced under us (htmx swapped its container, the page was reloaded)
+        is looked up again instead of failing the test."""
+        try:
+            box: tuple[Any] = WebDriverWait(
+                self.driver, timeout, ignored_exceptions=(
+                    StaleElementReferenceException, NoSuchElementException)).until(
+                lambda d: (read(d.find_element(By.CSS_SELECTOR, css)),))
+        except TimeoutException:
+            raise AssertionError(f"{css!r} never readable on {self.path}:\n"
+                                 f"{self.driver.page_source[:2000]}") from None
+        return box[0]
+
+    def click(self, css: str) -> None:
+        """Click `css`, finding it again if a swap replaced it meanwhile (no page load)."""
+        self._settle(css, lambda e: e.click())
+
+    def submit(self, css: str, timeout: float = 15) -> None:
+        """Click `css` (a submit button or link) and wait until the browser has left the
+        page it was on, so what the test waits for next is the new page's, never a
+        same-id element of the old one (a second `#flash`, `#form-errors`, `#done`)."""
+        # A mark on the current window object: a page load replaces it. (Waiting for the
+        # old <html> to go stale trips a chromedriver error mid-navigation instead.)
+        self.driver.execute_script("window.__consoleOldPage = true;")
+        self.click(css)
+        try:
+            WebDriverWait(self.driver, timeout, ignored_exceptions=(WebDriverException,)).until(
+                lambda d: d.execute_script(
+                    "return window.__consoleOldPage === undefined"
+                    " && document.readyState !== 'loading';"))
+        except TimeoutException:
+            raise AssertionError(f"clicking {css!r} never left {self.path}") from None
 
     def find_all(self, css: str) -> list[WebElement]:
         return list(self.driver.find_elements(By.CSS_SELECTOR, css))
 
     def wait_for(self, css: str, timeout: float = 10) -> WebElement:
         try:
-            element: WebElement = WebDriverWait(self.driver, timeout).until(
+            element: WebElement = WebDriverWait(
+                self.driver, timeout,
+                ignored_exceptions=(StaleElementReferenceException,)).until(
                 expected_conditions.visibility_of_element_located((By.CSS_SELECTOR, css)))
         except TimeoutException:
             raise AssertionError(f"{css!r} never showed on {self.path}:\n"
@@ -197,7 +240,14 @@ class Console:
         return element
 
     def text(self, css: str = "main") -> str:
-        return str(self.find(css).text)
+        """The text of `css` as it is now (found afresh if a swap replaced it)."""
+        return str(self._settle(css, lambda e: e.text, timeout=5))
+
+    def wait_text(self, css: str, timeout: float = 10) -> str:
+        """The text of `css` once it is visible (an element swapped in the meantime is
+        found again)."""
+        self.wait_for(css, timeout)
+        return self.text(css)
 
     def sign_in(self, token: str, *, here: bool = False) -> None:
         """Sign in with `token` (on the sign-in page already shown when `here`)."""
@@ -206,13 +256,13 @@ class Console:
         field_ = self.wait_for("#api_key")
         field_.clear()
         field_.send_keys(token)
-        self.find("form[action='/console/sign-in'] button[type=submit]").click()
+        self.click("form[action='/console/sign-in'] button[type=submit]")
         WebDriverWait(self.driver, 10).until(
             lambda d: "/console/sign-in" not in d.current_url or d.find_elements(
                 By.CSS_SELECTOR, "#signin-error"))
 
     def sign_out(self) -> None:
-        self.find("#sign-out").click()
+        self.submit("#sign-out")
         self.wait_for("#api_key")
 
     def fill(self, values: dict[str, str]) -> None:

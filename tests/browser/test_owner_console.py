@@ -25,9 +25,10 @@ def test_the_owner_resolves_a_collision_and_each_partner_sees_only_its_outcome(
     contoso, northwind, dispute_id = collide(dev_server, keys)
     console.sign_in(keys["owner"])
     assert console.path == "/console/owner/"
-    row = console.wait_for(f"#queue-table tr[data-id='{dispute_id}']")
-    assert "L1" in row.text and "left" in row.text
-    row.find_element(By.CSS_SELECTOR, "a.account-link").click()
+    row = console.wait_text(f"#queue-table tr[data-id='{dispute_id}']")
+    assert "L1" in row and "left" in row
+    # The queue polls (an htmx swap): the link is found again if it was replaced.
+    console.submit(f"#queue-table tr[data-id='{dispute_id}'] a.account-link")
 
     console.wait_for("#parties")
     sides = {p.get_attribute("data-id"): p.text for p in console.find_all("#parties .party")}
@@ -45,12 +46,12 @@ def test_the_owner_resolves_a_collision_and_each_partner_sees_only_its_outcome(
     assert console.find_all("#timeline li")
     console.screenshot("dispute")
 
-    console.find("input[name=outcome][value=award]").click()
-    console.find(f"input[name=winner][value='{northwind['id']}']").click()
+    console.click("input[name=outcome][value=award]")
+    console.click(f"input[name=winner][value='{northwind['id']}']")
     console.fill({"note": "INTERNAL-ONLY: Contoso never showed a meeting.",
                   "partner_note": "Awarded on the earlier documented introduction."})
-    console.find("#resolve").click()
-    assert console.wait_for("#outcome").text == "award"
+    console.submit("#resolve")
+    assert console.wait_text("#outcome") == "award"
     assert "resolved" in console.text("#dispute-status")
     settled = dispute(dev_server, dispute_id)
     assert settled["status"] == "resolved"
@@ -79,9 +80,10 @@ def test_bulk_acknowledge_acknowledges_every_selected_dispute(
     console.sign_in(keys["owner"])
     console.go("/console/owner/?ack=no")
     for dispute_id in picked:
-        console.wait_for(f"#pick-{dispute_id}").click()
-    console.find("#bulk-acknowledge").click()
-    assert "Acknowledged 2 dispute(s)." in console.wait_for("#flash").text
+        console.wait_for(f"#pick-{dispute_id}")
+        console.click(f"#pick-{dispute_id}")
+    console.submit("#bulk-acknowledge")
+    assert "Acknowledged 2 dispute(s)." in console.wait_text("#flash")
     for dispute_id in picked:
         assert dispute(dev_server, dispute_id)["acknowledged_at"] is not None
     assert dispute(dev_server, left_alone)["acknowledged_at"] is None
@@ -96,7 +98,8 @@ def test_the_queue_shows_a_new_dispute_and_an_overdue_one_without_a_reload(
         console: Console, keys: dict[str, str], dev_server: DevServer) -> None:
     ticked = collide(dev_server, keys)[2]
     console.sign_in(keys["owner"])
-    console.wait_for(f"#pick-{ticked}").click()
+    console.wait_for(f"#pick-{ticked}")
+    console.click(f"#pick-{ticked}")
     console.driver.execute_script("window.__notReloaded = 'still here';")
 
     arrived = collide(dev_server, keys)[2]

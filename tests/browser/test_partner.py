@@ -4,10 +4,12 @@ on it, and never reaches another partner's registration."""
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
 from tests.browser.conftest import Console, DevServer
+from tests.browser.ops_support import policy
 
 
 def _company(name: str = "fabrikam") -> str:
@@ -19,14 +21,14 @@ def test_a_partner_registers_and_sees_the_decision_and_its_explanation(
         console: Console, keys: dict[str, str]) -> None:
     company = _company()
     console.sign_in(keys["partner"])
-    console.find("#register-link").click()
+    console.submit("#register-link")
     console.wait_for("#submit-registration")
     console.fill({"account.name": "Fabrikam Inc", "account.domain": f"{company}.com",
                   "account.country": "US", "opportunity.title": "Data platform rollout",
                   "opportunity.products": "analytics, storage",
                   "opportunity.amount.value": "250000.00",
                   "opportunity.amount.currency": "USD", "external_ref": "NW-1042"})
-    console.find("#submit-registration").click()
+    console.submit("#submit-registration")
     console.wait_for("#explanation")
     assert console.path.startswith("/console/partner/registrations/reg_")
     assert console.text("#done") == "Registered."
@@ -59,7 +61,7 @@ def test_field_errors_appear_next_to_their_fields_and_nothing_typed_is_lost(
              "opportunity.products": "analytics", "opportunity.amount.value": "10.123",
              "opportunity.amount.currency": "USD", "external_ref": "NW-7"}
     console.fill(typed)
-    console.find("#submit-registration").click()
+    console.submit("#submit-registration")
     console.wait_for("#form-errors")
     domain_error = console.text("#account-domain-error")
     assert "not a domain" in domain_error
@@ -77,7 +79,7 @@ def test_field_errors_appear_next_to_their_fields_and_nothing_typed_is_lost(
     # shows at its fieldset.
     console.fill({"account.domain": "", "account.country": "",
                   "opportunity.amount.value": "10.12"})
-    console.find("#submit-registration").click()
+    console.submit("#submit-registration")
     console.wait_for("#form-errors")
     assert "identify the account" in console.text("#account-error")
 
@@ -116,12 +118,12 @@ def test_a_partner_withdraws_and_an_early_extension_shows_the_apis_reason(
         "opportunity": {"title": "Litware renewal"}, "motion": "resell"})
     console.sign_in(keys["partner"])
     console.go(f"/console/partner/registrations/{mine['id']}")
-    console.find("#extend").click()
-    error = console.wait_for("#action-error").text
+    console.submit("#extend")
+    error = console.wait_text("#action-error")
     assert "can be extended only in the last" in error
     console.driver.execute_script(
         "document.querySelector('form[data-confirm]').removeAttribute('data-confirm')")
-    console.find("#withdraw").click()
+    console.submit("#withdraw")
     console.wait_for("#done")
     assert console.text("#status") == "withdrawn"
     assert "registration withdrawn" in console.text("#timeline")
@@ -151,10 +153,10 @@ def test_a_partner_outranked_by_a_rival_contests_and_never_sees_who_the_rival_is
         assert secret not in page, secret
 
     # An empty reason is the API's field error, next to the reason.
-    console.find("#contest").click()
-    assert console.wait_for("#reason-error").text
+    console.submit("#contest")
+    assert console.wait_text("#reason-error")
     console.fill({"reason": "We introduced Adventure Works at the spring summit."})
-    console.find("#contest").click()
+    console.submit("#contest")
     console.wait_for("#done")
     assert "Decision contested" in console.text("#done")
     assert console.find_all("#contest") == []
@@ -168,22 +170,22 @@ def test_a_rep_claims_an_account_sees_the_decision_and_releases_it(
     domain = f"{_company('proseware')}.com"
     console.sign_in(keys["rep"])
     assert console.find_all("#register-link") == []  # reps claim; partners register
-    console.find("#claim-link").click()
+    console.submit("#claim-link")
     console.fill({"account.name": "Proseware", "account.domain": "proseware",
                   "account.country": "US"})
-    console.find("#submit-claim").click()
-    assert "not a domain" in console.wait_for("#account-domain-error").text
+    console.submit("#submit-claim")
+    assert "not a domain" in console.wait_text("#account-domain-error")
     assert console.find("[name='account.name']").get_attribute("value") == "Proseware"
     console.fill({"account.domain": domain})
-    console.find("#submit-claim").click()
+    console.submit("#submit-claim")
     console.wait_for("#done")
     assert console.path.startswith("/console/partner/claims/clm_")
     assert console.text("#status") == "approved"
     assert console.text("#explanation").startswith("Approved:")
     console.driver.execute_script(
         "document.querySelector('form[data-confirm]').removeAttribute('data-confirm')")
-    console.find("#release").click()
-    assert "Claim released" in console.wait_for("#done").text
+    console.submit("#release")
+    assert "Claim released" in console.wait_text("#done")
     assert console.text("#status") == "withdrawn"
     assert console.find_all("#release") == []
 
@@ -213,8 +215,77 @@ def test_my_registrations_list_status_protection_and_explanation_and_filter_by_s
     assert set(rows) == own
     console.screenshot("partner-registrations")
     console.fill({"status": "withdrawn"})
-    console.find("#filter").click()
+    console.submit("#filter")
     console.wait_for("#registrations")
     shown = [r.get_attribute("data-id") for r in console.find_all("#registrations tbody tr")]
     assert made[1]["id"] in shown and made[0]["id"] not in shown
     assert all("withdrawn" in r.text for r in console.find_all("#registrations tbody tr"))
+
+
+def _twice(console: Console, dev_server: DevServer, page: str, form: str,
+           data: dict[str, str]) -> list[httpx.Response]:
+    """Sends the form `form` of `page` (as the browser shows it: its CSRF token and its
+    Idempotency-Key) twice at once, as a double click does, then once more, as a browser
+    retrying the POST does."""
+    console.go(page)
+    element = console.find(form)
+    fields = {i.get_attribute("name"): i.get_attribute("value") or ""
+              for i in element.find_elements("css selector", "input[type=hidden]")}
+    assert fields.get("idempotency_key"), f"{form} carries no Idempotency-Key"
+    action = element.get_attribute("action")
+    cookies = {c["name"]: c["value"] for c in console.driver.get_cookies()}
+
+    def post(_: int) -> httpx.Response:
+        with httpx.Client(base_url=dev_server.base, cookies=cookies, timeout=30) as browser:
+            return browser.post(action, data={**fields, **data})
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(post, range(2)))
+    return [*answers, post(2)]
+
+
+def _count(dev_server: DevServer, token: str, registration_id: str, kind: str) -> int:
+    with dev_server.api(token) as api:
+        entries = api.get(f"/v1/registrations/{registration_id}/timeline").json()["entries"]
+    return sum(1 for e in entries if e["type"] == kind)
+
+
+def test_a_double_submitted_extend_withdraw_or_contest_applies_once(
+        console: Console, dev_server: DevServer, keys: dict[str, str]) -> None:
+    with policy(dev_server, {"extension": {"window": None, "max_extensions": 3}}):
+        mine = dev_server.register(keys["partner"], {
+            "account": {"name": "Coho Winery", "domain": f"{_company('coho')}.com",
+                        "country": "US"},
+            "opportunity": {"title": "Coho cellar"}, "motion": "resell"})
+        assert mine["status"] == "approved", mine
+        domain = f"{_company('fourth-coffee')}.com"
+        account = {"name": "Fourth Coffee", "domain": domain, "country": "US"}
+        rival = dev_server.register(keys["partner"], {
+            "account": account, "opportunity": {"title": "Beans"}, "motion": "resell"})
+        lost = dev_server.register(keys["partner2"], {
+            "account": account, "opportunity": {"title": "More beans"}, "motion": "resell"})
+        assert (rival["status"], lost["status"]) == ("approved", "rejected"), (rival, lost)
+    console.sign_in(keys["partner"])
+    page = f"/console/partner/registrations/{mine['id']}"
+
+    answers = _twice(console, dev_server, page, "form[action$='/extend']", {})
+    assert [a.status_code for a in answers] == [303] * 3, [a.text[:300] for a in answers]
+    assert {a.headers["location"] for a in answers} == {f"{page}?done=extended"}
+    assert _count(dev_server, keys["partner"], mine["id"],
+                  "dealreg.protection.extended.v1") == 1
+    with dev_server.api(keys["partner"]) as api:
+        assert api.get(f"/v1/registrations/{mine['id']}").json()["extensions"] == 1
+
+    console.driver.refresh()
+    answers = _twice(console, dev_server, page, "form[action$='/withdraw']", {})
+    assert [a.status_code for a in answers] == [303] * 3, [a.text[:300] for a in answers]
+    assert _count(dev_server, keys["partner"], mine["id"],
+                  "dealreg.registration.withdrawn.v1") == 1
+    console.sign_out()
+
+    console.sign_in(keys["partner2"])
+    answers = _twice(console, dev_server, f"/console/partner/registrations/{lost['id']}",
+                     "#contest-form", {"reason": "We met them at the spring fair."})
+    assert [a.status_code for a in answers] == [303] * 3, [a.text[:300] for a in answers]
+    assert _count(dev_server, keys["partner2"], lost["id"], "dealreg.dispute.filed.v1") == 1
+    console.sign_out()

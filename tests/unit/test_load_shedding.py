@@ -8,16 +8,20 @@ from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 
+from shared.api.access import RequestContext
 from shared.api.backpressure import LoadShedding
 from shared.api.problems import install_problem_handlers
 from shared.readmodel.store import create_engine
 
 
-def app_with(engine, release: asyncio.Event, limit: int) -> FastAPI:
+def app_with(engine, release: asyncio.Event, limit: int, access_log: bool = False) -> FastAPI:
     app = FastAPI()
     install_problem_handlers(app)
+    if access_log:  # inside LoadShedding, as in dealreg/app.py
+        app.add_middleware(RequestContext)
     app.add_middleware(LoadShedding, limit=limit, retry_after=3)
 
     @app.get("/hold")
@@ -79,3 +83,29 @@ async def test_in_flight_limit_refuses_at_the_door_but_never_operations(tmp_path
     assert third.json()["title"] == "Service unavailable"
     assert health.status_code == 200
     assert fourth.status_code == 200  # the count went back down
+
+
+async def test_a_request_shed_for_the_pool_is_recorded_as_503_not_500(tmp_path: Path) -> None:
+    # The app's order: LoadShedding outside the access log and request metrics
+    # (RequestContext, one status for both). They said 500 for every request the client
+    # got as 503 (seen in the API bench).
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'x.sqlite3'}", pool_size=1,
+                           max_overflow=0, pool_timeout=0.2)
+    release = asyncio.Event()
+    app = app_with(engine, release, limit=100, access_log=True)
+
+    def count(status: str) -> float:
+        return REGISTRY.get_sample_value("dealreg_http_requests_total", {
+            "method": "GET", "route": "/query", "status": status}) or 0.0
+
+    before = count("503"), count("500")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://t") as client:
+        holder = asyncio.create_task(client.get("/hold"))
+        await asyncio.sleep(0.2)
+        refused = await client.get("/query")
+        release.set()
+        await holder
+    await engine.dispose()
+    assert refused.status_code == 503
+    assert (count("503"), count("500")) == (before[0] + 1, before[1])

@@ -81,5 +81,6 @@ def reject(state: AdjudicationState, out: list[DomainEvent], new: Entry, old: En
         new, RULE, new.policy_version,
         f"Rejected: the same partner's registration {old.id} on the account {label} "
         f"{old.status} recently; the partner may register it again from "
-        f"{explain.day(lifts)} {explain.tag(RULE, old.policy_version)}.",
+        f"{explain.day(lifts)} (the cool-off of policy version {old.policy_version}, "
+        f"under which it was decided) {explain.tag(RULE, new.policy_version)}.",
         at, [outcomes.member_evidence(old, new.account_key)]))

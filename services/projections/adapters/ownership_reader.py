@@ -18,7 +18,18 @@ from datetime import datetime
 from typing import Any
 
 from rapidfuzz import fuzz, process
-from sqlalchemy import ColumnElement, Connection, Engine, and_, event, func, or_, select
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    event,
+    func,
+    or_,
+    select,
+)
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -81,10 +92,12 @@ class Answer:
 
 def look_up(conn: Connection, question: Question, moment: datetime) -> Answer:
     answer = Answer()
-    key = _resolve(conn, question, answer)
+    linked: dict[str, tuple[str, list[str]]] = {}
+    key = _resolve(conn, question, answer, linked)
     if key is None:
         return answer
-    answer.account_key, answer.keys = _account_keys(conn, key)
+    # The key's links were usually read already, by the same-customer check.
+    answer.account_key, answer.keys = linked.get(key) or _account_keys(conn, key)
     answer.holdings = _holdings(conn, answer.keys, moment)
     answer.open_disputes = _open_disputes(conn, answer.keys, moment)
     if question.partner_id is not None:
@@ -95,21 +108,19 @@ def look_up(conn: Connection, question: Question, moment: datetime) -> Answer:
         # key through a competitor's CRM id or domain does not make that key the partner's.
         answer.partner_keys = {
             key for key, account in conn.execute(
-                select(registrations.c.account_key, registrations.c.account)
-                .where(registrations.c.partner_id == question.partner_id,
-                       registrations.c.account_key.in_(answer.keys)))
+                _PARTNER_ACCOUNTS, {"partner": question.partner_id, "keys": answer.keys})
             if partner_view.own_key(key, account) is not None}
     return answer
 
 
-def _resolve(conn: Connection, q: Question, answer: Answer) -> str | None:
+def _resolve(conn: Connection, q: Question, answer: Answer,
+             linked: dict[str, tuple[str, list[str]]]) -> str | None:
+    """The key the question names; `linked` collects the links read on the way."""
     if q.account_key:
         answer.matched_by = "account_key"
         return q.account_key
     if q.crm_account_id:
-        key = conn.execute(select(account_crm_ids.c.account_key)
-                           .where(account_crm_ids.c.crm_account_id == q.crm_account_id)
-                           ).scalar_one_or_none()
+        key = conn.execute(_KEY_OF_CRM_ID, {"crm": q.crm_account_id}).scalar_one_or_none()
         if key is not None:
             answer.matched_by = "crm_account_id"
             return str(key)
@@ -119,11 +130,10 @@ def _resolve(conn: Connection, q: Question, answer: Answer) -> str | None:
     def admits(key: str) -> bool:
         """The same customer rule (shared.accounts.sameness): the account's customer must
         not carry identifiers other than the question's."""
-        return not query or not different_customers(query, _customer(conn, key))
+        return not query or not different_customers(query, _customer(conn, key, linked))
 
     if q.domain:
-        key = conn.execute(select(account_domains.c.account_key)
-                           .where(account_domains.c.domain == q.domain)).scalar_one_or_none()
+        key = conn.execute(_KEY_OF_DOMAIN, {"domain": q.domain}).scalar_one_or_none()
         if key is not None and admits(str(key)):
             answer.matched_by = "domain"
             return str(key)
@@ -164,13 +174,16 @@ def account_for_name(conn: Connection, name: str, country: str, min_score: float
     return None
 
 
-def _customer(conn: Connection, key: str) -> Identifiers:
-    """The identifiers filed under `key` and the keys linked to it."""
-    _, keys = _account_keys(conn, key)
-    domains = conn.execute(select(account_domains.c.domain)
-                           .where(account_domains.c.account_key.in_(keys))).scalars().all()
-    crm_ids = conn.execute(select(account_crm_ids.c.crm_account_id)
-                           .where(account_crm_ids.c.account_key.in_(keys))).scalars().all()
+def _customer(conn: Connection, key: str,
+              known_links: dict[str, tuple[str, list[str]]] | None = None) -> Identifiers:
+    """The identifiers filed under `key` and the keys linked to it (the links kept in
+    `known_links`)."""
+    found = _account_keys(conn, key)
+    if known_links is not None:
+        known_links[key] = found
+    _, keys = found
+    domains = conn.execute(_DOMAINS_OF_KEYS, {"keys": keys}).scalars().all()
+    crm_ids = conn.execute(_CRM_IDS_OF_KEYS, {"keys": keys}).scalars().all()
     carried = Identifiers(frozenset(crm_ids), frozenset(domains))
     for linked in keys:
         carried = carried | Identifiers.of_key(linked)
@@ -178,22 +191,16 @@ def _customer(conn: Connection, key: str) -> Identifiers:
 
 
 def _keys_named(conn: Connection, country: str, name: str) -> list[str]:
-    return list(conn.execute(
-        select(account_names.c.account_key)
-        .where(account_names.c.country == country, account_names.c.name == name)
-        .order_by(account_names.c.account_key)).scalars().all())
+    return list(conn.execute(_KEYS_NAMED, {"country": country, "name": name}).scalars().all())
 
 
 def _name_candidates(conn: Connection, country: str, normalized: str) -> set[str]:
     """Names sharing a blocking key, rarest keys first, within a candidate budget: a key
     shared by very many names (like "group") is skipped when rarer keys exist. Postings
     are counted (capped, in the index) before any name is fetched."""
-    k = account_name_keys.c
     sized: list[tuple[int, str]] = []
     for key in sorted(name_keys(normalized)):
-        capped = (select(k.name).where(k.country == country, k.key == key)
-                  .limit(NAME_POSTINGS_PER_KEY + 1).subquery())
-        size = conn.execute(select(func.count()).select_from(capped)).scalar_one()
+        size = conn.execute(_POSTINGS, {"country": country, "key": key}).scalar_one()
         if size:
             sized.append((int(size), key))
     sized.sort()
@@ -206,9 +213,7 @@ def _name_candidates(conn: Connection, country: str, normalized: str) -> set[str
         total += size
     if not chosen:
         return set()
-    return set(conn.execute(select(k.name).distinct()
-                            .where(k.country == country, k.key.in_(chosen))
-                            .limit(NAME_CANDIDATE_BUDGET + NAME_POSTINGS_PER_KEY + 1)
+    return set(conn.execute(_CANDIDATES, {"country": country, "keys": chosen}
                             ).scalars().all())
 
 
@@ -216,8 +221,7 @@ def _account_keys(conn: Connection, key: str) -> tuple[str, list[str]]:
     """The canonical key of `key` and every key of that customer (canonical first): one
     query unless `key` is itself an alias."""
     links = account_links.c
-    rows = conn.execute(select(links.account_key, links.canonical_key)
-                        .where(or_(links.account_key == key, links.canonical_key == key))).all()
+    rows = conn.execute(_LINKS_OF_KEY, {"key": key}).all()
     if not any(alias == key for alias, _ in rows):
         return key, [key, *sorted(alias for alias, _ in rows)]
     canonical = key
@@ -241,7 +245,7 @@ def _account_keys(conn: Connection, key: str) -> tuple[str, list[str]]:
     return canonical, keys
 
 
-def in_force(moment: datetime) -> ColumnElement[bool]:
+def in_force(moment: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
     t = ownership_intervals.c
     return and_(
         t.valid_from <= moment,
@@ -250,15 +254,51 @@ def in_force(moment: datetime) -> ColumnElement[bool]:
     )
 
 
+# The hot path's statements, built once (SQLAlchemy caches their compiled form; building
+# the expressions on every look-up cost more than running them on SQLite).
+_KEYS: BindParameter[str] = bindparam("keys", expanding=True)
+_MOMENT = bindparam("moment", type_=ownership_intervals.c.valid_from.type)
+_KEY_OF_CRM_ID = select(account_crm_ids.c.account_key).where(
+    account_crm_ids.c.crm_account_id == bindparam("crm"))
+_KEY_OF_DOMAIN = select(account_domains.c.account_key).where(
+    account_domains.c.domain == bindparam("domain"))
+_DOMAINS_OF_KEYS = select(account_domains.c.domain).where(account_domains.c.account_key.in_(_KEYS))
+_CRM_IDS_OF_KEYS = select(account_crm_ids.c.crm_account_id).where(
+    account_crm_ids.c.account_key.in_(_KEYS))
+_KEYS_NAMED = (select(account_names.c.account_key)
+               .where(account_names.c.country == bindparam("country"),
+                      account_names.c.name == bindparam("name"))
+               .order_by(account_names.c.account_key))
+_LINKS_OF_KEY = select(account_links.c.account_key, account_links.c.canonical_key).where(
+    or_(account_links.c.account_key == bindparam("key"),
+        account_links.c.canonical_key == bindparam("key")))
+_HOLDINGS = (select(ownership_intervals, registrations.c.motion)
+             .outerjoin(registrations, registrations.c.id == ownership_intervals.c.holder_id)
+             .where(ownership_intervals.c.account_key.in_(_KEYS), in_force(_MOMENT))
+             .order_by(ownership_intervals.c.kind.desc(), ownership_intervals.c.valid_from,
+                       ownership_intervals.c.holder_id))
+_PARTNER_ACCOUNTS = select(registrations.c.account_key, registrations.c.account).where(
+    registrations.c.partner_id == bindparam("partner"), registrations.c.account_key.in_(_KEYS))
+_POSTINGS = select(func.count()).select_from(
+    select(account_name_keys.c.name)
+    .where(account_name_keys.c.country == bindparam("country"),
+           account_name_keys.c.key == bindparam("key"))
+    .limit(NAME_POSTINGS_PER_KEY + 1).subquery())
+_CANDIDATES = (select(account_name_keys.c.name).distinct()
+               .where(account_name_keys.c.country == bindparam("country"),
+                      account_name_keys.c.key.in_(_KEYS))
+               .limit(NAME_CANDIDATE_BUDGET + NAME_POSTINGS_PER_KEY + 1))
+_OPEN_DISPUTES = (select(disputes.c.id)
+                  .where(disputes.c.account_key.in_(_KEYS), disputes.c.opened_at <= _MOMENT,
+                         or_(disputes.c.resolved_at.is_(None), disputes.c.resolved_at > _MOMENT))
+                  .order_by(disputes.c.opened_at, disputes.c.id))
+
+
 def _holdings(conn: Connection, keys: list[str], moment: datetime) -> list[Row]:
     """Intervals in force at `moment`, protections before incumbencies, earliest first,
     with the holder's motion."""
-    t = ownership_intervals.c
     rows = [dict(r) for r in conn.execute(
-        select(ownership_intervals, registrations.c.motion)
-        .outerjoin(registrations, registrations.c.id == t.holder_id)
-        .where(t.account_key.in_(keys), in_force(moment))
-        .order_by(t.kind.desc(), t.valid_from, t.holder_id)).mappings()]
+        _HOLDINGS, {"keys": keys, "moment": moment}).mappings()]
     for row in rows:
         if row["party_type"] != "partner":
             row["motion"] = "direct"
@@ -266,11 +306,8 @@ def _holdings(conn: Connection, keys: list[str], moment: datetime) -> list[Row]:
 
 
 def _open_disputes(conn: Connection, keys: list[str], moment: datetime) -> list[str]:
-    d = disputes.c
-    return list(conn.execute(
-        select(d.id).where(d.account_key.in_(keys), d.opened_at <= moment,
-                           or_(d.resolved_at.is_(None), d.resolved_at > moment))
-        .order_by(d.opened_at, d.id)).scalars().all())
+    return list(conn.execute(_OPEN_DISPUTES, {"keys": keys, "moment": moment}
+                             ).scalars().all())
 
 
 def _disputes_of_partner(conn: Connection, dispute_ids: list[str], partner_id: str

@@ -111,28 +111,69 @@ def _is_claim(event: ProtectionEnded | ProtectionExtended) -> bool:
     return event.party_type == "direct"
 
 
+_Need = Callable[["Needs", Any], None]
+
+
+def _need_registration(found: Needs, event: Any) -> None:
+    found.registrations.add(event.registration_id)
+
+
+def _need_claim(found: Needs, event: Any) -> None:
+    found.claims.add(event.claim_id)
+
+
+def _need_protected(found: Needs, event: Any) -> None:
+    (found.claims if _is_claim(event) else found.registrations).add(event.registration_id)
+
+
+def _need_holder(found: Needs, event: Any) -> None:
+    found.holders.add(event.claim_id if isinstance(event, ClaimDecided)
+                      else event.registration_id)
+
+
+def _need_dispute(found: Needs, event: Any) -> None:
+    found.disputes.add(event.dispute_id)
+
+
+def _need_notified(found: Needs, event: Any) -> None:
+    found.disputes.add(event.dispute_id)  # the previous / current owner
+    if isinstance(event, DisputeResolved):  # their partners
+        found.registrations.update(event.registration_ids)
+
+
+def _needs_of(kind: type[DomainEvent]) -> tuple[tuple[str, _Need], ...]:
+    """Per model, what an event of type `kind` makes a batch load (worked out once per
+    type: `needs` runs for every record of every batch)."""
+    plan: list[tuple[str, _Need]] = []
+    if issubclass(kind, RegistrationSubmitted | RegistrationDecided):
+        plan.append((REGISTRATIONS, _need_registration))
+    elif issubclass(kind, ClaimFiled | ClaimDecided):
+        plan.append((REGISTRATIONS, _need_claim))
+    elif issubclass(kind, ProtectionEnded | ProtectionExtended):
+        plan.append((REGISTRATIONS, _need_protected))
+    if issubclass(kind, _HOLDER_DECISIONS):
+        plan.append((OWNERSHIP, _need_holder))
+    if issubclass(kind, _DISPUTE_DECISIONS):
+        plan.append((DISPUTES, _need_dispute))
+    if issubclass(kind, DisputeEscalated | DisputeResolved):
+        plan.append((NOTIFICATIONS, _need_notified))
+    return tuple(plan)
+
+
+_NEEDS_OF: dict[type[DomainEvent], tuple[tuple[str, _Need], ...]] = {}
+
+
 def needs(items: Iterable[Item]) -> Needs:
     found = Needs()
+    plans = _NEEDS_OF
     for item in items:
         event = item.event
-        if REGISTRATIONS in item.models:
-            if isinstance(event, RegistrationSubmitted | RegistrationDecided):
-                found.registrations.add(event.registration_id)
-            elif isinstance(event, ClaimFiled | ClaimDecided):
-                found.claims.add(event.claim_id)
-            elif isinstance(event, ProtectionEnded | ProtectionExtended):
-                (found.claims if _is_claim(event) else found.registrations).add(
-                    event.registration_id)
-        if OWNERSHIP in item.models and isinstance(event, _HOLDER_DECISIONS):
-            found.holders.add(event.claim_id if isinstance(event, ClaimDecided)
-                              else event.registration_id)
-        if DISPUTES in item.models and isinstance(event, _DISPUTE_DECISIONS):
-            found.disputes.add(event.dispute_id)
-        if NOTIFICATIONS in item.models and isinstance(event, DisputeEscalated
-                                                       | DisputeResolved):
-            found.disputes.add(event.dispute_id)  # the previous / current owner
-            if isinstance(event, DisputeResolved):  # their partners
-                found.registrations.update(event.registration_ids)
+        plan = plans.get(type(event))
+        if plan is None:
+            plan = plans[type(event)] = _needs_of(type(event))
+        for model, need in plan:
+            if model in item.models:
+                need(found, event)
     return found
 
 

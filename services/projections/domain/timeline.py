@@ -94,9 +94,11 @@ HANDLED: Final[frozenset[type[DomainEvent]]] = frozenset(
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+_MICROSECOND: Final = timedelta(microseconds=1)
+
+
 def to_us(moment: datetime) -> int:
-    delta = moment - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return (moment - _EPOCH) // _MICROSECOND  # exact (integer timedelta division)
 
 
 def from_us(us: int) -> datetime:

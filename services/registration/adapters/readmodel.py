@@ -86,12 +86,22 @@ class ReadModel:
             return [dict(r._mapping) for r in rows]
 
     async def active_under(self, account_key: str, limit: int = 200) -> list[dict[str, Any]]:
+        """The active registrations and direct claims filed under `account_key` (claims
+        with `rep_id`, `kind`, `products` and `filed_at`, as their table has them)."""
         async with self.engine.connect() as conn:
             rows = await conn.execute(
                 select(registrations).where(registrations.c.account_key == account_key,
                                             registrations.c.status.in_(ACTIVE))
                 .limit(limit))
-            return [dict(r._mapping) for r in rows]
+            found = [dict(r._mapping) for r in rows]
+            claims = metadata.tables.get("claims")
+            if claims is not None and len(found) < limit:
+                rows = await conn.execute(
+                    select(claims).where(claims.c.account_key == account_key,
+                                         claims.c.status.in_(ACTIVE))
+                    .limit(limit - len(found)))
+                found.extend(dict(r._mapping) for r in rows)
+            return found
 
     async def dispute_refusal(self, dispute_id: str) -> dict[str, Any] | None:
         """Why adjudication refused a command naming `dispute_id` (reason, explanation),

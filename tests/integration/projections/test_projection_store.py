@@ -244,6 +244,43 @@ async def test_a_batch_that_fails_leaves_neither_rows_nor_positions(
     assert await positions(engine) == {}
 
 
+async def test_a_rebuild_that_fails_midway_keeps_the_batches_before_and_resumes_equal(
+    backend: tuple[EventLog, AsyncEngine, Topics], workload: Workload,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Batches are folded while the previous one writes: when the third write fails, the
+    two before it are committed with their positions (in log order, nothing of the third),
+    and a worker resuming from those positions ends where a full rebuild does."""
+    log, engine, topics = backend
+    await append_workload(log, topics, workload)
+    await rebuild(log, engine, topics, batch_records=300)
+    full, full_positions = await snapshot(engine), await positions(engine)
+
+    original = repository.execute
+    writes: list[int] = []
+
+    async def fail_third(conn: object, steps: object) -> None:
+        writes.append(1)
+        if len(writes) == 3:
+            raise RuntimeError("the third batch's write fails")
+        await original(conn, steps)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(repository, "execute", fail_third)
+    with pytest.raises(RuntimeError, match="third batch"):
+        await rebuild(log, engine, topics, batch_records=300)
+    monkeypatch.setattr(repository, "execute", original)
+    kept = await positions(engine)
+    assert kept and sum(kept.values()) < sum(full_positions.values())
+    partial = await snapshot(engine)
+    assert 0 < len(partial["timeline_entries"]) < len(full["timeline_entries"])
+
+    streams = await read_all(log, topics)
+    worker = ProjectionWorker(log, engine, topics, group_id="unused")
+    await worker.apply(streams[topics.intake] + streams[topics.decisions])
+    assert await snapshot(engine) == full
+    assert await positions(engine) == full_positions
+
+
 async def test_bulk_writes_of_a_rebuild_batch_stay_inside_its_transaction(
     backend: tuple[EventLog, AsyncEngine, Topics], workload: Workload,
     monkeypatch: pytest.MonkeyPatch,

@@ -10,10 +10,11 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.registration.adapters import directory as directory_module
 from services.registration.adapters.directory import AccountDirectory
 from services.registration.adapters.reference import ReferenceData
 from services.registration.domain.intake import identity_of
-from shared.accounts import blocking_keys
+from shared.accounts import AccountIdentity, blocking_keys
 from shared.eventlog.kafka import KafkaEventLog
 from shared.eventlog.topics import Topics
 from shared.policy import MatchPolicy, Policy
@@ -136,6 +137,46 @@ async def test_a_warm_index_answers_from_memory(engine: AsyncEngine) -> None:
                                                      "US", None))
     assert (await directory.resolve(identity_of("GLOBEX corp", None, "us", None),
                                     NAMES_DECIDE)).account_key == "dom:globex.com"
+
+
+async def test_loading_a_large_directory_leaves_the_event_loop_to_requests(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A (re)load of the whole directory runs beside live requests (the periodic rewarm):
+    it files rows in slices and yields between them, so other tasks run while one query's
+    rows are filed; and what it loaded is the whole directory (nothing skipped by slicing)."""
+    rows = 12_000
+    async with engine.begin() as conn:
+        await conn.execute(account_domains.insert(), [
+            {"domain": f"d{i}-corp.com", "account_key": f"dom:d{i}-corp.com"}
+            for i in range(rows)])
+    ticks = 0
+    seen_while_filing: set[int] = set()
+
+    class Watched(directory_module.AccountIndex):
+        def add(self, key: str, identity: AccountIdentity) -> None:
+            seen_while_filing.add(ticks)
+            super().add(key, identity)
+
+    monkeypatch.setattr(directory_module, "AccountIndex", Watched)
+    directory = AccountDirectory(engine, complete=True, rewarm_seconds=3600)
+    loading = True
+
+    async def request_like() -> None:
+        nonlocal ticks
+        while loading:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(request_like())
+    await directory.warm()
+    loading = False
+    await other
+    # Filing 12,000 rows of one query took turns with the other task at least twice.
+    assert len(seen_while_filing) >= rows // 5_000 + 1, seen_while_filing
+    last = await directory.resolve(identity_of(None, f"d{rows - 1}-corp.com", None, None),
+                                   MATCH)
+    assert last.account_key == f"dom:d{rows - 1}-corp.com"
 
 
 async def test_concurrent_publishers_get_consecutive_versions(
