@@ -25,10 +25,13 @@ from typing import Any, Final, Literal
 
 import httpx
 import orjson
+import structlog
 from fastapi import FastAPI
 from starlette.routing import Mount, Route
 from starlette.types import Message, Receive, Scope, Send
 
+from shared import tracing
+from shared.api.access import UNMATCHED, access_line
 from shared.api.openapi import ASSETS, SWAGGER_UI, docs_html
 from shared.api.problems import PROBLEM_JSON, TYPE_BASE
 from shared.ids import new_id
@@ -85,12 +88,20 @@ class RouteTable:
                        for upstream, service in SERVICES.items()})
 
     def upstream(self, method: str, path: str) -> Upstream:
+        return self.route(method, path)[0]
+
+    def route(self, method: str, path: str) -> tuple[Upstream, str]:
+        """The service that answers `METHOD path`, and the route template it matched
+        (`(unmatched)` when none did: the default service answers)."""
         for rule in self.rules:
             if method in rule.methods and rule.pattern.match(path):
-                return rule.upstream
+                return rule.upstream, rule.path
         if method == "HEAD":
-            return self.upstream("GET", path)
-        return "queries" if method in ("GET", "HEAD") else "commands"
+            return self.route("GET", path)
+        for rule in self.rules:  # a path both serve, or a method the path does not have
+            if rule.pattern.match(path):
+                return ("queries" if method in ("GET", "HEAD") else "commands"), rule.path
+        return ("queries" if method in ("GET", "HEAD") else "commands"), UNMATCHED
 
 
 def _routes(app: FastAPI) -> list[Route]:
@@ -174,16 +185,41 @@ class Gateway:
                 return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve or proxy one request, then write the services' access line
+        (`shared.api.access.access_line`) with the upstream that answered."""
+        started = time.perf_counter()
         path: str = scope["path"]
         method: str = scope["method"]
-        headers = list(scope.get("headers") or [])
-        incoming = next((v for k, v in headers if k == b"x-request-id"), None)
+        headers = dict(scope.get("headers") or [])
+        incoming = headers.get(b"x-request-id")
         request_id = incoming.decode("latin-1")[:100] if incoming else new_id("req")
-        if path in LOCAL or path.startswith(ASSETS + "/"):
-            await self._local(method, path, request_id, send)
-            return
-        upstream = self.table.upstream(method, path)
-        await self._proxy(scope, receive, send, upstream, request_id)
+        # The caller's trace, else a new one the services continue (same trace id).
+        parent = tracing.TraceContext.parse(
+            headers[b"traceparent"].decode("latin-1") if b"traceparent" in headers else None,
+            headers[b"tracestate"].decode("latin-1") if b"tracestate" in headers else None)
+        trace = parent or tracing.TraceContext.new()
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        local = path in LOCAL or path.startswith(ASSETS + "/")
+        upstream, route = (None, path if path in LOCAL else ASSETS + "/{name}") if local \
+            else self.table.route(method, path)
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            try:
+                if upstream is None:
+                    await self._local(method, path, request_id, sending)
+                else:
+                    await self._proxy(scope, receive, sending, upstream, request_id,
+                                      None if parent is not None else trace)
+            finally:
+                access_line(scope, method, route, status, time.perf_counter() - started,
+                            trace.trace_id,
+                            upstream=SERVICES[upstream] if upstream is not None else None)
 
     async def _respond(self, send: Send, status: int, headers: list[tuple[bytes, bytes]],
                        body: bytes) -> None:
@@ -245,12 +281,15 @@ class Gateway:
     # -- proxied ----------------------------------------------------------------------------
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send, upstream: Upstream,
-                     request_id: str) -> None:
+                     request_id: str, trace: tracing.TraceContext | None = None) -> None:
         assert self.client is not None
         headers = [(k, v) for k, v in scope.get("headers") or [] if k not in HOP_BY_HOP
                    and not k.startswith(b"x-forwarded-")]
         if not any(k == b"x-request-id" for k, _ in headers):
             headers.append((b"x-request-id", request_id.encode()))
+        if trace is not None:  # the caller sent none: the service continues ours
+            headers = [(k, v) for k, v in headers if k not in (b"traceparent", b"tracestate")]
+            headers.append((b"traceparent", trace.traceparent.encode()))
         client = scope.get("client")
         original = {k: v for k, v in scope.get("headers") or []}
         if client:
@@ -273,7 +312,6 @@ class Gateway:
             scope["method"], url, headers=headers,
             content=_body(receive) if has_body else None)
         service = SERVICES[upstream]
-        started = time.perf_counter()
         try:
             response = await self.client.send(request, stream=True)
         except httpx.TimeoutException:
@@ -310,9 +348,6 @@ class Gateway:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             await response.aclose()
-            log.info("gateway_request", method=scope["method"], path=scope["path"],
-                     upstream=service, status=response.status_code, request_id=request_id,
-                     duration_ms=round((time.perf_counter() - started) * 1000, 1))
 
 
 async def _body(receive: Receive) -> AsyncIterator[bytes]:

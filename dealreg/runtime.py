@@ -11,7 +11,7 @@ import contextlib
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -24,7 +24,7 @@ from services.projections.notifications import NotificationSender
 from services.projections.worker import ProjectionWorker
 from shared import metrics
 from shared.api.auth import Authenticator
-from shared.eventlog import EventLog
+from shared.eventlog import EventLog, TopicPartition
 from shared.eventlog.embedded import EmbeddedEventLog
 from shared.eventlog.kafka import KafkaEventLog
 from shared.eventlog.topics import Topics
@@ -198,17 +198,29 @@ class DependencyChecks:
 
     async def _adjudicator_lag(self) -> None:
         runtime = self.runtime
-        topic = runtime.topics.intake
-        ends = await runtime.eventlog.end_positions(topic)
-        done = await runtime.eventlog.committed(runtime.settings.adjudicator_group, topic)
-        metrics.set_adjudicator_lag({tp.partition: max(0, end - done.get(tp, 0))
-                                     for tp, end in ends.items()})
+        metrics.set_adjudicator_lag(await adjudicator_lag(
+            runtime.eventlog, runtime.topics.intake, runtime.settings.adjudicator_group,
+            runtime.adjudicator_partitions))
 
     async def _outbox(self) -> None:
         async with self.runtime.engine.connect() as conn:
             rows = (await conn.execute(text(
                 "SELECT status, count(*) FROM notification_outbox GROUP BY status"))).all()
         metrics.set_outbox({str(status): int(n) for status, n in rows})
+
+
+async def adjudicator_lag(eventlog: EventLog, topic: str, group: str,
+                          assigned: Collection[TopicPartition]) -> dict[int, int]:
+    """Per partition this replica is assigned: intake offsets not decided yet (end -
+    the group's committed offset). Each replica reports its own partitions, so the group's
+    lag is the sum over replicas and a stuck replica shows as itself; a replica holding no
+    partition (waiting, or more replicas than partitions) reports none."""
+    if not assigned:
+        return {}
+    ends = await eventlog.end_positions(topic)
+    done = await eventlog.committed(group, topic)
+    return {tp.partition: max(0, end - done.get(tp, 0)) for tp, end in ends.items()
+            if tp in assigned}
 
 
 def build_eventlog(settings: Settings) -> EventLog:
@@ -233,6 +245,8 @@ class Runtime:
     authenticator: Authenticator
     topics: Topics
     projection_worker: ProjectionWorker | None = None
+    # The intake partitions this process's adjudicator holds (kept by the adjudicator).
+    adjudicator_partitions: set[TopicPartition] = field(default_factory=set)
     notification_sender: NotificationSender | None = None
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     workers: dict[str, WorkerHealth] = field(default_factory=dict)
@@ -281,6 +295,7 @@ class Runtime:
                 source=f"{self.settings.source}/adjudication", stopping=self.stopping,
                 snapshot_every_events=self.settings.snapshot_every_events,
                 snapshot_every_seconds=self.settings.snapshot_every_seconds,
+                assignment=self.adjudicator_partitions,
                 max_records=self.settings.adjudicator_max_records,
             ))
         if ("registration" in self.components and not self.waiter.in_process

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 
@@ -22,3 +23,22 @@ def opaque_id(prefix: str) -> str:
     """`prefix_` + 26 hex chars, all random: an id that reveals nothing, not even when it
     was made (the shape of the adjudicator's hashed dispute ids)."""
     return f"{prefix}_{os.urandom(13).hex()}"
+
+
+def derived_id(prefix: str, at_ms: int, seed: str, name: str) -> str:
+    """`new_id`'s shape, made deterministic: `at_ms` for the time part and 80 bits of
+    SHA-256(`seed`, `name`) for the rest. The same command retried gets the same id."""
+    bits = int.from_bytes(hashlib.sha256(f"{seed}\n{name}".encode()).digest()[:10], "big")
+    value = ((at_ms & ((1 << 48) - 1)) << 80) | bits
+    chars = []
+    for _ in range(26):
+        chars.append(_ALPHABET[value & 31])
+        value >>= 5
+    return f"{prefix}_{''.join(reversed(chars))}"
+
+
+def derived_opaque_id(prefix: str, seed: str, name: str) -> str:
+    """`opaque_id`'s shape, made deterministic from a secret-bearing `seed` (a command's
+    identity: nobody but its caller knows the key it was sent with)."""
+    digest = hashlib.sha256(f"{seed}\n{name}".encode()).hexdigest()
+    return f"{prefix}_{digest[:26]}"

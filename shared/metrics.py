@@ -31,7 +31,8 @@ HTTP_DURATION: Final = Histogram(
 
 ADJUDICATOR_LAG: Final = Gauge(
     "dealreg_adjudicator_lag_records",
-    "Intake offsets the adjudicator group has not decided yet (end - committed), per partition",
+    "Intake offsets not decided yet (end - committed), per partition this adjudicator "
+    "replica is assigned (the group's lag is the sum over replicas)",
     ["partition"])
 DECISIONS_BY_RULE: Final = Counter(
     "dealreg_adjudicator_decisions_by_rule_total",
@@ -121,6 +122,16 @@ def set_outbox(counts: Mapping[str, int]) -> None:
         OUTBOX.labels(status).set(counts.get(status, 0))
 
 
+_LAG_REPORTED: set[str] = set()
+
+
 def set_adjudicator_lag(lag: Mapping[int, int]) -> None:
+    """This replica's lag, per partition it holds; a partition it no longer holds is
+    no longer reported (its new holder reports it)."""
+    labels = {str(partition) for partition in lag}
+    for gone in _LAG_REPORTED - labels:
+        ADJUDICATOR_LAG.remove(gone)
     for partition, records in lag.items():
         ADJUDICATOR_LAG.labels(str(partition)).set(records)
+    _LAG_REPORTED.clear()
+    _LAG_REPORTED.update(labels)

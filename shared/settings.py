@@ -75,7 +75,8 @@ class Settings(BaseSettings):
     )
     idempotency_lease_seconds: float = Field(
         60.0, gt=0,
-        description="A key still in progress after this long is taken as abandoned (crash)",
+        description="A running request renews its key's lease every third of this; a lease "
+        "not renewed this long is taken as abandoned (crash)",
     )
     api_key_cache_seconds: float = Field(
         30.0, ge=0, description="How long a verified API key is trusted from memory"

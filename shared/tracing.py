@@ -12,7 +12,18 @@ around one event's work by a worker); `shared.logging` adds its `trace_id` to lo
 
 OpenTelemetry spans (`span()`) are made only when an exporter is configured
 (`OTEL_EXPORTER_OTLP_ENDPOINT`, or `DEALREG_OTEL=console`); otherwise `span()` costs a
-contextvar look-up and nothing is exported.
+contextvar look-up and nothing is exported. The spans of one command, all in the trace of
+the request's `traceparent`:
+
+    http.request (server)                      the HTTP edge
+    └─ command.append (producer)               the append; the events carry this span
+       ├─ adjudicator.decide (consumer)        each intake event decided
+       ├─ projection.apply (consumer)          each event folded, spanning its batch
+       └─ notification.deliver                 each delivery attempt (webhook or e-mail)
+          └─ webhook.deliver (client)          the HTTP POST; its context is the header
+
+Decisions carry their input's context unchanged (a replay stays byte-identical), so the
+projection and the notifications of a decision are children of the append as well.
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ import contextvars
 import os
 import re
 import secrets
+import sys
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -121,15 +133,22 @@ def add_trace_id(_: Any, __: str, event_dict: MutableMapping[str, Any]
 _tracer: Any = None
 
 
-def configure_otel(mode: str | None = None, service: str = "dealreg") -> bool:
+def enabled() -> bool:
+    """Whether spans are made (an exporter is configured)."""
+    return _tracer is not None
+
+
+def configure_otel(mode: str | None = None, service: str = "dealreg",
+                   exporter: Any = None) -> bool:
     """Install an OpenTelemetry tracer provider when an exporter is configured: `console`
-    (spans printed to stderr) or OTLP (`OTEL_EXPORTER_OTLP_ENDPOINT`). Off otherwise, and
+    (spans printed to standard output) or OTLP (`OTEL_EXPORTER_OTLP_ENDPOINT`), or `exporter` (a
+    `SpanExporter`, exported synchronously: the tests' in-memory one). Off otherwise, and
     off (with a warning) when the SDK is not installed (`pip install 'dealreg[otel]'`).
     True: spans are exported."""
     global _tracer
     mode = (mode or "").strip().lower() or None
     endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-    if mode in ("off", "none") or (mode is None and not endpoint):
+    if exporter is None and (mode in ("off", "none") or (mode is None and not endpoint)):
         _tracer = None
         return False
     from shared.logging import get_logger
@@ -147,8 +166,12 @@ def configure_otel(mode: str | None = None, service: str = "dealreg") -> bool:
         log.warning("otel_sdk_missing", hint="pip install 'dealreg[otel]'")
         return False
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
-    if mode == "console":
-        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
+    if exporter is not None:
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+    elif mode == "console":
+        # The stream of now: the exporter's default is `sys.stdout` as it was when the SDK
+        # was first imported (a stream since replaced, e.g. by a test's capture).
+        provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stdout)))
     else:
         try:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -158,8 +181,58 @@ def configure_otel(mode: str | None = None, service: str = "dealreg") -> bool:
             return False
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     _tracer = provider.get_tracer("dealreg")
-    log.info("otel_enabled", exporter=mode or "otlp", service=service)
+    log.info("otel_enabled", exporter=type(exporter).__name__ if exporter is not None
+             else mode or "otlp", service=service)
     return True
+
+
+def _otel_parent(parent: TraceContext | None) -> Any:
+    """The OpenTelemetry context whose (remote) parent is `parent`."""
+    from opentelemetry import trace
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
+
+    if parent is None:
+        return None
+    state = TraceState()
+    if parent.tracestate:
+        with contextlib.suppress(Exception):
+            state = TraceState.from_header([parent.tracestate])
+    return trace.set_span_in_context(NonRecordingSpan(SpanContext(
+        int(parent.trace_id, 16), int(parent.span_id, 16), is_remote=True,
+        trace_flags=TraceFlags(int(parent.flags, 16)), trace_state=state)))
+
+
+def _kind(kind: str) -> Any:
+    from opentelemetry.trace import SpanKind
+
+    return {"server": SpanKind.SERVER, "client": SpanKind.CLIENT,
+            "consumer": SpanKind.CONSUMER, "producer": SpanKind.PRODUCER
+            }.get(kind, SpanKind.INTERNAL)
+
+
+def annotate(**attributes: Any) -> None:
+    """Attributes on the current span (e.g. an outcome known at its end); nothing when
+    tracing is off."""
+    if _tracer is None:
+        return
+    from opentelemetry import trace
+
+    trace.get_current_span().set_attributes(
+        {k: v for k, v in attributes.items() if v is not None})
+
+
+def record_span(name: str, parent: TraceContext | None, start_ns: int, end_ns: int,
+                kind: str = "internal", **attributes: Any) -> None:
+    """A span that already happened (`time.time_ns()` bounds), child of `parent`: for work
+    done for many events at once (a projection batch), one span per event's trace. Nothing
+    when tracing is off or the event carries no trace."""
+    if _tracer is None or parent is None:
+        return
+    started = _tracer.start_span(name, context=_otel_parent(parent), kind=_kind(kind),
+                                 start_time=start_ns,
+                                 attributes={k: v for k, v in attributes.items()
+                                             if v is not None})
+    started.end(end_time=end_ns)
 
 
 @contextlib.contextmanager
@@ -171,28 +244,7 @@ def span(name: str, parent: TraceContext | None, kind: str = "internal",
         with using(parent):
             yield parent
         return
-    from opentelemetry import trace
-    from opentelemetry.trace import (
-        NonRecordingSpan,
-        SpanContext,
-        SpanKind,
-        TraceFlags,
-        TraceState,
-    )
-
-    otel_parent = None
-    if parent is not None:
-        state = TraceState()
-        if parent.tracestate:
-            with contextlib.suppress(Exception):
-                state = TraceState.from_header([parent.tracestate])
-        otel_parent = trace.set_span_in_context(NonRecordingSpan(SpanContext(
-            int(parent.trace_id, 16), int(parent.span_id, 16), is_remote=True,
-            trace_flags=TraceFlags(int(parent.flags, 16)), trace_state=state)))
-    kinds = {"server": SpanKind.SERVER, "client": SpanKind.CLIENT,
-             "consumer": SpanKind.CONSUMER, "producer": SpanKind.PRODUCER}
-    with _tracer.start_as_current_span(name, context=otel_parent,
-                                       kind=kinds.get(kind, SpanKind.INTERNAL),
+    with _tracer.start_as_current_span(name, context=_otel_parent(parent), kind=_kind(kind),
                                        attributes={k: v for k, v in attributes.items()
                                                    if v is not None}) as current_span:
         ctx = current_span.get_span_context()

@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -38,7 +39,7 @@ from services.adjudication.domain import (
     policy_version_of,
 )
 from services.adjudication.snapshots import SnapshotStore
-from shared import metrics
+from shared import metrics, tracing
 from shared.eventlog import EventLog, OutgoingRecord, Record, TopicPartition
 from shared.eventlog.deadletter import dead_letter
 from shared.eventlog.topics import Topics
@@ -176,10 +177,13 @@ class Adjudicator:
         snapshot_every_seconds: float = 60.0,
         group_id: str = "",
         yield_every_seconds: float = YIELD_EVERY_SECONDS,
+        assignment: set[TopicPartition] | None = None,
     ) -> None:
         self.eventlog = eventlog
         self.yield_every_seconds = yield_every_seconds
         self.group_id = group_id
+        # The partitions this member holds (shared with the runtime: per-replica lag).
+        self.assignment: set[TopicPartition] = assignment if assignment is not None else set()
         self.topics = topics
         self.source = source
         self.clock = clock
@@ -212,6 +216,7 @@ class Adjudicator:
     # lifecycle ---------------------------------------------------------------------------
 
     async def assigned(self, positions: Mapping[TopicPartition, int]) -> None:
+        self.assignment.update(positions)  # lagging while it recovers, too
         await self.policies.refresh()
         await asyncio.gather(*(self._recover(tp, position)
                                for tp, position in positions.items()))
@@ -248,6 +253,7 @@ class Adjudicator:
                  replayed=replayed, seconds=round(seconds, 3))
 
     async def revoked(self, partitions: Sequence[TopicPartition]) -> None:
+        self.assignment.difference_update(partitions)
         for tp in partitions:
             self.states.pop(tp, None)
             self._decided.pop(tp, None)
@@ -338,7 +344,8 @@ class Adjudicator:
         """`live`: decisions that will be written (counted in the metrics), not a replay."""
         context = DecisionContext(envelope.id, envelope.time,
                                   self.policies.get(policy_version_of(event)))
-        _, decisions = decide(state, event, context)
+        with _decide_span(record, envelope, event, live):
+            _, decisions = decide(state, event, context)
         if not decisions:
             return []
         if live:
@@ -413,6 +420,18 @@ class Adjudicator:
         return outputs
 
 
+def _decide_span(record: Record, envelope: Envelope, event: DomainEvent,
+                 live: bool) -> contextlib.AbstractContextManager[object]:
+    """An `adjudicator.decide` span, child of the event's trace, for a live decision when
+    tracing is on (never for a recovery's replay; nothing to parse otherwise)."""
+    if not live or not tracing.enabled() or envelope.traceparent is None:
+        return contextlib.nullcontext()
+    return tracing.span("adjudicator.decide",
+                        tracing.TraceContext.parse(envelope.traceparent, envelope.tracestate),
+                        "consumer", event_id=envelope.id, type=event.TYPE,
+                        partition=record.partition, offset=record.offset)
+
+
 async def run_adjudicator(
     eventlog: EventLog,
     topics: Topics,
@@ -424,10 +443,14 @@ async def run_adjudicator(
     snapshots: SnapshotStore | None = None,
     snapshot_every_events: int = 20_000,
     snapshot_every_seconds: float = 60.0,
+    assignment: set[TopicPartition] | None = None,
 ) -> None:
     """The adjudicator's transactional loop. Snapshots go to the backend's store
     (`snapshots.store_for`) unless another is given; `snapshot_every_events=0` turns
-    them off (recovery then replays the whole history)."""
+    them off (recovery then replays the whole history). `assignment`, if given, is kept
+    equal to the partitions this member holds (empty when it stops or crashed)."""
+    if assignment is not None:
+        assignment.clear()
     tune_gc()
     if snapshot_every_events <= 0:
         snapshots = None
@@ -436,11 +459,12 @@ async def run_adjudicator(
     adjudicator = Adjudicator(eventlog, topics, source, snapshots=snapshots,
                               snapshot_every_events=snapshot_every_events,
                               snapshot_every_seconds=snapshot_every_seconds,
-                              group_id=group_id)
+                              group_id=group_id, assignment=assignment)
     try:
         await eventlog.run_transactional(
             group_id, [topics.intake], adjudicator, max_records=max_records, stopping=stopping,
         )
     finally:
+        adjudicator.assignment.clear()
         if snapshots is not None:
             await snapshots.close()

@@ -214,6 +214,16 @@ class NotificationSender:
         )
 
     async def _deliver(self, row: dict[str, Any]) -> None:
+        cause = tracing.TraceContext.parse(row.get("traceparent"), row.get("tracestate"))
+        if cause is None or not tracing.enabled():
+            await self._attempt(row)
+            return
+        with tracing.span("notification.deliver", cause, delivery_id=row["id"],
+                          channel=row["channel"], type=row["type"],
+                          recipient_kind=row["recipient_kind"], attempt=row.get("attempts")):
+            await self._attempt(row)
+
+    async def _attempt(self, row: dict[str, Any]) -> None:
         started = time.perf_counter()
         if self._stale(row):
             await self._record(row, Outcome("stale", error=(
@@ -238,6 +248,7 @@ class NotificationSender:
         except Exception as exc:  # a bug must not stop the worker; retried like a failure
             log.exception("notification_delivery_failed", delivery_id=row["id"])
             outcome = Outcome("retry", error=f"internal error: {exc}"[:2000])
+        tracing.annotate(outcome=outcome.kind, status_code=outcome.status_code)
         await self._record(row, outcome, int((time.perf_counter() - started) * 1000))
 
     def _endpoint(self, row: dict[str, Any], owner: Any) -> str:
@@ -276,7 +287,8 @@ class NotificationSender:
         assert self.http is not None
         # The decision's trace context goes with the webhook (a span of its own when
         # OpenTelemetry is on); none for deliveries of untraced events.
-        cause = tracing.TraceContext.parse(row.get("traceparent"), row.get("tracestate"))
+        cause = (tracing.current() if tracing.enabled() else None) or \
+            tracing.TraceContext.parse(row.get("traceparent"), row.get("tracestate"))
         with tracing.span("webhook.deliver", cause, "client", delivery_id=row["id"],
                           **{"http.request.method": "POST"}) as trace:
             if trace is not None:

@@ -227,6 +227,7 @@ class ProjectionWorker:
 
     async def apply(self, records: Sequence[Record]) -> Batch | None:
         started = time.perf_counter()
+        started_ns = time.time_ns()
         partitions = {r.tp for r in records}
         async with self.engine.begin() as conn:
             stored = await repository.load_positions(conn, self.models, partitions, lock=True)
@@ -242,6 +243,7 @@ class ProjectionWorker:
         for model, by_tp in new_positions.items():
             self.positions[model].update(by_tp)
         _log_items(items, batch)
+        _span_items(items, started_ns)
         APPLIED.inc(len(items))
         BATCH_SECONDS.observe(time.perf_counter() - started)
         LAST_APPLIED.set(time.time())
@@ -251,6 +253,19 @@ class ProjectionWorker:
             if touched:
                 self.on_applied(touched)
         return batch
+
+
+def _span_items(items: Sequence[Item], started_ns: int) -> None:
+    """A `projection.apply` span per folded event, child of its event's trace, spanning
+    the batch's transaction (committed: a rolled-back batch made none)."""
+    if not tracing.enabled():
+        return
+    ended_ns = time.time_ns()
+    for item in items:
+        tracing.record_span(
+            "projection.apply", tracing.TraceContext.parse(item.traceparent, item.tracestate),
+            started_ns, ended_ns, "consumer", event_id=item.event_id, type=item.event.TYPE,
+            batch_size=len(items))
 
 
 def _log_items(items: Sequence[Item], batch: Batch | None) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -56,7 +57,7 @@ from shared.api import partner_view
 from shared.api.auth import Principal
 from shared.api.problems import Problem
 from shared.api.resources import RegistrationView
-from shared.eventlog import Appended, OutgoingRecord
+from shared.eventlog import Appended, OutgoingRecord, Record
 from shared.eventlog.partitioner import partition_for
 from shared.events import (
     Account,
@@ -73,17 +74,19 @@ from shared.events import (
     PartnerStatusChanged,
     ProductAward,
     RegistrationExtensionRequested,
+    RegistrationSubmitted,
     RegistrationWithdrawn,
     ReportedRegistration,
     Split,
     encode,
     new_envelope,
 )
+from shared.events.codec import decode
 from shared.events.registration import RegistrationStatus
-from shared.ids import new_id, opaque_id
+from shared.ids import derived_id, derived_opaque_id, new_id, opaque_id
 from shared.logging import get_logger
 from shared.policy import KNOWN_PRECEDENCE_RULES, Policy, format_duration
-from shared.readmodel.waiter import DECIDED
+from shared.readmodel.waiter import DECIDED, Expected
 
 if TYPE_CHECKING:
     from dealreg.runtime import Runtime
@@ -117,6 +120,57 @@ class Outcome:
     status_code: int
     body: BaseModel
     headers: dict[str, str] = field(default_factory=dict)
+
+
+COMMAND_EVENT = "command"
+"""The name the command's own event id derives from (the one a retry looks for)."""
+LOOKBACK_MS = 5_000
+"""How far before a key's first use a retry starts looking for its command's event: the
+record's timestamp is the appending process's clock, read after the key was claimed; the
+margin covers that clock stepping back."""
+
+
+@dataclass
+class CommandIdentity:
+    """The identity of a command run under an `Idempotency-Key` (set by the HTTP layer for
+    the request, `domain.idempotency.command_seed`): its event id and the id of what it
+    creates derive from it, so every retry of the command makes the very same event."""
+
+    seed: str
+    first_used_ms: int
+    attempted: bool = False
+    """An append was attempted: the command may be in the log from here on."""
+    _named: int = 0
+    _command_event: bool = False
+
+    @property
+    def event_id(self) -> str:
+        """The id the command's own event carries."""
+        return derived_id("evt", self.first_used_ms, self.seed, COMMAND_EVENT)
+
+    def id_for(self, event: DomainEvent) -> str:
+        """The command's first own event gets `event_id`; the records appended with it
+        (account-link reports, fan-outs) get ids derived in their order."""
+        if not self._command_event and not isinstance(event, (AccountLinkReported,
+                                                              PartnerStatusChanged)):
+            self._command_event = True
+            return self.event_id
+        self._named += 1
+        return derived_id("evt", self.first_used_ms, self.seed, f"record-{self._named}")
+
+    def entity_id(self, prefix: str) -> str:
+        return derived_id(prefix, self.first_used_ms, self.seed, prefix)
+
+    def opaque_id(self, prefix: str) -> str:
+        return derived_opaque_id(prefix, self.seed, prefix)
+
+
+COMMAND: ContextVar[CommandIdentity | None] = ContextVar("dealreg_command", default=None)
+
+
+def _entity_id(prefix: str) -> str:
+    command = COMMAND.get()
+    return command.entity_id(prefix) if command is not None else new_id(prefix)
 
 
 def invalid(field_: str, message: str, detail: str = "The request has invalid fields."
@@ -193,17 +247,29 @@ class Commands:
 
     async def append(self, records: list[tuple[str, str, DomainEvent]], at: datetime,
                      via: str) -> list[Appended]:
+        """Append envelopes durably, in a `command.append` span (when tracing is on) whose
+        context the events carry."""
+        with tracing.span("command.append", tracing.current(), "producer", via=via,
+                          events=len(records), types=",".join(e.TYPE for _, _, e in records)):
+            return await self._append(records, at, via)
+
+    async def _append(self, records: list[tuple[str, str, DomainEvent]], at: datetime,
+                      via: str) -> list[Appended]:
         """Append envelopes durably; a log that does not confirm is a 503 (retry safely
         with the same Idempotency-Key)."""
         trace = tracing.current()  # the request's W3C trace context, carried by the event
+        command = COMMAND.get()
         out = [
             OutgoingRecord(topic, key, encode(new_envelope(
-                event, id=new_id("evt"), source=f"{self.settings.source}/{via}",
+                event, id=command.id_for(event) if command is not None else new_id("evt"),
+                source=f"{self.settings.source}/{via}",
                 subject=key, time=at,
                 traceparent=trace.traceparent if trace else None,
                 tracestate=trace.tracestate if trace else None)))
             for topic, key, event in records
         ]
+        if command is not None:
+            command.attempted = True
         try:
             return await self.runtime.eventlog.append(out)
         except Exception as exc:
@@ -227,6 +293,69 @@ class Commands:
     async def _wait(self, fetch: Callable[[], Awaitable[Any]], wait: float) -> Any:
         return await wait_after_append(fetch, wait)
 
+    # --- a command retried after its process died (README, "Idempotency") ---------------
+
+    async def appended_command(self, command: CommandIdentity) -> Record | None:
+        """The record of `command`'s own event if it is in the intake log: searched by its
+        (derived) event id from just before the key's first use up to the end positions
+        read now. Called only by a retry that took over a stranded reservation, whose
+        process stopped, so nothing of that attempt can be appended after this look-up."""
+        event_id = command.event_id
+
+        def is_it(record: Record) -> bool:
+            try:
+                return decode(record.value)[0].id == event_id
+            except ValueError:
+                return False
+
+        try:
+            return await self.runtime.eventlog.find(
+                self.runtime.topics.intake, command.first_used_ms - LOOKBACK_MS,
+                f'"{event_id}"'.encode(), is_it)
+        except Exception as exc:
+            log.warning("command_lookup_failed", event_id=event_id, error=repr(exc))
+            raise Problem(503, "Service unavailable",
+                          "The event log could not be read to find this command's earlier "
+                          "attempt. Retry with the same Idempotency-Key.",
+                          headers={"Retry-After": "1"}) from exc
+
+    async def recovered(self, principal: Principal, record: Record, wait: float) -> Outcome:
+        """The answer to a command found in the log (appended by an attempt that died before
+        answering): what the command answers after its append, built from the event, never
+        appending again. Commands on something that exists already answer its state now."""
+        _, event = decode(record.value)
+        appended = Appended(record.topic, record.partition, record.offset)
+        if isinstance(event, RegistrationSubmitted):
+            return await self._submitted(principal, event, appended, wait)
+        if isinstance(event, ClaimFiled):
+            return await self._claim_filed(event, appended, wait)
+        if isinstance(event, ClaimReleased):
+            return await self._claim_released(event.claim_id, event.rep_id,
+                                              event.account_key, None, appended, wait)
+        if isinstance(event, DisputeFiled):
+            return await self._contested(principal, event.registration_id, event.dispute_id,
+                                         appended, wait)
+        if isinstance(event, RegistrationWithdrawn):
+            return await self._lifecycle_answer(principal, event.registration_id, appended,
+                                                wait, lambda r: r["status"] == "withdrawn")
+        if isinstance(event, OpportunityClosed):
+            return await self._lifecycle_answer(principal, event.registration_id, appended,
+                                                wait, lambda r: r["status"] == event.outcome)
+        if isinstance(event, RegistrationExtensionRequested):
+            # How many extensions it had before is not known any more: no wait.
+            return await self._lifecycle_answer(principal, event.registration_id, appended,
+                                                0.0, lambda r: True)
+        if isinstance(event, (DisputeAcknowledged, DisputeResolutionSubmitted)):
+            facts = await self.readmodel.dispute(event.dispute_id)
+            if facts is not None:
+                return await self._dispute_answer(principal, event.dispute_id, facts,
+                                                  appended, 0.0, lambda f: True)
+            return Outcome(202, await self._dispute_shown(
+                {"id": event.dispute_id, "status": "open"}, principal),
+                {"Location": f"/v1/disputes/{event.dispute_id}",
+                 "X-Log-Position": _position(appended)})
+        raise Problem(500, "Internal error", f"No answer for a recovered {event.TYPE}.")
+
     # --- registrations -----------------------------------------------------------------
 
     async def submit_registration(self, principal: Principal, body: RegistrationRequest,
@@ -248,7 +377,7 @@ class Commands:
                     if partner else PartnerSnapshot(partner_id=partner_id))
         resolution = await self.directory.resolve(identity, policy.match)
         now = datetime.now(UTC)
-        registration_id = new_id("reg")
+        registration_id = _entity_id("reg")
         amount = body.opportunity.amount
         event = registration_submitted(
             registration_id=registration_id, partner=snapshot,
@@ -269,19 +398,29 @@ class Commands:
             self.directory.remember(resolution.account_key, identity)
             self.directory.remember_entity(KnownEntity(registration_id, resolution.account_key,
                                                        partner_id))
-            headers = {"Location": f"/v1/registrations/{registration_id}",
-                       "X-Log-Position": _position(appended)}
-            if wait > 0:
-                headers["Preference-Applied"] = f"wait={_seconds(wait)}"
-                row = await decision.wait(wait)
-                if row is not None:
-                    return Outcome(201, shown(row, principal), headers)
+            return await self._submitted(principal, event, appended, wait, decision)
+
+    async def _submitted(self, principal: Principal, event: RegistrationSubmitted,
+                         appended: Appended, wait: float, decision: Expected | None = None
+                         ) -> Outcome:
+        """The answer to an appended registration: 201 decided within the wait, else 202.
+        `decision`: the interest registered before the append (None: appended earlier, by
+        an attempt that died; the row is read first)."""
+        registration_id = event.registration_id
+        headers = {"Location": f"/v1/registrations/{registration_id}",
+                   "X-Log-Position": _position(appended)}
+        if wait > 0:
+            headers["Preference-Applied"] = f"wait={_seconds(wait)}"
+            row = (await decision.wait(wait) if decision is not None
+                   else await self.runtime.waiter.wait_decided(registration_id, wait))
+            if row is not None:
+                return Outcome(201, shown(row, principal), headers)
         view = RegistrationView(
-            id=registration_id, partner_id=partner_id, account_key=resolution.account_key,
+            id=registration_id, partner_id=event.partner_id, account_key=event.account_key,
             account=event.account.model_dump(mode="json"),
             opportunity=event.opportunity.model_dump(mode="json"), motion=event.motion,
-            external_ref=event.external_ref, status="submitted", submitted_at=now,
-            decided_at=None, protected_until=None,
+            external_ref=event.external_ref, status="submitted",
+            submitted_at=event.submitted_at, decided_at=None, protected_until=None,
         )
         return Outcome(202, shown(view.model_dump(), principal), headers)
 
@@ -543,7 +682,7 @@ class Commands:
         policy = await self.reference.current_policy()
         resolution = await self.directory.resolve(identity, policy.match)
         now = datetime.now(UTC)
-        claim_id = new_id("clm")
+        claim_id = _entity_id("clm")
         products = tuple(sorted(set(body.products))) if body.kind == "opportunity" else ()
         account = Account(name=body.account.name, domain=identity.domain,
                           country=identity.country, crm_account_id=identity.crm_account_id)
@@ -555,12 +694,19 @@ class Commands:
             [*copies, (self.runtime.topics.intake, resolution.account_key, event)], now, via))[-1]
         self.directory.remember(resolution.account_key, identity)
         self.directory.remember_entity(KnownEntity(claim_id, resolution.account_key, rep_id))
+        return await self._claim_filed(event, appended, wait)
+
+    async def _claim_filed(self, event: ClaimFiled, appended: Appended, wait: float
+                           ) -> Outcome:
+        """The answer to an appended claim: 201, with the decision if made within the wait."""
+        claim_id = event.claim_id
         headers = {"Location": f"/v1/registrations/{claim_id}",
                    "X-Log-Position": _position(appended)}
-        view = ClaimView(id=claim_id, kind=body.kind, rep_id=rep_id,
-                         account_key=resolution.account_key,
-                         account=account.model_dump(mode="json"), products=list(products),
-                         status="submitted", filed_at=now)
+        view = ClaimView(id=claim_id, kind=event.kind, rep_id=event.rep_id,
+                         account_key=event.account_key,
+                         account=event.account.model_dump(mode="json"),
+                         products=list(event.products), status="submitted",
+                         filed_at=event.filed_at)
         if wait > 0:
             headers["Preference-Applied"] = f"wait={_seconds(wait)}"
 
@@ -607,6 +753,12 @@ class Commands:
         appended = await self._intake(account_key, ClaimReleased(
             claim_id=claim_id, rep_id=rep_id, account_key=account_key, released_at=now,
             policy_version=policy.version), now, via)
+        return await self._claim_released(claim_id, rep_id, account_key, row, appended, wait)
+
+    async def _claim_released(self, claim_id: str, rep_id: str, account_key: str,
+                              row: dict[str, Any] | None, appended: Appended, wait: float
+                              ) -> Outcome:
+        """The answer to an appended release: 200 released within the wait, else 202."""
         headers = {"Location": f"/v1/registrations/{claim_id}",
                    "X-Log-Position": _position(appended)}
         if wait > 0:
@@ -642,11 +794,18 @@ class Commands:
             await self._contestable(registration_id, partner_id, row)
         policy = await self.reference.current_policy()
         now = datetime.now(UTC)
-        dispute_id = opaque_id("dsp")  # partners see it: it must reveal nothing
+        command = COMMAND.get()  # partners see it: it must reveal nothing
+        dispute_id = command.opaque_id("dsp") if command is not None else opaque_id("dsp")
         appended = await self._intake(account_key, DisputeFiled(
             dispute_id=dispute_id, registration_id=registration_id, partner_id=partner_id,
             account_key=account_key, reason=body.reason, filed_at=now,
             policy_version=policy.version), now, via)
+        return await self._contested(principal, registration_id, dispute_id, appended, wait)
+
+    async def _contested(self, principal: Principal, registration_id: str, dispute_id: str,
+                         appended: Appended, wait: float) -> Outcome:
+        """The answer to an appended contest: adjudication's answer within the wait (201,
+        or its refusal as a problem), else 202 `pending`."""
         headers = {"Location": f"/v1/disputes/{dispute_id}",
                    "X-Log-Position": _position(appended)}
         if wait > 0:

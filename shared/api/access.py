@@ -127,17 +127,26 @@ class RequestContext:
         route = route_template(scope)
         metrics.observe_request(method, route, status, seconds)
         principal: Any = (scope.get("state") or {}).get("principal")
-        client = scope.get("client")
-        fields = {
-            "method": method, "route": route, "path": scope.get("path"), "status": status,
-            "duration_ms": round(seconds * 1000, 2),
-            "role": getattr(principal, "role", None),
-            "subject": getattr(principal, "subject_id", None),
-            "client": client[0] if client else None, "trace_id": trace_id,
-        }
-        if status >= 500:
-            log.error("http_request", **fields)
-        elif scope.get("path") in QUIET_PATHS:
-            log.debug("http_request", **fields)
-        else:
-            log.info("http_request", **fields)
+        access_line(scope, method, route, status, seconds, trace_id,
+                    role=getattr(principal, "role", None),
+                    subject=getattr(principal, "subject_id", None))
+
+
+def access_line(scope: Scope, method: str, route: str, status: int, seconds: float,
+                trace_id: str | None, **extra: Any) -> None:
+    """The one access log line (`http_request`) of a served request, for the services
+    and `dealreg gateway` alike: the path without its query string, never a header
+    (so no token); the request id comes from the bound context. 5xx at ERROR, the
+    probes and `/metrics` at DEBUG, the rest at INFO."""
+    client = scope.get("client")
+    fields = {
+        "method": method, "route": route, "path": scope.get("path"), "status": status,
+        "duration_ms": round(seconds * 1000, 2), **extra,
+        "client": client[0] if client else None, "trace_id": trace_id,
+    }
+    if status >= 500:
+        log.error("http_request", **fields)
+    elif scope.get("path") in QUIET_PATHS:
+        log.debug("http_request", **fields)
+    else:
+        log.info("http_request", **fields)

@@ -219,7 +219,10 @@ class AuthenticateFirst:
     - no or malformed header, unknown or revoked token: 401 problem with
       `WWW-Authenticate: Bearer`;
     - failed authentications are also counted per client address: past the
-      `auth_failures` bucket they answer 429 (so made-up key ids cannot hammer the store);
+      `auth_failures` bucket that address gets 429 with `Retry-After` for every request
+      until a token returns, and no key is even tried (so made-up key ids cannot hammer the
+      store, and a right guess among the refused ones gets no answer telling it so; the
+      console's sign-in does the same);
     - an API key past its bucket in `keys`: 429 with `Retry-After`. The admin token (one
       operator secret, not a party's key) is not limited.
     """
@@ -263,14 +266,20 @@ class AuthenticateFirst:
             if name == b"authorization":
                 header = value.decode("latin-1")
                 break
+        client = scope.get("client")
+        address = client[0] if client else "-"
+        if self.auth_failures is not None:
+            wait = self.auth_failures.wait(address, self.clock())
+            if wait > 0:
+                raise _too_many(wait, "Too many failed authentications from this address; "
+                                      "no key is tried until Retry-After.")
         try:
             principal = await self.authenticator.authenticate(bearer_token(header))
             if principal is None:
                 raise _unknown_token()
         except Problem:
             if self.auth_failures is not None:
-                client = scope.get("client")
-                wait = self.auth_failures.take(client[0] if client else "-", self.clock())
+                wait = self.auth_failures.take(address, self.clock())
                 if wait > 0:
                     raise _too_many(wait, "Too many failed authentications from this "
                                           "address.") from None

@@ -546,6 +546,25 @@ WEBHOOK_DATA: Final[Shape] = {
 }
 """`dispute.resolved` to a partner: the dispute's outcome, the `partner_note`, and the
 partner's own registrations' results."""
+WEBHOOK_PAYLOAD: Final[Shape] = {"type": SHOW, "timestamp": SHOW, "data": Nested(WEBHOOK_DATA)}
+"""A webhook body as a partner's delivery log shows it (`{"type", "timestamp", "data"}`)."""
+
+DELIVERY_ATTEMPT: Final[Shape] = {
+    "attempt": SHOW, "at": SHOW, "outcome": SHOW, "status_code": SHOW, "duration_ms": SHOW,
+    "error": HIDE,
+}
+DELIVERY: Final[Shape] = {
+    "id": SHOW, "event_id": HIDE, "dispute_id": SHOW, "type": SHOW, "recipient_kind": SHOW,
+    "recipient_id": PARTY, "channel": SHOW, "status": SHOW, "attempts": SHOW,
+    "next_attempt_at": SHOW, "last_error": HIDE, "created_at": SHOW, "delivered_at": SHOW,
+    "payload": Nested(WEBHOOK_PAYLOAD), "attempt_log": Each(DELIVERY_ATTEMPT),
+}
+"""A partner's own delivery log (`GET /v1/partners/{id}/deliveries`): what was sent when and
+how each attempt ended (outcome, HTTP status, duration). Not the log's internals: the
+causing event's id, nor the error texts (a connection error names URLs and addresses, an
+exception's text the server's internals). The payload is cut again to the webhook's shape
+(it was the partner view when queued; cutting it here keeps a payload stored by an older
+version, or a new field, from reaching the partner unlisted)."""
 
 
 # --- resources ---------------------------------------------------------------------------
@@ -717,3 +736,23 @@ def resolved_webhook(at: str, data: Mapping[str, Any], results: list[Row],
             "registrations": results, "role": "partner"}
     return {"type": "dispute.resolved", "timestamp": at,
             "data": apply(body, WEBHOOK_DATA, scope.knowing(body))}
+
+
+def delivery_mentions(payload: Any) -> set[str]:
+    """Every registration id a delivery's payload mentions: `mentioned_ids`, and the `id`
+    of each registration result of a webhook (to ask which are the viewer's)."""
+    found = mentioned_ids(payload)
+    data = payload.get("data") if isinstance(payload, Mapping) else None
+    results = data.get("registrations") if isinstance(data, Mapping) else None
+    for result in results if isinstance(results, list) else ():
+        if isinstance(result, Mapping) and isinstance(result.get("id"), str):
+            found.add(result["id"])
+    return found
+
+
+def delivery(row: Mapping[str, Any], scope: Scope) -> Row:
+    """One entry of a partner's delivery log (the route reads only the viewer's own
+    deliveries; `scope` knows which registrations its payload mentions are the viewer's)."""
+    if not scope.viewer.restricted:
+        return dict(row)
+    return apply(row, DELIVERY, scope.knowing(row.get("payload")))

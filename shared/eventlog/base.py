@@ -143,6 +143,25 @@ class EventLog(abc.ABC):
         """The position after the last committed record of each partition."""
 
     @abc.abstractmethod
+    async def offsets_for_time(self, topic: str, timestamp_ms: int) -> dict[TopicPartition, int]:
+        """Per partition, the first offset whose record was appended at or after
+        `timestamp_ms` (the end position where none was): every later record lies at or
+        past it (Kafka's offsets-for-times; the embedded log's commit time)."""
+
+    async def find(self, topic: str, since_ms: int, needle: bytes,
+                   match: Callable[[Record], bool]) -> Record | None:
+        """The first record appended since `since_ms`, up to the end positions read now,
+        whose value contains `needle` and that `match` accepts (None: not in the log).
+        A scan, bounded by the time since `since_ms`: for rare look-ups only."""
+        starts = await self.offsets_for_time(topic, since_ms)
+        for tp, end in sorted((await self.end_positions(topic)).items()):
+            async for batch in self.read(tp, starts.get(tp, 0), end):
+                for record in batch:
+                    if needle in record.value and match(record):
+                        return record
+        return None
+
+    @abc.abstractmethod
     async def committed(self, group_id: str, topic: str) -> dict[TopicPartition, int]:
         """A consumer group's committed positions (0 where it has none)."""
 

@@ -299,6 +299,18 @@ class EmbeddedEventLog(EventLog):
         return {TopicPartition(topic, p): self._ends.get(TopicPartition(topic, p), 0)
                 for p in range(n)}
 
+    async def offsets_for_time(self, topic: str, timestamp_ms: int) -> dict[TopicPartition, int]:
+        ends = await self.end_positions(topic)
+
+        def query() -> dict[TopicPartition, int]:
+            assert self._reader is not None
+            found = dict(self._reader.execute(
+                'SELECT partition, MIN("offset") FROM records WHERE topic = ? AND ts >= ? '
+                "GROUP BY partition", (topic, timestamp_ms)).fetchall())
+            return {tp: min(found.get(tp.partition, end), end) for tp, end in ends.items()}
+
+        return await self._on_reader(query)
+
     async def committed(self, group_id: str, topic: str) -> dict[TopicPartition, int]:
         n = await self.partitions(topic)
 

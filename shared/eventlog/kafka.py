@@ -210,6 +210,19 @@ class KafkaEventLog(EventLog):
         finally:
             await consumer.stop()
 
+    async def offsets_for_time(self, topic: str, timestamp_ms: int) -> dict[TopicPartition, int]:
+        n = await self.partitions(topic)
+        tps = [KafkaTP(topic, p) for p in range(n)]
+        consumer = self._consumer(None)
+        try:
+            await consumer.start()
+            found = await consumer.offsets_for_times({tp: timestamp_ms for tp in tps})
+            ends = await consumer.end_offsets(tps)
+            return {_tp(tp): found[tp].offset if found.get(tp) is not None else ends[tp]
+                    for tp in tps}
+        finally:
+            await consumer.stop()
+
     async def committed(self, group_id: str, topic: str) -> dict[TopicPartition, int]:
         assert self._admin is not None
         n = await self.partitions(topic)

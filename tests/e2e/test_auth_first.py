@@ -119,7 +119,7 @@ async def test_an_api_key_over_its_bucket_gets_429_with_retry_after(tmp_path: Pa
             assert (await harness.client.get("/v1/registrations")).status_code == 200
 
 
-async def test_failed_authentications_are_limited_per_address_without_locking_out_keys(
+async def test_an_address_over_its_failed_authentications_gets_429_even_with_a_valid_key(
         tmp_path: Path) -> None:
     settings = Settings(backend="embedded", data_dir=tmp_path, admin_token=ADMIN,
                         auth_failure_limit_per_second=0.1, auth_failure_burst=5)
@@ -132,8 +132,13 @@ async def test_failed_authentications_are_limited_per_address_without_locking_ou
                 "/v1/registrations", headers={"Authorization": f"Bearer {token}"})
             ).status_code)
         assert statuses == [401] * 5 + [429] * 2
-        assert (await harness.client.get("/v1/registrations", headers=partner)).status_code \
-            == 200
+        # Over the limit no key is tried: the partner's valid key and the admin token too.
+        for headers in (partner, {}):
+            refused = await harness.client.get("/v1/registrations", headers=headers)
+            assert refused.status_code == 429, refused.text
+            assert refused.headers["content-type"] == "application/problem+json"
+            assert int(refused.headers["retry-after"]) >= 1
+            assert refused.json()["title"] == "Too many requests"
 
 
 # --- operations endpoints -------------------------------------------------------------------

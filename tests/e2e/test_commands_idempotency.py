@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from shared.api.problems import Problem
 from shared.eventlog import TopicPartition
-from shared.events import RegistrationSubmitted
+from shared.events import DisputeFiled, RegistrationSubmitted
 from shared.events.codec import decode
 from shared.settings import Settings
 from tests.integration.registration.harness import Harness, registration, serve
@@ -159,3 +160,210 @@ async def test_two_registration_processes_share_the_keys(
         token = await a.token("partner", "p-1")
         assert (await b.client.get("/v1/policy", headers={
             "Authorization": f"Bearer {token}"})).status_code == 200
+
+
+class Killed(BaseException):
+    """The process dying: nothing after it runs (no answer stored, no reservation dropped)."""
+
+
+def die_after_the_next_append(harness: Harness) -> list[object]:
+    """The crash window: the next append is durable, then the process dies before the
+    Idempotency-Key's answer is stored. Returns the list the appended positions go to."""
+    log = harness.runtime.eventlog
+    real = log.append
+    landed: list[object] = []
+
+    async def append_then_die(records):  # type: ignore[no-untyped-def]
+        log.append = real  # type: ignore[method-assign]
+        landed.extend(await real(records))
+        raise Killed
+
+    log.append = append_then_die  # type: ignore[method-assign]
+    return landed
+
+
+async def intake_events(harness: Harness) -> list[tuple[str, object]]:
+    log = harness.runtime.eventlog
+    out: list[tuple[str, object]] = []
+    for tp, end in (await log.end_positions(harness.runtime.topics.intake)).items():
+        async for batch in log.read(TopicPartition(tp.topic, tp.partition), 0, end):
+            out.extend((env.id, event) for env, event in (decode(r.value) for r in batch))
+    return out
+
+
+async def crash_between_append_and_answer_then_retry(harness: Harness, lease: float) -> None:
+    """A command whose process died after its append is retried once its lease lapsed:
+    the retry answers from the event in the log, and nothing is appended twice."""
+    body = registration("p-1", "stranded.com")
+    key = {"Idempotency-Key": "k-stranded"}
+    landed = die_after_the_next_append(harness)
+    with pytest.raises(Killed):
+        await harness.client.post("/v1/registrations", json=body, headers=key)
+    assert len(landed) == 1
+    early = await harness.client.post("/v1/registrations", json=body, headers=key)
+    assert early.status_code == 409  # the lease has not lapsed yet
+    await asyncio.sleep(lease + 0.3)
+    retried = await harness.client.post("/v1/registrations", json=body, headers=key)
+    assert retried.status_code == 202, retried.text
+    events = [(i, e) for i, e in await intake_events(harness)
+              if isinstance(e, RegistrationSubmitted)
+              and e.opportunity.title == body["opportunity"]["title"]]
+    assert len(events) == 1
+    [(event_id, event)] = events
+    assert retried.json()["id"] == event.registration_id  # type: ignore[attr-defined]
+    position = landed[0]
+    assert retried.headers["x-log-position"] == (
+        f"{position.topic}/{position.partition}/{position.offset}")  # type: ignore[attr-defined]
+    again = await harness.client.post("/v1/registrations", json=body, headers=key)
+    assert again.status_code == 202 and again.json() == retried.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    assert [i for i, _ in await intake_events(harness)].count(event_id) == 1
+
+
+async def test_a_command_stranded_between_append_and_answer_is_appended_once(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(backend="embedded", data_dir=tmp_path, admin_token="test-admin-token",
+                        idempotency_lease_seconds=0.6)
+    async with serve(settings, frozenset({"registration"})) as running:
+        await crash_between_append_and_answer_then_retry(running, 0.6)
+
+
+async def test_a_stranded_command_is_appended_once_on_kafka_and_postgresql(
+    kafka_server: ServerHandle, postgres_server: ServerHandle, unique: str,
+) -> None:
+    database = await create_database(postgres_server.url, f"strand_{unique}")
+    settings = Settings(backend="distributed", admin_token="test-admin-token",
+                        kafka_bootstrap_servers=kafka_server.url, database_url=database,
+                        topic_prefix=f"strand-{unique}", topic_partitions=3,
+                        idempotency_lease_seconds=1.0)
+    async with serve(settings, frozenset({"registration"})) as running:
+        await crash_between_append_and_answer_then_retry(running, 1.0)
+        # Another process takes the next stranded command over (the first one died).
+        body = registration("p-1", "elsewhere-stranded.com")
+        key = {"Idempotency-Key": "k-stranded-across"}
+        die_after_the_next_append(running)
+        with pytest.raises(Killed):
+            await running.client.post("/v1/registrations", json=body, headers=key)
+        async with serve(settings, frozenset({"registration"})) as other:
+            await asyncio.sleep(1.3)
+            retried = await other.client.post("/v1/registrations", json=body, headers=key)
+            assert retried.status_code == 202, retried.text
+            ids = await submitted_ids(other)
+            assert ids.count(retried.json()["id"]) == 1
+
+
+async def test_lifecycle_commands_and_claims_stranded_after_their_append_are_appended_once(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(backend="embedded", data_dir=tmp_path, admin_token="test-admin-token",
+                        idempotency_lease_seconds=0.5)
+    async with serve(settings, frozenset({"registration"})) as running:
+        made = await running.client.post("/v1/registrations",
+                                         json=registration("p-1", "lifecycle-stranded.com"))
+        rid = made.json()["id"]
+        claim = {"kind": "named_account", "rep_id": "r-9",
+                 "account": {"domain": "claim-stranded.com"}}
+        for path, body in ((f"/v1/registrations/{rid}/withdraw", None),
+                           ("/v1/claims", claim)):
+            key = {"Idempotency-Key": f"k-{path}"}
+            die_after_the_next_append(running)
+            with pytest.raises(Killed):
+                await running.client.post(path, json=body, headers=key)
+            before = await intake_events(running)
+            await asyncio.sleep(0.8)
+            retried = await running.client.post(path, json=body, headers=key)
+            assert retried.status_code in (201, 202), retried.text
+            assert await intake_events(running) == before  # nothing appended again
+            again = await running.client.post(path, json=body, headers=key)
+            assert again.json() == retried.json()
+            if path == "/v1/claims":
+                assert retried.json()["id"] in {getattr(e, "claim_id", None)
+                                                for _, e in before}
+
+
+async def test_a_request_slower_than_its_lease_keeps_its_key(tmp_path: Path) -> None:
+    """The lease is renewed while the request runs: a slow append (a broker restarting) is
+    not taken over by the client's retry, which would append the command a second time."""
+    settings = Settings(backend="embedded", data_dir=tmp_path, admin_token="test-admin-token",
+                        idempotency_lease_seconds=0.3)
+    async with serve(settings, frozenset({"registration"})) as running:
+        log = running.runtime.eventlog
+        real = log.append
+
+        async def slow(records):  # type: ignore[no-untyped-def]
+            await asyncio.sleep(1.5)
+            return await real(records)
+
+        log.append = slow  # type: ignore[method-assign]
+        body = registration("p-1", "slow.com")
+        key = {"Idempotency-Key": "k-slow"}
+        first = asyncio.create_task(running.client.post("/v1/registrations", json=body,
+                                                        headers=key))
+        await asyncio.sleep(0.9)
+        twin = await running.client.post("/v1/registrations", json=body, headers=key)
+        log.append = real  # type: ignore[method-assign]
+        assert twin.status_code == 409
+        assert (await first).status_code == 202
+        assert (await submitted_ids(running)).count((await first).json()["id"]) == 1
+
+
+async def test_a_refusal_given_after_the_append_is_replayed_not_appended_again(
+    tmp_path: Path,
+) -> None:
+    """A contest adjudication refuses within the wait is a 409 given after its append: a
+    retry with the key replays the refusal; dropping the key would append it again."""
+    settings = Settings(backend="embedded", data_dir=tmp_path, admin_token="test-admin-token")
+    async with serve(settings, frozenset({"registration"})) as running:
+        made = await running.client.post("/v1/registrations",
+                                         json=registration("p-1", "refused-contest.com"))
+        rid = made.json()["id"]
+        commands = running.app.state.commands
+
+        async def refused(*_: object) -> object:
+            raise Problem(409, "Conflict", f"The contest of {rid} was refused (window).")
+
+        commands._contested = refused
+        key = {"Idempotency-Key": "k-refused-contest"}
+        path = f"/v1/registrations/{rid}/disputes"
+        first = await running.client.post(path, json={"reason": "We were first."},
+                                          headers=key)
+        again = await running.client.post(path, json={"reason": "We were first."},
+                                          headers=key)
+        assert first.status_code == again.status_code == 409
+        assert again.json() == first.json()
+        assert again.headers["idempotent-replayed"] == "true"
+        filed = [e for _, e in await intake_events(running) if isinstance(e, DisputeFiled)]
+        assert len(filed) == 1
+
+
+async def test_a_failed_look_up_keeps_the_stranded_reservation(tmp_path: Path) -> None:
+    """The retry that takes a stranded reservation over cannot read the log (a broker
+    restarting): it fails, and the reservation stays, so the next retry looks again. A
+    dropped reservation would give the next retry a new identity, and a second event."""
+    settings = Settings(backend="embedded", data_dir=tmp_path, admin_token="test-admin-token",
+                        idempotency_lease_seconds=0.5)
+    async with serve(settings, frozenset({"registration"})) as running:
+        body = registration("p-1", "lookup-fails.com")
+        key = {"Idempotency-Key": "k-lookup-fails"}
+        die_after_the_next_append(running)
+        with pytest.raises(Killed):
+            await running.client.post("/v1/registrations", json=body, headers=key)
+        log = running.runtime.eventlog
+        real = log.find
+
+        async def unreadable(*_: object) -> object:
+            log.find = real  # type: ignore[method-assign]
+            raise OSError("the log is restarting")
+
+        log.find = unreadable  # type: ignore[method-assign]
+        await asyncio.sleep(0.7)
+        failed = await running.client.post("/v1/registrations", json=body, headers=key)
+        assert failed.status_code == 503 and failed.headers["retry-after"] == "1"
+        await asyncio.sleep(0.7)
+        retried = await running.client.post("/v1/registrations", json=body, headers=key)
+        assert retried.status_code == 202, retried.text
+        titled = [e.registration_id for _, e in await intake_events(running)
+                  if isinstance(e, RegistrationSubmitted)
+                  and e.opportunity.title == body["opportunity"]["title"]]
+        assert titled == [retried.json()["id"]]

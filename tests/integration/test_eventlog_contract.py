@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -114,6 +115,32 @@ async def test_read_returns_a_range_of_one_partition(eventlog: EventLog, unique:
     assert ends[tp] >= 10
     values = [r.value async for batch in eventlog.read(tp, 3, 7, batch=2) for r in batch]
     assert values == [b"3", b"4", b"5", b"6"]
+
+
+async def test_a_record_appended_since_a_moment_is_found_and_an_older_one_is_not(
+    eventlog: EventLog, unique: str
+) -> None:
+    """`offsets_for_time` and `find`: what a retry of a stranded command uses to look for
+    its event (records appended from a moment on, up to the end read now)."""
+    topic = await _topic(eventlog, f"t-{unique}")
+    await eventlog.append([OutgoingRecord(topic, f"k{i}", b'{"id":"old"}') for i in range(6)])
+    await asyncio.sleep(0.05)
+    since = int(time.time() * 1000)
+    await asyncio.sleep(0.05)
+    landed = await eventlog.append([OutgoingRecord(topic, "k1", b'{"id":"new-1"}'),
+                                    OutgoingRecord(topic, "k4", b'{"id":"new-2"}')])
+    starts = await eventlog.offsets_for_time(topic, since)
+    ends = await eventlog.end_positions(topic)
+    for a in landed:
+        assert starts[TopicPartition(topic, a.partition)] <= a.offset
+    assert all(starts[tp] <= ends[tp] for tp in ends)
+    assert await eventlog.offsets_for_time(topic, since + 3_600_000) == ends
+    found = await eventlog.find(topic, since, b'"new-2"', lambda r: True)
+    assert found is not None and (found.partition, found.offset) == (
+        landed[1].partition, landed[1].offset)
+    assert await eventlog.find(topic, since, b'"old"', lambda r: True) is None
+    assert await eventlog.find(topic, since - 60_000, b'"old"', lambda r: True) is not None
+    assert await eventlog.find(topic, since, b'"new-1"', lambda r: False) is None
 
 
 async def test_create_topics_keeps_an_existing_topic(eventlog: EventLog, unique: str) -> None:

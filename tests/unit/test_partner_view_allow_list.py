@@ -13,6 +13,14 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from services.projections.api import routers as query_routers
+from services.projections.api.deliveries import (
+    AttemptView,
+    DeliveryPage,
+    DeliveryView,
+    PartnerAttemptView,
+    PartnerDeliveryPage,
+    PartnerDeliveryView,
+)
 from services.projections.api.schemas import (
     DisputePage,
     Money,
@@ -68,11 +76,18 @@ CLASSIFIED: dict[type[BaseModel], tuple[Mapping[str, pv.Rule], ...]] = {
     PipelineGroup: (pv.PIPELINE_GROUP,),
     PipelineBucket: (pv.BUCKET,),
     Money: (pv.MONEY,),
+    DeliveryView: (pv.DELIVERY,),
+    AttemptView: (pv.DELIVERY_ATTEMPT,),
+}
+# The partner's own models of a resource: exactly the fields its shape shows.
+PARTNER_MODELS: dict[type[BaseModel], Mapping[str, pv.Rule]] = {
+    PartnerDeliveryView: pv.DELIVERY, PartnerAttemptView: pv.DELIVERY_ATTEMPT,
 }
 # Pages only wrap classified items; their own fields are a cursor or the timeline's id.
 CONTAINERS: dict[type[BaseModel], set[str]] = {
     RegistrationPage: {"items", "next_cursor"}, DisputePage: {"items", "next_cursor"},
     TimelineView: {"id", "entries"},
+    DeliveryPage: {"items"}, PartnerDeliveryPage: {"items"},
 }
 
 
@@ -98,10 +113,9 @@ def _models_in(annotation: Any) -> set[type[BaseModel]]:
 
 
 # Response models partners never receive (the routes admit no partner): claims (reps),
-# program metrics (vendor roles), the delivery log (admin and owners).
+# program metrics (vendor roles). (A partner's delivery log is `PartnerDeliveryView`.)
 NOT_FOR_PARTNERS = {"ClaimView", "ProgramMetricsView", "RegistrationMetrics",
                     "DisputeMetrics", "Quantiles", "BreachCount", "PartnerResults",
-                    "DeliveryView", "DeliveryPage", "AttemptView",
                     "ProgramSeriesView", "SeriesView"}
 
 
@@ -112,11 +126,18 @@ def test_every_model_the_partner_facing_routes_answer_with_is_classified() -> No
         for route in router.routes:
             if isinstance(route, APIRoute) and route.response_model is not None:
                 models |= _models_in(route.response_model)
-    unknown = {m.__name__ for m in models
-               if m not in CLASSIFIED and m not in CONTAINERS} - NOT_FOR_PARTNERS
+    unknown = {m.__name__ for m in models if m not in CLASSIFIED and m not in CONTAINERS
+               and m not in PARTNER_MODELS} - NOT_FOR_PARTNERS
     assert unknown == set()
     for container, fields in CONTAINERS.items():
         assert set(container.model_fields) == fields, container.__name__
+
+
+@pytest.mark.parametrize("model", list(PARTNER_MODELS), ids=lambda m: m.__name__)
+def test_a_partner_model_has_exactly_the_fields_its_shape_shows(model: type[BaseModel]
+                                                                ) -> None:
+    shown = {k for k, rule in PARTNER_MODELS[model].items() if rule is not pv.HIDE}
+    assert set(model.model_fields) == shown
 
 
 def test_every_event_type_is_listed_or_hidden_in_partner_timelines() -> None:
@@ -406,3 +427,35 @@ def test_a_dispute_and_webhook_show_no_key_the_partner_did_not_submit() -> None:
         "dispute_id": "dsp_1", "account_key": "dom:hooli-secret.com", "outcome": "award",
         "partner_note": "hooli-secret.com goes to another party"}, [], scope)
     assert "hooli-secret" not in _raw(hook), hook
+
+
+def test_a_partners_delivery_log_shows_only_listed_fields_and_no_rival() -> None:
+    at = "2027-01-01T00:00:00+00:00"
+    payload = {"type": "dispute.resolved", "timestamp": at, "MARKER-top": 1, "data": {
+        "dispute": {"id": "dsp_1", "outcome": "award", "note": "MARKER-note",
+                    "partner_note": "reg_rival1 was later"},
+        "account_key": "dom:acme.com", "role": "partner",
+        "registrations": [{"id": "reg_own1", "status": "approved", "credit_percent": None},
+                          {"id": "reg_rival1", "status": "rejected", "credit_percent": None}]}}
+    row = {"id": "ntf_1", "event_id": "evt_MARKER", "dispute_id": "dsp_1",
+           "type": "dispute.resolved", "recipient_kind": "partner", "recipient_id": "p-1",
+           "channel": "webhook", "status": "dead", "attempts": 1, "next_attempt_at": None,
+           "last_error": "ConnectError: https://p-2.example/hook refused",
+           "created_at": at, "delivered_at": None, "payload": payload,
+           "url": "https://internal", "traceparent": "00-MARKER",
+           "attempt_log": [{"attempt": 1, "at": at, "outcome": "dead", "status_code": None,
+                            "error": "MARKER-error p-2", "duration_ms": 3,
+                            "delivery_id": "ntf_1"}]}
+    assert pv.delivery_mentions(payload) == {"reg_own1", "reg_rival1"}
+    scope = Scope.of(P1, HOLDERS, pv.delivery_mentions(payload))
+    out = pv.delivery(row, scope)
+    PartnerDeliveryView.model_validate(out)
+    assert set(out) == set(PartnerDeliveryView.model_fields)
+    assert set(out["attempt_log"][0]) == set(PartnerAttemptView.model_fields)
+    assert [r["id"] for r in out["payload"]["data"]["registrations"]] == ["reg_own1", None]
+    assert out["payload"]["data"]["dispute"]["partner_note"] == f"{pv.ANOTHER} was later"
+    text = _raw(out)
+    for secret in ("MARKER", "p-2", "reg_rival1", "internal"):
+        assert secret not in text, secret
+    for vendor in VENDORS:
+        assert pv.delivery(row, Scope(vendor)) == row

@@ -7,12 +7,15 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import select
 
 from services.projections.notifications import redeliver
+from shared.api import partner_view
 from shared.api.auth import Principal, require
 from shared.api.problems import PROBLEM_RESPONSES, Problem
+from shared.readmodel.queries import holders_of
 from shared.readmodel.schema import notification_attempts, notification_outbox
 
 router = APIRouter(prefix="/v1", tags=["notifications"])
@@ -49,6 +52,39 @@ class DeliveryPage(BaseModel):
     items: list[DeliveryView]
 
 
+class PartnerAttemptView(BaseModel):
+    """An attempt as its partner sees it: how it ended, not the error text."""
+
+    attempt: int
+    at: datetime
+    outcome: Literal["delivered", "failed", "dead", "disabled", "stale"]
+    status_code: int | None
+    duration_ms: int
+
+
+class PartnerDeliveryView(BaseModel):
+    """A delivery as its partner sees it (`shared.api.partner_view.DELIVERY`): not the
+    causing event's id nor the error texts; the payload cut to the webhook's shape."""
+
+    id: str
+    dispute_id: str
+    type: str
+    recipient_kind: str
+    recipient_id: str | None
+    channel: Literal["webhook", "email"]
+    status: Literal["pending", "delivered", "dead", "disabled", "stale"]
+    attempts: int
+    next_attempt_at: datetime | None
+    created_at: datetime
+    delivered_at: datetime | None
+    payload: dict[str, Any]
+    attempt_log: list[PartnerAttemptView]
+
+
+class PartnerDeliveryPage(BaseModel):
+    items: list[PartnerDeliveryView]
+
+
 Status = Literal["pending", "delivered", "dead", "disabled", "stale"]
 
 
@@ -66,24 +102,48 @@ async def list_deliveries(
     return await _log(request, "owner", owner_id, status, limit)
 
 
-@router.get("/partners/{partner_id}/deliveries", response_model=DeliveryPage,
+@router.get("/partners/{partner_id}/deliveries",
+            response_model=DeliveryPage | PartnerDeliveryPage,
             responses=PROBLEM_RESPONSES, summary="A partner's notification log",
             description="Admin, or the partner itself (another partner's log does not "
-            "exist for it: 404). Newest first, with every attempt; the payloads are the "
-            "redacted ones the partner was sent.")
+            "exist for it: 404). Newest first, with every attempt. Admin gets `DeliveryPage`; "
+            "the partner gets `PartnerDeliveryPage`, the partner view of its log: the payloads "
+            "it was sent (redacted), each attempt's outcome, HTTP status and duration, never "
+            "the causing event's id nor error texts.")
 async def list_partner_deliveries(
     partner_id: str, request: Request,
     principal: Annotated[Principal, Depends(require("partner"))],
     status: Annotated[Status | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> DeliveryPage:
+) -> JSONResponse:
     if principal.role == "partner" and principal.subject_id != partner_id:
         raise Problem(404, "Not found", f"No partner {partner_id}.")
-    return await _log(request, "partner", partner_id, status, limit)
+    rows = await _rows(request, "partner", partner_id, status, limit)
+    page: BaseModel
+    if principal.role == "partner":
+        viewer = partner_view.Viewer("partner", principal.subject_id)
+        mentioned = {i for r in rows for i in partner_view.delivery_mentions(r["payload"])}
+        async with request.app.state.runtime.engine.connect() as conn:
+            holders = await holders_of(conn, mentioned)
+        scope = partner_view.Scope.of(viewer, holders, mentioned)
+        page = PartnerDeliveryPage(items=[PartnerDeliveryView.model_validate(
+            partner_view.delivery(r, scope)) for r in rows])
+    else:
+        page = DeliveryPage(items=[DeliveryView.model_validate(r) for r in rows])
+    # Answered as is: each branch's model is the shape (the union would let one shape
+    # validate as the other).
+    return JSONResponse(page.model_dump(mode="json"))
 
 
 async def _log(request: Request, kind: str, recipient: str, status: Status | None,
                limit: int) -> DeliveryPage:
+    return DeliveryPage(items=[DeliveryView.model_validate(r)
+                               for r in await _rows(request, kind, recipient, status, limit)])
+
+
+async def _rows(request: Request, kind: str, recipient: str, status: Status | None,
+                limit: int) -> list[dict[str, Any]]:
+    """The log's rows, newest first, each with its `attempt_log`."""
     o = notification_outbox.c
     query = (select(notification_outbox)
              .where(o.recipient_kind == kind, o.recipient_id == recipient)
@@ -99,8 +159,7 @@ async def _log(request: Request, kind: str, recipient: str, status: Status | Non
             for r in (await conn.execute(select(notification_attempts).where(
                     a.delivery_id.in_(ids)).order_by(a.delivery_id, a.attempt))).mappings():
                 attempts[r["delivery_id"]].append(dict(r))
-    return DeliveryPage(items=[DeliveryView.model_validate(
-        {**r, "attempt_log": attempts[r["id"]]}) for r in rows])
+    return [{**r, "attempt_log": attempts[r["id"]]} for r in rows]
 
 
 @router.post("/deliveries/{delivery_id}/redeliver", status_code=202,

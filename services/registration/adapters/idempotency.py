@@ -4,10 +4,16 @@ that lands on another process (or after a restart) still gets the first response
 Race safety comes from the primary key: the first request inserts a `pending` row and runs
 the command; a concurrent twin finds the row and is told the request is in progress (409),
 or -- once the first finished -- gets its stored response.
+
+A running request holds a lease (`leased_at`) and renews it while it runs (`renew`), so a
+reservation is taken over only when its process stopped: died, or cannot reach the store
+for a whole lease. `created_at`, the key's first use, survives such a takeover: it is part
+of the command's identity (`domain.idempotency.command_seed`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,7 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.registration.adapters.sql import insert_if_absent
 from services.registration.adapters.tables import idempotency_keys
-from services.registration.domain.idempotency import Stored, Verdict, judge
+from services.registration.domain.idempotency import Stored, Verdict, judge, stranded
+from shared.logging import get_logger
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +41,10 @@ class StoredResponse:
 class Claim:
     verdict: Verdict
     response: StoredResponse | None = None
+    first_used: datetime | None = None
+    """PROCEED: the key's first use (the command's identity derives from it)."""
+    stranded: bool = False
+    """PROCEED over a pending reservation whose lease lapsed: its command may be in the log."""
 
 
 class IdempotencyStore:
@@ -49,48 +62,85 @@ class IdempotencyStore:
         await self._purge(now)
         row = {"scope": scope, "key": key, "fingerprint": fingerprint, "state": "pending",
                "status_code": None, "body": None, "headers": None, "created_at": now,
-               "expires_at": now + self.ttl}
+               "expires_at": now + self.ttl, "leased_at": now}
+        c = idempotency_keys.c
         async with self.engine.begin() as conn:
             if await insert_if_absent(conn, idempotency_keys, row, ("scope", "key")):
-                return Claim(Verdict.PROCEED)
+                return Claim(Verdict.PROCEED, first_used=now)
             found = (await conn.execute(
-                select(idempotency_keys).where(idempotency_keys.c.scope == scope,
-                                               idempotency_keys.c.key == key)
-            )).first()
+                select(idempotency_keys).where(c.scope == scope, c.key == key))).first()
             if found is None:  # deleted between the two statements: try once more
                 inserted = await insert_if_absent(conn, idempotency_keys, row, ("scope", "key"))
-                return Claim(Verdict.PROCEED if inserted else Verdict.IN_PROGRESS)
+                return (Claim(Verdict.PROCEED, first_used=now) if inserted
+                        else Claim(Verdict.IN_PROGRESS))
             stored = Stored(found.fingerprint, found.state == "done", found.created_at,
-                            found.expires_at)
+                            found.expires_at, found.leased_at)
             verdict = judge(stored, fingerprint, now, self.lease_seconds)
             if verdict is Verdict.PROCEED:
-                # Expired or abandoned: take it over, but only if nobody else just did.
+                # Expired or abandoned: take it over, but only if nobody else just did. An
+                # abandoned (stranded) reservation keeps its first use: the command is the
+                # same one, and may be in the log already.
+                lapsed = stranded(stored, now)
+                lease = (c.leased_at.is_(None) if found.leased_at is None
+                         else c.leased_at == found.leased_at)
+                values = ({"leased_at": now} if lapsed else
+                          {k: v for k, v in row.items() if k not in ("scope", "key")})
                 taken = await conn.execute(
                     update(idempotency_keys)
-                    .where(idempotency_keys.c.scope == scope, idempotency_keys.c.key == key,
-                           idempotency_keys.c.created_at == found.created_at)
-                    .values(**{k: v for k, v in row.items() if k not in ("scope", "key")}))
-                return Claim(Verdict.PROCEED if taken.rowcount else Verdict.IN_PROGRESS)
+                    .where(c.scope == scope, c.key == key, c.created_at == found.created_at,
+                           lease)
+                    .values(**values))
+                if not taken.rowcount:
+                    return Claim(Verdict.IN_PROGRESS)
+                return Claim(Verdict.PROCEED, first_used=found.created_at if lapsed else now,
+                             stranded=lapsed)
             if verdict is Verdict.REPLAY:
                 return Claim(verdict, StoredResponse(found.status_code, found.body or "",
                                                      dict(found.headers or {})))
             return Claim(verdict)
 
+    async def renew(self, scope: str, key: str, first_used: datetime) -> bool:
+        """Renew the lease of the request running under `key` (False: not pending any more)."""
+        c = idempotency_keys.c
+        async with self.engine.begin() as conn:
+            renewed = await conn.execute(
+                update(idempotency_keys)
+                .where(c.scope == scope, c.key == key, c.created_at == first_used,
+                       c.state == "pending")
+                .values(leased_at=datetime.now(UTC)))
+        return bool(renewed.rowcount)
+
+    async def keep_leased(self, scope: str, key: str, first_used: datetime) -> None:
+        """Renew the lease every third of it until cancelled (the request ended); a store
+        that cannot be reached is retried at the next tick."""
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                if not await self.renew(scope, key, first_used):
+                    return
+            except Exception as exc:  # the store restarting: try again next tick
+                log.warning("idempotency_lease_not_renewed", error=type(exc).__name__)
+
     async def complete(self, scope: str, key: str, status_code: int, body: str,
-                       headers: dict[str, Any]) -> None:
+                       headers: dict[str, Any], first_used: datetime | None = None) -> None:
+        c = idempotency_keys.c
+        where = [c.scope == scope, c.key == key]
+        if first_used is not None:
+            where.append(c.created_at == first_used)
         async with self.engine.begin() as conn:
             await conn.execute(
-                update(idempotency_keys)
-                .where(idempotency_keys.c.scope == scope, idempotency_keys.c.key == key)
+                update(idempotency_keys).where(*where)
                 .values(state="done", status_code=status_code, body=body, headers=headers))
 
-    async def release(self, scope: str, key: str) -> None:
-        """Forget a reservation whose request failed on our side (5xx): a retry runs anew."""
+    async def release(self, scope: str, key: str, first_used: datetime | None = None) -> None:
+        """Forget a reservation whose request failed on our side (5xx) before anything could
+        reach the log: a retry runs anew."""
+        c = idempotency_keys.c
+        where = [c.scope == scope, c.key == key, c.state == "pending"]
+        if first_used is not None:
+            where.append(c.created_at == first_used)
         async with self.engine.begin() as conn:
-            await conn.execute(
-                delete(idempotency_keys)
-                .where(idempotency_keys.c.scope == scope, idempotency_keys.c.key == key,
-                       idempotency_keys.c.state == "pending"))
+            await conn.execute(delete(idempotency_keys).where(*where))
 
     async def _purge(self, now: datetime) -> None:
         # Expired keys are dead weight; sweep them at most once a minute per process.

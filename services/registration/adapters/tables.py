@@ -33,8 +33,11 @@ idempotency_keys = Table(
     Column("status_code", Integer, nullable=True),
     Column("body", Text, nullable=True),
     Column("headers", Json, nullable=True),
-    Column("created_at", UTCDateTime(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False,
+           doc="first use: the command's identity derives from it"),
     Column("expires_at", UTCDateTime(), nullable=False),
+    # Added by 0009: the running request's lease, renewed while it runs (null: created_at).
+    Column("leased_at", UTCDateTime(), nullable=True),
     Index("ix_idempotency_keys_expires_at", "expires_at"),
 )
 

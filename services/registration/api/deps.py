@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -11,11 +13,19 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Header, Request, Response
 
 from services.registration.adapters.policy_owners import check_policy_owners
-from services.registration.domain.idempotency import Verdict, fingerprint, valid_key
-from services.registration.handlers import Commands, Outcome
+from services.registration.domain.idempotency import (
+    Verdict,
+    command_seed,
+    fingerprint,
+    valid_key,
+)
+from services.registration.handlers import COMMAND, CommandIdentity, Commands, Outcome
 from shared.api.auth import Principal
-from shared.api.problems import Problem
+from shared.api.problems import Problem, problem_response
+from shared.logging import get_logger
 from shared.positions import position_key, seal
+
+log = get_logger(__name__)
 
 _WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
 REPLAYED_HEADERS = ("location", "x-log-position", "preference-applied", "content-type")
@@ -79,6 +89,13 @@ def _sealing(run: Callable[[], Awaitable[Outcome]], key: bytes
     return sealed
 
 
+def _as_seen_by(principal: Principal, request: Request,
+                run: Callable[[], Awaitable[Outcome]]) -> Callable[[], Awaitable[Outcome]]:
+    if principal.role == "partner":
+        return _sealing(run, position_key(request.app.state.runtime.settings))
+    return run
+
+
 def render(outcome: Outcome) -> Response:
     return Response(outcome.body.model_dump_json(), status_code=outcome.status_code,
                     media_type="application/json", headers=outcome.headers)
@@ -87,15 +104,20 @@ def render(outcome: Outcome) -> Response:
 async def idempotent(request: Request, principal: Principal, commands: Commands,
                      key: str | None, run: Callable[[], Awaitable[Outcome]],
                      remember: Callable[[Outcome], Outcome] | None = None) -> Response:
-    """Run a command at most once per `Idempotency-Key`.
+    """Run a command at most once per `Idempotency-Key`, and append it at most once.
 
-    Only 2xx answers are remembered: a 4xx appended nothing and a 5xx may be retried, so
-    their reservations are dropped and a retry runs the command again. `remember` turns
-    the answer into what is stored for replays (to keep secrets out of the store)."""
-    if principal.role == "partner":
-        run = _sealing(run, position_key(request.app.state.runtime.settings))
+    2xx answers are remembered, and so is a 4xx given after the command was appended (a
+    contest adjudication refused). Another 4xx appended nothing and a 5xx may be retried,
+    so their reservations are dropped and a retry runs the command again -- unless the
+    command may have reached the log already, then the reservation stays until its lease
+    lapses. The command runs with its identity (`CommandIdentity`): its event id derives
+    from the caller, the key, the request and the key's first use, so a retry that takes
+    over a reservation stranded by a dead process first looks for that event in the log
+    and, if it is there, answers from it instead of appending again. `remember` turns the
+    answer into what is stored for replays (to keep secrets out of the store)."""
+    sealed = _as_seen_by(principal, request, run)
     if key is None:
-        return render(await run())
+        return render(await sealed())
     if not valid_key(key):
         raise Problem(422, "Validation failed", "The Idempotency-Key header is invalid.",
                       errors=[{"field": "Idempotency-Key",
@@ -103,7 +125,8 @@ async def idempotent(request: Request, principal: Principal, commands: Commands,
     body = await request.body()
     print_ = fingerprint(request.method, request.url.path, body)
     store = commands.idempotency
-    claim = await store.claim(principal.scope, key, print_)
+    scope = principal.scope
+    claim = await store.claim(scope, key, print_)
     if claim.verdict is Verdict.REPLAY and claim.response is not None:
         stored = claim.response
         return Response(stored.body, status_code=stored.status_code,
@@ -113,25 +136,62 @@ async def idempotent(request: Request, principal: Principal, commands: Commands,
                       "This Idempotency-Key was used with a different request.",
                       errors=[{"field": "Idempotency-Key",
                                "message": "already used with another request body"}])
-    if claim.verdict is Verdict.IN_PROGRESS:
+    if claim.verdict is Verdict.IN_PROGRESS or claim.first_used is None:
         raise Problem(409, "Conflict",
                       "A request with this Idempotency-Key is still being processed.",
                       headers={"Retry-After": "1"})
+    first_used = claim.first_used
+    # A stranded reservation's command may be in the log whatever this attempt does: its
+    # reservation is never dropped (a retry after a failed look-up must look again).
+    command = CommandIdentity(command_seed(scope, key, print_, first_used),
+                              int(first_used.timestamp() * 1000), attempted=claim.stranded)
+    lease = asyncio.create_task(store.keep_leased(scope, key, first_used),
+                                name="idempotency-lease")
+    bound = COMMAND.set(command)
     try:
-        outcome = await run()
-    except BaseException:
-        await store.release(principal.scope, key)
+        found = await commands.appended_command(command) if claim.stranded else None
+        if found is not None:
+            command.attempted = True
+            log.warning("command_recovered", event_id=command.event_id,
+                        position=f"{found.topic}/{found.partition}/{found.offset}")
+            wait = requested_wait(request.headers.get("prefer"),
+                                  request.app.state.runtime.settings.max_wait_seconds)
+            outcome = await _as_seen_by(
+                principal, request, lambda: commands.recovered(principal, found, wait))()
+        else:
+            outcome = await sealed()
+    except Problem as problem:
+        if command.attempted and problem.status < 500:
+            # The command is in the log and this is its answer (adjudication refused a
+            # contest within the wait): remembered like a 2xx, so a retry replays it
+            # instead of appending the command again.
+            refused = problem_response(problem)
+            with contextlib.suppress(Exception):
+                await store.complete(scope, key, problem.status, bytes(refused.body).decode(),
+                                     {k: v for k, v in refused.headers.items()
+                                      if k.lower() in REPLAYED_HEADERS}, first_used)
+        elif not command.attempted:
+            with contextlib.suppress(Exception):
+                await store.release(scope, key, first_used)
         raise
+    except BaseException:
+        if not command.attempted:
+            with contextlib.suppress(Exception):
+                await store.release(scope, key, first_used)
+        raise
+    finally:
+        COMMAND.reset(bound)
+        lease.cancel()
     response = render(outcome)
     kept = render(remember(outcome)) if remember is not None else response
     headers: dict[str, Any] = {k: v for k, v in kept.headers.items()
                                if k.lower() in REPLAYED_HEADERS}
     try:
-        await store.complete(principal.scope, key, outcome.status_code,
-                             bytes(kept.body).decode(), headers)
-    except Exception:
+        await store.complete(scope, key, outcome.status_code, bytes(kept.body).decode(),
+                             headers, first_used)
+    except Exception as exc:
         # The event is durable; failing to remember the answer must not turn it into an
-        # error (a retry would then run again: the adjudicator's `duplicate` rule catches it).
-        await store.release(principal.scope, key)
+        # error. The reservation stays pending: once its lease lapses, a retry finds the
+        # event in the log and answers from it.
+        log.warning("idempotency_answer_not_stored", error=type(exc).__name__)
     return response
-

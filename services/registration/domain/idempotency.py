@@ -4,7 +4,14 @@ A key belongs to one caller (its API key, or the admin token) and remembers the 
 request's fingerprint and response. The same key with the same request replays that
 response; with a different request it is a client error (422); while the first request is
 still running, a repeat is told to retry (409). Responses of 5xx are not remembered (the
-reservation is dropped), so a retry after a transient failure runs the command again.
+reservation is dropped, unless the command may have reached the log), so a retry after a
+transient failure runs the command again.
+
+A command run under a key has an identity, `command_seed`: a digest of the caller, the key,
+the request's fingerprint and the key's first use. Its event id (and a new registration's,
+claim's or dispute's id) derive from it, so a retry that takes over a reservation its dead
+process stranded (appended, never answered) makes the very same event, and can look for it
+in the log before appending anything (README, "Idempotency").
 """
 
 from __future__ import annotations
@@ -34,6 +41,8 @@ class Stored:
     done: bool
     created_at: datetime
     expires_at: datetime
+    leased_at: datetime | None = None
+    """When the running request last renewed its lease (None: `created_at`)."""
 
 
 def valid_key(key: str) -> bool:
@@ -69,6 +78,24 @@ def judge(stored: Stored | None, fingerprint_: str, now: datetime,
         return Verdict.MISMATCH
     if stored.done:
         return Verdict.REPLAY
-    if (now - stored.created_at).total_seconds() > lease_seconds:
+    if (now - (stored.leased_at or stored.created_at)).total_seconds() > lease_seconds:
         return Verdict.PROCEED
     return Verdict.IN_PROGRESS
+
+
+def stranded(stored: Stored | None, now: datetime) -> bool:
+    """Whether a PROCEED verdict takes over a reservation whose request may have appended
+    its command already (a pending, unexpired entry whose lease lapsed): the taker must
+    look for the command's event before running it again."""
+    return stored is not None and not stored.done and stored.expires_at > now
+
+
+def command_seed(scope: str, key: str, fingerprint_: str, first_used: datetime) -> str:
+    """The identity of the command run under a key: the same for every retry of it while
+    the key is remembered, different for the same key and body used again after it
+    expired (a new command)."""
+    digest = hashlib.sha256()
+    for part in (scope, key, fingerprint_, first_used.isoformat()):
+        digest.update(part.encode())
+        digest.update(b"\n")
+    return digest.hexdigest()

@@ -13,9 +13,10 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from services.projections.api.deliveries import PartnerAttemptView, PartnerDeliveryView
 from tests.integration.projections.system_support import Running, registration, submit
 from tests.integration.projections.test_notifications import Env, _env, deliveries, until
-from tests.support.receivers import HttpReceiver, http_receiver
+from tests.support.receivers import HttpReceiver, Reply, http_receiver
 
 
 @pytest.fixture
@@ -185,21 +186,36 @@ async def test_a_partner_reads_its_own_delivery_log_and_no_other(env: Env) -> No
                 webhook_url=partner_hook.url))
             assert put.status_code in (200, 201), put.text
         mine, theirs, dispute = await _tie(system, "pl-1", "pl-2")
+        # Each partner's first attempt fails, so the log holds an error text.
+        partner_hook.replies = [Reply(500), Reply(500)]
         await _resolve(system, dispute, mine)
-        await partner_hook.wait_for(2)
+        await partner_hook.wait_for(4)
 
         async def logged() -> bool:
             admin = await system.queries("admin")
             items = (await admin.get("/v1/partners/pl-1/deliveries")).json()["items"]
             return bool(items) and items[0]["status"] == "delivered"
         await until(logged)
+        [full] = (await (await system.queries("admin")).get(
+            "/v1/partners/pl-1/deliveries")).json()["items"]
+        assert full["event_id"] and full["attempt_log"][0]["error"], full
         own = await (await system.queries("partner", "pl-1")).get(
             "/v1/partners/pl-1/deliveries")
         assert own.status_code == 200, own.text
         [delivery] = own.json()["items"]
         assert (delivery["recipient_kind"], delivery["recipient_id"], delivery["type"]) == (
             "partner", "pl-1", "dispute.resolved")
-        assert delivery["attempt_log"][0]["outcome"] == "delivered"
+        assert [a["outcome"] for a in delivery["attempt_log"]] == ["failed", "delivered"]
+        assert delivery["attempt_log"][0]["status_code"] == 500
+        # The partner view's allow-list, nothing else: not the causing event's id, not the
+        # error texts (they may name URLs, addresses, internals).
+        assert set(delivery) == set(PartnerDeliveryView.model_fields)
+        assert {k for a in delivery["attempt_log"] for k in a} == set(
+            PartnerAttemptView.model_fields)
+        assert full["event_id"] not in own.text
+        assert full["attempt_log"][0]["error"] not in own.text
+        assert set(delivery["payload"]) == {"type", "timestamp", "data"}
+        assert [r["id"] for r in delivery["payload"]["data"]["registrations"]] == [mine]
         # What it was sent, redacted: nothing of the rival, nor the internal note.
         assert theirs not in own.text and "pl-2" not in own.text
         assert "documented introduction" not in own.text
