@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     kafka_session_timeout_ms: int = Field(
         30_000, ge=6_000, le=300_000, description="Consumer group session timeout: a member "
         "silent this long is dropped from its group (heartbeats every tenth of it)")
+    kafka_retry_backoff_ms: int = Field(
+        20, ge=1, le=1_000, description="Producers' pause before retrying a retriable broker "
+        "error (aiokafka's default is 100 ms): a Kafka 4 broker answers NOT_ENOUGH_REPLICAS "
+        "to a transactional produce while the same producer's previous transaction is still "
+        "completing, and every such retry held the adjudicator's whole batch")
     topic_partitions: int = Field(12, ge=1, description="Partitions of new topics")
     database_url: str = Field(
         "postgresql+asyncpg://postgres@127.0.0.1:5432/dealreg",
@@ -54,8 +59,9 @@ class Settings(BaseSettings):
         20_000, ge=0, description="The adjudicator snapshots a partition's state after this "
         "many events (0: never; recovery then replays the whole history)")
     adjudicator_max_records: int = Field(
-        2_000, ge=1, description="Records the adjudicator decides per batch (one "
-        "transaction per partition of the batch)")
+        2_000, ge=1, le=50_000, description="Records the adjudicator decides per batch (one "
+        "transaction per partition of the batch; at most 50,000: a batch is one transaction "
+        "per partition, which must end within DEALREG_KAFKA_TRANSACTION_TIMEOUT_MS)")
     snapshot_every_seconds: float = Field(
         60.0, gt=0, description="... or after this many seconds with events, whichever first")
     max_wait_seconds: float = Field(30.0, description="Upper bound for `Prefer: wait=N`")
