@@ -367,3 +367,58 @@ async def test_a_failed_look_up_keeps_the_stranded_reservation(tmp_path: Path) -
                   if isinstance(e, RegistrationSubmitted)
                   and e.opportunity.title == body["opportunity"]["title"]]
         assert titled == [retried.json()["id"]]
+
+
+async def test_a_request_whose_reservation_was_taken_over_cannot_drop_the_takers_reservation(
+    tmp_path: Path,
+) -> None:
+    """A request alive but cut off from the store for a whole lease (renewals failing) is
+    taken over by a retry, which appends the command. When the first request then fails
+    before its own append, its clean-up must not delete the taker's reservation: the taker's
+    answer would not be stored, and the next retry would get a fresh identity and append the
+    command a second time."""
+    settings = Settings(backend="embedded", data_dir=tmp_path, admin_token="test-admin-token",
+                        idempotency_lease_seconds=0.4)
+    async with serve(settings, frozenset({"registration"})) as running:
+        commands = running.app.state.commands
+        store = commands.idempotency
+        real_renew, real_submit = store.renew, commands.submit_registration
+        a_may_fail, a_done = asyncio.Event(), asyncio.Event()
+        calls = 0
+
+        async def unreachable(*_: object) -> bool:
+            raise OSError("the store is unreachable")
+
+        async def submit(*args: object, **kw: object) -> object:
+            nonlocal calls
+            calls += 1
+            if calls == 1:  # the first request: stalls, then is refused before appending
+                await a_may_fail.wait()
+                try:
+                    raise Problem(422, "Validation failed", "Refused before the append.")
+                finally:
+                    a_done.set()
+            store.renew = real_renew  # type: ignore[method-assign]
+            outcome = await real_submit(*args, **kw)  # the taker appends
+            a_may_fail.set()
+            await a_done.wait()
+            await asyncio.sleep(0.05)  # the first request's clean-up runs
+            return outcome
+
+        store.renew = unreachable  # type: ignore[method-assign]
+        commands.submit_registration = submit
+        body = registration("p-1", "taken-over.com")
+        key = {"Idempotency-Key": "k-taken-over"}
+        first = asyncio.create_task(running.client.post("/v1/registrations", json=body,
+                                                        headers=key))
+        await asyncio.sleep(0.7)  # its lease lapses
+        taker = await running.client.post("/v1/registrations", json=body, headers=key)
+        assert taker.status_code == 202, taker.text
+        assert (await first).status_code == 422
+        commands.submit_registration = real_submit
+        again = await running.client.post("/v1/registrations", json=body, headers=key)
+        assert again.status_code == 202 and again.json() == taker.json()
+        titled = [e.registration_id for _, e in await intake_events(running)
+                  if isinstance(e, RegistrationSubmitted)
+                  and e.opportunity.title == body["opportunity"]["title"]]
+        assert titled == [taker.json()["id"]]
