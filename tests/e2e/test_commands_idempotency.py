@@ -422,3 +422,53 @@ async def test_a_request_whose_reservation_was_taken_over_cannot_drop_the_takers
                   if isinstance(e, RegistrationSubmitted)
                   and e.opportunity.title == body["opportunity"]["title"]]
         assert titled == [taker.json()["id"]]
+
+
+async def test_a_request_that_lost_its_lease_does_not_append_after_the_taker(
+    tmp_path: Path,
+) -> None:
+    """A request alive but cut off from the store for a whole lease is taken over by a
+    retry, which appends the command and answers. When the first request then reaches its
+    own append, it must not append: it can no longer know the key is still its own, and
+    the command would be in the log twice (the same event id, an extension spent twice)."""
+    settings = Settings(backend="embedded", data_dir=tmp_path, admin_token="test-admin-token",
+                        idempotency_lease_seconds=0.4)
+    async with serve(settings, frozenset({"registration"})) as running:
+        commands = running.app.state.commands
+        store = commands.idempotency
+        real_renew, real_submit = store.renew, commands.submit_registration
+        taker_done = asyncio.Event()
+        calls = 0
+
+        async def unreachable(*_: object) -> bool:
+            raise OSError("the store is unreachable")
+
+        async def submit(*args: object, **kw: object) -> object:
+            nonlocal calls
+            calls += 1
+            if calls == 1:  # the first request stalls before its append
+                await taker_done.wait()
+            else:
+                store.renew = real_renew  # type: ignore[method-assign]
+            return await real_submit(*args, **kw)
+
+        store.renew = unreachable  # type: ignore[method-assign]
+        commands.submit_registration = submit
+        body = registration("p-1", "lost-lease.com")
+        key = {"Idempotency-Key": "k-lost-lease"}
+        first = asyncio.create_task(running.client.post("/v1/registrations", json=body,
+                                                        headers=key))
+        await asyncio.sleep(0.7)  # its lease lapses
+        taker = await running.client.post("/v1/registrations", json=body, headers=key)
+        assert taker.status_code == 202, taker.text
+        taker_done.set()
+        late = await first
+        commands.submit_registration = real_submit
+        assert late.status_code == 503, late.text
+        assert late.headers["retry-after"] == "1"
+        again = await running.client.post("/v1/registrations", json=body, headers=key)
+        assert again.status_code == 202 and again.json() == taker.json()
+        titled = [i for i, e in await intake_events(running)
+                  if isinstance(e, RegistrationSubmitted)
+                  and e.opportunity.title == body["opportunity"]["title"]]
+        assert len(titled) == 1

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -48,6 +48,9 @@ class Lease:
 
     first_used: datetime
     held: list[datetime]
+    confirmed: float = field(default_factory=time.monotonic)
+    """When (monotonic) a value this request wrote was last confirmed: the claim, or the
+    start of the last renewal that succeeded."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +122,7 @@ class IdempotencyStore:
         """Renew the lease of the request running under `key` (False: not pending any more,
         or taken over by a retry)."""
         c = idempotency_keys.c
-        now = datetime.now(UTC)
+        started, now = time.monotonic(), datetime.now(UTC)
         lease.held.append(now)  # may be written even if this call fails or is cancelled
         async with self.engine.begin() as conn:
             renewed = await conn.execute(
@@ -129,7 +132,15 @@ class IdempotencyStore:
                 .values(leased_at=now))
         if renewed.rowcount:
             lease.held[:] = [now]
+            lease.confirmed = started
         return bool(renewed.rowcount)
+
+    def holds(self, lease: Lease) -> bool:
+        """Whether the request may still count `lease` as its own: confirmed within two
+        thirds of a lease (a retry takes over only after a whole one; the last third is a
+        margin for the clocks of two processes). One that may have lapsed must not append:
+        a retry may have taken the command over and appended it."""
+        return time.monotonic() - lease.confirmed < self.lease_seconds * 2 / 3
 
     async def keep_leased(self, scope: str, key: str, lease: Lease) -> None:
         """Renew the lease every third of it until cancelled (the request ended); a store

@@ -144,7 +144,8 @@ async def idempotent(request: Request, principal: Principal, commands: Commands,
     # A stranded reservation's command may be in the log whatever this attempt does: its
     # reservation is never dropped (a retry after a failed look-up must look again).
     command = CommandIdentity(command_seed(scope, key, print_, first_used),
-                              int(first_used.timestamp() * 1000), attempted=claim.stranded)
+                              int(first_used.timestamp() * 1000), attempted=claim.stranded,
+                              holds_key=lambda: store.holds(held))
     lease = asyncio.create_task(store.keep_leased(scope, key, held),
                                 name="idempotency-lease")
     bound = COMMAND.set(command)
