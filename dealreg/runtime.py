@@ -232,6 +232,7 @@ def build_eventlog(settings: Settings) -> EventLog:
         replication_factor=settings.kafka_replication_factor,
         transaction_timeout_ms=settings.kafka_transaction_timeout_ms,
         session_timeout_ms=settings.kafka_session_timeout_ms,
+        retry_backoff_ms=settings.kafka_retry_backoff_ms,
     )
 
 

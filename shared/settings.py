@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     kafka_session_timeout_ms: int = Field(
         30_000, ge=6_000, le=300_000, description="Consumer group session timeout: a member "
         "silent this long is dropped from its group (heartbeats every tenth of it)")
+    kafka_retry_backoff_ms: int = Field(
+        20, ge=1, le=1_000, description="Producers' pause before retrying a retriable broker "
+        "error (aiokafka's default is 100 ms): a Kafka 4 broker answers NOT_ENOUGH_REPLICAS "
+        "to a transactional produce while the same producer's previous transaction is still "
+        "completing, and every such retry held the adjudicator's whole batch")
     topic_partitions: int = Field(12, ge=1, description="Partitions of new topics")
     database_url: str = Field(
         "postgresql+asyncpg://postgres@127.0.0.1:5432/dealreg",

@@ -7,6 +7,7 @@ media type other than JSON are 415, and malformed JSON is 400, before any handle
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 import orjson
@@ -14,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -114,12 +116,61 @@ def install_problem_handlers(app: FastAPI) -> None:
                     for e in errors],
         ))
 
+    @app.exception_handler(DBAPIError)
+    @app.exception_handler(OSError)
+    async def _store(request: Request, exc: Exception) -> Response:
+        if not store_unreachable(exc):
+            return await _unexpected(request, exc)
+        log.warning("store_unreachable_request_refused", path=request.url.path,
+                    error=repr(exc))
+        return problem_response(Problem(
+            503, "Service unavailable",
+            "The database could not be reached (restarting or unreachable). Retry with the "
+            "same Idempotency-Key: a command applies once.",
+            headers={"Retry-After": str(STORE_RETRY_AFTER_SECONDS)}))
+
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> Response:
         log.exception("unhandled_error", error=repr(exc))
         return problem_response(Problem(500, "Internal error",
                                         "Something failed on our side; nothing was applied "
                                         "unless a 2xx was returned."))
+
+
+STORE_RETRY_AFTER_SECONDS = 2
+
+# Connection-level failures of a driver (asyncpg, sqlite3): the store is restarting or
+# unreachable, which is a 503 to retry, not a defect (500).
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (ConnectionError,)
+try:  # asyncpg is an optional driver (PostgreSQL)
+    import asyncpg
+
+    _CONNECTION_ERRORS += (asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
+                           asyncpg.InterfaceError, asyncpg.AdminShutdownError)
+except ImportError:  # pragma: no cover - asyncpg is a dependency
+    pass
+
+
+def store_unreachable(exc: BaseException) -> bool:
+    """True for a database connection that failed or was lost (restart, network), or a
+    SQLite database locked past its busy timeout, as opposed to a statement that failed on
+    a healthy connection."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, _CONNECTION_ERRORS):
+            return True
+        if isinstance(current, sqlite3.OperationalError) and "locked" in str(current):
+            return True  # SQLite busy past its timeout: contention, retry later
+        if isinstance(current, DBAPIError) and current.orig is not None \
+                and current.orig is not current:
+            current = current.orig
+        else:
+            current = current.__cause__ or current.__context__
+    return False
 
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
