@@ -272,7 +272,7 @@ class Commands:
             for topic, key, event in records
         ]
         if command is not None:
-            if not command.attempted and not command.holds_key():
+            if not command.holds_key():  # a taker starts `attempted`: check it too
                 log.warning("idempotency_lease_lost", event_id=command.event_id)
                 raise Problem(503, "Service unavailable",
                               "This request's Idempotency-Key could not be kept reserved "

@@ -472,3 +472,58 @@ async def test_a_request_that_lost_its_lease_does_not_append_after_the_taker(
                   if isinstance(e, RegistrationSubmitted)
                   and e.opportunity.title == body["opportunity"]["title"]]
         assert len(titled) == 1
+
+
+async def test_a_taker_that_lost_its_lease_does_not_append_after_the_next_taker(
+    tmp_path: Path,
+) -> None:
+    """The first attempt's append failed (503: the command may be in the log), so a retry
+    takes the reservation over; that taker, cut off from the store for a whole lease before
+    its append, is taken over in turn. The second taker appends; the first must not."""
+    settings = Settings(backend="embedded", data_dir=tmp_path, admin_token="test-admin-token",
+                        idempotency_lease_seconds=0.4)
+    async with serve(settings, frozenset({"registration"})) as running:
+        commands = running.app.state.commands
+        store, log = commands.idempotency, running.runtime.eventlog
+        real_renew, real_submit, real_append = (store.renew, commands.submit_registration,
+                                                log.append)
+        second_done = asyncio.Event()
+        calls = 0
+
+        async def refused(*_: object) -> object:
+            log.append = real_append  # type: ignore[method-assign]
+            raise OSError("the broker did not confirm")
+
+        async def unreachable(*_: object) -> bool:
+            raise OSError("the store is unreachable")
+
+        async def submit(*args: object, **kw: object) -> object:
+            nonlocal calls
+            calls += 1
+            if calls == 2:  # the first taker: cut off from the store, stalls
+                store.renew = unreachable  # type: ignore[method-assign]
+                await second_done.wait()
+            elif calls == 3:
+                store.renew = real_renew  # type: ignore[method-assign]
+            return await real_submit(*args, **kw)
+
+        log.append = refused  # type: ignore[method-assign]
+        commands.submit_registration = submit
+        body = registration("p-1", "taker-lost-lease.com")
+        key = {"Idempotency-Key": "k-taker-lost-lease"}
+        failed = await running.client.post("/v1/registrations", json=body, headers=key)
+        assert failed.status_code == 503
+        await asyncio.sleep(0.6)
+        first_taker = asyncio.create_task(running.client.post(
+            "/v1/registrations", json=body, headers=key))
+        await asyncio.sleep(0.8)  # its lease lapses
+        second_taker = await running.client.post("/v1/registrations", json=body, headers=key)
+        assert second_taker.status_code == 202, second_taker.text
+        second_done.set()
+        late = await first_taker
+        commands.submit_registration = real_submit
+        assert late.status_code == 503, late.text
+        titled = [i for i, e in await intake_events(running)
+                  if isinstance(e, RegistrationSubmitted)
+                  and e.opportunity.title == body["opportunity"]["title"]]
+        assert len(titled) == 1
