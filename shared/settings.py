@@ -59,8 +59,9 @@ class Settings(BaseSettings):
         20_000, ge=0, description="The adjudicator snapshots a partition's state after this "
         "many events (0: never; recovery then replays the whole history)")
     adjudicator_max_records: int = Field(
-        2_000, ge=1, description="Records the adjudicator decides per batch (one "
-        "transaction per partition of the batch)")
+        2_000, ge=1, le=50_000, description="Records the adjudicator decides per batch (one "
+        "transaction per partition of the batch; at most 50,000: a batch is one transaction "
+        "per partition, which must end within DEALREG_KAFKA_TRANSACTION_TIMEOUT_MS)")
     snapshot_every_seconds: float = Field(
         60.0, gt=0, description="... or after this many seconds with events, whichever first")
     max_wait_seconds: float = Field(30.0, description="Upper bound for `Prefer: wait=N`")

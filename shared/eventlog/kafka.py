@@ -203,6 +203,11 @@ class KafkaEventLog(EventLog):
             max_partition_fetch_bytes=4 * 1024 * 1024,
             session_timeout_ms=self.session_timeout_ms,
             heartbeat_interval_ms=max(1_000, self.session_timeout_ms // 10),
+            # aiokafka's rebalance timeout is the session timeout, and a JoinGroup goes with
+            # the client's request timeout (40 s): the broker may hold a JoinGroup for the
+            # whole rebalance timeout, so wait that long and 5 s more (as the Java client)
+            # rather than give up on it and rejoin (tests/unit/test_kafka_group_timeouts.py).
+            request_timeout_ms=max(40_000, self.session_timeout_ms + 5_000),
             **kw,
         )
 

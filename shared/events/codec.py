@@ -60,7 +60,9 @@ def encode_event(
     writable = _WRITABLE_TYPES.get(event.TYPE)
     if writable is None:
         writable = _WRITABLE_TYPES[event.TYPE] = (
-            len(event.TYPE) <= 200 and _TYPE_PATTERN.match(event.TYPE) is not None)
+            # fullmatch: in Python's `re`, `$` also matches before a final newline, which
+            # the model's (pydantic's) regex refuses
+            len(event.TYPE) <= 200 and _TYPE_PATTERN.fullmatch(event.TYPE) is not None)
     if not (writable and type(time) is datetime and 0 < len(id) <= 200
             and 0 < len(source) <= 500 and 0 < len(subject) <= 500
             and (traceparent is None or len(traceparent) <= 200)

@@ -120,3 +120,23 @@ def test_an_impossible_setting_is_one_line_and_exit_2(variable: str, value: str)
     assert "Traceback" not in done.stderr and "╭" not in done.stderr, done.stderr
     assert variable.removeprefix("DEALREG_").lower() in done.stderr.lower().replace(
         "-", "_"), done.stderr
+
+
+@pytest.mark.parametrize("variable, value", [
+    ("DEALREG_ADJUDICATOR_MAX_RECORDS", "0"), ("DEALREG_ADJUDICATOR_MAX_RECORDS", "-5"),
+    ("DEALREG_ADJUDICATOR_MAX_RECORDS", "lots"),
+    # A fat-fingered batch size: it used to pass and crash every batch of the embedded log
+    # (SQLite LIMIT overflow), or make one Kafka transaction too large to finish in time.
+    ("DEALREG_ADJUDICATOR_MAX_RECORDS", "20000000000000000000"),
+    ("DEALREG_ADJUDICATOR_MAX_RECORDS", "1000000"),
+    ("DEALREG_KAFKA_SESSION_TIMEOUT_MS", "0"), ("DEALREG_KAFKA_SESSION_TIMEOUT_MS", "5999"),
+    ("DEALREG_KAFKA_SESSION_TIMEOUT_MS", "300001"), ("DEALREG_KAFKA_SESSION_TIMEOUT_MS", "30s")])
+def test_an_impossible_drain_setting_is_one_line_and_exit_2(
+        variable: str, value: str, tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "dealreg", "dev",
+                           "--data-dir", str(tmp_path / "d")],
+                          capture_output=True, text=True, timeout=60,
+                          env={**_clean_env(), "DEALREG_PORT": "1", variable: value})
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and variable in done.stderr, done.stderr
+    assert not (tmp_path / "d").exists()

@@ -117,3 +117,19 @@ def test_a_version_read_as_current_is_upcast_once_a_newer_version_appears() -> N
         CATALOGUE.pop(_NoteV2.TYPE, None)
     assert event == _NoteV2(text="hi", shouted=False)
     assert envelope.data == {"text": "hi"}  # the upcaster worked on a copy
+
+
+class _TrailingNewline(DomainEvent):
+    TYPE: ClassVar[str] = "test.fastpath.newline.v1\n"
+    text: str
+
+
+def test_encode_event_refuses_a_type_the_envelope_pattern_refuses() -> None:
+    """The model's pattern is anchored by pydantic's regex engine, where `$` is the very
+    end; Python's `re` lets `$` match before a trailing newline. The fast path must not
+    write a type the envelope (and so every reader) refuses."""
+    kw: dict[str, Any] = {"id": "e1", "source": "urn:s", "subject": "k", "time": TIMES[0]}
+    with pytest.raises(ValidationError):
+        encode(new_envelope(_TrailingNewline(text="x"), **kw))
+    with pytest.raises(ValidationError):
+        encode_event(_TrailingNewline(text="x"), **kw)
