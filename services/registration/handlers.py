@@ -140,6 +140,9 @@ class CommandIdentity:
     first_used_ms: int
     attempted: bool = False
     """An append was attempted: the command may be in the log from here on."""
+    holds_key: Callable[[], bool] = lambda: True
+    """Whether the request still holds its key's lease: one that may have lost it (a retry
+    took the command over) must not append (`Commands.append`)."""
     _named: int = 0
     _command_event: bool = False
 
@@ -269,6 +272,12 @@ class Commands:
             for topic, key, event in records
         ]
         if command is not None:
+            if not command.holds_key():  # a taker starts `attempted`: check it too
+                log.warning("idempotency_lease_lost", event_id=command.event_id)
+                raise Problem(503, "Service unavailable",
+                              "This request's Idempotency-Key could not be kept reserved "
+                              "meanwhile; nothing was appended. Retry with the same "
+                              "Idempotency-Key.", headers={"Retry-After": "1"})
             command.attempted = True
         try:
             return await self.runtime.eventlog.append(out)

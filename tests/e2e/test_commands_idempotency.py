@@ -367,3 +367,163 @@ async def test_a_failed_look_up_keeps_the_stranded_reservation(tmp_path: Path) -
                   if isinstance(e, RegistrationSubmitted)
                   and e.opportunity.title == body["opportunity"]["title"]]
         assert titled == [retried.json()["id"]]
+
+
+async def test_a_request_whose_reservation_was_taken_over_cannot_drop_the_takers_reservation(
+    tmp_path: Path,
+) -> None:
+    """A request alive but cut off from the store for a whole lease (renewals failing) is
+    taken over by a retry, which appends the command. When the first request then fails
+    before its own append, its clean-up must not delete the taker's reservation: the taker's
+    answer would not be stored, and the next retry would get a fresh identity and append the
+    command a second time."""
+    settings = Settings(backend="embedded", data_dir=tmp_path, admin_token="test-admin-token",
+                        idempotency_lease_seconds=0.4)
+    async with serve(settings, frozenset({"registration"})) as running:
+        commands = running.app.state.commands
+        store = commands.idempotency
+        real_renew, real_submit = store.renew, commands.submit_registration
+        a_may_fail, a_done = asyncio.Event(), asyncio.Event()
+        calls = 0
+
+        async def unreachable(*_: object) -> bool:
+            raise OSError("the store is unreachable")
+
+        async def submit(*args: object, **kw: object) -> object:
+            nonlocal calls
+            calls += 1
+            if calls == 1:  # the first request: stalls, then is refused before appending
+                await a_may_fail.wait()
+                try:
+                    raise Problem(422, "Validation failed", "Refused before the append.")
+                finally:
+                    a_done.set()
+            store.renew = real_renew  # type: ignore[method-assign]
+            outcome = await real_submit(*args, **kw)  # the taker appends
+            a_may_fail.set()
+            await a_done.wait()
+            await asyncio.sleep(0.05)  # the first request's clean-up runs
+            return outcome
+
+        store.renew = unreachable  # type: ignore[method-assign]
+        commands.submit_registration = submit
+        body = registration("p-1", "taken-over.com")
+        key = {"Idempotency-Key": "k-taken-over"}
+        first = asyncio.create_task(running.client.post("/v1/registrations", json=body,
+                                                        headers=key))
+        await asyncio.sleep(0.7)  # its lease lapses
+        taker = await running.client.post("/v1/registrations", json=body, headers=key)
+        assert taker.status_code == 202, taker.text
+        assert (await first).status_code == 422
+        commands.submit_registration = real_submit
+        again = await running.client.post("/v1/registrations", json=body, headers=key)
+        assert again.status_code == 202 and again.json() == taker.json()
+        titled = [e.registration_id for _, e in await intake_events(running)
+                  if isinstance(e, RegistrationSubmitted)
+                  and e.opportunity.title == body["opportunity"]["title"]]
+        assert titled == [taker.json()["id"]]
+
+
+async def test_a_request_that_lost_its_lease_does_not_append_after_the_taker(
+    tmp_path: Path,
+) -> None:
+    """A request alive but cut off from the store for a whole lease is taken over by a
+    retry, which appends the command and answers. When the first request then reaches its
+    own append, it must not append: it can no longer know the key is still its own, and
+    the command would be in the log twice (the same event id, an extension spent twice)."""
+    settings = Settings(backend="embedded", data_dir=tmp_path, admin_token="test-admin-token",
+                        idempotency_lease_seconds=0.4)
+    async with serve(settings, frozenset({"registration"})) as running:
+        commands = running.app.state.commands
+        store = commands.idempotency
+        real_renew, real_submit = store.renew, commands.submit_registration
+        taker_done = asyncio.Event()
+        calls = 0
+
+        async def unreachable(*_: object) -> bool:
+            raise OSError("the store is unreachable")
+
+        async def submit(*args: object, **kw: object) -> object:
+            nonlocal calls
+            calls += 1
+            if calls == 1:  # the first request stalls before its append
+                await taker_done.wait()
+            else:
+                store.renew = real_renew  # type: ignore[method-assign]
+            return await real_submit(*args, **kw)
+
+        store.renew = unreachable  # type: ignore[method-assign]
+        commands.submit_registration = submit
+        body = registration("p-1", "lost-lease.com")
+        key = {"Idempotency-Key": "k-lost-lease"}
+        first = asyncio.create_task(running.client.post("/v1/registrations", json=body,
+                                                        headers=key))
+        await asyncio.sleep(0.7)  # its lease lapses
+        taker = await running.client.post("/v1/registrations", json=body, headers=key)
+        assert taker.status_code == 202, taker.text
+        taker_done.set()
+        late = await first
+        commands.submit_registration = real_submit
+        assert late.status_code == 503, late.text
+        assert late.headers["retry-after"] == "1"
+        again = await running.client.post("/v1/registrations", json=body, headers=key)
+        assert again.status_code == 202 and again.json() == taker.json()
+        titled = [i for i, e in await intake_events(running)
+                  if isinstance(e, RegistrationSubmitted)
+                  and e.opportunity.title == body["opportunity"]["title"]]
+        assert len(titled) == 1
+
+
+async def test_a_taker_that_lost_its_lease_does_not_append_after_the_next_taker(
+    tmp_path: Path,
+) -> None:
+    """The first attempt's append failed (503: the command may be in the log), so a retry
+    takes the reservation over; that taker, cut off from the store for a whole lease before
+    its append, is taken over in turn. The second taker appends; the first must not."""
+    settings = Settings(backend="embedded", data_dir=tmp_path, admin_token="test-admin-token",
+                        idempotency_lease_seconds=0.4)
+    async with serve(settings, frozenset({"registration"})) as running:
+        commands = running.app.state.commands
+        store, log = commands.idempotency, running.runtime.eventlog
+        real_renew, real_submit, real_append = (store.renew, commands.submit_registration,
+                                                log.append)
+        second_done = asyncio.Event()
+        calls = 0
+
+        async def refused(*_: object) -> object:
+            log.append = real_append  # type: ignore[method-assign]
+            raise OSError("the broker did not confirm")
+
+        async def unreachable(*_: object) -> bool:
+            raise OSError("the store is unreachable")
+
+        async def submit(*args: object, **kw: object) -> object:
+            nonlocal calls
+            calls += 1
+            if calls == 2:  # the first taker: cut off from the store, stalls
+                store.renew = unreachable  # type: ignore[method-assign]
+                await second_done.wait()
+            elif calls == 3:
+                store.renew = real_renew  # type: ignore[method-assign]
+            return await real_submit(*args, **kw)
+
+        log.append = refused  # type: ignore[method-assign]
+        commands.submit_registration = submit
+        body = registration("p-1", "taker-lost-lease.com")
+        key = {"Idempotency-Key": "k-taker-lost-lease"}
+        failed = await running.client.post("/v1/registrations", json=body, headers=key)
+        assert failed.status_code == 503
+        await asyncio.sleep(0.6)
+        first_taker = asyncio.create_task(running.client.post(
+            "/v1/registrations", json=body, headers=key))
+        await asyncio.sleep(0.8)  # its lease lapses
+        second_taker = await running.client.post("/v1/registrations", json=body, headers=key)
+        assert second_taker.status_code == 202, second_taker.text
+        second_done.set()
+        late = await first_taker
+        commands.submit_registration = real_submit
+        assert late.status_code == 503, late.text
+        titled = [i for i, e in await intake_events(running)
+                  if isinstance(e, RegistrationSubmitted)
+                  and e.opportunity.title == body["opportunity"]["title"]]
+        assert len(titled) == 1

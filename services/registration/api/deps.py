@@ -136,16 +136,17 @@ async def idempotent(request: Request, principal: Principal, commands: Commands,
                       "This Idempotency-Key was used with a different request.",
                       errors=[{"field": "Idempotency-Key",
                                "message": "already used with another request body"}])
-    if claim.verdict is Verdict.IN_PROGRESS or claim.first_used is None:
+    if claim.verdict is Verdict.IN_PROGRESS or claim.first_used is None or claim.lease is None:
         raise Problem(409, "Conflict",
                       "A request with this Idempotency-Key is still being processed.",
                       headers={"Retry-After": "1"})
-    first_used = claim.first_used
+    first_used, held = claim.first_used, claim.lease
     # A stranded reservation's command may be in the log whatever this attempt does: its
     # reservation is never dropped (a retry after a failed look-up must look again).
     command = CommandIdentity(command_seed(scope, key, print_, first_used),
-                              int(first_used.timestamp() * 1000), attempted=claim.stranded)
-    lease = asyncio.create_task(store.keep_leased(scope, key, first_used),
+                              int(first_used.timestamp() * 1000), attempted=claim.stranded,
+                              holds_key=lambda: store.holds(held))
+    lease = asyncio.create_task(store.keep_leased(scope, key, held),
                                 name="idempotency-lease")
     bound = COMMAND.set(command)
     try:
@@ -169,15 +170,15 @@ async def idempotent(request: Request, principal: Principal, commands: Commands,
             with contextlib.suppress(Exception):
                 await store.complete(scope, key, problem.status, bytes(refused.body).decode(),
                                      {k: v for k, v in refused.headers.items()
-                                      if k.lower() in REPLAYED_HEADERS}, first_used)
+                                      if k.lower() in REPLAYED_HEADERS}, held)
         elif not command.attempted:
             with contextlib.suppress(Exception):
-                await store.release(scope, key, first_used)
+                await store.release(scope, key, held)
         raise
     except BaseException:
         if not command.attempted:
             with contextlib.suppress(Exception):
-                await store.release(scope, key, first_used)
+                await store.release(scope, key, held)
         raise
     finally:
         COMMAND.reset(bound)
@@ -188,7 +189,7 @@ async def idempotent(request: Request, principal: Principal, commands: Commands,
                                if k.lower() in REPLAYED_HEADERS}
     try:
         await store.complete(scope, key, outcome.status_code, bytes(kept.body).decode(),
-                             headers, first_used)
+                             headers, held)
     except Exception as exc:
         # The event is durable; failing to remember the answer must not turn it into an
         # error. The reservation stays pending: once its lease lapses, a retry finds the
