@@ -143,7 +143,6 @@ class AccountDirectory:
                 return
             started = time.perf_counter()
             self._index = await self._load()
-            gc.collect()
             self._settle_heap()
             self._warmed_at = time.monotonic()
             log.info("account_directory_warmed", accounts=len(self._index),
