@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+import asyncpg
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -141,14 +142,9 @@ STORE_RETRY_AFTER_SECONDS = 2
 
 # Connection-level failures of a driver (asyncpg, sqlite3): the store is restarting or
 # unreachable, which is a 503 to retry, not a defect (500).
-_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (ConnectionError,)
-try:  # asyncpg is an optional driver (PostgreSQL)
-    import asyncpg
-
-    _CONNECTION_ERRORS += (asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
-                           asyncpg.InterfaceError, asyncpg.AdminShutdownError)
-except ImportError:  # pragma: no cover - asyncpg is a dependency
-    pass
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectionError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError, asyncpg.AdminShutdownError)
 
 
 def store_unreachable(exc: BaseException) -> bool:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -48,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 from tests.bench import loadgen  # noqa: E402
 from tests.bench.common import record  # noqa: E402
 from tests.support.companies import Workload, generate  # noqa: E402
-from tests.support.processes import free_port, wait_ready  # noqa: E402
+from tests.support.processes import free_port, stop, wait_ready  # noqa: E402
 
 TOKEN = "bench-admin"
 SEED = 406
@@ -69,11 +68,7 @@ def process(args: list[str], env: dict[str, str],
     try:
         yield proc
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         log.close()
 
 

@@ -26,7 +26,6 @@ import gc
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -65,7 +64,7 @@ from shared.settings import Settings  # noqa: E402
 from tests.bench import loadgen  # noqa: E402
 from tests.bench.common import record  # noqa: E402
 from tests.integration.projections.projection_support import append_workload  # noqa: E402
-from tests.support.processes import free_port, wait_ready  # noqa: E402
+from tests.support.processes import free_port, stop, wait_ready  # noqa: E402
 from tests.unit.projections.projection_workload import generate  # noqa: E402
 
 SYLLABLES = ("ac", "me", "glo", "bex", "ini", "tech", "um", "bre", "la", "hoo", "li", "stark",
@@ -357,11 +356,7 @@ async def bench_lookups(count: int, rate: float, seconds: float,
             extract=first_owner))
         server_cores = (loadgen.process_cpu_seconds(proc.pid) - cpu0) / result.wall_seconds
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         log.close()
     found = sum(1 for v in result.extracts.values() if v)
     print(f"ownership through HTTP at {rate:.0f}/s: p50 {result.ms(50):.2f} ms, p99 "

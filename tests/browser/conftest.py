@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
-from tests.support.processes import free_port
+from tests.support.processes import free_port, stop
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = Path(os.environ.get("DEALREG_SCREENSHOTS")
@@ -115,12 +114,7 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
         _wait_ready(base, proc, log)
         yield DevServer(base, token, log)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 PARTNERS = {"p-northwind": ("Northwind Systems", "gold"), "p-contoso": ("Contoso Partners",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from typer.testing import CliRunner
 
 from dealreg.cli import app
 from tests.e2e.test_registration_slice import registration
-from tests.support.processes import free_port
+from tests.support.processes import free_port, stop
 
 TOKEN = "admin-cli-token"
 
@@ -49,12 +48,7 @@ def dev_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             time.sleep(0.2)
         yield url
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         log.close()
 
 

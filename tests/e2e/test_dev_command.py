@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from tests.e2e.test_registration_slice import registration
-from tests.support.processes import free_port, wait_ready
+from tests.support.processes import free_port, stop, wait_ready
 
 
 @contextmanager
@@ -31,12 +31,7 @@ def dealreg_dev(data_dir: Path, port: int, token: str | None) -> Iterator[subpro
     try:
         yield proc
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 async def _post(base: str, token: str, partner: str) -> httpx.Response:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,7 @@ import httpx
 import pytest
 
 from tests.e2e.test_registration_slice import registration
-from tests.support.processes import free_port, wait_ready
+from tests.support.processes import free_port, stop, wait_ready
 from tests.support.servers import ServerHandle, create_database
 
 ADMIN = "gateway-admin-token"
@@ -41,12 +40,7 @@ def dealreg(args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[b
         try:
             yield proc
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
             LOGS.pop(proc.pid, None)
 
 
@@ -229,15 +223,7 @@ async def test_an_unreachable_upstream_is_502_and_a_silent_one_504() -> None:
     try:
         with dealreg(["gateway", "--port", str(port)], env):
             async with httpx.AsyncClient(base_url=base, timeout=10) as client:
-                deadline = asyncio.get_running_loop().time() + 60
-                while True:
-                    try:
-                        if (await client.get("/healthz")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    assert asyncio.get_running_loop().time() < deadline
-                    await asyncio.sleep(0.1)
+                await wait_ready(base, 60, path="/healthz")
                 down = await client.post("/v1/registrations", json={}, headers=AUTH)
                 assert down.status_code == 502
                 assert down.headers["content-type"] == "application/problem+json"

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -18,7 +17,7 @@ from typing import IO, Any
 
 import httpx
 
-from tests.support.processes import free_port
+from tests.support.processes import free_port, stop, wait_ready
 
 TOKEN = "gw-log-secret-token"
 
@@ -55,12 +54,7 @@ def gateway(port: int, env: dict[str, str], output: IO[bytes]) -> Iterator[None]
     try:
         yield
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def access_lines(output: bytes) -> list[dict[str, Any]]:
@@ -88,15 +82,7 @@ async def test_the_gateway_writes_one_access_line_per_request_without_secrets() 
         with gateway(gateway_port, env, output):
             try:
                 async with httpx.AsyncClient(base_url=base, timeout=10) as client:
-                    deadline = asyncio.get_running_loop().time() + 60
-                    while True:
-                        try:
-                            if (await client.get("/healthz")).status_code == 200:
-                                break
-                        except httpx.TransportError:
-                            pass
-                        assert asyncio.get_running_loop().time() < deadline
-                        await asyncio.sleep(0.1)
+                    await wait_ready(base, 60, path="/healthz")
                     made = await client.post(
                         "/v1/registrations/reg_x1/withdraw?token=query-secret", json={},
                         headers={"Authorization": f"Bearer {TOKEN}",

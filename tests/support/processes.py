@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
+import subprocess
 
 import httpx
 
@@ -15,13 +17,24 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def wait_ready(url: str, timeout: float = 30.0) -> None:
-    """Wait until `url`/readyz answers 200 (the service started its workers)."""
+def stop(proc: subprocess.Popen[bytes] | subprocess.Popen[str], timeout: float = 20.0) -> None:
+    """SIGTERM `proc` (a graceful stop), SIGKILL it if it is still running after `timeout`."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+async def wait_ready(url: str, timeout: float = 30.0, path: str = "/readyz") -> None:
+    """Wait until `url``path` answers 200 (`/readyz`: the service started its workers;
+    `/healthz`: the process serves, whatever its dependencies)."""
     deadline = asyncio.get_running_loop().time() + timeout
     async with httpx.AsyncClient() as client:
         while asyncio.get_running_loop().time() < deadline:
             try:
-                if (await client.get(f"{url}/readyz")).status_code == 200:
+                if (await client.get(f"{url}{path}")).status_code == 200:
                     return
             except httpx.TransportError:
                 pass

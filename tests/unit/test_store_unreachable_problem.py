@@ -4,7 +4,6 @@ on a healthy connection is still a 500 (a defect, not a condition to wait out)."
 
 from __future__ import annotations
 
-import socket
 import sqlite3
 
 import httpx
@@ -15,12 +14,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from shared.api.problems import PROBLEM_JSON, install_problem_handlers, store_unreachable
 from shared.readmodel.store import create_engine
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support.processes import free_port
 
 
 def _app() -> FastAPI:
@@ -30,7 +24,7 @@ def _app() -> FastAPI:
     @app.get("/unreachable")
     async def unreachable() -> dict[str, str]:
         # The real driver against a port where no PostgreSQL listens.
-        engine = create_engine(f"postgresql+asyncpg://u:p@127.0.0.1:{_closed_port()}/db")
+        engine = create_engine(f"postgresql+asyncpg://u:p@127.0.0.1:{free_port()}/db")
         try:
             async with engine.connect() as conn:
                 await conn.execute(text("select 1"))
