@@ -28,7 +28,7 @@ from typing import Any
 import aiosmtplib
 import httpx
 import orjson
-from sqlalchemy import column, delete, select, table, update
+from sqlalchemy import bindparam, column, delete, select, table, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from standardwebhooks import Webhook
 
@@ -140,6 +140,11 @@ class NotificationSender:
         self.in_flight: dict[str, asyncio.Task[None]] = {}
         self.semaphores: dict[str, asyncio.Semaphore] = {}
         self.wake = asyncio.Event()
+        # Recipients read by `claim` for the deliveries it claimed (taken by `_attempt`).
+        self._recipients: dict[str, dict[str, Any] | None] = {}
+        # Outcomes waiting to be recorded together (`_record`), and the task recording them.
+        self._outcomes: list[_Pending] = []
+        self._recording: asyncio.Task[None] | None = None
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -180,6 +185,7 @@ class NotificationSender:
 
         def done(_: asyncio.Task[None]) -> None:
             self.in_flight.pop(delivery, None)
+            self._recipients.pop(delivery, None)
         task.add_done_callback(done)
 
     async def claim(self, limit: int) -> list[dict[str, Any]]:
@@ -199,6 +205,18 @@ class NotificationSender:
                 await conn.execute(update(notification_outbox)
                                    .where(o.id.in_([r["id"] for r in rows]))
                                    .values(lease_until=lease))
+                # The recipients too, one query per kind: a connection per delivery was
+                # most of the worker's cost under load (and opened connections above the
+                # pool when a claim started many deliveries at once).
+                for kind in {str(r["recipient_kind"]) for r in rows}:
+                    recipients = RECIPIENTS.get(kind, ref_owners)
+                    ids = sorted({r["recipient_id"] for r in rows
+                                  if str(r["recipient_kind"]) == kind})
+                    found = {f["id"]: dict(f) for f in (await conn.execute(
+                        select(recipients).where(recipients.c.id.in_(ids)))).mappings()}
+                    for r in rows:
+                        if str(r["recipient_kind"]) == kind:
+                            self._recipients[str(r["id"])] = found.get(r["recipient_id"])
         return rows
 
     # --- one delivery -----------------------------------------------------------------
@@ -231,10 +249,7 @@ class NotificationSender:
                 "(history replayed into a new read model); redeliver to send it anyway")), 0)
             return
         try:
-            recipients = RECIPIENTS.get(row["recipient_kind"], ref_owners)
-            async with self.engine.connect() as conn:
-                owner = (await conn.execute(select(recipients).where(
-                    recipients.c.id == row["recipient_id"]))).mappings().first()
+            owner = await self._recipient(row)
             endpoint = self._endpoint(row, owner)
             semaphore = self.semaphores.setdefault(
                 endpoint, asyncio.Semaphore(self.settings.notification_endpoint_concurrency))
@@ -250,6 +265,16 @@ class NotificationSender:
             outcome = Outcome("retry", error=f"internal error: {exc}"[:2000])
         tracing.annotate(outcome=outcome.kind, status_code=outcome.status_code)
         await self._record(row, outcome, int((time.perf_counter() - started) * 1000))
+
+    async def _recipient(self, row: dict[str, Any]) -> Any:
+        """The delivery's recipient row as `claim` read it (else read now), None if gone."""
+        delivery = str(row["id"])
+        if delivery in self._recipients:
+            return self._recipients.pop(delivery)
+        recipients = RECIPIENTS.get(row["recipient_kind"], ref_owners)
+        async with self.engine.connect() as conn:
+            return (await conn.execute(select(recipients).where(
+                recipients.c.id == row["recipient_id"]))).mappings().first()
 
     def _endpoint(self, row: dict[str, Any], owner: Any) -> str:
         if row["channel"] == "email":
@@ -337,44 +362,99 @@ class NotificationSender:
         return Outcome("delivered")
 
     async def _record(self, row: dict[str, Any], outcome: Outcome, duration_ms: int) -> None:
+        """Record the outcome and the attempt (one transaction). Deliveries that finish
+        together are recorded together: a claim's deliveries that need no network (a
+        recipient without a URL, no SMTP) all finish in the same tick, and one
+        transaction for all of them costs what one cost for each."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._outcomes.append(_Pending(row, outcome, duration_ms, done))
+        if self._recording is None or self._recording.done():
+            self._recording = asyncio.create_task(self._record_pending(),
+                                                  name="notification-record")
+        await done
+
+    async def _record_pending(self) -> None:
+        while self._outcomes:
+            batch, self._outcomes = self._outcomes, []
+            try:
+                await self._record_batch(batch)
+            except BaseException as exc:
+                for pending in batch:
+                    if not pending.done.done():
+                        pending.done.set_exception(
+                            exc if isinstance(exc, Exception)
+                            else RuntimeError("recording cancelled"))
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for pending in batch:
+                if not pending.done.done():
+                    pending.done.set_result(None)
+
+    async def _record_batch(self, batch: Sequence[_Pending]) -> None:
         now = datetime.now(UTC)
         o = notification_outbox.c
+        recorded: list[tuple[_Pending, str]] = []
         async with self.engine.begin() as conn:
-            current = (await conn.execute(select(o.attempts, o.retry_from).where(
-                o.id == row["id"]))).first()
-            if current is None:
-                return
-            attempts, retry_from = current
-            attempt = attempts + 1
-            values: dict[str, Any] = {"attempts": attempt, "lease_until": None,
-                                      "last_error": outcome.error}
-            label = outcome.kind
-            if outcome.kind == "delivered":
-                values.update(status="delivered", delivered_at=now, next_attempt_at=None)
-            elif outcome.kind == "disabled":
-                values.update(status="disabled", next_attempt_at=None)
-            elif outcome.kind == "stale":
-                values.update(status="stale", next_attempt_at=None)
-            else:
-                s = self.settings
-                delay = next_delay(s.notification_schedule_seconds, attempt - retry_from,
-                                   s.notification_jitter, outcome.retry_after)
-                if delay is None:
-                    values.update(status="dead", next_attempt_at=None)
-                    label = "dead"
-                else:
-                    values.update(next_attempt_at=now + timedelta(seconds=delay))
-                    label = "failed"
-            await conn.execute(update(notification_outbox).where(o.id == row["id"])
-                               .values(**values))
-            await conn.execute(notification_attempts.insert().values(
-                delivery_id=row["id"], attempt=attempt, at=now, outcome=label,
-                status_code=outcome.status_code, error=outcome.error,
-                duration_ms=duration_ms))
-        metrics.delivery_outcome(row["channel"], label)
-        log.info("notification_attempt", delivery_id=row["id"], channel=row["channel"],
-                 recipient=row["recipient_id"], outcome=label, status=outcome.status_code,
-                 trace_id=tracing.trace_id_of(row.get("traceparent")))
+            current = {r.id: (r.attempts, r.retry_from) for r in (await conn.execute(
+                select(o.id, o.attempts, o.retry_from).where(
+                    o.id.in_(sorted({p.row["id"] for p in batch}))))).all()}
+            updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+            attempts_rows: list[dict[str, Any]] = []
+            for pending in batch:
+                row, outcome = pending.row, pending.outcome
+                if row["id"] not in current:
+                    continue
+                attempts, retry_from = current[row["id"]]
+                attempt = attempts + 1
+                current[row["id"]] = (attempt, retry_from)  # the same delivery twice
+                values, label = self._outcome_values(outcome, attempt - retry_from, now)
+                values.update(attempts=attempt, lease_until=None, last_error=outcome.error)
+                updates.setdefault(tuple(sorted(values)), []).append(
+                    {"delivery": row["id"], **values})
+                attempts_rows.append({
+                    "delivery_id": row["id"], "attempt": attempt, "at": now, "outcome": label,
+                    "status_code": outcome.status_code, "error": outcome.error,
+                    "duration_ms": pending.duration_ms})
+                recorded.append((pending, label))
+            for columns, params in updates.items():
+                await conn.execute(
+                    update(notification_outbox).where(o.id == bindparam("delivery"))
+                    .values({c: bindparam(c) for c in columns}), params)
+            if attempts_rows:
+                await conn.execute(notification_attempts.insert(), attempts_rows)
+        for pending, label in recorded:
+            row, outcome = pending.row, pending.outcome
+            metrics.delivery_outcome(row["channel"], label)
+            log.info("notification_attempt", delivery_id=row["id"], channel=row["channel"],
+                     recipient=row["recipient_id"], outcome=label, status=outcome.status_code,
+                     trace_id=tracing.trace_id_of(row.get("traceparent")))
+
+    def _outcome_values(self, outcome: Outcome, done: int, now: datetime
+                        ) -> tuple[dict[str, Any], str]:
+        """The outbox columns an outcome sets (besides the attempt count, lease and error),
+        and its label; `done`: attempts of this round so far, this one included."""
+        if outcome.kind == "delivered":
+            return {"status": "delivered", "delivered_at": now, "next_attempt_at": None}, \
+                "delivered"
+        if outcome.kind in ("disabled", "stale"):
+            return {"status": outcome.kind, "next_attempt_at": None}, outcome.kind
+        s = self.settings
+        delay = next_delay(s.notification_schedule_seconds, done, s.notification_jitter,
+                           outcome.retry_after)
+        if delay is None:
+            return {"status": "dead", "next_attempt_at": None}, "dead"
+        return {"next_attempt_at": now + timedelta(seconds=delay)}, "failed"
+
+
+@dataclass
+class _Pending:
+    """An outcome waiting to be recorded; `done` resolves once it is (or failed)."""
+
+    row: dict[str, Any]
+    outcome: Outcome
+    duration_ms: int
+    done: asyncio.Future[None]
 
 
 async def redeliver(conn: AsyncConnection, delivery_id: str) -> bool:
