@@ -8,7 +8,9 @@ Design:
 - Offsets are assigned by that writer in memory and restored if a commit fails, so a
   partition never has a gap or a record that was reported but not written.
 - Committed end positions are kept in memory; an idle consumer waits on an asyncio event
-  and never queries the file.
+  and never queries the file. Readers see only committed ends (`_visible`): an offset the
+  writer assigned is not readable before its commit (a consumer polling meanwhile found
+  nothing and polled again at once, a dozen reads per record while a commit was in flight).
 - A transaction (outputs + a consumer group's new positions) is one SQLite transaction:
   the embedded equivalent of Kafka's consume-process-produce transaction.
 - One process owns the file (an exclusive lock says so loudly); a consumer group has one
@@ -96,6 +98,10 @@ class EmbeddedEventLog(EventLog):
         self._lock_fd: int | None = None
         self._topics: dict[str, int] = {}
         self._ends: dict[TopicPartition, int] = defaultdict(int)
+        """The next offset the writer assigns, per partition (ahead of `_visible` while a
+        commit is in flight)."""
+        self._visible: dict[TopicPartition, int] = {}
+        """The committed end of each partition: what readers may read up to."""
         self._queue: asyncio.Queue[_Write] = asyncio.Queue()
         self._writer_task: asyncio.Task[None] | None = None
         self._appended = asyncio.Event()
@@ -123,6 +129,7 @@ class EmbeddedEventLog(EventLog):
         topics, ends = await self._on_reader(self._load_state)
         self._topics = topics
         self._ends.update(ends)
+        self._visible.update(ends)
         self._writer_task = asyncio.create_task(self._write_loop(), name="eventlog-writer")
 
     async def close(self) -> None:
@@ -263,6 +270,9 @@ class EmbeddedEventLog(EventLog):
             if not isinstance(exc, Exception):
                 raise
             return
+        for row in rows:
+            tp = TopicPartition(row[0], row[1])
+            self._visible[tp] = max(self._visible.get(tp, 0), row[2] + 1)
         for item, landed in zip(batch, results, strict=True):
             if not item.future.done():
                 item.future.set_result(landed)
@@ -296,7 +306,7 @@ class EmbeddedEventLog(EventLog):
 
     async def end_positions(self, topic: str) -> dict[TopicPartition, int]:
         n = await self.partitions(topic)
-        return {TopicPartition(topic, p): self._ends.get(TopicPartition(topic, p), 0)
+        return {TopicPartition(topic, p): self._visible.get(TopicPartition(topic, p), 0)
                 for p in range(n)}
 
     async def offsets_for_time(self, topic: str, timestamp_ms: int) -> dict[TopicPartition, int]:
@@ -433,9 +443,9 @@ class EmbeddedSubscription(Subscription):
         deadline = asyncio.get_running_loop().time() + timeout
         while not self._closed:
             ready = [
-                (tp, pos, self._log._ends.get(tp, 0))
+                (tp, pos, self._log._visible.get(tp, 0))
                 for tp, pos in self.fetch_positions.items()
-                if pos < self._log._ends.get(tp, 0)
+                if pos < self._log._visible.get(tp, 0)
             ]
             if ready:
                 share = max(1, max_records // len(ready))

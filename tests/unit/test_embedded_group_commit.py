@@ -49,3 +49,47 @@ async def test_concurrent_appends_share_commits_and_answer_only_when_durable(
         await log.close()
     assert not_durable == []
     assert 1 <= commits < 200 / 4  # many appends per transaction under concurrency
+
+
+async def test_a_consumer_polling_while_a_commit_is_in_flight_waits_for_it_instead_of_reading_nothing(
+        tmp_path: Path) -> None:
+    """Offsets are assigned before the SQLite commit: a reader that saw them polled the
+    file, found nothing, and polled again at once for as long as the commit took (a
+    dozen reads per record under load). Readers see committed ends only."""
+    log = EmbeddedEventLog(tmp_path / "log.sqlite3")
+    await log.start()
+    topics = Topics.named("t")
+    await log.create_topics(topics.specs(1))
+    write_rows = log._write_rows
+    release = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def slow(*args: Any) -> None:  # a commit that takes until `release` (an fsync)
+        asyncio.run_coroutine_threadsafe(release.wait(), loop).result()
+        write_rows(*args)
+
+    reads = 0
+    fetch = log._fetch
+
+    def counted(*args: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return fetch(*args)
+
+    try:
+        member = await log.subscribe("g", [topics.intake])
+        log._write_rows = slow  # type: ignore[method-assign]
+        log._fetch = counted  # type: ignore[method-assign]
+        appending = asyncio.create_task(log.append([OutgoingRecord(topics.intake, "k", b"v")]))
+        await asyncio.sleep(0.05)  # the offset is assigned, its commit in flight
+        assert await log.end_positions(topics.intake) == {
+            tp: 0 for tp in await log.end_positions(topics.intake)}
+        polled = [len(await member.poll(100, timeout=0.01)) for _ in range(20)]
+        assert polled == [0] * 20 and reads == 0
+        release.set()
+        await appending
+        records = await member.poll(100, timeout=1)
+        assert [r.value for r in records] == [b"v"] and reads == 1
+    finally:
+        release.set()
+        await log.close()
