@@ -33,8 +33,26 @@ def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10,
             cursor.execute("PRAGMA busy_timeout=5000")
             cursor.close()
 
+        _skip_idle_rollbacks(engine)
         return engine
     return create_async_engine(url, **pool, **kwargs)
+
+
+def _skip_idle_rollbacks(engine: AsyncEngine) -> None:
+    """No ROLLBACK on a SQLite connection that holds no transaction (one that only read):
+    SQLite has nothing to undo, and through aiosqlite every statement is a hop to the
+    connection's thread and back -- one per read-only `engine.connect()` block, the
+    commonest in a loaded `dealreg dev`."""
+    dialect = engine.sync_engine.dialect
+    rollback = dialect.do_rollback
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        driver = getattr(dbapi_connection, "driver_connection", None)
+        if driver is not None and getattr(driver, "in_transaction", True) is False:
+            return
+        rollback(dbapi_connection)
+
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign]
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
