@@ -86,9 +86,13 @@ class _Member:
 
 class EmbeddedEventLog(EventLog):
     def __init__(
-        self, path: Path | str, *, synchronous: str = "FULL", max_batch_records: int = 20_000
+        self, path: Path | str, *, synchronous: str = "FULL", max_batch_records: int = 20_000,
+        linger_seconds: float = 0.0,
     ) -> None:
         self.path = Path(path)
+        self.linger_seconds = linger_seconds
+        """How long `poll` waits for more once records are readable, unless a full batch is
+        (fetch.max.wait): batches of several records under load instead of one each."""
         self._synchronous = synchronous
         self._max_batch_records = max_batch_records
         self._writer_pool: ThreadPoolExecutor | None = None
@@ -441,12 +445,17 @@ class EmbeddedSubscription(Subscription):
 
     async def poll(self, max_records: int = 1000, timeout: float = 0.5) -> list[Record]:
         deadline = asyncio.get_running_loop().time() + timeout
+        lingered = self._log.linger_seconds <= 0
         while not self._closed:
             ready = [
                 (tp, pos, self._log._visible.get(tp, 0))
                 for tp, pos in self.fetch_positions.items()
                 if pos < self._log._visible.get(tp, 0)
             ]
+            if ready and not lingered and sum(e - p for _, p, e in ready) < max_records:
+                lingered = True
+                await asyncio.sleep(self._log.linger_seconds)
+                continue
             if ready:
                 share = max(1, max_records // len(ready))
                 records = await self._log._on_reader(self._fetch_all, ready, share)

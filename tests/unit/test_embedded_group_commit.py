@@ -51,7 +51,7 @@ async def test_concurrent_appends_share_commits_and_answer_only_when_durable(
     assert 1 <= commits < 200 / 4  # many appends per transaction under concurrency
 
 
-async def test_a_consumer_polling_while_a_commit_is_in_flight_waits_for_it_instead_of_reading_nothing(
+async def test_a_consumer_polling_during_a_commit_waits_for_it_instead_of_reading_nothing(
         tmp_path: Path) -> None:
     """Offsets are assigned before the SQLite commit: a reader that saw them polled the
     file, found nothing, and polled again at once for as long as the commit took (a
@@ -93,3 +93,36 @@ async def test_a_consumer_polling_while_a_commit_is_in_flight_waits_for_it_inste
     finally:
         release.set()
         await log.close()
+
+
+async def test_a_lingering_consumer_takes_records_that_arrive_within_the_linger_in_one_batch(
+        tmp_path: Path) -> None:
+    """`linger_seconds` (DEALREG_EMBEDDED_LINGER_MS): records appended one by one shortly
+    after each other are read as one batch, not one poll each; without it the first poll
+    returns the first record alone. A full batch is read at once."""
+    for linger, expected in ((0.0, [1, 2]), (0.3, [3])):
+        log = EmbeddedEventLog(tmp_path / f"log-{linger}.sqlite3", linger_seconds=linger)
+        await log.start()
+        topics = Topics.named("t")
+        await log.create_topics(topics.specs(1))
+        try:
+            member = await log.subscribe("g", [topics.intake])
+
+            async def trickle(log: EmbeddedEventLog, topic: str) -> None:
+                for i in range(3):
+                    await log.append([OutgoingRecord(topic, "k", f"r{i}".encode())])
+                    await asyncio.sleep(0.02)
+
+            appending = asyncio.create_task(trickle(log, topics.intake))
+            sizes = [len(await member.poll(100, timeout=1))]
+            await appending
+            sizes.append(len(await member.poll(100, timeout=1)))
+            assert sizes[0] in expected, (linger, sizes)
+            assert sum(sizes) == 3
+            for _ in range(5):
+                await log.append([OutgoingRecord(topics.intake, "k", b"x")])
+            started = asyncio.get_running_loop().time()
+            assert len(await member.poll(5, timeout=1)) == 5  # full: no linger
+            assert asyncio.get_running_loop().time() - started < 0.25
+        finally:
+            await log.close()
