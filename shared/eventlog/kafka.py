@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka import TopicPartition as KafkaTP
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from prometheus_client import Counter
 
 from shared.eventlog.base import (
     Appended,
@@ -315,6 +316,12 @@ class KafkaSubscription(Subscription, ConsumerRebalanceListener):  # type: ignor
         await self._consumer.stop()
 
 
+TRANSACTIONS = Counter(
+    "dealreg_kafka_transactions_total",
+    "Transactions the consume-process-produce loop committed (one per input partition of a "
+    "batch: the broker's cost of a decision is mostly these)")
+
+
 class TransactionStuck(RuntimeError):
     """A batch's transaction (or a client's shutdown) did not finish in time: the loop
     gives up on this member so its supervisor starts a fresh one, whose producers fence
@@ -496,6 +503,7 @@ class _TransactionalLoop(ConsumerRebalanceListener):  # type: ignore[misc]
                 await producer.send_offsets_to_transaction(
                     {_ktp(tp): records[-1].offset + 1}, self.group_id
                 )
+        TRANSACTIONS.inc()
         for future in futures:
             future.result()
         if records:

@@ -27,8 +27,9 @@ import gc
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import Select, Table, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.registration.domain.resolution import Resolution, choose
@@ -44,7 +45,6 @@ from shared.accounts import (
 from shared.logging import get_logger
 from shared.policy import MatchPolicy
 from shared.readmodel import queries
-from shared.readmodel.queries import account_key_for_crm_id, account_key_for_domain
 from shared.readmodel.schema import account_crm_ids, account_domains, account_names, metadata
 
 log = get_logger(__name__)
@@ -213,49 +213,64 @@ class AccountDirectory:
         return choose(identity, [], index.identifiers, index.__contains__)
 
     async def _fill_misses(self, identity: AccountIdentity, matches: list[AccountMatch]) -> bool:
-        """Ask the directory tables for what memory did not know; True if anything new."""
+        """Ask the directory tables for what memory did not know; True if anything new.
+
+        One statement (a UNION ALL of the CRM id, domain and name look-ups that apply) in
+        one round trip: it was up to three, each a round trip, on most new accounts. Names
+        found count only when neither the CRM id nor the domain found a key (as before)."""
         kinds = {m.matched_by for m in matches}
         confident = any(m.confident for m in matches)
-        added = False
+        parts: list[Select[Any]] = []
+        if identity.crm_account_id and "crm_account_id" not in kinds:
+            parts.append(select(literal("crm"), account_crm_ids.c.crm_account_id,
+                                account_crm_ids.c.account_key)
+                         .where(account_crm_ids.c.crm_account_id == identity.crm_account_id))
+        if identity.domain and "domain" not in kinds:
+            parts.append(select(literal("domain"), account_domains.c.domain,
+                                account_domains.c.account_key)
+                         .where(account_domains.c.domain == identity.domain))
+        if not confident and identity.name and identity.country:
+            parts.append(self._candidate_names(identity.name, identity.country))
+        if not parts:
+            return False
+        query = parts[0] if len(parts) == 1 else union_all(*parts)
         async with self.engine.connect() as conn:
-            if identity.crm_account_id and "crm_account_id" not in kinds:
-                key = await account_key_for_crm_id(conn, identity.crm_account_id)
-                if key:
-                    self.remember(key, AccountIdentity(identity.crm_account_id, None, None,
-                                                       None))
-                    added = True
-            if identity.domain and "domain" not in kinds:
-                key = await account_key_for_domain(conn, identity.domain)
-                if key:
-                    self.remember(key, AccountIdentity(None, identity.domain, None, None))
-                    added = True
-            if not confident and not added and identity.name and identity.country:
-                for name, key in await self._candidate_names(conn, identity.name,
-                                                             identity.country):
-                    self.remember(key, AccountIdentity(None, None, name, identity.country))
-                    added = True
+            rows = [(str(r[0]), str(r[1]), str(r[2])) for r in await conn.execute(query)]
+            found = {kind: await canonical_key(conn, key)
+                     for kind, _, key in rows if kind in ("crm", "domain")}
+        if "crm" in found:
+            self.remember(found["crm"], AccountIdentity(identity.crm_account_id, None, None,
+                                                        None))
+        if "domain" in found:
+            self.remember(found["domain"], AccountIdentity(None, identity.domain, None, None))
+        if found:
+            return True
+        added = False
+        for kind, name, key in rows:
+            if kind == "name":
+                self.remember(key, AccountIdentity(None, None, name, identity.country))
+                added = True
         return added
 
-    async def _candidate_names(self, conn: AsyncConnection, name: str, country: str
-                               ) -> list[tuple[str, str]]:
-        """(name, key) rows that may score against `name`: through the projections'
+    @staticmethod
+    def _candidate_names(name: str, country: str) -> Select[Any]:
+        """("name", name, key) rows that may score against `name`: through the projections'
         blocking-key table when there is one, else names sharing the first token."""
         blocks = metadata.tables.get("account_name_keys")
         if blocks is not None:
             keys = sorted(blocking_keys(sort_name_tokens(name)))
             names = select(blocks.c.name).where(blocks.c.country == country,
                                                 blocks.c.key.in_(keys)).distinct()
-            query = (select(account_names.c.name, account_names.c.account_key)
-                     .where(account_names.c.country == country,
-                            account_names.c.name.in_(names.limit(_NAME_FALLBACK_LIMIT))))
-        else:
-            first = name.split()[0]
-            query = (select(account_names.c.name, account_names.c.account_key)
-                     .where(account_names.c.country == country,
-                            account_names.c.name >= first,
-                            account_names.c.name < first + "\uffff")
-                     .limit(_NAME_FALLBACK_LIMIT))
-        return [(n, k) for n, k in await conn.execute(query)]
+            return (select(literal("name"), account_names.c.name, account_names.c.account_key)
+                    .where(account_names.c.country == country,
+                           account_names.c.name.in_(names.limit(_NAME_FALLBACK_LIMIT))))
+        first = name.split()[0]
+        limited = (select(account_names.c.name, account_names.c.account_key)
+                   .where(account_names.c.country == country,
+                          account_names.c.name >= first,
+                          account_names.c.name < first + "\uffff")
+                   .limit(_NAME_FALLBACK_LIMIT)).subquery()
+        return select(literal("name"), limited.c.name, limited.c.account_key)
 
     def remember(self, account_key: str, identity: AccountIdentity) -> None:
         """File an identity under its key (after an append, or what a query found)."""
