@@ -37,6 +37,11 @@ class Settings(BaseSettings):
         "error (aiokafka's default is 100 ms): a Kafka 4 broker answers NOT_ENOUGH_REPLICAS "
         "to a transactional produce while the same producer's previous transaction is still "
         "completing, and every such retry held the adjudicator's whole batch")
+    kafka_batch_linger_ms: int = Field(
+        20, ge=0, le=1_000, description="The adjudicator's pause after committing a batch "
+        "that was not full, before it fetches the next: more records per partition per "
+        "transaction (each input partition of a batch is one Kafka transaction, the broker's "
+        "main cost per decision). 0: fetch again at once")
     topic_partitions: int = Field(12, ge=1, description="Partitions of new topics")
     database_url: str = Field(
         "postgresql+asyncpg://postgres@127.0.0.1:5432/dealreg",

@@ -125,6 +125,30 @@ async def _pg_transactions(database: str) -> float:
         await conn.close()
 
 
+async def _statements(database: str, reset: bool) -> list[tuple[int, float, str]]:
+    """With pg_stat_statements loaded in the server (shared_preload_libraries): reset, or
+    the top statements by execution time as (calls, total ms, text); else nothing."""
+    import asyncpg
+
+    conn = await asyncpg.connect(database.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        try:
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            if reset:
+                await conn.execute("SELECT pg_stat_statements_reset()")
+                return []
+            rows = await conn.fetch(
+                "SELECT calls, total_exec_time, query FROM pg_stat_statements s "
+                "JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database() "
+                "ORDER BY total_exec_time DESC LIMIT 12")
+        except asyncpg.PostgresError:
+            return []
+        return [(r["calls"], r["total_exec_time"], " ".join(r["query"].split())[:110])
+                for r in rows]
+    finally:
+        await conn.close()
+
+
 def _spans(path: Path) -> Iterator[dict[str, Any]]:
     text = path.read_text(errors="replace")
     decoder = json.JSONDecoder()
@@ -218,6 +242,7 @@ def main() -> None:
             count = int(rate * args.seconds)
             urls = [f"http://127.0.0.1:{p}" for p in ports.values()]
             counters0, pg0 = _counters(urls), asyncio.run(_pg_transactions(database))
+            asyncio.run(_statements(database, reset=True))
             before = [g.sample() for g in groups]
             t0 = time.time()
             result, _ = bench.drive(url, bench.requests(workload, start, count), rate,
@@ -244,6 +269,9 @@ def main() -> None:
                    for k in _COUNTERS}
             per["postgres_transactions"] = round((pg1 - pg0) / decided, 2)
             print(f"    per decided: {per}", flush=True)
+            for calls, total, query in asyncio.run(_statements(database, reset=False)):
+                print(f"      pg {total / decided:6.3f} ms/decided {calls / decided:5.2f} "
+                      f"calls/decided  {query}", flush=True)
             if args.trace:
                 _print_stages([Path(tempfile.gettempdir()) / f"dealreg-bench-{p}.log"
                                for p in ports.values()], t0)

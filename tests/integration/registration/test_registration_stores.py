@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -214,18 +215,26 @@ async def test_a_directory_miss_asks_postgresql_once(engine: AsyncEngine) -> Non
     await directory.warm()
     statements: list[str] = []
 
-    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-        statements.append(statement)
+    def log(record: Any) -> None:  # asyncpg's query logger: every statement the server ran
+        statements.append(record.query)
 
-    event.listen(engine.sync_engine, "before_cursor_execute", seen)
+    def checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        dbapi_conn.driver_connection.add_query_logger(log)
+
+    def checkin(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.driver_connection.remove_query_logger(log)
+
+    event.listen(engine.sync_engine.pool, "checkout", checkout)
+    event.listen(engine.sync_engine.pool, "checkin", checkin)
     try:
         resolution = await directory.resolve(
             identity_of("Brand New Widgets Ltd", "brand-new-widgets.example", "US", "001NEW"),
             MATCH)
     finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", seen)
+        event.remove(engine.sync_engine.pool, "checkout", checkout)
+        event.remove(engine.sync_engine.pool, "checkin", checkin)
     assert resolution.is_new
-    assert len(statements) == 1, statements
+    assert len(statements) == 1, "\n---\n".join(statements)
 
 
 async def test_reads_through_the_reader_take_no_transaction(engine: AsyncEngine) -> None:
