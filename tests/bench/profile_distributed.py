@@ -113,14 +113,17 @@ def _counters(urls: list[str]) -> dict[str, float]:
     return out
 
 
-async def _pg_transactions(database: str) -> float:
+async def _pg_transactions(database: str) -> tuple[float, float]:
+    """PostgreSQL's (transactions, sessions) in the database so far: a session is a new
+    server process (fork, authentication, catalog caches), each costing milliseconds."""
     import asyncpg
 
     conn = await asyncpg.connect(database.replace("postgresql+asyncpg://", "postgresql://"))
     try:
-        return float(await conn.fetchval(
-            "SELECT xact_commit + xact_rollback FROM pg_stat_database "
-            "WHERE datname = current_database()"))
+        row = await conn.fetchrow(
+            "SELECT xact_commit + xact_rollback, sessions FROM pg_stat_database "
+            "WHERE datname = current_database()")
+        return float(row[0]), float(row[1])
     finally:
         await conn.close()
 
@@ -267,7 +270,8 @@ def main() -> None:
                   flush=True)
             per = {k.removeprefix("dealreg_"): round((counters1[k] - counters0[k]) / decided, 2)
                    for k in _COUNTERS}
-            per["postgres_transactions"] = round((pg1 - pg0) / decided, 2)
+            per["postgres_transactions"] = round((pg1[0] - pg0[0]) / decided, 2)
+            per["postgres_sessions"] = round((pg1[1] - pg0[1]) / decided, 3)
             print(f"    per decided: {per}", flush=True)
             for calls, total, query in asyncio.run(_statements(database, reset=False)):
                 print(f"      pg {total / decided:6.3f} ms/decided {calls / decided:5.2f} "
