@@ -136,7 +136,7 @@ async def rebuild(
                 async with engine.connect() as conn:
                     folded = await load_and_fold(conn, items, carry)
                 carry = folded.carry()
-                steps = repository.prepare(dialect, folded)
+                steps = repository.prepare(dialect, folded, staged=True)
             if writing is not None:
                 await writing
             writing = asyncio.ensure_future(_write(engine, steps, models, read_to))
