@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
-from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -101,12 +100,41 @@ def _sqlite_time(value: datetime | None) -> str | None:
                            value.second, value.microsecond)
 
 
+_TIMES_KEPT = 50_000
+
+
+def _cached_time(convert: Callable[[datetime], Any]) -> Callable[[Any], Any]:
+    """`convert` remembering its last results by the datetime object (a batch writes the
+    same time objects many times over: a registration's dates on every write of its row,
+    an event's time on several rows). Keyed by identity, each entry holding its object
+    (so the id cannot be reused while cached): looking up by equality compared aware
+    datetimes, which cost as much as converting. Used by the preparing thread only."""
+    times: dict[int, tuple[datetime, Any]] = {}
+
+    def cached(value: Any) -> Any:
+        if value is None:
+            return None
+        found = times.get(id(value))
+        if found is not None and found[0] is value:
+            return found[1]
+        if len(times) >= _TIMES_KEPT:
+            times.clear()
+        converted = convert(value)
+        times[id(value)] = (value, converted)
+        return converted
+
+    return cached
+
+
 def _sqlite_json(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
 
 def _sqlite_number(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+_NONE_SAFE: frozenset[Callable[[Any], Any]] = frozenset()  # filled below
 
 
 def _postgres_time(value: datetime) -> datetime:
@@ -119,10 +147,18 @@ def _postgres_number(value: Any) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
+_SQLITE_TIME_CACHED = _cached_time(_sqlite_time)
+_POSTGRES_TIME_CACHED = _cached_time(_postgres_time)
+
+
+_NONE_SAFE = frozenset({_SQLITE_TIME_CACHED, _POSTGRES_TIME_CACHED, _sqlite_json,
+                        _sqlite_number})
+
+
 def _converter(column: Column[Any], dialect: str) -> Callable[[Any], Any] | None:
     kind = column.type
     if isinstance(kind, UTCDateTime):
-        return _sqlite_time if dialect == "sqlite" else _postgres_time
+        return _SQLITE_TIME_CACHED if dialect == "sqlite" else _POSTGRES_TIME_CACHED
     if isinstance(kind, JSON):
         return _sqlite_json  # JSON text; asyncpg's jsonb codec (SQLAlchemy's) takes text
     if isinstance(kind, Numeric) and not isinstance(kind, Integer):
@@ -160,20 +196,28 @@ def _bulk_statement(dialect: str, table: Table, columns: tuple[str, ...],
 
 def _bulk_params(rows: Sequence[Mapping[str, Any]], columns: tuple[str, ...],
                  converters: tuple[Callable[[Any], Any] | None, ...]) -> list[Any]:
-    pick = itemgetter(*columns)
-    converting = [(i, f) for i, f in enumerate(converters) if f is not None]
-    if len(columns) == 1:
-        return [(pick(row),) for row in rows]
-    if not converting:
-        return [pick(row) for row in rows]
-    params = []
-    for row in rows:
-        values = list(pick(row))
-        for i, convert in converting:
-            if values[i] is not None:
-                values[i] = convert(values[i])
-        params.append(values)
-    return params
+    return _row_params(columns, converters)(rows)
+
+
+@lru_cache(maxsize=512)
+def _row_params(columns: tuple[str, ...], converters: tuple[Callable[[Any], Any] | None, ...]
+                ) -> Callable[[Sequence[Mapping[str, Any]]], list[Any]]:
+    """A function from rows to parameter tuples, written out for these columns (one
+    comprehension, no per-value loop: this runs for every value a rebuild writes). Every
+    converter takes None to None (`_cached_time`, `_sqlite_*`) or is given no None."""
+    values = []
+    scope: dict[str, Any] = {}
+    for i, (column, convert) in enumerate(zip(columns, converters, strict=True)):
+        get = f"r[{column!r}]"
+        if convert is None:
+            values.append(get)
+        else:
+            scope[f"c{i}"] = convert
+            values.append(f"c{i}({get})" if convert in _NONE_SAFE
+                          else f"(None if {get} is None else c{i}({get}))")
+    source = f"lambda rows: [({', '.join(values)},) for r in rows]"
+    made: Callable[[Sequence[Mapping[str, Any]]], list[Any]] = eval(source, scope)
+    return made
 
 
 async def _bulk_many(conn: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]],
