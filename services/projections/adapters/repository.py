@@ -479,8 +479,9 @@ def _staged_statements(table: Table, columns: tuple[str, ...], keys: tuple[str, 
     else:
         action = "DO UPDATE SET " + ", ".join(
             f'"{c}" = excluded."{c}"' for c in columns if c not in keys)
+    # In key order: two rebuild processes adding to the same totals lock them in one order.
     return create, (f'INSERT INTO "{table.name}" ({names}) SELECT {names} FROM "{stage}" '
-                    f"ON CONFLICT ({conflict}) {action}")
+                    f"ORDER BY {conflict} ON CONFLICT ({conflict}) {action}")
 
 
 async def write(conn: AsyncConnection, batch: Batch) -> None:
