@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,18 @@ from shared.eventlog.topics import Topics
 
 Progress = Callable[[int], None]
 _COLLECT_EVERY = 25
+
+
+PARALLEL_FROM_RECORDS = 100_000
+"""A smaller log is replayed in this process: a spawned worker costs about a second of CPU
+to start (imports), which a short replay does not win back."""
+
+
+def default_processes(records: int) -> int:
+    """Worker processes for a log of `records`: one per core (at most 4) for a large one."""
+    if records < PARALLEL_FROM_RECORDS:
+        return 1
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
