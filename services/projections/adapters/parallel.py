@@ -21,6 +21,7 @@ write through their own engine on the same URL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import traceback
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -68,12 +69,15 @@ async def replay_in_processes(
               for source, (parent, _) in zip(sources, pipes, strict=True)),
             return_exceptions=True)
     finally:
+        # Every answer is in (or this rebuild failed or was cancelled): closing the pipes
+        # ends a worker still waiting for batches (its recv fails, its open write rolls
+        # back), then each is waited for.
+        for parent, _ in pipes:
+            parent.close()
         for worker in workers:
             await asyncio.to_thread(worker.join, 60)
             if worker.is_alive():
                 worker.kill()
-        for parent, _ in pipes:
-            parent.close()
     failures = [r for r in results if isinstance(r, BaseException)]
     if failures:
         raise failures[0]
@@ -127,12 +131,11 @@ def _worker(url: str, models: tuple[str, ...], pipe: Connection) -> None:
     try:
         seen, events = asyncio.run(_work(url, models, pipe))
     except BaseException:
-        try:
-            pipe.send((_FAILED, traceback.format_exc()))
-        finally:
-            pipe.close()
-        return
-    pipe.send((_DONE, seen, events))
+        answer: tuple[Any, ...] = (_FAILED, traceback.format_exc())
+    else:
+        answer = (_DONE, seen, events)
+    with contextlib.suppress(OSError):  # the rebuild stopped listening: nothing to tell
+        pipe.send(answer)
     pipe.close()
 
 
