@@ -25,7 +25,7 @@ from shared.accounts.identity import AccountIdentity
 from shared.accounts.normalize import sort_name_tokens
 from shared.accounts.sameness import Identifiers
 
-__all__ = ["AccountIndex", "AccountMatch", "MatchedBy"]
+__all__ = ["AccountIndex", "AccountMatch", "MatchedBy", "match_order", "strength"]
 
 MatchedBy = Literal["crm_account_id", "domain", "name"]
 
@@ -72,6 +72,12 @@ def _strength(match: AccountMatch) -> tuple[bool, float, int]:
 
 def _sort_key(match: AccountMatch) -> tuple[bool, float, int, str]:
     return (not match.confident, -match.score, -_EVIDENCE_RANK[match.matched_by], match.account_key)
+
+
+strength = _strength
+"""How strong a match's evidence is: `AccountIndex.match` keeps each account's strongest."""
+match_order = _sort_key
+"""The order of `AccountIndex.match`'s answer."""
 
 
 def blocking_keys(sorted_name: str) -> set[str]:

@@ -18,7 +18,12 @@ from __future__ import annotations
 
 from services.adjudication.domain import explain, outcomes
 from services.adjudication.domain.instants import span_us
-from services.adjudication.domain.matching import customer_keys, held_exclusively, overlaps
+from services.adjudication.domain.matching import (
+    Lookup,
+    customer_keys,
+    held_exclusively,
+    overlaps,
+)
 from services.adjudication.domain.protection import retire
 from services.adjudication.domain.state import AdjudicationState, Entry
 from shared.accounts import AccountIdentity
@@ -51,7 +56,7 @@ def forget(state: AdjudicationState, entry: Entry) -> None:
 
 
 def cooling(state: AdjudicationState, new: Entry, identity: AccountIdentity | None,
-            policy: Policy, at: int) -> tuple[Entry, int] | None:
+            policy: Policy, at: int, asked: Lookup | None = None) -> tuple[Entry, int] | None:
     """The same party's ended registration whose cool-off still bars `new`, with the
     instant it lifts; None when `new` may be decided normally. The customer is matched as
     for collisions (`matching.customer_keys`): re-filing it under another key (a name-only
@@ -59,7 +64,7 @@ def cooling(state: AdjudicationState, new: Entry, identity: AccountIdentity | No
     if not state.let_go or new.party_type != "partner" or not held_exclusively(state, new):
         return None  # nothing let go in memory: no customer matching needed to know it
     found: tuple[Entry, int] | None = None
-    for key in customer_keys(state, new, identity, policy):
+    for key in customer_keys(state, new, identity, policy, asked):
         for entry_id, ended_at in state.let_go.get(key, ()):
             old = state.entries.get(entry_id)
             if old is None or old.party_id != new.party_id or old.status not in STARTS_COOLOFF:
