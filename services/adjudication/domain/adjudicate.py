@@ -134,7 +134,7 @@ def _decide(
     partner_status: str | None,
 ) -> list[Collision]:
     at = state.clock
-    state.entries[entry.id] = entry
+    state.keep(entry)
     # How it matches its own key's customer, before its own facts are filed there. The
     # index is asked once: what it answers after the filing is derived (Lookup.filed).
     before = lookup(state, identity, policy)
