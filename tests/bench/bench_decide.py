@@ -100,16 +100,22 @@ def throughput(events: int) -> dict[str, float]:
     }
 
 
-def memory(registrations: int) -> dict[str, float]:
+def memory(registrations: int, period: str = "P90D", every: timedelta = timedelta(seconds=5),
+           forget: bool = True) -> dict[str, float]:
+    """State bytes per active registration after `registrations` registrations, one every
+    `every`, each protected for `period`: with the defaults all stay active (a fresh
+    partition); with a short period and a long spacing most have ended and been forgotten
+    (a long-lived partition). `forget=False` keeps every account in the index, as the
+    state did before it forgot accounts (for the comparison)."""
     rng = random.Random(9)
     universe = accounts(rng, registrations * 2 // 3)
-    policy = Policy.model_validate({"version": 4, "protection_period": "P90D"})
+    policy = Policy.model_validate({"version": 4, "protection_period": period})
     raw: list[bytes] = []
     now = START
     for n in range(registrations):
         acct = rng.choice(universe)
         partner = f"p-{rng.randrange(200)}"
-        now += timedelta(seconds=5)
+        now += every
         raw.append(orjson.dumps(RegistrationSubmitted(
             registration_id=f"reg-{n:08d}", partner_id=partner,
             partner=PartnerSnapshot(partner_id=partner, tier=rng.choice(TIERS)),
@@ -123,6 +129,9 @@ def memory(registrations: int) -> dict[str, float]:
     for blob in raw:
         identity_of(RegistrationSubmitted.model_validate(orjson.loads(blob)).account)
     gc.collect()
+    forget_account = AdjudicationState.forget_account
+    if not forget:
+        AdjudicationState.forget_account = lambda self, key: None  # type: ignore[method-assign]
     tracemalloc.start()
     baseline = tracemalloc.get_traced_memory()[0]
     state = AdjudicationState()
@@ -142,6 +151,7 @@ def memory(registrations: int) -> dict[str, float]:
     gc.collect()
     held = tracemalloc.get_traced_memory()[0] - baseline
     tracemalloc.stop()
+    AdjudicationState.forget_account = forget_account  # type: ignore[method-assign]
     active = state.active_count()
     return {
         "registrations": registrations,
@@ -203,6 +213,7 @@ def scaling(sizes: list[int], probe: int = 5_000) -> dict[str, Any]:
         del state
     first, last = out[str(sizes[0])], out[str(sizes[-1])]
     out["ratio_largest_to_smallest"] = round(last["us_per_event"] / first["us_per_event"], 2)
+    out["largest_active"] = last["active"]
     print(f"decide cost at {sizes[-1]:,} / at {sizes[0]:,}: "
           f"{out['ratio_largest_to_smallest']} x (target <= 1.5 x)")
     return out
@@ -212,6 +223,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=120_000)
     parser.add_argument("--registrations", type=int, default=50_000)
+    parser.add_argument("--long-lived", type=int, default=20_000,
+                        help="registrations of the long-lived partition (one every 10 "
+                        "minutes, protected 3 days: most end and are forgotten)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results" / "decide.json")
     parser.add_argument("--scale", type=str, default=None,
                         help="comma-separated active counts (e.g. 10000,1000000): only "
@@ -234,11 +248,20 @@ def main() -> None:
           f"-> {mem['bytes_per_active_registration']} bytes each "
           f"({mem['accounts_indexed']} accounts indexed; "
           f"{mem['bytes_per_active_registration_with_bounded_memos']} with the bounded memos)")
+    lived = memory(args.long_lived, "P3D", timedelta(minutes=10))
+    lived_old = memory(args.long_lived, "P3D", timedelta(minutes=10), forget=False)
+    print(f"state of a long-lived partition ({args.long_lived:,} registrations, "
+          f"{lived['active']:,} active): {lived['bytes_per_active_registration']:,} bytes per "
+          f"active registration ({lived['accounts_indexed']:,} accounts indexed); never "
+          f"forgetting accounts: {lived_old['bytes_per_active_registration']:,} bytes "
+          f"({lived_old['accounts_indexed']:,} accounts)")
     result = {
         "python": platform.python_version(),
         "machine": platform.machine(),
         "throughput": speed,
         "memory": mem,
+        "long_lived": lived,
+        "long_lived_never_forgetting": lived_old,
         "targets": {"events_per_second": 30_000, "bytes_per_active_registration": 1024},
         "meets_targets": speed["events_per_second"] >= 30_000
         and mem["bytes_per_active_registration"] < 1024,

@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 from adjudication_workload import generate, workload_policies
 
-from services.adjudication.domain import AdjudicationState, DecisionContext, decide
+from services.adjudication.domain import AdjudicationState, DecisionContext, decide, matching
 from services.adjudication.domain import adjudicate as adjudicate_module
-from services.adjudication.domain import matching
 from services.adjudication.domain.decide import policy_version_of
 
 
