@@ -24,6 +24,7 @@ import gc
 import json
 import platform
 import random
+import subprocess
 import sys
 import time
 import tracemalloc
@@ -219,6 +220,15 @@ def scaling(sizes: list[int], probe: int = 5_000) -> dict[str, Any]:
     return out
 
 
+def _fresh_process_memory(registrations: int, how: str) -> dict[str, Any]:
+    """`memory` of a long-lived partition in a process of its own: a second measurement in
+    one process counted ~2 MB more (process-wide caches filled by the first)."""
+    done = subprocess.run([sys.executable, __file__, "--long-lived", str(registrations),
+                           "--lived-only", how], check=True, capture_output=True, text=True)
+    found: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=120_000)
@@ -230,7 +240,13 @@ def main() -> None:
     parser.add_argument("--scale", type=str, default=None,
                         help="comma-separated active counts (e.g. 10000,1000000): only "
                         "measure decide's CPU per event at each")
+    parser.add_argument("--lived-only", choices=("forget", "never"), default=None,
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.lived_only:
+        print(json.dumps(memory(args.long_lived, "P3D", timedelta(minutes=10),
+                                forget=args.lived_only == "forget")))
+        return
     if args.scale:
         sizes = [int(x) for x in args.scale.split(",")]
         result = {"scaling": scaling(sizes)}
@@ -248,8 +264,8 @@ def main() -> None:
           f"-> {mem['bytes_per_active_registration']} bytes each "
           f"({mem['accounts_indexed']} accounts indexed; "
           f"{mem['bytes_per_active_registration_with_bounded_memos']} with the bounded memos)")
-    lived = memory(args.long_lived, "P3D", timedelta(minutes=10))
-    lived_old = memory(args.long_lived, "P3D", timedelta(minutes=10), forget=False)
+    lived, lived_old = (_fresh_process_memory(args.long_lived, how)
+                        for how in ("forget", "never"))
     print(f"state of a long-lived partition ({args.long_lived:,} registrations, "
           f"{lived['active']:,} active): {lived['bytes_per_active_registration']:,} bytes per "
           f"active registration ({lived['accounts_indexed']:,} accounts indexed); never "
