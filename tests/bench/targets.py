@@ -48,7 +48,7 @@ TARGETS: tuple[Target, ...] = (
     Target("adjudicator state per active registration",
            "decide.bytes_per_active_registration", "<=", 1024, "B"),
     Target("adjudicator state per active registration, long-lived partition (3-day "
-           "protection, most registrations ended and forgotten)",
+           "protection, most registrations ended; their accounts stay indexed)",
            "decide.long_lived_bytes_per_active_registration", "<=", 1024, "B"),
     Target("`decide` cost at the largest active count measured (full: 300,000; QUICK: "
            "100,000) / at 10,000 (issue: 1 M)",

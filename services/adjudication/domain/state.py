@@ -25,6 +25,9 @@ from shared.accounts import AccountIdentity, AccountIndex, Identifiers, differen
 from shared.policy import Policy
 
 ACTIVE: Final = frozenset({"approved", "in_review"})
+FORGETS_ACCOUNTS = False
+"""Whether the state forgets an account with the last entry kept under its key
+(`AdjudicationState.forget_account`). Off: it changes decisions (see there)."""
 _INDEX_MEMO: Final = 16_384
 
 # Heap item kinds. Deadlines are validated against the target when they come due, so a
@@ -160,9 +163,9 @@ class AdjudicationState:
     """The partition clock: the latest event time seen, never going back."""
     _products: dict[frozenset[str], frozenset[str]] = field(default_factory=dict)
     filed: dict[str, int] = field(default_factory=dict)
-    """account key -> how many of `entries` are filed under it. An account the index
-    knows is forgotten (`forget_account`) when this drops to zero and no link names its
-    key: no rule can then reach it through the key."""
+    """account key -> how many of `entries` are filed under it: with `FORGETS_ACCOUNTS`,
+    an account is forgotten (`forget_account`) when this drops to zero and no link names
+    its key."""
     _indexed: dict[str, AccountIdentity] = field(default_factory=dict)
     """A bounded memo: account key -> the identity last filed under it in the index. Most
     registrations repeat a known account, and re-filing it would change nothing."""
@@ -225,11 +228,13 @@ class AdjudicationState:
 
     def forget_account(self, account_key: str) -> None:
         """Take `account_key` out of the account indexes when no kept entry is filed under
-        it and no link names it: every rule reaches accounts through entries (collisions,
-        cool-off, the line) or links, so a key with neither decides nothing, and its
-        names would only slow down matching and hold memory. Its facts come back with the
-        next registration filed under it."""
-        if account_key in self.filed or account_key in self.links:
+        it and no link names it (only with `FORGETS_ACCOUNTS`). Every rule reaches
+        accounts through entries (collisions, cool-off, the line) or links, but the facts
+        filed under a key still matter after its entries are gone: a later registration
+        under the same key is matched by the names of the key's earlier registrations
+        too, and its own-key evidence compares with their identifiers. So forgetting
+        changes decisions (DESIGN.md, "Forgetting accounts"): off until that is decided."""
+        if not FORGETS_ACCOUNTS or account_key in self.filed or account_key in self.links:
             return
         self.index.remove(account_key)
         self.loose_index.remove(account_key)

@@ -232,8 +232,9 @@ def test_a_snapshot_file_that_cannot_be_written_is_skipped_not_fatal(tmp_path: P
 def test_a_snapshot_of_the_never_forgetting_state_is_rebuilt_not_misread(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Schema 1 held an account index that never forgot accounts (and a filed-pairs memo of
-    another shape): its snapshots are refused, so the partition is rebuilt from the log."""
+    """Schema 1 had no count of entries per key (`filed`, what forgetting accounts needs)
+    and a filed-pairs memo of another shape: its snapshots are refused, so the partition is
+    rebuilt from the log."""
     assert snapshots.STATE_SCHEMA_VERSION >= 2
     state, _ = _small_state()
     with monkeypatch.context() as m:
