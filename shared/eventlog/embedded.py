@@ -454,7 +454,11 @@ class EmbeddedSubscription(Subscription):
             ]
             if ready and not lingered and sum(e - p for _, p, e in ready) < max_records:
                 lingered = True
-                await asyncio.sleep(self._log.linger_seconds)
+                # Never past the poll's own deadline (Kafka's fetch.max.wait is bounded by
+                # the poll timeout too): a 1 s linger made a 0.2 s poll take 1 s.
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining > 0:
+                    await asyncio.sleep(min(self._log.linger_seconds, remaining))
                 continue
             if ready:
                 share = max(1, max_records // len(ready))

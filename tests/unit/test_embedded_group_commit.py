@@ -126,3 +126,24 @@ async def test_a_lingering_consumer_takes_records_that_arrive_within_the_linger_
             assert asyncio.get_running_loop().time() - started < 0.25
         finally:
             await log.close()
+
+
+async def test_a_lingering_poll_returns_its_records_within_its_own_timeout(
+        tmp_path: Path) -> None:
+    """The linger (up to DEALREG_EMBEDDED_LINGER_MS=1000) is bounded by the poll's timeout:
+    a consumer polling with 0.1 s (the adjudicator's tick) got its records only after the
+    whole linger."""
+    log = EmbeddedEventLog(tmp_path / "log.sqlite3", linger_seconds=1.0)
+    await log.start()
+    topics = Topics.named("t")
+    await log.create_topics(topics.specs(1))
+    try:
+        member = await log.subscribe("g", [topics.intake])
+        await log.append([OutgoingRecord(topics.intake, "k", b"v")])
+        started = asyncio.get_running_loop().time()
+        records = await member.poll(100, timeout=0.1)
+        took = asyncio.get_running_loop().time() - started
+        assert [r.value for r in records] == [b"v"]
+        assert took < 0.6, took
+    finally:
+        await log.close()
