@@ -378,6 +378,22 @@ class NotificationSender:
             batch, self._outcomes = self._outcomes, []
             try:
                 await self._record_batch(batch)
+            except Exception as exc:
+                if len(batch) == 1:
+                    self._fail(batch, exc)
+                    continue
+                # One outcome's write failed (another sender recorded the same attempt after
+                # its lease expired, say): record the others alone, never lose them with it
+                # (their deliveries would be sent again once their leases expired).
+                for pending in batch:
+                    try:
+                        await self._record_batch([pending])
+                    except Exception as alone:
+                        self._fail([pending], alone)
+                    else:
+                        if not pending.done.done():
+                            pending.done.set_result(None)
+                continue
             except BaseException as exc:
                 for pending in batch:
                     if not pending.done.done():
@@ -390,6 +406,12 @@ class NotificationSender:
             for pending in batch:
                 if not pending.done.done():
                     pending.done.set_result(None)
+
+    @staticmethod
+    def _fail(batch: Sequence[_Pending], exc: BaseException) -> None:
+        for pending in batch:
+            if not pending.done.done():
+                pending.done.set_exception(exc)
 
     async def _record_batch(self, batch: Sequence[_Pending]) -> None:
         now = datetime.now(UTC)
