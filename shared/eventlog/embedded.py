@@ -84,9 +84,11 @@ class _Member:
 
 class EmbeddedEventLog(EventLog):
     def __init__(
-        self, path: Path | str, *, synchronous: str = "FULL", max_batch_records: int = 20_000
+        self, path: Path | str, *, synchronous: str = "FULL", max_batch_records: int = 20_000,
+        busy_timeout_ms: int = 5000,
     ) -> None:
         self.path = Path(path)
+        self._busy_timeout_ms = busy_timeout_ms
         self._synchronous = synchronous
         self._max_batch_records = max_batch_records
         self._writer_pool: ThreadPoolExecutor | None = None
@@ -148,7 +150,7 @@ class EmbeddedEventLog(EventLog):
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
-        conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
         if writer:
             conn.executescript(_SCHEMA)
         return conn

@@ -16,8 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+SQLITE_BUSY_TIMEOUT_MS = 5000
+"""How long a SQLite statement waits for another connection's write lock before it fails
+with "database is locked"."""
+
+
 def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10,
-                  pool_timeout: float = 30.0, **kwargs: Any) -> AsyncEngine:
+                  pool_timeout: float = 30.0, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
+                  **kwargs: Any) -> AsyncEngine:
     """The read-model engine; pool sizes are `Settings.db_pool_*` in a running process."""
     pool = {"pool_size": pool_size, "max_overflow": max_overflow, "pool_timeout": pool_timeout}
     if url.startswith("sqlite"):
@@ -30,7 +36,7 @@ def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10,
             cursor = dbapi_conn.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=5000")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             cursor.close()
 
         return engine
