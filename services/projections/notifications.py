@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from standardwebhooks import Webhook
 
 from shared import metrics, tracing
+from shared.busy import retry_when_busy
 from shared.logging import get_logger
 from shared.readmodel.schema import (
     UTCDateTime,
@@ -183,6 +184,11 @@ class NotificationSender:
         task.add_done_callback(done)
 
     async def claim(self, limit: int) -> list[dict[str, Any]]:
+        """Lease up to `limit` due deliveries (retried while SQLite is locked by another
+        writer: a claim is one transaction, applied whole or not at all)."""
+        return await retry_when_busy(lambda: self._claim(limit), what="notifications.claim")
+
+    async def _claim(self, limit: int) -> list[dict[str, Any]]:
         now = datetime.now(UTC)
         o = notification_outbox.c
         async with self.engine.begin() as conn:
@@ -337,6 +343,13 @@ class NotificationSender:
         return Outcome("delivered")
 
     async def _record(self, row: dict[str, Any], outcome: Outcome, duration_ms: int) -> None:
+        """Store an attempt's outcome; retried while SQLite is locked by another writer (a
+        lost outcome would send a delivered notification again when its lease expires)."""
+        await retry_when_busy(lambda: self._record_once(row, outcome, duration_ms),
+                              what="notifications.record")
+
+    async def _record_once(self, row: dict[str, Any], outcome: Outcome,
+                           duration_ms: int) -> None:
         now = datetime.now(UTC)
         o = notification_outbox.c
         async with self.engine.begin() as conn:

@@ -13,6 +13,9 @@ Design:
   the embedded equivalent of Kafka's consume-process-produce transaction.
 - One process owns the file (an exclusive lock says so loudly); a consumer group has one
   member, which is assigned every partition of its topics.
+- Writes begin IMMEDIATE (the write lock is taken, waiting up to the busy timeout, before
+  anything is written); a commit that still finds the file locked by another connection is
+  retried with back-off (shared/busy.py), never failed half-way.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from shared.busy import retry_when_busy
 from shared.eventlog.base import (
     Appended,
     EventLog,
@@ -252,7 +256,11 @@ class EmbeddedEventLog(EventLog):
             results.append(landed)
             positions.extend((g, tp.topic, tp.partition, pos) for g, tp, pos in item.positions)
         try:
-            await self._on_writer(self._write_rows, rows, positions)
+            # Another process holding the file's write lock past the busy timeout (an
+            # operator's shell, a backup tool): the transaction rolled back whole, so the
+            # same rows (same offsets) are written again after a back-off.
+            await retry_when_busy(lambda: self._on_writer(self._write_rows, rows, positions),
+                                  what="eventlog.commit")
         except BaseException as exc:
             # Nothing of this batch is in the file: give the offsets back.
             self._ends.clear()

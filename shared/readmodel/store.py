@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import re
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,8 +12,8 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
-from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -24,23 +26,79 @@ with "database is locked"."""
 def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10,
                   pool_timeout: float = 30.0, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
                   **kwargs: Any) -> AsyncEngine:
-    """The read-model engine; pool sizes are `Settings.db_pool_*` in a running process."""
+    """The read-model engine; pool sizes are `Settings.db_pool_*` in a running process.
+
+    On SQLite, `engine.begin()` is a write transaction that takes the write lock when it
+    begins (`_SQLiteEngine`); `engine.connect()` reads without it."""
     pool = {"pool_size": pool_size, "max_overflow": max_overflow, "pool_timeout": pool_timeout}
     if url.startswith("sqlite"):
         Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
         in_memory = url.rstrip("/").endswith(":memory:") or url.endswith("///")
         engine = create_async_engine(url, **({} if in_memory else pool), **kwargs)
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cursor = dbapi_conn.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-            cursor.close()
-
-        return engine
+        _sqlite_transactions(engine.sync_engine, busy_timeout_ms)
+        return _SQLiteEngine(engine.sync_engine)
     return create_async_engine(url, **pool, **kwargs)
+
+
+_WRITE = "dealreg_sqlite_write"
+"""Execution option of a connection whose transaction is a write transaction."""
+_BEGUN = "dealreg_sqlite_begun"
+"""`Connection.info` flag: this connection's database transaction has begun."""
+_WRITES = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE|CREATE|DROP|ALTER)\b", re.IGNORECASE)
+
+
+class _SQLiteEngine(AsyncEngine):
+    """SQLite's transactions made explicit (SQLAlchemy's pysqlite "serializable isolation"
+    recipe, with IMMEDIATE for writes).
+
+    By default the driver begins a transaction only before the first INSERT/UPDATE/DELETE:
+    the reads of a read-modify-write ran outside it, so another process's commit could slip
+    in between and be overwritten (a lost update), and a deferred transaction that read
+    first and writes later cannot wait for the lock (SQLITE_BUSY_SNAPSHOT fails at once,
+    ignoring the busy timeout). Here the driver never begins anything itself:
+    `engine.begin()` sends `BEGIN IMMEDIATE`, which waits out the busy timeout for the write
+    lock before anything is read, so reads and writes are one serializable unit; a
+    `connect()` block reads in autocommit (WAL readers never wait for the writer) and
+    begins IMMEDIATE only before its first write."""
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        async with self.connect() as conn:
+            await conn.execution_options(**{_WRITE: True})
+            async with conn.begin():
+                yield conn
+
+    def execution_options(self, **opt: Any) -> AsyncEngine:
+        return _SQLiteEngine(self.sync_engine.execution_options(**opt))
+
+
+def _sqlite_transactions(engine: Engine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # SQLAlchemy, not the driver, begins
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.info[_BEGUN] = False
+        if conn.get_execution_options().get(_WRITE):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.info[_BEGUN] = True
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _before_write(conn: Connection, cursor: Any, statement: str, *_: Any) -> None:
+        if not conn.info.get(_BEGUN) and conn.in_transaction() and _WRITES.match(statement):
+            cursor.execute("BEGIN IMMEDIATE")
+            conn.info[_BEGUN] = True
+
+    @event.listens_for(engine, "commit")
+    @event.listens_for(engine, "rollback")
+    def _ended(conn: Connection) -> None:
+        conn.info[_BEGUN] = False
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
