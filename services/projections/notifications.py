@@ -191,11 +191,18 @@ class NotificationSender:
     async def _claim(self, limit: int) -> list[dict[str, Any]]:
         now = datetime.now(UTC)
         o = notification_outbox.c
+        query = (select(notification_outbox)
+                 .where(o.status == "pending", o.next_attempt_at <= now,
+                        (o.lease_until.is_(None)) | (o.lease_until < now))
+                 .order_by(o.next_attempt_at).limit(limit))
+        if self.engine.dialect.name == "sqlite":
+            # A poll that finds nothing due (most of them) takes no write lock: SQLite has
+            # one writer per file, which the projection worker needs.
+            async with self.engine.connect() as conn:
+                due = (await conn.execute(query.with_only_columns(o.id))).scalars().all()
+            if not any(d not in self.in_flight for d in due):
+                return []
         async with self.engine.begin() as conn:
-            query = (select(notification_outbox)
-                     .where(o.status == "pending", o.next_attempt_at <= now,
-                            (o.lease_until.is_(None)) | (o.lease_until < now))
-                     .order_by(o.next_attempt_at).limit(limit))
             if conn.dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True)
             rows = [dict(r) for r in (await conn.execute(query)).mappings()
