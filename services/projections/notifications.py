@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -28,7 +29,7 @@ from typing import Any
 import aiosmtplib
 import httpx
 import orjson
-from sqlalchemy import column, delete, select, table, update
+from sqlalchemy import bindparam, column, delete, select, table, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from standardwebhooks import Webhook
 
@@ -141,6 +142,8 @@ class NotificationSender:
         self.in_flight: dict[str, asyncio.Task[None]] = {}
         self.semaphores: dict[str, asyncio.Semaphore] = {}
         self.wake = asyncio.Event()
+        self._outcomes: list[_Pending] = []
+        self._recorder: asyncio.Task[None] | None = None
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -168,6 +171,8 @@ class NotificationSender:
             for task in tasks:
                 task.cancel()  # their leases expire; the deliveries are retried
             await asyncio.gather(*tasks, return_exceptions=True)
+            if self._recorder is not None:  # outcomes already reported are written
+                await asyncio.gather(self._recorder, return_exceptions=True)
             if own_client and self.http is not None:
                 await self.http.aclose()
                 # A restarted run (the supervisor restarts a crashed worker) opens its own
@@ -350,51 +355,107 @@ class NotificationSender:
         return Outcome("delivered")
 
     async def _record(self, row: dict[str, Any], outcome: Outcome, duration_ms: int) -> None:
-        """Store an attempt's outcome; retried while SQLite is locked by another writer (a
-        lost outcome would send a delivered notification again when its lease expires)."""
-        await retry_when_busy(lambda: self._record_once(row, outcome, duration_ms),
-                              what="notifications.record")
+        """Store an attempt's outcome. Outcomes that end while a write is in flight are
+        written together in the next transaction (group commit): one per delivery took
+        SQLite's single write lock hundreds of times a second, and the projection worker
+        queued behind them. The transaction is retried while SQLite is locked by another
+        process (a lost outcome would send a delivered notification again when its lease
+        expires)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._outcomes.append(_Pending(row, outcome, duration_ms, done))
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(self._record_all(), name="delivery-outcomes")
+        await done
 
-    async def _record_once(self, row: dict[str, Any], outcome: Outcome,
-                           duration_ms: int) -> None:
+    async def _record_all(self) -> None:
+        while self._outcomes:
+            batch, self._outcomes = self._outcomes, []
+            try:
+                labels = await retry_when_busy(functools.partial(self._write_outcomes, batch),
+                                               what="notifications.record")
+            except Exception as exc:
+                for item in batch:
+                    if not item.done.done():
+                        item.done.set_exception(exc)
+                continue
+            for item, label in zip(batch, labels, strict=True):
+                if label is not None:
+                    row = item.row
+                    metrics.delivery_outcome(row["channel"], label)
+                    log.info("notification_attempt", delivery_id=row["id"],
+                             channel=row["channel"], recipient=row["recipient_id"],
+                             outcome=label, status=item.outcome.status_code,
+                             trace_id=tracing.trace_id_of(row.get("traceparent")))
+                if not item.done.done():
+                    item.done.set_result(None)
+
+    async def _write_outcomes(self, batch: Sequence[_Pending]) -> list[str | None]:
+        """One transaction: each delivery's attempt and new state; the label of each
+        outcome (None: the delivery no longer exists)."""
         now = datetime.now(UTC)
         o = notification_outbox.c
+        labels: list[str | None] = []
+        changes: list[dict[str, Any]] = []
+        attempts_rows: list[dict[str, Any]] = []
         async with self.engine.begin() as conn:
-            current = (await conn.execute(select(o.attempts, o.retry_from).where(
-                o.id == row["id"]))).first()
-            if current is None:
-                return
-            attempts, retry_from = current
-            attempt = attempts + 1
-            values: dict[str, Any] = {"attempts": attempt, "lease_until": None,
-                                      "last_error": outcome.error}
-            label = outcome.kind
-            if outcome.kind == "delivered":
-                values.update(status="delivered", delivered_at=now, next_attempt_at=None)
-            elif outcome.kind == "disabled":
-                values.update(status="disabled", next_attempt_at=None)
-            elif outcome.kind == "stale":
-                values.update(status="stale", next_attempt_at=None)
-            else:
-                s = self.settings
-                delay = next_delay(s.notification_schedule_seconds, attempt - retry_from,
-                                   s.notification_jitter, outcome.retry_after)
-                if delay is None:
-                    values.update(status="dead", next_attempt_at=None)
-                    label = "dead"
+            current = {r.id: r for r in (await conn.execute(
+                select(o.id, o.attempts, o.retry_from, o.status, o.next_attempt_at,
+                       o.delivered_at).where(o.id.in_({i.row["id"] for i in batch})))).all()}
+            counted: dict[str, int] = {}
+            for item in batch:
+                found = current.get(item.row["id"])
+                if found is None:
+                    labels.append(None)
+                    continue
+                outcome = item.outcome
+                attempt = counted.get(found.id, found.attempts) + 1
+                counted[found.id] = attempt
+                values: dict[str, Any] = {
+                    "b_id": found.id, "b_attempts": attempt, "b_last_error": outcome.error,
+                    "b_status": found.status, "b_next": found.next_attempt_at,
+                    "b_delivered": found.delivered_at}
+                label = outcome.kind
+                if outcome.kind == "delivered":
+                    values.update(b_status="delivered", b_delivered=now, b_next=None)
+                elif outcome.kind in ("disabled", "stale"):
+                    values.update(b_status=outcome.kind, b_next=None)
                 else:
-                    values.update(next_attempt_at=now + timedelta(seconds=delay))
-                    label = "failed"
-            await conn.execute(update(notification_outbox).where(o.id == row["id"])
-                               .values(**values))
-            await conn.execute(notification_attempts.insert().values(
-                delivery_id=row["id"], attempt=attempt, at=now, outcome=label,
-                status_code=outcome.status_code, error=outcome.error,
-                duration_ms=duration_ms))
-        metrics.delivery_outcome(row["channel"], label)
-        log.info("notification_attempt", delivery_id=row["id"], channel=row["channel"],
-                 recipient=row["recipient_id"], outcome=label, status=outcome.status_code,
-                 trace_id=tracing.trace_id_of(row.get("traceparent")))
+                    s = self.settings
+                    delay = next_delay(s.notification_schedule_seconds,
+                                       attempt - found.retry_from, s.notification_jitter,
+                                       outcome.retry_after)
+                    if delay is None:
+                        values.update(b_status="dead", b_next=None)
+                        label = "dead"
+                    else:
+                        values.update(b_next=now + timedelta(seconds=delay))
+                        label = "failed"
+                changes.append(values)
+                attempts_rows.append({
+                    "delivery_id": found.id, "attempt": attempt, "at": now, "outcome": label,
+                    "status_code": outcome.status_code, "error": outcome.error,
+                    "duration_ms": item.duration_ms})
+                labels.append(label)
+            if changes:
+                await conn.execute(
+                    update(notification_outbox).where(o.id == bindparam("b_id")).values(
+                        attempts=bindparam("b_attempts"), lease_until=None,
+                        last_error=bindparam("b_last_error"), status=bindparam("b_status"),
+                        next_attempt_at=bindparam("b_next"),
+                        delivered_at=bindparam("b_delivered")),
+                    changes)
+                await conn.execute(notification_attempts.insert(), attempts_rows)
+        return labels
+
+
+@dataclass
+class _Pending:
+    """An attempt's outcome waiting for the next group commit."""
+
+    row: dict[str, Any]
+    outcome: Outcome
+    duration_ms: int
+    done: asyncio.Future[None]
 
 
 async def redeliver(conn: AsyncConnection, delivery_id: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator, Callable
@@ -59,17 +60,50 @@ class _SQLiteEngine(AsyncEngine):
     `engine.begin()` sends `BEGIN IMMEDIATE`, which waits out the busy timeout for the write
     lock before anything is read, so reads and writes are one serializable unit; a
     `connect()` block reads in autocommit (WAL readers never wait for the writer) and
-    begins IMMEDIATE only before its first write."""
+    begins IMMEDIATE only before its first write.
+
+    The write transactions of one process take turns on an asyncio lock before they take a
+    pooled connection: SQLite runs one writer at a time anyway, and writers waiting inside
+    SQLite (its busy handler polls, sleeping up to 100 ms, in no order) each held a pooled
+    connection, so a burst of them (64 notification outcomes) starved the projection
+    worker and emptied the pool. Across processes the busy timeout still applies."""
+
+    def __init__(self, sync_engine: Engine, writers: _Turns | None = None) -> None:
+        super().__init__(sync_engine)
+        self._writers = writers or _Turns()
 
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
-        async with self.connect() as conn:
+        async with self._writers.turn(), self.connect() as conn:
             await conn.execution_options(**{_WRITE: True})
             async with conn.begin():
                 yield conn
 
     def execution_options(self, **opt: Any) -> AsyncEngine:
-        return _SQLiteEngine(self.sync_engine.execution_options(**opt))
+        return _SQLiteEngine(self.sync_engine.execution_options(**opt), self._writers)
+
+
+class _Turns:
+    """A FIFO lock for one process's SQLite write transactions, re-entrant per task: a
+    write transaction opened inside another by the same task does not wait for itself
+    (it meets SQLite's lock, and the busy timeout, as it did without this)."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._owner: asyncio.Task[Any] | None = None
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        task = asyncio.current_task()
+        if task is not None and task is self._owner:
+            yield
+            return
+        async with self._lock:
+            self._owner = task
+            try:
+                yield
+            finally:
+                self._owner = None
 
 
 def _sqlite_transactions(engine: Engine, busy_timeout_ms: int) -> None:
