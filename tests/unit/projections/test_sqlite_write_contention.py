@@ -237,3 +237,68 @@ async def test_the_embedded_log_commits_a_batch_after_a_lock_instead_of_failing_
         assert [r.offset for r in records] == [0, 1, 2, 3]
     finally:
         await log.close()
+
+
+async def test_write_transactions_of_one_process_take_turns_instead_of_timing_out(
+    tmp_path: Path,
+) -> None:
+    """In one process, a write transaction that waits for another (a delivery outcome behind
+    a projection batch) queues before it takes a connection; waiting inside SQLite would
+    fail after the busy timeout (and hold a pooled connection meanwhile)."""
+    path = tmp_path / "readmodel.sqlite3"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}", busy_timeout_ms=BUSY_MS,
+                           pool_size=2, max_overflow=0)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (k INTEGER PRIMARY KEY, n INTEGER)"))
+            await conn.execute(text("INSERT INTO t VALUES (1, 0)"))
+
+        async def add(hold: float) -> None:
+            async with engine.begin() as conn:
+                n = (await conn.execute(text("SELECT n FROM t WHERE k = 1"))).scalar_one()
+                await asyncio.sleep(hold)  # longer than the busy timeout
+                await conn.execute(text("UPDATE t SET n = :n WHERE k = 1"), {"n": n + 1})
+
+        await asyncio.gather(*(add(3 * BUSY_MS / 1000) for _ in range(5)))
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT n FROM t"))).scalar_one() == 5
+    finally:
+        await engine.dispose()
+
+
+async def test_outcomes_recorded_at_once_are_each_stored_with_their_attempt(
+    tmp_path: Path,
+) -> None:
+    """Delivery outcomes that end together are written in one transaction (group commit):
+    each delivery still gets its own state and attempt row, and the same delivery twice
+    counts two attempts."""
+    from services.projections.notifications import Outcome
+    from shared.readmodel.schema import notification_attempts
+
+    path = tmp_path / "readmodel.sqlite3"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}", busy_timeout_ms=BUSY_MS)
+    try:
+        await migrate(engine)
+        rows = [_outbox_row(i) for i in range(30)]
+        async with engine.begin() as conn:
+            await conn.execute(notification_outbox.insert(), rows)
+        sender = NotificationSender(engine, Settings(backend="embedded", data_dir=tmp_path))
+        outcomes = [Outcome("delivered", 200) if i % 3 == 0 else
+                    Outcome("disabled", 410, "gone") if i % 3 == 1 else
+                    Outcome("retry", 503, "HTTP 503") for i in range(30)]
+        await asyncio.gather(*(sender._record(row, outcome, 7)
+                               for row, outcome in zip(rows, outcomes, strict=True)),
+                             sender._record(rows[2], Outcome("retry", 500, "HTTP 500"), 9))
+        async with engine.connect() as conn:
+            stored = {r.id: r for r in (await conn.execute(select(notification_outbox))).all()}
+            attempts = (await conn.execute(select(notification_attempts))).all()
+        for i, row in enumerate(rows):
+            got = stored[row["id"]]
+            want = ("delivered", "disabled", "pending")[i % 3]
+            assert got.status == want and got.lease_until is None
+            assert got.attempts == (2 if i == 2 else 1)
+            assert (got.next_attempt_at is None) == (want != "pending")
+        assert len(attempts) == 31
+        assert sorted(a.attempt for a in attempts if a.delivery_id == rows[2]["id"]) == [1, 2]
+    finally:
+        await engine.dispose()
