@@ -42,7 +42,7 @@ def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10,
 
 
 _WRITE = "dealreg_sqlite_write"
-"""Execution option of a connection whose transaction is a write transaction."""
+"""`Connection.info` flag: the transaction about to begin is a write transaction."""
 _BEGUN = "dealreg_sqlite_begun"
 """`Connection.info` flag: this connection's database transaction has begun."""
 _WRITES = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE|CREATE|DROP|ALTER)\b", re.IGNORECASE)
@@ -75,7 +75,8 @@ class _SQLiteEngine(AsyncEngine):
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
         async with self._writers.turn(), self.connect() as conn:
-            await conn.execution_options(**{_WRITE: True})
+            # Read (and cleared) by the "begin" hook below; no greenlet round trip.
+            conn.sync_connection.info[_WRITE] = True  # type: ignore[union-attr]
             async with conn.begin():
                 yield conn
 
@@ -118,21 +119,34 @@ def _sqlite_transactions(engine: Engine, busy_timeout_ms: int) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        conn.info[_BEGUN] = False
-        if conn.get_execution_options().get(_WRITE):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-            conn.info[_BEGUN] = True
+        info = conn.info
+        if info.pop(_WRITE, False):
+            _begin_immediate(conn.connection.dbapi_connection)
+            info[_BEGUN] = True
+        else:
+            info[_BEGUN] = False
 
     @event.listens_for(engine, "before_cursor_execute")
     def _before_write(conn: Connection, cursor: Any, statement: str, *_: Any) -> None:
-        if not conn.info.get(_BEGUN) and conn.in_transaction() and _WRITES.match(statement):
+        info = conn.info
+        if not info.get(_BEGUN) and _WRITES.match(statement) and conn.in_transaction():
             cursor.execute("BEGIN IMMEDIATE")
-            conn.info[_BEGUN] = True
+            info[_BEGUN] = True
 
     @event.listens_for(engine, "commit")
     @event.listens_for(engine, "rollback")
     def _ended(conn: Connection) -> None:
         conn.info[_BEGUN] = False
+
+
+def _begin_immediate(dbapi_conn: Any) -> None:
+    """`BEGIN IMMEDIATE` straight on the driver (SQLAlchemy's statement machinery for it
+    cost as much as the statement)."""
+    cursor = dbapi_conn.cursor()
+    try:
+        cursor.execute("BEGIN IMMEDIATE")
+    finally:
+        cursor.close()
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
