@@ -293,6 +293,9 @@ def projections_rebuild(
     data_dir: Annotated[Path | None, typer.Option(
         help="The embedded backend's data directory [env DEALREG_DATA_DIR]")] = None,
     batch: Annotated[int, typer.Option(min=100, help="Records per transaction")] = 20_000,
+    processes: Annotated[int | None, typer.Option(
+        min=1, help="Worker processes folding partition groups side by side. Default: one "
+                    "per core (at most 4) from 100,000 records on, else 1")] = None,
 ) -> None:
     """Empty read models and replay the log from the beginning into them.
 
@@ -308,7 +311,7 @@ def projections_rebuild(
     )
 
     from dealreg.runtime import build_eventlog
-    from services.projections.adapters.rebuild import log_size, rebuild
+    from services.projections.adapters.rebuild import default_processes, log_size, rebuild
     from services.projections.domain.batch import MODELS
     from shared.eventlog.topics import Topics
     from shared.readmodel.store import create_engine, migrate
@@ -347,8 +350,9 @@ def projections_rebuild(
                     done = bar.tasks[0].completed
                     bar.update(task, rate=f"{done / elapsed:,.0f} events/s" if elapsed else "")
 
+                workers = processes or default_processes(sum(ends.values()))
                 result = await rebuild(eventlog, engine, topics, models, batch_records=batch,
-                                       progress=advance, ends=ends)
+                                       progress=advance, ends=ends, processes=workers)
         finally:
             await engine.dispose()
             await eventlog.close()

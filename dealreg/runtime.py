@@ -233,6 +233,7 @@ def build_eventlog(settings: Settings) -> EventLog:
         transaction_timeout_ms=settings.kafka_transaction_timeout_ms,
         session_timeout_ms=settings.kafka_session_timeout_ms,
         retry_backoff_ms=settings.kafka_retry_backoff_ms,
+        batch_linger_ms=settings.kafka_batch_linger_ms,
     )
 
 

@@ -43,7 +43,7 @@ if str(ROOT) not in sys.path:  # runnable from a checkout without `pip install -
 import orjson  # noqa: E402
 
 from services.projections.adapters import repository  # noqa: E402
-from services.projections.adapters.rebuild import rebuild  # noqa: E402
+from services.projections.adapters.rebuild import default_processes, rebuild  # noqa: E402
 from services.projections.domain.directory import facts  # noqa: E402
 from services.projections.domain.registrations import empty_row, to_e4  # noqa: E402
 from shared.accounts import normalize_name  # noqa: E402
@@ -100,12 +100,13 @@ async def bench_rebuild(events: int, postgres_url: str | None) -> dict[str, Any]
     for name, url in targets:
         engine = create_engine(url)
         await migrate(engine)
-        result = await rebuild(log, engine, topics)
+        result = await rebuild(log, engine, topics, processes=default_processes(records))
         await engine.dispose()
         results[f"rebuild_{name}_seconds"] = round(result.seconds, 2)
         results[f"rebuild_{name}_events_per_second"] = round(result.events_per_second)
         print(f"rebuild into {name}: {records:,} records in {result.seconds:.1f} s "
-              f"= {result.events_per_second:,.0f} events/s", flush=True)
+              f"= {result.events_per_second:,.0f} events/s "
+              f"({default_processes(records)} processes)", flush=True)
         record("projections", results)  # kept if the next phase runs out of time
     await log.close()
     return results

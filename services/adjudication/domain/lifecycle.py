@@ -300,7 +300,7 @@ def _prolong(state: AdjudicationState, entry: Entry, until: int, policy_version:
 def on_forget(state: AdjudicationState, out: Out, deadline: int, target: str, level: int) -> None:
     entry = state.entries.get(target)
     if entry is not None and not entry.active and entry.retain_until == deadline:
-        del state.entries[target]
+        state.drop(entry)
         cooloff.forget(state, entry)
         releasing.forget(state, target)
 

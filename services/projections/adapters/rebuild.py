@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,18 @@ from shared.eventlog.topics import Topics
 
 Progress = Callable[[int], None]
 _COLLECT_EVERY = 25
+
+
+PARALLEL_FROM_RECORDS = 100_000
+"""A smaller log is replayed in this process: a spawned worker costs about a second of CPU
+to start (imports), which a short replay does not win back."""
+
+
+def default_processes(records: int) -> int:
+    """Worker processes for a log of `records`: one per core (at most 4) for a large one."""
+    if records < PARALLEL_FROM_RECORDS:
+        return 1
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
@@ -51,12 +64,16 @@ async def log_size(eventlog: EventLog, topics: Topics) -> dict[TopicPartition, i
     return ends
 
 
+Batch_ = tuple[list[Record], dict[TopicPartition, int]]
+
+
 async def _batches(
     eventlog: EventLog, groups: dict[int, list[TopicPartition]],
-    ends: dict[TopicPartition, int], batch_records: int, models: tuple[str, ...],
-) -> AsyncIterator[tuple[list[Record], list[Item], dict[TopicPartition, int]]]:
-    """Decoded batches, partition group after partition group, each with the next offset
-    of every partition it read (a chunk holds one partition's records in offset order)."""
+    ends: dict[TopicPartition, int], batch_records: int,
+) -> AsyncIterator[Batch_]:
+    """Batches of records, partition group after partition group, each with the next
+    offset of every partition it read (a chunk holds one partition's records in offset
+    order)."""
     for partition in sorted(groups):
         tps = groups[partition]
         total = sum(ends[tp] for tp in tps)
@@ -74,9 +91,17 @@ async def _batches(
                     records.extend(chunk)
                     read_to[tp] = chunk[-1].offset + 1
             if records:
-                # Replaying from the beginning: nothing is applied yet, every record counts.
-                yield (records, decode_records(records, {m: {} for m in models}, models),
-                       read_to)
+                yield records, read_to
+
+
+Decoded = tuple[list[Record], list[Item], dict[TopicPartition, int]]
+
+
+async def _decoded(batches: AsyncIterator[Batch_], models: tuple[str, ...]
+                   ) -> AsyncIterator[Decoded]:
+    async for records, read_to in batches:
+        # Replaying from the beginning: nothing is applied yet, every record counts.
+        yield records, decode_records(records, {m: {} for m in models}, models), read_to
 
 
 async def rebuild(
@@ -88,12 +113,16 @@ async def rebuild(
     batch_records: int = 20_000,
     progress: Progress | None = None,
     ends: dict[TopicPartition, int] | None = None,
+    processes: int = 1,
 ) -> RebuildResult:
     """Empty `models` and replay every partition up to its current end into them.
 
     Partition p of intake and partition p of decisions hold the same accounts, so they are
     read side by side (in proportion to their sizes) and folded in the same transactions:
-    most registrations are then loaded and written once instead of once per topic."""
+    most registrations are then loaded and written once instead of once per topic.
+
+    `processes` > 1: the partition groups are dealt out to that many worker processes
+    (`parallel.py`), which decode, fold and write them; this process reads the log."""
     models = tuple(models)
     unknown = set(models) - set(MODELS)
     if unknown:
@@ -102,11 +131,41 @@ async def rebuild(
     started = time.perf_counter()
     async with engine.begin() as conn:
         await repository.empty(conn, models)
-    seen = events = batches_done = 0
     groups: dict[int, list[TopicPartition]] = {}
     for tp in sorted(ends):
         if ends[tp] > 0:
             groups.setdefault(tp.partition, []).append(tp)
+    if processes > 1 and len(groups) > 1:
+        from services.projections.adapters.parallel import replay_in_processes
+
+        seen, events = await replay_in_processes(
+            engine, models, [_batches(eventlog, part, ends, batch_records)
+                             for part in _deal(groups, ends, processes)], progress)
+    else:
+        seen, events = await replay(
+            engine, _decoded(_batches(eventlog, groups, ends, batch_records), models),
+            models, progress)
+    return RebuildResult(models, seen, events, time.perf_counter() - started)
+
+
+def _deal(groups: dict[int, list[TopicPartition]], ends: dict[TopicPartition, int],
+          processes: int) -> list[dict[int, list[TopicPartition]]]:
+    """The partition groups in `processes` sets of about equal record counts (largest
+    first, each to the set with the fewest records so far); no set is empty."""
+    sets: list[dict[int, list[TopicPartition]]] = [{} for _ in range(min(processes,
+                                                                         len(groups)))]
+    sizes = [0] * len(sets)
+    for partition in sorted(groups, key=lambda p: -sum(ends[tp] for tp in groups[p])):
+        smallest = sizes.index(min(sizes))
+        sets[smallest][partition] = groups[partition]
+        sizes[smallest] += sum(ends[tp] for tp in groups[partition])
+    return sets
+
+
+async def replay(engine: AsyncEngine, batches: AsyncIterator[Decoded],
+                 models: tuple[str, ...], progress: Progress | None) -> tuple[int, int]:
+    """Fold and write `batches` (into emptied models); returns (records, events)."""
+    seen = events = batches_done = 0
     # Decoding and folding allocate many short-lived objects and no cycles (a 62,000-record
     # rebuild left none to collect): reference counting frees them, and the cyclic
     # collector, whose automatic passes cost a sixth of the rebuild's CPU, runs only every
@@ -115,7 +174,6 @@ async def rebuild(
     gc.freeze()
     collecting = gc.isenabled()
     gc.disable()
-    batches = _batches(eventlog, groups, ends, batch_records, models)
     # Three stages overlap: reading and decoding the next batch, folding this one (in this
     # process, on the rows carried from the previous batch plus what earlier batches
     # committed), and writing the previous one (in the store's thread or server). At most
@@ -130,13 +188,13 @@ async def rebuild(
             pending = asyncio.ensure_future(anext(batches, None))
             steps: list[repository.Step] = []
             if items:
-                # This process is the only writer: the previous batch's rows are what the
-                # store will hold once its write commits (carried, not read back); rows
-                # of earlier batches were committed before that write began.
+                # This process is the only writer of these rows: the previous batch's rows
+                # are what the store will hold once its write commits (carried, not read
+                # back); rows of earlier batches were committed before that write began.
                 async with engine.connect() as conn:
                     folded = await load_and_fold(conn, items, carry)
                 carry = folded.carry()
-                steps = repository.prepare(dialect, folded)
+                steps = repository.prepare(dialect, folded, staged=True)
             if writing is not None:
                 await writing
             writing = asyncio.ensure_future(_write(engine, steps, models, read_to))
@@ -159,7 +217,7 @@ async def rebuild(
         gc.unfreeze()
         if collecting:
             gc.enable()
-    return RebuildResult(models, seen, events, time.perf_counter() - started)
+    return seen, events
 
 
 async def _write(engine: AsyncEngine, steps: Sequence[repository.Step],

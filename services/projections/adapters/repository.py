@@ -15,12 +15,12 @@ so rows read back identically through the table definitions; tests compare both 
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
-from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -100,12 +100,41 @@ def _sqlite_time(value: datetime | None) -> str | None:
                            value.second, value.microsecond)
 
 
+_TIMES_KEPT = 50_000
+
+
+def _cached_time(convert: Callable[[datetime], Any]) -> Callable[[Any], Any]:
+    """`convert` remembering its last results by the datetime object (a batch writes the
+    same time objects many times over: a registration's dates on every write of its row,
+    an event's time on several rows). Keyed by identity, each entry holding its object
+    (so the id cannot be reused while cached): looking up by equality compared aware
+    datetimes, which cost as much as converting. Used by the preparing thread only."""
+    times: dict[int, tuple[datetime, Any]] = {}
+
+    def cached(value: Any) -> Any:
+        if value is None:
+            return None
+        found = times.get(id(value))
+        if found is not None and found[0] is value:
+            return found[1]
+        if len(times) >= _TIMES_KEPT:
+            times.clear()
+        converted = convert(value)
+        times[id(value)] = (value, converted)
+        return converted
+
+    return cached
+
+
 def _sqlite_json(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
 
 def _sqlite_number(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+_NONE_SAFE: frozenset[Callable[[Any], Any]] = frozenset()  # filled below
 
 
 def _postgres_time(value: datetime) -> datetime:
@@ -118,10 +147,18 @@ def _postgres_number(value: Any) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
+_SQLITE_TIME_CACHED = _cached_time(_sqlite_time)
+_POSTGRES_TIME_CACHED = _cached_time(_postgres_time)
+
+
+_NONE_SAFE = frozenset({_SQLITE_TIME_CACHED, _POSTGRES_TIME_CACHED, _sqlite_json,
+                        _sqlite_number})
+
+
 def _converter(column: Column[Any], dialect: str) -> Callable[[Any], Any] | None:
     kind = column.type
     if isinstance(kind, UTCDateTime):
-        return _sqlite_time if dialect == "sqlite" else _postgres_time
+        return _SQLITE_TIME_CACHED if dialect == "sqlite" else _POSTGRES_TIME_CACHED
     if isinstance(kind, JSON):
         return _sqlite_json  # JSON text; asyncpg's jsonb codec (SQLAlchemy's) takes text
     if isinstance(kind, Numeric) and not isinstance(kind, Integer):
@@ -159,20 +196,28 @@ def _bulk_statement(dialect: str, table: Table, columns: tuple[str, ...],
 
 def _bulk_params(rows: Sequence[Mapping[str, Any]], columns: tuple[str, ...],
                  converters: tuple[Callable[[Any], Any] | None, ...]) -> list[Any]:
-    pick = itemgetter(*columns)
-    converting = [(i, f) for i, f in enumerate(converters) if f is not None]
-    if len(columns) == 1:
-        return [(pick(row),) for row in rows]
-    if not converting:
-        return [pick(row) for row in rows]
-    params = []
-    for row in rows:
-        values = list(pick(row))
-        for i, convert in converting:
-            if values[i] is not None:
-                values[i] = convert(values[i])
-        params.append(values)
-    return params
+    return _row_params(columns, converters)(rows)
+
+
+@lru_cache(maxsize=512)
+def _row_params(columns: tuple[str, ...], converters: tuple[Callable[[Any], Any] | None, ...]
+                ) -> Callable[[Sequence[Mapping[str, Any]]], list[Any]]:
+    """A function from rows to parameter tuples, written out for these columns (one
+    comprehension, no per-value loop: this runs for every value a rebuild writes). Every
+    converter takes None to None (`_cached_time`, `_sqlite_*`) or is given no None."""
+    values = []
+    scope: dict[str, Any] = {}
+    for i, (column, convert) in enumerate(zip(columns, converters, strict=True)):
+        get = f"r[{column!r}]"
+        if convert is None:
+            values.append(get)
+        else:
+            scope[f"c{i}"] = convert
+            values.append(f"c{i}({get})" if convert in _NONE_SAFE
+                          else f"(None if {get} is None else c{i}({get}))")
+    source = f"lambda rows: [({', '.join(values)},) for r in rows]"
+    made: Callable[[Sequence[Mapping[str, Any]]], list[Any]] = eval(source, scope)
+    return made
 
 
 async def _bulk_many(conn: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]],
@@ -331,24 +376,33 @@ async def load(conn: AsyncConnection, needs: Needs) -> Loaded:
 @dataclass(frozen=True)
 class Step:
     """One bulk statement of a batch, its parameters already converted (so the batch's rows
-    may change afterwards without changing what is written)."""
+    may change afterwards without changing what is written). `staged`: on PostgreSQL, the
+    rows go through a staging table (`_staged_statements`) instead of `executemany`."""
 
     table: Table
     sql: str
     params: list[Any]
     drop_zero: tuple[str, ...] = ()
+    columns: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()
+    mode: str = "update"
+    staged: bool = False
 
 
-def prepare(dialect: str, batch: Batch) -> list[Step]:
-    """The statements that write what `batch` changed, in a fixed order."""
+def prepare(dialect: str, batch: Batch, *, staged: bool = False) -> list[Step]:
+    """The statements that write what `batch` changed, in a fixed order. `staged` (large
+    batches such as a rebuild's; PostgreSQL only): each table's rows are copied into a
+    temporary table and applied by one statement."""
     steps: list[Step] = []
+    staging = staged and dialect == "postgresql"
 
     def add(table: Table, rows: Sequence[Mapping[str, Any]], keys: Sequence[str],
             mode: str, counters: tuple[str, ...] = ()) -> None:
         if rows:
             columns = tuple(rows[0])
             sql, converters = _bulk_statement(dialect, table, columns, tuple(keys), mode)
-            steps.append(Step(table, sql, _bulk_params(rows, columns, converters), counters))
+            steps.append(Step(table, sql, _bulk_params(rows, columns, converters), counters,
+                              columns, tuple(keys), mode, staging))
 
     add(registrations, batch.changed_registrations(), ("id",), "update")
     add(claims, batch.changed_claims(), ("id",), "update")
@@ -380,11 +434,54 @@ async def execute(conn: AsyncConnection, steps: Sequence[Step]) -> None:
         return
     driver = await _driver_in_transaction(conn)
     for step in steps:
-        await driver.executemany(step.sql, step.params)
+        if step.staged:
+            create, apply = _staged_statements(step.table, step.columns, step.keys, step.mode)
+            stage = _stage_name(step.table, step.columns)
+            await driver.execute(create)
+            await driver.copy_records_to_table(stage, records=step.params,
+                                               columns=list(step.columns))
+            await driver.execute(apply)
+        else:
+            await driver.executemany(step.sql, step.params)
         if step.drop_zero:
             # Totals that fell to zero go, so totals depend on the data, not the batching.
             await conn.execute(delete(step.table).where(
                 and_(*(step.table.c[c] == 0 for c in step.drop_zero))))
+
+
+def _stage_name(table: Table, columns: tuple[str, ...]) -> str:
+    return f"_stage_{table.name}_{zlib.crc32(' '.join(columns).encode()):08x}"
+
+
+@lru_cache(maxsize=256)
+def _staged_statements(table: Table, columns: tuple[str, ...], keys: tuple[str, ...],
+                       mode: str) -> tuple[str, str]:
+    """PostgreSQL: a temporary table of `columns` (emptied at every commit, so a batch
+    never sees another's rows; created once per connection) and the one statement that
+    applies its rows to `table` like `_bulk_statement`'s row-by-row upsert would.
+
+    `COPY` plus one `INSERT .. SELECT .. ON CONFLICT` cost the server a fraction of one
+    executor run per row (`executemany`); a batch holds each key at most once (its rows
+    are keyed dicts), which a single `ON CONFLICT DO UPDATE` statement requires."""
+    stage = _stage_name(table, columns)
+    names = ", ".join(f'"{c}"' for c in columns)
+    create = (f'CREATE TEMPORARY TABLE IF NOT EXISTS "{stage}" ON COMMIT DELETE ROWS AS '
+              f'SELECT {names} FROM "{table.name}" WITH NO DATA')
+    if mode == "delete":
+        where = " AND ".join(f'"{table.name}"."{c}" = s."{c}"' for c in columns)
+        return create, f'DELETE FROM "{table.name}" USING "{stage}" s WHERE {where}'
+    conflict = ", ".join(f'"{k}"' for k in keys)
+    if mode == "nothing":
+        action = "DO NOTHING"
+    elif mode == "add":
+        action = "DO UPDATE SET " + ", ".join(
+            f'"{c}" = "{table.name}"."{c}" + excluded."{c}"' for c in columns if c not in keys)
+    else:
+        action = "DO UPDATE SET " + ", ".join(
+            f'"{c}" = excluded."{c}"' for c in columns if c not in keys)
+    # In key order: two rebuild processes adding to the same totals lock them in one order.
+    return create, (f'INSERT INTO "{table.name}" ({names}) SELECT {names} FROM "{stage}" '
+                    f"ORDER BY {conflict} ON CONFLICT ({conflict}) {action}")
 
 
 async def write(conn: AsyncConnection, batch: Batch) -> None:

@@ -15,6 +15,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.projections.adapters import repository
+from services.projections.adapters.parallel import RebuildWorkerFailed
 from services.projections.adapters.rebuild import rebuild
 from services.projections.domain.batch import MODELS, Batch, Item, Loaded
 from services.projections.worker import ProjectionWorker
@@ -348,3 +349,70 @@ async def test_an_ended_account_link_is_deleted_from_the_directory(
         assert [tuple(r) for r in rows] == [("crm:1", "dom:b.com")]
     finally:
         await engine.dispose()
+
+
+async def test_a_rebuild_in_two_processes_equals_the_live_rows(
+    backend: tuple[EventLog, AsyncEngine, Topics], workload: Workload,
+) -> None:
+    """Partition groups replayed by two worker processes side by side (each folding and
+    writing its own batches, this process reading the log) give the live rows and
+    positions: the models are partition-independent."""
+    log, engine, topics = backend
+    await append_workload(log, topics, workload)
+    streams = await read_all(log, topics)
+    worker = ProjectionWorker(log, engine, topics, group_id="unused")
+    await worker.apply(streams[topics.intake] + streams[topics.decisions])
+    live, live_positions = await snapshot(engine), await positions(engine)
+
+    reported: list[int] = []
+    result = await rebuild(log, engine, topics, batch_records=300, processes=2,
+                           progress=reported.append)
+    assert result.records == len(workload.records) == sum(reported)
+    assert len(reported) > 2  # progress per batch, from both workers
+    assert await snapshot(engine) == live
+    assert await positions(engine) == live_positions
+
+
+async def test_a_failing_rebuild_process_keeps_whole_batches_and_resumes_equal(
+    backend: tuple[EventLog, AsyncEngine, Topics], workload: Workload,
+) -> None:
+    """One worker process's batch fails in the store (a trigger refuses one registration
+    of a later batch): the rebuild raises that failure, every committed batch is whole
+    (rows with their positions), and a worker resuming from them ends equal to a full
+    rebuild."""
+    log, engine, topics = backend
+    await append_workload(log, topics, workload)
+    await rebuild(log, engine, topics, batch_records=300)
+    full, full_positions = await snapshot(engine), await positions(engine)
+    streams = await read_all(log, topics)
+    late = [r for r in streams[topics.intake] if r.partition == 0][-1]
+    refused = json.loads(late.value)["data"].get("registration_id")
+    assert refused
+    async with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            await conn.exec_driver_sql(
+                "CREATE TRIGGER refuse BEFORE INSERT ON registrations "
+                f"WHEN NEW.id = '{refused}' BEGIN SELECT RAISE(ABORT, 'refused row'); END")
+        else:
+            await conn.exec_driver_sql(
+                "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN "
+                f"IF NEW.id = '{refused}' THEN RAISE EXCEPTION 'refused row'; END IF; "
+                "RETURN NEW; END $$ LANGUAGE plpgsql")
+            await conn.exec_driver_sql(
+                "CREATE TRIGGER refuse BEFORE INSERT ON registrations FOR EACH ROW "
+                "EXECUTE FUNCTION refuse()")
+    with pytest.raises(RebuildWorkerFailed, match="refused row"):
+        await rebuild(log, engine, topics, batch_records=300, processes=2)
+    async with engine.begin() as conn:
+        await conn.exec_driver_sql("DROP TRIGGER refuse" if engine.dialect.name == "sqlite"
+                                   else "DROP TRIGGER refuse ON registrations")
+    kept = await positions(engine)
+    assert kept and sum(kept.values()) < sum(full_positions.values())
+    partial = await snapshot(engine)
+    assert refused not in {r["id"] for r in partial["registrations"]}
+    assert 0 < len(partial["timeline_entries"]) < len(full["timeline_entries"])
+
+    worker = ProjectionWorker(log, engine, topics, group_id="unused")
+    await worker.apply(streams[topics.intake] + streams[topics.decisions])
+    assert await snapshot(engine) == full
+    assert await positions(engine) == full_positions

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -25,7 +26,7 @@ from shared.readmodel.schema import (
     account_names,
     metadata,
 )
-from shared.readmodel.store import create_engine, migrate
+from shared.readmodel.store import create_engine, migrate, reader
 from tests.support.servers import ServerHandle
 
 MATCH = MatchPolicy(name_threshold=0.9, review_band=0.1)
@@ -202,3 +203,54 @@ async def test_concurrent_publishers_get_consecutive_versions(
     finally:
         for log in logs:
             await log.close()
+
+
+async def test_a_directory_miss_asks_postgresql_once(engine: AsyncEngine) -> None:
+    """A new account in a distributed registration service (CRM id, domain and name all
+    unknown to memory) costs one statement, not one per identifier; what it finds is
+    still found (test_resolution_finds_what_other_processes_filed)."""
+    from sqlalchemy import event
+
+    directory = AccountDirectory(reader(engine), complete=False, rewarm_seconds=3600)
+    await directory.warm()
+    statements: list[str] = []
+
+    def log(record: Any) -> None:  # asyncpg's query logger: every statement the server ran
+        statements.append(record.query)
+
+    def checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        dbapi_conn.driver_connection.add_query_logger(log)
+
+    def checkin(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.driver_connection.remove_query_logger(log)
+
+    event.listen(engine.sync_engine.pool, "checkout", checkout)
+    event.listen(engine.sync_engine.pool, "checkin", checkin)
+    try:
+        resolution = await directory.resolve(
+            identity_of("Brand New Widgets Ltd", "brand-new-widgets.example", "US", "001NEW"),
+            MATCH)
+    finally:
+        event.remove(engine.sync_engine.pool, "checkout", checkout)
+        event.remove(engine.sync_engine.pool, "checkin", checkin)
+    assert resolution.is_new
+    assert len(statements) == 1, "\n---\n".join(statements)
+
+
+async def test_reads_through_the_reader_take_no_transaction(engine: AsyncEngine) -> None:
+    """`reader(engine)` reads in autocommit on PostgreSQL (no BEGIN/ROLLBACK round trips):
+    two statements on one connection are two transactions, so `now()` moves between
+    them; through the engine itself they share one transaction and one `now()`."""
+    from sqlalchemy import text
+
+    async def two_nows(source: AsyncEngine) -> tuple[datetime, datetime]:
+        async with source.connect() as conn:
+            first = (await conn.execute(text("SELECT now()"))).scalar_one()
+            await asyncio.sleep(0.01)
+            second = (await conn.execute(text("SELECT now()"))).scalar_one()
+        return first, second
+
+    first, second = await two_nows(reader(engine))
+    assert second > first
+    first, second = await two_nows(engine)
+    assert second == first

@@ -41,3 +41,32 @@ def test_bulk_time_text_equals_what_sqlalchemy_binds(value: datetime) -> None:
 def test_bulk_time_refuses_a_naive_datetime() -> None:
     with pytest.raises(ValueError, match="naive"):
         _sqlite_time(datetime(2026, 1, 1))
+
+
+def test_bulk_parameters_convert_every_value_like_the_single_conversions() -> None:
+    """The generated row -> parameters function with its remembered time conversions: the
+    same datetime object, equal instants as other objects, None, and more distinct times
+    than it keeps (the cache is cleared midway) all come out as `_sqlite_time` says."""
+    from services.projections.adapters import repository
+    from shared.readmodel.schema import registrations
+
+    columns = ("id", "submitted_at", "decided_at", "account")
+    sql, converters = repository._bulk_statement("sqlite", registrations, columns, ("id",),
+                                                 "update")
+    shared = PARSED.validate_python("2026-01-05T10:00:00.123456Z")
+    rows = []
+    for i in range(repository._TIMES_KEPT + 50):
+        own = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(microseconds=i)
+        rows.append({"id": f"r{i}", "submitted_at": own if i % 3 else shared,
+                     "decided_at": None if i % 2 else own.astimezone(
+                         timezone(timedelta(hours=2))),
+                     "account": {"n": i} if i % 5 else None})
+    params = repository._bulk_params(rows, columns, converters)
+    again = repository._bulk_params(rows, columns, converters)
+    assert params == again
+    for row, values in zip(rows, params, strict=True):
+        assert values == (row["id"], _sqlite_time(row["submitted_at"]),
+                          _sqlite_time(row["decided_at"]),
+                          None if row["account"] is None else
+                          f'{{"n":{row["account"]["n"]}}}')
+    assert sql.startswith('INSERT INTO "registrations"')
