@@ -154,7 +154,11 @@ def _sqlite_transactions(engine: Engine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "commit")
     @event.listens_for(engine, "rollback")
     def _ended(conn: Connection) -> None:
-        conn.info[_BEGUN] = False
+        # An invalidated connection (a statement interrupted: a cancelled task) has no
+        # `info` to reach (it raises PendingRollbackError, which aborted the rollback and
+        # left the file write-locked); its driver connection is discarded, flag and all.
+        if not conn.invalidated:
+            conn.info[_BEGUN] = False
 
 
 def _begin_immediate(dbapi_conn: Any) -> None:

@@ -302,3 +302,46 @@ async def test_outcomes_recorded_at_once_are_each_stored_with_their_attempt(
         assert sorted(a.attempt for a in attempts if a.delivery_id == rows[2]["id"]) == [1, 2]
     finally:
         await engine.dispose()
+
+
+async def test_a_write_cancelled_while_waiting_for_the_lock_leaves_the_file_unlocked(
+    tmp_path: Path,
+) -> None:
+    """A task cancelled mid-write (a client that disconnects, a shutdown) ends with
+    CancelledError and its transaction is rolled back: the store is not left holding
+    SQLite's write lock, which would lock out every other writer, in this process and in
+    every other one, for as long as the process lives."""
+    path = tmp_path / "readmodel.sqlite3"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}", busy_timeout_ms=5000)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (x INTEGER)"))
+
+        async def write() -> None:
+            async with engine.connect() as conn:  # BEGIN IMMEDIATE before the INSERT
+                await conn.execute(text("INSERT INTO t VALUES (1)"))
+                await conn.commit()
+
+        with write_lock_held(path, seconds=1.0):
+            task = asyncio.create_task(write())
+            await asyncio.sleep(0.3)  # waiting inside SQLite's busy handler
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        other = sqlite3.connect(path, timeout=0, isolation_level=None)
+        deadline = asyncio.get_running_loop().time() + 15
+        while True:  # the interrupted BEGIN finishes in the driver's thread, then rolls back
+            try:
+                other.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+        other.execute("ROLLBACK")
+        other.close()
+        async with engine.begin() as conn:
+            await conn.execute(text("INSERT INTO t VALUES (2)"))
+            assert (await conn.execute(text("SELECT x FROM t"))).scalars().all() == [2]
+    finally:
+        await engine.dispose()
