@@ -63,7 +63,23 @@ _WRITE = "dealreg_sqlite_write"
 """`Connection.info` flag: the transaction about to begin is a write transaction."""
 _BEGUN = "dealreg_sqlite_begun"
 """`Connection.info` flag: this connection's database transaction has begun."""
-_WRITES = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE|CREATE|DROP|ALTER)\b", re.IGNORECASE)
+_LEAD = r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*"
+"""Whitespace and comments before a statement's first keyword."""
+_WRITES = re.compile(_LEAD + r"(INSERT|UPDATE|DELETE|REPLACE|CREATE|DROP|ALTER|SAVEPOINT)\b",
+                     re.IGNORECASE | re.DOTALL)
+_WITH_WRITE = re.compile(_LEAD + r"WITH\b.*\b(INSERT|UPDATE|DELETE|REPLACE)\b",
+                         re.IGNORECASE | re.DOTALL)
+"""A statement under a CTE that writes (at worst a read naming such a word takes the lock)."""
+
+
+def _writes(statement: str, context: Any) -> bool:
+    """Whether `statement` may write: what SQLAlchemy compiled as one, else its text. A
+    write the driver ran outside a transaction would commit on its own (isolation_level
+    None), out of reach of the block's rollback."""
+    if context is not None and (context.isinsert or context.isupdate or context.isdelete
+                                or context.isddl):
+        return True
+    return bool(_WRITES.match(statement) or _WITH_WRITE.match(statement))
 
 
 class _SQLiteEngine(AsyncEngine):
@@ -145,9 +161,10 @@ def _sqlite_transactions(engine: Engine, busy_timeout_ms: int) -> None:
             info[_BEGUN] = False
 
     @event.listens_for(engine, "before_cursor_execute")
-    def _before_write(conn: Connection, cursor: Any, statement: str, *_: Any) -> None:
+    def _before_write(conn: Connection, cursor: Any, statement: str, _params: Any,
+                      context: Any, _many: bool) -> None:
         info = conn.info
-        if not info.get(_BEGUN) and _WRITES.match(statement) and conn.in_transaction():
+        if not info.get(_BEGUN) and conn.in_transaction() and _writes(statement, context):
             cursor.execute("BEGIN IMMEDIATE")
             info[_BEGUN] = True
 

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
@@ -343,5 +344,40 @@ async def test_a_write_cancelled_while_waiting_for_the_lock_leaves_the_file_unlo
         async with engine.begin() as conn:
             await conn.execute(text("INSERT INTO t VALUES (2)"))
             assert (await conn.execute(text("SELECT x FROM t"))).scalars().all() == [2]
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("statement", [
+    "WITH src(x) AS (SELECT 1) INSERT INTO t SELECT x FROM src",
+    "/* a reason */ INSERT INTO t VALUES (1)",
+    "-- a reason\nUPDATE t SET x = x + 1",
+    "with src(x) as (select 7) delete from t where x in (select x from src)",
+    "core-insert-with-cte",
+])
+async def test_a_read_block_that_writes_and_fails_leaves_nothing_written(
+    tmp_path: Path, statement: str,
+) -> None:
+    """A write in an `engine.connect()` block begins a transaction (IMMEDIATE) before it
+    runs, whatever the statement starts with (a CTE, a comment), so a block that fails
+    before its commit applies nothing: no write slips out in autocommit, half-applied."""
+    from sqlalchemy import column, insert, literal, table
+
+    path = tmp_path / "readmodel.sqlite3"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}", busy_timeout_ms=BUSY_MS)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (x INTEGER)"))
+            await conn.execute(text("INSERT INTO t VALUES (7)"))
+        t = table("t", column("x"))
+        src = select(literal(1).label("x")).cte("src")
+        stmt: Any = (insert(t).from_select(["x"], select(src.c.x)).add_cte(src)
+                     if statement == "core-insert-with-cte" else text(statement))
+        with pytest.raises(RuntimeError, match="before the commit"):
+            async with engine.connect() as conn:
+                await conn.execute(stmt)
+                raise RuntimeError("failed before the commit")
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT x FROM t"))).scalars().all() == [7]
     finally:
         await engine.dispose()
