@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -119,26 +120,33 @@ class _SQLiteEngine(AsyncEngine):
 
 
 class _Turns:
-    """A FIFO lock for one process's SQLite write transactions, re-entrant per task: a
-    write transaction opened inside another by the same task does not wait for itself
-    (it meets SQLite's lock, and the busy timeout, as it did without this)."""
+    """A FIFO lock for one process's SQLite write transactions, re-entrant for the task
+    holding it and the tasks it started meanwhile (asyncio.gather, create_task: they
+    inherit its context): a write transaction opened inside another, or by a task the
+    holder awaits, does not wait for a turn its own holder keeps -- forever -- but meets
+    SQLite's lock and the busy timeout, as it did without this. A task started during a
+    turn that writes after the turn ended takes a turn of its own."""
 
     def __init__(self) -> None:
         self._lock = asyncio.Lock()
-        self._owner: asyncio.Task[Any] | None = None
+        self._token: object | None = None
+        self._held: contextvars.ContextVar[object | None] = contextvars.ContextVar(
+            f"dealreg_sqlite_turn_{id(self)}", default=None)
 
     @contextlib.asynccontextmanager
     async def turn(self) -> AsyncIterator[None]:
-        task = asyncio.current_task()
-        if task is not None and task is self._owner:
+        mine = self._held.get()
+        if mine is not None and mine is self._token:
             yield
             return
         async with self._lock:
-            self._owner = task
+            token = self._token = object()
+            reset = self._held.set(token)
             try:
                 yield
             finally:
-                self._owner = None
+                self._token = None
+                self._held.reset(reset)
 
 
 def _sqlite_transactions(engine: Engine, busy_timeout_ms: int) -> None:

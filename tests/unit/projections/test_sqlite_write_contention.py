@@ -25,6 +25,7 @@ from sqlalchemy import func, select, text
 
 from services.projections.notifications import NotificationSender
 from services.projections.worker import ProjectionWorker
+from shared.busy import sqlite_busy
 from shared.eventlog import OutgoingRecord, TopicPartition
 from shared.eventlog.embedded import EmbeddedEventLog
 from shared.eventlog.topics import Topics
@@ -379,5 +380,39 @@ async def test_a_read_block_that_writes_and_fails_leaves_nothing_written(
                 raise RuntimeError("failed before the commit")
         async with engine.connect() as conn:
             assert (await conn.execute(text("SELECT x FROM t"))).scalars().all() == [7]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_write_in_a_task_started_by_a_writer_fails_busy_instead_of_hanging(
+    tmp_path: Path,
+) -> None:
+    """A write transaction that awaits a task of its own (asyncio.gather, create_task) which
+    writes too: the child cannot have the lock while its parent holds it, and waits SQLite's
+    busy timeout then fails "database is locked" (as before the in-process turns), instead
+    of waiting forever for a turn its own parent holds (a silent deadlock of every writer
+    of the process). A child that runs after its parent's turn takes its own turn."""
+    path = tmp_path / "readmodel.sqlite3"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}", busy_timeout_ms=BUSY_MS)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (x INTEGER)"))
+
+        async def child(x: int) -> None:
+            async with engine.begin() as conn:
+                await conn.execute(text("INSERT INTO t VALUES (:x)"), {"x": x})
+
+        later: asyncio.Task[None] | None = None
+        async with engine.begin() as conn:
+            await conn.execute(text("INSERT INTO t VALUES (1)"))
+            with pytest.raises(Exception) as failed:
+                await asyncio.wait_for(asyncio.gather(child(2)), timeout=20)
+            assert sqlite_busy(failed.value), failed.value
+            later = asyncio.create_task(child(3))  # runs once this turn has ended
+            await asyncio.sleep(0)
+        await asyncio.wait_for(later, timeout=20)
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT x FROM t ORDER BY x"))).scalars().all() \
+                == [1, 3]
     finally:
         await engine.dispose()
