@@ -244,13 +244,15 @@ class AccountDirectory:
                     is not None:
                 # One statement text whatever applies (absent parts are NULL), so asyncpg
                 # prepares it once per connection and SQLAlchemy compiles nothing: the
-                # compiled UNION with its IN lists was 13 % of a registration's CPU.
-                driver = (await conn.get_raw_connection()).driver_connection
-                assert driver is not None
+                # compiled UNION with its IN lists was 13 % of a registration's CPU. Sent
+                # through SQLAlchemy's driver-SQL path, not the raw asyncpg connection: a
+                # connection PostgreSQL dropped must fail as a `DBAPIError` (the API's
+                # 503 + Retry-After) and leave the pool, not as a bare driver error (500)
+                # on a connection handed out again.
                 keys = sorted(blocking_keys(sort_name_tokens(identity.name or "")))
-                rows = [(r[0], r[1], r[2]) for r in await driver.fetch(
-                    _MISSES_SQL, crm, domain, identity.country if named else None, keys,
-                    _NAME_FALLBACK_LIMIT)]
+                rows = [(str(r[0]), str(r[1]), str(r[2])) for r in await conn.exec_driver_sql(
+                    _MISSES_SQL, (crm, domain, identity.country if named else None, keys,
+                                  _NAME_FALLBACK_LIMIT))]
             else:
                 parts: list[Select[Any]] = []
                 if crm:
