@@ -250,9 +250,10 @@ class AccountDirectory:
                 # 503 + Retry-After) and leave the pool, not as a bare driver error (500)
                 # on a connection handed out again.
                 keys = sorted(blocking_keys(sort_name_tokens(identity.name or "")))
-                rows = [(str(r[0]), str(r[1]), str(r[2])) for r in await conn.exec_driver_sql(
+                found_rows: Any = await conn.exec_driver_sql(
                     _MISSES_SQL, (crm, domain, identity.country if named else None, keys,
-                                  _NAME_FALLBACK_LIMIT))]
+                                  _NAME_FALLBACK_LIMIT))
+                rows = [(str(r[0]), str(r[1]), str(r[2])) for r in found_rows]
             else:
                 parts: list[Select[Any]] = []
                 if crm:
