@@ -331,3 +331,59 @@ async def test_a_writer_after_a_failed_read_gets_a_transaction(engine: AsyncEngi
         assert first == second
     finally:
         await small.dispose()
+
+
+HOSTILE = [  # (name, domain, country, crm id) as a hostile or careless client sends them
+    ("100% Widgets_Ltd", None, "US", None),
+    ("Gadgets_%Works", None, "CA", None),
+    ("株式会社 ソニー", None, "JP", None),
+    ("Ünïcödé Straße GmbH", None, "DE", None),
+    ("x" * 140 + " " + "y" * 140, None, "US", None),
+    ("O'Brien'; DROP TABLE account_names; --", None, "IE", None),
+    (None, None, None, "00%"),
+    (None, None, None, "'; DROP TABLE account_crm_ids; --"),
+    (None, "under-score.com", None, None),
+]
+
+
+async def test_a_distributed_directory_resolves_hostile_identities_as_the_warmed_one(
+        engine: AsyncEngine) -> None:
+    """The directory miss in one statement (distributed) answers what the warmed, complete
+    directory answers from memory, for names with LIKE wildcards (`%`, `_`), quotes, non-
+    Latin scripts and very long names, and CRM ids that look like SQL: parameters, never
+    pattern matching or string building (issue 12's sameness rules decide both)."""
+    filed = [identity_of(*fields) for fields in HOSTILE]
+    probes = [*HOSTILE, ("100 Widgets Ltd", None, "US", None), ("Widgets", None, "US", None),
+              (None, None, None, "00"), (None, None, None, "001"),
+              (None, "underxscore.com", None, None), ("x%", None, "US", None),
+              ("x" * 300 + " " + "y" * 300, None, "US", None), ("y" * 140, None, "US", None),
+              ("_", None, "US", "%")]
+    colds = []  # warmed while the tables are empty: every probe below is a miss to ask
+    for _ in probes:
+        colds.append(AccountDirectory(reader(engine), complete=False, rewarm_seconds=3600))
+        await colds[-1].warm()
+    blocks = metadata.tables.get("account_name_keys")
+    async with engine.begin() as conn:
+        for i, identity in enumerate(filed):
+            key = f"acct:{i}"
+            if identity.crm_account_id:
+                await conn.execute(account_crm_ids.insert(), [
+                    {"crm_account_id": identity.crm_account_id, "account_key": key}])
+            if identity.domain:
+                await conn.execute(account_domains.insert(), [
+                    {"domain": identity.domain, "account_key": key}])
+            if identity.name and identity.country:
+                await conn.execute(account_names.insert(), [
+                    {"country": identity.country, "name": identity.name, "account_key": key}])
+                if blocks is not None:
+                    from shared.accounts import sort_name_tokens
+                    await conn.execute(blocks.insert(), [
+                        {"country": identity.country, "key": k, "name": identity.name}
+                        for k in blocking_keys(sort_name_tokens(identity.name))])
+    warmed = AccountDirectory(engine, complete=True, rewarm_seconds=3600)
+    await warmed.warm()
+    for fields, cold in zip(probes, colds, strict=True):
+        identity = identity_of(*fields)
+        expected = await warmed.resolve(identity, NAMES_DECIDE)
+        got = await cold.resolve(identity, NAMES_DECIDE)
+        assert (got.account_key, got.is_new) == (expected.account_key, expected.is_new), fields
