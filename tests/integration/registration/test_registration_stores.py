@@ -215,7 +215,7 @@ async def test_a_directory_miss_asks_postgresql_once(engine: AsyncEngine) -> Non
     await directory.warm()
     statements: list[str] = []
 
-    def log(record: Any) -> None:  # asyncpg's query logger: BEGIN/ROLLBACK and unprepared
+    def log(record: Any) -> None:  # asyncpg: what went to the driver (BEGIN/ROLLBACK, raw)
         statements.append(record.query)
 
     def checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
