@@ -64,7 +64,7 @@ _WRITE = "dealreg_sqlite_write"
 """`Connection.info` flag: the transaction about to begin is a write transaction."""
 _BEGUN = "dealreg_sqlite_begun"
 """`Connection.info` flag: this connection's database transaction has begun."""
-_LEAD = r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*"
+_LEAD = r"(?:\s|--[^\n]*(?:\n|$)|/\*.*?\*/)*"
 """Whitespace and comments before a statement's first keyword."""
 _WRITES = re.compile(_LEAD + r"(INSERT|UPDATE|DELETE|REPLACE|CREATE|DROP|ALTER|SAVEPOINT)\b",
                      re.IGNORECASE | re.DOTALL)

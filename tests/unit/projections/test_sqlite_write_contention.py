@@ -350,6 +350,8 @@ async def test_a_write_cancelled_while_waiting_for_the_lock_leaves_the_file_unlo
 
 
 @pytest.mark.parametrize("statement", [
+    "INSERT INTO t VALUES (1)",
+    "insert or replace into t values (1)",
     "WITH src(x) AS (SELECT 1) INSERT INTO t SELECT x FROM src",
     "/* a reason */ INSERT INTO t VALUES (1)",
     "-- a reason\nUPDATE t SET x = x + 1",
@@ -414,5 +416,24 @@ async def test_a_write_in_a_task_started_by_a_writer_fails_busy_instead_of_hangi
         async with engine.connect() as conn:
             assert (await conn.execute(text("SELECT x FROM t ORDER BY x"))).scalars().all() \
                 == [1, 3]
+    finally:
+        await engine.dispose()
+
+
+async def test_indented_and_commented_reads_do_not_take_the_write_lock(tmp_path: Path) -> None:
+    """Hand-written queries (indented, commented, under a CTE that names columns such as
+    `updated_at`) are reads: they run beside another process's writer, no lock taken."""
+    path = tmp_path / "readmodel.sqlite3"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}", busy_timeout_ms=BUSY_MS)
+    try:
+        await migrate(engine)
+        indent = "\n" + " " * 40
+        reads = [indent + "-- how many" + indent + "SELECT count(*) FROM registrations",
+                 "/* count */ WITH r AS (SELECT 1 AS updated_at FROM registrations)\n"
+                 "    SELECT count(*) FROM r"]
+        with write_lock_held(path, seconds=2 * BUSY_MS / 1000 + 0.5):
+            async with engine.connect() as conn:
+                counts = [(await conn.execute(text(q))).scalar_one() for q in reads]
+        assert counts == [0, 0]
     finally:
         await engine.dispose()
