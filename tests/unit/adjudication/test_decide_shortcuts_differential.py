@@ -1,0 +1,135 @@
+"""The decide shortcuts (one index look-up per registration, `matching.Lookup.filed`; the
+cool-off's `_may_reach_let_go`) only skip work: on any stream, decisions are those of the
+long way (asking the index again after filing, always sorting out the customer), and a
+snapshot/restore mid-stream changes nothing (architecture invariant 3).
+
+Accounts are drawn from a tiny alphabet so that registrations share CRM ids, domains and
+names under other keys, names sit at the review band's edges, keys link, and the same
+partner re-files a customer it let go under another key."""
+
+from __future__ import annotations
+
+import pickle
+from contextlib import ExitStack
+from datetime import timedelta
+from typing import Any
+from unittest import mock
+
+from adjudication_driver import Driver, policy
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from services.adjudication.domain import AdjudicationState, cooloff, matching
+from services.adjudication.domain import adjudicate as adjudicate_module
+from shared.accounts import AccountIdentity
+from shared.events import RegistrationWithdrawn
+from shared.policy import Policy
+
+# "acme" vs "acne" scores 0.75; "acme corp" normalises to "acme"; "acme group" / "acme
+# groups" 0.95; "blue acme" and "acme blue" are the same tokens.
+NAMES = ["Acme", "Acme Corp", "Acne", "Acme Group", "Acme Groups", "Blue Acme", "Acme Blue",
+         "Globex", None]
+DOMAINS = ["acme.com", "acme.io", "globex.com", None]
+CRMS = ["C1", "C2", None]
+COUNTRIES = ["US", "DE", None]
+PARTNERS = ["p-1", "p-2"]
+
+register = st.tuples(
+    st.just("register"), st.sampled_from(PARTNERS), st.sampled_from(NAMES),
+    st.sampled_from(DOMAINS), st.sampled_from(CRMS), st.sampled_from(COUNTRIES),
+    st.sampled_from(["auto", "name", "crm", "dom-other"]),
+    st.sampled_from([("analytics",), ("crm",)]),
+)
+withdraw = st.tuples(st.just("withdraw"), st.integers(0, 30))
+later = st.tuples(st.just("later"), st.integers(1, 40))
+ops_strategy = st.lists(st.one_of(register, register, withdraw, later), min_size=1,
+                        max_size=30)
+
+
+def _key(mode: str, name: str | None, domain: str | None, crm: str | None,
+         country: str | None) -> str | None:
+    identity = AccountIdentity.from_raw(crm_account_id=crm, domain=domain, name=name,
+                                        country=country)
+    if mode == "name" and identity.name and identity.country:
+        return f"name:{identity.country}:{identity.name.replace(' ', '-')}"
+    if mode == "crm" and crm:
+        return f"crm:{crm}"
+    if mode == "dom-other":
+        return "dom:other.com"  # filed under a domain key it does not carry
+    if identity.domain:
+        return f"dom:{identity.domain}"
+    if identity.crm_account_id:
+        return f"crm:{identity.crm_account_id}"
+    if identity.name and identity.country:
+        return f"name:{identity.country}:{identity.name.replace(' ', '-')}"
+    return None
+
+
+def _run(ops: list[tuple[Any, ...]], pol: Policy, restore_at: int | None) -> list[str]:
+    driver = Driver(policy=pol)
+    registered: list[tuple[str, str, str]] = []
+    for i, op in enumerate(ops):
+        if restore_at == i:
+            driver.state = pickle.loads(pickle.dumps(driver.state))
+        if op[0] == "register":
+            _, partner, name, domain, crm, country, mode, products = op
+            key = _key(mode, name, domain, crm, country)
+            if key is None:
+                continue
+            rid = f"r{i}"
+            driver.register(rid, partner, domain=domain, name=name, country=country, crm=crm,
+                            key=key, products=products)
+            registered.append((rid, partner, key))
+        elif op[0] == "withdraw" and registered:
+            rid, partner, key = registered[op[1] % len(registered)]
+            driver.feed(RegistrationWithdrawn(registration_id=rid, partner_id=partner,
+                                              account_key=key, withdrawn_at=driver.now))
+        elif op[0] == "later":
+            driver.later(hours=op[1] * 3)
+    driver.run_until(driver.now + timedelta(days=1))
+    return [e.model_dump_json() for e in driver.log]
+
+
+class _AskAgain(matching.Lookup):
+    """The long way: the answer after filing is the index's own, asked again."""
+
+    state: AdjudicationState
+    policy: Policy
+
+    def filed(self, account_key: str) -> matching.Lookup:
+        return _ask(self.state, self.identity, self.policy)
+
+
+def _ask(state: AdjudicationState, identity: AccountIdentity, pol: Policy) -> matching.Lookup:
+    real = matching.lookup(state, identity, pol)
+    found = _AskAgain(real.identity, real.exact, real.names)
+    object.__setattr__(found, "state", state)
+    object.__setattr__(found, "policy", pol)
+    return found
+
+
+def _long_way(ops: list[tuple[Any, ...]], pol: Policy) -> list[str]:
+    with ExitStack() as stack:
+        stack.enter_context(mock.patch.object(adjudicate_module, "lookup", _ask))
+        stack.enter_context(mock.patch.object(cooloff, "_may_reach_let_go",
+                                              lambda *_: True))
+        return _run(ops, pol, None)
+
+
+POLICIES = [
+    policy(),
+    policy(match={"name_threshold": 0.95, "review_band": 0.2}),
+    policy(match={"name_threshold": 0.75, "review_band": 0.0, "name_only": "decide"}),
+]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=ops_strategy, which=st.integers(0, len(POLICIES) - 1),
+       restore=st.integers(0, 30))
+def test_decide_shortcuts_decide_as_the_long_way_also_after_a_restore(
+    ops: list[tuple[Any, ...]], which: int, restore: int
+) -> None:
+    pol = POLICIES[which]
+    slow = _long_way(ops, pol)
+    assert _run(ops, pol, None) == slow
+    assert _run(ops, pol, restore) == slow
