@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 from unittest import mock
 
-from adjudication_driver import Driver, policy
+from adjudication_driver import Driver, decisions, policy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -90,29 +90,39 @@ def _run(ops: list[tuple[Any, ...]], pol: Policy, restore_at: int | None) -> lis
     return [e.model_dump_json() for e in driver.log]
 
 
-class _AskAgain(matching.Lookup):
-    """The long way: the answer after filing is the index's own, asked again."""
+class _Checked(matching.Lookup):
+    """`Lookup.filed`, checked against asking the index again right after the filing."""
 
     state: AdjudicationState
     policy: Policy
 
     def filed(self, account_key: str) -> matching.Lookup:
-        return _ask(self.state, self.identity, self.policy)
+        derived = super().filed(account_key)
+        asked = matching.lookup(self.state, self.identity, self.policy)
+        assert (derived.exact, derived.names) == (asked.exact, asked.names), account_key
+        return derived
 
 
-def _ask(state: AdjudicationState, identity: AccountIdentity, pol: Policy) -> matching.Lookup:
+def _checked(state: AdjudicationState, identity: AccountIdentity,
+             pol: Policy) -> matching.Lookup:
     real = matching.lookup(state, identity, pol)
-    found = _AskAgain(real.identity, real.exact, real.names)
+    found = _Checked(real.identity, real.exact, real.names)
     object.__setattr__(found, "state", state)
     object.__setattr__(found, "policy", pol)
     return found
 
 
+_cooling, _find_collisions = cooloff.cooling, adjudicate_module.find_collisions
+
+
 def _long_way(ops: list[tuple[Any, ...]], pol: Policy) -> list[str]:
+    """Before the shortcuts: the cool-off and collisions ask the index themselves (no
+    `asked`), so the customer is always sorted out."""
     with ExitStack() as stack:
-        stack.enter_context(mock.patch.object(adjudicate_module, "lookup", _ask))
-        stack.enter_context(mock.patch.object(cooloff, "_may_reach_let_go",
-                                              lambda *_: True))
+        stack.enter_context(mock.patch.object(
+            cooloff, "cooling", lambda *a, **_: _cooling(*a[:5])))
+        stack.enter_context(mock.patch.object(
+            adjudicate_module, "find_collisions", lambda *a, **_: _find_collisions(*a[:5])))
         return _run(ops, pol, None)
 
 
@@ -131,5 +141,24 @@ def test_decide_shortcuts_decide_as_the_long_way_also_after_a_restore(
 ) -> None:
     pol = POLICIES[which]
     slow = _long_way(ops, pol)
-    assert _run(ops, pol, None) == slow
+    with mock.patch.object(adjudicate_module, "lookup", _checked):
+        assert _run(ops, pol, None) == slow
     assert _run(ops, pol, restore) == slow
+
+
+def test_cooloff_bars_a_refiling_whose_let_go_entry_is_reached_only_through_a_link() -> None:
+    # p-1 names the customer by name only; p-2's registration at acme.com with the same
+    # name links the two keys. p-1 withdraws, then files the domain alone: its key has no
+    # let-go entry and its account matches none by itself -- only the link reaches r1.
+    driver = Driver(policy=policy(match={"name_only": "decide"}))
+    driver.register("r1", "p-1", domain=None, name="Acme", country="US", key="name:US:acme")
+    driver.later(hours=1)
+    driver.register("r2", "p-2", domain="acme.com", name="Acme", country="US")
+    assert driver.state.links.get("dom:acme.com") == ("name:US:acme",)
+    driver.later(hours=1)
+    driver.feed(RegistrationWithdrawn(registration_id="r1", partner_id="p-1",
+                                      account_key="name:US:acme", withdrawn_at=driver.now))
+    driver.later(hours=1)
+    out = driver.register("r3", "p-1", domain="acme.com", name=None, country="US")
+    assert [(d.status, d.rule) for d in decisions(out)] == [
+        ("rejected", "reregistration_cooloff")]
