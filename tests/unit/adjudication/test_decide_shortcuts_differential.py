@@ -162,3 +162,17 @@ def test_cooloff_bars_a_refiling_whose_let_go_entry_is_reached_only_through_a_li
     out = driver.register("r3", "p-1", domain="acme.com", name=None, country="US")
     assert [(d.status, d.rule) for d in decisions(out)] == [
         ("rejected", "reregistration_cooloff")]
+
+
+def test_own_key_evidence_prefers_a_domain_to_a_name_matched_in_the_loose_index() -> None:
+    # Under a non-domain key, a registration with a domain and a name is matched twice
+    # (the domain among all accounts, the name among non-domain keys): both score 1.0 on
+    # its own key, and the domain is the stronger evidence.
+    driver = Driver()
+    driver.register("r1", "p-1", domain="acme.com", name="Acme", country="US", crm="C1",
+                    key="crm:C1")
+    driver.later(hours=1)
+    out = driver.register("r2", "p-2", domain="acme.com", name="Acme", country="US",
+                          key="crm:C1")
+    assert [(c.registration_id, c.matched_by) for c in decisions(out)[0].conflicts] == [
+        ("r1", "domain")]
