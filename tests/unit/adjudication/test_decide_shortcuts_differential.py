@@ -10,6 +10,7 @@ partner re-files a customer it let go under another key."""
 from __future__ import annotations
 
 import pickle
+from collections import Counter
 from contextlib import ExitStack
 from datetime import timedelta
 from typing import Any
@@ -42,7 +43,8 @@ register = st.tuples(
 )
 withdraw = st.tuples(st.just("withdraw"), st.integers(0, 30))
 later = st.tuples(st.just("later"), st.integers(1, 40))
-ops_strategy = st.lists(st.one_of(register, register, withdraw, later), min_size=1,
+months = st.tuples(st.just("later"), st.just(1000))  # past retention: entries forgotten
+ops_strategy = st.lists(st.one_of(register, register, withdraw, later, months), min_size=1,
                         max_size=30)
 
 
@@ -87,6 +89,8 @@ def _run(ops: list[tuple[Any, ...]], pol: Policy, restore_at: int | None) -> lis
         elif op[0] == "later":
             driver.later(hours=op[1] * 3)
     driver.run_until(driver.now + timedelta(days=1))
+    kept = Counter(entry.account_key for entry in driver.state.entries.values())
+    assert driver.state.filed == dict(kept)  # per-key counts: exact, never negative
     return [e.model_dump_json() for e in driver.log]
 
 
