@@ -226,7 +226,8 @@ async def adjudicator_lag(eventlog: EventLog, topic: str, group: str,
 def build_eventlog(settings: Settings) -> EventLog:
     if settings.backend == "embedded":
         return EmbeddedEventLog(settings.embedded_log_path,
-                                synchronous=settings.embedded_synchronous)
+                                synchronous=settings.embedded_synchronous,
+                                linger_seconds=settings.embedded_linger_ms / 1000)
     return KafkaEventLog(
         settings.kafka_bootstrap_servers,
         replication_factor=settings.kafka_replication_factor,

@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     embedded_synchronous: Literal["FULL", "NORMAL"] = Field(
         "FULL", description="SQLite fsync level of the embedded log (FULL: durable on 2xx)"
     )
+    embedded_linger_ms: float = Field(
+        5.0, ge=0, le=1000, description="How long a consumer of the embedded log (adjudicator, "
+        "projections) waits for more records once some arrived, unless a full batch is there: "
+        "under load a batch then carries several registrations instead of one, each batch's "
+        "fixed cost is shared (Kafka's fetch.max.wait). 0: read at once")
     log_level: str = Field("INFO", description="Log level")
     log_format: Literal["json", "console"] | None = Field(
         None, description="Log renderer: `json` (one object per line) or `console` (for a "
