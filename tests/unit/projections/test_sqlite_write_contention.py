@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text
 
+from services.projections.adapters.repository import upsert
 from services.projections.notifications import NotificationSender
 from services.projections.worker import ProjectionWorker
 from shared.busy import sqlite_busy
@@ -37,7 +38,12 @@ from shared.events import (
     encode,
     new_envelope,
 )
-from shared.readmodel.schema import notification_outbox, projection_positions, registrations
+from shared.readmodel.schema import (
+    account_domains,
+    notification_outbox,
+    projection_positions,
+    registrations,
+)
 from shared.readmodel.store import create_engine, migrate
 from shared.settings import Settings
 
@@ -435,5 +441,31 @@ async def test_indented_and_commented_reads_do_not_take_the_write_lock(tmp_path:
             async with engine.connect() as conn:
                 counts = [(await conn.execute(text(q))).scalar_one() for q in reads]
         assert counts == [0, 0]
+    finally:
+        await engine.dispose()
+
+
+async def test_a_bulk_write_outside_a_write_transaction_is_refused_not_autocommitted(
+    tmp_path: Path,
+) -> None:
+    """The bulk path sends rows straight to the driver; in a read block (`connect()`),
+    where SQLite holds no transaction, it would commit row by row. It is refused, and
+    nothing is written; inside `begin()` the same rows land."""
+    path = tmp_path / "readmodel.sqlite3"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}", busy_timeout_ms=BUSY_MS)
+    row = {"domain": "example.com", "account_key": "dom:example.com"}
+    try:
+        await migrate(engine)
+        async with engine.connect() as conn:
+            with pytest.raises(RuntimeError, match="write transaction"):
+                await upsert(conn, account_domains, [row], ["domain"])
+        async with engine.connect() as conn:
+            assert (await conn.execute(select(func.count()).select_from(
+                account_domains))).scalar_one() == 0
+        async with engine.begin() as conn:
+            await upsert(conn, account_domains, [row], ["domain"])
+        async with engine.connect() as conn:
+            assert (await conn.execute(select(func.count()).select_from(
+                account_domains))).scalar_one() == 1
     finally:
         await engine.dispose()
