@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -33,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from standardwebhooks import Webhook
 
 from shared import metrics, tracing
+from shared.busy import retry_when_busy
 from shared.logging import get_logger
 from shared.readmodel.schema import (
     UTCDateTime,
@@ -142,9 +144,8 @@ class NotificationSender:
         self.wake = asyncio.Event()
         # Recipients read by `claim` for the deliveries it claimed (taken by `_attempt`).
         self._recipients: dict[str, dict[str, Any] | None] = {}
-        # Outcomes waiting to be recorded together (`_record`), and the task recording them.
         self._outcomes: list[_Pending] = []
-        self._recording: asyncio.Task[None] | None = None
+        self._recorder: asyncio.Task[None] | None = None
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -172,6 +173,8 @@ class NotificationSender:
             for task in tasks:
                 task.cancel()  # their leases expire; the deliveries are retried
             await asyncio.gather(*tasks, return_exceptions=True)
+            if self._recorder is not None:  # outcomes already reported are written
+                await asyncio.gather(self._recorder, return_exceptions=True)
             if own_client and self.http is not None:
                 await self.http.aclose()
                 # A restarted run (the supervisor restarts a crashed worker) opens its own
@@ -189,13 +192,25 @@ class NotificationSender:
         task.add_done_callback(done)
 
     async def claim(self, limit: int) -> list[dict[str, Any]]:
+        """Lease up to `limit` due deliveries (retried while SQLite is locked by another
+        writer: a claim is one transaction, applied whole or not at all)."""
+        return await retry_when_busy(lambda: self._claim(limit), what="notifications.claim")
+
+    async def _claim(self, limit: int) -> list[dict[str, Any]]:
         now = datetime.now(UTC)
         o = notification_outbox.c
+        query = (select(notification_outbox)
+                 .where(o.status == "pending", o.next_attempt_at <= now,
+                        (o.lease_until.is_(None)) | (o.lease_until < now))
+                 .order_by(o.next_attempt_at).limit(limit))
+        if self.engine.dialect.name == "sqlite":
+            # A poll that finds nothing due (most of them) takes no write lock: SQLite has
+            # one writer per file, which the projection worker needs.
+            async with self.engine.connect() as conn:
+                due = (await conn.execute(query.with_only_columns(o.id))).scalars().all()
+            if not any(d not in self.in_flight for d in due):
+                return []
         async with self.engine.begin() as conn:
-            query = (select(notification_outbox)
-                     .where(o.status == "pending", o.next_attempt_at <= now,
-                            (o.lease_until.is_(None)) | (o.lease_until < now))
-                     .order_by(o.next_attempt_at).limit(limit))
             if conn.dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True)
             rows = [dict(r) for r in (await conn.execute(query)).mappings()
@@ -362,116 +377,122 @@ class NotificationSender:
         return Outcome("delivered")
 
     async def _record(self, row: dict[str, Any], outcome: Outcome, duration_ms: int) -> None:
-        """Record the outcome and the attempt (one transaction). Deliveries that finish
-        together are recorded together: a claim's deliveries that need no network (a
-        recipient without a URL, no SMTP) all finish in the same tick, and one
-        transaction for all of them costs what one cost for each."""
+        """Store an attempt's outcome. Outcomes that end while a write is in flight are
+        written together in the next transaction (group commit): one per delivery took
+        SQLite's single write lock hundreds of times a second, and the projection worker
+        queued behind them. The transaction is retried while SQLite is locked by another
+        process (a lost outcome would send a delivered notification again when its lease
+        expires)."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._outcomes.append(_Pending(row, outcome, duration_ms, done))
-        if self._recording is None or self._recording.done():
-            self._recording = asyncio.create_task(self._record_pending(),
-                                                  name="notification-record")
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(self._record_all(), name="delivery-outcomes")
         await done
 
-    async def _record_pending(self) -> None:
+    async def _record_all(self) -> None:
         while self._outcomes:
             batch, self._outcomes = self._outcomes, []
             try:
-                await self._record_batch(batch)
+                labels = await self._write_retrying(batch)
             except Exception as exc:
                 if len(batch) == 1:
-                    self._fail(batch, exc)
+                    self._settle(batch[0], exc)
                     continue
                 # One outcome's write failed (another sender recorded the same attempt after
-                # its lease expired, say): record the others alone, never lose them with it
-                # (their deliveries would be sent again once their leases expired).
-                for pending in batch:
+                # its lease expired, say): write the others alone, never lose them with it
+                # (sent but unrecorded, they would be sent again once their leases expired).
+                for item in batch:
                     try:
-                        await self._record_batch([pending])
+                        [label] = await self._write_retrying([item])
                     except Exception as alone:
-                        self._fail([pending], alone)
+                        self._settle(item, alone)
                     else:
-                        if not pending.done.done():
-                            pending.done.set_result(None)
+                        self._settle(item, label)
                 continue
-            except BaseException as exc:
-                for pending in batch:
-                    if not pending.done.done():
-                        pending.done.set_exception(
-                            exc if isinstance(exc, Exception)
-                            else RuntimeError("recording cancelled"))
-                if not isinstance(exc, Exception):
-                    raise
-                continue
-            for pending in batch:
-                if not pending.done.done():
-                    pending.done.set_result(None)
+            for item, label in zip(batch, labels, strict=True):
+                self._settle(item, label)
 
-    @staticmethod
-    def _fail(batch: Sequence[_Pending], exc: BaseException) -> None:
-        for pending in batch:
-            if not pending.done.done():
-                pending.done.set_exception(exc)
+    async def _write_retrying(self, batch: Sequence[_Pending]) -> list[str | None]:
+        return await retry_when_busy(functools.partial(self._write_outcomes, batch),
+                                     what="notifications.record")
 
-    async def _record_batch(self, batch: Sequence[_Pending]) -> None:
+    def _settle(self, item: _Pending, label: str | Exception | None) -> None:
+        if isinstance(label, Exception):
+            if not item.done.done():
+                item.done.set_exception(label)
+            return
+        if label is not None:
+            row = item.row
+            metrics.delivery_outcome(row["channel"], label)
+            log.info("notification_attempt", delivery_id=row["id"],
+                     channel=row["channel"], recipient=row["recipient_id"],
+                     outcome=label, status=item.outcome.status_code,
+                     trace_id=tracing.trace_id_of(row.get("traceparent")))
+        if not item.done.done():
+            item.done.set_result(None)
+
+    async def _write_outcomes(self, batch: Sequence[_Pending]) -> list[str | None]:
+        """One transaction: each delivery's attempt and new state; the label of each
+        outcome (None: the delivery no longer exists)."""
         now = datetime.now(UTC)
         o = notification_outbox.c
-        recorded: list[tuple[_Pending, str]] = []
+        labels: list[str | None] = []
+        changes: list[dict[str, Any]] = []
+        attempts_rows: list[dict[str, Any]] = []
         async with self.engine.begin() as conn:
-            current = {r.id: (r.attempts, r.retry_from) for r in (await conn.execute(
-                select(o.id, o.attempts, o.retry_from).where(
-                    o.id.in_(sorted({p.row["id"] for p in batch}))))).all()}
-            updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-            attempts_rows: list[dict[str, Any]] = []
-            for pending in batch:
-                row, outcome = pending.row, pending.outcome
-                if row["id"] not in current:
+            current = {r.id: r for r in (await conn.execute(
+                select(o.id, o.attempts, o.retry_from, o.status, o.next_attempt_at,
+                       o.delivered_at).where(o.id.in_({i.row["id"] for i in batch})))).all()}
+            counted: dict[str, int] = {}
+            for item in batch:
+                found = current.get(item.row["id"])
+                if found is None:
+                    labels.append(None)
                     continue
-                attempts, retry_from = current[row["id"]]
-                attempt = attempts + 1
-                current[row["id"]] = (attempt, retry_from)  # the same delivery twice
-                values, label = self._outcome_values(outcome, attempt - retry_from, now)
-                values.update(attempts=attempt, lease_until=None, last_error=outcome.error)
-                updates.setdefault(tuple(sorted(values)), []).append(
-                    {"delivery": row["id"], **values})
+                outcome = item.outcome
+                attempt = counted.get(found.id, found.attempts) + 1
+                counted[found.id] = attempt
+                values: dict[str, Any] = {
+                    "b_id": found.id, "b_attempts": attempt, "b_last_error": outcome.error,
+                    "b_status": found.status, "b_next": found.next_attempt_at,
+                    "b_delivered": found.delivered_at}
+                label = outcome.kind
+                if outcome.kind == "delivered":
+                    values.update(b_status="delivered", b_delivered=now, b_next=None)
+                elif outcome.kind in ("disabled", "stale"):
+                    values.update(b_status=outcome.kind, b_next=None)
+                else:
+                    s = self.settings
+                    delay = next_delay(s.notification_schedule_seconds,
+                                       attempt - found.retry_from, s.notification_jitter,
+                                       outcome.retry_after)
+                    if delay is None:
+                        values.update(b_status="dead", b_next=None)
+                        label = "dead"
+                    else:
+                        values.update(b_next=now + timedelta(seconds=delay))
+                        label = "failed"
+                changes.append(values)
                 attempts_rows.append({
-                    "delivery_id": row["id"], "attempt": attempt, "at": now, "outcome": label,
+                    "delivery_id": found.id, "attempt": attempt, "at": now, "outcome": label,
                     "status_code": outcome.status_code, "error": outcome.error,
-                    "duration_ms": pending.duration_ms})
-                recorded.append((pending, label))
-            for columns, params in updates.items():
+                    "duration_ms": item.duration_ms})
+                labels.append(label)
+            if changes:
                 await conn.execute(
-                    update(notification_outbox).where(o.id == bindparam("delivery"))
-                    .values({c: bindparam(c) for c in columns}), params)
-            if attempts_rows:
+                    update(notification_outbox).where(o.id == bindparam("b_id")).values(
+                        attempts=bindparam("b_attempts"), lease_until=None,
+                        last_error=bindparam("b_last_error"), status=bindparam("b_status"),
+                        next_attempt_at=bindparam("b_next"),
+                        delivered_at=bindparam("b_delivered")),
+                    changes)
                 await conn.execute(notification_attempts.insert(), attempts_rows)
-        for pending, label in recorded:
-            row, outcome = pending.row, pending.outcome
-            metrics.delivery_outcome(row["channel"], label)
-            log.info("notification_attempt", delivery_id=row["id"], channel=row["channel"],
-                     recipient=row["recipient_id"], outcome=label, status=outcome.status_code,
-                     trace_id=tracing.trace_id_of(row.get("traceparent")))
-
-    def _outcome_values(self, outcome: Outcome, done: int, now: datetime
-                        ) -> tuple[dict[str, Any], str]:
-        """The outbox columns an outcome sets (besides the attempt count, lease and error),
-        and its label; `done`: attempts of this round so far, this one included."""
-        if outcome.kind == "delivered":
-            return {"status": "delivered", "delivered_at": now, "next_attempt_at": None}, \
-                "delivered"
-        if outcome.kind in ("disabled", "stale"):
-            return {"status": outcome.kind, "next_attempt_at": None}, outcome.kind
-        s = self.settings
-        delay = next_delay(s.notification_schedule_seconds, done, s.notification_jitter,
-                           outcome.retry_after)
-        if delay is None:
-            return {"status": "dead", "next_attempt_at": None}, "dead"
-        return {"next_attempt_at": now + timedelta(seconds=delay)}, "failed"
+        return labels
 
 
 @dataclass
 class _Pending:
-    """An outcome waiting to be recorded; `done` resolves once it is (or failed)."""
+    """An attempt's outcome waiting for the next group commit."""
 
     row: dict[str, Any]
     outcome: Outcome

@@ -607,13 +607,13 @@ class Commands:
             if row.get("policy_version"):
                 found = await self.reference.policy(row["policy_version"])
                 own = found[0] if found else None
-            if own is not None and row["extensions"] >= own.extension.max_extensions:
+            if own is not None and not own.extension.allows_another(row["extensions"]):
                 raise Problem(409, "Conflict",
                               f"Registration {registration_id} was extended "
                               f"{row['extensions']} time(s); policy version {own.version} "
                               f"allows {own.extension.max_extensions}.")
             window = own.extension.window if own is not None else None
-            opens = row["protected_until"] - window if window is not None else None
+            opens = own.extension.opens(row["protected_until"]) if own is not None else None
             if own is not None and window is not None and opens is not None \
                     and datetime.now(UTC) < opens:
                 raise Problem(409, "Conflict",

@@ -15,6 +15,9 @@ Design:
   the embedded equivalent of Kafka's consume-process-produce transaction.
 - One process owns the file (an exclusive lock says so loudly); a consumer group has one
   member, which is assigned every partition of its topics.
+- Writes begin IMMEDIATE (the write lock is taken, waiting up to the busy timeout, before
+  anything is written); a commit that still finds the file locked by another connection is
+  retried with back-off (shared/busy.py), never failed half-way.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from shared.busy import retry_when_busy
 from shared.eventlog.base import (
     Appended,
     EventLog,
@@ -87,9 +91,10 @@ class _Member:
 class EmbeddedEventLog(EventLog):
     def __init__(
         self, path: Path | str, *, synchronous: str = "FULL", max_batch_records: int = 20_000,
-        linger_seconds: float = 0.0,
+        linger_seconds: float = 0.0, busy_timeout_ms: int = 5000,
     ) -> None:
         self.path = Path(path)
+        self._busy_timeout_ms = busy_timeout_ms
         self.linger_seconds = linger_seconds
         """How long `poll` waits for more once records are readable, unless a full batch is
         (fetch.max.wait): batches of several records under load instead of one each."""
@@ -159,7 +164,7 @@ class EmbeddedEventLog(EventLog):
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
-        conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
         if writer:
             conn.executescript(_SCHEMA)
         return conn
@@ -261,7 +266,11 @@ class EmbeddedEventLog(EventLog):
             results.append(landed)
             positions.extend((g, tp.topic, tp.partition, pos) for g, tp, pos in item.positions)
         try:
-            await self._on_writer(self._write_rows, rows, positions)
+            # Another process holding the file's write lock past the busy timeout (an
+            # operator's shell, a backup tool): the transaction rolled back whole, so the
+            # same rows (same offsets) are written again after a back-off.
+            await retry_when_busy(lambda: self._on_writer(self._write_rows, rows, positions),
+                                  what="eventlog.commit")
         except BaseException as exc:
             # Nothing of this batch is in the file: give the offsets back.
             self._ends.clear()

@@ -181,7 +181,7 @@ def extend(state: AdjudicationState, out: Out, event: RegistrationExtensionReque
                 f"the partner is {state.partner_status[entry.party_id]}; an inactive "
                 "partner's protection is not extended", own.version, at)
         return
-    if entry.extensions >= own.extension.max_extensions:
+    if not own.extension.allows_another(entry.extensions):
         _refuse(out, entry.id, entry.account_key, "extend", "max_extensions",
                 f"it was extended {entry.extensions} time(s), the policy allows "
                 f"{own.extension.max_extensions}", own.version, at)

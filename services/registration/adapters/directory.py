@@ -29,7 +29,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 from sqlalchemy import Select, Table, literal, select, union_all
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.registration.domain.resolution import Resolution, choose
@@ -64,6 +66,23 @@ SELECT 'name', name, account_key FROM account_names
    SELECT DISTINCT name FROM account_name_keys
     WHERE country = $3::varchar AND key = ANY($4::text[]) LIMIT $5::integer)
 """
+# What a connection PostgreSQL dropped (a restart, the network) fails with in the driver.
+_LOST_CONNECTION: tuple[type[BaseException], ...] = (
+    OSError, asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError,
+    asyncpg.PostgresConnectionError, asyncpg.AdminShutdownError, asyncpg.CannotConnectNowError)
+
+
+async def _driver_failure(conn: AsyncConnection, driver: Any, exc: Exception) -> DBAPIError:
+    """What SQLAlchemy raises for `exc` when it sends a statement itself: a `DBAPIError`
+    (which the API answers 503 + Retry-After when the connection was lost), and a lost
+    connection invalidated so the pool never hands it out again. A bare driver error was a
+    500, and the dead connection went back to the pool for the next request."""
+    lost = isinstance(exc, _LOST_CONNECTION) or driver.is_closed()
+    if lost:
+        await conn.invalidate(exc)
+    return DBAPIError(_MISSES_SQL, None, exc, connection_invalidated=lost)
+
+
 # Rows filed between two yields to the event loop while (re)loading the directory: a reload
 # of a million-account directory runs beside live requests and must not stall them.
 _LOAD_SLICE = 5_000
@@ -244,13 +263,18 @@ class AccountDirectory:
                     is not None:
                 # One statement text whatever applies (absent parts are NULL), so asyncpg
                 # prepares it once per connection and SQLAlchemy compiles nothing: the
-                # compiled UNION with its IN lists was 13 % of a registration's CPU.
+                # compiled UNION with its IN lists was 13 % of a registration's CPU (and
+                # `exec_driver_sql` still adds about half of the miss's CPU back).
                 driver = (await conn.get_raw_connection()).driver_connection
                 assert driver is not None
                 keys = sorted(blocking_keys(sort_name_tokens(identity.name or "")))
-                rows = [(r[0], r[1], r[2]) for r in await driver.fetch(
-                    _MISSES_SQL, crm, domain, identity.country if named else None, keys,
-                    _NAME_FALLBACK_LIMIT)]
+                try:
+                    found_rows: Any = await driver.fetch(
+                        _MISSES_SQL, crm, domain, identity.country if named else None, keys,
+                        _NAME_FALLBACK_LIMIT)
+                except Exception as exc:
+                    raise await _driver_failure(conn, driver, exc) from exc
+                rows = [(str(r[0]), str(r[1]), str(r[2])) for r in found_rows]
             else:
                 parts: list[Select[Any]] = []
                 if crm:
