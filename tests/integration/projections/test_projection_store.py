@@ -390,7 +390,7 @@ async def test_account_link_rows_do_not_depend_on_the_order_partitions_are_folde
             for n, events in enumerate(batches):
                 async with engine.begin() as conn:
                     await repository.write(conn, Batch(Loaded()).fold_all([
-                        Item(f"evt_{n}_{i}", e.to_data().get("linked_at") and t1 or t3, e,
+                        Item(f"evt_{n}_{i}", t3, e,
                              frozenset(MODELS), e.to_data())
                         for i, e in enumerate(events)]))
             async with engine.connect() as conn:
