@@ -226,13 +226,15 @@ async def adjudicator_lag(eventlog: EventLog, topic: str, group: str,
 def build_eventlog(settings: Settings) -> EventLog:
     if settings.backend == "embedded":
         return EmbeddedEventLog(settings.embedded_log_path,
-                                synchronous=settings.embedded_synchronous)
+                                synchronous=settings.embedded_synchronous,
+                                linger_seconds=settings.embedded_linger_ms / 1000)
     return KafkaEventLog(
         settings.kafka_bootstrap_servers,
         replication_factor=settings.kafka_replication_factor,
         transaction_timeout_ms=settings.kafka_transaction_timeout_ms,
         session_timeout_ms=settings.kafka_session_timeout_ms,
         retry_backoff_ms=settings.kafka_retry_backoff_ms,
+        batch_linger_ms=settings.kafka_batch_linger_ms,
     )
 
 

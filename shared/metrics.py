@@ -73,6 +73,11 @@ WORKER_UP: Final = Gauge(
 WORKER_BACKOFF: Final = Gauge(
     "dealreg_worker_backoff_seconds", "The back-off before a crashed worker's next start",
     ["worker"])
+SQLITE_BUSY_RETRIES: Final = Counter(
+    "dealreg_sqlite_busy_retries_total",
+    "Units of work (a projection batch, a delivery claim, an embedded-log commit) retried "
+    "because another connection held the SQLite write lock past the busy timeout",
+    ["work"])
 DEPENDENCY_UP: Final = Gauge(
     "dealreg_dependency_up",
     "1 if the last readiness check reached the dependency (eventlog, database), else 0",

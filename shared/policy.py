@@ -198,6 +198,12 @@ class ExtensionPolicy(_Part):
     channel programs do: extend a deal that is still alive near its end, not pre-emptively);
     None: any time while approved."""
 
+    def allows_another(self, extensions: int) -> bool:
+        """Whether a protection already extended `extensions` times may be extended once
+        more: at most `max_extensions` extensions in all. The one rule, for the edge's 409
+        and the adjudicator's `max_extensions` refusal alike."""
+        return extensions < self.max_extensions
+
     def opens(self, protected_until: datetime) -> datetime | None:
         """The first instant an extension is accepted for a protection ending at
         `protected_until` (None: any time). The one rule, for the edge's 409 and the

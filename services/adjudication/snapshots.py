@@ -73,7 +73,7 @@ log = get_logger(__name__)
 
 MAGIC: Final = b"DEALREG-ADJ-SNAPSHOT\n"
 FORMAT_VERSION: Final = 1
-STATE_SCHEMA_VERSION: Final = 1
+STATE_SCHEMA_VERSION: Final = 2
 """Bump when what `AdjudicationState` (or anything it holds) means changes without its
 fields changing; a changed field list changes the fingerprint by itself."""
 CODEC: Final = "pickle5+zlib"

@@ -7,6 +7,7 @@ by the query service (projections component) of a distributed deployment.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Annotated, Any
 
@@ -35,7 +36,7 @@ from services.console.session import (
     signed_in,
     signin_csrf,
 )
-from shared.api.auth import Authenticator
+from shared.api.auth import Authenticator, Principal, TooManyFailures, limit_failures
 from shared.api.ratelimit import TokenBuckets, client_key
 from shared.settings import Settings
 
@@ -85,9 +86,11 @@ async def signin_form(request: Request,
     return _signin_page(request, message="You are signed out." if signed_out else None)
 
 
-def _too_many_signins(request: Request) -> Response:
-    return _signin_page(request, status_code=429, error="Too many failed sign-ins from this "
-                        "address; wait a moment and try again.")
+def _too_many_signins(request: Request, wait: float) -> Response:
+    response = _signin_page(request, status_code=429, error="Too many failed sign-ins from "
+                            "this address; wait a moment and try again.")
+    response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+    return response
 
 
 @router.post("/sign-in", dependencies=[Depends(check_signin_csrf)])
@@ -95,16 +98,21 @@ async def signin(request: Request) -> Response:
     form = await read_form(request)
     token = (form.get("api_key") or "").strip()
     authenticator: Authenticator = request.app.state.authenticator
-    # Failed sign-ins are counted per address. Past the limit no key is even tried, so a
-    # right guess among the refused ones does not sign in (a weak admin token included).
+    # Failed sign-ins are counted per address by the API's rule (`limit_failures`): a
+    # guess is counted before its key is looked up, and past the limit no key is even
+    # tried, so a right guess among the refused ones does not sign in (a weak admin token
+    # included), however many are sent at once.
     failures: TokenBuckets | None = request.app.state.console_signin_failures
     client = client_key(request.client.host) if request.client else "-"
-    if failures is not None and failures.wait(client, time.monotonic()) > 0:
-        return _too_many_signins(request)
-    principal = await authenticator.authenticate(token) if token else None
+
+    async def attempt() -> Principal | None:
+        return await authenticator.authenticate(token) if token else None
+
+    try:
+        principal = await limit_failures(failures, client, time.monotonic, attempt)
+    except TooManyFailures as exc:
+        return _too_many_signins(request, exc.wait)
     if principal is None:
-        if failures is not None and failures.take(client, time.monotonic()) > 0:
-            return _too_many_signins(request)
         return _signin_page(request, status_code=401,
                             error="That API key is unknown or revoked.")
     response = RedirectResponse(safe_next(form.get("next")), status_code=303)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -28,11 +29,12 @@ from typing import Any
 import aiosmtplib
 import httpx
 import orjson
-from sqlalchemy import column, delete, select, table, update
+from sqlalchemy import bindparam, column, delete, select, table, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from standardwebhooks import Webhook
 
 from shared import metrics, tracing
+from shared.busy import retry_when_busy
 from shared.logging import get_logger
 from shared.readmodel.schema import (
     UTCDateTime,
@@ -140,6 +142,10 @@ class NotificationSender:
         self.in_flight: dict[str, asyncio.Task[None]] = {}
         self.semaphores: dict[str, asyncio.Semaphore] = {}
         self.wake = asyncio.Event()
+        # Recipients read by `claim` for the deliveries it claimed (taken by `_attempt`).
+        self._recipients: dict[str, dict[str, Any] | None] = {}
+        self._outcomes: list[_Pending] = []
+        self._recorder: asyncio.Task[None] | None = None
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -167,6 +173,8 @@ class NotificationSender:
             for task in tasks:
                 task.cancel()  # their leases expire; the deliveries are retried
             await asyncio.gather(*tasks, return_exceptions=True)
+            if self._recorder is not None:  # outcomes already reported are written
+                await asyncio.gather(self._recorder, return_exceptions=True)
             if own_client and self.http is not None:
                 await self.http.aclose()
                 # A restarted run (the supervisor restarts a crashed worker) opens its own
@@ -180,16 +188,29 @@ class NotificationSender:
 
         def done(_: asyncio.Task[None]) -> None:
             self.in_flight.pop(delivery, None)
+            self._recipients.pop(delivery, None)
         task.add_done_callback(done)
 
     async def claim(self, limit: int) -> list[dict[str, Any]]:
+        """Lease up to `limit` due deliveries (retried while SQLite is locked by another
+        writer: a claim is one transaction, applied whole or not at all)."""
+        return await retry_when_busy(lambda: self._claim(limit), what="notifications.claim")
+
+    async def _claim(self, limit: int) -> list[dict[str, Any]]:
         now = datetime.now(UTC)
         o = notification_outbox.c
+        query = (select(notification_outbox)
+                 .where(o.status == "pending", o.next_attempt_at <= now,
+                        (o.lease_until.is_(None)) | (o.lease_until < now))
+                 .order_by(o.next_attempt_at).limit(limit))
+        if self.engine.dialect.name == "sqlite":
+            # A poll that finds nothing due (most of them) takes no write lock: SQLite has
+            # one writer per file, which the projection worker needs.
+            async with self.engine.connect() as conn:
+                due = (await conn.execute(query.with_only_columns(o.id))).scalars().all()
+            if not any(d not in self.in_flight for d in due):
+                return []
         async with self.engine.begin() as conn:
-            query = (select(notification_outbox)
-                     .where(o.status == "pending", o.next_attempt_at <= now,
-                            (o.lease_until.is_(None)) | (o.lease_until < now))
-                     .order_by(o.next_attempt_at).limit(limit))
             if conn.dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True)
             rows = [dict(r) for r in (await conn.execute(query)).mappings()
@@ -199,6 +220,18 @@ class NotificationSender:
                 await conn.execute(update(notification_outbox)
                                    .where(o.id.in_([r["id"] for r in rows]))
                                    .values(lease_until=lease))
+                # The recipients too, one query per kind: a connection per delivery was
+                # most of the worker's cost under load (and opened connections above the
+                # pool when a claim started many deliveries at once).
+                for kind in {str(r["recipient_kind"]) for r in rows}:
+                    recipients = RECIPIENTS.get(kind, ref_owners)
+                    ids = sorted({r["recipient_id"] for r in rows
+                                  if str(r["recipient_kind"]) == kind})
+                    found = {f["id"]: dict(f) for f in (await conn.execute(
+                        select(recipients).where(recipients.c.id.in_(ids)))).mappings()}
+                    for r in rows:
+                        if str(r["recipient_kind"]) == kind:
+                            self._recipients[str(r["id"])] = found.get(r["recipient_id"])
         return rows
 
     # --- one delivery -----------------------------------------------------------------
@@ -231,10 +264,7 @@ class NotificationSender:
                 "(history replayed into a new read model); redeliver to send it anyway")), 0)
             return
         try:
-            recipients = RECIPIENTS.get(row["recipient_kind"], ref_owners)
-            async with self.engine.connect() as conn:
-                owner = (await conn.execute(select(recipients).where(
-                    recipients.c.id == row["recipient_id"]))).mappings().first()
+            owner = await self._recipient(row)
             endpoint = self._endpoint(row, owner)
             semaphore = self.semaphores.setdefault(
                 endpoint, asyncio.Semaphore(self.settings.notification_endpoint_concurrency))
@@ -250,6 +280,16 @@ class NotificationSender:
             outcome = Outcome("retry", error=f"internal error: {exc}"[:2000])
         tracing.annotate(outcome=outcome.kind, status_code=outcome.status_code)
         await self._record(row, outcome, int((time.perf_counter() - started) * 1000))
+
+    async def _recipient(self, row: dict[str, Any]) -> Any:
+        """The delivery's recipient row as `claim` read it (else read now), None if gone."""
+        delivery = str(row["id"])
+        if delivery in self._recipients:
+            return self._recipients.pop(delivery)
+        recipients = RECIPIENTS.get(row["recipient_kind"], ref_owners)
+        async with self.engine.connect() as conn:
+            return (await conn.execute(select(recipients).where(
+                recipients.c.id == row["recipient_id"]))).mappings().first()
 
     def _endpoint(self, row: dict[str, Any], owner: Any) -> str:
         if row["channel"] == "email":
@@ -337,44 +377,107 @@ class NotificationSender:
         return Outcome("delivered")
 
     async def _record(self, row: dict[str, Any], outcome: Outcome, duration_ms: int) -> None:
+        """Store an attempt's outcome. Outcomes that end while a write is in flight are
+        written together in the next transaction (group commit): one per delivery took
+        SQLite's single write lock hundreds of times a second, and the projection worker
+        queued behind them. The transaction is retried while SQLite is locked by another
+        process (a lost outcome would send a delivered notification again when its lease
+        expires)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._outcomes.append(_Pending(row, outcome, duration_ms, done))
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(self._record_all(), name="delivery-outcomes")
+        await done
+
+    async def _record_all(self) -> None:
+        while self._outcomes:
+            batch, self._outcomes = self._outcomes, []
+            try:
+                labels = await retry_when_busy(functools.partial(self._write_outcomes, batch),
+                                               what="notifications.record")
+            except Exception as exc:
+                for item in batch:
+                    if not item.done.done():
+                        item.done.set_exception(exc)
+                continue
+            for item, label in zip(batch, labels, strict=True):
+                if label is not None:
+                    row = item.row
+                    metrics.delivery_outcome(row["channel"], label)
+                    log.info("notification_attempt", delivery_id=row["id"],
+                             channel=row["channel"], recipient=row["recipient_id"],
+                             outcome=label, status=item.outcome.status_code,
+                             trace_id=tracing.trace_id_of(row.get("traceparent")))
+                if not item.done.done():
+                    item.done.set_result(None)
+
+    async def _write_outcomes(self, batch: Sequence[_Pending]) -> list[str | None]:
+        """One transaction: each delivery's attempt and new state; the label of each
+        outcome (None: the delivery no longer exists)."""
         now = datetime.now(UTC)
         o = notification_outbox.c
+        labels: list[str | None] = []
+        changes: list[dict[str, Any]] = []
+        attempts_rows: list[dict[str, Any]] = []
         async with self.engine.begin() as conn:
-            current = (await conn.execute(select(o.attempts, o.retry_from).where(
-                o.id == row["id"]))).first()
-            if current is None:
-                return
-            attempts, retry_from = current
-            attempt = attempts + 1
-            values: dict[str, Any] = {"attempts": attempt, "lease_until": None,
-                                      "last_error": outcome.error}
-            label = outcome.kind
-            if outcome.kind == "delivered":
-                values.update(status="delivered", delivered_at=now, next_attempt_at=None)
-            elif outcome.kind == "disabled":
-                values.update(status="disabled", next_attempt_at=None)
-            elif outcome.kind == "stale":
-                values.update(status="stale", next_attempt_at=None)
-            else:
-                s = self.settings
-                delay = next_delay(s.notification_schedule_seconds, attempt - retry_from,
-                                   s.notification_jitter, outcome.retry_after)
-                if delay is None:
-                    values.update(status="dead", next_attempt_at=None)
-                    label = "dead"
+            current = {r.id: r for r in (await conn.execute(
+                select(o.id, o.attempts, o.retry_from, o.status, o.next_attempt_at,
+                       o.delivered_at).where(o.id.in_({i.row["id"] for i in batch})))).all()}
+            counted: dict[str, int] = {}
+            for item in batch:
+                found = current.get(item.row["id"])
+                if found is None:
+                    labels.append(None)
+                    continue
+                outcome = item.outcome
+                attempt = counted.get(found.id, found.attempts) + 1
+                counted[found.id] = attempt
+                values: dict[str, Any] = {
+                    "b_id": found.id, "b_attempts": attempt, "b_last_error": outcome.error,
+                    "b_status": found.status, "b_next": found.next_attempt_at,
+                    "b_delivered": found.delivered_at}
+                label = outcome.kind
+                if outcome.kind == "delivered":
+                    values.update(b_status="delivered", b_delivered=now, b_next=None)
+                elif outcome.kind in ("disabled", "stale"):
+                    values.update(b_status=outcome.kind, b_next=None)
                 else:
-                    values.update(next_attempt_at=now + timedelta(seconds=delay))
-                    label = "failed"
-            await conn.execute(update(notification_outbox).where(o.id == row["id"])
-                               .values(**values))
-            await conn.execute(notification_attempts.insert().values(
-                delivery_id=row["id"], attempt=attempt, at=now, outcome=label,
-                status_code=outcome.status_code, error=outcome.error,
-                duration_ms=duration_ms))
-        metrics.delivery_outcome(row["channel"], label)
-        log.info("notification_attempt", delivery_id=row["id"], channel=row["channel"],
-                 recipient=row["recipient_id"], outcome=label, status=outcome.status_code,
-                 trace_id=tracing.trace_id_of(row.get("traceparent")))
+                    s = self.settings
+                    delay = next_delay(s.notification_schedule_seconds,
+                                       attempt - found.retry_from, s.notification_jitter,
+                                       outcome.retry_after)
+                    if delay is None:
+                        values.update(b_status="dead", b_next=None)
+                        label = "dead"
+                    else:
+                        values.update(b_next=now + timedelta(seconds=delay))
+                        label = "failed"
+                changes.append(values)
+                attempts_rows.append({
+                    "delivery_id": found.id, "attempt": attempt, "at": now, "outcome": label,
+                    "status_code": outcome.status_code, "error": outcome.error,
+                    "duration_ms": item.duration_ms})
+                labels.append(label)
+            if changes:
+                await conn.execute(
+                    update(notification_outbox).where(o.id == bindparam("b_id")).values(
+                        attempts=bindparam("b_attempts"), lease_until=None,
+                        last_error=bindparam("b_last_error"), status=bindparam("b_status"),
+                        next_attempt_at=bindparam("b_next"),
+                        delivered_at=bindparam("b_delivered")),
+                    changes)
+                await conn.execute(notification_attempts.insert(), attempts_rows)
+        return labels
+
+
+@dataclass
+class _Pending:
+    """An attempt's outcome waiting for the next group commit."""
+
+    row: dict[str, Any]
+    outcome: Outcome
+    duration_ms: int
+    done: asyncio.Future[None]
 
 
 async def redeliver(conn: AsyncConnection, delivery_id: str) -> bool:

@@ -31,6 +31,7 @@ from services.projections.adapters.lag import (
 )
 from services.projections.domain.batch import MODELS, Batch, Item, Loaded, needs
 from shared import tracing
+from shared.busy import retry_when_busy
 from shared.eventlog import EventLog, Record, TopicPartition
 from shared.eventlog.deadletter import dead_letter
 from shared.eventlog.topics import Topics
@@ -226,20 +227,15 @@ class ProjectionWorker:
             for record, exc in poison])
 
     async def apply(self, records: Sequence[Record]) -> Batch | None:
+        """Fold `records` into the models in one transaction with their positions. A store
+        locked by another writer past its busy timeout rolls the transaction back whole;
+        the batch is then tried again after a back-off (`retry_when_busy`), not lost and
+        not applied in part, and the worker does not crash."""
         started = time.perf_counter()
         started_ns = time.time_ns()
-        partitions = {r.tp for r in records}
-        async with self.engine.begin() as conn:
-            stored = await repository.load_positions(conn, self.models, partitions, lock=True)
-            poison: list[tuple[Record, ValueError]] = []
-            items = decode_records(records, stored, self.models, poison)
-            if poison:
-                await self._dead_letter(poison)
-            batch = await fold_into(conn, items) if items else None
-            new_positions = advanced(stored, records)
-            await repository.save_positions(conn, new_positions)
-            if batch is not None:  # PostgreSQL: wakes waiting registration services
-                await notify_registrations(conn, batch.touched_registrations())
+        lettered: set[tuple[TopicPartition, int]] = set()
+        items, batch, new_positions = await retry_when_busy(
+            lambda: self._apply_once(records, lettered), what="projections")
         for model, by_tp in new_positions.items():
             self.positions[model].update(by_tp)
         _log_items(items, batch)
@@ -253,6 +249,26 @@ class ProjectionWorker:
             if touched:
                 self.on_applied(touched)
         return batch
+
+    async def _apply_once(
+        self, records: Sequence[Record], lettered: set[tuple[TopicPartition, int]],
+    ) -> tuple[list[Item], Batch | None, repository.Positions]:
+        partitions = {r.tp for r in records}
+        async with self.engine.begin() as conn:
+            stored = await repository.load_positions(conn, self.models, partitions, lock=True)
+            poison: list[tuple[Record, ValueError]] = []
+            items = decode_records(records, stored, self.models, poison)
+            # A retried batch does not append its dead letters a second time.
+            poison = [(r, e) for r, e in poison if (r.tp, r.offset) not in lettered]
+            if poison:
+                await self._dead_letter(poison)
+                lettered.update((r.tp, r.offset) for r, _ in poison)
+            batch = await fold_into(conn, items) if items else None
+            new_positions = advanced(stored, records)
+            await repository.save_positions(conn, new_positions)
+            if batch is not None:  # PostgreSQL: wakes waiting registration services
+                await notify_registrations(conn, batch.touched_registrations())
+        return items, batch, new_positions
 
 
 def _span_items(items: Sequence[Item], started_ns: int) -> None:

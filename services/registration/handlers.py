@@ -86,6 +86,7 @@ from shared.events.registration import RegistrationStatus
 from shared.ids import derived_id, derived_opaque_id, new_id, opaque_id
 from shared.logging import get_logger
 from shared.policy import KNOWN_PRECEDENCE_RULES, Policy, format_duration
+from shared.readmodel.store import reader
 from shared.readmodel.waiter import DECIDED, Expected
 
 if TYPE_CHECKING:
@@ -227,10 +228,11 @@ class Commands:
         self.reference = ReferenceData(runtime.eventlog, runtime.engine,
                                        runtime.topics.reference, source=settings.source,
                                        cache_seconds=settings.reference_cache_seconds)
-        self.directory = AccountDirectory(runtime.engine,
+        # Reads only: no BEGIN/ROLLBACK round trips around them on PostgreSQL.
+        self.directory = AccountDirectory(reader(runtime.engine),
                                           complete=settings.backend == "embedded",
                                           rewarm_seconds=settings.directory_rewarm_seconds)
-        self.readmodel = ReadModel(runtime.engine)
+        self.readmodel = ReadModel(reader(runtime.engine))
         self.idempotency = IdempotencyStore(runtime.engine,
                                             ttl_seconds=settings.idempotency_ttl_seconds,
                                             lease_seconds=settings.idempotency_lease_seconds)
@@ -605,13 +607,13 @@ class Commands:
             if row.get("policy_version"):
                 found = await self.reference.policy(row["policy_version"])
                 own = found[0] if found else None
-            if own is not None and row["extensions"] >= own.extension.max_extensions:
+            if own is not None and not own.extension.allows_another(row["extensions"]):
                 raise Problem(409, "Conflict",
                               f"Registration {registration_id} was extended "
                               f"{row['extensions']} time(s); policy version {own.version} "
                               f"allows {own.extension.max_extensions}.")
             window = own.extension.window if own is not None else None
-            opens = row["protected_until"] - window if window is not None else None
+            opens = own.extension.opens(row["protected_until"]) if own is not None else None
             if own is not None and window is not None and opens is not None \
                     and datetime.now(UTC) < opens:
                 raise Problem(409, "Conflict",

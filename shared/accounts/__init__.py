@@ -7,7 +7,14 @@ the same account.
 """
 
 from shared.accounts.identity import AccountIdentity, derive_account_key
-from shared.accounts.index import AccountIndex, AccountMatch, MatchedBy, blocking_keys
+from shared.accounts.index import (
+    AccountIndex,
+    AccountMatch,
+    MatchedBy,
+    blocking_keys,
+    match_order,
+    strength,
+)
 from shared.accounts.normalize import (
     is_freemail_domain,
     name_similarity,
@@ -29,10 +36,12 @@ __all__ = [
     "derive_account_key",
     "different_customers",
     "is_freemail_domain",
+    "match_order",
     "name_similarity",
     "normalize_country",
     "normalize_name",
     "registrable_domain",
     "sort_name_tokens",
     "sort_out",
+    "strength",
 ]

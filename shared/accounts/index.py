@@ -25,7 +25,7 @@ from shared.accounts.identity import AccountIdentity
 from shared.accounts.normalize import sort_name_tokens
 from shared.accounts.sameness import Identifiers
 
-__all__ = ["AccountIndex", "AccountMatch", "MatchedBy"]
+__all__ = ["AccountIndex", "AccountMatch", "MatchedBy", "match_order", "strength"]
 
 MatchedBy = Literal["crm_account_id", "domain", "name"]
 
@@ -74,6 +74,12 @@ def _sort_key(match: AccountMatch) -> tuple[bool, float, int, str]:
     return (not match.confident, -match.score, -_EVIDENCE_RANK[match.matched_by], match.account_key)
 
 
+strength = _strength
+"""How strong a match's evidence is: `AccountIndex.match` keeps each account's strongest."""
+match_order = _sort_key
+"""The order of `AccountIndex.match`'s answer."""
+
+
 def blocking_keys(sorted_name: str) -> set[str]:
     """Keys under which a name is filed: each token, plus ^prefix / suffix$ of long tokens.
 
@@ -119,6 +125,18 @@ def _add_ordinal(mapping: dict[str, int | tuple[int, ...]], key: str, ordinal: i
         mapping[key] = (*current, ordinal)
 
 
+def _drop_ordinal(mapping: dict[str, int | tuple[int, ...]], key: str, ordinal: int) -> None:
+    current = mapping.get(key)
+    if current is None:
+        return
+    if isinstance(current, int):
+        if current == ordinal:
+            del mapping[key]
+        return
+    rest = tuple(o for o in current if o != ordinal)
+    mapping[key] = rest[0] if len(rest) == 1 else rest
+
+
 def _add_value(values: list[str | tuple[str, ...] | None], ordinal: int, value: str) -> bool:
     """File `value` for `ordinal`; True if it was new."""
     current = values[ordinal]
@@ -157,17 +175,24 @@ class _CountryNames:
     owners: array[int] = field(default_factory=lambda: array("I"))  # text id -> first owner
     extra_owners: dict[int, list[int]] = field(default_factory=dict)  # rare shared names
     postings: dict[str, _Postings] = field(default_factory=dict)
+    free: list[int] = field(default_factory=list)  # text ids of removed names, for reuse
 
-    def add(self, sorted_name: str, ordinal: int) -> None:
+    def add(self, sorted_name: str, ordinal: int) -> bool:
+        """File `sorted_name` for `ordinal`; True if the country did not know the name."""
         text_id = self.text_ids.get(sorted_name)
         if text_id is not None:
             if self.owners[text_id] != ordinal:
                 extra = self.extra_owners.setdefault(text_id, [])
                 if ordinal not in extra:
                     extra.append(ordinal)
-            return
-        self.text_ids[sorted_name] = len(self.owners)
-        self.owners.append(ordinal)
+            return False
+        if self.free:
+            text_id = self.free.pop()
+            self.owners[text_id] = ordinal
+        else:
+            text_id = len(self.owners)
+            self.owners.append(ordinal)
+        self.text_ids[sorted_name] = text_id
         postings = self.postings
         for key in _keys_of(sorted_name):
             current = postings.get(key)
@@ -177,6 +202,44 @@ class _CountryNames:
                 postings[key] = [current, sorted_name]
             else:
                 current.append(sorted_name)
+        return True
+
+    def remove(self, sorted_name: str, ordinal: int) -> None:
+        """Unfile `sorted_name` for `ordinal`; a name nobody else owns leaves the postings.
+        Which owner is listed first carries no meaning (answers are per account), nor does
+        the order of a key's postings."""
+        text_id = self.text_ids.get(sorted_name)
+        if text_id is None:
+            return
+        extra = self.extra_owners.get(text_id)
+        if self.owners[text_id] != ordinal:
+            if extra is not None and ordinal in extra:
+                extra.remove(ordinal)
+                if not extra:
+                    del self.extra_owners[text_id]
+            return
+        if extra:
+            self.owners[text_id] = extra.pop(0)
+            if not extra:
+                del self.extra_owners[text_id]
+            return
+        del self.text_ids[sorted_name]
+        self.free.append(text_id)
+        postings = self.postings
+        for key in _keys_of(sorted_name):
+            current = postings.get(key)
+            if current is None:
+                continue
+            if isinstance(current, str):
+                if current == sorted_name:
+                    del postings[key]
+                continue
+            i = current.index(sorted_name)
+            last = current.pop()
+            if i < len(current):
+                current[i] = last  # swap-remove: the postings' order carries no meaning
+            if len(current) == 1:
+                postings[key] = current[0]
 
     def owners_of(self, sorted_name: str) -> list[int]:
         text_id = self.text_ids[sorted_name]
@@ -236,7 +299,7 @@ class AccountIndex:
     """
 
     __slots__ = ("_by_crm", "_by_domain", "_candidate_budget", "_countries", "_crm_of",
-                 "_domains_of", "_identifiers", "_keys", "_ordinal")
+                 "_domains_of", "_free", "_identifiers", "_keys", "_names_of", "_ordinal")
 
     def __init__(self, *, candidate_budget: int = 4000) -> None:
         """``candidate_budget`` caps the postings gathered per fuzzy query (see
@@ -254,12 +317,16 @@ class AccountIndex:
         # what sameness.sort_out compares. The strings are the ones the maps above hold.
         self._crm_of: list[str | tuple[str, ...] | None] = []
         self._domains_of: list[str | tuple[str, ...] | None] = []
+        # ordinal -> the token-sorted names filed under it (the strings the name maps
+        # hold): what `remove` takes out of the postings.
+        self._names_of: list[str | tuple[str, ...] | None] = []
+        self._free: list[int] = []  # ordinals of removed accounts, for reuse
         # A bounded memo of `identifiers` answers: hot accounts are asked about on every
         # registration, and building the sets each time measured ~15% of a decision.
         self._identifiers: dict[str, Identifiers] = {}
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self._ordinal)
 
     def __contains__(self, account_key: object) -> bool:
         return account_key in self._ordinal
@@ -272,11 +339,16 @@ class AccountIndex:
         """
         ordinal = self._ordinal.get(account_key)
         if ordinal is None:
-            ordinal = len(self._keys)
-            self._keys.append(account_key)
+            if self._free:
+                ordinal = self._free.pop()
+                self._keys[ordinal] = account_key
+            else:
+                ordinal = len(self._keys)
+                self._keys.append(account_key)
+                self._crm_of.append(None)
+                self._domains_of.append(None)
+                self._names_of.append(None)
             self._ordinal[account_key] = ordinal
-            self._crm_of.append(None)
-            self._domains_of.append(None)
         if identity.crm_account_id:
             _add_ordinal(self._by_crm, identity.crm_account_id, ordinal)
             if _add_value(self._crm_of, ordinal, identity.crm_account_id):
@@ -289,7 +361,29 @@ class AccountIndex:
             names = self._countries.get(identity.country)
             if names is None:
                 names = self._countries[identity.country] = _CountryNames()
-            names.add(sort_name_tokens(identity.name), ordinal)
+            sorted_name = sort_name_tokens(identity.name)
+            names.add(sorted_name, ordinal)
+            _add_value(self._names_of, ordinal, sorted_name)
+
+    def remove(self, account_key: str) -> bool:
+        """Forget `account_key` and every facet filed under it (True if it was known).
+        The index then answers exactly as if it had never been added: the same answers
+        whatever was added and removed before, in any order."""
+        ordinal = self._ordinal.pop(account_key, None)
+        if ordinal is None:
+            return False
+        for crm in _values(self._crm_of[ordinal]):
+            _drop_ordinal(self._by_crm, crm, ordinal)
+        for domain in _values(self._domains_of[ordinal]):
+            _drop_ordinal(self._by_domain, domain, ordinal)
+        for sorted_name in _values(self._names_of[ordinal]):
+            for names in self._countries.values():
+                names.remove(sorted_name, ordinal)
+        self._crm_of[ordinal] = self._domains_of[ordinal] = self._names_of[ordinal] = None
+        self._keys[ordinal] = ""
+        self._free.append(ordinal)
+        self._identifiers.pop(account_key, None)
+        return True
 
     def identifiers(self, account_key: str) -> Identifiers:
         """The identifiers filed under `account_key` (plus what its form says: ``dom:x``

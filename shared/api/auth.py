@@ -210,6 +210,47 @@ def _too_many(wait: float, detail: str) -> Problem:
                    headers={"Retry-After": str(max(1, math.ceil(wait)))})
 
 
+class TooManyFailures(Exception):
+    """A client address past its failed-authentication limit: nothing is tried for
+    `wait` seconds."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"too many failed authentications; retry in {wait:.1f} s")
+        self.wait = wait
+
+
+async def limit_failures(
+    failures: TokenBuckets | None, address: str, clock: Callable[[], float],
+    attempt: Callable[[], Awaitable[Principal | None]],
+) -> Principal | None:
+    """Run one authentication `attempt` under the per-address limit on failures: the one
+    rule for the API (`AuthenticateFirst`) and the console's sign-in form.
+
+    A token is taken from `address`'s bucket *before* the attempt (which may await the key
+    store) and given back when the attempt succeeds: checking first and counting on failure
+    let a burst of concurrent guesses all pass the check while none had failed yet, and
+    every one was tried. An empty bucket raises `TooManyFailures` and nothing is tried, not
+    even a right key (a guesser must not learn that it guessed right). An attempt that fails
+    for the store's sake (any error other than a `Problem`, which is the client's: a
+    malformed header) gives the token back too, or an outage would lock every client out.
+    None: the attempt found no principal (the failure stays counted)."""
+    if failures is None:
+        return await attempt()
+    wait = failures.take(address, clock())
+    if wait > 0:
+        raise TooManyFailures(wait)
+    try:
+        principal = await attempt()
+    except Problem:
+        raise
+    except Exception:  # the store is unreachable (503): not the client's failure
+        failures.refund(address)
+        raise
+    if principal is not None:
+        failures.refund(address)
+    return principal
+
+
 class AuthenticateFirst:
     """Pure ASGI middleware: every request under `/v1` is authenticated, and rate limited,
     before anything else looks at it (body limits, parameter validation, look-ups,
@@ -268,26 +309,15 @@ class AuthenticateFirst:
                 break
         client = scope.get("client")
         address = client_key(client[0]) if client else "-"
-        # A token is taken before the key is looked up (which may await the store) and
-        # given back when it is right: checking first and taking on failure let a wave of
-        # concurrent guesses all pass the check and all be tried.
-        if self.auth_failures is not None:
-            wait = self.auth_failures.take(address, self.clock())
-            if wait > 0:
-                raise _too_many(wait, "Too many failed authentications from this address; "
-                                      "no key is tried until Retry-After.")
         try:
-            principal = await self.authenticator.authenticate(bearer_token(header))
-        except Problem:
-            raise
-        except Exception:  # the store is unreachable (503): not the client's failure
-            if self.auth_failures is not None:
-                self.auth_failures.refund(address)
-            raise
+            principal = await limit_failures(
+                self.auth_failures, address, self.clock,
+                lambda: self.authenticator.authenticate(bearer_token(header)))
+        except TooManyFailures as exc:
+            raise _too_many(exc.wait, "Too many failed authentications from this address; "
+                                      "no key is tried until Retry-After.") from None
         if principal is None:
             raise _unknown_token()
-        if self.auth_failures is not None:
-            self.auth_failures.refund(address)
         if self.keys is not None and principal.key_id is not None:
             wait = self.keys.take(principal.key_id, self.clock())
             if wait > 0:

@@ -7,7 +7,6 @@ media type other than JSON are 415, and malformed JSON is 400, before any handle
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 import asyncpg
@@ -20,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.busy import sqlite_busy
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -159,7 +159,7 @@ def store_unreachable(exc: BaseException) -> bool:
         seen.add(id(current))
         if isinstance(current, _CONNECTION_ERRORS):
             return True
-        if isinstance(current, sqlite3.OperationalError) and "locked" in str(current):
+        if sqlite_busy(current):
             return True  # SQLite busy past its timeout: contention, retry later
         if isinstance(current, DBAPIError) and current.orig is not None \
                 and current.orig is not current:

@@ -10,10 +10,12 @@ gets up to N times the rate (documented in the README).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 
 
+@functools.lru_cache(maxsize=4096)
 def client_key(address: str) -> str:
     """The key of a client address in a per-address limit: an IPv6 address's /64 (one host
     holds a whole /64 and may rotate through it), an IPv4-mapped IPv6 address's IPv4

@@ -8,11 +8,16 @@ Design:
 - Offsets are assigned by that writer in memory and restored if a commit fails, so a
   partition never has a gap or a record that was reported but not written.
 - Committed end positions are kept in memory; an idle consumer waits on an asyncio event
-  and never queries the file.
+  and never queries the file. Readers see only committed ends (`_visible`): an offset the
+  writer assigned is not readable before its commit (a consumer polling meanwhile found
+  nothing and polled again at once, a dozen reads per record while a commit was in flight).
 - A transaction (outputs + a consumer group's new positions) is one SQLite transaction:
   the embedded equivalent of Kafka's consume-process-produce transaction.
 - One process owns the file (an exclusive lock says so loudly); a consumer group has one
   member, which is assigned every partition of its topics.
+- Writes begin IMMEDIATE (the write lock is taken, waiting up to the busy timeout, before
+  anything is written); a commit that still finds the file locked by another connection is
+  retried with back-off (shared/busy.py), never failed half-way.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from shared.busy import retry_when_busy
 from shared.eventlog.base import (
     Appended,
     EventLog,
@@ -84,9 +90,14 @@ class _Member:
 
 class EmbeddedEventLog(EventLog):
     def __init__(
-        self, path: Path | str, *, synchronous: str = "FULL", max_batch_records: int = 20_000
+        self, path: Path | str, *, synchronous: str = "FULL", max_batch_records: int = 20_000,
+        linger_seconds: float = 0.0, busy_timeout_ms: int = 5000,
     ) -> None:
         self.path = Path(path)
+        self._busy_timeout_ms = busy_timeout_ms
+        self.linger_seconds = linger_seconds
+        """How long `poll` waits for more once records are readable, unless a full batch is
+        (fetch.max.wait): batches of several records under load instead of one each."""
         self._synchronous = synchronous
         self._max_batch_records = max_batch_records
         self._writer_pool: ThreadPoolExecutor | None = None
@@ -96,6 +107,10 @@ class EmbeddedEventLog(EventLog):
         self._lock_fd: int | None = None
         self._topics: dict[str, int] = {}
         self._ends: dict[TopicPartition, int] = defaultdict(int)
+        """The next offset the writer assigns, per partition (ahead of `_visible` while a
+        commit is in flight)."""
+        self._visible: dict[TopicPartition, int] = {}
+        """The committed end of each partition: what readers may read up to."""
         self._queue: asyncio.Queue[_Write] = asyncio.Queue()
         self._writer_task: asyncio.Task[None] | None = None
         self._appended = asyncio.Event()
@@ -123,6 +138,7 @@ class EmbeddedEventLog(EventLog):
         topics, ends = await self._on_reader(self._load_state)
         self._topics = topics
         self._ends.update(ends)
+        self._visible.update(ends)
         self._writer_task = asyncio.create_task(self._write_loop(), name="eventlog-writer")
 
     async def close(self) -> None:
@@ -148,7 +164,7 @@ class EmbeddedEventLog(EventLog):
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
-        conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
         if writer:
             conn.executescript(_SCHEMA)
         return conn
@@ -250,7 +266,11 @@ class EmbeddedEventLog(EventLog):
             results.append(landed)
             positions.extend((g, tp.topic, tp.partition, pos) for g, tp, pos in item.positions)
         try:
-            await self._on_writer(self._write_rows, rows, positions)
+            # Another process holding the file's write lock past the busy timeout (an
+            # operator's shell, a backup tool): the transaction rolled back whole, so the
+            # same rows (same offsets) are written again after a back-off.
+            await retry_when_busy(lambda: self._on_writer(self._write_rows, rows, positions),
+                                  what="eventlog.commit")
         except BaseException as exc:
             # Nothing of this batch is in the file: give the offsets back.
             self._ends.clear()
@@ -263,6 +283,9 @@ class EmbeddedEventLog(EventLog):
             if not isinstance(exc, Exception):
                 raise
             return
+        for row in rows:
+            tp = TopicPartition(row[0], row[1])
+            self._visible[tp] = max(self._visible.get(tp, 0), row[2] + 1)
         for item, landed in zip(batch, results, strict=True):
             if not item.future.done():
                 item.future.set_result(landed)
@@ -296,7 +319,7 @@ class EmbeddedEventLog(EventLog):
 
     async def end_positions(self, topic: str) -> dict[TopicPartition, int]:
         n = await self.partitions(topic)
-        return {TopicPartition(topic, p): self._ends.get(TopicPartition(topic, p), 0)
+        return {TopicPartition(topic, p): self._visible.get(TopicPartition(topic, p), 0)
                 for p in range(n)}
 
     async def offsets_for_time(self, topic: str, timestamp_ms: int) -> dict[TopicPartition, int]:
@@ -431,12 +454,17 @@ class EmbeddedSubscription(Subscription):
 
     async def poll(self, max_records: int = 1000, timeout: float = 0.5) -> list[Record]:
         deadline = asyncio.get_running_loop().time() + timeout
+        lingered = self._log.linger_seconds <= 0
         while not self._closed:
             ready = [
-                (tp, pos, self._log._ends.get(tp, 0))
+                (tp, pos, self._log._visible.get(tp, 0))
                 for tp, pos in self.fetch_positions.items()
-                if pos < self._log._ends.get(tp, 0)
+                if pos < self._log._visible.get(tp, 0)
             ]
+            if ready and not lingered and sum(e - p for _, p, e in ready) < max_records:
+                lingered = True
+                await asyncio.sleep(self._log.linger_seconds)
+                continue
             if ready:
                 share = max(1, max_records // len(ready))
                 records = await self._log._on_reader(self._fetch_all, ready, share)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import contextlib
+import contextvars
+import re
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,31 +14,201 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
-from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+SQLITE_BUSY_TIMEOUT_MS = 5000
+"""How long a SQLite statement waits for another connection's write lock before it fails
+with "database is locked"."""
+
+
 def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10,
-                  pool_timeout: float = 30.0, **kwargs: Any) -> AsyncEngine:
-    """The read-model engine; pool sizes are `Settings.db_pool_*` in a running process."""
+                  pool_timeout: float = 30.0, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
+                  **kwargs: Any) -> AsyncEngine:
+    """The read-model engine; pool sizes are `Settings.db_pool_*` in a running process.
+
+    On SQLite, `engine.begin()` is a write transaction that takes the write lock when it
+    begins (`_SQLiteEngine`); `engine.connect()` reads without it."""
     pool = {"pool_size": pool_size, "max_overflow": max_overflow, "pool_timeout": pool_timeout}
     if url.startswith("sqlite"):
         Path(url.split("///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
         in_memory = url.rstrip("/").endswith(":memory:") or url.endswith("///")
         engine = create_async_engine(url, **({} if in_memory else pool), **kwargs)
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cursor = dbapi_conn.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=5000")
-            cursor.close()
-
-        return engine
+        _sqlite_transactions(engine.sync_engine, busy_timeout_ms)
+        _skip_idle_rollbacks(engine)
+        return _SQLiteEngine(engine.sync_engine)
     return create_async_engine(url, **pool, **kwargs)
+
+
+def _skip_idle_rollbacks(engine: AsyncEngine) -> None:
+    """No ROLLBACK on a SQLite connection that holds no transaction (one that only read):
+    SQLite has nothing to undo, and through aiosqlite every statement is a hop to the
+    connection's thread and back -- one per read-only `engine.connect()` block, the
+    commonest in a loaded `dealreg dev`."""
+    dialect = engine.sync_engine.dialect
+    rollback = dialect.do_rollback
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        driver = getattr(dbapi_connection, "driver_connection", None)
+        if driver is not None and getattr(driver, "in_transaction", True) is False:
+            return
+        rollback(dbapi_connection)
+
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign]
+
+
+_WRITE = "dealreg_sqlite_write"
+"""`Connection.info` flag: the transaction about to begin is a write transaction."""
+_BEGUN = "dealreg_sqlite_begun"
+"""`Connection.info` flag: this connection's database transaction has begun."""
+_LEAD = r"(?:\s|--[^\n]*(?:\n|$)|/\*.*?\*/)*"
+"""Whitespace and comments before a statement's first keyword."""
+_WRITES = re.compile(_LEAD + r"(INSERT|UPDATE|DELETE|REPLACE|CREATE|DROP|ALTER|SAVEPOINT)\b",
+                     re.IGNORECASE | re.DOTALL)
+_WITH_WRITE = re.compile(_LEAD + r"WITH\b.*\b(INSERT|UPDATE|DELETE|REPLACE)\b",
+                         re.IGNORECASE | re.DOTALL)
+"""A statement under a CTE that writes (at worst a read naming such a word takes the lock)."""
+
+
+def _writes(statement: str, context: Any) -> bool:
+    """Whether `statement` may write: what SQLAlchemy compiled as one, else its text. A
+    write the driver ran outside a transaction would commit on its own (isolation_level
+    None), out of reach of the block's rollback."""
+    if context is not None and (context.isinsert or context.isupdate or context.isdelete
+                                or context.isddl):
+        return True
+    return bool(_WRITES.match(statement) or _WITH_WRITE.match(statement))
+
+
+class _SQLiteEngine(AsyncEngine):
+    """SQLite's transactions made explicit (SQLAlchemy's pysqlite "serializable isolation"
+    recipe, with IMMEDIATE for writes).
+
+    By default the driver begins a transaction only before the first INSERT/UPDATE/DELETE:
+    the reads of a read-modify-write ran outside it, so another process's commit could slip
+    in between and be overwritten (a lost update), and a deferred transaction that read
+    first and writes later cannot wait for the lock (SQLITE_BUSY_SNAPSHOT fails at once,
+    ignoring the busy timeout). Here the driver never begins anything itself:
+    `engine.begin()` sends `BEGIN IMMEDIATE`, which waits out the busy timeout for the write
+    lock before anything is read, so reads and writes are one serializable unit; a
+    `connect()` block reads in autocommit (WAL readers never wait for the writer) and
+    begins IMMEDIATE only before its first write.
+
+    The write transactions of one process take turns on an asyncio lock before they take a
+    pooled connection: SQLite runs one writer at a time anyway, and writers waiting inside
+    SQLite (its busy handler polls, sleeping up to 100 ms, in no order) each held a pooled
+    connection, so a burst of them (64 notification outcomes) starved the projection
+    worker and emptied the pool. Across processes the busy timeout still applies."""
+
+    def __init__(self, sync_engine: Engine, writers: _Turns | None = None) -> None:
+        super().__init__(sync_engine)
+        self._writers = writers or _Turns()
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        async with self._writers.turn(), self.connect() as conn:
+            # Read (and cleared) by the "begin" hook below; no greenlet round trip.
+            conn.sync_connection.info[_WRITE] = True  # type: ignore[union-attr]
+            async with conn.begin():
+                yield conn
+
+    def execution_options(self, **opt: Any) -> AsyncEngine:
+        return _SQLiteEngine(self.sync_engine.execution_options(**opt), self._writers)
+
+
+class _Turns:
+    """A FIFO lock for one process's SQLite write transactions, re-entrant for the task
+    holding it and the tasks it started meanwhile (asyncio.gather, create_task: they
+    inherit its context): a write transaction opened inside another, or by a task the
+    holder awaits, does not wait for a turn its own holder keeps -- forever -- but meets
+    SQLite's lock and the busy timeout, as it did without this. A task started during a
+    turn that writes after the turn ended takes a turn of its own."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._token: object | None = None
+        self._held: contextvars.ContextVar[object | None] = contextvars.ContextVar(
+            f"dealreg_sqlite_turn_{id(self)}", default=None)
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        mine = self._held.get()
+        if mine is not None and mine is self._token:
+            yield
+            return
+        async with self._lock:
+            token = self._token = object()
+            reset = self._held.set(token)
+            try:
+                yield
+            finally:
+                self._token = None
+                self._held.reset(reset)
+
+
+def _sqlite_transactions(engine: Engine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # SQLAlchemy, not the driver, begins
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        info = conn.info
+        if info.pop(_WRITE, False):
+            _begin_immediate(conn.connection.dbapi_connection)
+            info[_BEGUN] = True
+        else:
+            info[_BEGUN] = False
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _before_write(conn: Connection, cursor: Any, statement: str, _params: Any,
+                      context: Any, _many: bool) -> None:
+        info = conn.info
+        if not info.get(_BEGUN) and conn.in_transaction() and _writes(statement, context):
+            cursor.execute("BEGIN IMMEDIATE")
+            info[_BEGUN] = True
+
+    @event.listens_for(engine, "commit")
+    @event.listens_for(engine, "rollback")
+    def _ended(conn: Connection) -> None:
+        # An invalidated connection (a statement interrupted: a cancelled task) has no
+        # `info` to reach (it raises PendingRollbackError, which aborted the rollback and
+        # left the file write-locked); its driver connection is discarded, flag and all.
+        if not conn.invalidated:
+            conn.info[_BEGUN] = False
+
+
+def _begin_immediate(dbapi_conn: Any) -> None:
+    """`BEGIN IMMEDIATE` straight on the driver (SQLAlchemy's statement machinery for it
+    cost as much as the statement)."""
+    cursor = dbapi_conn.cursor()
+    try:
+        cursor.execute("BEGIN IMMEDIATE")
+    finally:
+        cursor.close()
+
+
+def reader(engine: AsyncEngine) -> AsyncEngine:
+    """`engine` for reads only, without a transaction of their own on PostgreSQL.
+
+    The asyncpg dialect opens a transaction for every checked-out connection (`BEGIN`) and
+    the pool rolls it back on return (`ROLLBACK`): two extra round trips around every read,
+    about half of a registration's statements before the append (measured with
+    `log_statement = all`). In PostgreSQL's READ COMMITTED each statement takes its own
+    snapshot anyway, so a read in autocommit sees exactly what it saw inside the
+    transaction. Same pool, same connections; SQLite is left as it is (its transactions
+    are what orders its readers and writers). Never use it for a write."""
+    if engine.dialect.name != "postgresql":
+        return engine
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.logging import get_logger
 from shared.readmodel.schema import projection_positions, registrations
+from shared.readmodel.store import reader
 
 log = get_logger(__name__)
 
@@ -113,7 +114,7 @@ class Expected:
 
 class DecisionWaiter:
     def __init__(self, engine: AsyncEngine, *, in_process: bool) -> None:
-        self.engine = engine
+        self.engine = reader(engine)  # reads only: no BEGIN/ROLLBACK around them
         self.in_process = in_process
         self.listening = False
         """A `DecisionListener` is connected: notifications wake waiters."""

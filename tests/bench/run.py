@@ -52,8 +52,15 @@ class Bench:
 
 
 BENCHES: tuple[Bench, ...] = (
-    Bench("decide", "bench_decide.py", ("--events", "60000", "--registrations", "20000"),
-          ("--events", "5000", "--registrations", "2000"), 110, 20, output="decide.json"),
+    Bench("decide", "bench_decide.py", ("--events", "60000", "--registrations", "20000",
+                                        "--long-lived", "20000"),
+          ("--events", "5000", "--registrations", "2000", "--long-lived", "4000"), 150, 40,
+          output="decide.json"),
+    # decide's CPU per registration at 10,000 active and at the largest count that fits the
+    # run's budget (1,000,000 takes ~6 minutes to build alone: `python
+    # tests/bench/bench_decide.py --scale 10000,1000000` measures it).
+    Bench("decide_scale", "bench_decide.py", ("--scale", "10000,300000"),
+          ("--scale", "10000,100000"), 240, 60, output="decide-scaling.json"),
     Bench("accounts", "bench_accounts.py", ("--accounts", "200000", "--queries", "10000"),
           ("--accounts", "20000", "--queries", "1000"), 80, 15, output="accounts.json"),
     Bench("adjudicator", "bench_adjudicator.py", ("--events", "40000"),

@@ -72,6 +72,26 @@ async def test_past_the_failed_sign_in_limit_even_the_right_key_is_not_tried(
     assert "dealreg_session" not in console.cookies
 
 
+async def test_a_burst_of_concurrent_wrong_sign_ins_gets_no_more_tries_than_the_limit(
+        console: httpx.AsyncClient) -> None:
+    """Key-shaped guesses are looked up in the store (an await): a limit checked before the
+    look-up and counted after it let a burst of concurrent guesses all pass the check and
+    all be tried, so a right key among them signed in. The console counts a guess before
+    trying it, as the API does: three are tried, the rest (the right key too) get 429."""
+    import asyncio
+
+    page = await console.get("/console/sign-in")
+    csrf = _csrf(page.text)
+    guesses = [f"drk.key_guess{i:02d}.{'x' * 43}" for i in range(19)] + [ADMIN]
+    answers = await asyncio.gather(*(console.post("/console/sign-in", data={
+        "api_key": guess, "csrf": csrf, "next": "/console/"}) for guess in guesses))
+    assert sorted(a.status_code for a in answers) == [401] * 3 + [429] * 17
+    assert answers[-1].status_code == 429  # the right key, past the limit: not tried
+    assert "dealreg_session" not in console.cookies
+    refused = [a for a in answers if a.status_code == 429]
+    assert all(int(a.headers["retry-after"]) >= 1 for a in refused)
+
+
 async def test_a_partner_note_naming_a_party_is_refused_and_never_reaches_the_rival(
         console: httpx.AsyncClient) -> None:
     admin = {"Authorization": f"Bearer {ADMIN}"}

@@ -49,3 +49,80 @@ async def test_concurrent_appends_share_commits_and_answer_only_when_durable(
         await log.close()
     assert not_durable == []
     assert 1 <= commits < 200 / 4  # many appends per transaction under concurrency
+
+
+async def test_a_consumer_polling_during_a_commit_waits_for_it_instead_of_reading_nothing(
+        tmp_path: Path) -> None:
+    """Offsets are assigned before the SQLite commit: a reader that saw them polled the
+    file, found nothing, and polled again at once for as long as the commit took (a
+    dozen reads per record under load). Readers see committed ends only."""
+    log = EmbeddedEventLog(tmp_path / "log.sqlite3")
+    await log.start()
+    topics = Topics.named("t")
+    await log.create_topics(topics.specs(1))
+    write_rows = log._write_rows
+    release = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def slow(*args: Any) -> None:  # a commit that takes until `release` (an fsync)
+        asyncio.run_coroutine_threadsafe(release.wait(), loop).result()
+        write_rows(*args)
+
+    reads = 0
+    fetch = log._fetch
+
+    def counted(*args: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return fetch(*args)
+
+    try:
+        member = await log.subscribe("g", [topics.intake])
+        log._write_rows = slow  # type: ignore[method-assign]
+        log._fetch = counted  # type: ignore[method-assign]
+        appending = asyncio.create_task(log.append([OutgoingRecord(topics.intake, "k", b"v")]))
+        await asyncio.sleep(0.05)  # the offset is assigned, its commit in flight
+        assert await log.end_positions(topics.intake) == {
+            tp: 0 for tp in await log.end_positions(topics.intake)}
+        polled = [len(await member.poll(100, timeout=0.01)) for _ in range(20)]
+        assert polled == [0] * 20 and reads == 0
+        release.set()
+        await appending
+        records = await member.poll(100, timeout=1)
+        assert [r.value for r in records] == [b"v"] and reads == 1
+    finally:
+        release.set()
+        await log.close()
+
+
+async def test_a_lingering_consumer_takes_records_that_arrive_within_the_linger_in_one_batch(
+        tmp_path: Path) -> None:
+    """`linger_seconds` (DEALREG_EMBEDDED_LINGER_MS): records appended one by one shortly
+    after each other are read as one batch, not one poll each; without it the first poll
+    returns the first record alone. A full batch is read at once."""
+    for linger, expected in ((0.0, [1, 2]), (0.3, [3])):
+        log = EmbeddedEventLog(tmp_path / f"log-{linger}.sqlite3", linger_seconds=linger)
+        await log.start()
+        topics = Topics.named("t")
+        await log.create_topics(topics.specs(1))
+        try:
+            member = await log.subscribe("g", [topics.intake])
+
+            async def trickle(log: EmbeddedEventLog, topic: str) -> None:
+                for i in range(3):
+                    await log.append([OutgoingRecord(topic, "k", f"r{i}".encode())])
+                    await asyncio.sleep(0.02)
+
+            appending = asyncio.create_task(trickle(log, topics.intake))
+            sizes = [len(await member.poll(100, timeout=1))]
+            await appending
+            sizes.append(len(await member.poll(100, timeout=1)))
+            assert sizes[0] in expected, (linger, sizes)
+            assert sum(sizes) == 3
+            for _ in range(5):
+                await log.append([OutgoingRecord(topics.intake, "k", b"x")])
+            started = asyncio.get_running_loop().time()
+            assert len(await member.poll(5, timeout=1)) == 5  # full: no linger
+            assert asyncio.get_running_loop().time() - started < 0.25
+        finally:
+            await log.close()

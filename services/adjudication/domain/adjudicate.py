@@ -35,6 +35,7 @@ from services.adjudication.domain.matching import (
     find_collisions,
     held_exclusively,
     is_exclusive,
+    lookup,
     own_key_evidence,
 )
 from services.adjudication.domain.precedence import compare, rule_rank
@@ -133,11 +134,14 @@ def _decide(
     partner_status: str | None,
 ) -> list[Collision]:
     at = state.clock
-    state.entries[entry.id] = entry
-    # How it matches its own key's customer, before its own facts are filed there.
-    own = entry.evidence = own_key_evidence(state, entry.account_key, identity, policy)
+    state.keep(entry)
+    # How it matches its own key's customer, before its own facts are filed there. The
+    # index is asked once: what it answers after the filing is derived (Lookup.filed).
+    before = lookup(state, identity, policy)
+    own = entry.evidence = own_key_evidence(state, entry.account_key, identity, policy, before)
     if not identity.is_empty():
         state.index_account(entry.account_key, identity)
+    known = before.filed(entry.account_key)
     label = explain.account_label(entry.account_key, identity)
     version = entry.policy_version
 
@@ -148,12 +152,12 @@ def _decide(
                                      at))
         return []
 
-    barred = cooloff.cooling(state, entry, identity, policy, at)
+    barred = cooloff.cooling(state, entry, identity, policy, at, known)
     if barred is not None:
         cooloff.reject(state, out, entry, *barred, label, at)
         return []
 
-    collisions = find_collisions(state, entry, identity, policy, own)
+    collisions = find_collisions(state, entry, identity, policy, own, known)
     exclusive = is_exclusive(entry, policy)
 
     duplicates = [

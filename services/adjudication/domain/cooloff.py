@@ -18,7 +18,12 @@ from __future__ import annotations
 
 from services.adjudication.domain import explain, outcomes
 from services.adjudication.domain.instants import span_us
-from services.adjudication.domain.matching import customer_keys, held_exclusively, overlaps
+from services.adjudication.domain.matching import (
+    Lookup,
+    customer_keys,
+    held_exclusively,
+    overlaps,
+)
 from services.adjudication.domain.protection import retire
 from services.adjudication.domain.state import AdjudicationState, Entry
 from shared.accounts import AccountIdentity
@@ -50,16 +55,34 @@ def forget(state: AdjudicationState, entry: Entry) -> None:
         del state.let_go[entry.account_key]
 
 
+def _may_reach_let_go(state: AdjudicationState, new: Entry, asked: Lookup) -> bool:
+    """Whether any key `customer_keys` could return has a let-go entry: its answer is a
+    subset of `new`'s key's cluster, the matched keys and their clusters, and the keys
+    reported as suspects. When none is let go, the cool-off cannot bar `new` and the
+    customer need not be sorted out (exact: it only skips work)."""
+    let_go = state.let_go
+    keys = [new.account_key, *(m.account_key for m in asked.matches),
+            *(key for key, _, _ in state.suspects.get(new.id, ()))]
+    for key in keys:
+        if key in let_go:
+            return True
+        if key in state.links and any(k in let_go for k in state.cluster(key)):
+            return True
+    return False
+
+
 def cooling(state: AdjudicationState, new: Entry, identity: AccountIdentity | None,
-            policy: Policy, at: int) -> tuple[Entry, int] | None:
+            policy: Policy, at: int, asked: Lookup | None = None) -> tuple[Entry, int] | None:
     """The same party's ended registration whose cool-off still bars `new`, with the
     instant it lifts; None when `new` may be decided normally. The customer is matched as
     for collisions (`matching.customer_keys`): re-filing it under another key (a name-only
     "Acme Corp" after withdrawing at acme.com) does not dodge the cool-off."""
     if not state.let_go or new.party_type != "partner" or not held_exclusively(state, new):
         return None  # nothing let go in memory: no customer matching needed to know it
+    if asked is not None and not _may_reach_let_go(state, new, asked):
+        return None
     found: tuple[Entry, int] | None = None
-    for key in customer_keys(state, new, identity, policy):
+    for key in customer_keys(state, new, identity, policy, asked):
         for entry_id, ended_at in state.let_go.get(key, ()):
             old = state.entries.get(entry_id)
             if old is None or old.party_id != new.party_id or old.status not in STARTS_COOLOFF:

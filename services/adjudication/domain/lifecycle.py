@@ -181,7 +181,7 @@ def extend(state: AdjudicationState, out: Out, event: RegistrationExtensionReque
                 f"the partner is {state.partner_status[entry.party_id]}; an inactive "
                 "partner's protection is not extended", own.version, at)
         return
-    if entry.extensions >= own.extension.max_extensions:
+    if not own.extension.allows_another(entry.extensions):
         _refuse(out, entry.id, entry.account_key, "extend", "max_extensions",
                 f"it was extended {entry.extensions} time(s), the policy allows "
                 f"{own.extension.max_extensions}", own.version, at)
@@ -300,7 +300,7 @@ def _prolong(state: AdjudicationState, entry: Entry, until: int, policy_version:
 def on_forget(state: AdjudicationState, out: Out, deadline: int, target: str, level: int) -> None:
     entry = state.entries.get(target)
     if entry is not None and not entry.active and entry.retain_until == deadline:
-        del state.entries[target]
+        state.drop(entry)
         cooloff.forget(state, entry)
         releasing.forget(state, target)
 

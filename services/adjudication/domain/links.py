@@ -74,7 +74,7 @@ def report(
         starting = existing is None or not existing.active
         if existing is None:
             existing = _copy(state, reported, alias, policy)
-            state.entries[existing.id] = existing
+            state.keep(existing)
         if starting:
             fresh.append(existing)  # new, or lapsed here and still active there: guard
         _refresh(state, existing, reported, lease, starting)

@@ -18,7 +18,9 @@ from shared.accounts import (
     AccountMatch,
     Identifiers,
     different_customers,
+    match_order,
     sort_out,
+    strength,
 )
 from shared.policy import Policy
 
@@ -64,12 +66,12 @@ def overlaps(a: frozenset[str] | None, b: frozenset[str] | None, policy: Policy,
     return not a.isdisjoint(b)
 
 
-def _matches(
+def _lookups(
     state: AdjudicationState, identity: AccountIdentity, policy: Policy
-) -> list[AccountMatch]:
+) -> tuple[list[AccountMatch], list[AccountMatch]]:
     threshold, band = policy.match.name_threshold, policy.match.review_band
     if not identity.domain or not identity.name:
-        return state.index.match(identity, threshold, band)
+        return state.index.match(identity, threshold, band), []
     # With a domain, a name can only match an account whose key is not a domain (a dom: key
     # carries its domain: any other is a different customer, see sameness), so names are
     # looked up among those alone: the common case then costs two exact look-ups instead
@@ -80,6 +82,75 @@ def _matches(
     names = state.loose_index.match(
         AccountIdentity(None, None, identity.name, identity.country), threshold, band
     )
+    return exact, names
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """What the partition's index answers for an identity (`_lookups`: the full index's
+    matches, then the loose index's name matches). A registration is matched once, before
+    its own facts are filed (`own_key_evidence` needs that), and `filed` derives the answer
+    after filing them instead of asking the index again: filing `identity` under a key only
+    adds that key's own matches (its CRM id, domain and name, each scoring 1.0), so the
+    other accounts' matches are those already found."""
+
+    identity: AccountIdentity
+    exact: list[AccountMatch]
+    names: list[AccountMatch]
+
+    @property
+    def matches(self) -> list[AccountMatch]:
+        return self.exact + self.names
+
+    def filed(self, account_key: str) -> Lookup:
+        """The answer once `identity` is filed under `account_key` (`index_account`)."""
+        identity = self.identity
+        if identity.is_empty():
+            return self
+        split = bool(identity.domain and identity.name)
+        own: list[AccountMatch] = []
+        if identity.crm_account_id:
+            own.append(AccountMatch(account_key, "crm_account_id", 1.0, True))
+        elif identity.domain:
+            own.append(AccountMatch(account_key, "domain", 1.0, True))
+        elif identity.name and identity.country:
+            own.append(AccountMatch(account_key, "name", 1.0, True))
+        exact = _with(self.exact, own)
+        names = self.names
+        if split and identity.country and not account_key.startswith("dom:"):
+            names = _with(names, [AccountMatch(account_key, "name", 1.0, True)])
+        return Lookup(identity, exact, names)
+
+
+def _with(matches: list[AccountMatch], own: list[AccountMatch]) -> list[AccountMatch]:
+    """`matches` with `own` (one match of one key) kept as `AccountIndex.match` keeps an
+    account's strongest evidence, in the index's order."""
+    if not own:
+        return matches
+    mine = own[0]
+    kept: list[AccountMatch] = []
+    for match in matches:
+        if match.account_key == mine.account_key:
+            if strength(match) >= strength(mine):
+                mine = match
+        else:
+            kept.append(match)
+    kept.append(mine)
+    kept.sort(key=match_order)
+    return kept
+
+
+def lookup(state: AdjudicationState, identity: AccountIdentity, policy: Policy) -> Lookup:
+    """Ask the index once for `identity` (nothing to ask for an empty one)."""
+    if identity.is_empty():
+        return Lookup(identity, [], [])
+    return Lookup(identity, *_lookups(state, identity, policy))
+
+
+def _matches(
+    state: AdjudicationState, identity: AccountIdentity, policy: Policy
+) -> list[AccountMatch]:
+    exact, names = _lookups(state, identity, policy)
     return exact + names
 
 
@@ -87,15 +158,19 @@ _RANK = {"crm_account_id": 2, "domain": 1, "name": 0}
 
 
 def own_key_evidence(
-    state: AdjudicationState, account_key: str, identity: AccountIdentity, policy: Policy
+    state: AdjudicationState, account_key: str, identity: AccountIdentity, policy: Policy,
+    asked: Lookup | None = None,
 ) -> tuple[str, float] | None:
     """How `identity` matches the customer already filed under its own key (call it before
     the identity is indexed there): the strongest confident match, CRM id over domain over
     name. An account filed under a `dom:` key by its name is matched by name, not by that
-    domain. None when it matches nothing there (it opens the key)."""
+    domain. None when it matches nothing there (it opens the key). `asked`: the index's
+    answer for `identity` already asked (`lookup`)."""
     best: AccountMatch | None = None
     if not identity.is_empty():
-        for match in _matches(state, identity, policy):
+        matches = asked.matches if asked is not None and asked.identity == identity \
+            else _matches(state, identity, policy)
+        for match in matches:
             if match.account_key == account_key and match.confident and (
                     best is None or (_RANK[match.matched_by], match.score)
                     > (_RANK[best.matched_by], best.score)):
@@ -105,13 +180,14 @@ def own_key_evidence(
 
 def find_collisions(
     state: AdjudicationState, new: Entry, identity: AccountIdentity | None, policy: Policy,
-    own_evidence: tuple[str, float] | None = None,
+    own_evidence: tuple[str, float] | None = None, asked: Lookup | None = None,
 ) -> list[Collision]:
-    """Active entries at the same customer whose scope overlaps `new`'s (see `_evidence`)."""
+    """Active entries at the same customer whose scope overlaps `new`'s (see `_evidence`).
+    `asked`: the index's current answer for `identity`, if already asked."""
     found_entries: list[Collision] = []
     review_names = policy.match.name_only == "review"
     for key, (matched_by, score, confident, via_link) in _evidence(
-            state, new, identity, policy, review_names, own_evidence).items():
+            state, new, identity, policy, review_names, own_evidence, asked).items():
         for entry in state.active_under(key):
             if entry is new or not overlaps(new.products, entry.products, policy,
                                             state.policy(entry.policy_version)):
@@ -121,20 +197,22 @@ def find_collisions(
 
 
 def customer_keys(
-    state: AdjudicationState, new: Entry, identity: AccountIdentity | None, policy: Policy
+    state: AdjudicationState, new: Entry, identity: AccountIdentity | None, policy: Policy,
+    asked: Lookup | None = None,
 ) -> list[str]:
     """Every key that is confidently `new`'s customer by the same rule `find_collisions`
     uses (its own key and links, and keys its account matched): e.g. for the cool-off,
     which must not be dodged by filing the same customer under another key. A name match
     counts here whatever `match.name_only` says: that option keeps a name from deciding
     between *rivals*; the same partner re-filing its own customer is not a rival."""
-    return [key for key, (_, _, confident, _) in _evidence(state, new, identity, policy).items()
-            if confident]
+    return [key for key, (_, _, confident, _)
+            in _evidence(state, new, identity, policy, asked=asked).items() if confident]
 
 
 def _evidence(
     state: AdjudicationState, new: Entry, identity: AccountIdentity | None, policy: Policy,
     review_names: bool = False, own_evidence: tuple[str, float] | None = None,
+    asked: Lookup | None = None,
 ) -> dict[str, tuple[str, float, bool, bool]]:
     """Active entries at the same customer whose scope overlaps `new`'s, in a stable order:
     the new entry's own key (and the keys linked to it) first, then keys by strength of
@@ -155,8 +233,9 @@ def _evidence(
         key: (kind, score, True, key != new.account_key) for key in own
     }
     if identity is not None and not identity.is_empty():
-        found = sort_out(query, _matches(state, identity, policy), state.customer, anchor,
-                         review_names)
+        matches = asked.matches if asked is not None and asked.identity == identity \
+            else _matches(state, identity, policy)
+        found = sort_out(query, matches, state.customer, anchor, review_names)
         for match in (*found.same, *found.possible):
             known = evidence.get(match.account_key)
             if known is not None:

@@ -25,6 +25,9 @@ from shared.accounts import AccountIdentity, AccountIndex, Identifiers, differen
 from shared.policy import Policy
 
 ACTIVE: Final = frozenset({"approved", "in_review"})
+FORGETS_ACCOUNTS = False
+"""Whether the state forgets an account with the last entry kept under its key
+(`AdjudicationState.forget_account`). Off: it changes decisions (see there)."""
 _INDEX_MEMO: Final = 16_384
 
 # Heap item kinds. Deadlines are validated against the target when they come due, so a
@@ -159,8 +162,12 @@ class AdjudicationState:
     clock: int = 0
     """The partition clock: the latest event time seen, never going back."""
     _products: dict[frozenset[str], frozenset[str]] = field(default_factory=dict)
-    _indexed: dict[tuple[str, AccountIdentity], None] = field(default_factory=dict)
-    """A bounded memo of (key, identity) pairs already filed in the index: most
+    filed: dict[str, int] = field(default_factory=dict)
+    """account key -> how many of `entries` are filed under it: with `FORGETS_ACCOUNTS`,
+    an account is forgotten (`forget_account`) when this drops to zero and no link names
+    its key."""
+    _indexed: dict[str, AccountIdentity] = field(default_factory=dict)
+    """A bounded memo: account key -> the identity last filed under it in the index. Most
     registrations repeat a known account, and re-filing it would change nothing."""
 
     # --- policies -------------------------------------------------------------------------
@@ -193,15 +200,45 @@ class AdjudicationState:
         return self._products.setdefault(key, key)
 
     def index_account(self, account_key: str, identity: AccountIdentity) -> None:
-        marker = (account_key, identity)
-        if marker in self._indexed:
+        if self._indexed.get(account_key) == identity:
             return
         if len(self._indexed) >= _INDEX_MEMO:
             self._indexed.clear()
-        self._indexed[marker] = None
+        self._indexed[account_key] = identity
         self.index.add(account_key, identity)
         if not account_key.startswith("dom:"):
             self.loose_index.add(account_key, identity)
+
+    def keep(self, entry: Entry) -> None:
+        """Hold a new entry (registration, claim, or a copy of another partition's)."""
+        self.entries[entry.id] = entry
+        key = entry.account_key
+        self.filed[key] = self.filed.get(key, 0) + 1
+
+    def drop(self, entry: Entry) -> None:
+        """Forget an entry; its account too once nothing keeps it (`forget_account`)."""
+        del self.entries[entry.id]
+        key = entry.account_key
+        left = self.filed.get(key, 0) - 1
+        if left > 0:
+            self.filed[key] = left
+            return
+        self.filed.pop(key, None)
+        self.forget_account(key)
+
+    def forget_account(self, account_key: str) -> None:
+        """Take `account_key` out of the account indexes when no kept entry is filed under
+        it and no link names it (only with `FORGETS_ACCOUNTS`). Every rule reaches
+        accounts through entries (collisions, cool-off, the line) or links, but the facts
+        filed under a key still matter after its entries are gone: a later registration
+        under the same key is matched by the names of the key's earlier registrations
+        too, and its own-key evidence compares with their identifiers. So forgetting
+        changes decisions (DESIGN.md, "Forgetting accounts"): off until that is decided."""
+        if not FORGETS_ACCOUNTS or account_key in self.filed or account_key in self.links:
+            return
+        self.index.remove(account_key)
+        self.loose_index.remove(account_key)
+        self._indexed.pop(account_key, None)
 
     def activate(self, entry: Entry) -> None:
         bucket = self.active_by_key.get(entry.account_key)
@@ -292,6 +329,7 @@ class AdjudicationState:
                 self.links[key] = rest
             else:
                 self.links.pop(key, None)
+                self.forget_account(key)
         return fact
 
     # --- incumbency -----------------------------------------------------------------------

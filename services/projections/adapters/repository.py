@@ -251,12 +251,18 @@ async def _driver_in_transaction(conn: AsyncConnection) -> Any:
     """The driver connection, inside the transaction SQLAlchemy holds for `conn`.
 
     SQLAlchemy opens the database transaction lazily, at its first statement (asyncpg:
-    `BEGIN`; sqlite3 begins implicitly before any write); a statement sent straight to
-    asyncpg before that would run outside the transaction and commit on its own."""
+    `BEGIN`); a statement sent straight to asyncpg before that would run outside the
+    transaction and commit on its own. On SQLite the driver begins nothing itself:
+    `engine.begin()` has already sent `BEGIN IMMEDIATE` (`shared.readmodel.store`), and a
+    bulk write from a read block (`engine.connect()`), which would commit row by row, is
+    refused here instead."""
     raw = await conn.get_raw_connection()
     if conn.dialect.name == "postgresql" and getattr(
             raw.dbapi_connection, "_transaction", None) is None:
         await conn.exec_driver_sql("SELECT 1")
+    elif conn.dialect.name == "sqlite" and not getattr(raw.driver_connection,
+                                                       "in_transaction", True):
+        raise RuntimeError("bulk writes to SQLite need a write transaction (engine.begin())")
     return raw.driver_connection
 
 

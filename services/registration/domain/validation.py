@@ -7,6 +7,7 @@ response's field list.
 
 from __future__ import annotations
 
+import functools
 from decimal import Decimal
 from typing import Final
 
@@ -39,10 +40,17 @@ IDENTIFIER_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,99}$"
 """Ids of partners, reps, owners, registrations, disputes: printable, no spaces."""
 
 
+@functools.lru_cache(maxsize=1024)
+def _iso_4217(code: str) -> bool:
+    # pycountry's look-up goes through its lazy loader on every call: a measurable share
+    # of every registration's validation under load. The table never changes in a process.
+    return pycountry.currencies.get(alpha_3=code) is not None
+
+
 def currency_code(value: str) -> str:
     """The ISO 4217 alphabetic code (upper case) of a currency deals can be priced in."""
     code = value.strip().upper()
-    if len(code) != 3 or pycountry.currencies.get(alpha_3=code) is None:
+    if len(code) != 3 or not _iso_4217(code):
         raise ValueError(f"{value!r} is not an ISO 4217 currency code")
     if code in _NOT_A_DEAL_CURRENCY:
         raise ValueError(f"{code} is not a currency a deal can be priced in")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -25,7 +26,7 @@ from shared.readmodel.schema import (
     account_names,
     metadata,
 )
-from shared.readmodel.store import create_engine, migrate
+from shared.readmodel.store import create_engine, migrate, reader
 from tests.support.servers import ServerHandle
 
 MATCH = MatchPolicy(name_threshold=0.9, review_band=0.1)
@@ -202,3 +203,187 @@ async def test_concurrent_publishers_get_consecutive_versions(
     finally:
         for log in logs:
             await log.close()
+
+
+async def test_a_directory_miss_asks_postgresql_once(engine: AsyncEngine) -> None:
+    """A new account in a distributed registration service (CRM id, domain and name all
+    unknown to memory) costs one statement, not one per identifier; what it finds is
+    still found (test_resolution_finds_what_other_processes_filed)."""
+    from sqlalchemy import event
+
+    directory = AccountDirectory(reader(engine), complete=False, rewarm_seconds=3600)
+    await directory.warm()
+    statements: list[str] = []
+
+    def log(record: Any) -> None:  # asyncpg: what went to the driver (BEGIN/ROLLBACK, raw)
+        statements.append(record.query)
+
+    def checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        dbapi_conn.driver_connection.add_query_logger(log)
+
+    def checkin(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.driver_connection.remove_query_logger(log)
+
+    def sent(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)  # what SQLAlchemy sent (prepared statements included)
+
+    event.listen(engine.sync_engine.pool, "checkout", checkout)
+    event.listen(engine.sync_engine.pool, "checkin", checkin)
+    event.listen(engine.sync_engine, "before_cursor_execute", sent)
+    try:
+        resolution = await directory.resolve(
+            identity_of("Brand New Widgets Ltd", "brand-new-widgets.example", "US", "001NEW"),
+            MATCH)
+    finally:
+        event.remove(engine.sync_engine.pool, "checkout", checkout)
+        event.remove(engine.sync_engine.pool, "checkin", checkin)
+        event.remove(engine.sync_engine, "before_cursor_execute", sent)
+    assert resolution.is_new
+    assert len(statements) == 1, "\n---\n".join(statements)
+
+
+async def test_reads_through_the_reader_take_no_transaction(engine: AsyncEngine) -> None:
+    """`reader(engine)` reads in autocommit on PostgreSQL (no BEGIN/ROLLBACK round trips):
+    two statements on one connection are two transactions, so `now()` moves between
+    them; through the engine itself they share one transaction and one `now()`."""
+    from sqlalchemy import text
+
+    async def two_nows(source: AsyncEngine) -> tuple[datetime, datetime]:
+        async with source.connect() as conn:
+            first = (await conn.execute(text("SELECT now()"))).scalar_one()
+            await asyncio.sleep(0.01)
+            second = (await conn.execute(text("SELECT now()"))).scalar_one()
+        return first, second
+
+    first, second = await two_nows(reader(engine))
+    assert second > first
+    first, second = await two_nows(engine)
+    assert second == first
+
+
+async def _terminate_other_sessions(engine: AsyncEngine) -> None:
+    """PostgreSQL drops every other session of this database (a restart, as its clients
+    see it); `engine`'s pool still holds them."""
+    from sqlalchemy import text
+
+    admin = create_engine(engine.url.render_as_string(hide_password=False), pool_size=1,
+                          max_overflow=0)
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+    finally:
+        await admin.dispose()
+
+
+async def test_a_directory_miss_on_a_dropped_connection_is_store_unreachable_then_recovers(
+        engine: AsyncEngine) -> None:
+    """A directory miss whose pooled connection PostgreSQL dropped (a restart) fails as the
+    API's store handler knows it (a `DBAPIError` it answers 503 + Retry-After, not a bare
+    driver error it answers 500), and the dead connection leaves the pool: the next miss
+    is answered. The miss's statement goes to the driver directly, outside SQLAlchemy's
+    error translation and invalidation."""
+    from sqlalchemy.exc import DBAPIError
+
+    from shared.api.problems import store_unreachable
+
+    directory = AccountDirectory(reader(engine), complete=False, rewarm_seconds=3600)
+    await directory.warm()
+    identity = identity_of("Dropped Widgets Ltd", "dropped-widgets.example", "US", "001DROP")
+    assert (await directory.resolve(identity, MATCH)).is_new  # the pool holds a connection
+    await _terminate_other_sessions(engine)
+    with pytest.raises(Exception) as failed:
+        await directory.resolve(identity, MATCH)
+    assert isinstance(failed.value, DBAPIError), repr(failed.value)
+    assert store_unreachable(failed.value)
+    assert (await directory.resolve(identity, MATCH)).is_new
+
+
+async def test_a_writer_after_a_failed_read_gets_a_transaction(engine: AsyncEngine) -> None:
+    """The reader's autocommit connections share the pool with writers: after a read that
+    failed (or was cancelled) inside `reader()`, the connection a writer checks out next
+    is in a transaction again (two statements, one `now()`), never left in autocommit
+    where a two-statement write would be half-applied on an error."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    small = create_engine(engine.url.render_as_string(hide_password=False), pool_size=1,
+                          max_overflow=0)
+    try:
+        with pytest.raises(DBAPIError):
+            async with reader(small).connect() as conn:
+                await conn.execute(text("SELECT 1/0"))
+
+        async def slow() -> None:
+            async with reader(small).connect() as conn:
+                await conn.execute(text("SELECT pg_sleep(5)"))
+
+        task = asyncio.create_task(slow())
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        async with small.begin() as conn:
+            first = (await conn.execute(text("SELECT now()"))).scalar_one()
+            await asyncio.sleep(0.01)
+            second = (await conn.execute(text("SELECT now()"))).scalar_one()
+        assert first == second
+    finally:
+        await small.dispose()
+
+
+HOSTILE = [  # (name, domain, country, crm id) as a hostile or careless client sends them
+    ("100% Widgets_Ltd", None, "US", None),
+    ("Gadgets_%Works", None, "CA", None),
+    ("株式会社 ソニー", None, "JP", None),
+    ("Ünïcödé Straße GmbH", None, "DE", None),
+    ("x" * 140 + " " + "y" * 140, None, "US", None),
+    ("O'Brien'; DROP TABLE account_names; --", None, "IE", None),
+    (None, None, None, "00%"),
+    (None, None, None, "'; DROP TABLE account_crm_ids; --"),
+    (None, "under-score.com", None, None),
+]
+
+
+async def test_a_distributed_directory_resolves_hostile_identities_as_the_warmed_one(
+        engine: AsyncEngine) -> None:
+    """The directory miss in one statement (distributed) answers what the warmed, complete
+    directory answers from memory, for names with LIKE wildcards (`%`, `_`), quotes, non-
+    Latin scripts and very long names, and CRM ids that look like SQL: parameters, never
+    pattern matching or string building (issue 12's sameness rules decide both)."""
+    filed = [identity_of(*fields) for fields in HOSTILE]
+    probes = [*HOSTILE, ("100 Widgets Ltd", None, "US", None), ("Widgets", None, "US", None),
+              (None, None, None, "00"), (None, None, None, "001"),
+              (None, "underxscore.com", None, None), ("x%", None, "US", None),
+              ("x" * 300 + " " + "y" * 300, None, "US", None), ("y" * 140, None, "US", None),
+              ("_", None, "US", "%")]
+    colds = []  # warmed while the tables are empty: every probe below is a miss to ask
+    for _ in probes:
+        colds.append(AccountDirectory(reader(engine), complete=False, rewarm_seconds=3600))
+        await colds[-1].warm()
+    blocks = metadata.tables.get("account_name_keys")
+    async with engine.begin() as conn:
+        for i, identity in enumerate(filed):
+            key = f"acct:{i}"
+            if identity.crm_account_id:
+                await conn.execute(account_crm_ids.insert(), [
+                    {"crm_account_id": identity.crm_account_id, "account_key": key}])
+            if identity.domain:
+                await conn.execute(account_domains.insert(), [
+                    {"domain": identity.domain, "account_key": key}])
+            if identity.name and identity.country:
+                await conn.execute(account_names.insert(), [
+                    {"country": identity.country, "name": identity.name, "account_key": key}])
+                if blocks is not None:
+                    from shared.accounts import sort_name_tokens
+                    await conn.execute(blocks.insert(), [
+                        {"country": identity.country, "key": k, "name": identity.name}
+                        for k in blocking_keys(sort_name_tokens(identity.name))])
+    warmed = AccountDirectory(engine, complete=True, rewarm_seconds=3600)
+    await warmed.warm()
+    for fields, cold in zip(probes, colds, strict=True):
+        identity = identity_of(*fields)
+        expected = await warmed.resolve(identity, NAMES_DECIDE)
+        got = await cold.resolve(identity, NAMES_DECIDE)
+        assert (got.account_key, got.is_new) == (expected.account_key, expected.is_new), fields

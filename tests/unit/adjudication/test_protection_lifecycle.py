@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from adjudication_driver import Driver, decisions, only, policy
 
 from shared.events import (
@@ -46,6 +47,29 @@ def test_extensions_beyond_the_maximum_are_refused() -> None:
     assert only(d.extend("r1"), ProtectionExtended)
     [refused] = only(d.extend("r1"), RegistrationActionRejected)
     assert (refused.action, refused.reason) == ("extend", "max_extensions")
+
+
+@pytest.mark.parametrize("allowed", [0, 1, 2, 3])
+def test_decide_grants_exactly_max_extensions_and_refuses_the_next(allowed: int) -> None:
+    """The core alone (`decide`, no edge in front refusing first): a protection is extended
+    exactly `max_extensions` times, each counted, and the next request is refused with
+    `max_extensions` naming the count; an off-by-one either way changes the count."""
+    d = Driver(policy=policy(protection_period="PT60S",
+                             extension={"period": "PT60S", "max_extensions": allowed,
+                                        "window": None}))
+    d.register("r1", "p-1")
+    granted = []
+    for _ in range(allowed):
+        d.later(seconds=10)
+        [extended] = only(d.extend("r1"), ProtectionExtended)
+        granted.append(extended.extensions)
+    assert granted == list(range(1, allowed + 1))
+    d.later(seconds=10)
+    out = d.extend("r1")
+    assert only(out, ProtectionExtended) == []
+    [refused] = only(out, RegistrationActionRejected)
+    assert (refused.action, refused.reason) == ("extend", "max_extensions")
+    assert f"extended {allowed} time(s), the policy allows {allowed}" in refused.explanation
 
 
 def test_only_the_owning_partner_may_extend_or_withdraw() -> None:

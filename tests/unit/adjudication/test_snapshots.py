@@ -227,3 +227,29 @@ def test_a_snapshot_file_that_cannot_be_written_is_skipped_not_fatal(tmp_path: P
         assert await store.load(TP, 300) is None
 
     asyncio.run(scenario())
+
+
+def test_a_snapshot_of_the_never_forgetting_state_is_rebuilt_not_misread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Schema 1 had no count of entries per key (`filed`, what forgetting accounts needs)
+    and a filed-pairs memo of another shape: its snapshots are refused, so the partition is
+    rebuilt from the log."""
+    assert snapshots.STATE_SCHEMA_VERSION >= 2
+    state, _ = _small_state()
+    with monkeypatch.context() as m:
+        m.setattr(snapshots, "STATE_SCHEMA_VERSION", 1)
+        snapshots.fingerprint.cache_clear()
+        old = snapshots.encode(state, TP, 300)
+    snapshots.fingerprint.cache_clear()
+    assert snapshots.read_header(old)["schema"] == 1
+    with pytest.raises(SnapshotRejected, match="schema"):
+        snapshots.decode(old, TP, 300)
+    store = FileSnapshots(tmp_path)
+
+    async def scenario() -> None:
+        store.save(TP, 300, old)
+        await store.close()
+        assert await store.load(TP, 300) is None  # nothing usable: rebuild from offset 0
+
+    asyncio.run(scenario())

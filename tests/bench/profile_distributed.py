@@ -1,0 +1,285 @@
+"""Where the distributed deployment's CPU and time go, per decided registration.
+
+    python tests/bench/profile_distributed.py [--rates 100 150] [--seconds 30]
+
+Starts the same deployment as `bench_api_latency.py --backend distributed` (Kafka and
+PostgreSQL from tests/support/servers.py, three `dealreg serve` processes) and drives the
+same open-loop workload at each rate. For each run it prints the CPU (user + system, from
+/proc) of every process on the machine that takes part -- the three services, the Kafka
+broker, every PostgreSQL backend, and the load generator -- in milliseconds per decided
+registration and in cores, so the process that saturates the 2 cores is named; and the
+latency per stage (`--trace`: the spans command.append, adjudicator.decide and
+projection.apply of every registration, printed by DEALREG_OTEL=console) beside the client's
+end-to-end latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from tests.bench import bench_api_latency as bench  # noqa: E402
+from tests.bench import loadgen  # noqa: E402
+from tests.support.companies import generate  # noqa: E402
+from tests.support.processes import free_port, wait_ready  # noqa: E402
+
+
+def _listening_pid(port: int) -> int | None:
+    """The process listening on a TCP port of this machine (/proc/net/tcp{,6})."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table, encoding="ascii") as rows:
+            for row in list(rows)[1:]:
+                cols = row.split()
+                if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(cols[9])
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if link.startswith("socket:[") and link[8:-1] in inodes:
+                    return int(pid)
+        except OSError:
+            continue
+    return None
+
+
+def _children(ppid: int) -> list[int]:
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+                if int(stat.read().rsplit(")", 1)[1].split()[1]) == ppid:
+                    out.append(int(pid))
+        except OSError:
+            continue
+    return out
+
+
+class Group:
+    """A set of processes whose CPU is summed; PostgreSQL's backends come and go, so the
+    postmaster's children are re-listed at every sample (ended ones are lost: a backend
+    lives as long as its pooled connection, i.e. the whole run)."""
+
+    def __init__(self, name: str, pids: list[int], parent: int | None = None) -> None:
+        self.name, self.pids, self.parent = name, pids, parent
+
+    def sample(self) -> dict[int, float]:
+        pids = list(self.pids) + (_children(self.parent) if self.parent else [])
+        out = {}
+        for pid in pids:
+            try:
+                out[pid] = loadgen.process_cpu_seconds(pid)
+            except OSError:
+                continue
+        return out
+
+
+def _delta(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(v - before.get(pid, 0.0) for pid, v in after.items())
+
+
+_COUNTERS = ("dealreg_kafka_transactions_total", "dealreg_projection_batch_seconds_count",
+             "dealreg_projection_events_total", "dealreg_http_requests_shed_total")
+
+
+def _counters(urls: list[str]) -> dict[str, float]:
+    """The counters above, summed over the services' /metrics."""
+    import urllib.request
+
+    out = dict.fromkeys(_COUNTERS, 0.0)
+    for url in urls:
+        request = urllib.request.Request(f"{url}/metrics",
+                                         headers={"Authorization": f"Bearer {bench.TOKEN}"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            for line in answer.read().decode().splitlines():
+                name = line.split("{", 1)[0].split(" ", 1)[0]
+                if name in out:
+                    out[name] += float(line.rsplit(" ", 1)[1])
+    return out
+
+
+async def _pg_transactions(database: str) -> tuple[float, float]:
+    """PostgreSQL's (transactions, sessions) in the database so far: a session is a new
+    server process (fork, authentication, catalog caches), each costing milliseconds."""
+    import asyncpg
+
+    conn = await asyncpg.connect(database.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        row = await conn.fetchrow(
+            "SELECT xact_commit + xact_rollback, sessions FROM pg_stat_database "
+            "WHERE datname = current_database()")
+        return float(row[0]), float(row[1])
+    finally:
+        await conn.close()
+
+
+async def _statements(database: str, reset: bool) -> list[tuple[int, float, str]]:
+    """With pg_stat_statements loaded in the server (shared_preload_libraries): reset, or
+    the top statements by execution time as (calls, total ms, text); else nothing."""
+    import asyncpg
+
+    conn = await asyncpg.connect(database.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        try:
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            if reset:
+                await conn.execute("SELECT pg_stat_statements_reset()")
+                return []
+            rows = await conn.fetch(
+                "SELECT calls, total_exec_time, query FROM pg_stat_statements s "
+                "JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database() "
+                "ORDER BY total_exec_time DESC LIMIT 12")
+        except asyncpg.PostgresError:
+            return []
+        return [(r["calls"], r["total_exec_time"], " ".join(r["query"].split())[:110])
+                for r in rows]
+    finally:
+        await conn.close()
+
+
+def _spans(path: Path) -> Iterator[dict[str, Any]]:
+    text = path.read_text(errors="replace")
+    decoder = json.JSONDecoder()
+    for match in re.finditer(r"^\{\n\s+\"name\"", text, re.M):
+        span, _ = decoder.raw_decode(text, match.start())
+        yield span
+
+
+def _print_stages(logs: list[Path], since: float) -> None:
+    """Per trace (one registration): the append, append end -> decide start (the
+    adjudicator's fetch), decide start -> projection of its decision (the decision's
+    transaction and the projections' fetch), and the projection batch."""
+    def at(stamp: str) -> float:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+    traces: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for path in logs:
+        for span in _spans(path):
+            start, end = at(span["start_time"]), at(span["end_time"])
+            if start < since:
+                continue
+            trace = traces.setdefault(span["context"]["trace_id"], {})
+            trace.setdefault(span["name"], []).append((start, end))
+    stages: dict[str, list[float]] = {}
+    for spans in traces.values():
+        if not all(n in spans for n in ("command.append", "adjudicator.decide",
+                                        "projection.apply")):
+            continue
+        append = spans["command.append"][0]
+        decide = min(spans["adjudicator.decide"])
+        applies = sorted(spans["projection.apply"])
+        last = applies[-1]
+        for name, ms in (("append", append[1] - append[0]),
+                         ("append end -> decide start", decide[0] - append[1]),
+                         ("decide start -> last projection batch start",
+                          last[0] - decide[0]),
+                         ("last projection batch", last[1] - last[0]),
+                         ("append start -> projected", last[1] - append[0])):
+            stages.setdefault(name, []).append(ms * 1000)
+    for name, values in stages.items():
+        values.sort()
+        p50, p90, p99 = (values[min(len(values) - 1, int(p / 100 * len(values)))]
+                         for p in (50, 90, 99))
+        print(f"    {name:45s} p50 {p50:7.1f} ms  p90 {p90:7.1f}  p99 {p99:7.1f}  "
+              f"(n {len(values)})", flush=True)
+
+
+def main() -> None:
+    from tests.support.servers import create_database, start_kafka, start_postgres
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rates", type=float, nargs="*", default=[100, 150])
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--trace", action="store_true",
+                        help="print spans (DEALREG_OTEL=console) and split latency by stage; "
+                        "costs CPU, so its CPU figures are not comparable")
+    args = parser.parse_args()
+    total = int(sum(args.rates) * args.seconds) + bench.WARM_UP
+    workload = generate(bench.SEED, total, collision_share=0.3)
+    with ExitStack() as stack:
+        kafka = stack.enter_context(start_kafka())
+        postgres = stack.enter_context(start_postgres())
+        suffix = str(int(time.time()))
+        database = asyncio.run(create_database(postgres.url, f"prof_{suffix}"))
+        env = {**os.environ, **bench.BASE_ENV,
+               "DEALREG_KAFKA_BOOTSTRAP_SERVERS": kafka.url, "DEALREG_DATABASE_URL": database,
+               "DEALREG_TOPIC_PREFIX": f"prof-{suffix}",
+               "DEALREG_ADJUDICATOR_GROUP": f"adj-{suffix}",
+               "DEALREG_PROJECTIONS_GROUP": f"proj-{suffix}",
+               **({"DEALREG_OTEL": "console"} if args.trace else {})}
+        ports = {name: free_port() for name in ("registration", "adjudication", "projections")}
+        groups = []
+        for name in ("projections", "adjudication", "registration"):
+            proc = stack.enter_context(bench.process(["serve", name, "--port", str(ports[name])],
+                                                     env))
+            groups.append(Group(name, [proc.pid]))
+            asyncio.run(wait_ready(f"http://127.0.0.1:{ports[name]}", timeout=90))
+        kafka_pid = _listening_pid(int(kafka.url.rsplit(":", 1)[1]))
+        pg_pid = _listening_pid(int(postgres.url.rsplit(":", 1)[1].split("/")[0]))
+        if kafka_pid:
+            groups.append(Group("kafka", [kafka_pid]))
+        if pg_pid:
+            groups.append(Group("postgres", [pg_pid], parent=pg_pid))
+        pids = [g.pids[0] for g in groups[:3]]
+        url = f"http://127.0.0.1:{ports['registration']}"
+        bench.settle(pids, 30)
+        bench.drive(url, bench.requests(workload, 0, bench.WARM_UP), 50, 2, pids)
+        start = bench.WARM_UP
+        for rate in args.rates:
+            bench.settle(pids, 30)
+            count = int(rate * args.seconds)
+            urls = [f"http://127.0.0.1:{p}" for p in ports.values()]
+            counters0, pg0 = _counters(urls), asyncio.run(_pg_transactions(database))
+            asyncio.run(_statements(database, reset=True))
+            before = [g.sample() for g in groups]
+            t0 = time.time()
+            result, _ = bench.drive(url, bench.requests(workload, start, count), rate,
+                                    args.seconds, pids)
+            time.sleep(1.0)  # the last decisions' projections
+            after = [g.sample() for g in groups]
+            counters1, pg1 = _counters(urls), asyncio.run(_pg_transactions(database))
+            start += count
+            decided = max(1, len(result.extracts))
+            print(f"  {rate:.0f}/s: {len(result.extracts)} decided in time, client p50 "
+                  f"{result.ms(50):.0f} ms p99 {result.ms(99):.0f} ms", flush=True)
+            total_ms = 0.0
+            for g, b, a in zip(groups, before, after, strict=True):
+                cpu = _delta(b, a)
+                total_ms += cpu * 1000 / decided
+                print(f"    {g.name:13s} {cpu * 1000 / decided:6.2f} ms/decided "
+                      f"{cpu / result.wall_seconds:5.2f} cores", flush=True)
+            client = sum(result.cpu_seconds)
+            print(f"    {'loadgen':13s} {client * 1000 / decided:6.2f} ms/decided "
+                  f"{client / result.wall_seconds:5.2f} cores", flush=True)
+            print(f"    total {total_ms + client * 1000 / decided:.2f} ms/decided",
+                  flush=True)
+            per = {k.removeprefix("dealreg_"): round((counters1[k] - counters0[k]) / decided, 2)
+                   for k in _COUNTERS}
+            per["postgres_transactions"] = round((pg1[0] - pg0[0]) / decided, 2)
+            per["postgres_sessions"] = round((pg1[1] - pg0[1]) / decided, 3)
+            print(f"    per decided: {per}", flush=True)
+            for calls, total, query in asyncio.run(_statements(database, reset=False)):
+                print(f"      pg {total / decided:6.3f} ms/decided {calls / decided:5.2f} "
+                      f"calls/decided  {query}", flush=True)
+            if args.trace:
+                _print_stages([Path(tempfile.gettempdir()) / f"dealreg-bench-{p}.log"
+                               for p in ports.values()], t0)
+
+
+if __name__ == "__main__":
+    main()

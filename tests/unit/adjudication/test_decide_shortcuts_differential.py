@@ -1,0 +1,182 @@
+"""The decide shortcuts (one index look-up per registration, `matching.Lookup.filed`; the
+cool-off's `_may_reach_let_go`) only skip work: on any stream, decisions are those of the
+long way (asking the index again after filing, always sorting out the customer), and a
+snapshot/restore mid-stream changes nothing (architecture invariant 3).
+
+Accounts are drawn from a tiny alphabet so that registrations share CRM ids, domains and
+names under other keys, names sit at the review band's edges, keys link, and the same
+partner re-files a customer it let go under another key."""
+
+from __future__ import annotations
+
+import pickle
+from collections import Counter
+from contextlib import ExitStack
+from datetime import timedelta
+from typing import Any
+from unittest import mock
+
+from adjudication_driver import Driver, decisions, policy
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from services.adjudication.domain import AdjudicationState, cooloff, matching
+from services.adjudication.domain import adjudicate as adjudicate_module
+from shared.accounts import AccountIdentity
+from shared.events import RegistrationWithdrawn
+from shared.policy import Policy
+
+# "acme" vs "acne" scores 0.75; "acme corp" normalises to "acme"; "acme group" / "acme
+# groups" 0.95; "blue acme" and "acme blue" are the same tokens.
+NAMES = ["Acme", "Acme Corp", "Acne", "Acme Group", "Acme Groups", "Blue Acme", "Acme Blue",
+         "Globex", None]
+DOMAINS = ["acme.com", "acme.io", "globex.com", None]
+CRMS = ["C1", "C2", None]
+COUNTRIES = ["US", "DE", None]
+PARTNERS = ["p-1", "p-2"]
+
+register = st.tuples(
+    st.just("register"), st.sampled_from(PARTNERS), st.sampled_from(NAMES),
+    st.sampled_from(DOMAINS), st.sampled_from(CRMS), st.sampled_from(COUNTRIES),
+    st.sampled_from(["auto", "name", "crm", "dom-other"]),
+    st.sampled_from([("analytics",), ("crm",)]),
+)
+withdraw = st.tuples(st.just("withdraw"), st.integers(0, 30))
+later = st.tuples(st.just("later"), st.integers(1, 40))
+months = st.tuples(st.just("later"), st.just(1000))  # past retention: entries forgotten
+ops_strategy = st.lists(st.one_of(register, register, withdraw, later, months), min_size=1,
+                        max_size=30)
+
+
+def _key(mode: str, name: str | None, domain: str | None, crm: str | None,
+         country: str | None) -> str | None:
+    identity = AccountIdentity.from_raw(crm_account_id=crm, domain=domain, name=name,
+                                        country=country)
+    if mode == "name" and identity.name and identity.country:
+        return f"name:{identity.country}:{identity.name.replace(' ', '-')}"
+    if mode == "crm" and crm:
+        return f"crm:{crm}"
+    if mode == "dom-other":
+        return "dom:other.com"  # filed under a domain key it does not carry
+    if identity.domain:
+        return f"dom:{identity.domain}"
+    if identity.crm_account_id:
+        return f"crm:{identity.crm_account_id}"
+    if identity.name and identity.country:
+        return f"name:{identity.country}:{identity.name.replace(' ', '-')}"
+    return None
+
+
+def _run(ops: list[tuple[Any, ...]], pol: Policy, restore_at: int | None) -> list[str]:
+    driver = Driver(policy=pol)
+    registered: list[tuple[str, str, str]] = []
+    for i, op in enumerate(ops):
+        if restore_at == i:
+            driver.state = pickle.loads(pickle.dumps(driver.state))
+        if op[0] == "register":
+            _, partner, name, domain, crm, country, mode, products = op
+            key = _key(mode, name, domain, crm, country)
+            if key is None:
+                continue
+            rid = f"r{i}"
+            driver.register(rid, partner, domain=domain, name=name, country=country, crm=crm,
+                            key=key, products=products)
+            registered.append((rid, partner, key))
+        elif op[0] == "withdraw" and registered:
+            rid, partner, key = registered[op[1] % len(registered)]
+            driver.feed(RegistrationWithdrawn(registration_id=rid, partner_id=partner,
+                                              account_key=key, withdrawn_at=driver.now))
+        elif op[0] == "later":
+            driver.later(hours=op[1] * 3)
+    driver.run_until(driver.now + timedelta(days=1))
+    kept = Counter(entry.account_key for entry in driver.state.entries.values())
+    assert driver.state.filed == dict(kept)  # per-key counts: exact, never negative
+    return [e.model_dump_json() for e in driver.log]
+
+
+class _Checked(matching.Lookup):
+    """`Lookup.filed`, checked against asking the index again right after the filing."""
+
+    state: AdjudicationState
+    policy: Policy
+
+    def filed(self, account_key: str) -> matching.Lookup:
+        derived = super().filed(account_key)
+        asked = matching.lookup(self.state, self.identity, self.policy)
+        assert (derived.exact, derived.names) == (asked.exact, asked.names), account_key
+        return derived
+
+
+def _checked(state: AdjudicationState, identity: AccountIdentity,
+             pol: Policy) -> matching.Lookup:
+    real = matching.lookup(state, identity, pol)
+    found = _Checked(real.identity, real.exact, real.names)
+    object.__setattr__(found, "state", state)
+    object.__setattr__(found, "policy", pol)
+    return found
+
+
+_cooling, _find_collisions = cooloff.cooling, adjudicate_module.find_collisions
+
+
+def _long_way(ops: list[tuple[Any, ...]], pol: Policy) -> list[str]:
+    """Before the shortcuts: the cool-off and collisions ask the index themselves (no
+    `asked`), so the customer is always sorted out."""
+    with ExitStack() as stack:
+        stack.enter_context(mock.patch.object(
+            cooloff, "cooling", lambda *a, **_: _cooling(*a[:5])))
+        stack.enter_context(mock.patch.object(
+            adjudicate_module, "find_collisions", lambda *a, **_: _find_collisions(*a[:5])))
+        return _run(ops, pol, None)
+
+
+POLICIES = [
+    policy(),
+    policy(match={"name_threshold": 0.95, "review_band": 0.2}),
+    policy(match={"name_threshold": 0.75, "review_band": 0.0, "name_only": "decide"}),
+]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=ops_strategy, which=st.integers(0, len(POLICIES) - 1),
+       restore=st.integers(0, 30))
+def test_decide_shortcuts_decide_as_the_long_way_also_after_a_restore(
+    ops: list[tuple[Any, ...]], which: int, restore: int
+) -> None:
+    pol = POLICIES[which]
+    slow = _long_way(ops, pol)
+    with mock.patch.object(adjudicate_module, "lookup", _checked):
+        assert _run(ops, pol, None) == slow
+    assert _run(ops, pol, restore) == slow
+
+
+def test_cooloff_bars_a_refiling_whose_let_go_entry_is_reached_only_through_a_link() -> None:
+    # p-1 names the customer by name only; p-2's registration at acme.com with the same
+    # name links the two keys. p-1 withdraws, then files the domain alone: its key has no
+    # let-go entry and its account matches none by itself -- only the link reaches r1.
+    driver = Driver(policy=policy(match={"name_only": "decide"}))
+    driver.register("r1", "p-1", domain=None, name="Acme", country="US", key="name:US:acme")
+    driver.later(hours=1)
+    driver.register("r2", "p-2", domain="acme.com", name="Acme", country="US")
+    assert driver.state.links.get("dom:acme.com") == ("name:US:acme",)
+    driver.later(hours=1)
+    driver.feed(RegistrationWithdrawn(registration_id="r1", partner_id="p-1",
+                                      account_key="name:US:acme", withdrawn_at=driver.now))
+    driver.later(hours=1)
+    out = driver.register("r3", "p-1", domain="acme.com", name=None, country="US")
+    assert [(d.status, d.rule) for d in decisions(out)] == [
+        ("rejected", "reregistration_cooloff")]
+
+
+def test_own_key_evidence_prefers_a_domain_to_a_name_matched_in_the_loose_index() -> None:
+    # Under a non-domain key, a registration with a domain and a name is matched twice
+    # (the domain among all accounts, the name among non-domain keys): both score 1.0 on
+    # its own key, and the domain is the stronger evidence.
+    driver = Driver()
+    driver.register("r1", "p-1", domain="acme.com", name="Acme", country="US", crm="C1",
+                    key="crm:C1")
+    driver.later(hours=1)
+    out = driver.register("r2", "p-2", domain="acme.com", name="Acme", country="US",
+                          key="crm:C1")
+    assert [(c.registration_id, c.matched_by) for c in decisions(out)[0].conflicts] == [
+        ("r1", "domain")]
