@@ -227,6 +227,22 @@ account_links = Table(
     Index("ix_account_links_canonical_key", "canonical_key"),
 )
 
+account_link_facts = Table(
+    "account_link_facts",
+    metadata,
+    Column("account_key", String(300), primary_key=True, doc="the alias"),
+    Column("canonical_key", String(300), primary_key=True),
+    Column("holders", Integer, nullable=False,
+           doc="partitions whose adjudicator holds this link now (links minus unlinks)"),
+    Column("matched_by", String(20), nullable=False),
+    Column("score", Numeric(6, 4), nullable=False),
+    Column("linked_at", UTCDateTime(), nullable=False,
+           doc="the earliest link decision of the pair (with its matched_by and score)"),
+)
+"""What every partition decided about one (alias, canonical) link, merged so the merge does
+not depend on the order partitions are folded in: holders added, the earliest decision's
+facts kept. `account_links` is derived from it (`repository._write_links`)."""
+
 # --- disputes model --------------------------------------------------------------------
 
 disputes = Table(

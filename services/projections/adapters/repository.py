@@ -24,7 +24,22 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Column, Integer, Numeric, Table, and_, delete, select
+from sqlalchemy import (
+    JSON,
+    Column,
+    Integer,
+    Numeric,
+    Table,
+    and_,
+    case,
+    delete,
+    exists,
+    insert,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -43,6 +58,7 @@ from shared.readmodel.schema import (
     UTCDateTime,
     account_crm_ids,
     account_domains,
+    account_link_facts,
     account_links,
     account_name_keys,
     account_names,
@@ -63,7 +79,7 @@ TABLES: dict[str, tuple[Table, ...]] = {
     REGISTRATIONS: (registrations, claims, pipeline_totals, pipeline_product_totals),
     OWNERSHIP: (ownership_intervals,),
     DIRECTORY: (account_domains, account_crm_ids, account_names, account_name_keys,
-                account_links),
+                account_link_facts, account_links),
     DISPUTES: (disputes, dispute_members, dispute_breaches),
     TIMELINES: (timeline_entries,),
 }
@@ -424,8 +440,10 @@ def prepare(dialect: str, batch: Batch, *, staged: bool = False) -> list[Step]:
     add(account_crm_ids, _sorted(batch.crm_ids), ("crm_account_id",), "nothing")
     add(account_names, _sorted(batch.names), ("country", "name", "account_key"), "nothing")
     add(account_name_keys, _sorted(batch.name_keys), ("country", "key", "name"), "nothing")
-    add(account_links, _sorted(batch.unlinks), ("account_key", "canonical_key"), "delete")
-    add(account_links, _sorted(batch.links), ("account_key",), "update")
+    if batch.link_facts:
+        # Few rows (a link per alias and partition): merged by `_write_links`, not bulk.
+        steps.append(Step(account_link_facts, "", [dict(r) for r in _sorted(batch.link_facts)],
+                          mode=_LINKS))
     add(disputes, batch.changed_disputes(), ("id",), "update")
     add(dispute_members, _sorted(batch.members), ("dispute_id", "member_id"), "nothing")
     add(dispute_breaches, _sorted(batch.breaches), ("dispute_id", "level"), "update")
@@ -435,12 +453,23 @@ def prepare(dialect: str, batch: Batch, *, staged: bool = False) -> list[Step]:
     return steps
 
 
+_LINKS = "links"
+_LINKS_LOCK = 0x6C696E6B  # "link": PostgreSQL advisory lock of `account_links` writers
+
+
 async def execute(conn: AsyncConnection, steps: Sequence[Step]) -> None:
     if not steps:
         return
     driver = await _driver_in_transaction(conn)
+    if conn.dialect.name == "postgresql" and any(s.mode == _LINKS for s in steps):
+        # Link rows are derived from facts several partitions' writers merge into: one
+        # writer at a time (the rebuild's workers, the live worker), taken before any row
+        # lock so it cannot close a cycle. SQLite has one writer anyway.
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LINKS_LOCK})
     for step in steps:
-        if step.staged:
+        if step.mode == _LINKS:
+            await _write_links(conn, step.params)
+        elif step.staged:
             create, apply = _staged_statements(step.table, step.columns, step.keys, step.mode)
             stage = _stage_name(step.table, step.columns)
             await driver.execute(create)
@@ -453,6 +482,42 @@ async def execute(conn: AsyncConnection, steps: Sequence[Step]) -> None:
             # Totals that fell to zero go, so totals depend on the data, not the batching.
             await conn.execute(delete(step.table).where(
                 and_(*(step.table.c[c] == 0 for c in step.drop_zero))))
+
+
+async def _write_links(conn: AsyncConnection, facts: Sequence[Mapping[str, Any]]) -> None:
+    """Merge a batch's link facts into `account_link_facts` (holders added, the earliest
+    decision kept: `directory.merge_link`'s rule) and derive the `account_links` row of
+    every alias they touch: among its links some partition still holds, the earliest
+    (ties: canonical key). Order-free across partitions, so a rebuild equals the live
+    model however partitions were folded."""
+    facts_table = account_link_facts
+    c = facts_table.c
+    for fact in facts:
+        key = and_(c.account_key == fact["account_key"], c.canonical_key == fact["canonical_key"])
+        if fact["linked_at"] is None:  # only ended links: their decision is stored already
+            await conn.execute(update(facts_table).where(key)
+                               .values(holders=c.holders + fact["holders"]))
+            continue
+        stmt = _insert(conn, facts_table).values(**fact)
+        new = stmt.excluded
+        earlier = tuple_(new.linked_at, new.matched_by, new.score) < tuple_(
+            c.linked_at, c.matched_by, c.score)
+        await conn.execute(stmt.on_conflict_do_update(
+            index_elements=[c.account_key, c.canonical_key],
+            set_={"holders": c.holders + new.holders,
+                  "matched_by": case((earlier, new.matched_by), else_=c.matched_by),
+                  "score": case((earlier, new.score), else_=c.score),
+                  "linked_at": case((earlier, new.linked_at), else_=c.linked_at)}))
+    aliases = sorted({f["account_key"] for f in facts})
+    await conn.execute(delete(account_links).where(account_links.c.account_key.in_(aliases)))
+    other = facts_table.alias("other")
+    held = (select(c.account_key, c.canonical_key, c.matched_by, c.score, c.linked_at)
+            .where(c.account_key.in_(aliases), c.holders > 0, ~exists().where(
+                other.c.account_key == c.account_key, other.c.holders > 0,
+                tuple_(other.c.linked_at, other.c.canonical_key)
+                < tuple_(c.linked_at, c.canonical_key))))
+    await conn.execute(insert(account_links).from_select(
+        ["account_key", "canonical_key", "matched_by", "score", "linked_at"], held))
 
 
 def _stage_name(table: Table, columns: tuple[str, ...]) -> str:

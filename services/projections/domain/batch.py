@@ -228,9 +228,10 @@ class Batch:
         self.crm_ids: dict[str, Row] = {}
         self.names: dict[tuple[str, str, str], Row] = {}
         self.name_keys: dict[tuple[str, str, str], Row] = {}
-        self.links: dict[str, Row] = {}
-        self.unlinks: dict[tuple[str, str], Row] = {}
-        """(alias, canonical) links that ended: deleted before `links` are written."""
+        self.link_facts: dict[tuple[str, str], Row] = {}
+        """(alias, canonical) -> what this batch's partitions decided about the link:
+        `holders` (links minus unlinks) and the earliest link's facts (None if it only
+        ended links), merged into `account_link_facts` (`directory.merge_link`)."""
         self.outbox: dict[str, Row] = {}
         self.events = 0
 
@@ -351,15 +352,15 @@ class Batch:
             self.name_keys.setdefault((row["country"], row["key"], row["name"]), row)
 
     def _linked(self, _: str, event: AccountsLinked) -> None:
-        self.links[event.account_key] = directory.link(event)
-        self.unlinks.pop((event.account_key, event.canonical_key), None)
+        self._link_fact(directory.link(event))
 
     def _unlinked(self, _: str, event: AccountsUnlinked) -> None:
-        pair = (event.account_key, event.canonical_key)
-        row = self.links.get(event.account_key)
-        if row is not None and row["canonical_key"] == event.canonical_key:
-            del self.links[event.account_key]
-        self.unlinks[pair] = directory.unlink(event)
+        self._link_fact(directory.unlink(event))
+
+    def _link_fact(self, fact: Row) -> None:
+        pair = (fact["account_key"], fact["canonical_key"])
+        held = self.link_facts.get(pair)
+        self.link_facts[pair] = fact if held is None else directory.merge_link(held, fact)
 
     # disputes model
 

@@ -48,9 +48,11 @@ def facts(account_key: str, account: Account) -> tuple[list[Row], list[Row], lis
 
 
 def link(event: AccountsLinked) -> Row:
+    """A link fact: one more partition holds the link (with its decision's facts)."""
     return {
         "account_key": event.account_key,
         "canonical_key": event.canonical_key,
+        "holders": 1,
         "matched_by": event.matched_by,
         "score": event.score,
         "linked_at": event.linked_at,
@@ -58,5 +60,24 @@ def link(event: AccountsLinked) -> Row:
 
 
 def unlink(event: AccountsUnlinked) -> Row:
-    """The link row to delete: only this alias's link to this canonical key."""
-    return {"account_key": event.account_key, "canonical_key": event.canonical_key}
+    """A link fact: one partition fewer holds this alias's link to this canonical key."""
+    return {"account_key": event.account_key, "canonical_key": event.canonical_key,
+            "holders": -1, "matched_by": None, "score": None, "linked_at": None}
+
+
+def merge_link(held: Row, fact: Row) -> Row:
+    """Two facts of one (alias, canonical) link merged: holders added, the earliest link
+    decision's facts kept (ties: by matched_by, then score). Commutative and associative,
+    so partitions may be folded in any order (the edge's link report is copied to every
+    intake partition, each deciding its own link). The store applies the same rule
+    (`repository._write_links`)."""
+    merged = dict(held, holders=held["holders"] + fact["holders"])
+    if fact["linked_at"] is not None and (
+            held["linked_at"] is None or _decision(fact) < _decision(held)):
+        merged.update(matched_by=fact["matched_by"], score=fact["score"],
+                      linked_at=fact["linked_at"])
+    return merged
+
+
+def _decision(fact: Row) -> tuple[Any, ...]:
+    return fact["linked_at"], fact["matched_by"], fact["score"]

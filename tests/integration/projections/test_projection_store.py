@@ -351,6 +351,60 @@ async def test_an_ended_account_link_is_deleted_from_the_directory(
         await engine.dispose()
 
 
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+async def test_account_link_rows_do_not_depend_on_the_order_partitions_are_folded_in(
+    store: str, request: pytest.FixtureRequest, tmp_path: Path, unique: str,
+) -> None:
+    """The edge's link report is copied to every intake partition, so one alias is linked
+    (and maybe unlinked) by several partitions, each at its own time. A one-process rebuild
+    folds partition after partition, the live worker in delivery order, a parallel rebuild
+    as its workers happen to commit: every order must leave the same link rows. Here
+    partition 0 links the alias then ends its link, partition 1 links it later and keeps
+    it: the alias stays linked, with the earliest link's facts."""
+    t1, t2, t3 = (datetime(2026, 1, d, tzinfo=UTC) for d in (2, 3, 4))
+
+    def linked(at: datetime, score: float) -> AccountsLinked:
+        return AccountsLinked(account_key="name:US:a", canonical_key="dom:a.com",
+                              matched_by="name", score=score, linked_at=at,
+                              policy_version=1, explanation="linked")
+
+    unlinked = AccountsUnlinked(account_key="name:US:a", canonical_key="dom:a.com",
+                                unlinked_at=t3, policy_version=1, explanation="unlinked")
+    zero_link, zero_unlink, one_link = linked(t1, 0.9), unlinked, linked(t2, 1.0)
+    orders: dict[str, list[list[AccountsLinked | AccountsUnlinked]]] = {
+        "partition 0 then 1": [[zero_link, zero_unlink], [one_link]],
+        "partition 1 then 0": [[one_link], [zero_link, zero_unlink]],
+        "interleaved": [[zero_link], [one_link], [zero_unlink]],
+        "one batch": [[one_link, zero_link, zero_unlink]],
+    }
+    found: dict[str, list[tuple[object, ...]]] = {}
+    for name, batches in orders.items():
+        if store == "sqlite":
+            url = f"sqlite+aiosqlite:///{tmp_path / f'links-{len(found)}.sqlite3'}"
+        else:
+            server: ServerHandle = request.getfixturevalue("postgres_server")
+            url = await create_database(server.url, f"linkorder_{len(found)}_{unique}")
+        engine = create_engine(url)
+        await migrate(engine)
+        try:
+            for n, events in enumerate(batches):
+                async with engine.begin() as conn:
+                    await repository.write(conn, Batch(Loaded()).fold_all([
+                        Item(f"evt_{n}_{i}", t3, e,
+                             frozenset(MODELS), e.to_data())
+                        for i, e in enumerate(events)]))
+            async with engine.connect() as conn:
+                found[name] = [tuple(r) for r in (await conn.execute(
+                    select(account_links.c.account_key, account_links.c.canonical_key,
+                           account_links.c.matched_by, account_links.c.score,
+                           account_links.c.linked_at))).all()]
+        finally:
+            await engine.dispose()
+    assert found["partition 0 then 1"] == [
+        ("name:US:a", "dom:a.com", "name", Decimal("0.9000"), t1)], found
+    assert all(rows == found["partition 0 then 1"] for rows in found.values()), found
+
+
 async def test_a_rebuild_in_two_processes_equals_the_live_rows(
     backend: tuple[EventLog, AsyncEngine, Topics], workload: Workload,
 ) -> None:

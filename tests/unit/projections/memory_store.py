@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from services.projections.domain.batch import MODELS, Batch, Item, Loaded, Needs, needs
+from services.projections.domain.directory import merge_link
 from tests.unit.projections.projection_workload import Logged
 
 Row = dict[str, Any]
@@ -28,6 +29,7 @@ class MemoryStore:
         self.names: dict[Any, Row] = {}
         self.name_keys: dict[Any, Row] = {}
         self.links: dict[Any, Row] = {}
+        self.link_facts: dict[Any, Row] = {}
         self.members: dict[Any, Row] = {}
         self.breaches: dict[Any, Row] = {}
         self.timeline: dict[Any, Row] = {}
@@ -70,10 +72,16 @@ class MemoryStore:
                                (batch.members, self.members), (batch.timeline, self.timeline)):
             for key, row in source.items():
                 target.setdefault(key, dict(row))
-        for alias, canonical in batch.unlinks:
-            if self.links.get(alias, {}).get("canonical_key") == canonical:
-                del self.links[alias]
-        self.links.update(batch.links)
+        for pair, fact in batch.link_facts.items():
+            held = self.link_facts.get(pair)
+            self.link_facts[pair] = dict(fact) if held is None else merge_link(held, fact)
+        for alias in {alias for alias, _ in batch.link_facts}:
+            self.links.pop(alias, None)
+            live = [f for (a, _), f in self.link_facts.items() if a == alias and f["holders"] > 0]
+            if live:
+                first = min(live, key=lambda f: (f["linked_at"], f["canonical_key"]))
+                self.links[alias] = {k: first[k] for k in (
+                    "account_key", "canonical_key", "matched_by", "score", "linked_at")}
         self.breaches.update(batch.breaches)
 
     def apply(self, records: Sequence[Logged], models: Sequence[str] = MODELS) -> Batch:
