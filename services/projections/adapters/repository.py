@@ -183,6 +183,20 @@ def _converter(column: Column[Any], dialect: str) -> Callable[[Any], Any] | None
 
 
 @lru_cache(maxsize=512)
+def _conflict_action(table: Table, columns: tuple[str, ...], keys: Sequence[str],
+                     mode: str) -> str:
+    """The `ON CONFLICT` action of an upsert: keep the stored row ("nothing"), add the new
+    counters to it ("add"), or overwrite it ("update"); one text for the row-by-row and
+    the staged statements."""
+    if mode == "nothing":
+        return "DO NOTHING"
+    if mode == "add":
+        return "DO UPDATE SET " + ", ".join(
+            f'"{c}" = "{table.name}"."{c}" + excluded."{c}"' for c in columns if c not in keys)
+    return "DO UPDATE SET " + ", ".join(
+        f'"{c}" = excluded."{c}"' for c in columns if c not in keys)
+
+
 def _bulk_statement(dialect: str, table: Table, columns: tuple[str, ...],
                     keys: tuple[str, ...], mode: str
                     ) -> tuple[str, tuple[Callable[[Any], Any] | None, ...]]:
@@ -197,14 +211,7 @@ def _bulk_statement(dialect: str, table: Table, columns: tuple[str, ...],
             f'"{c}" = {m}' for c, m in zip(columns, marks.split(", "), strict=True))
         return (f'DELETE FROM "{table.name}" WHERE {where}',
                 tuple(_converter(table.c[c], dialect) for c in columns))
-    if mode == "nothing":
-        action = "DO NOTHING"
-    elif mode == "add":
-        action = "DO UPDATE SET " + ", ".join(
-            f'"{c}" = "{table.name}"."{c}" + excluded."{c}"' for c in columns if c not in keys)
-    else:
-        action = "DO UPDATE SET " + ", ".join(
-            f'"{c}" = excluded."{c}"' for c in columns if c not in keys)
+    action = _conflict_action(table, columns, keys, mode)
     sql = (f'INSERT INTO "{table.name}" ({names}) VALUES ({marks}) '
            f"ON CONFLICT ({conflict}) {action}")
     return sql, tuple(_converter(table.c[c], dialect) for c in columns)
@@ -542,14 +549,7 @@ def _staged_statements(table: Table, columns: tuple[str, ...], keys: tuple[str, 
         where = " AND ".join(f'"{table.name}"."{c}" = s."{c}"' for c in columns)
         return create, f'DELETE FROM "{table.name}" USING "{stage}" s WHERE {where}'
     conflict = ", ".join(f'"{k}"' for k in keys)
-    if mode == "nothing":
-        action = "DO NOTHING"
-    elif mode == "add":
-        action = "DO UPDATE SET " + ", ".join(
-            f'"{c}" = "{table.name}"."{c}" + excluded."{c}"' for c in columns if c not in keys)
-    else:
-        action = "DO UPDATE SET " + ", ".join(
-            f'"{c}" = excluded."{c}"' for c in columns if c not in keys)
+    action = _conflict_action(table, columns, keys, mode)
     # In key order: two rebuild processes adding to the same totals lock them in one order.
     return create, (f'INSERT INTO "{table.name}" ({names}) SELECT {names} FROM "{stage}" '
                     f"ORDER BY {conflict} ON CONFLICT ({conflict}) {action}")
