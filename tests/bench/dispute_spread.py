@@ -2,12 +2,14 @@
 
     python tests/bench/dispute_spread.py [--registrations 10000]
 
-Decides `registrations` P90D registrations of bench_decide's scaling workload (not timed),
+Decides `registrations` P90D registrations of bench_decide's scaling workload (the
+realistic Faker workload keyed as the edge keys it; not timed),
 then, for every open dispute, counts the member pairs whose accounts are different customers
 by the sameness rule's identifiers alone (`shared.accounts.different_customers`: different
-domains or CRM ids). Such a pair in one dispute means a person settling it (an award
-rejects every other overlapping member) can take one customer's registration away because
-of another customer's: the fairness rule of issue 12. Prints the dispute-size distribution,
+domains or CRM ids). Since session 21 such a pair no longer lets an award, a split or the
+fallback take one customer's registration away because of another's (DESIGN.md, "A
+dispute never settles one customer against another"); the count measures how far
+membership chains. Prints the dispute-size distribution,
 the largest dispute, and the share of disputes holding different customers. Diagnostic
 only; not part of `make bench`.
 """
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import random
 import sys
 from pathlib import Path
 
@@ -37,16 +38,19 @@ def main() -> None:
     parser.add_argument("--registrations", type=int, default=10_000)
     size = parser.parse_args().registrations
     policy = Policy.model_validate({"version": 4, "protection_period": "P90D"})
-    rng = random.Random(21)
-    universe = bench_decide.accounts(rng, size * 2 // 3)
+    events, stats = bench_decide._realistic_registrations(size, 0)
+    print(f"workload: {stats['registrations']:,} registrations of "
+          f"{stats['distinct_companies']:,} companies, {stats['distinct_keys']:,} keys, "
+          f"intended collision share {stats['intended_collision_share']:.1%}, observed "
+          f"{stats['observed_known_key_share']:.1%}")
     state = AdjudicationState()
     ids: dict[str, Identifiers] = {}
-    for event, at in bench_decide._registrations(rng, universe, 0, size, policy,
-                                                  bench_decide.START):
+    for event in events:
         a = event.account
         ids[event.registration_id] = Identifiers.of(
             AccountIdentity(a.crm_account_id, a.domain, a.name, a.country))
-        decide(state, event, DecisionContext(event.registration_id, at, policy))
+        decide(state, event, DecisionContext(event.registration_id, event.submitted_at,
+                                             policy))
     open_ = [d for d in state.disputes.values() if d.status == "open"]
     mixed = 0
     for dispute in open_:
