@@ -70,6 +70,10 @@ CREATE TABLE IF NOT EXISTS group_positions (
 """
 
 
+class EventLogClosed(RuntimeError):
+    """An append that the embedded log, closing, will not write."""
+
+
 class EventLogLocked(RuntimeError):
     """Another process has this embedded log open."""
 
@@ -111,8 +115,9 @@ class EmbeddedEventLog(EventLog):
         commit is in flight)."""
         self._visible: dict[TopicPartition, int] = {}
         """The committed end of each partition: what readers may read up to."""
-        self._queue: asyncio.Queue[_Write] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Write | None] = asyncio.Queue()
         self._writer_task: asyncio.Task[None] | None = None
+        self._closing = False
         self._appended = asyncio.Event()
         self._members: dict[str, EmbeddedSubscription] = {}
 
@@ -133,6 +138,7 @@ class EmbeddedEventLog(EventLog):
         self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="eventlog-writer")
         self._reader_pool = ThreadPoolExecutor(1, thread_name_prefix="eventlog-reader")
         self._queue = asyncio.Queue()
+        self._closing = False
         self._writer = await self._on_writer(self._open, True)
         self._reader = await self._on_reader(self._open, False)
         topics, ends = await self._on_reader(self._load_state)
@@ -141,14 +147,28 @@ class EmbeddedEventLog(EventLog):
         self._visible.update(ends)
         self._writer_task = asyncio.create_task(self._write_loop(), name="eventlog-writer")
 
-    async def close(self) -> None:
+    async def close(self, flush_timeout: float = 10.0) -> None:
+        """Closing flushes: appends already queued are written and answered with their
+        offsets, as if the log stayed open; appends submitted once closing began raise
+        `EventLogClosed`. Only a flush that cannot finish within `flush_timeout` (another
+        process holding the file's write lock) is cancelled: its appends, and any still
+        queued behind it, are answered with an error, never left unanswered."""
         for member in list(self._members.values()):
             await member.close()
         if self._writer_task is not None:
-            self._writer_task.cancel()
+            self._closing = True
+            self._queue.put_nowait(None)  # the writer stops here, after what came before
+            done, _ = await asyncio.wait({self._writer_task}, timeout=flush_timeout)
+            if not done:
+                self._writer_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer_task
             self._writer_task = None
+            while not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is not None and not item.future.done():
+                    item.future.set_exception(
+                        EventLogClosed("the embedded event log closed before this append"))
         for conn, pool in ((self._writer, self._writer_pool), (self._reader, self._reader_pool)):
             if conn is not None and pool is not None:
                 await asyncio.get_running_loop().run_in_executor(pool, conn.close)
@@ -224,6 +244,8 @@ class EmbeddedEventLog(EventLog):
         records: Sequence[OutgoingRecord],
         positions: Sequence[tuple[str, TopicPartition, int]],
     ) -> list[Appended]:
+        if self._closing:
+            raise EventLogClosed("the embedded event log is closing")
         if self._writer_task is None:
             raise RuntimeError("the embedded event log is not started")
         for record in records:
@@ -234,18 +256,27 @@ class EmbeddedEventLog(EventLog):
             ]:
                 raise ValueError(f"{record.topic} has no partition {record.partition}")
         future: asyncio.Future[list[Appended]] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Write(records, positions, future))
+        self._queue.put_nowait(_Write(records, positions, future))
         return await future
 
     async def _write_loop(self) -> None:
         while True:
-            batch = [await self._queue.get()]
-            count = len(batch[0].records)
+            first = await self._queue.get()
+            if first is None:  # close(): everything queued before it is written
+                return
+            batch = [first]
+            count = len(first.records)
+            stop = False
             while not self._queue.empty() and count < self._max_batch_records:
                 item = self._queue.get_nowait()
+                if item is None:
+                    stop = True
+                    break
                 batch.append(item)
                 count += len(item.records)
             await self._commit_batch(batch)
+            if stop:
+                return
 
     async def _commit_batch(self, batch: list[_Write]) -> None:
         before = dict(self._ends)
