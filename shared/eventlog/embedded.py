@@ -25,10 +25,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import itertools
 import os
 import sqlite3
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -51,6 +52,11 @@ from shared.eventlog.base import (
 from shared.eventlog.partitioner import partition_for
 
 T = TypeVar("T")
+
+TAIL_BYTES = 4 * 2**20
+"""The records committed last, kept in memory up to about this many bytes: a consumer
+close behind the writer (the adjudicator, the projections in `dealreg dev`) is served
+from them without a read on the reader thread. Older positions are read from the file."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS topics (
@@ -120,6 +126,10 @@ class EmbeddedEventLog(EventLog):
         self._closing = False
         self._appended = asyncio.Event()
         self._members: dict[str, EmbeddedSubscription] = {}
+        self._tail: dict[TopicPartition, deque[Record]] = {}
+        """Per partition, the last records committed, with contiguous offsets."""
+        self._tail_order: deque[TopicPartition] = deque()
+        self._tail_bytes = 0
 
     # lifecycle ---------------------------------------------------------------------------
 
@@ -317,11 +327,39 @@ class EmbeddedEventLog(EventLog):
         for row in rows:
             tp = TopicPartition(row[0], row[1])
             self._visible[tp] = max(self._visible.get(tp, 0), row[2] + 1)
+            self._remember(tp, Record(row[0], row[1], row[2], row[3], row[4], row[5]))
         for item, landed in zip(batch, results, strict=True):
             if not item.future.done():
                 item.future.set_result(landed)
         self._appended.set()
         self._appended = asyncio.Event()
+
+    def _remember(self, tp: TopicPartition, record: Record) -> None:
+        """Keep a committed record in the tail, evicting the oldest beyond `TAIL_BYTES`."""
+        tail = self._tail.get(tp)
+        if tail is None:
+            tail = self._tail[tp] = deque()
+        elif tail and tail[-1].offset + 1 != record.offset:  # never expected: start over
+            self._tail_bytes -= sum(_size(r) for r in tail)
+            tail.clear()
+        tail.append(record)
+        self._tail_order.append(tp)
+        self._tail_bytes += _size(record)
+        while self._tail_bytes > TAIL_BYTES and self._tail_order:
+            oldest = self._tail[self._tail_order.popleft()]
+            if oldest:
+                self._tail_bytes -= _size(oldest.popleft())
+
+    def _cached(self, tp: TopicPartition, start: int, end: int, limit: int
+                ) -> list[Record] | None:
+        """Records [start, min(end, start + limit)) from the tail, or None if it does not
+        hold them all."""
+        tail = self._tail.get(tp)
+        stop = min(end, start + limit)
+        if not tail or tail[0].offset > start or tail[-1].offset < stop - 1:
+            return None
+        first = start - tail[0].offset
+        return list(itertools.islice(tail, first, first + (stop - start)))
 
     def _write_rows(
         self,
@@ -502,7 +540,13 @@ class EmbeddedSubscription(Subscription):
                 continue
             if ready:
                 share = max(1, max_records // len(ready))
-                records = await self._log._on_reader(self._fetch_all, ready, share)
+                parts = [self._log._cached(tp, pos, end, share) for tp, pos, end in ready]
+                missing = [r for r, part in zip(ready, parts, strict=True) if part is None]
+                read = iter(await self._log._on_reader(self._fetch_all, missing, share)
+                            if missing else [])
+                records: list[Record] = []
+                for part in parts:  # in `ready` order, as one read returns them
+                    records.extend(part if part is not None else next(read))
                 for tp, recs in _group(records).items():
                     self.fetch_positions[tp] = recs[-1].offset + 1
                 return records
@@ -514,11 +558,8 @@ class EmbeddedSubscription(Subscription):
 
     def _fetch_all(
         self, ready: list[tuple[TopicPartition, int, int]], share: int
-    ) -> list[Record]:
-        out: list[Record] = []
-        for tp, pos, end in ready:
-            out.extend(self._log._fetch(tp, pos, end, share))
-        return out
+    ) -> list[list[Record]]:
+        return [self._log._fetch(tp, pos, end, share) for tp, pos, end in ready]
 
     async def commit(self, positions: Mapping[TopicPartition, int]) -> None:
         await self._log._submit((), [(self.group_id, tp, p) for tp, p in positions.items()])
@@ -548,6 +589,10 @@ class _RangeReader:
             raise StopAsyncIteration
         self._next = records[-1].offset + 1
         return records
+
+
+def _size(record: Record) -> int:
+    return len(record.value) + len(record.key) + 200  # the objects' own overhead, roughly
 
 
 def _group(records: Sequence[Record]) -> dict[TopicPartition, list[Record]]:
