@@ -42,7 +42,10 @@ from shared.readmodel.waiter import PositionWaiter, notify_registrations
 
 log = get_logger(__name__)
 
-Listener = Callable[[Iterable[str]], None]
+Listener = Callable[[Iterable[str], Mapping[str, dict[str, Any]]], None]
+"""Called after a batch committed: the registration/claim ids it touched, and the
+registration rows it wrote, as committed (a co-located waiter answers from them without
+reading them back)."""
 LAG_INTERVAL_SECONDS = 5.0
 
 
@@ -247,7 +250,7 @@ class ProjectionWorker:
         if batch is not None and self.on_applied is not None:
             touched = batch.touched_registrations()
             if touched:
-                self.on_applied(touched)
+                self.on_applied(touched, batch.registrations)
         return batch
 
     async def _apply_once(

@@ -25,10 +25,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import itertools
 import os
 import sqlite3
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -52,6 +53,11 @@ from shared.eventlog.partitioner import partition_for
 
 T = TypeVar("T")
 
+TAIL_BYTES = 4 * 2**20
+"""The records committed last, kept in memory up to about this many bytes: a consumer
+close behind the writer (the adjudicator, the projections in `dealreg dev`) is served
+from them without a read on the reader thread. Older positions are read from the file."""
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS topics (
     name TEXT PRIMARY KEY, partitions INTEGER NOT NULL,
@@ -68,6 +74,10 @@ CREATE TABLE IF NOT EXISTS group_positions (
     PRIMARY KEY (group_id, topic, partition)
 ) WITHOUT ROWID;
 """
+
+
+class EventLogClosed(RuntimeError):
+    """An append that the embedded log, closing, will not write."""
 
 
 class EventLogLocked(RuntimeError):
@@ -111,10 +121,15 @@ class EmbeddedEventLog(EventLog):
         commit is in flight)."""
         self._visible: dict[TopicPartition, int] = {}
         """The committed end of each partition: what readers may read up to."""
-        self._queue: asyncio.Queue[_Write] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Write | None] = asyncio.Queue()
         self._writer_task: asyncio.Task[None] | None = None
+        self._closing = False
         self._appended = asyncio.Event()
         self._members: dict[str, EmbeddedSubscription] = {}
+        self._tail: dict[TopicPartition, deque[Record]] = {}
+        """Per partition, the last records committed, with contiguous offsets."""
+        self._tail_order: deque[TopicPartition] = deque()
+        self._tail_bytes = 0
 
     # lifecycle ---------------------------------------------------------------------------
 
@@ -133,6 +148,7 @@ class EmbeddedEventLog(EventLog):
         self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="eventlog-writer")
         self._reader_pool = ThreadPoolExecutor(1, thread_name_prefix="eventlog-reader")
         self._queue = asyncio.Queue()
+        self._closing = False
         self._writer = await self._on_writer(self._open, True)
         self._reader = await self._on_reader(self._open, False)
         topics, ends = await self._on_reader(self._load_state)
@@ -141,14 +157,28 @@ class EmbeddedEventLog(EventLog):
         self._visible.update(ends)
         self._writer_task = asyncio.create_task(self._write_loop(), name="eventlog-writer")
 
-    async def close(self) -> None:
+    async def close(self, flush_timeout: float = 10.0) -> None:
+        """Closing flushes: appends already queued are written and answered with their
+        offsets, as if the log stayed open; appends submitted once closing began raise
+        `EventLogClosed`. Only a flush that cannot finish within `flush_timeout` (another
+        process holding the file's write lock) is cancelled: its appends, and any still
+        queued behind it, are answered with an error, never left unanswered."""
         for member in list(self._members.values()):
             await member.close()
         if self._writer_task is not None:
-            self._writer_task.cancel()
+            self._closing = True
+            self._queue.put_nowait(None)  # the writer stops here, after what came before
+            done, _ = await asyncio.wait({self._writer_task}, timeout=flush_timeout)
+            if not done:
+                self._writer_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer_task
             self._writer_task = None
+            while not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is not None and not item.future.done():
+                    item.future.set_exception(
+                        EventLogClosed("the embedded event log closed before this append"))
         for conn, pool in ((self._writer, self._writer_pool), (self._reader, self._reader_pool)):
             if conn is not None and pool is not None:
                 await asyncio.get_running_loop().run_in_executor(pool, conn.close)
@@ -224,6 +254,8 @@ class EmbeddedEventLog(EventLog):
         records: Sequence[OutgoingRecord],
         positions: Sequence[tuple[str, TopicPartition, int]],
     ) -> list[Appended]:
+        if self._closing:
+            raise EventLogClosed("the embedded event log is closing")
         if self._writer_task is None:
             raise RuntimeError("the embedded event log is not started")
         for record in records:
@@ -234,18 +266,27 @@ class EmbeddedEventLog(EventLog):
             ]:
                 raise ValueError(f"{record.topic} has no partition {record.partition}")
         future: asyncio.Future[list[Appended]] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Write(records, positions, future))
+        self._queue.put_nowait(_Write(records, positions, future))
         return await future
 
     async def _write_loop(self) -> None:
         while True:
-            batch = [await self._queue.get()]
-            count = len(batch[0].records)
+            first = await self._queue.get()
+            if first is None:  # close(): everything queued before it is written
+                return
+            batch = [first]
+            count = len(first.records)
+            stop = False
             while not self._queue.empty() and count < self._max_batch_records:
                 item = self._queue.get_nowait()
+                if item is None:
+                    stop = True
+                    break
                 batch.append(item)
                 count += len(item.records)
             await self._commit_batch(batch)
+            if stop:
+                return
 
     async def _commit_batch(self, batch: list[_Write]) -> None:
         before = dict(self._ends)
@@ -286,11 +327,39 @@ class EmbeddedEventLog(EventLog):
         for row in rows:
             tp = TopicPartition(row[0], row[1])
             self._visible[tp] = max(self._visible.get(tp, 0), row[2] + 1)
+            self._remember(tp, Record(row[0], row[1], row[2], row[3], row[4], row[5]))
         for item, landed in zip(batch, results, strict=True):
             if not item.future.done():
                 item.future.set_result(landed)
         self._appended.set()
         self._appended = asyncio.Event()
+
+    def _remember(self, tp: TopicPartition, record: Record) -> None:
+        """Keep a committed record in the tail, evicting the oldest beyond `TAIL_BYTES`."""
+        tail = self._tail.get(tp)
+        if tail is None:
+            tail = self._tail[tp] = deque()
+        elif tail and tail[-1].offset + 1 != record.offset:  # never expected: start over
+            self._tail_bytes -= sum(_size(r) for r in tail)
+            tail.clear()
+        tail.append(record)
+        self._tail_order.append(tp)
+        self._tail_bytes += _size(record)
+        while self._tail_bytes > TAIL_BYTES and self._tail_order:
+            oldest = self._tail[self._tail_order.popleft()]
+            if oldest:
+                self._tail_bytes -= _size(oldest.popleft())
+
+    def _cached(self, tp: TopicPartition, start: int, end: int, limit: int
+                ) -> list[Record] | None:
+        """Records [start, min(end, start + limit)) from the tail, or None if it does not
+        hold them all."""
+        tail = self._tail.get(tp)
+        stop = min(end, start + limit)
+        if not tail or tail[0].offset > start or tail[-1].offset < stop - 1:
+            return None
+        first = start - tail[0].offset
+        return list(itertools.islice(tail, first, first + (stop - start)))
 
     def _write_rows(
         self,
@@ -471,7 +540,13 @@ class EmbeddedSubscription(Subscription):
                 continue
             if ready:
                 share = max(1, max_records // len(ready))
-                records = await self._log._on_reader(self._fetch_all, ready, share)
+                parts = [self._log._cached(tp, pos, end, share) for tp, pos, end in ready]
+                missing = [r for r, part in zip(ready, parts, strict=True) if part is None]
+                read = iter(await self._log._on_reader(self._fetch_all, missing, share)
+                            if missing else [])
+                records: list[Record] = []
+                for part in parts:  # in `ready` order, as one read returns them
+                    records.extend(part if part is not None else next(read))
                 for tp, recs in _group(records).items():
                     self.fetch_positions[tp] = recs[-1].offset + 1
                 return records
@@ -483,11 +558,8 @@ class EmbeddedSubscription(Subscription):
 
     def _fetch_all(
         self, ready: list[tuple[TopicPartition, int, int]], share: int
-    ) -> list[Record]:
-        out: list[Record] = []
-        for tp, pos, end in ready:
-            out.extend(self._log._fetch(tp, pos, end, share))
-        return out
+    ) -> list[list[Record]]:
+        return [self._log._fetch(tp, pos, end, share) for tp, pos, end in ready]
 
     async def commit(self, positions: Mapping[TopicPartition, int]) -> None:
         await self._log._submit((), [(self.group_id, tp, p) for tp, p in positions.items()])
@@ -517,6 +589,10 @@ class _RangeReader:
             raise StopAsyncIteration
         self._next = records[-1].offset + 1
         return records
+
+
+def _size(record: Record) -> int:
+    return len(record.value) + len(record.key) + 200  # the objects' own overhead, roughly
 
 
 def _group(records: Sequence[Record]) -> dict[TopicPartition, list[Record]]:

@@ -22,20 +22,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import UTC
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import JSON, Numeric, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.logging import get_logger
-from shared.readmodel.schema import projection_positions, registrations
+from shared.readmodel.schema import UTCDateTime, projection_positions, registrations
 from shared.readmodel.store import reader
 
 log = get_logger(__name__)
+
+_COLUMNS: tuple[tuple[str, str], ...] = tuple(
+    (column.name, "datetime" if isinstance(column.type, UTCDateTime)
+     else "json" if isinstance(column.type, JSON)
+     else "numeric" if isinstance(column.type, Numeric) and column.type.asdecimal
+     else "plain")
+    for column in registrations.columns)
+_SCALES: dict[str, int] = {
+    column.name: column.type.scale or 0 for column in registrations.columns
+    if isinstance(column.type, Numeric)}
 
 DECIDED = {"approved", "rejected", "in_review", "expired", "withdrawn", "won", "lost"}
 CHANNEL = "dealreg_registrations"
@@ -65,6 +78,26 @@ async def notify_registrations(conn: AsyncConnection, registration_ids: Iterable
         size += len(rid) + 1
     if chunk:
         await conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": " ".join(chunk)})
+
+
+def as_read(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A registration row the projections committed, as reading it back would return it:
+    exactly the table's columns in table order, datetimes in UTC (`UTCDateTime`), JSON
+    values as decoding their stored text gives them (tuples become lists). A copy: the
+    worker's batch is not shared with the request."""
+    out: dict[str, Any] = {}
+    for name, kind in _COLUMNS:
+        value = row.get(name)
+        if value is not None:
+            if kind == "datetime":
+                value = value.astimezone(UTC)
+            elif kind == "json":
+                value = json.loads(json.dumps(value))  # SQLAlchemy's JSON serializer
+            elif kind == "numeric":
+                # As Numeric(scale=s) reads back: a Decimal of s places.
+                value = Decimal(f"{float(value):.{_SCALES[name]}f}")
+        out[name] = value
+    return out
 
 
 class Expected:
@@ -123,19 +156,41 @@ class DecisionWaiter:
         self._reader: asyncio.Task[None] | None = None
         self.reads = 0
         """Read-model reads done for waiters (batched reads count once)."""
+        self.handed = 0
+        """Decided rows handed over by a co-located projection worker (no read)."""
 
     @property
     def notified(self) -> bool:
         return self.in_process or self.listening
 
-    def notify(self, registration_ids: Iterable[str]) -> None:
+    def notify(self, registration_ids: Iterable[str],
+               rows: Mapping[str, dict[str, Any]] | None = None) -> None:
         """These registrations' rows changed (committed): called by a co-located projection
-        worker, or by `DecisionListener`. The ones someone waits for are read back in one
-        batched query (several notifications in a row share it) and their waiters get the
-        row once it is decided."""
+        worker, or by `DecisionListener`. A co-located worker hands over the rows it just
+        committed (`rows`): a waiter whose registration is decided there gets its row as
+        the read model would give it back (`as_read`), with no read, and one committed
+undecided keeps waiting without a read. The others someone
+        waits for are read back in one batched query (several notifications in a row share
+        it) and their waiters get the row once it is decided."""
         wanted = [rid for rid in registration_ids if rid in self._waiting]
         if not wanted:
             return
+        if rows is not None:
+            unread = []
+            for rid in wanted:
+                row = rows.get(rid)
+                if row is None:  # not among the rows handed over: read it
+                    unread.append(rid)
+                elif row.get("status") in DECIDED:
+                    self.handed += 1
+                    read = as_read(row)
+                    for expected in self._waiting[rid]:
+                        if not expected.future.done():
+                            expected.future.set_result(read)
+                # else: committed undecided, as a read would find it: keep waiting
+            if not unread:
+                return
+            wanted = unread
         self._pending.update(wanted)
         if self._reader is None or self._reader.done():
             self._reader = asyncio.get_running_loop().create_task(self._read_pending())

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
-from shared.eventlog import OutgoingRecord
-from shared.eventlog.embedded import EmbeddedEventLog
+import pytest
+
+from shared.eventlog import OutgoingRecord, TopicPartition, embedded
+from shared.eventlog.embedded import EmbeddedEventLog, EventLogClosed
 from shared.eventlog.topics import Topics
 
 
@@ -89,7 +92,8 @@ async def test_a_consumer_polling_during_a_commit_waits_for_it_instead_of_readin
         release.set()
         await appending
         records = await member.poll(100, timeout=1)
-        assert [r.value for r in records] == [b"v"] and reads == 1
+        # Served from the tail of committed records, or read once (never re-polled).
+        assert [r.value for r in records] == [b"v"] and reads <= 1
     finally:
         release.set()
         await log.close()
@@ -145,5 +149,108 @@ async def test_a_lingering_poll_returns_its_records_within_its_own_timeout(
         took = asyncio.get_running_loop().time() - started
         assert [r.value for r in records] == [b"v"]
         assert took < 0.6, took
+    finally:
+        await log.close()
+
+
+async def test_close_writes_and_answers_the_appends_still_queued(tmp_path: Path) -> None:
+    """Appends queued when the log closes were left unanswered until their callers gave up;
+    close flushes them (each answered with its offset, durable after a reopen) and refuses
+    appends submitted once it began."""
+    path = tmp_path / "log.sqlite3"
+    log = EmbeddedEventLog(path)
+    await log.start()
+    topics = Topics.named("t")
+    await log.create_topics(topics.specs(1))
+    pending = [asyncio.create_task(log.append([OutgoingRecord(topics.intake, "k",
+                                                              f"r{i}".encode())]))
+               for i in range(50)]
+    await asyncio.sleep(0)  # every append is queued, none written yet
+    closing = asyncio.create_task(log.close())
+    await asyncio.sleep(0)
+    late = asyncio.create_task(log.append([OutgoingRecord(topics.intake, "k", b"late")]))
+    await asyncio.wait_for(closing, 5)
+    answered = await asyncio.wait_for(asyncio.gather(*pending), 5)
+    with pytest.raises(EventLogClosed):
+        await asyncio.wait_for(late, 5)
+    assert sorted(a.offset for [a] in answered) == list(range(50))
+    reopened = sqlite3.connect(path)
+    try:
+        values = [v for (v,) in reopened.execute('SELECT value FROM records ORDER BY "offset"')]
+    finally:
+        reopened.close()
+    assert values == [f"r{i}".encode() for i in range(50)]
+
+
+async def test_close_answers_queued_appends_with_an_error_when_the_flush_cannot_finish(
+        tmp_path: Path) -> None:
+    """A write stuck past close's flush timeout (another process holding the file) is
+    cancelled; its appends and those queued behind it are answered with an error."""
+    log = EmbeddedEventLog(tmp_path / "log.sqlite3")
+    await log.start()
+    topics = Topics.named("t")
+    await log.create_topics(topics.specs(1))
+    write_rows = log._write_rows
+    stuck = threading.Event()
+
+    def slow(*args: Any) -> None:  # the real write, after a stall longer than the timeout
+        stuck.wait(1.0)
+        write_rows(*args)
+
+    log._write_rows = slow  # type: ignore[method-assign]
+    first = asyncio.create_task(log.append([OutgoingRecord(topics.intake, "k", b"a")]))
+    await asyncio.sleep(0.05)  # the first write is in flight, the next ones queue
+    queued = [asyncio.create_task(log.append([OutgoingRecord(topics.intake, "k", b"b")]))
+              for _ in range(3)]
+    await asyncio.sleep(0)
+    await asyncio.wait_for(log.close(flush_timeout=0.2), 5)
+    results = await asyncio.wait_for(
+        asyncio.gather(first, *queued, return_exceptions=True), 5)
+    assert all(isinstance(r, Exception) for r in results), results
+    assert all(isinstance(r, EventLogClosed) for r in results[1:]), results
+
+
+async def test_consumers_near_the_end_are_served_from_memory_with_the_records_in_the_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The records committed last are kept in memory (`TAIL_BYTES`): a consumer close
+    behind the writer gets them without reading the file, a consumer further behind reads
+    the file, and both get exactly the records the file holds, in order."""
+    monkeypatch.setattr(embedded, "TAIL_BYTES", 30 * 210)  # about 30 small records
+    log = EmbeddedEventLog(tmp_path / "log.sqlite3")
+    await log.start()
+    topics = Topics.named("t")
+    await log.create_topics(topics.specs(2))
+    reads = 0
+    fetch = log._fetch
+
+    def counted(*args: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return fetch(*args)
+
+    try:
+        behind = await log.subscribe("behind", [topics.intake])
+        for i in range(100):
+            await log.append([OutgoingRecord(topics.intake, f"k{i % 7}", f"v{i}".encode())])
+        log._fetch = counted  # type: ignore[method-assign]
+        got = []
+        while batch := await behind.poll(1000, timeout=0.05):
+            got.extend(batch)
+        assert reads > 0  # the early records are no longer in memory
+        in_file = [r for p in range(2) for r in fetch(TopicPartition(topics.intake, p), 0,
+                                                         1000, 1000)]
+        key = lambda r: (r.partition, r.offset)  # noqa: E731
+        assert sorted(got, key=key) == sorted(in_file, key=key) and len(got) == 100
+        close = await log.subscribe("close", [topics.intake])
+        while await close.poll(1000, timeout=0.05):
+            pass  # caught up with the writer
+        await behind.close()
+        reads = 0
+        for i in range(10):
+            await log.append([OutgoingRecord(topics.intake, f"k{i}", f"w{i}".encode())])
+        newest = await close.poll(1000, timeout=0.05)
+        assert [r.value for r in newest] != [] and reads == 0  # from memory
+        for r in newest:
+            assert fetch(TopicPartition(r.topic, r.partition), r.offset, r.offset + 1, 1) == [r]
     finally:
         await log.close()

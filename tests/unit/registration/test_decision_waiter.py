@@ -142,3 +142,29 @@ async def test_polling_waiters_share_their_reads(engine: AsyncEngine) -> None:
         got = await asyncio.wait_for(asyncio.gather(*waiting), 2)
     assert [g["id"] for g in got if g is not None] == ids
     assert waiter.reads < len(ids)  # batched: about one read per polling round
+
+
+async def test_a_row_handed_over_by_the_worker_is_the_row_a_read_returns(
+        engine: AsyncEngine) -> None:
+    """The co-located worker hands its committed rows to the waiters (no read back); they
+    must get what reading the row gives: UTC datetimes, Decimal credit of two places, JSON
+    as decoded (lists, not tuples). A row still undecided keeps its waiter waiting, and
+    neither case reads."""
+    from datetime import timedelta, timezone
+    from decimal import Decimal
+
+    waiter = DecisionWaiter(engine, in_process=True)
+    handed = row("reg-h", "in_review")
+    handed.update(submitted_at=datetime.now(timezone(timedelta(hours=2))),
+                  credit_percent=Decimal("50"), scope_products=("crm", "erp"),
+                  decision={"rule": "dispute", "conflicts": [{"id": "reg-x", "score": 0.5}]})
+    undecided = row("reg-u", "submitted")
+    async with engine.begin() as conn:
+        await repository.upsert(conn, registrations, [handed, undecided], ("id",))
+    with waiter.expect("reg-h") as expected, waiter.expect("reg-u") as pending:
+        waiter.notify(["reg-h", "reg-u"], {"reg-h": handed, "reg-u": undecided})
+        got = await expected.wait(1)
+        assert await pending.wait(0.05) is None
+    assert waiter.reads == 0 and waiter.handed == 1
+    assert repr(got) == repr(await waiter.read_decided("reg-h"))  # types and zones too
+    assert list(got or {}) == [c.name for c in registrations.columns]
