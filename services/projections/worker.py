@@ -149,10 +149,12 @@ async def load_and_fold(conn: AsyncConnection, items: Sequence[Item],
     return Batch(loaded).fold_all(items)
 
 
-async def fold_into(conn: AsyncConnection, items: Sequence[Item]) -> Batch:
-    """Load what `items` touch, fold them in order, write the changes (no commit)."""
+async def fold_into(conn: AsyncConnection, items: Sequence[Item], *,
+                    stage_from: int | None = repository.STAGE_FROM_ROWS) -> Batch:
+    """Load what `items` touch, fold them in order, write the changes (no commit);
+    `stage_from`: see `repository.write`."""
     batch = await load_and_fold(conn, items)
-    await repository.write(conn, batch)
+    await repository.write(conn, batch, stage_from=stage_from)
     return batch
 
 
@@ -167,6 +169,7 @@ class ProjectionWorker:
         on_applied: Listener | None = None,
         max_records: int = 5000,
         models: Sequence[str] = MODELS,
+        stage_from: int | None = repository.STAGE_FROM_ROWS,
     ) -> None:
         self.eventlog = eventlog
         self.engine = engine
@@ -175,6 +178,7 @@ class ProjectionWorker:
         self.on_applied = on_applied
         self.max_records = max_records
         self.models = tuple(models)
+        self.stage_from = stage_from
         self.positions: repository.Positions = {m: {} for m in self.models}
         self.position_waiter = PositionWaiter(engine, self.models)
         self.lag = LagMonitor(eventlog, engine, (topics.intake, topics.decisions), self.models)
@@ -263,9 +267,10 @@ class ProjectionWorker:
             if poison:
                 await self._dead_letter(poison)
                 lettered.update((r.tp, r.offset) for r, _ in poison)
-            batch = await fold_into(conn, items) if items else None
+            batch = (await fold_into(conn, items, stage_from=self.stage_from)
+                     if items else None)
             new_positions = advanced(stored, records)
-            await repository.save_positions(conn, new_positions)
+            await repository.save_positions(conn, new_positions, stage_from=self.stage_from)
             if batch is not None:  # PostgreSQL: wakes waiting registration services
                 await notify_registrations(conn, batch.touched_registrations())
         return items, batch, new_positions

@@ -343,16 +343,25 @@ async def load_positions(
     return {m: {tp: found[m].get(tp, 0) for tp in wanted} for m in models}
 
 
-async def save_positions(conn: AsyncConnection, positions: Positions) -> None:
-    await upsert(
-        conn,
-        projection_positions,
-        sorted(({"projection": model, "topic": tp.topic, "partition": tp.partition,
-                 "position": pos}
-                for model, by_tp in positions.items() for tp, pos in by_tp.items()),
-               key=lambda r: (r["projection"], r["topic"], r["partition"])),
-        ("projection", "topic", "partition"),
-    )
+async def save_positions(conn: AsyncConnection, positions: Positions, *,
+                         stage_from: int | None = None) -> None:
+    """Store `positions`; on PostgreSQL through a staging table from `stage_from` rows on
+    (a live batch's: a row per model and partition)."""
+    rows = sorted(({"projection": model, "topic": tp.topic, "partition": tp.partition,
+                    "position": pos}
+                   for model, by_tp in positions.items() for tp, pos in by_tp.items()),
+                  key=lambda r: (r["projection"], r["topic"], r["partition"]))
+    keys = ("projection", "topic", "partition")
+    if (rows and conn.dialect.name == "postgresql" and stage_from is not None
+            and len(rows) >= stage_from):
+        columns = tuple(rows[0])
+        sql, converters = _bulk_statement("postgresql", projection_positions, columns, keys,
+                                          "update")
+        await execute(conn, [Step(projection_positions, sql,
+                                  _bulk_params(rows, columns, converters), (), columns, keys,
+                                  "update", True)])
+        return
+    await upsert(conn, projection_positions, rows, keys)
 
 
 async def forget_positions(conn: AsyncConnection, models: Iterable[str]) -> None:
@@ -418,18 +427,29 @@ class Step:
     staged: bool = False
 
 
-def prepare(dialect: str, batch: Batch, *, staged: bool = False) -> list[Step]:
+STAGE_FROM_ROWS = 8
+"""PostgreSQL, live batches: a table's rows go through a staging table (`COPY` + one
+`INSERT .. SELECT`, three statements) from this many rows on; fewer go row by row
+(`executemany`: one executor run per row). Measured with pg_stat_statements in
+tests/bench/profile_distributed.py (README, "Distributed decision path")."""
+
+
+def prepare(dialect: str, batch: Batch, *, staged: bool = False,
+            stage_from: int | None = None) -> list[Step]:
     """The statements that write what `batch` changed, in a fixed order. `staged` (large
     batches such as a rebuild's; PostgreSQL only): each table's rows are copied into a
-    temporary table and applied by one statement."""
+    temporary table and applied by one statement; `stage_from`: only the tables with at
+    least that many rows are (a live batch's)."""
     steps: list[Step] = []
-    staging = staged and dialect == "postgresql"
+    postgres = dialect == "postgresql"
 
     def add(table: Table, rows: Sequence[Mapping[str, Any]], keys: Sequence[str],
             mode: str, counters: tuple[str, ...] = ()) -> None:
         if rows:
             columns = tuple(rows[0])
             sql, converters = _bulk_statement(dialect, table, columns, tuple(keys), mode)
+            staging = postgres and (staged or (stage_from is not None
+                                               and len(rows) >= stage_from))
             steps.append(Step(table, sql, _bulk_params(rows, columns, converters), counters,
                               columns, tuple(keys), mode, staging))
 
@@ -555,8 +575,11 @@ def _staged_statements(table: Table, columns: tuple[str, ...], keys: tuple[str, 
                     f"ORDER BY {conflict} ON CONFLICT ({conflict}) {action}")
 
 
-async def write(conn: AsyncConnection, batch: Batch) -> None:
-    await execute(conn, prepare(conn.dialect.name, batch))
+async def write(conn: AsyncConnection, batch: Batch, *,
+                stage_from: int | None = STAGE_FROM_ROWS) -> None:
+    """Write what `batch` changed (no commit): on PostgreSQL a table's rows go through
+    staging from `stage_from` rows on (None: always row by row)."""
+    await execute(conn, prepare(conn.dialect.name, batch, stage_from=stage_from))
 
 
 def _sorted(rows: Mapping[Any, dict[str, Any]]) -> list[dict[str, Any]]:
