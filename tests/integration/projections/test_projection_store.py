@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import insert, select
@@ -229,8 +230,8 @@ async def test_a_batch_that_fails_leaves_neither_rows_nor_positions(
     streams = await read_all(log, topics)
     original = repository.save_positions
 
-    async def crash(conn: object, positions: object) -> None:
-        await original(conn, positions)  # type: ignore[arg-type]
+    async def crash(conn: object, positions: object, **options: Any) -> None:
+        await original(conn, positions, **options)  # type: ignore[arg-type]
         raise RuntimeError("crash after the writes, before the commit")
 
     monkeypatch.setattr(repository, "save_positions", crash)
