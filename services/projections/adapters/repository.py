@@ -425,13 +425,21 @@ class Step:
     keys: tuple[str, ...] = ()
     mode: str = "update"
     staged: bool = False
+    multirow: bool = False
 
 
 STAGE_FROM_ROWS = 8
 """PostgreSQL, live batches: a table's rows go through a staging table (`COPY` + one
 `INSERT .. SELECT`, three statements) from this many rows on; fewer go row by row
 (`executemany`: one executor run per row). Measured with pg_stat_statements in
-tests/bench/profile_distributed.py (README, "Distributed decision path")."""
+tests/bench/profile_distributed.py (README, "Distributed decision path").
+
+Fewer rows (a live batch's usual case at a few hundred registrations/s) go out as one
+multi-row `INSERT .. VALUES (..), (..) ON CONFLICT` (`_multirow_statement`): one executor
+run per table instead of one per row."""
+
+_MAX_PARAMS = 32_767
+"""PostgreSQL's limit of bind parameters in one statement (more rows: `executemany`)."""
 
 
 def prepare(dialect: str, batch: Batch, *, staged: bool = False,
@@ -450,8 +458,12 @@ def prepare(dialect: str, batch: Batch, *, staged: bool = False,
             sql, converters = _bulk_statement(dialect, table, columns, tuple(keys), mode)
             staging = postgres and (staged or (stage_from is not None
                                                and len(rows) >= stage_from))
+            # A batch holds each key once (keyed rows), so one multi-row upsert is what the
+            # row-by-row one leaves; `stage_from=None` keeps row by row (the reference).
+            multirow = (postgres and not staging and stage_from is not None and mode != "delete"
+                        and 1 < len(rows) and len(rows) * len(columns) <= _MAX_PARAMS)
             steps.append(Step(table, sql, _bulk_params(rows, columns, converters), counters,
-                              columns, tuple(keys), mode, staging))
+                              columns, tuple(keys), mode, staging, multirow))
 
     add(registrations, batch.changed_registrations(), ("id",), "update")
     add(claims, batch.changed_claims(), ("id",), "update")
@@ -503,6 +515,10 @@ async def execute(conn: AsyncConnection, steps: Sequence[Step]) -> None:
             await driver.copy_records_to_table(stage, records=step.params,
                                                columns=list(step.columns))
             await driver.execute(apply)
+        elif step.multirow:
+            sql = _multirow_statement(step.table, step.columns, step.keys, step.mode,
+                                      len(step.params))
+            await driver.execute(sql, *(value for row in step.params for value in row))
         else:
             await driver.executemany(step.sql, step.params)
         if step.drop_zero:
@@ -573,6 +589,23 @@ def _staged_statements(table: Table, columns: tuple[str, ...], keys: tuple[str, 
     # In key order: two rebuild processes adding to the same totals lock them in one order.
     return create, (f'INSERT INTO "{table.name}" ({names}) SELECT {names} FROM "{stage}" '
                     f"ORDER BY {conflict} ON CONFLICT ({conflict}) {action}")
+
+
+@lru_cache(maxsize=256)
+def _multirow_statement(table: Table, columns: tuple[str, ...], keys: tuple[str, ...],
+                        mode: str, rows: int) -> str:
+    """PostgreSQL: the upsert of `rows` rows in one statement, with the row-by-row
+    statement's `ON CONFLICT` action (`_conflict_action`); the rows arrive in key order,
+    so concurrent writers lock shared rows in one order."""
+    names = ", ".join(f'"{c}"' for c in columns)
+    width = len(columns)
+    values = ", ".join(
+        "(" + ", ".join(f"${r * width + i}" for i in range(1, width + 1)) + ")"
+        for r in range(rows))
+    conflict = ", ".join(f'"{k}"' for k in keys)
+    action = _conflict_action(table, columns, keys, mode)
+    return (f'INSERT INTO "{table.name}" ({names}) VALUES {values} '
+            f"ON CONFLICT ({conflict}) {action}")
 
 
 async def write(conn: AsyncConnection, batch: Batch, *,

@@ -473,11 +473,17 @@ async def test_a_failing_rebuild_process_keeps_whole_batches_and_resumes_equal(
     assert await positions(engine) == full_positions
 
 
+_UNSTAGED = 10**6
+"""A staging threshold no batch reaches: every table's rows go out as one multi-row
+upsert (`repository._multirow_statement`)."""
+
+
 async def test_staged_live_batches_store_the_rows_row_by_row_writes_do(
     request: pytest.FixtureRequest, tmp_path: Path, unique: str, workload: Workload,
 ) -> None:
     """PostgreSQL: a live batch written through staging tables (COPY + one upsert per
-    table) leaves exactly the rows `executemany` leaves, with batches in which several
+    table) or one multi-row upsert per table (`_UNSTAGED`: every table below the staging
+    threshold) leaves exactly the rows `executemany` leaves, with batches in which several
     events touch the same row (a registration submitted, decided, extended and disputed
     in one batch; totals moved up and down again) so the fold's order within a batch is
     what is written."""
@@ -502,7 +508,7 @@ async def test_staged_live_batches_store_the_rows_row_by_row_writes_do(
             i, d = i + size, d + size
         assert any(
             len({(r.topic, r.partition) for r in poll}) > 1 for poll in polls)
-        for stage_from in (None, 1, repository.STAGE_FROM_ROWS):
+        for stage_from in (None, 1, repository.STAGE_FROM_ROWS, _UNSTAGED):
             url = await create_database(server.url, f"staged_{stage_from}_{unique}")
             engine = engines[stage_from] = create_engine(url)
             await migrate(engine)
@@ -518,6 +524,7 @@ async def test_staged_live_batches_store_the_rows_row_by_row_writes_do(
         assert row_by_row["timeline_entries"] and row_by_row["disputes"]
         assert await snapshot(engines[1]) == row_by_row
         assert await snapshot(engines[repository.STAGE_FROM_ROWS]) == row_by_row
+        assert await snapshot(engines[_UNSTAGED]) == row_by_row
         assert await positions(engines[1]) == await positions(engines[None])
     finally:
         for engine in engines.values():
