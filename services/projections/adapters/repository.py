@@ -1,8 +1,9 @@
 """SQL for the projections: batched loads and upserts that work on PostgreSQL and SQLite.
 
-Everything a batch writes goes out as one multi-row statement per table (executemany of
-`INSERT ... ON CONFLICT`), rows sorted by key so that two projection processes touching the
-same aggregate rows always lock them in the same order.
+Everything a batch writes goes out as one bulk write per table (`INSERT ... ON CONFLICT`:
+on PostgreSQL one multi-row statement or a staged COPY, see `prepare`; elsewhere
+executemany), rows sorted by key so that two projection processes touching the same
+aggregate rows always lock them in the same order.
 
 The bulk writes skip SQLAlchemy's per-row parameter processing (which cost more than the
 database itself for wide rows) and hand pre-converted tuples to the driver's `executemany`
@@ -460,8 +461,9 @@ def prepare(dialect: str, batch: Batch, *, staged: bool = False,
                                                and len(rows) >= stage_from))
             # A batch holds each key once (keyed rows), so one multi-row upsert is what the
             # row-by-row one leaves; `stage_from=None` keeps row by row (the reference).
-            multirow = (postgres and not staging and stage_from is not None and mode != "delete"
-                        and 1 < len(rows) and len(rows) * len(columns) <= _MAX_PARAMS)
+            multirow = (postgres and not staging and stage_from is not None
+                        and mode != "delete" and len(rows) > 1
+                        and len(rows) * len(columns) <= _MAX_PARAMS)
             steps.append(Step(table, sql, _bulk_params(rows, columns, converters), counters,
                               columns, tuple(keys), mode, staging, multirow))
 
