@@ -165,6 +165,10 @@ fsync = off
 synchronous_commit = off
 full_page_writes = off
 EOF
+    # Opt-in statement counts (tests/bench/profile_distributed.py prints them per decision).
+    if [[ "${DEALREG_PG_STAT_STATEMENTS:-0}" == 1 ]]; then
+        echo "shared_preload_libraries = 'pg_stat_statements'" >>"$PGROOT/data/postgresql.conf"
+    fi
     if [[ $EUID -eq 0 ]]; then chown "$PG_USER_SYSTEM:" "$PGROOT/data/postgresql.conf"; fi
 
     log "starting cluster in $PGROOT/data on 127.0.0.1:$port"

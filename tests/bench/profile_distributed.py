@@ -144,10 +144,15 @@ async def _statements(database: str, reset: bool) -> list[tuple[int, float, str]
                 "SELECT calls, total_exec_time, query FROM pg_stat_statements s "
                 "JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database() "
                 "ORDER BY total_exec_time DESC LIMIT 12")
+            total = await conn.fetchrow(
+                "SELECT sum(calls) AS calls, sum(total_exec_time) AS ms FROM "
+                "pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
+                "WHERE d.datname = current_database()")
         except asyncpg.PostgresError:
             return []
-        return [(r["calls"], r["total_exec_time"], " ".join(r["query"].split())[:110])
-                for r in rows]
+        return [(int(total["calls"] or 0), float(total["ms"] or 0), "(all statements)")] + [
+            (r["calls"], r["total_exec_time"], " ".join(r["query"].split())[:110])
+            for r in rows]
     finally:
         await conn.close()
 

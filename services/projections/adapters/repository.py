@@ -1,8 +1,9 @@
 """SQL for the projections: batched loads and upserts that work on PostgreSQL and SQLite.
 
-Everything a batch writes goes out as one multi-row statement per table (executemany of
-`INSERT ... ON CONFLICT`), rows sorted by key so that two projection processes touching the
-same aggregate rows always lock them in the same order.
+Everything a batch writes goes out as one bulk write per table (`INSERT ... ON CONFLICT`:
+on PostgreSQL one multi-row statement or a staged COPY, see `prepare`; elsewhere
+executemany), rows sorted by key so that two projection processes touching the same
+aggregate rows always lock them in the same order.
 
 The bulk writes skip SQLAlchemy's per-row parameter processing (which cost more than the
 database itself for wide rows) and hand pre-converted tuples to the driver's `executemany`
@@ -343,16 +344,25 @@ async def load_positions(
     return {m: {tp: found[m].get(tp, 0) for tp in wanted} for m in models}
 
 
-async def save_positions(conn: AsyncConnection, positions: Positions) -> None:
-    await upsert(
-        conn,
-        projection_positions,
-        sorted(({"projection": model, "topic": tp.topic, "partition": tp.partition,
-                 "position": pos}
-                for model, by_tp in positions.items() for tp, pos in by_tp.items()),
-               key=lambda r: (r["projection"], r["topic"], r["partition"])),
-        ("projection", "topic", "partition"),
-    )
+async def save_positions(conn: AsyncConnection, positions: Positions, *,
+                         stage_from: int | None = None) -> None:
+    """Store `positions`; on PostgreSQL through a staging table from `stage_from` rows on
+    (a live batch's: a row per model and partition)."""
+    rows = sorted(({"projection": model, "topic": tp.topic, "partition": tp.partition,
+                    "position": pos}
+                   for model, by_tp in positions.items() for tp, pos in by_tp.items()),
+                  key=lambda r: (r["projection"], r["topic"], r["partition"]))
+    keys = ("projection", "topic", "partition")
+    if (rows and conn.dialect.name == "postgresql" and stage_from is not None
+            and len(rows) >= stage_from):
+        columns = tuple(rows[0])
+        sql, converters = _bulk_statement("postgresql", projection_positions, columns, keys,
+                                          "update")
+        await execute(conn, [Step(projection_positions, sql,
+                                  _bulk_params(rows, columns, converters), (), columns, keys,
+                                  "update", True)])
+        return
+    await upsert(conn, projection_positions, rows, keys)
 
 
 async def forget_positions(conn: AsyncConnection, models: Iterable[str]) -> None:
@@ -416,22 +426,46 @@ class Step:
     keys: tuple[str, ...] = ()
     mode: str = "update"
     staged: bool = False
+    multirow: bool = False
 
 
-def prepare(dialect: str, batch: Batch, *, staged: bool = False) -> list[Step]:
+STAGE_FROM_ROWS = 8
+"""PostgreSQL, live batches: a table's rows go through a staging table (`COPY` + one
+`INSERT .. SELECT`, three statements) from this many rows on; fewer go row by row
+(`executemany`: one executor run per row). Measured with pg_stat_statements in
+tests/bench/profile_distributed.py (README, "Distributed decision path").
+
+Fewer rows (a live batch's usual case at a few hundred registrations/s) go out as one
+multi-row `INSERT .. VALUES (..), (..) ON CONFLICT` (`_multirow_statement`): one executor
+run per table instead of one per row."""
+
+_MAX_PARAMS = 32_767
+"""PostgreSQL's limit of bind parameters in one statement (more rows: `executemany`)."""
+
+
+def prepare(dialect: str, batch: Batch, *, staged: bool = False,
+            stage_from: int | None = None) -> list[Step]:
     """The statements that write what `batch` changed, in a fixed order. `staged` (large
     batches such as a rebuild's; PostgreSQL only): each table's rows are copied into a
-    temporary table and applied by one statement."""
+    temporary table and applied by one statement; `stage_from`: only the tables with at
+    least that many rows are (a live batch's)."""
     steps: list[Step] = []
-    staging = staged and dialect == "postgresql"
+    postgres = dialect == "postgresql"
 
     def add(table: Table, rows: Sequence[Mapping[str, Any]], keys: Sequence[str],
             mode: str, counters: tuple[str, ...] = ()) -> None:
         if rows:
             columns = tuple(rows[0])
             sql, converters = _bulk_statement(dialect, table, columns, tuple(keys), mode)
+            staging = postgres and (staged or (stage_from is not None
+                                               and len(rows) >= stage_from))
+            # A batch holds each key once (keyed rows), so one multi-row upsert is what the
+            # row-by-row one leaves; `stage_from=None` keeps row by row (the reference).
+            multirow = (postgres and not staging and stage_from is not None
+                        and mode != "delete" and len(rows) > 1
+                        and len(rows) * len(columns) <= _MAX_PARAMS)
             steps.append(Step(table, sql, _bulk_params(rows, columns, converters), counters,
-                              columns, tuple(keys), mode, staging))
+                              columns, tuple(keys), mode, staging, multirow))
 
     add(registrations, batch.changed_registrations(), ("id",), "update")
     add(claims, batch.changed_claims(), ("id",), "update")
@@ -483,6 +517,10 @@ async def execute(conn: AsyncConnection, steps: Sequence[Step]) -> None:
             await driver.copy_records_to_table(stage, records=step.params,
                                                columns=list(step.columns))
             await driver.execute(apply)
+        elif step.multirow:
+            sql = _multirow_statement(step.table, step.columns, step.keys, step.mode,
+                                      len(step.params))
+            await driver.execute(sql, *(value for row in step.params for value in row))
         else:
             await driver.executemany(step.sql, step.params)
         if step.drop_zero:
@@ -555,8 +593,28 @@ def _staged_statements(table: Table, columns: tuple[str, ...], keys: tuple[str, 
                     f"ORDER BY {conflict} ON CONFLICT ({conflict}) {action}")
 
 
-async def write(conn: AsyncConnection, batch: Batch) -> None:
-    await execute(conn, prepare(conn.dialect.name, batch))
+@lru_cache(maxsize=256)
+def _multirow_statement(table: Table, columns: tuple[str, ...], keys: tuple[str, ...],
+                        mode: str, rows: int) -> str:
+    """PostgreSQL: the upsert of `rows` rows in one statement, with the row-by-row
+    statement's `ON CONFLICT` action (`_conflict_action`); the rows arrive in key order,
+    so concurrent writers lock shared rows in one order."""
+    names = ", ".join(f'"{c}"' for c in columns)
+    width = len(columns)
+    values = ", ".join(
+        "(" + ", ".join(f"${r * width + i}" for i in range(1, width + 1)) + ")"
+        for r in range(rows))
+    conflict = ", ".join(f'"{k}"' for k in keys)
+    action = _conflict_action(table, columns, keys, mode)
+    return (f'INSERT INTO "{table.name}" ({names}) VALUES {values} '
+            f"ON CONFLICT ({conflict}) {action}")
+
+
+async def write(conn: AsyncConnection, batch: Batch, *,
+                stage_from: int | None = STAGE_FROM_ROWS) -> None:
+    """Write what `batch` changed (no commit): on PostgreSQL a table's rows go through
+    staging from `stage_from` rows on (None: always row by row)."""
+    await execute(conn, prepare(conn.dialect.name, batch, stage_from=stage_from))
 
 
 def _sorted(rows: Mapping[Any, dict[str, Any]]) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import insert, select
@@ -229,8 +230,8 @@ async def test_a_batch_that_fails_leaves_neither_rows_nor_positions(
     streams = await read_all(log, topics)
     original = repository.save_positions
 
-    async def crash(conn: object, positions: object) -> None:
-        await original(conn, positions)  # type: ignore[arg-type]
+    async def crash(conn: object, positions: object, **options: Any) -> None:
+        await original(conn, positions, **options)  # type: ignore[arg-type]
         raise RuntimeError("crash after the writes, before the commit")
 
     monkeypatch.setattr(repository, "save_positions", crash)
@@ -470,3 +471,62 @@ async def test_a_failing_rebuild_process_keeps_whole_batches_and_resumes_equal(
     await worker.apply(streams[topics.intake] + streams[topics.decisions])
     assert await snapshot(engine) == full
     assert await positions(engine) == full_positions
+
+
+_UNSTAGED = 10**6
+"""A staging threshold no batch reaches: every table's rows go out as one multi-row
+upsert (`repository._multirow_statement`)."""
+
+
+async def test_staged_live_batches_store_the_rows_row_by_row_writes_do(
+    request: pytest.FixtureRequest, tmp_path: Path, unique: str, workload: Workload,
+) -> None:
+    """PostgreSQL: a live batch written through staging tables (COPY + one upsert per
+    table) or one multi-row upsert per table (`_UNSTAGED`: every table below the staging
+    threshold) leaves exactly the rows `executemany` leaves, with batches in which several
+    events touch the same row (a registration submitted, decided, extended and disputed
+    in one batch; totals moved up and down again) so the fold's order within a batch is
+    what is written."""
+    server: ServerHandle = request.getfixturevalue("postgres_server")
+    log = make_eventlog("kafka", request, tmp_path)
+    await log.start()
+    topics = Topics.named(f"staged-{unique}")
+    await log.create_topics(topics.specs(3))
+    engines = {}
+    try:
+        await append_workload(log, topics, workload)
+        streams = await read_all(log, topics)
+        intake, decisions = streams[topics.intake], streams[topics.decisions]
+        # Both topics in the same polls: a registration's intake and its decisions meet
+        # in one batch (each partition's order kept), in batches of several sizes.
+        polls: list[list[Record]] = []
+        i = d = 0
+        for size in [600, 1, 5, 40, 300] * 40:
+            if i >= len(intake) and d >= len(decisions):
+                break
+            polls.append(intake[i:i + size] + decisions[d:d + size])
+            i, d = i + size, d + size
+        assert any(
+            len({(r.topic, r.partition) for r in poll}) > 1 for poll in polls)
+        for stage_from in (None, 1, repository.STAGE_FROM_ROWS, _UNSTAGED):
+            url = await create_database(server.url, f"staged_{stage_from}_{unique}")
+            engine = engines[stage_from] = create_engine(url)
+            await migrate(engine)
+            worker = ProjectionWorker(log, engine, topics, group_id="unused",
+                                      stage_from=stage_from)
+            folded = 0
+            for poll in polls:
+                batch = await worker.apply(poll)
+                folded += len(batch.touched_registrations()) if batch else 0
+            assert folded
+        row_by_row = await snapshot(engines[None])
+        assert row_by_row["registrations"] and row_by_row["pipeline_totals"]
+        assert row_by_row["timeline_entries"] and row_by_row["disputes"]
+        assert await snapshot(engines[1]) == row_by_row
+        assert await snapshot(engines[repository.STAGE_FROM_ROWS]) == row_by_row
+        assert await snapshot(engines[_UNSTAGED]) == row_by_row
+        assert await positions(engines[1]) == await positions(engines[None])
+    finally:
+        for engine in engines.values():
+            await engine.dispose()
+        await log.close()
