@@ -69,17 +69,22 @@ def encode_event(
             and (tracestate is None or len(tracestate) <= 600)):
         return encode(new_envelope(event, id=id, source=source, subject=subject, time=time,
                                    traceparent=traceparent, tracestate=tracestate))
-    body: dict[str, Any] = {
+    head = orjson.dumps({
         "specversion": "1.0", "id": id, "source": source, "type": event.TYPE,
         "time": _TIME.dump_python(time, mode="json"), "subject": subject,
-        "datacontenttype": "application/json", "data": event.to_data(),
-    }
+        "datacontenttype": "application/json",
+    })
+    # `data` straight from the event's own serializer to JSON (the compact JSON orjson
+    # writes for `to_data()`, byte for byte, without building the dict: ~2.5x cheaper).
+    data = event.__pydantic_serializer__.to_json(event)
     # As `new_envelope` + `encode`: absent rather than null, a state only with a parent.
+    trace: dict[str, str] = {}
     if traceparent is not None:
-        body["traceparent"] = traceparent
+        trace["traceparent"] = traceparent
     if traceparent and tracestate is not None:
-        body["tracestate"] = tracestate
-    return orjson.dumps(body)
+        trace["tracestate"] = tracestate
+    tail = b"," + orjson.dumps(trace)[1:] if trace else b"}"
+    return b"".join((head[:-1], b',"data":', data, tail))
 
 
 def decode_envelope(raw: bytes) -> Envelope:
