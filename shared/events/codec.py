@@ -69,22 +69,17 @@ def encode_event(
             and (tracestate is None or len(tracestate) <= 600)):
         return encode(new_envelope(event, id=id, source=source, subject=subject, time=time,
                                    traceparent=traceparent, tracestate=tracestate))
-    head = orjson.dumps({
+    body: dict[str, Any] = {
         "specversion": "1.0", "id": id, "source": source, "type": event.TYPE,
         "time": _TIME.dump_python(time, mode="json"), "subject": subject,
-        "datacontenttype": "application/json",
-    })
-    # `data` straight from the event's own serializer to JSON (the compact JSON orjson
-    # writes for `to_data()`, byte for byte, without building the dict: ~2.5x cheaper).
-    data = event.__pydantic_serializer__.to_json(event)
+        "datacontenttype": "application/json", "data": event.to_data(),
+    }
     # As `new_envelope` + `encode`: absent rather than null, a state only with a parent.
-    trace: dict[str, str] = {}
     if traceparent is not None:
-        trace["traceparent"] = traceparent
+        body["traceparent"] = traceparent
     if traceparent and tracestate is not None:
-        trace["tracestate"] = tracestate
-    tail = b"," + orjson.dumps(trace)[1:] if trace else b"}"
-    return b"".join((head[:-1], b',"data":', data, tail))
+        body["tracestate"] = tracestate
+    return orjson.dumps(body)
 
 
 def decode_envelope(raw: bytes) -> Envelope:
