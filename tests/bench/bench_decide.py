@@ -54,6 +54,10 @@ from services.adjudication.domain import (  # noqa: E402
 )
 from services.adjudication.domain import state as state_module  # noqa: E402
 from services.adjudication.domain.adjudicate import identity_of  # noqa: E402
+from services.registration.domain.intake import registration_submitted  # noqa: E402
+from services.registration.domain.resolution import choose  # noqa: E402
+from shared.accounts.identity import AccountIdentity  # noqa: E402
+from shared.accounts.index import AccountIndex  # noqa: E402
 from shared.events import (  # noqa: E402
     Account,
     Opportunity,
@@ -61,6 +65,7 @@ from shared.events import (  # noqa: E402
     RegistrationSubmitted,
 )
 from shared.policy import Policy  # noqa: E402
+from tests.support import companies  # noqa: E402
 
 RUNS = 3
 
@@ -166,51 +171,77 @@ def memory(registrations: int, period: str = "P90D", every: timedelta = timedelt
     }
 
 
-def _registrations(rng: random.Random, universe: list[Any], start: int, count: int,
-                   policy: Policy, at: Any) -> list[tuple[RegistrationSubmitted, Any]]:
-    out = []
-    for n in range(start, start + count):
-        acct = rng.choice(universe)
-        partner = f"p-{rng.randrange(200)}"
+def _realistic_registrations(size: int, probe: int, seed: int = 21
+                             ) -> tuple[list[RegistrationSubmitted], dict[str, Any]]:
+    """`size + probe` registrations of the seeded Faker workload (tests/support/companies.py:
+    shared words, subsidiaries, typos, several domains, four countries; a third of them true
+    collisions), keyed the way the edge keys them: `choose` over the edge's index, with the
+    default policy's `match` settings. Also what the workload intended and what the keying
+    observed (distinct keys, registrations that landed on a known key)."""
+    work = companies.generate(seed, size + probe, collision_share=1 / 3, partners=200,
+                              max_per_company=4)
+    match = Policy.model_validate({"version": 4}).match
+    directory = AccountIndex()
+    events: list[RegistrationSubmitted] = []
+    tiers = dict(work.partners)
+    at = START
+    known = 0
+    for reg in work.registrations:
+        identity = AccountIdentity.from_raw(name=reg.name, domain=reg.domain,
+                                            country=reg.country,
+                                            crm_account_id=reg.crm_account_id)
+        found = directory.match(identity, match.name_threshold, match.review_band)
+        resolution = choose(identity, found, directory.identifiers, directory.__contains__,
+                            match.name_only == "review")
+        known += not resolution.is_new
+        directory.add(resolution.account_key, identity)
         at += timedelta(seconds=1)
-        out.append((RegistrationSubmitted(
-            registration_id=f"reg-{n:08d}", partner_id=partner,
-            partner=PartnerSnapshot(partner_id=partner, tier=rng.choice(TIERS)),
-            account_key=acct.key,
-            account=Account(name=acct.name, domain=acct.domain, country=acct.country,
-                            crm_account_id=acct.crm),
-            opportunity=Opportunity(title="deal", products=tuple(rng.sample(PRODUCTS, 1))),
-            motion="resell", submitted_at=at, policy_version=policy.version), at))
-    return out
+        events.append(registration_submitted(
+            registration_id=f"reg-{reg.seq:08d}",
+            partner=PartnerSnapshot(partner_id=reg.partner_id, tier=tiers[reg.partner_id]),
+            account_key=resolution.account_key, raw_account_name=reg.name, identity=identity,
+            title=f"Opportunity {reg.seq}", products=list(reg.products), amount=None,
+            expected_close=None, motion="resell", external_ref=None, submitted_at=at,
+            policy_version=4))
+    stats = {**work.summary(), "distinct_keys": len(directory),
+             "observed_known_key_share": round(known / len(events), 4)}
+    return events, stats
 
 
 def scaling(sizes: list[int], probe: int = 5_000) -> dict[str, Any]:
-    """CPU per decided registration with `size` registrations already active (P90D, the
-    realistic mix of accounts: 1.5 registrations per account, 20 % name-only), for each
-    size: the cost of the same `probe` further registrations (new and known accounts)."""
+    """CPU per decided registration with `size` registrations already decided (P90D, the
+    realistic workload: a third of them true collisions), for each size: the cost of the
+    next `probe` registrations of the same workload (new companies and known ones)."""
     policy = Policy.model_validate({"version": 4, "protection_period": "P90D"})
     out: dict[str, Any] = {}
     for size in sizes:
-        rng = random.Random(21)
-        universe = accounts(rng, (size + probe) * 2 // 3)
+        events, stats = _realistic_registrations(size, probe)
+        print(f"workload for {size:,}: {stats['registrations']:,} registrations of "
+              f"{stats['distinct_companies']:,} companies, intended collision share "
+              f"{stats['intended_collision_share']:.1%}, observed on a known key "
+              f"{stats['observed_known_key_share']:.1%}; {stats['distinct_keys']:,} distinct "
+              f"keys; {stats['name_only_registrations']:,} name-only", flush=True)
         state = AdjudicationState()
-        at = START
-        built = 0
-        while built < size:  # built in chunks: the events need not all be held at once
-            chunk = _registrations(rng, universe, built, min(50_000, size - built), policy, at)
-            for event, at in chunk:
-                decide(state, event, DecisionContext(event.registration_id, at, policy))
-            built += len(chunk)
-        probes = _registrations(rng, universe, size, probe, policy, at)
+        for event in events[:size]:
+            decide(state, event, DecisionContext(event.registration_id, event.submitted_at,
+                                                 policy))
+        probes = events[size:]
+        del events
         gc.collect()
         started = time.process_time()
-        for event, moment in probes:
-            decide(state, event, DecisionContext(event.registration_id, moment, policy))
+        for event in probes:
+            decide(state, event, DecisionContext(event.registration_id, event.submitted_at,
+                                                 policy))
         cpu = time.process_time() - started
+        members = [len(d.member_ids) for d in state.disputes.values() if d.status == "open"]
         out[str(size)] = {"active": state.active_count(), "accounts": len(state.index),
-                          "us_per_event": round(cpu / probe * 1e6, 1)}
+                          "us_per_event": round(cpu / probe * 1e6, 1),
+                          "open_disputes": len(members),
+                          "largest_open_dispute": max(members, default=0),
+                          "workload": stats}
         print(f"decide with {state.active_count():,} active: {cpu / probe * 1e6:.1f} us of "
-              f"CPU per registration ({len(state.index):,} accounts)", flush=True)
+              f"CPU per registration ({len(state.index):,} accounts; {len(members):,} open "
+              f"disputes, the largest {max(members, default=0)} members)", flush=True)
         del state
     first, last = out[str(sizes[0])], out[str(sizes[-1])]
     out["ratio_largest_to_smallest"] = round(last["us_per_event"] / first["us_per_event"], 2)

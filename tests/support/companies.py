@@ -49,6 +49,8 @@ from faker import Faker
 from rapidfuzz import fuzz, process
 
 from shared.accounts import name_similarity, normalize_name, sort_name_tokens
+from shared.accounts.identity import AccountIdentity
+from shared.accounts.index import AccountIndex
 
 SHARED_WORDS = ("Global", "Solutions", "Systems", "Group", "Technologies", "Partners",
                 "International", "Digital", "Consulting", "Networks", "Dynamics", "Data")
@@ -217,9 +219,37 @@ def _recase(rng: random.Random, name: str) -> str:
     return rng.choice((name.upper(), name.lower(), name.title()))
 
 
-def _unambiguous(companies: list[Company], floor: float) -> list[bool]:
-    """Per company: no other company of its country has a name scoring >= `floor` (the
-    product's `name_similarity`: token-sort ratio of normalised names, via rapidfuzz)."""
+EXHAUSTIVE_UP_TO = 40_000
+"""Up to this many companies every pair of names in a country is compared (exact truth).
+Beyond it (the scale benchmarks: hundreds of thousands of companies, where comparing every
+pair would take hours) the product's own name index (`AccountIndex`, blocked; its recall
+against every pair is tested in tests/unit/accounts/test_name_recall.py) finds the near
+names instead: a pair it would not find, the product would not compare either."""
+
+
+def _name_index(entries: list[tuple[str, str, str]]) -> AccountIndex:
+    """An index of (key, name, country) by name only, for near-name look-ups at scale."""
+    index = AccountIndex()
+    for key, name, country in entries:
+        index.add(key, AccountIdentity.from_raw(name=name, country=country))
+    return index
+
+
+def _near_others(index: AccountIndex, key: str, name: str, country: str, floor: float) -> bool:
+    """Whether a name scores >= `floor` against a name filed under another key."""
+    query = AccountIdentity.from_raw(name=name, country=country)
+    return any(m.account_key != key
+               for m in index.match(query, NAME_THRESHOLD, NAME_THRESHOLD - floor))
+
+
+def _unambiguous(companies: list[Company], floor: float,
+                 among: list[Company] | None = None) -> list[bool]:
+    """Per company: no other company of its country (of `among`, by default `companies`)
+    has a name scoring >= `floor` (the product's `name_similarity`: token-sort ratio of
+    normalised names, via rapidfuzz). With `among`, through the name index (at scale)."""
+    if among is not None:
+        index = _name_index([(c.id, c.name, c.country) for c in among])
+        return [not _near_others(index, c.id, c.name, c.country, floor) for c in companies]
     clear = [True] * len(companies)
     by_country: dict[str, list[int]] = {}
     for i, c in enumerate(companies):
@@ -305,14 +335,24 @@ def generate(
 
     # Which names are unambiguous in their country (name-only registrations allowed).
     floor = NAME_THRESHOLD - REVIEW_BAND
-    clear = _unambiguous(companies, floor)
-    name_only_ids = {c.id for c, ok in zip(companies, clear, strict=True)
-                     if ok and rng.random() < name_only_share * 3}
+    if len(companies) > EXHAUSTIVE_UP_TO:  # at scale: ask only for the companies drawn
+        drawn = [c for c in companies if rng.random() < name_only_share * 3]
+        clear = _unambiguous(drawn, floor, among=companies)
+        name_only_ids = {c.id for c, ok in zip(drawn, clear, strict=True) if ok}
+    else:
+        clear = _unambiguous(companies, floor)
+        name_only_ids = {c.id for c, ok in zip(companies, clear, strict=True)
+                         if ok and rng.random() < name_only_share * 3}
     companies = [Company(**{**c.__dict__, "name_only": c.id in name_only_ids})
                  for c in companies]
     guarded = [(normalize_name(c.name), c) for c in companies if c.name_only]
 
+    guarded_index = (_name_index([(c.id, c.name, c.country) for _, c in guarded])
+                     if len(companies) > EXHAUSTIVE_UP_TO else None)
+
     def safe_typo(name: str, company: Company) -> bool:
+        if guarded_index is not None:
+            return not _near_others(guarded_index, company.id, name, company.country, floor)
         typed = normalize_name(name)
         return all(other.id == company.id or other.country != company.country
                    or name_similarity(typed, norm) < floor for norm, other in guarded)

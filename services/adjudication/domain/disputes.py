@@ -49,6 +49,7 @@ from services.adjudication.domain.state import (
     Dispute,
     Entry,
 )
+from shared.accounts import different_customers
 from shared.events import (
     ConflictEvidence,
     DisputeAcknowledged,
@@ -564,6 +565,16 @@ def _invalid_resolution(
     return None
 
 
+def _conflict(state: AdjudicationState, a: Entry, b: Entry, policy: Policy) -> bool:
+    """Whether settling for `b` can take `a` away: their scopes overlap and they may be one
+    customer. Two members whose customers the sameness rule separates by identifiers
+    (`different_customers`: different domains or CRM ids, links included) never conflict,
+    however a review's name matches drew them into one dispute (DESIGN.md, "A dispute
+    never settles one customer against another")."""
+    return overlaps(a.products, b.products, policy) and not different_customers(
+        state.customer(a.account_key), state.customer(b.account_key))
+
+
 def settle(
     state: AdjudicationState,
     out: Out,
@@ -603,7 +614,7 @@ def settle(
         if entry.id in approved:
             fresh = entry.status != "approved"
             verdict[entry.id] = "inactive" if fresh and inactive(state, entry) else "won"
-        elif keep_unconflicted and not any(overlaps(entry.products, w.products, policy)
+        elif keep_unconflicted and not any(_conflict(state, entry, w, policy)
                                            for w in winners):
             verdict[entry.id] = "kept" if entry.status == "approved" else ""
         else:
@@ -612,7 +623,7 @@ def settle(
     for entry in live:
         if verdict[entry.id] == "":
             clear = not inactive(state, entry) and not any(
-                overlaps(entry.products, o.products, policy) for o in standing)
+                _conflict(state, entry, o, policy) for o in standing)
             verdict[entry.id] = "freed" if clear else "lost"
             if clear:
                 standing.append(entry)

@@ -517,3 +517,40 @@ def test_a_challenger_of_a_registration_in_review_is_not_told_an_approval_is_at_
     assert (decision.status, decision.rule) == ("in_review", "incumbent")
     assert "itself awaiting a decision" in decision.explanation
     assert "approved registration" not in decision.explanation
+
+
+# --- session 21: a review never settles one customer against another -----------------------
+
+
+def _chained_review() -> Driver:
+    """r1 (osmifcorp.com) and r2 (soymecorp.com) are different customers by their domains;
+    the CRM-only "Soymifcorp Inc" is a review-band name match of both, so its review holds
+    all three (found by tests/bench/dispute_spread.py on the bench workload)."""
+    d = Driver()
+    d.register("r1", "p-1", domain="osmifcorp.com", name="Osmifcorp LLC", country="GB")
+    d.register("r2", "p-2", domain="soymecorp.com", name="Soymecorp GmbH", country="GB")
+    d.later(days=3)
+    out = d.register("r3", "p-3", domain=None, crm="CRM-1", key="crm:CRM-1",
+                     name="Soymifcorp Inc", country="GB")
+    [opened] = only(out, DisputeOpened)
+    assert set(opened.registration_ids) == {"r1", "r2", "r3"}
+    return d
+
+
+def test_award_keeps_a_member_that_is_another_customer_than_the_winner() -> None:
+    d = _chained_review()
+    out = d.resolve(dispute_id_for("r3"), "award", registration_id="r1")
+    assert last(out, "r1") == ("approved", "dispute_resolution")
+    assert last(out, "r3") == ("rejected", "dispute_resolution")  # may be r1's customer
+    # soymecorp.com is not osmifcorp.com: r1's award says nothing about r2's customer.
+    assert last(out, "r2") == ("approved", "dispute_resolution")
+    assert d.status("r2") == "approved"
+
+
+def test_award_to_the_newcomer_keeps_the_other_customer_it_was_not() -> None:
+    d = _chained_review()
+    out = d.resolve(dispute_id_for("r3"), "award", registration_id="r3")
+    assert last(out, "r3") == ("approved", "dispute_resolution")
+    # r3 is a CRM-only account: identifiers separate neither r1 nor r2 from it, so both
+    # overlap the winner and lose; the fix never keeps a member the winner may be.
+    assert (d.status("r1"), d.status("r2")) == ("rejected", "rejected")

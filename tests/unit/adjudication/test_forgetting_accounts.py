@@ -40,11 +40,14 @@ def _run(log: list[Any]) -> tuple[AdjudicationState, list[dict[str, Any]]]:
 
 
 def _without_own_key_evidence(decision: dict[str, Any]) -> dict[str, Any]:
-    conflicts = decision.get("conflicts")
-    if not conflicts:
-        return decision
-    return {**decision, "conflicts": [
-        {k: v for k, v in c.items() if k not in ("matched_by", "score")} for c in conflicts]}
+    """`decision` without how each collision matched: a decision's `conflicts` and a
+    dispute event's `evidence` carry the same own-key evidence."""
+    stripped = dict(decision)
+    for field in ("conflicts", "evidence"):
+        if decision.get(field):
+            stripped[field] = [{k: v for k, v in c.items() if k not in ("matched_by", "score")}
+                               for c in decision[field]]
+    return stripped
 
 
 @pytest.mark.parametrize(("seed", "events", "n_accounts"), [(3, 12_000, 600), (11, 12_000, 3000)])
