@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import Table, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.events import DisputeActionRejected
@@ -50,6 +50,11 @@ def _disputes_table() -> Table | None:
     return table
 
 
+# Built once, bound per call (every `POST /v1/registrations` with an `external_ref` runs it).
+_BY_EXTERNAL_REF = (select(registrations)
+                    .where(registrations.c.external_ref == bindparam("external_ref")).limit(2))
+
+
 class ReadModel:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -80,9 +85,7 @@ class ReadModel:
 
     async def by_external_ref(self, external_ref: str) -> list[dict[str, Any]]:
         async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                select(registrations).where(registrations.c.external_ref == external_ref)
-                .limit(2))
+            rows = await conn.execute(_BY_EXTERNAL_REF, {"external_ref": external_ref})
             return [dict(r._mapping) for r in rows]
 
     async def active_under(self, account_key: str, limit: int = 200) -> list[dict[str, Any]]:
