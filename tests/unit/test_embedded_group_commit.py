@@ -254,3 +254,32 @@ async def test_consumers_near_the_end_are_served_from_memory_with_the_records_in
             assert fetch(TopicPartition(r.topic, r.partition), r.offset, r.offset + 1, 1) == [r]
     finally:
         await log.close()
+
+
+async def test_an_append_answered_with_an_error_at_close_is_never_written_afterwards(
+        tmp_path: Path) -> None:
+    """An operator's shell holds the file's write lock past close's flush timeout, then
+    lets go while the abandoned write still waits for it: the append was answered with an
+    error, so the write must not land in the file after all (a caller retrying it would
+    write the event twice)."""
+    path = tmp_path / "log.sqlite3"
+    log = EmbeddedEventLog(path, busy_timeout_ms=2000)
+    await log.start()
+    topics = Topics.named("t")
+    await log.create_topics(topics.specs(1))
+    shell = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    shell.execute("BEGIN IMMEDIATE")
+    released = threading.Timer(0.5, lambda: shell.execute("ROLLBACK"))
+    try:
+        first = asyncio.create_task(log.append([OutgoingRecord(topics.intake, "k", b"a")]))
+        await asyncio.sleep(0.05)  # the write waits for the shell's lock
+        released.start()  # let go while the abandoned write still waits for the lock
+        await asyncio.wait_for(log.close(flush_timeout=0.2), 10)
+        [result] = await asyncio.wait_for(asyncio.gather(first, return_exceptions=True), 5)
+        assert isinstance(result, Exception), result
+        written = shell.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+        assert written == 0, "an append answered with an error was written"
+    finally:
+        released.cancel()
+        released.join()
+        shell.close()
