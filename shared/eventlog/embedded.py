@@ -158,8 +158,14 @@ class EmbeddedEventLog(EventLog):
         self._reader = await self._on_reader(self._open, False)
         topics, ends = await self._on_reader(self._load_state)
         self._topics = topics
+        # All from the file: what an earlier start kept (ends, the tail) may not be its
+        # records any more (the file replaced or wiped in between).
+        self._ends.clear()
         self._ends.update(ends)
-        self._visible.update(ends)
+        self._visible = dict(ends)
+        self._tail.clear()
+        self._tail_order.clear()
+        self._tail_bytes = 0
         self._writer_task = asyncio.create_task(self._write_loop(), name="eventlog-writer")
 
     async def close(self, flush_timeout: float = 10.0) -> None:
