@@ -128,6 +128,7 @@ class EmbeddedEventLog(EventLog):
         self._abandoned = False
         """close() gave up flushing: no write commits from then on (`_commit_lock`)."""
         self._commit_lock = threading.Lock()
+        self._close_lock = asyncio.Lock()
         self._appended = asyncio.Event()
         self._members: dict[str, EmbeddedSubscription] = {}
         self._tail: dict[TopicPartition, deque[Record]] = {}
@@ -174,7 +175,12 @@ class EmbeddedEventLog(EventLog):
         `EventLogClosed`. Only a flush that cannot finish within `flush_timeout` (another
         process holding the file's write lock) is abandoned: its appends, and any still
         queued behind it, are answered with `EventLogClosed`, never left unanswered, and
-        none of them is written afterwards (an error means not in the file)."""
+        none of them is written afterwards (an error means not in the file). A close while
+        one is under way waits for it; closing a closed log does nothing."""
+        async with self._close_lock:
+            await self._close(flush_timeout)
+
+    async def _close(self, flush_timeout: float) -> None:
         for member in list(self._members.values()):
             await member.close()
         if self._writer_task is not None:

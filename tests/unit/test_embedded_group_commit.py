@@ -391,3 +391,22 @@ async def test_a_log_reopened_after_another_process_appended_serves_its_records(
             b"a0", b"a1", b"a2", b"b0", b"b1", b"b2", b"a3"]
     finally:
         await log.close()
+
+
+async def test_closing_twice_at_once_flushes_once_and_both_return(tmp_path: Path) -> None:
+    """A tired operator's second Ctrl-C (or two shutdown paths) closes the log while it is
+    closing: both closes return without an error once the queued appends are written, and
+    closing a closed log is a no-op."""
+    log = EmbeddedEventLog(tmp_path / "log.sqlite3")
+    await log.start()
+    topics = Topics.named("t")
+    await log.create_topics(topics.specs(1))
+    pending = [asyncio.create_task(log.append([OutgoingRecord(topics.intake, "k", b"x")]))
+               for _ in range(5)]
+    await asyncio.sleep(0)
+    closes = await asyncio.wait_for(asyncio.gather(log.close(), log.close(),
+                                                   return_exceptions=True), 10)
+    assert closes == [None, None], closes
+    answered = await asyncio.wait_for(asyncio.gather(*pending), 5)
+    assert sorted(a.offset for [a] in answered) == list(range(5))
+    await asyncio.wait_for(log.close(), 5)
