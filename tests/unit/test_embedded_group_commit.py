@@ -9,6 +9,7 @@ import contextlib
 import os
 import random
 import sqlite3
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -410,3 +411,32 @@ async def test_closing_twice_at_once_flushes_once_and_both_return(tmp_path: Path
     answered = await asyncio.wait_for(asyncio.gather(*pending), 5)
     assert sorted(a.offset for [a] in answered) == list(range(5))
     await asyncio.wait_for(log.close(), 5)
+
+
+async def test_a_second_process_cannot_append_to_a_log_another_process_has_open(
+        tmp_path: Path) -> None:
+    """The in-memory tail of one process cannot know another's appends: a second process
+    must be refused the file (`EventLogLocked`) while the first has it open, so a consumer
+    of the first is never served from a tail that misses records."""
+    path = tmp_path / "log.sqlite3"
+    log = EmbeddedEventLog(path)
+    await log.start()
+    try:
+        topics = Topics.named("t")
+        await log.create_topics(topics.specs(1))
+        script = (
+            "import asyncio, sys\n"
+            "from shared.eventlog.embedded import EmbeddedEventLog, EventLogLocked\n"
+            "async def main():\n"
+            f"    log = EmbeddedEventLog({str(path)!r})\n"
+            "    try:\n"
+            "        await log.start()\n"
+            "    except EventLogLocked:\n"
+            "        sys.exit(3)\n"
+            "    sys.exit(0)\n"
+            "asyncio.run(main())\n")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", script, env={**os.environ, "PYTHONPATH": os.getcwd()})
+        assert await asyncio.wait_for(proc.wait(), 60) == 3
+    finally:
+        await log.close()
