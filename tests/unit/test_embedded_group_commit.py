@@ -267,13 +267,13 @@ async def test_an_append_answered_with_an_error_at_close_is_never_written_afterw
     error, so the write must not land in the file after all (a caller retrying it would
     write the event twice)."""
     path = tmp_path / "log.sqlite3"
-    log = EmbeddedEventLog(path, busy_timeout_ms=2000)
+    log = EmbeddedEventLog(path, busy_timeout_ms=5000)
     await log.start()
     topics = Topics.named("t")
     await log.create_topics(topics.specs(1))
     shell = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     shell.execute("BEGIN IMMEDIATE")
-    released = threading.Timer(0.5, lambda: shell.execute("ROLLBACK"))
+    released = threading.Timer(1.5, lambda: shell.execute("ROLLBACK"))
     try:
         first = asyncio.create_task(log.append([OutgoingRecord(topics.intake, "k", b"a")]))
         await asyncio.sleep(0.05)  # the write waits for the shell's lock
