@@ -23,7 +23,13 @@ from shared.accounts.normalize import (
     registrable_domain,
     sort_name_tokens,
 )
-from shared.accounts.sameness import Identifiers, Sorted, different_customers, sort_out
+from shared.accounts.sameness import (
+    Identifiers,
+    Sorted,
+    different_customers,
+    separate_customers,
+    sort_out,
+)
 
 __all__ = [
     "AccountIdentity",
@@ -35,6 +41,7 @@ __all__ = [
     "blocking_keys",
     "derive_account_key",
     "different_customers",
+    "separate_customers",
     "is_freemail_domain",
     "match_order",
     "name_similarity",
