@@ -11,11 +11,19 @@ Each test drives the real `decide` through the worker-like driver.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from adjudication_driver import Driver, decisions, only
 
-from services.adjudication.domain import dispute_id_for
+from services.adjudication import snapshots
+from services.adjudication.domain import (
+    DecisionContext,
+    decide,
+    dispute_id_for,
+    policy_version_of,
+)
+from shared.eventlog import TopicPartition
 from shared.events import (
     AccountLinkReported,
     DisputeOpened,
@@ -79,3 +87,74 @@ def test_award_to_a_mirrored_owner_rejects_a_made_up_crm_id_across_partitions() 
     d.later(hours=1)
     d.resolve(opened.dispute_id, "award", registration_id="reg-a")
     assert d.status("reg-b") == "rejected"
+
+
+# --- replay: a state restored mid-dispute settles exactly as the uninterrupted one --------
+
+
+class _Recording(Driver):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inputs: list[tuple[Any, datetime]] = []
+
+    def _decide(self, event: Any, moment: datetime) -> list[Any]:
+        self.inputs.append((event, moment))
+        return super()._decide(event, moment)
+
+
+def _chained_with_a_made_up_id(d: Driver) -> str:
+    """r1 and r2 are different customers (domains and CRM ids); the name-only "Soymifcorp
+    Inc" is a review-band match of both, so its review chains them; r4 then files r2's
+    domain under a made-up CRM id and, one identifier agreeing, joins as a possible
+    duplicate of r2."""
+    d.register("r1", "p-1", domain="osmifcorp.com", name="Osmifcorp LLC", country="GB",
+               crm="CRM-O", key="crm:CRM-O")
+    d.register("r2", "p-2", domain="soymecorp.com", name="Soymecorp GmbH", country="GB",
+               crm="CRM-S", key="crm:CRM-S")
+    d.later(days=3)
+    [opened] = only(d.register("r3", "p-3", domain=None, name="Soymifcorp Inc",
+                               country="GB"), DisputeOpened)
+    d.later(hours=2)
+    [r4] = decisions(d.register("r4", "p-4", domain="soymecorp.com", name="Soymecorp GmbH",
+                                country="GB", crm="FAKE-4", key="crm:FAKE-4"))
+    assert (r4.status, r4.rule) == ("in_review", "possible_duplicate")
+    d.later(hours=2)
+    return str(opened.dispute_id)
+
+
+def test_award_keeps_the_other_customer_and_rejects_its_made_up_crm_twin() -> None:
+    d = Driver()
+    dispute = _chained_with_a_made_up_id(d)
+    assert set(d.state.disputes[dispute].member_ids) == {"r1", "r2", "r3", "r4"}
+    d.resolve(dispute, "award", registration_id="r1")
+    # r2 is another customer than r1 and keeps; r4 (r2's domain under a made-up id) does
+    # not become a second owner of soymecorp.com; r3 may be r1's customer.
+    assert [d.status(r) for r in ("r1", "r2", "r3", "r4")] == [
+        "approved", "approved", "rejected", "rejected"]
+
+
+def test_a_state_restored_mid_dispute_settles_as_the_uninterrupted_one() -> None:
+    d = _Recording()
+    dispute = _chained_with_a_made_up_id(d)
+    cut = len(d.inputs)
+    tp = TopicPartition("t.intake", 0)
+    restored, covers = snapshots.decode(snapshots.encode(d.state, tp, cut), tp, cut)
+    assert covers == cut
+    d.resolve(dispute, "award", registration_id="r1")
+    d.run_until(d.now + timedelta(days=100))
+    again: list[Any] = []
+    for i, (event, moment) in enumerate(d.inputs[cut:], cut + 1):
+        version = policy_version_of(event)
+        context = DecisionContext(f"e{i}", moment,
+                                  d.policies[version] if version is not None else None)
+        again += decide(restored, event, context)[1]
+    assert [e.model_dump() for e in again] == [e.model_dump() for e in d.log[-len(again):]]
+    assert any(isinstance(e, DisputeResolved) for e in again)
+    assert len(again) == len(d.log) - _before(d, cut)
+
+
+def _before(d: _Recording, cut: int) -> int:
+    replay = Driver()
+    for event, moment in d.inputs[:cut]:
+        replay._decide(event, moment)
+    return len(replay.log)
