@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
-from decimal import Decimal
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,18 +18,29 @@ from hypothesis import strategies as st
 from sqlalchemy import delete
 from sqlalchemy.engine import make_url
 
+from services.projections import worker as worker_module
 from services.projections.adapters import repository
 from services.projections.domain.batch import MODELS
+from services.projections.worker import ProjectionWorker
 from shared.eventlog import TopicPartition
+from shared.eventlog.topics import Topics
 from shared.readmodel.schema import account_name_keys, projection_positions
 from shared.readmodel.store import create_engine, migrate
-from tests.integration.projections.projection_support import positions, snapshot
+from tests.conftest import make_eventlog
+from tests.integration.projections.projection_support import (
+    append_workload,
+    positions,
+    snapshot,
+)
+from tests.integration.projections.test_projection_store import read_all
 from tests.support.servers import ServerHandle, create_database
+from tests.unit.projections.projection_workload import generate
 
 # Text as COPY's text format and SQL literals would mangle it (tabs, newlines,
 # backslashes, `\N`), unicode beyond the BMP; no NUL (PostgreSQL text cannot hold it).
 _CHARS = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
-_NASTY = st.text(_CHARS, max_size=12) | st.sampled_from(["\\N", "\t", "\n", "\\", "a\\.b", "^b", "a"])
+_NASTY = st.text(_CHARS, max_size=12) | st.sampled_from(
+    ["\\N", "\t", "\n", "\\", "a\\.b", "^b", "a"])
 
 
 def _short(size: int) -> st.SearchStrategy[str]:
@@ -115,7 +126,7 @@ def ways_databases(postgres_server: ServerHandle) -> Iterator[dict[int | None, s
     yield asyncio.run(made())
 
 
-@settings(max_examples=15, deadline=None,
+@settings(max_examples=50, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture,
                                  HealthCheck.too_slow])
 @given(batches=st.lists(_batch(), min_size=1, max_size=3),
@@ -211,3 +222,47 @@ async def test_a_staged_batch_locks_rows_in_the_order_row_by_row_writers_do(
             await asyncio.wait_for(writing, 10)
     finally:
         await engine.dispose()
+
+
+async def test_decided_registrations_are_handed_to_waiters_before_the_directory_is_analyzed(
+    request: pytest.FixtureRequest, tmp_path: Path, unique: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The `ANALYZE` of the directory's name tables (after a batch that doubled them) runs
+    after the batch's committed rows went to the co-located waiters (`on_applied`): a
+    `Prefer: wait` answer does not wait for statistics (tens to hundreds of ms)."""
+    server: ServerHandle = request.getfixturevalue("postgres_server")
+    log = make_eventlog("kafka", request, tmp_path)
+    await log.start()
+    topics = Topics.named(f"analyze-order-{unique}")
+    await log.create_topics(topics.specs(3))
+    engine = create_engine(await create_database(server.url, f"aorder_{unique}"))
+    seen: list[str] = []
+
+    async def analyze_count() -> int:
+        async with engine.connect() as conn:
+            return int((await conn.exec_driver_sql(
+                "SELECT analyze_count FROM pg_stat_user_tables "
+                "WHERE relname = 'account_names'")).scalar_one())
+
+    try:
+        await migrate(engine)
+        await append_workload(log, topics, generate(200, seed=5, accounts=60, partners=6))
+        intake = (await read_all(log, topics))[topics.intake]
+        monkeypatch.setattr(worker_module, "ANALYZE_FROM_ROWS", 1)
+        worker = ProjectionWorker(log, engine, topics, group_id="unused",
+                                  on_applied=lambda ids, rows: seen.append("applied"))
+        original = ProjectionWorker._analyze_when_grown
+
+        async def analyze(self: ProjectionWorker, batch: Any) -> None:
+            before = await analyze_count()
+            await original(self, batch)
+            if await analyze_count() > before:
+                seen.append("analyzed")
+
+        monkeypatch.setattr(ProjectionWorker, "_analyze_when_grown", analyze)
+        await worker.apply(intake[:50])
+        assert seen == ["applied", "analyzed"]
+    finally:
+        await engine.dispose()
+        await log.close()
