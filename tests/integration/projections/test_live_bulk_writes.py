@@ -57,10 +57,14 @@ _JSON = st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6) | _N
 
 @st.composite
 def _batch(draw: st.DrawFn) -> dict[str, list[dict[str, Any]]]:
-    """Rows of one batch, 0-10 per table (across STAGE_FROM_ROWS = 8), keyed as the fold
+    """Rows of one batch, 0-9 per table (across STAGE_FROM_ROWS = 8), keyed as the fold
     keys them (one row per conflict key), keys from small alphabets so that later batches
     hit the rows earlier ones stored."""
     key = st.sampled_from(["a", "^b", "B", "\\N", "\t", "é", "a b"])
+    # Sizes around the staging threshold (7/8/9 rows), and single and multi-row ones.
+    size = st.sampled_from([0, 1, 2, repository.STAGE_FROM_ROWS - 1,
+                            repository.STAGE_FROM_ROWS, repository.STAGE_FROM_ROWS + 1])
+    n = [draw(size) for _ in range(4)]
     intervals = draw(st.dictionaries(
         st.tuples(key, key), st.fixed_dictionaries({
             "account_key": _short(300), "kind": st.just("protection"),
@@ -68,16 +72,17 @@ def _batch(draw: st.DrawFn) -> dict[str, list[dict[str, Any]]]:
             "products": st.none() | _JSON, "status": _short(20),
             "credit_percent": st.none() | st.decimals(-999, 999, places=2),
             "valid_from": _TIME, "valid_to": st.none() | _TIME,
-            "protected_until": st.none() | _TIME}), max_size=10))
+            "protected_until": st.none() | _TIME}), min_size=n[0], max_size=n[0]))
     names = draw(st.lists(st.tuples(key.map(lambda s: s[:2]), key, _short(300)),
-                          unique=True, max_size=10))
+                          unique=True, min_size=n[1], max_size=n[1]))
     totals = draw(st.dictionaries(
         st.tuples(key, key, key, key.map(lambda s: s[:3])),
         st.tuples(st.integers(-3, 3), st.integers(-10**12, 10**12)).filter(
-            lambda v: v != (0, 0)), max_size=10))
+            lambda v: v != (0, 0)), min_size=n[2], max_size=n[2]))
     timeline = draw(st.dictionaries(
         st.tuples(key, key), st.tuples(st.integers(0, 2**62), _short(100),
-                                       st.text(_CHARS, max_size=2000)), max_size=10))
+                                       st.text(_CHARS, max_size=2000)),
+        min_size=n[3], max_size=n[3]))
     return {
         "intervals": [{"holder_id": h, "opened_by": o, **row}
                       for (h, o), row in sorted(intervals.items())],
