@@ -294,8 +294,10 @@ def projections_rebuild(
         help="The embedded backend's data directory [env DEALREG_DATA_DIR]")] = None,
     batch: Annotated[int, typer.Option(min=100, help="Records per transaction")] = 20_000,
     processes: Annotated[int | None, typer.Option(
-        min=1, help="Worker processes folding partition groups side by side. Default: one "
-                    "per core (at most 4) from 100,000 records on, else 1")] = None,
+        min=1, max=64, help="Worker processes folding partition groups side by side (1-64; "
+                            "more than the log's partitions use one per partition). "
+                            "Default: one per core (at most 4) from 100,000 records on, "
+                            "else 1")] = None,
 ) -> None:
     """Empty read models and replay the log from the beginning into them.
 
@@ -360,6 +362,13 @@ def projections_rebuild(
             f"rebuilt {', '.join(result.models)} ({settings.backend}): {result.records:,} "
             f"records in {result.seconds:.1f} s, "
             f"[bold]{result.events_per_second:,.0f} events/s[/bold]")
+        if result.skipped:
+            # As the live worker: an undecodable record is skipped (it dead-letters it).
+            console.print(f"[yellow]skipped {len(result.skipped)} undecodable record(s), "
+                          "as the projection worker does:[/yellow]")
+            for topic, partition, offset, error in result.skipped[:20]:
+                console.print(f"  {topic} partition {partition} offset {offset}: "
+                              f"{error[:200]}", markup=False, highlight=False)
 
     _run(run())
 

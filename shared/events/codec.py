@@ -94,22 +94,24 @@ def decode(
     return envelope, to_event(envelope, registry)
 
 
-_PARSED: dict[str, tuple[str, int]] = {}
-"""type -> (base type, version): parsed once per type string (bounded by the types in use;
-pure, so never stale)."""
+_PARSED: dict[str, tuple[str, int, type[DomainEvent] | None]] = {}
+"""type -> (base type, version, the catalogue's class for it if current): parsed once per
+type string (bounded by the types in use). A current type the catalogue does not hold (yet)
+is not kept, so a class registered later is found."""
 
 
 def to_event(envelope: Envelope, registry: UpcasterRegistry = upcasters) -> DomainEvent:
     parsed = _PARSED.get(envelope.type)
     if parsed is None:
-        parsed = (envelope.base_type, envelope.version)
-        if len(_PARSED) < 4096:
+        base, version = envelope.base_type, envelope.version
+        parsed = (base, version, CATALOGUE.get(f"{base}.v{version}"))
+        if (parsed[2] is not None or registry.applies(base, version)) and len(_PARSED) < 4096:
             _PARSED[envelope.type] = parsed
-    base, version = parsed
+    base, version, cls = parsed
     data = envelope.data
     if registry.applies(base, version):  # an old version: upcast a copy
         version, data = registry.upcast(base, version, dict(data))
-    cls = CATALOGUE.get(f"{base}.v{version}")
+        cls = CATALOGUE.get(f"{base}.v{version}")
     if cls is None:
         raise UnknownEventType(envelope.type)
     return cls.model_validate(data)

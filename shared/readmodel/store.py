@@ -9,13 +9,14 @@ import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+if TYPE_CHECKING:  # Alembic is imported when migrating: a rebuild's worker processes
+    from alembic.config import Config  # never migrate and start faster without it
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -212,6 +213,8 @@ def reader(engine: AsyncEngine) -> AsyncEngine:
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     if connection is not None:
@@ -253,6 +256,8 @@ async def migrate(engine: AsyncEngine,
     the others find the schema current once the lock is theirs. `on_wait` is called when
     another process holds the lock."""
     waited = False
+
+    from alembic import command
 
     def upgrade(connection: Connection) -> tuple[tuple[str, ...], tuple[str, ...]]:
         before = _heads(connection)

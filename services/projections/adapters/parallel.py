@@ -35,6 +35,9 @@ from shared.eventlog import Record, TopicPartition
 
 Progress = Callable[[int], None]
 Raw = tuple[list[Record], dict[TopicPartition, int]]
+Skipped = tuple[str, int, int, str]
+"""An undecodable record a rebuild skipped, as the live worker does: topic, partition,
+offset, error."""
 _DONE = "done"
 _FAILED = "failed"
 _PROGRESS = "progress"
@@ -47,11 +50,14 @@ class RebuildWorkerFailed(RuntimeError):
 
 async def replay_in_processes(
     engine: AsyncEngine, models: tuple[str, ...], sources: Sequence[AsyncIterator[Raw]],
-    progress: Progress | None,
-) -> tuple[int, int]:
-    """Replay each of `sources` in its own worker process; returns (records, events).
-    On a failure, the other workers are sent no more batches, finish what they hold and
-    stop; then the failure is raised."""
+    progress: Progress | None, names: Sequence[str] | None = None,
+) -> tuple[int, int, list[Skipped]]:
+    """Replay each of `sources` in its own worker process; returns (records, events,
+    skipped undecodable records). `names`: what each source holds ("partitions 0, 2"), named
+    in a failure. On a failure, the other workers are sent no more batches, finish what
+    they hold and stop; then the failure is raised (a worker that died without an answer,
+    killed for instance, is a failure too: its pipe ends, nobody waits on it)."""
+    names = list(names) if names is not None else [f"source {n}" for n in range(len(sources))]
     url = engine.url.render_as_string(hide_password=False)
     context = multiprocessing.get_context("spawn")
     pipes = [context.Pipe() for _ in sources]
@@ -65,8 +71,9 @@ async def replay_in_processes(
     stopping = asyncio.Event()
     try:
         results = await asyncio.gather(
-            *(_drive(source, parent, progress, stopping)
-              for source, (parent, _) in zip(sources, pipes, strict=True)),
+            *(_drive(source, parent, progress, stopping, f"{worker.name} ({name})")
+              for source, (parent, _), worker, name in zip(sources, pipes, workers, names,
+                                                           strict=True)),
             return_exceptions=True)
     finally:
         # Every answer is in (or this rebuild failed or was cancelled): closing the pipes
@@ -82,22 +89,27 @@ async def replay_in_processes(
     if failures:
         raise failures[0]
     done = [r for r in results if not isinstance(r, BaseException)]
-    return sum(r[0] for r in done), sum(r[1] for r in done)
+    return (sum(r[0] for r in done), sum(r[1] for r in done),
+            [s for r in done for s in r[2]])
 
 
 async def _drive(source: AsyncIterator[Raw], pipe: Connection, progress: Progress | None,
-                 stopping: asyncio.Event) -> tuple[int, int]:
+                 stopping: asyncio.Event, name: str) -> tuple[int, int, list[Skipped]]:
     """Send `source`'s batches to one worker (until it ends or another worker failed),
-    relaying its progress; returns its (records, events)."""
-    answers = asyncio.ensure_future(_answers(pipe, progress))
+    relaying its progress; returns its (records, events, skipped)."""
+    answers = asyncio.ensure_future(_answers(pipe, progress, name))
     try:
         async for records, read_to in source:
             if stopping.is_set() or answers.done():
                 break
             payload = ([(r.topic, r.partition, r.offset, r.value) for r in records], read_to)
-            await asyncio.to_thread(pipe.send, payload)
+            try:
+                await asyncio.to_thread(pipe.send, payload)
+            except OSError:  # the worker is gone: its answer (or its death) says why
+                break
         if not answers.done():
-            await asyncio.to_thread(pipe.send, None)
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(pipe.send, None)
         return await answers
     except BaseException:
         stopping.set()
@@ -110,36 +122,39 @@ async def _drive(source: AsyncIterator[Raw], pipe: Connection, progress: Progres
             answers.cancel()
 
 
-async def _answers(pipe: Connection, progress: Progress | None) -> tuple[int, int]:
+async def _answers(pipe: Connection, progress: Progress | None, name: str
+                   ) -> tuple[int, int, list[Skipped]]:
     while True:
         try:
             kind, *values = await asyncio.to_thread(pipe.recv)
-        except EOFError as exc:
-            raise RebuildWorkerFailed("a rebuild worker process ended without an answer "
-                                      "(killed?)") from exc
+        except (EOFError, OSError) as exc:
+            raise RebuildWorkerFailed(
+                f"rebuild worker {name} ended without an answer (killed?); its batches "
+                "committed so far are whole, rebuild again") from exc
         if kind == _PROGRESS:
             if progress is not None:
                 progress(values[0])
         elif kind == _DONE:
-            return values[0], values[1]
+            return values[0], values[1], values[2]
         else:
-            raise RebuildWorkerFailed(values[0])
+            raise RebuildWorkerFailed(f"rebuild worker {name} failed:\n{values[0]}")
 
 
 def _worker(url: str, models: tuple[str, ...], pipe: Connection) -> None:
     """A worker process: replay the batches arriving on `pipe` into the store at `url`."""
     try:
-        seen, events = asyncio.run(_work(url, models, pipe))
+        seen, events, skipped = asyncio.run(_work(url, models, pipe))
     except BaseException:
         answer: tuple[Any, ...] = (_FAILED, traceback.format_exc())
     else:
-        answer = (_DONE, seen, events)
+        answer = (_DONE, seen, events, skipped)
     with contextlib.suppress(OSError):  # the rebuild stopped listening: nothing to tell
         pipe.send(answer)
     pipe.close()
 
 
-async def _work(url: str, models: tuple[str, ...], pipe: Connection) -> tuple[int, int]:
+async def _work(url: str, models: tuple[str, ...], pipe: Connection
+                ) -> tuple[int, int, list[Skipped]]:
     from services.projections.adapters.rebuild import _decoded, replay
     from shared.readmodel.store import create_engine
 
@@ -162,6 +177,9 @@ async def _work(url: str, models: tuple[str, ...], pipe: Connection) -> tuple[in
             cursor.close()
 
     try:
-        return await replay(engine, _decoded(received(), models), models, report)
+        skipped: list[Skipped] = []
+        seen, events = await replay(engine, _decoded(received(), models, skipped), models,
+                                    report)
+        return seen, events, skipped
     finally:
         await engine.dispose()

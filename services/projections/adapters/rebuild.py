@@ -28,6 +28,9 @@ from services.projections.worker import decode_records, load_and_fold
 from shared.eventlog import EventLog, Record, TopicPartition
 from shared.eventlog.base import ReadIterator
 from shared.eventlog.topics import Topics
+from shared.logging import get_logger
+
+log = get_logger(__name__)
 
 Progress = Callable[[int], None]
 _COLLECT_EVERY = 25
@@ -51,6 +54,9 @@ class RebuildResult:
     records: int
     events: int
     seconds: float
+    skipped: tuple[tuple[str, int, int, str], ...] = ()
+    """Undecodable records (topic, partition, offset, error), skipped as the live worker
+    skips them (it dead-letters them), so the rebuilt rows equal the live ones."""
 
     @property
     def events_per_second(self) -> float:
@@ -97,11 +103,18 @@ async def _batches(
 Decoded = tuple[list[Record], list[Item], dict[TopicPartition, int]]
 
 
-async def _decoded(batches: AsyncIterator[Batch_], models: tuple[str, ...]
-                   ) -> AsyncIterator[Decoded]:
+async def _decoded(batches: AsyncIterator[Batch_], models: tuple[str, ...],
+                   skipped: list[tuple[str, int, int, str]]) -> AsyncIterator[Decoded]:
+    """Decoded batches; undecodable records are added to `skipped` (and logged)."""
     async for records, read_to in batches:
         # Replaying from the beginning: nothing is applied yet, every record counts.
-        yield records, decode_records(records, {m: {} for m in models}, models), read_to
+        poison: list[tuple[Record, ValueError]] = []
+        items = decode_records(records, {m: {} for m in models}, models, poison)
+        for record, exc in poison:
+            log.error("undecodable_record", topic=record.topic, partition=record.partition,
+                      offset=record.offset, error=str(exc))
+            skipped.append((record.topic, record.partition, record.offset, str(exc)))
+        yield records, items, read_to
 
 
 async def rebuild(
@@ -135,17 +148,25 @@ async def rebuild(
     for tp in sorted(ends):
         if ends[tp] > 0:
             groups.setdefault(tp.partition, []).append(tp)
+    skipped: list[tuple[str, int, int, str]] = []
     if processes > 1 and len(groups) > 1:
         from services.projections.adapters.parallel import replay_in_processes
 
-        seen, events = await replay_in_processes(
-            engine, models, [_batches(eventlog, part, ends, batch_records)
-                             for part in _deal(groups, ends, processes)], progress)
+        parts = _deal(groups, ends, processes)
+        seen, events, skipped = await replay_in_processes(
+            engine, models, [_batches(eventlog, part, ends, batch_records) for part in parts],
+            progress, [_name(part) for part in parts])
     else:
         seen, events = await replay(
-            engine, _decoded(_batches(eventlog, groups, ends, batch_records), models),
+            engine, _decoded(_batches(eventlog, groups, ends, batch_records), models, skipped),
             models, progress)
-    return RebuildResult(models, seen, events, time.perf_counter() - started)
+    return RebuildResult(models, seen, events, time.perf_counter() - started,
+                         tuple(sorted(skipped)))
+
+
+def _name(part: dict[int, list[TopicPartition]]) -> str:
+    return ("partition " if len(part) == 1 else "partitions ") + ", ".join(
+        str(p) for p in sorted(part))
 
 
 def _deal(groups: dict[int, list[TopicPartition]], ends: dict[TopicPartition, int],
