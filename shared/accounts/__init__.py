@@ -23,7 +23,13 @@ from shared.accounts.normalize import (
     registrable_domain,
     sort_name_tokens,
 )
-from shared.accounts.sameness import Identifiers, Sorted, different_customers, sort_out
+from shared.accounts.sameness import (
+    Identifiers,
+    Sorted,
+    different_customers,
+    separate_customers,
+    sort_out,
+)
 
 __all__ = [
     "AccountIdentity",
@@ -41,6 +47,7 @@ __all__ = [
     "normalize_country",
     "normalize_name",
     "registrable_domain",
+    "separate_customers",
     "sort_name_tokens",
     "sort_out",
     "strength",

@@ -38,6 +38,7 @@ __all__ = [
     "Sorted",
     "different_customers",
     "evidence_order",
+    "separate_customers",
     "sort_out",
 ]
 
@@ -93,6 +94,16 @@ def different_customers(a: Identifiers, b: Identifiers) -> bool:
     if a.domains and b.domains and a.domains.isdisjoint(b.domains):
         return not (a.crm_ids and b.crm_ids)  # equal here: a shared CRM id joins them
     return False
+
+
+def separate_customers(a: Identifiers, b: Identifiers) -> bool:
+    """Whether identifiers alone settle that `a` and `b` are different customers, with
+    nothing for a person to weigh: `different_customers`, and no CRM id or domain in
+    common. The same domain under another CRM id is another customer by the rule, but
+    `sort_out` sends it to a person (a made-up CRM id must not walk past the domain's
+    owner); so it is not separate here, and a person's award between them stands."""
+    return (different_customers(a, b) and a.crm_ids.isdisjoint(b.crm_ids)
+            and a.domains.isdisjoint(b.domains))
 
 
 def evidence_order(match: AccountMatch) -> tuple[int, float, str]:

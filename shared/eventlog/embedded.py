@@ -28,6 +28,7 @@ import fcntl
 import itertools
 import os
 import sqlite3
+import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
@@ -124,6 +125,10 @@ class EmbeddedEventLog(EventLog):
         self._queue: asyncio.Queue[_Write | None] = asyncio.Queue()
         self._writer_task: asyncio.Task[None] | None = None
         self._closing = False
+        self._abandoned = False
+        """close() gave up flushing: no write commits from then on (`_commit_lock`)."""
+        self._commit_lock = threading.Lock()
+        self._close_lock = asyncio.Lock()
         self._appended = asyncio.Event()
         self._members: dict[str, EmbeddedSubscription] = {}
         self._tail: dict[TopicPartition, deque[Record]] = {}
@@ -149,20 +154,33 @@ class EmbeddedEventLog(EventLog):
         self._reader_pool = ThreadPoolExecutor(1, thread_name_prefix="eventlog-reader")
         self._queue = asyncio.Queue()
         self._closing = False
+        self._abandoned = False
         self._writer = await self._on_writer(self._open, True)
         self._reader = await self._on_reader(self._open, False)
         topics, ends = await self._on_reader(self._load_state)
         self._topics = topics
+        # All from the file: what an earlier start kept (ends, the tail) may not be its
+        # records any more (the file replaced or wiped in between).
+        self._ends.clear()
         self._ends.update(ends)
-        self._visible.update(ends)
+        self._visible = dict(ends)
+        self._tail.clear()
+        self._tail_order.clear()
+        self._tail_bytes = 0
         self._writer_task = asyncio.create_task(self._write_loop(), name="eventlog-writer")
 
     async def close(self, flush_timeout: float = 10.0) -> None:
         """Closing flushes: appends already queued are written and answered with their
         offsets, as if the log stayed open; appends submitted once closing began raise
         `EventLogClosed`. Only a flush that cannot finish within `flush_timeout` (another
-        process holding the file's write lock) is cancelled: its appends, and any still
-        queued behind it, are answered with an error, never left unanswered."""
+        process holding the file's write lock) is abandoned: its appends, and any still
+        queued behind it, are answered with `EventLogClosed`, never left unanswered, and
+        none of them is written afterwards (an error means not in the file). A close while
+        one is under way waits for it; closing a closed log does nothing."""
+        async with self._close_lock:
+            await self._close(flush_timeout)
+
+    async def _close(self, flush_timeout: float) -> None:
         for member in list(self._members.values()):
             await member.close()
         if self._writer_task is not None:
@@ -170,6 +188,16 @@ class EmbeddedEventLog(EventLog):
             self._queue.put_nowait(None)  # the writer stops here, after what came before
             done, _ = await asyncio.wait({self._writer_task}, timeout=flush_timeout)
             if not done:
+                # Abandoned, not cancelled: a cancelled write kept running on the writer
+                # thread and could commit once the lock was free, after its append was
+                # answered with an error. From here on no write commits (one committing
+                # right now finishes first and is answered with its offsets); the writer
+                # answers the rest with `EventLogClosed` as each gives up.
+                await asyncio.get_running_loop().run_in_executor(None, self._abandon)
+                done, _ = await asyncio.wait(
+                    {self._writer_task},
+                    timeout=flush_timeout + self._busy_timeout_ms / 1000 + 5.0)
+            if not done:  # the writer thread is wedged (a dead disk): stop waiting for it
                 self._writer_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer_task
@@ -361,6 +389,10 @@ class EmbeddedEventLog(EventLog):
         first = start - tail[0].offset
         return list(itertools.islice(tail, first, first + (stop - start)))
 
+    def _abandon(self) -> None:
+        with self._commit_lock:
+            self._abandoned = True
+
     def _write_rows(
         self,
         rows: list[tuple[str, int, int, str, bytes, int]],
@@ -368,6 +400,8 @@ class EmbeddedEventLog(EventLog):
     ) -> None:
         assert self._writer is not None
         conn = self._writer
+        if self._abandoned:
+            raise EventLogClosed("the embedded event log closed before this append")
         conn.execute("BEGIN IMMEDIATE")
         try:
             if rows:
@@ -379,7 +413,10 @@ class EmbeddedEventLog(EventLog):
                     "DO UPDATE SET position = excluded.position",
                     positions,
                 )
-            conn.execute("COMMIT")
+            with self._commit_lock:  # committed, or abandoned by close(): never both
+                if self._abandoned:
+                    raise EventLogClosed("the embedded event log closed before this append")
+                conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise

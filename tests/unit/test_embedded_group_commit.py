@@ -5,7 +5,11 @@ record is durable -- readable by another connection to the file."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import random
 import sqlite3
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -252,5 +256,187 @@ async def test_consumers_near_the_end_are_served_from_memory_with_the_records_in
         assert [r.value for r in newest] != [] and reads == 0  # from memory
         for r in newest:
             assert fetch(TopicPartition(r.topic, r.partition), r.offset, r.offset + 1, 1) == [r]
+    finally:
+        await log.close()
+
+
+async def test_an_append_answered_with_an_error_at_close_is_never_written_afterwards(
+        tmp_path: Path) -> None:
+    """An operator's shell holds the file's write lock past close's flush timeout, then
+    lets go while the abandoned write still waits for it: the append was answered with an
+    error, so the write must not land in the file after all (a caller retrying it would
+    write the event twice)."""
+    path = tmp_path / "log.sqlite3"
+    log = EmbeddedEventLog(path, busy_timeout_ms=5000)
+    await log.start()
+    topics = Topics.named("t")
+    await log.create_topics(topics.specs(1))
+    shell = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    shell.execute("BEGIN IMMEDIATE")
+    released = threading.Timer(1.5, lambda: shell.execute("ROLLBACK"))
+    try:
+        first = asyncio.create_task(log.append([OutgoingRecord(topics.intake, "k", b"a")]))
+        await asyncio.sleep(0.05)  # the write waits for the shell's lock
+        released.start()  # let go while the abandoned write still waits for the lock
+        await asyncio.wait_for(log.close(flush_timeout=0.2), 10)
+        [result] = await asyncio.wait_for(asyncio.gather(first, return_exceptions=True), 5)
+        assert isinstance(result, Exception), result
+        written = shell.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+        assert written == 0, "an append answered with an error was written"
+    finally:
+        released.cancel()
+        released.join()
+        shell.close()
+
+
+async def _drain(sub: Any) -> list[Any]:
+    got: list[Any] = []
+    while batch := await sub.poll(int(random.Random(len(got)).choice((1, 3, 50, 1000))),
+                                  timeout=0.02):
+        got.extend(batch)
+    return got
+
+
+async def test_consumers_anywhere_behind_get_exactly_the_files_records_with_uneven_load(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Appends of mixed sizes (some larger than the whole tail) on unevenly loaded
+    partitions; consumers starting at random positions, behind, at or past the tail's
+    start, polling in batches of every size: each gets the file's records of its
+    partitions from its position on, in offset order, each exactly once."""
+    monkeypatch.setattr(embedded, "TAIL_BYTES", 4000)
+    rng = random.Random(7)
+    log = EmbeddedEventLog(tmp_path / "log.sqlite3")
+    await log.start()
+    topics = Topics.named("t")
+    await log.create_topics(topics.specs(3))
+    try:
+        for round_ in range(6):
+            appends = []
+            for i in range(rng.randint(1, 40)):
+                partition = rng.choices((0, 1, 2), weights=(10, 2, 1))[0]
+                size = rng.choice((1, 30, 300, 5000))
+                appends.append(log.append([OutgoingRecord(
+                    topics.intake, f"k{i}", bytes([round_]) * size, partition)]))
+            await asyncio.gather(*appends)
+            tps = [TopicPartition(topics.intake, p) for p in range(3)]
+            in_file = {tp: log._fetch(tp, 0, 10**9, 10**9) for tp in tps}
+            for c in range(4):
+                starts = {tp: rng.randint(0, len(in_file[tp])) for tp in tps}
+
+                async def at(_: Any, starts: dict[Any, int] = starts) -> dict[Any, int]:
+                    return starts
+
+                sub = await log.subscribe(f"g{round_}-{c}", [topics.intake],
+                                          start_positions=at)
+                got = await _drain(sub)
+                await sub.close()
+                for tp in tps:
+                    mine = [r for r in got if r.tp == tp]
+                    assert mine == in_file[tp][starts[tp]:], (round_, c, tp)
+    finally:
+        await log.close()
+
+
+async def test_a_log_reopened_on_a_replaced_file_serves_only_the_new_files_records(
+        tmp_path: Path) -> None:
+    """Closed, its file replaced (restored from a backup, wiped by an operator), and
+    started again: the records kept in memory from before are not the file's and must
+    never be served, and offsets continue from the new file's ends."""
+    path = tmp_path / "log.sqlite3"
+    log = EmbeddedEventLog(path)
+    await log.start()
+    topics = Topics.named("t")
+    await log.create_topics(topics.specs(1))
+    for i in range(3):
+        await log.append([OutgoingRecord(topics.intake, "k", f"old{i}".encode())])
+    await log.close()
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(f"{path}{suffix}")  # the data directory wiped while stopped
+    await log.start()
+    try:
+        await log.create_topics(topics.specs(1))
+        [landed] = await log.append([OutgoingRecord(topics.intake, "k", b"new0")])
+        offset0 = landed.offset
+        sub = await log.subscribe("g", [topics.intake])
+        assert [r.value for r in await _drain(sub)] == [b"new0"]
+        assert offset0 == 0
+    finally:
+        await log.close()
+
+
+async def test_a_log_reopened_after_another_process_appended_serves_its_records(
+        tmp_path: Path) -> None:
+    """Another process appends to the file while this one has it closed: reopened, a
+    consumer gets those records (from the file; this process's memory cannot hold them)
+    and new appends continue after them."""
+    path = tmp_path / "log.sqlite3"
+    log = EmbeddedEventLog(path)
+    await log.start()
+    topics = Topics.named("t")
+    await log.create_topics(topics.specs(1))
+    for i in range(3):
+        await log.append([OutgoingRecord(topics.intake, "k", f"a{i}".encode())])
+    await log.close()
+    other = EmbeddedEventLog(path)
+    await other.start()
+    for i in range(3):
+        await other.append([OutgoingRecord(topics.intake, "k", f"b{i}".encode())])
+    await other.close()
+    await log.start()
+    try:
+        [landed] = await log.append([OutgoingRecord(topics.intake, "k", b"a3")])
+        assert landed.offset == 6
+        sub = await log.subscribe("g", [topics.intake])
+        assert [r.value for r in await _drain(sub)] == [
+            b"a0", b"a1", b"a2", b"b0", b"b1", b"b2", b"a3"]
+    finally:
+        await log.close()
+
+
+async def test_closing_twice_at_once_flushes_once_and_both_return(tmp_path: Path) -> None:
+    """A tired operator's second Ctrl-C (or two shutdown paths) closes the log while it is
+    closing: both closes return without an error once the queued appends are written, and
+    closing a closed log is a no-op."""
+    log = EmbeddedEventLog(tmp_path / "log.sqlite3")
+    await log.start()
+    topics = Topics.named("t")
+    await log.create_topics(topics.specs(1))
+    pending = [asyncio.create_task(log.append([OutgoingRecord(topics.intake, "k", b"x")]))
+               for _ in range(5)]
+    await asyncio.sleep(0)
+    closes = await asyncio.wait_for(asyncio.gather(log.close(), log.close(),
+                                                   return_exceptions=True), 10)
+    assert closes == [None, None], closes
+    answered = await asyncio.wait_for(asyncio.gather(*pending), 5)
+    assert sorted(a.offset for [a] in answered) == list(range(5))
+    await asyncio.wait_for(log.close(), 5)
+
+
+async def test_a_second_process_cannot_append_to_a_log_another_process_has_open(
+        tmp_path: Path) -> None:
+    """The in-memory tail of one process cannot know another's appends: a second process
+    must be refused the file (`EventLogLocked`) while the first has it open, so a consumer
+    of the first is never served from a tail that misses records."""
+    path = tmp_path / "log.sqlite3"
+    log = EmbeddedEventLog(path)
+    await log.start()
+    try:
+        topics = Topics.named("t")
+        await log.create_topics(topics.specs(1))
+        script = (
+            "import asyncio, sys\n"
+            "from shared.eventlog.embedded import EmbeddedEventLog, EventLogLocked\n"
+            "async def main():\n"
+            f"    log = EmbeddedEventLog({str(path)!r})\n"
+            "    try:\n"
+            "        await log.start()\n"
+            "    except EventLogLocked:\n"
+            "        sys.exit(3)\n"
+            "    sys.exit(0)\n"
+            "asyncio.run(main())\n")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", script, env={**os.environ, "PYTHONPATH": os.getcwd()})
+        assert await asyncio.wait_for(proc.wait(), 60) == 3
     finally:
         await log.close()

@@ -49,7 +49,7 @@ from services.adjudication.domain.state import (
     Dispute,
     Entry,
 )
-from shared.accounts import different_customers
+from shared.accounts import separate_customers
 from shared.events import (
     ConflictEvidence,
     DisputeAcknowledged,
@@ -568,11 +568,18 @@ def _invalid_resolution(
 def _conflict(state: AdjudicationState, a: Entry, b: Entry, policy: Policy) -> bool:
     """Whether settling for `b` can take `a` away: their scopes overlap and they may be one
     customer. Two members whose customers the sameness rule separates by identifiers
-    (`different_customers`: different domains or CRM ids, links included) never conflict,
-    however a review's name matches drew them into one dispute (DESIGN.md, "A dispute
-    never settles one customer against another")."""
-    return overlaps(a.products, b.products, policy) and not different_customers(
-        state.customer(a.account_key), state.customer(b.account_key))
+    (`separate_customers`: different domains or CRM ids and none shared, links included)
+    never conflict, however a review's name matches drew them into one dispute (DESIGN.md,
+    "A dispute never settles one customer against another"). A copy of another
+    partition's registration (`Entry.mirror`) is never separated: its key's identifiers
+    are filed on its own partition, and the edge reported it here as possibly (or surely)
+    this customer."""
+    if not overlaps(a.products, b.products, policy):
+        return False
+    if a.mirror or b.mirror:
+        return True
+    return not separate_customers(state.customer(a.account_key),
+                                  state.customer(b.account_key))
 
 
 def settle(

@@ -1,0 +1,158 @@
+"""Property (session 21 rival review): a settlement spares exactly the other customers.
+
+Random adversarial sequences through the real `decide` (registrations under look-alike
+names, a second domain, made-up CRM ids on an owned domain, CRM-only and name-only
+accounts; waits that fire SLA fallbacks; a person's award, split, co-sell, distinct,
+reject-all; withdrawals and partner exits). After every award, split or final-breach
+fallback:
+
+- no member was taken away that identifiers separate (`separate_customers`, links
+  included) from every member that stands, unless its partner cannot gain protection;
+- no two members that stand overlap and may be one customer, unless a split named both
+  (they share the credit) or an unreviewed possible duplicate fell back to two customers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adjudication_driver import Driver
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from services.adjudication.domain.matching import overlaps
+from services.adjudication.domain.protection import inactive
+from services.adjudication.domain.state import Entry
+from shared.accounts import separate_customers
+from shared.events import DisputeOpened, DisputeResolved
+
+# (domain, name, crm): one customer's real identifiers, look-alikes and made-up ones.
+IDENTITIES: tuple[tuple[str | None, str, str | None], ...] = (
+    ("soylent.com", "Soylent Corp", "001SOY"),
+    ("soylent.com", "Soylent Corp", "FAKE-1"),      # made-up CRM id on the owned domain
+    ("soylent.com", "Soylent Corp", None),
+    ("soylent.io", "Soylent Corp", "001SOY"),       # second domain, joined by the CRM id
+    ("soylent.io", "Soylent Corp", None),           # second domain, nothing joins it
+    (None, "Soylent Inc", "CRM-9"),                 # CRM-only look-alike
+    (None, "Soylent Corp", None),                   # name only
+    ("osmifcorp.com", "Osmifcorp LLC", None),
+    ("soymecorp.com", "Soymecorp GmbH", None),
+    (None, "Soymifcorp Inc", "CRM-1"),
+)
+
+resolve = st.tuples(st.just("resolve"), st.integers(0, 6),
+                    st.sampled_from(("award", "award", "split", "co_sell", "distinct",
+                                     "reject_all")),
+                    st.integers(0, 5))
+register = st.tuples(st.just("register"), st.integers(0, len(IDENTITIES) - 1),
+                     st.integers(0, 4), st.sets(st.sampled_from(("a", "b")), min_size=1,
+                                                max_size=2))
+STEPS: dict[str, st.SearchStrategy[tuple[Any, ...]]] = {
+    "register": register,
+    "resolve": resolve,
+    "wait": st.tuples(st.just("wait"), st.integers(1, 120)),
+    "withdraw": st.tuples(st.just("withdraw"), st.integers(0, 30)),
+    "exit": st.tuples(st.just("exit"), st.integers(0, 4)),
+}
+# Weighted so that disputes open, chain and get settled before partners leave.
+op = st.sampled_from(("register",) * 5 + ("resolve",) * 3 + ("wait",) * 2
+                     + ("withdraw", "exit")).flatmap(STEPS.__getitem__)
+
+
+SETTLED: list[str] = []
+
+
+def _key(domain: str | None, name: str, crm: str | None) -> str:
+    return f"crm:{crm}" if crm else f"dom:{domain}" if domain else f"name:GB:{name}"
+
+
+def _may_be_one(d: Driver, a: Entry, b: Entry) -> bool:
+    policy = d.state.policy(a.policy_version)
+    return overlaps(a.products, b.products, policy) and (
+        a.mirror or b.mirror or not separate_customers(
+            d.state.customer(a.account_key), d.state.customer(b.account_key)))
+
+
+def _check(d: Driver, resolved: DisputeResolved, reason: str) -> None:
+    if resolved.outcome not in ("award", "split", "final_breach_fallback"):
+        return
+    entries = d.state.entries
+    standing = [entries[r] for r in resolved.approved_ids]
+    named = {s.registration_id for s in resolved.splits}
+    for rid in resolved.rejected_ids:
+        lost = entries[rid]
+        assert inactive(d.state, lost) or any(_may_be_one(d, lost, w) for w in standing), (
+            f"{rid} was taken away though identifiers separate it from all of "
+            f"{resolved.approved_ids}")
+    if resolved.outcome == "final_breach_fallback" and reason == "possible_duplicate":
+        return
+    for i, a in enumerate(standing):
+        for b in standing[i + 1:]:
+            if a.id in named and b.id in named:
+                continue
+            assert not _may_be_one(d, a, b), (
+                f"{a.id} and {b.id} both stand after {resolved.outcome} and may be one "
+                f"customer")
+
+
+def _run(ops: list[tuple[Any, ...]]) -> None:
+    d = Driver()
+    ids: list[str] = []
+    opened: list[str] = []
+    reasons: dict[str, str] = {}
+    out: list[Any] = []
+    for step in ops:
+        kind = step[0]
+        if kind == "register":
+            _, which, partner, products = step
+            domain, name, crm = IDENTITIES[which]
+            rid = f"r{len(ids)}"
+            ids.append(rid)
+            out = d.register(rid, f"p-{partner}", domain=domain, name=name, crm=crm,
+                             country="GB", key=_key(domain, name, crm),
+                             products=tuple(sorted(products)))
+        elif kind == "wait":
+            d.later(hours=step[1])
+            out = d.run_until(d.now)
+        elif kind == "resolve":
+            _, n, outcome, pick = step
+            live = [o for o in opened if d.state.disputes[o].status == "open"]
+            if not live:
+                continue
+            dispute = d.state.disputes[live[n % len(live)]]
+            members = [m for m in dispute.member_ids if d.state.entries[m].active]
+            if not members:
+                continue
+            first = members[pick % len(members)]
+            splits = ({first: 60, members[(pick + 1) % len(members)]: 40}
+                      if len(members) > 1 and outcome == "split" else {first: 100})
+            out = d.resolve(dispute.id, outcome, actor=dispute.owner_id,
+                            registration_id=first if outcome == "award" else None,
+                            splits=splits if outcome == "split" else None)
+        elif kind == "withdraw" and ids:
+            rid = ids[step[1] % len(ids)]
+            out = d.withdraw(rid, d.state.entries[rid].party_id)
+        elif kind == "exit":
+            out = d.partner(f"p-{step[1]}", "exited")
+        for event in out:
+            if isinstance(event, DisputeOpened):
+                opened.append(event.dispute_id)
+        for dispute_id, dispute in d.state.disputes.items():
+            reasons.setdefault(dispute_id, dispute.reason)
+        for event in out:
+            if isinstance(event, DisputeResolved):
+                SETTLED.append(event.outcome)
+                _check(d, event, d.state.disputes[event.dispute_id].reason)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(op, min_size=2, max_size=30))
+def test_settlement_spares_exactly_the_members_identifiers_separate(
+        ops: list[tuple[Any, ...]]) -> None:
+    _run(ops)
+
+
+def test_award_between_an_owner_and_a_made_up_crm_id_leaves_one_standing() -> None:
+    # The sequence the property found against the session-21 rule (see module docstring).
+    _run([("register", 0, 1, {"a"}), ("wait", 48), ("register", 1, 2, {"a"}),
+          ("resolve", 0, "award", 0)])
