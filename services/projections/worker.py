@@ -256,12 +256,12 @@ class ProjectionWorker:
         BATCH_SECONDS.observe(time.perf_counter() - started)
         LAST_APPLIED.set(time.time())
         self.position_waiter.notify()
-        if batch is not None:
-            await self._analyze_when_grown(batch)
         if batch is not None and self.on_applied is not None:
             touched = batch.touched_registrations()
             if touched:
                 self.on_applied(touched, batch.registrations)
+        if batch is not None:  # after the waiters: an answer never waits for statistics
+            await self._analyze_when_grown(batch)
         return batch
 
     async def _analyze_when_grown(self, batch: Batch) -> None:

@@ -30,6 +30,7 @@ from sqlalchemy import (
     Column,
     Integer,
     Numeric,
+    String,
     Table,
     and_,
     case,
@@ -588,9 +589,14 @@ def _staged_statements(table: Table, columns: tuple[str, ...], keys: tuple[str, 
         return create, f'DELETE FROM "{table.name}" USING "{stage}" s WHERE {where}'
     conflict = ", ".join(f'"{k}"' for k in keys)
     action = _conflict_action(table, columns, keys, mode)
-    # In key order: two rebuild processes adding to the same totals lock them in one order.
+    # In key order: two writers adding to the same totals lock them in one order. The
+    # fold's order (Python's, by code point), whatever the database's collation: a live
+    # batch's small tables go out row by row or multi-row in that order (an `en_US`
+    # ORDER BY put `a` before `B` and deadlocked them).
+    order = ", ".join(f'"{k}" COLLATE "C"' if isinstance(table.c[k].type, String)
+                      else f'"{k}"' for k in keys)
     return create, (f'INSERT INTO "{table.name}" ({names}) SELECT {names} FROM "{stage}" '
-                    f"ORDER BY {conflict} ON CONFLICT ({conflict}) {action}")
+                    f"ORDER BY {order} ON CONFLICT ({conflict}) {action}")
 
 
 @lru_cache(maxsize=256)

@@ -1,0 +1,273 @@
+"""Adversarial checks of a live batch's set-based writes on real PostgreSQL: the staged
+(COPY + one upsert) and multi-row paths store what row-by-row writes store, and lock rows
+in the order row-by-row writers do (two projection processes must not deadlock)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import asyncpg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import delete
+from sqlalchemy.engine import make_url
+
+from services.projections import worker as worker_module
+from services.projections.adapters import repository
+from services.projections.domain.batch import MODELS
+from services.projections.worker import ProjectionWorker
+from shared.eventlog import TopicPartition
+from shared.eventlog.topics import Topics
+from shared.readmodel.schema import account_name_keys, projection_positions
+from shared.readmodel.store import create_engine, migrate
+from tests.conftest import make_eventlog
+from tests.integration.projections.projection_support import (
+    append_workload,
+    positions,
+    snapshot,
+)
+from tests.integration.projections.test_projection_store import read_all
+from tests.support.servers import ServerHandle, create_database
+from tests.unit.projections.projection_workload import generate
+
+# Text as COPY's text format and SQL literals would mangle it (tabs, newlines,
+# backslashes, `\N`), unicode beyond the BMP; no NUL (PostgreSQL text cannot hold it).
+_CHARS = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
+_NASTY = st.text(_CHARS, max_size=12) | st.sampled_from(
+    ["\\N", "\t", "\n", "\\", "a\\.b", "^b", "a"])
+
+
+def _short(size: int) -> st.SearchStrategy[str]:
+    return _NASTY.map(lambda s: s[:size])
+
+
+_TIME = st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1),
+                     timezones=st.sampled_from([UTC, timezone(timedelta(hours=-7)),
+                                                timezone(timedelta(hours=5, minutes=30))]))
+_JSON = st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6) | _NASTY,
+                     lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(_NASTY, inner, max_size=3), max_leaves=6)
+
+
+@st.composite
+def _batch(draw: st.DrawFn) -> dict[str, list[dict[str, Any]]]:
+    """Rows of one batch, 0-9 per table (across STAGE_FROM_ROWS = 8), keyed as the fold
+    keys them (one row per conflict key), keys from small alphabets so that later batches
+    hit the rows earlier ones stored."""
+    key = st.sampled_from(["a", "^b", "B", "\\N", "\t", "é", "a b"])
+    # Sizes around the staging threshold (7/8/9 rows), and single and multi-row ones.
+    size = st.sampled_from([0, 1, 2, repository.STAGE_FROM_ROWS - 1,
+                            repository.STAGE_FROM_ROWS, repository.STAGE_FROM_ROWS + 1])
+    n = [draw(size) for _ in range(4)]
+    intervals = draw(st.dictionaries(
+        st.tuples(key, key), st.fixed_dictionaries({
+            "account_key": _short(300), "kind": st.just("protection"),
+            "party_type": _short(10), "party_id": _short(100),
+            "products": st.none() | _JSON, "status": _short(20),
+            "credit_percent": st.none() | st.decimals(-999, 999, places=2),
+            "valid_from": _TIME, "valid_to": st.none() | _TIME,
+            "protected_until": st.none() | _TIME}), min_size=n[0], max_size=n[0]))
+    names = draw(st.lists(st.tuples(key.map(lambda s: s[:2]), key, _short(300)),
+                          unique=True, min_size=n[1], max_size=n[1]))
+    totals = draw(st.dictionaries(
+        st.tuples(key, key, key, key.map(lambda s: s[:3])),
+        st.tuples(st.integers(-3, 3), st.integers(-10**12, 10**12)).filter(
+            lambda v: v != (0, 0)), min_size=n[2], max_size=n[2]))
+    timeline = draw(st.dictionaries(
+        st.tuples(key, key), st.tuples(st.integers(0, 2**62), _short(100),
+                                       st.text(_CHARS, max_size=2000)),
+        min_size=n[3], max_size=n[3]))
+    return {
+        "intervals": [{"holder_id": h, "opened_by": o, **row}
+                      for (h, o), row in sorted(intervals.items())],
+        "names": [{"country": c, "name": n, "account_key": k} for c, n, k in sorted(names)],
+        "totals": [{"partner_id": p, "status": s, "motion": m, "currency": c,
+                    "count": n, "amount_e4": a}
+                   for (p, s, m, c), (n, a) in sorted(totals.items())],
+        "timeline": [{"subject_id": s, "event_id": e, "at_us": at, "type": t, "data": d}
+                     for (s, e), (at, t, d) in sorted(timeline.items())],
+    }
+
+
+def _as_batch(rows: dict[str, list[dict[str, Any]]]) -> Any:
+    """What `repository.prepare` reads of a folded batch, holding exactly these rows."""
+    def keyed(found: list[dict[str, Any]], *keys: str) -> dict[tuple[Any, ...], Any]:
+        return {tuple(r[k] for k in keys): dict(r) for r in found}
+
+    def none() -> list[dict[str, Any]]:
+        return []
+
+    return SimpleNamespace(
+        changed_registrations=none, changed_claims=none, changed_disputes=none,
+        pipeline=lambda: SimpleNamespace(total_rows=lambda: [dict(r) for r in rows["totals"]],
+                                         product_rows=none),
+        intervals=keyed(rows["intervals"], "holder_id", "opened_by"), domains={},
+        crm_ids={}, names=keyed(rows["names"], "country", "name", "account_key"),
+        name_keys={}, link_facts={}, members={}, breaches={},
+        timeline=keyed(rows["timeline"], "subject_id", "event_id"), outbox={})
+
+
+_WAYS = (None, 1, repository.STAGE_FROM_ROWS, 10**6)
+"""Row by row (the reference), all staged, the live threshold, all multi-row."""
+
+
+@pytest.fixture(scope="module")
+def ways_databases(postgres_server: ServerHandle) -> Iterator[dict[int | None, str]]:
+    async def made() -> dict[int | None, str]:
+        urls = {}
+        for way in _WAYS:
+            url = urls[way] = await create_database(postgres_server.url, f"ways_{way}")
+            engine = create_engine(url)
+            await migrate(engine)
+            await engine.dispose()
+        return urls
+
+    yield asyncio.run(made())
+
+
+@settings(max_examples=50, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                 HealthCheck.too_slow])
+@given(batches=st.lists(_batch(), min_size=1, max_size=3),
+       partitions=st.integers(0, 12))
+def test_adversarial_live_batches_store_alike_staged_multirow_and_row_by_row(
+    ways_databases: dict[int | None, str], batches: list[dict[str, list[dict[str, Any]]]],
+    partitions: int,
+) -> None:
+    """Nasty text (COPY escapes, unicode), JSON, decimals, NULLs, aware times of several
+    offsets, counters added to stored totals (and dropped at zero), first-writer-wins
+    rows met again, positions of 0-60 rows: every way of writing stores the same."""
+    async def run() -> list[Any]:
+        found = []
+        for way in _WAYS:
+            engine = create_engine(ways_databases[way])
+            try:
+                async with engine.begin() as conn:
+                    for model in repository.TABLES:
+                        for table in repository.TABLES[model]:
+                            await conn.execute(delete(table))
+                    await conn.execute(delete(projection_positions))
+                for i, rows in enumerate(batches):
+                    async with engine.begin() as conn:
+                        await repository.write(conn, _as_batch(rows), stage_from=way)
+                        await repository.save_positions(conn, {
+                            m: {TopicPartition(f"t\t{i}\\N", p): i * 10 + p
+                                for p in range(partitions)} for m in MODELS},
+                            stage_from=way)
+                found.append((await snapshot(engine), await positions(engine)))
+            finally:
+                await engine.dispose()
+        return found
+
+    reference, *others = asyncio.run(run())
+    for way, other in zip(_WAYS[1:], others, strict=True):
+        assert other == reference, way
+
+
+async def _icu_database(server: ServerHandle, name: str) -> str:
+    """A database whose default collation is ICU English (what a PostgreSQL image's
+    `en_US.UTF-8` default orders like): `B` sorts after `a`, unlike code point order."""
+    url = make_url(server.url)
+    admin = await asyncpg.connect(url.set(drivername="postgresql", database="postgres")
+                                  .render_as_string(hide_password=False))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f"CREATE DATABASE \"{name}\" TEMPLATE template0 "
+                            "LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C'")
+    finally:
+        await admin.close()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+async def test_a_staged_batch_locks_rows_in_the_order_row_by_row_writers_do(
+    postgres_server: ServerHandle, unique: str,
+) -> None:
+    """Two projection processes write overlapping directory rows: one a batch of 9 name
+    keys (staged), the other 2 (in key order, as multi-row or row-by-row writes lock
+    them). Under a collation other than code point order the staged upsert must still
+    take the rows in the fold's (code point) key order, or the two wait on each other
+    (deadlock: PostgreSQL aborts one batch and the worker crashes)."""
+    engine = create_engine(await _icu_database(postgres_server, f"icu_{unique}"))
+    try:
+        await migrate(engine)
+        async with engine.connect() as check:
+            assert (await check.exec_driver_sql(
+                "SELECT 'B' > 'a'")).scalar_one() is True
+        assert sorted(["B", "a"]) == ["B", "a"]  # the fold's order: B first
+        big = SimpleNamespace(**vars(_as_batch({"intervals": [], "names": [], "totals": [],
+                                                "timeline": []})))
+        big.name_keys = {("zz", k, "n"): {"country": "zz", "key": k, "name": "n"}
+                         for k in ["B", "a", *(f"k{i}" for i in range(7))]}
+        assert len(big.name_keys) >= repository.STAGE_FROM_ROWS
+
+        async with engine.connect() as other:
+            await other.begin()
+            # The other writer's statement takes B first (its rows in key order) ...
+            await other.execute(account_name_keys.insert().values(country="zz", key="B",
+                                                                  name="n"))
+
+            async def staged() -> None:
+                async with engine.begin() as conn:
+                    await conn.exec_driver_sql("SET deadlock_timeout = '100ms'")
+                    await repository.write(conn, big)
+
+            writing = asyncio.create_task(staged())
+            await asyncio.sleep(0.5)  # the staged writer waits on B (having taken 'a'?)
+            # ... then 'a': it waits for the staged writer if that took 'a' before B.
+            await other.exec_driver_sql("SET lock_timeout = '3s'")
+            await other.execute(account_name_keys.insert().values(country="zz", key="a",
+                                                                  name="n"))
+            await other.commit()
+            await asyncio.wait_for(writing, 10)
+    finally:
+        await engine.dispose()
+
+
+async def test_decided_registrations_are_handed_to_waiters_before_the_directory_is_analyzed(
+    request: pytest.FixtureRequest, tmp_path: Path, unique: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The `ANALYZE` of the directory's name tables (after a batch that doubled them) runs
+    after the batch's committed rows went to the co-located waiters (`on_applied`): a
+    `Prefer: wait` answer does not wait for statistics (tens to hundreds of ms)."""
+    server: ServerHandle = request.getfixturevalue("postgres_server")
+    log = make_eventlog("kafka", request, tmp_path)
+    await log.start()
+    topics = Topics.named(f"analyze-order-{unique}")
+    await log.create_topics(topics.specs(3))
+    engine = create_engine(await create_database(server.url, f"aorder_{unique}"))
+    seen: list[str] = []
+
+    async def analyze_count() -> int:
+        async with engine.connect() as conn:
+            return int((await conn.exec_driver_sql(
+                "SELECT analyze_count FROM pg_stat_user_tables "
+                "WHERE relname = 'account_names'")).scalar_one())
+
+    try:
+        await migrate(engine)
+        await append_workload(log, topics, generate(200, seed=5, accounts=60, partners=6))
+        intake = (await read_all(log, topics))[topics.intake]
+        monkeypatch.setattr(worker_module, "ANALYZE_FROM_ROWS", 1)
+        worker = ProjectionWorker(log, engine, topics, group_id="unused",
+                                  on_applied=lambda ids, rows: seen.append("applied"))
+        original = ProjectionWorker._analyze_when_grown
+
+        async def analyze(self: ProjectionWorker, batch: Any) -> None:
+            before = await analyze_count()
+            await original(self, batch)
+            if await analyze_count() > before:
+                seen.append("analyzed")
+
+        monkeypatch.setattr(ProjectionWorker, "_analyze_when_grown", analyze)
+        await worker.apply(intake[:50])
+        assert seen == ["applied", "analyzed"]
+    finally:
+        await engine.dispose()
+        await log.close()
