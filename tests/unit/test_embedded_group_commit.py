@@ -21,6 +21,19 @@ from shared.eventlog.embedded import EmbeddedEventLog, EventLogClosed
 from shared.eventlog.topics import Topics
 
 
+class _FileReads:
+    """Counts the log's reads of its file (`_fetch`); `fetch` is the uncounted original."""
+
+    def __init__(self, log: EmbeddedEventLog) -> None:
+        self.count = 0
+        self.fetch = log._fetch
+        log._fetch = self  # type: ignore[method-assign]
+
+    def __call__(self, *args: Any) -> Any:
+        self.count += 1
+        return self.fetch(*args)
+
+
 async def test_concurrent_appends_share_commits_and_answer_only_when_durable(
         tmp_path: Path) -> None:
     path = tmp_path / "log.sqlite3"
@@ -75,29 +88,21 @@ async def test_a_consumer_polling_during_a_commit_waits_for_it_instead_of_readin
         asyncio.run_coroutine_threadsafe(release.wait(), loop).result()
         write_rows(*args)
 
-    reads = 0
-    fetch = log._fetch
-
-    def counted(*args: Any) -> Any:
-        nonlocal reads
-        reads += 1
-        return fetch(*args)
-
     try:
         member = await log.subscribe("g", [topics.intake])
         log._write_rows = slow  # type: ignore[method-assign]
-        log._fetch = counted  # type: ignore[method-assign]
+        reads = _FileReads(log)
         appending = asyncio.create_task(log.append([OutgoingRecord(topics.intake, "k", b"v")]))
         await asyncio.sleep(0.05)  # the offset is assigned, its commit in flight
         assert await log.end_positions(topics.intake) == {
             tp: 0 for tp in await log.end_positions(topics.intake)}
         polled = [len(await member.poll(100, timeout=0.01)) for _ in range(20)]
-        assert polled == [0] * 20 and reads == 0
+        assert polled == [0] * 20 and reads.count == 0
         release.set()
         await appending
         records = await member.poll(100, timeout=1)
         # Served from the tail of committed records, or read once (never re-polled).
-        assert [r.value for r in records] == [b"v"] and reads <= 1
+        assert [r.value for r in records] == [b"v"] and reads.count <= 1
     finally:
         release.set()
         await log.close()
@@ -224,24 +229,16 @@ async def test_consumers_near_the_end_are_served_from_memory_with_the_records_in
     await log.start()
     topics = Topics.named("t")
     await log.create_topics(topics.specs(2))
-    reads = 0
-    fetch = log._fetch
-
-    def counted(*args: Any) -> Any:
-        nonlocal reads
-        reads += 1
-        return fetch(*args)
-
     try:
         behind = await log.subscribe("behind", [topics.intake])
         for i in range(100):
             await log.append([OutgoingRecord(topics.intake, f"k{i % 7}", f"v{i}".encode())])
-        log._fetch = counted  # type: ignore[method-assign]
+        reads = _FileReads(log)
         got = []
         while batch := await behind.poll(1000, timeout=0.05):
             got.extend(batch)
-        assert reads > 0  # the early records are no longer in memory
-        in_file = [r for p in range(2) for r in fetch(TopicPartition(topics.intake, p), 0,
+        assert reads.count > 0  # the early records are no longer in memory
+        in_file = [r for p in range(2) for r in reads.fetch(TopicPartition(topics.intake, p), 0,
                                                          1000, 1000)]
         key = lambda r: (r.partition, r.offset)  # noqa: E731
         assert sorted(got, key=key) == sorted(in_file, key=key) and len(got) == 100
@@ -249,13 +246,14 @@ async def test_consumers_near_the_end_are_served_from_memory_with_the_records_in
         while await close.poll(1000, timeout=0.05):
             pass  # caught up with the writer
         await behind.close()
-        reads = 0
+        reads.count = 0
         for i in range(10):
             await log.append([OutgoingRecord(topics.intake, f"k{i}", f"w{i}".encode())])
         newest = await close.poll(1000, timeout=0.05)
-        assert [r.value for r in newest] != [] and reads == 0  # from memory
+        assert [r.value for r in newest] != [] and reads.count == 0  # from memory
         for r in newest:
-            assert fetch(TopicPartition(r.topic, r.partition), r.offset, r.offset + 1, 1) == [r]
+            assert reads.fetch(TopicPartition(r.topic, r.partition), r.offset, r.offset + 1,
+                               1) == [r]
     finally:
         await log.close()
 
