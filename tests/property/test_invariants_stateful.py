@@ -633,6 +633,23 @@ class Invariants(RuleBasedStateMachine):
                 self.violation(2, f"approved {reg.id} (scope {before['scope']}) rejected by "
                                f"{d.outcome} of {d.id}; the winners "
                                f"{[(w.id, w.scope) for w in winners]} do not conflict with it")
+            elif all(self.separated(w, reg) for w in winners
+                     if self.conflict(w, reg, before["scope"])):
+                self.violation(2, f"approved {reg.id} rejected by {d.outcome} of {d.id} "
+                               f"although identifiers separate its company from every "
+                               f"winner's {[w.id for w in winners]}")
+
+    def separated(self, a: Reg, b: Reg) -> bool:
+        """The generator's truth that settlement may not cross (DESIGN.md, "A dispute never
+        settles one customer against another"): two different companies that both
+        registered with a domain, or both with a CRM id (companies never share either), on
+        one partition (a copy from another partition's key is never judged separated)."""
+        if a.company == b.company or a.key is None or b.key is None:
+            return False
+        if partition_for(a.key, PARTITIONS) != partition_for(b.key, PARTITIONS):
+            return False
+        return bool((a.spec.domain and b.spec.domain)
+                    or (a.spec.crm_account_id and b.spec.crm_account_id))
 
     def customer_of(self, reg: Reg, without: str) -> list[Registration]:
         """What the registrations filed under `reg`'s key, or a key linked to it, said
