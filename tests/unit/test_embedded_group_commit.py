@@ -335,19 +335,25 @@ async def test_consumers_anywhere_behind_get_exactly_the_files_records_with_unev
         await log.close()
 
 
+async def _closed_log_with_three(path: Path, prefix: str) -> tuple[EmbeddedEventLog, Topics]:
+    """A log at `path` that held three records `<prefix>0..2` on one partition, closed."""
+    log = EmbeddedEventLog(path)
+    await log.start()
+    topics = Topics.named("t")
+    await log.create_topics(topics.specs(1))
+    for i in range(3):
+        await log.append([OutgoingRecord(topics.intake, "k", f"{prefix}{i}".encode())])
+    await log.close()
+    return log, topics
+
+
 async def test_a_log_reopened_on_a_replaced_file_serves_only_the_new_files_records(
         tmp_path: Path) -> None:
     """Closed, its file replaced (restored from a backup, wiped by an operator), and
     started again: the records kept in memory from before are not the file's and must
     never be served, and offsets continue from the new file's ends."""
     path = tmp_path / "log.sqlite3"
-    log = EmbeddedEventLog(path)
-    await log.start()
-    topics = Topics.named("t")
-    await log.create_topics(topics.specs(1))
-    for i in range(3):
-        await log.append([OutgoingRecord(topics.intake, "k", f"old{i}".encode())])
-    await log.close()
+    log, topics = await _closed_log_with_three(path, "old")
     for suffix in ("", "-wal", "-shm"):
         with contextlib.suppress(FileNotFoundError):
             os.remove(f"{path}{suffix}")  # the data directory wiped while stopped
@@ -369,13 +375,7 @@ async def test_a_log_reopened_after_another_process_appended_serves_its_records(
     consumer gets those records (from the file; this process's memory cannot hold them)
     and new appends continue after them."""
     path = tmp_path / "log.sqlite3"
-    log = EmbeddedEventLog(path)
-    await log.start()
-    topics = Topics.named("t")
-    await log.create_topics(topics.specs(1))
-    for i in range(3):
-        await log.append([OutgoingRecord(topics.intake, "k", f"a{i}".encode())])
-    await log.close()
+    log, topics = await _closed_log_with_three(path, "a")
     other = EmbeddedEventLog(path)
     await other.start()
     for i in range(3):
