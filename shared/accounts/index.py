@@ -396,7 +396,14 @@ class AccountIndex:
         if ordinal is not None:
             crm, domains = self._crm_of[ordinal], self._domains_of[ordinal]
             if crm is not None or domains is not None:
-                found = found | Identifiers(_values(crm), _values(domains))
+                # `of_key | Identifiers(crm, domains)`, built once: the key's own value is
+                # usually filed under it already.
+                crm_ids, domain_set = _values(crm), _values(domains)
+                if not crm_ids >= found.crm_ids:
+                    crm_ids = crm_ids | found.crm_ids
+                if not domain_set >= found.domains:
+                    domain_set = domain_set | found.domains
+                found = Identifiers(crm_ids, domain_set)
         if len(self._identifiers) >= _IDENTIFIERS_MEMO:
             self._identifiers.clear()
         self._identifiers[account_key] = found
