@@ -256,21 +256,32 @@ class _CountryNames:
         returned names carries no meaning.
         """
         postings = self.postings
-        by_rarity: list[tuple[int, str, _Postings]] = []
-        for key in _keys_of(sorted_name):
-            found = postings.get(key)
-            if found is not None:
-                by_rarity.append((1 if isinstance(found, str) else len(found), key, found))
-        if not by_rarity:
-            return ()
-        by_rarity.sort()  # by (size, key): keys are unique, so postings are never compared
+        keys = _keys_of(sorted_name)
         chosen: list[_Postings] = []
         total = 0
-        for size, _, found in by_rarity:
-            if total and total + size > budget:
-                break
-            total += size
-            chosen.append(found)
+        for key in keys:
+            found = postings.get(key)
+            if found is not None:
+                chosen.append(found)
+                total += 1 if isinstance(found, str) else len(found)
+        if not chosen:
+            return ()
+        if total > budget:
+            # Only then does rarity decide which keys are taken (within the budget every
+            # key is, whatever the order).
+            by_rarity: list[tuple[int, str, _Postings]] = []
+            for key in keys:
+                found = postings.get(key)
+                if found is not None:
+                    by_rarity.append((1 if isinstance(found, str) else len(found), key, found))
+            by_rarity.sort()  # by (size, key): keys are unique, so postings never compared
+            chosen = []
+            total = 0
+            for size, _, found in by_rarity:
+                if total and total + size > budget:
+                    break
+                total += size
+                chosen.append(found)
         if len(chosen) == 1:
             only = chosen[0]
             return (only,) if isinstance(only, str) else only  # already duplicate-free
