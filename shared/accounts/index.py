@@ -476,10 +476,14 @@ class AccountIndex:
             query, candidates, scorer=fuzz.ratio, score_cutoff=floor * 100.0, limit=None
         )
         keys = self._keys
+        text_ids, owners, extra_owners = names.text_ids, names.owners, names.extra_owners
         for text, raw_score, _ in scored:
             score = raw_score / 100.0
             confident = score >= name_threshold - _EPSILON
-            for ordinal in names.owners_of(text):
+            text_id = text_ids[text]  # names.owners_of(text), without building the list
+            ordinal = owners[text_id]
+            offer(ordinal, AccountMatch(keys[ordinal], "name", score, confident))
+            for ordinal in extra_owners.get(text_id, ()):
                 offer(ordinal, AccountMatch(keys[ordinal], "name", score, confident))
 
     def resolve(self, identity: AccountIdentity, name_threshold: float) -> AccountMatch | None:

@@ -21,18 +21,10 @@ def to_us(moment: datetime) -> int:
     return (moment - EPOCH) // _MICROSECOND
 
 
-_DATETIMES: dict[int, datetime] = {}
-"""A bounded memo of `from_us`: an event's time is stamped on each of its decisions and
-deadlines recur (datetimes are immutable, so sharing one is safe). A cache, never state."""
-
-
 def from_us(us: int) -> datetime:
-    found = _DATETIMES.get(us)
-    if found is None:
-        if len(_DATETIMES) >= 4096:
-            _DATETIMES.clear()
-        found = _DATETIMES[us] = EPOCH + timedelta(microseconds=us)
-    return found
+    # Positional (days, seconds, microseconds): the same timedelta as microseconds=us for
+    # any int, without the keyword parsing (a third cheaper, and decisions stamp several).
+    return EPOCH + timedelta(0, 0, us)
 
 
 def span_us(span: timedelta) -> int:

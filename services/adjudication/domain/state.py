@@ -206,8 +206,10 @@ class AdjudicationState:
             self._indexed.clear()
         self._indexed[account_key] = identity
         self.index.add(account_key, identity)
-        if not account_key.startswith("dom:"):
-            self.loose_index.add(account_key, identity)
+        if not account_key.startswith("dom:") and identity.name and identity.country:
+            # Only names are ever looked up there (matching._lookups).
+            self.loose_index.add(account_key, AccountIdentity(None, None, identity.name,
+                                                              identity.country))
 
     def keep(self, entry: Entry) -> None:
         """Hold a new entry (registration, claim, or a copy of another partition's)."""
