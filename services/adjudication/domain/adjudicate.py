@@ -55,11 +55,26 @@ from shared.policy import Policy
 Out = list[DomainEvent]
 
 
+_IDENTITIES: dict[tuple[str | None, str | None, str | None, str | None], AccountIdentity] = {}
+"""A bounded memo of `identity_of` by the account's raw facets: most registrations repeat
+a known account (an identity is immutable, so sharing one is safe). A cache, never state."""
+
+
 def identity_of(account: Account) -> AccountIdentity:
     """The account's identity from the facets stamped at the edge. The edge resolved the
     domain to its registrable form already (public-suffix parsing is the costliest step of
     normalization, so it is not repeated per event); names and countries are normalized
     again through cached functions, which keeps the core robust to hand-written events."""
+    facets = (account.name, account.domain, account.country, account.crm_account_id)
+    found = _IDENTITIES.get(facets)
+    if found is None:
+        if len(_IDENTITIES) >= 16_384:
+            _IDENTITIES.clear()
+        found = _IDENTITIES[facets] = _identity_of(account)
+    return found
+
+
+def _identity_of(account: Account) -> AccountIdentity:
     name = normalize_name(account.name) if account.name else ""
     crm = account.crm_account_id.strip() if account.crm_account_id else ""
     return AccountIdentity(

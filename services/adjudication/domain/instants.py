@@ -27,8 +27,18 @@ def from_us(us: int) -> datetime:
     return EPOCH + timedelta(0, 0, us)
 
 
+_SPANS: dict[timedelta, int] = {}
+"""`span_us` by span: the few lengths policies name (periods, windows), asked for on
+nearly every event. Bounded; a cache, never state."""
+
+
 def span_us(span: timedelta) -> int:
-    return span // _MICROSECOND
+    found = _SPANS.get(span)
+    if found is None:
+        if len(_SPANS) >= 1024:
+            _SPANS.clear()
+        found = _SPANS[span] = span // _MICROSECOND
+    return found
 
 
 def human_span(us: int) -> str:

@@ -196,7 +196,7 @@ class AdjudicationState:
     # --- entries --------------------------------------------------------------------------
 
     def intern_products(self, products: tuple[str, ...] | frozenset[str]) -> frozenset[str]:
-        key = frozenset(sys.intern(p) for p in products)
+        key = frozenset(map(sys.intern, products))
         return self._products.setdefault(key, key)
 
     def index_account(self, account_key: str, identity: AccountIdentity) -> None:
