@@ -118,10 +118,10 @@ def draw_into_dispute(
     `flagged`: the challenger's possible duplicates next to its confident collision
     (DESIGN rule 7). They join as members, so a person's settlement covers them, and the
     reason stays the collision's. One that joins approved and in no open dispute is
-    there only as the challenger's possible duplicate (`Dispute.flagged`): a settlement
-    weighs it against the challenger alone, and the final-breach fallback spares it, as
-    it spares an unreviewed possible duplicate. Drawn in confidently later, it is a member
-    like any other."""
+    there only as the challenger's possible duplicate (`Dispute.flagged`): a settlement (a
+    person's or the final-breach fallback's) weighs it against the challenger alone,
+    never against the members it stood beside before. Drawn in confidently later, it is a
+    member like any other."""
     drawn = [challenger, *rivals]
     near = [e for e in flagged if all(e is not d for d in drawn)]
     pairs = tuple((e.id, challenger.id) for e in near
@@ -634,7 +634,6 @@ def settle(
     awards: Sequence[ProductAward] = (),
     scopes: dict[str, frozenset[str]] | None = None,
     keep_unconflicted: bool = False,
-    spared: frozenset[str] = frozenset(),
 ) -> None:
     """Close `dispute`: members in `approved` are approved (with their credit share; with
     `scopes`, narrowed to the products awarded to them), the rest rejected — except, with
@@ -643,8 +642,7 @@ def settle(
     overlaps neither a winner nor an approval that stays is approved (nothing is left to
     weigh it against). A member there only as a possible duplicate (`Dispute.flagged`) is
     weighed against the newcomers it is one of, never against the others (they stood side
-    by side before); `spared` ones (the fallback's) keep their approval and are weighed
-    against no one. A member whose partner is inactive never gains protection here. One
+    by side before). A member whose partner is inactive never gains protection here. One
     decision per member follows the DisputeResolved."""
     _close(state, dispute, at)
     policy = state.policy(dispute.policy_version)
@@ -667,8 +665,6 @@ def settle(
         if entry.id in approved:
             fresh = entry.status != "approved"
             verdict[entry.id] = "inactive" if fresh and inactive(state, entry) else "won"
-        elif entry.id in spared and entry.status == "approved":
-            verdict[entry.id] = "spared"
         elif keep_unconflicted and not any(conflict(entry, w) for w in winners):
             verdict[entry.id] = "kept" if entry.status == "approved" else ""
         else:
@@ -681,8 +677,7 @@ def settle(
             verdict[entry.id] = "freed" if clear else "lost"
             if clear:
                 standing.append(entry)
-    approved_ids = tuple(m.id for m in live
-                         if verdict[m.id] in ("won", "kept", "freed", "spared"))
+    approved_ids = tuple(m.id for m in live if verdict[m.id] in ("won", "kept", "freed"))
     rejected_ids = tuple(m.id for m in live if m.id not in approved_ids)
     out.append(
         DisputeResolved(
@@ -713,10 +708,10 @@ def settle(
                   for m in live if m is not entry]
         why = verdict[entry.id]
         settled = f"dispute {dispute.id} was settled as {outcome}"
-        if why in ("won", "kept", "freed", "spared") and _kept_copy(
+        if why in ("won", "kept", "freed") and _kept_copy(
                 entry, approved.get(entry.id), bool(scopes and entry.id in scopes)):
             continue
-        if why in ("won", "kept", "freed", "spared"):
+        if why in ("won", "kept", "freed"):
             entry.credit_percent = approved.get(entry.id)
             if entry.status != "approved":
                 grant(state, entry, entry_policy, at)
@@ -728,14 +723,8 @@ def settle(
                         if scopes and entry.id in scopes else "")
             reason = {
                 "won": f"{settled}{products}",
-                "kept": f"{settled} and this registration does not overlap what was "
-                        f"awarded, so it keeps its protection" if entry.id not in flagged
-                        else f"{settled}; this registration was in it only as the "
-                        f"possible duplicate of a registration that did not win, so it "
-                        f"keeps its protection",
+                "kept": _kept_sentence(settled, entry, winners, flagged),
                 "freed": f"{settled} and nothing that stands overlaps this registration",
-                "spared": f"{settled}; this registration was in it only as a possible "
-                          f"duplicate that nobody reviewed, so it keeps its protection",
             }[why]
             sentence = (f"Approved{share}: {reason}{explain.protected_until(entry)} "
                         f"{explain.tag(rule, dispute.policy_version)}.")
@@ -754,6 +743,18 @@ def settle(
         out.append(outcomes.decision(entry, rule, dispute.policy_version, sentence, at, others))
     for entry in released:
         release.let_go(state, out, entry, at)
+
+
+def _kept_sentence(settled: str, entry: Entry, winners: Sequence[Entry],
+                   flagged: dict[str, frozenset[str]]) -> str:
+    if entry.id in flagged:
+        return (f"{settled}; this registration was in it only as the possible duplicate of "
+                f"a registration that did not win, so it keeps its protection")
+    if any(w.id in flagged for w in winners):
+        return (f"{settled}; what won was in it only as another registration's possible "
+                f"duplicate and is not weighed against this one, so it keeps its protection")
+    return f"{settled} and this registration does not overlap what was awarded, so it keeps " \
+        f"its protection"
 
 
 def _kept_copy(entry: Entry, credit_percent: Decimal | None, rescoped: bool) -> bool:
@@ -888,16 +889,10 @@ def on_deadline(state: AdjudicationState, out: Out, deadline: int, target: str, 
         settle(state, out, dispute, "final_breach_fallback", dict.fromkeys(m.id for m in live),
                "final_breach_fallback", deadline)
         return
-    # A member there only as a flagged possible duplicate (rule 7) falls back as an
-    # unreviewed possible duplicate does: it keeps its own, and the others are settled
-    # among themselves as if it were not there.
-    flagged = only_flagged(dispute)
-    spared = frozenset(m.id for m in live if m.id in flagged and m.status == "approved")
-    winners = fallback_winners(state, [m for m in live if m.id not in spared], policy)
+    winners = fallback_winners(state, live, policy)
     settle(state, out, dispute, "final_breach_fallback", dict.fromkeys(w.id for w in winners),
            "final_breach_fallback", deadline,
-           awarded=winners[0].id if len(winners) == 1 else None, keep_unconflicted=True,
-           spared=spared)
+           awarded=winners[0].id if len(winners) == 1 else None, keep_unconflicted=True)
 
 
 def fallback_winners(state: AdjudicationState, live: Sequence[Entry], policy: Policy

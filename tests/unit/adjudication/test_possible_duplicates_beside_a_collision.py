@@ -5,9 +5,9 @@ a possible duplicate of another approved C2 (here R carries C1's CRM id on C2's 
 same domain, different CRM id), C2 used to ride along as evidence only. An award to R then
 rejected C1 but left C2 approved: R and C2 held the same domain's customer and no person
 ever decided between them. Now C2 is a member (flagged, the dispute's reason the
-collision's), so the person's settlement covers it, and the final-breach fallback spares it
-as it spares an unreviewed possible duplicate. Each test drives the real `decide` through
-the worker-like driver.
+collision's), so the person's settlement covers it; a settlement, a person's or the
+final-breach fallback's, weighs it against R alone. Each test drives the real `decide`
+through the worker-like driver.
 """
 
 from __future__ import annotations
@@ -85,34 +85,44 @@ def test_distinct_is_still_refused_on_the_collision() -> None:
         "in_review", "approved", "approved")
 
 
-def test_final_breach_fallback_spares_a_flagged_possible_duplicate() -> None:
-    # Nobody said c2 is r's customer: the fallback settles r and c1 as if c2 were not
-    # there (r won by tier, so r), and c2 keeps its approval, as an unreviewed possible
-    # duplicate does.
+def test_final_breach_fallback_weighs_a_flagged_member_against_its_newcomer_only() -> None:
+    # The fallback's precedence takes c2 first (the earliest on soylent.com), then r would
+    # overlap it and c1 too. r, c2's possible duplicate, loses to it; c1 stood beside c2
+    # before and is not weighed against it, so it keeps its approval.
     d, dispute_id = _collision_beside_a_possible_duplicate(
         escalation={"on_final_breach": "precedence"})
     d.later(days=30)
     out = d.run_until(d.now)
     [resolved] = only(out, DisputeResolved)
     assert resolved.outcome == "final_breach_fallback"
-    assert set(resolved.approved_ids) == {"r", "c2"}
-    assert resolved.rejected_ids == ("c1",)
-    [spared] = decisions(out, "c2")
-    assert spared.status == "approved"
-    assert "possible duplicate that nobody reviewed" in spared.explanation
+    assert set(resolved.approved_ids) == {"c2", "c1"}
+    assert resolved.rejected_ids == ("r",)
+    [kept] = decisions(out, "c1")
+    assert kept.status == "approved"
+    assert "not weighed against this one" in kept.explanation
 
 
-def test_fallback_decides_the_collision_as_without_the_possible_duplicate() -> None:
-    # The same collision with no c2: the fallback's verdict on r and c1 is the same.
-    d = Driver(policy=policy(escalation={"on_final_breach": "precedence"}))
-    d.register("c1", "p-1", domain=None, name="Soylent Corp", crm="CRM-R", key="crm:CRM-R",
-               tier="silver")
-    d.later(minutes=1)
-    d.register("r", "p-3", domain="soylent.com", name="Soylent Corp", crm="CRM-R",
-               key="crm:CRM-R", tier="platinum")
+def test_final_breach_fallback_that_takes_the_newcomer_takes_its_possible_duplicate() -> None:
+    # By tier first (r is platinum, c2 gold, c1 silver) the fallback takes r: c1 loses to
+    # it, and so does c2, r's possible duplicate on soylent.com, the one automatic take-over
+    # the policy chose (before, c2 stayed approved beside r: two owners of one domain).
+    d, dispute_id = _collision_beside_a_possible_duplicate(
+        precedence=["tier", "first_submitted"], escalation={"on_final_breach": "precedence"})
     d.later(days=30)
-    d.run_until(d.now)
-    assert (d.status("r"), d.status("c1")) == ("approved", "rejected")
+    out = d.run_until(d.now)
+    [resolved] = only(out, DisputeResolved)
+    assert resolved.approved_ids == ("r",)
+    assert set(resolved.rejected_ids) == {"c1", "c2"}
+
+
+def test_a_flagged_member_disputes_with_no_one_once_its_newcomer_leaves() -> None:
+    # r withdraws: c1 and c2 stood side by side before and are not weighed against each
+    # other, so the dispute is moot and both keep their approvals.
+    d, dispute_id = _collision_beside_a_possible_duplicate()
+    out = d.withdraw("r", "p-3")
+    [resolved] = only(out, DisputeResolved)
+    assert resolved.outcome == "moot"
+    assert (d.status("c1"), d.status("c2")) == ("approved", "approved")
 
 
 def test_a_flagged_member_drawn_in_confidently_is_weighed_by_the_fallback() -> None:

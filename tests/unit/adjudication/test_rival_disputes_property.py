@@ -13,7 +13,7 @@ fallback:
   unreviewed possible duplicate fell back to two customers, or the settlement did not
   weigh them against each other: a member there only as a newcomer's possible duplicate
   next to its confident collision (DESIGN rule 7, `Dispute.flagged`) is weighed against
-  that newcomer alone (the others stood beside it before), and the fallback spares it.
+  that newcomer alone (the others stood beside it before).
 """
 
 from __future__ import annotations
@@ -91,12 +91,9 @@ def _may_be_one(d: Driver, a: Entry, b: Entry, view: Customers | None = None) ->
             customer(a.account_key), customer(b.account_key)))
 
 
-def _weighed(flagged: dict[str, frozenset[str]], a: Entry, b: Entry, fallback: bool) -> bool:
+def _weighed(flagged: dict[str, frozenset[str]], a: Entry, b: Entry) -> bool:
     """Whether the settlement set `a` and `b` against each other (rule 7)."""
-    for x, y in ((a, b), (b, a)):
-        if x.id in flagged and (fallback or y.id not in flagged[x.id]):
-            return False
-    return True
+    return all(x.id not in flagged or y.id in flagged[x.id] for x, y in ((a, b), (b, a)))
 
 
 def _check(d: Driver, resolved: DisputeResolved, reason: str, before: Customers) -> None:
@@ -114,11 +111,10 @@ def _check(d: Driver, resolved: DisputeResolved, reason: str, before: Customers)
     if resolved.outcome == "final_breach_fallback" and reason == "possible_duplicate":
         return
     flagged = only_flagged(d.state.disputes[resolved.dispute_id])
-    fallback = resolved.outcome == "final_breach_fallback"
     for i, a in enumerate(standing):
         for b in standing[i + 1:]:
             if (a.id in named and b.id in named) or same_party(a, b) \
-                    or not _weighed(flagged, a, b, fallback):
+                    or not _weighed(flagged, a, b):
                 continue  # a split shares; a party's own registrations are never rivals
             assert not _may_be_one(d, a, b), (
                 f"{a.id} and {b.id} both stand after {resolved.outcome} and may be one "
