@@ -1438,3 +1438,22 @@ def test_an_award_beside_a_possible_duplicate_leaves_the_customer_one_owner() ->
                                                               "approved"]
 
     _replay(steps)
+
+
+def test_a_fallback_beside_a_possible_duplicate_leaves_the_customer_one_owner() -> None:
+    """The same collision left to the ladder: the fallback takes p-04 (tier) and, since the
+    name-only Jones is a member weighed against p-04, takes it away too (rule 7). Left out,
+    or spared as an unreviewed possible duplicate is, it stayed approved beside p-04."""
+
+    def steps(m: Invariants) -> None:
+        m.register(JONES_BY_NAME, "p-02", {"security"}, "resell")
+        m.register(JONES, "p-01", {"security"}, "resell")
+        m.resolve(0, 0, "distinct")
+        m.register(JONES, "p-04", {"security"}, "resell")
+        for _ in range(3):
+            m.time_passes(24 * 8)  # past the last level: final_breach_fallback
+        assert [(r.status, r.rule) for r in m.model.regs.values()] == [
+            ("rejected", "final_breach_fallback"), ("rejected", "final_breach_fallback"),
+            ("approved", "final_breach_fallback")]
+
+    _replay(steps)
