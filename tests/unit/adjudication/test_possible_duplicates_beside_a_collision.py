@@ -89,7 +89,7 @@ def test_final_breach_fallback_weighs_a_flagged_member_against_its_newcomer_only
     # The fallback's precedence takes c2 first (the earliest on soylent.com), then r would
     # overlap it and c1 too. r, c2's possible duplicate, loses to it; c1 stood beside c2
     # before and is not weighed against it, so it keeps its approval.
-    d, dispute_id = _collision_beside_a_possible_duplicate(
+    d, _ = _collision_beside_a_possible_duplicate(
         escalation={"on_final_breach": "precedence"})
     d.later(days=30)
     out = d.run_until(d.now)
@@ -106,7 +106,7 @@ def test_final_breach_fallback_that_takes_the_newcomer_takes_its_possible_duplic
     # By tier first (r is platinum, c2 gold, c1 silver) the fallback takes r: c1 loses to
     # it, and so does c2, r's possible duplicate on soylent.com, the one automatic take-over
     # the policy chose (before, c2 stayed approved beside r: two owners of one domain).
-    d, dispute_id = _collision_beside_a_possible_duplicate(
+    d, _ = _collision_beside_a_possible_duplicate(
         precedence=["tier", "first_submitted"], escalation={"on_final_breach": "precedence"})
     d.later(days=30)
     out = d.run_until(d.now)
@@ -118,7 +118,7 @@ def test_final_breach_fallback_that_takes_the_newcomer_takes_its_possible_duplic
 def test_a_flagged_member_disputes_with_no_one_once_its_newcomer_leaves() -> None:
     # r withdraws: c1 and c2 stood side by side before and are not weighed against each
     # other, so the dispute is moot and both keep their approvals.
-    d, dispute_id = _collision_beside_a_possible_duplicate()
+    d, _ = _collision_beside_a_possible_duplicate()
     out = d.withdraw("r", "p-3")
     [resolved] = only(out, DisputeResolved)
     assert resolved.outcome == "moot"
