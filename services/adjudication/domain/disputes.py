@@ -125,7 +125,7 @@ def draw_into_dispute(
     drawn = [challenger, *rivals]
     near = [e for e in flagged if all(e is not d for d in drawn)]
     pairs = tuple((e.id, challenger.id) for e in near
-                  if e.status == "approved" and open_dispute_of(state, e) is None)
+                  if e.status == "approved" and _free_or_flagged(state, e))
     existing: list[Dispute] = []
     for entry in (*drawn, *near):
         found = open_dispute_of(state, entry)
@@ -212,6 +212,13 @@ def _flag(target: Dispute, merged: Sequence[Dispute], drawn: Sequence[Entry],
     if flagged:
         confident = {e.id for e in drawn}
         target.flagged = tuple(dict.fromkeys(p for p in flagged if p[0] not in confident))
+
+
+def _free_or_flagged(state: AdjudicationState, entry: Entry) -> bool:
+    """In no open dispute, or in one only as a possible duplicate (so a second newcomer
+    it is a possible duplicate of is weighed against it as well)."""
+    dispute = open_dispute_of(state, entry)
+    return dispute is None or any(m == entry.id for m, _ in dispute.flagged)
 
 
 def only_flagged(dispute: Dispute) -> dict[str, frozenset[str]]:

@@ -155,3 +155,23 @@ def test_a_collision_without_possible_duplicates_opens_the_same_dispute_as_befor
     assert opened.registration_ids == ("r", "c1")
     assert all(e.confident for e in opened.evidence)
     assert d.state.disputes[opened.dispute_id].flagged == ()
+
+
+def test_a_second_newcomer_beside_the_flagged_member_is_weighed_against_it_too() -> None:
+    # r3 (CRM-Q at soylent.com) collides with c3 (CRM-Q) and is c2's possible duplicate
+    # while c2 already sits in r's dispute only as r's: c3's collision joins that dispute
+    # and c2 is now weighed against r and r3 both, so an award to r3 takes it away.
+    d, dispute_id = _collision_beside_a_possible_duplicate()
+    d.later(days=1)
+    d.register("c3", "p-5", domain=None, name="Soylent Corp", crm="CRM-Q", key="crm:CRM-Q",
+               tier="silver")
+    d.later(minutes=1)
+    out = d.register("r3", "p-6", domain="soylent.com", name="Soylent Corp", crm="CRM-Q",
+                     key="crm:CRM-Q", tier="platinum")
+    [decided] = decisions(out, "r3")
+    assert (decided.status, decided.flags) == ("in_review", ("possible_duplicate",))
+    dispute = d.state.entries["r3"].dispute_id
+    assert dispute is not None
+    assert ("c2", "r3") in d.state.disputes[dispute].flagged
+    d.resolve(dispute, "award", registration_id="r3")
+    assert (d.status("r3"), d.status("c2")) == ("approved", "rejected")
