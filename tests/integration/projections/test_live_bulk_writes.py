@@ -292,7 +292,7 @@ async def test_loading_rows_by_id_prepares_one_statement_whatever_the_number_of_
                  "submitted_at": datetime(2026, 1, 1, tzinfo=UTC)} for i in ids])
         async with engine.connect() as conn:
             for count in range(1, 121):
-                wanted = ids[-count:] + ["missing"]
+                wanted = [*ids[-count:], "missing"]
                 found = await repository.load_registrations(conn, wanted)
                 assert sorted(found) == sorted(ids[-count:])
             prepared = (await conn.exec_driver_sql(
