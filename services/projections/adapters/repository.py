@@ -46,6 +46,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.types import NullType
 
 from services.projections.domain.batch import (
     DIRECTORY,
@@ -376,24 +377,28 @@ async def forget_positions(conn: AsyncConnection, models: Iterable[str]) -> None
 # --- loading ---------------------------------------------------------------------------
 
 
+def one_of(dialect: str, column: Any, values: Iterable[Any]) -> Any:
+    """`column IN values`, on PostgreSQL as `column = ANY($1)` with the values as one
+    array parameter: one statement text whatever their number. An `IN ($1, .., $n)` list
+    is a new text per count, and each new text a new prepared statement on the connection
+    (a round trip, a parse and plan, a type introspection) that pushes another out of
+    SQLAlchemy's LRU of 100 per connection: with batches of every size the loads missed
+    the cache most of the time (10 % of the projection worker's CPU, py-spy)."""
+    values = list(values)
+    if dialect != "postgresql" or isinstance(column.type, NullType):
+        return column.in_(values)  # (an untyped column: no array type to bind as)
+    return column == any_(bindparam(None, values, type_=postgresql.ARRAY(column.type)))
+
+
 async def _by_ids(conn: AsyncConnection, table: Table, ids: Iterable[str],
                   *extra: Any) -> list[dict[str, Any]]:
-    """The rows of `table` whose primary key is one of `ids` (and `extra` holds).
-
-    On PostgreSQL the ids go as one array parameter (`= ANY($1)`): one statement text
-    whatever their count. An `IN ($1, .., $n)` list was a new text per count, and each new
-    text a new prepared statement on the connection (a round trip, a parse and plan, and a
-    type introspection) that pushed another out of SQLAlchemy's LRU of 100: with batches of
-    every size the cache missed on most loads (10 % of the worker's CPU, py-spy)."""
+    """The rows of `table` whose primary key is one of `ids` (and `extra` holds)."""
     ids = sorted(ids)
     rows: list[dict[str, Any]] = []
     key = table.c[next(iter(table.primary_key.columns)).name]
-    by_array = conn.dialect.name == "postgresql"
     for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start:start + _CHUNK]
-        where = (key == any_(bindparam("ids", chunk, type_=postgresql.ARRAY(key.type)))
-                 if by_array else key.in_(chunk))
-        result = await conn.execute(select(table).where(where, *extra))
+        result = await conn.execute(select(table).where(
+            one_of(conn.dialect.name, key, ids[start:start + _CHUNK]), *extra))
         rows.extend(dict(r) for r in result.mappings())
     return rows
 
@@ -567,10 +572,12 @@ async def _write_links(conn: AsyncConnection, facts: Sequence[Mapping[str, Any]]
                   "score": case((earlier, new.score), else_=c.score),
                   "linked_at": case((earlier, new.linked_at), else_=c.linked_at)}))
     aliases = sorted({f["account_key"] for f in facts})
-    await conn.execute(delete(account_links).where(account_links.c.account_key.in_(aliases)))
+    dialect = conn.dialect.name
+    await conn.execute(delete(account_links).where(
+        one_of(dialect, account_links.c.account_key, aliases)))
     other = facts_table.alias("other")
     held = (select(c.account_key, c.canonical_key, c.matched_by, c.score, c.linked_at)
-            .where(c.account_key.in_(aliases), c.holders > 0, ~exists().where(
+            .where(one_of(dialect, c.account_key, aliases), c.holders > 0, ~exists().where(
                 other.c.account_key == c.account_key, other.c.holders > 0,
                 tuple_(other.c.linked_at, other.c.canonical_key)
                 < tuple_(c.linked_at, c.canonical_key))))
