@@ -16,6 +16,7 @@ so rows read back identically through the table definitions; tests compare both 
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -454,8 +455,9 @@ STAGE_FROM_ROWS = 8
 tests/bench/profile_distributed.py (README, "Distributed decision path").
 
 Fewer rows (a live batch's usual case at a few hundred registrations/s) go out as one
-multi-row `INSERT .. VALUES (..), (..) ON CONFLICT` (`_multirow_statement`): one executor
-run per table instead of one per row."""
+multi-row `INSERT .. SELECT .. FROM unnest($1, $2, ..) ON CONFLICT` (`_multirow_statement`,
+a column's values in one array): one executor run per table instead of one per row, and
+one statement text per table whatever the row count."""
 
 _MAX_PARAMS = 32_767
 """PostgreSQL's limit of bind parameters in one statement (more rows: `executemany`)."""
@@ -536,9 +538,8 @@ async def execute(conn: AsyncConnection, steps: Sequence[Step]) -> None:
                                                columns=list(step.columns))
             await driver.execute(apply)
         elif step.multirow:
-            sql = _multirow_statement(step.table, step.columns, step.keys, step.mode,
-                                      len(step.params))
-            await driver.execute(sql, *(value for row in step.params for value in row))
+            sql = _multirow_statement(step.table, step.columns, step.keys, step.mode)
+            await driver.execute(sql, *_columns_of(step.params, len(step.columns)))
         else:
             await driver.executemany(step.sql, step.params)
         if step.drop_zero:
@@ -620,19 +621,35 @@ def _staged_statements(table: Table, columns: tuple[str, ...], keys: tuple[str, 
 
 @lru_cache(maxsize=256)
 def _multirow_statement(table: Table, columns: tuple[str, ...], keys: tuple[str, ...],
-                        mode: str, rows: int) -> str:
-    """PostgreSQL: the upsert of `rows` rows in one statement, with the row-by-row
-    statement's `ON CONFLICT` action (`_conflict_action`); the rows arrive in key order,
-    so concurrent writers lock shared rows in one order."""
+                        mode: str) -> str:
+    """PostgreSQL: the upsert of any number of rows in one statement, each column's values
+    one array parameter (`unnest`), with the row-by-row statement's `ON CONFLICT` action
+    (`_conflict_action`). One text per table and column set: a `VALUES (..), (..)` list
+    was a text per row count, and with every count from 2 to 7 across the tables, more
+    statements than asyncpg's cache of 100 per connection holds (63 seen in one run), so
+    they were prepared again and again. The rows arrive in key order and are inserted in
+    array order (`WITH ORDINALITY`), so concurrent writers lock shared rows in one order.
+    The arrays are of the columns' base types (no length or precision: the values are
+    checked against the column as a `VALUES` row's are, never cut to fit)."""
     names = ", ".join(f'"{c}"' for c in columns)
-    width = len(columns)
-    values = ", ".join(
-        "(" + ", ".join(f"${r * width + i}" for i in range(1, width + 1)) + ")"
-        for r in range(rows))
+    arrays = ", ".join(f"${i}::{_base_type(table.c[c])}[]"
+                       for i, c in enumerate(columns, start=1))
     conflict = ", ".join(f'"{k}"' for k in keys)
     action = _conflict_action(table, columns, keys, mode)
-    return (f'INSERT INTO "{table.name}" ({names}) VALUES {values} '
+    return (f'INSERT INTO "{table.name}" ({names}) SELECT {names} FROM unnest({arrays}) '
+            f'WITH ORDINALITY AS s({names}, "_row") ORDER BY "_row" '
             f"ON CONFLICT ({conflict}) {action}")
+
+
+def _base_type(column: Column[Any]) -> str:
+    """The PostgreSQL type of `column` without its modifier (`VARCHAR(64)` -> `VARCHAR`)."""
+    dialect: Any = postgresql.dialect()  # type: ignore[no-untyped-call]
+    return re.sub(r"\(.*\)", "", str(column.type.compile(dialect=dialect)))
+
+
+def _columns_of(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Row tuples as one list per column (the arrays of `_multirow_statement`)."""
+    return [list(values) for values in zip(*rows, strict=True)] if rows else [[]] * width
 
 
 async def write(conn: AsyncConnection, batch: Batch, *,
