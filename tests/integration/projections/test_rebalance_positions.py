@@ -249,3 +249,26 @@ async def test_workers_of_different_partitions_do_not_wait_on_each_others_positi
                                            for rs, tps in ((first0, p0), (first1, p1))
                                            for tp in tps})
     assert live == expected
+
+
+async def test_batches_over_overlapping_fresh_partitions_apply_each_record_once(
+    store: Store, pause: Any,
+) -> None:
+    """Three batches over partitions {0, 1}, {1, 2} and {2, 0} at once, no position stored
+    yet (every partition in two batches, the overlaps a cycle): the positions are taken in
+    one order by all, so none deadlocks, and every record is applied once."""
+    by_partition = {n: await records_of(store.log, partitions(store.topics, n))
+                    for n in (0, 1, 2)}
+    workers = [ProjectionWorker(store.log, store.engine(), store.topics, group_id="g")
+               for _ in range(3)]
+    pause(store, 3)
+    await asyncio.gather(*(w.apply(by_partition[a] + by_partition[b])
+                           for w, (a, b) in zip(workers, ((0, 1), (1, 2), (2, 0)),
+                                                strict=True)))
+
+    live, live_positions = await snapshot(store.engines[1]), await positions(store.engines[1])
+    expected, expected_positions = await rebuilt_to(store, {
+        r.tp: max(s.offset for s in rs if s.tp == r.tp) + 1
+        for rs in by_partition.values() for r in rs})
+    assert live == expected
+    assert live_positions == expected_positions
