@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.projections import worker as worker_module
 from services.projections.adapters.rebuild import rebuild
-from services.projections.domain.batch import Batch, Item
+from services.projections.domain.batch import MODELS, NOTIFICATIONS, Batch, Item
 from services.projections.worker import ProjectionWorker
 from shared.eventlog import EventLog, OutgoingRecord, Record, TopicPartition
 from shared.eventlog.embedded import EmbeddedEventLog
@@ -39,6 +39,9 @@ from tests.integration.projections.projection_support import (
 from tests.support.servers import ServerHandle, create_database
 from tests.unit.projections.projection_workload import Workload, generate
 
+LIVE_MODELS = (*MODELS, NOTIFICATIONS)
+"""What `dealreg serve projections` folds (`dealreg/runtime.py`): the notification outbox's
+positions are locked with the others."""
 SQLITE_BLOCKED_AFTER = 0.5
 """SQLite: a batch not at the pause this long after the other's is blocked in its
 `BEGIN IMMEDIATE` (SQLite shows no lock waits)."""
@@ -184,15 +187,18 @@ async def test_two_workers_folding_a_fresh_partition_at_once_apply_each_record_o
     tps = partitions(store.topics, 0)
     records = await records_of(store.log, tps)
     assert any(r.topic == store.topics.decisions for r in records)
-    old_owner = ProjectionWorker(store.log, store.engine(), store.topics, group_id="g")
-    new_owner = ProjectionWorker(store.log, store.engine(), store.topics, group_id="g")
+    old_owner, new_owner = (
+        ProjectionWorker(store.log, store.engine(), store.topics, group_id="g",
+                         models=LIVE_MODELS) for _ in range(2))
     held = pause(store, 2)
     applied = await asyncio.gather(old_owner.apply(records), new_owner.apply(records))
 
     live, live_positions = await snapshot(store.engines[1]), await positions(store.engines[1])
+    ends = {tp: max(r.offset for r in records if r.tp == tp) + 1 for tp in tps}
+    assert {(t, n): p for (m, t, n), p in live_positions.items() if m == NOTIFICATIONS} == {
+        (tp.topic, tp.partition): end for tp, end in ends.items()}
     assert live["pipeline_totals"] and live["account_link_facts"]
-    expected, expected_positions = await rebuilt_to(
-        store, {tp: max(r.offset for r in records if r.tp == tp) + 1 for tp in tps})
+    expected, expected_positions = await rebuilt_to(store, ends)
     assert live["pipeline_totals"] == expected["pipeline_totals"]
     assert live["account_link_facts"] == expected["account_link_facts"]
     assert live == expected
