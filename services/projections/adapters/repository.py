@@ -36,7 +36,6 @@ from sqlalchemy import (
     case,
     delete,
     exists,
-    false,
     insert,
     select,
     text,
@@ -367,14 +366,24 @@ async def lock_positions(conn: AsyncConnection, models: Iterable[str],
     what that one committed. Rows go in one sorted order, so two batches over
     overlapping partitions take them in the same order (no deadlock), and only the
     batch's own partitions are locked: the owners of other partitions fold meanwhile."""
-    rows = [{"projection": m, "topic": tp.topic, "partition": tp.partition, "position": 0}
+    keys = [(m, tp.topic, tp.partition)
             for m in sorted(set(models)) for tp in sorted(set(partitions))]
-    if not rows:
-        return
-    stmt = postgresql.insert(projection_positions).values(rows)
-    await conn.execute(stmt.on_conflict_do_update(
-        index_elements=["projection", "topic", "partition"],
-        set_={"position": stmt.excluded.position}, where=false()))
+    if keys:
+        # Arrays through one cached text statement: building the multi-row insert in
+        # SQLAlchemy cost about 2 ms of CPU per batch.
+        await conn.execute(_LOCK_POSITIONS, {"models": [k[0] for k in keys],
+                                             "topics": [k[1] for k in keys],
+                                             "partitions": [k[2] for k in keys]})
+
+
+_LOCK_POSITIONS = text(
+    "INSERT INTO projection_positions (projection, topic, partition, position) "
+    "SELECT m, t, p, 0 FROM unnest(CAST(:models AS varchar[]), CAST(:topics AS varchar[]), "
+    "CAST(:partitions AS integer[])) AS u(m, t, p) "
+    "ON CONFLICT (projection, topic, partition) DO UPDATE SET position = excluded.position "
+    "WHERE false")
+"""`lock_positions`' statement: `unnest` yields the rows in the arrays' (sorted) order,
+which is the order they are taken in."""
 
 
 async def save_positions(conn: AsyncConnection, positions: Positions, *,
