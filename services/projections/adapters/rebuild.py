@@ -38,8 +38,8 @@ _COLLECT_EVERY = 25
 
 
 PARALLEL_FROM_RECORDS = 100_000
-"""A smaller log is replayed in this process: a spawned worker costs about a second of CPU
-to start (imports), which a short replay does not win back."""
+"""A smaller log is replayed in this process: worker processes cost about half a CPU-second
+to start (the fork server's imports), which a short replay does not win back."""
 
 
 def default_processes(records: int) -> int:
@@ -135,8 +135,9 @@ async def rebuild(
     read side by side (in proportion to their sizes) and folded in the same transactions:
     most registrations are then loaded and written once instead of once per topic.
 
-    `processes` > 1: the partition groups are dealt out to that many worker processes
-    (`parallel.py`), which decode, fold and write them; this process reads the log."""
+    `processes` > 1: the partition groups are handed out, largest first, to that many
+    worker processes (`parallel.py`), which decode, fold and write them; this process
+    reads the log, and replays groups itself while the workers start."""
     models = tuple(models)
     unknown = set(models) - set(MODELS)
     if unknown:
