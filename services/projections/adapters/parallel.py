@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import multiprocessing
 import os
+import sys
 import threading
 import traceback
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -340,20 +341,24 @@ def _start(workers: Sequence[multiprocessing.process.BaseProcess],
 
 
 def _start_forkserver() -> None:
-    """Start the fork server, telling it the main script to import (`rebuild_preload`)."""
+    """Start the fork server with this process's module path (Python 3.11's server ignores
+    the one `multiprocessing` hands it: a worktree or a script that put its checkout on
+    `sys.path` would get the installed modules in its workers), and the main script to
+    import (`rebuild_preload`)."""
     main = spawn.get_preparation_data("rebuild").get("init_main_from_path")
-    if main is None:
-        forkserver.ensure_running()
-        return
-    before = os.environ.get(MAIN_PATH)
-    os.environ[MAIN_PATH] = main
+    wanted = {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    if main is not None:
+        wanted[MAIN_PATH] = main
+    before = {name: os.environ.get(name) for name in wanted}
+    os.environ.update(wanted)
     try:
         forkserver.ensure_running()
     finally:
-        if before is None:
-            del os.environ[MAIN_PATH]
-        else:
-            os.environ[MAIN_PATH] = before
+        for name, value in before.items():
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
 
 
 def _forkserver_running() -> bool:

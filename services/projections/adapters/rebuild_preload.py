@@ -11,6 +11,7 @@ in `DEALREG_REBUILD_MAIN_PATH`, set while the server starts.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from multiprocessing import spawn
@@ -19,4 +20,6 @@ MAIN_PATH = "DEALREG_REBUILD_MAIN_PATH"
 
 _path = os.environ.get(MAIN_PATH)
 if _path and getattr(sys.modules.get("__main__"), "__file__", None) != _path:
-    spawn.import_main_path(_path)
+    # A script that fails here: each worker then imports it itself, as spawned ones did.
+    with contextlib.suppress(Exception):
+        spawn.import_main_path(_path)
