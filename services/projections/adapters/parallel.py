@@ -19,7 +19,7 @@ whichever worker is free, so a worker that started late or runs on a busier core
 fewer. Workers write through their own engine on the same URL.
 
 Start-up: a spawned interpreter spent about a CPU-second importing before its first
-record (a third of a worker's CPU in a 100,000-record rebuild, paid once per worker).
+record (29 % of a worker's CPU in a 100,000-record rebuild, paid once per worker).
 Workers are forked from a fork server (`multiprocessing`'s "forkserver": a fresh,
 single-threaded interpreter, so no inherited threads or event loop) that imports the main
 module and what a worker needs once; each rebuild starts its own and stops it at the end,
@@ -61,7 +61,8 @@ _SQLITE_WRITE_WAIT_MS = 120_000
 
 
 class RebuildWorkerFailed(RuntimeError):
-    """A worker process of a parallel rebuild failed (its traceback is the message)."""
+    """A worker process of a parallel rebuild failed, or this process's own share of the
+    groups (its traceback is the message)."""
 
 
 Batches = Callable[[], AsyncIterator[Raw]]
