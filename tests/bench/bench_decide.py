@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
+import inspect
 import json
+import pickle
 import platform
 import random
 import subprocess
@@ -36,7 +39,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "unit" / "adjudication"))
 
+import faker  # noqa: E402
 import orjson  # noqa: E402
+import rapidfuzz  # noqa: E402
 from adjudication_workload import (  # noqa: E402
     PRODUCTS,
     START,
@@ -64,7 +69,7 @@ from shared.events import (  # noqa: E402
     PartnerSnapshot,
     RegistrationSubmitted,
 )
-from shared.policy import Policy  # noqa: E402
+from shared.policy import MatchPolicy, Policy  # noqa: E402
 from tests.support import companies  # noqa: E402
 
 RUNS = 3
@@ -171,40 +176,137 @@ def memory(registrations: int, period: str = "P90D", every: timedelta = timedelt
     }
 
 
-def _realistic_registrations(size: int, probe: int, seed: int = 21
-                             ) -> tuple[list[RegistrationSubmitted], dict[str, Any]]:
-    """`size + probe` registrations of the seeded Faker workload (tests/support/companies.py:
-    shared words, subsidiaries, typos, several domains, four countries; a third of them true
-    collisions), keyed the way the edge keys them: `choose` over the edge's index, with the
-    default policy's `match` settings. Also what the workload intended and what the keying
-    observed (distinct keys, registrations that landed on a known key)."""
-    work = companies.generate(seed, size + probe, collision_share=1 / 3, partners=200,
-                              max_per_company=4)
+CACHE = ROOT / "bench-results" / "cache"
+"""Where the keyed realistic workloads are kept between runs (bench-results/ is gitignored)."""
+
+_Row = tuple[int, str, str, tuple[str, ...], str, "str | None", "str | None", "str | None"]
+"""One keyed registration: (seq, partner id, name as typed, products, account key, CRM id,
+registrable domain, country), the last three as the edge normalised them."""
+
+
+def _edge_key(directory: AccountIndex, identity: AccountIdentity, match: MatchPolicy
+              ) -> tuple[str, bool]:
+    """(key, is new): what `choose` picks from the edge's `directory.match(identity,
+    threshold, review band)`, found with less work and provably the same key.
+
+    `choose` walks the matches strongest evidence first: CRM id and domain matches (always
+    confident, and never displaced by a name match of the same account) before any name.
+    So when the identifiers alone give a key, the names cannot change it: those are looked
+    up first, in two dictionaries. Otherwise the names decide, and only confident ones
+    can (a match inside the review band is only ever a possible duplicate, which the key
+    does not depend on): the name look-up asks for a review band of 0, the same
+    candidates scored with the same cut at the threshold, without building and sorting
+    out the hundreds of review-band matches a name made of shared words has at scale.
+    tests/unit/test_bench_harness.py checks the key against `choose` over the full answer."""
+    taken = directory.__contains__
+    review = match.name_only == "review"
+    if identity.crm_account_id or identity.domain:
+        exact = directory.match(AccountIdentity(identity.crm_account_id, identity.domain,
+                                                None, None), match.name_threshold, 0.0)
+        if exact:
+            chosen = choose(identity, exact, directory.identifiers, taken, review)
+            if not chosen.is_new:
+                return chosen.account_key, False
+    found = directory.match(identity, match.name_threshold, 0.0)
+    chosen = choose(identity, found, directory.identifiers, taken, review)
+    return chosen.account_key, chosen.is_new
+
+
+def _keyed_rows(work: companies.Workload) -> tuple[list[_Row], dict[str, Any]]:
+    """Each registration of `work` keyed the way the edge keys it (`choose` over the edge's
+    index, the default policy's `match` settings, in submission order), and what the
+    keying observed: distinct keys, registrations that landed on a known key."""
     match = Policy.model_validate({"version": 4}).match
     directory = AccountIndex()
-    events: list[RegistrationSubmitted] = []
-    tiers = dict(work.partners)
-    at = START
+    rows: list[_Row] = []
     known = 0
     for reg in work.registrations:
         identity = AccountIdentity.from_raw(name=reg.name, domain=reg.domain,
                                             country=reg.country,
                                             crm_account_id=reg.crm_account_id)
-        found = directory.match(identity, match.name_threshold, match.review_band)
-        resolution = choose(identity, found, directory.identifiers, directory.__contains__,
-                            match.name_only == "review")
-        known += not resolution.is_new
-        directory.add(resolution.account_key, identity)
+        key, new = _edge_key(directory, identity, match)
+        known += not new
+        directory.add(key, identity)
+        rows.append((reg.seq, reg.partner_id, reg.name, reg.products, key,
+                     identity.crm_account_id, identity.domain, identity.country))
+    return rows, {"distinct_keys": len(directory),
+                  "observed_known_key_share": round(known / max(len(rows), 1), 4)}
+
+
+def _generator_fingerprint() -> str:
+    """What the keyed workload depends on besides seed and size: the generator's and the
+    keying's source (companies.py, this module's keying, the account matching and
+    resolution it runs) and the versions of Faker and rapidfuzz. Any change is a cache
+    miss, never a stale workload."""
+    digest = hashlib.sha256()
+    digest.update(f"v{companies.GENERATOR_VERSION} faker {faker.VERSION} rapidfuzz "
+                  f"{rapidfuzz.__version__}".encode())
+    sources = [Path(companies.__file__), *sorted((ROOT / "shared" / "accounts").glob("*.py")),
+               ROOT / "services" / "registration" / "domain" / "resolution.py"]
+    for path in sources:
+        digest.update(path.read_bytes())
+    for function in (_edge_key, _keyed_rows):
+        digest.update(inspect.getsource(function).encode())
+    return digest.hexdigest()[:16]
+
+
+def _keyed_workload(total: int, seed: int, cache: bool = True
+                    ) -> tuple[list[_Row], dict[str, Any]]:
+    """`total` registrations of the seeded workload, keyed (`_keyed_rows`), with what the
+    workload intended and what the keying observed; read from bench-results/cache/ when a
+    run made them before with the same seed, size and generator (`_generator_fingerprint`),
+    else made and written there."""
+    path = CACHE / (f"realistic-seed{seed}-n{total}-v{companies.GENERATOR_VERSION}-"
+                    f"{_generator_fingerprint()}.pickle")
+    if cache and path.exists():
+        started, cpu = time.perf_counter(), time.process_time()
+        with path.open("rb") as f:
+            rows, stats = pickle.load(f)
+        stats = {**stats, "cache": "hit", "cache_file": path.name,
+                 "load_seconds": round(time.perf_counter() - started, 1),
+                 "load_cpu_seconds": round(time.process_time() - cpu, 1)}
+        return rows, stats
+    started, cpu = time.perf_counter(), time.process_time()
+    work = companies.generate(seed, total, collision_share=1 / 3, partners=200,
+                              max_per_company=4)
+    generated, generated_cpu = time.perf_counter() - started, time.process_time() - cpu
+    rows, observed = _keyed_rows(work)
+    stats = {**work.summary(), **observed, "partners": dict(work.partners),
+             "generation_seconds": round(generated, 1),
+             "generation_cpu_seconds": round(generated_cpu, 1),
+             "keying_seconds": round(time.perf_counter() - started - generated, 1),
+             "keying_cpu_seconds": round(time.process_time() - cpu - generated_cpu, 1)}
+    del work
+    if cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        with partial.open("wb") as f:
+            pickle.dump((rows, stats), f, protocol=pickle.HIGHEST_PROTOCOL)
+        partial.replace(path)
+    return rows, {**stats, "cache": "miss" if cache else "off", "cache_file": path.name}
+
+
+def _realistic_registrations(size: int, probe: int, seed: int = 21, cache: bool = True
+                             ) -> tuple[list[RegistrationSubmitted], dict[str, Any]]:
+    """`size + probe` registrations of the seeded Faker workload (tests/support/companies.py:
+    shared words, subsidiaries, typos, several domains, four countries; a third of them true
+    collisions), keyed the way the edge keys them (`_keyed_workload`, cached on disk), as
+    the events the edge appends, one a second. Also what the workload intended and what the
+    keying observed (distinct keys, registrations that landed on a known key)."""
+    rows, stats = _keyed_workload(size + probe, seed, cache)
+    tiers: dict[str, str] = stats.pop("partners")
+    events: list[RegistrationSubmitted] = []
+    at = START
+    for seq, partner, name, products, key, crm, domain, country in rows:
         at += timedelta(seconds=1)
         events.append(registration_submitted(
-            registration_id=f"reg-{reg.seq:08d}",
-            partner=PartnerSnapshot(partner_id=reg.partner_id, tier=tiers[reg.partner_id]),
-            account_key=resolution.account_key, raw_account_name=reg.name, identity=identity,
-            title=f"Opportunity {reg.seq}", products=list(reg.products), amount=None,
+            registration_id=f"reg-{seq:08d}",
+            partner=PartnerSnapshot(partner_id=partner, tier=tiers[partner]),
+            account_key=key, raw_account_name=name,
+            identity=AccountIdentity(crm, domain, None, country),
+            title=f"Opportunity {seq}", products=list(products), amount=None,
             expected_close=None, motion="resell", external_ref=None, submitted_at=at,
             policy_version=4))
-    stats = {**work.summary(), "distinct_keys": len(directory),
-             "observed_known_key_share": round(known / len(events), 4)}
     return events, stats
 
 
