@@ -23,14 +23,17 @@ import argparse
 import gc
 import hashlib
 import inspect
+import itertools
 import json
 import pickle
 import platform
 import random
+import resource
 import subprocess
 import sys
 import time
 import tracemalloc
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -286,65 +289,101 @@ def _keyed_workload(total: int, seed: int, cache: bool = True
     return rows, {**stats, "cache": "miss" if cache else "off", "cache_file": path.name}
 
 
-def _realistic_registrations(size: int, probe: int, seed: int = 21, cache: bool = True
-                             ) -> tuple[list[RegistrationSubmitted], dict[str, Any]]:
-    """`size + probe` registrations of the seeded Faker workload (tests/support/companies.py:
-    shared words, subsidiaries, typos, several domains, four countries; a third of them true
-    collisions), keyed the way the edge keys them (`_keyed_workload`, cached on disk), as
-    the events the edge appends, one a second. Also what the workload intended and what the
-    keying observed (distinct keys, registrations that landed on a known key)."""
-    rows, stats = _keyed_workload(size + probe, seed, cache)
-    tiers: dict[str, str] = stats.pop("partners")
-    events: list[RegistrationSubmitted] = []
+def _events(rows: list[_Row], tiers: dict[str, str]) -> Iterator[RegistrationSubmitted]:
+    """The events the edge appends for keyed `rows`, one a second from START."""
     at = START
     for seq, partner, name, products, key, crm, domain, country in rows:
         at += timedelta(seconds=1)
-        events.append(registration_submitted(
+        yield registration_submitted(
             registration_id=f"reg-{seq:08d}",
             partner=PartnerSnapshot(partner_id=partner, tier=tiers[partner]),
             account_key=key, raw_account_name=name,
             identity=AccountIdentity(crm, domain, None, country),
             title=f"Opportunity {seq}", products=list(products), amount=None,
             expected_close=None, motion="resell", external_ref=None, submitted_at=at,
-            policy_version=4))
-    return events, stats
+            policy_version=4)
 
 
-def scaling(sizes: list[int], probe: int = 5_000) -> dict[str, Any]:
+def _realistic_registrations(size: int, probe: int, seed: int = 21, cache: bool = True
+                             ) -> tuple[list[RegistrationSubmitted], dict[str, Any]]:
+    """`size + probe` registrations of the seeded Faker workload (tests/support/companies.py:
+    shared words, subsidiaries, typos, several domains, four countries; a third of them true
+    collisions), keyed the way the edge keys them (`_keyed_workload`, cached on disk), as
+    the events the edge appends. Also what the workload intended and what the keying
+    observed (distinct keys, registrations that landed on a known key)."""
+    rows, stats = _keyed_workload(size + probe, seed, cache)
+    tiers: dict[str, str] = stats.pop("partners")
+    return list(_events(rows, tiers)), stats
+
+
+def _rss_mb() -> float:
+    """The process's resident set now (Linux), else its peak."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return round(pages * resource.getpagesize() / 2**20, 1)
+    except OSError:
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def scaling(sizes: list[int], probe: int = 5_000, cache: bool = True) -> dict[str, Any]:
     """CPU per decided registration with `size` registrations already decided (P90D, the
     realistic workload: a third of them true collisions), for each size: the cost of the
-    next `probe` registrations of the same workload (new companies and known ones)."""
+    next `probe` registrations of the same workload (new companies and known ones). The
+    keyed workload of each size comes from bench-results/cache/ when an earlier run made
+    it (`_keyed_workload`); what that took, or that it was a hit, is printed."""
     policy = Policy.model_validate({"version": 4, "protection_period": "P90D"})
     out: dict[str, Any] = {}
     for size in sizes:
-        events, stats = _realistic_registrations(size, probe)
-        print(f"workload for {size:,}: {stats['registrations']:,} registrations of "
+        rows, stats = _keyed_workload(size + probe, 21, cache)
+        tiers: dict[str, str] = stats.pop("partners")
+        if stats["cache"] == "hit":
+            made = (f"cache hit ({stats['cache_file']}): loaded in {stats['load_seconds']} s "
+                    f"({stats['load_cpu_seconds']} s CPU)")
+        else:
+            made = (f"cache {stats['cache']}: generated in {stats['generation_seconds']} s "
+                    f"({stats['generation_cpu_seconds']} s CPU), keyed in "
+                    f"{stats['keying_seconds']} s ({stats['keying_cpu_seconds']} s CPU)")
+        print(f"workload for {size:,}: {made}", flush=True)
+        print(f"  {stats['registrations']:,} registrations of "
               f"{stats['distinct_companies']:,} companies, intended collision share "
               f"{stats['intended_collision_share']:.1%}, observed on a known key "
               f"{stats['observed_known_key_share']:.1%}; {stats['distinct_keys']:,} distinct "
               f"keys; {stats['name_only_registrations']:,} name-only", flush=True)
         state = AdjudicationState()
-        for event in events[:size]:
+        events = _events(rows, tiers)
+        started, cpu = time.perf_counter(), time.process_time()
+        for event in itertools.islice(events, size):  # built as decided: less to hold
             decide(state, event, DecisionContext(event.registration_id, event.submitted_at,
                                                  policy))
-        probes = events[size:]
-        del events
+        filled, filled_cpu = time.perf_counter() - started, time.process_time() - cpu
+        probes = list(events)
+        del rows, events
         gc.collect()
+        rss_filled = _rss_mb()
         started = time.process_time()
         for event in probes:
             decide(state, event, DecisionContext(event.registration_id, event.submitted_at,
                                                  policy))
         cpu = time.process_time() - started
         members = [len(d.member_ids) for d in state.disputes.values() if d.status == "open"]
+        peak = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         out[str(size)] = {"active": state.active_count(), "accounts": len(state.index),
                           "us_per_event": round(cpu / probe * 1e6, 1),
+                          "probe_cpu_seconds": round(cpu, 3),
+                          "fill_seconds": round(filled, 1),
+                          "fill_cpu_seconds": round(filled_cpu, 1),
+                          "rss_mb_after_fill": rss_filled, "peak_rss_mb": peak,
                           "open_disputes": len(members),
                           "largest_open_dispute": max(members, default=0),
                           "workload": stats}
         print(f"decide with {state.active_count():,} active: {cpu / probe * 1e6:.1f} us of "
               f"CPU per registration ({len(state.index):,} accounts; {len(members):,} open "
-              f"disputes, the largest {max(members, default=0)} members)", flush=True)
-        del state
+              f"disputes, the largest {max(members, default=0)} members); filling the state "
+              f"took {filled:.0f} s ({filled_cpu:.0f} s CPU, events built on the way); "
+              f"RSS {rss_filled:,.0f} MB with the state filled, peak {peak:,.0f} MB",
+              flush=True)
+        del state, probes
+        gc.collect()
     first, last = out[str(sizes[0])], out[str(sizes[-1])]
     out["ratio_largest_to_smallest"] = round(last["us_per_event"] / first["us_per_event"], 2)
     out["largest_active"] = last["active"]
@@ -373,6 +412,9 @@ def main() -> None:
     parser.add_argument("--scale", type=str, default=None,
                         help="comma-separated active counts (e.g. 10000,1000000): only "
                         "measure decide's CPU per event at each")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="with --scale: make the keyed workloads afresh, neither reading "
+                        "nor writing bench-results/cache/")
     parser.add_argument("--lived-only", choices=("forget", "never"), default=None,
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -382,7 +424,7 @@ def main() -> None:
         return
     if args.scale:
         sizes = [int(x) for x in args.scale.split(",")]
-        result = {"scaling": scaling(sizes)}
+        result = {"scaling": scaling(sizes, cache=not args.no_cache)}
         out = args.out.with_name("decide-scaling.json")
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n")

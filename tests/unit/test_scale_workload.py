@@ -1,0 +1,77 @@
+"""The scale benchmark's realistic workload (`bench_decide.py --scale`): keyed exactly as the
+edge keys it, and cached on disk without ever serving a workload another generator made."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.registration.domain.resolution import choose
+from shared.accounts.identity import AccountIdentity
+from shared.accounts.index import AccountIndex
+from shared.policy import Policy
+from tests.bench import bench_decide
+from tests.support import companies
+
+
+def test_bench_keys_each_registration_as_choose_over_the_edges_full_match_does() -> None:
+    """`_edge_key` skips the name look-up when identifiers decide and asks for confident
+    names only: the key and whether it is new must be what `choose` makes of the edge's
+    whole answer (review band included), registration after registration."""
+    work = companies.generate(7, 2_500, collision_share=1 / 3, partners=200,
+                              max_per_company=4)
+    match = Policy.model_validate({"version": 4}).match
+    directory = AccountIndex()
+    named_new = known = 0
+    for reg in work.registrations:
+        identity = AccountIdentity.from_raw(name=reg.name, domain=reg.domain,
+                                            country=reg.country,
+                                            crm_account_id=reg.crm_account_id)
+        full = choose(identity,
+                      directory.match(identity, match.name_threshold, match.review_band),
+                      directory.identifiers, directory.__contains__,
+                      match.name_only == "review")
+        key, new = bench_decide._edge_key(directory, identity, match)
+        assert (key, new) == (full.account_key, full.is_new), reg
+        named_new += new and full.possible_duplicates != ()
+        known += not new
+        directory.add(key, identity)
+    # The workload exercises both shortcuts: known keys found by identifiers, and new
+    # accounts whose names had review-band matches the key does not depend on.
+    assert known > 500 and named_new > 20
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setattr(bench_decide, "CACHE", tmp_path / "cache")
+    return tmp_path / "cache"
+
+
+def test_a_second_run_reads_the_keyed_workload_from_the_cache(cache_dir: Path) -> None:
+    made, made_stats = bench_decide._keyed_workload(400, 5)
+    again, again_stats = bench_decide._keyed_workload(400, 5)
+    assert (made_stats["cache"], again_stats["cache"]) == ("miss", "hit")
+    assert again == made and again_stats["distinct_keys"] == made_stats["distinct_keys"]
+    assert [p.name for p in cache_dir.iterdir()] == [made_stats["cache_file"]]
+    fresh, fresh_stats = bench_decide._keyed_workload(400, 5, cache=False)
+    assert fresh == made and fresh_stats["cache"] == "off"
+
+
+def test_another_seed_size_or_generator_version_is_a_cache_miss(
+        cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bench_decide._keyed_workload(300, 5)
+    assert bench_decide._keyed_workload(300, 6)[1]["cache"] == "miss"
+    assert bench_decide._keyed_workload(301, 5)[1]["cache"] == "miss"
+    monkeypatch.setattr(companies, "GENERATOR_VERSION", companies.GENERATOR_VERSION + 1)
+    assert bench_decide._keyed_workload(300, 5)[1]["cache"] == "miss"
+    assert len(list(cache_dir.iterdir())) == 4
+
+
+def test_a_changed_generator_source_is_a_cache_miss(
+        cache_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    bench_decide._keyed_workload(300, 5)
+    edited = tmp_path / "companies.py"
+    edited.write_text(Path(companies.__file__).read_text() + "\n# edited\n")
+    monkeypatch.setattr(companies, "__file__", str(edited))
+    assert bench_decide._keyed_workload(300, 5)[1]["cache"] == "miss"
