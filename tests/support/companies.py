@@ -51,7 +51,7 @@ from rapidfuzz import fuzz, process
 
 from shared.accounts import name_similarity, normalize_name, sort_name_tokens
 from shared.accounts.identity import AccountIdentity
-from shared.accounts.index import AccountIndex
+from shared.accounts.index import _EPSILON, AccountIndex
 
 GENERATOR_VERSION = 1
 """Bump when a change makes `generate` give another workload for the same arguments (the
@@ -245,10 +245,25 @@ def _name_index(entries: list[tuple[str, str, str]]) -> AccountIndex:
 
 
 def _near_others(index: AccountIndex, key: str, name: str, country: str, floor: float) -> bool:
-    """Whether a name scores >= `floor` against a name filed under another key."""
+    """Whether a name scores >= `floor` against a name filed under another key: whether
+    `index.match(query, NAME_THRESHOLD, NAME_THRESHOLD - floor)` holds a key other than
+    `key`, asked the way `AccountIndex._match_names` asks (the same candidates and cut,
+    its own blocking and budget) but stopping at the first such name instead of scoring,
+    wrapping and sorting every match (names of shared words have thousands at scale).
+    tests/unit/test_scale_workload.py holds it to `match`'s answer."""
     query = AccountIdentity.from_raw(name=name, country=country)
-    return any(m.account_key != key
-               for m in index.match(query, NAME_THRESHOLD, NAME_THRESHOLD - floor))
+    names = index._countries.get(query.country) if query.name and query.country else None
+    if names is None:
+        return False
+    text = sort_name_tokens(query.name or "")
+    candidates = names.candidates(text, index._candidate_budget)
+    cut = (NAME_THRESHOLD - (NAME_THRESHOLD - floor) - _EPSILON) * 100.0
+    keys = index._keys
+    for found, _, _ in process.extract_iter(text, candidates, scorer=fuzz.ratio,
+                                            score_cutoff=cut):
+        if any(keys[ordinal] != key for ordinal in names.owners_of(found)):
+            return True
+    return False
 
 
 def _unambiguous(companies: list[Company], floor: float,

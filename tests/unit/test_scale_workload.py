@@ -3,6 +3,7 @@ edge keys it, and cached on disk without ever serving a workload another generat
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,21 @@ def test_a_changed_generator_source_is_a_cache_miss(
     edited.write_text(Path(companies.__file__).read_text() + "\n# edited\n")
     monkeypatch.setattr(companies, "__file__", str(edited))
     assert bench_decide._keyed_workload(300, 5)[1]["cache"] == "miss"
+
+
+def test_near_name_check_at_scale_answers_as_the_indexs_match() -> None:
+    """Above EXHAUSTIVE_UP_TO companies the generator asks the product's name index which
+    names have a near name under another company; its early-stopping look-up must answer
+    exactly what `AccountIndex.match` does, both ways."""
+    work = companies.generate(11, 3_000, collision_share=0.0)
+    index = companies._name_index([(c.id, c.name, c.country) for c in work.companies])
+    floor = companies.NAME_THRESHOLD - companies.REVIEW_BAND
+    answers = []
+    for c in work.companies:
+        for name in (c.name, companies._typo(random.Random(c.id), c.name)):
+            query = AccountIdentity.from_raw(name=name, country=c.country)
+            full = any(m.account_key != c.id for m in index.match(
+                query, companies.NAME_THRESHOLD, companies.NAME_THRESHOLD - floor))
+            assert companies._near_others(index, c.id, name, c.country, floor) == full, name
+            answers.append(full)
+    assert answers.count(True) > 200 and answers.count(False) > 200
