@@ -10,6 +10,10 @@
    tracemalloc; what the state still holds afterwards, divided by the number of active
    registrations, is the state cost per active registration (the account index included).
 
+3. Scale (`--scale 10000,1000000`, `make bench-scale`): decide's CPU per registration with
+   each count of the realistic workload already decided (tests/support/companies.py, keyed
+   as the edge keys it); the keyed workloads are cached in bench-results/cache/.
+
 Throughput is the best of three replays (the median is reported too): the machine is
 shared, and the best run is the one least disturbed by other processes. The normalisation
 caches are warmed before the memory trace: they are bounded and process-wide, not state.
