@@ -534,10 +534,7 @@ class Invariants(RuleBasedStateMachine):
                 m.disputes[event.dispute_id].winners.append(reg.id)
             if event.status == "approved" and event.dispute_id:
                 d = m.disputes.get(event.dispute_id)
-                if d is not None and (d.outcome in ("co_sell", "split", "distinct") or (
-                        # a possible duplicate nobody reviewed: two customers
-                        d.outcome == "final_breach_fallback"
-                        and d.reason == "possible_duplicate")):
+                if d is not None and _shares(d):
                     reg.shared_by = d.id
             elif event.status != "approved":
                 reg.shared_by = None
@@ -589,6 +586,14 @@ class Invariants(RuleBasedStateMachine):
                                "another")
             d.awarded = event.awarded_registration_id
             d.members = list(dict.fromkeys([*d.members, *event.registration_ids]))
+            for rid in event.approved_ids:
+                kept = m.regs.get(rid)
+                if kept is not None and kept.status == "approved":
+                    # Standing as it was: a copy's settlement sends it no decision (its
+                    # own partition keeps or ends it), so the resolution says it.
+                    d.winners.append(rid)
+                    if _shares(d):
+                        kept.shared_by = d.id
         elif isinstance(event, AccountsLinked):
             m.links[event.account_key] = event.canonical_key
 
@@ -1122,6 +1127,13 @@ class Invariants(RuleBasedStateMachine):
 _SHRINK = os.environ.get("DEALREG_PROPERTY_SHRINK") == "1"
 
 
+def _shares(d: Dispute) -> bool:
+    """Whether the members a resolution approves share the account: co-sell, split,
+    distinct, or a possible duplicate nobody reviewed (two customers)."""
+    return d.outcome in ("co_sell", "split", "distinct") or (
+        d.outcome == "final_breach_fallback" and d.reason == "possible_duplicate")
+
+
 class MoreInvariants(Invariants):
     """The same machine with the rules that reach invariants 12 and 16 more often: a
     partner re-registering what it withdrew or let expire, and resolutions with a partner
@@ -1377,5 +1389,27 @@ def test_a_copy_of_a_withdrawn_registration_guards_no_longer() -> None:
         m.resolve(0, 0, "distinct")
         m.withdraw(0)  # p-01's ends on its own partition
         m.register(HEUSER_BY_NAME, "p-02", {"analytics"}, "resell")  # meets p-05, not p-01
+
+    _replay(steps)
+
+
+JONES = next(r for r in SPECS if r.domain == "jones-holdings.co.uk")
+JONES_BY_NAME = next(r for r in SPECS if r.company_id == JONES.company_id and r.name_only)
+"""One customer under two keys on two partitions, the name-only key's partition ahead of the
+other's when the clock jumps (the order the CI run found)."""
+
+
+def test_an_expired_claim_stays_expired_when_another_partition_keeps_its_copy() -> None:
+    """A fallback on the domain key's partition kept the copy of the direct claim; its
+    `approved` decision reached readers after the claim's own partition had expired it, and
+    brought it back, approved past its end (invariant 15), with no expiry ever to follow."""
+
+    def steps(m: Invariants) -> None:
+        m.file_claim(JONES_BY_NAME, "rep-1", "opportunity", {"crm", "analytics"})  # 90 days
+        m.publish_policy("short_ladder")  # 6 h levels: the review falls back on day 1
+        m.register(JONES, "p-03", {"crm", "analytics"}, "resell")  # possible duplicate
+        assert m.model.regs[_ids(m)[1]].rule == "possible_duplicate"
+        m.time_passes(24 * 92)  # the claim expires, the fallback keeps both
+        assert m.model.regs[_ids(m)[0]].status == "expired"
 
     _replay(steps)

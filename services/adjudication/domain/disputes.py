@@ -665,6 +665,9 @@ def settle(
                   for m in live if m is not entry]
         why = verdict[entry.id]
         settled = f"dispute {dispute.id} was settled as {outcome}"
+        if why in ("won", "kept", "freed") and _kept_copy(
+                entry, approved.get(entry.id), bool(scopes and entry.id in scopes)):
+            continue
         if why in ("won", "kept", "freed"):
             entry.credit_percent = approved.get(entry.id)
             if entry.status != "approved":
@@ -698,6 +701,17 @@ def settle(
         out.append(outcomes.decision(entry, rule, dispute.policy_version, sentence, at, others))
     for entry in released:
         release.let_go(state, out, entry, at)
+
+
+def _kept_copy(entry: Entry, credit_percent: Decimal | None, rescoped: bool) -> bool:
+    """A copy of another partition's registration (`Entry.mirror`) that stays approved as
+    it was (same credit share, no products awarded to it): the settlement says nothing
+    about it. Its protection is its own partition's to
+    keep, extend or end (a hold from here would never move that partition's expiry), and a
+    decision restating it could reach readers after that partition ended it, and bring it
+    back approved past its end (invariant 15)."""
+    return (entry.mirror and entry.status == "approved" and not rescoped
+            and entry.credit_percent == credit_percent)
 
 
 def _settled_sentence(
