@@ -191,52 +191,90 @@ _Row = tuple[int, str, str, tuple[str, ...], str, "str | None", "str | None", "s
 registrable domain, country), the last three as the edge normalised them."""
 
 
-def _edge_key(directory: AccountIndex, identity: AccountIdentity, match: MatchPolicy
-              ) -> tuple[str, bool]:
-    """(key, is new): what `choose` picks from the edge's `directory.match(identity,
-    threshold, review band)`, found with less work and provably the same key.
+class _EdgeKeys:
+    """Keys each identity as the edge does, `choose` over `directory.match(identity,
+    threshold, review band)`, with less work and provably the same key (and whether it is
+    new); tests/unit/test_scale_workload.py holds it to `choose` over the full answer.
 
     `choose` walks the matches strongest evidence first: CRM id and domain matches (always
     confident, and never displaced by a name match of the same account) before any name.
     So when the identifiers alone give a key, the names cannot change it: those are looked
-    up first, in two dictionaries. Otherwise the names decide, and only confident ones
-    can (a match inside the review band is only ever a possible duplicate, which the key
-    does not depend on): the name look-up asks for a review band of 0, the same
-    candidates scored with the same cut at the threshold, without building and sorting
-    out the hundreds of review-band matches a name made of shared words has at scale.
-    tests/unit/test_bench_harness.py checks the key against `choose` over the full answer."""
-    taken = directory.__contains__
-    review = match.name_only == "review"
-    if identity.crm_account_id or identity.domain:
-        exact = directory.match(AccountIdentity(identity.crm_account_id, identity.domain,
-                                                None, None), match.name_threshold, 0.0)
-        if exact:
-            chosen = choose(identity, exact, directory.identifiers, taken, review)
-            if not chosen.is_new:
-                return chosen.account_key, False
-    found = directory.match(identity, match.name_threshold, 0.0)
-    chosen = choose(identity, found, directory.identifiers, taken, review)
-    return chosen.account_key, chosen.is_new
+    up first, in two dictionaries. Otherwise a name decides only if a confident name match
+    is the query's customer (`sort_out`): never a match in the review band (the key does
+    not depend on possible duplicates), so the name look-up asks for a review band of 0.
+    And under `match.name_only: review` a query with an identifier only ever takes, by
+    name, a key whose form carries an identifier (`dom:`/`crm:`) and that holds none of
+    the kinds the query has (an equal one would have matched as an identifier, a different
+    one makes another customer): a query with a domain, only `crm:` keys without a domain;
+    with a CRM id, only `dom:` keys without a CRM id; with both, none. Those keys are
+    counted as they are filed; while there are none the names are not looked up at all
+    (at 1 M registrations a name look-up scores thousands of candidates)."""
+
+    def __init__(self, match: MatchPolicy) -> None:
+        self.directory = AccountIndex()
+        self.match = match
+        self.review = match.name_only == "review"
+        self.crm_keys_without_domain: set[str] = set()
+        self.domain_keys_without_crm: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self.directory)
+
+    def key(self, identity: AccountIdentity) -> tuple[str, bool]:
+        """(key, is new) for `identity`; `add` files it."""
+        directory, threshold = self.directory, self.match.name_threshold
+        taken = directory.__contains__
+        if identity.crm_account_id or identity.domain:
+            exact = directory.match(AccountIdentity(identity.crm_account_id, identity.domain,
+                                                    None, None), threshold, 0.0)
+            chosen = choose(identity, exact, directory.identifiers, taken, self.review)
+            if not chosen.is_new or (self.review and not self._name_may_decide(identity)):
+                return chosen.account_key, chosen.is_new
+        found = directory.match(identity, threshold, 0.0)
+        chosen = choose(identity, found, directory.identifiers, taken, self.review)
+        return chosen.account_key, chosen.is_new
+
+    def _name_may_decide(self, identity: AccountIdentity) -> bool:
+        """Under review, for a query with an identifier: whether any key exists that a
+        confident name match could make its customer."""
+        if identity.domain and identity.crm_account_id:
+            return False
+        if identity.domain:
+            return bool(self.crm_keys_without_domain)
+        return bool(self.domain_keys_without_crm)
+
+    def add(self, key: str, identity: AccountIdentity) -> None:
+        self.directory.add(key, identity)
+        kind = key.partition(":")[0]
+        if kind in ("crm", "dom"):
+            theirs = self.directory.identifiers(key)
+            if kind == "crm" and not theirs.domains:
+                self.crm_keys_without_domain.add(key)
+            else:
+                self.crm_keys_without_domain.discard(key)
+            if kind == "dom" and not theirs.crm_ids:
+                self.domain_keys_without_crm.add(key)
+            else:
+                self.domain_keys_without_crm.discard(key)
 
 
 def _keyed_rows(work: companies.Workload) -> tuple[list[_Row], dict[str, Any]]:
     """Each registration of `work` keyed the way the edge keys it (`choose` over the edge's
-    index, the default policy's `match` settings, in submission order), and what the
-    keying observed: distinct keys, registrations that landed on a known key."""
-    match = Policy.model_validate({"version": 4}).match
-    directory = AccountIndex()
+    index, the default policy's `match` settings, in submission order: `_EdgeKeys`), and
+    what the keying observed: distinct keys, registrations that landed on a known key."""
+    keys = _EdgeKeys(Policy.model_validate({"version": 4}).match)
     rows: list[_Row] = []
     known = 0
     for reg in work.registrations:
         identity = AccountIdentity.from_raw(name=reg.name, domain=reg.domain,
                                             country=reg.country,
                                             crm_account_id=reg.crm_account_id)
-        key, new = _edge_key(directory, identity, match)
+        key, new = keys.key(identity)
         known += not new
-        directory.add(key, identity)
+        keys.add(key, identity)
         rows.append((reg.seq, reg.partner_id, reg.name, reg.products, key,
                      identity.crm_account_id, identity.domain, identity.country))
-    return rows, {"distinct_keys": len(directory),
+    return rows, {"distinct_keys": len(keys),
                   "observed_known_key_share": round(known / max(len(rows), 1), 4)}
 
 
@@ -252,7 +290,7 @@ def _generator_fingerprint() -> str:
                ROOT / "services" / "registration" / "domain" / "resolution.py"]
     for path in sources:
         digest.update(path.read_bytes())
-    for function in (_edge_key, _keyed_rows):
+    for function in (_EdgeKeys, _keyed_rows):
         digest.update(inspect.getsource(function).encode())
     return digest.hexdigest()[:16]
 

@@ -16,31 +16,54 @@ from tests.bench import bench_decide
 from tests.support import companies
 
 
+def _full_choose(directory: AccountIndex, identity: AccountIdentity) -> tuple[str, bool]:
+    """What the edge does: `choose` over the whole `match` answer, review band included."""
+    match = Policy.model_validate({"version": 4}).match
+    full = choose(identity,
+                  directory.match(identity, match.name_threshold, match.review_band),
+                  directory.identifiers, directory.__contains__, match.name_only == "review")
+    return full.account_key, full.is_new
+
+
 def test_bench_keys_each_registration_as_choose_over_the_edges_full_match_does() -> None:
-    """`_edge_key` skips the name look-up when identifiers decide and asks for confident
-    names only: the key and whether it is new must be what `choose` makes of the edge's
-    whole answer (review band included), registration after registration."""
+    """`_EdgeKeys` skips the name look-up when identifiers decide or no key could be taken
+    by name, and asks for confident names only: the key and whether it is new must be
+    what `choose` makes of the edge's whole answer, registration after registration."""
     work = companies.generate(7, 2_500, collision_share=1 / 3, partners=200,
                               max_per_company=4)
-    match = Policy.model_validate({"version": 4}).match
-    directory = AccountIndex()
-    named_new = known = 0
+    keys = bench_decide._EdgeKeys(Policy.model_validate({"version": 4}).match)
+    known = 0
     for reg in work.registrations:
         identity = AccountIdentity.from_raw(name=reg.name, domain=reg.domain,
                                             country=reg.country,
                                             crm_account_id=reg.crm_account_id)
-        full = choose(identity,
-                      directory.match(identity, match.name_threshold, match.review_band),
-                      directory.identifiers, directory.__contains__,
-                      match.name_only == "review")
-        key, new = bench_decide._edge_key(directory, identity, match)
-        assert (key, new) == (full.account_key, full.is_new), reg
-        named_new += new and full.possible_duplicates != ()
+        key, new = keys.key(identity)
+        assert (key, new) == _full_choose(keys.directory, identity), reg
         known += not new
-        directory.add(key, identity)
-    # The workload exercises both shortcuts: known keys found by identifiers, and new
-    # accounts whose names had review-band matches the key does not depend on.
-    assert known > 500 and named_new > 20
+        keys.add(key, identity)
+    assert known > 500
+
+
+@pytest.mark.parametrize(("first", "then"), [
+    ({"crm_account_id": "C-1"}, {"domain": "acme.io"}),
+    ({"domain": "acme.com"}, {"crm_account_id": "C-2"}),
+])
+def test_a_key_without_the_querys_kind_of_identifier_is_still_taken_by_name(
+        first: dict[str, str], then: dict[str, str]) -> None:
+    """The name look-up is skipped only while no key exists that a name could give: a
+    `crm:` key without a domain takes a domain-only query of the same name, a `dom:` key
+    without a CRM id a CRM-only one; one with both identifiers is a new account."""
+    keys = bench_decide._EdgeKeys(Policy.model_validate({"version": 4}).match)
+    earlier = AccountIdentity.from_raw(name="Acme Corp", country="US", **first)
+    key, new = keys.key(earlier)
+    assert new
+    keys.add(key, earlier)
+    query = AccountIdentity.from_raw(name="ACME Inc.", country="US", **then)
+    assert keys.key(query) == _full_choose(keys.directory, query) == (key, False)
+    both = AccountIdentity.from_raw(name="Acme Corp", country="US", domain="acme.de",
+                                    crm_account_id="C-3")
+    assert keys.key(both) == _full_choose(keys.directory, both)
+    assert keys.key(both)[1]
 
 
 @pytest.fixture
