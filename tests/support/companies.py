@@ -51,7 +51,7 @@ from rapidfuzz import fuzz, process
 
 from shared.accounts import name_similarity, normalize_name, sort_name_tokens
 from shared.accounts.identity import AccountIdentity
-from shared.accounts.index import _EPSILON, AccountIndex
+from shared.accounts.index import _EPSILON, AccountIndex, _keys_of
 
 GENERATOR_VERSION = 1
 """Bump when a change makes `generate` give another workload for the same arguments (the
@@ -247,22 +247,31 @@ def _name_index(entries: list[tuple[str, str, str]]) -> AccountIndex:
 def _near_others(index: AccountIndex, key: str, name: str, country: str, floor: float) -> bool:
     """Whether a name scores >= `floor` against a name filed under another key: whether
     `index.match(query, NAME_THRESHOLD, NAME_THRESHOLD - floor)` holds a key other than
-    `key`, asked the way `AccountIndex._match_names` asks (the same candidates and cut,
-    its own blocking and budget) but stopping at the first such name instead of scoring,
-    wrapping and sorting every match (names of shared words have thousands at scale).
+    `key`, asked the way `AccountIndex._match_names` asks (the postings its
+    `_CountryNames.candidates` gathers: rarest blocking key first, within the index's
+    budget; the same scorer and cut) but posting list by posting list, stopping at the
+    first other company's name, instead of uniting, scoring, wrapping and sorting every
+    match (names of shared words have thousands at scale).
     tests/unit/test_scale_workload.py holds it to `match`'s answer."""
     query = AccountIdentity.from_raw(name=name, country=country)
     names = index._countries.get(query.country) if query.name and query.country else None
     if names is None:
         return False
     text = sort_name_tokens(query.name or "")
-    candidates = names.candidates(text, index._candidate_budget)
+    found = [(1 if isinstance(p, str) else len(p), k, p)
+             for k in _keys_of(text) if (p := names.postings.get(k)) is not None]
+    found.sort()  # by (size, key), as `candidates` takes them
     cut = (NAME_THRESHOLD - (NAME_THRESHOLD - floor) - _EPSILON) * 100.0
-    keys = index._keys
-    for found, _, _ in process.extract_iter(text, candidates, scorer=fuzz.ratio,
-                                            score_cutoff=cut):
-        if any(keys[ordinal] != key for ordinal in names.owners_of(found)):
-            return True
+    keys, budget, total = index._keys, index._candidate_budget, 0
+    for size, _, postings in found:
+        if total and total + size > budget:
+            break
+        total += size
+        for near, _, _ in process.extract_iter(
+                text, (postings,) if isinstance(postings, str) else postings,
+                scorer=fuzz.ratio, score_cutoff=cut):
+            if any(keys[ordinal] != key for ordinal in names.owners_of(near)):
+                return True
     return False
 
 

@@ -101,12 +101,16 @@ def test_a_changed_generator_source_is_a_cache_miss(
     assert bench_decide._keyed_workload(300, 5)[1]["cache"] == "miss"
 
 
-def test_near_name_check_at_scale_answers_as_the_indexs_match() -> None:
+@pytest.mark.parametrize("budget", [4000, 30])
+def test_near_name_check_at_scale_answers_as_the_indexs_match(budget: int) -> None:
     """Above EXHAUSTIVE_UP_TO companies the generator asks the product's name index which
     names have a near name under another company; its early-stopping look-up must answer
-    exactly what `AccountIndex.match` does, both ways."""
+    exactly what `AccountIndex.match` does, both ways (also where the index's candidate
+    budget leaves common blocking keys out, as at scale)."""
     work = companies.generate(11, 3_000, collision_share=0.0)
-    index = companies._name_index([(c.id, c.name, c.country) for c in work.companies])
+    index = AccountIndex(candidate_budget=budget)
+    for c in work.companies:
+        index.add(c.id, AccountIdentity.from_raw(name=c.name, country=c.country))
     floor = companies.NAME_THRESHOLD - companies.REVIEW_BAND
     answers = []
     for c in work.companies:
