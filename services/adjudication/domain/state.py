@@ -199,6 +199,11 @@ class AdjudicationState:
         key = frozenset(sys.intern(p) for p in products)
         return self._products.setdefault(key, key)
 
+    def shared_key(self, account_key: str) -> str:
+        """The one string the state keeps for `account_key`: the index's, once the account
+        is known (see `AccountIndex.key`)."""
+        return self.index.key(account_key)
+
     def index_account(self, account_key: str, identity: AccountIdentity) -> None:
         if self._indexed.get(account_key) == identity:
             return
