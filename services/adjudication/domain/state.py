@@ -28,7 +28,7 @@ ACTIVE: Final = frozenset({"approved", "in_review"})
 FORGETS_ACCOUNTS = False
 """Whether the state forgets an account with the last entry kept under its key
 (`AdjudicationState.forget_account`). Off: it changes decisions (see there)."""
-_INDEX_MEMO: Final = 16_384
+_INDEX_MEMO: Final = 256
 
 # Heap item kinds. Deadlines are validated against the target when they come due, so a
 # superseded deadline (extension, escalation, resolution) is simply skipped: no deletes.
