@@ -28,7 +28,7 @@ ACTIVE: Final = frozenset({"approved", "in_review"})
 FORGETS_ACCOUNTS = False
 """Whether the state forgets an account with the last entry kept under its key
 (`AdjudicationState.forget_account`). Off: it changes decisions (see there)."""
-_INDEX_MEMO: Final = 16_384
+_INDEX_MEMO: Final = 256
 
 # Heap item kinds. Deadlines are validated against the target when they come due, so a
 # superseded deadline (extension, escalation, resolution) is simply skipped: no deletes.
@@ -202,6 +202,11 @@ class AdjudicationState:
     def intern_products(self, products: tuple[str, ...] | frozenset[str]) -> frozenset[str]:
         key = frozenset(map(sys.intern, products))
         return self._products.setdefault(key, key)
+
+    def shared_key(self, account_key: str) -> str:
+        """The one string the state keeps for `account_key`: the index's, once the account
+        is known (see `AccountIndex.key`)."""
+        return self.index.key(account_key)
 
     def index_account(self, account_key: str, identity: AccountIdentity) -> None:
         if self._indexed.get(account_key) == identity:
