@@ -1413,3 +1413,20 @@ def test_an_expired_claim_stays_expired_when_another_partition_keeps_its_copy() 
         assert m.model.regs[_ids(m)[0]].status == "expired"
 
     _replay(steps)
+
+
+def test_a_registration_another_partition_rejected_stays_rejected_when_its_own_expires_it(
+        ) -> None:
+    """A review on the name key's partition awarded the account to its own registration and
+    rejected the copy of the domain key's approval; the domain key's partition never hears
+    of that and expires the registration at its end: readers kept showing it rejected
+    (the model), not expired (DESIGN.md, "The cross-key race"; invariant 8)."""
+
+    def steps(m: Invariants) -> None:
+        m.register(HEUSER, "p-01", {"analytics"}, "resell")
+        m.register(HEUSER_BY_NAME, "p-05", {"analytics"}, "resell")  # possible duplicate
+        m.resolve(0, _member(m, 1), "award")  # the copy of p-01's approval is rejected
+        assert m.model.regs[_ids(m)[0]].status == "rejected"
+        m.time_passes(24 * 92)  # its own partition expires it
+
+    _replay(steps)
