@@ -1430,3 +1430,21 @@ def test_a_registration_another_partition_rejected_stays_rejected_when_its_own_e
         m.time_passes(24 * 92)  # its own partition expires it
 
     _replay(steps)
+
+
+def test_a_split_giving_a_copy_a_share_moves_no_end_its_own_partition_keeps() -> None:
+    """A review on the name key's partition split the account with the copy of a domain-key
+    approval two days before its end; the split held the copy's protection two weeks past
+    it, and the copy's own partition then expired it on its date: readers saw it end before
+    the end they had been shown (invariant 2)."""
+
+    def steps(m: Invariants) -> None:
+        m.register(HEUSER, "p-01", {"analytics"}, "resell")
+        for _ in range(11):
+            m.time_passes(24 * 8)  # 88 days: two days of protection left
+        m.register(HEUSER_BY_NAME, "p-05", {"analytics"}, "resell")  # possible duplicate
+        m.resolve(0, _member(m, 0), "split")  # 60% to the copy of p-01's, 40% to p-05's
+        assert m.model.regs[_ids(m)[0]].shared_by is not None
+        m.time_passes(24 * 8)  # its own partition expires p-01's on its date
+
+    _replay(steps)
