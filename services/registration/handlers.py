@@ -498,7 +498,7 @@ class Commands:
                 reported.append(ReportedRegistration(
                     registration_id=r["id"], party_type="direct", party_id=r["rep_id"],
                     motion="direct", products=() if r.get("kind") == "named_account"
-                    else tuple(r.get("products") or ()),
+                    else _held(r, r.get("products")),
                     status=ended_as if r["id"] == ended else r["status"],
                     submitted_at=r["filed_at"], protected_until=r["protected_until"]))
                 continue
@@ -508,7 +508,7 @@ class Commands:
             reported.append(ReportedRegistration(
                 registration_id=r["id"], party_type="partner", party_id=r["partner_id"],
                 motion=r["motion"],
-                products=tuple((r["opportunity"] or {}).get("products", ())),
+                products=_held(r, (r["opportunity"] or {}).get("products")),
                 status=ended_as if r["id"] == ended else r["status"],
                 submitted_at=r["submitted_at"], protected_until=r["protected_until"],
                 tier=(partner or {}).get("tier") or ""))
@@ -1123,3 +1123,10 @@ def _problem_dict(problem: Problem) -> dict[str, Any]:
 
 def _seconds(seconds: float) -> str:
     return str(int(seconds)) if seconds == int(seconds) else str(seconds)
+
+
+def _held(row: dict[str, Any], filed: Any) -> tuple[str, ...]:
+    """The products a registration or claim holds as decided (`scope_products`: an award by
+    product narrows it), else as filed: a copy elsewhere guards only what it still holds."""
+    scope = row.get("scope_products")
+    return tuple(scope if scope is not None else filed or ())

@@ -1448,3 +1448,26 @@ def test_a_split_giving_a_copy_a_share_moves_no_end_its_own_partition_keeps() ->
         m.time_passes(24 * 8)  # its own partition expires p-01's on its date
 
     _replay(steps)
+
+
+def test_a_copy_guards_only_the_products_its_registration_still_holds() -> None:
+    """An award by product left p-01's registration the CRM only; the edge reported it to
+    the name key's partition with the products filed (analytics too), and that partition's
+    copy kept the scope it was first reported with, so a newcomer there for analytics went
+    to review against a registration that no longer held it."""
+
+    def steps(m: Invariants) -> None:
+        m.register(HEUSER, "p-01", {"analytics", "crm"}, "resell")  # gold, approved
+        m.register(HEUSER_BY_NAME, "p-05", {"crm"}, "referral")  # copies p-01's there
+        m.register(HEUSER, "p-04", {"analytics"}, "resell")  # platinum: a challenger
+        x, _, z = _ids(m)
+        dispute = next(d for d in m.model.disputes.values() if d.open)
+        m.run(m.pipeline.commands.resolve(ADMIN, dispute.id, ResolutionRequest(
+            outcome="award", note="by product", awards={"analytics": z, "crm": x})))
+        m.settle()
+        assert m.model.regs[x].scope == ("crm",)
+        m.withdraw(2)  # p-04 lets analytics go
+        m.register(HEUSER_BY_NAME, "p-02", {"analytics"}, "resell")
+        assert m.model.regs[_ids(m)[-1]].rule == "no_conflict"
+
+    _replay(steps)

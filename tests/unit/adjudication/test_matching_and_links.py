@@ -446,3 +446,17 @@ def test_a_dispute_here_never_carries_a_copys_protection_past_its_end() -> None:
         d.later(days=4)  # past the copy's end, the dispute still open (or just settled)
         d.register("r9", "p-2", domain="elsewhere.com", name="Elsewhere")  # time passes
         assert [e for e in d.log if isinstance(e, ProtectionExtended)] == [], settle
+
+
+def test_a_refreshed_copy_guards_the_products_its_report_lists_now() -> None:
+    """An award by product narrowed the original on its own partition: the next snapshot
+    lists what it still holds, and the copy here guards only that."""
+    d = Driver()
+    d.feed(_report(d, ("x1", "p-9", "approved"), protected_days=90))
+    narrowed = _report(d, ("x1", "p-9", "approved"), protected_days=90)
+    narrowed = narrowed.model_copy(update={"registrations": tuple(
+        r.model_copy(update={"products": ("crm",)}) for r in narrowed.registrations)})
+    d.later(hours=1)
+    d.feed(narrowed)
+    [decision] = decisions(d.register("r1", "p-1", domain="umbrella.com", name="Umbrella"))
+    assert (decision.status, decision.rule) == ("approved", "no_conflict")
