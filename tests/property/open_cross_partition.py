@@ -48,23 +48,9 @@ def a_rejected_registration_still_guards_at_home(m: Invariants) -> None:
     m.register(HEUSER, "p-02", {"analytics"}, "resell")  # A: rejected (tier) citing p-01
 
 
-def a_copy_approved_elsewhere_never_expires(m: Invariants) -> None:
-    """Invariants 15 and 5: under keep_open, A's tie dispute holds p-05 in review for good;
-    B's review awards p-05's copy, approved (protected 90 days) there; B's copy expires
-    silently, A never expires what it has in review: approved past its end, and A's open
-    dispute keeps p-01, which readers see rejected."""
-    m.publish_policy("keep_open")
-    m.register(HEUSER, "p-01", {"analytics"}, "resell")
-    m.register(HEUSER, "p-05", {"analytics"}, "resell")  # A: in review, kept open
-    m.register(HEUSER_BY_NAME, "p-02", {"analytics"}, "resell")
-    m.resolve(*_last_open_member(m, 1), "award")  # B: p-05's copy wins
-    m.time_passes(24 * 92)
-
-
 SEQUENCES: tuple[Callable[[Invariants], None], ...] = (
     two_owners_when_each_partition_awards_its_own,
     a_rejected_registration_still_guards_at_home,
-    a_copy_approved_elsewhere_never_expires,
 )
 
 

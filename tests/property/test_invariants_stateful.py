@@ -569,12 +569,12 @@ class Invariants(RuleBasedStateMachine):
         elif isinstance(event, DisputeOpened):
             m.disputes[event.dispute_id] = Dispute(event.dispute_id, list(event.registration_ids),
                                                    reason=event.reason)
-            self.drawn(event.dispute_id, event.registration_ids)
+            self.drawn(event.dispute_id, event.registration_ids, event.account_key)
         elif isinstance(event, DisputeJoined):
             d = m.disputes.setdefault(event.dispute_id, Dispute(event.dispute_id, []))
             d.members = list(event.registration_ids)
             d.reason = getattr(event, "reason", None) or d.reason
-            self.drawn(event.dispute_id, event.registration_ids)
+            self.drawn(event.dispute_id, event.registration_ids, event.account_key)
         elif isinstance(event, DisputeResolved):
             d = m.disputes.setdefault(event.dispute_id, Dispute(event.dispute_id, []))
             d.open, d.outcome = False, event.outcome
@@ -676,10 +676,15 @@ class Invariants(RuleBasedStateMachine):
             return True
         return overlap(a.scope, b_scope if b_scope is not None else b.scope)
 
-    def drawn(self, dispute_id: str, members: Any) -> None:
+    def drawn(self, dispute_id: str, members: Any, account_key: str) -> None:
+        """The dispute that may hold a member's protection: one on its own partition (a
+        copy drawn into another partition's dispute is never held there)."""
+        home = partition_for(account_key, PARTITIONS)
         for rid in members:
-            if rid in self.model.regs:
-                self.model.regs[rid].dispute = dispute_id
+            reg = self.model.regs.get(rid)
+            if reg is not None and (reg.key is None
+                                    or partition_for(reg.key, PARTITIONS) == home):
+                reg.dispute = dispute_id
 
     def policy_of(self, reg: Reg) -> Policy:
         return self.model.policies.get(reg.policy_version) or Policy()
@@ -1469,5 +1474,46 @@ def test_a_copy_guards_only_the_products_its_registration_still_holds() -> None:
         m.withdraw(2)  # p-04 lets analytics go
         m.register(HEUSER_BY_NAME, "p-02", {"analytics"}, "resell")
         assert m.model.regs[_ids(m)[-1]].rule == "no_conflict"
+
+    _replay(steps)
+
+
+def test_a_fallback_elsewhere_never_grants_a_copy_its_own_partition_holds_in_review() -> None:
+    """p-05 is in a tie with p-01 on the domain key's partition; the name key's possible-
+    duplicate review fell back ("two customers, each keeps its own") and approved the copy
+    of p-05 too: readers showed it approved beside p-01, which its own partition's tie
+    fallback had preferred, and past its end, since no partition held it approved to expire
+    it (invariant 15)."""
+
+    def steps(m: Invariants) -> None:
+        m.publish_policy("short_ladder")  # 6 h levels: both reviews fall back on day 1
+        m.register(HEUSER, "p-01", {"analytics"}, "resell")
+        m.register(HEUSER, "p-05", {"analytics"}, "resell")  # gold tie: in review
+        m.register(HEUSER_BY_NAME, "p-02", {"analytics"}, "resell")  # possible duplicate
+        m.time_passes(7)
+        m.time_passes(7)  # both fall back
+        assert m.model.regs[_ids(m)[1]].status == "rejected"
+        m.time_passes(24 * 31)
+
+    _replay(steps)
+
+
+def test_an_award_elsewhere_to_a_copy_in_review_grants_it_nothing_and_takes_nothing() -> None:
+    """Under keep_open p-05 waits in its tie with p-01 on the domain key's partition; the
+    name key's review awarded p-05's copy. The copy was approved there (its own partition
+    never expires what it holds in review: approved past its end), and p-01's approval
+    was taken for it. Now the award only decides the name key's own member: p-02 loses,
+    p-05 stays in review and p-01 keeps its approval."""
+
+    def steps(m: Invariants) -> None:
+        m.publish_policy("keep_open")
+        m.register(HEUSER, "p-01", {"analytics"}, "resell")
+        m.register(HEUSER, "p-05", {"analytics"}, "resell")  # gold tie: in review, kept open
+        m.register(HEUSER_BY_NAME, "p-02", {"analytics"}, "resell")  # review with copies
+        opened = [d for d in m.model.disputes.values() if d.open]
+        m.resolve(len(opened) - 1, opened[-1].members.index(_ids(m)[1]), "award")
+        assert [r.status for r in m.model.regs.values()] == [
+            "approved", "in_review", "rejected"]
+        m.time_passes(24 * 92)
 
     _replay(steps)
