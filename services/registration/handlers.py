@@ -518,23 +518,32 @@ class Commands:
                               ended_as: RegistrationStatus, policy: Policy, at: datetime,
                               via: str) -> None:
         """A registration under an alias key ended by command (withdrawn, closed): tell the
-        canonical key's partition at once, so its copy stops guarding there. Best effort:
-        otherwise the next registration there re-reports, or the copy's lease runs out."""
+        canonical key's partition at once, so its copy stops guarding there; and the
+        partition of every open dispute that lists it (a possible duplicate's copy is in a
+        review there, with no link to follow), so that review does not wait on it. Best
+        effort: otherwise the next registration there re-reports, or the copy's lease runs
+        out."""
         try:
-            link = await self.readmodel.link_of(account_key)
-            if link is None:
-                return
-            async with self.runtime.engine.connect() as conn:
-                canonical = await canonical_key(conn, account_key)
             topic = self.runtime.topics.intake
             partitions = await self.runtime.eventlog.partitions(topic)
-            if partition_for(canonical, partitions) == partition_for(account_key, partitions):
-                return
-            reported, partial = await self._reported(account_key, registration_id, ended_as)
-            await self._intake(canonical, AccountLinkReported(
-                account_key=canonical, alias_key=account_key,
-                matched_by=link[0], score=link[1], registrations=reported, partial=partial,
-                reported_at=at, policy_version=policy.version), at, via)
+            home = partition_for(account_key, partitions)
+            targets: dict[str, tuple[str, float, bool]] = {}
+            link = await self.readmodel.link_of(account_key)
+            if link is not None:
+                async with self.runtime.engine.connect() as conn:
+                    canonical = await canonical_key(conn, account_key)
+                targets[canonical] = (link[0], link[1], False)
+            for key in await self.readmodel.open_dispute_keys(registration_id):
+                targets.setdefault(key, ("name", 0.0, True))
+            for key, (matched_by, score, possible) in targets.items():
+                if key == account_key or partition_for(key, partitions) == home:
+                    continue
+                reported, partial = await self._reported(account_key, registration_id,
+                                                         ended_as)
+                await self._intake(key, AccountLinkReported(
+                    account_key=key, alias_key=account_key, matched_by=matched_by,
+                    score=score, registrations=reported, partial=partial, reported_at=at,
+                    policy_version=policy.version, possible_duplicate=possible), at, via)
         except Exception:
             log.exception("account_link_report_failed", account_key=account_key)
 
@@ -1130,3 +1139,4 @@ def _held(row: dict[str, Any], filed: Any) -> tuple[str, ...]:
     product narrows it), else as filed: a copy elsewhere guards only what it still holds."""
     scope = row.get("scope_products")
     return tuple(scope if scope is not None else filed or ())
+

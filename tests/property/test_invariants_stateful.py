@@ -1517,3 +1517,19 @@ def test_an_award_elsewhere_to_a_copy_in_review_grants_it_nothing_and_takes_noth
         m.time_passes(24 * 92)
 
     _replay(steps)
+
+
+def test_a_close_frees_the_review_its_copy_held_on_another_partition() -> None:
+    """A direct claim on the domain key went to review beside the copy of a name-key
+    registration (only a possible duplicate: no link); the registration closed lost on its
+    own partition, but the edge re-reported only to a linked key, so the review stayed open
+    with one live party and the claim waited in it (invariant 5)."""
+
+    def steps(m: Invariants) -> None:
+        m.register(JONES_BY_NAME, "p-03", {"security"}, "resell")
+        m.file_claim(JONES, "rep-1", "opportunity", {"security"})  # possible duplicate
+        assert m.model.regs[_ids(m)[1]].status == "in_review"
+        m.close(0, "lost")
+        assert m.model.regs[_ids(m)[1]].status == "approved"
+
+    _replay(steps)
