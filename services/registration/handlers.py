@@ -773,6 +773,7 @@ class Commands:
         appended = await self._intake(account_key, ClaimReleased(
             claim_id=claim_id, rep_id=rep_id, account_key=account_key, released_at=now,
             policy_version=policy.version), now, via)
+        await self._release_copies(account_key, claim_id, "withdrawn", policy, now, via)
         return await self._claim_released(claim_id, rep_id, account_key, row, appended, wait)
 
     async def _claim_released(self, claim_id: str, rep_id: str, account_key: str,

@@ -607,7 +607,7 @@ class Invariants(RuleBasedStateMachine):
             if reg.protected_until is None or at is None or at < reg.protected_until:
                 self.violation(2, f"{reg.id} expired at {at} before {reg.protected_until}")
             return
-        if reason == "withdrawn" and reg.withdrawn:
+        if reason in ("withdrawn", "released") and reg.withdrawn:
             return
         if reason in ("won", "lost") and reg.closed:
             return
@@ -1531,5 +1531,23 @@ def test_a_close_frees_the_review_its_copy_held_on_another_partition() -> None:
         assert m.model.regs[_ids(m)[1]].status == "in_review"
         m.close(0, "lost")
         assert m.model.regs[_ids(m)[1]].status == "approved"
+
+    _replay(steps)
+
+
+def test_a_released_claim_frees_the_review_its_copy_held_on_another_partition() -> None:
+    """A named-account claim's copy sat in a possible-duplicate review on the name key's
+    partition; the rep released the claim, and the edge re-reported nothing, so the review
+    waited on a released claim with one live party (invariant 5)."""
+
+    def steps(m: Invariants) -> None:
+        m.file_claim(HEUSER, "rep-1", "named_account", {"crm"})
+        m.register(HEUSER_BY_NAME, "p-04", {"crm"}, "resell")  # possible duplicate
+        claim, reg = _ids(m)
+        assert m.model.regs[reg].status == "in_review"
+        m.model.regs[claim].withdrawn = True
+        m.command(m.pipeline.commands.release_claim(ADMIN, claim))
+        m.settle()
+        assert m.model.regs[reg].status == "approved"
 
     _replay(steps)
