@@ -33,6 +33,7 @@ from sqlalchemy import bindparam, column, delete, select, table, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from standardwebhooks import Webhook
 
+from services.projections.adapters.repository import one_of
 from shared import metrics, tracing
 from shared.busy import retry_when_busy
 from shared.logging import get_logger
@@ -218,7 +219,8 @@ class NotificationSender:
             if rows:
                 lease = now + timedelta(seconds=self.settings.notification_lease_seconds)
                 await conn.execute(update(notification_outbox)
-                                   .where(o.id.in_([r["id"] for r in rows]))
+                                   .where(one_of(conn.dialect.name, o.id,
+                                                 [r["id"] for r in rows]))
                                    .values(lease_until=lease))
                 # The recipients too, one query per kind: a connection per delivery was
                 # most of the worker's cost under load (and opened connections above the
@@ -228,7 +230,8 @@ class NotificationSender:
                     ids = sorted({r["recipient_id"] for r in rows
                                   if str(r["recipient_kind"]) == kind})
                     found = {f["id"]: dict(f) for f in (await conn.execute(
-                        select(recipients).where(recipients.c.id.in_(ids)))).mappings()}
+                        select(recipients).where(
+                            one_of(conn.dialect.name, recipients.c.id, ids)))).mappings()}
                     for r in rows:
                         if str(r["recipient_kind"]) == kind:
                             self._recipients[str(r["id"])] = found.get(r["recipient_id"])
@@ -440,9 +443,15 @@ class NotificationSender:
         changes: list[dict[str, Any]] = []
         attempts_rows: list[dict[str, Any]] = []
         async with self.engine.begin() as conn:
-            current = {r.id: r for r in (await conn.execute(
-                select(o.id, o.attempts, o.retry_from, o.status, o.next_attempt_at,
-                       o.delivered_at).where(o.id.in_({i.row["id"] for i in batch})))).all()}
+            query = select(o.id, o.attempts, o.retry_from, o.status, o.next_attempt_at,
+                           o.delivered_at).where(one_of(
+                               conn.dialect.name, o.id, {i.row["id"] for i in batch}))
+            if conn.dialect.name == "postgresql":
+                # The new values are computed from these: locked (in id order, so two
+                # group commits never wait on each other in a cycle) until commit, or a
+                # redelivery committed in between is overwritten (SQLite: one writer).
+                query = query.order_by(o.id).with_for_update()
+            current = {r.id: r for r in (await conn.execute(query)).all()}
             counted: dict[str, int] = {}
             for item in batch:
                 found = current.get(item.row["id"])
@@ -504,7 +513,10 @@ async def redeliver(conn: AsyncConnection, delivery_id: str) -> bool:
     """Queue a delivery again now, with a fresh schedule (a 410-disabled URL is enabled
     again). False: no such delivery."""
     o = notification_outbox.c
-    row = (await conn.execute(select(o.attempts).where(o.id == delivery_id))).first()
+    query = select(o.attempts).where(o.id == delivery_id)
+    if conn.dialect.name == "postgresql":  # an outcome recorded meanwhile waits, or is
+        query = query.with_for_update()     # waited for (then counted in the old round)
+    row = (await conn.execute(query)).first()
     if row is None:
         return False
     await conn.execute(update(notification_outbox).where(o.id == delivery_id).values(

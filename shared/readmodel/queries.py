@@ -8,7 +8,7 @@ commands converge on one key.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import orjson
@@ -41,20 +41,29 @@ async def get_registration(conn: AsyncConnection, registration_id: str) -> dict[
     return dict(row._mapping) if row is not None else None
 
 
-async def canonical_key(conn: AsyncConnection, account_key: str) -> str:
-    """The key `account_key` is linked to (following links), else itself."""
+async def follow_links(account_key: str,
+                       target_of: Callable[[str], Awaitable[str | None]]) -> str:
+    """The key `account_key` is linked to, following links (`target_of`: a key's link
+    target, None when it has none) at most `_MAX_LINK_HOPS` and never round a cycle."""
     seen = {account_key}
     key = account_key
     for _ in range(_MAX_LINK_HOPS):
-        target = (
-            await conn.execute(select(account_links.c.canonical_key)
-                               .where(account_links.c.account_key == key))
-        ).scalar_one_or_none()
+        target = await target_of(key)
         if target is None or target in seen:
             break
         seen.add(target)
         key = target
     return key
+
+
+async def canonical_key(conn: AsyncConnection, account_key: str) -> str:
+    """The key `account_key` is linked to (following links), else itself."""
+    async def target_of(key: str) -> str | None:
+        return (await conn.execute(select(account_links.c.canonical_key)
+                                   .where(account_links.c.account_key == key))
+                ).scalar_one_or_none()
+
+    return await follow_links(account_key, target_of)
 
 
 async def linked_keys(conn: AsyncConnection, canonical: str) -> list[str]:

@@ -41,6 +41,7 @@ from __future__ import annotations
 import random
 import re
 import unicodedata
+from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,7 +51,12 @@ from rapidfuzz import fuzz, process
 
 from shared.accounts import name_similarity, normalize_name, sort_name_tokens
 from shared.accounts.identity import AccountIdentity
-from shared.accounts.index import AccountIndex
+from shared.accounts.index import _EPSILON, AccountIndex, _keys_of
+
+GENERATOR_VERSION = 1
+"""Bump when a change makes `generate` give another workload for the same arguments (the
+benchmarks' cache of keyed workloads, bench-results/cache/, is keyed by it and by this
+file's source)."""
 
 SHARED_WORDS = ("Global", "Solutions", "Systems", "Group", "Technologies", "Partners",
                 "International", "Digital", "Consulting", "Networks", "Dynamics", "Data")
@@ -163,12 +169,15 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", folded.lower()).strip("-") or "co"
 
 
+_FORMS_LONGEST_FIRST = tuple(" " + f for f in sorted((f for c in COUNTRIES.values()
+                                                      for f in c[2]), key=len, reverse=True))
+
+
 def _strip_form(name: str, country: str) -> str:
-    base = name
-    for form in sorted((f for c in COUNTRIES.values() for f in c[2]), key=len, reverse=True):
-        if base.endswith(" " + form):
-            return base[: -len(form) - 1]
-    return base
+    for form in _FORMS_LONGEST_FIRST:
+        if name.endswith(form):
+            return name[: -len(form)]
+    return name
 
 
 class _Names:
@@ -236,10 +245,34 @@ def _name_index(entries: list[tuple[str, str, str]]) -> AccountIndex:
 
 
 def _near_others(index: AccountIndex, key: str, name: str, country: str, floor: float) -> bool:
-    """Whether a name scores >= `floor` against a name filed under another key."""
+    """Whether a name scores >= `floor` against a name filed under another key: whether
+    `index.match(query, NAME_THRESHOLD, NAME_THRESHOLD - floor)` holds a key other than
+    `key`, asked the way `AccountIndex._match_names` asks (the postings its
+    `_CountryNames.candidates` gathers: rarest blocking key first, within the index's
+    budget; the same scorer and cut) but posting list by posting list, stopping at the
+    first other company's name, instead of uniting, scoring, wrapping and sorting every
+    match (names of shared words have thousands at scale).
+    tests/unit/test_scale_workload.py holds it to `match`'s answer."""
     query = AccountIdentity.from_raw(name=name, country=country)
-    return any(m.account_key != key
-               for m in index.match(query, NAME_THRESHOLD, NAME_THRESHOLD - floor))
+    names = index._countries.get(query.country) if query.name and query.country else None
+    if names is None:
+        return False
+    text = sort_name_tokens(query.name or "")
+    found = [(1 if isinstance(p, str) else len(p), k, p)
+             for k in _keys_of(text) if (p := names.postings.get(k)) is not None]
+    found.sort()  # by (size, key), as `candidates` takes them
+    cut = (NAME_THRESHOLD - (NAME_THRESHOLD - floor) - _EPSILON) * 100.0
+    keys, budget, total = index._keys, index._candidate_budget, 0
+    for size, _, postings in found:
+        if total and total + size > budget:
+            break
+        total += size
+        for near, _, _ in process.extract_iter(
+                text, (postings,) if isinstance(postings, str) else postings,
+                scorer=fuzz.ratio, score_cutoff=cut):
+            if any(keys[ordinal] != key for ordinal in names.owners_of(near)):
+                return True
+    return False
 
 
 def _unambiguous(companies: list[Company], floor: float,
@@ -293,16 +326,24 @@ def generate(
     used_domains: set[str] = set()
     companies: list[Company] = []
 
+    # (slug, tld) -> the number the last numbered domain of that slug got: domains are
+    # only ever taken, so the first free number never goes down and the search for it
+    # starts there (not at 2: thousands of "Global Solutions" would make it quadratic).
+    numbered: dict[tuple[str, str], int] = {}
+
     def new_domains(base: str, country: str, count: int) -> tuple[str, ...]:
         slug = _slug(base)[:40]
         tlds = ["com", "io", COUNTRIES[country][3], "net", "group"]
         out: list[str] = []
         for tld in tlds:
             candidate = f"{slug}.{tld}"
-            n = 2
-            while candidate in used_domains:
+            if candidate in used_domains:
+                n = numbered.get((slug, tld), 2)
                 candidate = f"{slug}{n}.{tld}"
-                n += 1
+                while candidate in used_domains:
+                    n += 1
+                    candidate = f"{slug}{n}.{tld}"
+                numbered[slug, tld] = n
             used_domains.add(candidate)
             out.append(candidate)
             if len(out) == count:
@@ -359,22 +400,24 @@ def generate(
 
     # How many registrations each company gets.
     counts = [1] * len(companies)
-    open_slots = [i for i in range(len(companies))]
+    open_slots = [i for i in range(len(companies))]  # ascending: found by bisection
     for _ in range(extra):
         i = rng.choice(open_slots)
         counts[i] += 1
         if counts[i] == cap:
-            open_slots.remove(i)
+            del open_slots[bisect_left(open_slots, i)]
     order = [i for i, n in enumerate(counts) for _ in range(n)]
     rng.shuffle(order)
 
     partner_ids = [(f"p-{n:02d}", TIERS[n % len(TIERS)]) for n in range(1, partners + 1)]
+    every_partner = [p for p, _ in partner_ids]
     seen: dict[str, list[str]] = {}
     out: list[Registration] = []
     for seq, i in enumerate(order, start=1):
         c = companies[i]
         used = seen.setdefault(c.id, [])
-        partner = rng.choice([p for p, _ in partner_ids if p not in used])
+        partner = rng.choice([p for p in every_partner if p not in used] if used
+                             else every_partner)
         collision = bool(used)
         used.append(partner)
         base = _strip_form(c.name, c.country)

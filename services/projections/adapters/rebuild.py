@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import os
 import time
@@ -37,8 +38,8 @@ _COLLECT_EVERY = 25
 
 
 PARALLEL_FROM_RECORDS = 100_000
-"""A smaller log is replayed in this process: a spawned worker costs about a second of CPU
-to start (imports), which a short replay does not win back."""
+"""A smaller log is replayed in this process: worker processes cost about half a CPU-second
+to start (the fork server's imports), which a short replay does not win back."""
 
 
 def default_processes(records: int) -> int:
@@ -134,8 +135,9 @@ async def rebuild(
     read side by side (in proportion to their sizes) and folded in the same transactions:
     most registrations are then loaded and written once instead of once per topic.
 
-    `processes` > 1: the partition groups are dealt out to that many worker processes
-    (`parallel.py`), which decode, fold and write them; this process reads the log."""
+    `processes` > 1: the partition groups are handed out, largest first, to that many
+    worker processes (`parallel.py`), which decode, fold and write them; this process
+    reads the log, and replays groups itself while the workers start."""
     models = tuple(models)
     unknown = set(models) - set(MODELS)
     if unknown:
@@ -152,35 +154,16 @@ async def rebuild(
     if processes > 1 and len(groups) > 1:
         from services.projections.adapters.parallel import replay_in_processes
 
-        parts = _deal(groups, ends, processes)
+        units = [(p, functools.partial(_batches, eventlog, {p: groups[p]}, ends, batch_records))
+                 for p in sorted(groups, key=lambda p: -sum(ends[tp] for tp in groups[p]))]
         seen, events, skipped = await replay_in_processes(
-            engine, models, [_batches(eventlog, part, ends, batch_records) for part in parts],
-            progress, [_name(part) for part in parts])
+            engine, models, units, min(processes, len(groups)), progress)
     else:
         seen, events = await replay(
             engine, _decoded(_batches(eventlog, groups, ends, batch_records), models, skipped),
             models, progress)
     return RebuildResult(models, seen, events, time.perf_counter() - started,
                          tuple(sorted(skipped)))
-
-
-def _name(part: dict[int, list[TopicPartition]]) -> str:
-    return ("partition " if len(part) == 1 else "partitions ") + ", ".join(
-        str(p) for p in sorted(part))
-
-
-def _deal(groups: dict[int, list[TopicPartition]], ends: dict[TopicPartition, int],
-          processes: int) -> list[dict[int, list[TopicPartition]]]:
-    """The partition groups in `processes` sets of about equal record counts (largest
-    first, each to the set with the fewest records so far); no set is empty."""
-    sets: list[dict[int, list[TopicPartition]]] = [{} for _ in range(min(processes,
-                                                                         len(groups)))]
-    sizes = [0] * len(sets)
-    for partition in sorted(groups, key=lambda p: -sum(ends[tp] for tp in groups[p])):
-        smallest = sizes.index(min(sizes))
-        sets[smallest][partition] = groups[partition]
-        sizes[smallest] += sum(ends[tp] for tp in groups[partition])
-    return sets
 
 
 async def replay(engine: AsyncEngine, batches: AsyncIterator[Decoded],

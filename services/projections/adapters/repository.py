@@ -16,6 +16,7 @@ so rows read back identically through the table definitions; tests compare both 
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    any_,
+    bindparam,
     case,
     delete,
     exists,
@@ -44,6 +47,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.types import NullType
 
 from services.projections.domain.batch import (
     DIRECTORY,
@@ -327,22 +331,64 @@ async def load_positions(
     conn: AsyncConnection, models: Iterable[str], partitions: Iterable[TopicPartition],
     *, lock: bool = False,
 ) -> Positions:
-    """Stored positions of `models` (0 where none), optionally locked until commit
-    (PostgreSQL `FOR UPDATE`; SQLite has a single writer anyway)."""
+    """Stored positions of `models` (0 where none). `lock` (a batch's transaction): on
+    PostgreSQL the positions of exactly these models and partitions are locked until
+    commit first (`lock_positions`), so the values read are final for this transaction;
+    SQLite needs nothing, its write transaction (`BEGIN IMMEDIATE`) holds the one write
+    lock from its start."""
     wanted = set(partitions)
     models = list(models)
-    query = select(projection_positions).where(projection_positions.c.projection.in_(models))
+    if lock and conn.dialect.name == "postgresql":
+        await lock_positions(conn, models, wanted)
+    c = projection_positions.c
+    dialect = conn.dialect.name
+    query = select(projection_positions).where(one_of(dialect, c.projection, models))
     topics = {tp.topic for tp in wanted}
     if topics:
-        query = query.where(projection_positions.c.topic.in_(topics))
-    if lock and conn.dialect.name == "postgresql":
-        query = query.with_for_update()
+        query = query.where(one_of(dialect, c.topic, topics),
+                            one_of(dialect, c.partition, {tp.partition for tp in wanted}))
     found: Positions = {m: {} for m in models}
     for row in (await conn.execute(query)).mappings():
         tp = TopicPartition(row["topic"], row["partition"])
         if tp in wanted:
             found[row["projection"]][tp] = row["position"]
     return {m: {tp: found[m].get(tp, 0) for tp in wanted} for m in models}
+
+
+async def lock_positions(conn: AsyncConnection, models: Iterable[str],
+                         partitions: Iterable[TopicPartition]) -> None:
+    """PostgreSQL: lock the position row of every model and partition until commit,
+    inserting the missing ones (position 0, the same as no row; the batch stores its
+    positions before it commits, so they are never seen).
+
+    A plain `SELECT ... FOR UPDATE` locks only rows that exist: two workers folding a
+    partition with no stored position yet (a rebalance: the old owner finishing a batch,
+    the new owner starting) both read 0, both folded the same records and both
+    committed, adding pipeline totals and link holders twice. Here one statement takes
+    every row, existing or not: `ON CONFLICT DO UPDATE ... WHERE false` locks a row that
+    exists (the update itself never happens, so nothing is written) and waits for a
+    transaction that inserted it and has not committed; the next statement then reads
+    what that one committed. Rows go in one sorted order, so two batches over
+    overlapping partitions take them in the same order (no deadlock), and only the
+    batch's own partitions are locked: the owners of other partitions fold meanwhile."""
+    keys = [(m, tp.topic, tp.partition)
+            for m in sorted(set(models)) for tp in sorted(set(partitions))]
+    if keys:
+        # Arrays through one cached text statement: building the multi-row insert in
+        # SQLAlchemy cost about 2 ms of CPU per batch.
+        await conn.execute(_LOCK_POSITIONS, {"models": [k[0] for k in keys],
+                                             "topics": [k[1] for k in keys],
+                                             "partitions": [k[2] for k in keys]})
+
+
+_LOCK_POSITIONS = text(
+    "INSERT INTO projection_positions (projection, topic, partition, position) "
+    "SELECT m, t, p, 0 FROM unnest(CAST(:models AS varchar[]), CAST(:topics AS varchar[]), "
+    "CAST(:partitions AS integer[])) AS u(m, t, p) "
+    "ON CONFLICT (projection, topic, partition) DO UPDATE SET position = excluded.position "
+    "WHERE false")
+"""`lock_positions`' statement: `unnest` yields the rows in the arrays' (sorted) order,
+which is the order they are taken in."""
 
 
 async def save_positions(conn: AsyncConnection, positions: Positions, *,
@@ -374,14 +420,28 @@ async def forget_positions(conn: AsyncConnection, models: Iterable[str]) -> None
 # --- loading ---------------------------------------------------------------------------
 
 
+def one_of(dialect: str, column: Any, values: Iterable[Any]) -> Any:
+    """`column IN values`, on PostgreSQL as `column = ANY($1)` with the values as one
+    array parameter: one statement text whatever their number. An `IN ($1, .., $n)` list
+    is a new text per count, and each new text a new prepared statement on the connection
+    (a round trip, a parse and plan, a type introspection) that pushes another out of
+    SQLAlchemy's LRU of 100 per connection: with batches of every size the loads missed
+    the cache most of the time (10 % of the projection worker's CPU, py-spy)."""
+    values = list(values)
+    if dialect != "postgresql" or isinstance(column.type, NullType):
+        return column.in_(values)  # (an untyped column: no array type to bind as)
+    return column == any_(bindparam(None, values, type_=postgresql.ARRAY(column.type)))
+
+
 async def _by_ids(conn: AsyncConnection, table: Table, ids: Iterable[str],
                   *extra: Any) -> list[dict[str, Any]]:
+    """The rows of `table` whose primary key is one of `ids` (and `extra` holds)."""
     ids = sorted(ids)
     rows: list[dict[str, Any]] = []
     key = table.c[next(iter(table.primary_key.columns)).name]
     for start in range(0, len(ids), _CHUNK):
-        result = await conn.execute(
-            select(table).where(key.in_(ids[start:start + _CHUNK]), *extra))
+        result = await conn.execute(select(table).where(
+            one_of(conn.dialect.name, key, ids[start:start + _CHUNK]), *extra))
         rows.extend(dict(r) for r in result.mappings())
     return rows
 
@@ -437,8 +497,9 @@ STAGE_FROM_ROWS = 8
 tests/bench/profile_distributed.py (README, "Distributed decision path").
 
 Fewer rows (a live batch's usual case at a few hundred registrations/s) go out as one
-multi-row `INSERT .. VALUES (..), (..) ON CONFLICT` (`_multirow_statement`): one executor
-run per table instead of one per row."""
+multi-row `INSERT .. SELECT .. FROM unnest($1, $2, ..) ON CONFLICT` (`_multirow_statement`,
+a column's values in one array): one executor run per table instead of one per row, and
+one statement text per table whatever the row count."""
 
 _MAX_PARAMS = 32_767
 """PostgreSQL's limit of bind parameters in one statement (more rows: `executemany`)."""
@@ -519,9 +580,8 @@ async def execute(conn: AsyncConnection, steps: Sequence[Step]) -> None:
                                                columns=list(step.columns))
             await driver.execute(apply)
         elif step.multirow:
-            sql = _multirow_statement(step.table, step.columns, step.keys, step.mode,
-                                      len(step.params))
-            await driver.execute(sql, *(value for row in step.params for value in row))
+            sql = _multirow_statement(step.table, step.columns, step.keys, step.mode)
+            await driver.execute(sql, *_columns_of(step.params, len(step.columns)))
         else:
             await driver.executemany(step.sql, step.params)
         if step.drop_zero:
@@ -555,10 +615,12 @@ async def _write_links(conn: AsyncConnection, facts: Sequence[Mapping[str, Any]]
                   "score": case((earlier, new.score), else_=c.score),
                   "linked_at": case((earlier, new.linked_at), else_=c.linked_at)}))
     aliases = sorted({f["account_key"] for f in facts})
-    await conn.execute(delete(account_links).where(account_links.c.account_key.in_(aliases)))
+    dialect = conn.dialect.name
+    await conn.execute(delete(account_links).where(
+        one_of(dialect, account_links.c.account_key, aliases)))
     other = facts_table.alias("other")
     held = (select(c.account_key, c.canonical_key, c.matched_by, c.score, c.linked_at)
-            .where(c.account_key.in_(aliases), c.holders > 0, ~exists().where(
+            .where(one_of(dialect, c.account_key, aliases), c.holders > 0, ~exists().where(
                 other.c.account_key == c.account_key, other.c.holders > 0,
                 tuple_(other.c.linked_at, other.c.canonical_key)
                 < tuple_(c.linked_at, c.canonical_key))))
@@ -601,19 +663,35 @@ def _staged_statements(table: Table, columns: tuple[str, ...], keys: tuple[str, 
 
 @lru_cache(maxsize=256)
 def _multirow_statement(table: Table, columns: tuple[str, ...], keys: tuple[str, ...],
-                        mode: str, rows: int) -> str:
-    """PostgreSQL: the upsert of `rows` rows in one statement, with the row-by-row
-    statement's `ON CONFLICT` action (`_conflict_action`); the rows arrive in key order,
-    so concurrent writers lock shared rows in one order."""
+                        mode: str) -> str:
+    """PostgreSQL: the upsert of any number of rows in one statement, each column's values
+    one array parameter (`unnest`), with the row-by-row statement's `ON CONFLICT` action
+    (`_conflict_action`). One text per table and column set: a `VALUES (..), (..)` list
+    was a text per row count, and with every count from 2 to 7 across the tables, more
+    statements than asyncpg's cache of 100 per connection holds (63 seen in one run), so
+    they were prepared again and again. The rows arrive in key order and are inserted in
+    array order (`WITH ORDINALITY`), so concurrent writers lock shared rows in one order.
+    The arrays are of the columns' base types (no length or precision: the values are
+    checked against the column as a `VALUES` row's are, never cut to fit)."""
     names = ", ".join(f'"{c}"' for c in columns)
-    width = len(columns)
-    values = ", ".join(
-        "(" + ", ".join(f"${r * width + i}" for i in range(1, width + 1)) + ")"
-        for r in range(rows))
+    arrays = ", ".join(f"${i}::{_base_type(table.c[c])}[]"
+                       for i, c in enumerate(columns, start=1))
     conflict = ", ".join(f'"{k}"' for k in keys)
     action = _conflict_action(table, columns, keys, mode)
-    return (f'INSERT INTO "{table.name}" ({names}) VALUES {values} '
+    return (f'INSERT INTO "{table.name}" ({names}) SELECT {names} FROM unnest({arrays}) '
+            f'WITH ORDINALITY AS s({names}, "_row") ORDER BY "_row" '
             f"ON CONFLICT ({conflict}) {action}")
+
+
+def _base_type(column: Column[Any]) -> str:
+    """The PostgreSQL type of `column` without its modifier (`VARCHAR(64)` -> `VARCHAR`)."""
+    dialect: Any = postgresql.dialect()  # type: ignore[no-untyped-call]
+    return re.sub(r"\(.*\)", "", str(column.type.compile(dialect=dialect)))
+
+
+def _columns_of(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Row tuples as one list per column (the arrays of `_multirow_statement`)."""
+    return [list(values) for values in zip(*rows, strict=True)] if rows else [[]] * width
 
 
 async def write(conn: AsyncConnection, batch: Batch, *,

@@ -18,6 +18,7 @@ import orjson
 from sqlalchemy import Table, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.registration.adapters.sql import driver_fetch
 from shared.events import DisputeActionRejected
 from shared.readmodel.queries import first_decided, get_registration, holders_of
 from shared.readmodel.schema import metadata, registrations, timeline_entries
@@ -25,6 +26,10 @@ from shared.readmodel.schema import metadata, registrations, timeline_entries
 T = TypeVar("T")
 
 ACTIVE = ("submitted", "approved", "in_review")
+
+# `ReadModel.aliases_of` on PostgreSQL: the links into a frontier of keys.
+_ALIASES_SQL = ("SELECT account_key, matched_by, score FROM account_links "
+                "WHERE canonical_key = ANY($1::varchar[]) ORDER BY account_key")
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,11 +151,16 @@ class ReadModel:
         seen = {canonical}
         frontier = [canonical]
         async with self.engine.connect() as conn:
+            # PostgreSQL: one fixed statement sent by the driver (no statement built and
+            # compiled per call; `sql.driver_fetch`): this runs on every registration of
+            # a known account (8.5 % of the registration service's CPU, py-spy).
+            direct = conn.dialect.name == "postgresql"
             for _ in range(limit):
-                rows = (await conn.execute(
-                    select(links.c.account_key, links.c.matched_by, links.c.score)
-                    .where(links.c.canonical_key.in_(frontier))
-                    .order_by(links.c.account_key))).all()
+                rows = (await driver_fetch(conn, _ALIASES_SQL, frontier) if direct else (
+                    await conn.execute(
+                        select(links.c.account_key, links.c.matched_by, links.c.score)
+                        .where(links.c.canonical_key.in_(frontier))
+                        .order_by(links.c.account_key))).all())
                 frontier = []
                 for alias, matched_by, score in rows:
                     if alias not in seen:

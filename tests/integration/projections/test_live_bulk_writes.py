@@ -24,7 +24,7 @@ from services.projections.domain.batch import MODELS
 from services.projections.worker import ProjectionWorker
 from shared.eventlog import TopicPartition
 from shared.eventlog.topics import Topics
-from shared.readmodel.schema import account_name_keys, projection_positions
+from shared.readmodel.schema import account_name_keys, projection_positions, registrations
 from shared.readmodel.store import create_engine, migrate
 from tests.conftest import make_eventlog
 from tests.integration.projections.projection_support import (
@@ -271,3 +271,68 @@ async def test_decided_registrations_are_handed_to_waiters_before_the_directory_
     finally:
         await engine.dispose()
         await log.close()
+
+
+async def test_loading_rows_by_id_prepares_one_statement_whatever_the_number_of_ids(
+    postgres_server: ServerHandle, unique: str,
+) -> None:
+    """A batch loads the rows it changes by id; batches come in every size. An
+    `IN ($1, .., $n)` list was a new statement text (a new prepared statement: a round
+    trip, a parse, a plan) per count, which evicted the others from the connection's
+    cache of 100. The ids go as one array: one prepared statement per table, the same
+    rows found."""
+    engine = create_engine(await create_database(postgres_server.url, f"ids_{unique}"))
+    try:
+        await migrate(engine)
+        ids = [f"r{i:03d}" for i in range(120)]
+        async with engine.begin() as conn:
+            await conn.execute(registrations.insert(), [
+                {"id": i, "partner_id": "p", "account_key": "k", "account": {},
+                 "opportunity": {}, "motion": "new", "status": "approved",
+                 "submitted_at": datetime(2026, 1, 1, tzinfo=UTC)} for i in ids])
+        async with engine.connect() as conn:
+            for count in range(1, 121):
+                wanted = [*ids[-count:], "missing"]
+                found = await repository.load_registrations(conn, wanted)
+                assert sorted(found) == sorted(ids[-count:])
+            prepared = (await conn.exec_driver_sql(
+                "SELECT statement FROM pg_prepared_statements")).scalars().all()
+        loads = [s for s in prepared if s.startswith("SELECT registrations.id")]
+        assert len(loads) == 1, loads
+    finally:
+        await engine.dispose()
+
+
+async def test_multi_row_writes_prepare_one_statement_per_table_whatever_the_row_count(
+    postgres_server: ServerHandle, unique: str,
+) -> None:
+    """Live batches write 2 to 7 rows of a table as one multi-row upsert. A `VALUES` list
+    per row count was a statement per count and table: more than asyncpg's cache of 100
+    per connection, so they were prepared again and again. One text per table (the
+    values as arrays), and the rows stored as before."""
+    engine = create_engine(await create_database(postgres_server.url, f"rows_{unique}"),
+                           pool_size=1, max_overflow=0)
+    try:
+        await migrate(engine)
+        stored: dict[tuple[str, str], dict[str, Any]] = {}
+        for count in range(2, repository.STAGE_FROM_ROWS):
+            rows = [{"holder_id": f"h{count}-{i}", "opened_by": "e", "account_key": "k",
+                     "kind": "protection", "party_type": "partner", "party_id": "p",
+                     "products": None if i % 2 else ["x", "é"], "status": "approved",
+                     "credit_percent": None, "valid_from": datetime(2026, 1, 1, tzinfo=UTC),
+                     "valid_to": None, "protected_until": None} for i in range(count)]
+            stored.update({(r["holder_id"], r["opened_by"]): r for r in rows})
+            async with engine.begin() as conn:
+                await repository.write(conn, _as_batch(
+                    {"intervals": rows, "names": [], "totals": [], "timeline": []}))
+        async with engine.connect() as conn:
+            prepared = (await conn.exec_driver_sql(
+                "SELECT statement FROM pg_prepared_statements")).scalars().all()
+            found = (await conn.exec_driver_sql(
+                "SELECT holder_id, products FROM ownership_intervals")).all()
+        writes = [s for s in prepared if s.startswith('INSERT INTO "ownership_intervals"')]
+        assert len(writes) == 1, writes
+        assert {(h, "e"): p for h, p in found} == {
+            k: r["products"] for k, r in stored.items()}
+    finally:
+        await engine.dispose()

@@ -60,9 +60,10 @@ async def _resumed_by_a_worker_equals(log: EventLog, engine: AsyncEngine, topics
 async def test_a_killed_rebuild_worker_fails_the_rebuild_naming_its_partitions(
     backend: Backend, workload: Workload,
 ) -> None:
-    """SIGKILL one worker process at its first progress: the rebuild raises (no hang on the
-    dead child), naming the worker's partition group; committed batches are whole; a
-    rerun equals the live rows."""
+    """SIGKILL one worker process at the first progress once workers exist (this process
+    replays while they start): the rebuild raises (no hang on the dead child), naming the
+    worker and the partitions it was given; committed batches are whole; a rerun equals
+    the live rows."""
     log, engine, topics = backend
     await append_workload(log, topics, workload)
     live, live_positions = await _live(log, engine, topics)
@@ -70,8 +71,8 @@ async def test_a_killed_rebuild_worker_fails_the_rebuild_naming_its_partitions(
     killed: list[str] = []
 
     def kill_one(_records: int) -> None:
-        if not killed:
-            victim = sorted(_rebuild_workers(), key=lambda p: p.name)[0]
+        if not killed and (workers := _rebuild_workers()):
+            victim = sorted(workers, key=lambda p: p.name)[0]
             assert victim.pid is not None
             killed.append(victim.name)
             os.kill(victim.pid, signal.SIGKILL)

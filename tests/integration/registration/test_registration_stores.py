@@ -125,6 +125,42 @@ async def test_a_shared_crm_id_follows_its_link_to_a_key_with_another_domain(
     assert joined.account_key == "dom:acme.com"
 
 
+async def test_links_read_by_the_driver_answer_as_the_shared_queries_do(
+    engine: AsyncEngine,
+) -> None:
+    """The registration service reads links with fixed statements sent by asyncpg itself
+    (every registration of a known account does): a chain is followed to its end, a cycle
+    is not gone round, an unlinked key is itself, and a key's aliases come breadth first
+    in key order -- what `queries.canonical_key` and the SQLAlchemy statement answer."""
+    from sqlalchemy import select
+
+    from services.registration.adapters.readmodel import ReadModel
+    from shared.readmodel import queries
+
+    now = datetime.now(UTC)
+    links = [("a", "b"), ("b", "c"), ("x", "y"), ("y", "x"), ("d", "c"), ("e", "a")]
+    async with engine.begin() as conn:
+        await conn.execute(account_links.insert(), [
+            {"account_key": alias, "canonical_key": canonical, "matched_by": "domain",
+             "score": 0.5 + i / 10, "linked_at": now}
+            for i, (alias, canonical) in enumerate(links)])
+    read = reader(engine)
+    model = ReadModel(read)
+    async with read.connect() as conn:
+        for key in ("a", "b", "c", "e", "x", "y", "unlinked"):
+            assert (await directory_module.canonical_key(conn, key)
+                    == await queries.canonical_key(conn, key))
+        assert await directory_module.canonical_key(conn, "e") == "c"
+        assert await directory_module.canonical_key(conn, "x") == "y"
+    assert await model.aliases_of("c") == [("b", "domain", 0.6), ("d", "domain", 0.9),
+                                           ("a", "domain", 0.5), ("e", "domain", 1.0)]
+    async with read.connect() as conn:
+        statement = select(account_links.c.account_key).where(
+            account_links.c.canonical_key == "x")
+        assert [r[0] for r in await conn.execute(statement)] == [
+            a for a, _, _ in await model.aliases_of("x")]
+
+
 async def test_a_warm_index_answers_from_memory(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         await conn.execute(account_names.insert(), [

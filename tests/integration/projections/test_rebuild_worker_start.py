@@ -1,0 +1,82 @@
+"""How a parallel rebuild starts its workers: the program's main script is imported once
+(by the fork server the workers are forked from), not once more in every worker, and the
+fork server a rebuild started is gone when it returns (the next rebuild pays for its own
+start-up, inside its measured time). Run as a real program: the main script matters."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+
+SCRIPT = textwrap.dedent('''
+    import os
+    import sys
+
+    sys.path.insert(0, os.environ["CHECKOUT"])  # as the benchmarks put their checkout first
+    with open(os.environ["MARKER"], "a") as marker:
+        services = getattr(sys.modules.get("services"), "__file__", None)
+        marker.write(f"{__name__} {os.getpid()} {services}\\n")
+
+    if __name__ == "__main__":
+        import asyncio
+        from pathlib import Path
+
+        from services.projections.adapters.rebuild import rebuild
+        from shared.eventlog.embedded import EmbeddedEventLog
+        from shared.eventlog.topics import Topics
+        from shared.readmodel.store import create_engine, migrate
+        from tests.integration.projections.projection_support import append_workload
+        from tests.unit.projections.projection_workload import generate
+
+        async def main() -> None:
+            directory = Path(os.environ["DATA"])
+            log = EmbeddedEventLog(directory / "log.sqlite3")
+            await log.start()
+            topics = Topics.named("start")
+            await log.create_topics(topics.specs(4))
+            workload = generate(600, seed=5, accounts=40, partners=8)
+            await append_workload(log, topics, workload)
+            engine = create_engine(f"sqlite+aiosqlite:///{directory / 'rm.sqlite3'}")
+            await migrate(engine)
+            result = await rebuild(log, engine, topics, batch_records=100, processes=2)
+            await engine.dispose()
+            await log.close()
+            assert result.records == len(workload.records), result
+            lines = [line.split() for line in Path(os.environ["MARKER"]).read_text().splitlines()]
+            servers = [int(pid) for name, pid, _ in lines if name == "__mp_main__"]
+            for pid in servers:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    continue
+                raise AssertionError(f"process {pid} that imported the script still runs")
+            print("rebuilt", result.records)
+
+        asyncio.run(main())
+''')
+
+
+def test_a_parallel_rebuild_imports_the_main_script_once_for_all_its_workers(
+    tmp_path: Path,
+) -> None:
+    """The program puts its checkout on `sys.path` itself (no PYTHONPATH): the fork server
+    imports the project from that checkout too, not from wherever it is installed."""
+    script = tmp_path / "rebuild_program.py"
+    script.write_text(SCRIPT)
+    marker = tmp_path / "imports.txt"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(CHECKOUT=str(ROOT), MARKER=str(marker), DATA=str(tmp_path))
+    done = subprocess.run([sys.executable, str(script)], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "rebuilt" in done.stdout
+    lines = [line.split() for line in marker.read_text().splitlines()]
+    # The program itself, then the fork server: two workers did not import it again.
+    assert [name for name, _, _ in lines] == ["__main__", "__mp_main__"], lines
+    # In the server, the project's modules (imported before the script) are this checkout's.
+    assert Path(lines[1][2]).resolve().is_relative_to(ROOT), lines
