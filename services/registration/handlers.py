@@ -498,7 +498,7 @@ class Commands:
                 reported.append(ReportedRegistration(
                     registration_id=r["id"], party_type="direct", party_id=r["rep_id"],
                     motion="direct", products=() if r.get("kind") == "named_account"
-                    else tuple(r.get("products") or ()),
+                    else _held(r, r.get("products")),
                     status=ended_as if r["id"] == ended else r["status"],
                     submitted_at=r["filed_at"], protected_until=r["protected_until"]))
                 continue
@@ -508,7 +508,7 @@ class Commands:
             reported.append(ReportedRegistration(
                 registration_id=r["id"], party_type="partner", party_id=r["partner_id"],
                 motion=r["motion"],
-                products=tuple((r["opportunity"] or {}).get("products", ())),
+                products=_held(r, (r["opportunity"] or {}).get("products")),
                 status=ended_as if r["id"] == ended else r["status"],
                 submitted_at=r["submitted_at"], protected_until=r["protected_until"],
                 tier=(partner or {}).get("tier") or ""))
@@ -518,23 +518,32 @@ class Commands:
                               ended_as: RegistrationStatus, policy: Policy, at: datetime,
                               via: str) -> None:
         """A registration under an alias key ended by command (withdrawn, closed): tell the
-        canonical key's partition at once, so its copy stops guarding there. Best effort:
-        otherwise the next registration there re-reports, or the copy's lease runs out."""
+        canonical key's partition at once, so its copy stops guarding there; and the
+        partition of every open dispute that lists it (a possible duplicate's copy is in a
+        review there, with no link to follow), so that review does not wait on it. Best
+        effort: otherwise the next registration there re-reports, or the copy's lease runs
+        out."""
         try:
-            link = await self.readmodel.link_of(account_key)
-            if link is None:
-                return
-            async with self.runtime.engine.connect() as conn:
-                canonical = await canonical_key(conn, account_key)
             topic = self.runtime.topics.intake
             partitions = await self.runtime.eventlog.partitions(topic)
-            if partition_for(canonical, partitions) == partition_for(account_key, partitions):
-                return
-            reported, partial = await self._reported(account_key, registration_id, ended_as)
-            await self._intake(canonical, AccountLinkReported(
-                account_key=canonical, alias_key=account_key,
-                matched_by=link[0], score=link[1], registrations=reported, partial=partial,
-                reported_at=at, policy_version=policy.version), at, via)
+            home = partition_for(account_key, partitions)
+            targets: dict[str, tuple[str, float, bool]] = {}
+            link = await self.readmodel.link_of(account_key)
+            if link is not None:
+                async with self.runtime.engine.connect() as conn:
+                    canonical = await canonical_key(conn, account_key)
+                targets[canonical] = (link[0], link[1], False)
+            for key in await self.readmodel.open_dispute_keys(registration_id):
+                targets.setdefault(key, ("name", 0.0, True))
+            for key, (matched_by, score, possible) in targets.items():
+                if key == account_key or partition_for(key, partitions) == home:
+                    continue
+                reported, partial = await self._reported(account_key, registration_id,
+                                                         ended_as)
+                await self._intake(key, AccountLinkReported(
+                    account_key=key, alias_key=account_key, matched_by=matched_by,
+                    score=score, registrations=reported, partial=partial, reported_at=at,
+                    policy_version=policy.version, possible_duplicate=possible), at, via)
         except Exception:
             log.exception("account_link_report_failed", account_key=account_key)
 
@@ -764,6 +773,7 @@ class Commands:
         appended = await self._intake(account_key, ClaimReleased(
             claim_id=claim_id, rep_id=rep_id, account_key=account_key, released_at=now,
             policy_version=policy.version), now, via)
+        await self._release_copies(account_key, claim_id, "withdrawn", policy, now, via)
         return await self._claim_released(claim_id, rep_id, account_key, row, appended, wait)
 
     async def _claim_released(self, claim_id: str, rep_id: str, account_key: str,
@@ -1123,3 +1133,11 @@ def _problem_dict(problem: Problem) -> dict[str, Any]:
 
 def _seconds(seconds: float) -> str:
     return str(int(seconds)) if seconds == int(seconds) else str(seconds)
+
+
+def _held(row: dict[str, Any], filed: Any) -> tuple[str, ...]:
+    """The products a registration or claim holds as decided (`scope_products`: an award by
+    product narrows it), else as filed: a copy elsewhere guards only what it still holds."""
+    scope = row.get("scope_products")
+    return tuple(scope if scope is not None else filed or ())
+

@@ -569,12 +569,12 @@ class Invariants(RuleBasedStateMachine):
         elif isinstance(event, DisputeOpened):
             m.disputes[event.dispute_id] = Dispute(event.dispute_id, list(event.registration_ids),
                                                    reason=event.reason)
-            self.drawn(event.dispute_id, event.registration_ids)
+            self.drawn(event.dispute_id, event.registration_ids, event.account_key)
         elif isinstance(event, DisputeJoined):
             d = m.disputes.setdefault(event.dispute_id, Dispute(event.dispute_id, []))
             d.members = list(event.registration_ids)
             d.reason = getattr(event, "reason", None) or d.reason
-            self.drawn(event.dispute_id, event.registration_ids)
+            self.drawn(event.dispute_id, event.registration_ids, event.account_key)
         elif isinstance(event, DisputeResolved):
             d = m.disputes.setdefault(event.dispute_id, Dispute(event.dispute_id, []))
             d.open, d.outcome = False, event.outcome
@@ -607,7 +607,7 @@ class Invariants(RuleBasedStateMachine):
             if reg.protected_until is None or at is None or at < reg.protected_until:
                 self.violation(2, f"{reg.id} expired at {at} before {reg.protected_until}")
             return
-        if reason == "withdrawn" and reg.withdrawn:
+        if reason in ("withdrawn", "released") and reg.withdrawn:
             return
         if reason in ("won", "lost") and reg.closed:
             return
@@ -676,10 +676,15 @@ class Invariants(RuleBasedStateMachine):
             return True
         return overlap(a.scope, b_scope if b_scope is not None else b.scope)
 
-    def drawn(self, dispute_id: str, members: Any) -> None:
+    def drawn(self, dispute_id: str, members: Any, account_key: str) -> None:
+        """The dispute that may hold a member's protection: one on its own partition (a
+        copy drawn into another partition's dispute is never held there)."""
+        home = partition_for(account_key, PARTITIONS)
         for rid in members:
-            if rid in self.model.regs:
-                self.model.regs[rid].dispute = dispute_id
+            reg = self.model.regs.get(rid)
+            if reg is not None and (reg.key is None
+                                    or partition_for(reg.key, PARTITIONS) == home):
+                reg.dispute = dispute_id
 
     def policy_of(self, reg: Reg) -> Policy:
         return self.model.policies.get(reg.policy_version) or Policy()
@@ -1415,6 +1420,64 @@ def test_an_expired_claim_stays_expired_when_another_partition_keeps_its_copy() 
     _replay(steps)
 
 
+def test_a_registration_another_partition_rejected_stays_rejected_when_its_own_expires_it(
+        ) -> None:
+    """A review on the name key's partition awarded the account to its own registration and
+    rejected the copy of the domain key's approval; the domain key's partition never hears
+    of that and expires the registration at its end: readers kept showing it rejected
+    (the model), not expired (DESIGN.md, "The cross-key race"; invariant 8)."""
+
+    def steps(m: Invariants) -> None:
+        m.register(HEUSER, "p-01", {"analytics"}, "resell")
+        m.register(HEUSER_BY_NAME, "p-05", {"analytics"}, "resell")  # possible duplicate
+        m.resolve(0, _member(m, 1), "award")  # the copy of p-01's approval is rejected
+        assert m.model.regs[_ids(m)[0]].status == "rejected"
+        m.time_passes(24 * 92)  # its own partition expires it
+
+    _replay(steps)
+
+
+def test_a_split_giving_a_copy_a_share_moves_no_end_its_own_partition_keeps() -> None:
+    """A review on the name key's partition split the account with the copy of a domain-key
+    approval two days before its end; the split held the copy's protection two weeks past
+    it, and the copy's own partition then expired it on its date: readers saw it end before
+    the end they had been shown (invariant 2)."""
+
+    def steps(m: Invariants) -> None:
+        m.register(HEUSER, "p-01", {"analytics"}, "resell")
+        for _ in range(11):
+            m.time_passes(24 * 8)  # 88 days: two days of protection left
+        m.register(HEUSER_BY_NAME, "p-05", {"analytics"}, "resell")  # possible duplicate
+        m.resolve(0, _member(m, 0), "split")  # 60% to the copy of p-01's, 40% to p-05's
+        assert m.model.regs[_ids(m)[0]].shared_by is not None
+        m.time_passes(24 * 8)  # its own partition expires p-01's on its date
+
+    _replay(steps)
+
+
+def test_a_copy_guards_only_the_products_its_registration_still_holds() -> None:
+    """An award by product left p-01's registration the CRM only; the edge reported it to
+    the name key's partition with the products filed (analytics too), and that partition's
+    copy kept the scope it was first reported with, so a newcomer there for analytics went
+    to review against a registration that no longer held it."""
+
+    def steps(m: Invariants) -> None:
+        m.register(HEUSER, "p-01", {"analytics", "crm"}, "resell")  # gold, approved
+        m.register(HEUSER_BY_NAME, "p-05", {"crm"}, "referral")  # copies p-01's there
+        m.register(HEUSER, "p-04", {"analytics"}, "resell")  # platinum: a challenger
+        x, _, z = _ids(m)
+        dispute = next(d for d in m.model.disputes.values() if d.open)
+        m.run(m.pipeline.commands.resolve(ADMIN, dispute.id, ResolutionRequest(
+            outcome="award", note="by product", awards={"analytics": z, "crm": x})))
+        m.settle()
+        assert m.model.regs[x].scope == ("crm",)
+        m.withdraw(2)  # p-04 lets analytics go
+        m.register(HEUSER_BY_NAME, "p-02", {"analytics"}, "resell")
+        assert m.model.regs[_ids(m)[-1]].rule == "no_conflict"
+
+    _replay(steps)
+
+
 def test_an_award_beside_a_possible_duplicate_leaves_the_customer_one_owner() -> None:
     """Rule 7 (session 22): p-02's name-only Jones and p-01's jones-holdings.co.uk (another
     partition: a copy, a possible duplicate) stood side by side after a person said
@@ -1436,6 +1499,81 @@ def test_an_award_beside_a_possible_duplicate_leaves_the_customer_one_owner() ->
         m.resolve(0, dispute.members.index(newcomer), "award")
         assert [r.status for r in m.model.regs.values()] == ["rejected", "rejected",
                                                               "approved"]
+
+    _replay(steps)
+
+
+def test_a_fallback_elsewhere_never_grants_a_copy_its_own_partition_holds_in_review() -> None:
+    """p-05 is in a tie with p-01 on the domain key's partition; the name key's possible-
+    duplicate review fell back ("two customers, each keeps its own") and approved the copy
+    of p-05 too: readers showed it approved beside p-01, which its own partition's tie
+    fallback had preferred, and past its end, since no partition held it approved to expire
+    it (invariant 15)."""
+
+    def steps(m: Invariants) -> None:
+        m.publish_policy("short_ladder")  # 6 h levels: both reviews fall back on day 1
+        m.register(HEUSER, "p-01", {"analytics"}, "resell")
+        m.register(HEUSER, "p-05", {"analytics"}, "resell")  # gold tie: in review
+        m.register(HEUSER_BY_NAME, "p-02", {"analytics"}, "resell")  # possible duplicate
+        m.time_passes(7)
+        m.time_passes(7)  # both fall back
+        assert m.model.regs[_ids(m)[1]].status == "rejected"
+        m.time_passes(24 * 31)
+
+    _replay(steps)
+
+
+def test_an_award_elsewhere_to_a_copy_in_review_grants_it_nothing_and_takes_nothing() -> None:
+    """Under keep_open p-05 waits in its tie with p-01 on the domain key's partition; the
+    name key's review awarded p-05's copy. The copy was approved there (its own partition
+    never expires what it holds in review: approved past its end), and p-01's approval
+    was taken for it. Now the award only decides the name key's own member: p-02 loses,
+    p-05 stays in review and p-01 keeps its approval."""
+
+    def steps(m: Invariants) -> None:
+        m.publish_policy("keep_open")
+        m.register(HEUSER, "p-01", {"analytics"}, "resell")
+        m.register(HEUSER, "p-05", {"analytics"}, "resell")  # gold tie: in review, kept open
+        m.register(HEUSER_BY_NAME, "p-02", {"analytics"}, "resell")  # review with copies
+        opened = [d for d in m.model.disputes.values() if d.open]
+        m.resolve(len(opened) - 1, opened[-1].members.index(_ids(m)[1]), "award")
+        assert [r.status for r in m.model.regs.values()] == [
+            "approved", "in_review", "rejected"]
+        m.time_passes(24 * 92)
+
+    _replay(steps)
+
+
+def test_a_close_frees_the_review_its_copy_held_on_another_partition() -> None:
+    """A direct claim on the domain key went to review beside the copy of a name-key
+    registration (only a possible duplicate: no link); the registration closed lost on its
+    own partition, but the edge re-reported only to a linked key, so the review stayed open
+    with one live party and the claim waited in it (invariant 5)."""
+
+    def steps(m: Invariants) -> None:
+        m.register(JONES_BY_NAME, "p-03", {"security"}, "resell")
+        m.file_claim(JONES, "rep-1", "opportunity", {"security"})  # possible duplicate
+        assert m.model.regs[_ids(m)[1]].status == "in_review"
+        m.close(0, "lost")
+        assert m.model.regs[_ids(m)[1]].status == "approved"
+
+    _replay(steps)
+
+
+def test_a_released_claim_frees_the_review_its_copy_held_on_another_partition() -> None:
+    """A named-account claim's copy sat in a possible-duplicate review on the name key's
+    partition; the rep released the claim, and the edge re-reported nothing, so the review
+    waited on a released claim with one live party (invariant 5)."""
+
+    def steps(m: Invariants) -> None:
+        m.file_claim(HEUSER, "rep-1", "named_account", {"crm"})
+        m.register(HEUSER_BY_NAME, "p-04", {"crm"}, "resell")  # possible duplicate
+        claim, reg = _ids(m)
+        assert m.model.regs[reg].status == "in_review"
+        m.model.regs[claim].withdrawn = True
+        m.command(m.pipeline.commands.release_claim(ADMIN, claim))
+        m.settle()
+        assert m.model.regs[reg].status == "approved"
 
     _replay(steps)
 

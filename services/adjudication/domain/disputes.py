@@ -649,8 +649,9 @@ def settle(
     overlaps neither a winner nor an approval that stays is approved (nothing is left to
     weigh it against). A member there only as a possible duplicate (`Dispute.flagged`) is
     weighed against the newcomers it is one of, never against the others (they stood side
-    by side before). A member whose partner is inactive never gains protection here. One
-    decision per member follows the DisputeResolved."""
+    by side before). A member whose partner is inactive never gains protection here, nor
+    does a copy of another partition's registration in review (`_kept_copy`). One
+    decision per member follows the DisputeResolved (none for a copy left as it was)."""
     _close(state, dispute, at)
     policy = state.policy(dispute.policy_version)
     members = [state.entries[m] for m in dispute.member_ids if m in state.entries]
@@ -658,7 +659,10 @@ def settle(
     for entry in live:
         if scopes and entry.id in scopes:
             entry.products = state.intern_products(scopes[entry.id])
-    winners = [m for m in live if m.id in approved]
+    # A copy in review stays in review (`_kept_copy`): it gains nothing here, so it takes
+    # no approval away; it still keeps a member in review from being freed past it.
+    winners = [m for m in live if m.id in approved
+               and not (m.mirror and m.status != "approved")]
     flagged = only_flagged(dispute)
 
     def conflict(a: Entry, b: Entry) -> bool:
@@ -765,14 +769,18 @@ def _kept_sentence(settled: str, entry: Entry, winners: Sequence[Entry],
 
 
 def _kept_copy(entry: Entry, credit_percent: Decimal | None, rescoped: bool) -> bool:
-    """A copy of another partition's registration (`Entry.mirror`) that stays approved as
-    it was (same credit share, no products awarded to it): the settlement says nothing
-    about it. Its protection is its own partition's to
-    keep, extend or end (a hold from here would never move that partition's expiry), and a
-    decision restating it could reach readers after that partition ended it, and bring it
-    back approved past its end (invariant 15)."""
-    return (entry.mirror and entry.status == "approved" and not rescoped
-            and entry.credit_percent == credit_percent)
+    """A copy of another partition's registration (`Entry.mirror`) that stands and that the
+    settlement would only restate or newly approve: it says nothing about it. One approved
+    as it was (same credit share, no products awarded to it) keeps it: its protection is its
+    own partition's to keep, extend or end, and a decision restating it could reach readers
+    after that partition ended it, and bring it back approved past its end. One in review
+    stays in review: only its own partition grants it a protection (and expires it), and an
+    approval from here showed it approved past its end, beside the rival its own partition
+    preferred (invariant 15)."""
+    if not entry.mirror:
+        return False
+    return entry.status != "approved" or (not rescoped
+                                          and entry.credit_percent == credit_percent)
 
 
 def _settled_sentence(

@@ -14,7 +14,7 @@ reports the alias key's active registrations to the canonical key's partition ah
 every new registration there. The adjudicator keeps them as copies (`Entry.mirror`): they
 belong to their own partition's adjudicator, which keeps deciding their lifecycle; here
 they only guard against collisions. A report is a snapshot: a copy it no longer lists, or
-lists as ended, ends; a copy it lists is refreshed (status, protection, tier). A copy ends
+lists as ended, ends; a copy it lists is refreshed (status, products, protection, tier). A copy ends
 by itself at its `protected_until`, and any copy not refreshed within a protection period
 (its lease) lapses, so nothing reported once lives forever. If a new copy collides with an
 active exclusive entry of the canonical key, a `cross_key` dispute opens over them: both
@@ -145,8 +145,11 @@ def _copy(state: AdjudicationState, reported: ReportedRegistration, alias: str,
 
 def _refresh(state: AdjudicationState, copy: Entry, reported: ReportedRegistration,
              lease: int, starting: bool) -> None:
-    """Bring a copy up to what its partition reported, and (re)start its lease."""
+    """Bring a copy up to what its partition reported (status, the products it still holds:
+    an award by product narrows them there, protection, tier), and (re)start its lease."""
     copy.status = reported.status
+    copy.products = (state.intern_products(reported.products) if reported.products
+                     else None)
     copy.tier = sys.intern(reported.tier) if reported.tier else copy.tier
     protected_until = (to_us(reported.protected_until)
                        if reported.protected_until is not None else None)

@@ -55,8 +55,11 @@ def may_hold(entry: Entry, dispute_id: str) -> bool:
     """At most one dispute carries a protection past its end (the hold while open, the
     grace after): otherwise a rival filing a throwaway registration and contesting it every
     few days would keep the owner protected for ever (DESIGN.md, "Disputes hold a
-    protection once"). A later dispute leaves the protection to end on its date."""
-    return entry.held_by is None or entry.held_by == dispute_id
+    protection once"). A later dispute leaves the protection to end on its date. A copy of
+    another partition's registration (`Entry.mirror`) is never carried: its own partition
+    keeps, extends or ends it, and would expire it on its date after readers were shown a
+    later end (invariant 2)."""
+    return not entry.mirror and (entry.held_by is None or entry.held_by == dispute_id)
 
 
 def extend_after_dispute(state: AdjudicationState, entry: Entry, dispute_id: str,

@@ -168,12 +168,25 @@ def apply_decided(row: Row, event: RegistrationDecided) -> Row:
     return row
 
 
+def overruled(row: Row) -> bool:
+    """Whether the row was rejected: a settlement on another partition can reject a copy of
+    a registration that its own partition still holds approved (DESIGN.md, "The cross-key
+    race"); that partition's later extensions, holds and end (expiry, withdrawal, close)
+    of it change nothing here. The adjudicator itself never extends or ends what it
+    rejected."""
+    return bool(row["status"] == "rejected")
+
+
 def apply_extended(row: Row, event: ProtectionExtended) -> Row:
+    if overruled(row):
+        return row
     row.update(protected_until=event.protected_until, extensions=event.extensions)
     return row
 
 
 def apply_ended(row: Row, event: ProtectionEnded, *, claim: bool = False) -> Row:
+    if overruled(row):
+        return row
     row.update(status=event.status, ended_at=event.ended_at, end_reason=event.reason)
     if claim:
         return row

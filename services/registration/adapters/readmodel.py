@@ -126,6 +126,21 @@ class ReadModel:
                                       .where(links.c.account_key == alias))).first()
         return (str(row[0]), float(row[1])) if row is not None else None
 
+    async def open_dispute_keys(self, member_id: str, limit: int = 20) -> list[str]:
+        """The account keys of the open disputes that list `member_id` (a registration or
+        claim): where a copy of it may be waiting in a review on another partition."""
+        disputes = _disputes_table()
+        members = metadata.tables.get("dispute_members")
+        if disputes is None or members is None:
+            return []
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(disputes.c.account_key).distinct()
+                .join(members, members.c.dispute_id == disputes.c.id)
+                .where(members.c.member_id == member_id, disputes.c.status == "open")
+                .limit(limit))
+            return sorted(str(r[0]) for r in rows if r[0])
+
     async def aliases_of(self, canonical: str, limit: int = 8) -> list[tuple[str, str, float]]:
         """(alias, matched_by, score) of every key linked to `canonical`, directly or
         through other aliases, breadth first (at most `limit` rounds)."""

@@ -13,11 +13,13 @@ from adjudication_driver import decisions, only, policy
 from adjudication_workload import generate, replay
 
 from services.adjudication.domain import DecisionContext, decide
+from services.adjudication.domain.instants import from_us
 from shared.events import (
     AccountLinkReported,
     AccountsLinked,
     AccountsUnlinked,
     DisputeOpened,
+    ProtectionExtended,
     ReportedRegistration,
 )
 
@@ -423,3 +425,38 @@ def test_incumbency_follows_the_account_links_of_the_customer() -> None:
     d.later(days=2)
     [third] = decisions(d.register("r3", "p-1", domain=None, name="Acme Corp", country="US"))
     assert (third.status, third.rule) == ("in_review", "incumbent"), third
+
+
+def test_a_dispute_here_never_carries_a_copys_protection_past_its_end() -> None:
+    """A copy's protection is its own partition's to keep, extend or end: an open dispute
+    here holds it no longer than its end, and a split giving it a new share moves no end
+    (either would show readers an end that its own partition's expiry then contradicts,
+    invariant 2)."""
+    for settle in (False, True):
+        d = Driver()
+        d.register("r1", "p-1", domain="umbrella.com", name="Umbrella")
+        [opened] = only(d.feed(_report(d, ("x1", "p-9", "approved"), protected_days=3)),
+                        DisputeOpened)
+        end = d.state.entries["x1"].protected_until
+        d.later(days=1)
+        if settle:
+            out = d.resolve(opened.dispute_id, "split", splits={"x1": 60, "r1": 40})
+            [share] = decisions(out, "x1")
+            assert (share.credit_percent, share.protected_until) == (60, from_us(end))
+        d.later(days=4)  # past the copy's end, the dispute still open (or just settled)
+        d.register("r9", "p-2", domain="elsewhere.com", name="Elsewhere")  # time passes
+        assert [e for e in d.log if isinstance(e, ProtectionExtended)] == [], settle
+
+
+def test_a_refreshed_copy_guards_the_products_its_report_lists_now() -> None:
+    """An award by product narrowed the original on its own partition: the next snapshot
+    lists what it still holds, and the copy here guards only that."""
+    d = Driver()
+    d.feed(_report(d, ("x1", "p-9", "approved"), protected_days=90))
+    narrowed = _report(d, ("x1", "p-9", "approved"), protected_days=90)
+    narrowed = narrowed.model_copy(update={"registrations": tuple(
+        r.model_copy(update={"products": ("crm",)}) for r in narrowed.registrations)})
+    d.later(hours=1)
+    d.feed(narrowed)
+    [decision] = decisions(d.register("r1", "p-1", domain="umbrella.com", name="Umbrella"))
+    assert (decision.status, decision.rule) == ("approved", "no_conflict")

@@ -115,3 +115,21 @@ def test_a_deal_with_several_products_counts_under_each_product() -> None:
     batch = fold(submitted(products=("analytics", "storage")))
     assert [r["product"] for r in batch.pipeline().product_rows()] == ["analytics", "storage"]
     assert len(batch.pipeline().total_rows()) == 1
+
+
+def test_a_registration_another_partition_rejected_stays_rejected_when_its_own_ends_it(
+        ) -> None:
+    """A settlement on another partition rejected a copy of this registration; its own
+    partition, which never hears of that, later extends and expires it (DESIGN.md, "The
+    cross-key race"): the row stays rejected, with no protection shown."""
+    for late in (extended(minutes=500, until_minutes=720),
+                 ended(minutes=700, reason="expired", status="expired")):
+        row = fold(submitted(), decided(until_minutes=600),
+                   decided(minutes=60, status="rejected", rule="dispute_resolution",
+                           until_minutes=None), late).registrations["reg_1"]
+        assert (row["status"], row["protected_until"], row["end_reason"]) == (
+            "rejected", None, None), late
+    claim = fold(claim_filed(), claim_decided(), claim_decided(minutes=60, status="rejected"),
+                 ended("clm_1", minutes=90, reason="released", status="withdrawn",
+                       party_type="direct", party="rep-1")).claims["clm_1"]
+    assert claim["status"] == "rejected"
