@@ -342,12 +342,17 @@ def _start(workers: Sequence[multiprocessing.process.BaseProcess],
 
 
 def _start_forkserver() -> None:
-    """Start the fork server with this process's module path (Python 3.11's server ignores
-    the one `multiprocessing` hands it: a worktree or a script that put its checkout on
-    `sys.path` would get the installed modules in its workers), and the main script to
+    """Start the fork server with this process's module path, and only it (Python 3.11's
+    server ignores the one `multiprocessing` hands it: a worktree or a script that put its
+    checkout on `sys.path` would get the installed modules in its workers, and `-c` puts
+    the working directory first), and the main script to
     import (`rebuild_preload`)."""
     main = spawn.get_preparation_data("rebuild").get("init_main_from_path")
-    wanted = {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    # The server runs as `python -c`, which puts its working directory first: safe-path
+    # mode keeps it off, so a checkout in the working directory does not shadow this
+    # process's modules ("" on this process's path is its working directory: kept as such).
+    wanted = {"PYTHONPATH": os.pathsep.join(p or os.getcwd() for p in sys.path),
+              "PYTHONSAFEPATH": "1"}
     if main is not None:
         wanted[MAIN_PATH] = main
     before = {name: os.environ.get(name) for name in wanted}
