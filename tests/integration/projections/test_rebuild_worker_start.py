@@ -141,3 +141,37 @@ def test_rebuild_workers_import_the_programs_modules_not_a_checkout_in_the_worki
     assert done.returncode == 0, done.stderr[-3000:]
     assert "rebuilt" in done.stdout
     assert not shadow.exists(), shadow.read_text()
+
+
+async def test_a_rebuild_with_more_workers_than_the_loops_default_threads_finishes(
+    tmp_path: Path,
+) -> None:
+    """asyncio's default executor has cpu count + 4 threads (6 on two cores): a rebuild
+    whose workers each held one in a blocking pipe read left none to send them batches, and
+    `--processes 6` hung for good. Here the loop's executor has 3 threads, 6 workers."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from services.projections.adapters.rebuild import rebuild
+    from shared.eventlog.embedded import EmbeddedEventLog
+    from shared.eventlog.topics import Topics
+    from shared.readmodel.store import create_engine, migrate
+    from tests.integration.projections.projection_support import append_workload
+    from tests.unit.projections.projection_workload import generate
+
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=3))
+    log = EmbeddedEventLog(tmp_path / "log.sqlite3")
+    await log.start()
+    topics = Topics.named("threads")
+    await log.create_topics(topics.specs(6))
+    workload = generate(1500, seed=4, accounts=20, partners=5)
+    await append_workload(log, topics, workload)
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'rm.sqlite3'}")
+    try:
+        await migrate(engine)
+        result = await asyncio.wait_for(
+            rebuild(log, engine, topics, batch_records=50, processes=6), timeout=120)
+        assert result.records == len(workload.records)
+    finally:
+        await engine.dispose()
+        await log.close()
