@@ -73,9 +73,10 @@ log = get_logger(__name__)
 
 MAGIC: Final = b"DEALREG-ADJ-SNAPSHOT\n"
 FORMAT_VERSION: Final = 1
-STATE_SCHEMA_VERSION: Final = 2
+STATE_SCHEMA_VERSION: Final = 3
 """Bump when what `AdjudicationState` (or anything it holds) means changes without its
-fields changing; a changed field list changes the fingerprint by itself."""
+fields changing; a changed field list changes the fingerprint by itself. 3: the account
+index files domains in key form (`dom:x`) and names by owner ordinal (session 22)."""
 CODEC: Final = "pickle5+zlib"
 
 _STATE_MODULES: Final = (state_module, identity_module, index_module, sameness_module,

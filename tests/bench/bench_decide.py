@@ -162,7 +162,7 @@ def memory(registrations: int, period: str = "P90D", every: timedelta = timedelt
     gc.collect()
     with_memos = tracemalloc.get_traced_memory()[0] - baseline
     # The index's identifiers memos and the state's filed-pairs memo are bounded caches
-    # (16,384 entries each, whatever the state's size; the snapshot drops them): excluded
+    # (4,096 and 256 entries since session 22, whatever the state's size): excluded
     # like the normalisation caches, and reported beside.
     state.index._identifiers.clear()
     state.loose_index._identifiers.clear()

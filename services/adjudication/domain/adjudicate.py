@@ -56,11 +56,26 @@ from shared.policy import Policy
 Out = list[DomainEvent]
 
 
+_IDENTITIES: dict[tuple[str | None, str | None, str | None, str | None], AccountIdentity] = {}
+"""A bounded memo of `identity_of` by the account's raw facets: most registrations repeat
+a known account (an identity is immutable, so sharing one is safe). A cache, never state."""
+
+
 def identity_of(account: Account) -> AccountIdentity:
     """The account's identity from the facets stamped at the edge. The edge resolved the
     domain to its registrable form already (public-suffix parsing is the costliest step of
     normalization, so it is not repeated per event); names and countries are normalized
     again through cached functions, which keeps the core robust to hand-written events."""
+    facets = (account.name, account.domain, account.country, account.crm_account_id)
+    found = _IDENTITIES.get(facets)
+    if found is None:
+        if len(_IDENTITIES) >= 16_384:
+            _IDENTITIES.clear()
+        found = _IDENTITIES[facets] = _identity_of(account)
+    return found
+
+
+def _identity_of(account: Account) -> AccountIdentity:
     name = normalize_name(account.name) if account.name else ""
     crm = account.crm_account_id.strip() if account.crm_account_id else ""
     return AccountIdentity(
@@ -71,13 +86,29 @@ def identity_of(account: Account) -> AccountIdentity:
     )
 
 
+_EVIDENCE: dict[tuple[str, float], tuple[str, float]] = {}
+
+
+def _shared_evidence(evidence: tuple[str, float] | None) -> tuple[str, float] | None:
+    """One tuple for each (matched_by, score) the entries keep: nearly all are an exact
+    match (score 1.0) of one of three kinds. Bounded and cleared when full: a cache."""
+    if evidence is None:
+        return None
+    found = _EVIDENCE.get(evidence)
+    if found is None:
+        if len(_EVIDENCE) >= 256:
+            _EVIDENCE.clear()
+        found = _EVIDENCE[evidence] = evidence
+    return found
+
+
 def registration_entry(
     state: AdjudicationState, event: RegistrationSubmitted, policy: Policy
 ) -> Entry:
     products = event.opportunity.products
     return Entry(
         id=event.registration_id,
-        account_key=sys.intern(event.account_key),
+        account_key=state.shared_key(event.account_key),
         party_type="partner",
         party_id=sys.intern(event.partner_id),
         kind="registration",
@@ -94,7 +125,7 @@ def claim_entry(state: AdjudicationState, event: ClaimFiled, policy: Policy) -> 
     products = event.products if event.kind == "opportunity" else ()
     return Entry(
         id=event.claim_id,
-        account_key=sys.intern(event.account_key),
+        account_key=state.shared_key(event.account_key),
         party_type="direct",
         party_id=sys.intern(event.rep_id),
         kind=event.kind,
@@ -139,7 +170,8 @@ def _decide(
     # How it matches its own key's customer, before its own facts are filed there. The
     # index is asked once: what it answers after the filing is derived (Lookup.filed).
     before = lookup(state, identity, policy)
-    own = entry.evidence = own_key_evidence(state, entry.account_key, identity, policy, before)
+    own = entry.evidence = _shared_evidence(
+        own_key_evidence(state, entry.account_key, identity, policy, before))
     if not identity.is_empty():
         state.index_account(entry.account_key, identity)
     known = before.filed(entry.account_key)

@@ -58,8 +58,21 @@ def tag(rule: str, policy_version: int) -> str:
     return f"({rule}, policy v{policy_version})"
 
 
+_MINUTE_US = 60_000_000
+_DAYS: dict[int, str] = {}
+"""A bounded memo of `day` by minute: deadlines of one batch fall in a few minutes, and
+the sentence is built for nearly every decision. A cache, never state."""
+
+
 def day(us: int) -> str:
-    return from_us(us).isoformat(" ", "minutes")[:16] + " UTC"
+    minute = us // _MINUTE_US
+    found = _DAYS.get(minute)
+    if found is None:
+        if len(_DAYS) >= 4096:
+            _DAYS.clear()
+        found = _DAYS[minute] = from_us(minute * _MINUTE_US).isoformat(" ", "minutes")[:16] \
+            + " UTC"
+    return found
 
 
 def protected_until(entry: Entry) -> str:

@@ -129,7 +129,7 @@ def _copy(state: AdjudicationState, reported: ReportedRegistration, alias: str,
     products = reported.products
     return Entry(
         id=reported.registration_id,
-        account_key=sys.intern(alias),
+        account_key=state.shared_key(alias),
         party_type=reported.party_type,
         party_id=sys.intern(reported.party_id),
         kind="registration" if reported.party_type == "partner" else "opportunity",

@@ -157,6 +157,11 @@ def _matches(
 _RANK = {"crm_account_id": 2, "domain": 1, "name": 0}
 
 
+def _same(a: AccountIdentity, b: AccountIdentity) -> bool:
+    """`a == b`, the common case (the very object asked about) without comparing fields."""
+    return a is b or a == b
+
+
 def own_key_evidence(
     state: AdjudicationState, account_key: str, identity: AccountIdentity, policy: Policy,
     asked: Lookup | None = None,
@@ -168,7 +173,7 @@ def own_key_evidence(
     answer for `identity` already asked (`lookup`)."""
     best: AccountMatch | None = None
     if not identity.is_empty():
-        matches = asked.matches if asked is not None and asked.identity == identity \
+        matches = asked.matches if asked is not None and _same(asked.identity, identity) \
             else _matches(state, identity, policy)
         for match in matches:
             if match.account_key == account_key and match.confident and (
@@ -233,7 +238,7 @@ def _evidence(
         key: (kind, score, True, key != new.account_key) for key in own
     }
     if identity is not None and not identity.is_empty():
-        matches = asked.matches if asked is not None and asked.identity == identity \
+        matches = asked.matches if asked is not None and _same(asked.identity, identity) \
             else _matches(state, identity, policy)
         found = sort_out(query, matches, state.customer, anchor, review_names)
         for match in (*found.same, *found.possible):

@@ -112,13 +112,15 @@ def _party_type(value: str) -> PartyType:
     return "direct" if value == "direct" else "partner"
 
 
+_STATUSES: dict[str, RegistrationStatus] = {
+    "submitted": "submitted", "approved": "approved", "rejected": "rejected",
+    "in_review": "in_review", "expired": "expired", "withdrawn": "withdrawn",
+    "won": "won", "lost": "lost",
+}
+
+
 def _status(value: str) -> RegistrationStatus:
-    statuses: dict[str, RegistrationStatus] = {
-        "submitted": "submitted", "approved": "approved", "rejected": "rejected",
-        "in_review": "in_review", "expired": "expired", "withdrawn": "withdrawn",
-        "won": "won", "lost": "lost",
-    }
-    return statuses[value]
+    return _STATUSES[value]
 
 
 party_type = _party_type

@@ -28,7 +28,7 @@ ACTIVE: Final = frozenset({"approved", "in_review"})
 FORGETS_ACCOUNTS = False
 """Whether the state forgets an account with the last entry kept under its key
 (`AdjudicationState.forget_account`). Off: it changes decisions (see there)."""
-_INDEX_MEMO: Final = 16_384
+_INDEX_MEMO: Final = 256
 
 # Heap item kinds. Deadlines are validated against the target when they come due, so a
 # superseded deadline (extension, escalation, resolution) is simply skipped: no deletes.
@@ -200,8 +200,13 @@ class AdjudicationState:
     # --- entries --------------------------------------------------------------------------
 
     def intern_products(self, products: tuple[str, ...] | frozenset[str]) -> frozenset[str]:
-        key = frozenset(sys.intern(p) for p in products)
+        key = frozenset(map(sys.intern, products))
         return self._products.setdefault(key, key)
+
+    def shared_key(self, account_key: str) -> str:
+        """The one string the state keeps for `account_key`: the index's, once the account
+        is known (see `AccountIndex.key`)."""
+        return self.index.key(account_key)
 
     def index_account(self, account_key: str, identity: AccountIdentity) -> None:
         if self._indexed.get(account_key) == identity:
@@ -210,8 +215,10 @@ class AdjudicationState:
             self._indexed.clear()
         self._indexed[account_key] = identity
         self.index.add(account_key, identity)
-        if not account_key.startswith("dom:"):
-            self.loose_index.add(account_key, identity)
+        if not account_key.startswith("dom:") and identity.name and identity.country:
+            # Only names are ever looked up there (matching._lookups).
+            self.loose_index.add(account_key, AccountIdentity(None, None, identity.name,
+                                                              identity.country))
 
     def keep(self, entry: Entry) -> None:
         """Hold a new entry (registration, claim, or a copy of another partition's)."""

@@ -337,3 +337,39 @@ def test_match_does_not_depend_on_insertion_order(
     assert forward == build(shuffled).match(query, 0.8, 0.2)
     assert forward == build(list(reversed(accounts))).match(query, 0.8, 0.2)
     assert len({m.account_key for m in forward}) == len(forward)
+
+
+@settings(max_examples=200, deadline=None)
+@given(filings=st.lists(st.tuples(
+    st.sampled_from(["dom:acme.com", "crm:C1", "name:US:acme", "dom:acme.io", "crm:C2"]),
+    st.sampled_from([None, "C1", "C2"]), st.sampled_from([None, "acme.com", "acme.io"])),
+    max_size=12))
+def test_identifiers_are_what_the_key_says_and_everything_filed_under_it(
+    filings: list[tuple[str, str | None, str | None]],
+) -> None:
+    # `identifiers` builds the union in one step (the key's own value is usually filed
+    # already): the same as the key's form united with the facets filed, one filing at a
+    # time, asked before and after every filing.
+    from shared.accounts.sameness import Identifiers
+
+    idx = AccountIndex()
+    filed: dict[str, Identifiers] = {}
+    for key, crm, domain in filings:
+        idx.add(key, AccountIdentity(crm, domain, None, None))
+        facets = Identifiers(frozenset({crm} - {None}), frozenset({domain} - {None}))
+        filed[key] = filed.get(key, Identifiers()) | facets
+        for known, theirs in filed.items():
+            assert idx.identifiers(known) == Identifiers.of_key(known) | theirs
+    assert idx.identifiers("dom:never.com") == Identifiers.of_key("dom:never.com")
+
+
+def test_candidates_within_the_budget_are_every_posting_whatever_the_rarity() -> None:
+    # Within the budget every key is taken (no rarity sort needed); over it, the rarest
+    # keys first: "zyx" (1 posting) before "solutions" (30).
+    idx = AccountIndex(candidate_budget=40)
+    for i in range(30):
+        idx.add(f"name:US:s{i}", ident(f"Solutions Q{i:02d}", "US"))
+    idx.add("name:US:zyx", ident("Zyx Solutions", "US"))
+    names = idx._countries["US"]
+    assert len(names.candidates("solutions zyx", 40)) == 31
+    assert set(names.candidates("solutions zyx", 10)) == {"solutions zyx"}

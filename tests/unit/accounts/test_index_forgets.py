@@ -79,3 +79,42 @@ def test_a_removed_account_is_found_by_nothing_and_a_shared_name_stays_with_its_
     index.add("dom:acme.com", AccountIdentity.from_raw(domain="acme.com"))
     assert index.match(acme, 0.9)[0].matched_by == "domain"
     assert not index.identifiers("dom:acme.com").crm_ids
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_a_crowded_token_answers_the_same_after_removals_whatever_its_postings_shape(
+        seed: int) -> None:
+    """Postings of one blocking key are a string, an exact-size tuple, then (past 32 names)
+    a growing list; removals walk back down. An index that added 40-70 names sharing
+    "systems" and removed some answers as a fresh index holding the rest."""
+    rng = random.Random(seed)
+    index, fresh = AccountIndex(), AccountIndex()
+    names = {f"k{i}": AccountIdentity.from_raw(
+        name=f"{rng.choice(WORDS)}{i} systems", country="US",
+        domain=f"d{i}.com" if rng.random() < 0.5 else None) for i in range(rng.randrange(40, 70))}
+    for key, identity in names.items():
+        index.add(key, identity)
+    removed = set(rng.sample(sorted(names), rng.randrange(1, len(names))))
+    for key in sorted(removed):
+        assert index.remove(key)
+    for key, identity in names.items():
+        if key not in removed:
+            fresh.add(key, identity)
+    queries = [*names.values(), AccountIdentity.from_raw(name="acme systems", country="US")]
+    assert _answers(index, queries, sorted(names)) == _answers(fresh, queries, sorted(names))
+
+
+def test_a_domain_keyed_account_keeps_one_copy_of_its_key_and_domain() -> None:
+    """Memory: the domain is filed in key form, so `dom:x`'s key string is the only copy;
+    `key` hands callers that same string (the adjudicator's entries keep it)."""
+    index = AccountIndex()
+    key = "".join(["dom:", "acme.com"])  # a fresh string, as decoded from an event
+    index.add(key, AccountIdentity.from_raw(name="Acme", country="US", domain="acme.com"))
+    assert index.key("".join(["dom:", "acme.com"])) is key
+    assert index.key("dom:unknown.com") == "dom:unknown.com"
+    assert index.identifiers(key).domains == frozenset({"acme.com"})
+    assert [m.matched_by for m in index.match(AccountIdentity.from_raw(domain="acme.com"),
+                                              0.9)] == ["domain"]
+    held = [k for k in index._by_domain if k == key]
+    assert held and held[0] is key

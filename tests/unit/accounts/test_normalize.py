@@ -396,3 +396,38 @@ def test_name_similarity_is_symmetric_and_bounded(a: str, b: str) -> None:
     score = name_similarity(a_norm, b_norm)
     assert 0.0 <= score <= 1.0
     assert score == name_similarity(b_norm, a_norm)
+
+
+# --- the folding fast paths -------------------------------------------------------------
+
+
+def _fold_the_long_way(text: str) -> str:
+    """The folding spelled out character by character, every step taken (the reference
+    the ASCII fast path and the translate table must agree with)."""
+    import unicodedata
+
+    text = unicodedata.normalize("NFKD", text)
+    text = unicodedata.normalize("NFKD", text.casefold())
+    text = normalize_module._LETTER_SLASH_LETTER.sub(r"\1", text)
+    return "".join(normalize_module._fold_char(ch) for ch in text)
+
+
+_TRICKY = ("AaZz09 .,'\u2019`\u00b4&/-_()\u00c5\u00d8\u00e6\u00df\u0130\u0131\u0141\u0142"
+           "\u00de\u0153\ufb01\uff21\uff0fK\u212a\u00b5\u01c4\u01c5\t\u3002")
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=st.text(alphabet=st.sampled_from(_TRICKY), max_size=30) | st.text(max_size=30))
+def test_folding_fast_paths_fold_as_the_long_way(text: str) -> None:
+    # ASCII skips both NFKD passes and casefolds with lower(); a text without a slash skips
+    # the letter/letter rule; every character goes through the translate table.
+    assert normalize_module._fold_text(text) == _fold_the_long_way(text)
+
+
+def test_folding_past_the_table_cap_still_folds_every_character() -> None:
+    table = normalize_module._FOLD_TABLE
+    # The whole Latin-1 and Latin Extended-A ranges, and far more code points than the
+    # cap: once it is full, characters are folded without being remembered.
+    text = "".join(chr(c) for c in range(0x20, 0x6000) if not 0xD800 <= c < 0xE000)
+    assert normalize_module._fold_text(text) == _fold_the_long_way(text)
+    assert len(table) <= 20_000

@@ -17,7 +17,7 @@ from typing import Any
 from unittest import mock
 
 from adjudication_driver import Driver, decisions, policy
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from services.adjudication.domain import AdjudicationState, cooloff, matching
@@ -180,3 +180,30 @@ def test_own_key_evidence_prefers_a_domain_to_a_name_matched_in_the_loose_index(
                           key="crm:C1")
     assert [(c.registration_id, c.matched_by) for c in decisions(out)[0].conflicts] == [
         ("r1", "domain")]
+
+
+def _file_everything(self: AdjudicationState, account_key: str,
+                     identity: AccountIdentity) -> None:
+    """Before the loose index held names only: it filed each non-domain key's CRM id and
+    domain too (never looked up there)."""
+    if self._indexed.get(account_key) == identity:
+        return
+    self._indexed[account_key] = identity
+    self.index.add(account_key, identity)
+    if not account_key.startswith("dom:"):
+        self.loose_index.add(account_key, identity)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=ops_strategy, which=st.integers(0, len(POLICIES) - 1))
+@example(ops=[  # a name filed under a CRM key, then matched by a registration with a domain
+    ("register", "p-1", "Acme", None, "C1", "US", "crm", ("analytics",)), ("later", 1),
+    ("register", "p-2", "Acme Corp", "acme.io", None, "US", "auto", ("analytics",))],
+    which=0)
+def test_the_loose_index_decides_alike_holding_names_only(
+    ops: list[tuple[Any, ...]], which: int
+) -> None:
+    pol = POLICIES[which]
+    with mock.patch.object(AdjudicationState, "index_account", _file_everything):
+        everything = _run(ops, pol, None)
+    assert _run(ops, pol, None) == everything
