@@ -32,12 +32,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import multiprocessing
 import os
 import sys
 import threading
 import traceback
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from multiprocessing import forkserver, spawn
 from multiprocessing.connection import Connection
 from typing import Any
@@ -96,6 +98,21 @@ async def replay_in_processes(
     stop; then the failure is raised, naming the worker and the partitions it was given (a
     worker that died without an answer, killed for instance, is a failure too: its pipe
     ends, nobody waits on it)."""
+    # A pipe read per worker, a send per worker, joining the starter: never short.
+    pool = ThreadPoolExecutor(max_workers=2 * processes + 2,
+                              thread_name_prefix="dealreg-rebuild-pipe")
+    token = _threads.set(pool)
+    try:
+        return await _replay_in_processes(engine, models, units, processes, progress)
+    finally:
+        _threads.reset(token)
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+async def _replay_in_processes(
+    engine: AsyncEngine, models: tuple[str, ...], units: Sequence[Unit], processes: int,
+    progress: Progress | None,
+) -> tuple[int, int, list[Skipped]]:
     url = engine.url.render_as_string(hide_password=False)
     context = multiprocessing.get_context("forkserver")
     ours = not _forkserver_running()
@@ -111,7 +128,7 @@ async def replay_in_processes(
     starter = threading.Thread(target=_start, args=(workers, pipes, failed_to_start, ours),
                                name="dealreg-rebuild-start", daemon=True)
     starter.start()
-    started = asyncio.ensure_future(asyncio.to_thread(starter.join))
+    started = asyncio.ensure_future(_blocking(starter.join))
     queue = _Units(units)
     stopping = asyncio.Event()
     ready = asyncio.Event()
@@ -127,17 +144,17 @@ async def replay_in_processes(
         # ends a worker still waiting for batches (its recv fails, its open write rolls
         # back), then each is waited for, and the fork server this rebuild started is
         # stopped (the next rebuild pays for its own).
-        await asyncio.to_thread(starter.join)
+        await _blocking(starter.join)
         for parent, _ in pipes:
             parent.close()
         for worker in workers:
             if worker.pid is None:
                 continue
-            await asyncio.to_thread(worker.join, 60)
+            await _blocking(worker.join, 60)
             if worker.is_alive():
                 worker.kill()
         if ours:
-            await asyncio.to_thread(_stop_forkserver)
+            await _blocking(_stop_forkserver)
     failures = [r for r in results if isinstance(r, BaseException)]
     if failures:
         raise next((f for f in failures if isinstance(f, RebuildWorkerFailed)), failures[0])
@@ -220,14 +237,14 @@ async def _drive(queue: _Units, pipe: Connection, progress: Progress | None,
                 payload = ([(r.topic, r.partition, r.offset, r.value) for r in records],
                            read_to)
                 try:
-                    await asyncio.to_thread(pipe.send, payload)
+                    await _blocking(pipe.send, payload)
                 except OSError:  # the worker is gone: its answer (or its death) says why
                     sending = False
                     break
             sending = sending and not stopping.is_set()
         if not answers.done():
             with contextlib.suppress(OSError):
-                await asyncio.to_thread(pipe.send, None)
+                await _blocking(pipe.send, None)
         return await answers
     except BaseException:
         stopping.set()
@@ -245,7 +262,7 @@ async def _answers(pipe: Connection, progress: Progress | None, name: Callable[[
                    ready: tuple[asyncio.Event, ...]) -> tuple[int, int, list[Skipped]]:
     while True:
         try:
-            kind, *values = await asyncio.to_thread(pipe.recv)
+            kind, *values = await _blocking(pipe.recv)
         except (EOFError, OSError) as exc:
             raise RebuildWorkerFailed(
                 f"rebuild worker {name()} ended without an answer (killed?); its batches "
@@ -260,6 +277,20 @@ async def _answers(pipe: Connection, progress: Progress | None, name: Callable[[
             return values[0], values[1], values[2]
         else:
             raise RebuildWorkerFailed(f"rebuild worker {name()} failed:\n{values[0]}")
+
+
+_threads: contextvars.ContextVar[ThreadPoolExecutor | None] = contextvars.ContextVar(
+    "dealreg_rebuild_threads", default=None)
+"""The rebuild's own threads for its blocking pipe calls: each worker holds one in a pipe
+read for the whole rebuild, so asyncio's default executor (cpu count + 4 threads, shared
+with the caller) ran out at 6 workers on two cores, and nothing could send a batch."""
+
+
+async def _blocking(function: Callable[..., Any], *args: Any) -> Any:
+    pool = _threads.get()
+    if pool is None:
+        return await asyncio.to_thread(function, *args)
+    return await asyncio.get_running_loop().run_in_executor(pool, function, *args)
 
 
 def _worker(url: str, models: tuple[str, ...], pipe: Connection) -> None:
@@ -280,7 +311,7 @@ async def _work(url: str, models: tuple[str, ...], pipe: Connection
     from services.projections.adapters.rebuild import _decoded, replay
 
     async def received() -> AsyncIterator[Raw]:
-        while (payload := await asyncio.to_thread(pipe.recv)) is not None:
+        while (payload := await _blocking(pipe.recv)) is not None:
             rows, read_to = payload
             yield [Record(t, p, o, "", v, 0) for t, p, o, v in rows], read_to
 
@@ -342,12 +373,17 @@ def _start(workers: Sequence[multiprocessing.process.BaseProcess],
 
 
 def _start_forkserver() -> None:
-    """Start the fork server with this process's module path (Python 3.11's server ignores
-    the one `multiprocessing` hands it: a worktree or a script that put its checkout on
-    `sys.path` would get the installed modules in its workers), and the main script to
+    """Start the fork server with this process's module path, and only it (Python 3.11's
+    server ignores the one `multiprocessing` hands it: a worktree or a script that put its
+    checkout on `sys.path` would get the installed modules in its workers, and `-c` puts
+    the working directory first), and the main script to
     import (`rebuild_preload`)."""
     main = spawn.get_preparation_data("rebuild").get("init_main_from_path")
-    wanted = {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    # The server runs as `python -c`, which puts its working directory first: safe-path
+    # mode keeps it off, so a checkout in the working directory does not shadow this
+    # process's modules ("" on this process's path is its working directory: kept as such).
+    wanted = {"PYTHONPATH": os.pathsep.join(p or os.getcwd() for p in sys.path),
+              "PYTHONSAFEPATH": "1"}
     if main is not None:
         wanted[MAIN_PATH] = main
     before = {name: os.environ.get(name) for name in wanted}

@@ -80,3 +80,98 @@ def test_a_parallel_rebuild_imports_the_main_script_once_for_all_its_workers(
     assert [name for name, _, _ in lines] == ["__main__", "__mp_main__"], lines
     # In the server, the project's modules (imported before the script) are this checkout's.
     assert Path(lines[1][2]).resolve().is_relative_to(ROOT), lines
+
+
+SHADOWED = textwrap.dedent('''
+    import asyncio
+    import os
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, os.environ["CHECKOUT"])
+
+    from services.projections.adapters.rebuild import rebuild
+    from shared.eventlog.embedded import EmbeddedEventLog
+    from shared.eventlog.topics import Topics
+    from shared.readmodel.store import create_engine, migrate
+    from tests.integration.projections.projection_support import append_workload
+    from tests.unit.projections.projection_workload import generate
+
+    async def main() -> None:
+        directory = Path(os.environ["DATA"])
+        log = EmbeddedEventLog(directory / "log.sqlite3")
+        await log.start()
+        topics = Topics.named("cwd")
+        await log.create_topics(topics.specs(4))
+        workload = generate(300, seed=3, accounts=20, partners=5)
+        await append_workload(log, topics, workload)
+        engine = create_engine(f"sqlite+aiosqlite:///{directory / 'rm.sqlite3'}")
+        await migrate(engine)
+        result = await rebuild(log, engine, topics, batch_records=50, processes=2)
+        await engine.dispose()
+        await log.close()
+        assert result.records == len(workload.records), result
+        print("rebuilt", result.records)
+
+    if __name__ == "__main__":
+        asyncio.run(main())
+''')
+
+
+def test_rebuild_workers_import_the_programs_modules_not_a_checkout_in_the_working_directory(
+    tmp_path: Path,
+) -> None:
+    """An operator runs a checkout's program from inside another checkout (cwd /work/main,
+    code from a worktree): the program never imports from its working directory, so its
+    workers must not either (the fork server, started with `-c`, put cwd first)."""
+    program = tmp_path / "program"
+    program.mkdir()
+    (program / "rebuild_program.py").write_text(SHADOWED)
+    elsewhere = tmp_path / "elsewhere"
+    for package in ("services", "shared"):
+        (elsewhere / package).mkdir(parents=True)
+        (elsewhere / package / "__init__.py").write_text(
+            "import os\n"
+            "open(os.environ['SHADOW'], 'a').write(__name__ + '\\n')\n")
+    shadow = tmp_path / "shadow.txt"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(CHECKOUT=str(ROOT), DATA=str(tmp_path), SHADOW=str(shadow))
+    done = subprocess.run([sys.executable, str(program / "rebuild_program.py")], env=env,
+                          cwd=elsewhere, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "rebuilt" in done.stdout
+    assert not shadow.exists(), shadow.read_text()
+
+
+async def test_a_rebuild_with_more_workers_than_the_loops_default_threads_finishes(
+    tmp_path: Path,
+) -> None:
+    """asyncio's default executor has cpu count + 4 threads (6 on two cores): a rebuild
+    whose workers each held one in a blocking pipe read left none to send them batches, and
+    `--processes 6` hung for good. Here the loop's executor has 3 threads, 6 workers."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from services.projections.adapters.rebuild import rebuild
+    from shared.eventlog.embedded import EmbeddedEventLog
+    from shared.eventlog.topics import Topics
+    from shared.readmodel.store import create_engine, migrate
+    from tests.integration.projections.projection_support import append_workload
+    from tests.unit.projections.projection_workload import generate
+
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=3))
+    log = EmbeddedEventLog(tmp_path / "log.sqlite3")
+    await log.start()
+    topics = Topics.named("threads")
+    await log.create_topics(topics.specs(6))
+    workload = generate(1500, seed=4, accounts=20, partners=5)
+    await append_workload(log, topics, workload)
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'rm.sqlite3'}")
+    try:
+        await migrate(engine)
+        result = await asyncio.wait_for(
+            rebuild(log, engine, topics, batch_records=50, processes=6), timeout=120)
+        assert result.records == len(workload.records)
+    finally:
+        await engine.dispose()
+        await log.close()
