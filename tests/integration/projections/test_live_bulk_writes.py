@@ -336,3 +336,26 @@ async def test_multi_row_writes_prepare_one_statement_per_table_whatever_the_row
             k: r["products"] for k, r in stored.items()}
     finally:
         await engine.dispose()
+
+
+async def test_loading_an_id_longer_than_the_column_finds_no_row_by_its_prefix(
+    postgres_server: ServerHandle, unique: str,
+) -> None:
+    """Ids are passed as one array (`repository.one_of`); cast to the column's own
+    `VARCHAR(64)[]` PostgreSQL cuts each element to 64 characters (an explicit cast
+    truncates), so an over-long id found the row of its 64-character prefix. An `IN`
+    list compares the whole value: nothing is found, as here."""
+    engine = create_engine(await create_database(postgres_server.url, f"long_{unique}"))
+    try:
+        await migrate(engine)
+        stored = "r" * 64
+        async with engine.begin() as conn:
+            await conn.execute(registrations.insert(), [
+                {"id": stored, "status": "approved",
+                 "submitted_at": datetime(2026, 1, 1, tzinfo=UTC)}])
+        async with engine.connect() as conn:
+            assert await repository.load_registrations(conn, [stored + "-other"]) == {}
+            assert list(await repository.load_registrations(
+                conn, [stored + "-other", stored])) == [stored]
+    finally:
+        await engine.dispose()
