@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import re
 import zlib
-from copy import copy
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from copy import copy
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
