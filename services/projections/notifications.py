@@ -443,10 +443,15 @@ class NotificationSender:
         changes: list[dict[str, Any]] = []
         attempts_rows: list[dict[str, Any]] = []
         async with self.engine.begin() as conn:
-            current = {r.id: r for r in (await conn.execute(
-                select(o.id, o.attempts, o.retry_from, o.status, o.next_attempt_at,
-                       o.delivered_at).where(one_of(
-                           conn.dialect.name, o.id, {i.row["id"] for i in batch})))).all()}
+            query = select(o.id, o.attempts, o.retry_from, o.status, o.next_attempt_at,
+                           o.delivered_at).where(one_of(
+                               conn.dialect.name, o.id, {i.row["id"] for i in batch}))
+            if conn.dialect.name == "postgresql":
+                # The new values are computed from these: locked (in id order, so two
+                # group commits never wait on each other in a cycle) until commit, or a
+                # redelivery committed in between is overwritten (SQLite: one writer).
+                query = query.order_by(o.id).with_for_update()
+            current = {r.id: r for r in (await conn.execute(query)).all()}
             counted: dict[str, int] = {}
             for item in batch:
                 found = current.get(item.row["id"])
@@ -508,7 +513,10 @@ async def redeliver(conn: AsyncConnection, delivery_id: str) -> bool:
     """Queue a delivery again now, with a fresh schedule (a 410-disabled URL is enabled
     again). False: no such delivery."""
     o = notification_outbox.c
-    row = (await conn.execute(select(o.attempts).where(o.id == delivery_id))).first()
+    query = select(o.attempts).where(o.id == delivery_id)
+    if conn.dialect.name == "postgresql":  # an outcome recorded meanwhile waits, or is
+        query = query.with_for_update()     # waited for (then counted in the old round)
+    row = (await conn.execute(query)).first()
     if row is None:
         return False
     await conn.execute(update(notification_outbox).where(o.id == delivery_id).values(

@@ -3,9 +3,10 @@
 Each polled batch is applied in one database transaction that also stores the consumed
 positions, so a crash between the two is impossible. Every model keeps its own positions
 (so one model can be rebuilt alone); a record is folded into the models whose stored
-position has not passed it. The positions are read (and on PostgreSQL locked) inside the
-batch's transaction, so a record another process applied in the meantime (a consumer-group
-rebalance moved the partition) is skipped instead of applied twice. Rows touched by a batch
+position has not passed it. The positions are read (and on PostgreSQL locked, missing rows
+included: `repository.lock_positions`) inside the batch's transaction, so a record another
+process applied in the meantime (a consumer-group rebalance moved the partition) is
+skipped instead of applied twice. Rows touched by a batch
 are loaded once, folded in memory by the pure core (`domain/`), and written back in bulk.
 """
 

@@ -1413,3 +1413,47 @@ def test_an_expired_claim_stays_expired_when_another_partition_keeps_its_copy() 
         assert m.model.regs[_ids(m)[0]].status == "expired"
 
     _replay(steps)
+
+
+def test_an_award_beside_a_possible_duplicate_leaves_the_customer_one_owner() -> None:
+    """Rule 7 (session 22): p-02's name-only Jones and p-01's jones-holdings.co.uk (another
+    partition: a copy, a possible duplicate) stood side by side after a person said
+    `distinct`. p-04's jones-holdings.co.uk then outranks p-01 (tier) and is the name-only
+    one's possible duplicate: that approval used to ride along as evidence only, so an
+    award to p-04 rejected p-01 but left p-02 approved, two exclusive owners of one company
+    and no person ever deciding between them (invariant 1). Now it is a member, flagged,
+    and the award covers it."""
+
+    def steps(m: Invariants) -> None:
+        m.register(JONES_BY_NAME, "p-02", {"security"}, "resell")
+        m.register(JONES, "p-01", {"security"}, "resell")  # possible duplicate: a review
+        m.resolve(0, 0, "distinct")
+        m.register(JONES, "p-04", {"security"}, "resell")  # beats p-01 by tier
+        newcomer = _ids(m)[2]
+        assert m.model.regs[newcomer].rule == "tier"
+        dispute = next(d for d in m.model.disputes.values() if d.open)
+        assert set(dispute.members) == set(_ids(m)) and dispute.reason == "challenger"
+        m.resolve(0, dispute.members.index(newcomer), "award")
+        assert [r.status for r in m.model.regs.values()] == ["rejected", "rejected",
+                                                              "approved"]
+
+    _replay(steps)
+
+
+def test_a_fallback_beside_a_possible_duplicate_leaves_the_customer_one_owner() -> None:
+    """The same collision left to the ladder: the fallback takes p-04 (tier) and, since the
+    name-only Jones is a member weighed against p-04, takes it away too (rule 7). Left out,
+    or spared as an unreviewed possible duplicate is, it stayed approved beside p-04."""
+
+    def steps(m: Invariants) -> None:
+        m.register(JONES_BY_NAME, "p-02", {"security"}, "resell")
+        m.register(JONES, "p-01", {"security"}, "resell")
+        m.resolve(0, 0, "distinct")
+        m.register(JONES, "p-04", {"security"}, "resell")
+        for _ in range(3):
+            m.time_passes(24 * 8)  # past the last level: final_breach_fallback
+        assert [(r.status, r.rule) for r in m.model.regs.values()] == [
+            ("rejected", "final_breach_fallback"), ("rejected", "final_breach_fallback"),
+            ("approved", "final_breach_fallback")]
+
+    _replay(steps)

@@ -13,7 +13,8 @@ customer whose scope overlaps R's:
   and those Cs as evidence;
 - if R beats an approved C, or nothing separates R from some C, R goes in review and a
   dispute opens over all of them (approved registrations are never taken away without a
-  person);
+  person); R's possible duplicates (near matches) join it too, flagged, so the person's
+  settlement covers them;
 - with no confident C but a name match in the review band, R goes in review with a
   `possible_duplicate` flag and a review dispute (a person says whether it is the same
   customer: `distinct` approves it, the other outcomes settle it as a collision);
@@ -180,7 +181,8 @@ def _decide(
     confident = [c for c in rivals if c.confident]
     near = [c for c in rivals if not c.confident]
     # Near matches never decide when confident ones do, but they are never silently
-    # ignored either: they travel as flagged evidence.
+    # ignored either: they travel as flagged evidence, and beside a collision that goes
+    # to a person they join its dispute (rule 7).
     flags = ("possible_duplicate",) if near else ()
     if confident:
         verdicts = [(c, *compare(state, entry, c.entry, policy)) for c in confident]
@@ -244,7 +246,8 @@ def _review(
         else "possible_duplicate"
     )
     dispute = draw_into_dispute(state, out, entry, [c.entry for c in rivals], open_reason,
-                                rule, policy, at, evidence)
+                                rule, policy, at, evidence,
+                                flagged=[c.entry for c in near or ()])
     out.append(outcomes.decision(
         entry, rule, entry.policy_version,
         explain.in_review(entry, [c.entry for c in rivals], rule, label, dispute.id,

@@ -99,8 +99,9 @@ def draw_into_dispute(
     at: int,
     evidence: Sequence[ConflictEvidence],
     dispute_id: str | None = None,
+    flagged: Sequence[Entry] = (),
 ) -> Dispute:
-    """Put `challenger` and `rivals` in one open dispute.
+    """Put `challenger`, `rivals` and `flagged` in one open dispute.
 
     Without a `dispute_id` they join the open dispute any of them is already in that is
     furthest up the ladder, then the oldest (or a new one when there is none). With one (a
@@ -112,10 +113,21 @@ def draw_into_dispute(
 
     A confident collision drawn into a possible-duplicate or cross-key review makes it a
     collision: its reason changes (so `distinct`, which approves everyone, is no longer
-    an outcome that could leave two owners of one customer)."""
+    an outcome that could leave two owners of one customer).
+
+    `flagged`: the challenger's possible duplicates next to its confident collision
+    (DESIGN rule 7). They join as members, so a person's settlement covers them, and the
+    reason stays the collision's. One that joins approved and in no open dispute is
+    there only as the challenger's possible duplicate (`Dispute.flagged`): a settlement (a
+    person's or the final-breach fallback's) weighs it against the challenger alone,
+    never against the members it stood beside before. Drawn in confidently later, it is a
+    member like any other."""
     drawn = [challenger, *rivals]
+    near = [e for e in flagged if all(e is not d for d in drawn)]
+    pairs = tuple((e.id, challenger.id) for e in near
+                  if e.status == "approved" and _free_or_flagged(state, e))
     existing: list[Dispute] = []
-    for entry in drawn:
+    for entry in (*drawn, *near):
         found = open_dispute_of(state, entry)
         if found is not None and found not in existing:
             existing.append(found)
@@ -127,7 +139,8 @@ def draw_into_dispute(
         target = existing.pop(0)
         before = set(target.member_ids)
         changed = _upgrade_reason(target, reasons)
-        _merge(state, out, target, existing, drawn, policy, at)
+        _flag(target, existing, drawn, pairs)
+        _merge(state, out, target, existing, [*drawn, *near], policy, at)
         out.append(
             DisputeJoined(
                 dispute_id=target.id,
@@ -152,7 +165,8 @@ def draw_into_dispute(
     target = _open(state, challenger, dispute_id or _fresh_id(state, challenger), reason,
                    policy, at, carried)
     _upgrade_reason(target, reasons)
-    _merge(state, out, target, existing, drawn, policy, at)
+    _flag(target, existing, drawn, pairs)
+    _merge(state, out, target, existing, [*drawn, *near], policy, at)
     where = (f"it carries on dispute {carried.id} at level {target.level} with "
              f"{target.owner_id}, due {explain.day(target.due_at)}" if carried is not None
              else f"level 1 is with {target.owner_id}, due {explain.day(target.due_at)}")
@@ -187,6 +201,33 @@ def _reason(value: str) -> OpenReason:
         "contested": "contested", "cross_key": "cross_key",
     }
     return reasons[value]
+
+
+def _flag(target: Dispute, merged: Sequence[Dispute], drawn: Sequence[Entry],
+          pairs: tuple[tuple[str, str], ...]) -> None:
+    """The (member, newcomer) pairs `target` holds a member by only as the newcomer's
+    possible duplicate: its own, the merged disputes' and `pairs`, less those of members
+    drawn in confidently now."""
+    flagged = [*target.flagged, *(p for d in merged for p in d.flagged), *pairs]
+    if flagged:
+        confident = {e.id for e in drawn}
+        target.flagged = tuple(dict.fromkeys(p for p in flagged if p[0] not in confident))
+
+
+def _free_or_flagged(state: AdjudicationState, entry: Entry) -> bool:
+    """In no open dispute, or in one only as a possible duplicate (so a second newcomer
+    it is a possible duplicate of is weighed against it as well)."""
+    dispute = open_dispute_of(state, entry)
+    return dispute is None or any(m == entry.id for m, _ in dispute.flagged)
+
+
+def only_flagged(dispute: Dispute) -> dict[str, frozenset[str]]:
+    """The members `dispute` holds only as possible duplicates, each with the newcomers
+    it is one of (rule 7)."""
+    found: dict[str, set[str]] = {}
+    for member, newcomer in dispute.flagged:
+        found.setdefault(member, set()).add(newcomer)
+    return {m: frozenset(n) for m, n in found.items()}
 
 
 def _upgrade_reason(target: Dispute, reasons: Sequence[str]) -> bool:
@@ -606,8 +647,10 @@ def settle(
     `keep_unconflicted` (awards, splits, fallbacks), members that do not overlap any
     winner: an approval that never conflicted with a winner stays, and one in review that
     overlaps neither a winner nor an approval that stays is approved (nothing is left to
-    weigh it against). A member whose partner is inactive never gains protection here.
-    One decision per member follows the DisputeResolved."""
+    weigh it against). A member there only as a possible duplicate (`Dispute.flagged`) is
+    weighed against the newcomers it is one of, never against the others (they stood side
+    by side before). A member whose partner is inactive never gains protection here. One
+    decision per member follows the DisputeResolved."""
     _close(state, dispute, at)
     policy = state.policy(dispute.policy_version)
     members = [state.entries[m] for m in dispute.member_ids if m in state.entries]
@@ -616,13 +659,20 @@ def settle(
         if scopes and entry.id in scopes:
             entry.products = state.intern_products(scopes[entry.id])
     winners = [m for m in live if m.id in approved]
+    flagged = only_flagged(dispute)
+
+    def conflict(a: Entry, b: Entry) -> bool:
+        if flagged and ((a.id in flagged and b.id not in flagged[a.id])
+                        or (b.id in flagged and a.id not in flagged[b.id])):
+            return False
+        return _conflict(state, a, b, policy)
+
     verdict: dict[str, str] = {}  # id -> "won" | "kept" | "freed" | "lost" | "inactive"
     for entry in live:
         if entry.id in approved:
             fresh = entry.status != "approved"
             verdict[entry.id] = "inactive" if fresh and inactive(state, entry) else "won"
-        elif keep_unconflicted and not any(_conflict(state, entry, w, policy)
-                                           for w in winners):
+        elif keep_unconflicted and not any(conflict(entry, w) for w in winners):
             verdict[entry.id] = "kept" if entry.status == "approved" else ""
         else:
             verdict[entry.id] = "lost"
@@ -630,7 +680,7 @@ def settle(
     for entry in live:
         if verdict[entry.id] == "":
             clear = not inactive(state, entry) and not any(
-                _conflict(state, entry, o, policy) for o in standing)
+                conflict(entry, o) for o in standing)
             verdict[entry.id] = "freed" if clear else "lost"
             if clear:
                 standing.append(entry)
@@ -680,8 +730,7 @@ def settle(
                         if scopes and entry.id in scopes else "")
             reason = {
                 "won": f"{settled}{products}",
-                "kept": f"{settled} and this registration does not overlap what was "
-                        f"awarded, so it keeps its protection",
+                "kept": _kept_sentence(settled, entry, winners, flagged),
                 "freed": f"{settled} and nothing that stands overlaps this registration",
             }[why]
             sentence = (f"Approved{share}: {reason}{explain.protected_until(entry)} "
@@ -701,6 +750,18 @@ def settle(
         out.append(outcomes.decision(entry, rule, dispute.policy_version, sentence, at, others))
     for entry in released:
         release.let_go(state, out, entry, at)
+
+
+def _kept_sentence(settled: str, entry: Entry, winners: Sequence[Entry],
+                   flagged: dict[str, frozenset[str]]) -> str:
+    if entry.id in flagged:
+        return (f"{settled}; this registration was in it only as the possible duplicate of "
+                f"a registration that did not win, so it keeps its protection")
+    if any(w.id in flagged for w in winners):
+        return (f"{settled}; what won was in it only as another registration's possible "
+                f"duplicate and is not weighed against this one, so it keeps its protection")
+    return f"{settled} and this registration does not overlap what was awarded, so it keeps " \
+        f"its protection"
 
 
 def _kept_copy(entry: Entry, credit_percent: Decimal | None, rescoped: bool) -> bool:
@@ -737,7 +798,13 @@ def remove_member(state: AdjudicationState, out: Out, entry: Entry, at: int) -> 
         dispute.member_ids.remove(entry.id)
     remaining = [state.entries[m] for m in dispute.member_ids
                  if m in state.entries and state.entries[m].active]
-    if len({(m.party_type, m.incumbency_party) for m in remaining}) > 1:
+    # A member there only as a possible duplicate (rule 7) is weighed against its
+    # newcomers alone: with none of them left it disputes with no one.
+    flagged = only_flagged(dispute)
+    ids = {m.id for m in remaining}
+    parties = {(m.party_type, m.incumbency_party) for m in remaining
+               if m.id not in flagged or flagged[m.id] & ids}
+    if len(parties) > 1:
         return
     # The survivors (if any) keep what they had; those waiting in review have no rival left
     # (one party's own entries never overlap: the later would have been a duplicate).

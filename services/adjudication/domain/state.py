@@ -107,6 +107,10 @@ class Dispute:
     breached: bool = False
     status: str = "open"
     resolved_at: int = 0
+    flagged: tuple[tuple[str, str], ...] = ()
+    """(member, newcomer) pairs: an approved member drawn in only as the newcomer's
+    possible duplicate next to its confident collision (DESIGN rule 7). A settlement (a
+    person's or the fallback's) weighs it against its newcomers only."""
 
 
 @dataclass(slots=True, eq=False)
