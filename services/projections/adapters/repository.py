@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from copy import copy
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -430,7 +431,13 @@ def one_of(dialect: str, column: Any, values: Iterable[Any]) -> Any:
     values = list(values)
     if dialect != "postgresql" or isinstance(column.type, NullType):
         return column.in_(values)  # (an untyped column: no array type to bind as)
-    return column == any_(bindparam(None, values, type_=postgresql.ARRAY(column.type)))
+    kind = column.type
+    if isinstance(kind, String) and kind.length is not None:
+        # `VARCHAR(64)[]` would cut every value to 64 characters (an explicit cast
+        # truncates): an over-long id found its prefix's row. `IN` compares all of it.
+        kind = copy(kind)
+        kind.length = None
+    return column == any_(bindparam(None, values, type_=postgresql.ARRAY(kind)))
 
 
 async def _by_ids(conn: AsyncConnection, table: Table, ids: Iterable[str],

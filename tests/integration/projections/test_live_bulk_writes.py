@@ -64,7 +64,7 @@ def _batch(draw: st.DrawFn) -> dict[str, list[dict[str, Any]]]:
     # Sizes around the staging threshold (7/8/9 rows), and single and multi-row ones.
     size = st.sampled_from([0, 1, 2, repository.STAGE_FROM_ROWS - 1,
                             repository.STAGE_FROM_ROWS, repository.STAGE_FROM_ROWS + 1])
-    n = [draw(size) for _ in range(4)]
+    n = [draw(size) for _ in range(5)]
     intervals = draw(st.dictionaries(
         st.tuples(key, key), st.fixed_dictionaries({
             "account_key": _short(300), "kind": st.just("protection"),
@@ -83,6 +83,14 @@ def _batch(draw: st.DrawFn) -> dict[str, list[dict[str, Any]]]:
         st.tuples(key, key), st.tuples(st.integers(0, 2**62), _short(100),
                                        st.text(_CHARS, max_size=2000)),
         min_size=n[3], max_size=n[3]))
+    # Disputes: booleans, JSON that must not be NULL, a long text column.
+    disputes = draw(st.dictionaries(st.tuples(key, key).map(''.join), st.fixed_dictionaries({
+        "status": _short(10), "level": st.integers(-2**31, 2**31 - 1),
+        "owners": _JSON.filter(lambda v: v is not None),
+        "registration_ids": st.lists(_NASTY, max_size=3), "breached": st.booleans(),
+        "resolution": st.none() | _JSON, "opened_at": st.none() | _TIME,
+        "explanation": st.none() | st.text(_CHARS, max_size=300)}),
+        min_size=n[4], max_size=n[4]))
     return {
         "intervals": [{"holder_id": h, "opened_by": o, **row}
                       for (h, o), row in sorted(intervals.items())],
@@ -92,6 +100,7 @@ def _batch(draw: st.DrawFn) -> dict[str, list[dict[str, Any]]]:
                    for (p, s, m, c), (n, a) in sorted(totals.items())],
         "timeline": [{"subject_id": s, "event_id": e, "at_us": at, "type": t, "data": d}
                      for (s, e), (at, t, d) in sorted(timeline.items())],
+        "disputes": [{"id": i, **row} for i, row in sorted(disputes.items())],
     }
 
 
@@ -103,8 +112,11 @@ def _as_batch(rows: dict[str, list[dict[str, Any]]]) -> Any:
     def none() -> list[dict[str, Any]]:
         return []
 
+    def disputes() -> list[dict[str, Any]]:
+        return [dict(r) for r in rows.get("disputes", [])]
+
     return SimpleNamespace(
-        changed_registrations=none, changed_claims=none, changed_disputes=none,
+        changed_registrations=none, changed_claims=none, changed_disputes=disputes,
         pipeline=lambda: SimpleNamespace(total_rows=lambda: [dict(r) for r in rows["totals"]],
                                          product_rows=none),
         intervals=keyed(rows["intervals"], "holder_id", "opened_by"), domains={},
@@ -334,5 +346,28 @@ async def test_multi_row_writes_prepare_one_statement_per_table_whatever_the_row
         assert len(writes) == 1, writes
         assert {(h, "e"): p for h, p in found} == {
             k: r["products"] for k, r in stored.items()}
+    finally:
+        await engine.dispose()
+
+
+async def test_loading_an_id_longer_than_the_column_finds_no_row_by_its_prefix(
+    postgres_server: ServerHandle, unique: str,
+) -> None:
+    """Ids are passed as one array (`repository.one_of`); cast to the column's own
+    `VARCHAR(64)[]` PostgreSQL cuts each element to 64 characters (an explicit cast
+    truncates), so an over-long id found the row of its 64-character prefix. An `IN`
+    list compares the whole value: nothing is found, as here."""
+    engine = create_engine(await create_database(postgres_server.url, f"long_{unique}"))
+    try:
+        await migrate(engine)
+        stored = "r" * 64
+        async with engine.begin() as conn:
+            await conn.execute(registrations.insert(), [
+                {"id": stored, "status": "approved",
+                 "submitted_at": datetime(2026, 1, 1, tzinfo=UTC)}])
+        async with engine.connect() as conn:
+            assert await repository.load_registrations(conn, [stored + "-other"]) == {}
+            assert list(await repository.load_registrations(
+                conn, [stored + "-other", stored])) == [stored]
     finally:
         await engine.dispose()

@@ -423,3 +423,104 @@ async def test_a_distributed_directory_resolves_hostile_identities_as_the_warmed
         expected = await warmed.resolve(identity, NAMES_DECIDE)
         got = await cold.resolve(identity, NAMES_DECIDE)
         assert (got.account_key, got.is_new) == (expected.account_key, expected.is_new), fields
+
+
+async def _seed_links(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(account_links.insert(), [
+            {"account_key": alias, "canonical_key": canonical, "matched_by": "domain",
+             "score": 0.5, "linked_at": datetime.now(UTC)}
+            for alias, canonical in [("a", "b"), ("b", "c")]])
+
+
+async def test_link_reads_cut_off_mid_call_are_store_unreachable_then_answer_again(
+        engine: AsyncEngine) -> None:
+    """A link read (canonical key, aliases) sent by the driver while PostgreSQL drops its
+    connection mid-statement: a `DBAPIError` the API answers 503, the dead connection out
+    of the pool (of one), and the next read answered."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from services.registration.adapters.readmodel import ReadModel
+    from shared.api.problems import store_unreachable
+
+    await _seed_links(engine)
+    small = create_engine(engine.url.render_as_string(hide_password=False), pool_size=1,
+                          max_overflow=0)
+    model = ReadModel(reader(small))
+
+    async def chain() -> str:
+        async with reader(small).connect() as conn:
+            return await directory_module.canonical_key(conn, "a")
+
+    try:
+        assert await chain() == "c"
+        for read in (chain, lambda: model.aliases_of("c")):
+            async with engine.connect() as locker:
+                await locker.begin()
+                await locker.execute(text("LOCK TABLE account_links IN ACCESS EXCLUSIVE MODE"))
+                task = asyncio.create_task(read())
+                await asyncio.sleep(0.5)  # the read waits on the lock, mid-statement
+                await _terminate_other_sessions_but(engine, locker)
+                with pytest.raises(Exception) as failed:
+                    await asyncio.wait_for(task, 10)
+                await locker.rollback()
+            assert isinstance(failed.value, DBAPIError), repr(failed.value)
+            assert store_unreachable(failed.value)
+            assert await chain() == "c"
+            assert [a for a, _, _ in await model.aliases_of("c")] == ["b", "a"]
+    finally:
+        await small.dispose()
+
+
+async def test_a_cancelled_link_read_leaves_a_connection_that_answers_the_next_one(
+        engine: AsyncEngine) -> None:
+    """A request cancelled (client gone, timeout) while its link read waits in the driver:
+    the pooled connection the next request gets (pool of one) answers, not 'another
+    operation is in progress' nor the cancelled read's rows."""
+    from sqlalchemy import text
+
+    from services.registration.adapters.readmodel import ReadModel
+
+    await _seed_links(engine)
+    small = create_engine(engine.url.render_as_string(hide_password=False), pool_size=1,
+                          max_overflow=0)
+    model = ReadModel(reader(small))
+
+    async def chain() -> str:
+        async with reader(small).connect() as conn:
+            return await directory_module.canonical_key(conn, "a")
+
+    try:
+        for read in (chain, lambda: model.aliases_of("c")):
+            async with engine.connect() as locker:
+                await locker.begin()
+                await locker.execute(text("LOCK TABLE account_links IN ACCESS EXCLUSIVE MODE"))
+                task = asyncio.create_task(read())
+                await asyncio.sleep(0.5)
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+                await locker.rollback()
+            assert await asyncio.wait_for(chain(), 10) == "c"
+            assert [a for a, _, _ in await asyncio.wait_for(model.aliases_of("c"), 10)] == [
+                "b", "a"]
+    finally:
+        await small.dispose()
+
+
+async def _terminate_other_sessions_but(engine: AsyncEngine, keep: Any) -> None:
+    """PostgreSQL drops every session of this database but `keep`'s and the admin's."""
+    from sqlalchemy import text
+
+    pid = (await keep.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+    admin = create_engine(engine.url.render_as_string(hide_password=False), pool_size=1,
+                          max_overflow=0)
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND pid <> :keep"), {"keep": pid})
+    finally:
+        await admin.dispose()
