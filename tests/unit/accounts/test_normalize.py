@@ -162,6 +162,30 @@ def test_freemail_is_recognised_from_addresses_and_subdomains() -> None:
 def test_company_domain_is_not_freemail() -> None:
     assert not is_freemail_domain("acme.com")
     assert not is_freemail_domain("google.com")
+    assert not is_freemail_domain("livenation.com")
+    assert not is_freemail_domain("yahoo-finance-partners.com")
+
+
+def test_every_regional_mail_provider_faker_knows_is_free_mail() -> None:
+    """Regional providers and the global brands' national domains (tiscali.it, hotmail.gr,
+    yahoo.hr, outlook.com.br): a contact at one says nothing about the employer, so two
+    customers reached there must not become one `dom:` account (rival review, session 23)."""
+    import importlib
+    import pkgutil
+
+    import faker.providers.internet as internet
+
+    checked = 0
+    for module in pkgutil.iter_modules(internet.__path__):
+        provider = getattr(importlib.import_module(f"{internet.__name__}.{module.name}"),
+                           "Provider", None)
+        for domain in getattr(provider, "free_email_domains", ()):
+            if registrable_domain(domain) is None:
+                continue  # a public suffix (gov.ua) identifies no one anyway
+            assert is_freemail_domain(domain), (module.name, domain)
+            assert is_freemail_domain(f"someone@{domain}"), (module.name, domain)
+            checked += 1
+    assert checked > 100
 
 
 # --- normalize_name ------------------------------------------------------------------------
