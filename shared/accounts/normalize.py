@@ -25,6 +25,7 @@ from rapidfuzz import fuzz
 
 __all__ = [
     "is_freemail_domain",
+    "is_platform_page",
     "name_similarity",
     "normalize_country",
     "normalize_name",
@@ -195,6 +196,38 @@ _FREEMAIL_BRANDS: Final = frozenset({
     "gmail", "googlemail", "hotmail", "outlook", "yahoo", "ymail", "rocketmail", "aol",
     "live", "msn", "icloud", "gmx", "yandex", "protonmail",
 })  # fmt: skip
+
+
+# Platforms whose pages name a business in their path (facebook.com/acmebakery,
+# linkedin.com/company/acme, sites.google.com/view/acme): a page there is the business's
+# website in many CRMs, and the platform's domain says nothing about which business. The
+# bare domain is the platform itself (Meta at facebook.com), so only a URL with a path counts.
+_PAGE_PLATFORMS: Final = frozenset({
+    "facebook.com", "fb.com", "instagram.com", "linkedin.com", "twitter.com", "x.com",
+    "youtube.com", "tiktok.com", "pinterest.com", "yelp.com", "tripadvisor.com",
+    "google.com", "github.com", "gitlab.com", "medium.com", "linktr.ee", "wa.me", "t.me",
+})  # fmt: skip
+# Hosting services that give each business a subdomain of a name not on the public suffix
+# list (acme.business.site): any address there is a tenant's.
+_HOSTED_SITES: Final = frozenset({"business.site"})
+
+
+def is_platform_page(value: str) -> bool:
+    """Whether ``value`` (a URL) is a business's page on a platform (its path or subdomain
+    names the business, the registrable domain does not): ``facebook.com/acme``,
+    ``acme.business.site``; not the platform's bare domain, not an address there."""
+    registrable = registrable_domain(value)
+    if registrable is None:
+        return False
+    if registrable in _HOSTED_SITES:
+        return True
+    text = value.strip()
+    if registrable not in _PAGE_PLATFORMS or ("@" in text and "://" not in text):
+        return False
+    _, sep, rest = text.partition("://")
+    rest = rest if sep else text.removeprefix("//")
+    parts = _AUTHORITY_END.split(rest, 1)
+    return len(parts) == 2 and bool(parts[1].strip("/?#\\ "))
 
 
 def is_freemail_domain(domain: str) -> bool:

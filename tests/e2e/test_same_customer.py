@@ -151,3 +151,30 @@ async def test_customers_whose_contacts_use_a_regional_mail_provider_stay_differ
         assert not first["account_key"].startswith("dom:"), (provider, first)
         assert (first["status"], second["status"]) == ("approved", "approved"), (
             provider, [d["decision"]["rule"] for d in decided])
+
+
+async def test_businesses_known_by_a_social_page_stay_different_customers(
+    client: httpx.AsyncClient,
+) -> None:
+    """A small business's website is often its page on a platform (facebook.com/acmebakery,
+    linkedin.com/company/acme): the page names the business, the platform's domain does not
+    (rival review, session 23: every such customer was filed under `dom:facebook.com`, and
+    the second partner tied against a different business). The platform itself, given by
+    its bare domain, is still identified by it."""
+    from faker import Faker
+
+    fake = Faker("en_US")
+    fake.seed_instance(23)
+    for n, page in enumerate(("https://www.facebook.com/{}", "https://www.linkedin.com/company/{}",
+                              "https://sites.google.com/view/{}")):
+        decided = []
+        for partner in (f"p-{n}a", f"p-{n}b"):
+            name = fake.company()
+            slug = "".join(ch for ch in name.lower() if ch.isalnum())
+            decided.append(await submit(client, partner, name=name, website=page.format(slug)))
+        first, second = decided
+        assert first["account_key"] != second["account_key"], (page, decided)
+        assert (first["status"], second["status"]) == ("approved", "approved"), (
+            page, [d["decision"]["rule"] for d in decided])
+    meta = await submit(client, "p-meta", name="Meta Platforms", domain="facebook.com")
+    assert meta["account_key"] == "dom:facebook.com", meta
