@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import os
 import re
 import shutil
@@ -261,11 +262,16 @@ class Invariants(RuleBasedStateMachine):
 
     def settle(self) -> None:
         self.run(self.pipeline.pump())
-        decisions = self.run(self.pipeline.new_decisions())
         # Partitions interleaved by time, and one input's decisions in their own order
         # (a copy's decision is keyed by its own key: it may sit on another partition
-        # than the DisputeResolved before it).
-        decisions.sort(key=lambda d: (d[0].time, *_origin(d[0].id)))
+        # than the DisputeResolved before it); each partition in its log order, as its
+        # readers apply it (a relayed settlement is decided after what its partition
+        # decided before it, whatever its time).
+        by_partition: dict[int, list[tuple[Envelope, DomainEvent]]] = defaultdict(list)
+        for item in self.run(self.pipeline.new_decisions()):
+            by_partition[partition_for(item[0].subject or "", PARTITIONS)].append(item)
+        decisions = list(heapq.merge(*by_partition.values(),
+                                     key=lambda d: (d[0].time, *_origin(d[0].id))))
         for envelope, decision in decisions:
             self.check_decision_key(envelope, decision)
             source = envelope.id.rsplit(".d", 1)[0]

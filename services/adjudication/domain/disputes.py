@@ -65,6 +65,8 @@ from shared.events import (
     DisputeSlaBreached,
     DomainEvent,
     ProductAward,
+    RelayedDecision,
+    SettlementRelayed,
     Split,
 )
 from shared.events.disputes import (
@@ -713,6 +715,7 @@ def settle(
         )
     )
     released: list[Entry] = []
+    copies: list[Entry] = []  # copies decided: their own partition hears of it (relay.py)
     for entry in live:
         entry_policy = state.policy(entry.policy_version)
         others = [outcomes.member_evidence(m, entry.account_key, entry)
@@ -752,8 +755,35 @@ def settle(
             sentence = (f"Rejected: {settled}{detail} "
                         f"{explain.tag(rule, dispute.policy_version)}.")
         out.append(outcomes.decision(entry, rule, dispute.policy_version, sentence, at, others))
+        if entry.mirror:
+            copies.append(entry)
     for entry in released:
         release.let_go(state, out, entry, at)
+    if copies:
+        out.extend(_relayed(dispute, outcome, rule, at, copies))
+
+
+def _relayed(dispute: Dispute, outcome: ResolvedOutcome, rule: str, at: int,
+             copies: Sequence[Entry]) -> list[DomainEvent]:
+    """What the settlement decided about `copies`, for their own partitions: one
+    `SettlementRelayed` per copy key, in the order the keys first appear (relay.py; the
+    worker appends them to the intake of that key, never to the decisions topic)."""
+    by_key: dict[str, list[RelayedDecision]] = {}
+    for entry in copies:
+        if entry.status == "approved":
+            word = RelayedDecision(
+                registration_id=entry.id, status="approved",
+                credit_percent=entry.credit_percent,
+                scope_products=(tuple(sorted(entry.products)) if entry.products is not None
+                                else None))
+        else:
+            word = RelayedDecision(registration_id=entry.id, status="rejected")
+        by_key.setdefault(entry.account_key, []).append(word)
+    return [SettlementRelayed(account_key=key, dispute_id=dispute.id,
+                              decided_key=dispute.account_key, outcome=outcome,
+                              rule=rule, policy_version=dispute.policy_version,
+                              decided_at=from_us(at), decisions=tuple(words))
+            for key, words in by_key.items()]
 
 
 def _kept_sentence(settled: str, entry: Entry, winners: Sequence[Entry],

@@ -1,0 +1,106 @@
+"""A settlement's word about a copy reaches the copy's own partition (DESIGN.md, "A
+settlement's word reaches the copy's own partition").
+
+A dispute on one key may hold copies of registrations filed under another key of the same
+customer on another partition (`Entry.mirror`, links.py). When its settlement rejects such
+a copy, or gives an approved one a new credit share or scope, the decision is emitted keyed
+by the copy's key, but the partition that owns the registration decides its lifecycle and
+guards with it. So the settlement also yields one `SettlementRelayed` per copy key
+(`disputes.relayed`), which the worker appends to the intake of that key in the same transaction as
+the decision, and the owning partition applies it (`apply`), like any other intake event:
+
+- a rejection retires the registration there (leaves its open dispute, stops its timers,
+  lets its line go unpromoted: the account went to a registration that partition does not
+  hold), whatever that partition decided about it since: the review that rejected it is
+  the one that weighed it against the rival on the other key, which no decision here saw;
+  one that has already ended there stays as it ended (it guards nothing either way);
+- a new share or scope takes effect on a registration still approved there; one that has
+  ended meanwhile is restated as it ended (rule `ended_before_relay`), so readers, who may
+  have seen the settlement's approval after the end, show the end again.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from services.adjudication.domain import explain, outcomes, release
+from services.adjudication.domain.disputes import remove_member
+from services.adjudication.domain.protection import retire
+from services.adjudication.domain.state import AdjudicationState, Entry
+from shared.events import DomainEvent, SettlementRelayed
+from shared.policy import Policy
+
+Out = list[DomainEvent]
+
+ENDED_BEFORE: Final = "ended_before_relay"
+"""The rule of a restatement: a share or scope relayed for a registration that had
+already ended on its own partition."""
+
+
+def apply(state: AdjudicationState, out: Out, event: SettlementRelayed, policy: Policy) -> None:
+    """Apply a settlement made on another key to the registrations it names that this
+    partition owns. The rejections are applied together (retired first, then they leave
+    their disputes), so a dispute here that held several of them is not settled in
+    favour of one the same relay rejects."""
+    at = state.clock
+    tag = explain.tag(event.rule, event.policy_version)
+    where = (f"dispute {event.dispute_id}, a review on another key of this customer, was "
+             f"settled as {event.outcome}")
+    losers: list[Entry] = []
+    for word in event.decisions:
+        entry = state.entries.get(word.registration_id)
+        if entry is None or entry.mirror:
+            continue  # forgotten long ago, or not this partition's to decide
+        if word.status == "rejected":
+            if entry.active:
+                losers.append(entry)
+            continue  # ended here already: its end stands (readers: `overruled`)
+        if entry.status == "approved":
+            entry.credit_percent = word.credit_percent
+            if word.scope_products is not None:
+                entry.products = state.intern_products(word.scope_products)
+            share = (f" with {entry.credit_percent}% of the credit"
+                     if entry.credit_percent is not None else "")
+            out.append(_decided(
+                entry, event, f"Approved{share}: {where}{explain.scope(entry)}; it applies "
+                f"here{explain.protected_until(entry)} {tag}.", at))
+        elif not entry.active:
+            version = entry.policy_version
+            out.append(_decided(
+                entry, event, f"{entry.status.capitalize()}: {where} and gave this "
+                f"registration a share, but it had already ended here, so it stays "
+                f"{entry.status} {explain.tag(ENDED_BEFORE, version)}.", at,
+                rule=ENDED_BEFORE, version=version))
+    if not losers:
+        return
+    owners = [e for e in losers if e.status == "approved"]
+    for entry in losers:
+        entry.credit_percent = None
+        entry.beaten_by = ()  # a person's (or the fallback's) settlement: nothing to contest
+        retire(state, entry, "rejected", state.policy(entry.policy_version), at)
+        entry.protected_until = None
+    moot: Out = []
+    for entry in losers:
+        remove_member(state, moot, entry, at)
+    for entry in losers:
+        out.append(_decided(
+            entry, event, f"Rejected: {where} and this registration lost there; that review "
+            f"weighed it against a registration this key does not hold, so its word stands "
+            f"over what was decided here {tag}.", at))
+    out.extend(moot)
+    for entry in owners:
+        # Its line is let go unpromoted: the account went to a registration on the other
+        # key, and one promoted here would be its second owner.
+        release.forget(state, entry.id)
+
+
+def _decided(entry: Entry, event: SettlementRelayed, sentence: str, at: int,
+             rule: str | None = None, version: int | None = None) -> DomainEvent:
+    """The decision, naming the settling dispute (readers already show it there)."""
+    own, entry.dispute_id = entry.dispute_id, event.dispute_id
+    try:
+        return outcomes.decision(entry, rule or event.rule,
+                                 event.policy_version if version is None else version,
+                                 sentence, at)
+    finally:
+        entry.dispute_id = own
