@@ -715,7 +715,7 @@ def settle(
         )
     )
     released: list[Entry] = []
-    copies: list[Entry] = []  # copies decided: their own partition hears of it (relay.py)
+    copies: list[tuple[Entry, bool]] = []  # decided copies (relay.py), whether left free
     for entry in live:
         entry_policy = state.policy(entry.policy_version)
         others = [outcomes.member_evidence(m, entry.account_key, entry)
@@ -756,7 +756,8 @@ def settle(
                         f"{explain.tag(rule, dispute.policy_version)}.")
         out.append(outcomes.decision(entry, rule, dispute.policy_version, sentence, at, others))
         if entry.mirror:
-            copies.append(entry)
+            copies.append((entry, entry.status != "approved" and not any(
+                conflict(entry, o) for o in standing if o is not entry)))
     for entry in released:
         release.let_go(state, out, entry, at)
     if copies:
@@ -764,12 +765,12 @@ def settle(
 
 
 def _relayed(dispute: Dispute, outcome: ResolvedOutcome, rule: str, at: int,
-             copies: Sequence[Entry]) -> list[DomainEvent]:
+             copies: Sequence[tuple[Entry, bool]]) -> list[DomainEvent]:
     """What the settlement decided about `copies`, for their own partitions: one
     `SettlementRelayed` per copy key, in the order the keys first appear (relay.py; the
     worker appends them to the intake of that key, never to the decisions topic)."""
     by_key: dict[str, list[RelayedDecision]] = {}
-    for entry in copies:
+    for entry, free in copies:
         if entry.status == "approved":
             word = RelayedDecision(
                 registration_id=entry.id, status="approved",
@@ -777,7 +778,8 @@ def _relayed(dispute: Dispute, outcome: ResolvedOutcome, rule: str, at: int,
                 scope_products=(tuple(sorted(entry.products)) if entry.products is not None
                                 else None))
         else:
-            word = RelayedDecision(registration_id=entry.id, status="rejected")
+            word = RelayedDecision(registration_id=entry.id, status="rejected",
+                                   line_free=free)
         by_key.setdefault(entry.account_key, []).append(word)
     return [SettlementRelayed(account_key=key, dispute_id=dispute.id,
                               decided_key=dispute.account_key, outcome=outcome,

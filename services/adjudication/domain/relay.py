@@ -10,10 +10,12 @@ guards with it. So the settlement also yields one `SettlementRelayed` per copy k
 the decision, and the owning partition applies it (`apply`), like any other intake event:
 
 - a rejection retires the registration there (leaves its open dispute, stops its timers,
-  lets its line go unpromoted: the account went to a registration that partition does not
-  hold), whatever that partition decided about it since: the review that rejected it is
+  and its line), whatever that partition decided about it since: the review that rejected it is
   the one that weighed it against the rival on the other key, which no decision here saw;
-  one that has already ended there stays as it ended (it guards nothing either way);
+  its line steps up (`on_release`) only if the settlement left its scope free (`line_free`:
+  a `reject_all`, a winner elsewhere that does not overlap it), else it is let go: the
+  account went to a registration this partition does not hold; one that has already
+  ended there stays as it ended (it guards nothing either way);
 - a new share or scope takes effect on a registration still approved there; one that has
   ended meanwhile is restated as it ended (rule `ended_before_relay`), so readers, who may
   have seen the settlement's approval after the end, show the end again.
@@ -73,6 +75,7 @@ def apply(state: AdjudicationState, out: Out, event: SettlementRelayed, policy: 
                 rule=ENDED_BEFORE, version=version))
     if not losers:
         return
+    free = {w.registration_id for w in event.decisions if w.line_free}
     owners = [e for e in losers if e.status == "approved"]
     for entry in losers:
         entry.credit_percent = None
@@ -89,9 +92,13 @@ def apply(state: AdjudicationState, out: Out, event: SettlementRelayed, policy: 
             f"over what was decided here {tag}.", at))
     out.extend(moot)
     for entry in owners:
-        # Its line is let go unpromoted: the account went to a registration on the other
-        # key, and one promoted here would be its second owner.
-        release.forget(state, entry.id)
+        if entry.id in free:
+            release.let_go(state, out, entry, at)  # nothing the settlement kept holds it
+        else:
+            # Its line is let go unpromoted: the account went to a registration on the
+            # other key, which this partition does not hold: one promoted here would be
+            # its second owner.
+            release.forget(state, entry.id)
 
 
 def _decided(entry: Entry, event: SettlementRelayed, sentence: str, at: int,
