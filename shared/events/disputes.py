@@ -77,6 +77,9 @@ class RelayedDecision(BaseModel):
     credit_percent: Decimal | None = None
     scope_products: tuple[str, ...] | None = None
     """The products it was awarded (an award by product); None: its scope unchanged."""
+    shown: bool = True
+    """Whether the settlement sent readers a decision about it (not for a copy it left in
+    review: `approved` then only says what the settlement gave it)."""
     line_free: bool = False
     """A rejection that left its scope held by nothing the settlement kept: its own
     partition lets its line step up (`on_release: promote_next`) as after any lost dispute."""

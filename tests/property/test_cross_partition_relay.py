@@ -165,6 +165,32 @@ def test_a_split_elsewhere_gives_the_registration_its_share_at_home() -> None:
     _replay(steps)
 
 
+def test_a_split_elsewhere_shares_with_a_registration_its_own_tie_held_in_review() -> None:
+    """B's review splits the account between p-02 and the copy of p-05, which A holds in a
+    tie with p-01 (in review there, so the split grants it nothing on B). The same split
+    rejects p-01's copy: A retires p-01, its tie is moot and frees p-05, which then takes
+    the 60% the split gave it, beside p-02's 40%: one account shared by a person, not two
+    owners (found by `ElsewhereInvariants` at 300 examples, when A's moot approved it
+    whole)."""
+
+    def steps(m: Invariants) -> None:
+        m.register(HEUSER, "p-01", {"analytics"}, "resell")  # A: approved
+        m.register(HEUSER, "p-05", {"analytics"}, "resell")  # A: gold tie, in review
+        m.register(HEUSER_BY_NAME, "p-02", {"analytics"}, "resell")  # B: review with copies
+        review = _dispute_of(m, 2)
+        p05, p02 = _ids(m)[1], _ids(m)[2]
+        m.run(m.pipeline.commands.resolve(ADMIN, review.id, ResolutionRequest.model_validate(
+            {"outcome": "split", "note": "decided by the test", "splits": [
+                {"registration_id": p02, "percent": "40"},
+                {"registration_id": p05, "percent": "60"}]})))
+        m.settle()
+        assert [_status(m, i) for i in range(3)] == ["rejected", "approved", "approved"]
+        last = _decisions_about(m, p05)[-1]
+        assert (str(last.credit_percent), last.dispute_id) == ("60", review.id)
+
+    _replay(steps)
+
+
 # --- random runs: a person on another partition settles against copies --------------------
 
 

@@ -16,9 +16,11 @@ the decision, and the owning partition applies it (`apply`), like any other inta
   a `reject_all`, a winner elsewhere that does not overlap it), else it is let go: the
   account went to a registration this partition does not hold; one that has already
   ended there stays as it ended (it guards nothing either way);
-- a new share or scope takes effect on a registration still approved there; one that has
-  ended meanwhile is restated as it ended (rule `ended_before_relay`), so readers, who may
-  have seen the settlement's approval after the end, show the end again.
+- a new share or scope takes effect on a registration approved there (after the
+  rejections: one they freed there takes the share the settlement gave its copy in
+  review); one that has ended meanwhile is restated as it ended (rule
+  `ended_before_relay`), so readers, who may have seen the settlement's approval after
+  the end, show the end again; one still in review there is left to its dispute there.
 """
 
 from __future__ import annotations
@@ -41,22 +43,24 @@ already ended on its own partition."""
 
 def apply(state: AdjudicationState, out: Out, event: SettlementRelayed, policy: Policy) -> None:
     """Apply a settlement made on another key to the registrations it names that this
-    partition owns. The rejections are applied together (retired first, then they leave
-    their disputes), so a dispute here that held several of them is not settled in
-    favour of one the same relay rejects."""
+    partition owns: its rejections first, together (retired first, then they leave their
+    disputes, so a dispute here that held several of them is not settled in favour of one
+    the same relay rejects), then its shares and scopes (on what stands after that: a
+    registration the rejections freed here takes the share the settlement gave it)."""
     at = state.clock
     tag = explain.tag(event.rule, event.policy_version)
     where = (f"dispute {event.dispute_id}, a review on another key of this customer, was "
              f"settled as {event.outcome}")
-    losers: list[Entry] = []
-    for word in event.decisions:
-        entry = state.entries.get(word.registration_id)
-        if entry is None or entry.mirror:
-            continue  # forgotten long ago, or not this partition's to decide
-        if word.status == "rejected":
-            if entry.active:
-                losers.append(entry)
-            continue  # ended here already: its end stands (readers: `overruled`)
+    words = [(w, e) for w in event.decisions
+             for e in (state.entries.get(w.registration_id),)
+             if e is not None and not e.mirror]  # forgotten, or not this partition's
+    # Ended here already: its end stands (readers show the rejection: `overruled`).
+    losers = [e for w, e in words if w.status == "rejected" and e.active]
+    if losers:
+        _reject(state, out, event, losers, where, tag, at)
+    for word, entry in words:
+        if word.status != "approved":
+            continue
         if entry.status == "approved":
             entry.credit_percent = word.credit_percent
             if word.scope_products is not None:
@@ -66,15 +70,19 @@ def apply(state: AdjudicationState, out: Out, event: SettlementRelayed, policy: 
             out.append(_decided(
                 entry, event, f"Approved{share}: {where}{explain.scope(entry)}; it applies "
                 f"here{explain.protected_until(entry)} {tag}.", at))
-        elif not entry.active:
+        elif word.shown and not entry.active:
             version = entry.policy_version
             out.append(_decided(
                 entry, event, f"{entry.status.capitalize()}: {where} and gave this "
                 f"registration a share, but it had already ended here, so it stays "
                 f"{entry.status} {explain.tag(ENDED_BEFORE, version)}.", at,
                 rule=ENDED_BEFORE, version=version))
-    if not losers:
-        return
+        # In review here: its own dispute here decides it (the settlement granted it
+        # nothing either, `disputes._kept_copy`).
+
+
+def _reject(state: AdjudicationState, out: Out, event: SettlementRelayed,
+            losers: list[Entry], where: str, tag: str, at: int) -> None:
     free = {w.registration_id for w in event.decisions if w.line_free}
     owners = [e for e in losers if e.status == "approved"]
     for entry in losers:
