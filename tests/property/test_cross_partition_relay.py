@@ -22,6 +22,7 @@ from services.registration.models import ResolutionRequest
 from shared.eventlog.partitioner import partition_for
 from shared.events import RegistrationDecided, SettlementRelayed
 from shared.events.codec import decode
+from tests.property import test_invariants_stateful as machine
 from tests.property.test_invariants_stateful import (
     ACTIVE,
     DIRECT,
@@ -31,7 +32,6 @@ from tests.property.test_invariants_stateful import (
     PARTNERS,
     SPECS,
     Invariants,
-    TestInvariants,
     _ids,
     _replay,
 )
@@ -271,5 +271,5 @@ class TestElsewhereInvariants(ElsewhereInvariants.TestCase):  # type: ignore[nam
 
 
 TestElsewhereInvariants.settings = settings(
-    TestInvariants.settings,
+    machine.TestInvariants.settings,  # not imported by name: pytest would run it here too
     max_examples=int(os.environ.get("DEALREG_PROPERTY_EXAMPLES", "25")))
