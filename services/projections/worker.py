@@ -97,13 +97,32 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+Misrouted = tuple[str, int, int, str, str, str]
+"""A decision keyed by another key than the account key it is about: topic, partition,
+offset, event type, record key, the event's account key."""
+
+
+def misrouted(record: Record, event: DomainEvent) -> Misrouted | None:
+    """Whether a decision `record` breaks the keying every read model's partition
+    independence rests on: each decision is keyed by its own account key (adjudication
+    DESIGN.md invariant 14; `services/adjudication/worker.py` keys it so), so every record
+    about a registration, claim or dispute is on its account's partition."""
+    own = getattr(event, "account_key", None)
+    if own is None or own == record.key:
+        return None
+    return (record.topic, record.partition, record.offset, event.TYPE, record.key, own)
+
+
 def decode_records(
     records: Sequence[Record], positions: repository.Positions, models: Sequence[str],
     poison: list[tuple[Record, ValueError]] | None = None,
+    keyed: tuple[str, list[Misrouted]] | None = None,
 ) -> list[Item]:
     """Decoded items for the models that have not applied each record yet; `poison`
-    collects the records that cannot be decoded (with the error)."""
+    collects the records that cannot be decoded (with the error). `keyed` (a decisions
+    topic, a list): the topic's records that are `misrouted` are added to the list."""
     items: list[Item] = []
+    checked, breaches = keyed if keyed is not None else (None, None)
     by_model = [(m, positions[m]) for m in models]
     all_models = frozenset(models)
     # No positions at all (a rebuild from the beginning): every model wants every record.
@@ -127,6 +146,8 @@ def decode_records(
                 log.error("undecodable_record", topic=record.topic,
                           partition=record.partition, offset=record.offset, error=str(exc))
             continue
+        if record.topic == checked and (breach := misrouted(record, event)) is not None:
+            breaches.append(breach)  # type: ignore[union-attr]
         items.append(Item(event_id, moment, event, models_of, data, traceparent, tracestate))
     return items
 

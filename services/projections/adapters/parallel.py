@@ -47,6 +47,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.projections.adapters.rebuild import PartitioningBroken
 from services.projections.adapters.rebuild_preload import MAIN_PATH
 from shared.eventlog import Record, TopicPartition
 
@@ -59,6 +60,7 @@ _DONE = "done"
 _FAILED = "failed"
 _PROGRESS = "progress"
 _READY = "ready"
+_MISROUTED = "misrouted"
 _SQLITE_WRITE_WAIT_MS = 120_000
 
 
@@ -87,7 +89,7 @@ class _Units:
 
 async def replay_in_processes(
     engine: AsyncEngine, models: tuple[str, ...], units: Sequence[Unit], processes: int,
-    progress: Progress | None,
+    progress: Progress | None, decisions_topic: str,
 ) -> tuple[int, int, list[Skipped]]:
     """Replay the partition groups `units` in `processes` worker processes; returns
     (records, events, skipped undecodable records). Until the first worker is ready to
@@ -103,7 +105,8 @@ async def replay_in_processes(
                               thread_name_prefix="dealreg-rebuild-pipe")
     token = _threads.set(pool)
     try:
-        return await _replay_in_processes(engine, models, units, processes, progress)
+        return await _replay_in_processes(engine, models, units, processes, progress,
+                                          decisions_topic)
     finally:
         _threads.reset(token)
         pool.shutdown(wait=False, cancel_futures=True)
@@ -111,7 +114,7 @@ async def replay_in_processes(
 
 async def _replay_in_processes(
     engine: AsyncEngine, models: tuple[str, ...], units: Sequence[Unit], processes: int,
-    progress: Progress | None,
+    progress: Progress | None, decisions_topic: str,
 ) -> tuple[int, int, list[Skipped]]:
     url = engine.url.render_as_string(hide_password=False)
     context = multiprocessing.get_context("forkserver")
@@ -119,7 +122,7 @@ async def _replay_in_processes(
     if ours:
         context.set_forkserver_preload([*_PRELOAD, *_DRIVERS.get(engine.dialect.name, ())])
     pipes = [context.Pipe() for _ in range(processes)]
-    workers = [context.Process(target=_worker, args=(url, models, child),
+    workers = [context.Process(target=_worker, args=(url, models, decisions_topic, child),
                                name=f"dealreg-rebuild-{n}", daemon=True)
                for n, (_, child) in enumerate(pipes)]
     # Starting the first worker waits for the fork server to import what a worker needs:
@@ -134,7 +137,8 @@ async def _replay_in_processes(
     ready = asyncio.Event()
     try:
         results = await asyncio.gather(
-            _replay_here(url, models, queue, processes, progress, ready, stopping),
+            _replay_here(url, models, decisions_topic, queue, processes, progress, ready,
+                         stopping),
             *(_drive(queue, parent, progress, stopping, ready, worker.name, started,
                      failed_to_start)
               for (parent, _), worker in zip(pipes, workers, strict=True)),
@@ -157,18 +161,22 @@ async def _replay_in_processes(
             await _blocking(_stop_forkserver)
     failures = [r for r in results if isinstance(r, BaseException)]
     if failures:
-        raise next((f for f in failures if isinstance(f, RebuildWorkerFailed)), failures[0])
+        # A misrouted decision first: the caller starts again in one process.
+        raise next((f for f in failures if isinstance(f, PartitioningBroken)),
+                   next((f for f in failures if isinstance(f, RebuildWorkerFailed)),
+                        failures[0]))
     done = [r for r in results if not isinstance(r, BaseException)]
     return (sum(r[0] for r in done), sum(r[1] for r in done),
             [s for r in done for s in r[2]])
 
 
-async def _replay_here(url: str, models: tuple[str, ...], queue: _Units, workers: int,
-                       progress: Progress | None, ready: asyncio.Event,
-                       stopping: asyncio.Event) -> tuple[int, int, list[Skipped]]:
+async def _replay_here(url: str, models: tuple[str, ...], decisions_topic: str,
+                       queue: _Units, workers: int, progress: Progress | None,
+                       ready: asyncio.Event, stopping: asyncio.Event,
+                       ) -> tuple[int, int, list[Skipped]]:
     """Replay groups in this process until a worker is ready (the group in hand is
     finished); returns (records, events, skipped)."""
-    from services.projections.adapters.rebuild import _decoded, replay
+    from services.projections.adapters.rebuild import Keying, _decoded, replay
 
     given: list[int] = []
 
@@ -186,8 +194,12 @@ async def _replay_here(url: str, models: tuple[str, ...], queue: _Units, workers
     skipped: list[Skipped] = []
     here = _engine(url)  # this process's own, as patient for SQLite's lock as the workers'
     try:
-        seen, events = await replay(here, _decoded(batches(), models, skipped), models,
-                                    progress)
+        seen, events = await replay(
+            here, _decoded(batches(), models, skipped, Keying(decisions_topic, strict=True)),
+            models, progress)
+    except PartitioningBroken:
+        stopping.set()
+        raise
     except Exception as exc:
         stopping.set()
         raise RebuildWorkerFailed(
@@ -234,7 +246,8 @@ async def _drive(queue: _Units, pipe: Connection, progress: Progress | None,
                 if stopping.is_set() or answers.done():
                     sending = False
                     break
-                payload = ([(r.topic, r.partition, r.offset, r.value) for r in records],
+                payload = ([(r.topic, r.partition, r.offset, r.key, r.value)
+                            for r in records],
                            read_to)
                 try:
                     await _blocking(pipe.send, payload)
@@ -275,6 +288,8 @@ async def _answers(pipe: Connection, progress: Progress | None, name: Callable[[
                 progress(values[0])
         elif kind == _DONE:
             return values[0], values[1], values[2]
+        elif kind == _MISROUTED:
+            raise PartitioningBroken(values[0])
         else:
             raise RebuildWorkerFailed(f"rebuild worker {name()} failed:\n{values[0]}")
 
@@ -293,12 +308,15 @@ async def _blocking(function: Callable[..., Any], *args: Any) -> Any:
     return await asyncio.get_running_loop().run_in_executor(pool, function, *args)
 
 
-def _worker(url: str, models: tuple[str, ...], pipe: Connection) -> None:
+def _worker(url: str, models: tuple[str, ...], decisions_topic: str, pipe: Connection
+            ) -> None:
     """A worker process: replay the batches arriving on `pipe` into the store at `url`."""
     try:
-        seen, events, skipped = asyncio.run(_work(url, models, pipe))
+        seen, events, skipped = asyncio.run(_work(url, models, decisions_topic, pipe))
+    except PartitioningBroken as exc:
+        answer: tuple[Any, ...] = (_MISROUTED, str(exc))
     except BaseException:
-        answer: tuple[Any, ...] = (_FAILED, traceback.format_exc())
+        answer = (_FAILED, traceback.format_exc())
     else:
         answer = (_DONE, seen, events, skipped)
     with contextlib.suppress(OSError):  # the rebuild stopped listening: nothing to tell
@@ -306,14 +324,14 @@ def _worker(url: str, models: tuple[str, ...], pipe: Connection) -> None:
     pipe.close()
 
 
-async def _work(url: str, models: tuple[str, ...], pipe: Connection
+async def _work(url: str, models: tuple[str, ...], decisions_topic: str, pipe: Connection
                 ) -> tuple[int, int, list[Skipped]]:
-    from services.projections.adapters.rebuild import _decoded, replay
+    from services.projections.adapters.rebuild import Keying, _decoded, replay
 
     async def received() -> AsyncIterator[Raw]:
         while (payload := await _blocking(pipe.recv)) is not None:
             rows, read_to = payload
-            yield [Record(t, p, o, "", v, 0) for t, p, o, v in rows], read_to
+            yield [Record(t, p, o, k, v, 0) for t, p, o, k, v in rows], read_to
 
     def report(records: int) -> None:
         pipe.send((_PROGRESS, records))
@@ -322,8 +340,9 @@ async def _work(url: str, models: tuple[str, ...], pipe: Connection
     try:
         pipe.send((_READY,))
         skipped: list[Skipped] = []
-        seen, events = await replay(engine, _decoded(received(), models, skipped), models,
-                                    report)
+        seen, events = await replay(
+            engine, _decoded(received(), models, skipped, Keying(decisions_topic, strict=True)),
+            models, report)
         return seen, events, skipped
     finally:
         await engine.dispose()
