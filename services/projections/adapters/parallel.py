@@ -35,12 +35,13 @@ import contextlib
 import contextvars
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import traceback
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from multiprocessing import forkserver, spawn
+from multiprocessing import forkserver, resource_tracker, spawn
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -310,8 +311,11 @@ async def _blocking(function: Callable[..., Any], *args: Any) -> Any:
 
 def _worker(url: str, models: tuple[str, ...], decisions_topic: str, pipe: Connection
             ) -> None:
-    """A worker process: replay the batches arriving on `pipe` into the store at `url`."""
+    """A worker process: replay the batches arriving on `pipe` into the store at `url`.
+    Ctrl-C (blocked in the fork server, see `_start`) interrupts it: its open write rolls
+    back and the rebuild hears of it."""
     try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         seen, events, skipped = asyncio.run(_work(url, models, decisions_topic, pipe))
     except PartitioningBroken as exc:
         answer: tuple[Any, ...] = (_MISROUTED, str(exc))
@@ -378,8 +382,16 @@ def _start(workers: Sequence[multiprocessing.process.BaseProcess],
            pipes: Sequence[tuple[Connection, Connection]],
            failed: list[BaseException], server: bool) -> None:
     """Start `workers` (each closes its end of its pipe here), and first the fork server
-    if `server`; a failure is put in `failed`, for the drivers to raise."""
+    if `server`; a failure is put in `failed`, for the drivers to raise.
+
+    SIGINT is blocked in this thread, so the fork server starts with it blocked (a mask
+    survives fork and exec): a Ctrl-C while it imports (it ignores SIGINT only once it
+    serves) printed its KeyboardInterrupt traceback under the rebuild's message. Its
+    workers unblock it (`_worker`); this process's main thread still receives it."""
     try:
+        # The resource tracker first: starting it unblocks SIGINT in the calling thread.
+        resource_tracker.ensure_running()
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         if server:
             _start_forkserver()
         for worker in workers:
