@@ -383,12 +383,13 @@ def projections_rebuild(
                 console.print(f"  {topic} partition {partition} offset {offset}: "
                               f"{error[:200]}", markup=False, highlight=False)
         if result.misrouted:
-            # A log this adjudicator did not write (invariant 14 broken): no replay order is
-            # the live one; this one is at least the same every time.
+            # A log this service did not write (a decision keyed by another account than
+            # its own breaks invariant 14): no replay order is the live one; this one is
+            # at least the same every time.
             console.print(
-                f"[yellow]{result.misrouted} decision(s) keyed by another account than "
-                "their own[/yellow] (each decision must be keyed by its own account key): "
-                "their registrations' rows may differ from what a live worker folded. "
+                f"[yellow]{result.misrouted} record(s) keyed by another account than the "
+                "one their event names[/yellow] (each must be keyed by its own account "
+                "key): their registrations' rows may differ from what a live worker folded. "
                 + (f"The parallel rebuild found the first ({result.fell_back}) and "
                    "started again in one process, partition after partition."
                    if result.fell_back else "Replayed partition after partition."),

@@ -90,7 +90,7 @@ class _Units:
 
 async def replay_in_processes(
     engine: AsyncEngine, models: tuple[str, ...], units: Sequence[Unit], processes: int,
-    progress: Progress | None, decisions_topic: str,
+    progress: Progress | None,
 ) -> tuple[int, int, list[Skipped]]:
     """Replay the partition groups `units` in `processes` worker processes; returns
     (records, events, skipped undecodable records). Until the first worker is ready to
@@ -106,8 +106,7 @@ async def replay_in_processes(
                               thread_name_prefix="dealreg-rebuild-pipe")
     token = _threads.set(pool)
     try:
-        return await _replay_in_processes(engine, models, units, processes, progress,
-                                          decisions_topic)
+        return await _replay_in_processes(engine, models, units, processes, progress)
     finally:
         _threads.reset(token)
         pool.shutdown(wait=False, cancel_futures=True)
@@ -115,7 +114,7 @@ async def replay_in_processes(
 
 async def _replay_in_processes(
     engine: AsyncEngine, models: tuple[str, ...], units: Sequence[Unit], processes: int,
-    progress: Progress | None, decisions_topic: str,
+    progress: Progress | None,
 ) -> tuple[int, int, list[Skipped]]:
     url = engine.url.render_as_string(hide_password=False)
     context = multiprocessing.get_context("forkserver")
@@ -123,7 +122,7 @@ async def _replay_in_processes(
     if ours:
         context.set_forkserver_preload([*_PRELOAD, *_DRIVERS.get(engine.dialect.name, ())])
     pipes = [context.Pipe() for _ in range(processes)]
-    workers = [context.Process(target=_worker, args=(url, models, decisions_topic, child),
+    workers = [context.Process(target=_worker, args=(url, models, child),
                                name=f"dealreg-rebuild-{n}", daemon=True)
                for n, (_, child) in enumerate(pipes)]
     # Starting the first worker waits for the fork server to import what a worker needs:
@@ -138,8 +137,7 @@ async def _replay_in_processes(
     ready = asyncio.Event()
     try:
         results = await asyncio.gather(
-            _replay_here(url, models, decisions_topic, queue, processes, progress, ready,
-                         stopping),
+            _replay_here(url, models, queue, processes, progress, ready, stopping),
             *(_drive(queue, parent, progress, stopping, ready, worker.name, started,
                      failed_to_start)
               for (parent, _), worker in zip(pipes, workers, strict=True)),
@@ -171,10 +169,9 @@ async def _replay_in_processes(
             [s for r in done for s in r[2]])
 
 
-async def _replay_here(url: str, models: tuple[str, ...], decisions_topic: str,
-                       queue: _Units, workers: int, progress: Progress | None,
-                       ready: asyncio.Event, stopping: asyncio.Event,
-                       ) -> tuple[int, int, list[Skipped]]:
+async def _replay_here(url: str, models: tuple[str, ...], queue: _Units, workers: int,
+                       progress: Progress | None, ready: asyncio.Event,
+                       stopping: asyncio.Event) -> tuple[int, int, list[Skipped]]:
     """Replay groups in this process until a worker is ready (the group in hand is
     finished); returns (records, events, skipped)."""
     from services.projections.adapters.rebuild import Keying, _decoded, replay
@@ -196,7 +193,7 @@ async def _replay_here(url: str, models: tuple[str, ...], decisions_topic: str,
     here = _engine(url)  # this process's own, as patient for SQLite's lock as the workers'
     try:
         seen, events = await replay(
-            here, _decoded(batches(), models, skipped, Keying(decisions_topic, strict=True)),
+            here, _decoded(batches(), models, skipped, Keying(strict=True)),
             models, progress)
     except PartitioningBroken:
         stopping.set()
@@ -309,14 +306,13 @@ async def _blocking(function: Callable[..., Any], *args: Any) -> Any:
     return await asyncio.get_running_loop().run_in_executor(pool, function, *args)
 
 
-def _worker(url: str, models: tuple[str, ...], decisions_topic: str, pipe: Connection
-            ) -> None:
+def _worker(url: str, models: tuple[str, ...], pipe: Connection) -> None:
     """A worker process: replay the batches arriving on `pipe` into the store at `url`.
     Ctrl-C (blocked in the fork server, see `_start`) interrupts it: its open write rolls
     back and the rebuild hears of it."""
     try:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-        seen, events, skipped = asyncio.run(_work(url, models, decisions_topic, pipe))
+        seen, events, skipped = asyncio.run(_work(url, models, pipe))
     except PartitioningBroken as exc:
         answer: tuple[Any, ...] = (_MISROUTED, str(exc))
     except BaseException:
@@ -328,7 +324,7 @@ def _worker(url: str, models: tuple[str, ...], decisions_topic: str, pipe: Conne
     pipe.close()
 
 
-async def _work(url: str, models: tuple[str, ...], decisions_topic: str, pipe: Connection
+async def _work(url: str, models: tuple[str, ...], pipe: Connection
                 ) -> tuple[int, int, list[Skipped]]:
     from services.projections.adapters.rebuild import Keying, _decoded, replay
 
@@ -345,7 +341,7 @@ async def _work(url: str, models: tuple[str, ...], decisions_topic: str, pipe: C
         pipe.send((_READY,))
         skipped: list[Skipped] = []
         seen, events = await replay(
-            engine, _decoded(received(), models, skipped, Keying(decisions_topic, strict=True)),
+            engine, _decoded(received(), models, skipped, Keying(strict=True)),
             models, report)
         return seen, events, skipped
     finally:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.projections.adapters import repository
-from services.projections.domain.batch import MODELS, Item, Loaded
+from services.projections.domain.batch import MODELS, Item, Loaded, Needs
 from services.projections.worker import Misrouted, decode_records, load_and_fold
 from shared.eventlog import EventLog, Record, TopicPartition
 from shared.eventlog.base import ReadIterator
@@ -38,9 +38,9 @@ _COLLECT_EVERY = 25
 
 
 class PartitioningBroken(RuntimeError):
-    """A decision on the log is keyed by another account key than its own (invariant 14):
-    its rows may be written from two partitions, whose order a parallel rebuild does not
-    fix. The message names the first such record."""
+    """A record on the log is keyed by another account key than the one its event names
+    (for a decision: invariant 14): its rows may be written from two partitions, whose
+    order a parallel rebuild does not fix. The message names the first such record."""
 
 
 PARALLEL_FROM_RECORDS = 100_000
@@ -65,9 +65,10 @@ class RebuildResult:
     """Undecodable records (topic, partition, offset, error), skipped as the live worker
     skips them (it dead-letters them), so the rebuilt rows equal the live ones."""
     misrouted: int = 0
-    """Decisions keyed by another account key than their own (invariant 14 broken: the log
-    was not written by this adjudicator); the first `MISROUTED_KEPT` are in `misrouted_first`.
-    Such a log was replayed in one process, partition after partition."""
+    """Records keyed by another account key than the one their event names (for decisions:
+    invariant 14 broken; not a log this service wrote); the first `MISROUTED_KEPT` are in
+    `misrouted_first`. Such a log was replayed in one process, partition after
+    partition."""
     misrouted_first: tuple[Misrouted, ...] = ()
     fell_back: str | None = None
     """Why a parallel rebuild was started again in one process (the first misrouted
@@ -119,15 +120,16 @@ Decoded = tuple[list[Record], list[Item], dict[TopicPartition, int]]
 
 
 class Keying:
-    """The check of a rebuild's decisions (`worker.misrouted`): each must be keyed by the
-    account key it is about, so every record about a registration, claim or dispute is on
-    its account's partition. The parallel rebuild relies on it (`parallel.py`): with a
-    `strict` check the first breach raises `PartitioningBroken` before its batch is folded;
-    otherwise the breaches are collected (the one-process replay folds partition after
-    partition, a deterministic order whatever the log holds)."""
+    """The check of a rebuild's records (`worker.misrouted`): each must be keyed by the
+    account key its event names (a decision by its own, invariant 14), so every record
+    about a registration, claim or dispute is on its account's partition. The parallel
+    rebuild relies on it (`parallel.py`), and so does skipping the loads of rows no batch
+    wrote yet (`replay`): with a `strict` check the first breach raises
+    `PartitioningBroken` before its batch is folded; otherwise the breaches are collected
+    (the one-process replay folds partition after partition, a fixed order whatever the
+    log holds, and knows every row it wrote)."""
 
-    def __init__(self, decisions_topic: str, *, strict: bool) -> None:
-        self.topic = decisions_topic
+    def __init__(self, *, strict: bool) -> None:
         self.strict = strict
         self.breaches: list[Misrouted] = []
         self.count = 0
@@ -161,7 +163,7 @@ async def _decoded(batches: AsyncIterator[Batch_], models: tuple[str, ...],
         poison: list[tuple[Record, ValueError]] = []
         found: list[Misrouted] = []
         items = decode_records(records, {m: {} for m in models}, models, poison,
-                               (keying.topic, found) if keying is not None else None)
+                               found if keying is not None else None)
         for record, exc in poison:
             log.error("undecodable_record", topic=record.topic, partition=record.partition,
                       offset=record.offset, error=str(exc))
@@ -212,8 +214,7 @@ async def rebuild(
                  for p in sorted(groups, key=lambda p: -sum(ends[tp] for tp in groups[p]))]
         try:
             seen, events, skipped = await replay_in_processes(
-                engine, models, units, min(processes, len(groups)), progress,
-                topics.decisions)
+                engine, models, units, min(processes, len(groups)), progress)
         except PartitioningBroken as exc:
             # Rows of one registration may be written from two partitions: in several
             # processes their order would depend on timing. Start again in this one, whose
@@ -223,14 +224,14 @@ async def rebuild(
             async with engine.begin() as conn:
                 await repository.empty(conn, models)
             skipped = []
-    keying = Keying(topics.decisions, strict=False)
+    keying = Keying(strict=False)
     if fell_back is not None or not (processes > 1 and len(groups) > 1):
         seen, events = await replay(
             engine, _decoded(_batches(eventlog, groups, ends, batch_records), models, skipped,
                              keying),
             models, progress)
     if keying.count:
-        log.warning("rebuild_found_misrouted_decisions", count=keying.count,
+        log.warning("rebuild_found_misrouted_records", count=keying.count,
                     first=describe_breach(keying.breaches[0]))
     return RebuildResult(models, seen, events, time.perf_counter() - started,
                          tuple(sorted(skipped)), keying.count, tuple(keying.breaches),
@@ -255,6 +256,11 @@ async def replay(engine: AsyncEngine, batches: AsyncIterator[Decoded],
     # one write is in flight and writes commit in log order, each with its positions.
     pending = asyncio.ensure_future(anext(batches, None))
     writing: asyncio.Future[None] | None = None
+    # The models were emptied and this process is the only writer of the rows it folds
+    # (one process replays everything, or each replays whole partitions of a log whose
+    # keying `Keying` checks): a row it never wrote is not in the store, and is not looked
+    # for. (In a 100,000-record log nearly every id is new to its batch.)
+    written = Needs()
     try:
         carry: Loaded | None = None
         dialect = engine.dialect.name
@@ -267,7 +273,8 @@ async def replay(engine: AsyncEngine, batches: AsyncIterator[Decoded],
                 # are what the store will hold once its write commits (carried, not read
                 # back); rows of earlier batches were committed before that write began.
                 async with engine.connect() as conn:
-                    folded = await load_and_fold(conn, items, carry)
+                    folded = await load_and_fold(conn, items, carry, written)
+                written.add_written(folded)
                 carry = folded.carry()
                 steps = repository.prepare(dialect, folded, staged=True)
             if writing is not None:
