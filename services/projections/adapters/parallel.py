@@ -6,7 +6,10 @@ makes this correct (checked in `services/projections/NOTES.md`, "Rebuild"): part
 intake and of decisions hold the same accounts, every row of a registration, claim,
 dispute, timeline subject or account link is written from one partition, and what rows of
 two partitions share is commutative (pipeline totals are added; directory facts are
-first-writer-wins on a fact every submission of it agrees on). So each worker process
+first-writer-wins on a fact every submission of it agrees on). The keying that makes
+it so is checked on every record (`rebuild.Keying`): a record keyed by another account
+key than its event's raises `PartitioningBroken`, and the rebuild starts again in one
+process. So each worker process
 replays whole partition groups with the in-process replay (`rebuild.replay`), each batch
 committing its rows with its partitions' positions: a failure anywhere leaves committed
 batches only, and a projection worker resumes from their positions.
