@@ -212,9 +212,16 @@ async def rebuild(
 
         units = [(p, functools.partial(_batches, eventlog, {p: groups[p]}, ends, batch_records))
                  for p in sorted(groups, key=lambda p: -sum(ends[tp] for tp in groups[p]))]
+        reported = [0]
+
+        def counted(records: int) -> None:
+            reported[0] += records
+            if progress is not None:
+                progress(records)
+
         try:
             seen, events, skipped = await replay_in_processes(
-                engine, models, units, min(processes, len(groups)), progress)
+                engine, models, units, min(processes, len(groups)), counted)
         except PartitioningBroken as exc:
             # Rows of one registration may be written from two partitions: in several
             # processes their order would depend on timing. Start again in this one, whose
@@ -224,6 +231,8 @@ async def rebuild(
             async with engine.begin() as conn:
                 await repository.empty(conn, models)
             skipped = []
+            if progress is not None:
+                progress(-reported[0])  # the progress starts again with the replay
     keying = Keying(strict=False)
     if fell_back is not None or not (processes > 1 and len(groups) > 1):
         seen, events = await replay(
