@@ -261,6 +261,12 @@ class Settings(BaseSettings):
     worker_crash_limit: int = Field(
         3, ge=1, description="Crashes of one worker within `DEALREG_WORKER_HEALTHY_SECONDS` "
         "that make `/readyz` fail (crash-looping)")
+    shutdown_timeout_seconds: float = Field(
+        30.0, gt=0, description="How long stopping a process may take after its HTTP "
+        "connections are drained: workers stop (at most a third of it), then the event log "
+        "flushes and the files and pools close. Past it (a wedged disk, a broker that does "
+        "not answer) the process logs `shutdown_incomplete` with what was not flushed and "
+        "exits 1 without waiting further")
     readiness_timeout_seconds: float = Field(
         2.0, gt=0, description="Time limit of each dependency check (event log, database) "
         "of `/readyz` and of each gauge measured for `/metrics`")
