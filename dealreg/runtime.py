@@ -426,7 +426,10 @@ class Runtime:
             stuck = True
         if self.eventlog.unflushed:
             problems.append(f"event log: {self.eventlog.unflushed}")
-        stuck = stuck or self.eventlog.stuck
+        if self.eventlog.stuck:
+            problems.append("a thread of the event log never came back (the disk does not "
+                            "answer); the data directory stays locked until this process ends")
+            stuck = True
         why = await _within(self.engine.dispose(), max(0.5, deadline - loop.time()))
         if why is not None:
             problems.append(f"the read-model store did not close: {why}")

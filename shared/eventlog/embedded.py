@@ -220,6 +220,7 @@ class EmbeddedEventLog(EventLog):
             done, _ = await asyncio.wait({self._writer_task}, timeout=flush_timeout)
             if not done:
                 at_risk = dict(self._outstanding)
+                uncertain: set[asyncio.Future[list[Appended]]] = set()
                 # Abandoned, not cancelled: a cancelled write kept running on the writer
                 # thread and could commit once the lock was free, after its append was
                 # answered with an error. From here on no write commits; one committing
@@ -230,6 +231,8 @@ class EmbeddedEventLog(EventLog):
                     {self._writer_task}, timeout=max(0.0, deadline - loop.time() - 0.2 * grace))
                 if not done:  # the writer thread is wedged: answer for it, stop waiting
                     writer_done = False
+                    if not settled:
+                        uncertain = {item.future for item in self._in_flight}
                     for item in self._in_flight:
                         if not item.future.done():
                             item.future.set_exception(
@@ -243,7 +246,7 @@ class EmbeddedEventLog(EventLog):
                 self._refuse_queued()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._writer_task
-                self.unflushed = _unflushed(at_risk)
+                self.unflushed = _unflushed(at_risk, uncertain)
                 self.stuck = not writer_done
             else:
                 with contextlib.suppress(asyncio.CancelledError):
@@ -272,9 +275,11 @@ class EmbeddedEventLog(EventLog):
     def _refuse_queued(self) -> None:
         while not self._queue.empty():
             item = self._queue.get_nowait()
-            if item is not None and not item.future.done():
-                item.future.set_exception(
-                    EventLogClosed("the embedded event log closed before this append"))
+            if item is not None:
+                self._outstanding.pop(item.future, None)
+                if not item.future.done():
+                    item.future.set_exception(
+                        EventLogClosed("the embedded event log closed before this append"))
 
     def _open(self, writer: bool) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -358,7 +363,8 @@ class EmbeddedEventLog(EventLog):
         return await future
 
     def _answered(self, future: asyncio.Future[list[Appended]]) -> None:
-        self._outstanding.pop(future, None)
+        if not future.cancelled():  # a caller that gave up: its write may still be under way
+            self._outstanding.pop(future, None)
 
     async def _write_loop(self) -> None:
         while True:
@@ -380,6 +386,8 @@ class EmbeddedEventLog(EventLog):
                 await self._commit_batch(batch)
             finally:
                 self._in_flight = []
+                for item in batch:
+                    self._outstanding.pop(item.future, None)
             if stop:
                 return
 
@@ -713,12 +721,17 @@ def _unlock(fd: int | None) -> None:
         os.close(fd)
 
 
-def _unflushed(at_risk: Mapping[asyncio.Future[list[Appended]], int]) -> str | None:
+def _unflushed(at_risk: Mapping[asyncio.Future[list[Appended]], int],
+               uncertain: set[asyncio.Future[list[Appended]]]) -> str | None:
     """What a close that gave up did not make durable, from the appends unanswered when it
-    did (None: every one of them was written after all)."""
+    did (None: every one of them was written after all). `uncertain`: those in a commit
+    the disk did not finish, counted even if their callers had given up (cancelled)."""
     lost = unknown = lost_records = unknown_records = 0
     for future, count in at_risk.items():
-        if future.cancelled():
+        if future in uncertain:
+            unknown, unknown_records = unknown + 1, unknown_records + count
+            continue
+        if future.cancelled():  # its caller gave up: not an append anyone waits for
             continue
         exc = future.exception()
         if isinstance(exc, EventLogOutcomeUnknown):
