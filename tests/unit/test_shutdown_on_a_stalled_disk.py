@@ -45,6 +45,14 @@ class _StalledDisk:
         self._commit(conn)
 
 
+async def _one_partition_log(path: Path) -> tuple[EmbeddedEventLog, Topics]:
+    log = EmbeddedEventLog(path)
+    await log.start()
+    topics = Topics.named("t")
+    await log.create_topics(topics.specs(1))
+    return log, topics
+
+
 def _values(path: Path) -> list[bytes]:
     reader = sqlite3.connect(path)
     try:
@@ -56,10 +64,7 @@ def _values(path: Path) -> list[bytes]:
 async def test_close_returns_in_time_when_the_disk_stalls_and_keeps_what_was_acknowledged(
         tmp_path: Path) -> None:
     path = tmp_path / "log.sqlite3"
-    log = EmbeddedEventLog(path)
-    await log.start()
-    topics = Topics.named("t")
-    await log.create_topics(topics.specs(1))
+    log, topics = await _one_partition_log(path)
     disk = _StalledDisk(log)
     try:
         [acked] = await log.append([OutgoingRecord(topics.intake, "k", b"acknowledged")])
