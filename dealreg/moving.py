@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from dealreg import __version__
-from dealreg.preflight import OperatorError
+from dealreg.preflight import OperatorError, check_data_files
 
 FORMAT = "dealreg-data-export"
 FORMAT_VERSION = 1
@@ -55,7 +55,12 @@ def locked(data_dir: Path) -> Iterator[None]:
     if not log_file.exists():
         raise OperatorError(f"no embedded data directory at {data_dir.resolve()} (no "
                             "eventlog.sqlite3); pass --data-dir or set DEALREG_DATA_DIR")
-    fd = os.open(f"{log_file}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+    check_data_files(data_dir)
+    try:
+        fd = os.open(f"{log_file}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+    except OSError as exc:
+        raise OperatorError(f"cannot open {log_file}.lock: {exc.strerror}; is the data "
+                            "directory writable?", exit_code=1) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -128,7 +133,13 @@ def export_data_dir(data_dir: Path, archive: Path, say: Say) -> Manifest:
                 raise OperatorError(f"{data_dir / name} is missing: not a complete embedded "
                                     "data directory")
             say(f"copying {name}")
-            _backup(data_dir / name, staged / name)
+            try:
+                _backup(data_dir / name, staged / name)
+            except sqlite3.Error as exc:
+                raise OperatorError(
+                    f"cannot copy {(data_dir / name).resolve()}: {exc} (SQLite needs to "
+                    "write its -shm file beside it: is the directory writable?)",
+                    exit_code=1) from None
         manifest = {
             "format": FORMAT, "format_version": FORMAT_VERSION,
             "dealreg_version": __version__,

@@ -190,6 +190,21 @@ class Settings(BaseSettings):
                              "postgresql+asyncpg://user:password@host:port/database")
         return value
 
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _brokers(cls, value: str) -> str:
+        """host[:port][,host[:port]...] (port 9092 when left out): a typo would otherwise
+        surface as "cannot reach Kafka" (a configuration mistake reported as an outage)."""
+        for broker in value.split(","):
+            host, colon, port = broker.strip().rpartition(":")
+            if not colon:
+                host, port = port, "9092"
+            if not host or not port.isdigit() or not 0 < int(port) < 65536 \
+                    or any(c.isspace() for c in host):
+                raise ValueError(f"{broker.strip()!r} is not host[:port] (brokers are "
+                                 "host:port separated by commas, e.g. kafka1:9092,kafka2:9092)")
+        return value
+
     @field_validator("webhook_allowed_networks")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:

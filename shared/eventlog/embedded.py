@@ -96,6 +96,19 @@ class EventLogLocked(RuntimeError):
     """Another process has this embedded log open."""
 
 
+class EventLogUnavailable(RuntimeError):
+    """The embedded log's file cannot be opened (a read-only directory, a damaged file)."""
+
+    def __init__(self, path: Path, exc: BaseException) -> None:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        hint = ("it is damaged, or not a dealreg event log: restore the data directory "
+                "from an export (`dealreg import`)" if "not a database" in reason else
+                "is the data directory writable? SQLite writes its -wal and -shm files "
+                "beside the log")
+        super().__init__(f"cannot open the embedded event log {path.resolve()}: {reason} "
+                         f"({hint})")
+
+
 @dataclass
 class _Write:
     records: Sequence[OutgoingRecord]
@@ -160,8 +173,11 @@ class EmbeddedEventLog(EventLog):
     # lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = os.open(f"{self.path}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = os.open(f"{self.path}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+        except OSError as exc:
+            raise EventLogUnavailable(self.path, exc) from exc
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
@@ -176,9 +192,21 @@ class EmbeddedEventLog(EventLog):
         self._queue = asyncio.Queue()
         self._closing = False
         self._abandoned = False
-        self._writer = await self._on_writer(self._open, True)
-        self._reader = await self._on_reader(self._open, False)
-        topics, ends = await self._on_reader(self._load_state)
+        try:
+            self._writer = await self._on_writer(self._open, True)
+            self._reader = await self._on_reader(self._open, False)
+            topics, ends = await self._on_reader(self._load_state)
+        except sqlite3.Error as exc:
+            for conn in (self._writer, self._reader):
+                if conn is not None:
+                    conn.close()
+            self._writer = self._reader = None
+            for pool in (self._writer_pool, self._reader_pool):
+                pool.shutdown(wait=True)
+            self._writer_pool = self._reader_pool = None
+            lock_fd, self._lock_fd = self._lock_fd, None
+            _unlock(lock_fd)
+            raise EventLogUnavailable(self.path, exc) from exc
         self._topics = topics
         # All from the file: what an earlier start kept (ends, the tail) may not be its
         # records any more (the file replaced or wiped in between).
