@@ -126,6 +126,17 @@ class Manifest:
 def export_data_dir(data_dir: Path, archive: Path, say: Say) -> Manifest:
     if archive.exists():
         raise OperatorError(f"{archive} exists; choose a new file name")
+    if not archive.resolve().parent.is_dir():
+        raise OperatorError(f"cannot write {archive}: there is no directory "
+                            f"{archive.resolve().parent}")
+    try:
+        return _export(data_dir, archive, say)
+    except OSError as exc:  # the target's directory is read-only, the disk is full, ...
+        raise OperatorError(f"cannot write {archive}: {exc.strerror or exc}; nothing was "
+                            "exported", exit_code=1) from None
+
+
+def _export(data_dir: Path, archive: Path, say: Say) -> Manifest:
     with locked(data_dir), tempfile.TemporaryDirectory(dir=archive.parent or None) as tmp:
         staged = Path(tmp)
         for name in FILES:

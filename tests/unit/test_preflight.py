@@ -238,3 +238,11 @@ def test_poison_reads_settings_and_the_data_directory_as_every_command_does(
                        DEALREG_DATA_DIR=str(tmp_path / "data"))
     assert unknown.returncode == 1
     _one_clear_line(unknown, "unknown dead-letter ids: dl-nope")
+
+
+def test_an_export_into_a_directory_that_does_not_exist_is_one_line(tmp_path: Path) -> None:
+    """It was a stack trace (FileNotFoundError of the staging directory)."""
+    target = tmp_path / "no-such-dir" / "backup.tar.gz"
+    done = _dealreg(tmp_path, "export", str(target))
+    assert done.returncode == 2, done.stdout + done.stderr
+    _one_clear_line(done, f"there is no directory {target.parent}")
