@@ -438,6 +438,8 @@ def gateway(
 
     settings = _settings(host=host, port=port)
     try:
+        for option, value in (("commands", commands), ("queries", queries)):
+            _upstream(option, value)
         sock = bind_port(settings.host, settings.port)
     except OperatorError as exc:
         _fail(exc)
@@ -447,6 +449,17 @@ def gateway(
         access_log=False, log_config=None, limit_concurrency=4000,
         timeout_graceful_shutdown=10, proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips)).run(sockets=[sock])
+
+
+def _upstream(option: str, url: str) -> None:
+    """An upstream the gateway can send to: a typo used to start a gateway that answered
+    every request with an error."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("http", "https") or not rest.split("/")[0].strip():
+        raise OperatorError(
+            f"--{option} / DEALREG_GATEWAY_{option.upper()}_URL: {url!r} is not an http(s) "
+            f"base URL (e.g. http://{'registration' if option == 'commands' else 'projections'}"
+            ":8080)")
 
 
 # --- moving an embedded program ------------------------------------------------------------

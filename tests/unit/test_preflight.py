@@ -246,3 +246,15 @@ def test_an_export_into_a_directory_that_does_not_exist_is_one_line(tmp_path: Pa
     done = _dealreg(tmp_path, "export", str(target))
     assert done.returncode == 2, done.stdout + done.stderr
     _one_clear_line(done, f"there is no directory {target.parent}")
+
+
+@pytest.mark.parametrize("args, env", [
+    (("--commands", "notaurl"), {}), (("--queries", "registration:8080"), {}),
+    ((), {"DEALREG_GATEWAY_COMMANDS_URL": "ftp://registration"}),
+    (("--queries", "http://"), {})])
+def test_a_gateway_upstream_that_is_not_a_url_is_refused_at_start(
+        args: tuple[str, ...], env: dict[str, str], tmp_path: Path) -> None:
+    """It used to start, then answer every request routed there with an error."""
+    done = _dealreg(tmp_path, "gateway", "--port", "0", *args, **env)
+    assert done.returncode == 2, done.stdout + done.stderr
+    _one_clear_line(done, "is not an http(s) base URL")
