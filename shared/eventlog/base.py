@@ -121,6 +121,12 @@ class Subscription(abc.ABC):
 class EventLog(abc.ABC):
     """An append-only, partitioned, durable log with consumer groups and transactions."""
 
+    unflushed: str | None = None
+    """After close(): what it could not make durable (None: nothing, or not known)."""
+    stuck: bool = False
+    """After close(): a thread of the log never came back (a wedged disk); the process must
+    exit without waiting for it."""
+
     @abc.abstractmethod
     async def start(self) -> None: ...
 
