@@ -344,7 +344,10 @@ class Adjudicator:
         """`live`: decisions that will be written (counted in the metrics), not a replay."""
         context = DecisionContext(envelope.id, envelope.time,
                                   self.policies.get(policy_version_of(event)))
-        with _decide_span(record, envelope, event, live):
+        if live and envelope.traceparent is not None and tracing.enabled():
+            with _decide_span(record, envelope, event, live):
+                _, decisions = decide(state, event, context)
+        else:  # no span, and no context manager entered per event
             _, decisions = decide(state, event, context)
         if not decisions:
             return []
@@ -439,7 +442,7 @@ async def run_adjudicator(
     group_id: str,
     source: str,
     stopping: Callable[[], bool],
-    max_records: int = 2000,
+    max_records: int = 5000,
     snapshots: SnapshotStore | None = None,
     snapshot_every_events: int = 20_000,
     snapshot_every_seconds: float = 60.0,
