@@ -69,7 +69,7 @@ class Settings(BaseSettings):
         20_000, ge=0, description="The adjudicator snapshots a partition's state after this "
         "many events (0: never; recovery then replays the whole history)")
     adjudicator_max_records: int = Field(
-        2_000, ge=1, le=50_000, description="Records the adjudicator decides per batch (one "
+        5_000, ge=1, le=50_000, description="Records the adjudicator decides per batch (one "
         "transaction per partition of the batch; at most 50,000: a batch is one transaction "
         "per partition, which must end within DEALREG_KAFKA_TRANSACTION_TIMEOUT_MS)")
     snapshot_every_seconds: float = Field(

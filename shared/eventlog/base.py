@@ -201,7 +201,11 @@ class EventLog(abc.ABC):
         stopping: Callable[[], bool],
     ) -> None:
         """Run `processor` until `stopping()` is true: each batch's outputs and the group's
-        new input positions commit in one transaction, or neither does."""
+        new input positions commit in one transaction, or neither does. A backend may
+        prepare the next batch while the previous one commits (the embedded log does);
+        batches commit in order, a batch only after the one before it, and a failed
+        commit ends the loop with its error (the processor's state may then be a batch
+        ahead: whoever restarts the loop rebuilds it)."""
 
 
 class ReadIterator(Protocol):

@@ -632,6 +632,13 @@ class EmbeddedEventLog(EventLog):
         member = await self.subscribe(group_id, topics)
         loop = asyncio.get_running_loop()
         next_tick = loop.time() + tick_interval
+        # The previous batch's commit, in flight while the next batch is read and decided
+        # (the writer thread commits while this one decides: on two cores the two overlap).
+        # A batch is queued only once the one before it committed, so a failed commit is
+        # never followed by a later batch's positions; it raises here, and the processor
+        # (whose state may then be one batch ahead of the log) is revoked and rebuilt by
+        # whoever restarts the loop, as after any failed batch.
+        in_flight: asyncio.Future[list[Appended]] | None = None
         try:
             await processor.assigned(dict(member.fetch_positions))
             while not stopping():
@@ -648,14 +655,24 @@ class EmbeddedEventLog(EventLog):
                     for tp in member.fetch_positions:
                         if tp not in by_tp:
                             outputs.extend(processor.tick(tp))
+                if in_flight is not None:
+                    committing, in_flight = in_flight, None
+                    await committing
                 if by_tp or outputs:
-                    await self._submit(
+                    in_flight = asyncio.ensure_future(self._submit(
                         outputs,
                         [(group_id, tp, recs[-1].offset + 1) for tp, recs in by_tp.items()],
-                    )
+                    ))
+                    if not records:  # idle: nothing to decide meanwhile
+                        committing, in_flight = in_flight, None
+                        await committing
         finally:
-            await processor.revoked(sorted(member.fetch_positions))
-            await member.close()
+            try:
+                if in_flight is not None:
+                    await in_flight  # the last batch commits before the loop returns
+            finally:
+                await processor.revoked(sorted(member.fetch_positions))
+                await member.close()
 
 
 class EmbeddedSubscription(Subscription):
