@@ -44,9 +44,45 @@ def member_evidence(entry: Entry, decided_key: str,
     if (decided is not None and decided.evidence is None
             and decided.account_key != entry.account_key):
         mine = (key_evidence(decided.account_key), 1.0)
-    names = [score for kind, score in (mine, theirs) if kind == "name"]
-    kind, score = ("name", min(names)) if names else mine
+    kind, score = _weakest(mine, theirs)
     return evidence(Collision(entry, kind, score, True), decided_key)
+
+
+def _weakest(mine: tuple[str, float], theirs: tuple[str, float]) -> tuple[str, float]:
+    """How two members are one customer (`member_evidence`): a name match on either side
+    makes it a name match, at the lower name score; otherwise `mine`."""
+    if mine[0] == "name":
+        return ("name", min(mine[1], theirs[1])) if theirs[0] == "name" else mine
+    return ("name", theirs[1]) if theirs[0] == "name" else mine
+
+
+FellowMemo = dict[tuple[int, str, float, bool], ConflictEvidence]
+
+
+def fellow_evidence(members: Sequence[Entry], decided: Entry,
+                    memo: FellowMemo) -> list[ConflictEvidence]:
+    """`[member_evidence(m, decided.account_key, decided) for m in members if m is not
+    decided]`, for the decisions of one settlement (`disputes.settle`) on `members`: each
+    names every other member, k² evidence items for k members, yet each member's item
+    takes only a few forms (the match, and whether the keys differ). `memo`, one per
+    settlement, keeps each form built once (evidence is a frozen value: one object serves
+    every decision that names it)."""
+    key = decided.account_key
+    given = decided.evidence
+    opened = given or (key_evidence(key), 1.0)  # `decided`'s match when keys differ
+    found: list[ConflictEvidence] = []
+    for i, entry in enumerate(members):
+        if entry is decided:
+            continue
+        theirs = entry.evidence or (key_evidence(entry.account_key), 1.0)
+        same = entry.account_key == key
+        kind, score = _weakest(given or (theirs if same else opened), theirs)
+        form = (i, kind, score, same)
+        item = memo.get(form)
+        if item is None:
+            item = memo[form] = evidence(Collision(entry, kind, score, True), key)
+        found.append(item)
+    return found
 
 
 def decision(
