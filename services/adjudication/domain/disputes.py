@@ -732,10 +732,10 @@ def settle(
         )
     )
     released: list[Entry] = []
-    memo: outcomes.FellowMemo = {}
-    for entry in live:
+    fellows = outcomes.Fellows(live)
+    for i, entry in enumerate(live):
         entry_policy = state.policy(entry.policy_version)
-        others = outcomes.fellow_evidence(live, entry, memo)
+        others = fellows.of(i)
         why = verdict[entry.id]
         settled = f"dispute {dispute.id} was settled as {outcome}"
         if why in ("won", "kept", "freed") and _kept_copy(

@@ -19,15 +19,21 @@ from shared.events.registration import MatchedBy, PartyType, RegistrationStatus
 
 def evidence(collision: Collision, decided_key: str) -> ConflictEvidence:
     entry = collision.entry
-    matched_by: MatchedBy = _matched_by(collision.matched_by)
+    return _evidence(entry, collision.matched_by, collision.score, collision.confident,
+                     entry.account_key if entry.account_key != decided_key else None)
+
+
+def _evidence(entry: Entry, matched_by: str, score: float, confident: bool,
+              account_key: str | None) -> ConflictEvidence:
+    kind: MatchedBy = _matched_by(matched_by)
     return ConflictEvidence(
         registration_id=entry.id,
         party_type=_party_type(entry.party_type),
         party_id=entry.party_id,
-        matched_by=matched_by,
-        score=round(collision.score, 4),
-        account_key=entry.account_key if entry.account_key != decided_key else None,
-        confident=collision.confident,
+        matched_by=kind,
+        score=round(score, 4),
+        account_key=account_key,
+        confident=confident,
     )
 
 
@@ -56,33 +62,53 @@ def _weakest(mine: tuple[str, float], theirs: tuple[str, float]) -> tuple[str, f
     return ("name", theirs[1]) if theirs[0] == "name" else mine
 
 
-FellowMemo = dict[tuple[int, str, float, bool], ConflictEvidence]
+class Fellows:
+    """The evidence naming the other members in each decision of one settlement
+    (`disputes.settle`): `of(i)` is `[member_evidence(m, d.account_key, d) for m in
+    members if m is not d]` for `d = members[i]`.
 
+    Each of k decisions names the k-1 others: k² items. Yet an item depends on the
+    decided member only through how it matched (its own evidence, or its key's form when
+    it opened its key) and whether the named member is filed under the same key. So for
+    each such match the items of every member as filed under another key are built once
+    (`_apart`, a list in member order), and a decision's list is a copy of it (made in C)
+    with the few members filed under the decided one's own key put back in their form
+    and the decided one left out. Evidence is a frozen value: one object serves every
+    decision naming it."""
 
-def fellow_evidence(members: Sequence[Entry], decided: Entry,
-                    memo: FellowMemo) -> list[ConflictEvidence]:
-    """`[member_evidence(m, decided.account_key, decided) for m in members if m is not
-    decided]`, for the decisions of one settlement (`disputes.settle`) on `members`: each
-    names every other member, k² evidence items for k members, yet each member's item
-    takes only a few forms (the match, and whether the keys differ). `memo`, one per
-    settlement, keeps each form built once (evidence is a frozen value: one object serves
-    every decision that names it)."""
-    key = decided.account_key
-    given = decided.evidence
-    opened = given or (key_evidence(key), 1.0)  # `decided`'s match when keys differ
-    found: list[ConflictEvidence] = []
-    for i, entry in enumerate(members):
-        if entry is decided:
-            continue
-        theirs = entry.evidence or (key_evidence(entry.account_key), 1.0)
-        same = entry.account_key == key
-        kind, score = _weakest(given or (theirs if same else opened), theirs)
-        form = (i, kind, score, same)
-        item = memo.get(form)
-        if item is None:
-            item = memo[form] = evidence(Collision(entry, kind, score, True), key)
-        found.append(item)
-    return found
+    __slots__ = ("_apart", "_here", "_keyed", "_theirs", "members")
+
+    def __init__(self, members: Sequence[Entry]) -> None:
+        self.members = members
+        self._theirs = [m.evidence or (key_evidence(m.account_key), 1.0) for m in members]
+        self._keyed: dict[str, list[int]] = {}
+        for i, m in enumerate(members):
+            self._keyed.setdefault(m.account_key, []).append(i)
+        self._apart: dict[tuple[str, float], list[ConflictEvidence]] = {}
+        self._here: dict[tuple[int, str, float], ConflictEvidence] = {}
+
+    def of(self, i: int) -> list[ConflictEvidence]:
+        members, theirs = self.members, self._theirs
+        decided = members[i]
+        key, given = decided.account_key, decided.evidence
+        mine = given or (key_evidence(key), 1.0)
+        apart = self._apart.get(mine)
+        if apart is None:
+            apart = self._apart[mine] = [
+                _evidence(m, *_weakest(mine, t), True, m.account_key)
+                for m, t in zip(members, theirs, strict=True)]
+        found = apart.copy()
+        for j in self._keyed[key]:
+            if j == i:
+                continue
+            kind, score = _weakest(given or theirs[j], theirs[j])
+            item = self._here.get((j, kind, score))
+            if item is None:
+                item = self._here[(j, kind, score)] = _evidence(members[j], kind, score,
+                                                                True, None)
+            found[j] = item
+        del found[i]
+        return found
 
 
 def decision(

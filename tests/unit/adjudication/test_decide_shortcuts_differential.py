@@ -25,7 +25,7 @@ from services.adjudication.domain import AdjudicationState, cooloff, disputes, m
 from services.adjudication.domain import adjudicate as adjudicate_module
 from services.adjudication.domain.state import Entry
 from shared.accounts import AccountIdentity
-from shared.events import RegistrationWithdrawn
+from shared.events import ConflictEvidence, RegistrationWithdrawn
 from shared.policy import Policy
 
 # "acme" vs "acne" scores 0.75; "acme corp" normalises to "acme"; "acme group" / "acme
@@ -211,18 +211,23 @@ def test_the_loose_index_decides_alike_holding_names_only(
     assert _run(ops, pol, None) == everything
 
 
-_fellow_evidence, _settle_customer = outcomes.fellow_evidence, disputes._customer
+class _LongFellows:
+    """`outcomes.Fellows` the long way: each decision's evidence built afresh."""
+
+    def __init__(self, members: list[Entry]) -> None:
+        self.members = members
+
+    def of(self, i: int) -> list[ConflictEvidence]:
+        decided = self.members[i]
+        return [outcomes.member_evidence(m, decided.account_key, decided)
+                for m in self.members if m is not decided]
 
 
 def _settled_the_long_way(ops: list[tuple[Any, ...]], pol: Policy) -> list[str]:
     """Before the settlement memos: each decision of a settlement builds the evidence of
     every other member afresh, and each pair weighed asks for both keys' customers."""
     with ExitStack() as stack:
-        stack.enter_context(mock.patch.object(
-            outcomes, "fellow_evidence",
-            lambda members, decided, memo: [
-                outcomes.member_evidence(m, decided.account_key, decided)
-                for m in members if m is not decided]))
+        stack.enter_context(mock.patch.object(outcomes, "Fellows", _LongFellows))
         stack.enter_context(mock.patch.object(
             disputes, "_customer", lambda state, key, customers: state.customer(key)))
         return _run(ops, pol, None)
@@ -263,7 +268,7 @@ def test_a_fallback_settlement_names_every_other_member_as_the_long_way_does() -
     st.sampled_from([None, ("name", 0.93), ("name", 0.97), ("domain", 1.0),
                      ("crm_account_id", 1.0)]),
     st.sampled_from(["p-1", "p-2", "rep-1"])), min_size=1, max_size=8))
-def test_fellow_evidence_is_member_evidence_for_every_decision_of_a_settlement(
+def test_fellows_is_member_evidence_for_every_decision_of_a_settlement(
     members: list[tuple[str, tuple[str, float] | None, str]],
 ) -> None:
     entries = [Entry(id=f"r{i}", account_key=key, party_type="direct" if party == "rep-1"
@@ -271,10 +276,10 @@ def test_fellow_evidence_is_member_evidence_for_every_decision_of_a_settlement(
                      products=None, submitted_at=i, tier="gold", policy_version=1,
                      status="in_review", evidence=evidence)
                for i, (key, evidence, party) in enumerate(members)]
-    memo: outcomes.FellowMemo = {}  # one per settlement, shared by its decisions
-    for decided in entries:
+    fellows = outcomes.Fellows(entries)  # one per settlement, asked by each decision
+    for i, decided in enumerate(entries):
         expected = [outcomes.member_evidence(m, decided.account_key, decided)
                     for m in entries if m is not decided]
-        found = outcomes.fellow_evidence(entries, decided, memo)
+        found = fellows.of(i)
         assert [e.model_dump_json() for e in found] == [
             e.model_dump_json() for e in expected]
