@@ -535,10 +535,13 @@ TIMELINE_HIDDEN_TYPES: Final = frozenset({
     "dealreg.account.link_reported.v1", "dealreg.timer.fired.v1",
     "dealreg.partner.status_changed.v1", "dealreg.policy.published.v1",
     "dealreg.partner.updated.v1", "dealreg.owner.updated.v1",
+    "dealreg.dispute.settlement_relayed.v1",
 })
 """Event types partners never see in a timeline: a rep's claims, an owner's requests and
 their refusals (the internal note, who acted), reminders to owners, the edge's link
-reports, timers and reference data."""
+reports, timers, reference data and the adjudicator's relays between partitions (they
+name the other key; what they decide reaches the partner as its registration's
+decision)."""
 
 _ONLY_WHEN_OWN: Final[Mapping[str, str]] = {"dealreg.dispute.joined.v1": "added_ids",
                                             "dealreg.dispute.opened.v1": "registration_ids"}

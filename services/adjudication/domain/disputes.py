@@ -65,6 +65,8 @@ from shared.events import (
     DisputeSlaBreached,
     DomainEvent,
     ProductAward,
+    RelayedDecision,
+    SettlementRelayed,
     Split,
 )
 from shared.events.disputes import (
@@ -682,7 +684,7 @@ def settle(
     winners = [m for m in live if m.id in approved
                and not (m.mirror and m.status != "approved")]
     flagged = only_flagged(dispute)
-    customers: dict[str, Identifiers] = {}  # nothing below changes a key's customer
+    customers: dict[str, Identifiers] = {}  # links change after a settlement (links.revisit)
 
     def conflict(a: Entry, b: Entry) -> bool:
         if flagged and ((a.id in flagged and b.id not in flagged[a.id])
@@ -732,14 +734,21 @@ def settle(
         )
     )
     released: list[Entry] = []
+    copies: list[tuple[Entry, RelayedDecision]] = []  # the word on copies (relay.py)
     fellows = outcomes.Fellows(live)
     for i, entry in enumerate(live):
         entry_policy = state.policy(entry.policy_version)
         others = fellows.of(i)
         why = verdict[entry.id]
         settled = f"dispute {dispute.id} was settled as {outcome}"
+        rescoped = bool(scopes and entry.id in scopes)
         if why in ("won", "kept", "freed") and _kept_copy(
-                entry, approved.get(entry.id), bool(scopes and entry.id in scopes)):
+                entry, approved.get(entry.id), rescoped):
+            if entry.status != "approved":
+                # It stays in review here; its own partition applies the share or scope
+                # if it holds it approved by then (freed there by this same settlement).
+                copies.append((entry, _word(entry, approved.get(entry.id), rescoped,
+                                            shown=False)))
             continue
         if why in ("won", "kept", "freed"):
             entry.credit_percent = approved.get(entry.id)
@@ -771,8 +780,42 @@ def settle(
             sentence = (f"Rejected: {settled}{detail} "
                         f"{explain.tag(rule, dispute.policy_version)}.")
         out.append(outcomes.decision(entry, rule, dispute.policy_version, sentence, at, others))
+        if entry.mirror and entry.status == "approved":
+            copies.append((entry, _word(entry, entry.credit_percent, True)))
+        elif entry.mirror:
+            copies.append((entry, RelayedDecision(
+                registration_id=entry.id, status="rejected", line_free=not any(
+                    conflict(entry, o) for o in standing if o is not entry))))
     for entry in released:
         release.let_go(state, out, entry, at)
+    if copies:
+        out.extend(_relayed(dispute, outcome, rule, at, copies))
+
+
+def _word(entry: Entry, credit_percent: Decimal | None, rescoped: bool,
+          shown: bool = True) -> RelayedDecision:
+    """A settlement's approval of the copy `entry` (with its share, and its scope when
+    the settlement set one), for its own partition."""
+    products = entry.products
+    return RelayedDecision(
+        registration_id=entry.id, status="approved", credit_percent=credit_percent,
+        scope_products=(tuple(sorted(products)) if rescoped and products is not None
+                        else None), shown=shown)
+
+
+def _relayed(dispute: Dispute, outcome: ResolvedOutcome, rule: str, at: int,
+             copies: Sequence[tuple[Entry, RelayedDecision]]) -> list[DomainEvent]:
+    """What the settlement decided about `copies`, for their own partitions: one
+    `SettlementRelayed` per copy key, in the order the keys first appear (relay.py; the
+    worker appends them to the intake of that key, never to the decisions topic)."""
+    by_key: dict[str, list[RelayedDecision]] = {}
+    for entry, word in copies:
+        by_key.setdefault(entry.account_key, []).append(word)
+    return [SettlementRelayed(account_key=key, dispute_id=dispute.id,
+                              decided_key=dispute.account_key, outcome=outcome,
+                              rule=rule, policy_version=dispute.policy_version,
+                              decided_at=from_us(at), decisions=tuple(words))
+            for key, words in by_key.items()]
 
 
 def _kept_sentence(settled: str, entry: Entry, winners: Sequence[Entry],
