@@ -62,6 +62,12 @@ def _weakest(mine: tuple[str, float], theirs: tuple[str, float]) -> tuple[str, f
     return ("name", theirs[1]) if theirs[0] == "name" else mine
 
 
+_FEW = 3
+"""Up to this many members a settlement builds each decision's evidence the plain way:
+sharing saves nothing yet (2.8 ms against 90 ms a settlement at 175 members, 11 against
+6 µs at 2, measured)."""
+
+
 class Fellows:
     """The evidence naming the other members in each decision of one settlement
     (`disputes.settle`): `of(i)` is `[member_evidence(m, d.account_key, d) for m in
@@ -80,16 +86,21 @@ class Fellows:
 
     def __init__(self, members: Sequence[Entry]) -> None:
         self.members = members
-        self._theirs = [m.evidence or (key_evidence(m.account_key), 1.0) for m in members]
+        self._theirs: list[tuple[str, float]] = []
         self._keyed: dict[str, list[int]] = {}
-        for i, m in enumerate(members):
-            self._keyed.setdefault(m.account_key, []).append(i)
+        if len(members) > _FEW:
+            self._theirs = [m.evidence or (key_evidence(m.account_key), 1.0) for m in members]
+            for i, m in enumerate(members):
+                self._keyed.setdefault(m.account_key, []).append(i)
         self._apart: dict[tuple[str, float], list[ConflictEvidence]] = {}
         self._here: dict[tuple[int, str, float], ConflictEvidence] = {}
 
     def of(self, i: int) -> list[ConflictEvidence]:
         members, theirs = self.members, self._theirs
         decided = members[i]
+        if len(members) <= _FEW:
+            return [member_evidence(m, decided.account_key, decided)
+                    for m in members if m is not decided]
         key, given = decided.account_key, decided.evidence
         mine = given or (key_evidence(key), 1.0)
         apart = self._apart.get(mine)
