@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn
 
@@ -267,10 +267,15 @@ def db_upgrade(
     _run(run())
 
 
-def _run(coro: Coroutine[Any, Any, None]) -> None:
+def _run(coro: Coroutine[Any, Any, None],
+         interrupted: Callable[[], str] | None = None) -> None:
+    """Run a command's coroutine. Ctrl-C: exit 130, after printing `interrupted()` (what
+    the interruption left behind) when given."""
     try:
         asyncio.run(coro)
     except KeyboardInterrupt:
+        if interrupted is not None:
+            console.print(f"[yellow]interrupted:[/yellow] {interrupted()}")
         raise typer.Exit(130) from None
     except OperatorError as exc:
         _fail(exc)
@@ -313,7 +318,12 @@ def projections_rebuild(
     )
 
     from dealreg.runtime import build_eventlog
-    from services.projections.adapters.rebuild import default_processes, log_size, rebuild
+    from services.projections.adapters.rebuild import (
+        default_processes,
+        describe_breach,
+        log_size,
+        rebuild,
+    )
     from services.projections.domain.batch import MODELS
     from shared.eventlog.topics import Topics
     from shared.readmodel.store import create_engine, migrate
@@ -329,6 +339,7 @@ def projections_rebuild(
     except OperatorError as exc:
         _fail(exc)
     console.print(f"rebuilding in {describe_store(settings)}")
+    done = {"records": 0, "of": 0}  # for the message on Ctrl-C
 
     async def run() -> None:
         if settings.backend == "distributed":
@@ -340,6 +351,7 @@ def projections_rebuild(
             await migrate(engine)
             topics = Topics.named(settings.topic_prefix)
             ends = await log_size(eventlog, topics)
+            done["of"] = sum(ends.values())
             with Progress(TextColumn("[bold]replaying[/bold] {task.description}"), BarColumn(),
                           MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                           TimeElapsedColumn(), TimeRemainingColumn(), console=console) as bar:
@@ -347,10 +359,11 @@ def projections_rebuild(
                 started = asyncio.get_running_loop().time()
 
                 def advance(n: int) -> None:
+                    done["records"] += n
                     bar.advance(task, n)
                     elapsed = asyncio.get_running_loop().time() - started
-                    done = bar.tasks[0].completed
-                    bar.update(task, rate=f"{done / elapsed:,.0f} events/s" if elapsed else "")
+                    bar.update(task, rate=f"{done['records'] / elapsed:,.0f} events/s"
+                               if elapsed else "")
 
                 workers = processes or default_processes(sum(ends.values()))
                 result = await rebuild(eventlog, engine, topics, models, batch_records=batch,
@@ -369,8 +382,29 @@ def projections_rebuild(
             for topic, partition, offset, error in result.skipped[:20]:
                 console.print(f"  {topic} partition {partition} offset {offset}: "
                               f"{error[:200]}", markup=False, highlight=False)
+        if result.misrouted:
+            # A log this service did not write (a decision keyed by another account than
+            # its own breaks invariant 14): no replay order is the live one; this one is
+            # at least the same every time.
+            console.print(
+                f"[yellow]{result.misrouted} record(s) keyed by another account than the "
+                "one their event names[/yellow] (each must be keyed by its own account "
+                "key): their registrations' rows may differ from what a live worker folded. "
+                + (f"The parallel rebuild found the first ({result.fell_back}) and "
+                   "started again in one process, partition after partition."
+                   if result.fell_back else "Replayed partition after partition."),
+                highlight=False)
+            for breach in result.misrouted_first[:5]:
+                console.print(f"  {describe_breach(breach)}", markup=False, highlight=False)
 
-    _run(run())
+    def interrupted() -> str:
+        return (f"the rebuild stopped after {done['records']:,} of {done['of']:,} records. "
+                "The read models hold the batches committed so far, each with its "
+                "positions; run `dealreg projections rebuild` again to start over (it "
+                "empties them first), or start the projections service, which continues "
+                "from those positions.")
+
+    _run(run(), interrupted)
 
 
 # --- the front door ---------------------------------------------------------------------

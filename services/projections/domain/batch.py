@@ -107,6 +107,19 @@ class Needs:
     def __bool__(self) -> bool:
         return bool(self.registrations or self.claims or self.disputes or self.holders)
 
+    def within(self, other: Needs) -> Needs:
+        """These ids that `other` holds too."""
+        return Needs(self.registrations & other.registrations, self.claims & other.claims,
+                     self.disputes & other.disputes, self.holders & other.holders)
+
+    def add_written(self, batch: Batch) -> None:
+        """Add the ids of the rows `batch` writes (a registration's, claim's or dispute's
+        row; a holder's ownership intervals)."""
+        self.registrations |= batch.dirty_registrations
+        self.claims |= batch.dirty_claims
+        self.disputes |= batch.dirty_disputes
+        self.holders.update(holder for holder, _ in batch.intervals)
+
 
 def _is_claim(event: ProtectionEnded | ProtectionExtended) -> bool:
     return event.party_type == "direct"
