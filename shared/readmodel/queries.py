@@ -78,12 +78,14 @@ async def follow_links(account_key: str,
     return key
 
 
+_LINK_TARGET = select(account_links.c.canonical_key).where(
+    account_links.c.account_key == bindparam("key"))
+
+
 async def canonical_key(conn: AsyncConnection, account_key: str) -> str:
     """The key `account_key` is linked to (following links), else itself."""
     async def target_of(key: str) -> str | None:
-        return (await conn.execute(select(account_links.c.canonical_key)
-                                   .where(account_links.c.account_key == key))
-                ).scalar_one_or_none()
+        return (await conn.execute(_LINK_TARGET, {"key": key})).scalar_one_or_none()
 
     return await follow_links(account_key, target_of)
 
