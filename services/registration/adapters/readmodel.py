@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -47,6 +47,28 @@ def _aliases_into(links: Table) -> Select[Any]:
     return (select(links.c.account_key, links.c.matched_by, links.c.score)
             .where(links.c.canonical_key.in_(bindparam("frontier", expanding=True)))
             .order_by(links.c.account_key))
+
+
+async def walk_aliases(canonical: str,
+                       rows_into: Callable[[list[str]], Awaitable[Sequence[Any]]],
+                       limit: int = 8) -> list[tuple[str, str, float]]:
+    """(alias, matched_by, score) of every key linked to `canonical`, breadth first (at
+    most `limit` rounds); `rows_into(frontier)`: the links into those keys, as
+    (alias, matched_by, score) ordered by alias (the read model's, or memory's)."""
+    found: list[tuple[str, str, float]] = []
+    seen = {canonical}
+    frontier = [canonical]
+    for _ in range(limit):
+        rows = await rows_into(frontier)
+        frontier = []
+        for alias, matched_by, score in rows:
+            if alias not in seen:
+                seen.add(alias)
+                frontier.append(alias)
+                found.append((alias, matched_by, float(score)))
+        if not frontier:
+            break
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,26 +182,17 @@ class ReadModel:
         links = metadata.tables.get("account_links")
         if links is None:
             return []
-        found: list[tuple[str, str, float]] = []
-        seen = {canonical}
-        frontier = [canonical]
         async with self.engine.connect() as conn:
             # PostgreSQL: one fixed statement sent by the driver (no statement built and
             # compiled per call; `sql.driver_fetch`): this runs on every registration of
             # a known account (8.5 % of the registration service's CPU, py-spy).
             direct = conn.dialect.name == "postgresql"
-            for _ in range(limit):
-                rows = (await driver_fetch(conn, _ALIASES_SQL, frontier) if direct else (
+
+            async def rows_into(frontier: list[str]) -> Sequence[Any]:
+                return (await driver_fetch(conn, _ALIASES_SQL, frontier) if direct else (
                     await conn.execute(_aliases_into(links), {"frontier": frontier})).all())
-                frontier = []
-                for alias, matched_by, score in rows:
-                    if alias not in seen:
-                        seen.add(alias)
-                        frontier.append(alias)
-                        found.append((alias, matched_by, float(score)))
-                if not frontier:
-                    break
-        return found
+
+            return await walk_aliases(canonical, rows_into, limit)
 
     async def dispute(self, dispute_id: str) -> DisputeFacts | None:
         table = _disputes_table()
