@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import Coroutine
+import signal
+import socket
+import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn
 
@@ -29,7 +32,7 @@ from dealreg.preflight import (
     describe_store,
     unknown_variables,
 )
-from dealreg.runtime import Component
+from dealreg.runtime import Component, Runtime
 from shared.logging import LogFormat, configure_logging, get_logger
 from shared.settings import Settings
 
@@ -115,12 +118,47 @@ def _serve_http(settings: Settings, components: frozenset[Component],
     get_logger("dealreg").info("starting", components=sorted(components),
                                listen=f"{settings.host}:{settings.port}",
                                store=describe_store(settings))
-    config = uvicorn.Config(create_app(settings, components), **server_options(settings))
+    application = create_app(settings, components)
+    config = uvicorn.Config(application, **server_options(settings))
     server = uvicorn.Server(config)
-    server.run(sockets=[sock])
+    _run_server(server, sock, application.state.runtime)
     if not server.started:
         console.print("[red]error:[/red] dealreg did not start (see the log above)")
         raise typer.Exit(3)
+
+
+class _Terminated(BaseException):
+    """SIGTERM, re-raised by uvicorn once it has shut down."""
+
+
+def _run_server(server: uvicorn.Server, sock: socket.socket, runtime: Runtime) -> None:
+    """Serve until a signal; a shutdown that did not end cleanly within
+    DEALREG_SHUTDOWN_TIMEOUT_SECONDS (a wedged disk: appends not flushed) ends the process
+    with one line and exit 1 - at once, without waiting for a thread the disk never
+    answers. Otherwise a signal ends it as before (SIGINT, SIGTERM)."""
+
+    def terminated(signum: int, frame: object) -> None:
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    ended_by_sigterm = False
+    try:
+        server.run(sockets=[sock])
+    except _Terminated:
+        ended_by_sigterm = True
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if runtime.shutdown_problem is not None:
+            console.print(f"[red]error:[/red] shutdown incomplete after "
+                          f"{runtime.settings.shutdown_timeout_seconds:g} s "
+                          f"(DEALREG_SHUTDOWN_TIMEOUT_SECONDS): {runtime.shutdown_problem}")
+            if runtime.shutdown_stuck:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(1)  # a stuck thread would hold the interpreter's exit forever
+            raise typer.Exit(1)
+    if ended_by_sigterm:
+        signal.raise_signal(signal.SIGTERM)  # the default action, as without us
 
 
 def server_options(settings: Settings) -> dict[str, Any]:
@@ -267,10 +305,15 @@ def db_upgrade(
     _run(run())
 
 
-def _run(coro: Coroutine[Any, Any, None]) -> None:
+def _run(coro: Coroutine[Any, Any, None],
+         interrupted: Callable[[], str] | None = None) -> None:
+    """Run a command's coroutine. Ctrl-C: exit 130, after printing `interrupted()` (what
+    the interruption left behind) when given."""
     try:
         asyncio.run(coro)
     except KeyboardInterrupt:
+        if interrupted is not None:
+            console.print(f"[yellow]interrupted:[/yellow] {interrupted()}")
         raise typer.Exit(130) from None
     except OperatorError as exc:
         _fail(exc)
@@ -313,7 +356,12 @@ def projections_rebuild(
     )
 
     from dealreg.runtime import build_eventlog
-    from services.projections.adapters.rebuild import default_processes, log_size, rebuild
+    from services.projections.adapters.rebuild import (
+        default_processes,
+        describe_breach,
+        log_size,
+        rebuild,
+    )
     from services.projections.domain.batch import MODELS
     from shared.eventlog.topics import Topics
     from shared.readmodel.store import create_engine, migrate
@@ -329,6 +377,7 @@ def projections_rebuild(
     except OperatorError as exc:
         _fail(exc)
     console.print(f"rebuilding in {describe_store(settings)}")
+    done = {"records": 0, "of": 0}  # for the message on Ctrl-C
 
     async def run() -> None:
         if settings.backend == "distributed":
@@ -340,6 +389,7 @@ def projections_rebuild(
             await migrate(engine)
             topics = Topics.named(settings.topic_prefix)
             ends = await log_size(eventlog, topics)
+            done["of"] = sum(ends.values())
             with Progress(TextColumn("[bold]replaying[/bold] {task.description}"), BarColumn(),
                           MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                           TimeElapsedColumn(), TimeRemainingColumn(), console=console) as bar:
@@ -347,10 +397,11 @@ def projections_rebuild(
                 started = asyncio.get_running_loop().time()
 
                 def advance(n: int) -> None:
+                    done["records"] += n
                     bar.advance(task, n)
                     elapsed = asyncio.get_running_loop().time() - started
-                    done = bar.tasks[0].completed
-                    bar.update(task, rate=f"{done / elapsed:,.0f} events/s" if elapsed else "")
+                    bar.update(task, rate=f"{done['records'] / elapsed:,.0f} events/s"
+                               if elapsed else "")
 
                 workers = processes or default_processes(sum(ends.values()))
                 result = await rebuild(eventlog, engine, topics, models, batch_records=batch,
@@ -369,8 +420,29 @@ def projections_rebuild(
             for topic, partition, offset, error in result.skipped[:20]:
                 console.print(f"  {topic} partition {partition} offset {offset}: "
                               f"{error[:200]}", markup=False, highlight=False)
+        if result.misrouted:
+            # A log this service did not write (a decision keyed by another account than
+            # its own breaks invariant 14): no replay order is the live one; this one is
+            # at least the same every time.
+            console.print(
+                f"[yellow]{result.misrouted} record(s) keyed by another account than the "
+                "one their event names[/yellow] (each must be keyed by its own account "
+                "key): their registrations' rows may differ from what a live worker folded. "
+                + (f"The parallel rebuild found the first ({result.fell_back}) and "
+                   "started again in one process, partition after partition."
+                   if result.fell_back else "Replayed partition after partition."),
+                highlight=False)
+            for breach in result.misrouted_first[:5]:
+                console.print(f"  {describe_breach(breach)}", markup=False, highlight=False)
 
-    _run(run())
+    def interrupted() -> str:
+        return (f"the rebuild stopped after {done['records']:,} of {done['of']:,} records. "
+                "The read models hold the batches committed so far, each with its "
+                "positions; run `dealreg projections rebuild` again to start over (it "
+                "empties them first), or start the projections service, which continues "
+                "from those positions.")
+
+    _run(run(), interrupted)
 
 
 # --- the front door ---------------------------------------------------------------------
@@ -400,6 +472,8 @@ def gateway(
 
     settings = _settings(host=host, port=port)
     try:
+        for option, value in (("commands", commands), ("queries", queries)):
+            _upstream(option, value)
         sock = bind_port(settings.host, settings.port)
     except OperatorError as exc:
         _fail(exc)
@@ -409,6 +483,17 @@ def gateway(
         access_log=False, log_config=None, limit_concurrency=4000,
         timeout_graceful_shutdown=10, proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips)).run(sockets=[sock])
+
+
+def _upstream(option: str, url: str) -> None:
+    """An upstream the gateway can send to: a typo used to start a gateway that answered
+    every request with an error."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("http", "https") or not rest.split("/")[0].strip():
+        raise OperatorError(
+            f"--{option} / DEALREG_GATEWAY_{option.upper()}_URL: {url!r} is not an http(s) "
+            f"base URL (e.g. http://{'registration' if option == 'commands' else 'projections'}"
+            ":8080)")
 
 
 # --- moving an embedded program ------------------------------------------------------------

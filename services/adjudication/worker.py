@@ -14,6 +14,9 @@
 - Each decision is keyed by its own account key (a deadline passed while deciding one
   account's event may concern another account of the partition); its envelope id derives
   from the input event id, so a decision is recognisable wherever it is computed.
+- A settlement that decides copies of registrations owned by another partition yields a
+  `SettlementRelayed` per copy key: it is appended to the intake log under that key, in the
+  same transaction as the batch's decisions (domain/relay.py).
 - Time: when the wall clock passes a deadline the state holds, a `TimerFired` is appended to
   the intake log (in the same transaction as the batch, or on a periodic tick for a quiet
   partition) and decided like any other event. Lateness (firing time - deadline) is exported.
@@ -35,6 +38,7 @@ from services.adjudication.domain import (
     AdjudicationState,
     DecisionContext,
     decide,
+    decide_relaying,
     due_timers,
     policy_version_of,
 )
@@ -43,7 +47,14 @@ from shared import metrics, tracing
 from shared.eventlog import EventLog, OutgoingRecord, Record, TopicPartition
 from shared.eventlog.deadletter import dead_letter
 from shared.eventlog.topics import Topics
-from shared.events import DomainEvent, Envelope, TimerFired, encode, new_envelope
+from shared.events import (
+    DomainEvent,
+    Envelope,
+    SettlementRelayed,
+    TimerFired,
+    encode,
+    new_envelope,
+)
 from shared.events.codec import decode, encode_event
 from shared.events.reference import PolicyPublished
 from shared.ids import new_id
@@ -344,8 +355,11 @@ class Adjudicator:
         """`live`: decisions that will be written (counted in the metrics), not a replay."""
         context = DecisionContext(envelope.id, envelope.time,
                                   self.policies.get(policy_version_of(event)))
-        with _decide_span(record, envelope, event, live):
-            _, decisions = decide(state, event, context)
+        if live and envelope.traceparent is not None and tracing.enabled():
+            with _decide_span(record, envelope, event, live):
+                decisions, relays = decide_relaying(state, event, context)
+        else:  # no span, and no context manager entered per event
+            decisions, relays = decide_relaying(state, event, context)
         if not decisions:
             return []
         if live:
@@ -365,7 +379,20 @@ class Adjudicator:
                              traceparent=traceparent,
                              tracestate=envelope.tracestate),
             ))
+        if relays:
+            outputs.extend(self._relay(envelope, relays))
         return outputs
+
+    def _relay(self, envelope: Envelope, relays: Sequence[SettlementRelayed]
+               ) -> list[OutgoingRecord]:
+        """A settlement's word about copies, to the intake of their own keys (relay.py):
+        in this batch's transaction, with the decisions, so it is appended exactly once
+        when they are. The id derives from the input's, like a decision's."""
+        intake, source = self.topics.intake, self.source
+        return [OutgoingRecord(intake, relay.account_key, encode_event(
+            relay, id=f"{envelope.id}.r{i}", source=source, subject=relay.account_key,
+            time=envelope.time, traceparent=envelope.traceparent,
+            tracestate=envelope.tracestate)) for i, relay in enumerate(relays)]
 
     def _flush_counts(self) -> None:
         """The batch's decisions into the metrics, one increment per (kind, rule)."""
@@ -439,7 +466,7 @@ async def run_adjudicator(
     group_id: str,
     source: str,
     stopping: Callable[[], bool],
-    max_records: int = 2000,
+    max_records: int = 5000,
     snapshots: SnapshotStore | None = None,
     snapshot_every_events: int = 20_000,
     snapshot_every_seconds: float = 60.0,

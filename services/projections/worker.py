@@ -30,7 +30,7 @@ from services.projections.adapters.lag import (
     LAST_APPLIED,
     LagMonitor,
 )
-from services.projections.domain.batch import MODELS, Batch, Item, Loaded, needs
+from services.projections.domain.batch import MODELS, Batch, Item, Loaded, Needs, needs
 from shared import tracing
 from shared.busy import retry_when_busy
 from shared.eventlog import EventLog, Record, TopicPartition
@@ -97,12 +97,31 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+Misrouted = tuple[str, int, int, str, str, str]
+"""A record keyed by another key than the account key its event names: topic, partition,
+offset, event type, record key, the event's account key."""
+
+
+def misrouted(record: Record, event: DomainEvent) -> Misrouted | None:
+    """Whether `record` breaks the keying every read model's partition independence rests
+    on: each event naming an account key is keyed by it (the edge keys intake so; the
+    adjudicator keys each decision by its own account key, adjudication DESIGN.md
+    invariant 14), so every record about a registration, claim or dispute is on its
+    account's partition."""
+    own = getattr(event, "account_key", None)
+    if own is None or own == record.key:
+        return None
+    return (record.topic, record.partition, record.offset, event.TYPE, record.key, own)
+
+
 def decode_records(
     records: Sequence[Record], positions: repository.Positions, models: Sequence[str],
     poison: list[tuple[Record, ValueError]] | None = None,
+    misrouted_to: list[Misrouted] | None = None,
 ) -> list[Item]:
     """Decoded items for the models that have not applied each record yet; `poison`
-    collects the records that cannot be decoded (with the error)."""
+    collects the records that cannot be decoded (with the error), `misrouted_to` (when
+    given) the records that are `misrouted`."""
     items: list[Item] = []
     by_model = [(m, positions[m]) for m in models]
     all_models = frozenset(models)
@@ -127,6 +146,8 @@ def decode_records(
                 log.error("undecodable_record", topic=record.topic,
                           partition=record.partition, offset=record.offset, error=str(exc))
             continue
+        if misrouted_to is not None and (breach := misrouted(record, event)) is not None:
+            misrouted_to.append(breach)
         items.append(Item(event_id, moment, event, models_of, data, traceparent, tracestate))
     return items
 
@@ -145,15 +166,17 @@ def advanced(
 
 
 async def load_and_fold(conn: AsyncConnection, items: Sequence[Item],
-                        carry: Loaded | None = None) -> Batch:
+                        carry: Loaded | None = None, stored: Needs | None = None) -> Batch:
     """Load what `items` touch and fold them in order (nothing written). `carry`: rows
-    known to be what the store holds (or will hold), not read again."""
+    known to be what the store holds (or will hold), not read again. `stored`: the only
+    rows the store can hold (a rebuild's: those it wrote since it emptied the models);
+    others are known absent, not looked for."""
     wanted = needs(items)
-    if carry is None:
-        loaded = await repository.load(conn, wanted)
-    else:
-        loaded = carry.merged(await repository.load(conn, carry.without(wanted)), wanted)
-    return Batch(loaded).fold_all(items)
+    missing = wanted if carry is None else carry.without(wanted)
+    if stored is not None:
+        missing = missing.within(stored)
+    loaded = await repository.load(conn, missing) if missing else Loaded()
+    return Batch(loaded if carry is None else carry.merged(loaded, wanted)).fold_all(items)
 
 
 async def fold_into(conn: AsyncConnection, items: Sequence[Item], *,

@@ -67,10 +67,13 @@ def _identity(account: Any) -> AccountIdentity | None:
     def text(name: str) -> str | None:
         value = account.get(name)
         return value if isinstance(value, str) else None
+    # The account is as it was filed: its domain is one the edge accepted then. A free-mail
+    # list that grew since (tiscali.it, session 23) must not hide the partner's own key.
     return AccountIdentity.from_raw(name=text("name"), domain=text("domain"),
                                     website=text("website"), email=text("email"),
                                     country=text("country"),
-                                    crm_account_id=text("crm_account_id"))
+                                    crm_account_id=text("crm_account_id"),
+                                    allow_freemail=True)
 
 
 def submitted_keys(account: Any) -> frozenset[str]:
@@ -535,10 +538,13 @@ TIMELINE_HIDDEN_TYPES: Final = frozenset({
     "dealreg.account.link_reported.v1", "dealreg.timer.fired.v1",
     "dealreg.partner.status_changed.v1", "dealreg.policy.published.v1",
     "dealreg.partner.updated.v1", "dealreg.owner.updated.v1",
+    "dealreg.dispute.settlement_relayed.v1",
 })
 """Event types partners never see in a timeline: a rep's claims, an owner's requests and
 their refusals (the internal note, who acted), reminders to owners, the edge's link
-reports, timers and reference data."""
+reports, timers, reference data and the adjudicator's relays between partitions (they
+name the other key; what they decide reaches the partner as its registration's
+decision)."""
 
 _ONLY_WHEN_OWN: Final[Mapping[str, str]] = {"dealreg.dispute.joined.v1": "added_ids",
                                             "dealreg.dispute.opened.v1": "registration_ids"}

@@ -3,6 +3,7 @@
 Services import events from here and nothing else of each other.
 """
 
+from shared.events.base import trusted
 from shared.events.catalogue import (
     CATALOGUE,
     Account,
@@ -38,7 +39,9 @@ from shared.events.catalogue import (
     RegistrationExtensionRequested,
     RegistrationSubmitted,
     RegistrationWithdrawn,
+    RelayedDecision,
     ReportedRegistration,
+    SettlementRelayed,
     Split,
     TimerFired,
 )
@@ -82,7 +85,9 @@ __all__ = [
     "RegistrationExtensionRequested",
     "RegistrationSubmitted",
     "RegistrationWithdrawn",
+    "RelayedDecision",
     "ReportedRegistration",
+    "SettlementRelayed",
     "Split",
     "TimerFired",
     "Upcaster",
@@ -90,5 +95,6 @@ __all__ = [
     "decode",
     "encode",
     "new_envelope",
+    "trusted",
     "upcasters",
 ]

@@ -25,6 +25,8 @@ from shared.events.disputes import (
     DisputeResolved,
     DisputeSlaBreached,
     ProductAward,
+    RelayedDecision,
+    SettlementRelayed,
     Split,
 )
 from shared.events.lifecycle import (
@@ -88,7 +90,9 @@ __all__ = [
     "RegistrationExtensionRequested",
     "RegistrationSubmitted",
     "RegistrationWithdrawn",
+    "RelayedDecision",
     "ReportedRegistration",
+    "SettlementRelayed",
     "Split",
     "TimerFired",
     "event_type",

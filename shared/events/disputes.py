@@ -67,6 +67,46 @@ class DisputeFiled(DomainEvent):
     policy_version: int
 
 
+class RelayedDecision(BaseModel):
+    """What a settlement decided about one registration it held only as a copy."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    registration_id: str
+    status: Literal["approved", "rejected"]
+    credit_percent: Decimal | None = None
+    scope_products: tuple[str, ...] | None = None
+    """The products it was awarded (an award by product); None: its scope unchanged."""
+    shown: bool = True
+    """Whether the settlement sent readers a decision about it (not for a copy it left in
+    review: `approved` then only says what the settlement gave it)."""
+    line_free: bool = False
+    """A rejection that left its scope held by nothing the settlement kept: its own
+    partition lets its line step up (`on_release: promote_next`) as after any lost dispute."""
+
+
+@event_type
+class SettlementRelayed(DomainEvent):
+    """A dispute settled on another key (another partition) decided registrations filed
+    under `account_key`, which it held only as copies: the adjudicator that decided it
+    appends this to the intake of their own key, in the same transaction as the decision,
+    and their own partition applies it (DESIGN.md, "A settlement's word reaches the copy's
+    own partition"). One per settlement and key; its id derives from the settlement's
+    input event id (`<input>.r<n>`)."""
+
+    TYPE: ClassVar[str] = "dealreg.dispute.settlement_relayed.v1"
+
+    account_key: str
+    dispute_id: str
+    decided_key: str
+    """The key the settling dispute was on (another key of the same customer)."""
+    outcome: ResolvedOutcome
+    rule: str
+    policy_version: int
+    decided_at: datetime
+    decisions: tuple[RelayedDecision, ...]
+
+
 @event_type
 class DisputeAcknowledged(DomainEvent):
     """The assigned owner (or an admin) took the dispute in hand."""

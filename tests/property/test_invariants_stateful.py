@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import os
 import re
 import shutil
@@ -202,6 +203,9 @@ def overlap(a: tuple[str, ...] | None, b: tuple[str, ...] | None) -> bool:
     return a is None or b is None or bool(set(a) & set(b))
 
 
+_RELAY_SUFFIX = re.compile(r"\.r\d+$")
+
+
 def _origin(envelope_id: str) -> tuple[str, int]:
     """(input event id, index) of a decision's envelope id `<input>.d<index>`."""
     source, _, index = envelope_id.rpartition(".d")
@@ -261,14 +265,20 @@ class Invariants(RuleBasedStateMachine):
 
     def settle(self) -> None:
         self.run(self.pipeline.pump())
-        decisions = self.run(self.pipeline.new_decisions())
         # Partitions interleaved by time, and one input's decisions in their own order
         # (a copy's decision is keyed by its own key: it may sit on another partition
-        # than the DisputeResolved before it).
-        decisions.sort(key=lambda d: (d[0].time, *_origin(d[0].id)))
+        # than the DisputeResolved before it); each partition in its log order, as its
+        # readers apply it (a relayed settlement is decided after what its partition
+        # decided before it, whatever its time).
+        by_partition: dict[int, list[tuple[Envelope, DomainEvent]]] = defaultdict(list)
+        for item in self.run(self.pipeline.new_decisions()):
+            by_partition[partition_for(item[0].subject or "", PARTITIONS)].append(item)
+        decisions = list(heapq.merge(*by_partition.values(),
+                                     key=lambda d: (d[0].time, *_origin(d[0].id))))
         for envelope, decision in decisions:
             self.check_decision_key(envelope, decision)
-            source = envelope.id.rsplit(".d", 1)[0]
+            # A relayed settlement's decisions (`<input>.r<n>.d<i>`) belong to its input.
+            source = _RELAY_SUFFIX.sub("", envelope.id.rsplit(".d", 1)[0])
             if source != self.current_input:
                 self.check_releases()
                 self.current_input = source
@@ -1068,7 +1078,7 @@ class Invariants(RuleBasedStateMachine):
             if not (len(live) >= 2 or len(known) < len(d.members)):
                 self.violation(5,
                 f"open dispute {d.id} has {len(live)} live parties: "
-                f"{[(r.id, r.partner, r.status) for r in known]}")
+                f"{[(r.id, r.partner, r.status, r.key) for r in known]}")
 
     def read_model_agrees(self) -> None:
         """Invariant 8: the read models show what the decisions say (registration status,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from services.adjudication.domain import disputes, lifecycle, links
+from services.adjudication.domain import disputes, lifecycle, links, relay
 from services.adjudication.domain.adjudicate import (
     adjudicate,
     claim_entry,
@@ -51,6 +51,7 @@ from shared.events import (
     RegistrationExtensionRequested,
     RegistrationSubmitted,
     RegistrationWithdrawn,
+    SettlementRelayed,
     TimerFired,
 )
 from shared.events.base import UnhandledEventType
@@ -106,6 +107,7 @@ _HANDLERS: Final[dict[type[DomainEvent], Callable[[AdjudicationState, Any, Polic
     DisputeAcknowledged: lambda s, e, p, o: disputes.acknowledge(s, o, e, p),
     DisputeResolutionSubmitted: lambda s, e, p, o: disputes.submit_resolution(s, o, e, p),
     AccountLinkReported: lambda s, e, p, o: links.report(s, o, e, p),
+    SettlementRelayed: lambda s, e, p, o: relay.apply(s, o, e, p),
 }
 
 
@@ -149,8 +151,20 @@ def decide(
 
     Every decision event carries the `account_key` it is about: key it by that on the
     decisions topic (a deadline reached while deciding one account's event may concern
-    another account of the same partition).
+    another account of the same partition). The relays a settlement makes
+    (`decide_relaying`) are left out: a replay reads them from the intake log.
     """
+    decisions, _ = decide_relaying(state, event, context)
+    return state, decisions
+
+
+def decide_relaying(
+    state: AdjudicationState, event: DomainEvent, context: DecisionContext
+) -> tuple[list[DomainEvent], list[SettlementRelayed]]:
+    """`decide`, and the intake events it derived for other partitions: the
+    `SettlementRelayed` of a settlement that decided copies (relay.py). The worker appends
+    those to the intake topic, keyed by their `account_key`, in the same transaction as
+    the decisions."""
     handler = _HANDLERS.get(type(event))
     if handler is None and type(event) not in IGNORED:
         raise UnhandledEventType("the adjudicator", event)  # before anything changed
@@ -165,4 +179,7 @@ def decide(
         version = policy_version_of(event)
         handler(state, event, state.policy(version) if version is not None else policy, out)
         links.revisit(state, out)
-    return state, out
+    relays = [e for e in out if isinstance(e, SettlementRelayed)]
+    if relays:
+        return [e for e in out if not isinstance(e, SettlementRelayed)], relays
+    return out, relays

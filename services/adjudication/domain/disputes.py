@@ -65,6 +65,8 @@ from shared.events import (
     DisputeSlaBreached,
     DomainEvent,
     ProductAward,
+    RelayedDecision,
+    SettlementRelayed,
     Split,
 )
 from shared.events.disputes import (
@@ -394,6 +396,10 @@ def file(state: AdjudicationState, out: Out, event: DisputeFiled, policy: Policy
                       "(a dispute's resolution is final)")
     if entry.contested:
         return refuse("not_disputable", "this rejection was contested once already")
+    if _appealed_before(state, entry):
+        return refuse("not_disputable",
+                      "the partner contested losing to the same registration once already: a "
+                      "contest is one appeal, and registering again does not renew it")
     entry_policy = state.policy(entry.policy_version)
     if at > to_us(entry_policy.contest_closes(from_us(entry.decided_at))):
         return refuse("contest_window_passed",
@@ -430,6 +436,23 @@ def file(state: AdjudicationState, out: Out, event: DisputeFiled, policy: Policy
         entry, "contested", entry_policy.version,
         f"In review: the partner contests this rejection ({event.reason}); dispute "
         f"{dispute.id} decides {explain.tag('contested', entry_policy.version)}.", at, evidence))
+
+
+def _appealed_before(state: AdjudicationState, entry: Entry) -> bool:
+    """Whether the same party already contested losing to one of the registrations `entry`
+    lost to (with another registration, since withdrawn or rejected by the person who heard
+    it). A contest is one appeal per rival protection: otherwise withdraw, register again
+    and contest (or lose, register again and contest) opened a fresh level-1 dispute as
+    often as the rival liked, and the ladder never reached its fallback. The earlier
+    registration is found in the winner's line (`state.beaten`), kept while both are
+    remembered (one protection period)."""
+    for winner in entry.beaten_by:
+        for loser_id in state.beaten.get(winner, ()):
+            loser = state.entries.get(loser_id)
+            if loser is not None and loser is not entry and loser.contested \
+                    and same_party(loser, entry):
+                return True
+    return False
 
 
 def _contest_unopposed(state: AdjudicationState, out: Out, entry: Entry, event: DisputeFiled,
@@ -713,14 +736,21 @@ def settle(
         )
     )
     released: list[Entry] = []
+    copies: list[tuple[Entry, RelayedDecision]] = []  # the word on copies (relay.py)
     for entry in live:
         entry_policy = state.policy(entry.policy_version)
         others = [outcomes.member_evidence(m, entry.account_key, entry)
                   for m in live if m is not entry]
         why = verdict[entry.id]
         settled = f"dispute {dispute.id} was settled as {outcome}"
+        rescoped = bool(scopes and entry.id in scopes)
         if why in ("won", "kept", "freed") and _kept_copy(
-                entry, approved.get(entry.id), bool(scopes and entry.id in scopes)):
+                entry, approved.get(entry.id), rescoped):
+            if entry.status != "approved":
+                # It stays in review here; its own partition applies the share or scope
+                # if it holds it approved by then (freed there by this same settlement).
+                copies.append((entry, _word(entry, approved.get(entry.id), rescoped,
+                                            shown=False)))
             continue
         if why in ("won", "kept", "freed"):
             entry.credit_percent = approved.get(entry.id)
@@ -752,8 +782,42 @@ def settle(
             sentence = (f"Rejected: {settled}{detail} "
                         f"{explain.tag(rule, dispute.policy_version)}.")
         out.append(outcomes.decision(entry, rule, dispute.policy_version, sentence, at, others))
+        if entry.mirror and entry.status == "approved":
+            copies.append((entry, _word(entry, entry.credit_percent, True)))
+        elif entry.mirror:
+            copies.append((entry, RelayedDecision(
+                registration_id=entry.id, status="rejected", line_free=not any(
+                    conflict(entry, o) for o in standing if o is not entry))))
     for entry in released:
         release.let_go(state, out, entry, at)
+    if copies:
+        out.extend(_relayed(dispute, outcome, rule, at, copies))
+
+
+def _word(entry: Entry, credit_percent: Decimal | None, rescoped: bool,
+          shown: bool = True) -> RelayedDecision:
+    """A settlement's approval of the copy `entry` (with its share, and its scope when
+    the settlement set one), for its own partition."""
+    products = entry.products
+    return RelayedDecision(
+        registration_id=entry.id, status="approved", credit_percent=credit_percent,
+        scope_products=(tuple(sorted(products)) if rescoped and products is not None
+                        else None), shown=shown)
+
+
+def _relayed(dispute: Dispute, outcome: ResolvedOutcome, rule: str, at: int,
+             copies: Sequence[tuple[Entry, RelayedDecision]]) -> list[DomainEvent]:
+    """What the settlement decided about `copies`, for their own partitions: one
+    `SettlementRelayed` per copy key, in the order the keys first appear (relay.py; the
+    worker appends them to the intake of that key, never to the decisions topic)."""
+    by_key: dict[str, list[RelayedDecision]] = {}
+    for entry, word in copies:
+        by_key.setdefault(entry.account_key, []).append(word)
+    return [SettlementRelayed(account_key=key, dispute_id=dispute.id,
+                              decided_key=dispute.account_key, outcome=outcome,
+                              rule=rule, policy_version=dispute.policy_version,
+                              decided_at=from_us(at), decisions=tuple(words))
+            for key, words in by_key.items()]
 
 
 def _kept_sentence(settled: str, entry: Entry, winners: Sequence[Entry],

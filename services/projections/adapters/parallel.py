@@ -6,7 +6,10 @@ makes this correct (checked in `services/projections/NOTES.md`, "Rebuild"): part
 intake and of decisions hold the same accounts, every row of a registration, claim,
 dispute, timeline subject or account link is written from one partition, and what rows of
 two partitions share is commutative (pipeline totals are added; directory facts are
-first-writer-wins on a fact every submission of it agrees on). So each worker process
+first-writer-wins on a fact every submission of it agrees on). The keying that makes
+it so is checked on every record (`rebuild.Keying`): a record keyed by another account
+key than its event's raises `PartitioningBroken`, and the rebuild starts again in one
+process. So each worker process
 replays whole partition groups with the in-process replay (`rebuild.replay`), each batch
 committing its rows with its partitions' positions: a failure anywhere leaves committed
 batches only, and a projection worker resumes from their positions.
@@ -35,18 +38,20 @@ import contextlib
 import contextvars
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import traceback
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from multiprocessing import forkserver, spawn
+from multiprocessing import forkserver, resource_tracker, spawn
 from multiprocessing.connection import Connection
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.projections.adapters.rebuild import PartitioningBroken
 from services.projections.adapters.rebuild_preload import MAIN_PATH
 from shared.eventlog import Record, TopicPartition
 
@@ -59,6 +64,7 @@ _DONE = "done"
 _FAILED = "failed"
 _PROGRESS = "progress"
 _READY = "ready"
+_MISROUTED = "misrouted"
 _SQLITE_WRITE_WAIT_MS = 120_000
 
 
@@ -157,7 +163,10 @@ async def _replay_in_processes(
             await _blocking(_stop_forkserver)
     failures = [r for r in results if isinstance(r, BaseException)]
     if failures:
-        raise next((f for f in failures if isinstance(f, RebuildWorkerFailed)), failures[0])
+        # A misrouted decision first: the caller starts again in one process.
+        raise next((f for f in failures if isinstance(f, PartitioningBroken)),
+                   next((f for f in failures if isinstance(f, RebuildWorkerFailed)),
+                        failures[0]))
     done = [r for r in results if not isinstance(r, BaseException)]
     return (sum(r[0] for r in done), sum(r[1] for r in done),
             [s for r in done for s in r[2]])
@@ -168,7 +177,7 @@ async def _replay_here(url: str, models: tuple[str, ...], queue: _Units, workers
                        stopping: asyncio.Event) -> tuple[int, int, list[Skipped]]:
     """Replay groups in this process until a worker is ready (the group in hand is
     finished); returns (records, events, skipped)."""
-    from services.projections.adapters.rebuild import _decoded, replay
+    from services.projections.adapters.rebuild import Keying, _decoded, replay
 
     given: list[int] = []
 
@@ -186,8 +195,12 @@ async def _replay_here(url: str, models: tuple[str, ...], queue: _Units, workers
     skipped: list[Skipped] = []
     here = _engine(url)  # this process's own, as patient for SQLite's lock as the workers'
     try:
-        seen, events = await replay(here, _decoded(batches(), models, skipped), models,
-                                    progress)
+        seen, events = await replay(
+            here, _decoded(batches(), models, skipped, Keying(strict=True)),
+            models, progress)
+    except PartitioningBroken:
+        stopping.set()
+        raise
     except Exception as exc:
         stopping.set()
         raise RebuildWorkerFailed(
@@ -234,7 +247,8 @@ async def _drive(queue: _Units, pipe: Connection, progress: Progress | None,
                 if stopping.is_set() or answers.done():
                     sending = False
                     break
-                payload = ([(r.topic, r.partition, r.offset, r.value) for r in records],
+                payload = ([(r.topic, r.partition, r.offset, r.key, r.value)
+                            for r in records],
                            read_to)
                 try:
                     await _blocking(pipe.send, payload)
@@ -275,6 +289,8 @@ async def _answers(pipe: Connection, progress: Progress | None, name: Callable[[
                 progress(values[0])
         elif kind == _DONE:
             return values[0], values[1], values[2]
+        elif kind == _MISROUTED:
+            raise PartitioningBroken(values[0])
         else:
             raise RebuildWorkerFailed(f"rebuild worker {name()} failed:\n{values[0]}")
 
@@ -294,11 +310,16 @@ async def _blocking(function: Callable[..., Any], *args: Any) -> Any:
 
 
 def _worker(url: str, models: tuple[str, ...], pipe: Connection) -> None:
-    """A worker process: replay the batches arriving on `pipe` into the store at `url`."""
+    """A worker process: replay the batches arriving on `pipe` into the store at `url`.
+    Ctrl-C (blocked in the fork server, see `_start`) interrupts it: its open write rolls
+    back and the rebuild hears of it."""
     try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         seen, events, skipped = asyncio.run(_work(url, models, pipe))
+    except PartitioningBroken as exc:
+        answer: tuple[Any, ...] = (_MISROUTED, str(exc))
     except BaseException:
-        answer: tuple[Any, ...] = (_FAILED, traceback.format_exc())
+        answer = (_FAILED, traceback.format_exc())
     else:
         answer = (_DONE, seen, events, skipped)
     with contextlib.suppress(OSError):  # the rebuild stopped listening: nothing to tell
@@ -308,12 +329,12 @@ def _worker(url: str, models: tuple[str, ...], pipe: Connection) -> None:
 
 async def _work(url: str, models: tuple[str, ...], pipe: Connection
                 ) -> tuple[int, int, list[Skipped]]:
-    from services.projections.adapters.rebuild import _decoded, replay
+    from services.projections.adapters.rebuild import Keying, _decoded, replay
 
     async def received() -> AsyncIterator[Raw]:
         while (payload := await _blocking(pipe.recv)) is not None:
             rows, read_to = payload
-            yield [Record(t, p, o, "", v, 0) for t, p, o, v in rows], read_to
+            yield [Record(t, p, o, k, v, 0) for t, p, o, k, v in rows], read_to
 
     def report(records: int) -> None:
         pipe.send((_PROGRESS, records))
@@ -322,8 +343,9 @@ async def _work(url: str, models: tuple[str, ...], pipe: Connection
     try:
         pipe.send((_READY,))
         skipped: list[Skipped] = []
-        seen, events = await replay(engine, _decoded(received(), models, skipped), models,
-                                    report)
+        seen, events = await replay(
+            engine, _decoded(received(), models, skipped, Keying(strict=True)),
+            models, report)
         return seen, events, skipped
     finally:
         await engine.dispose()
@@ -359,8 +381,16 @@ def _start(workers: Sequence[multiprocessing.process.BaseProcess],
            pipes: Sequence[tuple[Connection, Connection]],
            failed: list[BaseException], server: bool) -> None:
     """Start `workers` (each closes its end of its pipe here), and first the fork server
-    if `server`; a failure is put in `failed`, for the drivers to raise."""
+    if `server`; a failure is put in `failed`, for the drivers to raise.
+
+    SIGINT is blocked in this thread, so the fork server starts with it blocked (a mask
+    survives fork and exec): a Ctrl-C while it imports (it ignores SIGINT only once it
+    serves) printed its KeyboardInterrupt traceback under the rebuild's message. Its
+    workers unblock it (`_worker`); this process's main thread still receives it."""
     try:
+        # The resource tracker first: starting it unblocks SIGINT in the calling thread.
+        resource_tracker.ensure_running()
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         if server:
             _start_forkserver()
         for worker in workers:

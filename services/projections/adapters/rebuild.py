@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.projections.adapters import repository
-from services.projections.domain.batch import MODELS, Item, Loaded
-from services.projections.worker import decode_records, load_and_fold
+from services.projections.domain.batch import MODELS, Item, Loaded, Needs
+from services.projections.worker import Misrouted, decode_records, load_and_fold
 from shared.eventlog import EventLog, Record, TopicPartition
 from shared.eventlog.base import ReadIterator
 from shared.eventlog.topics import Topics
@@ -35,6 +35,12 @@ log = get_logger(__name__)
 
 Progress = Callable[[int], None]
 _COLLECT_EVERY = 25
+
+
+class PartitioningBroken(RuntimeError):
+    """A record on the log is keyed by another account key than the one its event names
+    (for a decision: invariant 14): its rows may be written from two partitions, whose
+    order a parallel rebuild does not fix. The message names the first such record."""
 
 
 PARALLEL_FROM_RECORDS = 100_000
@@ -58,6 +64,15 @@ class RebuildResult:
     skipped: tuple[tuple[str, int, int, str], ...] = ()
     """Undecodable records (topic, partition, offset, error), skipped as the live worker
     skips them (it dead-letters them), so the rebuilt rows equal the live ones."""
+    misrouted: int = 0
+    """Records keyed by another account key than the one their event names (for decisions:
+    invariant 14 broken; not a log this service wrote); the first `MISROUTED_KEPT` are in
+    `misrouted_first`. Such a log was replayed in one process, partition after
+    partition."""
+    misrouted_first: tuple[Misrouted, ...] = ()
+    fell_back: str | None = None
+    """Why a parallel rebuild was started again in one process (the first misrouted
+    decision a worker found), or None."""
 
     @property
     def events_per_second(self) -> float:
@@ -104,17 +119,57 @@ async def _batches(
 Decoded = tuple[list[Record], list[Item], dict[TopicPartition, int]]
 
 
+class Keying:
+    """The check of a rebuild's records (`worker.misrouted`): each must be keyed by the
+    account key its event names (a decision by its own, invariant 14), so every record
+    about a registration, claim or dispute is on its account's partition. The parallel
+    rebuild relies on it (`parallel.py`), and so does skipping the loads of rows no batch
+    wrote yet (`replay`): with a `strict` check the first breach raises
+    `PartitioningBroken` before its batch is folded; otherwise the breaches are collected
+    (the one-process replay folds partition after partition, a fixed order whatever the
+    log holds, and knows every row it wrote)."""
+
+    def __init__(self, *, strict: bool) -> None:
+        self.strict = strict
+        self.breaches: list[Misrouted] = []
+        self.count = 0
+
+    def check(self, found: list[Misrouted]) -> None:
+        if not found:
+            return
+        if self.strict:
+            raise PartitioningBroken(describe_breach(found[0]))
+        self.count += len(found)
+        self.breaches.extend(found[:MISROUTED_KEPT - len(self.breaches)])
+
+
+MISROUTED_KEPT = 20
+"""How many misrouted decisions a rebuild names (it counts them all)."""
+
+
+def describe_breach(breach: Misrouted) -> str:
+    topic, partition, offset, kind, key, own = breach
+    return (f"{topic} partition {partition} offset {offset}: {kind} about account {own!r} "
+            f"is keyed {key!r}")
+
+
 async def _decoded(batches: AsyncIterator[Batch_], models: tuple[str, ...],
-                   skipped: list[tuple[str, int, int, str]]) -> AsyncIterator[Decoded]:
-    """Decoded batches; undecodable records are added to `skipped` (and logged)."""
+                   skipped: list[tuple[str, int, int, str]], keying: Keying | None = None,
+                   ) -> AsyncIterator[Decoded]:
+    """Decoded batches; undecodable records are added to `skipped` (and logged), and the
+    decisions are checked by `keying`."""
     async for records, read_to in batches:
         # Replaying from the beginning: nothing is applied yet, every record counts.
         poison: list[tuple[Record, ValueError]] = []
-        items = decode_records(records, {m: {} for m in models}, models, poison)
+        found: list[Misrouted] = []
+        items = decode_records(records, {m: {} for m in models}, models, poison,
+                               found if keying is not None else None)
         for record, exc in poison:
             log.error("undecodable_record", topic=record.topic, partition=record.partition,
                       offset=record.offset, error=str(exc))
             skipped.append((record.topic, record.partition, record.offset, str(exc)))
+        if keying is not None:
+            keying.check(found)
         yield records, items, read_to
 
 
@@ -151,19 +206,45 @@ async def rebuild(
         if ends[tp] > 0:
             groups.setdefault(tp.partition, []).append(tp)
     skipped: list[tuple[str, int, int, str]] = []
+    fell_back: str | None = None
     if processes > 1 and len(groups) > 1:
         from services.projections.adapters.parallel import replay_in_processes
 
         units = [(p, functools.partial(_batches, eventlog, {p: groups[p]}, ends, batch_records))
                  for p in sorted(groups, key=lambda p: -sum(ends[tp] for tp in groups[p]))]
-        seen, events, skipped = await replay_in_processes(
-            engine, models, units, min(processes, len(groups)), progress)
-    else:
+        reported = [0]
+
+        def counted(records: int) -> None:
+            reported[0] += records
+            if progress is not None:
+                progress(records)
+
+        try:
+            seen, events, skipped = await replay_in_processes(
+                engine, models, units, min(processes, len(groups)), counted)
+        except PartitioningBroken as exc:
+            # Rows of one registration may be written from two partitions: in several
+            # processes their order would depend on timing. Start again in this one, whose
+            # order (partition after partition) is fixed.
+            fell_back = str(exc)
+            log.warning("rebuild_falls_back_to_one_process", reason=fell_back)
+            async with engine.begin() as conn:
+                await repository.empty(conn, models)
+            skipped = []
+            if progress is not None:
+                progress(-reported[0])  # the progress starts again with the replay
+    keying = Keying(strict=False)
+    if fell_back is not None or not (processes > 1 and len(groups) > 1):
         seen, events = await replay(
-            engine, _decoded(_batches(eventlog, groups, ends, batch_records), models, skipped),
+            engine, _decoded(_batches(eventlog, groups, ends, batch_records), models, skipped,
+                             keying),
             models, progress)
+    if keying.count:
+        log.warning("rebuild_found_misrouted_records", count=keying.count,
+                    first=describe_breach(keying.breaches[0]))
     return RebuildResult(models, seen, events, time.perf_counter() - started,
-                         tuple(sorted(skipped)))
+                         tuple(sorted(skipped)), keying.count, tuple(keying.breaches),
+                         fell_back)
 
 
 async def replay(engine: AsyncEngine, batches: AsyncIterator[Decoded],
@@ -184,6 +265,11 @@ async def replay(engine: AsyncEngine, batches: AsyncIterator[Decoded],
     # one write is in flight and writes commit in log order, each with its positions.
     pending = asyncio.ensure_future(anext(batches, None))
     writing: asyncio.Future[None] | None = None
+    # The models were emptied and this process is the only writer of the rows it folds
+    # (one process replays everything, or each replays whole partitions of a log whose
+    # keying `Keying` checks): a row it never wrote is not in the store, and is not looked
+    # for. (In a 100,000-record log nearly every id is new to its batch.)
+    written = Needs()
     try:
         carry: Loaded | None = None
         dialect = engine.dialect.name
@@ -196,7 +282,8 @@ async def replay(engine: AsyncEngine, batches: AsyncIterator[Decoded],
                 # are what the store will hold once its write commits (carried, not read
                 # back); rows of earlier batches were committed before that write began.
                 async with engine.connect() as conn:
-                    folded = await load_and_fold(conn, items, carry)
+                    folded = await load_and_fold(conn, items, carry, written)
+                written.add_written(folded)
                 carry = folded.carry()
                 steps = repository.prepare(dialect, folded, staged=True)
             if writing is not None:

@@ -54,6 +54,7 @@ from shared.events import (
     RegistrationExtensionRequested,
     RegistrationSubmitted,
     RegistrationWithdrawn,
+    SettlementRelayed,
     TimerFired,
 )
 from shared.events.base import UnhandledEventType
@@ -105,6 +106,19 @@ class Needs:
 
     def __bool__(self) -> bool:
         return bool(self.registrations or self.claims or self.disputes or self.holders)
+
+    def within(self, other: Needs) -> Needs:
+        """These ids that `other` holds too."""
+        return Needs(self.registrations & other.registrations, self.claims & other.claims,
+                     self.disputes & other.disputes, self.holders & other.holders)
+
+    def add_written(self, batch: Batch) -> None:
+        """Add the ids of the rows `batch` writes (a registration's, claim's or dispute's
+        row; a holder's ownership intervals)."""
+        self.registrations |= batch.dirty_registrations
+        self.claims |= batch.dirty_claims
+        self.disputes |= batch.dirty_disputes
+        self.holders.update(holder for holder, _ in batch.intervals)
 
 
 def _is_claim(event: ProtectionEnded | ProtectionExtended) -> bool:
@@ -472,6 +486,11 @@ _TIMELINE_ONLY: Final[frozenset[type[DomainEvent]]] = frozenset({
     DisputeAcknowledged, DisputeResolutionSubmitted, DisputeActionRejected,
     RegistrationActionRejected, TimerFired, PartnerStatusChanged, AccountLinkReported,
 })
+_RELAYS: Final[frozenset[type[DomainEvent]]] = frozenset({
+    # The adjudicator's note to another partition (relay.py): what it decides there
+    # arrives as decisions, which the models fold; the settlement's own are folded already.
+    SettlementRelayed,
+})
 _REFERENCE: Final[frozenset[type[DomainEvent]]] = frozenset({
     # On the reference topic, which the projection worker does not read.
     PolicyPublished, PartnerUpdated, OwnerUpdated,
@@ -482,12 +501,12 @@ _HOLDERS: Final[frozenset[type[DomainEvent]]] = frozenset(_HOLDER_DECISIONS)
 _LINKS: Final[frozenset[type[DomainEvent]]] = frozenset({AccountsLinked, AccountsUnlinked})
 _DISPUTING: Final[frozenset[type[DomainEvent]]] = frozenset(_DISPUTE_DECISIONS)
 IGNORED: Final[dict[str, frozenset[type[DomainEvent]]]] = {
-    REGISTRATIONS: _TIMELINE_ONLY | _REFERENCE | _LINKS | {DisputeFiled, *_DISPUTING},
-    OWNERSHIP: _TIMELINE_ONLY | _REFERENCE | _SUBMISSIONS | _LINKS | {DisputeFiled,
+    REGISTRATIONS: _TIMELINE_ONLY | _RELAYS | _REFERENCE | _LINKS | {DisputeFiled, *_DISPUTING},
+    OWNERSHIP: _TIMELINE_ONLY | _RELAYS | _REFERENCE | _SUBMISSIONS | _LINKS | {DisputeFiled,
                                                                       *_DISPUTING},
-    DIRECTORY: _TIMELINE_ONLY | _REFERENCE | {*_HOLDERS, DisputeFiled,
+    DIRECTORY: _TIMELINE_ONLY | _RELAYS | _REFERENCE | {*_HOLDERS, DisputeFiled,
                                               *_DISPUTING},
-    DISPUTES: _TIMELINE_ONLY | _REFERENCE | _SUBMISSIONS | _LINKS | _HOLDERS,
+    DISPUTES: _TIMELINE_ONLY | _RELAYS | _REFERENCE | _SUBMISSIONS | _LINKS | _HOLDERS,
     TIMELINES: timeline.IGNORED,
     NOTIFICATIONS: notifications.IGNORED,
 }

@@ -54,6 +54,7 @@ from shared.events import (
     RegistrationExtensionRequested,
     RegistrationSubmitted,
     RegistrationWithdrawn,
+    SettlementRelayed,
     TimerFired,
 )
 from shared.events.reference import OwnerUpdated, PartnerUpdated, PolicyPublished
@@ -78,7 +79,7 @@ IGNORED: Final[frozenset[type[DomainEvent]]] = frozenset({
     AccountsLinked, AccountsUnlinked, AccountLinkReported, DisputeFiled, DisputeJoined,
     DisputeAcknowledged,
     DisputeAcknowledgementRecorded, DisputeResolutionSubmitted, DisputeActionRejected,
-    DisputeSlaBreached, PartnerStatusChanged, TimerFired,
+    DisputeSlaBreached, PartnerStatusChanged, TimerFired, SettlementRelayed,
     PolicyPublished, PartnerUpdated, OwnerUpdated,
 })
 _TRIMMABLE: Final = ("evidence", "explanation", "note", "splits")

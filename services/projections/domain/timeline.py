@@ -48,6 +48,7 @@ from shared.events import (
     RegistrationExtensionRequested,
     RegistrationSubmitted,
     RegistrationWithdrawn,
+    SettlementRelayed,
     TimerFired,
 )
 from shared.events.base import UnhandledEventType
@@ -86,6 +87,7 @@ _SUBJECT_AND_TIME: Final[dict[type[DomainEvent], tuple[str, str | None]]] = {
 
 IGNORED: Final[frozenset[type[DomainEvent]]] = frozenset({
     PartnerStatusChanged,  # about a partner, not a registration
+    SettlementRelayed,  # what it decides arrives as decisions, each on its timeline
     PolicyPublished, PartnerUpdated, OwnerUpdated,  # reference topic: not read here
 })
 HANDLED: Final[frozenset[type[DomainEvent]]] = frozenset(

@@ -4,8 +4,11 @@ real (pure) adjudication core makes of them, as envelopes with the ids the worke
 Partners register on a pool of accounts (colliding often), reps file claims, partners
 extend, withdraw and contest, the CRM closes deals, owners acknowledge and resolve
 disputes, and deadlines fire (a driver appends `TimerFired` like the adjudicator's adapter).
-Decision envelope ids are `<input id>.d<i>`, keyed by the input's account key, exactly as
-`services/adjudication/worker.py` writes them. Randomness lives here, never in the cores.
+Decision envelope ids are `<input id>.d<i>`, each keyed by its own account key (the input's
+when it names none), exactly as `services/adjudication/worker.py` writes them: every record
+about a registration, claim or dispute is then on its account's partition, which the
+parallel rebuild relies on (adjudication DESIGN.md invariant 14; `partition_breaches`
+checks a workload). Randomness lives here, never in the cores.
 """
 
 from __future__ import annotations
@@ -24,12 +27,14 @@ from services.adjudication.domain import (
     due_timers,
     policy_version_of,
 )
+from services.projections.domain import timeline
 from shared.events import (
     Account,
     Amount,
     ClaimFiled,
     DisputeAcknowledged,
     DisputeFiled,
+    DisputeOpened,
     DisputeResolutionSubmitted,
     DomainEvent,
     Envelope,
@@ -118,10 +123,15 @@ class _Recorder:
             "intake", key, new_envelope(event, id=event_id, source="urn:test",
                                         subject=key, time=at), event))
         for i, decision in enumerate(out):
+            # Keyed by its own account key, as the adjudicator keys it: a deadline passed
+            # while deciding one account's event, or a settlement, may concern another
+            # account's registration (keying it by the input's key once put 7 of 4,525
+            # registrations' decisions on another partition than their submissions).
+            own = getattr(decision, "account_key", None) or key
             self.workload.records.append(Logged(
-                "decisions", key,
+                "decisions", own,
                 new_envelope(decision, id=f"{event_id}.d{i}", source="urn:test/adj",
-                             subject=key, time=at), decision))
+                             subject=own, time=at), decision))
         return out
 
 
@@ -262,6 +272,35 @@ def interleavings(workload: Workload, rng: random.Random) -> Iterator[list[Logge
                 merged.append(decisions[d])
                 d += 1
         yield merged
+
+
+def partition_breaches(workload: Workload) -> list[str]:
+    """What in `workload` breaks the keying the real log keeps (and the parallel rebuild
+    relies on): every record is keyed (and its envelope's subject is) its event's own
+    account key, and every record about one registration, claim or dispute (its timeline
+    subject) carries the key of the record that created it (a submission, a filing, a
+    dispute's opening). Empty when the workload keeps it."""
+    found: list[str] = []
+    owner: dict[str, str] = {}
+    for r in workload.records:
+        if isinstance(r.event, RegistrationSubmitted):
+            owner[r.event.registration_id] = r.key
+        elif isinstance(r.event, ClaimFiled):
+            owner[r.event.claim_id] = r.key
+        elif isinstance(r.event, DisputeOpened):
+            owner.setdefault(r.event.dispute_id, r.key)
+    for r in workload.records:
+        where = f"{r.topic} {r.envelope.id} {type(r.event).__name__}"
+        own = getattr(r.event, "account_key", None)
+        if own is not None and r.key != own:
+            found.append(f"{where} about {own} keyed {r.key}")
+        if r.envelope.subject != r.key:
+            found.append(f"{where} keyed {r.key} with subject {r.envelope.subject}")
+        for row in timeline.entries(r.envelope.id, r.envelope.time, r.event):
+            subject = row["subject_id"]
+            if subject in owner and owner[subject] != r.key:
+                found.append(f"{where} about {subject} of {owner[subject]} keyed {r.key}")
+    return found
 
 
 def counts(workload: Workload) -> dict[str, Any]:

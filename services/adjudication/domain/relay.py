@@ -1,0 +1,121 @@
+"""A settlement's word about a copy reaches the copy's own partition (DESIGN.md, "A
+settlement's word reaches the copy's own partition").
+
+A dispute on one key may hold copies of registrations filed under another key of the same
+customer on another partition (`Entry.mirror`, links.py). When its settlement rejects such
+a copy, or gives an approved one a new credit share or scope, the decision is emitted keyed
+by the copy's key, but the partition that owns the registration decides its lifecycle and
+guards with it. So the settlement also yields one `SettlementRelayed` per copy key
+(`disputes.relayed`), which the worker appends to the intake of that key in the same transaction as
+the decision, and the owning partition applies it (`apply`), like any other intake event:
+
+- a rejection retires the registration there (leaves its open dispute, stops its timers,
+  and its line), whatever that partition decided about it since: the review that rejected it is
+  the one that weighed it against the rival on the other key, which no decision here saw;
+  its line steps up (`on_release`) only if the settlement left its scope free (`line_free`:
+  a `reject_all`, a winner elsewhere that does not overlap it), else it is let go: the
+  account went to a registration this partition does not hold; one that has already
+  ended there stays as it ended (it guards nothing either way);
+- a new share or scope takes effect on a registration approved there (after the
+  rejections: one they freed there takes the share the settlement gave its copy in
+  review); one that has ended meanwhile is restated as it ended (rule
+  `ended_before_relay`), so readers, who may have seen the settlement's approval after
+  the end, show the end again; one still in review there is left to its dispute there.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from services.adjudication.domain import explain, outcomes, release
+from services.adjudication.domain.disputes import remove_member
+from services.adjudication.domain.protection import retire
+from services.adjudication.domain.state import AdjudicationState, Entry
+from shared.events import DomainEvent, SettlementRelayed
+from shared.policy import Policy
+
+Out = list[DomainEvent]
+
+ENDED_BEFORE: Final = "ended_before_relay"
+"""The rule of a restatement: a share or scope relayed for a registration that had
+already ended on its own partition."""
+
+
+def apply(state: AdjudicationState, out: Out, event: SettlementRelayed, policy: Policy) -> None:
+    """Apply a settlement made on another key to the registrations it names that this
+    partition owns: its rejections first, together (retired first, then they leave their
+    disputes, so a dispute here that held several of them is not settled in favour of one
+    the same relay rejects), then its shares and scopes (on what stands after that: a
+    registration the rejections freed here takes the share the settlement gave it)."""
+    at = state.clock
+    tag = explain.tag(event.rule, event.policy_version)
+    where = (f"dispute {event.dispute_id}, a review on another key of this customer, was "
+             f"settled as {event.outcome}")
+    words = [(w, e) for w in event.decisions
+             for e in (state.entries.get(w.registration_id),)
+             if e is not None and not e.mirror]  # forgotten, or not this partition's
+    # Ended here already: its end stands (readers show the rejection: `overruled`).
+    losers = [e for w, e in words if w.status == "rejected" and e.active]
+    if losers:
+        _reject(state, out, event, losers, where, tag, at)
+    for word, entry in words:
+        if word.status != "approved":
+            continue
+        if entry.status == "approved":
+            entry.credit_percent = word.credit_percent
+            if word.scope_products is not None:
+                entry.products = state.intern_products(word.scope_products)
+            share = (f" with {entry.credit_percent}% of the credit"
+                     if entry.credit_percent is not None else "")
+            out.append(_decided(
+                entry, event, f"Approved{share}: {where}{explain.scope(entry)}; it applies "
+                f"here{explain.protected_until(entry)} {tag}.", at))
+        elif word.shown and not entry.active:
+            version = entry.policy_version
+            out.append(_decided(
+                entry, event, f"{entry.status.capitalize()}: {where} and gave this "
+                f"registration a share, but it had already ended here, so it stays "
+                f"{entry.status} {explain.tag(ENDED_BEFORE, version)}.", at,
+                rule=ENDED_BEFORE, version=version))
+        # In review here: its own dispute here decides it (the settlement granted it
+        # nothing either, `disputes._kept_copy`).
+
+
+def _reject(state: AdjudicationState, out: Out, event: SettlementRelayed,
+            losers: list[Entry], where: str, tag: str, at: int) -> None:
+    free = {w.registration_id for w in event.decisions if w.line_free}
+    owners = [e for e in losers if e.status == "approved"]
+    for entry in losers:
+        entry.credit_percent = None
+        entry.beaten_by = ()  # a person's (or the fallback's) settlement: nothing to contest
+        retire(state, entry, "rejected", state.policy(entry.policy_version), at)
+        entry.protected_until = None
+    moot: Out = []
+    for entry in losers:
+        remove_member(state, moot, entry, at)
+    for entry in losers:
+        out.append(_decided(
+            entry, event, f"Rejected: {where} and this registration lost there; that review "
+            f"weighed it against a registration this key does not hold, so its word stands "
+            f"over what was decided here {tag}.", at))
+    out.extend(moot)
+    for entry in owners:
+        if entry.id in free:
+            release.let_go(state, out, entry, at)  # nothing the settlement kept holds it
+        else:
+            # Its line is let go unpromoted: the account went to a registration on the
+            # other key, which this partition does not hold: one promoted here would be
+            # its second owner.
+            release.forget(state, entry.id)
+
+
+def _decided(entry: Entry, event: SettlementRelayed, sentence: str, at: int,
+             rule: str | None = None, version: int | None = None) -> DomainEvent:
+    """The decision, naming the settling dispute (readers already show it there)."""
+    own, entry.dispute_id = entry.dispute_id, event.dispute_id
+    try:
+        return outcomes.decision(entry, rule or event.rule,
+                                 event.policy_version if version is None else version,
+                                 sentence, at)
+    finally:
+        entry.dispute_id = own
