@@ -206,9 +206,12 @@ class ProjectionWorker:
         self.topics = topics
         self.group_id = group_id
         self.on_applied = on_applied
-        self.on_links: Callable[[set[str]], None] | None = None
+        self.on_links: Callable[[set[str] | None], None] | None = None
         """Called after a committed batch that rewrote account links, with their aliases
-        (a co-located registration service keeps the links in memory)."""
+        (a co-located registration service keeps the links in memory); with None when
+        the stored positions were not the ones this worker left (another process -- a
+        `dealreg projections rebuild` -- wrote the read model: any link may differ)."""
+        self._foreign_writes = False
         self.max_records = max_records
         self.models = tuple(models)
         self.stage_from = stage_from
@@ -287,8 +290,12 @@ class ProjectionWorker:
             touched = batch.touched_registrations()
             if touched:
                 self.on_applied(touched, batch.registrations)
-        if batch is not None and batch.link_facts and self.on_links is not None:
-            self.on_links({alias for alias, _ in batch.link_facts})
+        if self.on_links is not None:
+            if self._foreign_writes:
+                self._foreign_writes = False
+                self.on_links(None)
+            elif batch is not None and batch.link_facts:
+                self.on_links({alias for alias, _ in batch.link_facts})
         if batch is not None:  # after the waiters: an answer never waits for statistics
             await self._analyze_when_grown(batch)
         return batch
@@ -319,6 +326,9 @@ class ProjectionWorker:
         partitions = {r.tp for r in records}
         async with self.engine.begin() as conn:
             stored = await repository.load_positions(conn, self.models, partitions, lock=True)
+            self._foreign_writes = self._foreign_writes or any(
+                stored[m].get(tp, 0) != self.positions[m][tp]
+                for m in self.models for tp in partitions if tp in self.positions[m])
             poison: list[tuple[Record, ValueError]] = []
             items = decode_records(records, stored, self.models, poison)
             # A retried batch does not append its dead letters a second time.

@@ -45,6 +45,7 @@ class LinkMap:
         self._dirty: set[str] = set()
         self._generation = 0
         self._refresh: asyncio.Task[None] | None = None
+        self._reload: asyncio.Task[None] | None = None
         self.hits = 0
         """Answers given from memory (tests and benchmarks read it)."""
 
@@ -91,10 +92,17 @@ class LinkMap:
         self._apply((), rows)
         self._loaded = True
 
-    def changed(self, aliases: Iterable[str]) -> None:
+    def changed(self, aliases: Iterable[str] | None) -> None:
         """A committed projection batch rewrote these aliases' links: not `usable` until
-        they are read back (a task started here)."""
+        they are read back (a task started here). None: another process rewrote the read
+        model (a rebuild), any link may differ: not `usable` until a whole load."""
         self._generation += 1
+        if aliases is None:
+            self._loaded = False
+            self._dirty.clear()
+            self._reload = asyncio.get_running_loop().create_task(
+                self.load(), name="account-links-reload")
+            return
         self._dirty.update(aliases)
         if self._refresh is None and self._dirty:
             self._refresh = asyncio.get_running_loop().create_task(

@@ -12,6 +12,7 @@ from sqlalchemy import delete, insert
 
 from services.registration.adapters.links import LinkMap
 from services.registration.adapters.readmodel import ReadModel
+from shared.eventlog import TopicPartition
 from shared.readmodel.queries import canonical_key
 from shared.readmodel.schema import account_links
 from shared.readmodel.store import create_engine, migrate
@@ -77,3 +78,54 @@ async def test_links_in_memory_answer_as_the_table_and_never_between_change_and_
         assert await links.canonical("k6") == "k6"
     finally:
         await engine.dispose()
+
+
+async def test_links_in_memory_are_dropped_when_another_process_wrote_the_read_model(
+        tmp_path: Path) -> None:
+    """`dealreg projections rebuild` run beside `dealreg dev` replays records the dev
+    worker has not applied yet and leaves the positions past them: the dev worker then
+    skips those records and never reports their links. Its next batch sees positions it
+    did not leave; the map must stop answering (and reload) rather than keep, for up to a
+    whole rewarm interval, a customer's keys apart that the table has joined."""
+    from services.projections.adapters.repository import load_positions, save_positions
+    from services.projections.worker import ProjectionWorker
+    from shared.eventlog.embedded import EmbeddedEventLog
+    from shared.eventlog.topics import Topics
+    from tests.unit.projections.test_sqlite_write_contention import _submitted
+
+    topics = Topics.named("links")
+    log = EmbeddedEventLog(tmp_path / "eventlog.sqlite3")
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'rm.sqlite3'}")
+    readmodel = ReadModel(engine)
+    await log.start()
+    try:
+        await log.create_topics(topics.specs(1))
+        await migrate(engine)
+        await log.append([_submitted(topics, i) for i in range(3)])
+        tp = TopicPartition(topics.intake, 0)
+        records = [r async for batch in log.read(tp, 0, 3) for r in batch]
+        worker = ProjectionWorker(log, engine, topics, group_id="projections")
+        links = LinkMap(engine)
+        worker.on_links = links.changed
+        await worker.apply(records[:1])
+        await links.load()
+        await agree(links, readmodel, ["dom:locked-1.example"])
+
+        # Another process applies records 1..2 (which link two keys) and moves on.
+        async with engine.begin() as conn:
+            await conn.execute(insert(account_links),
+                               [link("dom:locked-1.example", "dom:locked-0.example")])
+            stored = await load_positions(conn, worker.models, {tp})
+            await save_positions(conn, {m: {tp: 3} for m in stored})
+        await worker.apply(records[1:])  # every model applied them already: skipped
+
+        for _ in range(200):
+            if links.usable:
+                break
+            await asyncio.sleep(0.01)
+        async with engine.connect() as conn:
+            assert await canonical_key(conn, "dom:locked-1.example") == "dom:locked-0.example"
+        await agree(links, readmodel, ["dom:locked-0.example", "dom:locked-1.example"])
+    finally:
+        await engine.dispose()
+        await log.close()
