@@ -9,8 +9,9 @@ same process (`dealreg dev`), it calls `changed` right after a committed batch w
 (with the aliases it touched); those aliases are read back in one query, and until that
 read is applied the map is not `usable` and callers ask the read model as before. So an
 answer from memory is never older than what reading the table at that moment gives.
-Rebuilt whole with the account index (`directory_rewarm_seconds`): a rebuild run by
-another process is seen then.
+Rebuilt whole with the account index (`directory_rewarm_seconds`), and at once when the
+worker's next batch finds positions it did not leave (a rebuild run by another process
+wrote the read model: `changed(None)`; not `usable` until that load).
 
 Answers are the read model's: `canonical` follows links as `queries.follow_links` does
 (`queries.follow_links`) and `aliases_of` walks them as `ReadModel.aliases_of` does
