@@ -1605,3 +1605,22 @@ def test_a_fallback_beside_a_possible_duplicate_leaves_the_customer_one_owner() 
             ("approved", "final_breach_fallback")]
 
     _replay(steps)
+
+
+def test_an_award_never_keeps_a_member_whose_own_policy_claims_the_whole_account() -> None:
+    """A dispute opened under `account_product`; a rival registers after `scope: account`
+    was published and joins it (its own policy makes it overlap everyone). The award to the
+    {analytics} member must take the whole-account member away too: weighed only under the
+    dispute's policy, its {crm} looked clear and it was approved beside the winner."""
+    spec = SPECS[0]
+
+    def steps(m: Invariants) -> None:
+        m.register(spec, "p-02", {"analytics"}, "resell")  # silver: approved {analytics}
+        m.register(spec, "p-01", {"analytics", "crm"}, "resell")  # gold: one dispute (v1)
+        m.publish_policy("scope_account")
+        m.register(spec, "p-04", {"crm"}, "resell")  # platinum, whole account: joins it
+        dispute = next(iter(m.model.disputes.values()))
+        m.resolve(0, dispute.members.index(_ids(m)[0]), "award")  # award the {analytics} one
+        assert m.model.regs[_ids(m)[2]].status == "rejected"
+
+    _replay(steps)
