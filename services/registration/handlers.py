@@ -500,7 +500,13 @@ class Commands:
         limit = 200
         rows = await self.readmodel.active_under(account_key, limit)
         reported = []
+        whole: dict[int, bool] = {}  # policy version -> scope: account
         for r in rows:
+            version = r.get("policy_version")
+            if version is not None and version not in whole:
+                decided_under = await self.reference.policy(version)
+                whole[version] = (decided_under is not None
+                                  and decided_under[0].scope == "account")
             if r.get("rep_id") and r.get("filed_at"):
                 # A direct claim: the other partition must guard it too (a named account
                 # is the whole account: no products).
@@ -509,7 +515,8 @@ class Commands:
                     motion="direct", products=() if r.get("kind") == "named_account"
                     else _held(r, r.get("products")),
                     status=ended_as if r["id"] == ended else r["status"],
-                    submitted_at=r["filed_at"], protected_until=r["protected_until"]))
+                    submitted_at=r["filed_at"], protected_until=r["protected_until"],
+                    whole_account=version is not None and whole[version]))
                 continue
             if not (r["partner_id"] and r["motion"] and r["submitted_at"]):
                 continue
@@ -520,7 +527,8 @@ class Commands:
                 products=_held(r, (r["opportunity"] or {}).get("products")),
                 status=ended_as if r["id"] == ended else r["status"],
                 submitted_at=r["submitted_at"], protected_until=r["protected_until"],
-                tier=(partner or {}).get("tier") or ""))
+                tier=(partner or {}).get("tier") or "",
+                whole_account=version is not None and whole[version]))
         return tuple(reported), len(rows) >= limit
 
     async def _release_copies(self, account_key: str, registration_id: str,

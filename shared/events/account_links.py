@@ -76,6 +76,9 @@ class ReportedRegistration(BaseModel):
     protected_until: datetime | None = None
     tier: str = ""
     """The partner's tier at submission ("" when unknown: reports before it was carried)."""
+    whole_account: bool = False
+    """Decided under a policy with `scope: account`: it holds the whole account whatever
+    its products, also after the policy narrows (False in reports before it was carried)."""
 
 
 @event_type
