@@ -17,6 +17,7 @@ from shared.accounts.index import (
 )
 from shared.accounts.normalize import (
     is_freemail_domain,
+    is_platform_page,
     name_similarity,
     normalize_country,
     normalize_name,
@@ -42,6 +43,7 @@ __all__ = [
     "derive_account_key",
     "different_customers",
     "is_freemail_domain",
+    "is_platform_page",
     "match_order",
     "name_similarity",
     "normalize_country",

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from shared.accounts.normalize import (
     is_freemail_domain,
+    is_platform_page,
     normalize_country,
     normalize_name,
     registrable_domain,
@@ -51,7 +52,8 @@ class AccountIdentity:
         The domain comes from the first of ``domain``, ``website``, ``email`` that yields a
         registrable domain. Free-mail domains (gmail.com, web.de, ...) are skipped unless
         ``allow_freemail``: an address at gmail.com says nothing about the employer, and
-        keying accounts on it would merge every such customer into one account.
+        keying accounts on it would merge every such customer into one account. A business's
+        page on a platform (``facebook.com/acme``) is skipped too, for the same reason.
         Unrecognised values become None rather than errors; validation of what is required
         belongs to the caller.
         """
@@ -60,7 +62,8 @@ class AccountIdentity:
             if not raw:
                 continue
             candidate = registrable_domain(raw)
-            if candidate is not None and (allow_freemail or not is_freemail_domain(candidate)):
+            if candidate is not None and not is_platform_page(raw) \
+                    and (allow_freemail or not is_freemail_domain(candidate)):
                 found = candidate
                 break
         crm = crm_account_id.strip() if crm_account_id else ""

@@ -25,6 +25,7 @@ from rapidfuzz import fuzz
 
 __all__ = [
     "is_freemail_domain",
+    "is_platform_page",
     "name_similarity",
     "normalize_country",
     "normalize_name",
@@ -167,14 +168,74 @@ _FREEMAIL_DOMAINS: Final = frozenset(
         "uol.com.br", "bol.com.br", "terra.com.br", "btinternet.com", "sky.com",
         "virginmedia.com", "comcast.net", "verizon.net", "att.net", "sbcglobal.net",
         "bigpond.com", "optusnet.com.au", "shaw.ca", "telus.net", "bluewin.ch",
+        # regional providers and ISP mailboxes (Faker's lists, rival review session 23:
+        # two Italian companies reached at tiscali.it were filed as one customer). A few are
+        # also a telco's own site (vodafone.it, telia.com): that customer is then known by
+        # its name and CRM id, which is better than merging every subscriber's employer.
+        "amail.az", "box.az", "abv.bg", "dir.bg", "mail.bg", "bih.net.ba", "tel.net.ba",
+        "centrum.cz", "chello.cz", "email.cz", "post.cz", "volny.cz", "chello.at", "kabsi.at",
+        "forthnet.gr", "hol.gr", "otenet.gr", "inspire.net.nz", "xtra.co.nz", "chmail.ir",
+        "mailfa.com", "kolumbus.fi", "luukku.com", "suomi24.fi", "surffi.net", "hispeed.ch",
+        "romandie.com", "sunrise.ch", "vtxnet.ch", "bouygtel.fr", "club-internet.fr",
+        "dbmail.com", "ifrance.com", "noos.fr", "tele2.fr", "tiscali.fr", "voila.fr",
+        "globalnet.hr", "inet.hr", "net.hr", "ht.hr", "vip.hr", "xnet.hr", "zagreb.hr",
+        "t-com.hr", "citromail.hu", "freemail.hu", "indamail.hu", "mailbox.hu", "alice.it",
+        "fastwebnet.it", "poste.it", "tele2.it", "tim.it", "tin.it", "tiscali.it",
+        "vodafone.it", "dreamwiz.com", "nate.com", "alfa.mk", "mail.mk", "mtel.mk",
+        "neotel.mk", "on.net.mk", "t.mk", "telekom.mk", "clix.pt", "sapo.pt", "141.ro",
+        "acasa.ro", "email.ro", "kappa.ro", "post.ro", "zzup.ro", "atlas.sk", "azet.sk",
+        "centrum.sk", "chello.sk", "inmail.sk", "pobox.sk", "post.sk", "szm.sk", "zoznam.sk",
+        "email.si", "siol.net", "volja.net", "spray.se", "swipnet.se", "telia.com",
+        "kon.in.th", "yaani.com", "email.ua", "i.ua", "meta.ua",
     }
 )  # fmt: skip
 
+# The global mailbox brands run one registrable domain per country (hotmail.gr, yahoo.hr,
+# outlook.com.br, aol.de, live.se, googlemail.gr): a brand is free mail under any suffix.
+_FREEMAIL_BRANDS: Final = frozenset({
+    "gmail", "googlemail", "hotmail", "outlook", "yahoo", "ymail", "rocketmail", "aol",
+    "live", "msn", "icloud", "gmx", "yandex", "protonmail",
+})  # fmt: skip
+
+
+# Platforms whose pages name a business in their path (facebook.com/acmebakery,
+# linkedin.com/company/acme, sites.google.com/view/acme): a page there is the business's
+# website in many CRMs, and the platform's domain says nothing about which business. The
+# bare domain is the platform itself (Meta at facebook.com), so only a URL with a path counts.
+_PAGE_PLATFORMS: Final = frozenset({
+    "facebook.com", "fb.com", "instagram.com", "linkedin.com", "twitter.com", "x.com",
+    "youtube.com", "tiktok.com", "pinterest.com", "yelp.com", "tripadvisor.com",
+    "google.com", "github.com", "gitlab.com", "medium.com", "linktr.ee", "wa.me", "t.me",
+})  # fmt: skip
+# Hosting services that give each business a subdomain of a name not on the public suffix
+# list (acme.business.site): any address there is a tenant's.
+_HOSTED_SITES: Final = frozenset({"business.site"})
+
+
+def is_platform_page(value: str) -> bool:
+    """Whether ``value`` (a URL) is a business's page on a platform (its path or subdomain
+    names the business, the registrable domain does not): ``facebook.com/acme``,
+    ``acme.business.site``; not the platform's bare domain, not an address there."""
+    registrable = registrable_domain(value)
+    if registrable is None:
+        return False
+    if registrable in _HOSTED_SITES:
+        return True
+    text = value.strip()
+    if registrable not in _PAGE_PLATFORMS or ("@" in text and "://" not in text):
+        return False
+    _, sep, rest = text.partition("://")
+    rest = rest if sep else text.removeprefix("//")
+    parts = _AUTHORITY_END.split(rest, 1)
+    return len(parts) == 2 and bool(parts[1].strip("/?#\\ "))
+
 
 def is_freemail_domain(domain: str) -> bool:
-    """Whether ``domain`` (or the registrable domain of a URL / e-mail) is a free-mail provider."""
-    registrable = registrable_domain(domain)
-    return (registrable or domain.strip().lower()) in _FREEMAIL_DOMAINS
+    """Whether ``domain`` (or the registrable domain of a URL / e-mail) is a free-mail provider:
+    a listed one, or a global mailbox brand under any public suffix."""
+    registrable = registrable_domain(domain) or domain.strip().lower()
+    return registrable in _FREEMAIL_DOMAINS \
+        or registrable.partition(".")[0] in _FREEMAIL_BRANDS
 
 
 # --------------------------------------------------------------------------------------

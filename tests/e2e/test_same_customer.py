@@ -122,3 +122,59 @@ async def test_a_name_only_registration_does_not_capture_a_later_identified_one(
     assert real["account_key"] == "dom:stark.com"
     assert (real["status"], real["decision"]["rule"]) == (
         "in_review", "possible_duplicate"), real
+
+
+async def test_customers_whose_contacts_use_a_regional_mail_provider_stay_different_customers(
+    client: httpx.AsyncClient,
+) -> None:
+    """A contact's address at a consumer mail provider says nothing about the employer
+    (rival review, session 23): two Italian companies reached at tiscali.it, two Greek ones
+    at hotmail.gr, were filed under one `dom:` key and the second partner's registration went
+    to a tie against a different company. Faker's own provider lists are the workload."""
+    from faker import Faker
+
+    fake = Faker(["it_IT", "el_GR", "sv_SE", "fr_FR", "cs_CZ"])
+    fake.seed_instance(23)
+    for n, locale in enumerate(("it_IT", "el_GR", "sv_SE", "fr_FR", "cs_CZ")):
+        local = fake[locale]
+        while (provider := local.free_email_domain()) in ("gmail.com", "hotmail.com",
+                                                           "yahoo.com"):
+            pass  # the global providers were always recognised: take a regional one
+        country = locale[-2:]
+        decided = []
+        for partner in (f"p-{n}a", f"p-{n}b"):
+            decided.append(await submit(client, partner, country=country,
+                                        name=local.company(),
+                                        email=f"{local.user_name()}@{provider}"))
+        first, second = decided
+        assert first["account_key"] != second["account_key"], (provider, decided)
+        assert not first["account_key"].startswith("dom:"), (provider, first)
+        assert (first["status"], second["status"]) == ("approved", "approved"), (
+            provider, [d["decision"]["rule"] for d in decided])
+
+
+async def test_businesses_known_by_a_social_page_stay_different_customers(
+    client: httpx.AsyncClient,
+) -> None:
+    """A small business's website is often its page on a platform (facebook.com/acmebakery,
+    linkedin.com/company/acme): the page names the business, the platform's domain does not
+    (rival review, session 23: every such customer was filed under `dom:facebook.com`, and
+    the second partner tied against a different business). The platform itself, given by
+    its bare domain, is still identified by it."""
+    from faker import Faker
+
+    fake = Faker("en_US")
+    fake.seed_instance(23)
+    for n, page in enumerate(("https://www.facebook.com/{}", "https://www.linkedin.com/company/{}",
+                              "https://sites.google.com/view/{}")):
+        decided = []
+        for partner in (f"p-{n}a", f"p-{n}b"):
+            name = fake.company()
+            slug = "".join(ch for ch in name.lower() if ch.isalnum())
+            decided.append(await submit(client, partner, name=name, website=page.format(slug)))
+        first, second = decided
+        assert first["account_key"] != second["account_key"], (page, decided)
+        assert (first["status"], second["status"]) == ("approved", "approved"), (
+            page, [d["decision"]["rule"] for d in decided])
+    meta = await submit(client, "p-meta", name="Meta Platforms", domain="facebook.com")
+    assert meta["account_key"] == "dom:facebook.com", meta

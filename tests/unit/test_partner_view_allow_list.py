@@ -480,3 +480,12 @@ def test_a_partners_delivery_log_neither_counts_nor_shows_rivals_results() -> No
     out = pv.delivery(row, Scope.of(P1, HOLDERS, pv.delivery_mentions(payload)))
     assert out["payload"]["data"]["registrations"] == [
         {"id": "reg_own1", "status": "approved", "credit_percent": 60}]
+
+
+def test_a_registration_filed_under_a_domain_later_known_as_free_mail_keeps_its_own_key() -> None:
+    """Registrations accepted before the free-mail list grew (session 23: tiscali.it) are
+    filed under `dom:tiscali.it`; their partner still reads that key as its own."""
+    view = {"id": "reg_1", "partner_id": "p-1", "account_key": "dom:tiscali.it",
+            "account": {"name": "Ferrabosco SPA", "domain": "tiscali.it", "country": "IT"},
+            "decision": None}
+    assert pv.registration(view, Viewer("partner", "p-1"))["account_key"] == "dom:tiscali.it"

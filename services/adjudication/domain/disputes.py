@@ -396,6 +396,10 @@ def file(state: AdjudicationState, out: Out, event: DisputeFiled, policy: Policy
                       "(a dispute's resolution is final)")
     if entry.contested:
         return refuse("not_disputable", "this rejection was contested once already")
+    if _appealed_before(state, entry):
+        return refuse("not_disputable",
+                      "the partner contested losing to the same registration once already: a "
+                      "contest is one appeal, and registering again does not renew it")
     entry_policy = state.policy(entry.policy_version)
     if at > to_us(entry_policy.contest_closes(from_us(entry.decided_at))):
         return refuse("contest_window_passed",
@@ -432,6 +436,23 @@ def file(state: AdjudicationState, out: Out, event: DisputeFiled, policy: Policy
         entry, "contested", entry_policy.version,
         f"In review: the partner contests this rejection ({event.reason}); dispute "
         f"{dispute.id} decides {explain.tag('contested', entry_policy.version)}.", at, evidence))
+
+
+def _appealed_before(state: AdjudicationState, entry: Entry) -> bool:
+    """Whether the same party already contested losing to one of the registrations `entry`
+    lost to (with another registration, since withdrawn or rejected by the person who heard
+    it). A contest is one appeal per rival protection: otherwise withdraw, register again
+    and contest (or lose, register again and contest) opened a fresh level-1 dispute as
+    often as the rival liked, and the ladder never reached its fallback. The earlier
+    registration is found in the winner's line (`state.beaten`), kept while both are
+    remembered (one protection period)."""
+    for winner in entry.beaten_by:
+        for loser_id in state.beaten.get(winner, ()):
+            loser = state.entries.get(loser_id)
+            if loser is not None and loser is not entry and loser.contested \
+                    and same_party(loser, entry):
+                return True
+    return False
 
 
 def _contest_unopposed(state: AdjudicationState, out: Out, entry: Entry, event: DisputeFiled,

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from shared.accounts import AccountIdentity, is_freemail_domain, registrable_domain
+from shared.accounts import (
+    AccountIdentity,
+    is_freemail_domain,
+    is_platform_page,
+    registrable_domain,
+)
 from shared.events import Account, Amount, Opportunity, PartnerSnapshot, RegistrationSubmitted
 
 
@@ -24,8 +29,11 @@ def identity_of(name: str | None, domain: str | None, country: str | None,
     if identity.is_empty():
         freemail = [v for v in (domain, website, email)
                     if v and (found := registrable_domain(v)) and is_freemail_domain(found)]
+        pages = [v for v in (domain, website, email) if v and is_platform_page(v)]
         hint = (f" ({freemail[0]!r} is a free-mail address, which identifies no company)"
-                if freemail else "")
+                if freemail else
+                f" ({pages[0]!r} is a page on a platform, whose domain identifies no company)"
+                if pages else "")
         raise InvalidAccount(
             "identify the account by a domain (website or e-mail), a CRM account id, "
             f"or a name with a country{hint}"

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from shared.accounts import (
     is_freemail_domain,
+    is_platform_page,
     name_similarity,
     normalize_country,
     normalize_name,
@@ -162,6 +163,30 @@ def test_freemail_is_recognised_from_addresses_and_subdomains() -> None:
 def test_company_domain_is_not_freemail() -> None:
     assert not is_freemail_domain("acme.com")
     assert not is_freemail_domain("google.com")
+    assert not is_freemail_domain("livenation.com")
+    assert not is_freemail_domain("yahoo-finance-partners.com")
+
+
+def test_every_regional_mail_provider_faker_knows_is_free_mail() -> None:
+    """Regional providers and the global brands' national domains (tiscali.it, hotmail.gr,
+    yahoo.hr, outlook.com.br): a contact at one says nothing about the employer, so two
+    customers reached there must not become one `dom:` account (rival review, session 23)."""
+    import importlib
+    import pkgutil
+
+    import faker.providers.internet as internet
+
+    checked = 0
+    for module in pkgutil.iter_modules(internet.__path__):
+        provider = getattr(importlib.import_module(f"{internet.__name__}.{module.name}"),
+                           "Provider", None)
+        for domain in getattr(provider, "free_email_domains", ()):
+            if registrable_domain(domain) is None:
+                continue  # a public suffix (gov.ua) identifies no one anyway
+            assert is_freemail_domain(domain), (module.name, domain)
+            assert is_freemail_domain(f"someone@{domain}"), (module.name, domain)
+            checked += 1
+    assert checked > 100
 
 
 # --- normalize_name ------------------------------------------------------------------------
@@ -431,3 +456,27 @@ def test_folding_past_the_table_cap_still_folds_every_character() -> None:
     text = "".join(chr(c) for c in range(0x20, 0x6000) if not 0xD800 <= c < 0xE000)
     assert normalize_module._fold_text(text) == _fold_the_long_way(text)
     assert len(table) <= 20_000
+
+
+@pytest.mark.parametrize("page", [
+    "https://www.facebook.com/acmebakery", "facebook.com/acmebakery",
+    "https://www.linkedin.com/company/acme-gmbh/", "https://sites.google.com/view/acme",
+    "https://www.google.com/maps/place/Acme+Bakery", "https://acme.business.site",
+    "http://instagram.com/acme?hl=en",
+])
+def test_a_business_page_on_a_platform_names_no_customer_by_its_domain(page: str) -> None:
+    from shared.accounts import AccountIdentity
+
+    assert is_platform_page(page)
+    assert AccountIdentity.from_raw(name="Acme", website=page, country="US").domain is None
+
+
+@pytest.mark.parametrize("value", [
+    "facebook.com", "https://www.facebook.com/", "jane@facebook.com", "https://acme.com/about",
+    "https://www.acme.co.uk/company/acme",
+])
+def test_a_platform_itself_and_ordinary_sites_keep_their_domain(value: str) -> None:
+    from shared.accounts import AccountIdentity
+
+    assert not is_platform_page(value)
+    assert AccountIdentity.from_raw(name="X", website=value, country="US").domain is not None
