@@ -33,10 +33,10 @@ from sqlalchemy import bindparam, column, delete, select, table, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from standardwebhooks import Webhook
 
-from services.projections.adapters.repository import one_of
 from shared import metrics, tracing
 from shared.busy import retry_when_busy
 from shared.logging import get_logger
+from shared.readmodel.queries import one_of
 from shared.readmodel.schema import (
     UTCDateTime,
     notification_attempts,

@@ -206,6 +206,9 @@ class ProjectionWorker:
         self.topics = topics
         self.group_id = group_id
         self.on_applied = on_applied
+        self.on_links: Callable[[set[str]], None] | None = None
+        """Called after a committed batch that rewrote account links, with their aliases
+        (a co-located registration service keeps the links in memory)."""
         self.max_records = max_records
         self.models = tuple(models)
         self.stage_from = stage_from
@@ -284,6 +287,8 @@ class ProjectionWorker:
             touched = batch.touched_registrations()
             if touched:
                 self.on_applied(touched, batch.registrations)
+        if batch is not None and batch.link_facts and self.on_links is not None:
+            self.on_links({alias for alias, _ in batch.link_facts})
         if batch is not None:  # after the waiters: an answer never waits for statistics
             await self._analyze_when_grown(batch)
         return batch

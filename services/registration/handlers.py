@@ -239,6 +239,11 @@ class Commands:
         self.ingested = IngestedEvents(runtime.engine,
                                        lease_seconds=settings.idempotency_lease_seconds)
         self.reference.on_partner_change = self.partner_changed
+        worker = runtime.projection_worker
+        if self.directory.complete and worker is not None:
+            # Every link is written by this process's projection worker, which says so
+            # after each commit: the links are kept in memory (adapters/links.py).
+            worker.on_links = self.directory.follow_links_in_memory().changed
 
     async def start(self) -> None:
         await self.reference.sync()
@@ -455,7 +460,11 @@ class Commands:
             others: dict[str, tuple[str, float, bool, bool]] = {
                 a.account_key: (a.matched_by, a.score, True, False) for a in resolution.aliases}
             if not resolution.is_new:
-                for alias, matched_by, score in await self.readmodel.aliases_of(canonical):
+                links = self.directory.links
+                aliases = (await links.aliases_of(canonical)
+                           if links is not None and links.usable
+                           else await self.readmodel.aliases_of(canonical))
+                for alias, matched_by, score in aliases:
                     others.setdefault(alias, (matched_by, score, False, False))
             # Possible duplicates on another partition (the same domain under another CRM
             # id, a name in the review band): their adjudicator would never see this

@@ -66,7 +66,7 @@ projection_positions = Table(
     "projection_positions",
     metadata,
     Column("projection", String(100), primary_key=True),
-    Column("topic", String(200), primary_key=True),
+    Column("topic", String(249), primary_key=True),  # Kafka's longest topic name (0011)
     Column("partition", Integer, primary_key=True),
     Column("position", BigInteger, nullable=False),
 )

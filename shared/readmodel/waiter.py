@@ -35,6 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shared.logging import get_logger
+from shared.readmodel.queries import one_of
 from shared.readmodel.schema import UTCDateTime, projection_positions, registrations
 from shared.readmodel.store import reader
 
@@ -235,9 +236,13 @@ undecided keeps waiting without a read. The others someone
         found: dict[str, dict[str, Any]] = {}
         try:
             async with self.engine.connect() as conn:
+                # `= ANY($1)` on PostgreSQL (`one_of`): one statement text whatever the
+                # batch's size, so asyncpg prepares it once per connection; an `IN` list
+                # was a new text, and a new prepared statement, for every batch size.
+                dialect = conn.dialect.name
                 for i in range(0, len(ids), 500):
-                    result = await conn.execute(
-                        select(registrations).where(registrations.c.id.in_(ids[i:i + 500])))
+                    result = await conn.execute(select(registrations).where(
+                        one_of(dialect, registrations.c.id, ids[i:i + 500])))
                     for row in result:
                         if row.status in DECIDED:
                             found[row.id] = dict(row._mapping)
@@ -331,8 +336,9 @@ class PositionWaiter:
             result = await conn.execute(
                 select(projection_positions.c.projection, projection_positions.c.topic,
                        projection_positions.c.partition, projection_positions.c.position)
-                .where(projection_positions.c.topic.in_(topics),
-                       projection_positions.c.projection.in_(self.models))
+                .where(one_of(conn.dialect.name, projection_positions.c.topic, topics),
+                       one_of(conn.dialect.name, projection_positions.c.projection,
+                              self.models))
             )
             stored: dict[tuple[str, str, int], int] = {
                 (m, t, p): pos for m, t, p, pos in result

@@ -124,6 +124,37 @@ async def test_a_name_only_registration_does_not_capture_a_later_identified_one(
         "in_review", "possible_duplicate"), real
 
 
+async def test_dev_answers_links_from_memory_as_the_read_model_has_them(
+        tmp_path: Path) -> None:
+    """`dealreg dev` keeps the account links in memory (its projection worker says what it
+    wrote): a registration of a linked customer resolves and reports its copies without
+    reading the links, with the answers reading the table gives."""
+    settings = Settings(backend="embedded", data_dir=tmp_path, admin_token=ADMIN)
+    app = create_app(settings)
+    async with AsyncExitStack() as stack:
+        client = await _serve(stack, app)
+        crm, domain = keys_on_two_partitions(settings.topic_partitions)
+        await submit(client, "p-1", name="Zed Alpha", crm_account_id=crm)
+        beta = await submit(client, "p-2", name="Quux Beta", domain=domain)
+        await submit(client, "p-3", name="Zed", crm_account_id=crm, domain=domain)
+        commands = app.state.commands
+        links = commands.directory.links
+        assert links is not None
+        for _ in range(200):  # the link is projected, then read back
+            if links.usable and await links.aliases_of(f"crm:{crm}"):
+                break
+            await asyncio.sleep(0.05)
+        from_memory = await links.aliases_of(f"crm:{crm}")
+        assert from_memory == await commands.readmodel.aliases_of(f"crm:{crm}")
+        assert [alias for alias, _, _ in from_memory] == [f"dom:{domain}"]
+        assert await links.canonical(f"dom:{domain}") == f"crm:{crm}"
+        hits = links.hits
+        again = await submit(client, "p-4", name="Zed", crm_account_id=crm, domain=domain)
+        assert links.hits > hits  # resolved and reported from memory
+        assert beta["id"] in [c["registration_id"] for c in again["decision"]["conflicts"]]
+        assert len(await reports_of(client, beta["id"])) == 2
+
+
 async def test_customers_whose_contacts_use_a_regional_mail_provider_stay_different_customers(
     client: httpx.AsyncClient,
 ) -> None:

@@ -106,3 +106,35 @@ async def test_notify_payloads_stay_under_the_postgresql_limit(
         await listening
         await engine.dispose()
     assert sorted(got) == ids
+
+
+async def test_batched_decision_reads_of_every_size_share_one_statement_and_match_whole_ids(
+        postgres_server: ServerHandle, unique: str) -> None:
+    """The waiter reads notified registrations back in batches of whatever size came
+    together. With `id IN ($1, .., $n)` each size was a new statement text, so a new
+    prepared statement on the connection (parse, plan, type introspection) that pushed
+    another out of the cache; as `id = ANY($1)` (`queries.one_of`) every size is one text.
+    The array is bound without the column's length: an id longer than the column finds no
+    row by its prefix (a cast to VARCHAR(n)[] would cut it)."""
+    url = await create_database(postgres_server.url, f"anyread_{unique}")
+    engine = create_engine(url, pool_size=1, max_overflow=0)  # one connection: its cache
+    await migrate(engine)
+    ids = [f"reg_{unique}_{i:03d}" for i in range(7)]
+    long_id = "r" * 64
+    try:
+        async with engine.begin() as conn:
+            await repository.upsert(conn, registrations,
+                                    [decided_row(rid) for rid in [*ids, long_id]], ("id",))
+        waiter = DecisionWaiter(engine, in_process=False)
+        for size in (1, 2, 3, 5, 7):
+            assert sorted(await waiter._read(ids[:size]) or {}) == ids[:size]
+        assert await waiter._read([long_id + "-other"]) == {}
+        assert list(await waiter._read([long_id + "-other", long_id]) or {}) == [long_id]
+        async with engine.connect() as conn:
+            prepared = (await conn.exec_driver_sql(
+                "SELECT statement FROM pg_prepared_statements")).scalars().all()
+    finally:
+        await engine.dispose()
+    reads = [s for s in prepared if s.startswith("SELECT registrations.id")]
+    assert len(reads) == 1, reads
+    assert "ANY" in reads[0]

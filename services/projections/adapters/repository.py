@@ -19,7 +19,6 @@ from __future__ import annotations
 import re
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from copy import copy
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -35,8 +34,6 @@ from sqlalchemy import (
     String,
     Table,
     and_,
-    any_,
-    bindparam,
     case,
     delete,
     exists,
@@ -48,7 +45,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.types import NullType
 
 from services.projections.domain.batch import (
     DIRECTORY,
@@ -61,6 +57,7 @@ from services.projections.domain.batch import (
     Needs,
 )
 from shared.eventlog import TopicPartition
+from shared.readmodel.queries import one_of
 from shared.readmodel.schema import (
     UTCDateTime,
     account_crm_ids,
@@ -419,25 +416,6 @@ async def forget_positions(conn: AsyncConnection, models: Iterable[str]) -> None
 
 
 # --- loading ---------------------------------------------------------------------------
-
-
-def one_of(dialect: str, column: Any, values: Iterable[Any]) -> Any:
-    """`column IN values`, on PostgreSQL as `column = ANY($1)` with the values as one
-    array parameter: one statement text whatever their number. An `IN ($1, .., $n)` list
-    is a new text per count, and each new text a new prepared statement on the connection
-    (a round trip, a parse and plan, a type introspection) that pushes another out of
-    SQLAlchemy's LRU of 100 per connection: with batches of every size the loads missed
-    the cache most of the time (10 % of the projection worker's CPU, py-spy)."""
-    values = list(values)
-    if dialect != "postgresql" or isinstance(column.type, NullType):
-        return column.in_(values)  # (an untyped column: no array type to bind as)
-    kind = column.type
-    if isinstance(kind, String) and kind.length is not None:
-        # `VARCHAR(64)[]` would cut every value to 64 characters (an explicit cast
-        # truncates): an over-long id found its prefix's row. `IN` compares all of it.
-        kind = copy(kind)
-        kind.length = None
-    return column == any_(bindparam(None, values, type_=postgresql.ARRAY(kind)))
 
 
 async def _by_ids(conn: AsyncConnection, table: Table, ids: Iterable[str],

@@ -32,6 +32,7 @@ from typing import Any
 from sqlalchemy import Select, Table, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.registration.adapters.links import LinkMap
 from services.registration.adapters.sql import driver_fetch
 from services.registration.domain.resolution import Resolution, choose
 from shared.accounts import (
@@ -121,6 +122,23 @@ class AccountDirectory:
         self._added_during_rewarm: list[tuple[str, AccountIdentity]] | None = None
         self._recent: OrderedDict[str, KnownEntity] = OrderedDict()
         self._recent_size = recent_size
+        self.links: LinkMap | None = None
+        """The account links in memory, when this process's projection worker tells it
+        what it wrote (`follow_links_in_memory`); else each look-up reads them."""
+
+    def follow_links_in_memory(self) -> LinkMap:
+        """Keep the account links in memory: the caller feeds `LinkMap.changed` from the
+        co-located projection worker (`handlers.Commands`)."""
+        self.links = LinkMap(self.engine)
+        return self.links
+
+    async def canonical_key(self, account_key: str) -> str:
+        """The key `account_key` is linked to (following links), else itself: from memory
+        when the link map is current, else from the read model."""
+        if self.links is not None and self.links.usable:
+            return await self.links.canonical(account_key)
+        async with self.engine.connect() as conn:
+            return await canonical_key(conn, account_key)
 
     # --- warming -------------------------------------------------------------------------
 
@@ -174,6 +192,8 @@ class AccountDirectory:
                 return
             started = time.perf_counter()
             self._index = await self._load()
+            if self.links is not None:
+                await self.links.load()
             self._settle_heap()
             self._warmed_at = time.monotonic()
             log.info("account_directory_warmed", accounts=len(self._index),
@@ -189,6 +209,8 @@ class AccountDirectory:
         self._added_during_rewarm = []
         try:
             index = await self._load()
+            if self.links is not None:
+                await self.links.load()
             for key, identity in self._added_during_rewarm:
                 index.add(key, identity)
             self._index = index
@@ -227,8 +249,7 @@ class AccountDirectory:
             if _links_table() is None or resolution.is_new:
                 return resolution
             # The adjudicator may have linked the key to another since the index was built.
-            async with self.engine.connect() as conn:
-                key = await canonical_key(conn, resolution.account_key)
+            key = await self.canonical_key(resolution.account_key)
             if key == resolution.account_key:
                 return resolution
             if different_customers(query, index.identifiers(key)

@@ -9,13 +9,14 @@ caller (a clear 404/403/409 at once), and adjudication checks everything again.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+import functools
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import Table, bindparam, select
+from sqlalchemy import Select, Table, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.registration.adapters.sql import driver_fetch
@@ -30,6 +31,44 @@ ACTIVE = ("submitted", "approved", "in_review")
 # `ReadModel.aliases_of` on PostgreSQL: the links into a frontier of keys.
 _ALIASES_SQL = ("SELECT account_key, matched_by, score FROM account_links "
                 "WHERE canonical_key = ANY($1::varchar[]) ORDER BY account_key")
+
+
+# Statements built once per table (composing one per call cost more CPU than running it
+# on SQLite, on every registration of a known account); the same SQL, bound per call.
+@functools.cache
+def _active_under(table: Table) -> Select[Any]:
+    return (select(table).where(table.c.account_key == bindparam("account_key"),
+                                table.c.status.in_(ACTIVE))
+            .limit(bindparam("limit")))
+
+
+@functools.cache
+def _aliases_into(links: Table) -> Select[Any]:
+    return (select(links.c.account_key, links.c.matched_by, links.c.score)
+            .where(links.c.canonical_key.in_(bindparam("frontier", expanding=True)))
+            .order_by(links.c.account_key))
+
+
+async def walk_aliases(canonical: str,
+                       rows_into: Callable[[list[str]], Awaitable[Sequence[Any]]],
+                       limit: int = 8) -> list[tuple[str, str, float]]:
+    """(alias, matched_by, score) of every key linked to `canonical`, breadth first (at
+    most `limit` rounds); `rows_into(frontier)`: the links into those keys, as
+    (alias, matched_by, score) ordered by alias (the read model's, or memory's)."""
+    found: list[tuple[str, str, float]] = []
+    seen = {canonical}
+    frontier = [canonical]
+    for _ in range(limit):
+        rows = await rows_into(frontier)
+        frontier = []
+        for alias, matched_by, score in rows:
+            if alias not in seen:
+                seen.add(alias)
+                frontier.append(alias)
+                found.append((alias, matched_by, float(score)))
+        if not frontier:
+            break
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,17 +136,13 @@ class ReadModel:
         """The active registrations and direct claims filed under `account_key` (claims
         with `rep_id`, `kind`, `products` and `filed_at`, as their table has them)."""
         async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                select(registrations).where(registrations.c.account_key == account_key,
-                                            registrations.c.status.in_(ACTIVE))
-                .limit(limit))
+            rows = await conn.execute(_active_under(registrations),
+                                      {"account_key": account_key, "limit": limit})
             found = [dict(r._mapping) for r in rows]
             claims = metadata.tables.get("claims")
             if claims is not None and len(found) < limit:
-                rows = await conn.execute(
-                    select(claims).where(claims.c.account_key == account_key,
-                                         claims.c.status.in_(ACTIVE))
-                    .limit(limit - len(found)))
+                rows = await conn.execute(_active_under(claims), {
+                    "account_key": account_key, "limit": limit - len(found)})
                 found.extend(dict(r._mapping) for r in rows)
             return found
 
@@ -147,29 +182,17 @@ class ReadModel:
         links = metadata.tables.get("account_links")
         if links is None:
             return []
-        found: list[tuple[str, str, float]] = []
-        seen = {canonical}
-        frontier = [canonical]
         async with self.engine.connect() as conn:
             # PostgreSQL: one fixed statement sent by the driver (no statement built and
             # compiled per call; `sql.driver_fetch`): this runs on every registration of
             # a known account (8.5 % of the registration service's CPU, py-spy).
             direct = conn.dialect.name == "postgresql"
-            for _ in range(limit):
-                rows = (await driver_fetch(conn, _ALIASES_SQL, frontier) if direct else (
-                    await conn.execute(
-                        select(links.c.account_key, links.c.matched_by, links.c.score)
-                        .where(links.c.canonical_key.in_(frontier))
-                        .order_by(links.c.account_key))).all())
-                frontier = []
-                for alias, matched_by, score in rows:
-                    if alias not in seen:
-                        seen.add(alias)
-                        frontier.append(alias)
-                        found.append((alias, matched_by, float(score)))
-                if not frontier:
-                    break
-        return found
+
+            async def rows_into(frontier: list[str]) -> Sequence[Any]:
+                return (await driver_fetch(conn, _ALIASES_SQL, frontier) if direct else (
+                    await conn.execute(_aliases_into(links), {"frontier": frontier})).all())
+
+            return await walk_aliases(canonical, rows_into, limit)
 
     async def dispute(self, dispute_id: str) -> DisputeFacts | None:
         table = _disputes_table()

@@ -95,7 +95,7 @@ ref_policies = Table(
 reference_positions = Table(
     "reference_positions",
     metadata,
-    Column("topic", String(200), primary_key=True),
+    Column("topic", String(249), primary_key=True),  # Kafka's longest topic name (0011)
     Column("partition", Integer, primary_key=True, autoincrement=False),
     Column("position", BigInteger, nullable=False),
 )

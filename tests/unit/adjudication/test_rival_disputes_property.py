@@ -96,12 +96,16 @@ def _weighed(flagged: dict[str, frozenset[str]], a: Entry, b: Entry) -> bool:
     return all(x.id not in flagged or y.id in flagged[x.id] for x, y in ((a, b), (b, a)))
 
 
-def _check(d: Driver, resolved: DisputeResolved, reason: str, before: Customers) -> None:
+def _check(d: Driver, resolved: DisputeResolved, reason: str, before: Customers,
+           shared: list[frozenset[str]] | None = None) -> None:
+    """`shared`: the registrations each earlier split named (a person shared the credit
+    between them; a later settlement that does not take either away keeps that)."""
     if resolved.outcome not in ("award", "split", "final_breach_fallback"):
         return
     entries = d.state.entries
     standing = [entries[r] for r in resolved.approved_ids]
     named = {s.registration_id for s in resolved.splits}
+    earlier = shared or []
     for rid in resolved.rejected_ids:
         lost = entries[rid]
         assert inactive(d.state, lost) or any(
@@ -114,6 +118,7 @@ def _check(d: Driver, resolved: DisputeResolved, reason: str, before: Customers)
     for i, a in enumerate(standing):
         for b in standing[i + 1:]:
             if (a.id in named and b.id in named) or same_party(a, b) \
+                    or any(a.id in g and b.id in g for g in earlier) \
                     or not _weighed(flagged, a, b):
                 continue  # a split shares; a party's own registrations are never rivals
             assert not _may_be_one(d, a, b), (
@@ -126,6 +131,7 @@ def _run(ops: list[tuple[Any, ...]]) -> Driver:
     ids: list[str] = []
     opened: list[str] = []
     reasons: dict[str, str] = {}
+    shared: list[frozenset[str]] = []
     out: list[Any] = []
     for step in ops:
         before = _customers(d)
@@ -169,7 +175,9 @@ def _run(ops: list[tuple[Any, ...]]) -> Driver:
         for event in out:
             if isinstance(event, DisputeResolved):
                 SETTLED.append(event.outcome)
-                _check(d, event, d.state.disputes[event.dispute_id].reason, before)
+                _check(d, event, d.state.disputes[event.dispute_id].reason, before, shared)
+                if event.outcome == "split":
+                    shared.append(frozenset(s.registration_id for s in event.splits))
     return d
 
 
@@ -218,6 +226,19 @@ def test_an_award_to_a_possible_duplicate_keeps_what_a_person_shared_beside_it()
               ("resolve", 0, "award", 5)])
     assert (d.status("r0"), d.status("r1"), d.status("r2")) == (
         "approved", "approved", "rejected")
+
+
+def test_an_award_against_a_newcomer_keeps_an_earlier_split_between_others() -> None:
+    # r2 (p-0) and r3 (p-2) share {b} by a person's split; newcomer r5 ({a, b}) then ties
+    # with p-0's registrations and an award to p-0's r0 rejects r5 and keeps the split: r2
+    # and r3 still share (found by a random run in session 23; the checker exempted a
+    # split's shares only within the settlement that made them).
+    d = _run([("register", 0, 0, {"a"}), ("register", 0, 0, {"a"}),
+              ("register", 0, 0, {"b"}), ("register", 0, 2, {"b"}),
+              ("resolve", 0, "split", 0), ("register", 0, 0, {"a"}),
+              ("register", 0, 1, {"a", "b"}), ("resolve", 0, "award", 1)])
+    assert [d.status(r) for r in ("r0", "r2", "r3", "r5")] == [
+        "approved", "approved", "approved", "rejected"]
 
 
 def test_award_between_an_owner_and_a_made_up_crm_id_leaves_one_standing() -> None:
