@@ -525,7 +525,7 @@ class Commands:
             if row is None or row.get("status") != "approved":
                 return
             policy = await self.reference.current_policy()
-            again = await self.directory.resolve(identity, policy.match)
+            again = await self.directory.resolve(identity, policy.match, names=True)
             own = resolution.account_key
             topic = self.runtime.topics.intake
             partitions = await self.runtime.eventlog.partitions(topic)

@@ -14,12 +14,15 @@ customer is left with two exclusive owners that nobody sees (invariant 1).
 from __future__ import annotations
 
 import asyncio
+from contextlib import AsyncExitStack
 from typing import Any
 
+import httpx
 from faker import Faker
 
+from dealreg.app import create_app
 from shared.eventlog.partitioner import partition_for
-from tests.e2e.conftest import System
+from tests.e2e.conftest import System, _serve
 
 WAIT = {"Prefer": "wait=15"}
 
@@ -39,6 +42,15 @@ async def _cross_key_reviews(system: System, ids: set[str]) -> list[dict[str, An
 async def test_racing_first_registrations_on_two_partitions_meet_in_one_cross_key_review(
     system: System,
 ) -> None:
+    async with AsyncExitStack() as stack:
+        # Distributed: partner B's request reaches a second registration process, whose
+        # directory has not heard of A's key (each process files what it appends).
+        other = (system.commands if system.backend == "embedded" else await _serve(
+            stack, create_app(system.settings, frozenset({"registration"}))))
+        await _race(system, other)
+
+
+async def _race(system: System, other: httpx.AsyncClient) -> None:
     fake = Faker("en_US")
     fake.seed_instance(9)
     partitions = system.settings.topic_partitions
@@ -53,7 +65,7 @@ async def test_racing_first_registrations_on_two_partitions_meet_in_one_cross_ke
         a, b = await asyncio.gather(
             system.commands.post("/v1/registrations", headers=WAIT, json=body(
                 "p-a", {"name": name, "domain": domain, "country": "US"})),
-            system.commands.post("/v1/registrations", headers=WAIT, json=body(
+            other.post("/v1/registrations", headers=WAIT, json=body(
                 "p-b", {"name": name, "crm_account_id": crm, "country": "US"})))
         assert a.status_code == b.status_code == 201, (a.text, b.text)
         keys = {a.json()["account_key"], b.json()["account_key"]}
