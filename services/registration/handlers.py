@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable
+from contextlib import ExitStack
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -409,16 +410,25 @@ class Commands:
         )
         copies = await self._copy_reports(resolution, registration_id, policy, now)
         # Waiting is registered before the append: the decision cannot slip in between,
-        # and the waiter needs no read of its own (shared/readmodel/waiter.py).
-        with self.runtime.waiter.expect(registration_id) as decision:
-            appended = (await self.append(
-                [*copies, (self.runtime.topics.intake, resolution.account_key, event)],
-                now, via))[-1]
-            self.directory.remember(resolution.account_key, identity)
-            self.directory.remember_entity(KnownEntity(registration_id, resolution.account_key,
-                                                       partner_id))
-            self._follow_up(identity, resolution, copies, registration_id, via)
-            return await self._submitted(principal, event, appended, wait, decision)
+        # and the waiter needs no read of its own (shared/readmodel/waiter.py). The
+        # re-report (`_follow_up`) registers its own interest the same way.
+        follow = ExitStack()
+        handed = False
+        try:
+            followed = follow.enter_context(self.runtime.waiter.expect(registration_id))
+            with self.runtime.waiter.expect(registration_id) as decision:
+                appended = (await self.append(
+                    [*copies, (self.runtime.topics.intake, resolution.account_key, event)],
+                    now, via))[-1]
+                self.directory.remember(resolution.account_key, identity)
+                self.directory.remember_entity(KnownEntity(
+                    registration_id, resolution.account_key, partner_id))
+                self._follow_up(identity, resolution, copies, followed, follow, via)
+                handed = True  # the follow-up task owns it now
+                return await self._submitted(principal, event, appended, wait, decision)
+        finally:
+            if not handed:
+                follow.close()
 
     async def _submitted(self, principal: Principal, event: RegistrationSubmitted,
                          appended: Appended, wait: float, decision: Expected | None = None
@@ -491,19 +501,24 @@ class Commands:
             return []
 
     def _follow_up(self, identity: AccountIdentity, resolution: Resolution,
-                   copies: list[tuple[str, str, DomainEvent]], registration_id: str,
-                   via: str) -> None:
+                   copies: list[tuple[str, str, DomainEvent]], decision: Expected,
+                   interest: ExitStack, via: str) -> None:
         """Start the post-decision re-report of a registration (`_re_report`) beside the
-        request; it never delays or fails the command."""
+        request; it never delays or fails the command. `decision`: its interest in the
+        decision, registered before the append (`interest` drops it when the task ends)."""
         before = {e.alias_key: frozenset(r.registration_id for r in e.registrations)
                   for _, _, e in copies if isinstance(e, AccountLinkReported)}
-        task = asyncio.create_task(self._re_report(identity, resolution, before,
-                                                   registration_id, via))
+
+        async def follow() -> None:
+            with interest:
+                await self._re_report(identity, resolution, before, decision, via)
+
+        task = asyncio.create_task(follow())
         self._follow_ups.add(task)
         task.add_done_callback(self._follow_ups.discard)
 
     async def _re_report(self, identity: AccountIdentity, resolution: Resolution,
-                         before: dict[str, frozenset[str]], registration_id: str,
+                         before: dict[str, frozenset[str]], decision: Expected,
                          via: str) -> None:
         """Two first registrations of one customer racing across partitions (DESIGN.md,
         "Two first registrations racing across partitions"): each side's report was built
@@ -520,8 +535,9 @@ class Commands:
         dispute). Best effort, like every report: a failure or a lost process leaves the
         copies to the next registration of the customer."""
         COMMAND.set(None)  # this task's own context: ids of its own, no command lease
+        registration_id = decision.registration_id
         try:
-            row = await self.runtime.waiter.wait_decided(registration_id, RE_REPORT_WAIT)
+            row = await decision.wait(RE_REPORT_WAIT)
             if row is None or row.get("status") != "approved":
                 return
             policy = await self.reference.current_policy()
