@@ -49,7 +49,7 @@ from services.adjudication.domain.state import (
     Dispute,
     Entry,
 )
-from shared.accounts import separate_customers
+from shared.accounts import Identifiers, separate_customers
 from shared.events import (
     ConflictEvidence,
     DisputeAcknowledged,
@@ -269,9 +269,11 @@ def _merge(
     policy: Policy,
     at: int,
 ) -> None:
+    members = set(target.member_ids)  # `member_ids` keeps their order, this the look-ups
     for other in others:
         for member_id in other.member_ids:
-            if member_id not in target.member_ids:
+            if member_id not in members:
+                members.add(member_id)
                 target.member_ids.append(member_id)
             member = state.entries.get(member_id)
             if member is not None:
@@ -295,7 +297,8 @@ def _merge(
             )
         )
     for entry in drawn:
-        if entry.id not in target.member_ids:
+        if entry.id not in members:
+            members.add(entry.id)
             target.member_ids.append(entry.id)
         entry.dispute_id = target.id
 
@@ -629,7 +632,8 @@ def _invalid_resolution(
     return None
 
 
-def _conflict(state: AdjudicationState, a: Entry, b: Entry, policy: Policy) -> bool:
+def _conflict(state: AdjudicationState, a: Entry, b: Entry, policy: Policy,
+              customers: dict[str, Identifiers] | None = None) -> bool:
     """Whether settling for `b` can take `a` away: their scopes overlap and they may be one
     customer. Two members whose customers the sameness rule separates by identifiers
     (`separate_customers`: different domains or CRM ids and none shared, links included)
@@ -642,8 +646,22 @@ def _conflict(state: AdjudicationState, a: Entry, b: Entry, policy: Policy) -> b
         return False
     if a.mirror or b.mirror:
         return True
-    return not separate_customers(state.customer(a.account_key),
-                                  state.customer(b.account_key))
+    if customers is None:
+        return not separate_customers(state.customer(a.account_key),
+                                      state.customer(b.account_key))
+    return not separate_customers(_customer(state, a.account_key, customers),
+                                  _customer(state, b.account_key, customers))
+
+
+def _customer(state: AdjudicationState, account_key: str,
+              customers: dict[str, Identifiers]) -> Identifiers:
+    """`state.customer(account_key)`, remembered in `customers` for one settlement: a
+    settlement weighs every member against the winners and those that stand, O(k²) pairs
+    of k members, but k keys at most."""
+    found = customers.get(account_key)
+    if found is None:
+        found = customers[account_key] = state.customer(account_key)
+    return found
 
 
 def settle(
@@ -687,12 +705,13 @@ def settle(
     winners = [m for m in live if m.id in approved
                and not (m.mirror and m.status != "approved")]
     flagged = only_flagged(dispute)
+    customers: dict[str, Identifiers] = {}  # links change after a settlement (links.revisit)
 
     def conflict(a: Entry, b: Entry) -> bool:
         if flagged and ((a.id in flagged and b.id not in flagged[a.id])
                         or (b.id in flagged and a.id not in flagged[b.id])):
             return False
-        return _conflict(state, a, b, policy)
+        return _conflict(state, a, b, policy, customers)
 
     verdict: dict[str, str] = {}  # id -> "won" | "kept" | "freed" | "lost" | "inactive"
     for entry in live:
@@ -737,10 +756,10 @@ def settle(
     )
     released: list[Entry] = []
     copies: list[tuple[Entry, RelayedDecision]] = []  # the word on copies (relay.py)
-    for entry in live:
+    fellows = outcomes.Fellows(live)
+    for i, entry in enumerate(live):
         entry_policy = state.policy(entry.policy_version)
-        others = [outcomes.member_evidence(m, entry.account_key, entry)
-                  for m in live if m is not entry]
+        others = fellows.of(i)
         why = verdict[entry.id]
         settled = f"dispute {dispute.id} was settled as {outcome}"
         rescoped = bool(scopes and entry.id in scopes)

@@ -9,6 +9,7 @@ partner re-files a customer it let go under another key."""
 
 from __future__ import annotations
 
+import json
 import pickle
 from collections import Counter
 from contextlib import ExitStack
@@ -20,10 +21,11 @@ from adjudication_driver import Driver, decisions, policy
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from services.adjudication.domain import AdjudicationState, cooloff, matching
+from services.adjudication.domain import AdjudicationState, cooloff, disputes, matching, outcomes
 from services.adjudication.domain import adjudicate as adjudicate_module
+from services.adjudication.domain.state import Entry
 from shared.accounts import AccountIdentity
-from shared.events import RegistrationWithdrawn
+from shared.events import ConflictEvidence, RegistrationWithdrawn
 from shared.policy import Policy
 
 # "acme" vs "acne" scores 0.75; "acme corp" normalises to "acme"; "acme group" / "acme
@@ -207,3 +209,77 @@ def test_the_loose_index_decides_alike_holding_names_only(
     with mock.patch.object(AdjudicationState, "index_account", _file_everything):
         everything = _run(ops, pol, None)
     assert _run(ops, pol, None) == everything
+
+
+class _LongFellows:
+    """`outcomes.Fellows` the long way: each decision's evidence built afresh."""
+
+    def __init__(self, members: list[Entry]) -> None:
+        self.members = members
+
+    def of(self, i: int) -> list[ConflictEvidence]:
+        decided = self.members[i]
+        return [outcomes.member_evidence(m, decided.account_key, decided)
+                for m in self.members if m is not decided]
+
+
+def _settled_the_long_way(ops: list[tuple[Any, ...]], pol: Policy) -> list[str]:
+    """Before the settlement memos: each decision of a settlement builds the evidence of
+    every other member afresh, and each pair weighed asks for both keys' customers."""
+    with ExitStack() as stack:
+        stack.enter_context(mock.patch.object(outcomes, "Fellows", _LongFellows))
+        stack.enter_context(mock.patch.object(
+            disputes, "_customer", lambda state, key, customers: state.customer(key)))
+        return _run(ops, pol, None)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=ops_strategy, which=st.integers(0, len(POLICIES) - 1))
+def test_settlements_decide_as_the_long_way(ops: list[tuple[Any, ...]], which: int) -> None:
+    pol = POLICIES[which]
+    assert _run(ops, pol, None) == _settled_the_long_way(ops, pol)
+
+
+def test_a_fallback_settlement_names_every_other_member_as_the_long_way_does() -> None:
+    # Four partners tie on one customer under two keys (its domain's, its CRM id's): one
+    # dispute of four, settled by the final-breach fallback, whose four decisions each
+    # name the three others.
+    ops: list[tuple[Any, ...]] = [
+        ("register", "p-1", "Acme", "acme.com", "C1", "US", "auto", ("analytics",)),
+        ("register", "p-2", "Acme", "acme.com", "C1", "US", "crm", ("analytics",)),
+        ("register", "p-3", "Acme", "acme.com", "C1", "US", "auto", ("analytics",)),
+        ("register", "p-4", "Acme", "acme.com", "C1", "US", "crm", ("analytics",)),
+        ("later", 1000),
+    ]
+    pol = POLICIES[0]
+    fast = _run(ops, pol, None)
+    assert fast == _settled_the_long_way(ops, pol)
+    resolved = [found for found in map(json.loads, fast)
+                if found.get("outcome") == "final_breach_fallback"]
+    assert [len(found["registration_ids"]) for found in resolved] == [4]
+    named = [len(found["conflicts"]) for found in map(json.loads, fast)
+             if found.get("rule") == "final_breach_fallback" and "conflicts" in found]
+    assert named == [3, 3, 3, 3]
+
+
+@settings(max_examples=300, deadline=None)
+@given(members=st.lists(st.tuples(
+    st.sampled_from(["dom:acme.com", "crm:C1", "name:US:acme", "dom:acme.io"]),
+    st.sampled_from([None, ("name", 0.93), ("name", 0.97), ("domain", 1.0),
+                     ("crm_account_id", 1.0)]),
+    st.sampled_from(["p-1", "p-2", "rep-1"])), min_size=1, max_size=8))
+def test_fellows_is_member_evidence_for_every_decision_of_a_settlement(
+    members: list[tuple[str, tuple[str, float] | None, str]],
+) -> None:
+    entries = [Entry(id=f"r{i}", account_key=key, party_type="direct" if party == "rep-1"
+                     else "partner", party_id=party, kind="registration", motion="resell",
+                     products=None, submitted_at=i, tier="gold", policy_version=1,
+                     status="in_review", evidence=evidence)
+               for i, (key, evidence, party) in enumerate(members)]
+    fellows = outcomes.Fellows(entries)  # one per settlement, asked by each decision
+    for i, decided in enumerate(entries):
+        expected = [outcomes.member_evidence(m, decided.account_key, decided)
+                    for m in entries if m is not decided]
+        found = fellows.of(i)
+        assert [e.model_dump_json() for e in found] == [
+            e.model_dump_json() for e in expected]
