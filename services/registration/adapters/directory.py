@@ -233,12 +233,16 @@ class AccountDirectory:
 
     # --- resolving -----------------------------------------------------------------------
 
-    async def resolve(self, identity: AccountIdentity, match: MatchPolicy) -> Resolution:
+    async def resolve(self, identity: AccountIdentity, match: MatchPolicy,
+                      names: bool = False) -> Resolution:
+        """The key for `identity`. `names`: look its name up in the directory tables even
+        when an identifier already found a key (the post-decision re-report, which looks
+        for keys other processes filed since: handlers.Commands._re_report)."""
         if self._warmed_at is None:
             await self.warm()
         self._maybe_rewarm()
         matches = self._index.match(identity, match.name_threshold, match.review_band)
-        if not self.complete and await self._fill_misses(identity, matches):
+        if not self.complete and await self._fill_misses(identity, matches, names):
             matches = self._index.match(identity, match.name_threshold, match.review_band)
         index = self._index
         query = Identifiers.of(identity)
@@ -264,7 +268,8 @@ class AccountDirectory:
                               resolution.possible_duplicates)
         return choose(identity, [], index.identifiers, index.__contains__)
 
-    async def _fill_misses(self, identity: AccountIdentity, matches: list[AccountMatch]) -> bool:
+    async def _fill_misses(self, identity: AccountIdentity, matches: list[AccountMatch],
+                           names: bool = False) -> bool:
         """Ask the directory tables for what memory did not know; True if anything new.
 
         One statement (a UNION ALL of the CRM id, domain and name look-ups that apply) in
@@ -274,7 +279,7 @@ class AccountDirectory:
         confident = any(m.confident for m in matches)
         crm = identity.crm_account_id if "crm_account_id" not in kinds else None
         domain = identity.domain if "domain" not in kinds else None
-        named = not confident and bool(identity.name and identity.country)
+        named = (names or not confident) and bool(identity.name and identity.country)
         if not (crm or domain or named):
             return False
         async with self.engine.connect() as conn:
