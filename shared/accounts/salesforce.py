@@ -13,6 +13,7 @@ Pure: no I/O, no state.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Final, Literal
 
 __all__ = ["CrmIds", "canonical_crm_id", "salesforce_18", "salesforce_suffix"]
@@ -35,6 +36,7 @@ def salesforce_suffix(id15: str) -> str:
     return "".join(out)
 
 
+@lru_cache(maxsize=16384)  # pure; the accounts of the decisions in flight are asked often
 def salesforce_18(crm_id: str) -> str | None:
     """The canonical 18-character form of a Salesforce id (its 15 characters as given, the
     suffix in upper case), or None when `crm_id` is not one: not 15 or 18 alphanumerics,
