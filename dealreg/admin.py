@@ -235,12 +235,12 @@ def _upsert(client: Client, path: str, fields: Sequence[str], given: dict[str, A
             file: Path | None) -> None:
     """Create or update: the current object's fields (if it exists), then the file's, then
     the options given; PUT replaces the whole object, so nothing given is lost."""
+    from_file = _load(file) if file is not None else {}  # a bad file: before any request
     body: dict[str, Any] = {}
     current = client.request("GET", path, allow=(404,))
     if current.status_code == 200:
         body = {k: v for k, v in current.json().items() if k in fields}
-    if file is not None:
-        body.update(_load(file))
+    body.update(from_file)
     body.update({k: v for k, v in given.items() if v is not None})
     response = client.request("PUT", path, body=body)
     show(client, response.json(),

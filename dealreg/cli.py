@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import signal
+import socket
+import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn
@@ -29,7 +32,7 @@ from dealreg.preflight import (
     describe_store,
     unknown_variables,
 )
-from dealreg.runtime import Component
+from dealreg.runtime import Component, Runtime
 from shared.logging import LogFormat, configure_logging, get_logger
 from shared.settings import Settings
 
@@ -115,12 +118,47 @@ def _serve_http(settings: Settings, components: frozenset[Component],
     get_logger("dealreg").info("starting", components=sorted(components),
                                listen=f"{settings.host}:{settings.port}",
                                store=describe_store(settings))
-    config = uvicorn.Config(create_app(settings, components), **server_options(settings))
+    application = create_app(settings, components)
+    config = uvicorn.Config(application, **server_options(settings))
     server = uvicorn.Server(config)
-    server.run(sockets=[sock])
+    _run_server(server, sock, application.state.runtime)
     if not server.started:
         console.print("[red]error:[/red] dealreg did not start (see the log above)")
         raise typer.Exit(3)
+
+
+class _Terminated(BaseException):
+    """SIGTERM, re-raised by uvicorn once it has shut down."""
+
+
+def _run_server(server: uvicorn.Server, sock: socket.socket, runtime: Runtime) -> None:
+    """Serve until a signal; a shutdown that did not end cleanly within
+    DEALREG_SHUTDOWN_TIMEOUT_SECONDS (a wedged disk: appends not flushed) ends the process
+    with one line and exit 1 - at once, without waiting for a thread the disk never
+    answers. Otherwise a signal ends it as before (SIGINT, SIGTERM)."""
+
+    def terminated(signum: int, frame: object) -> None:
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    ended_by_sigterm = False
+    try:
+        server.run(sockets=[sock])
+    except _Terminated:
+        ended_by_sigterm = True
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if runtime.shutdown_problem is not None:
+            console.print(f"[red]error:[/red] shutdown incomplete after "
+                          f"{runtime.settings.shutdown_timeout_seconds:g} s "
+                          f"(DEALREG_SHUTDOWN_TIMEOUT_SECONDS): {runtime.shutdown_problem}")
+            if runtime.shutdown_stuck:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(1)  # a stuck thread would hold the interpreter's exit forever
+            raise typer.Exit(1)
+    if ended_by_sigterm:
+        signal.raise_signal(signal.SIGTERM)  # the default action, as without us
 
 
 def server_options(settings: Settings) -> dict[str, Any]:
@@ -434,6 +472,8 @@ def gateway(
 
     settings = _settings(host=host, port=port)
     try:
+        for option, value in (("commands", commands), ("queries", queries)):
+            _upstream(option, value)
         sock = bind_port(settings.host, settings.port)
     except OperatorError as exc:
         _fail(exc)
@@ -443,6 +483,17 @@ def gateway(
         access_log=False, log_config=None, limit_concurrency=4000,
         timeout_graceful_shutdown=10, proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips)).run(sockets=[sock])
+
+
+def _upstream(option: str, url: str) -> None:
+    """An upstream the gateway can send to: a typo used to start a gateway that answered
+    every request with an error."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("http", "https") or not rest.split("/")[0].strip():
+        raise OperatorError(
+            f"--{option} / DEALREG_GATEWAY_{option.upper()}_URL: {url!r} is not an http(s) "
+            f"base URL (e.g. http://{'registration' if option == 'commands' else 'projections'}"
+            ":8080)")
 
 
 # --- moving an embedded program ------------------------------------------------------------

@@ -31,6 +31,7 @@ import shutil
 import sqlite3
 import tarfile
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from dealreg import __version__
-from dealreg.preflight import OperatorError
+from dealreg.preflight import OperatorError, check_data_files
 
 FORMAT = "dealreg-data-export"
 FORMAT_VERSION = 1
@@ -46,6 +47,29 @@ FILES = ("eventlog.sqlite3", "readmodel.sqlite3")
 MANIFEST = "manifest.json"
 
 Say = Callable[[str], None]
+
+BACKUP_PAGES_PER_STEP = 4096
+"""SQLite pages an export copies between two looks at its progress (16 MiB of 4 KiB pages)."""
+
+PROGRESS_EVERY_SECONDS = 5.0
+"""A long copy says how far it is at most this often (and once when done)."""
+
+
+class _Progress:
+    """`what: done/total unit (pct %)` lines: at most every PROGRESS_EVERY_SECONDS, and
+    once at the end, so a copy of millions of records or pages is never silent for long."""
+
+    def __init__(self, say: Say, what: str, total: int, unit: str) -> None:
+        self.say, self.what, self.total, self.unit = say, what, total, unit
+        self._last = time.monotonic()
+
+    def update(self, done: int, *, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self._last < PROGRESS_EVERY_SECONDS:
+            return
+        self._last = now
+        share = f" ({100 * done / self.total:.0f} %)" if self.total else ""
+        self.say(f"  {self.what}: {done:,}/{self.total:,} {self.unit}{share}")
 
 
 @contextlib.contextmanager
@@ -55,7 +79,12 @@ def locked(data_dir: Path) -> Iterator[None]:
     if not log_file.exists():
         raise OperatorError(f"no embedded data directory at {data_dir.resolve()} (no "
                             "eventlog.sqlite3); pass --data-dir or set DEALREG_DATA_DIR")
-    fd = os.open(f"{log_file}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+    check_data_files(data_dir)
+    try:
+        fd = os.open(f"{log_file}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+    except OSError as exc:
+        raise OperatorError(f"cannot open {log_file}.lock: {exc.strerror}; is the data "
+                            "directory writable?", exit_code=1) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -98,11 +127,18 @@ def log_summary(log_file: Path) -> dict[str, Any]:
     return {"topics": topics, "positions": ends, "groups": groups}
 
 
-def _backup(source: Path, target: Path) -> None:
+def _backup(source: Path, target: Path, say: Say) -> None:
     src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
     dst = sqlite3.connect(target)
+    progress: _Progress | None = None
+
+    def copied(status: int, remaining: int, total: int) -> None:
+        nonlocal progress
+        progress = progress or _Progress(say, source.name, total, "pages")
+        progress.update(total - remaining, final=remaining == 0)
+
     try:
-        src.backup(dst)
+        src.backup(dst, pages=BACKUP_PAGES_PER_STEP, progress=copied)
         dst.execute("PRAGMA journal_mode=DELETE")  # one self-contained file in the archive
     finally:
         dst.close()
@@ -121,6 +157,17 @@ class Manifest:
 def export_data_dir(data_dir: Path, archive: Path, say: Say) -> Manifest:
     if archive.exists():
         raise OperatorError(f"{archive} exists; choose a new file name")
+    if not archive.resolve().parent.is_dir():
+        raise OperatorError(f"cannot write {archive}: there is no directory "
+                            f"{archive.resolve().parent}")
+    try:
+        return _export(data_dir, archive, say)
+    except OSError as exc:  # the target's directory is read-only, the disk is full, ...
+        raise OperatorError(f"cannot write {archive}: {exc.strerror or exc}; nothing was "
+                            "exported", exit_code=1) from None
+
+
+def _export(data_dir: Path, archive: Path, say: Say) -> Manifest:
     with locked(data_dir), tempfile.TemporaryDirectory(dir=archive.parent or None) as tmp:
         staged = Path(tmp)
         for name in FILES:
@@ -128,7 +175,13 @@ def export_data_dir(data_dir: Path, archive: Path, say: Say) -> Manifest:
                 raise OperatorError(f"{data_dir / name} is missing: not a complete embedded "
                                     "data directory")
             say(f"copying {name}")
-            _backup(data_dir / name, staged / name)
+            try:
+                _backup(data_dir / name, staged / name, say)
+            except sqlite3.Error as exc:
+                raise OperatorError(
+                    f"cannot copy {(data_dir / name).resolve()}: {exc} (SQLite needs to "
+                    "write its -shm file beside it: is the directory writable?)",
+                    exit_code=1) from None
         manifest = {
             "format": FORMAT, "format_version": FORMAT_VERSION,
             "dealreg_version": __version__,
@@ -279,6 +332,8 @@ async def migrate_to_kafka(settings: Any, data_dir: Path, say: Say, *,
         await target.create_topics([TopicSpec(t, n) for t, n in topics.items()])  # forever
         for topic, partitions in topics.items():
             copied = 0
+            progress = _Progress(say, topic, sum(summary["positions"][topic].values()),
+                                 "records")
             for partition in range(partitions):
                 end = summary["positions"][topic].get(str(partition), 0)
                 async for batch in source.read(TopicPartition(topic, partition), 0, end):
@@ -295,6 +350,7 @@ async def migrate_to_kafka(settings: Any, data_dir: Path, say: Say, *,
                                 f"where the embedded log has it at {record.offset}",
                                 exit_code=1)
                     copied += len(batch)
+                    progress.update(copied)
             moved.records[topic] = copied
             say(f"{topic}: {copied:,} records in {partitions} partitions")
             landed = await target.end_positions(topic)

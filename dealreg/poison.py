@@ -7,14 +7,15 @@ partition again (for when an upgraded build can read them). docs/runbook.md, "De
 
 from __future__ import annotations
 
-import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from dealreg.preflight import OperatorError, check_backend, check_servers, describe_store
 from shared.eventlog import EventLog
 from shared.eventlog.deadletter import DeadLetter, read_dead_letter, replayed
 from shared.eventlog.topics import Topics
@@ -34,24 +35,53 @@ async def _letters(eventlog: EventLog, topics: Topics) -> list[DeadLetter]:
     return list({d.id: d for d in found}.values())  # the projections' may repeat
 
 
-def _run(settings: Settings, work: object) -> None:
+def _settings() -> Settings:
+    from dealreg.cli import _settings as from_environment
+
+    return from_environment()  # invalid settings: one line, exit 2
+
+
+def _run(settings: Settings, work: Callable[[EventLog, Topics], Awaitable[None]]) -> None:
+    """As every command that touches a store: an ambiguous backend or a missing data
+    directory refused (nothing created), the store named, an unreachable Kafka or a log
+    without the dead-letter topic one line and a non-zero exit, never a stack trace."""
+    from dealreg.cli import _fail, console
+    from dealreg.cli import _run as run_command
     from dealreg.runtime import build_eventlog
 
+    try:
+        check_backend(settings, data_dir_must_exist=True)
+    except OperatorError as exc:
+        _fail(exc)
+    console.print("event log: " + (
+        describe_store(settings) if settings.backend == "embedded"
+        else f"distributed backend, Kafka {settings.kafka_bootstrap_servers}"))
+
     async def main() -> None:
+        if settings.backend == "distributed":
+            await check_servers(settings, kafka=True, database=False)
         eventlog = build_eventlog(settings)
         await eventlog.start()
         try:
-            await work(eventlog, Topics.named(settings.topic_prefix))  # type: ignore[operator]
+            topics = Topics.named(settings.topic_prefix)
+            try:
+                await eventlog.partitions(topics.dead_letters)
+            except KeyError:
+                raise OperatorError(
+                    f"this log has no dead-letter topic {topics.dead_letters}: run `dealreg "
+                    "topics create` (distributed) or start `dealreg dev` once (embedded)",
+                    exit_code=1) from None
+            await work(eventlog, topics)
         finally:
             await eventlog.close()
 
-    asyncio.run(main())
+    run_command(main())
 
 
 @poison_app.command("list")
 def poison_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Every dead letter: origin (topic, partition, offset), consumer, error."""
-    settings = Settings()
+    settings = _settings()
 
     async def work(eventlog: EventLog, topics: Topics) -> None:
         letters = await _letters(eventlog, topics)
@@ -76,7 +106,7 @@ def poison_replay(
         help="Replay even records this build still cannot decode")] = False,
 ) -> None:
     """Append dead letters' original records to their origin partitions (at the end)."""
-    settings = Settings()
+    settings = _settings()
     wanted = set(ids or ())
     if not wanted and not every:
         raise typer.BadParameter("name dead-letter ids, or --all")
@@ -98,7 +128,8 @@ def poison_replay(
         for d, at in zip(chosen, landed, strict=True):
             out.print(f"replayed {d.id} -> {at.topic}/{at.partition}@{at.offset}")
         if wanted - {d.id for d in letters}:
-            out.print(f"[red]unknown ids:[/red] {sorted(wanted - {d.id for d in letters})}")
-            raise typer.Exit(1)
+            raise OperatorError(f"unknown dead-letter ids: "
+                                f"{', '.join(sorted(wanted - {d.id for d in letters}))}",
+                                exit_code=1)
 
     _run(settings, work)

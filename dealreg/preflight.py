@@ -13,6 +13,7 @@ import fcntl
 import logging
 import os
 import socket
+import tempfile
 from pathlib import Path
 
 from shared.settings import Settings
@@ -107,6 +108,8 @@ def check_backend(settings: Settings, *, data_dir_must_exist: bool) -> None:
             f"no embedded data directory at {settings.data_dir.resolve()} (no eventlog.sqlite3 "
             "there). Pass --data-dir or set DEALREG_DATA_DIR to an existing one (`dealreg dev` "
             "creates one), or set DEALREG_BACKEND=distributed.")
+    if settings.backend == "embedded" and data_dir_must_exist:
+        check_data_files(settings.data_dir)
 
 
 def bind_port(host: str, port: int) -> socket.socket:
@@ -126,8 +129,48 @@ def bind_port(host: str, port: int) -> socket.socket:
     return sock
 
 
+SQLITE_FILES = ("eventlog.sqlite3", "readmodel.sqlite3")
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_data_files(data_dir: Path) -> None:
+    """The embedded files that exist are SQLite databases (not damaged, not another
+    program's): a clear refusal before SQLite's "file is not a database" deep in a start."""
+    for name in SQLITE_FILES:
+        path = data_dir / name
+        try:
+            with path.open("rb") as f:
+                header = f.read(len(_SQLITE_HEADER))
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise OperatorError(f"cannot read {path.resolve()}: {exc.strerror}") from None
+        if header and header != _SQLITE_HEADER:
+            raise OperatorError(
+                f"{path.resolve()} is not a SQLite database (damaged, or not dealreg's); "
+                "restore the data directory from an export (`dealreg import`) or choose "
+                "another --data-dir / DEALREG_DATA_DIR", exit_code=1)
+
+
+def check_data_dir_writable(data_dir: Path) -> None:
+    """SQLite writes its journal (-wal, -shm) beside the files: the directory must take a
+    new file, whatever its mode says (root ignores modes; a read-only mount does not)."""
+    try:
+        fd, probe = tempfile.mkstemp(dir=data_dir, prefix=".dealreg-write-check-")
+    except OSError as exc:
+        raise OperatorError(
+            f"the data directory {data_dir.resolve()} is not writable ({exc.strerror}); "
+            "SQLite writes its journal beside the files: make it writable or choose another "
+            "--data-dir / DEALREG_DATA_DIR") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 def check_data_dir_free(settings: Settings) -> None:
-    """The embedded log's lock is free (another `dealreg dev` on the same directory)."""
+    """The embedded data directory is usable (SQLite files, writable) and its log's lock
+    is free (another `dealreg dev` on the same directory)."""
+    check_data_files(settings.data_dir)
+    check_data_dir_writable(settings.data_dir)
     lock = Path(f"{settings.embedded_log_path}.lock")
     if not lock.exists():
         return

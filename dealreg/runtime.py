@@ -25,7 +25,7 @@ from services.projections.worker import ProjectionWorker
 from shared import metrics
 from shared.api.auth import Authenticator
 from shared.eventlog import EventLog, TopicPartition
-from shared.eventlog.embedded import EmbeddedEventLog
+from shared.eventlog.embedded import CLOSE_GRACE_SECONDS, EmbeddedEventLog
 from shared.eventlog.kafka import KafkaEventLog
 from shared.eventlog.topics import Topics
 from shared.logging import get_logger
@@ -257,6 +257,10 @@ class Runtime:
     _stopping: bool = False
     _checks: DependencyChecks | None = None
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    shutdown_problem: str | None = None
+    """After stop(): what did not end cleanly (None: it did)."""
+    shutdown_stuck: bool = False
+    """After stop(): a thread never came back; the process must exit without joining it."""
 
     @classmethod
     def build(cls, settings: Settings, components: frozenset[Component] = ALL) -> Runtime:
@@ -382,14 +386,70 @@ class Runtime:
         return found
 
     async def stop(self) -> None:
+        """Stop the workers, flush and close the event log, close the store: all within
+        `DEALREG_SHUTDOWN_TIMEOUT_SECONDS` whatever the disk or the servers do. What did not
+        end cleanly (appends not flushed, a step that timed out) is logged as
+        `shutdown_incomplete` and kept in `shutdown_problem` for the command's exit code."""
+        loop = asyncio.get_running_loop()
+        budget = self.settings.shutdown_timeout_seconds
+        deadline = loop.time() + budget
+        problems: list[str] = []
+        stuck = False
         self._stopping = True
         self._stopped.set()
         self.ready = False
         if self.tasks:
-            _, pending = await asyncio.wait(self.tasks.values(), timeout=10)
+            _, pending = await asyncio.wait(self.tasks.values(), timeout=min(10.0, budget / 3))
             for task in pending:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-        await self.eventlog.close()
-        await self.engine.dispose()
+            if pending:
+                _, still = await asyncio.wait(pending, timeout=min(5.0, budget / 6))
+                for task in pending - still:
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        task.result()
+                if still:
+                    names = sorted(n for n, t in self.tasks.items() if t in still)
+                    problems.append(f"worker(s) {', '.join(names)} did not stop")
+                    stuck = True
+        remaining = max(0.5, deadline - loop.time())
+        if isinstance(self.eventlog, EmbeddedEventLog):  # bounded itself: let it report
+            grace = min(CLOSE_GRACE_SECONDS, 0.4 * remaining)
+            closing: Awaitable[None] = self.eventlog.close(
+                flush_timeout=remaining - grace, grace=grace)
+            remaining += 1.0
+        else:
+            closing = self.eventlog.close()
+        why = await _within(closing, remaining)
+        if why is not None:
+            problems.append(f"the event log did not close: {why}; appends not yet "
+                            "acknowledged were not flushed")
+            stuck = True
+        if self.eventlog.unflushed:
+            problems.append(f"event log: {self.eventlog.unflushed}")
+        if self.eventlog.stuck:
+            problems.append("a thread of the event log never came back (the disk does not "
+                            "answer); the data directory stays locked until this process ends")
+            stuck = True
+        why = await _within(self.engine.dispose(), max(0.5, deadline - loop.time()))
+        if why is not None:
+            problems.append(f"the read-model store did not close: {why}")
+            stuck = True
+        self.shutdown_stuck = stuck
+        self.shutdown_problem = "; ".join(problems) or None
+        if self.shutdown_problem is not None:
+            log.error("shutdown_incomplete", problem=self.shutdown_problem,
+                      shutdown_timeout_seconds=budget, threads_stuck=stuck)
+
+
+async def _within(work: Awaitable[None], seconds: float) -> str | None:
+    """Run `work` for at most `seconds`: None when it finished, else why not."""
+    task = asyncio.ensure_future(work)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        return f"no end within {seconds:.1f} s"
+    try:
+        task.result()
+    except Exception as exc:  # reported; the shutdown goes on
+        return f"{type(exc).__name__}: {exc}"
+    return None

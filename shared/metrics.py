@@ -10,6 +10,7 @@ and the adjudicator's own counters with it (`services/adjudication/worker.py`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from typing import Final
 
@@ -97,10 +98,15 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
 def decision_labels(decision: object) -> tuple[str, str]:
     """A decision event's labels: its type (without the `dealreg.` prefix and version) and
     its rule ("-" for events without one)."""
-    kind = str(getattr(decision, "TYPE", type(decision).__name__))
-    kind = kind.removeprefix("dealreg.").rsplit(".v", 1)[0]
+    kind = _kind_label(str(getattr(decision, "TYPE", type(decision).__name__)))
     rule = getattr(decision, "rule", None)
     return kind, str(rule) if rule else "-"
+
+
+@functools.lru_cache(maxsize=256)
+def _kind_label(type_name: str) -> str:
+    """A type's label, once per type (the adjudicator labels every decision it writes)."""
+    return type_name.removeprefix("dealreg.").rsplit(".v", 1)[0]
 
 
 def count_decisions(decisions: Iterable[object]) -> None:

@@ -69,7 +69,7 @@ class Settings(BaseSettings):
         20_000, ge=0, description="The adjudicator snapshots a partition's state after this "
         "many events (0: never; recovery then replays the whole history)")
     adjudicator_max_records: int = Field(
-        2_000, ge=1, le=50_000, description="Records the adjudicator decides per batch (one "
+        5_000, ge=1, le=50_000, description="Records the adjudicator decides per batch (one "
         "transaction per partition of the batch; at most 50,000: a batch is one transaction "
         "per partition, which must end within DEALREG_KAFKA_TRANSACTION_TIMEOUT_MS)")
     snapshot_every_seconds: float = Field(
@@ -190,6 +190,21 @@ class Settings(BaseSettings):
                              "postgresql+asyncpg://user:password@host:port/database")
         return value
 
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _brokers(cls, value: str) -> str:
+        """host[:port][,host[:port]...] (port 9092 when left out): a typo would otherwise
+        surface as "cannot reach Kafka" (a configuration mistake reported as an outage)."""
+        for broker in value.split(","):
+            host, colon, port = broker.strip().rpartition(":")
+            if not colon:
+                host, port = port, "9092"
+            if not host or not port.isdigit() or not 0 < int(port) < 65536 \
+                    or any(c.isspace() for c in host):
+                raise ValueError(f"{broker.strip()!r} is not host[:port] (brokers are "
+                                 "host:port separated by commas, e.g. kafka1:9092,kafka2:9092)")
+        return value
+
     @field_validator("webhook_allowed_networks")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
@@ -261,6 +276,12 @@ class Settings(BaseSettings):
     worker_crash_limit: int = Field(
         3, ge=1, description="Crashes of one worker within `DEALREG_WORKER_HEALTHY_SECONDS` "
         "that make `/readyz` fail (crash-looping)")
+    shutdown_timeout_seconds: float = Field(
+        30.0, gt=0, description="How long stopping a process may take after its HTTP "
+        "connections are drained: workers stop (at most a third of it), then the event log "
+        "flushes and the files and pools close. Past it (a wedged disk, a broker that does "
+        "not answer) the process logs `shutdown_incomplete` with what was not flushed and "
+        "exits 1 without waiting further")
     readiness_timeout_seconds: float = Field(
         2.0, gt=0, description="Time limit of each dependency check (event log, database) "
         "of `/readyz` and of each gauge measured for `/metrics`")

@@ -355,7 +355,10 @@ class Adjudicator:
         """`live`: decisions that will be written (counted in the metrics), not a replay."""
         context = DecisionContext(envelope.id, envelope.time,
                                   self.policies.get(policy_version_of(event)))
-        with _decide_span(record, envelope, event, live):
+        if live and envelope.traceparent is not None and tracing.enabled():
+            with _decide_span(record, envelope, event, live):
+                decisions, relays = decide_relaying(state, event, context)
+        else:  # no span, and no context manager entered per event
             decisions, relays = decide_relaying(state, event, context)
         if not decisions:
             return []
@@ -463,7 +466,7 @@ async def run_adjudicator(
     group_id: str,
     source: str,
     stopping: Callable[[], bool],
-    max_records: int = 2000,
+    max_records: int = 5000,
     snapshots: SnapshotStore | None = None,
     snapshot_every_events: int = 20_000,
     snapshot_every_seconds: float = 60.0,

@@ -121,6 +121,12 @@ class Subscription(abc.ABC):
 class EventLog(abc.ABC):
     """An append-only, partitioned, durable log with consumer groups and transactions."""
 
+    unflushed: str | None = None
+    """After close(): what it could not make durable (None: nothing, or not known)."""
+    stuck: bool = False
+    """After close(): a thread of the log never came back (a wedged disk); the process must
+    exit without waiting for it."""
+
     @abc.abstractmethod
     async def start(self) -> None: ...
 
@@ -195,7 +201,11 @@ class EventLog(abc.ABC):
         stopping: Callable[[], bool],
     ) -> None:
         """Run `processor` until `stopping()` is true: each batch's outputs and the group's
-        new input positions commit in one transaction, or neither does."""
+        new input positions commit in one transaction, or neither does. A backend may
+        prepare the next batch while the previous one commits (the embedded log does);
+        batches commit in order, a batch only after the one before it, and a failed
+        commit ends the loop with its error (the processor's state may then be a batch
+        ahead: whoever restarts the loop rebuilds it)."""
 
 
 class ReadIterator(Protocol):

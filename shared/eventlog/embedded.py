@@ -81,8 +81,32 @@ class EventLogClosed(RuntimeError):
     """An append that the embedded log, closing, will not write."""
 
 
+class EventLogOutcomeUnknown(EventLogClosed):
+    """An append whose commit was under way on a disk that did not finish it before close
+    gave up: it was never acknowledged, and it may or may not be in the file."""
+
+
+CLOSE_GRACE_SECONDS = 5.0
+"""What close() adds to its flush timeout by default: to stop the writer once the flush is
+abandoned (up to 40 % of it waiting for a commit under way), and to close the files. Past
+it close returns even if the disk never answers."""
+
+
 class EventLogLocked(RuntimeError):
     """Another process has this embedded log open."""
+
+
+class EventLogUnavailable(RuntimeError):
+    """The embedded log's file cannot be opened (a read-only directory, a damaged file)."""
+
+    def __init__(self, path: Path, exc: BaseException) -> None:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        hint = ("it is damaged, or not a dealreg event log: restore the data directory "
+                "from an export (`dealreg import`)" if "not a database" in reason else
+                "is the data directory writable? SQLite writes its -wal and -shm files "
+                "beside the log")
+        super().__init__(f"cannot open the embedded event log {path.resolve()}: {reason} "
+                         f"({hint})")
 
 
 @dataclass
@@ -129,6 +153,16 @@ class EmbeddedEventLog(EventLog):
         """close() gave up flushing: no write commits from then on (`_commit_lock`)."""
         self._commit_lock = threading.Lock()
         self._close_lock = asyncio.Lock()
+        self._outstanding: dict[asyncio.Future[list[Appended]], int] = {}
+        """Appends not answered yet, with their record counts (what a close may not flush)."""
+        self._in_flight: list[_Write] = []
+        """The batch the writer thread is committing."""
+        self.unflushed: str | None = None
+        """After a close that could not flush everything: what was not made durable (None:
+        every append was answered with its offsets, which are in the file)."""
+        self.stuck = False
+        """After close: the writer thread never came back (a wedged disk). Its thread and
+        the file's lock live on until the process exits (which must not wait for them)."""
         self._appended = asyncio.Event()
         self._members: dict[str, EmbeddedSubscription] = {}
         self._tail: dict[TopicPartition, deque[Record]] = {}
@@ -139,8 +173,11 @@ class EmbeddedEventLog(EventLog):
     # lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = os.open(f"{self.path}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = os.open(f"{self.path}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+        except OSError as exc:
+            raise EventLogUnavailable(self.path, exc) from exc
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
@@ -155,9 +192,21 @@ class EmbeddedEventLog(EventLog):
         self._queue = asyncio.Queue()
         self._closing = False
         self._abandoned = False
-        self._writer = await self._on_writer(self._open, True)
-        self._reader = await self._on_reader(self._open, False)
-        topics, ends = await self._on_reader(self._load_state)
+        try:
+            self._writer = await self._on_writer(self._open, True)
+            self._reader = await self._on_reader(self._open, False)
+            topics, ends = await self._on_reader(self._load_state)
+        except sqlite3.Error as exc:
+            for conn in (self._writer, self._reader):
+                if conn is not None:
+                    conn.close()
+            self._writer = self._reader = None
+            for pool in (self._writer_pool, self._reader_pool):
+                pool.shutdown(wait=True)
+            self._writer_pool = self._reader_pool = None
+            lock_fd, self._lock_fd = self._lock_fd, None
+            _unlock(lock_fd)
+            raise EventLogUnavailable(self.path, exc) from exc
         self._topics = topics
         # All from the file: what an earlier start kept (ends, the tail) may not be its
         # records any more (the file replaced or wiped in between).
@@ -169,54 +218,96 @@ class EmbeddedEventLog(EventLog):
         self._tail_bytes = 0
         self._writer_task = asyncio.create_task(self._write_loop(), name="eventlog-writer")
 
-    async def close(self, flush_timeout: float = 10.0) -> None:
+    async def close(self, flush_timeout: float = 10.0,
+                    grace: float = CLOSE_GRACE_SECONDS) -> None:
         """Closing flushes: appends already queued are written and answered with their
         offsets, as if the log stayed open; appends submitted once closing began raise
         `EventLogClosed`. Only a flush that cannot finish within `flush_timeout` (another
-        process holding the file's write lock) is abandoned: its appends, and any still
-        queued behind it, are answered with `EventLogClosed`, never left unanswered, and
-        none of them is written afterwards (an error means not in the file). A close while
-        one is under way waits for it; closing a closed log does nothing."""
+        process holding the file's write lock, a disk that stalls) is abandoned: its
+        appends, and any still queued behind it, are answered with `EventLogClosed`, never
+        left unanswered, and none of them is written afterwards (an error means not in the
+        file) - except a commit the disk is in the middle of (its fsync never returns):
+        that one is answered with `EventLogOutcomeUnknown` (never acknowledged; it may be
+        in the file). close returns within `flush_timeout + grace` whatever the disk does;
+        `unflushed` then says what was not made durable and `stuck` whether a thread of
+        the log never came back. A close while one is under way waits for it;
+        closing a closed log does nothing."""
         async with self._close_lock:
-            await self._close(flush_timeout)
+            await self._close(flush_timeout, grace)
 
-    async def _close(self, flush_timeout: float) -> None:
+    async def _close(self, flush_timeout: float, grace: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + flush_timeout + grace
         for member in list(self._members.values()):
             await member.close()
+        writer_done = True
         if self._writer_task is not None:
+            self.unflushed, self.stuck = None, False
             self._closing = True
             self._queue.put_nowait(None)  # the writer stops here, after what came before
             done, _ = await asyncio.wait({self._writer_task}, timeout=flush_timeout)
             if not done:
+                at_risk = dict(self._outstanding)
+                uncertain: set[asyncio.Future[list[Appended]]] = set()
                 # Abandoned, not cancelled: a cancelled write kept running on the writer
                 # thread and could commit once the lock was free, after its append was
-                # answered with an error. From here on no write commits (one committing
-                # right now finishes first and is answered with its offsets); the writer
-                # answers the rest with `EventLogClosed` as each gives up.
-                await asyncio.get_running_loop().run_in_executor(None, self._abandon)
+                # answered with an error. From here on no write commits; one committing
+                # right now finishes first and is answered with its offsets, unless the
+                # disk never finishes it (then its outcome is unknown).
+                settled = await loop.run_in_executor(None, self._abandon, 0.4 * grace)
                 done, _ = await asyncio.wait(
-                    {self._writer_task},
-                    timeout=flush_timeout + self._busy_timeout_ms / 1000 + 5.0)
-            if not done:  # the writer thread is wedged (a dead disk): stop waiting for it
-                self._writer_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer_task
+                    {self._writer_task}, timeout=max(0.0, deadline - loop.time() - 0.2 * grace))
+                if not done:  # the writer thread is wedged: answer for it, stop waiting
+                    writer_done = False
+                    if not settled:
+                        uncertain = {item.future for item in self._in_flight}
+                    for item in self._in_flight:
+                        if not item.future.done():
+                            item.future.set_exception(
+                                EventLogClosed("the embedded event log closed before this "
+                                               "append") if settled else
+                                EventLogOutcomeUnknown(
+                                    "the disk did not finish this append's commit before "
+                                    "the embedded event log closed: it may or may not be "
+                                    "written"))
+                    self._writer_task.cancel()
+                self._refuse_queued()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._writer_task
+                self.unflushed = _unflushed(at_risk, uncertain)
+                self.stuck = not writer_done
+            else:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._writer_task
             self._writer_task = None
-            while not self._queue.empty():
-                item = self._queue.get_nowait()
-                if item is not None and not item.future.done():
-                    item.future.set_exception(
-                        EventLogClosed("the embedded event log closed before this append"))
+            self._refuse_queued()
+        closings = []
         for conn, pool in ((self._writer, self._writer_pool), (self._reader, self._reader_pool)):
             if conn is not None and pool is not None:
-                await asyncio.get_running_loop().run_in_executor(pool, conn.close)
-                pool.shutdown(wait=True)
+                closings.append(loop.run_in_executor(pool, conn.close))  # after its work
+                pool.shutdown(wait=False)
         self._writer = self._reader = None
         self._writer_pool = self._reader_pool = None
-        if self._lock_fd is not None:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        lock_fd, self._lock_fd = self._lock_fd, None
+        closed = asyncio.gather(*closings, return_exceptions=True)
+        if writer_done:
+            await asyncio.wait({closed}, timeout=max(0.0, deadline - loop.time()))
+        if closed.done():
+            _unlock(lock_fd)
+        else:
+            # A thread the disk never answers may still write the file: the lock is held
+            # until that thread is done (or the process exits, which must not wait for it).
+            self.stuck = True
+            closed.add_done_callback(lambda _: _unlock(lock_fd))
+
+    def _refuse_queued(self) -> None:
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is not None:
+                self._outstanding.pop(item.future, None)
+                if not item.future.done():
+                    item.future.set_exception(
+                        EventLogClosed("the embedded event log closed before this append"))
 
     def _open(self, writer: bool) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -294,8 +385,14 @@ class EmbeddedEventLog(EventLog):
             ]:
                 raise ValueError(f"{record.topic} has no partition {record.partition}")
         future: asyncio.Future[list[Appended]] = asyncio.get_running_loop().create_future()
+        self._outstanding[future] = len(records)
+        future.add_done_callback(self._answered)
         self._queue.put_nowait(_Write(records, positions, future))
         return await future
+
+    def _answered(self, future: asyncio.Future[list[Appended]]) -> None:
+        if not future.cancelled():  # a caller that gave up: its write may still be under way
+            self._outstanding.pop(future, None)
 
     async def _write_loop(self) -> None:
         while True:
@@ -312,7 +409,13 @@ class EmbeddedEventLog(EventLog):
                     break
                 batch.append(item)
                 count += len(item.records)
-            await self._commit_batch(batch)
+            self._in_flight = batch
+            try:
+                await self._commit_batch(batch)
+            finally:
+                self._in_flight = []
+                for item in batch:
+                    self._outstanding.pop(item.future, None)
             if stop:
                 return
 
@@ -389,9 +492,21 @@ class EmbeddedEventLog(EventLog):
         first = start - tail[0].offset
         return list(itertools.islice(tail, first, first + (stop - start)))
 
-    def _abandon(self) -> None:
-        with self._commit_lock:
-            self._abandoned = True
+    def _abandon(self, timeout: float) -> bool:
+        """Let no write commit from now on. True: none is committing; False: a commit
+        that began was not finished within `timeout` (the disk stalls in its fsync)."""
+        if self._commit_lock.acquire(timeout=timeout):
+            try:
+                self._abandoned = True
+            finally:
+                self._commit_lock.release()
+            return True
+        self._abandoned = True  # every write checks it under the lock the stalled one holds
+        return False
+
+    def _commit(self, conn: sqlite3.Connection) -> None:
+        """COMMIT: with synchronous=FULL the fsync that makes the batch durable."""
+        conn.execute("COMMIT")
 
     def _write_rows(
         self,
@@ -416,7 +531,7 @@ class EmbeddedEventLog(EventLog):
             with self._commit_lock:  # committed, or abandoned by close(): never both
                 if self._abandoned:
                     raise EventLogClosed("the embedded event log closed before this append")
-                conn.execute("COMMIT")
+                self._commit(conn)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -517,6 +632,13 @@ class EmbeddedEventLog(EventLog):
         member = await self.subscribe(group_id, topics)
         loop = asyncio.get_running_loop()
         next_tick = loop.time() + tick_interval
+        # The previous batch's commit, in flight while the next batch is read and decided
+        # (the writer thread commits while this one decides: on two cores the two overlap).
+        # A batch is queued only once the one before it committed, so a failed commit is
+        # never followed by a later batch's positions; it raises here, and the processor
+        # (whose state may then be one batch ahead of the log) is revoked and rebuilt by
+        # whoever restarts the loop, as after any failed batch.
+        in_flight: asyncio.Future[list[Appended]] | None = None
         try:
             await processor.assigned(dict(member.fetch_positions))
             while not stopping():
@@ -533,14 +655,24 @@ class EmbeddedEventLog(EventLog):
                     for tp in member.fetch_positions:
                         if tp not in by_tp:
                             outputs.extend(processor.tick(tp))
+                if in_flight is not None:
+                    committing, in_flight = in_flight, None
+                    await committing
                 if by_tp or outputs:
-                    await self._submit(
+                    in_flight = asyncio.ensure_future(self._submit(
                         outputs,
                         [(group_id, tp, recs[-1].offset + 1) for tp, recs in by_tp.items()],
-                    )
+                    ))
+                    if not records:  # idle: nothing to decide meanwhile
+                        committing, in_flight = in_flight, None
+                        await committing
         finally:
-            await processor.revoked(sorted(member.fetch_positions))
-            await member.close()
+            try:
+                if in_flight is not None:
+                    await in_flight  # the last batch commits before the loop returns
+            finally:
+                await processor.revoked(sorted(member.fetch_positions))
+                await member.close()
 
 
 class EmbeddedSubscription(Subscription):
@@ -626,6 +758,39 @@ class _RangeReader:
             raise StopAsyncIteration
         self._next = records[-1].offset + 1
         return records
+
+
+def _unlock(fd: int | None) -> None:
+    if fd is not None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _unflushed(at_risk: Mapping[asyncio.Future[list[Appended]], int],
+               uncertain: set[asyncio.Future[list[Appended]]]) -> str | None:
+    """What a close that gave up did not make durable, from the appends unanswered when it
+    did (None: every one of them was written after all). `uncertain`: those in a commit
+    the disk did not finish, counted even if their callers had given up (cancelled)."""
+    lost = unknown = lost_records = unknown_records = 0
+    for future, count in at_risk.items():
+        if future in uncertain:
+            unknown, unknown_records = unknown + 1, unknown_records + count
+            continue
+        if future.cancelled():  # its caller gave up: not an append anyone waits for
+            continue
+        exc = future.exception()
+        if isinstance(exc, EventLogOutcomeUnknown):
+            unknown, unknown_records = unknown + 1, unknown_records + count
+        elif exc is not None:
+            lost, lost_records = lost + 1, lost_records + count
+    parts = []
+    if lost:
+        parts.append(f"{lost} append(s) ({lost_records} record(s)) not written, answered "
+                     "with an error")
+    if unknown:
+        parts.append(f"{unknown} append(s) ({unknown_records} record(s)) in a commit the "
+                     "disk did not finish: never acknowledged, may or may not be in the file")
+    return "; ".join(parts) or None
 
 
 def _size(record: Record) -> int:

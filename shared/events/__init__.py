@@ -3,6 +3,7 @@
 Services import events from here and nothing else of each other.
 """
 
+from shared.events.base import trusted
 from shared.events.catalogue import (
     CATALOGUE,
     Account,
@@ -94,5 +95,6 @@ __all__ = [
     "decode",
     "encode",
     "new_envelope",
+    "trusted",
     "upcasters",
 ]

@@ -19,6 +19,35 @@ class DomainEvent(BaseModel):
 
 
 E = TypeVar("E", bound=type[DomainEvent])
+M = TypeVar("M", bound=BaseModel)
+
+_new = object.__new__
+_set = object.__setattr__
+_FIELD_COUNTS: dict[type[BaseModel], int] = {}
+
+
+def trusted(cls: type[M], /, **fields: Any) -> M:
+    """`cls(**fields)` without validation, for a producer whose values already have the
+    field types exactly (the adjudicator's decisions, built from its own validated state):
+    validating a decision cost a third of its construction and ~2 us, twice per event.
+
+    Every field must be given, each of its declared type (no coercion happens: an int for a
+    Decimal field would be written as an int). A call naming fewer or more fields than
+    `cls` has is validated instead, so a forgotten field still gets its default. The
+    result equals the validated model, field for field, and serializes to the same bytes
+    (tests/unit/events/test_trusted_events.py checks every decision of the mixed workload).
+    """
+    count = _FIELD_COUNTS.get(cls)
+    if count is None:
+        count = _FIELD_COUNTS[cls] = len(cls.model_fields)
+    if len(fields) != count:
+        return cls(**fields)
+    obj = _new(cls)
+    _set(obj, "__dict__", fields)
+    _set(obj, "__pydantic_fields_set__", set(fields))
+    _set(obj, "__pydantic_extra__", None)
+    _set(obj, "__pydantic_private__", None)
+    return obj
 
 CATALOGUE: dict[str, type[DomainEvent]] = {}
 

@@ -69,17 +69,37 @@ def encode_event(
             and (tracestate is None or len(tracestate) <= 600)):
         return encode(new_envelope(event, id=id, source=source, subject=subject, time=time,
                                    traceparent=traceparent, tracestate=tracestate))
-    body: dict[str, Any] = {
+    # The envelope's head by orjson, its data by the event's own (pydantic-core) JSON
+    # serializer, spliced: no intermediate dict of the event, nor a second walk over it.
+    # The bytes are orjson's of `event.to_data()`: both write the shortest round-trip
+    # floats and escape the same characters (test_codec_fast_paths.py compares them).
+    head = orjson.dumps({
         "specversion": "1.0", "id": id, "source": source, "type": event.TYPE,
-        "time": _TIME.dump_python(time, mode="json"), "subject": subject,
-        "datacontenttype": "application/json", "data": event.to_data(),
-    }
+        "time": _time_text(time), "subject": subject,
+        "datacontenttype": "application/json",
+    })
+    parts = [head[:-1], b',"data":', type(event).__pydantic_serializer__.to_json(event)]
     # As `new_envelope` + `encode`: absent rather than null, a state only with a parent.
     if traceparent is not None:
-        body["traceparent"] = traceparent
+        parts.append(b',"traceparent":' + orjson.dumps(traceparent))
     if traceparent and tracestate is not None:
-        body["tracestate"] = tracestate
-    return orjson.dumps(body)
+        parts.append(b',"tracestate":' + orjson.dumps(tracestate))
+    parts.append(b"}")
+    return b"".join(parts)
+
+
+_LAST_TIME: list[Any] = [None, ""]
+"""The last time `_time_text` wrote, and its text: an event's decisions share its time
+object (kept by identity: equal datetimes in other zones write other text)."""
+
+
+def _time_text(time: datetime) -> str:
+    last = _LAST_TIME
+    if last[0] is not time:
+        last[1] = _TIME.dump_python(time, mode="json")
+        last[0] = time
+    text: str = last[1]
+    return text
 
 
 def decode_envelope(raw: bytes) -> Envelope:

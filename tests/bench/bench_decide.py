@@ -259,20 +259,30 @@ class _EdgeKeys:
                 self.domain_keys_without_crm.discard(key)
 
 
-def _keyed_rows(work: companies.Workload) -> tuple[list[_Row], dict[str, Any]]:
-    """Each registration of `work` keyed the way the edge keys it (`choose` over the edge's
-    index, the default policy's `match` settings, in submission order: `_EdgeKeys`), and
-    what the keying observed: distinct keys, registrations that landed on a known key."""
-    keys = _EdgeKeys(Policy.model_validate({"version": 4}).match)
-    rows: list[_Row] = []
-    known = 0
+def edge_keyed(work: companies.Workload, keys: _EdgeKeys
+               ) -> Iterator[tuple[companies.Registration, AccountIdentity, str, bool]]:
+    """Each registration of `work` in submission order, with its identity and the key
+    `keys` gives it (and whether that key is new), as the edge keys it. The key is added
+    to `keys` when the next one is asked for: at each step `keys` holds what the edge's
+    index held when that registration arrived."""
     for reg in work.registrations:
         identity = AccountIdentity.from_raw(name=reg.name, domain=reg.domain,
                                             country=reg.country,
                                             crm_account_id=reg.crm_account_id)
         key, new = keys.key(identity)
-        known += not new
+        yield reg, identity, key, new
         keys.add(key, identity)
+
+
+def _keyed_rows(work: companies.Workload) -> tuple[list[_Row], dict[str, Any]]:
+    """Each registration of `work` keyed the way the edge keys it (`choose` over the edge's
+    index, the default policy's `match` settings, in submission order: `edge_keyed`), and
+    what the keying observed: distinct keys, registrations that landed on a known key."""
+    keys = _EdgeKeys(Policy.model_validate({"version": 4}).match)
+    rows: list[_Row] = []
+    known = 0
+    for reg, identity, key, new in edge_keyed(work, keys):
+        known += not new
         rows.append((reg.seq, reg.partner_id, reg.name, reg.products, key,
                      identity.crm_account_id, identity.domain, identity.country))
     return rows, {"distinct_keys": len(keys),

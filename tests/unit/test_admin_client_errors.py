@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -57,3 +58,21 @@ def test_a_token_that_cannot_be_a_header_is_refused_before_any_request(
     assert result.exit_code == 1, result.output
     assert isinstance(result.exception, SystemExit), repr(result.exception)
     assert "token" in result.output and "tökén" not in result.output, result.output
+
+
+@pytest.mark.parametrize("content", [None, "{not json", "[1, 2]"])
+@pytest.mark.parametrize("command", [["partners", "put", "p-1"], ["owners", "put", "cm-1"]])
+def test_a_bad_body_file_is_named_before_the_server_is_asked(
+        tmp_path: Path, content: str | None, command: list[str]) -> None:
+    """`put --file` read the file only after asking the server for the current object: a
+    missing or malformed file was reported as "cannot reach dealreg" when the server was
+    down, or after a request when it was up. The file is checked first (exit 2)."""
+    file = tmp_path / "body.json"
+    if content is not None:
+        file.write_text(content)
+    result = CliRunner().invoke(app, ["admin", "--url", "http://127.0.0.1:1", "--token", "t",
+                                      *command, "--file", str(file)])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "body.json" in result.output, result.output
+    assert "cannot reach" not in result.output, result.output

@@ -111,7 +111,12 @@ def test_an_unknown_log_level_is_a_settings_error_not_a_traceback(tmp_path: Path
 
 @pytest.mark.parametrize("variable, value", [
     ("DEALREG_PORT", "99999"), ("DEALREG_PORT", "-1"), ("DEALREG_TOPIC_PARTITIONS", "0"),
-    ("DEALREG_NOTIFICATION_SCHEDULE_SECONDS", "abc"), ("DEALREG_DATA_DIR", "/proc/nope")])
+    ("DEALREG_NOTIFICATION_SCHEDULE_SECONDS", "abc"), ("DEALREG_DATA_DIR", "/proc/nope"),
+    # A broker list typo used to pass as "cannot reach Kafka" (exit 1, an outage).
+    ("DEALREG_KAFKA_BOOTSTRAP_SERVERS", "kafka1:9092:x"),
+    ("DEALREG_KAFKA_BOOTSTRAP_SERVERS", "kafka1:9092,,kafka2:9092"),
+    ("DEALREG_KAFKA_BOOTSTRAP_SERVERS", "kafka1:http"),
+    ("DEALREG_SHUTDOWN_TIMEOUT_SECONDS", "0")])
 def test_an_impossible_setting_is_one_line_and_exit_2(variable: str, value: str) -> None:
     done = subprocess.run([sys.executable, "-m", "dealreg", "dev"],
                           capture_output=True, text=True, timeout=60,
@@ -140,3 +145,116 @@ def test_an_impossible_drain_setting_is_one_line_and_exit_2(
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr and variable in done.stderr, done.stderr
     assert not (tmp_path / "d").exists()
+
+
+def _dealreg(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "dealreg", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=60,
+                          env={**_clean_env(), "COLUMNS": "250", **env})
+
+
+def _one_clear_line(done: subprocess.CompletedProcess[str], says: str) -> None:
+    output = done.stdout + done.stderr
+    assert "Traceback" not in output and "╭" not in output, output[-3000:]
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and says in errors[0], output[-3000:]
+
+
+@pytest.mark.parametrize("command", [
+    ("dev", "--port", "0"), ("projections", "rebuild"), ("export", "out.tar.gz"),
+    ("poison", "list"), ("db", "upgrade"), ("migrate-to-kafka",)])
+def test_a_damaged_data_directory_is_one_line_and_exit_1_for_every_command_that_opens_it(
+        command: tuple[str, ...], tmp_path: Path) -> None:
+    """A data directory whose log is not a SQLite file (a disk error, a file copied over
+    it): every command used to print SQLite's "file is not a database" as a stack trace
+    (`dev`: in its log, then "did not start")."""
+    damaged = tmp_path / "data"
+    damaged.mkdir()
+    (damaged / "eventlog.sqlite3").write_bytes(b"these bytes are no database " * 200)
+    done = _dealreg(tmp_path, *command, DEALREG_DATA_DIR=str(damaged))
+    assert done.returncode == 1, done.stdout + done.stderr
+    _one_clear_line(done, "is not a SQLite database")
+    assert not (tmp_path / "out.tar.gz").exists()
+
+
+def test_a_data_directory_that_takes_no_new_file_fails_dev_before_it_starts(
+        tmp_path: Path) -> None:
+    """SQLite writes -wal and -shm files beside the log: a directory that refuses them (a
+    read-only mount; here one of /proc, which refuses even root) ended `dev` with a stack
+    trace in its log."""
+    done = _dealreg(tmp_path, "dev", "--port", "0", "--data-dir", "/proc/self")
+    assert done.returncode == 2, done.stdout + done.stderr
+    _one_clear_line(done, "is not writable")
+
+
+def test_a_log_that_cannot_be_opened_is_one_clear_error_and_leaves_it_unlocked(
+        tmp_path: Path) -> None:
+    import asyncio
+
+    from shared.eventlog.embedded import EmbeddedEventLog, EventLogUnavailable
+
+    path = tmp_path / "eventlog.sqlite3"
+    path.write_bytes(b"x" * 4096)
+
+    async def start() -> None:
+        await EmbeddedEventLog(path).start()
+
+    for _ in range(2):  # the second start finds the lock free: the first let go of it
+        with pytest.raises(EventLogUnavailable) as failed:
+            asyncio.run(start())
+        assert "not a database" in str(failed.value) and "dealreg import" in str(failed.value)
+
+
+def test_poison_reads_settings_and_the_data_directory_as_every_command_does(
+        tmp_path: Path) -> None:
+    """`dealreg poison` read the settings by itself: invalid ones were a stack trace, a
+    missing data directory was created empty (then a stack trace), an unknown id was
+    printed in red but the log was never named."""
+    bad = _dealreg(tmp_path, "poison", "list", DEALREG_TOPIC_PARTITIONS="0")
+    assert bad.returncode == 2
+    _one_clear_line(bad, "DEALREG_TOPIC_PARTITIONS")
+    missing = _dealreg(tmp_path, "poison", "list")
+    assert missing.returncode == 2
+    _one_clear_line(missing, "no embedded data directory")
+    assert not (tmp_path / "dealreg-data").exists()
+
+    import asyncio
+
+    from shared.eventlog.embedded import EmbeddedEventLog
+    from shared.eventlog.topics import Topics
+
+    async def create() -> None:
+        log = EmbeddedEventLog(tmp_path / "data" / "eventlog.sqlite3")
+        await log.start()
+        await log.create_topics(Topics.named("dealreg").specs(3))
+        await log.close()
+
+    asyncio.run(create())
+    listed = _dealreg(tmp_path, "poison", "list", "--json",
+                      DEALREG_DATA_DIR=str(tmp_path / "data"))
+    assert listed.returncode == 0 and listed.stdout.strip() == "[]", listed.stderr
+    assert f"data directory {tmp_path / 'data'}" in listed.stderr
+    unknown = _dealreg(tmp_path, "poison", "replay", "dl-nope",
+                       DEALREG_DATA_DIR=str(tmp_path / "data"))
+    assert unknown.returncode == 1
+    _one_clear_line(unknown, "unknown dead-letter ids: dl-nope")
+
+
+def test_an_export_into_a_directory_that_does_not_exist_is_one_line(tmp_path: Path) -> None:
+    """It was a stack trace (FileNotFoundError of the staging directory)."""
+    target = tmp_path / "no-such-dir" / "backup.tar.gz"
+    done = _dealreg(tmp_path, "export", str(target))
+    assert done.returncode == 2, done.stdout + done.stderr
+    _one_clear_line(done, f"there is no directory {target.parent}")
+
+
+@pytest.mark.parametrize("args, env", [
+    (("--commands", "notaurl"), {}), (("--queries", "registration:8080"), {}),
+    ((), {"DEALREG_GATEWAY_COMMANDS_URL": "ftp://registration"}),
+    (("--queries", "http://"), {})])
+def test_a_gateway_upstream_that_is_not_a_url_is_refused_at_start(
+        args: tuple[str, ...], env: dict[str, str], tmp_path: Path) -> None:
+    """It used to start, then answer every request routed there with an error."""
+    done = _dealreg(tmp_path, "gateway", "--port", "0", *args, **env)
+    assert done.returncode == 2, done.stdout + done.stderr
+    _one_clear_line(done, "is not an http(s) base URL")

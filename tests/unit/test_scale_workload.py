@@ -33,14 +33,9 @@ def test_bench_keys_each_registration_as_choose_over_the_edges_full_match_does()
                               max_per_company=4)
     keys = bench_decide._EdgeKeys(Policy.model_validate({"version": 4}).match)
     known = 0
-    for reg in work.registrations:
-        identity = AccountIdentity.from_raw(name=reg.name, domain=reg.domain,
-                                            country=reg.country,
-                                            crm_account_id=reg.crm_account_id)
-        key, new = keys.key(identity)
+    for reg, identity, key, new in bench_decide.edge_keyed(work, keys):
         assert (key, new) == _full_choose(keys.directory, identity), reg
         known += not new
-        keys.add(key, identity)
     assert known > 500
 
 

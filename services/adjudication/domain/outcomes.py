@@ -1,4 +1,9 @@
-"""Decision events built from entries: the one place that turns state into output."""
+"""Decision events built from entries: the one place that turns state into output.
+
+Built with `shared.events.trusted` (no validation): every value comes from the state, which
+holds only what validated events and the policy put there, and is converted here to its
+field's exact type (float scores, tuples, datetimes). tests/unit/events/test_trusted_events.py
+re-validates every decision of the mixed workload and compares the bytes."""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from shared.events import (
     ConflictEvidence,
     DomainEvent,
     RegistrationDecided,
+    trusted,
 )
 from shared.events.claims import ClaimKind
 from shared.events.registration import MatchedBy, PartyType, RegistrationStatus
@@ -20,14 +26,15 @@ from shared.events.registration import MatchedBy, PartyType, RegistrationStatus
 def evidence(collision: Collision, decided_key: str) -> ConflictEvidence:
     entry = collision.entry
     matched_by: MatchedBy = _matched_by(collision.matched_by)
-    return ConflictEvidence(
+    return trusted(
+        ConflictEvidence,
         registration_id=entry.id,
         party_type=_party_type(entry.party_type),
         party_id=entry.party_id,
         matched_by=matched_by,
-        score=round(collision.score, 4),
+        score=float(round(collision.score, 4)),
         account_key=entry.account_key if entry.account_key != decided_key else None,
-        confident=collision.confident,
+        confident=bool(collision.confident),
     )
 
 
@@ -62,8 +69,11 @@ def decision(
     status: RegistrationStatus = _status(entry.status)
     until = from_us(entry.protected_until) if entry.protected_until is not None else None
     products = tuple(sorted(entry.products)) if entry.products is not None else None
+    conflicts = tuple(conflicts)
+    flags = tuple(flags)
     if entry.party_type == "partner":
-        return RegistrationDecided(
+        return trusted(
+            RegistrationDecided,
             registration_id=entry.id,
             partner_id=entry.party_id,
             account_key=entry.account_key,
@@ -71,7 +81,7 @@ def decision(
             rule=rule,
             policy_version=policy_version,
             explanation=explanation,
-            conflicts=tuple(conflicts),
+            conflicts=conflicts,
             decided_at=from_us(at),
             protected_until=until,
             dispute_id=entry.dispute_id,
@@ -81,7 +91,8 @@ def decision(
             flags=flags,
         )
     kind: ClaimKind = "named_account" if entry.kind == "named_account" else "opportunity"
-    return ClaimDecided(
+    return trusted(
+        ClaimDecided,
         claim_id=entry.id,
         kind=kind,
         rep_id=entry.party_id,
@@ -90,7 +101,7 @@ def decision(
         rule=rule,
         policy_version=policy_version,
         explanation=explanation,
-        conflicts=tuple(conflicts),
+        conflicts=conflicts,
         decided_at=from_us(at),
         protected_until=until,
         dispute_id=entry.dispute_id,

@@ -3,6 +3,7 @@ read models back whole."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -41,3 +42,30 @@ async def positions(engine: AsyncEngine) -> dict[tuple[str, str, int], int]:
     async with engine.connect() as conn:
         rows = (await conn.execute(select(projection_positions))).all()
     return {(p, t, n): pos for p, t, n, pos in rows}
+
+
+async def rebuild_a_workload_in_processes(directory: Path, topic: str, *, size: int,
+                                          seed: int, accounts: int, partners: int,
+                                          batch_records: int) -> int:
+    """A generated workload appended to a new embedded log in `directory` (topics named
+    `topic`, 4 partitions), then rebuilt into a new SQLite read model by 2 worker
+    processes: the records rebuilt, checked to be the whole workload. For programs that
+    run a parallel rebuild as an operator would (tests of how its workers start)."""
+    from services.projections.adapters.rebuild import rebuild
+    from shared.eventlog.embedded import EmbeddedEventLog
+    from shared.readmodel.store import create_engine, migrate
+    from tests.unit.projections.projection_workload import generate
+
+    log = EmbeddedEventLog(directory / "log.sqlite3")
+    await log.start()
+    topics = Topics.named(topic)
+    await log.create_topics(topics.specs(4))
+    workload = generate(size, seed=seed, accounts=accounts, partners=partners)
+    await append_workload(log, topics, workload)
+    engine = create_engine(f"sqlite+aiosqlite:///{directory / 'rm.sqlite3'}")
+    await migrate(engine)
+    result = await rebuild(log, engine, topics, batch_records=batch_records, processes=2)
+    await engine.dispose()
+    await log.close()
+    assert result.records == len(workload.records), result
+    return result.records

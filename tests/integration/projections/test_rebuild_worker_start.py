@@ -26,27 +26,14 @@ SCRIPT = textwrap.dedent('''
         import asyncio
         from pathlib import Path
 
-        from services.projections.adapters.rebuild import rebuild
-        from shared.eventlog.embedded import EmbeddedEventLog
-        from shared.eventlog.topics import Topics
-        from shared.readmodel.store import create_engine, migrate
-        from tests.integration.projections.projection_support import append_workload
-        from tests.unit.projections.projection_workload import generate
+        from tests.integration.projections.projection_support import (
+            rebuild_a_workload_in_processes,
+        )
 
         async def main() -> None:
-            directory = Path(os.environ["DATA"])
-            log = EmbeddedEventLog(directory / "log.sqlite3")
-            await log.start()
-            topics = Topics.named("start")
-            await log.create_topics(topics.specs(4))
-            workload = generate(600, seed=5, accounts=40, partners=8)
-            await append_workload(log, topics, workload)
-            engine = create_engine(f"sqlite+aiosqlite:///{directory / 'rm.sqlite3'}")
-            await migrate(engine)
-            result = await rebuild(log, engine, topics, batch_records=100, processes=2)
-            await engine.dispose()
-            await log.close()
-            assert result.records == len(workload.records), result
+            records = await rebuild_a_workload_in_processes(
+                Path(os.environ["DATA"]), "start", size=600, seed=5, accounts=40, partners=8,
+                batch_records=100)
             lines = [line.split() for line in Path(os.environ["MARKER"]).read_text().splitlines()]
             servers = [int(pid) for name, pid, _ in lines if name == "__mp_main__"]
             for pid in servers:
@@ -55,7 +42,7 @@ SCRIPT = textwrap.dedent('''
                 except ProcessLookupError:
                     continue
                 raise AssertionError(f"process {pid} that imported the script still runs")
-            print("rebuilt", result.records)
+            print("rebuilt", records)
 
         asyncio.run(main())
 ''')
@@ -90,28 +77,15 @@ SHADOWED = textwrap.dedent('''
 
     sys.path.insert(0, os.environ["CHECKOUT"])
 
-    from services.projections.adapters.rebuild import rebuild
-    from shared.eventlog.embedded import EmbeddedEventLog
-    from shared.eventlog.topics import Topics
-    from shared.readmodel.store import create_engine, migrate
-    from tests.integration.projections.projection_support import append_workload
-    from tests.unit.projections.projection_workload import generate
+    from tests.integration.projections.projection_support import (
+        rebuild_a_workload_in_processes,
+    )
 
     async def main() -> None:
-        directory = Path(os.environ["DATA"])
-        log = EmbeddedEventLog(directory / "log.sqlite3")
-        await log.start()
-        topics = Topics.named("cwd")
-        await log.create_topics(topics.specs(4))
-        workload = generate(300, seed=3, accounts=20, partners=5)
-        await append_workload(log, topics, workload)
-        engine = create_engine(f"sqlite+aiosqlite:///{directory / 'rm.sqlite3'}")
-        await migrate(engine)
-        result = await rebuild(log, engine, topics, batch_records=50, processes=2)
-        await engine.dispose()
-        await log.close()
-        assert result.records == len(workload.records), result
-        print("rebuilt", result.records)
+        records = await rebuild_a_workload_in_processes(
+            Path(os.environ["DATA"]), "cwd", size=300, seed=3, accounts=20, partners=5,
+            batch_records=50)
+        print("rebuilt", records)
 
     if __name__ == "__main__":
         asyncio.run(main())

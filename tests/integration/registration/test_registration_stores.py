@@ -4,7 +4,8 @@ account resolution from the directory tables, and policy versions under concurre
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -297,18 +298,21 @@ async def test_reads_through_the_reader_take_no_transaction(engine: AsyncEngine)
     assert second == first
 
 
-async def _terminate_other_sessions(engine: AsyncEngine) -> None:
+async def _terminate_other_sessions(engine: AsyncEngine, keep: Any = None) -> None:
     """PostgreSQL drops every other session of this database (a restart, as its clients
-    see it); `engine`'s pool still holds them."""
+    see it; `engine`'s pool still holds them), but `keep`'s (a connection) when given."""
     from sqlalchemy import text
 
+    spared = None if keep is None else (
+        await keep.execute(text("SELECT pg_backend_pid()"))).scalar_one()
     admin = create_engine(engine.url.render_as_string(hide_password=False), pool_size=1,
                           max_overflow=0)
     try:
         async with admin.connect() as conn:
             await conn.execute(text(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND pid IS DISTINCT FROM CAST(:keep AS integer)"), {"keep": spared})
     finally:
         await admin.dispose()
 
@@ -433,44 +437,63 @@ async def _seed_links(engine: AsyncEngine) -> None:
             for alias, canonical in [("a", "b"), ("b", "c")]])
 
 
-async def test_link_reads_cut_off_mid_call_are_store_unreachable_then_answer_again(
-        engine: AsyncEngine) -> None:
-    """A link read (canonical key, aliases) sent by the driver while PostgreSQL drops its
-    connection mid-statement: a `DBAPIError` the API answers 503, the dead connection out
-    of the pool (of one), and the next read answered."""
-    from sqlalchemy import text
-    from sqlalchemy.exc import DBAPIError
-
+@contextlib.asynccontextmanager
+async def _link_reads(engine: AsyncEngine) -> AsyncIterator[
+        tuple[Callable[[], Awaitable[str]], Any]]:
+    """Links a -> b -> c seeded, and the reads of them on a pool of one connection: the
+    canonical key of `a` (a function) and the read model whose `aliases_of` reads them."""
     from services.registration.adapters.readmodel import ReadModel
-    from shared.api.problems import store_unreachable
 
     await _seed_links(engine)
     small = create_engine(engine.url.render_as_string(hide_password=False), pool_size=1,
                           max_overflow=0)
-    model = ReadModel(reader(small))
 
     async def chain() -> str:
         async with reader(small).connect() as conn:
             return await directory_module.canonical_key(conn, "a")
 
     try:
+        yield chain, ReadModel(reader(small))
+    finally:
+        await small.dispose()
+
+
+@contextlib.asynccontextmanager
+async def _waiting_on_the_links_lock(engine: AsyncEngine, read: Callable[[], Awaitable[Any]]
+                                     ) -> AsyncIterator[tuple[Any, asyncio.Task[Any]]]:
+    """`read` started while another session holds `account_links` exclusively: it waits
+    on the lock, mid-statement, until the block ends (the lock is let go)."""
+    from sqlalchemy import text
+
+    async with engine.connect() as locker:
+        await locker.begin()
+        await locker.execute(text("LOCK TABLE account_links IN ACCESS EXCLUSIVE MODE"))
+        task = asyncio.create_task(read())
+        await asyncio.sleep(0.5)  # the read waits on the lock, mid-statement
+        yield locker, task
+        await locker.rollback()
+
+
+async def test_link_reads_cut_off_mid_call_are_store_unreachable_then_answer_again(
+        engine: AsyncEngine) -> None:
+    """A link read (canonical key, aliases) sent by the driver while PostgreSQL drops its
+    connection mid-statement: a `DBAPIError` the API answers 503, the dead connection out
+    of the pool (of one), and the next read answered."""
+    from sqlalchemy.exc import DBAPIError
+
+    from shared.api.problems import store_unreachable
+
+    async with _link_reads(engine) as (chain, model):
         assert await chain() == "c"
         for read in (chain, lambda: model.aliases_of("c")):
-            async with engine.connect() as locker:
-                await locker.begin()
-                await locker.execute(text("LOCK TABLE account_links IN ACCESS EXCLUSIVE MODE"))
-                task = asyncio.create_task(read())
-                await asyncio.sleep(0.5)  # the read waits on the lock, mid-statement
-                await _terminate_other_sessions_but(engine, locker)
+            async with _waiting_on_the_links_lock(engine, read) as (locker, task):
+                await _terminate_other_sessions(engine, keep=locker)
                 with pytest.raises(Exception) as failed:
                     await asyncio.wait_for(task, 10)
-                await locker.rollback()
             assert isinstance(failed.value, DBAPIError), repr(failed.value)
             assert store_unreachable(failed.value)
             assert await chain() == "c"
             assert [a for a, _, _ in await model.aliases_of("c")] == ["b", "a"]
-    finally:
-        await small.dispose()
 
 
 async def test_a_cancelled_link_read_leaves_a_connection_that_answers_the_next_one(
@@ -478,49 +501,13 @@ async def test_a_cancelled_link_read_leaves_a_connection_that_answers_the_next_o
     """A request cancelled (client gone, timeout) while its link read waits in the driver:
     the pooled connection the next request gets (pool of one) answers, not 'another
     operation is in progress' nor the cancelled read's rows."""
-    from sqlalchemy import text
-
-    from services.registration.adapters.readmodel import ReadModel
-
-    await _seed_links(engine)
-    small = create_engine(engine.url.render_as_string(hide_password=False), pool_size=1,
-                          max_overflow=0)
-    model = ReadModel(reader(small))
-
-    async def chain() -> str:
-        async with reader(small).connect() as conn:
-            return await directory_module.canonical_key(conn, "a")
-
-    try:
+    async with _link_reads(engine) as (chain, model):
         for read in (chain, lambda: model.aliases_of("c")):
-            async with engine.connect() as locker:
-                await locker.begin()
-                await locker.execute(text("LOCK TABLE account_links IN ACCESS EXCLUSIVE MODE"))
-                task = asyncio.create_task(read())
-                await asyncio.sleep(0.5)
+            async with _waiting_on_the_links_lock(engine, read) as (_, task):
                 task.cancel()
                 with pytest.raises(asyncio.CancelledError):
                     await task
-                await locker.rollback()
             assert await asyncio.wait_for(chain(), 10) == "c"
             assert [a for a, _, _ in await asyncio.wait_for(model.aliases_of("c"), 10)] == [
                 "b", "a"]
-    finally:
-        await small.dispose()
 
-
-async def _terminate_other_sessions_but(engine: AsyncEngine, keep: Any) -> None:
-    """PostgreSQL drops every session of this database but `keep`'s and the admin's."""
-    from sqlalchemy import text
-
-    pid = (await keep.execute(text("SELECT pg_backend_pid()"))).scalar_one()
-    admin = create_engine(engine.url.render_as_string(hide_password=False), pool_size=1,
-                          max_overflow=0)
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-                "AND pid <> :keep"), {"keep": pid})
-    finally:
-        await admin.dispose()

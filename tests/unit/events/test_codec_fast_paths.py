@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "adjudication"))
 from adjudication_workload import generate
 
 from shared.events import (
+    ConflictEvidence,
     RegistrationDecided,
     TimerFired,
     encode,
@@ -133,3 +134,23 @@ def test_encode_event_refuses_a_type_the_envelope_pattern_refuses() -> None:
         encode(new_envelope(_TrailingNewline(text="x"), **kw))
     with pytest.raises(ValidationError):
         encode_event(_TrailingNewline(text="x"), **kw)
+
+
+def test_encode_event_writes_awkward_floats_and_text_as_the_envelope_model_does() -> None:
+    """The fast path serializes an event's data with pydantic-core and its head with
+    orjson: the two must agree on every float (shortest round trip, exponents) and on
+    which characters are escaped, or a decision's bytes would depend on the path taken."""
+    scores = [0.0, -0.0, 1.0, 0.1, 1 / 3, 1e-05, 2.5e-07, 1e16, 1e17, 123456789.125, 5e-324,
+              1.7976931348623157e308, float("inf"), float("nan")]
+    texts = ["plain", "Société Générale", "東京", "emoji \U0001f600", "tab\there",
+             "nl\nq\"\\", "\x00\x01\x1f\x7f", "\u2028\u2029\ufeff", "</script>"]
+    for i, (score, text) in enumerate(zip(scores * 2, texts * 3, strict=False)):
+        event = RegistrationDecided(
+            registration_id=f"r{i}", partner_id=text, account_key="dom:a.com",
+            status="in_review", rule="possible_duplicate", policy_version=1, explanation=text,
+            conflicts=(ConflictEvidence(registration_id=text, party_type="partner",
+                                        matched_by="name", score=score),),
+            decided_at=TIMES[i % len(TIMES)], flags=(text,))
+        fast, model = _both(event, id=f"e{i}", source="urn:s", subject=text,
+                            time=TIMES[i % len(TIMES)], traceparent=TRACE, tracestate=text)
+        assert fast == model, (score, text, fast, model)
