@@ -666,6 +666,8 @@ def _shown_hour_up(value: Any) -> Any:
     if not isinstance(moment, datetime):
         return value
     shown = _hour_up(moment)
+    if shown == moment:
+        return value  # on the hour already: as it was, in the form it was
     if isinstance(value, str):
         text = shown.isoformat()
         return text.replace("+00:00", "Z") if value.endswith("Z") else text
