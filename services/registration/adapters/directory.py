@@ -241,23 +241,26 @@ class AccountDirectory:
         if self._warmed_at is None:
             await self.warm()
         self._maybe_rewarm()
-        matches = self._index.match(identity, match.name_threshold, match.review_band)
+        matches = self._index.match(identity, match.name_threshold, match.review_band,
+                                    match.crm_ids)
         if not self.complete and await self._fill_misses(identity, matches, names):
-            matches = self._index.match(identity, match.name_threshold, match.review_band)
+            matches = self._index.match(identity, match.name_threshold, match.review_band,
+                                        match.crm_ids)
         index = self._index
-        query = Identifiers.of(identity)
+        query = Identifiers.of(identity).canonical(match.crm_ids)
         review_names = match.name_only == "review"
         for _ in range(4):
             resolution = choose(identity, matches, index.identifiers, index.__contains__,
-                                review_names)
+                                review_names, match.crm_ids)
             if _links_table() is None or resolution.is_new:
                 return resolution
             # The adjudicator may have linked the key to another since the index was built.
             key = await self.canonical_key(resolution.account_key)
             if key == resolution.account_key:
                 return resolution
-            if different_customers(query, index.identifiers(key)
-                                   | index.identifiers(resolution.account_key)):
+            if different_customers(query, (index.identifiers(key)
+                                   | index.identifiers(resolution.account_key))
+                                   .canonical(match.crm_ids)):
                 # The key belongs to a customer with other identifiers (its links were
                 # not yet folded into memory): it is not this customer's key.
                 matches = [m for m in matches if m.account_key != resolution.account_key]
