@@ -228,6 +228,12 @@ class MatchPolicy(_Part):
     adjudicator sends the newcomer to a `possible_duplicate` review instead of walking
     precedence, so a name-only registration cannot squat every same-name company.
     `decide` (policies published before this option): the name makes them one customer."""
+    crm_ids: Literal["exact", "salesforce"] = "salesforce"
+    """How CRM ids compare. `salesforce`: a valid Salesforce id (15 case-sensitive
+    characters, or those 15 plus their 3-character checksum, case-insensitive) is one CRM
+    id in both spellings (filed and looked up under its 18-character form,
+    `shared.accounts.salesforce`); anything else compares exactly. `exact` (policies
+    published before this option): two spellings are two CRM ids, two customers."""
 
     @model_validator(mode="after")
     def _band_below_threshold(self) -> MatchPolicy:
@@ -487,10 +493,10 @@ class Policy(BaseModel):
         if isinstance(extension, dict) and "window" not in extension:
             data["extension"] = {**extension, "window": None}
         match = data.get("match")
-        if isinstance(match, dict) and "name_only" not in match:
-            data["match"] = {**match, "name_only": "decide"}
+        if isinstance(match, dict):
+            data["match"] = {"name_only": "decide", "crm_ids": "exact", **match}
         elif match is None:
-            data["match"] = {"name_only": "decide"}
+            data["match"] = {"name_only": "decide", "crm_ids": "exact"}
         return cls.model_validate(data)
 
     @classmethod

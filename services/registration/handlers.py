@@ -10,8 +10,10 @@ event.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable
+from contextlib import ExitStack
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -112,6 +114,9 @@ M = TypeVar("M", bound=BaseModel)
 
 ENDED = ("rejected", "expired", "withdrawn", "won", "lost")
 CLAIM_PREFIX = "clm_"
+RE_REPORT_WAIT = 60.0
+"""How long a registration's post-decision re-report (`Commands._re_report`) waits for
+its decision."""
 
 
 @dataclass
@@ -244,6 +249,7 @@ class Commands:
             # Every link is written by this process's projection worker, which says so
             # after each commit: the links are kept in memory (adapters/links.py).
             worker.on_links = self.directory.follow_links_in_memory().changed
+        self._follow_ups: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         await self.reference.sync()
@@ -251,6 +257,9 @@ class Commands:
         await self.directory.warm()
 
     async def stop(self) -> None:
+        for task in list(self._follow_ups):
+            task.cancel()
+        await asyncio.gather(*self._follow_ups, return_exceptions=True)
         await self.directory.close()
 
     # --- plumbing ------------------------------------------------------------------------
@@ -406,15 +415,25 @@ class Commands:
         )
         copies = await self._copy_reports(resolution, registration_id, policy, now)
         # Waiting is registered before the append: the decision cannot slip in between,
-        # and the waiter needs no read of its own (shared/readmodel/waiter.py).
-        with self.runtime.waiter.expect(registration_id) as decision:
-            appended = (await self.append(
-                [*copies, (self.runtime.topics.intake, resolution.account_key, event)],
-                now, via))[-1]
-            self.directory.remember(resolution.account_key, identity)
-            self.directory.remember_entity(KnownEntity(registration_id, resolution.account_key,
-                                                       partner_id))
-            return await self._submitted(principal, event, appended, wait, decision)
+        # and the waiter needs no read of its own (shared/readmodel/waiter.py). The
+        # re-report (`_follow_up`) registers its own interest the same way.
+        follow = ExitStack()
+        handed = False
+        try:
+            followed = follow.enter_context(self.runtime.waiter.expect(registration_id))
+            with self.runtime.waiter.expect(registration_id) as decision:
+                appended = (await self.append(
+                    [*copies, (self.runtime.topics.intake, resolution.account_key, event)],
+                    now, via))[-1]
+                self.directory.remember(resolution.account_key, identity)
+                self.directory.remember_entity(KnownEntity(
+                    registration_id, resolution.account_key, partner_id))
+                self._follow_up(identity, resolution, copies, followed, follow, via)
+                handed = True  # the follow-up task owns it now
+                return await self._submitted(principal, event, appended, wait, decision)
+        finally:
+            if not handed:
+                follow.close()
 
     async def _submitted(self, principal: Principal, event: RegistrationSubmitted,
                          appended: Appended, wait: float, decision: Expected | None = None
@@ -490,6 +509,78 @@ class Commands:
             log.exception("account_link_report_failed", account_key=resolution.account_key)
             return []
 
+    def _follow_up(self, identity: AccountIdentity, resolution: Resolution,
+                   copies: list[tuple[str, str, DomainEvent]], decision: Expected,
+                   interest: ExitStack, via: str) -> None:
+        """Start the post-decision re-report of a registration (`_re_report`) beside the
+        request; it never delays or fails the command. `decision`: its interest in the
+        decision, registered before the append (`interest` drops it when the task ends)."""
+        before = {e.alias_key: frozenset(r.registration_id for r in e.registrations)
+                  for _, _, e in copies if isinstance(e, AccountLinkReported)}
+
+        async def follow() -> None:
+            with interest:
+                await self._re_report(identity, resolution, before, decision, via)
+
+        task = asyncio.create_task(follow())
+        self._follow_ups.add(task)
+        task.add_done_callback(self._follow_ups.discard)
+
+    async def _re_report(self, identity: AccountIdentity, resolution: Resolution,
+                         before: dict[str, frozenset[str]], decision: Expected,
+                         via: str) -> None:
+        """Two first registrations of one customer racing across partitions (DESIGN.md,
+        "Two first registrations racing across partitions"): each side's report was built
+        before the other was in the read model, so both partitions approved. Once this
+        registration is decided approved, the customer's keys are resolved again; every
+        key on another partition that this registration's reports did not cover (a key
+        found only now, or one that gained an active registration since) is reported
+        again with the same `AccountLinkReported` snapshot `_copy_reports` builds. The
+        target is the pair's canonical: this key when the other was already its alias,
+        otherwise the smaller of the two keys, so both racing sides report to the same
+        partition. There the adjudicator's one rule (`links.report`) opens a `cross_key`
+        dispute over the fresh copy and the approval it collides with, exactly as in the
+        sequential case; a second report of the same copy only refreshes it (no second
+        dispute). Best effort, like every report: a failure or a lost process leaves the
+        copies to the next registration of the customer."""
+        COMMAND.set(None)  # this task's own context: ids of its own, no command lease
+        registration_id = decision.registration_id
+        try:
+            row = await decision.wait(RE_REPORT_WAIT)
+            if row is None or row.get("status") != "approved":
+                return
+            policy = await self.reference.current_policy()
+            again = await self.directory.resolve(identity, policy.match, names=True)
+            own = resolution.account_key
+            topic = self.runtime.topics.intake
+            partitions = await self.runtime.eventlog.partitions(topic)
+            home = partition_for(own, partitions)
+            matched = {m.account_key: (m.matched_by, m.score)
+                       for m in (again.matched, *again.aliases) if m is not None}
+            at = datetime.now(UTC)
+            for other in sorted(matched):
+                if other == own or partition_for(other, partitions) == home:
+                    continue
+                matched_by, score = matched[other]
+                if other in before:
+                    reported, partial = await self._reported(other)
+                    if {r.registration_id for r in reported} <= before[other]:
+                        continue  # nothing active there that the report did not carry
+                    target, alias = own, other
+                else:
+                    target, alias = min(own, other), max(own, other)
+                    reported, partial = await self._reported(alias)
+                if not reported:
+                    continue
+                await self._intake(target, AccountLinkReported(
+                    account_key=target, alias_key=alias, matched_by=matched_by,
+                    score=score, registrations=reported, partial=partial, reported_at=at,
+                    policy_version=policy.version), at, via)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("account_link_re_report_failed", registration_id=registration_id)
+
     async def _reported(self, account_key: str, ended: str | None = None,
                         ended_as: RegistrationStatus = "withdrawn"
                         ) -> tuple[tuple[ReportedRegistration, ...], bool]:
@@ -500,7 +591,13 @@ class Commands:
         limit = 200
         rows = await self.readmodel.active_under(account_key, limit)
         reported = []
+        whole: dict[int, bool] = {}  # policy version -> scope: account
         for r in rows:
+            version = r.get("policy_version")
+            if version is not None and version not in whole:
+                decided_under = await self.reference.policy(version)
+                whole[version] = (decided_under is not None
+                                  and decided_under[0].scope == "account")
             if r.get("rep_id") and r.get("filed_at"):
                 # A direct claim: the other partition must guard it too (a named account
                 # is the whole account: no products).
@@ -509,7 +606,8 @@ class Commands:
                     motion="direct", products=() if r.get("kind") == "named_account"
                     else _held(r, r.get("products")),
                     status=ended_as if r["id"] == ended else r["status"],
-                    submitted_at=r["filed_at"], protected_until=r["protected_until"]))
+                    submitted_at=r["filed_at"], protected_until=r["protected_until"],
+                    whole_account=version is not None and whole[version]))
                 continue
             if not (r["partner_id"] and r["motion"] and r["submitted_at"]):
                 continue
@@ -520,7 +618,8 @@ class Commands:
                 products=_held(r, (r["opportunity"] or {}).get("products")),
                 status=ended_as if r["id"] == ended else r["status"],
                 submitted_at=r["submitted_at"], protected_until=r["protected_until"],
-                tier=(partner or {}).get("tier") or ""))
+                tier=(partner or {}).get("tier") or "",
+                whole_account=version is not None and whole[version]))
         return tuple(reported), len(rows) >= limit
 
     async def _release_copies(self, account_key: str, registration_id: str,

@@ -22,6 +22,7 @@ from rapidfuzz import fuzz, process
 
 from shared.accounts.identity import AccountIdentity
 from shared.accounts.normalize import sort_name_tokens
+from shared.accounts.salesforce import CrmIds, salesforce_18
 from shared.accounts.sameness import Identifiers
 
 __all__ = ["AccountIndex", "AccountMatch", "MatchedBy", "match_order", "strength"]
@@ -346,8 +347,9 @@ class AccountIndex:
     key-map slot 20 B, the domain and CRM maps ~58 B, the per-ordinal lists 33 B.
     """
 
-    __slots__ = ("_by_crm", "_by_domain", "_candidate_budget", "_countries", "_crm_of",
-                 "_domains_of", "_free", "_identifiers", "_keys", "_names_of", "_ordinal")
+    __slots__ = ("_by_crm", "_by_domain", "_by_salesforce", "_candidate_budget", "_countries",
+                 "_crm_of", "_domains_of", "_free", "_identifiers", "_keys", "_names_of",
+                 "_ordinal")
 
     def __init__(self, *, candidate_budget: int = 4000) -> None:
         """``candidate_budget`` caps the postings gathered per fuzzy query (see
@@ -359,6 +361,10 @@ class AccountIndex:
         self._keys: list[str] = []  # ordinal -> account key
         self._ordinal: dict[str, int] = {}  # account key -> ordinal
         self._by_crm: dict[str, int | tuple[int, ...]] = {}
+        # Salesforce ids not filed in their canonical 18-character form (15-character ids,
+        # 18-character ones with a lower-case suffix), by that form: what a look-up under
+        # `match.crm_ids: salesforce` finds besides `_by_crm`'s entry for the form itself.
+        self._by_salesforce: dict[str, int | tuple[int, ...]] = {}
         # Domains are filed in key form, "dom:" + domain: for the nine accounts in ten
         # whose key is that domain's, the key's string is the only copy (`_domain_key`).
         self._by_domain: dict[str, int | tuple[int, ...]] = {}
@@ -412,9 +418,13 @@ class AccountIndex:
                 self._names_of.append(None)
             self._ordinal[account_key] = ordinal
         if identity.crm_account_id:
-            _add_ordinal(self._by_crm, identity.crm_account_id, ordinal)
-            if _add_value(self._crm_of, ordinal, identity.crm_account_id):
+            crm = identity.crm_account_id
+            _add_ordinal(self._by_crm, crm, ordinal)
+            if _add_value(self._crm_of, ordinal, crm):
                 self._identifiers.pop(account_key, None)
+                canonical = salesforce_18(crm)
+                if canonical is not None and canonical != crm:
+                    _add_ordinal(self._by_salesforce, canonical, ordinal)
         if identity.domain:
             domain = _domain_key(identity.domain, account_key)
             _add_ordinal(self._by_domain, domain, ordinal)
@@ -437,6 +447,9 @@ class AccountIndex:
             return False
         for crm in _values(self._crm_of[ordinal]):
             _drop_ordinal(self._by_crm, crm, ordinal)
+            canonical = salesforce_18(crm)
+            if canonical is not None and canonical != crm:
+                _drop_ordinal(self._by_salesforce, canonical, ordinal)
         for domain in _values(self._domains_of[ordinal]):
             _drop_ordinal(self._by_domain, domain, ordinal)
         for sorted_name in _values(self._names_of[ordinal]):
@@ -474,7 +487,8 @@ class AccountIndex:
         return found
 
     def match(
-        self, identity: AccountIdentity, name_threshold: float, review_band: float = 0.1
+        self, identity: AccountIdentity, name_threshold: float, review_band: float = 0.1,
+        crm_ids: CrmIds = "exact",
     ) -> list[AccountMatch]:
         """Every known account ``identity`` may be, strongest evidence first.
 
@@ -484,6 +498,8 @@ class AccountIndex:
         ``name_threshold`` is confident; one in ``[name_threshold - review_band,
         name_threshold)`` is returned with ``confident=False`` for review. Each account
         appears once, with its strongest evidence; ties are ordered by account key.
+        ``crm_ids`` (policy `match.crm_ids`): under `salesforce` a valid Salesforce id
+        matches every account filed under either spelling of it (its 18-character form).
         """
         if not 0.0 < name_threshold <= 1.0:
             raise ValueError("name_threshold must be in (0, 1]")
@@ -498,7 +514,14 @@ class AccountIndex:
 
         keys = self._keys
         if identity.crm_account_id:
-            for ordinal in _ordinals(self._by_crm.get(identity.crm_account_id)):
+            crm = identity.crm_account_id
+            canonical = salesforce_18(crm) if crm_ids == "salesforce" else None
+            if canonical is not None:
+                found = (*_ordinals(self._by_crm.get(canonical)),
+                         *_ordinals(self._by_salesforce.get(canonical)))
+            else:
+                found = _ordinals(self._by_crm.get(crm))
+            for ordinal in found:
                 offer(ordinal, AccountMatch(keys[ordinal], "crm_account_id", 1.0, True))
         if identity.domain:
             for ordinal in _ordinals(self._by_domain.get(_DOMAIN + identity.domain)):
@@ -539,7 +562,8 @@ class AccountIndex:
             for ordinal in owner:
                 offer(ordinal, AccountMatch(keys[ordinal], "name", score, confident))
 
-    def resolve(self, identity: AccountIdentity, name_threshold: float) -> AccountMatch | None:
+    def resolve(self, identity: AccountIdentity, name_threshold: float,
+                crm_ids: CrmIds = "exact") -> AccountMatch | None:
         """The existing account to reuse for ``identity``, or None to create a new one.
 
         Only confident evidence counts, taken in order CRM id, then domain, then name;
@@ -547,7 +571,8 @@ class AccountIndex:
         than one account qualifies (see :meth:`match`), the choice is still deterministic,
         and the others remain visible to whoever calls :meth:`match`.
         """
-        confident = [m for m in self.match(identity, name_threshold, 0.0) if m.confident]
+        confident = [m for m in self.match(identity, name_threshold, 0.0, crm_ids)
+                     if m.confident]
         if not confident:
             return None
         return min(

@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Final
 
+from shared.accounts.salesforce import CrmIds, canonical_crm_id
+
 if TYPE_CHECKING:
     from shared.accounts.identity import AccountIdentity
     from shared.accounts.index import AccountMatch
@@ -69,6 +71,15 @@ class Identifiers:
         if kind == "crm" and value:
             return cls(frozenset((value,)), frozenset())
         return NONE
+
+    def canonical(self, crm_ids: CrmIds) -> Identifiers:
+        """These identifiers with each CRM id in the form policy `match.crm_ids` compares
+        (`shared.accounts.salesforce.canonical_crm_id`): under `salesforce` the 15- and
+        18-character spellings of one Salesforce id are one CRM id."""
+        if crm_ids == "exact" or not self.crm_ids:
+            return self
+        canon = frozenset(canonical_crm_id(c, crm_ids) for c in self.crm_ids)
+        return self if canon == self.crm_ids else Identifiers(canon, self.domains)
 
     def __or__(self, other: Identifiers) -> Identifiers:
         if other is self or (other.crm_ids <= self.crm_ids and other.domains <= self.domains):
@@ -134,6 +145,7 @@ def sort_out(
     identifiers_of: Callable[[str], Identifiers],
     anchor: Identifiers = NONE,
     name_only_review: bool = False,
+    crm_ids: CrmIds = "exact",
 ) -> Sorted:
     """Which of `matches` are the query's customer, walked strongest evidence first.
 
@@ -149,8 +161,15 @@ def sort_out(
     account never decides for one with a CRM id or domain, nor the reverse. The matched
     side is judged by its key's form (`Identifiers.of_key`): a name-only key that a link (a
     person's or an older policy's decision) joined to a domain is still a name-only key,
-    and following that link is the link's business.
+    and following that link is the link's business. ``crm_ids`` (policy `match.crm_ids`):
+    the form CRM ids are compared in (`Identifiers.canonical`).
     """
+    if crm_ids != "exact":
+        query, anchor = query.canonical(crm_ids), anchor.canonical(crm_ids)
+        raw_identifiers_of = identifiers_of
+
+        def identifiers_of(key: str) -> Identifiers:
+            return raw_identifiers_of(key).canonical(crm_ids)
     customer = query if different_customers(query, anchor) else query | anchor
     same: list[AccountMatch] = []
     possible: list[AccountMatch] = []

@@ -180,6 +180,10 @@ KEYS: Final = _Named("KEYS")
 TEXT: Final = _Named("TEXT")
 """Free text: every id that is not the viewer's is replaced, counts of rivals removed, and
 every account key (or its domain, CRM id, name) the viewer did not submit replaced."""
+HOUR: Final = _Named("HOUR")
+"""A moment a rival's record fixes (a competitor's `protected_until`, exact to the
+microsecond, would tell when it was approved): rounded up to the hour (`_hour_up`), as a
+late joiner's dispute deadlines are."""
 SAME_CUSTOMER: Final = _Named("SAME_CUSTOMER")
 """How a competitor's entry matched: only "same_customer" (which identifier matched would
 tell what the competitor filed, e.g. a CRM id the viewer never sent)."""
@@ -333,6 +337,8 @@ def _field(rule: Rule, value: Any, scope: Scope) -> Any:
         return [k for k in value or () if k in scope.own_keys]
     if rule is TEXT:
         return scrub(value, scope)
+    if rule is HOUR:
+        return _shown_hour_up(value)
     if rule is SAME_CUSTOMER:
         return "same_customer" if value is not None else None
     if isinstance(rule, Nested):
@@ -428,7 +434,7 @@ OWNER_OWN: Final[Shape] = {
 }
 OWNER_FOREIGN: Final[Shape] = {
     "party_type": SHOW, "party_id": NULL, "registration_id": NULL, "products": SHOW,
-    "motion": NULL, "status": SHOW, "protected_until": SHOW, "credit_percent": NULL,
+    "motion": NULL, "status": SHOW, "protected_until": HOUR, "credit_percent": NULL,
     "since": NULL,
 }
 INCUMBENT_OWN: Final[Shape] = {"party_type": SHOW, "party_id": SHOW, "since": SHOW,
@@ -651,6 +657,21 @@ def dispute(view: Mapping[str, Any], scope: Scope, joined_at: Any = None) -> Row
 def _hour_up(moment: datetime) -> datetime:
     floor = moment.replace(minute=0, second=0, microsecond=0)
     return floor if floor == moment else floor + timedelta(hours=1)
+
+
+def _shown_hour_up(value: Any) -> Any:
+    """`value` (a datetime or ISO 8601 string, or None) rounded up to the hour, in the
+    type it came in."""
+    moment = _moment(value)
+    if not isinstance(moment, datetime):
+        return value
+    shown = _hour_up(moment)
+    if shown == moment:
+        return value  # on the hour already: as it was, in the form it was
+    if isinstance(value, str):
+        text = shown.isoformat()
+        return text.replace("+00:00", "Z") if value.endswith("Z") else text
+    return shown
 
 
 def _moment(v: Any) -> Any:

@@ -11,7 +11,9 @@ When the two keys live on different partitions no single adjudicator sees both; 
 registration service then appends `AccountLinkReported` (keyed by the canonical key) with
 what it knows of the other key's active registrations, and the canonical key's adjudicator
 opens a `cross_key` dispute if they collide with its own. Reports are snapshots, repeated
-ahead of every new registration on the canonical key; `AccountsUnlinked` says a link
+ahead of every new registration on the canonical key (and once a registration is decided
+approved, for keys of its customer its own reports did not cover: two first registrations
+racing across partitions); `AccountsUnlinked` says a link
 ended with the registrations that justified it (services/adjudication/DESIGN.md).
 """
 
@@ -76,6 +78,9 @@ class ReportedRegistration(BaseModel):
     protected_until: datetime | None = None
     tier: str = ""
     """The partner's tier at submission ("" when unknown: reports before it was carried)."""
+    whole_account: bool = False
+    """Decided under a policy with `scope: account`: it holds the whole account whatever
+    its products, also after the policy narrows (False in reports before it was carried)."""
 
 
 @event_type

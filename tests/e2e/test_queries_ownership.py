@@ -90,8 +90,14 @@ async def test_a_partner_learns_only_that_another_party_protects_the_account_unt
     assert owner["party_id"] is None and owner["registration_id"] is None
     assert owner["motion"] is None and owner["credit_percent"] is None
     assert owner["party_type"] == "partner" and owner["status"] == "approved"
-    assert owner["protected_until"] == theirs["protected_until"]
+    # Until when, to the hour (rounded up): to the microsecond it tells when they were approved.
+    exact = datetime.fromisoformat(theirs["protected_until"].replace("Z", "+00:00"))
+    shown = datetime.fromisoformat(owner["protected_until"].replace("Z", "+00:00"))
+    assert shown == exact if exact == exact.replace(minute=0, second=0, microsecond=0) \
+        else (shown.minute, shown.second, shown.microsecond) == (0, 0, 0) \
+        and exact < shown < exact + timedelta(hours=1)
     own = await owners_seen_by(system, "partner", "p-1", domain=domain)
+    assert own["owners"][0]["protected_until"] == theirs["protected_until"]
     assert own["owners"][0]["registration_id"] == theirs["id"]
     for role, subject in (("rep", "rep-1"), ("owner", "cm-1"), ("channel_manager", "cm-9"),
                           ("integration", None)):

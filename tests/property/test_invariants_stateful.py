@@ -1605,3 +1605,49 @@ def test_a_fallback_beside_a_possible_duplicate_leaves_the_customer_one_owner() 
             ("approved", "final_breach_fallback")]
 
     _replay(steps)
+
+
+def test_an_award_never_keeps_a_member_whose_own_policy_claims_the_whole_account() -> None:
+    """A dispute opened under `account_product`; a rival registers after `scope: account`
+    was published and joins it (its own policy makes it overlap everyone). The award to the
+    {analytics} member must take the whole-account member away too: weighed only under the
+    dispute's policy, its {crm} looked clear and it was approved beside the winner."""
+    spec = SPECS[0]
+
+    def steps(m: Invariants) -> None:
+        m.register(spec, "p-02", {"analytics"}, "resell")  # silver: approved {analytics}
+        m.register(spec, "p-01", {"analytics", "crm"}, "resell")  # gold: one dispute (v1)
+        m.publish_policy("scope_account")
+        m.register(spec, "p-04", {"crm"}, "resell")  # platinum, whole account: joins it
+        dispute = next(iter(m.model.disputes.values()))
+        m.resolve(0, dispute.members.index(_ids(m)[0]), "award")  # award the {analytics} one
+        assert m.model.regs[_ids(m)[2]].status == "rejected"
+
+    _replay(steps)
+
+
+def test_a_copy_keeps_the_whole_account_its_own_policy_gave_it() -> None:
+    """p-04 holds Jones Holdings by domain under `scope: account`; the policy narrows back
+    to `account_product`; p-05 registers it by name only, a key on another partition, where
+    p-04's registration is a copy. Stamped with the report's policy, the copy looked like
+    {analytics} alone and p-05's {crm} was approved beside it (found by the machines at 300
+    examples): the report now says the copy holds the whole account (`whole_account`)."""
+    jones = Registration(seq=5, company_id="co-00008", partner_id="p-01",
+                         name="Jones Holdings Plc", variant="case", country="GB",
+                         domain="jones-holdings.co.uk", crm_account_id="CRM-12-00008",
+                         products=("security",), collision=True)
+    by_name = Registration(seq=6, company_id="co-00008", partner_id="p-04",
+                           name="jones holdings plc", variant="case", country="GB",
+                           domain=None, crm_account_id=None, products=("security",),
+                           collision=True)
+    assert partition_for("dom:jones-holdings.co.uk", PARTITIONS) != partition_for(
+        "name:GB:jones-holdings", PARTITIONS)
+
+    def steps(m: Invariants) -> None:
+        m.publish_policy("scope_account")
+        m.register(jones, "p-04", {"analytics"}, "resell")  # the whole account
+        m.publish_policy("default")  # account_product again
+        m.register(by_name, "p-05", {"crm"}, "resell")
+        assert m.model.regs[_ids(m)[-1]].status != "approved"
+
+    _replay(steps)

@@ -642,7 +642,7 @@ def _conflict(state: AdjudicationState, a: Entry, b: Entry, policy: Policy,
     partition's registration (`Entry.mirror`) is never separated: its key's identifiers
     are filed on its own partition, and the edge reported it here as possibly (or surely)
     this customer."""
-    if not overlaps(a.products, b.products, policy):
+    if not _overlap(state, a, b, policy):
         return False
     if a.mirror or b.mirror:
         return True
@@ -662,6 +662,15 @@ def _customer(state: AdjudicationState, account_key: str,
     if found is None:
         found = customers[account_key] = state.customer(account_key)
     return found
+
+
+def _overlap(state: AdjudicationState, a: Entry, b: Entry, policy: Policy) -> bool:
+    """Whether two members' scopes overlap in a settlement: under the dispute's policy or
+    either member's own, as at intake (`matching.overlaps`): a member submitted under
+    `scope: account` claims the whole account even in a dispute opened under
+    `account_product`, so no winner on another product leaves it standing beside it."""
+    return (overlaps(a.products, b.products, policy, state.policy(a.policy_version))
+            or overlaps(a.products, b.products, state.policy(b.policy_version)))
 
 
 def settle(
@@ -998,15 +1007,15 @@ def fallback_winners(state: AdjudicationState, live: Sequence[Entry], policy: Po
     """Who the final-breach fallback approves: members in line (`precedence.in_line`: the
     policy's precedence as adjudication walks it, a tie broken by the earlier submission;
     or submission alone for `on_final_breach: first_submitted`), each taken
-    unless it overlaps one taken before it, so a dispute bridging two scopes keeps an owner
-    for each. A member whose
-    partner is inactive and that holds no approval is never taken."""
+    unless it overlaps one taken before it (`_overlap`: either's own policy counts), so a
+    dispute bridging two scopes keeps an owner for each. A member whose partner is inactive
+    and that holds no approval is never taken."""
     by_precedence = policy.escalation.on_final_breach == "precedence"
     taken: list[Entry] = []
     for entry in in_line(state, live, policy, by_precedence=by_precedence):
         if entry.status != "approved" and inactive(state, entry):
             continue
-        if any(overlaps(entry.products, t.products, policy) for t in taken):
+        if any(_overlap(state, entry, t, policy) for t in taken):
             continue
         taken.append(entry)
     return taken

@@ -134,7 +134,8 @@ def _copy(state: AdjudicationState, reported: ReportedRegistration, alias: str,
         party_id=sys.intern(reported.party_id),
         kind="registration" if reported.party_type == "partner" else "opportunity",
         motion=reported.motion,
-        products=state.intern_products(products) if products else None,
+        products=(state.intern_products(products)
+                  if products and not reported.whole_account else None),
         submitted_at=to_us(reported.submitted_at),
         tier=sys.intern(reported.tier),
         policy_version=policy.version,
@@ -148,8 +149,8 @@ def _refresh(state: AdjudicationState, copy: Entry, reported: ReportedRegistrati
     """Bring a copy up to what its partition reported (status, the products it still holds:
     an award by product narrows them there, protection, tier), and (re)start its lease."""
     copy.status = reported.status
-    copy.products = (state.intern_products(reported.products) if reported.products
-                     else None)
+    copy.products = (state.intern_products(reported.products)
+                     if reported.products and not reported.whole_account else None)
     copy.tier = sys.intern(reported.tier) if reported.tier else copy.tier
     protected_until = (to_us(reported.protected_until)
                        if reported.protected_until is not None else None)

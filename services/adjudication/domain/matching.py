@@ -70,14 +70,16 @@ def _lookups(
     state: AdjudicationState, identity: AccountIdentity, policy: Policy
 ) -> tuple[list[AccountMatch], list[AccountMatch]]:
     threshold, band = policy.match.name_threshold, policy.match.review_band
+    crm_ids = policy.match.crm_ids
     if not identity.domain or not identity.name:
-        return state.index.match(identity, threshold, band), []
+        return state.index.match(identity, threshold, band, crm_ids), []
     # With a domain, a name can only match an account whose key is not a domain (a dom: key
     # carries its domain: any other is a different customer, see sameness), so names are
     # looked up among those alone: the common case then costs two exact look-ups instead
     # of a fuzzy search.
     exact = state.index.match(
-        AccountIdentity(identity.crm_account_id, identity.domain, None, None), threshold, band
+        AccountIdentity(identity.crm_account_id, identity.domain, None, None), threshold, band,
+        crm_ids,
     )
     names = state.loose_index.match(
         AccountIdentity(None, None, identity.name, identity.country), threshold, band
@@ -229,7 +231,8 @@ def _evidence(
     own = state.cluster(new.account_key)
     query = Identifiers.of(identity) if identity is not None else Identifiers()
     anchor = state.customer(new.account_key)
-    if query and len(own) > 1 and different_customers(query, anchor):
+    if query and len(own) > 1 and different_customers(
+            query.canonical(policy.match.crm_ids), anchor.canonical(policy.match.crm_ids)):
         # The key's links join identifiers other than this account's: not followed.
         own = own[:1]
         anchor = state.index.identifiers(new.account_key)
@@ -240,7 +243,8 @@ def _evidence(
     if identity is not None and not identity.is_empty():
         matches = asked.matches if asked is not None and _same(asked.identity, identity) \
             else _matches(state, identity, policy)
-        found = sort_out(query, matches, state.customer, anchor, review_names)
+        found = sort_out(query, matches, state.customer, anchor, review_names,
+                         policy.match.crm_ids)
         for match in (*found.same, *found.possible):
             known = evidence.get(match.account_key)
             if known is not None:

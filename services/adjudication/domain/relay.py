@@ -18,9 +18,12 @@ the decision, and the owning partition applies it (`apply`), like any other inta
   ended there stays as it ended (it guards nothing either way);
 - a new share or scope takes effect on a registration approved there (after the
   rejections: one they freed there takes the share the settlement gave its copy in
-  review); one that has ended meanwhile is restated as it ended (rule
-  `ended_before_relay`), so readers, who may have seen the settlement's approval after
-  the end, show the end again; one still in review there is left to its dispute there.
+  review); a scope only narrows what it holds there (`_held`: the review weighed the copy
+  as reported, not a product this partition's own review gave a rival since), and one
+  left holding nothing there is rejected like a loser; one that has ended meanwhile is
+  restated as it ended (rule `ended_before_relay`), so readers, who may have seen the
+  settlement's approval after the end, show the end again; one still in review there is
+  left to its dispute there.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from services.adjudication.domain import explain, outcomes, release
 from services.adjudication.domain.disputes import remove_member
 from services.adjudication.domain.protection import retire
 from services.adjudication.domain.state import AdjudicationState, Entry
-from shared.events import DomainEvent, SettlementRelayed
+from shared.events import DomainEvent, RelayedDecision, SettlementRelayed
 from shared.policy import Policy
 
 Out = list[DomainEvent]
@@ -56,15 +59,22 @@ def apply(state: AdjudicationState, out: Out, event: SettlementRelayed, policy: 
              if e is not None and not e.mirror]  # forgotten, or not this partition's
     # Ended here already: its end stands (readers show the rejection: `overruled`).
     losers = [e for w, e in words if w.status == "rejected" and e.active]
+    # A relayed scope only narrows: the review elsewhere weighed the copy as it was
+    # reported, never what this partition settled since (a product its own review gave a
+    # rival here). One left holding nothing here is rejected.
+    emptied = {e.id for w, e in words if w.status == "approved" and e.status == "approved"
+               and _held(w, e) == frozenset()}
+    losers += [e for _, e in words if e.id in emptied]
     if losers:
-        _reject(state, out, event, losers, where, tag, at)
+        _reject(state, out, event, losers, where, tag, at, emptied)
     for word, entry in words:
-        if word.status != "approved":
+        if word.status != "approved" or entry.id in emptied:
             continue
         if entry.status == "approved":
             entry.credit_percent = word.credit_percent
-            if word.scope_products is not None:
-                entry.products = state.intern_products(word.scope_products)
+            held = _held(word, entry)
+            if held is not None:
+                entry.products = state.intern_products(tuple(sorted(held)))
             share = (f" with {entry.credit_percent}% of the credit"
                      if entry.credit_percent is not None else "")
             out.append(_decided(
@@ -81,8 +91,18 @@ def apply(state: AdjudicationState, out: Out, event: SettlementRelayed, policy: 
         # nothing either, `disputes._kept_copy`).
 
 
+def _held(word: RelayedDecision, entry: Entry) -> frozenset[str] | None:
+    """What a relayed approval leaves `entry` here: the settlement's scope within the one
+    it holds here (None: the whole account)."""
+    if word.scope_products is None:
+        return entry.products
+    relayed = frozenset(word.scope_products)
+    return relayed if entry.products is None else relayed & entry.products
+
+
 def _reject(state: AdjudicationState, out: Out, event: SettlementRelayed,
-            losers: list[Entry], where: str, tag: str, at: int) -> None:
+            losers: list[Entry], where: str, tag: str, at: int,
+            emptied: frozenset[str] | set[str] = frozenset()) -> None:
     free = {w.registration_id for w in event.decisions if w.line_free}
     owners = [e for e in losers if e.status == "approved"]
     for entry in losers:
@@ -94,10 +114,13 @@ def _reject(state: AdjudicationState, out: Out, event: SettlementRelayed,
     for entry in losers:
         remove_member(state, moot, entry, at)
     for entry in losers:
-        out.append(_decided(
-            entry, event, f"Rejected: {where} and this registration lost there; that review "
+        out.append(_decided(entry, event, (
+            f"Rejected: {where} and left this registration only products it no longer "
+            f"holds here, so it keeps nothing it still held here {tag}."
+            if entry.id in emptied else
+            f"Rejected: {where} and this registration lost there; that review "
             f"weighed it against a registration this key does not hold, so its word stands "
-            f"over what was decided here {tag}.", at))
+            f"over what was decided here {tag}."), at))
     out.extend(moot)
     for entry in owners:
         if entry.id in free:

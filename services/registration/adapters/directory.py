@@ -233,27 +233,34 @@ class AccountDirectory:
 
     # --- resolving -----------------------------------------------------------------------
 
-    async def resolve(self, identity: AccountIdentity, match: MatchPolicy) -> Resolution:
+    async def resolve(self, identity: AccountIdentity, match: MatchPolicy,
+                      names: bool = False) -> Resolution:
+        """The key for `identity`. `names`: look its name up in the directory tables even
+        when an identifier already found a key (the post-decision re-report, which looks
+        for keys other processes filed since: handlers.Commands._re_report)."""
         if self._warmed_at is None:
             await self.warm()
         self._maybe_rewarm()
-        matches = self._index.match(identity, match.name_threshold, match.review_band)
-        if not self.complete and await self._fill_misses(identity, matches):
-            matches = self._index.match(identity, match.name_threshold, match.review_band)
+        matches = self._index.match(identity, match.name_threshold, match.review_band,
+                                    match.crm_ids)
+        if not self.complete and await self._fill_misses(identity, matches, names):
+            matches = self._index.match(identity, match.name_threshold, match.review_band,
+                                        match.crm_ids)
         index = self._index
-        query = Identifiers.of(identity)
+        query = Identifiers.of(identity).canonical(match.crm_ids)
         review_names = match.name_only == "review"
         for _ in range(4):
             resolution = choose(identity, matches, index.identifiers, index.__contains__,
-                                review_names)
+                                review_names, match.crm_ids)
             if _links_table() is None or resolution.is_new:
                 return resolution
             # The adjudicator may have linked the key to another since the index was built.
             key = await self.canonical_key(resolution.account_key)
             if key == resolution.account_key:
                 return resolution
-            if different_customers(query, index.identifiers(key)
-                                   | index.identifiers(resolution.account_key)):
+            if different_customers(query, (index.identifiers(key)
+                                   | index.identifiers(resolution.account_key))
+                                   .canonical(match.crm_ids)):
                 # The key belongs to a customer with other identifiers (its links were
                 # not yet folded into memory): it is not this customer's key.
                 matches = [m for m in matches if m.account_key != resolution.account_key]
@@ -264,7 +271,8 @@ class AccountDirectory:
                               resolution.possible_duplicates)
         return choose(identity, [], index.identifiers, index.__contains__)
 
-    async def _fill_misses(self, identity: AccountIdentity, matches: list[AccountMatch]) -> bool:
+    async def _fill_misses(self, identity: AccountIdentity, matches: list[AccountMatch],
+                           names: bool = False) -> bool:
         """Ask the directory tables for what memory did not know; True if anything new.
 
         One statement (a UNION ALL of the CRM id, domain and name look-ups that apply) in
@@ -274,7 +282,7 @@ class AccountDirectory:
         confident = any(m.confident for m in matches)
         crm = identity.crm_account_id if "crm_account_id" not in kinds else None
         domain = identity.domain if "domain" not in kinds else None
-        named = not confident and bool(identity.name and identity.country)
+        named = (names or not confident) and bool(identity.name and identity.country)
         if not (crm or domain or named):
             return False
         async with self.engine.connect() as conn:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from shared.accounts import AccountIdentity, AccountMatch, Identifiers, derive_account_key, sort_out
+from shared.accounts.salesforce import CrmIds
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,7 @@ def choose(
     identifiers_of: Callable[[str], Identifiers] = Identifiers.of_key,
     taken: Callable[[str], bool] | None = None,
     name_only_review: bool = False,
+    crm_ids: CrmIds = "exact",
 ) -> Resolution:
     """Pick the key for `identity` from `matches` (any order). Deterministic.
 
@@ -46,9 +48,10 @@ def choose(
     key's form alone by default); ``taken(key)`` whether a key exists already, so a new
     account never gets the key of a different customer (see `derive_account_key`).
     ``name_only_review`` (policy `match.name_only: review`): an identified account never
-    gets a name-only key by name (nor the reverse); the match is a possible duplicate."""
+    gets a name-only key by name (nor the reverse); the match is a possible duplicate.
+    ``crm_ids``: policy `match.crm_ids` (see `sort_out`)."""
     found = sort_out(Identifiers.of(identity), matches, identifiers_of,
-                     name_only_review=name_only_review)
+                     name_only_review=name_only_review, crm_ids=crm_ids)
     if not found.same:
         return Resolution(derive_account_key(identity, taken), None, (), found.possible)
     best, *aliases = found.same

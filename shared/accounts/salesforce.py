@@ -1,0 +1,59 @@
+"""Salesforce record ids: the 15-character (case-sensitive) and 18-character
+(case-insensitive: the 15 plus a 3-character checksum of their letter case) spellings of
+one id, and the canonical 18-character form both are filed and looked up under when the
+policy says `match.crm_ids: salesforce` (README, "The same customer").
+
+The suffix (Salesforce's documented algorithm): split the 15 characters into three chunks
+of five; for each chunk, bit i (i = 0..4, first character = bit 0) is set when character i
+is an upper-case letter A-Z; the 5-bit number indexes ``ABCDEFGHIJKLMNOPQRSTUVWXYZ012345``.
+
+Pure: no I/O, no state.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Final, Literal
+
+__all__ = ["CrmIds", "canonical_crm_id", "salesforce_18", "salesforce_suffix"]
+
+CrmIds = Literal["exact", "salesforce"]
+
+_ALPHABET: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+_ID: Final = re.compile(r"[0-9A-Za-z]{15}(?:[0-9A-Za-z]{3})?")
+
+
+def salesforce_suffix(id15: str) -> str:
+    """The 3-character checksum suffix of a 15-character id (upper case)."""
+    out = []
+    for chunk in range(3):
+        bits = 0
+        for i, char in enumerate(id15[chunk * 5:chunk * 5 + 5]):
+            if "A" <= char <= "Z":
+                bits |= 1 << i
+        out.append(_ALPHABET[bits])
+    return "".join(out)
+
+
+@lru_cache(maxsize=16384)  # pure; the accounts of the decisions in flight are asked often
+def salesforce_18(crm_id: str) -> str | None:
+    """The canonical 18-character form of a Salesforce id (its 15 characters as given, the
+    suffix in upper case), or None when `crm_id` is not one: not 15 or 18 alphanumerics,
+    or an 18-character id whose suffix is not the checksum of its first 15."""
+    if not _ID.fullmatch(crm_id):
+        return None
+    head = crm_id[:15]
+    suffix = salesforce_suffix(head)
+    if len(crm_id) == 18 and crm_id[15:].upper() != suffix:
+        return None
+    return head + suffix
+
+
+def canonical_crm_id(crm_id: str, mode: CrmIds) -> str:
+    """The form a CRM id is compared in under policy `match.crm_ids` = `mode`: the id
+    itself (`exact`), or its 18-character form when it is a valid Salesforce id
+    (`salesforce`)."""
+    if mode == "exact":
+        return crm_id
+    return salesforce_18(crm_id) or crm_id

@@ -1,0 +1,87 @@
+"""Two first registrations of one customer under keys on two intake partitions, decided
+before either reaches the read model (session 23 rival review, DESIGN.md "Two first
+registrations racing across partitions").
+
+Partner A registers "Austin-Adams" at austinadams.com; partner B registers the same company
+by name and CRM id at the same moment. The name is a confident match and neither side
+carries an identifier that contradicts the other, so sequentially the second would go to a
+person. Concurrently each edge report was built before the other registration was in the
+read model, so both partitions approve; the post-decision re-report must then bring the two
+together in one `cross_key` review (exactly one, though both racing sides re-report), so no
+customer is left with two exclusive owners that nobody sees (invariant 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+from typing import Any
+
+import httpx
+from faker import Faker
+
+from dealreg.app import create_app
+from shared.eventlog.partitioner import partition_for
+from tests.e2e.conftest import System, _serve
+
+WAIT = {"Prefer": "wait=15"}
+
+
+def body(partner: str, account: dict[str, Any]) -> dict[str, Any]:
+    return {"partner_id": partner, "account": account, "motion": "resell",
+            "opportunity": {"title": "Rollout", "products": ["analytics"]}}
+
+
+async def _cross_key_reviews(system: System, ids: set[str]) -> list[dict[str, Any]]:
+    page = await system.queries.get("/v1/disputes", params={"limit": 500})
+    assert page.status_code == 200, page.text
+    return [d for d in page.json()["items"]
+            if d["reason"] == "cross_key" and ids & set(d["registration_ids"])]
+
+
+async def test_racing_first_registrations_on_two_partitions_meet_in_one_cross_key_review(
+    system: System,
+) -> None:
+    async with AsyncExitStack() as stack:
+        # Distributed: partner B's request reaches a second registration process, whose
+        # directory has not heard of A's key (each process files what it appends).
+        other = (system.commands if system.backend == "embedded" else await _serve(
+            stack, create_app(system.settings, frozenset({"registration"}))))
+        await _race(system, other)
+
+
+async def _race(system: System, other: httpx.AsyncClient) -> None:
+    fake = Faker("en_US")
+    fake.seed_instance(9)
+    partitions = system.settings.topic_partitions
+    raced: list[tuple[str, set[str]]] = []
+    for n in range(3):
+        name = fake.company()
+        slug = "".join(ch for ch in name.split()[0].lower() if ch.isalnum())
+        domain, crm = f"{slug}.com", f"001{n}{slug[:3].upper()}"
+        while partition_for(f"dom:{domain}", partitions) == partition_for(
+                f"crm:{crm}", partitions):
+            crm += "X"
+        a, b = await asyncio.gather(
+            system.commands.post("/v1/registrations", headers=WAIT, json=body(
+                "p-a", {"name": name, "domain": domain, "country": "US"})),
+            other.post("/v1/registrations", headers=WAIT, json=body(
+                "p-b", {"name": name, "crm_account_id": crm, "country": "US"})))
+        assert a.status_code == b.status_code == 201, (a.text, b.text)
+        keys = {a.json()["account_key"], b.json()["account_key"]}
+        assert len(keys) == 2 and len({partition_for(k, partitions) for k in keys}) == 2
+        raced.append((name, {a.json()["id"], b.json()["id"]}))
+
+    for name, ids in raced:
+        reviews: list[dict[str, Any]] = []
+        for _ in range(150):  # the re-reports follow the decisions: up to 15 s
+            reviews = await _cross_key_reviews(system, ids)
+            if reviews:
+                break
+            await asyncio.sleep(0.1)
+        assert reviews, f"{name}: two approvals of one customer and no review"
+        await asyncio.sleep(1.0)  # both sides re-report: the second must open nothing
+        reviews = await _cross_key_reviews(system, ids)
+        assert len(reviews) == 1, (name, reviews)
+        assert set(reviews[0]["registration_ids"]) == ids, (name, reviews)
+        assert reviews[0]["status"] == "open", (name, reviews)
