@@ -226,6 +226,10 @@ class ProjectionWorker:
     ) -> Mapping[TopicPartition, int]:
         async with self.engine.connect() as conn:
             found = await repository.load_positions(conn, self.models, partitions)
+        if self.on_links is not None and any(  # restarted after another process wrote
+                found[m].get(tp, 0) != self.positions[m][tp]
+                for m in self.models for tp in partitions if tp in self.positions[m]):
+            self.on_links(None)
         for model, by_tp in found.items():
             self.positions[model].update(by_tp)
         # Start where the model furthest behind is; the others skip what they have.

@@ -129,3 +129,44 @@ async def test_links_in_memory_are_dropped_when_another_process_wrote_the_read_m
     finally:
         await engine.dispose()
         await log.close()
+
+
+async def test_links_in_memory_are_dropped_when_the_worker_restarts_after_a_rebuild(
+        tmp_path: Path) -> None:
+    """The supervisor restarts the same worker: positions another process left while it
+    was down are read at start (the records behind them never reported): reload."""
+    from services.projections.adapters.repository import save_positions
+    from services.projections.worker import ProjectionWorker
+    from shared.eventlog.embedded import EmbeddedEventLog
+    from shared.eventlog.topics import Topics
+    from tests.unit.projections.test_sqlite_write_contention import _submitted
+
+    topics = Topics.named("links")
+    log = EmbeddedEventLog(tmp_path / "eventlog.sqlite3")
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'rm.sqlite3'}")
+    readmodel = ReadModel(engine)
+    await log.start()
+    try:
+        await log.create_topics(topics.specs(1))
+        await migrate(engine)
+        await log.append([_submitted(topics, i) for i in range(3)])
+        tp = TopicPartition(topics.intake, 0)
+        records = [r async for batch in log.read(tp, 0, 1) for r in batch]
+        worker = ProjectionWorker(log, engine, topics, group_id="projections")
+        links = LinkMap(engine)
+        worker.on_links = links.changed
+        await worker.apply(records[:1])
+        await links.load()
+        async with engine.begin() as conn:
+            await conn.execute(insert(account_links),
+                               [link("dom:locked-1.example", "dom:locked-0.example")])
+            await save_positions(conn, {m: {tp: 3} for m in worker.models})
+        await worker._start_positions([tp])  # the restarted worker's subscription start
+        for _ in range(200):
+            if links.usable:
+                break
+            await asyncio.sleep(0.01)
+        await agree(links, readmodel, ["dom:locked-0.example", "dom:locked-1.example"])
+    finally:
+        await engine.dispose()
+        await log.close()
