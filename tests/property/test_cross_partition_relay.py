@@ -191,6 +191,54 @@ def test_a_split_elsewhere_shares_with_a_registration_its_own_tie_held_in_review
     _replay(steps)
 
 
+def _contest_beside_a_split_elsewhere(m: Invariants, outcome: str) -> Any:
+    """A's p-05 and B's p-04 share the account by a split of B's review; p-03 registers on
+    B and is rejected by p-04's tier, the copy of p-05 flagged beside it as a possible
+    duplicate; p-03 contests, and a person settles the contest with `outcome`."""
+    m.register(HEUSER, "p-05", {"analytics"}, "resell")  # A: approved
+    m.register(HEUSER_BY_NAME, "p-04", {"analytics"}, "resell")  # B: review with the copy
+    review = _dispute_of(m, 1)
+    p05, p04 = _ids(m)[0], _ids(m)[1]
+    m.run(m.pipeline.commands.resolve(ADMIN, review.id, ResolutionRequest.model_validate(
+        {"outcome": "split", "note": "decided by the test", "splits": [
+            {"registration_id": p04, "percent": "40"},
+            {"registration_id": p05, "percent": "60"}]})))
+    m.settle()
+    m.register(HEUSER_BY_NAME, "p-03", {"analytics"}, "resell")  # B: rejected by p-04's tier
+    assert [_status(m, i) for i in range(3)] == ["approved", "approved", "rejected"]
+    m.contest(0)
+    contest = _dispute_of(m, 2)
+    assert set(contest.members) == {_ids(m)[2], p04, p05}  # the flagged copy is weighed too
+    m.resolve(_open(m).index(contest), contest.members.index(_ids(m)[2]), outcome)
+    return contest
+
+
+def test_a_contest_co_sold_shares_with_the_possible_duplicate_its_rejection_flagged() -> None:
+    """Found by `ElsewhereInvariants` at 300 examples (Jones Holdings): the contest weighed
+    p-03 against p-04 only, so its co-sell approved p-03 beside p-05 (whose copy the
+    rejection had flagged as a possible duplicate), whom no dispute shared it with: two
+    owners (invariant 1). The contest now draws the flagged copy in (rule 7), and the
+    co-sell shares the account among all three."""
+
+    def steps(m: Invariants) -> None:
+        contest = _contest_beside_a_split_elsewhere(m, "co_sell")
+        assert [_status(m, i) for i in range(3)] == ["approved", "approved", "approved"]
+        assert {m.model.regs[r].shared_by for r in _ids(m)} == {contest.id}
+
+    _replay(steps)
+
+
+def test_a_contest_awarded_retires_the_possible_duplicate_its_rejection_flagged() -> None:
+    """The same contest awarded to p-03: the award weighs the flagged copy of p-05 too and
+    takes it away with p-04 (A hears of it by the relay), one owner left."""
+
+    def steps(m: Invariants) -> None:
+        _contest_beside_a_split_elsewhere(m, "award")
+        assert [_status(m, i) for i in range(3)] == ["rejected", "rejected", "approved"]
+
+    _replay(steps)
+
+
 # --- random runs: a person on another partition settles against copies --------------------
 
 
