@@ -314,6 +314,28 @@ class ElsewhereInvariants(Invariants):
         self.settle()
 
 
+def test_a_co_sell_at_home_keeps_the_split_elsewhere_it_shared() -> None:
+    """Found by `ElsewhereInvariants` at 300 examples (Heuser, failing on main too), a
+    checker artefact, not a rule defect: B's review split the account between A's p-03 and
+    B's p-01; A's own challenger dispute then co-sold p-03 beside another p-01 entry. Both
+    resolutions shared the account; the model remembered only the last, and counted p-03
+    and B's p-01 two owners. It now remembers every sharing resolution since an
+    approval began (`Reg.shares`)."""
+    m = ElsewhereInvariants()
+    try:
+        m.partners()
+        m.settle_elsewhere(index=29, outcome="split", partner=3, pick=2, race=False,
+                           rival=True, winner=3)
+        split = next(d for d in m.model.disputes.values() if d.outcome == "split")
+        m.resolve(index=0, outcome="co_sell", winner=0)
+        sellers = [r for r in m.model.regs.values() if r.id in split.members]
+        assert [r.status for r in sellers] == ["approved", "approved"]
+        assert any(r.shared_by != split.id for r in sellers)  # the co-sell re-approved one
+        m.invariants_hold()
+    finally:
+        m.teardown()
+
+
 class TestElsewhereInvariants(ElsewhereInvariants.TestCase):  # type: ignore[name-defined,misc]
     pass
 
