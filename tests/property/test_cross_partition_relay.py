@@ -191,6 +191,54 @@ def test_a_split_elsewhere_shares_with_a_registration_its_own_tie_held_in_review
     _replay(steps)
 
 
+def _contest_beside_a_split_elsewhere(m: Invariants, outcome: str) -> Any:
+    """A's p-05 and B's p-04 share the account by a split of B's review; p-03 registers on
+    B and is rejected by p-04's tier, the copy of p-05 flagged beside it as a possible
+    duplicate; p-03 contests, and a person settles the contest with `outcome`."""
+    m.register(HEUSER, "p-05", {"analytics"}, "resell")  # A: approved
+    m.register(HEUSER_BY_NAME, "p-04", {"analytics"}, "resell")  # B: review with the copy
+    review = _dispute_of(m, 1)
+    p05, p04 = _ids(m)[0], _ids(m)[1]
+    m.run(m.pipeline.commands.resolve(ADMIN, review.id, ResolutionRequest.model_validate(
+        {"outcome": "split", "note": "decided by the test", "splits": [
+            {"registration_id": p04, "percent": "40"},
+            {"registration_id": p05, "percent": "60"}]})))
+    m.settle()
+    m.register(HEUSER_BY_NAME, "p-03", {"analytics"}, "resell")  # B: rejected by p-04's tier
+    assert [_status(m, i) for i in range(3)] == ["approved", "approved", "rejected"]
+    m.contest(0)
+    contest = _dispute_of(m, 2)
+    assert set(contest.members) == {_ids(m)[2], p04, p05}  # the flagged copy is weighed too
+    m.resolve(_open(m).index(contest), contest.members.index(_ids(m)[2]), outcome)
+    return contest
+
+
+def test_a_contest_co_sold_shares_with_the_possible_duplicate_its_rejection_flagged() -> None:
+    """Found by `ElsewhereInvariants` at 300 examples (Jones Holdings): the contest weighed
+    p-03 against p-04 only, so its co-sell approved p-03 beside p-05 (whose copy the
+    rejection had flagged as a possible duplicate), whom no dispute shared it with: two
+    owners (invariant 1). The contest now draws the flagged copy in (rule 7), and the
+    co-sell shares the account among all three."""
+
+    def steps(m: Invariants) -> None:
+        contest = _contest_beside_a_split_elsewhere(m, "co_sell")
+        assert [_status(m, i) for i in range(3)] == ["approved", "approved", "approved"]
+        assert {m.model.regs[r].shared_by for r in _ids(m)} == {contest.id}
+
+    _replay(steps)
+
+
+def test_a_contest_awarded_retires_the_possible_duplicate_its_rejection_flagged() -> None:
+    """The same contest awarded to p-03: the award weighs the flagged copy of p-05 too and
+    takes it away with p-04 (A hears of it by the relay), one owner left."""
+
+    def steps(m: Invariants) -> None:
+        _contest_beside_a_split_elsewhere(m, "award")
+        assert [_status(m, i) for i in range(3)] == ["rejected", "rejected", "approved"]
+
+    _replay(steps)
+
+
 # --- random runs: a person on another partition settles against copies --------------------
 
 
@@ -264,6 +312,28 @@ class ElsewhereInvariants(Invariants):
         self.command(self.pipeline.commands.resolve(
             ADMIN, review.id, ResolutionRequest.model_validate(body)))
         self.settle()
+
+
+def test_a_co_sell_at_home_keeps_the_split_elsewhere_it_shared() -> None:
+    """Found by `ElsewhereInvariants` at 300 examples (Heuser, failing on main too), a
+    checker artefact, not a rule defect: B's review split the account between A's p-03 and
+    B's p-01; A's own challenger dispute then co-sold p-03 beside another p-01 entry. Both
+    resolutions shared the account; the model remembered only the last, and counted p-03
+    and B's p-01 two owners. It now remembers every sharing resolution since an
+    approval began (`Reg.shares`)."""
+    m = ElsewhereInvariants()
+    try:
+        m.partners()
+        m.settle_elsewhere(index=29, outcome="split", partner=3, pick=2, race=False,
+                           rival=True, winner=3)
+        split = next(d for d in m.model.disputes.values() if d.outcome == "split")
+        m.resolve(index=0, outcome="co_sell", winner=0)
+        sellers = [r for r in m.model.regs.values() if r.id in split.members]
+        assert [r.status for r in sellers] == ["approved", "approved"]
+        assert any(r.shared_by != split.id for r in sellers)  # the co-sell re-approved one
+        m.invariants_hold()
+    finally:
+        m.teardown()
 
 
 class TestElsewhereInvariants(ElsewhereInvariants.TestCase):  # type: ignore[name-defined,misc]

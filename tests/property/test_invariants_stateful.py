@@ -132,6 +132,9 @@ class Reg:
     scope: tuple[str, ...] | None = None
     shared_by: str | None = None
     """Dispute whose co_sell / split / distinct resolution approved it beside others."""
+    shares: set[str] = field(default_factory=set)
+    """Every such dispute since it was last not approved: a later sharing resolution that
+    re-approves it (a co-sell beside a newcomer) does not undo an earlier split."""
     withdrawn: bool = False
     closed: bool = False
     contestable: bool = False
@@ -542,12 +545,16 @@ class Invariants(RuleBasedStateMachine):
             if event.status == "approved" and event.dispute_id in m.disputes \
                     and not m.disputes[event.dispute_id].open:
                 m.disputes[event.dispute_id].winners.append(reg.id)
+            if before != "approved":
+                reg.shares.clear()  # a fresh approval: shares of an earlier one are gone
             if event.status == "approved" and event.dispute_id:
                 d = m.disputes.get(event.dispute_id)
                 if d is not None and _shares(d):
                     reg.shared_by = d.id
+                    reg.shares.add(d.id)
             elif event.status != "approved":
                 reg.shared_by = None
+                reg.shares.clear()
         elif isinstance(event, ProtectionEnded):
             reg = m.regs.get(event.registration_id)
             if reg is None:
@@ -604,6 +611,7 @@ class Invariants(RuleBasedStateMachine):
                     d.winners.append(rid)
                     if _shares(d):
                         kept.shared_by = d.id
+                        kept.shares.add(d.id)
         elif isinstance(event, AccountsLinked):
             m.links[event.account_key] = event.canonical_key
 
@@ -1038,7 +1046,7 @@ class Invariants(RuleBasedStateMachine):
         for company, regs in owners.items():
             for i, a in enumerate(regs):
                 for b in regs[i + 1:]:
-                    if a.shared_by is not None and a.shared_by == b.shared_by:
+                    if a.shares & b.shares:
                         continue  # co_sell / split / distinct: a person shared it
                     if a.partner == b.partner and a.spec.name_only != b.spec.name_only:
                         continue  # the party's own possible duplicate (DESIGN.md, limit)

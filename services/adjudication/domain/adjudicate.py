@@ -258,6 +258,7 @@ def _reject(
 ) -> None:
     retire(state, entry, "rejected", policy, at)
     entry.beaten_by = tuple(c.entry.id for c in by) if rule != "duplicate" else ()
+    entry.near_by = tuple(c.entry.id for c in near or ()) if rule != "duplicate" else ()
     entry.decided_at = at
     release.remember_beaten(state, entry)
     out.append(outcomes.decision(

@@ -426,6 +426,17 @@ def file(state: AdjudicationState, out: Out, event: DisputeFiled, policy: Policy
     for other in collisions:
         if other not in rivals:
             rivals.append(other)
+    # The copies its rejection flagged as possible duplicates join too, as they join any
+    # review beside a confident collision (rule 7): else a person awards or co-sells it
+    # beside one nobody weighed it against (two owners, invariant 1; a copy is found by the
+    # report that brought it, not by the key alone, so the rejection remembers them). Only
+    # copies: a near match on this partition's own keys is left as it was (DESIGN.md, "A
+    # contest weighs the copies its rejection flagged").
+    near = [state.entries[rid] for rid in entry.near_by
+            if rid in state.entries and state.entries[rid].active and state.entries[rid].mirror
+            and held_exclusively(state, state.entries[rid])
+            and not same_party(state.entries[rid], entry)
+            and state.entries[rid] not in rivals]
     entry.contested = True
     if not rivals:
         _contest_unopposed(state, out, entry, event, entry_policy, at)
@@ -434,7 +445,7 @@ def file(state: AdjudicationState, out: Out, event: DisputeFiled, policy: Policy
     evidence = tuple(outcomes.member_evidence(r, entry.account_key, entry) for r in rivals)
     # The rivals it lost to are drawn in: the person deciding must weigh them together.
     dispute = draw_into_dispute(state, out, entry, rivals, "contested", "contested", policy,
-                                at, evidence, dispute_id=event.dispute_id)
+                                at, evidence, dispute_id=event.dispute_id, flagged=near)
     out.append(outcomes.decision(
         entry, "contested", entry_policy.version,
         f"In review: the partner contests this rejection ({event.reason}); dispute "

@@ -73,6 +73,7 @@ class Entry:
     credit_percent: Decimal | None = None
     beaten_by: tuple[str, ...] = ()  # who a rejection named, for a later contest
     decided_at: int = 0  # when the precedence rejection in `beaten_by` was decided
+    near_by: tuple[str, ...] = ()  # its possible duplicates that rejection flagged (rule 7)
     contested: bool = False  # its rejection was contested once already
     retain_until: int = 0  # ended: when it is forgotten; an active copy: its lease end
     mirror: bool = False  # a copy reported from another partition's key (links.py)
