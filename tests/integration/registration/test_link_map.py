@@ -5,8 +5,12 @@ between a committed change and its read-back (the caller then reads the table)."
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import delete, insert
 
@@ -80,6 +84,53 @@ async def test_links_in_memory_answer_as_the_table_and_never_between_change_and_
         await engine.dispose()
 
 
+@dataclass
+class Beside:
+    engine: Any
+    readmodel: ReadModel
+    tp: TopicPartition
+    records: list[Any]
+    worker: Any
+    links: LinkMap
+
+
+@asynccontextmanager
+async def _a_worker_beside_a_map(tmp_path: Path, read: int) -> AsyncIterator[Beside]:
+    """A projection worker over three submitted records (the first applied and `read` of
+    them read) whose `on_links` feeds a loaded `LinkMap`; both stores real SQLite."""
+    from services.projections.worker import ProjectionWorker
+    from shared.eventlog.embedded import EmbeddedEventLog
+    from shared.eventlog.topics import Topics
+    from tests.unit.projections.test_sqlite_write_contention import _submitted
+
+    topics = Topics.named("links")
+    log = EmbeddedEventLog(tmp_path / "eventlog.sqlite3")
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'rm.sqlite3'}")
+    await log.start()
+    try:
+        await log.create_topics(topics.specs(1))
+        await migrate(engine)
+        await log.append([_submitted(topics, i) for i in range(3)])
+        tp = TopicPartition(topics.intake, 0)
+        records = [r async for batch in log.read(tp, 0, read) for r in batch]
+        worker = ProjectionWorker(log, engine, topics, group_id="projections")
+        links = LinkMap(engine)
+        worker.on_links = links.changed
+        await worker.apply(records[:1])
+        await links.load()
+        yield Beside(engine, ReadModel(engine), tp, records, worker, links)
+    finally:
+        await engine.dispose()
+        await log.close()
+
+
+async def _until_usable(links: LinkMap) -> None:
+    for _ in range(200):
+        if links.usable:
+            break
+        await asyncio.sleep(0.01)
+
+
 async def test_links_in_memory_are_dropped_when_another_process_wrote_the_read_model(
         tmp_path: Path) -> None:
     """`dealreg projections rebuild` run beside `dealreg dev` replays records the dev
@@ -88,47 +139,20 @@ async def test_links_in_memory_are_dropped_when_another_process_wrote_the_read_m
     did not leave; the map must stop answering (and reload) rather than keep, for up to a
     whole rewarm interval, a customer's keys apart that the table has joined."""
     from services.projections.adapters.repository import load_positions, save_positions
-    from services.projections.worker import ProjectionWorker
-    from shared.eventlog.embedded import EmbeddedEventLog
-    from shared.eventlog.topics import Topics
-    from tests.unit.projections.test_sqlite_write_contention import _submitted
 
-    topics = Topics.named("links")
-    log = EmbeddedEventLog(tmp_path / "eventlog.sqlite3")
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'rm.sqlite3'}")
-    readmodel = ReadModel(engine)
-    await log.start()
-    try:
-        await log.create_topics(topics.specs(1))
-        await migrate(engine)
-        await log.append([_submitted(topics, i) for i in range(3)])
-        tp = TopicPartition(topics.intake, 0)
-        records = [r async for batch in log.read(tp, 0, 3) for r in batch]
-        worker = ProjectionWorker(log, engine, topics, group_id="projections")
-        links = LinkMap(engine)
-        worker.on_links = links.changed
-        await worker.apply(records[:1])
-        await links.load()
-        await agree(links, readmodel, ["dom:locked-1.example"])
-
+    async with _a_worker_beside_a_map(tmp_path, read=3) as b:
+        await agree(b.links, b.readmodel, ["dom:locked-1.example"])
         # Another process applies records 1..2 (which link two keys) and moves on.
-        async with engine.begin() as conn:
+        async with b.engine.begin() as conn:
             await conn.execute(insert(account_links),
                                [link("dom:locked-1.example", "dom:locked-0.example")])
-            stored = await load_positions(conn, worker.models, {tp})
-            await save_positions(conn, {m: {tp: 3} for m in stored})
-        await worker.apply(records[1:])  # every model applied them already: skipped
-
-        for _ in range(200):
-            if links.usable:
-                break
-            await asyncio.sleep(0.01)
-        async with engine.connect() as conn:
+            stored = await load_positions(conn, b.worker.models, {b.tp})
+            await save_positions(conn, {m: {b.tp: 3} for m in stored})
+        await b.worker.apply(b.records[1:])  # every model applied them already: skipped
+        await _until_usable(b.links)
+        async with b.engine.connect() as conn:
             assert await canonical_key(conn, "dom:locked-1.example") == "dom:locked-0.example"
-        await agree(links, readmodel, ["dom:locked-0.example", "dom:locked-1.example"])
-    finally:
-        await engine.dispose()
-        await log.close()
+        await agree(b.links, b.readmodel, ["dom:locked-0.example", "dom:locked-1.example"])
 
 
 async def test_links_in_memory_are_dropped_when_the_worker_restarts_after_a_rebuild(
@@ -136,37 +160,12 @@ async def test_links_in_memory_are_dropped_when_the_worker_restarts_after_a_rebu
     """The supervisor restarts the same worker: positions another process left while it
     was down are read at start (the records behind them never reported): reload."""
     from services.projections.adapters.repository import save_positions
-    from services.projections.worker import ProjectionWorker
-    from shared.eventlog.embedded import EmbeddedEventLog
-    from shared.eventlog.topics import Topics
-    from tests.unit.projections.test_sqlite_write_contention import _submitted
 
-    topics = Topics.named("links")
-    log = EmbeddedEventLog(tmp_path / "eventlog.sqlite3")
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'rm.sqlite3'}")
-    readmodel = ReadModel(engine)
-    await log.start()
-    try:
-        await log.create_topics(topics.specs(1))
-        await migrate(engine)
-        await log.append([_submitted(topics, i) for i in range(3)])
-        tp = TopicPartition(topics.intake, 0)
-        records = [r async for batch in log.read(tp, 0, 1) for r in batch]
-        worker = ProjectionWorker(log, engine, topics, group_id="projections")
-        links = LinkMap(engine)
-        worker.on_links = links.changed
-        await worker.apply(records[:1])
-        await links.load()
-        async with engine.begin() as conn:
+    async with _a_worker_beside_a_map(tmp_path, read=1) as b:
+        async with b.engine.begin() as conn:
             await conn.execute(insert(account_links),
                                [link("dom:locked-1.example", "dom:locked-0.example")])
-            await save_positions(conn, {m: {tp: 3} for m in worker.models})
-        await worker._start_positions([tp])  # the restarted worker's subscription start
-        for _ in range(200):
-            if links.usable:
-                break
-            await asyncio.sleep(0.01)
-        await agree(links, readmodel, ["dom:locked-0.example", "dom:locked-1.example"])
-    finally:
-        await engine.dispose()
-        await log.close()
+            await save_positions(conn, {m: {b.tp: 3} for m in b.worker.models})
+        await b.worker._start_positions([b.tp])  # the restarted worker's subscription start
+        await _until_usable(b.links)
+        await agree(b.links, b.readmodel, ["dom:locked-0.example", "dom:locked-1.example"])
