@@ -179,16 +179,20 @@ def test_a_split_elsewhere_shares_with_a_registration_its_own_tie_held_in_review
         m.register(HEUSER_BY_NAME, "p-02", {"analytics"}, "resell")  # B: review with copies
         review = _dispute_of(m, 2)
         p05, p02 = _ids(m)[1], _ids(m)[2]
-        m.run(m.pipeline.commands.resolve(ADMIN, review.id, ResolutionRequest.model_validate(
-            {"outcome": "split", "note": "decided by the test", "splits": [
-                {"registration_id": p02, "percent": "40"},
-                {"registration_id": p05, "percent": "60"}]})))
+        _split(m, review.id, {p02: "40", p05: "60"})
         m.settle()
         assert [_status(m, i) for i in range(3)] == ["rejected", "approved", "approved"]
         last = _decisions_about(m, p05)[-1]
         assert (str(last.credit_percent), last.dispute_id) == ("60", review.id)
 
     _replay(steps)
+
+
+def _split(m: Invariants, dispute_id: str, percents: dict[str, str]) -> None:
+    """A person splits `dispute_id` between the registrations in `percents`."""
+    m.run(m.pipeline.commands.resolve(ADMIN, dispute_id, ResolutionRequest.model_validate(
+        {"outcome": "split", "note": "decided by the test", "splits": [
+            {"registration_id": r, "percent": p} for r, p in percents.items()]})))
 
 
 def _contest_beside_a_split_elsewhere(m: Invariants, outcome: str) -> Any:
@@ -199,10 +203,7 @@ def _contest_beside_a_split_elsewhere(m: Invariants, outcome: str) -> Any:
     m.register(HEUSER_BY_NAME, "p-04", {"analytics"}, "resell")  # B: review with the copy
     review = _dispute_of(m, 1)
     p05, p04 = _ids(m)[0], _ids(m)[1]
-    m.run(m.pipeline.commands.resolve(ADMIN, review.id, ResolutionRequest.model_validate(
-        {"outcome": "split", "note": "decided by the test", "splits": [
-            {"registration_id": p04, "percent": "40"},
-            {"registration_id": p05, "percent": "60"}]})))
+    _split(m, review.id, {p04: "40", p05: "60"})
     m.settle()
     m.register(HEUSER_BY_NAME, "p-03", {"analytics"}, "resell")  # B: rejected by p-04's tier
     assert [_status(m, i) for i in range(3)] == ["approved", "approved", "rejected"]
