@@ -344,3 +344,29 @@ class TestElsewhereInvariants(ElsewhereInvariants.TestCase):  # type: ignore[nam
 TestElsewhereInvariants.settings = settings(
     machine.TestInvariants.settings,  # not imported by name: pytest would run it here too
     max_examples=int(os.environ.get("DEALREG_PROPERTY_EXAMPLES", "25")))
+
+
+def test_a_rejection_at_home_frees_the_review_its_copy_held_elsewhere() -> None:
+    """The converse of the relay (invariant 5): B's review holds p-02 and the copy of A's
+    p-01 (analytics and crm); then A's own dispute (p-04, platinum, challenging p-01 for crm only,
+    so p-02's copy is not in it) is awarded to p-04, which
+    rejects p-01 at home. B heard nothing of it until the next report, so its review waited
+    on a rejected registration with one live party. Now A tells the review's partition the
+    moment p-01 ends there: the copy leaves the review, which closes moot and approves p-02
+    (nothing there guards against it any more)."""
+
+    def steps(m: Invariants) -> None:
+        m.register(HEUSER, "p-01", {"analytics", "crm"}, "resell")  # A: approved
+        m.register(HEUSER_BY_NAME, "p-02", {"analytics"}, "resell")  # B: review, copy of p-01
+        review = _dispute_of(m, 1)
+        assert set(review.members) == {_ids(m)[0], _ids(m)[1]}
+        m.register(HEUSER, "p-04", {"crm"}, "resell")  # A: platinum challenges p-01 alone
+        home = _dispute_of(m, 2)
+        assert set(home.members) == {_ids(m)[0], _ids(m)[2]}  # not p-02's copy
+        _submit_award(m, home.id, _ids(m)[2])
+        m.settle()
+        assert _status(m, 0) == "rejected"
+        assert not m.model.disputes[review.id].open
+        assert [_status(m, i) for i in range(3)] == ["rejected", "approved", "approved"]
+
+    _replay(steps)
