@@ -344,3 +344,20 @@ class TestElsewhereInvariants(ElsewhereInvariants.TestCase):  # type: ignore[nam
 TestElsewhereInvariants.settings = settings(
     machine.TestInvariants.settings,  # not imported by name: pytest would run it here too
     max_examples=int(os.environ.get("DEALREG_PROPERTY_EXAMPLES", "25")))
+
+
+class ElsewhereRecentRules(machine.RecentRules, ElsewhereInvariants):
+    """`ElsewhereInvariants` with the session-23 rules of `RecentRules` (racing first
+    registrations, repeated appeals, Salesforce spellings, free mail and platform pages):
+    reviews on another key settled against copies while those rules run beside them."""
+
+
+class TestElsewhereRecentRules(ElsewhereRecentRules.TestCase):  # type: ignore[name-defined,misc]
+    @classmethod
+    def tearDownClass(cls) -> None:
+        machine.print_recent("ElsewhereRecentRules")
+
+
+TestElsewhereRecentRules.settings = settings(
+    machine.TestInvariants.settings,
+    max_examples=int(os.environ.get("DEALREG_PROPERTY_EXAMPLES", "10")))

@@ -169,6 +169,8 @@ class Reg:
     end_reason: str | None = None
     """How its approval ended (`ProtectionEnded.reason`), when it ended approved."""
     beaten_by: tuple[str, ...] = ()
+    appealed: tuple[str, ...] = ()
+    """The registrations it lost to when it was last contested."""
     beaten_at: datetime | None = None
     """Who its latest rejection by a precedence rule named, and when (its place in their
     line on release)."""
@@ -999,6 +1001,7 @@ class Invariants(RuleBasedStateMachine):
         partner that contested losing to a registration, with a registration since
         withdrawn or rejected, never opens another contest against that same registration
         (in the same grant, within a protection period) through a new registration."""
+        reg.appealed = reg.beaten_by
         for rival_id in reg.beaten_by:
             rival = self.model.regs.get(rival_id)
             if rival is None:
@@ -1415,7 +1418,7 @@ class RecentRules(Invariants):
             if reg.rule != "contested" or reg.status != "in_review":
                 return
         RECENT["appeal again: a contest open, the partner lets it go"] += 1
-        rivals = list(reg.beaten_by)
+        rivals = list(reg.appealed)
         dispute = self.model.disputes.get(reg.dispute or "")
         if lose and dispute is not None and dispute.open:
             winner = next((m for m in dispute.members if m in rivals), None)
@@ -1991,3 +1994,98 @@ def test_a_copy_keeps_the_whole_account_its_own_policy_gave_it() -> None:
         assert m.model.regs[_ids(m)[-1]].status != "approved"
 
     _replay(steps)
+
+
+# --- the session-23 rules, replayed through RecentRules ---------------------------------------
+
+def _replay_recent(steps: Any) -> None:
+    machine = RecentRules()
+    try:
+        machine.partners()
+        steps(machine)
+        machine.invariants_hold()
+    finally:
+        machine.teardown()
+
+
+def test_racing_first_registrations_meet_in_one_cross_key_review_in_the_machine() -> None:
+    """Two partners register one Faker customer by domain and by name + CRM id (keys on
+    two partitions) through two registration processes, neither decided before the other
+    is appended: both partitions approve, and the re-report that follows each decision
+    brings them into one open `cross_key` review (exactly one)."""
+
+    def steps(m: RecentRules) -> None:
+        m.race(RACES[0], "p-01", 1, {"analytics"})
+        a, b = m.model.regs.values()
+        assert (a.status, b.status) == ("approved", "approved")
+        assert partition_for(a.key or "", PARTITIONS) != partition_for(b.key or "",
+                                                                       PARTITIONS)
+        reviews = [d for d in m.model.disputes.values()
+                   if d.open and d.reason == "cross_key"]
+        assert [set(d.members) for d in reviews] == [{a.id, b.id}]
+
+    _replay_recent(steps)
+
+
+def test_a_race_without_the_re_report_leaves_two_owners_the_machine_reports() -> None:
+    """The machine can fail: with the re-reports left waiting (a process that stopped
+    before its decisions came back), the race leaves two exclusive owners and nobody
+    reviewing them, and invariant 1 says so."""
+    m = RecentRules()
+    try:
+        m.partners()
+        m.pipeline.follow_ups = False
+        m.race(RACES[0], "p-01", 1, {"analytics"})
+        m.one_exclusive_owner_per_customer_and_scope()
+        found, m.model.violations = m.model.violations, []
+        assert len(found) == 1 and found[0].startswith("invariant 1: race-0"), found
+    finally:
+        m.teardown()
+
+
+def test_a_salesforce_id_is_one_customer_in_either_spelling_and_a_case_twin_another(
+        ) -> None:
+    sf15, sf18, sf18_lower, twin = SALESFORCE[:4]
+    assert len(sf15.crm_account_id or "") == 15 and len(sf18.crm_account_id or "") == 18
+
+    def steps(m: RecentRules) -> None:
+        m.register_salesforce(sf15, "p-01", {"analytics"})
+        m.register_salesforce(sf18, "p-02", {"analytics"})
+        m.register_salesforce(sf18_lower, "p-03", {"analytics"})
+        m.register_salesforce(twin, "p-05", {"analytics"})
+        first, second, third, other = m.model.regs.values()
+        assert first.key == second.key == third.key != other.key
+        assert (first.status, other.status) == ("approved", "approved")
+        assert second.status != "approved" and third.status != "approved"
+
+    _replay_recent(steps)
+
+
+def test_companies_reached_at_one_free_mail_provider_or_platform_stay_apart() -> None:
+    def steps(m: RecentRules) -> None:
+        for spec, partner in zip(CONTACTED, PARTNERS * 3, strict=False):
+            m.register_by_contact(spec, partner, {"analytics"})
+        regs = list(m.model.regs.values())
+        assert len({r.key for r in regs}) == len(regs) == len(CONTACTED)
+        assert all(r.status == "approved" and r.rule == "no_conflict" for r in regs)
+
+    _replay_recent(steps)
+
+
+def test_a_contest_is_one_appeal_per_rival_registration_in_the_machine() -> None:
+    """Withdraw the contested registration, register again, contest again: refused (one
+    appeal against the same rival registration); the machine's checks hold throughout."""
+    spec = SPECS[0]
+
+    def steps(m: RecentRules) -> None:
+        m.register(spec, "p-04", {"analytics"}, "resell")  # platinum owner
+        m.time_passes(30)  # beyond the tie window
+        m.register(spec, "p-01", {"analytics"}, "resell")  # rejected first_submitted
+        m.appeal_again(1, lose=False)  # contest, withdraw, register again, contest
+        owner, first, again = m.model.regs.values()
+        assert first.status == "withdrawn" and again.status == "rejected"
+        assert again.beaten_by == (owner.id,)
+        assert [d.members for d in m.model.disputes.values() if d.open] == []
+        assert RECENT["appeal refused: contested that rival before"] >= 1
+
+    _replay_recent(steps)
