@@ -2089,3 +2089,39 @@ def test_a_contest_is_one_appeal_per_rival_registration_in_the_machine() -> None
         assert RECENT["appeal refused: contested that rival before"] >= 1
 
     _replay_recent(steps)
+
+
+def test_a_person_settles_the_cross_key_review_a_race_opened() -> None:
+    """Found by `RecentRules` at 300 examples: the re-report's review was opened on the
+    canonical key's partition but under the copy's key (the other partition), so the edge
+    sent the person's acknowledgement and resolution, and the review's own timers, to a
+    partition that had no such dispute (`unknown_dispute`). Nobody could settle it; the
+    ladder's fallback did, late, and once the copy's registration had withdrawn it
+    rejected the one live approval (invariant 2). The review is now keyed by the
+    partition's own registration."""
+
+    def steps(m: RecentRules) -> None:
+        m.race(RACES[0], "p-01", 1, {"analytics"})
+        a, b = m.model.regs.values()
+        review = next(d for d in m.model.disputes.values() if d.open)
+        m.acknowledge(0)
+        m.resolve(0, review.members.index(a.id), "award")
+        assert not review.open and (a.status, b.status) == ("approved", "rejected")
+
+    _replay_recent(steps)
+
+
+def test_a_race_review_never_rejects_the_approval_left_when_the_copy_withdrew() -> None:
+    """The same review left to its ladder: the copy's registration withdraws after the
+    deadlines passed; the review has one live party and ends without taking the remaining
+    approval away."""
+
+    def steps(m: RecentRules) -> None:
+        m.race(RACES[0], "p-01", 1, {"analytics"})
+        m.time_passes(24 * 8)  # both levels' deadlines passed
+        for reg in list(m.model.regs.values()):
+            if reg.status == "approved":
+                m.withdraw(list(m.model.regs).index(reg.id))
+                break
+
+    _replay_recent(steps)
