@@ -55,11 +55,11 @@ from services.registration.models import (
     RegistrationRequest,
     ResolutionRequest,
 )
+from shared.accounts.normalize import registrable_domain
+from shared.accounts.salesforce import canonical_crm_id, salesforce_18
 from shared.api.auth import Principal
 from shared.api.problems import Problem
 from shared.eventlog.partitioner import partition_for
-from shared.accounts.normalize import registrable_domain
-from shared.accounts.salesforce import canonical_crm_id, salesforce_18
 from shared.events import (
     AccountsLinked,
     ClaimDecided,

@@ -21,7 +21,8 @@ from __future__ import annotations
 from typing import Any
 
 from adjudication_driver import Driver
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import event as note_event
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
@@ -163,7 +164,7 @@ def _check_salesforce(d: Driver, rid: str, which_of: dict[str, int], out: list[A
     if held:
         SALESFORCE_MET.append(decided.rule)
         if currently_in_test_context():  # --hypothesis-show-statistics
-            event(f"salesforce spellings met: {decided.status} {decided.rule}")
+            note_event(f"salesforce spellings met: {decided.status} {decided.rule}")
         assert not (decided.status == "approved" and decided.rule == "no_conflict"), (
             f"{rid} ({IDENTITIES[which_of[rid]][2]}) approved no_conflict beside "
             f"{[(e.id, e.status) for e in held]} of the same Salesforce customer")
