@@ -211,11 +211,13 @@ class Model:
     """(company, party, when) of every CRM win: incumbency."""
 
     def canonical(self, key: str) -> str:
-        seen = set()
+        """The key its links lead to; for links made in both directions (each racing side's
+        partition linked the pair its own way), one key of the cycle for all of it."""
+        seen: list[str] = []
         while key in self.links and key not in seen:
-            seen.add(key)
+            seen.append(key)
             key = self.links[key]
-        return key
+        return min(seen[seen.index(key):]) if key in seen else key
 
 
 def overlap(a: tuple[str, ...] | None, b: tuple[str, ...] | None) -> bool:
@@ -1384,7 +1386,14 @@ class RecentRules(Invariants):
     """The machine with the session-23 rules (DESIGN.md: "Two first registrations racing
     across partitions", "Contests end", "one Salesforce account id in two spellings",
     free mail and platform pages in "The same customer"). A separate machine, so the
-    others' derandomized runs stay the ones CI has always seen."""
+    others' derandomized runs stay the ones CI has always seen. Its registration
+    processes run as the distributed deployment's do (`Pipeline.distributed`), since a
+    race needs a second one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pipeline.distributed = True
+        self.pipeline.commands.directory.complete = False
 
     @rule(race=st.sampled_from(RACES), first=st.sampled_from(PARTNERS),
           second=st.integers(1, 4),

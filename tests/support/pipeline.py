@@ -136,6 +136,11 @@ class Pipeline:
         self.follow_ups = True
         """Run the re-reports at the end of every pump (False: leave them waiting, as a
         process that stopped before its decisions came back would)."""
+        self.distributed = False
+        """Every registration process's directory as the distributed deployment runs it
+        (`complete=False`: files only what it appends, asks the directory tables for the
+        rest), for machines that add processes (`other_edge`): one embedded-style process
+        beside them would never learn the keys they file."""
         self.edges: list[Commands] = []
         """Other registration processes (`other_edge`), each with its own directory."""
         self.re_reports = 0
@@ -158,6 +163,7 @@ class Pipeline:
 
     async def _start_edge(self) -> None:
         self.commands = Commands(self.runtime)
+        self.commands.directory.complete = not self.distributed
         await self.commands.start()
 
     async def _start_adjudicator(self) -> None:
