@@ -259,6 +259,8 @@ class Invariants(RuleBasedStateMachine):
         self.current_input: str | None = None
         self.notes: dict[str, str | None] = {}
         """dispute -> the partner note of the resolution the edge accepted"""
+        self.settled_at = self.clock.now
+        """The clock when the last step was folded."""
         self.filed: dict[str, str] = {}
         """dispute id of a contest the edge accepted -> the contested registration"""
         self.appeals: dict[tuple[str, str, datetime | None], tuple[str, datetime]] = {}
@@ -315,6 +317,7 @@ class Invariants(RuleBasedStateMachine):
         self.check_releases()
         self.current_input = None
         self.check_resolution_ends()
+        self.settled_at = self.clock.now
         self.report()
 
     @initialize()
@@ -643,7 +646,7 @@ class Invariants(RuleBasedStateMachine):
             d.members = list(dict.fromkeys([*d.members, *event.registration_ids]))
             for rid in event.approved_ids:
                 kept = m.regs.get(rid)
-                if kept is not None and kept.status == "approved":
+                if kept is not None and (kept.status == "approved" or self.ended_this_step(kept)):
                     # Standing as it was: a copy's settlement sends it no decision (its
                     # own partition keeps or ends it), so the resolution says it.
                     d.winners.append(rid)
@@ -713,6 +716,13 @@ class Invariants(RuleBasedStateMachine):
             return False
         return bool((a.spec.domain and b.spec.domain)
                     or (a.spec.crm_account_id and b.spec.crm_account_id))
+
+    def ended_this_step(self, reg: Reg) -> bool:
+        """Expired on its own partition within the step now folded: a clock jump fires
+        another partition's earlier deadlines (a review's fallback that approved it) in
+        the same step, and the two partitions' decisions fold in either order."""
+        return (reg.status == "expired" and reg.ended_at is not None
+                and reg.ended_at > self.settled_at)
 
     def known_limit(self, reg: Reg, rival: Reg) -> bool:
         """Known limit, a real defect left open (DESIGN.md, "Open (session 24)"): the
@@ -2146,5 +2156,20 @@ def test_a_race_review_never_rejects_the_approval_left_when_the_copy_withdrew() 
             if reg.status == "approved":
                 m.withdraw(list(m.model.regs).index(reg.id))
                 break
+
+    _replay_recent(steps)
+
+
+def test_a_race_review_left_to_its_ladder_through_a_long_jump_keeps_one_owner() -> None:
+    """Found by `RecentRules` at 300 examples, a checker artefact: 92 days pass at once;
+    the review's fallback (its deadline on day 5) approves the copy of one side and
+    rejects the other, and the copy's own partition expires it on day 90, in one step.
+    The model folded the expiry first and found the fallback had no winner; it now counts
+    a winner that expired within the step folded."""
+
+    def steps(m: RecentRules) -> None:
+        m.race(RACES[0], "p-01", 1, {"analytics"})
+        m.time_passes(24 * 92)
+        assert {r.status for r in m.model.regs.values()} == {"rejected", "expired"}
 
     _replay_recent(steps)
