@@ -120,9 +120,17 @@ def report(
             if held_exclusively(state, c.entry) and not c.entry.mirror
         ]
         if rivals:
-            evidence = [outcomes.evidence(c, mirror.account_key) for c in rivals]
-            draw_into_dispute(state, out, mirror, [c.entry for c in rivals], "cross_key",
-                              "cross_key", policy, at, evidence)
+            # The review lives on this partition: it is keyed by this partition's own
+            # registration, never by the copy's key (another partition), or the edge would
+            # route a person's acknowledgement and resolution, and the review's timers, to
+            # a partition without it (the race re-report's review, found by RecentRules).
+            home = rivals[0].entry
+            seen = {c.entry.id: c for c in find_collisions(state, home, None, policy)}
+            others = [mirror, *(c.entry for c in rivals[1:])]
+            evidence = [outcomes.evidence(seen[e.id], home.account_key) for e in others
+                        if e.id in seen]
+            draw_into_dispute(state, out, home, others, "cross_key", "cross_key", policy,
+                              at, evidence)
 
 
 def _copy(state: AdjudicationState, reported: ReportedRegistration, alias: str,
