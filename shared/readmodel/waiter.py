@@ -63,11 +63,19 @@ RETRY_SECONDS = 0.1
 """A batched read of notified registrations that failed is retried after this."""
 
 
-async def notify_registrations(conn: AsyncConnection, registration_ids: Iterable[str]) -> None:
+async def notify_registrations(conn: AsyncConnection, registration_ids: Iterable[str],
+                               rows: Mapping[str, Mapping[str, Any]] | None = None) -> None:
     """Inside the projection transaction on PostgreSQL: tell listening registration
-    services which registrations changed (delivered when the transaction commits)."""
+    services which registrations changed (delivered when the transaction commits).
+    `rows`: the batch's rows; an id whose row is there undecided (just submitted) is not
+    sent, since a waiter only ever wants a decided row: each notified id costs every
+    listening registration service a read back, and half the ids of a live stream were
+    submissions (README, "Distributed decision path, session 24")."""
     if conn.dialect.name != "postgresql":
         return
+    if rows is not None:
+        registration_ids = [rid for rid in registration_ids
+                            if (row := rows.get(rid)) is None or row.get("status") in DECIDED]
     chunk: list[str] = []
     size = 0
     for rid in sorted(set(registration_ids)):
