@@ -4,9 +4,10 @@ position (read your writes).
 In one process (`dealreg dev`, or a registration service co-located with projections) the
 projection worker wakes waiters directly after its transaction commits. A registration
 service in its own process on PostgreSQL is woken the same way by `DecisionListener`: the
-projection worker sends the ids it touched with `NOTIFY` inside its transaction (delivered
-on commit, so never before the rows are visible), and one dedicated connection per process
-`LISTEN`s. Either way a waiting request holds no database connection while it waits.
+projection worker sends the ids it decided with `NOTIFY` inside its transaction (delivered
+on commit, so never before the rows are visible; a row the batch left undecided, a bare
+submission, is not sent), and one dedicated connection per process `LISTEN`s. Either way a
+waiting request holds no database connection while it waits.
 
 A command registers its interest before it appends (`DecisionWaiter.expect`), so it needs
 no read of its own: the rows the projections just wrote are read back for every waiter
