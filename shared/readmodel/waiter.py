@@ -122,13 +122,17 @@ class Expected:
         self.future: asyncio.Future[dict[str, Any]] = \
             asyncio.get_running_loop().create_future()
 
-    async def wait(self, timeout: float) -> dict[str, Any] | None:
+    async def wait(self, timeout: float, recheck: float = RECHECK_SECONDS
+                   ) -> dict[str, Any] | None:
         """The decided row, or None when no decision arrived within `timeout` seconds.
 
         In process: no re-check at all (the co-located projection worker's
         notifications are not lost, and a batched read that failed is retried by the
-        waiter). Woken by `DecisionListener`: a re-check every `RECHECK_SECONDS` (a
-        notification lost while it reconnected). Without notifications: polls with a
+        waiter). Woken by `DecisionListener`: a re-check every `recheck` seconds (a
+        notification lost while it reconnected; a long wait that is not answering anyone,
+        like the post-decision re-report's minute, asks for fewer: every waiter still
+        waiting re-reads its row at each re-check, so with decisions late a backlog was
+        re-read every second). Without notifications: polls with a
         short back-off. Re-checks and polls join the batched read of notified rows. A
         read model that cannot be read counts as "not decided yet": the command is
         durable already, and an error here would be a 5xx for a command that was taken."""
@@ -141,13 +145,13 @@ class Expected:
                 return None
             in_process = self.waiter.in_process
             chunk = (remaining if in_process else
-                     min(RECHECK_SECONDS, remaining) if self.waiter.listening else
+                     min(recheck, remaining) if self.waiter.listening else
                      min(delay, remaining))
             done, _ = await asyncio.wait({self.future}, timeout=chunk)
             if done:
                 return self.future.result()
-            if in_process:
-                return None
+            if in_process or loop.time() >= deadline:
+                return None  # (a re-check now would be read for nobody)
             delay = min(delay * 2, 0.05)
             # Re-checked with every other waiter's re-check in one batched read: hundreds
             # waiting on slow decisions each read alone every second otherwise, which ran
