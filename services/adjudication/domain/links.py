@@ -48,6 +48,7 @@ from shared.events import (
     AccountsLinked,
     AccountsUnlinked,
     DomainEvent,
+    HomeEndRelayed,
     ReportedRegistration,
 )
 from shared.events.registration import RegistrationStatus
@@ -179,6 +180,24 @@ def _end_copy(state: AdjudicationState, out: list[DomainEvent], copy: Entry, sta
         else "withdrawn" if status in ("withdrawn", "won", "lost") else "expired")
     end(state, out, copy, "expired", final, "cross_key",
         "The copy of another partition's registration ended.", at)
+
+
+def ended_at_home(state: AdjudicationState, out: list[DomainEvent], event: HomeEndRelayed,
+                  policy: Policy) -> None:
+    """Registrations held here as copies in a review ended on their own partition
+    (relay.tell_ended): their copies end as a report listing them ended would end them,
+    and leave their disputes (`lifecycle.end`). A rejection ends it `expired`, not for
+    good: a contest there may approve it again, and a later report brings the copy back."""
+    for word in event.ended:
+        copy = state.entries.get(word.registration_id)
+        if copy is None or not copy.mirror or not copy.active:
+            continue
+        _end_copy(state, out, copy, word.status if word.status in _CLOSED else "expired",
+                  state.clock)
+
+
+_CLOSED: Final = frozenset({"withdrawn", "won", "lost"})
+"""Ends at home a copy keeps for good (`_FINAL`): nothing brings them back there."""
 
 
 def on_lease_end(
