@@ -117,6 +117,10 @@ CLAIM_PREFIX = "clm_"
 RE_REPORT_WAIT = 60.0
 """How long a registration's post-decision re-report (`Commands._re_report`) waits for
 its decision."""
+RE_REPORT_RECHECK = 10.0
+"""How often that wait re-reads the row when no notification came (a lost `NOTIFY`):
+not every second like a request's, since a saturated service would otherwise re-read
+every late registration every second for the whole minute (README, session 24)."""
 
 
 @dataclass
@@ -546,7 +550,7 @@ class Commands:
         COMMAND.set(None)  # this task's own context: ids of its own, no command lease
         registration_id = decision.registration_id
         try:
-            row = await decision.wait(RE_REPORT_WAIT)
+            row = await decision.wait(RE_REPORT_WAIT, RE_REPORT_RECHECK)
             if row is None or row.get("status") != "approved":
                 return
             policy = await self.reference.current_policy()
