@@ -16,7 +16,8 @@ import re
 from functools import lru_cache
 from typing import Final, Literal
 
-__all__ = ["CrmIds", "canonical_crm_id", "salesforce_18", "salesforce_suffix"]
+__all__ = ["CrmIds", "canonical_crm_id", "crm_id_spellings", "salesforce_18",
+           "salesforce_suffix"]
 
 CrmIds = Literal["exact", "salesforce"]
 
@@ -57,3 +58,21 @@ def canonical_crm_id(crm_id: str, mode: CrmIds) -> str:
     if mode == "exact":
         return crm_id
     return salesforce_18(crm_id) or crm_id
+
+
+def crm_id_spellings(crm_id: str, mode: CrmIds) -> tuple[str, ...]:
+    """Every spelling a store may have filed `crm_id` under that policy `match.crm_ids` =
+    `mode` compares equal to it (`canonical_crm_id`), `crm_id` itself first: under
+    `salesforce`, a valid Salesforce id's 15-character form and its 18-character form
+    with the suffix in each letter case (at most 9); otherwise the id alone. For look-ups
+    in tables that file ids as submitted (the edge's fall-back query, `GET /v1/ownership`):
+    the one place that knows which spellings are one id."""
+    canonical = salesforce_18(crm_id) if mode == "salesforce" else None
+    if canonical is None:
+        return (crm_id,)
+    head, suffix = canonical[:15], canonical[15:]
+    variants = [""]
+    for char in suffix:
+        variants = [v + c for v in variants for c in dict.fromkeys((char, char.lower()))]
+    spellings = dict.fromkeys((crm_id, head, *(head + v for v in variants)))
+    return tuple(spellings)
