@@ -92,7 +92,8 @@ async def test_a_process_behind_the_directory_finds_a_salesforce_id_filed_in_ano
         engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/directory.sqlite3")
         await migrate(engine)
     id15 = "001hFGAi3f5dig9"
-    filed = {"001hFGAi3f5dig9": "crm:001hFGAi3f5dig9", "0015000000VALDtaap": "crm:0015000000VALDtaap"}
+    filed = {"001hFGAi3f5dig9": "crm:001hFGAi3f5dig9",
+             "0015000000VALDtaap": "crm:0015000000VALDtaap"}
     directory = AccountDirectory(engine, complete=False, rewarm_seconds=3600)
     await directory.warm()  # empty: what follows was filed by other processes since
     async with engine.begin() as conn:
