@@ -85,3 +85,65 @@ async def _race(system: System, other: httpx.AsyncClient) -> None:
         assert len(reviews) == 1, (name, reviews)
         assert set(reviews[0]["registration_ids"]) == ids, (name, reviews)
         assert reviews[0]["status"] == "open", (name, reviews)
+
+
+
+async def _open_reviews(system: System, ids: set[str]) -> list[dict[str, Any]]:
+    page = await system.queries.get("/v1/disputes", params={"limit": 500})
+    assert page.status_code == 200, page.text
+    return [d for d in page.json()["items"]
+            if d["status"] == "open" and ids & set(d["registration_ids"])]
+
+
+async def test_a_claim_decided_after_a_racing_registration_on_another_partition_meets_it(
+    system: System,
+) -> None:
+    """Rival review, session 24: only registrations re-reported after their decision. A
+    rep's named-account claim whose own report was built before a partner's registration
+    was in the read model, but whose append came after that registration was decided and
+    had re-reported (a slow producer: here the claim's append is held until then), was
+    decided second and re-reported nothing: the partner's approval and the rep's claim
+    both stood on one customer, no review (invariant 1). Faker companies, three of three."""
+    fake = Faker("en_US")
+    fake.seed_instance(31)
+    partitions = system.settings.topic_partitions
+    commands = system.commands._transport.app.state.commands  # type: ignore[attr-defined]
+    built = commands._copy_reports
+    gate = asyncio.Event()
+
+    async def held(resolution: Any, entity_id: str, policy: Any, at: Any) -> Any:
+        reports = await built(resolution, entity_id, policy, at)
+        if entity_id.startswith("clm_"):
+            await gate.wait()  # the report is built; the append is slow
+        return reports
+
+    commands._copy_reports = held
+    for n in range(3):
+        gate.clear()
+        name = fake.unique.company()
+        slug = "".join(ch for ch in name.split()[0].lower() if ch.isalnum())
+        domain, crm = f"{slug}{n}.com", f"001{n}{slug[:3].upper()}"
+        while partition_for(f"dom:{domain}", partitions) == partition_for(
+                f"crm:{crm}", partitions):
+            crm += "X"
+        claim = asyncio.create_task(system.commands.post("/v1/claims", headers=WAIT, json={
+            "kind": "named_account", "rep_id": f"rep-{n}",
+            "account": {"name": name, "crm_account_id": crm, "country": "US"}}))
+        await asyncio.sleep(0.3)
+        first = await system.commands.post("/v1/registrations", headers=WAIT, json=body(
+            "p-a", {"name": name, "domain": domain, "country": "US"}))
+        assert first.status_code == 201 and first.json()["status"] == "approved", first.text
+        while commands._follow_ups:  # its re-report is done: it found nothing to report
+            await asyncio.sleep(0.05)
+        gate.set()
+        filed = await claim
+        assert filed.status_code == 201, filed.text
+        ids = {first.json()["id"], filed.json()["id"]}
+        reviews: list[dict[str, Any]] = []
+        for _ in range(150):
+            reviews = await _open_reviews(system, ids)
+            if reviews:
+                break
+            await asyncio.sleep(0.1)
+        assert reviews and set(reviews[0]["registration_ids"]) == ids, (
+            name, filed.json().get("status"), "an approval beside a claim and no review")
