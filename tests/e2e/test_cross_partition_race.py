@@ -147,3 +147,14 @@ async def test_a_claim_decided_after_a_racing_registration_on_another_partition_
             await asyncio.sleep(0.1)
         assert reviews and set(reviews[0]["registration_ids"]) == ids, (
             name, filed.json().get("status"), "an approval beside a claim and no review")
+        # What the partner reads names neither the rep, the claim nor its CRM id.
+        minted = await system.commands.post("/v1/api-keys", json={
+            "role": "partner", "subject_id": "p-a", "name": "p-a"})
+        token = {"Authorization": f"Bearer {minted.json()['token']}"}
+        own = first.json()["id"]
+        for path in (f"/v1/registrations/{own}", f"/v1/registrations/{own}/timeline",
+                     f"/v1/disputes/{reviews[0]['id']}"):
+            shown = await system.queries.get(path, headers=token)
+            assert shown.status_code == 200, (path, shown.text)
+            for secret in (filed.json()["id"], f"rep-{n}", crm):
+                assert secret not in shown.text, (path, secret, shown.text)
