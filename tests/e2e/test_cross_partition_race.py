@@ -133,8 +133,8 @@ async def test_a_claim_decided_after_a_racing_registration_on_another_partition_
         first = await system.commands.post("/v1/registrations", headers=WAIT, json=body(
             "p-a", {"name": name, "domain": domain, "country": "US"}))
         assert first.status_code == 201 and first.json()["status"] == "approved", first.text
-        while commands._follow_ups:  # its re-report is done: it found nothing to report
-            await asyncio.sleep(0.05)
+        # Its re-report is done: it found nothing to report.
+        await asyncio.gather(*commands._follow_ups)
         gate.set()
         filed = await claim
         assert filed.status_code == 201, filed.text

@@ -127,3 +127,29 @@ async def test_ownership_by_crm_id_finds_the_account_in_any_spelling_of_its_sale
         nobody = await (await system.queries("integration", "crm-1")).get(
             "/v1/ownership", params={"crm_account_id": wrong})
         assert nobody.json()["owners"] == []
+
+
+async def test_an_18_character_id_upper_cased_by_another_system_is_the_same_customer(
+        system: Running) -> None:
+    # Rival review, session 24: the 18-character id exists so that case-insensitive
+    # systems can carry it, and they upper- or lower-case it (001HFGAI3F5DIG9QDA). Read
+    # as "no Salesforce id" (its first 15 no longer in the case the suffix says), it was
+    # another customer: two exclusive owners. The default policy now reads it as
+    # Salesforce does, and `GET /v1/ownership` finds the account by it.
+    fake = Faker("en_GB")
+    fake.seed_instance(27)
+    for n in range(3):
+        company, id15 = fake.unique.company(), salesforce_id(fake)
+        id18 = id15 + salesforce_suffix(id15)
+        mangled = id18.upper() if n % 2 else id18.lower()
+        first = await submit((await system.as_("partner", f"p-sfc1-{n}"))[0],
+                             named(company, id15 if n else id18))
+        second = await submit((await system.as_("partner", f"p-sfc2-{n}"))[0],
+                              named(company, mangled))
+        assert (first["status"], first["decision"]["rule"]) == ("approved", "no_conflict")
+        assert (second["status"], second["decision"]["rule"]) == ("in_review", "tie"), second
+        assert second["account"]["crm_account_id"] == mangled
+        await system.settle()
+        asked = await (await system.queries("integration", "crm-1")).get(
+            "/v1/ownership", params={"crm_account_id": mangled})
+        assert first["id"] in {o["registration_id"] for o in asked.json()["owners"]}, asked.text
