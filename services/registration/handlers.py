@@ -565,13 +565,18 @@ class Commands:
             topic = self.runtime.topics.intake
             partitions = await self.runtime.eventlog.partitions(topic)
             home = partition_for(own, partitions)
-            matched = {m.account_key: (m.matched_by, m.score)
+            matched = {m.account_key: (m.matched_by, m.score, False)
                        for m in (again.matched, *again.aliases) if m is not None}
+            # Possible duplicates too (session 24): racing, a name-only registration and
+            # an identified one of the same name were both approved, where one after the
+            # other goes to a person; the core opens that review (`after_decision`).
+            for p in again.possible_duplicates:
+                matched.setdefault(p.account_key, (p.matched_by, p.score, True))
             at = datetime.now(UTC)
             for other in sorted(matched):
                 if other == own or partition_for(other, partitions) == home:
                     continue
-                matched_by, score = matched[other]
+                matched_by, score, possible = matched[other]
                 if other in before:
                     reported, partial = await self._reported(other)
                     if {r.registration_id for r in reported} <= before[other]:
@@ -585,7 +590,8 @@ class Commands:
                 await self._intake(target, AccountLinkReported(
                     account_key=target, alias_key=alias, matched_by=matched_by,
                     score=score, registrations=reported, partial=partial, reported_at=at,
-                    policy_version=policy.version), at, via)
+                    policy_version=policy.version, possible_duplicate=possible,
+                    after_decision=possible), at, via)
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -21,6 +21,7 @@ import httpx
 from faker import Faker
 
 from dealreg.app import create_app
+from shared.accounts import normalize_name
 from shared.eventlog.partitioner import partition_for
 from tests.e2e.conftest import System, _serve
 
@@ -158,3 +159,45 @@ async def test_a_claim_decided_after_a_racing_registration_on_another_partition_
             assert shown.status_code == 200, (path, shown.text)
             for secret in (filed.json()["id"], f"rep-{n}", crm):
                 assert secret not in shown.text, (path, secret, shown.text)
+
+
+async def test_a_name_only_registration_racing_an_identified_one_on_another_partition_meets_it(
+    system: System,
+) -> None:
+    """Rival attack, session 24: under `match.name_only: review` (the default) a name-only
+    registration and an identified one of the same name go to a person when sequential (a
+    possible duplicate). Racing on two partitions, each report was built before the other
+    was in the read model, and the re-report carried confident aliases only: both were
+    approved, no review (3 of 3 Faker companies). Now one `possible_duplicate` review."""
+    fake = Faker("en_US")
+    fake.seed_instance(41)
+    partitions = system.settings.topic_partitions
+    unmet: list[str] = []
+    for n in range(3):
+        name = fake.unique.company()
+        slug = "".join(ch for ch in name.split()[0].lower() if ch.isalnum())
+        domain = f"{slug}{n}.com"
+        named = "name:US:" + "-".join(normalize_name(name).split())
+        while partition_for(f"dom:{domain}", partitions) == partition_for(named, partitions):
+            domain = "x" + domain
+        a, b = await asyncio.gather(
+            system.commands.post("/v1/registrations", headers=WAIT, json=body(
+                "p-a", {"name": name, "domain": domain, "country": "US"})),
+            system.commands.post("/v1/registrations", headers=WAIT, json=body(
+                "p-b", {"name": name, "country": "US"})))
+        assert a.status_code == b.status_code == 201, (a.text, b.text)
+        ids = {a.json()["id"], b.json()["id"]}
+        reviews: list[dict[str, Any]] = []
+        for _ in range(150):
+            reviews = await _open_reviews(system, ids)
+            if reviews:
+                break
+            await asyncio.sleep(0.1)
+        if not reviews:
+            unmet.append(name)
+            continue
+        await asyncio.sleep(1.0)  # both sides re-report: the second must open nothing
+        reviews = await _open_reviews(system, ids)
+        assert len(reviews) == 1 and set(reviews[0]["registration_ids"]) == ids, reviews
+        assert reviews[0]["reason"] == "possible_duplicate", reviews
+    assert not unmet, f"two approvals of one customer, no review: {unmet}"
