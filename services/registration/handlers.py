@@ -582,6 +582,11 @@ class Commands:
                     if {r.registration_id for r in reported} <= before[other]:
                         continue  # nothing active there that the report did not carry
                     target, alias = own, other
+                    if possible and other < own:
+                        # A possible duplicate is never linked, so neither side is the
+                        # other's canonical: the smaller key, as the other side reports.
+                        target, alias = other, own
+                        reported, partial = await self._reported(alias)
                 else:
                     target, alias = min(own, other), max(own, other)
                     reported, partial = await self._reported(alias)
