@@ -961,11 +961,40 @@ class Commands:
         now = datetime.now(UTC)
         command = COMMAND.get()  # partners see it: it must reveal nothing
         dispute_id = command.opaque_id("dsp") if command is not None else opaque_id("dsp")
-        appended = await self._intake(account_key, DisputeFiled(
+        copies = await self._contest_reports(row, registration_id, policy, now)
+        appended = (await self.append([*copies, (self.runtime.topics.intake, account_key,
+                                                 DisputeFiled(
             dispute_id=dispute_id, registration_id=registration_id, partner_id=partner_id,
             account_key=account_key, reason=body.reason, filed_at=now,
-            policy_version=policy.version), now, via)
+            policy_version=policy.version))], now, via))[-1]
         return await self._contested(principal, registration_id, dispute_id, appended, wait)
+
+    async def _contest_reports(self, row: dict[str, Any] | None, registration_id: str,
+                               policy: Policy, at: datetime
+                               ) -> list[tuple[str, str, DomainEvent]]:
+        """A contest approves the registration at once when nothing it knows of overlaps
+        it: the same reports `_copy_reports` appends ahead of a new registration, ahead of
+        the contest, marked `contest` (DESIGN.md, "A contest sees the customer's other
+        keys"). Without them a contest on one partition approved the registration beside
+        a possible duplicate's registration on another partition that a new registration
+        would have been reviewed against (two owners, invariant 1). Best effort: no
+        account on the row, or a failure, appends no report."""
+        account = (row or {}).get("account")
+        if not isinstance(account, dict) or not row or row.get("account_key") is None:
+            return []
+        try:
+            identity = identity_of(account.get("name"), account.get("domain"),
+                                   account.get("country"), account.get("crm_account_id"))
+            resolution = await self.directory.resolve(identity, policy.match)
+        except Exception:
+            log.exception("contest_report_failed", registration_id=registration_id)
+            return []
+        if resolution.account_key != row["account_key"]:
+            return []  # filed under another key since (a link): its reports are that key's
+        return [(topic, key, event.model_copy(update={"contest": True}))
+                for topic, key, event in await self._copy_reports(
+                    resolution, registration_id, policy, at)
+                if isinstance(event, AccountLinkReported)]
 
     async def _contested(self, principal: Principal, registration_id: str, dispute_id: str,
                          appended: Appended, wait: float) -> Outcome:

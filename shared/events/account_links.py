@@ -116,3 +116,8 @@ class AccountLinkReported(DomainEvent):
     `possible_duplicate` review the sequential case would have opened, over each fresh
     copy and the entries of `account_key` it overlaps (reports before this field: False,
     decided as before)."""
+    contest: bool = False
+    """Sent ahead of a contest of `registration_id` (decided already, rejected): with
+    `possible_duplicate`, the contest weighs the copies as a new registration weighs its
+    possible duplicates (`disputes.file`; reports before this field: False, decided as
+    before)."""

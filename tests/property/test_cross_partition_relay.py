@@ -337,6 +337,46 @@ def test_a_co_sell_at_home_keeps_the_split_elsewhere_it_shared() -> None:
         m.teardown()
 
 
+def test_a_contest_weighs_the_possible_duplicates_of_its_customer_on_another_partition(
+        ) -> None:
+    """Found by `ElsewhereRecentRules` at 20 examples (Jones Holdings), a rule defect: p-03's
+    registration under `dom:` lost to p-02 by tier; B's review (the name-only key) then
+    awarded p-03's name-only twin, rejecting p-02, and a rep's claim on the name key went
+    to a tie with the twin. p-03 contested its `dom:` rejection: what it lost to had ended,
+    so A approved it at once, seeing nothing of B (no report precedes a contest); the twin
+    then closed won, B's tie went moot and approved the claim: p-03 and the direct team
+    both owned analytics at Jones Holdings (invariant 1). The edge now reports the
+    customer's other keys ahead of a contest as ahead of a registration
+    (`AccountLinkReported.contest`), and the contest weighs those possible duplicates: p-03
+    already holds the twin, so the contest is refused and the claim is the one owner."""
+    m = ElsewhereRecentRules()
+    try:
+        m.partners()
+        m.time_passes(hours=2208)
+        m.settle_elsewhere(index=10, outcome="award", partner=1, pick=1, race=True,
+                           rival=True, winner=7)
+        claim_spec = next(s for s in SPECS if s.seq == 18)  # Jones Holdings by name
+        m.file_claim(spec=claim_spec, rep="rep-2", kind="opportunity", products={"analytics"})
+        lost = next(r for r in m.model.regs.values() if r.rule == "tier")
+        twin = next(r for r in m.model.regs.values() if r.spec.name_only and r.partner != DIRECT)
+        claim = next(r for r in m.model.regs.values() if r.partner == DIRECT)
+        assert (lost.partner, lost.status, twin.partner, twin.status, claim.status) == (
+            "p-03", "rejected", "p-03", "approved", "in_review")
+        m.appeal_again(index=10, lose=False)  # p-03 contests `lost`
+        reports = [e for records in m.run(m.pipeline.all_records(
+            m.pipeline.topics.intake)).values() for record in records
+            for e in [decode(record.value)[1]] if getattr(e, "contest", False)]
+        assert [(e.registration_id, {r.registration_id for r in e.registrations})
+                for e in reports] == [(lost.id, {twin.id, claim.id})]
+        assert lost.status == "rejected"  # refused: p-03 already holds the twin
+        m.close([r for r in m.model.regs.values() if r.partner != DIRECT and r.status in (
+            "approved", "in_review", "expired")].index(twin), "won")
+        assert (twin.status, claim.status) == ("won", "approved")
+        m.invariants_hold()
+    finally:
+        m.teardown()
+
+
 class TestElsewhereInvariants(ElsewhereInvariants.TestCase):  # type: ignore[name-defined,misc]
     tearDownClass = machine.TestInvariants.tearDownClass  # exploring: what it collected
 

@@ -399,7 +399,17 @@ def file(state: AdjudicationState, out: Out, event: DisputeFiled, policy: Policy
     rule decided (not a duplicate, an inactive partner, or a person's resolution), once,
     within the entry's policy's `contest_window`, by an active partner, and never against
     the party's own registrations. With no live rival left the contest does not open a
-    one-member dispute: the registration is approved at once."""
+    one-member dispute: the registration is approved at once. The possible duplicates the
+    edge reported ahead of it (`AccountLinkReported.contest`) are weighed like a new
+    registration's, then forgotten."""
+    try:
+        _file(state, out, event, policy)
+    finally:
+        if event.registration_id in state.entries:
+            state.suspects.pop(event.registration_id, None)
+
+
+def _file(state: AdjudicationState, out: Out, event: DisputeFiled, policy: Policy) -> None:
     at = state.clock
     entry = state.entries.get(event.registration_id)
 

@@ -86,7 +86,10 @@ def report(
     if event.possible_duplicate:
         # Only possibly the same customer: the copies guard, nothing is linked, and the
         # registration that matched goes to a person (adjudicate: `possible_duplicate`).
-        if event.registration_id is not None and event.registration_id not in state.entries:
+        if event.registration_id is not None and (event.registration_id not in state.entries
+                                                  or event.contest):
+            # Ahead of a new registration, or of a contest of a decided one (consumed by
+            # `disputes.file`).
             state.suspects.setdefault(event.registration_id, []).append(
                 (alias, event.matched_by, event.score))
         elif event.after_decision:
