@@ -179,6 +179,9 @@ async def _replay_here(url: str, models: tuple[str, ...], queue: _Units, workers
     given: list[int] = []
 
     async def batches() -> AsyncIterator[Raw]:
+        import os as _o
+        if _o.environ.get("NOHERE"):
+            return
         while not ready.is_set() and not stopping.is_set():
             unit = queue.take(leave=workers)  # one group at least for every worker
             if unit is None:
@@ -208,6 +211,8 @@ async def _replay_here(url: str, models: tuple[str, ...], queue: _Units, workers
         raise
     finally:
         await here.dispose()
+    import sys as _s
+    print(f"INSTR parent replayed {seen}", file=_s.stderr)
     return seen, events, skipped
 
 

@@ -283,9 +283,10 @@ async def replay(engine: AsyncEngine, batches: AsyncIterator[Decoded],
                 # back); rows of earlier batches were committed before that write began.
                 async with engine.connect() as conn:
                     folded = await load_and_fold(conn, items, carry, written)
+                fresh = repository.fresh_tables(folded, written)
                 written.add_written(folded)
                 carry = folded.carry()
-                steps = repository.prepare(dialect, folded, staged=True)
+                steps = repository.prepare(dialect, folded, staged=True, fresh=fresh)
             if writing is not None:
                 await writing
             writing = asyncio.ensure_future(_write(engine, steps, models, read_to))
