@@ -100,14 +100,14 @@ async def replay_in_processes(
 ) -> tuple[int, int, list[Skipped]]:
     """Replay the partition groups `units` in `processes` worker processes; returns
     (records, events, skipped undecodable records). Until the first worker is ready to
-    fold (a spawned interpreter spends most of a CPU-second importing), this process
-    replays groups itself, so start-up is not idle time.
+    fold, this process replays groups itself (forked workers are ready within
+    milliseconds: it takes one group at most, in the bench's runs).
 
     On a failure, the other workers are sent no more batches, finish what they hold and
     stop; then the failure is raised, naming the worker and the partitions it was given (a
     worker that died without an answer, killed for instance, is a failure too: its pipe
     ends, nobody waits on it)."""
-    # A pipe read per worker, a send per worker, joining the starter: never short.
+    # A pipe read per worker, a send per worker, joining one: never short.
     pool = ThreadPoolExecutor(max_workers=2 * processes + 2,
                               thread_name_prefix="dealreg-rebuild-pipe")
     token = _threads.set(pool)
@@ -179,9 +179,6 @@ async def _replay_here(url: str, models: tuple[str, ...], queue: _Units, workers
     given: list[int] = []
 
     async def batches() -> AsyncIterator[Raw]:
-        import os as _o
-        if _o.environ.get("NOHERE"):
-            return
         while not ready.is_set() and not stopping.is_set():
             unit = queue.take(leave=workers)  # one group at least for every worker
             if unit is None:
@@ -211,8 +208,6 @@ async def _replay_here(url: str, models: tuple[str, ...], queue: _Units, workers
         raise
     finally:
         await here.dispose()
-    import sys as _s
-    print(f"INSTR parent replayed {seen}", file=_s.stderr)
     return seen, events, skipped
 
 
