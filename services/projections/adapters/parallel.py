@@ -377,7 +377,6 @@ def _fork_workers(workers: Sequence[multiprocessing.process.BaseProcess],
     workers' ends of the pipes here; a failure is put in `failed`, for the drivers to raise.
     This process's objects are frozen out of the cyclic collector while forking: a child's
     collections then never walk them (nor copy their pages, nor finalize them)."""
-    gc.collect()
     gc.freeze()
     try:
         for worker in workers:
