@@ -259,24 +259,33 @@ async def test_a_home_rejection_reaches_the_review_holding_its_copy_once_through
         await eventlog.append([record])
     group = f"adj-{unique}"
 
-    first = _start(eventlog, topics, group, asyncio.Event(), Recovered(store_for(eventlog, topics)))
-    await _wait(lambda: _told(eventlog, topics), 90, "the home end relayed")
-    first.cancel()  # killed right after the transaction that told the review
-    await asyncio.gather(first, return_exceptions=True)
-
     stop = asyncio.Event()
     recovered = Recovered(store_for(eventlog, topics))
-    second = _start(eventlog, topics, group, stop, recovered)
-    await eventlog.append(_after(topics, datetime.now(UTC).replace(microsecond=0)))
-    await _wait(lambda: _decided(eventlog, topics, "evt_b.r0.r0", "evt_c", "evt_d"), 120,
-                "the review freed and the input after the restart decided")
-    await asyncio.sleep(1.0)  # a duplicate relay or decision would show now
-    stop.set()
-    await asyncio.wait_for(second, 60)
+    first = _start(eventlog, topics, group, asyncio.Event(), Recovered(store_for(eventlog, topics)))
+    second = None
+    try:
+        await _wait(lambda: _told(eventlog, topics), 90, "the home end relayed")
+        first.cancel()  # killed right after the transaction that told the review
+        await asyncio.gather(first, return_exceptions=True)
+
+        second = _start(eventlog, topics, group, stop, recovered)
+        await eventlog.append(_after(topics, datetime.now(UTC).replace(microsecond=0)))
+        await _wait(lambda: _decided(eventlog, topics, "evt_b.r0.r0", "evt_c", "evt_d"), 120,
+                    "the review freed and the input after the restart decided")
+        await asyncio.sleep(1.0)  # a duplicate relay or decision would show now
+        stop.set()
+        await asyncio.wait_for(second, 60)
+    finally:  # a failure above reports instead of leaving a worker the teardown waits on
+        for task in (first, second):
+            if task is not None and not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
 
     intake = await _all(eventlog, topics.intake)
-    notes = [(r.key, r.partition, *decode(r.value)) for r in intake
-             if isinstance(decode(r.value)[1], CopiesInReview | HomeEndRelayed)]
+    # The partitions' records in id order (the backends list partitions in any order).
+    notes = sorted(((r.key, r.partition, *decode(r.value)) for r in intake
+                    if isinstance(decode(r.value)[1], CopiesInReview | HomeEndRelayed)),
+                   key=lambda note: note[2].id)
     assert [(key, part, env.id, type(e).__name__) for key, part, env, e in notes] == [
         (HOME, partition_for(HOME, PARTITIONS), "evt_b.r0", "CopiesInReview"),
         (ALIAS, partition_for(ALIAS, PARTITIONS), "evt_b.r0.r0", "HomeEndRelayed"),
