@@ -370,8 +370,8 @@ class Adjudicator:
                 decisions, relays = decide_relaying(state, event, context)
         else:  # no span, and no context manager entered per event
             decisions, relays = decide_relaying(state, event, context)
-        if not decisions:
-            return []
+        if not decisions and not relays:
+            return []  # (a notice answered at once relays with no decision of its own)
         if live:
             counts = self._counts
             for decision in decisions:
