@@ -228,12 +228,16 @@ class MatchPolicy(_Part):
     adjudicator sends the newcomer to a `possible_duplicate` review instead of walking
     precedence, so a name-only registration cannot squat every same-name company.
     `decide` (policies published before this option): the name makes them one customer."""
-    crm_ids: Literal["exact", "salesforce"] = "salesforce"
-    """How CRM ids compare. `salesforce`: a valid Salesforce id (15 case-sensitive
-    characters, or those 15 plus their 3-character checksum, case-insensitive) is one CRM
-    id in both spellings (filed and looked up under its 18-character form,
-    `shared.accounts.salesforce`); anything else compares exactly. `exact` (policies
-    published before this option): two spellings are two CRM ids, two customers."""
+    crm_ids: Literal["exact", "salesforce", "salesforce_any_case"] = "salesforce_any_case"
+    """How CRM ids compare. `salesforce_any_case` (the default since session 24): a valid
+    Salesforce id (15 case-sensitive characters, or those 15 plus their 3-character
+    checksum, the 18 read in any letter case as Salesforce reads them) is one CRM id in
+    every spelling (filed and looked up under its 18-character form,
+    `shared.accounts.salesforce`); anything else compares exactly. `salesforce` (policies
+    published in session 23): the same, but an 18-character id whose first 15 characters
+    are not in the case its suffix says (upper-cased by a case-insensitive system) is no
+    Salesforce id and compares exactly. `exact` (policies published before either): two
+    spellings are two CRM ids, two customers."""
 
     @model_validator(mode="after")
     def _band_below_threshold(self) -> MatchPolicy:

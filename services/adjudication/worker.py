@@ -48,8 +48,10 @@ from shared.eventlog import EventLog, OutgoingRecord, Record, TopicPartition
 from shared.eventlog.deadletter import dead_letter
 from shared.eventlog.topics import Topics
 from shared.events import (
+    CopiesInReview,
     DomainEvent,
     Envelope,
+    HomeEndRelayed,
     SettlementRelayed,
     TimerFired,
     encode,
@@ -383,9 +385,12 @@ class Adjudicator:
             outputs.extend(self._relay(envelope, relays))
         return outputs
 
-    def _relay(self, envelope: Envelope, relays: Sequence[SettlementRelayed]
+    def _relay(self, envelope: Envelope,
+               relays: Sequence[SettlementRelayed | CopiesInReview | HomeEndRelayed]
                ) -> list[OutgoingRecord]:
-        """A settlement's word about copies, to the intake of their own keys (relay.py):
+        """A settlement's word about copies, to the intake of their own keys; a review's
+        notice that it holds copies, to theirs; a registration's end, to the reviews that
+        hold its copies (relay.py):
         in this batch's transaction, with the decisions, so it is appended exactly once
         when they are. The id derives from the input's, like a decision's."""
         intake, source = self.topics.intake, self.source

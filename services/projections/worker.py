@@ -345,7 +345,8 @@ class ProjectionWorker:
             new_positions = advanced(stored, records)
             await repository.save_positions(conn, new_positions, stage_from=self.stage_from)
             if batch is not None:  # PostgreSQL: wakes waiting registration services
-                await notify_registrations(conn, batch.touched_registrations())
+                await notify_registrations(conn, batch.touched_registrations(),
+                                           batch.registrations)
         return items, batch, new_positions
 
 

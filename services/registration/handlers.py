@@ -114,9 +114,18 @@ M = TypeVar("M", bound=BaseModel)
 
 ENDED = ("rejected", "expired", "withdrawn", "won", "lost")
 CLAIM_PREFIX = "clm_"
+REPORTED_AFTER = ("approved", "in_review")
+"""The decisions after which a registration or claim re-reports (`Commands._re_report`):
+it holds or may still hold the account. (Approvals only, once: a later-decided side in
+review, or a claim, re-reported nothing, and a person's approval or the claim stood beside
+the rival's; rival review, session 24.)"""
 RE_REPORT_WAIT = 60.0
 """How long a registration's post-decision re-report (`Commands._re_report`) waits for
 its decision."""
+RE_REPORT_RECHECK = 10.0
+"""How often that wait re-reads the row when no notification came (a lost `NOTIFY`):
+not every second like a request's, since a saturated service would otherwise re-read
+every late registration every second for the whole minute (README, session 24)."""
 
 
 @dataclass
@@ -428,7 +437,9 @@ class Commands:
                 self.directory.remember(resolution.account_key, identity)
                 self.directory.remember_entity(KnownEntity(
                     registration_id, resolution.account_key, partner_id))
-                self._follow_up(identity, resolution, copies, followed, follow, via)
+                self._follow_up(identity, resolution, copies, registration_id,
+                                lambda: followed.wait(RE_REPORT_WAIT, RE_REPORT_RECHECK),
+                                follow, via)
                 handed = True  # the follow-up task owns it now
                 return await self._submitted(principal, event, appended, wait, decision)
         finally:
@@ -510,29 +521,34 @@ class Commands:
             return []
 
     def _follow_up(self, identity: AccountIdentity, resolution: Resolution,
-                   copies: list[tuple[str, str, DomainEvent]], decision: Expected,
+                   copies: list[tuple[str, str, DomainEvent]], entity_id: str,
+                   decided: Callable[[], Awaitable[dict[str, Any] | None]],
                    interest: ExitStack, via: str) -> None:
-        """Start the post-decision re-report of a registration (`_re_report`) beside the
-        request; it never delays or fails the command. `decision`: its interest in the
-        decision, registered before the append (`interest` drops it when the task ends)."""
+        """Start the post-decision re-report of a registration or claim (`_re_report`)
+        beside the request; it never delays or fails the command. `decided`: waits for its
+        decision (a registration's interest registered before the append; `interest`
+        drops it when the task ends)."""
         before = {e.alias_key: frozenset(r.registration_id for r in e.registrations)
                   for _, _, e in copies if isinstance(e, AccountLinkReported)}
 
         async def follow() -> None:
             with interest:
-                await self._re_report(identity, resolution, before, decision, via)
+                await self._re_report(identity, resolution, before, entity_id, decided, via)
 
         task = asyncio.create_task(follow())
         self._follow_ups.add(task)
         task.add_done_callback(self._follow_ups.discard)
 
     async def _re_report(self, identity: AccountIdentity, resolution: Resolution,
-                         before: dict[str, frozenset[str]], decision: Expected,
+                         before: dict[str, frozenset[str]], registration_id: str,
+                         decided: Callable[[], Awaitable[dict[str, Any] | None]],
                          via: str) -> None:
         """Two first registrations of one customer racing across partitions (DESIGN.md,
         "Two first registrations racing across partitions"): each side's report was built
         before the other was in the read model, so both partitions approved. Once this
-        registration is decided approved, the customer's keys are resolved again; every
+        registration or claim is decided approved or in review (`REPORTED_AFTER`: a side
+        in review may still be approved by a person), the customer's keys are resolved
+        again; every
         key on another partition that this registration's reports did not cover (a key
         found only now, or one that gained an active registration since) is reported
         again with the same `AccountLinkReported` snapshot `_copy_reports` builds. The
@@ -544,10 +560,9 @@ class Commands:
         dispute). Best effort, like every report: a failure or a lost process leaves the
         copies to the next registration of the customer."""
         COMMAND.set(None)  # this task's own context: ids of its own, no command lease
-        registration_id = decision.registration_id
         try:
-            row = await decision.wait(RE_REPORT_WAIT)
-            if row is None or row.get("status") != "approved":
+            row = await decided()
+            if row is None or row.get("status") not in REPORTED_AFTER:
                 return
             policy = await self.reference.current_policy()
             again = await self.directory.resolve(identity, policy.match, names=True)
@@ -555,18 +570,28 @@ class Commands:
             topic = self.runtime.topics.intake
             partitions = await self.runtime.eventlog.partitions(topic)
             home = partition_for(own, partitions)
-            matched = {m.account_key: (m.matched_by, m.score)
+            matched = {m.account_key: (m.matched_by, m.score, False)
                        for m in (again.matched, *again.aliases) if m is not None}
+            # Possible duplicates too (session 24): racing, a name-only registration and
+            # an identified one of the same name were both approved, where one after the
+            # other goes to a person; the core opens that review (`after_decision`).
+            for p in again.possible_duplicates:
+                matched.setdefault(p.account_key, (p.matched_by, p.score, True))
             at = datetime.now(UTC)
             for other in sorted(matched):
                 if other == own or partition_for(other, partitions) == home:
                     continue
-                matched_by, score = matched[other]
+                matched_by, score, possible = matched[other]
                 if other in before:
                     reported, partial = await self._reported(other)
                     if {r.registration_id for r in reported} <= before[other]:
                         continue  # nothing active there that the report did not carry
                     target, alias = own, other
+                    if possible and other < own:
+                        # A possible duplicate is never linked, so neither side is the
+                        # other's canonical: the smaller key, as the other side reports.
+                        target, alias = other, own
+                        reported, partial = await self._reported(alias)
                 else:
                     target, alias = min(own, other), max(own, other)
                     reported, partial = await self._reported(alias)
@@ -575,7 +600,8 @@ class Commands:
                 await self._intake(target, AccountLinkReported(
                     account_key=target, alias_key=alias, matched_by=matched_by,
                     score=score, registrations=reported, partial=partial, reported_at=at,
-                    policy_version=policy.version), at, via)
+                    policy_version=policy.version, possible_duplicate=possible,
+                    after_decision=possible), at, via)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -822,6 +848,16 @@ class Commands:
             [*copies, (self.runtime.topics.intake, resolution.account_key, event)], now, via))[-1]
         self.directory.remember(resolution.account_key, identity)
         self.directory.remember_entity(KnownEntity(claim_id, resolution.account_key, rep_id))
+
+        async def claim_decided() -> dict[str, Any] | None:
+            row = await self.readmodel.claim(claim_id)
+            return row if row is not None and row["status"] in DECIDED else None
+
+        # A claim races a registration on another partition as a registration does
+        # (rival review, session 24): it re-reports after its decision too.
+        self._follow_up(identity, resolution, copies, claim_id,
+                        lambda: wait_after_append(claim_decided, RE_REPORT_WAIT),
+                        ExitStack(), via)
         return await self._claim_filed(event, appended, wait)
 
     async def _claim_filed(self, event: ClaimFiled, appended: Appended, wait: float

@@ -22,7 +22,7 @@ from rapidfuzz import fuzz, process
 
 from shared.accounts.identity import AccountIdentity
 from shared.accounts.normalize import sort_name_tokens
-from shared.accounts.salesforce import CrmIds, salesforce_18
+from shared.accounts.salesforce import CrmIds, salesforce_18, salesforce_18_any_case
 from shared.accounts.sameness import Identifiers
 
 __all__ = ["AccountIndex", "AccountMatch", "MatchedBy", "match_order", "strength"]
@@ -347,9 +347,9 @@ class AccountIndex:
     key-map slot 20 B, the domain and CRM maps ~58 B, the per-ordinal lists 33 B.
     """
 
-    __slots__ = ("_by_crm", "_by_domain", "_by_salesforce", "_candidate_budget", "_countries",
-                 "_crm_of", "_domains_of", "_free", "_identifiers", "_keys", "_names_of",
-                 "_ordinal")
+    __slots__ = ("_by_crm", "_by_domain", "_by_salesforce", "_by_salesforce_any_case",
+                 "_candidate_budget", "_countries", "_crm_of", "_domains_of", "_free",
+                 "_identifiers", "_keys", "_names_of", "_ordinal")
 
     def __init__(self, *, candidate_budget: int = 4000) -> None:
         """``candidate_budget`` caps the postings gathered per fuzzy query (see
@@ -365,6 +365,10 @@ class AccountIndex:
         # 18-character ones with a lower-case suffix), by that form: what a look-up under
         # `match.crm_ids: salesforce` finds besides `_by_crm`'s entry for the form itself.
         self._by_salesforce: dict[str, int | tuple[int, ...]] = {}
+        # 18-character Salesforce ids filed in another letter case than their suffix
+        # says (001HFGAI3F5DIG9QDA), by their canonical form: what `salesforce_any_case`
+        # finds besides the two maps above (empty unless such ids were submitted).
+        self._by_salesforce_any_case: dict[str, int | tuple[int, ...]] = {}
         # Domains are filed in key form, "dom:" + domain: for the nine accounts in ten
         # whose key is that domain's, the key's string is the only copy (`_domain_key`).
         self._by_domain: dict[str, int | tuple[int, ...]] = {}
@@ -425,6 +429,8 @@ class AccountIndex:
                 canonical = salesforce_18(crm)
                 if canonical is not None and canonical != crm:
                     _add_ordinal(self._by_salesforce, canonical, ordinal)
+                elif canonical is None and (restored := salesforce_18_any_case(crm)):
+                    _add_ordinal(self._by_salesforce_any_case, restored, ordinal)
         if identity.domain:
             domain = _domain_key(identity.domain, account_key)
             _add_ordinal(self._by_domain, domain, ordinal)
@@ -450,6 +456,8 @@ class AccountIndex:
             canonical = salesforce_18(crm)
             if canonical is not None and canonical != crm:
                 _drop_ordinal(self._by_salesforce, canonical, ordinal)
+            elif canonical is None and (restored := salesforce_18_any_case(crm)):
+                _drop_ordinal(self._by_salesforce_any_case, restored, ordinal)
         for domain in _values(self._domains_of[ordinal]):
             _drop_ordinal(self._by_domain, domain, ordinal)
         for sorted_name in _values(self._names_of[ordinal]):
@@ -499,7 +507,8 @@ class AccountIndex:
         name_threshold)`` is returned with ``confident=False`` for review. Each account
         appears once, with its strongest evidence; ties are ordered by account key.
         ``crm_ids`` (policy `match.crm_ids`): under `salesforce` a valid Salesforce id
-        matches every account filed under either spelling of it (its 18-character form).
+        matches every account filed under either spelling of it (its 18-character form);
+        under `salesforce_any_case` also an 18-character spelling in another letter case.
         """
         if not 0.0 < name_threshold <= 1.0:
             raise ValueError("name_threshold must be in (0, 1]")
@@ -515,10 +524,14 @@ class AccountIndex:
         keys = self._keys
         if identity.crm_account_id:
             crm = identity.crm_account_id
-            canonical = salesforce_18(crm) if crm_ids == "salesforce" else None
+            canonical = (salesforce_18(crm) if crm_ids == "salesforce"
+                         else salesforce_18_any_case(crm) if crm_ids == "salesforce_any_case"
+                         else None)
             if canonical is not None:
                 found = (*_ordinals(self._by_crm.get(canonical)),
-                         *_ordinals(self._by_salesforce.get(canonical)))
+                         *_ordinals(self._by_salesforce.get(canonical)),
+                         *(_ordinals(self._by_salesforce_any_case.get(canonical))
+                           if crm_ids == "salesforce_any_case" else ()))
             else:
                 found = _ordinals(self._by_crm.get(crm))
             for ordinal in found:

@@ -187,6 +187,20 @@ _FREEMAIL_DOMAINS: Final = frozenset(
         "centrum.sk", "chello.sk", "inmail.sk", "pobox.sk", "post.sk", "szm.sk", "zoznam.sk",
         "email.si", "siol.net", "volja.net", "spray.se", "swipnet.se", "telia.com",
         "kon.in.th", "yaani.com", "email.ua", "i.ua", "meta.ua",
+        # more mailbox-only providers and ISP mailboxes (rival review session 24: two
+        # companies reached at cox.net or ziggo.nl were filed as one customer)
+        "zohomail.eu", "zohomail.in", "ya.ru", "rediff.com", "foxmail.com", "sina.cn",
+        "139.com", "aliyun.com", "yeah.net", "kakao.com", "duck.com", "tutamail.com",
+        "aim.com", "usa.com", "post.com", "consultant.com", "gmx.us", "email.it",
+        "optonline.net", "cox.net", "charter.net", "earthlink.net", "juno.com",
+        "bellsouth.net", "windstream.net", "mindspring.com", "netzero.net",
+        "btopenworld.com", "talktalk.net", "ntlworld.com", "blueyonder.co.uk",
+        "tiscali.co.uk", "virgin.net", "sympatico.ca", "videotron.ca", "bigpond.net.au",
+        "telenet.be", "skynet.be", "hetnet.nl", "ziggo.nl", "kpnmail.nl", "planet.nl",
+        "home.nl", "xs4all.nl", "online.no", "bredband.net", "eircom.net", "netcabo.pt",
+        "terra.es", "telefonica.net", "prodigy.net.mx", "docomo.ne.jp", "ezweb.ne.jp",
+        "softbank.ne.jp", "softbank.jp", "inbox.lv", "inbox.lt", "walla.co.il",
+        "bezeqint.net",
     }
 )  # fmt: skip
 
@@ -206,23 +220,54 @@ _PAGE_PLATFORMS: Final = frozenset({
     "facebook.com", "fb.com", "instagram.com", "linkedin.com", "twitter.com", "x.com",
     "youtube.com", "tiktok.com", "pinterest.com", "yelp.com", "tripadvisor.com",
     "google.com", "github.com", "gitlab.com", "medium.com", "linktr.ee", "wa.me", "t.me",
+    # rival review session 24: short links to such pages, and more directories and
+    # networks whose path names a business
+    "fb.me", "instagr.am", "lnkd.in", "youtu.be", "goo.gl", "g.page", "bit.ly",
+    "threads.net", "telegram.me", "whatsapp.com", "vk.com", "ok.ru", "weibo.com",
+    "line.me", "reddit.com", "crunchbase.com", "zoominfo.com", "bbb.org",
+    "trustpilot.com", "glassdoor.com", "foursquare.com", "houzz.com", "notion.so",
+    "bitbucket.org", "about.me", "upwork.com", "fiverr.com",
+})  # fmt: skip
+# The global platforms run one registrable domain per country (facebook.de, yelp.co.uk,
+# google.com.au, linkedin.cn, amazon.de/shops/acme): a page there is a page on the
+# platform under any suffix (rival review session 24: two companies with yelp.co.uk pages
+# were filed as one customer).
+_PAGE_BRANDS: Final = frozenset({
+    "facebook", "instagram", "linkedin", "twitter", "youtube", "tiktok", "pinterest",
+    "yelp", "tripadvisor", "google", "xing", "amazon", "ebay", "etsy",
 })  # fmt: skip
 # Hosting services that give each business a subdomain of a name not on the public suffix
 # list (acme.business.site): any address there is a tenant's.
 _HOSTED_SITES: Final = frozenset({"business.site"})
+# Hosting services whose own site is the bare domain (and www) and whose tenants each get
+# a subdomain (acme.wordpress.com, acme.weebly.com): a subdomain is a tenant's site.
+_TENANT_SUBDOMAINS: Final = frozenset({
+    "wordpress.com", "weebly.com", "godaddysites.com", "tumblr.com", "substack.com",
+    "medium.com", "jimdosite.com", "mystrikingly.com", "site123.me", "webnode.com",
+    "squarespace.com", "shopify.com", "bigcartel.com", "wixsite.com", "ueniweb.com",
+})  # fmt: skip
 
 
 def is_platform_page(value: str) -> bool:
     """Whether ``value`` (a URL) is a business's page on a platform (its path or subdomain
-    names the business, the registrable domain does not): ``facebook.com/acme``,
-    ``acme.business.site``; not the platform's bare domain, not an address there."""
+    names the business, the registrable domain does not): ``facebook.com/acme`` (also
+    ``facebook.de/acme``: a platform brand under any suffix), ``acme.business.site``,
+    ``acme.wordpress.com``; not the platform's bare domain, not an address there."""
     registrable = registrable_domain(value)
     if registrable is None:
         return False
     if registrable in _HOSTED_SITES:
         return True
     text = value.strip()
-    if registrable not in _PAGE_PLATFORMS or ("@" in text and "://" not in text):
+    if "@" in text and "://" not in text:
+        return False  # an address at the platform (its staff)
+    if registrable in _TENANT_SUBDOMAINS:
+        host = _host_of(text)
+        ascii_host = _ascii_host(host) if host else None
+        if ascii_host not in (None, registrable, f"www.{registrable}"):
+            return True
+    if registrable not in _PAGE_PLATFORMS \
+            and registrable.partition(".")[0] not in _PAGE_BRANDS:
         return False
     _, sep, rest = text.partition("://")
     rest = rest if sep else text.removeprefix("//")

@@ -1,7 +1,9 @@
 """Salesforce record ids: the 15-character (case-sensitive) and 18-character
 (case-insensitive: the 15 plus a 3-character checksum of their letter case) spellings of
 one id, and the canonical 18-character form both are filed and looked up under when the
-policy says `match.crm_ids: salesforce` (README, "The same customer").
+policy says `match.crm_ids: salesforce` (README, "The same customer"); under
+`salesforce_any_case` (the default since session 24) an 18-character id is also read in
+any letter case, its suffix restoring the case of the first 15.
 
 The suffix (Salesforce's documented algorithm): split the 15 characters into three chunks
 of five; for each chunk, bit i (i = 0..4, first character = bit 0) is set when character i
@@ -16,9 +18,10 @@ import re
 from functools import lru_cache
 from typing import Final, Literal
 
-__all__ = ["CrmIds", "canonical_crm_id", "salesforce_18", "salesforce_suffix"]
+__all__ = ["CrmIds", "canonical_crm_id", "crm_id_spellings", "salesforce_18",
+           "salesforce_18_any_case", "salesforce_suffix"]
 
-CrmIds = Literal["exact", "salesforce"]
+CrmIds = Literal["exact", "salesforce", "salesforce_any_case"]
 
 _ALPHABET: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 _ID: Final = re.compile(r"[0-9A-Za-z]{15}(?:[0-9A-Za-z]{3})?")
@@ -50,10 +53,65 @@ def salesforce_18(crm_id: str) -> str | None:
     return head + suffix
 
 
+@lru_cache(maxsize=16384)
+def salesforce_18_any_case(crm_id: str) -> str | None:
+    """`salesforce_18`, reading an 18-character id case-insensitively as Salesforce does
+    (that is what the suffix is for): the suffix says which of the first 15 characters are
+    upper case, so ``001HFGAI3F5DIG9QDA`` (an id upper-cased by a case-insensitive system)
+    is ``001hFGAi3f5dig9QDA``. None when `crm_id` is no Salesforce id in any case: not 15
+    or 18 alphanumerics, a suffix character outside the checksum alphabet, or a suffix
+    marking a digit upper case."""
+    strict = salesforce_18(crm_id)
+    if strict is not None or len(crm_id) != 18 or not _ID.fullmatch(crm_id):
+        return strict
+    suffix = crm_id[15:].upper()
+    head = []
+    for chunk, char in enumerate(suffix):
+        bits = _ALPHABET.find(char)
+        if bits < 0:
+            return None
+        for i, raw in enumerate(crm_id[chunk * 5:chunk * 5 + 5]):
+            upper = bool(bits >> i & 1)
+            if raw.isdigit():
+                if upper:
+                    return None
+                head.append(raw)
+            else:
+                head.append(raw.upper() if upper else raw.lower())
+    return "".join(head) + suffix
+
+
 def canonical_crm_id(crm_id: str, mode: CrmIds) -> str:
     """The form a CRM id is compared in under policy `match.crm_ids` = `mode`: the id
     itself (`exact`), or its 18-character form when it is a valid Salesforce id
-    (`salesforce`)."""
+    (`salesforce`; `salesforce_any_case` also when its 18 characters came in another
+    letter case)."""
     if mode == "exact":
         return crm_id
+    if mode == "salesforce_any_case":
+        return salesforce_18_any_case(crm_id) or crm_id
     return salesforce_18(crm_id) or crm_id
+
+
+def crm_id_spellings(crm_id: str, mode: CrmIds) -> tuple[str, ...]:
+    """Every spelling a store may have filed `crm_id` under that policy `match.crm_ids` =
+    `mode` compares equal to it (`canonical_crm_id`), `crm_id` itself first: under
+    `salesforce`, a valid Salesforce id's 15-character form and its 18-character form
+    with the suffix in each letter case (at most 9); otherwise the id alone. For look-ups
+    in tables that file ids as submitted (the edge's fall-back query, `GET /v1/ownership`):
+    the one place that knows which spellings are one id."""
+    canonical = (salesforce_18(crm_id) if mode == "salesforce"
+                 else salesforce_18_any_case(crm_id) if mode == "salesforce_any_case"
+                 else None)
+    if canonical is None:
+        return (crm_id,)
+    head, suffix = canonical[:15], canonical[15:]
+    variants = [""]
+    for char in suffix:
+        variants = [v + c for v in variants for c in dict.fromkeys((char, char.lower()))]
+    # Under `salesforce_any_case` also the id upper- and lower-cased whole (what
+    # case-insensitive systems do to it; other mixtures are found by the in-memory index
+    # and the adjudicator, not by these look-ups).
+    cased = (canonical.upper(), canonical.lower()) if mode == "salesforce_any_case" else ()
+    spellings = dict.fromkeys((crm_id, head, *(head + v for v in variants), *cased))
+    return tuple(spellings)

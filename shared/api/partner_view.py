@@ -544,7 +544,8 @@ TIMELINE_HIDDEN_TYPES: Final = frozenset({
     "dealreg.account.link_reported.v1", "dealreg.timer.fired.v1",
     "dealreg.partner.status_changed.v1", "dealreg.policy.published.v1",
     "dealreg.partner.updated.v1", "dealreg.owner.updated.v1",
-    "dealreg.dispute.settlement_relayed.v1",
+    "dealreg.dispute.settlement_relayed.v1", "dealreg.dispute.copies_in_review.v1",
+    "dealreg.registration.end_relayed.v1",
 })
 """Event types partners never see in a timeline: a rep's claims, an owner's requests and
 their refusals (the internal note, who acted), reminders to owners, the edge's link

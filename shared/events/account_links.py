@@ -110,3 +110,9 @@ class AccountLinkReported(DomainEvent):
     `registration_id` (an identifier agrees and another contradicts it -- the same domain
     under another CRM id -- or a name in the review band): the copies guard, nothing is
     linked, and that registration goes to a person (`possible_duplicate` review)."""
+    after_decision: bool = False
+    """Sent by the post-decision re-report (session 24): both sides were decided before
+    either was in the other's report. With `possible_duplicate`, the core opens the
+    `possible_duplicate` review the sequential case would have opened, over each fresh
+    copy and the entries of `account_key` it overlaps (reports before this field: False,
+    decided as before)."""

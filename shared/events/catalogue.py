@@ -13,6 +13,7 @@ from shared.events.claims import (
     ClaimReleased,
 )
 from shared.events.disputes import (
+    CopiesInReview,
     DisputeAcknowledged,
     DisputeAcknowledgementRecorded,
     DisputeActionRejected,
@@ -24,6 +25,8 @@ from shared.events.disputes import (
     DisputeResolutionSubmitted,
     DisputeResolved,
     DisputeSlaBreached,
+    EndedAtHome,
+    HomeEndRelayed,
     ProductAward,
     RelayedDecision,
     SettlementRelayed,
@@ -63,6 +66,7 @@ __all__ = [
     "ClaimFiled",
     "ClaimReleased",
     "ConflictEvidence",
+    "CopiesInReview",
     "DisputeAcknowledged",
     "DisputeAcknowledgementRecorded",
     "DisputeActionRejected",
@@ -75,6 +79,8 @@ __all__ = [
     "DisputeResolved",
     "DisputeSlaBreached",
     "DomainEvent",
+    "EndedAtHome",
+    "HomeEndRelayed",
     "Opportunity",
     "OpportunityClosed",
     "OwnerUpdated",

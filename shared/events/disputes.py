@@ -108,6 +108,50 @@ class SettlementRelayed(DomainEvent):
 
 
 @event_type
+class CopiesInReview(DomainEvent):
+    """A dispute on another key (another partition) holds copies of registrations filed
+    under `account_key` (`Entry.mirror`): the adjudicator that drew them in appends this to
+    the intake of their own key, in the same transaction as the decision, so their own
+    partition knows where to tell their end (DESIGN.md, "A home decision reaches the review
+    elsewhere that holds a copy"). Its id derives from the input event id (`<input>.r<n>`)."""
+
+    TYPE: ClassVar[str] = "dealreg.dispute.copies_in_review.v1"
+
+    account_key: str
+    dispute_id: str
+    review_key: str
+    """A key on the review's partition (one of its own members'): the end goes there."""
+    registration_ids: tuple[str, ...]
+    drawn_at: datetime
+
+
+class EndedAtHome(BaseModel):
+    """How a registration ended on its own partition."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    registration_id: str
+    status: str
+    """`rejected`, `withdrawn`, `won`, `lost`, `expired` (or `unknown`: forgotten there)."""
+
+
+@event_type
+class HomeEndRelayed(DomainEvent):
+    """Registrations a review on `account_key`'s partition holds as copies (it said so by
+    `CopiesInReview`) ended on their own partition, under `home_key`: that partition's
+    adjudicator appends this to the intake of `account_key` in the same transaction as the
+    decision that ended them, and the review's partition ends the copies like a report
+    listing them ended, so the review never waits on them (invariant 5)."""
+
+    TYPE: ClassVar[str] = "dealreg.registration.end_relayed.v1"
+
+    account_key: str
+    home_key: str
+    ended: tuple[EndedAtHome, ...]
+    ended_at: datetime
+
+
+@event_type
 class DisputeAcknowledged(DomainEvent):
     """The assigned owner (or an admin) took the dispute in hand."""
 

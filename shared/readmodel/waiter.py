@@ -4,9 +4,10 @@ position (read your writes).
 In one process (`dealreg dev`, or a registration service co-located with projections) the
 projection worker wakes waiters directly after its transaction commits. A registration
 service in its own process on PostgreSQL is woken the same way by `DecisionListener`: the
-projection worker sends the ids it touched with `NOTIFY` inside its transaction (delivered
-on commit, so never before the rows are visible), and one dedicated connection per process
-`LISTEN`s. Either way a waiting request holds no database connection while it waits.
+projection worker sends the ids it decided with `NOTIFY` inside its transaction (delivered
+on commit, so never before the rows are visible; a row the batch left undecided, a bare
+submission, is not sent), and one dedicated connection per process `LISTEN`s. Either way a
+waiting request holds no database connection while it waits.
 
 A command registers its interest before it appends (`DecisionWaiter.expect`), so it needs
 no read of its own: the rows the projections just wrote are read back for every waiter
@@ -63,11 +64,19 @@ RETRY_SECONDS = 0.1
 """A batched read of notified registrations that failed is retried after this."""
 
 
-async def notify_registrations(conn: AsyncConnection, registration_ids: Iterable[str]) -> None:
+async def notify_registrations(conn: AsyncConnection, registration_ids: Iterable[str],
+                               rows: Mapping[str, Mapping[str, Any]] | None = None) -> None:
     """Inside the projection transaction on PostgreSQL: tell listening registration
-    services which registrations changed (delivered when the transaction commits)."""
+    services which registrations changed (delivered when the transaction commits).
+    `rows`: the batch's rows; an id whose row is there undecided (just submitted) is not
+    sent, since a waiter only ever wants a decided row: each notified id costs every
+    listening registration service a read back, and half the ids of a live stream were
+    submissions (README, "Distributed decision path, session 24")."""
     if conn.dialect.name != "postgresql":
         return
+    if rows is not None:
+        registration_ids = [rid for rid in registration_ids
+                            if (row := rows.get(rid)) is None or row.get("status") in DECIDED]
     chunk: list[str] = []
     size = 0
     for rid in sorted(set(registration_ids)):
@@ -113,13 +122,17 @@ class Expected:
         self.future: asyncio.Future[dict[str, Any]] = \
             asyncio.get_running_loop().create_future()
 
-    async def wait(self, timeout: float) -> dict[str, Any] | None:
+    async def wait(self, timeout: float, recheck: float = RECHECK_SECONDS
+                   ) -> dict[str, Any] | None:
         """The decided row, or None when no decision arrived within `timeout` seconds.
 
         In process: no re-check at all (the co-located projection worker's
         notifications are not lost, and a batched read that failed is retried by the
-        waiter). Woken by `DecisionListener`: a re-check every `RECHECK_SECONDS` (a
-        notification lost while it reconnected). Without notifications: polls with a
+        waiter). Woken by `DecisionListener`: a re-check every `recheck` seconds (a
+        notification lost while it reconnected; a long wait that is not answering anyone,
+        like the post-decision re-report's minute, asks for fewer: every waiter still
+        waiting re-reads its row at each re-check, so with decisions late a backlog was
+        re-read every second). Without notifications: polls with a
         short back-off. Re-checks and polls join the batched read of notified rows. A
         read model that cannot be read counts as "not decided yet": the command is
         durable already, and an error here would be a 5xx for a command that was taken."""
@@ -132,13 +145,13 @@ class Expected:
                 return None
             in_process = self.waiter.in_process
             chunk = (remaining if in_process else
-                     min(RECHECK_SECONDS, remaining) if self.waiter.listening else
+                     min(recheck, remaining) if self.waiter.listening else
                      min(delay, remaining))
             done, _ = await asyncio.wait({self.future}, timeout=chunk)
             if done:
                 return self.future.result()
-            if in_process:
-                return None
+            if in_process or loop.time() >= deadline:
+                return None  # (a re-check now would be read for nobody)
             delay = min(delay * 2, 0.05)
             # Re-checked with every other waiter's re-check in one batched read: hundreds
             # waiting on slow decisions each read alone every second otherwise, which ran

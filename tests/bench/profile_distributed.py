@@ -166,9 +166,12 @@ def _spans(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def _print_stages(logs: list[Path], since: float) -> None:
-    """Per trace (one registration): the append, append end -> decide start (the
-    adjudicator's fetch), decide start -> projection of its decision (the decision's
-    transaction and the projections' fetch), and the projection batch."""
+    """Per trace (one registration), hop by hop: request start -> append start (account
+    resolution, reference reads, copy reports), the append, append end -> decide start (the
+    adjudicator's read_committed fetch), the decision, decide end -> the projection batch
+    of its decision (the decision's transaction and markers, the projections' fetch), that
+    batch, and its end -> the response (NOTIFY, the waiter's read back, the answer); the
+    first and last need the registration service's `http.request` span."""
     def at(stamp: str) -> float:
         return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
@@ -185,17 +188,25 @@ def _print_stages(logs: list[Path], since: float) -> None:
         if not all(n in spans for n in ("command.append", "adjudicator.decide",
                                         "projection.apply")):
             continue
-        append = spans["command.append"][0]
+        append = min(spans["command.append"])  # a re-report's append comes later
         decide = min(spans["adjudicator.decide"])
-        applies = sorted(spans["projection.apply"])
-        last = applies[-1]
-        for name, ms in (("append", append[1] - append[0]),
-                         ("append end -> decide start", decide[0] - append[1]),
-                         ("decide start -> last projection batch start",
-                          last[0] - decide[0]),
-                         ("last projection batch", last[1] - last[0]),
-                         ("append start -> projected", last[1] - append[0])):
-            stages.setdefault(name, []).append(ms * 1000)
+        applies = sorted(a for a in spans["projection.apply"] if a[0] >= decide[1])
+        if not applies:
+            continue
+        projected = applies[0]  # the batch that projected the decision
+        hops = [("append", append[1] - append[0]),
+                ("append end -> decide start", decide[0] - append[1]),
+                ("decide", decide[1] - decide[0]),
+                ("decide end -> its projection batch start", projected[0] - decide[1]),
+                ("that projection batch", projected[1] - projected[0]),
+                ("append start -> projected", projected[1] - append[0])]
+        if "http.request" in spans:
+            request = min(spans["http.request"])
+            hops = [("request start -> append start", append[0] - request[0]), *hops,
+                    ("projected -> response", request[1] - projected[1]),
+                    ("request", request[1] - request[0])]
+        for name, seconds in hops:
+            stages.setdefault(name, []).append(seconds * 1000)
     for name, values in stages.items():
         values.sort()
         p50, p90, p99 = (values[min(len(values) - 1, int(p / 100 * len(values)))]

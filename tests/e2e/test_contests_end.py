@@ -22,6 +22,7 @@ from shared.settings import Settings
 from tests.e2e.conftest import ADMIN, _serve
 
 WAIT = {"Prefer": "wait=15"}
+PARTITIONS = Settings(backend="embedded").topic_partitions
 
 
 @pytest.fixture
@@ -131,3 +132,36 @@ async def test_losing_a_contest_and_registering_again_does_not_renew_the_appeal(
     assert theirs["decision"]["rule"] == "first_submitted", theirs
     heard = await contest(client, third, theirs["id"])
     assert heard.status_code == 201, heard.text
+
+
+async def test_registering_again_under_a_key_on_another_partition_does_not_renew_the_appeal(
+    client: httpx.AsyncClient,
+) -> None:
+    """Rival attack, session 24 (held): the same customer registered again by its name and
+    a CRM id of the rival's choosing, under a key on another partition than the contested
+    one, loses to the same owner and gets no second appeal."""
+    from shared.eventlog.partitioner import partition_for
+
+    owner, rival = await as_partner(client, "p-owner"), await as_partner(client, "p-rival")
+    for seed in (11, 12, 13):
+        account = customer(seed)
+        held = await register(client, owner, "p-owner", account)
+        assert held["status"] == "approved", held
+        await asyncio.sleep(1.2)
+        first = await lost(client, rival, account)
+        appeal = await contest(client, rival, first["id"])
+        assert appeal.status_code == 201, appeal.text
+        withdrawn = await client.post(f"/v1/registrations/{first['id']}/withdraw",
+                                      headers=rival)
+        assert withdrawn.status_code == 200, withdrawn.text
+        crm = f"CRM{seed}"
+        while partition_for(f"crm:{crm}", PARTITIONS) == partition_for(held["account_key"],
+                                                                       PARTITIONS):
+            crm += "X"
+        again = await register(client, rival, "p-rival", {
+            "name": account["name"], "country": "GB", "crm_account_id": crm})
+        assert (again["status"], again["account_key"]) == ("rejected", f"crm:{crm}"), again
+        refused = await contest(client, rival, again["id"])
+        assert refused.status_code == 409, refused.text
+        assert "not_disputable" in refused.json()["detail"], refused.text
+        assert held["id"] not in refused.text

@@ -90,3 +90,66 @@ async def test_a_competitors_protection_end_is_shown_to_the_hour(system: Running
         "/v1/ownership", params={"domain": domain})
     [own] = mine.json()["owners"]
     assert datetime.fromisoformat(own["protected_until"].replace("Z", "+00:00")) == exact
+
+
+async def test_ownership_by_crm_id_finds_the_account_in_any_spelling_of_its_salesforce_id(
+        system: Running) -> None:
+    # Rival review, session 24: `GET /v1/ownership?crm_account_id=` looked the submitted
+    # spelling up exactly, so a CRM asking with the 18-character id of an account filed
+    # under its 15 characters (or the reverse) was told nobody owned it.
+    fake = Faker("en_GB")
+    fake.seed_instance(26)
+    for n in range(3):
+        company, id15 = fake.unique.company(), salesforce_id(fake)
+        id18 = id15 + salesforce_suffix(id15)
+        filed, asked = (id15, id15 + id18[15:].lower()) if n % 2 \
+            else (id18, id15)
+        owner = f"p-sfown-{n}"
+        held = await submit((await system.as_("partner", owner))[0], named(company, filed))
+        assert held["status"] == "approved", held
+        await system.settle()
+        crm_view = await (await system.queries("integration", "crm-1")).get(
+            "/v1/ownership", params={"crm_account_id": asked})
+        assert crm_view.status_code == 200, crm_view.text
+        body = crm_view.json()
+        assert body["account_key"] == f"crm:{filed}"
+        assert [o["registration_id"] for o in body["owners"]] == [held["id"]]
+        # A rival partner asking with the other spelling learns that the account is
+        # protected, never the spelling it was filed under nor who holds it.
+        rival = await (await system.queries("partner", f"p-sfriv-{n}")).get(
+            "/v1/ownership", params={"crm_account_id": asked})
+        assert rival.status_code == 200, rival.text
+        [shown] = rival.json()["owners"]
+        assert shown["party_id"] is None and shown["registration_id"] is None
+        assert filed not in rival.text.replace(asked, "")
+        # Another id with a wrong checksum still names nobody.
+        wrong = id15 + ("AAB" if salesforce_suffix(id15) != "AAB" else "AAC")
+        nobody = await (await system.queries("integration", "crm-1")).get(
+            "/v1/ownership", params={"crm_account_id": wrong})
+        assert nobody.json()["owners"] == []
+
+
+async def test_an_18_character_id_upper_cased_by_another_system_is_the_same_customer(
+        system: Running) -> None:
+    # Rival review, session 24: the 18-character id exists so that case-insensitive
+    # systems can carry it, and they upper- or lower-case it (001HFGAI3F5DIG9QDA). Read
+    # as "no Salesforce id" (its first 15 no longer in the case the suffix says), it was
+    # another customer: two exclusive owners. The default policy now reads it as
+    # Salesforce does, and `GET /v1/ownership` finds the account by it.
+    fake = Faker("en_GB")
+    fake.seed_instance(27)
+    for n in range(3):
+        company, id15 = fake.unique.company(), salesforce_id(fake)
+        id18 = id15 + salesforce_suffix(id15)
+        mangled = id18.upper() if n % 2 else id18.lower()
+        first = await submit((await system.as_("partner", f"p-sfc1-{n}"))[0],
+                             named(company, id15 if n else id18))
+        second = await submit((await system.as_("partner", f"p-sfc2-{n}"))[0],
+                              named(company, mangled))
+        assert (first["status"], first["decision"]["rule"]) == ("approved", "no_conflict")
+        assert (second["status"], second["decision"]["rule"]) == ("in_review", "tie"), second
+        assert second["account"]["crm_account_id"] == mangled
+        await system.settle()
+        asked = await (await system.queries("integration", "crm-1")).get(
+            "/v1/ownership", params={"crm_account_id": mangled})
+        assert first["id"] in {o["registration_id"] for o in asked.json()["owners"]}, asked.text

@@ -184,6 +184,57 @@ async def test_customers_whose_contacts_use_a_regional_mail_provider_stay_differ
             provider, [d["decision"]["rule"] for d in decided])
 
 
+async def test_companies_reached_at_an_isp_mailbox_stay_different_customers(
+    client: httpx.AsyncClient,
+) -> None:
+    """Rival review, session 24: ISP and regional mailboxes Faker does not list (cox.net,
+    ziggo.nl, talktalk.net, bigpond.net.au, telenet.be) still filed two different
+    companies under one `dom:` key, and the second partner tied against a stranger."""
+    from faker import Faker
+
+    for n, (locale, provider) in enumerate((
+            ("en_US", "cox.net"), ("nl_NL", "ziggo.nl"), ("en_GB", "talktalk.net"),
+            ("en_AU", "bigpond.net.au"), ("nl_BE", "telenet.be"))):
+        local = Faker(locale)
+        local.seed_instance(24 + n)
+        decided = [await submit(client, partner, country=locale[-2:], name=local.company(),
+                                email=f"{local.user_name()}@{provider}")
+                   for partner in (f"p-isp{n}a", f"p-isp{n}b")]
+        first, second = decided
+        assert first["account_key"] != second["account_key"], (provider, decided)
+        assert (first["status"], second["status"]) == ("approved", "approved"), (
+            provider, [d["decision"]["rule"] for d in decided])
+
+
+async def test_businesses_known_by_a_national_platform_page_or_a_hosted_subdomain_stay_apart(
+    client: httpx.AsyncClient,
+) -> None:
+    """Rival review, session 24: a platform's page under a country suffix
+    (yelp.co.uk/biz/acme, facebook.de/acme), a short link to one (fb.me/acme), and a
+    tenant subdomain of a site builder (acme.wordpress.com) were still filed under the
+    platform's domain: every such business one customer, the second partner tied against
+    a stranger. The builder itself, by its bare domain, is still identified by it."""
+    from faker import Faker
+
+    fake = Faker("en_GB")
+    fake.seed_instance(24)
+    for n, page in enumerate(("https://www.yelp.co.uk/biz/{}", "https://www.facebook.de/{}",
+                              "https://fb.me/{}", "https://{}.wordpress.com/",
+                              "https://www.google.co.uk/maps/place/{}")):
+        decided = []
+        for partner in (f"p-pg{n}a", f"p-pg{n}b"):
+            name = fake.company()
+            slug = "".join(ch for ch in name.lower() if ch.isalnum())
+            decided.append(await submit(client, partner, name=name, country="GB",
+                                        website=page.format(slug)))
+        first, second = decided
+        assert first["account_key"] != second["account_key"], (page, decided)
+        assert (first["status"], second["status"]) == ("approved", "approved"), (
+            page, [d["decision"]["rule"] for d in decided])
+    builder = await submit(client, "p-wp", name="Automattic", domain="wordpress.com")
+    assert builder["account_key"] == "dom:wordpress.com", builder
+
+
 async def test_businesses_known_by_a_social_page_stay_different_customers(
     client: httpx.AsyncClient,
 ) -> None:

@@ -108,6 +108,36 @@ async def test_notify_payloads_stay_under_the_postgresql_limit(
     assert sorted(got) == ids
 
 
+async def test_a_batch_notifies_only_the_registrations_it_decided(
+        postgres_server: ServerHandle, unique: str) -> None:
+    """A waiter only ever wants a decided row, and every notified id costs each listening
+    registration service a read back: a batch that only filed a submission notifies
+    nothing for it; its decided rows (and ids whose row the batch does not hold) are sent."""
+    url = await create_database(postgres_server.url, f"notifydecided_{unique}")
+    engine = create_engine(url)
+    await migrate(engine)
+    waiter = DecisionWaiter(engine, in_process=False)
+    got: list[str] = []
+    waiter.notify = got.extend  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    listening = asyncio.create_task(DecisionListener(url, waiter).run(stop.is_set))
+    rows = {"reg_submitted": empty_row("reg_submitted"),  # status "submitted"
+            "reg_decided": decided_row("reg_decided")}
+    try:
+        assert await eventually(lambda: waiter.listening, 10)
+        async with engine.begin() as conn:
+            await notify_registrations(conn, ["reg_submitted", "reg_decided", "clm_other"],
+                                       rows)
+        async with engine.begin() as conn:  # a later batch: its arrival ends the wait
+            await notify_registrations(conn, ["reg_last"])
+        await eventually(lambda: "reg_last" in got, 5)
+    finally:
+        stop.set()
+        await listening
+        await engine.dispose()
+    assert got == ["clm_other", "reg_decided", "reg_last"]
+
+
 async def test_batched_decision_reads_of_every_size_share_one_statement_and_match_whole_ids(
         postgres_server: ServerHandle, unique: str) -> None:
     """The waiter reads notified registrations back in batches of whatever size came

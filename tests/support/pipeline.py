@@ -6,7 +6,12 @@ background loops: `pump()` does what the loops do, deterministically, until noth
 to do: the adjudicator decides every new intake record exactly as its transactional loop
 does (`prepare` + `process`, outputs appended), timers due on the simulated clock are
 appended by `tick` and decided, then the projection worker folds the new intake and
-decision records. `restart()` throws the in-memory state of the adjudicator and the
+decision records; then every post-decision re-report the registration service started
+(`Commands._re_report`, a task waiting for its registration's decision) is run to its end
+and what it appended is decided and projected in turn: the projection worker hands its
+committed rows to the registration service's waiter as the co-located one does
+(`on_applied`), so the re-report runs at a fixed point of every step, never by a wall-clock
+wait. `restart()` throws the in-memory state of the adjudicator and the
 registration service away and rebuilds it from the log and read model, as a new process
 would: the adjudicator from its newest state snapshot (taken every few events, in the
 embedded backend's real snapshot files) plus the tail of the log.
@@ -17,6 +22,7 @@ reference data and the adjudicator's timer loop, so a test can move weeks ahead.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import shutil
@@ -127,6 +133,18 @@ class Pipeline:
         self.adjudicated: dict[TopicPartition, int] = {}
         self.projected: dict[TopicPartition, int] = {}
         self.decisions_seen: dict[TopicPartition, int] = {}
+        self.follow_ups = True
+        """Run the re-reports at the end of every pump (False: leave them waiting, as a
+        process that stopped before its decisions came back would)."""
+        self.distributed = False
+        """Every registration process's directory as the distributed deployment runs it
+        (`complete=False`: files only what it appends, asks the directory tables for the
+        rest), for machines that add processes (`other_edge`): one embedded-style process
+        beside them would never learn the keys they file."""
+        self.edges: list[Commands] = []
+        """Other registration processes (`other_edge`), each with its own directory."""
+        self.re_reports = 0
+        """Re-reports run to their end that appended something (statistics)."""
 
     async def start(self) -> None:
         if self.template_root is not None:
@@ -138,12 +156,14 @@ class Pipeline:
         if self.template_root is None:
             await migrate(self.runtime.engine)
         self.projections = ProjectionWorker(self.eventlog, self.runtime.engine, self.topics,
-                                            group_id="projections", models=MODELS)
+                                            group_id="projections", models=MODELS,
+                                            on_applied=self._decided)
         await self._start_edge()
         await self._start_adjudicator()
 
     async def _start_edge(self) -> None:
         self.commands = Commands(self.runtime)
+        self.commands.directory.complete = not self.distributed
         await self.commands.start()
 
     async def _start_adjudicator(self) -> None:
@@ -154,6 +174,22 @@ class Pipeline:
         ends = await self.eventlog.end_positions(self.topics.intake)
         positions = {tp: self.adjudicated.get(tp, 0) for tp in ends}
         await self.adjudicator.assigned(positions)
+
+    async def other_edge(self) -> Commands:
+        """A second registration process on the same log and read model, as the
+        distributed deployment runs them: its directory is warmed from the read model now,
+        keeps only what it appends itself and asks the directory tables for the rest
+        (`complete=False`): two partners' requests reaching two processes, DESIGN.md "Two
+        first registrations racing across partitions"."""
+        edge = Commands(self.runtime)
+        edge.directory.complete = False
+        await edge.start()
+        self.edges.append(edge)
+        return edge
+
+    async def drop_edge(self, edge: Commands) -> None:
+        self.edges.remove(edge)
+        await edge.stop()
 
     async def restart(self) -> None:
         """A new adjudicator (state rebuilt from the intake log up to its position) and a
@@ -167,7 +203,8 @@ class Pipeline:
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
-            await self.commands.stop()
+            for edge in (*self.edges, self.commands):
+                await edge.stop()
         await self.eventlog.close()
         await self.runtime.engine.dispose()
 
@@ -177,8 +214,32 @@ class Pipeline:
             out.extend(batch)
         return out
 
+    def _decided(self, registration_ids: Any, rows: Any) -> None:
+        if self.follow_ups:  # the co-located worker's hand-over (dealreg/runtime.py)
+            self.runtime.waiter.notify(registration_ids, rows)
+
     async def pump(self, rounds: int = 50) -> None:
-        """Decide everything appended (and every timer due now), then project it."""
+        """Decide everything appended (and every timer due now), then project it; then
+        run the re-reports that follow registrations (`Commands._re_report`) to their end,
+        and decide and project what they appended, until none is left."""
+        for _ in range(rounds):
+            await self._pump_once(rounds)
+            if not self.follow_ups:
+                return
+            tasks = {t for edge in (self.commands, *self.edges) for t in edge._follow_ups}
+            if not tasks:
+                return
+            before = await self.eventlog.end_positions(self.topics.intake)
+            _, waiting = await asyncio.wait(tasks, timeout=30)
+            if waiting:
+                raise AssertionError(f"{len(waiting)} re-report(s) still waiting for a "
+                                     "decision after the pump decided everything")
+            if await self.eventlog.end_positions(self.topics.intake) == before:
+                return
+            self.re_reports += 1
+        raise AssertionError(f"the re-reports did not settle in {rounds} rounds")
+
+    async def _pump_once(self, rounds: int) -> None:
         for _ in range(rounds):
             progressed = False
             ends = await self.eventlog.end_positions(self.topics.intake)

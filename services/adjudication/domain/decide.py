@@ -30,6 +30,7 @@ from shared.events import (
     ClaimDecided,
     ClaimFiled,
     ClaimReleased,
+    CopiesInReview,
     DisputeAcknowledged,
     DisputeAcknowledgementRecorded,
     DisputeActionRejected,
@@ -42,6 +43,7 @@ from shared.events import (
     DisputeResolved,
     DisputeSlaBreached,
     DomainEvent,
+    HomeEndRelayed,
     OpportunityClosed,
     PartnerStatusChanged,
     ProtectionEnded,
@@ -108,7 +110,13 @@ _HANDLERS: Final[dict[type[DomainEvent], Callable[[AdjudicationState, Any, Polic
     DisputeResolutionSubmitted: lambda s, e, p, o: disputes.submit_resolution(s, o, e, p),
     AccountLinkReported: lambda s, e, p, o: links.report(s, o, e, p),
     SettlementRelayed: lambda s, e, p, o: relay.apply(s, o, e, p),
+    CopiesInReview: lambda s, e, p, o: relay.watch(s, o, e, p),
+    HomeEndRelayed: lambda s, e, p, o: links.ended_at_home(s, o, e, p),
 }
+
+RELAYS: Final = (SettlementRelayed, CopiesInReview, HomeEndRelayed)
+"""What `decide_relaying` derives for other partitions' intake (relay.py), never a
+decision."""
 
 
 IGNORED: Final[frozenset[type[DomainEvent]]] = frozenset({
@@ -160,9 +168,11 @@ def decide(
 
 def decide_relaying(
     state: AdjudicationState, event: DomainEvent, context: DecisionContext
-) -> tuple[list[DomainEvent], list[SettlementRelayed]]:
-    """`decide`, and the intake events it derived for other partitions: the
-    `SettlementRelayed` of a settlement that decided copies (relay.py). The worker appends
+) -> tuple[list[DomainEvent], list[SettlementRelayed | CopiesInReview | HomeEndRelayed]]:
+    """`decide`, and the intake events it derived for other partitions (relay.py): the
+    `SettlementRelayed` of a settlement that decided copies, the `CopiesInReview` of a
+    dispute that drew copies in, the `HomeEndRelayed` of a registration whose copies
+    such a review holds that ended here. The worker appends
     those to the intake topic, keyed by their `account_key`, in the same transaction as
     the decisions."""
     handler = _HANDLERS.get(type(event))
@@ -179,7 +189,8 @@ def decide_relaying(
         version = policy_version_of(event)
         handler(state, event, state.policy(version) if version is not None else policy, out)
         links.revisit(state, out)
-    relays = [e for e in out if isinstance(e, SettlementRelayed)]
+    relay.tell_ended(state, out)
+    relays = [e for e in out if isinstance(e, RELAYS)]
     if relays:
-        return [e for e in out if not isinstance(e, SettlementRelayed)], relays
+        return [e for e in out if not isinstance(e, RELAYS)], relays
     return out, relays

@@ -52,6 +52,7 @@ from services.adjudication.domain.state import (
 from shared.accounts import Identifiers, separate_customers
 from shared.events import (
     ConflictEvidence,
+    CopiesInReview,
     DisputeAcknowledged,
     DisputeAcknowledgementRecorded,
     DisputeActionRejected,
@@ -143,6 +144,7 @@ def draw_into_dispute(
         changed = _upgrade_reason(target, reasons)
         _flag(target, existing, drawn, pairs)
         _merge(state, out, target, existing, [*drawn, *near], policy, at)
+        _tell_homes(state, out, target, before, at)
         out.append(
             DisputeJoined(
                 dispute_id=target.id,
@@ -169,6 +171,7 @@ def draw_into_dispute(
     _upgrade_reason(target, reasons)
     _flag(target, existing, drawn, pairs)
     _merge(state, out, target, existing, [*drawn, *near], policy, at)
+    _tell_homes(state, out, target, set(), at)
     where = (f"it carries on dispute {carried.id} at level {target.level} with "
              f"{target.owner_id}, due {explain.day(target.due_at)}" if carried is not None
              else f"level 1 is with {target.owner_id}, due {explain.day(target.due_at)}")
@@ -195,6 +198,29 @@ def draw_into_dispute(
         )
     )
     return target
+
+
+def _tell_homes(state: AdjudicationState, out: Out, target: Dispute, before: set[str],
+                at: int) -> None:
+    """Copies (`Entry.mirror`) that joined `target` now: tell their own partitions, one
+    `CopiesInReview` per copy key, so each tells this partition when its registration ends
+    there (relay.tell_ended): otherwise a review left with one live party would wait on a
+    registration its own partition rejected (invariant 5). The answer goes to a key of this
+    partition: a member of its own (none: nobody here to answer for, nothing is told)."""
+    review_key = next((e.account_key for m in target.member_ids
+                       for e in (state.entries.get(m),) if e is not None and not e.mirror),
+                      None)
+    if review_key is None:
+        return
+    by_key: dict[str, list[str]] = {}
+    for member in target.member_ids:
+        entry = state.entries.get(member)
+        if entry is not None and entry.mirror and entry.active and member not in before:
+            by_key.setdefault(entry.account_key, []).append(member)
+    for key, ids in by_key.items():
+        out.append(CopiesInReview(account_key=key, dispute_id=target.id,
+                                  review_key=review_key, registration_ids=tuple(ids),
+                                  drawn_at=from_us(at)))
 
 
 def _reason(value: str) -> OpenReason:

@@ -48,6 +48,7 @@ from shared.events import (
     AccountsLinked,
     AccountsUnlinked,
     DomainEvent,
+    HomeEndRelayed,
     ReportedRegistration,
 )
 from shared.events.registration import RegistrationStatus
@@ -88,6 +89,8 @@ def report(
         if event.registration_id is not None and event.registration_id not in state.entries:
             state.suspects.setdefault(event.registration_id, []).append(
                 (alias, event.matched_by, event.score))
+        elif event.after_decision:
+            _review_decided_duplicates(state, out, fresh, event, policy, at)
         return
     justifiers = [e.id for e in state.active_under(alias) if e.mirror]
     if event.registration_id is not None:
@@ -119,9 +122,41 @@ def report(
             if held_exclusively(state, c.entry) and not c.entry.mirror
         ]
         if rivals:
+            # The review lives on this partition: it is keyed by this partition's own
+            # registration, never by the copy's key (another partition), or the edge would
+            # route a person's acknowledgement and resolution, and the review's timers, to
+            # a partition without it (the race re-report's review, found by RecentRules).
+            home = rivals[0].entry
+            seen = {c.entry.id: c for c in find_collisions(state, home, None, policy)}
+            others = [mirror, *(c.entry for c in rivals[1:])]
+            evidence = [outcomes.evidence(seen[e.id], home.account_key) for e in others
+                        if e.id in seen]
+            draw_into_dispute(state, out, home, others, "cross_key", "cross_key", policy,
+                              at, evidence)
+
+
+def _review_decided_duplicates(state: AdjudicationState, out: list[DomainEvent],
+                               fresh: list[Entry], event: AccountLinkReported,
+                               policy: Policy, at: int) -> None:
+    """A possible duplicate found only after both sides were decided (the edge's
+    post-decision re-report; session 24, rival review: a name-only registration and an
+    identified one of the same name racing on two partitions were both approved, where
+    one after the other goes to a person). Each fresh copy goes to the review the
+    sequential case opens: `possible_duplicate`, beside the entries of the reported key it
+    overlaps (found as the edge's suspects are: a non-confident match, nothing linked)."""
+    for mirror in fresh:
+        if not mirror.active or not is_exclusive(mirror, policy):
+            continue
+        state.suspects[mirror.id] = [(event.account_key, event.matched_by, event.score)]
+        try:
+            rivals = [c for c in find_collisions(state, mirror, None, policy)
+                      if held_exclusively(state, c.entry) and not c.entry.mirror]
+        finally:
+            state.suspects.pop(mirror.id, None)
+        if rivals:
             evidence = [outcomes.evidence(c, mirror.account_key) for c in rivals]
-            draw_into_dispute(state, out, mirror, [c.entry for c in rivals], "cross_key",
-                              "cross_key", policy, at, evidence)
+            draw_into_dispute(state, out, mirror, [c.entry for c in rivals],
+                              "possible_duplicate", "possible_duplicate", policy, at, evidence)
 
 
 def _copy(state: AdjudicationState, reported: ReportedRegistration, alias: str,
@@ -179,6 +214,24 @@ def _end_copy(state: AdjudicationState, out: list[DomainEvent], copy: Entry, sta
         else "withdrawn" if status in ("withdrawn", "won", "lost") else "expired")
     end(state, out, copy, "expired", final, "cross_key",
         "The copy of another partition's registration ended.", at)
+
+
+def ended_at_home(state: AdjudicationState, out: list[DomainEvent], event: HomeEndRelayed,
+                  policy: Policy) -> None:
+    """Registrations held here as copies in a review ended on their own partition
+    (relay.tell_ended): their copies end as a report listing them ended would end them,
+    and leave their disputes (`lifecycle.end`). A rejection ends it `expired`, not for
+    good: a contest there may approve it again, and a later report brings the copy back."""
+    for word in event.ended:
+        copy = state.entries.get(word.registration_id)
+        if copy is None or not copy.mirror or not copy.active:
+            continue
+        _end_copy(state, out, copy, word.status if word.status in _CLOSED else "expired",
+                  state.clock)
+
+
+_CLOSED: Final = frozenset({"withdrawn", "won", "lost"})
+"""Ends at home a copy keeps for good (`_FINAL`): nothing brings them back there."""
 
 
 def on_lease_end(

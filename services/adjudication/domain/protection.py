@@ -92,5 +92,7 @@ def retire(state: AdjudicationState, entry: Entry, status: str, policy: Policy, 
     entry.status = status
     if entry.id in state.justifies:
         state.ended.append(entry.id)  # its links are revisited (links.revisit)
+    if entry.id in state.watchers:
+        state.unwatched.append(entry.id)  # reviews elsewhere hold its copy (relay.tell_ended)
     entry.retain_until = at + span_us(policy.protection_period)
     state.schedule(entry.retain_until, FORGET_ENTRY, entry.id)

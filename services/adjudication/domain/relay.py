@@ -24,6 +24,14 @@ the decision, and the owning partition applies it (`apply`), like any other inta
   restated as it ended (rule `ended_before_relay`), so readers, who may have seen the
   settlement's approval after the end, show the end again; one still in review there is
   left to its dispute there.
+
+The converse (DESIGN.md, "A home decision reaches the review elsewhere that holds a copy"):
+a dispute that draws in copies tells their own partition (`CopiesInReview`, disputes.py),
+which remembers the review's key beside the registration (`watch`); when the registration
+ends there, however it ends, that partition tells the review's (`tell_ended`: a
+`HomeEndRelayed`, appended like a settlement's relay), which ends the copy as a report
+listing it ended would (`links.ended_at_home`), so the review does not wait on it with one
+live party (invariant 5). One already ended when the notice arrives is told at once.
 """
 
 from __future__ import annotations
@@ -32,9 +40,17 @@ from typing import Final
 
 from services.adjudication.domain import explain, outcomes, release
 from services.adjudication.domain.disputes import remove_member
+from services.adjudication.domain.instants import from_us
 from services.adjudication.domain.protection import retire
 from services.adjudication.domain.state import AdjudicationState, Entry
-from shared.events import DomainEvent, RelayedDecision, SettlementRelayed
+from shared.events import (
+    CopiesInReview,
+    DomainEvent,
+    EndedAtHome,
+    HomeEndRelayed,
+    RelayedDecision,
+    SettlementRelayed,
+)
 from shared.policy import Policy
 
 Out = list[DomainEvent]
@@ -142,3 +158,45 @@ def _decided(entry: Entry, event: SettlementRelayed, sentence: str, at: int,
                                  sentence, at)
     finally:
         entry.dispute_id = own
+
+
+def watch(state: AdjudicationState, out: Out, event: CopiesInReview, policy: Policy) -> None:
+    """A review on another partition holds copies of registrations this partition owns:
+    remember where it is, to tell it when they end; tell it now of those that ended
+    already (one forgotten here ended a protection period ago at least)."""
+    ended: dict[str, list[EndedAtHome]] = {}
+    for registration_id in event.registration_ids:
+        entry = state.entries.get(registration_id)
+        if entry is not None and entry.mirror:
+            continue  # a copy here too: its own partition answers
+        if entry is not None and entry.active:
+            keys = state.watchers.setdefault(registration_id, [])
+            if event.review_key not in keys:
+                keys.append(event.review_key)
+            continue
+        home = entry.account_key if entry is not None else event.account_key
+        ended.setdefault(home, []).append(EndedAtHome(
+            registration_id=registration_id,
+            status=entry.status if entry is not None else "unknown"))
+    for home, words in ended.items():
+        out.append(HomeEndRelayed(account_key=event.review_key, home_key=home,
+                                  ended=tuple(words), ended_at=from_us(state.clock)))
+
+
+def tell_ended(state: AdjudicationState, out: Out) -> None:
+    """The watched registrations that ended while deciding this event: one
+    `HomeEndRelayed` per review key (and home key) that holds their copies."""
+    if not state.unwatched:
+        return
+    ids, state.unwatched = state.unwatched, []
+    told: dict[tuple[str, str], list[EndedAtHome]] = {}
+    for registration_id in ids:
+        entry = state.entries.get(registration_id)
+        if entry is None or entry.active:
+            continue  # active again (in the same event): still watched
+        for key in state.watchers.pop(registration_id, ()):
+            told.setdefault((key, entry.account_key), []).append(
+                EndedAtHome(registration_id=registration_id, status=entry.status))
+    for (key, home), words in told.items():
+        out.append(HomeEndRelayed(account_key=key, home_key=home, ended=tuple(words),
+                                  ended_at=from_us(state.clock)))

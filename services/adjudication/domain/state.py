@@ -154,6 +154,11 @@ class AdjudicationState:
     ended: list[str] = field(default_factory=list)
     """Registrations that justify links and ended since links were last revisited."""
     partner_status: dict[str, str] = field(default_factory=dict)
+    watchers: dict[str, list[str]] = field(default_factory=dict)
+    """registration id (this partition's own, active) -> keys on other partitions whose
+    reviews hold a copy of it (`CopiesInReview`): told when it ends (relay.tell_ended)."""
+    unwatched: list[str] = field(default_factory=list)
+    """Watched registrations that ended since the watchers were last told."""
     suspects: dict[str, list[tuple[str, str, float]]] = field(default_factory=dict)
     """registration id (not yet decided) -> [(key, matched by, score)]: keys on another
     partition the edge reported as possible duplicates of its account (links.report);

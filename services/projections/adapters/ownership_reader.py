@@ -41,6 +41,7 @@ from shared.accounts import (
     normalize_name,
     sort_name_tokens,
 )
+from shared.accounts.salesforce import CrmIds, crm_id_spellings
 from shared.api import partner_view
 from shared.readmodel.schema import (
     account_crm_ids,
@@ -70,6 +71,9 @@ class Question:
     name: str | None = None
     country: str | None = None
     min_score: float = 0.9
+    crm_ids: CrmIds = "exact"
+    """Policy `match.crm_ids`: under `salesforce` any spelling of a Salesforce id finds the
+    account filed under another (`crm_id_spellings`) and is one CRM id with it."""
     partner_id: str | None = None
     """Set for a partner caller: which open disputes it is party to, which of the account's
     keys it registered under."""
@@ -120,17 +124,20 @@ def _resolve(conn: Connection, q: Question, answer: Answer,
         answer.matched_by = "account_key"
         return q.account_key
     if q.crm_account_id:
-        key = conn.execute(_KEY_OF_CRM_ID, {"crm": q.crm_account_id}).scalar_one_or_none()
+        key = conn.execute(_KEY_OF_CRM_ID, {"crm": list(crm_id_spellings(
+            q.crm_account_id, q.crm_ids))}).scalars().first()
         if key is not None:
             answer.matched_by = "crm_account_id"
             return str(key)
     query = Identifiers(frozenset((q.crm_account_id,)) if q.crm_account_id else frozenset(),
-                        frozenset((q.domain,)) if q.domain else frozenset())
+                        frozenset((q.domain,)) if q.domain else frozenset()
+                        ).canonical(q.crm_ids)
 
     def admits(key: str) -> bool:
         """The same customer rule (shared.accounts.sameness): the account's customer must
         not carry identifiers other than the question's."""
-        return not query or not different_customers(query, _customer(conn, key, linked))
+        return not query or not different_customers(
+            query, _customer(conn, key, linked).canonical(q.crm_ids))
 
     if q.domain:
         key = conn.execute(_KEY_OF_DOMAIN, {"domain": q.domain}).scalar_one_or_none()
@@ -258,8 +265,9 @@ def in_force(moment: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
 # the expressions on every look-up cost more than running them on SQLite).
 _KEYS: BindParameter[str] = bindparam("keys", expanding=True)
 _MOMENT = bindparam("moment", type_=ownership_intervals.c.valid_from.type)
-_KEY_OF_CRM_ID = select(account_crm_ids.c.account_key).where(
-    account_crm_ids.c.crm_account_id == bindparam("crm"))
+_KEY_OF_CRM_ID = (select(account_crm_ids.c.account_key)
+                  .where(account_crm_ids.c.crm_account_id.in_(bindparam("crm", expanding=True)))
+                  .order_by(account_crm_ids.c.account_key))
 _KEY_OF_DOMAIN = select(account_domains.c.account_key).where(
     account_domains.c.domain == bindparam("domain"))
 _DOMAINS_OF_KEYS = select(account_domains.c.domain).where(account_domains.c.account_key.in_(_KEYS))

@@ -70,13 +70,15 @@ async def ownership(
         if normalized is None:
             raise _invalid("domain", "not a domain", "The domain is not a registrable domain.")
     crm = crm_account_id.strip() if crm_account_id else None
-    if name and who.restricted:
+    policy = await _policy(request) if crm or (name and who.restricted) else None
+    if name and who.restricted and policy is not None:
         # A partner's name look-up answers only the matches the program itself acts on:
         # a lower `min_score` would let it probe other partners' customers.
-        min_score = max(min_score, await _name_threshold(request))
+        min_score = max(min_score, policy.match.name_threshold)
     question = Question(
         account_key=account_key, crm_account_id=crm, domain=normalized, name=name,
         country=country, min_score=min_score,
+        crm_ids=policy.match.crm_ids if policy is not None else "exact",
         partner_id=who.subject_id if who.restricted else None)
     answer = await _reader(request).look_up(question, moment)
     if answer.account_key is None:
@@ -110,16 +112,19 @@ async def ownership(
     return OwnershipView.model_validate(view)
 
 
-async def _name_threshold(request: Request) -> float:
-    """The current policy's `match.name_threshold` (the default policy's before any; exact
-    names only if the stored document cannot be read: fail closed)."""
+async def _policy(request: Request) -> Policy:
+    """The current policy (the default policy before any): its `match.name_threshold`
+    bounds a partner's name look-ups, its `match.crm_ids` says which spellings of a CRM id
+    are one id. A stored document that cannot be read fails closed: exact names, exact
+    CRM ids."""
     async with request.app.state.runtime.engine.connect() as conn:
         document = await current_policy_document(conn)
     try:
-        policy = Policy.model_validate(document) if document else Policy.default()
+        return Policy.from_published(document) if document else Policy.default()
     except ValueError:
-        return 1.0
-    return float(policy.match.name_threshold)
+        closed = Policy.default()
+        return closed.model_copy(update={"match": closed.match.model_copy(
+            update={"name_threshold": 1.0, "review_band": 0.0, "crm_ids": "exact"})})
 
 
 def _reader(request: Request) -> OwnershipReader:

@@ -33,6 +33,7 @@ from shared.events import (
     ClaimDecided,
     ClaimFiled,
     ClaimReleased,
+    CopiesInReview,
     DisputeAcknowledged,
     DisputeAcknowledgementRecorded,
     DisputeActionRejected,
@@ -45,6 +46,7 @@ from shared.events import (
     DisputeResolved,
     DisputeSlaBreached,
     DomainEvent,
+    HomeEndRelayed,
     OpportunityClosed,
     PartnerStatusChanged,
     ProtectionEnded,
@@ -489,7 +491,7 @@ _TIMELINE_ONLY: Final[frozenset[type[DomainEvent]]] = frozenset({
 _RELAYS: Final[frozenset[type[DomainEvent]]] = frozenset({
     # The adjudicator's note to another partition (relay.py): what it decides there
     # arrives as decisions, which the models fold; the settlement's own are folded already.
-    SettlementRelayed,
+    SettlementRelayed, CopiesInReview, HomeEndRelayed,
 })
 _REFERENCE: Final[frozenset[type[DomainEvent]]] = frozenset({
     # On the reference topic, which the projection worker does not read.

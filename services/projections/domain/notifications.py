@@ -33,6 +33,7 @@ from shared.events import (
     ClaimDecided,
     ClaimFiled,
     ClaimReleased,
+    CopiesInReview,
     DisputeAcknowledged,
     DisputeAcknowledgementRecorded,
     DisputeActionRejected,
@@ -45,6 +46,7 @@ from shared.events import (
     DisputeResolved,
     DisputeSlaBreached,
     DomainEvent,
+    HomeEndRelayed,
     OpportunityClosed,
     PartnerStatusChanged,
     ProtectionEnded,
@@ -80,6 +82,7 @@ IGNORED: Final[frozenset[type[DomainEvent]]] = frozenset({
     DisputeAcknowledged,
     DisputeAcknowledgementRecorded, DisputeResolutionSubmitted, DisputeActionRejected,
     DisputeSlaBreached, PartnerStatusChanged, TimerFired, SettlementRelayed,
+    CopiesInReview, HomeEndRelayed,
     PolicyPublished, PartnerUpdated, OwnerUpdated,
 })
 _TRIMMABLE: Final = ("evidence", "explanation", "note", "splits")

@@ -27,6 +27,7 @@ from shared.events import (
     ClaimDecided,
     ClaimFiled,
     ClaimReleased,
+    CopiesInReview,
     DisputeAcknowledged,
     DisputeAcknowledgementRecorded,
     DisputeActionRejected,
@@ -39,6 +40,7 @@ from shared.events import (
     DisputeResolved,
     DisputeSlaBreached,
     DomainEvent,
+    HomeEndRelayed,
     OpportunityClosed,
     PartnerStatusChanged,
     ProtectionEnded,
@@ -88,6 +90,7 @@ _SUBJECT_AND_TIME: Final[dict[type[DomainEvent], tuple[str, str | None]]] = {
 IGNORED: Final[frozenset[type[DomainEvent]]] = frozenset({
     PartnerStatusChanged,  # about a partner, not a registration
     SettlementRelayed,  # what it decides arrives as decisions, each on its timeline
+    CopiesInReview, HomeEndRelayed,  # the adjudicator's notes between partitions: likewise
     PolicyPublished, PartnerUpdated, OwnerUpdated,  # reference topic: not read here
 })
 HANDLED: Final[frozenset[type[DomainEvent]]] = frozenset(

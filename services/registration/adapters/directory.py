@@ -44,6 +44,7 @@ from shared.accounts import (
     different_customers,
     sort_name_tokens,
 )
+from shared.accounts.salesforce import CrmIds, crm_id_spellings
 from shared.logging import get_logger
 from shared.policy import MatchPolicy
 from shared.readmodel import queries
@@ -56,7 +57,7 @@ _NAME_FALLBACK_LIMIT = 2000
 # (what `_candidate_names` asks), each part off when its parameter is NULL.
 _MISSES_SQL = """
 SELECT 'crm', crm_account_id, account_key FROM account_crm_ids
- WHERE $1::varchar IS NOT NULL AND crm_account_id = $1::varchar
+ WHERE $1::text[] IS NOT NULL AND crm_account_id = ANY($1::text[])
 UNION ALL
 SELECT 'domain', domain, account_key FROM account_domains
  WHERE $2::varchar IS NOT NULL AND domain = $2::varchar
@@ -243,7 +244,8 @@ class AccountDirectory:
         self._maybe_rewarm()
         matches = self._index.match(identity, match.name_threshold, match.review_band,
                                     match.crm_ids)
-        if not self.complete and await self._fill_misses(identity, matches, names):
+        if not self.complete and await self._fill_misses(identity, matches, names,
+                                                         match.crm_ids):
             matches = self._index.match(identity, match.name_threshold, match.review_band,
                                         match.crm_ids)
         index = self._index
@@ -272,8 +274,12 @@ class AccountDirectory:
         return choose(identity, [], index.identifiers, index.__contains__)
 
     async def _fill_misses(self, identity: AccountIdentity, matches: list[AccountMatch],
-                           names: bool = False) -> bool:
+                           names: bool = False, crm_ids: CrmIds = "exact") -> bool:
         """Ask the directory tables for what memory did not know; True if anything new.
+        The CRM id is asked in every spelling policy `match.crm_ids` makes one id
+        (`crm_id_spellings`: the tables file ids as submitted; asking the submitted
+        spelling alone filed the other Salesforce spelling under a new key while this
+        process was behind the directory).
 
         One statement (a UNION ALL of the CRM id, domain and name look-ups that apply) in
         one round trip: it was up to three, each a round trip, on most new accounts. Names
@@ -281,6 +287,7 @@ class AccountDirectory:
         kinds = {m.matched_by for m in matches}
         confident = any(m.confident for m in matches)
         crm = identity.crm_account_id if "crm_account_id" not in kinds else None
+        spellings = list(crm_id_spellings(crm, crm_ids)) if crm else None
         domain = identity.domain if "domain" not in kinds else None
         named = (names or not confident) and bool(identity.name and identity.country)
         if not (crm or domain or named):
@@ -294,15 +301,15 @@ class AccountDirectory:
                 # `exec_driver_sql` still adds about half of the miss's CPU back).
                 keys = sorted(blocking_keys(sort_name_tokens(identity.name or "")))
                 found_rows = await driver_fetch(
-                    conn, _MISSES_SQL, crm, domain, identity.country if named else None, keys,
+                    conn, _MISSES_SQL, spellings, domain, identity.country if named else None, keys,
                     _NAME_FALLBACK_LIMIT)
                 rows = [(str(r[0]), str(r[1]), str(r[2])) for r in found_rows]
             else:
                 parts: list[Select[Any]] = []
-                if crm:
+                if spellings:
                     parts.append(select(literal("crm"), account_crm_ids.c.crm_account_id,
                                         account_crm_ids.c.account_key)
-                                 .where(account_crm_ids.c.crm_account_id == crm))
+                                 .where(account_crm_ids.c.crm_account_id.in_(spellings)))
                 if domain:
                     parts.append(select(literal("domain"), account_domains.c.domain,
                                         account_domains.c.account_key)
@@ -313,8 +320,10 @@ class AccountDirectory:
                 query = parts[0] if len(parts) == 1 else union_all(*parts)
                 rows = [(str(r[0]), str(r[1]), str(r[2])) for r in await conn.execute(query)]
             found = {kind: await canonical_key(conn, key)
-                     for kind, _, key in rows if kind in ("crm", "domain")}
+                     for kind, _, key in sorted(rows, reverse=True)
+                     if kind in ("crm", "domain")}  # the smallest key of a kind last
         if "crm" in found:
+            # The submitted spelling, under the key a spelling of it was filed under.
             self.remember(found["crm"], AccountIdentity(identity.crm_account_id, None, None,
                                                         None))
         if "domain" in found:

@@ -79,6 +79,42 @@ async def test_resolution_finds_what_other_processes_filed(engine: AsyncEngine) 
     assert [a.account_key for a in both.aliases] == ["dom:acme.co.uk"]
 
 
+@pytest.mark.parametrize("sqlite", [False, True])
+async def test_a_process_behind_the_directory_finds_a_salesforce_id_filed_in_another_spelling(
+    engine: AsyncEngine, sqlite: bool, tmp_path: Any
+) -> None:
+    # Rival review, session 24: the fall-back query of a process whose memory lags the
+    # directory (distributed; here warmed empty) asked for the submitted spelling only, so
+    # the 18-character spelling of an id another process filed in 15 characters (or the
+    # reverse, suffix in any case) got a new key. Under `match.crm_ids: salesforce` every
+    # spelling is asked; under `exact` (older policies) still only the one submitted.
+    if sqlite:
+        engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/directory.sqlite3")
+        await migrate(engine)
+    id15 = "001hFGAi3f5dig9"
+    filed = {"001hFGAi3f5dig9": "crm:001hFGAi3f5dig9",
+             "0015000000VALDtaap": "crm:0015000000VALDtaap"}
+    directory = AccountDirectory(engine, complete=False, rewarm_seconds=3600)
+    await directory.warm()  # empty: what follows was filed by other processes since
+    async with engine.begin() as conn:
+        await conn.execute(account_crm_ids.insert(), [
+            {"crm_account_id": crm, "account_key": key} for crm, key in filed.items()])
+    salesforce = MatchPolicy(name_threshold=0.9, review_band=0.1, crm_ids="salesforce")
+    for spelling in (id15 + "QDA", id15 + "qdA"):
+        found = await directory.resolve(identity_of("Turner Ltd", None, "GB", spelling),
+                                        salesforce)
+        assert found.account_key == "crm:001hFGAi3f5dig9", spelling
+    other = await directory.resolve(identity_of(None, None, None, "0015000000VALDt"),
+                                    salesforce)
+    assert other.account_key == "crm:0015000000VALDtaap"
+    exact = AccountDirectory(engine, complete=False, rewarm_seconds=3600)
+    kept = await exact.resolve(identity_of(None, None, None, id15 + "QDA"), MATCH.model_copy(
+        update={"crm_ids": "exact"}))
+    assert kept.is_new
+    if sqlite:
+        await engine.dispose()
+
+
 @pytest.mark.parametrize("complete", [True, False])
 async def test_a_name_linked_to_one_domain_never_resolves_another_domain(
     engine: AsyncEngine, complete: bool

@@ -91,3 +91,46 @@ def test_identifiers_in_both_spellings_are_one_customer_under_salesforce_only() 
     assert different_customers(a, b)
     assert not different_customers(a.canonical("salesforce"), b.canonical("salesforce"))
     assert a.canonical("exact") is a
+
+
+def test_an_18_character_id_in_any_letter_case_is_read_as_salesforce_reads_it() -> None:
+    # Rival review, session 24: upper- or lower-cased by a case-insensitive system.
+    from shared.accounts.salesforce import salesforce_18_any_case
+
+    for spelling in ("001HFGAI3F5DIG9QDA", "001hfgai3f5dig9qda", "001hFGAi3f5dig9qDa"):
+        assert salesforce_18_any_case(spelling) == "001hFGAi3f5dig9QDA"
+        assert salesforce_18(spelling) in (None, "001hFGAi3f5dig9QDA")  # session 23's rule
+        assert canonical_crm_id(spelling, "salesforce_any_case") == "001hFGAi3f5dig9QDA"
+    # The suffix decides the case: another suffix is another record, never this one.
+    assert salesforce_18_any_case("001HFGAI3F5DIG9AAA") == "001hfgai3f5dig9AAA"
+    # Not an id in any case: a suffix marking a digit upper case, or outside the alphabet.
+    for raw in ("001HFGAI3F5DIG9QD9", "001hFGAi3f5dig9ZZZ", "001hFGAi3f5dig9-DA"):
+        assert salesforce_18_any_case(raw) is None, raw
+        assert canonical_crm_id(raw, "salesforce_any_case") == raw
+
+
+def test_the_index_finds_an_upper_cased_id_only_under_salesforce_any_case() -> None:
+    index = _index("001HFGAI3F5DIG9QDA")
+    assert _crm_keys(index, "001hFGAi3f5dig9", "salesforce_any_case") == [
+        "crm:001HFGAI3F5DIG9QDA"]
+    assert _crm_keys(index, "001hFGAi3f5dig9", "salesforce") == []  # session 23 policies
+    index = _index("001hFGAi3f5dig9")
+    assert _crm_keys(index, "001hfgai3f5dig9qda", "salesforce_any_case") == [
+        "crm:001hFGAi3f5dig9"]
+    assert index.remove("crm:001hFGAi3f5dig9")
+    upper = _index("001HFGAI3F5DIG9QDA")
+    assert upper.remove("crm:001HFGAI3F5DIG9QDA")
+    assert _crm_keys(upper, "001hFGAi3f5dig9", "salesforce_any_case") == []
+
+
+def test_every_spelling_a_table_may_hold_is_asked() -> None:
+    from shared.accounts.salesforce import crm_id_spellings
+
+    spellings = crm_id_spellings("001hFGAi3f5dig9", "salesforce")
+    assert {"001hFGAi3f5dig9", "001hFGAi3f5dig9QDA", "001hFGAi3f5dig9qda"} <= set(spellings)
+    assert all(canonical_crm_id(s, "salesforce") == "001hFGAi3f5dig9QDA" for s in spellings)
+    assert len(spellings) == 9
+    loose = crm_id_spellings("001HFGAI3F5DIG9QDA", "salesforce_any_case")
+    assert {"001hFGAi3f5dig9", "001hfgai3f5dig9qda", "001HFGAI3F5DIG9QDA"} <= set(loose)
+    assert crm_id_spellings("001hFGAi3f5dig9", "exact") == ("001hFGAi3f5dig9",)
+    assert crm_id_spellings("CRM-1", "salesforce_any_case") == ("CRM-1",)

@@ -67,3 +67,42 @@ def test_a_possible_duplicate_report_does_not_touch_a_registration_it_does_not_n
     [other] = decisions(d.register("reg-x", "p-4", domain="initech.com", name="Initech",
                                    key="dom:initech.com"))
     assert (other.status, other.rule) == ("approved", "no_conflict")
+
+
+def _decided_race_report(d: Driver, after_decision: bool) -> AccountLinkReported:
+    """The edge's post-decision re-report: a name-only registration on another partition,
+    found only possibly the customer of the identified one decided here."""
+    return AccountLinkReported(
+        account_key="dom:soylent.com", alias_key="name:US:soylent",
+        matched_by="name", score=1.0,
+        registrations=(ReportedRegistration(
+            registration_id="reg-n", party_type="partner", party_id="p-2", motion="resell",
+            products=("analytics",), status="approved", submitted_at=d.now,
+            protected_until=d.now + timedelta(days=90), tier="gold"),),
+        reported_at=d.now, policy_version=d.policy.version, possible_duplicate=True,
+        after_decision=after_decision)
+
+
+def test_a_possible_duplicate_found_after_both_were_decided_goes_to_review() -> None:
+    # Rival review, session 24: racing on two partitions, both approved; the re-report
+    # opens the review one after the other would have opened.
+    d = Driver()
+    [owner] = decisions(d.register("reg-a", "p-1", domain="soylent.com", name="Soylent Corp",
+                                   key="dom:soylent.com"))
+    assert owner.status == "approved"
+    out = d.feed(_decided_race_report(d, after_decision=True))
+    [opened] = only(out, DisputeOpened)
+    assert (opened.reason, set(opened.registration_ids)) == (
+        "possible_duplicate", {"reg-a", "reg-n"})
+    assert only(out, AccountsLinked) == []  # only possibly the customer: nothing linked
+    assert d.state.suspects == {}
+    # The other racing side's report (or a later one) only refreshes the copy.
+    assert only(d.feed(_decided_race_report(d, after_decision=True)), DisputeOpened) == []
+
+
+def test_a_possible_duplicate_report_from_before_the_field_decides_as_before() -> None:
+    d = Driver()
+    decisions(d.register("reg-a", "p-1", domain="soylent.com", name="Soylent Corp",
+                         key="dom:soylent.com"))
+    out = d.feed(_decided_race_report(d, after_decision=False))
+    assert only(out, DisputeOpened) == [] and only(out, AccountsLinked) == []

@@ -22,14 +22,16 @@ from typing import Any
 
 from adjudication_driver import Driver
 from hypothesis import HealthCheck, given, settings
+from hypothesis import event as note_event
 from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
 
 from services.adjudication.domain.disputes import only_flagged, same_party
 from services.adjudication.domain.matching import overlaps
 from services.adjudication.domain.protection import inactive
 from services.adjudication.domain.state import Entry
 from shared.accounts import Identifiers, separate_customers
-from shared.events import DisputeOpened, DisputeResolved
+from shared.events import DisputeOpened, DisputeResolved, RegistrationDecided
 
 # (domain, name, crm): one customer's real identifiers, look-alikes and made-up ones.
 IDENTITIES: tuple[tuple[str | None, str, str | None], ...] = (
@@ -43,7 +45,16 @@ IDENTITIES: tuple[tuple[str | None, str, str | None], ...] = (
     ("osmifcorp.com", "Osmifcorp LLC", None),
     ("soymecorp.com", "Soymecorp GmbH", None),
     (None, "Soymifcorp Inc", "CRM-1"),
+    # One Salesforce account id in its 15- and 18-character spellings, and a look-alike's
+    # id that differs in the case of one letter: a different id, a different customer.
+    (None, "Initrode Ltd", "001Dn00000QpLmz"),
+    (None, "Initrode Ltd", "001Dn00000QpLmzIAF"),
+    (None, "Initrode Ltd", "001Dn00000QpLmZ"),
 )
+SALESFORCE = {len(IDENTITIES) - 3: "one", len(IDENTITIES) - 2: "one",
+              len(IDENTITIES) - 1: "other"}
+"""Identity index -> which Salesforce customer it is (the generator's truth)."""
+SALESFORCE_MET: list[str] = []
 
 resolve = st.tuples(st.just("resolve"), st.integers(0, 6),
                     st.sampled_from(("award", "award", "split", "co_sell", "distinct",
@@ -126,6 +137,39 @@ def _check(d: Driver, resolved: DisputeResolved, reason: str, before: Customers,
                 f"customer")
 
 
+def _check_salesforce(d: Driver, rid: str, which_of: dict[str, int], out: list[Any]) -> None:
+    """One Salesforce id is one customer in either spelling; ids that differ (in the case
+    of one letter) are never one: a new registration of a Salesforce customer beside
+    another party's active, overlapping registration of it is never approved as if
+    nobody held it, and never meets (cites) a registration of the other customer."""
+    if which_of[rid] not in SALESFORCE:
+        return
+    mine = SALESFORCE[which_of[rid]]
+    decided = next((e for e in out if isinstance(e, RegistrationDecided)
+                    and e.registration_id == rid), None)
+    if decided is None:
+        return
+    entry = d.state.entries[rid]
+    for c in decided.conflicts:
+        other = which_of.get(c.registration_id or "")
+        if other in SALESFORCE and SALESFORCE[other] != mine:
+            raise AssertionError(f"{rid} ({IDENTITIES[which_of[rid]][2]}) met "
+                                 f"{c.registration_id} ({IDENTITIES[other][2]}): two "
+                                 f"Salesforce ids merged")
+    held = [e for r, i in which_of.items() if r != rid and SALESFORCE.get(i) == mine
+            for e in [d.state.entries[r]] if e.active and not e.mirror
+            and e.party_id != entry.party_id and e.motion == entry.motion
+            and (e.products is None or entry.products is None
+                 or bool(e.products & entry.products))]
+    if held:
+        SALESFORCE_MET.append(decided.rule)
+        if currently_in_test_context():  # --hypothesis-show-statistics
+            note_event(f"salesforce spellings met: {decided.status} {decided.rule}")
+        assert not (decided.status == "approved" and decided.rule == "no_conflict"), (
+            f"{rid} ({IDENTITIES[which_of[rid]][2]}) approved no_conflict beside "
+            f"{[(e.id, e.status) for e in held]} of the same Salesforce customer")
+
+
 def _run(ops: list[tuple[Any, ...]]) -> Driver:
     d = Driver()
     ids: list[str] = []
@@ -133,6 +177,7 @@ def _run(ops: list[tuple[Any, ...]]) -> Driver:
     reasons: dict[str, str] = {}
     shared: list[frozenset[str]] = []
     out: list[Any] = []
+    which_of: dict[str, int] = {}
     for step in ops:
         before = _customers(d)
         kind = step[0]
@@ -144,6 +189,8 @@ def _run(ops: list[tuple[Any, ...]]) -> Driver:
             out = d.register(rid, f"p-{partner}", domain=domain, name=name, crm=crm,
                              country="GB", key=_key(domain, name, crm),
                              products=tuple(sorted(products)))
+            which_of[rid] = which
+            _check_salesforce(d, rid, which_of, out)
         elif kind == "wait":
             d.later(hours=step[1])
             out = d.run_until(d.now)
@@ -245,3 +292,15 @@ def test_award_between_an_owner_and_a_made_up_crm_id_leaves_one_standing() -> No
     # The sequence the property found against the session-21 rule (see module docstring).
     _run([("register", 0, 1, {"a"}), ("wait", 48), ("register", 1, 2, {"a"}),
           ("resolve", 0, "award", 0)])
+
+
+def test_a_salesforce_id_in_two_spellings_meets_and_one_differing_in_case_stays_apart(
+        ) -> None:
+    # Identities 10 and 11: one Salesforce id (15 and 18 characters); 12: a look-alike
+    # whose id differs in the case of one letter (Salesforce ids are case-sensitive).
+    sf15, sf18, other = (len(IDENTITIES) - 3, len(IDENTITIES) - 2, len(IDENTITIES) - 1)
+    d = _run([("register", sf15, 0, {"a"}), ("register", sf18, 1, {"a"}),
+              ("register", other, 2, {"a"})])
+    assert d.status("r0") == "approved"
+    assert d.status("r1") != "approved"  # the same customer, another spelling
+    assert d.status("r2") == "approved"  # another customer

@@ -17,7 +17,7 @@ from services.projections.adapters import repository
 from services.projections.domain.registrations import empty_row
 from shared.readmodel.schema import registrations
 from shared.readmodel.store import create_engine, migrate
-from shared.readmodel.waiter import DecisionWaiter
+from shared.readmodel.waiter import RECHECK_SECONDS, DecisionWaiter
 
 
 def row(rid: str, status: str) -> dict[str, object]:
@@ -168,3 +168,23 @@ async def test_a_row_handed_over_by_the_worker_is_the_row_a_read_returns(
     assert waiter.reads == 0 and waiter.handed == 1
     assert repr(got) == repr(await waiter.read_decided("reg-h"))  # types and zones too
     assert list(got or {}) == [c.name for c in registrations.columns]
+
+
+async def test_a_listening_waiter_rechecks_only_as_often_as_it_asks(engine: AsyncEngine
+                                                                    ) -> None:
+    """Woken by a `DecisionListener`, a waiter re-reads its row now and then in case a
+    notification was lost. Every waiter still waiting is re-read at each re-check, so the
+    post-decision re-report (a minute's wait) asks for a long interval: with decisions
+    late, a backlog of registrations was re-read every second for that minute."""
+    waiter = DecisionWaiter(engine, in_process=False)
+    waiter.listening = True  # notifications flow; none comes for this row
+    await project(engine, waiter, row("reg_1", "submitted"))
+    with waiter.expect("reg_1") as often:
+        assert await often.wait(0.5, recheck=0.1) is None
+    await asyncio.sleep(0.05)  # the last batched read
+    frequent = waiter.reads
+    with waiter.expect("reg_1") as rarely:  # longer than the default interval
+        assert await rarely.wait(RECHECK_SECONDS + 0.3, recheck=10) is None
+    await asyncio.sleep(0.05)
+    assert frequent >= 2  # re-checked while it waited
+    assert waiter.reads == frequent  # a long interval: no re-read within the wait
