@@ -70,6 +70,16 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
             terminalreporter.write_line(line)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
     with path.open("a+") as held:
@@ -98,18 +108,18 @@ def _server(kind: str, start: Callable[[], ServerHandle], describe: Callable[[st
         shared = json.loads(state.read_text()) if state.exists() else None
         if shared is None or shared["stopped"]:
             owned = start()
-            shared = {"url": owned.url, "source": owned.source, "users": 0, "stopped": False}
+            shared = {"url": owned.url, "source": owned.source, "users": [], "stopped": False}
             with (root / "servers-used.txt").open("a") as used:
                 used.write(f"{kind} {describe(owned.url)} ({owned.source}, shared by the "
                            "xdist workers)\n")
-        shared["users"] += 1
+        shared["users"].append(os.getpid())
         state.write_text(json.dumps(shared))
     try:
         yield owned or ServerHandle(shared["url"], shared["source"])
     finally:
         with _locked(lock):
             shared = json.loads(state.read_text())
-            shared["users"] -= 1
+            shared["users"] = [pid for pid in shared["users"] if pid != os.getpid()]
             state.write_text(json.dumps(shared))
         if owned is not None:
             # The starter stops it once the other workers are done with it.
@@ -117,7 +127,9 @@ def _server(kind: str, start: Callable[[], ServerHandle], describe: Callable[[st
             while True:
                 with _locked(lock):
                     shared = json.loads(state.read_text())
-                    if shared["users"] <= 0 or time.monotonic() > deadline:
+                    # Workers that ended without releasing it (interrupted) count as done.
+                    if not [pid for pid in shared["users"] if _alive(pid)] \
+                            or time.monotonic() > deadline:
                         shared["stopped"] = True
                         state.write_text(json.dumps(shared))
                         break
