@@ -18,9 +18,12 @@ dev: $(STAMP)
 
 ## The whole suite. Real Kafka and PostgreSQL are started by the test fixtures
 ## (environment settings, else testcontainers, else deploy/ scripts) unless already up.
+## TEST_WORKERS pytest-xdist processes (default 2) share one broker and one PostgreSQL
+## server; a module's tests stay on one worker. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
 	bash deploy/kafka.sh fetch
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 ## The console's browser tests, writing their screenshots into docs/images (the README's).
 screenshots: $(STAMP)

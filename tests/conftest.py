@@ -4,12 +4,24 @@ Servers are found in this order (tests/support/servers.py): connection settings 
 environment (`DEALREG_TEST_KAFKA_BOOTSTRAP_SERVERS`, `DEALREG_TEST_DATABASE_URL`), a Docker
 engine through testcontainers, the project's scripts under deploy/. A missing server fails
 the test loudly; nothing is skipped.
+
+Under pytest-xdist (`make test` runs two workers) the workers of one run share one broker and
+one PostgreSQL server: the first worker that needs one starts it, the others use it, and its
+starter stops it once no worker of the run uses it any more. Tests keep apart by their own
+topics, consumer groups and databases (`unique`), as they do in one process. `make test`
+also keeps every test module on one worker (its module-scoped fixtures are built once) and
+every browser test on one worker (one `dealreg dev` and one Chromium).
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -23,34 +35,119 @@ BACKENDS = ["embedded", "kafka"]
 _USED: list[str] = []
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+_SHARED_STOP_WAIT_S = 3600.0
+
+
+def _run_root(config: pytest.Config) -> Path | None:
+    """The directory all xdist workers of this run share (None: not under xdist)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER") and not config.pluginmanager.hasplugin(
+            "dsession"):
+        return None
+    base = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    return Path(base).parent if os.environ.get("PYTEST_XDIST_WORKER") else Path(base)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist's `--dist loadgroup`: a module's tests on one worker, the browser's too."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    for item in items:
+        path = Path(str(item.path))
+        group = "browser" if "browser" in path.parts else str(path)
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
+                            config: pytest.Config) -> None:
     """Say which real servers the session ran against, so a CI log proves it."""
-    if _USED:
+    used = list(_USED)
+    root = _run_root(config)
+    if root is not None and (root / "servers-used.txt").exists():
+        used += (root / "servers-used.txt").read_text().splitlines()
+    if used:
         terminalreporter.write_sep("=", "real servers used")
-        for line in _USED:
+        for line in dict.fromkeys(used):
             terminalreporter.write_line(line)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with path.open("a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(held, fcntl.LOCK_UN)
+
+
+def _server(kind: str, start: Callable[[], ServerHandle], describe: Callable[[str], str],
+            config: pytest.Config) -> Iterator[ServerHandle]:
+    """One server per pytest run: per process, or shared by the run's xdist workers."""
+    root = _run_root(config)
+    if root is None:
+        handle = start()
+        _USED.append(f"{kind} {describe(handle.url)} ({handle.source})")
+        try:
+            yield handle
+        finally:
+            handle.stop()
+        return
+    lock, state = root / f"{kind}.lock", root / f"{kind}.json"
+    owned: ServerHandle | None = None
+    with _locked(lock):
+        shared = json.loads(state.read_text()) if state.exists() else None
+        if shared is None or shared["stopped"]:
+            owned = start()
+            shared = {"url": owned.url, "source": owned.source, "users": [], "stopped": False}
+            with (root / "servers-used.txt").open("a") as used:
+                used.write(f"{kind} {describe(owned.url)} ({owned.source}, shared by the "
+                           "xdist workers)\n")
+        shared["users"].append(os.getpid())
+        state.write_text(json.dumps(shared))
+    try:
+        yield owned or ServerHandle(shared["url"], shared["source"])
+    finally:
+        with _locked(lock):
+            shared = json.loads(state.read_text())
+            shared["users"] = [pid for pid in shared["users"] if pid != os.getpid()]
+            state.write_text(json.dumps(shared))
+        if owned is not None:
+            # The starter stops it once the other workers are done with it.
+            deadline = time.monotonic() + _SHARED_STOP_WAIT_S
+            while True:
+                with _locked(lock):
+                    shared = json.loads(state.read_text())
+                    # Workers that ended without releasing it (interrupted) count as done.
+                    if not [pid for pid in shared["users"] if _alive(pid)] \
+                            or time.monotonic() > deadline:
+                        shared["stopped"] = True
+                        state.write_text(json.dumps(shared))
+                        break
+                time.sleep(0.2)
+            owned.stop()
+
+
 @pytest.fixture(scope="session")
-def kafka_server() -> Iterator[ServerHandle]:
+def kafka_server(pytestconfig: pytest.Config) -> Iterator[ServerHandle]:
     """A real Kafka broker; ``kafka_server.url`` is its bootstrap ``host:port``."""
-    handle = start_kafka()
-    _USED.append(f"kafka {handle.url} ({handle.source})")
-    try:
-        yield handle
-    finally:
-        handle.stop()
+    yield from _server("kafka", start_kafka, lambda url: url, pytestconfig)
 
 
 @pytest.fixture(scope="session")
-def postgres_server() -> Iterator[ServerHandle]:
+def postgres_server(pytestconfig: pytest.Config) -> Iterator[ServerHandle]:
     """A real PostgreSQL server; ``postgres_server.url`` is a ``postgresql+asyncpg://`` URL."""
-    handle = start_postgres()
-    _USED.append(f"postgresql {handle.url.rsplit('@', 1)[-1]} ({handle.source})")
-    try:
-        yield handle
-    finally:
-        handle.stop()
+    yield from _server("postgresql", start_postgres, lambda url: url.rsplit("@", 1)[-1],
+                       pytestconfig)
 
 
 @pytest.fixture

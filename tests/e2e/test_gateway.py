@@ -88,17 +88,18 @@ async def stack(kafka_server: ServerHandle, postgres_server: ServerHandle
                                             "gateway")}
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     with ExitStack() as processes:
-        # One at a time: each service migrates the schema at start.
-        for service in ("projections", "registration", "adjudication"):
-            proc = processes.enter_context(dealreg(
-                ["serve", service, "--port", str(ports[service])], env))
-            await started(proc, urls[service], timeout=90)
-        proc = processes.enter_context(dealreg(
+        # All at once, as a deployment starts them: the services that migrate the schema
+        # take turns under its advisory lock, and the start-ups overlap.
+        procs = {service: processes.enter_context(dealreg(
+            ["serve", service, "--port", str(ports[service])], env))
+            for service in ("projections", "registration", "adjudication")}
+        procs["gateway"] = processes.enter_context(dealreg(
             ["gateway", "--port", str(ports["gateway"])],
             {**env, "DEALREG_FORWARDED_ALLOW_IPS": "",
              "DEALREG_GATEWAY_COMMANDS_URL": urls["registration"],
              "DEALREG_GATEWAY_QUERIES_URL": urls["projections"]}))
-        await started(proc, urls["gateway"], timeout=60)
+        await asyncio.gather(*(started(proc, urls[name], timeout=90)
+                               for name, proc in procs.items()))
         yield Stack(urls["gateway"], urls["registration"], urls["projections"])
 
 

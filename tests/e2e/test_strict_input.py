@@ -148,7 +148,8 @@ async def test_program_metrics_windows_are_sane_instants(harness: Harness) -> No
 async def test_a_cursor_we_did_not_issue_is_422(harness: Harness, path: str) -> None:
     for n in range(3):
         await harness.client.post("/v1/registrations",
-                                  json=registration("p-3", f"cursor-{n}.com"))
+                                  json=registration("p-3", f"cursor-{n}.com"),
+                                  headers={"Prefer": "wait=5"})
     page = await harness.client.get("/v1/registrations", params={"limit": 1})
     assert page.status_code == 200
     issued = page.json()["next_cursor"]

@@ -30,9 +30,11 @@ from shared.eventlog.topics import Topics
 from shared.events import (
     Account,
     AccountLinkReported,
+    CopiesInReview,
     DisputeOpened,
     DisputeResolutionSubmitted,
     DomainEvent,
+    HomeEndRelayed,
     Opportunity,
     PartnerSnapshot,
     RegistrationDecided,
@@ -93,9 +95,8 @@ def _settlement(topics: Topics) -> list[OutgoingRecord]:
             _record(topics, "evt_award", ALIAS, award, at[2])]
 
 
-def _after(topics: Topics) -> list[OutgoingRecord]:
+def _after(topics: Topics, at: datetime = START + timedelta(hours=5)) -> list[OutgoingRecord]:
     """More input on both keys, decided after the restart."""
-    at = START + timedelta(hours=5)
     return [_record(topics, "evt_c", HOME, _submitted("reg_c", "p-03", HOME, at), at),
             _record(topics, "evt_d", ALIAS, _submitted("reg_d", "p-04", ALIAS, at), at)]
 
@@ -194,3 +195,109 @@ async def test_a_relaying_settlement_is_relayed_once_and_replays_the_same_throug
     # Its approval, the settlement's word (keyed by its key) and its own partition's.
     assert sorted(home.values()) == ["approved", "rejected", "rejected"]
     assert home["evt_award.r0.d0"] == "rejected"
+
+
+# --- the converse: a home decision reaches the review elsewhere that holds a copy ---------
+
+
+def _home_rejection(topics: Topics) -> list[OutgoingRecord]:
+    """`reg_a` approved on HOME for analytics and crm, its copy in `reg_b`'s review on
+    ALIAS; on HOME platinum `reg_p` challenges `reg_a` for crm and a person awards it,
+    rejecting `reg_a` at home. All of it is in the log before the adjudicator starts, so
+    the review's notice (`evt_b.r0`) reaches HOME after the award and is answered at once
+    (`evt_b.r0.r0`). It happens in the last hours before now: the worker fires timers by
+    the wall clock, and a review's deadlines passed long ago would settle it by fallback
+    before the notice's answer arrives (and the challenge before the award)."""
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=4)
+    at = [start + timedelta(hours=h) for h in range(4)]
+
+    def submitted(rid: str, partner: str, key: str, when: datetime,
+                  products: tuple[str, ...], tier: str = "registered") -> RegistrationSubmitted:
+        return RegistrationSubmitted(
+            registration_id=rid, partner_id=partner,
+            partner=PartnerSnapshot(partner_id=partner, tier=tier), account_key=key,
+            account=Account(name="Heuser Holdings",
+                            domain="heuser-holdings.com" if key == HOME else None),
+            opportunity=Opportunity(title="deal", products=products), motion="resell",
+            submitted_at=when, policy_version=1)
+
+    first = submitted("reg_a", "p-01", HOME, at[0], ("analytics", "crm"))
+    report = AccountLinkReported(
+        account_key=ALIAS, alias_key=HOME, matched_by="name", reported_at=at[1],
+        policy_version=1, registration_id="reg_b", possible_duplicate=True,
+        registrations=(ReportedRegistration(
+            registration_id="reg_a", party_type="partner", party_id="p-01", motion="resell",
+            products=("analytics", "crm"), status="approved", submitted_at=at[0]),))
+    rival = submitted("reg_b", "p-02", ALIAS, at[1], ("analytics",))
+    challenger = submitted("reg_p", "p-04", HOME, at[2], ("crm",), tier="platinum")
+    state = AdjudicationState()
+    for eid, event in (("evt_a", first), ("evt_p", challenger)):
+        decisions, _ = decide_relaying(state, event, DecisionContext(
+            eid, event.submitted_at, Policy.default(1)))
+    challenge = next(d.dispute_id for d in decisions if isinstance(d, DisputeOpened))
+    award = DisputeResolutionSubmitted(
+        dispute_id=challenge, account_key=HOME, actor_id="admin", actor_role="admin",
+        outcome="award", registration_id="reg_p", submitted_at=at[3])
+    return [_record(topics, "evt_a", HOME, first, at[0]),
+            _record(topics, "evt_report", ALIAS, report, at[1]),
+            _record(topics, "evt_b", ALIAS, rival, at[1]),
+            _record(topics, "evt_p", HOME, challenger, at[2]),
+            _record(topics, "evt_home", HOME, award, at[3])]
+
+
+async def _told(log: EventLog, topics: Topics) -> bool:
+    return any(isinstance(decode(r.value)[1], HomeEndRelayed)
+               for r in await _all(log, topics.intake))
+
+
+async def test_a_home_rejection_reaches_the_review_holding_its_copy_once_through_a_crash(
+    eventlog: EventLog, unique: str
+) -> None:
+    topics = Topics.named(f"rlc-{unique}")
+    await eventlog.create_topics(topics.specs(PARTITIONS))
+    for record in _home_rejection(topics):
+        await eventlog.append([record])
+    group = f"adj-{unique}"
+
+    stop = asyncio.Event()
+    recovered = Recovered(store_for(eventlog, topics))
+    first = _start(eventlog, topics, group, asyncio.Event(), Recovered(store_for(eventlog, topics)))
+    second = None
+    try:
+        await _wait(lambda: _told(eventlog, topics), 90, "the home end relayed")
+        first.cancel()  # killed right after the transaction that told the review
+        await asyncio.gather(first, return_exceptions=True)
+
+        second = _start(eventlog, topics, group, stop, recovered)
+        await eventlog.append(_after(topics, datetime.now(UTC).replace(microsecond=0)))
+        await _wait(lambda: _decided(eventlog, topics, "evt_b.r0.r0", "evt_c", "evt_d"), 120,
+                    "the review freed and the input after the restart decided")
+        await asyncio.sleep(1.0)  # a duplicate relay or decision would show now
+        stop.set()
+        await asyncio.wait_for(second, 60)
+    finally:  # a failure above reports instead of leaving a worker the teardown waits on
+        for task in (first, second):
+            if task is not None and not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    intake = await _all(eventlog, topics.intake)
+    # The partitions' records in id order (the backends list partitions in any order).
+    notes = sorted(((r.key, r.partition, *decode(r.value)) for r in intake
+                    if isinstance(decode(r.value)[1], CopiesInReview | HomeEndRelayed)),
+                   key=lambda note: note[2].id)
+    assert [(key, part, env.id, type(e).__name__) for key, part, env, e in notes] == [
+        (HOME, partition_for(HOME, PARTITIONS), "evt_b.r0", "CopiesInReview"),
+        (ALIAS, partition_for(ALIAS, PARTITIONS), "evt_b.r0.r0", "HomeEndRelayed"),
+    ], "a relay missing or appended more than once"
+    told = notes[1][3]
+    assert isinstance(told, HomeEndRelayed)
+    assert [(e.registration_id, e.status) for e in told.ended] == [("reg_a", "rejected")]
+    written = [decode(r.value) for r in await _all(eventlog, topics.decisions)]
+    twice = {i: n for i, n in Counter(e.id for e, _ in written).items() if n != 1}
+    assert twice == {}, "a decision was written twice"
+    assert {e.id: d.to_data() for e, d in written} == _replay(intake)
+    assert recovered.loaded, "the restart did not start from a snapshot"
+    freed = [(d.registration_id, d.status) for e, d in written
+             if e.id.startswith("evt_b.r0.r0.") and isinstance(d, RegistrationDecided)]
+    assert freed == [("reg_b", "approved")]  # the review closed moot: nothing waits

@@ -23,7 +23,8 @@ def _dsn(url: str) -> str:
 
 async def _waiting_on_lock(conn: asyncpg.Connection) -> int:
     return int(await conn.fetchval(
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"))
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"))
 
 
 async def test_two_concurrent_db_upgrades_one_waits_both_succeed_schema_migrated_once(

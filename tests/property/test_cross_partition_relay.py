@@ -412,6 +412,28 @@ def test_a_rejection_at_home_frees_the_review_its_copy_held_elsewhere() -> None:
     _replay(steps)
 
 
+def test_a_review_whose_notice_reaches_home_after_the_rejection_is_freed_at_once() -> None:
+    """The other order, through the worker: B's review (p-02 beside p-01's copy) opens
+    while A's person awards p-04 over p-01; A decides the award before the review's
+    notice, and answers the notice at once with no decision of its own (p-01 is already
+    rejected). The worker once dropped such a decision-less answer, and B's review waited
+    on a rejected registration with one live party until its fallback."""
+
+    def steps(m: Invariants) -> None:
+        m.register(HEUSER, "p-01", {"analytics", "crm"}, "resell")  # A: approved
+        m.register(HEUSER, "p-04", {"crm"}, "resell")  # A: platinum challenges p-01
+        home = _dispute_of(m, 1)
+        settle, m.settle = m.settle, lambda: None  # both appended before either is decided
+        m.register(HEUSER_BY_NAME, "p-02", {"analytics"}, "resell")  # B: p-01's copy, live
+        _submit_award(m, home.id, _ids(m)[1])
+        m.settle = settle
+        m.settle()
+        assert [_status(m, i) for i in range(3)] == ["rejected", "approved", "approved"]
+        assert not _open(m)
+
+    _replay(steps)
+
+
 class ElsewhereRecentRules(machine.RecentRules, ElsewhereInvariants):
     """`ElsewhereInvariants` with the session-23 rules of `RecentRules` (racing first
     registrations, repeated appeals, Salesforce spellings, free mail and platform pages):
