@@ -242,14 +242,20 @@ class Adjudicator:
         state, start = found if found is not None else (AdjudicationState(), 0)
         replayed = 0
         slicer = _Slicer(self.yield_every_seconds)
+        known = self.policies.versions
         async for batch in self.eventlog.read(tp, start, position):
-            for item in await self._decode_all(batch):
-                if item is not None:
-                    _, envelope, event = item
-                    decide(state, event, DecisionContext(
-                        envelope.id, envelope.time, self.policies.get(policy_version_of(event))))
-                    if slicer.due():
-                        await asyncio.sleep(0)  # other partitions recover meanwhile
+            for record in batch:
+                decoded = self._decode(record)
+                if decoded is None:
+                    continue
+                envelope, event = decoded
+                version = policy_version_of(event)
+                if version is not None and version not in known:
+                    await self.policies.require(version)
+                decide(state, event, DecisionContext(envelope.id, envelope.time,
+                                                     self.policies.get(version)))
+                if slicer.due():
+                    await asyncio.sleep(0)  # other partitions recover meanwhile
             replayed += len(batch)
         self.states[tp] = state
         self._pending_timers[tp] = set()
@@ -287,19 +293,32 @@ class Adjudicator:
         restarts and rebuilds it, as after any failed batch."""
         state = self.states.setdefault(tp, AdjudicationState())
         pending = self._pending_timers.setdefault(tp, set())
-        # Poison records' dead letters commit with the batch's offset (eventlog/deadletter.py).
+        # Poison records' dead letters commit with the batch's offset (eventlog/deadletter.py),
+        # ahead of the batch's decisions.
+        dead: list[OutgoingRecord] = []
         outputs: list[OutgoingRecord] = []
-        decoded = await self._decode_all(records, outputs)
+        known = self.policies.versions
         slicer = _Slicer(self.yield_every_seconds)
-        for item in decoded:
-            if item is None:
+        # Each record is decoded right before it is decided, not the whole batch first: a
+        # decoded event then dies with its decision instead of living through the batch
+        # (a batch of 5,000 decoded events was what filled the collector's young
+        # generation, and every one of its passes scanned them all; README, Performance).
+        for record in records:
+            decoded = self._decode(record, dead)
+            if decoded is None:
                 continue
-            record, envelope, event = item
+            envelope, event = decoded
+            version = policy_version_of(event)
+            if version is not None and version not in known:
+                await self.policies.require(version)
             if isinstance(event, TimerFired):
                 pending.discard(event.timer_id)
             outputs.extend(self._decide(state, record, envelope, event, live=True))
             if slicer.due():
                 await asyncio.sleep(0)
+        if dead:
+            dead.extend(outputs)
+            outputs = dead
         self._decided[tp] = (len(records), outputs)
 
     def process(self, tp: TopicPartition, records: Sequence[Record]) -> list[OutgoingRecord]:
@@ -321,34 +340,23 @@ class Adjudicator:
 
     # helpers -----------------------------------------------------------------------------
 
-    async def _decode_all(
-        self, records: Sequence[Record], dead: list[OutgoingRecord] | None = None
-    ) -> list[tuple[Record, Envelope, DomainEvent] | None]:
-        """`dead`: where the dead letters of undecodable records go (live batches; a
-        recovery skips them silently, their dead letters were written when first seen)."""
-        out: list[tuple[Record, Envelope, DomainEvent] | None] = []
-        known = self.policies.versions
-        slicer = _Slicer(self.yield_every_seconds)
-        for record in records:
-            try:
-                envelope, event = decode(record.value)
-            except ValueError as exc:
-                # The edge validates everything it appends, so this is a foreign or corrupt
-                # record (or one from a newer build): it goes to the dead-letter topic and
-                # the partition moves on (retrying it would stall every account behind it).
-                if dead is not None and self.topics.dead_letters:
-                    dead.append(dead_letter(record, topic=self.topics.dead_letters,
-                                            consumer="adjudicator", group=self.group_id,
-                                            error=exc))
-                out.append(None)
-                continue
-            version = policy_version_of(event)
-            if version is not None and version not in known:
-                await self.policies.require(version)
-            out.append((record, envelope, event))
-            if slicer.due():
-                await asyncio.sleep(0)
-        return out
+    def _decode(
+        self, record: Record, dead: list[OutgoingRecord] | None = None
+    ) -> tuple[Envelope, DomainEvent] | None:
+        """The record's envelope and event, or None for an undecodable one. `dead`: where
+        its dead letter goes (live batches; a recovery skips them silently, their dead
+        letters were written when first seen)."""
+        try:
+            return decode(record.value)
+        except ValueError as exc:
+            # The edge validates everything it appends, so this is a foreign or corrupt
+            # record (or one from a newer build): it goes to the dead-letter topic and
+            # the partition moves on (retrying it would stall every account behind it).
+            if dead is not None and self.topics.dead_letters:
+                dead.append(dead_letter(record, topic=self.topics.dead_letters,
+                                        consumer="adjudicator", group=self.group_id,
+                                        error=exc))
+            return None
 
     def _decide(
         self, state: AdjudicationState, record: Record, envelope: Envelope, event: DomainEvent,

@@ -78,6 +78,13 @@ class Identifiers:
         18-character spellings of one Salesforce id are one CRM id."""
         if crm_ids == "exact" or not self.crm_ids:
             return self
+        if len(self.crm_ids) == 1:
+            # The common case, without building a set to compare: one CRM id, most often
+            # already in its canonical form.
+            (crm,) = self.crm_ids
+            canonical = canonical_crm_id(crm, crm_ids)
+            return self if canonical == crm else Identifiers(frozenset((canonical,)),
+                                                             self.domains)
         canon = frozenset(canonical_crm_id(c, crm_ids) for c in self.crm_ids)
         return self if canon == self.crm_ids else Identifiers(canon, self.domains)
 

@@ -35,6 +35,7 @@ from shared.events import (
     RegistrationActionRejected,
     RegistrationExtensionRequested,
     RegistrationWithdrawn,
+    trusted,
 )
 from shared.events.lifecycle import EndReason, LifecycleAction, LifecycleRefusal
 from shared.events.registration import Amount, RegistrationStatus
@@ -77,7 +78,8 @@ def end(
     else:
         promote = None
     out.append(
-        ProtectionEnded(
+        trusted(  # every field, of its exact type (tests/unit/events/test_trusted_events.py)
+            ProtectionEnded,
             registration_id=entry.id,
             party_type=party_type(entry.party_type),
             party_id=entry.party_id,

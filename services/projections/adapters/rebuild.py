@@ -44,8 +44,9 @@ class PartitioningBroken(RuntimeError):
 
 
 PARALLEL_FROM_RECORDS = 100_000
-"""A smaller log is replayed in this process: worker processes cost about half a CPU-second
-to start (the fork server's imports), which a short replay does not win back."""
+"""A smaller log is replayed in this process: workers (forked, ready in milliseconds) still
+cost their own engine and connections, and this process's reading and piping of every
+record (about 0.75 CPU-second per 100,000), which a short replay does not win back."""
 
 
 def default_processes(records: int) -> int:
@@ -283,9 +284,10 @@ async def replay(engine: AsyncEngine, batches: AsyncIterator[Decoded],
                 # back); rows of earlier batches were committed before that write began.
                 async with engine.connect() as conn:
                     folded = await load_and_fold(conn, items, carry, written)
+                fresh = repository.fresh_tables(folded, written)
                 written.add_written(folded)
                 carry = folded.carry()
-                steps = repository.prepare(dialect, folded, staged=True)
+                steps = repository.prepare(dialect, folded, staged=True, fresh=fresh)
             if writing is not None:
                 await writing
             writing = asyncio.ensure_future(_write(engine, steps, models, read_to))

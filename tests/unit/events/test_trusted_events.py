@@ -14,9 +14,23 @@ from pydantic import BaseModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "adjudication"))
 
-from adjudication_workload import generate
+from adjudication_workload import generate, workload_policies
 
-from shared.events import ClaimDecided, ConflictEvidence, RegistrationDecided, trusted
+from services.adjudication.domain import (
+    AdjudicationState,
+    DecisionContext,
+    decide,
+    policy_version_of,
+)
+from shared.events import (
+    Amount,
+    ClaimDecided,
+    ConflictEvidence,
+    OpportunityClosed,
+    ProtectionEnded,
+    RegistrationDecided,
+    trusted,
+)
 
 AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -47,6 +61,28 @@ def test_every_decision_of_the_mixed_workload_is_what_validation_builds() -> Non
         _same(decision)
         for evidence in decision.conflicts:
             _same(evidence)
+
+
+def test_every_protection_end_of_the_mixed_workload_is_what_validation_builds() -> None:
+    # The workload's closes carry no amount: here every close says what it was worth.
+    log, _ = generate(1500, seed=5)
+    policies = workload_policies()
+    state = AdjudicationState()
+    ended: list[ProtectionEnded] = []
+    for i, (event, at) in enumerate(log):
+        if isinstance(event, OpportunityClosed):
+            event = event.model_copy(update={"amount": Amount(value=Decimal("1250.50"),
+                                                              currency="EUR")})
+        version = policy_version_of(event)
+        _, out = decide(state, event, DecisionContext(
+            f"e{i}", at, policies[version] if version is not None else None))
+        ended += [d for d in out if isinstance(d, ProtectionEnded)]
+    assert len(ended) > 100
+    assert any(e.amount for e in ended) and any(e.incumbent_until for e in ended)
+    assert any(e.credit_percent for e in ended)
+    assert len({e.reason for e in ended}) > 2 and len({e.status for e in ended}) > 2
+    for end in ended:
+        _same(end)
 
 
 def test_a_trusted_model_is_frozen_hashable_and_equal_to_the_validated_one() -> None:
