@@ -18,6 +18,7 @@ fallback:
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from adjudication_driver import Driver
@@ -132,7 +133,10 @@ def _check(d: Driver, resolved: DisputeResolved, reason: str, before: Customers,
                     or any(a.id in g and b.id in g for g in earlier) \
                     or not _weighed(flagged, a, b):
                 continue  # a split shares; a party's own registrations are never rivals
-            assert not _may_be_one(d, a, b), (
+            # Judged by the links at settlement, as the taken-away above: rejecting the
+            # registration that showed a link ends it, so two that stand may look alike
+            # only after (replay below, session 24).
+            assert not (_may_be_one(d, a, b) and _may_be_one(d, a, b, before)), (
                 f"{a.id} and {b.id} both stand after {resolved.outcome} and may be one "
                 f"customer")
 
@@ -228,7 +232,16 @@ def _run(ops: list[tuple[Any, ...]]) -> Driver:
     return d
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Derandomized by default, like the stateful machines (tests/property): CI runs the same
+# 1000 examples every time, so a red build is the change's doing, not a fresh random sample.
+# An exploratory run draws fresh ones with DEALREG_PROPERTY_RANDOM=1 (add --hypothesis-seed=N
+# to repeat one); DEALREG_PROPERTY_EXAMPLES=N explores more (never fewer than 1000 here).
+_RANDOM = os.environ.get("DEALREG_PROPERTY_RANDOM") == "1"
+
+
+@settings(max_examples=max(1000, int(os.environ.get("DEALREG_PROPERTY_EXAMPLES", "1000"))),
+          deadline=None, derandomize=not _RANDOM, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(op, min_size=2, max_size=30))
 def test_settlement_spares_exactly_the_members_identifiers_separate(
         ops: list[tuple[Any, ...]]) -> None:
@@ -245,6 +258,19 @@ def test_a_member_taken_away_through_a_link_is_judged_by_the_links_at_settlement
           ("register", 0, 0, {"a"}), ("register", 0, 1, {"a", "b"}),
           ("register", 1, 0, {"b"}), ("register", 3, 2, {"a", "b"}),
           ("resolve", 0, "award", 0)])
+
+
+def test_a_member_kept_beside_a_winner_is_judged_by_the_links_at_settlement() -> None:
+    # r0 (CRM-only CRM-9) is soylent.com's customer through r1's name link; r2 (soylent.io)
+    # is another domain, so an award to r0 takes r1 (and the name-only r3) away and keeps
+    # r2. Rejecting r1 ends its link, and by the links *after* the award r0 and r2 no
+    # longer separate: the property called them two owners (a random run on main, session
+    # 24; a checker artefact: the settlement reads the links as they are when it decides).
+    d = _run([("register", 5, 0, {"a"}), ("register", 2, 1, {"a"}),
+              ("register", 4, 1, {"a"}), ("register", 6, 0, {"a"}),
+              ("resolve", 0, "award", 1)])
+    assert [d.status(r) for r in ("r0", "r1", "r2", "r3")] == [
+        "approved", "rejected", "approved", "rejected"]
 
 
 def test_an_award_covers_the_possible_duplicate_beside_a_collision() -> None:
