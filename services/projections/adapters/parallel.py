@@ -21,21 +21,14 @@ batch ahead of each worker. Groups are handed out one at a time, largest first, 
 whichever worker is free, so a worker that started late or runs on a busier core takes
 fewer. Workers write through their own engine on the same URL.
 
-Start-up: workers are forked from this process (`multiprocessing`'s "fork"), which has
-imported everything a worker needs already: a worker is ready in a few milliseconds of CPU.
-(Before: a spawned interpreter spent about a CPU-second importing; then a fork server, a
-fresh interpreter, imported it once per rebuild, 1.0-1.1 CPU-seconds of the bench's
-rebuild, about an eighth of its CPU with PostgreSQL's.) Forking a process that has threads
-and an event loop is safe here because of what the child does and does not touch
-(`_fork_workers`, `_worker`): it is forked from the event loop's thread while nothing of
-this rebuild is in flight (the caller's engine has no connection open: it is disposed
-first, so no SQLite file state or socket is shared), objects inherited are frozen out of
-the cyclic collector (nothing of the parent's is finalized in the child), the child resets
-the signal handling it inherited (asyncio's SIGINT handler, a wakeup fd into this process's
-loop) and closes every pipe end but its own, runs a new event loop on its own engine, and
-leaves with `os._exit` (multiprocessing's), so no inherited object is cleaned up twice.
-While the first batches go out, this process replays groups itself until a worker is ready
-(leaving at least one group per worker).
+Start-up: a spawned interpreter spent about a CPU-second importing before its first
+record (29 % of a worker's CPU in a 100,000-record rebuild, paid once per worker).
+Workers are forked from a fork server (`multiprocessing`'s "forkserver": a fresh,
+single-threaded interpreter, so no inherited threads or event loop) that imports the main
+module and what a worker needs once; each rebuild starts its own and stops it at the end,
+so its start-up stays inside the rebuild's measured time. While it imports, this process
+replays groups itself (leaving at least one group per worker) and stops taking groups
+once a worker is ready.
 """
 
 from __future__ import annotations
@@ -43,12 +36,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import gc
 import multiprocessing
+import os
 import signal
+import sys
+import threading
 import traceback
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from multiprocessing import forkserver, resource_tracker, spawn
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -56,6 +52,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.projections.adapters.rebuild import PartitioningBroken
+from services.projections.adapters.rebuild_preload import MAIN_PATH
 from shared.eventlog import Record, TopicPartition
 
 Progress = Callable[[int], None]
@@ -100,14 +97,14 @@ async def replay_in_processes(
 ) -> tuple[int, int, list[Skipped]]:
     """Replay the partition groups `units` in `processes` worker processes; returns
     (records, events, skipped undecodable records). Until the first worker is ready to
-    fold, this process replays groups itself (forked workers are ready within
-    milliseconds: it takes one group at most, in the bench's runs).
+    fold (a spawned interpreter spends most of a CPU-second importing), this process
+    replays groups itself, so start-up is not idle time.
 
     On a failure, the other workers are sent no more batches, finish what they hold and
     stop; then the failure is raised, naming the worker and the partitions it was given (a
     worker that died without an answer, killed for instance, is a failure too: its pipe
     ends, nobody waits on it)."""
-    # A pipe read per worker, a send per worker, joining one: never short.
+    # A pipe read per worker, a send per worker, joining the starter: never short.
     pool = ThreadPoolExecutor(max_workers=2 * processes + 2,
                               thread_name_prefix="dealreg-rebuild-pipe")
     token = _threads.set(pool)
@@ -123,19 +120,21 @@ async def _replay_in_processes(
     progress: Progress | None,
 ) -> tuple[int, int, list[Skipped]]:
     url = engine.url.render_as_string(hide_password=False)
-    # No connection of the caller's engine is inherited: a forked SQLite connection shares
-    # its file's lock state with the child's own, a PostgreSQL one its socket.
-    await engine.dispose()
-    pipes = [_CONTEXT.Pipe() for _ in range(processes)]
-    ends = [end for pair in pipes for end in pair]
-    workers = [_CONTEXT.Process(target=_worker, args=(url, models, child,
-                                                      [e for e in ends if e is not child]),
-                                name=f"dealreg-rebuild-{n}", daemon=True)
+    context = multiprocessing.get_context("forkserver")
+    ours = not _forkserver_running()
+    if ours:
+        context.set_forkserver_preload([*_PRELOAD, *_DRIVERS.get(engine.dialect.name, ())])
+    pipes = [context.Pipe() for _ in range(processes)]
+    workers = [context.Process(target=_worker, args=(url, models, child),
+                               name=f"dealreg-rebuild-{n}", daemon=True)
                for n, (_, child) in enumerate(pipes)]
+    # Starting the first worker waits for the fork server to import what a worker needs:
+    # a thread does that while this process replays.
     failed_to_start: list[BaseException] = []
-    _fork_workers(workers, pipes, failed_to_start)
-    started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    started.set_result(None)
+    starter = threading.Thread(target=_start, args=(workers, pipes, failed_to_start, ours),
+                               name="dealreg-rebuild-start", daemon=True)
+    starter.start()
+    started = asyncio.ensure_future(_blocking(starter.join))
     queue = _Units(units)
     stopping = asyncio.Event()
     ready = asyncio.Event()
@@ -149,7 +148,9 @@ async def _replay_in_processes(
     finally:
         # Every answer is in (or this rebuild failed or was cancelled): closing the pipes
         # ends a worker still waiting for batches (its recv fails, its open write rolls
-        # back), then each is waited for.
+        # back), then each is waited for, and the fork server this rebuild started is
+        # stopped (the next rebuild pays for its own).
+        await _blocking(starter.join)
         for parent, _ in pipes:
             parent.close()
         for worker in workers:
@@ -158,6 +159,8 @@ async def _replay_in_processes(
             await _blocking(worker.join, 60)
             if worker.is_alive():
                 worker.kill()
+        if ours:
+            await _blocking(_stop_forkserver)
     failures = [r for r in results if isinstance(r, BaseException)]
     if failures:
         # A misrouted decision first: the caller starts again in one process.
@@ -306,13 +309,12 @@ async def _blocking(function: Callable[..., Any], *args: Any) -> Any:
     return await asyncio.get_running_loop().run_in_executor(pool, function, *args)
 
 
-def _worker(url: str, models: tuple[str, ...], pipe: Connection,
-            inherited: Sequence[Connection]) -> None:
-    """A worker process, forked from the rebuilding one: replay the batches arriving on
-    `pipe` into the store at `url`. Ctrl-C interrupts it (KeyboardInterrupt, Python's own
-    handler): its open write rolls back and the rebuild hears of it."""
+def _worker(url: str, models: tuple[str, ...], pipe: Connection) -> None:
+    """A worker process: replay the batches arriving on `pipe` into the store at `url`.
+    Ctrl-C (blocked in the fork server, see `_start`) interrupts it: its open write rolls
+    back and the rebuild hears of it."""
     try:
-        _forget_the_parent(inherited)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         seen, events, skipped = asyncio.run(_work(url, models, pipe))
     except PartitioningBroken as exc:
         answer: tuple[Any, ...] = (_MISROUTED, str(exc))
@@ -366,41 +368,71 @@ def _engine(url: str) -> AsyncEngine:
     return engine
 
 
-_CONTEXT = multiprocessing.get_context("fork")
+_PRELOAD = ("services.projections.adapters.rebuild_preload",
+            "services.projections.adapters.parallel", "services.projections.adapters.rebuild",
+            "shared.readmodel.store")
+"""What the fork server imports once for every worker it forks (with the main module, as
+a spawned child would import it): about half a CPU-second a worker does not pay."""
+_DRIVERS = {"sqlite": ("aiosqlite", "sqlalchemy.dialects.sqlite.aiosqlite"),
+            "postgresql": ("asyncpg", "sqlalchemy.dialects.postgresql.asyncpg")}
 
 
-def _fork_workers(workers: Sequence[multiprocessing.process.BaseProcess],
-                  pipes: Sequence[tuple[Connection, Connection]],
-                  failed: list[BaseException]) -> None:
-    """Fork `workers` from this thread, the event loop's, between two of its steps (so no
-    statement, pipe call or log line of this rebuild is half done in it), then close the
-    workers' ends of the pipes here; a failure is put in `failed`, for the drivers to raise.
-    This process's objects are frozen out of the cyclic collector while forking: a child's
-    collections then never walk them (nor copy their pages, nor finalize them)."""
-    gc.freeze()
+def _start(workers: Sequence[multiprocessing.process.BaseProcess],
+           pipes: Sequence[tuple[Connection, Connection]],
+           failed: list[BaseException], server: bool) -> None:
+    """Start `workers` (each closes its end of its pipe here), and first the fork server
+    if `server`; a failure is put in `failed`, for the drivers to raise.
+
+    SIGINT is blocked in this thread, so the fork server starts with it blocked (a mask
+    survives fork and exec): a Ctrl-C while it imports (it ignores SIGINT only once it
+    serves) printed its KeyboardInterrupt traceback under the rebuild's message. Its
+    workers unblock it (`_worker`); this process's main thread still receives it."""
     try:
+        # The resource tracker first: starting it unblocks SIGINT in the calling thread.
+        resource_tracker.ensure_running()
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        if server:
+            _start_forkserver()
         for worker in workers:
             worker.start()
     except BaseException as exc:
         failed.append(exc)
     finally:
-        gc.unfreeze()  # this process's own; each child keeps its frozen copy
         for _, child in pipes:
             child.close()
 
 
-def _forget_the_parent(inherited: Sequence[Connection]) -> None:
-    """In a forked worker: close the pipe ends that are not its own (a parent's end left
-    open here would keep another worker's pipe open after the parent closed it), and drop
-    the signal handling inherited from the parent: asyncio's SIGINT handler (it would
-    cancel the parent's main task, in this copy of it) and a wakeup fd that wrote this
-    process's signals into the parent's event loop. The parent's thread pool (inherited in
-    the context the fork happened in) has no threads in this process."""
-    for end in inherited:
-        with contextlib.suppress(OSError):
-            end.close()
-    _threads.set(None)  # the parent's pipe threads do not exist here
-    signal.set_wakeup_fd(-1)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+def _start_forkserver() -> None:
+    """Start the fork server with this process's module path, and only it (Python 3.11's
+    server ignores the one `multiprocessing` hands it: a worktree or a script that put its
+    checkout on `sys.path` would get the installed modules in its workers, and `-c` puts
+    the working directory first), and the main script to
+    import (`rebuild_preload`)."""
+    main = spawn.get_preparation_data("rebuild").get("init_main_from_path")
+    # The server runs as `python -c`, which puts its working directory first: safe-path
+    # mode keeps it off, so a checkout in the working directory does not shadow this
+    # process's modules ("" on this process's path is its working directory: kept as such).
+    wanted = {"PYTHONPATH": os.pathsep.join(p or os.getcwd() for p in sys.path),
+              "PYTHONSAFEPATH": "1"}
+    if main is not None:
+        wanted[MAIN_PATH] = main
+    before = {name: os.environ.get(name) for name in wanted}
+    os.environ.update(wanted)
+    try:
+        forkserver.ensure_running()
+    finally:
+        for name, value in before.items():
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
+
+
+def _forkserver_running() -> bool:
+    return getattr(forkserver._forkserver, "_forkserver_pid", None) is not None
+
+
+def _stop_forkserver() -> None:
+    stop = getattr(forkserver._forkserver, "_stop", None)
+    if stop is not None:
+        stop()
