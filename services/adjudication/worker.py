@@ -242,18 +242,14 @@ class Adjudicator:
         state, start = found if found is not None else (AdjudicationState(), 0)
         replayed = 0
         slicer = _Slicer(self.yield_every_seconds)
-        known = self.policies.versions
         async for batch in self.eventlog.read(tp, start, position):
             for record in batch:
-                decoded = self._decode(record)
+                decoded = await self._readable(record)
                 if decoded is None:
                     continue
                 envelope, event = decoded
-                version = policy_version_of(event)
-                if version is not None and version not in known:
-                    await self.policies.require(version)
-                decide(state, event, DecisionContext(envelope.id, envelope.time,
-                                                     self.policies.get(version)))
+                decide(state, event, DecisionContext(
+                    envelope.id, envelope.time, self.policies.get(policy_version_of(event))))
                 if slicer.due():
                     await asyncio.sleep(0)  # other partitions recover meanwhile
             replayed += len(batch)
@@ -297,20 +293,16 @@ class Adjudicator:
         # ahead of the batch's decisions.
         dead: list[OutgoingRecord] = []
         outputs: list[OutgoingRecord] = []
-        known = self.policies.versions
         slicer = _Slicer(self.yield_every_seconds)
         # Each record is decoded right before it is decided, not the whole batch first: a
         # decoded event then dies with its decision instead of living through the batch
         # (a batch of 5,000 decoded events was what filled the collector's young
         # generation, and every one of its passes scanned them all; README, Performance).
         for record in records:
-            decoded = self._decode(record, dead)
+            decoded = await self._readable(record, dead)
             if decoded is None:
                 continue
             envelope, event = decoded
-            version = policy_version_of(event)
-            if version is not None and version not in known:
-                await self.policies.require(version)
             if isinstance(event, TimerFired):
                 pending.discard(event.timer_id)
             outputs.extend(self._decide(state, record, envelope, event, live=True))
@@ -340,14 +332,15 @@ class Adjudicator:
 
     # helpers -----------------------------------------------------------------------------
 
-    def _decode(
+    async def _readable(
         self, record: Record, dead: list[OutgoingRecord] | None = None
     ) -> tuple[Envelope, DomainEvent] | None:
-        """The record's envelope and event, or None for an undecodable one. `dead`: where
-        its dead letter goes (live batches; a recovery skips them silently, their dead
-        letters were written when first seen)."""
+        """The record's envelope and event, its policy version loaded (recovery and live
+        batches alike), or None for an undecodable one. `dead`: where its dead letter goes
+        (live batches; a recovery skips them silently, their dead letters were written
+        when first seen)."""
         try:
-            return decode(record.value)
+            envelope, event = decode(record.value)
         except ValueError as exc:
             # The edge validates everything it appends, so this is a foreign or corrupt
             # record (or one from a newer build): it goes to the dead-letter topic and
@@ -357,6 +350,10 @@ class Adjudicator:
                                         consumer="adjudicator", group=self.group_id,
                                         error=exc))
             return None
+        version = policy_version_of(event)
+        if version is not None and version not in self.policies.versions:
+            await self.policies.require(version)
+        return envelope, event
 
     def _decide(
         self, state: AdjudicationState, record: Record, envelope: Envelope, event: DomainEvent,
