@@ -1,0 +1,98 @@
+"""CPU the post-decision re-report costs a registration process while decisions are late.
+
+    PYTHONPATH=$PWD python3 tests/bench/re_report_cpu.py embedded|distributed [N] [SECONDS]
+
+A registration process (no adjudicator: nothing is decided, every re-report stays
+pending) files N registrations and N named-account claims of N customers, then idles for
+SECONDS; the process's CPU time (`time.process_time`) over that idle window is printed,
+beside the same window with nothing pending (the control: the process's own loops). The
+difference is what the pending re-reports cost. `embedded`: registration + projections
+in one process (the co-located waiter). `distributed`: the registration process alone on
+a real Kafka broker and PostgreSQL (`DEALREG_TEST_KAFKA_BOOTSTRAP_SERVERS` and
+`DEALREG_TEST_DATABASE_URL` when set, else started by tests/support/servers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import httpx
+
+from dealreg.app import create_app
+from shared.settings import Settings
+
+ADMIN = "bench-admin-token"
+
+
+async def _serve(stack: AsyncExitStack, settings: Settings, components: frozenset[str]
+                 ) -> httpx.AsyncClient:
+    app = create_app(settings, components)  # type: ignore[arg-type]
+    await stack.enter_async_context(app.router.lifespan_context(app))
+    return await stack.enter_async_context(httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://dealreg",
+        headers={"Authorization": f"Bearer {ADMIN}"}, timeout=60))
+
+
+async def _idle(seconds: float) -> float:
+    start = time.process_time()
+    await asyncio.sleep(seconds)
+    return time.process_time() - start
+
+
+async def measure(backend: str, n: int, seconds: float) -> None:
+    async with AsyncExitStack() as stack:
+        unique = uuid.uuid4().hex[:8]
+        if backend == "embedded":
+            data = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            settings = Settings(backend="embedded", data_dir=data, admin_token=ADMIN)
+            components = frozenset({"registration", "projections"})
+        else:
+            from tests.support.servers import create_database, start_kafka, start_postgres
+
+            kafka = os.environ.get("DEALREG_TEST_KAFKA_BOOTSTRAP_SERVERS")
+            database = os.environ.get("DEALREG_TEST_DATABASE_URL")
+            if not kafka:
+                handle = start_kafka()
+                stack.callback(handle.stop)
+                kafka = handle.url
+            if not database:
+                handle = start_postgres()
+                stack.callback(handle.stop)
+                database = handle.url
+            database = await create_database(database, f"rrcpu_{unique}")
+            settings = Settings(backend="distributed", admin_token=ADMIN,
+                                kafka_bootstrap_servers=kafka, database_url=database,
+                                topic_prefix=f"rrcpu-{unique}", topic_partitions=3)
+            components = frozenset({"registration"})
+        client = await _serve(stack, settings, components)
+        await asyncio.sleep(2.0)
+        control = await _idle(seconds)
+        for i in range(n):
+            r = await client.post("/v1/registrations", json={
+                "partner_id": "p-1", "motion": "resell",
+                "account": {"name": f"Bench Customer {i}", "domain": f"bench{i}.com",
+                            "country": "US"},
+                "opportunity": {"title": "Rollout", "products": ["analytics"]}})
+            c = await client.post("/v1/claims", json={
+                "kind": "named_account", "rep_id": "rep-1",
+                "account": {"name": f"Claimed Customer {i}", "crm_account_id": f"00C{i}",
+                            "country": "US"}})
+            assert r.status_code == 202 and c.status_code == 201, (r.text, c.text)
+        await asyncio.sleep(2.0)
+        pending = await _idle(seconds)
+        print(f"{backend}: {n} registrations + {n} claims pending; CPU over {seconds:.0f} s "
+              f"idle: control {control:.3f} s, pending {pending:.3f} s, "
+              f"re-report cost {pending - control:.3f} s "
+              f"({100 * (pending - control) / seconds:.1f} % of a core)")
+
+
+if __name__ == "__main__":
+    asyncio.run(measure(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 100,
+                        float(sys.argv[3]) if len(sys.argv) > 3 else 20.0))
