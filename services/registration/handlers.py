@@ -255,6 +255,8 @@ class Commands:
             clock=lambda: datetime.now(UTC),
             lease_seconds=settings.re_report_lease_seconds,
             orphan_seconds=settings.re_report_orphan_seconds)
+        self.re_reporter.on_taken = lambda p: self.directory.remember(p.account_key,
+                                                                      p.identity)
 
     async def start(self) -> None:
         await self.reference.sync()

@@ -98,6 +98,10 @@ class ReReporter:
         self.re_reported = 0
         """Registrations and claims whose re-report ran (whatever it appended)."""
         self.waiter = waiter
+        self.on_taken: Callable[[Pending], None] | None = None
+        """Told of each row taken over from a stopped process (`Commands` files its
+        account in the directory: a restarted embedded process warmed its directory before
+        the projections caught up with what its predecessor appended)."""
         self._stopped = False
         self._stopping = asyncio.Event()
         waiter.observers.append(self.notify)
@@ -282,10 +286,12 @@ class ReReporter:
         for row in rows:
             if row.id not in self.pending:
                 taken += 1
-                self.pending[row.id] = Pending(
+                pending = self.pending[row.id] = Pending(
                     row.id, row.account_key, AccountIdentity(**row.identity),
                     {k: frozenset(v) for k, v in row.reported.items()}, row.via,
                     row.created_at)
+                if self.on_taken is not None:
+                    self.on_taken(pending)
         if taken:
             log.info("re_reports_taken_over", count=taken)
         self._due.update(self.pending)
