@@ -130,7 +130,7 @@ class Expected:
         notifications are not lost, and a batched read that failed is retried by the
         waiter). Woken by `DecisionListener`: a re-check every `recheck` seconds (a
         notification lost while it reconnected; a long wait that is not answering anyone,
-        like the post-decision re-report's minute, asks for fewer: every waiter still
+        like the post-decision re-report's minute once did, asks for fewer: every waiter still
         waiting re-reads its row at each re-check, so with decisions late a backlog was
         re-read every second). Without notifications: polls with a
         short back-off. Re-checks and polls join the batched read of notified rows. A
