@@ -37,7 +37,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -114,14 +115,18 @@ class ReReporter:
         now = self.clock()
         try:
             async with self.engine.begin() as conn:
-                await conn.execute(delete(re_reports).where(
-                    re_reports.c.id == pending.entity_id))  # a retried command's row
-                await conn.execute(insert(re_reports).values(
-                    id=pending.entity_id, account_key=pending.account_key,
-                    identity=_identity_json(pending.identity),
-                    reported={k: sorted(v) for k, v in pending.reported.items()},
-                    via=pending.via, owner=self.owner, lease_until=now + self.lease,
-                    created_at=pending.created_at))
+                values = {
+                    "account_key": pending.account_key,
+                    "identity": _identity_json(pending.identity),
+                    "reported": {k: sorted(v) for k, v in pending.reported.items()},
+                    "via": pending.via, "owner": self.owner, "lease_until": now + self.lease,
+                    "created_at": pending.created_at}
+                upsert = (postgresql.insert if conn.dialect.name == "postgresql"
+                          else sqlite.insert)(re_reports)
+                # One statement: a retried command (the same id) takes its row over.
+                await conn.execute(upsert.values(id=pending.entity_id, **values)
+                                   .on_conflict_do_update(index_elements=[re_reports.c.id],
+                                                          set_=values))
         except (SQLAlchemyError, OSError) as exc:
             log.warning("re_report_not_recorded", entity_id=pending.entity_id,
                         error=type(exc).__name__)
