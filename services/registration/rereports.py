@@ -33,15 +33,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.registration.adapters.sql import upsert
 from services.registration.adapters.tables import re_reports
 from shared.accounts import AccountIdentity
 from shared.ids import new_id
@@ -94,6 +94,12 @@ class ReReporter:
         self._due: set[str] = set()
         self._handed: dict[str, dict[str, Any]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._autocommit = (engine.execution_options(isolation_level="AUTOCOMMIT")
+                            if engine.dialect.name == "postgresql" else None)
+        self._queue: list[tuple[Pending, asyncio.Future[bool]]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self.writes = 0
+        """Statements that recorded pending re-reports (one per group of commands)."""
         self.reads = 0
         """Status reads done (batched reads count once)."""
         self.re_reported = 0
@@ -111,29 +117,43 @@ class ReReporter:
 
     async def record(self, pending: Pending) -> None:
         """Before the append: the pending re-report, durable. Never fails the command (a
-        read model that cannot be written keeps it in memory only)."""
-        now = self.clock()
-        try:
-            async with self.engine.begin() as conn:
-                values = {
-                    "account_key": pending.account_key,
-                    "identity": _identity_json(pending.identity),
-                    "reported": {k: sorted(v) for k, v in pending.reported.items()},
-                    "via": pending.via, "owner": self.owner, "lease_until": now + self.lease,
-                    "created_at": pending.created_at}
-                upsert = (postgresql.insert if conn.dialect.name == "postgresql"
-                          else sqlite.insert)(re_reports)
-                # One statement: a retried command (the same id) takes its row over.
-                await conn.execute(upsert.values(id=pending.entity_id, **values)
-                                   .on_conflict_do_update(index_elements=[re_reports.c.id],
-                                                          set_=values))
-        except (SQLAlchemyError, OSError) as exc:
-            log.warning("re_report_not_recorded", entity_id=pending.entity_id,
-                        error=type(exc).__name__)
-            pending = Pending(pending.entity_id, pending.account_key, pending.identity,
-                              pending.reported, pending.via, pending.created_at,
-                              durable=False)
+        read model that cannot be written keeps it in memory only). Concurrent commands'
+        rows are written together (`_write`: one statement, like a group commit)."""
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queue.append((pending, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write())
+        if not await asyncio.shield(done):
+            pending = replace(pending, durable=False)
         self.pending[pending.entity_id] = pending
+
+    async def _write(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            now = self.clock()
+            rows = [{"id": p.entity_id, "account_key": p.account_key,
+                     "identity": _identity_json(p.identity),
+                     "reported": {k: sorted(v) for k, v in p.reported.items()},
+                     "via": p.via, "owner": self.owner, "lease_until": now + self.lease,
+                     "created_at": p.created_at} for p, _ in batch]
+            written = True
+            self.writes += 1
+            try:
+                if self._autocommit is not None:
+                    # PostgreSQL: one statement is atomic on its own; no BEGIN / COMMIT
+                    # round trips around it.
+                    async with self._autocommit.connect() as conn:
+                        await upsert(conn, re_reports, rows, ("id",))
+                else:
+                    async with self.engine.begin() as conn:
+                        await upsert(conn, re_reports, rows, ("id",))
+            except (SQLAlchemyError, OSError) as exc:
+                log.warning("re_report_not_recorded", entity_ids=[r["id"] for r in rows],
+                            error=type(exc).__name__)
+                written = False
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(written)
 
     # --- woken by the decisions ----------------------------------------------------------
 

@@ -1,13 +1,14 @@
 """CPU the post-decision re-report costs a registration process while decisions are late.
 
-    PYTHONPATH=$PWD python3 tests/bench/re_report_cpu.py embedded|distributed [N] [SECONDS]
+    PYTHONPATH=$PWD python3 tests/bench/re_report_cpu.py embedded|distributed [N] [SECONDS] [C]
 
 A registration process (no adjudicator: nothing is decided, every re-report stays
 pending) files N registrations and N named-account claims of N customers, then idles for
 SECONDS; the process's CPU time (`time.process_time`) over that idle window is printed,
 beside the same window with nothing pending (the control: the process's own loops). The
 difference is what the pending re-reports cost. Also printed: the CPU filing them took
-per command (the in-process HTTP client included: compare runs, not absolutes).
+per command (the in-process HTTP client included: compare runs, not absolutes), filed
+`C` customers at a time (default 1).
 `embedded`: registration + projections in one process (the co-located waiter).
 `distributed`: the registration process alone on
 a real Kafka broker and PostgreSQL (`DEALREG_TEST_KAFKA_BOOTSTRAP_SERVERS` and
@@ -48,7 +49,7 @@ async def _idle(seconds: float) -> float:
     return time.process_time() - start
 
 
-async def measure(backend: str, n: int, seconds: float) -> None:
+async def measure(backend: str, n: int, seconds: float, concurrency: int) -> None:
     async with AsyncExitStack() as stack:
         unique = uuid.uuid4().hex[:8]
         if backend == "embedded":
@@ -76,8 +77,7 @@ async def measure(backend: str, n: int, seconds: float) -> None:
         client = await _serve(stack, settings, components)
         await asyncio.sleep(2.0)
         control = await _idle(seconds)
-        filing = time.process_time()
-        for i in range(n):
+        async def file(i: int) -> None:
             r = await client.post("/v1/registrations", json={
                 "partner_id": "p-1", "motion": "resell",
                 "account": {"name": f"Bench Customer {i}", "domain": f"bench{i}.com",
@@ -88,6 +88,10 @@ async def measure(backend: str, n: int, seconds: float) -> None:
                 "account": {"name": f"Claimed Customer {i}", "crm_account_id": f"00C{i}",
                             "country": "US"}})
             assert r.status_code == 202 and c.status_code == 201, (r.text, c.text)
+
+        filing = time.process_time()
+        for start in range(0, n, concurrency):
+            await asyncio.gather(*(file(i) for i in range(start, min(n, start + concurrency))))
         filing = time.process_time() - filing
         await asyncio.sleep(2.0)
         pending = await _idle(seconds)
@@ -100,4 +104,5 @@ async def measure(backend: str, n: int, seconds: float) -> None:
 
 if __name__ == "__main__":
     asyncio.run(measure(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 100,
-                        float(sys.argv[3]) if len(sys.argv) > 3 else 20.0))
+                        float(sys.argv[3]) if len(sys.argv) > 3 else 20.0,
+                        int(sys.argv[4]) if len(sys.argv) > 4 else 1))

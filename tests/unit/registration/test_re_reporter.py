@@ -172,3 +172,12 @@ async def test_nothing_is_read_while_nothing_is_notified(engine: AsyncEngine) ->
     await reporter.sweep()
     await reporter.settled()
     assert reporter.reads == 1  # all fifty in one batched read
+
+
+async def test_concurrent_commands_record_their_rows_together(engine: AsyncEngine) -> None:
+    """One statement per group of commands arriving together, not one per command."""
+    clock = Clock()
+    reporter = _reporter(engine, DecisionWaiter(engine, in_process=True), clock, Rule())
+    await asyncio.gather(*(reporter.record(_pending(f"reg_{n}", clock)) for n in range(20)))
+    assert reporter.writes <= 2 and await _left(engine) == 20
+    assert all(p.durable for p in reporter.pending.values())
