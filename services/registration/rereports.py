@@ -328,12 +328,14 @@ class ReReporter:
 
     async def run(self, stopping: Callable[[], bool], every: float) -> None:
         """The sweep every `every` seconds, until the runtime stops."""
-        while not stopping() and not self._stopped:
+        while not stopping():
+            if self._stopped:  # before the runtime: returning would read as a crash
+                await asyncio.sleep(0.2)
+                continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), every)
-            if self._stopped or stopping():
-                return
-            await self.sweep()
+            if not self._stopped and not stopping():
+                await self.sweep()
 
     async def stop(self) -> None:
         """Release this process's leases: the next process takes its rows over at once."""
