@@ -19,10 +19,11 @@ per request:
   `re_report_orphan_seconds` (a day; its append failed) is dropped;
 - a restart resumes: a process that stops releases its leases (a crash's run out after
   `re_report_lease_seconds`), and the next process to start or sweep takes the rows over.
-  Two processes never both hold a row: one checks that it still holds its ids (renewing
-  their leases) before it re-reports them, and a row is taken over only once its lease ran
-  out. A report sent twice (a process that stopped after its append, before the delete)
-  only refreshes the copy at the adjudicator, as the second racing side's does.
+  Two processes do not both re-report a row: one checks that it still holds its ids
+  (renewing their leases) before it re-reports them, and a row is taken over only once its
+  lease ran out (a re-report that outlasted a whole lease could be run twice). A report
+  sent twice (that, or a process that stopped after its append, before the delete) only
+  refreshes the copy at the adjudicator, as the second racing side's does.
 
 A row that could not be written (the read model unavailable) is kept in memory only: the
 registration is not failed for it, and it is re-reported if this process lives, as before.
