@@ -39,6 +39,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from prometheus_client import Counter, Gauge
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -55,6 +56,10 @@ from shared.readmodel.waiter import DECIDED, DecisionWaiter
 
 log = get_logger(__name__)
 
+PENDING = Gauge("dealreg_re_reports_pending",
+                "Registrations and claims this process holds to re-report once decided")
+RE_REPORTED = Counter("dealreg_re_reports_total",
+                      "Post-decision re-reports run (whatever they appended)")
 CLAIM_PREFIX = "clm_"
 RETRY_SECONDS = 0.1
 """A status read that failed is tried again after this."""
@@ -128,6 +133,7 @@ class ReReporter:
         if not await asyncio.shield(done):
             pending = replace(pending, durable=False)
         self.pending[pending.entity_id] = pending
+        PENDING.set(len(self.pending))
 
     async def _write(self) -> None:
         while self._queue:
@@ -231,6 +237,7 @@ class ReReporter:
                 log.exception("account_link_re_report_failed", entity_id=entity_id)
                 continue
             self.re_reported += 1
+            RE_REPORTED.inc()
             done.append(entity_id)
         if done:
             await self._delete(done)
@@ -261,6 +268,7 @@ class ReReporter:
     async def _delete(self, ids: list[str]) -> None:
         for i in ids:
             self.pending.pop(i, None)
+        PENDING.set(len(self.pending))
         try:
             async with self.engine.begin() as conn:
                 await conn.execute(delete(re_reports).where(
@@ -324,6 +332,7 @@ class ReReporter:
                     self.on_taken(pending)
         if taken:
             log.info("re_reports_taken_over", count=taken)
+        PENDING.set(len(self.pending))
         self._due.update(self.pending)
         self._kick()
 
