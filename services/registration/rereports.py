@@ -263,6 +263,7 @@ class ReReporter:
             return memory  # the next sweep tries them again
         for lost in set(durable) - held:
             self.pending.pop(lost, None)
+        PENDING.set(len(self.pending))
         return memory | held
 
     async def _delete(self, ids: list[str]) -> None:
