@@ -43,6 +43,15 @@ async def _serve(stack: AsyncExitStack, settings: Settings, components: frozense
         headers={"Authorization": f"Bearer {ADMIN}"}, timeout=60))
 
 
+def _bookkeeping(client: httpx.AsyncClient) -> str:
+    """The durable re-reporter's statements, where there is one."""
+    commands = client._transport.app.state.commands  # type: ignore[attr-defined]
+    reporter = getattr(commands, "re_reporter", None)
+    if reporter is None:
+        return ""
+    return f"; re-reporter: {reporter.writes} writes, {reporter.reads} status reads"
+
+
 async def _idle(seconds: float) -> float:
     start = time.process_time()
     await asyncio.sleep(seconds)
@@ -99,7 +108,8 @@ async def measure(backend: str, n: int, seconds: float, concurrency: int) -> Non
               f"idle: control {control:.3f} s, pending {pending:.3f} s, "
               f"re-report cost {pending - control:.3f} s "
               f"({100 * (pending - control) / seconds:.1f} % of a core); filing them "
-              f"{1000 * filing / (2 * n):.2f} ms CPU each (client included)")
+              f"{1000 * filing / (2 * n):.2f} ms CPU each (client included)"
+              f"{_bookkeeping(client)}")
 
 
 if __name__ == "__main__":
