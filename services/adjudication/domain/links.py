@@ -36,6 +36,7 @@ from services.adjudication.domain.matching import (
     held_exclusively,
     is_exclusive,
 )
+from services.adjudication.domain.protection import awaits_home
 from services.adjudication.domain.state import (
     ACTIVE,
     COPY_LEASE,
@@ -246,6 +247,13 @@ def on_lease_end(
     if copy is None or not copy.mirror or not copy.active:
         return
     if copy.retain_until > deadline:  # refreshed since: the lease runs on
+        state.schedule(copy.retain_until, COPY_LEASE, copy.id)
+        return
+    if awaits_home(state, copy):
+        # In a review here: its home tells the review when it ends (relay.tell_ended);
+        # the lease runs on from now, for when the review has closed.
+        copy.retain_until = deadline + span_us(
+            state.policy(copy.policy_version).protection_period)
         state.schedule(copy.retain_until, COPY_LEASE, copy.id)
         return
     _end_copy(state, out, copy, "expired", deadline)
