@@ -724,18 +724,6 @@ class Invariants(RuleBasedStateMachine):
         return (reg.status == "expired" and reg.ended_at is not None
                 and reg.ended_at > self.settled_at)
 
-    def known_limit(self, reg: Reg, rival: Reg) -> bool:
-        """Known limit, a real defect left open (DESIGN.md, "Open (session 24)"): the
-        evidence naming a registration filed under another key linked to `reg`'s says how
-        `reg` matched its own key (`crm_account_id` for a `crm:` key), not the identifier
-        the link was found by (a name). Counted, so it stays visible."""
-        m = self.model
-        if reg.key is not None and rival.key is not None and reg.key != rival.key \
-                and m.canonical(reg.key) == m.canonical(rival.key):
-            RECENT["known limit: evidence across a link names the own key's kind"] += 1
-            return True
-        return False
-
     def customer_of(self, reg: Reg, without: str) -> list[Registration]:
         """What the registrations filed under `reg`'s key, or a key linked to it, said
         (leaving out the registration `without`, the one being decided)."""
@@ -1085,15 +1073,13 @@ class Invariants(RuleBasedStateMachine):
             # customer: by an identifier it shares with some registration of that customer.
             mine, theirs = reg.spec, self.customer_of(rival, without=reg.id)
             if c.matched_by == "domain" and (mine.domain is None or mine.domain not in
-                                             {t.domain for t in theirs}) \
-                    and not self.known_limit(reg, rival):
+                                             {t.domain for t in theirs}):
                 self.violation(6, f"{reg.id} says matched_by domain with {rival.id}: "
                                f"{mine.domain} vs {sorted({str(t.domain) for t in theirs})}")
             if c.matched_by == "crm_account_id" and (
                     mine.crm_account_id is None
                     or _crm(mine.crm_account_id) not in {_crm(t.crm_account_id)
-                                                         for t in theirs}) \
-                    and not self.known_limit(reg, rival):
+                                                         for t in theirs}):
                 self.violation(6, f"{reg.id} says matched_by crm with {rival.id}: "
                                f"{mine.crm_account_id} vs "
                                f"{sorted({str(t.crm_account_id) for t in theirs})}")
@@ -2171,5 +2157,40 @@ def test_a_race_review_left_to_its_ladder_through_a_long_jump_keeps_one_owner() 
         m.race(RACES[0], "p-01", 1, {"analytics"})
         m.time_passes(24 * 92)
         assert {r.status for r in m.model.regs.values()} == {"rejected", "expired"}
+
+    _replay_recent(steps)
+
+
+def test_evidence_across_a_name_link_says_it_matched_by_name() -> None:
+    """Invariant 6, open since session 24 (the machine counted it as a "known limit"):
+    keys linked only by a name (a race between `dom:` and a name + CRM-id `crm:` key of
+    one Faker customer, linked by the race review's report) are one customer by that
+    name. The settlement's decision about each side named the other side "matched by"
+    the decided one's own key form (`domain` for the `dom:` side, `crm_account_id` for
+    the `crm:` one), identifiers the other side never had: each opened its own key, so it
+    is the other's customer only through the link, by name. The machine's check now
+    holds with no exemption, also for the newcomers after it (explanation only: the same
+    decisions)."""
+
+    def steps(m: RecentRules) -> None:
+        m.race(RACES[0], "p-01", 1, {"analytics"})
+        first, second = list(m.model.regs)
+        m.register(RACES[0][1], "p-03", {"analytics"}, "resell")  # crm key: rejected
+        review = next(d for d in m.model.disputes.values() if d.open)
+        m.resolve(0, 0, "award")
+        m.register(RACES[0][0], "p-04", {"analytics"}, "resell")  # dom key: in review
+        assert not review.open
+        said: dict[tuple[str, str], str] = {}
+        logged = m.run(m.pipeline.all_records(m.pipeline.topics.decisions))
+        for records in logged.values():
+            for record in records:
+                _, decision = decode(record.value)
+                if isinstance(decision, RegistrationDecided) \
+                        and decision.dispute_id == review.id \
+                        and decision.rule == "dispute_resolution":
+                    for c in decision.conflicts:
+                        said[(decision.registration_id, c.registration_id or "")] = \
+                            c.matched_by
+        assert said == {(first, second): "name", (second, first): "name"}
 
     _replay_recent(steps)

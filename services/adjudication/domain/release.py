@@ -76,4 +76,4 @@ def let_go(state: AdjudicationState, out: list[DomainEvent], owner: Entry, at: i
             f"{explain.account_label(candidate.account_key)}{explain.scope(candidate)} "
             f"has ended; this one is next in line (by {explain.precedence_words(policy)})"
             f"{explain.protected_until(candidate)} {explain.tag(RULE, policy.version)}.",
-            at, [outcomes.member_evidence(owner, candidate.account_key, candidate)]))
+            at, [outcomes.fellow_evidence(state, owner, candidate.account_key, candidate)]))
