@@ -2194,3 +2194,53 @@ def test_evidence_across_a_name_link_says_it_matched_by_name() -> None:
         assert said == {(first, second): "name", (second, first): "name"}
 
     _replay_recent(steps)
+
+
+def test_a_person_settles_the_possible_duplicate_review_a_race_opened() -> None:
+    """Session 25 rival, the race-review key fix's sibling: a name-only registration
+    (p-02, `name:DE:heuser-holdings`) racing an identified one (p-01, `dom:`, another
+    partition) through two registration processes meets it in the `possible_duplicate`
+    review the post-decision re-report opens on the smaller key's partition
+    (`links._review_decided_duplicates`). That review was keyed by the copy's key, the
+    other partition: the edge sent the person's acknowledgement and resolution, and the
+    review's timers, there (`unknown_dispute`), so nobody could settle it and on a quiet
+    partition its fallback never came. It is now keyed by the partition's own
+    registration, like the cross-key review."""
+
+    def steps(m: RecentRules) -> None:
+        edge = m.run(m.pipeline.other_edge())
+        try:
+            a = m.submit(HEUSER, "p-01", {"analytics"}, "resell")
+            b = m.submit(HEUSER_BY_NAME, "p-02", {"analytics"}, "resell", edge=edge)
+            m.settle()
+        finally:
+            m.run(m.pipeline.drop_edge(edge))
+        assert a is not None and b is not None
+        review = next(d for d in m.model.disputes.values() if d.open)
+        assert (review.reason, set(review.members)) == ("possible_duplicate", {a.id, b.id})
+        m.acknowledge(0)
+        m.resolve(0, review.members.index(a.id), "award")
+        assert not review.open and (a.status, b.status) == ("approved", "rejected")
+
+    _replay_recent(steps)
+
+
+def test_a_possible_duplicate_review_a_race_opened_reaches_its_fallback() -> None:
+    """The same review left alone: its ladder's deadlines fire on its own partition (they
+    were routed to the copy's partition, which has no such dispute) and the fallback
+    settles it as two customers, as it settles any unreviewed possible duplicate."""
+
+    def steps(m: RecentRules) -> None:
+        edge = m.run(m.pipeline.other_edge())
+        try:
+            m.submit(HEUSER, "p-01", {"analytics"}, "resell")
+            m.submit(HEUSER_BY_NAME, "p-02", {"analytics"}, "resell", edge=edge)
+            m.settle()
+        finally:
+            m.run(m.pipeline.drop_edge(edge))
+        review = next(d for d in m.model.disputes.values() if d.open)
+        for _ in range(3):
+            m.time_passes(24 * 8)  # every level's deadline passed; nothing else happens
+        assert not review.open and review.outcome == "final_breach_fallback"
+
+    _replay_recent(steps)

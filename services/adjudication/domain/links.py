@@ -158,8 +158,17 @@ def _review_decided_duplicates(state: AdjudicationState, out: list[DomainEvent],
         finally:
             state.suspects.pop(mirror.id, None)
         if rivals:
-            evidence = [outcomes.evidence(c, mirror.account_key) for c in rivals]
-            draw_into_dispute(state, out, mirror, [c.entry for c in rivals],
+            # Keyed by this partition's own registration, never by the copy's key (another
+            # partition), as the cross-key review above: else the edge routed a person's
+            # acknowledgement and resolution, and the review's timers, to a partition
+            # without it (session 25 rival: nobody could settle it, and on a quiet
+            # partition its fallback never came).
+            home = rivals[0].entry
+            evidence = [outcomes.evidence(Collision(mirror, event.matched_by, event.score,
+                                                    False), home.account_key),
+                        *(outcomes.fellow_evidence(state, c.entry, home.account_key, home)
+                          for c in rivals[1:])]
+            draw_into_dispute(state, out, home, [mirror, *(c.entry for c in rivals[1:])],
                               "possible_duplicate", "possible_duplicate", policy, at, evidence)
 
 
