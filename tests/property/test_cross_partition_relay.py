@@ -517,3 +517,24 @@ def test_a_hold_at_home_keeps_its_copy_in_the_review_elsewhere() -> None:
         assert not m.model.disputes[review.id].open
 
     _replay(steps)
+
+
+def test_a_release_watched_by_a_review_elsewhere_promotes_no_second_owner() -> None:
+    """Found by the derandomized `Invariants` machine once this session's tests moved its
+    run (session 25; failing identically on main's services): p-04 owns Heuser Holdings by
+    name on B's partition, p-01 is rejected there by tier (p-04's line); p-02 registers
+    Heuser by domain on A's partition and goes to a possible-duplicate review with the
+    copy of p-04. p-04's deal closes lost: B promoted p-01 (its line), and A's review,
+    its copy ended, went moot and approved p-02: two owners of security, weighed by
+    nobody (invariant 1). A release watched by a review elsewhere (`CopiesInReview`) now
+    lets its line go unpromoted: the review elsewhere decides who follows."""
+
+    def steps(m: Invariants) -> None:
+        m.register(HEUSER_BY_NAME, "p-04", {"analytics", "security"}, "resell")  # B: owner
+        m.register(HEUSER_BY_NAME, "p-01", {"crm", "security"}, "resell")  # B: tier line
+        m.register(HEUSER, "p-02", {"analytics", "security"}, "resell")  # A: review, copy
+        assert [_status(m, i) for i in range(3)] == ["approved", "rejected", "in_review"]
+        m.close(0, "lost")
+        assert [_status(m, i) for i in range(3)] == ["lost", "rejected", "approved"]
+
+    _replay(steps)

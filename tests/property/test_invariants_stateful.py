@@ -174,6 +174,10 @@ class Reg:
     beaten_at: datetime | None = None
     """Who its latest rejection by a precedence rule named, and when (its place in their
     line on release)."""
+    watched: bool = False
+    """Its copy was drawn into a dispute on another partition (`CopiesInReview`): on
+    release its line is let go unpromoted (DESIGN.md, "A release watched by a review
+    elsewhere promotes no one")."""
 
     @property
     def company(self) -> str:
@@ -753,6 +757,8 @@ class Invariants(RuleBasedStateMachine):
             if reg is not None and (reg.key is None
                                     or partition_for(reg.key, PARTITIONS) == home):
                 reg.dispute = dispute_id
+            elif reg is not None and reg.status in ACTIVE:
+                reg.watched = True
 
     def policy_of(self, reg: Reg) -> Policy:
         return self.model.policies.get(reg.policy_version) or Policy()
@@ -827,7 +833,7 @@ class Invariants(RuleBasedStateMachine):
                 if r.status == "rejected" and owner.id in r.beaten_by
                 and r.beaten_at is not None and r.beaten_at >= at - policy.release_window
                 and r.key is not None and partition_for(r.key, PARTITIONS) == home]
-        if policy.on_release != "promote_next":
+        if policy.on_release != "promote_next" or owner.watched:
             line = []
         self.releases.append((owner, at, line, policy))
 
@@ -1131,7 +1137,7 @@ class Invariants(RuleBasedStateMachine):
         """Invariant 1."""
         owners: dict[str, list[Reg]] = defaultdict(list)
         reviewed = {(x, y) for d in self.model.disputes.values()
-                    if d.open and d.opened_as == "cross_key"
+                    if d.open and d.opened_as in ("cross_key", "possible_duplicate")
                     for x in d.members for y in d.members}
         for reg in self.model.regs.values():
             if reg.status == "approved" and reg.motion in EXCLUSIVE:
@@ -1144,7 +1150,8 @@ class Invariants(RuleBasedStateMachine):
                     if a.partner == b.partner and a.spec.name_only != b.spec.name_only:
                         continue  # the party's own possible duplicate (DESIGN.md, limit)
                     if (a.id, b.id) in reviewed or (b.id, a.id) in reviewed:
-                        continue  # a race met in a cross_key review: a person decides
+                        continue  # a race met in a review (cross_key, or a name-only
+                        # side's possible_duplicate): a person decides
                     if self.conflict(a, b):
                         self.violation(1,
                             f"{company} ({company_name(company)}) has two "
