@@ -15,8 +15,10 @@ per request:
   id in one query (a notification lost while the listener reconnected, a re-report whose
   append failed), renews this process's leases and takes over rows whose lease ran out;
 - a decision however late is re-reported: nothing times out (`RE_REPORT_WAIT` is gone);
-  a row whose registration or claim never reached the read model in
-  `re_report_orphan_seconds` (a day; its append failed) is dropped;
+  a row whose registration or claim is not in the read model `re_report_orphan_seconds`
+  (a day) after it was written, while the projections have applied one filed a day after
+  it, is dropped (its append failed; `_orphans`: a projection worker down for days drops
+  nothing);
 - a restart resumes: a process that stops releases its leases (a crash's run out after
   `re_report_lease_seconds`), and the next process to start or sweep takes the rows over.
   Two processes do not both re-report a row: one checks that it still holds its ids
@@ -36,11 +38,11 @@ import contextlib
 import json
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client import Counter, Gauge
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -213,13 +215,36 @@ class ReReporter:
                 continue
             decided = {**{i: r for i, r in found.items() if r["status"] in DECIDED},
                        **handed}
-            orphans = [i for i in unread if i not in found
-                       and self.pending[i].created_at < self.clock() - self.orphan]
+            orphans = await self._orphans(
+                [i for i in unread if i not in found
+                 and self.pending[i].created_at < self.clock() - self.orphan])
             if orphans:
                 log.warning("re_report_orphaned", entity_ids=orphans)
                 await self._delete(orphans)
             if decided:
                 await self._run(sorted(decided), decided)
+
+    async def _orphans(self, missing: list[str]) -> list[str]:
+        """Of the rows older than the orphan age whose registration or claim the read
+        model does not have, those whose append surely failed: the projections have
+        since applied a registration or claim filed at least the orphan age after them.
+        Age alone is not enough: a projection worker down over a weekend leaves every
+        appended (and decided) registration missing from the read model for days, and
+        dropping their rows then lost the race's only re-report (two approvals, no
+        review). In a quiet read model such a row just waits (one row read a sweep)."""
+        if not missing:
+            return []
+        try:
+            async with self.readonly.connect() as conn:
+                latest = [(await conn.execute(select(func.max(column)))).scalar()
+                          for column in (registrations.c.submitted_at, claims.c.filed_at)]
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("re_report_read_failed", error=type(exc).__name__)
+            return []
+        newest = max((_utc(t) for t in latest if t is not None), default=None)
+        if newest is None:
+            return []
+        return [i for i in missing if self.pending[i].created_at + self.orphan < newest]
 
     async def _run(self, ids: list[str], rows: Mapping[str, dict[str, Any]]) -> None:
         held = await self._hold(ids)
@@ -378,6 +403,13 @@ _UPSERT = (
 def _pg_json(value: Any) -> str:
     """A JSONB parameter as the SQLAlchemy asyncpg dialect's codec takes it: JSON text."""
     return json.dumps(value, separators=(",", ":"))
+
+
+def _utc(value: datetime) -> datetime:
+    """A timestamp read back by `func.max` (SQLite: no type processing, maybe naive)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _identity_json(identity: AccountIdentity) -> dict[str, str | None]:
