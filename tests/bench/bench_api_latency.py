@@ -45,7 +45,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.bench import loadgen  # noqa: E402
+from tests.bench import cpu, loadgen  # noqa: E402
 from tests.bench.common import record  # noqa: E402
 from tests.support.companies import Workload, generate  # noqa: E402
 from tests.support.processes import free_port, stop, wait_ready  # noqa: E402
@@ -108,22 +108,35 @@ def accounts_report(workload: Workload, start: int,
 
 def drive(url: str, reqs: list[loadgen.Request], rate: float, seconds: float,
           pids: list[int], *, wait: bool = True, closed: bool = False,
-          concurrency: int = 128) -> tuple[loadgen.Result, float]:
-    """One load run; returns the result and the server processes' CPU (cores) during it."""
+          concurrency: int = 128, accounting: cpu.Accounting | None = None
+          ) -> tuple[loadgen.Result, float]:
+    """One load run; returns the result and the server processes' CPU (cores) during it.
+    With `accounting` (the distributed deployment's processes: services, Kafka broker,
+    PostgreSQL), also prints each one's CPU per decided registration and the cores used
+    against the machine's; the figures are in `accounting.last`."""
     headers = (*AUTH, ("Prefer", "wait=5")) if wait else AUTH
     plan = loadgen.Plan(url=url, requests=reqs, rate=rate, seconds=seconds, processes=2,
                         concurrency=concurrency, timeout=10, headers=headers,
                         extract=decided if wait else None)
     cpu0 = sum(loadgen.process_cpu_seconds(p) for p in pids)
+    if accounting:
+        accounting.start()
     result = loadgen.closed_loop(plan) if closed else loadgen.run(plan)
     server_cores = (sum(loadgen.process_cpu_seconds(p) for p in pids) - cpu0) \
         / max(1e-9, result.wall_seconds)
+    window = accounting.stop() if accounting else None
     print(f"  {'closed loop' if closed else f'{rate:.0f}/s'} {url}: "
           f"{result.achieved_rate:,.0f}/s done, p50 {result.ms(50):.1f} ms, "
           f"p99 {result.ms(99):.1f} ms, statuses {result.statuses}, timeouts "
           f"{result.timeouts}; client CPU {result.client_cores:.2f} cores (busiest process "
           f"{result.client_cpu_per_process:.0%}), server {server_cores:.2f} cores"
           f"{'' if result.valid else '  INVALID: ' + str(result.saturated)}", flush=True)
+    if accounting and window:
+        decided_n = len(result.extracts) if wait else sum(
+            n for s, n in result.statuses.items() if s < 300)
+        accounting.last = window.report(decided_n, sum(result.cpu_seconds))
+        for line in window.lines(decided_n, sum(result.cpu_seconds)):
+            print(line, flush=True)
     return result, server_cores
 
 
@@ -228,18 +241,25 @@ def distributed(args: argparse.Namespace, workload: Workload, extra: Workload
                "DEALREG_PROJECTIONS_GROUP": f"proj-{suffix}"}
         ports = {name: free_port() for name in ("registration", "adjudication", "projections")}
         pids = []
+        services = {}
         for name in ("projections", "adjudication", "registration"):
             proc = stack.enter_context(process(["serve", name, "--port", str(ports[name])],
                                                env))
             pids.append(proc.pid)
+            services[name] = proc.pid
             asyncio.run(wait_ready(f"http://127.0.0.1:{ports[name]}", timeout=90))
+        # Every process a decision costs CPU in, so a miss on a saturated machine shows as
+        # such: the services, the Kafka broker and PostgreSQL (the client's beside them).
+        accounting = cpu.Accounting(cpu.server_groups(
+            services, kafka_port(kafka.url), postgres_port(postgres.url)))
         url = f"http://127.0.0.1:{ports['registration']}"
         total = int(args.rate * args.seconds)
         settle(pids, 30)
         drive(url, requests(workload, 0, WARM_UP), 50, WARM_UP / 50, pids)
         result, cores = drive(url, requests(workload, WARM_UP, total), args.rate,
-                              args.seconds, pids)
+                              args.seconds, pids, accounting=accounting)
         out.update(latency_results("distributed_", result, cores, workload, WARM_UP))
+        out["distributed_cpu"] = accounting.last
         record("api_latency", out)  # kept if the rate steps run out of time
         # The highest rate keeping p99 < 250 ms: rising steps until one misses, the first
         # once the 200/s run's backlog is worked off (it started on it before).
@@ -247,19 +267,34 @@ def distributed(args: argparse.Namespace, workload: Workload, extra: Workload
         best = 0.0
         start = 3_000
         steps: dict[str, float] = {}
+        step_cpu: dict[str, dict[str, float]] = {}
         for rate in args.steps:
             count = int(rate * args.step_seconds)
             step, _ = drive(url, requests(extra, start, count), rate, args.step_seconds,
-                            pids)
+                            pids, accounting=accounting)
             start += count
             steps[f"{rate:.0f}"] = step.ms(99)
+            step_cpu[f"{rate:.0f}"] = accounting.last
             settle(pids, 20)
             if step.ms(99) >= 250 or step.timeouts or not step.valid:
                 break
             best = rate
         out["distributed_step_p99_ms"] = steps
+        out["distributed_step_cpu"] = step_cpu
         out["distributed_highest_rate_p99_under_250ms"] = best
     return out
+
+
+def kafka_port(url: str) -> int:
+    """The port of a bootstrap string `host:port[,host:port...]` (its first server)."""
+    return int(url.split(",")[0].rsplit(":", 1)[1])
+
+
+def postgres_port(url: str) -> int:
+    """The port of a SQLAlchemy URL `postgresql+asyncpg://user[:pw]@host[:port]/db`."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).port or 5432
 
 
 def main() -> None:

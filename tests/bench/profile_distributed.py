@@ -33,65 +33,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests.bench import bench_api_latency as bench  # noqa: E402
-from tests.bench import loadgen  # noqa: E402
+from tests.bench import cpu  # noqa: E402
 from tests.support.companies import generate  # noqa: E402
 from tests.support.processes import free_port, wait_ready  # noqa: E402
-
-
-def _listening_pid(port: int) -> int | None:
-    """The process listening on a TCP port of this machine (/proc/net/tcp{,6})."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table, encoding="ascii") as rows:
-            for row in list(rows)[1:]:
-                cols = row.split()
-                if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
-                    inodes.add(cols[9])
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                link = os.readlink(f"/proc/{pid}/fd/{fd}")
-                if link.startswith("socket:[") and link[8:-1] in inodes:
-                    return int(pid)
-        except OSError:
-            continue
-    return None
-
-
-def _children(ppid: int) -> list[int]:
-    out = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-                if int(stat.read().rsplit(")", 1)[1].split()[1]) == ppid:
-                    out.append(int(pid))
-        except OSError:
-            continue
-    return out
-
-
-class Group:
-    """A set of processes whose CPU is summed; PostgreSQL's backends come and go, so the
-    postmaster's children are re-listed at every sample (ended ones are lost: a backend
-    lives as long as its pooled connection, i.e. the whole run)."""
-
-    def __init__(self, name: str, pids: list[int], parent: int | None = None) -> None:
-        self.name, self.pids, self.parent = name, pids, parent
-
-    def sample(self) -> dict[int, float]:
-        pids = list(self.pids) + (_children(self.parent) if self.parent else [])
-        out = {}
-        for pid in pids:
-            try:
-                out[pid] = loadgen.process_cpu_seconds(pid)
-            except OSError:
-                continue
-        return out
-
-
-def _delta(before: dict[int, float], after: dict[int, float]) -> float:
-    return sum(v - before.get(pid, 0.0) for pid, v in after.items())
-
 
 _COUNTERS = ("dealreg_kafka_transactions_total", "dealreg_projection_batch_seconds_count",
              "dealreg_projection_events_total", "dealreg_http_requests_shed_total")
@@ -239,19 +183,15 @@ def main() -> None:
                "DEALREG_PROJECTIONS_GROUP": f"proj-{suffix}",
                **({"DEALREG_OTEL": "console"} if args.trace else {})}
         ports = {name: free_port() for name in ("registration", "adjudication", "projections")}
-        groups = []
+        services = {}
         for name in ("projections", "adjudication", "registration"):
             proc = stack.enter_context(bench.process(["serve", name, "--port", str(ports[name])],
                                                      env))
-            groups.append(Group(name, [proc.pid]))
+            services[name] = proc.pid
             asyncio.run(wait_ready(f"http://127.0.0.1:{ports[name]}", timeout=90))
-        kafka_pid = _listening_pid(int(kafka.url.rsplit(":", 1)[1]))
-        pg_pid = _listening_pid(int(postgres.url.rsplit(":", 1)[1].split("/")[0]))
-        if kafka_pid:
-            groups.append(Group("kafka", [kafka_pid]))
-        if pg_pid:
-            groups.append(Group("postgres", [pg_pid], parent=pg_pid))
-        pids = [g.pids[0] for g in groups[:3]]
+        accounting = cpu.Accounting(cpu.server_groups(
+            services, bench.kafka_port(kafka.url), bench.postgres_port(postgres.url)))
+        pids = list(services.values())
         url = f"http://127.0.0.1:{ports['registration']}"
         bench.settle(pids, 30)
         bench.drive(url, bench.requests(workload, 0, bench.WARM_UP), 50, 2, pids)
@@ -262,28 +202,19 @@ def main() -> None:
             urls = [f"http://127.0.0.1:{p}" for p in ports.values()]
             counters0, pg0 = _counters(urls), asyncio.run(_pg_transactions(database))
             asyncio.run(_statements(database, reset=True))
-            before = [g.sample() for g in groups]
+            accounting.start()
             t0 = time.time()
             result, _ = bench.drive(url, bench.requests(workload, start, count), rate,
                                     args.seconds, pids)
             time.sleep(1.0)  # the last decisions' projections
-            after = [g.sample() for g in groups]
+            window = accounting.stop()
             counters1, pg1 = _counters(urls), asyncio.run(_pg_transactions(database))
             start += count
             decided = max(1, len(result.extracts))
             print(f"  {rate:.0f}/s: {len(result.extracts)} decided in time, client p50 "
                   f"{result.ms(50):.0f} ms p99 {result.ms(99):.0f} ms", flush=True)
-            total_ms = 0.0
-            for g, b, a in zip(groups, before, after, strict=True):
-                cpu = _delta(b, a)
-                total_ms += cpu * 1000 / decided
-                print(f"    {g.name:13s} {cpu * 1000 / decided:6.2f} ms/decided "
-                      f"{cpu / result.wall_seconds:5.2f} cores", flush=True)
-            client = sum(result.cpu_seconds)
-            print(f"    {'loadgen':13s} {client * 1000 / decided:6.2f} ms/decided "
-                  f"{client / result.wall_seconds:5.2f} cores", flush=True)
-            print(f"    total {total_ms + client * 1000 / decided:.2f} ms/decided",
-                  flush=True)
+            for line in window.lines(decided, sum(result.cpu_seconds)):
+                print(line, flush=True)
             per = {k.removeprefix("dealreg_"): round((counters1[k] - counters0[k]) / decided, 2)
                    for k in _COUNTERS}
             per["postgres_transactions"] = round((pg1[0] - pg0[0]) / decided, 2)
