@@ -19,6 +19,7 @@ ended backend's whole life once more in the postmaster.)
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -35,6 +36,32 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process, its threads, and its waited-for children."""
     fields = _stat_fields(pid)
     return sum(int(fields[i]) for i in (11, 12, 13, 14)) / _TICKS
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU per kind of thread of a process (its threads' names with their numbers taken
+    out: a JVM's "data-plane-kafka-request-handler-3" and "-5" are one kind), so a
+    broker's request handling shows apart from its compiler and collector threads."""
+    out: dict[str, float] = {}
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/stat", encoding="ascii",
+                      errors="replace") as stat:
+                text = stat.read()
+        except OSError:
+            continue
+        name = _thread_kind(text[text.index("(") + 1:text.rindex(")")])
+        fields = text.rsplit(")", 1)[1].split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / _TICKS
+    return out
+
+
+def _thread_kind(name: str) -> str:
+    return re.sub(r"[-_ #]*\d+$", "", name.strip()) or name
 
 
 def children(ppid: int) -> list[int]:
@@ -87,6 +114,14 @@ class Group:
     name: str
     pids: list[int]
     parent: int | None = None
+    threads: bool = False  # also break its CPU down by kind of thread (`thread_cpu`)
+
+    def by_thread(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for pid in self.pids if self.threads else ():
+            for kind, seconds in thread_cpu(pid).items():
+                out[kind] = out.get(kind, 0.0) + seconds
+        return out
 
     def seconds(self) -> float:
         """CPU so far; a process that has ended is left out (for a child of `parent`, its
@@ -120,6 +155,8 @@ class Window:
     groups: dict[str, float]  # seconds of CPU per group
     machine: float  # busy seconds of the whole machine
     cores: int = field(default_factory=lambda: os.cpu_count() or 1)
+    threads: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per group broken down by thread: kind of thread -> seconds of CPU."""
 
     def report(self, decided: int, client_seconds: float | None = None) -> dict[str, float]:
         """Flat figures: `<group>_cpu_ms_per_decided`, `<group>_cores`, the totals, the
@@ -139,13 +176,24 @@ class Window:
         out["machine_busy_cores"] = round(self.machine / wall, 3)
         out["other_jobs_cores"] = round(max(0.0, self.machine - counted) / wall, 3)
         out["machine_cores"] = self.cores
+        for group, kinds in self.threads.items():
+            for kind, seconds in sorted(kinds.items(), key=lambda kv: -kv[1])[:8]:
+                out[f"{group}_thread_{kind}_cpu_ms_per_decided"] = round(seconds * 1000 / per,
+                                                                         3)
         return out
 
     def lines(self, decided: int, client_seconds: float | None = None) -> list[str]:
         fig = self.report(decided, client_seconds)
         names = [*self.groups, *(["client"] if client_seconds is not None else [])]
-        rows = [f"    {n:13s} {fig[f'{n}_cpu_ms_per_decided']:7.2f} ms CPU/decided "
-                f"{fig[f'{n}_cores']:5.2f} cores" for n in names]
+        rows = []
+        for n in names:
+            rows.append(f"    {n:13s} {fig[f'{n}_cpu_ms_per_decided']:7.2f} ms CPU/decided "
+                        f"{fig[f'{n}_cores']:5.2f} cores")
+            kinds = sorted(self.threads.get(n, {}).items(), key=lambda kv: -kv[1])
+            if kinds:
+                rows.append("      threads (ms/decided): " + ", ".join(
+                    f"{kind} {seconds * 1000 / max(1, decided):.2f}"
+                    for kind, seconds in kinds[:8] if seconds > 0))
         rows.append(f"    {'total':13s} {fig['total_cpu_ms_per_decided']:7.2f} ms CPU/decided "
                     f"{fig['total_cores']:5.2f} of the machine's {self.cores} cores; machine "
                     f"busy {fig['machine_busy_cores']:.2f} cores (other jobs "
@@ -160,22 +208,29 @@ class Accounting:
     def __init__(self, groups: list[Group]) -> None:
         self.groups = groups
         self._before: list[float] = []
+        self._threads: list[dict[str, float]] = []
         self._machine = 0.0
         self._t0 = 0.0
         self.last: dict[str, float] = {}  # the last window's report, set by its user
 
     def start(self) -> None:
         self._before = [g.seconds() for g in self.groups]
+        self._threads = [g.by_thread() for g in self.groups]
         self._machine = machine_busy_seconds()
         self._t0 = time.perf_counter()
 
     def stop(self) -> Window:
         wall = time.perf_counter() - self._t0
         after = [g.seconds() for g in self.groups]
+        threads = {}
+        for group, before in zip(self.groups, self._threads, strict=True):
+            if group.threads:
+                threads[group.name] = {kind: seconds - before.get(kind, 0.0)
+                                       for kind, seconds in group.by_thread().items()}
         return Window(wall=wall,
                       groups={g.name: a - b for g, a, b in zip(self.groups, after, self._before,
                                                                strict=True)},
-                      machine=machine_busy_seconds() - self._machine)
+                      machine=machine_busy_seconds() - self._machine, threads=threads)
 
 
 def server_groups(services: dict[str, int], kafka_port: int | None,
@@ -185,7 +240,7 @@ def server_groups(services: dict[str, int], kafka_port: int | None,
     groups = [Group(name, [pid]) for name, pid in services.items()]
     kafka = listening_pid(kafka_port) if kafka_port else None
     if kafka:
-        groups.append(Group("kafka", [kafka]))
+        groups.append(Group("kafka", [kafka], threads=True))
     postgres = listening_pid(postgres_port) if postgres_port else None
     if postgres:
         groups.append(Group("postgres", [postgres], parent=postgres))

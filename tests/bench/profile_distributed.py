@@ -20,6 +20,7 @@ import asyncio
 import json
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -72,9 +73,10 @@ async def _pg_transactions(database: str) -> tuple[float, float]:
         await conn.close()
 
 
-async def _statements(database: str, reset: bool) -> list[tuple[int, float, str]]:
-    """With pg_stat_statements loaded in the server (shared_preload_libraries): reset, or
-    the top statements by execution time as (calls, total ms, text); else nothing."""
+async def _statements(database: str, reset: bool) -> list[tuple[int, float, int, str]]:
+    """With pg_stat_statements loaded in the server (shared_preload_libraries, e.g.
+    DEALREG_PG_STAT_STATEMENTS=1 with deploy/postgres.sh): reset, or the top statements by
+    execution time as (calls, total ms, rows, text); else nothing."""
     import asyncpg
 
     conn = await asyncpg.connect(database.replace("postgresql+asyncpg://", "postgresql://"))
@@ -85,17 +87,18 @@ async def _statements(database: str, reset: bool) -> list[tuple[int, float, str]
                 await conn.execute("SELECT pg_stat_statements_reset()")
                 return []
             rows = await conn.fetch(
-                "SELECT calls, total_exec_time, query FROM pg_stat_statements s "
+                "SELECT calls, total_exec_time, rows, query FROM pg_stat_statements s "
                 "JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database() "
                 "ORDER BY total_exec_time DESC LIMIT 12")
             total = await conn.fetchrow(
-                "SELECT sum(calls) AS calls, sum(total_exec_time) AS ms FROM "
+                "SELECT sum(calls) AS calls, sum(total_exec_time) AS ms, sum(rows) AS rows FROM "
                 "pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
                 "WHERE d.datname = current_database()")
         except asyncpg.PostgresError:
             return []
-        return [(int(total["calls"] or 0), float(total["ms"] or 0), "(all statements)")] + [
-            (r["calls"], r["total_exec_time"], " ".join(r["query"].split())[:110])
+        return [(int(total["calls"] or 0), float(total["ms"] or 0), int(total["rows"] or 0),
+                 "(all statements)")] + [
+            (r["calls"], r["total_exec_time"], r["rows"], " ".join(r["query"].split())[:110])
             for r in rows]
     finally:
         await conn.close()
@@ -159,6 +162,16 @@ def _print_stages(logs: list[Path], since: float) -> None:
               f"(n {len(values)})", flush=True)
 
 
+def _py_spy(folder: Path, services: dict[str, int], rate: float,
+            seconds: float) -> list[subprocess.Popen[bytes]]:
+    folder.mkdir(parents=True, exist_ok=True)
+    return [subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--rate", "50",
+                              "--duration", str(int(seconds)), "--nonblocking", "--format",
+                              "raw", "-o", str(folder / f"{name}-{rate:.0f}.txt")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for name, pid in services.items()]
+
+
 def main() -> None:
     from tests.support.servers import create_database, start_kafka, start_postgres
 
@@ -168,6 +181,9 @@ def main() -> None:
     parser.add_argument("--trace", action="store_true",
                         help="print spans (DEALREG_OTEL=console) and split latency by stage; "
                         "costs CPU, so its CPU figures are not comparable")
+    parser.add_argument("--py-spy", metavar="DIR", type=Path,
+                        help="also sample each service with `py-spy record` (raw folded "
+                        "stacks, --nonblocking, 50 Hz) into DIR/<service>-<rate>.txt")
     args = parser.parse_args()
     total = int(sum(args.rates) * args.seconds) + bench.WARM_UP
     workload = generate(bench.SEED, total, collision_share=0.3)
@@ -202,12 +218,15 @@ def main() -> None:
             urls = [f"http://127.0.0.1:{p}" for p in ports.values()]
             counters0, pg0 = _counters(urls), asyncio.run(_pg_transactions(database))
             asyncio.run(_statements(database, reset=True))
+            spies = _py_spy(args.py_spy, services, rate, args.seconds) if args.py_spy else []
             accounting.start()
             t0 = time.time()
             result, _ = bench.drive(url, bench.requests(workload, start, count), rate,
                                     args.seconds, pids)
             time.sleep(1.0)  # the last decisions' projections
             window = accounting.stop()
+            for spy in spies:
+                spy.wait(timeout=60)
             counters1, pg1 = _counters(urls), asyncio.run(_pg_transactions(database))
             start += count
             decided = max(1, len(result.extracts))
@@ -220,9 +239,10 @@ def main() -> None:
             per["postgres_transactions"] = round((pg1[0] - pg0[0]) / decided, 2)
             per["postgres_sessions"] = round((pg1[1] - pg0[1]) / decided, 3)
             print(f"    per decided: {per}", flush=True)
-            for calls, total, query in asyncio.run(_statements(database, reset=False)):
+            for calls, total, rows, query in asyncio.run(_statements(database, reset=False)):
                 print(f"      pg {total / decided:6.3f} ms/decided {calls / decided:5.2f} "
-                      f"calls/decided  {query}", flush=True)
+                      f"calls/decided {rows / max(1, calls):7.1f} rows/call  {query}",
+                      flush=True)
             if args.trace:
                 _print_stages([Path(tempfile.gettempdir()) / f"dealreg-bench-{p}.log"
                                for p in ports.values()], t0)

@@ -113,3 +113,35 @@ def test_the_servers_are_found_by_the_ports_they_listen_on() -> None:
     assert bench_api_latency.postgres_port(
         "postgresql+asyncpg://dealreg:pw@127.0.0.1:54321/bench_1") == 54321
     assert bench_api_latency.postgres_port("postgresql+asyncpg://u@localhost/db") == 5432
+
+
+def test_live_threads_of_one_kind_are_summed() -> None:
+    """Numbered threads of one kind (a JVM's request handlers) add up under one name, so
+    a broker's request work shows apart from its compiler and collector threads."""
+    import ctypes
+    import threading
+    import time
+
+    libc = ctypes.CDLL(None)
+    burnt = threading.Barrier(3)
+    done = threading.Event()
+
+    def burner(n: int) -> None:
+        libc.prctl(15, f"handler-{n}".encode(), 0, 0, 0)
+        start = time.thread_time()
+        while time.thread_time() - start < 0.15:
+            pass
+        burnt.wait()
+        done.wait()
+
+    threads = [threading.Thread(target=burner, args=(n,), daemon=True) for n in (1, 2)]
+    for thread in threads:
+        thread.start()
+    burnt.wait()
+    try:
+        kinds = cpu.thread_cpu(os.getpid())
+        assert 0.28 <= kinds["handler"] <= 0.4, kinds
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join()
