@@ -178,7 +178,7 @@ def settle(pids: list[int], limit: float = 60.0) -> float:
 def warm_broker(url: str, workload: Workload, pids: list[int], accounting: cpu.Accounting,
                 rate: float, limit: float, chunk: float = 5.0) -> dict[str, float]:
     """Drive load in `chunk`-second open-loop runs until the Kafka broker's JIT compiler
-    threads used under 5 % of a core over one (at most `limit` seconds). A broker's JVM
+    threads used under 5 % of a core over one; none starts after `limit` seconds. A broker's JVM
     compiles its hot paths in its first minutes under load: measured on a fresh broker
     (100 records/s with half a transaction each), its CPU per record fell from 6.4 to
     2.2 ms over 75 s, the compiler threads 1.2-2.2 ms of it at first. The measured runs

@@ -50,7 +50,7 @@ def _counters(urls: list[str]) -> dict[str, float]:
     for url in urls:
         request = urllib.request.Request(f"{url}/metrics",
                                          headers={"Authorization": f"Bearer {bench.TOKEN}"})
-        with urllib.request.urlopen(request, timeout=10) as answer:
+        with urllib.request.urlopen(request, timeout=60) as answer:
             for line in answer.read().decode().splitlines():
                 name = line.split("{", 1)[0].split(" ", 1)[0]
                 if name in out:
@@ -184,6 +184,9 @@ def main() -> None:
     parser.add_argument("--py-spy", metavar="DIR", type=Path,
                         help="also sample each service with `py-spy record` (raw folded "
                         "stacks, --nonblocking, 50 Hz) into DIR/<service>-<rate>.txt")
+    parser.add_argument("--warm-up-seconds", type=float, default=60,
+                        help="at most this long a warm-up load first, until the Kafka "
+                        "broker's JIT has settled (bench_api_latency.warm_broker; 0: none)")
     args = parser.parse_args()
     total = int(sum(args.rates) * args.seconds) + bench.WARM_UP
     workload = generate(bench.SEED, total, collision_share=0.3)
@@ -211,6 +214,10 @@ def main() -> None:
         url = f"http://127.0.0.1:{ports['registration']}"
         bench.settle(pids, 30)
         bench.drive(url, bench.requests(workload, 0, bench.WARM_UP), 50, 2, pids)
+        if args.warm_up_seconds > 0:
+            warm = generate(bench.SEED + 2, int(100 * (args.warm_up_seconds + 10)),
+                            collision_share=0.3)
+            bench.warm_broker(url, warm, pids, accounting, 100, args.warm_up_seconds)
         start = bench.WARM_UP
         for rate in args.rates:
             bench.settle(pids, 30)
