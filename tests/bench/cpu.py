@@ -236,7 +236,9 @@ class Accounting:
 def server_groups(services: dict[str, int], kafka_port: int | None,
                   postgres_port: int | None) -> list[Group]:
     """One group per `serve` process (name -> pid), the Kafka broker and PostgreSQL (found
-    by the ports they listen on; a server not found on this machine is left out)."""
+    by the ports they listen on; a server not found on this machine is left out). The
+    servers must be the bench's own (deploy/ scripts): a shared one counts its other
+    users too, and one in a container is seen as the process that forwards its port."""
     groups = [Group(name, [pid]) for name, pid in services.items()]
     kafka = listening_pid(kafka_port) if kafka_port else None
     if kafka:
