@@ -11,12 +11,14 @@ band come back with `confident=False`: possible duplicates for a person to judge
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from services.adjudication.domain.state import AdjudicationState, Entry
 from shared.accounts import (
     AccountIdentity,
     AccountMatch,
     Identifiers,
+    Sorted,
     different_customers,
     match_order,
     sort_out,
@@ -157,6 +159,7 @@ def _matches(
 
 
 _RANK = {"crm_account_id": 2, "domain": 1, "name": 0}
+_NOTHING: Final = Sorted((), (), Identifiers())
 
 
 def _same(a: AccountIdentity, b: AccountIdentity) -> bool:
@@ -243,8 +246,16 @@ def _evidence(
     if identity is not None and not identity.is_empty():
         matches = asked.matches if asked is not None and _same(asked.identity, identity) \
             else _matches(state, identity, policy)
+        mine = new.account_key
+        for match in matches:
+            if match.account_key != mine:
+                break
+        else:
+            # Only its own key matched (half the registrations): that key is in `evidence`
+            # already, not via a link, so whatever `sort_out` answers adds nothing.
+            matches = []
         found = sort_out(query, matches, state.customer, anchor, review_names,
-                         policy.match.crm_ids)
+                         policy.match.crm_ids) if matches else _NOTHING
         for match in (*found.same, *found.possible):
             known = evidence.get(match.account_key)
             if known is not None:
