@@ -530,11 +530,18 @@ class AccountIndex:
                 crm_found = self._by_crm.get(crm)
         domain_found = self._by_domain.get(_DOMAIN + identity.domain) \
             if identity.domain else None
-        names = self._countries.get(identity.country) \
-            if identity.name and identity.country else None
-        if names is None:
-            # No name to compare (the common exact look-up): at most one account by each
-            # identifier, answered without gathering (what the walk below would answer).
+        names: _CountryNames | None = None
+        query = ""
+        candidates: Collection[str] = ()
+        if identity.name and identity.country:
+            names = self._countries.get(identity.country)
+            if names is not None:
+                query = _sorted(identity.name)
+                candidates = names.candidates(query, self._candidate_budget)
+        if not candidates:
+            # No name to score (the exact look-up, or no name shares a blocking key): at
+            # most one account by each identifier, answered without gathering (what the
+            # walk below would answer).
             if crm_found is None or crm_found == ():  # (ordinal 0 is an account)
                 if domain_found is None:
                     return []
@@ -553,22 +560,21 @@ class AccountIndex:
             offer(ordinal, AccountMatch(keys[ordinal], "crm_account_id", 1.0, True))
         for ordinal in _ordinals(domain_found):
             offer(ordinal, AccountMatch(keys[ordinal], "domain", 1.0, True))
-        if names is not None:
-            self._match_names(names, identity.name or "", name_threshold, review_band, offer)
+        if names is not None and candidates:
+            self._match_names(names, query, candidates, name_threshold, review_band, offer)
         return sorted(best.values(), key=_sort_key)
 
     def _match_names(
         self,
         names: _CountryNames,
-        name: str,
+        query: str,
+        candidates: Collection[str],
         name_threshold: float,
         review_band: float,
         offer: Callable[[int, AccountMatch], None],
     ) -> None:
-        query = _sorted(name)
-        candidates = names.candidates(query, self._candidate_budget)
-        if not candidates:
-            return
+        """Offer each of `candidates` (`names.candidates` of the token-sorted `query`)
+        scoring within the review band."""
         floor = name_threshold - review_band - _EPSILON
         # fuzz.ratio on token-sorted strings is exactly name_similarity(); extract runs the
         # whole candidate collection in C with the cutoff's length filter, limit=None keeps
