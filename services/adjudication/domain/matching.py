@@ -132,6 +132,12 @@ def _with(matches: list[AccountMatch], own: list[AccountMatch]) -> list[AccountM
     if not own:
         return matches
     mine = own[0]
+    if not matches:
+        return own
+    if len(matches) == 1 and matches[0].account_key == mine.account_key:
+        # The key had matched already (a known account, most registrations): the
+        # stronger of the two, as the walk below keeps it.
+        return matches if strength(matches[0]) >= strength(mine) else own
     kept: list[AccountMatch] = []
     for match in matches:
         if match.account_key == mine.account_key:
