@@ -193,9 +193,9 @@ def memory(registrations: int, period: str = "P90D", every: timedelta = timedelt
     state.loose_index._identifiers.clear()
     state._indexed.clear()
     # So are the process-wide memos the decisions filled (session 25): the Salesforce-id
-    # spellings (`lru_cache`, 16,384 entries each: ~1.2 KB per active registration on the
-    # long-lived partition) and the sentences' days (4,096): one per process, shared by
-    # every partition it decides, whatever their size.
+    # spellings (`lru_cache`, 16,384 entries each), the sentences' days (4,096) and the
+    # index's name memos (256): ~1.8 KB per active registration on the long-lived
+    # partition, but one per process, shared by every partition it decides.
     _clear_process_memos()
     gc.collect()
     held = tracemalloc.get_traced_memory()[0] - baseline
