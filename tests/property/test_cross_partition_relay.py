@@ -377,6 +377,38 @@ def test_a_contest_weighs_the_possible_duplicates_of_its_customer_on_another_par
         m.teardown()
 
 
+def test_a_promotion_beside_a_copy_its_rejection_flagged_goes_to_a_person() -> None:
+    """Found by `ElsewhereInvariants` at 300 examples (Heuser), a rule defect: B's review
+    awarded p-04's name-only twin over A's p-01 (the relay rejected p-01 on A); p-01
+    registered `dom:` again and went to review on A beside the copy of p-04; p-02 then
+    registered the twin on B and lost to p-04 by tier, the copy of p-01's new registration
+    flagged beside it as a possible duplicate. p-04 withdrew: B promoted p-02 (nothing
+    confident held it), and A, told p-04 had ended, closed its review moot and approved
+    p-01: two owners of analytics at Heuser (invariant 1) that no person ever weighed.
+    Now a promotion weighs the copies its rejection flagged as a newcomer would: p-02
+    goes to review beside p-01's copy (`release._near_copies`)."""
+    m = ElsewhereInvariants()
+    try:
+        m.partners()
+        m.settle_elsewhere(index=0, outcome="award", partner=3, pick=0, race=False,
+                           rival=False, winner=0)
+        m.settle_elsewhere(index=0, outcome="award", partner=1, pick=0, race=False,
+                           rival=False, winner=0)
+        regs = list(m.model.regs.values())
+        assert [(r.partner, r.status, r.rule) for r in regs] == [
+            ("p-01", "rejected", "dispute_resolution"), ("p-04", "approved", "dispute_resolution"),
+            ("p-01", "in_review", "possible_duplicate"), ("p-02", "rejected", "tier")]
+        m.withdraw(index=0)  # p-04 lets go of the twin
+        assert [(r.partner, r.status, r.rule) for r in regs] == [
+            ("p-01", "rejected", "dispute_resolution"), ("p-04", "withdrawn", "dispute_resolution"),
+            ("p-01", "approved", "no_conflict"), ("p-02", "in_review", "possible_duplicate")]
+        review = next(d for d in _open(m) if regs[3].id in d.members)
+        assert set(review.members) == {regs[2].id, regs[3].id}
+        m.invariants_hold()
+    finally:
+        m.teardown()
+
+
 class TestElsewhereInvariants(ElsewhereInvariants.TestCase):  # type: ignore[name-defined,misc]
     tearDownClass = machine.TestInvariants.tearDownClass  # exploring: what it collected
 
