@@ -409,6 +409,42 @@ def test_a_promotion_beside_a_copy_its_rejection_flagged_goes_to_a_person() -> N
         m.teardown()
 
 
+def test_two_reviews_racing_each_rejecting_the_others_copy_end_both_for_a_reason() -> None:
+    """Found by `ElsewhereInvariants` at 300 examples (Jones Holdings), a checker artefact,
+    not a rule defect: B's review had awarded p-03's name-only twin; p-02 registered
+    `dom:` and went to review on A beside the twin's copy, and p-04 challenged the twin
+    on B (p-02's copy flagged beside it). Two persons decided in one step: A awarded p-02
+    (rejecting the twin's copy), B split between p-04 and the twin (rejecting p-02's copy).
+    Each review's word about a copy retires the original (relay.py), so the twin and
+    p-02 both end rejected, each by a resolution of a dispute it was a member of that
+    named it, and p-04 is the one owner. The twin's rejection is keyed by its own key, on
+    B, while A's DisputeResolved is on A: the checker folds partitions interleaved by time
+    and judged the rejection before that resolution, as an approval taken away for no
+    reason (invariant 2). It now judges such a rejection once the step's decisions are all
+    in (`check_pending_reasons`)."""
+    m = ElsewhereInvariants()
+    try:
+        m.partners()
+        m.settle_elsewhere(index=19, outcome="award", partner=2, pick=0, race=True,
+                           rival=True, winner=0)
+        m.settle_elsewhere(index=31, outcome="split", partner=2, pick=1, race=True,
+                           rival=False, winner=0)
+        regs = list(m.model.regs.values())
+        assert [(r.partner, r.key, r.status) for r in regs] == [
+            ("p-01", "dom:jones-holdings.co.uk", "rejected"),
+            ("p-03", "dom:jones-holdings.co.uk", "rejected"),
+            ("p-03", "name:GB:jones-holdings", "rejected"),  # the twin: A's award
+            ("p-02", "dom:jones-holdings.co.uk", "rejected"),  # B's split
+            ("p-04", "name:GB:jones-holdings", "approved")]
+        home = next(d for d in m.model.disputes.values() if d.outcome == "award"
+                    and regs[3].id in d.members)
+        assert regs[2].id in home.members and home.awarded == regs[3].id
+        assert not _open(m)
+        m.invariants_hold()
+    finally:
+        m.teardown()
+
+
 class TestElsewhereInvariants(ElsewhereInvariants.TestCase):  # type: ignore[name-defined,misc]
     tearDownClass = machine.TestInvariants.tearDownClass  # exploring: what it collected
 
