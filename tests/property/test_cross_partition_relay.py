@@ -445,6 +445,34 @@ def test_two_reviews_racing_each_rejecting_the_others_copy_end_both_for_a_reason
         m.teardown()
 
 
+def test_a_registration_lost_elsewhere_before_it_expired_starts_no_cooloff() -> None:
+    """Found by `ElsewhereInvariants` at 300 examples (Heuser), a rule defect: B's review
+    awarded p-01's name-only twin; on A, p-05 and then p-04 (gold, a challenger) registered
+    `dom:`, the twin's copy flagged in their dispute. The clock jumped 92 days: A's
+    fallback (due 10 January) rejected the twin's copy, and the twin's protection expired
+    on B (5 April); B decided its own expiry first and the relayed rejection after it
+    (its end stands), so the expiry started a cool-off, and p-01 registering the twin
+    again was rejected `reregistration_cooloff` citing a registration its readers show
+    rejected, one p-01 never let go (invariant 12). A relayed rejection decided at or
+    before such an end now lifts its cool-off (`cooloff.lost_before`)."""
+
+    def steps(m: Invariants) -> None:
+        m.register(HEUSER, "p-02", {"analytics"}, "resell")  # A: approved
+        m.register(HEUSER_BY_NAME, "p-01", {"analytics"}, "resell")  # B: review
+        _submit_award(m, _dispute_of(m, 1).id, _ids(m)[1])  # the twin wins
+        m.settle()
+        m.register(HEUSER, "p-05", {"analytics"}, "resell")  # A: review beside the copy
+        m.register(HEUSER, "p-04", {"analytics"}, "resell")  # A: challenger joins it
+        m.time_passes(hours=2208)
+        assert [_status(m, i) for i in range(4)] == [
+            "rejected", "rejected", "rejected", "approved"]  # the fallback took the twin
+        m.register(HEUSER_BY_NAME, "p-01", {"analytics"}, "resell")
+        again = m.model.regs[_ids(m)[4]]
+        assert (again.status, again.rule) == ("in_review", "possible_duplicate")
+
+    _replay(steps)
+
+
 class TestElsewhereInvariants(ElsewhereInvariants.TestCase):  # type: ignore[name-defined,misc]
     tearDownClass = machine.TestInvariants.tearDownClass  # exploring: what it collected
 
