@@ -70,8 +70,8 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 class _Apps:
     """The stateful phase's apps (`_served`), each on a fresh data directory. Every scenario
     starts on an app in a fresh app's state: a new one, or one that since it started only
-    answered reads and refusals (a refused request changes nothing: the API's contract,
-    README "Bad input"). After a scenario that had a request carried out (a method other
+    answered reads and refusals (bad input never yields an appended event: README,
+    "Errors"). After a scenario that had a request carried out (a method other
     than GET, HEAD or OPTIONS answered below 400) its app is stopped in the background and
     the next scenario takes a new one, started in the background meanwhile."""
 
