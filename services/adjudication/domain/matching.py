@@ -240,6 +240,13 @@ def _evidence(
     evidence: dict[str, tuple[str, float, bool, bool]] = {
         key: (kind, score, True, key != new.account_key) for key in own
     }
+    if own_evidence is None and len(own) > 1:
+        # It opened its key: it shares its identifiers with no one there, so the keys
+        # linked to it are its customer only through the links (a key linked by a name,
+        # by that name), not by the form of its own key (invariant 6).
+        paths = state.link_paths(new.account_key)
+        for key in own[1:]:
+            evidence[key] = (*paths[key], True, True)
     if identity is not None and not identity.is_empty():
         matches = asked.matches if asked is not None and _same(asked.identity, identity) \
             else _matches(state, identity, policy)
