@@ -454,3 +454,87 @@ class TestElsewhereRecentRules(ElsewhereRecentRules.TestCase):  # type: ignore[n
 TestElsewhereRecentRules.settings = settings(
     machine.TestInvariants.settings,
     max_examples=int(os.environ.get("DEALREG_PROPERTY_EXAMPLES", "20")))
+
+
+def _event_on_the_partition_of(m: Invariants, key: str) -> None:
+    """Any registration whose key hashes to `key`'s partition (a quiet partition decides
+    a copy's deadlines only when its next event arrives)."""
+    spec = next(s for s in machine.SPECS if s.domain and s.company_id != HEUSER.company_id
+                and partition_for(f"dom:{s.domain}", PARTITIONS)
+                == partition_for(key, PARTITIONS))
+    m.register(spec, "p-03", {"security"}, "resell")
+
+
+def test_an_extension_at_home_keeps_its_copy_in_the_review_elsewhere() -> None:
+    """Session 25 rival: B's review (keep_open) holds p-02 and the copy of A's p-01; p-01
+    extends at home in its window. The copy on B kept the end it was reported with and
+    expired there at the next event on B: the review went moot and approved p-02 beside
+    p-01, extended and approved at home (invariant 1). A copy in a review now waits for
+    its home's word (the converse relay tells B when p-01 really ends)."""
+
+    def steps(m: Invariants) -> None:
+        m.publish_policy("keep_open")
+        m.register(HEUSER, "p-01", {"analytics"}, "resell")  # A: approved
+        m.register(HEUSER_BY_NAME, "p-02", {"analytics"}, "resell")  # B: review, copy
+        review = _dispute_of(m, 1)
+        m.time_passes(24 * 31)
+        m.time_passes(24 * 31)
+        m.time_passes(24 * 8)  # within the extension window
+        m.extend(0)
+        m.time_passes(24 * 31)  # past p-01's first end, before its extended one
+        _event_on_the_partition_of(m, m.model.regs[_ids(m)[1]].key or "")
+        assert [_status(m, i) for i in range(2)] == ["approved", "in_review"]
+        assert m.model.disputes[review.id].open
+        m.time_passes(24 * 31)  # p-01's extended end: home tells the review
+        _event_on_the_partition_of(m, m.model.regs[_ids(m)[1]].key or "")
+        assert [_status(m, i) for i in range(2)] == ["expired", "approved"]
+        assert not m.model.disputes[review.id].open
+
+    _replay(steps)
+
+
+def test_a_hold_at_home_keeps_its_copy_in_the_review_elsewhere() -> None:
+    """The same without the partner doing anything: A's own dispute (p-04 challenging
+    p-01 for crm) holds p-01's protection past its end (`dispute_protection: extend`); the
+    copy on B expired on its date, B's review went moot and approved p-02 beside p-01,
+    still approved at home (invariant 1)."""
+
+    def steps(m: Invariants) -> None:
+        m.publish_policy("keep_open")
+        m.register(HEUSER, "p-01", {"analytics", "crm"}, "resell")  # A: approved
+        m.register(HEUSER_BY_NAME, "p-02", {"analytics"}, "resell")  # B: review, copy
+        m.register(HEUSER, "p-04", {"crm"}, "resell")  # A: platinum challenges for crm
+        review, home = _dispute_of(m, 1), _dispute_of(m, 2)
+        assert review is not home
+        for _ in range(3):
+            m.time_passes(24 * 31)  # p-01's end passes: held at home by its dispute
+        _event_on_the_partition_of(m, m.model.regs[_ids(m)[1]].key or "")
+        assert [_status(m, i) for i in range(3)] == ["approved", "in_review", "in_review"]
+        assert m.model.disputes[review.id].open
+        _submit_award(m, home.id, _ids(m)[2])  # A: p-04 wins; p-01 rejected at home
+        m.settle()
+        assert [_status(m, i) for i in range(3)] == ["rejected", "approved", "approved"]
+        assert not m.model.disputes[review.id].open
+
+    _replay(steps)
+
+
+def test_a_release_watched_by_a_review_elsewhere_promotes_no_second_owner() -> None:
+    """Found by the derandomized `Invariants` machine once this session's tests moved its
+    run (session 25; failing identically on main's services): p-04 owns Heuser Holdings by
+    name on B's partition, p-01 is rejected there by tier (p-04's line); p-02 registers
+    Heuser by domain on A's partition and goes to a possible-duplicate review with the
+    copy of p-04. p-04's deal closes lost: B promoted p-01 (its line), and A's review,
+    its copy ended, went moot and approved p-02: two owners of security, weighed by
+    nobody (invariant 1). A release watched by a review elsewhere (`CopiesInReview`) now
+    lets its line go unpromoted: the review elsewhere decides who follows."""
+
+    def steps(m: Invariants) -> None:
+        m.register(HEUSER_BY_NAME, "p-04", {"analytics", "security"}, "resell")  # B: owner
+        m.register(HEUSER_BY_NAME, "p-01", {"crm", "security"}, "resell")  # B: tier line
+        m.register(HEUSER, "p-02", {"analytics", "security"}, "resell")  # A: review, copy
+        assert [_status(m, i) for i in range(3)] == ["approved", "rejected", "in_review"]
+        m.close(0, "lost")
+        assert [_status(m, i) for i in range(3)] == ["lost", "rejected", "approved"]
+
+    _replay(steps)

@@ -174,6 +174,10 @@ class Reg:
     beaten_at: datetime | None = None
     """Who its latest rejection by a precedence rule named, and when (its place in their
     line on release)."""
+    watched: bool = False
+    """Its copy was drawn into a dispute on another partition (`CopiesInReview`): on
+    release its line is let go unpromoted (DESIGN.md, "A release watched by a review
+    elsewhere promotes no one")."""
 
     @property
     def company(self) -> str:
@@ -724,18 +728,6 @@ class Invariants(RuleBasedStateMachine):
         return (reg.status == "expired" and reg.ended_at is not None
                 and reg.ended_at > self.settled_at)
 
-    def known_limit(self, reg: Reg, rival: Reg) -> bool:
-        """Known limit, a real defect left open (DESIGN.md, "Open (session 24)"): the
-        evidence naming a registration filed under another key linked to `reg`'s says how
-        `reg` matched its own key (`crm_account_id` for a `crm:` key), not the identifier
-        the link was found by (a name). Counted, so it stays visible."""
-        m = self.model
-        if reg.key is not None and rival.key is not None and reg.key != rival.key \
-                and m.canonical(reg.key) == m.canonical(rival.key):
-            RECENT["known limit: evidence across a link names the own key's kind"] += 1
-            return True
-        return False
-
     def customer_of(self, reg: Reg, without: str) -> list[Registration]:
         """What the registrations filed under `reg`'s key, or a key linked to it, said
         (leaving out the registration `without`, the one being decided)."""
@@ -765,6 +757,8 @@ class Invariants(RuleBasedStateMachine):
             if reg is not None and (reg.key is None
                                     or partition_for(reg.key, PARTITIONS) == home):
                 reg.dispute = dispute_id
+            elif reg is not None and reg.status in ACTIVE:
+                reg.watched = True
 
     def policy_of(self, reg: Reg) -> Policy:
         return self.model.policies.get(reg.policy_version) or Policy()
@@ -839,7 +833,7 @@ class Invariants(RuleBasedStateMachine):
                 if r.status == "rejected" and owner.id in r.beaten_by
                 and r.beaten_at is not None and r.beaten_at >= at - policy.release_window
                 and r.key is not None and partition_for(r.key, PARTITIONS) == home]
-        if policy.on_release != "promote_next":
+        if policy.on_release != "promote_next" or owner.watched:
             line = []
         self.releases.append((owner, at, line, policy))
 
@@ -1085,15 +1079,13 @@ class Invariants(RuleBasedStateMachine):
             # customer: by an identifier it shares with some registration of that customer.
             mine, theirs = reg.spec, self.customer_of(rival, without=reg.id)
             if c.matched_by == "domain" and (mine.domain is None or mine.domain not in
-                                             {t.domain for t in theirs}) \
-                    and not self.known_limit(reg, rival):
+                                             {t.domain for t in theirs}):
                 self.violation(6, f"{reg.id} says matched_by domain with {rival.id}: "
                                f"{mine.domain} vs {sorted({str(t.domain) for t in theirs})}")
             if c.matched_by == "crm_account_id" and (
                     mine.crm_account_id is None
                     or _crm(mine.crm_account_id) not in {_crm(t.crm_account_id)
-                                                         for t in theirs}) \
-                    and not self.known_limit(reg, rival):
+                                                         for t in theirs}):
                 self.violation(6, f"{reg.id} says matched_by crm with {rival.id}: "
                                f"{mine.crm_account_id} vs "
                                f"{sorted({str(t.crm_account_id) for t in theirs})}")
@@ -1145,7 +1137,7 @@ class Invariants(RuleBasedStateMachine):
         """Invariant 1."""
         owners: dict[str, list[Reg]] = defaultdict(list)
         reviewed = {(x, y) for d in self.model.disputes.values()
-                    if d.open and d.opened_as == "cross_key"
+                    if d.open and d.opened_as in ("cross_key", "possible_duplicate")
                     for x in d.members for y in d.members}
         for reg in self.model.regs.values():
             if reg.status == "approved" and reg.motion in EXCLUSIVE:
@@ -1158,7 +1150,8 @@ class Invariants(RuleBasedStateMachine):
                     if a.partner == b.partner and a.spec.name_only != b.spec.name_only:
                         continue  # the party's own possible duplicate (DESIGN.md, limit)
                     if (a.id, b.id) in reviewed or (b.id, a.id) in reviewed:
-                        continue  # a race met in a cross_key review: a person decides
+                        continue  # a race met in a review (cross_key, or a name-only
+                        # side's possible_duplicate): a person decides
                     if self.conflict(a, b):
                         self.violation(1,
                             f"{company} ({company_name(company)}) has two "
@@ -2061,9 +2054,9 @@ def test_racing_first_registrations_meet_in_one_cross_key_review_in_the_machine(
 
 
 def test_a_race_without_the_re_report_leaves_two_owners_the_machine_reports() -> None:
-    """The machine can fail: with the re-reports left waiting (a process that stopped
-    before its decisions came back), the race leaves two exclusive owners and nobody
-    reviewing them, and invariant 1 says so."""
+    """The machine can fail: with no re-report run (the decisions wake no re-reporter),
+    the race leaves two exclusive owners and nobody reviewing them, and invariant 1 says
+    so."""
     m = RecentRules()
     try:
         m.partners()
@@ -2171,5 +2164,90 @@ def test_a_race_review_left_to_its_ladder_through_a_long_jump_keeps_one_owner() 
         m.race(RACES[0], "p-01", 1, {"analytics"})
         m.time_passes(24 * 92)
         assert {r.status for r in m.model.regs.values()} == {"rejected", "expired"}
+
+    _replay_recent(steps)
+
+
+def test_evidence_across_a_name_link_says_it_matched_by_name() -> None:
+    """Invariant 6, open since session 24 (the machine counted it as a "known limit"):
+    keys linked only by a name (a race between `dom:` and a name + CRM-id `crm:` key of
+    one Faker customer, linked by the race review's report) are one customer by that
+    name. The settlement's decision about each side named the other side "matched by"
+    the decided one's own key form (`domain` for the `dom:` side, `crm_account_id` for
+    the `crm:` one), identifiers the other side never had: each opened its own key, so it
+    is the other's customer only through the link, by name. The machine's check now
+    holds with no exemption, also for the newcomers after it (explanation only: the same
+    decisions)."""
+
+    def steps(m: RecentRules) -> None:
+        m.race(RACES[0], "p-01", 1, {"analytics"})
+        first, second = list(m.model.regs)
+        m.register(RACES[0][1], "p-03", {"analytics"}, "resell")  # crm key: rejected
+        review = next(d for d in m.model.disputes.values() if d.open)
+        m.resolve(0, 0, "award")
+        m.register(RACES[0][0], "p-04", {"analytics"}, "resell")  # dom key: in review
+        assert not review.open
+        said: dict[tuple[str, str], str] = {}
+        logged = m.run(m.pipeline.all_records(m.pipeline.topics.decisions))
+        for records in logged.values():
+            for record in records:
+                _, decision = decode(record.value)
+                if isinstance(decision, RegistrationDecided) \
+                        and decision.dispute_id == review.id \
+                        and decision.rule == "dispute_resolution":
+                    for c in decision.conflicts:
+                        said[(decision.registration_id, c.registration_id or "")] = \
+                            c.matched_by
+        assert said == {(first, second): "name", (second, first): "name"}
+
+    _replay_recent(steps)
+
+
+def test_a_person_settles_the_possible_duplicate_review_a_race_opened() -> None:
+    """Session 25 rival, the race-review key fix's sibling: a name-only registration
+    (p-02, `name:DE:heuser-holdings`) racing an identified one (p-01, `dom:`, another
+    partition) through two registration processes meets it in the `possible_duplicate`
+    review the post-decision re-report opens on the smaller key's partition
+    (`links._review_decided_duplicates`). That review was keyed by the copy's key, the
+    other partition: the edge sent the person's acknowledgement and resolution, and the
+    review's timers, there (`unknown_dispute`), so nobody could settle it and on a quiet
+    partition its fallback never came. It is now keyed by the partition's own
+    registration, like the cross-key review."""
+
+    def steps(m: RecentRules) -> None:
+        edge = m.run(m.pipeline.other_edge())
+        try:
+            a = m.submit(HEUSER, "p-01", {"analytics"}, "resell")
+            b = m.submit(HEUSER_BY_NAME, "p-02", {"analytics"}, "resell", edge=edge)
+            m.settle()
+        finally:
+            m.run(m.pipeline.drop_edge(edge))
+        assert a is not None and b is not None
+        review = next(d for d in m.model.disputes.values() if d.open)
+        assert (review.reason, set(review.members)) == ("possible_duplicate", {a.id, b.id})
+        m.acknowledge(0)
+        m.resolve(0, review.members.index(a.id), "award")
+        assert not review.open and (a.status, b.status) == ("approved", "rejected")
+
+    _replay_recent(steps)
+
+
+def test_a_possible_duplicate_review_a_race_opened_reaches_its_fallback() -> None:
+    """The same review left alone: its ladder's deadlines fire on its own partition (they
+    were routed to the copy's partition, which has no such dispute) and the fallback
+    settles it as two customers, as it settles any unreviewed possible duplicate."""
+
+    def steps(m: RecentRules) -> None:
+        edge = m.run(m.pipeline.other_edge())
+        try:
+            m.submit(HEUSER, "p-01", {"analytics"}, "resell")
+            m.submit(HEUSER_BY_NAME, "p-02", {"analytics"}, "resell", edge=edge)
+            m.settle()
+        finally:
+            m.run(m.pipeline.drop_edge(edge))
+        review = next(d for d in m.model.disputes.values() if d.open)
+        for _ in range(3):
+            m.time_passes(24 * 8)  # every level's deadline passed; nothing else happens
+        assert not review.open and review.outcome == "final_breach_fallback"
 
     _replay_recent(steps)

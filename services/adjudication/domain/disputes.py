@@ -478,7 +478,7 @@ def _file(state: AdjudicationState, out: Out, event: DisputeFiled, policy: Polic
         _contest_unopposed(state, out, entry, event, entry_policy, at)
         return
     hold_for_review(state, entry, at)
-    evidence = tuple(outcomes.member_evidence(r, entry.account_key, entry) for r in rivals)
+    evidence = tuple(outcomes.fellow_evidence(state, r, entry.account_key, entry) for r in rivals)
     # The rivals it lost to are drawn in: the person deciding must weigh them together.
     dispute = draw_into_dispute(state, out, entry, rivals, "contested", "contested", policy,
                                 at, evidence, dispute_id=event.dispute_id, flagged=near)
@@ -812,7 +812,7 @@ def settle(
     )
     released: list[Entry] = []
     copies: list[tuple[Entry, RelayedDecision]] = []  # the word on copies (relay.py)
-    fellows = outcomes.Fellows(live)
+    fellows = outcomes.Fellows(live, state)
     for i, entry in enumerate(live):
         entry_policy = state.policy(entry.policy_version)
         others = fellows.of(i)

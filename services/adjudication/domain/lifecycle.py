@@ -23,7 +23,12 @@ from services.adjudication.domain import release as releasing
 from services.adjudication.domain.disputes import remove_member
 from services.adjudication.domain.instants import from_us, human_span, span_us, to_us
 from services.adjudication.domain.outcomes import party_type
-from services.adjudication.domain.protection import held_by_dispute, inactive, retire
+from services.adjudication.domain.protection import (
+    awaits_home,
+    held_by_dispute,
+    inactive,
+    retire,
+)
 from services.adjudication.domain.state import EXPIRY, AdjudicationState, Entry
 from shared.events import (
     ClaimReleased,
@@ -258,6 +263,8 @@ def on_expiry(state: AdjudicationState, out: Out, deadline: int, target: str, le
     entry = state.entries.get(target)
     if entry is None or entry.status != "approved" or entry.protected_until != deadline:
         return  # extended, withdrawn, closed or rejected since: a stale deadline
+    if awaits_home(state, entry):
+        return  # a copy in a review here: its home says when it ends (relay.tell_ended)
     if held_by_dispute(state, entry):
         _hold(state, out, entry, deadline)
         return

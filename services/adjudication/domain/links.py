@@ -36,6 +36,7 @@ from services.adjudication.domain.matching import (
     held_exclusively,
     is_exclusive,
 )
+from services.adjudication.domain.protection import awaits_home
 from services.adjudication.domain.state import (
     ACTIVE,
     COPY_LEASE,
@@ -157,8 +158,17 @@ def _review_decided_duplicates(state: AdjudicationState, out: list[DomainEvent],
         finally:
             state.suspects.pop(mirror.id, None)
         if rivals:
-            evidence = [outcomes.evidence(c, mirror.account_key) for c in rivals]
-            draw_into_dispute(state, out, mirror, [c.entry for c in rivals],
+            # Keyed by this partition's own registration, never by the copy's key (another
+            # partition), as the cross-key review above: else the edge routed a person's
+            # acknowledgement and resolution, and the review's timers, to a partition
+            # without it (session 25 rival: nobody could settle it, and on a quiet
+            # partition its fallback never came).
+            home = rivals[0].entry
+            evidence = [outcomes.evidence(Collision(mirror, event.matched_by, event.score,
+                                                    False), home.account_key),
+                        *(outcomes.fellow_evidence(state, c.entry, home.account_key, home)
+                          for c in rivals[1:])]
+            draw_into_dispute(state, out, home, [mirror, *(c.entry for c in rivals[1:])],
                               "possible_duplicate", "possible_duplicate", policy, at, evidence)
 
 
@@ -246,6 +256,13 @@ def on_lease_end(
     if copy is None or not copy.mirror or not copy.active:
         return
     if copy.retain_until > deadline:  # refreshed since: the lease runs on
+        state.schedule(copy.retain_until, COPY_LEASE, copy.id)
+        return
+    if awaits_home(state, copy):
+        # In a review here: its home tells the review when it ends (relay.tell_ended);
+        # the lease runs on from now, for when the review has closed.
+        copy.retain_until = deadline + span_us(
+            state.policy(copy.policy_version).protection_period)
         state.schedule(copy.retain_until, COPY_LEASE, copy.id)
         return
     _end_copy(state, out, copy, "expired", deadline)

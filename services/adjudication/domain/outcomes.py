@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from services.adjudication.domain.instants import from_us
 from services.adjudication.domain.matching import Collision, key_evidence
-from services.adjudication.domain.state import Entry
+from services.adjudication.domain.state import AdjudicationState, Entry
 from shared.events import (
     ClaimDecided,
     ConflictEvidence,
@@ -45,20 +45,35 @@ def _evidence(entry: Entry, matched_by: str, score: float, confident: bool,
 
 
 def member_evidence(entry: Entry, decided_key: str,
-                    decided: Entry | None = None) -> ConflictEvidence:
+                    decided: Entry | None = None,
+                    joined: tuple[str, float] | None = None) -> ConflictEvidence:
     """Evidence for a fellow member `entry` of a dispute, in a decision about `decided`
     (filed under `decided_key`): how they were found to be one customer. A name match on
     either side makes it a name match (the weakest link); otherwise it is how `decided`
     matched its key's customer, or, when it opened the key (or is not given), how `entry`
     did. A `decided` that opened a key of its own (another key than `entry`'s) matched
-    through that key's form: a name key can only have matched by name."""
+    through the link between the two keys (`joined`: a link found by a name, by name),
+    else through that key's form: a name key can only have matched by name."""
     theirs = entry.evidence or (key_evidence(entry.account_key), 1.0)
     mine = (decided.evidence if decided is not None else None) or theirs
     if (decided is not None and decided.evidence is None
             and decided.account_key != entry.account_key):
-        mine = (key_evidence(decided.account_key), 1.0)
+        # It opened its key: the member's key is its customer through the link between
+        # them (`joined`), else through its own key's form.
+        mine = joined or (key_evidence(decided.account_key), 1.0)
     kind, score = _weakest(mine, theirs)
     return evidence(Collision(entry, kind, score, True), decided_key)
+
+
+def fellow_evidence(state: AdjudicationState, entry: Entry, decided_key: str,
+                    decided: Entry | None = None) -> ConflictEvidence:
+    """`member_evidence` with the link between the two keys, if any (`joined`): a member
+    filed under a key linked to the key the decided one opened is its customer through
+    that link, so a link found by a name makes it a name match (invariant 6; before
+    session 25 the evidence said the decided one's key form, say `crm_account_id`)."""
+    joined = (state.link_paths(decided_key).get(entry.account_key)
+              if entry.account_key != decided_key else None)
+    return member_evidence(entry, decided_key, decided, joined)
 
 
 def _weakest(mine: tuple[str, float], theirs: tuple[str, float]) -> tuple[str, float]:
@@ -89,10 +104,13 @@ class Fellows:
     and the decided one left out. Evidence is a frozen value: one object serves every
     decision naming it."""
 
-    __slots__ = ("_apart", "_here", "_keyed", "_theirs", "members")
+    __slots__ = ("_apart", "_here", "_keyed", "_paths", "_theirs", "members", "state")
 
-    def __init__(self, members: Sequence[Entry]) -> None:
+    def __init__(self, members: Sequence[Entry], state: AdjudicationState | None = None
+                 ) -> None:
         self.members = members
+        self.state = state
+        self._paths: dict[str, dict[str, tuple[str, float]]] = {}
         self._theirs: list[tuple[str, float]] = []
         self._keyed: dict[str, list[int]] = {}
         if len(members) > _FEW:
@@ -105,8 +123,10 @@ class Fellows:
     def of(self, i: int) -> list[ConflictEvidence]:
         members, theirs = self.members, self._theirs
         decided = members[i]
+        paths = self._linked(decided.account_key)
         if len(members) <= _FEW:
-            return [member_evidence(m, decided.account_key, decided)
+            return [member_evidence(m, decided.account_key, decided,
+                                    paths.get(m.account_key) if paths else None)
                     for m in members if m is not decided]
         key, given = decided.account_key, decided.evidence
         mine = given or (key_evidence(key), 1.0)
@@ -125,8 +145,24 @@ class Fellows:
                 item = self._here[(j, kind, score)] = _evidence(members[j], kind, score,
                                                                 True, None)
             found[j] = item
+        if given is None:
+            for other, joined in paths.items():
+                # Members under a key linked to the one the decided one opened: through
+                # the link (`member_evidence`).
+                for j in self._keyed.get(other, ()):
+                    found[j] = _evidence(members[j], *_weakest(joined, theirs[j]), True,
+                                         other)
         del found[i]
         return found
+
+    def _linked(self, key: str) -> dict[str, tuple[str, float]]:
+        """The keys linked to `key` and how (`AdjudicationState.link_paths`), once per key."""
+        if self.state is None or key not in self.state.links:
+            return {}
+        paths = self._paths.get(key)
+        if paths is None:
+            paths = self._paths[key] = self.state.link_paths(key)
+        return paths
 
 
 def decision(

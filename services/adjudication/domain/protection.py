@@ -51,6 +51,22 @@ def held_by_dispute(state: AdjudicationState, entry: Entry) -> bool:
     return state.policy(entry.policy_version).dispute_protection == "extend"
 
 
+def awaits_home(state: AdjudicationState, entry: Entry) -> bool:
+    """Whether `entry` is a copy of another partition's registration sitting in an open
+    review here: it ends by its home's word (`HomeEndRelayed`, or a report listing it
+    ended), never by its own clock (its reported end, its lease). The review told its
+    home when it drew it in (`CopiesInReview`), and the home tells the review when the
+    registration really ends there, however it ends; the end the copy was reported with
+    is stale once the home extends it or holds it in a dispute of its own, and expiring
+    it here closed the review moot and approved the survivor beside a registration still
+    approved at home (two owners; DESIGN.md, "A copy in a review waits for its home's
+    word")."""
+    if not entry.mirror or entry.dispute_id is None:
+        return False
+    dispute = state.disputes.get(entry.dispute_id)
+    return dispute is not None and dispute.status == "open"
+
+
 def may_hold(entry: Entry, dispute_id: str) -> bool:
     """At most one dispute carries a protection past its end (the hold while open, the
     grace after): otherwise a rival filing a throwaway registration and contesting it every

@@ -9,7 +9,9 @@ ordered by the policy's precedence as adjudication walks it, then first submitte
 protection period) if nothing active and exclusive now overlaps it and its partner is still
 active. Several may be promoted when their products do not overlap. With `free`, nothing
 happens: the next newcomer gets the account. A win in the CRM is not a release: the
-customer bought, and the winner is the incumbent.
+customer bought, and the winner is the incumbent. An owner whose copy a review on another
+partition holds (or held: `state.watchers`) lets its line go unpromoted: that review
+decides who follows it.
 """
 
 from __future__ import annotations
@@ -48,6 +50,13 @@ def let_go(state: AdjudicationState, out: list[DomainEvent], owner: Entry, at: i
     line_ids = state.beaten.pop(owner.id, None)
     if not line_ids or owner.mirror:
         return
+    if owner.id in state.watchers:
+        # A review on another partition weighed (or weighs) a rival against its copy: that
+        # partition approves its survivor when the copy ends, knowing nothing of this
+        # line, and one promoted here would be a second owner nobody weighed it against
+        # (session 25 rival, invariant 1). The line is let go unpromoted; a rejection in
+        # it may still be contested (the edge reports the other keys ahead of a contest).
+        return
     policy = state.policy(owner.policy_version)
     if policy.on_release != "promote_next":
         return
@@ -76,4 +85,4 @@ def let_go(state: AdjudicationState, out: list[DomainEvent], owner: Entry, at: i
             f"{explain.account_label(candidate.account_key)}{explain.scope(candidate)} "
             f"has ended; this one is next in line (by {explain.precedence_words(policy)})"
             f"{explain.protected_until(candidate)} {explain.tag(RULE, policy.version)}.",
-            at, [outcomes.member_evidence(owner, candidate.account_key, candidate)]))
+            at, [outcomes.fellow_evidence(state, owner, candidate.account_key, candidate)]))

@@ -127,6 +127,18 @@ class Link:
     justified_by: list[str]
 
 
+_STRENGTH: Final = {"name": 0, "domain": 1, "crm_account_id": 2}
+
+
+def weakest(a: tuple[str, float], b: tuple[str, float]) -> tuple[str, float]:
+    """The weaker of two pieces of evidence (matched_by, score) that chain: name below
+    domain below CRM id; between two of one kind, the lower score."""
+    ra, rb = _STRENGTH.get(a[0], 1), _STRENGTH.get(b[0], 1)
+    if ra != rb:
+        return a if ra < rb else b
+    return a if a[1] <= b[1] else b
+
+
 @dataclass(slots=True)
 class AdjudicationState:
     """One partition's memory. `decide` mutates it in place (for speed) and returns it."""
@@ -299,6 +311,32 @@ class AdjudicationState:
                     found.append(other)
             i += 1
         return found
+
+    def link_paths(self, account_key: str) -> dict[str, tuple[str, float]]:
+        """How every other key of `account_key`'s cluster is one customer with it: the
+        weakest link (name below domain below CRM id; the lower score between two names)
+        on its path from `account_key`, breadth first as `cluster` walks it. Empty when
+        nothing is linked to it. What evidence across a link says (invariant 6: keys
+        linked by a name matched by that name, whatever their own keys' forms)."""
+        links = self.links
+        if account_key not in links:
+            return {}
+        facts = self.link_facts
+        paths: dict[str, tuple[str, float]] = {}
+        frontier = [account_key]
+        i = 0
+        while i < len(frontier):
+            here = frontier[i]
+            came = paths.get(here)
+            for other in links.get(here, ()):
+                if other == account_key or other in paths:
+                    continue
+                fact = facts.get((here, other) if here < other else (other, here))
+                step = (fact.matched_by, fact.score) if fact is not None else ("name", 0.0)
+                paths[other] = step if came is None else weakest(came, step)
+                frontier.append(other)
+            i += 1
+        return paths
 
     def customer(self, account_key: str) -> Identifiers:
         """The identifiers of the customer behind `account_key`: filed under any key of

@@ -1,5 +1,6 @@
 """The decide shortcuts (one index look-up per registration, `matching.Lookup.filed`; the
-cool-off's `_may_reach_let_go`) only skip work: on any stream, decisions are those of the
+cool-off's `_may_reach_let_go`; no `sort_out` when only the own key matched,
+`matching._only_own`) only skip work: on any stream, decisions are those of the
 long way (asking the index again after filing, always sorting out the customer), and a
 snapshot/restore mid-stream changes nothing (architecture invariant 3).
 
@@ -123,8 +124,10 @@ _cooling, _find_collisions = cooloff.cooling, adjudicate_module.find_collisions
 
 def _long_way(ops: list[tuple[Any, ...]], pol: Policy) -> list[str]:
     """Before the shortcuts: the cool-off and collisions ask the index themselves (no
-    `asked`), so the customer is always sorted out."""
+    `asked`), so the customer is always sorted out, even when only the new entry's own
+    key matched (`matching._only_own`)."""
     with ExitStack() as stack:
+        stack.enter_context(mock.patch.object(matching, "_only_own", lambda *_: False))
         stack.enter_context(mock.patch.object(
             cooloff, "cooling", lambda *a, **_: _cooling(*a[:5])))
         stack.enter_context(mock.patch.object(
@@ -214,12 +217,13 @@ def test_the_loose_index_decides_alike_holding_names_only(
 class _LongFellows:
     """`outcomes.Fellows` the long way: each decision's evidence built afresh."""
 
-    def __init__(self, members: list[Entry]) -> None:
+    def __init__(self, members: list[Entry], state: AdjudicationState) -> None:
         self.members = members
+        self.state = state
 
     def of(self, i: int) -> list[ConflictEvidence]:
         decided = self.members[i]
-        return [outcomes.member_evidence(m, decided.account_key, decided)
+        return [outcomes.fellow_evidence(self.state, m, decided.account_key, decided)
                 for m in self.members if m is not decided]
 
 
@@ -267,18 +271,27 @@ def test_a_fallback_settlement_names_every_other_member_as_the_long_way_does() -
     st.sampled_from(["dom:acme.com", "crm:C1", "name:US:acme", "dom:acme.io"]),
     st.sampled_from([None, ("name", 0.93), ("name", 0.97), ("domain", 1.0),
                      ("crm_account_id", 1.0)]),
-    st.sampled_from(["p-1", "p-2", "rep-1"])), min_size=1, max_size=8))
+    st.sampled_from(["p-1", "p-2", "rep-1"])), min_size=1, max_size=8),
+    links=st.lists(st.tuples(
+        st.sampled_from([("crm:C1", "dom:acme.com"), ("name:US:acme", "dom:acme.com"),
+                         ("crm:C1", "dom:acme.io"), ("name:US:acme", "crm:C1")]),
+        st.sampled_from([("name", 0.93), ("domain", 1.0), ("crm_account_id", 1.0)])),
+        max_size=3))
 def test_fellows_is_member_evidence_for_every_decision_of_a_settlement(
     members: list[tuple[str, tuple[str, float] | None, str]],
+    links: list[tuple[tuple[str, str], tuple[str, float]]],
 ) -> None:
+    state = AdjudicationState()
+    for (alias, canonical), (matched_by, score) in links:  # members' keys linked by ...
+        state.link(alias, canonical, matched_by, score, "r-link", 0)
     entries = [Entry(id=f"r{i}", account_key=key, party_type="direct" if party == "rep-1"
                      else "partner", party_id=party, kind="registration", motion="resell",
                      products=None, submitted_at=i, tier="gold", policy_version=1,
                      status="in_review", evidence=evidence)
                for i, (key, evidence, party) in enumerate(members)]
-    fellows = outcomes.Fellows(entries)  # one per settlement, asked by each decision
+    fellows = outcomes.Fellows(entries, state)  # one per settlement, asked by each decision
     for i, decided in enumerate(entries):
-        expected = [outcomes.member_evidence(m, decided.account_key, decided)
+        expected = [outcomes.fellow_evidence(state, m, decided.account_key, decided)
                     for m in entries if m is not decided]
         found = fellows.of(i)
         assert [e.model_dump_json() for e in found] == [
