@@ -2117,6 +2117,38 @@ def test_a_contest_is_one_appeal_per_rival_registration_in_the_machine() -> None
     _replay_recent(steps)
 
 
+def test_a_contest_is_one_appeal_against_a_rival_it_met_as_a_copy_elsewhere() -> None:
+    """Found by `RecentRules` at 100 examples (failing on the older main too): a partner
+    lost to the copy of a rival's registration on another partition (its customer's CRM
+    key), contested, and a person awarded the rival; it registered the customer again,
+    now filed under the rival's own key (its domain), lost to the same registration there
+    and contested again: a fresh level-1 dispute against the rival a person had just heard
+    it against (invariant 9), since that partition's appeal memory (the rival's line)
+    never saw the first contest. The contest's review now tells the rival's own partition
+    (`CopiesInReview.appealed`), which refuses the second appeal."""
+    domain, crm = RACES[0]
+
+    def steps(m: RecentRules) -> None:
+        m.race(RACES[0], "p-04", 3, {"security"})  # p-04 by domain, p-02 by CRM id: a review
+        m.register(crm, "p-01", {"security"}, "resell")  # loses to p-04's copy (tier)
+        owner, _, first = m.model.regs.values()
+        assert first.status == "rejected" and first.beaten_by == (owner.id,)
+        assert first.key != owner.key
+        contestable = [r for r in m.model.regs.values() if r.contestable]
+        m.appeal_again(contestable.index(first), lose=True)  # contest; the rival is awarded
+        assert first.status == "rejected" and owner.status == "approved"
+        m.register(domain, "p-01", {"security"}, "resell")  # on the owner's own key now
+        again = list(m.model.regs.values())[-1]
+        assert again.key == owner.key and again.beaten_by == (owner.id,)
+        refused = RECENT["appeal refused: contested that rival before"]
+        m.contest_this(again)
+        assert again.status == "rejected" and again.rule == "tier"
+        assert RECENT["appeal refused: contested that rival before"] == refused + 1
+        assert [d.id for d in m.model.disputes.values() if d.open] == []
+
+    _replay_recent(steps)
+
+
 def test_a_person_settles_the_cross_key_review_a_race_opened() -> None:
     """Found by `RecentRules` at 300 examples: the re-report's review was opened on the
     canonical key's partition but under the copy's key (the other partition), so the edge
