@@ -93,6 +93,21 @@ class Settings(BaseSettings):
         description="A running request renews its key's lease every third of this; a lease "
         "not renewed this long is taken as abandoned (crash)",
     )
+    re_report_recheck_seconds: float = Field(
+        10.0, gt=0,
+        description="How often the post-decision re-reporter re-reads its pending "
+        "registrations and claims (a lost notification) and renews its leases",
+    )
+    re_report_lease_seconds: float = Field(
+        60.0, gt=0,
+        description="A pending re-report whose process has not renewed it this long (a "
+        "crash) is taken over by another registration process, or by it once restarted",
+    )
+    re_report_orphan_seconds: float = Field(
+        86_400.0, gt=0,
+        description="A pending re-report whose registration or claim never reached the "
+        "read model this long (its append failed) is dropped",
+    )
     api_key_cache_seconds: float = Field(
         30.0, ge=0, description="How long a verified API key is trusted from memory"
     )

@@ -45,8 +45,14 @@ log = get_logger(__name__)
 
 Listener = Callable[[Iterable[str], Mapping[str, dict[str, Any]]], None]
 """Called after a batch committed: the registration/claim ids it touched, and the
-registration rows it wrote, as committed (a co-located waiter answers from them without
-reading them back)."""
+registration and claim rows it holds, as committed (a co-located waiter answers from them
+without reading them back; the re-reporter reads no claim whose row is there undecided)."""
+
+
+def _committed_rows(batch: Batch) -> Mapping[str, dict[str, Any]]:
+    """The batch's registration and claim rows by id (claims since session 25: a claim
+    just filed is not notified or handed over as if it might be decided)."""
+    return {**batch.registrations, **batch.claims} if batch.claims else batch.registrations
 LAG_INTERVAL_SECONDS = 5.0
 ANALYZE_FROM_ROWS = 2000
 """Directory rows (names and their blocking keys) filed before the first `ANALYZE`."""
@@ -293,7 +299,7 @@ class ProjectionWorker:
         if batch is not None and self.on_applied is not None:
             touched = batch.touched_registrations()
             if touched:
-                self.on_applied(touched, batch.registrations)
+                self.on_applied(touched, _committed_rows(batch))
         if self.on_links is not None:
             if self._foreign_writes:
                 self._foreign_writes = False
@@ -346,7 +352,7 @@ class ProjectionWorker:
             await repository.save_positions(conn, new_positions, stage_from=self.stage_from)
             if batch is not None:  # PostgreSQL: wakes waiting registration services
                 await notify_registrations(conn, batch.touched_registrations(),
-                                           batch.registrations)
+                                           _committed_rows(batch))
         return items, batch, new_positions
 
 

@@ -10,10 +10,8 @@ event.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Awaitable, Callable
-from contextlib import ExitStack
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -53,6 +51,7 @@ from services.registration.models import (
     RegistrationRequest,
     ResolutionRequest,
 )
+from services.registration.rereports import Pending, ReReporter
 from shared import tracing
 from shared.accounts import AccountIdentity
 from shared.api import partner_view
@@ -119,13 +118,6 @@ REPORTED_AFTER = ("approved", "in_review")
 it holds or may still hold the account. (Approvals only, once: a later-decided side in
 review, or a claim, re-reported nothing, and a person's approval or the claim stood beside
 the rival's; rival review, session 24.)"""
-RE_REPORT_WAIT = 60.0
-"""How long a registration's post-decision re-report (`Commands._re_report`) waits for
-its decision."""
-RE_REPORT_RECHECK = 10.0
-"""How often that wait re-reads the row when no notification came (a lost `NOTIFY`):
-not every second like a request's, since a saturated service would otherwise re-read
-every late registration every second for the whole minute (README, session 24)."""
 
 
 @dataclass
@@ -258,17 +250,24 @@ class Commands:
             # Every link is written by this process's projection worker, which says so
             # after each commit: the links are kept in memory (adapters/links.py).
             worker.on_links = self.directory.follow_links_in_memory().changed
-        self._follow_ups: set[asyncio.Task[None]] = set()
+        self.re_reporter = ReReporter(
+            runtime.engine, runtime.waiter, self._re_report,
+            clock=lambda: datetime.now(UTC),
+            lease_seconds=settings.re_report_lease_seconds,
+            orphan_seconds=settings.re_report_orphan_seconds)
+        self.re_reporter.on_taken = lambda p: self.directory.remember(p.account_key,
+                                                                      p.identity)
 
     async def start(self) -> None:
         await self.reference.sync()
         await self.reference.current_policy()
         await self.directory.warm()
+        # Resume the re-reports a stopped process left (DESIGN.md, "Two first
+        # registrations racing across partitions"); the runtime sweeps from here on.
+        await self.re_reporter.sweep()
 
     async def stop(self) -> None:
-        for task in list(self._follow_ups):
-            task.cancel()
-        await asyncio.gather(*self._follow_ups, return_exceptions=True)
+        await self.re_reporter.stop()
         await self.directory.close()
 
     # --- plumbing ------------------------------------------------------------------------
@@ -423,28 +422,18 @@ class Commands:
             external_ref=body.external_ref, submitted_at=now, policy_version=policy.version,
         )
         copies = await self._copy_reports(resolution, registration_id, policy, now)
-        # Waiting is registered before the append: the decision cannot slip in between,
-        # and the waiter needs no read of its own (shared/readmodel/waiter.py). The
-        # re-report (`_follow_up`) registers its own interest the same way.
-        follow = ExitStack()
-        handed = False
-        try:
-            followed = follow.enter_context(self.runtime.waiter.expect(registration_id))
-            with self.runtime.waiter.expect(registration_id) as decision:
-                appended = (await self.append(
-                    [*copies, (self.runtime.topics.intake, resolution.account_key, event)],
-                    now, via))[-1]
-                self.directory.remember(resolution.account_key, identity)
-                self.directory.remember_entity(KnownEntity(
-                    registration_id, resolution.account_key, partner_id))
-                self._follow_up(identity, resolution, copies, registration_id,
-                                lambda: followed.wait(RE_REPORT_WAIT, RE_REPORT_RECHECK),
-                                follow, via)
-                handed = True  # the follow-up task owns it now
-                return await self._submitted(principal, event, appended, wait, decision)
-        finally:
-            if not handed:
-                follow.close()
+        # The re-report is durable before the append (`_follow_up`). Waiting is registered
+        # before the append too: the decision cannot slip in between, and the waiter
+        # needs no read of its own (shared/readmodel/waiter.py).
+        await self._follow_up(identity, resolution, copies, registration_id, now, via)
+        with self.runtime.waiter.expect(registration_id) as decision:
+            appended = (await self.append(
+                [*copies, (self.runtime.topics.intake, resolution.account_key, event)],
+                now, via))[-1]
+            self.directory.remember(resolution.account_key, identity)
+            self.directory.remember_entity(KnownEntity(
+                registration_id, resolution.account_key, partner_id))
+            return await self._submitted(principal, event, appended, wait, decision)
 
     async def _submitted(self, principal: Principal, event: RegistrationSubmitted,
                          appended: Appended, wait: float, decision: Expected | None = None
@@ -520,29 +509,19 @@ class Commands:
             log.exception("account_link_report_failed", account_key=resolution.account_key)
             return []
 
-    def _follow_up(self, identity: AccountIdentity, resolution: Resolution,
-                   copies: list[tuple[str, str, DomainEvent]], entity_id: str,
-                   decided: Callable[[], Awaitable[dict[str, Any] | None]],
-                   interest: ExitStack, via: str) -> None:
-        """Start the post-decision re-report of a registration or claim (`_re_report`)
-        beside the request; it never delays or fails the command. `decided`: waits for its
-        decision (a registration's interest registered before the append; `interest`
-        drops it when the task ends)."""
-        before = {e.alias_key: frozenset(r.registration_id for r in e.registrations)
-                  for _, _, e in copies if isinstance(e, AccountLinkReported)}
+    async def _follow_up(self, identity: AccountIdentity, resolution: Resolution,
+                         copies: list[tuple[str, str, DomainEvent]], entity_id: str,
+                         at: datetime, via: str) -> None:
+        """Record the post-decision re-report of a registration or claim (`_re_report`)
+        before it is appended (services/registration/rereports.py): durable, run once it
+        is decided, however late, by this process or the one that takes it over. It never
+        fails the command."""
+        reported = {e.alias_key: frozenset(r.registration_id for r in e.registrations)
+                    for _, _, e in copies if isinstance(e, AccountLinkReported)}
+        await self.re_reporter.record(Pending(entity_id, resolution.account_key, identity,
+                                              reported, via, at))
 
-        async def follow() -> None:
-            with interest:
-                await self._re_report(identity, resolution, before, entity_id, decided, via)
-
-        task = asyncio.create_task(follow())
-        self._follow_ups.add(task)
-        task.add_done_callback(self._follow_ups.discard)
-
-    async def _re_report(self, identity: AccountIdentity, resolution: Resolution,
-                         before: dict[str, frozenset[str]], registration_id: str,
-                         decided: Callable[[], Awaitable[dict[str, Any] | None]],
-                         via: str) -> None:
+    async def _re_report(self, pending: Pending, row: dict[str, Any]) -> None:
         """Two first registrations of one customer racing across partitions (DESIGN.md,
         "Two first registrations racing across partitions"): each side's report was built
         before the other was in the read model, so both partitions approved. Once this
@@ -557,55 +536,49 @@ class Commands:
         partition. There the adjudicator's one rule (`links.report`) opens a `cross_key`
         dispute over the fresh copy and the approval it collides with, exactly as in the
         sequential case; a second report of the same copy only refreshes it (no second
-        dispute). Best effort, like every report: a failure or a lost process leaves the
-        copies to the next registration of the customer."""
-        COMMAND.set(None)  # this task's own context: ids of its own, no command lease
-        try:
-            row = await decided()
-            if row is None or row.get("status") not in REPORTED_AFTER:
-                return
-            policy = await self.reference.current_policy()
-            again = await self.directory.resolve(identity, policy.match, names=True)
-            own = resolution.account_key
-            topic = self.runtime.topics.intake
-            partitions = await self.runtime.eventlog.partitions(topic)
-            home = partition_for(own, partitions)
-            matched = {m.account_key: (m.matched_by, m.score, False)
-                       for m in (again.matched, *again.aliases) if m is not None}
-            # Possible duplicates too (session 24): racing, a name-only registration and
-            # an identified one of the same name were both approved, where one after the
-            # other goes to a person; the core opens that review (`after_decision`).
-            for p in again.possible_duplicates:
-                matched.setdefault(p.account_key, (p.matched_by, p.score, True))
-            at = datetime.now(UTC)
-            for other in sorted(matched):
-                if other == own or partition_for(other, partitions) == home:
-                    continue
-                matched_by, score, possible = matched[other]
-                if other in before:
-                    reported, partial = await self._reported(other)
-                    if {r.registration_id for r in reported} <= before[other]:
-                        continue  # nothing active there that the report did not carry
-                    target, alias = own, other
-                    if possible and other < own:
-                        # A possible duplicate is never linked, so neither side is the
-                        # other's canonical: the smaller key, as the other side reports.
-                        target, alias = other, own
-                        reported, partial = await self._reported(alias)
-                else:
-                    target, alias = min(own, other), max(own, other)
+        dispute). Run by the `ReReporter` once `row` (the read model's) is decided; a
+        failure raises, and the re-reporter tries again at its next sweep."""
+        if row.get("status") not in REPORTED_AFTER:
+            return
+        identity, before, via = pending.identity, pending.reported, pending.via
+        policy = await self.reference.current_policy()
+        again = await self.directory.resolve(identity, policy.match, names=True)
+        own = pending.account_key
+        topic = self.runtime.topics.intake
+        partitions = await self.runtime.eventlog.partitions(topic)
+        home = partition_for(own, partitions)
+        matched = {m.account_key: (m.matched_by, m.score, False)
+                   for m in (again.matched, *again.aliases) if m is not None}
+        # Possible duplicates too (session 24): racing, a name-only registration and
+        # an identified one of the same name were both approved, where one after the
+        # other goes to a person; the core opens that review (`after_decision`).
+        for p in again.possible_duplicates:
+            matched.setdefault(p.account_key, (p.matched_by, p.score, True))
+        at = datetime.now(UTC)
+        for other in sorted(matched):
+            if other == own or partition_for(other, partitions) == home:
+                continue
+            matched_by, score, possible = matched[other]
+            if other in before:
+                reported, partial = await self._reported(other)
+                if {r.registration_id for r in reported} <= before[other]:
+                    continue  # nothing active there that the report did not carry
+                target, alias = own, other
+                if possible and other < own:
+                    # A possible duplicate is never linked, so neither side is the
+                    # other's canonical: the smaller key, as the other side reports.
+                    target, alias = other, own
                     reported, partial = await self._reported(alias)
-                if not reported:
-                    continue
-                await self._intake(target, AccountLinkReported(
-                    account_key=target, alias_key=alias, matched_by=matched_by,
-                    score=score, registrations=reported, partial=partial, reported_at=at,
-                    policy_version=policy.version, possible_duplicate=possible,
-                    after_decision=possible), at, via)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("account_link_re_report_failed", registration_id=registration_id)
+            else:
+                target, alias = min(own, other), max(own, other)
+                reported, partial = await self._reported(alias)
+            if not reported:
+                continue
+            await self._intake(target, AccountLinkReported(
+                account_key=target, alias_key=alias, matched_by=matched_by,
+                score=score, registrations=reported, partial=partial, reported_at=at,
+                policy_version=policy.version, possible_duplicate=possible,
+                after_decision=possible), at, via)
 
     async def _reported(self, account_key: str, ended: str | None = None,
                         ended_as: RegistrationStatus = "withdrawn"
@@ -844,20 +817,13 @@ class Commands:
                            account_key=resolution.account_key, account=account,
                            products=products, filed_at=now, policy_version=policy.version)
         copies = await self._copy_reports(resolution, claim_id, policy, now)
+        # A claim races a registration on another partition as a registration does
+        # (rival review, session 24): it re-reports after its decision too.
+        await self._follow_up(identity, resolution, copies, claim_id, now, via)
         appended = (await self.append(
             [*copies, (self.runtime.topics.intake, resolution.account_key, event)], now, via))[-1]
         self.directory.remember(resolution.account_key, identity)
         self.directory.remember_entity(KnownEntity(claim_id, resolution.account_key, rep_id))
-
-        async def claim_decided() -> dict[str, Any] | None:
-            row = await self.readmodel.claim(claim_id)
-            return row if row is not None and row["status"] in DECIDED else None
-
-        # A claim races a registration on another partition as a registration does
-        # (rival review, session 24): it re-reports after its decision too.
-        self._follow_up(identity, resolution, copies, claim_id,
-                        lambda: wait_after_append(claim_decided, RE_REPORT_WAIT),
-                        ExitStack(), via)
         return await self._claim_filed(event, appended, wait)
 
     async def _claim_filed(self, event: ClaimFiled, appended: Appended, wait: float

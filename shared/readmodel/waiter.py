@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import json
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from datetime import UTC
 from decimal import Decimal
 from typing import Any
@@ -130,7 +130,7 @@ class Expected:
         notifications are not lost, and a batched read that failed is retried by the
         waiter). Woken by `DecisionListener`: a re-check every `recheck` seconds (a
         notification lost while it reconnected; a long wait that is not answering anyone,
-        like the post-decision re-report's minute, asks for fewer: every waiter still
+        like the post-decision re-report's minute once did, asks for fewer: every waiter still
         waiting re-reads its row at each re-check, so with decisions late a backlog was
         re-read every second). Without notifications: polls with a
         short back-off. Re-checks and polls join the batched read of notified rows. A
@@ -172,6 +172,11 @@ class DecisionWaiter:
         """Read-model reads done for waiters (batched reads count once)."""
         self.handed = 0
         """Decided rows handed over by a co-located projection worker (no read)."""
+        self.observers: list[Callable[[Collection[str], Mapping[str, dict[str, Any]] | None],
+                                      None]] = []
+        """Told of every notification (the ids, and the rows a co-located worker handed
+        over), waiting or not: the post-decision re-reporter
+        (services/registration/rereports.py). Not told of the waiters' own re-checks."""
 
     @property
     def notified(self) -> bool:
@@ -185,7 +190,15 @@ class DecisionWaiter:
         the read model would give it back (`as_read`), with no read, and one committed
 undecided keeps waiting without a read. The others someone
         waits for are read back in one batched query (several notifications in a row share
-        it) and their waiters get the row once it is decided."""
+        it) and their waiters get the row once it is decided. `observers` are told first."""
+        ids = registration_ids if isinstance(registration_ids, Collection) \
+            else list(registration_ids)
+        for observer in self.observers:
+            observer(ids, rows)
+        self._wake(ids, rows)
+
+    def _wake(self, registration_ids: Iterable[str],
+              rows: Mapping[str, dict[str, Any]] | None = None) -> None:
         wanted = [rid for rid in registration_ids if rid in self._waiting]
         if not wanted:
             return
@@ -212,7 +225,7 @@ undecided keeps waiting without a read. The others someone
     def recheck(self, registration_id: str) -> None:
         """Read this registration's row again (a waiter's periodic re-check or poll),
         batched with every other id read at the same time."""
-        self.notify([registration_id])
+        self._wake([registration_id])
 
     @contextlib.contextmanager
     def expect(self, registration_id: str) -> Iterator[Expected]:

@@ -135,7 +135,7 @@ async def test_a_claim_decided_after_a_racing_registration_on_another_partition_
             "p-a", {"name": name, "domain": domain, "country": "US"}))
         assert first.status_code == 201 and first.json()["status"] == "approved", first.text
         # Its re-report is done: it found nothing to report.
-        await asyncio.gather(*commands._follow_ups)
+        await commands.re_reporter.settled()
         gate.set()
         filed = await claim
         assert filed.status_code == 201, filed.text

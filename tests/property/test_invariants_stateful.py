@@ -2054,9 +2054,9 @@ def test_racing_first_registrations_meet_in_one_cross_key_review_in_the_machine(
 
 
 def test_a_race_without_the_re_report_leaves_two_owners_the_machine_reports() -> None:
-    """The machine can fail: with the re-reports left waiting (a process that stopped
-    before its decisions came back), the race leaves two exclusive owners and nobody
-    reviewing them, and invariant 1 says so."""
+    """The machine can fail: with no re-report run (the decisions wake no re-reporter),
+    the race leaves two exclusive owners and nobody reviewing them, and invariant 1 says
+    so."""
     m = RecentRules()
     try:
         m.partners()

@@ -6,15 +6,16 @@ background loops: `pump()` does what the loops do, deterministically, until noth
 to do: the adjudicator decides every new intake record exactly as its transactional loop
 does (`prepare` + `process`, outputs appended), timers due on the simulated clock are
 appended by `tick` and decided, then the projection worker folds the new intake and
-decision records; then every post-decision re-report the registration service started
-(`Commands._re_report`, a task waiting for its registration's decision) is run to its end
+decision records; then every post-decision re-report the decisions woke
+(`Commands._re_report`, run by the registration service's `ReReporter`) is run to its end
 and what it appended is decided and projected in turn: the projection worker hands its
 committed rows to the registration service's waiter as the co-located one does
 (`on_applied`), so the re-report runs at a fixed point of every step, never by a wall-clock
-wait. `restart()` throws the in-memory state of the adjudicator and the
-registration service away and rebuilds it from the log and read model, as a new process
-would: the adjudicator from its newest state snapshot (taken every few events, in the
-embedded backend's real snapshot files) plus the tail of the log.
+wait (the re-reporter's periodic sweep is not started: `Commands.start` sweeps once, to
+resume what a stopped process left). `restart()` throws the in-memory state of the
+adjudicator and the registration service away and rebuilds it from the log and read
+model, as a new process would: the adjudicator from its newest state snapshot (taken
+every few events, in the embedded backend's real snapshot files) plus the tail of the log.
 
 Time is simulated: `SimClock` replaces the wall clock of the command handlers, the
 reference data and the adjudicator's timer loop, so a test can move weeks ahead.
@@ -134,8 +135,8 @@ class Pipeline:
         self.projected: dict[TopicPartition, int] = {}
         self.decisions_seen: dict[TopicPartition, int] = {}
         self.follow_ups = True
-        """Run the re-reports at the end of every pump (False: leave them waiting, as a
-        process that stopped before its decisions came back would)."""
+        """Run the re-reports at the end of every pump (False: the decisions wake no
+        re-report, as if no registration process ever ran them)."""
         self.distributed = False
         """Every registration process's directory as the distributed deployment runs it
         (`complete=False`: files only what it appends, asks the directory tables for the
@@ -190,6 +191,8 @@ class Pipeline:
     async def drop_edge(self, edge: Commands) -> None:
         self.edges.remove(edge)
         await edge.stop()
+        # Its pending re-reports are released: a surviving process's sweep takes them over.
+        await self.commands.re_reporter.sweep()
 
     async def restart(self) -> None:
         """A new adjudicator (state rebuilt from the intake log up to its position) and a
@@ -226,14 +229,9 @@ class Pipeline:
             await self._pump_once(rounds)
             if not self.follow_ups:
                 return
-            tasks = {t for edge in (self.commands, *self.edges) for t in edge._follow_ups}
-            if not tasks:
-                return
             before = await self.eventlog.end_positions(self.topics.intake)
-            _, waiting = await asyncio.wait(tasks, timeout=30)
-            if waiting:
-                raise AssertionError(f"{len(waiting)} re-report(s) still waiting for a "
-                                     "decision after the pump decided everything")
+            for edge in (self.commands, *self.edges):
+                await asyncio.wait_for(edge.re_reporter.settled(), 30)
             if await self.eventlog.end_positions(self.topics.intake) == before:
                 return
             self.re_reports += 1

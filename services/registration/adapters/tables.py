@@ -17,6 +17,7 @@ __all__ = [
     "api_keys",
     "idempotency_keys",
     "ingested_events",
+    "re_reports",
     "ref_owners",
     "ref_partners",
     "ref_policies",
@@ -51,6 +52,25 @@ ingested_events = Table(
     Column("result", Json, nullable=True),
     Column("received_at", UTCDateTime(), nullable=False),
 )
+
+re_reports = Table(
+    "re_reports",
+    metadata,
+    Column("id", String(64), primary_key=True, doc="the registration or claim"),
+    Column("account_key", String(300), nullable=False, doc="the key it was filed under"),
+    Column("identity", Json, nullable=False, doc="its normalised account identity"),
+    Column("reported", Json, nullable=False,
+           doc="alias key -> registration ids its own reports carried"),
+    Column("via", String(100), nullable=False),
+    Column("owner", String(64), nullable=False, doc="the registration process that holds it"),
+    Column("lease_until", UTCDateTime(), nullable=False,
+           doc="renewed while its owner runs; past it another process takes it over"),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index("ix_re_reports_owner", "owner"),
+)
+"""Added by 0012: post-decision re-reports not yet run (`services/registration/rereports.py`):
+written before the registration or claim is appended, deleted once it is decided and
+re-reported."""
 
 ref_partners = Table(
     "ref_partners",

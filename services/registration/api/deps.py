@@ -39,6 +39,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await check_policy_owners(commands.reference,
                               seed=bool(app.state.runtime.settings.seed_default_owners))
     app.state.commands = commands
+    runtime = app.state.runtime
+    # The post-decision re-reporter's sweep (services/registration/rereports.py).
+    runtime.supervise("re_reporter", lambda: commands.re_reporter.run(
+        runtime.stopping, runtime.settings.re_report_recheck_seconds))
     try:
         yield
     finally:

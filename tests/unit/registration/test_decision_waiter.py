@@ -174,8 +174,8 @@ async def test_a_listening_waiter_rechecks_only_as_often_as_it_asks(engine: Asyn
                                                                     ) -> None:
     """Woken by a `DecisionListener`, a waiter re-reads its row now and then in case a
     notification was lost. Every waiter still waiting is re-read at each re-check, so the
-    post-decision re-report (a minute's wait) asks for a long interval: with decisions
-    late, a backlog of registrations was re-read every second for that minute."""
+    post-decision re-report (a minute's wait, until session 25) asked for a long
+    interval: with decisions late, a backlog was re-read every second for that minute."""
     waiter = DecisionWaiter(engine, in_process=False)
     waiter.listening = True  # notifications flow; none comes for this row
     await project(engine, waiter, row("reg_1", "submitted"))

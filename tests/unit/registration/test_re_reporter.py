@@ -1,0 +1,183 @@
+"""The durable re-reporter's bookkeeping (services/registration/rereports.py) on the real
+SQLite read model: woken by the decisions the projections notify (no poll), run once per
+registration by the one process holding it, retried after a failure, taken over after a
+crash only once the lease ran out, and an append that never reached the read model
+dropped after the orphan age. The rule it runs (`Commands._re_report`) is recorded here;
+tests/e2e/test_re_report_durable.py runs the real one end to end."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.registration.adapters.tables import re_reports
+from services.registration.rereports import Pending, ReReporter
+from shared.accounts import AccountIdentity
+from shared.readmodel.store import create_engine, migrate
+from shared.readmodel.waiter import DecisionWaiter
+from tests.unit.registration.test_decision_waiter import project, row
+
+LEASE = 60.0
+ORPHAN = 3600.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class Rule:
+    """Records what it re-reported; fails while `failing`."""
+
+    def __init__(self) -> None:
+        self.ran: list[tuple[str, str]] = []
+        self.failing = False
+
+    async def __call__(self, pending: Pending, decided: dict[str, Any]) -> None:
+        if self.failing:
+            raise OSError("the log did not confirm")
+        self.ran.append((pending.entity_id, decided["status"]))
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'rm.sqlite3'}")
+    await migrate(engine)
+    yield engine
+    await engine.dispose()
+
+
+def _reporter(engine: AsyncEngine, waiter: DecisionWaiter, clock: Clock, rule: Rule
+              ) -> ReReporter:
+    return ReReporter(engine, waiter, rule, clock=clock, lease_seconds=LEASE,
+                      orphan_seconds=ORPHAN)
+
+
+def _pending(rid: str, clock: Clock) -> Pending:
+    return Pending(rid, "dom:example.com", AccountIdentity(None, "example.com", "example",
+                                                           "US"),
+                   {"crm:001": frozenset({"reg_0"})}, "api", clock())
+
+
+async def _left(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.execute(select(func.count()).select_from(re_reports))
+                    ).scalar_one())
+
+
+async def test_a_registration_is_re_reported_once_when_its_decision_is_projected(
+        engine: AsyncEngine) -> None:
+    clock, rule = Clock(), Rule()
+    waiter = DecisionWaiter(engine, in_process=True)
+    reporter = _reporter(engine, waiter, clock, rule)
+    await reporter.record(_pending("reg_1", clock))
+    await project(engine, waiter, row("reg_1", "submitted"))
+    await reporter.settled()
+    assert rule.ran == [] and reporter.reads == 1 and await _left(engine) == 1
+    clock.now += timedelta(hours=5)  # however late
+    await project(engine, waiter, row("reg_1", "approved"))
+    await reporter.settled()
+    await project(engine, waiter, row("reg_1", "approved"))  # notified again
+    await reporter.settled()
+    assert rule.ran == [("reg_1", "approved")]
+    assert await _left(engine) == 0 and not reporter.pending
+
+
+async def test_a_failed_re_report_is_tried_again_at_the_next_sweep(engine: AsyncEngine
+                                                                    ) -> None:
+    clock, rule = Clock(), Rule()
+    waiter = DecisionWaiter(engine, in_process=True)
+    reporter = _reporter(engine, waiter, clock, rule)
+    await reporter.record(_pending("reg_1", clock))
+    rule.failing = True
+    await project(engine, waiter, row("reg_1", "in_review"))
+    await reporter.settled()
+    assert rule.ran == [] and await _left(engine) == 1
+    rule.failing = False
+    await reporter.sweep()
+    await reporter.settled()
+    assert rule.ran == [("reg_1", "in_review")] and await _left(engine) == 0
+
+
+async def test_a_crashed_process_s_row_is_taken_over_after_its_lease_and_run_once(
+        engine: AsyncEngine) -> None:
+    clock, first_rule, second_rule = Clock(), Rule(), Rule()
+    waiter = DecisionWaiter(engine, in_process=True)
+    first = _reporter(engine, waiter, clock, first_rule)
+    second = _reporter(engine, waiter, clock, second_rule)
+    await first.record(_pending("reg_1", clock))
+    await second.sweep()  # the first's lease is live: not taken
+    assert not second.pending
+    clock.now += timedelta(seconds=LEASE + 1)  # the first stopped renewing (hung)
+    await second.sweep()
+    await second.settled()
+    assert set(second.pending) == {"reg_1"}
+    await project(engine, waiter, row("reg_1", "approved"))
+    await first.settled()
+    await second.settled()
+    # Both heard the decision; only the one holding the row re-reported it.
+    assert first_rule.ran == [] and second_rule.ran == [("reg_1", "approved")]
+    assert not first.pending and await _left(engine) == 0
+
+
+async def test_a_clean_stop_hands_its_rows_over_at_once(engine: AsyncEngine) -> None:
+    clock, rule = Clock(), Rule()
+    waiter = DecisionWaiter(engine, in_process=True)
+    first = _reporter(engine, waiter, clock, Rule())
+    await first.record(_pending("reg_1", clock))
+    await first.stop()
+    second = _reporter(engine, waiter, clock, rule)
+    await second.sweep()
+    assert set(second.pending) == {"reg_1"}
+    await project(engine, waiter, row("reg_1", "approved"))
+    await second.settled()
+    assert rule.ran == [("reg_1", "approved")]
+
+
+async def test_a_row_whose_registration_never_reached_the_read_model_is_dropped(
+        engine: AsyncEngine) -> None:
+    clock, rule = Clock(), Rule()
+    waiter = DecisionWaiter(engine, in_process=True)
+    reporter = _reporter(engine, waiter, clock, rule)
+    await reporter.record(_pending("reg_lost", clock))  # its append failed
+    await reporter.sweep()
+    await reporter.settled()
+    assert await _left(engine) == 1
+    clock.now += timedelta(seconds=ORPHAN + 1)
+    await reporter.sweep()
+    await reporter.settled()
+    assert await _left(engine) == 0 and not reporter.pending and rule.ran == []
+
+
+async def test_nothing_is_read_while_nothing_is_notified(engine: AsyncEngine) -> None:
+    """No poll per registration: pending ones cost no read until a decision is notified
+    (or the process's one sweep)."""
+    clock, rule = Clock(), Rule()
+    waiter = DecisionWaiter(engine, in_process=True)
+    reporter = _reporter(engine, waiter, clock, rule)
+    for n in range(50):
+        await reporter.record(_pending(f"reg_{n}", clock))
+    await asyncio.sleep(0.3)
+    assert reporter.reads == 0
+    await reporter.sweep()
+    await reporter.settled()
+    assert reporter.reads == 1  # all fifty in one batched read
+
+
+async def test_concurrent_commands_record_their_rows_together(engine: AsyncEngine) -> None:
+    """One statement per group of commands arriving together, not one per command."""
+    clock = Clock()
+    reporter = _reporter(engine, DecisionWaiter(engine, in_process=True), clock, Rule())
+    await asyncio.gather(*(reporter.record(_pending(f"reg_{n}", clock)) for n in range(20)))
+    assert reporter.writes <= 2 and await _left(engine) == 20
+    assert all(p.durable for p in reporter.pending.values())
