@@ -2149,6 +2149,38 @@ def test_a_contest_is_one_appeal_against_a_rival_it_met_as_a_copy_elsewhere() ->
     _replay_recent(steps)
 
 
+def test_a_contest_is_one_appeal_for_the_rival_s_whole_protection() -> None:
+    """The appeal memory was the contested registration's: forgotten one protection period
+    of *its own* policy after it ended. A partner rejected under a 30-day policy beside a
+    rival approved under the 90-day default contested, lost before a person, and 31 days
+    later registered again and contested the same rival in the same grant: a fresh level-1
+    dispute (invariant 9, `check_appeal`: one appeal per rival protection). The appeal is
+    now remembered beside the rival for its grant (`state.appealed`)."""
+    spec = SPECS[0]
+
+    def steps(m: RecentRules) -> None:
+        m.register(spec, "p-04", {"analytics"}, "resell")  # default policy: 90 days
+        m.publish_policy("short_ladder")  # 30 days from now on
+        m.time_passes(30)
+        m.register(spec, "p-01", {"analytics"}, "resell")  # rejected first_submitted
+        owner, first = m.model.regs.values()
+        assert first.contestable and m.policy_of(first).protection_period == timedelta(days=30)
+        m.contest_this(first)
+        dispute = next(d for d in m.model.disputes.values() if d.open)
+        m.resolve(0, dispute.members.index(owner.id), "award")
+        assert owner.status == "approved" and first.status == "rejected"
+        m.time_passes(24 * 31)  # the first one is forgotten; the rival's grant is not over
+        m.register(spec, "p-01", {"analytics"}, "resell")
+        again = list(m.model.regs.values())[-1]
+        assert again.status == "rejected" and again.beaten_by == (owner.id,)
+        refused = RECENT["appeal refused: contested that rival before"]
+        m.contest_this(again)
+        assert again.status == "rejected" and again.rule == "first_submitted"
+        assert RECENT["appeal refused: contested that rival before"] == refused + 1
+
+    _replay_recent(steps)
+
+
 def test_a_person_settles_the_cross_key_review_a_race_opened() -> None:
     """Found by `RecentRules` at 300 examples: the re-report's review was opened on the
     canonical key's partition but under the copy's key (the other partition), so the edge

@@ -489,6 +489,13 @@ def _file(state: AdjudicationState, out: Out, event: DisputeFiled, policy: Polic
     if not rivals:
         _contest_unopposed(state, out, entry, event, entry_policy, at)
         return
+    for rid in entry.beaten_by:
+        # One appeal per rival protection: remembered beside the rival for its grant, not
+        # only while this registration is (its own policy may forget it sooner).
+        if rid in state.entries:
+            parties = state.appealed.setdefault(rid, [])
+            if entry.party_id not in parties:
+                parties.append(entry.party_id)
     hold_for_review(state, entry, at)
     evidence = tuple(outcomes.fellow_evidence(state, r, entry.account_key, entry) for r in rivals)
     # The rivals it lost to are drawn in: the person deciding must weigh them together.
