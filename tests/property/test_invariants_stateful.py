@@ -111,6 +111,7 @@ DIRECT = "direct"
 """The party of every direct claim: the direct team is one party, whichever rep filed."""
 _COLLECT = os.environ.get("DEALREG_PROPERTY_COLLECT") == "1"
 FOUND: dict[str, str] = {}
+_TARGET = os.environ.get("DEALREG_PROPERTY_TARGET")
 """Exploring: one example message per kind of violation (ids and numbers masked)."""
 
 
@@ -256,6 +257,9 @@ class Invariants(RuleBasedStateMachine):
                                  template_root=_TEMPLATE_ROOT)
         self.model = Model()
         self.pending_ends: list[tuple[Reg, dict[str, Any], Dispute]] = []
+        self.pending_reasons: list[tuple[Reg, str, str | None, str | None,
+                                         tuple[str, ...] | None]] = []
+        """Rejections naming a dispute not yet resolved as folded (`check_approval_end`)."""
         self.releases: list[tuple[Reg, datetime, list[Reg], Policy]] = []
         """Owners that let go while the current input event was decided (invariant 13)."""
         self.promoted: list[tuple[Reg, str | None]] = []
@@ -320,6 +324,7 @@ class Invariants(RuleBasedStateMachine):
                 event(f"{type(decision).__name__} {label}")
         self.check_releases()
         self.current_input = None
+        self.check_pending_reasons()
         self.check_resolution_ends()
         self.settled_at = self.clock.now
         self.report()
@@ -536,6 +541,8 @@ class Invariants(RuleBasedStateMachine):
         """Fail on the first step that broke an invariant (or, exploring with
         DEALREG_PROPERTY_COLLECT=1, remember every kind of break and go on)."""
         found, self.model.violations = self.model.violations, []
+        if _TARGET is not None:
+            found = [t for t in found if re.search(_TARGET, t)]
         if found and _COLLECT:
             for text in found:
                 FOUND.setdefault(_shape(text), text)
@@ -666,7 +673,7 @@ class Invariants(RuleBasedStateMachine):
 
     def check_approval_end(self, reg: Reg, status: str, *, reason: str | None = None,
                            at: datetime | None = None, rule: str | None = None,
-                           dispute_id: str | None = None) -> None:
+                           dispute_id: str | None = None, later: bool = False) -> None:
         m = self.model
         if reason == "expired":
             if reg.protected_until is None or at is None or at < reg.protected_until:
@@ -687,9 +694,31 @@ class Invariants(RuleBasedStateMachine):
                 # may follow the loser's.
                 self.pending_ends.append((reg, dict(scope=reg.scope), d))
                 return
+            if not later:
+                # Not resolved yet as folded: a copy's rejection is keyed by the copy's own
+                # key, so it (and the relay retiring the original) may sit on another
+                # partition than the DisputeResolved before it, and the partitions fold
+                # interleaved by time (two reviews settled in one step, each rejecting the
+                # other's copy). Judged once the step's decisions are all in.
+                self.pending_reasons.append((reg, status, rule, dispute_id, reg.scope))
+                return
         self.violation(2, f"approved {reg.id} became {status} (reason {reason}, rule {rule},"
                        f" dispute {dispute_id}); withdrawn={reg.withdrawn} "
                        f"closed={reg.closed} partner={m.partner_status.get(reg.partner)}")
+
+    def check_pending_reasons(self) -> None:
+        """The rejections whose dispute was still open when they were folded, judged
+        again now that the step's decisions (its DisputeResolved among them) are in, with
+        the scope the registration held when it was rejected."""
+        pending, self.pending_reasons = self.pending_reasons, []
+        for reg, status, decided_by, dispute_id, scope in pending:
+            now = reg.scope
+            reg.scope = scope
+            try:
+                self.check_approval_end(reg, status, rule=decided_by, dispute_id=dispute_id,
+                                        later=True)
+            finally:
+                reg.scope = now
 
     def check_resolution_ends(self) -> None:
         """An award or fallback rejected an approval: some winner of that dispute must now

@@ -38,9 +38,9 @@ from __future__ import annotations
 
 from typing import Final
 
-from services.adjudication.domain import explain, outcomes, release
+from services.adjudication.domain import cooloff, explain, outcomes, release
 from services.adjudication.domain.disputes import remove_member
-from services.adjudication.domain.instants import from_us
+from services.adjudication.domain.instants import from_us, to_us
 from services.adjudication.domain.protection import retire
 from services.adjudication.domain.state import AdjudicationState, Entry
 from shared.events import (
@@ -73,7 +73,11 @@ def apply(state: AdjudicationState, out: Out, event: SettlementRelayed, policy: 
     words = [(w, e) for w in event.decisions
              for e in (state.entries.get(w.registration_id),)
              if e is not None and not e.mirror]  # forgotten, or not this partition's
-    # Ended here already: its end stands (readers show the rejection: `overruled`).
+    # Ended here already: its end stands (readers show the rejection: `overruled`), but
+    # one the settlement took away before it ended here starts no cool-off.
+    for word, entry in words:
+        if word.status == "rejected" and not entry.active:
+            cooloff.lost_before(state, entry, to_us(event.decided_at))
     losers = [e for w, e in words if w.status == "rejected" and e.active]
     # A relayed scope only narrows: the review elsewhere weighed the copy as it was
     # reported, never what this partition settled since (a product its own review gave a
