@@ -538,6 +538,41 @@ class AccountIndex:
             raise ValueError("name_threshold must be in (0, 1]")
         if not 0.0 <= review_band < name_threshold:
             raise ValueError("review_band must be in [0, name_threshold)")
+        keys = self._keys
+        crm_found: int | tuple[int, ...] | None = None
+        if identity.crm_account_id:
+            crm = identity.crm_account_id
+            canonical = (salesforce_18(crm) if crm_ids == "salesforce"
+                         else salesforce_18_any_case(crm) if crm_ids == "salesforce_any_case"
+                         else None)
+            if canonical is not None:
+                crm_found = (*_ordinals(self._by_crm.get(canonical)),
+                             *_ordinals(self._by_salesforce.get(canonical)),
+                             *(_ordinals(self._by_salesforce_any_case.get(canonical))
+                               if crm_ids == "salesforce_any_case" else ()))
+            else:
+                crm_found = self._by_crm.get(crm)
+        domain_found = self._by_domain.get(_DOMAIN + identity.domain) \
+            if identity.domain else None
+        names: _CountryNames | None = None
+        query = ""
+        candidates: Collection[str] = ()
+        if identity.name and identity.country:
+            names = self._countries.get(identity.country)
+            if names is not None:
+                query = _sorted(identity.name)
+                candidates = names.candidates(query, self._candidate_budget)
+        if not candidates:
+            # No name to score (the exact look-up, or no name shares a blocking key): at
+            # most one account by each identifier, answered without gathering (what the
+            # walk below would answer).
+            if crm_found is None or crm_found == ():  # (ordinal 0 is an account)
+                if domain_found is None:
+                    return []
+                if type(domain_found) is int:
+                    return [AccountMatch(keys[domain_found], "domain", 1.0, True)]
+            elif type(crm_found) is int and (domain_found is None or domain_found == crm_found):
+                return [AccountMatch(keys[crm_found], "crm_account_id", 1.0, True)]
         best: dict[int, AccountMatch] = {}
 
         def offer(ordinal: int, candidate: AccountMatch) -> None:
@@ -545,42 +580,25 @@ class AccountIndex:
             if current is None or _strength(candidate) > _strength(current):
                 best[ordinal] = candidate
 
-        keys = self._keys
-        if identity.crm_account_id:
-            crm = identity.crm_account_id
-            canonical = (salesforce_18(crm) if crm_ids == "salesforce"
-                         else salesforce_18_any_case(crm) if crm_ids == "salesforce_any_case"
-                         else None)
-            if canonical is not None:
-                found = (*_ordinals(self._by_crm.get(canonical)),
-                         *_ordinals(self._by_salesforce.get(canonical)),
-                         *(_ordinals(self._by_salesforce_any_case.get(canonical))
-                           if crm_ids == "salesforce_any_case" else ()))
-            else:
-                found = _ordinals(self._by_crm.get(crm))
-            for ordinal in found:
-                offer(ordinal, AccountMatch(keys[ordinal], "crm_account_id", 1.0, True))
-        if identity.domain:
-            for ordinal in _ordinals(self._by_domain.get(_DOMAIN + identity.domain)):
-                offer(ordinal, AccountMatch(keys[ordinal], "domain", 1.0, True))
-        if identity.name and identity.country:
-            names = self._countries.get(identity.country)
-            if names is not None:
-                self._match_names(names, identity.name, name_threshold, review_band, offer)
+        for ordinal in _ordinals(crm_found):
+            offer(ordinal, AccountMatch(keys[ordinal], "crm_account_id", 1.0, True))
+        for ordinal in _ordinals(domain_found):
+            offer(ordinal, AccountMatch(keys[ordinal], "domain", 1.0, True))
+        if names is not None and candidates:
+            self._match_names(names, query, candidates, name_threshold, review_band, offer)
         return sorted(best.values(), key=_sort_key)
 
     def _match_names(
         self,
         names: _CountryNames,
-        name: str,
+        query: str,
+        candidates: Collection[str],
         name_threshold: float,
         review_band: float,
         offer: Callable[[int, AccountMatch], None],
     ) -> None:
-        query = _sorted(name)
-        candidates = names.candidates(query, self._candidate_budget)
-        if not candidates:
-            return
+        """Offer each of `candidates` (`names.candidates` of the token-sorted `query`)
+        scoring within the review band."""
         floor = name_floor(name_threshold, review_band)
         # fuzz.ratio on token-sorted strings is exactly name_similarity(); extract runs the
         # whole candidate collection in C with the cutoff's length filter, limit=None keeps
