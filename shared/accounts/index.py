@@ -468,6 +468,18 @@ class AccountIndex:
             names.add(sorted_name, ordinal)
             _add_value(self._names_of, ordinal, sorted_name)
 
+    def has_name(self, account_key: str, name: str, country: str) -> bool:
+        """Whether `name` (normalised) in `country` is filed under `account_key` already:
+        then `add` of it would change nothing (the directory's fallback query fetches the
+        same names again on every miss that shares a blocking key with them)."""
+        ordinal = self._ordinal.get(account_key)
+        names = self._countries.get(country)
+        if ordinal is None or names is None:
+            return False
+        owner = names.owners.get(_sorted(name))
+        return owner == ordinal if isinstance(owner, int) else (
+            owner is not None and ordinal in owner)
+
     def remove(self, account_key: str) -> bool:
         """Forget `account_key` and every facet filed under it (True if it was known).
         The index then answers exactly as if it had never been added: the same answers
