@@ -14,6 +14,7 @@ answers.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Final, Literal, TypeAlias
@@ -131,6 +132,29 @@ def _sorted(name: str) -> str:
             _SORTED_MEMO.clear()
         found = _SORTED_MEMO[name] = sort_name_tokens(name)
     return found
+
+
+def name_floor(name_threshold: float, review_band: float) -> float:
+    """The lowest name score `AccountIndex.match` returns (confident or for review)."""
+    return name_threshold - review_band - _EPSILON
+
+
+def name_length_window(length: int, floor: float) -> tuple[int, int]:
+    """The lengths (inclusive) a token-sorted name must have to score at least `floor`
+    against one of `length` characters under :func:`~shared.accounts.normalize.
+    name_similarity` (rapidfuzz's ratio, ``1 - indel / (a + b)``; the indel distance is at
+    least ``|a - b|``, so a score of `floor` needs ``2 * min(a, b) >= floor * (a + b)``).
+    Padded by one each side against rounding: a filter, never a match (names inside it are
+    still scored). What the directory's fallback query may leave out
+    (services/registration/adapters/directory.py)."""
+    if floor <= 0.0:
+        return 0, _MAX_LENGTH
+    low = max(0, math.floor(length * floor / (2.0 - floor)) - 1)
+    high = min(_MAX_LENGTH, math.ceil(length * (2.0 - floor) / floor) + 1)
+    return low, high
+
+
+_MAX_LENGTH: Final = 2**31 - 1
 
 
 def _add_ordinal(mapping: dict[str, int | tuple[int, ...]], key: str, ordinal: int) -> None:
@@ -444,6 +468,18 @@ class AccountIndex:
             names.add(sorted_name, ordinal)
             _add_value(self._names_of, ordinal, sorted_name)
 
+    def has_name(self, account_key: str, name: str, country: str) -> bool:
+        """Whether `name` (normalised) in `country` is filed under `account_key` already:
+        then `add` of it would change nothing (the directory's fallback query fetches the
+        same names again on every miss that shares a blocking key with them)."""
+        ordinal = self._ordinal.get(account_key)
+        names = self._countries.get(country)
+        if ordinal is None or names is None:
+            return False
+        owner = names.owners.get(_sorted(name))
+        return owner == ordinal if isinstance(owner, int) else (
+            owner is not None and ordinal in owner)
+
     def remove(self, account_key: str) -> bool:
         """Forget `account_key` and every facet filed under it (True if it was known).
         The index then answers exactly as if it had never been added: the same answers
@@ -514,6 +550,41 @@ class AccountIndex:
             raise ValueError("name_threshold must be in (0, 1]")
         if not 0.0 <= review_band < name_threshold:
             raise ValueError("review_band must be in [0, name_threshold)")
+        keys = self._keys
+        crm_found: int | tuple[int, ...] | None = None
+        if identity.crm_account_id:
+            crm = identity.crm_account_id
+            canonical = (salesforce_18(crm) if crm_ids == "salesforce"
+                         else salesforce_18_any_case(crm) if crm_ids == "salesforce_any_case"
+                         else None)
+            if canonical is not None:
+                crm_found = (*_ordinals(self._by_crm.get(canonical)),
+                             *_ordinals(self._by_salesforce.get(canonical)),
+                             *(_ordinals(self._by_salesforce_any_case.get(canonical))
+                               if crm_ids == "salesforce_any_case" else ()))
+            else:
+                crm_found = self._by_crm.get(crm)
+        domain_found = self._by_domain.get(_DOMAIN + identity.domain) \
+            if identity.domain else None
+        names: _CountryNames | None = None
+        query = ""
+        candidates: Collection[str] = ()
+        if identity.name and identity.country:
+            names = self._countries.get(identity.country)
+            if names is not None:
+                query = _sorted(identity.name)
+                candidates = names.candidates(query, self._candidate_budget)
+        if not candidates:
+            # No name to score (the exact look-up, or no name shares a blocking key): at
+            # most one account by each identifier, answered without gathering (what the
+            # walk below would answer).
+            if crm_found is None or crm_found == ():  # (ordinal 0 is an account)
+                if domain_found is None:
+                    return []
+                if type(domain_found) is int:
+                    return [AccountMatch(keys[domain_found], "domain", 1.0, True)]
+            elif type(crm_found) is int and (domain_found is None or domain_found == crm_found):
+                return [AccountMatch(keys[crm_found], "crm_account_id", 1.0, True)]
         best: dict[int, AccountMatch] = {}
 
         def offer(ordinal: int, candidate: AccountMatch) -> None:
@@ -521,43 +592,26 @@ class AccountIndex:
             if current is None or _strength(candidate) > _strength(current):
                 best[ordinal] = candidate
 
-        keys = self._keys
-        if identity.crm_account_id:
-            crm = identity.crm_account_id
-            canonical = (salesforce_18(crm) if crm_ids == "salesforce"
-                         else salesforce_18_any_case(crm) if crm_ids == "salesforce_any_case"
-                         else None)
-            if canonical is not None:
-                found = (*_ordinals(self._by_crm.get(canonical)),
-                         *_ordinals(self._by_salesforce.get(canonical)),
-                         *(_ordinals(self._by_salesforce_any_case.get(canonical))
-                           if crm_ids == "salesforce_any_case" else ()))
-            else:
-                found = _ordinals(self._by_crm.get(crm))
-            for ordinal in found:
-                offer(ordinal, AccountMatch(keys[ordinal], "crm_account_id", 1.0, True))
-        if identity.domain:
-            for ordinal in _ordinals(self._by_domain.get(_DOMAIN + identity.domain)):
-                offer(ordinal, AccountMatch(keys[ordinal], "domain", 1.0, True))
-        if identity.name and identity.country:
-            names = self._countries.get(identity.country)
-            if names is not None:
-                self._match_names(names, identity.name, name_threshold, review_band, offer)
+        for ordinal in _ordinals(crm_found):
+            offer(ordinal, AccountMatch(keys[ordinal], "crm_account_id", 1.0, True))
+        for ordinal in _ordinals(domain_found):
+            offer(ordinal, AccountMatch(keys[ordinal], "domain", 1.0, True))
+        if names is not None and candidates:
+            self._match_names(names, query, candidates, name_threshold, review_band, offer)
         return sorted(best.values(), key=_sort_key)
 
     def _match_names(
         self,
         names: _CountryNames,
-        name: str,
+        query: str,
+        candidates: Collection[str],
         name_threshold: float,
         review_band: float,
         offer: Callable[[int, AccountMatch], None],
     ) -> None:
-        query = _sorted(name)
-        candidates = names.candidates(query, self._candidate_budget)
-        if not candidates:
-            return
-        floor = name_threshold - review_band - _EPSILON
+        """Offer each of `candidates` (`names.candidates` of the token-sorted `query`)
+        scoring within the review band."""
+        floor = name_floor(name_threshold, review_band)
         # fuzz.ratio on token-sorted strings is exactly name_similarity(); extract runs the
         # whole candidate collection in C with the cutoff's length filter, limit=None keeps
         # every name above the floor.

@@ -45,7 +45,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.bench import loadgen  # noqa: E402
+from tests.bench import cpu, loadgen  # noqa: E402
 from tests.bench.common import record  # noqa: E402
 from tests.support.companies import Workload, generate  # noqa: E402
 from tests.support.processes import free_port, stop, wait_ready  # noqa: E402
@@ -108,22 +108,35 @@ def accounts_report(workload: Workload, start: int,
 
 def drive(url: str, reqs: list[loadgen.Request], rate: float, seconds: float,
           pids: list[int], *, wait: bool = True, closed: bool = False,
-          concurrency: int = 128) -> tuple[loadgen.Result, float]:
-    """One load run; returns the result and the server processes' CPU (cores) during it."""
+          concurrency: int = 128, accounting: cpu.Accounting | None = None
+          ) -> tuple[loadgen.Result, float]:
+    """One load run; returns the result and the server processes' CPU (cores) during it.
+    With `accounting` (the distributed deployment's processes: services, Kafka broker,
+    PostgreSQL), also prints each one's CPU per decided registration and the cores used
+    against the machine's; the figures are in `accounting.last`."""
     headers = (*AUTH, ("Prefer", "wait=5")) if wait else AUTH
     plan = loadgen.Plan(url=url, requests=reqs, rate=rate, seconds=seconds, processes=2,
                         concurrency=concurrency, timeout=10, headers=headers,
                         extract=decided if wait else None)
     cpu0 = sum(loadgen.process_cpu_seconds(p) for p in pids)
+    if accounting:
+        accounting.start()
     result = loadgen.closed_loop(plan) if closed else loadgen.run(plan)
     server_cores = (sum(loadgen.process_cpu_seconds(p) for p in pids) - cpu0) \
         / max(1e-9, result.wall_seconds)
+    window = accounting.stop() if accounting else None
     print(f"  {'closed loop' if closed else f'{rate:.0f}/s'} {url}: "
           f"{result.achieved_rate:,.0f}/s done, p50 {result.ms(50):.1f} ms, "
           f"p99 {result.ms(99):.1f} ms, statuses {result.statuses}, timeouts "
           f"{result.timeouts}; client CPU {result.client_cores:.2f} cores (busiest process "
           f"{result.client_cpu_per_process:.0%}), server {server_cores:.2f} cores"
           f"{'' if result.valid else '  INVALID: ' + str(result.saturated)}", flush=True)
+    if accounting and window:
+        decided_n = len(result.extracts) if wait else sum(
+            n for s, n in result.statuses.items() if s < 300)
+        accounting.last = window.report(decided_n, sum(result.cpu_seconds))
+        for line in window.lines(decided_n, sum(result.cpu_seconds)):
+            print(line, flush=True)
     return result, server_cores
 
 
@@ -160,6 +173,39 @@ def settle(pids: list[int], limit: float = 60.0) -> float:
         if sum(loadgen.process_cpu_seconds(p) for p in pids) - cpu0 < 0.15:
             break
     return time.perf_counter() - started
+
+
+def warm_broker(url: str, workload: Workload, pids: list[int], accounting: cpu.Accounting,
+                rate: float, limit: float, chunk: float = 5.0) -> dict[str, float]:
+    """Drive load in `chunk`-second open-loop runs until the Kafka broker's JIT compiler
+    threads used under 5 % of a core over one; none starts after `limit` seconds. A broker's JVM
+    compiles its hot paths in its first minutes under load: measured on a fresh broker
+    (100 records/s with half a transaction each), its CPU per record fell from 6.4 to
+    2.2 ms over 75 s, the compiler threads 1.2-2.2 ms of it at first. The measured runs
+    are of a running deployment, not of its start-up. Returns what the warm-up took."""
+    kafka = next((g for g in accounting.groups if g.name == "kafka"), None)
+    spent, start, jit = 0.0, 0, float("nan")
+    while spent < limit:
+        before = kafka.by_thread() if kafka else {}
+        count = int(rate * chunk)
+        t0 = time.perf_counter()
+        result = loadgen.run(loadgen.Plan(
+            url=url, requests=requests(workload, start, count), rate=rate, seconds=chunk,
+            processes=2, concurrency=128, timeout=10, headers=(*AUTH, ("Prefer", "wait=5"))))
+        wall = time.perf_counter() - t0
+        spent += wall
+        start += count
+        if kafka is None:
+            break
+        after = kafka.by_thread()
+        jit = sum(v - before.get(k, 0.0) for k, v in after.items() if "Compiler" in k) / wall
+        if jit < 0.05 and result.completed:
+            break
+    settle(pids, 30)
+    print(f"  warm-up: {spent:.0f} s at {rate:.0f}/s, the broker's JIT compiler at "
+          f"{jit:.2f} cores at its end", flush=True)
+    return {"warm_up_seconds": round(spent, 1), "warm_up_broker_jit_cores_at_end":
+            round(jit, 3)}
 
 
 def intake_ceiling(url: str, pid: int, reqs: list[loadgen.Request], seconds: float,
@@ -211,8 +257,8 @@ def embedded(args: argparse.Namespace, workload: Workload, extra: Workload) -> d
     return out
 
 
-def distributed(args: argparse.Namespace, workload: Workload, extra: Workload
-                ) -> dict[str, Any]:
+def distributed(args: argparse.Namespace, workload: Workload, extra: Workload,
+                warm: Workload) -> dict[str, Any]:
     from tests.support.servers import create_database, start_kafka, start_postgres
 
     out: dict[str, Any] = {}
@@ -228,18 +274,29 @@ def distributed(args: argparse.Namespace, workload: Workload, extra: Workload
                "DEALREG_PROJECTIONS_GROUP": f"proj-{suffix}"}
         ports = {name: free_port() for name in ("registration", "adjudication", "projections")}
         pids = []
+        services = {}
         for name in ("projections", "adjudication", "registration"):
             proc = stack.enter_context(process(["serve", name, "--port", str(ports[name])],
                                                env))
             pids.append(proc.pid)
+            services[name] = proc.pid
             asyncio.run(wait_ready(f"http://127.0.0.1:{ports[name]}", timeout=90))
+        # Every process a decision costs CPU in, so a miss on a saturated machine shows as
+        # such: the services, the Kafka broker and PostgreSQL (the client's beside them).
+        accounting = cpu.Accounting(cpu.server_groups(
+            services, kafka_port(kafka.url), postgres_port(postgres.url)))
         url = f"http://127.0.0.1:{ports['registration']}"
         total = int(args.rate * args.seconds)
         settle(pids, 30)
         drive(url, requests(workload, 0, WARM_UP), 50, WARM_UP / 50, pids)
+        if args.warm_up_seconds > 0:
+            out.update({f"distributed_{k}": v for k, v in warm_broker(
+                url, warm, pids, accounting, args.warm_up_rate,
+                args.warm_up_seconds).items()})
         result, cores = drive(url, requests(workload, WARM_UP, total), args.rate,
-                              args.seconds, pids)
+                              args.seconds, pids, accounting=accounting)
         out.update(latency_results("distributed_", result, cores, workload, WARM_UP))
+        out["distributed_cpu"] = accounting.last
         record("api_latency", out)  # kept if the rate steps run out of time
         # The highest rate keeping p99 < 250 ms: rising steps until one misses, the first
         # once the 200/s run's backlog is worked off (it started on it before).
@@ -247,19 +304,34 @@ def distributed(args: argparse.Namespace, workload: Workload, extra: Workload
         best = 0.0
         start = 3_000
         steps: dict[str, float] = {}
+        step_cpu: dict[str, dict[str, float]] = {}
         for rate in args.steps:
             count = int(rate * args.step_seconds)
             step, _ = drive(url, requests(extra, start, count), rate, args.step_seconds,
-                            pids)
+                            pids, accounting=accounting)
             start += count
             steps[f"{rate:.0f}"] = step.ms(99)
+            step_cpu[f"{rate:.0f}"] = accounting.last
             settle(pids, 20)
             if step.ms(99) >= 250 or step.timeouts or not step.valid:
                 break
             best = rate
         out["distributed_step_p99_ms"] = steps
+        out["distributed_step_cpu"] = step_cpu
         out["distributed_highest_rate_p99_under_250ms"] = best
     return out
+
+
+def kafka_port(url: str) -> int:
+    """The port of a bootstrap string `host:port[,host:port...]` (its first server)."""
+    return int(url.split(",")[0].rsplit(":", 1)[1])
+
+
+def postgres_port(url: str) -> int:
+    """The port of a SQLAlchemy URL `postgresql+asyncpg://user[:pw]@host[:port]/db`."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).port or 5432
 
 
 def main() -> None:
@@ -270,6 +342,10 @@ def main() -> None:
     parser.add_argument("--step-seconds", type=float, default=10)
     parser.add_argument("--steps", type=float, nargs="*",
                         default=[50, 100, 150, 200, 300, 400, 600])
+    parser.add_argument("--warm-up-seconds", type=float, default=60,
+                        help="distributed: at most this long a warm-up load before the "
+                        "measured runs, until the Kafka broker's JIT has settled (0: none)")
+    parser.add_argument("--warm-up-rate", type=float, default=100)
     parser.add_argument("--collisions", type=float, default=0.3,
                         help="intended share of true collisions")
     parser.add_argument("--backend", choices=["embedded", "distributed", "both"],
@@ -278,6 +354,7 @@ def main() -> None:
     args, _ = parser.parse_known_args()
     if args.quick:
         args.seconds, args.ceiling_seconds, args.step_seconds = 10, 3, 5
+        args.warm_up_seconds = min(args.warm_up_seconds, 15)
         args.steps = [200, 400]
     total = int(args.rate * args.seconds)
     # The measured run's own workload (its intended collision share holds over it), and
@@ -289,8 +366,13 @@ def main() -> None:
     if args.backend in ("embedded", "both"):
         record("api_latency", {**results, **embedded(args, workload, extra)})
     if args.backend in ("distributed", "both"):
-        record("api_latency", {**results, **distributed(args, workload, extra)})
+        warm = generate(SEED + 2, int(args.warm_up_rate * (args.warm_up_seconds + 10)),
+                        collision_share=args.collisions)
+        record("api_latency", {**results, **distributed(args, workload, extra, warm)})
 
 
 if __name__ == "__main__":
+    from tests.bench.common import exit_on_sigterm
+
+    exit_on_sigterm()  # its servers stop when run.py stops it at its timeout
     main()

@@ -63,6 +63,7 @@ from services.adjudication.domain import (  # noqa: E402
     AdjudicationState,
     DecisionContext,
     decide,
+    explain,
     policy_version_of,
 )
 from services.adjudication.domain import state as state_module  # noqa: E402
@@ -70,6 +71,8 @@ from services.adjudication.domain.adjudicate import identity_of  # noqa: E402
 from services.adjudication.worker import GC_THRESHOLDS, tune_gc  # noqa: E402
 from services.registration.domain.intake import registration_submitted  # noqa: E402
 from services.registration.domain.resolution import choose  # noqa: E402
+from shared.accounts import index as index_module  # noqa: E402
+from shared.accounts import salesforce  # noqa: E402
 from shared.accounts.identity import AccountIdentity  # noqa: E402
 from shared.accounts.index import AccountIndex  # noqa: E402
 from shared.events import (  # noqa: E402
@@ -131,6 +134,17 @@ def throughput(events: int) -> dict[str, float]:
     }
 
 
+def _clear_process_memos() -> None:
+    """Empty the bounded, process-wide memos `decide` fills besides the normalisation
+    caches (warmed before the trace instead): they are caches of pure functions, not any
+    partition's state."""
+    salesforce.salesforce_18.cache_clear()
+    salesforce.salesforce_18_any_case.cache_clear()
+    explain._DAYS.clear()
+    index_module._KEYS_MEMO.clear()
+    index_module._SORTED_MEMO.clear()
+
+
 def memory(registrations: int, period: str = "P90D", every: timedelta = timedelta(seconds=5),
            forget: bool = False) -> dict[str, float]:
     """State bytes per active registration after `registrations` registrations, one every
@@ -178,6 +192,11 @@ def memory(registrations: int, period: str = "P90D", every: timedelta = timedelt
     state.index._identifiers.clear()
     state.loose_index._identifiers.clear()
     state._indexed.clear()
+    # So are the process-wide memos the decisions filled (session 25): the Salesforce-id
+    # spellings (`lru_cache`, 16,384 entries each), the sentences' days (4,096) and the
+    # index's name memos (256): ~1.8 KB per active registration on the long-lived
+    # partition, but one per process, shared by every partition it decides.
+    _clear_process_memos()
     gc.collect()
     held = tracemalloc.get_traced_memory()[0] - baseline
     tracemalloc.stop()

@@ -139,4 +139,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from tests.bench.common import exit_on_sigterm
+
+    exit_on_sigterm()  # its servers stop when run.py stops it at its timeout
     main()

@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import json
 import platform
+import signal
 import time
 from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parents[2] / "bench-results"
 LATEST = RESULTS / "latest"
+
+
+def exit_on_sigterm() -> None:
+    """Make SIGTERM (run.py's timeout sends it, then SIGKILL 10 s later) raise SystemExit,
+    so the script's `with` blocks and atexit handlers run. The Kafka broker and PostgreSQL
+    a bench starts (deploy/ scripts) run in sessions of their own: a bench stopped at its
+    timeout by the default SIGTERM action left both running, idle, for good."""
+    def _exit(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -20,6 +20,7 @@ import asyncio
 import json
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,65 +34,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests.bench import bench_api_latency as bench  # noqa: E402
-from tests.bench import loadgen  # noqa: E402
+from tests.bench import cpu  # noqa: E402
 from tests.support.companies import generate  # noqa: E402
 from tests.support.processes import free_port, wait_ready  # noqa: E402
-
-
-def _listening_pid(port: int) -> int | None:
-    """The process listening on a TCP port of this machine (/proc/net/tcp{,6})."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table, encoding="ascii") as rows:
-            for row in list(rows)[1:]:
-                cols = row.split()
-                if cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
-                    inodes.add(cols[9])
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                link = os.readlink(f"/proc/{pid}/fd/{fd}")
-                if link.startswith("socket:[") and link[8:-1] in inodes:
-                    return int(pid)
-        except OSError:
-            continue
-    return None
-
-
-def _children(ppid: int) -> list[int]:
-    out = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-                if int(stat.read().rsplit(")", 1)[1].split()[1]) == ppid:
-                    out.append(int(pid))
-        except OSError:
-            continue
-    return out
-
-
-class Group:
-    """A set of processes whose CPU is summed; PostgreSQL's backends come and go, so the
-    postmaster's children are re-listed at every sample (ended ones are lost: a backend
-    lives as long as its pooled connection, i.e. the whole run)."""
-
-    def __init__(self, name: str, pids: list[int], parent: int | None = None) -> None:
-        self.name, self.pids, self.parent = name, pids, parent
-
-    def sample(self) -> dict[int, float]:
-        pids = list(self.pids) + (_children(self.parent) if self.parent else [])
-        out = {}
-        for pid in pids:
-            try:
-                out[pid] = loadgen.process_cpu_seconds(pid)
-            except OSError:
-                continue
-        return out
-
-
-def _delta(before: dict[int, float], after: dict[int, float]) -> float:
-    return sum(v - before.get(pid, 0.0) for pid, v in after.items())
-
 
 _COUNTERS = ("dealreg_kafka_transactions_total", "dealreg_projection_batch_seconds_count",
              "dealreg_projection_events_total", "dealreg_http_requests_shed_total")
@@ -105,7 +50,7 @@ def _counters(urls: list[str]) -> dict[str, float]:
     for url in urls:
         request = urllib.request.Request(f"{url}/metrics",
                                          headers={"Authorization": f"Bearer {bench.TOKEN}"})
-        with urllib.request.urlopen(request, timeout=10) as answer:
+        with urllib.request.urlopen(request, timeout=60) as answer:
             for line in answer.read().decode().splitlines():
                 name = line.split("{", 1)[0].split(" ", 1)[0]
                 if name in out:
@@ -128,9 +73,10 @@ async def _pg_transactions(database: str) -> tuple[float, float]:
         await conn.close()
 
 
-async def _statements(database: str, reset: bool) -> list[tuple[int, float, str]]:
-    """With pg_stat_statements loaded in the server (shared_preload_libraries): reset, or
-    the top statements by execution time as (calls, total ms, text); else nothing."""
+async def _statements(database: str, reset: bool) -> list[tuple[int, float, int, str]]:
+    """With pg_stat_statements loaded in the server (shared_preload_libraries, e.g.
+    DEALREG_PG_STAT_STATEMENTS=1 with deploy/postgres.sh): reset, or the top statements by
+    execution time as (calls, total ms, rows, text); else nothing."""
     import asyncpg
 
     conn = await asyncpg.connect(database.replace("postgresql+asyncpg://", "postgresql://"))
@@ -141,17 +87,18 @@ async def _statements(database: str, reset: bool) -> list[tuple[int, float, str]
                 await conn.execute("SELECT pg_stat_statements_reset()")
                 return []
             rows = await conn.fetch(
-                "SELECT calls, total_exec_time, query FROM pg_stat_statements s "
+                "SELECT calls, total_exec_time, rows, query FROM pg_stat_statements s "
                 "JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database() "
                 "ORDER BY total_exec_time DESC LIMIT 12")
             total = await conn.fetchrow(
-                "SELECT sum(calls) AS calls, sum(total_exec_time) AS ms FROM "
+                "SELECT sum(calls) AS calls, sum(total_exec_time) AS ms, sum(rows) AS rows FROM "
                 "pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
                 "WHERE d.datname = current_database()")
         except asyncpg.PostgresError:
             return []
-        return [(int(total["calls"] or 0), float(total["ms"] or 0), "(all statements)")] + [
-            (r["calls"], r["total_exec_time"], " ".join(r["query"].split())[:110])
+        return [(int(total["calls"] or 0), float(total["ms"] or 0), int(total["rows"] or 0),
+                 "(all statements)")] + [
+            (r["calls"], r["total_exec_time"], r["rows"], " ".join(r["query"].split())[:110])
             for r in rows]
     finally:
         await conn.close()
@@ -215,6 +162,16 @@ def _print_stages(logs: list[Path], since: float) -> None:
               f"(n {len(values)})", flush=True)
 
 
+def _py_spy(folder: Path, services: dict[str, int], rate: float,
+            seconds: float) -> list[subprocess.Popen[bytes]]:
+    folder.mkdir(parents=True, exist_ok=True)
+    return [subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--rate", "50",
+                              "--duration", str(int(seconds)), "--nonblocking", "--format",
+                              "raw", "-o", str(folder / f"{name}-{rate:.0f}.txt")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for name, pid in services.items()]
+
+
 def main() -> None:
     from tests.support.servers import create_database, start_kafka, start_postgres
 
@@ -224,6 +181,12 @@ def main() -> None:
     parser.add_argument("--trace", action="store_true",
                         help="print spans (DEALREG_OTEL=console) and split latency by stage; "
                         "costs CPU, so its CPU figures are not comparable")
+    parser.add_argument("--py-spy", metavar="DIR", type=Path,
+                        help="also sample each service with `py-spy record` (raw folded "
+                        "stacks, --nonblocking, 50 Hz) into DIR/<service>-<rate>.txt")
+    parser.add_argument("--warm-up-seconds", type=float, default=60,
+                        help="at most this long a warm-up load first, until the Kafka "
+                        "broker's JIT has settled (bench_api_latency.warm_broker; 0: none)")
     args = parser.parse_args()
     total = int(sum(args.rates) * args.seconds) + bench.WARM_UP
     workload = generate(bench.SEED, total, collision_share=0.3)
@@ -239,22 +202,22 @@ def main() -> None:
                "DEALREG_PROJECTIONS_GROUP": f"proj-{suffix}",
                **({"DEALREG_OTEL": "console"} if args.trace else {})}
         ports = {name: free_port() for name in ("registration", "adjudication", "projections")}
-        groups = []
+        services = {}
         for name in ("projections", "adjudication", "registration"):
             proc = stack.enter_context(bench.process(["serve", name, "--port", str(ports[name])],
                                                      env))
-            groups.append(Group(name, [proc.pid]))
+            services[name] = proc.pid
             asyncio.run(wait_ready(f"http://127.0.0.1:{ports[name]}", timeout=90))
-        kafka_pid = _listening_pid(int(kafka.url.rsplit(":", 1)[1]))
-        pg_pid = _listening_pid(int(postgres.url.rsplit(":", 1)[1].split("/")[0]))
-        if kafka_pid:
-            groups.append(Group("kafka", [kafka_pid]))
-        if pg_pid:
-            groups.append(Group("postgres", [pg_pid], parent=pg_pid))
-        pids = [g.pids[0] for g in groups[:3]]
+        accounting = cpu.Accounting(cpu.server_groups(
+            services, bench.kafka_port(kafka.url), bench.postgres_port(postgres.url)))
+        pids = list(services.values())
         url = f"http://127.0.0.1:{ports['registration']}"
         bench.settle(pids, 30)
         bench.drive(url, bench.requests(workload, 0, bench.WARM_UP), 50, 2, pids)
+        if args.warm_up_seconds > 0:
+            warm = generate(bench.SEED + 2, int(100 * (args.warm_up_seconds + 10)),
+                            collision_share=0.3)
+            bench.warm_broker(url, warm, pids, accounting, 100, args.warm_up_seconds)
         start = bench.WARM_UP
         for rate in args.rates:
             bench.settle(pids, 30)
@@ -262,40 +225,38 @@ def main() -> None:
             urls = [f"http://127.0.0.1:{p}" for p in ports.values()]
             counters0, pg0 = _counters(urls), asyncio.run(_pg_transactions(database))
             asyncio.run(_statements(database, reset=True))
-            before = [g.sample() for g in groups]
+            spies = _py_spy(args.py_spy, services, rate, args.seconds) if args.py_spy else []
+            accounting.start()
             t0 = time.time()
             result, _ = bench.drive(url, bench.requests(workload, start, count), rate,
                                     args.seconds, pids)
             time.sleep(1.0)  # the last decisions' projections
-            after = [g.sample() for g in groups]
+            window = accounting.stop()
+            for spy in spies:
+                spy.wait(timeout=60)
             counters1, pg1 = _counters(urls), asyncio.run(_pg_transactions(database))
             start += count
             decided = max(1, len(result.extracts))
             print(f"  {rate:.0f}/s: {len(result.extracts)} decided in time, client p50 "
                   f"{result.ms(50):.0f} ms p99 {result.ms(99):.0f} ms", flush=True)
-            total_ms = 0.0
-            for g, b, a in zip(groups, before, after, strict=True):
-                cpu = _delta(b, a)
-                total_ms += cpu * 1000 / decided
-                print(f"    {g.name:13s} {cpu * 1000 / decided:6.2f} ms/decided "
-                      f"{cpu / result.wall_seconds:5.2f} cores", flush=True)
-            client = sum(result.cpu_seconds)
-            print(f"    {'loadgen':13s} {client * 1000 / decided:6.2f} ms/decided "
-                  f"{client / result.wall_seconds:5.2f} cores", flush=True)
-            print(f"    total {total_ms + client * 1000 / decided:.2f} ms/decided",
-                  flush=True)
+            for line in window.lines(decided, sum(result.cpu_seconds)):
+                print(line, flush=True)
             per = {k.removeprefix("dealreg_"): round((counters1[k] - counters0[k]) / decided, 2)
                    for k in _COUNTERS}
             per["postgres_transactions"] = round((pg1[0] - pg0[0]) / decided, 2)
             per["postgres_sessions"] = round((pg1[1] - pg0[1]) / decided, 3)
             print(f"    per decided: {per}", flush=True)
-            for calls, total, query in asyncio.run(_statements(database, reset=False)):
+            for calls, total, rows, query in asyncio.run(_statements(database, reset=False)):
                 print(f"      pg {total / decided:6.3f} ms/decided {calls / decided:5.2f} "
-                      f"calls/decided  {query}", flush=True)
+                      f"calls/decided {rows / max(1, calls):7.1f} rows/call  {query}",
+                      flush=True)
             if args.trace:
                 _print_stages([Path(tempfile.gettempdir()) / f"dealreg-bench-{p}.log"
                                for p in ports.values()], t0)
 
 
 if __name__ == "__main__":
+    from tests.bench.common import exit_on_sigterm
+
+    exit_on_sigterm()  # its servers stop when run.py stops it at its timeout
     main()

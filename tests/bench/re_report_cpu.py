@@ -113,6 +113,9 @@ async def measure(backend: str, n: int, seconds: float, concurrency: int) -> Non
 
 
 if __name__ == "__main__":
+    from tests.bench.common import exit_on_sigterm
+
+    exit_on_sigterm()  # its servers stop when run.py stops it at its timeout
     asyncio.run(measure(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 100,
                         float(sys.argv[3]) if len(sys.argv) > 3 else 20.0,
                         int(sys.argv[4]) if len(sys.argv) > 4 else 1))

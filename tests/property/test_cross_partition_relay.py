@@ -377,6 +377,99 @@ def test_a_contest_weighs_the_possible_duplicates_of_its_customer_on_another_par
         m.teardown()
 
 
+def test_a_release_beside_a_review_holding_its_copy_leaves_one_owner() -> None:
+    """Found by `ElsewhereInvariants` at 300 examples (Heuser), a rule defect: B's review
+    awarded p-04's name-only twin over A's p-01 (the relay rejected p-01 on A); p-01
+    registered `dom:` again and went to review on A beside the copy of p-04; p-02 then
+    registered the twin on B and lost to p-04 by tier. p-04 withdrew: B promoted p-02, and
+    A, told p-04 had ended, closed its review moot and approved p-01: two owners of
+    analytics at Heuser (invariant 1) that no person ever weighed. Fixed by "A release
+    watched by a review elsewhere promotes no one" (the rival session's rule, merged):
+    p-04's copy is in A's review, so its line is let go unpromoted."""
+    m = ElsewhereInvariants()
+    try:
+        m.partners()
+        m.settle_elsewhere(index=0, outcome="award", partner=3, pick=0, race=False,
+                           rival=False, winner=0)
+        m.settle_elsewhere(index=0, outcome="award", partner=1, pick=0, race=False,
+                           rival=False, winner=0)
+        regs = list(m.model.regs.values())
+        assert [(r.partner, r.status, r.rule) for r in regs] == [
+            ("p-01", "rejected", "dispute_resolution"), ("p-04", "approved", "dispute_resolution"),
+            ("p-01", "in_review", "possible_duplicate"), ("p-02", "rejected", "tier")]
+        m.withdraw(index=0)  # p-04 lets go of the twin
+        assert [(r.partner, r.status, r.rule) for r in regs] == [
+            ("p-01", "rejected", "dispute_resolution"), ("p-04", "withdrawn", "dispute_resolution"),
+            ("p-01", "approved", "no_conflict"), ("p-02", "rejected", "tier")]
+        m.invariants_hold()
+    finally:
+        m.teardown()
+
+
+def test_two_reviews_racing_each_rejecting_the_others_copy_end_both_for_a_reason() -> None:
+    """Found by `ElsewhereInvariants` at 300 examples (Jones Holdings), a checker artefact,
+    not a rule defect: B's review had awarded p-03's name-only twin; p-02 registered
+    `dom:` and went to review on A beside the twin's copy, and p-04 challenged the twin
+    on B (p-02's copy flagged beside it). Two persons decided in one step: A awarded p-02
+    (rejecting the twin's copy), B split between p-04 and the twin (rejecting p-02's copy).
+    Each review's word about a copy retires the original (relay.py), so the twin and
+    p-02 both end rejected, each by a resolution of a dispute it was a member of that
+    named it, and p-04 is the one owner. The twin's rejection is keyed by its own key, on
+    B, while A's DisputeResolved is on A: the checker folds partitions interleaved by time
+    and judged the rejection before that resolution, as an approval taken away for no
+    reason (invariant 2). It now judges such a rejection once the step's decisions are all
+    in (`check_pending_reasons`)."""
+    m = ElsewhereInvariants()
+    try:
+        m.partners()
+        m.settle_elsewhere(index=19, outcome="award", partner=2, pick=0, race=True,
+                           rival=True, winner=0)
+        m.settle_elsewhere(index=31, outcome="split", partner=2, pick=1, race=True,
+                           rival=False, winner=0)
+        regs = list(m.model.regs.values())
+        assert [(r.partner, r.key, r.status) for r in regs] == [
+            ("p-01", "dom:jones-holdings.co.uk", "rejected"),
+            ("p-03", "dom:jones-holdings.co.uk", "rejected"),
+            ("p-03", "name:GB:jones-holdings", "rejected"),  # the twin: A's award
+            ("p-02", "dom:jones-holdings.co.uk", "rejected"),  # B's split
+            ("p-04", "name:GB:jones-holdings", "approved")]
+        home = next(d for d in m.model.disputes.values() if d.outcome == "award"
+                    and regs[3].id in d.members)
+        assert regs[2].id in home.members and home.awarded == regs[3].id
+        assert not _open(m)
+        m.invariants_hold()
+    finally:
+        m.teardown()
+
+
+def test_a_registration_lost_elsewhere_before_it_expired_starts_no_cooloff() -> None:
+    """Found by `ElsewhereInvariants` at 300 examples (Heuser), a rule defect: B's review
+    awarded p-01's name-only twin; on A, p-05 and then p-04 (gold, a challenger) registered
+    `dom:`, the twin's copy flagged in their dispute. The clock jumped 92 days: A's
+    fallback (due 10 January) rejected the twin's copy, and the twin's protection expired
+    on B (5 April); B decided its own expiry first and the relayed rejection after it
+    (its end stands), so the expiry started a cool-off, and p-01 registering the twin
+    again was rejected `reregistration_cooloff` citing a registration its readers show
+    rejected, one p-01 never let go (invariant 12). A relayed rejection decided at or
+    before such an end now lifts its cool-off (`cooloff.lost_before`)."""
+
+    def steps(m: Invariants) -> None:
+        m.register(HEUSER, "p-02", {"analytics"}, "resell")  # A: approved
+        m.register(HEUSER_BY_NAME, "p-01", {"analytics"}, "resell")  # B: review
+        _submit_award(m, _dispute_of(m, 1).id, _ids(m)[1])  # the twin wins
+        m.settle()
+        m.register(HEUSER, "p-05", {"analytics"}, "resell")  # A: review beside the copy
+        m.register(HEUSER, "p-04", {"analytics"}, "resell")  # A: challenger joins it
+        m.time_passes(hours=2208)
+        assert [_status(m, i) for i in range(4)] == [
+            "rejected", "rejected", "rejected", "approved"]  # the fallback took the twin
+        m.register(HEUSER_BY_NAME, "p-01", {"analytics"}, "resell")
+        again = m.model.regs[_ids(m)[4]]
+        assert (again.status, again.rule) == ("in_review", "possible_duplicate")
+
+    _replay(steps)
+
+
 class TestElsewhereInvariants(ElsewhereInvariants.TestCase):  # type: ignore[name-defined,misc]
     tearDownClass = machine.TestInvariants.tearDownClass  # exploring: what it collected
 

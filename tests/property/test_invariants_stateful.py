@@ -111,6 +111,7 @@ DIRECT = "direct"
 """The party of every direct claim: the direct team is one party, whichever rep filed."""
 _COLLECT = os.environ.get("DEALREG_PROPERTY_COLLECT") == "1"
 FOUND: dict[str, str] = {}
+_TARGET = os.environ.get("DEALREG_PROPERTY_TARGET")
 """Exploring: one example message per kind of violation (ids and numbers masked)."""
 
 
@@ -256,6 +257,9 @@ class Invariants(RuleBasedStateMachine):
                                  template_root=_TEMPLATE_ROOT)
         self.model = Model()
         self.pending_ends: list[tuple[Reg, dict[str, Any], Dispute]] = []
+        self.pending_reasons: list[tuple[Reg, str, str | None, str | None,
+                                         tuple[str, ...] | None]] = []
+        """Rejections naming a dispute not yet resolved as folded (`check_approval_end`)."""
         self.releases: list[tuple[Reg, datetime, list[Reg], Policy]] = []
         """Owners that let go while the current input event was decided (invariant 13)."""
         self.promoted: list[tuple[Reg, str | None]] = []
@@ -320,6 +324,7 @@ class Invariants(RuleBasedStateMachine):
                 event(f"{type(decision).__name__} {label}")
         self.check_releases()
         self.current_input = None
+        self.check_pending_reasons()
         self.check_resolution_ends()
         self.settled_at = self.clock.now
         self.report()
@@ -536,6 +541,8 @@ class Invariants(RuleBasedStateMachine):
         """Fail on the first step that broke an invariant (or, exploring with
         DEALREG_PROPERTY_COLLECT=1, remember every kind of break and go on)."""
         found, self.model.violations = self.model.violations, []
+        if _TARGET is not None:
+            found = [t for t in found if re.search(_TARGET, t)]
         if found and _COLLECT:
             for text in found:
                 FOUND.setdefault(_shape(text), text)
@@ -666,7 +673,7 @@ class Invariants(RuleBasedStateMachine):
 
     def check_approval_end(self, reg: Reg, status: str, *, reason: str | None = None,
                            at: datetime | None = None, rule: str | None = None,
-                           dispute_id: str | None = None) -> None:
+                           dispute_id: str | None = None, later: bool = False) -> None:
         m = self.model
         if reason == "expired":
             if reg.protected_until is None or at is None or at < reg.protected_until:
@@ -687,9 +694,31 @@ class Invariants(RuleBasedStateMachine):
                 # may follow the loser's.
                 self.pending_ends.append((reg, dict(scope=reg.scope), d))
                 return
+            if not later:
+                # Not resolved yet as folded: a copy's rejection is keyed by the copy's own
+                # key, so it (and the relay retiring the original) may sit on another
+                # partition than the DisputeResolved before it, and the partitions fold
+                # interleaved by time (two reviews settled in one step, each rejecting the
+                # other's copy). Judged once the step's decisions are all in.
+                self.pending_reasons.append((reg, status, rule, dispute_id, reg.scope))
+                return
         self.violation(2, f"approved {reg.id} became {status} (reason {reason}, rule {rule},"
                        f" dispute {dispute_id}); withdrawn={reg.withdrawn} "
                        f"closed={reg.closed} partner={m.partner_status.get(reg.partner)}")
+
+    def check_pending_reasons(self) -> None:
+        """The rejections whose dispute was still open when they were folded, judged
+        again now that the step's decisions (its DisputeResolved among them) are in, with
+        the scope the registration held when it was rejected."""
+        pending, self.pending_reasons = self.pending_reasons, []
+        for reg, status, decided_by, dispute_id, scope in pending:
+            now = reg.scope
+            reg.scope = scope
+            try:
+                self.check_approval_end(reg, status, rule=decided_by, dispute_id=dispute_id,
+                                        later=True)
+            finally:
+                reg.scope = now
 
     def check_resolution_ends(self) -> None:
         """An award or fallback rejected an approval: some winner of that dispute must now
@@ -2113,6 +2142,70 @@ def test_a_contest_is_one_appeal_per_rival_registration_in_the_machine() -> None
         assert again.beaten_by == (owner.id,)
         assert [d.members for d in m.model.disputes.values() if d.open] == []
         assert RECENT["appeal refused: contested that rival before"] >= 1
+
+    _replay_recent(steps)
+
+
+def test_a_contest_is_one_appeal_against_a_rival_it_met_as_a_copy_elsewhere() -> None:
+    """Found by `RecentRules` at 100 examples (failing on the older main too): a partner
+    lost to the copy of a rival's registration on another partition (its customer's CRM
+    key), contested, and a person awarded the rival; it registered the customer again,
+    now filed under the rival's own key (its domain), lost to the same registration there
+    and contested again: a fresh level-1 dispute against the rival a person had just heard
+    it against (invariant 9), since that partition's appeal memory (the rival's line)
+    never saw the first contest. The contest's review now tells the rival's own partition
+    (`CopiesInReview.appealed`), which refuses the second appeal."""
+    domain, crm = RACES[0]
+
+    def steps(m: RecentRules) -> None:
+        m.race(RACES[0], "p-04", 3, {"security"})  # p-04 by domain, p-02 by CRM id: a review
+        m.register(crm, "p-01", {"security"}, "resell")  # loses to p-04's copy (tier)
+        owner, _, first = m.model.regs.values()
+        assert first.status == "rejected" and first.beaten_by == (owner.id,)
+        assert first.key != owner.key
+        contestable = [r for r in m.model.regs.values() if r.contestable]
+        m.appeal_again(contestable.index(first), lose=True)  # contest; the rival is awarded
+        assert first.status == "rejected" and owner.status == "approved"
+        m.register(domain, "p-01", {"security"}, "resell")  # on the owner's own key now
+        again = list(m.model.regs.values())[-1]
+        assert again.key == owner.key and again.beaten_by == (owner.id,)
+        refused = RECENT["appeal refused: contested that rival before"]
+        m.contest_this(again)
+        assert again.status == "rejected" and again.rule == "tier"
+        assert RECENT["appeal refused: contested that rival before"] == refused + 1
+        assert [d.id for d in m.model.disputes.values() if d.open] == []
+
+    _replay_recent(steps)
+
+
+def test_a_contest_is_one_appeal_for_the_rival_s_whole_protection() -> None:
+    """The appeal memory was the contested registration's: forgotten one protection period
+    of *its own* policy after it ended. A partner rejected under a 30-day policy beside a
+    rival approved under the 90-day default contested, lost before a person, and 31 days
+    later registered again and contested the same rival in the same grant: a fresh level-1
+    dispute (invariant 9, `check_appeal`: one appeal per rival protection). The appeal is
+    now remembered beside the rival for its grant (`state.appealed`)."""
+    spec = SPECS[0]
+
+    def steps(m: RecentRules) -> None:
+        m.register(spec, "p-04", {"analytics"}, "resell")  # default policy: 90 days
+        m.publish_policy("short_ladder")  # 30 days from now on
+        m.time_passes(30)
+        m.register(spec, "p-01", {"analytics"}, "resell")  # rejected first_submitted
+        owner, first = m.model.regs.values()
+        assert first.contestable and m.policy_of(first).protection_period == timedelta(days=30)
+        m.contest_this(first)
+        dispute = next(d for d in m.model.disputes.values() if d.open)
+        m.resolve(0, dispute.members.index(owner.id), "award")
+        assert owner.status == "approved" and first.status == "rejected"
+        m.time_passes(24 * 31)  # the first one is forgotten; the rival's grant is not over
+        m.register(spec, "p-01", {"analytics"}, "resell")
+        again = list(m.model.regs.values())[-1]
+        assert again.status == "rejected" and again.beaten_by == (owner.id,)
+        refused = RECENT["appeal refused: contested that rival before"]
+        m.contest_this(again)
+        assert again.status == "rejected" and again.rule == "first_submitted"
+        assert RECENT["appeal refused: contested that rival before"] == refused + 1
 
     _replay_recent(steps)
 

@@ -242,3 +242,29 @@ def test_a_kept_alive_connection_the_server_closed_is_replaced_not_counted_as_an
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
     assert (result.completed, result.errors, result.statuses) == (20, 0, {200: 20})
+
+
+def test_a_bench_stopped_at_its_timeout_runs_its_cleanup(tmp_path: Path):
+    """run.py stops a bench at its timeout with SIGTERM: the bench's `with` blocks (which
+    stop the Kafka broker and PostgreSQL it started, in sessions of their own) must run.
+    Under Python's default SIGTERM action they did not, and both servers outlived it."""
+    import signal
+    import subprocess
+
+    marker = tmp_path / "cleaned"
+    script = (
+        "import sys, time\n"
+        f"sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})\n"
+        "from tests.bench.common import exit_on_sigterm\n"
+        "exit_on_sigterm()\n"
+        "try:\n"
+        "    print('ready', flush=True)\n"
+        "    time.sleep(60)\n"
+        "finally:\n"
+        f"    open({str(marker)!r}, 'w').write('stopped')\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=20)
+    assert marker.read_text() == "stopped"

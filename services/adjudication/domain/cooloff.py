@@ -55,6 +55,19 @@ def forget(state: AdjudicationState, entry: Entry) -> None:
         del state.let_go[entry.account_key]
 
 
+def lost_before(state: AdjudicationState, entry: Entry, decided_at: int) -> None:
+    """A settlement on another key rejected `entry` at `decided_at`, and its word arrived
+    after `entry` had ended here by withdrawal or expiry (relay.py: its end stands). If the
+    settlement came first (at or before the end), the partner did not let go, it lost:
+    the end starts no cool-off (the partner's readers show the rejection, `overruled`)."""
+    ended = state.let_go.get(entry.account_key)
+    if ended is None:
+        return
+    ended[:] = [item for item in ended if item[0] != entry.id or item[1] < decided_at]
+    if not ended:
+        del state.let_go[entry.account_key]
+
+
 def _may_reach_let_go(state: AdjudicationState, new: Entry, asked: Lookup) -> bool:
     """Whether any key `customer_keys` could return has a let-go entry: its answer is a
     subset of `new`'s key's cluster, the matched keys and their clusters, and the keys

@@ -184,12 +184,15 @@ def decide_relaying(
     if isinstance(event, TimerFired):
         moment = max(moment, to_us(event.deadline))
     advance(state, out, moment)
-    links.revisit(state, out)
+    if state.ended:  # (each call below returns at once when there is nothing to do)
+        links.revisit(state, out)
     if handler is not None:
         version = policy_version_of(event)
         handler(state, event, state.policy(version) if version is not None else policy, out)
-        links.revisit(state, out)
-    relay.tell_ended(state, out)
+        if state.ended:
+            links.revisit(state, out)
+    if state.unwatched:
+        relay.tell_ended(state, out)
     relays = [e for e in out if isinstance(e, RELAYS)]
     if relays:
         return [e for e in out if not isinstance(e, RELAYS)], relays

@@ -65,6 +65,14 @@ def member_evidence(entry: Entry, decided_key: str,
     return evidence(Collision(entry, kind, score, True), decided_key)
 
 
+def near_evidence(entry: Entry, decided_key: str, decided: Entry) -> ConflictEvidence:
+    """`member_evidence`, as a possible duplicate (`confident: false`): a near match a
+    person must confirm."""
+    kind, score = _weakest(decided.evidence or (key_evidence(decided.account_key), 1.0),
+                           entry.evidence or (key_evidence(entry.account_key), 1.0))
+    return evidence(Collision(entry, kind, score, False), decided_key)
+
+
 def fellow_evidence(state: AdjudicationState, entry: Entry, decided_key: str,
                     decided: Entry | None = None) -> ConflictEvidence:
     """`member_evidence` with the link between the two keys, if any (`joined`): a member

@@ -38,9 +38,9 @@ from __future__ import annotations
 
 from typing import Final
 
-from services.adjudication.domain import explain, outcomes, release
+from services.adjudication.domain import cooloff, explain, outcomes, release
 from services.adjudication.domain.disputes import remove_member
-from services.adjudication.domain.instants import from_us
+from services.adjudication.domain.instants import from_us, to_us
 from services.adjudication.domain.protection import retire
 from services.adjudication.domain.state import AdjudicationState, Entry
 from shared.events import (
@@ -73,7 +73,11 @@ def apply(state: AdjudicationState, out: Out, event: SettlementRelayed, policy: 
     words = [(w, e) for w in event.decisions
              for e in (state.entries.get(w.registration_id),)
              if e is not None and not e.mirror]  # forgotten, or not this partition's
-    # Ended here already: its end stands (readers show the rejection: `overruled`).
+    # Ended here already: its end stands (readers show the rejection: `overruled`), but
+    # one the settlement took away before it ended here starts no cool-off.
+    for word, entry in words:
+        if word.status == "rejected" and not entry.active:
+            cooloff.lost_before(state, entry, to_us(event.decided_at))
     losers = [e for w, e in words if w.status == "rejected" and e.active]
     # A relayed scope only narrows: the review elsewhere weighed the copy as it was
     # reported, never what this partition settled since (a product its own review gave a
@@ -163,7 +167,9 @@ def _decided(entry: Entry, event: SettlementRelayed, sentence: str, at: int,
 def watch(state: AdjudicationState, out: Out, event: CopiesInReview, policy: Policy) -> None:
     """A review on another partition holds copies of registrations this partition owns:
     remember where it is, to tell it when they end; tell it now of those that ended
-    already (one forgotten here ended a protection period ago at least)."""
+    already (one forgotten here ended a protection period ago at least). A contest's
+    review names the copies its partner contested losing to: remember the appeal beside
+    the registration (`state.appealed`, DESIGN.md "Contests end")."""
     ended: dict[str, list[EndedAtHome]] = {}
     for registration_id in event.registration_ids:
         entry = state.entries.get(registration_id)
@@ -173,6 +179,11 @@ def watch(state: AdjudicationState, out: Out, event: CopiesInReview, policy: Pol
             keys = state.watchers.setdefault(registration_id, [])
             if event.review_key not in keys:
                 keys.append(event.review_key)
+            if event.contested_by is not None and registration_id in event.appealed:
+                # A partner contested losing to its copy there: one appeal, here too.
+                parties = state.appealed.setdefault(registration_id, [])
+                if event.contested_by not in parties:
+                    parties.append(event.contested_by)
             continue
         home = entry.account_key if entry is not None else event.account_key
         ended.setdefault(home, []).append(EndedAtHome(

@@ -7,7 +7,13 @@ precedence rule rejected in its favour within `release_window` are the line: the
 ordered by the policy's precedence as adjudication walks it, then first submitted
 (`precedence.in_line`), and each in turn is approved (rule `promoted_on_release`, a fresh
 protection period) if nothing active and exclusive now overlaps it and its partner is still
-active. Several may be promoted when their products do not overlap. With `free`, nothing
+active. Several may be promoted when their products do not overlap. A candidate whose
+rejection flagged a copy of another partition's registration as a possible duplicate
+(`Entry.near_by`) that is still active, exclusive, another party's and overlapping is not
+approved outright: as a new registration beside a near match would, it goes to review
+with a `possible_duplicate` dispute over it and those copies (a person says whether they
+are one customer; DESIGN.md, "Promotion weighs the copies its line's rejection flagged").
+With `free`, nothing
 happens: the next newcomer gets the account. A win in the CRM is not a release: the
 customer bought, and the winner is the incumbent. An owner whose copy a review on another
 partition holds (or held: `state.watchers`) lets its line go unpromoted: that review
@@ -18,11 +24,12 @@ from __future__ import annotations
 
 from services.adjudication.domain import explain, outcomes
 from services.adjudication.domain.instants import span_us
-from services.adjudication.domain.matching import find_collisions, held_exclusively
+from services.adjudication.domain.matching import find_collisions, held_exclusively, overlaps
 from services.adjudication.domain.precedence import in_line
-from services.adjudication.domain.protection import grant, inactive
+from services.adjudication.domain.protection import grant, hold_for_review, inactive
 from services.adjudication.domain.state import AdjudicationState, Entry
 from shared.events import DomainEvent
+from shared.policy import Policy
 
 RULE = "promoted_on_release"
 _PRUNE_AT = 64
@@ -41,6 +48,7 @@ def remember_beaten(state: AdjudicationState, loser: Entry) -> None:
 
 def forget(state: AdjudicationState, entry_id: str) -> None:
     state.beaten.pop(entry_id, None)
+    state.appealed.pop(entry_id, None)
 
 
 def let_go(state: AdjudicationState, out: list[DomainEvent], owner: Entry, at: int) -> None:
@@ -48,6 +56,7 @@ def let_go(state: AdjudicationState, out: list[DomainEvent], owner: Entry, at: i
     explanation says neither how it ended nor how many were in line (a partner learns no
     rival's outcome or count from it); the evidence names the owner."""
     line_ids = state.beaten.pop(owner.id, None)
+    state.appealed.pop(owner.id, None)  # appeals against this grant end with it, like its line
     if not line_ids or owner.mirror:
         return
     if owner.id in state.watchers:
@@ -76,6 +85,10 @@ def let_go(state: AdjudicationState, out: list[DomainEvent], owner: Entry, at: i
         )
         if blocked:
             continue
+        near = _near_copies(state, candidate, own)
+        if near:
+            _review(state, out, candidate, near, own, at)
+            continue
         grant(state, candidate, own, at)
         candidate.beaten_by = ()
         candidate.dispute_id = None
@@ -86,3 +99,47 @@ def let_go(state: AdjudicationState, out: list[DomainEvent], owner: Entry, at: i
             f"has ended; this one is next in line (by {explain.precedence_words(policy)})"
             f"{explain.protected_until(candidate)} {explain.tag(RULE, policy.version)}.",
             at, [outcomes.fellow_evidence(state, owner, candidate.account_key, candidate)]))
+
+
+def _near_copies(state: AdjudicationState, candidate: Entry, policy: Policy) -> list[Entry]:
+    """The copies `candidate`'s rejection flagged as possible duplicates that still stand
+    beside it: active, held exclusively, another party's, overlapping (as a contest weighs
+    them, `disputes._file`: only copies, a near match on this partition's own keys is
+    left as it was)."""
+    found = []
+    for rid in candidate.near_by:
+        other = state.entries.get(rid)
+        if other is not None and other.active and other.mirror \
+                and held_exclusively(state, other) and not _one_party(other, candidate) \
+                and overlaps(candidate.products, other.products, policy,
+                             state.policy(other.policy_version)):
+            found.append(other)
+    return found
+
+
+def _one_party(a: Entry, b: Entry) -> bool:
+    return a.party_type == b.party_type and a.incumbency_party == b.incumbency_party
+
+
+def _review(state: AdjudicationState, out: list[DomainEvent], candidate: Entry,
+            near: list[Entry], policy: Policy, at: int) -> None:
+    """Next in line, but possibly the customer of a registration held on another key (a
+    copy its rejection flagged): a person decides, as for a newcomer (rule 7); promoted
+    outright it was that one's second owner once its own review closed moot elsewhere."""
+    from services.adjudication.domain.disputes import draw_into_dispute  # disputes imports us
+
+    hold_for_review(state, candidate, at)
+    candidate.beaten_by = ()
+    candidate.dispute_id = None
+    evidence = [outcomes.near_evidence(e, candidate.account_key, candidate) for e in near]
+    dispute = draw_into_dispute(state, out, candidate, near, "possible_duplicate",
+                                "possible_duplicate", policy, at, evidence)
+    label = explain.account_label(candidate.account_key)
+    out.append(outcomes.decision(
+        candidate, "possible_duplicate", policy.version,
+        f"In review: the registration that protected the account {label}"
+        f"{explain.scope(candidate)} has ended and this one is next in line, but the "
+        f"account may be the same customer as an account claimed by another party (a near "
+        f"match a person must confirm); dispute {dispute.id} is with {dispute.owner_id}, due "
+        f"{explain.day(dispute.due_at)} {explain.tag('possible_duplicate', policy.version)}.",
+        at, evidence, ("possible_duplicate",)))

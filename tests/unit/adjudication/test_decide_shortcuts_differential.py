@@ -1,5 +1,6 @@
 """The decide shortcuts (one index look-up per registration, `matching.Lookup.filed`; the
-cool-off's `_may_reach_let_go`) only skip work: on any stream, decisions are those of the
+cool-off's `_may_reach_let_go`; no `sort_out` when only the own key matched,
+`matching._only_own`) only skip work: on any stream, decisions are those of the
 long way (asking the index again after filing, always sorting out the customer), and a
 snapshot/restore mid-stream changes nothing (architecture invariant 3).
 
@@ -123,8 +124,10 @@ _cooling, _find_collisions = cooloff.cooling, adjudicate_module.find_collisions
 
 def _long_way(ops: list[tuple[Any, ...]], pol: Policy) -> list[str]:
     """Before the shortcuts: the cool-off and collisions ask the index themselves (no
-    `asked`), so the customer is always sorted out."""
+    `asked`), so the customer is always sorted out, even when only the new entry's own
+    key matched (`matching._only_own`)."""
     with ExitStack() as stack:
+        stack.enter_context(mock.patch.object(matching, "_only_own", lambda *_: False))
         stack.enter_context(mock.patch.object(
             cooloff, "cooling", lambda *a, **_: _cooling(*a[:5])))
         stack.enter_context(mock.patch.object(

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 import pytest
+from adjudication_driver import Driver, decisions
 from adjudication_workload import generate, workload_policies
 
 from services.adjudication.domain import AdjudicationState, DecisionContext, decide
@@ -77,3 +78,34 @@ def test_forgetting_accounts_changes_only_own_key_evidence_on_these_workloads(
     # ...and nothing it still needs: every active entry's key is still indexed.
     assert {e.account_key for e in state.entries.values()
             if e.status in ACTIVE and not e.mirror} <= set(state.index._ordinal)
+
+
+def _dormant_then_crm_and_name(forget: bool, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """dom:acme.com registered once, ended and forgotten (no entry left under the key);
+    dom:acme.io "Acme" protected now; then a registration with a CRM id and the name
+    "Acme" but no domain."""
+    monkeypatch.setattr(state_module, "FORGETS_ACCOUNTS", forget)
+    d = Driver()
+    d.register("old", "p-1", domain="acme.com", name="Acme", key="dom:acme.com")
+    d.later(days=400)  # expired after its period, forgotten one period later
+    d.run_until(d.now)
+    assert "old" not in d.state.entries and "dom:acme.com" not in d.state.filed
+    [io] = decisions(d.register("io", "p-2", domain="acme.io", name="Acme"))
+    assert (io.status, io.rule) == ("approved", "no_conflict")
+    d.later(days=3)  # past the tie window: first_submitted separates them
+    [new] = decisions(d.register("new", "p-3", domain=None, name="Acme", crm="C1",
+                                 key="crm:C1"))
+    return new
+
+
+def test_an_account_with_no_entry_left_still_decides(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Why the index keeps every account (DESIGN.md, "What an ended registration leaves"):
+    the dormant dom:acme.com matches the new registration by name first (keys in order),
+    so the customer being built carries acme.com, and dom:acme.io, matched by the same
+    name after it, is another customer: a possible duplicate for a person, where without
+    the dormant account it is the same customer and precedence rejects the newcomer."""
+    kept = _dormant_then_crm_and_name(False, monkeypatch)
+    assert (kept.status, kept.rule) == ("in_review", "possible_duplicate")
+    forgotten = _dormant_then_crm_and_name(True, monkeypatch)
+    assert (forgotten.status, forgotten.rule) == ("rejected", "first_submitted")
+    assert [c.registration_id for c in forgotten.conflicts] == ["io"]
