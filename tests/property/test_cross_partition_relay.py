@@ -631,3 +631,35 @@ def test_a_release_watched_by_a_review_elsewhere_promotes_no_second_owner() -> N
         assert [_status(m, i) for i in range(3)] == ["lost", "rejected", "approved"]
 
     _replay(steps)
+
+
+def _reject_all(m: Invariants, dispute_id: str) -> None:
+    m.command(m.pipeline.commands.resolve(ADMIN, dispute_id, ResolutionRequest.model_validate(
+        {"outcome": "reject_all", "note": "decided by the test"})))
+    m.settle()
+
+
+def test_a_review_elsewhere_that_freed_the_line_lets_its_next_in_line_step_up() -> None:
+    """Rival attack on "A release watched by a review elsewhere promotes no one" (session
+    25): p-02 owns Heuser by domain on A, p-03 is rejected there by tier (p-02's line);
+    p-01 registers Heuser by name on B and goes to a possible-duplicate review with the
+    copy of p-02. A person rejects all: the relay rejects p-02 on A with its scope left
+    free (`line_free`: nothing the settlement kept holds it). p-02's copy was watched by
+    that very review, so A let the line go unpromoted: the customer had no owner while
+    p-03, rightfully next in line, was never weighed again (the review that could decide
+    who follows was the one that had just settled). The review whose settlement freed
+    the line no longer blocks it (`release.let_go`, `settled_by`)."""
+
+    def steps(m: Invariants) -> None:
+        m.register(HEUSER, "p-02", {"analytics"}, "resell")  # A: owner
+        m.register(HEUSER, "p-03", {"analytics"}, "resell")  # A: p-02's line
+        m.register(HEUSER_BY_NAME, "p-01", {"analytics"}, "resell")  # B: review, copy
+        assert [_status(m, i) for i in range(3)] == ["approved", "rejected", "in_review"]
+        _reject_all(m, _dispute_of(m, 2).id)
+        regs = list(m.model.regs.values())
+        assert [(r.partner, r.status, r.rule) for r in regs] == [
+            ("p-02", "rejected", "dispute_resolution"),
+            ("p-03", "approved", "promoted_on_release"),
+            ("p-01", "rejected", "dispute_resolution")]
+
+    _replay(steps)

@@ -175,10 +175,11 @@ class Reg:
     beaten_at: datetime | None = None
     """Who its latest rejection by a precedence rule named, and when (its place in their
     line on release)."""
-    watched: bool = False
-    """Its copy was drawn into a dispute on another partition (`CopiesInReview`): on
+    watched: set[str] = field(default_factory=set)
+    """The disputes on another partition its copy was drawn into (`CopiesInReview`): on
     release its line is let go unpromoted (DESIGN.md, "A release watched by a review
-    elsewhere promotes no one")."""
+    elsewhere promotes no one") -- unless the one that watched it is the review whose own
+    settlement rejected it (`line_free`)."""
 
     @property
     def company(self) -> str:
@@ -590,7 +591,7 @@ class Invariants(RuleBasedStateMachine):
             reg.status, reg.rule = event.status, event.rule
             reg.protected_until = event.protected_until
             if before == "approved" and event.status == "rejected":
-                self.released(reg, event.decided_at)  # lost its dispute
+                self.released(reg, event.decided_at, event.dispute_id)  # lost its dispute
             reg.scope = event.scope_products
             reg.policy_version = reg.policy_version or event.policy_version
             if event.status == "approved" and event.dispute_id in m.disputes \
@@ -787,7 +788,7 @@ class Invariants(RuleBasedStateMachine):
                                     or partition_for(reg.key, PARTITIONS) == home):
                 reg.dispute = dispute_id
             elif reg is not None and reg.status in ACTIVE:
-                reg.watched = True
+                reg.watched.add(dispute_id)
 
     def policy_of(self, reg: Reg) -> Policy:
         return self.model.policies.get(reg.policy_version) or Policy()
@@ -852,8 +853,9 @@ class Invariants(RuleBasedStateMachine):
 
     # --- invariant 13: promotion on release, in line order -----------------------------------
 
-    def released(self, owner: Reg, at: datetime) -> None:
-        """`owner`, approved, let go at `at`: its line, as the decisions so far define it."""
+    def released(self, owner: Reg, at: datetime, settled_by: str | None = None) -> None:
+        """`owner`, approved, let go at `at` (rejected by the settlement of `settled_by`):
+        its line, as the decisions so far define it."""
         if owner.motion not in EXCLUSIVE or owner.key is None:
             return
         policy = self.policy_of(owner)
@@ -862,7 +864,7 @@ class Invariants(RuleBasedStateMachine):
                 if r.status == "rejected" and owner.id in r.beaten_by
                 and r.beaten_at is not None and r.beaten_at >= at - policy.release_window
                 and r.key is not None and partition_for(r.key, PARTITIONS) == home]
-        if policy.on_release != "promote_next" or owner.watched:
+        if policy.on_release != "promote_next" or owner.watched - {settled_by}:
             line = []
         self.releases.append((owner, at, line, policy))
 

@@ -144,7 +144,9 @@ def _reject(state: AdjudicationState, out: Out, event: SettlementRelayed,
     out.extend(moot)
     for entry in owners:
         if entry.id in free:
-            release.let_go(state, out, entry, at)  # nothing the settlement kept holds it
+            # Nothing the settlement kept holds it: its review, settled, no longer holds
+            # the line back (`release.let_go`).
+            release.let_go(state, out, entry, at, settled_by=event.decided_key)
         else:
             # Its line is let go unpromoted: the account went to a registration on the
             # other key, which this partition does not hold: one promoted here would be
