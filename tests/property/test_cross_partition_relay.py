@@ -661,5 +661,50 @@ def test_a_review_elsewhere_that_freed_the_line_lets_its_next_in_line_step_up() 
             ("p-02", "rejected", "dispute_resolution"),
             ("p-03", "approved", "promoted_on_release"),
             ("p-01", "rejected", "dispute_resolution")]
+        for _ in range(4):
+            m.time_passes(24 * 40)  # p-03's protection runs out: nothing waits on it
+        assert not _open(m)
 
     _replay(steps)
+
+
+def test_a_promotion_beside_a_copy_its_rejection_flagged_goes_to_a_person() -> None:
+    """Found by `ElsewhereInvariants` at 300 examples with the near-copy promotion review
+    (commit 6f9d1f2) reverted, failing there at the last step, reduced (Heuser): an owner
+    on one key that no review elsewhere watched let its line go, and the next in line
+    (p-03), whose rejection had flagged a still-active copy of another partition's
+    registration (p-05's, approved by B's review) as a possible duplicate, was promoted
+    outright beside it: two owners of analytics that no person weighed (invariant 1).
+    It now goes to a `possible_duplicate` review with that copy (`release._near_copies`)."""
+    m = ElsewhereInvariants()
+    try:
+        m.partners()
+        m.settle_elsewhere(index=18, outcome="award", partner=1, pick=5, race=False,
+                           rival=True, winner=0)
+        m.close(index=46, outcome="lost")
+        m.settle_elsewhere(index=24, outcome="split", partner=4, pick=4, race=True,
+                           rival=True, winner=7)
+        m.register(SPECS[2], "p-05", {"analytics", "security"}, "resell")
+        m.settle_elsewhere(index=13, outcome="award", partner=2, pick=2, race=True,
+                           rival=True, winner=5)
+        m.register(HEUSER_BY_NAME, "p-03", {"analytics", "security"}, "resell")
+        m.settle_elsewhere(index=10, outcome="award", partner=2, pick=2, race=False,
+                           rival=False, winner=0)
+        m.close(index=8, outcome="lost")
+        m.close(index=9, outcome="lost")
+        heuser = [r for r in m.model.regs.values() if r.company == HEUSER.company_id]
+        owner = next(r for r in heuser if r.status == "approved")
+        candidate = heuser[-1]
+        assert (owner.partner, owner.key, owner.rule) == (
+            "p-05", "dom:heuser-holdings.com", "dispute_resolution")
+        assert (candidate.partner, candidate.key, candidate.status, candidate.rule) == (
+            "p-03", "name:DE:heuser-holdings", "in_review", "possible_duplicate")
+        review = _dispute_of(m, list(m.model.regs).index(candidate.id))
+        assert set(review.members) == {candidate.id, owner.id}
+        m.invariants_hold()
+        for _ in range(4):
+            m.time_passes(24 * 40)  # the review's own ladder and fallback end it
+        assert not m.model.disputes[review.id].open
+        m.invariants_hold()
+    finally:
+        m.teardown()
