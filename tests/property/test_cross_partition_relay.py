@@ -708,3 +708,32 @@ def test_a_promotion_beside_a_copy_its_rejection_flagged_goes_to_a_person() -> N
         m.invariants_hold()
     finally:
         m.teardown()
+
+
+def test_a_review_elsewhere_that_kept_the_copy_lets_the_line_step_up_later() -> None:
+    """Rival attack on "A release watched by a review elsewhere promotes no one" (session
+    25): p-02 owns Heuser by domain on A, p-03 is its line there; p-01's name-only twin on
+    B goes to review with p-02's copy, and a person awards p-02's copy (p-01 rejected).
+    That review sent A no word (the copy kept as it was), so A still counted it as
+    watching: when p-02 later withdrew, p-03 was let go unpromoted and the customer had
+    no owner, for good. The settlement now tells A it kept the copy alone
+    (`RelayedDecision.kept`), and A's line steps up."""
+
+    def steps(m: Invariants) -> None:
+        m.register(HEUSER, "p-02", {"analytics"}, "resell")  # A: owner
+        m.register(HEUSER, "p-03", {"analytics"}, "resell")  # A: p-02's line
+        m.register(HEUSER_BY_NAME, "p-01", {"analytics"}, "resell")  # B: review, copy
+        _submit_award(m, _dispute_of(m, 2).id, _ids(m)[0])
+        m.settle()
+        assert [_status(m, i) for i in range(3)] == ["approved", "rejected", "rejected"]
+        m.withdraw(index=0)
+        regs = list(m.model.regs.values())
+        assert [(r.partner, r.status, r.rule) for r in regs] == [
+            ("p-02", "withdrawn", "no_conflict"),
+            ("p-03", "approved", "promoted_on_release"),
+            ("p-01", "rejected", "dispute_resolution")]
+        for _ in range(4):
+            m.time_passes(24 * 40)
+        assert not _open(m)
+
+    _replay(steps)

@@ -656,6 +656,11 @@ class Invariants(RuleBasedStateMachine):
                                "another")
             d.awarded = event.awarded_registration_id
             d.members = list(dict.fromkeys([*d.members, *event.registration_ids]))
+            alone = m.regs.get(event.approved_ids[0]) if len(event.approved_ids) == 1 else None
+            if alone is not None and d.id in alone.watched and not any(
+                    o.open and o is not d and alone.id in o.members
+                    for o in m.disputes.values()):
+                alone.watched.discard(d.id)  # kept alone: it holds the line back no more
             for rid in event.approved_ids:
                 kept = m.regs.get(rid)
                 if kept is not None and (kept.status == "approved" or self.ended_this_step(kept)):
