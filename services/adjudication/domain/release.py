@@ -50,6 +50,7 @@ def remember_beaten(state: AdjudicationState, loser: Entry) -> None:
 
 def forget(state: AdjudicationState, entry_id: str) -> None:
     state.beaten.pop(entry_id, None)
+    state.appealed.pop(entry_id, None)
 
 
 def let_go(state: AdjudicationState, out: list[DomainEvent], owner: Entry, at: int,
@@ -60,6 +61,7 @@ def let_go(state: AdjudicationState, out: list[DomainEvent], owner: Entry, at: i
     key of the review elsewhere whose settlement just rejected it leaving its scope free
     (relay.py, `line_free`)."""
     line_ids = state.beaten.pop(owner.id, None)
+    state.appealed.pop(owner.id, None)  # appeals against this grant end with it, like its line
     if not line_ids or owner.mirror:
         return
     if any(key != settled_by and (owner.id, key) not in state.settled_watch
