@@ -737,3 +737,29 @@ def test_a_review_elsewhere_that_kept_the_copy_lets_the_line_step_up_later() -> 
         assert not _open(m)
 
     _replay(steps)
+
+
+def test_a_review_elsewhere_gone_moot_lets_the_line_step_up_later() -> None:
+    """Rival attack on "A release watched by a review elsewhere promotes no one" (session
+    25), the moot way: p-02 owns Heuser by domain on A, p-03 is its line there; p-01's
+    name-only twin on B goes to review with p-02's copy and then withdraws: the review
+    closes moot with p-02's copy alone. When p-02 later withdraws on A, p-03 is next."""
+
+    def steps(m: Invariants) -> None:
+        m.register(HEUSER, "p-02", {"analytics"}, "resell")  # A: owner
+        m.register(HEUSER, "p-03", {"analytics"}, "resell")  # A: p-02's line
+        m.register(HEUSER_BY_NAME, "p-01", {"analytics"}, "resell")  # B: review, copy
+        m.withdraw(index=1)  # p-01 (the active ones: p-02, p-01)
+        assert [_status(m, i) for i in range(3)] == ["approved", "rejected", "withdrawn"]
+        assert not _open(m)
+        m.withdraw(index=0)
+        regs = list(m.model.regs.values())
+        assert [(r.partner, r.status, r.rule) for r in regs] == [
+            ("p-02", "withdrawn", "no_conflict"),
+            ("p-03", "approved", "promoted_on_release"),
+            ("p-01", "withdrawn", "possible_duplicate")]
+        for _ in range(4):
+            m.time_passes(24 * 40)
+        assert not _open(m)
+
+    _replay(steps)
