@@ -13,6 +13,8 @@ from shared.accounts.index import (
     MatchedBy,
     blocking_keys,
     match_order,
+    name_floor,
+    name_length_window,
     strength,
 )
 from shared.accounts.normalize import (
@@ -45,6 +47,8 @@ __all__ = [
     "is_freemail_domain",
     "is_platform_page",
     "match_order",
+    "name_floor",
+    "name_length_window",
     "name_similarity",
     "normalize_country",
     "normalize_name",

@@ -14,6 +14,7 @@ answers.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Final, Literal, TypeAlias
@@ -131,6 +132,29 @@ def _sorted(name: str) -> str:
             _SORTED_MEMO.clear()
         found = _SORTED_MEMO[name] = sort_name_tokens(name)
     return found
+
+
+def name_floor(name_threshold: float, review_band: float) -> float:
+    """The lowest name score `AccountIndex.match` returns (confident or for review)."""
+    return name_threshold - review_band - _EPSILON
+
+
+def name_length_window(length: int, floor: float) -> tuple[int, int]:
+    """The lengths (inclusive) a token-sorted name must have to score at least `floor`
+    against one of `length` characters under :func:`~shared.accounts.normalize.
+    name_similarity` (rapidfuzz's ratio, ``1 - indel / (a + b)``; the indel distance is at
+    least ``|a - b|``, so a score of `floor` needs ``2 * min(a, b) >= floor * (a + b)``).
+    Padded by one each side against rounding: a filter, never a match (names inside it are
+    still scored). What the directory's fallback query may leave out
+    (services/registration/adapters/directory.py)."""
+    if floor <= 0.0:
+        return 0, _MAX_LENGTH
+    low = max(0, math.floor(length * floor / (2.0 - floor)) - 1)
+    high = min(_MAX_LENGTH, math.ceil(length * (2.0 - floor) / floor) + 1)
+    return low, high
+
+
+_MAX_LENGTH: Final = 2**31 - 1
 
 
 def _add_ordinal(mapping: dict[str, int | tuple[int, ...]], key: str, ordinal: int) -> None:
@@ -444,6 +468,18 @@ class AccountIndex:
             names.add(sorted_name, ordinal)
             _add_value(self._names_of, ordinal, sorted_name)
 
+    def has_name(self, account_key: str, name: str, country: str) -> bool:
+        """Whether `name` (normalised) in `country` is filed under `account_key` already:
+        then `add` of it would change nothing (the directory's fallback query fetches the
+        same names again on every miss that shares a blocking key with them)."""
+        ordinal = self._ordinal.get(account_key)
+        names = self._countries.get(country)
+        if ordinal is None or names is None:
+            return False
+        owner = names.owners.get(_sorted(name))
+        return owner == ordinal if isinstance(owner, int) else (
+            owner is not None and ordinal in owner)
+
     def remove(self, account_key: str) -> bool:
         """Forget `account_key` and every facet filed under it (True if it was known).
         The index then answers exactly as if it had never been added: the same answers
@@ -575,7 +611,7 @@ class AccountIndex:
     ) -> None:
         """Offer each of `candidates` (`names.candidates` of the token-sorted `query`)
         scoring within the review band."""
-        floor = name_threshold - review_band - _EPSILON
+        floor = name_floor(name_threshold, review_band)
         # fuzz.ratio on token-sorted strings is exactly name_similarity(); extract runs the
         # whole candidate collection in C with the cutoff's length filter, limit=None keeps
         # every name above the floor.

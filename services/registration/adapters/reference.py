@@ -153,6 +153,7 @@ class ReferenceData:
         self._lock = asyncio.Lock()
         self._current: tuple[float, Policy] | None = None
         self._policies: dict[int, Policy] = {}
+        self._versions: dict[int, tuple[Policy, datetime]] = {}
         self._partners: dict[str, tuple[float, dict[str, Any] | None]] = {}
         # Single flight: when a cached entry expires, one read refreshes it and every
         # request that needs it meanwhile awaits that read (hundreds in flight under load
@@ -306,13 +307,22 @@ class ReferenceData:
         return cached
 
     async def policy(self, version: int) -> tuple[Policy, datetime] | None:
+        """A published version and when: kept once read (versions are immutable, the
+        first record of a version wins), so the copy reports and extensions that ask for
+        a registration's version on every request read it once per process. An unknown
+        version is read again next time (it may be published meanwhile)."""
+        found = self._versions.get(version)
+        if found is not None:
+            return found
         async with self.engine.connect() as conn:
             row = (await conn.execute(
                 select(ref_policies).where(ref_policies.c.version == version)
             )).first()
         if row is None:
             return None
-        return self._policy_of(row.version, row.document), row.published_at
+        found = self._versions[version] = (self._policy_of(row.version, row.document),
+                                           row.published_at)
+        return found
 
     async def published_at(self, version: int) -> datetime | None:
         found = await self.policy(version)

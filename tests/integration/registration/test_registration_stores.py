@@ -547,3 +547,68 @@ async def test_a_cancelled_link_read_leaves_a_connection_that_answers_the_next_o
             assert [a for a, _, _ in await asyncio.wait_for(model.aliases_of("c"), 10)] == [
                 "b", "a"]
 
+
+
+async def test_a_directory_miss_fetches_only_names_whose_length_can_match(
+        engine: AsyncEngine) -> None:
+    """The fallback query leaves out names that share a blocking key but are too long or
+    too short to score at the review floor (`name_length_window`): they were most of its
+    rows. What can match is still fetched and decides as a warmed index would."""
+    names = {
+        "muller maschinenbau": "name:DE:near",  # scores against the query
+        "muller": "name:DE:short",  # shares "muller", far too short
+        "muller maschinenbau international logistik und anlagenbau": "name:DE:long",
+    }
+    async with engine.begin() as conn:
+        await conn.execute(account_names.insert(), [
+            {"country": "DE", "name": name, "account_key": key} for name, key in names.items()])
+        await conn.execute(metadata.tables["account_name_keys"].insert(), [
+            {"country": "DE", "key": key, "name": name} for name in names
+            for key in blocking_keys(" ".join(sorted(name.split())))])
+    identity = identity_of("Mueller Maschinenbau GmbH", None, "Germany", None)
+    warmed = AccountDirectory(reader(engine), complete=True, rewarm_seconds=3600)
+    await warmed.warm()  # knows every name
+    cold = AccountDirectory(reader(engine), complete=False, rewarm_seconds=3600)
+    cold._warmed_at = 0.0  # warmed before any of them was filed: every name is a miss
+    resolved = await cold.resolve(identity, NAMES_DECIDE)
+    assert resolved == await warmed.resolve(identity, NAMES_DECIDE)
+    assert resolved.account_key == "name:DE:near"
+    assert "name:DE:near" in cold._index  # what the miss fetched and filed in memory
+    assert "name:DE:short" not in cold._index and "name:DE:long" not in cold._index
+
+
+async def test_a_published_policy_version_is_read_once(
+    engine: AsyncEngine, kafka_server: ServerHandle, unique: str,
+) -> None:
+    """Versions are immutable: `ReferenceData.policy` asks the read model once per
+    version (it was asked on every copy report and extension)."""
+    from sqlalchemy import event
+
+    topics = Topics.named(f"ref-{unique}")
+    log = KafkaEventLog(kafka_server.url)
+    await log.start()
+    statements: list[str] = []
+
+    def sent(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    try:
+        await log.create_topics(topics.specs(1))
+        store = ReferenceData(log, engine, topics.reference, source="urn:test",
+                              cache_seconds=0)
+        published = await store.publish(Policy.model_validate({"tie_window": "PT5H"}),
+                                         published_by="test")
+        version = published.policy.version
+        event.listen(engine.sync_engine, "before_cursor_execute", sent)
+        try:
+            first = await store.policy(version)
+            again = await store.policy(version)
+            missing = await store.policy(version + 1)
+        finally:
+            event.remove(engine.sync_engine, "before_cursor_execute", sent)
+        assert first is not None and again == first and first[0].tie_window == \
+            published.policy.tie_window
+        assert missing is None
+        assert len(statements) == 2, statements  # the first read and the unknown version
+    finally:
+        await log.close()

@@ -373,3 +373,19 @@ def test_candidates_within_the_budget_are_every_posting_whatever_the_rarity() ->
     names = idx._countries["US"]
     assert len(names.candidates("solutions zyx", 40)) == 31
     assert set(names.candidates("solutions zyx", 10)) == {"solutions zyx"}
+
+
+def test_has_name_says_whether_adding_the_name_would_change_nothing() -> None:
+    """The distributed directory skips re-filing a fetched name `has_name` reports."""
+    from shared.accounts import AccountIdentity, AccountIndex
+
+    index = AccountIndex()
+    index.add("name:DE:a", AccountIdentity(None, None, "muller maschinenbau", "DE"))
+    index.add("name:DE:b", AccountIdentity(None, None, "muller maschinenbau", "DE"))
+    assert index.has_name("name:DE:a", "muller maschinenbau", "DE")
+    assert index.has_name("name:DE:b", "maschinenbau muller", "DE")  # token order aside
+    assert not index.has_name("name:DE:c", "muller maschinenbau", "DE")  # unknown key
+    assert not index.has_name("name:DE:a", "muller maschinenbau", "AT")  # other country
+    assert not index.has_name("name:DE:a", "muller", "DE")  # other name
+    index.add("name:DE:c", AccountIdentity(None, "c.example", None, None))
+    assert not index.has_name("name:DE:c", "muller maschinenbau", "DE")  # key without it
