@@ -538,7 +538,8 @@ class Commands:
         in review may still be approved by a person), the customer's keys are resolved
         again; every
         key on another partition that this registration's reports did not cover (a key
-        found only now, or one that gained an active registration since) is reported
+        found only now, or one with an active registration the reports did not list
+        approved or in review, `GUARDED`) is reported
         again with the same `AccountLinkReported` snapshot `_copy_reports` builds. The
         target is the pair's canonical: this key when the other was already its alias,
         otherwise the smaller of the two keys, so both racing sides report to the same
