@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from faker import Faker
 from sqlalchemy import select
 
@@ -264,7 +265,7 @@ async def test_a_name_only_registration_racing_an_identified_one_on_another_part
     assert not unmet, f"two approvals of one customer, no review: {unmet}"
 
 
-async def _undecided_rival(root: Path) -> list[dict[str, Any]]:
+async def _undecided_rival(root: Path, distributed: bool) -> list[dict[str, Any]]:
     """The sequential pair of the test above, in the order its odd pairs failed in (2 of 4
     distributed runs, 1 of 12 embedded): the identified registration is in the read model
     but not yet decided (the projections folded its intake record first) when the name-only
@@ -272,9 +273,11 @@ async def _undecided_rival(root: Path) -> list[dict[str, Any]]:
     does not keep as a copy (only approved or in review guard); the identified one is
     decided and re-reports before the name-only one is in the read model, so it finds
     nothing to report; the name-only one is approved, and its re-report took the rival as
-    already carried."""
+    already carried. `distributed`: the directory as a distributed registration process
+    keeps it (what it appends; the directory tables for the rest)."""
     clock = SimClock()
     pipeline = Pipeline(root, clock, partitions=PIPELINE_PARTITIONS)
+    pipeline.distributed = distributed
     with simulated_time(clock):
         await pipeline.start()
         try:
@@ -322,8 +325,10 @@ async def _undecided_rival(root: Path) -> list[dict[str, Any]]:
             await pipeline.close()
 
 
-def test_a_rival_reported_while_undecided_is_not_taken_as_carried(tmp_path: Path) -> None:
-    reviews = asyncio.run(_undecided_rival(tmp_path))
+@pytest.mark.parametrize("distributed", [False, True], ids=["embedded", "distributed"])
+def test_a_rival_reported_while_undecided_is_not_taken_as_carried(
+        tmp_path: Path, distributed: bool) -> None:
+    reviews = asyncio.run(_undecided_rival(tmp_path, distributed))
     assert len(reviews) == 1, reviews
     assert reviews[0]["reason"] == "possible_duplicate", reviews
     assert len(reviews[0]["registration_ids"]) == 2, reviews
