@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka import TopicPartition as KafkaTP
@@ -42,6 +42,9 @@ from shared.eventlog.base import (
     TopicSpec,
 )
 from shared.eventlog.partitioner import partition_for
+
+_HEADERS: Final = [("content-type", b"application/cloudevents+json")]
+"""Every record's headers (CloudEvents' Kafka binding, structured mode)."""
 
 
 def _tp(tp: KafkaTP) -> TopicPartition:
@@ -183,18 +186,18 @@ class KafkaEventLog(EventLog):
         self, producer: AIOKafkaProducer, records: Sequence[OutgoingRecord]
     ) -> list[asyncio.Future[Any]]:
         futures = []
+        # Partition counts looked up once per topic, not awaited per record; one headers
+        # list for every record (aiokafka only reads it).
+        counts: dict[str, int] = {}
+        send = producer.send
         for rec in records:
-            n = await self.partitions(rec.topic)
-            futures.append(
-                await producer.send(
-                    rec.topic,
-                    rec.value,
-                    key=rec.key.encode(),
-                    partition=rec.partition if rec.partition is not None
-                    else partition_for(rec.key, n),
-                    headers=[("content-type", b"application/cloudevents+json")],
-                )
-            )
+            topic = rec.topic
+            n = counts.get(topic)
+            if n is None:  # (also: an unknown topic fails here, as before)
+                n = counts[topic] = await self.partitions(topic)
+            partition = rec.partition if rec.partition is not None else partition_for(rec.key, n)
+            futures.append(await send(topic, rec.value, key=rec.key.encode(),
+                                      partition=partition, headers=_HEADERS))
         return futures
 
     async def append(self, records: Sequence[OutgoingRecord]) -> list[Appended]:

@@ -73,37 +73,64 @@ def encode_event(
     # serializer, spliced: no intermediate dict of the event, nor a second walk over it.
     # The bytes are orjson's of `event.to_data()`: both write the shortest round-trip
     # floats and escape the same characters (test_codec_fast_paths.py compares them).
-    head = orjson.dumps({
-        "specversion": "1.0", "id": id, "source": source, "type": event.TYPE,
-        "time": _time_text(time), "subject": subject,
-        "datacontenttype": "application/json",
-    })
-    parts = [head[:-1], b',"data":', type(event).__pydantic_serializer__.to_json(event)]
+    # The head is orjson's of the envelope's fields in the model's order, written piece
+    # by piece: the constant pieces once per (type, source), only id, time and subject
+    # per call (`orjson.dumps` of a dict is the pieces of each value, joined).
+    kind = event.TYPE
+    between = _HEADS.get((kind, source))
+    if between is None:
+        between = _head_pieces(kind, source)
+    parts = [_ID_PREFIX, _dumps(id), between[0], _time_json(time), _SUBJECT_PREFIX,
+             _dumps(subject), between[1], type(event).__pydantic_serializer__.to_json(event)]
     # As `new_envelope` + `encode`: absent rather than null, a state only with a parent.
     if traceparent is not None:
-        parts.append(b',"traceparent":' + orjson.dumps(traceparent))
+        parts.append(b',"traceparent":' + _dumps(traceparent))
     if traceparent and tracestate is not None:
-        parts.append(b',"tracestate":' + orjson.dumps(tracestate))
+        parts.append(b',"tracestate":' + _dumps(tracestate))
     parts.append(b"}")
     return b"".join(parts)
 
 
-_LAST_TIME: list[Any] = [None, ""]
-"""The last time `_time_text` wrote, and its text: an event's decisions share its time
+_dumps: Final = orjson.dumps
+_ID_PREFIX: Final = b'{"specversion":"1.0","id":'
+_SUBJECT_PREFIX: Final = b',"subject":'
+_HEADS: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+"""(type, source) -> the head's constant pieces: after the id up to the time's value, and
+after the subject up to the data's value."""
+
+
+def _head_pieces(kind: str, source: str) -> tuple[bytes, bytes]:
+    pieces = (b',"source":' + _dumps(source) + b',"type":' + _dumps(kind) + b',"time":',
+              b',"datacontenttype":"application/json","data":')
+    if len(_HEADS) < 4096:  # bounded: types x the sources of this process
+        _HEADS[(kind, source)] = pieces
+    return pieces
+
+
+_LAST_TIME: list[Any] = [None, b""]
+"""The last time `_time_json` wrote, and its JSON: an event's decisions share its time
 object (kept by identity: equal datetimes in other zones write other text)."""
+_TIME_TEXT: Final = _TIME.serializer.to_python
+"""The envelope's `time` serializer itself (`_TIME.dump_python` without its wrapper)."""
 
 
-def _time_text(time: datetime) -> str:
+def _time_json(time: datetime) -> bytes:
     last = _LAST_TIME
     if last[0] is not time:
-        last[1] = _TIME.dump_python(time, mode="json")
+        last[1] = _dumps(_TIME_TEXT(time, mode="json"))
         last[0] = time
-    text: str = last[1]
+    text: bytes = last[1]
     return text
 
 
+_VALIDATE_ENVELOPE: Final = Envelope.__pydantic_validator__.validate_python
+"""What `Envelope.model_validate` calls, without its wrapper (a Python frame and keyword
+checks per call, twice per decoded record with the event's)."""
+
+
 def decode_envelope(raw: bytes) -> Envelope:
-    return Envelope.model_validate(orjson.loads(raw))
+    envelope: Envelope = _VALIDATE_ENVELOPE(orjson.loads(raw))
+    return envelope
 
 
 def decode(
@@ -134,7 +161,8 @@ def to_event(envelope: Envelope, registry: UpcasterRegistry = upcasters) -> Doma
         cls = CATALOGUE.get(f"{base}.v{version}")
     if cls is None:
         raise UnknownEventType(envelope.type)
-    return cls.model_validate(data)
+    event: DomainEvent = cls.__pydantic_validator__.validate_python(data)  # model_validate's
+    return event
 
 
 def dumps(value: Any) -> bytes:

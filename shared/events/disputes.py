@@ -123,6 +123,12 @@ class CopiesInReview(DomainEvent):
     """A key on the review's partition (one of its own members'): the end goes there."""
     registration_ids: tuple[str, ...]
     drawn_at: datetime
+    contested_by: str | None = None
+    """The partner whose contest opened the review (none: not a contest)."""
+    appealed: tuple[str, ...] = ()
+    """Of `registration_ids`, those `contested_by` contested losing to: their own partition
+    remembers the appeal, so a contest there against the same registration is a second
+    one (DESIGN.md, "Contests end"). Empty in events written before (session 25)."""
 
 
 class EndedAtHome(BaseModel):

@@ -2146,6 +2146,70 @@ def test_a_contest_is_one_appeal_per_rival_registration_in_the_machine() -> None
     _replay_recent(steps)
 
 
+def test_a_contest_is_one_appeal_against_a_rival_it_met_as_a_copy_elsewhere() -> None:
+    """Found by `RecentRules` at 100 examples (failing on the older main too): a partner
+    lost to the copy of a rival's registration on another partition (its customer's CRM
+    key), contested, and a person awarded the rival; it registered the customer again,
+    now filed under the rival's own key (its domain), lost to the same registration there
+    and contested again: a fresh level-1 dispute against the rival a person had just heard
+    it against (invariant 9), since that partition's appeal memory (the rival's line)
+    never saw the first contest. The contest's review now tells the rival's own partition
+    (`CopiesInReview.appealed`), which refuses the second appeal."""
+    domain, crm = RACES[0]
+
+    def steps(m: RecentRules) -> None:
+        m.race(RACES[0], "p-04", 3, {"security"})  # p-04 by domain, p-02 by CRM id: a review
+        m.register(crm, "p-01", {"security"}, "resell")  # loses to p-04's copy (tier)
+        owner, _, first = m.model.regs.values()
+        assert first.status == "rejected" and first.beaten_by == (owner.id,)
+        assert first.key != owner.key
+        contestable = [r for r in m.model.regs.values() if r.contestable]
+        m.appeal_again(contestable.index(first), lose=True)  # contest; the rival is awarded
+        assert first.status == "rejected" and owner.status == "approved"
+        m.register(domain, "p-01", {"security"}, "resell")  # on the owner's own key now
+        again = list(m.model.regs.values())[-1]
+        assert again.key == owner.key and again.beaten_by == (owner.id,)
+        refused = RECENT["appeal refused: contested that rival before"]
+        m.contest_this(again)
+        assert again.status == "rejected" and again.rule == "tier"
+        assert RECENT["appeal refused: contested that rival before"] == refused + 1
+        assert [d.id for d in m.model.disputes.values() if d.open] == []
+
+    _replay_recent(steps)
+
+
+def test_a_contest_is_one_appeal_for_the_rival_s_whole_protection() -> None:
+    """The appeal memory was the contested registration's: forgotten one protection period
+    of *its own* policy after it ended. A partner rejected under a 30-day policy beside a
+    rival approved under the 90-day default contested, lost before a person, and 31 days
+    later registered again and contested the same rival in the same grant: a fresh level-1
+    dispute (invariant 9, `check_appeal`: one appeal per rival protection). The appeal is
+    now remembered beside the rival for its grant (`state.appealed`)."""
+    spec = SPECS[0]
+
+    def steps(m: RecentRules) -> None:
+        m.register(spec, "p-04", {"analytics"}, "resell")  # default policy: 90 days
+        m.publish_policy("short_ladder")  # 30 days from now on
+        m.time_passes(30)
+        m.register(spec, "p-01", {"analytics"}, "resell")  # rejected first_submitted
+        owner, first = m.model.regs.values()
+        assert first.contestable and m.policy_of(first).protection_period == timedelta(days=30)
+        m.contest_this(first)
+        dispute = next(d for d in m.model.disputes.values() if d.open)
+        m.resolve(0, dispute.members.index(owner.id), "award")
+        assert owner.status == "approved" and first.status == "rejected"
+        m.time_passes(24 * 31)  # the first one is forgotten; the rival's grant is not over
+        m.register(spec, "p-01", {"analytics"}, "resell")
+        again = list(m.model.regs.values())[-1]
+        assert again.status == "rejected" and again.beaten_by == (owner.id,)
+        refused = RECENT["appeal refused: contested that rival before"]
+        m.contest_this(again)
+        assert again.status == "rejected" and again.rule == "first_submitted"
+        assert RECENT["appeal refused: contested that rival before"] == refused + 1
+
+    _replay_recent(steps)
+
+
 def test_a_person_settles_the_cross_key_review_a_race_opened() -> None:
     """Found by `RecentRules` at 300 examples: the re-report's review was opened on the
     canonical key's partition but under the copy's key (the other partition), so the edge

@@ -171,7 +171,8 @@ def draw_into_dispute(
     _upgrade_reason(target, reasons)
     _flag(target, existing, drawn, pairs)
     _merge(state, out, target, existing, [*drawn, *near], policy, at)
-    _tell_homes(state, out, target, set(), at)
+    _tell_homes(state, out, target, set(), at,
+                challenger if reason == "contested" and dispute_id is not None else None)
     where = (f"it carries on dispute {carried.id} at level {target.level} with "
              f"{target.owner_id}, due {explain.day(target.due_at)}" if carried is not None
              else f"level 1 is with {target.owner_id}, due {explain.day(target.due_at)}")
@@ -201,12 +202,19 @@ def draw_into_dispute(
 
 
 def _tell_homes(state: AdjudicationState, out: Out, target: Dispute, before: set[str],
-                at: int) -> None:
+                at: int, appellant: Entry | None = None) -> None:
     """Copies (`Entry.mirror`) that joined `target` now: tell their own partitions, one
     `CopiesInReview` per copy key, so each tells this partition when its registration ends
     there (relay.tell_ended): otherwise a review left with one live party would wait on a
     registration its own partition rejected (invariant 5). The answer goes to a key of this
-    partition: a member of its own (none: nobody here to answer for, nothing is told)."""
+    partition: a member of its own (none: nobody here to answer for, nothing is told).
+
+    `appellant`: the registration whose contest opened `target`. The copies it lost to are
+    named `appealed`, so their own partition remembers that its partner contested losing
+    to them (`state.appealed`): else the partner registered the customer again under a key
+    of that partition, lost to the same registration there and contested again, a fresh
+    level-1 dispute against the rival a person had just heard it against (invariant 9;
+    session 25 rival)."""
     review_key = next((e.account_key for m in target.member_ids
                        for e in (state.entries.get(m),) if e is not None and not e.mirror),
                       None)
@@ -218,9 +226,13 @@ def _tell_homes(state: AdjudicationState, out: Out, target: Dispute, before: set
         if entry is not None and entry.mirror and entry.active and member not in before:
             by_key.setdefault(entry.account_key, []).append(member)
     for key, ids in by_key.items():
+        appealed = tuple(i for i in ids if i in appellant.beaten_by) if appellant else ()
         out.append(CopiesInReview(account_key=key, dispute_id=target.id,
                                   review_key=review_key, registration_ids=tuple(ids),
-                                  drawn_at=from_us(at)))
+                                  drawn_at=from_us(at),
+                                  contested_by=appellant.party_id
+                                  if appellant is not None and appealed else None,
+                                  appealed=appealed))
 
 
 def _reason(value: str) -> OpenReason:
@@ -477,6 +489,13 @@ def _file(state: AdjudicationState, out: Out, event: DisputeFiled, policy: Polic
     if not rivals:
         _contest_unopposed(state, out, entry, event, entry_policy, at)
         return
+    for rid in entry.beaten_by:
+        # One appeal per rival protection: remembered beside the rival for its grant, not
+        # only while this registration is (its own policy may forget it sooner).
+        if rid in state.entries:
+            parties = state.appealed.setdefault(rid, [])
+            if entry.party_id not in parties:
+                parties.append(entry.party_id)
     hold_for_review(state, entry, at)
     evidence = tuple(outcomes.fellow_evidence(state, r, entry.account_key, entry) for r in rivals)
     # The rivals it lost to are drawn in: the person deciding must weigh them together.
@@ -497,6 +516,8 @@ def _appealed_before(state: AdjudicationState, entry: Entry) -> bool:
     registration is found in the winner's line (`state.beaten`), kept while both are
     remembered (one protection period)."""
     for winner in entry.beaten_by:
+        if entry.party_id in state.appealed.get(winner, ()):
+            return True  # contested losing to its copy on another partition (relay.watch)
         for loser_id in state.beaten.get(winner, ()):
             loser = state.entries.get(loser_id)
             if loser is not None and loser is not entry and loser.contested \

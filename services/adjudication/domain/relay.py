@@ -167,7 +167,9 @@ def _decided(entry: Entry, event: SettlementRelayed, sentence: str, at: int,
 def watch(state: AdjudicationState, out: Out, event: CopiesInReview, policy: Policy) -> None:
     """A review on another partition holds copies of registrations this partition owns:
     remember where it is, to tell it when they end; tell it now of those that ended
-    already (one forgotten here ended a protection period ago at least)."""
+    already (one forgotten here ended a protection period ago at least). A contest's
+    review names the copies its partner contested losing to: remember the appeal beside
+    the registration (`state.appealed`, DESIGN.md "Contests end")."""
     ended: dict[str, list[EndedAtHome]] = {}
     for registration_id in event.registration_ids:
         entry = state.entries.get(registration_id)
@@ -177,6 +179,11 @@ def watch(state: AdjudicationState, out: Out, event: CopiesInReview, policy: Pol
             keys = state.watchers.setdefault(registration_id, [])
             if event.review_key not in keys:
                 keys.append(event.review_key)
+            if event.contested_by is not None and registration_id in event.appealed:
+                # A partner contested losing to its copy there: one appeal, here too.
+                parties = state.appealed.setdefault(registration_id, [])
+                if event.contested_by not in parties:
+                    parties.append(event.contested_by)
             continue
         home = entry.account_key if entry is not None else event.account_key
         ended.setdefault(home, []).append(EndedAtHome(

@@ -48,6 +48,7 @@ def remember_beaten(state: AdjudicationState, loser: Entry) -> None:
 
 def forget(state: AdjudicationState, entry_id: str) -> None:
     state.beaten.pop(entry_id, None)
+    state.appealed.pop(entry_id, None)
 
 
 def let_go(state: AdjudicationState, out: list[DomainEvent], owner: Entry, at: int) -> None:
@@ -55,6 +56,7 @@ def let_go(state: AdjudicationState, out: list[DomainEvent], owner: Entry, at: i
     explanation says neither how it ended nor how many were in line (a partner learns no
     rival's outcome or count from it); the evidence names the owner."""
     line_ids = state.beaten.pop(owner.id, None)
+    state.appealed.pop(owner.id, None)  # appeals against this grant end with it, like its line
     if not line_ids or owner.mirror:
         return
     if owner.id in state.watchers:

@@ -169,6 +169,11 @@ class AdjudicationState:
     watchers: dict[str, list[str]] = field(default_factory=dict)
     """registration id (this partition's own, active) -> keys on other partitions whose
     reviews hold a copy of it (`CopiesInReview`): told when it ends (relay.tell_ended)."""
+    appealed: dict[str, list[str]] = field(default_factory=dict)
+    """registration id (or copy) -> partners that contested losing to it, here or to a
+    copy of it on another partition (`CopiesInReview.appealed`): a contest here against
+    it by one of them is a second appeal (disputes._appealed_before). Kept for its grant,
+    like its line (`beaten`): dropped when it lets go or is forgotten."""
     unwatched: list[str] = field(default_factory=list)
     """Watched registrations that ended since the watchers were last told."""
     suspects: dict[str, list[tuple[str, str, float]]] = field(default_factory=dict)

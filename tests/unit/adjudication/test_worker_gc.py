@@ -29,6 +29,7 @@ def test_tune_gc_raises_the_default_thresholds() -> None:
 
 @pytest.mark.usefixtures("thresholds")
 def test_tune_gc_keeps_a_threshold_someone_set_higher() -> None:
-    gc.set_threshold(100_000, 5, 50)
+    higher = 2 * GC_THRESHOLDS[0]
+    gc.set_threshold(higher, 5, 50)
     tune_gc()
-    assert gc.get_threshold() == (100_000, GC_THRESHOLDS[1], 50)
+    assert gc.get_threshold() == (higher, GC_THRESHOLDS[1], 50)

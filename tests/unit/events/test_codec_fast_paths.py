@@ -154,3 +154,16 @@ def test_encode_event_writes_awkward_floats_and_text_as_the_envelope_model_does(
         fast, model = _both(event, id=f"e{i}", source="urn:s", subject=text,
                             time=TIMES[i % len(TIMES)], traceparent=TRACE, tracestate=text)
         assert fast == model, (score, text, fast, model)
+
+
+def test_encode_event_writes_awkward_ids_and_sources_as_the_envelope_model_does() -> None:
+    """The head's constant pieces are written once per (type, source) and the time's text
+    once per time object: ids, sources and subjects that need escaping, a source met again
+    after another, and a time reused across events must still give the model's bytes."""
+    texts = ["urn:s", 'urn:"quoted"\\', "urn:Société/東京", "urn:\x00\x1f\u2028", "e" * 200]
+    _, decisions = generate(60, seed=5)
+    for i, decision in enumerate(decisions):
+        source = texts[i % len(texts)]
+        fast, model = _both(decision, id=texts[(i + 1) % len(texts)], source=source,
+                            subject=texts[(i + 2) % len(texts)], time=TIMES[(i // 3) % len(TIMES)])
+        assert fast == model, (source, fast, model)
