@@ -105,8 +105,9 @@ class Settings(BaseSettings):
     )
     re_report_orphan_seconds: float = Field(
         86_400.0, gt=0,
-        description="A pending re-report whose registration or claim never reached the "
-        "read model this long (its append failed) is dropped",
+        description="A pending re-report whose registration or claim is not in the read "
+        "model after this long is dropped (its append failed), once the projections have "
+        "applied a registration or claim filed this long after it",
     )
     api_key_cache_seconds: float = Field(
         30.0, ge=0, description="How long a verified API key is trusted from memory"

@@ -15,8 +15,10 @@ per request:
   id in one query (a notification lost while the listener reconnected, a re-report whose
   append failed), renews this process's leases and takes over rows whose lease ran out;
 - a decision however late is re-reported: nothing times out (`RE_REPORT_WAIT` is gone);
-  a row whose registration or claim never reached the read model in
-  `re_report_orphan_seconds` (a day; its append failed) is dropped;
+  a row whose registration or claim is not in the read model `re_report_orphan_seconds`
+  (a day) after it was written, while the projections have applied one filed a day after
+  it, is dropped (its append failed; `_orphans`: a projection worker down for days drops
+  nothing);
 - a restart resumes: a process that stops releases its leases (a crash's run out after
   `re_report_lease_seconds`), and the next process to start or sweep takes the rows over.
   Two processes do not both re-report a row: one checks that it still holds its ids
@@ -25,8 +27,10 @@ per request:
   sent twice (that, or a process that stopped after its append, before the delete) only
   refreshes the copy at the adjudicator, as the second racing side's does.
 
-A row that could not be written (the read model unavailable) is kept in memory only: the
-registration is not failed for it, and it is re-reported if this process lives, as before.
+A row that could not be written (the read model unavailable, or SQLite's write lock held
+past the busy timeout) is kept in memory only: the registration is not failed for it, and
+the next sweep that can write writes it (`sweep`); only a process that dies before then
+loses it.
 """
 
 from __future__ import annotations
@@ -34,17 +38,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sqlite3
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client import Counter, Gauge
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.registration.adapters.sql import driver_fetch, upsert
+from services.registration.adapters.sql import driver_fetch, insert_if_absent, upsert
 from services.registration.adapters.tables import re_reports
 from shared.accounts import AccountIdentity
 from shared.ids import new_id
@@ -63,6 +68,12 @@ RE_REPORTED = Counter("dealreg_re_reports_total",
 CLAIM_PREFIX = "clm_"
 RETRY_SECONDS = 0.1
 """A status read that failed is tried again after this."""
+UNAVAILABLE = (SQLAlchemyError, OSError, sqlite3.Error)
+"""The read model cannot be written or read now. SQLite's "database is locked" at
+`BEGIN IMMEDIATE` (another process holds the write lock past the busy timeout: a rebuild)
+is raised by the store's begin hook as the driver's `sqlite3.OperationalError`, not
+wrapped by SQLAlchemy: missed, it killed the group writer and every command of the group
+waited for its row forever."""
 
 
 @dataclass(frozen=True)
@@ -138,13 +149,8 @@ class ReReporter:
     async def _write(self) -> None:
         while self._queue:
             batch, self._queue = self._queue, []
-            now = self.clock()
-            rows = [{"id": p.entity_id, "account_key": p.account_key,
-                     "identity": _identity_json(p.identity),
-                     "reported": {k: sorted(v) for k, v in p.reported.items()},
-                     "via": p.via, "owner": self.owner, "lease_until": now + self.lease,
-                     "created_at": p.created_at} for p, _ in batch]
-            written = True
+            rows = self._rows([p for p, _ in batch])
+            written = False
             self.writes += 1
             try:
                 if self._autocommit is not None:
@@ -158,13 +164,22 @@ class ReReporter:
                 else:
                     async with self.engine.begin() as conn:
                         await upsert(conn, re_reports, rows, ("id",))
-            except (SQLAlchemyError, OSError) as exc:
+                written = True
+            except Exception as exc:  # never leaves a command waiting (kept in memory)
                 log.warning("re_report_not_recorded", entity_ids=[r["id"] for r in rows],
                             error=type(exc).__name__)
-                written = False
-            for _, done in batch:
-                if not done.done():
-                    done.set_result(written)
+            finally:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(written)
+
+    def _rows(self, pending: list[Pending]) -> list[dict[str, Any]]:
+        until = self.clock() + self.lease
+        return [{"id": p.entity_id, "account_key": p.account_key,
+                 "identity": _identity_json(p.identity),
+                 "reported": {k: sorted(v) for k, v in p.reported.items()},
+                 "via": p.via, "owner": self.owner, "lease_until": until,
+                 "created_at": p.created_at} for p in pending]
 
     # --- woken by the decisions ----------------------------------------------------------
 
@@ -213,13 +228,36 @@ class ReReporter:
                 continue
             decided = {**{i: r for i, r in found.items() if r["status"] in DECIDED},
                        **handed}
-            orphans = [i for i in unread if i not in found
-                       and self.pending[i].created_at < self.clock() - self.orphan]
+            orphans = await self._orphans(
+                [i for i in unread if i not in found
+                 and self.pending[i].created_at < self.clock() - self.orphan])
             if orphans:
                 log.warning("re_report_orphaned", entity_ids=orphans)
                 await self._delete(orphans)
             if decided:
                 await self._run(sorted(decided), decided)
+
+    async def _orphans(self, missing: list[str]) -> list[str]:
+        """Of the rows older than the orphan age whose registration or claim the read
+        model does not have, those whose append surely failed: the projections have
+        since applied a registration or claim filed at least the orphan age after them.
+        Age alone is not enough: a projection worker down over a weekend leaves every
+        appended (and decided) registration missing from the read model for days, and
+        dropping their rows then lost the race's only re-report (two approvals, no
+        review). In a quiet read model such a row just waits (one row read a sweep)."""
+        if not missing:
+            return []
+        try:
+            async with self.readonly.connect() as conn:
+                latest = [(await conn.execute(select(func.max(column)))).scalar()
+                          for column in (registrations.c.submitted_at, claims.c.filed_at)]
+        except UNAVAILABLE as exc:
+            log.warning("re_report_read_failed", error=type(exc).__name__)
+            return []
+        newest = max((_utc(t) for t in latest if t is not None), default=None)
+        if newest is None:
+            return []
+        return [i for i in missing if self.pending[i].created_at + self.orphan < newest]
 
     async def _run(self, ids: list[str], rows: Mapping[str, dict[str, Any]]) -> None:
         held = await self._hold(ids)
@@ -258,7 +296,7 @@ class ReReporter:
                     .values(lease_until=self.clock() + self.lease)
                     .returning(re_reports.c.id))
                 held = {row.id for row in result}
-        except (SQLAlchemyError, OSError) as exc:
+        except UNAVAILABLE as exc:
             log.warning("re_report_hold_failed", error=type(exc).__name__)
             return memory  # the next sweep tries them again
         for lost in set(durable) - held:
@@ -275,7 +313,7 @@ class ReReporter:
                 await conn.execute(delete(re_reports).where(
                     one_of(conn.dialect.name, re_reports.c.id, ids),
                     re_reports.c.owner == self.owner))
-        except (SQLAlchemyError, OSError) as exc:
+        except UNAVAILABLE as exc:
             # Left behind: taken over once its lease runs out and re-reported again,
             # which only refreshes the copy.
             log.warning("re_report_delete_failed", error=type(exc).__name__)
@@ -296,7 +334,7 @@ class ReReporter:
                             select(table.c.id, table.c.status)
                             .where(one_of(dialect, table.c.id, wanted[n:n + 500])))
                         found.update({row.id: {"status": row.status} for row in result})
-        except (SQLAlchemyError, OSError) as exc:
+        except UNAVAILABLE as exc:
             log.warning("re_report_read_failed", error=type(exc).__name__)
             return None
         return found
@@ -309,8 +347,14 @@ class ReReporter:
         if self._stopped:
             return
         now = self.clock()
+        # Rows kept in memory only (the read model could not be written when their
+        # commands ran) are written now: a process that dies after this loses none. One
+        # another process wrote meanwhile (a retried command) is left to it.
+        memory = [p for p in self.pending.values() if not p.durable]
         try:
             async with self.engine.begin() as conn:
+                for values in self._rows(memory):
+                    await insert_if_absent(conn, re_reports, values, ("id",))
                 await conn.execute(update(re_reports).where(re_reports.c.owner == self.owner)
                                    .values(lease_until=now + self.lease))
                 await conn.execute(update(re_reports).where(re_reports.c.lease_until < now)
@@ -318,7 +362,10 @@ class ReReporter:
                 result = await conn.execute(select(re_reports).where(
                     re_reports.c.owner == self.owner))
                 rows = list(result)
-        except (SQLAlchemyError, OSError) as exc:
+            for p in memory:
+                if self.pending.get(p.entity_id) is p:
+                    self.pending[p.entity_id] = replace(p, durable=True)
+        except UNAVAILABLE as exc:
             log.warning("re_report_sweep_failed", error=type(exc).__name__)
             rows = []
         taken = 0
@@ -361,7 +408,7 @@ class ReReporter:
             async with self.engine.begin() as conn:
                 await conn.execute(update(re_reports).where(re_reports.c.owner == self.owner)
                                    .values(lease_until=self.clock() - self.lease))
-        except (SQLAlchemyError, OSError) as exc:
+        except UNAVAILABLE as exc:
             log.warning("re_report_release_failed", error=type(exc).__name__)
 
 
@@ -378,6 +425,13 @@ _UPSERT = (
 def _pg_json(value: Any) -> str:
     """A JSONB parameter as the SQLAlchemy asyncpg dialect's codec takes it: JSON text."""
     return json.dumps(value, separators=(",", ":"))
+
+
+def _utc(value: datetime) -> datetime:
+    """A timestamp read back by `func.max` (SQLite: no type processing, maybe naive)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _identity_json(identity: AccountIdentity) -> dict[str, str | None]:

@@ -102,6 +102,16 @@ async def _embedded_race(root: Path, stop: str) -> tuple[list[dict[str, Any]], i
                     clock.advance(timedelta(hours=1))
                     for edge in (pipeline.commands, other):
                         await edge.re_reporter.sweep()
+            elif stop == "weekend":
+                # The projection worker died on Friday evening and is restarted on Monday
+                # (the adjudicator decided meanwhile: both approved). Nothing reached the
+                # read model for two days, yet the registrations were appended: the
+                # processes' hourly sweeps must not drop their rows as orphans.
+                for _ in range(60):
+                    clock.advance(timedelta(hours=1))
+                    for edge in (pipeline.commands, other):
+                        await edge.re_reporter.sweep()
+                        await edge.re_reporter.settled()
             elif stop == "restart":
                 # Both processes stop cleanly before the decisions; one starts again.
                 await pipeline.drop_edge(other)
@@ -129,7 +139,7 @@ async def _embedded_race(root: Path, stop: str) -> tuple[list[dict[str, Any]], i
             await pipeline.close()
 
 
-@pytest.mark.parametrize("stop", ["late", "restart", "crash"])
+@pytest.mark.parametrize("stop", ["late", "weekend", "restart", "crash"])
 def test_a_race_decided_late_or_after_a_restart_is_re_reported_into_one_review(
         tmp_path: Path, stop: str) -> None:
     reviews, left = asyncio.run(_embedded_race(tmp_path, stop))

@@ -146,6 +146,8 @@ async def test_a_clean_stop_hands_its_rows_over_at_once(engine: AsyncEngine) -> 
 
 async def test_a_row_whose_registration_never_reached_the_read_model_is_dropped(
         engine: AsyncEngine) -> None:
+    """Dropped once the projections applied a registration filed an orphan age after it
+    (its append surely failed), not merely once it is a day old."""
     clock, rule = Clock(), Rule()
     waiter = DecisionWaiter(engine, in_process=True)
     reporter = _reporter(engine, waiter, clock, rule)
@@ -154,6 +156,20 @@ async def test_a_row_whose_registration_never_reached_the_read_model_is_dropped(
     await reporter.settled()
     assert await _left(engine) == 1
     clock.now += timedelta(seconds=ORPHAN + 1)
+    await reporter.sweep()
+    await reporter.settled()
+    # Older than the orphan age, but the projections have applied nothing filed since:
+    # they may be down (the weekend case of tests/e2e/test_re_report_durable.py), so
+    # the row stays.
+    assert await _left(engine) == 1 and set(reporter.pending) == {"reg_lost"}
+    later = row("reg_later", "submitted")
+    later["submitted_at"] = clock.now - timedelta(seconds=2)  # filed just under an age
+    await project(engine, waiter, later)
+    await reporter.sweep()
+    await reporter.settled()
+    assert await _left(engine) == 1
+    later["submitted_at"] = clock.now  # the projections ran an orphan age past it
+    await project(engine, waiter, later)
     await reporter.sweep()
     await reporter.settled()
     assert await _left(engine) == 0 and not reporter.pending and rule.ran == []
@@ -181,3 +197,68 @@ async def test_concurrent_commands_record_their_rows_together(engine: AsyncEngin
     await asyncio.gather(*(reporter.record(_pending(f"reg_{n}", clock)) for n in range(20)))
     assert reporter.writes <= 2 and await _left(engine) == 20
     assert all(p.durable for p in reporter.pending.values())
+
+
+
+@pytest.fixture
+async def locked(tmp_path: Path) -> AsyncIterator[tuple[AsyncEngine, AsyncEngine]]:
+    """The read model, with a short busy timeout, and another engine on the same file to
+    hold its write lock (a rebuild, an operator's long transaction)."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'rm.sqlite3'}"
+    engine = create_engine(url, busy_timeout_ms=100)
+    blocker = create_engine(url)
+    await migrate(engine)
+    yield engine, blocker
+    await blocker.dispose()
+    await engine.dispose()
+
+
+async def test_a_command_recorded_while_the_read_model_is_locked_is_not_held_up(
+        locked: tuple[AsyncEngine, AsyncEngine]) -> None:
+    """SQLite's "database is locked" at `BEGIN IMMEDIATE` comes out of the driver as
+    `sqlite3.OperationalError`, neither SQLAlchemy's error nor OSError: the group writer
+    died with it and every command of the group waited for its row forever."""
+    engine, blocker = locked
+    clock = Clock()
+    reporter = _reporter(engine, DecisionWaiter(engine, in_process=True), clock, Rule())
+    async with blocker.begin() as conn:  # takes the write lock at BEGIN
+        await conn.execute(select(1))
+        await asyncio.wait_for(asyncio.gather(
+            reporter.record(_pending("reg_1", clock)),
+            reporter.record(_pending("reg_2", clock))), 10)
+    assert set(reporter.pending) == {"reg_1", "reg_2"}
+    assert not reporter.pending["reg_1"].durable and await _left(engine) == 0
+    # The other statements fail softly too: a sweep, a release.
+    async with blocker.begin() as conn:
+        await conn.execute(select(1))
+        await asyncio.wait_for(reporter.sweep(), 10)
+        await asyncio.wait_for(reporter.stop(), 10)
+
+
+async def test_a_row_kept_in_memory_while_the_read_model_was_locked_survives_a_crash(
+        locked: tuple[AsyncEngine, AsyncEngine]) -> None:
+    """A row kept in memory only (the write lock held past the busy timeout when the
+    command ran) is written at the next sweep, so a process that dies once the read
+    model is back loses nothing (it stayed memory-only until decided: a restart lost the
+    race's re-report)."""
+    engine, blocker = locked
+    clock, rule = Clock(), Rule()
+    waiter = DecisionWaiter(engine, in_process=True)
+    first = _reporter(engine, waiter, clock, Rule())
+    async with blocker.begin() as conn:
+        await conn.execute(select(1))
+        await asyncio.wait_for(first.record(_pending("reg_1", clock)), 10)
+    assert not first.pending["reg_1"].durable and await _left(engine) == 0
+    await first.sweep()  # the read model is back
+    await first.settled()
+    assert first.pending["reg_1"].durable and await _left(engine) == 1
+    # The process dies (no stop: its lease runs out); another takes the row over.
+    waiter.observers.remove(first.notify)
+    second = _reporter(engine, waiter, clock, rule)
+    clock.now += timedelta(seconds=LEASE + 1)
+    await second.sweep()
+    await second.settled()
+    assert set(second.pending) == {"reg_1"}
+    await project(engine, waiter, row("reg_1", "approved"))
+    await second.settled()
+    assert rule.ran == [("reg_1", "approved")] and await _left(engine) == 0
