@@ -120,6 +120,14 @@ review, or a claim, re-reported nothing, and a person's approval or the claim st
 the rival's; rival review, session 24.)"""
 
 
+GUARDED = ("approved", "in_review")
+"""The statuses in which a reported registration is kept as a copy where it is reported
+(the adjudicator's `ACTIVE`). Only those count as carried by a registration's own reports
+(`_follow_up`): one reported while `submitted` (in the read model, not yet decided) guarded
+nothing there, and taken as carried its re-report skipped it once it was approved: the
+sequential name-only pair's flaky "neither side re-reported" (session 25)."""
+
+
 @dataclass
 class Outcome:
     """A command's answer: status, body and headers (Location, X-Log-Position, ...)."""
@@ -516,7 +524,8 @@ class Commands:
         before it is appended (services/registration/rereports.py): durable, run once it
         is decided, however late, by this process or the one that takes it over. It never
         fails the command."""
-        reported = {e.alias_key: frozenset(r.registration_id for r in e.registrations)
+        reported = {e.alias_key: frozenset(r.registration_id for r in e.registrations
+                                           if r.status in GUARDED)
                     for _, _, e in copies if isinstance(e, AccountLinkReported)}
         await self.re_reporter.record(Pending(entity_id, resolution.account_key, identity,
                                               reported, via, at))
@@ -529,7 +538,8 @@ class Commands:
         in review may still be approved by a person), the customer's keys are resolved
         again; every
         key on another partition that this registration's reports did not cover (a key
-        found only now, or one that gained an active registration since) is reported
+        found only now, or one with an active registration the reports did not list
+        approved or in review, `GUARDED`) is reported
         again with the same `AccountLinkReported` snapshot `_copy_reports` builds. The
         target is the pair's canonical: this key when the other was already its alias,
         otherwise the smaller of the two keys, so both racing sides report to the same

@@ -83,6 +83,10 @@ class RelayedDecision(BaseModel):
     line_free: bool = False
     """A rejection that left its scope held by nothing the settlement kept: its own
     partition lets its line step up (`on_release: promote_next`) as after any lost dispute."""
+    kept: bool = False
+    """An approval the settlement kept as it was, alone (nothing else it approved, and no
+    other open review here holds the copy): nothing to apply; its own partition no longer
+    counts that review as watching it (`release.let_go`)."""
 
 
 @event_type

@@ -314,6 +314,12 @@ class ElsewhereInvariants(Invariants):
             ADMIN, review.id, ResolutionRequest.model_validate(body)))
         self.settle()
 
+    def held_back(self, owner: Any, settled_by: str | None) -> bool:
+        """The review elsewhere whose own settlement rejected `owner` with its scope free,
+        or that settled keeping its copy alone, holds its line back no more
+        (`release.let_go`)."""
+        return bool(owner.watching - {settled_by})
+
 
 def test_a_co_sell_at_home_keeps_the_split_elsewhere_it_shared() -> None:
     """Found by `ElsewhereInvariants` at 300 examples (Heuser, failing on main too), a
@@ -631,3 +637,147 @@ def test_a_release_watched_by_a_review_elsewhere_promotes_no_second_owner() -> N
         assert [_status(m, i) for i in range(3)] == ["lost", "rejected", "approved"]
 
     _replay(steps)
+
+
+def _replay_elsewhere(steps: Any) -> None:
+    """`_replay` on `ElsewhereInvariants`, whose model knows which review holds a line back
+    (`held_back`)."""
+    m = ElsewhereInvariants()
+    try:
+        m.partners()
+        steps(m)
+        m.invariants_hold()
+    finally:
+        m.teardown()
+
+
+def _reject_all(m: Invariants, dispute_id: str) -> None:
+    m.command(m.pipeline.commands.resolve(ADMIN, dispute_id, ResolutionRequest.model_validate(
+        {"outcome": "reject_all", "note": "decided by the test"})))
+    m.settle()
+
+
+def test_a_review_elsewhere_that_freed_the_line_lets_its_next_in_line_step_up() -> None:
+    """Rival attack on "A release watched by a review elsewhere promotes no one" (session
+    25): p-02 owns Heuser by domain on A, p-03 is rejected there by tier (p-02's line);
+    p-01 registers Heuser by name on B and goes to a possible-duplicate review with the
+    copy of p-02. A person rejects all: the relay rejects p-02 on A with its scope left
+    free (`line_free`: nothing the settlement kept holds it). p-02's copy was watched by
+    that very review, so A let the line go unpromoted: the customer had no owner while
+    p-03, rightfully next in line, was never weighed again (the review that could decide
+    who follows was the one that had just settled). The review whose settlement freed
+    the line no longer blocks it (`release.let_go`, `settled_by`)."""
+
+    def steps(m: Invariants) -> None:
+        m.register(HEUSER, "p-02", {"analytics"}, "resell")  # A: owner
+        m.register(HEUSER, "p-03", {"analytics"}, "resell")  # A: p-02's line
+        m.register(HEUSER_BY_NAME, "p-01", {"analytics"}, "resell")  # B: review, copy
+        assert [_status(m, i) for i in range(3)] == ["approved", "rejected", "in_review"]
+        _reject_all(m, _dispute_of(m, 2).id)
+        regs = list(m.model.regs.values())
+        assert [(r.partner, r.status, r.rule) for r in regs] == [
+            ("p-02", "rejected", "dispute_resolution"),
+            ("p-03", "approved", "promoted_on_release"),
+            ("p-01", "rejected", "dispute_resolution")]
+        for _ in range(4):
+            m.time_passes(24 * 40)  # p-03's protection runs out: nothing waits on it
+        assert not _open(m)
+
+    _replay_elsewhere(steps)
+
+
+def test_a_promotion_beside_a_copy_its_rejection_flagged_goes_to_a_person() -> None:
+    """Found by `ElsewhereInvariants` at 300 examples with the near-copy promotion review
+    (commit 6f9d1f2) reverted, failing there at the last step, reduced (Heuser): an owner
+    on one key that no review elsewhere watched let its line go, and the next in line
+    (p-03), whose rejection had flagged a still-active copy of another partition's
+    registration (p-05's, approved by B's review) as a possible duplicate, was promoted
+    outright beside it: two owners of analytics that no person weighed (invariant 1).
+    It now goes to a `possible_duplicate` review with that copy (`release._near_copies`)."""
+    m = ElsewhereInvariants()
+    try:
+        m.partners()
+        m.settle_elsewhere(index=18, outcome="award", partner=1, pick=5, race=False,
+                           rival=True, winner=0)
+        m.close(index=46, outcome="lost")
+        m.settle_elsewhere(index=24, outcome="split", partner=4, pick=4, race=True,
+                           rival=True, winner=7)
+        m.register(SPECS[2], "p-05", {"analytics", "security"}, "resell")
+        m.settle_elsewhere(index=13, outcome="award", partner=2, pick=2, race=True,
+                           rival=True, winner=5)
+        m.register(HEUSER_BY_NAME, "p-03", {"analytics", "security"}, "resell")
+        m.settle_elsewhere(index=10, outcome="award", partner=2, pick=2, race=False,
+                           rival=False, winner=0)
+        m.close(index=8, outcome="lost")
+        m.close(index=9, outcome="lost")
+        heuser = [r for r in m.model.regs.values() if r.company == HEUSER.company_id]
+        owner = next(r for r in heuser if r.status == "approved")
+        candidate = heuser[-1]
+        assert (owner.partner, owner.key, owner.rule) == (
+            "p-05", "dom:heuser-holdings.com", "dispute_resolution")
+        assert (candidate.partner, candidate.key, candidate.status, candidate.rule) == (
+            "p-03", "name:DE:heuser-holdings", "in_review", "possible_duplicate")
+        review = _dispute_of(m, list(m.model.regs).index(candidate.id))
+        assert set(review.members) == {candidate.id, owner.id}
+        m.invariants_hold()
+        for _ in range(4):
+            m.time_passes(24 * 40)  # the review's own ladder and fallback end it
+        assert not m.model.disputes[review.id].open
+        m.invariants_hold()
+    finally:
+        m.teardown()
+
+
+def test_a_review_elsewhere_that_kept_the_copy_lets_the_line_step_up_later() -> None:
+    """Rival attack on "A release watched by a review elsewhere promotes no one" (session
+    25): p-02 owns Heuser by domain on A, p-03 is its line there; p-01's name-only twin on
+    B goes to review with p-02's copy, and a person awards p-02's copy (p-01 rejected).
+    That review sent A no word (the copy kept as it was), so A still counted it as
+    watching: when p-02 later withdrew, p-03 was let go unpromoted and the customer had
+    no owner, for good. The settlement now tells A it kept the copy alone
+    (`RelayedDecision.kept`), and A's line steps up."""
+
+    def steps(m: Invariants) -> None:
+        m.register(HEUSER, "p-02", {"analytics"}, "resell")  # A: owner
+        m.register(HEUSER, "p-03", {"analytics"}, "resell")  # A: p-02's line
+        m.register(HEUSER_BY_NAME, "p-01", {"analytics"}, "resell")  # B: review, copy
+        _submit_award(m, _dispute_of(m, 2).id, _ids(m)[0])
+        m.settle()
+        assert [_status(m, i) for i in range(3)] == ["approved", "rejected", "rejected"]
+        m.withdraw(index=0)
+        regs = list(m.model.regs.values())
+        assert [(r.partner, r.status, r.rule) for r in regs] == [
+            ("p-02", "withdrawn", "no_conflict"),
+            ("p-03", "approved", "promoted_on_release"),
+            ("p-01", "rejected", "dispute_resolution")]
+        for _ in range(4):
+            m.time_passes(24 * 40)
+        assert not _open(m)
+
+    _replay_elsewhere(steps)
+
+
+def test_a_review_elsewhere_gone_moot_lets_the_line_step_up_later() -> None:
+    """Rival attack on "A release watched by a review elsewhere promotes no one" (session
+    25), the moot way: p-02 owns Heuser by domain on A, p-03 is its line there; p-01's
+    name-only twin on B goes to review with p-02's copy and then withdraws: the review
+    closes moot with p-02's copy alone. When p-02 later withdraws on A, p-03 is next."""
+
+    def steps(m: Invariants) -> None:
+        m.register(HEUSER, "p-02", {"analytics"}, "resell")  # A: owner
+        m.register(HEUSER, "p-03", {"analytics"}, "resell")  # A: p-02's line
+        m.register(HEUSER_BY_NAME, "p-01", {"analytics"}, "resell")  # B: review, copy
+        m.withdraw(index=1)  # p-01 (the active ones: p-02, p-01)
+        assert [_status(m, i) for i in range(3)] == ["approved", "rejected", "withdrawn"]
+        assert not _open(m)
+        m.withdraw(index=0)
+        regs = list(m.model.regs.values())
+        assert [(r.partner, r.status, r.rule) for r in regs] == [
+            ("p-02", "withdrawn", "no_conflict"),
+            ("p-03", "approved", "promoted_on_release"),
+            ("p-01", "withdrawn", "possible_duplicate")]
+        for _ in range(4):
+            m.time_passes(24 * 40)
+        assert not _open(m)
+
+    _replay_elsewhere(steps)

@@ -179,6 +179,9 @@ class Reg:
     """Its copy was drawn into a dispute on another partition (`CopiesInReview`): on
     release its line is let go unpromoted (DESIGN.md, "A release watched by a review
     elsewhere promotes no one")."""
+    watching: set[str] = field(default_factory=set)
+    """Those disputes, less one that settled keeping its copy alone: the finer rule
+    `ElsewhereInvariants` checks (`held_back`)."""
 
     @property
     def company(self) -> str:
@@ -590,7 +593,7 @@ class Invariants(RuleBasedStateMachine):
             reg.status, reg.rule = event.status, event.rule
             reg.protected_until = event.protected_until
             if before == "approved" and event.status == "rejected":
-                self.released(reg, event.decided_at)  # lost its dispute
+                self.released(reg, event.decided_at, event.dispute_id)  # lost its dispute
             reg.scope = event.scope_products
             reg.policy_version = reg.policy_version or event.policy_version
             if event.status == "approved" and event.dispute_id in m.disputes \
@@ -655,6 +658,11 @@ class Invariants(RuleBasedStateMachine):
                                "another")
             d.awarded = event.awarded_registration_id
             d.members = list(dict.fromkeys([*d.members, *event.registration_ids]))
+            alone = m.regs.get(event.approved_ids[0]) if len(event.approved_ids) == 1 else None
+            if alone is not None and d.id in alone.watching and not any(
+                    o.open and o is not d and alone.id in o.members
+                    for o in m.disputes.values()):
+                alone.watching.discard(d.id)  # kept alone: it holds the line back no more
             for rid in event.approved_ids:
                 kept = m.regs.get(rid)
                 if kept is not None and (kept.status == "approved" or self.ended_this_step(kept)):
@@ -788,6 +796,7 @@ class Invariants(RuleBasedStateMachine):
                 reg.dispute = dispute_id
             elif reg is not None and reg.status in ACTIVE:
                 reg.watched = True
+                reg.watching.add(dispute_id)
 
     def policy_of(self, reg: Reg) -> Policy:
         return self.model.policies.get(reg.policy_version) or Policy()
@@ -852,8 +861,9 @@ class Invariants(RuleBasedStateMachine):
 
     # --- invariant 13: promotion on release, in line order -----------------------------------
 
-    def released(self, owner: Reg, at: datetime) -> None:
-        """`owner`, approved, let go at `at`: its line, as the decisions so far define it."""
+    def released(self, owner: Reg, at: datetime, settled_by: str | None = None) -> None:
+        """`owner`, approved, let go at `at` (rejected by the settlement of `settled_by`):
+        its line, as the decisions so far define it."""
         if owner.motion not in EXCLUSIVE or owner.key is None:
             return
         policy = self.policy_of(owner)
@@ -862,9 +872,16 @@ class Invariants(RuleBasedStateMachine):
                 if r.status == "rejected" and owner.id in r.beaten_by
                 and r.beaten_at is not None and r.beaten_at >= at - policy.release_window
                 and r.key is not None and partition_for(r.key, PARTITIONS) == home]
-        if policy.on_release != "promote_next" or owner.watched:
+        if policy.on_release != "promote_next" or self.held_back(owner, settled_by):
             line = []
         self.releases.append((owner, at, line, policy))
+
+    def held_back(self, owner: Reg, settled_by: str | None) -> bool:
+        """Whether a review elsewhere holds `owner`'s line back (`release.let_go`). This
+        machine keeps the session-25 rule as first merged (any review that ever drew its
+        copy; a finer model here moved its derandomized run onto an open invariant-6
+        defect), `ElsewhereInvariants` the finer one."""
+        return owner.watched
 
     def ahead(self, a: Reg, b: Reg, policy: Policy) -> bool | None:
         """Whether `a` comes before `b` in a line under `policy` (precedence as adjudication

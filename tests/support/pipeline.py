@@ -259,12 +259,18 @@ class Pipeline:
         else:
             raise AssertionError(f"the adjudicator did not settle in {rounds} rounds")
         for topic in (self.topics.intake, self.topics.decisions):
-            ends = await self.eventlog.end_positions(topic)
-            for tp in sorted(ends):
-                start = self.projected.get(tp, 0)
-                if start < ends[tp]:
-                    await self.projections.apply(await self._read(tp, start, ends[tp]))
-                    self.projected[tp] = ends[tp]
+            await self.project(topic)
+
+    async def project(self, topic: str) -> None:
+        """Fold what `topic` holds beyond the projections' position (the intake alone: a
+        registration's submitted row in the read model before its decision, as the
+        projections' two consumers may have it)."""
+        ends = await self.eventlog.end_positions(topic)
+        for tp in sorted(ends):
+            start = self.projected.get(tp, 0)
+            if start < ends[tp]:
+                await self.projections.apply(await self._read(tp, start, ends[tp]))
+                self.projected[tp] = ends[tp]
 
     async def new_decisions(self) -> list[tuple[Envelope, DomainEvent]]:
         """Decision records appended since the last call, per partition in log order."""

@@ -847,6 +847,11 @@ def settle(
                 # if it holds it approved by then (freed there by this same settlement).
                 copies.append((entry, _word(entry, approved.get(entry.id), rescoped,
                                             shown=False)))
+            elif standing == [entry] and not _in_another_review(state, entry, dispute):
+                # Kept alone: its own partition no longer counts this review as
+                # watching it, so its line may step up when it ends (release.let_go).
+                copies.append((entry, RelayedDecision(registration_id=entry.id,
+                                                      status="approved", kept=True)))
             continue
         if why in ("won", "kept", "freed"):
             entry.credit_percent = approved.get(entry.id)
@@ -888,6 +893,12 @@ def settle(
         release.let_go(state, out, entry, at)
     if copies:
         out.extend(_relayed(dispute, outcome, rule, at, copies))
+
+
+def _in_another_review(state: AdjudicationState, entry: Entry, dispute: Dispute) -> bool:
+    """Whether another open dispute here holds `entry` (its home keeps watching)."""
+    return any(d is not dispute and d.status == "open" and entry.id in d.member_ids
+               for d in state.disputes.values())
 
 
 def _word(entry: Entry, credit_percent: Decimal | None, rescoped: bool,

@@ -73,6 +73,11 @@ def apply(state: AdjudicationState, out: Out, event: SettlementRelayed, policy: 
     words = [(w, e) for w in event.decisions
              for e in (state.entries.get(w.registration_id),)
              if e is not None and not e.mirror]  # forgotten, or not this partition's
+    for word, entry in words:
+        if word.kept and event.decided_key in state.watchers.get(entry.id, ()):
+            # Its review settled keeping it alone: it holds its line back no more.
+            state.settled_watch.add((entry.id, event.decided_key))
+    words = [(w, e) for w, e in words if not w.kept]
     # Ended here already: its end stands (readers show the rejection: `overruled`), but
     # one the settlement took away before it ended here starts no cool-off.
     for word, entry in words:
@@ -144,7 +149,9 @@ def _reject(state: AdjudicationState, out: Out, event: SettlementRelayed,
     out.extend(moot)
     for entry in owners:
         if entry.id in free:
-            release.let_go(state, out, entry, at)  # nothing the settlement kept holds it
+            # Nothing the settlement kept holds it: its review, settled, no longer holds
+            # the line back (`release.let_go`).
+            release.let_go(state, out, entry, at, settled_by=event.decided_key)
         else:
             # Its line is let go unpromoted: the account went to a registration on the
             # other key, which this partition does not hold: one promoted here would be
@@ -177,6 +184,7 @@ def watch(state: AdjudicationState, out: Out, event: CopiesInReview, policy: Pol
             continue  # a copy here too: its own partition answers
         if entry is not None and entry.active:
             keys = state.watchers.setdefault(registration_id, [])
+            state.settled_watch.discard((registration_id, event.review_key))
             if event.review_key not in keys:
                 keys.append(event.review_key)
             if event.contested_by is not None and registration_id in event.appealed:
@@ -206,6 +214,7 @@ def tell_ended(state: AdjudicationState, out: Out) -> None:
         if entry is None or entry.active:
             continue  # active again (in the same event): still watched
         for key in state.watchers.pop(registration_id, ()):
+            state.settled_watch.discard((registration_id, key))
             told.setdefault((key, entry.account_key), []).append(
                 EndedAtHome(registration_id=registration_id, status=entry.status))
     for (key, home), words in told.items():

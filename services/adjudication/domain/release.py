@@ -17,7 +17,9 @@ With `free`, nothing
 happens: the next newcomer gets the account. A win in the CRM is not a release: the
 customer bought, and the winner is the incumbent. An owner whose copy a review on another
 partition holds (or held: `state.watchers`) lets its line go unpromoted: that review
-decides who follows it.
+decides who follows it -- unless it settled and left nothing of its own beside the owner
+(its settlement rejected it with its scope free, `settled_by`, or kept its copy alone,
+`state.settled_watch`): then nobody there decides, and the line steps up here.
 """
 
 from __future__ import annotations
@@ -51,20 +53,29 @@ def forget(state: AdjudicationState, entry_id: str) -> None:
     state.appealed.pop(entry_id, None)
 
 
-def let_go(state: AdjudicationState, out: list[DomainEvent], owner: Entry, at: int) -> None:
+def let_go(state: AdjudicationState, out: list[DomainEvent], owner: Entry, at: int,
+           settled_by: str | None = None) -> None:
     """`owner` (an approved, exclusive entry) just stopped owning. The promotion's
     explanation says neither how it ended nor how many were in line (a partner learns no
-    rival's outcome or count from it); the evidence names the owner."""
+    rival's outcome or count from it); the evidence names the owner. `settled_by`: the
+    key of the review elsewhere whose settlement just rejected it leaving its scope free
+    (relay.py, `line_free`)."""
     line_ids = state.beaten.pop(owner.id, None)
     state.appealed.pop(owner.id, None)  # appeals against this grant end with it, like its line
     if not line_ids or owner.mirror:
         return
-    if owner.id in state.watchers:
+    if any(key != settled_by and (owner.id, key) not in state.settled_watch
+           for key in state.watchers.get(owner.id, ())):
         # A review on another partition weighed (or weighs) a rival against its copy: that
         # partition approves its survivor when the copy ends, knowing nothing of this
         # line, and one promoted here would be a second owner nobody weighed it against
         # (session 25 rival, invariant 1). The line is let go unpromoted; a rejection in
         # it may still be contested (the edge reports the other keys ahead of a contest).
+        # The review whose own settlement ended it, saying nothing it kept holds its
+        # scope, is not such a review: it has settled and decides no one after it (else
+        # the rightful next in line was never weighed again: a customer left with no
+        # owner; session 25 rival attack), nor is one that settled keeping the copy as
+        # it was with nothing beside it (`state.settled_watch`).
         return
     policy = state.policy(owner.policy_version)
     if policy.on_release != "promote_next":

@@ -169,6 +169,10 @@ class AdjudicationState:
     watchers: dict[str, list[str]] = field(default_factory=dict)
     """registration id (this partition's own, active) -> keys on other partitions whose
     reviews hold a copy of it (`CopiesInReview`): told when it ends (relay.tell_ended)."""
+    settled_watch: set[tuple[str, str]] = field(default_factory=set)
+    """(registration id, review key) of `watchers` whose review settled keeping the copy as
+    it was, alone (`RelayedDecision.kept`): still told of its end, but holding no line
+    back (`release.let_go`); drawn in again, the pair is dropped (`relay.watch`)."""
     appealed: dict[str, list[str]] = field(default_factory=dict)
     """registration id (or copy) -> partners that contested losing to it, here or to a
     copy of it on another partition (`CopiesInReview.appealed`): a contest here against
