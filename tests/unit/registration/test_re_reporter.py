@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -262,3 +263,30 @@ async def test_a_row_kept_in_memory_while_the_read_model_was_locked_survives_a_c
     await project(engine, waiter, row("reg_1", "approved"))
     await second.settled()
     assert rule.ran == [("reg_1", "approved")] and await _left(engine) == 0
+
+
+async def test_a_row_written_by_the_driver_reads_back_as_recorded(engine: AsyncEngine
+                                                                   ) -> None:
+    """SQLite rows are sent by the driver (not SQLAlchemy): bound by the columns' own
+    types, they are the rows SQLAlchemy reads back and compares (the lease), and a retried
+    command's row replaces the earlier one."""
+    clock = Clock()
+    waiter = DecisionWaiter(engine, in_process=True)
+    first = _reporter(engine, waiter, clock, Rule())
+    recorded = Pending("clm_1", "crm:00c7", AccountIdentity("00C7", None, "acme", "DE"),
+                       {"crm:00c7": frozenset({"reg_2", "reg_1"}), "dom:acme.de": frozenset()},
+                       "claim", clock())
+    await first.record(replace(recorded, via="api"))
+    await first.record(recorded)  # the retried command: the row is replaced
+    async with engine.connect() as conn:
+        (stored,) = (await conn.execute(select(re_reports))).all()
+    assert stored.lease_until == clock.now + timedelta(seconds=LEASE)
+    assert stored.via == "claim" and stored.reported == {
+        "crm:00c7": ["reg_1", "reg_2"], "dom:acme.de": []}
+    clock.now += timedelta(seconds=LEASE - 1)
+    second = _reporter(engine, waiter, clock, Rule())
+    await second.sweep()  # the lease is live (compared in SQL): not taken
+    assert not second.pending
+    clock.now += timedelta(seconds=2)
+    await second.sweep()
+    assert second.pending == {"clm_1": recorded}
