@@ -119,4 +119,4 @@ def reject(state: AdjudicationState, out: list[DomainEvent], new: Entry, old: En
         f"{old.status} recently; the partner may register it again from "
         f"{explain.day(lifts)} (the cool-off of policy version {old.policy_version}, "
         f"under which it was decided) {explain.tag(RULE, new.policy_version)}.",
-        at, [outcomes.fellow_evidence(state, old, new.account_key)]))
+        at, [outcomes.fellow_evidence(state, old, new.account_key, new)]))
