@@ -83,7 +83,7 @@ from shared.events import (
     new_envelope,
 )
 from shared.events.codec import decode
-from shared.events.registration import RegistrationStatus
+from shared.events.registration import PROTECTING, RegistrationStatus
 from shared.ids import derived_id, derived_opaque_id, new_id, opaque_id
 from shared.logging import get_logger
 from shared.policy import KNOWN_PRECEDENCE_RULES, Policy, format_duration
@@ -113,14 +113,14 @@ M = TypeVar("M", bound=BaseModel)
 
 ENDED = ("rejected", "expired", "withdrawn", "won", "lost")
 CLAIM_PREFIX = "clm_"
-REPORTED_AFTER = ("approved", "in_review")
+REPORTED_AFTER = PROTECTING
 """The decisions after which a registration or claim re-reports (`Commands._re_report`):
 it holds or may still hold the account. (Approvals only, once: a later-decided side in
 review, or a claim, re-reported nothing, and a person's approval or the claim stood beside
 the rival's; rival review, session 24.)"""
 
 
-GUARDED = ("approved", "in_review")
+GUARDED = PROTECTING
 """The statuses in which a reported registration is kept as a copy where it is reported
 (the adjudicator's `ACTIVE`). Only those count as carried by a registration's own reports
 (`_follow_up`): one reported while `submitted` (in the read model, not yet decided) guarded

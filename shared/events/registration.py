@@ -14,6 +14,10 @@ Motion = Literal["resell", "referral", "co_sell", "influence"]
 RegistrationStatus = Literal[
     "submitted", "approved", "rejected", "in_review", "expired", "withdrawn", "won", "lost"
 ]
+PROTECTING: frozenset[str] = frozenset({"approved", "in_review"})
+"""The statuses in which a registration or claim holds (or waits for) its protection: the
+adjudicator's active entries, what a copy reported from another key guards, and the
+decisions after which the edge re-reports (one rule, three readers)."""
 PartyType = Literal["partner", "direct"]
 MatchedBy = Literal["crm_account_id", "domain", "name"]
 

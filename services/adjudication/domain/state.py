@@ -22,9 +22,10 @@ from decimal import Decimal
 from typing import Final
 
 from shared.accounts import AccountIdentity, AccountIndex, Identifiers, different_customers
+from shared.events.registration import PROTECTING
 from shared.policy import Policy
 
-ACTIVE: Final = frozenset({"approved", "in_review"})
+ACTIVE: Final = PROTECTING
 FORGETS_ACCOUNTS = False
 """Whether the state forgets an account with the last entry kept under its key
 (`AdjudicationState.forget_account`). Off: it changes decisions (see there)."""
