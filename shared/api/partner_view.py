@@ -692,6 +692,27 @@ and they take their place by the rounded time (among exact entries they would be
 by them)."""
 
 
+_DECISION_ID: Final = re.compile(r"^(.*)\.d(\d+)$")
+
+
+def _renumbered(event_id: Any, places: dict[str, int]) -> Any:
+    """A decision's id is its cause's id and its place among the cause's outputs
+    (`<cause>.d<n>`): a settlement writes the resolution, then one decision per member in
+    order, so the partner's own `.d3` counted the members decided before it. In a
+    partner's timeline the decisions of one cause it sees are numbered 0, 1, ... in their
+    order (`places`: the next number per cause). Not a hash of the real number: the cause
+    is shown, so a hash of it and a small number is found by trying them."""
+    if not isinstance(event_id, str):
+        return event_id
+    found = _DECISION_ID.match(event_id)
+    if found is None:
+        return event_id
+    cause = found.group(1)
+    place = places.get(cause, 0)
+    places[cause] = place + 1
+    return f"{cause}.d{place}"
+
+
 def _late_entry(entry: Row, original: Mapping[str, Any]) -> Row:
     """A `LATE_DEADLINES` entry of a dispute opened before the viewer joined it."""
     fields = LATE_DEADLINES[entry["type"]]
@@ -766,6 +787,7 @@ def timeline(entries: Iterable[Mapping[str, Any]], scope: Scope) -> list[Row]:
             and _later(start, e.get("at"))}
     out: list[Row] = []
     rounded = False
+    places: dict[str, int] = {}
     for entry in entries:
         shape = TIMELINE_DATA.get(entry["type"])
         if shape is None:
@@ -779,6 +801,7 @@ def timeline(entries: Iterable[Mapping[str, Any]], scope: Scope) -> list[Row]:
         seen = scope.knowing(data)
         shown = apply(entry, TIMELINE_ENTRY, seen)
         shown["data"] = apply(data, shape, seen)
+        shown["event_id"] = _renumbered(shown.get("event_id"), places)
         if entry["type"] in LATE_DEADLINES and entry.get("subject_id") in late:
             shown = _late_entry(shown, entry)
             rounded = True

@@ -8,6 +8,7 @@ CRM id) and searches the raw response bytes for them."""
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -580,3 +581,38 @@ async def test_a_partners_account_key_filters_match_only_the_keys_its_view_shows
         assert [r["account_key"] for r in listed] == [answer.json()["account_key"]]
     finally:
         await restore_policy(system.admin, before)
+
+
+async def test_decision_ids_in_a_partners_timeline_do_not_count_the_other_members(
+        system: Running) -> None:
+    """A decision's event id is its cause's id and its place among the cause's outputs
+    (`.d<n>`). A settlement writes the resolution, then one decision per member in order:
+    the third member's `.d3` told it that two others were decided before it. A partner's
+    timeline numbers the decisions of one cause it sees 0, 1, ..."""
+    p1, p2, p3 = fresh("p1"), fresh("p2"), fresh("p3")
+    domain = f"{fresh('count')}.com"
+    first = await submit(system.admin, registration(p1, domain))
+    second = await submit(system.admin, registration(p2, domain))
+    assert second["status"] == "in_review", second
+    await system.settle()
+    third = await submit(system.admin, registration(p3, domain))
+    assert third["dispute_id"] == second["dispute_id"], third
+    await system.settle()
+    owner = (await system.as_("owner", "cm-1"))[0]
+    resolved = await owner.post(f"/v1/disputes/{second['dispute_id']}/resolve",
+                                headers={"Prefer": "wait=15"},
+                                json={"outcome": "award", "registration_id": first["id"]})
+    assert resolved.status_code == 200, resolved.text
+    await system.settle()
+    for partner, mine in ((p3, third), (p2, second)):
+        timeline = await (await system.queries("partner", partner)).get(
+            f"/v1/registrations/{mine['id']}/timeline")
+        entries = timeline.json()["entries"]
+        assert "dealreg.dispute.resolved.v1" in {e["type"] for e in entries}, entries
+        places: dict[str, list[int]] = {}
+        for entry in entries:
+            found = re.fullmatch(r"(.*)\.d(\d+)", entry["event_id"])
+            if found:
+                places.setdefault(found.group(1), []).append(int(found.group(2)))
+        for cause, numbers in places.items():
+            assert numbers == list(range(len(numbers))), (partner, cause, entries)

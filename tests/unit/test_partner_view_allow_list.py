@@ -538,3 +538,16 @@ def test_a_late_joiner_reads_escalation_deadlines_to_the_hour() -> None:
     mine = pv.timeline([own, {**escalated, "at": "2027-01-01T09:17:08.250000Z"}],
                        p1_scope([own["data"]]))
     assert mine[-1]["data"]["breached_deadline"] == "2027-01-01T09:17:08.250000Z"
+
+
+def test_decision_ids_number_only_the_decisions_a_partner_sees() -> None:
+    def decided(event_id: str, registration: str) -> dict[str, Any]:
+        return {**entry("dealreg.registration.decided.v1", {"registration_id": registration}),
+                "event_id": event_id, "subject_id": registration}
+    resolved = {**entry("dealreg.dispute.resolved.v1", {
+        "outcome": "award", "registration_ids": ["reg_rival1", "reg_own1"]}),
+        "event_id": "evt_cmd.d0"}
+    entries = [resolved, decided("evt_cmd.d1", "reg_rival1"), decided("evt_cmd.d2", "reg_own1")]
+    out = pv.timeline([resolved, entries[2]], p1_scope([e["data"] for e in entries]))
+    assert [e["event_id"] for e in out] == ["evt_cmd.d0", "evt_cmd.d1"]
+    assert pv.timeline(entries, Scope(VENDORS[0]))[2]["event_id"] == "evt_cmd.d2"
