@@ -541,14 +541,15 @@ TIMELINE_DATA: Final[Mapping[str, Shape]] = {
         "rule": SHOW, "policy_version": SHOW, "explanation": TEXT},
     "dealreg.account.linked.v1": {
         "registration_id": ID, "account_key": KEY, "canonical_key": KEY,
-        "matched_by": SHOW, "score": SHOW, "linked_at": SHOW, "policy_version": SHOW,
+        "matched_by": SAME_CUSTOMER, "score": SHOW, "linked_at": SHOW, "policy_version": SHOW,
         "rule": SHOW, "explanation": HIDE},
     "dealreg.account.unlinked.v1": {
         "registration_id": ID, "account_key": KEY, "canonical_key": KEY,
         "unlinked_at": SHOW, "policy_version": SHOW, "rule": SHOW, "explanation": HIDE},
 }
 """Timeline entries a partner sees, per event type, and which of their fields (the link
-events' sentences name both keys: left out)."""
+events' sentences name both keys: left out; which identifier linked them reads
+"same_customer", as in a competitor's conflict: it would tell what the other side filed)."""
 
 TIMELINE_HIDDEN_TYPES: Final = frozenset({
     "dealreg.claim.filed.v1", "dealreg.claim.decided.v1", "dealreg.claim.released.v1",

@@ -616,3 +616,29 @@ async def test_decision_ids_in_a_partners_timeline_do_not_count_the_other_member
                 places.setdefault(found.group(1), []).append(int(found.group(2)))
         for cause, numbers in places.items():
             assert numbers == list(range(len(numbers))), (partner, cause, entries)
+
+
+async def test_a_link_to_a_competitors_account_does_not_say_which_identifier_matched(
+        system: Running) -> None:
+    """A registration whose CRM id and domain name two competitors' accounts links them
+    (`dealreg.account.linked.v1` on its timeline). Like its conflicts (`matched_by:
+    "same_customer"`), the entry must not say which identifier matched: that would tell
+    what a competitor filed (here: the domain, under another key)."""
+    p1, p2, p3 = fresh("p1"), fresh("p2"), fresh("p3")
+    crm, domain, token = fresh("CRM"), f"{fresh('initech')}.com", _letters()
+    await submit(system.admin, {**registration(p1, "unused.com"), "account": {
+        "name": f"Zed {token} Alpha", "country": "US", "crm_account_id": crm}})
+    await submit(system.admin, registration(p2, domain, name=f"Quux {token} Beta"))
+    mine = await submit(system.admin, {**registration(p3, domain), "account": {
+        "name": f"Zed {token}", "domain": domain, "country": "US", "crm_account_id": crm}})
+    await system.settle()
+    staff = await (await system.queries("channel_manager", "cm")).get(
+        f"/v1/registrations/{mine['id']}/timeline")
+    linked = [e for e in staff.json()["entries"] if e["type"] == "dealreg.account.linked.v1"]
+    assert linked and linked[0]["data"]["matched_by"] != "same_customer", staff.text
+    seen = await (await system.queries("partner", p3)).get(
+        f"/v1/registrations/{mine['id']}/timeline")
+    assert_absent(seen, p1, p2)
+    shown = [e["data"] for e in seen.json()["entries"]
+             if e["type"] == "dealreg.account.linked.v1"]
+    assert [d.get("matched_by") for d in shown] == ["same_customer"], seen.text
