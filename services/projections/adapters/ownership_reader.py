@@ -116,7 +116,7 @@ def look_up(conn: Connection, question: Question, moment: datetime) -> Answer:
     if question.partner_id is not None:
         if answer.open_disputes:
             answer.partner_disputes = _disputes_of_partner(conn, answer.open_disputes,
-                                                           question.partner_id)
+                                                           question.partner_id, moment)
         # Only keys the partner's own identifiers derive: a registration resolved to a
         # key through a competitor's CRM id or domain does not make that key the partner's.
         answer.partner_keys = {
@@ -342,12 +342,19 @@ def _open_disputes(conn: Connection, keys: list[str], moment: datetime) -> list[
                              ).scalars().all())
 
 
-def _disputes_of_partner(conn: Connection, dispute_ids: list[str], partner_id: str
-                         ) -> set[str]:
+def _disputes_of_partner(conn: Connection, dispute_ids: list[str], partner_id: str,
+                         moment: datetime) -> set[str]:
+    """Which of `dispute_ids` the partner was party to at `moment`: one of its
+    registrations in it had been decided by then (when it joined: the `opened_at` its
+    dispute view shows, `queries.first_decided`). A dispute opened over rivals is not its
+    own before that: listed from the real opening, `as_of` look-ups either side of an
+    instant would bisect a rival's submission (invariant 7)."""
     m = dispute_members.c
+    r = registrations.c
+    joined = func.coalesce(r.first_decided_at, r.decided_at, r.submitted_at)
     return set(conn.execute(
-        select(m.dispute_id).join(registrations, registrations.c.id == m.member_id)
-        .where(m.dispute_id.in_(dispute_ids), registrations.c.partner_id == partner_id)
+        select(m.dispute_id).join(registrations, r.id == m.member_id)
+        .where(m.dispute_id.in_(dispute_ids), r.partner_id == partner_id, joined <= moment)
     ).scalars().all())
 
 
