@@ -801,3 +801,50 @@ async def test_a_partners_decision_ids_name_one_decision_across_its_timelines(
                     and entry["data"].get("rule") != "tie":
                 decisions += 1
     assert decisions == 2, seen
+
+
+async def test_an_ownership_look_up_by_a_hidden_key_does_not_show_the_partner_its_own(
+        system: Running) -> None:
+    """Under `match.name_only: decide` a partner's name-only registration is filed under
+    the key a competitor's identifiers derive (`crm:<their CRM id>`). Asked by that key,
+    `GET /v1/ownership` showed the partner its own protection there (its registration id):
+    a guess of the competitor's CRM id confirmed, what its registration and dispute lists
+    no longer do. Its own protection reads as its own only when it asks with identifiers
+    that registration submitted; asked by the hidden key, like anyone else's."""
+    before = (await system.admin.get("/v1/policy")).json()
+    published = await system.admin.put("/v1/policy", json={"match": {"name_only": "decide"}})
+    assert published.status_code in (200, 201), published.text
+    try:
+        p1, p2 = fresh("p1"), fresh("p2")
+        name, crm = f"Umbrella {_letters()} Holdings", fresh("SECRETCRM")
+        await submit(system.admin, {**registration(p1, "unused.com", name=name,
+                                                   products=("analytics",)),
+                                    "account": {"name": name, "country": "US",
+                                                "crm_account_id": crm}})
+        commands, queries = await system.as_("partner", p2)
+        answer = await commands.post(
+            "/v1/registrations", headers={"Prefer": "wait=15"},
+            json={**registration(None, "x.com", name=name, products=("crm",)),
+                  "account": {"name": name, "country": "US"}})
+        assert answer.status_code == 201, answer.text
+        mine = answer.json()
+        assert mine["status"] == "approved", mine
+        await system.settle()
+        staff = await system.queries("channel_manager", "cm")
+        filed = (await staff.get(f"/v1/registrations/{mine['id']}")).json()
+        assert filed["account_key"] == f"crm:{crm}", filed  # the hidden key
+        for params in ({"account_key": f"crm:{crm}"}, {"crm_account_id": crm}):
+            seen = await queries.get("/v1/ownership", params=params)
+            assert seen.status_code == 200, seen.text
+            assert_absent(seen, mine["id"], p2, p1)
+            owners = seen.json()["owners"]
+            assert sorted(o["products"] for o in owners) == [["analytics"], ["crm"]], owners
+        # Asked with what it submitted, its protection is its own.
+        own = (await queries.get("/v1/ownership", params={"name": name, "country": "US"})
+               ).json()
+        assert mine["id"] in [o["registration_id"] for o in own["owners"]], own
+        # The vendor side sees both holders under the key.
+        full = (await staff.get("/v1/ownership", params={"account_key": f"crm:{crm}"})).json()
+        assert {o["registration_id"] for o in full["owners"]} >= {mine["id"]}, full
+    finally:
+        await restore_policy(system.admin, before)
