@@ -824,7 +824,8 @@ def _latest(values: Iterable[Any]) -> Any:
 def ownership(view: Mapping[str, Any], scope: Scope, own_disputes: Iterable[str]) -> Row:
     """`GET /v1/ownership`: the viewer's protections in full; competitors' merged per party
     type and scope (products, status) with the latest end; account keys only the viewer
-    registered under or asked with; open disputes only the viewer's, and their count."""
+    registered under or asked with; open disputes only the viewer's (by id), and their
+    count."""
     if not scope.viewer.restricted:
         return dict(view)
     scope = scope.knowing(view)
@@ -835,7 +836,9 @@ def ownership(view: Mapping[str, Any], scope: Scope, own_disputes: Iterable[str]
     out["incumbents"] = _merge(out.get("incumbents", []), scope,
                                lambda o: (o["party_type"],), "until")
     mine = set(own_disputes)
-    out["open_disputes"] = [d for d in view.get("open_disputes") or () if d in mine]
+    # By id, not earliest opened first: a late-joined dispute's place among the viewer's
+    # own would date its real opening (a rival's submission).
+    out["open_disputes"] = sorted(d for d in view.get("open_disputes") or () if d in mine)
     out["open_dispute_count"] = len(out["open_disputes"])
     return out
 

@@ -848,3 +848,35 @@ async def test_an_ownership_look_up_by_a_hidden_key_does_not_show_the_partner_it
         assert {o["registration_id"] for o in full["owners"]} >= {mine["id"]}, full
     finally:
         await restore_policy(system.admin, before)
+
+
+async def test_the_order_of_a_partners_open_disputes_does_not_date_a_late_joined_one(
+        system: Running) -> None:
+    """Open disputes come earliest opened first. A partner's own dispute opened between a
+    late-joined dispute's real opening (a rival's submission) and its joining sat after
+    the late-joined one: its place told that the rivals registered before the partner's
+    own. A partner reads its open disputes in a fixed order (by id)."""
+    p1, p2, p3, p4 = fresh("p1"), fresh("p2"), fresh("p3"), fresh("p4")
+    domain = f"{fresh('order')}.com"
+    await submit(system.admin, registration(p1, domain, products=("analytics",)))
+    tied = await submit(system.admin, registration(p2, domain, products=("analytics",)))
+    assert tied["status"] == "in_review", tied
+    held = await submit(system.admin, registration(p4, domain, products=("crm",)))
+    assert held["status"] == "approved", held
+    await system.settle()
+    commands, queries = await system.as_("partner", p3)
+    own = (await commands.post("/v1/registrations", headers={"Prefer": "wait=15"},
+                               json=registration(None, domain, products=("crm",)))).json()
+    assert own["dispute_id"] not in (None, tied["dispute_id"]), own
+    await system.settle()
+    joined = (await commands.post("/v1/registrations", headers={"Prefer": "wait=15"},
+                                  json=registration(None, domain, products=("analytics",)))
+              ).json()
+    assert joined["dispute_id"] == tied["dispute_id"], joined
+    await system.settle()
+    staff = (await (await system.queries("channel_manager", "cm")).get(
+        "/v1/ownership", params={"domain": domain})).json()["open_disputes"]
+    mine = [tied["dispute_id"], own["dispute_id"]]
+    assert [d for d in staff if d in mine] == mine, staff  # the late-joined one first
+    seen = (await queries.get("/v1/ownership", params={"domain": domain})).json()
+    assert seen["open_disputes"] == sorted(mine), seen
