@@ -1579,7 +1579,7 @@ TestInvariants.settings = settings(
 
 
 class TestMoreInvariants(MoreInvariants.TestCase):  # type: ignore[name-defined,misc]
-    pass
+    tearDownClass = TestInvariants.tearDownClass  # exploring: what it collected
 
 
 TestMoreInvariants.settings = settings(
@@ -2311,6 +2311,39 @@ def test_evidence_across_a_name_link_says_it_matched_by_name() -> None:
         assert said == {(first, second): "name", (second, first): "name"}
 
     _replay_recent(steps)
+
+
+def test_evidence_about_a_key_s_opener_names_what_it_shares_not_a_later_member_s_crm_id(
+) -> None:
+    """Invariant 6, open since session 25 (`TestInvariants`' derandomized run under a
+    finer model: `reg 17 says matched_by crm with reg 12: None vs ['CRM-12-00003']`).
+    Wells International by its domain only (p-05) opens `dom:wells-international3.com`;
+    p-04 joins it by that domain, bringing the CRM id; p-01 joins by the CRM id (the
+    strongest match under the key). p-01 contests, and the award's decision about p-05
+    named p-01 `matched_by crm_account_id`: for an opener the evidence was the member's
+    own match, an identifier p-05 never had. It now says what the opener shares with its
+    key's customer: how the key's first joiner matched it (`state.opener_shares`), the
+    domain."""
+    wells, wells_crm = SPECS[9], SPECS[2]
+    assert wells.crm_account_id is None and wells_crm.domain == wells.domain
+
+    def steps(m: Invariants) -> None:
+        m.register(wells, "p-05", {"analytics"}, "resell")  # opens the dom: key
+        m.register(SPECS[0], "p-04", {"analytics"}, "resell")  # by domain: tier review
+        m.register(wells_crm, "p-01", {"analytics"}, "resell")  # by CRM id: rejected
+        opener, _, late = _ids(m)
+        m.contest(2)
+        m.resolve(0, 1, "award")  # p-05 keeps it
+        assert m.model.regs[opener].status == "approved"
+        said = [c.matched_by for records in m.run(m.pipeline.all_records(
+                    m.pipeline.topics.decisions)).values()
+                for record in records for _, d in [decode(record.value)]
+                if isinstance(d, RegistrationDecided) and d.registration_id == opener
+                and d.rule == "dispute_resolution"
+                for c in d.conflicts if c.registration_id == late]
+        assert said == ["domain"]
+
+    _replay(steps)
 
 
 def test_a_person_settles_the_possible_duplicate_review_a_race_opened() -> None:
