@@ -201,6 +201,8 @@ class Dispute:
     """Members its settlement approved (their decisions name it)."""
     opened_as: str | None = None
     """Its reason when it opened (a collision joining a `cross_key` review renames it)."""
+    key: str | None = None
+    """The account key it was opened under (its partition's review key)."""
 
 
 @dataclass
@@ -640,7 +642,8 @@ class Invariants(RuleBasedStateMachine):
         elif isinstance(event, DisputeOpened):
             m.disputes[event.dispute_id] = Dispute(event.dispute_id, list(event.registration_ids),
                                                    reason=event.reason,
-                                                   opened_as=event.reason)
+                                                   opened_as=event.reason,
+                                                   key=event.account_key)
             self.drawn(event.dispute_id, event.registration_ids, event.account_key)
         elif isinstance(event, DisputeJoined):
             d = m.disputes.setdefault(event.dispute_id, Dispute(event.dispute_id, []))
