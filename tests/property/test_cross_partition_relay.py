@@ -26,7 +26,6 @@ from tests.property import test_invariants_stateful as machine
 from tests.property.test_invariants_stateful import (
     ACTIVE,
     DIRECT,
-    EXCLUSIVE,
     HEUSER,
     HEUSER_BY_NAME,
     PARTITIONS,
@@ -314,23 +313,6 @@ class ElsewhereInvariants(Invariants):
         self.command(self.pipeline.commands.resolve(
             ADMIN, review.id, ResolutionRequest.model_validate(body)))
         self.settle()
-
-    def held_back(self, owner: Any, settled_by: str | None) -> bool:
-        """The review elsewhere whose own settlement rejected `owner` with its scope free,
-        or that settled keeping its copy alone, holds its line back no more
-        (`release.let_go`); nor does an earlier review on that same key, settled, of
-        which nothing but the owner stands on its scope (session 26: a split there whose
-        sharer the later settlement rejected too decides no one after the owner)."""
-        settled = self.model.disputes.get(settled_by or "")
-        for dispute_id in owner.watching - {settled_by}:
-            d = self.model.disputes.get(dispute_id)
-            if d is None or settled is None or d.open or d.key != settled.key:
-                return True
-            if any(r.id != owner.id and r.status == "approved" and r.motion in EXCLUSIVE
-                   and self.conflict(r, owner)
-                   for r in (self.model.regs.get(i) for i in d.members) if r is not None):
-                return True
-        return False
 
 
 def test_a_co_sell_at_home_keeps_the_split_elsewhere_it_shared() -> None:
@@ -858,4 +840,5 @@ def test_a_release_lets_its_line_step_up_once_the_split_elsewhere_was_rejected_t
             ("rejected", "dispute_resolution"), ("approved", "promoted_on_release")]
 
     _replay_elsewhere(steps)
+
 
