@@ -245,7 +245,18 @@ _TENANT_SUBDOMAINS: Final = frozenset({
     "wordpress.com", "weebly.com", "godaddysites.com", "tumblr.com", "substack.com",
     "medium.com", "jimdosite.com", "mystrikingly.com", "site123.me", "webnode.com",
     "squarespace.com", "shopify.com", "bigcartel.com", "wixsite.com", "ueniweb.com",
+    # rival review session 26: more site builders and blog hosts whose tenants' subdomains
+    # the public suffix list does not know (every business there was one `dom:` customer)
+    "odoo.com", "jimdo.com", "jimdofree.com", "hs-sites.com", "ghost.io",
+    "strikingly.com", "typepad.com", "tilda.ws", "webnode.page", "e-monsite.com",
+    "over-blog.com", "mailchimpsites.com", "home.blog", "canalblog.com", "tistory.com",
+    "neocities.org", "livejournal.com", "beehiiv.com", "blogger.com", "webs.com",
+    "tripod.com", "angelfire.com",
 })  # fmt: skip
+# Hosts that run the tenant scheme under many national suffixes (acme.blogspot.de,
+# acme.blogspot.co.uk: the public suffix list keeps only blogspot.com's): a host brand is a
+# tenant host under any suffix.
+_TENANT_BRANDS: Final = frozenset({"blogspot"})
 
 
 def is_platform_page(value: str) -> bool:
@@ -261,7 +272,7 @@ def is_platform_page(value: str) -> bool:
     text = value.strip()
     if "@" in text and "://" not in text:
         return False  # an address at the platform (its staff)
-    if registrable in _TENANT_SUBDOMAINS:
+    if registrable in _TENANT_SUBDOMAINS or registrable.partition(".")[0] in _TENANT_BRANDS:
         host = _host_of(text)
         ascii_host = _ascii_host(host) if host else None
         if ascii_host not in (None, registrable, f"www.{registrable}"):
