@@ -303,7 +303,31 @@ def is_freemail_domain(domain: str) -> bool:
 _FOLD_LETTERS: Final = {
     "ø": "o", "ł": "l", "đ": "d", "ð": "d", "ħ": "h", "ŧ": "t", "\u0131": "i", "ŀ": "l",
     "æ": "ae", "œ": "oe", "þ": "th", "ŋ": "n", "ĸ": "k",
+    # Look-alikes (rival review session 26): Cyrillic and Greek letters drawn like a Latin
+    # one (after case folding, so Cyrillic U+0410 and U+0430 and Greek U+0391 all read
+    # "a"), and Latin small capitals. Without this, "Acme Corp" with a Cyrillic A scored
+    # 0.75 against "Acme Corp" and a Cyrillic o in "Corp" kept the legal form on: a rival's
+    # spelling of a customer another partner holds was a new customer. Each script's
+    # letters map to distinct Latin letters, so two names in one script never fold
+    # together (tests/unit/accounts/test_normalize.py).
+    "\u0430": "a", "\u0432": "b", "\u0435": "e", "\u0456": "i", "\u0458": "j",
+    "\u043a": "k", "\u043c": "m", "\u043d": "h", "\u043e": "o", "\u0440": "p",
+    "\u0441": "c", "\u0442": "t", "\u0443": "y", "\u0445": "x", "\u0455": "s",
+    "\u0501": "d", "\u051b": "q", "\u051d": "w", "\u04cf": "l",
+    "\u03b1": "a", "\u03b2": "b", "\u03b5": "e", "\u03b7": "h", "\u03b9": "i",
+    "\u03ba": "k", "\u03bc": "m", "\u03bd": "v", "\u03bf": "o", "\u03c1": "p",
+    "\u03c4": "t", "\u03c5": "u", "\u03c7": "x", "\u03b6": "z",
+    "\u1d00": "a", "\u0299": "b", "\u1d04": "c", "\u1d05": "d", "\u1d07": "e",
+    "\u029c": "h", "\u026a": "i", "\u1d0a": "j", "\u1d0b": "k", "\u029f": "l",
+    "\u1d0d": "m", "\u0274": "n", "\u1d0f": "o", "\u1d18": "p", "\u0280": "r",
+    "\ua731": "s", "\u1d1b": "t", "\u1d1c": "u", "\u1d20": "v", "\u1d21": "w",
+    "\u028f": "y", "\u1d22": "z",
 }  # fmt: skip
+
+# Signs that NFKD spells with letters ("™" is "TM", "℠" is "SM") but that are no part of a
+# name: read as a space before decomposing, so "Acme Corp™" is "acme", not "acme corptm"
+# (rival review session 26: the glued "tm" kept the legal form on and the name missed).
+_SIGNS: Final = str.maketrans({"\u2122": " ", "\u2120": " "})
 
 # Characters removed without leaving a gap, so that "L.L.C." reads "llc", "S.A." reads
 # "sa" and "McDonald's" reads "mcdonalds". Every other punctuation mark or symbol becomes a
@@ -348,6 +372,10 @@ _MAX_SUFFIX_TOKENS: Final = max(len(s) for s in _LEGAL_SUFFIXES)
 
 # Japanese and Chinese legal forms are written without a space, before or after the name.
 _CJK_LEGAL_FORMS: Final = ("股份有限公司", "有限公司", "株式会社", "有限会社", "合同会社")
+# The same forms standing apart ("株式会社 アクメ"), and their one-character abbreviations,
+# which NFKD leaves alone once "㈱" / "(株)" has lost its brackets (rival review session
+# 26: "㈱アクメ" was "株 アクメ", another name than "株式会社アクメ").
+_CJK_SEPARATE_FORMS: Final = frozenset({*_CJK_LEGAL_FORMS, "株", "有"})
 
 
 def _fold_char(ch: str) -> str:
@@ -359,7 +387,7 @@ def _fold_char(ch: str) -> str:
     if folded is not None:
         return folded
     category = unicodedata.category(ch)
-    if category == "Mn":  # accents and other non-spacing marks
+    if category in ("Mn", "Me"):  # accents, other non-spacing and enclosing marks
         return ""
     if category[0] in "LN" or category == "Mc":
         return ch
@@ -390,7 +418,7 @@ def _fold_text(text: str) -> str:
     if text.isascii():
         text = text.lower()
     else:
-        text = unicodedata.normalize("NFKD", text)
+        text = unicodedata.normalize("NFKD", text.translate(_SIGNS))
         text = unicodedata.normalize("NFKD", text.casefold())
     if "/" in text:
         text = _LETTER_SLASH_LETTER.sub(r"\1", text)
@@ -398,6 +426,10 @@ def _fold_text(text: str) -> str:
 
 
 def _strip_cjk_forms(tokens: list[str]) -> list[str]:
+    if len(tokens) > 1 and tokens[0] in _CJK_SEPARATE_FORMS:
+        tokens = tokens[1:]
+    if len(tokens) > 1 and tokens[-1] in _CJK_SEPARATE_FORMS:
+        tokens = tokens[:-1]
     first, last = tokens[0], tokens[-1]
     for form in _CJK_LEGAL_FORMS:
         if last.endswith(form) and len(last) > len(form):
