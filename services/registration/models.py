@@ -244,6 +244,22 @@ class ResolutionRequest(_Body):
         2000, default=None, description="Optional text for the involved partners (the "
         "only resolution text they receive)")
 
+    @field_validator("awards", mode="before")
+    @classmethod
+    def _one_award_per_product(cls, value: Any) -> Any:
+        # Two spellings of one product ("Analytics", "analytics") would silently become one
+        # key, the last winner taking it: the owner must say which.
+        if isinstance(value, dict):
+            seen: dict[str, str] = {}
+            for product in value:
+                if isinstance(product, str):
+                    canonical = canonical_product(product)
+                    if canonical in seen:
+                        raise ValueError(f"{seen[canonical]!r} and {product!r} are one "
+                                         "product; award it once")
+                    seen[canonical] = product
+        return value
+
     @model_validator(mode="after")
     def _shape(self) -> ResolutionRequest:
         if self.outcome == "award" and not self.registration_id and not self.awards:

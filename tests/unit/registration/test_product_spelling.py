@@ -10,7 +10,11 @@ import pytest
 from pydantic import ValidationError
 
 from services.projections.domain.ownership import covers
-from services.registration.models import ClaimRequest, RegistrationRequest
+from services.registration.models import (
+    ClaimRequest,
+    RegistrationRequest,
+    ResolutionRequest,
+)
 from shared.inputs import canonical_product
 
 
@@ -47,3 +51,13 @@ def test_the_ownership_look_up_reads_a_product_in_any_spelling() -> None:
     assert covers(row, "Analytics") and covers(row, "ANALYTICS ")
     assert covers({"products": ["Analytics"]}, "analytics")  # filed before the rule
     assert not covers(row, "storage")
+
+
+def test_an_award_by_product_names_each_product_once_in_any_spelling() -> None:
+    awarded = ResolutionRequest.model_validate({"outcome": "award", "awards": {
+        "Analytics": "reg_a", "crm": "reg_b"}})
+    assert awarded.awards == {"analytics": "reg_a", "crm": "reg_b"}
+    with pytest.raises(ValidationError, match="one product"):
+        # Before: one key "analytics", silently won by the last registration named.
+        ResolutionRequest.model_validate({"outcome": "award", "awards": {
+            "Analytics": "reg_a", "analytics": "reg_b"}})
