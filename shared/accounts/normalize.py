@@ -363,19 +363,19 @@ kft|zrt|nyrt|bt|doo|dd|ood|eood|ou|uab|sia|ae|epe|ike|anonim sirketi
 kk|kabushiki kaisha|kabushikigaisha|gk|godo kaisha|yk|yugen kaisha
 """
 
-# Legal forms as token tuples; the stripper tries the longest first so that
-# "S.A. de C.V." goes as one unit rather than leaving a stray "de".
-_LEGAL_SUFFIXES: Final = frozenset(
-    tuple(form.split()) for line in _LEGAL_FORMS.strip().splitlines() for form in line.split("|")
-)
-_MAX_SUFFIX_TOKENS: Final = max(len(s) for s in _LEGAL_SUFFIXES)
-
 # Japanese and Chinese legal forms are written without a space, before or after the name.
 _CJK_LEGAL_FORMS: Final = ("股份有限公司", "有限公司", "株式会社", "有限会社", "合同会社")
 # The same forms standing apart ("株式会社 アクメ"), and their one-character abbreviations,
 # which NFKD leaves alone once "㈱" / "(株)" has lost its brackets (rival review session
 # 26: "㈱アクメ" was "株 アクメ", another name than "株式会社アクメ").
 _CJK_SEPARATE_FORMS: Final = frozenset({*_CJK_LEGAL_FORMS, "株", "有"})
+
+# Legal forms as token tuples; the stripper tries the longest first so that
+# "S.A. de C.V." goes as one unit rather than leaving a stray "de".
+_LEGAL_SUFFIXES: Final = frozenset(
+    tuple(form.split()) for line in _LEGAL_FORMS.strip().splitlines() for form in line.split("|")
+) | frozenset((form,) for form in _CJK_SEPARATE_FORMS)
+_MAX_SUFFIX_TOKENS: Final = max(len(s) for s in _LEGAL_SUFFIXES)
 
 
 def _fold_char(ch: str) -> str:
@@ -426,10 +426,9 @@ def _fold_text(text: str) -> str:
 
 
 def _strip_cjk_forms(tokens: list[str]) -> list[str]:
-    if len(tokens) > 1 and tokens[0] in _CJK_SEPARATE_FORMS:
+    # Standing apart at the start (at the end they are legal suffixes like any other).
+    while len(tokens) > 1 and tokens[0] in _CJK_SEPARATE_FORMS:
         tokens = tokens[1:]
-    if len(tokens) > 1 and tokens[-1] in _CJK_SEPARATE_FORMS:
-        tokens = tokens[:-1]
     first, last = tokens[0], tokens[-1]
     for form in _CJK_LEGAL_FORMS:
         if last.endswith(form) and len(last) > len(form):
