@@ -389,6 +389,10 @@ def _fold_char(ch: str) -> str:
     category = unicodedata.category(ch)
     if category in ("Mn", "Me"):  # accents, other non-spacing and enclosing marks
         return ""
+    if category == "Nd" and not ch.isascii():
+        # A decimal digit of any script reads as its ASCII digit ("AB ٢" is "ab 2"; rival
+        # review session 26: Arabic-Indic or Devanagari digits made another name).
+        return str(unicodedata.digit(ch))
     if category[0] in "LN" or category == "Mc":
         return ch
     return " "  # punctuation, symbols, separators, control characters

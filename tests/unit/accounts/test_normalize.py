@@ -545,3 +545,9 @@ def test_a_japanese_legal_form_abbreviated_or_apart_is_removed(raw: str) -> None
 
 def test_an_enclosing_mark_is_dropped_like_an_accent() -> None:
     assert normalize_name("A\u20ddcme Corp") == normalize_name("Ac\u0489me") == "acme"
+
+
+@pytest.mark.parametrize("raw", ["AB \u0662", "AB \u06f2", "AB \u0968", "AB \uff12",
+                                 "AB 2"])
+def test_a_digit_of_any_script_reads_as_its_ascii_digit(raw: str) -> None:
+    assert normalize_name(raw) == "ab 2"
