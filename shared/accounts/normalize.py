@@ -476,11 +476,19 @@ def normalize_name(name: str) -> str:
     tokens = _fold_text(name).split()
     if not tokens:
         return ""
-    tokens = [_ABBREVIATIONS.get(token, token) for token in tokens]
-    while len(tokens) > 1 and tokens[0] == "the":
-        tokens = tokens[1:]
-    tokens = _strip_cjk_forms(tokens)
-    return " ".join(_strip_legal_suffixes(tokens))
+    # Until nothing more goes: each step may uncover work for another ("株式会社 The Acme":
+    # "The" is first once the form has gone; "アクメ株式会社 Inc": the glued form is last
+    # once "Inc" has; "株式会社Intl": "intl" stands alone once the form has gone). One pass
+    # left "the acme", "アクメ株式会社" and "intl", other names than "acme", "アクメ" and
+    # "international", and not idempotent (rival review, session 26).
+    while True:
+        before = tokens
+        tokens = [_ABBREVIATIONS.get(token, token) for token in tokens]
+        while len(tokens) > 1 and tokens[0] == "the":
+            tokens = tokens[1:]
+        tokens = _strip_legal_suffixes(_strip_cjk_forms(tokens))
+        if tokens == before:
+            return " ".join(tokens)
 
 
 def sort_name_tokens(normalized_name: str) -> str:
