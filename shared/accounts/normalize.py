@@ -324,6 +324,13 @@ _FOLD_LETTERS: Final = {
     "\u028f": "y", "\u1d22": "z",
 }  # fmt: skip
 
+LOOK_ALIKES: Final = str.maketrans({
+    ch: latin for ch, latin in _FOLD_LETTERS.items()
+    if unicodedata.name(ch, "").startswith(("CYRILLIC", "GREEK", "LATIN LETTER SMALL CAPITAL"))})
+"""The look-alikes of `_FOLD_LETTERS` alone (lower case), for `str.translate`: product
+names fold them inside a word that mixes them with Latin letters
+(`shared.inputs.canonical_product`)."""
+
 # Signs that NFKD spells with letters ("™" is "TM", "℠" is "SM") but that are no part of a
 # name: read as a space before decomposing, so "Acme Corp™" is "acme", not "acme corptm"
 # (rival review session 26: the glued "tm" kept the legal form on and the name missed).
