@@ -370,12 +370,17 @@ kft|zrt|nyrt|bt|doo|dd|ood|eood|ou|uab|sia|ae|epe|ike|anonim sirketi
 kk|kabushiki kaisha|kabushikigaisha|gk|godo kaisha|yk|yugen kaisha
 """
 
-# Japanese and Chinese legal forms are written without a space, before or after the name.
-_CJK_LEGAL_FORMS: Final = ("股份有限公司", "有限公司", "株式会社", "有限会社", "合同会社")
+# Japanese, Chinese and Korean legal forms are written without a space, before or after
+# the name. Korean ones as names reach them: NFKD, Hangul syllables split into jamo (rival
+# review session 26: "삼성전자 주식회사" and "㈜삼성전자" were other names than "삼성전자").
+_CJK_LEGAL_FORMS: Final = tuple(unicodedata.normalize("NFKD", form) for form in (
+    "股份有限公司", "有限公司", "株式会社", "有限会社", "合同会社",
+    "주식회사", "유한책임회사", "유한회사", "합자회사", "합명회사"))
 # The same forms standing apart ("株式会社 アクメ"), and their one-character abbreviations,
-# which NFKD leaves alone once "㈱" / "(株)" has lost its brackets (rival review session
-# 26: "㈱アクメ" was "株 アクメ", another name than "株式会社アクメ").
-_CJK_SEPARATE_FORMS: Final = frozenset({*_CJK_LEGAL_FORMS, "株", "有"})
+# which NFKD leaves alone once "㈱" / "(株)" / "㈜" / "(주)" has lost its brackets (rival
+# review session 26: "㈱アクメ" was "株 アクメ", another name than "株式会社アクメ").
+_CJK_SEPARATE_FORMS: Final = frozenset({*_CJK_LEGAL_FORMS, "株", "有",
+                                        unicodedata.normalize("NFKD", "주")})
 
 # Legal forms as token tuples; the stripper tries the longest first so that
 # "S.A. de C.V." goes as one unit rather than leaving a stray "de".

@@ -585,3 +585,20 @@ def test_normalize_name_is_idempotent_on_legal_words_of_any_script(
         parts: list[str], glue: str) -> None:
     once = normalize_name(glue.join(parts))
     assert normalize_name(once) == once
+
+
+@pytest.mark.parametrize("raw", [
+    "\uc0bc\uc131\uc804\uc790 \uc8fc\uc2dd\ud68c\uc0ac",   # 삼성전자 주식회사
+    "\uc8fc\uc2dd\ud68c\uc0ac \uc0bc\uc131\uc804\uc790",   # 주식회사 삼성전자
+    "\uc0bc\uc131\uc804\uc790\uc8fc\uc2dd\ud68c\uc0ac",    # glued after
+    "\uc8fc\uc2dd\ud68c\uc0ac\uc0bc\uc131\uc804\uc790",    # glued before
+    "\u321c\uc0bc\uc131\uc804\uc790",                      # ㈜삼성전자
+    "(\uc8fc) \uc0bc\uc131\uc804\uc790",                   # (주) 삼성전자
+    "\uc0bc\uc131\uc804\uc790 \uc720\ud55c\ud68c\uc0ac",   # 삼성전자 유한회사
+    "\uc0bc\uc131\uc804\uc790 \uc720\ud55c\ucc45\uc784\ud68c\uc0ac",  # 유한책임회사
+])
+def test_a_korean_legal_form_goes_like_a_japanese_one(raw: str) -> None:
+    # Rival review of the session-26 Japanese forms: the Korean ones (주식회사, a KK;
+    # 유한회사, 유한책임회사; ㈜ / (주) abbreviated) stayed on, so "삼성전자 주식회사" scored
+    # 0.69 and "㈜삼성전자" 0.88 against "삼성전자": one customer, several.
+    assert normalize_name(raw) == normalize_name("\uc0bc\uc131\uc804\uc790")
