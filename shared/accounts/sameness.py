@@ -171,12 +171,16 @@ def sort_out(
     and following that link is the link's business. ``crm_ids`` (policy `match.crm_ids`):
     the form CRM ids are compared in (`Identifiers.canonical`).
     """
+    identifiers = identifiers_of
     if crm_ids != "exact":
         query, anchor = query.canonical(crm_ids), anchor.canonical(crm_ids)
-        raw_identifiers_of = identifiers_of
 
-        def identifiers_of(key: str) -> Identifiers:
-            return raw_identifiers_of(key).canonical(crm_ids)
+        # A new name, not `identifiers_of` redefined: mypyc (the compiled build) cannot
+        # read a parameter that a nested function of the same name shadows.
+        def canonical_identifiers(key: str) -> Identifiers:
+            return identifiers_of(key).canonical(crm_ids)
+
+        identifiers = canonical_identifiers
     customer = query if different_customers(query, anchor) else query | anchor
     same: list[AccountMatch] = []
     possible: list[AccountMatch] = []
@@ -185,7 +189,7 @@ def sort_out(
         if match.account_key in seen:
             continue
         seen.add(match.account_key)
-        theirs = identifiers_of(match.account_key)
+        theirs = identifiers(match.account_key)
         if different_customers(query, theirs):
             if match.matched_by != "name":
                 # One identifier agrees and another contradicts it (the same domain under
