@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Final
 
 from shared.accounts.salesforce import CrmIds, canonical_crm_id
+from shared.frozen import frozen_state, restore_frozen
 
 if TYPE_CHECKING:
     from shared.accounts.identity import AccountIdentity
@@ -97,6 +98,14 @@ class Identifiers:
 
     def __bool__(self) -> bool:
         return bool(self.crm_ids or self.domains)
+
+    # Held by adjudicator snapshots: pickled as the dataclass pickles itself, also when
+    # compiled (shared/frozen.py).
+    def __getstate__(self) -> list[object]:
+        return frozen_state(self)
+
+    def __setstate__(self, state: list[object]) -> None:
+        restore_frozen(self, state)
 
 
 NONE: Final = Identifiers()
