@@ -45,6 +45,18 @@ def compiled_modules() -> list[str]:
     return found
 
 
+def stale_modules() -> list[str]:
+    """Compiled modules whose .py changed after `make compiled` (a pull or an edit since),
+    which marks every extension it leaves: Python would still import the old code."""
+    stale = []
+    for name in compiled_modules():
+        source = ROOT.joinpath(*name.split(".")).with_suffix(".py")
+        ext = source.with_name(source.stem + SUFFIX)
+        if source.stat().st_mtime > ext.stat().st_mtime:
+            stale.append(name)
+    return stale
+
+
 _CHILD = r"""
 import gc, hashlib, importlib.abc, importlib.util, json, os, pickle, sys, time
 root, side, events, modules = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
@@ -115,6 +127,10 @@ def main() -> int:
     modules = compiled_modules()
     if not modules:
         print("no compiled build here: run `make compiled` first", file=sys.stderr)
+        return 2
+    if stale_modules():
+        print(f"the compiled build is older than {', '.join(stale_modules())}: run `make "
+              "compiled` again", file=sys.stderr)
         return 2
     cpu: dict[str, list[float]] = {"pure": [], "compiled": []}
     hashes: dict[str, set[str]] = {"pure": set(), "compiled": set()}

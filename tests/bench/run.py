@@ -35,6 +35,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.bench.bench_compiled import stale_modules  # noqa: E402
 from tests.bench.common import LATEST, RESULTS  # noqa: E402
 from tests.bench.targets import evaluate, markdown  # noqa: E402
 
@@ -118,7 +119,11 @@ def build_compiled() -> str:
                               cwd=ROOT, env=env, timeout=BUILD_TIMEOUT)
     except subprocess.TimeoutExpired:
         return "timeout"
-    return "ok" if done.returncode == 0 else f"failed (exit {done.returncode})"
+    if done.returncode != 0:
+        return f"failed (exit {done.returncode})"
+    for ext in (*(ROOT / "services").rglob("*.so"), *(ROOT / "shared").rglob("*.so")):
+        ext.touch()  # one whose C did not change is not relinked: all are of this build
+    return "ok"
 
 
 def build_in_use() -> str:
@@ -216,6 +221,11 @@ def main() -> int:
             print(f"### the compiled build {built}", flush=True)
             return 1
     build = build_in_use()
+    if build == "compiled" and stale_modules():
+        print(f"### the compiled build is older than {', '.join(stale_modules())}: "
+              "`make compiled` (or --compiled) rebuilds it, `make clean-compiled` drops it",
+              flush=True)
+        return 1
     benches = (*BENCHES, COMPILED_BENCH) if build == "compiled" else BENCHES
     print(f"### build: {build}", flush=True)
     budget = QUICK_BUDGET if args.quick else BUDGET
