@@ -129,7 +129,8 @@ def build_compiled() -> str:
 def build_in_use() -> str:
     """'compiled' when `decide` is imported from an extension module (`make compiled`
     left one in place, whether or not this run asked for it), else 'pure'."""
-    code = "import services.adjudication.domain.decide as m; print(m.__file__)"
+    code = ("import sys, services.adjudication.domain; "
+            "print(sys.modules['services.adjudication.domain.decide'].__file__)")
     probe = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                            text=True, check=True)
     return "pure" if probe.stdout.strip().endswith(".py") else "compiled"
