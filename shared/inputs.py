@@ -33,6 +33,8 @@ from typing import Annotated, Any, Final
 
 from pydantic import AfterValidator, BeforeValidator
 
+from shared.accounts.normalize import LOOK_ALIKES
+
 REFUSED_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 LINE_BREAKS: Final = frozenset("\t\n\r")
 
@@ -76,10 +78,24 @@ def canonical_product(value: str) -> str:
     So "Analytics", "ANALYTICS" and "analytics" are one product, as are "Data  Lake" and
     "data lake" (rival review session 26: under scope `account_product` a rival spelling
     the holder's product in another case was approved beside it on the same customer).
-    Idempotent; a plain lower-case name is its own canonical form."""
+    Idempotent; a plain lower-case name is its own canonical form.
+
+    In a word with Latin letters, a Cyrillic or Greek letter drawn like a Latin one (and a
+    Latin small capital) reads as that letter (`shared.accounts.normalize.LOOK_ALIKES`, as
+    in names): "analytics" spelled with a Cyrillic a (U+0430) was another product than
+    "analytics", and a rival was approved beside the holder (rival review, session 26). A
+    word wholly in another script is kept as written (Russian "analitika")."""
     if value.isascii() and _PLAIN_PRODUCT.fullmatch(value):
         return value
-    return " ".join(unicodedata.normalize("NFKC", value).casefold().split())
+    text = " ".join(unicodedata.normalize("NFKC", value).casefold().split())
+    if text.isascii():
+        return text
+    words = [unicodedata.normalize("NFKD", word).translate(LOOK_ALIKES)
+             if _LATIN_LETTER.search(word) else word for word in text.split(" ")]
+    return unicodedata.normalize("NFKC", " ".join(words))
+
+
+_LATIN_LETTER: Final = re.compile(r"[a-z]")
 
 
 # --- decimals --------------------------------------------------------------------------

@@ -324,6 +324,13 @@ _FOLD_LETTERS: Final = {
     "\u028f": "y", "\u1d22": "z",
 }  # fmt: skip
 
+LOOK_ALIKES: Final = str.maketrans({
+    ch: latin for ch, latin in _FOLD_LETTERS.items()
+    if unicodedata.name(ch, "").startswith(("CYRILLIC", "GREEK", "LATIN LETTER SMALL CAPITAL"))})
+"""The look-alikes of `_FOLD_LETTERS` alone (lower case), for `str.translate`: product
+names fold them inside a word that mixes them with Latin letters
+(`shared.inputs.canonical_product`)."""
+
 # Signs that NFKD spells with letters ("™" is "TM", "℠" is "SM") but that are no part of a
 # name: read as a space before decomposing, so "Acme Corp™" is "acme", not "acme corptm"
 # (rival review session 26: the glued "tm" kept the legal form on and the name missed).
@@ -363,12 +370,17 @@ kft|zrt|nyrt|bt|doo|dd|ood|eood|ou|uab|sia|ae|epe|ike|anonim sirketi
 kk|kabushiki kaisha|kabushikigaisha|gk|godo kaisha|yk|yugen kaisha
 """
 
-# Japanese and Chinese legal forms are written without a space, before or after the name.
-_CJK_LEGAL_FORMS: Final = ("股份有限公司", "有限公司", "株式会社", "有限会社", "合同会社")
+# Japanese, Chinese and Korean legal forms are written without a space, before or after
+# the name. Korean ones as names reach them: NFKD, Hangul syllables split into jamo (rival
+# review session 26: "삼성전자 주식회사" and "㈜삼성전자" were other names than "삼성전자").
+_CJK_LEGAL_FORMS: Final = tuple(unicodedata.normalize("NFKD", form) for form in (
+    "股份有限公司", "有限公司", "株式会社", "有限会社", "合同会社",
+    "주식회사", "유한책임회사", "유한회사", "합자회사", "합명회사"))
 # The same forms standing apart ("株式会社 アクメ"), and their one-character abbreviations,
-# which NFKD leaves alone once "㈱" / "(株)" has lost its brackets (rival review session
-# 26: "㈱アクメ" was "株 アクメ", another name than "株式会社アクメ").
-_CJK_SEPARATE_FORMS: Final = frozenset({*_CJK_LEGAL_FORMS, "株", "有"})
+# which NFKD leaves alone once "㈱" / "(株)" / "㈜" / "(주)" has lost its brackets (rival
+# review session 26: "㈱アクメ" was "株 アクメ", another name than "株式会社アクメ").
+_CJK_SEPARATE_FORMS: Final = frozenset({*_CJK_LEGAL_FORMS, "株", "有",
+                                        unicodedata.normalize("NFKD", "주")})
 
 # Legal forms as token tuples; the stripper tries the longest first so that
 # "S.A. de C.V." goes as one unit rather than leaving a stray "de".
@@ -476,11 +488,19 @@ def normalize_name(name: str) -> str:
     tokens = _fold_text(name).split()
     if not tokens:
         return ""
-    tokens = [_ABBREVIATIONS.get(token, token) for token in tokens]
-    while len(tokens) > 1 and tokens[0] == "the":
-        tokens = tokens[1:]
-    tokens = _strip_cjk_forms(tokens)
-    return " ".join(_strip_legal_suffixes(tokens))
+    # Until nothing more goes: each step may uncover work for another ("株式会社 The Acme":
+    # "The" is first once the form has gone; "アクメ株式会社 Inc": the glued form is last
+    # once "Inc" has; "株式会社Intl": "intl" stands alone once the form has gone). One pass
+    # left "the acme", "アクメ株式会社" and "intl", other names than "acme", "アクメ" and
+    # "international", and not idempotent (rival review, session 26).
+    while True:
+        before = tokens
+        tokens = [_ABBREVIATIONS.get(token, token) for token in tokens]
+        while len(tokens) > 1 and tokens[0] == "the":
+            tokens = tokens[1:]
+        tokens = _strip_legal_suffixes(_strip_cjk_forms(tokens))
+        if tokens == before:
+            return " ".join(tokens)
 
 
 def sort_name_tokens(normalized_name: str) -> str:

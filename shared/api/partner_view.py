@@ -696,22 +696,22 @@ by them)."""
 _DECISION_ID: Final = re.compile(r"^(.*)\.d(\d+)$")
 
 
-def _renumbered(event_id: Any, places: dict[str, int]) -> Any:
+def _renumbered(event_id: Any, key: bytes) -> Any:
     """A decision's id is its cause's id and its place among the cause's outputs
     (`<cause>.d<n>`): a settlement writes the resolution, then one decision per member in
-    order, so the partner's own `.d3` counted the members decided before it. In a
-    partner's timeline the decisions of one cause it sees are numbered 0, 1, ... in their
-    order (`places`: the next number per cause). Not a hash of the real number: the cause
-    is shown, so a hash of it and a small number is found by trying them."""
+    order, so the partner's own `.d3` counted the members decided before it. A partner
+    reads `<cause>.d<m>`, m a keyed digest of the real id (`key`: the server's, so m is
+    not found by trying small numbers): one id per event whichever timeline shows it, and
+    two events never share one. (Numbering the decisions a timeline shows 0, 1, ... gave
+    two registrations settled together the same `.d1`.)"""
     if not isinstance(event_id, str):
         return event_id
     found = _DECISION_ID.match(event_id)
     if found is None:
         return event_id
-    cause = found.group(1)
-    place = places.get(cause, 0)
-    places[cause] = place + 1
-    return f"{cause}.d{place}"
+    digest = hashlib.blake2b(event_id.encode(), key=key, digest_size=8,
+                             person=b"dealreg-decision").digest()
+    return f"{found.group(1)}.d{int.from_bytes(digest, 'big')}"
 
 
 def _late_entry(entry: Row, original: Mapping[str, Any]) -> Row:
@@ -772,9 +772,11 @@ def _later(a: Any, b: Any) -> bool:
         return False
 
 
-def timeline(entries: Iterable[Mapping[str, Any]], scope: Scope) -> list[Row]:
+def timeline(entries: Iterable[Mapping[str, Any]], scope: Scope, *, ids_key: bytes
+             ) -> list[Row]:
     """A timeline's entries, each with its data cut to its type's shape; entries of types
-    partners never see are left out."""
+    partners never see are left out. `ids_key`: the server's key decision ids are shown
+    under (`_renumbered`)."""
     if not scope.viewer.restricted:
         return [dict(e) for e in entries]
     entries = list(entries)
@@ -788,7 +790,6 @@ def timeline(entries: Iterable[Mapping[str, Any]], scope: Scope) -> list[Row]:
             and _later(start, e.get("at"))}
     out: list[Row] = []
     rounded = False
-    places: dict[str, int] = {}
     for entry in entries:
         shape = TIMELINE_DATA.get(entry["type"])
         if shape is None:
@@ -802,7 +803,7 @@ def timeline(entries: Iterable[Mapping[str, Any]], scope: Scope) -> list[Row]:
         seen = scope.knowing(data)
         shown = apply(entry, TIMELINE_ENTRY, seen)
         shown["data"] = apply(data, shape, seen)
-        shown["event_id"] = _renumbered(shown.get("event_id"), places)
+        shown["event_id"] = _renumbered(shown.get("event_id"), ids_key)
         if entry["type"] in LATE_DEADLINES and entry.get("subject_id") in late:
             shown = _late_entry(shown, entry)
             rounded = True
@@ -823,7 +824,8 @@ def _latest(values: Iterable[Any]) -> Any:
 def ownership(view: Mapping[str, Any], scope: Scope, own_disputes: Iterable[str]) -> Row:
     """`GET /v1/ownership`: the viewer's protections in full; competitors' merged per party
     type and scope (products, status) with the latest end; account keys only the viewer
-    registered under or asked with; open disputes only the viewer's, and their count."""
+    registered under or asked with; open disputes only the viewer's (by id), and their
+    count."""
     if not scope.viewer.restricted:
         return dict(view)
     scope = scope.knowing(view)
@@ -834,7 +836,9 @@ def ownership(view: Mapping[str, Any], scope: Scope, own_disputes: Iterable[str]
     out["incumbents"] = _merge(out.get("incumbents", []), scope,
                                lambda o: (o["party_type"],), "until")
     mine = set(own_disputes)
-    out["open_disputes"] = [d for d in view.get("open_disputes") or () if d in mine]
+    # By id, not earliest opened first: a late-joined dispute's place among the viewer's
+    # own would date its real opening (a rival's submission).
+    out["open_disputes"] = sorted(d for d in view.get("open_disputes") or () if d in mine)
     out["open_dispute_count"] = len(out["open_disputes"])
     return out
 

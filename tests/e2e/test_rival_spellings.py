@@ -65,6 +65,31 @@ async def test_a_product_in_another_case_width_or_spacing_is_the_same_product(
     assert holder["id"] in [o["registration_id"] for o in owners], owners
 
 
+async def test_a_look_alike_letter_in_a_product_name_is_the_same_product(
+    client: httpx.AsyncClient,
+) -> None:
+    """Product names are filed in one spelling (case, width, spacing), but a Cyrillic A or
+    a Greek iota in a Latin word kept "Analytics" so spelled another product than
+    "analytics", though drawn alike: under scope `account_product` the rival was approved
+    on the holder's customer and product (what the look-alike folding of names closed for
+    customers). In
+    a word that mixes them with Latin letters, look-alikes read as the Latin letter; a
+    product named wholly in another script is kept as written."""
+    holder = await submit(client, "p-1", ["analytics", "crm"], name="Initech",
+                          domain="initech-lookalike.com")
+    assert holder["status"] == "approved", holder
+    for n, products in enumerate((["\u0410nalytics"], ["\u0430nalytics"],
+                                  ["Anal\u0443tics"], ["cr\u043c"], ["analyt\u03b9cs"])):
+        rival = await submit(client, f"p-r{n}", products, name="Initech",
+                             domain="initech-lookalike.com")
+        assert rival["status"] != "approved", (products, rival["decision"])
+        assert holder["id"] in weighed(rival), (products, rival["decision"])
+    kept = await submit(client, "p-9", ["\u0410\u043d\u0430\u043b\u0438\u0442\u0438\u043a\u0430"],
+                        name="Initech", domain="initech-lookalike.com")
+    assert kept["opportunity"]["products"] == [
+        "\u0430\u043d\u0430\u043b\u0438\u0442\u0438\u043a\u0430"], kept  # аналитика
+
+
 async def test_a_trademark_sign_or_a_look_alike_letter_does_not_make_another_customer(
     client: httpx.AsyncClient,
 ) -> None:

@@ -52,6 +52,8 @@ from shared.api.resources import (
 from shared.events.base import CATALOGUE
 from shared.events.disputes import DisputeResolved
 
+KEY = b"unit-test-decision-ids-key-32byt"  # the server's key of decision ids
+
 P1 = Viewer("partner", "p-1")
 VENDORS = [Viewer(role, "x") for role in ("admin", "integration", "rep", "owner",
                                            "channel_manager")]
@@ -282,7 +284,7 @@ def test_a_timeline_hides_owner_requests_notes_and_rivals_joining() -> None:
         entry("dealreg.timer.fired.v1", {"kind": "deadline"}),
     ]
     scope = p1_scope([e["data"] for e in entries])
-    out = pv.timeline(entries, scope)
+    out = pv.timeline(entries, scope, ids_key=KEY)
     assert [e["type"] for e in out] == ["dealreg.dispute.joined.v1",
                                         "dealreg.dispute.resolved.v1"]
     assert out[0]["data"]["added_ids"] == ["reg_own1"]
@@ -291,7 +293,7 @@ def test_a_timeline_hides_owner_requests_notes_and_rivals_joining() -> None:
     assert resolved["partner_note"] == "For you" and "note" not in resolved
     text = _raw(out)
     assert "MARKER-note" not in text and "reg_rival1" not in text and "cm-1" not in text
-    assert pv.timeline(entries, Scope(VENDORS[0])) == entries
+    assert pv.timeline(entries, Scope(VENDORS[0]), ids_key=KEY) == entries
 
 
 def ownership_view() -> dict[str, Any]:
@@ -527,7 +529,7 @@ def test_a_late_joiner_reads_escalation_deadlines_to_the_hour() -> None:
     after = {**own, "type": "dealreg.registration.withdrawn.v1",
              "at": "2027-01-01T09:30:00Z", "event_id": "evt_2"}
     entries = [opened, own, escalated, after]
-    out_entries = pv.timeline(entries, p1_scope([e["data"] for e in entries]))
+    out_entries = pv.timeline(entries, p1_scope([e["data"] for e in entries]), ids_key=KEY)
     assert [e["type"] for e in out_entries] == ["dealreg.registration.submitted.v1",
                                                 "dealreg.registration.withdrawn.v1",
                                                 "dealreg.dispute.escalated.v1"]
@@ -536,18 +538,28 @@ def test_a_late_joiner_reads_escalation_deadlines_to_the_hour() -> None:
     assert "09:17" not in _raw(shown) and "tmr_" not in _raw(shown)
     # A dispute the viewer was in from its opening reads exactly.
     mine = pv.timeline([own, {**escalated, "at": "2027-01-01T09:17:08.250000Z"}],
-                       p1_scope([own["data"]]))
+                       p1_scope([own["data"]]), ids_key=KEY)
     assert mine[-1]["data"]["breached_deadline"] == "2027-01-01T09:17:08.250000Z"
 
 
-def test_decision_ids_number_only_the_decisions_a_partner_sees() -> None:
+def test_decision_ids_neither_count_the_other_members_nor_repeat() -> None:
     def decided(event_id: str, registration: str) -> dict[str, Any]:
         return {**entry("dealreg.registration.decided.v1", {"registration_id": registration}),
                 "event_id": event_id, "subject_id": registration}
     resolved = {**entry("dealreg.dispute.resolved.v1", {
-        "outcome": "award", "registration_ids": ["reg_rival1", "reg_own1"]}),
+        "outcome": "award", "registration_ids": ["reg_rival1", "reg_own1", "reg_own2"]}),
         "event_id": "evt_cmd.d0"}
-    entries = [resolved, decided("evt_cmd.d1", "reg_rival1"), decided("evt_cmd.d2", "reg_own1")]
-    out = pv.timeline([resolved, entries[2]], p1_scope([e["data"] for e in entries]))
-    assert [e["event_id"] for e in out] == ["evt_cmd.d0", "evt_cmd.d1"]
-    assert pv.timeline(entries, Scope(VENDORS[0]))[2]["event_id"] == "evt_cmd.d2"
+    entries = [resolved, decided("evt_cmd.d1", "reg_rival1"), decided("evt_cmd.d2", "reg_own1"),
+               decided("evt_cmd.d3", "reg_own2")]
+    scope = p1_scope([e["data"] for e in entries])
+    first = pv.timeline([resolved, entries[2]], scope, ids_key=KEY)
+    second = pv.timeline([resolved, entries[3]], scope, ids_key=KEY)
+    ids = [e["event_id"] for e in (*first, *second)]
+    # One id per event (the resolution shows twice), two events never one id.
+    assert ids[0] == ids[2] and len({ids[0], ids[1], ids[3]}) == 3, ids
+    for shown in ids:
+        cause, _, number = shown.rpartition(".d")
+        assert cause == "evt_cmd" and number.isdigit() and int(number) > 3, ids
+    # Under another key, other numbers: not found by trying.
+    assert pv.timeline([entries[2]], scope, ids_key=b"k" * 32)[0]["event_id"] != ids[1]
+    assert pv.timeline(entries, Scope(VENDORS[0]), ids_key=KEY)[2]["event_id"] == "evt_cmd.d2"

@@ -93,6 +93,9 @@ class Answer:
     open_disputes: list[str] = field(default_factory=list)
     partner_disputes: set[str] = field(default_factory=set)
     partner_keys: set[str] = field(default_factory=set)
+    partner_filed_elsewhere: dict[str, frozenset[str]] = field(default_factory=dict)
+    """The partner's registrations on these keys filed under a key its own identifiers do
+    not derive (one a competitor's identifiers derive), and the keys they do derive."""
 
 
 # --- the unit of work ------------------------------------------------------------------
@@ -116,13 +119,15 @@ def look_up(conn: Connection, question: Question, moment: datetime) -> Answer:
     if question.partner_id is not None:
         if answer.open_disputes:
             answer.partner_disputes = _disputes_of_partner(conn, answer.open_disputes,
-                                                           question.partner_id)
+                                                           question.partner_id, moment)
         # Only keys the partner's own identifiers derive: a registration resolved to a
         # key through a competitor's CRM id or domain does not make that key the partner's.
-        answer.partner_keys = {
-            key for key, account in conn.execute(
-                _PARTNER_ACCOUNTS, {"partner": question.partner_id, "keys": answer.keys})
-            if partner_view.own_key(key, account) is not None}
+        for holder, key, account in conn.execute(
+                _PARTNER_ACCOUNTS, {"partner": question.partner_id, "keys": answer.keys}):
+            if partner_view.own_key(key, account) is not None:
+                answer.partner_keys.add(key)
+            else:
+                answer.partner_filed_elsewhere[holder] = partner_view.submitted_keys(account)
     return answer
 
 
@@ -294,7 +299,8 @@ _HOLDINGS = (select(ownership_intervals, registrations.c.motion)
              .where(ownership_intervals.c.account_key.in_(_KEYS), in_force(_MOMENT))
              .order_by(ownership_intervals.c.kind.desc(), ownership_intervals.c.valid_from,
                        ownership_intervals.c.holder_id))
-_PARTNER_ACCOUNTS = select(registrations.c.account_key, registrations.c.account).where(
+_PARTNER_ACCOUNTS = select(registrations.c.id, registrations.c.account_key,
+                           registrations.c.account).where(
     registrations.c.partner_id == bindparam("partner"), registrations.c.account_key.in_(_KEYS))
 _POSTINGS = select(func.count()).select_from(
     select(account_name_keys.c.name)
@@ -342,12 +348,19 @@ def _open_disputes(conn: Connection, keys: list[str], moment: datetime) -> list[
                              ).scalars().all())
 
 
-def _disputes_of_partner(conn: Connection, dispute_ids: list[str], partner_id: str
-                         ) -> set[str]:
+def _disputes_of_partner(conn: Connection, dispute_ids: list[str], partner_id: str,
+                         moment: datetime) -> set[str]:
+    """Which of `dispute_ids` the partner was party to at `moment`: one of its
+    registrations in it had been decided by then (when it joined: the `opened_at` its
+    dispute view shows, `queries.first_decided`). A dispute opened over rivals is not its
+    own before that: listed from the real opening, `as_of` look-ups either side of an
+    instant would bisect a rival's submission (invariant 7)."""
     m = dispute_members.c
+    r = registrations.c
+    joined = func.coalesce(r.first_decided_at, r.decided_at, r.submitted_at)
     return set(conn.execute(
-        select(m.dispute_id).join(registrations, registrations.c.id == m.member_id)
-        .where(m.dispute_id.in_(dispute_ids), registrations.c.partner_id == partner_id)
+        select(m.dispute_id).join(registrations, r.id == m.member_id)
+        .where(m.dispute_id.in_(dispute_ids), r.partner_id == partner_id, joined <= moment)
     ).scalars().all())
 
 

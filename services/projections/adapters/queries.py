@@ -9,7 +9,7 @@ metrics request never pulls a million rows into Python.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -87,12 +87,13 @@ async def registration_search(
     account_key: str | None, before: str | None, limit: int,
     submitted_from: datetime | None = None, submitted_to: datetime | None = None,
     product: str | None = None, account: str | None = None,
-    budget: int = SEARCH_SCAN_BUDGET,
+    budget: int = SEARCH_SCAN_BUDGET, keep: Callable[[Row], bool] | None = None,
 ) -> tuple[list[Row], str | None]:
     """A page of `registration_page` with the `matches` filters too: `(rows, last id read
     when more may follow)`. Reads pages of the SQL-filtered list until `limit` rows
-    matched or `budget` rows were read."""
-    if product is None and account is None:
+    matched or `budget` rows were read. `keep`: one more filter SQL does not apply (a
+    partner's `account_key` filter on the key its view shows)."""
+    if product is None and account is None and keep is None:
         rows = await registration_page(
             conn, partner_id=partner_id, statuses=statuses, account_key=account_key,
             before=before, limit=limit, submitted_from=submitted_from,
@@ -110,7 +111,8 @@ async def registration_search(
         for index, row in enumerate(rows[:chunk]):
             read += 1
             cursor = row["id"]
-            if matches(row, product=product, account=account):
+            if matches(row, product=product, account=account) and (keep is None
+                                                                    or keep(row)):
                 found.append(row)
                 if len(found) == limit:
                     # Another row follows this one (the page's extra row counts): more.

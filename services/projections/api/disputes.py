@@ -127,6 +127,15 @@ async def list_disputes(
                                "message": "a `sort=due` cursor: pass the `next_cursor` of a "
                                           "page with the same `sort`"}])
     async with request.app.state.runtime.engine.connect() as conn:
+        if who.restricted and account_key is not None:
+            # A partner filters on the key its view shows (a key its own identifiers did
+            # not derive reads null), never on the key a dispute is filed under: neither an
+            # item nor the page's cursor may confirm a guess of that one.
+            items, next_id = await _partner_page_by_key(
+                conn, who, account_key, owner_id=owner_id, after=after, limit=limit,
+                statuses=status or [], levels=level or [], acknowledged=acknowledged)
+            return DisputePage(items=items, next_cursor=encode_cursor(next_id)
+                               if next_id is not None else None)
         rows = await queries.dispute_page(
             conn, owner_id=owner_id, statuses=status or [], account_key=account_key,
             involving=_party(who), after=after,
@@ -136,15 +145,45 @@ async def list_disputes(
         page = rows[:limit]
         breaches = await queries.breaches_of(conn, [r["id"] for r in page])
         items = [await _view(conn, r, breaches[r["id"]], who) for r in page]
-    if who.restricted and account_key is not None:
-        # Only the key the partner view shows (a key it did not submit reads null).
-        items = [item for item in items if item.account_key == account_key]
     following = None
     if len(rows) > limit:
         last = page[-1]
         following = (_due_cursor(last["due_at"], last["id"]) if by_due
                      else encode_cursor(last["id"]))
     return DisputePage(items=items, next_cursor=following)
+
+
+async def _partner_page_by_key(
+    conn: AsyncConnection, who: Viewer, account_key: str, *, owner_id: str | None,
+    after: str | None, limit: int, statuses: list[Literal["open", "resolved"]], levels: list[int],
+    acknowledged: bool | None,
+) -> tuple[list[DisputeView], str | None]:
+    """A page of the partner's disputes whose shown `account_key` is `account_key`, oldest
+    first, and the id the next page starts after (None: no more). Reads the partner's
+    disputes a chunk at a time, at most `queries.SEARCH_SCAN_BUDGET` rows (then a short
+    page with a cursor, wherever the key is)."""
+    views: list[DisputeView] = []
+    read = 0
+    chunk = min(max(limit * 4, 100), queries.SEARCH_SCAN_BUDGET)
+    while True:
+        rows = await queries.dispute_page(
+            conn, owner_id=owner_id, statuses=statuses, account_key=None,
+            involving=_party(who), after=after, limit=chunk, levels=levels,
+            acknowledged=acknowledged)
+        breaches = await queries.breaches_of(conn, [r["id"] for r in rows[:chunk]])
+        for index, row in enumerate(rows[:chunk]):
+            read += 1
+            after = row["id"]
+            view = await _view(conn, row, breaches[row["id"]], who)
+            if view.account_key == account_key:
+                views.append(view)
+                if len(views) == limit:
+                    # Another row follows this one (the chunk's extra row counts): more.
+                    return views, after if index + 1 < len(rows) else None
+        if len(rows) <= chunk:
+            return views, None
+        if read >= queries.SEARCH_SCAN_BUDGET:
+            return views, after
 
 
 @router.get("/disputes/{dispute_id}", response_model=DisputeView, responses=_RESPONSES,

@@ -87,6 +87,19 @@ async def ownership(
         return OwnershipView(account_key=None, owners=[], as_of=as_of)
     owners = []
     incumbents = []
+    if who.restricted and answer.partner_filed_elsewhere:
+        # The partner's registration filed under a competitor's key is its own to see only
+        # when it asks with identifiers that registration submitted: asked by the hidden
+        # key (`crm:<their id>`), its own protection there would confirm the guess (what
+        # its registration and dispute lists do not). It then reads as anyone else's.
+        submitted = {account_key, f"dom:{normalized}" if normalized else None,
+                     f"crm:{crm}" if crm else None,
+                     *partner_view.submitted_keys({"name": name, "country": country})}
+        hidden = {holder for holder, keys in answer.partner_filed_elsewhere.items()
+                  if not keys & submitted}
+        answer.holdings = [{**row, "party_id": None}
+                           if row["party_type"] == "partner" and row["holder_id"] in hidden
+                           else row for row in answer.holdings]
     for row in answer.holdings:
         if row["kind"] == INCUMBENCY:
             incumbents.append({"party_type": row["party_type"], "party_id": row["party_id"],

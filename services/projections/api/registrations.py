@@ -22,6 +22,7 @@ from shared.api.partner_view import Viewer
 from shared.api.problems import PROBLEM_RESPONSES, Problem
 from shared.api.resources import RegistrationView
 from shared.events.registration import RegistrationStatus
+from shared.positions import position_key
 from shared.readmodel.queries import get_registration, holders_of
 
 router = APIRouter(prefix="/v1", tags=["queries"], dependencies=[Depends(read_your_writes)])
@@ -85,19 +86,27 @@ async def list_registrations(
         if partner_id is not None and partner_id != who.subject_id:
             raise Problem(403, "Forbidden", "A partner lists only its own registrations.")
         partner_id = who.subject_id
+    keep = None
+    if who.restricted and account_key is not None:
+        # A partner filters on the key its view shows, never on the key a registration is
+        # filed under (derived perhaps from a competitor's identifiers): neither an item
+        # nor the page's cursor may confirm a guess of that one, and the key it is shown
+        # finds its registration (README "What a partner sees").
+        asked = account_key
+
+        def keep(row: dict[str, Any]) -> bool:
+            return registration_view(row, who).account_key == asked
+
+        account_key = None
     async with request.app.state.runtime.engine.connect() as conn:
         page, last = await queries.registration_search(
             conn, partner_id=partner_id, statuses=status or [], account_key=account_key,
             before=decode_cursor(cursor), limit=limit, submitted_from=submitted_from,
-            submitted_to=submitted_to, product=product, account=account)
+            submitted_to=submitted_to, product=product, account=account, keep=keep)
         current = await queries.current_disputes(conn, [r["id"] for r in page])
-    items = [registration_view(r, who, current.get(r["id"])) for r in page]
-    if who.restricted and account_key is not None:
-        # Only the key the partner view shows: a registration filed under a key derived
-        # from a competitor's identifiers must not confirm a guess of that key.
-        items = [item for item in items if item.account_key == account_key]
     return RegistrationPage(
-        items=items, next_cursor=encode_cursor(last) if last is not None else None)
+        items=[registration_view(r, who, current.get(r["id"])) for r in page],
+        next_cursor=encode_cursor(last) if last is not None else None)
 
 
 @router.get("/registrations/{registration_id}/timeline", response_model=TimelineView,
@@ -124,4 +133,5 @@ async def read_timeline(
             mentioned.add(registration_id)
             scope = partner_view.Scope.of(who, await holders_of(conn, mentioned), mentioned)
     return TimelineView(id=registration_id, entries=[
-        TimelineEntry.model_validate(e) for e in partner_view.timeline(entries, scope)])
+        TimelineEntry.model_validate(e) for e in partner_view.timeline(
+            entries, scope, ids_key=position_key(request.app.state.runtime.settings))])

@@ -7,6 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from services.projections.domain.ownership import covers
@@ -61,3 +63,31 @@ def test_an_award_by_product_names_each_product_once_in_any_spelling() -> None:
         # Before: one key "analytics", silently won by the last registration named.
         ResolutionRequest.model_validate({"outcome": "award", "awards": {
             "Analytics": "reg_a", "analytics": "reg_b"}})
+
+
+@pytest.mark.parametrize("spelling", ["\u0410nalytics", "\u0430nalytics", "Anal\u0443tics",
+                                      "analyt\u03b9cs", "\u1d00nalytics", "An\u0430lytics "])
+def test_a_look_alike_letter_in_a_latin_word_reads_as_the_latin_letter(spelling: str) -> None:
+    # A Cyrillic a, u or Greek iota (or a small capital) among Latin letters: drawn alike,
+    # one product (rival review of the session-26 spellings: "Analytics" with a Cyrillic
+    # A was approved beside the holder's "analytics").
+    assert canonical_product(spelling) == "analytics"
+    award = {spelling: "reg_1", "analytics": "reg_2"}
+    with pytest.raises(ValidationError):
+        ResolutionRequest.model_validate({"outcome": "award", "awards": award})
+
+
+def test_a_product_named_wholly_in_another_script_is_kept() -> None:
+    russian = "\u0430\u043d\u0430\u043b\u0438\u0442\u0438\u043a\u0430"
+    assert canonical_product(russian.upper()) == russian
+    assert canonical_product(f"Cloud {russian}") == f"cloud {russian}"
+
+
+@settings(max_examples=500)
+@given(st.text(alphabet=st.sampled_from(
+    list("anlytcsCRM \u00a0\u0430\u0435\u043e\u0440\u0441\u0443\u03b1\u03b9\u03bf"
+         "\u03ab\u1d00\u0301\u0308\u0307\u00df\u1e9e\u0130\uff41"))
+    | st.characters(min_codepoint=0xa0, max_codepoint=0x2fff), min_size=1, max_size=12))
+def test_canonical_product_is_idempotent(raw: str) -> None:
+    once = canonical_product(raw)
+    assert canonical_product(once) == once
