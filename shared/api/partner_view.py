@@ -30,6 +30,7 @@ callers look up which mentioned ids are the viewer's (`shared.readmodel.queries.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -231,6 +232,11 @@ _IDS_IN_TEXT: Final = re.compile(r"\b(?:reg|clm)_[0-9A-Za-z]+\b")
 _RIVALS: Final = re.compile(r"another partner's registration|a direct (?:named-account|"
                             r"opportunity) claim|\b(?:\d+ )?other (?:parties|registrations)\b")
 _COUNT_OF_REGISTRATIONS: Final = re.compile(r"\bover \d+ registrations?\b")
+_DUE_IN_TEXT: Final = re.compile(r"\bdue (\d{4}-\d{2}-\d{2} \d{2}):\d{2} UTC\b")
+"""A dispute's deadline as the adjudicator's sentences write it (to the minute). In a
+dispute opened over rivals before the partner joined, it is a rival's submission plus the
+SLA: text reads it to the hour, the next one (a structured `due_at` is rounded up likewise
+for a late joiner, and exact otherwise, where it is the partner's to know)."""
 
 THE_ACCOUNT: Final = "the account"
 _KEY_FIELDS: Final = ("account_key", "canonical_key", "alias_key")
@@ -296,7 +302,14 @@ def scrub(text: Any, scope: Scope) -> Any:
                             text)
     text = _RIVALS.sub(ANOTHER, text)
     text = _RUN.sub(ANOTHER, text)
-    return _COUNT_OF_REGISTRATIONS.sub("over the registrations", text)
+    text = _COUNT_OF_REGISTRATIONS.sub("over the registrations", text)
+    return _DUE_IN_TEXT.sub(_due_to_the_hour, text)
+
+
+def _due_to_the_hour(match: re.Match[str]) -> str:
+    # From the minute alone an on-the-hour "HH:00" may be HH:00:30: always the next hour.
+    hour = datetime.strptime(match.group(1), "%Y-%m-%d %H") + timedelta(hours=1)
+    return f"due {hour:%Y-%m-%d %H}:00 UTC"
 
 
 def owns(item: Mapping[str, Any], scope: Scope) -> bool:
@@ -528,14 +541,15 @@ TIMELINE_DATA: Final[Mapping[str, Shape]] = {
         "rule": SHOW, "policy_version": SHOW, "explanation": TEXT},
     "dealreg.account.linked.v1": {
         "registration_id": ID, "account_key": KEY, "canonical_key": KEY,
-        "matched_by": SHOW, "score": SHOW, "linked_at": SHOW, "policy_version": SHOW,
+        "matched_by": SAME_CUSTOMER, "score": SHOW, "linked_at": SHOW, "policy_version": SHOW,
         "rule": SHOW, "explanation": HIDE},
     "dealreg.account.unlinked.v1": {
         "registration_id": ID, "account_key": KEY, "canonical_key": KEY,
         "unlinked_at": SHOW, "policy_version": SHOW, "rule": SHOW, "explanation": HIDE},
 }
 """Timeline entries a partner sees, per event type, and which of their fields (the link
-events' sentences name both keys: left out)."""
+events' sentences name both keys: left out; which identifier linked them reads
+"same_customer", as in a competitor's conflict: it would tell what the other side filed)."""
 
 TIMELINE_HIDDEN_TYPES: Final = frozenset({
     "dealreg.claim.filed.v1", "dealreg.claim.decided.v1", "dealreg.claim.released.v1",
@@ -643,21 +657,92 @@ def dispute(view: Mapping[str, Any], scope: Scope, joined_at: Any = None) -> Row
     if joined_at is not None and opened is not None and _later(joined_at, opened):
         # Opened over rivals before the viewer joined: its times count from a rival's
         # submission. Shown: when the viewer joined, and deadlines rounded up to the hour.
+        # The breaches' deadlines too: a level's deadline is the opening plus its SLA.
         out["opened_at"] = joined_at
         out["reminder_at"] = None
-        due = _moment(out.get("due_at"))
-        if isinstance(due, datetime):
-            shown = _hour_up(due)
-            out["due_at"] = shown
-            if isinstance(out.get("explanation"), str):
-                out["explanation"] = out["explanation"].replace(
-                    due.strftime("%Y-%m-%d %H:%M"), shown.strftime("%Y-%m-%d %H:%M"))
+        moments = [out.get("due_at"), *(b.get("deadline") for b in out.get("breaches") or ())]
+        out["due_at"] = _shown_hour_up(out.get("due_at"))
+        if "breaches" in out:
+            out["breaches"] = [{**b, "deadline": _shown_hour_up(b.get("deadline"))}
+                               for b in out["breaches"]]
+        out["explanation"] = _hours_in_text(out.get("explanation"), moments)
     return out
+
+
+def _hours_in_text(text: Any, moments: Iterable[Any]) -> Any:
+    """`text` with each of `moments`, as sentences write them (to the minute, UTC), rounded
+    up to the hour."""
+    if not isinstance(text, str):
+        return text
+    for value in moments:
+        moment = _moment(value)
+        if isinstance(moment, datetime):
+            text = text.replace(moment.strftime("%Y-%m-%d %H:%M"),
+                                _hour_up(moment).strftime("%Y-%m-%d %H:%M"))
+    return text
+
+
+LATE_DEADLINES: Final[Mapping[str, tuple[str, ...]]] = {
+    "dealreg.dispute.escalated.v1": ("breached_deadline", "due_at"),
+    "dealreg.dispute.sla_breached.v1": ("breached_deadline",),
+}
+"""Timeline entries a dispute's deadline dates (a timer fired them): in a dispute the viewer
+joined after it opened, they count from a rival's submission, so their times are shown to
+the hour, their event id (a timer's, stamped when it fired) is replaced by an opaque one,
+and they take their place by the rounded time (among exact entries they would be bounded
+by them)."""
+
+
+_DECISION_ID: Final = re.compile(r"^(.*)\.d(\d+)$")
+
+
+def _renumbered(event_id: Any, places: dict[str, int]) -> Any:
+    """A decision's id is its cause's id and its place among the cause's outputs
+    (`<cause>.d<n>`): a settlement writes the resolution, then one decision per member in
+    order, so the partner's own `.d3` counted the members decided before it. In a
+    partner's timeline the decisions of one cause it sees are numbered 0, 1, ... in their
+    order (`places`: the next number per cause). Not a hash of the real number: the cause
+    is shown, so a hash of it and a small number is found by trying them."""
+    if not isinstance(event_id, str):
+        return event_id
+    found = _DECISION_ID.match(event_id)
+    if found is None:
+        return event_id
+    cause = found.group(1)
+    place = places.get(cause, 0)
+    places[cause] = place + 1
+    return f"{cause}.d{place}"
+
+
+def _late_entry(entry: Row, original: Mapping[str, Any]) -> Row:
+    """A `LATE_DEADLINES` entry of a dispute opened before the viewer joined it."""
+    fields = LATE_DEADLINES[entry["type"]]
+    data = dict(entry.get("data") or {})
+    raw = original.get("data") or {}
+    for name in fields:
+        if name in data:
+            data[name] = _shown_hour_up(data[name])
+    data["explanation"] = _hours_in_text(data.get("explanation"),
+                                         [raw.get(name) for name in fields])
+    if data["explanation"] is None:
+        del data["explanation"]
+    digest = hashlib.sha256(str(entry.get("event_id")).encode()).hexdigest()[:26]
+    return {**entry, "at": _shown_hour_up(entry.get("at")), "event_id": f"evt_{digest}",
+            "data": data}
 
 
 def _hour_up(moment: datetime) -> datetime:
     floor = moment.replace(minute=0, second=0, microsecond=0)
     return floor if floor == moment else floor + timedelta(hours=1)
+
+
+def rivals_moment(as_of: datetime) -> datetime:
+    """The moment a partner's `GET /v1/ownership?as_of=` reads competitors' protections at:
+    `as_of` floored to the hour (its own are read at `as_of`). To the microsecond, look-ups
+    either side of an instant would bisect to when a rival was approved, withdrew or lost
+    its protection, which the rounding of its `protected_until` (`HOUR`) hides; to the
+    hour they tell what that rounding tells. A look-up without `as_of` reads now."""
+    return as_of.replace(minute=0, second=0, microsecond=0)
 
 
 def _shown_hour_up(value: Any) -> Any:
@@ -697,7 +782,13 @@ def timeline(entries: Iterable[Mapping[str, Any]], scope: Scope) -> list[Row]:
     # what happened on the account earlier is other parties' activity.
     start = next((e.get("at") for e in entries if mentioned_ids(e.get("data") or {})
                   & scope.own_ids), None)
+    # Disputes opened over rivals before the viewer's first event (it joined them late).
+    late = {e.get("subject_id") for e in entries
+            if e["type"] == "dealreg.dispute.opened.v1" and start is not None
+            and _later(start, e.get("at"))}
     out: list[Row] = []
+    rounded = False
+    places: dict[str, int] = {}
     for entry in entries:
         shape = TIMELINE_DATA.get(entry["type"])
         if shape is None:
@@ -711,7 +802,13 @@ def timeline(entries: Iterable[Mapping[str, Any]], scope: Scope) -> list[Row]:
         seen = scope.knowing(data)
         shown = apply(entry, TIMELINE_ENTRY, seen)
         shown["data"] = apply(data, shape, seen)
+        shown["event_id"] = _renumbered(shown.get("event_id"), places)
+        if entry["type"] in LATE_DEADLINES and entry.get("subject_id") in late:
+            shown = _late_entry(shown, entry)
+            rounded = True
         out.append(shown)
+    if rounded:
+        out.sort(key=lambda e: _moment(e.get("at")))  # stable: equal times keep their order
     return out
 
 
@@ -743,19 +840,23 @@ def ownership(view: Mapping[str, Any], scope: Scope, own_disputes: Iterable[str]
 
 
 def _merge(rows: list[Row], scope: Scope, key: Any, end: str) -> list[Row]:
+    """The viewer's own rows (in their order), then everyone else's merged and in the
+    order of `key`: rows come earliest first, and a rival's place among them would tell
+    whether its protection began before or after the viewer's (or another rival's)."""
     merged: dict[Any, Row] = {}
-    out: list[Row] = []
+    own: list[Row] = []
+    foreign: list[Row] = []
     for row in rows:
         if owns(row, scope):
-            out.append(row)
+            own.append(row)
             continue
         found = merged.get(key(row))
         if found is None:
             merged[key(row)] = row
-            out.append(row)
+            foreign.append(row)
         else:
             found[end] = _latest([found[end], row[end]])
-    return out
+    return own + sorted(foreign, key=key)
 
 
 def pipeline(view: Mapping[str, Any], viewer: Viewer) -> Row:

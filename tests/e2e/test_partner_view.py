@@ -7,8 +7,11 @@ CRM id) and searches the raw response bytes for them."""
 
 from __future__ import annotations
 
+import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -408,3 +411,234 @@ async def test_a_partner_joining_a_dispute_learns_neither_how_many_rivals_nor_wh
     # The vendor side still sees when the dispute opened and over whom.
     assert set(staff["registration_ids"]) == {first["id"], second["id"], third["id"]}
     assert staff["opened_at"] < third["submitted_at"]
+
+
+async def test_a_partners_as_of_look_ups_do_not_date_a_rivals_protection(
+        system: Running) -> None:
+    """`as_of` answers for a past (or future) moment: to the microsecond, a partner would
+    bisect it to the instant a rival's protection began or ended (what the rounding of its
+    `protected_until` hides). A partner's `as_of` reads rivals at the hour; its own
+    protections at the moment it asked."""
+    rival, outsider = fresh("p1"), fresh("p9")
+    domain = f"{fresh('asof')}.com"
+    held = await submit(system.admin, registration(rival, domain))
+    assert held["status"] == "approved", held
+    mine = await submit(system.admin, registration(outsider, f"{fresh('own')}.com"))
+    assert mine["status"] == "approved", mine
+    await system.settle()
+    staff = await system.queries("channel_manager", "cm")
+    since = (await staff.get("/v1/ownership", params={"domain": domain})).json()["owners"][0][
+        "since"]
+    began = datetime.fromisoformat(since.replace("Z", "+00:00"))
+    queries = await system.queries("partner", outsider)
+
+    async def rivals_at(moment: datetime) -> list[Any]:
+        seen = await queries.get("/v1/ownership", params={
+            "domain": domain, "as_of": moment.isoformat()})
+        assert seen.status_code == 200, seen.text
+        assert_absent(seen, rival, held["id"])
+        return [(o["party_type"], o["protected_until"]) for o in seen.json()["owners"]]
+
+    # Either side of the rival's first microsecond: the same answer.
+    assert await rivals_at(began - timedelta(microseconds=1)) == await rivals_at(began)
+    # An hour on, the protection shows (to the hour); its own shows at the exact moment.
+    assert [p for p, _ in await rivals_at(began + timedelta(hours=1))] == ["partner"]
+    own_since = datetime.fromisoformat(mine["decided_at"].replace("Z", "+00:00"))
+    own = (await queries.get("/v1/ownership", params={
+        "domain": mine["account"]["domain"],
+        "as_of": (own_since + timedelta(seconds=1)).isoformat()})).json()
+    assert [o["registration_id"] for o in own["owners"]] == [mine["id"]], own
+
+
+async def test_the_order_of_owners_does_not_tell_a_partner_who_came_first(
+        system: Running) -> None:
+    """Owners are listed earliest first; for a partner that order would say whether a
+    rival's protection began before its own (a bit of the since-when it must not learn).
+    A partner reads its own protections first, then everyone else's."""
+    rival, partner = fresh("p1"), fresh("p2")
+    domain = f"{fresh('order')}.com"
+    first = await submit(system.admin, registration(rival, domain, products=("analytics",)))
+    second = await submit(system.admin, registration(partner, domain, products=("crm",)))
+    assert (first["status"], second["status"]) == ("approved", "approved"), (first, second)
+    await system.settle()
+    seen = await (await system.queries("partner", partner)).get(
+        "/v1/ownership", params={"domain": domain})
+    assert seen.status_code == 200, seen.text
+    assert [(o["registration_id"], o["products"]) for o in seen.json()["owners"]] == [
+        (second["id"], ["crm"]), (None, ["analytics"])], seen.text
+    staff = (await (await system.queries("channel_manager", "cm")).get(
+        "/v1/ownership", params={"domain": domain})).json()
+    assert [o["registration_id"] for o in staff["owners"]] == [first["id"], second["id"]]
+
+
+_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
+def _id_ms(event_id: str) -> int:
+    """The milliseconds a time-ordered id (`shared.ids`, ULID-like) was made at."""
+    body = event_id.partition("_")[2][:10]
+    value = 0
+    for char in body:
+        value = value * 32 + _CROCKFORD.index(char)
+    return value >> 2  # 10 characters are 50 bits; the time is the first 48
+
+
+async def test_a_late_joiner_reads_its_disputes_deadlines_to_the_hour_after_escalation(
+        system: Running) -> None:
+    """A partner that joined a dispute opened over rivals reads its deadlines to the hour
+    (they count from a rival's submission). Escalation must not give them back exactly: not
+    in the dispute's breaches, nor in the timeline's escalation entry (its times, its
+    explanation, its event id, which a timer firing stamps with its moment), nor by where
+    that entry sits among the partner's own entries."""
+    for owner in ("cm-late", "dir-late", "cm-1", "dir-1"):  # a policy names known owners
+        created = await system.admin.put(f"/v1/owners/{owner}", json={"name": owner})
+        assert created.status_code in (200, 201), created.text
+    before = (await system.admin.get("/v1/policy")).json()
+    published = await system.admin.put("/v1/policy", json={"escalation": {"levels": [
+        {"owner_id": "cm-late", "sla": "PT4S"}, {"owner_id": "dir-late", "sla": "P3D"}]}})
+    assert published.status_code in (200, 201), published.text
+    try:
+        p1, p2, p3 = fresh("p1"), fresh("p2"), fresh("p3")
+        domain = f"{fresh('late')}.com"
+        await submit(system.admin, registration(p1, domain))
+        second = await submit(system.admin, registration(p2, domain))
+        assert second["status"] == "in_review", second
+        dispute = second["dispute_id"]
+        third = await submit(system.admin, registration(p3, domain))
+        assert third["dispute_id"] == dispute, third
+        staff = await system.queries("channel_manager", "cm")
+        for _ in range(400):
+            seen_by_staff = (await staff.get(f"/v1/disputes/{dispute}")).json()
+            if seen_by_staff["level"] == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert seen_by_staff["level"] == 2, seen_by_staff
+        await system.settle()
+        deadline = seen_by_staff["breaches"][0]["deadline"]
+        moment = datetime.fromisoformat(deadline.replace("Z", "+00:00"))
+        exact = (deadline[:19], moment.strftime("%Y-%m-%d %H:%M:%S"),
+                 moment.strftime("%Y-%m-%d %H:%M"))
+        if moment.minute == 0:
+            exact = exact[:2]  # on the hour (then the minute is what rounding shows)
+        queries = await system.queries("partner", p3)
+        seen = await queries.get(f"/v1/disputes/{dispute}")
+        assert seen.status_code == 200, seen.text
+        assert_absent(seen, *exact)
+        assert seen.json()["level"] == 2
+        # Its own decision's sentence names the deadline too ("..., due <minute> UTC").
+        assert_absent(await queries.get(f"/v1/registrations/{third['id']}"), *exact)
+        # An entry of its own after the escalation, at an exact time (in another second
+        # than the deadline's, which it would show by itself).
+        await asyncio.sleep(1.5)
+        asked = await (await system.as_("partner", p3))[0].post(
+            f"/v1/registrations/{third['id']}/withdraw", headers={"Prefer": "wait=15"})
+        assert asked.status_code in (200, 202), asked.text
+        await system.settle()
+        timeline = await queries.get(f"/v1/registrations/{third['id']}/timeline")
+        assert_absent(timeline, *exact)
+        entries = timeline.json()["entries"]
+        escalations = [e for e in entries if e["type"] == "dealreg.dispute.escalated.v1"]
+        assert len(escalations) == 1, entries
+        for entry in escalations:
+            fired = _id_ms(entry["event_id"])
+            assert abs(fired - moment.timestamp() * 1000) > 60_000, entry
+        ats = [datetime.fromisoformat(e["at"].replace("Z", "+00:00")) for e in entries]
+        assert ats == sorted(ats), ats  # its place among exact entries does not bound it
+    finally:
+        await restore_policy(system.admin, before)
+
+
+async def test_a_partners_account_key_filters_match_only_the_keys_its_view_shows(
+        system: Running) -> None:
+    """Under `match.name_only: decide` a name-only registration is filed under the key of
+    the customer a competitor identified (`crm:<their CRM id>`), which the partner reads as
+    its own name key. Filtering its registrations or disputes by that hidden key must not
+    confirm a guess of it."""
+    before = (await system.admin.get("/v1/policy")).json()
+    published = await system.admin.put("/v1/policy", json={"match": {"name_only": "decide"}})
+    assert published.status_code in (200, 201), published.text
+    try:
+        p1, p2 = fresh("p1"), fresh("p2")
+        name, crm = f"Umbrella {_letters()} Holdings", fresh("SECRETCRM")
+        await submit(system.admin, {**registration(p1, "unused.com", name=name),
+                                    "account": {"name": name, "country": "US",
+                                                "crm_account_id": crm}})
+        commands, queries = await system.as_("partner", p2)
+        answer = await commands.post("/v1/registrations", headers={"Prefer": "wait=15"},
+                                     json={**registration(None, "x.com", name=name),
+                                           "account": {"name": name, "country": "US"}})
+        assert answer.status_code == 201, answer.text
+        await system.settle()
+        staff = await system.queries("channel_manager", "cm")
+        filed = (await staff.get(f"/v1/registrations/{answer.json()['id']}")).json()
+        assert filed["account_key"] == f"crm:{crm}", filed  # the hidden key
+        for path in ("/v1/registrations", "/v1/disputes"):
+            guessed = await queries.get(path, params={"account_key": f"crm:{crm}"})
+            assert guessed.status_code == 200, guessed.text
+            assert guessed.json()["items"] == [], (path, guessed.text)
+        # Its own listing still shows it, under the key it submitted.
+        listed = (await queries.get("/v1/registrations")).json()["items"]
+        assert [r["account_key"] for r in listed] == [answer.json()["account_key"]]
+    finally:
+        await restore_policy(system.admin, before)
+
+
+async def test_decision_ids_in_a_partners_timeline_do_not_count_the_other_members(
+        system: Running) -> None:
+    """A decision's event id is its cause's id and its place among the cause's outputs
+    (`.d<n>`). A settlement writes the resolution, then one decision per member in order:
+    the third member's `.d3` told it that two others were decided before it. A partner's
+    timeline numbers the decisions of one cause it sees 0, 1, ..."""
+    p1, p2, p3 = fresh("p1"), fresh("p2"), fresh("p3")
+    domain = f"{fresh('count')}.com"
+    first = await submit(system.admin, registration(p1, domain))
+    second = await submit(system.admin, registration(p2, domain))
+    assert second["status"] == "in_review", second
+    await system.settle()
+    third = await submit(system.admin, registration(p3, domain))
+    assert third["dispute_id"] == second["dispute_id"], third
+    await system.settle()
+    owner = (await system.as_("owner", "cm-1"))[0]
+    resolved = await owner.post(f"/v1/disputes/{second['dispute_id']}/resolve",
+                                headers={"Prefer": "wait=15"},
+                                json={"outcome": "award", "registration_id": first["id"]})
+    assert resolved.status_code == 200, resolved.text
+    await system.settle()
+    for partner, mine in ((p3, third), (p2, second)):
+        timeline = await (await system.queries("partner", partner)).get(
+            f"/v1/registrations/{mine['id']}/timeline")
+        entries = timeline.json()["entries"]
+        assert "dealreg.dispute.resolved.v1" in {e["type"] for e in entries}, entries
+        places: dict[str, list[int]] = {}
+        for entry in entries:
+            found = re.fullmatch(r"(.*)\.d(\d+)", entry["event_id"])
+            if found:
+                places.setdefault(found.group(1), []).append(int(found.group(2)))
+        for cause, numbers in places.items():
+            assert numbers == list(range(len(numbers))), (partner, cause, entries)
+
+
+async def test_a_link_to_a_competitors_account_does_not_say_which_identifier_matched(
+        system: Running) -> None:
+    """A registration whose CRM id and domain name two competitors' accounts links them
+    (`dealreg.account.linked.v1` on its timeline). Like its conflicts (`matched_by:
+    "same_customer"`), the entry must not say which identifier matched: that would tell
+    what a competitor filed (here: the domain, under another key)."""
+    p1, p2, p3 = fresh("p1"), fresh("p2"), fresh("p3")
+    crm, domain, token = fresh("CRM"), f"{fresh('initech')}.com", _letters()
+    await submit(system.admin, {**registration(p1, "unused.com"), "account": {
+        "name": f"Zed {token} Alpha", "country": "US", "crm_account_id": crm}})
+    await submit(system.admin, registration(p2, domain, name=f"Quux {token} Beta"))
+    mine = await submit(system.admin, {**registration(p3, domain), "account": {
+        "name": f"Zed {token}", "domain": domain, "country": "US", "crm_account_id": crm}})
+    await system.settle()
+    staff = await (await system.queries("channel_manager", "cm")).get(
+        f"/v1/registrations/{mine['id']}/timeline")
+    linked = [e for e in staff.json()["entries"] if e["type"] == "dealreg.account.linked.v1"]
+    assert linked and linked[0]["data"]["matched_by"] != "same_customer", staff.text
+    seen = await (await system.queries("partner", p3)).get(
+        f"/v1/registrations/{mine['id']}/timeline")
+    assert_absent(seen, p1, p2)
+    shown = [e["data"] for e in seen.json()["entries"]
+             if e["type"] == "dealreg.account.linked.v1"]
+    assert [d.get("matched_by") for d in shown] == ["same_customer"], seen.text

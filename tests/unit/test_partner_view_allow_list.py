@@ -489,3 +489,65 @@ def test_a_registration_filed_under_a_domain_later_known_as_free_mail_keeps_its_
             "account": {"name": "Ferrabosco SPA", "domain": "tiscali.it", "country": "IT"},
             "decision": None}
     assert pv.registration(view, Viewer("partner", "p-1"))["account_key"] == "dom:tiscali.it"
+
+
+def test_a_partner_reads_its_own_owners_first_and_the_others_in_no_time_order() -> None:
+    view = ownership_view()
+    direct = {"party_type": "direct", "party_id": "rep-1", "registration_id": "clm_1",
+              "products": [], "motion": "direct", "status": "approved",
+              "protected_until": None, "credit_percent": None, "since": "2025-06-01"}
+    earliest = pv.ownership({**view, "owners": [direct, *view["owners"]]}, Scope(P1), set())
+    latest = pv.ownership({**view, "owners": [*view["owners"], direct]}, Scope(P1), set())
+    assert earliest["owners"] == latest["owners"]
+    assert [o["registration_id"] for o in earliest["owners"]] == ["reg_own1", None, None]
+
+
+def test_a_late_joiner_reads_escalation_deadlines_to_the_hour() -> None:
+    late = {**dispute_row(), "opened_at": "2027-01-01T09:17:03.250000Z", "level": 2,
+            "due_at": "2027-01-04T09:17:08.250000Z",
+            "explanation": "Dispute dsp_1 opened (tie); level 1 is with cm-1, due "
+                           "2027-01-01 09:17 UTC (tie, policy v1).",
+            "breaches": [{"level": 1, "deadline": "2027-01-01T09:17:08.250000Z",
+                          "outcome": "escalated"}]}
+    out = pv.dispute(late, p1_scope(late), joined_at="2027-01-01T09:17:05Z")
+    assert out["breaches"] == [{"level": 1, "deadline": "2027-01-01T10:00:00Z",
+                                "outcome": "escalated"}]
+    assert "09:17:08" not in _raw(out) and "01 09:17" not in _raw(out)
+    assert "2027-01-01 10:00" in out["explanation"]
+    opened = {**entry("dealreg.dispute.opened.v1", {"registration_ids": ["reg_rival1"]}),
+              "at": "2027-01-01T09:17:03.250000Z"}
+    own = {**entry("dealreg.registration.submitted.v1", {"registration_id": "reg_own1"}),
+           "at": "2027-01-01T09:17:05Z", "subject_id": "reg_own1"}
+    escalated = {**entry("dealreg.dispute.escalated.v1", {
+        "from_level": 1, "to_level": 2, "breached_deadline": "2027-01-01T09:17:08.250000Z",
+        "due_at": "2027-01-04T09:17:08.250000Z",
+        "explanation": "Dispute dsp_1 was not resolved by its level 1 deadline 2027-01-01 "
+                       "09:17 UTC; escalated to dir-1 at level 2, due 2027-01-04 09:17 UTC."}),
+        "at": "2027-01-01T09:17:08.250000Z", "event_id": "tmr_01kmxyz.d0"}
+    after = {**own, "type": "dealreg.registration.withdrawn.v1",
+             "at": "2027-01-01T09:30:00Z", "event_id": "evt_2"}
+    entries = [opened, own, escalated, after]
+    out_entries = pv.timeline(entries, p1_scope([e["data"] for e in entries]))
+    assert [e["type"] for e in out_entries] == ["dealreg.registration.submitted.v1",
+                                                "dealreg.registration.withdrawn.v1",
+                                                "dealreg.dispute.escalated.v1"]
+    shown = out_entries[-1]
+    assert shown["at"] == "2027-01-01T10:00:00Z" and shown["event_id"].startswith("evt_")
+    assert "09:17" not in _raw(shown) and "tmr_" not in _raw(shown)
+    # A dispute the viewer was in from its opening reads exactly.
+    mine = pv.timeline([own, {**escalated, "at": "2027-01-01T09:17:08.250000Z"}],
+                       p1_scope([own["data"]]))
+    assert mine[-1]["data"]["breached_deadline"] == "2027-01-01T09:17:08.250000Z"
+
+
+def test_decision_ids_number_only_the_decisions_a_partner_sees() -> None:
+    def decided(event_id: str, registration: str) -> dict[str, Any]:
+        return {**entry("dealreg.registration.decided.v1", {"registration_id": registration}),
+                "event_id": event_id, "subject_id": registration}
+    resolved = {**entry("dealreg.dispute.resolved.v1", {
+        "outcome": "award", "registration_ids": ["reg_rival1", "reg_own1"]}),
+        "event_id": "evt_cmd.d0"}
+    entries = [resolved, decided("evt_cmd.d1", "reg_rival1"), decided("evt_cmd.d2", "reg_own1")]
+    out = pv.timeline([resolved, entries[2]], p1_scope([e["data"] for e in entries]))
+    assert [e["event_id"] for e in out] == ["evt_cmd.d0", "evt_cmd.d1"]
+    assert pv.timeline(entries, Scope(VENDORS[0]))[2]["event_id"] == "evt_cmd.d2"

@@ -77,6 +77,10 @@ class Question:
     partner_id: str | None = None
     """Set for a partner caller: which open disputes it is party to, which of the account's
     keys it registered under."""
+    rivals_at: datetime | None = None
+    """With `partner_id`: the moment everyone else's intervals are read at (a partner's
+    `as_of`, floored to the hour: `partner_view.rivals_moment`); its own are read at the
+    moment asked. None: everyone's at that moment."""
 
 
 @dataclass
@@ -102,7 +106,12 @@ def look_up(conn: Connection, question: Question, moment: datetime) -> Answer:
         return answer
     # The key's links were usually read already, by the same-customer check.
     answer.account_key, answer.keys = linked.get(key) or _account_keys(conn, key)
-    answer.holdings = _holdings(conn, answer.keys, moment)
+    if question.partner_id is not None and question.rivals_at is not None \
+            and question.rivals_at != moment:
+        answer.holdings = _partner_holdings(conn, answer.keys, moment, question.rivals_at,
+                                            question.partner_id)
+    else:
+        answer.holdings = _holdings(conn, answer.keys, moment)
     answer.open_disputes = _open_disputes(conn, answer.keys, moment)
     if question.partner_id is not None:
         if answer.open_disputes:
@@ -310,6 +319,21 @@ def _holdings(conn: Connection, keys: list[str], moment: datetime) -> list[Row]:
     for row in rows:
         if row["party_type"] != "partner":
             row["motion"] = "direct"
+    return rows
+
+
+def _partner_holdings(conn: Connection, keys: list[str], moment: datetime,
+                      rivals_at: datetime, partner_id: str) -> list[Row]:
+    """A partner's `as_of` look-up: its own intervals in force at `moment`, everyone else's
+    at `rivals_at`, in `_holdings`' order. Read at any microsecond, a competitor's
+    intervals would date its approval, withdrawal or end by bisection (invariant 7)."""
+    def mine(row: Row) -> bool:
+        return bool(row["party_type"] == "partner" and row["party_id"] == partner_id)
+
+    rows = [r for r in _holdings(conn, keys, moment) if mine(r)]
+    rows += [r for r in _holdings(conn, keys, rivals_at) if not mine(r)]
+    rows.sort(key=lambda r: (r["valid_from"], r["holder_id"]))
+    rows.sort(key=lambda r: r["kind"], reverse=True)
     return rows
 
 

@@ -136,6 +136,9 @@ async def list_disputes(
         page = rows[:limit]
         breaches = await queries.breaches_of(conn, [r["id"] for r in page])
         items = [await _view(conn, r, breaches[r["id"]], who) for r in page]
+    if who.restricted and account_key is not None:
+        # Only the key the partner view shows (a key it did not submit reads null).
+        items = [item for item in items if item.account_key == account_key]
     following = None
     if len(rows) > limit:
         last = page[-1]

@@ -79,7 +79,9 @@ async def ownership(
         account_key=account_key, crm_account_id=crm, domain=normalized, name=name,
         country=country, min_score=min_score,
         crm_ids=policy.match.crm_ids if policy is not None else "exact",
-        partner_id=who.subject_id if who.restricted else None)
+        partner_id=who.subject_id if who.restricted else None,
+        rivals_at=partner_view.rivals_moment(moment)
+        if who.restricted and as_of is not None else None)
     answer = await _reader(request).look_up(question, moment)
     if answer.account_key is None:
         return OwnershipView(account_key=None, owners=[], as_of=as_of)

@@ -91,10 +91,13 @@ async def list_registrations(
             before=decode_cursor(cursor), limit=limit, submitted_from=submitted_from,
             submitted_to=submitted_to, product=product, account=account)
         current = await queries.current_disputes(conn, [r["id"] for r in page])
+    items = [registration_view(r, who, current.get(r["id"])) for r in page]
+    if who.restricted and account_key is not None:
+        # Only the key the partner view shows: a registration filed under a key derived
+        # from a competitor's identifiers must not confirm a guess of that key.
+        items = [item for item in items if item.account_key == account_key]
     return RegistrationPage(
-        items=[registration_view(r, who, current.get(r["id"])) for r in page],
-        next_cursor=encode_cursor(last) if last is not None else None,
-    )
+        items=items, next_cursor=encode_cursor(last) if last is not None else None)
 
 
 @router.get("/registrations/{registration_id}/timeline", response_model=TimelineView,
