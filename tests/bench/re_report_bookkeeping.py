@@ -13,18 +13,22 @@ check, delete; the rule itself is a no-op here). A second round shows the warm f
 10 commands record their rows concurrently while a stand-in projection worker holds the
 process's SQLite write turn (`HOLD_MS`, sleeping: no CPU) to commit 10 earlier
 registrations approved and hand their rows over, as the real one does; printed: CPU per
-command of the whole bookkeeping (records, lease checks, deletes) and the re-reporter's
-write turns per command, each of which queues behind the projection batch.
+command of the whole bookkeeping (records, lease checks, deletes), the re-reporter's
+write turns per command (each queues behind the projection batch) and how long it held
+the turn. A third round keeps the event loop busy (three tasks burning 1 ms a cycle, as
+request handlers do under load): a turn then lasts an event-loop cycle per driver hop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -58,22 +62,42 @@ async def steady(engine: Any) -> None:
     reporter = ReReporter(engine, waiter, rule, clock=lambda: datetime.now(UTC),
                           lease_seconds=60, orphan_seconds=3600)
     turns = engine._writers  # every write transaction of the process takes one
-    taken = [0]
     take = turns.turn
+    standin: set[asyncio.Task[Any] | None] = set()  # the projections' own tasks
+    taken, held = [0], [0.0]
 
-    def counted() -> Any:
-        taken[0] += 1
-        return take()
+    @contextlib.asynccontextmanager
+    async def counted() -> AsyncIterator[None]:
+        async with take():
+            at = time.perf_counter()
+            try:
+                yield
+            finally:
+                if asyncio.current_task() not in standin:  # the re-reporter's
+                    taken[0] += 1
+                    held[0] += time.perf_counter() - at
 
     turns.turn = counted
-    for round_ in range(2):
+    stop = asyncio.Event()
+
+    async def burn() -> None:
+        """A request handler's share of the event loop: 1 ms of CPU a cycle."""
+        while not stop.is_set():
+            until = time.perf_counter() + 0.001
+            while time.perf_counter() < until:
+                pass
+            await asyncio.sleep(0)
+
+    for round_, busy in enumerate((False, False, True)):
+        burners = [asyncio.create_task(burn()) for _ in range(3 if busy else 0)]
         ids = [f"st_{round_}_{n}" for n in range(TICKS * PER_TICK)]
-        writes, started = taken[0] + (TICKS + 1), time.process_time()
+        turns0, held0, started = taken[0], held[0], time.process_time()
         for tick in range(TICKS + 1):
             filed = ids[tick * PER_TICK:(tick + 1) * PER_TICK]
             decided = ids[(tick - 1) * PER_TICK:tick * PER_TICK] if tick else []
 
             async def projections(decided: list[str] = decided) -> None:
+                standin.add(asyncio.current_task())
                 rows = {i: row(i, "approved") for i in decided}
                 async with engine.begin():
                     await asyncio.sleep(HOLD_MS / 1000)  # the fold, committed
@@ -84,9 +108,15 @@ async def steady(engine: Any) -> None:
                                  *(reporter.record(_pending(i)) for i in filed))
         await reporter.settled()
         cpu = time.process_time() - started
-        print(f"steady round {round_}: {len(ids)} commands recorded and decided, "
-              f"{PER_TICK} a tick: {cpu * 1000 / len(ids):.3f} ms CPU each, "
-              f"{(taken[0] - writes) / len(ids):.2f} re-reporter write turns each, "
+        stop.set()
+        await asyncio.gather(*burners)
+        stop.clear()
+        n = len(ids)
+        print(f"steady round {round_}{' (busy loop: 3 tasks of 1 ms)' if busy else ''}: "
+              f"{n} commands recorded and decided, {PER_TICK} a tick: "
+              + (f"{cpu * 1000 / n:.3f} ms CPU each, " if not busy else "")
+              + f"{(taken[0] - turns0) / n:.2f} re-reporter write turns each, held "
+              f"{(held[0] - held0) * 1000 / n:.3f} ms each, "
               f"{len(reporter.pending)} left pending")
     await reporter.stop()
 
