@@ -60,7 +60,7 @@ from shared.ids import new_id
 from shared.logging import get_logger
 from shared.readmodel.queries import one_of
 from shared.readmodel.schema import claims, registrations
-from shared.readmodel.store import reader
+from shared.readmodel.store import reader, write_whole
 from shared.readmodel.waiter import DECIDED, DecisionWaiter
 
 log = get_logger(__name__)
@@ -214,33 +214,20 @@ class ReReporter:
                         await self._hold_rows(conn, group)
                 else:
                     # SQLite: the same upsert sent by the driver itself, its values bound
-                    # by the columns' own type processors (the rows SQLAlchemy wrote),
-                    # inside the write transaction `begin` opened (BEGIN IMMEDIATE, one
-                    # COMMIT: as durable as before). SQLAlchemy built and compiled the
-                    # statement for every group, the larger part of the row's CPU.
-                    async with self.engine.begin() as conn:
+                    # by the columns' own type processors (the rows SQLAlchemy wrote);
+                    # the delete and the lease check too, one fixed text each whatever
+                    # the number of ids (a JSON array). The whole transaction (BEGIN
+                    # IMMEDIATE .. COMMIT: as durable as before) is one hop to the
+                    # driver's thread: the turn it holds is held that much shorter.
+                    def prepare() -> Callable[[sqlite3.Connection], set[str] | None]:
+                        nonlocal group
                         group = self._take()
-                        driver = (await conn.get_raw_connection()).driver_connection
-                        assert driver is not None
-                        bind = self._sqlite_binds(conn)
-                        # The delete and the lease check by the driver too: one fixed
-                        # text each whatever the number of ids (a JSON array), one hop
-                        # each. The delete first: a retried command's row recorded in
-                        # the same turn stays.
-                        if group.deleting:
-                            await driver.execute_fetchall(_SQLITE_DELETE, (
-                                self.owner, json.dumps(group.deleting)))
-                        if group.rows:
-                            await driver.executemany(_SQLITE_UPSERT, [
-                                [b(r[c]) if b is not None else r[c] for c, b in bind]
-                                for r in group.rows])
-                        ids = group.held_ids()
-                        if ids:
-                            lease = dict(bind)["lease_until"]
-                            until = self.clock() + self.lease
-                            group.held = {r[0] for r in await driver.execute_fetchall(
-                                _SQLITE_HOLD, (lease(until) if lease else until,
-                                               self.owner, json.dumps(ids)))}
+                        return self._sqlite_work(group)
+
+                    held = await write_whole(self.engine, prepare)
+                    assert group is not None
+                    if group.holds:
+                        group.held = held
                 group.written = True
             except Exception as exc:  # never leaves a command waiting (kept in memory)
                 group = group or self._take()  # failed before its turn (SQLite locked)
@@ -258,6 +245,29 @@ class ReReporter:
             finally:
                 if group is not None:
                     group.answer(self._unlinking)
+
+    def _sqlite_work(self, group: _Group) -> Callable[[sqlite3.Connection], set[str] | None]:
+        """The group's statements, run on the driver's thread inside the transaction.
+        The delete first: a retried command's row recorded in the same turn stays."""
+        bind = self._sqlite_binds()
+        lease = dict(bind)["lease_until"]
+        until = self.clock() + self.lease
+        upserts = [[b(r[c]) if b is not None else r[c] for c, b in bind]
+                   for r in group.rows]
+        ids = group.held_ids()
+        hold = (lease(until) if lease else until, self.owner, json.dumps(ids))
+        deleting = (self.owner, json.dumps(group.deleting))
+
+        def work(raw: sqlite3.Connection) -> set[str] | None:
+            if group.deleting:
+                raw.execute(_SQLITE_DELETE, deleting)
+            if upserts:
+                raw.executemany(_SQLITE_UPSERT, upserts)
+            if ids:
+                return {r[0] for r in raw.execute(_SQLITE_HOLD, hold).fetchall()}
+            return None
+
+        return work
 
     def _take(self) -> _Group:
         """What arrived for the writer so far, taken for this turn."""
@@ -285,10 +295,10 @@ class ReReporter:
                 .returning(re_reports.c.id))
             group.held = {row.id for row in result}
 
-    def _sqlite_binds(self, conn: AsyncConnection) -> list[tuple[str, Any]]:
+    def _sqlite_binds(self) -> list[tuple[str, Any]]:
         """(column, its bind processor or None) in `_COLUMNS` order, for this dialect."""
         if self._binds is None:
-            dialect = conn.dialect
+            dialect = self.engine.dialect
             self._binds = [(c, re_reports.c[c].type.bind_processor(dialect))
                            for c in _COLUMNS]
         return self._binds

@@ -221,15 +221,24 @@ async def test_what_arrives_while_the_writer_waits_for_its_turn_rides_in_that_tu
         return take()
 
     turns.turn = counted
-    async with engine.begin():  # the projection worker folding a batch
-        first = asyncio.create_task(reporter.record(_pending("reg_1", clock)))
-        await asyncio.sleep(0.05)  # the writer waits for the turn
-        later = [asyncio.create_task(reporter.record(_pending(f"reg_{n}", clock)))
-                 for n in (2, 3)]
-        waiter.notify(["reg_0"], {"reg_0": row("reg_0", "approved")})  # decided
-        await asyncio.sleep(0.05)
-        assert not first.done() and rule.ran == []
-    await asyncio.gather(first, *later)
+    folded, release = asyncio.Event(), asyncio.Event()
+
+    async def projections() -> None:  # the projection worker folding a batch
+        async with engine.begin():
+            folded.set()
+            await release.wait()
+
+    fold = asyncio.create_task(projections())
+    await folded.wait()
+    first = asyncio.create_task(reporter.record(_pending("reg_1", clock)))
+    await asyncio.sleep(0.05)  # the writer waits for the turn
+    later = [asyncio.create_task(reporter.record(_pending(f"reg_{n}", clock)))
+             for n in (2, 3)]
+    waiter.notify(["reg_0"], {"reg_0": row("reg_0", "approved")})  # decided
+    await asyncio.sleep(0.05)
+    assert not first.done() and rule.ran == []
+    release.set()
+    await asyncio.gather(fold, first, *later)
     await reporter.settled()
     assert rule.ran == [("reg_0", "approved")]
     assert len(taken) - 1 == 2  # the rows and the check in one turn, then the delete
