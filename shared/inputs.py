@@ -64,6 +64,24 @@ Text = Annotated[str, AfterValidator(single_line)]
 MultilineText = Annotated[str, AfterValidator(multi_line)]
 
 
+# --- product names ---------------------------------------------------------------------
+
+_PLAIN_PRODUCT: Final = re.compile(r"[a-z0-9_./+-]+(?: [a-z0-9_./+-]+)*")
+
+
+def canonical_product(value: str) -> str:
+    """The one spelling of a product name, in which products are filed, compared and looked
+    up: compatibility forms read as plain (NFKC: full-width "analytics" (U+FF41...) is
+    "analytics"), case folded, inner whitespace collapsed to one space, none at the ends.
+    So "Analytics", "ANALYTICS" and "analytics" are one product, as are "Data  Lake" and
+    "data lake" (rival review session 26: under scope `account_product` a rival spelling
+    the holder's product in another case was approved beside it on the same customer).
+    Idempotent; a plain lower-case name is its own canonical form."""
+    if value.isascii() and _PLAIN_PRODUCT.fullmatch(value):
+        return value
+    return " ".join(unicodedata.normalize("NFKC", value).casefold().split())
+
+
 # --- decimals --------------------------------------------------------------------------
 
 _CANONICAL_DECIMAL: Final = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")

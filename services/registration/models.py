@@ -34,13 +34,30 @@ from services.registration.domain.validation import (
 )
 from shared.api.auth import Role
 from shared.events.reference import PartnerStatus, PartnerTier, PartnerType
-from shared.inputs import CanonicalDecimal, check_text, sane_date, single_line
+from shared.inputs import (
+    CanonicalDecimal,
+    canonical_product,
+    check_text,
+    sane_date,
+    single_line,
+)
 
 Motion = Literal["resell", "referral", "co_sell", "influence"]
 
 Identifier = Annotated[str, Field(min_length=1, max_length=100, pattern=IDENTIFIER_PATTERN)]
+
+
+def _product(value: str) -> str:
+    # One spelling per product (`shared.inputs.canonical_product`): the adjudicator's
+    # scopes, awards by product and the read models compare product names exactly.
+    canonical = canonical_product(single_line(value))
+    if not canonical or len(canonical) > 100:
+        raise ValueError("a product name of 1 to 100 characters")
+    return canonical
+
+
 Product = Annotated[str, Field(min_length=1, max_length=100, pattern=TEXT_PATTERN),
-                    AfterValidator(single_line)]
+                    AfterValidator(_product)]
 
 
 def _text(max_length: int, min_length: int = 1, **kw: Any) -> Any:
@@ -226,6 +243,22 @@ class ResolutionRequest(_Body):
     partner_note: str | None = _text(
         2000, default=None, description="Optional text for the involved partners (the "
         "only resolution text they receive)")
+
+    @field_validator("awards", mode="before")
+    @classmethod
+    def _one_award_per_product(cls, value: Any) -> Any:
+        # Two spellings of one product ("Analytics", "analytics") would silently become one
+        # key, the last winner taking it: the owner must say which.
+        if isinstance(value, dict):
+            seen: dict[str, str] = {}
+            for product in value:
+                if isinstance(product, str):
+                    canonical = canonical_product(product)
+                    if canonical in seen:
+                        raise ValueError(f"{seen[canonical]!r} and {product!r} are one "
+                                         "product; award it once")
+                    seen[canonical] = product
+        return value
 
     @model_validator(mode="after")
     def _shape(self) -> ResolutionRequest:

@@ -10,11 +10,14 @@ per request:
 - the decisions wake it: the `DecisionWaiter` tells its observers of every registration
   and claim the projections committed (the co-located worker's hand-over, or PostgreSQL's
   `NOTIFY` through `DecisionListener`), and the ids this process holds are read back in
-  one batched status read (none when the co-located worker handed the decided row over);
+  one batched status read (none when the co-located worker handed the decided row over,
+  or the `NOTIFY` named its status: the rule needs only that);
 - its writes between sweeps (the rows before the appends, the lease check before a
   re-report, the delete after it) are one group writer's (`_write`): one write turn
   carries whatever arrived until it got the turn (on SQLite the process's one write
-  turn, which the projection worker holds while it folds a batch);
+  turn, which the projection worker holds while it folds a batch, and one hop to the
+  driver's thread; on PostgreSQL one statement each, in autocommit: no BEGIN / COMMIT
+  round trips);
 - one sweep per process every `re_report_recheck_seconds` (10 s) re-reads every pending
   id in one query (a notification lost while the listener reconnected, a re-report whose
   append failed), renews this process's leases and takes over rows whose lease ran out;

@@ -22,6 +22,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from shared.inputs import canonical_product
+
 Row = dict[str, Any]
 
 PROTECTION = "protection"
@@ -128,6 +130,10 @@ def held_at(row: Row, moment: datetime) -> bool:
 
 
 def covers(row: Row, product: str | None) -> bool:
-    """Whether the interval's scope covers `product` (None: any product is asked about)."""
+    """Whether the interval's scope covers `product` (None: any product is asked about),
+    product names compared in their one spelling (`shared.inputs.canonical_product`)."""
     products = row["products"]
-    return product is None or not products or product in products
+    if product is None or not products:
+        return True
+    wanted = canonical_product(product)
+    return any(canonical_product(p) == wanted for p in products)

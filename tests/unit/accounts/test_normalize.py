@@ -431,7 +431,7 @@ def _fold_the_long_way(text: str) -> str:
     the ASCII fast path and the translate table must agree with)."""
     import unicodedata
 
-    text = unicodedata.normalize("NFKD", text)
+    text = unicodedata.normalize("NFKD", text.translate(normalize_module._SIGNS))
     text = unicodedata.normalize("NFKD", text.casefold())
     text = normalize_module._LETTER_SLASH_LETTER.sub(r"\1", text)
     return "".join(normalize_module._fold_char(ch) for ch in text)
@@ -480,3 +480,74 @@ def test_a_platform_itself_and_ordinary_sites_keep_their_domain(value: str) -> N
 
     assert not is_platform_page(value)
     assert AccountIdentity.from_raw(name="X", website=value, country="US").domain is not None
+
+
+# --- rival review, session 26 -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("raw", [
+    "Acme Corp\u2122", "ACME\u2122 Corp.", "Acme Corp\u2120", "Acme\u2122", "Acme \u2122 Inc",
+])
+def test_a_trademark_sign_is_no_part_of_a_name(raw: str) -> None:
+    # NFKD spells "™" as "TM": glued to the legal form ("corptm") it kept "Corp" on.
+    assert normalize_name(raw) == "acme"
+
+
+@pytest.mark.parametrize("raw", [
+    "\u0410cme Corp",  # Cyrillic capital A
+    "Acme C\u043erp",  # Cyrillic small o in the legal form
+    "\u0391CME Inc",  # Greek capital alpha
+    "\u0410\u0421\u041c\u0415 Corp",  # every letter Cyrillic
+    "\u1d00\u1d04\u1d0d\u1d07 \u1d04\u1d0f\u0280\u1d18",  # Latin small capitals
+])
+def test_a_look_alike_letter_reads_as_the_latin_letter_it_imitates(raw: str) -> None:
+    assert normalize_name(raw) == "acme"
+
+
+def test_look_alike_folding_keeps_names_in_one_script_apart() -> None:
+    # Each script's look-alikes map to distinct Latin letters: a name written wholly in
+    # Cyrillic or Greek is still compared letter for letter with its own script.
+    cyrillic = [chr(c) for c in range(0x0430, 0x0450)] + [chr(c) for c in range(0x0450, 0x0460)]
+    greek = [chr(c) for c in range(0x03b1, 0x03ca) if c != 0x03c2]
+    for letters in (cyrillic, greek):
+        folded = [normalize_module._fold_char(ch) for ch in letters]
+        assert len(set(folded)) == len(folded), letters
+    assert normalize_name("Газпром") != normalize_name("Гаспром")
+    assert normalize_name(normalize_name("Ελληνικά Πετρέλαια")) == normalize_name(
+        "Ελληνικά Πετρέλαια")
+
+
+@pytest.mark.parametrize("site", [
+    "https://acme.odoo.com", "acme.blogspot.de", "https://acme.blogspot.co.uk/",
+    "acme.jimdofree.com", "https://acme.hs-sites.com/home", "acme.ghost.io",
+    "acme.strikingly.com", "acme.typepad.com", "acme.tilda.ws", "acme.webnode.page",
+])
+def test_a_tenant_subdomain_of_a_site_host_names_no_customer_by_its_domain(site: str) -> None:
+    from shared.accounts import AccountIdentity
+
+    assert is_platform_page(site)
+    assert AccountIdentity.from_raw(name="Acme", website=site, country="US").domain is None
+    # The host itself, by its bare domain or www, is still identified by it.
+    host = registrable_domain(site)
+    assert host is not None
+    assert not is_platform_page(f"https://www.{host}/")
+
+
+@pytest.mark.parametrize("raw", [
+    "\u3231\u30a2\u30af\u30e1", "(\u682a)\u30a2\u30af\u30e1", "\u30a2\u30af\u30e1\u3231",
+    "\u682a\u5f0f\u4f1a\u793e \u30a2\u30af\u30e1", "\u682a\u5f0f\u4f1a\u793e\u30a2\u30af\u30e1",
+    "\u30a2\u30af\u30e1 \u682a\u5f0f\u4f1a\u793e", "\u3232\u30a2\u30af\u30e1",
+])
+def test_a_japanese_legal_form_abbreviated_or_apart_is_removed(raw: str) -> None:
+    # ㈱ and (株) are 株式会社 abbreviated, ㈲ is 有限会社; apart or glued, all go.
+    assert normalize_name(raw) == "\u30a2\u30af\u30e1"
+
+
+def test_an_enclosing_mark_is_dropped_like_an_accent() -> None:
+    assert normalize_name("A\u20ddcme Corp") == normalize_name("Ac\u0489me") == "acme"
+
+
+@pytest.mark.parametrize("raw", ["AB \u0662", "AB \u06f2", "AB \u0968", "AB \uff12",
+                                 "AB 2"])
+def test_a_digit_of_any_script_reads_as_its_ascii_digit(raw: str) -> None:
+    assert normalize_name(raw) == "ab 2"

@@ -1,0 +1,116 @@
+"""Session 26 rival review, through the HTTP API on the embedded backend: a partner who
+wants a customer another partner holds (or wants to keep two customers apart, or make two
+one) spells the same facts differently. Each test here failed before its fix."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from dealreg.app import create_app
+from shared.settings import Settings
+from tests.e2e.conftest import ADMIN, _serve
+
+WAIT = {"Prefer": "wait=15"}
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    async with AsyncExitStack() as stack:
+        settings = Settings(backend="embedded", data_dir=tmp_path, admin_token=ADMIN)
+        yield await _serve(stack, create_app(settings))
+
+
+async def submit(client: httpx.AsyncClient, partner: str, products: list[str] | None = None,
+                 **account: Any) -> dict[str, Any]:
+    response = await client.post("/v1/registrations", headers=WAIT, json={
+        "partner_id": partner, "account": {"country": "US", **account},
+        "opportunity": {"title": "Rollout", "products": products or ["analytics"]},
+        "motion": "resell"})
+    assert response.status_code == 201, response.text
+    decided: dict[str, Any] = response.json()
+    return decided
+
+
+def weighed(decided: dict[str, Any]) -> list[str | None]:
+    return [c["registration_id"] for c in decided["decision"]["conflicts"]]
+
+
+async def test_a_product_in_another_case_width_or_spacing_is_the_same_product(
+    client: httpx.AsyncClient,
+) -> None:
+    """Scope `account_product` compares product sets. "Analytics", "ANALYTICS",
+    full-width "analytics" (U+FF41...) and "Data  Lake" were other products than "analytics" and
+    "data lake": a rival was approved beside the holder on the same customer and product,
+    two exclusive protections at once (the registration search already read them case
+    blind and listed both as the same product)."""
+    holder = await submit(client, "p-1", ["analytics", "data lake"], name="Initech",
+                          domain="initech-rival.com")
+    assert holder["status"] == "approved", holder
+    wide = "".join(chr(ord(c) + 0xFEE0) for c in "analytics")  # full-width letters
+    for n, products in enumerate((["Analytics"], ["ANALYTICS"], [wide], ["Data  Lake"],
+                                  ["DATA\u00a0LAKE"])):
+        rival = await submit(client, f"p-r{n}", products, name="Initech",
+                             domain="initech-rival.com")
+        assert rival["status"] != "approved", (products, rival["decision"])
+        assert holder["id"] in weighed(rival), (products, rival["decision"])
+    # The ownership look-up reads a product the same way.
+    owners = (await client.get("/v1/ownership", params={
+        "domain": "initech-rival.com", "product": "Analytics"})).json()["owners"]
+    assert holder["id"] in [o["registration_id"] for o in owners], owners
+
+
+async def test_a_trademark_sign_or_a_look_alike_letter_does_not_make_another_customer(
+    client: httpx.AsyncClient,
+) -> None:
+    """A name-only holder of "Acme Corp" (US). "Acme Corp™" normalised to "acme corptm"
+    (NFKD spells the sign TM, glued to the legal form, which then stayed), and a Cyrillic
+    A or o (U+0410, U+043E) in "Acme Corp" / "Acme Corp" made a name that scored
+    0.75 / 0.62 against "acme": each rival was approved as a new customer beside the
+    holder."""
+    holder = await submit(client, "p-1", name="Acme Corp")
+    assert holder["status"] == "approved", holder
+    for n, name in enumerate(("Acme Corp\u2122", "ACME\u2122 Corp.", "Acme Corp\u2120",
+                              "\u0410cme Corp", "Acme C\u043erp", "\u0391CME Inc",
+                              "\u0410\u0421\u041c\u0415 Corp")):
+        rival = await submit(client, f"p-r{n}", name=name)
+        assert rival["account_key"] == holder["account_key"], (name, rival["account_key"])
+        assert rival["status"] != "approved", (name, rival["decision"])
+        assert holder["id"] in weighed(rival), (name, rival["decision"])
+
+
+async def test_businesses_on_a_site_host_s_tenant_subdomains_stay_different_customers(
+    client: httpx.AsyncClient,
+) -> None:
+    """A site host or SaaS whose tenants each get a subdomain that the public suffix list
+    does not know (acme.odoo.com, acme.blogspot.de, acme.jimdofree.com, acme.hs-sites.com,
+    acme.ghost.io, ...) filed every tenant under the host's `dom:` key: the first partner
+    to register any one of them blocked every other business there (the second tied
+    against a stranger), and a rival could make two customers one."""
+    hosts = ("odoo.com", "blogspot.de", "blogspot.co.uk", "jimdofree.com", "jimdo.com",
+             "hs-sites.com", "ghost.io", "strikingly.com", "typepad.com", "tilda.ws",
+             "webnode.page", "e-monsite.com", "over-blog.com", "mailchimpsites.com",
+             "home.blog", "canalblog.com", "tistory.com", "neocities.org")
+    from faker import Faker
+
+    fake = Faker("en_US")
+    fake.seed_instance(26)
+    names: list[str] = []
+    while len(names) < 2 * len(hosts):  # two distinct companies per host, none alike
+        name = fake.company()
+        if all(name.split()[0] != other.split()[0] for other in names):
+            names.append(name)
+    for n, host in enumerate(hosts):
+        first = await submit(client, f"p-{n}a", name=names[2 * n],
+                             domain=f"https://bakery{n}.{host}/")
+        second = await submit(client, f"p-{n}b", name=names[2 * n + 1],
+                              domain=f"https://plumbing{n}.{host}")
+        assert first["account_key"] != second["account_key"], (host, first["account_key"])
+        assert not first["account_key"].startswith("dom:"), (host, first["account_key"])
+        assert (first["status"], second["status"]) == ("approved", "approved"), (
+            host, first["decision"]["rule"], second["decision"]["rule"])
