@@ -11,9 +11,13 @@ per request:
   and claim the projections committed (the co-located worker's hand-over, or PostgreSQL's
   `NOTIFY` through `DecisionListener`), and the ids this process holds are read back in
   one batched status read (none when the co-located worker handed the decided row over,
-  or the `NOTIFY` named its status: the rule needs only that); the lease check before a
-  re-report and the delete after it are one statement each, in autocommit on
-  PostgreSQL (no BEGIN / COMMIT round trips);
+  or the `NOTIFY` named its status: the rule needs only that);
+- its writes between sweeps (the rows before the appends, the lease check before a
+  re-report, the delete after it) are one group writer's (`_write`): one write turn
+  carries whatever arrived until it got the turn (on SQLite the process's one write
+  turn, which the projection worker holds while it folds a batch, and one hop to the
+  driver's thread; on PostgreSQL one statement each, in autocommit: no BEGIN / COMMIT
+  round trips);
 - one sweep per process every `re_report_recheck_seconds` (10 s) re-reads every pending
   id in one query (a notification lost while the listener reconnected, a re-report whose
   append failed), renews this process's leases and takes over rows whose lease ran out;
@@ -59,7 +63,7 @@ from shared.ids import new_id
 from shared.logging import get_logger
 from shared.readmodel.queries import one_of
 from shared.readmodel.schema import claims, registrations
-from shared.readmodel.store import reader
+from shared.readmodel.store import reader, write_whole
 from shared.readmodel.waiter import DECIDED, DecisionWaiter
 
 log = get_logger(__name__)
@@ -96,6 +100,32 @@ class Pending:
 Rule = Callable[[Pending, dict[str, Any]], Awaitable[None]]
 
 
+@dataclass
+class _Group:
+    """One turn of the group writer (`ReReporter._write`)."""
+
+    batch: list[tuple[Pending, asyncio.Future[bool]]]
+    rows: list[dict[str, Any]]
+    holds: list[tuple[list[str], asyncio.Future[set[str] | None]]]
+    deleting: list[str]
+    written: bool = False
+    held: set[str] | None = field(default_factory=set)
+    """The ids of `holds` this process still holds (None: not checked)."""
+
+    def held_ids(self) -> list[str]:
+        return sorted({i for ids, _ in self.holds for i in ids})
+
+    def answer(self, unlinking: set[str]) -> None:
+        unlinking.difference_update(self.deleting)
+        for _, done in self.batch:
+            if not done.done():
+                done.set_result(self.written)
+        for ids, answer in self.holds:
+            if not answer.done():
+                answer.set_result(None if self.held is None or not self.written
+                                  else self.held.intersection(ids))
+
+
 class ReReporter:
     """One per registration process: the pending re-reports it holds, woken by the
     decisions. `rule` re-reports one decided registration or claim (raises when it could
@@ -118,10 +148,15 @@ class ReReporter:
         self._autocommit = (engine.execution_options(isolation_level="AUTOCOMMIT")
                             if engine.dialect.name == "postgresql" else None)
         self._queue: list[tuple[Pending, asyncio.Future[bool]]] = []
+        self._holds: list[tuple[list[str], asyncio.Future[set[str] | None]]] = []
+        self._deleting: set[str] = set()
+        self._unlinking: set[str] = set()
+        """Ids re-reported whose delete is queued or under way (`sweep` skips them)."""
         self._writer: asyncio.Task[None] | None = None
         self._binds: list[tuple[str, Any]] | None = None
         self.writes = 0
-        """Statements that recorded pending re-reports (one per group of commands)."""
+        """Write turns of the group writer (`_write`): each records the rows of the
+        commands that arrived meanwhile, and holds and deletes the decided ones."""
         self.reads = 0
         """Status reads done (batched reads count once)."""
         self.re_reported = 0
@@ -143,54 +178,130 @@ class ReReporter:
         rows are written together (`_write`: one statement, like a group commit)."""
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._queue.append((pending, done))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.get_running_loop().create_task(self._write())
+        self._start_writer()
         if not await asyncio.shield(done):
             pending = replace(pending, durable=False)
         self.pending[pending.entity_id] = pending
         PENDING.set(len(self.pending))
 
+    def _start_writer(self) -> None:
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write())
+
     async def _write(self) -> None:
-        while self._queue:
-            batch, self._queue = self._queue, []
-            rows = self._rows([p for p, _ in batch])
-            written = False
+        """The group writer: every write of the re-reporter's own bookkeeping between
+        sweeps, one write turn (one transaction on SQLite) at a time, each carrying what
+        arrived until it *got* the turn: the rows of the commands about to append, the
+        lease check of the decided ones about to be re-reported (`_hold`), and the
+        delete of those re-reported (`_delete`). On SQLite every write transaction waits
+        for the process's one write turn, which the projection worker holds while it
+        folds a batch: the rows, the hold and the delete were three turns, each queued
+        behind it, and the rows of commands that arrived while the writer waited for its
+        turn waited for the next one (session 26)."""
+        while self._queue or self._holds or self._deleting:
             self.writes += 1
+            group: _Group | None = None
             try:
                 if self._autocommit is not None:
-                    # PostgreSQL: one fixed statement whatever the group's size, sent by
-                    # the driver (0.22 ms CPU a row against 0.56 built by SQLAlchemy),
-                    # atomic on its own: no BEGIN / COMMIT round trips around it.
+                    # PostgreSQL: each statement atomic on its own (no BEGIN / COMMIT
+                    # round trips); the rows in one fixed statement whatever the group's
+                    # size, sent by the driver (0.22 ms CPU a row against 0.56 built by
+                    # SQLAlchemy).
                     async with self._autocommit.connect() as conn:
-                        await driver_fetch(conn, _UPSERT, *(
-                            [_pg_json(r[c]) if c in ("identity", "reported") else r[c]
-                             for r in rows] for c in _COLUMNS))
+                        group = self._take()
+                        await self._delete_rows(conn, group.deleting)
+                        if group.rows:
+                            await driver_fetch(conn, _UPSERT, *(
+                                [_pg_json(r[c]) if c in ("identity", "reported") else r[c]
+                                 for r in group.rows] for c in _COLUMNS))
+                        await self._hold_rows(conn, group)
                 else:
                     # SQLite: the same upsert sent by the driver itself, its values bound
-                    # by the columns' own type processors (the rows SQLAlchemy wrote),
-                    # inside the write transaction `begin` opened (BEGIN IMMEDIATE, one
-                    # COMMIT: as durable as before). SQLAlchemy built and compiled the
-                    # statement for every group, the larger part of the row's CPU.
-                    async with self.engine.begin() as conn:
-                        driver = (await conn.get_raw_connection()).driver_connection
-                        assert driver is not None
-                        bind = self._sqlite_binds(conn)
-                        await driver.executemany(_SQLITE_UPSERT, [
-                            [b(r[c]) if b is not None else r[c] for c, b in bind]
-                            for r in rows])
-                written = True
-            except Exception as exc:  # never leaves a command waiting (kept in memory)
-                log.warning("re_report_not_recorded", entity_ids=[r["id"] for r in rows],
-                            error=type(exc).__name__)
-            finally:
-                for _, done in batch:
-                    if not done.done():
-                        done.set_result(written)
+                    # by the columns' own type processors (the rows SQLAlchemy wrote);
+                    # the delete and the lease check too, one fixed text each whatever
+                    # the number of ids (a JSON array). The whole transaction (BEGIN
+                    # IMMEDIATE .. COMMIT: as durable as before) is one hop to the
+                    # driver's thread: the turn it holds is held that much shorter.
+                    def prepare() -> Callable[[sqlite3.Connection], set[str] | None]:
+                        nonlocal group
+                        group = self._take()
+                        return self._sqlite_work(group)
 
-    def _sqlite_binds(self, conn: AsyncConnection) -> list[tuple[str, Any]]:
+                    held = await write_whole(self.engine, prepare)
+                    assert group is not None
+                    if group.holds:
+                        group.held = held
+                group.written = True
+            except Exception as exc:  # never leaves a command waiting (kept in memory)
+                group = group or self._take()  # failed before its turn (SQLite locked)
+                group.held = None
+                if group.rows:
+                    log.warning("re_report_not_recorded",
+                                entity_ids=[r["id"] for r in group.rows],
+                                error=type(exc).__name__)
+                if group.holds:
+                    log.warning("re_report_hold_failed", error=type(exc).__name__)
+                if group.deleting:
+                    # Left behind: taken over once its lease runs out and re-reported
+                    # again, which only refreshes the copy.
+                    log.warning("re_report_delete_failed", error=type(exc).__name__)
+            finally:
+                if group is not None:
+                    group.answer(self._unlinking)
+
+    def _sqlite_work(self, group: _Group) -> Callable[[sqlite3.Connection], set[str] | None]:
+        """The group's statements, run on the driver's thread inside the transaction.
+        The delete first: a retried command's row recorded in the same turn stays."""
+        bind = self._sqlite_binds()
+        lease = dict(bind)["lease_until"]
+        until = self.clock() + self.lease
+        upserts = [[b(r[c]) if b is not None else r[c] for c, b in bind]
+                   for r in group.rows]
+        ids = group.held_ids()
+        hold = (lease(until) if lease else until, self.owner, json.dumps(ids))
+        deleting = (self.owner, json.dumps(group.deleting))
+
+        def work(raw: sqlite3.Connection) -> set[str] | None:
+            if group.deleting:
+                raw.execute(_SQLITE_DELETE, deleting)
+            if upserts:
+                raw.executemany(_SQLITE_UPSERT, upserts)
+            if ids:
+                return {r[0] for r in raw.execute(_SQLITE_HOLD, hold).fetchall()}
+            return None
+
+        return work
+
+    def _take(self) -> _Group:
+        """What arrived for the writer so far, taken for this turn."""
+        batch, self._queue = self._queue, []
+        holds, self._holds = self._holds, []
+        deleting, self._deleting = sorted(self._deleting), set()
+        return _Group(batch, self._rows([p for p, _ in batch]), holds, deleting)
+
+    async def _delete_rows(self, conn: AsyncConnection, ids: list[str]) -> None:
+        """PostgreSQL: the group's delete."""
+        if ids:
+            await conn.execute(delete(re_reports).where(
+                one_of(conn.dialect.name, re_reports.c.id, ids),
+                re_reports.c.owner == self.owner))
+
+    async def _hold_rows(self, conn: AsyncConnection, group: _Group) -> None:
+        """PostgreSQL: the group's lease check."""
+        ids = group.held_ids()
+        if ids:
+            result = await conn.execute(
+                update(re_reports)
+                .where(one_of(conn.dialect.name, re_reports.c.id, ids),
+                       re_reports.c.owner == self.owner)
+                .values(lease_until=self.clock() + self.lease)
+                .returning(re_reports.c.id))
+            group.held = {row.id for row in result}
+
+    def _sqlite_binds(self) -> list[tuple[str, Any]]:
         """(column, its bind processor or None) in `_COLUMNS` order, for this dialect."""
         if self._binds is None:
-            dialect = conn.dialect
+            dialect = self.engine.dialect
             self._binds = [(c, re_reports.c[c].type.bind_processor(dialect))
                            for c in _COLUMNS]
         return self._binds
@@ -229,9 +340,14 @@ class ReReporter:
             self._task = asyncio.get_running_loop().create_task(self._work())
 
     async def settled(self) -> None:
-        """Until every re-report woken so far has run (tests/support/pipeline.py)."""
-        while self._task is not None and not self._task.done():
-            await asyncio.shield(self._task)
+        """Until every re-report woken so far has run and its row is deleted
+        (tests/support/pipeline.py)."""
+        while (self._task is not None and not self._task.done()) or (
+                self._writer is not None and not self._writer.done()):
+            if self._task is not None and not self._task.done():
+                await asyncio.shield(self._task)
+            if self._writer is not None and not self._writer.done():
+                await asyncio.shield(self._writer)
 
     async def _work(self) -> None:
         from services.registration.handlers import COMMAND
@@ -309,44 +425,29 @@ class ReReporter:
         durable = [i for i in ids if i not in memory]
         if not durable:
             return memory
-        try:
-            async with self._atomic() as conn:
-                result = await conn.execute(
-                    update(re_reports)
-                    .where(one_of(conn.dialect.name, re_reports.c.id, durable),
-                           re_reports.c.owner == self.owner)
-                    .values(lease_until=self.clock() + self.lease)
-                    .returning(re_reports.c.id))
-                held = {row.id for row in result}
-        except UNAVAILABLE as exc:
-            log.warning("re_report_hold_failed", error=type(exc).__name__)
-            return memory  # the next sweep tries them again
+        answer: asyncio.Future[set[str] | None] = \
+            asyncio.get_running_loop().create_future()
+        self._holds.append((durable, answer))
+        self._start_writer()
+        held = await asyncio.shield(answer)
+        if held is None:  # could not be checked now: the next sweep tries them again
+            return memory
         for lost in set(durable) - held:
             self.pending.pop(lost, None)
         PENDING.set(len(self.pending))
         return memory | held
 
     async def _delete(self, ids: list[str]) -> None:
+        """Forget `ids` (re-reported, or orphans): their rows are deleted by the group
+        writer's next turn, with whatever else it writes then (not awaited: a row left
+        behind by a crash meanwhile is re-reported once more, which only refreshes the
+        copy, as a failed delete always was)."""
         for i in ids:
             self.pending.pop(i, None)
         PENDING.set(len(self.pending))
-        try:
-            async with self._atomic() as conn:
-                await conn.execute(delete(re_reports).where(
-                    one_of(conn.dialect.name, re_reports.c.id, ids),
-                    re_reports.c.owner == self.owner))
-        except UNAVAILABLE as exc:
-            # Left behind: taken over once its lease runs out and re-reported again,
-            # which only refreshes the copy.
-            log.warning("re_report_delete_failed", error=type(exc).__name__)
-
-    def _atomic(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
-        """A connection for one statement that is atomic alone: in autocommit on
-        PostgreSQL (one round trip, where a transaction around it was three), a committed
-        transaction elsewhere."""
-        if self._autocommit is not None:
-            return self._autocommit.connect()
-        return self.engine.begin()
+        self._deleting.update(ids)
+        self._unlinking.update(ids)
+        self._start_writer()
 
     async def _statuses(self, ids: list[str]) -> dict[str, dict[str, Any]] | None:
         """{id: {"status": ...}} of the registrations and claims among `ids` the read
@@ -400,7 +501,7 @@ class ReReporter:
             rows = []
         taken = 0
         for row in rows:
-            if row.id not in self.pending:
+            if row.id not in self.pending and row.id not in self._unlinking:
                 taken += 1
                 pending = self.pending[row.id] = Pending(
                     row.id, row.account_key, AccountIdentity(**row.identity),
@@ -434,6 +535,8 @@ class ReReporter:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        if self._writer is not None:  # the rows and deletes already queued
+            await asyncio.gather(asyncio.shield(self._writer), return_exceptions=True)
         try:
             async with self.engine.begin() as conn:
                 await conn.execute(update(re_reports).where(re_reports.c.owner == self.owner)
@@ -455,6 +558,11 @@ _SQLITE_UPSERT = (
     f"({', '.join('?' for _ in _COLUMNS)}) ON CONFLICT (id) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:]))
 """The same on SQLite, one row per parameter set (`executemany`)."""
+_SQLITE_HOLD = ("UPDATE re_reports SET lease_until = ? WHERE owner = ? AND id IN "
+                "(SELECT value FROM json_each(?)) RETURNING id")
+"""Renew this process's leases of the ids (a JSON array): those it still holds."""
+_SQLITE_DELETE = ("DELETE FROM re_reports WHERE owner = ? AND id IN "
+                  "(SELECT value FROM json_each(?))")
 
 
 def _pg_json(value: Any) -> str:

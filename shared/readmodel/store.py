@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 import contextvars
 import re
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, Engine
@@ -19,6 +20,7 @@ if TYPE_CHECKING:  # Alembic is imported when migrating: a rebuild's worker proc
     from alembic.config import Config  # never migrate and start faster without it
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+T = TypeVar("T")
 
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -119,6 +121,35 @@ class _SQLiteEngine(AsyncEngine):
     def execution_options(self, **opt: Any) -> AsyncEngine:
         return _SQLiteEngine(self.sync_engine.execution_options(**opt), self._writers)
 
+    async def write_whole(self, prepare: Callable[[], Callable[[sqlite3.Connection], T]]
+                          ) -> T:
+        """One write transaction run whole on the driver's thread: under the process's
+        write turn, `prepare()` (on the event loop, once the turn is held) gives the
+        work, which runs between `BEGIN IMMEDIATE` and `COMMIT` (`ROLLBACK` if it raised)
+        in **one** hop to aiosqlite's thread. Through `begin()` each statement, the BEGIN
+        and the COMMIT are a hop each, and a hop lasts an event-loop cycle and two GIL
+        hand-overs (up to the 5 ms switch interval each while the loop is busy): the
+        turn, which every writer of the process waits for, was held that long per
+        statement. A lock held past the busy timeout raises `sqlite3.OperationalError`
+        at BEGIN; nothing is then written."""
+        async with self._writers.turn(), self.connect() as conn:
+            driver: Any = (await conn.get_raw_connection()).driver_connection
+            work = prepare()
+
+            def whole() -> T:
+                raw: sqlite3.Connection = driver._conn  # on its own thread
+                raw.execute("BEGIN IMMEDIATE")
+                try:
+                    out = work(raw)
+                except BaseException:
+                    raw.execute("ROLLBACK")
+                    raise
+                raw.execute("COMMIT")
+                return out
+
+            result: T = await driver._execute(whole)
+            return result
+
 
 class _Turns:
     """A FIFO lock for one process's SQLite write transactions, re-entrant for the task
@@ -195,6 +226,13 @@ def _begin_immediate(dbapi_conn: Any) -> None:
         cursor.execute("BEGIN IMMEDIATE")
     finally:
         cursor.close()
+
+
+async def write_whole(engine: AsyncEngine,
+                      prepare: Callable[[], Callable[[sqlite3.Connection], T]]) -> T:
+    """SQLite: `_SQLiteEngine.write_whole` (one write transaction in one driver hop)."""
+    assert isinstance(engine, _SQLiteEngine), "a SQLite read model's engine"
+    return await engine.write_whole(prepare)
 
 
 def reader(engine: AsyncEngine) -> AsyncEngine:

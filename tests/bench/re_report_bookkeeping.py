@@ -1,24 +1,38 @@
-"""CPU of the durable re-reporter's own bookkeeping on PostgreSQL (`ReReporter` alone).
+"""CPU of the durable re-reporter's own bookkeeping (`ReReporter` alone).
 
     set -a; . .services/env; set +a   # or any DEALREG_TEST_DATABASE_URL
-    PYTHONPATH=$PWD python3 tests/bench/re_report_bookkeeping.py
+    PYTHONPATH=$PWD python3 tests/bench/re_report_bookkeeping.py            # PostgreSQL
+    PYTHONPATH=$PWD python3 tests/bench/re_report_bookkeeping.py sqlite     # embedded
 
 Prints `time.process_time` per command for recording pending rows one at a time (what a
 command pays before its append), how many statements 100 concurrent records took, and
 per decision for 400 decided registrations notified in batches of 20 (status read, lease
 check, delete; the rule itself is a no-op here). A second round shows the warm figures.
-Then (session 26) decisions one at a time through the real path: the projections' row
+PostgreSQL, then (session 26): decisions one at a time through the real path: the projections' row
 upsert and `NOTIFY` (`notify_registrations`), the `LISTEN` connection
 (`DecisionListener`), the re-reporter's lease check and delete; CPU of this one process
 (both sides) per decision, and the statements the re-reporter's engine sent.
+
+`sqlite` also runs the co-located steady state of `dealreg dev` (session 26): every tick
+10 commands record their rows concurrently while a stand-in projection worker holds the
+process's SQLite write turn (`HOLD_MS`, sleeping: no CPU) to commit 10 earlier
+registrations approved and hand their rows over, as the real one does; printed: CPU per
+command of the whole bookkeeping (records, lease checks, deletes), the re-reporter's
+write turns per command (each queues behind the projection batch) and how long it held
+the turn. A third round keeps the event loop busy (three tasks burning 1 ms a cycle, as
+request handlers do under load): a turn then lasts an event-loop cycle per driver hop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import sys
+import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,16 +53,94 @@ def _pending(entity_id: str) -> Pending:
                    "api", datetime.now(UTC))
 
 
-async def main() -> None:
-    if "DEALREG_TEST_DATABASE_URL" not in os.environ:
-        from tests.support.servers import start_postgres
+TICKS, PER_TICK, HOLD_MS = 100, 10, 5.0
 
-        server = start_postgres()
-        os.environ["DEALREG_TEST_DATABASE_URL"] = server.url
-    url = await create_database(os.environ["DEALREG_TEST_DATABASE_URL"],
-                                f"rrbook_{uuid.uuid4().hex[:8]}")
+
+async def steady(engine: Any) -> None:
+    """The co-located steady state (module docstring), two rounds."""
+
+    async def rule(_pending: Pending, _row: dict[str, Any]) -> None:
+        return None
+
+    waiter = DecisionWaiter(engine, in_process=True)
+    reporter = ReReporter(engine, waiter, rule, clock=lambda: datetime.now(UTC),
+                          lease_seconds=60, orphan_seconds=3600)
+    turns = engine._writers  # every write transaction of the process takes one
+    take = turns.turn
+    standin: set[asyncio.Task[Any] | None] = set()  # the projections' own tasks
+    taken, held = [0], [0.0]
+
+    @contextlib.asynccontextmanager
+    async def counted() -> AsyncIterator[None]:
+        async with take():
+            at = time.perf_counter()
+            try:
+                yield
+            finally:
+                if asyncio.current_task() not in standin:  # the re-reporter's
+                    taken[0] += 1
+                    held[0] += time.perf_counter() - at
+
+    turns.turn = counted
+    stop = asyncio.Event()
+
+    async def burn() -> None:
+        """A request handler's share of the event loop: 1 ms of CPU a cycle."""
+        while not stop.is_set():
+            until = time.perf_counter() + 0.001
+            while time.perf_counter() < until:
+                pass
+            await asyncio.sleep(0)
+
+    for round_, busy in enumerate((False, False, True)):
+        burners = [asyncio.create_task(burn()) for _ in range(3 if busy else 0)]
+        ids = [f"st_{round_}_{n}" for n in range(TICKS * PER_TICK)]
+        turns0, held0, started = taken[0], held[0], time.process_time()
+        for tick in range(TICKS + 1):
+            filed = ids[tick * PER_TICK:(tick + 1) * PER_TICK]
+            decided = ids[(tick - 1) * PER_TICK:tick * PER_TICK] if tick else []
+
+            async def projections(decided: list[str] = decided) -> None:
+                standin.add(asyncio.current_task())
+                rows = {i: row(i, "approved") for i in decided}
+                async with engine.begin():
+                    await asyncio.sleep(HOLD_MS / 1000)  # the fold, committed
+                if rows:
+                    waiter.notify(list(rows), rows)
+
+            await asyncio.gather(projections(),
+                                 *(reporter.record(_pending(i)) for i in filed))
+        await reporter.settled()
+        cpu = time.process_time() - started
+        stop.set()
+        await asyncio.gather(*burners)
+        stop.clear()
+        n = len(ids)
+        print(f"steady round {round_}{' (busy loop: 3 tasks of 1 ms)' if busy else ''}: "
+              f"{n} commands recorded and decided, {PER_TICK} a tick: "
+              + (f"{cpu * 1000 / n:.3f} ms CPU each, " if not busy else "")
+              + f"{(taken[0] - turns0) / n:.2f} re-reporter write turns each, held "
+              f"{(held[0] - held0) * 1000 / n:.3f} ms each, "
+              f"{len(reporter.pending)} left pending")
+    await reporter.stop()
+
+
+async def main() -> None:
+    if sys.argv[1:] == ["sqlite"]:
+        folder = tempfile.mkdtemp()
+        url = f"sqlite+aiosqlite:///{folder}/rm.sqlite3"
+    else:
+        if "DEALREG_TEST_DATABASE_URL" not in os.environ:
+            from tests.support.servers import start_postgres
+
+            server = start_postgres()
+            os.environ["DEALREG_TEST_DATABASE_URL"] = server.url
+        url = await create_database(os.environ["DEALREG_TEST_DATABASE_URL"],
+                                    f"rrbook_{uuid.uuid4().hex[:8]}")
     engine = create_engine(url)
     await migrate(engine)
+    if engine.dialect.name == "sqlite":
+        await steady(engine)
 
     async def rule(_pending: Pending, _row: dict[str, Any]) -> None:
         return None
@@ -77,7 +169,8 @@ async def main() -> None:
             await reporter.settled()
         print(f"round {round_}: decided, batches of 20: "
               f"{(time.process_time() - started) * 1000 / len(ids):.3f} ms CPU each")
-    await _one_at_a_time(url, engine, waiter, reporter)
+    if engine.dialect.name == "postgresql":  # through NOTIFY / LISTEN
+        await _one_at_a_time(url, engine, waiter, reporter)
     await reporter.stop()
     await engine.dispose()
 

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from sqlalchemy import func, select
@@ -199,6 +199,51 @@ async def test_concurrent_commands_record_their_rows_together(engine: AsyncEngin
     assert reporter.writes <= 2 and await _left(engine) == 20
     assert all(p.durable for p in reporter.pending.values())
 
+
+
+async def test_what_arrives_while_the_writer_waits_for_its_turn_rides_in_that_turn(
+        engine: AsyncEngine) -> None:
+    """On SQLite every write transaction of the process waits for its one write turn,
+    which the projection worker holds while it folds a batch. Rows of commands that
+    arrived while the writer waited, and the lease check of a registration decided
+    meanwhile, go in the turn the writer gets (they took three more turns, each queued
+    behind the projections: the later commands' rows, the check, the delete); the delete
+    after the re-report is one more."""
+    clock, rule = Clock(), Rule()
+    waiter = DecisionWaiter(engine, in_process=True)
+    reporter = _reporter(engine, waiter, clock, rule)
+    await reporter.record(_pending("reg_0", clock))
+    turns: Any = cast(Any, engine)._writers
+    take, taken = turns.turn, []
+
+    def counted() -> Any:
+        taken.append(1)
+        return take()
+
+    turns.turn = counted
+    folded, release = asyncio.Event(), asyncio.Event()
+
+    async def projections() -> None:  # the projection worker folding a batch
+        async with engine.begin():
+            folded.set()
+            await release.wait()
+
+    fold = asyncio.create_task(projections())
+    await folded.wait()
+    first = asyncio.create_task(reporter.record(_pending("reg_1", clock)))
+    await asyncio.sleep(0.05)  # the writer waits for the turn
+    later = [asyncio.create_task(reporter.record(_pending(f"reg_{n}", clock)))
+             for n in (2, 3)]
+    waiter.notify(["reg_0"], {"reg_0": row("reg_0", "approved")})  # decided
+    await asyncio.sleep(0.05)
+    assert not first.done() and rule.ran == []
+    release.set()
+    await asyncio.gather(fold, first, *later)
+    await reporter.settled()
+    assert rule.ran == [("reg_0", "approved")]
+    assert len(taken) - 1 == 2  # the rows and the check in one turn, then the delete
+    assert all(p.durable for p in reporter.pending.values())
+    assert set(reporter.pending) == {"reg_1", "reg_2", "reg_3"} and await _left(engine) == 3
 
 
 @pytest.fixture
