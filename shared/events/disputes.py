@@ -133,6 +133,13 @@ class CopiesInReview(DomainEvent):
     """Of `registration_ids`, those `contested_by` contested losing to: their own partition
     remembers the appeal, so a contest there against the same registration is a second
     one (DESIGN.md, "Contests end"). Empty in events written before (session 25)."""
+    appealed_here: tuple[str, ...] = ()
+    """The review partition's own registrations (not copies) `contested_by` contested
+    losing to: the partition of `account_key` remembers the appeal beside the copies of
+    them it holds, so a contest there against such a copy is a second one (DESIGN.md,
+    "Contests end"); sent also, with `registration_ids` empty, to a review key elsewhere
+    that holds a copy of one of them (`state.watchers`). Empty in events written before
+    (session 26)."""
 
 
 class EndedAtHome(BaseModel):

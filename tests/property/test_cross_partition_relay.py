@@ -842,3 +842,28 @@ def test_a_release_lets_its_line_step_up_once_the_split_elsewhere_was_rejected_t
     _replay_elsewhere(steps)
 
 
+def test_a_contest_is_one_appeal_against_a_rival_met_again_as_its_copy_elsewhere() -> None:
+    """Session 26 (ElsewhereRecentRules at 300 examples, reduced; failed before): the
+    converse of `test_a_contest_is_one_appeal_against_a_rival_it_met_as_a_copy_elsewhere`.
+    Davis raced: p-04 by domain (A) and p-01 by CRM id (B) both approved. p-02 registers
+    by the CRM id on B, loses by tier to p-01 (and the copy of p-04), contests, and a
+    person awards p-01. p-02 registers again; the edge now files it under A's key, where
+    it loses to the copy of p-01 and contests again: a second level-1 dispute against
+    the same rival registration in the same grant (invariant 9). B remembers the appeal
+    (`state.appealed`), but A, holding only a copy of p-01, never hears of it: only a
+    copy drawn into the contest's review was told home (`CopiesInReview.appealed`). B's
+    review drew in the copy of p-04, so its notice to A now also names p-01
+    (`CopiesInReview.appealed_here`), and A remembers the appeal beside its copy."""
+
+    def steps(m: Any) -> None:
+        m.race(machine.RACES[2], "p-04", 2, {"crm", "analytics"})
+        m.race(machine.RACES[2], "p-01", 1, {"crm"})
+        m.appeal_again(0, True)
+
+    m = ElsewhereRecentRules()
+    try:
+        m.partners()
+        steps(m)
+        m.invariants_hold()
+    finally:
+        m.teardown()

@@ -214,7 +214,10 @@ def _tell_homes(state: AdjudicationState, out: Out, target: Dispute, before: set
     to them (`state.appealed`): else the partner registered the customer again under a key
     of that partition, lost to the same registration there and contested again, a fresh
     level-1 dispute against the rival a person had just heard it against (invariant 9;
-    session 25 rival)."""
+    session 25 rival). The converse (session 26): this partition's own registrations it
+    lost to are named `appealed_here`, to the copies' partitions and to every review
+    elsewhere that holds a copy of one (`state.watchers`), which remember the appeal
+    beside their copies (relay.watch)."""
     review_key = next((e.account_key for m in target.member_ids
                        for e in (state.entries.get(m),) if e is not None and not e.mirror),
                       None)
@@ -225,14 +228,30 @@ def _tell_homes(state: AdjudicationState, out: Out, target: Dispute, before: set
         entry = state.entries.get(member)
         if entry is not None and entry.mirror and entry.active and member not in before:
             by_key.setdefault(entry.account_key, []).append(member)
+    # The appellant's own partition's rivals travel too (`appealed_here`): the copies'
+    # partition may hold copies of them, and the partner may register there again.
+    here = tuple(i for i in appellant.beaten_by
+                 for e in (state.entries.get(i),) if e is not None and not e.mirror
+                 ) if appellant else ()
     for key, ids in by_key.items():
         appealed = tuple(i for i in ids if i in appellant.beaten_by) if appellant else ()
         out.append(CopiesInReview(account_key=key, dispute_id=target.id,
                                   review_key=review_key, registration_ids=tuple(ids),
                                   drawn_at=from_us(at),
                                   contested_by=appellant.party_id
-                                  if appellant is not None and appealed else None,
-                                  appealed=appealed))
+                                  if appellant is not None and (appealed or here) else None,
+                                  appealed=appealed, appealed_here=here))
+    if appellant is None or not here:
+        return
+    # Reviews elsewhere that hold a copy of such a rival (`state.watchers`) but drew none
+    # into this contest: told the appeal alone (no copies named), as they may file the
+    # partner's next registration beside that copy.
+    for key in dict.fromkeys(k for i in here for k in state.watchers.get(i, ())):
+        if key not in by_key:
+            out.append(CopiesInReview(account_key=key, dispute_id=target.id,
+                                      review_key=review_key, registration_ids=(),
+                                      drawn_at=from_us(at), contested_by=appellant.party_id,
+                                      appealed_here=here))
 
 
 def _reason(value: str) -> OpenReason:
@@ -493,9 +512,7 @@ def _file(state: AdjudicationState, out: Out, event: DisputeFiled, policy: Polic
         # One appeal per rival protection: remembered beside the rival for its grant, not
         # only while this registration is (its own policy may forget it sooner).
         if rid in state.entries:
-            parties = state.appealed.setdefault(rid, [])
-            if entry.party_id not in parties:
-                parties.append(entry.party_id)
+            release.remember_appeal(state, rid, entry.party_id)
     hold_for_review(state, entry, at)
     evidence = tuple(outcomes.fellow_evidence(state, r, entry.account_key, entry) for r in rivals)
     # The rivals it lost to are drawn in: the person deciding must weigh them together.

@@ -76,6 +76,9 @@ def end(
     if was_active:
         remove_member(state, out, entry, at)
     if entry.mirror:
+        # Appeals against the copy end with it, as its original's with its grant at home
+        # (`release.let_go`): a later report that brings it back is a grant of its own.
+        state.appealed.pop(entry.id, None)
         return  # its own partition reports it; this copy only guarded against collisions
     if was_owner and status != "won":
         # Emitted after the ProtectionEnded below: the owner lets go, then the next steps up.

@@ -189,14 +189,20 @@ def watch(state: AdjudicationState, out: Out, event: CopiesInReview, policy: Pol
                 keys.append(event.review_key)
             if event.contested_by is not None and registration_id in event.appealed:
                 # A partner contested losing to its copy there: one appeal, here too.
-                parties = state.appealed.setdefault(registration_id, [])
-                if event.contested_by not in parties:
-                    parties.append(event.contested_by)
+                release.remember_appeal(state, registration_id, event.contested_by)
             continue
         home = entry.account_key if entry is not None else event.account_key
         ended.setdefault(home, []).append(EndedAtHome(
             registration_id=registration_id,
             status=entry.status if entry is not None else "unknown"))
+    if event.contested_by is not None:
+        for registration_id in event.appealed_here:
+            # The partner contested losing to that partition's own registration: one
+            # appeal against the copy of it held here too, while the copy lasts (the
+            # converse of `appealed`; session 26).
+            copy = state.entries.get(registration_id)
+            if copy is not None and copy.mirror and copy.active:
+                release.remember_appeal(state, registration_id, event.contested_by)
     for home, words in ended.items():
         out.append(HomeEndRelayed(account_key=event.review_key, home_key=home,
                                   ended=tuple(words), ended_at=from_us(state.clock)))

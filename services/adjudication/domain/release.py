@@ -53,6 +53,16 @@ def forget(state: AdjudicationState, entry_id: str) -> None:
     state.appealed.pop(entry_id, None)
 
 
+def remember_appeal(state: AdjudicationState, rival_id: str, party_id: str) -> None:
+    """`party_id` contested losing to `rival_id` (this partition's own registration or a
+    copy of one): one appeal per rival protection, remembered beside the rival for its
+    grant (`state.appealed`, read by `disputes._appealed_before`; dropped when the rival
+    lets go or is forgotten, a copy when it ends here, `lifecycle.end`)."""
+    parties = state.appealed.setdefault(rival_id, [])
+    if party_id not in parties:
+        parties.append(party_id)
+
+
 def let_go(state: AdjudicationState, out: list[DomainEvent], owner: Entry, at: int,
            settled_by: str | None = None) -> None:
     """`owner` (an approved, exclusive entry) just stopped owning. The promotion's

@@ -176,9 +176,11 @@ class AdjudicationState:
     back (`release.let_go`); drawn in again, the pair is dropped (`relay.watch`)."""
     appealed: dict[str, list[str]] = field(default_factory=dict)
     """registration id (or copy) -> partners that contested losing to it, here or to a
-    copy of it on another partition (`CopiesInReview.appealed`): a contest here against
-    it by one of them is a second appeal (disputes._appealed_before). Kept for its grant,
-    like its line (`beaten`): dropped when it lets go or is forgotten."""
+    copy of it on another partition (`CopiesInReview.appealed`), or, for a copy held here,
+    to its original on its own partition (`CopiesInReview.appealed_here`): a contest here
+    against it by one of them is a second appeal (disputes._appealed_before). Kept for its
+    grant, like its line (`beaten`): dropped when it lets go or is forgotten, a copy's
+    when the copy ends here (release.remember_appeal)."""
     unwatched: list[str] = field(default_factory=list)
     """Watched registrations that ended since the watchers were last told."""
     suspects: dict[str, list[tuple[str, str, float]]] = field(default_factory=dict)
