@@ -505,6 +505,25 @@ class AccountIndex:
         self._identifiers.pop(account_key, None)
         return True
 
+    def names_match(self, a: str, b: str, name_threshold: float) -> bool:
+        """Whether a name filed under key `a` and one filed under key `b`, in one country,
+        score at or above `name_threshold` (a confident name match, as `match` scores it).
+        Asked by a settlement only for two members whose identifiers alone would separate
+        them (`sameness.separate_customers`): a few names each."""
+        oa, ob = self._ordinal.get(a), self._ordinal.get(b)
+        if oa is None or ob is None:
+            return False
+        for sa in sorted(_values(self._names_of[oa])):
+            for sb in sorted(_values(self._names_of[ob])):
+                if fuzz.ratio(sa, sb) / 100.0 < name_threshold - _EPSILON:
+                    continue
+                for names in self._countries.values():
+                    owner_a, owner_b = names.owners.get(sa), names.owners.get(sb)
+                    if (owner_a is not None and owner_b is not None
+                            and oa in _ordinals(owner_a) and ob in _ordinals(owner_b)):
+                        return True
+        return False
+
     def identifiers(self, account_key: str) -> Identifiers:
         """The identifiers filed under `account_key` (plus what its form says: ``dom:x``
         always carries x). O(1)."""
