@@ -33,6 +33,7 @@ from dealreg.preflight import (
     unknown_variables,
 )
 from dealreg.runtime import Component, Runtime
+from dealreg.server import Server
 from shared.logging import LogFormat, configure_logging, get_logger
 from shared.settings import Settings
 
@@ -119,36 +120,50 @@ def _serve_http(settings: Settings, components: frozenset[Component],
                                listen=f"{settings.host}:{settings.port}",
                                store=describe_store(settings))
     application = create_app(settings, components)
-    config = uvicorn.Config(application, **server_options(settings))
-    server = uvicorn.Server(config)
-    _run_server(server, sock, application.state.runtime)
+    server = Server(application, **server_options(settings))
+    received = _run_server(server, sock, application.state.runtime)
     if not server.started:
         console.print("[red]error:[/red] dealreg did not start (see the log above)")
         raise typer.Exit(3)
+    _stopped(received)
 
 
-class _Terminated(BaseException):
-    """SIGTERM, re-raised by uvicorn once it has shut down."""
+def _stopped(received: list[int]) -> None:
+    """A clean stop: one `stopped` line, then exit 130 when Ctrl-C (SIGINT) stopped it (the
+    shell's convention, as every other command's Ctrl-C), else 0 (SIGTERM: a stop asked
+    for and done)."""
+    code = 130 if signal.SIGINT in received else 0
+    get_logger("dealreg").info("stopped", signal=signal.Signals(received[0]).name
+                               if received else None, exit_code=code)
+    if code:
+        raise typer.Exit(code)
 
 
-def _run_server(server: uvicorn.Server, sock: socket.socket, runtime: Runtime) -> None:
-    """Serve until a signal; a shutdown that did not end cleanly within
-    DEALREG_SHUTDOWN_TIMEOUT_SECONDS (a wedged disk: appends not flushed) ends the process
-    with one line and exit 1 - at once, without waiting for a thread the disk never
-    answers. Otherwise a signal ends it as before (SIGINT, SIGTERM)."""
+def _run_server(server: uvicorn.Server, sock: socket.socket, runtime: Runtime | None
+                ) -> list[int]:
+    """Serve until a signal; the signals received (SIGINT, SIGTERM). A shutdown that did not
+    end cleanly within DEALREG_SHUTDOWN_TIMEOUT_SECONDS (a wedged disk: appends not
+    flushed) ends the process with one line and exit 1 - at once, without waiting for a
+    thread the disk never answers.
 
-    def terminated(signum: int, frame: object) -> None:
-        raise _Terminated
+    uvicorn takes both signals while it serves and raises them again once it stopped, to
+    the handlers it found: ours only note them (and stop a server not serving yet), so no
+    KeyboardInterrupt unwinds the event loop's end and no default action kills the process
+    before the `stopped` line and its exit code (`_stopped`). A signal while the loop
+    closes is noted, not raised."""
+    received: list[int] = []
 
-    previous = signal.signal(signal.SIGTERM, terminated)
-    ended_by_sigterm = False
+    def note(signum: int, frame: object) -> None:
+        received.append(signum)
+        server.should_exit = True
+
+    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         server.run(sockets=[sock])
-    except _Terminated:
-        ended_by_sigterm = True
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        if runtime.shutdown_problem is not None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if runtime is not None and runtime.shutdown_problem is not None:
             console.print(f"[red]error:[/red] shutdown incomplete after "
                           f"{runtime.settings.shutdown_timeout_seconds:g} s "
                           f"(DEALREG_SHUTDOWN_TIMEOUT_SECONDS): {runtime.shutdown_problem}")
@@ -157,8 +172,7 @@ def _run_server(server: uvicorn.Server, sock: socket.socket, runtime: Runtime) -
                 sys.stderr.flush()
                 os._exit(1)  # a stuck thread would hold the interpreter's exit forever
             raise typer.Exit(1)
-    if ended_by_sigterm:
-        signal.raise_signal(signal.SIGTERM)  # the default action, as without us
+    return list(dict.fromkeys(received))
 
 
 def server_options(settings: Settings) -> dict[str, Any]:
@@ -478,11 +492,12 @@ def gateway(
     except OperatorError as exc:
         _fail(exc)
     configure_logging(settings.log_level, settings.log_format or "json")
-    uvicorn.Server(uvicorn.Config(
+    server = Server(
         Gateway(commands, queries, timeout=timeout), loop="uvloop", http="httptools",
         access_log=False, log_config=None, limit_concurrency=4000,
         timeout_graceful_shutdown=10, proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_ips)).run(sockets=[sock])
+        forwarded_allow_ips=settings.forwarded_allow_ips)
+    _stopped(_run_server(server, sock, None))
 
 
 def _upstream(option: str, url: str) -> None:

@@ -283,6 +283,8 @@ class Runtime:
             runtime.projection_worker = ProjectionWorker(
                 eventlog, engine, runtime.topics, group_id=settings.projections_group,
                 on_applied=runtime.waiter.notify, models=(*MODELS, NOTIFICATIONS),
+                linger_seconds=(settings.kafka_projections_linger_ms / 1000
+                                if settings.backend == "distributed" else 0.0),
             )
             runtime.notification_sender = NotificationSender(engine, settings)
         return runtime

@@ -42,6 +42,11 @@ class Settings(BaseSettings):
         "that was not full, before it fetches the next: more records per partition per "
         "transaction (each input partition of a batch is one Kafka transaction, the broker's "
         "main cost per decision). 0: fetch again at once")
+    kafka_projections_linger_ms: int = Field(
+        20, ge=0, le=1_000, description="The projections' pause after applying a batch that "
+        "was not full, before they fetch the next (distributed): more events per read-model "
+        "transaction, and per NOTIFY the registration services read back. 0: fetch again "
+        "at once")
     topic_partitions: int = Field(12, ge=1, description="Partitions of new topics")
     database_url: str = Field(
         "postgresql+asyncpg://postgres@127.0.0.1:5432/dealreg",

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import fcntl
 import gc
+import importlib
 import json
 import os
+import pkgutil
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -46,6 +48,32 @@ def _run_root(config: pytest.Config) -> Path | None:
         return None
     base = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
     return Path(base).parent if os.environ.get("PYTEST_XDIST_WORKER") else Path(base)
+
+
+APPLICATION = ("dealreg", "services", "shared")
+"""The application's packages: every module of them is imported before any test runs."""
+
+
+def import_the_application() -> None:
+    """Import every module of the application (not `__main__`; the Alembic scripts are not
+    modules) before any test is collected.
+
+    Hypothesis (since 6.131) now and then draws a constant found in the source of the local
+    modules imported so far (`sys.modules`, outside site-packages and test files). Which
+    modules a process had imported depended on the test files collected with it and the
+    tests it ran before, so a derandomized test's examples depended on the test order: the
+    full suite's worker generated an `ElsewhereInvariants` example the file alone never did
+    (session 25). Imported here, the constants are the whole application's, whatever runs
+    and in whatever order; `tests/unit/test_hypothesis_test_order.py` holds it."""
+    for top in APPLICATION:
+        package = importlib.import_module(top)
+        for module in pkgutil.walk_packages(package.__path__, prefix=f"{top}."):
+            if not module.name.endswith(".__main__"):
+                importlib.import_module(module.name)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import_the_application()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

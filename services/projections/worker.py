@@ -206,8 +206,15 @@ class ProjectionWorker:
         max_records: int = 5000,
         models: Sequence[str] = MODELS,
         stage_from: int | None = repository.STAGE_FROM_ROWS,
+        linger_seconds: float = 0.0,
     ) -> None:
+        """`linger_seconds`: after applying a batch that was not full, wait this long
+        before polling again, so the next batch gathers more events (one transaction, one
+        NOTIFY, one read back per registration service for all of them); a poll after
+        an idle spell is not delayed (the Kafka deployment's
+        `kafka_projections_linger_ms`; the embedded log lingers in its own reader)."""
         self.eventlog = eventlog
+        self.linger_seconds = linger_seconds
         self.engine = engine
         self.topics = topics
         self.group_id = group_id
@@ -248,11 +255,17 @@ class ProjectionWorker:
             start_positions=self._start_positions,
         )
         lag_task = asyncio.create_task(self._watch_lag(stopping), name="projection-lag")
+        clock = asyncio.get_running_loop()
+        linger_until = 0.0
         try:
             while not stopping():
+                if clock.time() < linger_until:
+                    await asyncio.sleep(linger_until - clock.time())
                 records = await subscription.poll(self.max_records, timeout=0.2)
                 if records:
                     await self.apply(records)
+                linger_until = (clock.time() + self.linger_seconds
+                                if 0 < len(records) < self.max_records else 0.0)
                 self.lag.consumed = await subscription.positions()
         finally:
             lag_task.cancel()

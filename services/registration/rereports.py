@@ -10,7 +10,10 @@ per request:
 - the decisions wake it: the `DecisionWaiter` tells its observers of every registration
   and claim the projections committed (the co-located worker's hand-over, or PostgreSQL's
   `NOTIFY` through `DecisionListener`), and the ids this process holds are read back in
-  one batched status read (none when the co-located worker handed the decided row over);
+  one batched status read (none when the co-located worker handed the decided row over,
+  or the `NOTIFY` named its status: the rule needs only that); the lease check before a
+  re-report and the delete after it are one statement each, in autocommit on
+  PostgreSQL (no BEGIN / COMMIT round trips);
 - one sweep per process every `re_report_recheck_seconds` (10 s) re-reads every pending
   id in one query (a notification lost while the listener reconnected, a re-report whose
   append failed), renews this process's leases and takes over rows whose lease ran out;
@@ -307,7 +310,7 @@ class ReReporter:
         if not durable:
             return memory
         try:
-            async with self.engine.begin() as conn:
+            async with self._atomic() as conn:
                 result = await conn.execute(
                     update(re_reports)
                     .where(one_of(conn.dialect.name, re_reports.c.id, durable),
@@ -328,7 +331,7 @@ class ReReporter:
             self.pending.pop(i, None)
         PENDING.set(len(self.pending))
         try:
-            async with self.engine.begin() as conn:
+            async with self._atomic() as conn:
                 await conn.execute(delete(re_reports).where(
                     one_of(conn.dialect.name, re_reports.c.id, ids),
                     re_reports.c.owner == self.owner))
@@ -336,6 +339,14 @@ class ReReporter:
             # Left behind: taken over once its lease runs out and re-reported again,
             # which only refreshes the copy.
             log.warning("re_report_delete_failed", error=type(exc).__name__)
+
+    def _atomic(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        """A connection for one statement that is atomic alone: in autocommit on
+        PostgreSQL (one round trip, where a transaction around it was three), a committed
+        transaction elsewhere."""
+        if self._autocommit is not None:
+            return self._autocommit.connect()
+        return self.engine.begin()
 
     async def _statuses(self, ids: list[str]) -> dict[str, dict[str, Any]] | None:
         """{id: {"status": ...}} of the registrations and claims among `ids` the read

@@ -10,6 +10,7 @@ multiply the series. Requests for the probes and `/metrics` are logged at DEBUG.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Iterable
@@ -112,9 +113,11 @@ class RequestContext:
                                 "url.path": scope.get("path")}) as trace:
             try:
                 await self.app(scope, receive, send_with_id)
-            except PoolTimeout:
-                # No response yet: `LoadShedding` (outside) answers it 503 + Retry-After; the
-                # access log and metrics said 500 for those answers (seen in the bench).
+            except (PoolTimeout, asyncio.CancelledError):
+                # No response yet: `LoadShedding` (outside) answers a pool time-out 503 +
+                # Retry-After; the access log and metrics said 500 for those answers (seen
+                # in the bench). A request the server's stop cancels is answered 503 by
+                # `dealreg.server.CutShort` (outermost).
                 if not answered:
                     status = 503
                 raise

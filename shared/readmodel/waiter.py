@@ -71,23 +71,51 @@ async def notify_registrations(conn: AsyncConnection, registration_ids: Iterable
     `rows`: the batch's rows; an id whose row is there undecided (just submitted) is not
     sent, since a waiter only ever wants a decided row: each notified id costs every
     listening registration service a read back, and half the ids of a live stream were
-    submissions (README, "Distributed decision path, session 24")."""
+    submissions (README, "Distributed decision path, session 24"). An id whose row is
+    there is followed by its status (`=approved`, `parse_payload`): the post-decision
+    re-reporter needs nothing else, so it reads nothing back (session 26). One statement
+    for all the payloads of a batch."""
     if conn.dialect.name != "postgresql":
         return
-    if rows is not None:
-        registration_ids = [rid for rid in registration_ids
-                            if (row := rows.get(rid)) is None or row.get("status") in DECIDED]
+    tokens: list[str] = []
+    for rid in sorted(set(registration_ids)):
+        row = rows.get(rid) if rows is not None else None
+        if row is None:
+            tokens.append(rid)
+        elif (status := row.get("status")) in DECIDED:
+            tokens.append(f"{rid} ={status}")
+    payloads: list[str] = []
     chunk: list[str] = []
     size = 0
-    for rid in sorted(set(registration_ids)):
-        if chunk and size + len(rid) + 1 > PAYLOAD_BYTES:
-            await conn.execute(text("SELECT pg_notify(:c, :p)"),
-                               {"c": CHANNEL, "p": " ".join(chunk)})
+    for token in tokens:
+        if chunk and size + len(token) + 1 > PAYLOAD_BYTES:
+            payloads.append(" ".join(chunk))
             chunk, size = [], 0
-        chunk.append(rid)
-        size += len(rid) + 1
+        chunk.append(token)
+        size += len(token) + 1
     if chunk:
-        await conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": " ".join(chunk)})
+        payloads.append(" ".join(chunk))
+    if len(payloads) == 1:
+        await conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": payloads[0]})
+    elif payloads:
+        await conn.execute(text("SELECT pg_notify(:c, p) FROM unnest(CAST(:ps AS text[])) p"),
+                           {"c": CHANNEL, "ps": payloads})
+
+
+def parse_payload(payload: str) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """A notification's ids, and the status of those it names one for: a token `=status`
+    follows its id. A receiver of an older sender gets bare ids (no statuses), and an
+    older receiver, reading every token as an id, finds no waiter for a `=status` token,
+    so either side may be upgraded first."""
+    ids: list[str] = []
+    statuses: dict[str, dict[str, Any]] = {}
+    for token in payload.split():
+        if token[0] == "=":
+            if ids and token[1:] in DECIDED:
+                statuses[ids[-1]] = {"status": token[1:]}
+        else:
+            ids.append(token)
+    return ids, statuses
 
 
 def as_read(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -175,7 +203,8 @@ class DecisionWaiter:
         self.observers: list[Callable[[Collection[str], Mapping[str, dict[str, Any]] | None],
                                       None]] = []
         """Told of every notification (the ids, and the rows a co-located worker handed
-        over), waiting or not: the post-decision re-reporter
+        over, or else `{"status": ...}` of the ids a `NOTIFY` gave one), waiting or not:
+        the post-decision re-reporter
         (services/registration/rereports.py). Not told of the waiters' own re-checks."""
 
     @property
@@ -183,18 +212,22 @@ class DecisionWaiter:
         return self.in_process or self.listening
 
     def notify(self, registration_ids: Iterable[str],
-               rows: Mapping[str, dict[str, Any]] | None = None) -> None:
+               rows: Mapping[str, dict[str, Any]] | None = None,
+               statuses: Mapping[str, dict[str, Any]] | None = None) -> None:
         """These registrations' rows changed (committed): called by a co-located projection
         worker, or by `DecisionListener`. A co-located worker hands over the rows it just
         committed (`rows`): a waiter whose registration is decided there gets its row as
         the read model would give it back (`as_read`), with no read, and one committed
 undecided keeps waiting without a read. The others someone
         waits for are read back in one batched query (several notifications in a row share
-        it) and their waiters get the row once it is decided. `observers` are told first."""
+        it) and their waiters get the row once it is decided. `observers` are told first,
+        with the rows handed over or else what the notification said of each id
+        (`statuses`: `{"status": ...}` per id, from `DecisionListener`)."""
         ids = registration_ids if isinstance(registration_ids, Collection) \
             else list(registration_ids)
+        told = rows if rows is not None else statuses
         for observer in self.observers:
-            observer(ids, rows)
+            observer(ids, told)
         self._wake(ids, rows)
 
     def _wake(self, registration_ids: Iterable[str],
@@ -303,7 +336,8 @@ class DecisionListener:
         self.waiter = waiter
 
     def _received(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        self.waiter.notify(payload.split())
+        ids, statuses = parse_payload(payload)
+        self.waiter.notify(ids, statuses=statuses or None)
 
     async def run(self, stopping: Callable[[], bool]) -> None:
         import asyncpg

@@ -73,10 +73,21 @@ async def _pg_transactions(database: str) -> tuple[float, float]:
         await conn.close()
 
 
+async def _registrations(database: str) -> int:
+    """Registrations in the read model (every one appended is projected once decided)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(database.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM registrations"))
+    finally:
+        await conn.close()
+
+
 async def _statements(database: str, reset: bool) -> list[tuple[int, float, int, str]]:
     """With pg_stat_statements loaded in the server (shared_preload_libraries, e.g.
     DEALREG_PG_STAT_STATEMENTS=1 with deploy/postgres.sh): reset, or the top statements by
-    execution time as (calls, total ms, rows, text); else nothing."""
+    execution time and then the most called as (calls, total ms, rows, text); else nothing."""
     import asyncpg
 
     conn = await asyncpg.connect(database.replace("postgresql+asyncpg://", "postgresql://"))
@@ -90,6 +101,11 @@ async def _statements(database: str, reset: bool) -> list[tuple[int, float, int,
                 "SELECT calls, total_exec_time, rows, query FROM pg_stat_statements s "
                 "JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database() "
                 "ORDER BY total_exec_time DESC LIMIT 12")
+            by_calls = await conn.fetch(
+                "SELECT calls, total_exec_time, rows, query FROM pg_stat_statements s "
+                "JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database() "
+                "ORDER BY calls DESC LIMIT 16")
+            rows = [*rows, *(r for r in by_calls if r not in rows)]
             total = await conn.fetchrow(
                 "SELECT sum(calls) AS calls, sum(total_exec_time) AS ms, sum(rows) AS rows FROM "
                 "pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
@@ -184,6 +200,13 @@ def main() -> None:
     parser.add_argument("--py-spy", metavar="DIR", type=Path,
                         help="also sample each service with `py-spy record` (raw folded "
                         "stacks, --nonblocking, 50 Hz) into DIR/<service>-<rate>.txt")
+    parser.add_argument("--drain", action="store_true",
+                        help="count each process's CPU until the services are idle again "
+                        "(at most 120 s) and divide it by the registrations the read model "
+                        "gained, decided in time or not (a request the client gave up on "
+                        "is still decided): on a machine whose other jobs starve the "
+                        "deployment, their work is in the numerator either way, and only "
+                        "this denominator matches it")
     parser.add_argument("--warm-up-seconds", type=float, default=60,
                         help="at most this long a warm-up load first, until the Kafka "
                         "broker's JIT has settled (bench_api_latency.warm_broker; 0: none)")
@@ -224,21 +247,28 @@ def main() -> None:
             count = int(rate * args.seconds)
             urls = [f"http://127.0.0.1:{p}" for p in ports.values()]
             counters0, pg0 = _counters(urls), asyncio.run(_pg_transactions(database))
+            rows0 = asyncio.run(_registrations(database))
             asyncio.run(_statements(database, reset=True))
             spies = _py_spy(args.py_spy, services, rate, args.seconds) if args.py_spy else []
             accounting.start()
             t0 = time.time()
             result, _ = bench.drive(url, bench.requests(workload, start, count), rate,
                                     args.seconds, pids)
-            time.sleep(1.0)  # the last decisions' projections
+            if args.drain:
+                bench.settle(pids, 120)  # every accepted registration's work, late or not
+            else:
+                time.sleep(1.0)  # the last decisions' projections
             window = accounting.stop()
             for spy in spies:
                 spy.wait(timeout=60)
             counters1, pg1 = _counters(urls), asyncio.run(_pg_transactions(database))
             start += count
-            decided = max(1, len(result.extracts))
-            print(f"  {rate:.0f}/s: {len(result.extracts)} decided in time, client p50 "
-                  f"{result.ms(50):.0f} ms p99 {result.ms(99):.0f} ms", flush=True)
+            projected = asyncio.run(_registrations(database)) - rows0
+            decided = max(1, projected if args.drain else len(result.extracts))
+            print(f"  {rate:.0f}/s: {len(result.extracts)} decided in time, {projected} "
+                  f"projected, client p50 {result.ms(50):.0f} ms p99 {result.ms(99):.0f} ms"
+                  f"{'; per projected registration, until idle:' if args.drain else ''}",
+                  flush=True)
             for line in window.lines(decided, sum(result.cpu_seconds)):
                 print(line, flush=True)
             per = {k.removeprefix("dealreg_"): round((counters1[k] - counters0[k]) / decided, 2)

@@ -7,6 +7,10 @@ Prints `time.process_time` per command for recording pending rows one at a time 
 command pays before its append), how many statements 100 concurrent records took, and
 per decision for 400 decided registrations notified in batches of 20 (status read, lease
 check, delete; the rule itself is a no-op here). A second round shows the warm figures.
+Then (session 26) decisions one at a time through the real path: the projections' row
+upsert and `NOTIFY` (`notify_registrations`), the `LISTEN` connection
+(`DecisionListener`), the re-reporter's lease check and delete; CPU of this one process
+(both sides) per decision, and the statements the re-reporter's engine sent.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from services.registration.rereports import Pending, ReReporter
 from shared.accounts import AccountIdentity
 from shared.readmodel.schema import registrations
 from shared.readmodel.store import create_engine, migrate
-from shared.readmodel.waiter import DecisionWaiter
+from shared.readmodel.waiter import DecisionListener, DecisionWaiter, notify_registrations
 from tests.support.servers import create_database
 from tests.unit.registration.test_decision_waiter import row
 
@@ -36,6 +40,11 @@ def _pending(entity_id: str) -> Pending:
 
 
 async def main() -> None:
+    if "DEALREG_TEST_DATABASE_URL" not in os.environ:
+        from tests.support.servers import start_postgres
+
+        server = start_postgres()
+        os.environ["DEALREG_TEST_DATABASE_URL"] = server.url
     url = await create_database(os.environ["DEALREG_TEST_DATABASE_URL"],
                                 f"rrbook_{uuid.uuid4().hex[:8]}")
     engine = create_engine(url)
@@ -68,8 +77,47 @@ async def main() -> None:
             await reporter.settled()
         print(f"round {round_}: decided, batches of 20: "
               f"{(time.process_time() - started) * 1000 / len(ids):.3f} ms CPU each")
+    await _one_at_a_time(url, engine, waiter, reporter)
     await reporter.stop()
     await engine.dispose()
+
+
+async def _one_at_a_time(url: str, engine: Any, waiter: DecisionWaiter,
+                         reporter: ReReporter) -> None:
+    from sqlalchemy import event
+
+    writer = create_engine(url)
+    statements = 0
+
+    def counted(*_: Any) -> None:
+        nonlocal statements
+        statements += 1
+
+    stop = asyncio.Event()
+    listening = asyncio.create_task(DecisionListener(url, waiter).run(stop.is_set))
+    while not waiter.listening:  # noqa: ASYNC110 (a bench: polled)
+        await asyncio.sleep(0.05)
+    for round_ in range(2):
+        ids = [f"one_reg_{round_}_{n}" for n in range(200)]
+        await asyncio.gather(*(reporter.record(_pending(i)) for i in ids))
+        event.listen(engine.sync_engine, "before_cursor_execute", counted)
+        statements = 0
+        started = time.process_time()
+        for rid in ids:
+            decided = row(rid, "approved")
+            async with writer.begin() as conn:
+                await repository.upsert(conn, registrations, [decided], ("id",))
+                await notify_registrations(conn, [rid], {rid: decided})
+            while rid in reporter.pending:  # noqa: ASYNC110 (the rule ran: deleted)
+                await asyncio.sleep(0.001)
+        spent = time.process_time() - started
+        event.remove(engine.sync_engine, "before_cursor_execute", counted)
+        print(f"round {round_}: decided one at a time through NOTIFY: "
+              f"{spent * 1000 / len(ids):.3f} ms CPU each (both sides), "
+              f"{statements / len(ids):.2f} statements by the re-reporter's engine each")
+    stop.set()
+    await listening
+    await writer.dispose()
 
 
 if __name__ == "__main__":

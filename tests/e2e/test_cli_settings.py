@@ -220,3 +220,28 @@ async def test_serve_binds_the_configured_host_before_migrating_and_warns_of_mis
     assert warning["owners"] == ["cm-1", "dir-1"] and warning["level"] == "warning"
     assert "dealreg admin owners put" in warning["detail"]
     assert await tables() > 0
+
+
+async def test_serve_stops_each_role_on_sigterm_with_one_line_exit_0_and_no_stack_trace(
+        tmp_path: Path, fresh_database: str, kafka_server: ServerHandle, unique: str) -> None:
+    """The distributed roles as an orchestrator stops them (SIGTERM): one JSON `stopped`
+    line, exit 0 (the default action of SIGTERM used to end them, 143), no stack trace;
+    Ctrl-C (SIGINT) on one of them is exit 130, as `dev`'s."""
+    settings = {"kafka_bootstrap_servers": kafka_server.url, "database_url": fresh_database,
+                "topic_prefix": f"stop-{unique}", "topic_partitions": "2",
+                "adjudicator_group": f"adj-{unique}", "projections_group": f"proj-{unique}",
+                "admin_token": "t"}
+    stops = {"registration": signal.SIGTERM, "adjudication": signal.SIGTERM,
+             "projections": signal.SIGINT}
+    for role, sig in stops.items():
+        port = free_port()
+        with running(tmp_path, "serve", role, port=str(port), **settings) as proc:
+            wait_healthy(proc, f"http://127.0.0.1:{port}")
+            proc.send_signal(sig)
+            output = proc.communicate(timeout=60)[0]
+        code = 130 if sig == signal.SIGINT else 0
+        assert proc.returncode == code, (role, proc.returncode, output[-3000:])
+        assert "Traceback" not in output and "CancelledError" not in output, output[-6000:]
+        stopped = [json.loads(line) for line in output.splitlines()
+                   if line.startswith("{") and json.loads(line)["event"] == "stopped"]
+        assert [(s["signal"], s["exit_code"]) for s in stopped] == [(sig.name, code)], output

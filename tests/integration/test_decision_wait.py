@@ -9,10 +9,13 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sqlalchemy import event
+from sqlalchemy import event, func, select
 
 from services.projections.adapters import repository
 from services.projections.domain.registrations import empty_row
+from services.registration.adapters.tables import re_reports
+from services.registration.rereports import Pending, ReReporter
+from shared.accounts import AccountIdentity
 from shared.readmodel.schema import registrations
 from shared.readmodel.store import create_engine, migrate
 from shared.readmodel.waiter import (
@@ -20,6 +23,7 @@ from shared.readmodel.waiter import (
     DecisionListener,
     DecisionWaiter,
     notify_registrations,
+    parse_payload,
 )
 from tests.support.servers import ServerHandle, create_database
 
@@ -92,7 +96,7 @@ async def test_notify_payloads_stay_under_the_postgresql_limit(
     await migrate(engine)
     waiter = DecisionWaiter(engine, in_process=False)
     got: list[str] = []
-    waiter.notify = got.extend  # type: ignore[method-assign]
+    waiter.notify = lambda ids, **_: got.extend(ids)  # type: ignore[method-assign]
     stop = asyncio.Event()
     listening = asyncio.create_task(DecisionListener(url, waiter).run(stop.is_set))
     ids = [f"reg_{i:026d}" for i in range(1000)]  # ~28 KB of ids: several notifications
@@ -118,7 +122,7 @@ async def test_a_batch_notifies_only_the_registrations_it_decided(
     await migrate(engine)
     waiter = DecisionWaiter(engine, in_process=False)
     got: list[str] = []
-    waiter.notify = got.extend  # type: ignore[method-assign]
+    waiter.notify = lambda ids, **_: got.extend(ids)  # type: ignore[method-assign]
     stop = asyncio.Event()
     listening = asyncio.create_task(DecisionListener(url, waiter).run(stop.is_set))
     rows = {"reg_submitted": empty_row("reg_submitted"),  # status "submitted"
@@ -168,3 +172,68 @@ async def test_batched_decision_reads_of_every_size_share_one_statement_and_matc
     reads = [s for s in prepared if s.startswith("SELECT registrations.id")]
     assert len(reads) == 1, reads
     assert "ANY" in reads[0]
+
+
+async def test_a_notified_decision_names_its_status_so_the_re_reporter_reads_nothing(
+        postgres_server: ServerHandle, unique: str) -> None:
+    """The projections' `NOTIFY` follows each decided id with its status (`=approved`):
+    the post-decision re-reporter, which needs only the status, runs its rule from the
+    notification and reads no status back (it did one batched read per notification),
+    then checks its lease and deletes the row. A notified id without a status (an older
+    sender) is still read back."""
+    url = await create_database(postgres_server.url, f"notifystatus_{unique}")
+    engine = create_engine(url)  # the registration service's
+    writer = create_engine(url)  # the projections process
+    await migrate(engine)
+    waiter = DecisionWaiter(engine, in_process=False)
+    ran: list[tuple[str, str]] = []
+
+    async def rule(pending: Pending, decided: dict[str, object]) -> None:
+        ran.append((pending.entity_id, str(decided["status"])))
+
+    reporter = ReReporter(engine, waiter, rule, clock=lambda: datetime.now(UTC),
+                          lease_seconds=60, orphan_seconds=3600)
+    identity = AccountIdentity(None, "example.com", "example", "US")
+    stop = asyncio.Event()
+    listening = asyncio.create_task(DecisionListener(url, waiter).run(stop.is_set))
+    try:
+        assert await eventually(lambda: waiter.listening, 10)
+        for rid in ("reg_a", "reg_b", "reg_c"):
+            await reporter.record(Pending(rid, "dom:example.com", identity, {}, "api",
+                                          datetime.now(UTC)))
+        rows = {"reg_a": decided_row("reg_a"), "reg_b": {**decided_row("reg_b"),
+                                                         "status": "rejected"}}
+        async with writer.begin() as conn:
+            await repository.upsert(conn, registrations, list(rows.values()), ("id",))
+            await notify_registrations(conn, ["reg_a", "reg_b"], rows)
+        assert await eventually(lambda: len(ran) == 2, 5)
+        await reporter.settled()
+        reads_for_statuses = reporter.reads
+        async with writer.begin() as conn:  # an older sender: the bare id
+            await repository.upsert(conn, registrations, [decided_row("reg_c")], ("id",))
+            await notify_registrations(conn, ["reg_c"])
+        assert await eventually(lambda: len(ran) == 3, 5)
+        await reporter.settled()
+        async with engine.connect() as conn:
+            left = (await conn.execute(select(func.count()).select_from(re_reports))
+                    ).scalar_one()
+    finally:
+        stop.set()
+        await listening
+        await reporter.stop()
+        await engine.dispose()
+        await writer.dispose()
+    assert sorted(ran) == [("reg_a", "approved"), ("reg_b", "rejected"), ("reg_c", "approved")]
+    assert reads_for_statuses == 0
+    assert reporter.reads == 1  # the bare id: read back
+    assert left == 0 and not reporter.pending
+
+
+def test_a_notification_payload_reads_with_or_without_statuses() -> None:
+    """Either side may be upgraded first: bare ids (an older sender) are ids without a
+    status, and a `=status` token is never taken for an id."""
+    assert parse_payload("reg_a =approved clm_b reg_c =in_review") == (
+        ["reg_a", "clm_b", "reg_c"],
+        {"reg_a": {"status": "approved"}, "reg_c": {"status": "in_review"}})
+    assert parse_payload("reg_a reg_b") == (["reg_a", "reg_b"], {})
+    assert parse_payload("reg_a =nonsense") == (["reg_a"], {})

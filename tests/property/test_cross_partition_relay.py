@@ -314,12 +314,6 @@ class ElsewhereInvariants(Invariants):
             ADMIN, review.id, ResolutionRequest.model_validate(body)))
         self.settle()
 
-    def held_back(self, owner: Any, settled_by: str | None) -> bool:
-        """The review elsewhere whose own settlement rejected `owner` with its scope free,
-        or that settled keeping its copy alone, holds its line back no more
-        (`release.let_go`)."""
-        return bool(owner.watching - {settled_by})
-
 
 def test_a_co_sell_at_home_keeps_the_split_elsewhere_it_shared() -> None:
     """Found by `ElsewhereInvariants` at 300 examples (Heuser, failing on main too), a
@@ -781,3 +775,70 @@ def test_a_review_elsewhere_gone_moot_lets_the_line_step_up_later() -> None:
         assert not _open(m)
 
     _replay_elsewhere(steps)
+
+
+JONES, JONES_BY_NAME, JONES_TWIN = SPECS[4], SPECS[5], SPECS[17]
+"""Jones Holdings by domain (`dom:jones-holdings.co.uk`) and two name-only spellings
+(`name:GB:jones-holdings`, another partition): each only a possible duplicate of it."""
+
+
+def _split_with_the_copy(m: Invariants, sharer: str) -> None:
+    review = _dispute_of(m, _ids(m).index(sharer))
+    owner = next(r for r in review.members if r != sharer)
+    m.command(m.pipeline.commands.resolve(ADMIN, review.id, ResolutionRequest.model_validate(
+        {"outcome": "split", "note": "decided by the test", "splits": [
+            {"registration_id": sharer, "percent": "40"},
+            {"registration_id": owner, "percent": "60"}]})))
+    m.settle()
+
+
+def test_a_release_keeps_its_line_back_while_a_split_elsewhere_still_holds_its_scope(
+) -> None:
+    """Session 26 (ElsewhereRecentRules at 300 examples, reduced): p-05 owns Jones by
+    domain on A, p-02 is in its line (crm). On B, p-03's name-only registration (crm) met
+    the copy of p-05 in a possible-duplicate review that a person split between them.
+    Later p-04's name-only one (analytics) meets the copy alone in another review on the
+    same key, rejected all: the relay rejects p-05 on A saying its line is free
+    (`line_free` weighed only that settlement's members), and A, ignoring every review of
+    that key once one freed the line, promoted p-02 for crm beside p-03's share: two
+    owners nobody weighed together (invariant 1). An approval of B's keys that is no
+    member still holds the copy's scope (`disputes._held_beside`): the line stays back."""
+
+    def steps(m: Invariants) -> None:
+        m.register(JONES, "p-05", {"analytics", "crm"}, "resell")  # A: owner
+        m.register(JONES, "p-02", {"crm"}, "resell")  # A: p-05's line
+        m.register(JONES_BY_NAME, "p-03", {"crm"}, "resell")  # B: review with the copy
+        owner, line, sharer = _ids(m)
+        _split_with_the_copy(m, sharer)
+        m.register(JONES_TWIN, "p-04", {"analytics"}, "resell")  # B: review, copy alone
+        _reject_all(m, _dispute_of(m, 3).id)
+        assert [m.model.regs[r].status for r in (owner, line, sharer)] == [
+            "rejected", "rejected", "approved"]
+
+    _replay_elsewhere(steps)
+
+
+def test_a_release_lets_its_line_step_up_once_the_split_elsewhere_was_rejected_too(
+) -> None:
+    """The machine's own find, a model artefact (`ElsewhereInvariants.held_back`): as
+    above, but p-02 shares the split on B and the later review there (p-04) draws it in
+    too and rejects all: nothing of B stands on the copy's scope, so A's line steps up
+    (p-02's registration by domain, promoted). The model kept the settled split as
+    watching the owner and held the line back."""
+
+    def steps(m: Invariants) -> None:
+        m.register(JONES, "p-05", {"analytics"}, "resell")  # A: owner
+        m.register(JONES, "p-02", {"analytics"}, "resell")  # A: p-05's line
+        m.register(JONES_BY_NAME, "p-02", {"analytics"}, "resell")  # B: review, copy
+        owner, line, sharer = _ids(m)
+        _split_with_the_copy(m, sharer)
+        m.register(JONES_TWIN, "p-04", {"analytics"}, "resell")  # B: review of three
+        review = _dispute_of(m, 3)
+        assert set(review.members) == {owner, sharer, _ids(m)[3]}
+        _reject_all(m, review.id)
+        assert [(m.model.regs[r].status, m.model.regs[r].rule) for r in (owner, line)] == [
+            ("rejected", "dispute_resolution"), ("approved", "promoted_on_release")]
+
+    _replay_elsewhere(steps)
+
+

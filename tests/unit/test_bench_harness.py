@@ -98,7 +98,11 @@ def test_open_loop_keeps_the_schedule_when_the_server_is_fast(stalling_server):
     result = loadgen.run(plan)  # 15 requests, all before the stall
     assert result.completed == 15
     gaps = [b - a for a, b in itertools.pairwise(arrivals)]
-    assert max(gaps) < 0.1 and sum(gaps) == pytest.approx(14 / 50, abs=0.06)
+    # Paced, not a burst: 15 requests sent at once arrive within a few milliseconds, paced
+    # ones spread over the schedule's 0.28 s. Wide bounds: on a loaded machine the client
+    # processes start late and catch up (0.187 s seen at load 17), which is the schedule
+    # being kept, not lost; a timed assertion tighter than that only measures the machine.
+    assert max(gaps) < 0.15 and 14 / 50 / 2 < sum(gaps) < 14 / 50 + 0.15
     assert result.client_cpu_per_process < loadgen.CPU_LIMIT
     assert len(result.cpu_seconds) == 2  # its own processes, each reporting its CPU
 

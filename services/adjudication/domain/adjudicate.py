@@ -172,6 +172,8 @@ def _decide(
     before = lookup(state, identity, policy)
     own = entry.evidence = _shared_evidence(
         own_key_evidence(state, entry.account_key, identity, policy, before))
+    if own is not None and entry.account_key not in state.opener_shares:
+        state.opener_shares[entry.account_key] = own  # what its opener shares with it
     if not identity.is_empty():
         state.index_account(entry.account_key, identity)
     known = before.filed(entry.account_key)

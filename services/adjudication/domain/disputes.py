@@ -895,11 +895,29 @@ def settle(
         elif entry.mirror:
             copies.append((entry, RelayedDecision(
                 registration_id=entry.id, status="rejected", line_free=not any(
-                    conflict(entry, o) for o in standing if o is not entry))))
+                    conflict(entry, o) for o in standing if o is not entry)
+                and not _held_beside(state, entry, live, policy, customers))))
     for entry in released:
         release.let_go(state, out, entry, at)
     if copies:
         out.extend(_relayed(dispute, outcome, rule, at, copies))
+
+
+def _held_beside(state: AdjudicationState, copy: Entry, live: list[Entry], policy: Policy,
+                 customers: dict[str, Identifiers]) -> bool:
+    """Whether an approval of this partition that is no member of the settlement still
+    holds `copy`'s scope under a key of its members (with their links): one an earlier
+    review approved beside the copy (a split or co-sell on the same key), say. The copy's
+    home ignores every review of this key once the settlement frees its line
+    (`line_free`, `release.let_go`), so such an approval must keep the line back: else
+    the next in line was promoted beside it, two owners nobody weighed together
+    (invariant 1; session 26, found by `ElsewhereRecentRules`)."""
+    members = {m.id for m in live}
+    keys = {k for m in live if not m.mirror for k in state.cluster(m.account_key)}
+    return any(
+        other.id not in members and not other.mirror and other.status == "approved"
+        and held_exclusively(state, other) and _conflict(state, copy, other, policy, customers)
+        for key in sorted(keys) for other in state.active_under(key))
 
 
 def _in_another_review(state: AdjudicationState, entry: Entry, dispute: Dispute) -> bool:

@@ -46,16 +46,20 @@ def _evidence(entry: Entry, matched_by: str, score: float, confident: bool,
 
 def member_evidence(entry: Entry, decided_key: str,
                     decided: Entry | None = None,
-                    joined: tuple[str, float] | None = None) -> ConflictEvidence:
+                    joined: tuple[str, float] | None = None,
+                    opened: tuple[str, float] | None = None) -> ConflictEvidence:
     """Evidence for a fellow member `entry` of a dispute, in a decision about `decided`
     (filed under `decided_key`): how they were found to be one customer. A name match on
     either side makes it a name match (the weakest link); otherwise it is how `decided`
-    matched its key's customer, or, when it opened the key (or is not given), how `entry`
-    did. A `decided` that opened a key of its own (another key than `entry`'s) matched
-    through the link between the two keys (`joined`: a link found by a name, by name),
-    else through that key's form: a name key can only have matched by name."""
+    matched its key's customer, or, when it opened the key, how the key's first joiner
+    matched it (`opened`: `state.opener_shares`, what the opener shares with its
+    customer; not `entry`'s own match, which may be by an identifier the opener never had,
+    invariant 6), or (neither known) how `entry` did. A `decided` that opened a key of its
+    own (another key than `entry`'s) matched through the link between the two keys
+    (`joined`: a link found by a name, by name), else through that key's form: a name key
+    can only have matched by name."""
     theirs = entry.evidence or (key_evidence(entry.account_key), 1.0)
-    mine = (decided.evidence if decided is not None else None) or theirs
+    mine = (decided.evidence if decided is not None else None) or opened or theirs
     if (decided is not None and decided.evidence is None
             and decided.account_key != entry.account_key):
         # It opened its key: the member's key is its customer through the link between
@@ -81,7 +85,8 @@ def fellow_evidence(state: AdjudicationState, entry: Entry, decided_key: str,
     session 25 the evidence said the decided one's key form, say `crm_account_id`)."""
     joined = (state.link_paths(decided_key).get(entry.account_key)
               if entry.account_key != decided_key else None)
-    return member_evidence(entry, decided_key, decided, joined)
+    return member_evidence(entry, decided_key, decided, joined,
+                           state.opener_shares.get(decided_key))
 
 
 def _weakest(mine: tuple[str, float], theirs: tuple[str, float]) -> tuple[str, float]:
@@ -132,12 +137,14 @@ class Fellows:
         members, theirs = self.members, self._theirs
         decided = members[i]
         paths = self._linked(decided.account_key)
+        opened = self._opened(decided.account_key)
         if len(members) <= _FEW:
             return [member_evidence(m, decided.account_key, decided,
-                                    paths.get(m.account_key) if paths else None)
+                                    paths.get(m.account_key) if paths else None, opened)
                     for m in members if m is not decided]
         key, given = decided.account_key, decided.evidence
         mine = given or (key_evidence(key), 1.0)
+        here = given or opened
         apart = self._apart.get(mine)
         if apart is None:
             apart = self._apart[mine] = [
@@ -147,7 +154,7 @@ class Fellows:
         for j in self._keyed[key]:
             if j == i:
                 continue
-            kind, score = _weakest(given or theirs[j], theirs[j])
+            kind, score = _weakest(here or theirs[j], theirs[j])
             item = self._here.get((j, kind, score))
             if item is None:
                 item = self._here[(j, kind, score)] = _evidence(members[j], kind, score,
@@ -162,6 +169,10 @@ class Fellows:
                                          other)
         del found[i]
         return found
+
+    def _opened(self, key: str) -> tuple[str, float] | None:
+        """What the opener of `key` shares with its customer (`state.opener_shares`)."""
+        return self.state.opener_shares.get(key) if self.state is not None else None
 
     def _linked(self, key: str) -> dict[str, tuple[str, float]]:
         """The keys linked to `key` and how (`AdjudicationState.link_paths`), once per key."""

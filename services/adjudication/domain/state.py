@@ -198,6 +198,12 @@ class AdjudicationState:
     """account key -> how many of `entries` are filed under it: with `FORGETS_ACCOUNTS`,
     an account is forgotten (`forget_account`) when this drops to zero and no link names
     its key."""
+    opener_shares: dict[str, tuple[str, float]] = field(default_factory=dict)
+    """account key -> how the first registration filed under it after the one that opened
+    it matched it (its `Entry.evidence`): what the opener (`evidence` None) is known to
+    share with the key's customer. A later member may have matched by an identifier the
+    opener never had, say a CRM id brought by the first joiner (`outcomes.member_evidence`,
+    invariant 6)."""
     _indexed: dict[str, AccountIdentity] = field(default_factory=dict)
     """A bounded memo: account key -> the identity last filed under it in the index. Most
     registrations repeat a known account, and re-filing it would change nothing."""

@@ -48,6 +48,7 @@ from shared.events.reference import (
 from shared.ids import new_id
 from shared.logging import get_logger
 from shared.policy import Policy
+from shared.readmodel.store import reader
 
 log = get_logger(__name__)
 
@@ -146,6 +147,9 @@ class ReferenceData:
     ) -> None:
         self.eventlog = eventlog
         self.engine = engine
+        # The cached reads (the policy in force, partners) without BEGIN / ROLLBACK
+        # around them on PostgreSQL (`store.reader`): two round trips fewer per refresh.
+        self._reads = reader(engine)
         self.topic = topic
         self.source = source
         self.cache_seconds = cache_seconds
@@ -272,7 +276,7 @@ class ReferenceData:
     async def _read_policy(self, now: float) -> Policy:
         me = asyncio.current_task()
         try:
-            async with self.engine.connect() as conn:
+            async with self._reads.connect() as conn:
                 latest = await self._latest(conn)
             if latest is None:
                 latest = (await self.publish(Policy.default(), published_by="system",
@@ -374,7 +378,7 @@ class ReferenceData:
     async def _read_partner(self, partner_id: str, now: float) -> dict[str, Any] | None:
         me = asyncio.current_task()
         try:
-            async with self.engine.connect() as conn:
+            async with self._reads.connect() as conn:
                 row = (await conn.execute(
                     select(ref_partners).where(ref_partners.c.id == partner_id))).first()
             found = dict(row._mapping) if row is not None else None

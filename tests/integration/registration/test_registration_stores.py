@@ -315,6 +315,77 @@ async def test_a_directory_miss_asks_postgresql_once(engine: AsyncEngine) -> Non
     assert len(statements) == 1, "\n---\n".join(statements)
 
 
+@contextlib.contextmanager
+def _driver_statements(engine: AsyncEngine) -> Any:
+    """Every statement `engine`'s connections send meanwhile: SQLAlchemy's, and what went
+    to the driver directly (BEGIN, COMMIT, ROLLBACK); a list, filled while the block
+    runs."""
+    from sqlalchemy import event
+
+    statements: list[str] = []
+
+    def log(record: Any) -> None:
+        statements.append(record.query)
+
+    def checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        dbapi_conn.driver_connection.add_query_logger(log)
+
+    def checkin(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.driver_connection.remove_query_logger(log)
+
+    def sent(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)  # what SQLAlchemy sent (prepared statements included)
+
+    event.listen(engine.sync_engine.pool, "checkout", checkout)
+    event.listen(engine.sync_engine.pool, "checkin", checkin)
+    event.listen(engine.sync_engine, "before_cursor_execute", sent)
+    try:
+        yield statements
+    finally:
+        event.remove(engine.sync_engine.pool, "checkout", checkout)
+        event.remove(engine.sync_engine.pool, "checkin", checkin)
+        event.remove(engine.sync_engine, "before_cursor_execute", sent)
+
+
+async def test_the_cached_reads_and_the_re_reporters_bookkeeping_take_no_transaction(
+        engine: AsyncEngine) -> None:
+    """Session 26: a partner (and likewise the policy in force) is read, once a second
+    per process, in autocommit, and the re-reporter's lease check and delete after a decision
+    are one statement each: a BEGIN and a COMMIT or ROLLBACK around each were two more
+    round trips to PostgreSQL, per partner a second and per notification. The statements
+    still do what they did: the partner is found, the row is held, then gone."""
+    from services.registration.adapters.tables import ref_partners
+    from services.registration.rereports import Pending, ReReporter
+    from shared.readmodel.waiter import DecisionWaiter
+
+    async with engine.begin() as conn:
+        await conn.execute(ref_partners.insert().values(
+            id="p-1", name="P", type="reseller", tier="gold", region="na", status="active",
+            updated_at=datetime.now(UTC)))
+    reference = ReferenceData(None, engine, "ref",  # type: ignore[arg-type]
+                              source="test", cache_seconds=0)
+    waiter = DecisionWaiter(engine, in_process=False)
+
+    async def rule(_pending: Pending, _row: dict[str, Any]) -> None:
+        return None
+
+    reporter = ReReporter(engine, waiter, rule, clock=lambda: datetime.now(UTC),
+                          lease_seconds=60, orphan_seconds=3600)
+    await reporter.record(Pending("reg_1", "dom:example.com",
+                                  AccountIdentity(None, "example.com", None, None), {}, "api",
+                                  datetime.now(UTC)))
+    with _driver_statements(engine) as statements:
+        partner = await reference.partner("p-1")
+        held = await reporter._hold(["reg_1"])
+        await reporter._delete(["reg_1"])
+    await reporter.stop()
+    assert partner is not None and partner["tier"] == "gold"
+    assert held == {"reg_1"} and not reporter.pending
+    words = [s.split()[0].upper() for s in statements]
+    assert not {"BEGIN", "COMMIT", "ROLLBACK"} & set(words), "\n---\n".join(statements)
+    assert len(statements) == 3, "\n---\n".join(statements)
+
+
 async def test_reads_through_the_reader_take_no_transaction(engine: AsyncEngine) -> None:
     """`reader(engine)` reads in autocommit on PostgreSQL (no BEGIN/ROLLBACK round trips):
     two statements on one connection are two transactions, so `now()` moves between
