@@ -28,11 +28,11 @@ class OperatorError(Exception):
 
 
 # `DEALREG_*` variables that are not `Settings` fields but are read elsewhere: `dealreg
-# admin` (URL), `dealreg gateway`, deploy/kafka.sh, deploy/postgres.sh (PG_STAT_STATEMENTS)
-# and the test suite's own.
+# admin` (URL), `dealreg gateway`, deploy/kafka.sh, deploy/postgres.sh (PG_STAT_STATEMENTS),
+# setup.py and the bench (COMPILED: the mypyc build) and the test suite's own.
 _OTHER_VARIABLES = frozenset({"URL", "GATEWAY_COMMANDS_URL", "GATEWAY_QUERIES_URL",
                               "GATEWAY_TIMEOUT_SECONDS", "CACHE_DIR", "SCREENSHOTS",
-                              "PG_STAT_STATEMENTS"})
+                              "PG_STAT_STATEMENTS", "COMPILED"})
 _OTHER_PREFIXES = ("TEST_", "PROPERTY_")
 
 

@@ -107,7 +107,11 @@ def _shape(cls: type) -> str:
     elif hasattr(cls, "model_fields"):
         fields = [f"{name}:{info.annotation}" for name, info in cls.model_fields.items()]
     else:
-        fields = list(getattr(cls, "__slots__", ()))
+        # A class compiled by mypyc (`make compiled`) keeps its attributes in
+        # `__mypyc_attrs__`, not `__slots__`: its shape is still its fields. (Annotations
+        # read differently there, so the two builds' fingerprints differ: a snapshot of
+        # the other build is rebuilt from the log, never misread.)
+        fields = list(getattr(cls, "__slots__", ())) or sorted(getattr(cls, "__mypyc_attrs__", ()))
     return f"{cls.__module__}.{cls.__qualname__}({','.join(fields)})"
 
 

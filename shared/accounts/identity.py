@@ -18,6 +18,7 @@ from shared.accounts.normalize import (
     normalize_name,
     registrable_domain,
 )
+from shared.frozen import frozen_state, restore_frozen
 
 __all__ = ["AccountIdentity", "derive_account_key"]
 
@@ -74,6 +75,14 @@ class AccountIdentity:
             name=norm_name or None,
             country=normalize_country(country) if country else None,
         )
+
+    # Held by adjudicator snapshots: pickled as the dataclass pickles itself, also when
+    # compiled (shared/frozen.py).
+    def __getstate__(self) -> list[object]:
+        return frozen_state(self)
+
+    def __setstate__(self, state: list[object]) -> None:
+        restore_frozen(self, state)
 
     def is_empty(self) -> bool:
         """True when nothing usable identifies the account."""

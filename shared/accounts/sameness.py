@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Final
 
 from shared.accounts.salesforce import CrmIds, canonical_crm_id
+from shared.frozen import frozen_state, restore_frozen
 
 if TYPE_CHECKING:
     from shared.accounts.identity import AccountIdentity
@@ -98,6 +99,14 @@ class Identifiers:
 
     def __bool__(self) -> bool:
         return bool(self.crm_ids or self.domains)
+
+    # Held by adjudicator snapshots: pickled as the dataclass pickles itself, also when
+    # compiled (shared/frozen.py).
+    def __getstate__(self) -> list[object]:
+        return frozen_state(self)
+
+    def __setstate__(self, state: list[object]) -> None:
+        restore_frozen(self, state)
 
 
 NONE: Final = Identifiers()
@@ -193,12 +202,16 @@ def sort_out(
     and following that link is the link's business. ``crm_ids`` (policy `match.crm_ids`):
     the form CRM ids are compared in (`Identifiers.canonical`).
     """
+    identifiers = identifiers_of
     if crm_ids != "exact":
         query, anchor = query.canonical(crm_ids), anchor.canonical(crm_ids)
-        raw_identifiers_of = identifiers_of
 
-        def identifiers_of(key: str) -> Identifiers:
-            return raw_identifiers_of(key).canonical(crm_ids)
+        # A new name, not `identifiers_of` redefined: mypyc (the compiled build) cannot
+        # read a parameter that a nested function of the same name shadows.
+        def canonical_identifiers(key: str) -> Identifiers:
+            return identifiers_of(key).canonical(crm_ids)
+
+        identifiers = canonical_identifiers
     customer = query if different_customers(query, anchor) else query | anchor
     same: list[AccountMatch] = []
     possible: list[AccountMatch] = []
@@ -207,7 +220,7 @@ def sort_out(
         if match.account_key in seen:
             continue
         seen.add(match.account_key)
-        theirs = identifiers_of(match.account_key)
+        theirs = identifiers(match.account_key)
         if different_customers(query, theirs):
             if for_a_person(query, theirs, match.matched_by, match.confident):
                 # One identifier agrees and another contradicts it (the same domain under

@@ -35,6 +35,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.bench.bench_compiled import stale_modules  # noqa: E402
 from tests.bench.common import LATEST, RESULTS  # noqa: E402
 from tests.bench.targets import evaluate, markdown  # noqa: E402
 
@@ -79,6 +80,11 @@ BENCHES: tuple[Bench, ...] = (
     Bench("recovery", "bench_recovery.py", ("--events", "100000", "--backend", "both"),
           ("--events", "25000", "--backend", "embedded"), 240, 40),
 )
+COMPILED_BENCH = Bench("compiled", "bench_compiled.py", ("--events", "40000"),
+                       ("--events", "8000", "--rounds", "1"), 240, 60)
+"""`--compiled` only: the compiled build decides as the pure one does, and its speed-up."""
+BUILD_TIMEOUT = 900.0
+"""`make compiled` (outside the run's budget): ~70 s of CPU, minutes on a loaded machine."""
 BUDGET, QUICK_BUDGET = 850.0, 160.0
 """The whole run's wall-time budget: a benchmark gets at most what is left of it."""
 
@@ -103,6 +109,31 @@ def run_one(command: list[str], timeout: float) -> tuple[str, float]:
             except subprocess.TimeoutExpired:
                 continue
     return status, time.perf_counter() - started
+
+
+def build_compiled() -> str:
+    """`make compiled`: the extension modules next to their .py. 'ok' or why not."""
+    env = {**os.environ, "DEALREG_COMPILED": "1"}
+    try:
+        done = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
+                              cwd=ROOT, env=env, timeout=BUILD_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return "timeout"
+    if done.returncode != 0:
+        return f"failed (exit {done.returncode})"
+    for ext in (*(ROOT / "services").rglob("*.so"), *(ROOT / "shared").rglob("*.so")):
+        ext.touch()  # one whose C did not change is not relinked: all are of this build
+    return "ok"
+
+
+def build_in_use() -> str:
+    """'compiled' when `decide` is imported from an extension module (`make compiled`
+    left one in place, whether or not this run asked for it), else 'pure'."""
+    code = ("import sys, services.adjudication.domain; "
+            "print(sys.modules['services.adjudication.domain.decide'].__file__)")
+    probe = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                           text=True, check=True)
+    return "pure" if probe.stdout.strip().endswith(".py") else "compiled"
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -180,7 +211,24 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true",
                         default=os.environ.get("QUICK", "") not in ("", "0"))
     parser.add_argument("--only", nargs="*", default=None)
+    parser.add_argument("--compiled", action="store_true",
+                        default=os.environ.get("DEALREG_COMPILED", "") not in ("", "0"),
+                        help="build the compiled (mypyc) modules first and measure them")
     args = parser.parse_args()
+    if args.compiled:
+        print("### building the compiled modules (make compiled)", flush=True)
+        built = build_compiled()
+        if built != "ok":
+            print(f"### the compiled build {built}", flush=True)
+            return 1
+    build = build_in_use()
+    if build == "compiled" and stale_modules():
+        print(f"### the compiled build is older than {', '.join(stale_modules())}: "
+              "`make compiled` (or --compiled) rebuilds it, `make clean-compiled` drops it",
+              flush=True)
+        return 1
+    benches = (*BENCHES, COMPILED_BENCH) if build == "compiled" else BENCHES
+    print(f"### build: {build}", flush=True)
     budget = QUICK_BUDGET if args.quick else BUDGET
     started_wall = time.time()
     started = time.perf_counter()
@@ -188,7 +236,7 @@ def main() -> int:
     load_before = os.getloadavg()
     statuses: dict[str, dict[str, Any]] = {}
     results: dict[str, dict[str, Any]] = {}
-    for bench in BENCHES:
+    for bench in benches:
         if args.only and bench.name not in args.only:
             continue
         left = budget - (time.perf_counter() - started)
@@ -216,17 +264,22 @@ def main() -> int:
     total = time.perf_counter() - started
     results["run"] = {("quick_seconds" if args.quick else "seconds"): round(total, 1)}
     rows = evaluate(results)
+    if build == "compiled":  # every figure says which build measured it
+        for row in rows:
+            row["target"] = f"{row['target']} (compiled)"
+            row["build"] = build
     if args.only:  # a partial run says nothing about the targets of benches it skipped
         rows = [r for r in rows if r["key"].split(".")[0] in (*args.only, "run")]
     RESULTS.mkdir(exist_ok=True)
     table = markdown(rows)
     meta = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started_wall)),
-            "quick": args.quick, "seconds": round(total, 1),
+            "quick": args.quick, "build": build, "seconds": round(total, 1),
             "machine": f"{platform.node()}: {os.cpu_count()} CPUs, {platform.machine()}, "
                        f"Python {platform.python_version()}",
             "load_average_before": [round(x, 2) for x in load_before],
             "load_average_after": [round(x, 2) for x in os.getloadavg()]}
-    header = (f"Run of {meta['started']} ({'QUICK' if args.quick else 'full'}, "
+    built = ", compiled build: mypyc, `make compiled`" if build == "compiled" else ""
+    header = (f"Run of {meta['started']} ({'QUICK' if args.quick else 'full'}{built}, "
               f"{total:.0f} s) on {meta['machine']}; load average {meta['load_average_before']}"
               f" before, {meta['load_average_after']} after.\n\n")
     (RESULTS / "targets.md").write_text(header + table)
