@@ -721,9 +721,11 @@ def _conflict(state: AdjudicationState, a: Entry, b: Entry, policy: Policy,
               customers: dict[str, Identifiers] | None = None) -> bool:
     """Whether settling for `b` can take `a` away: their scopes overlap and they may be one
     customer. Two members whose customers the sameness rule separates by identifiers
-    (`separate_customers`: different domains or CRM ids and none shared, links included)
-    never conflict, however a review's name matches drew them into one dispute (DESIGN.md,
-    "A dispute never settles one customer against another"). A copy of another
+    (`separate_customers`: different domains or CRM ids and none shared, links included,
+    and no confident name between them where no domains on both sides are there to
+    compare: that pair `sort_out` sends to a person, session 26) never conflict, however a
+    review's name matches drew them into one dispute (DESIGN.md, "A dispute never settles
+    one customer against another"). A copy of another
     partition's registration (`Entry.mirror`) is never separated: its key's identifiers
     are filed on its own partition, and the edge reported it here as possibly (or surely)
     this customer."""
@@ -731,11 +733,16 @@ def _conflict(state: AdjudicationState, a: Entry, b: Entry, policy: Policy,
         return False
     if a.mirror or b.mirror:
         return True
+    threshold = policy.match.name_threshold
+
+    def named() -> bool:
+        return state.index.names_match(a.account_key, b.account_key, threshold)
+
     if customers is None:
         return not separate_customers(state.customer(a.account_key),
-                                      state.customer(b.account_key))
+                                      state.customer(b.account_key), named)
     return not separate_customers(_customer(state, a.account_key, customers),
-                                  _customer(state, b.account_key, customers))
+                                  _customer(state, b.account_key, customers), named)
 
 
 def _customer(state: AdjudicationState, account_key: str,
