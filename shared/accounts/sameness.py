@@ -213,6 +213,12 @@ def sort_out(
 
         identifiers = canonical_identifiers
     customer = query if different_customers(query, anchor) else query | anchor
+    # The side a settlement weighs (`separate_customers` on the key's customer): whether
+    # there are domains on both sides to compare is asked of it, not of the submission
+    # alone (session 26, rival 3: a key carrying a domain from an earlier registration,
+    # submitted again without one, went to a review whose award to the holder the
+    # settlement then ignored, the pair being "two domains" there).
+    ours = customer
     same: list[AccountMatch] = []
     possible: list[AccountMatch] = []
     seen: set[str] = set()
@@ -222,7 +228,7 @@ def sort_out(
         seen.add(match.account_key)
         theirs = identifiers(match.account_key)
         if different_customers(query, theirs):
-            if for_a_person(query, theirs, match.matched_by, match.confident):
+            if for_a_person(ours, theirs, match.matched_by, match.confident):
                 # One identifier agrees and another contradicts it (the same domain under
                 # another CRM id): another customer by the rule, but for a person to see --
                 # else a made-up CRM id would walk past the domain's owner. Likewise the
