@@ -213,12 +213,6 @@ def sort_out(
 
         identifiers = canonical_identifiers
     customer = query if different_customers(query, anchor) else query | anchor
-    # The side a settlement weighs (`separate_customers` on the key's customer): whether
-    # there are domains on both sides to compare is asked of it, not of the submission
-    # alone (session 26, rival 3: a key carrying a domain from an earlier registration,
-    # submitted again without one, went to a review whose award to the holder the
-    # settlement then ignored, the pair being "two domains" there).
-    ours = customer
     same: list[AccountMatch] = []
     possible: list[AccountMatch] = []
     seen: set[str] = set()
@@ -228,7 +222,13 @@ def sort_out(
         seen.add(match.account_key)
         theirs = identifiers(match.account_key)
         if different_customers(query, theirs):
-            if for_a_person(ours, theirs, match.matched_by, match.confident):
+            # Whether both sides carry domains is asked of the customer built so far (the
+            # key's own, by `anchor` or by its identifier match walked first), as a
+            # settlement asks it of the key's customer (`separate_customers`), not of the
+            # submission alone (session 26, rival 3: a key carrying a throwaway domain,
+            # submitted again without one, went to a review whose award to the holder the
+            # settlement ignored, the pair being "two domains" there).
+            if for_a_person(customer, theirs, match.matched_by, match.confident):
                 # One identifier agrees and another contradicts it (the same domain under
                 # another CRM id): another customer by the rule, but for a person to see --
                 # else a made-up CRM id would walk past the domain's owner. Likewise the
