@@ -222,7 +222,13 @@ def sort_out(
         seen.add(match.account_key)
         theirs = identifiers(match.account_key)
         if different_customers(query, theirs):
-            if for_a_person(query, theirs, match.matched_by, match.confident):
+            # Whether both sides carry domains is asked of the customer built so far (the
+            # key's own, by `anchor` or by its identifier match walked first), as a
+            # settlement asks it of the key's customer (`separate_customers`), not of the
+            # submission alone (session 26, rival 3: a key carrying a throwaway domain,
+            # submitted again without one, went to a review whose award to the holder the
+            # settlement ignored, the pair being "two domains" there).
+            if for_a_person(customer, theirs, match.matched_by, match.confident):
                 # One identifier agrees and another contradicts it (the same domain under
                 # another CRM id): another customer by the rule, but for a person to see --
                 # else a made-up CRM id would walk past the domain's owner. Likewise the

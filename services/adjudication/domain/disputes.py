@@ -232,7 +232,19 @@ def _tell_homes(state: AdjudicationState, out: Out, target: Dispute, before: set
     # partition may hold copies of them, and the partner may register there again.
     here = tuple(i for i in appellant.beaten_by
                  for e in (state.entries.get(i),) if e is not None and not e.mirror
-                 ) if appellant else ()
+                 and e.active) if appellant else ()
+    for key in by_key:
+        for i in here:
+            # Told of the appeal, that partition keeps it beside its copy while the copy
+            # lasts: it must hear when the rival ends here (relay.tell_ended), or its copy
+            # -- guarding only, no review of it there -- stays approved past a person's
+            # award against the rival, and the partner that won the appeal is refused its
+            # contest there as a second one (session 26, rival 3). Watching as a review
+            # that settled (`settled_watch`): told of the end, holding no line back.
+            keys = state.watchers.setdefault(i, [])
+            if key not in keys:
+                keys.append(key)
+                state.settled_watch.add((i, key))
     for key, ids in by_key.items():
         appealed = tuple(i for i in ids if i in appellant.beaten_by) if appellant else ()
         out.append(CopiesInReview(account_key=key, dispute_id=target.id,

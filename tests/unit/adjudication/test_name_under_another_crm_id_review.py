@@ -53,3 +53,28 @@ def test_two_domains_or_two_names_stay_apart_unseen() -> None:
     assert d.status("r") == "approved" and not d.state.disputes
     d = _holder_and_rival(rival_name="Quintavex")
     assert d.status("r") == "approved" and not d.state.disputes
+
+
+def test_a_key_carrying_a_domain_is_judged_with_it_at_intake_as_at_settlement() -> None:
+    """Rival 3 (session 26): the rival's CRM id key already carries a throwaway domain (an
+    earlier registration on another product); submitted again by name with no domain, intake
+    judged the submission alone ("no domains on both sides": a review), while the settlement
+    weighs the key's customer (two domains: never a conflict), so a person's award to the
+    holder left the rival approved. Intake now asks the key's customer too: two domains,
+    apart unseen, as `test_two_domains_or_two_names_stay_apart_unseen` -- and no review
+    whose award nothing would follow."""
+    d = Driver(policy=policy())
+    decisions(d.register("h", "p-1", domain="zorblax.com", name="Zorblax", country="US",
+                         crm="ACC-1001", key="crm:ACC-1001"))
+    d.later(days=1)
+    decisions(d.register("f", "p-2", domain="throwaway.io", name="Quintavex", country="US",
+                         crm="FAKE-9", key="crm:FAKE-9", products=("crm",)))
+    d.later(days=1)
+    decisions(d.register("r", "p-2", domain=None, name="Zorblax", country="US",
+                         crm="FAKE-9", key="crm:FAKE-9"))
+    reviews = [v for v in d.state.disputes.values() if "h" in v.member_ids]
+    for review in reviews:  # before the fix: one, and the award to "h" was ignored
+        d.resolve(review.id, "award", actor=review.owner_id, registration_id="h")
+        assert d.status("r") == "rejected"
+    assert not reviews
+    assert (d.status("h"), d.status("r")) == ("approved", "approved")
