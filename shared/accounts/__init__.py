@@ -30,6 +30,7 @@ from shared.accounts.sameness import (
     Identifiers,
     Sorted,
     different_customers,
+    for_a_person,
     separate_customers,
     sort_out,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "blocking_keys",
     "derive_account_key",
     "different_customers",
+    "for_a_person",
     "is_freemail_domain",
     "is_platform_page",
     "match_order",

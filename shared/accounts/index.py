@@ -505,6 +505,35 @@ class AccountIndex:
         self._identifiers.pop(account_key, None)
         return True
 
+    def names_match(self, a: str, b: str, name_threshold: float) -> bool:
+        """Whether a name filed under key `a` and one filed under key `b`, in one country,
+        score at or above `name_threshold` (a confident name match, as `match` scores it).
+        Asked by a settlement only for two members whose identifiers alone would separate
+        them (`sameness.separate_customers`): a few names each."""
+        return self.name_score(a, b) >= name_threshold - _EPSILON
+
+    def name_score(self, a: str, b: str) -> float:
+        """The best score between a name filed under key `a` and one filed under key `b`
+        in one country (0.0 when none shares a country): how a possible duplicate between
+        two customers that identifiers separate matched by name (`names_match`; the
+        evidence a settlement gives about such a pair, invariant 6)."""
+        oa, ob = self._ordinal.get(a), self._ordinal.get(b)
+        if oa is None or ob is None:
+            return 0.0
+        best = 0.0
+        for sa in sorted(_values(self._names_of[oa])):
+            for sb in sorted(_values(self._names_of[ob])):
+                score = fuzz.ratio(sa, sb) / 100.0
+                if score <= best:
+                    continue
+                for names in self._countries.values():
+                    owner_a, owner_b = names.owners.get(sa), names.owners.get(sb)
+                    if (owner_a is not None and owner_b is not None
+                            and oa in _ordinals(owner_a) and ob in _ordinals(owner_b)):
+                        best = score
+                        break
+        return best
+
     def identifiers(self, account_key: str) -> Identifiers:
         """The identifiers filed under `account_key` (plus what its form says: ``dom:x``
         always carries x). O(1)."""

@@ -41,6 +41,7 @@ __all__ = [
     "Sorted",
     "different_customers",
     "evidence_order",
+    "for_a_person",
     "separate_customers",
     "sort_out",
 ]
@@ -123,14 +124,33 @@ def different_customers(a: Identifiers, b: Identifiers) -> bool:
     return False
 
 
-def separate_customers(a: Identifiers, b: Identifiers) -> bool:
-    """Whether identifiers alone settle that `a` and `b` are different customers, with
-    nothing for a person to weigh: `different_customers`, and no CRM id or domain in
-    common. The same domain under another CRM id is another customer by the rule, but
-    `sort_out` sends it to a person (a made-up CRM id must not walk past the domain's
-    owner); so it is not separate here, and a person's award between them stands."""
-    return (different_customers(a, b) and a.crm_ids.isdisjoint(b.crm_ids)
-            and a.domains.isdisjoint(b.domains))
+def for_a_person(a: Identifiers, b: Identifiers, matched_by: str, confident: bool) -> bool:
+    """Whether a match between two customers that identifiers call different
+    (`different_customers`) still goes to a person as a possible duplicate: an identifier
+    agrees while another contradicts it (the same domain under another CRM id), or a
+    confident name where only CRM ids differ and the two sides have no domains to compare
+    (session 26, rival review: else any made-up CRM id walked past a holder known by name
+    and CRM id). A name between two different domains never does: two companies of one
+    name with their own domains stay apart unseen. The one rule, for `sort_out` (intake,
+    the edge) and `separate_customers` (settlements)."""
+    return matched_by != "name" or (confident and not (a.domains and b.domains))
+
+
+def separate_customers(a: Identifiers, b: Identifiers,
+                       named: Callable[[], bool] | None = None) -> bool:
+    """Whether identifiers settle that `a` and `b` are different customers, with nothing
+    for a person to weigh: `different_customers`, and no match between them that
+    `for_a_person` sends to a person -- no CRM id or domain in common, and (``named``:
+    whether their names match confidently, asked only when it could matter) no confident
+    name where no domains on both sides are there to compare. Such pairs are another
+    customer by the rule, but `sort_out` sends them to a person (a made-up CRM id must not
+    walk past the holder); so they are not separate here, and a person's award between
+    them stands."""
+    if not different_customers(a, b):
+        return False
+    if not (a.crm_ids.isdisjoint(b.crm_ids) and a.domains.isdisjoint(b.domains)):
+        return not for_a_person(a, b, "identifier", False)
+    return not (named is not None and for_a_person(a, b, "name", True) and named())
 
 
 def evidence_order(match: AccountMatch) -> tuple[int, float, str]:
@@ -169,9 +189,11 @@ def sort_out(
     own facets and those of every key linked to it). ``anchor`` is what the customer is
     already known to carry (the adjudicator passes the new entry's own key's customer).
     A match whose customer has different identifiers than the query is another customer:
-    dropped when only a name matched, a possible duplicate when an identifier matched (the
-    same domain under another CRM id). One that fits the query but not the customer built
-    so far is demoted to a possible duplicate: never merged, never silently ignored.
+    a possible duplicate when an identifier matched (the same domain under another CRM id)
+    or a confident name did where only CRM ids differ (no domains on both sides), else
+    dropped (a name between two different domains). One that fits the query but not the
+    customer built so far is demoted to a possible duplicate: never merged, never silently
+    ignored.
     With ``name_only_review`` (policy `match.name_only: review`) a confident name match
     where exactly one side carries an identifier is a possible duplicate too: a name-only
     account never decides for one with a CRM id or domain, nor the reverse. The matched
@@ -200,10 +222,19 @@ def sort_out(
         seen.add(match.account_key)
         theirs = identifiers(match.account_key)
         if different_customers(query, theirs):
-            if match.matched_by != "name":
+            # Whether both sides carry domains is asked of the customer built so far (the
+            # key's own, by `anchor` or by its identifier match walked first), as a
+            # settlement asks it of the key's customer (`separate_customers`), not of the
+            # submission alone (session 26, rival 3: a key carrying a throwaway domain,
+            # submitted again without one, went to a review whose award to the holder the
+            # settlement ignored, the pair being "two domains" there).
+            if for_a_person(customer, theirs, match.matched_by, match.confident):
                 # One identifier agrees and another contradicts it (the same domain under
                 # another CRM id): another customer by the rule, but for a person to see --
-                # else a made-up CRM id would walk past the domain's owner.
+                # else a made-up CRM id would walk past the domain's owner. Likewise the
+                # same name where only CRM ids differ and no domains are there to compare
+                # (rival review session 26: any other CRM id, even the holder's own in
+                # another case or width, walked past a name + CRM id holder unseen).
                 possible.append(replace(match, confident=False))
             continue
         if not match.confident:

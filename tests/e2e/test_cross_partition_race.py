@@ -265,6 +265,55 @@ async def test_a_name_only_registration_racing_an_identified_one_on_another_part
     assert not unmet, f"two approvals of one customer, no review: {unmet}"
 
 
+async def test_a_made_up_crm_id_racing_a_held_name_on_another_partition_meets_it(
+    system: System,
+) -> None:
+    """Session 26 (rival review): the same name under two CRM ids with no domains is two
+    customers but, one after the other, a `possible_duplicate` review (`for_a_person`).
+    Racing on two partitions, each report is built before the other is in the read model;
+    the edge's re-report resolves again through the same `sort_out` and reports the other
+    key as a possible duplicate, so the race ends in the same one review, never one key
+    and never two approvals nobody sees."""
+    fake = Faker("en_US")
+    fake.seed_instance(26)
+    partitions = system.settings.topic_partitions
+    unmet: list[str] = []
+    pairs = _Pairs(system.commands)
+    for n in range(4):
+        if n % 2:
+            pairs.single()
+        else:
+            pairs.pair()
+        name = fake.unique.company()
+        held, made_up = f"ACC-{n}{fake.unique.random_int(1000, 9999)}", f"FAKE-{n}"
+        while partition_for(f"crm:{held}", partitions) == partition_for(
+                f"crm:{made_up}", partitions):
+            made_up += "9"
+        first = system.commands.post("/v1/registrations", headers=WAIT, json=body(
+            "p-a", {"name": name, "crm_account_id": held, "country": "US"}))
+        second = system.commands.post("/v1/registrations", headers=WAIT, json=body(
+            "p-b", {"name": name, "crm_account_id": made_up, "country": "US"}))
+        if n % 2:
+            a = await system.commands.post("/v1/registrations", json=body(
+                "p-a", {"name": name, "crm_account_id": held, "country": "US"}))
+            first.close()
+            b = await second
+        else:
+            a, b = await asyncio.gather(first, second)
+        assert a.status_code in (201, 202) and b.status_code == 201, (a.text, b.text)
+        assert a.json()["account_key"] != b.json()["account_key"]
+        ids = {a.json()["id"], b.json()["id"]}
+        reviews = await _eventually(_open_reviews, system, ids)
+        if not reviews:
+            unmet.append(name)
+            continue
+        await asyncio.sleep(1.0)  # both sides re-report: the second must open nothing
+        reviews = await _open_reviews(system, ids)
+        assert len(reviews) == 1 and set(reviews[0]["registration_ids"]) == ids, reviews
+        assert reviews[0]["reason"] == "possible_duplicate", reviews
+    assert not unmet, f"a made-up CRM id approved beside the holder, no review: {unmet}"
+
+
 async def _undecided_rival(root: Path, distributed: bool) -> list[dict[str, Any]]:
     """The sequential pair of the test above, in the order its odd pairs failed in (2 of 4
     distributed runs, 1 of 12 embedded): the identified registration is in the read model

@@ -309,6 +309,43 @@ async def test_a_name_only_registration_never_shows_the_competitors_crm_id_or_do
     assert staff["status"] == "in_review"
 
 
+async def test_a_made_up_crm_id_on_a_held_name_learns_nothing_of_the_holder(
+        system: Running) -> None:
+    """Session 26: the same name under another CRM id, no domains, goes to a person as a
+    `possible_duplicate` (two customers, never one key). The rival's views of that review
+    -- its answer, registration, timeline, dispute, ownership by name and by its own CRM id
+    -- show that another party protects the account, never the holder's CRM id, partner
+    or key."""
+    p1, p2 = fresh("p1"), fresh("p2")
+    name = f"Zorblax {_letters()} Corp"
+    crm = fresh("SECRETCRM")
+    await submit(system.admin, {**registration(p1, "unused.com", name=name),
+                                "account": {"name": name, "country": "US",
+                                            "crm_account_id": crm}})
+    commands, queries = await system.as_("partner", p2)
+    made_up = fresh("FAKE")
+    answer = await commands.post("/v1/registrations", headers={"Prefer": "wait=15"},
+                                 json={**registration(None, "x.com", name=name),
+                                       "account": {"name": name, "country": "US",
+                                                   "crm_account_id": made_up}})
+    assert answer.status_code == 201, answer.text
+    secrets = (crm, p1, crm.lower())
+    assert_absent(answer, *secrets)
+    got = answer.json()
+    assert (got["status"], got["decision"]["rule"]) == ("in_review", "possible_duplicate")
+    assert got["account_key"] == f"crm:{made_up}"
+    assert {c["matched_by"] for c in got["decision"]["conflicts"]} == {"same_customer"}
+    await system.settle()
+    for path in (f"/v1/registrations/{got['id']}", f"/v1/registrations/{got['id']}/timeline",
+                 f"/v1/disputes/{got['dispute_id']}"):
+        shown = await queries.get(path)
+        assert shown.status_code == 200, (path, shown.text)
+        assert_absent(shown, *secrets)
+    for params in ({"name": name, "country": "US"}, {"crm_account_id": made_up}):
+        seen = await queries.get("/v1/ownership", params=params)
+        assert_absent(seen, *secrets)
+
+
 async def test_a_partner_gets_sealed_log_positions_and_cannot_probe_offsets(
         system: Running) -> None:
     partner = fresh("p1")

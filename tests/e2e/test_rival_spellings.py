@@ -139,3 +139,28 @@ async def test_businesses_on_a_site_host_s_tenant_subdomains_stay_different_cust
         assert not first["account_key"].startswith("dom:"), (host, first["account_key"])
         assert (first["status"], second["status"]) == ("approved", "approved"), (
             host, first["decision"]["rule"], second["decision"]["rule"])
+
+
+async def test_another_crm_id_on_a_name_held_with_a_crm_id_goes_to_a_person(
+    client: httpx.AsyncClient,
+) -> None:
+    """A holder known by name and CRM id (no domain). Different CRM ids are different
+    customers, so any other CRM id on the same name -- a made-up one, or the holder's own
+    in another case, width or spacing -- was dropped as another customer's and the rival
+    approved `no_conflict` beside the holder, unseen. Now it goes in review as a
+    `possible_duplicate` (as the same domain under another CRM id does): never merged,
+    never silently ignored."""
+    holder = await submit(client, "p-1", name="Zorblax Corp", crm_account_id="ACC-1001")
+    assert holder["status"] == "approved", holder
+    wide = "".join(chr(ord(c) + 0xFEE0) for c in "ACC")
+    for n, crm in enumerate(("FAKE-9", "acc-1001", f"{wide}-1001", "ACC 1001")):
+        rival = await submit(client, f"p-r{n}", name="Zorblax Corp", crm_account_id=crm)
+        assert rival["account_key"] != holder["account_key"], crm  # never one customer
+        assert (rival["status"], rival["decision"]["rule"]) == (
+            "in_review", "possible_duplicate"), (crm, rival["decision"])
+    # Two companies of one name, each with its own domain, stay apart unseen.
+    first = await submit(client, "p-d1", name="Anderson Ltd", domain="anderson-ltd.com",
+                         crm_account_id="CRM-A")
+    second = await submit(client, "p-d2", name="Anderson Inc", domain="anderson.com",
+                          crm_account_id="CRM-B")
+    assert (first["status"], second["status"]) == ("approved", "approved")

@@ -232,7 +232,19 @@ def _tell_homes(state: AdjudicationState, out: Out, target: Dispute, before: set
     # partition may hold copies of them, and the partner may register there again.
     here = tuple(i for i in appellant.beaten_by
                  for e in (state.entries.get(i),) if e is not None and not e.mirror
-                 ) if appellant else ()
+                 and e.active) if appellant else ()
+    for key in by_key:
+        for i in here:
+            # Told of the appeal, that partition keeps it beside its copy while the copy
+            # lasts: it must hear when the rival ends here (relay.tell_ended), or its copy
+            # -- guarding only, no review of it there -- stays approved past a person's
+            # award against the rival, and the partner that won the appeal is refused its
+            # contest there as a second one (session 26, rival 3). Watching as a review
+            # that settled (`settled_watch`): told of the end, holding no line back.
+            keys = state.watchers.setdefault(i, [])
+            if key not in keys:
+                keys.append(key)
+                state.settled_watch.add((i, key))
     for key, ids in by_key.items():
         appealed = tuple(i for i in ids if i in appellant.beaten_by) if appellant else ()
         out.append(CopiesInReview(account_key=key, dispute_id=target.id,
@@ -721,9 +733,11 @@ def _conflict(state: AdjudicationState, a: Entry, b: Entry, policy: Policy,
               customers: dict[str, Identifiers] | None = None) -> bool:
     """Whether settling for `b` can take `a` away: their scopes overlap and they may be one
     customer. Two members whose customers the sameness rule separates by identifiers
-    (`separate_customers`: different domains or CRM ids and none shared, links included)
-    never conflict, however a review's name matches drew them into one dispute (DESIGN.md,
-    "A dispute never settles one customer against another"). A copy of another
+    (`separate_customers`: different domains or CRM ids and none shared, links included,
+    and no confident name between them where no domains on both sides are there to
+    compare: that pair `sort_out` sends to a person, session 26) never conflict, however a
+    review's name matches drew them into one dispute (DESIGN.md, "A dispute never settles
+    one customer against another"). A copy of another
     partition's registration (`Entry.mirror`) is never separated: its key's identifiers
     are filed on its own partition, and the edge reported it here as possibly (or surely)
     this customer."""
@@ -731,11 +745,16 @@ def _conflict(state: AdjudicationState, a: Entry, b: Entry, policy: Policy,
         return False
     if a.mirror or b.mirror:
         return True
+    threshold = policy.match.name_threshold
+
+    def named() -> bool:
+        return state.index.names_match(a.account_key, b.account_key, threshold)
+
     if customers is None:
         return not separate_customers(state.customer(a.account_key),
-                                      state.customer(b.account_key))
+                                      state.customer(b.account_key), named)
     return not separate_customers(_customer(state, a.account_key, customers),
-                                  _customer(state, b.account_key, customers))
+                                  _customer(state, b.account_key, customers), named)
 
 
 def _customer(state: AdjudicationState, account_key: str,

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from services.adjudication.domain.instants import from_us
 from services.adjudication.domain.matching import Collision, key_evidence
 from services.adjudication.domain.state import AdjudicationState, Entry
+from shared.accounts.sameness import different_customers
 from shared.events import (
     ClaimDecided,
     ConflictEvidence,
@@ -83,10 +84,35 @@ def fellow_evidence(state: AdjudicationState, entry: Entry, decided_key: str,
     filed under a key linked to the key the decided one opened is its customer through
     that link, so a link found by a name makes it a name match (invariant 6; before
     session 25 the evidence said the decided one's key form, say `crm_account_id`)."""
+    apart = separate_match(state, decided_key, entry.account_key)
+    if apart is not None:
+        return _evidence(entry, *apart, entry.account_key)
     joined = (state.link_paths(decided_key).get(entry.account_key)
               if entry.account_key != decided_key else None)
     return member_evidence(entry, decided_key, decided, joined,
                            state.opener_shares.get(decided_key))
+
+
+def separate_match(state: AdjudicationState, decided_key: str,
+                   account_key: str) -> tuple[str, float, bool] | None:
+    """How a member under `account_key` matches one decided under `decided_key` when
+    identifiers call their customers different (`different_customers`): they met in one
+    dispute only as a possible duplicate a person was asked about (the same domain under
+    another CRM id; a name under another CRM id, `sameness.for_a_person`; or through a
+    third registration's name), so the evidence names what the two really share -- a CRM
+    id, else a domain, else their names at their best score -- as not confident, never
+    the decided one's key form, which cited an identifier the other side never had
+    (invariant 6). None for one customer."""
+    if account_key == decided_key:
+        return None
+    mine, theirs = state.customer(decided_key), state.customer(account_key)
+    if not different_customers(mine, theirs):
+        return None
+    if not mine.crm_ids.isdisjoint(theirs.crm_ids):
+        return "crm_account_id", 1.0, False
+    if not mine.domains.isdisjoint(theirs.domains):
+        return "domain", 1.0, False
+    return "name", state.index.name_score(decided_key, account_key), False
 
 
 def _weakest(mine: tuple[str, float], theirs: tuple[str, float]) -> tuple[str, float]:
@@ -117,7 +143,8 @@ class Fellows:
     and the decided one left out. Evidence is a frozen value: one object serves every
     decision naming it."""
 
-    __slots__ = ("_apart", "_here", "_keyed", "_paths", "_theirs", "members", "state")
+    __slots__ = ("_apart", "_here", "_keyed", "_paths", "_separate", "_theirs", "members",
+                 "state")
 
     def __init__(self, members: Sequence[Entry], state: AdjudicationState | None = None
                  ) -> None:
@@ -132,6 +159,7 @@ class Fellows:
                 self._keyed.setdefault(m.account_key, []).append(i)
         self._apart: dict[tuple[str, float], list[ConflictEvidence]] = {}
         self._here: dict[tuple[int, str, float], ConflictEvidence] = {}
+        self._separate: dict[tuple[str, str], tuple[str, float, bool] | None] = {}
 
     def of(self, i: int) -> list[ConflictEvidence]:
         members, theirs = self.members, self._theirs
@@ -139,9 +167,17 @@ class Fellows:
         paths = self._linked(decided.account_key)
         opened = self._opened(decided.account_key)
         if len(members) <= _FEW:
-            return [member_evidence(m, decided.account_key, decided,
-                                    paths.get(m.account_key) if paths else None, opened)
-                    for m in members if m is not decided]
+            found = []
+            for m in members:
+                if m is decided:
+                    continue
+                sep = self._apart_from(decided.account_key, m.account_key)
+                found.append(
+                    _evidence(m, *sep, m.account_key) if sep is not None
+                    else member_evidence(m, decided.account_key, decided,
+                                         paths.get(m.account_key) if paths else None,
+                                         opened))
+            return found
         key, given = decided.account_key, decided.evidence
         mine = given or (key_evidence(key), 1.0)
         here = given or opened
@@ -167,8 +203,22 @@ class Fellows:
                 for j in self._keyed.get(other, ()):
                     found[j] = _evidence(members[j], *_weakest(joined, theirs[j]), True,
                                          other)
+        for other, js in self._keyed.items():
+            sep = self._apart_from(key, other)
+            if sep is not None:  # another customer, met as a possible duplicate
+                for j in js:
+                    found[j] = _evidence(members[j], *sep, other)
         del found[i]
         return found
+
+    def _apart_from(self, key: str, other: str) -> tuple[str, float, bool] | None:
+        """`separate_match` of two members' keys, once per pair of keys."""
+        if self.state is None or key == other:
+            return None
+        pair = (key, other)
+        if pair not in self._separate:
+            self._separate[pair] = separate_match(self.state, key, other)
+        return self._separate[pair]
 
     def _opened(self, key: str) -> tuple[str, float] | None:
         """What the opener of `key` shares with its customer (`state.opener_shares`)."""

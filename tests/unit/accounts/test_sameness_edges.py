@@ -59,4 +59,24 @@ def test_another_customers_match_does_not_stop_the_walk() -> None:
              "name:US:acme": ids()}
     found = sort_out(query, matches, known.__getitem__)
     assert [m.account_key for m in found.same] == ["name:US:acme"]
-    assert [(m.account_key, m.confident) for m in found.possible] == [("crm:2", False)]
+    # name:US:other is another customer (CRM id 3), but only the CRM ids differ and it has
+    # no domain to compare: a person sees it (rival review session 26).
+    assert [(m.account_key, m.confident) for m in found.possible] == [
+        ("crm:2", False), ("name:US:other", False)]
+
+
+def test_a_settlement_separates_by_the_same_rule_the_intake_reviews_by() -> None:
+    """`separate_customers` and `sort_out` share `for_a_person` (session 26): two CRM ids
+    with no domains on both sides are separate unless their names match confidently."""
+    from shared.accounts import for_a_person, separate_customers
+    crm1, crm2 = ids(("1",)), ids(("2",))
+    assert separate_customers(crm1, crm2)
+    assert separate_customers(crm1, crm2, lambda: False)
+    assert not separate_customers(crm1, crm2, lambda: True)
+    with_dom = ids(("2",), ("b.com",))
+    assert not separate_customers(crm1, with_dom, lambda: True)
+    # Two domains: a name never sends them to a person.
+    assert separate_customers(ids(("1",), ("a.com",)), with_dom, lambda: True)
+    assert not for_a_person(ids((), ("a.com",)), ids((), ("b.com",)), "name", True)
+    assert for_a_person(crm1, crm2, "name", True)
+    assert not for_a_person(crm1, crm2, "name", False)

@@ -26,6 +26,7 @@ from shared.events import (
     DisputeActionRejected,
     DisputeFiled,
     DisputeOpened,
+    DisputeResolutionSubmitted,
     DomainEvent,
     EndedAtHome,
     HomeEndRelayed,
@@ -98,6 +99,10 @@ def _contest(state: AdjudicationState, eid: str, rid: str, partner: str, key: st
 
 def _first_appeal() -> AdjudicationState:
     """A after p-02's contest on B: told of it, holding the copy of p-01."""
+    return _both_after_the_first_appeal()[0]
+
+
+def _both_after_the_first_appeal() -> tuple[AdjudicationState, AdjudicationState]:
     a, b = AdjudicationState(), AdjudicationState()
     _decide(b, "e1", _submitted("reg_p01", "p-01", B, 0, ("crm",), tier="gold"), 0)
     _decide(a, "e2", _submitted("reg_p04", "p-04", A, 0, ("analytics",), tier="gold"), 0)
@@ -113,7 +118,7 @@ def _first_appeal() -> AdjudicationState:
     assert [(n.account_key, n.registration_ids, n.contested_by, n.appealed, n.appealed_here)
             for n in notices] == [(A, ("reg_p04",), "p-02", (), ("reg_p01",))]
     _decide(a, "e6.r0", notices[0], 3)
-    return a
+    return a, b
 
 
 def test_a_second_contest_against_the_rival_s_copy_elsewhere_is_refused() -> None:
@@ -200,3 +205,28 @@ def test_a_review_elsewhere_that_holds_the_rival_s_copy_is_told_though_none_is_d
     decisions, _ = _contest(a, "e7", "reg_p02b", "p-02", A, 5)
     refused = [d for d in decisions if isinstance(d, DisputeActionRejected)]
     assert [r.reason for r in refused] == ["not_disputable"] and SECOND in refused[0].explanation
+
+
+def test_an_appeal_won_at_home_ends_the_copy_it_was_remembered_beside() -> None:
+    """Rival 3 (session 26): A holds its copy of p-01 only to guard (no review of it
+    there), so B did not count A as watching p-01. A person awards p-02 on B: p-01 is
+    rejected there, yet A's copy stayed approved, p-02 registering under A's key lost to
+    it, and its contest was refused as a second appeal -- the appeal it had won. B now
+    counts a partition it told of the appeal as watching the rival (as a settled review:
+    holding no line back), tells it the rival ended (`HomeEndRelayed`), and the copy ends
+    there with the appeal beside it. Fails without it (p-02 rejected again on A)."""
+    a, b = _both_after_the_first_appeal()
+    [review] = b.disputes.values()
+    _, relays = _decide(b, "e7", DisputeResolutionSubmitted(
+        dispute_id=review.id, account_key=B, actor_id=review.owner_id, actor_role="owner",
+        outcome="award", registration_id="reg_p02", note="p-02 found them first",
+        submitted_at=_at(4)), 4)
+    assert (b.entries["reg_p01"].status, b.entries["reg_p02"].status) == (
+        "rejected", "approved")
+    assert [(r.account_key, [w.registration_id for w in r.ended]) for r in relays
+            if isinstance(r, HomeEndRelayed)] == [(A, ["reg_p01"])]
+    for relay in relays:
+        _decide(a, f"e7.{relay.account_key}", relay, 4)
+    assert not a.entries["reg_p01"].active and a.appealed == {}
+    decisions, _ = _decide(a, "e8", _submitted("reg_p02b", "p-02", A, 5, ("crm",)), 5)
+    assert _status(decisions, "reg_p02b") == "approved"

@@ -22,12 +22,13 @@ from shared.events import DisputeJoined, DisputeOpened, DisputeResolved
 def _collision_beside_a_possible_duplicate(**overrides: Any) -> tuple[Driver, str]:
     """c2 (001SOY at soylent.com) and c1 (CRM-R, no domain) approved, two customers; r
     (CRM-R at soylent.com, a tier above c1) beats c1 by tier and is c2's possible
-    duplicate. Returns the driver and the dispute's id."""
+    duplicate. Returns the driver and the dispute's id. (c1 has its own name: under the
+    same name with no domain it would be c2's possible duplicate itself, session 26.)"""
     d = Driver(policy=policy(**overrides))
     [c2] = decisions(d.register("c2", "p-2", domain="soylent.com", name="Soylent Corp",
                                 crm="001SOY", key="crm:001SOY", tier="gold"))
     d.later(days=2)
-    [c1] = decisions(d.register("c1", "p-1", domain=None, name="Soylent Corp", crm="CRM-R",
+    [c1] = decisions(d.register("c1", "p-1", domain=None, name="Soylent Foods", crm="CRM-R",
                                 key="crm:CRM-R", tier="silver"))
     assert (c2.status, c1.status) == ("approved", "approved")
     d.later(minutes=1)
@@ -163,7 +164,7 @@ def test_a_second_newcomer_beside_the_flagged_member_is_weighed_against_it_too()
     # and c2 is now weighed against r and r3 both, so an award to r3 takes it away.
     d, dispute_id = _collision_beside_a_possible_duplicate()
     d.later(days=1)
-    d.register("c3", "p-5", domain=None, name="Soylent Corp", crm="CRM-Q", key="crm:CRM-Q",
+    d.register("c3", "p-5", domain=None, name="Soylent Labs", crm="CRM-Q", key="crm:CRM-Q",
                tier="silver")
     d.later(minutes=1)
     out = d.register("r3", "p-6", domain="soylent.com", name="Soylent Corp", crm="CRM-Q",

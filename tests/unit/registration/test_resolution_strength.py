@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from services.registration.domain.intake import identity_of
 from services.registration.domain.resolution import choose
-from shared.accounts import AccountMatch
+from shared.accounts import AccountMatch, Identifiers
 
 
 def test_the_best_scoring_confident_name_match_chooses_the_key() -> None:
@@ -38,3 +38,23 @@ def test_a_key_matched_twice_is_one_alias_and_never_a_possible_duplicate() -> No
     resolution = choose(identity, matches)
     assert [a.account_key for a in resolution.aliases] == ["dom:acme.com"]
     assert resolution.possible_duplicates == ()
+
+
+def test_a_name_under_another_crm_id_is_judged_with_the_domains_of_the_key_it_resolves_to(
+) -> None:
+    """Rival 3 (session 26): the edge asks whether both sides carry domains of the
+    customer its identifier match already made up, as the adjudicator (with its key's
+    customer) and a settlement do: the key crm:FAKE-9 carries a throwaway domain, so the
+    holder's name at zorblax.com is two domains apart, not a possible duplicate; without
+    that domain it is one (a made-up CRM id does not walk past the holder)."""
+    identity = identity_of("Zorblax", None, "US", "FAKE-9")
+    matches = [AccountMatch("crm:FAKE-9", "crm_account_id", 1.0, True),
+               AccountMatch("crm:ACC-1001", "name", 1.0, True)]
+    holder = Identifiers(frozenset({"ACC-1001"}), frozenset({"zorblax.com"}))
+    for rival_domains, expected in ((frozenset({"throwaway.io"}), []),
+                                    (frozenset(), ["crm:ACC-1001"])):
+        known = {"crm:FAKE-9": Identifiers(frozenset({"FAKE-9"}), rival_domains),
+                 "crm:ACC-1001": holder}
+        resolution = choose(identity, matches, known.__getitem__)
+        assert resolution.account_key == "crm:FAKE-9"
+        assert [m.account_key for m in resolution.possible_duplicates] == expected
