@@ -30,8 +30,9 @@ import socket
 from typing import Any
 
 import uvicorn
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from shared.api.backpressure import StartWatch
 from shared.api.problems import Problem, problem_response
 
 CUT_SHORT_RETRY_AFTER_SECONDS = 5
@@ -51,20 +52,14 @@ class CutShort:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracking(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        tracking = StartWatch(send)
         try:
             await self.app(scope, receive, tracking)
         except asyncio.CancelledError:
             if not self.server.should_exit:
                 raise
             # The access line (`shared.api.access`, inside) says 503 for it already.
-            if not started:
+            if not tracking.started:
                 await problem_response(Problem(
                     503, "Service unavailable",
                     "The service stopped before this request finished: it may or may not "

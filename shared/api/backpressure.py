@@ -39,6 +39,22 @@ def overloaded(retry_after: int, detail: str) -> Problem:
                    headers={"Retry-After": str(retry_after)})
 
 
+
+class StartWatch:
+    """A `send` that remembers whether the response has started: a middleware that answers
+    in place of a failed request (a 503) may do so only before the application did."""
+
+    __slots__ = ("send", "started")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self.send(message)
+
 class LoadShedding:
     def __init__(self, app: ASGIApp, *, limit: int, retry_after: int = 1) -> None:
         self.app = app
@@ -57,19 +73,13 @@ class LoadShedding:
                 f"This process is at its limit of {self.limit} requests in flight "
                 "(DEALREG_MAX_IN_FLIGHT_REQUESTS); nothing was done."))(scope, receive, send)
             return
-        started = False
-
-        async def tracking(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        tracking = StartWatch(send)
         self.in_flight += 1
         IN_FLIGHT.inc()
         try:
             await self.app(scope, receive, tracking)
         except PoolTimeout:
-            if started:
+            if tracking.started:
                 raise
             SHED.labels("db_pool").inc()
             log.warning("db_pool_exhausted_request_shed", path=scope["path"])
