@@ -1148,6 +1148,7 @@ class Invariants(RuleBasedStateMachine):
                 self.violation(6, f"{reg.id} says matched_by crm with {rival.id}: "
                                f"{mine.crm_account_id} vs "
                                f"{sorted({str(t.crm_account_id) for t in theirs})}")
+            self.check_unlinked_evidence(reg, rival, c)
         if "within the" in text and "tie window" in text and policy is not None \
                 and reg.submitted_at is not None:
             for rival in rivals:
@@ -1180,6 +1181,37 @@ class Invariants(RuleBasedStateMachine):
                     for r in rivals if r.submitted_at is not None}
             if not any(f"submitted {g} earlier" in text for g in gaps):
                 self.violation(6, f"{reg.id}: gap in text not any of {gaps}: {text!r}")
+
+    def check_unlinked_evidence(self, reg: Reg, rival: Reg, c: Any) -> None:
+        """Evidence says truly why (invariant 6, session 27): of a member under a key
+        neither the decided one's nor linked to it, an item is confident only when
+        identifiers make the two customers one (an identifier in common that no other
+        identifier contradicts). Such a pair met as a possible duplicate (a name in the
+        review band, a name under another CRM id, through a third registration's name):
+        it used to be named by the decided one's key form, confident. A confident name
+        needs only that no identifier parts them (the model scores no names: a name
+        decides between two name-only keys at the threshold, `outcomes.unlinked_match`)."""
+        m = self.model
+        if reg.key is None or rival.key is None \
+                or m.canonical(reg.key) == m.canonical(rival.key):
+            return
+        RECENT[f"evidence about an unlinked key's member (confident: {c.confident})"] += 1
+        if not c.confident:
+            return
+        mine = self.customer_of(reg, without="")
+        theirs = self.customer_of(rival, without="")
+        crm_a = {_crm(s.crm_account_id) for s in mine if s.crm_account_id}
+        crm_b = {_crm(s.crm_account_id) for s in theirs if s.crm_account_id}
+        dom_a = {s.domain for s in mine if s.domain}
+        dom_b = {s.domain for s in theirs if s.domain}
+        apart = bool(crm_a and crm_b and crm_a != crm_b) or bool(
+            dom_a and dom_b and dom_a.isdisjoint(dom_b) and not (crm_a and crm_b))
+        unshared = crm_a.isdisjoint(crm_b) and dom_a.isdisjoint(dom_b)
+        if apart or (c.matched_by != "name" and unshared):
+            self.violation(6, f"{reg.id} at {reg.key} names {rival.id} at {rival.key} "
+                           f"(not linked) confident, matched_by {c.matched_by}: crm "
+                           f"{sorted(map(str, crm_a))} vs {sorted(map(str, crm_b))}, domains "
+                           f"{sorted(dom_a)} vs {sorted(dom_b)}")
 
     # --- the state invariants, after every step -----------------------------------------------
 

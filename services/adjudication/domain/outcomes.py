@@ -117,9 +117,10 @@ def unlinked_match(state: AdjudicationState, decided_key: str, account_key: str,
     `sort_out` lets it under the decided one's `policy` (at least `name_threshold`, and
     under `name_only: review` both keys' forms carry an identifier or neither does: two
     name-only keys matched confidently, one rejected, so never linked); never the decided
-    one's key form, which
-    cited an identifier the other side may never have had (invariant 6: session 26 for
-    customers that identifiers separate, session 27 for the rest). None for one key, or
+    one's key form, which cited an identifier the other side may never have had (invariant
+    6: session 26 for customers that identifiers separate, session 27 for the rest; a
+    member that joined its own key by a name stays a name match, `_through`). None for one
+    key, or
     two linked ones (`member_evidence`). A key not filed here (a copy's, from another
     partition: its identifiers and names are filed there) is judged by its form alone, so
     only a form that `different_customers` separates is named this way."""
