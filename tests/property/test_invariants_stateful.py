@@ -2473,3 +2473,39 @@ def test_a_possible_duplicate_review_a_race_opened_reaches_its_fallback() -> Non
         assert not review.open and review.outcome == "final_breach_fallback"
 
     _replay_recent(steps)
+
+
+def test_a_name_only_possible_duplicate_settled_stays_a_possible_duplicate_in_evidence(
+) -> None:
+    """Invariant 6 between unlinked keys (session 27): a name-only Jones Holdings beside
+    the one registered by its domain goes to a person (`match.name_only: review`: the edge
+    files it under its own `name:` key, on another partition, nothing linked; the review
+    holds a copy). The award's decisions named each other `matched_by: name`,
+    confident -- one customer, which no fact says. A copy's key is filed on its own
+    partition, so `outcomes.unlinked_match` names it as before (`UNFILED`) but not
+    confident."""
+    named = next(s for s in SPECS if s.name_only and any(
+        o.company_id == s.company_id and o.domain and not o.name_only for o in SPECS))
+    dom = next(o for o in SPECS if o.company_id == named.company_id and o.domain
+               and not o.name_only)
+
+    def steps(m: Invariants) -> None:
+        m.register(dom, "p-01", {"analytics"}, "resell")
+        m.register(named, "p-02", {"analytics"}, "resell")
+        first, second = (m.model.regs[r] for r in _ids(m))
+        assert first.key != second.key and second.status == "in_review", (first, second)
+        m.resolve(0, 0, "award")
+        said = set()
+        logged = m.run(m.pipeline.all_records(m.pipeline.topics.decisions))
+        for records in logged.values():
+            for record in records:
+                _, decision = decode(record.value)
+                if isinstance(decision, RegistrationDecided) \
+                        and decision.rule == "dispute_resolution":
+                    said |= {(decision.registration_id, c.matched_by, c.confident)
+                             for c in decision.conflicts}
+        assert said == {(first.id, "name", False), (second.id, "name", False)}, (
+            said, first.key, second.key, partition_for(first.key or "", PARTITIONS),
+            partition_for(second.key or "", PARTITIONS))
+
+    _replay(steps)

@@ -92,14 +92,20 @@ def fellow_evidence(state: AdjudicationState, entry: Entry, decided_key: str,
     apart = unlinked_match(state, decided_key, entry.account_key, paths,
                            state.policy(decided.policy_version) if decided is not None
                            else None)
-    if apart is not None:
+    if apart is not None and apart[0]:
         return _evidence(entry, *_through(apart, _own(decided, decided_key, opened),
                                           _own(entry, entry.account_key)),
                          entry.account_key)
-    return member_evidence(entry, decided_key, decided, paths.get(entry.account_key), opened)
+    found = member_evidence(entry, decided_key, decided, paths.get(entry.account_key), opened)
+    if apart is not None:  # a copy's key, not linked: a possible duplicate
+        return _evidence(entry, found.matched_by, found.score, False, entry.account_key)
+    return found
 
 
 _NO_PATHS: dict[str, tuple[str, float]] = {}
+UNFILED: tuple[str, float, bool] = ("", 0.0, False)
+"""`unlinked_match` of a copy's key (filed on another partition) that its form does not
+separate."""
 
 
 def unlinked_match(state: AdjudicationState, decided_key: str, account_key: str,
@@ -122,15 +128,17 @@ def unlinked_match(state: AdjudicationState, decided_key: str, account_key: str,
     member that joined its own key by a name stays a name match, `_through`). None for one
     key, or
     two linked ones (`member_evidence`). A key not filed here (a copy's, from another
-    partition: its identifiers and names are filed there) is judged by its form alone, so
-    only a form that `different_customers` separates is named this way."""
+    partition: its identifiers and names are filed there) is judged by its form alone: a
+    form that `different_customers` separates is named this way, any other gives kind ""
+    (`UNFILED`: named as before, by the keys' forms, but not confident -- nothing links
+    them, so the edge reported it as only possibly this customer)."""
     if account_key == decided_key or account_key in paths:
         return None
     mine, theirs = state.customer(decided_key), state.customer(account_key)
     apart = different_customers(mine, theirs)
     index = state.index
     if not apart and (account_key not in index or decided_key not in index):
-        return None
+        return UNFILED
     if not mine.crm_ids.isdisjoint(theirs.crm_ids):
         return "crm_account_id", 1.0, not apart
     if not mine.domains.isdisjoint(theirs.domains):
@@ -228,13 +236,15 @@ class Fellows:
                 if m is decided:
                     continue
                 sep = self._apart_from(decided, m.account_key, paths)
-                found.append(
-                    _evidence(m, *_through(sep, _own(decided, decided.account_key, opened),
-                                           _own(m, m.account_key)), m.account_key)
-                    if sep is not None
-                    else member_evidence(m, decided.account_key, decided,
-                                         paths.get(m.account_key) if paths else None,
-                                         opened))
+                if sep is not None and sep[0]:
+                    found.append(_evidence(
+                        m, *_through(sep, _own(decided, decided.account_key, opened),
+                                     _own(m, m.account_key)), m.account_key))
+                    continue
+                plain = member_evidence(m, decided.account_key, decided,
+                                        paths.get(m.account_key) if paths else None, opened)
+                found.append(plain if sep is None else _evidence(  # a copy's key: UNFILED
+                    m, plain.matched_by, plain.score, False, m.account_key))
             return found
         key, given = decided.account_key, decided.evidence
         mine = given or (key_evidence(key), 1.0)
@@ -263,7 +273,11 @@ class Fellows:
                                          other)
         for other, js in self._keyed.items():
             sep = self._apart_from(decided, other, paths)
-            if sep is not None:  # under a key not linked to it: a possible duplicate
+            if sep is not None and not sep[0]:  # a copy's key, not linked (UNFILED)
+                for j in js:
+                    found[j] = _evidence(members[j], found[j].matched_by, found[j].score,
+                                         False, other)
+            elif sep is not None:  # under a key not linked to it: a possible duplicate
                 for j in js:
                     found[j] = _evidence(members[j], *_through(sep, here or mine, theirs[j]),
                                          other)
