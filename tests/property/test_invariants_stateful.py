@@ -1189,8 +1189,8 @@ class Invariants(RuleBasedStateMachine):
         identifier contradicts). Such a pair met as a possible duplicate (a name in the
         review band, a name under another CRM id, through a third registration's name):
         it used to be named by the decided one's key form, confident. A confident name
-        needs only that no identifier parts them (the model scores no names: a name
-        decides between two name-only keys at the threshold, `outcomes.unlinked_match`)."""
+        needs that no identifier parts them and that both or neither are identified (the
+        model scores no names: `outcomes.unlinked_match`)."""
         m = self.model
         if reg.key is None or rival.key is None \
                 or m.canonical(reg.key) == m.canonical(rival.key):
@@ -1207,7 +1207,10 @@ class Invariants(RuleBasedStateMachine):
         apart = bool(crm_a and crm_b and crm_a != crm_b) or bool(
             dom_a and dom_b and dom_a.isdisjoint(dom_b) and not (crm_a and crm_b))
         unshared = crm_a.isdisjoint(crm_b) and dom_a.isdisjoint(dom_b)
-        if apart or (c.matched_by != "name" and unshared):
+        # A name decides only between two identified customers or two name-only ones (the
+        # machine's policies: `match.name_only: review`).
+        lopsided = bool(crm_a or dom_a) != bool(crm_b or dom_b)
+        if apart or (unshared and (c.matched_by != "name" or lopsided)):
             self.violation(6, f"{reg.id} at {reg.key} names {rival.id} at {rival.key} "
                            f"(not linked) confident, matched_by {c.matched_by}: crm "
                            f"{sorted(map(str, crm_a))} vs {sorted(map(str, crm_b))}, domains "
