@@ -146,6 +146,46 @@ class Scope:
                    frozenset(keys | set(known_keys)))
 
 
+@dataclass(frozen=True, slots=True)
+class KeyFilter:
+    """A listing's `account_key` filter (`GET /v1/registrations`, `GET /v1/disputes`): the
+    one rule both apply.
+
+    For vendor roles it is the key an item is filed under, and the store filters on it
+    (`stored`). For a partner it is the key its view of the item shows (`shows`: a
+    registration filed under a key derived from a competitor's identifiers shows the key
+    of what the partner submitted, a dispute shows null), never the filed key: so the
+    store must not filter on it (`stored` is None) and the listing scans the partner's
+    own items, keeping those whose view shows the key (`scans`). Filtering on the filed
+    key and cutting the page afterwards let the page's cursor (the partner's own id)
+    confirm a guess of a competitor's CRM id or domain; the scan's cursor depends only on
+    the partner's own items under the key it is shown."""
+
+    viewer: Viewer
+    asked: str | None
+
+    @property
+    def scans(self) -> bool:
+        """Whether the listing must keep items by their partner view (a partner asked)."""
+        return self.viewer.restricted and self.asked is not None
+
+    @property
+    def stored(self) -> str | None:
+        """The key the store may filter on: the asked one for vendor roles, else None."""
+        return None if self.viewer.restricted else self.asked
+
+    def shows(self, shown: Any) -> bool:
+        """Whether an item, as the viewer's view shows it (`registration()`,
+        `dispute()`, or the model validated from them), passes the filter."""
+        if not self.scans:
+            return True
+        return bool(_get(shown, "account_key") == self.asked)
+
+
+def _get(value: Any, name: str) -> Any:
+    return value.get(name) if isinstance(value, Mapping) else getattr(value, name, None)
+
+
 # --- rules -------------------------------------------------------------------------------
 
 
