@@ -866,6 +866,12 @@ def timeline(entries: Iterable[Mapping[str, Any]], scope: Scope, *, ids_key: byt
     # what happened on the account earlier is other parties' activity.
     start = next((e.get("at") for e in entries if mentioned_ids(e.get("data") or {})
                   & scope.own_ids), None)
+    # When its registration's protection ended (withdrawn, closed, exited): the adjudicator
+    # took it out of any open dispute then, so what such a dispute does later is other
+    # parties' business (whether it went on, or ended `moot`, would count them), as the
+    # queries no longer make it a party (`shared.readmodel.queries.still_in_dispute`).
+    left = next((e.get("at") for e in entries if e["type"] == "dealreg.protection.ended.v1"
+                 and e.get("subject_id") in scope.own_ids), None)
     # Disputes opened over rivals before the viewer's first event (it joined them late).
     late = {e.get("subject_id") for e in entries
             if e["type"] == "dealreg.dispute.opened.v1" and start is not None
@@ -883,6 +889,9 @@ def timeline(entries: Iterable[Mapping[str, Any]], scope: Scope, *, ids_key: byt
             continue
         if start is not None and _later(start, entry.get("at")):
             continue
+        if left is not None and entry.get("subject_id") not in scope.own_ids \
+                and not _later(left, entry.get("at")):
+            continue  # a dispute's step at or after the viewer's registration left it
         data = entry.get("data") or {}
         relevant = _ONLY_WHEN_OWN.get(entry["type"])
         if relevant is not None and not any(i in scope.own_ids for i in data.get(relevant) or ()):

@@ -1006,3 +1006,43 @@ async def test_a_contest_that_carries_on_a_rivals_dispute_does_not_date_it(
         assert_absent(response, *secrets)
     assert got.json()["due_at"][14:19] == "00:00", got.text
     assert {k: got.json()[k] for k in contest} == contest  # the command answers the same
+
+
+async def test_a_partner_that_withdrew_from_a_dispute_cannot_count_the_rivals_left(
+        system: Running) -> None:
+    """A dispute left with one party ends `moot`; with two or more it goes on. A partner
+    that withdrew from a tie read which: with one rival its dispute read `resolved`/`moot`
+    (and its ownership look-up counted no open dispute), with two `open` (and one): how
+    many rivals it had. Once its registration left the dispute it is no party to it: the
+    dispute reads 404, is not listed or counted, and its timeline ends there."""
+    seen = []
+    for rivals in (1, 2):
+        domain = f"{fresh('left')}.com"
+        for _ in range(rivals):
+            await submit(system.admin, registration(fresh("pr"), domain))
+        partner = fresh("pm")
+        commands, queries = await system.as_("partner", partner)
+        answer = await commands.post("/v1/registrations", headers={"Prefer": "wait=15"},
+                                     json=registration(None, domain))
+        mine = answer.json()
+        assert mine["status"] == "in_review", mine
+        await system.settle()
+        before = await queries.get(f"/v1/disputes/{mine['dispute_id']}")
+        assert before.status_code == 200, before.text  # a party while in it
+        withdrawn = await commands.post(f"/v1/registrations/{mine['id']}/withdraw",
+                                        headers={"Prefer": "wait=15"})
+        assert withdrawn.status_code in (200, 202), withdrawn.text
+        await system.settle()
+        staff = (await (await system.queries("channel_manager", "cm")).get(
+            f"/v1/disputes/{mine['dispute_id']}")).json()
+        assert staff["status"] == ("resolved" if rivals == 1 else "open"), staff
+        got = await queries.get(f"/v1/disputes/{mine['dispute_id']}")
+        listed = (await queries.get("/v1/disputes")).json()
+        owned = (await queries.get("/v1/ownership", params={"domain": domain})).json()
+        timeline = (await queries.get(f"/v1/registrations/{mine['id']}/timeline")).json()
+        seen.append((got.status_code, listed, owned["open_disputes"],
+                     owned["open_dispute_count"],
+                     [e["type"] for e in timeline["entries"]
+                      if e["type"].startswith("dealreg.dispute.") and e["type"] not in (
+                          "dealreg.dispute.opened.v1", "dealreg.dispute.joined.v1")]))
+    assert seen[0] == seen[1] == (404, {"items": [], "next_cursor": None}, [], 0, []), seen

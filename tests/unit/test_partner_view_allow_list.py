@@ -622,3 +622,30 @@ def test_a_contest_carrying_on_a_rivals_dispute_reads_its_deadlines_to_the_hour(
     later = pv.timeline([own, opened, escalated], p1_scope([own["data"], opened["data"]]),
                         ids_key=KEY)
     assert "09:17" not in _raw(later), later
+
+
+def test_a_partners_timeline_ends_its_disputes_when_its_registration_left_them() -> None:
+    """Withdrawn while its dispute was open, the registration left it: the dispute's later
+    steps (its `moot` end, or the rivals' escalation) are not the partner's to read."""
+    own = {**entry("dealreg.registration.submitted.v1", {"registration_id": "reg_own1"}),
+           "at": "2027-01-01T09:00:00Z", "subject_id": "reg_own1"}
+    opened = {**entry("dealreg.dispute.opened.v1", {"registration_ids": ["reg_own1"]}),
+              "at": "2027-01-01T09:00:01Z"}
+    ended = {**entry("dealreg.protection.ended.v1", {"registration_id": "reg_own1",
+                                                    "reason": "withdrawn"}),
+             "at": "2027-01-01T10:00:00Z", "subject_id": "reg_own1", "event_id": "evt_w.d0"}
+    moot = {**entry("dealreg.dispute.resolved.v1", {"outcome": "moot",
+                                                    "registration_ids": ["reg_rival1"]}),
+            "at": "2027-01-01T10:00:00Z", "event_id": "evt_w.d1"}
+    later = {**entry("dealreg.dispute.escalated.v1", {"from_level": 1, "to_level": 2}),
+             "at": "2027-01-03T10:00:00Z", "event_id": "tmr_1.d0"}
+    entries = [own, opened, ended, moot, later]
+    shown = pv.timeline(entries, p1_scope([e["data"] for e in entries]), ids_key=KEY)
+    assert [e["type"] for e in shown] == ["dealreg.registration.submitted.v1",
+                                          "dealreg.dispute.opened.v1",
+                                          "dealreg.protection.ended.v1"], shown
+    # Ended after its dispute was settled: nothing of the dispute is cut.
+    settled = {**moot, "data": {"outcome": "award", "registration_ids": ["reg_own1"]},
+               "at": "2027-01-01T09:30:00Z"}
+    kept = pv.timeline([own, opened, settled, ended], p1_scope([settled["data"]]), ids_key=KEY)
+    assert "dealreg.dispute.resolved.v1" in [e["type"] for e in kept]

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from sqlalchemy import ColumnElement, Select, and_, bindparam, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared.readmodel.queries import party_disputes
 from shared.readmodel.schema import (
     claims,
     dispute_breaches,
@@ -193,9 +194,10 @@ async def timeline(conn: AsyncConnection, subject_id: str) -> list[Row]:
 
 def disputes_involving(party_type: str, party_id: str) -> Select[tuple[str]]:
     if party_type == "partner":
-        owned = select(registrations.c.id).where(registrations.c.partner_id == party_id)
-    else:
-        owned = select(claims.c.id).where(claims.c.rep_id == party_id)
+        # Only through a registration still in the dispute (`still_in_dispute`).
+        result: Select[tuple[str]] = party_disputes(party_id)
+        return result
+    owned = select(claims.c.id).where(claims.c.rep_id == party_id)
     return (select(dispute_members.c.dispute_id)
             .where(dispute_members.c.member_id.in_(owned.scalar_subquery())))
 
@@ -260,6 +262,12 @@ async def breaches_of(conn: AsyncConnection, dispute_ids: Iterable[str]) -> dict
     )).mappings():
         found[row["dispute_id"]].append(dict(row))
     return found
+
+
+async def involves(conn: AsyncConnection, dispute_id: str, party: tuple[str, str]) -> bool:
+    """Whether the party is party to the dispute (`disputes_involving`)."""
+    found = disputes_involving(*party).where(dispute_members.c.dispute_id == dispute_id)
+    return (await conn.execute(found.limit(1))).first() is not None
 
 
 async def members_of(conn: AsyncConnection, dispute_id: str) -> list[str]:

@@ -199,6 +199,10 @@ async def _may_read(conn: AsyncConnection, row: dict[str, Any], who: Viewer) -> 
     party = _party(who)
     if party is None:
         return True
+    if who.restricted:
+        # Only through a registration still in it: one that was withdrawn (or closed)
+        # while the dispute went on left it (`still_in_dispute`).
+        return await queries.involves(conn, row["id"], party)
     members = await queries.members_of(conn, row["id"])
     holders = await holders_of(conn, members)
     return any((kind, who_) == party for kind, who_, _ in holders.values())
