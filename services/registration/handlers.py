@@ -1011,6 +1011,9 @@ class Commands:
             "level": facts.level, "owner_id": facts.owner_id, "due_at": facts.due_at,
             "acknowledged_at": facts.acknowledged_at,
             "registration_ids": facts.registration_ids, "resolution": facts.resolution,
+            # Not shown by the command's model; the partner view reads its deadlines by
+            # them (a late joiner's, a carried contest's), as `GET /v1/disputes/{id}` does.
+            "opened_at": facts.opened_at, "explanation": facts.explanation,
         }, principal)
 
     async def _dispute_shown(self, data: dict[str, Any], principal: Principal

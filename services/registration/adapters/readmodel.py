@@ -84,6 +84,10 @@ class DisputeFacts:
     resolution: dict[str, Any] | None
     owners: tuple[str, ...] = ()
     """Every owner the dispute was ever assigned to (who may read it)."""
+    opened_at: datetime | None = None
+    explanation: str | None = None
+    """The opening's sentence: with `opened_at`, what the partner view reads a dispute's
+    deadlines by (`partner_view.dispute`), so that a command answers as `GET` does."""
 
 
 def _disputes_table() -> Table | None:
@@ -207,7 +211,8 @@ class ReadModel:
                         owner_id=m.get("owner_id"), level=m.get("level"),
                         due_at=m.get("due_at"), acknowledged_at=m.get("acknowledged_at"),
                         registration_ids=list(ids) if isinstance(ids, list | tuple) else [],
-                        resolution=m.get("resolution"), owners=tuple(m.get("owners") or ()))
+                        resolution=m.get("resolution"), owners=tuple(m.get("owners") or ()),
+                        opened_at=m.get("opened_at"), explanation=m.get("explanation"))
             # Without (or before) a dispute read model: the registrations it holds name it.
             rows = (await conn.execute(
                 select(registrations.c.id, registrations.c.account_key, registrations.c.status)
