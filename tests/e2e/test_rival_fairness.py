@@ -1,0 +1,130 @@
+"""Session 27 rival review, through the HTTP API on the embedded backend: a rival partner
+tries to take, or get beside, a customer another partner holds, using the seeded Faker
+companies of `tests/support/companies.py`. Each test here failed before its fix."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from dealreg.app import create_app
+from shared.settings import Settings
+from tests.e2e.conftest import ADMIN, _serve
+from tests.integration.registration.harness import eventually
+from tests.support.companies import Company, generate
+
+WAIT = {"Prefer": "wait=15"}
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    async with AsyncExitStack() as stack:
+        settings = Settings(backend="embedded", data_dir=tmp_path, admin_token=ADMIN)
+        yield await _serve(stack, create_app(settings))
+
+
+def companies(count: int, seed: int = 27) -> list[Company]:
+    """`count` seeded companies of distinct names (no two alike)."""
+    chosen: list[Company] = []
+    for company in generate(seed, 200).companies:
+        if company.parent is None and all(
+                company.name.split()[0] != c.name.split()[0] for c in chosen):
+            chosen.append(company)
+        if len(chosen) == count:
+            return chosen
+    raise AssertionError("not enough companies")
+
+
+async def submit(client: httpx.AsyncClient, partner: str, account: dict[str, Any],
+                 products: list[str] | None = None) -> dict[str, Any]:
+    response = await client.post("/v1/registrations", headers=WAIT, json={
+        "partner_id": partner, "account": account,
+        "opportunity": {"title": "Rollout", "products": products or ["analytics"]},
+        "motion": "resell"})
+    assert response.status_code == 201, response.text
+    decided: dict[str, Any] = response.json()
+    return decided
+
+
+def weighed(decided: dict[str, Any]) -> list[str | None]:
+    return [c["registration_id"] for c in decided["decision"]["conflicts"]]
+
+
+async def test_a_name_without_a_country_is_still_weighed_against_the_holder(
+    client: httpx.AsyncClient,
+) -> None:
+    """Names were compared only within a country, and a registration with a name and no
+    country had its name compared with nothing. A rival that left the country out walked
+    past every protection a name gives: beside a holder known by name and CRM id (no
+    domain) a made-up CRM id on the holder's name -- which session 26 sends to a person --
+    was approved `no_conflict`; beside a name-only holder (`match.name_only: review`) a
+    CRM id on its name was too. Both are now reviewed as possible duplicates; a rival with
+    a domain of its own beside a holder with another domain stays apart unseen, as with a
+    country."""
+    crm_holder, name_holder, domain_holder, quiet_holder = companies(4)
+    held = await submit(client, "p-1", {"name": crm_holder.name,
+                                        "country": crm_holder.country,
+                                        "crm_account_id": crm_holder.crm_account_id})
+    assert held["status"] == "approved", held
+    rival = await submit(client, "p-2", {"name": crm_holder.name,
+                                         "crm_account_id": "0015g00000RIVAL1"})
+    assert rival["account_key"] != held["account_key"]  # never one customer
+    assert (rival["status"], rival["decision"]["rule"]) == (
+        "in_review", "possible_duplicate"), rival["decision"]
+    assert held["id"] in weighed(rival), rival["decision"]
+
+    named = await submit(client, "p-1", {"name": name_holder.name,
+                                         "country": name_holder.country})
+    assert named["status"] == "approved", named
+    rival = await submit(client, "p-2", {"name": name_holder.name,
+                                         "crm_account_id": "0015g00000RIVAL2"})
+    assert (rival["status"], rival["decision"]["rule"]) == (
+        "in_review", "possible_duplicate"), rival["decision"]
+    assert named["id"] in weighed(rival), rival["decision"]
+
+    # A holder that gave no country is weighed too; a person's award between the two
+    # stands (the holder loses its approval to the rival the person chose).
+    quiet = await submit(client, "p-1", {"name": quiet_holder.name,
+                                         "crm_account_id": quiet_holder.crm_account_id})
+    assert quiet["status"] == "approved", quiet
+    rival = await submit(client, "p-2", {"name": quiet_holder.name,
+                                         "country": quiet_holder.country,
+                                         "crm_account_id": "0015g00000RIVAL3"})
+    assert (rival["status"], rival["decision"]["rule"]) == (
+        "in_review", "possible_duplicate"), rival["decision"]
+    assert quiet["id"] in weighed(rival), rival["decision"]
+    resolved = await client.post(f"/v1/disputes/{rival['dispute_id']}/resolve", headers=WAIT,
+                                 json={"outcome": "award", "registration_id": rival["id"]})
+    assert resolved.status_code in (200, 202), resolved.text
+    await status_becomes(client, rival["id"], "approved")
+    await status_becomes(client, quiet["id"], "rejected")
+
+    # Identifiers still decide: two domains are two customers, country or not.
+    own = await submit(client, "p-1", {"name": domain_holder.name,
+                                       "country": domain_holder.country,
+                                       "domain": domain_holder.domains[0]})
+    assert own["status"] == "approved", own
+    apart = await submit(client, "p-2", {"name": domain_holder.name,
+                                         "domain": "another-" + domain_holder.domains[0]})
+    assert (apart["status"], apart["decision"]["rule"]) == ("approved", "no_conflict"), apart
+
+
+async def status_becomes(client: httpx.AsyncClient, registration_id: str, status: str
+                         ) -> None:
+    async def reached() -> dict[str, Any] | None:
+        row = await registration(client, registration_id)
+        return row if row["status"] == status else None
+
+    await eventually(reached)
+
+
+async def registration(client: httpx.AsyncClient, registration_id: str) -> dict[str, Any]:
+    response = await client.get(f"/v1/registrations/{registration_id}")
+    assert response.status_code == 200, response.text
+    found: dict[str, Any] = response.json()
+    return found
