@@ -19,6 +19,7 @@ from tests.integration.registration.harness import eventually
 from tests.support.companies import Company, generate
 
 WAIT = {"Prefer": "wait=15"}
+STRUCTURED = {"content-type": "application/cloudevents+json"}
 
 
 @pytest.fixture
@@ -114,13 +115,74 @@ async def test_a_name_without_a_country_is_still_weighed_against_the_holder(
     assert (apart["status"], apart["decision"]["rule"]) == ("approved", "no_conflict"), apart
 
 
-async def status_becomes(client: httpx.AsyncClient, registration_id: str, status: str
-                         ) -> None:
-    async def reached() -> dict[str, Any] | None:
-        row = await registration(client, registration_id)
-        return row if row["status"] == status else None
+async def test_a_rival_copying_the_holder_s_reference_does_not_block_its_crm_close(
+    client: httpx.AsyncClient,
+) -> None:
+    """A CRM reports a close by the opportunity's `external_ref` (`crm.opportunity.closed.v1`
+    or `POST /v1/events`), and any second registration carrying the same reference made
+    the close a 422 ("more than one registration has this external_ref"). A rival that
+    registered the holder's customer under the holder's reference -- rejected, it holds
+    nothing -- kept the holder's win (its incumbency) and its loss from ever being
+    recorded; so did the holder's own earlier registration of the opportunity, withdrawn
+    before it registered again under the same reference. A close now goes to the one
+    registration of that reference that can be closed (active, else expired); two that
+    can both be closed stay ambiguous (422)."""
+    put = await client.put("/v1/policy", json={"tie_window": "PT0S"})
+    assert put.status_code in (200, 201), put.text
+    held, other = companies(2, seed=28)
+    account = {"name": held.name, "country": held.country, "domain": held.domains[0]}
+    holder = await submit_ref(client, "p-1", account, "OPP-77001")
+    assert holder["status"] == "approved", holder
+    rival = await submit_ref(client, "p-2", account, "OPP-77001")
+    assert (rival["status"], rival["decision"]["rule"]) == ("rejected", "first_submitted")
+    result = await crm_close(client, "OPP-77001", "won", "e-1")
+    assert result["status"] == "accepted", result
+    await status_becomes(client, holder["id"], "won")
+    assert (await registration(client, rival["id"]))["status"] == "rejected"
 
-    await eventually(reached)
+    # The holder's own earlier registration of the opportunity, withdrawn.
+    account = {"name": other.name, "country": other.country, "domain": other.domains[0]}
+    first = await submit_ref(client, "p-3", account, "OPP-77002")
+    withdrawn = await client.post(f"/v1/registrations/{first['id']}/withdraw", headers=WAIT)
+    assert withdrawn.json()["status"] == "withdrawn", withdrawn.text
+    again = await submit_ref(client, "p-3", account, "OPP-77002", products=["crm"])
+    assert again["status"] == "approved", again
+    result = await crm_close(client, "OPP-77002", "lost", "e-2")
+    assert result["status"] == "accepted", result
+    await status_becomes(client, again["id"], "lost")
+
+    # Two registrations of one reference that can both be closed: the CRM must say which.
+    twin = await submit_ref(client, "p-4", {"name": "Twin", "country": "US",
+                                            "domain": "twin-ref-a.com"}, "OPP-77003")
+    twin2 = await submit_ref(client, "p-5", {"name": "Other", "country": "US",
+                                             "domain": "twin-ref-b.com"}, "OPP-77003")
+    assert (twin["status"], twin2["status"]) == ("approved", "approved")
+    result = await crm_close(client, "OPP-77003", "won", "e-3")
+    assert (result["status"], result["http_status"]) == ("rejected", 422), result
+
+
+async def submit_ref(client: httpx.AsyncClient, partner: str, account: dict[str, Any],
+                     external_ref: str, products: list[str] | None = None) -> dict[str, Any]:
+    response = await client.post("/v1/registrations", headers=WAIT, json={
+        "partner_id": partner, "account": account, "external_ref": external_ref,
+        "opportunity": {"title": "Rollout", "products": products or ["analytics"]},
+        "motion": "resell"})
+    assert response.status_code == 201, response.text
+    decided: dict[str, Any] = response.json()
+    return decided
+
+
+async def crm_close(client: httpx.AsyncClient, external_ref: str, outcome: str,
+                    event_id: str) -> dict[str, Any]:
+    """What a CRM sends when the opportunity closes: only its own reference."""
+    response = await client.post("/v1/events", headers=STRUCTURED, json={
+        "specversion": "1.0", "id": event_id, "source": "urn:crm:test",
+        "type": "crm.opportunity.closed.v1", "datacontenttype": "application/json",
+        "data": {"external_ref": external_ref, "outcome": outcome}})
+    assert response.status_code == 202, response.text
+    [result] = response.json()["results"]
+    found: dict[str, Any] = result
+    return found
 
 
 async def registration(client: httpx.AsyncClient, registration_id: str) -> dict[str, Any]:
@@ -128,3 +190,12 @@ async def registration(client: httpx.AsyncClient, registration_id: str) -> dict[
     assert response.status_code == 200, response.text
     found: dict[str, Any] = response.json()
     return found
+
+
+async def status_becomes(client: httpx.AsyncClient, registration_id: str, status: str
+                         ) -> None:
+    async def reached() -> dict[str, Any] | None:
+        row = await registration(client, registration_id)
+        return row if row["status"] == status else None
+
+    await eventually(reached)
