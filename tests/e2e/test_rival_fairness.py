@@ -115,6 +115,35 @@ async def test_a_name_without_a_country_is_still_weighed_against_the_holder(
     assert (apart["status"], apart["decision"]["rule"]) == ("approved", "no_conflict"), apart
 
 
+async def test_a_name_spelled_out_letter_by_letter_is_the_holder_s_name(
+    client: httpx.AsyncClient,
+) -> None:
+    """Names were normalised token by token, so "C H R I S T O P H Dynamics" was another
+    name than "Christoph Dynamics": beside a name-only holder a rival spelling the name
+    out letter by letter was approved `no_conflict`, unseen (and beside a holder known by
+    name and CRM id, a made-up CRM id on the spelled-out name too). A run of single
+    letters now reads as one word, as "I.B.M." did."""
+    first, second = companies(2, seed=29)
+    word, *rest = first.name.split()
+    held = await submit(client, "p-1", {"name": first.name, "country": first.country})
+    assert held["status"] == "approved", held
+    rival = await submit(client, "p-2", {"name": " ".join([" ".join(word), *rest]),
+                                         "country": first.country})
+    assert rival["account_key"] == held["account_key"], rival
+    assert rival["status"] != "approved", rival["decision"]
+    assert held["id"] in weighed(rival), rival["decision"]
+
+    word, *rest = second.name.split()
+    held = await submit(client, "p-1", {"name": second.name, "country": second.country,
+                                        "crm_account_id": second.crm_account_id})
+    rival = await submit(client, "p-2", {"name": " ".join([" ".join(word.upper()), *rest]),
+                                         "country": second.country,
+                                         "crm_account_id": "0015g00000RIVAL4"})
+    assert (rival["status"], rival["decision"]["rule"]) == (
+        "in_review", "possible_duplicate"), rival["decision"]
+    assert held["id"] in weighed(rival), rival["decision"]
+
+
 async def test_a_rival_copying_the_holder_s_reference_does_not_block_its_crm_close(
     client: httpx.AsyncClient,
 ) -> None:
