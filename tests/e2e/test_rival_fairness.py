@@ -228,3 +228,41 @@ async def status_becomes(client: httpx.AsyncClient, registration_id: str, status
         return row if row["status"] == status else None
 
     await eventually(reached)
+
+
+async def test_an_award_to_a_member_that_left_changes_nothing(
+    client: httpx.AsyncClient,
+) -> None:
+    """Held (session 27 rival review, no fix): three registrations of one customer in one
+    tie dispute; one rival withdraws and the owner, reading the dispute before that (it
+    still lists the member), awards it or splits with it. The adjudicator refuses
+    (`invalid_resolution`: a withdrawn registration leaves the dispute's members), so no
+    verdict between the holder and the other rival is made by an award to nobody; the
+    owner's award between them stands. (The refusal is not surfaced on the wait: the API
+    answers 202 with the dispute open.)"""
+    [company] = companies(1, seed=30)
+    account = {"name": company.name, "country": company.country,
+               "domain": company.domains[0]}
+    holder = await submit(client, "p-1", account)
+    first = await submit(client, "p-2", account)
+    second = await submit(client, "p-3", account)
+    assert (holder["status"], first["status"], second["status"]) == (
+        "approved", "in_review", "in_review"), (first["decision"], second["decision"])
+    dispute = first["dispute_id"]
+    assert (await registration(client, second["id"]))["dispute_id"] == dispute
+    withdrawn = await client.post(f"/v1/registrations/{first['id']}/withdraw", headers=WAIT)
+    assert withdrawn.json()["status"] == "withdrawn", withdrawn.text
+    quick = {"Prefer": "wait=1"}
+    for body in ({"outcome": "award", "registration_id": first["id"]},
+                 {"outcome": "split", "splits": [
+                     {"registration_id": first["id"], "percent": "50"},
+                     {"registration_id": second["id"], "percent": "50"}]}):
+        answer = await client.post(f"/v1/disputes/{dispute}/resolve", headers=quick,
+                                   json=body)
+        assert answer.status_code == 202, answer.text
+    award = await client.post(f"/v1/disputes/{dispute}/resolve", headers=WAIT,
+                              json={"outcome": "award", "registration_id": second["id"]})
+    assert award.status_code == 200, award.text
+    assert award.json()["resolution"]["outcome"] == "award", award.text
+    await status_becomes(client, second["id"], "approved")
+    await status_becomes(client, holder["id"], "rejected")
