@@ -23,7 +23,12 @@ from rapidfuzz import fuzz, process
 
 from shared.accounts.identity import AccountIdentity
 from shared.accounts.normalize import sort_name_tokens
-from shared.accounts.salesforce import CrmIds, salesforce_18, salesforce_18_any_case
+from shared.accounts.salesforce import (
+    CrmIds,
+    any_case,
+    salesforce_18,
+    salesforce_18_any_case,
+)
 from shared.accounts.sameness import Identifiers
 
 __all__ = ["UNKNOWN_COUNTRY", "AccountIndex", "AccountMatch", "MatchedBy", "match_order",
@@ -401,8 +406,10 @@ class AccountIndex:
         # `match.crm_ids: salesforce` finds besides `_by_crm`'s entry for the form itself.
         self._by_salesforce: dict[str, int | tuple[int, ...]] = {}
         # 18-character Salesforce ids filed in another letter case than their suffix
-        # says (001HFGAI3F5DIG9QDA), by their canonical form: what `salesforce_any_case`
-        # finds besides the two maps above (empty unless such ids were submitted).
+        # says (001HFGAI3F5DIG9QDA), and GUIDs not filed in lower case, by their canonical
+        # form (`salesforce.any_case`): what `salesforce_any_case` (Salesforce ids) and
+        # `any_case` find besides the two maps above (empty unless such ids were
+        # submitted; a GUID's lower-case form never is a Salesforce id's).
         self._by_salesforce_any_case: dict[str, int | tuple[int, ...]] = {}
         # Domains are filed in key form, "dom:" + domain: for the nine accounts in ten
         # whose key is that domain's, the key's string is the only copy (`_domain_key`).
@@ -464,7 +471,7 @@ class AccountIndex:
                 canonical = salesforce_18(crm)
                 if canonical is not None and canonical != crm:
                     _add_ordinal(self._by_salesforce, canonical, ordinal)
-                elif canonical is None and (restored := salesforce_18_any_case(crm)):
+                elif canonical is None and (restored := any_case(crm)) and restored != crm:
                     _add_ordinal(self._by_salesforce_any_case, restored, ordinal)
         if identity.domain:
             domain = _domain_key(identity.domain, account_key)
@@ -504,7 +511,7 @@ class AccountIndex:
             canonical = salesforce_18(crm)
             if canonical is not None and canonical != crm:
                 _drop_ordinal(self._by_salesforce, canonical, ordinal)
-            elif canonical is None and (restored := salesforce_18_any_case(crm)):
+            elif canonical is None and (restored := any_case(crm)) and restored != crm:
                 _drop_ordinal(self._by_salesforce_any_case, restored, ordinal)
         for domain in _values(self._domains_of[ordinal]):
             _drop_ordinal(self._by_domain, domain, ordinal)
@@ -595,7 +602,8 @@ class AccountIndex:
         appears once, with its strongest evidence; ties are ordered by account key.
         ``crm_ids`` (policy `match.crm_ids`): under `salesforce` a valid Salesforce id
         matches every account filed under either spelling of it (its 18-character form);
-        under `salesforce_any_case` also an 18-character spelling in another letter case.
+        under `salesforce_any_case` also an 18-character spelling in another letter case;
+        under `any_case` also a GUID in another letter case.
         """
         if not 0.0 < name_threshold <= 1.0:
             raise ValueError("name_threshold must be in (0, 1]")
@@ -607,12 +615,13 @@ class AccountIndex:
             crm = identity.crm_account_id
             canonical = (salesforce_18(crm) if crm_ids == "salesforce"
                          else salesforce_18_any_case(crm) if crm_ids == "salesforce_any_case"
+                         else any_case(crm) if crm_ids == "any_case"
                          else None)
             if canonical is not None:
                 crm_found = (*_ordinals(self._by_crm.get(canonical)),
                              *_ordinals(self._by_salesforce.get(canonical)),
                              *(_ordinals(self._by_salesforce_any_case.get(canonical))
-                               if crm_ids == "salesforce_any_case" else ()))
+                               if crm_ids in ("salesforce_any_case", "any_case") else ()))
             else:
                 crm_found = self._by_crm.get(crm)
         domain_found = self._by_domain.get(_DOMAIN + identity.domain) \

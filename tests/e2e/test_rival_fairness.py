@@ -144,6 +144,29 @@ async def test_a_name_spelled_out_letter_by_letter_is_the_holder_s_name(
     assert held["id"] in weighed(rival), rival["decision"]
 
 
+async def test_a_guid_crm_id_in_another_letter_case_is_the_holder_s(
+    client: httpx.AsyncClient,
+) -> None:
+    """Microsoft Dynamics 365 (and other CRMs) key an account by a GUID, whose hexadecimal
+    digits are case-insensitive. Only Salesforce ids were read in any letter case: the
+    holder's GUID in another case was another CRM id, another customer, and the rival was
+    approved `no_conflict` beside the holder, unseen. Under `match.crm_ids: any_case` (the
+    new default) it is the holder's customer, as any other spelling of its id."""
+    guid = "3F2504E0-4F89-11D3-9A0C-0305E82C3301"
+    [company] = companies(1, seed=31)
+    held = await submit(client, "p-1", {"crm_account_id": guid})
+    assert held["status"] == "approved", held
+    for n, spelling in enumerate((guid.lower(), guid.lower().replace("f", "F", 1))):
+        rival = await submit(client, f"p-r{n}", {"crm_account_id": spelling,
+                                                 "name": company.name})
+        assert rival["account_key"] == held["account_key"], (spelling, rival)
+        assert rival["status"] != "approved", (spelling, rival["decision"])
+        assert held["id"] in weighed(rival), rival["decision"]
+    owners = (await client.get("/v1/ownership", params={
+        "crm_account_id": guid.lower()})).json()["owners"]
+    assert held["id"] in [o["registration_id"] for o in owners], owners
+
+
 async def test_a_rival_copying_the_holder_s_reference_does_not_block_its_crm_close(
     client: httpx.AsyncClient,
 ) -> None:
