@@ -98,9 +98,13 @@ def _disputes_table() -> Table | None:
     return table
 
 
-# Built once, bound per call (every `POST /v1/registrations` with an `external_ref` runs it).
+# Built once, bound per call (every close by `external_ref` runs it).
+_REFERENCE_ROWS = 100
 _BY_EXTERNAL_REF = (select(registrations)
-                    .where(registrations.c.external_ref == bindparam("external_ref")).limit(2))
+                    .where(registrations.c.external_ref == bindparam("external_ref"))
+                    .order_by(registrations.c.id).limit(_REFERENCE_ROWS))
+"""Every registration carrying one reference, up to a bound (`handlers.closed_by_reference`
+picks the one a close is about)."""
 
 
 class ReadModel:
