@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from fastapi import Depends, Request
 from starlette.responses import RedirectResponse, Response
 
-from services.console.client import ApiProblem, ConsoleApi
+from services.console.client import ApiProblem, ConsoleApi, seg
 from services.console.ops import day_start
 from services.console.pages import Area, render
 from services.console.session import Session, read_form
@@ -88,18 +88,18 @@ async def search(request: Request,
 async def registration(registration_id: str, request: Request,
                        session: Annotated[Session, Depends(AREA.guard)]) -> Response:
     api = ConsoleApi.of(request, session)
-    found = await api.get(f"/v1/registrations/{registration_id}")
-    timeline = (await api.get(f"/v1/registrations/{registration_id}/timeline"))["entries"]
+    found = await api.get(f"/v1/registrations/{seg(registration_id)}")
+    timeline = (await api.get(f"/v1/registrations/{seg(registration_id)}/timeline"))["entries"]
     partner = None
     if found.get("partner_id"):
         try:
-            partner = await api.get(f"/v1/partners/{found['partner_id']}")
+            partner = await api.get(f"/v1/partners/{seg(found['partner_id'])}")
         except ApiProblem:
             partner = None
     dispute = None
     if found.get("dispute_id"):
         try:
-            dispute = await api.get(f"/v1/disputes/{found['dispute_id']}")
+            dispute = await api.get(f"/v1/disputes/{seg(found['dispute_id'])}")
         except ApiProblem:
             dispute = None
     return _page(request, "manager/registration.html", session, "search", r=found,
@@ -178,7 +178,7 @@ async def create_partner(request: Request,
         if not partner_id:
             raise ApiProblem(422, "Validation failed", "The partner needs an id.",
                              [{"field": "id", "message": "required"}])
-        await api.call("PUT", f"/v1/partners/{partner_id}", json=_partner_body(form))
+        await api.call("PUT", f"/v1/partners/{seg(partner_id)}", json=_partner_body(form))
     except ApiProblem as problem:
         if problem.status == 401:
             raise
@@ -188,7 +188,7 @@ async def create_partner(request: Request,
                      partner_statuses=PARTNER_STATUSES, form=dict(form.items()),
                      problem=problem, errors=problem.field_errors(),
                      status_code=problem.status)
-    return RedirectResponse(f"/console/manager/partners/{partner_id}?done=created",
+    return RedirectResponse(f"/console/manager/partners/{seg(partner_id)}?done=created",
                             status_code=303)
 
 
@@ -196,10 +196,11 @@ async def _partner_page(request: Request, session: Session, partner_id: str, *,
                         problem: ApiProblem | None = None, form: dict[str, Any] | None = None,
                         status_code: int = 200) -> Response:
     api = ConsoleApi.of(request, session)
-    partner = await api.get(f"/v1/partners/{partner_id}")
+    partner = await api.get(f"/v1/partners/{seg(partner_id)}")
     deliveries = None
     if session.role == "admin":
-        deliveries = (await api.get(f"/v1/partners/{partner_id}/deliveries", limit=50))["items"]
+        deliveries = (await api.get(f"/v1/partners/{seg(partner_id)}/deliveries",
+                                    limit=50))["items"]
     registrations = (await api.get("/v1/registrations", partner_id=partner_id, limit=10))
     return _page(request, "manager/partner.html", session, "partners", partner=partner,
                  deliveries=deliveries, registrations=registrations["items"],
@@ -216,13 +217,13 @@ async def _save(request: Request, session: Session, directory: str, entry_id: st
     form = await read_form(request)
     try:
         await ConsoleApi.of(request, session).call(
-            "PUT", f"/v1/{directory}/{quote(entry_id, safe='')}", json=body(form))
+            "PUT", f"/v1/{directory}/{seg(entry_id)}", json=body(form))
     except ApiProblem as problem:
         if problem.status in (401, 404):
             raise
         return await page(request, session, entry_id, problem=problem,
                           form=dict(form.items()), status_code=problem.status)
-    return RedirectResponse(f"/console/manager/{directory}/{quote(entry_id, safe='')}"
+    return RedirectResponse(f"/console/manager/{directory}/{seg(entry_id)}"
                             "?done=saved", status_code=303)
 
 
@@ -269,7 +270,7 @@ async def create_owner(request: Request,
         if not owner_id:
             raise ApiProblem(422, "Validation failed", "The owner needs an id.",
                              [{"field": "id", "message": "required"}])
-        await api.call("PUT", f"/v1/owners/{owner_id}", json=_owner_body(form))
+        await api.call("PUT", f"/v1/owners/{seg(owner_id)}", json=_owner_body(form))
     except ApiProblem as problem:
         if problem.status == 401:
             raise
@@ -277,7 +278,7 @@ async def create_owner(request: Request,
         return _page(request, "manager/owners.html", session, "owners", page=page,
                      form=dict(form.items()), problem=problem,
                      errors=problem.field_errors(), status_code=problem.status)
-    return RedirectResponse(f"/console/manager/owners/{owner_id}?done=created",
+    return RedirectResponse(f"/console/manager/owners/{seg(owner_id)}?done=created",
                             status_code=303)
 
 
@@ -286,8 +287,8 @@ async def _owner_page(request: Request, session: Session, owner_id: str, *,
                       status_code: int = 200) -> Response:
     api = ConsoleApi.of(request, session)
     if session.role == "admin":
-        owner = await api.get(f"/v1/owners/{owner_id}")
-        deliveries = (await api.get(f"/v1/owners/{owner_id}/deliveries", limit=50))["items"]
+        owner = await api.get(f"/v1/owners/{seg(owner_id)}")
+        deliveries = (await api.get(f"/v1/owners/{seg(owner_id)}/deliveries", limit=50))["items"]
     else:
         listed = (await api.get("/v1/owners", limit=500))["items"]
         owner = next((o for o in listed if o["id"] == owner_id), None)
@@ -318,7 +319,7 @@ async def edit_owner(owner_id: str, request: Request,
 async def redeliver(delivery_id: str, request: Request,
                     session: Annotated[Session, Depends(AREA.guard)]) -> Response:
     form = await read_form(request)
-    await ConsoleApi.of(request, session).post(f"/v1/deliveries/{delivery_id}/redeliver")
+    await ConsoleApi.of(request, session).post(f"/v1/deliveries/{seg(delivery_id)}/redeliver")
     back = _value(form, "back")
     if not (back.startswith("/console/manager/") and "//" not in back):
         back = "/console/manager/owners"

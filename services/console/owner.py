@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import orjson
 from fastapi import Depends, Request
 from starlette.responses import RedirectResponse, Response
 
 from services.console import ops  # noqa: F401  (registers the template filters)
-from services.console.client import ApiProblem, ConsoleApi
+from services.console.client import ApiProblem, ConsoleApi, seg
 from services.console.pages import Area, render
 from services.console.session import Session, read_form
 from shared.business_time import business_time_between, to_us
@@ -243,7 +243,7 @@ async def acknowledge_many(request: Request,
     done, failed = 0, []
     for dispute_id in form.getlist("dispute")[:QUEUE_LIMIT]:
         try:
-            await api.post(f"/v1/disputes/{quote(dispute_id, safe='')}/acknowledge", wait=5)
+            await api.post(f"/v1/disputes/{seg(dispute_id)}/acknowledge", wait=5)
             done += 1
         except ApiProblem as problem:
             failed.append(f"{dispute_id}:{problem.status}")
@@ -281,7 +281,7 @@ async def _party(api: ConsoleApi, member_id: str) -> dict[str, Any]:
     """A registration of the dispute with its partner, or a direct claim (not a
     registration: its timeline only)."""
     try:
-        registration = await api.get(f"/v1/registrations/{member_id}")
+        registration = await api.get(f"/v1/registrations/{seg(member_id)}")
     except ApiProblem as problem:
         if problem.status != 404:
             raise
@@ -289,11 +289,11 @@ async def _party(api: ConsoleApi, member_id: str) -> dict[str, Any]:
     partner = None
     if registration and registration.get("partner_id"):
         try:
-            partner = await api.get(f"/v1/partners/{registration['partner_id']}")
+            partner = await api.get(f"/v1/partners/{seg(registration['partner_id'])}")
         except ApiProblem:
             partner = None
     try:
-        timeline = (await api.get(f"/v1/registrations/{member_id}/timeline"))["entries"]
+        timeline = (await api.get(f"/v1/registrations/{seg(member_id)}/timeline"))["entries"]
     except ApiProblem:
         timeline = []
     return {"id": member_id, "registration": registration, "partner": partner,
@@ -304,7 +304,7 @@ async def _dispute_page(request: Request, session: Session, dispute_id: str, *,
                         problem: ApiProblem | None = None, form: dict[str, Any] | None = None,
                         status_code: int = 200) -> Response:
     api = ConsoleApi.of(request, session)
-    dispute = await api.get(f"/v1/disputes/{dispute_id}")
+    dispute = await api.get(f"/v1/disputes/{seg(dispute_id)}")
     now = datetime.now(UTC)
     parties = [await _party(api, rid) for rid in dispute.get("registration_ids") or []]
     products: list[str] = []
@@ -343,13 +343,13 @@ async def acknowledge(dispute_id: str, request: Request,
                       session: Annotated[Session, Depends(AREA.guard)]) -> Response:
     api = ConsoleApi.of(request, session)
     try:
-        await api.post(f"/v1/disputes/{dispute_id}/acknowledge", wait=5)
+        await api.post(f"/v1/disputes/{seg(dispute_id)}/acknowledge", wait=5)
     except ApiProblem as problem:
         if problem.status in (401, 404):
             raise
         return await _dispute_page(request, session, dispute_id, problem=problem,
                                    status_code=problem.status)
-    return RedirectResponse(f"/console/owner/disputes/{dispute_id}?done=acknowledged_one",
+    return RedirectResponse(f"/console/owner/disputes/{seg(dispute_id)}?done=acknowledged_one",
                             status_code=303)
 
 
@@ -358,14 +358,14 @@ async def resolve(dispute_id: str, request: Request,
                   session: Annotated[Session, Depends(AREA.guard)]) -> Response:
     form = dict((await read_form(request)).items())
     api = ConsoleApi.of(request, session)
-    dispute = await api.get(f"/v1/disputes/{dispute_id}")
+    dispute = await api.get(f"/v1/disputes/{seg(dispute_id)}")
     body = resolution_body(form, list(dispute.get("registration_ids") or []))
     try:
-        await api.post(f"/v1/disputes/{dispute_id}/resolve", body, wait=10)
+        await api.post(f"/v1/disputes/{seg(dispute_id)}/resolve", body, wait=10)
     except ApiProblem as problem:
         if problem.status in (401, 404):
             raise
         return await _dispute_page(request, session, dispute_id, problem=problem, form=form,
                                    status_code=problem.status)
-    return RedirectResponse(f"/console/owner/disputes/{dispute_id}?done=resolved",
+    return RedirectResponse(f"/console/owner/disputes/{seg(dispute_id)}?done=resolved",
                             status_code=303)
