@@ -85,3 +85,103 @@ async def test_an_odd_id_in_a_console_link_is_a_404_page_never_a_500(
             assert answer.status_code in (404, 422), (role, path, answer.status_code,
                                                       answer.text[:300])
             assert answer.headers["content-type"].startswith("text/html")
+
+
+def _hidden(html: str) -> dict[str, str]:
+    return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', html))
+
+
+async def _register_form(world: World) -> dict[str, str]:
+    """The register form as the partner's browser shows it, filled in."""
+    page = await world.client.get("/console/partner/register")
+    assert page.status_code == 200, page.text[:300]
+    return {**_hidden(page.text), "account.name": "Typed Carefully GmbH",
+            "account.domain": "typed-carefully.de", "account.country": "DE",
+            "opportunity.title": "Ünïcode rollout", "opportunity.products": "analytics",
+            "motion": "resell"}
+
+
+async def _mine(world: World, domain: str) -> list[str]:
+    answer = await world.client.get("/v1/registrations", params={"limit": 100}, headers={
+        "Authorization": f"Bearer {world.keys['partner']}"})
+    return [r["id"] for r in answer.json()["items"]
+            if (r.get("account") or {}).get("domain") == domain]
+
+
+SAME_SITE = {"Sec-Fetch-Site": "same-origin", "Origin": "http://dealreg"}
+
+
+async def test_a_form_sent_after_the_session_ended_is_kept_through_sign_in(
+        world: World) -> None:
+    """A partner fills the register form, the session ends (expiry, sign-out in another
+    tab), Register: the sign-in page used to come back and, after it, an empty form. The
+    form now rides through the sign-in page and is offered to send once signed in again;
+    nothing is sent before that."""
+    assert (await _sign_in(world.client, world.keys["partner"])).status_code == 303
+    form = await _register_form(world)
+    world.client.cookies.delete("dealreg_session")  # the session ended meanwhile
+
+    refused = await world.client.post("/console/partner/register", data=form,
+                                      headers=SAME_SITE)
+    assert refused.status_code == 401, refused.headers
+    assert 'id="api_key"' in refused.text and "not sent" in refused.text
+    carried = _hidden(refused.text)
+    assert carried["carry.account.name"] == "Typed Carefully GmbH"
+    assert carried["carry.opportunity.title"] == "Ünïcode rollout"
+    assert carried["next"] == "/console/partner/register"
+    assert "carry.csrf" not in carried  # the old session's token stays behind
+    assert await _mine(world, "typed-carefully.de") == []
+
+    signed = await world.client.post("/console/sign-in", data={
+        **carried, "api_key": world.keys["partner"]})
+    assert signed.status_code == 200, signed.text[:500]
+    assert "Typed Carefully GmbH" in signed.text
+    assert await _mine(world, "typed-carefully.de") == []  # offered, not sent
+    offered = _hidden(signed.text)
+    assert offered["account.name"] == "Typed Carefully GmbH"
+    assert offered["idempotency_key"] == form["idempotency_key"]
+    assert 'action="/console/partner/register"' in signed.text
+
+    sent = await world.client.post("/console/partner/register", data=offered)
+    assert sent.status_code == 303, sent.text[:500]
+    again = await world.client.post("/console/partner/register", data=offered)
+    assert again.headers.get("location") == sent.headers["location"]  # the same one
+    assert len(await _mine(world, "typed-carefully.de")) == 1
+
+
+async def test_a_form_posted_from_another_site_without_a_session_is_not_carried(
+        world: World) -> None:
+    """Another site cannot pre-fill a form for the partner to send after signing in."""
+    assert (await _sign_in(world.client, world.keys["partner"])).status_code == 303
+    form = await _register_form(world)
+    world.client.cookies.delete("dealreg_session")
+    for headers in ({"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"},
+                    {"Origin": "https://evil.example"}, {}):
+        answer = await world.client.post("/console/partner/register",
+                                         data={**form, "account.domain": "forged.example"},
+                                         headers=headers)
+        assert answer.status_code == 303, (headers, answer.status_code)
+        assert answer.headers["location"].startswith("/console/sign-in?next=")
+        assert "forged.example" not in answer.headers["location"]
+
+
+async def test_a_form_kept_open_across_a_new_sign_in_is_offered_again_not_lost(
+        world: World) -> None:
+    """Signing in again (another tab, a new day) draws a new CSRF token: a form page from
+    before was refused with a 403 page and everything typed was lost. It now comes back
+    with the new token, to send again, and nothing was sent."""
+    assert (await _sign_in(world.client, world.keys["partner"])).status_code == 303
+    form = {**await _register_form(world), "account.domain": "stale-token.de"}
+    assert (await _sign_in(world.client, world.keys["partner"])).status_code == 303
+
+    refused = await world.client.post("/console/partner/register", data=form,
+                                      headers=SAME_SITE)
+    assert refused.status_code == 403, refused.text[:300]
+    assert "not sent" in refused.text
+    assert await _mine(world, "stale-token.de") == []
+    offered = _hidden(refused.text)
+    assert offered["account.domain"] == "stale-token.de"
+    assert offered["csrf"] != form["csrf"]
+    sent = await world.client.post("/console/partner/register", data=offered)
+    assert sent.status_code == 303, sent.text[:500]
+    assert len(await _mine(world, "stale-token.de")) == 1
