@@ -328,8 +328,23 @@ async def _dispute_page(request: Request, session: Session, dispute_id: str, *,
                   parties=parties, products=products, timeline=merged,
                   due=due_of(dispute.get("due_at"), now, await _calendar(api)),
                   bucket=bucket_of(dispute.get("opened_at"), now), outcomes=OUTCOMES,
-                  problem=problem, errors=problem.field_errors() if problem else {},
+                  problem=problem, errors=_resolution_errors(problem, form or {}),
                   form=form or {}, message=message, status_code=status_code)
+
+
+_OUTCOME_FIELD = {"award": "registration_id", "award_products": "awards", "split": "splits"}
+
+
+def _resolution_errors(problem: ApiProblem | None, form: dict[str, Any]) -> dict[str, str]:
+    """The API's field errors by field; a rule about the whole body (split percents that do
+    not add up to 100) is shown at the chosen outcome's fields too, not only at the top."""
+    if problem is None:
+        return {}
+    errors = problem.field_errors()
+    target = _OUTCOME_FIELD.get(str(form.get("outcome") or ""))
+    if target and "body" in errors:
+        errors.setdefault(target, errors["body"].removeprefix("Value error, "))
+    return errors
 
 
 @router.get("/disputes/{dispute_id}")

@@ -158,6 +158,9 @@ async def test_a_refused_resolution_shows_the_apis_reason_and_keeps_the_form(
     assert answer.status_code == 422
     assert "add up to 100" in answer.text and "kept as typed" in answer.text
     assert 'value="20"' in answer.text
+    # The reason is tied to the inputs it is about (a screen reader reads it with them).
+    assert 'aria-describedby="splits-error"' in answer.text
+    assert re.search(r'<p class="field-error" id="splits-error">[^<]*100', answer.text)
     assert (await recorded(world, dispute))["status"] == "open"
     # Without the session's CSRF token nothing is sent.
     forged = await world.browser.post(f"/console/owner/disputes/{dispute}/resolve",

@@ -185,3 +185,40 @@ async def test_a_form_kept_open_across_a_new_sign_in_is_offered_again_not_lost(
     sent = await world.client.post("/console/partner/register", data=offered)
     assert sent.status_code == 303, sent.text[:500]
     assert len(await _mine(world, "stale-token.de")) == 1
+
+
+def _untied(html: str) -> list[str]:
+    """Inputs marked invalid whose error text is not tied to them (`aria-describedby`
+    naming the element that shows it): a screen reader announces "invalid" and no why."""
+    out = []
+    for tag in re.findall(r"<(?:input|select|textarea)\b[^>]*>", html):
+        if 'aria-invalid="true"' not in tag:
+            continue
+        described = re.search(r'aria-describedby="([^"]+)"', tag)
+        ids = described.group(1).split() if described else []
+        if not any(re.search(rf'<p class="field-error[^"]*" id="{re.escape(i)}"', html)
+                   for i in ids):
+            name = re.search(r'name="([^"]+)"', tag)
+            out.append(name.group(1) if name else tag)
+    return out
+
+
+async def test_every_field_error_on_the_manager_pages_is_tied_to_its_input(
+        world: World) -> None:
+    assert (await _sign_in(world.client, world.keys["admin"])).status_code == 303
+    page = await world.client.get("/console/manager/partners")
+    csrf = _csrf(page.text)
+    answers = {
+        "ownership": await world.client.get("/console/manager/ownership",
+                                            params={"domain": "not a domain"}),
+        "search": await world.client.get("/console/manager/", params={"account": "a" * 400}),
+        "new partner": await world.client.post("/console/manager/partners", data={
+            "csrf": csrf, "id": "", "name": "Nameless"}),
+        "partner": await world.client.post("/console/manager/partners", data={
+            "csrf": csrf, "id": "p-tied", "name": "", "webhook_url": "ftp://nowhere"}),
+        "owner": await world.client.post("/console/manager/owners", data={
+            "csrf": csrf, "id": "o-tied", "name": "", "email": "not-an-address"}),
+    }
+    for what, answer in answers.items():
+        assert 'aria-invalid="true"' in answer.text, (what, answer.status_code)
+        assert _untied(answer.text) == [], what
