@@ -11,6 +11,8 @@ query service of a distributed deployment, which has no command routes of its ow
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import re
 import secrets
 import time
 from collections.abc import Mapping
@@ -20,6 +22,7 @@ from urllib.parse import quote
 
 import httpx
 from fastapi import FastAPI, Request
+from starlette.datastructures import ImmutableMultiDict
 
 from services.console.session import Session
 
@@ -60,6 +63,24 @@ class ApiProblem(Exception):
             name = e["field"].removeprefix(prefix)
             out.setdefault(name, e["message"])
         return out
+
+
+_FORM_KEY = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+
+def form_key(form: ImmutableMultiDict[str, str] | None = None) -> str:
+    """The `Idempotency-Key` of a command form (register, claim, extend, withdraw, contest,
+    release, acknowledge, resolve): drawn when the form is shown, sent back with every
+    submission of it, so a double click or a resubmitted page applies the command once and
+    gets the first answer again (a second registration would be rejected as a duplicate, a
+    second extension would use up another one, a second resolve was "already resolved")."""
+    sent = (form.get("idempotency_key") or "") if form is not None else ""
+    return sent if _FORM_KEY.fullmatch(sent) else secrets.token_urlsafe(18)
+
+
+def item_key(key: str, item: str) -> str:
+    """The key of one command of a form that sends several (bulk acknowledge)."""
+    return hashlib.sha256(f"{key}\0{item}".encode()).hexdigest()[:32]
 
 
 def seg(value: str) -> str:

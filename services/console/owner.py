@@ -24,7 +24,7 @@ from fastapi import Depends, Request
 from starlette.responses import RedirectResponse, Response
 
 from services.console import ops  # noqa: F401  (registers the template filters)
-from services.console.client import ApiProblem, ConsoleApi, seg
+from services.console.client import ApiProblem, ConsoleApi, form_key, item_key, seg
 from services.console.pages import Area, render
 from services.console.session import Session, read_form
 from shared.business_time import business_time_between, to_us
@@ -205,6 +205,7 @@ async def _queue(api: ConsoleApi, filters: QueueFilters, now: datetime) -> dict[
 
 def _context(filters: QueueFilters, queue: dict[str, Any]) -> dict[str, Any]:
     return {"filters": filters, "buckets": BUCKETS, "poll_seconds": POLL_SECONDS,
+            "bulk_key": form_key(),
             "bucket_labels": {key: text for key, text, *_ in BUCKETS},
             "poll_url": f"/console/owner/queue/rows?{filters.query()}"
                         f"{'&' if filters.query() else ''}digest={queue['digest']}", **queue}
@@ -240,10 +241,13 @@ async def acknowledge_many(request: Request,
                            session: Annotated[Session, Depends(AREA.guard)]) -> Response:
     form = await read_form(request)
     api = ConsoleApi.of(request, session)
+    key = form_key(form)
     done, failed = 0, []
     for dispute_id in form.getlist("dispute")[:QUEUE_LIMIT]:
         try:
-            await api.post(f"/v1/disputes/{seg(dispute_id)}/acknowledge", wait=5)
+            # One key per dispute of this form: sent twice, each answers as the first time.
+            await api.post(f"/v1/disputes/{seg(dispute_id)}/acknowledge", wait=5,
+                           idempotency_key=item_key(key, dispute_id))
             done += 1
         except ApiProblem as problem:
             failed.append(f"{dispute_id}:{problem.status}")
@@ -302,7 +306,8 @@ async def _party(api: ConsoleApi, member_id: str) -> dict[str, Any]:
 
 async def _dispute_page(request: Request, session: Session, dispute_id: str, *,
                         problem: ApiProblem | None = None, form: dict[str, Any] | None = None,
-                        status_code: int = 200) -> Response:
+                        status_code: int = 200, kept: dict[str, str] | None = None
+                        ) -> Response:
     api = ConsoleApi.of(request, session)
     dispute = await api.get(f"/v1/disputes/{seg(dispute_id)}")
     now = datetime.now(UTC)
@@ -329,7 +334,8 @@ async def _dispute_page(request: Request, session: Session, dispute_id: str, *,
                   due=due_of(dispute.get("due_at"), now, await _calendar(api)),
                   bucket=bucket_of(dispute.get("opened_at"), now), outcomes=OUTCOMES,
                   problem=problem, errors=_resolution_errors(problem, form or {}),
-                  form=form or {}, message=message, status_code=status_code)
+                  form=form or {}, message=message, status_code=status_code,
+                  keys={"acknowledge": form_key(), "resolve": form_key(), **(kept or {})})
 
 
 _OUTCOME_FIELD = {"award": "registration_id", "award_products": "awards", "split": "splits"}
@@ -357,13 +363,15 @@ async def dispute_page(dispute_id: str, request: Request,
 async def acknowledge(dispute_id: str, request: Request,
                       session: Annotated[Session, Depends(AREA.guard)]) -> Response:
     api = ConsoleApi.of(request, session)
+    key = form_key(await read_form(request))
     try:
-        await api.post(f"/v1/disputes/{seg(dispute_id)}/acknowledge", wait=5)
+        await api.post(f"/v1/disputes/{seg(dispute_id)}/acknowledge", wait=5,
+                       idempotency_key=key)
     except ApiProblem as problem:
         if problem.status in (401, 404):
             raise
         return await _dispute_page(request, session, dispute_id, problem=problem,
-                                   status_code=problem.status)
+                                   status_code=problem.status, kept={"acknowledge": key})
     return RedirectResponse(f"/console/owner/disputes/{seg(dispute_id)}?done=acknowledged_one",
                             status_code=303)
 
@@ -375,12 +383,14 @@ async def resolve(dispute_id: str, request: Request,
     api = ConsoleApi.of(request, session)
     dispute = await api.get(f"/v1/disputes/{seg(dispute_id)}")
     body = resolution_body(form, list(dispute.get("registration_ids") or []))
+    key = form_key(await read_form(request))
     try:
-        await api.post(f"/v1/disputes/{seg(dispute_id)}/resolve", body, wait=10)
+        await api.post(f"/v1/disputes/{seg(dispute_id)}/resolve", body, wait=10,
+                       idempotency_key=key)
     except ApiProblem as problem:
         if problem.status in (401, 404):
             raise
         return await _dispute_page(request, session, dispute_id, problem=problem, form=form,
-                                   status_code=problem.status)
+                                   status_code=problem.status, kept={"resolve": key})
     return RedirectResponse(f"/console/owner/disputes/{seg(dispute_id)}?done=resolved",
                             status_code=303)

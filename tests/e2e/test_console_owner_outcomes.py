@@ -194,3 +194,42 @@ async def test_acknowledge_one_and_many_from_the_console(world: World) -> None:
     arrived = (await collide(world))[2]
     changed = await world.browser.get(f"/console/owner/queue/rows?digest={digest.group(1)}")
     assert changed.status_code == 200 and arrived in changed.text
+
+
+async def test_a_double_submitted_acknowledge_or_resolve_is_answered_as_the_first(
+        world: World) -> None:
+    """A double click (or a browser retrying the POST) on Resolve resolved once and then
+    showed the owner "Conflict: already resolved" as if it had failed; on Acknowledge
+    selected it listed every dispute as not acknowledged. The owner's forms carry an
+    Idempotency-Key like the partner's: the second submission gets the first's answer."""
+    import asyncio
+
+    disputes = [(await collide(world))[2] for _ in range(3)]
+    page = await world.browser.get(f"/console/owner/disputes/{disputes[0]}")
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"',
+                             page.text.split('id="resolve-form"', 1)[1].split("</form>")[0]))
+    assert fields.get("idempotency_key"), "the resolve form carries no Idempotency-Key"
+    silver = re.findall(r'name="winner" value="([^"]+)"', page.text)[0]
+    form = {**fields, "outcome": "award", "winner": silver, "note": "first come"}
+    answers = await asyncio.gather(*(world.browser.post(
+        f"/console/owner/disputes/{disputes[0]}/resolve", data=form) for _ in range(2)))
+    answers.append(await world.browser.post(f"/console/owner/disputes/{disputes[0]}/resolve",
+                                            data=form))
+    assert [a.status_code for a in answers] == [303] * 3, [a.text[:300] for a in answers]
+    assert (await recorded(world, disputes[0]))["resolution"]["registration_id"] == silver
+
+    page = await world.browser.get(f"/console/owner/disputes/{disputes[1]}")
+    ack = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"',
+                          page.text.split("/acknowledge", 1)[1].split("</form>")[0]))
+    twice = [await world.browser.post(f"/console/owner/disputes/{disputes[1]}/acknowledge",
+                                      data=ack) for _ in range(2)]
+    assert [a.status_code for a in twice] == [303, 303], [a.text[:300] for a in twice]
+
+    queue = await world.browser.get("/console/owner/?ack=no")
+    bulk = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"',
+                           queue.text.split('id="bulk"', 1)[1].split("</form>")[0]))
+    sent = [await world.browser.post("/console/owner/acknowledge",
+                                     data={**bulk, "dispute": [disputes[2]]})
+            for _ in range(2)]
+    assert [s.headers["location"] for s in sent] == [
+        "/console/owner/?done=acknowledged&n=1&ack=no"] * 2
