@@ -20,7 +20,7 @@ from fastapi import Depends, Request
 from starlette.responses import RedirectResponse, Response
 
 from services.console.client import ApiProblem, ConsoleApi, seg
-from services.console.ops import day_start
+from services.console.ops import day_start, viewer_zone
 from services.console.pages import Area, render
 from services.console.session import Session, read_form
 
@@ -54,7 +54,9 @@ def _value(form: Any, name: str) -> str:
 # --- registrations ---------------------------------------------------------------------------
 
 SEARCH_FIELDS = ("partner_id", "status", "account", "product", "submitted_from",
-                 "submitted_to")
+                 "submitted_to", "tz")
+"""The search form's fields; `tz` is the viewer's timezone (filled in by console.js), the
+submission dates are days in it."""
 
 
 @router.get("/")
@@ -65,13 +67,14 @@ async def search(request: Request,
     partners = (await api.get("/v1/partners", limit=500))["items"]
     problem: ApiProblem | None = None
     page: dict[str, Any] = {"items": [], "next_cursor": None}
+    zone = viewer_zone(q["tz"])
     try:
         page = await api.get(
             "/v1/registrations", partner_id=q["partner_id"] or None,
             status=q["status"] if q["status"] in STATUSES else None,
             account=q["account"] or None, product=q["product"] or None,
-            submitted_from=day_start(q["submitted_from"]),
-            submitted_to=day_start(q["submitted_to"], end=True),
+            submitted_from=day_start(q["submitted_from"], zone=zone),
+            submitted_to=day_start(q["submitted_to"], end=True, zone=zone),
             cursor=request.query_params.get("cursor") or None, limit=25)
     except ApiProblem as exc:
         if exc.status in (401, 403):

@@ -222,3 +222,36 @@ async def test_every_field_error_on_the_manager_pages_is_tied_to_its_input(
     for what, answer in answers.items():
         assert 'aria-invalid="true"' in answer.text, (what, answer.status_code)
         assert _untied(answer.text) == [], what
+
+
+async def test_search_dates_are_days_in_the_viewers_timezone(world: World) -> None:
+    """The search's "submitted from/to" were UTC days: in New York after 19:00 a search
+    for today missed what was registered in the last hours. The browser now names its
+    timezone (`tz`, filled in by console.js) and the days are the viewer's. Two zones
+    far either side of UTC: at any hour one of them is on another date than UTC."""
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    created = await world.client.post("/v1/registrations", headers={
+        "Authorization": f"Bearer {world.keys['partner']}", "Prefer": "wait=10"}, json={
+        "account": {"name": "Dateline Ltd", "domain": "dateline-tz.com", "country": "NZ"},
+        "opportunity": {"title": "Across the line"}, "motion": "resell"})
+    assert created.status_code == 201, created.text
+    rid = created.json()["id"]
+    assert (await _sign_in(world.client, world.keys["channel_manager"])).status_code == 303
+    for zone in ("Pacific/Kiritimati", "Pacific/Pago_Pago"):
+        today = datetime.now(ZoneInfo(zone)).date()
+        found = await world.client.get("/console/manager/", params={
+            "account": "dateline", "submitted_from": today.isoformat(),
+            "submitted_to": today.isoformat(), "tz": zone})
+        assert found.status_code == 200
+        assert f'data-id="{rid}"' in found.text, zone
+        assert f'name="tz" value="{zone}"' in found.text  # kept for the next page
+        before = await world.client.get("/console/manager/", params={
+            "account": "dateline", "submitted_to": (today - timedelta(days=1)).isoformat(),
+            "tz": zone})
+        assert f'data-id="{rid}"' not in before.text, zone
+    # An unknown zone is UTC, not an error.
+    odd = await world.client.get("/console/manager/", params={
+        "account": "dateline", "tz": "../../etc/passwd"})
+    assert odd.status_code == 200 and f'data-id="{rid}"' in odd.text
