@@ -233,3 +233,30 @@ async def test_a_double_submitted_acknowledge_or_resolve_is_answered_as_the_firs
             for _ in range(2)]
     assert [s.headers["location"] for s in sent] == [
         "/console/owner/?done=acknowledged&n=1&ack=no"] * 2
+
+
+async def test_a_dispute_escalated_away_offers_its_old_owner_no_resolve_form(
+        world: World) -> None:
+    """A dispute page kept open past its level's deadline: the old owner could fill in the
+    whole resolution before the API said "assigned to another owner". The page now says
+    where the dispute went and offers no form."""
+    import asyncio
+
+    found = (await world.api.get("/v1/policy")).json()
+    short = await world.api.put("/v1/policy", json={"escalation": {"levels": [
+        {"owner_id": OWNER, "sla": "PT2S"}, {"owner_id": "own-out-2", "sla": "P2D"}]}})
+    assert short.status_code == 201, short.text
+    try:
+        dispute = (await collide(world))[2]
+        for _ in range(100):
+            if (await recorded(world, dispute))["level"] == 2:
+                break
+            await asyncio.sleep(0.2)
+        assert (await recorded(world, dispute))["level"] == 2
+    finally:
+        await world.api.put("/v1/policy", json={k: v for k, v in found.items()
+                                                 if k != "version"})
+    page = await world.browser.get(f"/console/owner/disputes/{dispute}")
+    assert page.status_code == 200
+    assert 'id="not-yours"' in page.text and "own-out-2" in page.text
+    assert 'id="resolve-form"' not in page.text and 'id="acknowledge"' not in page.text
