@@ -181,12 +181,14 @@ async def _calendar(api: ConsoleApi) -> BusinessCalendar | None:
     return BusinessCalendar.model_validate(raw) if raw else None
 
 
-async def _queue(api: ConsoleApi, filters: QueueFilters, now: datetime) -> dict[str, Any]:
+async def _queue(api: ConsoleApi, filters: QueueFilters, now: datetime,
+                 cursor: str | None = None) -> dict[str, Any]:
     page = await api.get(
         "/v1/disputes", status="open", sort="due" if filters.sort == "due" else "id",
         level=filters.level or None,
         acknowledged={"yes": "true", "no": "false"}.get(filters.ack),
-        due_before=now.isoformat() if filters.overdue else None, limit=QUEUE_LIMIT)
+        due_before=now.isoformat() if filters.overdue else None, limit=QUEUE_LIMIT,
+        cursor=cursor)
     items: list[dict[str, Any]] = page["items"]
     calendar = await _calendar(api)
     counts = {key: 0 for key, *_ in BUCKETS}
@@ -200,22 +202,29 @@ async def _queue(api: ConsoleApi, filters: QueueFilters, now: datetime) -> dict[
         rows.append({"dispute": item, "bucket": bucket,
                      "due": due_of(item.get("due_at"), now, calendar)})
     return {"rows": rows, "counts": counts, "digest": queue_digest(items),
-            "more": page.get("next_cursor") is not None, "total": len(items)}
+            "more": page.get("next_cursor") is not None, "total": len(items),
+            "cursor": cursor or "", "next_cursor": page.get("next_cursor") or ""}
 
 
 def _context(filters: QueueFilters, queue: dict[str, Any]) -> dict[str, Any]:
+    here = urlencode({"cursor": queue["cursor"]}) if queue["cursor"] else ""
+    params = "&".join(p for p in (filters.query(), here) if p)
     return {"filters": filters, "buckets": BUCKETS, "poll_seconds": POLL_SECONDS,
             "bulk_key": form_key(),
             "bucket_labels": {key: text for key, text, *_ in BUCKETS},
-            "poll_url": f"/console/owner/queue/rows?{filters.query()}"
-                        f"{'&' if filters.query() else ''}digest={queue['digest']}", **queue}
+            "first_url": f"/console/owner/?{filters.query()}",
+            "next_url": "/console/owner/?" + "&".join(
+                p for p in (filters.query(), urlencode({"cursor": queue["next_cursor"]})) if p),
+            "poll_url": f"/console/owner/queue/rows?{params}{'&' if params else ''}"
+                        f"digest={queue['digest']}", **queue}
 
 
 @router.get("/")
 async def queue_page(request: Request,
                      session: Annotated[Session, Depends(AREA.guard)]) -> Response:
     filters = QueueFilters.of(request.query_params)
-    queue = await _queue(ConsoleApi.of(request, session), filters, datetime.now(UTC))
+    queue = await _queue(ConsoleApi.of(request, session), filters, datetime.now(UTC),
+                         request.query_params.get("cursor") or None)
     message = MESSAGES.get(request.query_params.get("done", ""), "")
     count = request.query_params.get("n", "")
     return render(request, "owner/queue.html", session, area=AREA,
@@ -229,7 +238,8 @@ async def queue_rows(request: Request,
                      session: Annotated[Session, Depends(AREA.guard)]) -> Response:
     """The polled part of the queue: 204 while nothing changed."""
     filters = QueueFilters.of(request.query_params)
-    queue = await _queue(ConsoleApi.of(request, session), filters, datetime.now(UTC))
+    queue = await _queue(ConsoleApi.of(request, session), filters, datetime.now(UTC),
+                         request.query_params.get("cursor") or None)
     if request.query_params.get("digest") == queue["digest"]:
         return Response(status_code=204)
     return render(request, "owner/_queue.html", session, area=AREA,

@@ -260,3 +260,30 @@ async def test_a_dispute_escalated_away_offers_its_old_owner_no_resolve_form(
     assert page.status_code == 200
     assert 'id="not-yours"' in page.text and "own-out-2" in page.text
     assert 'id="resolve-form"' not in page.text and 'id="acknowledge"' not in page.text
+
+
+async def test_a_queue_longer_than_a_page_pages_on_to_every_open_dispute(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The queue showed the first 100 disputes and "Showing the first 100", with no way to
+    the others but filters. It pages on (the API's cursor), here at 2 a page."""
+    from services.console import owner
+
+    for _ in range(3):
+        await collide(world)
+    monkeypatch.setattr(owner, "QUEUE_LIMIT", 2)
+    listed = (await world.api.get("/v1/disputes", params={
+        "status": "open", "owner_id": OWNER, "limit": 200})).json()["items"]
+    expected = {d["id"] for d in listed}
+    assert len(expected) > 2
+    seen: list[str] = []
+    url = "/console/owner/?sort=opened"
+    for _ in range(len(expected)):
+        page = await world.browser.get(url)
+        assert page.status_code == 200, page.text[:300]
+        seen += re.findall(r'<tr data-id="(dsp_[^"]+)"', page.text)
+        more = re.search(r'<a id="queue-next" href="([^"]+)"', page.text)
+        if more is None:
+            break
+        url = more.group(1).replace("&amp;", "&")
+        assert "sort=opened" in url  # the filters stay
+    assert sorted(seen) == sorted(expected)
