@@ -287,3 +287,40 @@ async def test_a_queue_longer_than_a_page_pages_on_to_every_open_dispute(
         url = more.group(1).replace("&amp;", "&")
         assert "sort=opened" in url  # the filters stay
     assert sorted(seen) == sorted(expected)
+
+
+async def test_bulk_acknowledge_sends_the_acknowledgements_side_by_side(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Acknowledge selected sent one acknowledgement after the other, each waiting up to
+    5 s for adjudication: 50 disputes could hold the page for minutes when adjudication
+    lagged. They go side by side now (each still answered, refusals still listed)."""
+    import asyncio
+
+    from services.console.client import ConsoleApi
+
+    disputes = [(await collide(world))[2] for _ in range(4)]
+    in_flight, most = 0, 0
+    real_post = ConsoleApi.post
+
+    async def slow_post(self: ConsoleApi, path: str, *args: Any, **kwargs: Any) -> Any:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        try:
+            await asyncio.sleep(0.3)   # adjudication lagging
+            return await real_post(self, path, *args, **kwargs)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(ConsoleApi, "post", slow_post)
+    queue = await world.browser.get("/console/owner/?ack=no")
+    bulk = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"',
+                           queue.text.split('id="bulk"', 1)[1].split("</form>")[0]))
+    sent = await world.browser.post("/console/owner/acknowledge", data={
+        **bulk, "dispute": [*disputes, "dsp_0000000000000000000000000f"]})
+    assert sent.status_code == 303
+    assert "n=4" in sent.headers["location"]
+    assert "failed=dsp_0000000000000000000000000f%3A404" in sent.headers["location"]
+    assert most == 5, most
+    for dispute in disputes:
+        assert (await recorded(world, dispute))["acknowledged_at"] is not None
