@@ -129,9 +129,19 @@ def _register_page(request: Request, session: Session, values: dict[str, str], *
                       key=key, motions=MOTIONS)
 
 
+def _not_for(request: Request, session: Session, what: str) -> Response:
+    """A command form the user's role may not send (the API would refuse it after all the
+    typing): the 403 page saying so, not the form."""
+    return render(request, "error.html", session, status_code=403, title="Not for your role",
+                  detail=f"{what} The {session.role.replace('_', ' ')} role cannot.")
+
+
 @router.get("/register")
 async def register_form(request: Request,
                         session: Annotated[Session, Depends(AREA.guard)]) -> Response:
+    if session.role not in REGISTRANTS:
+        return _not_for(request, session, "Partners register deals; a direct rep claims an "
+                        "account instead (Claim an account).")
     return _register_page(request, session, {"motion": "resell"})
 
 
@@ -247,6 +257,9 @@ def _claim_form(request: Request, session: Session, values: dict[str, str], *,
 @router.get("/claim")
 async def claim_form(request: Request,
                      session: Annotated[Session, Depends(AREA.guard)]) -> Response:
+    if session.role not in CLAIMANTS:
+        return _not_for(request, session, "Direct reps claim accounts; a partner registers "
+                        "a deal instead (Register a deal).")
     return _claim_form(request, session, {"kind": "named_account"})
 
 

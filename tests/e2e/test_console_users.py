@@ -255,3 +255,17 @@ async def test_search_dates_are_days_in_the_viewers_timezone(world: World) -> No
     odd = await world.client.get("/console/manager/", params={
         "account": "dateline", "tz": "../../etc/passwd"})
     assert odd.status_code == 200 and f'data-id="{rid}"' in odd.text
+
+
+async def test_a_form_the_role_cannot_send_is_not_offered(world: World) -> None:
+    """A partner could open the rep's claim form by its URL (and a rep the register form),
+    fill it all in, and only then be refused by the API."""
+    minted = await world.client.post("/v1/api-keys", headers=world.admin,
+                                     json={"role": "rep", "subject_id": "rep-hurry"})
+    for role, key, path in (("partner", world.keys["partner"], "/console/partner/claim"),
+                            ("rep", minted.json()["token"], "/console/partner/register")):
+        assert (await _sign_in(world.client, key)).status_code == 303
+        page = await world.client.get(path)
+        assert page.status_code == 403, (role, page.status_code)
+        assert "Not for your role" in page.text and "<form method=\"post\" action=\"" \
+            + path not in page.text
