@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from typing import Annotated, Any
+from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse
@@ -170,6 +171,12 @@ for _area, _router in AREAS:
 async def _sign_in_required(request: Request, _: Exception) -> Response:
     target = f"/console/sign-in?next={next_param(request)}"
     if request.headers.get("hx-request"):
+        # Back to the page the user was on, not to the fragment it polled (signing in
+        # again from the owner's queue landed on a bare, unstyled table of rows).
+        shown = urlsplit(request.headers.get("hx-current-url") or "")
+        page = shown.path + (f"?{shown.query}" if shown.query else "")
+        if safe_next(page) == page:
+            target = f"/console/sign-in?next={quote(page, safe='')}"
         return Response(status_code=401, headers={"HX-Redirect": target})
     kept = await kept_form(request)
     if kept and safe_next(request.url.path) == request.url.path:

@@ -269,3 +269,20 @@ async def test_a_form_the_role_cannot_send_is_not_offered(world: World) -> None:
         assert page.status_code == 403, (role, page.status_code)
         assert "Not for your role" in page.text and "<form method=\"post\" action=\"" \
             + path not in page.text
+
+
+async def test_a_session_ending_under_a_polling_page_returns_to_that_page(
+        world: World) -> None:
+    """The owner's queue polls its rows; when the session ended, htmx was sent to sign in
+    with `next` the polled fragment, so after signing in the owner landed on a bare,
+    unstyled table. `next` is now the page htmx says it is on (`HX-Current-URL`)."""
+    world.client.cookies.clear()
+    answer = await world.client.get("/console/owner/queue/rows?ack=no&digest=x", headers={
+        "HX-Request": "true", "HX-Current-URL": "http://dealreg/console/owner/?ack=no"})
+    assert answer.status_code == 401
+    assert answer.headers["hx-redirect"] == "/console/sign-in?next=%2Fconsole%2Fowner%2F%3Fack%3Dno"
+    # A page elsewhere is not a place to return to.
+    answer = await world.client.get("/console/owner/queue/rows", headers={
+        "HX-Request": "true", "HX-Current-URL": "https://evil.example//console/x"})
+    assert answer.headers["hx-redirect"].startswith(
+        "/console/sign-in?next=%2Fconsole%2Fowner%2Fqueue%2Frows")
