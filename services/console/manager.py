@@ -47,6 +47,24 @@ def _page(request: Request, template: str, session: Session, tab: str,
                   admin=session.role == "admin", message=message, **context)
 
 
+PATTERN_HINTS = {
+    "webhook_url": "must be an http:// or https:// URL, e.g. https://hooks.example.com/dealreg",
+    "email": "must be an e-mail address, e.g. lee@example.com",
+}
+"""What a field's pattern asks for, in words: the API's message quotes the regular
+expression ("String should match pattern '^[Hh][Tt][Tt][Pp][Ss]?://...'")."""
+
+
+def _field_errors(problem: ApiProblem | None) -> dict[str, str]:
+    if problem is None:
+        return {}
+    errors = problem.field_errors()
+    for name, hint in PATTERN_HINTS.items():
+        if errors.get(name, "").startswith("String should match pattern"):
+            errors[name] = hint
+    return errors
+
+
 def _value(form: Any, name: str) -> str:
     return str(form.get(name) or "").strip()
 
@@ -83,7 +101,7 @@ async def search(request: Request,
     names = {p["id"]: p["name"] for p in partners}
     return _page(request, "manager/search.html", session, "search", q=q, page=page,
                  partners=partners, names=names, statuses=STATUSES, problem=problem,
-                 errors=problem.field_errors() if problem else {},
+                 errors=_field_errors(problem),
                  query=urlencode({k: v for k, v in q.items() if v}))
 
 
@@ -143,7 +161,7 @@ async def ownership(request: Request,
                      (await api.get("/v1/partners", limit=500))["items"]}
     return _page(request, "manager/ownership.html", session, "ownership", by=by, q=q,
                  answer=answer, asked=asked, problem=problem, names=names,
-                 errors=problem.field_errors() if problem else {})
+                 errors=_field_errors(problem))
 
 
 # --- partners ------------------------------------------------------------------------------
@@ -189,7 +207,7 @@ async def create_partner(request: Request,
         return _page(request, "manager/partners.html", session, "partners", page=page,
                      status="", tier="", types=PARTNER_TYPES, tiers=TIERS,
                      partner_statuses=PARTNER_STATUSES, form=dict(form.items()),
-                     problem=problem, errors=problem.field_errors(),
+                     problem=problem, errors=_field_errors(problem),
                      status_code=problem.status)
     return RedirectResponse(f"/console/manager/partners/{seg(partner_id)}?done=created",
                             status_code=303)
@@ -209,7 +227,7 @@ async def _partner_page(request: Request, session: Session, partner_id: str, *,
                  deliveries=deliveries, registrations=registrations["items"],
                  types=PARTNER_TYPES, tiers=TIERS, partner_statuses=PARTNER_STATUSES,
                  form=form or partner, problem=problem,
-                 errors=problem.field_errors() if problem else {}, status_code=status_code)
+                 errors=_field_errors(problem), status_code=status_code)
 
 
 async def _save(request: Request, session: Session, directory: str, entry_id: str,
@@ -280,7 +298,7 @@ async def create_owner(request: Request,
         page = await api.get("/v1/owners", limit=50)
         return _page(request, "manager/owners.html", session, "owners", page=page,
                      form=dict(form.items()), problem=problem,
-                     errors=problem.field_errors(), status_code=problem.status)
+                     errors=_field_errors(problem), status_code=problem.status)
     return RedirectResponse(f"/console/manager/owners/{seg(owner_id)}?done=created",
                             status_code=303)
 
@@ -302,7 +320,7 @@ async def _owner_page(request: Request, session: Session, owner_id: str, *,
                           limit=20)
     return _page(request, "manager/owner.html", session, "owners", owner=owner,
                  deliveries=deliveries, queue=queue["items"], form=form or owner,
-                 problem=problem, errors=problem.field_errors() if problem else {},
+                 problem=problem, errors=_field_errors(problem),
                  status_code=status_code)
 
 

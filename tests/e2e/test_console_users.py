@@ -222,6 +222,8 @@ async def test_every_field_error_on_the_manager_pages_is_tied_to_its_input(
     for what, answer in answers.items():
         assert 'aria-invalid="true"' in answer.text, (what, answer.status_code)
         assert _untied(answer.text) == [], what
+        # In words, not the field's regular expression.
+        assert "should match pattern" not in answer.text, what
 
 
 async def test_search_dates_are_days_in_the_viewers_timezone(world: World) -> None:
