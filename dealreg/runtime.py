@@ -235,6 +235,7 @@ def build_eventlog(settings: Settings) -> EventLog:
         session_timeout_ms=settings.kafka_session_timeout_ms,
         retry_backoff_ms=settings.kafka_retry_backoff_ms,
         batch_linger_ms=settings.kafka_batch_linger_ms,
+        batch_linger_from_records=settings.kafka_batch_linger_from_records,
     )
 
 
@@ -285,6 +286,7 @@ class Runtime:
                 on_applied=runtime.waiter.notify, models=(*MODELS, NOTIFICATIONS),
                 linger_seconds=(settings.kafka_projections_linger_ms / 1000
                                 if settings.backend == "distributed" else 0.0),
+                linger_from=settings.kafka_projections_linger_from_records,
             )
             runtime.notification_sender = NotificationSender(engine, settings)
         return runtime

@@ -228,8 +228,11 @@ class MatchPolicy(_Part):
     adjudicator sends the newcomer to a `possible_duplicate` review instead of walking
     precedence, so a name-only registration cannot squat every same-name company.
     `decide` (policies published before this option): the name makes them one customer."""
-    crm_ids: Literal["exact", "salesforce", "salesforce_any_case"] = "salesforce_any_case"
-    """How CRM ids compare. `salesforce_any_case` (the default since session 24): a valid
+    crm_ids: Literal["exact", "salesforce", "salesforce_any_case", "any_case"] = "any_case"
+    """How CRM ids compare. `any_case` (the default since session 27): as
+    `salesforce_any_case`, and a GUID (Microsoft Dynamics 365 and other CRMs key accounts
+    by one) is one CRM id in any letter case (session 27 rival review: the holder's GUID
+    in lower case was another customer). `salesforce_any_case` (session 24-26): a valid
     Salesforce id (15 case-sensitive characters, or those 15 plus their 3-character
     checksum, the 18 read in any letter case as Salesforce reads them) is one CRM id in
     every spelling (filed and looked up under its 18-character form,

@@ -207,14 +207,19 @@ class ProjectionWorker:
         models: Sequence[str] = MODELS,
         stage_from: int | None = repository.STAGE_FROM_ROWS,
         linger_seconds: float = 0.0,
+        linger_from: int = 1,
     ) -> None:
-        """`linger_seconds`: after applying a batch that was not full, wait this long
-        before polling again, so the next batch gathers more events (one transaction, one
-        NOTIFY, one read back per registration service for all of them); a poll after
-        an idle spell is not delayed (the Kafka deployment's
-        `kafka_projections_linger_ms`; the embedded log lingers in its own reader)."""
+        """`linger_seconds`: after applying a batch of at least `linger_from` events that
+        was not full, wait this long before polling again, so the next batch gathers more
+        events (one transaction, one NOTIFY, one read back per registration service for
+        all of them); after a smaller batch, or an idle spell, the next poll is not
+        delayed (the Kafka deployment's `kafka_projections_linger_ms` and
+        `kafka_projections_linger_from_records`; the embedded log lingers in its own
+        reader). Only a worker falling behind its input builds big batches, so at low
+        rates no decision waits for the linger (session 27)."""
         self.eventlog = eventlog
         self.linger_seconds = linger_seconds
+        self.linger_from = max(1, linger_from)
         self.engine = engine
         self.topics = topics
         self.group_id = group_id
@@ -265,7 +270,8 @@ class ProjectionWorker:
                 if records:
                     await self.apply(records)
                 linger_until = (clock.time() + self.linger_seconds
-                                if 0 < len(records) < self.max_records else 0.0)
+                                if self.linger_from <= len(records) < self.max_records
+                                else 0.0)
                 self.lag.consumed = await subscription.positions()
         finally:
             lag_task.cancel()

@@ -112,6 +112,9 @@ async def wait_after_append(fetch: Callable[[], Awaitable[Any]], wait: float) ->
 M = TypeVar("M", bound=BaseModel)
 
 ENDED = ("rejected", "expired", "withdrawn", "won", "lost")
+CLOSABLE = ("approved", "in_review", "submitted", "expired")
+"""What a CRM close applies to: a registration that holds or may still hold the account,
+or one that expired (its close still records the outcome and the win)."""
 CLAIM_PREFIX = "clm_"
 REPORTED_AFTER = PROTECTING
 """The decisions after which a registration or claim re-reports (`Commands._re_report`):
@@ -767,13 +770,13 @@ class Commands:
             if not rows:
                 raise Problem(404, "Not found",
                               f"No registration with external_ref {body.external_ref!r}.")
-            if len(rows) > 1:
+            chosen = closed_by_reference(rows)
+            if chosen is None:
                 raise invalid("external_ref", "more than one registration has this "
                               "external_ref; send registration_id")
-            registration_id = rows[0]["id"]
+            registration_id = chosen["id"]
         account_key, _, row = await self._registration(principal, registration_id)
-        if row is not None and row["status"] not in ("approved", "in_review", "submitted",
-                                                     "expired"):
+        if row is not None and row["status"] not in CLOSABLE:
             raise Problem(409, "Conflict", f"Registration {registration_id} is {row['status']}.")
         policy = await self.reference.current_policy()
         now = datetime.now(UTC)
@@ -1011,6 +1014,9 @@ class Commands:
             "level": facts.level, "owner_id": facts.owner_id, "due_at": facts.due_at,
             "acknowledged_at": facts.acknowledged_at,
             "registration_ids": facts.registration_ids, "resolution": facts.resolution,
+            # Not shown by the command's model; the partner view reads its deadlines by
+            # them (a late joiner's, a carried contest's), as `GET /v1/disputes/{id}` does.
+            "opened_at": facts.opened_at, "explanation": facts.explanation,
         }, principal)
 
     async def _dispute_shown(self, data: dict[str, Any], principal: Principal
@@ -1227,6 +1233,26 @@ class Commands:
                                     parse_body(OpportunityClosedRequest, incoming.data),
                                     via="events")
         raise invalid("type", f"unsupported type {incoming.type}")
+
+
+def closed_by_reference(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The registration a CRM close by `external_ref` is about, among `rows` (every
+    registration carrying that reference), or None when the reference does not say.
+
+    A reference is the PRM's or CRM's, not unique here: a rival may register the holder's
+    customer under the holder's reference (it is rejected and holds nothing), and a
+    partner registers an opportunity again under its reference after withdrawing or
+    losing the first. Any such second row made the close a 422, so the holder's win and
+    its incumbency were never recorded (session 27, rival review). The close goes to the
+    one active registration (approved, in review, submitted), else to the one expired; a
+    single row is itself (an ended one answers 409 as before); otherwise None (422)."""
+    if len(rows) == 1:
+        return rows[0]
+    for statuses in (CLOSABLE[:3], CLOSABLE[3:]):
+        found = [r for r in rows if r["status"] in statuses]
+        if found:
+            return found[0] if len(found) == 1 else None
+    return None
 
 
 def partition_keys(base: str, partitions: int) -> list[str]:

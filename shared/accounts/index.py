@@ -23,12 +23,22 @@ from rapidfuzz import fuzz, process
 
 from shared.accounts.identity import AccountIdentity
 from shared.accounts.normalize import sort_name_tokens
-from shared.accounts.salesforce import CrmIds, salesforce_18, salesforce_18_any_case
+from shared.accounts.salesforce import (
+    CrmIds,
+    any_case,
+    salesforce_18,
+    salesforce_18_any_case,
+)
 from shared.accounts.sameness import Identifiers
 
-__all__ = ["AccountIndex", "AccountMatch", "MatchedBy", "match_order", "strength"]
+__all__ = ["UNKNOWN_COUNTRY", "AccountIndex", "AccountMatch", "MatchedBy", "match_order",
+           "strength"]
 
 MatchedBy = Literal["crm_account_id", "domain", "name"]
+
+UNKNOWN_COUNTRY: Final = ""
+"""Where a name filed without a country is filed: compared with every country's names,
+never confidently (`AccountIndex.match`, `AccountMatch.any_country`)."""
 
 # Exact identifiers outrank a name even when the name matches perfectly: two companies can
 # share a name, they cannot share a CRM record.
@@ -69,6 +79,12 @@ class AccountMatch:
     matched_by: MatchedBy
     score: float
     confident: bool
+    any_country: bool = False
+    """A name scoring at or above the threshold across countries (the query's country or
+    the matched name's is unknown): not confident -- the country that would make the name
+    evidence is unknown, so it never merges or decides -- but as strong as a confident
+    name for `sameness.for_a_person`: a person sees it (session 27, rival review: a rival
+    that left the country out had its name compared with nothing)."""
 
 
 def _strength(match: AccountMatch) -> tuple[bool, float, int]:
@@ -390,8 +406,10 @@ class AccountIndex:
         # `match.crm_ids: salesforce` finds besides `_by_crm`'s entry for the form itself.
         self._by_salesforce: dict[str, int | tuple[int, ...]] = {}
         # 18-character Salesforce ids filed in another letter case than their suffix
-        # says (001HFGAI3F5DIG9QDA), by their canonical form: what `salesforce_any_case`
-        # finds besides the two maps above (empty unless such ids were submitted).
+        # says (001HFGAI3F5DIG9QDA), and GUIDs not filed in lower case, by their canonical
+        # form (`salesforce.any_case`): what `salesforce_any_case` (Salesforce ids) and
+        # `any_case` find besides the two maps above (empty unless such ids were
+        # submitted; a GUID's lower-case form never is a Salesforce id's).
         self._by_salesforce_any_case: dict[str, int | tuple[int, ...]] = {}
         # Domains are filed in key form, "dom:" + domain: for the nine accounts in ten
         # whose key is that domain's, the key's string is the only copy (`_domain_key`).
@@ -430,8 +448,8 @@ class AccountIndex:
     def add(self, account_key: str, identity: AccountIdentity) -> None:
         """File ``identity``'s facets under ``account_key`` (creating the account if new).
 
-        A name is only indexed together with a country: names are compared within a
-        country, so a name without one could never be matched.
+        Names are filed by country; a name without one under the unknown country
+        (`UNKNOWN_COUNTRY`), which `match` compares with every country, never confidently.
         """
         ordinal = self._ordinal.get(account_key)
         if ordinal is None:
@@ -453,17 +471,18 @@ class AccountIndex:
                 canonical = salesforce_18(crm)
                 if canonical is not None and canonical != crm:
                     _add_ordinal(self._by_salesforce, canonical, ordinal)
-                elif canonical is None and (restored := salesforce_18_any_case(crm)):
+                elif canonical is None and (restored := any_case(crm)) and restored != crm:
                     _add_ordinal(self._by_salesforce_any_case, restored, ordinal)
         if identity.domain:
             domain = _domain_key(identity.domain, account_key)
             _add_ordinal(self._by_domain, domain, ordinal)
             if _add_value(self._domains_of, ordinal, domain):
                 self._identifiers.pop(account_key, None)
-        if identity.name and identity.country:
-            names = self._countries.get(identity.country)
+        if identity.name:
+            country = identity.country or UNKNOWN_COUNTRY
+            names = self._countries.get(country)
             if names is None:
-                names = self._countries[identity.country] = _CountryNames()
+                names = self._countries[country] = _CountryNames()
             sorted_name = _sorted(identity.name)
             names.add(sorted_name, ordinal)
             _add_value(self._names_of, ordinal, sorted_name)
@@ -492,7 +511,7 @@ class AccountIndex:
             canonical = salesforce_18(crm)
             if canonical is not None and canonical != crm:
                 _drop_ordinal(self._by_salesforce, canonical, ordinal)
-            elif canonical is None and (restored := salesforce_18_any_case(crm)):
+            elif canonical is None and (restored := any_case(crm)) and restored != crm:
                 _drop_ordinal(self._by_salesforce_any_case, restored, ordinal)
         for domain in _values(self._domains_of[ordinal]):
             _drop_ordinal(self._by_domain, domain, ordinal)
@@ -526,13 +545,20 @@ class AccountIndex:
                 score = fuzz.ratio(sa, sb) / 100.0
                 if score <= best:
                     continue
-                for names in self._countries.values():
-                    owner_a, owner_b = names.owners.get(sa), names.owners.get(sb)
-                    if (owner_a is not None and owner_b is not None
-                            and oa in _ordinals(owner_a) and ob in _ordinals(owner_b)):
-                        best = score
-                        break
+                in_a = self._filed_in(sa, oa)
+                in_b = self._filed_in(sb, ob)
+                if not in_a.isdisjoint(in_b) or (in_a and in_b and (
+                        UNKNOWN_COUNTRY in in_a or UNKNOWN_COUNTRY in in_b)):
+                    # One country, or one side's unknown (compared with every country,
+                    # as `match` compares it).
+                    best = score
         return best
+
+    def _filed_in(self, sorted_name: str, ordinal: int) -> set[str]:
+        """The countries `sorted_name` is filed in for `ordinal`."""
+        return {country for country, names in self._countries.items()
+                if (owner := names.owners.get(sorted_name)) is not None
+                and ordinal in _ordinals(owner)}
 
     def identifiers(self, account_key: str) -> Identifiers:
         """The identifiers filed under `account_key` (plus what its form says: ``dom:x``
@@ -565,15 +591,19 @@ class AccountIndex:
     ) -> list[AccountMatch]:
         """Every known account ``identity`` may be, strongest evidence first.
 
-        Exact CRM id and exact domain matches score 1.0. Names are compared only within the
-        identity's country (no country, no name matching) with
+        Exact CRM id and exact domain matches score 1.0. Names are compared within the
+        identity's country and across countries where one side's is unknown (an identity
+        with no country: every country's names; with one: also the names filed without
+        one), a match across countries never confident (`AccountMatch.any_country` when
+        it scored at or above the threshold), with
         :func:`shared.accounts.normalize.name_similarity`: a score at or above
         ``name_threshold`` is confident; one in ``[name_threshold - review_band,
         name_threshold)`` is returned with ``confident=False`` for review. Each account
         appears once, with its strongest evidence; ties are ordered by account key.
         ``crm_ids`` (policy `match.crm_ids`): under `salesforce` a valid Salesforce id
         matches every account filed under either spelling of it (its 18-character form);
-        under `salesforce_any_case` also an 18-character spelling in another letter case.
+        under `salesforce_any_case` also an 18-character spelling in another letter case;
+        under `any_case` also a GUID in another letter case.
         """
         if not 0.0 < name_threshold <= 1.0:
             raise ValueError("name_threshold must be in (0, 1]")
@@ -585,12 +615,13 @@ class AccountIndex:
             crm = identity.crm_account_id
             canonical = (salesforce_18(crm) if crm_ids == "salesforce"
                          else salesforce_18_any_case(crm) if crm_ids == "salesforce_any_case"
+                         else any_case(crm) if crm_ids == "any_case"
                          else None)
             if canonical is not None:
                 crm_found = (*_ordinals(self._by_crm.get(canonical)),
                              *_ordinals(self._by_salesforce.get(canonical)),
                              *(_ordinals(self._by_salesforce_any_case.get(canonical))
-                               if crm_ids == "salesforce_any_case" else ()))
+                               if crm_ids in ("salesforce_any_case", "any_case") else ()))
             else:
                 crm_found = self._by_crm.get(crm)
         domain_found = self._by_domain.get(_DOMAIN + identity.domain) \
@@ -598,6 +629,13 @@ class AccountIndex:
         names: _CountryNames | None = None
         query = ""
         candidates: Collection[str] = ()
+        if identity.name and (identity.country is None or UNKNOWN_COUNTRY in self._countries):
+            # A country unknown on either side: the name is compared across countries,
+            # never confidently (`AccountMatch.any_country`). Leaving the country out must
+            # not hide a registration's name from the holders it matches, nor a holder's
+            # from its rivals (session 27, rival review).
+            return self._match_any_country(identity, crm_found, domain_found,
+                                           name_threshold, review_band)
         if identity.name and identity.country:
             names = self._countries.get(identity.country)
             if names is not None:
@@ -627,6 +665,46 @@ class AccountIndex:
             offer(ordinal, AccountMatch(keys[ordinal], "domain", 1.0, True))
         if names is not None and candidates:
             self._match_names(names, query, candidates, name_threshold, review_band, offer)
+        return sorted(best.values(), key=_sort_key)
+
+    def _match_any_country(
+        self,
+        identity: AccountIdentity,
+        crm_found: int | tuple[int, ...] | None,
+        domain_found: int | tuple[int, ...] | None,
+        name_threshold: float,
+        review_band: float,
+    ) -> list[AccountMatch]:
+        """`match` when a country is unknown: identifiers as ever; a name with no country
+        against every country's names, one with a country against its own country's (as
+        ever) and the unknown country's; a match across countries (either side's unknown)
+        is a possible duplicate at most."""
+        keys = self._keys
+        best: dict[int, AccountMatch] = {}
+
+        def offer(ordinal: int, candidate: AccountMatch) -> None:
+            current = best.get(ordinal)
+            if current is None or _strength(candidate) > _strength(current):
+                best[ordinal] = candidate
+
+        def offer_unsure(ordinal: int, candidate: AccountMatch) -> None:
+            offer(ordinal, AccountMatch(candidate.account_key, "name", candidate.score,
+                                        False, candidate.confident))
+
+        for ordinal in _ordinals(crm_found):
+            offer(ordinal, AccountMatch(keys[ordinal], "crm_account_id", 1.0, True))
+        for ordinal in _ordinals(domain_found):
+            offer(ordinal, AccountMatch(keys[ordinal], "domain", 1.0, True))
+        query = _sorted(identity.name or "")
+        own = identity.country
+        countries = sorted(self._countries) if own is None else [
+            c for c in (own, UNKNOWN_COUNTRY) if c in self._countries]
+        for country in countries:
+            names = self._countries[country]
+            candidates = names.candidates(query, self._candidate_budget)
+            if candidates:
+                self._match_names(names, query, candidates, name_threshold, review_band,
+                                  offer if country == own else offer_unsure)
         return sorted(best.values(), key=_sort_key)
 
     def _match_names(

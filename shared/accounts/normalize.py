@@ -472,12 +472,36 @@ def _strip_legal_suffixes(tokens: list[str]) -> list[str]:
     return tokens[:end]
 
 
+def _join_spelled_out(tokens: list[str]) -> list[str]:
+    """Runs of two or more single letters read as one word: "I B M" is "ibm", as "I.B.M."
+    and "IBM" are (rival review, session 27: "A C M E Corp" was another name than "Acme
+    Corp", approved beside a name-only holder; a spaced "S A" or "A G" is then the legal
+    form it spells)."""
+    if not any(len(token) == 1 for token in tokens):
+        return tokens
+    out: list[str] = []
+    run: list[str] = []
+    for token in (*tokens, ""):
+        if len(token) == 1 and token.isalpha():
+            run.append(token)
+            continue
+        if len(run) > 1:
+            out.append("".join(run))
+        else:
+            out.extend(run)
+        run = []
+        if token:
+            out.append(token)
+    return out
+
+
 @lru_cache(maxsize=65_536)
 def normalize_name(name: str) -> str:
     """A company name reduced to the tokens that identify it.
 
     Accents stripped, case folded, ``&`` read as "and", punctuation removed, whitespace
-    collapsed, a leading "The" dropped, a few unambiguous abbreviations expanded ("Intl"),
+    collapsed, letters spelled out one by one joined ("I B M" -> "ibm"), a leading "The"
+    dropped, a few unambiguous abbreviations expanded ("Intl"),
     and trailing legal-entity forms removed in many languages, repeatedly ("Acme Holdings
     GmbH & Co. KG" -> "acme holdings"). Legal forms are only removed at the end, and never
     so that nothing is left: a name made only of legal-form words keeps its first word
@@ -495,6 +519,7 @@ def normalize_name(name: str) -> str:
     # "international", and not idempotent (rival review, session 26).
     while True:
         before = tokens
+        tokens = _join_spelled_out(tokens)
         tokens = [_ABBREVIATIONS.get(token, token) for token in tokens]
         while len(tokens) > 1 and tokens[0] == "the":
             tokens = tokens[1:]

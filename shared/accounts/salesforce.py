@@ -18,10 +18,10 @@ import re
 from functools import lru_cache
 from typing import Final, Literal
 
-__all__ = ["CrmIds", "canonical_crm_id", "crm_id_spellings", "salesforce_18",
+__all__ = ["CrmIds", "any_case", "canonical_crm_id", "crm_id_spellings", "salesforce_18",
            "salesforce_18_any_case", "salesforce_suffix"]
 
-CrmIds = Literal["exact", "salesforce", "salesforce_any_case"]
+CrmIds = Literal["exact", "salesforce", "salesforce_any_case", "any_case"]
 
 _ALPHABET: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 _ID: Final = re.compile(r"[0-9A-Za-z]{15}(?:[0-9A-Za-z]{3})?")
@@ -81,6 +81,23 @@ def salesforce_18_any_case(crm_id: str) -> str | None:
     return "".join(head) + suffix
 
 
+_GUID: Final = re.compile(r"[0-9A-Fa-f]{8}-(?:[0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}")
+
+
+@lru_cache(maxsize=16384)
+def any_case(crm_id: str) -> str | None:
+    """Policy `match.crm_ids: any_case` (the default since session 27): the canonical
+    form of a CRM id that is the same id in any letter case, or None:
+    a Salesforce id (`salesforce_18_any_case`), or a GUID (Microsoft Dynamics 365 and
+    other CRMs key records by one; hexadecimal digits are case-insensitive, RFC 9562), in
+    lower case (rival review, session 27: a GUID the holder filed in upper case, submitted
+    in lower case, was another customer, the rival approved unseen)."""
+    found = salesforce_18_any_case(crm_id)
+    if found is not None:
+        return found
+    return crm_id.lower() if _GUID.fullmatch(crm_id) else None
+
+
 def canonical_crm_id(crm_id: str, mode: CrmIds) -> str:
     """The form a CRM id is compared in under policy `match.crm_ids` = `mode`: the id
     itself (`exact`), or its 18-character form when it is a valid Salesforce id
@@ -88,6 +105,8 @@ def canonical_crm_id(crm_id: str, mode: CrmIds) -> str:
     letter case)."""
     if mode == "exact":
         return crm_id
+    if mode == "any_case":
+        return any_case(crm_id) or crm_id
     if mode == "salesforce_any_case":
         return salesforce_18_any_case(crm_id) or crm_id
     return salesforce_18(crm_id) or crm_id
@@ -102,9 +121,12 @@ def crm_id_spellings(crm_id: str, mode: CrmIds) -> tuple[str, ...]:
     the one place that knows which spellings are one id."""
     canonical = (salesforce_18(crm_id) if mode == "salesforce"
                  else salesforce_18_any_case(crm_id) if mode == "salesforce_any_case"
+                 else any_case(crm_id) if mode == "any_case"
                  else None)
     if canonical is None:
         return (crm_id,)
+    if len(canonical) != 18:  # a GUID: the id as given, in lower and in upper case
+        return tuple(dict.fromkeys((crm_id, canonical, canonical.upper())))
     head, suffix = canonical[:15], canonical[15:]
     variants = [""]
     for char in suffix:
@@ -112,6 +134,7 @@ def crm_id_spellings(crm_id: str, mode: CrmIds) -> tuple[str, ...]:
     # Under `salesforce_any_case` also the id upper- and lower-cased whole (what
     # case-insensitive systems do to it; other mixtures are found by the in-memory index
     # and the adjudicator, not by these look-ups).
-    cased = (canonical.upper(), canonical.lower()) if mode == "salesforce_any_case" else ()
+    cased = (canonical.upper(), canonical.lower()) \
+        if mode in ("salesforce_any_case", "any_case") else ()
     spellings = dict.fromkeys((crm_id, head, *(head + v for v in variants), *cased))
     return tuple(spellings)

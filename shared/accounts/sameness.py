@@ -228,7 +228,8 @@ def sort_out(
             # submission alone (session 26, rival 3: a key carrying a throwaway domain,
             # submitted again without one, went to a review whose award to the holder the
             # settlement ignored, the pair being "two domains" there).
-            if for_a_person(customer, theirs, match.matched_by, match.confident):
+            if for_a_person(customer, theirs, match.matched_by,
+                            match.confident or match.any_country):
                 # One identifier agrees and another contradicts it (the same domain under
                 # another CRM id): another customer by the rule, but for a person to see --
                 # else a made-up CRM id would walk past the domain's owner. Likewise the

@@ -146,6 +146,46 @@ class Scope:
                    frozenset(keys | set(known_keys)))
 
 
+@dataclass(frozen=True, slots=True)
+class KeyFilter:
+    """A listing's `account_key` filter (`GET /v1/registrations`, `GET /v1/disputes`): the
+    one rule both apply.
+
+    For vendor roles it is the key an item is filed under, and the store filters on it
+    (`stored`). For a partner it is the key its view of the item shows (`shows`: a
+    registration filed under a key derived from a competitor's identifiers shows the key
+    of what the partner submitted, a dispute shows null), never the filed key: so the
+    store must not filter on it (`stored` is None) and the listing scans the partner's
+    own items, keeping those whose view shows the key (`scans`). Filtering on the filed
+    key and cutting the page afterwards let the page's cursor (the partner's own id)
+    confirm a guess of a competitor's CRM id or domain; the scan's cursor depends only on
+    the partner's own items under the key it is shown."""
+
+    viewer: Viewer
+    asked: str | None
+
+    @property
+    def scans(self) -> bool:
+        """Whether the listing must keep items by their partner view (a partner asked)."""
+        return self.viewer.restricted and self.asked is not None
+
+    @property
+    def stored(self) -> str | None:
+        """The key the store may filter on: the asked one for vendor roles, else None."""
+        return None if self.viewer.restricted else self.asked
+
+    def shows(self, shown: Any) -> bool:
+        """Whether an item, as the viewer's view shows it (`registration()`,
+        `dispute()`, or the model validated from them), passes the filter."""
+        if not self.scans:
+            return True
+        return bool(_get(shown, "account_key") == self.asked)
+
+
+def _get(value: Any, name: str) -> Any:
+    return value.get(name) if isinstance(value, Mapping) else getattr(value, name, None)
+
+
 # --- rules -------------------------------------------------------------------------------
 
 
@@ -238,6 +278,13 @@ dispute opened over rivals before the partner joined, it is a rival's submission
 SLA: text reads it to the hour, the next one (a structured `due_at` is rounded up likewise
 for a late joiner, and exact otherwise, where it is the partner's to know)."""
 
+_GAP_IN_TEXT: Final = re.compile(r"\bsubmitted \d+ (?:day|hour|minute|second)s? earlier\b")
+"""How a `first_submitted` rejection dates the rival it lost to ("submitted 12 seconds
+earlier", `explain.rejected`): from its own exact `submitted_at` the partner would read
+when the rival registered, to the second under a minute (a competitor's `protected_until`
+is rounded up to the hour for that reason, `HOUR`). A partner reads "submitted earlier":
+that the rule is submission time says the rival came first, not when."""
+
 THE_ACCOUNT: Final = "the account"
 _KEY_FIELDS: Final = ("account_key", "canonical_key", "alias_key")
 _KEY_LIST_FIELDS: Final = ("linked_keys",)
@@ -287,8 +334,9 @@ _DROP: Final = object()
 
 def scrub(text: Any, scope: Scope) -> Any:
     """Free text with every registration or claim id that is not the viewer's, and every
-    description of rivals, replaced by "another party" (a run of them by one), and counts
-    of registrations taken out: the text tells neither who nor how many."""
+    description of rivals, replaced by "another party" (a run of them by one), counts of
+    registrations taken out, and a rival's submission read without its distance from the
+    viewer's (`_GAP_IN_TEXT`): the text tells neither who, nor how many, nor when."""
     if not isinstance(text, str):
         return text
     for label in sorted({lb for k in scope.foreign_keys for lb in _key_labels(k)},
@@ -303,6 +351,7 @@ def scrub(text: Any, scope: Scope) -> Any:
     text = _RIVALS.sub(ANOTHER, text)
     text = _RUN.sub(ANOTHER, text)
     text = _COUNT_OF_REGISTRATIONS.sub("over the registrations", text)
+    text = _GAP_IN_TEXT.sub("submitted earlier", text)
     return _DUE_IN_TEXT.sub(_due_to_the_hour, text)
 
 
@@ -646,19 +695,41 @@ def registration(view: Mapping[str, Any], viewer: Viewer) -> Row:
     return out
 
 
+_CARRIED: Final = re.compile(r"\bit carries on dispute \S+ at level \d+")
+"""How a dispute's opening says that it carries on the level and deadlines of an open
+dispute some of its members were already in (`draw_into_dispute`: a contest never resets a
+running SLA). Its deadlines then count from that dispute's opening, a rival's submission
+the contesting partner was in no dispute with (`carries_on`)."""
+
+
+def carries_on(view: Mapping[str, Any]) -> bool:
+    """Whether a dispute (its read-model row, or its `dealreg.dispute.opened.v1` data)
+    carries on an earlier dispute's deadlines: opened by a contest where some of its
+    members were already in review. Its `due_at` is then that dispute's opening plus the
+    SLA, to the microsecond, though its own `opened_at` is the contest's: a partner reads
+    its deadlines to the hour, as a late joiner's."""
+    text = view.get("explanation")
+    return isinstance(text, str) and _CARRIED.search(text) is not None
+
+
 def dispute(view: Mapping[str, Any], scope: Scope, joined_at: Any = None) -> Row:
     """A dispute the viewer is party to (`GET /v1/disputes...` and command answers).
     `joined_at`: when the viewer's first registration in it was decided; a dispute opened
-    before that shows `opened_at` as that moment (the real one is a rival's submission)."""
+    before that shows `opened_at` as that moment (the real one is a rival's submission).
+    The command side passes `opened_at` and `explanation` too (read, not shown by its
+    model), so that its answer is the query's."""
     if not scope.viewer.restricted:
         return dict(view)
     out = apply(view, DISPUTE, scope.knowing(view))
     opened = out.get("opened_at")
-    if joined_at is not None and opened is not None and _later(joined_at, opened):
-        # Opened over rivals before the viewer joined: its times count from a rival's
-        # submission. Shown: when the viewer joined, and deadlines rounded up to the hour.
-        # The breaches' deadlines too: a level's deadline is the opening plus its SLA.
+    late = joined_at is not None and opened is not None and _later(joined_at, opened)
+    if late:
         out["opened_at"] = joined_at
+    if late or carries_on(view):
+        # Opened over rivals before the viewer joined (or carrying on such a dispute's
+        # ladder): its times count from a rival's submission. Shown: when the viewer
+        # joined, and deadlines rounded up to the hour. The breaches' deadlines too: a
+        # level's deadline is the opening plus its SLA.
         out["reminder_at"] = None
         moments = [out.get("due_at"), *(b.get("deadline") for b in out.get("breaches") or ())]
         out["due_at"] = _shown_hour_up(out.get("due_at"))
@@ -731,6 +802,17 @@ def _late_entry(entry: Row, original: Mapping[str, Any]) -> Row:
             "data": data}
 
 
+def _carried_opening(shown: Row, raw: Mapping[str, Any]) -> Row:
+    """The `dealreg.dispute.opened.v1` entry of a dispute that carries on another's ladder
+    (`carries_on`): its deadline to the hour (in its sentence too), no reminder."""
+    out = {k: v for k, v in shown.items() if k != "reminder_at"}
+    if "due_at" in out:
+        out["due_at"] = _shown_hour_up(out["due_at"])
+    if "explanation" in out:
+        out["explanation"] = _hours_in_text(out["explanation"], [raw.get("due_at")])
+    return out
+
+
 def _hour_up(moment: datetime) -> datetime:
     floor = moment.replace(minute=0, second=0, microsecond=0)
     return floor if floor == moment else floor + timedelta(hours=1)
@@ -784,10 +866,21 @@ def timeline(entries: Iterable[Mapping[str, Any]], scope: Scope, *, ids_key: byt
     # what happened on the account earlier is other parties' activity.
     start = next((e.get("at") for e in entries if mentioned_ids(e.get("data") or {})
                   & scope.own_ids), None)
+    # When its registration's protection ended (withdrawn, closed, exited): the adjudicator
+    # took it out of any open dispute then, so what such a dispute does later is other
+    # parties' business (whether it went on, or ended `moot`, would count them), as the
+    # queries no longer make it a party (`shared.readmodel.queries.still_in_dispute`).
+    left = next((e.get("at") for e in entries if e["type"] == "dealreg.protection.ended.v1"
+                 and e.get("subject_id") in scope.own_ids), None)
     # Disputes opened over rivals before the viewer's first event (it joined them late).
     late = {e.get("subject_id") for e in entries
             if e["type"] == "dealreg.dispute.opened.v1" and start is not None
             and _later(start, e.get("at"))}
+    # Disputes whose opening carries on another's ladder (`carries_on`): their deadlines
+    # count from a rival's submission too.
+    carried = {e.get("subject_id") for e in entries
+               if e["type"] == "dealreg.dispute.opened.v1" and carries_on(e.get("data") or {})}
+    late |= carried
     out: list[Row] = []
     rounded = False
     for entry in entries:
@@ -796,6 +889,9 @@ def timeline(entries: Iterable[Mapping[str, Any]], scope: Scope, *, ids_key: byt
             continue
         if start is not None and _later(start, entry.get("at")):
             continue
+        if left is not None and entry.get("subject_id") not in scope.own_ids \
+                and not _later(left, entry.get("at")):
+            continue  # a dispute's step at or after the viewer's registration left it
         data = entry.get("data") or {}
         relevant = _ONLY_WHEN_OWN.get(entry["type"])
         if relevant is not None and not any(i in scope.own_ids for i in data.get(relevant) or ()):
@@ -807,6 +903,9 @@ def timeline(entries: Iterable[Mapping[str, Any]], scope: Scope, *, ids_key: byt
         if entry["type"] in LATE_DEADLINES and entry.get("subject_id") in late:
             shown = _late_entry(shown, entry)
             rounded = True
+        elif entry["type"] == "dealreg.dispute.opened.v1" \
+                and entry.get("subject_id") in carried:
+            shown["data"] = _carried_opening(shown["data"], data)
         out.append(shown)
     if rounded:
         out.sort(key=lambda e: _moment(e.get("at")))  # stable: equal times keep their order

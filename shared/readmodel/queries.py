@@ -13,7 +13,18 @@ from copy import copy
 from typing import Any
 
 import orjson
-from sqlalchemy import String, any_, bindparam, column, func, select, table
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    and_,
+    any_,
+    bindparam,
+    column,
+    func,
+    or_,
+    select,
+    table,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import NullType
@@ -25,6 +36,8 @@ from shared.readmodel.schema import (
     account_domains,
     account_links,
     claims,
+    dispute_members,
+    disputes,
     registrations,
 )
 
@@ -180,3 +193,26 @@ async def current_policy_document(conn: AsyncConnection) -> dict[str, Any] | Non
     if isinstance(document, str | bytes):
         document = orjson.loads(document)
     return dict(document) if isinstance(document, dict) else None
+
+
+def still_in_dispute(ended_at: Any, resolved_at: Any) -> ColumnElement[bool]:
+    """SQL: a member registration (its `ended_at`) is still in its dispute (the dispute's
+    `resolved_at`): its protection did not end (withdrawn, closed won or lost, exited,
+    released) while the dispute was open. The adjudicator takes a registration that ended
+    out of the dispute (`moot` when one party is left); the read model keeps it as a
+    member. A partner is party to a dispute only through a registration still in it
+    (`party_disputes`): else, having withdrawn, it read whether the dispute went on
+    (two or more rivals left) or ended `moot` (one), and every later step among the
+    rivals (`partner_view.timeline` cuts a timeline likewise, `left_disputes_at`)."""
+    return or_(ended_at.is_(None), and_(resolved_at.is_not(None), ended_at > resolved_at))
+
+
+def party_disputes(partner_id: str) -> Any:
+    """SQL: the ids of the disputes a partner is party to (`still_in_dispute`)."""
+    m, r = dispute_members.c, registrations.c
+    d = disputes.alias("party_dispute")
+    return (select(m.dispute_id)
+            .join(registrations, r.id == m.member_id)
+            .join(d, d.c.id == m.dispute_id)
+            .where(r.partner_id == partner_id,
+                   still_in_dispute(r.ended_at, d.c.resolved_at)))

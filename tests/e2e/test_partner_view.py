@@ -925,3 +925,124 @@ async def test_the_order_of_a_partners_open_disputes_does_not_date_a_late_joined
     assert [d for d in staff if d in mine] == mine, staff  # the late-joined one first
     seen = (await queries.get("/v1/ownership", params={"domain": domain})).json()
     assert seen["open_disputes"] == sorted(mine), seen
+
+
+_GAP = re.compile(r"submitted \d+ (?:day|hour|minute|second)s? earlier")
+
+
+async def test_a_first_submitted_rejection_does_not_date_the_rival_it_lost_to(
+        system: Running) -> None:
+    """A `first_submitted` rejection said "protected by another party submitted 2 seconds
+    earlier": with its own exact `submitted_at` the partner read when the rival registered,
+    to the second (a competitor's `protected_until` is rounded up to the hour so that it
+    does not tell that). A partner reads "submitted earlier"; the vendor side the span."""
+    before = (await system.admin.get("/v1/policy")).json()
+    published = await system.admin.put("/v1/policy", json={"tie_window": "PT1S"})
+    assert published.status_code in (200, 201), published.text
+    try:
+        p1, p2 = fresh("p1"), fresh("p2")
+        domain = f"{fresh('gap')}.com"
+        await submit(system.admin, registration(p1, domain))
+        await asyncio.sleep(1.5)
+        commands, queries = await system.as_("partner", p2)
+        answer = await commands.post("/v1/registrations", headers={"Prefer": "wait=15"},
+                                     json=registration(None, domain))
+        assert answer.status_code == 201, answer.text
+        mine = answer.json()
+        assert (mine["status"], mine["decision"]["rule"]) == ("rejected", "first_submitted"), \
+            mine
+        await system.settle()
+        staff = (await (await system.queries("channel_manager", "cm")).get(
+            f"/v1/registrations/{mine['id']}")).json()
+        assert _GAP.search(staff["decision"]["explanation"]), staff  # the vendor's sentence
+        got = await queries.get(f"/v1/registrations/{mine['id']}")
+        timeline = await queries.get(f"/v1/registrations/{mine['id']}/timeline")
+        for response in (answer, got, timeline):
+            assert response.status_code == 200 or response is answer, response.text
+            assert not _GAP.search(response.text), response.text
+        assert "submitted earlier" in got.json()["decision"]["explanation"], got.text
+    finally:
+        await restore_policy(system.admin, before)
+
+
+async def test_a_contest_that_carries_on_a_rivals_dispute_does_not_date_it(
+        system: Running) -> None:
+    """p3 (silver) loses to p1 (gold) by tier; then p4 (gold) ties with p1 and a dispute
+    opens over them at p4's submission. p3's contest opens a dispute that carries on that
+    one's level and deadlines (a contest never resets an SLA): its `due_at` is p4's
+    submission plus the SLA, to the microsecond, though p3 was in no dispute with p4 then.
+    A partner reads those deadlines to the hour, as a late joiner does."""
+    p1, p3, p4 = fresh("p1"), fresh("p3"), fresh("p4")
+    await partners(system, **{p1: "gold", p4: "gold", p3: "silver"})
+    domain = f"{fresh('carry')}.com"
+    await submit(system.admin, registration(p1, domain))
+    commands, queries = await system.as_("partner", p3)
+    lost = await commands.post("/v1/registrations", headers={"Prefer": "wait=15"},
+                               json=registration(None, domain))
+    assert lost.status_code == 201 and lost.json()["status"] == "rejected", lost.text
+    mine = lost.json()
+    await asyncio.sleep(0.2)
+    tie = await submit(system.admin, registration(p4, domain))
+    assert tie["status"] == "in_review", tie
+    await system.settle()
+    staff = await system.queries("channel_manager", "cm")
+    rival = (await staff.get(f"/v1/disputes/{tie['dispute_id']}")).json()
+    exact = rival["due_at"]
+    assert exact[14:19] != "00:00", rival  # (a p4 submitted on the hour would prove nothing)
+    filed = await commands.post(f"/v1/registrations/{mine['id']}/disputes",
+                                headers={"Prefer": "wait=30"},
+                                json={"reason": "We were there first."})
+    assert filed.status_code == 201, filed.text
+    contest = filed.json()
+    await system.settle()
+    vendor = (await staff.get(f"/v1/disputes/{contest['id']}")).json()
+    assert vendor["due_at"] == exact, (vendor, rival)  # it carries on p4's deadline
+    secrets = (exact[:19], exact[:16].replace("T", " "), tie["id"], p4, p1)
+    got = await queries.get(f"/v1/disputes/{contest['id']}")
+    listed = await queries.get("/v1/disputes")
+    timeline = await queries.get(f"/v1/registrations/{mine['id']}/timeline")
+    for response in (filed, got, listed, timeline):
+        assert response.status_code in (200, 201), response.text
+        assert_absent(response, *secrets)
+    assert got.json()["due_at"][14:19] == "00:00", got.text
+    assert {k: got.json()[k] for k in contest} == contest  # the command answers the same
+
+
+async def test_a_partner_that_withdrew_from_a_dispute_cannot_count_the_rivals_left(
+        system: Running) -> None:
+    """A dispute left with one party ends `moot`; with two or more it goes on. A partner
+    that withdrew from a tie read which: with one rival its dispute read `resolved`/`moot`
+    (and its ownership look-up counted no open dispute), with two `open` (and one): how
+    many rivals it had. Once its registration left the dispute it is no party to it: the
+    dispute reads 404, is not listed or counted, and its timeline ends there."""
+    seen = []
+    for rivals in (1, 2):
+        domain = f"{fresh('left')}.com"
+        for _ in range(rivals):
+            await submit(system.admin, registration(fresh("pr"), domain))
+        partner = fresh("pm")
+        commands, queries = await system.as_("partner", partner)
+        answer = await commands.post("/v1/registrations", headers={"Prefer": "wait=15"},
+                                     json=registration(None, domain))
+        mine = answer.json()
+        assert mine["status"] == "in_review", mine
+        await system.settle()
+        before = await queries.get(f"/v1/disputes/{mine['dispute_id']}")
+        assert before.status_code == 200, before.text  # a party while in it
+        withdrawn = await commands.post(f"/v1/registrations/{mine['id']}/withdraw",
+                                        headers={"Prefer": "wait=15"})
+        assert withdrawn.status_code in (200, 202), withdrawn.text
+        await system.settle()
+        staff = (await (await system.queries("channel_manager", "cm")).get(
+            f"/v1/disputes/{mine['dispute_id']}")).json()
+        assert staff["status"] == ("resolved" if rivals == 1 else "open"), staff
+        got = await queries.get(f"/v1/disputes/{mine['dispute_id']}")
+        listed = (await queries.get("/v1/disputes")).json()
+        owned = (await queries.get("/v1/ownership", params={"domain": domain})).json()
+        timeline = (await queries.get(f"/v1/registrations/{mine['id']}/timeline")).json()
+        seen.append((got.status_code, listed, owned["open_disputes"],
+                     owned["open_dispute_count"],
+                     [e["type"] for e in timeline["entries"]
+                      if e["type"].startswith("dealreg.dispute.") and e["type"] not in (
+                          "dealreg.dispute.opened.v1", "dealreg.dispute.joined.v1")]))
+    assert seen[0] == seen[1] == (404, {"items": [], "next_cursor": None}, [], 0, []), seen

@@ -1148,6 +1148,7 @@ class Invariants(RuleBasedStateMachine):
                 self.violation(6, f"{reg.id} says matched_by crm with {rival.id}: "
                                f"{mine.crm_account_id} vs "
                                f"{sorted({str(t.crm_account_id) for t in theirs})}")
+            self.check_unlinked_evidence(reg, rival, c)
         if "within the" in text and "tie window" in text and policy is not None \
                 and reg.submitted_at is not None:
             for rival in rivals:
@@ -1180,6 +1181,40 @@ class Invariants(RuleBasedStateMachine):
                     for r in rivals if r.submitted_at is not None}
             if not any(f"submitted {g} earlier" in text for g in gaps):
                 self.violation(6, f"{reg.id}: gap in text not any of {gaps}: {text!r}")
+
+    def check_unlinked_evidence(self, reg: Reg, rival: Reg, c: Any) -> None:
+        """Evidence says truly why (invariant 6, session 27): of a member under a key
+        neither the decided one's nor linked to it, an item is confident only when
+        identifiers make the two customers one (an identifier in common that no other
+        identifier contradicts). Such a pair met as a possible duplicate (a name in the
+        review band, a name under another CRM id, through a third registration's name):
+        it used to be named by the decided one's key form, confident. A confident name
+        needs that no identifier parts them and that both or neither are identified (the
+        model scores no names: `outcomes.unlinked_match`)."""
+        m = self.model
+        if reg.key is None or rival.key is None \
+                or m.canonical(reg.key) == m.canonical(rival.key):
+            return
+        RECENT[f"evidence about an unlinked key's member (confident: {c.confident})"] += 1
+        if not c.confident:
+            return
+        mine = self.customer_of(reg, without="")
+        theirs = self.customer_of(rival, without="")
+        crm_a = {_crm(s.crm_account_id) for s in mine if s.crm_account_id}
+        crm_b = {_crm(s.crm_account_id) for s in theirs if s.crm_account_id}
+        dom_a = {s.domain for s in mine if s.domain}
+        dom_b = {s.domain for s in theirs if s.domain}
+        apart = bool(crm_a and crm_b and crm_a != crm_b) or bool(
+            dom_a and dom_b and dom_a.isdisjoint(dom_b) and not (crm_a and crm_b))
+        unshared = crm_a.isdisjoint(crm_b) and dom_a.isdisjoint(dom_b)
+        # A name decides only between two identified customers or two name-only ones (the
+        # machine's policies: `match.name_only: review`).
+        lopsided = bool(crm_a or dom_a) != bool(crm_b or dom_b)
+        if apart or (unshared and (c.matched_by != "name" or lopsided)):
+            self.violation(6, f"{reg.id} at {reg.key} names {rival.id} at {rival.key} "
+                           f"(not linked) confident, matched_by {c.matched_by}: crm "
+                           f"{sorted(map(str, crm_a))} vs {sorted(map(str, crm_b))}, domains "
+                           f"{sorted(dom_a)} vs {sorted(dom_b)}")
 
     # --- the state invariants, after every step -----------------------------------------------
 
@@ -2441,3 +2476,39 @@ def test_a_possible_duplicate_review_a_race_opened_reaches_its_fallback() -> Non
         assert not review.open and review.outcome == "final_breach_fallback"
 
     _replay_recent(steps)
+
+
+def test_a_name_only_possible_duplicate_settled_stays_a_possible_duplicate_in_evidence(
+) -> None:
+    """Invariant 6 between unlinked keys (session 27): a name-only Jones Holdings beside
+    the one registered by its domain goes to a person (`match.name_only: review`: the edge
+    files it under its own `name:` key, on another partition, nothing linked; the review
+    holds a copy). The award's decisions named each other `matched_by: name`,
+    confident -- one customer, which no fact says. A copy's key is filed on its own
+    partition, so `outcomes.unlinked_match` names it as before (`UNFILED`) but not
+    confident."""
+    named = next(s for s in SPECS if s.name_only and any(
+        o.company_id == s.company_id and o.domain and not o.name_only for o in SPECS))
+    dom = next(o for o in SPECS if o.company_id == named.company_id and o.domain
+               and not o.name_only)
+
+    def steps(m: Invariants) -> None:
+        m.register(dom, "p-01", {"analytics"}, "resell")
+        m.register(named, "p-02", {"analytics"}, "resell")
+        first, second = (m.model.regs[r] for r in _ids(m))
+        assert first.key != second.key and second.status == "in_review", (first, second)
+        m.resolve(0, 0, "award")
+        said = set()
+        logged = m.run(m.pipeline.all_records(m.pipeline.topics.decisions))
+        for records in logged.values():
+            for record in records:
+                _, decision = decode(record.value)
+                if isinstance(decision, RegistrationDecided) \
+                        and decision.rule == "dispute_resolution":
+                    said |= {(decision.registration_id, c.matched_by, c.confident)
+                             for c in decision.conflicts}
+        assert said == {(first.id, "name", False), (second.id, "name", False)}, (
+            said, first.key, second.key, partition_for(first.key or "", PARTITIONS),
+            partition_for(second.key or "", PARTITIONS))
+
+    _replay(steps)

@@ -563,3 +563,89 @@ def test_decision_ids_neither_count_the_other_members_nor_repeat() -> None:
     # Under another key, other numbers: not found by trying.
     assert pv.timeline([entries[2]], scope, ids_key=b"k" * 32)[0]["event_id"] != ids[1]
     assert pv.timeline(entries, Scope(VENDORS[0]), ids_key=KEY)[2]["event_id"] == "evt_cmd.d2"
+
+
+def test_a_first_submitted_rejection_reads_without_the_rivals_distance() -> None:
+    """"submitted 12 seconds earlier" dated the rival from the partner's own exact
+    submission; a partner reads "submitted earlier" (the vendor side the span)."""
+    for span in ("12 seconds", "1 minute", "5 hours", "3 days"):
+        text = (f"Rejected: the account acme.com is protected by another partner's "
+                f"registration submitted {span} earlier (first_submitted, policy v4).")
+        shown = pv.scrub(text, Scope(P1))
+        assert span not in shown and "submitted earlier (first_submitted" in shown, shown
+        assert pv.registration({**registration_row(), "decision": {
+            **registration_row()["decision"], "explanation": text}}, P1)[
+            "decision"]["explanation"] == shown
+        assert pv.registration({**registration_row(), "decision": {
+            **registration_row()["decision"], "explanation": text}}, VENDORS[0])[
+            "decision"]["explanation"] == text
+
+
+def test_a_contest_carrying_on_a_rivals_dispute_reads_its_deadlines_to_the_hour() -> None:
+    """A contest opens a dispute that carries on the deadlines of the one its rivals were
+    in (opened at a rival's submission): `due_at` is to the hour for a partner, in the
+    dispute (query and command answer) and in its timeline's opening, with no reminder."""
+    sentence = ("Dispute dsp_1 opened (contested) over 3 registrations on the account "
+                "acme.com; it carries on dispute dsp_0 at level 1 with cm-1, due "
+                "2027-01-03 09:17 UTC (contested, policy v1).")
+    carried = {**dispute_row(), "status": "open", "resolution": None,
+               "opened_at": "2027-01-01T11:00:00.500000Z",
+               "due_at": "2027-01-03T09:17:08.250000Z",
+               "reminder_at": "2027-01-03T08:17:08.250000Z", "explanation": sentence}
+    out = pv.dispute(carried, p1_scope(carried), joined_at="2026-12-31T10:00:00Z")
+    assert (out["due_at"], out["reminder_at"]) == ("2027-01-03T10:00:00Z", None), out
+    assert out["opened_at"] == carried["opened_at"]  # the contest's own opening
+    assert "09:17" not in _raw(out)
+    command = {k: carried[k] for k in ("id", "status", "level", "owner_id", "due_at",
+                                       "registration_ids", "opened_at", "explanation")}
+    assert pv.dispute(command, p1_scope(command))["due_at"] == out["due_at"]
+    # A fresh dispute the viewer was in from its opening reads exactly.
+    fresh = {**carried, "explanation": "Dispute dsp_1 opened (tie) over 2 registrations; "
+                                       "level 1 is with cm-1, due 2027-01-03 09:17 UTC."}
+    assert pv.dispute(fresh, p1_scope(fresh))["due_at"] == carried["due_at"]
+    opened = {**entry("dealreg.dispute.opened.v1", {
+        "registration_ids": ["reg_own1", "reg_rival1"], "due_at": carried["due_at"],
+        "reminder_at": carried["reminder_at"], "explanation": sentence}),
+        "at": carried["opened_at"]}
+    own = {**entry("dealreg.registration.submitted.v1", {"registration_id": "reg_own1"}),
+           "at": "2026-12-31T09:59:00Z", "subject_id": "reg_own1"}
+    shown = pv.timeline([own, opened], p1_scope([own["data"], opened["data"]]), ids_key=KEY)
+    assert [e["type"] for e in shown] == ["dealreg.registration.submitted.v1",
+                                          "dealreg.dispute.opened.v1"]
+    assert shown[-1]["data"]["due_at"] == "2027-01-03T10:00:00Z"
+    assert "reminder_at" not in shown[-1]["data"] and "09:17" not in _raw(shown), shown
+    # Its escalation's deadline likewise (it counts from the same rival's submission).
+    escalated = {**entry("dealreg.dispute.escalated.v1", {
+        "from_level": 1, "to_level": 2, "breached_deadline": carried["due_at"],
+        "due_at": "2027-01-06T09:17:08.250000Z"}), "at": carried["due_at"],
+        "event_id": "tmr_01kmxyz.d0"}
+    later = pv.timeline([own, opened, escalated], p1_scope([own["data"], opened["data"]]),
+                        ids_key=KEY)
+    assert "09:17" not in _raw(later), later
+
+
+def test_a_partners_timeline_ends_its_disputes_when_its_registration_left_them() -> None:
+    """Withdrawn while its dispute was open, the registration left it: the dispute's later
+    steps (its `moot` end, or the rivals' escalation) are not the partner's to read."""
+    own = {**entry("dealreg.registration.submitted.v1", {"registration_id": "reg_own1"}),
+           "at": "2027-01-01T09:00:00Z", "subject_id": "reg_own1"}
+    opened = {**entry("dealreg.dispute.opened.v1", {"registration_ids": ["reg_own1"]}),
+              "at": "2027-01-01T09:00:01Z"}
+    ended = {**entry("dealreg.protection.ended.v1", {"registration_id": "reg_own1",
+                                                    "reason": "withdrawn"}),
+             "at": "2027-01-01T10:00:00Z", "subject_id": "reg_own1", "event_id": "evt_w.d0"}
+    moot = {**entry("dealreg.dispute.resolved.v1", {"outcome": "moot",
+                                                    "registration_ids": ["reg_rival1"]}),
+            "at": "2027-01-01T10:00:00Z", "event_id": "evt_w.d1"}
+    later = {**entry("dealreg.dispute.escalated.v1", {"from_level": 1, "to_level": 2}),
+             "at": "2027-01-03T10:00:00Z", "event_id": "tmr_1.d0"}
+    entries = [own, opened, ended, moot, later]
+    shown = pv.timeline(entries, p1_scope([e["data"] for e in entries]), ids_key=KEY)
+    assert [e["type"] for e in shown] == ["dealreg.registration.submitted.v1",
+                                          "dealreg.dispute.opened.v1",
+                                          "dealreg.protection.ended.v1"], shown
+    # Ended after its dispute was settled: nothing of the dispute is cut.
+    settled = {**moot, "data": {"outcome": "award", "registration_ids": ["reg_own1"]},
+               "at": "2027-01-01T09:30:00Z"}
+    kept = pv.timeline([own, opened, settled, ended], p1_scope([settled["data"]]), ids_key=KEY)
+    assert "dealreg.dispute.resolved.v1" in [e["type"] for e in kept]

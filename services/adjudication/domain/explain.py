@@ -3,7 +3,9 @@
 The structured evidence (rule, policy version, matched_by, score) travels beside the
 sentence in the decision event; the sentence says the same thing in words. Sentences about
 a competitor never name it or its partner tier (invariant 7): a partner learns that the
-account is protected by another party, since when, and which rule decided.
+account is protected by another party and which rule decided (how much earlier the rival
+submitted is for the vendor side: the partner view reads "submitted earlier",
+`shared.api.partner_view._GAP_IN_TEXT`).
 """
 
 from __future__ import annotations

@@ -121,8 +121,11 @@ class Lookup:
             own.append(AccountMatch(account_key, "name", 1.0, True))
         exact = _with(self.exact, own)
         names = self.names
-        if split and identity.country and not account_key.startswith("dom:"):
-            names = _with(names, [AccountMatch(account_key, "name", 1.0, True)])
+        if split and not account_key.startswith("dom:"):
+            # Its name, filed in the loose index: confident in its own country, across
+            # countries when it has none (`AccountIndex.match`).
+            known = identity.country is not None
+            names = _with(names, [AccountMatch(account_key, "name", 1.0, known, not known)])
         return Lookup(identity, exact, names)
 
 

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 from services.adjudication.domain.instants import from_us
 from services.adjudication.domain.matching import Collision, key_evidence
-from services.adjudication.domain.state import AdjudicationState, Entry
-from shared.accounts.sameness import different_customers
+from services.adjudication.domain.state import AdjudicationState, Entry, weakest
+from shared.accounts.sameness import Identifiers, different_customers
 from shared.events import (
     ClaimDecided,
     ConflictEvidence,
@@ -22,6 +22,7 @@ from shared.events import (
 )
 from shared.events.claims import ClaimKind
 from shared.events.registration import MatchedBy, PartyType, RegistrationStatus
+from shared.policy import Policy
 
 
 def evidence(collision: Collision, decided_key: str) -> ConflictEvidence:
@@ -83,36 +84,99 @@ def fellow_evidence(state: AdjudicationState, entry: Entry, decided_key: str,
     """`member_evidence` with the link between the two keys, if any (`joined`): a member
     filed under a key linked to the key the decided one opened is its customer through
     that link, so a link found by a name makes it a name match (invariant 6; before
-    session 25 the evidence said the decided one's key form, say `crm_account_id`)."""
-    apart = separate_match(state, decided_key, entry.account_key)
-    if apart is not None:
-        return _evidence(entry, *apart, entry.account_key)
-    joined = (state.link_paths(decided_key).get(entry.account_key)
-              if entry.account_key != decided_key else None)
-    return member_evidence(entry, decided_key, decided, joined,
-                           state.opener_shares.get(decided_key))
+    session 25 the evidence said the decided one's key form, say `crm_account_id`). A
+    member under a key not linked to it: `unlinked_match`."""
+    paths = (state.link_paths(decided_key) if entry.account_key != decided_key
+             else _NO_PATHS)
+    opened = state.opener_shares.get(decided_key)
+    apart = unlinked_match(state, decided_key, entry.account_key, paths,
+                           state.policy(decided.policy_version) if decided is not None
+                           else None)
+    if apart is not None and apart[0]:
+        return _evidence(entry, *_through(apart, _own(decided, decided_key, opened),
+                                          _own(entry, entry.account_key)),
+                         entry.account_key)
+    found = member_evidence(entry, decided_key, decided, paths.get(entry.account_key), opened)
+    if apart is not None:  # a copy's key, not linked: a possible duplicate
+        return _evidence(entry, found.matched_by, found.score, False, entry.account_key)
+    return found
 
 
-def separate_match(state: AdjudicationState, decided_key: str,
-                   account_key: str) -> tuple[str, float, bool] | None:
-    """How a member under `account_key` matches one decided under `decided_key` when
-    identifiers call their customers different (`different_customers`): they met in one
-    dispute only as a possible duplicate a person was asked about (the same domain under
-    another CRM id; a name under another CRM id, `sameness.for_a_person`; or through a
-    third registration's name), so the evidence names what the two really share -- a CRM
-    id, else a domain, else their names at their best score -- as not confident, never
-    the decided one's key form, which cited an identifier the other side never had
-    (invariant 6). None for one customer."""
-    if account_key == decided_key:
+_NO_PATHS: dict[str, tuple[str, float]] = {}
+UNFILED: tuple[str, float, bool] = ("", 0.0, False)
+"""`unlinked_match` of a copy's key (filed on another partition) that its form does not
+separate."""
+
+
+def unlinked_match(state: AdjudicationState, decided_key: str, account_key: str,
+                   paths: dict[str, tuple[str, float]], policy: Policy | None = None
+                   ) -> tuple[str, float, bool] | None:
+    """How a member under `account_key` matches one decided under `decided_key` when the
+    two keys are not linked (`paths`: `state.link_paths(decided_key)`): not one customer by
+    any fact here, they met in one dispute only as a possible duplicate a person was asked
+    about (a name in the review band, the same domain under another CRM id, a name under
+    another CRM id, `sameness.for_a_person`, or through a third registration's name). So
+    the evidence names what the two keys' customers really share -- a CRM id, else a
+    domain, else their names at their best score (`AccountIndex.name_score`) -- confident
+    only when identifiers make them one customer (a shared identifier, and
+    `different_customers` does not part them) or, for names, when the name decides as
+    `sort_out` lets it under the decided one's `policy` (at least `name_threshold`, and
+    under `name_only: review` both keys' forms carry an identifier or neither does: two
+    name-only keys matched confidently, one rejected, so never linked); never the decided
+    one's key form, which cited an identifier the other side may never have had (invariant
+    6: session 26 for customers that identifiers separate, session 27 for the rest; a
+    member that joined its own key by a name stays a name match, `_through`). None for one
+    key, or
+    two linked ones (`member_evidence`). A key not filed here (a copy's, from another
+    partition: its identifiers and names are filed there) is judged by its form alone: a
+    form that `different_customers` separates is named this way, any other gives kind ""
+    (`UNFILED`: named as before, by the keys' forms, but not confident -- nothing links
+    them, so the edge reported it as only possibly this customer)."""
+    if account_key == decided_key or account_key in paths:
         return None
     mine, theirs = state.customer(decided_key), state.customer(account_key)
-    if not different_customers(mine, theirs):
-        return None
+    apart = different_customers(mine, theirs)
+    index = state.index
+    if not apart and (account_key not in index or decided_key not in index):
+        return UNFILED
     if not mine.crm_ids.isdisjoint(theirs.crm_ids):
-        return "crm_account_id", 1.0, False
+        return "crm_account_id", 1.0, not apart
     if not mine.domains.isdisjoint(theirs.domains):
-        return "domain", 1.0, False
-    return "name", state.index.name_score(decided_key, account_key), False
+        return "domain", 1.0, not apart
+    score = index.name_score(decided_key, account_key)
+    return "name", score, not apart and policy is not None and _name_decides(
+        policy, score, decided_key, account_key)
+
+
+def _name_decides(policy: Policy, score: float, a: str, b: str) -> bool:
+    """Whether a name at `score` makes keys `a` and `b` one customer under `policy`, as
+    `sameness.sort_out` judges a confident name (identifiers not contradicting it)."""
+    if score < policy.match.name_threshold:
+        return False
+    return policy.match.name_only != "review" or (
+        bool(Identifiers.of_key(a)) == bool(Identifiers.of_key(b)))
+
+
+def _own(entry: Entry | None, account_key: str,
+         opened: tuple[str, float] | None = None) -> tuple[str, float]:
+    """How `entry` is the customer of its own key: its own evidence, else (it opened the
+    key) what the key's first joiner matched it by (`opened`), else the key's form."""
+    return ((entry.evidence if entry is not None else None) or opened
+            or (key_evidence(account_key), 1.0))
+
+
+def _through(match: tuple[str, float, bool], mine: tuple[str, float],
+             theirs: tuple[str, float]) -> tuple[str, float, bool]:
+    """`unlinked_match`'s identifier shared by two keys' customers, as evidence about two
+    of their members (`mine`, `theirs`: how each is its own key's customer, `_own`): the
+    weakest step of the chain (`state.weakest`: one that joined its key by a name is
+    matched by that name, never by a CRM id only its key's customer carries). A name
+    between the two keys is that name already."""
+    kind, score, confident = match
+    if kind == "name":
+        return match
+    kind, score = weakest(weakest(mine, (kind, score)), theirs)
+    return kind, score, confident
 
 
 def _weakest(mine: tuple[str, float], theirs: tuple[str, float]) -> tuple[str, float]:
@@ -159,7 +223,7 @@ class Fellows:
                 self._keyed.setdefault(m.account_key, []).append(i)
         self._apart: dict[tuple[str, float], list[ConflictEvidence]] = {}
         self._here: dict[tuple[int, str, float], ConflictEvidence] = {}
-        self._separate: dict[tuple[str, str], tuple[str, float, bool] | None] = {}
+        self._separate: dict[tuple[str, str, int], tuple[str, float, bool] | None] = {}
 
     def of(self, i: int) -> list[ConflictEvidence]:
         members, theirs = self.members, self._theirs
@@ -171,12 +235,16 @@ class Fellows:
             for m in members:
                 if m is decided:
                     continue
-                sep = self._apart_from(decided.account_key, m.account_key)
-                found.append(
-                    _evidence(m, *sep, m.account_key) if sep is not None
-                    else member_evidence(m, decided.account_key, decided,
-                                         paths.get(m.account_key) if paths else None,
-                                         opened))
+                sep = self._apart_from(decided, m.account_key, paths)
+                if sep is not None and sep[0]:
+                    found.append(_evidence(
+                        m, *_through(sep, _own(decided, decided.account_key, opened),
+                                     _own(m, m.account_key)), m.account_key))
+                    continue
+                plain = member_evidence(m, decided.account_key, decided,
+                                        paths.get(m.account_key) if paths else None, opened)
+                found.append(plain if sep is None else _evidence(  # a copy's key: UNFILED
+                    m, plain.matched_by, plain.score, False, m.account_key))
             return found
         key, given = decided.account_key, decided.evidence
         mine = given or (key_evidence(key), 1.0)
@@ -204,20 +272,29 @@ class Fellows:
                     found[j] = _evidence(members[j], *_weakest(joined, theirs[j]), True,
                                          other)
         for other, js in self._keyed.items():
-            sep = self._apart_from(key, other)
-            if sep is not None:  # another customer, met as a possible duplicate
+            sep = self._apart_from(decided, other, paths)
+            if sep is not None and not sep[0]:  # a copy's key, not linked (UNFILED)
                 for j in js:
-                    found[j] = _evidence(members[j], *sep, other)
+                    found[j] = _evidence(members[j], found[j].matched_by, found[j].score,
+                                         False, other)
+            elif sep is not None:  # under a key not linked to it: a possible duplicate
+                for j in js:
+                    found[j] = _evidence(members[j], *_through(sep, here or mine, theirs[j]),
+                                         other)
         del found[i]
         return found
 
-    def _apart_from(self, key: str, other: str) -> tuple[str, float, bool] | None:
-        """`separate_match` of two members' keys, once per pair of keys."""
+    def _apart_from(self, decided: Entry, other: str, paths: dict[str, tuple[str, float]]
+                    ) -> tuple[str, float, bool] | None:
+        """`unlinked_match` of the decided member's key and `other` (`paths`: the decided
+        one's key's, `_linked`), once per pair of keys and policy version."""
+        key = decided.account_key
         if self.state is None or key == other:
             return None
-        pair = (key, other)
+        pair = (key, other, decided.policy_version)
         if pair not in self._separate:
-            self._separate[pair] = separate_match(self.state, key, other)
+            self._separate[pair] = unlinked_match(self.state, key, other, paths,
+                                                  self.state.policy(decided.policy_version))
         return self._separate[pair]
 
     def _opened(self, key: str) -> tuple[str, float] | None:

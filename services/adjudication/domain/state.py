@@ -251,8 +251,9 @@ class AdjudicationState:
             self._indexed.clear()
         self._indexed[account_key] = identity
         self.index.add(account_key, identity)
-        if not account_key.startswith("dom:") and identity.name and identity.country:
-            # Only names are ever looked up there (matching._lookups).
+        if not account_key.startswith("dom:") and identity.name:
+            # Only names are ever looked up there (matching._lookups); one with no country
+            # under the unknown country, as in `index`.
             self.loose_index.add(account_key, AccountIdentity(None, None, identity.name,
                                                               identity.country))
 

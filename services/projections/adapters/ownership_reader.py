@@ -27,6 +27,7 @@ from sqlalchemy import (
     bindparam,
     event,
     func,
+    literal,
     or_,
     select,
 )
@@ -43,6 +44,7 @@ from shared.accounts import (
 )
 from shared.accounts.salesforce import CrmIds, crm_id_spellings
 from shared.api import partner_view
+from shared.readmodel.queries import still_in_dispute
 from shared.readmodel.schema import (
     account_crm_ids,
     account_domains,
@@ -358,9 +360,13 @@ def _disputes_of_partner(conn: Connection, dispute_ids: list[str], partner_id: s
     m = dispute_members.c
     r = registrations.c
     joined = func.coalesce(r.first_decided_at, r.decided_at, r.submitted_at)
+    # Open at `moment`, so still in it then unless it ended by then (`still_in_dispute`,
+    # the dispute's resolution taken as after `moment`): a withdrawn partner no longer
+    # counts it, else it would read whether two rivals or one were left.
     return set(conn.execute(
         select(m.dispute_id).join(registrations, r.id == m.member_id)
-        .where(m.dispute_id.in_(dispute_ids), r.partner_id == partner_id, joined <= moment)
+        .where(m.dispute_id.in_(dispute_ids), r.partner_id == partner_id, joined <= moment,
+               still_in_dispute(r.ended_at, literal(moment, r.ended_at.type)))
     ).scalars().all())
 
 

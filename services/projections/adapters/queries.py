@@ -9,13 +9,14 @@ metrics request never pulls a million rows into Python.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, bindparam, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from shared.readmodel.queries import party_disputes
 from shared.readmodel.schema import (
     claims,
     dispute_breaches,
@@ -28,6 +29,7 @@ from shared.readmodel.schema import (
 )
 
 Row = dict[str, Any]
+T = TypeVar("T")
 
 NAME_POSTINGS_PER_KEY = 2000
 NAME_CANDIDATE_BUDGET = 4000
@@ -99,23 +101,48 @@ async def registration_search(
             before=before, limit=limit, submitted_from=submitted_from,
             submitted_to=submitted_to)
         return rows[:limit], (rows[limit - 1]["id"] if len(rows) > limit else None)
-    found: list[Row] = []
-    read = 0
-    cursor = before
-    chunk = min(max(limit * 4, 100), budget)
-    while True:
-        rows = await registration_page(
+
+    async def fetch(cursor: str | None, chunk: int) -> list[Row]:
+        return await registration_page(
             conn, partner_id=partner_id, statuses=statuses, account_key=account_key,
             before=cursor, limit=chunk, submitted_from=submitted_from,
             submitted_to=submitted_to)
+
+    async def pick(row: Row) -> Row | None:
+        wanted = matches(row, product=product, account=account) and (keep is None
+                                                                     or keep(row))
+        return row if wanted else None
+
+    return await scan_page(fetch, pick, start=before, limit=limit, budget=budget)
+
+
+async def scan_page(
+    fetch: Callable[[str | None, int], Awaitable[list[Row]]],
+    pick: Callable[[Row], Awaitable[T | None]], *, start: str | None, limit: int,
+    budget: int = SEARCH_SCAN_BUDGET,
+) -> tuple[list[T], str | None]:
+    """A page of a listing filtered by what SQL does not apply (`registration_search`'s
+    text filters, a partner's `account_key` filter on the key its view shows,
+    `partner_view.KeyFilter`): `(what pick kept, the id the next page starts after when
+    more may follow)`. `fetch(cursor, n)` reads up to n + 1 rows of the listing after
+    `cursor` (in its order, each with an `id`); `pick(row)` is what to list for a row, or
+    None. Reads chunks until `limit` were kept or `budget` rows were read (then a short
+    page with a cursor). The cursor is the last row read, so it depends only on the rows
+    the listing reads (for a partner, its own), never on a filter SQL did not apply."""
+    found: list[T] = []
+    read = 0
+    cursor = start
+    chunk = min(max(limit * 4, 100), budget)
+    while True:
+        rows = await fetch(cursor, chunk)
         for index, row in enumerate(rows[:chunk]):
             read += 1
             cursor = row["id"]
-            if matches(row, product=product, account=account) and (keep is None
-                                                                    or keep(row)):
-                found.append(row)
+            kept = await pick(row)
+            if kept is not None:
+                found.append(kept)
                 if len(found) == limit:
-                    # Another row follows this one (the page's extra row counts): more.
+                    # Another row follows this one (the chunk's extra row counts): more.
                     return found, cursor if index + 1 < len(rows) else None
         if len(rows) <= chunk:
             return found, None
@@ -167,9 +194,10 @@ async def timeline(conn: AsyncConnection, subject_id: str) -> list[Row]:
 
 def disputes_involving(party_type: str, party_id: str) -> Select[tuple[str]]:
     if party_type == "partner":
-        owned = select(registrations.c.id).where(registrations.c.partner_id == party_id)
-    else:
-        owned = select(claims.c.id).where(claims.c.rep_id == party_id)
+        # Only through a registration still in the dispute (`still_in_dispute`).
+        result: Select[tuple[str]] = party_disputes(party_id)
+        return result
+    owned = select(claims.c.id).where(claims.c.rep_id == party_id)
     return (select(dispute_members.c.dispute_id)
             .where(dispute_members.c.member_id.in_(owned.scalar_subquery())))
 
@@ -234,6 +262,12 @@ async def breaches_of(conn: AsyncConnection, dispute_ids: Iterable[str]) -> dict
     )).mappings():
         found[row["dispute_id"]].append(dict(row))
     return found
+
+
+async def involves(conn: AsyncConnection, dispute_id: str, party: tuple[str, str]) -> bool:
+    """Whether the party is party to the dispute (`disputes_involving`)."""
+    found = disputes_involving(*party).where(dispute_members.c.dispute_id == dispute_id)
+    return (await conn.execute(found.limit(1))).first() is not None
 
 
 async def members_of(conn: AsyncConnection, dispute_id: str) -> list[str]:

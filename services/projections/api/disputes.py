@@ -127,17 +127,17 @@ async def list_disputes(
                                "message": "a `sort=due` cursor: pass the `next_cursor` of a "
                                           "page with the same `sort`"}])
     async with request.app.state.runtime.engine.connect() as conn:
-        if who.restricted and account_key is not None:
-            # A partner filters on the key its view shows (a key its own identifiers did
-            # not derive reads null), never on the key a dispute is filed under: neither an
-            # item nor the page's cursor may confirm a guess of that one.
+        by_key = partner_view.KeyFilter(who, account_key)
+        if by_key.scans:
+            # A partner filters on the key its view shows, never on the key a dispute is
+            # filed under: one rule for both listings (`partner_view.KeyFilter`).
             items, next_id = await _partner_page_by_key(
-                conn, who, account_key, owner_id=owner_id, after=after, limit=limit,
+                conn, who, by_key, owner_id=owner_id, after=after, limit=limit,
                 statuses=status or [], levels=level or [], acknowledged=acknowledged)
             return DisputePage(items=items, next_cursor=encode_cursor(next_id)
                                if next_id is not None else None)
         rows = await queries.dispute_page(
-            conn, owner_id=owner_id, statuses=status or [], account_key=account_key,
+            conn, owner_id=owner_id, statuses=status or [], account_key=by_key.stored,
             involving=_party(who), after=after,
             limit=limit, levels=level or [], acknowledged=acknowledged,
             due_before=due_before, by_due=by_due,
@@ -154,36 +154,29 @@ async def list_disputes(
 
 
 async def _partner_page_by_key(
-    conn: AsyncConnection, who: Viewer, account_key: str, *, owner_id: str | None,
-    after: str | None, limit: int, statuses: list[Literal["open", "resolved"]], levels: list[int],
-    acknowledged: bool | None,
+    conn: AsyncConnection, who: Viewer, by_key: partner_view.KeyFilter, *,
+    owner_id: str | None, after: str | None, limit: int,
+    statuses: list[Literal["open", "resolved"]], levels: list[int], acknowledged: bool | None,
 ) -> tuple[list[DisputeView], str | None]:
-    """A page of the partner's disputes whose shown `account_key` is `account_key`, oldest
-    first, and the id the next page starts after (None: no more). Reads the partner's
-    disputes a chunk at a time, at most `queries.SEARCH_SCAN_BUDGET` rows (then a short
-    page with a cursor, wherever the key is)."""
-    views: list[DisputeView] = []
-    read = 0
-    chunk = min(max(limit * 4, 100), queries.SEARCH_SCAN_BUDGET)
-    while True:
+    """A page of the partner's disputes whose shown `account_key` is the one asked
+    (`by_key`), oldest first, and the id the next page starts after (None: no more): the
+    scan `registration_search` uses too (`queries.scan_page`)."""
+    breaches: dict[str, list[dict[str, Any]]] = {}
+
+    async def fetch(cursor: str | None, chunk: int) -> list[dict[str, Any]]:
         rows = await queries.dispute_page(
-            conn, owner_id=owner_id, statuses=statuses, account_key=None,
-            involving=_party(who), after=after, limit=chunk, levels=levels,
+            conn, owner_id=owner_id, statuses=statuses, account_key=by_key.stored,
+            involving=_party(who), after=cursor, limit=chunk, levels=levels,
             acknowledged=acknowledged)
-        breaches = await queries.breaches_of(conn, [r["id"] for r in rows[:chunk]])
-        for index, row in enumerate(rows[:chunk]):
-            read += 1
-            after = row["id"]
-            view = await _view(conn, row, breaches[row["id"]], who)
-            if view.account_key == account_key:
-                views.append(view)
-                if len(views) == limit:
-                    # Another row follows this one (the chunk's extra row counts): more.
-                    return views, after if index + 1 < len(rows) else None
-        if len(rows) <= chunk:
-            return views, None
-        if read >= queries.SEARCH_SCAN_BUDGET:
-            return views, after
+        breaches.clear()
+        breaches.update(await queries.breaches_of(conn, [r["id"] for r in rows[:chunk]]))
+        return rows
+
+    async def pick(row: dict[str, Any]) -> DisputeView | None:
+        view = await _view(conn, row, breaches[row["id"]], who)
+        return view if by_key.shows(view) else None
+
+    return await queries.scan_page(fetch, pick, start=after, limit=limit)
 
 
 @router.get("/disputes/{dispute_id}", response_model=DisputeView, responses=_RESPONSES,
@@ -206,6 +199,10 @@ async def _may_read(conn: AsyncConnection, row: dict[str, Any], who: Viewer) -> 
     party = _party(who)
     if party is None:
         return True
+    if who.restricted:
+        # Only through a registration still in it: one that was withdrawn (or closed)
+        # while the dispute went on left it (`still_in_dispute`).
+        return await queries.involves(conn, row["id"], party)
     members = await queries.members_of(conn, row["id"])
     holders = await holders_of(conn, members)
     return any((kind, who_) == party for kind, who_, _ in holders.values())

@@ -86,23 +86,20 @@ async def list_registrations(
         if partner_id is not None and partner_id != who.subject_id:
             raise Problem(403, "Forbidden", "A partner lists only its own registrations.")
         partner_id = who.subject_id
-    keep = None
-    if who.restricted and account_key is not None:
-        # A partner filters on the key its view shows, never on the key a registration is
-        # filed under (derived perhaps from a competitor's identifiers): neither an item
-        # nor the page's cursor may confirm a guess of that one, and the key it is shown
-        # finds its registration (README "What a partner sees").
-        asked = account_key
+    # A partner's `account_key` filter matches the key its view shows, never the key a
+    # registration is filed under (README "What a partner sees"): one rule for both
+    # listings, `partner_view.KeyFilter`.
+    by_key = partner_view.KeyFilter(who, account_key)
 
-        def keep(row: dict[str, Any]) -> bool:
-            return registration_view(row, who).account_key == asked
+    def keep(row: dict[str, Any]) -> bool:
+        return by_key.shows(registration_view(row, who))
 
-        account_key = None
     async with request.app.state.runtime.engine.connect() as conn:
         page, last = await queries.registration_search(
-            conn, partner_id=partner_id, statuses=status or [], account_key=account_key,
+            conn, partner_id=partner_id, statuses=status or [], account_key=by_key.stored,
             before=decode_cursor(cursor), limit=limit, submitted_from=submitted_from,
-            submitted_to=submitted_to, product=product, account=account, keep=keep)
+            submitted_to=submitted_to, product=product, account=account,
+            keep=keep if by_key.scans else None)
         current = await queries.current_disputes(conn, [r["id"] for r in page])
     return RegistrationPage(
         items=[registration_view(r, who, current.get(r["id"])) for r in page],

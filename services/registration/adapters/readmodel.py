@@ -84,6 +84,10 @@ class DisputeFacts:
     resolution: dict[str, Any] | None
     owners: tuple[str, ...] = ()
     """Every owner the dispute was ever assigned to (who may read it)."""
+    opened_at: datetime | None = None
+    explanation: str | None = None
+    """The opening's sentence: with `opened_at`, what the partner view reads a dispute's
+    deadlines by (`partner_view.dispute`), so that a command answers as `GET` does."""
 
 
 def _disputes_table() -> Table | None:
@@ -94,9 +98,13 @@ def _disputes_table() -> Table | None:
     return table
 
 
-# Built once, bound per call (every `POST /v1/registrations` with an `external_ref` runs it).
+# Built once, bound per call (every close by `external_ref` runs it).
+_REFERENCE_ROWS = 100
 _BY_EXTERNAL_REF = (select(registrations)
-                    .where(registrations.c.external_ref == bindparam("external_ref")).limit(2))
+                    .where(registrations.c.external_ref == bindparam("external_ref"))
+                    .order_by(registrations.c.id).limit(_REFERENCE_ROWS))
+"""Every registration carrying one reference, up to a bound (`handlers.closed_by_reference`
+picks the one a close is about)."""
 
 
 class ReadModel:
@@ -207,7 +215,8 @@ class ReadModel:
                         owner_id=m.get("owner_id"), level=m.get("level"),
                         due_at=m.get("due_at"), acknowledged_at=m.get("acknowledged_at"),
                         registration_ids=list(ids) if isinstance(ids, list | tuple) else [],
-                        resolution=m.get("resolution"), owners=tuple(m.get("owners") or ()))
+                        resolution=m.get("resolution"), owners=tuple(m.get("owners") or ()),
+                        opened_at=m.get("opened_at"), explanation=m.get("explanation"))
             # Without (or before) a dispute read model: the registrations it holds name it.
             rows = (await conn.execute(
                 select(registrations.c.id, registrations.c.account_key, registrations.c.status)

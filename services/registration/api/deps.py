@@ -64,12 +64,12 @@ def requested_wait(prefer: str | None, ceiling: float) -> float:
     return min(float(match.group(1)), ceiling) if match else 0.0
 
 
-async def prefer_wait(
-    request: Request,
-    prefer: Annotated[str | None, Header(
-        description="RFC 7240 `wait=N`: wait up to N seconds for the effect to be decided",
-        examples=["wait=5"])] = None,
-) -> float:
+PreferHeader = Annotated[str | None, Header(
+    description="RFC 7240 `wait=N`: wait up to N seconds for the effect to be decided",
+    examples=["wait=5"])]
+
+
+async def prefer_wait(request: Request, prefer: PreferHeader = None) -> float:
     return requested_wait(prefer, request.app.state.runtime.settings.max_wait_seconds)
 
 

@@ -143,8 +143,33 @@ def test_similar_name_in_another_country_does_not_match(index: AccountIndex) -> 
     assert index.match(ident("Globex GmbH", "AT"), THRESHOLD) == []
 
 
-def test_name_without_country_is_not_name_matched(index: AccountIndex) -> None:
-    assert index.match(ident("Acme Corporation"), THRESHOLD) == []
+def test_a_name_asked_without_a_country_is_a_possible_duplicate_in_every_country(
+    index: AccountIndex,
+) -> None:
+    """Session 27 rival review: a name with no country was compared with nothing, so a
+    rival leaving the country out was never weighed against a holder known by name. It is
+    compared with every country's names now, never confidently (the country is unknown),
+    `any_country` marking a score that reached the threshold; identifiers as ever."""
+    assert index.match(ident("Acme Corporation", crm="FAKE-1"), THRESHOLD) == [
+        AccountMatch("dom:acme.com", "name", 1.0, False, True)]
+    assert index.match(ident("Societe Generale", domain="sg-rival.com"), THRESHOLD) == [
+        AccountMatch("name:FR:societe-generale", "name", 1.0, False, True)]
+    assert index.match(ident("Initech", crm="002-INIT"), THRESHOLD) == [
+        AccountMatch("crm:002-INIT", "crm_account_id", 1.0, True)]
+    [near] = index.match(ident("Globexxo GmbH", crm="FAKE-2"), THRESHOLD, 0.1)
+    assert (near.account_key, near.confident, near.any_country) == (
+        "dom:globex.de", False, False)  # in the review band: no stronger for a person
+    assert near.score == pytest.approx(name_similarity("globexxo", "globex"))
+    assert index.resolve(ident("Acme Corporation", crm="FAKE-1"), THRESHOLD) is None
+    # A name filed without a country: found from any country, as a possible duplicate;
+    # the same country's names stay confident.
+    index.add("crm:003-UMB", ident("Umbrella Corp", crm="003-UMB"))
+    assert index.match(ident("Umbrella Corporation", "US", crm="FAKE-3"), THRESHOLD) == [
+        AccountMatch("crm:003-UMB", "name", 1.0, False, True)]
+    assert index.match(ident("ACME Corp.", "US"), THRESHOLD) == [
+        AccountMatch("dom:acme.com", "name", 1.0, True)]
+    assert index.name_score("crm:003-UMB", "dom:acme.com") == pytest.approx(
+        name_similarity("umbrella", "acme"))
 
 
 def test_near_miss_below_threshold_is_flagged_for_review() -> None:

@@ -602,3 +602,17 @@ def test_a_korean_legal_form_goes_like_a_japanese_one(raw: str) -> None:
     # 유한회사, 유한책임회사; ㈜ / (주) abbreviated) stayed on, so "삼성전자 주식회사" scored
     # 0.69 and "㈜삼성전자" 0.88 against "삼성전자": one customer, several.
     assert normalize_name(raw) == normalize_name("\uc0bc\uc131\uc804\uc790")
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("A C M E Corp", "acme"), ("I B M", "ibm"), ("I. B. M.", "ibm"), ("The A B C", "abc"),
+    ("Acme S A", "acme"), ("Smith A G", "smith"), ("東 京 電 力", "東京電力"),
+    ("A & B Ltd", "a and b"), ("J & J Snack Foods", "j and j snack foods"),
+])
+def test_letters_spelled_out_one_by_one_read_as_one_word(raw: str, expected: str) -> None:
+    """Rival review, session 27: "A C M E Corp" normalised to "a c m e" (0.57 against
+    "acme"), another customer than the name-only holder of "Acme Corp", approved beside
+    it. A run of two or more single letters is one word (as "I.B.M." already was); a
+    single letter between words stays one ("A & B")."""
+    assert normalize_name(raw) == expected
+    assert normalize_name(expected) == expected

@@ -134,3 +134,35 @@ def test_every_spelling_a_table_may_hold_is_asked() -> None:
     assert {"001hFGAi3f5dig9", "001hfgai3f5dig9qda", "001HFGAI3F5DIG9QDA"} <= set(loose)
     assert crm_id_spellings("001hFGAi3f5dig9", "exact") == ("001hFGAi3f5dig9",)
     assert crm_id_spellings("CRM-1", "salesforce_any_case") == ("CRM-1",)
+
+
+def test_a_guid_is_one_crm_id_in_any_letter_case_under_any_case() -> None:
+    """Session 27 rival review: a Dynamics 365 GUID in another letter case was another CRM
+    id (another customer). Under `any_case` it is one id, canonical in lower case, found
+    whichever case was filed; `salesforce_any_case` (older documents) compares it exactly."""
+    from shared.accounts.salesforce import crm_id_spellings
+
+    guid = "3F2504E0-4F89-11D3-9A0C-0305E82C3301"
+    mixed = guid.lower().replace("f", "F", 1)
+    assert canonical_crm_id(guid, "any_case") == guid.lower()
+    assert canonical_crm_id(mixed, "any_case") == guid.lower()
+    assert canonical_crm_id(guid, "salesforce_any_case") == guid
+    assert canonical_crm_id("001hFGAi3f5dig9", "any_case") == "001hFGAi3f5dig9QDA"
+    assert canonical_crm_id("3F2504E0-4F89-11D3-9A0C-0305E82C330", "any_case") == (
+        "3F2504E0-4F89-11D3-9A0C-0305E82C330")  # not a GUID: exact
+    assert crm_id_spellings(mixed, "any_case") == (
+        mixed, guid.lower(), guid)
+    index = AccountIndex()
+    index.add(f"crm:{guid}", AccountIdentity(guid, None, None, None))
+    for spelling in (guid.lower(), mixed, guid):
+        found = index.match(AccountIdentity(spelling, None, None, None), 0.9,
+                            crm_ids="any_case")
+        assert [m.account_key for m in found] == [f"crm:{guid}"], spelling
+        assert not different_customers(
+            Identifiers(frozenset((spelling,))).canonical("any_case"),
+            Identifiers(frozenset((guid,))).canonical("any_case"))
+    assert index.match(AccountIdentity(guid.lower(), None, None, None), 0.9,
+                       crm_ids="salesforce_any_case") == []
+    assert index.remove(f"crm:{guid}")
+    assert index.match(AccountIdentity(guid.lower(), None, None, None), 0.9,
+                       crm_ids="any_case") == []

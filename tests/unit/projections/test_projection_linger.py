@@ -2,7 +2,10 @@
 deployment): after applying a batch that was not full it waits before polling again, so
 events arriving meanwhile share one read-model transaction (and one NOTIFY, and one read
 back per registration service) instead of a batch each; an event arriving after an idle
-spell is applied at once. Real SQLite read model and embedded log."""
+spell is applied at once. Since session 27 it lingers only after a batch of at least
+`linger_from` events (a worker falling behind its input): after a smaller one it polls at
+once, so at low rates no decision waits for the linger. Real SQLite read model and
+embedded log."""
 
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from tests.unit.projections.test_sqlite_write_contention import _submitted
 LINGER = 1.0
 
 
-async def _batches_of_three(tmp_path: Path, linger: float, gap: float
+async def _batches_of_three(tmp_path: Path, linger: float, gap: float, linger_from: int = 1
                             ) -> tuple[list[int], float]:
     """Sizes of the batches that applied three records: the first alone after an idle
     spell, the other two appended `gap` seconds apart right after it; and how long the first
@@ -33,7 +36,7 @@ async def _batches_of_three(tmp_path: Path, linger: float, gap: float
     await log.create_topics(topics.specs(1))
     await migrate(engine)
     worker = ProjectionWorker(log, engine, topics, group_id="projections",
-                              linger_seconds=linger)
+                              linger_seconds=linger, linger_from=linger_from)
     sizes: list[int] = []
     applied_at: list[float] = []
     apply = worker.apply
@@ -74,6 +77,22 @@ async def test_events_arriving_while_the_worker_lingers_share_one_batch(
     sizes, first_after = await _batches_of_three(tmp_path, LINGER, 0.1)
     assert sizes == [1, 2]  # without the linger: [1, 1, 1], a transaction each
     assert first_after < LINGER / 2  # after an idle spell: no wait
+
+
+async def test_a_batch_smaller_than_the_threshold_is_not_followed_by_the_linger(
+        tmp_path: Path) -> None:
+    sizes, _ = await _batches_of_three(tmp_path, LINGER, 0.5, linger_from=2)
+    assert sizes == [1, 1, 1]  # with the linger after every batch: [1, 2]
+
+
+async def test_the_default_threshold_keeps_a_low_rate_out_of_the_linger(
+        tmp_path: Path) -> None:
+    from shared.settings import Settings
+
+    threshold = Settings(backend="distributed").kafka_projections_linger_from_records
+    assert threshold > 2  # a registration's intake event and its decision
+    sizes, _ = await _batches_of_three(tmp_path, LINGER, 0.5, linger_from=threshold)
+    assert sizes == [1, 1, 1]
 
 
 async def test_no_linger_polls_again_at_once(tmp_path: Path) -> None:
