@@ -442,7 +442,10 @@ async def test_a_partner_joining_a_dispute_learns_neither_how_many_rivals_nor_wh
     assert_absent(timeline, *secrets)
     entries = timeline.json()["entries"]
     assert entries[0]["type"] == "dealreg.registration.submitted.v1", entries
-    assert "dealreg.dispute.opened.v1" not in {e["type"] for e in entries}
+    # Its joining reads as an opening when it joined, over its registration alone.
+    openings = [e for e in entries if e["type"] == "dealreg.dispute.opened.v1"]
+    assert [(e["at"] >= third["submitted_at"][:19], e["data"]["registration_ids"])
+            for e in openings] == [(True, [third["id"]])], entries
     for entry in entries:
         assert len(entry["data"].get("evidence") or ()) <= 1, entry
     # The vendor side still sees when the dispute opened and over whom.
@@ -1046,3 +1049,49 @@ async def test_a_partner_that_withdrew_from_a_dispute_cannot_count_the_rivals_le
                       if e["type"].startswith("dealreg.dispute.") and e["type"] not in (
                           "dealreg.dispute.opened.v1", "dealreg.dispute.joined.v1")]))
     assert seen[0] == seen[1] == (404, {"items": [], "next_cursor": None}, [], 0, []), seen
+
+
+def _opening_shape(entries: list[dict[str, Any]]) -> tuple[Any, ...]:
+    """The dispute steps of a partner's timeline as types, data fields and sentence
+    template (ids, owners, times and the account's name taken out)."""
+    steps = [e for e in entries if e["type"].startswith("dealreg.dispute.")]
+    out = []
+    for step in steps:
+        data = step["data"]
+        text = re.sub(r"\b(?:reg|dsp|dis)_\w+|\d{4}-\d{2}-\d{2} \d{2}:\d{2}|\S+\.com\b|"
+                      r"with \S+,", "X", str(data.get("explanation")))
+        out.append((step["type"], sorted(data), text))
+    return tuple(out)
+
+
+async def test_a_late_joiners_timeline_reads_like_an_opening(system: Running) -> None:
+    """A registration that joins a dispute already open showed `dealreg.dispute.joined.v1`
+    ("... collides with registrations already in dispute ..., so it joins that dispute"),
+    one whose submission opened it `dealreg.dispute.opened.v1`: joining told the partner at
+    least two rivals were already disputing. A partner reads its joining as an opening
+    (type, fields and sentence); the vendor side keeps the join."""
+    p1, p2, p3 = fresh("p1"), fresh("p2"), fresh("p3")
+    domain = f"{fresh('joinop')}.com"
+    await submit(system.admin, registration(p1, domain))
+    opener = await submit(system.admin, registration(p2, domain))
+    assert opener["status"] == "in_review", opener
+    await system.settle()
+    joiner = await submit(system.admin, registration(p3, domain))
+    assert joiner["dispute_id"] == opener["dispute_id"], joiner
+    await system.settle()
+    seen = {}
+    for partner, mine in ((p2, opener), (p3, joiner)):
+        queries = await system.queries("partner", partner)
+        timeline = await queries.get(f"/v1/registrations/{mine['id']}/timeline")
+        assert timeline.status_code == 200, timeline.text
+        assert "joins" not in timeline.text and "already in dispute" not in timeline.text, \
+            timeline.text
+        entries = timeline.json()["entries"]
+        seen[partner] = _opening_shape(entries)
+        opened = [e for e in entries if e["type"] == "dealreg.dispute.opened.v1"]
+        assert len(opened) == 1 and opened[0]["data"]["registration_ids"] == [mine["id"]], \
+            entries
+    assert seen[p3] == seen[p2], seen
+    staff = await system.queries("channel_manager", "cm")
+    vendor = (await staff.get(f"/v1/registrations/{joiner['id']}/timeline")).json()["entries"]
+    assert "dealreg.dispute.joined.v1" in {e["type"] for e in vendor}, vendor
