@@ -965,6 +965,13 @@ def timeline(entries: Iterable[Mapping[str, Any]], scope: Scope, *, ids_key: byt
               if e["type"] == "dealreg.dispute.opened.v1"
               and (start is None or not _later(start, e.get("at")))
               and set((e.get("data") or {}).get("registration_ids") or ()) & scope.own_ids}
+    # Disputes the viewer's registration entered by a joining, not at their opening: their
+    # deadlines count from a rival's submission, whenever its own first event was (a
+    # registration rejected earlier may be drawn in much later: a contest merged into an
+    # older dispute, a promotion next in line).
+    late |= {e.get("subject_id") for e in entries
+             if e["type"] == "dealreg.dispute.joined.v1" and e.get("subject_id") not in opened
+             and set((e.get("data") or {}).get("added_ids") or ()) & scope.own_ids}
     out: list[Row] = []
     rounded = False
     for raw in entries:

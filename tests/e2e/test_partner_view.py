@@ -1095,3 +1095,52 @@ async def test_a_late_joiners_timeline_reads_like_an_opening(system: Running) ->
     staff = await system.queries("channel_manager", "cm")
     vendor = (await staff.get(f"/v1/registrations/{joiner['id']}/timeline")).json()["entries"]
     assert "dealreg.dispute.joined.v1" in {e["type"] for e in vendor}, vendor
+
+
+async def test_a_contest_merged_into_an_older_rivals_dispute_does_not_date_it(
+        system: Running) -> None:
+    """p3 (silver) loses to p1 (gold) on analytics; then p5 and p6 tie on crm (dispute D
+    opens at p6's submission); p3 contests (dispute C over p1). p7 (gold) registers both
+    products: C and D are drawn together and the older, D, carries on, so p3's registration
+    is now in D. A partner's registration that entered a dispute after that dispute opened
+    reads it as a late joiner's (when it entered, deadlines to the hour): it read D's
+    opening and deadlines exactly (a rival's submission), its earlier rejection taken for
+    when it joined."""
+    p1, p3, p5, p6, p7 = (fresh(p) for p in ("p1", "p3", "p5", "p6", "p7"))
+    await partners(system, **{p1: "gold", p7: "gold", p3: "silver", p5: "silver",
+                              p6: "silver"})
+    domain = f"{fresh('merge')}.com"
+    await submit(system.admin, registration(p1, domain, products=("analytics",)))
+    commands, queries = await system.as_("partner", p3)
+    lost = await commands.post("/v1/registrations", headers={"Prefer": "wait=15"},
+                               json=registration(None, domain, products=("analytics",)))
+    assert lost.status_code == 201 and lost.json()["status"] == "rejected", lost.text
+    mine = lost.json()
+    await asyncio.sleep(0.2)
+    await submit(system.admin, registration(p5, domain, products=("crm",)))
+    tie = await submit(system.admin, registration(p6, domain, products=("crm",)))
+    assert tie["status"] == "in_review", tie
+    await asyncio.sleep(0.2)
+    filed = await commands.post(f"/v1/registrations/{mine['id']}/disputes",
+                                headers={"Prefer": "wait=30"},
+                                json={"reason": "We were there first."})
+    assert filed.status_code == 201, filed.text
+    await system.settle()
+    both = await submit(system.admin, registration(p7, domain, products=("analytics", "crm")))
+    await system.settle()
+    staff = await system.queries("channel_manager", "cm")
+    rival = (await staff.get(f"/v1/disputes/{tie['dispute_id']}")).json()
+    now = (await staff.get(f"/v1/registrations/{mine['id']}")).json()
+    other = (await staff.get(f"/v1/disputes/{filed.json()['id']}")).json()
+    assert mine["id"] in rival["registration_ids"], (other, rival, both, now)  # C into D
+    exact = rival["due_at"]
+    assert exact[14:19] != "00:00", rival
+    got = await queries.get(f"/v1/disputes/{tie['dispute_id']}")
+    assert got.status_code == 200, got.text
+    secrets = (exact[:19], rival["opened_at"][:19], tie["id"], p5, p6, p7)
+    listed = await queries.get("/v1/disputes")
+    timeline = await queries.get(f"/v1/registrations/{mine['id']}/timeline")
+    for response in (got, listed, timeline):
+        assert response.status_code == 200, response.text
+        assert_absent(response, *secrets)
+    assert got.json()["due_at"][14:19] == "00:00", got.text
