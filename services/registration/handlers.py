@@ -1273,9 +1273,19 @@ def closed_by_reference(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     losing the first. Any such second row made the close a 422, so the holder's win and
     its incumbency were never recorded (session 27, rival review). The close goes to the
     one active registration (approved, in review, submitted), else to the one expired; a
-    single row is itself (an ended one answers 409 as before); otherwise None (422)."""
+    single row is itself (an ended one answers 409 as before); otherwise None (422).
+
+    Active before expired holds only among one partner's registrations (its re-registration
+    of the opportunity after its first expired): across partners nothing here says whose
+    opportunity the reference is. A holder's protection ended while its deal was still
+    open, a rival registered the customer again under the holder's reference, and the
+    CRM's close of the holder's opportunity went to the rival -- its registration `won`,
+    the win and incumbency the holder earned (round 2 of the rival review). Closable
+    registrations of more than one partner are ambiguous (422)."""
     if len(rows) == 1:
         return rows[0]
+    if len({r["partner_id"] for r in rows if r["status"] in CLOSABLE}) > 1:
+        return None
     for statuses in (CLOSABLE[:3], CLOSABLE[3:]):
         found = [r for r in rows if r["status"] in statuses]
         if found:
