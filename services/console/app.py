@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from typing import Annotated, Any
+from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse
@@ -21,12 +22,14 @@ from services.console import manager, owner, partner, program
 from services.console.client import ApiProblem
 from services.console.pages import STATIC, Area, AreaForbidden, areas_for, render
 from services.console.session import (
+    CARRY_PREFIX,
     CsrfRefused,
     Session,
     SessionCodec,
     Sessions,
     SignInRequired,
     check_signin_csrf,
+    kept_form,
     next_param,
     optional_session,
     read_form,
@@ -68,13 +71,35 @@ async def home(request: Request,
 
 
 def _signin_page(request: Request, *, error: str | None = None, status_code: int = 200,
-                 message: str | None = None) -> Response:
+                 message: str | None = None, carry: list[tuple[str, str]] | None = None,
+                 next_path: str | None = None) -> Response:
+    """The sign-in page; `carry`: a form refused for want of a session, kept in hidden
+    fields to be offered again once signed in (`next_path`: where it was sent)."""
     token = signin_csrf(request)
     response = render(request, "signin.html", None, status_code=status_code, error=error,
-                      message=message, signin_csrf=token,
-                      next=safe_next(request.query_params.get("next")))
+                      message=message, signin_csrf=token, carry=carry or [],
+                      carry_prefix=CARRY_PREFIX,
+                      next=safe_next(next_path or request.query_params.get("next")))
     set_signin_cookie(response, request, token)
     return response
+
+
+KEPT_AFTER_SIGN_IN = ("Your session ended, so your form was not sent. Sign in again to "
+                      "check it and send it: nothing you typed is lost.")
+KEPT_AFTER_STALE_TOKEN = ("Your form was not sent: it came from a page shown before your "
+                          "latest sign-in, so its security token is stale.")
+KEPT_SIGNED_IN = "You are signed in again. Your form was not sent yet: check it and send it."
+_UNSHOWN = frozenset({"idempotency_key", "back"})
+
+
+def _resume_page(request: Request, session: Session, action: str,
+                 fields: list[tuple[str, str]], why: str, status_code: int) -> Response:
+    """A form that was not sent, offered to send again under `session` (its CSRF token):
+    what was typed, and one button. Nothing is sent until the user presses it."""
+    shown = [(name.replace(".", " ").replace("_", " "), value) for name, value in fields
+             if name not in _UNSHOWN and value.strip()]
+    return render(request, "resume.html", session, status_code=status_code, action=action,
+                  fields=fields, shown=shown, why=why)
 
 
 @router.get("/sign-in")
@@ -86,9 +111,11 @@ async def signin_form(request: Request,
     return _signin_page(request, message="You are signed out." if signed_out else None)
 
 
-def _too_many_signins(request: Request, wait: float) -> Response:
+def _too_many_signins(request: Request, wait: float, carry: list[tuple[str, str]],
+                      next_path: str | None) -> Response:
     response = _signin_page(request, status_code=429, error="Too many failed sign-ins from "
-                            "this address; wait a moment and try again.")
+                            "this address; wait a moment and try again.", carry=carry,
+                            next_path=next_path)
     response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
     return response
 
@@ -97,6 +124,8 @@ def _too_many_signins(request: Request, wait: float) -> Response:
 async def signin(request: Request) -> Response:
     form = await read_form(request)
     token = (form.get("api_key") or "").strip()
+    carry = [(name.removeprefix(CARRY_PREFIX), value) for name, value in form.multi_items()
+             if name.startswith(CARRY_PREFIX)]
     authenticator: Authenticator = request.app.state.authenticator
     # Failed sign-ins are counted per address by the API's rule (`limit_failures`): a
     # guess is counted before its key is looked up, and past the limit no key is even
@@ -111,12 +140,16 @@ async def signin(request: Request) -> Response:
     try:
         principal = await limit_failures(failures, client, time.monotonic, attempt)
     except TooManyFailures as exc:
-        return _too_many_signins(request, exc.wait)
+        return _too_many_signins(request, exc.wait, carry, form.get("next"))
     if principal is None:
-        return _signin_page(request, status_code=401,
-                            error="That API key is unknown or revoked.")
-    response = RedirectResponse(safe_next(form.get("next")), status_code=303)
-    sessions(request).start(response, request, token, principal.role, principal.subject_id)
+        return _signin_page(request, status_code=401, error="That API key is unknown or "
+                            "revoked.", carry=carry, next_path=form.get("next"))
+    target = safe_next(form.get("next"))
+    session = sessions(request).new(token, principal.role, principal.subject_id)
+    response = (_resume_page(request, session, target, carry, KEPT_SIGNED_IN, 200)
+                if carry and target == form.get("next") else
+                RedirectResponse(target, status_code=303))
+    sessions(request).attach(response, request, session)
     return response
 
 
@@ -138,8 +171,21 @@ for _area, _router in AREAS:
 async def _sign_in_required(request: Request, _: Exception) -> Response:
     target = f"/console/sign-in?next={next_param(request)}"
     if request.headers.get("hx-request"):
+        # Back to the page the user was on, not to the fragment it polled (signing in
+        # again from the owner's queue landed on a bare, unstyled table of rows).
+        shown = urlsplit(request.headers.get("hx-current-url") or "")
+        page = shown.path + (f"?{shown.query}" if shown.query else "")
+        if safe_next(page) == page:
+            target = f"/console/sign-in?next={quote(page, safe='')}"
         return Response(status_code=401, headers={"HX-Redirect": target})
-    response = RedirectResponse(target, status_code=303)
+    kept = await kept_form(request)
+    if kept and safe_next(request.url.path) == request.url.path:
+        # A form sent after the session ended: the sign-in page carries it, so that what
+        # was typed is offered again once signed in (not sent until confirmed).
+        response = _signin_page(request, status_code=401, message=KEPT_AFTER_SIGN_IN,
+                                carry=kept, next_path=request.url.path)
+    else:
+        response = RedirectResponse(target, status_code=303)
     Sessions.end(response)
     return response
 
@@ -154,6 +200,12 @@ async def _forbidden(request: Request, exc: Exception) -> Response:
 
 async def _csrf(request: Request, exc: Exception) -> Response:
     session = await optional_session(request)
+    kept = await kept_form(request) if session is not None else None
+    if session is not None and kept and safe_next(request.url.path) == request.url.path:
+        # Signed in, but the page is from an earlier sign-in: offer the form again under
+        # this session's token rather than drop what was typed.
+        return _resume_page(request, session, request.url.path, kept,
+                            KEPT_AFTER_STALE_TOKEN, 403)
     return render(request, "error.html", session, status_code=403,
                   title="Request refused", detail=str(exc))
 

@@ -11,14 +11,18 @@ query service of a distributed deployment, which has no command routes of its ow
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import re
 import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
+from urllib.parse import quote
 
 import httpx
 from fastapi import FastAPI, Request
+from starlette.datastructures import ImmutableMultiDict
 
 from services.console.session import Session
 
@@ -59,6 +63,39 @@ class ApiProblem(Exception):
             name = e["field"].removeprefix(prefix)
             out.setdefault(name, e["message"])
         return out
+
+
+_FORM_KEY = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+
+def form_key(form: ImmutableMultiDict[str, str] | None = None) -> str:
+    """The `Idempotency-Key` of a command form (register, claim, extend, withdraw, contest,
+    release, acknowledge, resolve): drawn when the form is shown, sent back with every
+    submission of it, so a double click or a resubmitted page applies the command once and
+    gets the first answer again (a second registration would be rejected as a duplicate, a
+    second extension would use up another one, a second resolve was "already resolved")."""
+    sent = (form.get("idempotency_key") or "") if form is not None else ""
+    return sent if _FORM_KEY.fullmatch(sent) else secrets.token_urlsafe(18)
+
+
+def item_key(key: str, item: str) -> str:
+    """The key of one command of a form that sends several (bulk acknowledge)."""
+    return hashlib.sha256(f"{key}\0{item}".encode()).hexdigest()[:32]
+
+
+def seg(value: str) -> str:
+    """An id as one segment of a /v1 path: quoted, so a `?`, `#`, `/` or `%` in an id taken
+    from a console URL cannot turn the call into another request (`/v1/disputes/?` is the
+    dispute list, which a page then read as one dispute: a 500)."""
+    return quote(str(value), safe="")
+
+
+def _checked(path: str) -> str:
+    """A /v1 path as the console builds it; a `?` or `#` in it is an id that was not
+    passed through `seg`, answered as the API would answer an unknown id."""
+    if "?" in path or "#" in path:
+        raise ApiProblem(404, "Not found", "There is no such object.")
+    return path
 
 
 def unreachable(exc: httpx.TransportError) -> ApiProblem:
@@ -105,7 +142,7 @@ class ConsoleApi:
         """The JSON body of a 2xx answer (None when empty), else raises `ApiProblem`."""
         try:
             response = await self._client.request(
-                method, path, params=_clean(params), json=json,
+                method, _checked(path), params=_clean(params), json=json,
                 headers={**self._headers, **(headers or {})})
         except httpx.TransportError as exc:
             raise unreachable(exc) from exc
@@ -121,7 +158,7 @@ class ConsoleApi:
     async def download(self, path: str, accept: str, **params: Any) -> httpx.Response:
         """A 2xx answer as it came (e.g. a CSV the API rendered), else raises `ApiProblem`."""
         try:
-            response = await self._client.get(path, params=_clean(params),
+            response = await self._client.get(_checked(path), params=_clean(params),
                                               headers={**self._headers, "Accept": accept})
         except httpx.TransportError as exc:
             raise unreachable(exc) from exc

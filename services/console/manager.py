@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from fastapi import Depends, Request
 from starlette.responses import RedirectResponse, Response
 
-from services.console.client import ApiProblem, ConsoleApi
-from services.console.ops import day_start
+from services.console.client import ApiProblem, ConsoleApi, seg
+from services.console.ops import day_start, viewer_zone
 from services.console.pages import Area, render
 from services.console.session import Session, read_form
 
@@ -47,6 +47,24 @@ def _page(request: Request, template: str, session: Session, tab: str,
                   admin=session.role == "admin", message=message, **context)
 
 
+PATTERN_HINTS = {
+    "webhook_url": "must be an http:// or https:// URL, e.g. https://hooks.example.com/dealreg",
+    "email": "must be an e-mail address, e.g. lee@example.com",
+}
+"""What a field's pattern asks for, in words: the API's message quotes the regular
+expression ("String should match pattern '^[Hh][Tt][Tt][Pp][Ss]?://...'")."""
+
+
+def _field_errors(problem: ApiProblem | None) -> dict[str, str]:
+    if problem is None:
+        return {}
+    errors = problem.field_errors()
+    for name, hint in PATTERN_HINTS.items():
+        if errors.get(name, "").startswith("String should match pattern"):
+            errors[name] = hint
+    return errors
+
+
 def _value(form: Any, name: str) -> str:
     return str(form.get(name) or "").strip()
 
@@ -54,7 +72,9 @@ def _value(form: Any, name: str) -> str:
 # --- registrations ---------------------------------------------------------------------------
 
 SEARCH_FIELDS = ("partner_id", "status", "account", "product", "submitted_from",
-                 "submitted_to")
+                 "submitted_to", "tz")
+"""The search form's fields; `tz` is the viewer's timezone (filled in by console.js), the
+submission dates are days in it."""
 
 
 @router.get("/")
@@ -65,13 +85,14 @@ async def search(request: Request,
     partners = (await api.get("/v1/partners", limit=500))["items"]
     problem: ApiProblem | None = None
     page: dict[str, Any] = {"items": [], "next_cursor": None}
+    zone = viewer_zone(q["tz"])
     try:
         page = await api.get(
             "/v1/registrations", partner_id=q["partner_id"] or None,
             status=q["status"] if q["status"] in STATUSES else None,
             account=q["account"] or None, product=q["product"] or None,
-            submitted_from=day_start(q["submitted_from"]),
-            submitted_to=day_start(q["submitted_to"], end=True),
+            submitted_from=day_start(q["submitted_from"], zone=zone),
+            submitted_to=day_start(q["submitted_to"], end=True, zone=zone),
             cursor=request.query_params.get("cursor") or None, limit=25)
     except ApiProblem as exc:
         if exc.status in (401, 403):
@@ -80,7 +101,7 @@ async def search(request: Request,
     names = {p["id"]: p["name"] for p in partners}
     return _page(request, "manager/search.html", session, "search", q=q, page=page,
                  partners=partners, names=names, statuses=STATUSES, problem=problem,
-                 errors=problem.field_errors() if problem else {},
+                 errors=_field_errors(problem),
                  query=urlencode({k: v for k, v in q.items() if v}))
 
 
@@ -88,18 +109,18 @@ async def search(request: Request,
 async def registration(registration_id: str, request: Request,
                        session: Annotated[Session, Depends(AREA.guard)]) -> Response:
     api = ConsoleApi.of(request, session)
-    found = await api.get(f"/v1/registrations/{registration_id}")
-    timeline = (await api.get(f"/v1/registrations/{registration_id}/timeline"))["entries"]
+    found = await api.get(f"/v1/registrations/{seg(registration_id)}")
+    timeline = (await api.get(f"/v1/registrations/{seg(registration_id)}/timeline"))["entries"]
     partner = None
     if found.get("partner_id"):
         try:
-            partner = await api.get(f"/v1/partners/{found['partner_id']}")
+            partner = await api.get(f"/v1/partners/{seg(found['partner_id'])}")
         except ApiProblem:
             partner = None
     dispute = None
     if found.get("dispute_id"):
         try:
-            dispute = await api.get(f"/v1/disputes/{found['dispute_id']}")
+            dispute = await api.get(f"/v1/disputes/{seg(found['dispute_id'])}")
         except ApiProblem:
             dispute = None
     return _page(request, "manager/registration.html", session, "search", r=found,
@@ -140,7 +161,7 @@ async def ownership(request: Request,
                      (await api.get("/v1/partners", limit=500))["items"]}
     return _page(request, "manager/ownership.html", session, "ownership", by=by, q=q,
                  answer=answer, asked=asked, problem=problem, names=names,
-                 errors=problem.field_errors() if problem else {})
+                 errors=_field_errors(problem))
 
 
 # --- partners ------------------------------------------------------------------------------
@@ -178,7 +199,7 @@ async def create_partner(request: Request,
         if not partner_id:
             raise ApiProblem(422, "Validation failed", "The partner needs an id.",
                              [{"field": "id", "message": "required"}])
-        await api.call("PUT", f"/v1/partners/{partner_id}", json=_partner_body(form))
+        await api.call("PUT", f"/v1/partners/{seg(partner_id)}", json=_partner_body(form))
     except ApiProblem as problem:
         if problem.status == 401:
             raise
@@ -186,9 +207,9 @@ async def create_partner(request: Request,
         return _page(request, "manager/partners.html", session, "partners", page=page,
                      status="", tier="", types=PARTNER_TYPES, tiers=TIERS,
                      partner_statuses=PARTNER_STATUSES, form=dict(form.items()),
-                     problem=problem, errors=problem.field_errors(),
+                     problem=problem, errors=_field_errors(problem),
                      status_code=problem.status)
-    return RedirectResponse(f"/console/manager/partners/{partner_id}?done=created",
+    return RedirectResponse(f"/console/manager/partners/{seg(partner_id)}?done=created",
                             status_code=303)
 
 
@@ -196,16 +217,17 @@ async def _partner_page(request: Request, session: Session, partner_id: str, *,
                         problem: ApiProblem | None = None, form: dict[str, Any] | None = None,
                         status_code: int = 200) -> Response:
     api = ConsoleApi.of(request, session)
-    partner = await api.get(f"/v1/partners/{partner_id}")
+    partner = await api.get(f"/v1/partners/{seg(partner_id)}")
     deliveries = None
     if session.role == "admin":
-        deliveries = (await api.get(f"/v1/partners/{partner_id}/deliveries", limit=50))["items"]
+        deliveries = (await api.get(f"/v1/partners/{seg(partner_id)}/deliveries",
+                                    limit=50))["items"]
     registrations = (await api.get("/v1/registrations", partner_id=partner_id, limit=10))
     return _page(request, "manager/partner.html", session, "partners", partner=partner,
                  deliveries=deliveries, registrations=registrations["items"],
                  types=PARTNER_TYPES, tiers=TIERS, partner_statuses=PARTNER_STATUSES,
                  form=form or partner, problem=problem,
-                 errors=problem.field_errors() if problem else {}, status_code=status_code)
+                 errors=_field_errors(problem), status_code=status_code)
 
 
 async def _save(request: Request, session: Session, directory: str, entry_id: str,
@@ -216,13 +238,13 @@ async def _save(request: Request, session: Session, directory: str, entry_id: st
     form = await read_form(request)
     try:
         await ConsoleApi.of(request, session).call(
-            "PUT", f"/v1/{directory}/{quote(entry_id, safe='')}", json=body(form))
+            "PUT", f"/v1/{directory}/{seg(entry_id)}", json=body(form))
     except ApiProblem as problem:
         if problem.status in (401, 404):
             raise
         return await page(request, session, entry_id, problem=problem,
                           form=dict(form.items()), status_code=problem.status)
-    return RedirectResponse(f"/console/manager/{directory}/{quote(entry_id, safe='')}"
+    return RedirectResponse(f"/console/manager/{directory}/{seg(entry_id)}"
                             "?done=saved", status_code=303)
 
 
@@ -269,15 +291,15 @@ async def create_owner(request: Request,
         if not owner_id:
             raise ApiProblem(422, "Validation failed", "The owner needs an id.",
                              [{"field": "id", "message": "required"}])
-        await api.call("PUT", f"/v1/owners/{owner_id}", json=_owner_body(form))
+        await api.call("PUT", f"/v1/owners/{seg(owner_id)}", json=_owner_body(form))
     except ApiProblem as problem:
         if problem.status == 401:
             raise
         page = await api.get("/v1/owners", limit=50)
         return _page(request, "manager/owners.html", session, "owners", page=page,
                      form=dict(form.items()), problem=problem,
-                     errors=problem.field_errors(), status_code=problem.status)
-    return RedirectResponse(f"/console/manager/owners/{owner_id}?done=created",
+                     errors=_field_errors(problem), status_code=problem.status)
+    return RedirectResponse(f"/console/manager/owners/{seg(owner_id)}?done=created",
                             status_code=303)
 
 
@@ -286,8 +308,8 @@ async def _owner_page(request: Request, session: Session, owner_id: str, *,
                       status_code: int = 200) -> Response:
     api = ConsoleApi.of(request, session)
     if session.role == "admin":
-        owner = await api.get(f"/v1/owners/{owner_id}")
-        deliveries = (await api.get(f"/v1/owners/{owner_id}/deliveries", limit=50))["items"]
+        owner = await api.get(f"/v1/owners/{seg(owner_id)}")
+        deliveries = (await api.get(f"/v1/owners/{seg(owner_id)}/deliveries", limit=50))["items"]
     else:
         listed = (await api.get("/v1/owners", limit=500))["items"]
         owner = next((o for o in listed if o["id"] == owner_id), None)
@@ -298,7 +320,7 @@ async def _owner_page(request: Request, session: Session, owner_id: str, *,
                           limit=20)
     return _page(request, "manager/owner.html", session, "owners", owner=owner,
                  deliveries=deliveries, queue=queue["items"], form=form or owner,
-                 problem=problem, errors=problem.field_errors() if problem else {},
+                 problem=problem, errors=_field_errors(problem),
                  status_code=status_code)
 
 
@@ -318,7 +340,7 @@ async def edit_owner(owner_id: str, request: Request,
 async def redeliver(delivery_id: str, request: Request,
                     session: Annotated[Session, Depends(AREA.guard)]) -> Response:
     form = await read_form(request)
-    await ConsoleApi.of(request, session).post(f"/v1/deliveries/{delivery_id}/redeliver")
+    await ConsoleApi.of(request, session).post(f"/v1/deliveries/{seg(delivery_id)}/redeliver")
     back = _value(form, "back")
     if not (back.startswith("/console/manager/") and "//" not in back):
         back = "/console/manager/owners"

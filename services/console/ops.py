@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from services.console.pages import TEMPLATES
 
@@ -29,9 +30,10 @@ def as_json(value: Any) -> str:
     return json.dumps(value, indent=1, sort_keys=True, ensure_ascii=False)
 
 
-def day_start(value: str | None, *, end: bool = False) -> str | None:
-    """A form's `YYYY-MM-DD` as the UTC instant the API expects (`end`: the next day's
-    start, so a range includes its last day). None for an empty or invalid value."""
+def day_start(value: str | None, *, end: bool = False, zone: tzinfo = UTC) -> str | None:
+    """A form's `YYYY-MM-DD`, a day in `zone` (the viewer's), as the instant the API
+    expects (`end`: the next day's start, so a range includes its last day). None for an
+    empty or invalid value."""
     if not value:
         return None
     try:
@@ -40,7 +42,18 @@ def day_start(value: str | None, *, end: bool = False) -> str | None:
         return None
     if end:
         day += timedelta(days=1)
-    return datetime.combine(day, time(0), tzinfo=UTC).isoformat()
+    return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC).isoformat()
+
+
+def viewer_zone(name: str | None) -> tzinfo:
+    """The viewer's timezone as the browser named it (`static/console.js` fills a form's
+    `tz` field with it); UTC when absent or unknown (no JavaScript)."""
+    if not name or len(name) > 64:
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ValueError, ZoneInfoNotFoundError):
+        return UTC
 
 
 def account_name(account_key: Any) -> str:

@@ -11,20 +11,21 @@ with the policy's business calendar (the adjudicator's own arithmetic).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import orjson
 from fastapi import Depends, Request
 from starlette.responses import RedirectResponse, Response
 
 from services.console import ops  # noqa: F401  (registers the template filters)
-from services.console.client import ApiProblem, ConsoleApi
+from services.console.client import ApiProblem, ConsoleApi, form_key, item_key, seg
 from services.console.pages import Area, render
 from services.console.session import Session, read_form
 from shared.business_time import business_time_between, to_us
@@ -35,6 +36,8 @@ router = AREA.router()
 
 POLL_SECONDS = 3
 QUEUE_LIMIT = 100
+ACK_CONCURRENCY = 16
+"""Acknowledgements of one bulk form sent at once."""
 
 BUCKETS: tuple[tuple[str, str, timedelta, timedelta | None], ...] = (
     ("fresh", "under 1 day", timedelta(0), timedelta(days=1)),
@@ -181,12 +184,14 @@ async def _calendar(api: ConsoleApi) -> BusinessCalendar | None:
     return BusinessCalendar.model_validate(raw) if raw else None
 
 
-async def _queue(api: ConsoleApi, filters: QueueFilters, now: datetime) -> dict[str, Any]:
+async def _queue(api: ConsoleApi, filters: QueueFilters, now: datetime,
+                 cursor: str | None = None) -> dict[str, Any]:
     page = await api.get(
         "/v1/disputes", status="open", sort="due" if filters.sort == "due" else "id",
         level=filters.level or None,
         acknowledged={"yes": "true", "no": "false"}.get(filters.ack),
-        due_before=now.isoformat() if filters.overdue else None, limit=QUEUE_LIMIT)
+        due_before=now.isoformat() if filters.overdue else None, limit=QUEUE_LIMIT,
+        cursor=cursor)
     items: list[dict[str, Any]] = page["items"]
     calendar = await _calendar(api)
     counts = {key: 0 for key, *_ in BUCKETS}
@@ -200,21 +205,29 @@ async def _queue(api: ConsoleApi, filters: QueueFilters, now: datetime) -> dict[
         rows.append({"dispute": item, "bucket": bucket,
                      "due": due_of(item.get("due_at"), now, calendar)})
     return {"rows": rows, "counts": counts, "digest": queue_digest(items),
-            "more": page.get("next_cursor") is not None, "total": len(items)}
+            "more": page.get("next_cursor") is not None, "total": len(items),
+            "cursor": cursor or "", "next_cursor": page.get("next_cursor") or ""}
 
 
 def _context(filters: QueueFilters, queue: dict[str, Any]) -> dict[str, Any]:
+    here = urlencode({"cursor": queue["cursor"]}) if queue["cursor"] else ""
+    params = "&".join(p for p in (filters.query(), here) if p)
     return {"filters": filters, "buckets": BUCKETS, "poll_seconds": POLL_SECONDS,
+            "bulk_key": form_key(),
             "bucket_labels": {key: text for key, text, *_ in BUCKETS},
-            "poll_url": f"/console/owner/queue/rows?{filters.query()}"
-                        f"{'&' if filters.query() else ''}digest={queue['digest']}", **queue}
+            "first_url": f"/console/owner/?{filters.query()}",
+            "next_url": "/console/owner/?" + "&".join(
+                p for p in (filters.query(), urlencode({"cursor": queue["next_cursor"]})) if p),
+            "poll_url": f"/console/owner/queue/rows?{params}{'&' if params else ''}"
+                        f"digest={queue['digest']}", **queue}
 
 
 @router.get("/")
 async def queue_page(request: Request,
                      session: Annotated[Session, Depends(AREA.guard)]) -> Response:
     filters = QueueFilters.of(request.query_params)
-    queue = await _queue(ConsoleApi.of(request, session), filters, datetime.now(UTC))
+    queue = await _queue(ConsoleApi.of(request, session), filters, datetime.now(UTC),
+                         request.query_params.get("cursor") or None)
     message = MESSAGES.get(request.query_params.get("done", ""), "")
     count = request.query_params.get("n", "")
     return render(request, "owner/queue.html", session, area=AREA,
@@ -228,7 +241,8 @@ async def queue_rows(request: Request,
                      session: Annotated[Session, Depends(AREA.guard)]) -> Response:
     """The polled part of the queue: 204 while nothing changed."""
     filters = QueueFilters.of(request.query_params)
-    queue = await _queue(ConsoleApi.of(request, session), filters, datetime.now(UTC))
+    queue = await _queue(ConsoleApi.of(request, session), filters, datetime.now(UTC),
+                         request.query_params.get("cursor") or None)
     if request.query_params.get("digest") == queue["digest"]:
         return Response(status_code=204)
     return render(request, "owner/_queue.html", session, area=AREA,
@@ -240,13 +254,26 @@ async def acknowledge_many(request: Request,
                            session: Annotated[Session, Depends(AREA.guard)]) -> Response:
     form = await read_form(request)
     api = ConsoleApi.of(request, session)
-    done, failed = 0, []
-    for dispute_id in form.getlist("dispute")[:QUEUE_LIMIT]:
-        try:
-            await api.post(f"/v1/disputes/{quote(dispute_id, safe='')}/acknowledge", wait=5)
-            done += 1
-        except ApiProblem as problem:
-            failed.append(f"{dispute_id}:{problem.status}")
+    key = form_key(form)
+    picked = list(dict.fromkeys(form.getlist("dispute")))[:QUEUE_LIMIT]
+    limit = asyncio.Semaphore(ACK_CONCURRENCY)
+
+    async def acknowledge_one(dispute_id: str) -> int:
+        """0 when acknowledged, else the API's refusal status."""
+        async with limit:
+            try:
+                # One key per dispute of this form: sent twice, each answers as the first.
+                await api.post(f"/v1/disputes/{seg(dispute_id)}/acknowledge", wait=5,
+                               idempotency_key=item_key(key, dispute_id))
+            except ApiProblem as problem:
+                return problem.status
+            return 0
+
+    # Side by side: one after the other, each waiting up to 5 s for adjudication, 50
+    # disputes could hold the page for minutes when adjudication lags.
+    answers = await asyncio.gather(*(acknowledge_one(d) for d in picked))
+    done = sum(1 for status in answers if status == 0)
+    failed = [f"{d}:{status}" for d, status in zip(picked, answers, strict=True) if status]
     query = urlencode([("done", "acknowledged"), ("n", str(done))]
                       + [("failed", f) for f in failed])
     back = form.get("back") or ""
@@ -281,7 +308,7 @@ async def _party(api: ConsoleApi, member_id: str) -> dict[str, Any]:
     """A registration of the dispute with its partner, or a direct claim (not a
     registration: its timeline only)."""
     try:
-        registration = await api.get(f"/v1/registrations/{member_id}")
+        registration = await api.get(f"/v1/registrations/{seg(member_id)}")
     except ApiProblem as problem:
         if problem.status != 404:
             raise
@@ -289,11 +316,11 @@ async def _party(api: ConsoleApi, member_id: str) -> dict[str, Any]:
     partner = None
     if registration and registration.get("partner_id"):
         try:
-            partner = await api.get(f"/v1/partners/{registration['partner_id']}")
+            partner = await api.get(f"/v1/partners/{seg(registration['partner_id'])}")
         except ApiProblem:
             partner = None
     try:
-        timeline = (await api.get(f"/v1/registrations/{member_id}/timeline"))["entries"]
+        timeline = (await api.get(f"/v1/registrations/{seg(member_id)}/timeline"))["entries"]
     except ApiProblem:
         timeline = []
     return {"id": member_id, "registration": registration, "partner": partner,
@@ -302,9 +329,10 @@ async def _party(api: ConsoleApi, member_id: str) -> dict[str, Any]:
 
 async def _dispute_page(request: Request, session: Session, dispute_id: str, *,
                         problem: ApiProblem | None = None, form: dict[str, Any] | None = None,
-                        status_code: int = 200) -> Response:
+                        status_code: int = 200, kept: dict[str, str] | None = None
+                        ) -> Response:
     api = ConsoleApi.of(request, session)
-    dispute = await api.get(f"/v1/disputes/{dispute_id}")
+    dispute = await api.get(f"/v1/disputes/{seg(dispute_id)}")
     now = datetime.now(UTC)
     parties = [await _party(api, rid) for rid in dispute.get("registration_ids") or []]
     products: list[str] = []
@@ -328,8 +356,24 @@ async def _dispute_page(request: Request, session: Session, dispute_id: str, *,
                   parties=parties, products=products, timeline=merged,
                   due=due_of(dispute.get("due_at"), now, await _calendar(api)),
                   bucket=bucket_of(dispute.get("opened_at"), now), outcomes=OUTCOMES,
-                  problem=problem, errors=problem.field_errors() if problem else {},
-                  form=form or {}, message=message, status_code=status_code)
+                  problem=problem, errors=_resolution_errors(problem, form or {}),
+                  form=form or {}, message=message, status_code=status_code,
+                  keys={"acknowledge": form_key(), "resolve": form_key(), **(kept or {})})
+
+
+_OUTCOME_FIELD = {"award": "registration_id", "award_products": "awards", "split": "splits"}
+
+
+def _resolution_errors(problem: ApiProblem | None, form: dict[str, Any]) -> dict[str, str]:
+    """The API's field errors by field; a rule about the whole body (split percents that do
+    not add up to 100) is shown at the chosen outcome's fields too, not only at the top."""
+    if problem is None:
+        return {}
+    errors = problem.field_errors()
+    target = _OUTCOME_FIELD.get(str(form.get("outcome") or ""))
+    if target and "body" in errors:
+        errors.setdefault(target, errors["body"].removeprefix("Value error, "))
+    return errors
 
 
 @router.get("/disputes/{dispute_id}")
@@ -342,14 +386,16 @@ async def dispute_page(dispute_id: str, request: Request,
 async def acknowledge(dispute_id: str, request: Request,
                       session: Annotated[Session, Depends(AREA.guard)]) -> Response:
     api = ConsoleApi.of(request, session)
+    key = form_key(await read_form(request))
     try:
-        await api.post(f"/v1/disputes/{dispute_id}/acknowledge", wait=5)
+        await api.post(f"/v1/disputes/{seg(dispute_id)}/acknowledge", wait=5,
+                       idempotency_key=key)
     except ApiProblem as problem:
         if problem.status in (401, 404):
             raise
         return await _dispute_page(request, session, dispute_id, problem=problem,
-                                   status_code=problem.status)
-    return RedirectResponse(f"/console/owner/disputes/{dispute_id}?done=acknowledged_one",
+                                   status_code=problem.status, kept={"acknowledge": key})
+    return RedirectResponse(f"/console/owner/disputes/{seg(dispute_id)}?done=acknowledged_one",
                             status_code=303)
 
 
@@ -358,14 +404,16 @@ async def resolve(dispute_id: str, request: Request,
                   session: Annotated[Session, Depends(AREA.guard)]) -> Response:
     form = dict((await read_form(request)).items())
     api = ConsoleApi.of(request, session)
-    dispute = await api.get(f"/v1/disputes/{dispute_id}")
+    dispute = await api.get(f"/v1/disputes/{seg(dispute_id)}")
     body = resolution_body(form, list(dispute.get("registration_ids") or []))
+    key = form_key(await read_form(request))
     try:
-        await api.post(f"/v1/disputes/{dispute_id}/resolve", body, wait=10)
+        await api.post(f"/v1/disputes/{seg(dispute_id)}/resolve", body, wait=10,
+                       idempotency_key=key)
     except ApiProblem as problem:
         if problem.status in (401, 404):
             raise
         return await _dispute_page(request, session, dispute_id, problem=problem, form=form,
-                                   status_code=problem.status)
-    return RedirectResponse(f"/console/owner/disputes/{dispute_id}?done=resolved",
+                                   status_code=problem.status, kept={"resolve": key})
+    return RedirectResponse(f"/console/owner/disputes/{seg(dispute_id)}?done=resolved",
                             status_code=303)

@@ -8,8 +8,6 @@ another partner is the API's 404, so it is the console's 404 too.
 
 from __future__ import annotations
 
-import re
-import secrets
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -18,7 +16,7 @@ from fastapi.responses import RedirectResponse
 from starlette.datastructures import ImmutableMultiDict
 from starlette.responses import Response
 
-from services.console.client import ApiProblem, ConsoleApi
+from services.console.client import ApiProblem, ConsoleApi, form_key
 from services.console.pages import Area, render
 from services.console.session import Session, read_form
 
@@ -36,16 +34,6 @@ CLAIM_KINDS = ("named_account", "opportunity")
 CLAIM_FIELDS = ("rep_id", "kind", "account.name", "account.domain", "account.country",
                 "account.crm_account_id", "products")
 WAIT_SECONDS = 10
-_FORM_KEY = re.compile(r"[A-Za-z0-9_-]{16,64}")
-
-
-def form_key(form: ImmutableMultiDict[str, str] | None = None) -> str:
-    """The `Idempotency-Key` of a command form (register, claim, extend, withdraw, contest,
-    release): drawn when the form is shown, sent back with every submission of it, so a
-    double click or a resubmitted page applies the command once (a second registration
-    would be rejected as a duplicate, a second extension would use up another one)."""
-    sent = (form.get("idempotency_key") or "") if form is not None else ""
-    return sent if _FORM_KEY.fullmatch(sent) else secrets.token_urlsafe(18)
 
 FORM_FIELDS = (
     "partner_id", "account.name", "account.domain", "account.country",
@@ -141,9 +129,19 @@ def _register_page(request: Request, session: Session, values: dict[str, str], *
                       key=key, motions=MOTIONS)
 
 
+def _not_for(request: Request, session: Session, what: str) -> Response:
+    """A command form the user's role may not send (the API would refuse it after all the
+    typing): the 403 page saying so, not the form."""
+    return render(request, "error.html", session, status_code=403, title="Not for your role",
+                  detail=f"{what} The {session.role.replace('_', ' ')} role cannot.")
+
+
 @router.get("/register")
 async def register_form(request: Request,
                         session: Annotated[Session, Depends(AREA.guard)]) -> Response:
+    if session.role not in REGISTRANTS:
+        return _not_for(request, session, "Partners register deals; a direct rep claims an "
+                        "account instead (Claim an account).")
     return _register_page(request, session, {"motion": "resell"})
 
 
@@ -259,6 +257,9 @@ def _claim_form(request: Request, session: Session, values: dict[str, str], *,
 @router.get("/claim")
 async def claim_form(request: Request,
                      session: Annotated[Session, Depends(AREA.guard)]) -> Response:
+    if session.role not in CLAIMANTS:
+        return _not_for(request, session, "Direct reps claim accounts; a partner registers "
+                        "a deal instead (Register a deal).")
     return _claim_form(request, session, {"kind": "named_account"})
 
 

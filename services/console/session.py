@@ -22,7 +22,7 @@ import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, cast
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import orjson
 from cryptography.exceptions import InvalidTag
@@ -38,6 +38,8 @@ COOKIE = "dealreg_session"
 SIGNIN_COOKIE = "dealreg_signin"
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
+CARRY_PREFIX = "carry."
+"""Sign-in form fields that carry a form refused for want of a session (`kept_form`)."""
 _AAD = b"dealreg-console-session-v1"
 MAX_FORM_BYTES = 256 * 1024
 
@@ -105,14 +107,21 @@ class Sessions:
 
     def start(self, response: Response, request: Request, token: str, role: Role,
               subject_id: str | None) -> Session:
-        session = Session(token, role, subject_id, secrets.token_urlsafe(24),
-                          int(time.time()) + self.settings.session_max_age_seconds)
+        session = self.new(token, role, subject_id)
+        self.attach(response, request, session)
+        return session
+
+    def new(self, token: str, role: Role, subject_id: str | None) -> Session:
+        return Session(token, role, subject_id, secrets.token_urlsafe(24),
+                       int(time.time()) + self.settings.session_max_age_seconds)
+
+    def attach(self, response: Response, request: Request, session: Session) -> None:
+        """`response` signs the browser in to `session`."""
         response.set_cookie(COOKIE, self.codec.seal(session), path="/console",
                             max_age=self.settings.session_max_age_seconds, httponly=True,
                             samesite="strict", secure=self.secure(request))
         response.delete_cookie(SIGNIN_COOKIE, path="/console", httponly=True, samesite="strict",
                                secure=self.secure(request))
-        return session
 
     def secure(self, request: Request) -> bool:
         """`Secure` cookies: as configured, else when the request came over https."""
@@ -157,6 +166,33 @@ async def read_form(request: Request) -> ImmutableMultiDict[str, str]:
     form: ImmutableMultiDict[str, str] = ImmutableMultiDict(pairs)
     request.state.console_form = form
     return form
+
+
+def same_origin(request: Request) -> bool:
+    """Whether a request came from a console page rather than another site: the browser's
+    `Sec-Fetch-Site`, else its `Origin` against the host it was sent to (neither: no)."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site == "same-origin"
+    origin, host = request.headers.get("origin"), request.headers.get("host")
+    return bool(origin and host) and urlsplit(origin).netloc == host
+
+
+async def kept_form(request: Request) -> list[tuple[str, str]] | None:
+    """The fields of a console form refused for its session (it ended, or the page came
+    from an earlier sign-in), to offer it again rather than lose what was typed; its old
+    CSRF token left out. None when there is nothing to keep or it must not be kept: not a
+    form POST, an htmx request, too large, or sent from another site (which could
+    otherwise pre-fill a form for the user to send)."""
+    if request.method != "POST" or request.headers.get("hx-request") \
+            or request.url.path == "/console/sign-in" or not same_origin(request):
+        return None
+    try:
+        form = await read_form(request)
+    except CsrfRefused:
+        return None
+    fields = [(name, value) for name, value in form.multi_items() if name != CSRF_FIELD]
+    return fields or None
 
 
 async def optional_session(request: Request) -> Session | None:

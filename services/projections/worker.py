@@ -39,6 +39,7 @@ from shared.eventlog.topics import Topics
 from shared.events import CATALOGUE, DomainEvent, upcasters
 from shared.events.codec import decode
 from shared.logging import get_logger
+from shared.readmodel.store import NotWhole, write_in_thread, writes_in_thread
 from shared.readmodel.waiter import PositionWaiter, notify_registrations
 
 log = get_logger(__name__)
@@ -352,26 +353,45 @@ class ProjectionWorker:
     async def _apply_once(
         self, records: Sequence[Record], lettered: set[tuple[TopicPartition, int]],
     ) -> tuple[list[Item], Batch | None, repository.Positions]:
-        partitions = {r.tp for r in records}
+        """One batch's transaction. On SQLite (a file) it runs whole on the store's writer
+        thread, in one hop (`write_in_thread`; the same code, its statements run there
+        synchronously); a batch with undecodable records, whose dead letters are appended
+        to the log first, takes the event loop's path (`begin()`)."""
+        if writes_in_thread(self.engine):
+            try:
+                return await write_in_thread(
+                    self.engine, lambda conn: self._transaction(conn, records, lettered,
+                                                                whole=True))
+            except NotWhole:
+                pass  # rolled back, nothing written: the same batch through `begin()`
         async with self.engine.begin() as conn:
-            stored = await repository.load_positions(conn, self.models, partitions, lock=True)
-            self._foreign_writes = self._foreign_writes or any(
-                stored[m].get(tp, 0) != self.positions[m][tp]
-                for m in self.models for tp in partitions if tp in self.positions[m])
-            poison: list[tuple[Record, ValueError]] = []
-            items = decode_records(records, stored, self.models, poison)
-            # A retried batch does not append its dead letters a second time.
-            poison = [(r, e) for r, e in poison if (r.tp, r.offset) not in lettered]
-            if poison:
-                await self._dead_letter(poison)
-                lettered.update((r.tp, r.offset) for r, _ in poison)
-            batch = (await fold_into(conn, items, stage_from=self.stage_from)
-                     if items else None)
-            new_positions = advanced(stored, records)
-            await repository.save_positions(conn, new_positions, stage_from=self.stage_from)
-            if batch is not None:  # PostgreSQL: wakes waiting registration services
-                await notify_registrations(conn, batch.touched_registrations(),
-                                           _committed_rows(batch))
+            return await self._transaction(conn, records, lettered)
+
+    async def _transaction(
+        self, conn: AsyncConnection, records: Sequence[Record],
+        lettered: set[tuple[TopicPartition, int]], *, whole: bool = False,
+    ) -> tuple[list[Item], Batch | None, repository.Positions]:
+        partitions = {r.tp for r in records}
+        stored = await repository.load_positions(conn, self.models, partitions, lock=True)
+        foreign = any(stored[m].get(tp, 0) != self.positions[m][tp]
+                      for m in self.models for tp in partitions if tp in self.positions[m])
+        poison: list[tuple[Record, ValueError]] = []
+        items = decode_records(records, stored, self.models, poison)
+        # A retried batch does not append its dead letters a second time.
+        poison = [(r, e) for r, e in poison if (r.tp, r.offset) not in lettered]
+        if poison:
+            if whole:  # the log's append cannot be awaited on the writer's thread
+                raise NotWhole("dead letters to append")
+            await self._dead_letter(poison)
+            lettered.update((r.tp, r.offset) for r, _ in poison)
+        batch = (await fold_into(conn, items, stage_from=self.stage_from)
+                 if items else None)
+        new_positions = advanced(stored, records)
+        await repository.save_positions(conn, new_positions, stage_from=self.stage_from)
+        if batch is not None:  # PostgreSQL: wakes waiting registration services
+            await notify_registrations(conn, batch.touched_registrations(),
+                                       _committed_rows(batch))
+        self._foreign_writes = self._foreign_writes or foreign
         return items, batch, new_positions
 
 

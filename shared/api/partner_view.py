@@ -486,8 +486,10 @@ DISPUTE: Final[Shape] = {
     "acknowledged_at": SHOW, "registration_ids": IDS, "resolution": Nested(RESOLUTION),
     "account_key": KEY, "reason": SHOW, "opened_at": SHOW, "reminder_at": SHOW,
     "resolved_at": SHOW, "breached": SHOW, "breaches": Each(BREACH), "explanation": TEXT,
+    "last_refusal": HIDE,
 }
-"""A dispute (query and command answers alike); partners read only their own."""
+"""A dispute (query and command answers alike); partners read only their own, and never
+`last_refusal` (an owner's refused command: staff business)."""
 
 OWNER_OWN: Final[Shape] = {
     "party_type": SHOW, "party_id": SHOW, "registration_id": SHOW, "products": SHOW,

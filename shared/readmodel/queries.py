@@ -46,6 +46,49 @@ from shared.readmodel.schema import (
 
 _MAX_LINK_HOPS = 8
 
+STAFF_COMMANDS: tuple[str, ...] = ("dealreg.dispute.acknowledged.v1",
+                                   "dealreg.dispute.resolution_submitted.v1")
+"""The timeline types of an owner's (or admin's) command on a dispute."""
+DISPUTE_REFUSAL = "dealreg.dispute.action_rejected.v1"
+
+
+async def command_refusal(conn: AsyncConnection, dispute_id: str, command_id: str
+                          ) -> dict[str, Any] | None:
+    """Adjudication's refusal of THE command whose event id is `command_id`, if it refused
+    it: a decision's event id is its cause's id and its place among the cause's outputs
+    (`<cause>.d<n>`, README "Decision ids in timelines"), so the refusal under the dispute
+    whose id starts `<command_id>.d` answers that command and no other (refusals are many
+    per dispute). Its data as the timeline keeps it (reason, explanation, action, ...)."""
+    t = timeline_entries
+    row = (await conn.execute(
+        select(t.c.data).where(t.c.subject_id == dispute_id, t.c.type == DISPUTE_REFUSAL,
+                               t.c.event_id.startswith(f"{command_id}.d", autoescape=True))
+        .limit(1))).first()
+    if row is None:
+        return None
+    data: dict[str, Any] = orjson.loads(row.data)
+    return data
+
+
+async def last_refusal(conn: AsyncConnection, dispute_id: str) -> dict[str, Any] | None:
+    """The refusal of the latest staff command (acknowledge, resolve) on `dispute_id`, if
+    adjudication refused it: what the dispute's GET shows as `last_refusal`. None when
+    that command was applied or is not decided yet (an earlier refusal is history: the
+    timeline keeps it)."""
+    t = timeline_entries
+    row = (await conn.execute(
+        select(t.c.event_id).where(t.c.subject_id == dispute_id, one_of(
+            conn.dialect.name, t.c.type, STAFF_COMMANDS))
+        .order_by(t.c.at_us.desc(), t.c.event_id.desc()).limit(1))).first()
+    if row is None:
+        return None
+    found = await command_refusal(conn, dispute_id, str(row.event_id))
+    if found is None:
+        return None
+    return {"action": found.get("action"), "reason": found.get("reason"),
+            "explanation": found.get("explanation"), "actor_id": found.get("actor_id"),
+            "refused_at": found.get("decided_at"), "command_id": str(row.event_id)}
+
 
 def one_of(dialect: str, column: Any, values: Iterable[Any]) -> Any:
     """`column IN values`, on PostgreSQL as `column = ANY($1)` with the values as one

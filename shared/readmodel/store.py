@@ -7,11 +7,13 @@ import contextlib
 import contextvars
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -42,7 +44,10 @@ def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10,
         engine = create_async_engine(url, **({} if in_memory else pool), **kwargs)
         _sqlite_transactions(engine.sync_engine, busy_timeout_ms)
         _skip_idle_rollbacks(engine)
-        return _SQLiteEngine(engine.sync_engine)
+        thread = (None if in_memory or kwargs
+                  else _ThreadWriter(engine.sync_engine.url.set(drivername="sqlite"),
+                                     busy_timeout_ms))
+        return _SQLiteEngine(engine.sync_engine, thread=thread)
     return create_async_engine(url, **pool, **kwargs)
 
 
@@ -106,9 +111,11 @@ class _SQLiteEngine(AsyncEngine):
     connection, so a burst of them (64 notification outcomes) starved the projection
     worker and emptied the pool. Across processes the busy timeout still applies."""
 
-    def __init__(self, sync_engine: Engine, writers: _Turns | None = None) -> None:
+    def __init__(self, sync_engine: Engine, writers: _Turns | None = None, *,
+                 thread: _ThreadWriter | None = None) -> None:
         super().__init__(sync_engine)
         self._writers = writers or _Turns()
+        self._thread = thread
 
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
@@ -119,7 +126,34 @@ class _SQLiteEngine(AsyncEngine):
                 yield conn
 
     def execution_options(self, **opt: Any) -> AsyncEngine:
-        return _SQLiteEngine(self.sync_engine.execution_options(**opt), self._writers)
+        return _SQLiteEngine(self.sync_engine.execution_options(**opt), self._writers,
+                             thread=self._thread)
+
+    @property
+    def writes_in_thread(self) -> bool:
+        """Whether `write_in_thread` is available (a file database, not `:memory:`)."""
+        return self._thread is not None
+
+    async def write_in_thread(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """One write transaction (`BEGIN IMMEDIATE` .. `COMMIT`, `ROLLBACK` if it raised)
+        run **whole on a thread of its own**, in one hop, under the process's write turn:
+        `work(conn)` is the same coroutine a `begin()` block would run, given a
+        connection whose statements run synchronously on that thread (its own SQLite
+        connection, the same dialect and types, the same hooks), so it never suspends
+        and is driven there to its end. Through `begin()` each statement is a hop to
+        aiosqlite's thread and back (a thread wake-up, an event-loop wake-up, the
+        greenlet and await layers around it): a projection batch made ~20 of them
+        (session 27). A `work` that awaits something real (it cannot finish on the
+        thread) raises `NotWhole` after its transaction rolled back; nothing was written,
+        so the caller runs it through `begin()` instead. Needs `writes_in_thread`."""
+        assert self._thread is not None, "a file database's engine"
+        async with self._writers.turn():
+            return await self._thread.run(work)
+
+    async def dispose(self, close: bool = True) -> None:
+        await super().dispose(close)
+        if self._thread is not None and close:
+            await self._thread.close()
 
     async def write_whole(self, prepare: Callable[[], Callable[[sqlite3.Connection], T]]
                           ) -> T:
@@ -149,6 +183,110 @@ class _SQLiteEngine(AsyncEngine):
 
             result: T = await driver._execute(whole)
             return result
+
+
+class NotWhole(RuntimeError):
+    """`write_in_thread`: the work awaited something that does not complete on the
+    writer's thread (an event-log append, a sleep); its transaction was rolled back."""
+
+
+def _drive(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends to its end, synchronously."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return cast(T, done.value)
+    coroutine.close()
+    raise NotWhole("the work awaited something outside the writer's thread")
+
+
+class _ThreadDriver:
+    """The driver-level calls the repositories make (`executemany`, `execute`,
+    `in_transaction`), on a plain sqlite3 connection: aiosqlite's, without the hop."""
+
+    def __init__(self, raw: sqlite3.Connection) -> None:
+        self._raw = raw
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._raw.in_transaction
+
+    async def executemany(self, sql: str, params: Any) -> sqlite3.Cursor:
+        return self._raw.executemany(sql, params)
+
+    async def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        return self._raw.execute(sql, params)
+
+
+@dataclass(frozen=True)
+class _ThreadRaw:
+    dbapi_connection: Any
+    driver_connection: _ThreadDriver
+
+
+class _ThreadConnection:
+    """What a write transaction's code uses of an `AsyncConnection` (`execute`,
+    `exec_driver_sql`, `get_raw_connection`, `dialect`), answered at once by a sync
+    connection on the writer's thread: the results are the buffered `CursorResult`s an
+    `AsyncConnection` returns."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.sync_connection = conn
+        self.dialect = conn.dialect
+
+    async def execute(self, statement: Any, parameters: Any = None, **kw: Any) -> Any:
+        return self.sync_connection.execute(statement, parameters, **kw)
+
+    async def exec_driver_sql(self, statement: str, parameters: Any = None, **kw: Any) -> Any:
+        return self.sync_connection.exec_driver_sql(statement, parameters, **kw)
+
+    async def get_raw_connection(self) -> _ThreadRaw:
+        raw = self.sync_connection.connection.dbapi_connection
+        return _ThreadRaw(raw, _ThreadDriver(cast(sqlite3.Connection, raw)))
+
+
+class _ThreadWriter:
+    """`_SQLiteEngine.write_in_thread`'s thread and its SQLite connection (opened on first
+    use: an idle process has neither)."""
+
+    def __init__(self, url: Any, busy_timeout_ms: int) -> None:
+        self.url = url
+        self.busy_timeout_ms = busy_timeout_ms
+        self._engine: Engine | None = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    def _whole(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        if self._engine is None:
+            engine = create_sync_engine(self.url, pool_size=1, max_overflow=0,
+                                        connect_args={"check_same_thread": False})
+            _sqlite_transactions(engine, self.busy_timeout_ms)
+            self._engine = engine
+        with self._engine.connect() as conn:
+            conn.info[_WRITE] = True
+            with conn.begin():
+                return _drive(cast(Coroutine[Any, Any, T],
+                                   work(cast(AsyncConnection, _ThreadConnection(conn)))))
+
+    async def run(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="readmodel-writer")
+        done = asyncio.get_running_loop().run_in_executor(self._executor, self._whole, work)
+        try:
+            return await asyncio.shield(done)
+        except asyncio.CancelledError:
+            # The transaction runs to its end on the thread: the write turn stays held
+            # until it did, so no other writer of this process meets its lock.
+            await asyncio.wait({done})
+            raise
+
+    async def close(self) -> None:
+        executor, engine = self._executor, self._engine
+        self._executor = self._engine = None
+        if executor is None:
+            return
+        if engine is not None:
+            await asyncio.get_running_loop().run_in_executor(executor, engine.dispose)
+        executor.shutdown(wait=False)
 
 
 class _Turns:
@@ -226,6 +364,18 @@ def _begin_immediate(dbapi_conn: Any) -> None:
         cursor.execute("BEGIN IMMEDIATE")
     finally:
         cursor.close()
+
+
+def writes_in_thread(engine: AsyncEngine) -> bool:
+    """Whether `write_in_thread` can run a write transaction for `engine` (SQLite, a file)."""
+    return isinstance(engine, _SQLiteEngine) and engine.writes_in_thread
+
+
+async def write_in_thread(engine: AsyncEngine,
+                          work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    """SQLite: `_SQLiteEngine.write_in_thread` (one write transaction in one thread hop)."""
+    assert isinstance(engine, _SQLiteEngine), "a SQLite read model's engine"
+    return await engine.write_in_thread(work)
 
 
 async def write_whole(engine: AsyncEngine,

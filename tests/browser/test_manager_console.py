@@ -48,6 +48,8 @@ def test_search_finds_registrations_and_shows_a_timeline_with_every_decision(
     console.wait_for(f"#results tr[data-id='{northwind['id']}']")
     shown = [r.get_attribute("data-id") for r in console.find_all("#results tbody tr")]
     assert contoso["id"] not in shown    # another partner, and without the crm product
+    # The browser named its timezone, so the search's dates are days in New York.
+    assert "tz=America%2FNew_York" in console.path, console.path
     console.screenshot("manager-search")
 
     today = datetime.now(UTC).date()

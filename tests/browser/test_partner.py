@@ -84,6 +84,28 @@ def test_field_errors_appear_next_to_their_fields_and_nothing_typed_is_lost(
     assert "identify the account" in console.text("#account-error")
 
 
+def test_a_session_that_ends_mid_form_keeps_what_was_typed_through_sign_in(
+        console: Console, dev_server: DevServer, keys: dict[str, str]) -> None:
+    """The form used to come back empty after signing in again; now Chromium's own form
+    post (its Sec-Fetch-Site header) is carried through the sign-in page and offered."""
+    domain = f"{_company('lapsed')}.com"
+    console.sign_in(keys["partner"])
+    console.go("/console/partner/register")
+    console.fill({"account.name": "Lapsed Session AG", "account.domain": domain,
+                  "account.country": "DE", "opportunity.title": "Typed once"})
+    console.driver.delete_cookie("dealreg_session")  # expired while the partner typed
+    console.submit("#submit-registration")
+    assert "not sent" in console.wait_text("main .notice")
+    console.fill({"api_key": keys["partner"]})
+    console.submit("form[action='/console/sign-in'] button[type=submit]")
+    assert domain in console.wait_text("#resume-fields")
+    console.submit("#resume-send")
+    console.wait_for("#explanation")
+    assert console.path.startswith("/console/partner/registrations/reg_")
+    assert console.text("#status") == "approved"
+    assert "Typed once" in console.text("main")
+
+
 def test_a_partner_cannot_reach_another_partners_registration(
         console: Console, dev_server: DevServer, keys: dict[str, str]) -> None:
     company = _company("wingtip")

@@ -6,6 +6,7 @@ gateway, see tests/e2e/test_console_served.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -158,6 +159,9 @@ async def test_a_refused_resolution_shows_the_apis_reason_and_keeps_the_form(
     assert answer.status_code == 422
     assert "add up to 100" in answer.text and "kept as typed" in answer.text
     assert 'value="20"' in answer.text
+    # The reason is tied to the inputs it is about (a screen reader reads it with them).
+    assert 'aria-describedby="splits-error"' in answer.text
+    assert re.search(r'<p class="field-error" id="splits-error">[^<]*100', answer.text)
     assert (await recorded(world, dispute))["status"] == "open"
     # Without the session's CSRF token nothing is sent.
     forged = await world.browser.post(f"/console/owner/disputes/{dispute}/resolve",
@@ -191,3 +195,153 @@ async def test_acknowledge_one_and_many_from_the_console(world: World) -> None:
     arrived = (await collide(world))[2]
     changed = await world.browser.get(f"/console/owner/queue/rows?digest={digest.group(1)}")
     assert changed.status_code == 200 and arrived in changed.text
+
+
+async def test_a_refused_resolution_shows_on_the_owners_dispute_page(world: World) -> None:
+    """A resolution adjudication refuses (here: an award by product to a registration that
+    does not cover it), sent without waiting (202), changes nothing; the owner's dispute
+    page says the last resolve was refused and why (it read as a plain open dispute before,
+    s27-staff)."""
+    silver, gold, dispute = await collide(world)
+    sent = await world.api.post(f"/v1/disputes/{dispute}/resolve", json={
+        "outcome": "award", "awards": {"analytics": gold, "crm": silver}})
+    assert sent.status_code == 202, sent.text
+    for _ in range(200):
+        shown = await world.browser.get(f"/console/owner/disputes/{dispute}")
+        if 'id="last-refusal"' in shown.text:
+            break
+        await asyncio.sleep(0.05)
+    assert 'id="last-refusal"' in shown.text, shown.text[:3000]
+    assert "refused (invalid_resolution)" in shown.text
+    assert f"{silver} does not cover the product crm" in shown.text
+    assert (await recorded(world, dispute))["status"] == "open"
+
+
+async def test_a_double_submitted_acknowledge_or_resolve_is_answered_as_the_first(
+        world: World) -> None:
+    """A double click (or a browser retrying the POST) on Resolve resolved once and then
+    showed the owner "Conflict: already resolved" as if it had failed; on Acknowledge
+    selected it listed every dispute as not acknowledged. The owner's forms carry an
+    Idempotency-Key like the partner's: the second submission gets the first's answer."""
+    import asyncio
+
+    disputes = [(await collide(world))[2] for _ in range(3)]
+    page = await world.browser.get(f"/console/owner/disputes/{disputes[0]}")
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"',
+                             page.text.split('id="resolve-form"', 1)[1].split("</form>")[0]))
+    assert fields.get("idempotency_key"), "the resolve form carries no Idempotency-Key"
+    silver = re.findall(r'name="winner" value="([^"]+)"', page.text)[0]
+    form = {**fields, "outcome": "award", "winner": silver, "note": "first come"}
+    answers = await asyncio.gather(*(world.browser.post(
+        f"/console/owner/disputes/{disputes[0]}/resolve", data=form) for _ in range(2)))
+    answers.append(await world.browser.post(f"/console/owner/disputes/{disputes[0]}/resolve",
+                                            data=form))
+    assert [a.status_code for a in answers] == [303] * 3, [a.text[:300] for a in answers]
+    assert (await recorded(world, disputes[0]))["resolution"]["registration_id"] == silver
+
+    page = await world.browser.get(f"/console/owner/disputes/{disputes[1]}")
+    ack = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"',
+                          page.text.split("/acknowledge", 1)[1].split("</form>")[0]))
+    twice = [await world.browser.post(f"/console/owner/disputes/{disputes[1]}/acknowledge",
+                                      data=ack) for _ in range(2)]
+    assert [a.status_code for a in twice] == [303, 303], [a.text[:300] for a in twice]
+
+    queue = await world.browser.get("/console/owner/?ack=no")
+    bulk = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"',
+                           queue.text.split('id="bulk"', 1)[1].split("</form>")[0]))
+    sent = [await world.browser.post("/console/owner/acknowledge",
+                                     data={**bulk, "dispute": [disputes[2]]})
+            for _ in range(2)]
+    assert [s.headers["location"] for s in sent] == [
+        "/console/owner/?done=acknowledged&n=1&ack=no"] * 2
+
+
+async def test_a_dispute_escalated_away_offers_its_old_owner_no_resolve_form(
+        world: World) -> None:
+    """A dispute page kept open past its level's deadline: the old owner could fill in the
+    whole resolution before the API said "assigned to another owner". The page now says
+    where the dispute went and offers no form."""
+    import asyncio
+
+    found = (await world.api.get("/v1/policy")).json()
+    short = await world.api.put("/v1/policy", json={"escalation": {"levels": [
+        {"owner_id": OWNER, "sla": "PT2S"}, {"owner_id": "own-out-2", "sla": "P2D"}]}})
+    assert short.status_code == 201, short.text
+    try:
+        dispute = (await collide(world))[2]
+        for _ in range(100):
+            if (await recorded(world, dispute))["level"] == 2:
+                break
+            await asyncio.sleep(0.2)
+        assert (await recorded(world, dispute))["level"] == 2
+    finally:
+        await world.api.put("/v1/policy", json={k: v for k, v in found.items()
+                                                 if k != "version"})
+    page = await world.browser.get(f"/console/owner/disputes/{dispute}")
+    assert page.status_code == 200
+    assert 'id="not-yours"' in page.text and "own-out-2" in page.text
+    assert 'id="resolve-form"' not in page.text and 'id="acknowledge"' not in page.text
+
+
+async def test_a_queue_longer_than_a_page_pages_on_to_every_open_dispute(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The queue showed the first 100 disputes and "Showing the first 100", with no way to
+    the others but filters. It pages on (the API's cursor), here at 2 a page."""
+    from services.console import owner
+
+    for _ in range(3):
+        await collide(world)
+    monkeypatch.setattr(owner, "QUEUE_LIMIT", 2)
+    listed = (await world.api.get("/v1/disputes", params={
+        "status": "open", "owner_id": OWNER, "limit": 200})).json()["items"]
+    expected = {d["id"] for d in listed}
+    assert len(expected) > 2
+    seen: list[str] = []
+    url = "/console/owner/?sort=opened"
+    for _ in range(len(expected)):
+        page = await world.browser.get(url)
+        assert page.status_code == 200, page.text[:300]
+        seen += re.findall(r'<tr data-id="(dsp_[^"]+)"', page.text)
+        more = re.search(r'<a id="queue-next" href="([^"]+)"', page.text)
+        if more is None:
+            break
+        url = more.group(1).replace("&amp;", "&")
+        assert "sort=opened" in url  # the filters stay
+    assert sorted(seen) == sorted(expected)
+
+
+async def test_bulk_acknowledge_sends_the_acknowledgements_side_by_side(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Acknowledge selected sent one acknowledgement after the other, each waiting up to
+    5 s for adjudication: 50 disputes could hold the page for minutes when adjudication
+    lagged. They go side by side now (each still answered, refusals still listed)."""
+    import asyncio
+
+    from services.console.client import ConsoleApi
+
+    disputes = [(await collide(world))[2] for _ in range(4)]
+    in_flight, most = 0, 0
+    real_post = ConsoleApi.post
+
+    async def slow_post(self: ConsoleApi, path: str, *args: Any, **kwargs: Any) -> Any:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        try:
+            await asyncio.sleep(0.3)   # adjudication lagging
+            return await real_post(self, path, *args, **kwargs)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(ConsoleApi, "post", slow_post)
+    queue = await world.browser.get("/console/owner/?ack=no")
+    bulk = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"',
+                           queue.text.split('id="bulk"', 1)[1].split("</form>")[0]))
+    sent = await world.browser.post("/console/owner/acknowledge", data={
+        **bulk, "dispute": [*disputes, "dsp_0000000000000000000000000f"]})
+    assert sent.status_code == 303
+    assert "n=4" in sent.headers["location"]
+    assert "failed=dsp_0000000000000000000000000f%3A404" in sent.headers["location"]
+    assert most == 5, most
+    for dispute in disputes:
+        assert (await recorded(world, dispute))["acknowledged_at"] is not None

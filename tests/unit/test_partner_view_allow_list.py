@@ -118,7 +118,9 @@ def _models_in(annotation: Any) -> set[type[BaseModel]]:
 # program metrics (vendor roles). (A partner's delivery log is `PartnerDeliveryView`.)
 NOT_FOR_PARTNERS = {"ClaimView", "ProgramMetricsView", "RegistrationMetrics",
                     "DisputeMetrics", "Quantiles", "BreachCount", "PartnerResults",
-                    "ProgramSeriesView", "SeriesView"}
+                    "ProgramSeriesView", "SeriesView",
+                    # a dispute's `last_refusal` (DISPUTE: HIDE): an owner's refused command
+                    "RefusalView"}
 
 
 def test_every_model_the_partner_facing_routes_answer_with_is_classified() -> None:

@@ -30,7 +30,18 @@
     if (notice) { notice.setAttribute("tabindex", "-1"); notice.focus(); }
   }
 
+  // <input data-viewer-tz>: the viewer's timezone, so that dates typed in a form are read
+  // as days where the viewer is (the server falls back to UTC without it).
+  function viewerZone(root) {
+    var zone = "";
+    try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (e) { zone = ""; }
+    root.querySelectorAll("input[data-viewer-tz]").forEach(function (el) {
+      if (!el.value) { el.value = zone; }
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    viewerZone(document);
     localTimes(document);
     focusNotice(document);
   });
