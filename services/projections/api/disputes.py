@@ -26,7 +26,7 @@ from shared.api import partner_view
 from shared.api.partner_view import Viewer
 from shared.api.problems import PROBLEM_RESPONSES, Problem
 from shared.api.resources import DisputeView, RefusalView
-from shared.readmodel.queries import first_decided, holders_of, last_refusal
+from shared.readmodel.queries import entered_dispute, holders_of, last_refusal
 
 router = APIRouter(prefix="/v1", tags=["queries"], dependencies=[Depends(read_your_writes)])
 
@@ -56,7 +56,7 @@ async def _view(conn: AsyncConnection, row: dict[str, Any], breaches: list[dict[
         mentioned = partner_view.mentioned_ids(data)
         scope = partner_view.Scope.of(who, await holders_of(conn, mentioned), mentioned)
         data = partner_view.dispute(data, scope,
-                                    await first_decided(conn, scope.own_ids))
+                                    await entered_dispute(conn, row["id"], scope.own_ids))
     return DisputeView.model_validate(data)
 
 
