@@ -34,6 +34,7 @@ from services.console.session import (
     optional_session,
     read_form,
     safe_next,
+    same_user,
     sessions,
     set_signin_cookie,
     signed_in,
@@ -201,9 +202,11 @@ async def _forbidden(request: Request, exc: Exception) -> Response:
 async def _csrf(request: Request, exc: Exception) -> Response:
     session = await optional_session(request)
     kept = await kept_form(request) if session is not None else None
-    if session is not None and kept and safe_next(request.url.path) == request.url.path:
-        # Signed in, but the page is from an earlier sign-in: offer the form again under
-        # this session's token rather than drop what was typed.
+    if session is not None and kept and safe_next(request.url.path) == request.url.path \
+            and await same_user(request, session):
+        # Signed in, but the page is from an earlier sign-in of the same user: offer the
+        # form again under this session's token rather than drop what was typed (another
+        # user's page, a shared machine: never, `same_user`).
         return _resume_page(request, session, request.url.path, kept,
                             KEPT_AFTER_STALE_TOKEN, 403)
     return render(request, "error.html", session, status_code=403,

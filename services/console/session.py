@@ -67,6 +67,15 @@ class SessionCodec:
     def __init__(self, secret: str | None) -> None:
         material = secret.encode() if secret else os.urandom(32)
         self._aead = AESGCM(hashlib.sha256(b"dealreg console session\0" + material).digest())
+        self._tag_key = hashlib.sha256(b"dealreg console csrf owner\0" + material).digest()
+
+    def owner_tag(self, role: str, subject_id: str | None) -> str:
+        """Whose pages a CSRF token was issued for (a keyed digest of the user: role and
+        subject), its prefix: a form refused for a stale token is offered again only to
+        that user (`same_user`), never to whoever signed in since on the same browser."""
+        digest = hmac.new(self._tag_key, f"{role}\0{subject_id or ''}".encode(),
+                          hashlib.sha256).hexdigest()
+        return digest[:16]
 
     def seal(self, session: Session) -> str:
         nonce = os.urandom(12)
@@ -112,7 +121,8 @@ class Sessions:
         return session
 
     def new(self, token: str, role: Role, subject_id: str | None) -> Session:
-        return Session(token, role, subject_id, secrets.token_urlsafe(24),
+        return Session(token, role, subject_id,
+                       f"{self.codec.owner_tag(role, subject_id)}.{secrets.token_urlsafe(24)}",
                        int(time.time()) + self.settings.session_max_age_seconds)
 
     def attach(self, response: Response, request: Request, session: Session) -> None:
@@ -193,6 +203,22 @@ async def kept_form(request: Request) -> list[tuple[str, str]] | None:
         return None
     fields = [(name, value) for name, value in form.multi_items() if name != CSRF_FIELD]
     return fields or None
+
+
+async def same_user(request: Request, session: Session) -> bool:
+    """Whether a form refused for its stale CSRF token came from a page of `session`'s
+    user (`SessionCodec.owner_tag`): on a shared machine a tab of the previous user sends
+    its form after someone else signed in, and offering it again showed that user what the
+    previous one typed, and sent it as theirs with one button."""
+    sent = request.headers.get(CSRF_HEADER)
+    if sent is None:
+        try:
+            sent = (await read_form(request)).get(CSRF_FIELD)
+        except CsrfRefused:
+            return False
+    tag = sessions(request).codec.owner_tag(session.role, session.subject_id)
+    return isinstance(sent, str) and hmac.compare_digest(sent.partition(".")[0], tag) \
+        and "." in sent
 
 
 async def optional_session(request: Request) -> Session | None:

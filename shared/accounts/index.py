@@ -174,21 +174,29 @@ _MAX_LENGTH: Final = 2**31 - 1
 
 
 def best_name_score(a: tuple[tuple[str, frozenset[str]], ...],
-                    b: tuple[tuple[str, frozenset[str]], ...]) -> float:
+                    b: tuple[tuple[str, frozenset[str]], ...],
+                    known_country: bool = False) -> float:
     """The best `fuzz.ratio` (as a fraction) between a name of `a` and one of `b` that
     may be one company's by country (a country in common, or one side's unknown, compared
-    with every country as `match` compares it), 0.0 when no two may:
-    `AccountIndex.name_score` of two keys' `AccountIndex.filed_names`."""
+    with every country as `match` compares it; `known_country`: one known country in
+    common), 0.0 when no two may: `AccountIndex.name_score` of two keys'
+    `AccountIndex.filed_names`."""
     best = 0.0
     for sa, in_a in a:
         for sb, in_b in b:
             score = fuzz.ratio(sa, sb) / 100.0
             if score <= best:
                 continue
-            if not in_a.isdisjoint(in_b) or (in_a and in_b and (
+            if known_country:
+                if (in_a & in_b) - _UNKNOWN_ONLY:
+                    best = score
+            elif not in_a.isdisjoint(in_b) or (in_a and in_b and (
                     UNKNOWN_COUNTRY in in_a or UNKNOWN_COUNTRY in in_b)):
                 best = score
     return best
+
+
+_UNKNOWN_ONLY: Final = frozenset({UNKNOWN_COUNTRY})
 
 
 def _add_ordinal(mapping: dict[str, int | tuple[int, ...]], key: str, ordinal: int) -> None:
@@ -549,14 +557,16 @@ class AccountIndex:
         them (`sameness.separate_customers`): a few names each."""
         return self.name_score(a, b) >= name_threshold - _EPSILON
 
-    def name_score(self, a: str, b: str) -> float:
+    def name_score(self, a: str, b: str, known_country: bool = False) -> float:
         """The best score between a name filed under key `a` and one filed under key `b`
         in one country (0.0 when none shares a country): how a possible duplicate between
         two customers that identifiers separate matched by name (`names_match`; the
-        evidence a settlement gives about such a pair, invariant 6). `best_name_score` of
-        the two keys' `filed_names`: a settlement that scores many pairs asks each key's
-        names once (`outcomes.Fellows`)."""
-        return best_name_score(self.filed_names(a), self.filed_names(b))
+        evidence a settlement gives about such a pair, invariant 6). `known_country`: only
+        names filed in one known country, the score a name may decide by (`match` weighs
+        the unknown country's never confidently; session 27, rival review round 2).
+        `best_name_score` of the two keys' `filed_names`: a settlement that scores many
+        pairs asks each key's names once (`outcomes.Fellows`)."""
+        return best_name_score(self.filed_names(a), self.filed_names(b), known_country)
 
     def filed_names(self, account_key: str) -> tuple[tuple[str, frozenset[str]], ...]:
         """The token-sorted names filed under `account_key`, each with the countries it

@@ -288,3 +288,24 @@ async def test_a_session_ending_under_a_polling_page_returns_to_that_page(
         "HX-Request": "true", "HX-Current-URL": "https://evil.example//console/x"})
     assert answer.headers["hx-redirect"].startswith(
         "/console/sign-in?next=%2Fconsole%2Fowner%2Fqueue%2Frows")
+
+
+async def test_a_previous_users_stale_form_is_not_offered_to_the_next_user(
+        world: World) -> None:
+    """A shared machine: partner A's tab holds a register form; A's session is replaced by
+    partner B signing in on the same browser; A's tab sends. The form was offered to B
+    under B's token: B read what A typed (a customer A is pursuing) and one button sent it
+    as B's registration. A form is offered again only to the user whose page it was."""
+    put = await world.client.put("/v1/partners/p-next", headers=world.admin, json={
+        "name": "Next Partners", "tier": "gold", "type": "reseller", "status": "active"})
+    assert put.status_code in (200, 201), put.text
+    minted = await world.client.post("/v1/api-keys", headers=world.admin,
+                                     json={"role": "partner", "subject_id": "p-next"})
+    assert minted.status_code == 201, minted.text
+    assert (await _sign_in(world.client, world.keys["partner"])).status_code == 303
+    form = {**await _register_form(world), "account.domain": "a-secret-prospect.de"}
+    assert (await _sign_in(world.client, minted.json()["token"])).status_code == 303
+    refused = await world.client.post("/console/partner/register", data=form,
+                                      headers=SAME_SITE)
+    assert refused.status_code == 403, refused.text[:300]
+    assert "a-secret-prospect.de" not in refused.text

@@ -143,8 +143,12 @@ def unlinked_match(state: AdjudicationState, decided_key: str, account_key: str,
     if kind != "name":
         return kind, 1.0, not apart
     score = index.name_score(decided_key, account_key)
+    # Confident only by names that met in one known country: a name without a country is
+    # weighed across countries, never confidently (round 2 of session 27's rival review:
+    # a settlement under `name_only: decide` called such a pair a confident name match).
     return "name", score, not apart and policy is not None and _name_decides(
-        policy, score, decided_key, account_key)
+        policy, index.name_score(decided_key, account_key, known_country=True),
+        decided_key, account_key)
 
 
 def _unlinked_by(mine: Identifiers, theirs: Identifiers, filed: bool) -> tuple[str, bool]:
@@ -365,9 +369,12 @@ class Fellows:
                 found = UNFILED
             else:
                 if kind == "name":
-                    score = best_name_score(self._filed_names(key), self._filed_names(other))
-                    confident = not apart and _name_decides(self._policy(version), score,
-                                                            key, other)
+                    mine, theirs = self._filed_names(key), self._filed_names(other)
+                    score = best_name_score(mine, theirs)
+                    # Decided only by names met in one known country (`unlinked_match`).
+                    confident = not apart and _name_decides(
+                        self._policy(version), best_name_score(mine, theirs, True), key,
+                        other)
                 else:
                     score, confident = 1.0, not apart
                 found = self._seps.setdefault((kind, score, confident),
