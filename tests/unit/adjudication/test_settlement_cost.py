@@ -72,7 +72,7 @@ _NAMES = st.sampled_from(["acme", "acme group", "acne", "globex", "acme groups",
 _KEYS = st.sampled_from(["k:a", "k:b", "k:c", "k:d"])
 
 
-def _scanned(index: AccountIndex, a: str, b: str) -> float:
+def _scanned(index: AccountIndex, a: str, b: str, known_country: bool = False) -> float:
     """`AccountIndex.name_score` as written before `filed_names` (countries per pair)."""
     oa, ob = index._ordinal.get(a), index._ordinal.get(b)
     if oa is None or ob is None:
@@ -90,7 +90,10 @@ def _scanned(index: AccountIndex, a: str, b: str) -> float:
             if score <= best:
                 continue
             in_a, in_b = filed_in(sa, oa), filed_in(sb, ob)
-            if not in_a.isdisjoint(in_b) or (in_a and in_b and (
+            if known_country:
+                if (in_a & in_b) - {UNKNOWN_COUNTRY}:
+                    best = score
+            elif not in_a.isdisjoint(in_b) or (in_a and in_b and (
                     UNKNOWN_COUNTRY in in_a or UNKNOWN_COUNTRY in in_b)):
                 best = score
     return best
@@ -109,5 +112,6 @@ def test_name_score_is_the_scan_and_symmetric(filed: list[tuple[str, str, str | 
         index.remove(key)
     for a in ("k:a", "k:b", "k:c", "k:d", "k:none"):
         for b in ("k:a", "k:b", "k:c", "k:d", "k:none"):
-            assert index.name_score(a, b) == _scanned(index, a, b)
-            assert index.name_score(a, b) == index.name_score(b, a)
+            for known in (False, True):
+                assert index.name_score(a, b, known) == _scanned(index, a, b, known)
+                assert index.name_score(a, b, known) == index.name_score(b, a, known)
