@@ -104,6 +104,8 @@ def fellow_evidence(state: AdjudicationState, entry: Entry, decided_key: str,
 
 
 _NO_PATHS: dict[str, tuple[str, float]] = {}
+_UNASKED: tuple[str, float, bool] = ("?", 0.0, False)
+"""`Fellows`' mark for a pair of keys not weighed yet (compared by identity)."""
 UNFILED: tuple[str, float, bool] = ("", 0.0, False)
 """`unlinked_match` of a copy's key (filed on another partition) that its form does not
 separate."""
@@ -250,7 +252,7 @@ class Fellows:
         self._policies: dict[int, Policy] = {}
         self._others: dict[tuple[str, int, tuple[str, float] | None],
                            tuple[list[int], list[ConflictEvidence]]] = {}
-        self._items: dict[tuple[int, str, float, bool], ConflictEvidence] = {}
+        self._items: dict[tuple[int, tuple[str, float, bool]], ConflictEvidence] = {}
 
     def of(self, i: int) -> list[ConflictEvidence]:
         members, theirs = self.members, self._theirs
@@ -319,30 +321,32 @@ class Fellows:
         found = self._others.get(cached)
         if found is not None:
             return found
-        theirs = self._theirs
+        theirs, items = self._theirs, self._items
+        known = self._separate.get((key, decided.policy_version))
+        if known is None:
+            known = self._separate[(key, decided.policy_version)] = {}
         js: list[int] = []
         named: list[ConflictEvidence] = []
+        answer: tuple[str, float, bool]
         for other, under in self._keyed.items():
-            sep = self._apart_from(decided, other, paths)
+            sep = known.get(other, _UNASKED)
+            if sep is _UNASKED:
+                sep = self._apart_from(decided, other, paths)
             if sep is None:
                 continue
             for j in under:
                 if not sep[0]:  # a copy's key, not linked (UNFILED): as plain, not sure
-                    item = self._item(j, apart[j].matched_by, apart[j].score, False)
+                    answer = (apart[j].matched_by, apart[j].score, False)
+                elif sep[0] == "name":  # a name between the two keys is that name
+                    answer = sep
                 else:  # under a key not linked to it: a possible duplicate
-                    item = self._item(j, *_through(sep, through, theirs[j]))
+                    answer = _through(sep, through, theirs[j])
+                item = items.get((j, answer))
+                if item is None:  # one object per member and evidence
+                    item = items[(j, answer)] = _evidence(self.members[j], *answer, other)
                 js.append(j)
                 named.append(item)
         found = self._others[cached] = (js, named)
-        return found
-
-    def _item(self, j: int, kind: str, score: float, confident: bool) -> ConflictEvidence:
-        """Member `j`'s evidence under its own key, one object per distinct answer."""
-        found = self._items.get((j, kind, score, confident))
-        if found is None:
-            m = self.members[j]
-            found = self._items[(j, kind, score, confident)] = _evidence(
-                m, kind, score, confident, m.account_key)
         return found
 
     def _apart_from(self, decided: Entry, other: str, paths: dict[str, tuple[str, float]]
