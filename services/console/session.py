@@ -38,9 +38,11 @@ COOKIE = "dealreg_session"
 SIGNIN_COOKIE = "dealreg_signin"
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
-CARRY_PREFIX = "carry."
-"""Sign-in form fields that carry a form refused for want of a session (`kept_form`)."""
+CARRY_FIELD = "carried"
+"""The sign-in form's field carrying a form refused for want of a session (`kept_form`),
+sealed to the user whose page it was (`SessionCodec.seal_form`)."""
 _AAD = b"dealreg-console-session-v1"
+_CARRY_AAD = b"dealreg-console-carried-form-v1"
 MAX_FORM_BYTES = 256 * 1024
 
 
@@ -76,6 +78,33 @@ class SessionCodec:
         digest = hmac.new(self._tag_key, f"{role}\0{subject_id or ''}".encode(),
                           hashlib.sha256).hexdigest()
         return digest[:16]
+
+    def seal_form(self, owner: str, fields: list[tuple[str, str]]) -> str:
+        """A form refused for want of a session, sealed for the sign-in page to carry:
+        only the user `owner` (`owner_tag`) opens it (`open_form`). Sealed, not hidden
+        fields: on a shared machine whoever stands at the sign-in page (and whoever signs
+        in there) must not read what the previous user typed (session 27, rival round 2)."""
+        nonce = os.urandom(12)
+        sealed = self._aead.encrypt(nonce, orjson.dumps({"owner": owner, "fields": fields}),
+                                    _CARRY_AAD)
+        return base64.urlsafe_b64encode(nonce + sealed).rstrip(b"=").decode()
+
+    def open_form(self, sealed: str | None, owner: str) -> list[tuple[str, str]] | None:
+        """The fields of a form `seal_form` sealed for `owner`, else None (another user's,
+        tampered, or sealed under another secret)."""
+        if not sealed or len(sealed) > 2 * MAX_FORM_BYTES:
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(sealed + "=" * (-len(sealed) % 4))
+            data = orjson.loads(self._aead.decrypt(raw[:12], raw[12:], _CARRY_AAD))
+        except (ValueError, TypeError, InvalidTag, orjson.JSONDecodeError):
+            return None
+        if not isinstance(data, dict) or not hmac.compare_digest(str(data.get("owner")), owner):
+            return None
+        fields = data.get("fields")
+        if not isinstance(fields, list):
+            return None
+        return [(str(name), str(value)) for name, value in fields]
 
     def seal(self, session: Session) -> str:
         nonce = os.urandom(12)
@@ -203,6 +232,20 @@ async def kept_form(request: Request) -> list[tuple[str, str]] | None:
         return None
     fields = [(name, value) for name, value in form.multi_items() if name != CSRF_FIELD]
     return fields or None
+
+
+async def form_owner(request: Request) -> str | None:
+    """Whose page a refused form came from: its CSRF token's owner tag
+    (`SessionCodec.owner_tag`), else None (no token, or one without a tag)."""
+    sent = request.headers.get(CSRF_HEADER)
+    if sent is None:
+        try:
+            sent = (await read_form(request)).get(CSRF_FIELD)
+        except CsrfRefused:
+            return None
+    if not isinstance(sent, str) or "." not in sent:
+        return None
+    return sent.partition(".")[0] or None
 
 
 async def same_user(request: Request, session: Session) -> bool:
