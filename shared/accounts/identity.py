@@ -20,7 +20,7 @@ from shared.accounts.normalize import (
 )
 from shared.frozen import frozen_state, restore_frozen
 
-__all__ = ["AccountIdentity", "derive_account_key"]
+__all__ = ["AccountIdentity", "derive_account_key", "key_label"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,3 +125,17 @@ def derive_account_key(
             if not taken(key):
                 return key
     return candidates[0]
+
+
+def key_label(account_key: str) -> str:
+    """How a sentence names an account by its key alone: the domain, `CRM account <id>`,
+    the name part of a name key, else the key itself. One rule for the adjudicator's
+    sentences (`explain.account_label`) and the partner view's rebuilt ones."""
+    kind, _, rest = account_key.partition(":")
+    if kind == "dom":
+        return rest
+    if kind == "crm":
+        return f"CRM account {rest}"
+    if kind == "name":
+        return rest.partition(":")[2].replace("-", " ") or account_key
+    return account_key

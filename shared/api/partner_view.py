@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from shared.accounts.identity import AccountIdentity, derive_account_key
+from shared.accounts.identity import AccountIdentity, derive_account_key, key_label
 
 Row = dict[str, Any]
 
@@ -291,16 +291,12 @@ _KEY_LIST_FIELDS: Final = ("linked_keys",)
 
 
 def _key_labels(key: str) -> tuple[str, ...]:
-    """How text may name an account key: the key, and its domain, CRM id or name."""
+    """How text may name an account key: the key, the label sentences give it
+    (`key_label`) and, for a CRM key, its bare id."""
     kind, _, rest = key.partition(":")
-    if kind == "dom" and rest:
-        return (key, rest)
-    if kind == "crm" and rest:
-        return (key, f"CRM account {rest}", rest)
-    if kind == "name" and rest:
-        name = rest.partition(":")[2].replace("-", " ")
-        return (key, name) if name else (key,)
-    return (key,)
+    if not rest:
+        return (key,)
+    return tuple(dict.fromkeys((key, key_label(key), *((rest,) if kind == "crm" else ()))))
 
 
 def mentioned_keys(value: Any) -> set[str]:
@@ -807,19 +803,6 @@ def _late_entry(entry: Row, original: Mapping[str, Any]) -> Row:
 _TAG: Final = re.compile(r"\((\w+), policy v\d+\)\.?$")
 
 
-def _account_label(account_key: str) -> str:
-    """How the adjudicator's sentences name an account by its key alone
-    (`explain.account_label`)."""
-    kind, _, rest = account_key.partition(":")
-    if kind == "dom":
-        return rest
-    if kind == "crm":
-        return f"CRM account {rest}"
-    if kind == "name":
-        return rest.partition(":")[2].replace("-", " ") or account_key
-    return account_key
-
-
 def _as_opening(joined: Mapping[str, Any], entries: Iterable[Mapping[str, Any]]) -> Row:
     """A `dealreg.dispute.joined.v1` entry that drew the viewer's registration into a
     dispute it did not see open, as the `dealreg.dispute.opened.v1` entry the adjudicator
@@ -873,7 +856,7 @@ def _as_opening(joined: Mapping[str, Any], entries: Iterable[Mapping[str, Any]])
         "explanation": (
             f"Dispute {dispute_id} opened ({reason}) over {len(members)} "
             f"registration{'s' if len(members) != 1 else ''} on the account "
-            f"{_account_label(str(data.get('account_key') or ''))}; level {state['level']} "
+            f"{key_label(str(data.get('account_key') or ''))}; level {state['level']} "
             f"is with {state['owner_id']}{due_text} ({state['rule']}, policy v{version})."),
         "evidence": data.get("evidence") or [],
     }

@@ -13,6 +13,7 @@ from __future__ import annotations
 from services.adjudication.domain.instants import from_us, human_span, span_us
 from services.adjudication.domain.state import Entry
 from shared.accounts import AccountIdentity
+from shared.accounts.identity import key_label
 from shared.policy import Policy
 
 
@@ -25,14 +26,7 @@ def account_label(account_key: str, identity: AccountIdentity | None = None) -> 
             return identity.name
         if identity.crm_account_id:
             return f"CRM account {identity.crm_account_id}"
-    kind, _, rest = account_key.partition(":")
-    if kind == "dom":
-        return rest
-    if kind == "crm":
-        return f"CRM account {rest}"
-    if kind == "name":
-        return rest.partition(":")[2].replace("-", " ") or account_key
-    return account_key
+    return key_label(account_key)
 
 
 def party(entry: Entry) -> str:
