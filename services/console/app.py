@@ -22,18 +22,20 @@ from services.console import manager, owner, partner, program
 from services.console.client import ApiProblem
 from services.console.pages import STATIC, Area, AreaForbidden, areas_for, render
 from services.console.session import (
-    CARRY_PREFIX,
+    CARRY_FIELD,
     CsrfRefused,
     Session,
     SessionCodec,
     Sessions,
     SignInRequired,
     check_signin_csrf,
+    form_owner,
     kept_form,
     next_param,
     optional_session,
     read_form,
     safe_next,
+    same_user,
     sessions,
     set_signin_cookie,
     signed_in,
@@ -71,14 +73,15 @@ async def home(request: Request,
 
 
 def _signin_page(request: Request, *, error: str | None = None, status_code: int = 200,
-                 message: str | None = None, carry: list[tuple[str, str]] | None = None,
+                 message: str | None = None, carry: str | None = None,
                  next_path: str | None = None) -> Response:
-    """The sign-in page; `carry`: a form refused for want of a session, kept in hidden
-    fields to be offered again once signed in (`next_path`: where it was sent)."""
+    """The sign-in page; `carry`: a form refused for want of a session, sealed to its
+    user (`SessionCodec.seal_form`), offered again once that user signs in (`next_path`:
+    where it was sent)."""
     token = signin_csrf(request)
     response = render(request, "signin.html", None, status_code=status_code, error=error,
-                      message=message, signin_csrf=token, carry=carry or [],
-                      carry_prefix=CARRY_PREFIX,
+                      message=message, signin_csrf=token, carry=carry or "",
+                      carry_field=CARRY_FIELD,
                       next=safe_next(next_path or request.query_params.get("next")))
     set_signin_cookie(response, request, token)
     return response
@@ -111,7 +114,7 @@ async def signin_form(request: Request,
     return _signin_page(request, message="You are signed out." if signed_out else None)
 
 
-def _too_many_signins(request: Request, wait: float, carry: list[tuple[str, str]],
+def _too_many_signins(request: Request, wait: float, carry: str | None,
                       next_path: str | None) -> Response:
     response = _signin_page(request, status_code=429, error="Too many failed sign-ins from "
                             "this address; wait a moment and try again.", carry=carry,
@@ -124,8 +127,8 @@ def _too_many_signins(request: Request, wait: float, carry: list[tuple[str, str]
 async def signin(request: Request) -> Response:
     form = await read_form(request)
     token = (form.get("api_key") or "").strip()
-    carry = [(name.removeprefix(CARRY_PREFIX), value) for name, value in form.multi_items()
-             if name.startswith(CARRY_PREFIX)]
+    sealed = form.get(CARRY_FIELD)
+    carry = sealed if isinstance(sealed, str) and sealed else None
     authenticator: Authenticator = request.app.state.authenticator
     # Failed sign-ins are counted per address by the API's rule (`limit_failures`): a
     # guess is counted before its key is looked up, and past the limit no key is even
@@ -146,8 +149,12 @@ async def signin(request: Request) -> Response:
                             "revoked.", carry=carry, next_path=form.get("next"))
     target = safe_next(form.get("next"))
     session = sessions(request).new(token, principal.role, principal.subject_id)
-    response = (_resume_page(request, session, target, carry, KEPT_SIGNED_IN, 200)
-                if carry and target == form.get("next") else
+    # Offered again only to the user whose page the form was: another user signing in
+    # on that browser gets their own start page, never the previous user's form.
+    kept = sessions(request).codec.open_form(
+        carry, sessions(request).codec.owner_tag(principal.role, principal.subject_id))
+    response = (_resume_page(request, session, target, kept, KEPT_SIGNED_IN, 200)
+                if kept and target == form.get("next") else
                 RedirectResponse(target, status_code=303))
     sessions(request).attach(response, request, session)
     return response
@@ -179,11 +186,14 @@ async def _sign_in_required(request: Request, _: Exception) -> Response:
             target = f"/console/sign-in?next={quote(page, safe='')}"
         return Response(status_code=401, headers={"HX-Redirect": target})
     kept = await kept_form(request)
-    if kept and safe_next(request.url.path) == request.url.path:
-        # A form sent after the session ended: the sign-in page carries it, so that what
-        # was typed is offered again once signed in (not sent until confirmed).
-        response = _signin_page(request, status_code=401, message=KEPT_AFTER_SIGN_IN,
-                                carry=kept, next_path=request.url.path)
+    owner = await form_owner(request) if kept else None
+    if kept and owner and safe_next(request.url.path) == request.url.path:
+        # A form sent after the session ended: the sign-in page carries it, sealed to the
+        # user whose page it was, so that what was typed is offered again once that user
+        # signs in (not sent until confirmed); nobody else reads or gets it.
+        response = _signin_page(
+            request, status_code=401, message=KEPT_AFTER_SIGN_IN, next_path=request.url.path,
+            carry=sessions(request).codec.seal_form(owner, kept))
     else:
         response = RedirectResponse(target, status_code=303)
     Sessions.end(response)
@@ -201,9 +211,11 @@ async def _forbidden(request: Request, exc: Exception) -> Response:
 async def _csrf(request: Request, exc: Exception) -> Response:
     session = await optional_session(request)
     kept = await kept_form(request) if session is not None else None
-    if session is not None and kept and safe_next(request.url.path) == request.url.path:
-        # Signed in, but the page is from an earlier sign-in: offer the form again under
-        # this session's token rather than drop what was typed.
+    if session is not None and kept and safe_next(request.url.path) == request.url.path \
+            and await same_user(request, session):
+        # Signed in, but the page is from an earlier sign-in of the same user: offer the
+        # form again under this session's token rather than drop what was typed (another
+        # user's page, a shared machine: never, `same_user`).
         return _resume_page(request, session, request.url.path, kept,
                             KEPT_AFTER_STALE_TOKEN, 403)
     return render(request, "error.html", session, status_code=403,

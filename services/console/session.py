@@ -38,9 +38,11 @@ COOKIE = "dealreg_session"
 SIGNIN_COOKIE = "dealreg_signin"
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
-CARRY_PREFIX = "carry."
-"""Sign-in form fields that carry a form refused for want of a session (`kept_form`)."""
+CARRY_FIELD = "carried"
+"""The sign-in form's field carrying a form refused for want of a session (`kept_form`),
+sealed to the user whose page it was (`SessionCodec.seal_form`)."""
 _AAD = b"dealreg-console-session-v1"
+_CARRY_AAD = b"dealreg-console-carried-form-v1"
 MAX_FORM_BYTES = 256 * 1024
 
 
@@ -67,6 +69,42 @@ class SessionCodec:
     def __init__(self, secret: str | None) -> None:
         material = secret.encode() if secret else os.urandom(32)
         self._aead = AESGCM(hashlib.sha256(b"dealreg console session\0" + material).digest())
+        self._tag_key = hashlib.sha256(b"dealreg console csrf owner\0" + material).digest()
+
+    def owner_tag(self, role: str, subject_id: str | None) -> str:
+        """Whose pages a CSRF token was issued for (a keyed digest of the user: role and
+        subject), its prefix: a form refused for a stale token is offered again only to
+        that user (`same_user`), never to whoever signed in since on the same browser."""
+        digest = hmac.new(self._tag_key, f"{role}\0{subject_id or ''}".encode(),
+                          hashlib.sha256).hexdigest()
+        return digest[:16]
+
+    def seal_form(self, owner: str, fields: list[tuple[str, str]]) -> str:
+        """A form refused for want of a session, sealed for the sign-in page to carry:
+        only the user `owner` (`owner_tag`) opens it (`open_form`). Sealed, not hidden
+        fields: on a shared machine whoever stands at the sign-in page (and whoever signs
+        in there) must not read what the previous user typed (session 27, rival round 2)."""
+        nonce = os.urandom(12)
+        sealed = self._aead.encrypt(nonce, orjson.dumps({"owner": owner, "fields": fields}),
+                                    _CARRY_AAD)
+        return base64.urlsafe_b64encode(nonce + sealed).rstrip(b"=").decode()
+
+    def open_form(self, sealed: str | None, owner: str) -> list[tuple[str, str]] | None:
+        """The fields of a form `seal_form` sealed for `owner`, else None (another user's,
+        tampered, or sealed under another secret)."""
+        if not sealed or len(sealed) > 2 * MAX_FORM_BYTES:
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(sealed + "=" * (-len(sealed) % 4))
+            data = orjson.loads(self._aead.decrypt(raw[:12], raw[12:], _CARRY_AAD))
+        except (ValueError, TypeError, InvalidTag, orjson.JSONDecodeError):
+            return None
+        if not isinstance(data, dict) or not hmac.compare_digest(str(data.get("owner")), owner):
+            return None
+        fields = data.get("fields")
+        if not isinstance(fields, list):
+            return None
+        return [(str(name), str(value)) for name, value in fields]
 
     def seal(self, session: Session) -> str:
         nonce = os.urandom(12)
@@ -112,7 +150,8 @@ class Sessions:
         return session
 
     def new(self, token: str, role: Role, subject_id: str | None) -> Session:
-        return Session(token, role, subject_id, secrets.token_urlsafe(24),
+        return Session(token, role, subject_id,
+                       f"{self.codec.owner_tag(role, subject_id)}.{secrets.token_urlsafe(24)}",
                        int(time.time()) + self.settings.session_max_age_seconds)
 
     def attach(self, response: Response, request: Request, session: Session) -> None:
@@ -193,6 +232,36 @@ async def kept_form(request: Request) -> list[tuple[str, str]] | None:
         return None
     fields = [(name, value) for name, value in form.multi_items() if name != CSRF_FIELD]
     return fields or None
+
+
+async def form_owner(request: Request) -> str | None:
+    """Whose page a refused form came from: its CSRF token's owner tag
+    (`SessionCodec.owner_tag`), else None (no token, or one without a tag)."""
+    sent = request.headers.get(CSRF_HEADER)
+    if sent is None:
+        try:
+            sent = (await read_form(request)).get(CSRF_FIELD)
+        except CsrfRefused:
+            return None
+    if not isinstance(sent, str) or "." not in sent:
+        return None
+    return sent.partition(".")[0] or None
+
+
+async def same_user(request: Request, session: Session) -> bool:
+    """Whether a form refused for its stale CSRF token came from a page of `session`'s
+    user (`SessionCodec.owner_tag`): on a shared machine a tab of the previous user sends
+    its form after someone else signed in, and offering it again showed that user what the
+    previous one typed, and sent it as theirs with one button."""
+    sent = request.headers.get(CSRF_HEADER)
+    if sent is None:
+        try:
+            sent = (await read_form(request)).get(CSRF_FIELD)
+        except CsrfRefused:
+            return False
+    tag = sessions(request).codec.owner_tag(session.role, session.subject_id)
+    return isinstance(sent, str) and hmac.compare_digest(sent.partition(".")[0], tag) \
+        and "." in sent
 
 
 async def optional_session(request: Request) -> Session | None:

@@ -56,7 +56,7 @@ from shared import tracing
 from shared.accounts import AccountIdentity
 from shared.api import partner_view
 from shared.api.auth import Principal
-from shared.api.problems import Problem
+from shared.api.problems import TYPE_BASE, Problem
 from shared.api.resources import RegistrationView
 from shared.eventlog import Appended, OutgoingRecord, Record
 from shared.eventlog.partitioner import partition_for
@@ -292,19 +292,24 @@ class Commands:
             return await self._append(records, at, via)
 
     async def _append(self, records: list[tuple[str, str, DomainEvent]], at: datetime,
-                      via: str) -> list[Appended]:
+                      via: str, ids: list[str] | None = None) -> list[Appended]:
         """Append envelopes durably; a log that does not confirm is a 503 (retry safely
-        with the same Idempotency-Key)."""
+        with the same Idempotency-Key). `ids`, if given, receives the records' event ids
+        (a staff command's answer finds adjudication's refusal of it by its id)."""
         trace = tracing.current()  # the request's W3C trace context, carried by the event
         command = COMMAND.get()
+        event_ids = [command.id_for(event) if command is not None else new_id("evt")
+                     for _, _, event in records]
+        if ids is not None:
+            ids.extend(event_ids)
         out = [
             OutgoingRecord(topic, key, encode(new_envelope(
-                event, id=command.id_for(event) if command is not None else new_id("evt"),
+                event, id=event_id,
                 source=f"{self.settings.source}/{via}",
                 subject=key, time=at,
                 traceparent=trace.traceparent if trace else None,
                 tracestate=trace.tracestate if trace else None)))
-            for topic, key, event in records
+            for (topic, key, event), event_id in zip(records, event_ids, strict=True)
         ]
         if command is not None:
             if not command.holds_key():  # a taker starts `attempted`: check it too
@@ -325,6 +330,16 @@ class Commands:
     async def _intake(self, key: str, event: DomainEvent, at: datetime, via: str) -> Appended:
         [appended] = await self.append([(self.runtime.topics.intake, key, event)], at, via)
         return appended
+
+    async def _staff_command(self, key: str, event: DomainEvent, at: datetime, via: str
+                             ) -> tuple[Appended, str]:
+        """Append a staff command on a dispute: where it landed, and its event id."""
+        ids: list[str] = []
+        with tracing.span("command.append", tracing.current(), "producer", via=via,
+                          events=1, types=event.TYPE):
+            [appended] = await self._append([(self.runtime.topics.intake, key, event)], at,
+                                            via, ids)
+        return appended, ids[0]
 
     def _identity(self, account: Any, prefix: str = "account") -> AccountIdentity:
         try:
@@ -393,7 +408,8 @@ class Commands:
             facts = await self.readmodel.dispute(event.dispute_id)
             if facts is not None:
                 return await self._dispute_answer(principal, event.dispute_id, facts,
-                                                  appended, 0.0, lambda f: True)
+                                                  appended, decode(record.value)[0].id,
+                                                  0.0, lambda f: True)
             return Outcome(202, await self._dispute_shown(
                 {"id": event.dispute_id, "status": "open"}, principal),
                 {"Location": f"/v1/disputes/{event.dispute_id}",
@@ -1075,12 +1091,12 @@ class Commands:
             raise Problem(409, "Conflict", f"Dispute {dispute_id} was acknowledged already.")
         policy = await self.reference.current_policy()
         now = datetime.now(UTC)
-        appended = await self._intake(facts.account_key, DisputeAcknowledged(
+        appended, command_id = await self._staff_command(facts.account_key, DisputeAcknowledged(
             dispute_id=dispute_id, account_key=facts.account_key,
             actor_id=principal.actor_id, actor_role=_actor_role(principal),
             acknowledged_at=now, policy_version=policy.version), now, via)
-        return await self._dispute_answer(principal, dispute_id, facts, appended, wait,
-                                          lambda f: f.acknowledged_at is not None)
+        return await self._dispute_answer(principal, dispute_id, facts, appended, command_id,
+                                          wait, lambda f: f.acknowledged_at is not None)
 
     async def resolve(self, principal: Principal, dispute_id: str, body: ResolutionRequest,
                       wait: float = 0.0, via: str = "api") -> Outcome:
@@ -1100,7 +1116,8 @@ class Commands:
                               "this note and must not learn who the others are")
         policy = await self.reference.current_policy()
         now = datetime.now(UTC)
-        appended = await self._intake(facts.account_key, DisputeResolutionSubmitted(
+        appended, command_id = await self._staff_command(
+            facts.account_key, DisputeResolutionSubmitted(
             dispute_id=dispute_id, account_key=facts.account_key,
             actor_id=principal.actor_id, actor_role=_actor_role(principal),
             outcome=body.outcome, registration_id=body.registration_id,
@@ -1110,8 +1127,8 @@ class Commands:
                          for s in body.splits or ()),
             note=body.note, partner_note=body.partner_note, submitted_at=now,
             policy_version=policy.version), now, via)
-        return await self._dispute_answer(principal, dispute_id, facts, appended, wait,
-                                          lambda f: f.status == "resolved")
+        return await self._dispute_answer(principal, dispute_id, facts, appended, command_id,
+                                          wait, lambda f: f.status == "resolved")
 
     async def _parties_named(self, facts: DisputeFacts, note: str) -> list[str]:
         """Which of the dispute's parties `note` names: a partner's (or rep's) id, a
@@ -1138,18 +1155,29 @@ class Commands:
             r"(?<!\w)" + re.escape(t) + r"(?!\w)", note, flags=re.IGNORECASE))
 
     async def _dispute_answer(self, principal: Principal, dispute_id: str,
-                              facts: DisputeFacts, appended: Appended, wait: float,
-                              done: Callable[[DisputeFacts], bool]) -> Outcome:
+                              facts: DisputeFacts, appended: Appended, command_id: str,
+                              wait: float, done: Callable[[DisputeFacts], bool]) -> Outcome:
+        """A staff command's answer: within the wait, 200 with the dispute once `done`, or
+        adjudication's refusal of THIS command (found by its event id: refusals are many
+        per dispute) as a 409 problem; else 202 (the dispute's GET then shows a refusal
+        as `last_refusal`)."""
         headers = {"Location": f"/v1/disputes/{dispute_id}",
                    "X-Log-Position": _position(appended)}
         if wait > 0:
             headers["Preference-Applied"] = f"wait={_seconds(wait)}"
 
-            async def changed() -> DisputeFacts | None:
+            async def changed() -> DisputeFacts | dict[str, Any] | None:
+                # The refusal first: a command refused because another one resolved the
+                # dispute meanwhile must not read as having resolved it.
+                refused = await self.readmodel.command_refusal(dispute_id, command_id)
+                if refused is not None:
+                    return refused
                 found = await self.readmodel.dispute(dispute_id)
                 return found if found is not None and done(found) else None
 
             found = await self._wait(changed, wait)
+            if isinstance(found, dict):
+                raise _staff_refused(dispute_id, found, headers)
             if found is not None:
                 return Outcome(200, await self._dispute_view(found, principal), headers)
         return Outcome(202, await self._dispute_view(facts, principal), headers)
@@ -1245,9 +1273,19 @@ def closed_by_reference(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     losing the first. Any such second row made the close a 422, so the holder's win and
     its incumbency were never recorded (session 27, rival review). The close goes to the
     one active registration (approved, in review, submitted), else to the one expired; a
-    single row is itself (an ended one answers 409 as before); otherwise None (422)."""
+    single row is itself (an ended one answers 409 as before); otherwise None (422).
+
+    Active before expired holds only among one partner's registrations (its re-registration
+    of the opportunity after its first expired): across partners nothing here says whose
+    opportunity the reference is. A holder's protection ended while its deal was still
+    open, a rival registered the customer again under the holder's reference, and the
+    CRM's close of the holder's opportunity went to the rival -- its registration `won`,
+    the win and incumbency the holder earned (round 2 of the rival review). Closable
+    registrations of more than one partner are ambiguous (422)."""
     if len(rows) == 1:
         return rows[0]
+    if len({r["partner_id"] for r in rows if r["status"] in CLOSABLE}) > 1:
+        return None
     for statuses in (CLOSABLE[:3], CLOSABLE[3:]):
         found = [r for r in rows if r["status"] in statuses]
         if found:
@@ -1296,6 +1334,23 @@ def _contest_refused(registration_id: str, refusal: dict[str, Any],
             explanation, partner_view.Scope(viewer, own_ids=frozenset({registration_id})))
     return Problem(status, "Not found" if status == 404 else "Conflict",
                    f"The contest of {registration_id} was refused ({reason}): {explanation}")
+
+
+STAFF_REFUSED = TYPE_BASE + "dispute-command-refused"
+"""The problem type of a staff command (acknowledge, resolve) adjudication refused."""
+
+
+def _staff_refused(dispute_id: str, refusal: dict[str, Any], headers: dict[str, str]
+                   ) -> Problem:
+    """Adjudication's refusal of a staff command on `dispute_id`, as the API's problem:
+    409 (nothing changed; the dispute stays as it was), the reason and the explanation in
+    the detail. Staff only: partners send no such commands."""
+    reason = str(refusal.get("reason", ""))
+    action = str(refusal.get("action", "resolve"))
+    return Problem(409, "Dispute command refused",
+                   f"Adjudication refused to {action} dispute {dispute_id} ({reason}); "
+                   f"nothing changed. {refusal.get('explanation', '')}".rstrip(),
+                   type_=STAFF_REFUSED, headers=dict(headers))
 
 
 def _problem_dict(problem: Problem) -> dict[str, Any]:

@@ -531,11 +531,13 @@ class AccountIndex:
         them (`sameness.separate_customers`): a few names each."""
         return self.name_score(a, b) >= name_threshold - _EPSILON
 
-    def name_score(self, a: str, b: str) -> float:
+    def name_score(self, a: str, b: str, known_country: bool = False) -> float:
         """The best score between a name filed under key `a` and one filed under key `b`
         in one country (0.0 when none shares a country): how a possible duplicate between
         two customers that identifiers separate matched by name (`names_match`; the
-        evidence a settlement gives about such a pair, invariant 6)."""
+        evidence a settlement gives about such a pair, invariant 6). `known_country`: only
+        names filed in one known country, the score a name may decide by (`match` weighs
+        the unknown country's never confidently; session 27, rival review round 2)."""
         oa, ob = self._ordinal.get(a), self._ordinal.get(b)
         if oa is None or ob is None:
             return 0.0
@@ -547,7 +549,10 @@ class AccountIndex:
                     continue
                 in_a = self._filed_in(sa, oa)
                 in_b = self._filed_in(sb, ob)
-                if not in_a.isdisjoint(in_b) or (in_a and in_b and (
+                if known_country:
+                    if (in_a & in_b) - {UNKNOWN_COUNTRY}:
+                        best = score
+                elif not in_a.isdisjoint(in_b) or (in_a and in_b and (
                         UNKNOWN_COUNTRY in in_a or UNKNOWN_COUNTRY in in_b)):
                     # One country, or one side's unknown (compared with every country,
                     # as `match` compares it).

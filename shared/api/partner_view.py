@@ -486,8 +486,10 @@ DISPUTE: Final[Shape] = {
     "acknowledged_at": SHOW, "registration_ids": IDS, "resolution": Nested(RESOLUTION),
     "account_key": KEY, "reason": SHOW, "opened_at": SHOW, "reminder_at": SHOW,
     "resolved_at": SHOW, "breached": SHOW, "breaches": Each(BREACH), "explanation": TEXT,
+    "last_refusal": HIDE,
 }
-"""A dispute (query and command answers alike); partners read only their own."""
+"""A dispute (query and command answers alike); partners read only their own, and never
+`last_refusal` (an owner's refused command: staff business)."""
 
 OWNER_OWN: Final[Shape] = {
     "party_type": SHOW, "party_id": SHOW, "registration_id": SHOW, "products": SHOW,
@@ -802,6 +804,84 @@ def _late_entry(entry: Row, original: Mapping[str, Any]) -> Row:
             "data": data}
 
 
+_TAG: Final = re.compile(r"\((\w+), policy v\d+\)\.?$")
+
+
+def _account_label(account_key: str) -> str:
+    """How the adjudicator's sentences name an account by its key alone
+    (`explain.account_label`)."""
+    kind, _, rest = account_key.partition(":")
+    if kind == "dom":
+        return rest
+    if kind == "crm":
+        return f"CRM account {rest}"
+    if kind == "name":
+        return rest.partition(":")[2].replace("-", " ") or account_key
+    return account_key
+
+
+def _as_opening(joined: Mapping[str, Any], entries: Iterable[Mapping[str, Any]]) -> Row:
+    """A `dealreg.dispute.joined.v1` entry that drew the viewer's registration into a
+    dispute it did not see open, as the `dealreg.dispute.opened.v1` entry the adjudicator
+    would have written had the viewer's submission opened the dispute then: its reason,
+    level, owner and deadline as they stood (from the dispute's own steps before, all
+    structured fields), its rule (the viewer's decision into it), its members and evidence
+    the joining's, opened when it joined. "Collides with registrations already in dispute
+    ..., so it joins that dispute" told the partner that two or more rivals were already
+    disputing the account; an opening tells that there is at least one, as its decision
+    does. Its deadlines are shown to the hour and without a reminder (`timeline`), as a
+    late joiner's dispute (`dispute()`)."""
+    data = joined.get("data") or {}
+    dispute_id = joined.get("subject_id")
+    added = set(data.get("added_ids") or ())
+    state: dict[str, Any] = {"reason": None, "level": 1, "owner_id": None, "due_at": None,
+                             "rule": None}
+    for entry in entries:
+        if entry is joined:
+            break
+        step = entry.get("data") or {}
+        if entry.get("subject_id") == dispute_id:
+            if entry["type"] == "dealreg.dispute.opened.v1":
+                state.update({k: step.get(k) for k in
+                              ("reason", "level", "owner_id", "due_at", "rule")})
+            elif entry["type"] == "dealreg.dispute.joined.v1" and step.get("reason"):
+                state["reason"] = step["reason"]
+            elif entry["type"] == "dealreg.dispute.escalated.v1":
+                state.update(level=step.get("to_level"), owner_id=step.get("owner_id"),
+                             due_at=step.get("due_at"))
+            elif entry["type"] == "dealreg.dispute.acknowledgement_recorded.v1":
+                state.update(level=step.get("level"), owner_id=step.get("owner_id"))
+    for entry in entries:  # the viewer's own decision into the dispute names the rule
+        step = entry.get("data") or {}
+        if entry["type"] == "dealreg.registration.decided.v1" \
+                and entry.get("subject_id") in added and step.get("dispute_id") == dispute_id:
+            state["rule"] = step.get("rule") or state["rule"]
+            break
+    if state["rule"] is None:
+        tag = _TAG.search(str(data.get("explanation") or ""))
+        state["rule"] = tag.group(1) if tag else None
+    reason = data.get("reason") or state["reason"]
+    members = list(data.get("registration_ids") or ())
+    due = _moment(state["due_at"])
+    due_text = f", due {due:%Y-%m-%d %H:%M} UTC" if isinstance(due, datetime) else ""
+    version = data.get("policy_version")
+    opening: Row = {
+        "account_key": data.get("account_key"), "registration_ids": members,
+        "reason": reason, "level": state["level"], "owner_id": state["owner_id"],
+        "opened_at": data.get("joined_at"), "due_at": state["due_at"], "reminder_at": None,
+        "policy_version": version, "rule": state["rule"],
+        "explanation": (
+            f"Dispute {dispute_id} opened ({reason}) over {len(members)} "
+            f"registration{'s' if len(members) != 1 else ''} on the account "
+            f"{_account_label(str(data.get('account_key') or ''))}; level {state['level']} "
+            f"is with {state['owner_id']}{due_text} ({state['rule']}, policy v{version})."),
+        "evidence": data.get("evidence") or [],
+    }
+    if "dispute_id" in data:
+        opening = {"dispute_id": data["dispute_id"], **opening}
+    return {**joined, "type": "dealreg.dispute.opened.v1", "data": opening}
+
+
 def _carried_opening(shown: Row, raw: Mapping[str, Any]) -> Row:
     """The `dealreg.dispute.opened.v1` entry of a dispute that carries on another's ladder
     (`carries_on`): its deadline to the hour (in its sentence too), no reminder."""
@@ -881,9 +961,30 @@ def timeline(entries: Iterable[Mapping[str, Any]], scope: Scope, *, ids_key: byt
     carried = {e.get("subject_id") for e in entries
                if e["type"] == "dealreg.dispute.opened.v1" and carries_on(e.get("data") or {})}
     late |= carried
+    # Disputes whose opening the viewer sees (it names one of its registrations): a later
+    # joining of its own to another dispute reads as that dispute's opening (`_as_opening`).
+    opened = {e.get("subject_id") for e in entries
+              if e["type"] == "dealreg.dispute.opened.v1"
+              and (start is None or not _later(start, e.get("at")))
+              and set((e.get("data") or {}).get("registration_ids") or ()) & scope.own_ids}
+    # Disputes the viewer's registration entered by a joining, not at their opening: their
+    # deadlines count from a rival's submission, whenever its own first event was (a
+    # registration rejected earlier may be drawn in much later: a contest merged into an
+    # older dispute, a promotion next in line).
+    late |= {e.get("subject_id") for e in entries
+             if e["type"] == "dealreg.dispute.joined.v1" and e.get("subject_id") not in opened
+             and set((e.get("data") or {}).get("added_ids") or ()) & scope.own_ids}
     out: list[Row] = []
     rounded = False
-    for entry in entries:
+    for raw in entries:
+        entry = raw
+        joining = (raw["type"] == "dealreg.dispute.joined.v1"
+                   and raw.get("subject_id") not in opened
+                   and bool(set((raw.get("data") or {}).get("added_ids") or ())
+                            & scope.own_ids))
+        if joining:
+            opened.add(raw.get("subject_id"))
+            entry = _as_opening(raw, entries)
         shape = TIMELINE_DATA.get(entry["type"])
         if shape is None:
             continue
@@ -903,6 +1004,9 @@ def timeline(entries: Iterable[Mapping[str, Any]], scope: Scope, *, ids_key: byt
         if entry["type"] in LATE_DEADLINES and entry.get("subject_id") in late:
             shown = _late_entry(shown, entry)
             rounded = True
+        elif joining:
+            shown["data"] = {**shown["data"], "reminder_at": None,
+                             "due_at": _shown_hour_up(shown["data"].get("due_at"))}
         elif entry["type"] == "dealreg.dispute.opened.v1" \
                 and entry.get("subject_id") in carried:
             shown["data"] = _carried_opening(shown["data"], data)

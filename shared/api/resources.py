@@ -143,6 +143,17 @@ class BreachView(BaseModel):
     outcome: Literal["escalated", "kept_open", "fallback"]
 
 
+class RefusalView(BaseModel):
+    """Adjudication's refusal of a staff command on a dispute (nothing changed)."""
+
+    action: str = Field(description="acknowledge | resolve")
+    reason: str = Field(description="e.g. invalid_resolution, already_resolved, not_assigned")
+    explanation: str
+    actor_id: str | None = None
+    refused_at: datetime | None = None
+    command_id: str = Field(description="the refused command's event id (its timeline entry)")
+
+
 class DisputeView(BaseModel):
     """A dispute. For a partner caller (the partner view, `shared/api/partner_view.py`):
     only its own registrations are listed, the resolution shows `partner_note` but not
@@ -164,6 +175,10 @@ class DisputeView(BaseModel):
     breached: bool = Field(False, description="Past the last level's deadline, kept open")
     breaches: list[BreachView] = Field(default_factory=list)
     explanation: str | None = None
+    last_refusal: RefusalView | None = Field(None, description=(
+        "Set when the latest acknowledge or resolve sent on this dispute was refused by "
+        "adjudication (nothing changed; e.g. an award naming a member that left): why. "
+        "Staff only; partners never see it."))
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "id": "dsp_5f0c1e9a7b2d4c6e8a0b1c2d3e", "status": "open", "level": 1, "owner_id": "cm-1",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from copy import copy
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -30,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import NullType
 
 from shared.api import partner_view
+from shared.business_time import from_us
 from shared.readmodel.schema import (
     Json,
     account_crm_ids,
@@ -39,9 +41,53 @@ from shared.readmodel.schema import (
     dispute_members,
     disputes,
     registrations,
+    timeline_entries,
 )
 
 _MAX_LINK_HOPS = 8
+
+STAFF_COMMANDS: tuple[str, ...] = ("dealreg.dispute.acknowledged.v1",
+                                   "dealreg.dispute.resolution_submitted.v1")
+"""The timeline types of an owner's (or admin's) command on a dispute."""
+DISPUTE_REFUSAL = "dealreg.dispute.action_rejected.v1"
+
+
+async def command_refusal(conn: AsyncConnection, dispute_id: str, command_id: str
+                          ) -> dict[str, Any] | None:
+    """Adjudication's refusal of THE command whose event id is `command_id`, if it refused
+    it: a decision's event id is its cause's id and its place among the cause's outputs
+    (`<cause>.d<n>`, README "Decision ids in timelines"), so the refusal under the dispute
+    whose id starts `<command_id>.d` answers that command and no other (refusals are many
+    per dispute). Its data as the timeline keeps it (reason, explanation, action, ...)."""
+    t = timeline_entries
+    row = (await conn.execute(
+        select(t.c.data).where(t.c.subject_id == dispute_id, t.c.type == DISPUTE_REFUSAL,
+                               t.c.event_id.startswith(f"{command_id}.d", autoescape=True))
+        .limit(1))).first()
+    if row is None:
+        return None
+    data: dict[str, Any] = orjson.loads(row.data)
+    return data
+
+
+async def last_refusal(conn: AsyncConnection, dispute_id: str) -> dict[str, Any] | None:
+    """The refusal of the latest staff command (acknowledge, resolve) on `dispute_id`, if
+    adjudication refused it: what the dispute's GET shows as `last_refusal`. None when
+    that command was applied or is not decided yet (an earlier refusal is history: the
+    timeline keeps it)."""
+    t = timeline_entries
+    row = (await conn.execute(
+        select(t.c.event_id).where(t.c.subject_id == dispute_id, one_of(
+            conn.dialect.name, t.c.type, STAFF_COMMANDS))
+        .order_by(t.c.at_us.desc(), t.c.event_id.desc()).limit(1))).first()
+    if row is None:
+        return None
+    found = await command_refusal(conn, dispute_id, str(row.event_id))
+    if found is None:
+        return None
+    return {"action": found.get("action"), "reason": found.get("reason"),
+            "explanation": found.get("explanation"), "actor_id": found.get("actor_id"),
+            "refused_at": found.get("decided_at"), "command_id": str(row.event_id)}
 
 
 def one_of(dialect: str, column: Any, values: Iterable[Any]) -> Any:
@@ -175,6 +221,38 @@ async def first_decided(conn: AsyncConnection, ids: Iterable[str]) -> Any:
                              registrations.c.submitted_at))
         .where(registrations.c.id.in_(wanted)))).all() if m is not None]
     return min(moments) if moments else None
+
+
+async def entered_dispute(conn: AsyncConnection, dispute_id: str, ids: Iterable[str]) -> Any:
+    """When the first of these registrations entered the dispute: the later of its first
+    decision (`first_decided`) and the dispute's own step that drew it in (its opening or a
+    joining naming it, `timeline_entries`). A registration decided earlier may enter a
+    dispute long after (a contest merged into an older dispute, a promotion next in line):
+    its first decision is not when it joined, and a dispute opened in between over rivals
+    must read as a late joiner's (`partner_view.dispute`)."""
+    wanted = set(ids)
+    first = await first_decided(conn, wanted)
+    if not wanted:
+        return first
+    rows = (await conn.execute(
+        select(timeline_entries.c.at_us, timeline_entries.c.type, timeline_entries.c.data)
+        .where(timeline_entries.c.subject_id == dispute_id,
+               timeline_entries.c.type.in_(("dealreg.dispute.opened.v1",
+                                            "dealreg.dispute.joined.v1")))
+        .order_by(timeline_entries.c.at_us))).all()
+    for at_us, kind, raw in rows:
+        data = orjson.loads(raw)
+        named = data.get("registration_ids" if kind.endswith("opened.v1") else "added_ids")
+        if wanted & set(named or ()):
+            moment = from_us(at_us)
+            return moment if first is None or _moment_of(first) < moment else first
+    return first
+
+
+def _moment_of(value: Any) -> datetime:
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    assert isinstance(moment, datetime)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 # The registration service owns the policy table (a fold of the reference topic); readers

@@ -6,6 +6,7 @@ gateway, see tests/e2e/test_console_served.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -194,6 +195,26 @@ async def test_acknowledge_one_and_many_from_the_console(world: World) -> None:
     arrived = (await collide(world))[2]
     changed = await world.browser.get(f"/console/owner/queue/rows?digest={digest.group(1)}")
     assert changed.status_code == 200 and arrived in changed.text
+
+
+async def test_a_refused_resolution_shows_on_the_owners_dispute_page(world: World) -> None:
+    """A resolution adjudication refuses (here: an award by product to a registration that
+    does not cover it), sent without waiting (202), changes nothing; the owner's dispute
+    page says the last resolve was refused and why (it read as a plain open dispute before,
+    s27-staff)."""
+    silver, gold, dispute = await collide(world)
+    sent = await world.api.post(f"/v1/disputes/{dispute}/resolve", json={
+        "outcome": "award", "awards": {"analytics": gold, "crm": silver}})
+    assert sent.status_code == 202, sent.text
+    for _ in range(200):
+        shown = await world.browser.get(f"/console/owner/disputes/{dispute}")
+        if 'id="last-refusal"' in shown.text:
+            break
+        await asyncio.sleep(0.05)
+    assert 'id="last-refusal"' in shown.text, shown.text[:3000]
+    assert "refused (invalid_resolution)" in shown.text
+    assert f"{silver} does not cover the product crm" in shown.text
+    assert (await recorded(world, dispute))["status"] == "open"
 
 
 async def test_a_double_submitted_acknowledge_or_resolve_is_answered_as_the_first(

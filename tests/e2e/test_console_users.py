@@ -126,10 +126,10 @@ async def test_a_form_sent_after_the_session_ended_is_kept_through_sign_in(
     assert refused.status_code == 401, refused.headers
     assert 'id="api_key"' in refused.text and "not sent" in refused.text
     carried = _hidden(refused.text)
-    assert carried["carry.account.name"] == "Typed Carefully GmbH"
-    assert carried["carry.opportunity.title"] == "Ünïcode rollout"
+    # Carried sealed: whoever stands at this sign-in page reads nothing of the form.
+    assert carried["carried"] and "Typed Carefully" not in refused.text
+    assert "Ünïcode rollout" not in refused.text and "typed-carefully" not in refused.text
     assert carried["next"] == "/console/partner/register"
-    assert "carry.csrf" not in carried  # the old session's token stays behind
     assert await _mine(world, "typed-carefully.de") == []
 
     signed = await world.client.post("/console/sign-in", data={
@@ -288,3 +288,66 @@ async def test_a_session_ending_under_a_polling_page_returns_to_that_page(
         "HX-Request": "true", "HX-Current-URL": "https://evil.example//console/x"})
     assert answer.headers["hx-redirect"].startswith(
         "/console/sign-in?next=%2Fconsole%2Fowner%2Fqueue%2Frows")
+
+
+async def test_a_previous_users_stale_form_is_not_offered_to_the_next_user(
+        world: World) -> None:
+    """A shared machine: partner A's tab holds a register form; A's session is replaced by
+    partner B signing in on the same browser; A's tab sends. The form was offered to B
+    under B's token: B read what A typed (a customer A is pursuing) and one button sent it
+    as B's registration. A form is offered again only to the user whose page it was."""
+    put = await world.client.put("/v1/partners/p-next", headers=world.admin, json={
+        "name": "Next Partners", "tier": "gold", "type": "reseller", "status": "active"})
+    assert put.status_code in (200, 201), put.text
+    minted = await world.client.post("/v1/api-keys", headers=world.admin,
+                                     json={"role": "partner", "subject_id": "p-next"})
+    assert minted.status_code == 201, minted.text
+    assert (await _sign_in(world.client, world.keys["partner"])).status_code == 303
+    form = {**await _register_form(world), "account.domain": "a-secret-prospect.de"}
+    assert (await _sign_in(world.client, minted.json()["token"])).status_code == 303
+    refused = await world.client.post("/console/partner/register", data=form,
+                                      headers=SAME_SITE)
+    assert refused.status_code == 403, refused.text[:300]
+    assert "a-secret-prospect.de" not in refused.text
+
+
+async def test_a_form_carried_through_sign_in_is_offered_only_to_its_user(
+        world: World) -> None:
+    """Rival round 2 (session 27): a shared machine, partner A's session ends with a
+    register form open; A's tab sends it and the sign-in page carried it in hidden
+    fields, readable by anyone at that page and offered, after sign-in, to whoever signed
+    in there: partner B read the customer A was pursuing and could send it as B's with
+    one button. The form now rides sealed to A: B signing in gets B's own start page."""
+    put = await world.client.put("/v1/partners/p-other", headers=world.admin, json={
+        "name": "Other Partners", "tier": "gold", "type": "reseller", "status": "active"})
+    assert put.status_code in (200, 201), put.text
+    minted = await world.client.post("/v1/api-keys", headers=world.admin,
+                                     json={"role": "partner", "subject_id": "p-other"})
+    assert minted.status_code == 201, minted.text
+    assert (await _sign_in(world.client, world.keys["partner"])).status_code == 303
+    form = {**await _register_form(world), "account.domain": "a-pursued-prospect.de"}
+    world.client.cookies.delete("dealreg_session")  # A's session ended meanwhile
+
+    refused = await world.client.post("/console/partner/register", data=form,
+                                      headers=SAME_SITE)
+    assert refused.status_code == 401, refused.headers
+    assert "a-pursued-prospect" not in refused.text and "Typed Carefully" not in refused.text
+    carried = _hidden(refused.text)
+
+    as_b = await world.client.post("/console/sign-in", data={
+        **carried, "api_key": minted.json()["token"]})
+    assert as_b.status_code == 303, as_b.text[:500]
+    assert as_b.headers["location"] == "/console/partner/register"
+    assert "a-pursued-prospect" not in as_b.text
+    page = await world.client.get(as_b.headers["location"])
+    assert "a-pursued-prospect" not in page.text and "Typed Carefully" not in page.text
+    assert await _mine(world, "a-pursued-prospect.de") == []
+
+    # A forged blob (edited, or sealed for someone else) opens nothing either.
+    world.client.cookies.delete("dealreg_session")
+    fresh_page = await world.client.get("/console/sign-in")
+    forged = {**_hidden(fresh_page.text), "next": carried["next"],
+              "carried": carried["carried"][:-4] + "AAAA"}
+    as_a = await world.client.post("/console/sign-in", data={
+        **forged, "api_key": world.keys["partner"]})
+    assert as_a.status_code == 303 and "a-pursued-prospect" not in as_a.text

@@ -442,7 +442,10 @@ async def test_a_partner_joining_a_dispute_learns_neither_how_many_rivals_nor_wh
     assert_absent(timeline, *secrets)
     entries = timeline.json()["entries"]
     assert entries[0]["type"] == "dealreg.registration.submitted.v1", entries
-    assert "dealreg.dispute.opened.v1" not in {e["type"] for e in entries}
+    # Its joining reads as an opening when it joined, over its registration alone.
+    openings = [e for e in entries if e["type"] == "dealreg.dispute.opened.v1"]
+    assert [(e["at"] >= third["submitted_at"][:19], e["data"]["registration_ids"])
+            for e in openings] == [(True, [third["id"]])], entries
     for entry in entries:
         assert len(entry["data"].get("evidence") or ()) <= 1, entry
     # The vendor side still sees when the dispute opened and over whom.
@@ -1046,3 +1049,99 @@ async def test_a_partner_that_withdrew_from_a_dispute_cannot_count_the_rivals_le
                       if e["type"].startswith("dealreg.dispute.") and e["type"] not in (
                           "dealreg.dispute.opened.v1", "dealreg.dispute.joined.v1")]))
     assert seen[0] == seen[1] == (404, {"items": [], "next_cursor": None}, [], 0, []), seen
+
+
+def _opening_shape(entries: list[dict[str, Any]]) -> tuple[Any, ...]:
+    """The dispute steps of a partner's timeline as types, data fields and sentence
+    template (ids, owners, times and the account's name taken out)."""
+    steps = [e for e in entries if e["type"].startswith("dealreg.dispute.")]
+    out = []
+    for step in steps:
+        data = step["data"]
+        text = re.sub(r"\b(?:reg|dsp|dis)_\w+|\d{4}-\d{2}-\d{2} \d{2}:\d{2}|\S+\.com\b|"
+                      r"with \S+,", "X", str(data.get("explanation")))
+        out.append((step["type"], sorted(data), text))
+    return tuple(out)
+
+
+async def test_a_late_joiners_timeline_reads_like_an_opening(system: Running) -> None:
+    """A registration that joins a dispute already open showed `dealreg.dispute.joined.v1`
+    ("... collides with registrations already in dispute ..., so it joins that dispute"),
+    one whose submission opened it `dealreg.dispute.opened.v1`: joining told the partner at
+    least two rivals were already disputing. A partner reads its joining as an opening
+    (type, fields and sentence); the vendor side keeps the join."""
+    p1, p2, p3 = fresh("p1"), fresh("p2"), fresh("p3")
+    domain = f"{fresh('joinop')}.com"
+    await submit(system.admin, registration(p1, domain))
+    opener = await submit(system.admin, registration(p2, domain))
+    assert opener["status"] == "in_review", opener
+    await system.settle()
+    joiner = await submit(system.admin, registration(p3, domain))
+    assert joiner["dispute_id"] == opener["dispute_id"], joiner
+    await system.settle()
+    seen = {}
+    for partner, mine in ((p2, opener), (p3, joiner)):
+        queries = await system.queries("partner", partner)
+        timeline = await queries.get(f"/v1/registrations/{mine['id']}/timeline")
+        assert timeline.status_code == 200, timeline.text
+        assert "joins" not in timeline.text and "already in dispute" not in timeline.text, \
+            timeline.text
+        entries = timeline.json()["entries"]
+        seen[partner] = _opening_shape(entries)
+        opened = [e for e in entries if e["type"] == "dealreg.dispute.opened.v1"]
+        assert len(opened) == 1 and opened[0]["data"]["registration_ids"] == [mine["id"]], \
+            entries
+    assert seen[p3] == seen[p2], seen
+    staff = await system.queries("channel_manager", "cm")
+    vendor = (await staff.get(f"/v1/registrations/{joiner['id']}/timeline")).json()["entries"]
+    assert "dealreg.dispute.joined.v1" in {e["type"] for e in vendor}, vendor
+
+
+async def test_a_contest_merged_into_an_older_rivals_dispute_does_not_date_it(
+        system: Running) -> None:
+    """p3 (silver) loses to p1 (gold) on analytics; then p5 and p6 tie on crm (dispute D
+    opens at p6's submission); p3 contests (dispute C over p1). p7 (gold) registers both
+    products: C and D are drawn together and the older, D, carries on, so p3's registration
+    is now in D. A partner's registration that entered a dispute after that dispute opened
+    reads it as a late joiner's (when it entered, deadlines to the hour): it read D's
+    opening and deadlines exactly (a rival's submission), its earlier rejection taken for
+    when it joined."""
+    p1, p3, p5, p6, p7 = (fresh(p) for p in ("p1", "p3", "p5", "p6", "p7"))
+    await partners(system, **{p1: "gold", p7: "gold", p3: "silver", p5: "silver",
+                              p6: "silver"})
+    domain = f"{fresh('merge')}.com"
+    await submit(system.admin, registration(p1, domain, products=("analytics",)))
+    commands, queries = await system.as_("partner", p3)
+    lost = await commands.post("/v1/registrations", headers={"Prefer": "wait=15"},
+                               json=registration(None, domain, products=("analytics",)))
+    assert lost.status_code == 201 and lost.json()["status"] == "rejected", lost.text
+    mine = lost.json()
+    await asyncio.sleep(0.2)
+    await submit(system.admin, registration(p5, domain, products=("crm",)))
+    tie = await submit(system.admin, registration(p6, domain, products=("crm",)))
+    assert tie["status"] == "in_review", tie
+    await asyncio.sleep(0.2)
+    filed = await commands.post(f"/v1/registrations/{mine['id']}/disputes",
+                                headers={"Prefer": "wait=30"},
+                                json={"reason": "We were there first."})
+    assert filed.status_code == 201, filed.text
+    await system.settle()
+    both = await submit(system.admin, registration(p7, domain, products=("analytics", "crm")))
+    await system.settle()
+    staff = await system.queries("channel_manager", "cm")
+    rival = (await staff.get(f"/v1/disputes/{tie['dispute_id']}")).json()
+    now = (await staff.get(f"/v1/registrations/{mine['id']}")).json()
+    other = (await staff.get(f"/v1/disputes/{filed.json()['id']}")).json()
+    assert mine["id"] in rival["registration_ids"], (other, rival, both, now)  # C into D
+    exact = rival["due_at"]
+    assert exact[14:19] != "00:00", rival
+    got = await queries.get(f"/v1/disputes/{tie['dispute_id']}")
+    assert got.status_code == 200, got.text
+    # To the microsecond: p3's own contest may open within the same second as D.
+    secrets = (exact[:26], rival["opened_at"][:26], tie["id"], p5, p6, p7)
+    listed = await queries.get("/v1/disputes")
+    timeline = await queries.get(f"/v1/registrations/{mine['id']}/timeline")
+    for response in (got, listed, timeline):
+        assert response.status_code == 200, response.text
+        assert_absent(response, *secrets)
+    assert got.json()["due_at"][14:19] == "00:00", got.text

@@ -118,7 +118,9 @@ def _models_in(annotation: Any) -> set[type[BaseModel]]:
 # program metrics (vendor roles). (A partner's delivery log is `PartnerDeliveryView`.)
 NOT_FOR_PARTNERS = {"ClaimView", "ProgramMetricsView", "RegistrationMetrics",
                     "DisputeMetrics", "Quantiles", "BreachCount", "PartnerResults",
-                    "ProgramSeriesView", "SeriesView"}
+                    "ProgramSeriesView", "SeriesView",
+                    # a dispute's `last_refusal` (DISPUTE: HIDE): an owner's refused command
+                    "RefusalView"}
 
 
 def test_every_model_the_partner_facing_routes_answer_with_is_classified() -> None:
@@ -285,9 +287,11 @@ def test_a_timeline_hides_owner_requests_notes_and_rivals_joining() -> None:
     ]
     scope = p1_scope([e["data"] for e in entries])
     out = pv.timeline(entries, scope, ids_key=KEY)
-    assert [e["type"] for e in out] == ["dealreg.dispute.joined.v1",
+    # Its own joining reads as an opening (a joining would say others were disputing).
+    assert [e["type"] for e in out] == ["dealreg.dispute.opened.v1",
                                         "dealreg.dispute.resolved.v1"]
-    assert out[0]["data"]["added_ids"] == ["reg_own1"]
+    assert out[0]["data"]["registration_ids"] == ["reg_own1"]
+    assert "joins" not in out[0]["data"]["explanation"]
     resolved = out[1]["data"]
     assert resolved["awarded_registration_id"] is None
     assert resolved["partner_note"] == "For you" and "note" not in resolved

@@ -144,8 +144,12 @@ def unlinked_match(state: AdjudicationState, decided_key: str, account_key: str,
     if not mine.domains.isdisjoint(theirs.domains):
         return "domain", 1.0, not apart
     score = index.name_score(decided_key, account_key)
+    # Confident only by names that met in one known country: a name without a country is
+    # weighed across countries, never confidently (round 2 of session 27's rival review:
+    # a settlement under `name_only: decide` called such a pair a confident name match).
     return "name", score, not apart and policy is not None and _name_decides(
-        policy, score, decided_key, account_key)
+        policy, index.name_score(decided_key, account_key, known_country=True),
+        decided_key, account_key)
 
 
 def _name_decides(policy: Policy, score: float, a: str, b: str) -> bool:

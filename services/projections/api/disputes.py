@@ -25,8 +25,8 @@ from services.projections.api.schemas import DisputePage
 from shared.api import partner_view
 from shared.api.partner_view import Viewer
 from shared.api.problems import PROBLEM_RESPONSES, Problem
-from shared.api.resources import DisputeView
-from shared.readmodel.queries import first_decided, holders_of
+from shared.api.resources import DisputeView, RefusalView
+from shared.readmodel.queries import entered_dispute, holders_of, last_refusal
 
 router = APIRouter(prefix="/v1", tags=["queries"], dependencies=[Depends(read_your_writes)])
 
@@ -56,7 +56,7 @@ async def _view(conn: AsyncConnection, row: dict[str, Any], breaches: list[dict[
         mentioned = partner_view.mentioned_ids(data)
         scope = partner_view.Scope.of(who, await holders_of(conn, mentioned), mentioned)
         data = partner_view.dispute(data, scope,
-                                    await first_decided(conn, scope.own_ids))
+                                    await entered_dispute(conn, row["id"], scope.own_ids))
     return DisputeView.model_validate(data)
 
 
@@ -190,7 +190,15 @@ async def read_dispute(
             # Existence must not leak to a caller who is not party to it.
             raise Problem(404, "Not found", f"No dispute {dispute_id}.")
         breaches = await queries.breaches_of(conn, [dispute_id])
-        return await _view(conn, row, breaches[dispute_id], who)
+        view = await _view(conn, row, breaches[dispute_id], who)
+        if not who.restricted:
+            # An owner's command the adjudicator refused changed nothing: say so here,
+            # where the owner looks (a 202 answered it; README "Refused staff commands").
+            refused = await last_refusal(conn, dispute_id)
+            if refused is not None:
+                view = view.model_copy(update={
+                    "last_refusal": RefusalView.model_validate(refused)})
+        return view
 
 
 async def _may_read(conn: AsyncConnection, row: dict[str, Any], who: Viewer) -> bool:

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.registration.adapters.sql import driver_fetch
 from shared.events import DisputeActionRejected
-from shared.readmodel.queries import first_decided, get_registration, holders_of
+from shared.readmodel.queries import command_refusal, first_decided, get_registration, holders_of
 from shared.readmodel.schema import metadata, registrations, timeline_entries
 
 T = TypeVar("T")
@@ -158,6 +158,13 @@ class ReadModel:
         """Why adjudication refused a command naming `dispute_id` (reason, explanation),
         if it did."""
         return await _refusal(self.engine, dispute_id)
+
+    async def command_refusal(self, dispute_id: str, command_id: str
+                              ) -> dict[str, Any] | None:
+        """Adjudication's refusal of the staff command `command_id` (its event id) on
+        `dispute_id`, if it refused it (`queries.command_refusal`)."""
+        async with self.engine.connect() as conn:
+            return await command_refusal(conn, dispute_id, command_id)
 
     async def link_of(self, alias: str) -> tuple[str, float] | None:
         """(matched_by, score) of the link making `alias` another key's alias, if any."""

@@ -121,3 +121,33 @@ def test_no_decision_of_the_mixed_workload_names_an_unlinked_member_by_what_they
     assert not wrong, f"{len(wrong)} false items, e.g.\n" + "\n".join(wrong[:10])
     assert r10 and all(kind == "name" and not confident for kind, _, confident in r10), r10
     assert checked > 500
+
+
+def test_a_name_without_a_country_is_never_a_confident_name_in_a_settlement() -> None:
+    """Session 27 rival review, round 2. A name without a country is weighed across
+    countries, never confidently: under `match.name_only: decide` (policies published
+    before session 26's option replay so) a name-only US "Acme Corp" and acme.com's
+    country-less "Acme Corp" are a possible duplicate (the intake: `name`, not
+    confident), one review, no link. The award's decisions then called each other a
+    confident name match, one customer (`_name_decides` never asked in which country the
+    names met), both ways round. Failed before the fix."""
+    from adjudication_driver import policy
+
+    for holder, rival in (({"domain": None, "country": "US"},
+                           {"domain": "acme.com", "country": None}),
+                          ({"domain": "acme.com", "country": None},
+                           {"domain": None, "country": "US"})):
+        d = Driver()
+        d.publish(policy(version=5, match={"name_only": "decide"}))
+        d.register("r1", "p-1", name="Acme Corp", **holder)  # type: ignore[arg-type]
+        d.later(minutes=1)
+        out = d.register("r3", "p-3", name="Acme Corp", **rival)  # type: ignore[arg-type]
+        [opened] = only(out, DisputeOpened)
+        [intake] = decisions(out, "r3")
+        assert [(c.matched_by, c.confident) for c in intake.conflicts] == [("name", False)]
+        settled = d.resolve(opened.dispute_id, "award", registration_id="r1")
+        for rid, other in (("r1", "r3"), ("r3", "r1")):
+            [decision] = decisions(settled, rid)
+            [conflict] = decision.conflicts
+            assert (conflict.registration_id, conflict.matched_by, conflict.score,
+                    conflict.confident) == (other, "name", 1.0, False), (holder, decision)
