@@ -173,6 +173,32 @@ def name_length_window(length: int, floor: float) -> tuple[int, int]:
 _MAX_LENGTH: Final = 2**31 - 1
 
 
+def best_name_score(a: tuple[tuple[str, frozenset[str]], ...],
+                    b: tuple[tuple[str, frozenset[str]], ...],
+                    known_country: bool = False) -> float:
+    """The best `fuzz.ratio` (as a fraction) between a name of `a` and one of `b` that
+    may be one company's by country (a country in common, or one side's unknown, compared
+    with every country as `match` compares it; `known_country`: one known country in
+    common), 0.0 when no two may: `AccountIndex.name_score` of two keys'
+    `AccountIndex.filed_names`."""
+    best = 0.0
+    for sa, in_a in a:
+        for sb, in_b in b:
+            score = fuzz.ratio(sa, sb) / 100.0
+            if score <= best:
+                continue
+            if known_country:
+                if (in_a & in_b) - _UNKNOWN_ONLY:
+                    best = score
+            elif not in_a.isdisjoint(in_b) or (in_a and in_b and (
+                    UNKNOWN_COUNTRY in in_a or UNKNOWN_COUNTRY in in_b)):
+                best = score
+    return best
+
+
+_UNKNOWN_ONLY: Final = frozenset({UNKNOWN_COUNTRY})
+
+
 def _add_ordinal(mapping: dict[str, int | tuple[int, ...]], key: str, ordinal: int) -> None:
     current = mapping.get(key)
     if current is None:
@@ -537,27 +563,19 @@ class AccountIndex:
         two customers that identifiers separate matched by name (`names_match`; the
         evidence a settlement gives about such a pair, invariant 6). `known_country`: only
         names filed in one known country, the score a name may decide by (`match` weighs
-        the unknown country's never confidently; session 27, rival review round 2)."""
-        oa, ob = self._ordinal.get(a), self._ordinal.get(b)
-        if oa is None or ob is None:
-            return 0.0
-        best = 0.0
-        for sa in sorted(_values(self._names_of[oa])):
-            for sb in sorted(_values(self._names_of[ob])):
-                score = fuzz.ratio(sa, sb) / 100.0
-                if score <= best:
-                    continue
-                in_a = self._filed_in(sa, oa)
-                in_b = self._filed_in(sb, ob)
-                if known_country:
-                    if (in_a & in_b) - {UNKNOWN_COUNTRY}:
-                        best = score
-                elif not in_a.isdisjoint(in_b) or (in_a and in_b and (
-                        UNKNOWN_COUNTRY in in_a or UNKNOWN_COUNTRY in in_b)):
-                    # One country, or one side's unknown (compared with every country,
-                    # as `match` compares it).
-                    best = score
-        return best
+        the unknown country's never confidently; session 27, rival review round 2).
+        `best_name_score` of the two keys' `filed_names`: a settlement that scores many
+        pairs asks each key's names once (`outcomes.Fellows`)."""
+        return best_name_score(self.filed_names(a), self.filed_names(b), known_country)
+
+    def filed_names(self, account_key: str) -> tuple[tuple[str, frozenset[str]], ...]:
+        """The token-sorted names filed under `account_key`, each with the countries it
+        is filed in for that key (what `name_score` compares); () for an unknown key."""
+        ordinal = self._ordinal.get(account_key)
+        if ordinal is None:
+            return ()
+        return tuple((name, frozenset(self._filed_in(name, ordinal)))
+                     for name in sorted(_values(self._names_of[ordinal])))
 
     def _filed_in(self, sorted_name: str, ordinal: int) -> set[str]:
         """The countries `sorted_name` is filed in for `ordinal`."""

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from services.adjudication.domain.instants import from_us
 from services.adjudication.domain.matching import Collision, key_evidence
 from services.adjudication.domain.state import AdjudicationState, Entry, weakest
+from shared.accounts.index import best_name_score
 from shared.accounts.sameness import Identifiers, different_customers
 from shared.events import (
     ClaimDecided,
@@ -103,6 +104,8 @@ def fellow_evidence(state: AdjudicationState, entry: Entry, decided_key: str,
 
 
 _NO_PATHS: dict[str, tuple[str, float]] = {}
+_UNASKED: tuple[str, float, bool] = ("?", 0.0, False)
+"""`Fellows`' mark for a pair of keys not weighed yet (compared by identity)."""
 UNFILED: tuple[str, float, bool] = ("", 0.0, False)
 """`unlinked_match` of a copy's key (filed on another partition) that its form does not
 separate."""
@@ -134,15 +137,13 @@ def unlinked_match(state: AdjudicationState, decided_key: str, account_key: str,
     them, so the edge reported it as only possibly this customer)."""
     if account_key == decided_key or account_key in paths:
         return None
-    mine, theirs = state.customer(decided_key), state.customer(account_key)
-    apart = different_customers(mine, theirs)
     index = state.index
-    if not apart and (account_key not in index or decided_key not in index):
+    kind, apart = _unlinked_by(state.customer(decided_key), state.customer(account_key),
+                               account_key in index and decided_key in index)
+    if not kind:
         return UNFILED
-    if not mine.crm_ids.isdisjoint(theirs.crm_ids):
-        return "crm_account_id", 1.0, not apart
-    if not mine.domains.isdisjoint(theirs.domains):
-        return "domain", 1.0, not apart
+    if kind != "name":
+        return kind, 1.0, not apart
     score = index.name_score(decided_key, account_key)
     # Confident only by names that met in one known country: a name without a country is
     # weighed across countries, never confidently (round 2 of session 27's rival review:
@@ -150,6 +151,20 @@ def unlinked_match(state: AdjudicationState, decided_key: str, account_key: str,
     return "name", score, not apart and policy is not None and _name_decides(
         policy, index.name_score(decided_key, account_key, known_country=True),
         decided_key, account_key)
+
+
+def _unlinked_by(mine: Identifiers, theirs: Identifiers, filed: bool) -> tuple[str, bool]:
+    """What `unlinked_match` cites for two unlinked keys' customers (`filed`: both keys
+    filed here), and whether `different_customers` parts them: "" (`UNFILED`), else the
+    CRM id or domain they share, else "name" (the keys' best name score). Symmetric."""
+    apart = different_customers(mine, theirs)
+    if not apart and not filed:
+        return "", apart
+    if not mine.crm_ids.isdisjoint(theirs.crm_ids):
+        return "crm_account_id", apart
+    if not mine.domains.isdisjoint(theirs.domains):
+        return "domain", apart
+    return "name", apart
 
 
 def _name_decides(policy: Policy, score: float, a: str, b: str) -> bool:
@@ -211,8 +226,9 @@ class Fellows:
     and the decided one left out. Evidence is a frozen value: one object serves every
     decision naming it."""
 
-    __slots__ = ("_apart", "_here", "_keyed", "_paths", "_separate", "_theirs", "members",
-                 "state")
+    __slots__ = ("_apart", "_customers", "_filed", "_here", "_items", "_keyed", "_names",
+                 "_others", "_paths", "_policies", "_separate", "_seps", "_theirs",
+                 "members", "state")
 
     def __init__(self, members: Sequence[Entry], state: AdjudicationState | None = None
                  ) -> None:
@@ -227,7 +243,16 @@ class Fellows:
                 self._keyed.setdefault(m.account_key, []).append(i)
         self._apart: dict[tuple[str, float], list[ConflictEvidence]] = {}
         self._here: dict[tuple[int, str, float], ConflictEvidence] = {}
-        self._separate: dict[tuple[str, str, int], tuple[str, float, bool] | None] = {}
+        # (key, policy version) -> other key -> `unlinked_match` (nested: no tuple per pair).
+        self._separate: dict[tuple[str, int], dict[str, tuple[str, float, bool] | None]] = {}
+        self._seps: dict[tuple[str, float, bool], tuple[str, float, bool]] = {}
+        self._customers: dict[str, Identifiers] = {}
+        self._names: dict[str, tuple[tuple[str, frozenset[str]], ...]] = {}
+        self._filed: dict[str, bool] = {}
+        self._policies: dict[int, Policy] = {}
+        self._others: dict[tuple[str, int, tuple[str, float] | None],
+                           tuple[list[int], list[ConflictEvidence]]] = {}
+        self._items: dict[tuple[int, tuple[str, float, bool]], ConflictEvidence] = {}
 
     def of(self, i: int) -> list[ConflictEvidence]:
         members, theirs = self.members, self._theirs
@@ -275,31 +300,127 @@ class Fellows:
                 for j in self._keyed.get(other, ()):
                     found[j] = _evidence(members[j], *_weakest(joined, theirs[j]), True,
                                          other)
-        for other, js in self._keyed.items():
-            sep = self._apart_from(decided, other, paths)
-            if sep is not None and not sep[0]:  # a copy's key, not linked (UNFILED)
-                for j in js:
-                    found[j] = _evidence(members[j], found[j].matched_by, found[j].score,
-                                         False, other)
-            elif sep is not None:  # under a key not linked to it: a possible duplicate
-                for j in js:
-                    found[j] = _evidence(members[j], *_through(sep, here or mine, theirs[j]),
-                                         other)
+        js, named = self._unlinked(decided, paths, apart, here or mine)
+        for j, item in zip(js, named, strict=True):
+            found[j] = item
         del found[i]
+        return found
+
+    def _unlinked(self, decided: Entry, paths: dict[str, tuple[str, float]],
+                  apart: list[ConflictEvidence], through: tuple[str, float]
+                  ) -> tuple[list[int], list[ConflictEvidence]]:
+        """The members under keys not linked to the decided one's (`unlinked_match`) and
+        their items, once per decided key, policy version and own evidence (every decision
+        alike in those names them alike: `apart`, the plain items, and `through`, how the
+        decided one is its key's customer, follow from them). Each item is one object per
+        member and evidence: a chained review of 378 members on 348 keys named ~138,000
+        such items, ~9,600 distinct; built per decision, their allocations set off most of
+        the collector's passes."""
+        key = decided.account_key
+        cached = (key, decided.policy_version, decided.evidence)
+        found = self._others.get(cached)
+        if found is not None:
+            return found
+        theirs, items = self._theirs, self._items
+        known = self._separate.get((key, decided.policy_version))
+        if known is None:
+            known = self._separate[(key, decided.policy_version)] = {}
+        js: list[int] = []
+        named: list[ConflictEvidence] = []
+        answer: tuple[str, float, bool]
+        for other, under in self._keyed.items():
+            sep = known.get(other, _UNASKED)
+            if sep is _UNASKED:
+                sep = self._apart_from(decided, other, paths)
+            if sep is None:
+                continue
+            for j in under:
+                if not sep[0]:  # a copy's key, not linked (UNFILED): as plain, not sure
+                    answer = (apart[j].matched_by, apart[j].score, False)
+                elif sep[0] == "name":  # a name between the two keys is that name
+                    answer = sep
+                else:  # under a key not linked to it: a possible duplicate
+                    answer = _through(sep, through, theirs[j])
+                item = items.get((j, answer))
+                if item is None:  # one object per member and evidence
+                    item = items[(j, answer)] = _evidence(self.members[j], *answer, other)
+                js.append(j)
+                named.append(item)
+        found = self._others[cached] = (js, named)
         return found
 
     def _apart_from(self, decided: Entry, other: str, paths: dict[str, tuple[str, float]]
                     ) -> tuple[str, float, bool] | None:
         """`unlinked_match` of the decided member's key and `other` (`paths`: the decided
-        one's key's, `_linked`), once per pair of keys and policy version."""
-        key = decided.account_key
-        if self.state is None or key == other:
+        one's key's, `_linked`), once per unordered pair of keys and policy version (the
+        rule is symmetric), each key's customer, names and filing asked once per
+        settlement (a settlement of k members on k keys weighs k² pairs); equal answers
+        are one tuple."""
+        key, version = decided.account_key, decided.policy_version
+        state = self.state
+        if state is None or key == other:
             return None
-        pair = (key, other, decided.policy_version)
-        if pair not in self._separate:
-            self._separate[pair] = unlinked_match(self.state, key, other, paths,
-                                                  self.state.policy(decided.policy_version))
-        return self._separate[pair]
+        known = self._separate.get((key, version))
+        if known is None:
+            known = self._separate[(key, version)] = {}
+        elif other in known:
+            return known[other]
+        found: tuple[str, float, bool] | None = None
+        if other not in paths:
+            kind, apart = _unlinked_by(self._customer(key), self._customer(other),
+                                       self._is_filed(key) and self._is_filed(other))
+            if not kind:
+                found = UNFILED
+            else:
+                if kind == "name":
+                    mine, theirs = self._filed_names(key), self._filed_names(other)
+                    score = best_name_score(mine, theirs)
+                    # Decided only by names met in one known country (`unlinked_match`).
+                    confident = not apart and _name_decides(
+                        self._policy(version), best_name_score(mine, theirs, True), key,
+                        other)
+                else:
+                    score, confident = 1.0, not apart
+                found = self._seps.setdefault((kind, score, confident),
+                                              (kind, score, confident))
+        known[other] = found
+        back = self._separate.get((other, version))
+        if back is None:
+            back = self._separate[(other, version)] = {}
+        back[key] = found
+        return found
+
+    def _customer(self, key: str) -> Identifiers:
+        """`state.customer(key)`, once per settlement (links change only after one)."""
+        found = self._customers.get(key)
+        if found is None:
+            assert self.state is not None
+            found = self._customers[key] = self.state.customer(key)
+        return found
+
+    def _filed_names(self, key: str) -> tuple[tuple[str, frozenset[str]], ...]:
+        """`state.index.filed_names(key)`, once per settlement."""
+        found = self._names.get(key)
+        if found is None:
+            assert self.state is not None
+            found = self._names[key] = self.state.index.filed_names(key)
+        return found
+
+    def _is_filed(self, key: str) -> bool:
+        """Whether `key` is filed in this partition's index, once per settlement."""
+        found = self._filed.get(key)
+        if found is None:
+            assert self.state is not None
+            found = self._filed[key] = key in self.state.index
+        return found
+
+    def _policy(self, version: int) -> Policy:
+        """`state.policy(version)`, once per settlement."""
+        found = self._policies.get(version)
+        if found is None:
+            assert self.state is not None
+            found = self._policies[version] = self.state.policy(version)
+        return found
 
     def _opened(self, key: str) -> tuple[str, float] | None:
         """What the opener of `key` shares with its customer (`state.opener_shares`)."""
