@@ -289,6 +289,7 @@ class Runtime:
                 linger_from=settings.kafka_projections_linger_from_records,
             )
             runtime.notification_sender = NotificationSender(engine, settings)
+            runtime.projection_worker.on_outbox = runtime.notification_sender.wake.set
         return runtime
 
     def stopping(self) -> bool:

@@ -274,7 +274,9 @@ class Settings(BaseSettings):
         60.0, gt=0, description="A claimed delivery not finished after this long (a crashed "
         "sender) is retried")
     notification_poll_seconds: float = Field(
-        0.2, gt=0, description="How often the delivery worker looks for due deliveries")
+        5.0, gt=0, description="The longest the idle delivery worker sleeps before it looks "
+        "for due deliveries again (deliveries queued by another process); it wakes at once "
+        "for deliveries its own process queues and at the next one's due time")
     notification_endpoint_concurrency: int = Field(
         4, ge=1, description="Concurrent deliveries per endpoint (URL origin or SMTP)")
     notification_max_in_flight: int = Field(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -29,7 +30,7 @@ from typing import Any
 import aiosmtplib
 import httpx
 import orjson
-from sqlalchemy import bindparam, column, delete, select, table, update
+from sqlalchemy import bindparam, case, column, delete, func, select, table, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from standardwebhooks import Webhook
 
@@ -165,10 +166,16 @@ class NotificationSender:
                 for row in claimed:
                     self._start(row)
                 if not claimed:
+                    # Nothing due: sleep until the next delivery falls due (a retry, an
+                    # expired lease), a wake-up (the projection worker queued a delivery,
+                    # a delivery finished, a redelivery) or at the latest the poll interval
+                    # (deliveries queued by another process), not a query every 0.2 s.
                     self.wake.clear()
+                    wait = self.settings.notification_poll_seconds
+                    if room > 0:
+                        wait = min(wait, await self.seconds_to_next_due())
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.wake.wait(),
-                                               self.settings.notification_poll_seconds)
+                        await asyncio.wait_for(self.wake.wait(), max(0.0, wait))
         finally:
             tasks = list(self.in_flight.values())
             for task in tasks:
@@ -190,7 +197,27 @@ class NotificationSender:
         def done(_: asyncio.Task[None]) -> None:
             self.in_flight.pop(delivery, None)
             self._recipients.pop(delivery, None)
+            self.wake.set()  # room for another claim; its outcome (a retry time) is written
         task.add_done_callback(done)
+
+    async def seconds_to_next_due(self) -> float:
+        """Seconds until the earliest pending delivery may be claimed (its next attempt,
+        or its lease's end if later); infinity when none is pending."""
+        o = notification_outbox.c
+        due = case((o.lease_until > o.next_attempt_at, o.lease_until),
+                   else_=o.next_attempt_at)
+        try:
+            async with self.engine.connect() as conn:
+                first = (await conn.execute(
+                    select(func.min(due, type_=o.next_attempt_at.type))
+                    .where(o.status == "pending"))).scalar()
+        except Exception as exc:  # the claim reports a broken store; wait the poll interval
+            log.warning("notification_next_due_failed", error=type(exc).__name__)
+            return math.inf
+        if first is None:
+            return math.inf
+        due_at: datetime = first if first.tzinfo else first.replace(tzinfo=UTC)
+        return float((due_at - datetime.now(UTC)).total_seconds())
 
     async def claim(self, limit: int) -> list[dict[str, Any]]:
         """Lease up to `limit` due deliveries (retried while SQLite is locked by another

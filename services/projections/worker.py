@@ -225,6 +225,9 @@ class ProjectionWorker:
         self.topics = topics
         self.group_id = group_id
         self.on_applied = on_applied
+        # Called after a batch that queued notifications commits (the delivery worker's
+        # wake-up: it does not poll for them).
+        self.on_outbox: Callable[[], None] | None = None
         self.on_links: Callable[[set[str] | None], None] | None = None
         """Called after a committed batch that rewrote account links, with their aliases
         (a co-located registration service keeps the links in memory); with None when
@@ -316,6 +319,8 @@ class ProjectionWorker:
         BATCH_SECONDS.observe(time.perf_counter() - started)
         LAST_APPLIED.set(time.time())
         self.position_waiter.notify()
+        if batch is not None and batch.outbox and self.on_outbox is not None:
+            self.on_outbox()
         if batch is not None and self.on_applied is not None:
             touched = batch.touched_registrations()
             if touched:

@@ -305,3 +305,33 @@ async def test_history_replayed_into_a_new_read_model_is_not_sent_but_can_be(
         assert queued.status_code == 202
         [sent] = await env.hook.wait_for(1)
         assert sent.headers["webhook-id"] == hook["id"]
+
+
+@pytest.mark.parametrize("backend", ["embedded", "distributed"])
+async def test_an_idle_sender_claims_only_when_woken_or_due(
+        request: pytest.FixtureRequest, tmp_path: Path, backend: str) -> None:
+    """With a long poll interval the delivery worker is still prompt (woken by the
+    projection worker that queued the delivery, a retry claimed at its due time), and
+    idle it issues no claim (issue 16: it queried every 0.2 s with nothing to send)."""
+    async with _env(request, tmp_path, backend, notification_poll_seconds=30) as env:
+        sender = env.system.query_app.state.runtime.notification_sender
+        claims = 0
+        claim = sender.claim
+
+        async def counted(limit: int) -> list[dict[str, Any]]:
+            nonlocal claims
+            claims += 1
+            return await claim(limit)
+        sender.claim = counted
+        env.hook.replies = [Reply(500)]  # the retry is due 0.2 s later
+        await open_dispute(env.system)
+        requests = await env.hook.wait_for(2, timeout=3.0)
+        assert len({r.headers["webhook-id"] for r in requests}) == 1
+
+        async def delivered() -> bool:
+            return {d["status"] for d in await deliveries(env.system)} == {"delivered"}
+        await until(delivered)
+        await asyncio.sleep(0.5)  # the last outcomes' wake-ups
+        before = claims
+        await asyncio.sleep(2.0)
+        assert claims == before, f"{claims - before} claims in 2 s with nothing due"
