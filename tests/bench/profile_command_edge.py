@@ -28,26 +28,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 async def run(count: int) -> float:
     from dealreg.app import create_app
+    from services.registration.api.routes import _REGISTRATION_EXAMPLE
     from services.registration.handlers import Commands, Outcome
     from shared.api.resources import RegistrationView
     from shared.logging import configure_logging
     from shared.settings import Settings
     from tests.support.companies import generate
 
-    view = RegistrationView.model_validate({
-        "id": "reg_01jd2v6x3k8m0q9r7s5t4w2y1z", "partner_id": "p-1",
-        "account_key": "dom:acme.com",
-        "account": {"name": "Acme Corp", "domain": "acme.com", "country": "US",
-                    "crm_account_id": None},
-        "opportunity": {"title": "Analytics rollout", "products": ["analytics"],
-                        "amount": {"value": "120000.00", "currency": "USD"},
-                        "expected_close": "2027-03-31"},
-        "motion": "resell", "external_ref": "PRM-123", "status": "approved",
-        "submitted_at": "2026-11-23T09:00:00Z", "decided_at": "2026-11-23T09:00:00.120000Z",
-        "protected_until": "2027-02-21T09:00:00Z", "extensions": 0, "dispute_id": None,
-        "credit_percent": None,
-        "decision": {"rule": "no_conflict", "policy_version": 1, "explanation": "-",
-                     "conflicts": []}})
+    # The route's own OpenAPI example: one place for what a registration answer holds.
+    view = RegistrationView.model_validate(_REGISTRATION_EXAMPLE)
 
     async def stub(self: Any, principal: Any, body: Any, wait: float = 0.0,
                    via: str = "api") -> Any:
