@@ -2816,3 +2816,25 @@ def test_a_country_less_filing_and_a_recased_guid_are_the_known_customer_in_the_
         assert [r.status for r in m.model.regs.values()][1:] == ["rejected", "rejected"]
 
     _replay_customers(steps)
+
+
+def test_a_name_filed_without_a_country_is_weighed_after_a_restart_in_the_machine() -> None:
+    """Found by `CustomerRules` (session 28): the projections filed a name in the directory
+    read model only with a country, so a registration service re-warmed from it (a
+    restart, or a distributed process) forgot a name filed without one. A partner filed
+    "Wells International LLC" without a country by its GUID; after a restart a rival's
+    filing of the same name with a country and a domain was approved `no_conflict`
+    beside it, unseen (without the restart: a possible duplicate, sent to a person)."""
+    spec = next(s for s in CUSTOMER_SPECS if s.seq == 17)
+    bare = dataclasses.replace(spec, countryless=True, domain=None,
+                               crm_account_id=CUSTOMER_OF[spec.company_id].crm_account_id)
+
+    def steps(m: CustomerRules) -> None:
+        m.register(bare, "p-03", {"analytics"}, "resell")
+        m.restart()
+        m.register(spec, "p-05", {"analytics"}, "resell")
+        first, rival = list(m.model.regs.values())
+        assert first.status == "approved", first
+        assert (rival.status, rival.rule) == ("in_review", "possible_duplicate"), rival
+
+    _replay_customers(steps)
