@@ -183,17 +183,25 @@ def _server(kind: str, start: Callable[[], ServerHandle], describe: Callable[[st
             owned.stop()
 
 
+def _run_owner() -> int:
+    """The process whose end stops the servers this one starts (their watchdog's owner):
+    under xdist the controller (a worker's parent), so a crashed worker's replacement keeps
+    the run's servers; otherwise this process."""
+    return os.getppid() if os.environ.get("PYTEST_XDIST_WORKER") else os.getpid()
+
+
 @pytest.fixture(scope="session")
 def kafka_server(pytestconfig: pytest.Config) -> Iterator[ServerHandle]:
     """A real Kafka broker; ``kafka_server.url`` is its bootstrap ``host:port``."""
-    yield from _server("kafka", start_kafka, lambda url: url, pytestconfig)
+    yield from _server("kafka", lambda: start_kafka(_run_owner()), lambda url: url,
+                       pytestconfig)
 
 
 @pytest.fixture(scope="session")
 def postgres_server(pytestconfig: pytest.Config) -> Iterator[ServerHandle]:
     """A real PostgreSQL server; ``postgres_server.url`` is a ``postgresql+asyncpg://`` URL."""
-    yield from _server("postgresql", start_postgres, lambda url: url.rsplit("@", 1)[-1],
-                       pytestconfig)
+    yield from _server("postgresql", lambda: start_postgres(_run_owner()),
+                       lambda url: url.rsplit("@", 1)[-1], pytestconfig)
 
 
 @pytest.fixture
