@@ -1202,3 +1202,33 @@ async def test_a_contest_merged_into_an_older_dispute_is_not_listed_before_it_en
     assert entered > opened
     assert await listed(entered) == [tie["dispute_id"]]
     assert await listed(None) == [tie["dispute_id"]]
+
+
+async def test_a_late_joiner_does_not_read_an_acknowledgement_from_before_it_joined(
+        system: Running) -> None:
+    """p1 and p2 tie; the owner acknowledges their dispute; p3 joins it later. p3 reads
+    the dispute as opened when it joined, but read `acknowledged_at` from before that:
+    that two rivals were already disputing the account, and a bound on when. It reads
+    the acknowledgement as at its joining."""
+    p1, p2, p3 = fresh("p1"), fresh("p2"), fresh("p3")
+    domain = f"{fresh('acked')}.com"
+    await submit(system.admin, registration(p1, domain))
+    second = await submit(system.admin, registration(p2, domain))
+    dispute = second["dispute_id"]
+    assert dispute, second
+    await system.settle()
+    owner = (await system.as_("owner", "cm-1"))[0]
+    acked = await owner.post(f"/v1/disputes/{dispute}/acknowledge",
+                             headers={"Prefer": "wait=15"})
+    assert acked.status_code == 200, acked.text
+    await asyncio.sleep(1.1)  # another second: the exact times must not coincide
+    third = await submit(system.admin, registration(p3, domain))
+    assert third["dispute_id"] == dispute, third
+    await system.settle()
+    staff = (await (await system.queries("channel_manager", "cm")).get(
+        f"/v1/disputes/{dispute}")).json()
+    assert staff["acknowledged_at"], staff
+    got = await (await system.queries("partner", p3)).get(f"/v1/disputes/{dispute}")
+    assert got.status_code == 200, got.text
+    assert_absent(got, staff["acknowledged_at"][:19], staff["opened_at"][:19])
+    assert got.json()["acknowledged_at"] == got.json()["opened_at"], got.text

@@ -704,6 +704,23 @@ def test_a_late_joiners_final_breach_settlement_reads_to_the_hour() -> None:
     assert "09:17" not in _raw(shown) and "tmr_01kmxyz" not in _raw(shown), shown
 
 
+def test_a_late_joiner_does_not_read_an_acknowledgement_from_before_it_joined() -> None:
+    """A late joiner reads the dispute as opened when it joined (its timeline, as an
+    opening). Its `acknowledged_at` stayed the owner's acknowledgement among the rivals,
+    before that "opening": that the rivals were already disputing the account, and a bound
+    on when. Read: acknowledged when it joined; a later acknowledgement as it is."""
+    row = {**dispute_row(), "status": "open", "resolution": None,
+           "opened_at": "2027-01-01T09:17:03.250000Z",
+           "acknowledged_at": "2027-01-01T09:40:11.125000Z"}
+    out = pv.dispute(row, p1_scope(row), joined_at="2027-01-01T11:00:05Z")
+    assert out["opened_at"] == out["acknowledged_at"] == "2027-01-01T11:00:05Z", out
+    assert "09:40" not in _raw(out) and "09:17" not in _raw(out), out
+    later = {**row, "acknowledged_at": "2027-01-01T12:00:00.5Z"}
+    assert pv.dispute(later, p1_scope(later), joined_at="2027-01-01T11:00:05Z")[
+        "acknowledged_at"] == later["acknowledged_at"]
+    assert pv.dispute(row, p1_scope(row))["acknowledged_at"] == row["acknowledged_at"]
+
+
 def test_a_partners_timeline_ends_its_disputes_when_its_registration_left_them() -> None:
     """Withdrawn while its dispute was open, the registration left it: the dispute's later
     steps (its `moot` end, or the rivals' escalation) are not the partner's to read."""
