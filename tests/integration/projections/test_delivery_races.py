@@ -133,8 +133,10 @@ async def test_a_claim_leases_each_due_delivery_once_in_one_statement(
         event.remove(*listen)
     leased_a, leased_b = {r["id"] for r in a}, {r["id"] for r in b}
     assert not leased_a & leased_b
-    assert len(leased_a) == 4
-    assert leased_a | leased_b == {r["id"] for r in due} - ({"msg_9"} - leased_a)
+    # Whichever ran first: the first sender takes the longest due (the second has it in
+    # flight), at most its limit; between them every due delivery, each once.
+    assert "msg_9" in leased_a and len(leased_a) <= 4
+    assert leased_a | leased_b == {r["id"] for r in due}
     assert [r["payload"]["n"] for r in a] == sorted((r["payload"]["n"] for r in a),
                                                      reverse=True)  # the longest due first
     for sender, rows in ((first, a), (second, b)):
