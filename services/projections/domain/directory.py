@@ -16,7 +16,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.accounts import blocking_keys, normalize_country, normalize_name, sort_name_tokens
+from shared.accounts import (
+    blocking_keys,
+    name_forms,
+    normalize_country,
+    normalize_name,
+    sort_name_tokens,
+)
 from shared.events import Account, AccountsLinked, AccountsUnlinked
 
 Row = dict[str, Any]
@@ -39,11 +45,13 @@ def facts(account_key: str, account: Account) -> tuple[list[Row], list[Row], lis
     if account.crm_account_id:
         crm_ids.append({"crm_account_id": account.crm_account_id, "account_key": account_key})
     country = normalize_country(account.country) if account.country else None
-    name = normalize_name(account.name) if account.name else ""
+    name = normalize_name(account.name, country) if account.name else ""
     if name and country:
-        names.append({"country": country, "name": name, "account_key": account_key})
-        keys.extend({"country": country, "key": key, "name": name}
-                    for key in name_keys(name))
+        # Every name the customer is known by ("X dba Y": both), as the index files them.
+        for form in name_forms(name):
+            names.append({"country": country, "name": form, "account_key": account_key})
+            keys.extend({"country": country, "key": key, "name": form}
+                        for key in name_keys(form))
     return domains, crm_ids, names, keys
 
 
