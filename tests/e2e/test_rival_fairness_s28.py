@@ -19,6 +19,7 @@ from tests.e2e.test_rival_fairness import (
     submit_ref,
     weighed,
 )
+from tests.integration.registration.harness import eventually
 
 
 async def submit_motion(client: httpx.AsyncClient, partner: str, account: dict[str, Any],
@@ -94,6 +95,16 @@ async def test_a_qualifier_naming_the_customer_s_country_or_a_trade_name_is_the_
     rival = await submit(client, "p-4", {"name": f"{first.name} Cloud",
                                          "country": legal.country})
     assert rival["status"] != "approved" and held["id"] in weighed(rival), rival["decision"]
+
+    # The ownership look-up by either name finds the holder's account (once projected).
+    async def owned_by_trade_name() -> str | None:
+        answer = await system.queries.get("/v1/ownership", params={
+            "name": f"{first.name} Cloud", "country": legal.country})
+        assert answer.status_code == 200, answer.text
+        key: str | None = answer.json()["account_key"]
+        return key if key == held["account_key"] else None
+
+    assert await eventually(owned_by_trade_name) == held["account_key"]
 
 
 async def test_a_crm_id_reformatted_by_hand_is_the_holder_s(system: System) -> None:
