@@ -502,10 +502,13 @@ def _join_spelled_out(tokens: list[str]) -> list[str]:
 # country the account is registered in, it names no other customer: dropped. A place that
 # does not contain the registration's country stays part of the name (the UK entity
 # registered in the US is not the US customer by name alone).
+
+
 def _codes(text: str) -> list[str]:
     return text.split()
 
 
+# The regions a qualifier may name, by ISO code (the usual sales regions).
 _AMER: Final = frozenset(_codes("""
 US CA MX GT BZ SV HN NI CR PA CU DO HT JM BS BB TT AG DM GD KN LC VC PR VI VG AI MS KY TC
 BM AW CW SX BQ GP MQ BL MF PM CO VE EC PE BO CL AR UY PY BR GY SR GF FK UM"""))
