@@ -39,6 +39,7 @@ from services.projections.domain.directory import name_keys
 from shared.accounts import (
     Identifiers,
     different_customers,
+    name_forms,
     normalize_country,
     normalize_name,
     sort_name_tokens,
@@ -178,14 +179,28 @@ def account_for_name(conn: Connection, name: str, country: str, min_score: float
     """The account a company name designates within a country: the exact normalized name
     first, else the best fuzzy match scoring at least `min_score` (token-sort similarity,
     as the adjudicator matches); ties go to the smallest key. `admits(key)` filters out
-    accounts that are another customer by their identifiers (a name never bridges them)."""
-    normalized = normalize_name(name)
+    accounts that are another customer by their identifiers (a name never bridges them).
+    A name of several forms ("X dba Y", `name_forms`) asks each: an exact one first, else
+    the best fuzzy one."""
     code = normalize_country(country)
+    normalized = normalize_name(name, code) if code is not None else ""
     if not normalized or code is None:
         return None
-    for key in _keys_named(conn, code, normalized):
-        if admits is None or admits(key):
-            return key, 1.0
+    forms = name_forms(normalized)
+    for form in forms:
+        for key in _keys_named(conn, code, form):
+            if admits is None or admits(key):
+                return key, 1.0
+    best: tuple[str, float] | None = None
+    for form in forms:
+        found = _fuzzy_name(conn, code, form, min_score, admits)
+        if found is not None and (best is None or (-found[1], found[0]) < (-best[1], best[0])):
+            best = found
+    return best
+
+
+def _fuzzy_name(conn: Connection, code: str, normalized: str, min_score: float,
+                admits: Callable[[str], bool] | None) -> tuple[str, float] | None:
     candidates = _name_candidates(conn, code, normalized)
     if not candidates:
         return None
