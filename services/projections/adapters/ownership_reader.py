@@ -1,7 +1,9 @@
 """The ownership look-up: the hot read path (a CRM asks it on every new opportunity).
 
-One look-up is a handful of indexed queries: resolve the identifier to an account key, find
-the keys linked to it, the intervals in force at the moment asked, and the open disputes.
+One look-up is a handful of indexed queries: the current policy when the question needs it
+(CRM id spellings, a partner's name threshold), resolve the identifier to an account key,
+find the keys linked to it, the intervals in force at the moment asked, and the open
+disputes.
 They run as one synchronous unit of work so that a look-up costs one hop to the database
 driver, not one per query: on PostgreSQL inside the async connection (`run_sync`, asyncpg
 round trips), on SQLite on a plain `sqlite3` connection in a worker thread (aiosqlite costs
