@@ -172,6 +172,8 @@ class NotificationSender:
                     # a delivery finished, a redelivery) or at the latest the poll interval
                     # (deliveries queued by another process), not a query every 0.2 s.
                     self.wake.clear()
+                    if stopping():  # a stop that came during the claim: its wake-up is gone
+                        break
                     wait = self.settings.notification_poll_seconds
                     if room > 0:
                         wait = min(wait, await self.seconds_to_next_due())
