@@ -15,6 +15,7 @@ from fastapi.routing import APIRoute
 from pydantic import ValidationError
 
 from services.registration.api.deps import (
+    IDEMPOTENCY_KEY_MAX,
     IdempotencyKey,
     PreferHeader,
     get_commands,
@@ -36,7 +37,7 @@ from services.registration.models import (
     RegistrationRequest,
     ResolutionRequest,
 )
-from shared.api.auth import Principal, require
+from shared.api.auth import Principal, admitted, require
 from shared.api.problems import problem_responses
 from shared.api.resources import RegistrationView
 
@@ -99,10 +100,8 @@ async def submit_registration(
                             lambda: commands.submit_registration(principal, body, wait))
 
 
-_REGISTRANTS = frozenset(access.REGISTRANTS) | {"admin"}
+_REGISTRANTS = admitted(*access.REGISTRANTS)
 """Whom `require(*access.REGISTRANTS)` admits (admin always)."""
-_KEY_MAX = 255
-"""`IdempotencyKey`'s `max_length`."""
 
 
 async def _registration_fast(request: Request) -> Response | None:
@@ -119,7 +118,7 @@ async def _registration_fast(request: Request) -> Response | None:
     if headers.get("content-type") != "application/json":
         return None
     key = headers.get("idempotency-key")
-    if key is not None and len(key) > _KEY_MAX:
+    if key is not None and len(key) > IDEMPOTENCY_KEY_MAX:
         return None
     raw = await request.body()
     try:
