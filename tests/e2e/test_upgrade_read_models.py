@@ -16,7 +16,7 @@ import asyncio
 from contextlib import AsyncExitStack
 from pathlib import Path
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 
 from dealreg.app import create_app
 from services.projections.adapters import repository
@@ -25,6 +25,7 @@ from shared.readmodel.schema import account_names, projection_positions
 from shared.readmodel.store import create_engine
 from shared.settings import Settings
 from tests.e2e.conftest import ADMIN, _serve
+from tests.e2e.test_cli_settings import one_line, run
 from tests.e2e.test_rival_fairness import companies, submit
 
 
@@ -113,3 +114,26 @@ async def test_a_new_store_and_a_rebuilt_one_are_current(tmp_path: Path) -> None
             assert await repository.outdated_models(conn, ["directory"]) == []
     finally:
         await engine.dispose()
+
+
+async def test_db_upgrade_names_an_outdated_model_and_its_rebuild_on_postgresql(
+        tmp_path: Path, fresh_database: str) -> None:
+    """Distributed: several projection processes may start together, so none replays by
+    itself; `dealreg db upgrade` (run once per release) names what to rebuild."""
+    first = run(tmp_path, "db", "upgrade", backend="distributed", database_url=fresh_database)
+    assert first.returncode == 0, first.stderr
+    assert "older release" not in first.stderr  # a new store is current
+    engine = create_engine(fresh_database)
+    try:
+        async with engine.begin() as conn:  # as e66014f's projections left a store
+            await conn.execute(delete(projection_positions))
+            await conn.execute(insert(projection_positions), [
+                {"projection": "directory", "topic": "dealreg.intake", "partition": 0,
+                 "position": 7}])
+    finally:
+        await engine.dispose()
+    again = run(tmp_path, "db", "upgrade", backend="distributed", database_url=fresh_database)
+    assert again.returncode == 0, again.stderr
+    text = one_line(again.stderr)
+    assert "read models folded by an older release: directory" in text, text
+    assert "dealreg projections rebuild --model directory" in text, text
