@@ -1546,14 +1546,24 @@ def company_name(company_id: str) -> str:
 def close_choice(carrying: list[Reg]) -> Reg | None:
     """The registration a CRM close by a reference is about, of those carrying it, as the
     decisions so far give their statuses (README, "Closing a deal"): a single one is
-    itself; else the one closable registration (active before expired, among one
-    partner's); none when closable registrations of two partners carry it, or two of one
-    partner's active (or, none active, two expired): the CRM must say which."""
+    itself; among closable registrations of several partners, the one approved with
+    exclusive protection (rule not `non_exclusive`) when its partner filed the reference
+    before every other partner's closable one (session 28: a rival's later copy neither
+    takes nor blocks the close), else none; among one partner's, the one closable
+    registration (active before expired); none when two of one partner's are active (or,
+    none active, two expired): the CRM must say which."""
     if len(carrying) == 1:
         return carrying[0]
     closable = [r for r in carrying if r.status in CLOSABLE]
     if len({r.partner for r in closable}) > 1:
-        return None
+        holders = [r for r in closable if r.status == "approved" and r.rule != "non_exclusive"]
+        filed = {r.id: r.submitted_at for r in carrying if r.submitted_at is not None}
+        if len(holders) != 1 or len(filed) != len(carrying):
+            return None
+        holder = holders[0]
+        first = min(filed[r.id] for r in carrying if r.partner == holder.partner)
+        later = all(filed[r.id] > first for r in closable if r.partner != holder.partner)
+        return holder if later else None
     for statuses in (CLOSABLE[:3], CLOSABLE[3:]):
         found = [r for r in closable if r.status in statuses]
         if found:

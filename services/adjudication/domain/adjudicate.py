@@ -76,13 +76,14 @@ def identity_of(account: Account) -> AccountIdentity:
 
 
 def _identity_of(account: Account) -> AccountIdentity:
-    name = normalize_name(account.name) if account.name else ""
+    country = normalize_country(account.country) if account.country else None
+    name = normalize_name(account.name, country) if account.name else ""
     crm = account.crm_account_id.strip() if account.crm_account_id else ""
     return AccountIdentity(
         crm_account_id=crm or None,
         domain=account.domain.strip().lower() if account.domain else None,
         name=name or None,
-        country=normalize_country(account.country) if account.country else None,
+        country=country,
     )
 
 

@@ -43,6 +43,7 @@ from shared.accounts import (
     blocking_keys,
     different_customers,
     name_floor,
+    name_forms,
     name_length_window,
     sort_name_tokens,
 )
@@ -293,7 +294,18 @@ class AccountDirectory:
         found count only when neither the CRM id nor the domain found a key (as before).
         `floor`: the lowest name score the caller's match keeps; on PostgreSQL names whose
         length cannot reach it are not fetched (`name_length_window`): the same matches
-        from fewer rows."""
+        from fewer rows. A name known in several forms ("X dba Y", `name_forms`) asks each
+        form as a name of its own (the whole would miss the shorter forms)."""
+        forms = name_forms(identity.name) if identity.name and " dba " in identity.name \
+            else ()
+        if len(forms) > 1:
+            added = False
+            for i, form in enumerate(forms):
+                part = AccountIdentity(identity.crm_account_id if i == 0 else None,
+                                       identity.domain if i == 0 else None, form,
+                                       identity.country)
+                added = await self._fill_misses(part, matches, names, crm_ids, floor) or added
+            return added
         kinds = {m.matched_by for m in matches}
         confident = any(m.confident for m in matches)
         crm = identity.crm_account_id if "crm_account_id" not in kinds else None
