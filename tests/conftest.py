@@ -83,6 +83,7 @@ DURATIONS = Path(__file__).with_name("durations.json")
 which `make test` hands the groups to its workers. Refresh: tests/support/durations.py."""
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the marks it adds
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under xdist's `--dist loadgroup`: a module's tests on one worker, the browser's too,
     and the groups handed out longest first (their `DURATIONS`), so that neither worker is
@@ -102,6 +103,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     sizes = Counter(groups.values())
     # Groups not measured yet after the measured ones, most tests first (xdist's own order).
     items.sort(key=lambda item: (-seconds.get(groups[item], 0.0), -sizes[groups[item]]))
+
+
+def pytest_xdist_node_collection_finished(node: object, ids: list[str]) -> None:
+    """The controller fails a `--dist loadgroup` run whose tests lost their group: every
+    test is in one (`pytest_collection_modifyitems`), and xdist suffixes its node id with
+    `@group` on the worker, a way pytest 9.2 ignores. Spread test by test, each worker
+    builds every module's app and a Chromium of its own, minutes longer with nothing said."""
+    lost = [i for i in ids if "@" not in i]
+    if lost and getattr(getattr(node, "config", None), "option", None) is not None \
+            and node.config.option.dist == "loadgroup":  # type: ignore[attr-defined]
+        raise pytest.UsageError(
+            f"--dist loadgroup: {len(lost)} of {len(ids)} tests lost their xdist group "
+            f"(e.g. {lost[0]}); pytest {pytest.__version__} with this pytest-xdist does not "
+            "group them (pyproject.toml pins a pytest that does)")
 
 
 def _configure_xdist(config: pytest.Config) -> None:
