@@ -60,8 +60,12 @@ def facts(account_key: str, account: Account) -> tuple[list[Row], list[Row], lis
         # model weighs it against every country's names, never confidently. It was left
         # out: after a restart the edge forgot it, and a rival's filing of the same name
         # was approved unseen beside it (session 28, `CustomerRules`).
-        names.extend({"country": UNKNOWN_COUNTRY, "name": form, "account_key": account_key}
-                     for form in name_forms(name))
+        for form in name_forms(name):
+            names.append({"country": UNKNOWN_COUNTRY, "name": form, "account_key": account_key})
+            # Its blocking keys too, so the registration service's distributed look-up
+            # (`AccountDirectory._fill_misses`) finds it as it finds a country's names.
+            keys.extend({"country": UNKNOWN_COUNTRY, "key": key, "name": form}
+                        for key in name_keys(form))
     return domains, crm_ids, names, keys
 
 
