@@ -598,13 +598,22 @@ def _spell_trade_name(tokens: list[str]) -> list[str]:
     return out
 
 
+# A customer is known by at most two names: its legal one and one trade name. Every form
+# is filed under the registration's key and asked, so a chain "A dba B dba C dba ..."
+# read as forms let one name-only registration hold every customer it listed (session 28
+# rival review); such a chain is one name.
+_MAX_NAME_FORMS: Final = 2
+
+
 def name_forms(normalized_name: str) -> tuple[str, ...]:
     """The names a normalised name is known by: each side of a "dba" ("northwind dba
-    contoso analytics" is "northwind" and "contoso analytics"), else the name itself."""
+    contoso analytics" is "northwind" and "contoso analytics"), else the name itself (also
+    a chain naming more than two: one name)."""
     if " dba " not in normalized_name:
         return (normalized_name,)
     parts = _trade_name_parts(normalized_name.split())
-    return tuple(dict.fromkeys(" ".join(part) for part in parts))
+    forms = tuple(dict.fromkeys(" ".join(part) for part in parts))
+    return forms if len(forms) <= _MAX_NAME_FORMS else (normalized_name,)
 
 
 @lru_cache(maxsize=65_536)
@@ -638,10 +647,14 @@ def normalize_name(name: str, country: str | None = None) -> str:
     if _TRADE_NAME in tokens or "as" in tokens or "d" in tokens:
         # Split before anything else goes: a legal form at the end of the first name
         # ("Acme Corp dba Acme Cloud") is the first name's own.
-        parts = _trade_name_parts(_spell_trade_name(_join_spelled_out(tokens)))
+        spelled = _spell_trade_name(_join_spelled_out(tokens))
+        parts = _trade_name_parts(spelled)
         if len(parts) > 1:
             forms = dict.fromkeys(" ".join(_normalize_tokens(part)) for part in parts)
-            return f" {_TRADE_NAME} ".join(forms)
+            if len(forms) <= _MAX_NAME_FORMS:
+                return f" {_TRADE_NAME} ".join(forms)
+            # A chain naming more than two customers is one name (`name_forms`).
+            return " ".join(_normalize_tokens(spelled))
     return " ".join(_normalize_tokens(tokens))
 
 

@@ -117,3 +117,22 @@ async def test_a_crm_id_reformatted_by_hand_is_the_holder_s(system: System) -> N
     assert held["status"] == "approved", held
     rival = await submit(client, "p-2", {"crm_account_id": "crm-00123"})
     assert rival["status"] != "approved" and held["id"] in weighed(rival), rival["decision"]
+
+
+async def test_a_chain_of_trade_names_holds_no_customer_it_lists(system: System) -> None:
+    """A rival filed one name-only registration "A dba B dba C dba D" listing four
+    customers of one country: every form was filed under its key, so each customer's own
+    partner, registering it later with its name and domain, was weighed against the
+    rival and not approved -- one registration squatting every customer it listed. A
+    name is known by at most two names; a chain naming more is one (unlikely) name."""
+    client = system.commands
+    listed = companies(4, seed=47)
+    country = listed[0].country
+    squat = await submit(client, "p-9", {"name": " dba ".join(c.name for c in listed),
+                                         "country": country})
+    assert squat["status"] == "approved", squat
+    for n, company in enumerate(listed, start=1):
+        held = await submit(client, f"p-{n}", {"name": company.name, "country": country,
+                                               "domain": company.domains[0]})
+        assert squat["id"] not in weighed(held), (company.name, held["decision"])
+        assert held["status"] == "approved", (company.name, held["decision"])

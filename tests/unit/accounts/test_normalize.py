@@ -672,3 +672,17 @@ def test_normalize_name_is_idempotent_with_a_country(parts: list[str], country: 
     once = normalize_name(" ".join(parts), country)
     assert normalize_name(once, country) == once
     assert normalize_name(once) == once
+
+
+def test_a_chain_of_trade_names_is_no_list_of_customers() -> None:
+    """Session 28 rival review: "X dba Y" is one customer known by two names, and every
+    form was filed and asked, however many: a rival's one name-only registration "Alpha
+    dba Beta dba Gamma dba ..." held every customer it listed, each later holder weighed
+    against it. A name is known by at most two names; a chain naming more is one name."""
+    chain = normalize_name("Northwind dba Contoso Analytics dba Fabrikam d/b/a Tailspin")
+    assert name_forms(chain) == (chain,)
+    assert normalize_name(chain) == chain
+    # Two names stay two, whatever the repeats ("Acme dba Acme Inc dba Contoso").
+    assert name_forms(normalize_name("Acme dba Acme Inc dba Contoso")) == ("acme", "contoso")
+    assert name_forms(normalize_name("Northwind dba Contoso Analytics")) == \
+        ("northwind", "contoso analytics")
