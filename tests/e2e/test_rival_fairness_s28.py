@@ -136,3 +136,27 @@ async def test_a_chain_of_trade_names_holds_no_customer_it_lists(system: System)
                                                "domain": company.domains[0]})
         assert squat["id"] not in weighed(held), (company.name, held["decision"])
         assert held["status"] == "approved", (company.name, held["decision"])
+
+
+async def test_the_ownership_look_up_finds_a_crm_id_in_any_spelling(system: System) -> None:
+    """`GET /v1/ownership?crm_account_id=` asked the tables for a few spellings of the id
+    (as given, squeezed, upper case): the holder's "ACC-2024-00777" asked as "acc 2024
+    00777" answered nobody owns it -- a partner told the customer is free, though the
+    adjudicator (`match.crm_ids: any_spelling`) holds it as the holder's. The directory
+    files each id's spelling-free form too (`crm_spelling`, migration 0014)."""
+    client = system.commands
+    held = await submit(client, "p-1", {"crm_account_id": "ACC-2024-00777"})
+    assert held["status"] == "approved", held
+    rival = await submit(client, "p-2", {"crm_account_id": "acc 2024 00777"})
+    assert rival["status"] != "approved" and held["id"] in weighed(rival), rival["decision"]
+
+    async def owner(spelling: str) -> str | None:
+        answer = await system.queries.get("/v1/ownership",
+                                          params={"crm_account_id": spelling})
+        assert answer.status_code == 200, answer.text
+        key: str | None = answer.json()["account_key"]
+        return key
+
+    assert await eventually(lambda: owner("ACC-2024-00777")) == held["account_key"]
+    for spelling in ("acc 2024 00777", "Acc_2024.00777", "ACC/2024/00777"):
+        assert await owner(spelling) == held["account_key"], spelling

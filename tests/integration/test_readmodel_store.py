@@ -38,3 +38,32 @@ async def test_migrations_create_exactly_the_declared_schema(store_url: str) -> 
         await engine.dispose()
     assert diff == []
     assert {"registrations", "projection_positions", "account_domains"} <= tables
+
+
+async def test_migration_0014_files_every_existing_crm_id_s_spelling_free_form(
+    store_url: str,
+) -> None:
+    """Migration 0014 adds `account_crm_ids.crm_spelling` and fills it for the ids filed
+    before it (the same `any_spelling` the projection uses), so `GET /v1/ownership` finds
+    an old holder's id in any spelling after the upgrade, not only new filings."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from shared.readmodel.store import alembic_config
+
+    engine = create_engine(store_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0013"))
+            await conn.execute(text(
+                "INSERT INTO account_crm_ids (crm_account_id, account_key) VALUES "
+                "('ACC-2024-00777', 'crm:ACC-2024-00777'), "
+                "('001A000000Jqkx1', 'crm:001A000000Jqkx1')"))
+        await migrate(engine)
+        async with engine.connect() as conn:
+            rows = dict((await conn.execute(text(
+                "SELECT crm_account_id, crm_spelling FROM account_crm_ids"))).tuples().all())
+    finally:
+        await engine.dispose()
+    assert rows == {"ACC-2024-00777": "acc202400777",
+                    "001A000000Jqkx1": "001A000000Jqkx1IAB"}

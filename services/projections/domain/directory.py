@@ -24,6 +24,7 @@ from shared.accounts import (
     sort_name_tokens,
 )
 from shared.accounts.index import UNKNOWN_COUNTRY
+from shared.accounts.salesforce import any_spelling
 from shared.events import Account, AccountsLinked, AccountsUnlinked
 
 Row = dict[str, Any]
@@ -44,7 +45,8 @@ def facts(account_key: str, account: Account) -> tuple[list[Row], list[Row], lis
     if account.domain:
         domains.append({"domain": account.domain, "account_key": account_key})
     if account.crm_account_id:
-        crm_ids.append({"crm_account_id": account.crm_account_id, "account_key": account_key})
+        crm_ids.append({"crm_account_id": account.crm_account_id, "account_key": account_key,
+                        "crm_spelling": any_spelling(account.crm_account_id)})
     country = normalize_country(account.country) if account.country else None
     name = normalize_name(account.name, country) if account.name else ""
     if name and country:
