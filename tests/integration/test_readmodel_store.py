@@ -67,3 +67,47 @@ async def test_migration_0014_files_every_existing_crm_id_s_spelling_free_form(
         await engine.dispose()
     assert rows == {"ACC-2024-00777": "acc202400777",
                     "001A000000Jqkx1": "001A000000Jqkx1IAB"}
+
+
+async def test_migration_0014_refiles_names_under_the_session_28_reading(
+    store_url: str,
+) -> None:
+    """Session 28 changed how names normalise (a home place qualifier goes, "X dba Y" is
+    two names) without re-filing the directory: a holder filed as "Acme Industrial (USA)"
+    kept its row "acme industrial usa", so after the upgrade `GET /v1/ownership?name=`
+    (which normalises the question the new way) and a restarted edge (warmed from these
+    rows) no longer found it under its own name, while a rebuilt read model and the
+    adjudicator (replaying raw names) did. Migration 0014 re-files each registration's
+    and claim's names as the projection now files them."""
+    from alembic import command
+    from sqlalchemy import insert, select, text
+
+    from shared.readmodel.schema import account_names, registrations
+    from shared.readmodel.store import alembic_config
+
+    engine = create_engine(store_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0013"))
+            await conn.execute(insert(registrations), [
+                {"id": "reg-a", "partner_id": "p-1", "account_key": "name:US:acme-a",
+                 "account": {"name": "Acme Industrial (USA)", "country": "US"},
+                 "status": "approved"},
+                {"id": "reg-b", "partner_id": "p-2", "account_key": "dom:northwind.com",
+                 "account": {"name": "Northwind dba Contoso Analytics", "country": "US",
+                             "domain": "northwind.com"}, "status": "approved"}])
+            await conn.execute(text(
+                "INSERT INTO account_names (country, name, account_key) VALUES "
+                "('US', 'acme industrial usa', 'name:US:acme-a'), "
+                "('US', 'northwind dba contoso analytics', 'dom:northwind.com'), "
+                "('US', 'globex', 'dom:globex.com')"))
+        await migrate(engine)
+        async with engine.connect() as conn:
+            names = set((await conn.execute(select(
+                account_names.c.name, account_names.c.account_key))).tuples().all())
+    finally:
+        await engine.dispose()
+    assert names == {("acme industrial", "name:US:acme-a"),
+                     ("northwind", "dom:northwind.com"),
+                     ("contoso analytics", "dom:northwind.com"),
+                     ("globex", "dom:globex.com")}  # a key with nothing to re-read stays
