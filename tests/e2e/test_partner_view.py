@@ -1240,3 +1240,55 @@ async def test_a_late_joiner_does_not_read_an_acknowledgement_from_before_it_joi
     assert got.status_code == 200, got.text
     assert_absent(got, staff["acknowledged_at"][:19], staff["opened_at"][:19])
     assert got.json()["acknowledged_at"] == got.json()["opened_at"], got.text
+
+
+async def test_a_contest_merged_into_an_acknowledged_rivals_dispute_hides_its_earlier_steps(
+        system: Running) -> None:
+    """As in `test_a_contest_merged_into_an_older_rivals_dispute_does_not_date_it`, but
+    D's owner acknowledges D (p5 and p6's tie) before p3 contests. A partner reads a
+    dispute's steps from when its registration entered it: D's acknowledgement from
+    before that told that rivals were already disputing the account, and when. And p3's
+    timeline began at its contest: its own submission and rejection were left out (the
+    start of a timeline was looked for in the entries' data, where a registration's own
+    entries do not name it: their subject does)."""
+    p1, p3, p5, p6, p7 = (fresh(p) for p in ("p1", "p3", "p5", "p6", "p7"))
+    await partners(system, **{p1: "gold", p7: "gold", p3: "silver", p5: "silver",
+                              p6: "silver"})
+    domain = f"{fresh('acked')}.com"
+    await submit(system.admin, registration(p1, domain, products=("analytics",)))
+    commands, queries = await system.as_("partner", p3)
+    lost = await commands.post("/v1/registrations", headers={"Prefer": "wait=15"},
+                               json=registration(None, domain, products=("analytics",)))
+    assert lost.status_code == 201 and lost.json()["status"] == "rejected", lost.text
+    mine = lost.json()
+    await asyncio.sleep(0.2)
+    await submit(system.admin, registration(p5, domain, products=("crm",)))
+    tie = await submit(system.admin, registration(p6, domain, products=("crm",)))
+    assert tie["status"] == "in_review", tie
+    await system.settle()
+    staff = await system.queries("channel_manager", "cm")
+    owner_id = (await staff.get(f"/v1/disputes/{tie['dispute_id']}")).json()["owner_id"]
+    owner = (await system.as_("owner", owner_id))[0]
+    acked = await owner.post(f"/v1/disputes/{tie['dispute_id']}/acknowledge",
+                             headers={"Prefer": "wait=15"})
+    assert acked.status_code == 200, acked.text
+    await asyncio.sleep(0.2)
+    filed = await commands.post(f"/v1/registrations/{mine['id']}/disputes",
+                                headers={"Prefer": "wait=30"},
+                                json={"reason": "We were there first."})
+    assert filed.status_code == 201, filed.text
+    await system.settle()
+    await submit(system.admin, registration(p7, domain, products=("analytics", "crm")))
+    await system.settle()
+    rival = (await staff.get(f"/v1/disputes/{tie['dispute_id']}")).json()
+    assert mine["id"] in rival["registration_ids"], rival  # C merged into D
+    assert rival["acknowledged_at"], rival
+    timeline = await queries.get(f"/v1/registrations/{mine['id']}/timeline")
+    assert timeline.status_code == 200, timeline.text
+    entries = timeline.json()["entries"]
+    assert [e["type"] for e in entries[:2]] == [
+        "dealreg.registration.submitted.v1", "dealreg.registration.decided.v1"], entries
+    assert_absent(timeline, rival["acknowledged_at"][:26], rival["opened_at"][:26])
+    steps = [e for e in entries if e["subject_id"] == tie["dispute_id"]]
+    assert steps and steps[0]["type"] == "dealreg.dispute.opened.v1", steps
+    assert "dealreg.dispute.acknowledgement_recorded.v1" not in {e["type"] for e in steps}
