@@ -82,7 +82,8 @@ those names, so a replay and a restore would disagree). 5: it files a name "X db
 both names, a non-Salesforce CRM id also under its `any_spelling` form, and names are
 normalised with their place qualifiers (session 28; a state of 4 lacks those entries).
 6: a chain naming more than two names ("A dba B dba C") is one name, no longer filed
-under each (session 28 rival review; a state of 5 holds those forms)."""
+under each, and "Acme (NA)" in Namibia is "acme" (session 28 rival review; a state of 5
+holds the old forms)."""
 CODEC: Final = "pickle5+zlib"
 
 _STATE_MODULES: Final = (state_module, identity_module, index_module, sameness_module,

@@ -543,8 +543,10 @@ def _is_home(place: str, country: str) -> bool:
     if not any(ch.isalpha() for ch in key):
         return False  # "(2019)", "(276)": a year or a number, not a place
     region = _REGIONS.get(key)
-    if region is not None:
-        return country in region
+    if region is not None and country in region:
+        return True
+    # A region's name may also be a country's code ("NA": North America, and Namibia):
+    # the registration's own country is home either way (session 28 rival review).
     return normalize_country(place) == country
 
 

@@ -686,3 +686,14 @@ def test_a_chain_of_trade_names_is_no_list_of_customers() -> None:
     assert name_forms(normalize_name("Acme dba Acme Inc dba Contoso")) == ("acme", "contoso")
     assert name_forms(normalize_name("Northwind dba Contoso Analytics")) == \
         ("northwind", "contoso analytics")
+
+
+def test_a_country_code_that_is_also_a_region_s_name_is_the_country_at_home() -> None:
+    """Session 28 rival review: "NA" is read as the region North America (US, CA), so in
+    Namibia (ISO NA) the holder's "Acme" beside a rival's "Acme (NA)" -- the country's own
+    code -- stayed two names ("acme na", 0.73), approved beside the holder. A qualifier
+    naming the registration's country is home whether or not it also names a region."""
+    assert normalize_name("Acme (NA)", "NA") == normalize_name("Acme", "NA") == "acme"
+    assert normalize_name("Acme - NA", "NA") == "acme"
+    assert normalize_name("Acme (NA)", "US") == "acme"  # the region, as before
+    assert normalize_name("Acme (NA)", "GB") == "acme na"
