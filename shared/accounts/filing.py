@@ -46,6 +46,10 @@ def name_rows(account_key: str, name: str | None, country: str | None,
     elif normalized and identified:
         # It was left out: after a restart the edge forgot it, and a rival's filing of the
         # same name was approved unseen beside it (session 28, `CustomerRules`).
-        names.extend({"country": UNKNOWN_COUNTRY, "name": form, "account_key": account_key}
-                     for form in name_forms(normalized))
+        for form in name_forms(normalized):
+            names.append({"country": UNKNOWN_COUNTRY, "name": form, "account_key": account_key})
+            # Its blocking keys too, so the registration service's distributed look-up
+            # (`AccountDirectory._fill_misses`) finds it as it finds a country's names.
+            keys.extend({"country": UNKNOWN_COUNTRY, "key": key, "name": form}
+                        for key in name_keys(form))
     return names, keys

@@ -652,11 +652,9 @@ def normalize_name(name: str, country: str | None = None) -> str:
         spelled = _spell_trade_name(_join_spelled_out(tokens))
         parts = _trade_name_parts(spelled)
         if len(parts) > 1:
+            # (A chain naming more than two is one name: `name_forms` gives it back whole.)
             forms = dict.fromkeys(" ".join(_normalize_tokens(part)) for part in parts)
-            if len(forms) <= _MAX_NAME_FORMS:
-                return f" {_TRADE_NAME} ".join(forms)
-            # A chain naming more than two customers is one name (`name_forms`).
-            return " ".join(_normalize_tokens(spelled))
+            return f" {_TRADE_NAME} ".join(forms)
     return " ".join(_normalize_tokens(tokens))
 
 
