@@ -287,6 +287,8 @@ class Runtime:
                 linger_seconds=(settings.kafka_projections_linger_ms / 1000
                                 if settings.backend == "distributed" else 0.0),
                 linger_from=settings.kafka_projections_linger_from_records,
+                hold_seconds=(settings.kafka_projections_hold_ms / 1000
+                              if settings.backend == "distributed" else 0.0),
             )
             runtime.notification_sender = NotificationSender(engine, settings)
             runtime.projection_worker.on_outbox = runtime.notification_sender.wake.set

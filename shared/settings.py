@@ -57,6 +57,13 @@ class Settings(BaseSettings):
         24, ge=1, le=50_000, description="The projections linger only after a batch of at "
         "least this many events (falling behind their input); after a smaller one they "
         "fetch again at once. 1: after every batch that was not full")
+    kafka_projections_hold_ms: int = Field(
+        100, ge=0, le=1_000, description="The projections hold a fetched batch of intake "
+        "events with no decision in it for at most this long, fetching on until a decision "
+        "arrives, then apply both in one read-model transaction (distributed): at low rates "
+        "a registration and its decision were two transactions, two NOTIFYs and two read "
+        "backs. A batch already holding a decision (any batch under load) is applied at "
+        "once. 0: never hold")
     topic_partitions: int = Field(12, ge=1, description="Partitions of new topics")
     database_url: str = Field(
         "postgresql+asyncpg://postgres@127.0.0.1:5432/dealreg",

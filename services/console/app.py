@@ -24,6 +24,7 @@ from services.console.pages import STATIC, Area, AreaForbidden, areas_for, rende
 from services.console.session import (
     CARRY_FIELD,
     CsrfRefused,
+    FormTooLarge,
     Session,
     SessionCodec,
     Sessions,
@@ -222,6 +223,14 @@ async def _csrf(request: Request, exc: Exception) -> Response:
                   title="Request refused", detail=str(exc))
 
 
+async def _too_large(request: Request, exc: Exception) -> Response:
+    """A form over `MAX_FORM_BYTES`: 413, refused before anything read it (it was a 403
+    "Request refused", as if its token were wrong: a reload would not have helped)."""
+    session = await optional_session(request)
+    return render(request, "error.html", session, status_code=413,
+                  title="Form too large", detail=str(exc))
+
+
 async def _api_problem(request: Request, exc: Exception) -> Response:
     session = await optional_session(request)
     assert isinstance(exc, ApiProblem)
@@ -259,6 +268,7 @@ def mount_console(app: FastAPI, settings: Settings) -> None:
     app.add_exception_handler(SignInRequired, _sign_in_required)
     app.add_exception_handler(AreaForbidden, _forbidden)
     app.add_exception_handler(CsrfRefused, _csrf)
+    app.add_exception_handler(FormTooLarge, _too_large)
     app.add_exception_handler(ApiProblem, _api_problem)
     app.add_exception_handler(StarletteHTTPException, _html_not_found(
         app.exception_handlers[StarletteHTTPException]))

@@ -44,6 +44,8 @@ sealed to the user whose page it was (`SessionCodec.seal_form`)."""
 _AAD = b"dealreg-console-session-v1"
 _CARRY_AAD = b"dealreg-console-carried-form-v1"
 MAX_FORM_BYTES = 256 * 1024
+_TOO_LARGE = (f"The form is over {MAX_FORM_BYTES // 1024} KB, more than any console form "
+              "needs; nothing was changed. Shorten what was typed and send it again.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +131,17 @@ class SignInRequired(Exception):
     """No (valid) session: the user is sent to the sign-in page."""
 
 
-class CsrfRefused(Exception):
+class FormRefused(Exception):
+    """A console form refused before anything reads it (nothing is applied)."""
+
+
+class CsrfRefused(FormRefused):
     """A state-changing request without the right CSRF token (answered 403)."""
+
+
+class FormTooLarge(FormRefused):
+    """A form body over `MAX_FORM_BYTES` (answered 413: its size, not its token, is
+    wrong; a reload would not help)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,9 +207,12 @@ async def read_form(request: Request) -> ImmutableMultiDict[str, str]:
     cached = getattr(request.state, "console_form", None)
     if cached is not None:
         return cast(ImmutableMultiDict[str, str], cached)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
+        raise FormTooLarge(_TOO_LARGE)  # refused unread
     body = await request.body()
     if len(body) > MAX_FORM_BYTES:
-        raise CsrfRefused("The form is too large.")
+        raise FormTooLarge(_TOO_LARGE)
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     pairs = (parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
              if media == "application/x-www-form-urlencoded" else [])
@@ -228,7 +242,7 @@ async def kept_form(request: Request) -> list[tuple[str, str]] | None:
         return None
     try:
         form = await read_form(request)
-    except CsrfRefused:
+    except FormRefused:
         return None
     fields = [(name, value) for name, value in form.multi_items() if name != CSRF_FIELD]
     return fields or None
@@ -241,7 +255,7 @@ async def form_owner(request: Request) -> str | None:
     if sent is None:
         try:
             sent = (await read_form(request)).get(CSRF_FIELD)
-        except CsrfRefused:
+        except FormRefused:
             return None
     if not isinstance(sent, str) or "." not in sent:
         return None
@@ -257,7 +271,7 @@ async def same_user(request: Request, session: Session) -> bool:
     if sent is None:
         try:
             sent = (await read_form(request)).get(CSRF_FIELD)
-        except CsrfRefused:
+        except FormRefused:
             return False
     tag = sessions(request).codec.owner_tag(session.role, session.subject_id)
     return isinstance(sent, str) and hmac.compare_digest(sent.partition(".")[0], tag) \

@@ -27,13 +27,14 @@ from services.projections.adapters import repository
 from services.projections.adapters.lag import (
     APPLIED,
     BATCH_SECONDS,
+    HELD,
     LAST_APPLIED,
     LagMonitor,
 )
 from services.projections.domain.batch import MODELS, Batch, Item, Loaded, Needs, needs
 from shared import tracing
 from shared.busy import retry_when_busy
-from shared.eventlog import EventLog, Record, TopicPartition
+from shared.eventlog import EventLog, Record, Subscription, TopicPartition
 from shared.eventlog.deadletter import dead_letter
 from shared.eventlog.topics import Topics
 from shared.events import CATALOGUE, DomainEvent, upcasters
@@ -209,6 +210,7 @@ class ProjectionWorker:
         stage_from: int | None = repository.STAGE_FROM_ROWS,
         linger_seconds: float = 0.0,
         linger_from: int = 1,
+        hold_seconds: float = 0.0,
     ) -> None:
         """`linger_seconds`: after applying a batch of at least `linger_from` events that
         was not full, wait this long before polling again, so the next batch gathers more
@@ -217,8 +219,20 @@ class ProjectionWorker:
         delayed (the Kafka deployment's `kafka_projections_linger_ms` and
         `kafka_projections_linger_from_records`; the embedded log lingers in its own
         reader). Only a worker falling behind its input builds big batches, so at low
-        rates no decision waits for the linger (session 27)."""
+        rates no decision waits for the linger (session 27).
+
+        `hold_seconds`: a fetched batch that holds intake records but no decision is
+        not applied at once: the worker fetches on for at most this long, until a
+        decision arrives (or the batch is full), and applies what it gathered in one
+        transaction (`_gathered`). At low rates an intake event (a registration) and the
+        decision it is waiting for arrived a few milliseconds apart and were applied as
+        two batches, each a transaction of ~15 round trips, a NOTIFY and its own
+        bookkeeping; held, they are one, and the decision no longer queues behind its
+        own submission's batch. A batch that already holds a decision (any batch under
+        load) is applied at once, as before (the Kafka deployment's
+        `kafka_projections_hold_ms`)."""
         self.eventlog = eventlog
+        self.hold_seconds = hold_seconds
         self.linger_seconds = linger_seconds
         self.linger_from = max(1, linger_from)
         self.engine = engine
@@ -271,6 +285,8 @@ class ProjectionWorker:
                 if clock.time() < linger_until:
                     await asyncio.sleep(linger_until - clock.time())
                 records = await subscription.poll(self.max_records, timeout=0.2)
+                if records and self.hold_seconds > 0:
+                    records = await self._gathered(subscription, records)
                 if records:
                     await self.apply(records)
                 linger_until = (clock.time() + self.linger_seconds
@@ -282,6 +298,32 @@ class ProjectionWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await lag_task
             await subscription.close()
+
+    async def _gathered(self, subscription: Subscription, records: list[Record]
+                        ) -> list[Record]:
+        """`records` and what arrives after them until a decision is among them, the
+        batch is full, or `hold_seconds` passed since they were fetched (see
+        `__init__`). Nothing is applied or committed meanwhile, so a crash or a
+        rebalance during the hold loses nothing: the records are fetched again from
+        the stored positions, and `_transaction` skips what another owner applied."""
+        intake, decisions = self.topics.intake, self.topics.decisions
+        if not any(r.topic == intake for r in records) or any(
+                r.topic == decisions for r in records):
+            return records
+        clock = asyncio.get_running_loop()
+        deadline = clock.time() + self.hold_seconds
+        gathered = list(records)
+        while len(gathered) < self.max_records:
+            remaining = deadline - clock.time()
+            if remaining <= 0:
+                break
+            more = await subscription.poll(self.max_records - len(gathered),
+                                           timeout=remaining)
+            gathered.extend(more)
+            if any(r.topic == decisions for r in more):
+                break
+        HELD.inc()
+        return gathered
 
     async def _watch_lag(self, stopping: Callable[[], bool]) -> None:
         while not stopping():

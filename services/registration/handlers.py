@@ -1044,8 +1044,10 @@ class Commands:
             mentioned = partner_view.mentioned_ids(data)
             scope = partner_view.Scope.of(viewer, await self.readmodel.holders(mentioned),
                                           mentioned)
-            data = partner_view.dispute(data, scope,
-                                        await self.readmodel.first_decided(scope.own_ids))
+            # When its registration entered this dispute (not its first decision: it
+            # may have been drawn in later), as `GET /v1/disputes/{id}` reads it.
+            entered = await self.readmodel.entered(str(data["id"]), scope.own_ids)
+            data = partner_view.dispute(data, scope, entered.at, entered.opening)
         return DisputeCommandView.model_validate(data)
 
     async def _contestable(self, registration_id: str, partner_id: str,

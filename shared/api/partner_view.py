@@ -285,6 +285,14 @@ when the rival registered, to the second under a minute (a competitor's `protect
 is rounded up to the hour for that reason, `HOUR`). A partner reads "submitted earlier":
 that the rule is submission time says the rival came first, not when."""
 
+_CARRIED_CLAUSE: Final = re.compile(r"\bit carries on dispute \S+ at level (\d+) with ")
+"""How an opening's sentence says which dispute's ladder it took over (`carries_on`): a
+partner reads it as a fresh opening's ("level 1 is with ..."). The older dispute, merged
+into the partner's, was among rivals: its id told that two or more of them were already
+disputing the account, and which dispute they were in. An opening written before
+`carries_on` was a field (session 28) is known to carry on by this clause alone: the log
+is never rewritten, so their wording stays."""
+
 THE_ACCOUNT: Final = "the account"
 _KEY_FIELDS: Final = ("account_key", "canonical_key", "alias_key")
 _KEY_LIST_FIELDS: Final = ("linked_keys",)
@@ -348,6 +356,7 @@ def scrub(text: Any, scope: Scope) -> Any:
     text = _RUN.sub(ANOTHER, text)
     text = _COUNT_OF_REGISTRATIONS.sub("over the registrations", text)
     text = _GAP_IN_TEXT.sub("submitted earlier", text)
+    text = _CARRIED_CLAUSE.sub(r"level \1 is with ", text)
     return _DUE_IN_TEXT.sub(_due_to_the_hour, text)
 
 
@@ -564,7 +573,7 @@ TIMELINE_DATA: Final[Mapping[str, Shape]] = {
         "dispute_id": SHOW, "account_key": KEY, "registration_ids": IDS, "reason": SHOW,
         "level": SHOW, "owner_id": SHOW, "opened_at": SHOW, "due_at": SHOW,
         "reminder_at": SHOW, "policy_version": SHOW, "rule": SHOW, "explanation": TEXT,
-        "evidence": _EVIDENCE},
+        "evidence": _EVIDENCE, "carries_on": HIDE},
     "dealreg.dispute.joined.v1": {
         "dispute_id": SHOW, "account_key": KEY, "added_ids": IDS, "registration_ids": IDS,
         "joined_at": SHOW, "policy_version": SHOW, "explanation": TEXT,
@@ -693,29 +702,31 @@ def registration(view: Mapping[str, Any], viewer: Viewer) -> Row:
     return out
 
 
-_CARRIED: Final = re.compile(r"\bit carries on dispute \S+ at level \d+")
-"""How a dispute's opening says that it carries on the level and deadlines of an open
-dispute some of its members were already in (`draw_into_dispute`: a contest never resets a
-running SLA). Its deadlines then count from that dispute's opening, a rival's submission
-the contesting partner was in no dispute with (`carries_on`)."""
+def carries_on(opening: Mapping[str, Any]) -> bool:
+    """Whether a dispute's opening (its `dealreg.dispute.opened.v1` data) carries on an
+    earlier dispute's deadlines: opened by a contest where some of its members were
+    already in review (`DisputeOpened.carries_on`, the older dispute's id). Its `due_at` is
+    then that dispute's opening plus the SLA, to the microsecond, though its own
+    `opened_at` is the contest's: a partner reads its deadlines to the hour, as a late
+    joiner's. An opening without the field (written before session 28, or null: not
+    written) is read by its sentence, which said so in every such opening; a disputes row
+    (its `explanation` is its opening's sentence) likewise, when its opening's entry has
+    not been read."""
+    if "carries_on" in opening:
+        return bool(opening["carries_on"])
+    text = opening.get("explanation")
+    return isinstance(text, str) and _CARRIED_CLAUSE.search(text) is not None
 
 
-def carries_on(view: Mapping[str, Any]) -> bool:
-    """Whether a dispute (its read-model row, or its `dealreg.dispute.opened.v1` data)
-    carries on an earlier dispute's deadlines: opened by a contest where some of its
-    members were already in review. Its `due_at` is then that dispute's opening plus the
-    SLA, to the microsecond, though its own `opened_at` is the contest's: a partner reads
-    its deadlines to the hour, as a late joiner's."""
-    text = view.get("explanation")
-    return isinstance(text, str) and _CARRIED.search(text) is not None
-
-
-def dispute(view: Mapping[str, Any], scope: Scope, joined_at: Any = None) -> Row:
+def dispute(view: Mapping[str, Any], scope: Scope, joined_at: Any = None,
+            opening: Mapping[str, Any] | None = None) -> Row:
     """A dispute the viewer is party to (`GET /v1/disputes...` and command answers).
-    `joined_at`: when the viewer's first registration in it was decided; a dispute opened
+    `joined_at`: when the viewer's first registration entered it; a dispute opened
     before that shows `opened_at` as that moment (the real one is a rival's submission).
-    The command side passes `opened_at` and `explanation` too (read, not shown by its
-    model), so that its answer is the query's."""
+    `opening`: its `dealreg.dispute.opened.v1` data (`queries.entered_dispute` reads both),
+    which says whether it carries on an older dispute (`carries_on`); None: not read, the
+    row's own sentence is. The command side passes `opened_at` and `explanation` too
+    (read, not shown by its model), so that its answer is the query's."""
     if not scope.viewer.restricted:
         return dict(view)
     out = apply(view, DISPUTE, scope.knowing(view))
@@ -723,7 +734,12 @@ def dispute(view: Mapping[str, Any], scope: Scope, joined_at: Any = None) -> Row
     late = joined_at is not None and opened is not None and _later(joined_at, opened)
     if late:
         out["opened_at"] = joined_at
-    if late or carries_on(view):
+        if _later(joined_at, out.get("acknowledged_at")):
+            # Acknowledged before the viewer joined: "acknowledged before it opened" told
+            # that rivals were disputing the account already (as the joining's sentence
+            # did, `_as_opening`). Read: acknowledged when it joined.
+            out["acknowledged_at"] = joined_at
+    if late or carries_on(opening if opening is not None else view):
         # Opened over rivals before the viewer joined (or carrying on such a dispute's
         # ladder): its times count from a rival's submission. Shown: when the viewer
         # joined, and deadlines rounded up to the hour. The breaches' deadlines too: a
@@ -735,7 +751,25 @@ def dispute(view: Mapping[str, Any], scope: Scope, joined_at: Any = None) -> Row
             out["breaches"] = [{**b, "deadline": _shown_hour_up(b.get("deadline"))}
                                for b in out["breaches"]]
         out["explanation"] = _hours_in_text(out.get("explanation"), moments)
+        resolution = out.get("resolution")
+        if isinstance(resolution, Mapping) and resolution.get("rule") in TIMED_SETTLEMENTS:
+            # Settled by its last deadline passing: at that deadline, to the microsecond.
+            out["resolved_at"] = _shown_hour_up(out.get("resolved_at"))
+            out["resolution"] = {
+                **resolution, "resolved_at": _shown_hour_up(resolution.get("resolved_at")),
+                "explanation": _hours_in_text(resolution.get("explanation"),
+                                              [resolution.get("resolved_at")])}
     return out
+
+
+TIMED_SETTLEMENTS: Final = frozenset({"final_breach_fallback"})
+"""Rules of a settlement no person made: the policy's `on_final_breach` fallback, written
+when the last level's deadline passed, at that deadline. In a dispute that counts from a
+rival's submission (joined late, or carrying on an older dispute's ladder) its time is that
+submission plus the SLAs, so a partner reads it to the hour, as the deadlines: the
+dispute's `resolved_at` (and its resolution's), and its timeline's `dispute.resolved`
+entry (`LATE_DEADLINES`). A person's settlement is at a moment of the person's choosing:
+shown as it is."""
 
 
 def _hours_in_text(text: Any, moments: Iterable[Any]) -> Any:
@@ -754,12 +788,13 @@ def _hours_in_text(text: Any, moments: Iterable[Any]) -> Any:
 LATE_DEADLINES: Final[Mapping[str, tuple[str, ...]]] = {
     "dealreg.dispute.escalated.v1": ("breached_deadline", "due_at"),
     "dealreg.dispute.sla_breached.v1": ("breached_deadline",),
+    "dealreg.dispute.resolved.v1": ("resolved_at",),
 }
 """Timeline entries a dispute's deadline dates (a timer fired them): in a dispute the viewer
 joined after it opened, they count from a rival's submission, so their times are shown to
 the hour, their event id (a timer's, stamped when it fired) is replaced by an opaque one,
 and they take their place by the rounded time (among exact entries they would be bounded
-by them)."""
+by them). A `dispute.resolved` entry only when a timer settled it (`TIMED_SETTLEMENTS`)."""
 
 
 _DECISION_ID: Final = re.compile(r"^(.*)\.d(\d+)$")
@@ -781,6 +816,13 @@ def _renumbered(event_id: Any, key: bytes) -> Any:
     digest = hashlib.blake2b(event_id.encode(), key=key, digest_size=8,
                              person=b"dealreg-decision").digest()
     return f"{found.group(1)}.d{int.from_bytes(digest, 'big')}"
+
+
+def _timer_dated(entry: Mapping[str, Any]) -> bool:
+    """Whether a timeline entry's time is a deadline of its dispute (`LATE_DEADLINES`)."""
+    if entry["type"] == "dealreg.dispute.resolved.v1":
+        return (entry.get("data") or {}).get("rule") in TIMED_SETTLEMENTS
+    return entry["type"] in LATE_DEADLINES
 
 
 def _late_entry(entry: Row, original: Mapping[str, Any]) -> Row:
@@ -984,7 +1026,7 @@ def timeline(entries: Iterable[Mapping[str, Any]], scope: Scope, *, ids_key: byt
         shown = apply(entry, TIMELINE_ENTRY, seen)
         shown["data"] = apply(data, shape, seen)
         shown["event_id"] = _renumbered(shown.get("event_id"), ids_key)
-        if entry["type"] in LATE_DEADLINES and entry.get("subject_id") in late:
+        if _timer_dated(entry) and entry.get("subject_id") in late:
             shown = _late_entry(shown, entry)
             rounded = True
         elif joining:

@@ -226,6 +226,13 @@ class DisputeOpened(DomainEvent):
     rule: str
     explanation: str
     evidence: tuple[ConflictEvidence, ...] = ()
+    carries_on: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    """The open dispute whose level, owner, deadlines and acknowledgement this one took
+    over (a contest drawing in members already in review: `draw_into_dispute`; that
+    dispute is merged into this one), so its deadlines count from that dispute's opening,
+    not its own. None: its ladder starts at its opening. Written only when set (an opening
+    that carries nothing serializes as before); openings written before session 28 lack it
+    and are read by their sentence (`partner_view.carries_on`)."""
 
 
 @event_type

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from copy import copy
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from sqlalchemy import (
@@ -75,19 +76,42 @@ async def last_refusal(conn: AsyncConnection, dispute_id: str) -> dict[str, Any]
     adjudication refused it: what the dispute's GET shows as `last_refusal`. None when
     that command was applied or is not decided yet (an earlier refusal is history: the
     timeline keeps it)."""
+    return (await last_refusals(conn, [dispute_id])).get(dispute_id)
+
+
+async def last_refusals(conn: AsyncConnection, dispute_ids: Iterable[str]
+                        ) -> dict[str, dict[str, Any]]:
+    """`last_refusal` of each of `dispute_ids` that has one, in one query (a page of the
+    staff's dispute list): the latest staff command of each dispute (by time, then event
+    id) and, if adjudication refused it, that refusal (`command_refusal`'s rule: the
+    refusal whose id is `<command id>.d<n>`)."""
+    wanted = list(dict.fromkeys(dispute_ids))
+    if not wanted:
+        return {}
     t = timeline_entries
-    row = (await conn.execute(
-        select(t.c.event_id).where(t.c.subject_id == dispute_id, one_of(
-            conn.dialect.name, t.c.type, STAFF_COMMANDS))
-        .order_by(t.c.at_us.desc(), t.c.event_id.desc()).limit(1))).first()
-    if row is None:
-        return None
-    found = await command_refusal(conn, dispute_id, str(row.event_id))
-    if found is None:
-        return None
-    return {"action": found.get("action"), "reason": found.get("reason"),
-            "explanation": found.get("explanation"), "actor_id": found.get("actor_id"),
-            "refused_at": found.get("decided_at"), "command_id": str(row.event_id)}
+    latest: dict[str, tuple[int, str]] = {}
+    refusals: dict[str, list[tuple[str, Any]]] = {}
+    for subject, event_id, at_us, kind, raw in (await conn.execute(
+            select(t.c.subject_id, t.c.event_id, t.c.at_us, t.c.type, t.c.data)
+            .where(one_of(conn.dialect.name, t.c.subject_id, wanted),
+                   one_of(conn.dialect.name, t.c.type, (*STAFF_COMMANDS, DISPUTE_REFUSAL))))
+    ).all():
+        if kind == DISPUTE_REFUSAL:
+            refusals.setdefault(subject, []).append((str(event_id), raw))
+        elif subject not in latest or (at_us, str(event_id)) > latest[subject]:
+            latest[subject] = (at_us, str(event_id))
+    found: dict[str, dict[str, Any]] = {}
+    for subject, (_, command_id) in latest.items():
+        raw = next((r for i, r in refusals.get(subject, ()) if i.startswith(f"{command_id}.d")),
+                   None)
+        if raw is None:
+            continue
+        refused = orjson.loads(raw)
+        found[subject] = {
+            "action": refused.get("action"), "reason": refused.get("reason"),
+            "explanation": refused.get("explanation"), "actor_id": refused.get("actor_id"),
+            "refused_at": refused.get("decided_at"), "command_id": command_id}
+    return found
 
 
 def one_of(dialect: str, column: Any, values: Iterable[Any]) -> Any:
@@ -223,30 +247,51 @@ async def first_decided(conn: AsyncConnection, ids: Iterable[str]) -> Any:
     return min(moments) if moments else None
 
 
-async def entered_dispute(conn: AsyncConnection, dispute_id: str, ids: Iterable[str]) -> Any:
-    """When the first of these registrations entered the dispute: the later of its first
-    decision (`first_decided`) and the dispute's own step that drew it in (its opening or a
-    joining naming it, `timeline_entries`). A registration decided earlier may enter a
-    dispute long after (a contest merged into an older dispute, a promotion next in line):
-    its first decision is not when it joined, and a dispute opened in between over rivals
-    must read as a late joiner's (`partner_view.dispute`)."""
-    wanted = set(ids)
-    first = await first_decided(conn, wanted)
-    if not wanted:
-        return first
-    rows = (await conn.execute(
-        select(timeline_entries.c.at_us, timeline_entries.c.type, timeline_entries.c.data)
-        .where(timeline_entries.c.subject_id == dispute_id,
-               timeline_entries.c.type.in_(("dealreg.dispute.opened.v1",
-                                            "dealreg.dispute.joined.v1")))
-        .order_by(timeline_entries.c.at_us))).all()
-    for at_us, kind, raw in rows:
-        data = orjson.loads(raw)
+@dataclass(frozen=True, slots=True)
+class Entered:
+    """A partner's entry into a dispute (`entered_dispute`)."""
+
+    at: Any
+    """When the first of its registrations entered the dispute (None: none decided)."""
+    opening: dict[str, Any] | None
+    """The dispute's `dealreg.dispute.opened.v1` data (None: not in the timelines model
+    yet): whether it carries on an older dispute (`partner_view.carries_on`)."""
+
+
+OPENING_STEPS: Final = ("dealreg.dispute.opened.v1", "dealreg.dispute.joined.v1")
+"""The steps of a dispute that draw registrations into it (`entered_at`)."""
+
+
+def entered_at(first: Any, steps: Iterable[tuple[int, str, Any]], wanted: set[str]) -> Any:
+    """When the first of `wanted` entered a dispute: the later of its first decision
+    (`first`, `first_decided`) and the dispute's first step (`OPENING_STEPS`, as
+    `(at_us, type, data)` in time order) naming one of them. A registration decided earlier
+    may enter a dispute long after (a contest merged into an older dispute, a promotion
+    next in line): its first decision is not when it joined. One rule for the dispute's
+    view (`entered_dispute`) and `GET /v1/ownership?as_of=` (its open disputes)."""
+    for at_us, kind, data in steps:
         named = data.get("registration_ids" if kind.endswith("opened.v1") else "added_ids")
         if wanted & set(named or ()):
             moment = from_us(at_us)
             return moment if first is None or _moment_of(first) < moment else first
     return first
+
+
+async def entered_dispute(conn: AsyncConnection, dispute_id: str, ids: Iterable[str]
+                          ) -> Entered:
+    """When the first of these registrations entered the dispute (`entered_at`), and the
+    dispute's opening: a dispute opened over rivals before it entered, or carrying on the
+    ladder of one, reads as a late joiner's (`partner_view.dispute`)."""
+    wanted = set(ids)
+    first = await first_decided(conn, wanted)
+    rows = (await conn.execute(
+        select(timeline_entries.c.at_us, timeline_entries.c.type, timeline_entries.c.data)
+        .where(timeline_entries.c.subject_id == dispute_id,
+               timeline_entries.c.type.in_(OPENING_STEPS))
+        .order_by(timeline_entries.c.at_us))).all()
+    steps = [(at_us, kind, orjson.loads(raw)) for at_us, kind, raw in rows]
+    opening = next((data for _, kind, data in steps if kind == OPENING_STEPS[0]), None)
+    return Entered(entered_at(first, steps, wanted) if wanted else first, opening)
 
 
 def _moment_of(value: Any) -> datetime:

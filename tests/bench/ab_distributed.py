@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.bench import bench_api_latency as bench  # noqa: E402
 from tests.bench import cpu  # noqa: E402
-from tests.bench.profile_distributed import _counters, _spans  # noqa: E402
+from tests.bench.profile_distributed import _counters, _spans, _statements  # noqa: E402
 from tests.support.companies import generate  # noqa: E402
 from tests.support.processes import free_port, stop, wait_ready  # noqa: E402
 
@@ -196,12 +196,14 @@ def run_variant(variant: Variant, kafka: Any, postgres: Any, workload: Any, star
             count = int(rate * seconds)
             urls = [f"http://127.0.0.1:{p}" for p in ports.values()]
             counters0 = _counters(urls)
+            asyncio.run(_statements(variant.database, reset=True))
             t0 = time.time()
             result, _ = bench.drive(url, bench.requests(workload, start, count), rate,
                                     seconds, pids, accounting=accounting)
             t1 = time.time()
             time.sleep(1.0)  # the last decisions' projections
             counters1 = _counters(urls)
+            statements = asyncio.run(_statements(variant.database, reset=False))
             start += count
             figures = accounting.last
             row: dict[str, Any] = {
@@ -216,6 +218,11 @@ def run_variant(variant: Variant, kafka: Any, postgres: Any, workload: Any, star
                    for k in counters0},
                 **{f"cpu_{g}": figures.get(f"{g}_cpu_ms_per_decided") for g in GROUPS},
                 "cpu_total": figures.get("total_cpu_ms_per_decided"),
+                # pg_stat_statements (DEALREG_PG_STAT_STATEMENTS=1): statements and their
+                # execution time per decided, in this variant's database
+                **({"pg_calls": round(statements[0][0] / max(1, len(result.extracts)), 2),
+                    "pg_ms": round(statements[0][1] / max(1, len(result.extracts)), 3)}
+                   if statements else {}),
                 "other_jobs_cores": figures.get("other_jobs_cores"),
                 "load": round(os.getloadavg()[0], 2),
             }
@@ -239,7 +246,8 @@ def run_variant(variant: Variant, kafka: Any, postgres: Any, workload: Any, star
 
 def summary(rows: list[dict[str, Any]], variants: list[Variant], rates: list[float]) -> None:
     print("\nmedians over rounds (min-max):", flush=True)
-    keys = ["p50", "p99", *(f"cpu_{g}" for g in GROUPS), "cpu_total"]
+    keys = ["p50", "p99", *(f"cpu_{g}" for g in GROUPS), "cpu_total", "pg_calls",
+            "per_decided_projection_batch_seconds_count", "other_jobs_cores"]
     for rate in rates:
         print(f"  {rate:.0f}/s", flush=True)
         for variant in variants:

@@ -212,3 +212,35 @@ async def test_a_link_cannot_make_the_owner_queue_show_someone_elses_text(
     assert bulk.status_code == 303
     told = await console.get(bulk.headers["location"])
     assert "dsp_0000000000000000000000000f: no such dispute in your queue" in told.text
+
+
+async def test_a_form_over_the_console_limit_is_a_413_page_and_files_nothing(
+        console: httpx.AsyncClient) -> None:
+    """A form over 256 KB was refused 403 "Request refused", as if its security token were
+    stale (a reload would not help). It is 413 with a page saying why, and nothing is
+    filed; a form within the limit goes through."""
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    await console.put("/v1/partners/p-huge", headers=admin, json={
+        "name": "Huge", "tier": "gold", "type": "reseller", "status": "active"})
+    key = (await console.post("/v1/api-keys", headers=admin, json={
+        "role": "partner", "subject_id": "p-huge"})).json()["token"]
+    assert (await _sign_in(console, key)).status_code == 303
+    page = await console.get("/console/partner/register")
+    form_key = re.search(r'name="idempotency_key" value="([^"]+)"', page.text)
+    assert form_key, page.text[:500]
+    form = {"csrf": _csrf(page.text), "idempotency_key": form_key.group(1),
+            "account.name": "Huge Form Co", "account.domain": "huge-form-co.com",
+            "account.country": "US", "opportunity.title": "One deal",
+            "opportunity.products": "widget", "motion": "resell"}
+    for extra in ("padding", "opportunity.title"):
+        refused = await console.post("/console/partner/register",
+                                     data={**form, extra: "x" * (300 * 1024)})
+        assert refused.status_code == 413, (refused.status_code, refused.text[:800])
+        assert "Form too large" in refused.text and "nothing was changed" in refused.text
+        assert "text/html" in refused.headers["content-type"]
+    mine = (await console.get("/v1/registrations", headers={
+        "Authorization": f"Bearer {key}"})).json()["items"]
+    assert mine == []
+    # Within the limit the same form files its registration.
+    accepted = await console.post("/console/partner/register", data=form)
+    assert accepted.status_code == 303, accepted.text[:800]

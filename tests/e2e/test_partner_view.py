@@ -1000,7 +1000,10 @@ async def test_a_contest_that_carries_on_a_rivals_dispute_does_not_date_it(
     await system.settle()
     vendor = (await staff.get(f"/v1/disputes/{contest['id']}")).json()
     assert vendor["due_at"] == exact, (vendor, rival)  # it carries on p4's deadline
-    secrets = (exact[:19], exact[:16].replace("T", " "), tie["id"], p4, p1)
+    # Nor the older dispute's id, which its opening's sentence named ("it carries on
+    # dispute ..."): that rivals were already disputing the account.
+    secrets = (exact[:19], exact[:16].replace("T", " "), tie["id"], p4, p1,
+               tie["dispute_id"])
     got = await queries.get(f"/v1/disputes/{contest['id']}")
     listed = await queries.get("/v1/disputes")
     timeline = await queries.get(f"/v1/registrations/{mine['id']}/timeline")
@@ -1145,3 +1148,87 @@ async def test_a_contest_merged_into_an_older_rivals_dispute_does_not_date_it(
         assert response.status_code == 200, response.text
         assert_absent(response, *secrets)
     assert got.json()["due_at"][14:19] == "00:00", got.text
+
+
+async def test_a_contest_merged_into_an_older_dispute_is_not_listed_before_it_entered(
+        system: Running) -> None:
+    """As in `test_a_contest_merged_into_an_older_rivals_dispute_does_not_date_it`, p3's
+    rejected registration enters D (opened at p6's submission) when p7 draws p3's contest
+    and D together. `GET /v1/ownership?as_of=` listed D among p3's open disputes from
+    p3's rejection on, so from D's real opening: look-ups either side of an instant
+    bisected p6's submission to the microsecond. It lists D from when p3 entered it."""
+    p1, p3, p5, p6, p7 = (fresh(p) for p in ("p1", "p3", "p5", "p6", "p7"))
+    await partners(system, **{p1: "gold", p7: "gold", p3: "silver", p5: "silver",
+                              p6: "silver"})
+    domain = f"{fresh('bisect')}.com"
+    await submit(system.admin, registration(p1, domain, products=("analytics",)))
+    commands, queries = await system.as_("partner", p3)
+    lost = await commands.post("/v1/registrations", headers={"Prefer": "wait=15"},
+                               json=registration(None, domain, products=("analytics",)))
+    assert lost.status_code == 201 and lost.json()["status"] == "rejected", lost.text
+    mine = lost.json()
+    await asyncio.sleep(0.2)
+    await submit(system.admin, registration(p5, domain, products=("crm",)))
+    tie = await submit(system.admin, registration(p6, domain, products=("crm",)))
+    assert tie["status"] == "in_review", tie
+    await asyncio.sleep(0.2)
+    filed = await commands.post(f"/v1/registrations/{mine['id']}/disputes",
+                                headers={"Prefer": "wait=30"},
+                                json={"reason": "We were there first."})
+    assert filed.status_code == 201, filed.text
+    await system.settle()
+    await asyncio.sleep(0.2)
+    await submit(system.admin, registration(p7, domain, products=("analytics", "crm")))
+    await system.settle()
+    staff = await system.queries("channel_manager", "cm")
+    rival = (await staff.get(f"/v1/disputes/{tie['dispute_id']}")).json()
+    assert mine["id"] in rival["registration_ids"], rival  # C merged into D
+    opened = datetime.fromisoformat(rival["opened_at"].replace("Z", "+00:00"))
+
+    async def listed(moment: datetime | None) -> list[str]:
+        params = {"domain": domain} | ({"as_of": moment.isoformat()} if moment else {})
+        seen = await queries.get("/v1/ownership", params=params)
+        assert seen.status_code == 200, seen.text
+        body = seen.json()
+        assert body["open_dispute_count"] == len(body["open_disputes"]), body
+        return list(body["open_disputes"])
+
+    # Its own contest had not opened yet either: nothing of its own was open.
+    assert await listed(opened - timedelta(microseconds=1)) == []
+    assert await listed(opened + timedelta(microseconds=1)) == []
+    # From when it entered D (the `opened_at` its dispute view shows), and now.
+    shown = (await queries.get(f"/v1/disputes/{tie['dispute_id']}")).json()["opened_at"]
+    entered = datetime.fromisoformat(shown.replace("Z", "+00:00"))
+    assert entered > opened
+    assert await listed(entered) == [tie["dispute_id"]]
+    assert await listed(None) == [tie["dispute_id"]]
+
+
+async def test_a_late_joiner_does_not_read_an_acknowledgement_from_before_it_joined(
+        system: Running) -> None:
+    """p1 and p2 tie; the owner acknowledges their dispute; p3 joins it later. p3 reads
+    the dispute as opened when it joined, but read `acknowledged_at` from before that:
+    that two rivals were already disputing the account, and a bound on when. It reads
+    the acknowledgement as at its joining."""
+    p1, p2, p3 = fresh("p1"), fresh("p2"), fresh("p3")
+    domain = f"{fresh('acked')}.com"
+    await submit(system.admin, registration(p1, domain))
+    second = await submit(system.admin, registration(p2, domain))
+    dispute = second["dispute_id"]
+    assert dispute, second
+    await system.settle()
+    owner = (await system.as_("owner", "cm-1"))[0]
+    acked = await owner.post(f"/v1/disputes/{dispute}/acknowledge",
+                             headers={"Prefer": "wait=15"})
+    assert acked.status_code == 200, acked.text
+    await asyncio.sleep(1.1)  # another second: the exact times must not coincide
+    third = await submit(system.admin, registration(p3, domain))
+    assert third["dispute_id"] == dispute, third
+    await system.settle()
+    staff = (await (await system.queries("channel_manager", "cm")).get(
+        f"/v1/disputes/{dispute}")).json()
+    assert staff["acknowledged_at"], staff
+    got = await (await system.queries("partner", p3)).get(f"/v1/disputes/{dispute}")
+    assert got.status_code == 200, got.text
+    assert_absent(got, staff["acknowledged_at"][:19], staff["opened_at"][:19])
+    assert got.json()["acknowledged_at"] == got.json()["opened_at"], got.text

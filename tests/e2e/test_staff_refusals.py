@@ -99,9 +99,18 @@ async def test_a_stale_award_not_waited_for_shows_its_refusal_on_the_dispute(
     assert (refusal["action"], refusal["reason"]) == ("resolve", "invalid_resolution"), refusal
     assert third in refusal["explanation"] and left not in refusal["explanation"], refusal
     assert refusal["actor_id"] == "cm-1"
-    # A partner of the dispute never reads an owner's refused command.
+    # The owner's queue and the channel manager's list say so too, as the GET does.
+    for reader in (owner_reads, await system.queries("channel_manager", "cm")):
+        listed = (await reader.get("/v1/disputes", params={"status": "open",
+                                                            "limit": 500})).json()["items"]
+        [item] = [d for d in listed if d["id"] == dispute]
+        assert item["last_refusal"] == refusal, item
+    # A partner of the dispute never reads an owner's refused command, in neither.
     partner = await system.queries("partner", "p-6")
     assert (await partner.get(f"/v1/disputes/{dispute}")).json()["last_refusal"] is None
+    mine = (await partner.get("/v1/disputes")).json()["items"]
+    assert [d["last_refusal"] for d in mine if d["id"] == dispute] == [None], mine
+    assert refusal["command_id"] not in str(mine)
     # The next command applied: the refusal is history (the timeline keeps it).
     award = await owner.post(f"/v1/disputes/{dispute}/resolve", headers={"Prefer": "wait=15"},
                              json={"outcome": "award", "registration_id": third})
@@ -109,3 +118,5 @@ async def test_a_stale_award_not_waited_for_shows_its_refusal_on_the_dispute(
     await system.settle()
     settled = (await owner_reads.get(f"/v1/disputes/{dispute}")).json()
     assert settled["status"] == "resolved" and settled["last_refusal"] is None, settled
+    listed = (await owner_reads.get("/v1/disputes", params={"limit": 500})).json()["items"]
+    assert [d["last_refusal"] for d in listed if d["id"] == dispute] == [None]

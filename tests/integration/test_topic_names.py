@@ -36,15 +36,16 @@ async def test_positions_of_a_249_character_topic_are_stored_after_upgrading_fro
                                  "partition": 0, "position": 7}])
         await migrate(engine)
         tp = TopicPartition(LONGEST, 3)
-        for stage_from in (None, 1):  # row by row, and through the staging table
+        models = ["registrations", "timelines"]
+        for stage_from in (None, 1):  # row by row, and a live batch's multi-row upsert
             async with engine.begin() as conn:
-                await repository.lock_positions(conn, ["registrations"], [tp])
+                await repository.lock_positions(conn, models, [tp])
                 await repository.save_positions(
-                    conn, {"registrations": {tp: 41 + (stage_from or 0)}},
+                    conn, {m: {tp: 41 + (stage_from or 0)} for m in models},
                     stage_from=stage_from)
             async with engine.connect() as conn:
-                assert await repository.load_positions(conn, ["registrations"], [tp]) == {
-                    "registrations": {tp: 41 + (stage_from or 0)}}
+                assert await repository.load_positions(conn, models, [tp]) == {
+                    m: {tp: 41 + (stage_from or 0)} for m in models}
         async with engine.begin() as conn:
             await conn.execute(insert(reference_positions),
                                [{"topic": LONGEST, "partition": 0, "position": 5}])

@@ -12,6 +12,16 @@ the embedded intake log, the adjudicator worker and the projections. Then:
   holds two companies (names never merge different customers);
 - the observed collision rate (registrations whose first decision is anything but
   `no_conflict`) equals the intended one.
+
+The workload carries the session-27 shapes too (generator conventions 5-7): a tenth of the
+registrations filed without a country (only companies whose name is unambiguous across
+countries: their names are weighed against every country's, never confidently), GUID CRM
+ids for three companies in ten (half their registrations recased: `match.crm_ids:
+any_case`, the default, makes them one id), and a tenth typed with a word spelled out
+letter by letter. A country-less filing changes no rule above: it names a domain (and its
+CRM id when the company has two), so it joins its company's key; beside a name-only filing
+of its company it is the one split allowed, a name key beside an identified key, sent to
+a person as a possible duplicate.
 """
 
 from __future__ import annotations
@@ -29,11 +39,22 @@ from tests.support.pipeline import ADMIN, Pipeline, SimClock, simulated_time
 SEED = 20261126
 REGISTRATIONS = 300
 COLLISION_SHARE = 0.2
+COUNTRYLESS_SHARE = 0.1
+GUID_SHARE = 0.3
+SPACED_SHARE = 0.1
 
 
 async def test_realistic_workload_one_key_per_company_and_intended_collisions(
         tmp_path: Path) -> None:
-    workload = generate(SEED, REGISTRATIONS, collision_share=COLLISION_SHARE)
+    workload = generate(SEED, REGISTRATIONS, collision_share=COLLISION_SHARE,
+                        countryless_share=COUNTRYLESS_SHARE, guid_share=GUID_SHARE,
+                        spaced_share=SPACED_SHARE)
+    summary = workload.summary()
+    # The shapes asked for are there, in the shares asked for (printed below).
+    assert summary["countryless_share"] == COUNTRYLESS_SHARE, summary
+    assert summary["spaced_share"] == SPACED_SHARE, summary
+    assert summary["guid_companies"] == round(GUID_SHARE * summary["distinct_companies"])
+    assert 0 < summary["guid_recased_registrations"] < summary["guid_registrations"], summary
     clock = SimClock()
     pipeline = Pipeline(tmp_path / "data", clock)
     company_of: dict[str, str] = {}
@@ -76,7 +97,9 @@ async def test_realistic_workload_one_key_per_company_and_intended_collisions(
     merged_names = [(k, [workload.company(c).name for c in v])
                     for k, v in list(merged.items())[:3]]
     split = {c: sorted(v) for c, v in key_of_company.items() if len(v) > 1}
-    report = (f"workload {workload.summary()}\n"
+    countryless = {c for r in workload.registrations if r.countryless
+                   for c in [r.company_id]}
+    report = (f"workload {summary}\n"
               f"distinct account keys {len(keys)} vs distinct companies "
               f"{workload.distinct_companies}; keys holding >1 company {len(merged)}, "
               f"companies under >1 key {len(split)}\n"
@@ -84,7 +107,8 @@ async def test_realistic_workload_one_key_per_company_and_intended_collisions(
               f"{workload.intended_collision_share:.4f}; first decisions by rule "
               f"{dict(rules)}\n"
               f"merged e.g. {merged_names}\n"
-              f"split e.g. {list(split.items())[:3]}")
+              f"split e.g. {list(split.items())[:3]}; of them filed without a country "
+              f"{len(countryless & set(split))}")
     print(report)
     assert len(first) == len(company_of), report
     # Under `match.name_only: review` (the default) a name-only registration of a company

@@ -1,7 +1,7 @@
 """One seeded, realistic registration workload: who the customers really are, and how
 partners type them.
 
-Used by the realistic-workload test (tests/unit/registration/test_realistic_workload.py),
+Used by the realistic-workload test (tests/property/test_realistic_workload.py),
 the stateful property tests (tests/property/) and the benchmarks (tests/bench/). The
 generator knows the truth (which registrations are for the same company), so a test can
 compare what dealreg concluded with what was meant.
@@ -34,13 +34,36 @@ prove it"):
    before (same products, so the scopes overlap); every later registration of a company
    comes from a partner that has not registered it yet. So
    `collisions = registrations - companies` and the intended collision share is exact.
+5. **Country-less** registrations (`countryless_share`, default 0: name and domain, and the
+   CRM id by convention 2, but no country; the product weighs such a name against every
+   country's names, never confidently) are made only for companies whose name is
+   unambiguous across *all* countries: no other company anywhere, and no other company's
+   typo'd name, within the review band (`Company.countryless`), and never with a typo. A
+   name alone without a country is no account (a 422), so a country-less registration
+   always names a domain.
+   Such a filing of a company also registered by name alone is the one key split
+   convention 3 already allows: a name key beside an identified key, sent to a person as
+   a possible duplicate.
+6. **GUID CRM ids** (`guid_share` of the companies, default 0): the company's CRM id is a
+   Dynamics-style GUID, and about half of its registrations carry it recased (lower case
+   instead of the canonical upper; `Registration.crm_recased`): under `match.crm_ids:
+   any_case` (the default policy) one customer.
+7. **Spelled-out names** (`spaced_share` of the registrations, default 0): the first
+   word of three or more letters typed letter by letter ("C H R I S T O P H Dynamics",
+   variant `spaced`), only where `normalize_name` gives the same name as typed whole.
+
+The shares of 5-7 are drawn from a random stream of their own, after the rest is made:
+with them at 0 a seed gives the workload it always gave, and with them above 0 the same
+companies, partners and registrations, some of them typed differently.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 import unicodedata
+import uuid
 from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -86,6 +109,9 @@ class Company:
     parent: str | None = None
     name_only: bool = False
     """True when this company may be registered by name alone (unambiguous name)."""
+    countryless: bool = False
+    """True when this company may be registered without a country (a name unambiguous
+    across all countries, convention 5)."""
 
 
 @dataclass(frozen=True)
@@ -96,20 +122,26 @@ class Registration:
     name: str
     """The name as the partner typed it."""
     variant: str
-    """canonical | case | legal_form | typo"""
+    """canonical | case | legal_form | typo | spaced"""
     country: str
     domain: str | None
     crm_account_id: str | None
     products: tuple[str, ...]
     collision: bool
     """Another partner registered this company earlier in the workload."""
+    countryless: bool = False
+    """Filed without a country (`country` is still the company's, the truth)."""
+    crm_recased: bool = False
+    """Its (GUID) CRM id in another letter case than the company's canonical one."""
 
     @property
     def name_only(self) -> bool:
         return self.domain is None and self.crm_account_id is None
 
     def account(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "country": self.country}
+        out: dict[str, Any] = {"name": self.name}
+        if not self.countryless:
+            out["country"] = self.country
         if self.domain is not None:
             out["domain"] = self.domain
         if self.crm_account_id is not None:
@@ -160,8 +192,27 @@ class Workload:
             "multi_domain_companies": sum(len(c.domains) > 1 for c in self.companies),
             "name_only_registrations": sum(r.name_only for r in regs),
             "typo_registrations": sum(r.variant == "typo" for r in regs),
+            "countryless_companies": sum(c.countryless for c in self.companies),
+            "countryless_registrations": sum(r.countryless for r in regs),
+            "countryless_share": _share(sum(r.countryless for r in regs), len(regs)),
+            "guid_companies": sum(_is_guid(c.crm_account_id) for c in self.companies),
+            "guid_registrations": sum(_is_guid(r.crm_account_id) for r in regs),
+            "guid_recased_registrations": sum(r.crm_recased for r in regs),
+            "spaced_registrations": sum(r.variant == "spaced" for r in regs),
+            "spaced_share": _share(sum(r.variant == "spaced" for r in regs), len(regs)),
             "countries": sorted({c.country for c in self.companies}),
         }
+
+
+def _share(part: int, whole: int) -> float:
+    return round(part / whole, 4) if whole else 0.0
+
+
+_GUID = re.compile(r"[0-9A-F]{8}-(?:[0-9A-F]{4}-){3}[0-9A-F]{12}", re.IGNORECASE)
+
+
+def _is_guid(crm_id: str | None) -> bool:
+    return crm_id is not None and _GUID.fullmatch(crm_id) is not None
 
 
 def _slug(text: str) -> str:
@@ -226,6 +277,87 @@ def _typo(rng: random.Random, name: str) -> str:
 
 def _recase(rng: random.Random, name: str) -> str:
     return rng.choice((name.upper(), name.lower(), name.title()))
+
+
+def _spell_out(name: str) -> str | None:
+    """`name` with its first word of three or more letters typed letter by letter
+    ("Christoph Dynamics" -> "C H R I S T O P H Dynamics"), or None when there is no such
+    word or `normalize_name` would not read the result as the same name (a single letter
+    beside the word would join it)."""
+    tokens = name.split()
+    for i, token in enumerate(tokens):
+        if len(token) >= 3 and token.isalpha():
+            spaced = " ".join([*tokens[:i], " ".join(token.upper()), *tokens[i + 1:]])
+            return spaced if normalize_name(spaced) == normalize_name(name) else None
+    return None
+
+
+def _countryless_companies(companies: list[Company], typed: list[tuple[str, str]],
+                           floor: float) -> set[str]:
+    """Convention 5: the companies whose name no other company's name, nor another
+    company's typo'd name (`typed`: (company id, name as typed)), comes within `floor` of
+    in any country (every pair compared: only for workloads up to EXHAUSTIVE_UP_TO)."""
+    names = [sort_name_tokens(normalize_name(c.name)) for c in companies]
+    typos = [sort_name_tokens(normalize_name(name)) for _, name in typed]
+    out: set[str] = set()
+    for a, c in enumerate(companies):
+        near = process.extract(names[a], names, scorer=fuzz.ratio, limit=None,
+                               score_cutoff=floor * 100)
+        if any(b != a for _, _, b in near):
+            continue
+        near = process.extract(names[a], typos, scorer=fuzz.ratio, limit=None,
+                               score_cutoff=floor * 100)
+        if any(typed[b][0] != c.id for _, _, b in near):
+            continue
+        out.add(c.id)
+    return out
+
+
+def _retype(seed: int, companies: list[Company], registrations: list[Registration], *,
+            countryless_share: float, guid_share: float, spaced_share: float
+            ) -> tuple[list[Company], list[Registration]]:
+    """Conventions 5-7, on a workload already made, from a random stream of their own (so
+    the shares at 0 change nothing, and above 0 nothing but how some registrations are
+    typed): GUID CRM ids for `guid_share` of the companies (about half of their
+    registrations recased), `countryless_share` of the registrations filed without a
+    country (of the companies convention 5 allows; fewer if they have too few), and
+    `spaced_share` typed with a word spelled out."""
+    if not (countryless_share or guid_share or spaced_share):
+        return companies, registrations
+    if len(companies) > EXHAUSTIVE_UP_TO and countryless_share:
+        raise ValueError("country-less registrations only up to EXHAUSTIVE_UP_TO companies")
+    rng = random.Random(f"companies.retype:{seed}")
+    guid_ids = {c.id for c in rng.sample(companies, round(guid_share * len(companies)))}
+    guid_of = {cid: str(uuid.UUID(int=rng.getrandbits(128), version=4)).upper()
+               for cid in sorted(guid_ids)}
+    floor = NAME_THRESHOLD - REVIEW_BAND
+    allowed = (_countryless_companies(
+        companies, [(r.company_id, r.name) for r in registrations if r.variant == "typo"],
+        floor) if countryless_share else set())
+    companies = [dataclasses.replace(c, crm_account_id=guid_of.get(c.id, c.crm_account_id),
+                                     countryless=c.id in allowed) for c in companies]
+    eligible = [i for i, r in enumerate(registrations)  # a typo'd name may near another's
+                if r.company_id in allowed and r.domain is not None and r.variant != "typo"]
+    countryless = set(rng.sample(eligible, min(len(eligible),
+                                               round(countryless_share * len(registrations)))))
+    spaceable = [i for i, r in enumerate(registrations)
+                 if r.variant != "typo" and _spell_out(r.name) is not None]
+    spaced = set(rng.sample(spaceable, min(len(spaceable),
+                                           round(spaced_share * len(registrations)))))
+    out: list[Registration] = []
+    for i, r in enumerate(registrations):
+        changes: dict[str, Any] = {}
+        if r.crm_account_id is not None and r.company_id in guid_of:
+            recased = rng.random() < 0.5
+            guid = guid_of[r.company_id]
+            changes.update(crm_account_id=guid.lower() if recased else guid,
+                           crm_recased=recased)
+        if i in countryless:
+            changes["countryless"] = True
+        if i in spaced:
+            changes.update(name=_spell_out(r.name), variant="spaced")
+        out.append(dataclasses.replace(r, **changes) if changes else r)
+    return companies, out
 
 
 EXHAUSTIVE_UP_TO = 40_000
@@ -308,9 +440,13 @@ def generate(
     same_name_share: float = 0.06,
     typo_share: float = 0.1,
     max_per_company: int = 4,
+    countryless_share: float = 0.0,
+    guid_share: float = 0.0,
+    spaced_share: float = 0.0,
 ) -> Workload:
     """A workload of `registrations` registrations, `collision_share` of them true collisions
-    (exactly, up to rounding to whole registrations). Deterministic for `seed`."""
+    (exactly, up to rounding to whole registrations). Deterministic for `seed`.
+    `countryless_share`, `guid_share`, `spaced_share`: conventions 5-7 (module doc)."""
     if not 0 <= collision_share < 1:
         raise ValueError("collision_share must be in [0, 1)")
     rng = random.Random(seed)
@@ -439,6 +575,8 @@ def generate(
             name, variant = c.name, "canonical"
         out.append(Registration(seq, c.id, partner, name, variant, c.country, domain, crm,
                                 c.products, collision))
+    companies, out = _retype(seed, companies, out, countryless_share=countryless_share,
+                             guid_share=guid_share, spaced_share=spaced_share)
     return Workload(seed, tuple(companies), tuple(out), tuple(partner_ids),
                     {c.id: c for c in companies})
 

@@ -150,6 +150,16 @@ def test_target_table_passes_fails_and_divides_by_the_ceiling():
     assert len(rows) == len(TARGETS)
 
 
+def test_a_run_in_which_a_benchmark_did_not_finish_passes_no_wall_time():
+    """A QUICK run whose benchmarks timed out on a loaded machine, the rest skipped for the
+    spent budget, was 160 s and read `pass` (session 28): short because it measured less."""
+    quick = "`make bench QUICK=1` wall time"
+    cut_short = {"run": {"quick_seconds": 160.0, "every_benchmark_ok": False}}
+    whole = {"run": {"quick_seconds": 160.0, "every_benchmark_ok": True}}
+    assert {r["target"]: r for r in evaluate(cut_short)}[quick]["result"] == "incomplete"
+    assert {r["target"]: r for r in evaluate(whole)}[quick]["result"] == "pass"
+
+
 def test_target_comparisons_at_the_boundary():
     below = Target("t", "b.v", "<", 10, "ms")
     at_most = Target("t", "b.v", "<=", 10, "ms")

@@ -628,6 +628,99 @@ def test_a_contest_carrying_on_a_rivals_dispute_reads_its_deadlines_to_the_hour(
     assert "09:17" not in _raw(later), later
 
 
+def test_a_carried_opening_is_known_by_its_field_not_by_its_sentence() -> None:
+    """Whether a dispute carries on an older one's ladder (its deadlines then count from a
+    rival's submission) was read from its opening's sentence ("it carries on dispute
+    ..."): worded otherwise, a partner read those deadlines exactly. The opening's
+    `carries_on` field decides (session 28); a partner reads neither the field nor, in
+    any sentence, the older dispute's id (that rivals were already disputing)."""
+    sentence = ("Dispute dsp_1 opened (contested) over 3 registrations on the account "
+                "acme.com; level 1 is with cm-1, due 2027-01-03 09:17 UTC (contested, "
+                "policy v1).")
+    row = {**dispute_row(), "status": "open", "resolution": None,
+           "opened_at": "2027-01-01T11:00:00.500000Z",
+           "due_at": "2027-01-03T09:17:08.250000Z",
+           "reminder_at": "2027-01-03T08:17:08.250000Z", "explanation": sentence}
+    opening = {"registration_ids": ["reg_own1", "reg_rival1"], "level": 1,
+               "due_at": row["due_at"], "reminder_at": row["reminder_at"],
+               "explanation": sentence, "carries_on": "dsp_0"}
+    out = pv.dispute(row, p1_scope(row), opening=opening)
+    assert (out["due_at"], out["reminder_at"]) == ("2027-01-03T10:00:00Z", None), out
+    assert "09:17" not in _raw(out)
+    # An opening that carries nothing reads exactly, whatever its sentence says.
+    plain = {k: v for k, v in opening.items() if k != "carries_on"}
+    assert pv.dispute(row, p1_scope(row), opening=plain)["due_at"] == row["due_at"]
+    assert pv.carries_on(opening) and not pv.carries_on({**opening, "carries_on": None})
+    own = {**entry("dealreg.registration.submitted.v1", {"registration_id": "reg_own1"}),
+           "at": "2026-12-31T09:59:00Z", "subject_id": "reg_own1"}
+    opened = {**entry("dealreg.dispute.opened.v1", opening), "at": row["opened_at"]}
+    shown = pv.timeline([own, opened], p1_scope([own["data"], opened["data"]]), ids_key=KEY)
+    assert shown[-1]["data"]["due_at"] == "2027-01-03T10:00:00Z", shown
+    assert "carries_on" not in shown[-1]["data"] and "09:17" not in _raw(shown), shown
+    # An opening written before the field: its sentence said so, and still does; a
+    # partner reads it as a fresh opening's, without the older dispute's id.
+    old = {**row, "explanation": sentence.replace(
+        "level 1 is with", "it carries on dispute dsp_0 at level 1 with")}
+    legacy = pv.dispute(old, p1_scope(old))
+    assert legacy["due_at"] == "2027-01-03T10:00:00Z"
+    assert "dsp_0" not in _raw(legacy) and "level 1 is with cm-1" in legacy["explanation"]
+    assert "dsp_0" in pv.dispute(old, Scope(VENDORS[0]))["explanation"]
+
+
+def test_a_late_joiners_final_breach_settlement_reads_to_the_hour() -> None:
+    """The `on_final_breach` fallback settles a dispute at its last deadline: in a dispute
+    the partner joined late, a rival's submission plus the SLAs, which its deadlines read
+    to the hour. Its `resolved_at` read exactly. It reads to the hour too (the dispute, its
+    resolution, the timeline's `dispute.resolved` entry); a person's award stays exact."""
+    exact = "2027-01-06T09:17:08.250000Z"
+    fallback = {**dispute_row(), "opened_at": "2027-01-01T09:17:03.250000Z", "level": 3,
+                "due_at": exact, "resolved_at": exact,
+                "resolution": {**dispute_row()["resolution"], "outcome": "split",
+                               "rule": "final_breach_fallback", "resolved_at": exact,
+                               "explanation": "Dispute dsp_1 passed its last deadline "
+                                              "2027-01-06 09:17 UTC (final_breach_fallback)."}}
+    out = pv.dispute(fallback, p1_scope(fallback), joined_at="2027-01-01T09:17:05Z")
+    assert out["resolved_at"] == "2027-01-06T10:00:00Z", out
+    assert out["resolution"]["resolved_at"] == "2027-01-06T10:00:00Z", out
+    assert "06T09:17" not in _raw(out) and "06 09:17" not in _raw(out), out
+    # From the dispute's opening on, it was the partner's to know; a person's time is exact.
+    assert pv.dispute(fallback, p1_scope(fallback))["resolved_at"] == exact
+    award = {**fallback, "resolution": {**fallback["resolution"], "rule": "dispute_resolution"}}
+    assert pv.dispute(award, p1_scope(award), joined_at="2027-01-01T09:17:05Z")[
+        "resolved_at"] == exact
+    opened = {**entry("dealreg.dispute.opened.v1", {"registration_ids": ["reg_rival1"]}),
+              "at": "2027-01-01T09:17:03.250000Z"}
+    own = {**entry("dealreg.registration.submitted.v1", {"registration_id": "reg_own1"}),
+           "at": "2027-01-01T09:17:05Z", "subject_id": "reg_own1"}
+    resolved = {**entry("dealreg.dispute.resolved.v1", {
+        "outcome": "split", "registration_ids": ["reg_own1", "reg_rival1"],
+        "rule": "final_breach_fallback", "resolved_at": exact,
+        "explanation": fallback["resolution"]["explanation"]}), "at": exact,
+        "event_id": "tmr_01kmxyz.d0"}
+    entries = [opened, own, resolved]
+    shown = pv.timeline(entries, p1_scope([e["data"] for e in entries]), ids_key=KEY)[-1]
+    assert shown["type"] == "dealreg.dispute.resolved.v1"
+    assert (shown["at"], shown["data"]["resolved_at"]) == ("2027-01-06T10:00:00Z",) * 2
+    assert "09:17" not in _raw(shown) and "tmr_01kmxyz" not in _raw(shown), shown
+
+
+def test_a_late_joiner_does_not_read_an_acknowledgement_from_before_it_joined() -> None:
+    """A late joiner reads the dispute as opened when it joined (its timeline, as an
+    opening). Its `acknowledged_at` stayed the owner's acknowledgement among the rivals,
+    before that "opening": that the rivals were already disputing the account, and a bound
+    on when. Read: acknowledged when it joined; a later acknowledgement as it is."""
+    row = {**dispute_row(), "status": "open", "resolution": None,
+           "opened_at": "2027-01-01T09:17:03.250000Z",
+           "acknowledged_at": "2027-01-01T09:40:11.125000Z"}
+    out = pv.dispute(row, p1_scope(row), joined_at="2027-01-01T11:00:05Z")
+    assert out["opened_at"] == out["acknowledged_at"] == "2027-01-01T11:00:05Z", out
+    assert "09:40" not in _raw(out) and "09:17" not in _raw(out), out
+    later = {**row, "acknowledged_at": "2027-01-01T12:00:00.5Z"}
+    assert pv.dispute(later, p1_scope(later), joined_at="2027-01-01T11:00:05Z")[
+        "acknowledged_at"] == later["acknowledged_at"]
+    assert pv.dispute(row, p1_scope(row))["acknowledged_at"] == row["acknowledged_at"]
+
+
 def test_a_partners_timeline_ends_its_disputes_when_its_registration_left_them() -> None:
     """Withdrawn while its dispute was open, the registration left it: the dispute's later
     steps (its `moot` end, or the rivals' escalation) are not the partner's to read."""

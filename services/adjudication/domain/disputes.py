@@ -196,6 +196,7 @@ def draw_into_dispute(
                 f"{explain.tag(rule, policy.version)}."
             ),
             evidence=tuple(evidence),
+            carries_on=carried.id if carried is not None else None,
         )
     )
     return target

@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from rapidfuzz import fuzz, process
 from sqlalchemy import (
     BindParameter,
@@ -44,7 +45,7 @@ from shared.accounts import (
 )
 from shared.accounts.salesforce import CrmIds, crm_id_spellings
 from shared.api import partner_view
-from shared.readmodel.queries import still_in_dispute
+from shared.readmodel.queries import OPENING_STEPS, entered_at, still_in_dispute
 from shared.readmodel.schema import (
     account_crm_ids,
     account_domains,
@@ -55,6 +56,7 @@ from shared.readmodel.schema import (
     disputes,
     ownership_intervals,
     registrations,
+    timeline_entries,
 )
 
 Row = dict[str, Any]
@@ -120,8 +122,9 @@ def look_up(conn: Connection, question: Question, moment: datetime) -> Answer:
     answer.open_disputes = _open_disputes(conn, answer.keys, moment)
     if question.partner_id is not None:
         if answer.open_disputes:
-            answer.partner_disputes = _disputes_of_partner(conn, answer.open_disputes,
-                                                           question.partner_id, moment)
+            answer.partner_disputes = _disputes_of_partner(
+                conn, answer.open_disputes, question.partner_id, moment,
+                as_of=question.rivals_at is not None)
         # Only keys the partner's own identifiers derive: a registration resolved to a
         # key through a competitor's CRM id or domain does not make that key the partner's.
         for holder, key, account in conn.execute(
@@ -351,23 +354,47 @@ def _open_disputes(conn: Connection, keys: list[str], moment: datetime) -> list[
 
 
 def _disputes_of_partner(conn: Connection, dispute_ids: list[str], partner_id: str,
-                         moment: datetime) -> set[str]:
+                         moment: datetime, *, as_of: bool = False) -> set[str]:
     """Which of `dispute_ids` the partner was party to at `moment`: one of its
-    registrations in it had been decided by then (when it joined: the `opened_at` its
-    dispute view shows, `queries.first_decided`). A dispute opened over rivals is not its
-    own before that: listed from the real opening, `as_of` look-ups either side of an
-    instant would bisect a rival's submission (invariant 7)."""
+    registrations had entered it by then (the `opened_at` its dispute view shows,
+    `queries.entered_at`: the later of its first decision and the dispute's step that drew
+    it in). A dispute opened over rivals is not its own before that: listed from the real
+    opening, or from its earlier rejection when a contest of it was merged into that
+    dispute later, `as_of` look-ups either side of an instant would bisect a rival's
+    submission (invariant 7). `as_of`: a look-up in the past (without one, `moment` is
+    now, and every step already projected came before it)."""
     m = dispute_members.c
     r = registrations.c
     joined = func.coalesce(r.first_decided_at, r.decided_at, r.submitted_at)
     # Open at `moment`, so still in it then unless it ended by then (`still_in_dispute`,
     # the dispute's resolution taken as after `moment`): a withdrawn partner no longer
     # counts it, else it would read whether two rivals or one were left.
-    return set(conn.execute(
-        select(m.dispute_id).join(registrations, r.id == m.member_id)
+    rows = conn.execute(
+        select(m.dispute_id, m.member_id, joined).join(registrations, r.id == m.member_id)
         .where(m.dispute_id.in_(dispute_ids), r.partner_id == partner_id, joined <= moment,
                still_in_dispute(r.ended_at, literal(moment, r.ended_at.type)))
-    ).scalars().all())
+    ).all()
+    if not as_of or not rows:
+        return {dispute_id for dispute_id, _, _ in rows}
+    members: dict[str, tuple[set[str], Any]] = {}
+    for dispute_id, member, first in rows:
+        ids, earliest = members.get(dispute_id, (set(), None))
+        ids.add(member)
+        members[dispute_id] = (ids, first if earliest is None or first < earliest
+                               else earliest)
+    steps: dict[str, list[tuple[int, str, Any]]] = {}
+    t = timeline_entries.c
+    for subject, at_us, kind, raw in conn.execute(
+            select(t.subject_id, t.at_us, t.type, t.data)
+            .where(t.subject_id.in_(list(members)), t.type.in_(OPENING_STEPS))
+            .order_by(t.at_us)):
+        steps.setdefault(subject, []).append((at_us, kind, orjson.loads(raw)))
+    return {dispute_id for dispute_id, (ids, first) in members.items()
+            if _aware(entered_at(first, steps.get(dispute_id, ()), ids)) <= moment}
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 # --- running it ------------------------------------------------------------------------

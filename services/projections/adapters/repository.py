@@ -338,7 +338,7 @@ async def load_positions(
     wanted = set(partitions)
     models = list(models)
     if lock and conn.dialect.name == "postgresql":
-        await lock_positions(conn, models, wanted)
+        return await lock_positions(conn, models, wanted)
     c = projection_positions.c
     dialect = conn.dialect.name
     topics = {tp.topic for tp in wanted}
@@ -368,37 +368,48 @@ _POSITIONS = select(projection_positions).where(
 
 
 async def lock_positions(conn: AsyncConnection, models: Iterable[str],
-                         partitions: Iterable[TopicPartition]) -> None:
+                         partitions: Iterable[TopicPartition]) -> Positions:
     """PostgreSQL: lock the position row of every model and partition until commit,
     inserting the missing ones (position 0, the same as no row; the batch stores its
-    positions before it commits, so they are never seen).
+    positions before it commits, so they are never seen), and return the positions
+    as committed (0 where none).
 
     A plain `SELECT ... FOR UPDATE` locks only rows that exist: two workers folding a
     partition with no stored position yet (a rebalance: the old owner finishing a batch,
     the new owner starting) both read 0, both folded the same records and both
     committed, adding pipeline totals and link holders twice. Here one statement takes
-    every row, existing or not: `ON CONFLICT DO UPDATE ... WHERE false` locks a row that
-    exists (the update itself never happens, so nothing is written) and waits for a
-    transaction that inserted it and has not committed; the next statement then reads
-    what that one committed. Rows go in one sorted order, so two batches over
-    overlapping partitions take them in the same order (no deadlock), and only the
-    batch's own partitions are locked: the owners of other partitions fold meanwhile."""
-    keys = [(m, tp.topic, tp.partition)
-            for m in sorted(set(models)) for tp in sorted(set(partitions))]
+    every row, existing or not, and reads it: `ON CONFLICT DO UPDATE SET position =
+    projection_positions.position` (the stored value written back) locks a row that
+    exists, waits for a transaction that inserted or changed it and has not committed,
+    and then updates the latest committed version (READ COMMITTED), which `RETURNING`
+    gives back; an inserted row returns its 0. (Until session 28 the update was `WHERE
+    false`, which writes nothing but returns nothing either, and a second statement read
+    the positions: a round trip more per batch.) Rows go in one sorted order, so two
+    batches over overlapping partitions take them in the same order (no deadlock), and
+    only the batch's own partitions are locked: the owners of other partitions fold
+    meanwhile."""
+    wanted = set(partitions)
+    models = sorted(set(models))
+    keys = [(m, tp.topic, tp.partition) for m in models for tp in sorted(wanted)]
+    found: Positions = {m: {} for m in models}
     if keys:
         # Arrays through one cached text statement: building the multi-row insert in
         # SQLAlchemy cost about 2 ms of CPU per batch.
-        await conn.execute(_LOCK_POSITIONS, {"models": [k[0] for k in keys],
-                                             "topics": [k[1] for k in keys],
-                                             "partitions": [k[2] for k in keys]})
+        result = await conn.execute(_LOCK_POSITIONS, {"models": [k[0] for k in keys],
+                                                      "topics": [k[1] for k in keys],
+                                                      "partitions": [k[2] for k in keys]})
+        for model, topic, partition, position in result:
+            found[model][TopicPartition(topic, partition)] = position
+    return {m: {tp: found[m].get(tp, 0) for tp in wanted} for m in models}
 
 
 _LOCK_POSITIONS = text(
     "INSERT INTO projection_positions (projection, topic, partition, position) "
     "SELECT m, t, p, 0 FROM unnest(CAST(:models AS varchar[]), CAST(:topics AS varchar[]), "
     "CAST(:partitions AS integer[])) AS u(m, t, p) "
-    "ON CONFLICT (projection, topic, partition) DO UPDATE SET position = excluded.position "
-    "WHERE false")
+    "ON CONFLICT (projection, topic, partition) DO UPDATE "
+    "SET position = projection_positions.position "
+    "RETURNING projection, topic, partition, position")
 """`lock_positions`' statement: `unnest` yields the rows in the arrays' (sorted) order,
 which is the order they are taken in."""
 
@@ -412,14 +423,17 @@ async def save_positions(conn: AsyncConnection, positions: Positions, *,
                    for model, by_tp in positions.items() for tp, pos in by_tp.items()),
                   key=lambda r: (r["projection"], r["topic"], r["partition"]))
     keys = ("projection", "topic", "partition")
-    if (rows and conn.dialect.name == "postgresql" and stage_from is not None
-            and len(rows) >= stage_from):
+    if (len(rows) > 1 and conn.dialect.name == "postgresql" and stage_from is not None):
+        # One multi-row upsert (`_multirow_statement`: a column per array, one round trip
+        # and one executor run) however many rows: a live batch has a row per model and
+        # partition (6 models: 12 for a registration and its decision), and through the
+        # staging table from `stage_from` rows on that was three round trips (session 28).
         columns = tuple(rows[0])
         sql, converters = _bulk_statement("postgresql", projection_positions, columns, keys,
                                           "update")
         await execute(conn, [Step(projection_positions, sql,
                                   _bulk_params(rows, columns, converters), (), columns, keys,
-                                  "update", True)])
+                                  "update", multirow=True)])
         return
     await upsert(conn, projection_positions, rows, keys)
 
@@ -585,6 +599,19 @@ def _drop_zero(table: Table, counters: tuple[str, ...]) -> Any:
     return delete(table).where(and_(*(table.c[c] == 0 for c in counters)))
 
 
+def _may_fall_to_zero(step: Step) -> bool:
+    """Whether one of `step`'s totals rows can end at zero, so the zero rows' `DELETE`
+    must follow it: only a row whose `count` the batch does not raise. A count is a number
+    of registrations (never below zero), so a raised one ends above zero whatever the
+    amounts. A registration submitted and decided in one batch (the projections' hold,
+    session 28) only raises its decided status's count: no `DELETE`, a round trip less
+    per totals table; a batch that moves one out of a status still deletes."""
+    if "count" not in step.drop_zero:
+        return True
+    i = step.columns.index("count")
+    return any(row[i] <= 0 for row in step.params)
+
+
 _LINKS = "links"
 _LINKS_LOCK = 0x6C696E6B  # "link": PostgreSQL advisory lock of `account_links` writers
 
@@ -615,7 +642,7 @@ async def execute(conn: AsyncConnection, steps: Sequence[Step]) -> None:
             await driver.execute(sql, *_columns_of(step.params, len(step.columns)))
         else:
             await driver.executemany(step.sql, step.params)
-        if step.drop_zero:
+        if step.drop_zero and _may_fall_to_zero(step):
             # Totals that fell to zero go, so totals depend on the data, not the batching.
             await conn.execute(_drop_zero(step.table, step.drop_zero))
 

@@ -25,8 +25,8 @@ from services.projections.api.schemas import DisputePage
 from shared.api import partner_view
 from shared.api.partner_view import Viewer
 from shared.api.problems import PROBLEM_RESPONSES, Problem
-from shared.api.resources import DisputeView, RefusalView
-from shared.readmodel.queries import entered_dispute, holders_of, last_refusal
+from shared.api.resources import DisputeView
+from shared.readmodel.queries import entered_dispute, holders_of, last_refusals
 
 router = APIRouter(prefix="/v1", tags=["queries"], dependencies=[Depends(read_your_writes)])
 
@@ -43,7 +43,9 @@ def _party(who: Viewer) -> tuple[str, str] | None:
 
 
 async def _view(conn: AsyncConnection, row: dict[str, Any], breaches: list[dict[str, Any]],
-                who: Viewer) -> DisputeView:
+                who: Viewer, refused: dict[str, Any] | None = None) -> DisputeView:
+    """One dispute as `who` reads it. `refused`: its `last_refusal` (staff roles only: an
+    owner's command adjudication refused; never a partner's to read)."""
     data: dict[str, Any] = {
         **{k: row[k] for k in ("id", "status", "level", "owner_id", "due_at",
                                "acknowledged_at", "registration_ids", "resolution",
@@ -55,9 +57,17 @@ async def _view(conn: AsyncConnection, row: dict[str, Any], breaches: list[dict[
     if who.restricted:
         mentioned = partner_view.mentioned_ids(data)
         scope = partner_view.Scope.of(who, await holders_of(conn, mentioned), mentioned)
-        data = partner_view.dispute(data, scope,
-                                    await entered_dispute(conn, row["id"], scope.own_ids))
+        entered = await entered_dispute(conn, row["id"], scope.own_ids)
+        data = partner_view.dispute(data, scope, entered.at, entered.opening)
+    elif refused is not None and _staff(who):
+        data["last_refusal"] = refused
     return DisputeView.model_validate(data)
+
+
+def _staff(who: Viewer) -> bool:
+    """Roles that read an owner's refused command (`last_refusal`): every role but
+    partners (`partner_view.DISPUTE` leaves it out for them too)."""
+    return not who.restricted
 
 
 def _due_cursor(due: datetime | None, dispute_id: str) -> str:
@@ -144,7 +154,9 @@ async def list_disputes(
             after_due=_after_due(cursor) if by_due else None)
         page = rows[:limit]
         breaches = await queries.breaches_of(conn, [r["id"] for r in page])
-        items = [await _view(conn, r, breaches[r["id"]], who) for r in page]
+        refused = await last_refusals(conn, [r["id"] for r in page]) if _staff(who) else {}
+        items = [await _view(conn, r, breaches[r["id"]], who, refused.get(r["id"]))
+                 for r in page]
     following = None
     if len(rows) > limit:
         last = page[-1]
@@ -190,15 +202,12 @@ async def read_dispute(
             # Existence must not leak to a caller who is not party to it.
             raise Problem(404, "Not found", f"No dispute {dispute_id}.")
         breaches = await queries.breaches_of(conn, [dispute_id])
-        view = await _view(conn, row, breaches[dispute_id], who)
-        if not who.restricted:
-            # An owner's command the adjudicator refused changed nothing: say so here,
-            # where the owner looks (a 202 answered it; README "Refused staff commands").
-            refused = await last_refusal(conn, dispute_id)
-            if refused is not None:
-                view = view.model_copy(update={
-                    "last_refusal": RefusalView.model_validate(refused)})
-        return view
+        # An owner's command the adjudicator refused changed nothing: say so where the
+        # owner looks, here and in the list (a 202 answered it; README "Refused staff
+        # commands").
+        refused = (await last_refusals(conn, [dispute_id])).get(dispute_id) \
+            if _staff(who) else None
+        return await _view(conn, row, breaches[dispute_id], who, refused)
 
 
 async def _may_read(conn: AsyncConnection, row: dict[str, Any], who: Viewer) -> bool:

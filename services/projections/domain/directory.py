@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.accounts import blocking_keys, normalize_country, normalize_name, sort_name_tokens
+from shared.accounts.index import UNKNOWN_COUNTRY
 from shared.events import Account, AccountsLinked, AccountsUnlinked
 
 Row = dict[str, Any]
@@ -44,6 +45,14 @@ def facts(account_key: str, account: Account) -> tuple[list[Row], list[Row], lis
         names.append({"country": country, "name": name, "account_key": account_key})
         keys.extend({"country": country, "key": key, "name": name}
                     for key in name_keys(name))
+    elif name and (domains or crm_ids):
+        # A name filed without a country (beside an identifier: a name alone needs one) is
+        # filed under the unknown country, as the edge's index files it
+        # (`AccountIndex.UNKNOWN_COUNTRY`), so a registration service warmed from this
+        # model weighs it against every country's names, never confidently. It was left
+        # out: after a restart the edge forgot it, and a rival's filing of the same name
+        # was approved unseen beside it (session 28, `CustomerRules`).
+        names.append({"country": UNKNOWN_COUNTRY, "name": name, "account_key": account_key})
     return domains, crm_ids, names, keys
 
 

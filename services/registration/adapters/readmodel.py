@@ -21,7 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.registration.adapters.sql import driver_fetch
 from shared.events import DisputeActionRejected
-from shared.readmodel.queries import command_refusal, first_decided, get_registration, holders_of
+from shared.readmodel.queries import (
+    Entered,
+    command_refusal,
+    entered_dispute,
+    get_registration,
+    holders_of,
+)
 from shared.readmodel.schema import metadata, registrations, timeline_entries
 
 T = TypeVar("T")
@@ -120,10 +126,11 @@ class ReadModel:
         async with self.engine.connect() as conn:
             return await holders_of(conn, ids)
 
-    async def first_decided(self, ids: Iterable[str]) -> Any:
-        """When the earliest of these registrations was first decided."""
+    async def entered(self, dispute_id: str, ids: Iterable[str]) -> Entered:
+        """When the first of these registrations entered the dispute, and its opening
+        (`queries.entered_dispute`: what `GET /v1/disputes/{id}` reads the partner view by)."""
         async with self.engine.connect() as conn:
-            return await first_decided(conn, ids)
+            return await entered_dispute(conn, dispute_id, ids)
 
     async def claim(self, claim_id: str) -> dict[str, Any] | None:
         """A claim's row: the projections' `claims` table when there is one, else the

@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete
+from sqlalchemy import delete, event, select
 from sqlalchemy.engine import make_url
 
 from services.projections import worker as worker_module
@@ -24,7 +24,12 @@ from services.projections.domain.batch import MODELS
 from services.projections.worker import ProjectionWorker
 from shared.eventlog import TopicPartition
 from shared.eventlog.topics import Topics
-from shared.readmodel.schema import account_name_keys, projection_positions, registrations
+from shared.readmodel.schema import (
+    account_name_keys,
+    pipeline_totals,
+    projection_positions,
+    registrations,
+)
 from shared.readmodel.store import create_engine, migrate
 from tests.conftest import make_eventlog
 from tests.integration.projections.projection_support import (
@@ -371,5 +376,47 @@ async def test_loading_an_id_longer_than_the_column_finds_no_row_by_its_prefix(
             assert await repository.load_registrations(conn, [stored + "-other"]) == {}
             assert list(await repository.load_registrations(
                 conn, [stored + "-other", stored])) == [stored]
+    finally:
+        await engine.dispose()
+
+
+async def test_zero_totals_are_deleted_only_after_a_batch_that_did_not_raise_every_count(
+    postgres_server: ServerHandle, unique: str,
+) -> None:
+    """Totals rows that fell to zero are deleted (totals depend on the data, not the
+    batching), but only a row whose count the batch did not raise can be at zero: a batch
+    that only raises counts (a registration submitted and decided in one batch) sends no
+    `DELETE` (session 28: it was two round trips per batch, one per totals table)."""
+    engine = create_engine(await create_database(postgres_server.url, f"zero_{unique}"))
+    deletes: list[str] = []
+
+    def seen(*args: Any) -> None:
+        if args[2].lstrip().upper().startswith("DELETE"):
+            deletes.append(args[2])
+    event.listen(engine.sync_engine, "before_cursor_execute", seen)
+
+    def totals(*rows: tuple[str, int, int]) -> Any:
+        return _as_batch({"intervals": [], "names": [], "timeline": [], "totals": [
+            {"partner_id": "p", "status": status, "motion": "resell", "currency": "USD",
+             "count": count, "amount_e4": amount} for status, count, amount in rows]})
+
+    async def stored() -> list[tuple[str, int, int]]:
+        async with engine.connect() as conn:
+            return sorted((r.status, r.count, r.amount_e4) for r in await conn.execute(
+                select(pipeline_totals)))
+    try:
+        await migrate(engine)
+        deletes.clear()  # (the migrations' own)
+        async with engine.begin() as conn:
+            await repository.write(conn, totals(("submitted", 1, 10), ("approved", 2, -20)))
+        assert deletes == []  # every count rose: no row can be at zero
+        async with engine.begin() as conn:
+            await repository.write(conn, totals(("submitted", -1, -10), ("approved", 1, 20)))
+        assert len(deletes) == 1
+        assert await stored() == [("approved", 3, 0)]  # the zero row went, not the zero sum
+        async with engine.begin() as conn:
+            await repository.write(conn, totals(("approved", 0, 5)))  # a count not raised
+        assert len(deletes) == 2
+        assert await stored() == [("approved", 3, 5)]
     finally:
         await engine.dispose()

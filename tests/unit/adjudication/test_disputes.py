@@ -184,3 +184,28 @@ def test_a_dispute_id_reveals_none_of_its_registrations() -> None:
     assert "r1" not in dispute and "r2" not in dispute
     assert "reg_01jd2v9a1b2c" not in dispute_id_for("reg_01jd2v9a1b2c")
     assert dispute == dispute_id_for("r2")  # deterministic: a replay opens the same one
+
+
+def test_a_contest_that_carries_on_an_open_dispute_names_it_in_a_field() -> None:
+    """p-3 (silver) loses to p-1 (gold) by tier; p-4 (gold) then ties with p-1 and a
+    dispute opens over them. p-3's contest opens a dispute that carries on that one's
+    level and deadlines: its opening says which one in `carries_on` (the partner view
+    reads its deadlines by that field, not by the sentence). A fresh opening carries none,
+    and is written without the field, byte for byte as before."""
+    d = Driver()
+    d.register("r1", "p-1")
+    d.later(minutes=10)
+    d.register("r3", "p-3", tier="silver")
+    assert d.status("r3") == "rejected"
+    d.later(minutes=10)
+    [fresh] = only(d.register("r4", "p-4"), DisputeOpened)
+    assert fresh.carries_on is None and "carries_on" not in fresh.to_data()
+    d.later(minutes=10)
+    [opened] = only(d.contest("r3", "p-3", "dsp-c1"), DisputeOpened)
+    assert opened.carries_on == fresh.dispute_id
+    assert opened.due_at == fresh.due_at  # its deadlines are the older dispute's
+    assert opened.to_data()["carries_on"] == fresh.dispute_id
+    # As the log holds it, and as an event written before the field existed reads.
+    assert DisputeOpened.model_validate(opened.to_data()) == opened
+    old = {k: v for k, v in opened.to_data().items() if k != "carries_on"}
+    assert DisputeOpened.model_validate(old).carries_on is None

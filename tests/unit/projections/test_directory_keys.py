@@ -20,8 +20,13 @@ def test_names_are_filed_normalized_by_country_with_their_blocking_keys() -> Non
     assert {k["key"] for k in keys} == {"acme"}
 
 
-def test_a_name_without_country_is_not_filed() -> None:
-    assert facts("dom:x.com", Account(name="Acme", domain="x.com"))[2] == []
+def test_a_name_without_country_is_filed_under_the_unknown_country() -> None:
+    """As the edge's index files it (`AccountIndex`, UNKNOWN_COUNTRY ""): a registration
+    service warmed from the directory weighs it against every country's names, never
+    confidently. Before session 28 it was not filed, and a restarted edge forgot it."""
+    _, _, names, keys = facts("dom:x.com", Account(name="Acme Inc", domain="x.com"))
+    assert names == [{"country": "", "name": "acme", "account_key": "dom:x.com"}]
+    assert keys == []
 
 
 def test_long_tokens_also_block_on_prefix_and_suffix() -> None:
