@@ -105,7 +105,9 @@ def fellow_evidence(state: AdjudicationState, entry: Entry, decided_key: str,
 
 _NO_PATHS: dict[str, tuple[str, float]] = {}
 _UNASKED: tuple[str, float, bool] = ("?", 0.0, False)
-"""`Fellows`' mark for a pair of keys not weighed yet (compared by identity)."""
+"""`Fellows`' mark for a pair of keys not weighed yet: its kind "?" is no answer's.
+Compared by that kind, never by identity: compiled (mypyc), a tuple taken out of a typed
+list is boxed anew, so `is` never held and every pair was answered "?" (session 28)."""
 UNFILED: tuple[str, float, bool] = ("", 0.0, False)
 """`unlinked_match` of a copy's key (filed on another partition) that its form does not
 separate."""
@@ -370,8 +372,8 @@ class Fellows:
         sharing = table.sharing(k)
         for o, other in enumerate(table.keys):
             sep = row[o]
-            if sep is not _UNASKED:
-                continue
+            if sep is None or sep[0] != "?":
+                continue  # weighed already (from the other key's row)
             if o == k or other in paths:
                 sep = None
             elif o in sharing:
