@@ -405,6 +405,10 @@ class Runtime:
         self._stopping = True
         self._stopped.set()
         self.ready = False
+        if self.notification_sender is not None:
+            # The idle sender sleeps up to `notification_poll_seconds`: it ends now, not
+            # then (every stop took those 5 s: the suite's app fixtures 12 -> 18.6 min).
+            self.notification_sender.wake.set()
         if self.tasks:
             _, pending = await asyncio.wait(self.tasks.values(), timeout=min(10.0, budget / 3))
             for task in pending:

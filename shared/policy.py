@@ -228,8 +228,17 @@ class MatchPolicy(_Part):
     adjudicator sends the newcomer to a `possible_duplicate` review instead of walking
     precedence, so a name-only registration cannot squat every same-name company.
     `decide` (policies published before this option): the name makes them one customer."""
-    crm_ids: Literal["exact", "salesforce", "salesforce_any_case", "any_case"] = "any_case"
-    """How CRM ids compare. `any_case` (the default since session 27): as
+    crm_ids: Literal["exact", "salesforce", "salesforce_any_case", "any_case",
+                     "any_spelling"] = "any_spelling"
+    """How CRM ids compare. `any_spelling` (the default since session 28): as `any_case`
+    for Salesforce ids, and any other id (a GUID, a HubSpot number, "CRM-00123") is one
+    CRM id whatever its spacing, hyphens, underscores, dots, slashes or letter case
+    (`shared.accounts.salesforce.any_spelling`; session 28: "CRM 00123" and "crm-00123"
+    were two customers, a rival reformatting the holder's id approved beside it, unseen).
+    `any_case` (session 27): as
+    `salesforce_any_case`, and a GUID (Microsoft Dynamics 365 and other CRMs key accounts
+    by one) is one CRM id in any letter case (session 27 rival review: the holder's GUID
+    in lower case was another customer). `salesforce_any_case` (session 24-26): a valid
     `salesforce_any_case`, and a GUID (Microsoft Dynamics 365 and other CRMs key accounts
     by one) is one CRM id in any letter case (session 27 rival review: the holder's GUID
     in lower case was another customer). `salesforce_any_case` (session 24-26): a valid

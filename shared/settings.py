@@ -284,6 +284,11 @@ class Settings(BaseSettings):
         5.0, gt=0, description="The longest the idle delivery worker sleeps before it looks "
         "for due deliveries again (deliveries queued by another process); it wakes at once "
         "for deliveries its own process queues and at the next one's due time")
+    notification_coalesce_seconds: float = Field(
+        0.05, ge=0, le=5, description="How long the delivery worker, woken (its projection "
+        "worker queued deliveries, a delivery finished), waits before it claims: the "
+        "deliveries of the batches committed meanwhile are claimed together, one claim "
+        "instead of one per batch (0: at once). Deliveries only, never a decision")
     notification_endpoint_concurrency: int = Field(
         4, ge=1, description="Concurrent deliveries per endpoint (URL origin or SMTP)")
     notification_max_in_flight: int = Field(

@@ -23,6 +23,7 @@ import os
 import pkgutil
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -74,16 +75,55 @@ def import_the_application() -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     import_the_application()
+    _configure_xdist(config)
 
 
+DURATIONS = Path(__file__).with_name("durations.json")
+"""Seconds each xdist group (a test file, or "browser") took in a serial run: the order in
+which `make test` hands the groups to its workers. Refresh: tests/support/durations.py."""
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the marks it adds
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under xdist's `--dist loadgroup`: a module's tests on one worker, the browser's too."""
+    """Under xdist's `--dist loadgroup`: a module's tests on one worker, the browser's too,
+    and the groups handed out longest first (their `DURATIONS`), so that neither worker is
+    left with a long file while the other has nothing to do at the end of the run. The
+    order is the same on every worker (xdist requires it); tests keep their order within
+    a group. xdist's own order (most tests first) put files of a few slow tests last."""
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         return
+    root = Path(str(config.rootpath))
+    seconds: dict[str, float] = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
+    groups: dict[pytest.Item, str] = {}
     for item in items:
         path = Path(str(item.path))
         group = "browser" if "browser" in path.parts else str(path)
         item.add_marker(pytest.mark.xdist_group(group))
+        groups[item] = "browser" if group == "browser" else path.relative_to(root).as_posix()
+    sizes = Counter(groups.values())
+    # Groups not measured yet after the measured ones, most tests first (xdist's own order).
+    items.sort(key=lambda item: (-seconds.get(groups[item], 0.0), -sizes[groups[item]]))
+
+
+def pytest_xdist_node_collection_finished(node: object, ids: list[str]) -> None:
+    """The controller fails a `--dist loadgroup` run whose tests lost their group: every
+    test is in one (`pytest_collection_modifyitems`), and xdist suffixes its node id with
+    `@group` on the worker, a way pytest 9.2 ignores. Spread test by test, each worker
+    builds every module's app and a Chromium of its own, minutes longer with nothing said."""
+    lost = [i for i in ids if "@" not in i]
+    if lost and getattr(getattr(node, "config", None), "option", None) is not None \
+            and node.config.option.dist == "loadgroup":  # type: ignore[attr-defined]
+        raise pytest.UsageError(
+            f"--dist loadgroup: {len(lost)} of {len(ids)} tests lost their xdist group "
+            f"(e.g. {lost[0]}); pytest {pytest.__version__} with this pytest-xdist does not "
+            "group them (pyproject.toml pins a pytest that does)")
+
+
+def _configure_xdist(config: pytest.Config) -> None:
+    """The controller keeps the workers' collection order (`--no-loadscope-reorder`): the
+    longest groups first, as `pytest_collection_modifyitems` sorted them."""
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
 
 
 @pytest.hookimpl(trylast=True)
@@ -183,17 +223,25 @@ def _server(kind: str, start: Callable[[], ServerHandle], describe: Callable[[st
             owned.stop()
 
 
+def _run_owner() -> int:
+    """The process whose end stops the servers this one starts (their watchdog's owner):
+    under xdist the controller (a worker's parent), so a crashed worker's replacement keeps
+    the run's servers; otherwise this process."""
+    return os.getppid() if os.environ.get("PYTEST_XDIST_WORKER") else os.getpid()
+
+
 @pytest.fixture(scope="session")
 def kafka_server(pytestconfig: pytest.Config) -> Iterator[ServerHandle]:
     """A real Kafka broker; ``kafka_server.url`` is its bootstrap ``host:port``."""
-    yield from _server("kafka", start_kafka, lambda url: url, pytestconfig)
+    yield from _server("kafka", lambda: start_kafka(_run_owner()), lambda url: url,
+                       pytestconfig)
 
 
 @pytest.fixture(scope="session")
 def postgres_server(pytestconfig: pytest.Config) -> Iterator[ServerHandle]:
     """A real PostgreSQL server; ``postgres_server.url`` is a ``postgresql+asyncpg://`` URL."""
-    yield from _server("postgresql", start_postgres, lambda url: url.rsplit("@", 1)[-1],
-                       pytestconfig)
+    yield from _server("postgresql", lambda: start_postgres(_run_owner()),
+                       lambda url: url.rsplit("@", 1)[-1], pytestconfig)
 
 
 @pytest.fixture

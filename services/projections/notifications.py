@@ -161,22 +161,34 @@ class NotificationSender:
             timeout=self.settings.notification_timeout_seconds, follow_redirects=False,
             trust_env=False, limits=httpx.Limits(max_keepalive_connections=0))
         try:
+            woken = False
             while not stopping():
+                if woken and self.settings.notification_coalesce_seconds > 0:
+                    # Woken by a projection batch that queued deliveries or a delivery
+                    # that finished: under load one comes every few milliseconds, and a
+                    # claim (a read, a write transaction) each cost more than the
+                    # deliveries it found (session 28). The wake-ups meanwhile are one.
+                    await asyncio.sleep(self.settings.notification_coalesce_seconds)
+                woken = False
                 room = self.settings.notification_max_in_flight - len(self.in_flight)
+                self.wake.clear()  # what is queued from here on is claimed by this claim
                 claimed = await self.claim(room) if room > 0 else []
                 for row in claimed:
                     self._start(row)
-                if not claimed:
-                    # Nothing due: sleep until the next delivery falls due (a retry, an
+                if not claimed or (len(claimed) < room and not self.wake.is_set()):
+                    # Nothing more due (a claim takes every due delivery it has room
+                    # for): sleep until the next delivery falls due (a retry, an
                     # expired lease), a wake-up (the projection worker queued a delivery,
                     # a delivery finished, a redelivery) or at the latest the poll interval
                     # (deliveries queued by another process), not a query every 0.2 s.
-                    self.wake.clear()
+                    if stopping():  # a stop that came during the claim: do not sleep through it
+                        break
                     wait = self.settings.notification_poll_seconds
                     if room > 0:
                         wait = min(wait, await self.seconds_to_next_due())
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self.wake.wait(), max(0.0, wait))
+                        woken = True
         finally:
             tasks = list(self.in_flight.values())
             for task in tasks:

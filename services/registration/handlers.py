@@ -1267,32 +1267,59 @@ class Commands:
 
 def closed_by_reference(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The registration a CRM close by `external_ref` is about, among `rows` (every
-    registration carrying that reference), or None when the reference does not say.
+    registration carrying that reference), or None when the reference does not say (422:
+    the CRM sends `registration_id`).
 
     A reference is the PRM's or CRM's, not unique here: a rival may register the holder's
-    customer under the holder's reference (it is rejected and holds nothing), and a
-    partner registers an opportunity again under its reference after withdrawing or
-    losing the first. Any such second row made the close a 422, so the holder's win and
-    its incumbency were never recorded (session 27, rival review). The close goes to the
-    one active registration (approved, in review, submitted), else to the one expired; a
-    single row is itself (an ended one answers 409 as before); otherwise None (422).
+    customer under the holder's reference, and a partner registers an opportunity again
+    under its reference after withdrawing or losing the first (session 27, rival review:
+    any such second row made the close a 422). In order:
 
-    Active before expired holds only among one partner's registrations (its re-registration
-    of the opportunity after its first expired): across partners nothing here says whose
-    opportunity the reference is. A holder's protection ended while its deal was still
-    open, a rival registered the customer again under the holder's reference, and the
-    CRM's close of the holder's opportunity went to the rival -- its registration `won`,
-    the win and incumbency the holder earned (round 2 of the rival review). Closable
-    registrations of more than one partner are ambiguous (422)."""
+    - a single row is itself (an ended one answers 409 as before);
+    - closable rows of ONE partner: its one active registration (approved, in review,
+      submitted), else its one expired;
+    - closable rows of several partners: the one *protection holder* -- the only closable
+      row approved with exclusive protection (rule not `non_exclusive`) -- when its
+      partner filed the reference before every other partner's closable row carrying it.
+      A copy filed later (a rival's in review or submitted beside the holder, its
+      non-exclusive approval, its expired one) neither takes the close nor blocks it
+      (session 28: a rival's copy in review made the holder's win a 422);
+    - otherwise None: no approved exclusive row (a holder expired and a rival's copy
+      active or in review: whose opportunity it is the reference does not say, round 2
+      of the session 27 review), two approved exclusive rows of different partners (two
+      customers under one reference), or the one approved exclusive row filed after
+      another partner's closable row (a rival approved after the holder expired never
+      takes the holder's close)."""
     if len(rows) == 1:
         return rows[0]
-    if len({r["partner_id"] for r in rows if r["status"] in CLOSABLE}) > 1:
+    closable = [r for r in rows if r["status"] in CLOSABLE]
+    if len({r["partner_id"] for r in closable}) > 1:
+        holders = [r for r in closable if r["status"] == "approved"
+                   and _rule_of(r) != "non_exclusive"]
+        if len(holders) != 1:
+            return None
+        holder = holders[0]
+        first = min(_filed(r) for r in rows if r["partner_id"] == holder["partner_id"])
+        if all(_filed(r) > first for r in closable if r["partner_id"] != holder["partner_id"]):
+            return holder
         return None
     for statuses in (CLOSABLE[:3], CLOSABLE[3:]):
-        found = [r for r in rows if r["status"] in statuses]
+        found = [r for r in closable if r["status"] in statuses]
         if found:
             return found[0] if len(found) == 1 else None
     return None
+
+
+def _rule_of(row: dict[str, Any]) -> str | None:
+    decision = row.get("decision")
+    return decision.get("rule") if isinstance(decision, dict) else None
+
+
+def _filed(row: dict[str, Any]) -> datetime:
+    """When a row was filed (the projection always stamps it; a missing time counts as
+    the earliest)."""
+    filed = row.get("submitted_at")
+    return filed if isinstance(filed, datetime) else datetime.min.replace(tzinfo=UTC)
 
 
 def partition_keys(base: str, partitions: int) -> list[str]:

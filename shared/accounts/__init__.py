@@ -20,6 +20,7 @@ from shared.accounts.index import (
 from shared.accounts.normalize import (
     is_freemail_domain,
     is_platform_page,
+    name_forms,
     name_similarity,
     normalize_country,
     normalize_name,
@@ -50,6 +51,7 @@ __all__ = [
     "is_platform_page",
     "match_order",
     "name_floor",
+    "name_forms",
     "name_length_window",
     "name_similarity",
     "normalize_country",

@@ -68,12 +68,13 @@ class AccountIdentity:
                 found = candidate
                 break
         crm = crm_account_id.strip() if crm_account_id else ""
-        norm_name = normalize_name(name) if name else ""
+        code = normalize_country(country) if country else None
+        norm_name = normalize_name(name, code) if name else ""
         return cls(
             crm_account_id=crm or None,
             domain=found,
             name=norm_name or None,
-            country=normalize_country(country) if country else None,
+            country=code,
         )
 
     # Held by adjudicator snapshots: pickled as the dataclass pickles itself, also when

@@ -22,10 +22,11 @@ from typing import Final, Literal, TypeAlias
 from rapidfuzz import fuzz, process
 
 from shared.accounts.identity import AccountIdentity
-from shared.accounts.normalize import sort_name_tokens
+from shared.accounts.normalize import name_forms, sort_name_tokens
 from shared.accounts.salesforce import (
     CrmIds,
     any_case,
+    any_spelling,
     salesforce_18,
     salesforce_18_any_case,
 )
@@ -245,6 +246,15 @@ def _values(value: str | tuple[str, ...] | None) -> frozenset[str]:
 
 
 _DOMAIN: Final = "dom:"
+
+
+def _spelled(crm: str, salesforce: str | None) -> str | None:
+    """The `any_spelling` form a non-Salesforce CRM id is also filed under, or None when
+    it is a Salesforce id (`salesforce`: its strict 18) or already in that form."""
+    if salesforce is not None or salesforce_18_any_case(crm) is not None:
+        return None
+    spelled = any_spelling(crm)
+    return spelled if spelled != crm else None
 
 
 def _domain_key(domain: str, account_key: str) -> str:
@@ -499,6 +509,10 @@ class AccountIndex:
                     _add_ordinal(self._by_salesforce, canonical, ordinal)
                 elif canonical is None and (restored := any_case(crm)) and restored != crm:
                     _add_ordinal(self._by_salesforce_any_case, restored, ordinal)
+                if (spelled := _spelled(crm, canonical)) is not None:
+                    # Under `any_spelling` too ("CRM 00123" by "crm00123"): such a form
+                    # never equals a Salesforce or GUID form the map holds.
+                    _add_ordinal(self._by_salesforce_any_case, spelled, ordinal)
         if identity.domain:
             domain = _domain_key(identity.domain, account_key)
             _add_ordinal(self._by_domain, domain, ordinal)
@@ -509,9 +523,11 @@ class AccountIndex:
             names = self._countries.get(country)
             if names is None:
                 names = self._countries[country] = _CountryNames()
-            sorted_name = _sorted(identity.name)
-            names.add(sorted_name, ordinal)
-            _add_value(self._names_of, ordinal, sorted_name)
+            # Every name the customer is known by ("X dba Y": both, `name_forms`).
+            for form in name_forms(identity.name):
+                sorted_name = _sorted(form)
+                names.add(sorted_name, ordinal)
+                _add_value(self._names_of, ordinal, sorted_name)
 
     def has_name(self, account_key: str, name: str, country: str) -> bool:
         """Whether `name` (normalised) in `country` is filed under `account_key` already:
@@ -521,9 +537,12 @@ class AccountIndex:
         names = self._countries.get(country)
         if ordinal is None or names is None:
             return False
-        owner = names.owners.get(_sorted(name))
-        return owner == ordinal if isinstance(owner, int) else (
-            owner is not None and ordinal in owner)
+        for form in name_forms(name):
+            owner = names.owners.get(_sorted(form))
+            if not (owner == ordinal if isinstance(owner, int) else (
+                    owner is not None and ordinal in owner)):
+                return False
+        return True
 
     def remove(self, account_key: str) -> bool:
         """Forget `account_key` and every facet filed under it (True if it was known).
@@ -539,6 +558,8 @@ class AccountIndex:
                 _drop_ordinal(self._by_salesforce, canonical, ordinal)
             elif canonical is None and (restored := any_case(crm)) and restored != crm:
                 _drop_ordinal(self._by_salesforce_any_case, restored, ordinal)
+            if (spelled := _spelled(crm, canonical)) is not None:
+                _drop_ordinal(self._by_salesforce_any_case, spelled, ordinal)
         for domain in _values(self._domains_of[ordinal]):
             _drop_ordinal(self._by_domain, domain, ordinal)
         for sorted_name in _values(self._names_of[ordinal]):
@@ -576,6 +597,10 @@ class AccountIndex:
             return ()
         return tuple((name, frozenset(self._filed_in(name, ordinal)))
                      for name in sorted(_values(self._names_of[ordinal])))
+
+    def countries(self) -> list[str]:
+        """The countries names are filed in (`UNKNOWN_COUNTRY` among them if any is)."""
+        return list(self._countries)
 
     def _filed_in(self, sorted_name: str, ordinal: int) -> set[str]:
         """The countries `sorted_name` is filed in for `ordinal`."""
@@ -632,6 +657,11 @@ class AccountIndex:
             raise ValueError("name_threshold must be in (0, 1]")
         if not 0.0 <= review_band < name_threshold:
             raise ValueError("review_band must be in [0, name_threshold)")
+        if identity.name and " dba " in identity.name:
+            forms = name_forms(identity.name)
+            if len(forms) > 1:
+                return self._match_forms(identity, forms, name_threshold, review_band,
+                                         crm_ids)
         keys = self._keys
         crm_found: int | tuple[int, ...] | None = None
         if identity.crm_account_id:
@@ -639,12 +669,14 @@ class AccountIndex:
             canonical = (salesforce_18(crm) if crm_ids == "salesforce"
                          else salesforce_18_any_case(crm) if crm_ids == "salesforce_any_case"
                          else any_case(crm) if crm_ids == "any_case"
+                         else any_spelling(crm) if crm_ids == "any_spelling"
                          else None)
             if canonical is not None:
                 crm_found = (*_ordinals(self._by_crm.get(canonical)),
                              *_ordinals(self._by_salesforce.get(canonical)),
                              *(_ordinals(self._by_salesforce_any_case.get(canonical))
-                               if crm_ids in ("salesforce_any_case", "any_case") else ()))
+                               if crm_ids in ("salesforce_any_case", "any_case",
+                                              "any_spelling") else ()))
             else:
                 crm_found = self._by_crm.get(crm)
         domain_found = self._by_domain.get(_DOMAIN + identity.domain) \
@@ -688,6 +720,22 @@ class AccountIndex:
             offer(ordinal, AccountMatch(keys[ordinal], "domain", 1.0, True))
         if names is not None and candidates:
             self._match_names(names, query, candidates, name_threshold, review_band, offer)
+        return sorted(best.values(), key=_sort_key)
+
+    def _match_forms(
+        self, identity: AccountIdentity, forms: tuple[str, ...], name_threshold: float,
+        review_band: float, crm_ids: CrmIds,
+    ) -> list[AccountMatch]:
+        """`match` of a name known in several forms ("X dba Y"): each form asked as the
+        name, each account kept once with its strongest evidence."""
+        best: dict[str, AccountMatch] = {}
+        for form in forms:
+            asked = AccountIdentity(identity.crm_account_id, identity.domain, form,
+                                    identity.country)
+            for found in self.match(asked, name_threshold, review_band, crm_ids):
+                current = best.get(found.account_key)
+                if current is None or _strength(found) > _strength(current):
+                    best[found.account_key] = found
         return sorted(best.values(), key=_sort_key)
 
     def _match_any_country(

@@ -26,6 +26,7 @@ from rapidfuzz import fuzz
 __all__ = [
     "is_freemail_domain",
     "is_platform_page",
+    "name_forms",
     "name_similarity",
     "normalize_country",
     "normalize_name",
@@ -495,8 +496,119 @@ def _join_spelled_out(tokens: list[str]) -> list[str]:
     return out
 
 
+# --- Place qualifiers and trade names (session 28) --------------------------------------
+# A company's division or office is often written with its place: "Acme Corp (USA)",
+# "Acme Corp (UK) Ltd", "Acme Corporation - EMEA". Where that place is (or contains) the
+# country the account is registered in, it names no other customer: dropped. A place that
+# does not contain the registration's country stays part of the name (the UK entity
+# registered in the US is not the US customer by name alone).
+
+
+def _codes(text: str) -> list[str]:
+    return text.split()
+
+
+# The regions a qualifier may name, by ISO code (the usual sales regions).
+_AMER: Final = frozenset(_codes("""
+US CA MX GT BZ SV HN NI CR PA CU DO HT JM BS BB TT AG DM GD KN LC VC PR VI VG AI MS KY TC
+BM AW CW SX BQ GP MQ BL MF PM CO VE EC PE BO CL AR UY PY BR GY SR GF FK UM"""))
+_APAC: Final = frozenset(_codes("""
+AU NZ PG FJ SB VU NC PF WS TO TV KI NR MH FM PW GU MP AS CK NU TK WF PN NF CX CC HM CN JP
+KR KP TW HK MO MN SG MY ID TH VN PH MM KH LA BN TL IN PK BD LK NP BT MV AF IO"""))
+_EUROPE: Final = frozenset(_codes("""
+AD AL AT AX BA BE BG BY CH CY CZ DE DK EE ES FI FO FR GB GG GI GR HR HU IE IM IS IT JE LI
+LT LU LV MC MD ME MK MT NL NO PL PT RO RS RU SE SI SJ SK SM UA VA XK"""))
+_NORDICS: Final = frozenset({"DK", "FI", "IS", "NO", "SE", "FO", "AX"})
+# Europe, the Middle East and Africa: every other country (Central Asia included).
+_EMEA: Final = frozenset(str(c.alpha_2) for c in pycountry.countries) - _AMER - _APAC
+_LATAM: Final = _AMER - {"US", "CA", "BM", "PM", "UM"}
+
+# A region (folded spelling) -> the countries it contains.
+_REGIONS: Final[dict[str, frozenset[str]]] = {
+    "emea": _EMEA, "apac": _APAC, "apj": _APAC, "apjc": _APAC, "asia pacific": _APAC,
+    "amer": _AMER, "americas": _AMER, "latam": _LATAM,
+    "latin america": _LATAM, "na": frozenset({"US", "CA"}),
+    "north america": frozenset({"US", "CA"}), "dach": frozenset({"DE", "AT", "CH"}),
+    "benelux": frozenset({"BE", "NL", "LU"}),
+    "nordics": _NORDICS, "nordic": _NORDICS, "europe": _EUROPE, "eu": _EUROPE,
+}
+# A bracketed part anywhere, and a part after a spaced dash at the end.
+_BRACKETED: Final = re.compile(r"[(\[]([^()\[\]]*)[)\]]")
+_DASHED: Final = re.compile(r"\s[-\u2010-\u2015]+\s*([^-\u2010-\u2015()\[\]]+?)\s*$")
+
+
+def _is_home(place: str, country: str) -> bool:
+    """Whether `place` (a qualifier's raw text) names `country` or a region containing it."""
+    key = " ".join(_fold_text(place).split())
+    if not any(ch.isalpha() for ch in key):
+        return False  # "(2019)", "(276)": a year or a number, not a place
+    region = _REGIONS.get(key)
+    if region is not None:
+        return country in region
+    return normalize_country(place) == country
+
+
+def _drop_home_qualifiers(name: str, country: str) -> str:
+    """`name` without the qualifiers naming the registration's own country or region
+    (full-width brackets and dashes read as ASCII ones, NFKC)."""
+    out = name if name.isascii() else unicodedata.normalize("NFKC", name)
+    if "(" in out or "[" in out:
+        out = _BRACKETED.sub(lambda m: " " if _is_home(m.group(1), country) else m.group(0),
+                             out)
+    dashed = _DASHED.search(out)
+    if dashed is not None and _is_home(dashed.group(1), country):
+        out = out[: dashed.start()]
+    return out if _fold_text(out).split() else name
+
+
+# "X dba Y" (also "d/b/a", "d.b.a.", "doing business as", "trading as"): one customer
+# known by both names. The normalised name keeps both, each normalised on its own, joined
+# by " dba "; `name_forms` gives them back, and the index files and asks every form.
+_TRADE_NAME_PHRASES: Final = {("doing", "business", "as"): "dba", ("trading", "as"): "dba"}
+_TRADE_NAME: Final = "dba"
+
+
+def _trade_name_parts(tokens: list[str]) -> list[list[str]]:
+    """`tokens` split at every "dba" standing between two words (one at either end is a
+    word of the name: "DBA Solutions")."""
+    parts: list[list[str]] = [[]]
+    last = len(tokens) - 1
+    for i, token in enumerate(tokens):
+        if token == _TRADE_NAME and 0 < i < last:
+            parts.append([])
+        else:
+            parts[-1].append(token)
+    return [part for part in parts if part]
+
+
+def _spell_trade_name(tokens: list[str]) -> list[str]:
+    if "as" not in tokens:
+        return tokens
+    out: list[str] = []
+    i = 0
+    while i < len(tokens):
+        for phrase, word in _TRADE_NAME_PHRASES.items():
+            if tuple(tokens[i : i + len(phrase)]) == phrase and 0 < i < len(tokens) - len(phrase):
+                out.append(word)
+                i += len(phrase)
+                break
+        else:
+            out.append(tokens[i])
+            i += 1
+    return out
+
+
+def name_forms(normalized_name: str) -> tuple[str, ...]:
+    """The names a normalised name is known by: each side of a "dba" ("northwind dba
+    contoso analytics" is "northwind" and "contoso analytics"), else the name itself."""
+    if " dba " not in normalized_name:
+        return (normalized_name,)
+    parts = _trade_name_parts(normalized_name.split())
+    return tuple(dict.fromkeys(" ".join(part) for part in parts))
+
+
 @lru_cache(maxsize=65_536)
-def normalize_name(name: str) -> str:
+def normalize_name(name: str, country: str | None = None) -> str:
     """A company name reduced to the tokens that identify it.
 
     Accents stripped, case folded, ``&`` read as "and", punctuation removed, whitespace
@@ -507,11 +619,33 @@ def normalize_name(name: str) -> str:
     so that nothing is left: a name made only of legal-form words keeps its first word
     ("AB Inc" -> "ab", like "AB"; "Limited Company" -> "limited").
 
-    The function is idempotent: ``normalize_name(normalize_name(x)) == normalize_name(x)``.
+    With ``country`` (the ISO code the account is registered in), a bracketed qualifier
+    anywhere or one after a spaced dash at the end naming that country or a region
+    containing it goes: "Acme Corp (UK) Ltd" in GB and "Acme Corporation - EMEA" in DE are
+    "acme"; "Acme Corp (UK)" in the US stays "acme corp uk". "X dba Y" keeps both names,
+    each normalised on its own ("acme corp d/b/a acme cloud" -> "acme dba acme cloud";
+    `name_forms`).
+
+    The function is idempotent: ``normalize_name(normalize_name(x, c), c) ==
+    normalize_name(x, c)``.
     """
+    if country is not None and ("(" in name or "[" in name or "-" in name
+                                or not name.isascii()):
+        name = _drop_home_qualifiers(name, country)
     tokens = _fold_text(name).split()
     if not tokens:
         return ""
+    if _TRADE_NAME in tokens or "as" in tokens or "d" in tokens:
+        # Split before anything else goes: a legal form at the end of the first name
+        # ("Acme Corp dba Acme Cloud") is the first name's own.
+        parts = _trade_name_parts(_spell_trade_name(_join_spelled_out(tokens)))
+        if len(parts) > 1:
+            forms = dict.fromkeys(" ".join(_normalize_tokens(part)) for part in parts)
+            return f" {_TRADE_NAME} ".join(forms)
+    return " ".join(_normalize_tokens(tokens))
+
+
+def _normalize_tokens(tokens: list[str]) -> list[str]:
     # Until nothing more goes: each step may uncover work for another ("株式会社 The Acme":
     # "The" is first once the form has gone; "アクメ株式会社 Inc": the glued form is last
     # once "Inc" has; "株式会社Intl": "intl" stands alone once the form has gone). One pass
@@ -525,7 +659,7 @@ def normalize_name(name: str) -> str:
             tokens = tokens[1:]
         tokens = _strip_legal_suffixes(_strip_cjk_forms(tokens))
         if tokens == before:
-            return " ".join(tokens)
+            return tokens
 
 
 def sort_name_tokens(normalized_name: str) -> str:

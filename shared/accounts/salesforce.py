@@ -18,10 +18,10 @@ import re
 from functools import lru_cache
 from typing import Final, Literal
 
-__all__ = ["CrmIds", "any_case", "canonical_crm_id", "crm_id_spellings", "salesforce_18",
-           "salesforce_18_any_case", "salesforce_suffix"]
+__all__ = ["CrmIds", "any_case", "any_spelling", "canonical_crm_id", "crm_id_spellings",
+           "salesforce_18", "salesforce_18_any_case", "salesforce_suffix"]
 
-CrmIds = Literal["exact", "salesforce", "salesforce_any_case", "any_case"]
+CrmIds = Literal["exact", "salesforce", "salesforce_any_case", "any_case", "any_spelling"]
 
 _ALPHABET: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 _ID: Final = re.compile(r"[0-9A-Za-z]{15}(?:[0-9A-Za-z]{3})?")
@@ -98,6 +98,28 @@ def any_case(crm_id: str) -> str | None:
     return crm_id.lower() if _GUID.fullmatch(crm_id) else None
 
 
+# What a person or an integration puts between the characters of an id it copies by hand:
+# spacing, hyphens (any dash), underscores, dots, slashes.
+_SEPARATORS: Final = re.compile(r"[\s\-\u2010-\u2015_./]+")
+
+
+@lru_cache(maxsize=16384)
+def any_spelling(crm_id: str) -> str:
+    """Policy `match.crm_ids: any_spelling` (the default since session 28): the canonical
+    form of a CRM id. A Salesforce id (15 or 18 alphanumerics as given) keeps Salesforce's
+    reading (`salesforce_18_any_case`: the 15 are case-sensitive, two records may differ
+    only in case); any other id -- a GUID, a HubSpot number, "CRM-00123" -- is one id
+    whatever its spacing, hyphens, underscores, dots, slashes or letter case: those
+    characters removed, case folded ("CRM 00123", "crm-00123" and "CRM00123" are
+    "crm00123"). Such a form never equals a Salesforce id's canonical form (whose suffix
+    is upper case). An id of nothing but separators stays itself."""
+    found = salesforce_18_any_case(crm_id)
+    if found is not None:
+        return found
+    squeezed = _SEPARATORS.sub("", crm_id).casefold()
+    return squeezed or crm_id
+
+
 def canonical_crm_id(crm_id: str, mode: CrmIds) -> str:
     """The form a CRM id is compared in under policy `match.crm_ids` = `mode`: the id
     itself (`exact`), or its 18-character form when it is a valid Salesforce id
@@ -105,6 +127,8 @@ def canonical_crm_id(crm_id: str, mode: CrmIds) -> str:
     letter case)."""
     if mode == "exact":
         return crm_id
+    if mode == "any_spelling":
+        return any_spelling(crm_id)
     if mode == "any_case":
         return any_case(crm_id) or crm_id
     if mode == "salesforce_any_case":
@@ -119,6 +143,18 @@ def crm_id_spellings(crm_id: str, mode: CrmIds) -> tuple[str, ...]:
     with the suffix in each letter case (at most 9); otherwise the id alone. For look-ups
     in tables that file ids as submitted (the edge's fall-back query, `GET /v1/ownership`):
     the one place that knows which spellings are one id."""
+    if mode == "any_spelling":
+        spelled = any_spelling(crm_id)
+        if salesforce_18_any_case(crm_id) is None:
+            # Spellings are unbounded ("CRM 00123", "crm-00123", ...): the id as given,
+            # its canonical form, that in upper case, and a GUID's hyphenated forms; the
+            # in-memory index and the adjudicator find every other spelling.
+            guid = any_case(crm_id) if _GUID.fullmatch(crm_id) else (
+                "-".join((spelled[:8], spelled[8:12], spelled[12:16], spelled[16:20],
+                          spelled[20:])) if re.fullmatch(r"[0-9a-f]{32}", spelled) else None)
+            extra = (guid, guid.upper()) if guid else ()
+            return tuple(dict.fromkeys((crm_id, spelled, spelled.upper(), *extra)))
+        mode = "any_case"
     canonical = (salesforce_18(crm_id) if mode == "salesforce"
                  else salesforce_18_any_case(crm_id) if mode == "salesforce_any_case"
                  else any_case(crm_id) if mode == "any_case"

@@ -333,9 +333,15 @@ BEARER = HTTPBearer(auto_error=False, scheme_name="bearer",
                     description="An API key (`drk.<id>.<secret>`) or the admin token")
 
 
+def admitted(*roles: Role) -> frozenset[Role]:
+    """The roles an operation open to `roles` admits: admin is always admitted. The one rule
+    `require` and the registration route's short path (which skips the dependency) read."""
+    return frozenset(roles) | {"admin"}
+
+
 def require(*roles: Role) -> Callable[..., Awaitable[Principal]]:
     """A FastAPI dependency admitting the given roles (admin is always admitted)."""
-    allowed = set(roles) | {"admin"}
+    allowed = admitted(*roles)
 
     async def dependency(
         request: Request,

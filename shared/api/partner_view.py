@@ -969,8 +969,12 @@ def timeline(entries: Iterable[Mapping[str, Any]], scope: Scope, *, ids_key: byt
     entries = list(entries)
     # Nothing from before the viewer's own first event (its registration's submission):
     # what happened on the account earlier is other parties' activity.
-    start = next((e.get("at") for e in entries if mentioned_ids(e.get("data") or {})
-                  & scope.own_ids), None)
+    # Its own entries name it by their subject, not in their data (the timelines model
+    # stores an event without the field naming its subject): looked for in the data alone,
+    # the start was the first dispute step naming it, and its own submission and decisions
+    # before that were left out.
+    start = next((e.get("at") for e in entries if e.get("subject_id") in scope.own_ids
+                  or mentioned_ids(e.get("data") or {}) & scope.own_ids), None)
     # When its registration's protection ended (withdrawn, closed, exited): the adjudicator
     # took it out of any open dispute then, so what such a dispute does later is other
     # parties' business (whether it went on, or ended `moot`, would count them), as the
@@ -999,6 +1003,15 @@ def timeline(entries: Iterable[Mapping[str, Any]], scope: Scope, *, ids_key: byt
     late |= {e.get("subject_id") for e in entries
              if e["type"] == "dealreg.dispute.joined.v1" and e.get("subject_id") not in opened
              and set((e.get("data") or {}).get("added_ids") or ()) & scope.own_ids}
+    # When the viewer's registration entered each such dispute (its first joining naming
+    # one): the dispute's steps before it (an acknowledgement, an escalation, a breach) are
+    # the rivals' dispute, before the opening the viewer reads (`_as_opening`).
+    entered: dict[Any, Any] = {}
+    for e in entries:
+        if e["type"] == "dealreg.dispute.joined.v1" and e.get("subject_id") not in opened \
+                and e.get("subject_id") not in entered \
+                and set((e.get("data") or {}).get("added_ids") or ()) & scope.own_ids:
+            entered[e.get("subject_id")] = e.get("at")
     out: list[Row] = []
     rounded = False
     for raw in entries:
@@ -1015,6 +1028,9 @@ def timeline(entries: Iterable[Mapping[str, Any]], scope: Scope, *, ids_key: byt
             continue
         if start is not None and _later(start, entry.get("at")):
             continue
+        if entry.get("subject_id") in entered \
+                and _later(entered[entry.get("subject_id")], entry.get("at")):
+            continue  # a step of a dispute before the viewer's registration entered it
         if left is not None and entry.get("subject_id") not in scope.own_ids \
                 and not _later(left, entry.get("at")):
             continue  # a dispute's step at or after the viewer's registration left it

@@ -305,17 +305,23 @@ def _moment_of(value: Any) -> datetime:
 _policies = table("ref_policies", column("version"), column("document", Json))
 
 
+CURRENT_POLICY_DOCUMENT = (select(_policies.c.document)
+                           .order_by(_policies.c.version.desc()).limit(1))
+"""The newest published policy's stored document (no row before the first publication);
+built once (`policy_document` reads the value it returns)."""
+
+
 async def current_policy_document(conn: AsyncConnection) -> dict[str, Any] | None:
     """The newest published policy document (None before the first publication)."""
-    row = (await conn.execute(
-        select(_policies.c.document).order_by(_policies.c.version.desc()).limit(1)
-    )).first()
-    if row is None:
-        return None
-    document = row[0]
-    if isinstance(document, str | bytes):
-        document = orjson.loads(document)
-    return dict(document) if isinstance(document, dict) else None
+    row = (await conn.execute(CURRENT_POLICY_DOCUMENT)).first()
+    return None if row is None else policy_document(row[0])
+
+
+def policy_document(stored: Any) -> dict[str, Any] | None:
+    """A stored policy document as a dict (JSON text on SQLite, decoded on PostgreSQL)."""
+    if isinstance(stored, str | bytes):
+        stored = orjson.loads(stored)
+    return dict(stored) if isinstance(stored, dict) else None
 
 
 def still_in_dispute(ended_at: Any, resolved_at: Any) -> ColumnElement[bool]:

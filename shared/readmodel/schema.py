@@ -114,6 +114,8 @@ registrations = Table(
     Index("ix_registrations_submitted_at", "submitted_at"),
     Index("ix_registrations_decision_latency_ms", "decision_latency_ms"),
     Index("ix_registrations_settle_ms", "settle_ms"),
+    # Added by 0013: a CRM close by reference (`ReadModel.by_external_ref`) scanned.
+    Index("ix_registrations_external_ref", "external_ref", "submitted_at", "id"),
 )
 
 claims = Table(

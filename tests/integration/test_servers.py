@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
 import uuid
 
 import asyncpg
@@ -10,7 +15,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from tests.support.servers import ServerHandle, create_database
+from tests.support.servers import REPO_ROOT, ServerHandle, create_database
 
 PARTITIONS = 3
 
@@ -168,3 +173,46 @@ async def test_postgres_create_insert_select(postgres_server: ServerHandle) -> N
         assert await conn.fetchval("SELECT to_regclass('deals')") is None
     finally:
         await conn.close()
+
+
+_OWNER = """
+import sys, time
+from tests.support.servers import start_postgres
+handle = start_postgres()
+print(handle.url, flush=True)
+time.sleep(600)
+"""
+
+
+def _refuses(url: str) -> bool:
+    """Nothing listens at the host:port of ``url`` any more."""
+    host, port = url.rsplit("@", 1)[-1].split("/", 1)[0].rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+    except OSError:
+        return True
+    return False
+
+
+@pytest.mark.postgres
+def test_a_server_started_by_a_killed_process_stops_with_it() -> None:
+    """`kill -9` of the process that started a server from deploy/ (no atexit runs) stops
+    the server within seconds: its watchdog (tests/support/watchdog.py) runs the stop
+    script once the owner is gone. Without the watchdog the server ran on for good."""
+    env = {**os.environ, "DEALREG_TEST_DATABASE_URL": "", "DEALREG_TEST_DOCKER": "0"}
+    owner = subprocess.Popen([sys.executable, "-c", _OWNER], cwd=REPO_ROOT, env=env,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout is not None
+        url = owner.stdout.readline().strip()
+        assert url.startswith("postgresql+asyncpg://"), url
+        assert not _refuses(url)  # it runs while its owner does
+        time.sleep(1.0)
+        assert not _refuses(url)
+    finally:
+        owner.kill()
+        owner.wait()
+    deadline = time.monotonic() + 30.0  # generous for a loaded CI machine; ~1 s here
+    while not _refuses(url):
+        assert time.monotonic() < deadline, f"{url} still served 30 s after its owner died"
+        time.sleep(0.1)

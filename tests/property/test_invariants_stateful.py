@@ -1149,11 +1149,9 @@ class Invariants(RuleBasedStateMachine):
             if rival is None:
                 continue
             if self.settled_beside_a_copy(reg, rival, event, c):
-                # Known, not fixed (DESIGN.md, "Found by CustomerRules"): counted, so a
-                # run says how often it was passed over.
-                SESSION27["known limit: a settlement names an unlinked copy by the "
-                          "decided one's key form"] += 1
-                continue
+                # Named by the edge's report (`Entry.reported`; session 28): checked below
+                # like any other item, counted so a run says how often it came up.
+                SESSION27["a settlement names an unlinked copy on another partition"] += 1
             # The evidence says how this registration was recognised as the rival's
             # customer: by an identifier it shares with some registration of that customer.
             mine, theirs = reg.spec, self.customer_of(rival, without=reg.id)
@@ -1206,8 +1204,9 @@ class Invariants(RuleBasedStateMachine):
                               event: RegistrationDecided | ClaimDecided, c: Any) -> bool:
         """A settlement's decision naming, not confidently, a member under a key not linked
         to `reg`'s and on another partition (a copy there, its key not filed): the
-        adjudicator names it by the keys' forms (`outcomes.UNFILED`), which may cite an
-        identifier the two never shared (session 28, not fixed)."""
+        adjudicator names it by the edge's report of how the two matched
+        (`outcomes.reported_match`); by the keys' forms it cited an identifier the two
+        never shared (session 28, fixed)."""
         return (event.rule == "dispute_resolution" and not c.confident
                 and reg.key is not None and rival.key is not None
                 and self.model.canonical(reg.key) != self.model.canonical(rival.key)
@@ -1547,14 +1546,24 @@ def company_name(company_id: str) -> str:
 def close_choice(carrying: list[Reg]) -> Reg | None:
     """The registration a CRM close by a reference is about, of those carrying it, as the
     decisions so far give their statuses (README, "Closing a deal"): a single one is
-    itself; else the one closable registration (active before expired, among one
-    partner's); none when closable registrations of two partners carry it, or two of one
-    partner's active (or, none active, two expired): the CRM must say which."""
+    itself; among closable registrations of several partners, the one approved with
+    exclusive protection (rule not `non_exclusive`) when its partner filed the reference
+    before every other partner's closable one (session 28: a rival's later copy neither
+    takes nor blocks the close), else none; among one partner's, the one closable
+    registration (active before expired); none when two of one partner's are active (or,
+    none active, two expired): the CRM must say which."""
     if len(carrying) == 1:
         return carrying[0]
     closable = [r for r in carrying if r.status in CLOSABLE]
     if len({r.partner for r in closable}) > 1:
-        return None
+        holders = [r for r in closable if r.status == "approved" and r.rule != "non_exclusive"]
+        filed = {r.id: r.submitted_at for r in carrying if r.submitted_at is not None}
+        if len(holders) != 1 or len(filed) != len(carrying):
+            return None
+        holder = holders[0]
+        first = min(filed[r.id] for r in carrying if r.partner == holder.partner)
+        later = all(filed[r.id] > first for r in closable if r.partner != holder.partner)
+        return holder if later else None
     for statuses in (CLOSABLE[:3], CLOSABLE[3:]):
         found = [r for r in closable if r.status in statuses]
         if found:

@@ -9,7 +9,10 @@ server in this order:
 2. a Docker engine that answers: testcontainers (``apache/kafka:4.1.1`` in KRaft mode,
    ``postgres:15``); set ``DEALREG_TEST_DOCKER=0`` to skip this step;
 3. otherwise the project's own scripts ``deploy/kafka.sh`` / ``deploy/postgres.sh``, started
-   in a fresh temporary directory and stopped (and removed) by ``ServerHandle.stop()``.
+   in a fresh temporary directory and stopped (and removed) by ``ServerHandle.stop()``, or,
+   should the owner process end without stopping it (``kill -9``, a CI timeout), by a
+   watchdog process (``tests/support/watchdog.py``) within seconds of the owner's end.
+   (Testcontainers' own reaper container does that for step 2.)
 
 No server is a hard error (``RuntimeError``): the tests must fail loudly, never skip.
 """
@@ -23,6 +26,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -31,6 +35,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tests.support.processes import free_port
+from tests.support.watchdog import start_time
 
 __all__ = [
     "DATABASE_URL_ENV",
@@ -94,8 +99,9 @@ class ServerHandle:
 
 
 # --------------------------------------------------------------------------------- Kafka
-def start_kafka() -> ServerHandle:
-    """A real Kafka broker (bootstrap ``host:port`` in ``.url``); raises RuntimeError if none."""
+def start_kafka(owner_pid: int | None = None) -> ServerHandle:
+    """A real Kafka broker (bootstrap ``host:port`` in ``.url``); raises RuntimeError if none.
+    ``owner_pid``: the process whose end stops a broker started here (default: this one)."""
     bootstrap = os.environ.get(KAFKA_BOOTSTRAP_ENV, "").strip()
     if bootstrap:
         return ServerHandle(bootstrap, "env")
@@ -106,7 +112,7 @@ def start_kafka() -> ServerHandle:
         except Exception as exc:
             errors.append(f"testcontainers ({KAFKA_IMAGE}): {exc!r}")
     try:
-        return _start_local("kafka", _KAFKA_START_TIMEOUT_S, KAFKA_BOOTSTRAP_ENV)
+        return _start_local("kafka", _KAFKA_START_TIMEOUT_S, KAFKA_BOOTSTRAP_ENV, owner_pid)
     except Exception as exc:
         errors.append(f"deploy/kafka.sh: {exc}")
     raise RuntimeError(
@@ -187,9 +193,10 @@ async def _wait_kafka_ready(bootstrap: str, timeout_s: float) -> None:
 
 
 # ---------------------------------------------------------------------------- PostgreSQL
-def start_postgres() -> ServerHandle:
+def start_postgres(owner_pid: int | None = None) -> ServerHandle:
     """A real PostgreSQL server; ``.url`` is a ``postgresql+asyncpg://`` URL of its
-    ``dealreg`` database. Raises RuntimeError if none can be had."""
+    ``dealreg`` database. Raises RuntimeError if none can be had. ``owner_pid``: the process
+    whose end stops a server started here (default: this one)."""
     url = os.environ.get(DATABASE_URL_ENV, "").strip()
     if url:
         return ServerHandle(_asyncpg_sqlalchemy_url(url), "env")
@@ -200,7 +207,7 @@ def start_postgres() -> ServerHandle:
         except Exception as exc:
             errors.append(f"testcontainers ({POSTGRES_IMAGE}): {exc!r}")
     try:
-        return _start_local("postgres", _POSTGRES_START_TIMEOUT_S, DATABASE_URL_ENV)
+        return _start_local("postgres", _POSTGRES_START_TIMEOUT_S, DATABASE_URL_ENV, owner_pid)
     except Exception as exc:
         errors.append(f"deploy/postgres.sh: {exc}")
     raise RuntimeError(
@@ -274,12 +281,17 @@ def _asyncpg_sqlalchemy_url(url: str) -> str:
 
 
 # ------------------------------------------------------------------ local deploy/ scripts
-def _start_local(kind: str, timeout_s: float, env_key: str) -> ServerHandle:
-    """Runs ``deploy/<kind>.sh start`` in a fresh temporary directory."""
+def _start_local(kind: str, timeout_s: float, env_key: str,
+                 owner_pid: int | None = None) -> ServerHandle:
+    """Runs ``deploy/<kind>.sh start`` in a fresh temporary directory, watched (first) by a
+    watchdog that runs its ``stop`` once ``owner_pid`` (default: this process) has ended."""
     script = DEPLOY_DIR / f"{kind}.sh"
     if not script.is_file():
         raise RuntimeError(f"{script} is missing")
     state = Path(tempfile.mkdtemp(prefix="dealreg-servers-"))
+    watchdog = _start_watchdog(
+        owner_pid or os.getpid(),
+        ["bash", "-c", 'bash "$0" stop "$1"; rm -rf "$1"', str(script), str(state)])
 
     def stop() -> None:
         try:
@@ -291,6 +303,7 @@ def _start_local(kind: str, timeout_s: float, env_key: str) -> ServerHandle:
             )
         finally:
             shutil.rmtree(state, ignore_errors=True)
+            _dismiss_watchdog(watchdog)
 
     try:
         proc = subprocess.run(
@@ -317,6 +330,33 @@ def _start_local(kind: str, timeout_s: float, env_key: str) -> ServerHandle:
         stop()
         raise RuntimeError(f"{env_file} has no {env_key}")
     return ServerHandle(url, "local", stop)
+
+
+def _start_watchdog(owner_pid: int, command: list[str]) -> subprocess.Popen[bytes]:
+    """``tests/support/watchdog.py``: runs ``command`` once ``owner_pid`` has ended. In its own
+    session, so the signals that end a test run (Ctrl-C, a kill of its process group) spare
+    it; its stdin is the pipe on which ``_dismiss_watchdog`` sends ``done``."""
+    started = start_time(owner_pid)
+    if started is None:
+        raise RuntimeError(f"owner process {owner_pid} is not running")
+    return subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("watchdog.py")), str(owner_pid),
+         started, "--", *command],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _dismiss_watchdog(watchdog: subprocess.Popen[bytes]) -> None:
+    """The server was stopped by its owner: the watchdog exits without doing anything."""
+    try:
+        assert watchdog.stdin is not None
+        watchdog.stdin.write(b"done\n")
+        watchdog.stdin.close()
+        watchdog.wait(timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        watchdog.kill()
+        watchdog.wait()
 
 
 # --------------------------------------------------------------------------------- helpers

@@ -746,3 +746,69 @@ def test_a_partners_timeline_ends_its_disputes_when_its_registration_left_them()
                "at": "2027-01-01T09:30:00Z"}
     kept = pv.timeline([own, opened, settled, ended], p1_scope([settled["data"]]), ids_key=KEY)
     assert "dealreg.dispute.resolved.v1" in [e["type"] for e in kept]
+
+
+def test_a_dispute_entered_late_shows_none_of_its_steps_from_before_the_entry() -> None:
+    """p-1's registration, rejected at 09:00, enters dispute D at 12:00 (its contest merged
+    into D, which p-2 and p-3 opened at 10:00 and the owner acknowledged at 10:41:07). Its
+    timeline reads D as opened when it entered (`_as_opening`), but still listed D's
+    acknowledgement (exact) and escalation from before that: that rivals were already
+    disputing the account, and when. A dispute's steps start, for a partner, when its
+    registration entered it."""
+    own = {"at": "2027-01-01T09:00:00Z", "type": "dealreg.registration.submitted.v1",
+           "event_id": "evt_0", "subject_id": "reg_own1",
+           "data": {"registration_id": "reg_own1"}}
+    rejected = {**own, "type": "dealreg.registration.decided.v1", "event_id": "evt_0.d0",
+                "data": {"registration_id": "reg_own1", "status": "rejected"}}
+    opened = {**entry("dealreg.dispute.opened.v1", {
+        "dispute_id": "dsp_1", "registration_ids": ["reg_rival1"], "level": 1,
+        "owner_id": "cm-1", "opened_at": "2027-01-01T10:00:03.250000Z",
+        "due_at": "2027-01-01T14:00:03.250000Z"}), "at": "2027-01-01T10:00:03.250000Z"}
+    acked = {**entry("dealreg.dispute.acknowledgement_recorded.v1", {
+        "dispute_id": "dsp_1", "level": 1, "owner_id": "cm-1", "actor_id": "cm-1",
+        "acknowledged_at": "2027-01-01T10:41:07.125000Z"}),
+        "at": "2027-01-01T10:41:07.125000Z", "event_id": "evt_ack"}
+    escalated = {**entry("dealreg.dispute.escalated.v1", {
+        "dispute_id": "dsp_1", "from_level": 1, "to_level": 2, "owner_id": "cm-2",
+        "breached_deadline": "2027-01-01T11:00:03.250000Z",
+        "due_at": "2027-01-01T15:00:03.250000Z"}),
+        "at": "2027-01-01T11:00:03.250000Z", "event_id": "tmr_1.d0"}
+    joined = {**entry("dealreg.dispute.joined.v1", {
+        "dispute_id": "dsp_1", "added_ids": ["reg_own1"],
+        "registration_ids": ["reg_rival1", "reg_own1"],
+        "joined_at": "2027-01-01T12:00:00.500000Z"}),
+        "at": "2027-01-01T12:00:00.500000Z", "event_id": "evt_9.d1"}
+    entries = [own, rejected, opened, acked, escalated, joined]
+    shown = pv.timeline(entries, p1_scope([e["data"] for e in entries]), ids_key=KEY)
+    assert [e["type"] for e in shown] == [
+        "dealreg.registration.submitted.v1", "dealreg.registration.decided.v1",
+        "dealreg.dispute.opened.v1"], shown
+    assert shown[-1]["data"]["opened_at"] == "2027-01-01T12:00:00.500000Z", shown
+    assert "10:41" not in _raw(shown) and "10:00" not in _raw(shown), shown
+    # Its steps after the entry are the partner's: an acknowledgement then reads as it is.
+    later = {**acked, "at": "2027-01-01T12:30:00Z",
+             "data": {**acked["data"], "acknowledged_at": "2027-01-01T12:30:00Z"}}
+    after = pv.timeline([*entries, later], p1_scope([e["data"] for e in entries]),
+                        ids_key=KEY)
+    assert after[-1]["type"] == "dealreg.dispute.acknowledgement_recorded.v1", after
+    assert after[-1]["data"]["acknowledged_at"] == "2027-01-01T12:30:00Z"
+
+
+def test_a_timeline_starts_at_the_registrations_own_submission() -> None:
+    """The timelines model stores an event without the field naming its subject: a
+    registration's own entries name it by `subject_id` alone. The partner view looked for
+    the timeline's start in the entries' data only, so it started at the first dispute
+    step naming the registration, and left out its own submission and decision."""
+    own = {"at": "2027-01-01T09:00:00Z", "type": "dealreg.registration.submitted.v1",
+           "event_id": "evt_0", "subject_id": "reg_own1", "data": {"partner_id": "p-1"}}
+    decided = {**own, "type": "dealreg.registration.decided.v1", "event_id": "evt_0.d0",
+               "data": {"partner_id": "p-1", "status": "rejected"}}
+    filed = {**own, "at": "2027-01-01T10:00:00Z", "type": "dealreg.dispute.filed.v1",
+             "event_id": "evt_1", "data": {"dispute_id": "dsp_1", "partner_id": "p-1"}}
+    opened = {**entry("dealreg.dispute.opened.v1", {
+        "dispute_id": "dsp_1", "registration_ids": ["reg_own1"], "level": 1}),
+        "at": "2027-01-01T10:00:00Z"}
+    entries = [own, decided, filed, opened]
+    scope = Scope.of(P1, HOLDERS, {"reg_own1"})
+    shown = pv.timeline(entries, scope, ids_key=KEY)
+    assert [e["type"] for e in shown] == [e["type"] for e in entries], shown

@@ -76,13 +76,14 @@ def identity_of(account: Account) -> AccountIdentity:
 
 
 def _identity_of(account: Account) -> AccountIdentity:
-    name = normalize_name(account.name) if account.name else ""
+    country = normalize_country(account.country) if account.country else None
+    name = normalize_name(account.name, country) if account.name else ""
     crm = account.crm_account_id.strip() if account.crm_account_id else ""
     return AccountIdentity(
         crm_account_id=crm or None,
         domain=account.domain.strip().lower() if account.domain else None,
         name=name or None,
-        country=normalize_country(account.country) if account.country else None,
+        country=country,
     )
 
 
@@ -152,7 +153,10 @@ def adjudicate(
     if entry.id in state.entries:
         return  # the same submission logged twice: it was decided the first time
     collisions = _decide(state, out, entry, identity, policy, partner_status)
-    state.suspects.pop(entry.id, None)
+    reported = state.suspects.pop(entry.id, None)
+    if reported:
+        # Kept with it: a settlement names such a copy by the report (invariant 6).
+        entry.reported = tuple(reported)
     if entry.active and collisions:
         _link_keys(state, out, entry, collisions, entry.policy_version, state.clock)
 

@@ -449,8 +449,11 @@ def file(state: AdjudicationState, out: Out, event: DisputeFiled, policy: Policy
     try:
         _file(state, out, event, policy)
     finally:
-        if event.registration_id in state.entries:
-            state.suspects.pop(event.registration_id, None)
+        entry = state.entries.get(event.registration_id)
+        if entry is not None:
+            reported = state.suspects.pop(event.registration_id, None)
+            if reported:  # kept with it, as a new registration's (adjudicate)
+                entry.reported = outcomes.add_reports(entry.reported, reported)
 
 
 def _file(state: AdjudicationState, out: Out, event: DisputeFiled, policy: Policy) -> None:

@@ -97,10 +97,42 @@ def fellow_evidence(state: AdjudicationState, entry: Entry, decided_key: str,
         return _evidence(entry, *_through(apart, _own(decided, decided_key, opened),
                                           _own(entry, entry.account_key)),
                          entry.account_key)
+    if apart is not None and decided is not None:  # a copy's key (UNFILED)
+        reported = reported_match(decided, entry)
+        if reported is not None:
+            return _evidence(entry, *reported, False, entry.account_key)
     found = member_evidence(entry, decided_key, decided, paths.get(entry.account_key), opened)
     if apart is not None:  # a copy's key, not linked: a possible duplicate
         return _evidence(entry, found.matched_by, found.score, False, entry.account_key)
     return found
+
+
+def reported_match(a: Entry, b: Entry) -> tuple[str, float] | None:
+    """How the edge reported `a` and `b` to match (`Entry.reported`, either way round:
+    matched_by, score), or None. What a decision names a copy by when its key is filed on
+    another partition (`UNFILED`): the report the review opened on, never a key's form,
+    which cites an identifier the two may not share (invariant 6; session 28: a newcomer
+    filed by a CRM id alone said `crm_account_id` of a copy that had none)."""
+    for key, kind, score in a.reported:
+        if key == b.account_key:
+            return kind, score
+    for key, kind, score in b.reported:
+        if key == a.account_key:
+            return kind, score
+    return None
+
+
+def add_reports(kept: tuple[tuple[str, str, float], ...],
+                new: Sequence[tuple[str, str, float]]) -> tuple[tuple[str, str, float], ...]:
+    """`kept` with the reports of keys it does not hold yet (the first report of a key
+    stays: the one the decision named)."""
+    known = {key for key, _, _ in kept}
+    added = []
+    for report in new:
+        if report[0] not in known:
+            known.add(report[0])
+            added.append(report)
+    return (*kept, *added) if added else kept
 
 
 _NO_PATHS: dict[str, tuple[str, float]] = {}
@@ -252,7 +284,8 @@ class Fellows:
         self._names: dict[str, tuple[tuple[str, frozenset[str]], ...]] = {}
         self._filed: dict[str, bool] = {}
         self._policies: dict[int, Policy] = {}
-        self._others: dict[tuple[str, int, tuple[str, float] | None],
+        self._others: dict[tuple[str, int, tuple[str, float] | None,
+                                 tuple[tuple[str, str, float], ...]],
                            list[ConflictEvidence]] = {}
         self._items: dict[tuple[int, tuple[str, float, bool]], ConflictEvidence] = {}
         self._table: _Table | None = None
@@ -272,6 +305,10 @@ class Fellows:
                     found.append(_evidence(
                         m, *_through(sep, _own(decided, decided.account_key, opened),
                                      _own(m, m.account_key)), m.account_key))
+                    continue
+                reported = reported_match(decided, m) if sep is not None else None
+                if reported is not None:  # a copy's key (UNFILED): as the edge reported
+                    found.append(_evidence(m, *reported, False, m.account_key))
                     continue
                 plain = member_evidence(m, decided.account_key, decided,
                                         paths.get(m.account_key) if paths else None, opened)
@@ -320,7 +357,7 @@ class Fellows:
         review of 378 members on 348 keys named ~138,000 such items, ~9,600 distinct;
         built per decision, their allocations set off most of the collector's passes."""
         key = decided.account_key
-        cached = (key, decided.policy_version, decided.evidence)
+        cached = (key, decided.policy_version, decided.evidence, decided.reported)
         found = self._others.get(cached)
         if found is not None:
             return found
@@ -336,8 +373,10 @@ class Fellows:
                 continue
             kind = sep[0]
             for j in under:
-                if not kind:  # a copy's key, not linked (UNFILED): as plain, not sure
-                    answer = (apart[j].matched_by, apart[j].score, False)
+                if not kind:  # a copy's key, not linked (UNFILED): as the edge reported
+                    reported = reported_match(decided, members[j])  # else as plain
+                    answer = ((*reported, False) if reported is not None
+                              else (apart[j].matched_by, apart[j].score, False))
                 elif kind == "name":  # a name between the two keys is that name
                     answer = sep
                 else:  # under a key not linked to it: a possible duplicate

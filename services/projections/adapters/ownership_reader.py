@@ -1,7 +1,9 @@
 """The ownership look-up: the hot read path (a CRM asks it on every new opportunity).
 
-One look-up is a handful of indexed queries: resolve the identifier to an account key, find
-the keys linked to it, the intervals in force at the moment asked, and the open disputes.
+One look-up is a handful of indexed queries: the current policy when the question needs it
+(CRM id spellings, a partner's name threshold), resolve the identifier to an account key,
+find the keys linked to it, the intervals in force at the moment asked, and the open
+disputes.
 They run as one synchronous unit of work so that a look-up costs one hop to the database
 driver, not one per query: on PostgreSQL inside the async connection (`run_sync`, asyncpg
 round trips), on SQLite on a plain `sqlite3` connection in a worker thread (aiosqlite costs
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,13 +41,21 @@ from services.projections.domain.directory import name_keys
 from shared.accounts import (
     Identifiers,
     different_customers,
+    name_forms,
     normalize_country,
     normalize_name,
     sort_name_tokens,
 )
 from shared.accounts.salesforce import CrmIds, crm_id_spellings
 from shared.api import partner_view
-from shared.readmodel.queries import OPENING_STEPS, entered_at, still_in_dispute
+from shared.policy import Policy
+from shared.readmodel.queries import (
+    CURRENT_POLICY_DOCUMENT,
+    OPENING_STEPS,
+    entered_at,
+    policy_document,
+    still_in_dispute,
+)
 from shared.readmodel.schema import (
     account_crm_ids,
     account_domains,
@@ -85,6 +95,13 @@ class Question:
     """With `partner_id`: the moment everyone else's intervals are read at (a partner's
     `as_of`, floored to the hour: `partner_view.rivals_moment`); its own are read at the
     moment asked. None: everyone's at that moment."""
+    by_policy: bool = False
+    """Read the current policy first, in the same unit of work (`current_policy`): its
+    `match.crm_ids` replaces `crm_ids` and, with `floor_min_score`, its
+    `match.name_threshold` is the least `min_score`."""
+    floor_min_score: bool = False
+    """A partner's name look-up answers only the matches the program itself acts on: a
+    lower `min_score` would let it probe other partners' customers."""
 
 
 @dataclass
@@ -106,6 +123,11 @@ class Answer:
 
 
 def look_up(conn: Connection, question: Question, moment: datetime) -> Answer:
+    if question.by_policy:
+        match = current_policy(conn).match
+        question = replace(question, crm_ids=match.crm_ids, min_score=max(
+            question.min_score, match.name_threshold) if question.floor_min_score
+            else question.min_score)
     answer = Answer()
     linked: dict[str, tuple[str, list[str]]] = {}
     key = _resolve(conn, question, answer, linked)
@@ -178,14 +200,28 @@ def account_for_name(conn: Connection, name: str, country: str, min_score: float
     """The account a company name designates within a country: the exact normalized name
     first, else the best fuzzy match scoring at least `min_score` (token-sort similarity,
     as the adjudicator matches); ties go to the smallest key. `admits(key)` filters out
-    accounts that are another customer by their identifiers (a name never bridges them)."""
-    normalized = normalize_name(name)
+    accounts that are another customer by their identifiers (a name never bridges them).
+    A name of several forms ("X dba Y", `name_forms`) asks each: an exact one first, else
+    the best fuzzy one."""
     code = normalize_country(country)
+    normalized = normalize_name(name, code) if code is not None else ""
     if not normalized or code is None:
         return None
-    for key in _keys_named(conn, code, normalized):
-        if admits is None or admits(key):
-            return key, 1.0
+    forms = name_forms(normalized)
+    for form in forms:
+        for key in _keys_named(conn, code, form):
+            if admits is None or admits(key):
+                return key, 1.0
+    best: tuple[str, float] | None = None
+    for form in forms:
+        found = _fuzzy_name(conn, code, form, min_score, admits)
+        if found is not None and (best is None or (-found[1], found[0]) < (-best[1], best[0])):
+            best = found
+    return best
+
+
+def _fuzzy_name(conn: Connection, code: str, normalized: str, min_score: float,
+                admits: Callable[[str], bool] | None) -> tuple[str, float] | None:
     candidates = _name_candidates(conn, code, normalized)
     if not candidates:
         return None
@@ -395,6 +431,36 @@ def _disputes_of_partner(conn: Connection, dispute_ids: list[str], partner_id: s
 
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def current_policy(conn: Connection) -> Policy:
+    """The current policy (the default policy before any): its `match.name_threshold`
+    bounds a partner's name look-ups, its `match.crm_ids` says which spellings of a CRM id
+    are one id. A stored document that cannot be read fails closed: exact names, exact
+    CRM ids. Read with the look-up's other statements (one driver hop); the policy parsed
+    from a document is kept until the stored document differs (`_parsed`)."""
+    return _parsed(policy_document(conn.execute(CURRENT_POLICY_DOCUMENT).scalar()))
+
+
+_last_policy: tuple[dict[str, Any] | None, Policy] | None = None
+
+
+def _parsed(document: dict[str, Any] | None) -> Policy:
+    """`document` as a policy, remembered for the next look-up: parsing a published
+    document cost about as much as the look-up's SQL (a look-up thread sees the pair it
+    read, whole, or parses again)."""
+    global _last_policy
+    last = _last_policy
+    if last is not None and last[0] == document:
+        return last[1]
+    try:
+        policy = Policy.from_published(document) if document else Policy.default()
+    except ValueError:
+        closed = Policy.default()
+        policy = closed.model_copy(update={"match": closed.match.model_copy(
+            update={"name_threshold": 1.0, "review_band": 0.0, "crm_ids": "exact"})})
+    _last_policy = (document, policy)
+    return policy
 
 
 # --- running it ------------------------------------------------------------------------

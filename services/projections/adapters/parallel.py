@@ -46,7 +46,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing import forkserver, resource_tracker, spawn
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -334,7 +334,7 @@ async def _work(url: str, models: tuple[str, ...], pipe: Connection
     async def received() -> AsyncIterator[Raw]:
         while (payload := await _blocking(pipe.recv)) is not None:
             rows, read_to = payload
-            yield [Record(t, p, o, k, v, 0) for t, p, o, k, v in rows], read_to
+            yield cast(list[Record], [_Piped(t, p, o, k, v) for t, p, o, k, v in rows]), read_to
 
     def report(records: int) -> None:
         pipe.send((_PROGRESS, records))
@@ -349,6 +349,19 @@ async def _work(url: str, models: tuple[str, ...], pipe: Connection
         return seen, events, skipped
     finally:
         await engine.dispose()
+
+
+class _Piped(NamedTuple):
+    """A record as a worker receives it: what decoding reads of a `Record` (the same
+    attributes), made in a fraction of the time a frozen `Record` takes (one per
+    record)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str
+    value: bytes
+    timestamp_ms: int = 0
 
 
 def _engine(url: str) -> AsyncEngine:

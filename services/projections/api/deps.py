@@ -74,10 +74,12 @@ async def read_your_writes(
     x_wait_for_position: Annotated[str | None, Header(
         max_length=2000, description="Same as `min_position`")] = None,
     prefer: Annotated[str | None, Header(max_length=200)] = None,
-) -> None:
+) -> Viewer:
+    """Wait for the positions asked (if any); the viewer, for a route that takes it from
+    here rather than solving `viewer` a second time (`/v1/ownership`)."""
     raw = ",".join(v for v in (min_position, x_wait_for_position) if v)
     if not raw:
-        return
+        return who
     runtime = request.app.state.runtime
     partner = who.restricted
     try:
@@ -112,6 +114,7 @@ async def read_your_writes(
             + ", ".join(f"{t}/{p} at {pos}" for (t, p), pos in sorted(behind.items())),
             headers={"Retry-After": "1"},
         )
+    return who
 
 
 async def _reachable(log: EventLog, wanted: dict[tuple[str, int], int],

@@ -16,7 +16,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.accounts import blocking_keys, normalize_country, normalize_name, sort_name_tokens
+from shared.accounts import (
+    blocking_keys,
+    name_forms,
+    normalize_country,
+    normalize_name,
+    sort_name_tokens,
+)
 from shared.accounts.index import UNKNOWN_COUNTRY
 from shared.events import Account, AccountsLinked, AccountsUnlinked
 
@@ -40,11 +46,13 @@ def facts(account_key: str, account: Account) -> tuple[list[Row], list[Row], lis
     if account.crm_account_id:
         crm_ids.append({"crm_account_id": account.crm_account_id, "account_key": account_key})
     country = normalize_country(account.country) if account.country else None
-    name = normalize_name(account.name) if account.name else ""
+    name = normalize_name(account.name, country) if account.name else ""
     if name and country:
-        names.append({"country": country, "name": name, "account_key": account_key})
-        keys.extend({"country": country, "key": key, "name": name}
-                    for key in name_keys(name))
+        # Every name the customer is known by ("X dba Y": both), as the index files them.
+        for form in name_forms(name):
+            names.append({"country": country, "name": form, "account_key": account_key})
+            keys.extend({"country": country, "key": key, "name": form}
+                        for key in name_keys(form))
     elif name and (domains or crm_ids):
         # A name filed without a country (beside an identifier: a name alone needs one) is
         # filed under the unknown country, as the edge's index files it
@@ -52,7 +60,12 @@ def facts(account_key: str, account: Account) -> tuple[list[Row], list[Row], lis
         # model weighs it against every country's names, never confidently. It was left
         # out: after a restart the edge forgot it, and a rival's filing of the same name
         # was approved unseen beside it (session 28, `CustomerRules`).
-        names.append({"country": UNKNOWN_COUNTRY, "name": name, "account_key": account_key})
+        for form in name_forms(name):
+            names.append({"country": UNKNOWN_COUNTRY, "name": form, "account_key": account_key})
+            # Its blocking keys too, so the registration service's distributed look-up
+            # (`AccountDirectory._fill_misses`) finds it as it finds a country's names.
+            keys.extend({"country": UNKNOWN_COUNTRY, "key": key, "name": form}
+                        for key in name_keys(form))
     return domains, crm_ids, names, keys
 
 

@@ -73,8 +73,11 @@ async def prefer_wait(request: Request, prefer: PreferHeader = None) -> float:
     return requested_wait(prefer, request.app.state.runtime.settings.max_wait_seconds)
 
 
+IDEMPOTENCY_KEY_MAX = 255
+"""The longest `Idempotency-Key` taken (FastAPI's check below; the registration route's
+short path reads it too)."""
 IdempotencyKey = Annotated[str | None, Header(
-    alias="Idempotency-Key", max_length=255,
+    alias="Idempotency-Key", max_length=IDEMPOTENCY_KEY_MAX,
     description="Repeats with the same key and body return the first response; another "
     "body with the same key is 422. Remembered for 24 h (configurable).",
     examples=["4f6c5f0e-8d7a-4d7e-9d51-0b8e6f3a9c21"])]

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from shared.accounts import (
     is_freemail_domain,
     is_platform_page,
+    name_forms,
     name_similarity,
     normalize_country,
     normalize_name,
@@ -616,3 +617,58 @@ def test_letters_spelled_out_one_by_one_read_as_one_word(raw: str, expected: str
     single letter between words stays one ("A & B")."""
     assert normalize_name(raw) == expected
     assert normalize_name(expected) == expected
+
+
+def test_a_qualifier_naming_the_registration_s_own_country_or_region_is_no_new_name() -> None:
+    """Session 28: "Acme Corp (USA)" registered in the US, "Acme Corp (UK) Ltd" in GB and
+    "Acme Corporation - EMEA" in DE were other names than "Acme Corp" (scores 0.73-0.8),
+    each a new customer beside the holder. A bracketed qualifier anywhere, or one after a
+    spaced dash at the end, naming the registration's country (or a region containing it)
+    now goes; one naming another place stays (the UK entity filed in the US)."""
+    assert normalize_name("Acme Corp (USA)", "US") == "acme"
+    assert normalize_name("Acme Corp (UK) Ltd", "GB") == "acme"
+    assert normalize_name("Acme Corp (U.K.)", "GB") == "acme"
+    assert normalize_name("Acme GmbH (Deutschland)", "DE") == "acme"
+    assert normalize_name("Acme Corporation - EMEA", "DE") == "acme"
+    assert normalize_name("Acme Corporation \u2013 DACH", "AT") == "acme"
+    assert normalize_name("Acme Corp\uff08UK\uff09", "GB") == "acme"  # full-width brackets
+    assert normalize_name("Acme Corp (USA)", "GB") == "acme corp usa"
+    assert normalize_name("Acme Corporation - EMEA", "US") == "acme corporation emea"
+    assert normalize_name("Acme Corp (USA)") == "acme corp usa"  # no country: kept
+    # Not places: kept wherever the account is.
+    assert normalize_name("Acme (Holdings) Ltd", "GB") == "acme holdings"
+    assert normalize_name("Acme (276) Ltd", "DE") == "acme 276"
+    assert normalize_name("Hewlett-Packard", "US") == "hewlett packard"
+    assert normalize_name("(UK)", "GB") == "uk"  # never nothing left
+
+
+def test_a_doing_business_as_name_is_one_customer_known_by_both_names() -> None:
+    """Session 28: "Northwind dba Contoso Analytics" is the customer Northwind known as
+    Contoso Analytics: its normalised name keeps both names, each normalised on its own,
+    and `name_forms` gives both back (the index files and asks each)."""
+    assert normalize_name("Northwind dba Contoso Analytics") == \
+        "northwind dba contoso analytics"
+    assert name_forms(normalize_name("Northwind dba Contoso Analytics")) == \
+        ("northwind", "contoso analytics")
+    for spelling in ("Acme Corp d/b/a Acme Cloud", "Acme Corp D.B.A. Acme Cloud Inc",
+                     "ACME Corp doing business as Acme Cloud", "Acme Ltd trading as Acme Cloud",
+                     "Acme Corp DBA Acme Cloud"):
+        assert name_forms(normalize_name(spelling)) == ("acme", "acme cloud"), spelling
+    assert normalize_name("Acme dba Acme Inc") == "acme"
+    # "dba" at either end is a word of the name, not a trade name.
+    assert name_forms(normalize_name("DBA Solutions Ltd")) == ("dba solutions",)
+    assert name_forms(normalize_name("Acme DBA")) == ("acme dba",)
+
+
+_PLACES = st.sampled_from(["(UK)", "(USA)", "- EMEA", "(Deutschland)", "dba", "d/b/a",
+                           "doing business as", "Inc", "(", ")", "-", "The", "D B A"])
+
+
+@settings(max_examples=400)
+@given(st.lists(st.one_of(_PLACES, st.text(min_size=1, max_size=8)), max_size=6),
+       st.sampled_from(["GB", "US", "DE", None]))
+def test_normalize_name_is_idempotent_with_a_country(parts: list[str], country: str | None
+                                                     ) -> None:
+    once = normalize_name(" ".join(parts), country)
+    assert normalize_name(once, country) == once
+    assert normalize_name(once) == once

@@ -166,3 +166,55 @@ def test_a_guid_is_one_crm_id_in_any_letter_case_under_any_case() -> None:
     assert index.remove(f"crm:{guid}")
     assert index.match(AccountIdentity(guid.lower(), None, None, None), 0.9,
                        crm_ids="any_case") == []
+
+
+def test_a_crm_id_in_another_spacing_hyphenation_or_case_is_one_id_under_any_spelling() -> None:
+    """Session 28: a non-Salesforce CRM id copied by hand ("CRM 00123", "crm-00123") was
+    another CRM id -- different CRM ids are different customers, so a rival reformatting
+    the holder's id was approved beside it, unseen. Under `any_spelling` (the new default)
+    separators and case do not count for such ids; a Salesforce id keeps its case-sensitive
+    15; older documents (`any_case`) compare such ids exactly, so their logs replay as
+    they decided."""
+    from shared.accounts.salesforce import crm_id_spellings
+
+    spellings = ("CRM 00123", "crm-00123", "CRM00123", "Crm_00123", "crm.00123")
+    for spelling in spellings:
+        assert canonical_crm_id(spelling, "any_spelling") == "crm00123"
+        assert canonical_crm_id(spelling, "any_case") == spelling
+    guid = "3F2504E0-4F89-11D3-9A0C-0305E82C3301"
+    assert canonical_crm_id(guid, "any_spelling") == canonical_crm_id(
+        guid.lower().replace("-", ""), "any_spelling")
+    # Salesforce ids: the 15 stay case-sensitive (two records), the 18 as before.
+    assert canonical_crm_id("001hFGAi3f5dig9", "any_spelling") == "001hFGAi3f5dig9QDA"
+    assert canonical_crm_id("001HFGAi3f5dig9", "any_spelling") != "001hFGAi3f5dig9QDA"
+    assert canonical_crm_id("001HFGAI3F5DIG9QDA", "any_spelling") == "001hFGAi3f5dig9QDA"
+    assert crm_id_spellings("crm-00123", "any_spelling") == ("crm-00123", "crm00123",
+                                                             "CRM00123")
+    index = AccountIndex()
+    index.add("crm:CRM 00123", AccountIdentity("CRM 00123", None, None, None))
+    index.add("crm:001hFGAi3f5dig9", AccountIdentity("001hFGAi3f5dig9", None, None, None))
+    for spelling in spellings:
+        found = index.match(AccountIdentity(spelling, None, None, None), 0.9,
+                            crm_ids="any_spelling")
+        assert [m.account_key for m in found] == ["crm:CRM 00123"], spelling
+        assert not different_customers(
+            Identifiers(frozenset((spelling,))).canonical("any_spelling"),
+            Identifiers(frozenset(("CRM 00123",))).canonical("any_spelling"))
+    assert index.match(AccountIdentity("crm-00123", None, None, None), 0.9,
+                       crm_ids="any_case") == []
+    assert index.match(AccountIdentity("001HFGAi3f5dig9", None, None, None), 0.9,
+                       crm_ids="any_spelling") == []
+    assert index.remove("crm:CRM 00123")
+    assert index.match(AccountIdentity("crm00123", None, None, None), 0.9,
+                       crm_ids="any_spelling") == []
+
+
+def test_policy_documents_keep_the_crm_id_rule_they_were_published_with() -> None:
+    from shared.policy import Policy
+
+    assert Policy.default().match.crm_ids == "any_spelling"
+    published = Policy.default().model_dump(mode="json")
+    published["match"]["crm_ids"] = "any_case"
+    assert Policy.from_published(published).match.crm_ids == "any_case"
+    published["match"].pop("crm_ids")
+    assert Policy.from_published(published).match.crm_ids == "exact"

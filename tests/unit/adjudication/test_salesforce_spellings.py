@@ -39,7 +39,7 @@ def _two_spellings(d: Driver, other: str = ID18) -> tuple[str, str]:
 
 def test_a_salesforce_id_in_its_18_character_spelling_ties_with_the_15() -> None:
     d = Driver(policy=policy())
-    assert d.policy.match.crm_ids == "any_case"  # the default, a superset for Salesforce ids
+    assert d.policy.match.crm_ids == "any_spelling"  # the default, a superset for Salesforce ids
     first, second = _two_spellings(d)
     assert first == "approved/no_conflict"
     assert second == "in_review/tie"  # within the tie window of the first: a collision
