@@ -598,6 +598,10 @@ class AccountIndex:
         return tuple((name, frozenset(self._filed_in(name, ordinal)))
                      for name in sorted(_values(self._names_of[ordinal])))
 
+    def countries(self) -> list[str]:
+        """The countries names are filed in (`UNKNOWN_COUNTRY` among them if any is)."""
+        return list(self._countries)
+
     def _filed_in(self, sorted_name: str, ordinal: int) -> set[str]:
         """The countries `sorted_name` is filed in for `ordinal`."""
         return {country for country, names in self._countries.items()

@@ -1149,11 +1149,9 @@ class Invariants(RuleBasedStateMachine):
             if rival is None:
                 continue
             if self.settled_beside_a_copy(reg, rival, event, c):
-                # Known, not fixed (DESIGN.md, "Found by CustomerRules"): counted, so a
-                # run says how often it was passed over.
-                SESSION27["known limit: a settlement names an unlinked copy by the "
-                          "decided one's key form"] += 1
-                continue
+                # Named by the edge's report (`Entry.reported`; session 28): checked below
+                # like any other item, counted so a run says how often it came up.
+                SESSION27["a settlement names an unlinked copy on another partition"] += 1
             # The evidence says how this registration was recognised as the rival's
             # customer: by an identifier it shares with some registration of that customer.
             mine, theirs = reg.spec, self.customer_of(rival, without=reg.id)
@@ -1206,8 +1204,9 @@ class Invariants(RuleBasedStateMachine):
                               event: RegistrationDecided | ClaimDecided, c: Any) -> bool:
         """A settlement's decision naming, not confidently, a member under a key not linked
         to `reg`'s and on another partition (a copy there, its key not filed): the
-        adjudicator names it by the keys' forms (`outcomes.UNFILED`), which may cite an
-        identifier the two never shared (session 28, not fixed)."""
+        adjudicator names it by the edge's report of how the two matched
+        (`outcomes.reported_match`); by the keys' forms it cited an identifier the two
+        never shared (session 28, fixed)."""
         return (event.rule == "dispute_resolution" and not c.confident
                 and reg.key is not None and rival.key is not None
                 and self.model.canonical(reg.key) != self.model.canonical(rival.key)

@@ -153,7 +153,10 @@ def adjudicate(
     if entry.id in state.entries:
         return  # the same submission logged twice: it was decided the first time
     collisions = _decide(state, out, entry, identity, policy, partner_status)
-    state.suspects.pop(entry.id, None)
+    reported = state.suspects.pop(entry.id, None)
+    if reported:
+        # Kept with it: a settlement names such a copy by the report (invariant 6).
+        entry.reported = tuple(reported)
     if entry.active and collisions:
         _link_keys(state, out, entry, collisions, entry.policy_version, state.clock)
 

@@ -170,6 +170,9 @@ def _review_decided_duplicates(state: AdjudicationState, out: list[DomainEvent],
                           for c in rivals[1:])]
             draw_into_dispute(state, out, home, [mirror, *(c.entry for c in rivals[1:])],
                               "possible_duplicate", "possible_duplicate", policy, at, evidence)
+            # Kept with the copy: a settlement names the two by the report (invariant 6).
+            mirror.reported = outcomes.add_reports(
+                mirror.reported, [(event.account_key, event.matched_by, event.score)])
 
 
 def _copy(state: AdjudicationState, reported: ReportedRegistration, alias: str,

@@ -82,6 +82,12 @@ class Entry:
     evidence: tuple[str, float] | None = None
     """How it matched the customer already under its key when decided (matched_by, score);
     None: it opened the key (or is a copy), the key's own kind."""
+    reported: tuple[tuple[str, str, float], ...] = ()
+    """The edge's reports of keys on other partitions as possibly its customer (key,
+    matched_by, score): `AdjudicationState.suspects` its decision (or contest) consumed, or,
+    for a copy, the report that drew it into a review after both sides were decided. Kept
+    while it is, so a later settlement names such a copy by how the two were reported to
+    match (`outcomes.reported_match`), not by a key's form (invariant 6)."""
 
     @property
     def active(self) -> bool:

@@ -47,6 +47,7 @@ from shared.accounts import (
     name_length_window,
     sort_name_tokens,
 )
+from shared.accounts.index import UNKNOWN_COUNTRY
 from shared.accounts.salesforce import CrmIds, crm_id_spellings
 from shared.logging import get_logger
 from shared.policy import MatchPolicy
@@ -60,18 +61,21 @@ _NAME_FALLBACK_LIMIT = 2000
 # (what `_candidate_names` asks), each part off when its parameter is NULL. Names only of a
 # length that can score at or above the review floor (`name_length_window`): the rest can
 # never be a match, and were most of the rows (47.5 per call at 100/s, session 25).
+# Names in each country of `$3` (the query's and the unknown one, `_countries_asked`), each
+# row with its country: a name filed without a country is filed under "" and weighed across
+# countries, never confidently, as the warmed index weighs it.
 _MISSES_SQL = """
-SELECT 'crm', crm_account_id, account_key FROM account_crm_ids
+SELECT 'crm', crm_account_id, account_key, '' FROM account_crm_ids
  WHERE $1::text[] IS NOT NULL AND crm_account_id = ANY($1::text[])
 UNION ALL
-SELECT 'domain', domain, account_key FROM account_domains
+SELECT 'domain', domain, account_key, '' FROM account_domains
  WHERE $2::varchar IS NOT NULL AND domain = $2::varchar
 UNION ALL
-SELECT 'name', name, account_key FROM account_names
- WHERE $3::varchar IS NOT NULL AND country = $3::varchar
-   AND char_length(name) BETWEEN $6::integer AND $7::integer AND name IN (
-   SELECT DISTINCT name FROM account_name_keys
-    WHERE country = $3::varchar AND key = ANY($4::text[]) LIMIT $5::integer)
+SELECT 'name', name, account_key, country FROM account_names
+ WHERE $3::text[] IS NOT NULL AND country = ANY($3::text[])
+   AND char_length(name) BETWEEN $6::integer AND $7::integer AND (country, name) IN (
+   SELECT DISTINCT country, name FROM account_name_keys
+    WHERE country = ANY($3::text[]) AND key = ANY($4::text[]) LIMIT $5::integer)
 """
 # The link target of one key (`canonical_key`, PostgreSQL).
 _LINK_TARGET_SQL = "SELECT canonical_key FROM account_links WHERE account_key = $1::varchar"
@@ -311,7 +315,8 @@ class AccountDirectory:
         crm = identity.crm_account_id if "crm_account_id" not in kinds else None
         spellings = list(crm_id_spellings(crm, crm_ids)) if crm else None
         domain = identity.domain if "domain" not in kinds else None
-        named = (names or not confident) and bool(identity.name and identity.country)
+        named = (names or not confident) and bool(identity.name)
+        countries = self._countries_asked(identity.country) if named else None
         if not (crm or domain or named):
             return False
         async with self.engine.connect() as conn:
@@ -325,26 +330,26 @@ class AccountDirectory:
                 keys = sorted(blocking_keys(query_name))
                 low, high = name_length_window(len(query_name), floor)
                 found_rows = await driver_fetch(
-                    conn, _MISSES_SQL, spellings, domain, identity.country if named else None, keys,
+                    conn, _MISSES_SQL, spellings, domain, countries, keys,
                     _NAME_FALLBACK_LIMIT, low, high)
-                rows = [(str(r[0]), str(r[1]), str(r[2])) for r in found_rows]
+                rows = [(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in found_rows]
             else:
                 parts: list[Select[Any]] = []
                 if spellings:
                     parts.append(select(literal("crm"), account_crm_ids.c.crm_account_id,
-                                        account_crm_ids.c.account_key)
+                                        account_crm_ids.c.account_key, literal(""))
                                  .where(account_crm_ids.c.crm_account_id.in_(spellings)))
                 if domain:
                     parts.append(select(literal("domain"), account_domains.c.domain,
-                                        account_domains.c.account_key)
+                                        account_domains.c.account_key, literal(""))
                                  .where(account_domains.c.domain == domain))
-                if named:
-                    parts.append(self._candidate_names(identity.name or "",
-                                                       identity.country or ""))
+                for country in countries or ():
+                    parts.append(self._candidate_names(identity.name or "", country))
                 query = parts[0] if len(parts) == 1 else union_all(*parts)
-                rows = [(str(r[0]), str(r[1]), str(r[2])) for r in await conn.execute(query)]
+                rows = [(str(r[0]), str(r[1]), str(r[2]), str(r[3]))
+                        for r in await conn.execute(query)]
             found = {kind: await canonical_key(conn, key)
-                     for kind, _, key in sorted(rows, reverse=True)
+                     for kind, _, key, _ in sorted(rows, reverse=True)
                      if kind in ("crm", "domain")}  # the smallest key of a kind last
         if "crm" in found:
             # The submitted spelling, under the key a spelling of it was filed under.
@@ -355,28 +360,42 @@ class AccountDirectory:
         if found:
             return True
         added = False
-        index, country = self._index, identity.country or ""
+        index = self._index
         rewarming = self._added_during_rewarm is not None
-        for kind, name, key in rows:
+        for kind, name, key, country in rows:
             if kind == "name":
                 # A name filed already is not filed again (a no-op costing ~10 us a row:
                 # most rows of a miss are names earlier misses fetched). While a rewarm
-                # runs each is recorded still, for the index being built.
+                # runs each is recorded still, for the index being built. Filed in the
+                # country it was found in ("": without one).
                 if rewarming or not index.has_name(key, name, country):
-                    self.remember(key, AccountIdentity(None, None, name, identity.country))
+                    self.remember(key, AccountIdentity(None, None, name, country or None))
                 added = True
         return added
 
+    def _countries_asked(self, country: str | None) -> list[str]:
+        """The countries whose names a miss asks, as the warmed index weighs a name
+        (`AccountIndex.match`): the query's own and the unknown one (names filed without a
+        country, under ""); a query without a country every country this process knows
+        and the unknown one (a country first seen since the last warm is not asked: the
+        next rewarm knows it)."""
+        if country:
+            return [country, UNKNOWN_COUNTRY]
+        return [UNKNOWN_COUNTRY, *sorted(c for c in self._index.countries()
+                                         if c != UNKNOWN_COUNTRY)]
+
     @staticmethod
     def _candidate_names(name: str, country: str) -> Select[Any]:
-        """("name", name, key) rows that may score against `name`: through the projections'
-        blocking-key table when there is one, else names sharing the first token."""
+        """("name", name, key, country) rows that may score against `name` in `country`:
+        through the projections' blocking-key table when there is one, else names sharing
+        the first token."""
         blocks = metadata.tables.get("account_name_keys")
         if blocks is not None:
             keys = sorted(blocking_keys(sort_name_tokens(name)))
             names = select(blocks.c.name).where(blocks.c.country == country,
                                                 blocks.c.key.in_(keys)).distinct()
-            return (select(literal("name"), account_names.c.name, account_names.c.account_key)
+            return (select(literal("name"), account_names.c.name, account_names.c.account_key,
+                           account_names.c.country)
                     .where(account_names.c.country == country,
                            account_names.c.name.in_(names.limit(_NAME_FALLBACK_LIMIT))))
         first = name.split()[0]
@@ -385,7 +404,7 @@ class AccountDirectory:
                           account_names.c.name >= first,
                           account_names.c.name < first + "\uffff")
                    .limit(_NAME_FALLBACK_LIMIT)).subquery()
-        return select(literal("name"), limited.c.name, limited.c.account_key)
+        return select(literal("name"), limited.c.name, limited.c.account_key, literal(country))
 
     def remember(self, account_key: str, identity: AccountIdentity) -> None:
         """File an identity under its key (after an append, or what a query found)."""

@@ -685,3 +685,53 @@ async def test_a_published_policy_version_is_read_once(
         assert len(statements) == 2, statements  # the first read and the unknown version
     finally:
         await log.close()
+
+
+async def test_a_directory_miss_asks_the_names_filed_without_a_country(
+        engine: AsyncEngine) -> None:
+    """A name filed without a country (beside an identifier) is in the directory under the
+    unknown country "" (`projections.domain.directory.facts`, with its blocking keys). A
+    process behind the directory (distributed) asked names only in the query's country, so
+    a rival's "Wells International LLC" (US, name only) resolved as a new customer where the
+    warmed index sees a possible duplicate across countries; and a query without a country
+    asked no name at all. The miss now asks the query's country and the unknown one (a
+    country-less query: every country it knows, and the unknown one), as the warmed index
+    weighs them, and files what it finds in the country it was found in. Failed before."""
+    from services.projections.domain.directory import facts
+    from shared.events import Account
+
+    filed = {
+        "crm:AF2E": Account(name="Wells International LLC", domain=None, country=None,
+                            crm_account_id="AF2E0000000000000000000000000001"),
+        "name:DE:wells": Account(name="Wells International GmbH", domain=None, country="DE"),
+    }
+    async with engine.begin() as conn:
+        for key, account in filed.items():
+            domains, crm_ids, names, keys = facts(key, account)
+            for table, rows in ((account_domains, domains), (account_crm_ids, crm_ids),
+                                (account_names, names),
+                                (metadata.tables["account_name_keys"], keys)):
+                if rows:
+                    await conn.execute(table.insert(), rows)
+    warmed = AccountDirectory(reader(engine), complete=True, rewarm_seconds=3600)
+    await warmed.warm()  # knows every name
+    probes = [("Wells International LLC", None, "US", None),
+              ("Wells International", None, "DE", None),
+              ("Wells International LLC", "wellsintl-group.com", None, None)]
+    for fields in probes:
+        identity = identity_of(*fields)
+        expected = await warmed.resolve(identity, MATCH)
+        cold = AccountDirectory(reader(engine), complete=False, rewarm_seconds=3600)
+        cold._warmed_at = 0.0  # warmed before any of them was filed: every name is a miss
+        if fields[2] is None:  # a country-less query asks the countries the process knows
+            cold._index.add("name:DE:other", AccountIdentity(None, None, "other", "DE"))
+        got = await cold.resolve(identity, MATCH)
+        assert {m.account_key for m in expected.possible_duplicates} & set(filed), fields
+        assert (got.account_key, got.is_new,
+                sorted((m.account_key, m.matched_by, m.confident)
+                       for m in got.possible_duplicates)) == (
+            expected.account_key, expected.is_new,
+            sorted((m.account_key, m.matched_by, m.confident)
+                   for m in expected.possible_duplicates)), fields
+    # Filed in memory under the country it was found in: the unknown one.
+    assert "" in cold._index.countries() and "crm:AF2E" in cold._index

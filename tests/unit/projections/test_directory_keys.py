@@ -15,7 +15,8 @@ def test_names_are_filed_normalized_by_country_with_their_blocking_keys() -> Non
         "dom:acme.com", Account(name="ACME Corporation Inc.", domain="acme.com",
                                 country="US", crm_account_id="0015"))
     assert domains == [{"domain": "acme.com", "account_key": "dom:acme.com"}]
-    assert crm_ids == [{"crm_account_id": "0015", "account_key": "dom:acme.com"}]
+    assert crm_ids == [{"crm_account_id": "0015", "account_key": "dom:acme.com",
+                        "crm_spelling": "0015"}]
     assert names == [{"country": "US", "name": "acme", "account_key": "dom:acme.com"}]
     assert {k["key"] for k in keys} == {"acme"}
 
@@ -23,10 +24,12 @@ def test_names_are_filed_normalized_by_country_with_their_blocking_keys() -> Non
 def test_a_name_without_country_is_filed_under_the_unknown_country() -> None:
     """As the edge's index files it (`AccountIndex`, UNKNOWN_COUNTRY ""): a registration
     service warmed from the directory weighs it against every country's names, never
-    confidently. Before session 28 it was not filed, and a restarted edge forgot it."""
+    confidently. Before session 28 it was not filed, and a restarted edge forgot it. Its
+    blocking keys too (session 28): a registration service behind the directory
+    (distributed) looks names up through them, the unknown country's as well."""
     _, _, names, keys = facts("dom:x.com", Account(name="Acme Inc", domain="x.com"))
     assert names == [{"country": "", "name": "acme", "account_key": "dom:x.com"}]
-    assert keys == []
+    assert keys == [{"country": "", "key": key, "name": "acme"} for key in name_keys("acme")]
 
 
 def test_long_tokens_also_block_on_prefix_and_suffix() -> None:
