@@ -52,10 +52,21 @@ def _at(hours: int) -> datetime:
     return T + timedelta(hours=hours)
 
 
+_DEFAULT = Policy.default(1)
+POLICY = _DEFAULT.model_copy(update={
+    "match": _DEFAULT.match.model_copy(update={"crm_ids": "any_case"})})
+"""The reading this story was written under (session 26): p-02's CRM id "0012DAV" is not
+B's "0012dav" by letter case, so B's copy of p-04 is met only when B's review draws it in.
+Under `any_spelling` (session 28's default) they are one id, p-02 is B's customer outright
+and the copy of p-04 beats it at once beside p-01 (`beaten_by` both), so the story of a
+copy met only through a review needs the reading under which that happens; policy
+versions keep the reading they were published with."""
+
+
 def _decide(state: AdjudicationState, eid: str, event: DomainEvent,
             hours: int) -> tuple[list[DomainEvent], list[DomainEvent]]:
     decisions, relays = decide_relaying(state, event, DecisionContext(
-        eid, _at(hours), Policy.default(1)))
+        eid, _at(hours), POLICY))
     return decisions, list(relays)
 
 
