@@ -73,7 +73,7 @@ log = get_logger(__name__)
 
 MAGIC: Final = b"DEALREG-ADJ-SNAPSHOT\n"
 FORMAT_VERSION: Final = 1
-STATE_SCHEMA_VERSION: Final = 6
+STATE_SCHEMA_VERSION: Final = 7
 """Bump when what `AdjudicationState` (or anything it holds) means changes without its
 fields changing; a changed field list changes the fingerprint by itself. 3: the account
 index files domains in key form (`dom:x`) and names by owner ordinal (session 22). 4: it
@@ -83,7 +83,9 @@ both names, a non-Salesforce CRM id also under its `any_spelling` form, and name
 normalised with their place qualifiers (session 28; a state of 4 lacks those entries).
 6: an entry keeps the edge's reports of copies' keys its decision consumed
 (`Entry.reported`, session 28: a state of 5 lost them, so a settlement after a restore
-named the copy otherwise than after a replay)."""
+named the copy otherwise than after a replay). 7: a chain naming more than two names
+("A dba B dba C") is one name, no longer filed under each, and "Acme (NA)" in Namibia is
+"acme" (session 28 rival review; a state of 6 holds the old forms)."""
 CODEC: Final = "pickle5+zlib"
 
 _STATE_MODULES: Final = (state_module, identity_module, index_module, sameness_module,

@@ -543,8 +543,10 @@ def _is_home(place: str, country: str) -> bool:
     if not any(ch.isalpha() for ch in key):
         return False  # "(2019)", "(276)": a year or a number, not a place
     region = _REGIONS.get(key)
-    if region is not None:
-        return country in region
+    if region is not None and country in region:
+        return True
+    # A region's name may also be a country's code ("NA": North America, and Namibia):
+    # the registration's own country is home either way (session 28 rival review).
     return normalize_country(place) == country
 
 
@@ -598,13 +600,22 @@ def _spell_trade_name(tokens: list[str]) -> list[str]:
     return out
 
 
+# A customer is known by at most two names: its legal one and one trade name. Every form
+# is filed under the registration's key and asked, so a chain "A dba B dba C dba ..."
+# read as forms let one name-only registration hold every customer it listed (session 28
+# rival review); such a chain is one name.
+_MAX_NAME_FORMS: Final = 2
+
+
 def name_forms(normalized_name: str) -> tuple[str, ...]:
     """The names a normalised name is known by: each side of a "dba" ("northwind dba
-    contoso analytics" is "northwind" and "contoso analytics"), else the name itself."""
+    contoso analytics" is "northwind" and "contoso analytics"), else the name itself (also
+    a chain naming more than two: one name)."""
     if " dba " not in normalized_name:
         return (normalized_name,)
     parts = _trade_name_parts(normalized_name.split())
-    return tuple(dict.fromkeys(" ".join(part) for part in parts))
+    forms = tuple(dict.fromkeys(" ".join(part) for part in parts))
+    return forms if len(forms) <= _MAX_NAME_FORMS else (normalized_name,)
 
 
 @lru_cache(maxsize=65_536)
@@ -638,8 +649,10 @@ def normalize_name(name: str, country: str | None = None) -> str:
     if _TRADE_NAME in tokens or "as" in tokens or "d" in tokens:
         # Split before anything else goes: a legal form at the end of the first name
         # ("Acme Corp dba Acme Cloud") is the first name's own.
-        parts = _trade_name_parts(_spell_trade_name(_join_spelled_out(tokens)))
+        spelled = _spell_trade_name(_join_spelled_out(tokens))
+        parts = _trade_name_parts(spelled)
         if len(parts) > 1:
+            # (A chain naming more than two is one name: `name_forms` gives it back whole.)
             forms = dict.fromkeys(" ".join(_normalize_tokens(part)) for part in parts)
             return f" {_TRADE_NAME} ".join(forms)
     return " ".join(_normalize_tokens(tokens))

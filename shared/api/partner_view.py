@@ -734,11 +734,14 @@ def dispute(view: Mapping[str, Any], scope: Scope, joined_at: Any = None,
     late = joined_at is not None and opened is not None and _later(joined_at, opened)
     if late:
         out["opened_at"] = joined_at
-        if _later(joined_at, out.get("acknowledged_at")):
-            # Acknowledged before the viewer joined: "acknowledged before it opened" told
-            # that rivals were disputing the account already (as the joining's sentence
-            # did, `_as_opening`). Read: acknowledged when it joined.
-            out["acknowledged_at"] = joined_at
+    entered = out.get("opened_at")  # as shown: the viewer's entry, at or after the opening
+    if entered is not None and _later(entered, out.get("acknowledged_at")):
+        # Acknowledged before the viewer entered: a late joiner's dispute, or one whose
+        # opening carried an older dispute's acknowledgement (`carries_on`, staff rows
+        # read it). "Acknowledged before it opened" told that rivals were disputing the
+        # account already (as the joining's sentence did, `_as_opening`), and when a
+        # person took it up. Read: acknowledged when the viewer entered.
+        out["acknowledged_at"] = entered
     if late or carries_on(opening if opening is not None else view):
         # Opened over rivals before the viewer joined (or carrying on such a dispute's
         # ladder): its times count from a rival's submission. Shown: when the viewer

@@ -216,6 +216,9 @@ account_crm_ids = Table(
     metadata,
     Column("crm_account_id", String(200), primary_key=True),
     Column("account_key", String(300), nullable=False, index=True),
+    Column("crm_spelling", String(200), index=True,
+           doc="the id's `salesforce.any_spelling` form (session 28, migration 0014): "
+               "`GET /v1/ownership` finds any spelling of a filed id under that policy"),
 )
 
 account_links = Table(

@@ -1022,6 +1022,65 @@ async def test_a_contest_that_carries_on_a_rivals_dispute_does_not_date_it(
     assert {k: got.json()[k] for k in contest} == contest  # the command answers the same
 
 
+async def test_a_contest_carrying_on_an_acknowledged_dispute_reads_acknowledged(
+        system: Running) -> None:
+    """As above, but the rivals' dispute was acknowledged before p3 contested. The contest's
+    dispute carries that acknowledgement (adjudication refuses to acknowledge it again), so
+    the staff row reads acknowledged, when and by whom the older one was; it read null: an
+    owner's queue listed it unacknowledged and its acknowledge was refused. p3 reads it
+    acknowledged when its dispute opened, not when the rivals' dispute was."""
+    p1, p3, p4 = fresh("p1"), fresh("p3"), fresh("p4")
+    await partners(system, **{p1: "gold", p4: "gold", p3: "silver"})
+    domain = f"{fresh('carryack')}.com"
+    await submit(system.admin, registration(p1, domain))
+    commands, queries = await system.as_("partner", p3)
+    lost = await commands.post("/v1/registrations", headers={"Prefer": "wait=15"},
+                               json=registration(None, domain))
+    assert lost.status_code == 201 and lost.json()["status"] == "rejected", lost.text
+    mine = lost.json()
+    tie = await submit(system.admin, registration(p4, domain))
+    assert tie["status"] == "in_review", tie
+    await system.settle()
+    staff = await system.queries("channel_manager", "cm")
+    rival = (await staff.get(f"/v1/disputes/{tie['dispute_id']}")).json()
+    owner_commands, owner_queries = await system.as_("owner", rival["owner_id"])
+    acked = await owner_commands.post(f"/v1/disputes/{tie['dispute_id']}/acknowledge",
+                                      headers={"Prefer": "wait=15"})
+    assert acked.status_code == 200, acked.text
+    await system.settle()
+    rival = (await staff.get(f"/v1/disputes/{tie['dispute_id']}")).json()
+    assert rival["acknowledged_at"] is not None, rival
+    await asyncio.sleep(0.05)  # the contest opens strictly after the acknowledgement
+    filed = await commands.post(f"/v1/registrations/{mine['id']}/disputes",
+                                headers={"Prefer": "wait=30"},
+                                json={"reason": "We were there first."})
+    assert filed.status_code == 201, filed.text
+    contest = filed.json()
+    await system.settle()
+    vendor = (await staff.get(f"/v1/disputes/{contest['id']}")).json()
+    assert (vendor["level"], vendor["owner_id"], vendor["due_at"]) == (
+        rival["level"], rival["owner_id"], rival["due_at"]), (vendor, rival)
+    again = await owner_commands.post(f"/v1/disputes/{contest['id']}/acknowledge",
+                                      headers={"Prefer": "wait=15"})
+    assert again.status_code == 409, again.text  # adjudication holds it acknowledged
+    assert (vendor["acknowledged_at"], vendor.get("acknowledged_by")) == (
+        rival["acknowledged_at"], rival.get("acknowledged_by")), (vendor, rival)
+    # The owner's queue: not among the unacknowledged, among the acknowledged.
+    queued = {acknowledged: [d["id"] for d in (await owner_queries.get(
+        "/v1/disputes", params={"status": "open", "acknowledged": acknowledged})).json()["items"]]
+        for acknowledged in ("false", "true")}
+    assert contest["id"] not in queued["false"] and contest["id"] in queued["true"], queued
+    # p3 reads it acknowledged when it opened (its entry), never the rivals' moment.
+    got = (await queries.get(f"/v1/disputes/{contest['id']}")).json()
+    assert got["acknowledged_at"] == got["opened_at"] == vendor["opened_at"], (got, vendor)
+    earlier = rival["acknowledged_at"]
+    timeline = await queries.get(f"/v1/registrations/{mine['id']}/timeline")
+    listed = await queries.get("/v1/disputes")
+    for response in (timeline, listed, await queries.get(f"/v1/disputes/{contest['id']}")):
+        assert response.status_code == 200, response.text
+        assert_absent(response, earlier[:26], earlier[19:26], tie["dispute_id"])
+
+
 async def test_a_partner_that_withdrew_from_a_dispute_cannot_count_the_rivals_left(
         system: Running) -> None:
     """A dispute left with one party ends `moot`; with two or more it goes on. A partner

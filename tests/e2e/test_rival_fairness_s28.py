@@ -117,3 +117,46 @@ async def test_a_crm_id_reformatted_by_hand_is_the_holder_s(system: System) -> N
     assert held["status"] == "approved", held
     rival = await submit(client, "p-2", {"crm_account_id": "crm-00123"})
     assert rival["status"] != "approved" and held["id"] in weighed(rival), rival["decision"]
+
+
+async def test_a_chain_of_trade_names_holds_no_customer_it_lists(system: System) -> None:
+    """A rival filed one name-only registration "A dba B dba C dba D" listing four
+    customers of one country: every form was filed under its key, so each customer's own
+    partner, registering it later with its name and domain, was weighed against the
+    rival and not approved -- one registration squatting every customer it listed. A
+    name is known by at most two names; a chain naming more is one (unlikely) name."""
+    client = system.commands
+    listed = companies(4, seed=47)
+    country = listed[0].country
+    squat = await submit(client, "p-9", {"name": " dba ".join(c.name for c in listed),
+                                         "country": country})
+    assert squat["status"] == "approved", squat
+    for n, company in enumerate(listed, start=1):
+        held = await submit(client, f"p-{n}", {"name": company.name, "country": country,
+                                               "domain": company.domains[0]})
+        assert squat["id"] not in weighed(held), (company.name, held["decision"])
+        assert held["status"] == "approved", (company.name, held["decision"])
+
+
+async def test_the_ownership_look_up_finds_a_crm_id_in_any_spelling(system: System) -> None:
+    """`GET /v1/ownership?crm_account_id=` asked the tables for a few spellings of the id
+    (as given, squeezed, upper case): the holder's "ACC-2024-00777" asked as "acc 2024
+    00777" answered nobody owns it -- a partner told the customer is free, though the
+    adjudicator (`match.crm_ids: any_spelling`) holds it as the holder's. The directory
+    files each id's spelling-free form too (`crm_spelling`, migration 0014)."""
+    client = system.commands
+    held = await submit(client, "p-1", {"crm_account_id": "ACC-2024-00777"})
+    assert held["status"] == "approved", held
+    rival = await submit(client, "p-2", {"crm_account_id": "acc 2024 00777"})
+    assert rival["status"] != "approved" and held["id"] in weighed(rival), rival["decision"]
+
+    async def owner(spelling: str) -> str | None:
+        answer = await system.queries.get("/v1/ownership",
+                                          params={"crm_account_id": spelling})
+        assert answer.status_code == 200, answer.text
+        key: str | None = answer.json()["account_key"]
+        return key
+
+    assert await eventually(lambda: owner("ACC-2024-00777")) == held["account_key"]
+    for spelling in ("acc 2024 00777", "Acc_2024.00777", "ACC/2024/00777"):
+        assert await owner(spelling) == held["account_key"], spelling

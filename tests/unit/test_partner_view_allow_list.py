@@ -721,6 +721,32 @@ def test_a_late_joiner_does_not_read_an_acknowledgement_from_before_it_joined() 
     assert pv.dispute(row, p1_scope(row))["acknowledged_at"] == row["acknowledged_at"]
 
 
+def test_a_contest_carrying_on_an_acknowledged_dispute_reads_it_acknowledged_at_its_opening(
+        ) -> None:
+    """A contest's dispute that carries on the rivals' (`carries_on`) carries their
+    acknowledgement too: its staff row's `acknowledged_at` is the owner's, before this
+    dispute opened (`projections.domain.disputes.apply_opened`). The late joiner's rule
+    covers it: acknowledged before the viewer entered (here: its opening) reads as
+    acknowledged at that entry; a later acknowledgement as it is."""
+    carried = {**dispute_row(), "status": "open", "resolution": None,
+               "opened_at": "2027-01-01T11:00:00.500000Z",
+               "acknowledged_at": "2027-01-01T09:40:11.125000Z",
+               "explanation": ("Dispute dsp_1 opened (contested) over 3 registrations on the "
+                               "account acme.com; it carries on dispute dsp_0 at level 1 "
+                               "with cm-1, due 2027-01-03 09:17 UTC (contested, policy v1).")}
+    for opening in (None, {"carries_on": "dsp_0"}):
+        out = pv.dispute(carried, p1_scope(carried), joined_at="2027-01-01T11:00:00.500000Z",
+                         opening=opening)
+        assert out["acknowledged_at"] == out["opened_at"] == carried["opened_at"], out
+        assert "09:40" not in _raw(out), out
+        assert pv.dispute(carried, p1_scope(carried), opening=opening)[
+            "acknowledged_at"] == carried["opened_at"]
+    later = {**carried, "acknowledged_at": "2027-01-01T12:00:00.5Z"}
+    assert pv.dispute(later, p1_scope(later))["acknowledged_at"] == later["acknowledged_at"]
+    staff = Scope(pv.Viewer("channel_manager", "cm"))
+    assert pv.dispute(carried, staff)["acknowledged_at"] == carried["acknowledged_at"]
+
+
 def test_a_partners_timeline_ends_its_disputes_when_its_registration_left_them() -> None:
     """Withdrawn while its dispute was open, the registration left it: the dispute's later
     steps (its `moot` end, or the rivals' escalation) are not the partner's to read."""

@@ -744,8 +744,20 @@ def _invalid_resolution(
     return None
 
 
+class _Settling:
+    """What one settlement remembers while it weighs its members (links change only
+    after it, `links.revisit`): each key's customer (`_customer`) and, per ordered pair of
+    keys, whether `separate_customers` parts them (`_conflict`)."""
+
+    __slots__ = ("customers", "separated")
+
+    def __init__(self) -> None:
+        self.customers: dict[str, Identifiers] = {}
+        self.separated: dict[tuple[str, str], bool] = {}
+
+
 def _conflict(state: AdjudicationState, a: Entry, b: Entry, policy: Policy,
-              customers: dict[str, Identifiers] | None = None) -> bool:
+              customers: _Settling | None = None) -> bool:
     """Whether settling for `b` can take `a` away: their scopes overlap and they may be one
     customer. Two members whose customers the sameness rule separates by identifiers
     (`separate_customers`: different domains or CRM ids and none shared, links included,
@@ -768,15 +780,24 @@ def _conflict(state: AdjudicationState, a: Entry, b: Entry, policy: Policy,
     if customers is None:
         return not separate_customers(state.customer(a.account_key),
                                       state.customer(b.account_key), named)
-    return not separate_customers(_customer(state, a.account_key, customers),
-                                  _customer(state, b.account_key, customers), named)
+    # Within one settlement (`customers` given) the answer depends on the two keys only:
+    # remembered per ordered pair (a settlement that frees members weighs each against
+    # those that stand, k² pairs of k members on up to k keys).
+    pair = (a.account_key, b.account_key)
+    apart = customers.separated.get(pair)
+    if apart is None:
+        apart = customers.separated[pair] = separate_customers(
+            _customer(state, a.account_key, customers),
+            _customer(state, b.account_key, customers), named)
+    return not apart
 
 
 def _customer(state: AdjudicationState, account_key: str,
-              customers: dict[str, Identifiers]) -> Identifiers:
-    """`state.customer(account_key)`, remembered in `customers` for one settlement: a
-    settlement weighs every member against the winners and those that stand, O(k²) pairs
-    of k members, but k keys at most."""
+              settling: _Settling) -> Identifiers:
+    """`state.customer(account_key)`, remembered for one settlement: a settlement weighs
+    every member against the winners and those that stand, O(k²) pairs of k members, but
+    k keys at most."""
+    customers = settling.customers
     found = customers.get(account_key)
     if found is None:
         found = customers[account_key] = state.customer(account_key)
@@ -833,7 +854,7 @@ def settle(
     winners = [m for m in live if m.id in approved
                and not (m.mirror and m.status != "approved")]
     flagged = only_flagged(dispute)
-    customers: dict[str, Identifiers] = {}  # links change after a settlement (links.revisit)
+    customers = _Settling()  # links change after a settlement (links.revisit)
 
     def conflict(a: Entry, b: Entry) -> bool:
         if flagged and ((a.id in flagged and b.id not in flagged[a.id])
@@ -948,7 +969,7 @@ def settle(
 
 
 def _held_beside(state: AdjudicationState, copy: Entry, live: list[Entry], policy: Policy,
-                 customers: dict[str, Identifiers]) -> bool:
+                 customers: _Settling) -> bool:
     """Whether an approval of this partition that is no member of the settlement still
     holds `copy`'s scope under a key of its members (with their links): one an earlier
     review approved beside the copy (a split or co-sell on the same key), say. The copy's

@@ -137,7 +137,9 @@ def add_reports(kept: tuple[tuple[str, str, float], ...],
 
 _NO_PATHS: dict[str, tuple[str, float]] = {}
 _UNASKED: tuple[str, float, bool] = ("?", 0.0, False)
-"""`Fellows`' mark for a pair of keys not weighed yet (compared by identity)."""
+"""`Fellows`' mark for a pair of keys not weighed yet: its kind "?" is no answer's.
+Compared by that kind, never by identity: compiled (mypyc), a tuple taken out of a typed
+list is boxed anew, so `is` never held and every pair was answered "?" (session 28)."""
 UNFILED: tuple[str, float, bool] = ("", 0.0, False)
 """`unlinked_match` of a copy's key (filed on another partition) that its form does not
 separate."""
@@ -182,7 +184,7 @@ def unlinked_match(state: AdjudicationState, decided_key: str, account_key: str,
     # a settlement under `name_only: decide` called such a pair a confident name match).
     return "name", score, not apart and policy is not None and _name_decides(
         policy, index.name_score(decided_key, account_key, known_country=True),
-        decided_key, account_key)
+        bool(Identifiers.of_key(decided_key)), bool(Identifiers.of_key(account_key)))
 
 
 def _unlinked_by(mine: Identifiers, theirs: Identifiers, filed: bool) -> tuple[str, bool]:
@@ -199,13 +201,13 @@ def _unlinked_by(mine: Identifiers, theirs: Identifiers, filed: bool) -> tuple[s
     return "name", apart
 
 
-def _name_decides(policy: Policy, score: float, a: str, b: str) -> bool:
-    """Whether a name at `score` makes keys `a` and `b` one customer under `policy`, as
-    `sameness.sort_out` judges a confident name (identifiers not contradicting it)."""
+def _name_decides(policy: Policy, score: float, a: bool, b: bool) -> bool:
+    """Whether a name at `score` makes two keys one customer under `policy`, as
+    `sameness.sort_out` judges a confident name (identifiers not contradicting it); `a`,
+    `b`: whether each key's form carries an identifier (`Identifiers.of_key`)."""
     if score < policy.match.name_threshold:
         return False
-    return policy.match.name_only != "review" or (
-        bool(Identifiers.of_key(a)) == bool(Identifiers.of_key(b)))
+    return policy.match.name_only != "review" or a == b
 
 
 def _own(entry: Entry | None, account_key: str,
@@ -259,7 +261,7 @@ class Fellows:
     decision naming it."""
 
     __slots__ = ("_apart", "_customers", "_filed", "_here", "_items", "_keyed", "_names",
-                 "_others", "_paths", "_policies", "_separate", "_seps", "_theirs",
+                 "_others", "_paths", "_policies", "_separate", "_seps", "_table", "_theirs",
                  "members", "state")
 
     def __init__(self, members: Sequence[Entry], state: AdjudicationState | None = None
@@ -284,8 +286,9 @@ class Fellows:
         self._policies: dict[int, Policy] = {}
         self._others: dict[tuple[str, int, tuple[str, float] | None,
                                  tuple[tuple[str, str, float], ...]],
-                           tuple[list[int], list[ConflictEvidence]]] = {}
+                           list[ConflictEvidence]] = {}
         self._items: dict[tuple[int, tuple[str, float, bool]], ConflictEvidence] = {}
+        self._table: _Table | None = None
 
     def of(self, i: int) -> list[ConflictEvidence]:
         members, theirs = self.members, self._theirs
@@ -320,7 +323,10 @@ class Fellows:
             apart = self._apart[mine] = [
                 _evidence(m, *_weakest(mine, t), True, m.account_key)
                 for m, t in zip(members, theirs, strict=True)]
-        found = apart.copy()
+        # `apart` with the members under keys not linked to the decided one's named as
+        # `unlinked_match` says: none of those is under its key or one linked to it, so
+        # the patches below touch other members.
+        found = self._unlinked(decided, paths, apart, here or mine).copy()
         for j in self._keyed[key]:
             if j == i:
                 continue
@@ -337,56 +343,105 @@ class Fellows:
                 for j in self._keyed.get(other, ()):
                     found[j] = _evidence(members[j], *_weakest(joined, theirs[j]), True,
                                          other)
-        js, named = self._unlinked(decided, paths, apart, here or mine)
-        for j, item in zip(js, named, strict=True):
-            found[j] = item
         del found[i]
         return found
 
     def _unlinked(self, decided: Entry, paths: dict[str, tuple[str, float]],
                   apart: list[ConflictEvidence], through: tuple[str, float]
-                  ) -> tuple[list[int], list[ConflictEvidence]]:
-        """The members under keys not linked to the decided one's (`unlinked_match`) and
-        their items, once per decided key, policy version and own evidence (every decision
-        alike in those names them alike: `apart`, the plain items, and `through`, how the
-        decided one is its key's customer, follow from them). Each item is one object per
-        member and evidence: a chained review of 378 members on 348 keys named ~138,000
-        such items, ~9,600 distinct; built per decision, their allocations set off most of
-        the collector's passes."""
+                  ) -> list[ConflictEvidence]:
+        """`apart` (the plain items, in member order) with the members under keys not
+        linked to the decided one's (`unlinked_match`) put in their items, once per
+        decided key, policy version and own evidence (every decision alike in those names
+        them alike: `apart` and `through`, how the decided one is its key's customer,
+        follow from them). Each item is one object per member and evidence: a chained
+        review of 378 members on 348 keys named ~138,000 such items, ~9,600 distinct;
+        built per decision, their allocations set off most of the collector's passes."""
         key = decided.account_key
         cached = (key, decided.policy_version, decided.evidence, decided.reported)
         found = self._others.get(cached)
         if found is not None:
             return found
-        theirs, items = self._theirs, self._items
-        known = self._separate.get((key, decided.policy_version))
-        if known is None:
-            known = self._separate[(key, decided.policy_version)] = {}
-        js: list[int] = []
-        named: list[ConflictEvidence] = []
+        found = self._others[cached] = apart.copy()
+        if self.state is None:  # no key is weighed against another (`_apart_from`)
+            return found
+        theirs, items, members = self._theirs, self._items, self.members
+        row = self._row(decided, paths)
+        table = self._table_of()
         answer: tuple[str, float, bool]
-        for other, under in self._keyed.items():
-            sep = known.get(other, _UNASKED)
-            if sep is _UNASKED:
-                sep = self._apart_from(decided, other, paths)
+        for under, other, sep in zip(table.unders, table.keys, row, strict=True):
             if sep is None:
                 continue
+            kind = sep[0]
             for j in under:
-                if not sep[0]:  # a copy's key, not linked (UNFILED): as the edge reported
-                    reported = reported_match(decided, self.members[j])  # else as plain
+                if not kind:  # a copy's key, not linked (UNFILED): as the edge reported
+                    reported = reported_match(decided, members[j])  # else as plain
                     answer = ((*reported, False) if reported is not None
                               else (apart[j].matched_by, apart[j].score, False))
-                elif sep[0] == "name":  # a name between the two keys is that name
+                elif kind == "name":  # a name between the two keys is that name
                     answer = sep
                 else:  # under a key not linked to it: a possible duplicate
                     answer = _through(sep, through, theirs[j])
                 item = items.get((j, answer))
                 if item is None:  # one object per member and evidence
-                    item = items[(j, answer)] = _evidence(self.members[j], *answer, other)
-                js.append(j)
-                named.append(item)
-        found = self._others[cached] = (js, named)
+                    item = items[(j, answer)] = _evidence(members[j], *answer, other)
+                found[j] = item
         return found
+
+    def _row(self, decided: Entry, paths: dict[str, tuple[str, float]]
+             ) -> list[tuple[str, float, bool] | None]:
+        """`_apart_from` of the decided member's key and every key of the settlement, in
+        `_Table.keys` order, once per key and policy version. A pair of keys sharing no
+        CRM id or domain (nearly every pair of a review chained by names) is weighed from
+        the table's facts per key (`_Table`, `_apart_by_names`), each name score once per
+        unordered pair (the rule is symmetric); any other pair by `_apart_from`."""
+        table = self._table_of()
+        key, version = decided.account_key, decided.policy_version
+        rows = table.rows.get(version)
+        if rows is None:
+            rows = table.rows[version] = [None] * len(table.keys)
+        k = table.position[key]
+        row = rows[k]
+        if (version, k) in table.done:
+            return row  # type: ignore[return-value]  # complete
+        if row is None:  # (else filled in part: the pairs other rows weighed)
+            row = rows[k] = [_UNASKED] * len(table.keys)
+        policy = self._policy(version)
+        seps = self._seps
+        crm_k, dom_k, filed_k, names_k, form_k = table.facts[k]
+        sharing = table.sharing(k)
+        for o, other in enumerate(table.keys):
+            sep = row[o]
+            if sep is None or sep[0] != "?":
+                continue  # weighed already (from the other key's row)
+            if o == k or other in paths:
+                sep = None
+            elif o in sharing:
+                sep = self._apart_from(decided, other, paths)
+            else:
+                crm_o, dom_o, filed_o, names_o, form_o = table.facts[o]
+                apart = (crm_k and crm_o) or (dom_k and dom_o)
+                if not apart and not (filed_k and filed_o):
+                    sep = UNFILED
+                else:
+                    score = best_name_score(names_k, names_o)
+                    # Decided only by names met in one known country (`unlinked_match`).
+                    confident = not apart and _name_decides(
+                        policy, best_name_score(names_k, names_o, True), form_k, form_o)
+                    sep = seps.setdefault(("name", score, confident),
+                                          ("name", score, confident))
+            row[o] = sep
+            back = rows[o]
+            if back is None:
+                back = rows[o] = [_UNASKED] * len(table.keys)
+            back[k] = sep
+        table.done.add((version, k))
+        return row
+
+    def _table_of(self) -> _Table:
+        table = self._table
+        if table is None:
+            table = self._table = _Table(self)
+        return table
 
     def _apart_from(self, decided: Entry, other: str, paths: dict[str, tuple[str, float]]
                     ) -> tuple[str, float, bool] | None:
@@ -416,8 +471,8 @@ class Fellows:
                     score = best_name_score(mine, theirs)
                     # Decided only by names met in one known country (`unlinked_match`).
                     confident = not apart and _name_decides(
-                        self._policy(version), best_name_score(mine, theirs, True), key,
-                        other)
+                        self._policy(version), best_name_score(mine, theirs, True),
+                        bool(Identifiers.of_key(key)), bool(Identifiers.of_key(other)))
                 else:
                     score, confident = 1.0, not apart
                 found = self._seps.setdefault((kind, score, confident),
@@ -473,6 +528,50 @@ class Fellows:
         if paths is None:
             paths = self._paths[key] = self.state.link_paths(key)
         return paths
+
+
+class _Table:
+    """What `Fellows._row` weighs a settlement's pairs of keys by, built once per
+    settlement: its keys (in the order of their first member) and the members under each
+    (`unders`); per key (`facts`) whether its customer (`state.customer`) carries a CRM
+    id, whether it carries a domain, whether the key is filed here, its filed names
+    (`AccountIndex.filed_names`) and whether its form carries an identifier; which keys'
+    customers share a CRM id or a domain (`sharing`); and the answers of
+    `unlinked_match` per policy version, one row per key (`rows`, None until asked)."""
+
+    __slots__ = ("_by_crm", "_by_domain", "_customers", "done", "facts", "keys",
+                 "position", "rows", "unders")
+
+    def __init__(self, fellows: Fellows) -> None:
+        keyed = fellows._keyed
+        self.keys = list(keyed)
+        self.unders = list(keyed.values())
+        self.position = {key: i for i, key in enumerate(self.keys)}
+        self._customers = [fellows._customer(key) for key in self.keys]
+        self.facts = [(bool(c.crm_ids), bool(c.domains), fellows._is_filed(key),
+                       fellows._filed_names(key), bool(Identifiers.of_key(key)))
+                      for key, c in zip(self.keys, self._customers, strict=True)]
+        self._by_crm: dict[str, list[int]] = {}
+        self._by_domain: dict[str, list[int]] = {}
+        for i, c in enumerate(self._customers):
+            for crm in c.crm_ids:
+                self._by_crm.setdefault(crm, []).append(i)
+            for domain in c.domains:
+                self._by_domain.setdefault(domain, []).append(i)
+        self.rows: dict[int, list[list[tuple[str, float, bool] | None] | None]] = {}
+        self.done: set[tuple[int, int]] = set()
+        """(policy version, key position) of the rows complete."""
+
+    def sharing(self, k: int) -> set[int]:
+        """The keys (positions) whose customers share a CRM id or a domain with key
+        `k`'s, `k` among them."""
+        customer = self._customers[k]
+        found: set[int] = set()
+        for crm in customer.crm_ids:
+            found.update(self._by_crm[crm])
+        for domain in customer.domains:
+            found.update(self._by_domain[domain])
+        return found
 
 
 def decision(

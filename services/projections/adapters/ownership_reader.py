@@ -46,7 +46,7 @@ from shared.accounts import (
     normalize_name,
     sort_name_tokens,
 )
-from shared.accounts.salesforce import CrmIds, crm_id_spellings
+from shared.accounts.salesforce import CrmIds, any_spelling, crm_id_spellings
 from shared.api import partner_view
 from shared.policy import Policy
 from shared.readmodel.queries import (
@@ -167,6 +167,12 @@ def _resolve(conn: Connection, q: Question, answer: Answer,
     if q.crm_account_id:
         key = conn.execute(_KEY_OF_CRM_ID, {"crm": list(crm_id_spellings(
             q.crm_account_id, q.crm_ids))}).scalars().first()
+        if key is None and q.crm_ids == "any_spelling":
+            # Spellings are unbounded ("Acc_2024.00777"): the directory files each id's
+            # spelling-free form too (migration 0014; session 28 rival review: the holder's
+            # id in another spelling answered that nobody owned it).
+            key = conn.execute(_KEY_OF_CRM_SPELLING, {
+                "spelling": any_spelling(q.crm_account_id)}).scalars().first()
         if key is not None:
             answer.matched_by = "crm_account_id"
             return str(key)
@@ -323,6 +329,9 @@ _MOMENT = bindparam("moment", type_=ownership_intervals.c.valid_from.type)
 _KEY_OF_CRM_ID = (select(account_crm_ids.c.account_key)
                   .where(account_crm_ids.c.crm_account_id.in_(bindparam("crm", expanding=True)))
                   .order_by(account_crm_ids.c.account_key))
+_KEY_OF_CRM_SPELLING = (select(account_crm_ids.c.account_key)
+                        .where(account_crm_ids.c.crm_spelling == bindparam("spelling"))
+                        .order_by(account_crm_ids.c.account_key))
 _KEY_OF_DOMAIN = select(account_domains.c.account_key).where(
     account_domains.c.domain == bindparam("domain"))
 _DOMAINS_OF_KEYS = select(account_domains.c.domain).where(account_domains.c.account_key.in_(_KEYS))

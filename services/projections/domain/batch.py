@@ -151,6 +151,8 @@ def _need_holder(found: Needs, event: Any) -> None:
 
 def _need_dispute(found: Needs, event: Any) -> None:
     found.disputes.add(event.dispute_id)
+    if isinstance(event, DisputeOpened) and event.carries_on is not None:
+        found.disputes.add(event.carries_on)  # its acknowledgement is carried (`_opened`)
 
 
 def _need_notified(found: Needs, event: Any) -> None:
@@ -402,7 +404,9 @@ class Batch:
         self._members(event.dispute_id, (event.registration_id,))
 
     def _opened(self, _: str, event: DisputeOpened) -> None:
-        disputes.apply_opened(self._dispute(event.dispute_id), event)
+        carried = (self.disputes.get(event.carries_on) if event.carries_on is not None
+                   else None)  # read, not written: its own events (merged) wrote it
+        disputes.apply_opened(self._dispute(event.dispute_id), event, carried)
         self._members(event.dispute_id, event.registration_ids)
 
     def _joined(self, _: str, event: DisputeJoined) -> None:

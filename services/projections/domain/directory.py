@@ -16,22 +16,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.accounts import (
-    blocking_keys,
-    name_forms,
-    normalize_country,
-    normalize_name,
-    sort_name_tokens,
-)
-from shared.accounts.index import UNKNOWN_COUNTRY
+from shared.accounts.filing import name_keys, name_rows
+from shared.accounts.salesforce import any_spelling
 from shared.events import Account, AccountsLinked, AccountsUnlinked
 
 Row = dict[str, Any]
 
-def name_keys(normalized_name: str) -> set[str]:
-    """The blocking keys of a normalized name: the same keys the in-memory index uses, so
-    the edge and the ownership look-up find what this model filed."""
-    return blocking_keys(sort_name_tokens(normalized_name))
+__all__ = ["facts", "name_keys"]
 
 
 def facts(account_key: str, account: Account) -> tuple[list[Row], list[Row], list[Row],
@@ -39,33 +30,14 @@ def facts(account_key: str, account: Account) -> tuple[list[Row], list[Row], lis
     """Directory rows of one submitted account: domains, CRM ids, names, name keys."""
     domains: list[Row] = []
     crm_ids: list[Row] = []
-    names: list[Row] = []
-    keys: list[Row] = []
     if account.domain:
         domains.append({"domain": account.domain, "account_key": account_key})
     if account.crm_account_id:
-        crm_ids.append({"crm_account_id": account.crm_account_id, "account_key": account_key})
-    country = normalize_country(account.country) if account.country else None
-    name = normalize_name(account.name, country) if account.name else ""
-    if name and country:
-        # Every name the customer is known by ("X dba Y": both), as the index files them.
-        for form in name_forms(name):
-            names.append({"country": country, "name": form, "account_key": account_key})
-            keys.extend({"country": country, "key": key, "name": form}
-                        for key in name_keys(form))
-    elif name and (domains or crm_ids):
-        # A name filed without a country (beside an identifier: a name alone needs one) is
-        # filed under the unknown country, as the edge's index files it
-        # (`AccountIndex.UNKNOWN_COUNTRY`), so a registration service warmed from this
-        # model weighs it against every country's names, never confidently. It was left
-        # out: after a restart the edge forgot it, and a rival's filing of the same name
-        # was approved unseen beside it (session 28, `CustomerRules`).
-        for form in name_forms(name):
-            names.append({"country": UNKNOWN_COUNTRY, "name": form, "account_key": account_key})
-            # Its blocking keys too, so the registration service's distributed look-up
-            # (`AccountDirectory._fill_misses`) finds it as it finds a country's names.
-            keys.extend({"country": UNKNOWN_COUNTRY, "key": key, "name": form}
-                        for key in name_keys(form))
+        crm_ids.append({"crm_account_id": account.crm_account_id, "account_key": account_key,
+                        "crm_spelling": any_spelling(account.crm_account_id)})
+    # Names as `shared.accounts.filing` files them (migration 0014 re-files by it too).
+    names, keys = name_rows(account_key, account.name, account.country,
+                            bool(domains or crm_ids))
     return domains, crm_ids, names, keys
 
 

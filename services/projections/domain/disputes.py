@@ -74,7 +74,17 @@ def _resolve_ms(row: Row) -> None:
         row["resolve_ms"] = max(0, round((resolved - opened).total_seconds() * 1000))
 
 
-def apply_opened(row: Row, event: DisputeOpened) -> Row:
+def apply_opened(row: Row, event: DisputeOpened, carried: Row | None = None) -> Row:
+    """`carried`: the row of the open dispute this one carries on (`event.carries_on`),
+    merged into it just before (its `DisputeResolved` precedes this opening in the log).
+    Adjudication carried its level, owner and deadlines (this event's own fields) and its
+    acknowledgement and final-level breach (not in this event): read from its row, as of
+    now, so that the queue reads what adjudication holds (an owner's acknowledge of it is
+    refused as already done). None (no such row: a partial replay): not carried."""
+    if carried is not None:
+        row.update(acknowledged_at=carried["acknowledged_at"],
+                   acknowledged_by=carried["acknowledged_by"],
+                   breached=row["breached"] or carried["breached"])
     row.update(
         account_key=event.account_key,
         reason=event.reason,

@@ -672,3 +672,28 @@ def test_normalize_name_is_idempotent_with_a_country(parts: list[str], country: 
     once = normalize_name(" ".join(parts), country)
     assert normalize_name(once, country) == once
     assert normalize_name(once) == once
+
+
+def test_a_chain_of_trade_names_is_no_list_of_customers() -> None:
+    """Session 28 rival review: "X dba Y" is one customer known by two names, and every
+    form was filed and asked, however many: a rival's one name-only registration "Alpha
+    dba Beta dba Gamma dba ..." held every customer it listed, each later holder weighed
+    against it. A name is known by at most two names; a chain naming more is one name."""
+    chain = normalize_name("Northwind dba Contoso Analytics dba Fabrikam d/b/a Tailspin")
+    assert name_forms(chain) == (chain,)
+    assert normalize_name(chain) == chain
+    # Two names stay two, whatever the repeats ("Acme dba Acme Inc dba Contoso").
+    assert name_forms(normalize_name("Acme dba Acme Inc dba Contoso")) == ("acme", "contoso")
+    assert name_forms(normalize_name("Northwind dba Contoso Analytics")) == \
+        ("northwind", "contoso analytics")
+
+
+def test_a_country_code_that_is_also_a_region_s_name_is_the_country_at_home() -> None:
+    """Session 28 rival review: "NA" is read as the region North America (US, CA), so in
+    Namibia (ISO NA) the holder's "Acme" beside a rival's "Acme (NA)" -- the country's own
+    code -- stayed two names ("acme na", 0.73), approved beside the holder. A qualifier
+    naming the registration's country is home whether or not it also names a region."""
+    assert normalize_name("Acme (NA)", "NA") == normalize_name("Acme", "NA") == "acme"
+    assert normalize_name("Acme - NA", "NA") == "acme"
+    assert normalize_name("Acme (NA)", "US") == "acme"  # the region, as before
+    assert normalize_name("Acme (NA)", "GB") == "acme na"

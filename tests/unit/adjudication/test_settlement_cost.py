@@ -21,6 +21,7 @@ from services.adjudication.domain import outcomes
 from services.adjudication.domain.state import AdjudicationState, Entry
 from shared.accounts import AccountIdentity, AccountIndex, Identifiers
 from shared.accounts.index import UNKNOWN_COUNTRY, _ordinals, _values
+from shared.policy import Policy
 
 
 def _member(i: int, key: str) -> Entry:
@@ -115,3 +116,52 @@ def test_name_score_is_the_scan_and_symmetric(filed: list[tuple[str, str, str | 
             for known in (False, True):
                 assert index.name_score(a, b, known) == _scanned(index, a, b, known)
                 assert index.name_score(a, b, known) == index.name_score(b, a, known)
+
+
+_MIXED_KEYS = {
+    # key: (crm id, domain, name, country) filed under it; None: not filed here (a copy's)
+    "dom:acme.com": (None, "acme.com", "acme group", "US"),
+    "crm:C1": ("C1", "acme.io", "acme groups", "US"),
+    "dom:acme.io": (None, "acme.io", "acme grp", "US"),
+    "crm:C2": ("C2", None, "acme group", "DE"),
+    "dom:globex.com": ("C2", "globex.com", "globex", "DE"),
+    "name:acme group": (None, None, "acme group", "US"),
+    "name:acne": (None, None, "acne", None),
+    "name:zeta": (None, None, "zeta", "FR"),
+    "dom:copy.com": None,
+    "crm:C9": None,
+}
+
+
+@settings(max_examples=150, deadline=None)
+@given(keys=st.lists(st.sampled_from(sorted(_MIXED_KEYS)), min_size=4, max_size=9),
+       versions=st.lists(st.sampled_from([1, 2]), min_size=9, max_size=9),
+       evidence=st.lists(st.sampled_from([None, ("name", 0.9), ("domain", 1.0)]),
+                         min_size=9, max_size=9),
+       links=st.lists(st.tuples(st.sampled_from(sorted(_MIXED_KEYS)),
+                                st.sampled_from(sorted(_MIXED_KEYS))), max_size=2))
+def test_a_settlement_weighs_keys_sharing_identifiers_linked_or_unfiled_as_the_long_way(
+        keys: list[str], versions: list[int], evidence: list[tuple[str, float] | None],
+        links: list[tuple[str, str]]) -> None:
+    """`Fellows` weighs the pairs of keys that share no CRM id or domain from per-key
+    facts (session 28); every other pair (a shared identifier, a link, a copy's key not
+    filed here), under either `name_only` setting, still as `fellow_evidence` does."""
+    state = AdjudicationState()
+    state.remember_policy(Policy.model_validate({"version": 1}))
+    state.remember_policy(Policy.model_validate({"version": 2,
+                                                 "match": {"name_only": "decide"}}))
+    for key, facts in _MIXED_KEYS.items():
+        if facts is not None:
+            state.index_account(key, AccountIdentity(*facts))
+    for a, b in links:
+        state.link(a, b, "name", 0.9)
+    members = [Entry(id=f"r{i}", account_key=key, party_type="partner", party_id=f"p{i}",
+                     kind="registration", motion="resell", products=None, submitted_at=i,
+                     tier="gold", policy_version=versions[i], status="in_review",
+                     evidence=evidence[i])
+               for i, key in enumerate(keys)]
+    long_way = [[outcomes.fellow_evidence(state, m, d.account_key, d).model_dump_json()
+                 for m in members if m is not d] for d in members]
+    fellows = outcomes.Fellows(members, state)
+    assert [[e.model_dump_json() for e in fellows.of(i)]
+            for i in range(len(members))] == long_way

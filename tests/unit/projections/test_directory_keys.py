@@ -15,7 +15,8 @@ def test_names_are_filed_normalized_by_country_with_their_blocking_keys() -> Non
         "dom:acme.com", Account(name="ACME Corporation Inc.", domain="acme.com",
                                 country="US", crm_account_id="0015"))
     assert domains == [{"domain": "acme.com", "account_key": "dom:acme.com"}]
-    assert crm_ids == [{"crm_account_id": "0015", "account_key": "dom:acme.com"}]
+    assert crm_ids == [{"crm_account_id": "0015", "account_key": "dom:acme.com",
+                        "crm_spelling": "0015"}]
     assert names == [{"country": "US", "name": "acme", "account_key": "dom:acme.com"}]
     assert {k["key"] for k in keys} == {"acme"}
 

@@ -92,3 +92,38 @@ def test_an_award_by_product_records_who_won_which_product() -> None:
     row = fold(opened(), resolved(minutes=30, awarded=None, awards=awards)).disputes["dsp-1"]
     assert row["resolution"]["awards"] == [{"product": "a", "registration_id": "reg_2"},
                                            {"product": "b", "registration_id": "reg_1"}]
+
+
+def test_a_contest_carrying_on_an_acknowledged_dispute_carries_its_acknowledgement() -> None:
+    """A contest drawing in members of an open dispute opens one that carries on its ladder
+    (`carries_on`) and merges it: adjudication holds the new one acknowledged (and breached)
+    as the older one was, so its row must read so; it read null, and the owner's
+    acknowledge was refused. Folded in one batch (a rebuild) or the opening in a later
+    batch that loads the older row (the worker): the same row."""
+    from services.projections.domain.batch import needs
+
+    before = [
+        opened("dsp-0", minutes=0, due_minutes=60),
+        DisputeAcknowledgementRecorded(dispute_id="dsp-0", account_key="dom:acme.com",
+                                       level=1, owner_id="cm-1", actor_id="cm-1",
+                                       acknowledged_at=at(5), policy_version=1),
+        DisputeSlaBreached(dispute_id="dsp-0", account_key="dom:acme.com", level=1,
+                           owner_id="cm-1", breached_deadline=at(60), policy_version=1,
+                           explanation="kept open"),
+        resolved("dsp-0", minutes=70, outcome="merged", awarded=None, merged_into="dsp-c"),
+    ]
+    contest = opened("dsp-c", ("reg_1", "reg_2", "reg_9"), minutes=70,
+                     due_minutes=60).model_copy(update={"carries_on": "dsp-0"})
+    whole = fold(*before, contest).disputes["dsp-c"]
+    assert (whole["acknowledged_at"], whole["acknowledged_by"], whole["breached"]) == (
+        at(5), "cm-1", True)
+    assert (whole["level"], whole["owner_id"], whole["due_at"], whole["opened_at"]) == (
+        1, "cm-1", at(60), at(70))
+    later = [item(contest, "evt_9")]  # type: ignore[arg-type]
+    assert needs(later).disputes == {"dsp-c", "dsp-0"}
+    stored = fold(*before).disputes
+    split = Batch(Loaded(disputes={"dsp-0": stored["dsp-0"]})).fold_all(later)
+    assert split.disputes["dsp-c"] == whole
+    assert split.dirty_disputes == {"dsp-c"}  # the older row is read, not rewritten
+    fresh = fold(contest).disputes["dsp-c"]  # no older row (a partial replay): nothing
+    assert (fresh["acknowledged_at"], fresh["breached"]) == (None, False)
