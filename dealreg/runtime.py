@@ -303,6 +303,8 @@ class Runtime:
         if self.components & {"registration", "projections"}:
             await migrate(self.engine, on_wait=lambda: log.info(
                 "migration_waiting", detail="another process is upgrading the schema"))
+        if self.projection_worker is not None:
+            await self._replay_outdated_models()
         if "adjudication" in self.components:
             self._supervise("adjudicator", lambda: run_adjudicator(
                 self.eventlog, self.topics, group_id=self.settings.adjudicator_group,
@@ -326,6 +328,33 @@ class Runtime:
         self.ready = True
         log.info("runtime_started", backend=self.settings.backend,
                  components=sorted(self.components))
+
+    async def _replay_outdated_models(self) -> None:
+        """A read model folded by an older release lacks rows this one files
+        (`repository.MODEL_VERSIONS`; session 28: the directory's country-less names, which
+        a registration service warmed from it forgot, approving a rival unseen). Embedded:
+        replayed here, before the registration service warms from it and before the
+        projection worker starts (one process owns the store). Distributed: several
+        projection processes may start together, so the operator replays it once
+        (`dealreg projections rebuild --model NAME`; `dealreg db upgrade` names it too)."""
+        from services.projections.adapters import repository
+        from services.projections.adapters.rebuild import rebuild
+
+        async with self.engine.begin() as conn:
+            outdated = await repository.outdated_models(
+                conn, self.projection_worker.models if self.projection_worker else ())
+        if not outdated:
+            return
+        if self.settings.backend != "embedded":
+            log.error("read_model_outdated", models=outdated,
+                      action="run `dealreg projections rebuild "
+                             + " ".join(f"--model {m}" for m in outdated) + "`")
+            return
+        log.warning("read_model_outdated_replaying", models=outdated)
+        started = time.perf_counter()
+        result = await rebuild(self.eventlog, self.engine, self.topics, outdated)
+        log.info("read_model_replayed", models=outdated, events=result.events,
+                 seconds=round(time.perf_counter() - started, 3))
 
     def supervise(self, name: str, make: Callable[[], Awaitable[None]]) -> None:
         """Run `make()` as a background worker: restarted with back-off when it crashes

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from sqlalchemy import (
@@ -443,6 +443,47 @@ async def forget_positions(conn: AsyncConnection, models: Iterable[str]) -> None
                        .where(projection_positions.c.projection.in_(list(models))))
 
 
+MODEL_VERSIONS: Final[Mapping[str, int]] = {DIRECTORY: 2}
+"""What each read model's rows mean, bumped when a release files rows an existing store
+lacks until the log is replayed into it (a model not named: 1). directory 2: a name filed
+without a country is filed under the unknown country ("") and "X dba Y" under both names
+(session 28); a directory folded by an older release lacks those rows, so a registration
+service warmed from it forgot such names and approved a rival's filing unseen."""
+_VERSION_SUFFIX: Final = "#version"
+"""A model's version is a `projection_positions` row of its own (projection
+`<model>#version`, topic "", partition 0, position = the version): every reader of
+positions asks for its models by name, so none sees it."""
+
+
+async def record_versions(conn: AsyncConnection, models: Iterable[str]) -> None:
+    """Store the current version of these models (they hold what this release files)."""
+    rows = [{"projection": m + _VERSION_SUFFIX, "topic": "", "partition": 0,
+             "position": MODEL_VERSIONS[m]} for m in sorted(set(models))
+            if m in MODEL_VERSIONS]
+    if rows:
+        await upsert(conn, projection_positions, rows, ("projection", "topic", "partition"))
+
+
+async def outdated_models(conn: AsyncConnection, models: Iterable[str]) -> list[str]:
+    """Models folded by an older release (they hold positions, and a stored version below
+    `MODEL_VERSIONS`, or none): they lack rows until the log is replayed into them. A
+    model that holds no position yet (a new store) is recorded as current: it will be
+    folded from the beginning by this release."""
+    wanted = [m for m in models if m in MODEL_VERSIONS]
+    if not wanted:
+        return []
+    c = projection_positions.c
+    stored = {p.removesuffix(_VERSION_SUFFIX): v for p, v in await conn.execute(
+        select(c.projection, c.position).where(
+            c.projection.in_([m + _VERSION_SUFFIX for m in wanted])))}
+    folded = {m for (m,) in await conn.execute(
+        select(c.projection).where(c.projection.in_(wanted)).distinct())}
+    outdated = [m for m in wanted if m in folded and stored.get(m, 1) < MODEL_VERSIONS[m]]
+    fresh = [m for m in wanted if m not in folded and stored.get(m) != MODEL_VERSIONS[m]]
+    await record_versions(conn, fresh)
+    return outdated
+
+
 # --- loading ---------------------------------------------------------------------------
 
 
@@ -828,4 +869,5 @@ async def empty(conn: AsyncConnection, models: Iterable[str]) -> None:
         for table in TABLES[model]:
             await conn.execute(delete(table))
     await forget_positions(conn, models)
+    await record_versions(conn, models)  # refilled by this release
 

@@ -41,7 +41,9 @@ async def snapshot(engine: AsyncEngine, models: tuple[str, ...] | None = None
 async def positions(engine: AsyncEngine) -> dict[tuple[str, str, int], int]:
     async with engine.connect() as conn:
         rows = (await conn.execute(select(projection_positions))).all()
-    return {(p, t, n): pos for p, t, n, pos in rows}
+    # A model's version row (`<model>#version`, recorded by a rebuild and a runtime's
+    # start) is no position.
+    return {(p, t, n): pos for p, t, n, pos in rows if not p.endswith("#version")}
 
 
 async def rebuild_a_workload_in_processes(directory: Path, topic: str, *, size: int,
