@@ -151,6 +151,7 @@ class Reg:
     """Every such dispute since it was last not approved: a later sharing resolution that
     re-approves it (a co-sell beside a newcomer) does not undo an earlier split."""
     withdrawn: bool = False
+    raced: bool = False  # filed in `RecentRules.race`, before the other side was decided
     closed: bool = False
     contestable: bool = False
     policy_version: int = 0
@@ -1278,6 +1279,9 @@ class Invariants(RuleBasedStateMachine):
                         continue  # the party's own possible duplicate (DESIGN.md, limit):
                         # by name alone, or without a country (a name weighed across
                         # countries, never confidently) beside its identified one
+                    if a.partner == b.partner and a.raced and b.raced:
+                        continue  # a party racing itself across partitions (DESIGN.md,
+                        # limit): its own copy is never its rival, so no review opens
                     if (a.id, b.id) in reviewed or (b.id, a.id) in reviewed:
                         continue  # a race met in a review (cross_key, or a name-only
                         # side's possible_duplicate): a person decides
@@ -1604,6 +1608,7 @@ class RecentRules(Invariants):
             self.run(self.pipeline.drop_edge(edge))
         if a is None or b is None:
             return
+        a.raced = b.raced = True
         RECENT["race: both sides appended before either was decided"] += 1
         if self.pipeline.re_reports > reports:
             RECENT["race: a re-report appended a report"] += 1
@@ -2408,6 +2413,26 @@ def test_racing_first_registrations_meet_in_one_cross_key_review_in_the_machine(
         reviews = [d for d in m.model.disputes.values()
                    if d.open and d.reason == "cross_key"]
         assert [set(d.members) for d in reviews] == [{a.id, b.id}]
+
+    _replay_recent(steps)
+
+
+def test_a_party_racing_itself_across_partitions_opens_no_review_in_the_machine() -> None:
+    """Found by `RecentRules` at 60 examples (session 28, failing on main before it): p-04
+    wins a race by CRM id (its rival p-05 has exited), then races p-05 again by domain and
+    wins there too. The re-report brought p-04's own CRM registration to the domain's
+    partition, where a `cross_key` review opened between p-04 and itself: open with one
+    live party (invariant 5). A party's own copy is never its rival
+    (`links.rivals_of_copy`); p-04 holds both keys, as a party's own filings under two
+    keys may (invariant 1's known limit)."""
+
+    def steps(m: RecentRules) -> None:
+        m.partner_status("p-05", "exited")
+        m.race(RACES[0], "p-05", 4, {"analytics"})  # p-05 by domain, p-04 by CRM id
+        m.race(RACES[0], "p-04", 1, {"analytics"})  # p-04 by domain, p-05 by CRM id
+        mine = [r for r in m.model.regs.values() if r.partner == "p-04"]
+        assert [r.status for r in mine] == ["approved", "approved"]
+        assert [d.members for d in m.model.disputes.values() if d.open] == []
 
     _replay_recent(steps)
 

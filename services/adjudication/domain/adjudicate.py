@@ -29,7 +29,7 @@ from __future__ import annotations
 import sys
 
 from services.adjudication.domain import cooloff, explain, outcomes, release
-from services.adjudication.domain.disputes import draw_into_dispute, same_party
+from services.adjudication.domain.disputes import draw_into_dispute, same_party_under
 from services.adjudication.domain.instants import from_us, to_us
 from services.adjudication.domain.matching import (
     Collision,
@@ -201,7 +201,7 @@ def _decide(
 
     duplicates = [
         c for c in collisions
-        if c.confident and _same_party(c.entry, entry, policy)
+        if c.confident and same_party_under(c.entry, entry, policy)
         and held_exclusively(state, c.entry) == exclusive
         and (exclusive or c.entry.motion == entry.motion)
     ]
@@ -215,7 +215,7 @@ def _decide(
         return collisions
 
     rivals = [c for c in collisions
-              if held_exclusively(state, c.entry) and not _same_party(c.entry, entry, policy)]
+              if held_exclusively(state, c.entry) and not same_party_under(c.entry, entry, policy)]
     confident = [c for c in rivals if c.confident]
     near = [c for c in rivals if not c.confident]
     # Near matches never decide when confident ones do, but they are never silently
@@ -246,15 +246,6 @@ def _decide(
     out.append(outcomes.decision(entry, "no_conflict", version,
                                  explain.approved(entry, label, version), at))
     return collisions
-
-
-def _same_party(a: Entry, b: Entry, policy: Policy) -> bool:
-    # The direct team is one party (policy `direct_team: one_party`): a second rep's claim
-    # on an account the team already holds is a duplicate, not a rival for the channel
-    # ladder. `rivals`: each rep is a party of its own.
-    if policy.direct_team == "rivals":
-        return a.party_type == b.party_type and a.party_id == b.party_id
-    return same_party(a, b)
 
 
 def _reject(

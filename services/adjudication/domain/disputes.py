@@ -605,6 +605,17 @@ def same_party(a: Entry, b: Entry) -> bool:
     return a.party_type == b.party_type and a.incumbency_party == b.incumbency_party
 
 
+def same_party_under(a: Entry, b: Entry, policy: Policy) -> bool:
+    """One party as a collision weighs it: a party's own registrations are never its
+    rivals (a duplicate at filing; no review between them, invariant 5). The direct team
+    is one party (policy `direct_team: one_party`): a second rep's claim on an account the
+    team already holds is a duplicate, not a rival for the channel ladder. `rivals`: each
+    rep is a party of its own."""
+    if policy.direct_team == "rivals":
+        return a.party_type == b.party_type and a.party_id == b.party_id
+    return same_party(a, b)
+
+
 # --- acknowledgement and resolution -------------------------------------------------------
 
 

@@ -27,7 +27,7 @@ import sys
 from typing import Final
 
 from services.adjudication.domain import outcomes
-from services.adjudication.domain.disputes import draw_into_dispute
+from services.adjudication.domain.disputes import draw_into_dispute, same_party_under
 from services.adjudication.domain.instants import from_us, span_us, to_us
 from services.adjudication.domain.lifecycle import end
 from services.adjudication.domain.matching import (
@@ -121,10 +121,7 @@ def report(
     for mirror in fresh:
         if not mirror.active or not is_exclusive(mirror, policy):
             continue
-        rivals: list[Collision] = [
-            c for c in find_collisions(state, mirror, None, policy)
-            if held_exclusively(state, c.entry) and not c.entry.mirror
-        ]
+        rivals = rivals_of_copy(state, mirror, policy)
         if rivals:
             # The review lives on this partition: it is keyed by this partition's own
             # registration, never by the copy's key (another partition), or the edge would
@@ -137,6 +134,18 @@ def report(
                         if e.id in seen]
             draw_into_dispute(state, out, home, others, "cross_key", "cross_key", policy,
                               at, evidence)
+
+
+def rivals_of_copy(state: AdjudicationState, mirror: Entry, policy: Policy) -> list[Collision]:
+    """This partition's own exclusive holders a fresh copy collides with, the ones a review
+    weighs it against: never the copy's own party (same partner, or the direct team as
+    the policy counts it), as at filing a party's own registrations are never its rivals.
+    A review of a party's copy beside its own approval here had one party from the start,
+    and nothing ever made it moot (invariant 5; session 28, `RecentRules`: p-04 won a race
+    by CRM id against an exited partner, then raced by domain and won again)."""
+    return [c for c in find_collisions(state, mirror, None, policy)
+            if held_exclusively(state, c.entry) and not c.entry.mirror
+            and not same_party_under(c.entry, mirror, policy)]
 
 
 def _review_decided_duplicates(state: AdjudicationState, out: list[DomainEvent],
@@ -153,8 +162,7 @@ def _review_decided_duplicates(state: AdjudicationState, out: list[DomainEvent],
             continue
         state.suspects[mirror.id] = [(event.account_key, event.matched_by, event.score)]
         try:
-            rivals = [c for c in find_collisions(state, mirror, None, policy)
-                      if held_exclusively(state, c.entry) and not c.entry.mirror]
+            rivals = rivals_of_copy(state, mirror, policy)
         finally:
             state.suspects.pop(mirror.id, None)
         if rivals:
