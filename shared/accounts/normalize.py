@@ -553,7 +553,10 @@ def _is_home(place: str, country: str) -> bool:
 def _drop_home_qualifiers(name: str, country: str) -> str:
     """`name` without the qualifiers naming the registration's own country or region
     (full-width brackets and dashes read as ASCII ones, NFKC)."""
-    out = name if name.isascii() else unicodedata.normalize("NFKC", name)
+    # The signs first, as `_fold_text` reads them: NFKC spells "™" as "TM", which then
+    # stayed a word ("Acme Corp™" in the US was "acme corptm", another customer than
+    # "acme"; session 28, tests/e2e/test_rival_spellings.py).
+    out = name if name.isascii() else unicodedata.normalize("NFKC", name.translate(_SIGNS))
     if "(" in out or "[" in out:
         out = _BRACKETED.sub(lambda m: " " if _is_home(m.group(1), country) else m.group(0),
                              out)

@@ -15,6 +15,7 @@ Pure: no I/O, no state.
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import lru_cache
 from typing import Final, Literal
 
@@ -109,14 +110,15 @@ def any_spelling(crm_id: str) -> str:
     form of a CRM id. A Salesforce id (15 or 18 alphanumerics as given) keeps Salesforce's
     reading (`salesforce_18_any_case`: the 15 are case-sensitive, two records may differ
     only in case); any other id -- a GUID, a HubSpot number, "CRM-00123" -- is one id
-    whatever its spacing, hyphens, underscores, dots, slashes or letter case: those
-    characters removed, case folded ("CRM 00123", "crm-00123" and "CRM00123" are
+    whatever its spacing, hyphens, underscores, dots, slashes, letter case or width: those
+    characters removed, case and width folded ("CRM 00123", "crm-00123" and "CRM00123" are
     "crm00123"). Such a form never equals a Salesforce id's canonical form (whose suffix
     is upper case). An id of nothing but separators stays itself."""
     found = salesforce_18_any_case(crm_id)
     if found is not None:
         return found
-    squeezed = _SEPARATORS.sub("", crm_id).casefold()
+    # Width too: a full-width "ACC-1001" (as some input methods type it) is "ACC-1001".
+    squeezed = _SEPARATORS.sub("", unicodedata.normalize("NFKC", crm_id)).casefold()
     return squeezed or crm_id
 
 

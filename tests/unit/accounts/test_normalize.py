@@ -697,3 +697,27 @@ def test_a_country_code_that_is_also_a_region_s_name_is_the_country_at_home() ->
     assert normalize_name("Acme - NA", "NA") == "acme"
     assert normalize_name("Acme (NA)", "US") == "acme"  # the region, as before
     assert normalize_name("Acme (NA)", "GB") == "acme na"
+
+
+@settings(max_examples=600)
+@given(st.lists(st.one_of(
+    st.sampled_from(["™", "℠", "®", "Corp™", "ﬁ", "Ⅻ", "①", "ｱ", "Å", "ß", "Inc", "GmbH"]),
+    st.text(min_size=1, max_size=8)), min_size=1, max_size=5),
+    st.sampled_from(["GB", "US", "DE", "JP"]))
+def test_a_country_changes_a_name_only_through_its_qualifiers(parts: list[str],
+                                                              country: str) -> None:
+    """The country reads qualifiers ("(UK)", "- EMEA") and nothing else: a name with none
+    normalises as without a country. Session 28's full suite: "Acme Corp™" in the US was
+    "acme corptm" (the country's path spelled "™" as "TM" before the signs were read),
+    another customer than "Acme Corp" -- a rival's trademark sign made a new customer."""
+    import unicodedata
+    name = " ".join(parts)
+    folded = unicodedata.normalize("NFKC", name)
+    if any(c in folded for c in "()[]-") or any(unicodedata.category(c) == "Pd" for c in folded):
+        return  # a possible qualifier: the country may read it
+    assert normalize_name(name, country) == normalize_name(name), name
+
+
+def test_a_trademark_sign_is_no_part_of_a_name_in_any_country() -> None:
+    for name in ("Acme Corp™", "Acme™ Corp", "Acme Corp ℠", "Acme Corp®"):
+        assert normalize_name(name, "US") == normalize_name(name) == "acme", name
