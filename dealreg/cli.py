@@ -83,6 +83,11 @@ def main(
         help="Print the version and exit")] = False,
 ) -> None:
     """Deal registration and channel-conflict resolution."""
+    # An operator's Ctrl-C and a supervisor's SIGTERM reach every command, whatever mask
+    # the process inherited: a signal blocked by the parent (a mask survives fork and exec;
+    # the rebuild's own fork server is started with SIGINT blocked on purpose) made
+    # `projections rebuild` run to its end through a Ctrl-C, exit 0 (session 28's suite).
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
 def _require_backend(settings: Settings, backend: str, command: str) -> None:
