@@ -84,9 +84,10 @@ def main(
 ) -> None:
     """Deal registration and channel-conflict resolution."""
     # An operator's Ctrl-C and a supervisor's SIGTERM reach every command, whatever mask
-    # the process inherited: a signal blocked by the parent (a mask survives fork and exec;
-    # the rebuild's own fork server is started with SIGINT blocked on purpose) made
-    # `projections rebuild` run to its end through a Ctrl-C, exit 0 (session 28's suite).
+    # the process inherited: a signal blocked by a parent thread (a mask survives fork and
+    # exec; the rebuild's own fork server is started with SIGINT blocked on purpose) would
+    # let `projections rebuild` run to its end through a Ctrl-C. (An ignored SIGINT, as a
+    # script's background job has, is the parent's choice and stays.)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
