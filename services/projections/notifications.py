@@ -267,16 +267,7 @@ class NotificationSender:
                 # The recipients too, one query per kind: a connection per delivery was
                 # most of the worker's cost under load (and opened connections above the
                 # pool when a claim started many deliveries at once).
-                for kind in {str(r["recipient_kind"]) for r in rows}:
-                    recipients = RECIPIENTS.get(kind, ref_owners)
-                    ids = sorted({r["recipient_id"] for r in rows
-                                  if str(r["recipient_kind"]) == kind})
-                    found = {f["id"]: dict(f) for f in (await conn.execute(
-                        select(recipients).where(
-                            one_of(conn.dialect.name, recipients.c.id, ids)))).mappings()}
-                    for r in rows:
-                        if str(r["recipient_kind"]) == kind:
-                            self._recipients[str(r["id"])] = found.get(r["recipient_id"])
+                await self._read_recipients(conn, rows)
         return rows
 
     async def _claim_in_one(self, limit: int) -> list[dict[str, Any]]:
@@ -303,19 +294,24 @@ class NotificationSender:
                     update(notification_outbox).where(o.id.in_(due.scalar_subquery()))
                     .values(lease_until=lease).returning(notification_outbox))).mappings()),
                 key=lambda r: (r["next_attempt_at"], r["id"]))
-            # The recipients too, one query per kind (read after the lease: a delivery
-            # reads its recipient's address at send time, never a stale copy).
-            for kind in sorted({str(r["recipient_kind"]) for r in rows}):
-                recipients = RECIPIENTS.get(kind, ref_owners)
-                ids = sorted({r["recipient_id"] for r in rows
-                              if str(r["recipient_kind"]) == kind})
-                found = {f["id"]: dict(f) for f in (await conn.execute(
-                    select(recipients).where(
-                        one_of(conn.dialect.name, recipients.c.id, ids)))).mappings()}
-                for r in rows:
-                    if str(r["recipient_kind"]) == kind:
-                        self._recipients[str(r["id"])] = found.get(r["recipient_id"])
+            # The recipients too (read after the lease: a delivery reads its recipient's
+            # address at send time, never a stale copy).
+            await self._read_recipients(conn, rows)
         return rows
+
+    async def _read_recipients(self, conn: AsyncConnection, rows: list[dict[str, Any]]
+                               ) -> None:
+        """The claimed deliveries' recipients, one query per kind of recipient."""
+        for kind in sorted({str(r["recipient_kind"]) for r in rows}):
+            recipients = RECIPIENTS.get(kind, ref_owners)
+            ids = sorted({r["recipient_id"] for r in rows
+                          if str(r["recipient_kind"]) == kind})
+            found = {f["id"]: dict(f) for f in (await conn.execute(
+                select(recipients).where(
+                    one_of(conn.dialect.name, recipients.c.id, ids)))).mappings()}
+            for r in rows:
+                if str(r["recipient_kind"]) == kind:
+                    self._recipients[str(r["id"])] = found.get(r["recipient_id"])
 
     # --- one delivery -----------------------------------------------------------------
 
