@@ -61,8 +61,8 @@ async def test_migration_0014_files_every_existing_crm_id_s_spelling_free_form(
                 "('001A000000Jqkx1', 'crm:001A000000Jqkx1')"))
         await migrate(engine)
         async with engine.connect() as conn:
-            rows = dict((await conn.execute(text(
-                "SELECT crm_account_id, crm_spelling FROM account_crm_ids"))).tuples().all())
+            rows = {r[0]: r[1] for r in (await conn.execute(text(
+                "SELECT crm_account_id, crm_spelling FROM account_crm_ids"))).all()}
     finally:
         await engine.dispose()
     assert rows == {"ACC-2024-00777": "acc202400777",
@@ -103,8 +103,8 @@ async def test_migration_0014_refiles_names_under_the_session_28_reading(
                 "('US', 'globex', 'dom:globex.com')"))
         await migrate(engine)
         async with engine.connect() as conn:
-            names = set((await conn.execute(select(
-                account_names.c.name, account_names.c.account_key))).tuples().all())
+            names = {(r[0], r[1]) for r in (await conn.execute(select(
+                account_names.c.name, account_names.c.account_key))).all()}
     finally:
         await engine.dispose()
     assert names == {("acme industrial", "name:US:acme-a"),

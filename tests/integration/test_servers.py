@@ -28,7 +28,16 @@ async def _create_topic(bootstrap: str, partitions: int = PARTITIONS) -> str:
         await admin.create_topics(
             [NewTopic(name=topic, num_partitions=partitions, replication_factor=1)]
         )
-        described = await admin.describe_topics([topic])
+        # CreateTopics answers before every broker's metadata has the topic (KRaft propagates
+        # it asynchronously; CI once described it with no partitions): ask until it shows,
+        # as the product's own `create_topics` waits.
+        deadline = time.monotonic() + 30.0
+        while True:
+            described = await admin.describe_topics([topic])
+            if described and described[0]["partitions"]:
+                break
+            assert time.monotonic() < deadline, f"topic {topic} never showed its partitions"
+            await asyncio.sleep(0.1)
         assert len(described[0]["partitions"]) == partitions
     finally:
         await admin.close()
