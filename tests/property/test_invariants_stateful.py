@@ -1552,10 +1552,11 @@ def close_choice(carrying: list[Reg]) -> Reg | None:
     decisions so far give their statuses (README, "Closing a deal"): a single one is
     itself; among closable registrations of several partners, the one approved with
     exclusive protection (rule not `non_exclusive`) when its partner filed the reference
-    before every other partner's closable one (session 28: a rival's later copy neither
-    takes nor blocks the close), else none; among one partner's, the one closable
-    registration (active before expired); none when two of one partner's are active (or,
-    none active, two expired): the CRM must say which."""
+    before every other partner's closable one that holds or held something (session 28: a
+    rival's later copy neither takes nor blocks the close; session 29: one in review or
+    undecided holds nothing and never blocks it, whenever filed), else none; among one
+    partner's, the one closable registration (active before expired); none when two of one
+    partner's are active (or, none active, two expired): the CRM must say which."""
     if len(carrying) == 1:
         return carrying[0]
     closable = [r for r in carrying if r.status in CLOSABLE]
@@ -1566,7 +1567,8 @@ def close_choice(carrying: list[Reg]) -> Reg | None:
             return None
         holder = holders[0]
         first = min(filed[r.id] for r in carrying if r.partner == holder.partner)
-        later = all(filed[r.id] > first for r in closable if r.partner != holder.partner)
+        later = all(filed[r.id] > first for r in closable
+                    if r.partner != holder.partner and r.status not in ("in_review", "submitted"))
         return holder if later else None
     for statuses in (CLOSABLE[:3], CLOSABLE[3:]):
         found = [r for r in closable if r.status in statuses]
