@@ -460,7 +460,8 @@ class Commands:
             appended = (await self.append(
                 [*copies, (self.runtime.topics.intake, resolution.account_key, event)],
                 now, via))[-1]
-            self.directory.remember(resolution.account_key, identity)
+            self.directory.remember_filed(registration_id, resolution.account_key, identity,
+                                          policy.match.rejected_names == "unfiled")
             self.directory.remember_entity(KnownEntity(
                 registration_id, resolution.account_key, partner_id))
             return await self._submitted(principal, event, appended, wait, decision)
@@ -570,6 +571,7 @@ class Commands:
         sequential case; a second report of the same copy only refreshes it (no second
         dispute). Run by the `ReReporter` once `row` (the read model's) is decided; a
         failure raises, and the re-reporter tries again at its next sweep."""
+        self.directory.decided(pending.entity_id, row.get("status"))
         if row.get("status") not in REPORTED_AFTER:
             return
         identity, before, via = pending.identity, pending.reported, pending.via
@@ -854,7 +856,8 @@ class Commands:
         await self._follow_up(identity, resolution, copies, claim_id, now, via)
         appended = (await self.append(
             [*copies, (self.runtime.topics.intake, resolution.account_key, event)], now, via))[-1]
-        self.directory.remember(resolution.account_key, identity)
+        self.directory.remember_filed(claim_id, resolution.account_key, identity,
+                                      policy.match.rejected_names == "unfiled")
         self.directory.remember_entity(KnownEntity(claim_id, resolution.account_key, rep_id))
         return await self._claim_filed(event, appended, wait)
 

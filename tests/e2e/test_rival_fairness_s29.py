@@ -43,3 +43,28 @@ async def test_a_row_in_review_filed_first_does_not_block_the_holder_s_crm_close
     await status_becomes(reads, holder["id"], "won")
     assert (await registration(reads, waiting["id"]))["status"] == "in_review"
     assert named["id"] in weighed(waiting)
+
+
+async def test_a_rejected_filing_adds_no_trade_name_to_its_customer(system: System) -> None:
+    """Partner p-2 holds customer B by its domain and files "B dba A" with B's domain (A:
+    another partner's customer, held by domain): rejected as p-2's own duplicate, yet its
+    names stayed filed, so A's name became a name of B's key and a later name-only filing
+    of A was weighed against p-2's B registration too (session 28 rival review). A filing
+    that never held anything now adds no names that join customers: the newcomer is
+    weighed against A's holder alone."""
+    client = system.commands
+    first, second = companies(2, seed=59)
+    country = first.country
+    a_holder = await submit(client, "p-1", {"name": first.name, "country": country,
+                                            "domain": first.domains[0]})
+    b_holder = await submit(client, "p-2", {"name": second.name, "country": country,
+                                            "domain": second.domains[0]})
+    assert a_holder["status"] == b_holder["status"] == "approved", (a_holder, b_holder)
+    rejected = await submit(client, "p-2", {"name": f"{second.name} dba {first.name}",
+                                            "country": country,
+                                            "domain": second.domains[0]})
+    assert (rejected["status"], rejected["decision"]["rule"]) == (
+        "rejected", "duplicate"), rejected["decision"]
+    newcomer = await submit(client, "p-3", {"name": first.name, "country": country})
+    assert a_holder["id"] in weighed(newcomer), newcomer["decision"]
+    assert b_holder["id"] not in weighed(newcomer), newcomer["decision"]
