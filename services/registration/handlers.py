@@ -264,6 +264,10 @@ class Commands:
             # Every link is written by this process's projection worker, which says so
             # after each commit: the links are kept in memory (adapters/links.py).
             worker.on_links = self.directory.follow_links_in_memory().changed
+        # Told of each decision before its waiters are woken: a rejected filing's names
+        # are taken back before its `Prefer: wait` answer (the re-report does it too,
+        # for a notification that carried no status).
+        runtime.waiter.observers.append(self.directory.told)
         self.re_reporter = ReReporter(
             runtime.engine, runtime.waiter, self._re_report,
             clock=lambda: datetime.now(UTC),

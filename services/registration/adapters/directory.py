@@ -26,6 +26,7 @@ import contextlib
 import gc
 import time
 from collections import OrderedDict
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -437,6 +438,17 @@ class AccountDirectory:
         if found is not None and status == "rejected":
             account_key, forms, country = found
             self._index.unfile_names(account_key, forms, country)
+
+    def told(self, ids: Collection[str], rows: Mapping[str, dict[str, Any]] | None) -> None:
+        """A `DecisionWaiter` observer: the rows (or statuses) the projections just
+        committed; a decided filing of this process is `decided` at once."""
+        if rows is None or not self._fresh:
+            return
+        for entity_id in ids:
+            row = rows.get(entity_id)
+            status = row.get("status") if row is not None else None
+            if status is not None and status != "submitted" and entity_id in self._fresh:
+                self.decided(entity_id, status)
 
     # --- entities this process accepted ----------------------------------------------------
 
