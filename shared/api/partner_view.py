@@ -643,6 +643,23 @@ partner's own registrations' results."""
 WEBHOOK_PAYLOAD: Final[Shape] = {"type": SHOW, "timestamp": SHOW, "data": Nested(WEBHOOK_DATA)}
 """A webhook body as a partner's delivery log shows it (`{"type", "timestamp", "data"}`)."""
 
+WEBHOOK_HEADERS: Final = frozenset({"content-type", "user-agent", "webhook-id",
+                                    "webhook-timestamp", "webhook-signature"})
+"""The headers a partner's webhook request carries (`webhook_headers`): the Standard
+Webhooks ones. Not the W3C trace context (`traceparent`, `tracestate`) of the request
+that caused the decision, which owners' webhooks carry: a partner's `dispute.resolved` may
+be caused by a rival's request (its withdrawal ending the dispute `moot`, its CRM's close),
+whose trace id and `tracestate` (free text the rival's systems put there: a user, a
+tenant, a deal) are the rival's (session 29)."""
+
+
+def webhook_headers(recipient_kind: str, headers: Mapping[str, str]) -> dict[str, str]:
+    """A webhook request's headers as sent to its recipient: a partner gets only
+    `WEBHOOK_HEADERS` (an allow-list, like every partner shape), other recipients all."""
+    if recipient_kind != "partner":
+        return dict(headers)
+    return {k: v for k, v in headers.items() if k.lower() in WEBHOOK_HEADERS}
+
 DELIVERY_ATTEMPT: Final[Shape] = {
     "attempt": SHOW, "at": SHOW, "outcome": SHOW, "status_code": SHOW, "duration_ms": SHOW,
     "error": HIDE,
