@@ -100,3 +100,46 @@ async def test_a_partners_webhook_does_not_carry_the_trace_context_of_a_rivals_r
     wire = _wire(received)
     leaked = [s for s in (trace_id, state, "MARKER-", rival, theirs["id"]) if s.encode() in wire]
     assert leaked == [], wire.decode()
+
+
+def _letters() -> str:
+    return uuid.uuid4().hex[:8].translate(str.maketrans("0123456789", "ghijklmnop"))
+
+
+async def test_a_rival_joining_a_partners_review_does_not_change_the_reason_it_reads(
+        system: Running) -> None:
+    """p2's name-only registration of p1's customer (p1 filed it with a domain) is a
+    `possible_duplicate` review (`match.name_only: review`). p3 then registers the same
+    name only: a confident collision with p2, so it joins that review, which becomes a
+    `tie` for the staff. p1 hears nothing of p3 in its timeline (a rival's joining counts
+    rivals); its dispute's `reason` told it all the same, in the read and the list. p1
+    reads the reason its registration entered with."""
+    p1, p2, p3 = fresh("p1"), fresh("p2"), fresh("p3")
+    for partner in (p1, p2, p3):
+        await system.admin.put(f"/v1/partners/{partner}", json={
+            "name": "P", "type": "reseller", "tier": "gold", "status": "active"})
+    name = f"Quorvex {_letters().title()} Corp"
+    held = await submit(system.admin, registration(p1, f"{fresh('quorvex')}.com", name=name))
+    assert held["status"] == "approved", held
+    name_only = {**registration(None, "x.com", name=name),
+                 "account": {"name": name, "country": "US"}}
+    review = await submit((await system.as_("partner", p2))[0], name_only)
+    assert (review["status"], review["decision"]["rule"]) == (
+        "in_review", "possible_duplicate"), review
+    dispute = review["dispute_id"]
+    await system.settle()
+    queries = await system.queries("partner", p1)
+    before = (await queries.get(f"/v1/disputes/{dispute}")).json()
+    assert before["reason"] == "possible_duplicate", before
+    joined = await submit((await system.as_("partner", p3))[0], name_only)
+    assert joined["dispute_id"] == dispute, joined
+    await system.settle()
+    staff = (await (await system.queries("channel_manager", "cm")).get(
+        f"/v1/disputes/{dispute}")).json()
+    assert staff["reason"] == "tie", staff  # the staff read the collision
+    after = (await queries.get(f"/v1/disputes/{dispute}")).json()
+    listed = [d for d in (await queries.get("/v1/disputes")).json()["items"]
+              if d["id"] == dispute]
+    assert (after["reason"], [d["reason"] for d in listed]) == (
+        "possible_duplicate", ["possible_duplicate"]), (after, listed)
+    assert after == before, (before, after)
