@@ -335,7 +335,25 @@ names fold them inside a word that mixes them with Latin letters
 # Signs that NFKD spells with letters ("™" is "TM", "℠" is "SM") but that are no part of a
 # name: read as a space before decomposing, so "Acme Corp™" is "acme", not "acme corptm"
 # (rival review session 26: the glued "tm" kept the legal form on and the name missed).
-_SIGNS: Final = str.maketrans({"\u2122": " ", "\u2120": " "})
+# Session 29 rival review: the other spellings of a mark NFKD spells as letters -- the
+# circled R and C ("Ⓡ", "🄬", "Ⓒ", "🄫"; "®" and "©" are symbols, read as a space anyway)
+# and the superscript "ᵀᴹ", "ˢᴹ", "ᴿ" -- were glued to the name ("acme corpr").
+_SIGNS: Final = str.maketrans(dict.fromkeys(
+    "\u2122\u2120\u24c7\u24e1\u24b8\u24d2\U0001f12b\U0001f12c\u1d40\u1d39\u02e2\u1d3f",
+    " "))
+# A mark spelled in ASCII letters and bracketed, as a CRM that keeps only ASCII stores it:
+# "Acme Corp (TM)", "Acme(R)", "[SM]", "(c)" (session 29 rival review: "acme corp tm",
+# another customer than "acme"). Read as a space wherever it stands; "(MC)" / "(MD)"
+# stay (a Canadian mark, or a state: Maryland).
+_MARKS: Final = re.compile(r"[(\[]\s*(?:tm|sm|r|c)\s*[)\]]", re.IGNORECASE)
+
+
+def _drop_marks(name: str) -> str:
+    """`name` with its marks read as spaces: the signs (`_SIGNS`) and the bracketed ASCII
+    marks (`_MARKS`, full-width brackets too: NFKC first)."""
+    if not name.isascii():
+        name = unicodedata.normalize("NFKC", name.translate(_SIGNS))
+    return _MARKS.sub(" ", name) if "(" in name or "[" in name else name
 
 # Characters removed without leaving a gap, so that "L.L.C." reads "llc", "S.A." reads
 # "sa" and "McDonald's" reads "mcdonalds". Every other punctuation mark or symbol becomes a
@@ -628,6 +646,7 @@ def normalize_name(name: str, country: str | None = None) -> str:
     Accents stripped, case folded, ``&`` read as "and", punctuation removed, whitespace
     collapsed, letters spelled out one by one joined ("I B M" -> "ibm"), a leading "The"
     dropped, a few unambiguous abbreviations expanded ("Intl"),
+    marks read as spaces ("™", "Ⓡ", "ᵀᴹ", a bracketed "(TM)" or "(R)"),
     and trailing legal-entity forms removed in many languages, repeatedly ("Acme Holdings
     GmbH & Co. KG" -> "acme holdings"). Legal forms are only removed at the end, and never
     so that nothing is left: a name made only of legal-form words keeps its first word
@@ -643,6 +662,9 @@ def normalize_name(name: str, country: str | None = None) -> str:
     The function is idempotent: ``normalize_name(normalize_name(x, c), c) ==
     normalize_name(x, c)``.
     """
+    if "(" in name or "[" in name or not name.isascii():
+        unmarked = _drop_marks(name)
+        name = unmarked if _fold_text(unmarked).split() else name  # a mark alone stays
     if country is not None and ("(" in name or "[" in name or "-" in name
                                 or not name.isascii()):
         name = _drop_home_qualifiers(name, country)

@@ -109,16 +109,20 @@ def any_spelling(crm_id: str) -> str:
     """Policy `match.crm_ids: any_spelling` (the default since session 28): the canonical
     form of a CRM id. A Salesforce id (15 or 18 alphanumerics as given) keeps Salesforce's
     reading (`salesforce_18_any_case`: the 15 are case-sensitive, two records may differ
-    only in case); any other id -- a GUID, a HubSpot number, "CRM-00123" -- is one id
-    whatever its spacing, hyphens, underscores, dots, slashes, letter case or width: those
-    characters removed, case and width folded ("CRM 00123", "crm-00123" and "CRM00123" are
-    "crm00123"). Such a form never equals a Salesforce id's canonical form (whose suffix
-    is upper case). An id of nothing but separators stays itself."""
-    found = salesforce_18_any_case(crm_id)
+    only in case), also typed in full width; any other id -- a GUID, a HubSpot number,
+    "CRM-00123" -- is one id whatever its spacing, hyphens, underscores, dots, slashes,
+    letter case or width: those characters removed, case and width folded ("CRM 00123",
+    "crm-00123" and "CRM00123" are "crm00123"). Such a form never equals a Salesforce
+    id's canonical form (whose suffix is upper case). An id of nothing but separators
+    stays itself."""
+    # Width first: a full-width "ACC-1001" (as some input methods type it) is "ACC-1001",
+    # and a full-width Salesforce id is that Salesforce id (session 29 rival review: it was
+    # read as a non-Salesforce id, case folded -- another customer than the holder's).
+    narrow = crm_id if crm_id.isascii() else unicodedata.normalize("NFKC", crm_id)
+    found = salesforce_18_any_case(narrow)
     if found is not None:
         return found
-    # Width too: a full-width "ACC-1001" (as some input methods type it) is "ACC-1001".
-    squeezed = _SEPARATORS.sub("", unicodedata.normalize("NFKC", crm_id)).casefold()
+    squeezed = _SEPARATORS.sub("", narrow).casefold()
     return squeezed or crm_id
 
 

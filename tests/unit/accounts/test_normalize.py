@@ -721,3 +721,21 @@ def test_a_country_changes_a_name_only_through_its_qualifiers(parts: list[str],
 def test_a_trademark_sign_is_no_part_of_a_name_in_any_country() -> None:
     for name in ("Acme Corp™", "Acme™ Corp", "Acme Corp ℠", "Acme Corp®"):
         assert normalize_name(name, "US") == normalize_name(name) == "acme", name
+
+
+# --- rival review, session 29 -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("raw", [
+    "Acme Corp (TM)", "Acme Corp(R)", "ACME Corp [tm]", "Acme (sm) Corp", "Acme Corp (c)",
+    "Acme Corp\u24c7", "Acme Corp\U0001f12c", "Acme Corp\u1d40\u1d39", "Acme Corp\uff08TM\uff09",
+])
+def test_a_mark_in_any_spelling_is_no_part_of_a_name(raw: str) -> None:
+    # Each was another customer: "acme corp tm", "acme corpr", "acme corptm".
+    assert normalize_name(raw) == normalize_name(raw, "US") == "acme", raw
+    assert normalize_name(normalize_name(raw)) == "acme"
+
+
+def test_a_bracketed_state_or_a_mark_alone_stays() -> None:
+    assert normalize_name("Acme (MD)", "US") == "acme md"  # Maryland, no mark
+    assert normalize_name("(TM)") == "tm"  # nothing else to the name

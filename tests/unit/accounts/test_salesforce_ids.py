@@ -218,3 +218,13 @@ def test_policy_documents_keep_the_crm_id_rule_they_were_published_with() -> Non
     assert Policy.from_published(published).match.crm_ids == "any_case"
     published["match"].pop("crm_ids")
     assert Policy.from_published(published).match.crm_ids == "exact"
+
+
+def test_a_salesforce_id_in_full_width_is_that_id_under_any_spelling() -> None:
+    """Session 29 rival review: a full-width Salesforce id was read as a non-Salesforce id
+    (case folded, "0015g00000abcde"): another customer than the holder's."""
+    sf = "0015g00000ABCDE"
+    wide = "".join(chr(ord(c) + 0xFEE0) for c in sf)
+    assert canonical_crm_id(wide, "any_spelling") == canonical_crm_id(sf, "any_spelling")
+    assert canonical_crm_id(wide.lower(), "any_spelling") == canonical_crm_id(
+        sf.lower(), "any_spelling") != canonical_crm_id(sf, "any_spelling")

@@ -1,0 +1,80 @@
+"""Session 29 rival review: session 28's fairness fixes attacked by a rival partner
+through the HTTP API on the embedded backend. Each test here failed before its fix."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from dealreg.app import create_app
+from shared.settings import Settings
+from tests.e2e.conftest import ADMIN, _serve
+
+WAIT = {"Prefer": "wait=15"}
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    async with AsyncExitStack() as stack:
+        settings = Settings(backend="embedded", data_dir=tmp_path, admin_token=ADMIN)
+        yield await _serve(stack, create_app(settings))
+
+
+async def submit(client: httpx.AsyncClient, partner: str, **account: Any) -> dict[str, Any]:
+    response = await client.post("/v1/registrations", headers=WAIT, json={
+        "partner_id": partner, "account": account,
+        "opportunity": {"title": "Rollout", "products": ["analytics"]},
+        "motion": "resell"})
+    assert response.status_code == 201, response.text
+    decided: dict[str, Any] = response.json()
+    return decided
+
+
+def weighed(decided: dict[str, Any]) -> list[str | None]:
+    return [c["registration_id"] for c in decided["decision"]["conflicts"]]
+
+
+async def test_a_trademark_or_registered_mark_in_any_spelling_is_no_part_of_the_name(
+    client: httpx.AsyncClient,
+) -> None:
+    """Session 28 read "™" and "℠" as no part of a name, but a mark has other spellings:
+    the ASCII "(TM)" / "(R)" a CRM that keeps only ASCII stores, the circled R ("Ⓡ",
+    "🄬") and the superscript "ᵀᴹ" that NFKD spells as letters glued to the name. Beside
+    a name-only holder of "Acme Corp" (US) each was another customer ("acme corp tm",
+    "acme corpr", "acme corptm": 0.5 against "acme") and the rival was approved
+    `no_conflict`, unseen."""
+    holder = await submit(client, "p-1", name="Acme Corp", country="US")
+    assert holder["status"] == "approved", holder
+    for n, name in enumerate(("Acme Corp (TM)", "Acme Corp(R)", "ACME Corp [tm] (USA)",
+                              "Acme Corp\u24c7", "Acme Corp\U0001f12c",
+                              "Acme Corp\u1d40\u1d39")):
+        rival = await submit(client, f"p-r{n}", name=name, country="US")
+        assert rival["account_key"] == holder["account_key"], (name, rival["account_key"])
+        assert rival["status"] != "approved", (name, rival["decision"])
+        assert holder["id"] in weighed(rival), (name, rival["decision"])
+
+
+async def test_the_holder_s_salesforce_id_in_full_width_is_the_holder_s(
+    client: httpx.AsyncClient,
+) -> None:
+    """Session 28's `any_spelling` folds width (a full-width "ACC-1001" is "ACC-1001"), but only for
+    ids that are no Salesforce id as given: the holder's Salesforce id typed in full width
+    by an input method was read as another, non-Salesforce id ("0015g00000abcde", case
+    folded) -- another customer, and the rival was approved `no_conflict` beside the
+    holder, unseen. Width folded first, it is the holder's id; two Salesforce ids that
+    differ only in case stay two customers."""
+    sf = "0015g00000ABCDE"
+    wide = "".join(chr(ord(c) + 0xFEE0) for c in sf)
+    holder = await submit(client, "p-1", crm_account_id=sf)
+    assert holder["status"] == "approved", holder
+    rival = await submit(client, "p-2", crm_account_id=wide)
+    assert rival["account_key"] == holder["account_key"], rival
+    assert rival["status"] != "approved" and holder["id"] in weighed(rival), rival["decision"]
+    other = await submit(client, "p-3", crm_account_id="0015g00000abcde")
+    assert other["account_key"] != holder["account_key"], other
+    assert (other["status"], other["decision"]["rule"]) == ("approved", "no_conflict"), other
