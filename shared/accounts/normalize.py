@@ -555,22 +555,29 @@ _BRACKETED: Final = re.compile(r"[(\[]([^()\[\]]*)[)\]]")
 _DASHED: Final = re.compile(r"\s[-\u2010-\u2015]+\s*([^-\u2010-\u2015()\[\]]+?)\s*$")
 
 
-def _is_home(place: str, country: str) -> bool:
-    """Whether `place` (a qualifier's raw text) names `country` or a region containing it."""
+def _is_home(place: str, country: str | None) -> bool:
+    """Whether `place` (a qualifier's raw text) names `country` or a region containing it;
+    with no country, whether it names any country or region (the name's own place)."""
     key = " ".join(_fold_text(place).split())
     if not any(ch.isalpha() for ch in key):
         return False  # "(2019)", "(276)": a year or a number, not a place
     region = _REGIONS.get(key)
-    if region is not None and country in region:
+    if region is not None and (country is None or country in region):
         return True
+    if country is None:
+        return normalize_country(place) is not None
     # A region's name may also be a country's code ("NA": North America, and Namibia):
     # the registration's own country is home either way (session 28 rival review).
     return normalize_country(place) == country
 
 
-def _drop_home_qualifiers(name: str, country: str) -> str:
+def _drop_home_qualifiers(name: str, country: str | None) -> str:
     """`name` without the qualifiers naming the registration's own country or region
-    (full-width brackets and dashes read as ASCII ones, NFKC)."""
+    (full-width brackets and dashes read as ASCII ones, NFKC); with no country, without
+    those naming any country or region: a name filed without a country is weighed against
+    every country's names, and its qualifier would otherwise keep it from the one it names
+    (session 29 rival review: "Acme Corp (USA)" with no country was "acme corp usa", 0.5
+    against the US holder's "acme", approved unseen; with the country, a person decides)."""
     # The signs first, as `_fold_text` reads them: NFKC spells "™" as "TM", which then
     # stayed a word ("Acme Corp™" in the US was "acme corptm", another customer than
     # "acme"; session 28, tests/e2e/test_rival_spellings.py).
@@ -655,7 +662,9 @@ def normalize_name(name: str, country: str | None = None) -> str:
     With ``country`` (the ISO code the account is registered in), a bracketed qualifier
     anywhere or one after a spaced dash at the end naming that country or a region
     containing it goes: "Acme Corp (UK) Ltd" in GB and "Acme Corporation - EMEA" in DE are
-    "acme"; "Acme Corp (UK)" in the US stays "acme corp uk". "X dba Y" keeps both names,
+    "acme"; "Acme Corp (UK)" in the US stays "acme corp uk". Without ``country`` a
+    qualifier naming any country or region goes ("Acme Corp (UK)" is "acme": the name is
+    then weighed against every country's, never confidently). "X dba Y" keeps both names,
     each normalised on its own ("acme corp d/b/a acme cloud" -> "acme dba acme cloud";
     `name_forms`).
 
@@ -665,8 +674,7 @@ def normalize_name(name: str, country: str | None = None) -> str:
     if "(" in name or "[" in name or not name.isascii():
         unmarked = _drop_marks(name)
         name = unmarked if _fold_text(unmarked).split() else name  # a mark alone stays
-    if country is not None and ("(" in name or "[" in name or "-" in name
-                                or not name.isascii()):
+    if "(" in name or "[" in name or "-" in name or not name.isascii():
         name = _drop_home_qualifiers(name, country)
     tokens = _fold_text(name).split()
     if not tokens:

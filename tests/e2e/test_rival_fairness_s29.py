@@ -78,3 +78,26 @@ async def test_the_holder_s_salesforce_id_in_full_width_is_the_holder_s(
     other = await submit(client, "p-3", crm_account_id="0015g00000abcde")
     assert other["account_key"] != holder["account_key"], other
     assert (other["status"], other["decision"]["rule"]) == ("approved", "no_conflict"), other
+
+
+async def test_a_country_named_in_a_name_filed_without_a_country_is_no_new_name(
+    client: httpx.AsyncClient,
+) -> None:
+    """Session 27 weighs a name given with no country against every country's names, and
+    session 28 drops a qualifier naming the registration's own country. A rival used the
+    gap between the two: it left the country out and wrote it into the name instead --
+    "Acme Corp (USA)" or "Acme Corp - North America" with a made-up CRM id beside the
+    holder's "Acme Corp" (US, its own CRM id). Without a country nothing was home, the
+    name stayed "acme corp usa" (0.5 against "acme") and the rival was approved
+    `no_conflict`, unseen, where with the country it goes to a person. A place a
+    country-less name names is now read as its country would be."""
+    holder = await submit(client, "p-1", name="Acme Corp", country="US",
+                          crm_account_id="ACC-1001")
+    assert holder["status"] == "approved", holder
+    for n, name in enumerate(("Acme Corp (USA)", "Acme Corp - North America",
+                              "Acme Corp [US] Inc.")):
+        rival = await submit(client, f"p-r{n}", name=name, crm_account_id=f"FAKE-{n}")
+        assert rival["account_key"] != holder["account_key"], rival  # never one customer
+        assert (rival["status"], rival["decision"]["rule"]) == (
+            "in_review", "possible_duplicate"), (name, rival["decision"])
+        assert holder["id"] in weighed(rival), (name, rival["decision"])

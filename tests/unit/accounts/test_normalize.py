@@ -634,7 +634,11 @@ def test_a_qualifier_naming_the_registration_s_own_country_or_region_is_no_new_n
     assert normalize_name("Acme Corp\uff08UK\uff09", "GB") == "acme"  # full-width brackets
     assert normalize_name("Acme Corp (USA)", "GB") == "acme corp usa"
     assert normalize_name("Acme Corporation - EMEA", "US") == "acme corporation emea"
-    assert normalize_name("Acme Corp (USA)") == "acme corp usa"  # no country: kept
+    # No country (session 29): a place it names is the name's own place, as a country
+    # would make it (before: kept, and the name missed the US holder's "acme").
+    assert normalize_name("Acme Corp (USA)") == "acme"
+    assert normalize_name("Acme Corporation - EMEA") == "acme"
+    assert normalize_name("Acme (Holdings) Ltd") == "acme holdings"
     # Not places: kept wherever the account is.
     assert normalize_name("Acme (Holdings) Ltd", "GB") == "acme holdings"
     assert normalize_name("Acme (276) Ltd", "DE") == "acme 276"
