@@ -14,6 +14,13 @@ import pytest
 from dealreg.app import create_app
 from shared.settings import Settings
 from tests.e2e.conftest import ADMIN, _serve
+from tests.e2e.test_rival_fairness import (
+    companies,
+    crm_close,
+    registration,
+    status_becomes,
+    submit_ref,
+)
 
 WAIT = {"Prefer": "wait=15"}
 
@@ -101,3 +108,30 @@ async def test_a_country_named_in_a_name_filed_without_a_country_is_no_new_name(
         assert (rival["status"], rival["decision"]["rule"]) == (
             "in_review", "possible_duplicate"), (name, rival["decision"])
         assert holder["id"] in weighed(rival), (name, rival["decision"])
+
+
+async def test_a_rival_s_copy_of_a_closed_reference_never_takes_the_crm_s_close(
+    client: httpx.AsyncClient,
+) -> None:
+    """The holder's opportunity closes won in the CRM, by its `external_ref`: the holder's
+    registration is `won`, its protection over. A rival then registers the customer under
+    the holder's reference (approved: nothing protects it any more). The CRM sends the
+    opportunity's close again (an update: CRMs re-send a closed opportunity when its amount
+    changes). A second close of the holder alone answers 409 (already closed); with the
+    rival's copy beside it, the close went to the copy -- the one closable row -- and the
+    rival read `won`: the holder's win and a year's incumbency, taken by copying a
+    reference. A reference another partner's registration has already closed is no longer
+    the rival's to close: refused, the copy stays approved."""
+    (company,) = companies(1, seed=61)
+    account = {"name": company.name, "country": company.country,
+               "domain": company.domains[0]}
+    holder = await submit_ref(client, "p-1", account, "OPP-61001")
+    assert holder["status"] == "approved", holder
+    result = await crm_close(client, "OPP-61001", "won", "e-61001")
+    assert result["status"] == "accepted", result
+    await status_becomes(client, holder["id"], "won")
+    rival = await submit_ref(client, "p-2", account, "OPP-61001")
+    assert rival["status"] == "approved", rival
+    result = await crm_close(client, "OPP-61001", "won", "e-61002")
+    assert result["status"] == "rejected" and result["http_status"] in (409, 422), result
+    assert (await registration(client, rival["id"]))["status"] == "approved"
