@@ -135,3 +135,33 @@ async def test_a_rival_s_copy_of_a_closed_reference_never_takes_the_crm_s_close(
     result = await crm_close(client, "OPP-61001", "won", "e-61002")
     assert result["status"] == "rejected" and result["http_status"] in (409, 422), result
     assert (await registration(client, rival["id"]))["status"] == "approved"
+
+
+
+async def test_an_invisible_letter_makes_no_new_name_or_product(
+    client: httpx.AsyncClient,
+) -> None:
+    """Format characters (a soft hyphen, zero-width spaces and joiners) are refused in
+    every text field (held). But the Hangul fillers (U+3164, U+FFA0, U+115F, U+1160) are
+    letters (Lo) that draw as a blank -- Unicode's default-ignorable code points -- and
+    were accepted: "Acme Corp" plus a trailing filler, shown as "Acme Corp ", was "acme
+    corp" plus the filler (0.57 against "acme"), the rival approved `no_conflict` beside
+    the name-only holder, unseen; "analytics" plus a filler was another product, and under
+    the default scope `account_product` a rival registering the holder's domain for it was
+    approved beside the holder: two owners of one customer's product. Such a character
+    is refused now as format characters are (422, nothing appended)."""
+    holder = await submit(client, "p-1", name="Acme Corp", country="US", domain="acme.com")
+    assert holder["status"] == "approved", holder
+    for n, invisible in enumerate(("\u00ad", "\u200b", "\u3164", "\uffa0", "\u115f",
+                                   "\u1160")):
+        for account, products in (({"name": f"Acme Corp{invisible}", "country": "US"},
+                                   ["analytics"]),
+                                  ({"name": f"Ac{invisible}me Corp", "country": "US"},
+                                   ["analytics"]),
+                                  ({"domain": "acme.com"}, [f"analytics{invisible}"])):
+            response = await client.post("/v1/registrations", headers=WAIT, json={
+                "partner_id": f"p-r{n}", "account": account, "motion": "resell",
+                "opportunity": {"title": "Rollout", "products": products}})
+            assert response.status_code == 422, (account, products, response.text)
+    page = await client.get("/v1/registrations", params={"limit": 100})
+    assert [r["id"] for r in page.json()["items"]] == [holder["id"]]
