@@ -37,10 +37,11 @@ from shared.accounts.normalize import LOOK_ALIKES
 
 REFUSED_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 LINE_BREAKS: Final = frozenset("\t\n\r")
-INVISIBLE_LETTERS: Final = frozenset("\u115f\u1160\u3164\uffa0")
+INVISIBLE_LETTERS: Final = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 """The Hangul fillers: letters (Lo) that draw as a blank, Unicode default-ignorable code
 points that no name or product contains (a Korean syllable decomposes to real jamo, never
-to a filler). Refused as format characters are: "Acme Corp" with a trailing filler was
+to a filler); and the blank Braille pattern (a symbol drawn as a blank, no space: kept
+in a product name). Refused as format characters are: "Acme Corp" with a trailing filler was
 another name than "Acme Corp", "analytics" with one another product (session 29 rival
 review: a rival approved unseen beside the holder)."""
 

@@ -153,7 +153,7 @@ async def test_an_invisible_letter_makes_no_new_name_or_product(
     holder = await submit(client, "p-1", name="Acme Corp", country="US", domain="acme.com")
     assert holder["status"] == "approved", holder
     for n, invisible in enumerate(("\u00ad", "\u200b", "\u3164", "\uffa0", "\u115f",
-                                   "\u1160")):
+                                   "\u1160", "\u2800")):
         for account, products in (({"name": f"Acme Corp{invisible}", "country": "US"},
                                    ["analytics"]),
                                   ({"name": f"Ac{invisible}me Corp", "country": "US"},
