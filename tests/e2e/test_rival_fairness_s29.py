@@ -165,3 +165,26 @@ async def test_an_invisible_letter_makes_no_new_name_or_product(
             assert response.status_code == 422, (account, products, response.text)
     page = await client.get("/v1/registrations", params={"limit": 100})
     assert [r["id"] for r in page.json()["items"]] == [holder["id"]]
+
+
+async def test_the_new_readings_hold_across_a_restart(tmp_path: Path) -> None:
+    """Held (restart between the holder and the rival: the edge warms its index from the
+    directory read model, the adjudicator restores its snapshot): a holder filed "Initech
+    (TM)" (US, name only) and another "Globex (USA)" without a country (its CRM id); after
+    a restart the rival's "Initech" and "Globex" (US, a made-up CRM id) are still weighed
+    against them."""
+    settings = Settings(backend="embedded", data_dir=tmp_path, admin_token=ADMIN)
+    async with AsyncExitStack() as stack:
+        client = await _serve(stack, create_app(settings))
+        marked = await submit(client, "p-1", name="Initech (TM)", country="US")
+        placed = await submit(client, "p-1", name="Globex (USA)", crm_account_id="GLX-1")
+        assert (marked["status"], placed["status"]) == ("approved", "approved")
+    async with AsyncExitStack() as stack:
+        client = await _serve(stack, create_app(settings))
+        rival = await submit(client, "p-2", name="Initech", country="US")
+        assert rival["status"] != "approved" and marked["id"] in weighed(rival), rival
+        rival = await submit(client, "p-2", name="Globex", country="US",
+                             crm_account_id="FAKE-GLX")
+        assert (rival["status"], rival["decision"]["rule"]) == (
+            "in_review", "possible_duplicate"), rival["decision"]
+        assert placed["id"] in weighed(rival), rival["decision"]
