@@ -21,6 +21,7 @@ from tests.e2e.test_rival_fairness import (
     status_becomes,
     submit_ref,
 )
+from tests.integration.registration.harness import eventually
 
 WAIT = {"Prefer": "wait=15"}
 
@@ -82,6 +83,14 @@ async def test_the_holder_s_salesforce_id_in_full_width_is_the_holder_s(
     rival = await submit(client, "p-2", crm_account_id=wide)
     assert rival["account_key"] == holder["account_key"], rival
     assert rival["status"] != "approved" and holder["id"] in weighed(rival), rival["decision"]
+    # The ownership look-up by the full-width id finds the holder too.
+    async def owner() -> str | None:
+        answer = await client.get("/v1/ownership", params={"crm_account_id": wide})
+        assert answer.status_code == 200, answer.text
+        key: str | None = answer.json()["account_key"]
+        return key
+
+    assert await eventually(owner) == holder["account_key"]
     other = await submit(client, "p-3", crm_account_id="0015g00000abcde")
     assert other["account_key"] != holder["account_key"], other
     assert (other["status"], other["decision"]["rule"]) == ("approved", "no_conflict"), other
