@@ -87,8 +87,9 @@ named the copy otherwise than after a replay). 7: a chain naming more than two n
 ("A dba B dba C") is one name, no longer filed under each, and "Acme (NA)" in Namibia is
 "acme" (session 28 rival review; a state of 6 holds the old forms). 8: a mark in any
 spelling ("(TM)", "Ⓡ", "ᵀᴹ") is no part of a name, and a name without a country drops a
-qualifier naming any country or region (session 29 rival review; a state of 7 holds the
-old forms)."""
+qualifier naming any country or region (session 29 rival review), a dash qualifier on
+either name of a "dba" pair is read, a full-width Salesforce id and a braced GUID are that
+id (session 29 `SpellingRules`); a state of 7 holds the old forms."""
 CODEC: Final = "pickle5+zlib"
 
 _STATE_MODULES: Final = (state_module, identity_module, index_module, sameness_module,
