@@ -50,6 +50,7 @@ from shared.accounts import (
 )
 from shared.accounts.index import UNKNOWN_COUNTRY
 from shared.accounts.salesforce import CrmIds, crm_id_spellings
+from shared.events.registration import PROTECTING
 from shared.logging import get_logger
 from shared.policy import MatchPolicy
 from shared.readmodel import queries
@@ -134,9 +135,13 @@ class AccountDirectory:
         self._added_during_rewarm: list[tuple[str, AccountIdentity]] | None = None
         self._recent: OrderedDict[str, KnownEntity] = OrderedDict()
         self._recent_size = recent_size
-        # entity id -> (key, name forms it newly filed here, country): taken back if the
-        # adjudicator rejects it (`match.rejected_names: unfiled`, `rejected`).
-        self._fresh: OrderedDict[str, tuple[str, tuple[str, ...], str | None]] = OrderedDict()
+        # entity id -> (key, name forms it newly filed here, country, name): taken back if
+        # the adjudicator rejects it (`match.rejected_names: unfiled`, `rejected`), then
+        # kept in `_taken` to be filed again if it is approved or reviewed later (`told`).
+        self._fresh: OrderedDict[str, tuple[str, tuple[str, ...], str | None, str]] = \
+            OrderedDict()
+        self._taken: OrderedDict[str, tuple[str, tuple[str, ...], str | None, str]] = \
+            OrderedDict()
         self.links: LinkMap | None = None
         """The account links in memory, when this process's projection worker tells it
         what it wrote (`follow_links_in_memory`); else each look-up reads them."""
@@ -424,7 +429,8 @@ class AccountDirectory:
         if unfile_if_rejected and identity.name:
             forms = self._index.new_name_forms(account_key, identity.name, identity.country)
             if forms:
-                self._fresh[entity_id] = (account_key, forms, identity.country)
+                self._fresh[entity_id] = (account_key, forms, identity.country,
+                                          identity.name)
                 while len(self._fresh) > self._recent_size:
                     self._fresh.popitem(last=False)
         self.remember(account_key, identity)
@@ -436,19 +442,28 @@ class AccountDirectory:
         puts them back until the next one: the directory read model still files them."""
         found = self._fresh.pop(entity_id, None)
         if found is not None and status == "rejected":
-            account_key, forms, country = found
+            account_key, forms, country, _ = found
             self._index.unfile_names(account_key, forms, country)
+            self._taken[entity_id] = found
+            while len(self._taken) > self._recent_size:
+                self._taken.popitem(last=False)
 
     def told(self, ids: Collection[str], rows: Mapping[str, dict[str, Any]] | None) -> None:
         """A `DecisionWaiter` observer: the rows (or statuses) the projections just
         committed; a decided filing of this process is `decided` at once."""
-        if rows is None or not self._fresh:
+        if rows is None or not (self._fresh or self._taken):
             return
         for entity_id in ids:
             row = rows.get(entity_id)
             status = row.get("status") if row is not None else None
             if status is not None and status != "submitted" and entity_id in self._fresh:
                 self.decided(entity_id, status)
+            elif status in PROTECTING and entity_id in self._taken:
+                # Its rejection is undone (promoted after its holder ended, contested,
+                # awarded): its names are its customer's again, as in the adjudicator
+                # (`AdjudicationState.activate`; session 29 second rival review).
+                account_key, _, country, name = self._taken.pop(entity_id)
+                self.remember(account_key, AccountIdentity(None, None, name, country))
 
     # --- entities this process accepted ----------------------------------------------------
 
