@@ -17,7 +17,8 @@ Streamed (session 29): both steps read their tables in keyset-paginated batches 
 `_BATCH` (CRM ids by primary key; registrations and claims by account key, every row of a
 key in the batch that holds the key), so memory is bounded by a batch, not the directory,
 on SQLite and PostgreSQL alike; each step logs `migration_progress` at most every
-`_PROGRESS_SECONDS` and a `migration_step_done` line with its row and batch counts. The
+`_PROGRESS_SECONDS` and a `migration_step_done` line with its row and batch counts (none
+on an empty table). The
 edit of this shipped revision is allowed because its output is identical to the one-shot
 version it replaces (every row's `crm_spelling`; a key's names deleted and filed again
 from all its registrations and claims, which a batch holds together; `account_name_keys`
@@ -69,6 +70,8 @@ class _Progress:
                            done=self.rows, total=self.total)
 
     def done(self) -> None:
+        if not self.rows:
+            return  # a fresh store: nothing to say
         self._log.info("migration_step_done", revision=revision, step=self.step,
                        rows=self.rows, batches=self.batches)
 
