@@ -178,8 +178,9 @@ def _one_shot_0014(conn: Any) -> None:
 
 
 def _seed_0013(conn: Any) -> None:
-    """A directory of 2,500 CRM ids and 3,300 registration and claim rows over 2,400
-    account keys (more than two batches of 1,000 in each step), in old-reading names."""
+    """A directory of 2,500 CRM ids and 3,900 registration and claim rows over 2,400
+    account keys (more than two batches of 1,000 in each step, both tables more than one),
+    in old-reading names."""
     from sqlalchemy import insert, text
 
     from shared.readmodel.schema import claims, registrations
@@ -208,7 +209,7 @@ def _seed_0013(conn: Any) -> None:
     conn.execute(insert(claims), [
         {"id": f"clm-{n}", "rep_id": "r-1", "account_key": f"k:{(n * 7) % 2400:05d}"
          if n % 50 else None, "account": account(n + 5), "status": "approved"}
-        for n in range(900)])
+        for n in range(1500)])
     conn.execute(text("INSERT INTO account_names (country, name, account_key) "
                       "VALUES (:country, :name, :key)"),
                  [{"country": "US", "name": f"acme industrial usa {n}", "key": f"k:{n:05d}"}
@@ -257,8 +258,8 @@ async def test_migration_0014_streams_in_batches_and_files_what_the_one_shot_ver
     steps = {line["step"]: line for line in logs if line["event"] == "migration_step_done"}
     assert steps["crm_spelling"]["rows"] == 2500
     assert steps["crm_spelling"]["batches"] == 3
-    assert steps["account_names"]["rows"] == 2400 + 900 - 18  # 18 claims name no key
-    # 2,100 registration keys and 783 claim keys, 1,000 of either per batch at most.
+    assert steps["account_names"]["rows"] == 2400 + 1500 - 30  # 30 claims name no key
+    # 2,100 registration keys and 1,470 claim keys, 1,000 of either per batch at most.
     assert steps["account_names"]["batches"] >= 3
     assert len(expected["account_crm_ids"]) == 2500
     assert len(expected["account_names"]) > 2000
