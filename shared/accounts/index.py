@@ -248,13 +248,24 @@ def _values(value: str | tuple[str, ...] | None) -> frozenset[str]:
 _DOMAIN: Final = "dom:"
 
 
+_WIDE: Final = "~"
+"""Prefix of a full-width Salesforce id's `any_spelling` form in the index (`_spelled`)."""
+
+
 def _spelled(crm: str, salesforce: str | None) -> str | None:
     """The `any_spelling` form a non-Salesforce CRM id is also filed under, or None when
     it is a Salesforce id (`salesforce`: its strict 18) or already in that form."""
     if salesforce is not None or salesforce_18_any_case(crm) is not None:
         return None
     spelled = any_spelling(crm)
-    return spelled if spelled != crm else None
+    if spelled == crm:
+        return None
+    # A Salesforce id in full width is its Salesforce form under `any_spelling` alone
+    # (session 29): filed apart (`_WIDE`), so documents saying `any_case` or
+    # `salesforce_any_case`, which look in the same map, never find it (their logs replay
+    # as they decided).
+    return _WIDE + spelled if len(spelled) == 18 and spelled.isalnum() \
+        and salesforce_18(spelled) is not None else spelled
 
 
 def _domain_key(domain: str, account_key: str) -> str:
@@ -676,7 +687,10 @@ class AccountIndex:
                              *_ordinals(self._by_salesforce.get(canonical)),
                              *(_ordinals(self._by_salesforce_any_case.get(canonical))
                                if crm_ids in ("salesforce_any_case", "any_case",
-                                              "any_spelling") else ()))
+                                              "any_spelling") else ()),
+                             *(_ordinals(self._by_salesforce_any_case.get(_WIDE + canonical))
+                               if crm_ids == "any_spelling" and len(canonical) == 18
+                               else ()))
             else:
                 crm_found = self._by_crm.get(crm)
         domain_found = self._by_domain.get(_DOMAIN + identity.domain) \
