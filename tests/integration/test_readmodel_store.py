@@ -266,3 +266,40 @@ async def test_migration_0014_streams_in_batches_and_files_what_the_one_shot_ver
     assert all(spelling is not None for _, _, spelling in got["account_crm_ids"])
     for table, rows in expected.items():
         assert got[table] == rows, (table, sorted(got[table] ^ rows)[:5])
+
+
+async def test_migration_0017_files_again_the_crm_spellings_session_29_reads_otherwise(
+    store_url: str,
+) -> None:
+    """Session 29 reads a GUID in braces as the GUID and a full-width Salesforce id as that
+    id (`any_spelling`); rows 0014 filled kept the old forms, so the SQL look-ups asking
+    `crm_spelling` (the edge's fall-back, `GET /v1/ownership`) missed such a holder asked
+    in another spelling. Migration 0017 files them again; other rows are left as they are."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from shared.accounts.salesforce import any_spelling
+    from shared.readmodel.store import alembic_config
+
+    braced = "{FB634A91-1C2D-4E5F-8A9B-0C1D2E3F4A5B}"
+    wide = "\uff10\uff10\uff11hFGAi3f5dig9"  # "001hFGAi3f5dig9" typed in full width
+    old = {braced: "{fb634a911c2d4e5f8a9b0c1d2e3f4a5b}", wide: "001hfgai3f5dig9",
+           "ACC-2024-00777": "acc202400777"}
+    engine = create_engine(store_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0014"))
+            await conn.execute(text(
+                "INSERT INTO account_crm_ids (crm_account_id, account_key, crm_spelling) "
+                "VALUES (:crm, :key, :spelling)"),
+                [{"crm": crm, "key": f"crm:{n}", "spelling": spelling}
+                 for n, (crm, spelling) in enumerate(old.items())])
+        await migrate(engine)
+        async with engine.connect() as conn:
+            rows = {r[0]: r[1] for r in (await conn.execute(text(
+                "SELECT crm_account_id, crm_spelling FROM account_crm_ids"))).all()}
+    finally:
+        await engine.dispose()
+    assert rows == {braced: "fb634a911c2d4e5f8a9b0c1d2e3f4a5b", wide: "001hFGAi3f5dig9QDA",
+                    "ACC-2024-00777": "acc202400777"}
+    assert all(spelling == any_spelling(crm) for crm, spelling in rows.items())
