@@ -148,6 +148,7 @@ class AccountDirectory:
             OrderedDict()
         self._taken: OrderedDict[str, tuple[str, tuple[str, ...], str | None, str]] = \
             OrderedDict()
+        self._fresh_on: dict[str, set[str]] = {}  # key -> the ids in `_fresh` filed under it
         self.links: LinkMap | None = None
         """The account links in memory, when this process's projection worker tells it
         what it wrote (`follow_links_in_memory`); else each look-up reads them."""
@@ -442,22 +443,55 @@ class AccountDirectory:
                        unfile_if_rejected: bool) -> None:
         """`remember` a registration's or claim's identity after its append, keeping the
         name forms it newly filed under its key when they are to be taken back if it is
-        rejected (`rejected`, policy `match.rejected_names: unfiled`)."""
-        if unfile_if_rejected and identity.name:
+        rejected (`rejected`, policy `match.rejected_names: unfiled`). A form it files that
+        an undecided filing brought first is no longer that one's alone to take back."""
+        if identity.name:
             forms = self._index.new_name_forms(account_key, identity.name, identity.country)
-            if forms:
+            if self._fresh_on.get(account_key):
+                self._brought_too(account_key, identity.name, forms, identity.country)
+            if forms and unfile_if_rejected:
                 self._fresh[entity_id] = (account_key, forms, identity.country,
                                           identity.name)
+                self._fresh_on.setdefault(account_key, set()).add(entity_id)
                 while len(self._fresh) > self._recent_size:
-                    self._fresh.popitem(last=False)
+                    self._forget_fresh(next(iter(self._fresh)))
         self.remember(account_key, identity)
+
+    def _brought_too(self, account_key: str, name: str, new: tuple[str, ...],
+                     country: str | None) -> None:
+        """Another filing under `account_key` brings `name`'s forms that were filed already:
+        an undecided filing that brought them first no longer takes them back if rejected
+        (session 29 second rival review: a rival's "B dba T", rejected, took T back from
+        the key while the holder's filing of T, made before that decision, held it)."""
+        again = set(name_forms(name)).difference(new)
+        here = country or UNKNOWN_COUNTRY
+        for other in list(self._fresh_on.get(account_key, ())):
+            key, forms, filed_in, filed_name = self._fresh[other]
+            if (filed_in or UNKNOWN_COUNTRY) != here or again.isdisjoint(forms):
+                continue
+            kept = tuple(f for f in forms if f not in again)
+            if kept:
+                self._fresh[other] = (key, kept, filed_in, filed_name)
+            else:
+                self._forget_fresh(other)
+
+    def _forget_fresh(self, entity_id: str
+                      ) -> tuple[str, tuple[str, ...], str | None, str] | None:
+        found = self._fresh.pop(entity_id, None)
+        if found is not None:
+            ids = self._fresh_on.get(found[0])
+            if ids is not None:
+                ids.discard(entity_id)
+                if not ids:
+                    del self._fresh_on[found[0]]
+        return found
 
     def decided(self, entity_id: str, status: str | None) -> None:
         """A registration or claim this process filed is decided: rejected, the name forms
         it newly filed are taken back (a filing that never held anything adds no names that
         join customers, session 29; the adjudicator does the same). A rewarm started before
         puts them back until the next one: the directory read model still files them."""
-        found = self._fresh.pop(entity_id, None)
+        found = self._forget_fresh(entity_id)
         if found is not None and status == "rejected":
             account_key, forms, country, _ = found
             self._index.unfile_names(account_key, forms, country)
