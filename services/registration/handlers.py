@@ -1047,7 +1047,8 @@ class Commands:
             # When its registration entered this dispute (not its first decision: it
             # may have been drawn in later), as `GET /v1/disputes/{id}` reads it.
             entered = await self.readmodel.entered(str(data["id"]), scope.own_ids)
-            data = partner_view.dispute(data, scope, entered.at, entered.opening)
+            data = partner_view.dispute(data, scope, entered.at, entered.opening,
+                                        reason=entered.reason)
         return DisputeCommandView.model_validate(data)
 
     async def _contestable(self, registration_id: str, partner_id: str,

@@ -838,3 +838,20 @@ def test_a_timeline_starts_at_the_registrations_own_submission() -> None:
     scope = Scope.of(P1, HOLDERS, {"reg_own1"})
     shown = pv.timeline(entries, scope, ids_key=KEY)
     assert [e["type"] for e in shown] == [e["type"] for e in entries], shown
+
+
+def test_a_partner_reads_a_disputes_reason_as_when_it_entered() -> None:
+    """A rival joining a review makes it a collision for the staff; a partner reads the
+    reason its own registration entered with (its own joining's change included)."""
+    steps = [("dealreg.dispute.opened.v1", {"reason": "possible_duplicate",
+                                            "registration_ids": ["reg_a", "reg_b"]}),
+             ("dealreg.dispute.joined.v1", {"reason": "tie", "added_ids": ["reg_c"]}),
+             ("dealreg.dispute.joined.v1", {"added_ids": ["reg_d"]})]
+    assert pv.reason_when_entered(steps, {"reg_a"}) == "possible_duplicate"
+    assert pv.reason_when_entered(steps, {"reg_c"}) == "tie"
+    assert pv.reason_when_entered(steps, {"reg_d"}) == "tie"
+    assert pv.reason_when_entered(steps, {"reg_z"}) is None
+    view = {"id": "dsp_1", "status": "open", "reason": "tie", "registration_ids": ["reg_a"]}
+    scope = Scope(Viewer("partner", "p-1"), own_ids=frozenset({"reg_a"}))
+    assert pv.dispute(view, scope, reason="possible_duplicate")["reason"] == "possible_duplicate"
+    assert pv.dispute(view, Scope(Viewer("admin")), reason="possible_duplicate")["reason"] == "tie"
