@@ -271,6 +271,14 @@ _IDS_IN_TEXT: Final = re.compile(r"\b(?:reg|clm)_[0-9A-Za-z]+\b")
 # wording does not tell one rival from many.
 _RIVALS: Final = re.compile(r"another partner's registration|a direct (?:named-account|"
                             r"opportunity) claim|\b(?:\d+ )?other (?:parties|registrations)\b")
+_MEMBER_LIST: Final = re.compile(r"\b(?:(?:reg|clm)_[0-9A-Za-z]+|" + re.escape(ANOTHER) + r")"
+                            r"(?:, (?:(?:reg|clm)_[0-9A-Za-z]+\b|" + re.escape(ANOTHER) + r"))+")
+"""A list of members in a sentence (a settlement's "approved: reg_a; rejected: reg_b, reg_c",
+`adjudication.domain.disputes._settled_sentence`), once every id not the viewer's reads
+"another party": a list naming the viewer's own ids reads those alone (`_own_in_list`).
+"rejected: <own id>, another party" told a partner that a rival lost beside it, one more
+than the winner it knew of (a rival that joined after it, which its timeline hides), and
+the order of the two when the rival filed first (session 29)."""
 _COUNT_OF_REGISTRATIONS: Final = re.compile(r"\bover \d+ registrations?\b")
 _DUE_IN_TEXT: Final = re.compile(r"\bdue (\d{4}-\d{2}-\d{2} \d{2}):\d{2} UTC\b")
 """A dispute's deadline as the adjudicator's sentences write it (to the minute). In a
@@ -339,8 +347,9 @@ _DROP: Final = object()
 def scrub(text: Any, scope: Scope) -> Any:
     """Free text with every registration or claim id that is not the viewer's, and every
     description of rivals, replaced by "another party" (a run of them by one), counts of
-    registrations taken out, and a rival's submission read without its distance from the
-    viewer's (`_GAP_IN_TEXT`): the text tells neither who, nor how many, nor when."""
+    registrations taken out, a list of members naming the viewer's own ids cut to them
+    (`_MEMBER_LIST`), and a rival's submission read without its distance from the viewer's
+    (`_GAP_IN_TEXT`): the text tells neither who, nor how many, nor when."""
     if not isinstance(text, str):
         return text
     for label in sorted({lb for k in scope.foreign_keys for lb in _key_labels(k)},
@@ -353,11 +362,19 @@ def scrub(text: Any, scope: Scope) -> Any:
     text = _IDS_IN_TEXT.sub(lambda m: m.group(0) if m.group(0) in scope.own_ids else ANOTHER,
                             text)
     text = _RIVALS.sub(ANOTHER, text)
+    text = _MEMBER_LIST.sub(_own_in_list, text)
     text = _RUN.sub(ANOTHER, text)
     text = _COUNT_OF_REGISTRATIONS.sub("over the registrations", text)
     text = _GAP_IN_TEXT.sub("submitted earlier", text)
     text = _CARRIED_CLAUSE.sub(r"level \1 is with ", text)
     return _DUE_IN_TEXT.sub(_due_to_the_hour, text)
+
+
+def _own_in_list(match: re.Match[str]) -> str:
+    """A list of members (`_MEMBER_LIST`): the viewer's own ids alone when it names any (their
+    company does not count the rivals), else one "another party"."""
+    own = [item for item in match.group(0).split(", ") if item != ANOTHER]
+    return ", ".join(own) if own else ANOTHER
 
 
 def _due_to_the_hour(match: re.Match[str]) -> str:

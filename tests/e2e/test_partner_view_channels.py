@@ -10,6 +10,8 @@ the raw bytes received.
 - A partner in a `possible_duplicate` review read its dispute's `reason` turn into a
   collision's (`tie`) when a rival's registration joined it: the rival's arrival, which
   its timeline hides (`partner_view.dispute`, the reason as of its entry).
+- The loser of a three-way tie read the settlement's sentence as "rejected: <its id>,
+  another party": a second rival had lost beside it (`partner_view._MEMBER_LIST`).
 """
 
 from __future__ import annotations
@@ -143,3 +145,51 @@ async def test_a_rival_joining_a_partners_review_does_not_change_the_reason_it_r
     assert (after["reason"], [d["reason"] for d in listed]) == (
         "possible_duplicate", ["possible_duplicate"]), (after, listed)
     assert after == before, (before, after)
+
+
+async def _settled_reads(system: Running, partners: list[str], domain: str
+                         ) -> tuple[list[dict[str, object]], str]:
+    """Each of `partners` registers `domain` in turn (the first is approved, the others
+    tie with it); the dispute's owner awards the first. Returns what the second partner
+    reads of the settlement (its dispute, its timeline's `dispute.resolved` entry, its
+    webhook body) with its own ids written as placeholders, and the dispute's id."""
+    regs = [await submit(system.admin, registration(partner, domain)) for partner in partners]
+    assert regs[0]["status"] == "approved", regs[0]
+    dispute = regs[1]["dispute_id"]
+    assert dispute and all(r["dispute_id"] == dispute for r in regs[1:]), regs
+    await system.settle()
+    staff = (await (await system.queries("channel_manager", "cm")).get(
+        f"/v1/disputes/{dispute}")).json()
+    owner = (await system.as_("owner", staff["owner_id"]))[0]
+    settled = await owner.post(f"/v1/disputes/{dispute}/resolve", headers={"Prefer": "wait=15"},
+                               json={"outcome": "award", "registration_id": regs[0]["id"]})
+    assert settled.status_code == 200, settled.text
+    await system.settle()
+    queries = await system.queries("partner", partners[1])
+    mine = regs[1]["id"]
+    read = (await queries.get(f"/v1/disputes/{dispute}")).json()
+    timeline = (await queries.get(f"/v1/registrations/{mine}/timeline")).json()["entries"]
+    entry = next(e for e in timeline if e["type"] == "dealreg.dispute.resolved.v1")
+
+    def placeholders(text: str) -> str:
+        return text.replace(mine, "<mine>").replace(dispute, "<dispute>")
+
+    return [{"read": placeholders(read["resolution"]["explanation"]),
+             "timeline": placeholders(entry["data"]["explanation"])}], dispute
+
+
+async def test_a_settlements_sentence_does_not_tell_a_partner_how_many_rivals_it_had(
+        system: Running) -> None:
+    """A settlement's sentence lists the approved and the rejected members ("approved:
+    reg_a; rejected: reg_b, reg_c"). A partner reads another's id as "another party", a run
+    of them as one: so the loser p2 of a three-way tie read "rejected: <its id>, another
+    party", and knew that a third registration (p3's, which joined after it and which
+    nothing else shows it) had lost beside it. It reads what it reads in a two-way tie."""
+    for partner in (p1 := fresh("p1"), p2 := fresh("p2"), p3 := fresh("p3"),
+                    q1 := fresh("q1"), q2 := fresh("q2")):
+        await system.admin.put(f"/v1/partners/{partner}", json={
+            "name": "P", "type": "reseller", "tier": "gold", "status": "active"})
+    three, _ = await _settled_reads(system, [p1, p2, p3], f"{fresh('three')}.com")
+    two, _ = await _settled_reads(system, [q1, q2], f"{fresh('two')}.com")
+    assert three == two, (three, two)
+    assert "<mine>" in three[0]["read"], three  # its own result it reads
