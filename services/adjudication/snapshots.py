@@ -73,7 +73,7 @@ log = get_logger(__name__)
 
 MAGIC: Final = b"DEALREG-ADJ-SNAPSHOT\n"
 FORMAT_VERSION: Final = 1
-STATE_SCHEMA_VERSION: Final = 7
+STATE_SCHEMA_VERSION: Final = 8
 """Bump when what `AdjudicationState` (or anything it holds) means changes without its
 fields changing; a changed field list changes the fingerprint by itself. 3: the account
 index files domains in key form (`dom:x`) and names by owner ordinal (session 22). 4: it
@@ -85,7 +85,9 @@ normalised with their place qualifiers (session 28; a state of 4 lacks those ent
 (`Entry.reported`, session 28: a state of 5 lost them, so a settlement after a restore
 named the copy otherwise than after a replay). 7: a chain naming more than two names
 ("A dba B dba C") is one name, no longer filed under each, and "Acme (NA)" in Namibia is
-"acme" (session 28 rival review; a state of 6 holds the old forms)."""
+"acme" (session 28 rival review; a state of 6 holds the old forms). 8: the names a
+filing rejected at its decision brought to its key are taken back (`match.rejected_names:
+unfiled`, session 29; a state of 7 still holds them)."""
 CODEC: Final = "pickle5+zlib"
 
 _STATE_MODULES: Final = (state_module, identity_module, index_module, sameness_module,

@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from standardwebhooks import Webhook
 
 from shared import metrics, tracing
+from shared.api import partner_view
 from shared.busy import retry_when_busy
 from shared.logging import get_logger
 from shared.readmodel.queries import one_of
@@ -412,6 +413,9 @@ class NotificationSender:
                           **{"http.request.method": "POST"}) as trace:
             if trace is not None:
                 headers.update(trace.headers())
+            # A partner's webhook carries none of the cause's trace context: the cause may
+            # be a rival's request (`partner_view.WEBHOOK_HEADERS`).
+            headers = partner_view.webhook_headers(str(row["recipient_kind"]), headers)
             try:
                 response = await post_pinned(self.http, resolved, body.encode(), headers,
                                              self.settings.notification_timeout_seconds)

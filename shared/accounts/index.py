@@ -239,6 +239,16 @@ def _add_value(values: list[str | tuple[str, ...] | None], ordinal: int, value: 
     return True
 
 
+def _drop_value(values: list[str | tuple[str, ...] | None], ordinal: int, value: str) -> None:
+    """Unfile `value` for `ordinal` (`_add_value` undone)."""
+    current = values[ordinal]
+    if current == value:
+        values[ordinal] = None
+    elif isinstance(current, tuple) and value in current:
+        rest = tuple(v for v in current if v != value)
+        values[ordinal] = rest[0] if len(rest) == 1 else rest
+
+
 def _values(value: str | tuple[str, ...] | None) -> frozenset[str]:
     if value is None:
         return frozenset()
@@ -248,13 +258,24 @@ def _values(value: str | tuple[str, ...] | None) -> frozenset[str]:
 _DOMAIN: Final = "dom:"
 
 
+_WIDE: Final = "~"
+"""Prefix of a full-width Salesforce id's `any_spelling` form in the index (`_spelled`)."""
+
+
 def _spelled(crm: str, salesforce: str | None) -> str | None:
     """The `any_spelling` form a non-Salesforce CRM id is also filed under, or None when
     it is a Salesforce id (`salesforce`: its strict 18) or already in that form."""
     if salesforce is not None or salesforce_18_any_case(crm) is not None:
         return None
     spelled = any_spelling(crm)
-    return spelled if spelled != crm else None
+    if spelled == crm:
+        return None
+    # A Salesforce id in full width is its Salesforce form under `any_spelling` alone
+    # (session 29): filed apart (`_WIDE`), so documents saying `any_case` or
+    # `salesforce_any_case`, which look in the same map, never find it (their logs replay
+    # as they decided).
+    return _WIDE + spelled if len(spelled) == 18 and spelled.isalnum() \
+        and salesforce_18(spelled) is not None else spelled
 
 
 def _domain_key(domain: str, account_key: str) -> str:
@@ -544,6 +565,36 @@ class AccountIndex:
                 return False
         return True
 
+    def new_name_forms(self, account_key: str, name: str, country: str | None
+                       ) -> tuple[str, ...]:
+        """The forms of `name` (normalised; "X dba Y": both) that `add` would newly file
+        under `account_key` in `country` (None: the unknown one): what `unfile_names` may
+        take back if the filing that brings them turns out to hold nothing."""
+        ordinal = self._ordinal.get(account_key)
+        names = self._countries.get(country or UNKNOWN_COUNTRY)
+        if ordinal is None or names is None:
+            return name_forms(name)
+        return tuple(form for form in name_forms(name)
+                     if ordinal not in _ordinals(names.owners.get(_sorted(form))))
+
+    def unfile_names(self, account_key: str, forms: Collection[str],
+                     country: str | None) -> None:
+        """Take the name `forms` filed in `country` (None: the unknown one) back from
+        `account_key` (`new_name_forms` of a filing that was rejected: a filing that never
+        held anything adds no names that join customers, session 29). A form the key still
+        has in another country stays among its names."""
+        ordinal = self._ordinal.get(account_key)
+        code = country or UNKNOWN_COUNTRY
+        names = self._countries.get(code)
+        if ordinal is None or names is None:
+            return
+        for form in forms:
+            sorted_name = _sorted(form)
+            names.remove(sorted_name, ordinal)
+            if not any(ordinal in _ordinals(other.owners.get(sorted_name))
+                       for other in self._countries.values()):
+                _drop_value(self._names_of, ordinal, sorted_name)
+
     def remove(self, account_key: str) -> bool:
         """Forget `account_key` and every facet filed under it (True if it was known).
         The index then answers exactly as if it had never been added: the same answers
@@ -676,7 +727,10 @@ class AccountIndex:
                              *_ordinals(self._by_salesforce.get(canonical)),
                              *(_ordinals(self._by_salesforce_any_case.get(canonical))
                                if crm_ids in ("salesforce_any_case", "any_case",
-                                              "any_spelling") else ()))
+                                              "any_spelling") else ()),
+                             *(_ordinals(self._by_salesforce_any_case.get(_WIDE + canonical))
+                               if crm_ids == "any_spelling" and len(canonical) == 18
+                               else ()))
             else:
                 crm_found = self._by_crm.get(crm)
         domain_found = self._by_domain.get(_DOMAIN + identity.domain) \

@@ -535,6 +535,12 @@ _REGIONS: Final[dict[str, frozenset[str]]] = {
 # A bracketed part anywhere, and a part after a spaced dash at the end.
 _BRACKETED: Final = re.compile(r"[(\[]([^()\[\]]*)[)\]]")
 _DASHED: Final = re.compile(r"\s[-\u2010-\u2015]+\s*([^-\u2010-\u2015()\[\]]+?)\s*$")
+# The words that join a legal name and a trade name in raw text ("dba", "d/b/a", "d.b.a.",
+# "doing business as", "trading as"; `_TRADE_NAME_PHRASES` reads them in folded tokens),
+# kept by `split` (one group).
+_TRADE_NAME_RAW: Final = re.compile(
+    r"(\s+(?:d\s*/\s*b\s*/\s*a|d\.?\s?b\.?\s?a\.?|doing\s+business\s+as|trading\s+as)\s+)",
+    re.IGNORECASE)
 
 
 def _is_home(place: str, country: str) -> bool:
@@ -560,10 +566,24 @@ def _drop_home_qualifiers(name: str, country: str) -> str:
     if "(" in out or "[" in out:
         out = _BRACKETED.sub(lambda m: " " if _is_home(m.group(1), country) else m.group(0),
                              out)
-    dashed = _DASHED.search(out)
-    if dashed is not None and _is_home(dashed.group(1), country):
-        out = out[: dashed.start()]
+    if _TRADE_NAME_RAW.search(out) is None:
+        out = _drop_dashed_home(out, country)
+    else:
+        # Each name of "X dba Y" ends where the other begins: "Acme Ltd - UK dba Acme
+        # Cloud" in GB is "acme dba acme cloud" (session 29, `SpellingRules`: the dash
+        # qualifier of the legal name stayed, with the legal form before it, and a rival's
+        # filing was another customer than the name-only holder's "Acme Ltd").
+        pieces = _TRADE_NAME_RAW.split(out)
+        out = "".join(piece if i % 2 else _drop_dashed_home(piece, country)
+                      for i, piece in enumerate(pieces))
     return out if _fold_text(out).split() else name
+
+
+def _drop_dashed_home(text: str, country: str) -> str:
+    dashed = _DASHED.search(text)
+    if dashed is not None and _is_home(dashed.group(1), country):
+        return text[: dashed.start()]
+    return text
 
 
 # "X dba Y" (also "d/b/a", "d.b.a.", "doing business as", "trading as"): one customer

@@ -83,6 +83,8 @@ def salesforce_18_any_case(crm_id: str) -> str | None:
 
 
 _GUID: Final = re.compile(r"[0-9A-Fa-f]{8}-(?:[0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}")
+_BRACED_GUID: Final = re.compile(
+    r"\{\s*([0-9A-Fa-f]{8}-?(?:[0-9A-Fa-f]{4}-?){3}[0-9A-Fa-f]{12})\s*\}")
 
 
 @lru_cache(maxsize=16384)
@@ -109,16 +111,29 @@ def any_spelling(crm_id: str) -> str:
     """Policy `match.crm_ids: any_spelling` (the default since session 28): the canonical
     form of a CRM id. A Salesforce id (15 or 18 alphanumerics as given) keeps Salesforce's
     reading (`salesforce_18_any_case`: the 15 are case-sensitive, two records may differ
-    only in case); any other id -- a GUID, a HubSpot number, "CRM-00123" -- is one id
-    whatever its spacing, hyphens, underscores, dots, slashes, letter case or width: those
-    characters removed, case and width folded ("CRM 00123", "crm-00123" and "CRM00123" are
-    "crm00123"). Such a form never equals a Salesforce id's canonical form (whose suffix
-    is upper case). An id of nothing but separators stays itself."""
+    only in case; also typed in full width); any other id -- a GUID, a HubSpot number,
+    "CRM-00123" -- is one id whatever its spacing, hyphens, underscores, dots, slashes,
+    letter case or width: those characters removed, case and width folded ("CRM 00123",
+    "crm-00123" and "CRM00123" are "crm00123"), a GUID also in braces ("{...}", Dynamics'
+    `getId()`). Such a form never equals a Salesforce id's canonical form (whose suffix is
+    upper case). An id of nothing but separators stays itself."""
     found = salesforce_18_any_case(crm_id)
     if found is not None:
         return found
-    # Width too: a full-width "ACC-1001" (as some input methods type it) is "ACC-1001".
-    squeezed = _SEPARATORS.sub("", unicodedata.normalize("NFKC", crm_id)).casefold()
+    # Width too: a full-width "ACC-1001" (as some input methods type it) is "ACC-1001",
+    # and a full-width Salesforce id is that id (session 29, `SpellingRules`: it was
+    # squeezed and case-folded, another customer than the holder's id).
+    plain = unicodedata.normalize("NFKC", crm_id)
+    if plain != crm_id:
+        found = salesforce_18_any_case(plain)
+        if found is not None:
+            return found
+    # A GUID in braces, as Dynamics 365's client API (`getId()`) and the registry format
+    # give it, is the GUID (session 29, `SpellingRules`: "{3f25...}" was another id).
+    braced = _BRACED_GUID.fullmatch(plain)
+    if braced is not None:
+        plain = braced.group(1)
+    squeezed = _SEPARATORS.sub("", plain).casefold()
     return squeezed or crm_id
 
 

@@ -271,6 +271,14 @@ _IDS_IN_TEXT: Final = re.compile(r"\b(?:reg|clm)_[0-9A-Za-z]+\b")
 # wording does not tell one rival from many.
 _RIVALS: Final = re.compile(r"another partner's registration|a direct (?:named-account|"
                             r"opportunity) claim|\b(?:\d+ )?other (?:parties|registrations)\b")
+_MEMBER_LIST: Final = re.compile(r"\b(?:(?:reg|clm)_[0-9A-Za-z]+|" + re.escape(ANOTHER) + r")"
+                            r"(?:, (?:(?:reg|clm)_[0-9A-Za-z]+\b|" + re.escape(ANOTHER) + r"))+")
+"""A list of members in a sentence (a settlement's "approved: reg_a; rejected: reg_b, reg_c",
+`adjudication.domain.disputes._settled_sentence`), once every id not the viewer's reads
+"another party": a list naming the viewer's own ids reads those alone (`_own_in_list`).
+"rejected: <own id>, another party" told a partner that a rival lost beside it, one more
+than the winner it knew of (a rival that joined after it, which its timeline hides), and
+the order of the two when the rival filed first (session 29)."""
 _COUNT_OF_REGISTRATIONS: Final = re.compile(r"\bover \d+ registrations?\b")
 _DUE_IN_TEXT: Final = re.compile(r"\bdue (\d{4}-\d{2}-\d{2} \d{2}):\d{2} UTC\b")
 """A dispute's deadline as the adjudicator's sentences write it (to the minute). In a
@@ -339,8 +347,9 @@ _DROP: Final = object()
 def scrub(text: Any, scope: Scope) -> Any:
     """Free text with every registration or claim id that is not the viewer's, and every
     description of rivals, replaced by "another party" (a run of them by one), counts of
-    registrations taken out, and a rival's submission read without its distance from the
-    viewer's (`_GAP_IN_TEXT`): the text tells neither who, nor how many, nor when."""
+    registrations taken out, a list of members naming the viewer's own ids cut to them
+    (`_MEMBER_LIST`), and a rival's submission read without its distance from the viewer's
+    (`_GAP_IN_TEXT`): the text tells neither who, nor how many, nor when."""
     if not isinstance(text, str):
         return text
     for label in sorted({lb for k in scope.foreign_keys for lb in _key_labels(k)},
@@ -353,11 +362,19 @@ def scrub(text: Any, scope: Scope) -> Any:
     text = _IDS_IN_TEXT.sub(lambda m: m.group(0) if m.group(0) in scope.own_ids else ANOTHER,
                             text)
     text = _RIVALS.sub(ANOTHER, text)
+    text = _MEMBER_LIST.sub(_own_in_list, text)
     text = _RUN.sub(ANOTHER, text)
     text = _COUNT_OF_REGISTRATIONS.sub("over the registrations", text)
     text = _GAP_IN_TEXT.sub("submitted earlier", text)
     text = _CARRIED_CLAUSE.sub(r"level \1 is with ", text)
     return _DUE_IN_TEXT.sub(_due_to_the_hour, text)
+
+
+def _own_in_list(match: re.Match[str]) -> str:
+    """A list of members (`_MEMBER_LIST`): the viewer's own ids alone when it names any (their
+    company does not count the rivals), else one "another party"."""
+    own = [item for item in match.group(0).split(", ") if item != ANOTHER]
+    return ", ".join(own) if own else ANOTHER
 
 
 def _due_to_the_hour(match: re.Match[str]) -> str:
@@ -643,6 +660,23 @@ partner's own registrations' results."""
 WEBHOOK_PAYLOAD: Final[Shape] = {"type": SHOW, "timestamp": SHOW, "data": Nested(WEBHOOK_DATA)}
 """A webhook body as a partner's delivery log shows it (`{"type", "timestamp", "data"}`)."""
 
+WEBHOOK_HEADERS: Final = frozenset({"content-type", "user-agent", "webhook-id",
+                                    "webhook-timestamp", "webhook-signature"})
+"""The headers a partner's webhook request carries (`webhook_headers`): the Standard
+Webhooks ones. Not the W3C trace context (`traceparent`, `tracestate`) of the request
+that caused the decision, which owners' webhooks carry: a partner's `dispute.resolved` may
+be caused by a rival's request (its withdrawal ending the dispute `moot`, its CRM's close),
+whose trace id and `tracestate` (free text the rival's systems put there: a user, a
+tenant, a deal) are the rival's (session 29)."""
+
+
+def webhook_headers(recipient_kind: str, headers: Mapping[str, str]) -> dict[str, str]:
+    """A webhook request's headers as sent to its recipient: a partner gets only
+    `WEBHOOK_HEADERS` (an allow-list, like every partner shape), other recipients all."""
+    if recipient_kind != "partner":
+        return dict(headers)
+    return {k: v for k, v in headers.items() if k.lower() in WEBHOOK_HEADERS}
+
 DELIVERY_ATTEMPT: Final[Shape] = {
     "attempt": SHOW, "at": SHOW, "outcome": SHOW, "status_code": SHOW, "duration_ms": SHOW,
     "error": HIDE,
@@ -718,11 +752,37 @@ def carries_on(opening: Mapping[str, Any]) -> bool:
     return isinstance(text, str) and _CARRIED_CLAUSE.search(text) is not None
 
 
+def reason_when_entered(steps: Iterable[tuple[str, Mapping[str, Any]]],
+                        own_ids: Collection[str]) -> str | None:
+    """A dispute's reason when the first of `own_ids` entered it: `steps` are its opening
+    and joinings (`(type, data)`, in time order); a joining's `reason` is the one it
+    changed the dispute to (a review a confident collision joined reads as that
+    collision). None: none of `own_ids` is named.
+
+    A partner reads this reason (`dispute()`), not the dispute's latest: a rival's
+    registration joining its `possible_duplicate` review turned the reason it read into
+    `tie`, telling it that a rival had arrived and when (polling), which its timeline
+    hides (`_ONLY_WHEN_OWN`; session 29). Its own joining's change it reads."""
+    own = set(own_ids)
+    reason: str | None = None
+    for kind, data in steps:
+        if kind == "dealreg.dispute.opened.v1":
+            reason = data.get("reason") or reason
+            named = data.get("registration_ids")
+        else:
+            reason = data.get("reason") or reason
+            named = data.get("added_ids")
+        if own & set(named or ()):
+            return reason
+    return None
+
+
 def dispute(view: Mapping[str, Any], scope: Scope, joined_at: Any = None,
-            opening: Mapping[str, Any] | None = None) -> Row:
+            opening: Mapping[str, Any] | None = None, reason: str | None = None) -> Row:
     """A dispute the viewer is party to (`GET /v1/disputes...` and command answers).
     `joined_at`: when the viewer's first registration entered it; a dispute opened
     before that shows `opened_at` as that moment (the real one is a rival's submission).
+    `reason`: its reason when the viewer entered (`reason_when_entered`; None: the row's).
     `opening`: its `dealreg.dispute.opened.v1` data (`queries.entered_dispute` reads both),
     which says whether it carries on an older dispute (`carries_on`); None: not read, the
     row's own sentence is. The command side passes `opened_at` and `explanation` too
@@ -730,6 +790,8 @@ def dispute(view: Mapping[str, Any], scope: Scope, joined_at: Any = None,
     if not scope.viewer.restricted:
         return dict(view)
     out = apply(view, DISPUTE, scope.knowing(view))
+    if reason is not None and "reason" in out:
+        out["reason"] = reason  # as when the viewer entered (`reason_when_entered`)
     opened = out.get("opened_at")
     late = joined_at is not None and opened is not None and _later(joined_at, opened)
     if late:

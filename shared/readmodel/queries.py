@@ -256,6 +256,9 @@ class Entered:
     opening: dict[str, Any] | None
     """The dispute's `dealreg.dispute.opened.v1` data (None: not in the timelines model
     yet): whether it carries on an older dispute (`partner_view.carries_on`)."""
+    reason: str | None = None
+    """The dispute's reason when the first of its registrations entered it
+    (`partner_view.reason_when_entered`; None: not known)."""
 
 
 OPENING_STEPS: Final = ("dealreg.dispute.opened.v1", "dealreg.dispute.joined.v1")
@@ -291,7 +294,9 @@ async def entered_dispute(conn: AsyncConnection, dispute_id: str, ids: Iterable[
         .order_by(timeline_entries.c.at_us))).all()
     steps = [(at_us, kind, orjson.loads(raw)) for at_us, kind, raw in rows]
     opening = next((data for _, kind, data in steps if kind == OPENING_STEPS[0]), None)
-    return Entered(entered_at(first, steps, wanted) if wanted else first, opening)
+    return Entered(entered_at(first, steps, wanted) if wanted else first, opening,
+                   partner_view.reason_when_entered(
+                       [(kind, data) for _, kind, data in steps], wanted))
 
 
 def _moment_of(value: Any) -> datetime:

@@ -56,7 +56,7 @@ from services.registration.models import (
     RegistrationRequest,
     ResolutionRequest,
 )
-from shared.accounts.normalize import registrable_domain
+from shared.accounts.normalize import name_similarity, normalize_name, registrable_domain
 from shared.accounts.salesforce import canonical_crm_id, salesforce_18
 from shared.api.auth import Principal
 from shared.api.problems import Problem
@@ -79,6 +79,7 @@ from shared.policy import Escalation, EscalationLevel, Policy
 from shared.readmodel.schema import claims as claims_table
 from shared.readmodel.schema import disputes as disputes_table
 from shared.readmodel.schema import registrations as registrations_table
+from tests.support import companies as companies_mod
 from tests.support.companies import Registration, generate
 from tests.support.pipeline import ADMIN, Pipeline, SimClock, simulated_time
 
@@ -118,9 +119,10 @@ _TARGET = os.environ.get("DEALREG_PROPERTY_TARGET")
 
 def _crm(crm_id: str | None) -> str | None:
     """A CRM id as the policies the machine publishes compare it (`match.crm_ids:
-    any_case`, their default: a Salesforce id's 15- and 18-character spellings, the
-    18-character one in any case, and a GUID in any case, are one id)."""
-    return canonical_crm_id(crm_id, "any_case") if crm_id else crm_id
+    any_spelling`, their default since session 28: a Salesforce id's 15- and 18-character
+    spellings, the 18-character one in any case, and any other id whatever its case,
+    separators or width, are one id)."""
+    return canonical_crm_id(crm_id, "any_spelling") if crm_id else crm_id
 
 
 def _shape(text: str) -> str:
@@ -1301,7 +1303,7 @@ class Invariants(RuleBasedStateMachine):
                 spec = self.model.regs[rid].spec
                 groups[root].add(spec.company_id)
                 if spec.crm_account_id:
-                    crm[root].add(canonical_crm_id(spec.crm_account_id, "any_case"))
+                    crm[root].add(canonical_crm_id(spec.crm_account_id, "any_spelling"))
         for root, companies in groups.items():
             if not (len(companies) == 1 and len(crm[root]) <= 1):
                 self.violation(3,
@@ -1529,6 +1531,27 @@ CUSTOMER_OF = {_CUSTOMER + c.id: c for c in CUSTOMERS.companies}
 GUIDED = [s for s in CUSTOMER_SPECS if s.crm_account_id is not None
           and canonical_crm_id(s.crm_account_id, "any_case") != s.crm_account_id.upper()]
 """Registrations carrying a GUID CRM id (in the company's case or recased)."""
+SPELLED = generate(seed=12, registrations=24, collision_share=0.5, partners=5,
+                   same_name_share=0.35, subsidiary_share=0.2, countryless_share=0.25,
+                   guid_share=0.3, qualifier_share=0.25, trade_name_share=0.35,
+                   crm_spelling_share=0.5, mark_share=0.2, salesforce_share=0.25)
+"""POOL's companies and registrations (same seed and arguments) retyped by the generator's
+conventions 8-11 (session 29): names with a qualifier naming their own country or region,
+"<legal> dba <trade>" names (and a trade name alone beside an identifier), CRM ids in
+other spellings (case, separators, braces around a GUID, full width; some companies keyed
+by a Salesforce id), trademark signs and full-width letters; a quarter filed without a
+country, some GUIDs (conventions 5 and 6)."""
+_SPELLED = "s29-"
+SPELLED_SPECS = tuple(dataclasses.replace(r, company_id=_SPELLED + r.company_id)
+                      for r in SPELLED.registrations)
+SPELLED_OF = {_SPELLED + c.id: c for c in SPELLED.companies}
+NAMED_ONLY = {r.company_id for r in SPELLED_SPECS if r.name_only}
+"""Companies registered by name alone somewhere in the pool: a trade name alone beside an
+identifier would be another name than the one their name-only holder filed (convention 9
+never types it)."""
+CHAINS: dict[str, tuple[str, ...]] = {}
+"""A squatter's "A dba B dba C" company id -> the companies its name lists."""
+CHAIN_SPECS: dict[str, Registration] = {}
 CLOSABLE = ("approved", "in_review", "submitted", "expired")
 """What a CRM close may end (services/registration/handlers.py)."""
 SESSION27: Counter[str] = Counter()
@@ -1537,13 +1560,20 @@ SESSION27: Counter[str] = Counter()
 
 def specs_of(company_id: str) -> list[Registration]:
     """Every way the machines register this company."""
+    if company_id in CHAIN_SPECS:
+        return [CHAIN_SPECS[company_id]]
     return [r for r in (*SPECS, *(s for pair in RACES for s in pair), *SALESFORCE,
-                        *CONTACTED, *CUSTOMER_SPECS) if r.company_id == company_id]
+                        *CONTACTED, *CUSTOMER_SPECS, *SPELLED_SPECS)
+            if r.company_id == company_id]
 
 
 def company_name(company_id: str) -> str:
     if company_id in CUSTOMER_OF:
         return CUSTOMER_OF[company_id].name
+    if company_id in SPELLED_OF:
+        return SPELLED_OF[company_id].name
+    if company_id in CHAINS:
+        return " dba ".join(company_name(c) for c in CHAINS[company_id])
     return _RECENT_NAMES.get(company_id) or POOL.company(company_id).name
 
 
@@ -1552,10 +1582,11 @@ def close_choice(carrying: list[Reg]) -> Reg | None:
     decisions so far give their statuses (README, "Closing a deal"): a single one is
     itself; among closable registrations of several partners, the one approved with
     exclusive protection (rule not `non_exclusive`) when its partner filed the reference
-    before every other partner's closable one (session 28: a rival's later copy neither
-    takes nor blocks the close), else none; among one partner's, the one closable
-    registration (active before expired); none when two of one partner's are active (or,
-    none active, two expired): the CRM must say which."""
+    before every other partner's closable one that holds or held something (session 28: a
+    rival's later copy neither takes nor blocks the close; session 29: one in review or
+    undecided holds nothing and never blocks it, whenever filed), else none; among one
+    partner's, the one closable registration (active before expired); none when two of one
+    partner's are active (or, none active, two expired): the CRM must say which."""
     if len(carrying) == 1:
         return carrying[0]
     closable = [r for r in carrying if r.status in CLOSABLE]
@@ -1566,7 +1597,8 @@ def close_choice(carrying: list[Reg]) -> Reg | None:
             return None
         holder = holders[0]
         first = min(filed[r.id] for r in carrying if r.partner == holder.partner)
-        later = all(filed[r.id] > first for r in closable if r.partner != holder.partner)
+        later = all(filed[r.id] > first for r in closable
+                    if r.partner != holder.partner and r.status not in ("in_review", "submitted"))
         return holder if later else None
     for statuses in (CLOSABLE[:3], CLOSABLE[3:]):
         found = [r for r in closable if r.status in statuses]
@@ -1835,6 +1867,36 @@ class CustomerRules(Invariants):
         if reg is not None:
             SESSION27[f"country-less by {how}: {reg.status} ({reg.rule})"] += 1
 
+    @precondition(lambda self: any(r.status == "approved" and r.partner != DIRECT
+                                   for r in self.model.regs.values()))
+    @rule(index=st.integers(0, 50), other=st.integers(0, 50),
+          products=st.sets(st.sampled_from(PRODUCTS), min_size=1, max_size=2))
+    def file_trade_name_again(self, index: int, other: int, products: set[str]) -> None:
+        """A partner holding a customer files it again as "<its name> dba <another
+        company's name>" (a rival's customer, perhaps): rejected as its own duplicate, the
+        filing adds no name to its customer's key (session 29, policy `match.rejected_names:
+        unfiled`): no adjudicator partition has a name under that key it did not have."""
+        held = [r for r in self.model.regs.values()
+                if r.status == "approved" and r.partner != DIRECT]
+        holder = held[index % len(held)]
+        named = [c for c in CUSTOMER_OF.values() if c.name != company_name(holder.company)]
+        trade = named[other % len(named)].name
+        spec = dataclasses.replace(holder.spec, name=f"{holder.spec.name} dba {trade}")
+        states = self.pipeline.adjudicator.states.values
+        before = {id(st_): st_.index.filed_names(holder.key or "") for st_ in states()}
+        reg = self.submit(spec, holder.partner, set(holder.products) | products, "resell")
+        self.settle()
+        if reg is None or reg.status != "rejected" or reg.key is None:
+            return
+        SESSION27[f"trade name filed again: rejected ({reg.rule})"] += 1
+        for state in states():
+            was = before.get(id(state), ())
+            now = state.index.filed_names(reg.key)
+            added = {n for n, _ in now} - {n for n, _ in was}
+            if reg.key == holder.key and added:
+                self.violation(3, f"{reg.id} rejected ({reg.rule}) filed {sorted(added)} "
+                               f"under {reg.key}")
+
     @precondition(lambda self: any(r.spec in GUIDED for r in self.model.regs.values()))
     @rule(index=st.integers(0, 50), partner=st.integers(1, 4),
           case=st.sampled_from(("lower", "upper", "swap")), domain=st.booleans(),
@@ -1862,6 +1924,174 @@ class CustomerRules(Invariants):
                 self.violation(3, f"{holder.company}'s GUID filed under two keys: "
                                f"{holder.spec.crm_account_id} as {holder.key}, {recased} "
                                f"as {reg.key}")
+
+
+SPELLINGS: Counter[str] = Counter()
+"""How often each of the session-28 spelling rules fired in this process."""
+
+
+class SpellingRules(Invariants):
+    """The machine with the session-28 name and CRM-id rules (DESIGN.md, invariants 1, 3
+    and 19): its registrations are `SPELLED`'s (the generator's conventions 8-11); a rival
+    files a held company in a spelling drawn afresh (a home qualifier, "dba" with the
+    trade name or the trade name alone, a trademark sign or full-width letters, the CRM id
+    respelled), and a squatter files a chain "A dba B dba C" naming three companies of one
+    country. Spellings of one customer must be one customer (one key where an identifier
+    is shared; else met by name: invariant 1 holds), and a chain holds none of the
+    companies it lists. A separate machine, so the others' derandomized runs stay the
+    ones CI has always seen."""
+
+    @rule(spec=st.sampled_from(SPELLED_SPECS), partner=st.sampled_from(PARTNERS),
+          products=st.sets(st.sampled_from(PRODUCTS), min_size=1, max_size=2),
+          motion=st.sampled_from(("resell", "resell", "resell", "co_sell", "referral")))
+    def register(self, spec: Registration, partner: str, products: set[str], motion: str
+                 ) -> None:
+        self.submit(spec, partner, products, motion)
+        self.settle()
+
+    @rule(spec=st.sampled_from(SPELLED_SPECS), rep=st.sampled_from(("rep-1", "rep-2")),
+          kind=st.sampled_from(("opportunity", "opportunity", "named_account")),
+          products=st.sets(st.sampled_from(PRODUCTS), min_size=1, max_size=2))
+    def file_claim(self, spec: Registration, rep: str, kind: str, products: set[str]) -> None:
+        self.claim(spec, rep, kind, products)
+
+    @precondition(lambda self: any(r.company in SPELLED_OF for r in self.model.regs.values()))
+    @rule(index=st.integers(0, 50), pick=st.integers(0, 5), partner=st.integers(1, 4),
+          how=st.sampled_from(("qualifier", "dba", "trade_name", "mark", "width", "crm")),
+          seed=st.integers(0, 2**16),
+          products=st.sets(st.sampled_from(PRODUCTS), min_size=1, max_size=2))
+    def respell_rival(self, index: int, pick: int, partner: int, how: str, seed: int,
+                      products: set[str]) -> None:
+        """A rival files a company someone filed, spelled `how` (the generator's
+        conventions 8-11, drawn afresh): the same customer as every other spelling."""
+        held = [r for r in self.model.regs.values() if r.company in SPELLED_OF]
+        if how in ("dba", "trade_name"):  # a company the spelling exists for, if any held
+            held = [r for r in held if SPELLED_OF[r.company].trade_name] or held
+        holder = held[index % len(held)]
+        company = SPELLED_OF[holder.company]
+        same = specs_of(holder.company)
+        base = same[pick % len(same)]
+        rng = random.Random(seed)
+        changes: dict[str, Any] = {}
+        name = company.name if base.variant in ("typo", "spaced", "dba", "trade_name") \
+            else base.name
+        if how == "qualifier" and not base.countryless:
+            changes.update(name=companies_mod._qualify(rng, name, base.country),
+                           variant="qualifier", qualified=True)
+        elif how in ("dba", "trade_name") and company.trade_name is not None:
+            if how == "trade_name" and not base.name_only \
+                    and holder.company not in NAMED_ONLY:
+                changes.update(name=company.trade_name, variant="trade_name")
+            else:
+                legal, trade = name, company.trade_name
+                if not base.countryless and rng.random() < 0.5:
+                    if rng.random() < 0.5:
+                        legal = companies_mod._qualify(rng, legal, base.country)
+                    else:
+                        trade = companies_mod._qualify(rng, trade, base.country)
+                joiner = rng.choice(companies_mod._DBA[base.country])
+                changes.update(name=legal + joiner + trade, variant="dba")
+        elif how == "mark":
+            changes.update(name=companies_mod._mark(rng, name), marked=True)
+        elif how == "width":
+            changes.update(name=companies_mod._full_width(name), marked=True)
+        elif how == "crm":
+            spelled = companies_mod._respell_crm(rng, company.crm_account_id)
+            # By the CRM id alone beside the name (no domain to join them): the spelling
+            # decides (convention 2 keeps the CRM id of a company with several domains).
+            changes.update(crm_account_id=spelled, crm_respelled=True,
+                           domain=None if rng.random() < 0.5 else base.domain)
+        if not changes:  # no trade name, or no country: a trademark sign then
+            how = "mark"
+            changes.update(name=companies_mod._mark(rng, name), marked=True)
+        spec = dataclasses.replace(base, **changes)
+        rival = PARTNERS[(PARTNERS.index(holder.partner) + partner) % len(PARTNERS)
+                         ] if holder.partner in PARTNERS else PARTNERS[partner]
+        reg = self.submit(spec, rival, products, "resell")
+        self.settle()
+        if reg is None:
+            SPELLINGS[f"{how}: refused"] += 1
+            return
+        one = all(self.model.canonical(r.key or "") == self.model.canonical(reg.key or "")
+                  for r in self.model.regs.values() if r.company == reg.company
+                  and r.key is not None and reg.key is not None)
+        SPELLINGS[f"{how}: {'one key' if one else 'two keys'}, {reg.status} ({reg.rule})"] += 1
+
+    @rule(index=st.integers(0, 50), partner=st.sampled_from(PARTNERS),
+          products=st.sets(st.sampled_from(PRODUCTS), min_size=1, max_size=2))
+    def chain_squat(self, index: int, partner: str, products: set[str]) -> None:
+        """A squatter files one name-only registration "A dba B dba C" listing three
+        companies of one country: a name has at most two forms, so it holds none of them
+        (`check_chains`)."""
+        by_country: dict[str, list[Any]] = defaultdict(list)
+        for c in SPELLED.companies:  # companies of distinct names (not one name thrice)
+            if all(name_similarity(normalize_name(c.name, c.country),
+                                   normalize_name(o.name, o.country)) < 0.8
+                   for o in by_country[c.country]):
+                by_country[c.country].append(c)
+        countries = sorted(k for k, v in by_country.items() if len(v) >= 3)
+        if not countries:
+            return
+        country = countries[index % len(countries)]
+        pool = by_country[country]
+        start = index % len(pool)
+        listed = [pool[(start + n) % len(pool)] for n in range(3)]
+        cid = "chain-" + "-".join(sorted(c.id for c in listed))
+        CHAINS[cid] = tuple(_SPELLED + c.id for c in listed)
+        spec = Registration(0, cid, partner, " dba ".join(c.name for c in listed),
+                            "canonical", country, None, None, ("analytics",), False)
+        CHAIN_SPECS[cid] = spec
+        if self.submit(spec, partner, products, "resell"):
+            SPELLINGS["chain: filed"] += 1
+        self.settle()
+
+    @invariant()
+    def spellings_are_one_customer(self) -> None:
+        """Invariant 19: registrations of one company that share an identifier by the
+        generator's truth (a domain, or its CRM id in whatever spelling), or that name it
+        by name alone in its country (convention 3: an unambiguous name, in any of its
+        conventions' spellings), are filed under one key (cluster)."""
+        regs = [r for r in self.model.regs.values()
+                if r.company in SPELLED_OF and r.key is not None]
+        for i, a in enumerate(regs):
+            for b in regs[i + 1:]:
+                if a.company != b.company:
+                    continue
+                x, y = a.spec, b.spec
+                shared = ((x.domain is not None and x.domain == y.domain)
+                          or (x.crm_account_id is not None and y.crm_account_id is not None)
+                          or (x.name_only and y.name_only))
+                if shared and self.model.canonical(a.key or "") \
+                        != self.model.canonical(b.key or ""):
+                    self.violation(19, f"{company_name(a.company)} ({a.company}) filed "
+                                   f"under two keys: {x.name!r} {x.domain} "
+                                   f"{x.crm_account_id} as {a.key}, {y.name!r} {y.domain} "
+                                   f"{y.crm_account_id} as {b.key}")
+        self.report()
+
+    @invariant()
+    def check_chains(self) -> None:
+        """Invariant 19's other half: a chain names no customer (no registration of a
+        company it lists is weighed against it: drawn into one dispute with it, or
+        rejected naming it)."""
+        chains = {r.id: r for r in self.model.regs.values() if r.company in CHAINS}
+        if not chains:
+            return
+        for d in self.model.disputes.values():
+            members = [self.model.regs[m] for m in d.members if m in self.model.regs]
+            for chain in (m for m in members if m.id in chains):
+                for other in members:
+                    if other.company in CHAINS[chain.company]:
+                        self.violation(19, f"chain {chain.spec.name!r} ({chain.id}) "
+                                       f"weighed against {other.spec.name!r} ({other.id}) "
+                                       f"in {d.id} ({d.opened_as})")
+        for reg in self.model.regs.values():
+            for beaten in reg.beaten_by:
+                chain = chains.get(beaten)
+                if chain is not None and reg.company in CHAINS[chain.company]:
+                    self.violation(19, f"{reg.spec.name!r} ({reg.id}) rejected by chain "
+                                   f"{chain.spec.name!r} ({chain.id})")
+        self.report()
 
 
 class TestInvariants(Invariants.TestCase):  # type: ignore[name-defined,misc]
@@ -1926,6 +2156,22 @@ class TestCustomerRules(CustomerRules.TestCase):  # type: ignore[name-defined,mi
 TestCustomerRules.settings = settings(
     TestInvariants.settings,
     max_examples=int(os.environ.get("DEALREG_PROPERTY_EXAMPLES", "12")))
+
+
+class TestSpellingRules(SpellingRules.TestCase):  # type: ignore[name-defined,misc]
+    @classmethod
+    def tearDownClass(cls) -> None:
+        print("\nSpellingRules: the session-28 spelling rules fired:")
+        for name in sorted(SPELLINGS):
+            print(f" - {name}: {SPELLINGS[name]}")
+        print(f"workload {SPELLED.summary()}")
+        SPELLINGS.clear()
+        TestInvariants.tearDownClass()
+
+
+TestSpellingRules.settings = settings(
+    TestInvariants.settings,
+    max_examples=int(os.environ.get("DEALREG_PROPERTY_EXAMPLES", "6")))
 
 
 # --- the issue's observations, replayed through the same machine ---------------------------
@@ -2872,3 +3118,67 @@ def test_a_name_filed_without_a_country_is_weighed_after_a_restart_in_the_machin
         assert (rival.status, rival.rule) == ("in_review", "possible_duplicate"), rival
 
     _replay_customers(steps)
+
+
+def _replay_spellings(steps: Any) -> None:
+    machine = SpellingRules()
+    try:
+        machine.partners()
+        steps(machine)
+        machine.invariants_hold()
+        machine.spellings_are_one_customer()
+        machine.check_chains()
+    finally:
+        machine.teardown()
+
+
+def test_a_dash_qualifier_before_a_trade_name_is_the_holder_s_customer_in_the_machine(
+) -> None:
+    """Invariants 1 and 19, found in session 29 with `SpellingRules`' spellings: p-01 holds
+    "Heuser Holdings Ag" (DE) by name alone; p-04 files "Heuser Holdings AG - DACH dba
+    Humphrey Cloud", the same company with a home region on its legal name and its trade
+    name. The dash qualifier was dropped only at the end of the whole name, so the legal
+    name stayed "heuser holdings ag dach", another customer: both approved `no_conflict`,
+    two owners of one company (a bracketed "(DACH)" was read as home)."""
+    holder = next(s for s in SPELLED_SPECS if s.seq == 19)
+    rival = dataclasses.replace(holder, name="Heuser Holdings AG - DACH dba Humphrey Cloud",
+                                variant="dba", qualified=True)
+
+    def steps(m: SpellingRules) -> None:
+        m.register(holder, "p-01", {"analytics"}, "resell")
+        m.register(rival, "p-04", {"analytics"}, "resell")
+        first, second = m.model.regs.values()
+        assert first.status == "approved" and second.status != "approved", (first, second)
+        assert first.key == second.key, (first.key, second.key)
+
+    _replay_spellings(steps)
+
+
+def test_a_crm_id_in_braces_or_full_width_is_the_holder_s_customer_in_the_machine() -> None:
+    """Invariant 19, found in session 29 with `SpellingRules`' spellings: a rival files a
+    held company by its CRM id alone (name and country beside it), a Salesforce id typed in
+    full width, or a GUID in braces (as Dynamics 365's `getId()` gives it). Each was another
+    CRM id under `match.crm_ids: any_spelling`: a new key, the rival only a name's possible
+    duplicate of the holder, where the id makes it the holder's customer."""
+    by_sf = next(s for s in SPELLED_SPECS if s.seq == 24)
+    sf = SPELLED_OF[by_sf.company_id].crm_account_id
+    by_guid = next(s for s in SPELLED_SPECS if s.seq == 3)
+    assert by_guid.crm_account_id is not None
+
+    def steps(m: SpellingRules) -> None:
+        m.register(dataclasses.replace(by_sf, crm_account_id=sf, domain=None), "p-01",
+                   {"analytics"}, "resell")
+        m.register(dataclasses.replace(by_sf, crm_account_id=companies_mod._full_width(sf),
+                                       domain=None, crm_respelled=True),
+                   "p-02", {"analytics"}, "resell")
+        m.register(by_guid, "p-01", {"analytics"}, "resell")
+        m.register(dataclasses.replace(by_guid, domain=None, crm_respelled=True,
+                                       crm_account_id="{" + by_guid.crm_account_id + "}"),
+                   "p-03", {"analytics"}, "resell")
+        regs = list(m.model.regs.values())
+        for holder, rival in (regs[0:2], regs[2:4]):
+            assert m.model.canonical(holder.key or "") == m.model.canonical(rival.key or ""), (
+                holder.key, rival.key)
+            assert holder.status == "approved" and rival.status == "rejected", (holder, rival)
+
+    _replay_spellings(steps)

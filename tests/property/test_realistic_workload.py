@@ -42,19 +42,33 @@ COLLISION_SHARE = 0.2
 COUNTRYLESS_SHARE = 0.1
 GUID_SHARE = 0.3
 SPACED_SHARE = 0.1
+QUALIFIER_SHARE = 0.1
+TRADE_NAME_SHARE = 0.1
+CRM_SPELLING_SHARE = 0.2
+MARK_SHARE = 0.05
+SALESFORCE_SHARE = 0.1
+"""Conventions 8-11 (session 29): home qualifiers, trade names, CRM ids respelled,
+trademark signs and full width; every spelling of a company is still one key."""
 
 
 async def test_realistic_workload_one_key_per_company_and_intended_collisions(
         tmp_path: Path) -> None:
     workload = generate(SEED, REGISTRATIONS, collision_share=COLLISION_SHARE,
                         countryless_share=COUNTRYLESS_SHARE, guid_share=GUID_SHARE,
-                        spaced_share=SPACED_SHARE)
+                        spaced_share=SPACED_SHARE, qualifier_share=QUALIFIER_SHARE,
+                        trade_name_share=TRADE_NAME_SHARE,
+                        crm_spelling_share=CRM_SPELLING_SHARE, mark_share=MARK_SHARE,
+                        salesforce_share=SALESFORCE_SHARE)
     summary = workload.summary()
     # The shapes asked for are there, in the shares asked for (printed below).
     assert summary["countryless_share"] == COUNTRYLESS_SHARE, summary
     assert summary["spaced_share"] == SPACED_SHARE, summary
     assert summary["guid_companies"] == round(GUID_SHARE * summary["distinct_companies"])
     assert 0 < summary["guid_recased_registrations"] < summary["guid_registrations"], summary
+    assert summary["qualifier_share"]["observed"] == QUALIFIER_SHARE, summary
+    assert summary["mark_share"]["observed"] == MARK_SHARE, summary
+    assert summary["dba_registrations"] and summary["trade_name_registrations"], summary
+    assert summary["crm_spelling_share"]["observed"] > CRM_SPELLING_SHARE / 2, summary
     clock = SimClock()
     pipeline = Pipeline(tmp_path / "data", clock)
     company_of: dict[str, str] = {}

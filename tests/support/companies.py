@@ -52,9 +52,33 @@ prove it"):
    word of three or more letters typed letter by letter ("C H R I S T O P H Dynamics",
    variant `spaced`), only where `normalize_name` gives the same name as typed whole.
 
-The shares of 5-7 are drawn from a random stream of their own, after the rest is made:
-with them at 0 a seed gives the workload it always gave, and with them above 0 the same
-companies, partners and registrations, some of them typed differently.
+8. **Place qualifiers** (`qualifier_share` of the registrations, variant `qualifier`): the
+   name with a qualifier naming the registration's own country or a sales region holding
+   it ("Acme Corp (USA)", "Acme GmbH - Deutschland", "Acme Ltd - EMEA", full-width brackets
+   too), never on a filing without a country (no country: the qualifier names nothing).
+   Built from `HOME_PLACES`, not filtered by the product's `normalize_name`: the truth is
+   the generator's, and `Workload.summary()` counts how many the product reads as the
+   company's name (`qualifier_read_home`).
+9. **Trade names** (`trade_name_share` of the companies, `Company.trade_name`): a
+   "doing business as" name unambiguous across all countries (no other company's name,
+   trade name or typo'd name within the review band). About half of such a company's
+   registrations are typed "<legal> dba <trade>" (also "d/b/a", "trading as", "doing
+   business as"; variant `dba`), some of them with a home qualifier on either name; an
+   identified registration of a company never registered by name alone may give the trade
+   name alone (variant `trade_name`): a name-only holder of the legal name could not know it.
+10. **CRM ids in other spellings** (`crm_spelling_share` of the registrations carrying a
+   CRM id, `Registration.crm_respelled`): another case, spaces, underscores or dots for its
+   hyphens, none, full width; a GUID also in braces; a Salesforce id (`salesforce_share` of
+   the companies are keyed by one: 15 characters, filed as 15 or 18) in its 18-character
+   form in another case or full width. Under `match.crm_ids: any_spelling` one id.
+11. **Marks and width** (`mark_share` of the registrations, `Registration.marked`): a
+   trademark sign ("™", "®", "℠") after a word, or the first word in full-width letters,
+   with or without a country.
+
+The shares of 5-7 are drawn from a random stream of their own, after the rest is made,
+and those of 8-11 from another after those: with them at 0 a seed gives the workload it
+always gave, and with them above 0 the same companies, partners and registrations, some
+of them typed differently.
 """
 
 from __future__ import annotations
@@ -62,6 +86,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import re
+import string
 import unicodedata
 import uuid
 from bisect import bisect_left
@@ -72,9 +97,10 @@ from typing import Any
 from faker import Faker
 from rapidfuzz import fuzz, process
 
-from shared.accounts import name_similarity, normalize_name, sort_name_tokens
+from shared.accounts import name_forms, name_similarity, normalize_name, sort_name_tokens
 from shared.accounts.identity import AccountIdentity
 from shared.accounts.index import _EPSILON, AccountIndex, _keys_of
+from shared.accounts.salesforce import any_spelling, salesforce_18
 
 GENERATOR_VERSION = 1
 """Bump when a change makes `generate` give another workload for the same arguments (the
@@ -112,6 +138,8 @@ class Company:
     countryless: bool = False
     """True when this company may be registered without a country (a name unambiguous
     across all countries, convention 5)."""
+    trade_name: str | None = None
+    """Its "doing business as" name (convention 9), or None."""
 
 
 @dataclass(frozen=True)
@@ -122,7 +150,7 @@ class Registration:
     name: str
     """The name as the partner typed it."""
     variant: str
-    """canonical | case | legal_form | typo | spaced"""
+    """canonical | case | legal_form | typo | spaced | qualifier | dba | trade_name"""
     country: str
     domain: str | None
     crm_account_id: str | None
@@ -133,6 +161,12 @@ class Registration:
     """Filed without a country (`country` is still the company's, the truth)."""
     crm_recased: bool = False
     """Its (GUID) CRM id in another letter case than the company's canonical one."""
+    crm_respelled: bool = False
+    """Its CRM id in another spelling (convention 10)."""
+    marked: bool = False
+    """Its name typed with a trademark sign or full-width letters (convention 11)."""
+    qualified: bool = False
+    """Its name typed with a qualifier naming its own country or region (convention 8)."""
 
     @property
     def name_only(self) -> bool:
@@ -164,6 +198,8 @@ class Workload:
     partners: tuple[tuple[str, str], ...]
     """(partner id, tier)"""
     by_id: dict[str, Company] = field(repr=False, compare=False, default_factory=dict)
+    asked: dict[str, float] = field(repr=False, compare=False, default_factory=dict)
+    """The shares of conventions 8-11 asked for (`spellings`: intended vs observed)."""
 
     def company(self, company_id: str) -> Company:
         return self.by_id[company_id]
@@ -200,7 +236,63 @@ class Workload:
             "guid_recased_registrations": sum(r.crm_recased for r in regs),
             "spaced_registrations": sum(r.variant == "spaced" for r in regs),
             "spaced_share": _share(sum(r.variant == "spaced" for r in regs), len(regs)),
+            **self.spellings(),
             "countries": sorted({c.country for c in self.companies}),
+        }
+
+    def spellings(self) -> dict[str, Any]:
+        """Conventions 8-11: how many registrations each made (intended: the share asked,
+        observed: what the generator could make), and how many of those the product's
+        own `normalize_name` / `any_spelling` read as the company's name or CRM id (a
+        shortfall is a spelling the product splits from its customer)."""
+        regs = self.registrations
+        asked = self.asked
+        qualified = [r for r in regs if r.qualified]
+        dba = [r for r in regs if r.variant == "dba"]
+        trade = [r for r in regs if r.variant == "trade_name"]
+        respelled = [r for r in regs if r.crm_respelled]
+        marked = [r for r in regs if r.marked]
+
+        def read_as_company(r: Registration) -> bool:
+            c = self.by_id[r.company_id]
+            country = None if r.countryless else r.country
+            own = {normalize_name(c.name, country)}
+            if c.trade_name:
+                own.add(normalize_name(c.trade_name, country))
+            return bool(own & set(name_forms(normalize_name(r.name, country))))
+
+        def one_id(r: Registration) -> bool:
+            c = self.by_id[r.company_id]
+            return (r.crm_account_id is not None
+                    and any_spelling(r.crm_account_id) == any_spelling(c.crm_account_id))
+
+        n = len(regs)
+        company_keys = {(c.country, normalize_name(c.name, c.country)) for c in self.companies}
+        typed_keys = {(r.company_id, form) for r in regs if not r.countryless
+                      for form in name_forms(normalize_name(r.name, r.country))}
+        return {
+            "distinct_name_keys": len(company_keys),
+            "typed_name_keys": len(typed_keys),
+            "qualifier_share": {"intended": asked.get("qualifier_share", 0.0),
+                                "observed": _share(len(qualified), n)},
+            "qualifier_registrations": len(qualified),
+            "qualifier_read_home": sum(map(read_as_company, qualified)),
+            "trade_name_companies": {
+                "intended": round(asked.get("trade_name_share", 0.0) * len(self.companies)),
+                "observed": sum(c.trade_name is not None for c in self.companies)},
+            "dba_registrations": len(dba),
+            "dba_read_as_company": sum(map(read_as_company, dba)),
+            "trade_name_registrations": len(trade),
+            "crm_spelling_share": {
+                "intended": asked.get("crm_spelling_share", 0.0),
+                "observed": _share(len(respelled),
+                                   sum(r.crm_account_id is not None for r in regs))},
+            "crm_respelled_one_id": sum(map(one_id, respelled)),
+            "salesforce_companies": sum(_is_salesforce(c.crm_account_id)
+                                        for c in self.companies),
+            "mark_share": {"intended": asked.get("mark_share", 0.0),
+                           "observed": _share(len(marked), n)},
+            "marked_read_as_company": sum(map(read_as_company, marked)),
         }
 
 
@@ -213,6 +305,10 @@ _GUID = re.compile(r"[0-9A-F]{8}-(?:[0-9A-F]{4}-){3}[0-9A-F]{12}", re.IGNORECASE
 
 def _is_guid(crm_id: str | None) -> bool:
     return crm_id is not None and _GUID.fullmatch(crm_id) is not None
+
+
+def _is_salesforce(crm_id: str | None) -> bool:
+    return crm_id is not None and salesforce_18(crm_id) is not None
 
 
 def _slug(text: str) -> str:
@@ -360,6 +456,156 @@ def _retype(seed: int, companies: list[Company], registrations: list[Registratio
     return companies, out
 
 
+HOME_PLACES: dict[str, tuple[str, ...]] = {
+    # Qualifiers naming the country (codes, names, aliases) or a sales region holding it.
+    "US": ("USA", "US", "U.S.A.", "U.S.", "United States", "NA", "North America", "AMER",
+           "Americas"),
+    "GB": ("UK", "U.K.", "GB", "Great Britain", "England", "EMEA", "Europe"),
+    "DE": ("Deutschland", "Germany", "DE", "DACH", "EMEA", "Europe"),
+    "FR": ("France", "FR", "EMEA", "Europe"),
+}
+TRADE_WORDS = ("Cloud", "Direct", "Works", "Studio", "Hub", "Online", "Express", "Pro")
+"""Second words of trade names (none of SHARED_WORDS, SUBSIDIARY_WORDS or a legal form)."""
+_DBA = {"US": (" dba ", " d/b/a ", " DBA ", " doing business as ", " d.b.a. "),
+        "GB": (" trading as ", " dba "), "DE": (" dba ",), "FR": (" dba ",)}
+_MARKS = ("\u2122", "\u00ae", "\u2120", " \u2122")
+
+
+def _full_width(text: str) -> str:
+    return "".join(chr(ord(ch) + 0xFEE0) if "!" <= ch <= "~" else
+                   ("\u3000" if ch == " " else ch) for ch in text)
+
+
+def _qualify(rng: random.Random, name: str, country: str) -> str:
+    place = rng.choice(HOME_PLACES[country])
+    style = rng.randrange(5)
+    if style == 0:
+        return f"{name} - {place}"
+    if style == 1:
+        return f"{name} [{place}]"
+    if style == 2:
+        return f"{name}\uff08{_full_width(place)}\uff09"
+    return f"{name} ({place})"
+
+
+def _respell_crm(rng: random.Random, crm_id: str) -> str:
+    """Another spelling of one CRM id (convention 10)."""
+    if _is_salesforce(crm_id):
+        id18 = salesforce_18(crm_id) or crm_id
+        return rng.choice((id18.upper(), id18.lower(), _full_width(id18),
+                           _full_width(crm_id)))
+    if _is_guid(crm_id):
+        return rng.choice((crm_id.lower(), crm_id.replace("-", ""), "{" + crm_id + "}",
+                           "{" + crm_id.lower() + "}", _full_width(crm_id)))
+    return rng.choice((crm_id.lower(), crm_id.replace("-", " "), crm_id.replace("-", "_"),
+                       crm_id.replace("-", ""), crm_id.replace("-", "."),
+                       _full_width(crm_id), crm_id.lower().replace("-", " ")))
+
+
+def _mark(rng: random.Random, name: str) -> str:
+    """The name with a trademark sign after a word, or its first word full width."""
+    tokens = name.split(" ")
+    if rng.random() < 0.5:
+        i = rng.randrange(len(tokens))
+        tokens[i] += rng.choice(_MARKS)
+    else:
+        tokens[0] = _full_width(tokens[0])
+    return " ".join(tokens)
+
+
+def _trade_names(rng: random.Random, fake: Faker, companies: list[Company],
+                 typed: list[str], count: int) -> dict[str, str]:
+    """Convention 9: `count` companies' trade names, each unambiguous across all countries
+    (no company's name, no other trade name, no typo'd name within the review band)."""
+    floor = (NAME_THRESHOLD - REVIEW_BAND) * 100
+    taken = [sort_name_tokens(normalize_name(c.name)) for c in companies]
+    taken += [sort_name_tokens(normalize_name(name)) for name in typed]
+    out: dict[str, str] = {}
+    for c in rng.sample(companies, min(count, len(companies))):
+        for _ in range(20):
+            trade = f"{fake.last_name()}{rng.choice(('', ' '))}{rng.choice(TRADE_WORDS)}"
+            norm = sort_name_tokens(normalize_name(trade))
+            if len(norm) >= 6 and process.extractOne(norm, taken, scorer=fuzz.ratio,
+                                                     score_cutoff=floor) is None:
+                out[c.id] = trade
+                taken.append(norm)
+                break
+    return out
+
+
+def _respell(seed: int, companies: list[Company], registrations: list[Registration], *,
+             qualifier_share: float, trade_name_share: float, crm_spelling_share: float,
+             mark_share: float, salesforce_share: float
+             ) -> tuple[list[Company], list[Registration]]:
+    """Conventions 8-11 on a workload already made, from a random stream of their own."""
+    if not (qualifier_share or trade_name_share or crm_spelling_share or mark_share
+            or salesforce_share):
+        return companies, registrations
+    rng = random.Random(f"companies.respell:{seed}")
+    fake = Faker("en_US")
+    fake.seed_instance(seed + 28)
+    plain = [c for c in companies if not _is_guid(c.crm_account_id)]
+    sf_ids = {c.id for c in rng.sample(plain, min(len(plain),
+                                                  round(salesforce_share * len(companies))))}
+    alphabet = string.ascii_letters + string.digits
+    sf_of = {cid: "001" + "".join(rng.choice(alphabet) for _ in range(12))
+             for cid in sorted(sf_ids)}
+    trade = _trade_names(rng, fake, companies,
+                         [r.name for r in registrations if r.variant == "typo"],
+                         round(trade_name_share * len(companies)))
+    name_only_companies = {r.company_id for r in registrations if r.name_only}
+    companies = [dataclasses.replace(c, crm_account_id=sf_of.get(c.id, c.crm_account_id),
+                                     trade_name=trade.get(c.id)) for c in companies]
+    by_id = {c.id: c for c in companies}
+    retypable = [i for i, r in enumerate(registrations)
+                 if r.variant in ("canonical", "case", "legal_form")]
+    placed = [i for i in retypable if not registrations[i].countryless]
+    qualified = set(rng.sample(placed, min(len(placed),
+                                           round(qualifier_share * len(registrations)))))
+    marked = set(rng.sample(retypable, min(len(retypable),
+                                           round(mark_share * len(registrations)))))
+    carrying = [i for i, r in enumerate(registrations) if r.crm_account_id is not None]
+    respelled = set(rng.sample(carrying, min(len(carrying),
+                                             round(crm_spelling_share * len(carrying)))))
+    out: list[Registration] = []
+    for i, r in enumerate(registrations):
+        c = by_id[r.company_id]
+        changes: dict[str, Any] = {}
+        name = r.name
+        if r.company_id in sf_of and r.crm_account_id is not None:
+            changes["crm_account_id"] = crm = (c.crm_account_id if rng.random() < 0.5
+                                               else salesforce_18(c.crm_account_id))
+        if c.trade_name is not None and i in retypable and rng.random() < 0.6:
+            identified = not r.name_only and c.id not in name_only_companies
+            if identified and rng.random() < 0.3:
+                name, changes["variant"] = c.trade_name, "trade_name"
+            else:
+                legal, other = name, c.trade_name
+                if i in qualified and not r.countryless:
+                    if rng.random() < 0.5:
+                        legal = _qualify(rng, legal, r.country)
+                    else:
+                        other = _qualify(rng, other, r.country)
+                    changes["qualified"] = True
+                name = legal + rng.choice(_DBA[r.country]) + other
+                changes["variant"] = "dba"
+        elif i in qualified:
+            name = _qualify(rng, name, r.country)
+            changes.update(variant="qualifier", qualified=True)
+        if i in marked:
+            name = _mark(rng, name)
+            changes["marked"] = True
+        if name != r.name:
+            changes["name"] = name
+        if i in respelled:
+            crm = changes.get("crm_account_id", r.crm_account_id)
+            spelled = _respell_crm(rng, crm)
+            if spelled != crm:
+                changes.update(crm_account_id=spelled, crm_respelled=True)
+        out.append(dataclasses.replace(r, **changes) if changes else r)
+    return companies, out
+
+
 EXHAUSTIVE_UP_TO = 40_000
 """Up to this many companies every pair of names in a country is compared (exact truth).
 Beyond it (the scale benchmarks: hundreds of thousands of companies, where comparing every
@@ -443,10 +689,17 @@ def generate(
     countryless_share: float = 0.0,
     guid_share: float = 0.0,
     spaced_share: float = 0.0,
+    qualifier_share: float = 0.0,
+    trade_name_share: float = 0.0,
+    crm_spelling_share: float = 0.0,
+    mark_share: float = 0.0,
+    salesforce_share: float = 0.0,
 ) -> Workload:
     """A workload of `registrations` registrations, `collision_share` of them true collisions
     (exactly, up to rounding to whole registrations). Deterministic for `seed`.
-    `countryless_share`, `guid_share`, `spaced_share`: conventions 5-7 (module doc)."""
+    `countryless_share`, `guid_share`, `spaced_share`: conventions 5-7;
+    `qualifier_share`, `trade_name_share`, `crm_spelling_share`, `mark_share`,
+    `salesforce_share`: conventions 8-11 (module doc)."""
     if not 0 <= collision_share < 1:
         raise ValueError("collision_share must be in [0, 1)")
     rng = random.Random(seed)
@@ -577,8 +830,14 @@ def generate(
                                 c.products, collision))
     companies, out = _retype(seed, companies, out, countryless_share=countryless_share,
                              guid_share=guid_share, spaced_share=spaced_share)
+    companies, out = _respell(seed, companies, out, qualifier_share=qualifier_share,
+                              trade_name_share=trade_name_share,
+                              crm_spelling_share=crm_spelling_share, mark_share=mark_share,
+                              salesforce_share=salesforce_share)
+    asked = {"qualifier_share": qualifier_share, "trade_name_share": trade_name_share,
+             "crm_spelling_share": crm_spelling_share, "mark_share": mark_share}
     return Workload(seed, tuple(companies), tuple(out), tuple(partner_ids),
-                    {c.id: c for c in companies})
+                    {c.id: c for c in companies}, asked)
 
 
 def accounts(seed: int = 0, count: int = 1000) -> Iterator[Registration]:

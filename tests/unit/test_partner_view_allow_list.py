@@ -838,3 +838,41 @@ def test_a_timeline_starts_at_the_registrations_own_submission() -> None:
     scope = Scope.of(P1, HOLDERS, {"reg_own1"})
     shown = pv.timeline(entries, scope, ids_key=KEY)
     assert [e["type"] for e in shown] == [e["type"] for e in entries], shown
+
+
+def test_a_partner_reads_a_disputes_reason_as_when_it_entered() -> None:
+    """A rival joining a review makes it a collision for the staff; a partner reads the
+    reason its own registration entered with (its own joining's change included)."""
+    steps = [("dealreg.dispute.opened.v1", {"reason": "possible_duplicate",
+                                            "registration_ids": ["reg_a", "reg_b"]}),
+             ("dealreg.dispute.joined.v1", {"reason": "tie", "added_ids": ["reg_c"]}),
+             ("dealreg.dispute.joined.v1", {"added_ids": ["reg_d"]})]
+    assert pv.reason_when_entered(steps, {"reg_a"}) == "possible_duplicate"
+    assert pv.reason_when_entered(steps, {"reg_c"}) == "tie"
+    assert pv.reason_when_entered(steps, {"reg_d"}) == "tie"
+    assert pv.reason_when_entered(steps, {"reg_z"}) is None
+    view = {"id": "dsp_1", "status": "open", "reason": "tie", "registration_ids": ["reg_a"]}
+    scope = Scope(Viewer("partner", "p-1"), own_ids=frozenset({"reg_a"}))
+    assert pv.dispute(view, scope, reason="possible_duplicate")["reason"] == "possible_duplicate"
+    assert pv.dispute(view, Scope(Viewer("admin")), reason="possible_duplicate")["reason"] == "tie"
+
+
+@pytest.mark.parametrize(("rejected", "approved"), [
+    (["reg_own1", "reg_rival2"], ["reg_rival1"]), (["reg_rival2", "reg_own1"], ["reg_rival1"]),
+    (["reg_own1"], ["reg_rival1"])])
+def test_a_settlements_member_lists_name_the_partners_own_alone(
+        rejected: list[str], approved: list[str]) -> None:
+    """"approved: reg_a; rejected: reg_b, reg_c": a loser read "rejected: <own>, another
+    party" when a second rival lost beside it (and which filed first). Its own ids alone,
+    whatever the count and order of the others; a list of others alone is one party."""
+    sentence = (f"Dispute dsp_1 resolved as award at level 1; approved: {', '.join(approved)}; "
+                f"rejected: {', '.join(rejected)} (dispute_resolution, policy v1).")
+    scope = Scope(Viewer("partner", "p1"), frozenset({"reg_own1"}),
+                  frozenset({"reg_rival1", "reg_rival2"}))
+    assert pv.scrub(sentence, scope) == (
+        "Dispute dsp_1 resolved as award at level 1; approved: another party; "
+        "rejected: reg_own1 (dispute_resolution, policy v1).")
+    winner = Scope(Viewer("partner", "p1"), frozenset({"reg_rival1"}),
+                   frozenset({"reg_own1", "reg_rival2"}))
+    assert pv.scrub(sentence, winner).endswith(
+        "approved: reg_rival1; rejected: another party (dispute_resolution, policy v1).")

@@ -58,7 +58,8 @@ async def _view(conn: AsyncConnection, row: dict[str, Any], breaches: list[dict[
         mentioned = partner_view.mentioned_ids(data)
         scope = partner_view.Scope.of(who, await holders_of(conn, mentioned), mentioned)
         entered = await entered_dispute(conn, row["id"], scope.own_ids)
-        data = partner_view.dispute(data, scope, entered.at, entered.opening)
+        data = partner_view.dispute(data, scope, entered.at, entered.opening,
+                                    reason=entered.reason)
     elif refused is not None and _staff(who):
         data["last_refusal"] = refused
     return DisputeView.model_validate(data)

@@ -26,6 +26,7 @@ import contextlib
 import gc
 import time
 from collections import OrderedDict
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,6 +134,9 @@ class AccountDirectory:
         self._added_during_rewarm: list[tuple[str, AccountIdentity]] | None = None
         self._recent: OrderedDict[str, KnownEntity] = OrderedDict()
         self._recent_size = recent_size
+        # entity id -> (key, name forms it newly filed here, country): taken back if the
+        # adjudicator rejects it (`match.rejected_names: unfiled`, `rejected`).
+        self._fresh: OrderedDict[str, tuple[str, tuple[str, ...], str | None]] = OrderedDict()
         self.links: LinkMap | None = None
         """The account links in memory, when this process's projection worker tells it
         what it wrote (`follow_links_in_memory`); else each look-up reads them."""
@@ -411,6 +415,40 @@ class AccountDirectory:
         self._index.add(account_key, identity)
         if self._added_during_rewarm is not None:
             self._added_during_rewarm.append((account_key, identity))
+
+    def remember_filed(self, entity_id: str, account_key: str, identity: AccountIdentity,
+                       unfile_if_rejected: bool) -> None:
+        """`remember` a registration's or claim's identity after its append, keeping the
+        name forms it newly filed under its key when they are to be taken back if it is
+        rejected (`rejected`, policy `match.rejected_names: unfiled`)."""
+        if unfile_if_rejected and identity.name:
+            forms = self._index.new_name_forms(account_key, identity.name, identity.country)
+            if forms:
+                self._fresh[entity_id] = (account_key, forms, identity.country)
+                while len(self._fresh) > self._recent_size:
+                    self._fresh.popitem(last=False)
+        self.remember(account_key, identity)
+
+    def decided(self, entity_id: str, status: str | None) -> None:
+        """A registration or claim this process filed is decided: rejected, the name forms
+        it newly filed are taken back (a filing that never held anything adds no names that
+        join customers, session 29; the adjudicator does the same). A rewarm started before
+        puts them back until the next one: the directory read model still files them."""
+        found = self._fresh.pop(entity_id, None)
+        if found is not None and status == "rejected":
+            account_key, forms, country = found
+            self._index.unfile_names(account_key, forms, country)
+
+    def told(self, ids: Collection[str], rows: Mapping[str, dict[str, Any]] | None) -> None:
+        """A `DecisionWaiter` observer: the rows (or statuses) the projections just
+        committed; a decided filing of this process is `decided` at once."""
+        if rows is None or not self._fresh:
+            return
+        for entity_id in ids:
+            row = rows.get(entity_id)
+            status = row.get("status") if row is not None else None
+            if status is not None and status != "submitted" and entity_id in self._fresh:
+                self.decided(entity_id, status)
 
     # --- entities this process accepted ----------------------------------------------------
 

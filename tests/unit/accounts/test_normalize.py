@@ -721,3 +721,20 @@ def test_a_country_changes_a_name_only_through_its_qualifiers(parts: list[str],
 def test_a_trademark_sign_is_no_part_of_a_name_in_any_country() -> None:
     for name in ("Acme Corp™", "Acme™ Corp", "Acme Corp ℠", "Acme Corp®"):
         assert normalize_name(name, "US") == normalize_name(name) == "acme", name
+
+
+def test_a_dash_qualifier_on_the_legal_name_of_a_trade_name_pair_is_home() -> None:
+    """Session 29, found by `SpellingRules`: each name of "X dba Y" is normalised on its
+    own, but a qualifier after a spaced dash was dropped only at the end of the whole name,
+    so "Acme Ltd - UK dba Acme Cloud" in GB kept "ltd uk" on its legal name ("acme ltd
+    uk", another customer than the name-only holder's "Acme Ltd"), where "Acme Ltd (UK)
+    dba Acme Cloud" was "acme dba acme cloud". Each name ends where the other begins."""
+    for spelling in ("Acme Ltd - UK dba Acme Cloud", "Acme Ltd - EMEA d/b/a Acme Cloud",
+                     "Acme Ltd \u2013 Great Britain trading as Acme Cloud - UK",
+                     "Acme Ltd (UK) dba Acme Cloud"):
+        assert normalize_name(spelling, "GB") == "acme dba acme cloud", spelling
+    assert name_forms(normalize_name("Acme GmbH - DACH D.B.A. Acme Cloud", "DE")) == \
+        ("acme", "acme cloud")
+    # Another place stays, as at the end of a name.
+    assert normalize_name("Acme Ltd - USA dba Acme Cloud", "GB") == "acme ltd usa dba acme cloud"
+    assert normalize_name("Acme - UK dba", "GB") == "acme uk dba"  # "dba" at the end: a word

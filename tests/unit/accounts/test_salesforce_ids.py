@@ -218,3 +218,37 @@ def test_policy_documents_keep_the_crm_id_rule_they_were_published_with() -> Non
     assert Policy.from_published(published).match.crm_ids == "any_case"
     published["match"].pop("crm_ids")
     assert Policy.from_published(published).match.crm_ids == "exact"
+
+
+def test_a_full_width_salesforce_id_and_a_braced_guid_are_one_id_under_any_spelling() -> None:
+    """Session 29, found by `SpellingRules`: `any_spelling` folded width only for ids that
+    are no Salesforce id, so "001hFGAi3f5dig9" typed in full width (as an input method types
+    it) was squeezed and case-folded -- "001hfgai3f5dig9", another customer than the
+    holder's 001hFGAi3f5dig9 -- and a GUID in braces, as Dynamics 365's client API
+    (`getId()`) gives it, kept its braces: another customer than the bare GUID."""
+    holder = canonical_crm_id("001hFGAi3f5dig9", "any_spelling")
+    for spelling in ("\uff10\uff10\uff11hFGAi3f5dig9",
+                     "".join(chr(ord(c) + 0xFEE0) for c in "001hFGAi3f5dig9QDA")):
+        assert canonical_crm_id(spelling, "any_spelling") == holder, spelling
+    # Full width keeps the 15's case: another case is another record.
+    assert canonical_crm_id("\uff10\uff10\uff11HFGAi3f5dig9", "any_spelling") != holder
+    guid = "3F2504E0-4F89-11D3-9A0C-0305E82C3301"
+    for spelling in ("{" + guid + "}", "{" + guid.lower() + "}", "{ " + guid + " }"):
+        assert canonical_crm_id(spelling, "any_spelling") == \
+            canonical_crm_id(guid, "any_spelling"), spelling
+    assert not different_customers(
+        Identifiers(frozenset({"{" + guid + "}"})).canonical("any_spelling"),
+        Identifiers(frozenset({guid.lower()})).canonical("any_spelling"))
+    # Braces around anything else are part of it.
+    assert canonical_crm_id("{CRM-1}", "any_spelling") != canonical_crm_id("CRM-1",
+                                                                           "any_spelling")
+    # The index finds the full-width id under `any_spelling` only: documents saying
+    # `any_case` compared it as another id, and their logs replay as they decided.
+    wide = "\uff10\uff10\uff11hFGAi3f5dig9"
+    for filed, asked in ((wide, "001hFGAi3f5dig9"), ("001hFGAi3f5dig9", wide)):
+        index = AccountIndex()
+        index.add("crm:" + filed, AccountIdentity(filed, None, None, None))
+        query = AccountIdentity(asked, None, None, None)
+        assert [m.account_key for m in index.match(query, 0.9, crm_ids="any_spelling")] \
+            == ["crm:" + filed]
+        assert index.match(query, 0.9, crm_ids="any_case") == []
