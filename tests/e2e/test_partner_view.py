@@ -543,7 +543,8 @@ async def test_a_late_joiner_reads_its_disputes_deadlines_to_the_hour_after_esca
         assert created.status_code in (200, 201), created.text
     before = (await system.admin.get("/v1/policy")).json()
     published = await system.admin.put("/v1/policy", json={"escalation": {"levels": [
-        {"owner_id": "cm-late", "sla": "PT4S"}, {"owner_id": "dir-late", "sla": "P3D"}]}})
+        {"owner_id": "cm-late", "sla": "PT4S"}, {"owner_id": "dir-late", "sla": "P3D"}],
+        "deadline_unit": None}})  # due at the SLA: seconds, not the next hour
     assert published.status_code in (200, 201), published.text
     try:
         p1, p2, p3 = fresh("p1"), fresh("p2"), fresh("p3")
