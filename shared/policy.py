@@ -251,6 +251,13 @@ class MatchPolicy(_Part):
     Salesforce id and compares exactly. `exact` (policies published before either): two
     spellings are two CRM ids, two customers."""
 
+    rejected_names: Literal["unfiled", "filed"] = "unfiled"
+    """The names of a filing rejected at its decision. `unfiled` (the default since session
+    29): the names it brought to its key (a name or trade name the key did not have) are
+    taken back once it is rejected, so a filing that never held anything adds no names
+    that join customers -- a rival's rejected "B dba A" no longer makes later filings of A
+    meet B's key. `filed` (policies published before): they stay filed."""
+
     @model_validator(mode="after")
     def _band_below_threshold(self) -> MatchPolicy:
         if self.review_band >= self.name_threshold:
@@ -535,9 +542,11 @@ class Policy(BaseModel):
             data["escalation"] = {"deadline_unit": None}
         match = data.get("match")
         if isinstance(match, dict):
-            data["match"] = {"name_only": "decide", "crm_ids": "exact", **match}
+            data["match"] = {"name_only": "decide", "crm_ids": "exact",
+                             "rejected_names": "filed", **match}
         elif match is None:
-            data["match"] = {"name_only": "decide", "crm_ids": "exact"}
+            data["match"] = {"name_only": "decide", "crm_ids": "exact",
+                             "rejected_names": "filed"}
         return cls.model_validate(data)
 
     @classmethod

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
@@ -115,6 +115,10 @@ ENDED = ("rejected", "expired", "withdrawn", "won", "lost")
 CLOSABLE = ("approved", "in_review", "submitted", "expired")
 """What a CRM close applies to: a registration that holds or may still hold the account,
 or one that expired (its close still records the outcome and the win)."""
+_CLOSED: Final = frozenset({"won", "lost"})
+PENDING = ("in_review", "submitted")
+"""Closable rows that hold nothing yet (a person or the adjudicator still decides): never
+the protection holder's rival for a close by reference (`closed_by_reference`)."""
 CLAIM_PREFIX = "clm_"
 REPORTED_AFTER = PROTECTING
 """The decisions after which a registration or claim re-reports (`Commands._re_report`):
@@ -261,6 +265,10 @@ class Commands:
             # Every link is written by this process's projection worker, which says so
             # after each commit: the links are kept in memory (adapters/links.py).
             worker.on_links = self.directory.follow_links_in_memory().changed
+        # Told of each decision before its waiters are woken: a rejected filing's names
+        # are taken back before its `Prefer: wait` answer (the re-report does it too,
+        # for a notification that carried no status).
+        runtime.waiter.observers.append(self.directory.told)
         self.re_reporter = ReReporter(
             runtime.engine, runtime.waiter, self._re_report,
             clock=lambda: datetime.now(UTC),
@@ -457,7 +465,8 @@ class Commands:
             appended = (await self.append(
                 [*copies, (self.runtime.topics.intake, resolution.account_key, event)],
                 now, via))[-1]
-            self.directory.remember(resolution.account_key, identity)
+            self.directory.remember_filed(registration_id, resolution.account_key, identity,
+                                          policy.match.rejected_names == "unfiled")
             self.directory.remember_entity(KnownEntity(
                 registration_id, resolution.account_key, partner_id))
             return await self._submitted(principal, event, appended, wait, decision)
@@ -567,6 +576,7 @@ class Commands:
         sequential case; a second report of the same copy only refreshes it (no second
         dispute). Run by the `ReReporter` once `row` (the read model's) is decided; a
         failure raises, and the re-reporter tries again at its next sweep."""
+        self.directory.decided(pending.entity_id, row.get("status"))
         if row.get("status") not in REPORTED_AFTER:
             return
         identity, before, via = pending.identity, pending.reported, pending.via
@@ -851,7 +861,8 @@ class Commands:
         await self._follow_up(identity, resolution, copies, claim_id, now, via)
         appended = (await self.append(
             [*copies, (self.runtime.topics.intake, resolution.account_key, event)], now, via))[-1]
-        self.directory.remember(resolution.account_key, identity)
+        self.directory.remember_filed(claim_id, resolution.account_key, identity,
+                                      policy.match.rejected_names == "unfiled")
         self.directory.remember_entity(KnownEntity(claim_id, resolution.account_key, rep_id))
         return await self._claim_filed(event, appended, wait)
 
@@ -1281,19 +1292,31 @@ def closed_by_reference(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
       submitted), else its one expired;
     - closable rows of several partners: the one *protection holder* -- the only closable
       row approved with exclusive protection (rule not `non_exclusive`) -- when its
-      partner filed the reference before every other partner's closable row carrying it.
-      A copy filed later (a rival's in review or submitted beside the holder, its
-      non-exclusive approval, its expired one) neither takes the close nor blocks it
-      (session 28: a rival's copy in review made the holder's win a 422);
+      partner filed the reference before every other partner's closable row carrying it
+      that holds or held something (approved, expired). A copy filed later (a rival's in
+      review or submitted beside the holder, its non-exclusive approval, its expired one)
+      neither takes the close nor blocks it (session 28: a rival's copy in review made the
+      holder's win a 422); a row still in review or undecided holds nothing, so it never
+      blocks the holder's close, whenever it was filed (session 29: one filed before the
+      holder's, say a country-less filing waiting for a person, kept the holder's win a
+      422). The close ends the holder's registration only; the pending row stays as it is;
     - otherwise None: no approved exclusive row (a holder expired and a rival's copy
       active or in review: whose opportunity it is the reference does not say, round 2
       of the session 27 review), two approved exclusive rows of different partners (two
       customers under one reference), or the one approved exclusive row filed after
-      another partner's closable row (a rival approved after the holder expired never
-      takes the holder's close)."""
+      another partner's approved (non-exclusive) or expired row (a rival approved after
+      the holder expired never takes the holder's close);
+    - a row of one partner filed after another partner's row of the reference was closed
+      (won or lost) is never chosen: a rival's copy of a closed reference never takes the
+      CRM's re-sent close of it (session 29; None when nothing else is closable)."""
     if len(rows) == 1:
         return rows[0]
-    closable = [r for r in rows if r["status"] in CLOSABLE]
+    # A row filed after another partner's row of the reference closed (won or lost) is a
+    # copy of a closed reference: the CRM's re-sent close of the holder's opportunity went
+    # to it, the one closable row, and a rival's copy read `won` (session 29 rival review).
+    closed = [r for r in rows if r["status"] in _CLOSED]
+    closable = [r for r in rows if r["status"] in CLOSABLE and not any(
+        c["partner_id"] != r["partner_id"] and _filed(c) <= _filed(r) for c in closed)]
     if len({r["partner_id"] for r in closable}) > 1:
         holders = [r for r in closable if r["status"] == "approved"
                    and _rule_of(r) != "non_exclusive"]
@@ -1301,7 +1324,8 @@ def closed_by_reference(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
             return None
         holder = holders[0]
         first = min(_filed(r) for r in rows if r["partner_id"] == holder["partner_id"])
-        if all(_filed(r) > first for r in closable if r["partner_id"] != holder["partner_id"]):
+        if all(_filed(r) > first for r in closable
+               if r["partner_id"] != holder["partner_id"] and r["status"] not in PENDING):
             return holder
         return None
     for statuses in (CLOSABLE[:3], CLOSABLE[3:]):

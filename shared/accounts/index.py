@@ -239,6 +239,16 @@ def _add_value(values: list[str | tuple[str, ...] | None], ordinal: int, value: 
     return True
 
 
+def _drop_value(values: list[str | tuple[str, ...] | None], ordinal: int, value: str) -> None:
+    """Unfile `value` for `ordinal` (`_add_value` undone)."""
+    current = values[ordinal]
+    if current == value:
+        values[ordinal] = None
+    elif isinstance(current, tuple) and value in current:
+        rest = tuple(v for v in current if v != value)
+        values[ordinal] = rest[0] if len(rest) == 1 else rest
+
+
 def _values(value: str | tuple[str, ...] | None) -> frozenset[str]:
     if value is None:
         return frozenset()
@@ -554,6 +564,36 @@ class AccountIndex:
                     owner is not None and ordinal in owner)):
                 return False
         return True
+
+    def new_name_forms(self, account_key: str, name: str, country: str | None
+                       ) -> tuple[str, ...]:
+        """The forms of `name` (normalised; "X dba Y": both) that `add` would newly file
+        under `account_key` in `country` (None: the unknown one): what `unfile_names` may
+        take back if the filing that brings them turns out to hold nothing."""
+        ordinal = self._ordinal.get(account_key)
+        names = self._countries.get(country or UNKNOWN_COUNTRY)
+        if ordinal is None or names is None:
+            return name_forms(name)
+        return tuple(form for form in name_forms(name)
+                     if ordinal not in _ordinals(names.owners.get(_sorted(form))))
+
+    def unfile_names(self, account_key: str, forms: Collection[str],
+                     country: str | None) -> None:
+        """Take the name `forms` filed in `country` (None: the unknown one) back from
+        `account_key` (`new_name_forms` of a filing that was rejected: a filing that never
+        held anything adds no names that join customers, session 29). A form the key still
+        has in another country stays among its names."""
+        ordinal = self._ordinal.get(account_key)
+        code = country or UNKNOWN_COUNTRY
+        names = self._countries.get(code)
+        if ordinal is None or names is None:
+            return
+        for form in forms:
+            sorted_name = _sorted(form)
+            names.remove(sorted_name, ordinal)
+            if not any(ordinal in _ordinals(other.owners.get(sorted_name))
+                       for other in self._countries.values()):
+                _drop_value(self._names_of, ordinal, sorted_name)
 
     def remove(self, account_key: str) -> bool:
         """Forget `account_key` and every facet filed under it (True if it was known).

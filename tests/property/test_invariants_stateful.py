@@ -29,7 +29,7 @@ import string
 import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -1582,13 +1582,20 @@ def close_choice(carrying: list[Reg]) -> Reg | None:
     decisions so far give their statuses (README, "Closing a deal"): a single one is
     itself; among closable registrations of several partners, the one approved with
     exclusive protection (rule not `non_exclusive`) when its partner filed the reference
-    before every other partner's closable one (session 28: a rival's later copy neither
-    takes nor blocks the close), else none; among one partner's, the one closable
-    registration (active before expired); none when two of one partner's are active (or,
-    none active, two expired): the CRM must say which."""
+    before every other partner's closable one that holds or held something (session 28: a
+    rival's later copy neither takes nor blocks the close; session 29: one in review or
+    undecided holds nothing and never blocks it, whenever filed), else none; among one
+    partner's, the one closable registration (active before expired); none when two of one
+    partner's are active (or, none active, two expired): the CRM must say which. Never one
+    filed after another partner's registration of the reference closed (session 29: a
+    rival's copy of a closed reference took the CRM's re-sent close)."""
     if len(carrying) == 1:
         return carrying[0]
-    closable = [r for r in carrying if r.status in CLOSABLE]
+    done = [r for r in carrying if r.status in ("won", "lost")]
+    earliest = datetime.min.replace(tzinfo=UTC)  # as the edge reads a missing time
+    closable = [r for r in carrying if r.status in CLOSABLE and not any(
+        c.partner != r.partner
+        and (c.submitted_at or earliest) <= (r.submitted_at or earliest) for c in done)]
     if len({r.partner for r in closable}) > 1:
         holders = [r for r in closable if r.status == "approved" and r.rule != "non_exclusive"]
         filed = {r.id: r.submitted_at for r in carrying if r.submitted_at is not None}
@@ -1596,7 +1603,8 @@ def close_choice(carrying: list[Reg]) -> Reg | None:
             return None
         holder = holders[0]
         first = min(filed[r.id] for r in carrying if r.partner == holder.partner)
-        later = all(filed[r.id] > first for r in closable if r.partner != holder.partner)
+        later = all(filed[r.id] > first for r in closable
+                    if r.partner != holder.partner and r.status not in ("in_review", "submitted"))
         return holder if later else None
     for statuses in (CLOSABLE[:3], CLOSABLE[3:]):
         found = [r for r in closable if r.status in statuses]
@@ -1864,6 +1872,36 @@ class CustomerRules(Invariants):
         self.settle()
         if reg is not None:
             SESSION27[f"country-less by {how}: {reg.status} ({reg.rule})"] += 1
+
+    @precondition(lambda self: any(r.status == "approved" and r.partner != DIRECT
+                                   for r in self.model.regs.values()))
+    @rule(index=st.integers(0, 50), other=st.integers(0, 50),
+          products=st.sets(st.sampled_from(PRODUCTS), min_size=1, max_size=2))
+    def file_trade_name_again(self, index: int, other: int, products: set[str]) -> None:
+        """A partner holding a customer files it again as "<its name> dba <another
+        company's name>" (a rival's customer, perhaps): rejected as its own duplicate, the
+        filing adds no name to its customer's key (session 29, policy `match.rejected_names:
+        unfiled`): no adjudicator partition has a name under that key it did not have."""
+        held = [r for r in self.model.regs.values()
+                if r.status == "approved" and r.partner != DIRECT]
+        holder = held[index % len(held)]
+        named = [c for c in CUSTOMER_OF.values() if c.name != company_name(holder.company)]
+        trade = named[other % len(named)].name
+        spec = dataclasses.replace(holder.spec, name=f"{holder.spec.name} dba {trade}")
+        states = self.pipeline.adjudicator.states.values
+        before = {id(st_): st_.index.filed_names(holder.key or "") for st_ in states()}
+        reg = self.submit(spec, holder.partner, set(holder.products) | products, "resell")
+        self.settle()
+        if reg is None or reg.status != "rejected" or reg.key is None:
+            return
+        SESSION27[f"trade name filed again: rejected ({reg.rule})"] += 1
+        for state in states():
+            was = before.get(id(state), ())
+            now = state.index.filed_names(reg.key)
+            added = {n for n, _ in now} - {n for n, _ in was}
+            if reg.key == holder.key and added:
+                self.violation(3, f"{reg.id} rejected ({reg.rule}) filed {sorted(added)} "
+                               f"under {reg.key}")
 
     @precondition(lambda self: any(r.spec in GUIDED for r in self.model.regs.values()))
     @rule(index=st.integers(0, 50), partner=st.integers(1, 4),

@@ -152,7 +152,15 @@ def adjudicate(
     rejected: a link lives only as long as a registration that shows it)."""
     if entry.id in state.entries:
         return  # the same submission logged twice: it was decided the first time
+    fresh = state.index.new_name_forms(entry.account_key, identity.name, identity.country) \
+        if identity.name and policy.match.rejected_names == "unfiled" else ()
     collisions = _decide(state, out, entry, identity, policy, partner_status)
+    if fresh and entry.status == "rejected":
+        # A filing that never held anything adds no names that join customers (session
+        # 29): "B dba A" rejected as its partner's own duplicate of B left A's name on B's
+        # key, and later filings of A were weighed against B's holder. Its decision is
+        # unchanged (taken with the names filed); later ones no longer see them.
+        state.unfile_names(entry.account_key, fresh, identity.country)
     reported = state.suspects.pop(entry.id, None)
     if reported:
         # Kept with it: a settlement names such a copy by the report (invariant 6).

@@ -263,6 +263,16 @@ class AdjudicationState:
             self.loose_index.add(account_key, AccountIdentity(None, None, identity.name,
                                                               identity.country))
 
+    def unfile_names(self, account_key: str, forms: tuple[str, ...],
+                     country: str | None) -> None:
+        """Take back name forms a rejected filing newly filed under `account_key`
+        (`AccountIndex.unfile_names`), in both indexes; the next filing of the same
+        identity files them again (the memo forgets it)."""
+        self._indexed.pop(account_key, None)
+        self.index.unfile_names(account_key, forms, country)
+        if not account_key.startswith("dom:"):
+            self.loose_index.unfile_names(account_key, forms, country)
+
     def keep(self, entry: Entry) -> None:
         """Hold a new entry (registration, claim, or a copy of another partition's)."""
         self.entries[entry.id] = entry

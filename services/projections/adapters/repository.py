@@ -443,12 +443,15 @@ async def forget_positions(conn: AsyncConnection, models: Iterable[str]) -> None
                        .where(projection_positions.c.projection.in_(list(models))))
 
 
-MODEL_VERSIONS: Final[Mapping[str, int]] = {DIRECTORY: 2}
+MODEL_VERSIONS: Final[Mapping[str, int]] = {DIRECTORY: 3}
 """What each read model's rows mean, bumped when a release files rows an existing store
 lacks until the log is replayed into it (a model not named: 1). directory 2: a name filed
 without a country is filed under the unknown country ("") and "X dba Y" under both names
 (session 28); a directory folded by an older release lacks those rows, so a registration
-service warmed from it forgot such names and approved a rival's filing unseen."""
+service warmed from it forgot such names and approved a rival's filing unseen. directory 3:
+names re-read (session 29: a mark in any spelling is no part of a name; a name without a
+country drops a qualifier naming any country or region), so a warmed service finds an
+older filing of "Acme Corp (TM)" as "acme"."""
 _VERSION_SUFFIX: Final = "#version"
 """A model's version is a `projection_positions` row of its own (projection
 `<model>#version`, topic "", partition 0, position = the version): every reader of

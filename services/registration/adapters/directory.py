@@ -26,6 +26,7 @@ import contextlib
 import gc
 import time
 from collections import OrderedDict
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +49,7 @@ from shared.accounts import (
     sort_name_tokens,
 )
 from shared.accounts.index import UNKNOWN_COUNTRY
-from shared.accounts.salesforce import CrmIds, crm_id_spellings
+from shared.accounts.salesforce import CrmIds, any_spelling, crm_id_spellings
 from shared.logging import get_logger
 from shared.policy import MatchPolicy
 from shared.readmodel import queries
@@ -57,16 +58,22 @@ from shared.readmodel.schema import account_crm_ids, account_domains, account_na
 log = get_logger(__name__)
 
 _NAME_FALLBACK_LIMIT = 2000
-# `_fill_misses` on PostgreSQL: the CRM id, the domain and the names sharing a blocking key
-# (what `_candidate_names` asks), each part off when its parameter is NULL. Names only of a
-# length that can score at or above the review floor (`name_length_window`): the rest can
-# never be a match, and were most of the rows (47.5 per call at 100/s, session 25).
+# `_fill_misses` on PostgreSQL: the CRM id (in the spellings `crm_id_spellings` lists and,
+# under `any_spelling`, by its spelling-free form `$8`: the `crm_spelling` column, the rule
+# the adjudicator and `GET /v1/ownership` apply), the domain and the names sharing a
+# blocking key (what `_candidate_names` asks), each part off when its parameter is NULL.
+# Names only of a length that can score at or above the review floor
+# (`name_length_window`): the rest can never be a match, and were most of the rows (47.5
+# per call at 100/s, session 25).
 # Names in each country of `$3` (the query's and the unknown one, `_countries_asked`), each
 # row with its country: a name filed without a country is filed under "" and weighed across
 # countries, never confidently, as the warmed index weighs it.
 _MISSES_SQL = """
 SELECT 'crm', crm_account_id, account_key, '' FROM account_crm_ids
  WHERE $1::text[] IS NOT NULL AND crm_account_id = ANY($1::text[])
+UNION ALL
+SELECT 'crm', crm_account_id, account_key, '' FROM account_crm_ids
+ WHERE $8::varchar IS NOT NULL AND crm_spelling = $8::varchar
 UNION ALL
 SELECT 'domain', domain, account_key, '' FROM account_domains
  WHERE $2::varchar IS NOT NULL AND domain = $2::varchar
@@ -133,6 +140,9 @@ class AccountDirectory:
         self._added_during_rewarm: list[tuple[str, AccountIdentity]] | None = None
         self._recent: OrderedDict[str, KnownEntity] = OrderedDict()
         self._recent_size = recent_size
+        # entity id -> (key, name forms it newly filed here, country): taken back if the
+        # adjudicator rejects it (`match.rejected_names: unfiled`, `rejected`).
+        self._fresh: OrderedDict[str, tuple[str, tuple[str, ...], str | None]] = OrderedDict()
         self.links: LinkMap | None = None
         """The account links in memory, when this process's projection worker tells it
         what it wrote (`follow_links_in_memory`); else each look-up reads them."""
@@ -291,7 +301,10 @@ class AccountDirectory:
         The CRM id is asked in every spelling policy `match.crm_ids` makes one id
         (`crm_id_spellings`: the tables file ids as submitted; asking the submitted
         spelling alone filed the other Salesforce spelling under a new key while this
-        process was behind the directory).
+        process was behind the directory), and under `any_spelling` also by its
+        spelling-free form (`account_crm_ids.crm_spelling`, session 29: "Acc_2024.00777"
+        got a new key beside the filed "ACC-2024-00777", which the adjudicator and
+        `GET /v1/ownership` found).
 
         One statement (a UNION ALL of the CRM id, domain and name look-ups that apply) in
         one round trip: it was up to three, each a round trip, on most new accounts. Names
@@ -314,6 +327,10 @@ class AccountDirectory:
         confident = any(m.confident for m in matches)
         crm = identity.crm_account_id if "crm_account_id" not in kinds else None
         spellings = list(crm_id_spellings(crm, crm_ids)) if crm else None
+        # Spellings are unbounded under `any_spelling` ("Acc_2024.00777"): the directory
+        # files each id's spelling-free form (migration 0014), asked as the ownership
+        # look-up asks it; the listed spellings stay (a row filed before 0014 is filled).
+        spelling = any_spelling(crm) if crm and crm_ids == "any_spelling" else None
         domain = identity.domain if "domain" not in kinds else None
         named = (names or not confident) and bool(identity.name)
         countries = self._countries_asked(identity.country) if named else None
@@ -331,7 +348,7 @@ class AccountDirectory:
                 low, high = name_length_window(len(query_name), floor)
                 found_rows = await driver_fetch(
                     conn, _MISSES_SQL, spellings, domain, countries, keys,
-                    _NAME_FALLBACK_LIMIT, low, high)
+                    _NAME_FALLBACK_LIMIT, low, high, spelling)
                 rows = [(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in found_rows]
             else:
                 parts: list[Select[Any]] = []
@@ -339,6 +356,10 @@ class AccountDirectory:
                     parts.append(select(literal("crm"), account_crm_ids.c.crm_account_id,
                                         account_crm_ids.c.account_key, literal(""))
                                  .where(account_crm_ids.c.crm_account_id.in_(spellings)))
+                if spelling:
+                    parts.append(select(literal("crm"), account_crm_ids.c.crm_account_id,
+                                        account_crm_ids.c.account_key, literal(""))
+                                 .where(account_crm_ids.c.crm_spelling == spelling))
                 if domain:
                     parts.append(select(literal("domain"), account_domains.c.domain,
                                         account_domains.c.account_key, literal(""))
@@ -411,6 +432,40 @@ class AccountDirectory:
         self._index.add(account_key, identity)
         if self._added_during_rewarm is not None:
             self._added_during_rewarm.append((account_key, identity))
+
+    def remember_filed(self, entity_id: str, account_key: str, identity: AccountIdentity,
+                       unfile_if_rejected: bool) -> None:
+        """`remember` a registration's or claim's identity after its append, keeping the
+        name forms it newly filed under its key when they are to be taken back if it is
+        rejected (`rejected`, policy `match.rejected_names: unfiled`)."""
+        if unfile_if_rejected and identity.name:
+            forms = self._index.new_name_forms(account_key, identity.name, identity.country)
+            if forms:
+                self._fresh[entity_id] = (account_key, forms, identity.country)
+                while len(self._fresh) > self._recent_size:
+                    self._fresh.popitem(last=False)
+        self.remember(account_key, identity)
+
+    def decided(self, entity_id: str, status: str | None) -> None:
+        """A registration or claim this process filed is decided: rejected, the name forms
+        it newly filed are taken back (a filing that never held anything adds no names that
+        join customers, session 29; the adjudicator does the same). A rewarm started before
+        puts them back until the next one: the directory read model still files them."""
+        found = self._fresh.pop(entity_id, None)
+        if found is not None and status == "rejected":
+            account_key, forms, country = found
+            self._index.unfile_names(account_key, forms, country)
+
+    def told(self, ids: Collection[str], rows: Mapping[str, dict[str, Any]] | None) -> None:
+        """A `DecisionWaiter` observer: the rows (or statuses) the projections just
+        committed; a decided filing of this process is `decided` at once."""
+        if rows is None or not self._fresh:
+            return
+        for entity_id in ids:
+            row = rows.get(entity_id)
+            status = row.get("status") if row is not None else None
+            if status is not None and status != "submitted" and entity_id in self._fresh:
+                self.decided(entity_id, status)
 
     # --- entities this process accepted ----------------------------------------------------
 

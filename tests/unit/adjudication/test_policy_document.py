@@ -50,7 +50,7 @@ def test_default_policy_matches_the_published_example() -> None:
     assert dumped["precedence"] == ["direct_named_account", "incumbent", "first_submitted",
                                     "tier"]
     assert dumped["match"] == {"name_threshold": 0.9, "review_band": 0.1, "name_only": "review",
-                                "crm_ids": "any_spelling"}
+                                "crm_ids": "any_spelling", "rejected_names": "unfiled"}
     assert dumped["escalation"]["calendar"] is None
     assert dumped["escalation"]["on_final_breach"] == "precedence"
     assert (dumped["on_release"], dumped["release_window"]) == ("promote_next", "P30D")

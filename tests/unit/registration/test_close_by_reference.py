@@ -41,8 +41,8 @@ def test_what_the_reference_does_not_settle_stays_ambiguous() -> None:
     # Two protection holders of different partners (two customers under one reference).
     assert closed_by_reference([row("r-1", "p-1", "approved", 0),
                                 row("r-2", "p-2", "approved", 5)]) is None
-    # The one approved row was filed after another partner's closable row.
-    assert closed_by_reference([row("r-1", "p-1", "in_review", 0, "tie"),
+    # The one approved row was filed after another partner's row that held something.
+    assert closed_by_reference([row("r-1", "p-1", "approved", 0, "non_exclusive"),
                                 row("r-2", "p-2", "approved", 5)]) is None
     # No protection holder at all.
     assert closed_by_reference([row("r-1", "p-1", "in_review", 0, "tie"),
@@ -59,3 +59,32 @@ def test_one_partner_s_own_rows_close_as_before() -> None:
     assert closed_by_reference([ended]) is ended
     assert closed_by_reference([row("r-1", "p-1", "approved", 0),
                                 row("r-2", "p-1", "in_review", 1)]) is None
+
+
+def test_a_row_in_review_filed_before_the_holder_s_does_not_block_its_close() -> None:
+    """Session 29: a row in review (or not yet decided) holds nothing, so the approved
+    holder's close by reference goes through whenever that row was filed; it ends the
+    holder's registration only."""
+    holder = row("r-2", "p-2", "approved", 5)
+    for pending in (row("r-1", "p-1", "in_review", 0, "possible_duplicate"),
+                    row("r-1", "p-1", "submitted", 0)):
+        assert closed_by_reference([pending, holder]) is holder, pending
+    # One that held something before the holder's filing still makes it ambiguous.
+    assert closed_by_reference([row("r-1", "p-1", "expired", 0), holder,
+                                row("r-3", "p-3", "in_review", 1, "tie")]) is None
+
+
+def test_a_rival_s_copy_of_a_closed_reference_takes_no_close() -> None:
+    """Session 29 rival review: the holder's row won, a rival's later copy of the reference
+    (approved after, or non-exclusive beside it) took the CRM's re-sent close."""
+    won = row("r-1", "p-1", "won", 0)
+    for copy in (row("r-2", "p-2", "approved", 5),
+                 row("r-2", "p-2", "approved", 5, "non_exclusive"),
+                 row("r-2", "p-2", "expired", 5)):
+        assert closed_by_reference([won, copy]) is None, copy
+        # The closing partner's own renewal under the reference still takes it.
+        renewal = row("r-3", "p-1", "approved", 9)
+        assert closed_by_reference([won, copy, renewal]) is renewal, copy
+    # A row filed before the other partner's closed one is no copy of it.
+    earlier = row("r-0", "p-2", "approved", -5)
+    assert closed_by_reference([row("r-1", "p-1", "lost", 0), earlier]) is earlier

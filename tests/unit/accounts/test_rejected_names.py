@@ -1,0 +1,46 @@
+"""The names a rejected filing brought are taken back (`AccountIndex.new_name_forms` /
+`unfile_names`, policy `match.rejected_names`; DESIGN.md, "A rejected filing adds no names
+that join customers")."""
+
+from __future__ import annotations
+
+from shared.accounts import AccountIdentity, AccountIndex, normalize_name
+from shared.policy import Policy
+
+
+def test_only_the_names_a_filing_brought_are_taken_back() -> None:
+    index = AccountIndex()
+    held = normalize_name("Beta Systems", "US")
+    index.add("dom:beta.com", AccountIdentity(None, "beta.com", held, "US"))
+    both = normalize_name("Beta Systems dba Alpha Robotics", "US")
+    fresh = index.new_name_forms("dom:beta.com", both, "US")
+    assert fresh == (normalize_name("Alpha Robotics", "US"),)
+    index.add("dom:beta.com", AccountIdentity(None, "beta.com", both, "US"))
+    alpha = AccountIdentity(None, None, normalize_name("Alpha Robotics", "US"), "US")
+    assert [m.account_key for m in index.match(alpha, 0.9)] == ["dom:beta.com"]
+    index.unfile_names("dom:beta.com", fresh, "US")
+    assert index.match(alpha, 0.9) == []
+    # The key's own name stays, in every country it was filed in.
+    beta = AccountIdentity(None, None, held, "US")
+    assert [m.account_key for m in index.match(beta, 0.9)] == ["dom:beta.com"]
+    assert [n for n, _ in index.filed_names("dom:beta.com")] == [held]
+
+
+def test_a_name_filed_elsewhere_for_the_key_stays_among_its_names() -> None:
+    index = AccountIndex()
+    name = normalize_name("Alpha Robotics", None)
+    index.add("crm:1", AccountIdentity("1", None, name, "DE"))
+    fresh = index.new_name_forms("crm:1", name, None)
+    assert fresh == (name,)
+    index.add("crm:1", AccountIdentity("1", None, name, None))
+    index.unfile_names("crm:1", fresh, None)
+    assert index.filed_names("crm:1") == ((name, frozenset({"DE"})),)
+
+
+def test_documents_published_before_the_option_keep_rejected_names_filed() -> None:
+    assert Policy().match.rejected_names == "unfiled"
+    assert Policy.from_published({"version": 3}).match.rejected_names == "filed"
+    assert Policy.from_published(
+        {"version": 4, "match": {"crm_ids": "any_spelling"}}).match.rejected_names == "filed"
+    assert Policy.from_published(
+        {"version": 5, "match": {"rejected_names": "unfiled"}}).match.rejected_names == "unfiled"
