@@ -268,13 +268,13 @@ async def test_migration_0014_streams_in_batches_and_files_what_the_one_shot_ver
         assert got[table] == rows, (table, sorted(got[table] ^ rows)[:5])
 
 
-async def test_migration_0017_files_again_the_crm_spellings_session_29_reads_otherwise(
+async def test_migration_0015_files_again_the_crm_spellings_session_29_reads_otherwise(
     store_url: str,
 ) -> None:
     """Session 29 reads a GUID in braces as the GUID and a full-width Salesforce id as that
     id (`any_spelling`); rows 0014 filled kept the old forms, so the SQL look-ups asking
     `crm_spelling` (the edge's fall-back, `GET /v1/ownership`) missed such a holder asked
-    in another spelling. Migration 0017 files them again; other rows are left as they are."""
+    in another spelling. Migration 0015 files them again; other rows are left as they are."""
     from alembic import command
     from sqlalchemy import text
 

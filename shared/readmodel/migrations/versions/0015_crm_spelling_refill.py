@@ -9,7 +9,7 @@ form changed are written.
 Streamed as 0014: keyset-paginated batches of `_BATCH` ids (by primary key), a
 `migration_step_done` line with its counts when it read any row.
 
-Revision ID: 0017
+Revision ID: 0015
 Revises: 0014
 """
 
@@ -19,7 +19,7 @@ from alembic import op
 from shared.accounts.salesforce import any_spelling
 from shared.logging import get_logger
 
-revision = "0017"
+revision = "0015"
 down_revision = "0014"
 branch_labels = None
 depends_on = None
