@@ -372,6 +372,26 @@ class Escalation(_Part):
     possible duplicate as `distinct` (two customers) and never takes away an approval that
     does not conflict with the winners."""
     reminder_before: Reminder = timedelta(hours=4)
+    deadline_unit: Duration | None = timedelta(hours=1)
+    """Every level's deadline (so each escalation and the final-breach fallback) falls due on
+    the next whole multiple of this unit since the epoch, UTC, at or after the business-time
+    deadline (`shared.business_time.due_on`): `PT1H` (the default since session 29) the next
+    whole UTC hour. A dispute's deadlines count from the submission that opened it, a rival's
+    for every other member, and a late joiner's decision by the fallback, its `decided_at`,
+    its `protected_until` and the timer's firing would otherwise tell that submission to the
+    microsecond, where partners read rivals' moments to the hour. A unit divides a day
+    (`PT1H`, `PT15M`, `PT1S`; tests use seconds). None (policies published before session
+    29): due exactly at the business-time deadline."""
+
+    @field_validator("deadline_unit")
+    @classmethod
+    def _unit(cls, value: timedelta | None) -> timedelta | None:
+        if value is None:
+            return None
+        day = timedelta(days=1)
+        if value <= timedelta(0) or value > day or day % value:
+            raise ValueError("deadline_unit must divide a day (PT1H, PT15M, PT1S) or be null")
+        return value
 
     @field_validator("levels")
     @classmethod
@@ -515,6 +535,11 @@ class Policy(BaseModel):
         extension = data.get("extension")
         if isinstance(extension, dict) and "window" not in extension:
             data["extension"] = {**extension, "window": None}
+        escalation = data.get("escalation")
+        if isinstance(escalation, dict):
+            data["escalation"] = {"deadline_unit": None, **escalation}
+        elif escalation is None:
+            data["escalation"] = {"deadline_unit": None}
         match = data.get("match")
         if isinstance(match, dict):
             data["match"] = {"name_only": "decide", "crm_ids": "exact",
