@@ -1,6 +1,6 @@
 """What a caller may send, beyond types, in one place: text, decimals, instants.
 
-**Text.** No control or format characters.
+**Text.** No control or format characters, and no invisible letters (the Hangul fillers).
 
 Control characters (Unicode Cc: C0, DEL, C1 such as U+0085 NEL), format characters (Cf:
 bidi embeddings and overrides U+202A-U+202E, isolates U+2066-U+2069, marks U+200E/U+200F,
@@ -37,15 +37,26 @@ from shared.accounts.normalize import LOOK_ALIKES
 
 REFUSED_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 LINE_BREAKS: Final = frozenset("\t\n\r")
+INVISIBLE_LETTERS: Final = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+"""The Hangul fillers: letters (Lo) that draw as a blank, Unicode default-ignorable code
+points that no name or product contains (a Korean syllable decomposes to real jamo, never
+to a filler); and the blank Braille pattern (a symbol drawn as a blank, no space: kept
+in a product name). Refused as format characters are: "Acme Corp" with a trailing filler was
+another name than "Acme Corp", "analytics" with one another product (session 29 rival
+review: a rival approved unseen beside the holder)."""
 
 
 def check_text(value: str, *, multiline: bool = False) -> str:
     """`value`, or `ValueError` naming the first refused character."""
-    if value.isprintable():  # the fast path: no Other, no Separator except ' '
+    # The fast path: no Other, no Separator except ' ', no invisible letter.
+    if value.isprintable() and (value.isascii() or INVISIBLE_LETTERS.isdisjoint(value)):
         return value
     for char in value:
         if multiline and char in LINE_BREAKS:
             continue
+        if char in INVISIBLE_LETTERS:
+            raise ValueError(f"invisible characters are not allowed (U+{ord(char):04X} "
+                             f"{unicodedata.name(char).lower()})")
         if unicodedata.category(char) in REFUSED_CATEGORIES:
             name = unicodedata.name(char, "") or "a control character"
             raise ValueError(

@@ -73,7 +73,7 @@ log = get_logger(__name__)
 
 MAGIC: Final = b"DEALREG-ADJ-SNAPSHOT\n"
 FORMAT_VERSION: Final = 1
-STATE_SCHEMA_VERSION: Final = 8
+STATE_SCHEMA_VERSION: Final = 9
 """Bump when what `AdjudicationState` (or anything it holds) means changes without its
 fields changing; a changed field list changes the fingerprint by itself. 3: the account
 index files domains in key form (`dom:x`) and names by owner ordinal (session 22). 4: it
@@ -87,7 +87,11 @@ named the copy otherwise than after a replay). 7: a chain naming more than two n
 ("A dba B dba C") is one name, no longer filed under each, and "Acme (NA)" in Namibia is
 "acme" (session 28 rival review; a state of 6 holds the old forms). 8: the names a
 filing rejected at its decision brought to its key are taken back (`match.rejected_names:
-unfiled`, session 29; a state of 7 still holds them)."""
+unfiled`, session 29; a state of 7 still holds them). 9: a mark in any spelling ("(TM)",
+"Ⓡ", "ᵀᴹ") is no part of a name, and a name without a country drops a qualifier naming
+any country or region (session 29 rival review), a dash qualifier on either name of a
+"dba" pair is read, a full-width Salesforce id and a braced GUID are that id (session 29
+`SpellingRules`); a state of 8 holds the old forms."""
 CODEC: Final = "pickle5+zlib"
 
 _STATE_MODULES: Final = (state_module, identity_module, index_module, sameness_module,

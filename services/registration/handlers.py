@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import SQLAlchemyError
@@ -115,6 +115,7 @@ ENDED = ("rejected", "expired", "withdrawn", "won", "lost")
 CLOSABLE = ("approved", "in_review", "submitted", "expired")
 """What a CRM close applies to: a registration that holds or may still hold the account,
 or one that expired (its close still records the outcome and the win)."""
+_CLOSED: Final = frozenset({"won", "lost"})
 PENDING = ("in_review", "submitted")
 """Closable rows that hold nothing yet (a person or the adjudicator still decides): never
 the protection holder's rival for a close by reference (`closed_by_reference`)."""
@@ -1309,10 +1310,18 @@ def closed_by_reference(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
       of the session 27 review), two approved exclusive rows of different partners (two
       customers under one reference), or the one approved exclusive row filed after
       another partner's approved (non-exclusive) or expired row (a rival approved after
-      the holder expired never takes the holder's close)."""
+      the holder expired never takes the holder's close);
+    - a row of one partner filed after another partner's row of the reference was closed
+      (won or lost) is never chosen: a rival's copy of a closed reference never takes the
+      CRM's re-sent close of it (session 29; None when nothing else is closable)."""
     if len(rows) == 1:
         return rows[0]
-    closable = [r for r in rows if r["status"] in CLOSABLE]
+    # A row filed after another partner's row of the reference closed (won or lost) is a
+    # copy of a closed reference: the CRM's re-sent close of the holder's opportunity went
+    # to it, the one closable row, and a rival's copy read `won` (session 29 rival review).
+    closed = [r for r in rows if r["status"] in _CLOSED]
+    closable = [r for r in rows if r["status"] in CLOSABLE and not any(
+        c["partner_id"] != r["partner_id"] and _filed(c) <= _filed(r) for c in closed)]
     if len({r["partner_id"] for r in closable}) > 1:
         holders = [r for r in closable if r["status"] == "approved"
                    and _rule_of(r) != "non_exclusive"]

@@ -52,7 +52,8 @@ def _with(body: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
 
 CONTROL_AND_FORMAT = [
     "\u0085", "\x00", "\x1b", "\x7f", "\u009b", "\u200b", "\u200e", "\u200f", "\u202a",
-    "\u202e", "\u2066", "\u2069", "\u2028", "\ufeff", "\u00ad", "\n", "\t"]
+    "\u202e", "\u2066", "\u2069", "\u2028", "\ufeff", "\u00ad", "\n", "\t",
+    "\u3164", "\uffa0", "\u115f", "\u1160", "\u2800"]  # invisible letters (session 29)
 
 
 @pytest.mark.parametrize("char", CONTROL_AND_FORMAT, ids=[f"U+{ord(c):04X}" for c in

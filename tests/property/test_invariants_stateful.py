@@ -29,7 +29,7 @@ import string
 import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -1586,10 +1586,16 @@ def close_choice(carrying: list[Reg]) -> Reg | None:
     rival's later copy neither takes nor blocks the close; session 29: one in review or
     undecided holds nothing and never blocks it, whenever filed), else none; among one
     partner's, the one closable registration (active before expired); none when two of one
-    partner's are active (or, none active, two expired): the CRM must say which."""
+    partner's are active (or, none active, two expired): the CRM must say which. Never one
+    filed after another partner's registration of the reference closed (session 29: a
+    rival's copy of a closed reference took the CRM's re-sent close)."""
     if len(carrying) == 1:
         return carrying[0]
-    closable = [r for r in carrying if r.status in CLOSABLE]
+    done = [r for r in carrying if r.status in ("won", "lost")]
+    earliest = datetime.min.replace(tzinfo=UTC)  # as the edge reads a missing time
+    closable = [r for r in carrying if r.status in CLOSABLE and not any(
+        c.partner != r.partner
+        and (c.submitted_at or earliest) <= (r.submitted_at or earliest) for c in done)]
     if len({r.partner for r in closable}) > 1:
         holders = [r for r in closable if r.status == "approved" and r.rule != "non_exclusive"]
         filed = {r.id: r.submitted_at for r in carrying if r.submitted_at is not None}

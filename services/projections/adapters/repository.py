@@ -443,15 +443,18 @@ async def forget_positions(conn: AsyncConnection, models: Iterable[str]) -> None
                        .where(projection_positions.c.projection.in_(list(models))))
 
 
-MODEL_VERSIONS: Final[Mapping[str, int]] = {DIRECTORY: 3}
+MODEL_VERSIONS: Final[Mapping[str, int]] = {DIRECTORY: 4}
 """What each read model's rows mean, bumped when a release files rows an existing store
 lacks until the log is replayed into it (a model not named: 1). directory 2: a name filed
 without a country is filed under the unknown country ("") and "X dba Y" under both names
 (session 28); a directory folded by an older release lacks those rows, so a registration
-service warmed from it forgot such names and approved a rival's filing unseen. directory
-3: each name row records the filing that first filed it (`filed_by`, migration 0016) and a
-filing rejected at its decision takes back the names it brought (`unfiled_names`, session
-29); a directory of 2 still holds a rejected "B dba A"'s A under B."""
+service warmed from it forgot such names and approved a rival's filing unseen. directory 3:
+names re-read (session 29: a mark in any spelling is no part of a name; a name without a
+country drops a qualifier naming any country or region), so a warmed service finds an
+older filing of "Acme Corp (TM)" as "acme". directory 4: each name row records the filing
+that first filed it (`filed_by`, migration 0016) and a filing rejected at its decision
+takes back the names it brought (`unfiled_names`, session 29); a directory of 3 still
+holds a rejected "B dba A"'s A under B."""
 _VERSION_SUFFIX: Final = "#version"
 """A model's version is a `projection_positions` row of its own (projection
 `<model>#version`, topic "", partition 0, position = the version): every reader of

@@ -634,7 +634,11 @@ def test_a_qualifier_naming_the_registration_s_own_country_or_region_is_no_new_n
     assert normalize_name("Acme Corp\uff08UK\uff09", "GB") == "acme"  # full-width brackets
     assert normalize_name("Acme Corp (USA)", "GB") == "acme corp usa"
     assert normalize_name("Acme Corporation - EMEA", "US") == "acme corporation emea"
-    assert normalize_name("Acme Corp (USA)") == "acme corp usa"  # no country: kept
+    # No country (session 29): a place it names is the name's own place, as a country
+    # would make it (before: kept, and the name missed the US holder's "acme").
+    assert normalize_name("Acme Corp (USA)") == "acme"
+    assert normalize_name("Acme Corporation - EMEA") == "acme"
+    assert normalize_name("Acme (Holdings) Ltd") == "acme holdings"
     # Not places: kept wherever the account is.
     assert normalize_name("Acme (Holdings) Ltd", "GB") == "acme holdings"
     assert normalize_name("Acme (276) Ltd", "DE") == "acme 276"
@@ -721,6 +725,24 @@ def test_a_country_changes_a_name_only_through_its_qualifiers(parts: list[str],
 def test_a_trademark_sign_is_no_part_of_a_name_in_any_country() -> None:
     for name in ("Acme Corp™", "Acme™ Corp", "Acme Corp ℠", "Acme Corp®"):
         assert normalize_name(name, "US") == normalize_name(name) == "acme", name
+
+
+# --- rival review, session 29 -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("raw", [
+    "Acme Corp (TM)", "Acme Corp(R)", "ACME Corp [tm]", "Acme (sm) Corp", "Acme Corp (c)",
+    "Acme Corp\u24c7", "Acme Corp\U0001f12c", "Acme Corp\u1d40\u1d39", "Acme Corp\uff08TM\uff09",
+])
+def test_a_mark_in_any_spelling_is_no_part_of_a_name(raw: str) -> None:
+    # Each was another customer: "acme corp tm", "acme corpr", "acme corptm".
+    assert normalize_name(raw) == normalize_name(raw, "US") == "acme", raw
+    assert normalize_name(normalize_name(raw)) == "acme"
+
+
+def test_a_bracketed_state_or_a_mark_alone_stays() -> None:
+    assert normalize_name("Acme (MD)", "US") == "acme md"  # Maryland, no mark
+    assert normalize_name("(TM)") == "tm"  # nothing else to the name
 
 
 def test_a_dash_qualifier_on_the_legal_name_of_a_trade_name_pair_is_home() -> None:

@@ -72,3 +72,19 @@ def test_a_row_in_review_filed_before_the_holder_s_does_not_block_its_close() ->
     # One that held something before the holder's filing still makes it ambiguous.
     assert closed_by_reference([row("r-1", "p-1", "expired", 0), holder,
                                 row("r-3", "p-3", "in_review", 1, "tie")]) is None
+
+
+def test_a_rival_s_copy_of_a_closed_reference_takes_no_close() -> None:
+    """Session 29 rival review: the holder's row won, a rival's later copy of the reference
+    (approved after, or non-exclusive beside it) took the CRM's re-sent close."""
+    won = row("r-1", "p-1", "won", 0)
+    for copy in (row("r-2", "p-2", "approved", 5),
+                 row("r-2", "p-2", "approved", 5, "non_exclusive"),
+                 row("r-2", "p-2", "expired", 5)):
+        assert closed_by_reference([won, copy]) is None, copy
+        # The closing partner's own renewal under the reference still takes it.
+        renewal = row("r-3", "p-1", "approved", 9)
+        assert closed_by_reference([won, copy, renewal]) is renewal, copy
+    # A row filed before the other partner's closed one is no copy of it.
+    earlier = row("r-0", "p-2", "approved", -5)
+    assert closed_by_reference([row("r-1", "p-1", "lost", 0), earlier]) is earlier

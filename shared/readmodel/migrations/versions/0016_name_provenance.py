@@ -9,20 +9,20 @@ that first filed a row and removes it when that filing's decision says it was un
 (`RegistrationDecided.unfiled_names`).
 
 Existing rows keep an unknown provenance (NULL): they are never removed here. The
-directory's model version goes to 3 (`repository.MODEL_VERSIONS`), so the embedded
+directory's model version goes to 4 (`repository.MODEL_VERSIONS`), so the embedded
 runtime replays the directory at start and `dealreg db upgrade` names the rebuild to run
 on the distributed one: the replay files every row with its filer and applies the
 rejections.
 
 Revision ID: 0016
-Revises: 0014
+Revises: 0015
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0016"
-down_revision = "0014"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
