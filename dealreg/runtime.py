@@ -223,6 +223,13 @@ async def adjudicator_lag(eventlog: EventLog, topic: str, group: str,
             if tp in assigned}
 
 
+def projection_hold_seconds(settings: Settings) -> float:
+    """How long the co-located projection worker holds a batch of intake events for its
+    decision (`ProjectionWorker`'s `hold_seconds`): the backend's own setting."""
+    return (settings.kafka_projections_hold_ms if settings.backend == "distributed"
+            else settings.embedded_projections_hold_ms) / 1000
+
+
 def build_eventlog(settings: Settings) -> EventLog:
     if settings.backend == "embedded":
         return EmbeddedEventLog(settings.embedded_log_path,
@@ -287,8 +294,7 @@ class Runtime:
                 linger_seconds=(settings.kafka_projections_linger_ms / 1000
                                 if settings.backend == "distributed" else 0.0),
                 linger_from=settings.kafka_projections_linger_from_records,
-                hold_seconds=(settings.kafka_projections_hold_ms / 1000
-                              if settings.backend == "distributed" else 0.0),
+                hold_seconds=projection_hold_seconds(settings),
             )
             runtime.notification_sender = NotificationSender(engine, settings)
             runtime.projection_worker.on_outbox = runtime.notification_sender.wake.set

@@ -77,6 +77,13 @@ class Settings(BaseSettings):
         "projections) waits for more records once some arrived, unless a full batch is there: "
         "under load a batch then carries several registrations instead of one, each batch's "
         "fixed cost is shared (Kafka's fetch.max.wait). 0: read at once")
+    embedded_projections_hold_ms: int = Field(
+        100, ge=0, le=1_000, description="`kafka_projections_hold_ms` for the embedded log "
+        "(`dealreg dev`): the projections hold a fetched batch of intake events with no "
+        "decision in it for at most this long, until its decision arrives, and apply both "
+        "in one read-model transaction (one SQLite write turn, one hand-over to the waiting "
+        "requests and the re-reporter instead of two per registration at low rates). "
+        "0: never hold")
     log_level: str = Field("INFO", description="Log level")
     log_format: Literal["json", "console"] | None = Field(
         None, description="Log renderer: `json` (one object per line) or `console` (for a "

@@ -20,6 +20,13 @@
 - Time: when the wall clock passes a deadline the state holds, a `TimerFired` is appended to
   the intake log (in the same transaction as the batch, or on a periodic tick for a quiet
   partition) and decided like any other event. Lateness (firing time - deadline) is exported.
+- Recovery from a snapshot checks itself: the tail's re-decided decisions must equal the
+  ones the log holds for those inputs (`_check_tail`). On a difference (a corrupt snapshot,
+  a build that decides otherwise) it says so (`recovery_mismatch` at error level,
+  `dealreg_adjudicator_recovery_mismatches_total`), rebuilds the partition from its whole
+  history and checks the tail again: equal, it goes on from the rebuilt state (the snapshot
+  was wrong); still different, it refuses to go on (`RecoveryMismatch`: this build decides
+  the log otherwise; DESIGN.md, Determinism).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -46,6 +54,7 @@ from services.adjudication.snapshots import SnapshotStore
 from shared import metrics, tracing
 from shared.eventlog import EventLog, OutgoingRecord, Record, TopicPartition
 from shared.eventlog.deadletter import dead_letter
+from shared.eventlog.partitioner import partition_for
 from shared.eventlog.topics import Topics
 from shared.events import (
     CopiesInReview,
@@ -57,7 +66,7 @@ from shared.events import (
     encode,
     new_envelope,
 )
-from shared.events.codec import decode, encode_event
+from shared.events.codec import decode, decode_envelope, encode_event
 from shared.events.reference import PolicyPublished
 from shared.ids import new_id
 from shared.logging import get_logger
@@ -78,6 +87,28 @@ REPLAYED = Gauge("dealreg_adjudicator_recovery_replayed_events",
 SNAPSHOTS = Counter("dealreg_adjudicator_snapshots_total", "State snapshots taken")
 SNAPSHOT_BYTES = Gauge("dealreg_adjudicator_snapshot_bytes",
                        "Size of the last state snapshot of a partition", ["partition"])
+
+RECOVERY_MISMATCHES = Counter(
+    "dealreg_adjudicator_recovery_mismatches_total",
+    "Recoveries whose re-decided decisions differ from the logged ones (source: the state "
+    "they started from, snapshot or history)", ["partition", "source"])
+
+CHECK_SKEW_MS = 60_000
+"""A recovery's check reads the decisions appended since its tail's first input was, less
+this much (clock skew between the process that appended the input and the one that decided
+it); a decision not found there is looked for in the partition's whole history before it
+counts as missing."""
+
+_DECISION_ID = re.compile(r"(.+)\.d[0-9]+")
+_ID_HEAD = b'{"specversion":"1.0","id":"'
+
+
+class RecoveryMismatch(RuntimeError):
+    """Re-deciding a partition's logged inputs from its whole history gives other decisions
+    than the log holds: this build decides them otherwise. The adjudicator refuses to go
+    on (the worker restarts and refuses again) rather than decide on a state the log's
+    decisions do not describe."""
+
 
 SNAPSHOT_COST_SHARE = 20
 """A snapshot is taken at most once per this many times its own cost (time), so a large
@@ -228,24 +259,77 @@ class Adjudicator:
         self._snapshot_not_before: dict[TopicPartition, float] = {}
         self.replayed: dict[TopicPartition, int] = {}
         self.recovered_from: dict[TopicPartition, int | None] = {}
+        # Per partition: decisions the last recovery compared with the log (0: unchecked).
+        self.checked: dict[TopicPartition, int] = {}
 
     # lifecycle ---------------------------------------------------------------------------
 
     async def assigned(self, positions: Mapping[TopicPartition, int]) -> None:
         self.assignment.update(positions)  # lagging while it recovers, too
         await self.policies.refresh()
-        await asyncio.gather(*(self._recover(tp, position)
-                               for tp, position in positions.items()))
+        # Every partition recovers (and says what it found) before a failure is raised.
+        results = await asyncio.gather(*(self._recover(tp, position)
+                                         for tp, position in positions.items()),
+                                       return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def _recover(self, tp: TopicPartition, position: int) -> None:
         started = time.perf_counter()
         found = None
         if self.snapshots is not None:
             found = await self.snapshots.load(tp, position)
-        state, start = found if found is not None else (AdjudicationState(), 0)
+        if found is None:
+            # The whole history, unchecked: nothing older to compare a difference with
+            # (an upgrade's state-schema bump comes this way on purpose: its rules may
+            # decide old inputs otherwise, and the log's decisions stand).
+            state, replayed, tail = await self._replay(tp, AdjudicationState(), 0, position)
+        else:
+            state, covers = found
+            state, replayed, tail = await self._replay(tp, state, covers, position, covers)
+            differences = await self._check_tail(tp, tail)
+            if differences:
+                self._mismatch(tp, "snapshot", covers, position, differences)
+                state, replayed, tail = await self._replay(
+                    tp, AdjudicationState(), 0, position, covers)
+                differences = await self._check_tail(tp, tail)
+                if differences:
+                    self._mismatch(tp, "history", covers, position, differences)
+                    raise RecoveryMismatch(
+                        f"{tp.topic}[{tp.partition}]: re-deciding [{covers}, {position}) "
+                        f"from the whole history gives other decisions than the log holds "
+                        f"({len(differences)}; first: {differences[0]}): this build decides "
+                        "the log otherwise; refusing to go on")
+                log.error("snapshot_disagreed_rebuilt_from_history", topic=tp.topic,
+                          partition=tp.partition, covers=covers, position=position)
+                found = None
+        start = found[1] if found is not None else 0
+        self.states[tp] = state
+        self._pending_timers[tp] = set()
+        self._since_snapshot[tp] = replayed
+        self._snapshot_at[tp] = time.monotonic()
+        seconds = time.perf_counter() - started
+        self.recovery_seconds[tp] = seconds
+        self.replayed[tp] = replayed
+        self.recovered_from[tp] = start if found is not None else None
+        self.checked[tp] = len(tail.decided)
+        RECOVERY.labels(str(tp.partition)).set(seconds)
+        REPLAYED.labels(str(tp.partition)).set(replayed)
+        log.info("partition_recovered", topic=tp.topic, partition=tp.partition,
+                 position=position, snapshot=start if found is not None else None,
+                 replayed=replayed, checked=len(tail.decided), seconds=round(seconds, 3))
+
+    async def _replay(self, tp: TopicPartition, state: AdjudicationState, start: int,
+                      position: int, check_from: int | None = None
+                      ) -> tuple[AdjudicationState, int, _Tail]:
+        """Re-decide `tp`'s records `[start, position)` into `state`: the state, the records
+        read, and (from `check_from` on, if given) what they decided, to check."""
         replayed = 0
+        tail = _Tail()
         slicer = _Slicer(self.yield_every_seconds)
         versions = self.policies.versions
+        decisions_topic = self.topics.decisions
         async for batch in self.eventlog.read(tp, start, position):
             for record in batch:
                 decoded = self._decode(record)
@@ -255,23 +339,74 @@ class Adjudicator:
                 policy = None if version is None else versions.get(version)
                 if policy is None and version is not None:
                     policy = await self._load_policy(version)
-                decide(state, event, DecisionContext(envelope.id, envelope.time, policy))
+                if check_from is not None and record.offset >= check_from:
+                    tail.inputs.add(envelope.id)
+                    if tail.since_ms is None or record.timestamp_ms < tail.since_ms:
+                        tail.since_ms = record.timestamp_ms
+                    for output in self._decide(state, record, envelope, event, policy):
+                        if output.topic == decisions_topic:  # (relays are intake records)
+                            tail.decided[_envelope_id(output.value) or ""] = output
+                else:
+                    decide(state, event, DecisionContext(envelope.id, envelope.time, policy))
                 if slicer.due():
                     await asyncio.sleep(0)  # other partitions recover meanwhile
             replayed += len(batch)
-        self.states[tp] = state
-        self._pending_timers[tp] = set()
-        self._since_snapshot[tp] = replayed
-        self._snapshot_at[tp] = time.monotonic()
-        seconds = time.perf_counter() - started
-        self.recovery_seconds[tp] = seconds
-        self.replayed[tp] = replayed
-        self.recovered_from[tp] = start if found is not None else None
-        RECOVERY.labels(str(tp.partition)).set(seconds)
-        REPLAYED.labels(str(tp.partition)).set(replayed)
-        log.info("partition_recovered", topic=tp.topic, partition=tp.partition,
-                 position=position, snapshot=start if found is not None else None,
-                 replayed=replayed, seconds=round(seconds, 3))
+        return state, replayed, tail
+
+    async def _check_tail(self, tp: TopicPartition, tail: _Tail) -> list[str]:
+        """How the decisions re-decided for the tail's inputs differ from those the log
+        holds for them (none: equal). Read from the decisions partitions they are keyed
+        to and `tp`'s own, since the tail's first input was appended (`CHECK_SKEW_MS`);
+        a re-decided decision not found there is looked for from the beginning."""
+        if not tail.inputs or tail.since_ms is None:
+            return []
+        topic = self.topics.decisions
+        count = await self.eventlog.partitions(topic)
+        wanted = {partition_for(output.key, count) for output in tail.decided.values()}
+        if tp.partition < count:
+            wanted.add(tp.partition)
+        ends = await self.eventlog.end_positions(topic)
+        starts = await self.eventlog.offsets_for_time(topic, tail.since_ms - CHECK_SKEW_MS)
+        logged: dict[str, Record] = {}
+        for partition in sorted(wanted):
+            dtp = TopicPartition(topic, partition)
+            await self._read_logged(dtp, starts.get(dtp, 0), ends.get(dtp, 0), tail, logged)
+        missing = {partition_for(output.key, count) for id_, output in tail.decided.items()
+                   if id_ not in logged}
+        for partition in sorted(missing):  # clocks further apart than assumed: look back
+            dtp = TopicPartition(topic, partition)
+            await self._read_logged(dtp, 0, starts.get(dtp, 0), tail, logged)
+        differences = []
+        for id_ in sorted(tail.decided.keys() | logged.keys()):
+            output, record = tail.decided.get(id_), logged.get(id_)
+            if record is None:
+                differences.append(f"{id_}: re-decided, not in the log")
+            elif output is None:
+                differences.append(f"{id_}: in the log, not re-decided")
+            elif not _same_decision(output, record):
+                differences.append(f"{id_}: decided otherwise than logged")
+        return differences
+
+    async def _read_logged(self, dtp: TopicPartition, start: int, end: int, tail: _Tail,
+                           logged: dict[str, Record]) -> None:
+        """The decisions in `dtp`'s `[start, end)` derived from the tail's inputs."""
+        inputs = tail.inputs
+        async for batch in self.eventlog.read(dtp, start, end):
+            for record in batch:
+                id_ = _envelope_id(record.value)
+                found = _DECISION_ID.fullmatch(id_) if id_ is not None else None
+                if found is not None and found.group(1) in inputs:
+                    logged[found.group(0)] = record
+            await asyncio.sleep(0)
+
+    def _mismatch(self, tp: TopicPartition, source: str, covers: int, position: int,
+                  differences: list[str]) -> None:
+        RECOVERY_MISMATCHES.labels(str(tp.partition), source).inc()
+        log.error("recovery_mismatch", topic=tp.topic, partition=tp.partition, source=source,
+                  covers=covers, position=position, differences=len(differences),
+                  first=differences[:5],
+                  action="rebuilding from history" if source == "snapshot"
+                  else "refusing to go on")
 
     async def revoked(self, partitions: Sequence[TopicPartition]) -> None:
         self.assignment.difference_update(partitions)
@@ -472,6 +607,45 @@ class Adjudicator:
                                     subject=firing.account_key, time=now)),
             ))
         return outputs
+
+
+class _Tail:
+    """What a recovery re-decided for the inputs it checks: their ids, the earliest time
+    one was appended, and the decisions, by id."""
+
+    __slots__ = ("decided", "inputs", "since_ms")
+
+    def __init__(self) -> None:
+        self.inputs: set[str] = set()
+        self.since_ms: int | None = None
+        self.decided: dict[str, OutgoingRecord] = {}
+
+
+def _envelope_id(value: bytes) -> str | None:
+    """The envelope id of an encoded event (read off its head as `encode_event` writes it,
+    else from the decoded envelope; None: not an event)."""
+    if value.startswith(_ID_HEAD):
+        end = value.find(b'"', len(_ID_HEAD))
+        if end > 0 and b"\\" not in value[len(_ID_HEAD):end]:
+            return value[len(_ID_HEAD):end].decode()
+    try:
+        return decode_envelope(value).id
+    except ValueError:
+        return None
+
+
+def _same_decision(output: OutgoingRecord, record: Record) -> bool:
+    """The same decision: the same bytes, or else the same key, type and data (a release
+    may write an envelope otherwise, e.g. another `source`, or upcast an older event)."""
+    if output.value == record.value:
+        return output.key == record.key
+    try:
+        _, ours = decode(output.value)
+        _, theirs = decode(record.value)
+    except ValueError:
+        return False
+    return (output.key == record.key and ours.TYPE == theirs.TYPE
+            and ours.to_data() == theirs.to_data())
 
 
 def _decide_span(record: Record, envelope: Envelope, event: DomainEvent,

@@ -34,7 +34,7 @@ BATCH_SECONDS = Histogram("dealreg_projection_batch_seconds",
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 HELD = Counter("dealreg_projection_batches_held_total",
                "Batches of intake events held for their decisions before they were applied "
-               "(`kafka_projections_hold_ms`)")
+               "(`kafka_projections_hold_ms`, `embedded_projections_hold_ms`)")
 LAST_APPLIED = Gauge("dealreg_projection_last_applied_timestamp_seconds",
                      "Unix time of the last committed projection batch")
 

@@ -24,8 +24,9 @@ fewer. Workers write through their own engine on the same URL.
 Start-up: a spawned interpreter spent about a CPU-second importing before its first
 record (29 % of a worker's CPU in a 100,000-record rebuild, paid once per worker).
 Workers are forked from a fork server (`multiprocessing`'s "forkserver": a fresh,
-single-threaded interpreter, so no inherited threads or event loop) that imports the main
-module and what a worker needs once; each rebuild starts its own and stops it at the end,
+single-threaded interpreter, so no inherited threads or event loop) that imports what a
+worker needs once, and never the program's main script, which workers do not need
+(`rebuild_preload`); each rebuild starts its own and stops it at the end,
 so its start-up stays inside the rebuild's measured time. While it imports, this process
 replays groups itself (leaving at least one group per worker) and stops taking groups
 once a worker is ready.
@@ -384,8 +385,8 @@ def _engine(url: str) -> AsyncEngine:
 _PRELOAD = ("services.projections.adapters.rebuild_preload",
             "services.projections.adapters.parallel", "services.projections.adapters.rebuild",
             "shared.readmodel.store")
-"""What the fork server imports once for every worker it forks (with the main module, as
-a spawned child would import it): about half a CPU-second a worker does not pay."""
+"""What the fork server imports once for every worker it forks (the main script is not:
+`rebuild_preload`): about a CPU-second a worker does not pay."""
 _DRIVERS = {"sqlite": ("aiosqlite", "sqlalchemy.dialects.sqlite.aiosqlite"),
             "postgresql": ("asyncpg", "sqlalchemy.dialects.postgresql.asyncpg")}
 
@@ -419,8 +420,8 @@ def _start_forkserver() -> None:
     """Start the fork server with this process's module path, and only it (Python 3.11's
     server ignores the one `multiprocessing` hands it: a worktree or a script that put its
     checkout on `sys.path` would get the installed modules in its workers, and `-c` puts
-    the working directory first), and the main script to
-    import (`rebuild_preload`)."""
+    the working directory first), and the main script's path, which the server marks as
+    its main module without running it (`rebuild_preload`)."""
     main = spawn.get_preparation_data("rebuild").get("init_main_from_path")
     # The server runs as `python -c`, which puts its working directory first: safe-path
     # mode keeps it off, so a checkout in the working directory does not shadow this

@@ -49,7 +49,7 @@ from shared.accounts import (
     sort_name_tokens,
 )
 from shared.accounts.index import CountrylessNames, countries_weighed
-from shared.accounts.salesforce import CrmIds, crm_id_spellings
+from shared.accounts.salesforce import CrmIds, any_spelling, crm_id_spellings
 from shared.logging import get_logger
 from shared.policy import MatchPolicy
 from shared.readmodel import queries
@@ -58,10 +58,13 @@ from shared.readmodel.schema import account_crm_ids, account_domains, account_na
 log = get_logger(__name__)
 
 _NAME_FALLBACK_LIMIT = 2000
-# `_fill_misses` on PostgreSQL: the CRM id, the domain and the names sharing a blocking key
-# (what `_candidate_names` asks), each part off when its parameter is NULL. Names only of a
-# length that can score at or above the review floor (`name_length_window`): the rest can
-# never be a match, and were most of the rows (47.5 per call at 100/s, session 25).
+# `_fill_misses` on PostgreSQL: the CRM id (in the spellings `crm_id_spellings` lists and,
+# under `any_spelling`, by its spelling-free form `$8`: the `crm_spelling` column, the rule
+# the adjudicator and `GET /v1/ownership` apply), the domain and the names sharing a
+# blocking key (what `_candidate_names` asks), each part off when its parameter is NULL.
+# Names only of a length that can score at or above the review floor
+# (`name_length_window`): the rest can never be a match, and were most of the rows (47.5
+# per call at 100/s, session 25).
 # Names in each country of `$3` (`_countries_asked`: the query's, and the unknown one when
 # policy `match.countryless_names` weighs it), each row with its country: a name filed
 # without a country is filed under "" and weighed across countries, never confidently, as
@@ -69,6 +72,9 @@ _NAME_FALLBACK_LIMIT = 2000
 _MISSES_SQL = """
 SELECT 'crm', crm_account_id, account_key, '' FROM account_crm_ids
  WHERE $1::text[] IS NOT NULL AND crm_account_id = ANY($1::text[])
+UNION ALL
+SELECT 'crm', crm_account_id, account_key, '' FROM account_crm_ids
+ WHERE $8::varchar IS NOT NULL AND crm_spelling = $8::varchar
 UNION ALL
 SELECT 'domain', domain, account_key, '' FROM account_domains
  WHERE $2::varchar IS NOT NULL AND domain = $2::varchar
@@ -298,7 +304,10 @@ class AccountDirectory:
         The CRM id is asked in every spelling policy `match.crm_ids` makes one id
         (`crm_id_spellings`: the tables file ids as submitted; asking the submitted
         spelling alone filed the other Salesforce spelling under a new key while this
-        process was behind the directory).
+        process was behind the directory), and under `any_spelling` also by its
+        spelling-free form (`account_crm_ids.crm_spelling`, session 29: "Acc_2024.00777"
+        got a new key beside the filed "ACC-2024-00777", which the adjudicator and
+        `GET /v1/ownership` found).
 
         One statement (a UNION ALL of the CRM id, domain and name look-ups that apply) in
         one round trip: it was up to three, each a round trip, on most new accounts. Names
@@ -323,6 +332,10 @@ class AccountDirectory:
         confident = any(m.confident for m in matches)
         crm = identity.crm_account_id if "crm_account_id" not in kinds else None
         spellings = list(crm_id_spellings(crm, crm_ids)) if crm else None
+        # Spellings are unbounded under `any_spelling` ("Acc_2024.00777"): the directory
+        # files each id's spelling-free form (migration 0014), asked as the ownership
+        # look-up asks it; the listed spellings stay (a row filed before 0014 is filled).
+        spelling = any_spelling(crm) if crm and crm_ids == "any_spelling" else None
         domain = identity.domain if "domain" not in kinds else None
         named = (names or not confident) and bool(identity.name)
         countries = self._countries_asked(identity.country, countryless) if named else None
@@ -340,7 +353,7 @@ class AccountDirectory:
                 low, high = name_length_window(len(query_name), floor)
                 found_rows = await driver_fetch(
                     conn, _MISSES_SQL, spellings, domain, countries, keys,
-                    _NAME_FALLBACK_LIMIT, low, high)
+                    _NAME_FALLBACK_LIMIT, low, high, spelling)
                 rows = [(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in found_rows]
             else:
                 parts: list[Select[Any]] = []
@@ -348,6 +361,10 @@ class AccountDirectory:
                     parts.append(select(literal("crm"), account_crm_ids.c.crm_account_id,
                                         account_crm_ids.c.account_key, literal(""))
                                  .where(account_crm_ids.c.crm_account_id.in_(spellings)))
+                if spelling:
+                    parts.append(select(literal("crm"), account_crm_ids.c.crm_account_id,
+                                        account_crm_ids.c.account_key, literal(""))
+                                 .where(account_crm_ids.c.crm_spelling == spelling))
                 if domain:
                     parts.append(select(literal("domain"), account_domains.c.domain,
                                         account_domains.c.account_key, literal(""))

@@ -17,6 +17,7 @@ from services.registration.adapters.directory import AccountDirectory
 from services.registration.adapters.reference import ReferenceData
 from services.registration.domain.intake import identity_of
 from shared.accounts import AccountIdentity, blocking_keys
+from shared.accounts.salesforce import any_spelling
 from shared.eventlog.kafka import KafkaEventLog
 from shared.eventlog.topics import Topics
 from shared.policy import MatchPolicy, Policy
@@ -110,6 +111,41 @@ async def test_a_process_behind_the_directory_finds_a_salesforce_id_filed_in_ano
     exact = AccountDirectory(engine, complete=False, rewarm_seconds=3600)
     kept = await exact.resolve(identity_of(None, None, None, id15 + "QDA"), MATCH.model_copy(
         update={"crm_ids": "exact"}))
+    assert kept.is_new
+    if sqlite:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("sqlite", [False, True])
+async def test_a_process_behind_the_directory_finds_a_crm_id_in_an_unusual_spelling(
+    engine: AsyncEngine, sqlite: bool, tmp_path: Any
+) -> None:
+    """Under `match.crm_ids: any_spelling` the fall-back query asked the id as given, its
+    spelling-free form and that upper-cased (`crm_id_spellings`), while the adjudicator
+    and `GET /v1/ownership` find every spelling: a process behind the directory gave
+    "Acc_2024.00777" a new key although another process had filed the holder's
+    "ACC-2024-00777". It now also asks the directory's `crm_spelling` (migration 0014),
+    the one rule both use; other policies do not (two spellings are two ids there)."""
+    if sqlite:
+        engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/directory.sqlite3")
+        await migrate(engine)
+    spellings = ("Acc_2024.00777", "acc 2024/00777", "\uff21CC\u20132024\u201300777")
+    # One process per question, each warmed (empty) before another process filed the id.
+    behind = [AccountDirectory(engine, complete=False, rewarm_seconds=3600)
+              for _ in range(len(spellings) + 1)]
+    for directory in behind:
+        await directory.warm()
+    async with engine.begin() as conn:
+        await conn.execute(account_crm_ids.insert(), [
+            {"crm_account_id": "ACC-2024-00777", "account_key": "crm:ACC-2024-00777",
+             "crm_spelling": any_spelling("ACC-2024-00777")}])
+    any_spelled = MatchPolicy(name_threshold=0.9, review_band=0.1, crm_ids="any_spelling")
+    for directory, spelling in zip(behind, spellings, strict=False):
+        found = await directory.resolve(identity_of("Rival Ltd", None, "GB", spelling),
+                                        any_spelled)
+        assert (found.account_key, found.is_new) == ("crm:ACC-2024-00777", False), spelling
+    kept = await behind[-1].resolve(identity_of(None, None, None, "Acc_2024.00777"),
+                                    any_spelled.model_copy(update={"crm_ids": "any_case"}))
     assert kept.is_new
     if sqlite:
         await engine.dispose()
