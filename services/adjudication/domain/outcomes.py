@@ -574,6 +574,20 @@ class _Table:
         return found
 
 
+_SORTED_PRODUCTS: dict[frozenset[str], tuple[str, ...]] = {}
+
+
+def _sorted_products(products: frozenset[str]) -> tuple[str, ...]:
+    """`tuple(sorted(products))`, memoised: entries share a few product sets (interned by
+    the state) and every decision writes one. Bounded, cleared when full: a cache."""
+    found = _SORTED_PRODUCTS.get(products)
+    if found is None:
+        if len(_SORTED_PRODUCTS) >= 1024:
+            _SORTED_PRODUCTS.clear()
+        found = _SORTED_PRODUCTS[products] = tuple(sorted(products))
+    return found
+
+
 def decision(
     entry: Entry,
     rule: str,
@@ -586,7 +600,7 @@ def decision(
     """A RegistrationDecided (partners) or ClaimDecided (direct) with the entry's status."""
     status: RegistrationStatus = _status(entry.status)
     until = from_us(entry.protected_until) if entry.protected_until is not None else None
-    products = tuple(sorted(entry.products)) if entry.products is not None else None
+    products = _sorted_products(entry.products) if entry.products is not None else None
     conflicts = tuple(conflicts)
     flags = tuple(flags)
     if entry.party_type == "partner":

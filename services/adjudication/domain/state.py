@@ -30,6 +30,11 @@ FORGETS_ACCOUNTS = False
 """Whether the state forgets an account with the last entry kept under its key
 (`AdjudicationState.forget_account`). Off: it changes decisions (see there)."""
 _INDEX_MEMO: Final = 256
+_PRODUCT_SETS: dict[tuple[str, ...], frozenset[str]] = {}
+"""A bounded memo of `intern_products` by an event's products tuple: a few product
+combinations recur on every registration, and building the set (each name interned) cost
+more than finding it. Process-wide, a cache of a pure function: never state."""
+_PRODUCT_SETS_MEMO: Final = 1024
 
 # Heap item kinds. Deadlines are validated against the target when they come due, so a
 # superseded deadline (extension, escalation, resolution) is simply skipped: no deletes.
@@ -242,7 +247,16 @@ class AdjudicationState:
     # --- entries --------------------------------------------------------------------------
 
     def intern_products(self, products: tuple[str, ...] | frozenset[str]) -> frozenset[str]:
-        key = frozenset(map(sys.intern, products))
+        if type(products) is tuple:
+            # An event's products (nearly every entry): the set of that tuple, made once
+            # per process (`_PRODUCT_SETS`), then this state's own equal set.
+            key = _PRODUCT_SETS.get(products)
+            if key is None:
+                if len(_PRODUCT_SETS) >= _PRODUCT_SETS_MEMO:
+                    _PRODUCT_SETS.clear()
+                key = _PRODUCT_SETS[products] = frozenset(map(sys.intern, products))
+        else:
+            key = frozenset(map(sys.intern, products))
         return self._products.setdefault(key, key)
 
     def shared_key(self, account_key: str) -> str:

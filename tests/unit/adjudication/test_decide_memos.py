@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.adjudication.domain import adjudicate, explain, instants
+from services.adjudication.domain import adjudicate, explain, instants, outcomes
+from services.adjudication.domain.state import AdjudicationState
 from shared.events.registration import Account
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -57,3 +58,32 @@ def test_identity_of_answers_as_the_uncached_way(name: str | None, domain: str |
     again = Account(name=name, domain=domain, country=country, crm_account_id=crm)
     assert adjudicate.identity_of(account) == adjudicate._identity_of(account)
     assert adjudicate.identity_of(again) == adjudicate._identity_of(account)
+
+
+_PRODUCTS = st.lists(st.sampled_from(["platform", "support", "analytics", "edge", "x"]),
+                     max_size=4).map(tuple)
+
+
+@settings(max_examples=200)
+@given(batches=st.lists(_PRODUCTS, min_size=1, max_size=30))
+def test_interned_products_are_the_states_own_set_of_them(
+        batches: list[tuple[str, ...]]) -> None:
+    """The process-wide memo by tuple never hands a state another state's set: each state
+    keeps one set per combination, equal to the tuple's, whichever state asked first."""
+    first, second = AdjudicationState(), AdjudicationState()
+    for products in batches:
+        mine = first.intern_products(products)
+        assert mine == frozenset(products)
+        assert mine is first.intern_products(tuple(reversed(products)))
+        assert mine is first.intern_products(frozenset(products))
+        theirs = second.intern_products(frozenset(products))
+        assert theirs is second.intern_products(products)
+
+
+def test_products_past_the_memo_bounds_stay_right() -> None:
+    state = AdjudicationState()
+    for n in range(3000):  # more combinations than either memo keeps
+        products = (f"p{n}", f"a{n % 7}")
+        interned = state.intern_products(products)
+        assert interned == frozenset(products)
+        assert outcomes._sorted_products(interned) == tuple(sorted(products))
