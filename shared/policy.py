@@ -258,6 +258,17 @@ class MatchPolicy(_Part):
     that join customers -- a rival's rejected "B dba A" no longer makes later filings of A
     meet B's key. `filed` (policies published before): they stay filed."""
 
+    countryless_names: Literal["ask", "hold"] = "ask"
+    """A name filed without a country. `ask` (the default since session 29): it *asks but
+    does not hold* -- a filing without a country is still weighed against every country's
+    names (it waits for a person beside a namesake, the price of not knowing the country,
+    paid by its filer), but a name filed without one is weighed only against later filings
+    that give no country either, and protects its holder otherwise by its identifiers
+    alone (CRM id, domain): one "Acme Robotics" filed with a made-up CRM id and no country
+    no longer sends every later "Acme Robotics" in every country to a review
+    (`shared.accounts.index.weighs_countryless`). `hold` (policies published before): such
+    a name is weighed against every later filing of its name, in every country."""
+
     @model_validator(mode="after")
     def _band_below_threshold(self) -> MatchPolicy:
         if self.review_band >= self.name_threshold:
@@ -543,10 +554,10 @@ class Policy(BaseModel):
         match = data.get("match")
         if isinstance(match, dict):
             data["match"] = {"name_only": "decide", "crm_ids": "exact",
-                             "rejected_names": "filed", **match}
+                             "rejected_names": "filed", "countryless_names": "hold", **match}
         elif match is None:
             data["match"] = {"name_only": "decide", "crm_ids": "exact",
-                             "rejected_names": "filed"}
+                             "rejected_names": "filed", "countryless_names": "hold"}
         return cls.model_validate(data)
 
     @classmethod
