@@ -2,9 +2,10 @@
 public holidays of its country (the `holidays` package, pure data). Pure functions of a
 calendar and instants (integer microseconds since the Unix epoch, UTC).
 
-The adjudicator computes every SLA deadline with `add_business_time`
-(`services/adjudication/domain/escalation.py`); the console shows an owner the working
-time left before a deadline with `business_time_between`. One implementation of the
+The adjudicator computes every SLA deadline with `add_business_time` and moves it onto the
+policy's `deadline_unit` with `due_on` (`services/adjudication/domain/escalation.py`); the
+console shows an owner the working time left before a deadline with
+`business_time_between`. One implementation of the
 calendar rules for both.
 """
 
@@ -80,6 +81,18 @@ def add_business_time(start: int, amount_us: int, calendar: BusinessCalendar | N
                 remaining -= available
         day += timedelta(days=1)
     raise ValueError("the business calendar has no working time within ten years")
+
+
+def due_on(deadline: int, unit_us: int | None) -> int:
+    """`deadline` moved to the next whole multiple of `unit_us` since the epoch (UTC) at or
+    after it; itself when it is on one already or `unit_us` is None. A unit divides a day
+    (`Escalation.deadline_unit`), so its multiples are whole UTC hours (minutes, seconds)
+    whatever the calendar's timezone: a dispute's deadline falls due on the next whole UTC
+    hour after its business-time deadline, which may be outside working hours (the
+    calendar decides how much working time an SLA gives, never moves it earlier)."""
+    if unit_us is None:
+        return deadline
+    return -(-deadline // unit_us) * unit_us
 
 
 def business_time_between(start: int, end: int, calendar: BusinessCalendar | None) -> int:

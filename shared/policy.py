@@ -258,6 +258,17 @@ class MatchPolicy(_Part):
     that join customers -- a rival's rejected "B dba A" no longer makes later filings of A
     meet B's key. `filed` (policies published before): they stay filed."""
 
+    countryless_names: Literal["ask", "hold"] = "ask"
+    """A name filed without a country. `ask` (the default since session 29): it *asks but
+    does not hold* -- a filing without a country is still weighed against every country's
+    names (it waits for a person beside a namesake, the price of not knowing the country,
+    paid by its filer), but a name filed without one is weighed only against later filings
+    that give no country either, and protects its holder otherwise by its identifiers
+    alone (CRM id, domain): one "Acme Robotics" filed with a made-up CRM id and no country
+    no longer sends every later "Acme Robotics" in every country to a review
+    (`shared.accounts.index.weighs_countryless`). `hold` (policies published before): such
+    a name is weighed against every later filing of its name, in every country."""
+
     @model_validator(mode="after")
     def _band_below_threshold(self) -> MatchPolicy:
         if self.review_band >= self.name_threshold:
@@ -372,6 +383,26 @@ class Escalation(_Part):
     possible duplicate as `distinct` (two customers) and never takes away an approval that
     does not conflict with the winners."""
     reminder_before: Reminder = timedelta(hours=4)
+    deadline_unit: Duration | None = timedelta(hours=1)
+    """Every level's deadline (so each escalation and the final-breach fallback) falls due on
+    the next whole multiple of this unit since the epoch, UTC, at or after the business-time
+    deadline (`shared.business_time.due_on`): `PT1H` (the default since session 29) the next
+    whole UTC hour. A dispute's deadlines count from the submission that opened it, a rival's
+    for every other member, and a late joiner's decision by the fallback, its `decided_at`,
+    its `protected_until` and the timer's firing would otherwise tell that submission to the
+    microsecond, where partners read rivals' moments to the hour. A unit divides a day
+    (`PT1H`, `PT15M`, `PT1S`; tests use seconds). None (policies published before session
+    29): due exactly at the business-time deadline."""
+
+    @field_validator("deadline_unit")
+    @classmethod
+    def _unit(cls, value: timedelta | None) -> timedelta | None:
+        if value is None:
+            return None
+        day = timedelta(days=1)
+        if value <= timedelta(0) or value > day or day % value:
+            raise ValueError("deadline_unit must divide a day (PT1H, PT15M, PT1S) or be null")
+        return value
 
     @field_validator("levels")
     @classmethod
@@ -515,13 +546,18 @@ class Policy(BaseModel):
         extension = data.get("extension")
         if isinstance(extension, dict) and "window" not in extension:
             data["extension"] = {**extension, "window": None}
+        escalation = data.get("escalation")
+        if isinstance(escalation, dict):
+            data["escalation"] = {"deadline_unit": None, **escalation}
+        elif escalation is None:
+            data["escalation"] = {"deadline_unit": None}
         match = data.get("match")
         if isinstance(match, dict):
             data["match"] = {"name_only": "decide", "crm_ids": "exact",
-                             "rejected_names": "filed", **match}
+                             "rejected_names": "filed", "countryless_names": "hold", **match}
         elif match is None:
             data["match"] = {"name_only": "decide", "crm_ids": "exact",
-                             "rejected_names": "filed"}
+                             "rejected_names": "filed", "countryless_names": "hold"}
         return cls.model_validate(data)
 
     @classmethod

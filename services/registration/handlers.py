@@ -274,12 +274,17 @@ class Commands:
             clock=lambda: datetime.now(UTC),
             lease_seconds=settings.re_report_lease_seconds,
             orphan_seconds=settings.re_report_orphan_seconds)
-        self.re_reporter.on_taken = lambda p: self.directory.remember(p.account_key,
-                                                                      p.identity)
+        # A re-report taken over files its identity in this process's memory; a rejected
+        # filing's new names go again once its decision is seen (`match.rejected_names`
+        # as the policy read at start says: the read model no longer holds them).
+        self._unfile_taken = True
+        self.re_reporter.on_taken = lambda p: self.directory.remember_filed(
+            p.entity_id, p.account_key, p.identity, self._unfile_taken)
 
     async def start(self) -> None:
         await self.reference.sync()
-        await self.reference.current_policy()
+        policy = await self.reference.current_policy()
+        self._unfile_taken = policy.match.rejected_names == "unfiled"
         await self.directory.warm()
         # Resume the re-reports a stopped process left (DESIGN.md, "Two first
         # registrations racing across partitions"); the runtime sweeps from here on.

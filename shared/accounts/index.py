@@ -15,7 +15,7 @@ answers.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Final, Literal, TypeAlias
 
@@ -32,14 +32,42 @@ from shared.accounts.salesforce import (
 )
 from shared.accounts.sameness import Identifiers
 
-__all__ = ["UNKNOWN_COUNTRY", "AccountIndex", "AccountMatch", "MatchedBy", "match_order",
-           "strength"]
+__all__ = ["UNKNOWN_COUNTRY", "AccountIndex", "AccountMatch", "CountrylessNames", "MatchedBy",
+           "countries_weighed", "match_order", "strength", "weighs_countryless"]
 
 MatchedBy = Literal["crm_account_id", "domain", "name"]
 
 UNKNOWN_COUNTRY: Final = ""
 """Where a name filed without a country is filed: compared with every country's names,
 never confidently (`AccountIndex.match`, `AccountMatch.any_country`)."""
+
+CountrylessNames: TypeAlias = Literal["ask", "hold"]
+"""Policy `match.countryless_names`: whether a name filed without a country is weighed
+against a later filing that gives one (`hold`) or only against those that give none
+(`ask`; `weighs_countryless`)."""
+
+
+def weighs_countryless(country: str | None, countryless: CountrylessNames) -> bool:
+    """Whether a name asked in `country` (None or "": without one) is weighed against the
+    names filed without a country -- the one rule of policy `match.countryless_names`,
+    for the index (`AccountIndex.match`) and the edge's fall-back query alike
+    (`countries_weighed`). A query without a country always is (it cannot walk past a
+    holder: it waits for a person); one with a country only under `hold` (under `ask`, the
+    default since session 29, a name filed without a country *asks but does not hold*: it
+    protects its holder against filings with a country by its identifiers alone)."""
+    return not country or countryless == "hold"
+
+
+def countries_weighed(country: str | None, known: Iterable[str],
+                      countryless: CountrylessNames) -> list[str]:
+    """The countries whose names a name asked in `country` (None or "": without one) is
+    weighed against, `known` the countries names are filed in: without a country the
+    unknown one and every other; with one its own, and the unknown one when
+    `weighs_countryless` says so."""
+    if not country:
+        return [UNKNOWN_COUNTRY, *sorted(c for c in known if c != UNKNOWN_COUNTRY)]
+    return [country, UNKNOWN_COUNTRY] if weighs_countryless(country, countryless) \
+        else [country]
 
 # Exact identifiers outrank a name even when the name matches perfectly: two companies can
 # share a name, they cannot share a CRM record.
@@ -686,15 +714,16 @@ class AccountIndex:
 
     def match(
         self, identity: AccountIdentity, name_threshold: float, review_band: float = 0.1,
-        crm_ids: CrmIds = "exact",
+        crm_ids: CrmIds = "exact", countryless: CountrylessNames = "hold",
     ) -> list[AccountMatch]:
         """Every known account ``identity`` may be, strongest evidence first.
 
         Exact CRM id and exact domain matches score 1.0. Names are compared within the
         identity's country and across countries where one side's is unknown (an identity
         with no country: every country's names; with one: also the names filed without
-        one), a match across countries never confident (`AccountMatch.any_country` when
-        it scored at or above the threshold), with
+        one, unless ``countryless`` -- policy `match.countryless_names` -- says `ask`:
+        `weighs_countryless`), a match across countries never confident
+        (`AccountMatch.any_country` when it scored at or above the threshold), with
         :func:`shared.accounts.normalize.name_similarity`: a score at or above
         ``name_threshold`` is confident; one in ``[name_threshold - review_band,
         name_threshold)`` is returned with ``confident=False`` for review. Each account
@@ -712,7 +741,7 @@ class AccountIndex:
             forms = name_forms(identity.name)
             if len(forms) > 1:
                 return self._match_forms(identity, forms, name_threshold, review_band,
-                                         crm_ids)
+                                         crm_ids, countryless)
         keys = self._keys
         crm_found: int | tuple[int, ...] | None = None
         if identity.crm_account_id:
@@ -738,13 +767,17 @@ class AccountIndex:
         names: _CountryNames | None = None
         query = ""
         candidates: Collection[str] = ()
-        if identity.name and (identity.country is None or UNKNOWN_COUNTRY in self._countries):
+        if identity.name and (not identity.country or (
+                UNKNOWN_COUNTRY in self._countries
+                and weighs_countryless(identity.country, countryless))):
             # A country unknown on either side: the name is compared across countries,
             # never confidently (`AccountMatch.any_country`). Leaving the country out must
-            # not hide a registration's name from the holders it matches, nor a holder's
-            # from its rivals (session 27, rival review).
+            # not hide a registration's name from the holders it matches (session 27,
+            # rival review), nor -- under `match.countryless_names: hold` -- a holder's
+            # from its rivals (under `ask` a name filed without a country asks but does
+            # not hold, session 29).
             return self._match_any_country(identity, crm_found, domain_found,
-                                           name_threshold, review_band)
+                                           name_threshold, review_band, countryless)
         if identity.name and identity.country:
             names = self._countries.get(identity.country)
             if names is not None:
@@ -778,7 +811,7 @@ class AccountIndex:
 
     def _match_forms(
         self, identity: AccountIdentity, forms: tuple[str, ...], name_threshold: float,
-        review_band: float, crm_ids: CrmIds,
+        review_band: float, crm_ids: CrmIds, countryless: CountrylessNames,
     ) -> list[AccountMatch]:
         """`match` of a name known in several forms ("X dba Y"): each form asked as the
         name, each account kept once with its strongest evidence."""
@@ -786,7 +819,8 @@ class AccountIndex:
         for form in forms:
             asked = AccountIdentity(identity.crm_account_id, identity.domain, form,
                                     identity.country)
-            for found in self.match(asked, name_threshold, review_band, crm_ids):
+            for found in self.match(asked, name_threshold, review_band, crm_ids,
+                                    countryless):
                 current = best.get(found.account_key)
                 if current is None or _strength(found) > _strength(current):
                     best[found.account_key] = found
@@ -799,11 +833,13 @@ class AccountIndex:
         domain_found: int | tuple[int, ...] | None,
         name_threshold: float,
         review_band: float,
+        countryless: CountrylessNames,
     ) -> list[AccountMatch]:
         """`match` when a country is unknown: identifiers as ever; a name with no country
         against every country's names, one with a country against its own country's (as
-        ever) and the unknown country's; a match across countries (either side's unknown)
-        is a possible duplicate at most."""
+        ever) and the unknown country's (`countries_weighed`: asked here only when
+        `weighs_countryless`); a match across countries (either side's unknown) is a
+        possible duplicate at most."""
         keys = self._keys
         best: dict[int, AccountMatch] = {}
 
@@ -821,9 +857,9 @@ class AccountIndex:
         for ordinal in _ordinals(domain_found):
             offer(ordinal, AccountMatch(keys[ordinal], "domain", 1.0, True))
         query = _sorted(identity.name or "")
-        own = identity.country
-        countries = sorted(self._countries) if own is None else [
-            c for c in (own, UNKNOWN_COUNTRY) if c in self._countries]
+        own = identity.country or None  # "": without one, as None
+        countries = [c for c in countries_weighed(own, self._countries, countryless)
+                     if c in self._countries]
         for country in countries:
             names = self._countries[country]
             candidates = names.candidates(query, self._candidate_budget)
@@ -862,7 +898,8 @@ class AccountIndex:
                 offer(ordinal, AccountMatch(keys[ordinal], "name", score, confident))
 
     def resolve(self, identity: AccountIdentity, name_threshold: float,
-                crm_ids: CrmIds = "exact") -> AccountMatch | None:
+                crm_ids: CrmIds = "exact", countryless: CountrylessNames = "hold"
+                ) -> AccountMatch | None:
         """The existing account to reuse for ``identity``, or None to create a new one.
 
         Only confident evidence counts, taken in order CRM id, then domain, then name;
@@ -870,7 +907,7 @@ class AccountIndex:
         than one account qualifies (see :meth:`match`), the choice is still deterministic,
         and the others remain visible to whoever calls :meth:`match`.
         """
-        confident = [m for m in self.match(identity, name_threshold, 0.0, crm_ids)
+        confident = [m for m in self.match(identity, name_threshold, 0.0, crm_ids, countryless)
                      if m.confident]
         if not confident:
             return None

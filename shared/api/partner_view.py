@@ -561,7 +561,10 @@ TIMELINE_DATA: Final[Mapping[str, Shape]] = {
         "registration_id": ID, "partner_id": PARTY, "account_key": KEY, "status": SHOW,
         "rule": SHOW, "policy_version": SHOW, "explanation": TEXT, "conflicts": CONFLICTS,
         "decided_at": SHOW, "protected_until": SHOW, "dispute_id": SHOW,
-        "scope_products": SHOW, "credit_percent": SHOW, "extensions": SHOW, "flags": SHOW},
+        "scope_products": SHOW, "credit_percent": SHOW, "extensions": SHOW, "flags": SHOW,
+        # The directory's bookkeeping (session 29): the filer's own names, normalised;
+        # nothing a partner needs, so not shown.
+        "unfiled_names": HIDE},
     "dealreg.registration.withdrawn.v1": {
         "registration_id": ID, "partner_id": PARTY, "account_key": KEY,
         "withdrawn_at": SHOW, "policy_version": SHOW},

@@ -12,6 +12,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import ClassVar, Literal
 
+from pydantic import Field
+
 from shared.events.base import DomainEvent, event_type
 from shared.events.registration import Account, ConflictEvidence, RegistrationStatus
 
@@ -72,3 +74,5 @@ class ClaimDecided(DomainEvent):
     scope_products: tuple[str, ...] | None = None
     credit_percent: Decimal | None = None
     flags: tuple[str, ...] = ()
+    unfiled_names: tuple[str, ...] = Field(default=(), exclude_if=lambda v: not v)
+    """As `RegistrationDecided.unfiled_names`."""

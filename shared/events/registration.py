@@ -6,7 +6,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.events.base import DomainEvent, event_type
 
@@ -111,3 +111,10 @@ class RegistrationDecided(DomainEvent):
     extensions: int = 0
     flags: tuple[str, ...] = ()
     """Extra findings, e.g. `possible_duplicate` (a near match in the review band)."""
+    unfiled_names: tuple[str, ...] = Field(default=(), exclude_if=lambda v: not v)
+    """The normalised name forms this filing newly filed under `account_key` that the
+    adjudicator took back because it was rejected at this decision (policy
+    `match.rejected_names: unfiled`, session 29): the directory read model removes the
+    rows the filing first filed (`account_names.filed_by`). Written only when some were
+    (a decision that unfiles nothing serializes as before); decisions written before
+    session 29 lack it and unfile nothing."""

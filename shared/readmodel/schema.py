@@ -201,6 +201,10 @@ account_names = Table(
     Column("country", String(2), primary_key=True),
     Column("name", String(300), primary_key=True, doc="normalized (shared.accounts)"),
     Column("account_key", String(300), primary_key=True),
+    Column("filed_by", String(64), nullable=True, index=True,
+           doc="the registration or claim that first filed this name under this key "
+               "(session 29, migration 0016): its rejection decision's `unfiled_names` "
+               "remove the row; None (rows filed before): never removed"),
 )
 
 account_name_keys = Table(

@@ -105,7 +105,7 @@ def test_the_queue_shows_a_new_dispute_and_an_overdue_one_without_a_reload(
     arrived = collide(dev_server, keys)[2]
     # One level of three seconds, kept open past it: due in the past, still with the owner.
     with policy(dev_server, {"escalation": {"levels": [{"owner_id": OWNER, "sla": "PT3S"}],
-                                            "calendar": None}}):
+                                            "calendar": None, "deadline_unit": None}}):
         late = collide(dev_server, keys)[2]
     until(lambda: dispute(dev_server, late)["breached"], timeout=20)
 

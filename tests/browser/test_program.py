@@ -44,7 +44,7 @@ def workload(dev_server: DevServer, keys: dict[str, str]) -> Iterator[dict[str, 
         before = _ok(admin.get("/v1/policy"))
         fast = {"escalation": {"levels": [{"owner_id": level["owner_id"], "sla": "PT2S"}
                                           for level in before["escalation"]["levels"]],
-                               "reminder_before": 0.5}}
+                               "reminder_before": 0.5, "deadline_unit": None}}
         _ok(admin.put("/v1/policy", json=fast))
         try:
             for partner, tier in plan.partners:

@@ -265,7 +265,8 @@ async def test_a_dispute_escalated_away_offers_its_old_owner_no_resolve_form(
 
     found = (await world.api.get("/v1/policy")).json()
     short = await world.api.put("/v1/policy", json={"escalation": {"levels": [
-        {"owner_id": OWNER, "sla": "PT2S"}, {"owner_id": "own-out-2", "sla": "P2D"}]}})
+        {"owner_id": OWNER, "sla": "PT2S"}, {"owner_id": "own-out-2", "sla": "P2D"}],
+        "deadline_unit": None}})  # due at the SLA: seconds, not the next hour
     assert short.status_code == 201, short.text
     try:
         dispute = (await collide(world))[2]

@@ -11,6 +11,7 @@ import asyncio
 import re
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -543,7 +544,8 @@ async def test_a_late_joiner_reads_its_disputes_deadlines_to_the_hour_after_esca
         assert created.status_code in (200, 201), created.text
     before = (await system.admin.get("/v1/policy")).json()
     published = await system.admin.put("/v1/policy", json={"escalation": {"levels": [
-        {"owner_id": "cm-late", "sla": "PT4S"}, {"owner_id": "dir-late", "sla": "P3D"}]}})
+        {"owner_id": "cm-late", "sla": "PT4S"}, {"owner_id": "dir-late", "sla": "P3D"}],
+        "deadline_unit": None}})  # due at the SLA: seconds, not the next hour
     assert published.status_code in (200, 201), published.text
     try:
         p1, p2, p3 = fresh("p1"), fresh("p2"), fresh("p3")
@@ -976,6 +978,20 @@ async def test_a_first_submitted_rejection_does_not_date_the_rival_it_lost_to(
         await restore_policy(system.admin, before)
 
 
+@asynccontextmanager
+async def exact_deadlines(system: Running) -> AsyncIterator[None]:
+    """Dispute deadlines due exactly at the SLA (`escalation.deadline_unit` null, as a policy
+    published before session 29 has them): what the view's rounding of a deadline a rival's
+    submission dates is there for (the default, the next whole UTC hour, shows nothing)."""
+    before = (await system.admin.get("/v1/policy")).json()
+    put = await system.admin.put("/v1/policy", json={"escalation": {"deadline_unit": None}})
+    assert put.status_code in (200, 201), put.text
+    try:
+        yield
+    finally:
+        await restore_policy(system.admin, before)
+
+
 async def test_a_contest_that_carries_on_a_rivals_dispute_does_not_date_it(
         system: Running) -> None:
     """p3 (silver) loses to p1 (gold) by tier; then p4 (gold) ties with p1 and a dispute
@@ -983,43 +999,44 @@ async def test_a_contest_that_carries_on_a_rivals_dispute_does_not_date_it(
     one's level and deadlines (a contest never resets an SLA): its `due_at` is p4's
     submission plus the SLA, to the microsecond, though p3 was in no dispute with p4 then.
     A partner reads those deadlines to the hour, as a late joiner does."""
-    p1, p3, p4 = fresh("p1"), fresh("p3"), fresh("p4")
-    await partners(system, **{p1: "gold", p4: "gold", p3: "silver"})
-    domain = f"{fresh('carry')}.com"
-    await submit(system.admin, registration(p1, domain))
-    commands, queries = await system.as_("partner", p3)
-    lost = await commands.post("/v1/registrations", headers={"Prefer": "wait=15"},
-                               json=registration(None, domain))
-    assert lost.status_code == 201 and lost.json()["status"] == "rejected", lost.text
-    mine = lost.json()
-    await asyncio.sleep(0.2)
-    tie = await submit(system.admin, registration(p4, domain))
-    assert tie["status"] == "in_review", tie
-    await system.settle()
-    staff = await system.queries("channel_manager", "cm")
-    rival = (await staff.get(f"/v1/disputes/{tie['dispute_id']}")).json()
-    exact = rival["due_at"]
-    assert exact[14:19] != "00:00", rival  # (a p4 submitted on the hour would prove nothing)
-    filed = await commands.post(f"/v1/registrations/{mine['id']}/disputes",
-                                headers={"Prefer": "wait=30"},
-                                json={"reason": "We were there first."})
-    assert filed.status_code == 201, filed.text
-    contest = filed.json()
-    await system.settle()
-    vendor = (await staff.get(f"/v1/disputes/{contest['id']}")).json()
-    assert vendor["due_at"] == exact, (vendor, rival)  # it carries on p4's deadline
-    # Nor the older dispute's id, which its opening's sentence named ("it carries on
-    # dispute ..."): that rivals were already disputing the account.
-    secrets = (exact[:19], exact[:16].replace("T", " "), tie["id"], p4, p1,
-               tie["dispute_id"])
-    got = await queries.get(f"/v1/disputes/{contest['id']}")
-    listed = await queries.get("/v1/disputes")
-    timeline = await queries.get(f"/v1/registrations/{mine['id']}/timeline")
-    for response in (filed, got, listed, timeline):
-        assert response.status_code in (200, 201), response.text
-        assert_absent(response, *secrets)
-    assert got.json()["due_at"][14:19] == "00:00", got.text
-    assert {k: got.json()[k] for k in contest} == contest  # the command answers the same
+    async with exact_deadlines(system):
+        p1, p3, p4 = fresh("p1"), fresh("p3"), fresh("p4")
+        await partners(system, **{p1: "gold", p4: "gold", p3: "silver"})
+        domain = f"{fresh('carry')}.com"
+        await submit(system.admin, registration(p1, domain))
+        commands, queries = await system.as_("partner", p3)
+        lost = await commands.post("/v1/registrations", headers={"Prefer": "wait=15"},
+                                   json=registration(None, domain))
+        assert lost.status_code == 201 and lost.json()["status"] == "rejected", lost.text
+        mine = lost.json()
+        await asyncio.sleep(0.2)
+        tie = await submit(system.admin, registration(p4, domain))
+        assert tie["status"] == "in_review", tie
+        await system.settle()
+        staff = await system.queries("channel_manager", "cm")
+        rival = (await staff.get(f"/v1/disputes/{tie['dispute_id']}")).json()
+        exact = rival["due_at"]
+        assert exact[14:19] != "00:00", rival  # (a p4 submitted on the hour would prove nothing)
+        filed = await commands.post(f"/v1/registrations/{mine['id']}/disputes",
+                                    headers={"Prefer": "wait=30"},
+                                    json={"reason": "We were there first."})
+        assert filed.status_code == 201, filed.text
+        contest = filed.json()
+        await system.settle()
+        vendor = (await staff.get(f"/v1/disputes/{contest['id']}")).json()
+        assert vendor["due_at"] == exact, (vendor, rival)  # it carries on p4's deadline
+        # Nor the older dispute's id, which its opening's sentence named ("it carries on
+        # dispute ..."): that rivals were already disputing the account.
+        secrets = (exact[:19], exact[:16].replace("T", " "), tie["id"], p4, p1,
+                   tie["dispute_id"])
+        got = await queries.get(f"/v1/disputes/{contest['id']}")
+        listed = await queries.get("/v1/disputes")
+        timeline = await queries.get(f"/v1/registrations/{mine['id']}/timeline")
+        for response in (filed, got, listed, timeline):
+            assert response.status_code in (200, 201), response.text
+            assert_absent(response, *secrets)
+        assert got.json()["due_at"][14:19] == "00:00", got.text
+        assert {k: got.json()[k] for k in contest} == contest  # the command answers the same
 
 
 async def test_a_contest_carrying_on_an_acknowledged_dispute_reads_acknowledged(
@@ -1176,45 +1193,46 @@ async def test_a_contest_merged_into_an_older_rivals_dispute_does_not_date_it(
     reads it as a late joiner's (when it entered, deadlines to the hour): it read D's
     opening and deadlines exactly (a rival's submission), its earlier rejection taken for
     when it joined."""
-    p1, p3, p5, p6, p7 = (fresh(p) for p in ("p1", "p3", "p5", "p6", "p7"))
-    await partners(system, **{p1: "gold", p7: "gold", p3: "silver", p5: "silver",
-                              p6: "silver"})
-    domain = f"{fresh('merge')}.com"
-    await submit(system.admin, registration(p1, domain, products=("analytics",)))
-    commands, queries = await system.as_("partner", p3)
-    lost = await commands.post("/v1/registrations", headers={"Prefer": "wait=15"},
-                               json=registration(None, domain, products=("analytics",)))
-    assert lost.status_code == 201 and lost.json()["status"] == "rejected", lost.text
-    mine = lost.json()
-    await asyncio.sleep(0.2)
-    await submit(system.admin, registration(p5, domain, products=("crm",)))
-    tie = await submit(system.admin, registration(p6, domain, products=("crm",)))
-    assert tie["status"] == "in_review", tie
-    await asyncio.sleep(0.2)
-    filed = await commands.post(f"/v1/registrations/{mine['id']}/disputes",
-                                headers={"Prefer": "wait=30"},
-                                json={"reason": "We were there first."})
-    assert filed.status_code == 201, filed.text
-    await system.settle()
-    both = await submit(system.admin, registration(p7, domain, products=("analytics", "crm")))
-    await system.settle()
-    staff = await system.queries("channel_manager", "cm")
-    rival = (await staff.get(f"/v1/disputes/{tie['dispute_id']}")).json()
-    now = (await staff.get(f"/v1/registrations/{mine['id']}")).json()
-    other = (await staff.get(f"/v1/disputes/{filed.json()['id']}")).json()
-    assert mine["id"] in rival["registration_ids"], (other, rival, both, now)  # C into D
-    exact = rival["due_at"]
-    assert exact[14:19] != "00:00", rival
-    got = await queries.get(f"/v1/disputes/{tie['dispute_id']}")
-    assert got.status_code == 200, got.text
-    # To the microsecond: p3's own contest may open within the same second as D.
-    secrets = (exact[:26], rival["opened_at"][:26], tie["id"], p5, p6, p7)
-    listed = await queries.get("/v1/disputes")
-    timeline = await queries.get(f"/v1/registrations/{mine['id']}/timeline")
-    for response in (got, listed, timeline):
-        assert response.status_code == 200, response.text
-        assert_absent(response, *secrets)
-    assert got.json()["due_at"][14:19] == "00:00", got.text
+    async with exact_deadlines(system):
+        p1, p3, p5, p6, p7 = (fresh(p) for p in ("p1", "p3", "p5", "p6", "p7"))
+        await partners(system, **{p1: "gold", p7: "gold", p3: "silver", p5: "silver",
+                                  p6: "silver"})
+        domain = f"{fresh('merge')}.com"
+        await submit(system.admin, registration(p1, domain, products=("analytics",)))
+        commands, queries = await system.as_("partner", p3)
+        lost = await commands.post("/v1/registrations", headers={"Prefer": "wait=15"},
+                                   json=registration(None, domain, products=("analytics",)))
+        assert lost.status_code == 201 and lost.json()["status"] == "rejected", lost.text
+        mine = lost.json()
+        await asyncio.sleep(0.2)
+        await submit(system.admin, registration(p5, domain, products=("crm",)))
+        tie = await submit(system.admin, registration(p6, domain, products=("crm",)))
+        assert tie["status"] == "in_review", tie
+        await asyncio.sleep(0.2)
+        filed = await commands.post(f"/v1/registrations/{mine['id']}/disputes",
+                                    headers={"Prefer": "wait=30"},
+                                    json={"reason": "We were there first."})
+        assert filed.status_code == 201, filed.text
+        await system.settle()
+        both = await submit(system.admin, registration(p7, domain, products=("analytics", "crm")))
+        await system.settle()
+        staff = await system.queries("channel_manager", "cm")
+        rival = (await staff.get(f"/v1/disputes/{tie['dispute_id']}")).json()
+        now = (await staff.get(f"/v1/registrations/{mine['id']}")).json()
+        other = (await staff.get(f"/v1/disputes/{filed.json()['id']}")).json()
+        assert mine["id"] in rival["registration_ids"], (other, rival, both, now)  # C into D
+        exact = rival["due_at"]
+        assert exact[14:19] != "00:00", rival
+        got = await queries.get(f"/v1/disputes/{tie['dispute_id']}")
+        assert got.status_code == 200, got.text
+        # To the microsecond: p3's own contest may open within the same second as D.
+        secrets = (exact[:26], rival["opened_at"][:26], tie["id"], p5, p6, p7)
+        listed = await queries.get("/v1/disputes")
+        timeline = await queries.get(f"/v1/registrations/{mine['id']}/timeline")
+        for response in (got, listed, timeline):
+            assert response.status_code == 200, response.text
+            assert_absent(response, *secrets)
+        assert got.json()["due_at"][14:19] == "00:00", got.text
 
 
 async def test_a_contest_merged_into_an_older_dispute_is_not_listed_before_it_entered(

@@ -206,7 +206,9 @@ async def test_the_owner_queue_sorts_by_due_and_filters_by_level_and_acknowledge
         # due first is then not the order of the ids.
         for sla in ("P5D", "P1D", "P1D"):
             put = await system.admin.put("/v1/policy", json={"escalation": {"levels": [
-                {"owner_id": "cm-1", "sla": sla}, {"owner_id": "dir-1", "sla": "P3D"}]}})
+                {"owner_id": "cm-1", "sla": sla}, {"owner_id": "dir-1", "sla": "P3D"}],
+                # exact deadlines: on the hour, the two P1D disputes would tie
+                "deadline_unit": None}})
             assert put.status_code in (200, 201), put.text
             disputes.append((await _tie(system))[2])
     finally:

@@ -209,7 +209,8 @@ async def test_a_missed_deadline_escalates_to_the_next_owner(system: Running) ->
         created = await system.admin.put(f"/v1/owners/{owner}", json={"name": owner})
         assert created.status_code in (200, 201), created.text
     published = await system.admin.put("/v1/policy", json={"escalation": {"levels": [
-        {"owner_id": "cm-fast", "sla": "PT1S"}, {"owner_id": "dir-fast", "sla": "PT1H"}]}})
+        {"owner_id": "cm-fast", "sla": "PT1S"}, {"owner_id": "dir-fast", "sla": "PT1H"}],
+        "deadline_unit": None}})  # due at the SLA: seconds, not the next hour
     assert published.status_code in (200, 201), published.text
     try:
         _, _, dispute = await tie(system, "p-5", "p-6")

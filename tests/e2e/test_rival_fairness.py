@@ -88,14 +88,21 @@ async def test_a_name_without_a_country_is_still_weighed_against_the_holder(
         "in_review", "possible_duplicate"), rival["decision"]
     assert named["id"] in weighed(rival), rival["decision"]
 
-    # A holder that gave no country is weighed too; a person's award between the two
-    # stands (the holder loses its approval to the rival the person chose).
+    # A holder that gave no country: its name asks but does not hold (session 29,
+    # `match.countryless_names: ask`). A rival giving a country and another CRM id is no
+    # possible duplicate of it (the holder left the country out; its CRM id protects it),
+    # but a rival leaving the country out too is weighed against it, and a person's award
+    # between the two stands (the holder loses its approval to the rival chosen).
     quiet = await submit(client, "p-1", {"name": quiet_holder.name,
                                          "crm_account_id": quiet_holder.crm_account_id})
     assert quiet["status"] == "approved", quiet
+    beside = await submit(client, "p-3", {"name": quiet_holder.name,
+                                          "country": quiet_holder.country,
+                                          "crm_account_id": "0015g00000RIVAL3"})
+    assert (beside["status"], beside["decision"]["rule"]) == (
+        "approved", "no_conflict"), beside["decision"]
     rival = await submit(client, "p-2", {"name": quiet_holder.name,
-                                         "country": quiet_holder.country,
-                                         "crm_account_id": "0015g00000RIVAL3"})
+                                         "crm_account_id": "0015g00000RIVAL4"})
     assert (rival["status"], rival["decision"]["rule"]) == (
         "in_review", "possible_duplicate"), rival["decision"]
     assert quiet["id"] in weighed(rival), rival["decision"]
@@ -113,6 +120,47 @@ async def test_a_name_without_a_country_is_still_weighed_against_the_holder(
     apart = await submit(client, "p-2", {"name": domain_holder.name,
                                          "domain": "another-" + domain_holder.domains[0]})
     assert (apart["status"], apart["decision"]["rule"]) == ("approved", "no_conflict"), apart
+
+
+async def test_a_name_filed_without_a_country_stalls_no_namesake_with_a_country(
+    client: httpx.AsyncClient,
+) -> None:
+    """Session 29 (DESIGN.md, "Griefing by a country-less name", decided (b)): a name filed
+    without a country was weighed against every later filing of it in every country, so a
+    rival filing "X" once with a made-up CRM id and no country sent every later "X" -- in
+    the US with a domain, in Germany with another, in France by name alone -- to a
+    `possible_duplicate` review, at the price of one filing. Under `match.countryless_names:
+    ask` (the default) each holder giving its country is approved `no_conflict`; a newcomer
+    leaving the country out is still weighed against every country's holders and waits for
+    a person. A policy published with `hold` (the reading of documents from before the
+    option) weighs the country-less name as before."""
+    (target,) = companies(1, seed=129)
+    name = target.name
+    squat = await submit(client, "p-9", {"name": name, "crm_account_id": "0015g00000GRIEF1"})
+    assert squat["status"] == "approved", squat
+    holders = []
+    for partner, account in (
+            ("p-1", {"name": name, "country": "US", "domain": "us-" + target.domains[0]}),
+            ("p-2", {"name": name, "country": "DE", "domain": "de-" + target.domains[0]}),
+            ("p-3", {"name": name, "country": "FR"})):
+        held = await submit(client, partner, account)
+        assert (held["status"], held["decision"]["rule"]) == (
+            "approved", "no_conflict"), held["decision"]
+        assert squat["id"] not in weighed(held), held["decision"]
+        holders.append(held)
+    # A newcomer without a country still asks every country: it waits for a person.
+    late = await submit(client, "p-4", {"name": name, "crm_account_id": "0015g00000LATE01"})
+    assert (late["status"], late["decision"]["rule"]) == (
+        "in_review", "possible_duplicate"), late["decision"]
+    assert set(weighed(late)) >= {holders[0]["id"], holders[2]["id"]}, late["decision"]
+
+    put = await client.put("/v1/policy", json={"match": {"countryless_names": "hold"}})
+    assert put.status_code in (200, 201), put.text
+    held = await submit(client, "p-5", {"name": name, "country": "JP",
+                                        "domain": "jp-" + target.domains[0]})
+    assert (held["status"], held["decision"]["rule"]) == (
+        "in_review", "possible_duplicate"), held["decision"]
+    assert squat["id"] in weighed(held), held["decision"]
 
 
 async def test_a_name_spelled_out_letter_by_letter_is_the_holder_s_name(

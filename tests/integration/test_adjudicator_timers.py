@@ -66,7 +66,7 @@ async def test_a_deadline_passed_while_the_adjudicator_was_down_still_escalates(
         "version": 2,
         "escalation": {"levels": [{"owner_id": "cm-1", "sla": f"PT{SLA_SECONDS}S"},
                                   {"owner_id": "dir-1", "sla": "PT1H"}],
-                       "reminder_before": 0.5},
+                       "reminder_before": 0.5, "deadline_unit": None},
     })
     published = PolicyPublished(version=2, document=policy.model_dump(mode="json"),
                                 published_at=now)

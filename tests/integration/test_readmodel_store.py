@@ -303,3 +303,70 @@ async def test_migration_0015_files_again_the_crm_spellings_session_29_reads_oth
     assert rows == {braced: "fb634a911c2d4e5f8a9b0c1d2e3f4a5b", wide: "001hFGAi3f5dig9QDA",
                     "ACC-2024-00777": "acc202400777"}
     assert all(spelling == any_spelling(crm) for crm, spelling in rows.items())
+
+
+async def test_migration_0016_keeps_old_names_and_a_rejection_takes_back_only_its_own(
+    store_url: str,
+) -> None:
+    """Migration 0016 records which filing first filed each directory name
+    (`account_names.filed_by`): a filing rejected at its decision takes back the name
+    forms its decision says were unfiled (`unfiled_names`, session 29), so a restarted
+    edge and `GET /v1/ownership?name=` no longer find a rival's rejected "B dba A" under
+    B. Rows filed before the migration have no provenance and are never removed; a row
+    another filing filed first stays; a later filing of the name files it again."""
+    from alembic import command
+    from sqlalchemy import select, text
+
+    from services.projections.adapters import repository
+    from services.projections.domain.batch import Batch, Loaded
+    from shared.readmodel.schema import account_names
+    from shared.readmodel.store import alembic_config
+    from tests.unit.projections.builders import decided, item, submitted
+
+    engine = create_engine(store_url)
+    key = "dom:beta.com"
+
+    async def rows() -> set[tuple[str, str | None]]:
+        async with engine.connect() as conn:
+            return {(r[0], r[1]) for r in (await conn.execute(select(
+                account_names.c.name, account_names.c.filed_by).where(
+                account_names.c.account_key == key))).all()}
+
+    async def fold(*events: object) -> None:
+        batch = Batch(Loaded()).fold_all([
+            item(e, f"evt_{i}_{id(e)}", models=("directory",))  # type: ignore[arg-type]
+            for i, e in enumerate(events)])
+        async with engine.begin() as conn:
+            await repository.write(conn, batch)
+
+    def rejected(rid: str, *forms: str) -> object:
+        return decided(rid, "p-2", status="rejected", rule="duplicate", key=key,
+                       until_minutes=None).model_copy(update={"unfiled_names": forms})
+
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0015"))
+            await conn.execute(text(
+                "INSERT INTO account_names (country, name, account_key) VALUES "
+                "('US', 'alpha robotics', 'dom:beta.com')"))
+        await migrate(engine)
+        assert await rows() == {("alpha robotics", None)}  # existing: unknown provenance
+        await fold(submitted("reg_b", "p-2", key=key, name="Beta Systems", domain="beta.com"))
+        (own,) = {n for n, _ in await rows()} - {"alpha robotics"}
+        # "B dba Gamma dba"-style filing: rejected, its decision unfiles its new forms; the
+        # old row (no provenance) and B's own name (reg_b's) stay though named too.
+        await fold(submitted("reg_x", "p-2", key=key, name="Beta Systems dba Gamma Labs",
+                             domain="beta.com"))
+        assert ("gamma labs", "reg_x") in await rows()
+        await fold(rejected("reg_x", "gamma labs", "alpha robotics", own))
+        assert await rows() == {("alpha robotics", None), (own, "reg_b")}
+        # Submitted and rejected in one batch, then filed again by another filing.
+        await fold(submitted("reg_y", "p-3", key=key, name="Beta Systems dba Delta Works",
+                             domain="beta.com"),
+                   rejected("reg_y", "delta works"),
+                   submitted("reg_z", "p-4", key=key, name="Beta Systems dba Delta Works",
+                             domain="beta.com"))
+        assert await rows() == {("alpha robotics", None), (own, "reg_b"),
+                                ("delta works", "reg_z")}
+    finally:
+        await engine.dispose()

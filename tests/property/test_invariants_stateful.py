@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from faker import Faker
 from hypothesis import HealthCheck, Phase, event, settings
 from hypothesis import strategies as st
@@ -75,7 +76,7 @@ from shared.events import (
     RegistrationDecided,
 )
 from shared.events.codec import decode
-from shared.policy import Escalation, EscalationLevel, Policy
+from shared.policy import Escalation, EscalationLevel, MatchPolicy, Policy
 from shared.readmodel.schema import claims as claims_table
 from shared.readmodel.schema import disputes as disputes_table
 from shared.readmodel.schema import registrations as registrations_table
@@ -1287,11 +1288,37 @@ class Invariants(RuleBasedStateMachine):
                     if (a.id, b.id) in reviewed or (b.id, a.id) in reviewed:
                         continue  # a race met in a review (cross_key, or a name-only
                         # side's possible_duplicate): a person decides
+                    if self.asks_only(a, b) or self.asks_only(b, a):
+                        continue  # a name filed without a country asks but does not
+                        # hold: each owns by its own identifiers (session 29)
                     if self.conflict(a, b):
                         self.violation(1,
                             f"{company} ({company_name(company)}) has two "
                             f"exclusive owners: {a.id} ({a.partner}, {a.scope}, {a.rule}) and "
                             f"{b.id} ({b.partner}, {b.scope}, {b.rule})")
+
+    def asks_only(self, holder: Reg, later: Reg) -> bool:
+        """Whether `holder`, filed without a country before `later` was filed with one,
+        is no possible duplicate of it: under policy `match.countryless_names: ask` (the
+        later filing's) a name filed without a country is weighed only against later
+        filings that give none either, and protects its holder otherwise by its
+        identifiers alone (DESIGN.md, "Griefing by a country-less name", decided (b)) --
+        so two that share no identifier (no CRM id in any spelling, no domain, no key)
+        are two owners by design, not by a missed match."""
+        if not (holder.spec.countryless and not later.spec.countryless
+                and holder.id < later.id
+                and self.policy_of(later).match.countryless_names == "ask"):
+            return False
+        if holder.key is not None and later.key is not None and (
+                self.model.canonical(holder.key) == self.model.canonical(later.key)):
+            return False
+        a, b = holder.spec, later.spec
+        if a.domain and b.domain and registrable_domain(a.domain) == registrable_domain(
+                b.domain):
+            return False
+        return not (a.crm_account_id and b.crm_account_id and (
+            canonical_crm_id(a.crm_account_id, "any_spelling")
+            == canonical_crm_id(b.crm_account_id, "any_spelling")))
 
     def different_identifiers_never_share_a_key(self) -> None:
         """Invariant 3: a customer (key with its links) holds one company only."""
@@ -3104,24 +3131,39 @@ def test_a_country_less_filing_and_a_recased_guid_are_the_known_customer_in_the_
     _replay_customers(steps)
 
 
-def test_a_name_filed_without_a_country_is_weighed_after_a_restart_in_the_machine() -> None:
+@pytest.mark.parametrize(("countryless", "restart"),
+                         [("hold", True), ("ask", True), ("ask", False)])
+def test_a_name_filed_without_a_country_is_weighed_after_a_restart_in_the_machine(
+        countryless: str, restart: bool) -> None:
     """Found by `CustomerRules` (session 28): the projections filed a name in the directory
     read model only with a country, so a registration service re-warmed from it (a
     restart, or a distributed process) forgot a name filed without one. A partner filed
     "Wells International LLC" without a country by its GUID; after a restart a rival's
     filing of the same name with a country and a domain was approved `no_conflict`
-    beside it, unseen (without the restart: a possible duplicate, sent to a person)."""
+    beside it, unseen (without the restart: a possible duplicate, sent to a person).
+    Session 29: that holds under a policy saying `match.countryless_names: hold` (as every
+    document from before the option reads); under `ask`, the default, the name asks but
+    does not hold, so the rival giving a country is approved `no_conflict` -- after a
+    restart as without one -- and invariant 1's oracle counts no second owner
+    (`asks_only`)."""
     spec = next(s for s in CUSTOMER_SPECS if s.seq == 17)
     bare = dataclasses.replace(spec, countryless=True, domain=None,
                                crm_account_id=CUSTOMER_OF[spec.company_id].crm_account_id)
 
     def steps(m: CustomerRules) -> None:
+        if countryless == "hold":
+            published = m.run(m.pipeline.commands.reference.publish(
+                Policy(match=MatchPolicy(countryless_names="hold")), published_by="test"))
+            m.model.policies[published.policy.version] = published.policy
         m.register(bare, "p-03", {"analytics"}, "resell")
-        m.restart()
+        if restart:
+            m.restart()
         m.register(spec, "p-05", {"analytics"}, "resell")
         first, rival = list(m.model.regs.values())
         assert first.status == "approved", first
-        assert (rival.status, rival.rule) == ("in_review", "possible_duplicate"), rival
+        assert (rival.status, rival.rule) == (
+            ("in_review", "possible_duplicate") if countryless == "hold"
+            else ("approved", "no_conflict")), rival
 
     _replay_customers(steps)
 

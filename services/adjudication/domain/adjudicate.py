@@ -45,8 +45,10 @@ from services.adjudication.domain.state import AdjudicationState, Entry
 from shared.accounts import AccountIdentity, normalize_country, normalize_name
 from shared.events import (
     AccountsLinked,
+    ClaimDecided,
     ClaimFiled,
     DomainEvent,
+    RegistrationDecided,
     RegistrationSubmitted,
 )
 from shared.events.disputes import OpenReason
@@ -163,12 +165,25 @@ def adjudicate(
         state.unfile_names(entry.account_key, fresh, identity.country)
         # Filed again if the rejection is undone (promoted, contested: `activate`).
         entry.unfiled = (identity.name or "", identity.country)
+        _say_unfiled(out, entry.id, fresh)
     reported = state.suspects.pop(entry.id, None)
     if reported:
         # Kept with it: a settlement names such a copy by the report (invariant 6).
         entry.reported = tuple(reported)
     if entry.active and collisions:
         _link_keys(state, out, entry, collisions, entry.policy_version, state.clock)
+
+
+def _say_unfiled(out: Out, entry_id: str, forms: tuple[str, ...]) -> None:
+    """The decision says which name forms were taken back (`unfiled_names`), so the
+    directory read model removes the same ones without deciding the rule again."""
+    for i in range(len(out) - 1, -1, -1):
+        event = out[i]
+        if isinstance(event, RegistrationDecided | ClaimDecided) and (
+                (event.registration_id if isinstance(event, RegistrationDecided)
+                 else event.claim_id) == entry_id):
+            out[i] = event.model_copy(update={"unfiled_names": forms})
+            return
 
 
 def _decide(

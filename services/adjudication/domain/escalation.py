@@ -8,7 +8,11 @@ a calendar SLAs run 24x7.
 
 A level starts when the dispute opens or when the previous level's deadline passed (the
 deadline itself, not the moment the late timer was noticed: escalation timing never depends
-on how late a firing was). Everything is a pure function of the policy and an instant.
+on how late a firing was). The deadline falls due on the policy's `deadline_unit` (the next
+whole UTC hour by default, `shared.business_time.due_on`): it counts from the submission that
+opened the dispute, a rival's for the other members, and must not tell it finer than the hour
+partners read rivals' moments to. The reminder stays where the SLA puts it (only the owner
+sees it). Everything is a pure function of the policy and an instant.
 The calendar arithmetic itself (`add_business_time`) is `shared/business_time.py`, which the
 console also uses to show the working time left.
 """
@@ -19,7 +23,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from services.adjudication.domain.instants import span_us
-from shared.business_time import add_business_time, business_time_between
+from shared.business_time import add_business_time, business_time_between, due_on
 from shared.policy import BusinessCalendar, Escalation, EscalationLevel
 
 
@@ -50,7 +54,9 @@ def level_times(escalation: Escalation, level: int, start: int) -> LevelTimes:
         offset = sla - lead if lead < sla else sla // 2
     else:
         offset = int(sla * (1.0 - before))
-    due = add_business_time(start, sla, calendar)
+    unit = escalation.deadline_unit
+    due = due_on(add_business_time(start, sla, calendar),
+                 span_us(unit) if unit is not None else None)
     reminder = add_business_time(start, offset, calendar) if 0 < offset < sla else None
     return LevelTimes(step.owner_id, due, reminder)
 

@@ -72,9 +72,9 @@ def _lookups(
     state: AdjudicationState, identity: AccountIdentity, policy: Policy
 ) -> tuple[list[AccountMatch], list[AccountMatch]]:
     threshold, band = policy.match.name_threshold, policy.match.review_band
-    crm_ids = policy.match.crm_ids
+    crm_ids, countryless = policy.match.crm_ids, policy.match.countryless_names
     if not identity.domain or not identity.name:
-        return state.index.match(identity, threshold, band, crm_ids), []
+        return state.index.match(identity, threshold, band, crm_ids, countryless), []
     # With a domain, a name can only match an account whose key is not a domain (a dom: key
     # carries its domain: any other is a different customer, see sameness), so names are
     # looked up among those alone: the common case then costs two exact look-ups instead
@@ -84,7 +84,8 @@ def _lookups(
         crm_ids,
     )
     names = state.loose_index.match(
-        AccountIdentity(None, None, identity.name, identity.country), threshold, band
+        AccountIdentity(None, None, identity.name, identity.country), threshold, band,
+        countryless=countryless,
     )
     return exact, names
 

@@ -621,6 +621,7 @@ def decision(
             credit_percent=entry.credit_percent,
             extensions=entry.extensions,
             flags=flags,
+            unfiled_names=(),
         )
     kind: ClaimKind = "named_account" if entry.kind == "named_account" else "opportunity"
     return trusted(
@@ -640,6 +641,7 @@ def decision(
         scope_products=products,
         credit_percent=entry.credit_percent,
         flags=flags,
+        unfiled_names=(),
     )
 
 

@@ -443,7 +443,7 @@ async def forget_positions(conn: AsyncConnection, models: Iterable[str]) -> None
                        .where(projection_positions.c.projection.in_(list(models))))
 
 
-MODEL_VERSIONS: Final[Mapping[str, int]] = {DIRECTORY: 3}
+MODEL_VERSIONS: Final[Mapping[str, int]] = {DIRECTORY: 4}
 """What each read model's rows mean, bumped when a release files rows an existing store
 lacks until the log is replayed into it (a model not named: 1). directory 2: a name filed
 without a country is filed under the unknown country ("") and "X dba Y" under both names
@@ -451,7 +451,10 @@ without a country is filed under the unknown country ("") and "X dba Y" under bo
 service warmed from it forgot such names and approved a rival's filing unseen. directory 3:
 names re-read (session 29: a mark in any spelling is no part of a name; a name without a
 country drops a qualifier naming any country or region), so a warmed service finds an
-older filing of "Acme Corp (TM)" as "acme"."""
+older filing of "Acme Corp (TM)" as "acme". directory 4: each name row records the filing
+that first filed it (`filed_by`, migration 0016) and a filing rejected at its decision
+takes back the names it brought (`unfiled_names`, session 29); a directory of 3 still
+holds a rejected "B dba A"'s A under B."""
 _VERSION_SUFFIX: Final = "#version"
 """A model's version is a `projection_positions` row of its own (projection
 `<model>#version`, topic "", partition 0, position = the version): every reader of
@@ -622,6 +625,10 @@ def prepare(dialect: str, batch: Batch, *, staged: bool = False,
     # First writer wins in the directory: a domain keeps the key it was first filed under.
     add(account_domains, _sorted(batch.domains), ("domain",), "nothing")
     add(account_crm_ids, _sorted(batch.crm_ids), ("crm_account_id",), "nothing")
+    # A rejected filing's names go before the batch files names: a later filing of the
+    # same name under the key in this batch files it again (session 29).
+    add(account_names, _sorted(batch.unfiled_names), ("account_key", "name", "filed_by"),
+        "delete")
     add(account_names, _sorted(batch.names), ("country", "name", "account_key"), "nothing")
     add(account_name_keys, _sorted(batch.name_keys), ("country", "key", "name"), "nothing")
     if batch.link_facts:

@@ -248,6 +248,9 @@ class Batch:
         self.crm_ids: dict[str, Row] = {}
         self.names: dict[tuple[str, str, str], Row] = {}
         self.name_keys: dict[tuple[str, str, str], Row] = {}
+        self.unfiled_names: dict[tuple[str, str, str], Row] = {}
+        """(account key, name, filing) -> the name row a rejected filing takes back
+        (`directory.unfiled`): deleted before the batch's names are inserted."""
         self.link_facts: dict[tuple[str, str], Row] = {}
         """(alias, canonical) -> what this batch's partitions decided about the link:
         `holders` (links minus unlinks) and the earliest link's facts (None if it only
@@ -361,15 +364,37 @@ class Batch:
     # directory model
 
     def _account(self, _: str, event: RegistrationSubmitted | ClaimFiled) -> None:
-        domains, crm_ids, names, keys = directory.facts(event.account_key, event.account)
+        filing = (event.registration_id if isinstance(event, RegistrationSubmitted)
+                  else event.claim_id)
+        domains, crm_ids, names, keys = directory.facts(event.account_key, event.account,
+                                                        filing)
         for row in domains:
             self.domains.setdefault(row["domain"], row)
         for row in crm_ids:
             self.crm_ids.setdefault(row["crm_account_id"], row)
         for row in names:
+            if (row["account_key"], row["name"], filing) in self.unfiled_names:
+                continue  # its rejection came first in this batch
             self.names.setdefault((row["country"], row["name"], row["account_key"]), row)
         for row in keys:
             self.name_keys.setdefault((row["country"], row["key"], row["name"]), row)
+
+    def _unfiled(self, _: str, event: RegistrationDecided | ClaimDecided) -> None:
+        """A filing rejected at its decision takes back the name forms it newly filed
+        (`unfiled_names`, session 29): the rows it filed first go, in this batch and in
+        the store."""
+        if not event.unfiled_names:
+            return
+        filing = (event.registration_id if isinstance(event, RegistrationDecided)
+                  else event.claim_id)
+        gone = directory.unfiled(event.account_key, filing, event.unfiled_names)
+        for row in gone:
+            self.unfiled_names[(row["account_key"], row["name"], filing)] = row
+        forms = set(event.unfiled_names)
+        for at, row in list(self.names.items()):
+            if (row["account_key"] == event.account_key and row["name"] in forms
+                    and row["filed_by"] == filing):
+                del self.names[at]
 
     def _linked(self, _: str, event: AccountsLinked) -> None:
         self._link_fact(directory.link(event))
@@ -464,9 +489,11 @@ def _list(products: tuple[str, ...] | None) -> list[str] | None:
 Handler = Callable[[Batch, str, Any], None]
 _DISPATCH: Final[dict[type[DomainEvent], tuple[tuple[str, Handler], ...]]] = {
     RegistrationSubmitted: ((REGISTRATIONS, Batch._submitted), (DIRECTORY, Batch._account)),
-    RegistrationDecided: ((REGISTRATIONS, Batch._decided), (OWNERSHIP, Batch._holding_decided)),
+    RegistrationDecided: ((REGISTRATIONS, Batch._decided), (OWNERSHIP, Batch._holding_decided),
+                          (DIRECTORY, Batch._unfiled)),
     ClaimFiled: ((REGISTRATIONS, Batch._claim_filed), (DIRECTORY, Batch._account)),
-    ClaimDecided: ((REGISTRATIONS, Batch._claim_decided), (OWNERSHIP, Batch._holding_claim)),
+    ClaimDecided: ((REGISTRATIONS, Batch._claim_decided), (OWNERSHIP, Batch._holding_claim),
+                   (DIRECTORY, Batch._unfiled)),
     ProtectionExtended: ((REGISTRATIONS, Batch._extended),
                          (OWNERSHIP, Batch._holding_extended)),
     ProtectionEnded: ((REGISTRATIONS, Batch._ended), (OWNERSHIP, Batch._holding_ended)),
@@ -507,13 +534,15 @@ _SUBMISSIONS: Final[frozenset[type[DomainEvent]]] = frozenset({RegistrationSubmi
                                                                ClaimFiled})
 _HOLDERS: Final[frozenset[type[DomainEvent]]] = frozenset(_HOLDER_DECISIONS)
 _LINKS: Final[frozenset[type[DomainEvent]]] = frozenset({AccountsLinked, AccountsUnlinked})
+_DECIDED: Final[frozenset[type[DomainEvent]]] = frozenset(_HOLDER_DECISIONS[:2])
+"""RegistrationDecided, ClaimDecided: the directory folds their `unfiled_names`."""
 _DISPUTING: Final[frozenset[type[DomainEvent]]] = frozenset(_DISPUTE_DECISIONS)
 IGNORED: Final[dict[str, frozenset[type[DomainEvent]]]] = {
     REGISTRATIONS: _TIMELINE_ONLY | _RELAYS | _REFERENCE | _LINKS | {DisputeFiled, *_DISPUTING},
     OWNERSHIP: _TIMELINE_ONLY | _RELAYS | _REFERENCE | _SUBMISSIONS | _LINKS | {DisputeFiled,
                                                                       *_DISPUTING},
-    DIRECTORY: _TIMELINE_ONLY | _RELAYS | _REFERENCE | {*_HOLDERS, DisputeFiled,
-                                              *_DISPUTING},
+    DIRECTORY: _TIMELINE_ONLY | _RELAYS | _REFERENCE | {
+        *(_HOLDERS - _DECIDED), DisputeFiled, *_DISPUTING},
     DISPUTES: _TIMELINE_ONLY | _RELAYS | _REFERENCE | _SUBMISSIONS | _LINKS | _HOLDERS,
     TIMELINES: timeline.IGNORED,
     NOTIFICATIONS: notifications.IGNORED,

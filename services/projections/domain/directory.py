@@ -22,12 +22,14 @@ from shared.events import Account, AccountsLinked, AccountsUnlinked
 
 Row = dict[str, Any]
 
-__all__ = ["facts", "name_keys"]
+__all__ = ["facts", "name_keys", "unfiled"]
 
 
-def facts(account_key: str, account: Account) -> tuple[list[Row], list[Row], list[Row],
-                                                       list[Row]]:
-    """Directory rows of one submitted account: domains, CRM ids, names, name keys."""
+def facts(account_key: str, account: Account, filed_by: str | None = None
+          ) -> tuple[list[Row], list[Row], list[Row], list[Row]]:
+    """Directory rows of one submitted account: domains, CRM ids, names, name keys.
+    `filed_by`: the registration or claim that files them, recorded on its name rows (the
+    first filer's stays: a rejection decision's `unfiled_names` remove only its own)."""
     domains: list[Row] = []
     crm_ids: list[Row] = []
     if account.domain:
@@ -38,6 +40,9 @@ def facts(account_key: str, account: Account) -> tuple[list[Row], list[Row], lis
     # Names as `shared.accounts.filing` files them (migration 0014 re-files by it too).
     names, keys = name_rows(account_key, account.name, account.country,
                             bool(domains or crm_ids))
+    if filed_by is not None:
+        for row in names:
+            row["filed_by"] = filed_by
     return domains, crm_ids, names, keys
 
 
@@ -75,3 +80,11 @@ def merge_link(held: Row, fact: Row) -> Row:
 
 def _decision(fact: Row) -> tuple[Any, ...]:
     return fact["linked_at"], fact["matched_by"], fact["score"]
+
+
+def unfiled(account_key: str, filing_id: str, forms: tuple[str, ...]) -> list[Row]:
+    """The name rows a rejected filing takes back (its decision's `unfiled_names`, session
+    29): those it filed first under its key. A row another filing filed first, or one
+    filed before provenance was recorded (`filed_by` None), stays."""
+    return [{"account_key": account_key, "name": form, "filed_by": filing_id}
+            for form in forms]

@@ -48,7 +48,7 @@ from shared.accounts import (
     name_length_window,
     sort_name_tokens,
 )
-from shared.accounts.index import UNKNOWN_COUNTRY
+from shared.accounts.index import UNKNOWN_COUNTRY, CountrylessNames, countries_weighed
 from shared.accounts.salesforce import CrmIds, any_spelling, crm_id_spellings
 from shared.events.registration import PROTECTING
 from shared.logging import get_logger
@@ -66,9 +66,10 @@ _NAME_FALLBACK_LIMIT = 2000
 # Names only of a length that can score at or above the review floor
 # (`name_length_window`): the rest can never be a match, and were most of the rows (47.5
 # per call at 100/s, session 25).
-# Names in each country of `$3` (the query's and the unknown one, `_countries_asked`), each
-# row with its country: a name filed without a country is filed under "" and weighed across
-# countries, never confidently, as the warmed index weighs it.
+# Names in each country of `$3` (`_countries_asked`: the query's, and the unknown one when
+# policy `match.countryless_names` weighs it), each row with its country: a name filed
+# without a country is filed under "" and weighed across countries, never confidently, as
+# the warmed index weighs it.
 _MISSES_SQL = """
 SELECT 'crm', crm_account_id, account_key, '' FROM account_crm_ids
  WHERE $1::text[] IS NOT NULL AND crm_account_id = ANY($1::text[])
@@ -269,12 +270,13 @@ class AccountDirectory:
             await self.warm()
         self._maybe_rewarm()
         matches = self._index.match(identity, match.name_threshold, match.review_band,
-                                    match.crm_ids)
+                                    match.crm_ids, match.countryless_names)
         if not self.complete and await self._fill_misses(
                 identity, matches, names, match.crm_ids,
-                name_floor(match.name_threshold, match.review_band)):
+                name_floor(match.name_threshold, match.review_band),
+                match.countryless_names):
             matches = self._index.match(identity, match.name_threshold, match.review_band,
-                                        match.crm_ids)
+                                        match.crm_ids, match.countryless_names)
         index = self._index
         query = Identifiers.of(identity).canonical(match.crm_ids)
         review_names = match.name_only == "review"
@@ -302,7 +304,8 @@ class AccountDirectory:
 
     async def _fill_misses(self, identity: AccountIdentity, matches: list[AccountMatch],
                            names: bool = False, crm_ids: CrmIds = "exact",
-                           floor: float = 0.0) -> bool:
+                           floor: float = 0.0, countryless: CountrylessNames = "hold"
+                           ) -> bool:
         """Ask the directory tables for what memory did not know; True if anything new.
         The CRM id is asked in every spelling policy `match.crm_ids` makes one id
         (`crm_id_spellings`: the tables file ids as submitted; asking the submitted
@@ -318,7 +321,8 @@ class AccountDirectory:
         `floor`: the lowest name score the caller's match keeps; on PostgreSQL names whose
         length cannot reach it are not fetched (`name_length_window`): the same matches
         from fewer rows. A name known in several forms ("X dba Y", `name_forms`) asks each
-        form as a name of its own (the whole would miss the shorter forms)."""
+        form as a name of its own (the whole would miss the shorter forms). `countryless`:
+        policy `match.countryless_names` (`_countries_asked`)."""
         forms = name_forms(identity.name) if identity.name and " dba " in identity.name \
             else ()
         if len(forms) > 1:
@@ -327,7 +331,8 @@ class AccountDirectory:
                 part = AccountIdentity(identity.crm_account_id if i == 0 else None,
                                        identity.domain if i == 0 else None, form,
                                        identity.country)
-                added = await self._fill_misses(part, matches, names, crm_ids, floor) or added
+                added = await self._fill_misses(part, matches, names, crm_ids, floor,
+                                                countryless) or added
             return added
         kinds = {m.matched_by for m in matches}
         confident = any(m.confident for m in matches)
@@ -339,7 +344,7 @@ class AccountDirectory:
         spelling = any_spelling(crm) if crm and crm_ids == "any_spelling" else None
         domain = identity.domain if "domain" not in kinds else None
         named = (names or not confident) and bool(identity.name)
-        countries = self._countries_asked(identity.country) if named else None
+        countries = self._countries_asked(identity.country, countryless) if named else None
         if not (crm or domain or named):
             return False
         async with self.engine.connect() as conn:
@@ -400,16 +405,16 @@ class AccountDirectory:
                 added = True
         return added
 
-    def _countries_asked(self, country: str | None) -> list[str]:
-        """The countries whose names a miss asks, as the warmed index weighs a name
-        (`AccountIndex.match`): the query's own and the unknown one (names filed without a
-        country, under ""); a query without a country every country this process knows
-        and the unknown one (a country first seen since the last warm is not asked: the
-        next rewarm knows it)."""
-        if country:
-            return [country, UNKNOWN_COUNTRY]
-        return [UNKNOWN_COUNTRY, *sorted(c for c in self._index.countries()
-                                         if c != UNKNOWN_COUNTRY)]
+    def _countries_asked(self, country: str | None,
+                         countryless: CountrylessNames = "hold") -> list[str]:
+        """The countries whose names a miss asks, by the rule the warmed index weighs a
+        name by (`countries_weighed`, `AccountIndex.match`): the query's own, and the
+        unknown one (names filed without a country, under "") unless policy
+        `match.countryless_names: ask` says a name filed without a country is no match for
+        a query with one; a query without a country every country this process knows and
+        the unknown one (a country first seen since the last warm is not asked: the next
+        rewarm knows it)."""
+        return countries_weighed(country, self._index.countries(), countryless)
 
     @staticmethod
     def _candidate_names(name: str, country: str) -> Select[Any]:

@@ -126,7 +126,7 @@ def _as_batch(rows: dict[str, list[dict[str, Any]]]) -> Any:
                                          product_rows=none),
         intervals=keyed(rows["intervals"], "holder_id", "opened_by"), domains={},
         crm_ids={}, names=keyed(rows["names"], "country", "name", "account_key"),
-        name_keys={}, link_facts={}, members={}, breaches={},
+        name_keys={}, unfiled_names={}, link_facts={}, members={}, breaches={},
         timeline=keyed(rows["timeline"], "subject_id", "event_id"), outbox={})
 
 

@@ -754,15 +754,23 @@ async def test_a_directory_miss_asks_the_names_filed_without_a_country(
     probes = [("Wells International LLC", None, "US", None),
               ("Wells International", None, "DE", None),
               ("Wells International LLC", "wellsintl-group.com", None, None)]
-    for fields in probes:
+    # Session 29: under `match.countryless_names: ask` (the default) a query with a country
+    # no longer weighs the names filed without one, and the miss does not ask them either
+    # (`countries_weighed`, one rule); `hold` (documents from before) asks as above.
+    hold = MatchPolicy(name_threshold=0.9, review_band=0.1, countryless_names="hold")
+    for match, fields in [(m, f) for m in (hold, MATCH) for f in probes]:
         identity = identity_of(*fields)
-        expected = await warmed.resolve(identity, MATCH)
+        expected = await warmed.resolve(identity, match)
         cold = AccountDirectory(reader(engine), complete=False, rewarm_seconds=3600)
         cold._warmed_at = 0.0  # warmed before any of them was filed: every name is a miss
         if fields[2] is None:  # a country-less query asks the countries the process knows
             cold._index.add("name:DE:other", AccountIdentity(None, None, "other", "DE"))
-        got = await cold.resolve(identity, MATCH)
-        assert {m.account_key for m in expected.possible_duplicates} & set(filed), fields
+        got = await cold.resolve(identity, match)
+        found = {m.account_key for m in expected.possible_duplicates}
+        if match is hold or fields[2] is None:
+            assert found & set(filed), (match, fields)
+        else:  # the name filed without a country asks but does not hold
+            assert "crm:AF2E" not in found, (match, fields)
         assert (got.account_key, got.is_new,
                 sorted((m.account_key, m.matched_by, m.confident)
                        for m in got.possible_duplicates)) == (
@@ -771,3 +779,5 @@ async def test_a_directory_miss_asks_the_names_filed_without_a_country(
                    for m in expected.possible_duplicates)), fields
     # Filed in memory under the country it was found in: the unknown one.
     assert "" in cold._index.countries() and "crm:AF2E" in cold._index
+    assert (cold._countries_asked("US", "ask"), cold._countries_asked("US", "hold")) == (
+        ["US"], ["US", ""])

@@ -13,10 +13,12 @@ from shared.accounts import (
     AccountIdentity,
     AccountIndex,
     AccountMatch,
+    countries_weighed,
     derive_account_key,
     name_similarity,
     normalize_name,
 )
+from shared.accounts.index import weighs_countryless
 
 THRESHOLD = 0.9
 
@@ -170,6 +172,55 @@ def test_a_name_asked_without_a_country_is_a_possible_duplicate_in_every_country
         AccountMatch("dom:acme.com", "name", 1.0, True)]
     assert index.name_score("crm:003-UMB", "dom:acme.com") == pytest.approx(
         name_similarity("umbrella", "acme"))
+
+
+@pytest.mark.parametrize("countryless", ["ask", "hold"])
+def test_a_name_filed_without_a_country_asks_but_does_not_hold(countryless: str) -> None:
+    """Session 29 (decided (b), policy `match.countryless_names`): a name filed without a
+    country griefed every country -- one "Acme Robotics" with a made-up CRM id and no
+    country made every later "Acme Robotics" (US with a domain, DE by name alone) a
+    possible duplicate of it. Under `ask` (the default) it is weighed only against later
+    filings that give no country either and otherwise protects its holder by its
+    identifiers alone; a filing without a country is still weighed against every
+    country's names. `hold` (documents from before) answers as before."""
+    mode = "ask" if countryless == "ask" else "hold"
+    idx = AccountIndex()
+    idx.add("crm:FAKE-1", ident("Acme Robotics", crm="FAKE-1"))  # the rival, no country
+    idx.add("dom:acme.de", ident("Acme Robotics GmbH", "DE", domain="acme.de"))
+    across = AccountMatch("crm:FAKE-1", "name", 1.0, False, True)
+    for asked in (ident("Acme Robotics Inc", "US", domain="acme.com"),
+                  ident("Acme Robotics", "FR"), ident("Acme Robotics", "JP", crm="JP-1")):
+        found = idx.match(asked, THRESHOLD, 0.1, "any_spelling", mode)
+        assert (across in found) == (mode == "hold"), (asked, found)
+        assert idx.resolve(asked, THRESHOLD, "any_spelling", mode) is None
+    # Its own country's names stay confident either way.
+    assert idx.match(ident("Acme Robotics", "DE"), THRESHOLD, 0.1, "any_spelling", mode) == (
+        [AccountMatch("dom:acme.de", "name", 1.0, True)] if mode == "ask" else
+        [AccountMatch("dom:acme.de", "name", 1.0, True), across])
+    # A newcomer without a country still asks every country, the unknown one included.
+    assert idx.match(ident("Acme Robotics", crm="LATE-1"), THRESHOLD, 0.1, "any_spelling",
+                     mode) == [AccountMatch("crm:FAKE-1", "name", 1.0, False, True),
+                               AccountMatch("dom:acme.de", "name", 1.0, False, True)]
+    # Identifiers protect the holder whatever the country.
+    assert idx.match(ident("Acme Robotics", "US", crm="fake-1"), THRESHOLD, 0.1,
+                     "any_spelling", mode)[0] == AccountMatch("crm:FAKE-1", "crm_account_id",
+                                                              1.0, True)
+    # "X dba Y" asks each form by the same rule.
+    dba = idx.match(ident("Zeta Labs dba Acme Robotics", "US"), THRESHOLD, 0.1,
+                    "any_spelling", mode)
+    assert (across in dba) == (mode == "hold"), dba
+
+
+@pytest.mark.parametrize(("country", "countryless", "asked"), [
+    ("US", "ask", ["US"]), ("US", "hold", ["US", ""]), (None, "ask", ["", "DE", "US"]),
+    ("", "ask", ["", "DE", "US"]), (None, "hold", ["", "DE", "US"])])
+def test_the_countries_a_name_is_weighed_in_are_one_rule(
+        country: str | None, countryless: str, asked: list[str]) -> None:
+    """`countries_weighed`: what the edge's fall-back query asks (`_countries_asked`) is
+    what `AccountIndex.match` weighs, under either `match.countryless_names`."""
+    mode = "ask" if countryless == "ask" else "hold"
+    assert countries_weighed(country, ["US", "", "DE"], mode) == asked
+    assert weighs_countryless(country, mode) == ("" in asked)
 
 
 def test_near_miss_below_threshold_is_flagged_for_review() -> None:

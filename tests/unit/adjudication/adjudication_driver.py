@@ -45,8 +45,15 @@ START = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)  # a Monday
 
 
 def policy(**overrides: Any) -> Policy:
+    """A policy for the domain tests. Its dispute deadlines fall due exactly at the SLA
+    (`escalation.deadline_unit` null, as before session 29) unless `escalation` names a
+    unit: these tests state exact deadlines; the product default (the next whole UTC hour)
+    has its own tests (`test_deadline_unit.py`)."""
     data: dict[str, Any] = {"version": 4}
     data.update(overrides)
+    escalation = data.get("escalation")
+    if escalation is None or isinstance(escalation, dict):
+        data["escalation"] = {"deadline_unit": None, **(escalation or {})}
     return Policy.model_validate(data)
 
 

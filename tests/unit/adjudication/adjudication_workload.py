@@ -65,6 +65,8 @@ def workload_policies() -> dict[int, Policy]:
             "levels": [{"owner_id": "cm-1", "sla": "PT40M"}, {"owner_id": "dir-1", "sla": "PT1H"}],
             "reminder_before": "PT10M",
             "on_final_breach": "first_submitted",
+            # exact deadlines, as before session 29: the determinism harness's workload
+            "deadline_unit": None,
         },
     }
     v5 = dict(base, version=5, precedence=["direct_named_account", "tier", "first_submitted"],

@@ -50,7 +50,8 @@ def test_default_policy_matches_the_published_example() -> None:
     assert dumped["precedence"] == ["direct_named_account", "incumbent", "first_submitted",
                                     "tier"]
     assert dumped["match"] == {"name_threshold": 0.9, "review_band": 0.1, "name_only": "review",
-                                "crm_ids": "any_spelling", "rejected_names": "unfiled"}
+                                "crm_ids": "any_spelling", "rejected_names": "unfiled",
+                                "countryless_names": "ask"}
     assert dumped["escalation"]["calendar"] is None
     assert dumped["escalation"]["on_final_breach"] == "precedence"
     assert (dumped["on_release"], dumped["release_window"]) == ("promote_next", "P30D")
@@ -126,3 +127,17 @@ def test_a_document_published_before_a_rule_existed_keeps_its_old_meaning() -> N
     # A current document reads back exactly as published.
     now = Policy.default()
     assert Policy.from_published(now.model_dump(mode="json")) == now
+
+
+def test_a_document_from_before_countryless_names_reads_as_hold() -> None:
+    """Session 29: `match.countryless_names` is `ask` by default, but a document published
+    before the option (no such key) meant `hold` -- a name filed without a country was
+    weighed against every later filing of it -- so an old log replays as it decided."""
+    assert Policy.default().match.countryless_names == "ask"
+    old = Policy.default().model_dump(mode="json")
+    del old["match"]["countryless_names"]
+    assert Policy.from_published(old).match.countryless_names == "hold"
+    del old["match"]
+    assert Policy.from_published(old).match.countryless_names == "hold"
+    with pytest.raises(ValidationError):
+        Policy.model_validate({"match": {"countryless_names": "maybe"}})

@@ -138,7 +138,9 @@ def test_a_name_without_a_country_is_never_a_confident_name_in_a_settlement() ->
                           ({"domain": "acme.com", "country": None},
                            {"domain": None, "country": "US"})):
         d = Driver()
-        d.publish(policy(version=5, match={"name_only": "decide"}))
+        # `countryless_names: hold`, as such a document reads (under `ask` the holder's
+        # country-less name would not meet the US rival at all, session 29).
+        d.publish(policy(version=5, match={"name_only": "decide", "countryless_names": "hold"}))
         d.register("r1", "p-1", name="Acme Corp", **holder)  # type: ignore[arg-type]
         d.later(minutes=1)
         out = d.register("r3", "p-3", name="Acme Corp", **rival)  # type: ignore[arg-type]

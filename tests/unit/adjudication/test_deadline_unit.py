@@ -1,0 +1,139 @@
+"""`escalation.deadline_unit`: a dispute's deadlines fall due on the next whole UTC hour (the
+default since session 29) after the business-time deadline, so a late joiner's decision by
+the final-breach fallback (its `decided_at`, `protected_until`, the timer's id) tells no
+rival's submission finer than the hour. Policies published without the field replay
+exactly as decided (deadlines at the SLA)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from adjudication_driver import Driver, decisions, only, policy
+from pydantic import ValidationError
+
+from services.adjudication.domain import dispute_id_for, due_timers
+from services.adjudication.domain.escalation import level_times
+from services.adjudication.domain.instants import from_us, to_us
+from shared.business_time import due_on
+from shared.events import DisputeEscalated, DisputeOpened, DisputeResolved
+from shared.policy import Escalation, Policy
+
+HOUR_US = 3_600_000_000
+NY = ZoneInfo("America/New_York")
+KOLKATA = ZoneInfo("Asia/Kolkata")  # UTC+05:30: local whole hours are UTC half hours
+
+
+def test_due_on_is_the_next_whole_unit_at_or_after_the_deadline() -> None:
+    at = to_us(datetime(2027, 1, 1, 9, 17, 8, 250000, tzinfo=UTC))
+    assert from_us(due_on(at, HOUR_US)) == datetime(2027, 1, 1, 10, 0, tzinfo=UTC)
+    on_the_hour = to_us(datetime(2027, 1, 1, 10, 0, tzinfo=UTC))
+    assert due_on(on_the_hour, HOUR_US) == on_the_hour
+    assert due_on(on_the_hour + 1, HOUR_US) == on_the_hour + HOUR_US
+    assert due_on(at, None) == at
+    assert from_us(due_on(at, 2_000_000)) == datetime(2027, 1, 1, 9, 17, 10, tzinfo=UTC)
+    last = to_us(datetime(2027, 12, 31, 23, 0, 0, 1, tzinfo=UTC))
+    assert from_us(due_on(last, HOUR_US)) == datetime(2028, 1, 1, tzinfo=UTC)
+
+
+def _escalation(**settings: object) -> Escalation:
+    return Escalation.model_validate(settings)
+
+
+def test_a_calendar_deadline_falls_due_on_the_next_whole_utc_hour() -> None:
+    # Thu 3 Jul 2025 15:20 New York, PT2H of working time; Fri 4 Jul is Independence Day:
+    # the SLA ends Mon 7 Jul 09:20 New York, due at 10:00 (New York is a whole-hour offset).
+    escalation = _escalation(
+        calendar={"timezone": "America/New_York", "hours": "09:00-17:00", "holidays": "US"},
+        levels=[{"owner_id": "cm-1", "sla": "PT2H"}], reminder_before="PT1H")
+    start = to_us(datetime(2025, 7, 3, 15, 20, 7, 123456, tzinfo=NY))
+    times = level_times(escalation, 1, start)
+    assert from_us(times.due_at) == datetime(2025, 7, 7, 10, 0, tzinfo=NY)
+    # The reminder stays where the SLA puts it (only the owner sees it).
+    assert times.reminder_at is not None
+    assert from_us(times.reminder_at) == datetime(2025, 7, 3, 16, 20, 7, 123456, tzinfo=NY)
+    exact = level_times(escalation.model_copy(update={"deadline_unit": None}), 1, start)
+    assert from_us(exact.due_at) == datetime(2025, 7, 7, 9, 20, 7, 123456, tzinfo=NY)
+
+
+def test_a_half_hour_timezone_deadline_lands_on_a_utc_hour_past_closing() -> None:
+    # Kolkata 09:30-17:30 is 04:00-12:00 UTC; an SLA ending 17:10 local (11:40 UTC) falls
+    # due at 12:00 UTC = 17:30 local; one ending 17:30 (12:00 UTC) stays; the UTC hour,
+    # not the local one, and never earlier than the working time the SLA gives.
+    escalation = _escalation(
+        calendar={"timezone": "Asia/Kolkata", "hours": "09:30-17:30"},
+        levels=[{"owner_id": "cm-1", "sla": "PT1H"}])
+    monday = datetime(2025, 7, 7, 16, 10, 0, 1, tzinfo=KOLKATA)
+    due = from_us(level_times(escalation, 1, to_us(monday)).due_at)
+    assert due == datetime(2025, 7, 7, 12, 0, tzinfo=UTC)
+    assert due.astimezone(KOLKATA).minute == 30
+    closing = datetime(2025, 7, 7, 16, 30, tzinfo=KOLKATA)
+    assert from_us(level_times(escalation, 1, to_us(closing)).due_at) == \
+        datetime(2025, 7, 7, 12, 0, tzinfo=UTC)
+    # Friday 17:00 local + 1 working hour: Monday 10:00 local (04:30 UTC), due 05:00 UTC.
+    friday = datetime(2025, 7, 11, 17, 0, tzinfo=KOLKATA)
+    assert from_us(level_times(escalation, 1, to_us(friday)).due_at) == \
+        datetime(2025, 7, 14, 5, 0, tzinfo=UTC)
+
+
+def test_the_unit_is_policy_versioned_and_divides_a_day() -> None:
+    assert Policy().escalation.deadline_unit == timedelta(hours=1)
+    assert Policy.default().escalation.deadline_unit == timedelta(hours=1)
+    # Published before the field existed: exactly as decided then.
+    old = {"version": 3, "escalation": {"levels": [{"owner_id": "cm-1", "sla": "PT3S"}]}}
+    assert Policy.from_published(old).escalation.deadline_unit is None
+    assert Policy.from_published({"version": 3}).escalation.deadline_unit is None
+    now = Policy().model_dump(mode="json")
+    assert now["escalation"]["deadline_unit"] == "PT1H"
+    assert Policy.from_published(now).escalation.deadline_unit == timedelta(hours=1)
+    unset = Policy.model_validate({"escalation": {"deadline_unit": None}})
+    assert unset.model_dump(mode="json")["escalation"]["deadline_unit"] is None
+    assert Policy.model_validate({"escalation": {"deadline_unit": "PT15M"}}) \
+        .escalation.deadline_unit == timedelta(minutes=15)
+    for bad in ("PT7M", "P2D", "PT0S", "PT7S"):
+        with pytest.raises(ValidationError):
+            Policy.model_validate({"escalation": {"deadline_unit": bad}})
+
+
+def test_a_late_joiners_fallback_decision_is_on_the_hour() -> None:
+    """The r2conf repro in the domain: two PT3S levels, p1 approved, p2 ties, p3 joins 1 s
+    later; the fallback settles every member on a whole hour, and the timer's id names
+    that hour, not p2's submission + 6 s."""
+    d = Driver(policy=Policy.model_validate({"version": 4, "escalation": {
+        "levels": [{"owner_id": "cm-1", "sla": "PT3S"}, {"owner_id": "dir-1", "sla": "PT3S"}],
+        "on_final_breach": "precedence"}}), now=datetime(2025, 1, 6, 9, 17, 8, 250000, tzinfo=UTC))
+    d.register("r1", "p-1")
+    d.later(seconds=0.5)
+    submitted = d.now
+    [opened] = only(d.register("r2", "p-2"), DisputeOpened)
+    assert opened.due_at == datetime(2025, 1, 6, 10, 0, tzinfo=UTC)
+    d.later(seconds=1)
+    d.register("r3", "p-3")
+    d.fire_timers = False
+    firings = due_timers(d.state, datetime(2025, 1, 6, 10, 0, tzinfo=UTC))
+    assert [f.deadline for f in firings if f.kind == "dispute_deadline"] == \
+        [datetime(2025, 1, 6, 10, 0, tzinfo=UTC)]
+    assert all(str(to_us(submitted + timedelta(seconds=6))) not in f.timer_id for f in firings)
+    d.fire_timers = True
+    out = d.run_until(datetime(2025, 1, 6, 12, 0, tzinfo=UTC))
+    [escalated] = only(out, DisputeEscalated)
+    assert escalated.due_at == datetime(2025, 1, 6, 11, 0, tzinfo=UTC)
+    [resolved] = only(out, DisputeResolved)
+    assert resolved.dispute_id == dispute_id_for("r2")
+    assert resolved.resolved_at == datetime(2025, 1, 6, 11, 0, tzinfo=UTC)
+    settled = decisions(out)
+    assert {e.registration_id for e in settled} >= {"r2", "r3"}
+    for e in settled:
+        assert e.decided_at == datetime(2025, 1, 6, 11, 0, tzinfo=UTC)
+        # r1 keeps its own approval (and protection, from its own submission).
+        if e.protected_until is not None and e.registration_id != "r1":
+            assert e.protected_until - e.decided_at == d.policy.protection_period
+
+
+def test_the_driver_pins_exact_deadlines_for_the_domain_tests() -> None:
+    assert policy().escalation.deadline_unit is None
+    assert policy(escalation={"levels": [{"owner_id": "a", "sla": "PT5S"}]}) \
+        .escalation.deadline_unit is None
+    assert policy(escalation={"deadline_unit": "PT1S"}).escalation.deadline_unit == \
+        timedelta(seconds=1)
