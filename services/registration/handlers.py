@@ -1313,15 +1313,21 @@ def closed_by_reference(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
       the holder expired never takes the holder's close);
     - a row of one partner filed after another partner's row of the reference was closed
       (won or lost) is never chosen: a rival's copy of a closed reference never takes the
-      CRM's re-sent close of it (session 29; None when nothing else is closable)."""
+      CRM's re-sent close of it (session 29; None when nothing else is closable), nor is
+      a row of one partner still in review or undecided beside another partner's closed
+      row, whenever filed (session 29 second rival review)."""
     if len(rows) == 1:
         return rows[0]
     # A row filed after another partner's row of the reference closed (won or lost) is a
     # copy of a closed reference: the CRM's re-sent close of the holder's opportunity went
     # to it, the one closable row, and a rival's copy read `won` (session 29 rival review).
+    # A row still pending when it closed held nothing then either (session 29 second
+    # rival review): filed before the holder's, it no longer blocked the holder's close,
+    # and the CRM's re-sent close then found it the one closable row and closed it `won`.
     closed = [r for r in rows if r["status"] in _CLOSED]
     closable = [r for r in rows if r["status"] in CLOSABLE and not any(
-        c["partner_id"] != r["partner_id"] and _filed(c) <= _filed(r) for c in closed)]
+        c["partner_id"] != r["partner_id"]
+        and (_filed(c) <= _filed(r) or r["status"] in PENDING) for c in closed)]
     if len({r["partner_id"] for r in closable}) > 1:
         holders = [r for r in closable if r["status"] == "approved"
                    and _rule_of(r) != "non_exclusive"]

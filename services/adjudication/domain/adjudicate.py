@@ -163,6 +163,8 @@ def adjudicate(
         # key, and later filings of A were weighed against B's holder. Its decision is
         # unchanged (taken with the names filed); later ones no longer see them.
         state.unfile_names(entry.account_key, fresh, identity.country)
+        # Filed again if the rejection is undone (promoted, contested: `activate`).
+        entry.unfiled = (identity.name or "", identity.country)
         _say_unfiled(out, entry.id, fresh)
     reported = state.suspects.pop(entry.id, None)
     if reported:

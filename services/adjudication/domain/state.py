@@ -93,6 +93,9 @@ class Entry:
     for a copy, the report that drew it into a review after both sides were decided. Kept
     while it is, so a later settlement names such a copy by how the two were reported to
     match (`outcomes.reported_match`), not by a key's form (invariant 6)."""
+    unfiled: tuple[str, str | None] | None = None
+    """The name (and country) whose new forms its rejection took back from its key
+    (`match.rejected_names: unfiled`), until it is active again (`activate` files them)."""
 
     @property
     def active(self) -> bool:
@@ -319,6 +322,14 @@ class AdjudicationState:
         self._indexed.pop(account_key, None)
 
     def activate(self, entry: Entry) -> None:
+        if entry.unfiled is not None:
+            # A rejection that took its names back is undone (promoted, contested, awarded):
+            # the names are its customer's again (session 29 second rival review: "B dba T"
+            # promoted after the holder withdrew held B, and a name-only filing of T was
+            # approved beside it, unseen).
+            name, country = entry.unfiled
+            entry.unfiled = None
+            self.index_account(entry.account_key, AccountIdentity(None, None, name, country))
         bucket = self.active_by_key.get(entry.account_key)
         if bucket is None:
             self.active_by_key[entry.account_key] = [entry]

@@ -88,3 +88,23 @@ def test_a_rival_s_copy_of_a_closed_reference_takes_no_close() -> None:
     # A row filed before the other partner's closed one is no copy of it.
     earlier = row("r-0", "p-2", "approved", -5)
     assert closed_by_reference([row("r-1", "p-1", "lost", 0), earlier]) is earlier
+
+
+def test_a_rival_s_pending_row_filed_before_the_holder_s_takes_no_re_sent_close() -> None:
+    """Session 29 second rival review: a rival's row in review (or undecided) filed before
+    the holder's no longer blocks the holder's close (s29-decisions), so the close won
+    the holder's row; the CRM's re-sent close (an amount update) then found the rival's
+    pending row the one closable row and closed it `won`: the holder's win taken by a
+    row that holds nothing. A row still pending when another partner's row of the
+    reference closed is never chosen (None: the CRM sends `registration_id`)."""
+    for closed in ("won", "lost"):
+        holder = row("r-2", "p-2", closed, 5)
+        for pending in (row("r-1", "p-1", "in_review", 0, "possible_duplicate"),
+                        row("r-1", "p-1", "submitted", 0)):
+            assert closed_by_reference([pending, holder]) is None, (closed, pending)
+            # The closing partner's own renewal under the reference still takes it.
+            renewal = row("r-3", "p-2", "approved", 9)
+            assert closed_by_reference([pending, holder, renewal]) is renewal
+    # The first close, before either closed, still goes to the holder.
+    assert closed_by_reference([row("r-1", "p-1", "in_review", 0, "possible_duplicate"),
+                                row("r-2", "p-2", "approved", 5)])["id"] == "r-2"
