@@ -76,3 +76,7 @@ class ClaimDecided(DomainEvent):
     flags: tuple[str, ...] = ()
     unfiled_names: tuple[str, ...] = Field(default=(), exclude_if=lambda v: not v)
     """As `RegistrationDecided.unfiled_names`."""
+    refiled_names: tuple[str, ...] = Field(default=(), exclude_if=lambda v: not v)
+    """As `RegistrationDecided.refiled_names`."""
+    refiled_country: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    """As `RegistrationDecided.refiled_country`."""

@@ -118,3 +118,13 @@ class RegistrationDecided(DomainEvent):
     rows the filing first filed (`account_names.filed_by`). Written only when some were
     (a decision that unfiles nothing serializes as before); decisions written before
     session 29 lack it and unfile nothing."""
+    refiled_names: tuple[str, ...] = Field(default=(), exclude_if=lambda v: not v)
+    """The normalised name forms an earlier rejection of this filing took back
+    (`unfiled_names`) that the adjudicator files again under `account_key` now that the
+    rejection is undone (this decision approves it or holds it in review: promoted next
+    in line, contested, awarded; session 29): the directory read model files them again
+    (`account_names.filed_by` this filing), in `refiled_country`. Written only when
+    non-empty."""
+    refiled_country: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    """The country of `refiled_names` (normalised as the filing's; None: the unknown
+    country). Written only with `refiled_names`."""

@@ -92,3 +92,40 @@ async def test_a_rejected_filing_approved_later_has_its_names_again(
     newcomer = await submit(client, "p-3", {"name": trade.name, "country": country})
     assert lost["id"] in weighed(newcomer), newcomer["decision"]
     assert newcomer["status"] != "approved", newcomer["decision"]
+
+
+async def test_a_rejected_filing_approved_later_has_its_names_again_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    """As above, with a restart after the promotion: the directory read model removed
+    the rejected "B dba T"'s T (`unfiled_names`) and nothing filed it back, so the edge,
+    warmed from the directory, resolved a third partner's name-only T to a key of its
+    own and it was approved `no_conflict` beside the promoted holder of B. The approving
+    decision lists the names filed again (`refiled_names`) and the directory files them."""
+    settings = Settings(backend="embedded", data_dir=tmp_path, admin_token=ADMIN)
+    held, trade = companies(2, seed=61)
+    country = held.country
+    crm = "ACC-61002"
+    async with AsyncExitStack() as stack:
+        client = await _serve(stack, create_app(settings))
+        put = await client.put("/v1/policy", json={"tie_window": "PT0S"})
+        assert put.status_code in (200, 201), put.text
+        holder = await submit(client, "p-1", {"name": held.name, "country": country,
+                                              "crm_account_id": crm})
+        assert holder["status"] == "approved", holder
+        lost = await submit(client, "p-2", {"name": f"{held.name} dba {trade.name}",
+                                            "country": country, "crm_account_id": crm})
+        assert lost["status"] == "rejected", lost["decision"]
+        withdrawn = await client.post(f"/v1/registrations/{holder['id']}/withdraw",
+                                      headers=WAIT)
+        assert withdrawn.status_code == 200, withdrawn.text
+        await status_becomes(client, lost["id"], "approved")
+    async with AsyncExitStack() as stack:
+        client = await _serve(stack, create_app(settings))
+        owners = await client.get("/v1/ownership", params={"name": trade.name,
+                                                           "country": country})
+        assert owners.status_code == 200, owners.text
+        assert owners.json()["account_key"] == lost["account_key"], owners.json()
+        newcomer = await submit(client, "p-3", {"name": trade.name, "country": country})
+        assert lost["id"] in weighed(newcomer), newcomer["decision"]
+        assert newcomer["status"] != "approved", newcomer["decision"]

@@ -23,6 +23,7 @@ from services.adjudication.domain.adjudicate import (
 from services.adjudication.domain.instants import to_us
 from services.adjudication.domain.state import AdjudicationState
 from services.adjudication.domain.timers import advance
+from shared.accounts.normalize import normalize_country
 from shared.events import (
     AccountLinkReported,
     AccountsLinked,
@@ -193,7 +194,26 @@ def decide_relaying(
             links.revisit(state, out)
     if state.unwatched:
         relay.tell_ended(state, out)
+    if state.refiled:
+        _say_refiled(state, out)
     relays = [e for e in out if isinstance(e, RELAYS)]
     if relays:
         return [e for e in out if not isinstance(e, RELAYS)], relays
     return out, relays
+
+
+def _say_refiled(state: AdjudicationState, out: Out) -> None:
+    """Write the names an undone rejection filed again (`AdjudicationState.activate`) on
+    that entry's approving (or reviewing) decision, `refiled_names`, so the directory read
+    model files them again as the adjudicator did (session 29)."""
+    for entry_id, (forms, country) in state.refiled.items():
+        for i in range(len(out) - 1, -1, -1):
+            event = out[i]
+            if isinstance(event, RegistrationDecided | ClaimDecided) and (
+                    (event.registration_id if isinstance(event, RegistrationDecided)
+                     else event.claim_id) == entry_id):
+                out[i] = event.model_copy(update={
+                    "refiled_names": forms,
+                    "refiled_country": normalize_country(country) if country else None})
+                break
+    state.refiled.clear()

@@ -622,6 +622,8 @@ def decision(
             extensions=entry.extensions,
             flags=flags,
             unfiled_names=(),
+            refiled_names=(),
+            refiled_country=None,
         )
     kind: ClaimKind = "named_account" if entry.kind == "named_account" else "opportunity"
     return trusted(
@@ -642,6 +644,8 @@ def decision(
         credit_percent=entry.credit_percent,
         flags=flags,
         unfiled_names=(),
+        refiled_names=(),
+        refiled_country=None,
     )
 
 

@@ -197,6 +197,10 @@ class AdjudicationState:
     when the copy ends here (release.remember_appeal)."""
     unwatched: list[str] = field(default_factory=list)
     """Watched registrations that ended since the watchers were last told."""
+    refiled: dict[str, tuple[tuple[str, ...], str | None]] = field(default_factory=dict)
+    """entry id -> (name forms, country) its undone rejection filed again (`activate`)
+    since the last decision was told: `decide` writes them on that entry's decision
+    (`refiled_names`) for the directory read model. Empty between events."""
     suspects: dict[str, list[tuple[str, str, float]]] = field(default_factory=dict)
     """registration id (not yet decided) -> [(key, matched by, score)]: keys on another
     partition the edge reported as possible duplicates of its account (links.report);
@@ -329,7 +333,11 @@ class AdjudicationState:
             # approved beside it, unseen).
             name, country = entry.unfiled
             entry.unfiled = None
+            forms = self.index.new_name_forms(entry.account_key, name, country)
             self.index_account(entry.account_key, AccountIdentity(None, None, name, country))
+            if forms:
+                # Its decision says so, and the directory read model files them too.
+                self.refiled[entry.id] = (forms, country)
         bucket = self.active_by_key.get(entry.account_key)
         if bucket is None:
             self.active_by_key[entry.account_key] = [entry]

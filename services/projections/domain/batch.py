@@ -383,10 +383,12 @@ class Batch:
         """A filing rejected at its decision takes back the name forms it newly filed
         (`unfiled_names`, session 29): the rows it filed first go, in this batch and in
         the store."""
-        if not event.unfiled_names:
-            return
         filing = (event.registration_id if isinstance(event, RegistrationDecided)
                   else event.claim_id)
+        if event.refiled_names:
+            self._refiled(filing, event)
+        if not event.unfiled_names:
+            return
         gone = directory.unfiled(event.account_key, filing, event.unfiled_names)
         for row in gone:
             self.unfiled_names[(row["account_key"], row["name"], filing)] = row
@@ -395,6 +397,15 @@ class Batch:
             if (row["account_key"] == event.account_key and row["name"] in forms
                     and row["filed_by"] == filing):
                 del self.names[at]
+
+    def _refiled(self, filing: str, event: RegistrationDecided | ClaimDecided) -> None:
+        """A rejection undone (promoted, contested, awarded) files the names it took back
+        again (`refiled_names`, session 29): an edge warmed from the directory weighs a
+        later filing of them against this holder again."""
+        for row in directory.refiled(event.account_key, filing, event.refiled_names,
+                                     event.refiled_country):
+            self.unfiled_names.pop((row["account_key"], row["name"], filing), None)
+            self.names.setdefault((row["country"], row["name"], row["account_key"]), row)
 
     def _linked(self, _: str, event: AccountsLinked) -> None:
         self._link_fact(directory.link(event))

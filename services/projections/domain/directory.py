@@ -17,12 +17,13 @@ from __future__ import annotations
 from typing import Any
 
 from shared.accounts.filing import name_keys, name_rows
+from shared.accounts.index import UNKNOWN_COUNTRY
 from shared.accounts.salesforce import any_spelling
 from shared.events import Account, AccountsLinked, AccountsUnlinked
 
 Row = dict[str, Any]
 
-__all__ = ["facts", "name_keys", "unfiled"]
+__all__ = ["facts", "name_keys", "refiled", "unfiled"]
 
 
 def facts(account_key: str, account: Account, filed_by: str | None = None
@@ -88,3 +89,12 @@ def unfiled(account_key: str, filing_id: str, forms: tuple[str, ...]) -> list[Ro
     filed before provenance was recorded (`filed_by` None), stays."""
     return [{"account_key": account_key, "name": form, "filed_by": filing_id}
             for form in forms]
+
+
+def refiled(account_key: str, filing_id: str, forms: tuple[str, ...],
+            country: str | None) -> list[Row]:
+    """The name rows a filing whose rejection is undone files again (its approving or
+    reviewing decision's `refiled_names` in `refiled_country`, session 29): filed by it,
+    as when it first filed them (a row another filing filed meanwhile stays that one's)."""
+    return [{"country": country or UNKNOWN_COUNTRY, "name": form, "account_key": account_key,
+             "filed_by": filing_id} for form in forms]

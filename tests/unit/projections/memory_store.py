@@ -67,6 +67,11 @@ class MemoryStore:
                 if stored["count"] == 0 and stored["amount_e4"] == 0:
                     del table[key]
         self.intervals.update({k: copy.deepcopy(v) for k, v in batch.intervals.items()})
+        for account_key, name, filed_by in batch.unfiled_names:  # before names, as the store
+            for at, row in list(self.names.items()):
+                if (row["account_key"], row["name"], row.get("filed_by")) == (
+                        account_key, name, filed_by):
+                    del self.names[at]
         for source, target in ((batch.domains, self.domains), (batch.crm_ids, self.crm_ids),
                                (batch.names, self.names), (batch.name_keys, self.name_keys),
                                (batch.members, self.members), (batch.timeline, self.timeline)):

@@ -6,7 +6,7 @@ from services.projections.domain.batch import Batch, Loaded
 from services.projections.domain.directory import facts, name_keys
 from shared.accounts import blocking_keys, sort_name_tokens
 from shared.events import Account, AccountsLinked, AccountsUnlinked
-from tests.unit.projections.builders import at, item
+from tests.unit.projections.builders import at, decided, item, submitted
 from tests.unit.projections.memory_store import MemoryStore
 
 
@@ -71,3 +71,35 @@ def test_unlinking_another_pair_keeps_the_current_link() -> None:
                            _unlinked("name:US:acme", "dom:other.com")]):
         store.write(Batch(Loaded()).fold_all([item(e, f"evt_{i}")]))
     assert store.links["name:US:acme"]["canonical_key"] == "dom:acme.com"
+
+
+def test_a_rejection_undone_files_its_names_again_in_any_batching() -> None:
+    """Session 29: "Beta dba Tango" rejected at its decision takes Tango back from its key
+    (`unfiled_names`); promoted later, its approval files it again (`refiled_names`,
+    filed by it), so an edge warmed from the directory finds Tango under Beta's key.
+    Before, the directory kept it out for good. Beta's own row is untouched."""
+    filing = submitted("reg_2", "p-2", key="crm:ACC-1", name="Beta dba Tango",
+                       domain=None, crm="ACC-1")
+    _, _, rows, _ = facts("crm:ACC-1", filing.account, "reg_2")
+    assert {r["name"] for r in rows} >= {"beta", "tango"}, rows
+    rejected = decided("reg_2", "p-2", status="rejected", rule="precedence", key="crm:ACC-1",
+                       minutes=1, until_minutes=None).model_copy(
+        update={"unfiled_names": ("tango",)})
+    promoted = decided("reg_2", "p-2", key="crm:ACC-1", minutes=2).model_copy(
+        update={"refiled_names": ("tango",), "refiled_country": "US"})
+    events = [filing, rejected, promoted]
+    tango = ("US", "tango", "crm:ACC-1")
+    one = MemoryStore()
+    one.write(Batch(Loaded()).fold_all([item(e, f"evt_{i}") for i, e in enumerate(events)]))
+    apart = MemoryStore()
+    for i, e in enumerate(events):
+        apart.write(Batch(Loaded()).fold_all([item(e, f"evt_{i}")]))
+        if e is rejected:
+            assert tango not in apart.names  # taken back first
+    for store in (one, apart):
+        assert store.names[tango] == {"country": "US", "name": "tango",
+                                      "account_key": "crm:ACC-1", "filed_by": "reg_2"}
+        assert ("US", "beta", "crm:ACC-1") in store.names
+    # The field is written only when non-empty: other decisions serialize as before.
+    assert "refiled_names" not in rejected.to_data()
+    assert "refiled_country" not in rejected.to_data()
