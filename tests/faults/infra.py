@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -67,7 +68,20 @@ class Kafka:
         self._children: list[subprocess.Popen[bytes]] = []
 
     def start(self) -> str:
-        _script("kafka", "start", self.state, timeout=240)
+        # deploy/kafka.sh picks two free ports and the JVM binds them seconds later: on a
+        # busy machine another process can take one in between (a full suite's run once
+        # failed here with BindException). A start that lost its port starts again afresh.
+        for attempt in range(3):
+            try:
+                _script("kafka", "start", self.state, timeout=240)
+                break
+            except RuntimeError as exc:
+                if "Address already in use" not in str(exc) or attempt == 2:
+                    raise
+                with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+                    _script("kafka", "stop", self.state, timeout=60)
+                shutil.rmtree(self.state, ignore_errors=True)
+                self.state.mkdir(parents=True)
         self.bootstrap = _env_value(self.state / "kafka.env",
                                     "DEALREG_TEST_KAFKA_BOOTSTRAP_SERVERS")
         return self.bootstrap

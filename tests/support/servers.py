@@ -112,7 +112,7 @@ def start_kafka(owner_pid: int | None = None) -> ServerHandle:
         except Exception as exc:
             errors.append(f"testcontainers ({KAFKA_IMAGE}): {exc!r}")
     try:
-        return _start_local("kafka", _KAFKA_START_TIMEOUT_S, KAFKA_BOOTSTRAP_ENV, owner_pid)
+        return _start_local_again("kafka", _KAFKA_START_TIMEOUT_S, KAFKA_BOOTSTRAP_ENV, owner_pid)
     except Exception as exc:
         errors.append(f"deploy/kafka.sh: {exc}")
     raise RuntimeError(
@@ -207,7 +207,8 @@ def start_postgres(owner_pid: int | None = None) -> ServerHandle:
         except Exception as exc:
             errors.append(f"testcontainers ({POSTGRES_IMAGE}): {exc!r}")
     try:
-        return _start_local("postgres", _POSTGRES_START_TIMEOUT_S, DATABASE_URL_ENV, owner_pid)
+        return _start_local_again("postgres", _POSTGRES_START_TIMEOUT_S, DATABASE_URL_ENV,
+                                  owner_pid)
     except Exception as exc:
         errors.append(f"deploy/postgres.sh: {exc}")
     raise RuntimeError(
@@ -281,6 +282,20 @@ def _asyncpg_sqlalchemy_url(url: str) -> str:
 
 
 # ------------------------------------------------------------------ local deploy/ scripts
+def _start_local_again(kind: str, timeout_s: float, env_key: str,
+                       owner_pid: int | None = None) -> ServerHandle:
+    """`_start_local`, started afresh (new state, new ports) when the server lost a port it
+    was given: the deploy scripts pick free ports and the server binds them later, and on a
+    busy machine another process can take one in between (BindException, session 29)."""
+    for attempt in range(3):
+        try:
+            return _start_local(kind, timeout_s, env_key, owner_pid)
+        except RuntimeError as exc:
+            if "already in use" not in str(exc) or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 def _start_local(kind: str, timeout_s: float, env_key: str,
                  owner_pid: int | None = None) -> ServerHandle:
     """Runs ``deploy/<kind>.sh start`` in a fresh temporary directory, watched (first) by a

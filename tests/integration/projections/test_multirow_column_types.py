@@ -50,7 +50,8 @@ def _batch(regs: list[dict[str, Any]], disps: list[dict[str, Any]] = ()) -> Any:
         changed_registrations=lambda: [dict(r) for r in regs], changed_claims=none,
         changed_disputes=lambda: [dict(r) for r in disps],
         pipeline=lambda: SimpleNamespace(total_rows=none, product_rows=none),
-        intervals={}, domains={}, crm_ids={}, names={}, name_keys={}, link_facts={},
+        intervals={}, domains={}, crm_ids={}, names={}, name_keys={}, unfiled_names={},
+        link_facts={},
         members={}, breaches={}, timeline={}, outbox={})
 
 

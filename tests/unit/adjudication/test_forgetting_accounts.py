@@ -42,8 +42,12 @@ def _run(log: list[Any]) -> tuple[AdjudicationState, list[dict[str, Any]]]:
 
 def _without_own_key_evidence(decision: dict[str, Any]) -> dict[str, Any]:
     """`decision` without how each collision matched: a decision's `conflicts` and a
-    dispute event's `evidence` carry the same own-key evidence."""
-    stripped = dict(decision)
+    dispute event's `evidence` carry the same own-key evidence. Also without the name forms
+    a rejection takes back or an undone one files again (`unfiled_names`, `refiled_names`,
+    `refiled_country`, session 29): they are the forms *new under the key*, and a key
+    re-opened after it was forgotten has every form new again."""
+    stripped = {k: v for k, v in decision.items()
+                if k not in ("unfiled_names", "refiled_names", "refiled_country")}
     for field in ("conflicts", "evidence"):
         if decision.get(field):
             stripped[field] = [{k: v for k, v in c.items() if k not in ("matched_by", "score")}
