@@ -4,15 +4,14 @@ the HTTP API on the embedded backend. Each test here failed before its fix."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 
 import httpx
-import pytest
 
 from dealreg.app import create_app
 from shared.settings import Settings
+from tests.e2e import test_rival_fairness as rival_fairness
 from tests.e2e.conftest import ADMIN, _serve
 from tests.e2e.test_rival_fairness import (
     companies,
@@ -24,14 +23,8 @@ from tests.e2e.test_rival_fairness import (
     weighed,
 )
 
-WAIT = {"Prefer": "wait=15"}
-
-
-@pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    async with AsyncExitStack() as stack:
-        settings = Settings(backend="embedded", data_dir=tmp_path, admin_token=ADMIN)
-        yield await _serve(stack, create_app(settings))
+WAIT = rival_fairness.WAIT
+client = rival_fairness.client  # the same embedded app fixture
 
 
 async def test_a_pending_row_filed_first_never_takes_the_crm_s_re_sent_close(

@@ -3,16 +3,15 @@ through the HTTP API on the embedded backend. Each test here failed before its f
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from dealreg.app import create_app
 from shared.settings import Settings
+from tests.e2e import test_rival_fairness as rival_fairness
 from tests.e2e.conftest import ADMIN, _serve
 from tests.e2e.test_rival_fairness import (
     companies,
@@ -23,28 +22,13 @@ from tests.e2e.test_rival_fairness import (
 )
 from tests.integration.registration.harness import eventually
 
-WAIT = {"Prefer": "wait=15"}
-
-
-@pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    async with AsyncExitStack() as stack:
-        settings = Settings(backend="embedded", data_dir=tmp_path, admin_token=ADMIN)
-        yield await _serve(stack, create_app(settings))
+WAIT = rival_fairness.WAIT
+client = rival_fairness.client  # the same embedded app fixture
+weighed = rival_fairness.weighed
 
 
 async def submit(client: httpx.AsyncClient, partner: str, **account: Any) -> dict[str, Any]:
-    response = await client.post("/v1/registrations", headers=WAIT, json={
-        "partner_id": partner, "account": account,
-        "opportunity": {"title": "Rollout", "products": ["analytics"]},
-        "motion": "resell"})
-    assert response.status_code == 201, response.text
-    decided: dict[str, Any] = response.json()
-    return decided
-
-
-def weighed(decided: dict[str, Any]) -> list[str | None]:
-    return [c["registration_id"] for c in decided["decision"]["conflicts"]]
+    return await rival_fairness.submit(client, partner, account)
 
 
 async def test_a_trademark_or_registered_mark_in_any_spelling_is_no_part_of_the_name(
