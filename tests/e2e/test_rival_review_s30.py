@@ -5,11 +5,16 @@ Each test here failed before its fix."""
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+from dealreg.app import create_app
+from shared.settings import Settings
 from tests.e2e import test_rival_fairness as rival_fairness
+from tests.e2e.conftest import ADMIN, _serve
 from tests.e2e.test_rival_fairness import (
     companies,
     registration,
@@ -88,3 +93,39 @@ async def test_a_contest_weighs_the_names_its_rejection_took_back(
     fourth = await submit(client, "p-4", {"name": companies(2, seed=3002)[1].name,
                                           "country": companies(2, seed=3002)[0].country})
     assert third["id"] in weighed(fourth), fourth["decision"]
+
+
+async def test_a_holder_that_left_its_country_out_may_give_it_later(tmp_path: Path) -> None:
+    """Attack on `countryless_names: ask` with `rejected_names: unfiled`: a holder filed
+    its name without a country (it asks but does not hold: a namesake with a country and
+    another CRM id is approved beside it), and the remedy DESIGN.md gives -- "a holder that
+    wants its name to protect it gives the country" -- was out of reach: filing again with
+    the country was rejected as its own duplicate and the name in that country taken back
+    with it (withdrawing to file afresh meets the re-registration cool-off). A rival then
+    registered the name in that country under another CRM id, approved `no_conflict`,
+    unseen. Giving the country to a name the key already has now stays filed, in the
+    adjudicator, the edge and the directory read model (a restart between)."""
+    settings = Settings(backend="embedded", data_dir=tmp_path, admin_token=ADMIN)
+    (quiet,) = companies(1, seed=3010)
+    account = {"name": quiet.name, "crm_account_id": "CRM-QUIET-3010"}
+    async with AsyncExitStack() as stack:
+        client = await _serve(stack, create_app(settings))
+        held = await submit(client, "p-1", account)
+        assert held["status"] == "approved", held
+        again = await submit(client, "p-1", {**account, "country": quiet.country})
+        assert (again["status"], again["decision"]["rule"]) == ("rejected", "duplicate")
+        rival = await submit(client, "p-2", {"name": quiet.name, "country": quiet.country,
+                                             "crm_account_id": "CRM-RIVAL-3010"})
+        assert (rival["status"], rival["decision"]["rule"]) == (
+            "in_review", "possible_duplicate"), rival["decision"]
+        assert held["id"] in weighed(rival), rival["decision"]
+    async with AsyncExitStack() as stack:
+        client = await _serve(stack, create_app(settings))
+        owners = await client.get("/v1/ownership", params={"name": quiet.name,
+                                                           "country": quiet.country})
+        assert owners.status_code == 200, owners.text
+        assert owners.json()["account_key"] == held["account_key"], owners.json()
+        later = await submit(client, "p-3", {"name": quiet.name, "country": quiet.country,
+                                             "crm_account_id": "CRM-LATER-3010"})
+        assert later["status"] != "approved", later["decision"]
+        assert held["id"] in weighed(later), later["decision"]
