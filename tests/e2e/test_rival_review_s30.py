@@ -5,16 +5,14 @@ Each test here failed before its fix."""
 
 from __future__ import annotations
 
-from contextlib import AsyncExitStack
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from dealreg.app import create_app
 from shared.settings import Settings
 from tests.e2e import test_rival_fairness as rival_fairness
-from tests.e2e.conftest import ADMIN, _serve
+from tests.e2e.test_rejected_names_read_model import _owner_keys, running
+from tests.e2e.test_rejected_names_read_model import settings as settings
 from tests.e2e.test_rival_fairness import (
     companies,
     registration,
@@ -95,7 +93,8 @@ async def test_a_contest_weighs_the_names_its_rejection_took_back(
     assert third["id"] in weighed(fourth), fourth["decision"]
 
 
-async def test_a_holder_that_left_its_country_out_may_give_it_later(tmp_path: Path) -> None:
+async def test_a_holder_that_left_its_country_out_may_give_it_later(settings: Settings
+                                                                   ) -> None:
     """Attack on `countryless_names: ask` with `rejected_names: unfiled`: a holder filed
     its name without a country (it asks but does not hold: a namesake with a country and
     another CRM id is approved beside it), and the remedy DESIGN.md gives -- "a holder that
@@ -104,12 +103,11 @@ async def test_a_holder_that_left_its_country_out_may_give_it_later(tmp_path: Pa
     with it (withdrawing to file afresh meets the re-registration cool-off). A rival then
     registered the name in that country under another CRM id, approved `no_conflict`,
     unseen. Giving the country to a name the key already has now stays filed, in the
-    adjudicator, the edge and the directory read model (a restart between)."""
-    settings = Settings(backend="embedded", data_dir=tmp_path, admin_token=ADMIN)
+    adjudicator, the edge and the directory read model (a restart between), on both
+    backends."""
     (quiet,) = companies(1, seed=3010)
     account = {"name": quiet.name, "crm_account_id": "CRM-QUIET-3010"}
-    async with AsyncExitStack() as stack:
-        client = await _serve(stack, create_app(settings))
+    async with running(settings) as (client, _):
         held = await submit(client, "p-1", account)
         assert held["status"] == "approved", held
         again = await submit(client, "p-1", {**account, "country": quiet.country})
@@ -119,12 +117,12 @@ async def test_a_holder_that_left_its_country_out_may_give_it_later(tmp_path: Pa
         assert (rival["status"], rival["decision"]["rule"]) == (
             "in_review", "possible_duplicate"), rival["decision"]
         assert held["id"] in weighed(rival), rival["decision"]
-    async with AsyncExitStack() as stack:
-        client = await _serve(stack, create_app(settings))
-        owners = await client.get("/v1/ownership", params={"name": quiet.name,
-                                                           "country": quiet.country})
-        assert owners.status_code == 200, owners.text
-        assert owners.json()["account_key"] == held["account_key"], owners.json()
+    async with running(settings) as (client, queries):
+        async def owned() -> list[str] | None:
+            keys = await _owner_keys(queries, quiet.name, quiet.country)
+            return keys if held["account_key"] in keys else None
+
+        await eventually(owned)
         later = await submit(client, "p-3", {"name": quiet.name, "country": quiet.country,
                                              "crm_account_id": "CRM-LATER-3010"})
         assert later["status"] != "approved", later["decision"]
