@@ -127,3 +127,21 @@ async def test_a_holder_that_left_its_country_out_may_give_it_later(settings: Se
                                              "crm_account_id": "CRM-LATER-3010"})
         assert later["status"] != "approved", later["decision"]
         assert held["id"] in weighed(later), later["decision"]
+
+
+async def test_a_promotion_weighs_the_names_taken_back_after_a_restart(settings: Settings
+                                                                      ) -> None:
+    """The promotion attack with a restart between the rejection and the holder's
+    withdrawal, on both backends: the adjudicator rebuilt from its snapshot and log still
+    knows which names the rejection took back (`Entry.unfiled`), so the promoted filing
+    waits for a person beside the partner that came to hold T meanwhile."""
+    async with running(settings) as (client, _):
+        holder, lost, third = await _trade_name_taken_while_rejected(
+            client, 3003, "ACC-300307")
+    async with running(settings) as (client, queries):
+        withdrawn = await client.post(f"/v1/registrations/{holder['id']}/withdraw",
+                                      headers=WAIT)
+        assert withdrawn.status_code == 200, withdrawn.text
+        await status_becomes(queries, lost["id"], "in_review")
+        dispute = await _dispute_of(queries, lost["id"])
+        assert (await registration(queries, third["id"]))["dispute_id"] == dispute
