@@ -93,3 +93,21 @@ def test_a_contest_weighs_the_names_it_brings_back() -> None:
     d.contest("r2", "p-2")
     assert d.status("r2") == "in_review"
     assert d.state.entries["r3"].dispute_id == d.state.entries["r2"].dispute_id
+
+
+def test_a_promotion_weighs_names_taken_back_without_a_country() -> None:
+    """The rejected "Acme Corp dba Widget Labs" gave no country: the names it brings back
+    are a name alone, which no filing is, and the promotion asked nothing by them (an
+    "empty" identity). Left out, the country still weighs a name against every country's
+    (`match.countryless_names`): r3's Widget Labs (US) is a possible duplicate."""
+    d = Driver(policy=policy(tie_window="PT0S"))
+    d.register("r1", "p-1", name="Acme Corp")
+    d.later(hours=1)
+    d.register("r2", "p-2", name="Acme Corp dba Widget Labs", country=None)
+    d.later(hours=1)
+    d.register("r3", "p-3", domain=None, name="Widget Labs")
+    assert (d.status("r2"), d.status("r3")) == ("rejected", "approved")
+    d.later(hours=1)
+    [decided] = decisions(d.withdraw("r1"), "r2")
+    assert (decided.status, decided.rule) == ("in_review", "possible_duplicate"), decided
+    assert [c.registration_id for c in decided.conflicts] == ["r3"]
