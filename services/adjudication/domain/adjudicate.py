@@ -148,6 +148,7 @@ def adjudicate(
     identity: AccountIdentity,
     policy: Policy,
     partner_status: str | None = None,
+    raw_name: str | None = None,
 ) -> None:
     """Decide a new entry (already built, not yet in the state). Exactly one decision; an
     entry that stays active links its key to the other keys it matched (not one that was
@@ -157,7 +158,7 @@ def adjudicate(
     fresh = state.index.taken_back_if_rejected(entry.account_key, identity.name,
                                                  identity.country) \
         if identity.name and policy.match.rejected_names == "unfiled" else ()
-    collisions = _decide(state, out, entry, identity, policy, partner_status)
+    collisions = _decide(state, out, entry, identity, policy, partner_status, raw_name)
     if fresh and entry.status == "rejected":
         # A filing that never held anything adds no names that join customers (session
         # 29): "B dba A" rejected as its partner's own duplicate of B left A's name on B's
@@ -194,12 +195,13 @@ def _decide(
     identity: AccountIdentity,
     policy: Policy,
     partner_status: str | None,
+    raw_name: str | None = None,
 ) -> list[Collision]:
     at = state.clock
     state.keep(entry)
     # How it matches its own key's customer, before its own facts are filed there. The
     # index is asked once: what it answers after the filing is derived (Lookup.filed).
-    before = lookup(state, identity, policy)
+    before = lookup(state, identity, policy, raw_name)
     own = entry.evidence = _shared_evidence(
         own_key_evidence(state, entry.account_key, identity, policy, before))
     if own is not None and entry.account_key not in state.opener_shares:
