@@ -3,7 +3,8 @@
 Everything a batch writes goes out as one bulk write per table (`INSERT ... ON CONFLICT`:
 on PostgreSQL one multi-row statement or a staged COPY, see `prepare`; elsewhere
 executemany), rows sorted by key so that two projection processes touching the same
-aggregate rows always lock them in the same order.
+aggregate rows always lock them in the same order (a staged write of a one-writer table
+is not: its rows are applied without an order, `prepare`).
 
 The bulk writes skip SQLAlchemy's per-row parameter processing (which cost more than the
 database itself for wide rows) and hand pre-converted tuples to the driver's `executemany`
