@@ -1617,14 +1617,17 @@ def close_choice(carrying: list[Reg]) -> Reg | None:
     partner's, the one closable registration (active before expired); none when two of one
     partner's are active (or, none active, two expired): the CRM must say which. Never one
     filed after another partner's registration of the reference closed (session 29: a
-    rival's copy of a closed reference took the CRM's re-sent close)."""
+    rival's copy of a closed reference took the CRM's re-sent close), nor one still in
+    review or undecided beside it, whenever filed (session 29 second rival review). The
+    three rules as `handlers.closed_by_reference` orders them."""
     if len(carrying) == 1:
         return carrying[0]
     done = [r for r in carrying if r.status in ("won", "lost")]
     earliest = datetime.min.replace(tzinfo=UTC)  # as the edge reads a missing time
+    pending = ("in_review", "submitted")
     closable = [r for r in carrying if r.status in CLOSABLE and not any(
-        c.partner != r.partner
-        and (c.submitted_at or earliest) <= (r.submitted_at or earliest) for c in done)]
+        c.partner != r.partner and (r.status in pending or (c.submitted_at or earliest)
+                                    <= (r.submitted_at or earliest)) for c in done)]
     if len({r.partner for r in closable}) > 1:
         holders = [r for r in closable if r.status == "approved" and r.rule != "non_exclusive"]
         filed = {r.id: r.submitted_at for r in carrying if r.submitted_at is not None}
@@ -1633,13 +1636,10 @@ def close_choice(carrying: list[Reg]) -> Reg | None:
         holder = holders[0]
         first = min(filed[r.id] for r in carrying if r.partner == holder.partner)
         later = all(filed[r.id] > first for r in closable
-                    if r.partner != holder.partner and r.status not in ("in_review", "submitted"))
+                    if r.partner != holder.partner and r.status not in pending)
         return holder if later else None
-    for statuses in (CLOSABLE[:3], CLOSABLE[3:]):
-        found = [r for r in closable if r.status in statuses]
-        if found:
-            return found[0] if len(found) == 1 else None
-    return None
+    found = [r for r in closable if r.status != "expired"] or closable
+    return found[0] if len(found) == 1 else None
 
 
 class RecentRules(Invariants):
