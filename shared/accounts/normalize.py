@@ -563,7 +563,7 @@ _DASHED: Final = re.compile(r"\s[-\u2010-\u2015]+\s*([^-\u2010-\u2015()\[\]]+?)\
 _TRADE_NAME_RAW: Final = re.compile(
     r"(?<=\S)((?:\s+|\s*[(\[]\s*)"
     r"(?:d\s*/\s*b\s*/\s*a|d\.?\s?b\.?\s?a\.?|doing\s+business\s+as|trading\s+as"
-    r"|t\s*/\s*as?|a\s*/\s*k\s*/\s*a|a\.?\s?k\.?\s?a\.?|also\s+known\s+as)\s+)(?=\S)",
+    r"|t\s*/\s*as?|a\s*/\s*k\s*/\s*a|a\.?\s?k\.?\s?a\.?|also\s+known\s+as))(?=\s+\S)",
     re.IGNORECASE)
 
 
@@ -703,7 +703,8 @@ def normalize_name(name: str, country: str | None = None) -> str:
         name = unmarked if _fold_text(unmarked).split() else name  # a mark alone stays
     if _TRADE_NAME_RAW.search(name) is not None:
         # Every marker of a trade name is "dba" from here on (session 30: "t/a", "aka").
-        name = _TRADE_NAME_RAW.sub(f" {_TRADE_NAME} ", name)
+        # (The space after a marker is not its own: two in a row are both read.)
+        name = _TRADE_NAME_RAW.sub(f" {_TRADE_NAME}", name)
     if "(" in name or "[" in name or "-" in name or not name.isascii():
         name = _drop_home_qualifiers(name, country)
     tokens = _fold_text(name).split()

@@ -665,7 +665,8 @@ def test_a_doing_business_as_name_is_one_customer_known_by_both_names() -> None:
 
 
 _PLACES = st.sampled_from(["(UK)", "(USA)", "- EMEA", "(Deutschland)", "dba", "d/b/a",
-                           "doing business as", "Inc", "(", ")", "-", "The", "D B A"])
+                           "doing business as", "Inc", "(", ")", "-", "The", "D B A",
+                           "t/a", "T / A", "aka", "a.k.a.", "a/k/a", "also known as"])
 
 
 @settings(max_examples=400)
