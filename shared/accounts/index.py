@@ -666,12 +666,14 @@ class AccountIndex:
         self._identifiers.pop(account_key, None)
         return True
 
-    def names_match(self, a: str, b: str, name_threshold: float) -> bool:
+    def names_match(self, a: str, b: str, name_threshold: float,
+                    countryless: CountrylessNames = "hold") -> bool:
         """Whether a name filed under key `a` and one filed under key `b`, in one country,
         score at or above `name_threshold` (a confident name match, as `match` scores it).
         Asked by a settlement only for two members whose identifiers alone would separate
-        them (`sameness.separate_customers`): a few names each."""
-        return self.name_score(a, b) >= name_threshold - _EPSILON
+        them (`sameness.separate_customers`): a few names each, weighed as `match` weighs
+        them (`countryless`: `name_score`)."""
+        return self.name_score(a, b, countryless=countryless) >= name_threshold - _EPSILON
 
     def name_score(self, a: str, b: str, known_country: bool = False,
                    countryless: CountrylessNames = "hold") -> float:

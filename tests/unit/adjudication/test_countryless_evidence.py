@@ -77,3 +77,28 @@ def test_a_settlement_weighs_names_filed_without_a_country_as_the_match_does(lat
     assert named[("h", "x")] == named[("x", "h")] == 0.0, named
     for pair in (("z", "h"), ("h", "z"), ("z", "x"), ("x", "z")):
         assert named[pair] == 1.0, named
+
+
+@pytest.mark.parametrize("winner", ["x", "h"])
+def test_an_award_takes_away_no_approval_a_country_less_name_never_weighed(winner: str
+                                                                           ) -> None:
+    """The same review, each of X and H with a CRM id of its own (H also a domain): the
+    award to one of them took the other's approval away -- a confident name between two
+    CRM ids makes them one customer where no domains on both sides say otherwise
+    (`sameness.separate_customers`), and `_conflict` scored X's name against H's in every
+    country. Under `ask` the two were never weighed (H was approved beside X): each keeps
+    its approval; Z, which asked both, loses."""
+    d = Driver(policy=policy(match={"countryless_names": "ask"}))
+    d.register("x", "p-1", domain=None, name="Acme Robotics", country=None, crm="FAKE-1",
+               key="crm:FAKE-1")
+    d.later(minutes=1)
+    d.register("h", "p-2", domain="acme.com", name="Acme Robotics Inc", country="US",
+               crm="H-1", key="crm:H-1")
+    assert d.status("h") == "approved"
+    d.later(minutes=1)
+    out = d.register("z", "p-3", domain=None, name="Acme Robotics", country=None,
+                     crm="LATE-1", key="crm:LATE-1")
+    [opened] = only(out, DisputeOpened)
+    d.resolve(opened.dispute_id, "award", registration_id=winner)
+    assert {r: d.status(r) for r in ("x", "h", "z")} == {
+        "x": "approved", "h": "approved", "z": "rejected"}
