@@ -621,6 +621,28 @@ class AccountIndex:
         return tuple(form for form in name_forms(name)
                      if ordinal not in _ordinals(names.owners.get(_sorted(form))))
 
+    def taken_back_if_rejected(self, account_key: str, name: str, country: str | None
+                               ) -> tuple[str, ...]:
+        """The forms of `name` a filing under `account_key` in `country` takes back if it
+        is rejected (`match.rejected_names: unfiled`): those it newly files
+        (`new_name_forms`), except a form the key already has without a country that it
+        files with one. The one rule for the adjudicator and the edge (session 30 rival
+        review): a holder that filed its name without a country -- which asks but does not
+        hold (`weighs_countryless`) -- gives the country by filing again, rejected as its
+        own duplicate; taking the country back left its name holding nothing, and a rival's
+        namesake with a country and another CRM id was approved beside it, unseen. Giving
+        the country adds no name to the key (a fresh filing of the name with a country
+        would hold as much)."""
+        forms = self.new_name_forms(account_key, name, country)
+        if not forms or not country:
+            return forms
+        ordinal = self._ordinal.get(account_key)
+        unknown = self._countries.get(UNKNOWN_COUNTRY)
+        if ordinal is None or unknown is None:
+            return forms
+        return tuple(form for form in forms
+                     if ordinal not in _ordinals(unknown.owners.get(_sorted(form))))
+
     def unfile_names(self, account_key: str, forms: Collection[str],
                      country: str | None) -> None:
         """Take the name `forms` filed in `country` (None: the unknown one) back from
