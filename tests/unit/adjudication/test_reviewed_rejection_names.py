@@ -122,3 +122,15 @@ def test_a_snapshot_taken_while_it_waits_decides_its_rejection_alike() -> None:
     assert [e.model_dump() for e in a] == [e.model_dump() for e in b]
     assert decisions(b, "r2")[0].unfiled_names == ("widget labs",)
     assert _holders(other) == []
+
+
+def test_a_fallback_settlement_s_rejection_takes_the_names_back_too() -> None:
+    """Nobody decides: the final-breach fallback settles the review (the earlier filing
+    wins the tie). One rule for every rejection that ends a review."""
+    d = Driver(policy=policy())
+    _tie(d)
+    out = d.run_until(d.later(days=30))
+    [decided] = decisions(out, "r2")
+    assert (decided.status, decided.rule) == ("rejected", "final_breach_fallback")
+    assert decided.unfiled_names == ("widget labs",)
+    assert _holders(d) == []
