@@ -157,7 +157,8 @@ def adjudicate(
     unfiling = policy.match.rejected_names == "unfiled"
     # Another filing in review under the key may have brought these names (`brought`).
     others = identity.name is not None and entry.account_key in state.brought.on_key
-    fresh = state.index.new_name_forms(entry.account_key, identity.name, identity.country) \
+    fresh = state.index.taken_back_if_rejected(entry.account_key, identity.name,
+                                                 identity.country) \
         if identity.name and (unfiling or others) else ()
     if others:
         # Undecided yet: its decision says whether the forms it files again stay for

@@ -457,9 +457,11 @@ class AccountDirectory:
             forms = self._index.new_name_forms(account_key, identity.name, identity.country)
             self._brought.filed(entity_id, account_key, identity.name, identity.country,
                                 forms, False)
-            if forms and unfile_if_rejected:
+            taken = self._index.taken_back_if_rejected(
+                account_key, identity.name, identity.country) if forms else ()
+            if taken and unfile_if_rejected:
                 self._brought.bring(entity_id, account_key, identity.name,
-                                    identity.country, forms)
+                                    identity.country, taken)
                 while len(self._brought) > self._recent_size:
                     self._brought.forget_oldest()
         self.remember(account_key, identity)

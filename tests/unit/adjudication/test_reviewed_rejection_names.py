@@ -106,7 +106,7 @@ def test_a_contested_rejection_a_person_rejects_again_takes_the_names_back_again
 
 
 def test_a_snapshot_taken_while_it_waits_decides_its_rejection_alike() -> None:
-    """Snapshot schema 10 keeps what each waiting entry brought: recovery from it decides
+    """Snapshot schema 13 keeps what each waiting entry brought: recovery from it decides
     the person's rejection exactly as the live state does."""
     tp = TopicPartition("t.intake", 0)
     live = Driver(policy=policy())

@@ -116,7 +116,8 @@ def _may_be_one(d: Driver, a: Entry, b: Entry, view: View | None = None) -> bool
             return best_name_score(view.names[a.account_key], view.names[b.account_key]) \
                 >= policy.match.name_threshold - 1e-9
         return d.state.index.names_match(a.account_key, b.account_key,
-                                         policy.match.name_threshold)
+                                         policy.match.name_threshold,
+                                         policy.match.countryless_names)
 
     return overlaps(a.products, b.products, policy) and (
         a.mirror or b.mirror or not separate_customers(
