@@ -62,7 +62,13 @@ from services.registration.models import (
     RegistrationRequest,
     ResolutionRequest,
 )
-from shared.accounts.normalize import name_similarity, normalize_name, registrable_domain
+from shared.accounts.normalize import (
+    name_forms,
+    name_similarity,
+    normalize_name,
+    registrable_domain,
+    sort_name_tokens,
+)
 from shared.accounts.salesforce import canonical_crm_id, salesforce_18
 from shared.api.auth import Principal
 from shared.api.partner_view import Viewer
@@ -83,6 +89,7 @@ from shared.events import (
 )
 from shared.events.codec import decode
 from shared.policy import Escalation, EscalationLevel, MatchPolicy, Policy
+from shared.readmodel.schema import account_names as account_names_table
 from shared.readmodel.schema import claims as claims_table
 from shared.readmodel.schema import disputes as disputes_table
 from shared.readmodel.schema import registrations as registrations_table
@@ -2090,6 +2097,68 @@ class CustomerRules(Invariants):
             if reg.key == holder.key and added:
                 self.violation(3, f"{reg.id} rejected ({reg.rule}) filed {sorted(added)} "
                                f"under {reg.key}")
+
+    @precondition(lambda self: any(r.status == "approved" and r.partner != DIRECT
+                                   for r in self.model.regs.values()))
+    @rule(index=st.integers(0, 50), other=st.integers(0, 50), rival=st.integers(1, 4),
+          products=st.sets(st.sampled_from(PRODUCTS), min_size=1, max_size=2))
+    def reject_waiting_trade_name(self, index: int, other: int, rival: int,
+                                  products: set[str]) -> None:
+        """A rival files a holder's customer by name alone as "<its name> dba <another
+        company's name>": weighed against the holder, it waits for a person, who rejects
+        it (awards the review to another member). Like a filing rejected at its decision,
+        it adds no name (session 30, `match.rejected_names: unfiled`): no adjudicator
+        partition, nor the edge, nor the directory read model holds the trade name under
+        its key (when no other filing of the model is filed there)."""
+        held = [r for r in self.model.regs.values()
+                if r.status == "approved" and r.partner != DIRECT]
+        holder = held[index % len(held)]
+        named = [c for c in CUSTOMER_OF.values() if c.name != company_name(holder.company)]
+        trade = named[other % len(named)].name
+        partner = PARTNERS[(PARTNERS.index(holder.partner) + rival) % len(PARTNERS)] \
+            if holder.partner in PARTNERS else PARTNERS[rival % len(PARTNERS)]
+        spec = dataclasses.replace(holder.spec, name=f"{holder.spec.name} dba {trade}",
+                                   domain=None, crm_account_id=None, countryless=False)
+        reg = self.submit(spec, partner, products, "resell")
+        self.settle()
+        if reg is None or reg.status != "in_review" or reg.key is None:
+            return
+        disputes = [d for d in self.model.disputes.values() if d.open and reg.id in d.members]
+        awarded = [m for d in disputes for m in d.members if m != reg.id]
+        if not disputes or not awarded:
+            return
+        self.command(self.pipeline.commands.resolve(ADMIN, disputes[0].id,
+                                                    ResolutionRequest.model_validate({
+                                                        "outcome": "award",
+                                                        "registration_id": awarded[0],
+                                                        "note": "decided by the test"})))
+        self.settle()
+        if reg.status != "rejected" or self.model.keys[reg.key] != {reg.id}:
+            return
+        SESSION27["trade name rejected after review"] += 1
+        mine = set(name_forms(normalize_name(spec.name, spec.country)))
+        theirs = set(name_forms(normalize_name(holder.spec.name, spec.country)))
+        new = {sort_name_tokens(f) for f in mine - theirs}
+        for state in self.pipeline.adjudicator.states.values():
+            held_there = {n for n, _ in state.index.filed_names(reg.key)} & new
+            if held_there:
+                self.violation(3, f"{reg.id} rejected after review left {sorted(held_there)} "
+                               f"under {reg.key} in the adjudicator")
+        edge = {n for n, _ in self.pipeline.commands.directory._index.filed_names(reg.key)}
+        if edge & new:
+            self.violation(3, f"{reg.id} rejected after review left {sorted(edge & new)} "
+                           f"under {reg.key} at the edge")
+
+        async def rows() -> set[str]:
+            async with self.pipeline.runtime.engine.connect() as conn:
+                found = await conn.execute(select(account_names_table.c.name).where(
+                    account_names_table.c.account_key == reg.key))
+                return {sort_name_tokens(n) for (n,) in found}
+
+        directory = self.run(rows()) & new
+        if directory:
+            self.violation(3, f"{reg.id} rejected after review left {sorted(directory)} "
+                           f"under {reg.key} in the directory read model")
 
     @precondition(lambda self: any(r.spec in GUIDED for r in self.model.regs.values()))
     @rule(index=st.integers(0, 50), partner=st.integers(1, 4),
