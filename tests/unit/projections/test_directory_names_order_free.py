@@ -194,3 +194,16 @@ def test_any_interleaving_of_intake_and_decisions_files_the_adjudicator_s_names(
     cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(merged) - 1)), max_size=4)))
     batches = [merged[a:b] for a, b in zip([0, *cuts], [*cuts, len(merged)], strict=True)]
     assert _fold(MemoryStore(), [b for b in batches if b]) == expected
+
+
+def test_a_kept_row_is_marked_alike_in_the_fold_and_the_store() -> None:
+    """A name row without a filer (filed before migration 0016, or filed again by an
+    undone rejection) carries the same `filed_at` in the fold, the table's default and
+    migration 0017: above any intake offset, so no filing replaces it."""
+    from services.projections.domain.directory import KEPT, later
+    from shared.readmodel.schema import NAME_KEPT, account_names
+
+    assert KEPT == NAME_KEPT == account_names.c.filed_at.default.arg  # type: ignore[union-attr]
+    kept = {"filed_by": None, "filed_at": KEPT}
+    filing = {"filed_by": "reg_9", "filed_at": 2**40}
+    assert later(kept, filing) is kept and later(filing, kept) is kept
