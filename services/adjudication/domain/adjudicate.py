@@ -154,7 +154,8 @@ def adjudicate(
     rejected: a link lives only as long as a registration that shows it)."""
     if entry.id in state.entries:
         return  # the same submission logged twice: it was decided the first time
-    fresh = state.index.new_name_forms(entry.account_key, identity.name, identity.country) \
+    fresh = state.index.taken_back_if_rejected(entry.account_key, identity.name,
+                                                 identity.country) \
         if identity.name and policy.match.rejected_names == "unfiled" else ()
     collisions = _decide(state, out, entry, identity, policy, partner_status)
     if fresh and entry.status == "rejected":

@@ -3,7 +3,8 @@
 Everything a batch writes goes out as one bulk write per table (`INSERT ... ON CONFLICT`:
 on PostgreSQL one multi-row statement or a staged COPY, see `prepare`; elsewhere
 executemany), rows sorted by key so that two projection processes touching the same
-aggregate rows always lock them in the same order.
+aggregate rows always lock them in the same order (a staged write of a one-writer table
+is not: its rows are applied without an order, `prepare`).
 
 The bulk writes skip SQLAlchemy's per-row parameter processing (which cost more than the
 database itself for wide rows) and hand pre-converted tuples to the driver's `executemany`
@@ -616,6 +617,15 @@ def prepare(dialect: str, batch: Batch, *, staged: bool = False,
     the store does not hold yet, copied straight in (`fresh_tables`)."""
     steps: list[Step] = []
     postgres = dialect == "postgresql"
+    # Staged on PostgreSQL, a one-writer table's rows are applied without an order
+    # (`_staged_statements`) or copied straight in: their order changes nothing, and
+    # sorting them (a rebuild's timeline: a key per event) is not done.
+    unordered = postgres and staged
+
+    def ordered(table: Table, rows: Mapping[Any, dict[str, Any]]) -> list[dict[str, Any]]:
+        if unordered and table.name in _ONE_WRITER:
+            return list(rows.values())
+        return _sorted(rows)
 
     def add(table: Table, rows: Sequence[Mapping[str, Any]], keys: Sequence[str],
             mode: str, counters: tuple[str, ...] = ()) -> None:
@@ -633,7 +643,8 @@ def prepare(dialect: str, batch: Batch, *, staged: bool = False,
                               columns, tuple(keys), mode, staging, multirow,
                               staging and table.name in fresh and mode in ("update", "nothing")))
 
-    add(registrations, batch.changed_registrations(), ("id",), "update")
+    add(registrations, [batch.registrations[r] for r in batch.dirty_registrations] if unordered
+        else batch.changed_registrations(), ("id",), "update")
     add(claims, batch.changed_claims(), ("id",), "update")
     deltas = batch.pipeline()
     add(pipeline_totals, deltas.total_rows(), ("partner_id", "status", "motion", "currency"),
@@ -641,7 +652,8 @@ def prepare(dialect: str, batch: Batch, *, staged: bool = False,
     add(pipeline_product_totals, deltas.product_rows(),
         ("product", "partner_id", "status", "motion", "currency"), "add",
         ("count", "amount_e4"))
-    add(ownership_intervals, _sorted(batch.intervals), ("holder_id", "opened_by"), "update")
+    add(ownership_intervals, ordered(ownership_intervals, batch.intervals),
+        ("holder_id", "opened_by"), "update")
     # First writer wins in the directory: a domain keeps the key it was first filed under.
     add(account_domains, _sorted(batch.domains), ("domain",), "nothing")
     add(account_crm_ids, _sorted(batch.crm_ids), ("crm_account_id",), "nothing")
@@ -656,9 +668,12 @@ def prepare(dialect: str, batch: Batch, *, staged: bool = False,
         steps.append(Step(account_link_facts, "", [dict(r) for r in _sorted(batch.link_facts)],
                           mode=_LINKS))
     add(disputes, batch.changed_disputes(), ("id",), "update")
-    add(dispute_members, _sorted(batch.members), ("dispute_id", "member_id"), "nothing")
-    add(dispute_breaches, _sorted(batch.breaches), ("dispute_id", "level"), "update")
-    add(timeline_entries, _sorted(batch.timeline), ("subject_id", "event_id"), "nothing")
+    add(dispute_members, ordered(dispute_members, batch.members), ("dispute_id", "member_id"),
+        "nothing")
+    add(dispute_breaches, ordered(dispute_breaches, batch.breaches), ("dispute_id", "level"),
+        "update")
+    add(timeline_entries, ordered(timeline_entries, batch.timeline), ("subject_id", "event_id"),
+        "nothing")
     # A replay never resets a delivery's state: the first row written stays.
     add(notification_outbox, _sorted(batch.outbox), ("id",), "nothing")
     return steps

@@ -287,8 +287,25 @@ class Batch:
                 self.timeline.setdefault((row["subject_id"], row["event_id"]), row)
 
     def fold_all(self, items: Sequence[Item]) -> Batch:
+        """`fold` every item in order: the same steps, each event's worked out once per
+        event type and set of models (`_plan`), not per event."""
+        plans = _PLANS
+        timeline_rows = self.timeline
+        entries = timeline.entries
         for item in items:
-            self.fold(item)
+            event = item.event
+            plan = plans.get((type(event), item.models))
+            if plan is None:
+                plan = _plan(type(event), item.models)
+                if plan is None:  # notified, or not accounted for: the full steps
+                    self.fold(item)
+                    continue
+            self.events += 1
+            for handler in plan[0]:
+                handler(self, item.event_id, event)
+            if plan[1]:
+                for row in entries(item.event_id, item.time, event, item.data):
+                    timeline_rows.setdefault((row["subject_id"], row["event_id"]), row)
         return self
 
     def _registration(self, registration_id: str) -> Row:
@@ -570,3 +587,22 @@ def handled(model: str) -> frozenset[type[DomainEvent]]:
 
 
 _ACCOUNTED: Final = frozenset.intersection(*(handled(m) | IGNORED[m] for m in IGNORED))
+
+_Plan = tuple[tuple[Handler, ...], bool]
+_PLANS: dict[tuple[type[DomainEvent], frozenset[str]], _Plan] = {}
+"""(event type, models) -> the handlers `fold` runs for it, in order, and whether it
+feeds timelines (`Batch.fold_all`)."""
+
+
+def _plan(kind: type[DomainEvent], models: frozenset[str]) -> _Plan | None:
+    """What `fold` does with an event of type `kind` for `models`, remembered; None when
+    it notifies (the outbox rows need the full steps) or is not accounted for (`fold`
+    raises)."""
+    if kind not in _ACCOUNTED or (NOTIFICATIONS in models
+                                  and issubclass(kind, notifications.NOTIFIED)):
+        return None
+    plan = (tuple(handler for model, handler in _DISPATCH.get(kind, ()) if model in models),
+            TIMELINES in models)
+    if len(_PLANS) < 4096:  # a handful of types times the model sets seen
+        _PLANS[(kind, models)] = plan
+    return plan

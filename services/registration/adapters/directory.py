@@ -461,8 +461,10 @@ class AccountDirectory:
             forms = self._index.new_name_forms(account_key, identity.name, identity.country)
             if self._fresh_on.get(account_key):
                 self._brought_too(account_key, identity.name, forms, identity.country)
-            if forms and unfile_if_rejected:
-                self._fresh[entity_id] = (account_key, forms, identity.country,
+            taken = self._index.taken_back_if_rejected(
+                account_key, identity.name, identity.country) if forms else ()
+            if taken and unfile_if_rejected:
+                self._fresh[entity_id] = (account_key, taken, identity.country,
                                           identity.name)
                 self._fresh_on.setdefault(account_key, set()).add(entity_id)
                 while len(self._fresh) > self._recent_size:

@@ -100,7 +100,8 @@ def _may_be_one(d: Driver, a: Entry, b: Entry, view: Customers | None = None) ->
 
     def named() -> bool:
         return d.state.index.names_match(a.account_key, b.account_key,
-                                         policy.match.name_threshold)
+                                         policy.match.name_threshold,
+                                         policy.match.countryless_names)
 
     return overlaps(a.products, b.products, policy) and (
         a.mirror or b.mirror or not separate_customers(
