@@ -301,6 +301,7 @@ class Batch:
                     self.fold(item)
                     continue
             self.events += 1
+            self._offset = item.offset  # orders a submission's names (`directory.later`)
             for handler in plan[0]:
                 handler(self, item.event_id, event)
             if plan[1]:
