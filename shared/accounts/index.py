@@ -407,9 +407,16 @@ class _CountryNames:
                 rest = tuple(n for n in current_postings if n != sorted_name)
                 postings[key] = rest[0] if len(rest) == 1 else rest
                 continue
-            i = current_postings.index(sorted_name)
-            last = current_postings.pop()
-            if i < len(current_postings):
+            last = current_postings[-1]
+            if last is sorted_name or last == sorted_name:
+                # The usual case: a name filed a moment ago (a rejected filing's names
+                # taken back in the same decision) is the last one. `list.index` would
+                # compare it with every name of a long list first (a cache miss each on a
+                # large state: ~9 % of decide at 500,000 registrations, session 30).
+                current_postings.pop()
+            else:
+                i = current_postings.index(sorted_name)
+                current_postings.pop()
                 current_postings[i] = last  # swap-remove: the postings' order carries no meaning
             if len(current_postings) == 1:
                 postings[key] = current_postings[0]
@@ -425,7 +432,8 @@ class _CountryNames:
         still finds its peers. A token shared by a large part of the country ("solutions",
         "group") is skipped whenever the name has rarer ones -- a name that shares nothing
         but such a token with the query rarely scores high anyway. The order of the
-        returned names carries no meaning.
+        returned names carries no meaning, nor does a name returned twice (only when one
+        of the keys' postings is a long list: see the end).
         """
         postings = self.postings
         keys = _keys_of(sorted_name)
@@ -457,12 +465,24 @@ class _CountryNames:
         if len(chosen) == 1:
             only = chosen[0]
             return (only,) if isinstance(only, str) else only  # already duplicate-free
+        largest: _Postings = ""
+        for found in chosen:
+            if isinstance(found, list) and len(found) > len(largest):
+                largest = found
         union: set[str] = set()
         for found in chosen:
+            if found is largest:
+                continue
             if isinstance(found, str):
                 union.add(found)
             else:
                 union.update(found)
+        if largest:
+            # A long list (a common token's, "and": 1,308 names at 500,000 registrations)
+            # is not hashed into the set: the few names it shares with the other keys are
+            # then scored twice, which changes no answer (each account keeps its
+            # strongest evidence), and the set costs ~20 ns a name (session 30).
+            return [*largest, *union]
         return union
 
 
