@@ -55,7 +55,14 @@ from shared.events.registration import PROTECTING
 from shared.logging import get_logger
 from shared.policy import MatchPolicy
 from shared.readmodel import queries
-from shared.readmodel.schema import account_crm_ids, account_domains, account_names, metadata
+from shared.readmodel.schema import (
+    NAME_FILED_SQL,
+    account_crm_ids,
+    account_domains,
+    account_names,
+    metadata,
+    name_filed,
+)
 
 log = get_logger(__name__)
 
@@ -82,7 +89,7 @@ SELECT 'domain', domain, account_key, '' FROM account_domains
  WHERE $2::varchar IS NOT NULL AND domain = $2::varchar
 UNION ALL
 SELECT 'name', name, account_key, country FROM account_names
- WHERE $3::text[] IS NOT NULL AND country = ANY($3::text[])
+ WHERE $3::text[] IS NOT NULL AND country = ANY($3::text[]) AND """ + NAME_FILED_SQL + """
    AND char_length(name) BETWEEN $6::integer AND $7::integer AND (country, name) IN (
    SELECT DISTINCT country, name FROM account_name_keys
     WHERE country = ANY($3::text[]) AND key = ANY($4::text[]) LIMIT $5::integer)
@@ -193,7 +200,7 @@ class AccountDirectory:
                     ("crm", select(account_crm_ids.c.crm_account_id,
                                    account_crm_ids.c.account_key)),
                     ("name", select(account_names.c.country, account_names.c.name,
-                                    account_names.c.account_key))):
+                                    account_names.c.account_key).where(name_filed()))):
                 for row in await conn.execute(query):
                     if kind == "domain":
                         identity = AccountIdentity(None, row[0], None, None)
@@ -429,11 +436,11 @@ class AccountDirectory:
                                                 blocks.c.key.in_(keys)).distinct()
             return (select(literal("name"), account_names.c.name, account_names.c.account_key,
                            account_names.c.country)
-                    .where(account_names.c.country == country,
+                    .where(account_names.c.country == country, name_filed(),
                            account_names.c.name.in_(names.limit(_NAME_FALLBACK_LIMIT))))
         first = name.split()[0]
         limited = (select(account_names.c.name, account_names.c.account_key)
-                   .where(account_names.c.country == country,
+                   .where(account_names.c.country == country, name_filed(),
                           account_names.c.name >= first,
                           account_names.c.name < first + "\uffff")
                    .limit(_NAME_FALLBACK_LIMIT)).subquery()
