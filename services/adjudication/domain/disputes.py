@@ -783,7 +783,8 @@ def _conflict(state: AdjudicationState, a: Entry, b: Entry, policy: Policy,
     threshold = policy.match.name_threshold
 
     def named() -> bool:
-        return state.index.names_match(a.account_key, b.account_key, threshold)
+        return state.index.names_match(a.account_key, b.account_key, threshold,
+                                       policy.match.countryless_names)
 
     if customers is None:
         return not separate_customers(state.customer(a.account_key),
