@@ -109,12 +109,11 @@ def keep_until(state: AdjudicationState, entry: Entry | None, until: int) -> Non
 
 
 def _promotion_due(state: AdjudicationState, owner: Entry, at: int) -> int | None:
-    """When the line of `owner`, expired at `at`, is promoted, if later than `at`."""
-    if owner.mirror or not state.beaten.get(owner.id):
-        return None
-    policy = state.policy(owner.policy_version)
-    unit = policy.promotion_unit
-    if policy.on_release != "promote_next" or unit is None:
+    """When the line of `owner`, expired at `at`, is promoted, if later than `at`: only
+    when someone is in it (a line the expiry lets go unpromoted, or an empty one, holds
+    no account for anyone)."""
+    unit = state.policy(owner.policy_version).promotion_unit
+    if unit is None or not _line(state, owner, at, None, state.beaten.get(owner.id)):
         return None
     due = due_on(at, span_us(unit))
     return due if due > at else None
@@ -200,32 +199,12 @@ def let_go(state: AdjudicationState, out: list[DomainEvent], owner: Entry, at: i
     (relay.py, `line_free`). `released_at`: when it expired, for a promotion deferred to
     the unit (`on_promotion`): the line counts from then, and the registrations that
     joined it since (`queue_behind`) come after those already in it."""
-    line_ids = state.beaten.pop(owner.id, None)
+    line = _line(state, owner, at if released_at is None else released_at, settled_by,
+                 state.beaten.pop(owner.id, None))
     state.appealed.pop(owner.id, None)  # appeals against this grant end with it, like its line
-    if not line_ids or owner.mirror:
-        return
-    if any(key != settled_by and (owner.id, key) not in state.settled_watch
-           for key in state.watchers.get(owner.id, ())):
-        # A review on another partition weighed (or weighs) a rival against its copy: that
-        # partition approves its survivor when the copy ends, knowing nothing of this
-        # line, and one promoted here would be a second owner nobody weighed it against
-        # (session 25 rival, invariant 1). The line is let go unpromoted; a rejection in
-        # it may still be contested (the edge reports the other keys ahead of a contest).
-        # The review whose own settlement ended it, saying nothing it kept holds its
-        # scope, is not such a review: it has settled and decides no one after it (else
-        # the rightful next in line was never weighed again: a customer left with no
-        # owner; session 25 rival attack), nor is one that settled keeping the copy as
-        # it was with nothing beside it (`state.settled_watch`).
+    if not line:
         return
     policy = state.policy(owner.policy_version)
-    if policy.on_release != "promote_next":
-        return
-    since = (at if released_at is None else released_at) - span_us(policy.release_window)
-    line = [
-        e for e in (state.entries.get(i) for i in line_ids)
-        if e is not None and e.status == "rejected" and owner.id in e.beaten_by
-        and e.decided_at >= since and not e.mirror
-    ]
     if released_at is None:
         ordered = in_line(state, line, policy)
     else:
@@ -255,6 +234,38 @@ def let_go(state: AdjudicationState, out: list[DomainEvent], owner: Entry, at: i
             f"has ended; this one is next in line (by {explain.precedence_words(policy)})"
             f"{explain.protected_until(candidate)} {explain.tag(RULE, policy.version)}.",
             at, [outcomes.fellow_evidence(state, owner, candidate.account_key, candidate)]))
+
+
+def _line(state: AdjudicationState, owner: Entry, released_at: int, settled_by: str | None,
+          line_ids: list[str] | None) -> list[Entry]:
+    """Who may step up when `owner` lets go at `released_at` (`line_ids`: its line as
+    remembered, `state.beaten`): nobody when it is a copy, a review elsewhere holds its
+    line back, or its policy says `free`; else those still rejected in its favour within
+    `release_window`."""
+    if not line_ids or owner.mirror:
+        return []
+    if any(key != settled_by and (owner.id, key) not in state.settled_watch
+           for key in state.watchers.get(owner.id, ())):
+        # A review on another partition weighed (or weighs) a rival against its copy: that
+        # partition approves its survivor when the copy ends, knowing nothing of this
+        # line, and one promoted here would be a second owner nobody weighed it against
+        # (session 25 rival, invariant 1). The line is let go unpromoted; a rejection in
+        # it may still be contested (the edge reports the other keys ahead of a contest).
+        # The review whose own settlement ended it, saying nothing it kept holds its
+        # scope, is not such a review: it has settled and decides no one after it (else
+        # the rightful next in line was never weighed again: a customer left with no
+        # owner; session 25 rival attack), nor is one that settled keeping the copy as
+        # it was with nothing beside it (`state.settled_watch`).
+        return []
+    policy = state.policy(owner.policy_version)
+    if policy.on_release != "promote_next":
+        return []
+    since = released_at - span_us(policy.release_window)
+    return [
+        e for e in (state.entries.get(i) for i in line_ids)
+        if e is not None and e.status == "rejected" and owner.id in e.beaten_by
+        and e.decided_at >= since and not e.mirror
+    ]
 
 
 def _near_copies(state: AdjudicationState, candidate: Entry, policy: Policy) -> list[Entry]:
