@@ -1184,6 +1184,39 @@ async def test_a_late_joiners_timeline_reads_like_an_opening(system: Running) ->
     assert "dealreg.dispute.joined.v1" in {e["type"] for e in vendor}, vendor
 
 
+
+async def _contest_drawn_into_an_older_dispute(system: Running, label: str) -> dict[str, Any]:
+    """p1 (gold) holds analytics on a fresh domain; p3's analytics registration is rejected;
+    p5 and p6 tie on crm (dispute D, opened at p6's submission); p3 contests (dispute C over
+    p1); p7 (gold) registers both products, so C and D are drawn together and the older, D,
+    carries on with p3's registration in it. What the tests read it by."""
+    p1, p3, p5, p6, p7 = (fresh(p) for p in ("p1", "p3", "p5", "p6", "p7"))
+    await partners(system, **{p1: "gold", p7: "gold", p3: "silver", p5: "silver",
+                              p6: "silver"})
+    domain = f"{fresh(label)}.com"
+    await submit(system.admin, registration(p1, domain, products=("analytics",)))
+    commands, queries = await system.as_("partner", p3)
+    lost = await commands.post("/v1/registrations", headers={"Prefer": "wait=15"},
+                               json=registration(None, domain, products=("analytics",)))
+    assert lost.status_code == 201 and lost.json()["status"] == "rejected", lost.text
+    mine = lost.json()
+    await asyncio.sleep(0.2)
+    await submit(system.admin, registration(p5, domain, products=("crm",)))
+    tie = await submit(system.admin, registration(p6, domain, products=("crm",)))
+    assert tie["status"] == "in_review", tie
+    await asyncio.sleep(0.2)
+    filed = await commands.post(f"/v1/registrations/{mine['id']}/disputes",
+                                headers={"Prefer": "wait=30"},
+                                json={"reason": "We were there first."})
+    assert filed.status_code == 201, filed.text
+    await system.settle()
+    await asyncio.sleep(0.2)
+    both = await submit(system.admin, registration(p7, domain, products=("analytics", "crm")))
+    await system.settle()
+    return {"partners": (p1, p3, p5, p6, p7), "domain": domain, "queries": queries,
+            "mine": mine, "tie": tie, "filed": filed.json(), "both": both}
+
+
 async def test_a_contest_merged_into_an_older_rivals_dispute_does_not_date_it(
         system: Running) -> None:
     """p3 (silver) loses to p1 (gold) on analytics; then p5 and p6 tie on crm (dispute D
@@ -1194,32 +1227,14 @@ async def test_a_contest_merged_into_an_older_rivals_dispute_does_not_date_it(
     opening and deadlines exactly (a rival's submission), its earlier rejection taken for
     when it joined."""
     async with exact_deadlines(system):
-        p1, p3, p5, p6, p7 = (fresh(p) for p in ("p1", "p3", "p5", "p6", "p7"))
-        await partners(system, **{p1: "gold", p7: "gold", p3: "silver", p5: "silver",
-                                  p6: "silver"})
-        domain = f"{fresh('merge')}.com"
-        await submit(system.admin, registration(p1, domain, products=("analytics",)))
-        commands, queries = await system.as_("partner", p3)
-        lost = await commands.post("/v1/registrations", headers={"Prefer": "wait=15"},
-                                   json=registration(None, domain, products=("analytics",)))
-        assert lost.status_code == 201 and lost.json()["status"] == "rejected", lost.text
-        mine = lost.json()
-        await asyncio.sleep(0.2)
-        await submit(system.admin, registration(p5, domain, products=("crm",)))
-        tie = await submit(system.admin, registration(p6, domain, products=("crm",)))
-        assert tie["status"] == "in_review", tie
-        await asyncio.sleep(0.2)
-        filed = await commands.post(f"/v1/registrations/{mine['id']}/disputes",
-                                    headers={"Prefer": "wait=30"},
-                                    json={"reason": "We were there first."})
-        assert filed.status_code == 201, filed.text
-        await system.settle()
-        both = await submit(system.admin, registration(p7, domain, products=("analytics", "crm")))
-        await system.settle()
+        case = await _contest_drawn_into_an_older_dispute(system, "merge")
+        _, _, p5, p6, p7 = case["partners"]
+        queries, mine, tie, both = case["queries"], case["mine"], case["tie"], case["both"]
+        filed = case["filed"]
         staff = await system.queries("channel_manager", "cm")
         rival = (await staff.get(f"/v1/disputes/{tie['dispute_id']}")).json()
         now = (await staff.get(f"/v1/registrations/{mine['id']}")).json()
-        other = (await staff.get(f"/v1/disputes/{filed.json()['id']}")).json()
+        other = (await staff.get(f"/v1/disputes/{filed['id']}")).json()
         assert mine["id"] in rival["registration_ids"], (other, rival, both, now)  # C into D
         exact = rival["due_at"]
         assert exact[14:19] != "00:00", rival
@@ -1242,29 +1257,8 @@ async def test_a_contest_merged_into_an_older_dispute_is_not_listed_before_it_en
     and D together. `GET /v1/ownership?as_of=` listed D among p3's open disputes from
     p3's rejection on, so from D's real opening: look-ups either side of an instant
     bisected p6's submission to the microsecond. It lists D from when p3 entered it."""
-    p1, p3, p5, p6, p7 = (fresh(p) for p in ("p1", "p3", "p5", "p6", "p7"))
-    await partners(system, **{p1: "gold", p7: "gold", p3: "silver", p5: "silver",
-                              p6: "silver"})
-    domain = f"{fresh('bisect')}.com"
-    await submit(system.admin, registration(p1, domain, products=("analytics",)))
-    commands, queries = await system.as_("partner", p3)
-    lost = await commands.post("/v1/registrations", headers={"Prefer": "wait=15"},
-                               json=registration(None, domain, products=("analytics",)))
-    assert lost.status_code == 201 and lost.json()["status"] == "rejected", lost.text
-    mine = lost.json()
-    await asyncio.sleep(0.2)
-    await submit(system.admin, registration(p5, domain, products=("crm",)))
-    tie = await submit(system.admin, registration(p6, domain, products=("crm",)))
-    assert tie["status"] == "in_review", tie
-    await asyncio.sleep(0.2)
-    filed = await commands.post(f"/v1/registrations/{mine['id']}/disputes",
-                                headers={"Prefer": "wait=30"},
-                                json={"reason": "We were there first."})
-    assert filed.status_code == 201, filed.text
-    await system.settle()
-    await asyncio.sleep(0.2)
-    await submit(system.admin, registration(p7, domain, products=("analytics", "crm")))
-    await system.settle()
+    case = await _contest_drawn_into_an_older_dispute(system, "bisect")
+    domain, queries, mine, tie = case["domain"], case["queries"], case["mine"], case["tie"]
     staff = await system.queries("channel_manager", "cm")
     rival = (await staff.get(f"/v1/disputes/{tie['dispute_id']}")).json()
     assert mine["id"] in rival["registration_ids"], rival  # C merged into D

@@ -282,3 +282,17 @@ def test_a_bench_stopped_at_its_timeout_runs_its_cleanup(tmp_path: Path):
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=20)
     assert marker.read_text() == "stopped"
+
+
+def test_the_recovery_bench_history_carries_its_decisions_and_recovers_checked():
+    """The recovery bench writes a log the adjudicator accepts: its history's decisions are
+    in the decisions topic, so a recovery from the snapshot checks its re-decided tail
+    against them instead of refusing (session 29's bench wrote intake only and every
+    recovery raised `RecoveryMismatch`). A small history on the embedded log."""
+    from tests.bench import bench_recovery
+
+    results = asyncio.run(bench_recovery._run(events=4_000, active=400, backend="embedded",
+                                              tail=1_500))
+    assert results["embedded_recovery_replayed_events"] == 1_500
+    # every re-decided decision of the tail was found in the log and equal
+    assert results["embedded_recovery_checked_decisions"] >= 1_000
