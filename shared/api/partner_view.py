@@ -788,7 +788,9 @@ def dispute(view: Mapping[str, Any], scope: Scope, joined_at: Any = None,
     `reason`: its reason when the viewer entered (`reason_when_entered`; None: the row's).
     `opening`: its `dealreg.dispute.opened.v1` data (`queries.entered_dispute` reads both),
     which says whether it carries on an older dispute (`carries_on`); None: not read, the
-    row's own sentence is. The command side passes `opened_at` and `explanation` too
+    row's own sentence is. A dispute a rival's act opened over the viewer's registration
+    (`OWN_ACTS`) is entered at the hour after its opening (`entered_by`), so it reads as
+    a late joiner's. The command side passes `opened_at` and `explanation` too
     (read, not shown by its model), so that its answer is the query's."""
     if not scope.viewer.restricted:
         return dict(view)
@@ -828,6 +830,25 @@ def dispute(view: Mapping[str, Any], scope: Scope, joined_at: Any = None,
                 "explanation": _hours_in_text(resolution.get("explanation"),
                                               [resolution.get("resolved_at")])}
     return out
+
+
+OWN_ACTS: Final = ("dealreg.registration.submitted.v1", "dealreg.dispute.filed.v1")
+"""Timeline entries of a partner's own acts that may open a dispute over its registration
+(its submission, its contest). A dispute opened over the partner's registration at any
+other moment (a rival's submission tying with, or beating, its approval; a rival's contest
+of losing to it) opened at that rival's moment, to the microsecond: the partner reads the
+opening, its reminder and its deadlines as a late joiner's, to the hour (`dispute()`
+`rival_opened`, `timeline()`; session 30 rival review)."""
+
+
+def entered_by(opened: datetime, own_acts: Collection[datetime]) -> datetime:
+    """When a partner entered a dispute that opened over its registration at `opened`:
+    then, when that was one of its own acts (`OWN_ACTS`: `own_acts`, their moments), else
+    the hour after (`_hour_up`): a rival's act opened it, at the rival's moment. One rule
+    for the dispute's view (`queries.entered_dispute`, so `dispute()` reads it as a late
+    joiner's), `GET /v1/ownership?as_of=` (when it counts among the partner's open
+    disputes) and its timeline (`timeline()`)."""
+    return opened if opened in own_acts else _hour_up(opened)
 
 
 TIMED_SETTLEMENTS: Final = frozenset({"final_breach_fallback"})
@@ -986,6 +1007,24 @@ def _carried_opening(shown: Row, raw: Mapping[str, Any]) -> Row:
     return out
 
 
+def _rival_opening(entry: Row, original: Mapping[str, Any]) -> Row:
+    """The `dealreg.dispute.opened.v1` entry of a dispute a rival's act opened over the
+    viewer's registration (`OWN_ACTS`): its time and `opened_at` to the hour, its
+    deadline to the hour (in its sentence too), no reminder, and an opaque `event_id`
+    (its cause's id, a ULID, is stamped at the rival's submission)."""
+    raw = original.get("data") or {}
+    data = {k: v for k, v in (entry.get("data") or {}).items() if k != "reminder_at"}
+    for name in ("opened_at", "due_at"):
+        if name in data:
+            data[name] = _shown_hour_up(data[name])
+    if "explanation" in data:
+        data["explanation"] = _hours_in_text(data["explanation"],
+                                             [raw.get("opened_at"), raw.get("due_at")])
+    digest = hashlib.sha256(str(entry.get("event_id")).encode()).hexdigest()[:26]
+    return {**entry, "at": _shown_hour_up(entry.get("at")), "event_id": f"evt_{digest}",
+            "data": data}
+
+
 def _hour_up(moment: datetime) -> datetime:
     floor = moment.replace(minute=0, second=0, microsecond=0)
     return floor if floor == moment else floor + timedelta(hours=1)
@@ -1058,6 +1097,17 @@ def timeline(entries: Iterable[Mapping[str, Any]], scope: Scope, *, ids_key: byt
     carried = {e.get("subject_id") for e in entries
                if e["type"] == "dealreg.dispute.opened.v1" and carries_on(e.get("data") or {})}
     late |= carried
+    # Disputes opened over the viewer's registration by a rival's act (none of its own,
+    # `OWN_ACTS`): their opening is the rival's moment, their deadlines count from it.
+    own_acts = {_moment(e.get("at")) for e in entries
+                if e["type"] in OWN_ACTS and e.get("subject_id") in scope.own_ids}
+    rival_opened = {e.get("subject_id") for e in entries
+                    if e["type"] == "dealreg.dispute.opened.v1"
+                    and e.get("subject_id") not in late
+                    and set((e.get("data") or {}).get("registration_ids") or ())
+                    & scope.own_ids
+                    and entered_by(_moment(e.get("at")), own_acts) != _moment(e.get("at"))}
+    late |= rival_opened
     # Disputes whose opening the viewer sees (it names one of its registrations): a later
     # joining of its own to another dispute reads as that dispute's opening (`_as_opening`).
     opened = {e.get("subject_id") for e in entries
@@ -1119,6 +1169,10 @@ def timeline(entries: Iterable[Mapping[str, Any]], scope: Scope, *, ids_key: byt
         elif entry["type"] == "dealreg.dispute.opened.v1" \
                 and entry.get("subject_id") in carried:
             shown["data"] = _carried_opening(shown["data"], data)
+        elif entry["type"] == "dealreg.dispute.opened.v1" \
+                and entry.get("subject_id") in rival_opened:
+            shown = _rival_opening(shown, entry)
+            rounded = True
         out.append(shown)
     if rounded:
         out.sort(key=lambda e: _moment(e.get("at")))  # stable: equal times keep their order

@@ -8,7 +8,7 @@ commands converge on one key.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from copy import copy
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +17,7 @@ from typing import Any, Final
 import orjson
 from sqlalchemy import (
     ColumnElement,
+    Select,
     String,
     and_,
     any_,
@@ -265,19 +266,38 @@ OPENING_STEPS: Final = ("dealreg.dispute.opened.v1", "dealreg.dispute.joined.v1"
 """The steps of a dispute that draw registrations into it (`entered_at`)."""
 
 
-def entered_at(first: Any, steps: Iterable[tuple[int, str, Any]], wanted: set[str]) -> Any:
+def entered_at(first: Any, steps: Iterable[tuple[int, str, Any]], wanted: set[str],
+               own_acts: Collection[int] = ()) -> Any:
     """When the first of `wanted` entered a dispute: the later of its first decision
     (`first`, `first_decided`) and the dispute's first step (`OPENING_STEPS`, as
     `(at_us, type, data)` in time order) naming one of them. A registration decided earlier
     may enter a dispute long after (a contest merged into an older dispute, a promotion
     next in line): its first decision is not when it joined. One rule for the dispute's
-    view (`entered_dispute`) and `GET /v1/ownership?as_of=` (its open disputes)."""
+    view (`entered_dispute`) and `GET /v1/ownership?as_of=` (its open disputes).
+    `own_acts`: when `wanted`'s own acts happened (`own_acts_of`, µs): a dispute opening
+    over them at another moment opened at a rival's act, and is entered at the hour after
+    (`partner_view.entered_by`)."""
     for at_us, kind, data in steps:
         named = data.get("registration_ids" if kind.endswith("opened.v1") else "added_ids")
         if wanted & set(named or ()):
             moment = from_us(at_us)
+            if kind == OPENING_STEPS[0]:
+                moment = partner_view.entered_by(moment, {from_us(a) for a in own_acts})
             return moment if first is None or _moment_of(first) < moment else first
     return first
+
+
+def own_acts_query(ids: Iterable[str]) -> Select[Any]:
+    """SQL: when these registrations' own acts that may open a dispute over them happened
+    (`partner_view.OWN_ACTS`: their submissions and contests), µs."""
+    return (select(timeline_entries.c.at_us)
+            .where(timeline_entries.c.subject_id.in_(sorted(set(ids))),
+                   timeline_entries.c.type.in_(partner_view.OWN_ACTS)))
+
+
+async def own_acts_of(conn: AsyncConnection, ids: Iterable[str]) -> set[int]:
+    """`own_acts_query`'s moments."""
+    return {int(at_us) for at_us in (await conn.execute(own_acts_query(ids))).scalars()}
 
 
 async def entered_dispute(conn: AsyncConnection, dispute_id: str, ids: Iterable[str]
@@ -294,7 +314,8 @@ async def entered_dispute(conn: AsyncConnection, dispute_id: str, ids: Iterable[
         .order_by(timeline_entries.c.at_us))).all()
     steps = [(at_us, kind, orjson.loads(raw)) for at_us, kind, raw in rows]
     opening = next((data for _, kind, data in steps if kind == OPENING_STEPS[0]), None)
-    return Entered(entered_at(first, steps, wanted) if wanted else first, opening,
+    own_acts = await own_acts_of(conn, wanted)
+    return Entered(entered_at(first, steps, wanted, own_acts) if wanted else first, opening,
                    partner_view.reason_when_entered(
                        [(kind, data) for _, kind, data in steps], wanted))
 

@@ -31,8 +31,10 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import orjson
 import pytest
 from faker import Faker
 from hypothesis import HealthCheck, Phase, event, settings
@@ -50,6 +52,9 @@ from sqlalchemy import select
 from services.adjudication.domain import AdjudicationState, DecisionContext, decide
 from services.adjudication.domain import policy_version_of as stamped_version
 from services.adjudication.domain.instants import human_span, span_us, to_us
+from services.projections.api.deliveries import list_partner_deliveries
+from services.projections.api.disputes import list_disputes
+from services.projections.api.registrations import read_registration, read_timeline
 from services.registration.models import (
     ClaimRequest,
     DisputeRequest,
@@ -60,6 +65,7 @@ from services.registration.models import (
 from shared.accounts.normalize import name_similarity, normalize_name, registrable_domain
 from shared.accounts.salesforce import canonical_crm_id, salesforce_18
 from shared.api.auth import Principal
+from shared.api.partner_view import Viewer
 from shared.api.problems import Problem
 from shared.business_time import due_on
 from shared.eventlog.partitioner import partition_for
@@ -111,7 +117,6 @@ POLICIES: dict[str, Policy] = {
     "short_ladder": Policy(escalation=_SHORT_LADDER, protection_period=timedelta(days=30)),
 }
 EXCLUSIVE = ("resell", "co_sell", "direct")
-EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
 GAP: Counter[str] = Counter()
 """How often the session-30 promotion gap was exercised (`PromotionGap`)."""
 DIRECT = "direct"
@@ -257,6 +262,28 @@ def scope_of(reg: Reg) -> tuple[str, ...] | None:
     if reg.status != "submitted":
         return reg.scope
     return None if reg.kind == "named_account" else reg.products
+
+
+EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _moments(value: Any, skip: frozenset[str], where: str = "") -> list[tuple[str, datetime]]:
+    """Every ISO 8601 moment in a JSON value, with where it is (fields named in `skip`
+    left out)."""
+    found: list[tuple[str, datetime]] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key not in skip:
+                found += _moments(item, skip, f"{where}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found += _moments(item, skip, f"{where}[{i}]")
+    elif isinstance(value, str) and len(value) >= 19 and value[4:5] == "-" \
+            and value[10:11] == "T":
+        with contextlib.suppress(ValueError):
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            found.append((where, moment if moment.tzinfo else moment.replace(tzinfo=UTC)))
+    return found
 
 
 class Invariants(RuleBasedStateMachine):
@@ -1325,7 +1352,104 @@ class Invariants(RuleBasedStateMachine):
         self.disputes_have_two_live_parties()
         self.read_model_agrees()
         self.protection_bounded()
+        self.rivals_moments_read_to_the_unit()
         self.report()
+
+    # --- invariant 20: no partner reads a rival's moment finer than the deadline unit --------
+
+    off_unit = False
+    """Whether the clock ever left a whole hour (`RivalMoments.moment_passes`): until then
+    every act is on the unit, and invariant 20 holds trivially (not checked)."""
+
+    RIVAL_ACTS = ("dealreg.registration.submitted.v1", "dealreg.claim.filed.v1",
+                  "dealreg.dispute.filed.v1", "dealreg.registration.extension_requested.v1")
+    """A party's acts whose moments other partners must not read finer than the unit. Not
+    a withdrawal, a close or a claim's release: a registration promoted, or a dispute ended
+    `moot`, at a rival's letting go is decided at that moment (known limit, DESIGN.md
+    invariant 20; the delayed promotion is session 30's s30-promotion)."""
+
+    WALL_CLOCK = frozenset({"created_at", "delivered_at", "next_attempt_at", "timestamp",
+                            "attempt_log"})
+    """Delivery fields dated by when the projection or the sender ran (timing, out of the
+    invariant's scope; the simulated clock's hour offset is the last act's)."""
+
+    def acts(self) -> list[tuple[datetime, str, str]]:
+        """(moment, party, event type) of every input a party made (a partner, or
+        `direct` for a rep's claim); vendor inputs (owners, policy, timers) are `vendor`."""
+        found: list[tuple[datetime, str, str]] = []
+        for records in self.run(self.pipeline.all_records(self.pipeline.topics.intake)
+                                ).values():
+            for record in records:
+                envelope, event = decode(record.value)
+                data = event.to_data()
+                subject = data.get("registration_id") or data.get("claim_id")
+                party = data.get("partner_id")
+                if event.TYPE == "dealreg.claim.filed.v1":
+                    party = DIRECT
+                elif party is None and subject in self.model.regs:
+                    party = self.model.regs[subject].partner
+                elif event.TYPE.startswith(("dealreg.partner.", "dealreg.policy.",
+                                            "dealreg.owner.")):
+                    party = None
+                found.append((envelope.time, party or "vendor", event.TYPE))
+        return found
+
+    def partner_reads(self, partner: str) -> dict[str, Any]:
+        """Everything `partner` reads through the partner views, as the API answers it
+        (routes called directly, no HTTP): its registrations, their timelines, its
+        disputes and its delivery log."""
+        request = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(
+            runtime=self.pipeline.runtime)))
+        who = Viewer("partner", partner)
+
+        async def read() -> dict[str, Any]:
+            seen: dict[str, Any] = {}
+            for reg in self.model.regs.values():
+                if reg.partner != partner or reg.kind != "registration":
+                    continue
+                try:
+                    shown = await read_registration(reg.id, request, who)
+                    timeline = await read_timeline(reg.id, request, who)
+                except Problem:
+                    continue  # not projected yet
+                seen[reg.id] = shown.model_dump(mode="json")
+                seen[f"{reg.id}/timeline"] = timeline.model_dump(mode="json")
+            page = await list_disputes(request, who, limit=500)
+            seen["disputes"] = page.model_dump(mode="json")
+            log = await list_partner_deliveries(
+                partner, request, Principal("partner", partner), limit=500)
+            seen["deliveries"] = orjson.loads(log.body)
+            return seen
+
+        found: dict[str, Any] = self.run(read())
+        return found
+
+    def rivals_moments_read_to_the_unit(self) -> None:
+        """Invariant 20: no moment a partner reads (its registrations, timelines, disputes,
+        webhooks) is a rival's act plus whole deadline units unless it is on the unit, or
+        the partner's own act or a vendor's (an owner's resolution) plus whole units too."""
+        if not self.off_unit:
+            return
+        unit_span = self.model.policies[max(self.model.policies)].escalation.deadline_unit
+        if unit_span is None:
+            return
+        unit = to_us(EPOCH_UTC + unit_span)
+        acts = self.acts()
+        for partner in PARTNERS:
+            own = {to_us(t) % unit for t, party, _ in acts if party in (partner, "vendor")}
+            rivals = {to_us(t) % unit: (t, party, kind) for t, party, kind in acts
+                      if party not in (partner, "vendor") and kind in self.RIVAL_ACTS}
+            if not rivals.keys() - own - {0}:
+                continue
+            if currently_in_test_context():  # --hypothesis-show-statistics
+                event("invariant 20 checked with a rival off the unit")
+            for where, value in _moments(self.partner_reads(partner), self.WALL_CLOCK):
+                rest = to_us(value) % unit
+                if rest and rest not in own and rest in rivals:
+                    at, party, kind = rivals[rest]
+                    self.violation(20, f"{partner} reads {value.isoformat()} at {where}: "
+                                   f"{party}'s {kind} at {at.isoformat()} plus whole units "
+                                   f"of {unit_span}")
 
     def one_exclusive_owner_per_customer_and_scope(self) -> None:
         """Invariant 1."""
@@ -1484,6 +1608,40 @@ def _shares(d: Dispute) -> bool:
     distinct, or a possible duplicate nobody reviewed (two customers)."""
     return d.outcome in ("co_sell", "split", "distinct") or (
         d.outcome == "final_breach_fallback" and d.reason == "possible_duplicate")
+
+
+class RivalMoments(Invariants):
+    """The same machine with acts off the whole hour (invariant 20): besides whole hours,
+    the clock moves by minutes and seconds, so registrations, contests and claims happen
+    at moments a partner could tell apart from the deadline unit's (PT1H, the policies'
+    default), and invariant 20 is checked after every step on what each partner reads."""
+
+    @initialize()
+    def ladder_of_hours(self) -> None:
+        """Disputes settle within a day or two (`short_ladder`: two 6 h levels), so the
+        fallback fires within the steps a run takes."""
+        self.publish_policy("short_ladder")
+
+    @rule(minutes=st.sampled_from((7, 23, 41)))
+    def moment_passes(self, minutes: int) -> None:
+        self.off_unit = True
+        self.clock.advance(timedelta(minutes=minutes, seconds=minutes))
+        self.settle()
+
+    @rule(spec=st.sampled_from(SPECS), index=st.integers(0, 50),
+          partner=st.sampled_from(PARTNERS), minutes=st.sampled_from((7, 23, 41)))
+    def register_a_moment_later(self, spec: Registration, index: int, partner: str,
+                                minutes: int) -> None:
+        """A registration off the whole hour (a rival's submission a partner might read):
+        of a customer already registered when there is one (a collision, often a dispute
+        that a third partner joins late), else of `spec`."""
+        self.off_unit = True
+        self.clock.advance(timedelta(minutes=minutes, seconds=minutes))
+        held = [r for r in self.model.regs.values() if r.kind == "registration"]
+        if held:
+            spec = held[index % len(held)].spec
+        self.submit(spec, partner, {PRODUCTS[0]}, "resell")
+        self.settle()
 
 
 class MoreInvariants(Invariants):
@@ -2267,6 +2425,15 @@ TestInvariants.settings = settings(
     suppress_health_check=list(HealthCheck), print_blob=False)
 
 
+class TestRivalMoments(RivalMoments.TestCase):  # type: ignore[name-defined,misc]
+    tearDownClass = TestInvariants.tearDownClass  # exploring: what it collected
+
+
+TestRivalMoments.settings = settings(
+    TestInvariants.settings,
+    max_examples=int(os.environ.get("DEALREG_PROPERTY_EXAMPLES", "8")))
+
+
 class TestMoreInvariants(MoreInvariants.TestCase):  # type: ignore[name-defined,misc]
     tearDownClass = TestInvariants.tearDownClass  # exploring: what it collected
 
@@ -2345,6 +2512,34 @@ def _replay(steps: Any) -> None:
     try:
         machine.partners()
         steps(machine)
+        machine.invariants_hold()
+    finally:
+        machine.teardown()
+
+
+def test_no_partner_reads_a_rivals_submission_finer_than_the_deadline_unit() -> None:
+    """Invariant 20 on the session-29 case and the session-30 one: p-02 (silver) holds the
+    customer; p-01 (gold) registers it 7 min 7 s later and beats the approval, so a dispute
+    opens over both at p-01's moment (the holder reads it to the hour, session 30); p-04
+    (platinum) registers it 23 min 23 s after that and joins the dispute late. Nobody acts:
+    both levels (P2D, P3D) pass and the fallback settles it. The deadlines fall due on the
+    hour (`escalation.deadline_unit` PT1H), so p-04's decision, its protection, its
+    timeline and its dispute read no rival's moment. With `due_on` exact (the deadline at
+    the SLA) p-04 read p-01's submission plus five days to the microsecond."""
+    spec = SPECS[0]
+    machine = RivalMoments()
+    try:
+        machine.partners()
+        machine.register(spec, "p-02", {"analytics"}, "resell")
+        machine.moment_passes(7)
+        machine.register(spec, "p-01", {"analytics"}, "resell")
+        machine.moment_passes(23)
+        machine.register(spec, "p-04", {"analytics"}, "resell")
+        _holder, opener, late = machine.model.regs.values()
+        assert opener.dispute is not None and late.dispute == opener.dispute, (opener, late)
+        machine.invariants_hold()
+        machine.time_passes(24 * 8)
+        assert not machine.model.disputes[opener.dispute].open
         machine.invariants_hold()
     finally:
         machine.teardown()

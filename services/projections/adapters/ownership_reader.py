@@ -53,6 +53,7 @@ from shared.readmodel.queries import (
     CURRENT_POLICY_DOCUMENT,
     OPENING_STEPS,
     entered_at,
+    own_acts_query,
     policy_document,
     still_in_dispute,
 )
@@ -434,8 +435,10 @@ def _disputes_of_partner(conn: Connection, dispute_ids: list[str], partner_id: s
             .where(t.subject_id.in_(list(members)), t.type.in_(OPENING_STEPS))
             .order_by(t.at_us)):
         steps.setdefault(subject, []).append((at_us, kind, orjson.loads(raw)))
+    own_acts = {int(at_us) for at_us in conn.execute(own_acts_query(
+        [i for ids, _ in members.values() for i in ids])).scalars()}
     return {dispute_id for dispute_id, (ids, first) in members.items()
-            if _aware(entered_at(first, steps.get(dispute_id, ()), ids)) <= moment}
+            if _aware(entered_at(first, steps.get(dispute_id, ()), ids, own_acts)) <= moment}
 
 
 def _aware(value: datetime) -> datetime:
