@@ -1318,32 +1318,47 @@ def closed_by_reference(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
       row, whenever filed (session 29 second rival review)."""
     if len(rows) == 1:
         return rows[0]
-    # A row filed after another partner's row of the reference closed (won or lost) is a
-    # copy of a closed reference: the CRM's re-sent close of the holder's opportunity went
-    # to it, the one closable row, and a rival's copy read `won` (session 29 rival review).
-    # A row still pending when it closed held nothing then either (session 29 second
-    # rival review): filed before the holder's, it no longer blocked the holder's close,
-    # and the CRM's re-sent close then found it the one closable row and closed it `won`.
     closed = [r for r in rows if r["status"] in _CLOSED]
-    closable = [r for r in rows if r["status"] in CLOSABLE and not any(
-        c["partner_id"] != r["partner_id"]
-        and (_filed(c) <= _filed(r) or r["status"] in PENDING) for c in closed)]
+    closable = [r for r in rows if r["status"] in CLOSABLE and not _beside_a_close(r, closed)]
     if len({r["partner_id"] for r in closable}) > 1:
-        holders = [r for r in closable if r["status"] == "approved"
-                   and _rule_of(r) != "non_exclusive"]
-        if len(holders) != 1:
-            return None
-        holder = holders[0]
-        first = min(_filed(r) for r in rows if r["partner_id"] == holder["partner_id"])
-        if all(_filed(r) > first for r in closable
-               if r["partner_id"] != holder["partner_id"] and r["status"] not in PENDING):
-            return holder
+        return _protection_holder(rows, closable)
+    return _the_one_of_one_partner(closable)
+
+
+def _beside_a_close(row: dict[str, Any], closed: list[dict[str, Any]]) -> bool:
+    """Whether `row` is never chosen beside another partner's closed (won or lost) row of
+    its reference: filed after it closed (a copy of a closed reference: the CRM's re-sent
+    close of the holder's opportunity went to it, the one closable row, and a rival's copy
+    read `won`; session 29 rival review), or still pending, whenever filed (it held nothing
+    then either: filed before the holder's, it no longer blocked the holder's close, and
+    the re-sent close then closed it `won`; session 29 second rival review)."""
+    return any(c["partner_id"] != row["partner_id"]
+               and (row["status"] in PENDING or _filed(c) <= _filed(row)) for c in closed)
+
+
+def _protection_holder(rows: list[dict[str, Any]], closable: list[dict[str, Any]]
+                       ) -> dict[str, Any] | None:
+    """Among closable rows of several partners: the one approved with exclusive
+    protection, when its partner filed the reference before every other partner's
+    closable row that holds or held something (session 28; a pending row holds nothing
+    and never blocks it, session 29), else None."""
+    holders = [r for r in closable
+               if r["status"] == "approved" and _rule_of(r) != "non_exclusive"]
+    if len(holders) != 1:
         return None
-    for statuses in (CLOSABLE[:3], CLOSABLE[3:]):
-        found = [r for r in closable if r["status"] in statuses]
-        if found:
-            return found[0] if len(found) == 1 else None
-    return None
+    holder = holders[0]
+    partner = holder["partner_id"]
+    first = min(_filed(r) for r in rows if r["partner_id"] == partner)
+    rivals_later = all(_filed(r) > first for r in closable
+                       if r["partner_id"] != partner and r["status"] not in PENDING)
+    return holder if rivals_later else None
+
+
+def _the_one_of_one_partner(closable: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Among one partner's closable rows (or none): its one active registration (approved,
+    in review, submitted), else its one expired; None for two (the CRM must say which)."""
+    found = [r for r in closable if r["status"] != "expired"] or closable
+    return found[0] if len(found) == 1 else None
 
 
 def _rule_of(row: dict[str, Any]) -> str | None:

@@ -20,6 +20,9 @@ class UpcasterRegistry:
     """Chains of `(base_type, from_version) -> upcaster` steps."""
 
     _steps: dict[tuple[str, int], Upcaster] = field(default_factory=dict)
+    generation: int = 0
+    """Steps registered so far: a reader that remembers a type as current checks that no
+    step came since (`services.projections.worker.decode_value`)."""
 
     def register(self, base_type: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
         def decorator(fn: Upcaster) -> Upcaster:
@@ -27,6 +30,7 @@ class UpcasterRegistry:
             if key in self._steps:
                 raise ValueError(f"an upcaster for {base_type}.v{from_version} already exists")
             self._steps[key] = fn
+            self.generation += 1
             return fn
 
         return decorator

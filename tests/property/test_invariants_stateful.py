@@ -62,7 +62,13 @@ from services.registration.models import (
     RegistrationRequest,
     ResolutionRequest,
 )
-from shared.accounts.normalize import name_similarity, normalize_name, registrable_domain
+from shared.accounts.normalize import (
+    name_forms,
+    name_similarity,
+    normalize_name,
+    registrable_domain,
+    sort_name_tokens,
+)
 from shared.accounts.salesforce import canonical_crm_id, salesforce_18
 from shared.api.auth import Principal
 from shared.api.partner_view import Viewer
@@ -84,6 +90,7 @@ from shared.events import (
 )
 from shared.events.codec import decode
 from shared.policy import Escalation, EscalationLevel, MatchPolicy, Policy
+from shared.readmodel.schema import account_names as account_names_table
 from shared.readmodel.schema import claims as claims_table
 from shared.readmodel.schema import disputes as disputes_table
 from shared.readmodel.schema import registrations as registrations_table
@@ -1784,10 +1791,12 @@ GUIDED = [s for s in CUSTOMER_SPECS if s.crm_account_id is not None
 SPELLED = generate(seed=12, registrations=24, collision_share=0.5, partners=5,
                    same_name_share=0.35, subsidiary_share=0.2, countryless_share=0.25,
                    guid_share=0.3, qualifier_share=0.25, trade_name_share=0.35,
-                   crm_spelling_share=0.5, mark_share=0.2, salesforce_share=0.25)
+                   crm_spelling_share=0.5, mark_share=0.2, salesforce_share=0.25,
+                   trade_marker_share=0.5)
 """POOL's companies and registrations (same seed and arguments) retyped by the generator's
-conventions 8-11 (session 29): names with a qualifier naming their own country or region,
-"<legal> dba <trade>" names (and a trade name alone beside an identifier), CRM ids in
+conventions 8-12 (session 29): names with a qualifier naming their own country or region,
+"<legal> dba <trade>" names (half of them joined by "t/a" or "aka" instead: convention 12,
+session 30; and a trade name alone beside an identifier), CRM ids in
 other spellings (case, separators, braces around a GUID, full width; some companies keyed
 by a Salesforce id), trademark signs and full-width letters; a quarter filed without a
 country, some GUIDs (conventions 5 and 6)."""
@@ -1838,14 +1847,17 @@ def close_choice(carrying: list[Reg]) -> Reg | None:
     partner's, the one closable registration (active before expired); none when two of one
     partner's are active (or, none active, two expired): the CRM must say which. Never one
     filed after another partner's registration of the reference closed (session 29: a
-    rival's copy of a closed reference took the CRM's re-sent close)."""
+    rival's copy of a closed reference took the CRM's re-sent close), nor one still in
+    review or undecided beside it, whenever filed (session 29 second rival review). The
+    three rules as `handlers.closed_by_reference` orders them."""
     if len(carrying) == 1:
         return carrying[0]
     done = [r for r in carrying if r.status in ("won", "lost")]
     earliest = datetime.min.replace(tzinfo=UTC)  # as the edge reads a missing time
+    pending = ("in_review", "submitted")
     closable = [r for r in carrying if r.status in CLOSABLE and not any(
-        c.partner != r.partner
-        and (c.submitted_at or earliest) <= (r.submitted_at or earliest) for c in done)]
+        c.partner != r.partner and (r.status in pending or (c.submitted_at or earliest)
+                                    <= (r.submitted_at or earliest)) for c in done)]
     if len({r.partner for r in closable}) > 1:
         holders = [r for r in closable if r.status == "approved" and r.rule != "non_exclusive"]
         filed = {r.id: r.submitted_at for r in carrying if r.submitted_at is not None}
@@ -1854,13 +1866,10 @@ def close_choice(carrying: list[Reg]) -> Reg | None:
         holder = holders[0]
         first = min(filed[r.id] for r in carrying if r.partner == holder.partner)
         later = all(filed[r.id] > first for r in closable
-                    if r.partner != holder.partner and r.status not in ("in_review", "submitted"))
+                    if r.partner != holder.partner and r.status not in pending)
         return holder if later else None
-    for statuses in (CLOSABLE[:3], CLOSABLE[3:]):
-        found = [r for r in closable if r.status in statuses]
-        if found:
-            return found[0] if len(found) == 1 else None
-    return None
+    found = [r for r in closable if r.status != "expired"] or closable
+    return found[0] if len(found) == 1 else None
 
 
 class RecentRules(Invariants):
@@ -2153,6 +2162,68 @@ class CustomerRules(Invariants):
                 self.violation(3, f"{reg.id} rejected ({reg.rule}) filed {sorted(added)} "
                                f"under {reg.key}")
 
+    @precondition(lambda self: any(r.status == "approved" and r.partner != DIRECT
+                                   for r in self.model.regs.values()))
+    @rule(index=st.integers(0, 50), other=st.integers(0, 50), rival=st.integers(1, 4),
+          products=st.sets(st.sampled_from(PRODUCTS), min_size=1, max_size=2))
+    def reject_waiting_trade_name(self, index: int, other: int, rival: int,
+                                  products: set[str]) -> None:
+        """A rival files a holder's customer by name alone as "<its name> dba <another
+        company's name>": weighed against the holder, it waits for a person, who rejects
+        it (awards the review to another member). Like a filing rejected at its decision,
+        it adds no name (session 30, `match.rejected_names: unfiled`): no adjudicator
+        partition, nor the edge, nor the directory read model holds the trade name under
+        its key (when no other filing of the model is filed there)."""
+        held = [r for r in self.model.regs.values()
+                if r.status == "approved" and r.partner != DIRECT]
+        holder = held[index % len(held)]
+        named = [c for c in CUSTOMER_OF.values() if c.name != company_name(holder.company)]
+        trade = named[other % len(named)].name
+        partner = PARTNERS[(PARTNERS.index(holder.partner) + rival) % len(PARTNERS)] \
+            if holder.partner in PARTNERS else PARTNERS[rival % len(PARTNERS)]
+        spec = dataclasses.replace(holder.spec, name=f"{holder.spec.name} dba {trade}",
+                                   domain=None, crm_account_id=None, countryless=False)
+        reg = self.submit(spec, partner, products, "resell")
+        self.settle()
+        if reg is None or reg.status != "in_review" or reg.key is None:
+            return
+        disputes = [d for d in self.model.disputes.values() if d.open and reg.id in d.members]
+        awarded = [m for d in disputes for m in d.members if m != reg.id]
+        if not disputes or not awarded:
+            return
+        self.command(self.pipeline.commands.resolve(ADMIN, disputes[0].id,
+                                                    ResolutionRequest.model_validate({
+                                                        "outcome": "award",
+                                                        "registration_id": awarded[0],
+                                                        "note": "decided by the test"})))
+        self.settle()
+        if reg.status != "rejected" or self.model.keys[reg.key] != {reg.id}:
+            return
+        SESSION27["trade name rejected after review"] += 1
+        mine = set(name_forms(normalize_name(spec.name, spec.country)))
+        theirs = set(name_forms(normalize_name(holder.spec.name, spec.country)))
+        new = {sort_name_tokens(f) for f in mine - theirs}
+        for state in self.pipeline.adjudicator.states.values():
+            held_there = {n for n, _ in state.index.filed_names(reg.key)} & new
+            if held_there:
+                self.violation(3, f"{reg.id} rejected after review left {sorted(held_there)} "
+                               f"under {reg.key} in the adjudicator")
+        edge = {n for n, _ in self.pipeline.commands.directory._index.filed_names(reg.key)}
+        if edge & new:
+            self.violation(3, f"{reg.id} rejected after review left {sorted(edge & new)} "
+                           f"under {reg.key} at the edge")
+
+        async def rows() -> set[str]:
+            async with self.pipeline.runtime.engine.connect() as conn:
+                found = await conn.execute(select(account_names_table.c.name).where(
+                    account_names_table.c.account_key == reg.key))
+                return {sort_name_tokens(n) for (n,) in found}
+
+        directory = self.run(rows()) & new
+        if directory:
+            self.violation(3, f"{reg.id} rejected after review left {sorted(directory)} "
+                           f"under {reg.key} in the directory read model")
+
     @precondition(lambda self: any(r.spec in GUIDED for r in self.model.regs.values()))
     @rule(index=st.integers(0, 50), partner=st.integers(1, 4),
           case=st.sampled_from(("lower", "upper", "swap")), domain=st.booleans(),
@@ -2213,15 +2284,17 @@ class SpellingRules(Invariants):
 
     @precondition(lambda self: any(r.company in SPELLED_OF for r in self.model.regs.values()))
     @rule(index=st.integers(0, 50), pick=st.integers(0, 5), partner=st.integers(1, 4),
-          how=st.sampled_from(("qualifier", "dba", "trade_name", "mark", "width", "crm")),
+          how=st.sampled_from(("qualifier", "dba", "trade_name", "mark", "width", "crm",
+                               "marker")),
           seed=st.integers(0, 2**16),
           products=st.sets(st.sampled_from(PRODUCTS), min_size=1, max_size=2))
     def respell_rival(self, index: int, pick: int, partner: int, how: str, seed: int,
                       products: set[str]) -> None:
         """A rival files a company someone filed, spelled `how` (the generator's
-        conventions 8-11, drawn afresh): the same customer as every other spelling."""
+        conventions 8-12, drawn afresh; `marker`: "<legal> t/a <trade>" or "aka", session
+        30): the same customer as every other spelling."""
         held = [r for r in self.model.regs.values() if r.company in SPELLED_OF]
-        if how in ("dba", "trade_name"):  # a company the spelling exists for, if any held
+        if how in ("dba", "trade_name", "marker"):  # a company the spelling exists for, if any held
             held = [r for r in held if SPELLED_OF[r.company].trade_name] or held
         holder = held[index % len(held)]
         company = SPELLED_OF[holder.company]
@@ -2234,7 +2307,7 @@ class SpellingRules(Invariants):
         if how == "qualifier" and not base.countryless:
             changes.update(name=companies_mod._qualify(rng, name, base.country),
                            variant="qualifier", qualified=True)
-        elif how in ("dba", "trade_name") and company.trade_name is not None:
+        elif how in ("dba", "trade_name", "marker") and company.trade_name is not None:
             if how == "trade_name" and not base.name_only \
                     and holder.company not in NAMED_ONLY:
                 changes.update(name=company.trade_name, variant="trade_name")
@@ -2245,7 +2318,8 @@ class SpellingRules(Invariants):
                         legal = companies_mod._qualify(rng, legal, base.country)
                     else:
                         trade = companies_mod._qualify(rng, trade, base.country)
-                joiner = rng.choice(companies_mod._DBA[base.country])
+                joiner = rng.choice(companies_mod.TRADE_MARKERS[base.country]
+                                    if how == "marker" else companies_mod._DBA[base.country])
                 changes.update(name=legal + joiner + trade, variant="dba")
         elif how == "mark":
             changes.update(name=companies_mod._mark(rng, name), marked=True)
@@ -3552,5 +3626,29 @@ def test_a_crm_id_in_braces_or_full_width_is_the_holder_s_customer_in_the_machin
             assert m.model.canonical(holder.key or "") == m.model.canonical(rival.key or ""), (
                 holder.key, rival.key)
             assert holder.status == "approved" and rival.status == "rejected", (holder, rival)
+
+    _replay_spellings(steps)
+
+
+def test_a_trading_as_or_aka_name_is_the_holder_s_customer_in_the_machine() -> None:
+    """Invariants 1 and 19, session 30 (the generator's convention 12 in `SpellingRules`):
+    p-01 holds "jones holdings plc" (GB) by name alone; p-02 files "jones holdings plc T/A
+    Johnson Express" by name alone, p-03 "Jones Holdings PLC aka Johnson Express" -- the
+    same company known by its trade name. "t/a" and "aka" were words of one odd name
+    ("jones holdings ta johnson express"), another customer: each approved `no_conflict`
+    beside the holder, two owners of one company, where "dba" makes them its customer."""
+    holder = next(s for s in SPELLED_SPECS if s.seq == 18)
+    trading = next(s for s in SPELLED_SPECS if s.seq == 6)
+    assert " T/A " in trading.name and trading.company_id == holder.company_id
+    aka = dataclasses.replace(trading, name="Jones Holdings PLC aka Johnson Express")
+
+    def steps(m: SpellingRules) -> None:
+        m.register(holder, "p-01", {"analytics"}, "resell")
+        m.register(trading, "p-02", {"analytics"}, "resell")
+        m.register(aka, "p-03", {"analytics"}, "resell")
+        first, *rivals = m.model.regs.values()
+        assert first.status == "approved", first
+        for rival in rivals:
+            assert rival.status != "approved" and rival.key == first.key, (first, rival)
 
     _replay_spellings(steps)

@@ -47,8 +47,10 @@ TRADE_NAME_SHARE = 0.1
 CRM_SPELLING_SHARE = 0.2
 MARK_SHARE = 0.05
 SALESFORCE_SHARE = 0.1
-"""Conventions 8-11 (session 29): home qualifiers, trade names, CRM ids respelled,
-trademark signs and full width; every spelling of a company is still one key."""
+TRADE_MARKER_SHARE = 0.5
+"""Conventions 8-12 (sessions 29-30): home qualifiers, trade names (half of the "dba"
+names joined by "t/a" or "aka"), CRM ids respelled, trademark signs and full width;
+every spelling of a company is still one key."""
 
 
 async def test_realistic_workload_one_key_per_company_and_intended_collisions(
@@ -58,7 +60,8 @@ async def test_realistic_workload_one_key_per_company_and_intended_collisions(
                         spaced_share=SPACED_SHARE, qualifier_share=QUALIFIER_SHARE,
                         trade_name_share=TRADE_NAME_SHARE,
                         crm_spelling_share=CRM_SPELLING_SHARE, mark_share=MARK_SHARE,
-                        salesforce_share=SALESFORCE_SHARE)
+                        salesforce_share=SALESFORCE_SHARE,
+                        trade_marker_share=TRADE_MARKER_SHARE)
     summary = workload.summary()
     # The shapes asked for are there, in the shares asked for (printed below).
     assert summary["countryless_share"] == COUNTRYLESS_SHARE, summary
@@ -68,6 +71,8 @@ async def test_realistic_workload_one_key_per_company_and_intended_collisions(
     assert summary["qualifier_share"]["observed"] == QUALIFIER_SHARE, summary
     assert summary["mark_share"]["observed"] == MARK_SHARE, summary
     assert summary["dba_registrations"] and summary["trade_name_registrations"], summary
+    assert summary["trade_marker_registrations"], summary
+    assert summary["trade_marker_read_as_company"] == summary["trade_marker_registrations"]
     assert summary["crm_spelling_share"]["observed"] > CRM_SPELLING_SHARE / 2, summary
     clock = SimClock()
     pipeline = Pipeline(tmp_path / "data", clock)

@@ -74,11 +74,15 @@ prove it"):
 11. **Marks and width** (`mark_share` of the registrations, `Registration.marked`): a
    trademark sign ("™", "®", "℠") after a word, or the first word in full-width letters,
    with or without a country.
+12. **Other trade-name markers** (`trade_marker_share` of the "<legal> dba <trade>"
+   registrations of convention 9, session 30): joined by "t/a" ("trading as": "T/A",
+   "t / a", "T/As"; Britain's usual spelling, also in DE and FR) or "aka" ("also known
+   as", "a.k.a.", "a/k/a", "AKA") instead (`TRADE_MARKERS`); still variant `dba`.
 
 The shares of 5-7 are drawn from a random stream of their own, after the rest is made,
-and those of 8-11 from another after those: with them at 0 a seed gives the workload it
-always gave, and with them above 0 the same companies, partners and registrations, some
-of them typed differently.
+those of 8-11 from another after those, and that of 12 from a third: with them at 0 a seed
+gives the workload it always gave, and with them above 0 the same companies, partners and
+registrations, some of them typed differently.
 """
 
 from __future__ import annotations
@@ -241,7 +245,7 @@ class Workload:
         }
 
     def spellings(self) -> dict[str, Any]:
-        """Conventions 8-11: how many registrations each made (intended: the share asked,
+        """Conventions 8-12: how many registrations each made (intended: the share asked,
         observed: what the generator could make), and how many of those the product's
         own `normalize_name` / `any_spelling` read as the company's name or CRM id (a
         shortfall is a spelling the product splits from its customer)."""
@@ -250,6 +254,7 @@ class Workload:
         qualified = [r for r in regs if r.qualified]
         dba = [r for r in regs if r.variant == "dba"]
         trade = [r for r in regs if r.variant == "trade_name"]
+        other_markers = [r for r in dba if any(m in r.name for m in TRADE_MARKERS[r.country])]
         respelled = [r for r in regs if r.crm_respelled]
         marked = [r for r in regs if r.marked]
 
@@ -282,6 +287,8 @@ class Workload:
                 "observed": sum(c.trade_name is not None for c in self.companies)},
             "dba_registrations": len(dba),
             "dba_read_as_company": sum(map(read_as_company, dba)),
+            "trade_marker_registrations": len(other_markers),
+            "trade_marker_read_as_company": sum(map(read_as_company, other_markers)),
             "trade_name_registrations": len(trade),
             "crm_spelling_share": {
                 "intended": asked.get("crm_spelling_share", 0.0),
@@ -468,6 +475,11 @@ TRADE_WORDS = ("Cloud", "Direct", "Works", "Studio", "Hub", "Online", "Express",
 """Second words of trade names (none of SHARED_WORDS, SUBSIDIARY_WORDS or a legal form)."""
 _DBA = {"US": (" dba ", " d/b/a ", " DBA ", " doing business as ", " d.b.a. "),
         "GB": (" trading as ", " dba "), "DE": (" dba ",), "FR": (" dba ",)}
+TRADE_MARKERS = {
+    "US": (" aka ", " a.k.a. ", " a/k/a ", " AKA ", " also known as ", " A.K.A "),
+    "GB": (" t/a ", " T/A ", " t / a ", " T/As ", " aka ", " a.k.a. "),
+    "DE": (" t/a ", " aka ", " a.k.a. "), "FR": (" t/a ", " aka ", " a.k.a. ")}
+"""Convention 12: the other words that join a legal name and a trade name, by country."""
 _MARKS = ("\u2122", "\u00ae", "\u2120", " \u2122")
 
 
@@ -606,6 +618,25 @@ def _respell(seed: int, companies: list[Company], registrations: list[Registrati
     return companies, out
 
 
+def _remark(seed: int, registrations: list[Registration], share: float
+            ) -> list[Registration]:
+    """Convention 12 on a workload already made, from a random stream of its own: about
+    `share` of the "<legal> dba <trade>" registrations joined by another marker."""
+    if not share:
+        return registrations
+    rng = random.Random(f"companies.remark:{seed}")
+    out: list[Registration] = []
+    for r in registrations:
+        if r.variant == "dba" and rng.random() < share:
+            joiner = next((j for j in sorted(_DBA[r.country], key=len, reverse=True)
+                           if j in r.name), None)
+            if joiner is not None:  # (a mark may have glued itself to the joiner)
+                marker = rng.choice(TRADE_MARKERS[r.country])
+                r = dataclasses.replace(r, name=r.name.replace(joiner, marker, 1))
+        out.append(r)
+    return out
+
+
 EXHAUSTIVE_UP_TO = 40_000
 """Up to this many companies every pair of names in a country is compared (exact truth).
 Beyond it (the scale benchmarks: hundreds of thousands of companies, where comparing every
@@ -694,12 +725,13 @@ def generate(
     crm_spelling_share: float = 0.0,
     mark_share: float = 0.0,
     salesforce_share: float = 0.0,
+    trade_marker_share: float = 0.0,
 ) -> Workload:
     """A workload of `registrations` registrations, `collision_share` of them true collisions
     (exactly, up to rounding to whole registrations). Deterministic for `seed`.
     `countryless_share`, `guid_share`, `spaced_share`: conventions 5-7;
     `qualifier_share`, `trade_name_share`, `crm_spelling_share`, `mark_share`,
-    `salesforce_share`: conventions 8-11 (module doc)."""
+    `salesforce_share`: conventions 8-11; `trade_marker_share`: convention 12 (module doc)."""
     if not 0 <= collision_share < 1:
         raise ValueError("collision_share must be in [0, 1)")
     rng = random.Random(seed)
@@ -834,8 +866,10 @@ def generate(
                               trade_name_share=trade_name_share,
                               crm_spelling_share=crm_spelling_share, mark_share=mark_share,
                               salesforce_share=salesforce_share)
+    out = _remark(seed, out, trade_marker_share)
     asked = {"qualifier_share": qualifier_share, "trade_name_share": trade_name_share,
-             "crm_spelling_share": crm_spelling_share, "mark_share": mark_share}
+             "crm_spelling_share": crm_spelling_share, "mark_share": mark_share,
+             "trade_marker_share": trade_marker_share}
     return Workload(seed, tuple(companies), tuple(out), tuple(partner_ids),
                     {c.id: c for c in companies}, asked)
 

@@ -499,8 +499,13 @@ def _file(state: AdjudicationState, out: Out, event: DisputeFiled, policy: Polic
         if rid in state.entries and state.entries[rid].active
         and not same_party(state.entries[rid], entry)
     ]
-    collisions = [c.entry for c in find_collisions(state, entry, None, entry_policy)
-                  if held_exclusively(state, c.entry)]
+    # With the names its rejection took back (`release.brought_back`): an award files
+    # them again, so whoever came to hold a customer by one of them since is weighed too
+    # (a confident match as a rival, a possible duplicate flagged; session 30).
+    back = release.brought_back(entry)
+    found = find_collisions(state, entry, back, entry_policy)
+    collisions = [c.entry for c in found
+                  if held_exclusively(state, c.entry) and (back is None or c.confident)]
     own = [c for c in collisions if same_party(c, entry)]
     if own:
         return refuse("not_disputable",
@@ -520,6 +525,9 @@ def _file(state: AdjudicationState, out: Out, event: DisputeFiled, policy: Polic
             and held_exclusively(state, state.entries[rid])
             and not same_party(state.entries[rid], entry)
             and state.entries[rid] not in rivals]
+    if back is not None:
+        near += [other for other in release.near_by_names(state, entry, found, near)
+                 if other not in rivals]
     entry.contested = True
     if not rivals:
         _contest_unopposed(state, out, entry, event, entry_policy, at)
@@ -775,7 +783,8 @@ def _conflict(state: AdjudicationState, a: Entry, b: Entry, policy: Policy,
     threshold = policy.match.name_threshold
 
     def named() -> bool:
-        return state.index.names_match(a.account_key, b.account_key, threshold)
+        return state.index.names_match(a.account_key, b.account_key, threshold,
+                                       policy.match.countryless_names)
 
     if customers is None:
         return not separate_customers(state.customer(a.account_key),

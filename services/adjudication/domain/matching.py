@@ -283,7 +283,10 @@ def _evidence(
         paths = state.link_paths(new.account_key)
         for key in own[1:]:
             evidence[key] = (*paths[key], True, True)
-    if identity is not None and not identity.is_empty():
+    if identity is not None and (identity.name or not identity.is_empty()):
+        # A name without a country is asked too (weighed against every country's names,
+        # never confidently): no filing is that alone, but the names a promoted or
+        # contested filing's rejection took back may be (`release.brought_back`).
         matches = asked.matches if asked is not None and _same(asked.identity, identity) \
             else _matches(state, identity, policy)
         found = _NOTHING if _only_own(matches, new.account_key) else sort_out(

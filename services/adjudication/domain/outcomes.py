@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from services.adjudication.domain.instants import from_us
 from services.adjudication.domain.matching import Collision, key_evidence
 from services.adjudication.domain.state import AdjudicationState, Entry, weakest
-from shared.accounts.index import best_name_score
+from shared.accounts.index import CountrylessNames, best_name_score
 from shared.accounts.sameness import Identifiers, different_customers
 from shared.events import (
     ClaimDecided,
@@ -178,13 +178,21 @@ def unlinked_match(state: AdjudicationState, decided_key: str, account_key: str,
         return UNFILED
     if kind != "name":
         return kind, 1.0, not apart
-    score = index.name_score(decided_key, account_key)
+    # Weighed as the match weighs (`countries_weighed`, the key filed later asking; session
+    # 30: a name filed without a country was weighed against every country's here).
+    score = index.name_score(decided_key, account_key, countryless=_countryless(policy))
     # Confident only by names that met in one known country: a name without a country is
     # weighed across countries, never confidently (round 2 of session 27's rival review:
     # a settlement under `name_only: decide` called such a pair a confident name match).
     return "name", score, not apart and policy is not None and _name_decides(
         policy, index.name_score(decided_key, account_key, known_country=True),
         bool(Identifiers.of_key(decided_key)), bool(Identifiers.of_key(account_key)))
+
+
+def _countryless(policy: Policy | None) -> CountrylessNames:
+    """How a settlement weighs names filed without a country: as `policy` says
+    (`match.countryless_names`), every country (`hold`) without one."""
+    return policy.match.countryless_names if policy is not None else "hold"
 
 
 def _unlinked_by(mine: Identifiers, theirs: Identifiers, filed: bool) -> tuple[str, bool]:
@@ -407,7 +415,8 @@ class Fellows:
             row = rows[k] = [_UNASKED] * len(table.keys)
         policy = self._policy(version)
         seps = self._seps
-        crm_k, dom_k, filed_k, names_k, form_k = table.facts[k]
+        crm_k, dom_k, filed_k, names_k, form_k, order_k = table.facts[k]
+        countryless = _countryless(policy)
         sharing = table.sharing(k)
         for o, other in enumerate(table.keys):
             sep = row[o]
@@ -418,12 +427,15 @@ class Fellows:
             elif o in sharing:
                 sep = self._apart_from(decided, other, paths)
             else:
-                crm_o, dom_o, filed_o, names_o, form_o = table.facts[o]
+                crm_o, dom_o, filed_o, names_o, form_o, order_o = table.facts[o]
                 apart = (crm_k and crm_o) or (dom_k and dom_o)
                 if not apart and not (filed_k and filed_o):
                     sep = UNFILED
                 else:
-                    score = best_name_score(names_k, names_o)
+                    # The key filed later asks (`AccountIndex.name_score`).
+                    score = (best_name_score(names_k, names_o, False, countryless)
+                             if order_k >= order_o else
+                             best_name_score(names_o, names_k, False, countryless))
                     # Decided only by names met in one known country (`unlinked_match`).
                     confident = not apart and _name_decides(
                         policy, best_name_score(names_k, names_o, True), form_k, form_o)
@@ -468,7 +480,10 @@ class Fellows:
             else:
                 if kind == "name":
                     mine, theirs = self._filed_names(key), self._filed_names(other)
-                    score = best_name_score(mine, theirs)
+                    index = state.index
+                    later = index.filed_order(key) >= index.filed_order(other)
+                    score = best_name_score(*((mine, theirs) if later else (theirs, mine)),
+                                            False, _countryless(self._policy(version)))
                     # Decided only by names met in one known country (`unlinked_match`).
                     confident = not apart and _name_decides(
                         self._policy(version), best_name_score(mine, theirs, True),
@@ -548,8 +563,10 @@ class _Table:
         self.unders = list(keyed.values())
         self.position = {key: i for i, key in enumerate(self.keys)}
         self._customers = [fellows._customer(key) for key in self.keys]
+        order = fellows.state.index.filed_order if fellows.state is not None else None
         self.facts = [(bool(c.crm_ids), bool(c.domains), fellows._is_filed(key),
-                       fellows._filed_names(key), bool(Identifiers.of_key(key)))
+                       fellows._filed_names(key), bool(Identifiers.of_key(key)),
+                       order(key) if order is not None else -1)
                       for key, c in zip(self.keys, self._customers, strict=True)]
         self._by_crm: dict[str, list[int]] = {}
         self._by_domain: dict[str, list[int]] = {}

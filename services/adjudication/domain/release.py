@@ -33,6 +33,7 @@ from __future__ import annotations
 from services.adjudication.domain import explain, outcomes
 from services.adjudication.domain.instants import span_us
 from services.adjudication.domain.matching import (
+    Collision,
     Lookup,
     evidence_keys,
     find_collisions,
@@ -47,7 +48,7 @@ from services.adjudication.domain.state import (
     AdjudicationState,
     Entry,
 )
-from shared.accounts import AccountIdentity
+from shared.accounts.identity import AccountIdentity
 from shared.business_time import due_on
 from shared.events import DomainEvent
 from shared.policy import Policy
@@ -214,13 +215,14 @@ def let_go(state: AdjudicationState, out: list[DomainEvent], owner: Entry, at: i
         own = state.policy(candidate.policy_version)
         if inactive(state, candidate):
             continue
-        blocked = any(
-            held_exclusively(state, c.entry) and c.confident
-            for c in find_collisions(state, candidate, None, own)
-        )
+        back = brought_back(candidate)
+        collisions = find_collisions(state, candidate, back, own)
+        blocked = any(held_exclusively(state, c.entry) and c.confident for c in collisions)
         if blocked:
             continue
         near = _near_copies(state, candidate, own)
+        if back is not None:
+            near += near_by_names(state, candidate, collisions, near)
         if near:
             _review(state, out, candidate, near, own, at)
             continue
@@ -268,6 +270,18 @@ def _line(state: AdjudicationState, owner: Entry, released_at: int, settled_by: 
     ]
 
 
+def brought_back(entry: Entry) -> AccountIdentity | None:
+    """The names `entry`'s rejection took back (`Entry.unfiled`), as the identity a
+    promotion weighs it by, else None (its key and links alone, as ever). Approved, it
+    files them again (`AdjudicationState.activate`): they are weighed first as a
+    newcomer's would be, so a customer another partner came to hold by one of them while
+    they were nobody's gets no second owner (session 30 rival review)."""
+    if entry.unfiled is None:
+        return None
+    name, country = entry.unfiled
+    return AccountIdentity(None, None, name, country) if name else None
+
+
 def _near_copies(state: AdjudicationState, candidate: Entry, policy: Policy) -> list[Entry]:
     """The copies `candidate`'s rejection flagged as possible duplicates that still stand
     beside it: active, held exclusively, another party's, overlapping (as a contest weighs
@@ -280,6 +294,22 @@ def _near_copies(state: AdjudicationState, candidate: Entry, policy: Policy) -> 
                 and held_exclusively(state, other) and not _one_party(other, candidate) \
                 and overlaps(candidate.products, other.products, policy,
                              state.policy(other.policy_version)):
+            found.append(other)
+    return found
+
+
+def near_by_names(state: AdjudicationState, candidate: Entry, collisions: list[Collision],
+                   near: list[Entry]) -> list[Entry]:
+    """The holders the names `candidate`'s rejection took back match as possible
+    duplicates only (`brought_back`; a name for a person, e.g. under `match.name_only:
+    review`): active, held exclusively, another party's, not flagged already. As a newcomer
+    filing those names would, it waits for a person beside them."""
+    found: list[Entry] = []
+    for c in collisions:
+        other = c.entry
+        if not c.confident and other is not candidate and other not in near \
+                and other not in found and other.active and held_exclusively(state, other) \
+                and not _one_party(other, candidate):
             found.append(other)
     return found
 

@@ -3,7 +3,8 @@
 Everything a batch writes goes out as one bulk write per table (`INSERT ... ON CONFLICT`:
 on PostgreSQL one multi-row statement or a staged COPY, see `prepare`; elsewhere
 executemany), rows sorted by key so that two projection processes touching the same
-aggregate rows always lock them in the same order.
+aggregate rows always lock them in the same order (a staged write of a one-writer table
+is not: its rows are applied without an order, `prepare`).
 
 The bulk writes skip SQLAlchemy's per-row parameter processing (which cost more than the
 database itself for wide rows) and hand pre-converted tuples to the driver's `executemany`
@@ -67,6 +68,7 @@ from shared.readmodel.schema import (
     account_links,
     account_name_keys,
     account_names,
+    account_names_unfiled,
     claims,
     dispute_breaches,
     dispute_members,
@@ -83,8 +85,8 @@ from shared.readmodel.schema import (
 TABLES: dict[str, tuple[Table, ...]] = {
     REGISTRATIONS: (registrations, claims, pipeline_totals, pipeline_product_totals),
     OWNERSHIP: (ownership_intervals,),
-    DIRECTORY: (account_domains, account_crm_ids, account_names, account_name_keys,
-                account_link_facts, account_links),
+    DIRECTORY: (account_domains, account_crm_ids, account_names, account_names_unfiled,
+                account_name_keys, account_link_facts, account_links),
     DISPUTES: (disputes, dispute_members, dispute_breaches),
     TIMELINES: (timeline_entries,),
 }
@@ -187,14 +189,29 @@ def _converter(column: Column[Any], dialect: str) -> Callable[[Any], Any] | None
     return None
 
 
+_LATEST: Final = {"account_names": ("filed_at", "filed_by")}
+"""Per table merged in mode "latest": the columns that order its facts."""
+
+
 @lru_cache(maxsize=512)
 def _conflict_action(table: Table, columns: tuple[str, ...], keys: Sequence[str],
                      mode: str) -> str:
     """The `ON CONFLICT` action of an upsert: keep the stored row ("nothing"), add the new
-    counters to it ("add"), or overwrite it ("update"); one text for the row-by-row and
-    the staged statements."""
+    counters to it ("add"), overwrite it ("update"), or overwrite it when the new row is
+    the later one by the table's `_LATEST` columns ("latest", `directory.later`'s rule: a
+    NULL second column never wins a tie); one text for the row-by-row and the staged
+    statements."""
     if mode == "nothing":
         return "DO NOTHING"
+    if mode == "latest":
+        first, second = _LATEST[table.name]
+        if first not in columns or second not in columns:
+            return "DO NOTHING"  # rows without their order (kept: the column's default)
+        mine, new = f'"{table.name}"', "excluded"
+        return ("DO UPDATE SET " + ", ".join(
+            f'"{c}" = excluded."{c}"' for c in columns if c not in keys)
+            + f' WHERE {new}."{first}" > {mine}."{first}" OR ({new}."{first}" = '
+              f'{mine}."{first}" AND {new}."{second}" > {mine}."{second}")')
     if mode == "add":
         return "DO UPDATE SET " + ", ".join(
             f'"{c}" = "{table.name}"."{c}" + excluded."{c}"' for c in columns if c not in keys)
@@ -443,7 +460,7 @@ async def forget_positions(conn: AsyncConnection, models: Iterable[str]) -> None
                        .where(projection_positions.c.projection.in_(list(models))))
 
 
-MODEL_VERSIONS: Final[Mapping[str, int]] = {DIRECTORY: 4}
+MODEL_VERSIONS: Final[Mapping[str, int]] = {DIRECTORY: 5}
 """What each read model's rows mean, bumped when a release files rows an existing store
 lacks until the log is replayed into it (a model not named: 1). directory 2: a name filed
 without a country is filed under the unknown country ("") and "X dba Y" under both names
@@ -454,7 +471,11 @@ country drops a qualifier naming any country or region), so a warmed service fin
 older filing of "Acme Corp (TM)" as "acme". directory 4: each name row records the filing
 that first filed it (`filed_by`, migration 0016) and a filing rejected at its decision
 takes back the names it brought (`unfiled_names`, session 29); a directory of 3 still
-holds a rejected "B dba A"'s A under B."""
+holds a rejected "B dba A"'s A under B. directory 5: names folded order-free (session 30,
+migration 0017): each row keeps its latest filer in intake order (`filed_at`) and a
+rejection's unfiled names are rows of `account_names_unfiled`; a directory of 4 lost a
+name a second filing brought before the first one's rejection was folded, and kept one
+whose rejection was folded in a batch before its submission."""
 _VERSION_SUFFIX: Final = "#version"
 """A model's version is a `projection_positions` row of its own (projection
 `<model>#version`, topic "", partition 0, position = the version): every reader of
@@ -596,6 +617,15 @@ def prepare(dialect: str, batch: Batch, *, staged: bool = False,
     the store does not hold yet, copied straight in (`fresh_tables`)."""
     steps: list[Step] = []
     postgres = dialect == "postgresql"
+    # Staged on PostgreSQL, a one-writer table's rows are applied without an order
+    # (`_staged_statements`) or copied straight in: their order changes nothing, and
+    # sorting them (a rebuild's timeline: a key per event) is not done.
+    unordered = postgres and staged
+
+    def ordered(table: Table, rows: Mapping[Any, dict[str, Any]]) -> list[dict[str, Any]]:
+        if unordered and table.name in _ONE_WRITER:
+            return list(rows.values())
+        return _sorted(rows)
 
     def add(table: Table, rows: Sequence[Mapping[str, Any]], keys: Sequence[str],
             mode: str, counters: tuple[str, ...] = ()) -> None:
@@ -613,7 +643,8 @@ def prepare(dialect: str, batch: Batch, *, staged: bool = False,
                               columns, tuple(keys), mode, staging, multirow,
                               staging and table.name in fresh and mode in ("update", "nothing")))
 
-    add(registrations, batch.changed_registrations(), ("id",), "update")
+    add(registrations, [batch.registrations[r] for r in batch.dirty_registrations] if unordered
+        else batch.changed_registrations(), ("id",), "update")
     add(claims, batch.changed_claims(), ("id",), "update")
     deltas = batch.pipeline()
     add(pipeline_totals, deltas.total_rows(), ("partner_id", "status", "motion", "currency"),
@@ -621,24 +652,28 @@ def prepare(dialect: str, batch: Batch, *, staged: bool = False,
     add(pipeline_product_totals, deltas.product_rows(),
         ("product", "partner_id", "status", "motion", "currency"), "add",
         ("count", "amount_e4"))
-    add(ownership_intervals, _sorted(batch.intervals), ("holder_id", "opened_by"), "update")
+    add(ownership_intervals, ordered(ownership_intervals, batch.intervals),
+        ("holder_id", "opened_by"), "update")
     # First writer wins in the directory: a domain keeps the key it was first filed under.
     add(account_domains, _sorted(batch.domains), ("domain",), "nothing")
     add(account_crm_ids, _sorted(batch.crm_ids), ("crm_account_id",), "nothing")
-    # A rejected filing's names go before the batch files names: a later filing of the
-    # same name under the key in this batch files it again (session 29).
-    add(account_names, _sorted(batch.unfiled_names), ("account_key", "name", "filed_by"),
-        "delete")
-    add(account_names, _sorted(batch.names), ("country", "name", "account_key"), "nothing")
+    # Names are merged order-free (session 30, `directory.later`): each row keeps its
+    # latest filer; a rejection's unfiled names are rows of their own, asked at look-up.
+    add(account_names_unfiled, _sorted(batch.unfiled_names),
+        ("account_key", "name", "filed_by"), "nothing")
+    add(account_names, _sorted(batch.names), ("country", "name", "account_key"), "latest")
     add(account_name_keys, _sorted(batch.name_keys), ("country", "key", "name"), "nothing")
     if batch.link_facts:
         # Few rows (a link per alias and partition): merged by `_write_links`, not bulk.
         steps.append(Step(account_link_facts, "", [dict(r) for r in _sorted(batch.link_facts)],
                           mode=_LINKS))
     add(disputes, batch.changed_disputes(), ("id",), "update")
-    add(dispute_members, _sorted(batch.members), ("dispute_id", "member_id"), "nothing")
-    add(dispute_breaches, _sorted(batch.breaches), ("dispute_id", "level"), "update")
-    add(timeline_entries, _sorted(batch.timeline), ("subject_id", "event_id"), "nothing")
+    add(dispute_members, ordered(dispute_members, batch.members), ("dispute_id", "member_id"),
+        "nothing")
+    add(dispute_breaches, ordered(dispute_breaches, batch.breaches), ("dispute_id", "level"),
+        "update")
+    add(timeline_entries, ordered(timeline_entries, batch.timeline), ("subject_id", "event_id"),
+        "nothing")
     # A replay never resets a delivery's state: the first row written stays.
     add(notification_outbox, _sorted(batch.outbox), ("id",), "nothing")
     return steps

@@ -126,6 +126,15 @@ def entries(event_id: str, time: datetime, event: DomainEvent,
             data: dict[str, Any] | None = None) -> list[Row]:
     """The timeline rows of one event (none for events about no registration). `data` is
     the event's JSON data as logged (its `to_data()` when not given)."""
+    known = _SUBJECT_AND_TIME.get(type(event))
+    if known is not None:  # the usual case first (neither of the two below is listed)
+        field, time_field = known
+        subject = getattr(event, field)
+        if subject is None:
+            return []
+        at = getattr(event, time_field) if time_field else time
+        return [_row(subject, event_id, at, event.TYPE,
+                     _compact(data if data is not None else event.to_data(), field))]
     if isinstance(event, TimerFired):
         subject = event.registration_id or event.dispute_id
         if subject is None:
@@ -137,18 +146,9 @@ def entries(event_id: str, time: datetime, event: DomainEvent,
         text = _compact(data if data is not None else event.to_data(), "")
         return [_row(r.registration_id, event_id, event.reported_at, event.TYPE, text)
                 for r in event.registrations]
-    known = _SUBJECT_AND_TIME.get(type(event))
-    if known is None:
-        if type(event) in IGNORED:
-            return []  # e.g. a partner's status change: about a partner, not a registration
-        raise UnhandledEventType("the timelines", event)
-    field, time_field = known
-    subject = getattr(event, field)
-    if subject is None:
-        return []
-    at = getattr(event, time_field) if time_field else time
-    return [_row(subject, event_id, at, event.TYPE,
-                 _compact(data if data is not None else event.to_data(), field))]
+    if type(event) in IGNORED:
+        return []  # e.g. a partner's status change: about a partner, not a registration
+    raise UnhandledEventType("the timelines", event)
 
 
 def _row(subject: str, event_id: str, at: datetime, type_: str, data: str) -> Row:

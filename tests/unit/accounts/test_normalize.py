@@ -665,7 +665,8 @@ def test_a_doing_business_as_name_is_one_customer_known_by_both_names() -> None:
 
 
 _PLACES = st.sampled_from(["(UK)", "(USA)", "- EMEA", "(Deutschland)", "dba", "d/b/a",
-                           "doing business as", "Inc", "(", ")", "-", "The", "D B A"])
+                           "doing business as", "Inc", "(", ")", "-", "The", "D B A",
+                           "t/a", "T / A", "aka", "a.k.a.", "a/k/a", "also known as"])
 
 
 @settings(max_examples=400)
@@ -760,3 +761,31 @@ def test_a_dash_qualifier_on_the_legal_name_of_a_trade_name_pair_is_home() -> No
     # Another place stays, as at the end of a name.
     assert normalize_name("Acme Ltd - USA dba Acme Cloud", "GB") == "acme ltd usa dba acme cloud"
     assert normalize_name("Acme - UK dba", "GB") == "acme uk dba"  # "dba" at the end: a word
+
+
+def test_trading_as_and_also_known_as_markers_are_read_as_dba() -> None:
+    """Session 30: "t/a" (trading as) and "a/k/a" / "aka" / "also known as" joined a legal
+    name and a trade name like "dba", yet were read as words of one odd name ("smith ta
+    rocket cafe", "smith aka rocket cafe"): a rival's "Smith Ltd t/a X" was another customer
+    than the holder's "Smith Ltd", never weighed against it. Read in the one place "dba" is,
+    in every spelling the dba markers have (case, spaces, dots, slashes, full width)."""
+    for spelling in ("Smith Ltd t/a Rocket Cafe", "Smith Ltd T/A Rocket Cafe",
+                     "Smith Ltd t / a Rocket Cafe", "Smith Ltd T/As Rocket Cafe",
+                     "Smith Ltd aka Rocket Cafe", "Smith Ltd AKA Rocket Cafe",
+                     "Smith Ltd a.k.a. Rocket Cafe", "Smith Ltd A.K.A Rocket Cafe",
+                     "Smith Ltd a/k/a Rocket Cafe", "Smith Ltd also known as Rocket Cafe",
+                     "Smith Ltd (t/a Rocket Cafe)", "Smith Ltd \uff54\uff0f\uff41 Rocket Cafe"):
+        assert normalize_name(spelling) == "smith dba rocket cafe", spelling
+        assert name_forms(normalize_name(spelling, "GB")) == ("smith", "rocket cafe"), spelling
+    # A home qualifier on either name goes, as with "dba".
+    assert normalize_name("Smith Ltd - UK t/a Rocket Cafe (UK)", "GB") == \
+        "smith dba rocket cafe"
+    # At either end, or not standing apart, a marker is a word of the name.
+    for name, read in (("T/A Smith Ltd", "ta smith"), ("Aka Sushi Ltd", "aka sushi"),
+                       ("Sushi Aka", "sushi aka"), ("Smith t/a", "smith ta"),
+                       ("Takata Ltd", "takata"),
+                       ("Smith Ltd Data Rocket", "smith ltd data rocket")):
+        assert normalize_name(name) == read, name
+    # A chain of three names is one name, however it is joined.
+    chain = normalize_name("Alpha Ltd t/a Beta aka Gamma")
+    assert name_forms(chain) == (chain,)

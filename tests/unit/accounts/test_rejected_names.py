@@ -44,3 +44,22 @@ def test_documents_published_before_the_option_keep_rejected_names_filed() -> No
         {"version": 4, "match": {"crm_ids": "any_spelling"}}).match.rejected_names == "filed"
     assert Policy.from_published(
         {"version": 5, "match": {"rejected_names": "unfiled"}}).match.rejected_names == "unfiled"
+
+
+def test_giving_the_country_to_a_name_the_key_has_without_one_is_not_taken_back() -> None:
+    """Session 30 rival review: a holder that filed its name without a country gives the
+    country by filing again (rejected as its own duplicate); that name in that country
+    stays, so it holds against namesakes giving the country. A new form in that filing
+    is still taken back, and so is a name given in a country the key has not filed it
+    without one."""
+    index = AccountIndex()
+    quiet = normalize_name("Gamma Works", None)
+    index.add("crm:7", AccountIdentity("7", None, quiet, None))
+    both = normalize_name("Gamma Works dba Delta Labs", "US")
+    assert index.new_name_forms("crm:7", both, "US") == (
+        normalize_name("Gamma Works", "US"), normalize_name("Delta Labs", "US"))
+    assert index.taken_back_if_rejected("crm:7", both, "US") == (
+        normalize_name("Delta Labs", "US"),)
+    assert index.taken_back_if_rejected("crm:7", quiet, None) == ()
+    index.add("crm:8", AccountIdentity("8", None, quiet, "DE"))
+    assert index.taken_back_if_rejected("crm:8", quiet, "US") == (quiet,)

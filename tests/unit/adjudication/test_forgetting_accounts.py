@@ -9,7 +9,13 @@ NOT true in general, which is why forgetting is off: on `generate(60000, seed=3,
 n_accounts=2400)` a registration re-opened `crm:CRM-699` with a misspelt name, and a later
 registration's near match (0.81) with the key's *earlier* name "Bexcyne Industries" was
 no longer found, so it was approved instead of going to review (DESIGN.md, "Forgetting
-accounts"). These tests keep the mechanism honest for when the rule is decided.
+accounts"). Since session 30 a promotion or contest of a filing whose rejection took
+its names back asks the index by those names (`release.brought_back`), so a dormant
+account changes such a promotion as it changes a newcomer's decision: on `generate(12000,
+seed=3, n_accounts=600)` (a workload here until then) the promotion of r4449 ("Acos
+Industries", GB) is blocked once the dormant keys are forgotten and approved while they
+are kept; seed 17 takes its place. These tests keep the mechanism honest for when the
+rule is decided.
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ def _without_own_key_evidence(decision: dict[str, Any]) -> dict[str, Any]:
     return stripped
 
 
-@pytest.mark.parametrize(("seed", "events", "n_accounts"), [(3, 12_000, 600), (11, 12_000, 3000)])
+@pytest.mark.parametrize(("seed", "events", "n_accounts"), [(17, 12_000, 600), (11, 12_000, 3000)])
 def test_forgetting_accounts_changes_only_own_key_evidence_on_these_workloads(
     monkeypatch: pytest.MonkeyPatch, seed: int, events: int, n_accounts: int
 ) -> None:

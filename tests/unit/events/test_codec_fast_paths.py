@@ -120,6 +120,31 @@ def test_a_version_read_as_current_is_upcast_once_a_newer_version_appears() -> N
     assert envelope.data == {"text": "hi"}  # the upcaster worked on a copy
 
 
+def test_the_projections_decode_upcasts_a_type_it_read_as_current_once_a_step_appears() -> None:
+    """The projection worker's (and rebuild's) decode remembers a type read at its newest
+    version and validates it directly; a step registered afterwards (the type is no longer
+    the newest) sends it through the upcasters again, as `decode` does."""
+    from services.projections.worker import decode_value
+    from shared.events.upcasting import upcasters
+
+    raw = orjson.dumps({"specversion": "1.0", "id": "e2", "source": "s", "subject": "k",
+                        "type": _NoteV1.TYPE, "time": TIMES[0].isoformat(),
+                        "data": {"text": "hi"}})
+    CATALOGUE[_NoteV1.TYPE] = _NoteV1
+    try:
+        assert decode_value(raw)[2] == _NoteV1(text="hi")
+        assert decode_value(raw)[2] == _NoteV1(text="hi")  # the remembered path
+        upcasters.register("test.fastpath.note", 1)(lambda d: {**d, "shouted": True})
+        CATALOGUE[_NoteV2.TYPE] = _NoteV2
+        event_id, _, event, data, _, _ = decode_value(raw)
+    finally:
+        upcasters._steps.pop(("test.fastpath.note", 1), None)
+        CATALOGUE.pop(_NoteV1.TYPE, None)
+        CATALOGUE.pop(_NoteV2.TYPE, None)
+    assert (event_id, event, data) == ("e2", _NoteV2(text="hi", shouted=True),
+                                       {"text": "hi", "shouted": True})
+
+
 class _TrailingNewline(DomainEvent):
     TYPE: ClassVar[str] = "test.fastpath.newline.v1\n"
     text: str
