@@ -1484,6 +1484,14 @@ class Invariants(RuleBasedStateMachine):
                     if (a.id, b.id) in reviewed or (b.id, a.id) in reviewed:
                         continue  # a race met in a review (cross_key, or a name-only
                         # side's possible_duplicate): a person decides
+                    if a.spec.countryless != b.spec.countryless and any(
+                            d.outcome == "award" and d.opened_as == "possible_duplicate"
+                            and a.id in d.members and b.id in d.members
+                            for d in self.model.disputes.values()):
+                        continue  # a person awarded one of a possible duplicate across
+                        # countries: the other, flagged, is weighed against the winner by
+                        # `disputes._conflict`, never confident across countries, and keeps
+                        # its approval (DESIGN.md, rule 7; session 30 `foreign_qualified`)
                     if self.asks_only(a, b) or self.asks_only(b, a):
                         continue  # a name filed without a country asks but does not
                         # hold: each owns by its own identifiers (session 29)
@@ -1811,6 +1819,10 @@ never types it)."""
 CHAINS: dict[str, tuple[str, ...]] = {}
 """A squatter's "A dba B dba C" company id -> the companies its name lists."""
 CHAIN_SPECS: dict[str, Registration] = {}
+SUBSIDIARY_SPECS: dict[str, Registration] = {}
+"""A subsidiary's company id (`SpellingRules.foreign_qualified`: a company's name with a
+qualifier naming another country, filed in the company's country) -> its spelling: one
+customer, another than the company."""
 CLOSABLE = ("approved", "in_review", "submitted", "expired")
 """What a CRM close may end (services/registration/handlers.py)."""
 SESSION27: Counter[str] = Counter()
@@ -1821,6 +1833,8 @@ def specs_of(company_id: str) -> list[Registration]:
     """Every way the machines register this company."""
     if company_id in CHAIN_SPECS:
         return [CHAIN_SPECS[company_id]]
+    if company_id in SUBSIDIARY_SPECS:
+        return [SUBSIDIARY_SPECS[company_id]]
     return [r for r in (*SPECS, *(s for pair in RACES for s in pair), *SALESFORCE,
                         *CONTACTED, *CUSTOMER_SPECS, *SPELLED_SPECS)
             if r.company_id == company_id]
@@ -1833,6 +1847,8 @@ def company_name(company_id: str) -> str:
         return SPELLED_OF[company_id].name
     if company_id in CHAINS:
         return " dba ".join(company_name(c) for c in CHAINS[company_id])
+    if company_id in SUBSIDIARY_SPECS:
+        return SUBSIDIARY_SPECS[company_id].name
     return _RECENT_NAMES.get(company_id) or POOL.company(company_id).name
 
 
@@ -2346,6 +2362,38 @@ class SpellingRules(Invariants):
                   for r in self.model.regs.values() if r.company == reg.company
                   and r.key is not None and reg.key is not None)
         SPELLINGS[f"{how}: {'one key' if one else 'two keys'}, {reg.status} ({reg.rule})"] += 1
+
+    @rule(index=st.integers(0, 50), partner=st.integers(1, 4),
+          products=st.sets(st.sampled_from(PRODUCTS), min_size=1, max_size=2))
+    def foreign_qualified(self, index: int, partner: int, products: set[str]) -> None:
+        """Session 30: a partner files a company's subsidiary in the company's country by
+        the company's name with a qualifier naming another country ("Acme Robotics Corp
+        (UK)" in the US: one customer, another than the US company), and a rival files
+        that very spelling without a country (its own CRM id): one spelling of one
+        customer, which must meet the holder (invariant 1). Read without a country, any
+        country's qualifier is dropped; with one, another country's is part of the name:
+        the two readings met only once a country-less query is weighed as each country
+        reads its spelling (`countryless_readings`)."""
+        company = SPELLED.companies[index % len(SPELLED.companies)]
+        place = "USA" if company.country == "GB" else "UK"
+        sub = f"sub-{company.id}-{place.lower()}"
+        spec = SUBSIDIARY_SPECS.get(sub) or Registration(
+            0, sub, PARTNERS[0], f"{company.name} ({place})", "qualifier", company.country,
+            None, f"CRM-{sub}", ("analytics",), False)
+        SUBSIDIARY_SPECS[sub] = spec
+        holder = PARTNERS[index % len(PARTNERS)]
+        rival = PARTNERS[(index + partner) % len(PARTNERS)]
+        if holder == rival:
+            return
+        if self.submit(spec, holder, products, "resell") is None:
+            return
+        self.settle()
+        reg = self.submit(dataclasses.replace(spec, countryless=True,
+                                              crm_account_id=f"CRM-{sub}-{rival}"),
+                          rival, products, "resell")
+        self.settle()
+        if reg is not None:
+            SPELLINGS[f"foreign qualifier without a country: {reg.status} ({reg.rule})"] += 1
 
     @rule(index=st.integers(0, 50), partner=st.sampled_from(PARTNERS),
           products=st.sets(st.sampled_from(PRODUCTS), min_size=1, max_size=2))
@@ -3576,6 +3624,21 @@ def _replay_spellings(steps: Any) -> None:
         machine.check_chains()
     finally:
         machine.teardown()
+
+
+def test_a_countryless_rival_meets_a_foreign_qualified_holder_in_the_machine() -> None:
+    """Invariant 1, found by `SpellingRules.foreign_qualified` on the code before session
+    30's fix: a company's subsidiary filed in the company's country as "<name> (UK)" and
+    the same spelling filed without a country by a rival (another CRM id) were both
+    approved `no_conflict` -- "<name> uk" there, "<name>" here, about 0.7 apart."""
+
+    def steps(m: SpellingRules) -> None:
+        m.foreign_qualified(0, 1, {"analytics"})
+        holder, rival = (r for r in m.model.regs.values() if r.company in SUBSIDIARY_SPECS)
+        assert holder.status == "approved", holder
+        assert rival.status != "approved", rival
+
+    _replay_spellings(steps)
 
 
 def test_a_dash_qualifier_before_a_trade_name_is_the_holder_s_customer_in_the_machine(
