@@ -13,10 +13,12 @@ import pytest
 from adjudication_driver import Driver, decisions, only, policy
 from pydantic import ValidationError
 
+from services.adjudication import snapshots
 from services.adjudication.domain import dispute_id_for, due_timers
 from services.adjudication.domain.escalation import level_times
 from services.adjudication.domain.instants import from_us, to_us
 from shared.business_time import due_on
+from shared.eventlog import TopicPartition
 from shared.events import (
     DisputeEscalated,
     DisputeJoined,
@@ -224,3 +226,27 @@ def test_a_join_under_a_document_without_a_unit_decides_exactly_as_before() -> N
     [resolved] = only(out, DisputeResolved)
     assert resolved.resolved_at == submitted + timedelta(seconds=6)
 
+
+
+def test_a_moved_deadline_survives_a_snapshot_and_decides_alike() -> None:
+    """A state restored from a snapshot taken after the join keeps the moved deadline and
+    the dispute's unit (`Dispute.unit_us`): its fallback falls where the live state's does."""
+    d = Driver(policy=_levels(4, None), now=datetime(2025, 1, 6, 9, 17, 8, 250000, tzinfo=UTC))
+    d.register("r1", "p-1")
+    d.later(seconds=0.5)
+    d.register("r2", "p-2")
+    d.publish(_levels(5, "PT2S"))
+    d.later(seconds=1)
+    d.register("r3", "p-3")
+    tp = TopicPartition("t.intake", 0)
+    restored, _ = snapshots.decode(snapshots.encode(d.state, tp, 7), tp, 7)
+    dispute = restored.disputes[dispute_id_for("r2")]
+    assert dispute.unit_us == 2_000_000
+    assert from_us(dispute.due_at) == datetime(2025, 1, 6, 9, 17, 12, tzinfo=UTC)
+    live = d.run_until(datetime(2025, 1, 6, 9, 18, tzinfo=UTC))
+    d.state = restored
+    d.now = datetime(2025, 1, 6, 9, 17, 9, 750000, tzinfo=UTC)
+    again = d.run_until(datetime(2025, 1, 6, 9, 18, tzinfo=UTC))
+    assert [e.to_data() for e in again] == [e.to_data() for e in live]
+    [resolved] = only(live, DisputeResolved)
+    assert resolved.resolved_at == datetime(2025, 1, 6, 9, 17, 16, tzinfo=UTC)
