@@ -250,3 +250,29 @@ def test_a_moved_deadline_survives_a_snapshot_and_decides_alike() -> None:
     assert [e.to_data() for e in again] == [e.to_data() for e in live]
     [resolved] = only(live, DisputeResolved)
     assert resolved.resolved_at == datetime(2025, 1, 6, 9, 17, 16, tzinfo=UTC)
+
+
+def test_a_contest_carrying_on_a_dispute_under_a_unit_moves_its_deadlines_onto_it() -> None:
+    """The other way into a dispute: p-3's contest under the PT2S document carries on the
+    dispute p-2's contest opened under `null` (`carries_on`); the carried deadline and the
+    next level fall on the unit, and the fallback with them."""
+    d = Driver(policy=_levels(4, None), now=datetime(2025, 1, 6, 9, 17, 8, 250000, tzinfo=UTC))
+    d.register("r1", "p-1")
+    d.later(hours=30)  # past the tie window: r2 and r3 lose by first_submitted
+    d.register("r2", "p-2")
+    d.later(seconds=0.5)
+    [first] = only(d.contest("r2", "p-2", "dsp-c1"), DisputeOpened)
+    assert first.due_at == d.now + timedelta(seconds=3)  # exact, as decided under null
+    d.later(seconds=1)
+    d.register("r3", "p-3")
+    d.publish(_levels(5, "PT2S"))
+    d.later(seconds=1)
+    [carried] = only(d.contest("r3", "p-3", "dsp-c2"), DisputeOpened)
+    assert carried.carries_on == "dsp-c1"
+    assert carried.due_at == datetime(2025, 1, 7, 15, 17, 12, tzinfo=UTC)  # from :11.75
+    out = d.run_until(d.now + timedelta(seconds=30))
+    [escalated] = only(out, DisputeEscalated)
+    assert escalated.due_at == datetime(2025, 1, 7, 15, 17, 16, tzinfo=UTC)
+    [resolved] = only(out, DisputeResolved)
+    assert resolved.resolved_at == escalated.due_at
+    assert all(e.decided_at.microsecond == 0 for e in decisions(out))
