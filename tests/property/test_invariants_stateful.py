@@ -115,6 +115,12 @@ _TEMPLATE_ROOT = Path(tempfile.mkdtemp(prefix="dealreg-stateful-"))
 
 _SHORT_LADDER = Escalation(levels=(EscalationLevel(owner_id="cm-1", sla=timedelta(hours=6)),
                                    EscalationLevel(owner_id="dir-1", sla=timedelta(hours=6))))
+SHORT_LADDER_EXACT = Policy(
+    escalation=_SHORT_LADDER.model_copy(update={"deadline_unit": None}),
+    protection_period=timedelta(days=30))
+"""The short ladder as an upgraded deployment's older document reads: no deadline unit,
+deadlines exactly at the SLA (`RivalMoments.unit_changes`; not in POLICIES, so the first
+machine's runs stay as they were)."""
 POLICIES: dict[str, Policy] = {
     "default": Policy(),
     "scope_account": Policy(scope="account"),
@@ -1368,6 +1374,12 @@ class Invariants(RuleBasedStateMachine):
     """Whether the clock ever left a whole hour (`RivalMoments.moment_passes`): until then
     every act is on the unit, and invariant 20 holds trivially (not checked)."""
 
+    exact_eras: tuple[tuple[datetime, datetime | None], ...] = ()
+    """(from, until) while the latest document had no deadline unit
+    (`RivalMoments.unit_changes`): a dispute opened then falls due exactly, as decided, and
+    its parties read that; a partner that acted only after the last such era (a joiner
+    under a document with a unit) must read nothing finer than the unit (session 30)."""
+
     RIVAL_ACTS = ("dealreg.registration.submitted.v1", "dealreg.claim.filed.v1",
                   "dealreg.dispute.filed.v1", "dealreg.registration.extension_requested.v1")
     """A party's acts whose moments other partners must not read finer than the unit. Not
@@ -1442,14 +1454,29 @@ class Invariants(RuleBasedStateMachine):
             return
         unit = to_us(EPOCH_UTC + unit_span)
         acts = self.acts()
+        eras = self.exact_eras
+        ended = max((until for _, until in eras if until is not None), default=None)
+
+        def exact(t: datetime) -> bool:
+            return any(since <= t and (until is None or t < until) for since, until in eras)
+
         for partner in PARTNERS:
             own = {to_us(t) % unit for t, party, _ in acts if party in (partner, "vendor")}
+            # A partner that acted before a unit-less era ended may be a party of a dispute
+            # decided under it (exact deadlines, as decided): its rivals' acts then are
+            # not checked for it. A partner acting only later is checked on all of them.
+            early = ended is not None and any(party == partner and t < ended
+                                              for t, party, _ in acts)
             rivals = {to_us(t) % unit: (t, party, kind) for t, party, kind in acts
-                      if party not in (partner, "vendor") and kind in self.RIVAL_ACTS}
+                      if party not in (partner, "vendor") and kind in self.RIVAL_ACTS
+                      and not (early and exact(t))}
             if not rivals.keys() - own - {0}:
                 continue
             if currently_in_test_context():  # --hypothesis-show-statistics
                 event("invariant 20 checked with a rival off the unit")
+                if ended is not None and not early and any(
+                        exact(t) for t, _, _ in rivals.values()):
+                    event("invariant 20 checked a rival's act from a unit-less era")
             for where, value in _moments(self.partner_reads(partner), self.WALL_CLOCK):
                 rest = to_us(value) % unit
                 if rest and rest not in own and rest in rivals:
@@ -1636,6 +1663,26 @@ class RivalMoments(Invariants):
         """Disputes settle within a day or two (`short_ladder`: two 6 h levels), so the
         fallback fires within the steps a run takes."""
         self.publish_policy("short_ladder")
+
+    @rule()
+    def unit_changes(self) -> None:
+        """The deadline unit changes mid-run (session 30): the short ladder without a unit
+        (an upgraded deployment's older document) when the latest has one, else with PT1H
+        again. A dispute opened under the former that a partner joins under the latter
+        moves onto the hour (`disputes._onto_unit`), which invariant 20 checks for that
+        partner (`exact_eras`)."""
+        latest = self.model.policies[max(self.model.policies)]
+        to_exact = latest.escalation.deadline_unit is not None
+        published = self.run(self.pipeline.commands.reference.publish(
+            SHORT_LADDER_EXACT if to_exact else POLICIES["short_ladder"],
+            published_by="test"))
+        self.model.policies[published.policy.version] = published.policy
+        now = self.clock.now
+        if to_exact:
+            self.exact_eras = (*self.exact_eras, (now, None))
+        elif self.exact_eras and self.exact_eras[-1][1] is None:
+            self.exact_eras = (*self.exact_eras[:-1], (self.exact_eras[-1][0], now))
+        self.settle()
 
     @rule(minutes=st.sampled_from((7, 23, 41)))
     def moment_passes(self, minutes: int) -> None:
@@ -2661,6 +2708,38 @@ def test_no_partner_reads_a_rivals_submission_finer_than_the_deadline_unit() -> 
         assert opener.dispute is not None and late.dispute == opener.dispute, (opener, late)
         machine.invariants_hold()
         machine.time_passes(24 * 8)
+        assert not machine.model.disputes[opener.dispute].open
+        machine.invariants_hold()
+    finally:
+        machine.teardown()
+
+
+def test_a_joiner_under_a_unit_reads_no_rivals_submission_through_an_older_document() -> None:
+    """Invariant 20 across a change of document (session 30): the short ladder without a
+    unit is published (an upgraded deployment's older document), p-02 holds the customer,
+    p-01 registers it 7 min 7 s later and a dispute opens at p-01's moment with exact
+    deadlines; the short ladder with PT1H is published; p-04 registers it later and joins
+    under it. Its join moves the pending deadline onto the hour, so the fallback's
+    decision p-04 reads is on the hour. Before the rule the dispute kept the exact deadlines
+    of its document and p-04 read p-01's submission plus both 6 h levels."""
+    spec = SPECS[0]
+    machine = RivalMoments()
+    try:
+        machine.partners()
+        machine.unit_changes()
+        assert machine.model.policies[max(machine.model.policies)] \
+            .escalation.deadline_unit is None
+        machine.register(spec, "p-02", {"analytics"}, "resell")
+        machine.moment_passes(7)
+        machine.register(spec, "p-01", {"analytics"}, "resell")
+        machine.moment_passes(23)
+        machine.unit_changes()
+        machine.moment_passes(41)
+        machine.register(spec, "p-04", {"analytics"}, "resell")
+        _holder, opener, late = machine.model.regs.values()
+        assert opener.dispute is not None and late.dispute == opener.dispute, (opener, late)
+        machine.invariants_hold()
+        machine.time_passes(30)
         assert not machine.model.disputes[opener.dispute].open
         machine.invariants_hold()
     finally:
