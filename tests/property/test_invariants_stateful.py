@@ -1375,6 +1375,13 @@ class Invariants(RuleBasedStateMachine):
     `moot`, at a rival's letting go is decided at that moment (known limit, DESIGN.md
     invariant 20; the delayed promotion is session 30's s30-promotion)."""
 
+    LETTING_GO = ("dealreg.registration.withdrawn.v1", "dealreg.opportunity.closed.v1",
+                  "dealreg.claim.released.v1")
+    """A party's letting go, out of invariant 20's scope (`RIVAL_ACTS`): a moment a
+    partner reads that is one of these is not checked, though a rival's act fell at the
+    same instant (the machine's clock stands still between steps: a rival's withdrawal
+    right after another's submission ends a dispute `moot` at both moments)."""
+
     WALL_CLOCK = frozenset({"created_at", "delivered_at", "next_attempt_at", "timestamp",
                             "attempt_log"})
     """Delivery fields dated by when the projection or the sender ran (timing, out of the
@@ -1443,7 +1450,8 @@ class Invariants(RuleBasedStateMachine):
         unit = to_us(EPOCH_UTC + unit_span)
         acts = self.acts()
         for partner in PARTNERS:
-            own = {to_us(t) % unit for t, party, _ in acts if party in (partner, "vendor")}
+            own = {to_us(t) % unit for t, party, kind in acts
+                   if party in (partner, "vendor") or kind in self.LETTING_GO}
             rivals = {to_us(t) % unit: (t, party, kind) for t, party, kind in acts
                       if party not in (partner, "vendor") and kind in self.RIVAL_ACTS}
             if not rivals.keys() - own - {0}:
