@@ -178,7 +178,8 @@ def decode_records(
             continue
         if misrouted_to is not None and (breach := misrouted(record, event)) is not None:
             misrouted_to.append(breach)
-        items.append(Item(event_id, moment, event, models_of, data, traceparent, tracestate))
+        items.append(Item(event_id, moment, event, models_of, data, traceparent, tracestate,
+                          record.offset))
     return items
 
 

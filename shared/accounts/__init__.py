@@ -10,6 +10,7 @@ from shared.accounts.identity import AccountIdentity, derive_account_key
 from shared.accounts.index import (
     AccountIndex,
     AccountMatch,
+    BroughtNames,
     CountrylessNames,
     MatchedBy,
     blocking_keys,
@@ -42,6 +43,7 @@ __all__ = [
     "AccountIdentity",
     "AccountIndex",
     "AccountMatch",
+    "BroughtNames",
     "CountrylessNames",
     "Identifiers",
     "MatchedBy",

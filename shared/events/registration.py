@@ -114,16 +114,17 @@ class RegistrationDecided(DomainEvent):
     unfiled_names: tuple[str, ...] = Field(default=(), exclude_if=lambda v: not v)
     """The normalised name forms this filing newly filed under `account_key` that the
     adjudicator took back because it was rejected at this decision (policy
-    `match.rejected_names: unfiled`, session 29): the directory read model removes the
-    rows the filing first filed (`account_names.filed_by`). Written only when some were
+    `match.rejected_names: unfiled`, session 29): the directory read model no longer files
+    them under the key while this filing is their latest filer (`account_names_unfiled`,
+    session 30). Written only when some were
     (a decision that unfiles nothing serializes as before); decisions written before
     session 29 lack it and unfile nothing."""
     refiled_names: tuple[str, ...] = Field(default=(), exclude_if=lambda v: not v)
     """The normalised name forms an earlier rejection of this filing took back
     (`unfiled_names`) that the adjudicator files again under `account_key` now that the
     rejection is undone (this decision approves it or holds it in review: promoted next
-    in line, contested, awarded; session 29): the directory read model files them again
-    (`account_names.filed_by` this filing), in `refiled_country`. Written only when
+    in line, contested, awarded; session 29): the directory read model files them again,
+    in `refiled_country`, for good (no filer: session 30). Written only when
     non-empty."""
     refiled_country: str | None = Field(default=None, exclude_if=lambda v: v is None)
     """The country of `refiled_names` (normalised as the filing's; None: the unknown

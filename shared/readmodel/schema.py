@@ -19,6 +19,7 @@ accepts at most four decimal places), so sums never go through floating point.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -33,12 +34,19 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    exists,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
 metadata = MetaData()
+
+NAME_KEPT = 2**62
+"""`account_names.filed_at` of a row no rejection takes back (`filed_by` None): above any
+intake offset (`services.projections.domain.directory.KEPT`, the same value)."""
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -201,11 +209,48 @@ account_names = Table(
     Column("country", String(2), primary_key=True),
     Column("name", String(300), primary_key=True, doc="normalized (shared.accounts)"),
     Column("account_key", String(300), primary_key=True),
-    Column("filed_by", String(64), nullable=True, index=True,
-           doc="the registration or claim that first filed this name under this key "
-               "(session 29, migration 0016): its rejection decision's `unfiled_names` "
-               "remove the row; None (rows filed before): never removed"),
+    Column("filed_by", String(64), nullable=True,
+           doc="the latest registration or claim (in intake order, `filed_at`) that filed "
+               "this name under this key (session 30, migration 0017; the first one in "
+               "session 29, 0016): the name is not filed while an `account_names_unfiled` "
+               "row names it (`name_filed`); None: filed before provenance was recorded, "
+               "or filed again by an undone rejection, never taken back"),
+    Column("filed_at", BigInteger, nullable=False, default=NAME_KEPT,
+           server_default=text(str(NAME_KEPT)),
+           doc="`filed_by`'s submission's intake offset, or NAME_KEPT (2^62) when "
+               "`filed_by` is None: a later filing's submission replaces `filed_by` "
+               "(`services.projections.domain.directory.later`)"),
 )
+
+account_names_unfiled = Table(
+    "account_names_unfiled",
+    metadata,
+    Column("account_key", String(300), primary_key=True),
+    Column("name", String(300), primary_key=True, doc="normalized name form"),
+    Column("filed_by", String(64), primary_key=True,
+           doc="the rejected registration or claim (its decision's `unfiled_names`)"),
+)
+"""Name forms rejected filings took back (session 30, migration 0017): an `account_names`
+row whose latest filer took its name back is not filed (`name_filed`)."""
+
+
+def name_filed(names: Any = None) -> ColumnElement[bool]:
+    """Whether an `account_names` row (of `names`, an alias or the table) is filed: no
+    `account_names_unfiled` row names its latest filer (session 30). One primary-key probe
+    of a small table per row."""
+    names = account_names if names is None else names
+    unfiled = account_names_unfiled.c
+    return ~exists().where(unfiled.account_key == names.c.account_key,
+                           unfiled.name == names.c.name,
+                           unfiled.filed_by == names.c.filed_by)
+
+
+NAME_FILED_SQL = (
+    "NOT EXISTS (SELECT 1 FROM account_names_unfiled u WHERE u.account_key = "
+    "account_names.account_key AND u.name = account_names.name "
+    "AND u.filed_by = account_names.filed_by)")
+"""`name_filed` as SQL text, for statements written as text (`FROM account_names`)."""
+
 
 account_name_keys = Table(
     "account_name_keys",

@@ -305,68 +305,89 @@ async def test_migration_0015_files_again_the_crm_spellings_session_29_reads_oth
     assert all(spelling == any_spelling(crm) for crm, spelling in rows.items())
 
 
-async def test_migration_0016_keeps_old_names_and_a_rejection_takes_back_only_its_own(
+async def test_migration_0017_keeps_old_names_and_names_fold_in_any_order(
     store_url: str,
 ) -> None:
-    """Migration 0016 records which filing first filed each directory name
-    (`account_names.filed_by`): a filing rejected at its decision takes back the name
-    forms its decision says were unfiled (`unfiled_names`, session 29), so a restarted
-    edge and `GET /v1/ownership?name=` no longer find a rival's rejected "B dba A" under
-    B. Rows filed before the migration have no provenance and are never removed; a row
-    another filing filed first stays; a later filing of the name files it again."""
+    """Migration 0017 (session 30): each directory name row keeps its latest filer in
+    intake order (`filed_at`) and a rejection's unfiled names are rows of their own
+    (`account_names_unfiled`), asked at look-up (`schema.name_filed`). Rows filed before
+    0016 (no filer) are kept for good; rows 0016 filed with a filer are replaced by any
+    later filing. Then, through the store: (a) a rejection written a batch before its own
+    submission takes the name back; (b) a second filing of the name under the key written
+    before the first one's rejection keeps it (session 29's directory lost it); an undone
+    rejection files its names again. `GET /v1/ownership`'s name look-up agrees."""
     from alembic import command
     from sqlalchemy import select, text
 
     from services.projections.adapters import repository
+    from services.projections.adapters.ownership_reader import account_for_name
     from services.projections.domain.batch import Batch, Loaded
-    from shared.readmodel.schema import account_names
+    from shared.readmodel.schema import NAME_KEPT, account_names, name_filed
     from shared.readmodel.store import alembic_config
     from tests.unit.projections.builders import decided, item, submitted
 
     engine = create_engine(store_url)
     key = "dom:beta.com"
 
-    async def rows() -> set[tuple[str, str | None]]:
+    async def filed() -> set[str]:
         async with engine.connect() as conn:
-            return {(r[0], r[1]) for r in (await conn.execute(select(
-                account_names.c.name, account_names.c.filed_by).where(
-                account_names.c.account_key == key))).all()}
+            return {str(r[0]) for r in (await conn.execute(select(account_names.c.name).where(
+                account_names.c.account_key == key, name_filed()))).all()}
 
-    async def fold(*events: object) -> None:
+    async def fold(*events: tuple[int, object]) -> None:
         batch = Batch(Loaded()).fold_all([
-            item(e, f"evt_{i}_{id(e)}", models=("directory",))  # type: ignore[arg-type]
-            for i, e in enumerate(events)])
+            item(e, f"evt_{n}_{id(e)}", models=("directory",))._replace(  # type: ignore[arg-type]
+                offset=n) for n, e in events])
         async with engine.begin() as conn:
             await repository.write(conn, batch)
+
+    def filing(rid: str, name: str) -> object:
+        return submitted(rid, "p-2", key=key, name=name, domain="beta.com")
 
     def rejected(rid: str, *forms: str) -> object:
         return decided(rid, "p-2", status="rejected", rule="duplicate", key=key,
                        until_minutes=None).model_copy(update={"unfiled_names": forms})
 
+    async def owner(name: str) -> str | None:
+        async with engine.connect() as conn:
+            found = await conn.run_sync(lambda sync: account_for_name(sync, name, "US", 0.99))
+        return found[0] if found else None
+
     try:
         async with engine.begin() as conn:
-            await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0015"))
+            await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0016"))
             await conn.execute(text(
-                "INSERT INTO account_names (country, name, account_key) VALUES "
-                "('US', 'alpha robotics', 'dom:beta.com')"))
+                "INSERT INTO account_names (country, name, account_key, filed_by) VALUES "
+                "('US', 'alpha robotics', 'dom:beta.com', NULL), "
+                "('US', 'omega labs', 'dom:beta.com', 'reg_o')"))
         await migrate(engine)
-        assert await rows() == {("alpha robotics", None)}  # existing: unknown provenance
-        await fold(submitted("reg_b", "p-2", key=key, name="Beta Systems", domain="beta.com"))
-        (own,) = {n for n, _ in await rows()} - {"alpha robotics"}
-        # "B dba Gamma dba"-style filing: rejected, its decision unfiles its new forms; the
-        # old row (no provenance) and B's own name (reg_b's) stay though named too.
-        await fold(submitted("reg_x", "p-2", key=key, name="Beta Systems dba Gamma Labs",
-                             domain="beta.com"))
-        assert ("gamma labs", "reg_x") in await rows()
-        await fold(rejected("reg_x", "gamma labs", "alpha robotics", own))
-        assert await rows() == {("alpha robotics", None), (own, "reg_b")}
-        # Submitted and rejected in one batch, then filed again by another filing.
-        await fold(submitted("reg_y", "p-3", key=key, name="Beta Systems dba Delta Works",
-                             domain="beta.com"),
-                   rejected("reg_y", "delta works"),
-                   submitted("reg_z", "p-4", key=key, name="Beta Systems dba Delta Works",
-                             domain="beta.com"))
-        assert await rows() == {("alpha robotics", None), (own, "reg_b"),
-                                ("delta works", "reg_z")}
+        async with engine.connect() as conn:
+            stored = {(r[0], r[1]) for r in (await conn.execute(select(
+                account_names.c.name, account_names.c.filed_at))).all()}
+        assert stored == {("alpha robotics", NAME_KEPT), ("omega labs", -1)}
+        assert await filed() == {"alpha robotics", "omega labs"}
+        # A rejection never takes back a row without a filer; a later filing replaces
+        # the migrated filer of another row.
+        await fold((1, filing("reg_b", "Beta Systems dba Omega Labs")),
+                   (1_000, rejected("reg_b", "alpha robotics")))
+        assert await filed() == {"alpha robotics", "omega labs", "beta systems"}
+        # (a) The rejection of "B dba Gamma" is written a batch before its submission.
+        await fold((1_001, rejected("reg_x", "gamma labs")))
+        await fold((2, filing("reg_x", "Beta Systems dba Gamma Labs")))
+        assert "gamma labs" not in await filed()
+        assert await owner("Gamma Labs") is None
+        # (b) reg_y brings "Delta Works" and is rejected; reg_z files it again after that
+        # decision. Both submissions are written before the rejection.
+        await fold((3, filing("reg_y", "Beta Systems dba Delta Works")))
+        await fold((4, filing("reg_z", "Beta Systems dba Delta Works")))
+        await fold((1_002, rejected("reg_y", "delta works")))
+        assert "delta works" in await filed()
+        assert await owner("Delta Works") == key
+        # reg_x's rejection undone: "Gamma Labs" filed again, kept.
+        await fold((1_003, decided("reg_x", "p-2", key=key).model_copy(
+            update={"refiled_names": ("gamma labs",), "refiled_country": "US"})))
+        assert await filed() == {"alpha robotics", "omega labs", "beta systems",
+                                 "gamma labs", "delta works"}
+        assert await owner("Gamma Labs") == key
     finally:
         await engine.dispose()

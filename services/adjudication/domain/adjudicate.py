@@ -154,10 +154,25 @@ def adjudicate(
     rejected: a link lives only as long as a registration that shows it)."""
     if entry.id in state.entries:
         return  # the same submission logged twice: it was decided the first time
+    unfiling = policy.match.rejected_names == "unfiled"
+    # Another filing in review under the key may have brought these names (`brought`).
+    others = identity.name is not None and entry.account_key in state.brought.on_key
     fresh = state.index.taken_back_if_rejected(entry.account_key, identity.name,
                                                  identity.country) \
-        if identity.name and policy.match.rejected_names == "unfiled" else ()
+        if identity.name and (unfiling or others) else ()
+    if others:
+        # Undecided yet: its decision says whether the forms it files again stay for
+        # good (live: `activate`) or count for nothing (rejected: `retired`).
+        state.brought.filed(entry.id, entry.account_key, identity.name or "",
+                            identity.country, fresh, False)
     collisions = _decide(state, out, entry, identity, policy, partner_status)
+    if fresh and unfiling and entry.status == "in_review":
+        # In review, the forms it brought are its own to take back if a person rejects
+        # it (session 30: one rule with a rejection at the decision).
+        state.brought.bring(entry.id, entry.account_key, identity.name or "",
+                            identity.country, fresh)
+    if not unfiling:
+        fresh = ()
     if fresh and entry.status == "rejected":
         # A filing that never held anything adds no names that join customers (session
         # 29): "B dba A" rejected as its partner's own duplicate of B left A's name on B's
@@ -240,6 +255,12 @@ def _decide(
                                      explain.non_exclusive(entry, label, version), at))
         return collisions
 
+    waiting = release.pending_over(state, entry, identity, policy, own, known)
+    if waiting:
+        # An owner expired and its line is promoted on the unit: nobody takes the customer
+        # meanwhile; it queues behind the line (release.py, `promotion_unit`).
+        release.queue_behind(state, out, entry, waiting, label, policy, at)
+        return collisions
     rivals = [c for c in collisions
               if held_exclusively(state, c.entry) and not same_party_under(c.entry, entry, policy)]
     confident = [c for c in rivals if c.confident]

@@ -196,10 +196,27 @@ def decide_relaying(
         relay.tell_ended(state, out)
     if state.refiled:
         _say_refiled(state, out)
+    if state.unfiled_now:
+        _say_unfiled(state, out)
     relays = [e for e in out if isinstance(e, RELAYS)]
     if relays:
         return [e for e in out if not isinstance(e, RELAYS)], relays
     return out, relays
+
+
+def _say_unfiled(state: AdjudicationState, out: Out) -> None:
+    """Write the names a rejection after review took back (`AdjudicationState.retired`)
+    on that entry's rejecting decision, `unfiled_names`, as a rejection at the decision
+    does (session 30): the directory read model removes them the same way."""
+    for entry_id, forms in state.unfiled_now.items():
+        for i in range(len(out) - 1, -1, -1):
+            event = out[i]
+            if isinstance(event, RegistrationDecided | ClaimDecided) and (
+                    (event.registration_id if isinstance(event, RegistrationDecided)
+                     else event.claim_id) == entry_id):
+                out[i] = event.model_copy(update={"unfiled_names": forms})
+                break
+    state.unfiled_now.clear()
 
 
 def _say_refiled(state: AdjudicationState, out: Out) -> None:

@@ -106,6 +106,7 @@ def retire(state: AdjudicationState, entry: Entry, status: str, policy: Policy, 
     """Leave the active set with `status`; forget the entry one protection period later."""
     state.deactivate(entry)
     entry.status = status
+    state.retired(entry, status)
     if entry.id in state.justifies:
         state.ended.append(entry.id)  # its links are revisited (links.revisit)
     if entry.id in state.watchers:

@@ -21,7 +21,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Final
 
-from shared.accounts import AccountIdentity, AccountIndex, Identifiers, different_customers
+from shared.accounts import (
+    AccountIdentity,
+    AccountIndex,
+    BroughtNames,
+    Identifiers,
+    different_customers,
+)
 from shared.events.registration import PROTECTING
 from shared.policy import Policy
 
@@ -44,14 +50,19 @@ DEADLINE: Final = "dispute_deadline"
 FORGET_ENTRY: Final = "forget_entry"
 FORGET_DISPUTE: Final = "forget_dispute"
 COPY_LEASE: Final = "copy_lease"
+PROMOTION: Final = "release_promotion"
 
 ORDER: Final[dict[str, int]] = {
-    EXPIRY: 0, COPY_LEASE: 0, REMINDER: 1, DEADLINE: 2, FORGET_ENTRY: 3, FORGET_DISPUTE: 4,
+    EXPIRY: 0, COPY_LEASE: 0, PROMOTION: 0, REMINDER: 1, DEADLINE: 2, FORGET_ENTRY: 3,
+    FORGET_DISPUTE: 4,
 }
 """What happens first when deadlines fall on the same instant, by meaning: protections end
 (an expiry, a copy's lease running out) before a dispute's deadline is weighed (so a
 fallback sees who is still there and never awards a protection ending that very
-microsecond), reminders before the escalation they announce, forgetting last."""
+microsecond), reminders before the escalation they announce, forgetting last. A
+promotion deferred to the unit (`PROMOTION`) ranks with the protections that end (by kind
+name, after an expiry or lease at that instant: it weighs who is still there), before
+the dispute deadlines, as a promotion at the expiry itself did."""
 
 TimerItem = tuple[int, int, str, str, int]
 """(deadline µs, order, kind, target id, level): totally ordered (ids are unique per kind),
@@ -201,10 +212,24 @@ class AdjudicationState:
     """entry id -> (name forms, country) its undone rejection filed again (`activate`)
     since the last decision was told: `decide` writes them on that entry's decision
     (`refiled_names`) for the directory read model. Empty between events."""
+    brought: BroughtNames = field(default_factory=BroughtNames)
+    """The name forms each entry in review brought to its key (new there when it was
+    filed, under `match.rejected_names: unfiled`), less those another live filing filed
+    since: what a person's (or a settlement's) rejection takes back (`retired`; session
+    30). Empty of entries decided otherwise."""
+    unfiled_now: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """entry id -> the name forms its rejection after review took back (`retired`) since
+    the last decision was told: `decide` writes them on that entry's decision
+    (`unfiled_names`). Empty between events."""
     suspects: dict[str, list[tuple[str, str, float]]] = field(default_factory=dict)
     """registration id (not yet decided) -> [(key, matched by, score)]: keys on another
     partition the edge reported as possible duplicates of its account (links.report);
     consumed when that registration is decided."""
+    releasing: dict[str, list[tuple[str, int, int]]] = field(default_factory=dict)
+    """account key -> [(owner id, expired at µs, promotion due µs)]: owners whose protection
+    expired and whose line is promoted on the policy's `promotion_unit` (a `PROMOTION`
+    timer, release.py); until then a newcomer on their customer and scope queues behind
+    the line."""
     let_go: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     """account key -> [(entry id, ended at µs)]: partner registrations withdrawn or expired,
     while remembered (the re-registration cool-off, cooloff.py)."""
@@ -326,6 +351,13 @@ class AdjudicationState:
         self._indexed.pop(account_key, None)
 
     def activate(self, entry: Entry) -> None:
+        if self.brought.brought:
+            # Live: what it filed again stays for good; approved, it holds, so what it
+            # brought is its customer's (`BroughtNames`).
+            if entry.status == "approved":
+                self.brought.held(entry.id)
+            else:
+                self.brought.waits(entry.id)
         if entry.unfiled is not None:
             # A rejection that took its names back is undone (promoted, contested, awarded):
             # the names are its customer's again (session 29 second rival review: "B dba T"
@@ -335,7 +367,12 @@ class AdjudicationState:
             entry.unfiled = None
             forms = self.index.new_name_forms(entry.account_key, name, country)
             self.index_account(entry.account_key, AccountIdentity(None, None, name, country))
+            # It files them again, as a filing would: others' records lose them, and in
+            # review they are its own to take back once more if a person rejects it.
+            self.brought.filed(entry.id, entry.account_key, name, country, forms, True)
             if forms:
+                if entry.status != "approved":
+                    self.brought.bring(entry.id, entry.account_key, name, country, forms)
                 # Its decision says so, and the directory read model files them too.
                 self.refiled[entry.id] = (forms, country)
         bucket = self.active_by_key.get(entry.account_key)
@@ -343,6 +380,25 @@ class AdjudicationState:
             self.active_by_key[entry.account_key] = [entry]
         elif entry not in bucket:
             bucket.append(entry)
+
+    def retired(self, entry: Entry, status: str) -> None:
+        """`entry` left the active set with `status` (`protection.retire`). Rejected after
+        review, it takes back the name forms it brought that no live filing filed since
+        (`BroughtNames.rejected`; a filing rejected at its decision is `adjudicate`'s, and
+        has no record here), and is filed again if that is undone (`activate`); ended
+        otherwise, it held something and keeps them (session 30)."""
+        if not self.brought.brought:
+            return
+        if status != "rejected":
+            self.brought.held(entry.id)
+            return
+        taken = self.brought.rejected(entry.id)
+        if taken is None:
+            return
+        account_key, forms, country, name = taken
+        self.unfile_names(account_key, forms, country)
+        entry.unfiled = (name, country)
+        self.unfiled_now[entry.id] = forms
 
     def deactivate(self, entry: Entry) -> None:
         bucket = self.active_by_key.get(entry.account_key)

@@ -65,6 +65,7 @@ from shared.readmodel.schema import (
     account_names,
     dispute_members,
     disputes,
+    name_filed,
     ownership_intervals,
     registrations,
     timeline_entries,
@@ -340,8 +341,10 @@ _CRM_IDS_OF_KEYS = select(account_crm_ids.c.crm_account_id).where(
     account_crm_ids.c.account_key.in_(_KEYS))
 _KEYS_NAMED = (select(account_names.c.account_key)
                .where(account_names.c.country == bindparam("country"),
-                      account_names.c.name == bindparam("name"))
+                      account_names.c.name == bindparam("name"), name_filed())
                .order_by(account_names.c.account_key))
+"""The keys a name is filed under: the primary key's (country, name) range, each row's
+latest filer probed in `account_names_unfiled`'s primary key (session 30)."""
 _LINKS_OF_KEY = select(account_links.c.account_key, account_links.c.canonical_key).where(
     or_(account_links.c.account_key == bindparam("key"),
         account_links.c.canonical_key == bindparam("key")))

@@ -68,6 +68,7 @@ from shared.readmodel.schema import (
     account_links,
     account_name_keys,
     account_names,
+    account_names_unfiled,
     claims,
     dispute_breaches,
     dispute_members,
@@ -84,8 +85,8 @@ from shared.readmodel.schema import (
 TABLES: dict[str, tuple[Table, ...]] = {
     REGISTRATIONS: (registrations, claims, pipeline_totals, pipeline_product_totals),
     OWNERSHIP: (ownership_intervals,),
-    DIRECTORY: (account_domains, account_crm_ids, account_names, account_name_keys,
-                account_link_facts, account_links),
+    DIRECTORY: (account_domains, account_crm_ids, account_names, account_names_unfiled,
+                account_name_keys, account_link_facts, account_links),
     DISPUTES: (disputes, dispute_members, dispute_breaches),
     TIMELINES: (timeline_entries,),
 }
@@ -188,14 +189,29 @@ def _converter(column: Column[Any], dialect: str) -> Callable[[Any], Any] | None
     return None
 
 
+_LATEST: Final = {"account_names": ("filed_at", "filed_by")}
+"""Per table merged in mode "latest": the columns that order its facts."""
+
+
 @lru_cache(maxsize=512)
 def _conflict_action(table: Table, columns: tuple[str, ...], keys: Sequence[str],
                      mode: str) -> str:
     """The `ON CONFLICT` action of an upsert: keep the stored row ("nothing"), add the new
-    counters to it ("add"), or overwrite it ("update"); one text for the row-by-row and
-    the staged statements."""
+    counters to it ("add"), overwrite it ("update"), or overwrite it when the new row is
+    the later one by the table's `_LATEST` columns ("latest", `directory.later`'s rule: a
+    NULL second column never wins a tie); one text for the row-by-row and the staged
+    statements."""
     if mode == "nothing":
         return "DO NOTHING"
+    if mode == "latest":
+        first, second = _LATEST[table.name]
+        if first not in columns or second not in columns:
+            return "DO NOTHING"  # rows without their order (kept: the column's default)
+        mine, new = f'"{table.name}"', "excluded"
+        return ("DO UPDATE SET " + ", ".join(
+            f'"{c}" = excluded."{c}"' for c in columns if c not in keys)
+            + f' WHERE {new}."{first}" > {mine}."{first}" OR ({new}."{first}" = '
+              f'{mine}."{first}" AND {new}."{second}" > {mine}."{second}")')
     if mode == "add":
         return "DO UPDATE SET " + ", ".join(
             f'"{c}" = "{table.name}"."{c}" + excluded."{c}"' for c in columns if c not in keys)
@@ -444,7 +460,7 @@ async def forget_positions(conn: AsyncConnection, models: Iterable[str]) -> None
                        .where(projection_positions.c.projection.in_(list(models))))
 
 
-MODEL_VERSIONS: Final[Mapping[str, int]] = {DIRECTORY: 4}
+MODEL_VERSIONS: Final[Mapping[str, int]] = {DIRECTORY: 5}
 """What each read model's rows mean, bumped when a release files rows an existing store
 lacks until the log is replayed into it (a model not named: 1). directory 2: a name filed
 without a country is filed under the unknown country ("") and "X dba Y" under both names
@@ -455,7 +471,11 @@ country drops a qualifier naming any country or region), so a warmed service fin
 older filing of "Acme Corp (TM)" as "acme". directory 4: each name row records the filing
 that first filed it (`filed_by`, migration 0016) and a filing rejected at its decision
 takes back the names it brought (`unfiled_names`, session 29); a directory of 3 still
-holds a rejected "B dba A"'s A under B."""
+holds a rejected "B dba A"'s A under B. directory 5: names folded order-free (session 30,
+migration 0017): each row keeps its latest filer in intake order (`filed_at`) and a
+rejection's unfiled names are rows of `account_names_unfiled`; a directory of 4 lost a
+name a second filing brought before the first one's rejection was folded, and kept one
+whose rejection was folded in a batch before its submission."""
 _VERSION_SUFFIX: Final = "#version"
 """A model's version is a `projection_positions` row of its own (projection
 `<model>#version`, topic "", partition 0, position = the version): every reader of
@@ -637,11 +657,11 @@ def prepare(dialect: str, batch: Batch, *, staged: bool = False,
     # First writer wins in the directory: a domain keeps the key it was first filed under.
     add(account_domains, _sorted(batch.domains), ("domain",), "nothing")
     add(account_crm_ids, _sorted(batch.crm_ids), ("crm_account_id",), "nothing")
-    # A rejected filing's names go before the batch files names: a later filing of the
-    # same name under the key in this batch files it again (session 29).
-    add(account_names, _sorted(batch.unfiled_names), ("account_key", "name", "filed_by"),
-        "delete")
-    add(account_names, _sorted(batch.names), ("country", "name", "account_key"), "nothing")
+    # Names are merged order-free (session 30, `directory.later`): each row keeps its
+    # latest filer; a rejection's unfiled names are rows of their own, asked at look-up.
+    add(account_names_unfiled, _sorted(batch.unfiled_names),
+        ("account_key", "name", "filed_by"), "nothing")
+    add(account_names, _sorted(batch.names), ("country", "name", "account_key"), "latest")
     add(account_name_keys, _sorted(batch.name_keys), ("country", "key", "name"), "nothing")
     if batch.link_facts:
         # Few rows (a link per alias and partition): merged by `_write_links`, not bulk.

@@ -97,6 +97,9 @@ class Item(NamedTuple):
     """The envelope's W3C trace context (CloudEvents distributed-tracing extension), which
     the notifications it causes carry to their webhooks."""
     tracestate: str | None = None
+    offset: int = -1
+    """The record's offset in its topic partition: a submission's orders the filers of a
+    directory name (`directory.later`; every filing of a key is on its intake partition)."""
 
 
 @dataclass
@@ -249,8 +252,11 @@ class Batch:
         self.names: dict[tuple[str, str, str], Row] = {}
         self.name_keys: dict[tuple[str, str, str], Row] = {}
         self.unfiled_names: dict[tuple[str, str, str], Row] = {}
-        """(account key, name, filing) -> the name row a rejected filing takes back
-        (`directory.unfiled`): deleted before the batch's names are inserted."""
+        """(account key, name, filing) -> an `account_names_unfiled` row: a rejected
+        filing took the name back (`directory.unfiled`); a name row whose latest filer it
+        is is not filed, whichever is folded first (session 30)."""
+        self._offset = -1
+        """The offset of the item being folded (`Item.offset`)."""
         self.link_facts: dict[tuple[str, str], Row] = {}
         """(alias, canonical) -> what this batch's partitions decided about the link:
         `holders` (links minus unlinks) and the earliest link's facts (None if it only
@@ -272,6 +278,7 @@ class Batch:
                 self.outbox.setdefault(row["id"], row)
         if type(event) not in _ACCOUNTED:
             raise UnhandledEventType("the projections", event)
+        self._offset = item.offset
         for model, handler in _DISPATCH.get(type(event), ()):
             if model in models:
                 handler(self, item.event_id, event)
@@ -294,6 +301,7 @@ class Batch:
                     self.fold(item)
                     continue
             self.events += 1
+            self._offset = item.offset  # orders a submission's names (`directory.later`)
             for handler in plan[0]:
                 handler(self, item.event_id, event)
             if plan[1]:
@@ -384,45 +392,34 @@ class Batch:
         filing = (event.registration_id if isinstance(event, RegistrationSubmitted)
                   else event.claim_id)
         domains, crm_ids, names, keys = directory.facts(event.account_key, event.account,
-                                                        filing)
+                                                        filing, self._offset)
         for row in domains:
             self.domains.setdefault(row["domain"], row)
         for row in crm_ids:
             self.crm_ids.setdefault(row["crm_account_id"], row)
         for row in names:
-            if (row["account_key"], row["name"], filing) in self.unfiled_names:
-                continue  # its rejection came first in this batch
-            self.names.setdefault((row["country"], row["name"], row["account_key"]), row)
+            self._name(row)
         for row in keys:
             self.name_keys.setdefault((row["country"], row["key"], row["name"]), row)
 
+    def _name(self, row: Row) -> None:
+        at = (row["country"], row["name"], row["account_key"])
+        held = self.names.get(at)
+        self.names[at] = row if held is None else directory.later(held, row)
+
     def _unfiled(self, _: str, event: RegistrationDecided | ClaimDecided) -> None:
         """A filing rejected at its decision takes back the name forms it newly filed
-        (`unfiled_names`, session 29): the rows it filed first go, in this batch and in
-        the store."""
-        filing = (event.registration_id if isinstance(event, RegistrationDecided)
-                  else event.claim_id)
+        (`unfiled_names`, session 29), and one whose rejection is undone files them again
+        (`refiled_names`): both folded order-free (session 30, `directory`)."""
         if event.refiled_names:
-            self._refiled(filing, event)
-        if not event.unfiled_names:
-            return
-        gone = directory.unfiled(event.account_key, filing, event.unfiled_names)
-        for row in gone:
-            self.unfiled_names[(row["account_key"], row["name"], filing)] = row
-        forms = set(event.unfiled_names)
-        for at, row in list(self.names.items()):
-            if (row["account_key"] == event.account_key and row["name"] in forms
-                    and row["filed_by"] == filing):
-                del self.names[at]
-
-    def _refiled(self, filing: str, event: RegistrationDecided | ClaimDecided) -> None:
-        """A rejection undone (promoted, contested, awarded) files the names it took back
-        again (`refiled_names`, session 29): an edge warmed from the directory weighs a
-        later filing of them against this holder again."""
-        for row in directory.refiled(event.account_key, filing, event.refiled_names,
-                                     event.refiled_country):
-            self.unfiled_names.pop((row["account_key"], row["name"], filing), None)
-            self.names.setdefault((row["country"], row["name"], row["account_key"]), row)
+            for row in directory.refiled(event.account_key, event.refiled_names,
+                                         event.refiled_country):
+                self._name(row)
+        if event.unfiled_names:
+            filing = (event.registration_id if isinstance(event, RegistrationDecided)
+                      else event.claim_id)
+            for row in directory.unfiled(event.account_key, filing, event.unfiled_names):
+                self.unfiled_names[(row["account_key"], row["name"], filing)] = row
 
     def _linked(self, _: str, event: AccountsLinked) -> None:
         self._link_fact(directory.link(event))

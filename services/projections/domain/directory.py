@@ -10,10 +10,25 @@ Fuzzy name look-ups block on keys of the token-sorted normalized name, the same 
 characters or more, so a typo inside a token still shares a key with the right name. A
 query reads the postings of its keys (bounded per key) and scores the candidates with
 `shared.accounts.name_similarity`.
+
+Names are filed order-free (session 30): intake and decisions are folded independently, so
+a filing's rejection may be folded before its submission, or after a later filing of the
+same name. A name row (country, name, key) records its *latest* filer in intake order
+(`filed_by`, `filed_at`: the submission's intake offset; every filing of a key is on its
+key's intake partition, so the offsets order them as the adjudicator read them), merged
+by `later`. A rejection's `unfiled_names` are kept as their own rows (`unfiled`, table
+`account_names_unfiled`: key, name, filing), and a name is filed unless its row's latest
+filer is one of them (`is_filed`; the look-ups ask the same, `shared.readmodel.schema.
+name_filed`). Why the latest filer decides: the adjudicator takes back only forms new
+under the key at the rejected filing, so every earlier filing of that form was taken back
+itself, and any later filing files it again. A row filed with no filer (`filed_by` None,
+`filed_at` `KEPT`: filed before provenance was recorded, or filed again by an undone
+rejection, `refiled`) is never taken back, and no submission replaces its filer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Container
 from typing import Any
 
 from shared.accounts.filing import name_keys, name_rows
@@ -23,14 +38,19 @@ from shared.events import Account, AccountsLinked, AccountsUnlinked
 
 Row = dict[str, Any]
 
-__all__ = ["facts", "name_keys", "refiled", "unfiled"]
+__all__ = ["KEPT", "facts", "is_filed", "later", "name_keys", "refiled", "unfiled"]
+
+KEPT = 2**62
+"""`filed_at` of a name row no rejection takes back (`filed_by` None): above any intake
+offset, so no submission's filing replaces it (`later`)."""
 
 
-def facts(account_key: str, account: Account, filed_by: str | None = None
-          ) -> tuple[list[Row], list[Row], list[Row], list[Row]]:
+def facts(account_key: str, account: Account, filed_by: str | None = None,
+          filed_at: int = -1) -> tuple[list[Row], list[Row], list[Row], list[Row]]:
     """Directory rows of one submitted account: domains, CRM ids, names, name keys.
-    `filed_by`: the registration or claim that files them, recorded on its name rows (the
-    first filer's stays: a rejection decision's `unfiled_names` remove only its own)."""
+    `filed_by`: the registration or claim that files them, `filed_at` its submission's
+    intake offset, recorded on its name rows (the latest filer's stays, `later`); without
+    a filer the rows are `KEPT`."""
     domains: list[Row] = []
     crm_ids: list[Row] = []
     if account.domain:
@@ -41,9 +61,9 @@ def facts(account_key: str, account: Account, filed_by: str | None = None
     # Names as `shared.accounts.filing` files them (migration 0014 re-files by it too).
     names, keys = name_rows(account_key, account.name, account.country,
                             bool(domains or crm_ids))
-    if filed_by is not None:
-        for row in names:
-            row["filed_by"] = filed_by
+    for row in names:
+        row["filed_by"] = filed_by
+        row["filed_at"] = filed_at if filed_by is not None else KEPT
     return domains, crm_ids, names, keys
 
 
@@ -83,18 +103,37 @@ def _decision(fact: Row) -> tuple[Any, ...]:
     return fact["linked_at"], fact["matched_by"], fact["score"]
 
 
+def later(held: Row, row: Row) -> Row:
+    """Two facts of one name row merged: the one of the later filer, by (`filed_at`,
+    `filed_by`) (a tie is one record folded twice; a filer-less row is `KEPT`, above every
+    offset). Commutative and associative, so any fold order gives the same row; the store
+    applies the same rule (`repository`, conflict mode "latest")."""
+    if row["filed_at"] > held["filed_at"] or (
+            row["filed_at"] == held["filed_at"] and row["filed_by"] is not None
+            and held["filed_by"] is not None and row["filed_by"] > held["filed_by"]):
+        return row
+    return held
+
+
+def is_filed(row: Row, unfiled_rows: Container[tuple[str, str, str]]) -> bool:
+    """Whether a name row is filed: its latest filer's rejection did not take it back
+    (`unfiled_rows`: (account key, name, filing) of the `unfiled` rows)."""
+    filer = row.get("filed_by")
+    return filer is None or (row["account_key"], row["name"], filer) not in unfiled_rows
+
+
 def unfiled(account_key: str, filing_id: str, forms: tuple[str, ...]) -> list[Row]:
-    """The name rows a rejected filing takes back (its decision's `unfiled_names`, session
-    29): those it filed first under its key. A row another filing filed first, or one
-    filed before provenance was recorded (`filed_by` None), stays."""
+    """The `account_names_unfiled` rows of a rejected filing (its decision's
+    `unfiled_names`, session 29): a name row whose latest filer it is is no longer filed,
+    whether its submission is folded before or after (session 30)."""
     return [{"account_key": account_key, "name": form, "filed_by": filing_id}
             for form in forms]
 
 
-def refiled(account_key: str, filing_id: str, forms: tuple[str, ...],
-            country: str | None) -> list[Row]:
+def refiled(account_key: str, forms: tuple[str, ...], country: str | None) -> list[Row]:
     """The name rows a filing whose rejection is undone files again (its approving or
-    reviewing decision's `refiled_names` in `refiled_country`, session 29): filed by it,
-    as when it first filed them (a row another filing filed meanwhile stays that one's)."""
+    reviewing decision's `refiled_names` in `refiled_country`, session 29): `KEPT`, as the
+    adjudicator keeps them (a form it files again is new under the key then, and nothing
+    takes back a form that is not new), whatever is folded before or after."""
     return [{"country": country or UNKNOWN_COUNTRY, "name": form, "account_key": account_key,
-             "filed_by": filing_id} for form in forms]
+             "filed_by": None, "filed_at": KEPT} for form in forms]

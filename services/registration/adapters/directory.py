@@ -40,6 +40,7 @@ from shared.accounts import (
     AccountIdentity,
     AccountIndex,
     AccountMatch,
+    BroughtNames,
     Identifiers,
     blocking_keys,
     different_customers,
@@ -48,13 +49,20 @@ from shared.accounts import (
     name_length_window,
     sort_name_tokens,
 )
-from shared.accounts.index import UNKNOWN_COUNTRY, CountrylessNames, countries_weighed
+from shared.accounts.index import CountrylessNames, countries_weighed
 from shared.accounts.salesforce import CrmIds, any_spelling, crm_id_spellings
 from shared.events.registration import PROTECTING
 from shared.logging import get_logger
 from shared.policy import MatchPolicy
 from shared.readmodel import queries
-from shared.readmodel.schema import account_crm_ids, account_domains, account_names, metadata
+from shared.readmodel.schema import (
+    NAME_FILED_SQL,
+    account_crm_ids,
+    account_domains,
+    account_names,
+    metadata,
+    name_filed,
+)
 
 log = get_logger(__name__)
 
@@ -81,7 +89,7 @@ SELECT 'domain', domain, account_key, '' FROM account_domains
  WHERE $2::varchar IS NOT NULL AND domain = $2::varchar
 UNION ALL
 SELECT 'name', name, account_key, country FROM account_names
- WHERE $3::text[] IS NOT NULL AND country = ANY($3::text[])
+ WHERE $3::text[] IS NOT NULL AND country = ANY($3::text[]) AND """ + NAME_FILED_SQL + """
    AND char_length(name) BETWEEN $6::integer AND $7::integer AND (country, name) IN (
    SELECT DISTINCT country, name FROM account_name_keys
     WHERE country = ANY($3::text[]) AND key = ANY($4::text[]) LIMIT $5::integer)
@@ -142,14 +150,14 @@ class AccountDirectory:
         self._added_during_rewarm: list[tuple[str, AccountIdentity]] | None = None
         self._recent: OrderedDict[str, KnownEntity] = OrderedDict()
         self._recent_size = recent_size
-        # entity id -> (key, name forms it newly filed here, country, name): taken back if
-        # the adjudicator rejects it (`match.rejected_names: unfiled`, `rejected`), then
-        # kept in `_taken` to be filed again if it is approved or reviewed later (`told`).
-        self._fresh: OrderedDict[str, tuple[str, tuple[str, ...], str | None, str]] = \
-            OrderedDict()
+        # The name forms each filing this process appended newly filed here, while it may
+        # still be rejected, and who else filed them since (`BroughtNames`, the
+        # adjudicator's own rule): taken back if it is rejected (`match.rejected_names:
+        # unfiled`) at its decision or after review, then kept in `_taken` to be filed
+        # again if it is approved or reviewed later (`told`).
+        self._brought = BroughtNames()
         self._taken: OrderedDict[str, tuple[str, tuple[str, ...], str | None, str]] = \
             OrderedDict()
-        self._fresh_on: dict[str, set[str]] = {}  # key -> the ids in `_fresh` filed under it
         self.links: LinkMap | None = None
         """The account links in memory, when this process's projection worker tells it
         what it wrote (`follow_links_in_memory`); else each look-up reads them."""
@@ -192,7 +200,7 @@ class AccountDirectory:
                     ("crm", select(account_crm_ids.c.crm_account_id,
                                    account_crm_ids.c.account_key)),
                     ("name", select(account_names.c.country, account_names.c.name,
-                                    account_names.c.account_key))):
+                                    account_names.c.account_key).where(name_filed()))):
                 for row in await conn.execute(query):
                     if kind == "domain":
                         identity = AccountIdentity(None, row[0], None, None)
@@ -428,11 +436,11 @@ class AccountDirectory:
                                                 blocks.c.key.in_(keys)).distinct()
             return (select(literal("name"), account_names.c.name, account_names.c.account_key,
                            account_names.c.country)
-                    .where(account_names.c.country == country,
+                    .where(account_names.c.country == country, name_filed(),
                            account_names.c.name.in_(names.limit(_NAME_FALLBACK_LIMIT))))
         first = name.split()[0]
         limited = (select(account_names.c.name, account_names.c.account_key)
-                   .where(account_names.c.country == country,
+                   .where(account_names.c.country == country, name_filed(),
                           account_names.c.name >= first,
                           account_names.c.name < first + "\uffff")
                    .limit(_NAME_FALLBACK_LIMIT)).subquery()
@@ -448,58 +456,41 @@ class AccountDirectory:
                        unfile_if_rejected: bool) -> None:
         """`remember` a registration's or claim's identity after its append, keeping the
         name forms it newly filed under its key when they are to be taken back if it is
-        rejected (`rejected`, policy `match.rejected_names: unfiled`). A form it files that
-        an undecided filing brought first is no longer that one's alone to take back."""
+        rejected (`decided`, policy `match.rejected_names: unfiled`). A form it files that
+        an undecided or waiting filing brought first is no longer that one's alone to take
+        back (`BroughtNames.filed`; session 29 second rival review: a rival's "B dba T",
+        rejected, took T back from the key while the holder's filing of T held it)."""
         if identity.name:
             forms = self._index.new_name_forms(account_key, identity.name, identity.country)
-            if self._fresh_on.get(account_key):
-                self._brought_too(account_key, identity.name, forms, identity.country)
+            self._brought.filed(entity_id, account_key, identity.name, identity.country,
+                                forms, False)
             taken = self._index.taken_back_if_rejected(
                 account_key, identity.name, identity.country) if forms else ()
             if taken and unfile_if_rejected:
-                self._fresh[entity_id] = (account_key, taken, identity.country,
-                                          identity.name)
-                self._fresh_on.setdefault(account_key, set()).add(entity_id)
-                while len(self._fresh) > self._recent_size:
-                    self._forget_fresh(next(iter(self._fresh)))
+                self._brought.bring(entity_id, account_key, identity.name,
+                                    identity.country, taken)
+                while len(self._brought) > self._recent_size:
+                    self._brought.forget_oldest()
         self.remember(account_key, identity)
 
-    def _brought_too(self, account_key: str, name: str, new: tuple[str, ...],
-                     country: str | None) -> None:
-        """Another filing under `account_key` brings `name`'s forms that were filed already:
-        an undecided filing that brought them first no longer takes them back if rejected
-        (session 29 second rival review: a rival's "B dba T", rejected, took T back from
-        the key while the holder's filing of T, made before that decision, held it)."""
-        again = set(name_forms(name)).difference(new)
-        here = country or UNKNOWN_COUNTRY
-        for other in list(self._fresh_on.get(account_key, ())):
-            key, forms, filed_in, filed_name = self._fresh[other]
-            if (filed_in or UNKNOWN_COUNTRY) != here or again.isdisjoint(forms):
-                continue
-            kept = tuple(f for f in forms if f not in again)
-            if kept:
-                self._fresh[other] = (key, kept, filed_in, filed_name)
-            else:
-                self._forget_fresh(other)
-
-    def _forget_fresh(self, entity_id: str
-                      ) -> tuple[str, tuple[str, ...], str | None, str] | None:
-        found = self._fresh.pop(entity_id, None)
-        if found is not None:
-            ids = self._fresh_on.get(found[0])
-            if ids is not None:
-                ids.discard(entity_id)
-                if not ids:
-                    del self._fresh_on[found[0]]
-        return found
-
     def decided(self, entity_id: str, status: str | None) -> None:
-        """A registration or claim this process filed is decided: rejected, the name forms
-        it newly filed are taken back (a filing that never held anything adds no names that
-        join customers, session 29; the adjudicator does the same). A rewarm started before
-        puts them back until the next one: the directory read model still files them."""
-        found = self._forget_fresh(entity_id)
-        if found is not None and status == "rejected":
+        """A registration or claim this process filed is decided (or decided again):
+        rejected -- at its decision or by a person after review -- the name forms it
+        newly filed that no live filing filed since are taken back (a filing that never
+        held anything adds no names that join customers, sessions 29-30; the adjudicator
+        does the same, `BroughtNames`); in review they wait for the person; approved or
+        ended otherwise they stay. A rewarm started before puts taken forms back until
+        the next one: the directory read model still files them."""
+        if status is None or status == "submitted":
+            return
+        if status == "in_review":
+            self._brought.waits(entity_id)
+            return
+        if status != "rejected":
+            self._brought.held(entity_id)
+            return
+        found = self._brought.rejected(entity_id)
+        if found is not None:
             account_key, forms, country, _ = found
             self._index.unfile_names(account_key, forms, country)
             self._taken[entity_id] = found
@@ -508,19 +499,25 @@ class AccountDirectory:
 
     def told(self, ids: Collection[str], rows: Mapping[str, dict[str, Any]] | None) -> None:
         """A `DecisionWaiter` observer: the rows (or statuses) the projections just
-        committed; a decided filing of this process is `decided` at once."""
-        if rows is None or not (self._fresh or self._taken):
+        committed; a filing of this process still holding names it may take back (or
+        has taken back) is `decided` at once."""
+        if rows is None or not (self._brought or self._taken):
             return
         for entity_id in ids:
             row = rows.get(entity_id)
             status = row.get("status") if row is not None else None
-            if status is not None and status != "submitted" and entity_id in self._fresh:
+            if entity_id in self._brought:
                 self.decided(entity_id, status)
             elif status in PROTECTING and entity_id in self._taken:
                 # Its rejection is undone (promoted after its holder ended, contested,
                 # awarded): its names are its customer's again, as in the adjudicator
-                # (`AdjudicationState.activate`; session 29 second rival review).
+                # (`AdjudicationState.activate`; session 29 second rival review), and in
+                # review its own to take back once more.
                 account_key, _, country, name = self._taken.pop(entity_id)
+                forms = self._index.new_name_forms(account_key, name, country)
+                self._brought.filed(entity_id, account_key, name, country, forms, True)
+                if forms and status != "approved":
+                    self._brought.bring(entity_id, account_key, name, country, forms)
                 self.remember(account_key, AccountIdentity(None, None, name, country))
 
     # --- entities this process accepted ----------------------------------------------------

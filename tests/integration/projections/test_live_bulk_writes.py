@@ -25,6 +25,7 @@ from services.projections.worker import ProjectionWorker
 from shared.eventlog import TopicPartition
 from shared.eventlog.topics import Topics
 from shared.readmodel.schema import (
+    NAME_KEPT,
     account_name_keys,
     pipeline_totals,
     projection_positions,
@@ -80,6 +81,9 @@ def _batch(draw: st.DrawFn) -> dict[str, list[dict[str, Any]]]:
             "protected_until": st.none() | _TIME}), min_size=n[0], max_size=n[0]))
     names = draw(st.lists(st.tuples(key.map(lambda s: s[:2]), key, _short(300)),
                           unique=True, min_size=n[1], max_size=n[1]))
+    # Each name's latest filer (merged by "latest": a later one replaces the stored one,
+    # session 30), None (kept) or a filing at a small offset, so batches meet ties too.
+    filers = [draw(st.none() | st.tuples(key, st.integers(-1, 2))) for _ in names]
     totals = draw(st.dictionaries(
         st.tuples(key, key, key, key.map(lambda s: s[:3])),
         st.tuples(st.integers(-3, 3), st.integers(-10**12, 10**12)).filter(
@@ -99,7 +103,11 @@ def _batch(draw: st.DrawFn) -> dict[str, list[dict[str, Any]]]:
     return {
         "intervals": [{"holder_id": h, "opened_by": o, **row}
                       for (h, o), row in sorted(intervals.items())],
-        "names": [{"country": c, "name": n, "account_key": k} for c, n, k in sorted(names)],
+        "names": [{"country": c, "name": n, "account_key": k,
+                   "filed_by": f[0] if f else None, "filed_at": f[1] if f else NAME_KEPT}
+                  for (c, n, k), f in zip(names, filers, strict=True)],
+        "unfiled": [{"account_key": k, "name": n, "filed_by": f[0]}
+                    for (_, n, k), f in zip(names, filers, strict=True) if f],
         "totals": [{"partner_id": p, "status": s, "motion": m, "currency": c,
                     "count": n, "amount_e4": a}
                    for (p, s, m, c), (n, a) in sorted(totals.items())],
@@ -126,7 +134,8 @@ def _as_batch(rows: dict[str, list[dict[str, Any]]]) -> Any:
                                          product_rows=none),
         intervals=keyed(rows["intervals"], "holder_id", "opened_by"), domains={},
         crm_ids={}, names=keyed(rows["names"], "country", "name", "account_key"),
-        name_keys={}, unfiled_names={}, link_facts={}, members={}, breaches={},
+        name_keys={}, unfiled_names=keyed(rows.get("unfiled", []), "account_key", "name",
+                                          "filed_by"), link_facts={}, members={}, breaches={},
         timeline=keyed(rows["timeline"], "subject_id", "event_id"), outbox={})
 
 

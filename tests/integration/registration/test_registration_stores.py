@@ -781,3 +781,49 @@ async def test_a_directory_miss_asks_the_names_filed_without_a_country(
     assert "" in cold._index.countries() and "crm:AF2E" in cold._index
     assert (cold._countries_asked("US", "ask"), cold._countries_asked("US", "hold")) == (
         ["US"], ["US", ""])
+
+
+async def test_the_directory_finds_names_folded_in_any_order_warm_and_on_a_miss(
+        engine: AsyncEngine) -> None:
+    """Session 30: the projections fold intake and decisions independently. (a) "B dba
+    Gamma" rejected (Gamma taken back) with its decision written a batch before its
+    submission; (b) "B dba Delta" rejected, filed again by a second filing whose
+    submission was written before that rejection (the adjudicator keeps Delta under B).
+    A registration service warmed from the directory (a restart) and one asking on a miss
+    (`_MISSES_SQL`) find Delta under B's key and not Gamma; before, the directory had
+    Gamma filed and Delta gone."""
+    from services.projections.adapters import repository
+    from services.projections.domain.batch import Batch, Loaded
+    from tests.unit.projections.builders import decided, item, submitted
+
+    key = "dom:beta.com"
+
+    async def fold(*events: tuple[int, Any]) -> None:
+        batch = Batch(Loaded()).fold_all([
+            item(e, f"evt_{n}", models=("directory",))._replace(offset=n) for n, e in events])
+        async with engine.begin() as conn:
+            await repository.write(conn, batch)
+
+    def filing(rid: str, name: str) -> Any:
+        return submitted(rid, "p-2", key=key, name=name, domain="beta.com")
+
+    def rejected(rid: str, form: str) -> Any:
+        return decided(rid, "p-2", status="rejected", rule="duplicate", key=key,
+                       until_minutes=None).model_copy(update={"unfiled_names": (form,)})
+
+    await fold((0, filing("reg_b", "Beta Systems")))
+    await fold((1_000, rejected("reg_x", "gamma labs")))  # (a)
+    await fold((1, filing("reg_x", "Beta Systems dba Gamma Labs")))
+    await fold((2, filing("reg_y", "Beta Systems dba Delta Works")),  # (b)
+               (3, filing("reg_z", "Beta Systems dba Delta Works")))
+    await fold((1_001, rejected("reg_y", "delta works")))
+    warmed = AccountDirectory(reader(engine), complete=True, rewarm_seconds=3600)
+    await warmed.warm()
+    assert warmed._index.has_name(key, "delta works", "US")
+    assert not warmed._index.has_name(key, "gamma labs", "US")
+    for name, held in (("Delta Works", True), ("Gamma Labs", False)):
+        cold = AccountDirectory(reader(engine), complete=False, rewarm_seconds=3600)
+        cold._warmed_at = 0.0  # every name is a miss
+        got = await cold.resolve(identity_of(name, None, "US", None), NAMES_DECIDE)
+        found = {got.account_key, *(m.account_key for m in got.possible_duplicates)}
+        assert (key in found) is held, (name, got)

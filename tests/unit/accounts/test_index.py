@@ -451,6 +451,61 @@ def test_candidates_within_the_budget_are_every_posting_whatever_the_rarity() ->
     assert set(names.candidates("solutions zyx", 10)) == {"solutions zyx"}
 
 
+def _common_token_index(n: int) -> tuple[AccountIndex, list[str]]:
+    """`n` names sharing the token "and" (a long postings list), a few also sharing
+    "smith" (short ones), each under its own key."""
+    idx = AccountIndex()
+    names = [f"Smith and Wesson {i}" if i % 10 == 0 else f"Brand{i:03d} and Sons {i}"
+             for i in range(n)]
+    for i, name in enumerate(names):
+        idx.add(f"name:US:k{i}", ident(name, "US"))
+    return idx, names
+
+
+def test_a_long_postings_list_gives_every_name_sharing_a_key_and_the_same_matches() -> None:
+    # Session 30: a long list ("and") is passed on without hashing it into the set of the
+    # other keys' names, so a name may come twice; the names and the answer are those of
+    # scoring every name that shares a key, each account once with its strongest evidence.
+    idx, names = _common_token_index(80)
+    country = idx._countries["US"]
+    query = normalize_name("Smith and Wesson 7")
+    from shared.accounts.index import _sorted, blocking_keys
+    sorted_query = _sorted(query)
+    expected: set[str] = set()
+    for key in blocking_keys(sorted_query):
+        found = country.postings.get(key, ())
+        expected.update((found,) if isinstance(found, str) else found)
+    assert set(country.candidates(sorted_query, 4000)) == expected
+    matches = idx.match(ident("Smith and Wesson 7", "US"), THRESHOLD, 0.1)
+    assert len(keys(matches)) == len(set(keys(matches)))
+    brute = sorted(
+        ((name_similarity(query, normalize_name(n)), f"name:US:k{i}")
+         for i, n in enumerate(names)
+         if name_similarity(query, normalize_name(n)) >= THRESHOLD - 0.1 - 1e-9),
+        key=lambda p: (p[0] < THRESHOLD - 1e-9, -p[0], p[1]))
+    assert [(m.account_key, round(m.score, 9)) for m in matches] == \
+        [(k, round(score, 9)) for score, k in brute]
+
+
+@pytest.mark.parametrize("which", ["last filed", "first filed", "middle"])
+def test_unfiling_a_name_of_a_long_postings_list_answers_as_if_never_filed(which: str) -> None:
+    # The last-filed name (a rejected filing's, taken back at once) leaves a long list
+    # without a search; any other by a search and a swap.
+    idx, names = _common_token_index(60)
+    gone = {"last filed": 59, "first filed": 0, "middle": 30}[which]
+    idx.unfile_names(f"name:US:k{gone}", (normalize_name(names[gone]),), "US")
+    fresh = AccountIndex()
+    for i, name in enumerate(names):
+        if i != gone:
+            fresh.add(f"name:US:k{i}", ident(name, "US"))
+    for probe in (names[gone], "Smith and Wesson 3", "Brand031 and Sons 31", "and"):
+        assert idx.match(ident(probe, "US"), THRESHOLD, 0.1) == \
+            fresh.match(ident(probe, "US"), THRESHOLD, 0.1)
+    postings = idx._countries["US"].postings["and"]
+    assert isinstance(postings, list)
+    assert sorted(postings) == sorted(fresh._countries["US"].postings["and"])
+
+
 def test_has_name_says_whether_adding_the_name_would_change_nothing() -> None:
     """The distributed directory skips re-filing a fetched name `has_name` reports."""
     from shared.accounts import AccountIdentity, AccountIndex

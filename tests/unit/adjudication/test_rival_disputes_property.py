@@ -32,6 +32,7 @@ from services.adjudication.domain.matching import overlaps
 from services.adjudication.domain.protection import inactive
 from services.adjudication.domain.state import Entry
 from shared.accounts import Identifiers, separate_customers
+from shared.accounts.index import best_name_score
 from shared.events import DisputeOpened, DisputeResolved, RegistrationDecided
 
 # (domain, name, crm): one customer's real identifiers, look-alikes and made-up ones.
@@ -84,13 +85,25 @@ def _key(domain: str | None, name: str, crm: str | None) -> str:
 
 
 Customers = dict[str, Identifiers]
+Names = tuple[tuple[str, frozenset[str]], ...]
 
 
-def _customers(d: Driver) -> Customers:
-    return {e.account_key: d.state.customer(e.account_key) for e in d.state.entries.values()}
+class View(dict[str, Identifiers]):
+    """The customers as they were before a step, and the names filed under each key then
+    (a rejection after review takes back the names it brought, session 30: the settlement
+    weighed them)."""
+
+    names: dict[str, Names]
 
 
-def _may_be_one(d: Driver, a: Entry, b: Entry, view: Customers | None = None) -> bool:
+def _customers(d: Driver) -> View:
+    view = View({e.account_key: d.state.customer(e.account_key)
+                 for e in d.state.entries.values()})
+    view.names = {key: d.state.index.filed_names(key) for key in view}
+    return view
+
+
+def _may_be_one(d: Driver, a: Entry, b: Entry, view: View | None = None) -> bool:
     """`view`: the customers as they were before the step (a settlement reads links as
     they are when it is decided; rejecting the registration that showed a link ends it)."""
     policy = d.state.policy(a.policy_version)
@@ -99,6 +112,9 @@ def _may_be_one(d: Driver, a: Entry, b: Entry, view: Customers | None = None) ->
         return view[key] if view is not None and key in view else d.state.customer(key)
 
     def named() -> bool:
+        if view is not None and a.account_key in view.names and b.account_key in view.names:
+            return best_name_score(view.names[a.account_key], view.names[b.account_key]) \
+                >= policy.match.name_threshold - 1e-9
         return d.state.index.names_match(a.account_key, b.account_key,
                                          policy.match.name_threshold,
                                          policy.match.countryless_names)
@@ -113,7 +129,7 @@ def _weighed(flagged: dict[str, frozenset[str]], a: Entry, b: Entry) -> bool:
     return all(x.id not in flagged or y.id in flagged[x.id] for x, y in ((a, b), (b, a)))
 
 
-def _check(d: Driver, resolved: DisputeResolved, reason: str, before: Customers,
+def _check(d: Driver, resolved: DisputeResolved, reason: str, before: View,
            shared: list[frozenset[str]] | None = None) -> None:
     """`shared`: the registrations each earlier split named (a person shared the credit
     between them; a later settlement that does not take either away keeps that)."""

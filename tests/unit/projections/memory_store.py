@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from services.projections.domain.batch import MODELS, Batch, Item, Loaded, Needs, needs
-from services.projections.domain.directory import merge_link
+from services.projections.domain.directory import is_filed, later, merge_link
 from tests.unit.projections.projection_workload import Logged
 
 Row = dict[str, Any]
@@ -27,6 +27,7 @@ class MemoryStore:
         self.domains: dict[Any, Row] = {}
         self.crm_ids: dict[Any, Row] = {}
         self.names: dict[Any, Row] = {}
+        self.unfiled_names: dict[Any, Row] = {}
         self.name_keys: dict[Any, Row] = {}
         self.links: dict[Any, Row] = {}
         self.link_facts: dict[Any, Row] = {}
@@ -67,13 +68,12 @@ class MemoryStore:
                 if stored["count"] == 0 and stored["amount_e4"] == 0:
                     del table[key]
         self.intervals.update({k: copy.deepcopy(v) for k, v in batch.intervals.items()})
-        for account_key, name, filed_by in batch.unfiled_names:  # before names, as the store
-            for at, row in list(self.names.items()):
-                if (row["account_key"], row["name"], row.get("filed_by")) == (
-                        account_key, name, filed_by):
-                    del self.names[at]
+        for at, row in batch.names.items():  # the latest filer, as the store ("latest")
+            held = self.names.get(at)
+            self.names[at] = dict(row) if held is None else dict(later(held, row))
         for source, target in ((batch.domains, self.domains), (batch.crm_ids, self.crm_ids),
-                               (batch.names, self.names), (batch.name_keys, self.name_keys),
+                               (batch.unfiled_names, self.unfiled_names),
+                               (batch.name_keys, self.name_keys),
                                (batch.members, self.members), (batch.timeline, self.timeline)):
             for key, row in source.items():
                 target.setdefault(key, dict(row))
@@ -96,8 +96,13 @@ class MemoryStore:
         self.write(batch)
         return batch
 
+    def filed_names(self) -> set[tuple[str, str, str]]:
+        """(country, name, key) of the filed names, as the look-ups read them
+        (`schema.name_filed`)."""
+        return {at for at, row in self.names.items() if is_filed(row, self.unfiled_names)}
+
     def snapshot(self) -> dict[str, Any]:
         return {name: dict(sorted(getattr(self, name).items())) for name in (
             "registrations", "claims", "disputes", "intervals", "totals", "product_totals",
-            "domains", "crm_ids", "names", "name_keys", "links", "members", "breaches",
-            "timeline")}
+            "domains", "crm_ids", "names", "unfiled_names", "name_keys", "links", "members",
+            "breaches", "timeline")}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.projections.domain.batch import Batch, Loaded
-from services.projections.domain.directory import facts, name_keys
+from services.projections.domain.directory import KEPT, facts, name_keys
 from shared.accounts import blocking_keys, sort_name_tokens
 from shared.events import Account, AccountsLinked, AccountsUnlinked
 from tests.unit.projections.builders import at, decided, item, submitted
@@ -17,7 +17,8 @@ def test_names_are_filed_normalized_by_country_with_their_blocking_keys() -> Non
     assert domains == [{"domain": "acme.com", "account_key": "dom:acme.com"}]
     assert crm_ids == [{"crm_account_id": "0015", "account_key": "dom:acme.com",
                         "crm_spelling": "0015"}]
-    assert names == [{"country": "US", "name": "acme", "account_key": "dom:acme.com"}]
+    assert names == [{"country": "US", "name": "acme", "account_key": "dom:acme.com",
+                      "filed_by": None, "filed_at": KEPT}]  # no filer: kept
     assert {k["key"] for k in keys} == {"acme"}
 
 
@@ -28,7 +29,8 @@ def test_a_name_without_country_is_filed_under_the_unknown_country() -> None:
     blocking keys too (session 28): a registration service behind the directory
     (distributed) looks names up through them, the unknown country's as well."""
     _, _, names, keys = facts("dom:x.com", Account(name="Acme Inc", domain="x.com"))
-    assert names == [{"country": "", "name": "acme", "account_key": "dom:x.com"}]
+    assert names == [{"country": "", "name": "acme", "account_key": "dom:x.com",
+                      "filed_by": None, "filed_at": KEPT}]
     assert keys == [{"country": "", "key": key, "name": "acme"} for key in name_keys("acme")]
 
 
@@ -76,8 +78,8 @@ def test_unlinking_another_pair_keeps_the_current_link() -> None:
 def test_a_rejection_undone_files_its_names_again_in_any_batching() -> None:
     """Session 29: "Beta dba Tango" rejected at its decision takes Tango back from its key
     (`unfiled_names`); promoted later, its approval files it again (`refiled_names`,
-    filed by it), so an edge warmed from the directory finds Tango under Beta's key.
-    Before, the directory kept it out for good. Beta's own row is untouched."""
+    kept: no filer, session 30), so an edge warmed from the directory finds Tango under
+    Beta's key. Before, the directory kept it out for good. Beta's own row is untouched."""
     filing = submitted("reg_2", "p-2", key="crm:ACC-1", name="Beta dba Tango",
                        domain=None, crm="ACC-1")
     _, _, rows, _ = facts("crm:ACC-1", filing.account, "reg_2")
@@ -95,11 +97,12 @@ def test_a_rejection_undone_files_its_names_again_in_any_batching() -> None:
     for i, e in enumerate(events):
         apart.write(Batch(Loaded()).fold_all([item(e, f"evt_{i}")]))
         if e is rejected:
-            assert tango not in apart.names  # taken back first
+            assert tango not in apart.filed_names()  # taken back first
     for store in (one, apart):
         assert store.names[tango] == {"country": "US", "name": "tango",
-                                      "account_key": "crm:ACC-1", "filed_by": "reg_2"}
-        assert ("US", "beta", "crm:ACC-1") in store.names
+                                      "account_key": "crm:ACC-1", "filed_by": None,
+                                      "filed_at": KEPT}
+        assert {tango, ("US", "beta", "crm:ACC-1")} <= store.filed_names()
     # The field is written only when non-empty: other decisions serialize as before.
     assert "refiled_names" not in rejected.to_data()
     assert "refiled_country" not in rejected.to_data()

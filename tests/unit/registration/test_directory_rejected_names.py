@@ -52,3 +52,46 @@ def test_a_rejected_filing_s_names_come_back_when_it_is_promoted() -> None:
     assert _keys_named(directory, "Widget Labs") == []
     _told(directory, "r-2", "approved")
     assert _keys_named(directory, "Widget Labs") == ["crm:ACC-1"]
+
+
+def test_a_filing_a_person_rejects_after_review_takes_its_names_back() -> None:
+    """Session 30: in review it keeps its names (weighed while it waits); rejected by a
+    person, the forms it brought go, as in the adjudicator (`BroughtNames`)."""
+    directory = _directory()
+    directory.remember_filed("r-1", "crm:ACC-1", _identity("Acme Corp"), True)
+    directory.remember_filed("r-2", "crm:ACC-1", _identity("Acme Corp dba Widget Labs"), True)
+    _told(directory, "r-1", "approved")
+    _told(directory, "r-2", "in_review")
+    assert _keys_named(directory, "Widget Labs") == ["crm:ACC-1"]
+    _told(directory, "r-2", "rejected")
+    assert _keys_named(directory, "Widget Labs") == []
+    _told(directory, "r-2", "in_review")  # contested: filed again, its own once more
+    assert _keys_named(directory, "Widget Labs") == ["crm:ACC-1"]
+    _told(directory, "r-2", "rejected")
+    assert _keys_named(directory, "Widget Labs") == []
+
+
+def test_a_name_a_live_filing_filed_while_it_waited_stays() -> None:
+    directory = _directory()
+    directory.remember_filed("r-2", "crm:ACC-1", _identity("Acme Corp dba Widget Labs"), True)
+    _told(directory, "r-2", "in_review")
+    directory.remember_filed("r-3", "crm:ACC-1", _identity("Widget Labs"), True)
+    _told(directory, "r-3", "in_review")  # live: the name stays whoever brought it
+    _told(directory, "r-2", "rejected")
+    assert _keys_named(directory, "Widget Labs") == ["crm:ACC-1"]
+
+
+def test_a_name_filed_again_before_the_bringer_s_decision_passes_to_the_later_filer() -> None:
+    """The edge learns decisions after its appends: r-2 and r-3 (both naming Widget Labs)
+    are appended before r-2's rejection is seen. The adjudicator, deciding in order, took
+    the name back at r-2's decision and saw r-3 bring it anew; so the name passes to r-3,
+    and goes if r-3 is rejected too. r-4, rejected at its decision, counts for nothing."""
+    directory = _directory()
+    directory.remember_filed("r-2", "crm:ACC-1", _identity("Acme Corp dba Widget Labs"), True)
+    directory.remember_filed("r-4", "crm:ACC-1", _identity("Widget Labs"), True)
+    directory.remember_filed("r-3", "crm:ACC-1", _identity("Widget Labs"), True)
+    _told(directory, "r-4", "rejected")
+    _told(directory, "r-2", "rejected")
+    assert _keys_named(directory, "Widget Labs") == ["crm:ACC-1"]  # r-3's, undecided
+    _told(directory, "r-3", "rejected")
+    assert _keys_named(directory, "Widget Labs") == []
