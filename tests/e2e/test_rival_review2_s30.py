@@ -80,3 +80,23 @@ async def test_a_country_less_name_given_its_country_later_takes_no_holder_s_nam
                         holder["account_key"])
     later = await submit(client, "p-3", {"name": quiet.name, "country": quiet.country})
     assert squat["id"] not in weighed(later), later["decision"]
+
+
+async def test_a_marker_in_quotes_or_with_a_colon_is_the_holder_s_customer(
+    client: httpx.AsyncClient,
+) -> None:
+    """Attack on "t/a and aka read as dba": p-1 holds a company by its name alone; a rival
+    filed "<name> AKA: Rocket Cafe" or '<name> "t/a" Rocket Cafe' (name only, same
+    country): "dba" in those spellings was read (through the folded tokens), "t/a" and
+    "aka" were not, so each was one odd name ("... aka rocket cafe"), another customer than
+    the holder's, approved `no_conflict` beside it. Now read as "dba" in
+    `normalize._TRADE_NAME_RAW`: the holder's customer, weighed against it."""
+    (first,) = companies(1, seed=3112)
+    held = await submit(client, "p-1", {"name": first.name, "country": first.country})
+    assert held["status"] == "approved", held
+    for partner, marker in (("p-2", "AKA:"), ("p-3", '"t/a"'), ("p-4", "\u2018a.k.a.\u2019")):
+        rival = await submit(client, partner, {"name": f"{first.name} {marker} Rocket Cafe",
+                                               "country": first.country})
+        assert rival["account_key"] == held["account_key"], rival
+        assert rival["status"] != "approved" and held["id"] in weighed(rival), \
+            rival["decision"]
