@@ -1,14 +1,17 @@
 """Session 30 rival review, second round: the session's own fairness fixes (t/a and aka
 read as dba; settlements' name evidence by countries_weighed; undone rejections weigh the
 names they bring back; a country-less holder gives its country later) attacked by a rival
-partner through the HTTP API (embedded backend). Each test here failed before its fix."""
+partner through the HTTP API (embedded backend unless a test says both). Each test here
+failed before its fix."""
 
 from __future__ import annotations
 
 import httpx
 
+from shared.settings import Settings
 from tests.e2e import test_rival_fairness as rival_fairness
-from tests.e2e.test_rejected_names_read_model import _owner_keys
+from tests.e2e.test_rejected_names_read_model import _owner_keys, running
+from tests.e2e.test_rejected_names_read_model import settings as settings
 from tests.e2e.test_rival_fairness import companies, registration, status_becomes, submit, weighed
 from tests.integration.registration.harness import eventually
 
@@ -100,3 +103,28 @@ async def test_a_marker_in_quotes_or_with_a_colon_is_the_holder_s_customer(
         assert rival["account_key"] == held["account_key"], rival
         assert rival["status"] != "approved" and held["id"] in weighed(rival), \
             rival["decision"]
+
+
+async def test_a_country_given_beside_a_holder_stays_taken_back_after_a_restart(
+    settings: Settings,
+) -> None:
+    """The second attack with a restart between the rejected refiling and the look-ups, on
+    both backends: the rebuilt adjudicator, the directory read model (a warmed edge, the
+    ownership look-up) and the decision's `unfiled_names` agree that p-2's key does not
+    hold the holder's name in its country."""
+    (quiet,) = companies(1, seed=3111)  # CRM-X-20's key on the holder's partition
+    async with running(settings) as (client, _):
+        squat = await submit(client, "p-2", {"name": quiet.name,
+                                             "crm_account_id": "CRM-X-20"})
+        assert squat["status"] == "approved", squat["decision"]
+        holder = await submit(client, "p-1", {"name": quiet.name, "country": quiet.country})
+        assert holder["status"] == "approved", holder["decision"]
+        again = await submit(client, "p-2", {"name": quiet.name, "country": quiet.country,
+                                             "crm_account_id": "CRM-X-20"})
+        assert again["status"] == "rejected", again["decision"]
+    async with running(settings) as (client, queries):
+        await _not_owned_by(queries, quiet.name, quiet.country, squat["account_key"],
+                            holder["account_key"])
+        later = await submit(client, "p-3", {"name": quiet.name, "country": quiet.country})
+        assert squat["id"] not in weighed(later), later["decision"]
+        assert holder["id"] in weighed(later), later["decision"]
