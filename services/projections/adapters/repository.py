@@ -659,6 +659,8 @@ def prepare(dialect: str, batch: Batch, *, staged: bool = False,
     add(account_crm_ids, _sorted(batch.crm_ids), ("crm_account_id",), "nothing")
     # Names are merged order-free (session 30, `directory.later`): each row keeps its
     # latest filer; a rejection's unfiled names are rows of their own, asked at look-up.
+    add(account_names_unfiled, _sorted(batch.unfiled_back),
+        ("account_key", "name", "filed_by"), "delete")
     add(account_names_unfiled, _sorted(batch.unfiled_names),
         ("account_key", "name", "filed_by"), "nothing")
     add(account_names, _sorted(batch.names), ("country", "name", "account_key"), "latest")
