@@ -453,6 +453,16 @@ class Policy(BaseModel):
     `release_window` (by the policy's precedence, rule `promoted_on_release`); `free`
     leaves the account to the next newcomer."""
     release_window: Duration = timedelta(days=30)
+    promotion_unit: Duration | None = timedelta(hours=1)
+    """A promotion caused by the owner's *expiry* takes effect on the next whole multiple of
+    this unit since the epoch, UTC, at or after the expiry (`shared.business_time.due_on`; a
+    `release_promotion` timer): an expiry is the owner's approval + `protection_period` to the
+    microsecond, which partners otherwise read to the hour, and the promoted partner reads
+    its promotion's `decided_at` and `protected_until`. Until then the line keeps the
+    account: a new registration of another party's on it is rejected `promotion_pending` and
+    queues behind the line. A unit divides a day (`PT1H`, the default since session 30;
+    `PT1S` in tests). None (policies published before session 30): promoted at the
+    expiry, exactly as decided."""
     contest_window: Duration = timedelta(days=14)
     """A rejection can be contested only this long after it was decided (once)."""
     dispute_protection: Literal["extend", "off"] = "extend"
@@ -469,6 +479,16 @@ class Policy(BaseModel):
     def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):
             raise ValueError("must be a positive duration")
+        return value
+
+    @field_validator("promotion_unit")
+    @classmethod
+    def _promotion_unit(cls, value: timedelta | None) -> timedelta | None:
+        if value is None:
+            return None
+        day = timedelta(days=1)
+        if value <= timedelta(0) or value > day or day % value:
+            raise ValueError("promotion_unit must divide a day (PT1H, PT15M, PT1S) or be null")
         return value
 
     @field_validator("reregistration_cooloff")
@@ -573,4 +593,5 @@ _BEFORE: Final[dict[str, Any]] = {
     "dispute_protection": "off",
     "direct_team": "rivals",
     "reregistration_cooloff": None,
+    "promotion_unit": None,  # session 30: promoted at the expiry, exactly
 }

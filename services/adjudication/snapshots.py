@@ -73,7 +73,7 @@ log = get_logger(__name__)
 
 MAGIC: Final = b"DEALREG-ADJ-SNAPSHOT\n"
 FORMAT_VERSION: Final = 1
-STATE_SCHEMA_VERSION: Final = 13
+STATE_SCHEMA_VERSION: Final = 14
 """Bump when what `AdjudicationState` (or anything it holds) means changes without its
 fields changing; a changed field list changes the fingerprint by itself. 3: the account
 index files domains in key form (`dom:x`) and names by owner ordinal (session 22). 4: it
@@ -97,7 +97,10 @@ form; 10 and 11 are other session-30 branches'). 13: an entry in review keeps th
 forms it brought and loses those another live filing filed since
 (`AdjudicationState.brought`), so a rejection after review takes them back (session 30,
 s30-reviewreject: it held 10 on its branch; 13 once merged after 12; a state of 12 kept
-none, so its reviews' rejections would take back nothing)."""
+none, so its reviews' rejections would take back nothing). 14: a promotion after an
+expiry waits for the policy's `promotion_unit` (`AdjudicationState.releasing` and
+`release_promotion` timers; session 30, s30-promotion: 11 on its branch, 14 once merged
+after 13; a state of 13 promoted at the expiry)."""
 CODEC: Final = "pickle5+zlib"
 
 _STATE_MODULES: Final = (state_module, identity_module, index_module, sameness_module,

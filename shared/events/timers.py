@@ -16,7 +16,10 @@ from typing import ClassVar, Literal
 
 from shared.events.base import DomainEvent, event_type
 
-TimerKind = Literal["protection_expiry", "dispute_reminder", "dispute_deadline"]
+TimerKind = Literal["protection_expiry", "dispute_reminder", "dispute_deadline",
+                    "release_promotion"]
+"""`release_promotion` (session 30): the line of an owner whose protection expired is
+promoted on the policy's `promotion_unit`; `registration_id` is that owner."""
 
 
 @event_type

@@ -51,7 +51,7 @@ from sqlalchemy import select
 
 from services.adjudication.domain import AdjudicationState, DecisionContext, decide
 from services.adjudication.domain import policy_version_of as stamped_version
-from services.adjudication.domain.instants import human_span, to_us
+from services.adjudication.domain.instants import human_span, span_us, to_us
 from services.projections.api.deliveries import list_partner_deliveries
 from services.projections.api.disputes import list_disputes
 from services.projections.api.registrations import read_registration, read_timeline
@@ -73,6 +73,7 @@ from shared.accounts.salesforce import canonical_crm_id, salesforce_18
 from shared.api.auth import Principal
 from shared.api.partner_view import Viewer
 from shared.api.problems import Problem
+from shared.business_time import due_on
 from shared.eventlog.partitioner import partition_for
 from shared.events import (
     AccountsLinked,
@@ -123,6 +124,8 @@ POLICIES: dict[str, Policy] = {
     "short_ladder": Policy(escalation=_SHORT_LADDER, protection_period=timedelta(days=30)),
 }
 EXCLUSIVE = ("resell", "co_sell", "direct")
+GAP: Counter[str] = Counter()
+"""How often the session-30 promotion gap was exercised (`PromotionGap`)."""
 DIRECT = "direct"
 """The party of every direct claim: the direct team is one party, whichever rep filed."""
 _COLLECT = os.environ.get("DEALREG_PROPERTY_COLLECT") == "1"
@@ -305,8 +308,18 @@ class Invariants(RuleBasedStateMachine):
         self.pending_reasons: list[tuple[Reg, str, str | None, str | None,
                                          tuple[str, ...] | None]] = []
         """Rejections naming a dispute not yet resolved as folded (`check_approval_end`)."""
-        self.releases: list[tuple[Reg, datetime, list[Reg], Policy]] = []
-        """Owners that let go while the current input event was decided (invariant 13)."""
+        self.releases: list[tuple[Reg, datetime, list[Reg], Policy, set[str]]] = []
+        """Owners that let go while the current input event was decided (invariant 13),
+        with the ids of their line that joined it after they expired (`promotion_pending`:
+        behind the others)."""
+        self.deferred: list[tuple[Reg, datetime, datetime, list[Reg], list[Reg], Policy]] = []
+        """Owners that expired with a line promoted on `promotion_unit` (session 30): (owner,
+        expiry, due, line at the expiry, arrivals in the gap, policy); checked as a release
+        once an input at or after `due` is folded."""
+        self.input_time: datetime | None = None
+        self.input_partition: int | None = None
+        """The envelope time and partition of the input whose decisions are being folded
+        (a partition's clock moves with its own inputs only)."""
         self.promoted: list[tuple[Reg, str | None]] = []
         """(promoted registration, the owner its evidence names) for the current input."""
         self.current_input: str | None = None
@@ -363,6 +376,8 @@ class Invariants(RuleBasedStateMachine):
             if source != self.current_input:
                 self.check_releases()
                 self.current_input = source
+            self.input_time = envelope.time
+            self.input_partition = partition_for(envelope.subject or "", PARTITIONS)
             self.fold(envelope, decision)
             label = getattr(decision, "rule", None) or getattr(decision, "outcome", "")
             if currently_in_test_context():  # --hypothesis-show-statistics
@@ -619,6 +634,8 @@ class Invariants(RuleBasedStateMachine):
             if event.rule == "promoted_on_release":
                 self.promoted.append((reg, event.conflicts[0].registration_id
                                       if event.conflicts else None))
+            if before == "submitted":
+                self.check_gap(reg, event)
             if before == "approved" and event.status == "approved" \
                     and event.protected_until is not None and reg.protected_until is not None \
                     and event.protected_until > reg.protected_until:
@@ -676,7 +693,7 @@ class Invariants(RuleBasedStateMachine):
                                                                                   "lost")):
                 reg.status = event.status  # a close after expiry still records the outcome
             if was_owner and event.reason != "won":
-                self.released(reg, event.ended_at)
+                self.released(reg, event.ended_at, expired=event.reason == "expired")
         elif isinstance(event, ProtectionExtended):
             reg = m.regs.get(event.registration_id)
             if reg is not None:
@@ -913,9 +930,11 @@ class Invariants(RuleBasedStateMachine):
 
     # --- invariant 13: promotion on release, in line order -----------------------------------
 
-    def released(self, owner: Reg, at: datetime, settled_by: str | None = None) -> None:
+    def released(self, owner: Reg, at: datetime, settled_by: str | None = None,
+                 expired: bool = False) -> None:
         """`owner`, approved, let go at `at` (rejected by the settlement of `settled_by`):
-        its line, as the decisions so far define it."""
+        its line, as the decisions so far define it. After an expiry (`expired`) with a
+        line, the promotion comes on the policy's `promotion_unit` (`deferred`)."""
         if owner.motion not in EXCLUSIVE or owner.key is None:
             return
         policy = self.policy_of(owner)
@@ -926,7 +945,36 @@ class Invariants(RuleBasedStateMachine):
                 and r.key is not None and partition_for(r.key, PARTITIONS) == home]
         if policy.on_release != "promote_next" or self.held_back(owner, settled_by):
             line = []
-        self.releases.append((owner, at, line, policy))
+        unit = policy.promotion_unit
+        if expired and line and unit is not None:
+            due = EPOCH_UTC + timedelta(microseconds=due_on(to_us(at), span_us(unit)))
+            if due > at:
+                self.deferred.append((owner, at, due, line, [], policy))
+                return
+        self.releases.append((owner, at, line, policy, set()))
+
+    def check_gap(self, reg: Reg, event: RegistrationDecided | ClaimDecided) -> None:
+        """Invariant 13, session 30: between an owner's expiry and the promotion of its
+        line, nobody takes the customer: a new exclusive registration or claim on it and
+        an overlapping scope is rejected `promotion_pending` and joins the line (behind
+        it); `promotion_pending` is said only while such a promotion is pending."""
+        at = event.decided_at
+        pending = [(owner, late) for owner, ended, due, _, late, _ in self.deferred
+                   if ended <= at < due and owner.id != reg.id
+                   and self.same_customer(reg, owner) and self.overlaps(reg, owner)]
+        if event.rule == "promotion_pending":
+            if event.status != "rejected" or not pending:
+                self.violation(13, f"{reg.id} {event.status} promotion_pending at {at}, but "
+                               "no expired owner's line waits on its customer")
+            for _, late in pending:
+                late.append(reg)
+            GAP["gap: a newcomer queued behind the line (promotion_pending)"] += 1
+            return
+        own_key = [owner for owner, _ in pending if owner.key == reg.key]
+        if own_key and reg.motion in EXCLUSIVE and event.status in ACTIVE:
+            self.violation(13, f"{reg.id} ({reg.partner}) {event.status} {event.rule} at {at}: "
+                           f"it took the customer of {own_key[0].id}'s line before its "
+                           "promotion")
 
     def held_back(self, owner: Reg, settled_by: str | None) -> bool:
         """Whether a review elsewhere holds `owner`'s line back (`release.let_go`). The
@@ -982,9 +1030,19 @@ class Invariants(RuleBasedStateMachine):
         a registration in the releasing owner's line; each one of the line left rejected
         has an inactive partner or is held by something active and exclusive that overlaps
         it -- a holder that stayed, or a promotion ahead of it in line."""
+        now, where = self.input_time, self.input_partition
+        due_now = [d for d in self.deferred if now is not None and d[2] <= now
+                   and partition_for(d[0].key or "", PARTITIONS) == where]
+        if due_now:
+            self.deferred = [d for d in self.deferred if d not in due_now]
+            for owner, _, due, line, late, policy in due_now:
+                # Promoted at `due`: the line at the expiry, then the gap's arrivals.
+                self.releases.append((owner, due, [*line, *late], policy,
+                                      {r.id for r in late}))
+                GAP["gap: a promotion deferred to the unit came due"] += 1
         releases, self.releases = self.releases, []
         promoted, self.promoted = self.promoted, []
-        lines = {owner.id: [r.id for r in line] for owner, _, line, _ in releases}
+        lines = {owner.id: [r.id for r in line] for owner, _, line, _, _ in releases}
         for reg, owner_id in promoted:
             if owner_id not in lines or reg.id not in lines[owner_id]:
                 self.violation(13, f"{reg.id} promoted on the release of {owner_id}, but it is "
@@ -992,7 +1050,13 @@ class Invariants(RuleBasedStateMachine):
                                f"{lines.get(owner_id or '', [])}")
         ups = [reg for reg, _ in promoted]
         ids = {reg.id for reg in ups}
-        for owner, at, line, policy in releases:
+        for owner, at, line, policy, late in releases:
+            def ahead(waiting: Reg, x: Reg, policy: Policy = policy,
+                      late: set[str] = late) -> bool:
+                if (waiting.id in late) != (x.id in late):
+                    return waiting.id not in late  # the gap's arrivals come after
+                return self.ahead(waiting, x, policy) is True
+
             for waiting in line:
                 if waiting.status != "rejected":
                     continue
@@ -1002,7 +1066,7 @@ class Invariants(RuleBasedStateMachine):
                     x for x in self.model.regs.values()
                     if x is not waiting and x.status in ACTIVE and x.motion in EXCLUSIVE
                     and self.same_customer(waiting, x) and self.overlaps(waiting, x)
-                    and not (x.id in ids and self.ahead(waiting, x, policy) is True)]
+                    and not (x.id in ids and ahead(waiting, x))]
                 if not holders:
                     self.violation(13, f"{owner.id} let go at {at}; {waiting.id} "
                                    f"({waiting.partner}, {waiting.scope}) was next in line "
@@ -2360,6 +2424,65 @@ class SpellingRules(Invariants):
         self.report()
 
 
+class PromotionGap(Invariants):
+    """The machine with session 30's promotion gap (DESIGN.md, "A promotion after an
+    expiry waits for the unit"): an owner approved off the hour expires off the hour, its
+    line is promoted on the next whole hour (`promotion_unit`, the default), and a rival
+    registering the customer in between must queue behind the line (`check_gap`,
+    `check_releases`). A separate machine, so the others' derandomized runs stay as
+    they were (their clock moves by whole hours: no expiry of theirs is off the hour)."""
+
+    @rule(minutes=st.sampled_from((10, 25, 40)))
+    def minutes_pass(self, minutes: int) -> None:
+        """The clock leaves the hour: what is approved next expires off it."""
+        self.clock.advance(timedelta(minutes=minutes))
+        self.settle()
+
+    @rule(spec=st.sampled_from(SPECS), first=st.integers(0, 4), second=st.integers(1, 4),
+          third=st.integers(1, 4), products=st.sets(st.sampled_from(PRODUCTS), min_size=1,
+                                                  max_size=2),
+          into=st.sampled_from((0.1, 0.5, 0.9)))
+    def into_the_gap(self, spec: Registration, first: int, second: int, third: int,
+                     products: set[str], into: float) -> None:
+        """p registers off the hour and is approved; q, two days before p's expiry (within
+        the release window), is rejected into its line; time passes to p's expiry and
+        `into` of the way to the next hour; then r (a third partner, perhaps of a higher
+        tier) registers the customer."""
+        if self.clock.now.minute == 0:
+            self.clock.advance(timedelta(minutes=25))
+        a = PARTNERS[first % len(PARTNERS)]
+        b = PARTNERS[(first + second) % len(PARTNERS)]
+        c = PARTNERS[(first + second + third) % len(PARTNERS)]
+        owner = self.submit(spec, a, products, "resell")
+        self.settle()
+        if owner is None or owner.status != "approved" or owner.protected_until is None:
+            return
+        self.clock.now = max(self.clock.now + timedelta(days=2),
+                             owner.protected_until - timedelta(days=2))
+        same = specs_of(spec.company_id)
+        self.register(same[second % len(same)], b, products, "resell")
+        end = owner.protected_until
+        if owner.status != "approved" or end is None or end <= self.clock.now:
+            return
+        due = EPOCH_UTC + timedelta(microseconds=due_on(to_us(end), 3_600_000_000))
+        if due == end:
+            return
+        self.clock.now = end + (due - end) * into
+        self.settle()
+        GAP["gap: the clock stopped between an expiry and the next hour"] += 1
+        self.register(same[third % len(same)], c, products, "resell")
+
+
+class TestPromotionGap(PromotionGap.TestCase):  # type: ignore[name-defined,misc]
+    @classmethod
+    def tearDownClass(cls) -> None:
+        print("\nPromotionGap: the session-30 gap was exercised:")
+        for name in sorted(GAP):
+            print(f" - {name}: {GAP[name]}")
+        GAP.clear()
+        TestInvariants.tearDownClass()
+
+
 class TestInvariants(Invariants.TestCase):  # type: ignore[name-defined,misc]
     @classmethod
     def tearDownClass(cls) -> None:
@@ -2387,6 +2510,11 @@ TestRivalMoments.settings = settings(
 
 class TestMoreInvariants(MoreInvariants.TestCase):  # type: ignore[name-defined,misc]
     tearDownClass = TestInvariants.tearDownClass  # exploring: what it collected
+
+
+TestPromotionGap.settings = settings(
+    TestInvariants.settings,
+    max_examples=int(os.environ.get("DEALREG_PROPERTY_EXAMPLES", "20")))
 
 
 TestMoreInvariants.settings = settings(

@@ -255,6 +255,12 @@ def _decide(
                                      explain.non_exclusive(entry, label, version), at))
         return collisions
 
+    waiting = release.pending_over(state, entry, identity, policy, own, known)
+    if waiting:
+        # An owner expired and its line is promoted on the unit: nobody takes the customer
+        # meanwhile; it queues behind the line (release.py, `promotion_unit`).
+        release.queue_behind(state, out, entry, waiting, label, policy, at)
+        return collisions
     rivals = [c for c in collisions
               if held_exclusively(state, c.entry) and not same_party_under(c.entry, entry, policy)]
     confident = [c for c in rivals if c.confident]

@@ -104,7 +104,11 @@ def end(
         )
     )
     if promote is not None:
-        releasing.let_go(state, out, promote, at)
+        if reason == "expired":
+            # On the unit: the expiry is a rival's approval + the period, exactly.
+            releasing.let_go_expired(state, out, promote, at)
+        else:
+            releasing.let_go(state, out, promote, at)
 
 
 def _refuse(

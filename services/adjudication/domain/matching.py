@@ -216,6 +216,17 @@ def find_collisions(
     return found_entries
 
 
+def evidence_keys(
+    state: AdjudicationState, new: Entry, identity: AccountIdentity | None, policy: Policy,
+    review_names: bool, own_evidence: tuple[str, float] | None = None,
+    asked: Lookup | None = None,
+) -> list[str]:
+    """The keys `find_collisions` looks under for confident collisions (same evidence, same
+    `review_names`): `new`'s customer as its rivals are weighed against it."""
+    return [key for key, (_, _, confident, _) in _evidence(
+        state, new, identity, policy, review_names, own_evidence, asked).items() if confident]
+
+
 def customer_keys(
     state: AdjudicationState, new: Entry, identity: AccountIdentity | None, policy: Policy,
     asked: Lookup | None = None,

@@ -50,14 +50,19 @@ DEADLINE: Final = "dispute_deadline"
 FORGET_ENTRY: Final = "forget_entry"
 FORGET_DISPUTE: Final = "forget_dispute"
 COPY_LEASE: Final = "copy_lease"
+PROMOTION: Final = "release_promotion"
 
 ORDER: Final[dict[str, int]] = {
-    EXPIRY: 0, COPY_LEASE: 0, REMINDER: 1, DEADLINE: 2, FORGET_ENTRY: 3, FORGET_DISPUTE: 4,
+    EXPIRY: 0, COPY_LEASE: 0, PROMOTION: 0, REMINDER: 1, DEADLINE: 2, FORGET_ENTRY: 3,
+    FORGET_DISPUTE: 4,
 }
 """What happens first when deadlines fall on the same instant, by meaning: protections end
 (an expiry, a copy's lease running out) before a dispute's deadline is weighed (so a
 fallback sees who is still there and never awards a protection ending that very
-microsecond), reminders before the escalation they announce, forgetting last."""
+microsecond), reminders before the escalation they announce, forgetting last. A
+promotion deferred to the unit (`PROMOTION`) ranks with the protections that end (by kind
+name, after an expiry or lease at that instant: it weighs who is still there), before
+the dispute deadlines, as a promotion at the expiry itself did."""
 
 TimerItem = tuple[int, int, str, str, int]
 """(deadline µs, order, kind, target id, level): totally ordered (ids are unique per kind),
@@ -220,6 +225,11 @@ class AdjudicationState:
     """registration id (not yet decided) -> [(key, matched by, score)]: keys on another
     partition the edge reported as possible duplicates of its account (links.report);
     consumed when that registration is decided."""
+    releasing: dict[str, list[tuple[str, int, int]]] = field(default_factory=dict)
+    """account key -> [(owner id, expired at µs, promotion due µs)]: owners whose protection
+    expired and whose line is promoted on the policy's `promotion_unit` (a `PROMOTION`
+    timer, release.py); until then a newcomer on their customer and scope queues behind
+    the line."""
     let_go: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     """account key -> [(entry id, ended at µs)]: partner registrations withdrawn or expired,
     while remembered (the re-registration cool-off, cooloff.py)."""

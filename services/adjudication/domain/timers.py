@@ -21,12 +21,14 @@ from services.adjudication.domain.disputes import on_deadline, on_reminder
 from services.adjudication.domain.instants import from_us, to_us
 from services.adjudication.domain.lifecycle import on_expiry, on_forget, on_forget_dispute
 from services.adjudication.domain.links import on_lease_end
+from services.adjudication.domain.release import on_promotion, pending_release
 from services.adjudication.domain.state import (
     COPY_LEASE,
     DEADLINE,
     EXPIRY,
     FORGET_DISPUTE,
     FORGET_ENTRY,
+    PROMOTION,
     REMINDER,
     AdjudicationState,
     TimerItem,
@@ -43,11 +45,13 @@ _HANDLERS: Final[dict[str, Handler]] = {
     FORGET_ENTRY: on_forget,
     FORGET_DISPUTE: on_forget_dispute,
     COPY_LEASE: on_lease_end,
+    PROMOTION: on_promotion,
 }
 _KINDS: Final[dict[str, TimerKind]] = {
     EXPIRY: "protection_expiry",
     REMINDER: "dispute_reminder",
     DEADLINE: "dispute_deadline",
+    PROMOTION: "release_promotion",
 }
 
 
@@ -68,6 +72,8 @@ def _live(state: AdjudicationState, item: TimerItem) -> bool:
         entry = state.entries.get(target)
         return (entry is not None and entry.status == "approved"
                 and entry.protected_until == deadline and not entry.mirror)
+    if kind == PROMOTION:
+        return pending_release(state, target, deadline) is not None
     if kind in (REMINDER, DEADLINE):
         dispute = state.disputes.get(target)
         if dispute is None or dispute.status != "open" or dispute.level != level:
@@ -110,7 +116,7 @@ def due_timers(state: AdjudicationState, now: datetime, limit: int = 1000) -> li
     firings: list[TimerFired] = []
     for item in found[:limit]:
         deadline, _, kind, target, level = item
-        is_entry = kind == EXPIRY
+        is_entry = kind in (EXPIRY, PROMOTION)
         key = (state.entries[target].account_key if is_entry
                else state.disputes[target].account_key)
         firings.append(

@@ -48,8 +48,10 @@ def policy(**overrides: Any) -> Policy:
     """A policy for the domain tests. Its dispute deadlines fall due exactly at the SLA
     (`escalation.deadline_unit` null, as before session 29) unless `escalation` names a
     unit: these tests state exact deadlines; the product default (the next whole UTC hour)
-    has its own tests (`test_deadline_unit.py`)."""
-    data: dict[str, Any] = {"version": 4}
+    has its own tests (`test_deadline_unit.py`). A promotion after an expiry likewise takes
+    effect at the expiry (`promotion_unit` null, as before session 30) unless named
+    (`test_promotion_unit.py`)."""
+    data: dict[str, Any] = {"version": 4, "promotion_unit": None}
     data.update(overrides)
     escalation = data.get("escalation")
     if escalation is None or isinstance(escalation, dict):

@@ -61,6 +61,9 @@ def workload_policies() -> dict[int, Policy]:
         "extension": {"period": "PT2H", "max_extensions": 2},
         "tie_window": "PT10M",
         "incumbency_window": "P2D",
+        # promoted at the expiry, as before session 30 (`promotion_unit`): the determinism
+        # harness's workload; `test_promotion_unit.py` replays it with a unit
+        "promotion_unit": None,
         "escalation": {
             "levels": [{"owner_id": "cm-1", "sla": "PT40M"}, {"owner_id": "dir-1", "sla": "PT1H"}],
             "reminder_before": "PT10M",
