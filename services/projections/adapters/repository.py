@@ -720,7 +720,7 @@ async def execute(conn: AsyncConnection, steps: Sequence[Step]) -> None:
             pass
         elif step.staged:
             create, apply = _staged_statements(step.table, step.columns, step.keys, step.mode)
-            stage = _stage_name(step.table, step.columns)
+            stage = _stage_name(step.table, step.columns, step.mode)
             await driver.execute(create)
             await driver.copy_records_to_table(stage, records=step.params,
                                                columns=list(step.columns))
@@ -815,8 +815,13 @@ async def _copy_fresh(driver: Any, step: Step) -> bool:
     return True
 
 
-def _stage_name(table: Table, columns: tuple[str, ...]) -> str:
-    return f"_stage_{table.name}_{zlib.crc32(' '.join(columns).encode()):08x}"
+def _stage_name(table: Table, columns: tuple[str, ...], mode: str) -> str:
+    """One temporary table per (table, columns, mode): a batch's delete and insert steps
+    on one table (`account_names_unfiled`: a rejection undone, another rejection) each
+    stage their own rows, which share one transaction (before, the insert applied the
+    rows the delete had staged too)."""
+    suffix = "_del" if mode == "delete" else ""
+    return f"_stage_{table.name}_{zlib.crc32(' '.join(columns).encode()):08x}{suffix}"
 
 
 @lru_cache(maxsize=256)
@@ -829,7 +834,7 @@ def _staged_statements(table: Table, columns: tuple[str, ...], keys: tuple[str, 
     `COPY` plus one `INSERT .. SELECT .. ON CONFLICT` cost the server a fraction of one
     executor run per row (`executemany`); a batch holds each key at most once (its rows
     are keyed dicts), which a single `ON CONFLICT DO UPDATE` statement requires."""
-    stage = _stage_name(table, columns)
+    stage = _stage_name(table, columns, mode)
     names = ", ".join(f'"{c}"' for c in columns)
     create = (f'CREATE TEMPORARY TABLE IF NOT EXISTS "{stage}" ON COMMIT DELETE ROWS AS '
               f'SELECT {names} FROM "{table.name}" WITH NO DATA')
