@@ -146,6 +146,8 @@ def refiled(account_key: str, forms: tuple[str, ...], country: str | None, filin
     (`Batch.unfiled_back`), so a later rejection of the same filing (in review again, a
     person rejects it: the adjudicator takes them back, `AdjudicationState.retired`)
     takes them back here too; before, the rows had no filer and stayed filed for good."""
+    if decided_at.tzinfo is None:  # events do not enforce aware times: read as UTC
+        decided_at = decided_at.replace(tzinfo=UTC)
     at = KEPT + (decided_at - _EPOCH) // _MICROSECOND
     return [{"country": country or UNKNOWN_COUNTRY, "name": form, "account_key": account_key,
              "filed_by": filing_id, "filed_at": at} for form in forms]

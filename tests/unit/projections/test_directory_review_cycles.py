@@ -87,3 +87,16 @@ def test_any_number_of_review_cycles_folds_to_the_last_decision(
     filed = _fold([merged[:cut], merged[cut:]])
     assert ((COUNTRY, "gamma labs", KEYS[0]) in filed) is undone
     assert (COUNTRY, "beta systems", KEYS[0]) in filed
+
+
+def test_a_re_filed_row_orders_by_its_decision_s_time_naive_or_aware() -> None:
+    """Re-filed rows sit above every intake offset, ordered by the re-filing decision's
+    time (a later re-filing by another filing replaces an earlier one); a naive time
+    reads as UTC rather than failing the fold."""
+    from services.projections.domain.directory import KEPT, later, refiled
+
+    aware = refiled(KEYS[0], ("gamma labs",), COUNTRY, "reg_x", T0)[0]
+    naive = refiled(KEYS[0], ("gamma labs",), COUNTRY, "reg_x", T0.replace(tzinfo=None))[0]
+    assert aware == naive and aware["filed_at"] > KEPT
+    second = refiled(KEYS[0], ("gamma labs",), COUNTRY, "reg_a", T0 + timedelta(hours=1))[0]
+    assert later(aware, second) is second and later(second, aware) is second
