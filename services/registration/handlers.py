@@ -448,7 +448,8 @@ class Commands:
         snapshot = (PartnerSnapshot(partner_id=partner_id, tier=partner["tier"],
                                     status=partner["status"], type=partner["type"])
                     if partner else PartnerSnapshot(partner_id=partner_id))
-        resolution = await self.directory.resolve(identity, policy.match)
+        resolution = await self.directory.resolve(identity, policy.match,
+                                                  raw_name=body.account.name)
         now = datetime.now(UTC)
         registration_id = _entity_id("reg")
         amount = body.opportunity.amount
@@ -851,7 +852,8 @@ class Commands:
             raise invalid("rep_id", "required when an integration or admin files a claim")
         identity = self._identity(body.account)
         policy = await self.reference.current_policy()
-        resolution = await self.directory.resolve(identity, policy.match)
+        resolution = await self.directory.resolve(identity, policy.match,
+                                                  raw_name=body.account.name)
         now = datetime.now(UTC)
         claim_id = _entity_id("clm")
         products = tuple(sorted(set(body.products))) if body.kind == "opportunity" else ()
@@ -996,7 +998,8 @@ class Commands:
         try:
             identity = identity_of(account.get("name"), account.get("domain"),
                                    account.get("country"), account.get("crm_account_id"))
-            resolution = await self.directory.resolve(identity, policy.match)
+            resolution = await self.directory.resolve(identity, policy.match,
+                                                      raw_name=account.get("name"))
         except Exception:
             log.exception("contest_report_failed", registration_id=registration_id)
             return []

@@ -22,7 +22,7 @@ from typing import Final, Literal, TypeAlias
 from rapidfuzz import fuzz, process
 
 from shared.accounts.identity import AccountIdentity
-from shared.accounts.normalize import name_forms, sort_name_tokens
+from shared.accounts.normalize import name_forms, normalize_name, sort_name_tokens
 from shared.accounts.salesforce import (
     CrmIds,
     any_case,
@@ -33,7 +33,8 @@ from shared.accounts.salesforce import (
 from shared.accounts.sameness import Identifiers
 
 __all__ = ["UNKNOWN_COUNTRY", "AccountIndex", "AccountMatch", "BroughtNames",
-           "CountrylessNames", "MatchedBy", "countries_weighed", "match_order", "strength",
+           "CountrylessNames", "MatchedBy", "countries_weighed", "countryless_readings",
+           "match_order", "strength",
            "weighs_countryless"]
 
 MatchedBy = Literal["crm_account_id", "domain", "name"]
@@ -69,6 +70,30 @@ def countries_weighed(country: str | None, known: Iterable[str],
         return [UNKNOWN_COUNTRY, *sorted(c for c in known if c != UNKNOWN_COUNTRY)]
     return [country, UNKNOWN_COUNTRY] if weighs_countryless(country, countryless) \
         else [country]
+
+def countryless_readings(raw_name: str | None, name: str | None, known: Iterable[str]
+                         ) -> list[tuple[str, str]]:
+    """The other readings of a name asked without a country (`name`, its normalised
+    country-less reading, any place qualifier dropped), `known` the countries names are
+    filed in: (country, reading) for each country whose reading of the raw spelling
+    (`normalize_name(raw_name, country)`: a qualifier naming another country kept) is
+    another name. A country-less query is weighed with both readings against every
+    country (session 30: "Acme Robotics Corp (UK)" without a country is "acme robotics",
+    and matched nothing against a US holder filed under that very spelling, "acme
+    robotics corp uk", which the same query giving US matched exactly). The one rule for
+    the index (`AccountIndex.match`) and the edge's fall-back query alike; never
+    confident (a country-less query never is), so it joins nobody: a person decides."""
+    if not raw_name or not name or not (
+            "(" in raw_name or "[" in raw_name or "-" in raw_name or not raw_name.isascii()):
+        return []
+    out: list[tuple[str, str]] = []
+    for country in sorted(known):
+        if country != UNKNOWN_COUNTRY:
+            reading = normalize_name(raw_name, country)
+            if reading and reading != name:
+                out.append((country, reading))
+    return out
+
 
 # Exact identifiers outrank a name even when the name matches perfectly: two companies can
 # share a name, they cannot share a CRM record.
@@ -787,6 +812,7 @@ class AccountIndex:
     def match(
         self, identity: AccountIdentity, name_threshold: float, review_band: float = 0.1,
         crm_ids: CrmIds = "exact", countryless: CountrylessNames = "hold",
+        raw_name: str | None = None,
     ) -> list[AccountMatch]:
         """Every known account ``identity`` may be, strongest evidence first.
 
@@ -803,8 +829,40 @@ class AccountIndex:
         ``crm_ids`` (policy `match.crm_ids`): under `salesforce` a valid Salesforce id
         matches every account filed under either spelling of it (its 18-character form);
         under `salesforce_any_case` also an 18-character spelling in another letter case;
-        under `any_case` also a GUID in another letter case.
+        under `any_case` also a GUID in another letter case. ``raw_name``: the name as
+        given, for a query without a country: also weighed as each country reads it
+        (`countryless_readings`), never confidently.
         """
+        found = self._match(identity, name_threshold, review_band, crm_ids, countryless)
+        if identity.country or not raw_name:
+            return found
+        readings = countryless_readings(raw_name, identity.name, self._countries)
+        if not readings:
+            return found
+        best = {m.account_key: m for m in found}
+        floor = name_floor(name_threshold, review_band)
+        for country, reading in readings:
+            names = self._countries[country]
+            for form in name_forms(reading):
+                query = _sorted(form)
+                candidates = names.candidates(query, self._candidate_budget)
+                for text, raw_score, _ in process.extract(
+                        query, candidates, scorer=fuzz.ratio, score_cutoff=floor * 100.0,
+                        limit=None):
+                    score = raw_score / 100.0
+                    for ordinal in names.owners_of(text):
+                        key = self._keys[ordinal]
+                        candidate = AccountMatch(key, "name", score, False,
+                                                 score >= name_threshold - _EPSILON)
+                        current = best.get(key)
+                        if current is None or _strength(candidate) > _strength(current):
+                            best[key] = candidate
+        return sorted(best.values(), key=_sort_key)
+
+    def _match(
+        self, identity: AccountIdentity, name_threshold: float, review_band: float,
+        crm_ids: CrmIds, countryless: CountrylessNames,
+    ) -> list[AccountMatch]:
         if not 0.0 < name_threshold <= 1.0:
             raise ValueError("name_threshold must be in (0, 1]")
         if not 0.0 <= review_band < name_threshold:

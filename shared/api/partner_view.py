@@ -597,7 +597,10 @@ TIMELINE_DATA: Final[Mapping[str, Shape]] = {
     "dealreg.dispute.joined.v1": {
         "dispute_id": SHOW, "account_key": KEY, "added_ids": IDS, "registration_ids": IDS,
         "joined_at": SHOW, "policy_version": SHOW, "explanation": TEXT,
-        "evidence": _EVIDENCE, "reason": SHOW},
+        "evidence": _EVIDENCE, "reason": SHOW,
+        # The deadline the join moved onto the joiner's unit (session 30): shown only to
+        # the joiner (`_ONLY_WHEN_OWN`), on its own document's unit.
+        "due_at": SHOW},
     "dealreg.dispute.acknowledgement_recorded.v1": {
         "dispute_id": SHOW, "account_key": KEY, "level": SHOW, "owner_id": SHOW,
         "actor_id": HIDE, "acknowledged_at": SHOW, "policy_version": SHOW},

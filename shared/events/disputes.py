@@ -252,6 +252,10 @@ class DisputeJoined(DomainEvent):
     reason: OpenReason | None = None
     """The dispute's reason from now on, when the join changed it (a confident rival
     joining a possible-duplicate or cross-key review makes it a collision); None: unchanged."""
+    due_at: datetime | None = Field(default=None, exclude_if=lambda v: v is None)
+    """The level's deadline from now on, when the join moved it onto the joiner's policy's
+    `escalation.deadline_unit` (session 30: a dispute opened under a document without a
+    unit); None: unchanged, and left out, so a join that moves nothing serializes as before."""
 
 
 @event_type

@@ -145,3 +145,25 @@ async def test_a_promotion_weighs_the_names_taken_back_after_a_restart(settings:
         await status_becomes(queries, lost["id"], "in_review")
         dispute = await _dispute_of(queries, lost["id"])
         assert (await registration(queries, third["id"]))["dispute_id"] == dispute
+
+
+async def test_a_countryless_rival_meets_a_holder_of_its_spelling_with_a_foreign_qualifier(
+        settings: Settings) -> None:
+    """Session 30 (fairopen): a holder filed in the US as "Qorvantis Robotics Corp (UK)"
+    ("qorvantis robotics corp uk": a qualifier naming another country is part of the
+    name); a rival filing that very spelling without a country read it as "qorvantis
+    robotics" (any country's qualifier dropped) and matched nothing -- approved
+    `no_conflict`, where giving US met the holder exactly. A country-less name is now also
+    weighed as each country reads its spelling (`countryless_readings`), by the adjudicator
+    and by the edge's fall-back query alike: a restart between, so the edge asks the
+    directory tables, on both backends."""
+    spelling = "Qorvantis Robotics Corp (UK)"
+    async with running(settings) as (client, _):
+        held = await submit(client, "p-1", {"name": spelling, "country": "US",
+                                            "crm_account_id": "CRM-QORV-US"})
+        assert held["status"] == "approved", held
+    async with running(settings) as (client, _):
+        rival = await submit(client, "p-2", {"name": spelling,
+                                             "crm_account_id": "CRM-QORV-RIVAL"})
+        assert rival["status"] != "approved", rival["decision"]
+        assert held["id"] in weighed(rival), rival["decision"]

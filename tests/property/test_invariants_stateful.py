@@ -115,6 +115,12 @@ _TEMPLATE_ROOT = Path(tempfile.mkdtemp(prefix="dealreg-stateful-"))
 
 _SHORT_LADDER = Escalation(levels=(EscalationLevel(owner_id="cm-1", sla=timedelta(hours=6)),
                                    EscalationLevel(owner_id="dir-1", sla=timedelta(hours=6))))
+SHORT_LADDER_EXACT = Policy(
+    escalation=_SHORT_LADDER.model_copy(update={"deadline_unit": None}),
+    protection_period=timedelta(days=30))
+"""The short ladder as an upgraded deployment's older document reads: no deadline unit,
+deadlines exactly at the SLA (`RivalMoments.unit_changes`; not in POLICIES, so the first
+machine's runs stay as they were)."""
 POLICIES: dict[str, Policy] = {
     "default": Policy(),
     "scope_account": Policy(scope="account"),
@@ -1368,6 +1374,12 @@ class Invariants(RuleBasedStateMachine):
     """Whether the clock ever left a whole hour (`RivalMoments.moment_passes`): until then
     every act is on the unit, and invariant 20 holds trivially (not checked)."""
 
+    exact_eras: tuple[tuple[datetime, datetime | None], ...] = ()
+    """(from, until) while the latest document had no deadline unit
+    (`RivalMoments.unit_changes`): a dispute opened then falls due exactly, as decided, and
+    its parties read that; a partner that acted only after the last such era (a joiner
+    under a document with a unit) must read nothing finer than the unit (session 30)."""
+
     RIVAL_ACTS = ("dealreg.registration.submitted.v1", "dealreg.claim.filed.v1",
                   "dealreg.dispute.filed.v1", "dealreg.registration.extension_requested.v1")
     """A party's acts whose moments other partners must not read finer than the unit. Not
@@ -1442,14 +1454,29 @@ class Invariants(RuleBasedStateMachine):
             return
         unit = to_us(EPOCH_UTC + unit_span)
         acts = self.acts()
+        eras = self.exact_eras
+        ended = max((until for _, until in eras if until is not None), default=None)
+
+        def exact(t: datetime) -> bool:
+            return any(since <= t and (until is None or t < until) for since, until in eras)
+
         for partner in PARTNERS:
             own = {to_us(t) % unit for t, party, _ in acts if party in (partner, "vendor")}
+            # A partner that acted before a unit-less era ended may be a party of a dispute
+            # decided under it (exact deadlines, as decided): its rivals' acts then are
+            # not checked for it. A partner acting only later is checked on all of them.
+            early = ended is not None and any(party == partner and t < ended
+                                              for t, party, _ in acts)
             rivals = {to_us(t) % unit: (t, party, kind) for t, party, kind in acts
-                      if party not in (partner, "vendor") and kind in self.RIVAL_ACTS}
+                      if party not in (partner, "vendor") and kind in self.RIVAL_ACTS
+                      and not (early and exact(t))}
             if not rivals.keys() - own - {0}:
                 continue
             if currently_in_test_context():  # --hypothesis-show-statistics
                 event("invariant 20 checked with a rival off the unit")
+                if ended is not None and not early and any(
+                        exact(t) for t, _, _ in rivals.values()):
+                    event("invariant 20 checked a rival's act from a unit-less era")
             for where, value in _moments(self.partner_reads(partner), self.WALL_CLOCK):
                 rest = to_us(value) % unit
                 if rest and rest not in own and rest in rivals:
@@ -1484,6 +1511,14 @@ class Invariants(RuleBasedStateMachine):
                     if (a.id, b.id) in reviewed or (b.id, a.id) in reviewed:
                         continue  # a race met in a review (cross_key, or a name-only
                         # side's possible_duplicate): a person decides
+                    if a.spec.countryless != b.spec.countryless and any(
+                            d.outcome == "award" and d.opened_as == "possible_duplicate"
+                            and a.id in d.members and b.id in d.members
+                            for d in self.model.disputes.values()):
+                        continue  # a person awarded one of a possible duplicate across
+                        # countries: the other, flagged, is weighed against the winner by
+                        # `disputes._conflict`, never confident across countries, and keeps
+                        # its approval (DESIGN.md, rule 7; session 30 `foreign_qualified`)
                     if self.asks_only(a, b) or self.asks_only(b, a):
                         continue  # a name filed without a country asks but does not
                         # hold: each owns by its own identifiers (session 29)
@@ -1628,6 +1663,26 @@ class RivalMoments(Invariants):
         """Disputes settle within a day or two (`short_ladder`: two 6 h levels), so the
         fallback fires within the steps a run takes."""
         self.publish_policy("short_ladder")
+
+    @rule()
+    def unit_changes(self) -> None:
+        """The deadline unit changes mid-run (session 30): the short ladder without a unit
+        (an upgraded deployment's older document) when the latest has one, else with PT1H
+        again. A dispute opened under the former that a partner joins under the latter
+        moves onto the hour (`disputes._onto_unit`), which invariant 20 checks for that
+        partner (`exact_eras`)."""
+        latest = self.model.policies[max(self.model.policies)]
+        to_exact = latest.escalation.deadline_unit is not None
+        published = self.run(self.pipeline.commands.reference.publish(
+            SHORT_LADDER_EXACT if to_exact else POLICIES["short_ladder"],
+            published_by="test"))
+        self.model.policies[published.policy.version] = published.policy
+        now = self.clock.now
+        if to_exact:
+            self.exact_eras = (*self.exact_eras, (now, None))
+        elif self.exact_eras and self.exact_eras[-1][1] is None:
+            self.exact_eras = (*self.exact_eras[:-1], (self.exact_eras[-1][0], now))
+        self.settle()
 
     @rule(minutes=st.sampled_from((7, 23, 41)))
     def moment_passes(self, minutes: int) -> None:
@@ -1811,6 +1866,10 @@ never types it)."""
 CHAINS: dict[str, tuple[str, ...]] = {}
 """A squatter's "A dba B dba C" company id -> the companies its name lists."""
 CHAIN_SPECS: dict[str, Registration] = {}
+SUBSIDIARY_SPECS: dict[str, Registration] = {}
+"""A subsidiary's company id (`SpellingRules.foreign_qualified`: a company's name with a
+qualifier naming another country, filed in the company's country) -> its spelling: one
+customer, another than the company."""
 CLOSABLE = ("approved", "in_review", "submitted", "expired")
 """What a CRM close may end (services/registration/handlers.py)."""
 SESSION27: Counter[str] = Counter()
@@ -1821,6 +1880,8 @@ def specs_of(company_id: str) -> list[Registration]:
     """Every way the machines register this company."""
     if company_id in CHAIN_SPECS:
         return [CHAIN_SPECS[company_id]]
+    if company_id in SUBSIDIARY_SPECS:
+        return [SUBSIDIARY_SPECS[company_id]]
     return [r for r in (*SPECS, *(s for pair in RACES for s in pair), *SALESFORCE,
                         *CONTACTED, *CUSTOMER_SPECS, *SPELLED_SPECS)
             if r.company_id == company_id]
@@ -1833,6 +1894,8 @@ def company_name(company_id: str) -> str:
         return SPELLED_OF[company_id].name
     if company_id in CHAINS:
         return " dba ".join(company_name(c) for c in CHAINS[company_id])
+    if company_id in SUBSIDIARY_SPECS:
+        return SUBSIDIARY_SPECS[company_id].name
     return _RECENT_NAMES.get(company_id) or POOL.company(company_id).name
 
 
@@ -2347,6 +2410,38 @@ class SpellingRules(Invariants):
                   and r.key is not None and reg.key is not None)
         SPELLINGS[f"{how}: {'one key' if one else 'two keys'}, {reg.status} ({reg.rule})"] += 1
 
+    @rule(index=st.integers(0, 50), partner=st.integers(1, 4),
+          products=st.sets(st.sampled_from(PRODUCTS), min_size=1, max_size=2))
+    def foreign_qualified(self, index: int, partner: int, products: set[str]) -> None:
+        """Session 30: a partner files a company's subsidiary in the company's country by
+        the company's name with a qualifier naming another country ("Acme Robotics Corp
+        (UK)" in the US: one customer, another than the US company), and a rival files
+        that very spelling without a country (its own CRM id): one spelling of one
+        customer, which must meet the holder (invariant 1). Read without a country, any
+        country's qualifier is dropped; with one, another country's is part of the name:
+        the two readings met only once a country-less query is weighed as each country
+        reads its spelling (`countryless_readings`)."""
+        company = SPELLED.companies[index % len(SPELLED.companies)]
+        place = "USA" if company.country == "GB" else "UK"
+        sub = f"sub-{company.id}-{place.lower()}"
+        spec = SUBSIDIARY_SPECS.get(sub) or Registration(
+            0, sub, PARTNERS[0], f"{company.name} ({place})", "qualifier", company.country,
+            None, f"CRM-{sub}", ("analytics",), False)
+        SUBSIDIARY_SPECS[sub] = spec
+        holder = PARTNERS[index % len(PARTNERS)]
+        rival = PARTNERS[(index + partner) % len(PARTNERS)]
+        if holder == rival:
+            return
+        if self.submit(spec, holder, products, "resell") is None:
+            return
+        self.settle()
+        reg = self.submit(dataclasses.replace(spec, countryless=True,
+                                              crm_account_id=f"CRM-{sub}-{rival}"),
+                          rival, products, "resell")
+        self.settle()
+        if reg is not None:
+            SPELLINGS[f"foreign qualifier without a country: {reg.status} ({reg.rule})"] += 1
+
     @rule(index=st.integers(0, 50), partner=st.sampled_from(PARTNERS),
           products=st.sets(st.sampled_from(PRODUCTS), min_size=1, max_size=2))
     def chain_squat(self, index: int, partner: str, products: set[str]) -> None:
@@ -2613,6 +2708,38 @@ def test_no_partner_reads_a_rivals_submission_finer_than_the_deadline_unit() -> 
         assert opener.dispute is not None and late.dispute == opener.dispute, (opener, late)
         machine.invariants_hold()
         machine.time_passes(24 * 8)
+        assert not machine.model.disputes[opener.dispute].open
+        machine.invariants_hold()
+    finally:
+        machine.teardown()
+
+
+def test_a_joiner_under_a_unit_reads_no_rivals_submission_through_an_older_document() -> None:
+    """Invariant 20 across a change of document (session 30): the short ladder without a
+    unit is published (an upgraded deployment's older document), p-02 holds the customer,
+    p-01 registers it 7 min 7 s later and a dispute opens at p-01's moment with exact
+    deadlines; the short ladder with PT1H is published; p-04 registers it later and joins
+    under it. Its join moves the pending deadline onto the hour, so the fallback's
+    decision p-04 reads is on the hour. Before the rule the dispute kept the exact deadlines
+    of its document and p-04 read p-01's submission plus both 6 h levels."""
+    spec = SPECS[0]
+    machine = RivalMoments()
+    try:
+        machine.partners()
+        machine.unit_changes()
+        assert machine.model.policies[max(machine.model.policies)] \
+            .escalation.deadline_unit is None
+        machine.register(spec, "p-02", {"analytics"}, "resell")
+        machine.moment_passes(7)
+        machine.register(spec, "p-01", {"analytics"}, "resell")
+        machine.moment_passes(23)
+        machine.unit_changes()
+        machine.moment_passes(41)
+        machine.register(spec, "p-04", {"analytics"}, "resell")
+        _holder, opener, late = machine.model.regs.values()
+        assert opener.dispute is not None and late.dispute == opener.dispute, (opener, late)
+        machine.invariants_hold()
+        machine.time_passes(30)
         assert not machine.model.disputes[opener.dispute].open
         machine.invariants_hold()
     finally:
@@ -3576,6 +3703,21 @@ def _replay_spellings(steps: Any) -> None:
         machine.check_chains()
     finally:
         machine.teardown()
+
+
+def test_a_countryless_rival_meets_a_foreign_qualified_holder_in_the_machine() -> None:
+    """Invariant 1, found by `SpellingRules.foreign_qualified` on the code before session
+    30's fix: a company's subsidiary filed in the company's country as "<name> (UK)" and
+    the same spelling filed without a country by a rival (another CRM id) were both
+    approved `no_conflict` -- "<name> uk" there, "<name>" here, about 0.7 apart."""
+
+    def steps(m: SpellingRules) -> None:
+        m.foreign_qualified(0, 1, {"analytics"})
+        holder, rival = (r for r in m.model.regs.values() if r.company in SUBSIDIARY_SPECS)
+        assert holder.status == "approved", holder
+        assert rival.status != "approved", rival
+
+    _replay_spellings(steps)
 
 
 def test_a_dash_qualifier_before_a_trade_name_is_the_holder_s_customer_in_the_machine(

@@ -148,6 +148,7 @@ def adjudicate(
     identity: AccountIdentity,
     policy: Policy,
     partner_status: str | None = None,
+    raw_name: str | None = None,
 ) -> None:
     """Decide a new entry (already built, not yet in the state). Exactly one decision; an
     entry that stays active links its key to the other keys it matched (not one that was
@@ -165,7 +166,7 @@ def adjudicate(
         # good (live: `activate`) or count for nothing (rejected: `retired`).
         state.brought.filed(entry.id, entry.account_key, identity.name or "",
                             identity.country, fresh, False)
-    collisions = _decide(state, out, entry, identity, policy, partner_status)
+    collisions = _decide(state, out, entry, identity, policy, partner_status, raw_name)
     if fresh and unfiling and entry.status == "in_review":
         # In review, the forms it brought are its own to take back if a person rejects
         # it (session 30: one rule with a rejection at the decision).
@@ -209,12 +210,13 @@ def _decide(
     identity: AccountIdentity,
     policy: Policy,
     partner_status: str | None,
+    raw_name: str | None = None,
 ) -> list[Collision]:
     at = state.clock
     state.keep(entry)
     # How it matches its own key's customer, before its own facts are filed there. The
     # index is asked once: what it answers after the filing is derived (Lookup.filed).
-    before = lookup(state, identity, policy)
+    before = lookup(state, identity, policy, raw_name)
     own = entry.evidence = _shared_evidence(
         own_key_evidence(state, entry.account_key, identity, policy, before))
     if own is not None and entry.account_key not in state.opener_shares:

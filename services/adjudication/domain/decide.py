@@ -86,11 +86,13 @@ def _registration(state: AdjudicationState, event: RegistrationSubmitted, policy
     # The latest status this partition saw for the partner wins over the stamped snapshot:
     # the log order says which came first.
     status = state.partner_status.get(event.partner_id, event.partner.status)
-    adjudicate(state, out, entry, identity_of(event.account), policy, status)
+    adjudicate(state, out, entry, identity_of(event.account), policy, status,
+               event.account.name)
 
 
 def _claim(state: AdjudicationState, event: ClaimFiled, policy: Policy, out: Out) -> None:
-    adjudicate(state, out, claim_entry(state, event, policy), identity_of(event.account), policy)
+    adjudicate(state, out, claim_entry(state, event, policy), identity_of(event.account), policy,
+               None, event.account.name)
 
 
 def _timer(state: AdjudicationState, event: TimerFired, policy: Policy, out: Out) -> None:

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from services.adjudication.domain import explain, outcomes, release
-from services.adjudication.domain.escalation import last_level, level_times
+from services.adjudication.domain.escalation import LevelTimes, last_level, level_times
 from services.adjudication.domain.instants import from_us, human_span, span_us, to_us
 from services.adjudication.domain.matching import find_collisions, held_exclusively, overlaps
 from services.adjudication.domain.precedence import in_line
@@ -50,6 +50,7 @@ from services.adjudication.domain.state import (
     Entry,
 )
 from shared.accounts import Identifiers, separate_customers
+from shared.business_time import due_on
 from shared.events import (
     ConflictEvidence,
     CopiesInReview,
@@ -145,6 +146,7 @@ def draw_into_dispute(
         _flag(target, existing, drawn, pairs)
         _merge(state, out, target, existing, [*drawn, *near], policy, at)
         _tell_homes(state, out, target, before, at)
+        moved = _onto_unit(state, target, policy)
         out.append(
             DisputeJoined(
                 dispute_id=target.id,
@@ -158,10 +160,13 @@ def draw_into_dispute(
                     f"{target.id}, so it joins that dispute"
                     + (f", which is now a {target.reason} collision rather than a review"
                        if changed else "")
+                    + (f"; its deadline moves onto the policy's deadline unit, due "
+                       f"{explain.day(target.due_at)}" if moved else "")
                     + f" {explain.tag(rule, policy.version)}."
                 ),
                 evidence=tuple(evidence),
                 reason=target.reason if changed else None,
+                due_at=from_us(target.due_at) if moved else None,
             )
         )
         return target
@@ -399,8 +404,10 @@ def _open(
             reminder_at=reminder if reminder is not None and reminder > at else None,
             acknowledged=carried.acknowledged,
             breached=carried.breached,
+            unit_us=carried.unit_us,
         )
         state.disputes[dispute_id] = dispute
+        _onto_unit(state, dispute, policy, schedule=False)
         if not dispute.breached:
             _schedule_level(state, dispute)
         return dispute
@@ -420,6 +427,35 @@ def _open(
     state.disputes[dispute_id] = dispute
     _schedule_level(state, dispute)
     return dispute
+
+
+def _onto_unit(state: AdjudicationState, dispute: Dispute, policy: Policy,
+               schedule: bool = True) -> bool:
+    """A registration joining `dispute` under `policy` (or a contest carrying it on) moves
+    its pending deadline onto the policy's `escalation.deadline_unit`, and the dispute
+    keeps that unit for its later levels (`Dispute.unit_us`, session 30): a dispute opened
+    under a document without a unit (`null`) kept exact deadlines after one with a unit
+    was published, so a partner joining it late read the fallback's `decided_at` as a
+    rival's submission plus the SLAs. Decided by the joiner's policy version (in the log),
+    so a replay moves it alike; a joiner under a document without a unit changes nothing
+    (older logs decide as before). Only ever later (`due_on`); a breached dispute has no
+    deadline pending; the reminder stays (only the owner sees it). The old heap item goes
+    stale (`on_deadline` checks `due_at`) and the new firing's id carries the moved
+    deadline. True when the pending deadline moved (scheduled unless `schedule` is off:
+    the caller schedules the level itself)."""
+    unit = policy.escalation.deadline_unit
+    if unit is None:
+        return False
+    dispute.unit_us = span_us(unit)
+    if dispute.breached:
+        return False
+    due = due_on(dispute.due_at, dispute.unit_us)
+    if due == dispute.due_at:
+        return False
+    dispute.due_at = due
+    if schedule:
+        state.schedule(due, DEADLINE, dispute.id, dispute.level)
+    return True
 
 
 def _schedule_level(state: AdjudicationState, dispute: Dispute) -> None:
@@ -1120,6 +1156,9 @@ def on_deadline(state: AdjudicationState, out: Out, deadline: int, target: str, 
     escalation = policy.escalation
     if level < last_level(escalation):
         times = level_times(escalation, level + 1, deadline)
+        if dispute.unit_us is not None:  # a joiner's policy moved it onto its unit
+            times = LevelTimes(times.owner_id, due_on(times.due_at, dispute.unit_us),
+                               times.reminder_at)
         dispute.level = level + 1
         dispute.owner_id = times.owner_id
         dispute.due_at = times.due_at

@@ -69,12 +69,14 @@ def overlaps(a: frozenset[str] | None, b: frozenset[str] | None, policy: Policy,
 
 
 def _lookups(
-    state: AdjudicationState, identity: AccountIdentity, policy: Policy
+    state: AdjudicationState, identity: AccountIdentity, policy: Policy,
+    raw_name: str | None = None,
 ) -> tuple[list[AccountMatch], list[AccountMatch]]:
     threshold, band = policy.match.name_threshold, policy.match.review_band
     crm_ids, countryless = policy.match.crm_ids, policy.match.countryless_names
     if not identity.domain or not identity.name:
-        return state.index.match(identity, threshold, band, crm_ids, countryless), []
+        return state.index.match(identity, threshold, band, crm_ids, countryless,
+                                 raw_name), []
     # With a domain, a name can only match an account whose key is not a domain (a dom: key
     # carries its domain: any other is a different customer, see sameness), so names are
     # looked up among those alone: the common case then costs two exact look-ups instead
@@ -85,7 +87,7 @@ def _lookups(
     )
     names = state.loose_index.match(
         AccountIdentity(None, None, identity.name, identity.country), threshold, band,
-        countryless=countryless,
+        countryless=countryless, raw_name=raw_name,
     )
     return exact, names
 
@@ -154,11 +156,14 @@ def _with(matches: list[AccountMatch], own: list[AccountMatch]) -> list[AccountM
     return kept
 
 
-def lookup(state: AdjudicationState, identity: AccountIdentity, policy: Policy) -> Lookup:
-    """Ask the index once for `identity` (nothing to ask for an empty one)."""
+def lookup(state: AdjudicationState, identity: AccountIdentity, policy: Policy,
+           raw_name: str | None = None) -> Lookup:
+    """Ask the index once for `identity` (nothing to ask for an empty one). `raw_name`:
+    the name as filed, which a query without a country is also weighed by as each
+    country reads it (`countryless_readings`)."""
     if identity.is_empty():
         return Lookup(identity, [], [])
-    return Lookup(identity, *_lookups(state, identity, policy))
+    return Lookup(identity, *_lookups(state, identity, policy, raw_name))
 
 
 def _matches(

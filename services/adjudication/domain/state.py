@@ -138,6 +138,10 @@ class Dispute:
     """(member, newcomer) pairs: an approved member drawn in only as the newcomer's
     possible duplicate next to its confident collision (DESIGN rule 7). A settlement (a
     person's or the fallback's) weighs it against its newcomers only."""
+    unit_us: int | None = None
+    """The `escalation.deadline_unit` (µs) of the last policy a registration joined it under
+    that had one (session 30): its pending deadline was moved onto it and its later levels
+    fall due on it, whatever its own policy's unit. None: its own policy's."""
 
 
 @dataclass(slots=True, eq=False)

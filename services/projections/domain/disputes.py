@@ -106,6 +106,8 @@ def apply_joined(row: Row, event: DisputeJoined) -> Row:
     row["account_key"] = row["account_key"] or event.account_key
     if event.reason is not None:  # a review that a collision joined is a collision now
         row["reason"] = event.reason
+    if event.due_at is not None:  # the joiner's policy moved the deadline onto its unit
+        row["due_at"] = event.due_at
     _members(row, event.registration_ids)
     return row
 

@@ -49,7 +49,7 @@ from shared.accounts import (
     name_length_window,
     sort_name_tokens,
 )
-from shared.accounts.index import CountrylessNames, countries_weighed
+from shared.accounts.index import CountrylessNames, countries_weighed, countryless_readings
 from shared.accounts.salesforce import CrmIds, any_spelling, crm_id_spellings
 from shared.events.registration import PROTECTING
 from shared.logging import get_logger
@@ -270,21 +270,28 @@ class AccountDirectory:
     # --- resolving -----------------------------------------------------------------------
 
     async def resolve(self, identity: AccountIdentity, match: MatchPolicy,
-                      names: bool = False) -> Resolution:
+                      names: bool = False, raw_name: str | None = None) -> Resolution:
         """The key for `identity`. `names`: look its name up in the directory tables even
         when an identifier already found a key (the post-decision re-report, which looks
-        for keys other processes filed since: handlers.Commands._re_report)."""
+        for keys other processes filed since: handlers.Commands._re_report). `raw_name`:
+        the name as given, which a query without a country is also weighed by as each
+        country reads it (`countryless_readings`, as the adjudicator weighs it)."""
         if self._warmed_at is None:
             await self.warm()
         self._maybe_rewarm()
         matches = self._index.match(identity, match.name_threshold, match.review_band,
-                                    match.crm_ids, match.countryless_names)
-        if not self.complete and await self._fill_misses(
-                identity, matches, names, match.crm_ids,
-                name_floor(match.name_threshold, match.review_band),
-                match.countryless_names):
-            matches = self._index.match(identity, match.name_threshold, match.review_band,
-                                        match.crm_ids, match.countryless_names)
+                                    match.crm_ids, match.countryless_names, raw_name)
+        if not self.complete:
+            floor = name_floor(match.name_threshold, match.review_band)
+            filled = await self._fill_misses(identity, matches, names, match.crm_ids, floor,
+                                             match.countryless_names)
+            if raw_name and identity.name and not identity.country:
+                filled = await self._fill_readings(identity.name, raw_name, floor,
+                                                   match.countryless_names) or filled
+            if filled:
+                matches = self._index.match(identity, match.name_threshold,
+                                            match.review_band, match.crm_ids,
+                                            match.countryless_names, raw_name)
         index = self._index
         query = Identifiers.of(identity).canonical(match.crm_ids)
         review_names = match.name_only == "review"
@@ -310,10 +317,26 @@ class AccountDirectory:
                               resolution.possible_duplicates)
         return choose(identity, [], index.identifiers, index.__contains__)
 
+    async def _fill_readings(self, name: str, raw_name: str, floor: float,
+                             countryless: CountrylessNames) -> bool:
+        """Ask the directory tables for the names a country-less query's other readings
+        (`countryless_readings`: each country's reading of the raw spelling) may score
+        against, each in the countries that read it so; True if anything new."""
+        by_reading: dict[str, list[str]] = {}
+        for country, reading in countryless_readings(
+                raw_name, name, self._countries_asked(None, countryless)):
+            by_reading.setdefault(reading, []).append(country)
+        added = False
+        for reading, countries in by_reading.items():
+            added = await self._fill_misses(AccountIdentity(None, None, reading, None), [],
+                                            False, "exact", floor, countryless,
+                                            countries) or added
+        return added
+
     async def _fill_misses(self, identity: AccountIdentity, matches: list[AccountMatch],
                            names: bool = False, crm_ids: CrmIds = "exact",
-                           floor: float = 0.0, countryless: CountrylessNames = "hold"
-                           ) -> bool:
+                           floor: float = 0.0, countryless: CountrylessNames = "hold",
+                           only: list[str] | None = None) -> bool:
         """Ask the directory tables for what memory did not know; True if anything new.
         The CRM id is asked in every spelling policy `match.crm_ids` makes one id
         (`crm_id_spellings`: the tables file ids as submitted; asking the submitted
@@ -340,7 +363,7 @@ class AccountDirectory:
                                        identity.domain if i == 0 else None, form,
                                        identity.country)
                 added = await self._fill_misses(part, matches, names, crm_ids, floor,
-                                                countryless) or added
+                                                countryless, only) or added
             return added
         kinds = {m.matched_by for m in matches}
         confident = any(m.confident for m in matches)
@@ -352,7 +375,9 @@ class AccountDirectory:
         spelling = any_spelling(crm) if crm and crm_ids == "any_spelling" else None
         domain = identity.domain if "domain" not in kinds else None
         named = (names or not confident) and bool(identity.name)
-        countries = self._countries_asked(identity.country, countryless) if named else None
+        countries = (only if only is not None
+                     else self._countries_asked(identity.country, countryless)) \
+            if named else None
         if not (crm or domain or named):
             return False
         async with self.engine.connect() as conn:
