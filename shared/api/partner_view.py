@@ -845,9 +845,10 @@ opening, its reminder and its deadlines as a late joiner's, to the hour (`disput
 
 
 def entered_by(opened: datetime, own_acts: Collection[datetime]) -> datetime:
-    """When a partner entered a dispute that opened over its registration at `opened`:
-    then, when that was one of its own acts (`OWN_ACTS`: `own_acts`, their moments), else
-    the hour after (`_hour_up`): a rival's act opened it, at the rival's moment. One rule
+    """When a partner entered a dispute that opened over its registration, or that a
+    joining drew its registration into, at `opened`: then, when that was one of its own
+    acts (`OWN_ACTS`: `own_acts`, their moments), else the hour after (`_hour_up`): a
+    rival's act opened it or drew it in, at the rival's moment. One rule
     for the dispute's view (`queries.entered_dispute`, so `dispute()` reads it as a late
     joiner's), `GET /v1/ownership?as_of=` (when it counts among the partner's open
     disputes) and its timeline (`timeline()`)."""
@@ -1165,6 +1166,12 @@ def timeline(entries: Iterable[Mapping[str, Any]], scope: Scope, *, ids_key: byt
         shown["event_id"] = _renumbered(shown.get("event_id"), ids_key)
         if _timer_dated(entry) and entry.get("subject_id") in late:
             shown = _late_entry(shown, entry)
+            rounded = True
+        elif joining and entered_by(_moment(raw.get("at")), own_acts) != _moment(raw.get("at")):
+            # A rival's act drew the viewer's registration in (a rival joining the dispute
+            # with the viewer's approval beside it): entered at the hour after, as a rival's
+            # opening (`entered_by`), with an opaque event id.
+            shown = _rival_opening(shown, entry)
             rounded = True
         elif joining:
             shown["data"] = {**shown["data"], "reminder_at": None,

@@ -275,14 +275,14 @@ def entered_at(first: Any, steps: Iterable[tuple[int, str, Any]], wanted: set[st
     next in line): its first decision is not when it joined. One rule for the dispute's
     view (`entered_dispute`) and `GET /v1/ownership?as_of=` (its open disputes).
     `own_acts`: when `wanted`'s own acts happened (`own_acts_of`, µs): a dispute opening
-    over them at another moment opened at a rival's act, and is entered at the hour after
-    (`partner_view.entered_by`)."""
+    over them, or a joining drawing them in, at another moment was a rival's act, and is
+    entered at the hour after (`partner_view.entered_by`)."""
     for at_us, kind, data in steps:
         named = data.get("registration_ids" if kind.endswith("opened.v1") else "added_ids")
         if wanted & set(named or ()):
-            moment = from_us(at_us)
-            if kind == OPENING_STEPS[0]:
-                moment = partner_view.entered_by(moment, {from_us(a) for a in own_acts})
+            # An opening or a joining alike: a rival's act may draw `wanted` in either way
+            # (a rival joining a dispute draws a holder's approval in beside it).
+            moment = partner_view.entered_by(from_us(at_us), {from_us(a) for a in own_acts})
             return moment if first is None or _moment_of(first) < moment else first
     return first
 

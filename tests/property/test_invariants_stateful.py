@@ -1387,6 +1387,13 @@ class Invariants(RuleBasedStateMachine):
     `moot`, at a rival's letting go is decided at that moment (known limit, DESIGN.md
     invariant 20; the delayed promotion is session 30's s30-promotion)."""
 
+    LETTING_GO = ("dealreg.registration.withdrawn.v1", "dealreg.opportunity.closed.v1",
+                  "dealreg.claim.released.v1")
+    """A party's letting go, out of invariant 20's scope (`RIVAL_ACTS`): a moment a
+    partner reads that is one of these is not checked, though a rival's act fell at the
+    same instant (the machine's clock stands still between steps: a rival's withdrawal
+    right after another's submission ends a dispute `moot` at both moments)."""
+
     WALL_CLOCK = frozenset({"created_at", "delivered_at", "next_attempt_at", "timestamp",
                             "attempt_log"})
     """Delivery fields dated by when the projection or the sender ran (timing, out of the
@@ -1461,7 +1468,8 @@ class Invariants(RuleBasedStateMachine):
             return any(since <= t and (until is None or t < until) for since, until in eras)
 
         for partner in PARTNERS:
-            own = {to_us(t) % unit for t, party, _ in acts if party in (partner, "vendor")}
+            own = {to_us(t) % unit for t, party, kind in acts
+                   if party in (partner, "vendor") or kind in self.LETTING_GO}
             # A partner that acted before a unit-less era ended may be a party of a dispute
             # decided under it (exact deadlines, as decided): its rivals' acts then are
             # not checked for it. A partner acting only later is checked on all of them.
@@ -1691,18 +1699,22 @@ class RivalMoments(Invariants):
         self.settle()
 
     @rule(spec=st.sampled_from(SPECS), index=st.integers(0, 50),
-          partner=st.sampled_from(PARTNERS), minutes=st.sampled_from((7, 23, 41)))
+          partner=st.sampled_from(PARTNERS), minutes=st.sampled_from((7, 23, 41)),
+          products=st.sampled_from(((PRODUCTS[0],), (PRODUCTS[1],), PRODUCTS[:2])))
     def register_a_moment_later(self, spec: Registration, index: int, partner: str,
-                                minutes: int) -> None:
+                                minutes: int, products: tuple[str, ...] = PRODUCTS[:1]
+                                ) -> None:
         """A registration off the whole hour (a rival's submission a partner might read):
         of a customer already registered when there is one (a collision, often a dispute
-        that a third partner joins late), else of `spec`."""
+        that a third partner joins late), else of `spec`. For one product or two: a
+        registration for both ties with holders of either and joins their dispute with
+        the other's approval beside it (session 30 second rival review)."""
         self.off_unit = True
         self.clock.advance(timedelta(minutes=minutes, seconds=minutes))
         held = [r for r in self.model.regs.values() if r.kind == "registration"]
         if held:
             spec = held[index % len(held)].spec
-        self.submit(spec, partner, {PRODUCTS[0]}, "resell")
+        self.submit(spec, partner, set(products), "resell")
         self.settle()
 
 
@@ -2741,6 +2753,29 @@ def test_a_joiner_under_a_unit_reads_no_rivals_submission_through_an_older_docum
         machine.invariants_hold()
         machine.time_passes(30)
         assert not machine.model.disputes[opener.dispute].open
+        machine.invariants_hold()
+    finally:
+        machine.teardown()
+
+
+def test_no_partner_reads_when_a_rival_drew_its_approval_into_a_dispute() -> None:
+    """Invariant 20 on the second session-30 case: p-01 holds the customer for
+    analytics (gold), p-03 for crm, and p-02 (silver) beats p-03's approval (a dispute over
+    those two); p-05 (gold) registers it for both 7 min 7 s later, ties with p-01 and beats
+    p-02 and p-03, and joins their dispute with p-01's approval beside it. p-01 read its
+    entry (the dispute's `opened_at`, its timeline) at p-05's moment when `entered_by`
+    rounded openings alone."""
+    spec = SPECS[0]
+    machine = RivalMoments()
+    try:
+        machine.partners()
+        machine.register(spec, "p-01", {"analytics"}, "resell")
+        machine.register(spec, "p-03", {"crm"}, "resell")
+        machine.register(spec, "p-02", {"crm"}, "resell")
+        machine.register_a_moment_later(spec, 0, "p-05", 7, ("analytics", "crm"))
+        holder, _approved_crm, tied, late = machine.model.regs.values()
+        assert tied.dispute is not None and late.dispute == tied.dispute, (tied, late)
+        assert holder.dispute == tied.dispute, holder
         machine.invariants_hold()
     finally:
         machine.teardown()

@@ -804,11 +804,14 @@ def test_a_dispute_entered_late_shows_none_of_its_steps_from_before_the_entry() 
         "registration_ids": ["reg_rival1", "reg_own1"],
         "joined_at": "2027-01-01T12:00:00.500000Z"}),
         "at": "2027-01-01T12:00:00.500000Z", "event_id": "evt_9.d1"}
-    entries = [own, rejected, opened, acked, escalated, joined]
+    # Its contest, the act that joined D (`OWN_ACTS`): so the entry is its own moment.
+    filed = {**own, "at": "2027-01-01T12:00:00.500000Z", "type": "dealreg.dispute.filed.v1",
+             "event_id": "evt_9", "data": {"dispute_id": "dsp_1", "partner_id": "p-1"}}
+    entries = [own, rejected, opened, acked, escalated, filed, joined]
     shown = pv.timeline(entries, p1_scope([e["data"] for e in entries]), ids_key=KEY)
     assert [e["type"] for e in shown] == [
         "dealreg.registration.submitted.v1", "dealreg.registration.decided.v1",
-        "dealreg.dispute.opened.v1"], shown
+        "dealreg.dispute.filed.v1", "dealreg.dispute.opened.v1"], shown
     assert shown[-1]["data"]["opened_at"] == "2027-01-01T12:00:00.500000Z", shown
     assert "10:41" not in _raw(shown) and "10:00" not in _raw(shown), shown
     # Its steps after the entry are the partner's: an acknowledgement then reads as it is.
