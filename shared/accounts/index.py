@@ -678,7 +678,11 @@ class AccountIndex:
         own duplicate; taking the country back left its name holding nothing, and a rival's
         namesake with a country and another CRM id was approved beside it, unseen. Giving
         the country adds no name to the key (a fresh filing of the name with a country
-        would hold as much)."""
+        would hold as much). Unless another key already has that form in that country
+        (session 30 second rival review): a name filed without a country holds nothing
+        there, and a rejected filing is no evidence, so giving the country beside a holder
+        of the name in it would join that holder's name to the key unweighed (a fresh
+        filing with the country waits for a person there); it is taken back."""
         forms = self.new_name_forms(account_key, name, country)
         if not forms or not country:
             return forms
@@ -686,8 +690,10 @@ class AccountIndex:
         unknown = self._countries.get(UNKNOWN_COUNTRY)
         if ordinal is None or unknown is None:
             return forms
+        here = self._countries.get(country)
         return tuple(form for form in forms
-                     if ordinal not in _ordinals(unknown.owners.get(_sorted(form))))
+                     if ordinal not in _ordinals(unknown.owners.get(_sorted(form)))
+                     or (here is not None and _ordinals(here.owners.get(_sorted(form)))))
 
     def unfile_names(self, account_key: str, forms: Collection[str],
                      country: str | None) -> None:

@@ -560,14 +560,18 @@ _DASHED: Final = re.compile(r"\s[-\u2010-\u2015]+\s*([^-\u2010-\u2015()\[\]]+?)\
 # as "dba" before anything else (so do `_drop_home_qualifiers`' split, kept by `split`: one
 # group, and the folded tokens); `_TRADE_NAME_PHRASES` reads the phrases in folded tokens
 # too. "t/a" is read only with its slash: a bare "TA" is a word ("TA Associates").
+# A marker may stand in quotes or end in a colon or comma ('Smith Ltd "aka" X', "Smith Ltd
+# AKA: X", session 30 second round): "dba" was read so through the folded tokens, "t/a"
+# and "aka" only here, so such a spelling was another customer again.
 _TRADE_NAME_RAW: Final = re.compile(
-    r"(?<=\S)((?:\s+|\s*[(\[]\s*)"
+    r"(?<=\S)((?:\s+[\"'\u2018\u201c]?|\s*[(\[]\s*)"
     r"(?:d\s*/\s*b\s*/\s*a|d\.?\s?b\.?\s?a\.?|doing\s+business\s+as|trading\s+as"
-    r"|t\s*/\s*as?|a\s*/\s*k\s*/\s*a|a\.?\s?k\.?\s?a\.?|also\s+known\s+as))(?=\s+\S)",
+    r"|t\s*/\s*as?|a\s*/\s*k\s*/\s*a|a\.?\s?k\.?\s?a\.?|also\s+known\s+as)"
+    r"[\"'\u2019\u201d]?:?,?)(?=\s+\S)",
     re.IGNORECASE)
-# What every marker above starts with (a space or bracket, then d, t or a): most names have
-# none, and this costs a quarter of the full pattern's search (1.3 us a name).
-_TRADE_NAME_START: Final = re.compile(r"[\s(\[][dta]", re.IGNORECASE)
+# What every marker above starts with (a space, bracket or quote, then d, t or a): most
+# names have none, and this costs a quarter of the full pattern's search (1.3 us a name).
+_TRADE_NAME_START: Final = re.compile(r"[\s(\[\"'\u2018\u201c][dta]", re.IGNORECASE)
 
 
 def _is_home(place: str, country: str | None) -> bool:

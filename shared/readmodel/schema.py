@@ -214,11 +214,13 @@ account_names = Table(
                "this name under this key (session 30, migration 0017; the first one in "
                "session 29, 0016): the name is not filed while an `account_names_unfiled` "
                "row names it (`name_filed`); None: filed before provenance was recorded, "
-               "or filed again by an undone rejection, never taken back"),
+               "never taken back"),
     Column("filed_at", BigInteger, nullable=False, default=NAME_KEPT,
            server_default=text(str(NAME_KEPT)),
            doc="`filed_by`'s submission's intake offset, or NAME_KEPT (2^62) when "
-               "`filed_by` is None: a later filing's submission replaces `filed_by` "
+               "`filed_by` is None, or NAME_KEPT plus the decision's time in microseconds "
+               "when an undone rejection filed it again (`directory.refiled`): a later "
+               "filing's submission replaces `filed_by` "
                "(`services.projections.domain.directory.later`)"),
 )
 

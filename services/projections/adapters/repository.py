@@ -659,6 +659,8 @@ def prepare(dialect: str, batch: Batch, *, staged: bool = False,
     add(account_crm_ids, _sorted(batch.crm_ids), ("crm_account_id",), "nothing")
     # Names are merged order-free (session 30, `directory.later`): each row keeps its
     # latest filer; a rejection's unfiled names are rows of their own, asked at look-up.
+    add(account_names_unfiled, _sorted(batch.unfiled_back),
+        ("account_key", "name", "filed_by"), "delete")
     add(account_names_unfiled, _sorted(batch.unfiled_names),
         ("account_key", "name", "filed_by"), "nothing")
     add(account_names, _sorted(batch.names), ("country", "name", "account_key"), "latest")
@@ -718,7 +720,7 @@ async def execute(conn: AsyncConnection, steps: Sequence[Step]) -> None:
             pass
         elif step.staged:
             create, apply = _staged_statements(step.table, step.columns, step.keys, step.mode)
-            stage = _stage_name(step.table, step.columns)
+            stage = _stage_name(step.table, step.columns, step.mode)
             await driver.execute(create)
             await driver.copy_records_to_table(stage, records=step.params,
                                                columns=list(step.columns))
@@ -813,8 +815,13 @@ async def _copy_fresh(driver: Any, step: Step) -> bool:
     return True
 
 
-def _stage_name(table: Table, columns: tuple[str, ...]) -> str:
-    return f"_stage_{table.name}_{zlib.crc32(' '.join(columns).encode()):08x}"
+def _stage_name(table: Table, columns: tuple[str, ...], mode: str) -> str:
+    """One temporary table per (table, columns, mode): a batch's delete and insert steps
+    on one table (`account_names_unfiled`: a rejection undone, another rejection) each
+    stage their own rows, which share one transaction (before, the insert applied the
+    rows the delete had staged too)."""
+    suffix = "_del" if mode == "delete" else ""
+    return f"_stage_{table.name}_{zlib.crc32(' '.join(columns).encode()):08x}{suffix}"
 
 
 @lru_cache(maxsize=256)
@@ -827,7 +834,7 @@ def _staged_statements(table: Table, columns: tuple[str, ...], keys: tuple[str, 
     `COPY` plus one `INSERT .. SELECT .. ON CONFLICT` cost the server a fraction of one
     executor run per row (`executemany`); a batch holds each key at most once (its rows
     are keyed dicts), which a single `ON CONFLICT DO UPDATE` statement requires."""
-    stage = _stage_name(table, columns)
+    stage = _stage_name(table, columns, mode)
     names = ", ".join(f'"{c}"' for c in columns)
     create = (f'CREATE TEMPORARY TABLE IF NOT EXISTS "{stage}" ON COMMIT DELETE ROWS AS '
               f'SELECT {names} FROM "{table.name}" WITH NO DATA')

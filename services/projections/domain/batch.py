@@ -255,6 +255,10 @@ class Batch:
         """(account key, name, filing) -> an `account_names_unfiled` row: a rejected
         filing took the name back (`directory.unfiled`); a name row whose latest filer it
         is is not filed, whichever is folded first (session 30)."""
+        self.unfiled_back: dict[tuple[str, str, str], Row] = {}
+        """`account_names_unfiled` rows to delete: a rejection undone files the names
+        again by the same filing (`directory.refiled`), which a later rejection of it
+        takes back once more (second rival review, session 30)."""
         self._offset = -1
         """The offset of the item being folded (`Item.offset`)."""
         self.link_facts: dict[tuple[str, str], Row] = {}
@@ -411,15 +415,21 @@ class Batch:
         """A filing rejected at its decision takes back the name forms it newly filed
         (`unfiled_names`, session 29), and one whose rejection is undone files them again
         (`refiled_names`): both folded order-free (session 30, `directory`)."""
+        filing = (event.registration_id if isinstance(event, RegistrationDecided)
+                  else event.claim_id)
         if event.refiled_names:
             for row in directory.refiled(event.account_key, event.refiled_names,
-                                         event.refiled_country):
+                                         event.refiled_country, filing, event.decided_at):
                 self._name(row)
+                at = (row["account_key"], row["name"], filing)
+                self.unfiled_names.pop(at, None)
+                self.unfiled_back[at] = {"account_key": at[0], "name": at[1],
+                                         "filed_by": filing}
         if event.unfiled_names:
-            filing = (event.registration_id if isinstance(event, RegistrationDecided)
-                      else event.claim_id)
             for row in directory.unfiled(event.account_key, filing, event.unfiled_names):
-                self.unfiled_names[(row["account_key"], row["name"], filing)] = row
+                at = (row["account_key"], row["name"], filing)
+                self.unfiled_back.pop(at, None)
+                self.unfiled_names[at] = row
 
     def _linked(self, _: str, event: AccountsLinked) -> None:
         self._link_fact(directory.link(event))

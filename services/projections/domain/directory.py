@@ -22,13 +22,19 @@ filer is one of them (`is_filed`; the look-ups ask the same, `shared.readmodel.s
 name_filed`). Why the latest filer decides: the adjudicator takes back only forms new
 under the key at the rejected filing, so every earlier filing of that form was taken back
 itself, and any later filing files it again. A row filed with no filer (`filed_by` None,
-`filed_at` `KEPT`: filed before provenance was recorded, or filed again by an undone
-rejection, `refiled`) is never taken back, and no submission replaces its filer.
+`filed_at` `KEPT`: filed before provenance was recorded) is never taken back, and no
+submission replaces its filer. A row filed again by an undone rejection (`refiled`) is
+filed by that filing above every offset (`KEPT` plus its decision's time, so a later
+re-filing by another filing replaces it) and the filing's earlier `unfiled` rows are
+deleted (`Batch.unfiled_back`): in review once more, a person's rejection takes it back
+again, as the adjudicator does (second rival review, session 30). A filing's decisions
+are one stream in order, so the deletion never passes its own rejection.
 """
 
 from __future__ import annotations
 
 from collections.abc import Container
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.accounts.filing import name_keys, name_rows
@@ -130,10 +136,22 @@ def unfiled(account_key: str, filing_id: str, forms: tuple[str, ...]) -> list[Ro
             for form in forms]
 
 
-def refiled(account_key: str, forms: tuple[str, ...], country: str | None) -> list[Row]:
+def refiled(account_key: str, forms: tuple[str, ...], country: str | None, filing_id: str,
+            decided_at: datetime) -> list[Row]:
     """The name rows a filing whose rejection is undone files again (its approving or
-    reviewing decision's `refiled_names` in `refiled_country`, session 29): `KEPT`, as the
-    adjudicator keeps them (a form it files again is new under the key then, and nothing
-    takes back a form that is not new), whatever is folded before or after."""
+    reviewing decision's `refiled_names` in `refiled_country`, session 29), filed by it:
+    above any intake offset (a form it files again is new under the key then, so every
+    earlier filer was taken back, and no later submission's filing replaces it), ordered
+    among re-filings by the decision's time. Its earlier `unfiled` rows of them go
+    (`Batch.unfiled_back`), so a later rejection of the same filing (in review again, a
+    person rejects it: the adjudicator takes them back, `AdjudicationState.retired`)
+    takes them back here too; before, the rows had no filer and stayed filed for good."""
+    if decided_at.tzinfo is None:  # events do not enforce aware times: read as UTC
+        decided_at = decided_at.replace(tzinfo=UTC)
+    at = KEPT + (decided_at - _EPOCH) // _MICROSECOND
     return [{"country": country or UNKNOWN_COUNTRY, "name": form, "account_key": account_key,
-             "filed_by": None, "filed_at": KEPT} for form in forms]
+             "filed_by": filing_id, "filed_at": at} for form in forms]
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)

@@ -135,7 +135,8 @@ def _as_batch(rows: dict[str, list[dict[str, Any]]]) -> Any:
         intervals=keyed(rows["intervals"], "holder_id", "opened_by"), domains={},
         crm_ids={}, names=keyed(rows["names"], "country", "name", "account_key"),
         name_keys={}, unfiled_names=keyed(rows.get("unfiled", []), "account_key", "name",
-                                          "filed_by"), link_facts={}, members={}, breaches={},
+                                          "filed_by"), unfiled_back={}, link_facts={},
+        members={}, breaches={},
         timeline=keyed(rows["timeline"], "subject_id", "event_id"), outbox={})
 
 

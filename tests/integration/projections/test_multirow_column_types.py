@@ -51,6 +51,7 @@ def _batch(regs: list[dict[str, Any]], disps: list[dict[str, Any]] = ()) -> Any:
         changed_disputes=lambda: [dict(r) for r in disps],
         pipeline=lambda: SimpleNamespace(total_rows=none, product_rows=none),
         intervals={}, domains={}, crm_ids={}, names={}, name_keys={}, unfiled_names={},
+        unfiled_back={},
         link_facts={},
         members={}, breaches={}, timeline={}, outbox={})
 

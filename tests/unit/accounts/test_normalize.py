@@ -789,3 +789,19 @@ def test_trading_as_and_also_known_as_markers_are_read_as_dba() -> None:
     # A chain of three names is one name, however it is joined.
     chain = normalize_name("Alpha Ltd t/a Beta aka Gamma")
     assert name_forms(chain) == (chain,)
+
+
+def test_a_trade_name_marker_in_quotes_or_with_a_colon_is_read_as_dba() -> None:
+    """Session 30 second round: 'X "aka" Y', "X AKA: Y", "X t/a, Y", "X \u2018t/a\u2019 Y" are
+    "X dba Y", as "X dba: Y" already was; a quoted word that is no marker stays a word, and
+    a marker at either end is still a word."""
+    want = normalize_name("Smith Ltd dba Rocket Cafe", "GB")
+    assert want == "smith dba rocket cafe"
+    for spelled in ('Smith Ltd "aka" Rocket Cafe', "Smith Ltd AKA: Rocket Cafe",
+                    "Smith Ltd t/a, Rocket Cafe", "Smith Ltd \u2018t/a\u2019 Rocket Cafe",
+                    "Smith Ltd \u201ca.k.a.\u201d Rocket Cafe", "Smith Ltd (aka: Rocket Cafe)",
+                    "Smith Ltd dba: Rocket Cafe"):
+        assert normalize_name(spelled, "GB") == want, spelled
+    assert normalize_name('Smith "Dark" Rocket', "GB") == "smith dark rocket"
+    assert normalize_name('"AKA" Brands', "US") == "aka brands"
+    assert normalize_name("Studio AKA:", "GB") == "studio aka"

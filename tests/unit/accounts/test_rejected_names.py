@@ -63,3 +63,18 @@ def test_giving_the_country_to_a_name_the_key_has_without_one_is_not_taken_back(
     assert index.taken_back_if_rejected("crm:7", quiet, None) == ()
     index.add("crm:8", AccountIdentity("8", None, quiet, "DE"))
     assert index.taken_back_if_rejected("crm:8", quiet, "US") == (quiet,)
+
+
+def test_giving_the_country_beside_another_key_s_name_there_is_taken_back() -> None:
+    """Session 30 second rival review: a name the key has without a country (which holds
+    nothing there) given a country where another key already has it joins that holder's
+    name to the key unweighed; a rejected filing is no evidence, so it is taken back. In a
+    country where nobody has it, giving the country stays (the first round's rule)."""
+    index = AccountIndex()
+    quiet = normalize_name("Gamma Works", None)
+    index.add("crm:7", AccountIdentity("7", None, quiet, None))
+    index.add("name:DE:gamma-works", AccountIdentity(None, None, quiet, "DE"))
+    assert index.taken_back_if_rejected("crm:7", quiet, "DE") == (quiet,)
+    assert index.taken_back_if_rejected("crm:7", quiet, "US") == ()
+    index.add("crm:7", AccountIdentity("7", None, quiet, "US"))
+    assert index.taken_back_if_rejected("crm:7", quiet, "US") == ()

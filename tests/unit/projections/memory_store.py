@@ -71,6 +71,8 @@ class MemoryStore:
         for at, row in batch.names.items():  # the latest filer, as the store ("latest")
             held = self.names.get(at)
             self.names[at] = dict(row) if held is None else dict(later(held, row))
+        for at in batch.unfiled_back:
+            self.unfiled_names.pop(at, None)
         for source, target in ((batch.domains, self.domains), (batch.crm_ids, self.crm_ids),
                                (batch.unfiled_names, self.unfiled_names),
                                (batch.name_keys, self.name_keys),

@@ -77,9 +77,10 @@ def test_unlinking_another_pair_keeps_the_current_link() -> None:
 
 def test_a_rejection_undone_files_its_names_again_in_any_batching() -> None:
     """Session 29: "Beta dba Tango" rejected at its decision takes Tango back from its key
-    (`unfiled_names`); promoted later, its approval files it again (`refiled_names`,
-    kept: no filer, session 30), so an edge warmed from the directory finds Tango under
-    Beta's key. Before, the directory kept it out for good. Beta's own row is untouched."""
+    (`unfiled_names`); promoted later, its approval files it again (`refiled_names`: filed
+    by it above every offset, its earlier `unfiled` row deleted, session 30), so an edge
+    warmed from the directory finds Tango under Beta's key. Before, the directory kept it
+    out for good. Beta's own row is untouched."""
     filing = submitted("reg_2", "p-2", key="crm:ACC-1", name="Beta dba Tango",
                        domain=None, crm="ACC-1")
     _, _, rows, _ = facts("crm:ACC-1", filing.account, "reg_2")
@@ -99,9 +100,9 @@ def test_a_rejection_undone_files_its_names_again_in_any_batching() -> None:
         if e is rejected:
             assert tango not in apart.filed_names()  # taken back first
     for store in (one, apart):
-        assert store.names[tango] == {"country": "US", "name": "tango",
-                                      "account_key": "crm:ACC-1", "filed_by": None,
-                                      "filed_at": KEPT}
+        row = store.names[tango]
+        assert (row["filed_by"], row["filed_at"] > KEPT) == ("reg_2", True), row
+        assert not store.unfiled_names  # its earlier rejection's row went with the undoing
         assert {tango, ("US", "beta", "crm:ACC-1")} <= store.filed_names()
     # The field is written only when non-empty: other decisions serialize as before.
     assert "refiled_names" not in rejected.to_data()
