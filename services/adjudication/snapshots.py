@@ -73,7 +73,7 @@ log = get_logger(__name__)
 
 MAGIC: Final = b"DEALREG-ADJ-SNAPSHOT\n"
 FORMAT_VERSION: Final = 1
-STATE_SCHEMA_VERSION: Final = 14
+STATE_SCHEMA_VERSION: Final = 15
 """Bump when what `AdjudicationState` (or anything it holds) means changes without its
 fields changing; a changed field list changes the fingerprint by itself. 3: the account
 index files domains in key form (`dom:x`) and names by owner ordinal (session 22). 4: it
@@ -100,7 +100,9 @@ s30-reviewreject: it held 10 on its branch; 13 once merged after 12; a state of 
 none, so its reviews' rejections would take back nothing). 14: a promotion after an
 expiry waits for the policy's `promotion_unit` (`AdjudicationState.releasing` and
 `release_promotion` timers; session 30, s30-promotion: 11 on its branch, 14 once merged
-after 13; a state of 13 promoted at the expiry)."""
+after 13; a state of 13 promoted at the expiry). 15: a record of names brought keeps
+the filings of its forms rejected since (`_Brought.void`), named on the rejection after
+review (`unfiled_cofilers`; session 30 crfix; a state of 14 lacks them)."""
 CODEC: Final = "pickle5+zlib"
 
 _STATE_MODULES: Final = (state_module, identity_module, index_module, sameness_module,

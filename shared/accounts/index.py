@@ -1063,6 +1063,10 @@ class _Brought:
     name: str
     forms: dict[str, list[str]]
     """form -> the ids of filings, not yet decided, that filed it under the key since."""
+    void: dict[str, list[str]] = field(default_factory=dict)
+    """form -> the ids of filings that filed it since and were rejected (they counted for
+    nothing): the directory read model's row of the form may name one of them as its
+    latest filer, so taking the form back names them too (`rejected_void`)."""
 
 
 @dataclass(slots=True)
@@ -1154,20 +1158,31 @@ class BroughtNames:
         """`filing_id` is rejected: (its key, the forms to take back, its country, its
         name), or None when it has nothing to take back. It co-filed nothing; a form it
         brought that an undecided filing filed since passes to that filing."""
+        taken, _ = self.rejected_void(filing_id)
+        return taken
+
+    def rejected_void(self, filing_id: str) -> tuple[
+            tuple[str, tuple[str, ...], str | None, str] | None, tuple[str, ...]]:
+        """`rejected`, and the filings that filed the taken forms since and counted for
+        nothing (rejected themselves, in filing order): the directory read model takes the
+        forms back from their rows too (`unfiled_cofilers`; session 30 crfix)."""
         for other in self.cofiled.pop(filing_id, ()):
             record = self.brought.get(other)
             if record is not None:
-                for filers in record.forms.values():
+                for form, filers in record.forms.items():
                     if filing_id in filers:
                         filers.remove(filing_id)
+                        record.void.setdefault(form, []).append(filing_id)
         record = self.brought.get(filing_id)
         if record is None:
-            return None
+            return None, ()
         self._drop(filing_id)
-        taken = []
+        taken: list[str] = []
+        void: list[str] = []
         for form, filers in record.forms.items():
             if not filers:
                 taken.append(form)
+                void.extend(v for v in record.void.get(form, ()) if v not in void)
                 continue
             heir, rest = filers[0], filers[1:]
             found = self.brought.get(heir)
@@ -1176,11 +1191,13 @@ class BroughtNames:
                                                       record.name, {})
                 self.on_key.setdefault(record.account_key, []).append(heir)
             found.forms[form] = rest
+            if form in record.void:
+                found.void[form] = [*record.void[form], *found.void.get(form, ())]
             for filer in rest:
                 self.cofiled.setdefault(filer, []).append(heir)
         if not taken:
-            return None
-        return record.account_key, tuple(taken), record.country, record.name
+            return None, ()
+        return (record.account_key, tuple(taken), record.country, record.name), tuple(void)
 
     def forget_oldest(self) -> None:
         """Drop the oldest record (a bounded memory: the edge's)."""

@@ -76,6 +76,8 @@ class ClaimDecided(DomainEvent):
     flags: tuple[str, ...] = ()
     unfiled_names: tuple[str, ...] = Field(default=(), exclude_if=lambda v: not v)
     """As `RegistrationDecided.unfiled_names`."""
+    unfiled_cofilers: tuple[str, ...] = Field(default=(), exclude_if=lambda v: not v)
+    """As `RegistrationDecided.unfiled_cofilers`."""
     refiled_names: tuple[str, ...] = Field(default=(), exclude_if=lambda v: not v)
     """As `RegistrationDecided.refiled_names`."""
     refiled_country: str | None = Field(default=None, exclude_if=lambda v: v is None)

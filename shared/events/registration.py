@@ -119,6 +119,13 @@ class RegistrationDecided(DomainEvent):
     session 30). Written only when some were
     (a decision that unfiles nothing serializes as before); decisions written before
     session 29 lack it and unfile nothing."""
+    unfiled_cofilers: tuple[str, ...] = Field(default=(), exclude_if=lambda v: not v)
+    """With `unfiled_names` of a rejection after review: the filings (registrations or
+    claims) that filed those forms under `account_key` while this one waited and were
+    rejected themselves (they counted for nothing, `BroughtNames.rejected_void`). The
+    directory read model takes the forms back from their rows too, as the latest filer of
+    a form's row may be one of them (session 30 crfix). Written only when some were;
+    older decisions lack it."""
     refiled_names: tuple[str, ...] = Field(default=(), exclude_if=lambda v: not v)
     """The normalised name forms an earlier rejection of this filing took back
     (`unfiled_names`) that the adjudicator files again under `account_key` now that the

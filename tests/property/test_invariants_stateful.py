@@ -93,6 +93,7 @@ from shared.policy import Escalation, EscalationLevel, MatchPolicy, Policy
 from shared.readmodel.schema import account_names as account_names_table
 from shared.readmodel.schema import claims as claims_table
 from shared.readmodel.schema import disputes as disputes_table
+from shared.readmodel.schema import name_filed
 from shared.readmodel.schema import registrations as registrations_table
 from tests.support import companies as companies_mod
 from tests.support.companies import Registration, generate
@@ -2290,8 +2291,11 @@ class CustomerRules(Invariants):
 
         async def rows() -> set[str]:
             async with self.pipeline.runtime.engine.connect() as conn:
+                # Filed as every look-up asks (`name_filed`): since session 30's
+                # order-free directory a taken-back name keeps its row, its latest
+                # filer named in `account_names_unfiled`.
                 found = await conn.execute(select(account_names_table.c.name).where(
-                    account_names_table.c.account_key == reg.key))
+                    account_names_table.c.account_key == reg.key, name_filed()))
                 return {sort_name_tokens(n) for (n,) in found}
 
         directory = self.run(rows()) & new
@@ -3829,3 +3833,68 @@ def test_a_trading_as_or_aka_name_is_the_holder_s_customer_in_the_machine() -> N
             assert rival.status != "approved" and rival.key == first.key, (first, rival)
 
     _replay_spellings(steps)
+
+
+def _customer(seq: int) -> Registration:
+    return next(s for s in CUSTOMER_SPECS if s.seq == seq)
+
+
+def test_a_trade_name_rejected_after_review_leaves_no_name_in_the_directory_replay() -> None:
+    """Invariant 3, found by `CustomerRules` on main in session 30 (its exact steps): p-01
+    files "Wells International LLC dba Jones Consulting Systems" by name alone; weighed
+    against four filings of Wells International it waits for a person (under
+    `keep_open`), who awards the review to a direct claim. The rejection takes back its
+    names (`unfiled_names`); the order-free directory keeps the row, its latest filer named
+    in `account_names_unfiled`, so the name is not filed (`name_filed`). The machine read
+    the raw `account_names` rows (its oracle from before the order-free directory) and
+    reported the trade name still filed; the code was right. After a restart the edge,
+    warmed from the directory, holds no name under the key either."""
+
+    def steps(m: CustomerRules) -> None:
+        m.restart()
+        m.file_claim(kind="opportunity", rep="rep-2", products={"crm"}, spec=_customer(21))
+        m.partner_status("p-04", "active")
+        m.partner_status("p-03", "exited")
+        m.file_claim(kind="opportunity", rep="rep-1", products={"crm"}, spec=_customer(7))
+        m.file_claim(kind="named_account", rep="rep-1", products={"security", "analytics"},
+                     spec=_customer(6))
+        m.register_rival(index=15, partner=2, pick=3, products={"analytics"})
+        m.publish_policy("tier_first")
+        m.file_claim(kind="opportunity", rep="rep-2", products={"security", "analytics"},
+                     spec=_customer(22))
+        m.restart()
+        m.restart()
+        m.file_claim(kind="named_account", rep="rep-2", products={"security"}, spec=_customer(17))
+        m.publish_policy("tier_first")
+        m.publish_policy("default")
+        m.register_recased_guid(index=23, partner=2, case="swap", domain=False,
+                                products={"crm"})
+        m.register_rival(index=47, partner=4, pick=3, products={"analytics"})
+        m.publish_policy("default")
+        m.rival_copies_reference(index=31, partner=3, pick=4, products={"analytics"},
+                                 then="lost")
+        m.rival_copies_reference(index=36, partner=2, pick=4, products={"crm"},
+                                 then=None)
+        m.rival_copies_reference(index=38, partner=3, pick=1, products={"security", "analytics"},
+                                 then="won")
+        m.restart()
+        m.partner_status("p-03", "exited")
+        m.file_claim(kind="named_account", rep="rep-2", products={"security"}, spec=_customer(18))
+        m.rival_copies_reference(index=42, partner=4, pick=5, products={"security", "analytics"},
+                                 then=None)
+        m.rival_copies_reference(index=43, partner=4, pick=0, products={"crm"},
+                                 then=None)
+        m.publish_policy("keep_open")
+        before = SESSION27["trade name rejected after review"]
+        m.reject_waiting_trade_name(index=16, other=37, rival=4, products={"security", "crm"})
+        m.report()
+        assert SESSION27["trade name rejected after review"] == before + 1
+        rejected = list(m.model.regs.values())[-1]
+        assert (rejected.status, rejected.key) == (
+            "rejected", "name:US:wells-international-dba-jones-consulting-systems"), rejected
+        m.restart()  # the edge warms from the directory read model
+        edge = m.pipeline.commands.directory._index.filed_names(rejected.key)
+        assert {n for n, _ in edge} == set(), edge
+
+    _replay_customers(steps)
+

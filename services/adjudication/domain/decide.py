@@ -216,9 +216,16 @@ def _say_unfiled(state: AdjudicationState, out: Out) -> None:
             if isinstance(event, RegistrationDecided | ClaimDecided) and (
                     (event.registration_id if isinstance(event, RegistrationDecided)
                      else event.claim_id) == entry_id):
-                out[i] = event.model_copy(update={"unfiled_names": forms})
+                update: dict[str, tuple[str, ...]] = {"unfiled_names": forms}
+                void = state.unfiled_cofilers_now.get(entry_id)
+                if void:
+                    # Rejected filings of the forms since count for nothing: the
+                    # directory's row of a form may name one as its latest filer.
+                    update["unfiled_cofilers"] = void
+                out[i] = event.model_copy(update=update)
                 break
     state.unfiled_now.clear()
+    state.unfiled_cofilers_now.clear()
 
 
 def _say_refiled(state: AdjudicationState, out: Out) -> None:

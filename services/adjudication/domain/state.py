@@ -225,6 +225,10 @@ class AdjudicationState:
     """entry id -> the name forms its rejection after review took back (`retired`) since
     the last decision was told: `decide` writes them on that entry's decision
     (`unfiled_names`). Empty between events."""
+    unfiled_cofilers_now: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """entry id -> the filings that filed the forms it took back after review since it
+    brought them and were rejected (they counted for nothing, `BroughtNames.rejected_void`):
+    `decide` writes them beside `unfiled_names` (`unfiled_cofilers`). Empty between events."""
     suspects: dict[str, list[tuple[str, str, float]]] = field(default_factory=dict)
     """registration id (not yet decided) -> [(key, matched by, score)]: keys on another
     partition the edge reported as possible duplicates of its account (links.report);
@@ -396,13 +400,15 @@ class AdjudicationState:
         if status != "rejected":
             self.brought.held(entry.id)
             return
-        taken = self.brought.rejected(entry.id)
+        taken, void = self.brought.rejected_void(entry.id)
         if taken is None:
             return
         account_key, forms, country, name = taken
         self.unfile_names(account_key, forms, country)
         entry.unfiled = (name, country)
         self.unfiled_now[entry.id] = forms
+        if void:
+            self.unfiled_cofilers_now[entry.id] = void
 
     def deactivate(self, entry: Entry) -> None:
         bucket = self.active_by_key.get(entry.account_key)

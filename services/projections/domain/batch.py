@@ -430,6 +430,14 @@ class Batch:
                 at = (row["account_key"], row["name"], filing)
                 self.unfiled_back.pop(at, None)
                 self.unfiled_names[at] = row
+            # Filings of the forms rejected while this one waited counted for nothing: a
+            # row one of them filed last is taken back too (session 30 crfix).
+            for cofiler in event.unfiled_cofilers:
+                for row in directory.unfiled(event.account_key, cofiler,
+                                             event.unfiled_names):
+                    at = (row["account_key"], row["name"], cofiler)
+                    self.unfiled_back.pop(at, None)
+                    self.unfiled_names[at] = row
 
     def _linked(self, _: str, event: AccountsLinked) -> None:
         self._link_fact(directory.link(event))

@@ -71,6 +71,9 @@ def test_a_filing_rejected_at_its_decision_keeps_no_name_for_another() -> None:
     d.later(hours=1)
     out = d.resolve(dispute, "award", registration_id="r1")
     assert decisions(out, "r2")[0].unfiled_names == ("widget labs",)
+    # r4 counted for nothing, but the directory's row of the form names it as its latest
+    # filer: the decision names it so the directory takes the form back too (crfix).
+    assert decisions(out, "r2")[0].unfiled_cofilers == ("r4",)
     assert _holders(d) == []
 
 
