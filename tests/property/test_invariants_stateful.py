@@ -3935,7 +3935,8 @@ def test_a_copy_settled_on_another_partition_is_the_one_open_invariant_6_gap() -
         m.publish_policy("short_ladder")
         m.register_countryless(how="crm", index=0, partner=3, products={"crm"})
         m.resolve(index=4, outcome="distinct", winner=5)
-        m.register_countryless(how="domain", index=49, partner=4, products={"security", "analytics"})
+        m.register_countryless(how="domain", index=49, partner=4,
+                               products={"security", "analytics"})
         m.register_countryless(how="crm", index=45, partner=0, products={"security", "analytics"})
         m.rival_copies_reference(index=42, partner=1, pick=2, products={"analytics", "crm"},
                                  then="won")
