@@ -191,6 +191,9 @@ class Reg:
     """The account key the edge filed it under."""
     dispute: str | None = None
     """The dispute it was last drawn into."""
+    revived_after: str = ""
+    """The newest registration id filed when it was last approved after a rejection
+    (a contest or promotion: weighed then, as a newcomer, against those filed before)."""
     granted_at: datetime | None = None
     """When its current approval began (a fresh protection: first approval, promotion,
     award or another approval by a dispute of an entry not approved before)."""
@@ -659,6 +662,8 @@ class Invariants(RuleBasedStateMachine):
             reg.contestable = (event.status == "rejected" and event.rule in CONTESTABLE)
             if event.status == "approved" and before != "approved":
                 reg.granted_at, reg.held_by = event.decided_at, None  # a fresh protection
+                if reg.beaten_at is not None or before == "rejected":
+                    reg.revived_after = max(m.regs, key=lambda rid: rid[4:])
             if event.status == "rejected" and event.rule in CONTESTABLE:
                 reg.beaten_by = tuple(c.registration_id for c in event.conflicts
                                       if c.confident and c.registration_id)
@@ -1566,9 +1571,11 @@ class Invariants(RuleBasedStateMachine):
         filings that give none either, and protects its holder otherwise by its
         identifiers alone (DESIGN.md, "Griefing by a country-less name", decided (b)) --
         so two that share no identifier (no CRM id in any spelling, no domain, no key)
-        are two owners by design, not by a missed match."""
+        are two owners by design, not by a missed match. `later` is also a filing
+        rejected before `holder` was filed and approved after it by a contest or
+        promotion (`revived_after`): weighed then as a newcomer (s30-inv1)."""
         if not (holder.spec.countryless and not later.spec.countryless
-                and holder.id < later.id
+                and (holder.id < later.id or holder.id[4:] <= later.revived_after[4:])
                 and self.policy_of(later).match.countryless_names == "ask"):
             return False
         if holder.key is not None and later.key is not None and (
@@ -4016,6 +4023,38 @@ def test_a_partner_s_second_filing_of_its_own_customer_is_not_a_second_owner() -
         before = len(m.model.regs)
         m.file_trade_name_again(index=25, other=19, products={"analytics"})
         assert len(m.model.regs) == before  # not filed: the machine files no chain here
+        m.report()
+
+    _replay_customers(steps)
+
+
+def test_a_contest_won_after_a_country_less_filing_asks_it_only_in_the_machine() -> None:
+    """Found by the derandomized `CustomerRules` run once the chain was skipped (s30-inv1):
+    p-02's "Heuser Holdings Ag" (name alone, DE) is rejected beside p-04's; p-01 then files
+    Heuser by its domain without a country (approved `no_conflict` for crm, beside p-04's
+    other products); p-02 contests, and p-04's close leaves the contest moot: p-02 is
+    approved for analytics and crm beside p-01's crm. By rule (session 29,
+    `match.countryless_names: ask`) a name filed without a country protects its holder by
+    its identifiers alone, and p-02 shares none with p-01, so the contest was right not to
+    draw p-01 in. The oracle (`asks_only`) exempted only a later *filing*; a contest or
+    promotion weighs a filing rejected before as a newcomer (`revived_after`)."""
+    spec = next(s for s in CUSTOMER_SPECS if s.seq == 19 and s.name == "Heuser Holdings Ag")
+
+    def steps(m: CustomerRules) -> None:
+        m.register(spec, "p-04", {"security", "analytics"}, "resell")
+        m.register_rival(index=32, partner=3, pick=5, products={"crm", "analytics"})
+        m.register_rival(index=50, partner=2, pick=0, products={"crm"})
+        m.register_countryless(how="name", index=27, partner=3, products={"security"})
+        m.contest(index=36)
+        m.register_countryless(how="domain", index=19, partner=3, products={"security"})
+        m.publish_policy("tier_first")
+        m.close(index=28, outcome="won")
+        by_partner = {r.partner: r for r in m.model.regs.values()}
+        rival, countryless = by_partner["p-02"], by_partner["p-01"]
+        assert countryless.spec.countryless and countryless.id > rival.id
+        assert (rival.status, rival.rule, countryless.status) == (
+            "approved", "no_conflict", "approved")
+        assert set(rival.scope) & set(countryless.scope) == {"crm"}
         m.report()
 
     _replay_customers(steps)
