@@ -115,14 +115,15 @@ async def test_a_late_joiners_fallback_decision_tells_no_rivals_submission(syste
         if own.get("protected_until"):
             assert _at(own["protected_until"]).microsecond == 0, own
         timeline = (await q.get(f"/v1/registrations/{third['id']}/timeline")).json()
-        deliveries = None
-        for _ in range(100):
+        deliveries, hooks = None, []
+        for _ in range(300):  # the delivery log and the webhook's arrival, up to 30 s
             deliveries = (await q.get(f"/v1/partners/{p3}/deliveries")).json()
-            if any("resolved" in json.dumps(d) for d in deliveries.get("items", [])):
+            hooks = [json.loads(req.body) for req in hook.requests
+                     if p3 in req.body.decode() or third["id"] in req.body.decode()]
+            if (any("resolved" in json.dumps(d) for d in deliveries.get("items", []))
+                    and "resolved" in json.dumps(hooks)):
                 break
             await asyncio.sleep(0.1)
-        hooks = [json.loads(req.body) for req in hook.requests
-                 if p3 in req.body.decode() or third["id"] in req.body.decode()]
         seen = {"registration": own, "timeline": timeline, "deliveries": deliveries,
                 "webhooks": hooks}
         text = json.dumps(seen)

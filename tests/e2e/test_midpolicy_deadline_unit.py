@@ -94,14 +94,15 @@ async def test_a_joiner_under_a_unit_does_not_read_a_rivals_submission_through_a
         assert _on_unit(own["decided_at"]), own
         assert _at(own["decided_at"]) != exact, own
         timeline = (await q.get(f"/v1/registrations/{third['id']}/timeline")).json()
-        deliveries = None
-        for _ in range(100):
+        deliveries, hooks = None, []
+        for _ in range(300):  # the delivery log and the webhook's arrival, up to 30 s
             deliveries = (await q.get(f"/v1/partners/{p3}/deliveries")).json()
-            if any("resolved" in json.dumps(d) for d in deliveries.get("items", [])):
+            hooks = [json.loads(req.body) for req in hook.requests
+                     if p3 in req.body.decode() or third["id"] in req.body.decode()]
+            if (any("resolved" in json.dumps(d) for d in deliveries.get("items", []))
+                    and "resolved" in json.dumps(hooks)):
                 break
             await asyncio.sleep(0.1)
-        hooks = [json.loads(req.body) for req in hook.requests
-                 if p3 in req.body.decode() or third["id"] in req.body.decode()]
         seen = {"registration": own, "timeline": timeline, "deliveries": deliveries,
                 "webhooks": hooks}
         text = json.dumps(seen)

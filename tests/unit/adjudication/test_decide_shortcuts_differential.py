@@ -102,20 +102,22 @@ class _Checked(matching.Lookup):
 
     state: AdjudicationState
     policy: Policy
+    raw_name: str | None
 
     def filed(self, account_key: str) -> matching.Lookup:
         derived = super().filed(account_key)
-        asked = matching.lookup(self.state, self.identity, self.policy)
+        asked = matching.lookup(self.state, self.identity, self.policy, self.raw_name)
         assert (derived.exact, derived.names) == (asked.exact, asked.names), account_key
         return derived
 
 
 def _checked(state: AdjudicationState, identity: AccountIdentity,
-             pol: Policy) -> matching.Lookup:
-    real = matching.lookup(state, identity, pol)
+             pol: Policy, raw_name: str | None = None) -> matching.Lookup:
+    real = matching.lookup(state, identity, pol, raw_name)
     found = _Checked(real.identity, real.exact, real.names)
     object.__setattr__(found, "state", state)
     object.__setattr__(found, "policy", pol)
+    object.__setattr__(found, "raw_name", raw_name)
     return found
 
 

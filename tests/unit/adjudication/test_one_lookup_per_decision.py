@@ -23,14 +23,15 @@ def test_derived_answer_after_filing_equals_asking_the_index_again(
     checked: list[int] = [0, 0]
     real_lookup = matching.lookup
 
-    def checking_lookup(st: AdjudicationState, identity: Any, policy: Any) -> matching.Lookup:
-        before = real_lookup(st, identity, policy)
+    def checking_lookup(st: AdjudicationState, identity: Any, policy: Any,
+                        raw_name: str | None = None) -> matching.Lookup:
+        before = real_lookup(st, identity, policy, raw_name)
 
         class Checked(matching.Lookup):
             def filed(self, account_key: str) -> matching.Lookup:
                 derived = before.filed(account_key)
                 # Called right after the identity was filed: ask the index again.
-                asked = real_lookup(st, identity, policy)
+                asked = real_lookup(st, identity, policy, raw_name)
                 assert (derived.exact, derived.names) == (asked.exact, asked.names), account_key
                 checked[0] += 1
                 checked[1] += any(m.account_key == account_key for m in derived.matches)
