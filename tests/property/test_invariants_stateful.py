@@ -191,6 +191,9 @@ class Reg:
     """The account key the edge filed it under."""
     dispute: str | None = None
     """The dispute it was last drawn into."""
+    revived_after: str = ""
+    """The newest registration id filed when it was last approved after a rejection
+    (a contest or promotion: weighed then, as a newcomer, against those filed before)."""
     granted_at: datetime | None = None
     """When its current approval began (a fresh protection: first approval, promotion,
     award or another approval by a dispute of an entry not approved before)."""
@@ -659,6 +662,8 @@ class Invariants(RuleBasedStateMachine):
             reg.contestable = (event.status == "rejected" and event.rule in CONTESTABLE)
             if event.status == "approved" and before != "approved":
                 reg.granted_at, reg.held_by = event.decided_at, None  # a fresh protection
+                if reg.beaten_at is not None or before == "rejected":
+                    reg.revived_after = max(m.regs, key=lambda rid: rid[4:])
             if event.status == "rejected" and event.rule in CONTESTABLE:
                 reg.beaten_by = tuple(c.registration_id for c in event.conflicts
                                       if c.confident and c.registration_id)
@@ -1566,9 +1571,11 @@ class Invariants(RuleBasedStateMachine):
         filings that give none either, and protects its holder otherwise by its
         identifiers alone (DESIGN.md, "Griefing by a country-less name", decided (b)) --
         so two that share no identifier (no CRM id in any spelling, no domain, no key)
-        are two owners by design, not by a missed match."""
+        are two owners by design, not by a missed match. `later` is also a filing
+        rejected before `holder` was filed and approved after it by a contest or
+        promotion (`revived_after`): weighed then as a newcomer (s30-inv1)."""
         if not (holder.spec.countryless and not later.spec.countryless
-                and holder.id < later.id
+                and (holder.id < later.id or holder.id[4:] <= later.revived_after[4:])
                 and self.policy_of(later).match.countryless_names == "ask"):
             return False
         if holder.key is not None and later.key is not None and (
@@ -2230,6 +2237,22 @@ class CustomerRules(Invariants):
         if reg is not None:
             SESSION27[f"country-less by {how}: {reg.status} ({reg.rule})"] += 1
 
+    def trade_name_holder(self, index: int) -> Reg | None:
+        """The approved partner registration `file_trade_name_again` and
+        `reject_waiting_trade_name` add "dba <another company>" to; None when its name
+        already has a trade name: "A dba B dba C" is a chain, one name naming no customer
+        (normalize._MAX_NAME_FORMS, session 28; invariant 19, `SpellingRules.chain_squat`),
+        so the filing would be approved `no_conflict` beside A's holders -- the rule, not a
+        second owner of A. Skipped here (s30-inv1: invariant 1 reported a partner's chain
+        beside its own "A dba B" as two owners of A)."""
+        held = [r for r in self.model.regs.values()
+                if r.status == "approved" and r.partner != DIRECT]
+        holder = held[index % len(held)]
+        if len(name_forms(normalize_name(holder.spec.name, holder.spec.country))) > 1:
+            SESSION27["trade name on a trade name: skipped (a chain)"] += 1
+            return None
+        return holder
+
     @precondition(lambda self: any(r.status == "approved" and r.partner != DIRECT
                                    for r in self.model.regs.values()))
     @rule(index=st.integers(0, 50), other=st.integers(0, 50),
@@ -2239,9 +2262,9 @@ class CustomerRules(Invariants):
         company's name>" (a rival's customer, perhaps): rejected as its own duplicate, the
         filing adds no name to its customer's key (session 29, policy `match.rejected_names:
         unfiled`): no adjudicator partition has a name under that key it did not have."""
-        held = [r for r in self.model.regs.values()
-                if r.status == "approved" and r.partner != DIRECT]
-        holder = held[index % len(held)]
+        holder = self.trade_name_holder(index)
+        if holder is None:
+            return
         named = [c for c in CUSTOMER_OF.values() if c.name != company_name(holder.company)]
         trade = named[other % len(named)].name
         spec = dataclasses.replace(holder.spec, name=f"{holder.spec.name} dba {trade}")
@@ -2272,9 +2295,9 @@ class CustomerRules(Invariants):
         it adds no name (session 30, `match.rejected_names: unfiled`): no adjudicator
         partition, nor the edge, nor the directory read model holds the trade name under
         its key (when no other filing of the model is filed there)."""
-        held = [r for r in self.model.regs.values()
-                if r.status == "approved" and r.partner != DIRECT]
-        holder = held[index % len(held)]
+        holder = self.trade_name_holder(index)
+        if holder is None:
+            return
         named = [c for c in CUSTOMER_OF.values() if c.name != company_name(holder.company)]
         trade = named[other % len(named)].name
         partner = PARTNERS[(PARTNERS.index(holder.partner) + rival) % len(PARTNERS)] \
@@ -3944,6 +3967,94 @@ def test_a_copy_settled_on_another_partition_is_the_one_open_invariant_6_gap() -
         m.rival_copies_reference(index=42, partner=4, pick=2, products={"analytics", "crm"},
                                  then="lost")
         m.reject_waiting_trade_name(index=38, other=19, rival=1, products={"security", "crm"})
+        m.report()
+
+    _replay_customers(steps)
+
+
+def test_a_partner_s_second_filing_of_its_own_customer_is_not_a_second_owner() -> None:
+    """Found by the derandomized `CustomerRules` run on main (session 30, s30-inv1): p-03
+    holds "Jones Consulting Systems Ltd dba Jones Holdings PLC" (name alone, GB, approved
+    `no_conflict`: the direct claim filed the name without a country, which asks only);
+    `file_trade_name_again` filed it again as "... dba Sandoval Global Corporation". A
+    chain of three names is one name naming no customer (session 28, invariant 19), so
+    the product approved it `no_conflict` -- and invariant 1 counted p-03's two approvals
+    as two owners of Jones. The oracle was wrong, not the product: the machine's trade-name
+    rules add a trade name only to a name that has none (`trade_name_holder`)."""
+    def steps(m: CustomerRules) -> None:
+        m.file_claim(kind="opportunity", rep="rep-2", products={"crm"}, spec=_customer(23))
+        m.extend(index=47)
+        m.restart()
+        m.publish_policy("short_ladder")
+        m.register_countryless(how="crm", index=0, partner=3, products={"crm"})
+        m.resolve(index=4, outcome="distinct", winner=5)
+        m.register_countryless(how="domain", index=49, partner=4,
+                               products={"security", "analytics"})
+        m.register_countryless(how="crm", index=45, partner=0, products={"security", "analytics"})
+        m.rival_copies_reference(index=42, partner=1, pick=2, products={"analytics", "crm"},
+                                 then="won")
+        m.file_claim(kind="opportunity", rep="rep-1", products={"security"}, spec=_customer(4))
+        m.rival_copies_reference(index=42, partner=4, pick=2, products={"analytics", "crm"},
+                                 then="lost")
+        m.reject_waiting_trade_name(index=38, other=19, rival=1, products={"security", "crm"})
+        m.file_trade_name_again(index=2, other=43, products={"security"})
+        m.file_claim(kind="opportunity", rep="rep-2", products={"security"}, spec=_customer(11))
+        m.publish_policy("short_ladder")
+        m.register_recased_guid(index=20, partner=1, case="swap", domain=False,
+                                products={"crm", "analytics"})
+        m.restart()
+        m.register_recased_guid(index=35, partner=2, case="lower", domain=True,
+                                products={"security", "analytics"})
+        m.close_by_reference(index=11, outcome="won")
+        m.reject_waiting_trade_name(index=43, other=17, rival=1,
+                                    products={"security", "analytics"})
+        m.extend(index=39)
+        m.publish_policy("short_ladder")
+        m.rival_copies_reference(index=7, partner=2, pick=5, products={"crm", "analytics"},
+                                 then="lost")
+        m.rival_copies_reference(index=25, partner=3, pick=1, products={"crm", "analytics"},
+                                 then="lost")
+        holder = next(r for r in m.model.regs.values() if r.partner == "p-03"
+                      and r.status == "approved" and r.spec.company_id == "s27-co-00006")
+        # Its own "A dba B", approved beside the direct claim's country-less name (asks only).
+        assert holder.spec.name == "Jones Consulting Systems Ltd dba Jones Holdings PLC"
+        chain = normalize_name(f"{holder.spec.name} dba Sandoval Global Corporation", "GB")
+        assert name_forms(chain) == (chain,)  # a chain: one name, naming no customer
+        before = len(m.model.regs)
+        m.file_trade_name_again(index=25, other=19, products={"analytics"})
+        assert len(m.model.regs) == before  # not filed: the machine files no chain here
+        m.report()
+
+    _replay_customers(steps)
+
+
+def test_a_contest_won_after_a_country_less_filing_asks_it_only_in_the_machine() -> None:
+    """Found by the derandomized `CustomerRules` run once the chain was skipped (s30-inv1):
+    p-02's "Heuser Holdings Ag" (name alone, DE) is rejected beside p-04's; p-01 then files
+    Heuser by its domain without a country (approved `no_conflict` for crm, beside p-04's
+    other products); p-02 contests, and p-04's close leaves the contest moot: p-02 is
+    approved for analytics and crm beside p-01's crm. By rule (session 29,
+    `match.countryless_names: ask`) a name filed without a country protects its holder by
+    its identifiers alone, and p-02 shares none with p-01, so the contest was right not to
+    draw p-01 in. The oracle (`asks_only`) exempted only a later *filing*; a contest or
+    promotion weighs a filing rejected before as a newcomer (`revived_after`)."""
+    spec = next(s for s in CUSTOMER_SPECS if s.seq == 19 and s.name == "Heuser Holdings Ag")
+
+    def steps(m: CustomerRules) -> None:
+        m.register(spec, "p-04", {"security", "analytics"}, "resell")
+        m.register_rival(index=32, partner=3, pick=5, products={"crm", "analytics"})
+        m.register_rival(index=50, partner=2, pick=0, products={"crm"})
+        m.register_countryless(how="name", index=27, partner=3, products={"security"})
+        m.contest(index=36)
+        m.register_countryless(how="domain", index=19, partner=3, products={"security"})
+        m.publish_policy("tier_first")
+        m.close(index=28, outcome="won")
+        by_partner = {r.partner: r for r in m.model.regs.values()}
+        rival, countryless = by_partner["p-02"], by_partner["p-01"]
+        assert countryless.spec.countryless and countryless.id > rival.id
+        assert (rival.status, rival.rule, countryless.status) == (
+            "approved", "no_conflict", "approved")
+        assert set(rival.scope) & set(countryless.scope) == {"crm"}
         m.report()
 
     _replay_customers(steps)
