@@ -564,7 +564,9 @@ TIMELINE_DATA: Final[Mapping[str, Shape]] = {
         "scope_products": SHOW, "credit_percent": SHOW, "extensions": SHOW, "flags": SHOW,
         # The directory's bookkeeping (session 29): the filer's own names, normalised;
         # nothing a partner needs, so not shown.
-        "unfiled_names": HIDE, "refiled_names": HIDE, "refiled_country": HIDE},
+        "unfiled_names": HIDE, "refiled_names": HIDE, "refiled_country": HIDE,
+        # Other filings' ids (session 30): never a partner's to read.
+        "unfiled_cofilers": HIDE},
     "dealreg.registration.withdrawn.v1": {
         "registration_id": ID, "partner_id": PARTY, "account_key": KEY,
         "withdrawn_at": SHOW, "policy_version": SHOW},

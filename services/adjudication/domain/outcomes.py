@@ -639,6 +639,7 @@ def decision(
             extensions=entry.extensions,
             flags=flags,
             unfiled_names=(),
+            unfiled_cofilers=(),
             refiled_names=(),
             refiled_country=None,
         )
@@ -661,6 +662,7 @@ def decision(
         credit_percent=entry.credit_percent,
         flags=flags,
         unfiled_names=(),
+        unfiled_cofilers=(),
         refiled_names=(),
         refiled_country=None,
     )
