@@ -71,6 +71,27 @@ def _moments(value: Any) -> list[str]:
     return found
 
 
+async def partner_sees(system: Running, hook: HttpReceiver, partner: str,
+                       registration_id: str) -> dict[str, Any]:
+    """What `partner` reads of its registration once its dispute is resolved: the
+    registration, its timeline, its delivery log and the webhooks it received (waiting up
+    to 30 s for both the log's and the hook's `resolved`)."""
+    q = await system.queries("partner", partner)
+    own = (await q.get(f"/v1/registrations/{registration_id}")).json()
+    timeline = (await q.get(f"/v1/registrations/{registration_id}/timeline")).json()
+    deliveries, hooks = None, []
+    for _ in range(300):  # the delivery log and the webhook's arrival, up to 30 s
+        deliveries = (await q.get(f"/v1/partners/{partner}/deliveries")).json()
+        hooks = [json.loads(req.body) for req in hook.requests
+                 if partner in req.body.decode() or registration_id in req.body.decode()]
+        if (any("resolved" in json.dumps(d) for d in deliveries.get("items", []))
+                and "resolved" in json.dumps(hooks)):
+            break
+        await asyncio.sleep(0.1)
+    return {"registration": own, "timeline": timeline, "deliveries": deliveries,
+            "webhooks": hooks}
+
+
 async def test_a_late_joiners_fallback_decision_tells_no_rivals_submission(system, hook):
     for owner in ("cm-u1", "dir-u1", "cm-1", "dir-1"):  # the restored policy names cm-1, dir-1
         await system.admin.put(f"/v1/owners/{owner}", json={"name": owner})
@@ -108,24 +129,12 @@ async def test_a_late_joiners_fallback_decision_tells_no_rivals_submission(syste
         assert _on_unit(shown["resolved_at"]), shown
         assert _at(shown["resolved_at"]) > exact
 
-        q = await system.queries("partner", p3)
-        own = (await q.get(f"/v1/registrations/{third['id']}")).json()
+        seen = await partner_sees(system, hook, p3, third["id"])
+        own, hooks, timeline = seen["registration"], seen["webhooks"], seen["timeline"]
         assert own["status"] in ("approved", "rejected"), own
         assert _on_unit(own["decided_at"]), own
         if own.get("protected_until"):
             assert _at(own["protected_until"]).microsecond == 0, own
-        timeline = (await q.get(f"/v1/registrations/{third['id']}/timeline")).json()
-        deliveries, hooks = None, []
-        for _ in range(300):  # the delivery log and the webhook's arrival, up to 30 s
-            deliveries = (await q.get(f"/v1/partners/{p3}/deliveries")).json()
-            hooks = [json.loads(req.body) for req in hook.requests
-                     if p3 in req.body.decode() or third["id"] in req.body.decode()]
-            if (any("resolved" in json.dumps(d) for d in deliveries.get("items", []))
-                    and "resolved" in json.dumps(hooks)):
-                break
-            await asyncio.sleep(0.1)
-        seen = {"registration": own, "timeline": timeline, "deliveries": deliveries,
-                "webhooks": hooks}
         text = json.dumps(seen)
         assert "resolved" in json.dumps(hooks), hooks
         for moment in _moments(seen):

@@ -19,7 +19,13 @@ from datetime import timedelta
 
 import pytest
 
-from tests.e2e.test_fallback_deadline_unit import UNIT_S, _at, _moments, _on_unit
+from tests.e2e.test_fallback_deadline_unit import (
+    UNIT_S,
+    _at,
+    _moments,
+    _on_unit,
+    partner_sees,
+)
 from tests.e2e.test_partner_view_channels import fresh
 from tests.integration.projections.system_support import (
     Running,
@@ -88,23 +94,11 @@ async def test_a_joiner_under_a_unit_does_not_read_a_rivals_submission_through_a
         assert _on_unit(shown["resolved_at"]), shown
         assert _at(shown["resolved_at"]) > exact
 
-        q = await system.queries("partner", p3)
-        own = (await q.get(f"/v1/registrations/{third['id']}")).json()
+        seen = await partner_sees(system, hook, p3, third["id"])
+        own, hooks = seen["registration"], seen["webhooks"]
         assert own["status"] in ("approved", "rejected"), own
         assert _on_unit(own["decided_at"]), own
         assert _at(own["decided_at"]) != exact, own
-        timeline = (await q.get(f"/v1/registrations/{third['id']}/timeline")).json()
-        deliveries, hooks = None, []
-        for _ in range(300):  # the delivery log and the webhook's arrival, up to 30 s
-            deliveries = (await q.get(f"/v1/partners/{p3}/deliveries")).json()
-            hooks = [json.loads(req.body) for req in hook.requests
-                     if p3 in req.body.decode() or third["id"] in req.body.decode()]
-            if (any("resolved" in json.dumps(d) for d in deliveries.get("items", []))
-                    and "resolved" in json.dumps(hooks)):
-                break
-            await asyncio.sleep(0.1)
-        seen = {"registration": own, "timeline": timeline, "deliveries": deliveries,
-                "webhooks": hooks}
         text = json.dumps(seen)
         assert "resolved" in json.dumps(hooks), hooks
         for moment in _moments(seen):
